@@ -1,0 +1,32 @@
+# KilnPlugin.cmake — kiln_add_plugin(): builds a kiln plugin the one supported way.
+# Installed with the SDK (find_package(Kiln)) and used in-tree, so first-party plugins are built
+# exactly as a third party's would be.
+#
+#   kiln_add_plugin(<target> SOURCES a.cpp b.cpp [OUTPUT_DIRECTORY dir])
+#
+# Produces <target>.so: a MODULE library with hidden symbols (only the build stamp and the
+# kiln_plugin_v1 entry point are exported by KILN_PLUGIN), C++20, linked to kiln::sdk.
+function(kiln_add_plugin target)
+  cmake_parse_arguments(ARG "" "OUTPUT_DIRECTORY" "SOURCES" ${ARGN})
+  if(NOT ARG_SOURCES)
+    message(FATAL_ERROR "kiln_add_plugin(${target}): no SOURCES given")
+  endif()
+  add_library(${target} MODULE ${ARG_SOURCES})
+  target_link_libraries(${target} PRIVATE kiln::sdk)
+  target_compile_features(${target} PRIVATE cxx_std_20)
+  set_target_properties(${target} PROPERTIES
+    PREFIX ""
+    CXX_VISIBILITY_PRESET hidden
+    VISIBILITY_INLINES_HIDDEN ON
+    POSITION_INDEPENDENT_CODE ON)
+  # Unresolved symbols are a build error, not a load-time surprise. The version script exports
+  # exactly the two entry points, even where a library header marks its classes visible.
+  set(_script "${CMAKE_CURRENT_BINARY_DIR}/${target}.exports.map")
+  file(WRITE "${_script}" "{\n  global: kiln_build_stamp_v1; kiln_plugin_v1;\n  local: *;\n};\n")
+  target_link_options(${target} PRIVATE "LINKER:--no-undefined"
+                      "LINKER:--version-script=${_script}")
+  set_property(TARGET ${target} APPEND PROPERTY LINK_DEPENDS "${_script}")
+  if(ARG_OUTPUT_DIRECTORY)
+    set_target_properties(${target} PROPERTIES LIBRARY_OUTPUT_DIRECTORY "${ARG_OUTPUT_DIRECTORY}")
+  endif()
+endfunction()

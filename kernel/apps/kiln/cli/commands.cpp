@@ -1,0 +1,506 @@
+#include "cli/commands.hpp"
+
+#include <csignal>
+#include <functional>
+#include <iomanip>
+#include <map>
+#include <optional>
+#include <sstream>
+
+#include <boost/json.hpp>
+#include <boost/version.hpp>
+#include <spdlog/spdlog.h>
+
+#include "cli/json_print.hpp"
+#include "common/strings.hpp"
+#include "kiln/abi.hpp"
+#include "runtime/kernel.hpp"
+
+namespace kiln::cli {
+namespace json = boost::json;
+using runtime::BootError;
+using runtime::BootOptions;
+using runtime::Kernel;
+
+namespace {
+
+const char* kMainHelp = R"(kiln — plugin-based orchestration kernel
+
+Usage: kiln <command> [options]
+
+Commands:
+  serve                    load plugins, resolve nodes (gates checked) and run until SIGTERM
+  plugins list             loaded plugins with version, licence, nodes and tools
+  nodes                    each node kind, its selected node, where that came from, its gate
+  gate run KIND/NODE       run the contract and parity suites; record the gate
+  gate status              every node and its gate state
+  config check             validate the configuration (exit 3 on error)
+  config explain [KEY]     effective values and where each came from
+  tool list                tools and the providers that serve them
+  tool invoke NAME --input JSON [--tenant T]
+                           run one tool call through the ToolRuntimeExecutor
+  version                  kiln, ABI, compiler and Boost versions
+
+Options (any command):
+  --config FILE            YAML config file (repeatable; later files win). Default:
+                           $KILN_CONFIG, else the embedded config/kiln.yaml
+  --set KEY=VALUE          override one setting, highest precedence (repeatable)
+  --log-level LEVEL        trace|debug|info|warn|error|critical|off (= --set log.level=LEVEL)
+  --log-format FORMAT      text|json (= --set log.format=FORMAT)
+  --json                   machine-readable output where a command prints data
+  -h, --help               help for kiln or for one command
+
+Environment: KILN_<SECTION>__<KEY> sets a key (KILN_GATES__DIR=/srv/gates);
+KILN_<KIND>_NODE selects a node (KILN_TOOL_STRATEGY_NODE=rules).
+
+Exit codes: 0 ok; 1 the operation failed (tool error, gate FAIL); 2 usage error;
+3 invalid configuration; 4 a selected node is not gated; 5 a plugin could not be loaded.
+)";
+
+const std::map<std::string, std::string> kHelp = {
+    {"serve", R"(Usage: kiln serve [--config FILE] [--set KEY=VALUE]...
+
+Loads the plugins from plugins.search_paths, validates the configuration, resolves one node per
+kind and refuses to start (exit 4) when a selected non-default node has no valid gate; the
+message names the `kiln gate run` command that gates it. Then runs until SIGINT or SIGTERM and
+exits 0. (The HTTP listener is added by the HTTP API milestone; see ROADMAP.md.)
+)"},
+    {"plugins list", R"(Usage: kiln plugins list [--json]
+
+Lists every loaded plugin: name, version, licence, the nodes and tools it provides, and the
+file it was loaded from with its SHA-256.
+)"},
+    {"nodes", R"(Usage: kiln nodes [--json]
+
+For each node kind: the selected node, the config layer that selected it (file:line:column,
+environment variable, --set or built-in default), the gate state, and the available nodes.
+)"},
+    {"gate run", R"(Usage: kiln gate run KIND/NODE [--json]
+
+Runs the kind's contract suite on NODE and its parity suite against the kind's default node,
+with the node's manifest defaults (a gate measures the binary, not one deployment's settings).
+Writes the record, bound to the plugin file's SHA-256, the kind's contract version and the kiln
+ABI version, to gates.dir. Exit 0 on PASS, 1 on FAIL.
+Example: kiln gate run tool_strategy/rules
+)"},
+    {"gate status", R"(Usage: kiln gate status [--json]
+
+Every node of every kind with its gate state: default, passed, not gated, stale (the plugin
+file, contract version or ABI changed since the gate ran) or failed.
+)"},
+    {"config check", R"(Usage: kiln config check [--config FILE] [--set KEY=VALUE]...
+
+Validates every layer (files, KILN_* environment, --set) and the plugin_config sections against
+the loaded plugins' manifests. Prints every problem with its location; exit 0 when valid, 3 when
+not.
+)"},
+    {"config explain", R"(Usage: kiln config explain [KEY] [--json]
+
+Prints the effective value of every key (or of KEY, or of every key under a section KEY) and
+where it came from.
+Example: kiln config explain nodes.tool_strategy
+)"},
+    {"tool list", R"(Usage: kiln tool list [--json]
+
+Lists every tool, the providers that serve it, and its description.
+)"},
+    {"tool invoke", R"(Usage: kiln tool invoke NAME --input JSON [--tenant TENANT]
+
+Runs one call through the ToolRuntimeExecutor (strategy, schema validation, timeout) and prints
+the tool's JSON output. On a tool error prints `error <code>: <message>` to stderr and exits 1.
+Example: kiln tool invoke kiln.echo --input '{"hello": "world"}'
+)"},
+    {"version", "Usage: kiln version [--json]\n"},
+};
+
+struct Args {
+  std::vector<std::string> positional;
+  std::vector<std::string> config_files;
+  std::vector<std::string> sets;
+  std::optional<std::string> input;
+  std::string tenant = "default";
+  bool json = false;
+  bool help = false;
+};
+
+// Throws std::invalid_argument with a usage message.
+Args parse(const std::vector<std::string>& argv) {
+  Args a;
+  for (std::size_t i = 0; i < argv.size(); ++i) {
+    const std::string& s = argv[i];
+    auto value = [&](const std::string& name) -> std::string {
+      auto eq = s.find('=');
+      if (s.rfind("--", 0) == 0 && eq != std::string::npos) return s.substr(eq + 1);
+      if (i + 1 >= argv.size()) throw std::invalid_argument(name + " needs a value");
+      return argv[++i];
+    };
+    auto is = [&](const char* name) {
+      return s == name || s.rfind(std::string(name) + "=", 0) == 0;
+    };
+    if (s == "-h" || s == "--help") a.help = true;
+    else if (s == "--json") a.json = true;
+    else if (is("--config")) a.config_files.push_back(value("--config"));
+    else if (is("--set")) a.sets.push_back(value("--set"));
+    else if (is("--log-level")) a.sets.push_back("log.level=" + value("--log-level"));
+    else if (is("--log-format")) a.sets.push_back("log.format=" + value("--log-format"));
+    else if (is("--input")) a.input = value("--input");
+    else if (is("--tenant")) a.tenant = value("--tenant");
+    else if (s.size() > 1 && s[0] == '-')
+      throw std::invalid_argument("unknown option '" + s + "'");
+    else a.positional.push_back(s);
+  }
+  return a;
+}
+
+BootOptions boot_options(const Args& a, bool resolve) {
+  BootOptions o;
+  for (const auto& f : a.config_files) o.config_files.emplace_back(f);
+  o.sets = a.sets;
+  o.resolve_nodes = resolve;
+  return o;
+}
+
+std::string pad(const std::string& s, std::size_t w) {
+  return s.size() >= w ? s + " " : s + std::string(w - s.size(), ' ');
+}
+
+int cmd_version(const Args& a, std::ostream& out) {
+  json::object o{{"kiln", kVersion},
+                 {"abi_version", kAbiVersion},
+                 {"compiler", std::string(compiler_name(static_cast<std::uint32_t>(
+                                  current_compiler_id()))) + " " +
+                                  std::to_string(current_compiler_major())},
+                 {"boost", BOOST_LIB_VERSION}};
+  if (a.json) {
+    out << json::serialize(o) << "\n";
+  } else {
+    out << "kiln " << kVersion << " (ABI " << kAbiVersion << ", "
+        << o["compiler"].as_string().c_str() << ", Boost " << BOOST_LIB_VERSION << ")\n";
+  }
+  return runtime::kExitOk;
+}
+
+int cmd_serve(const Args& a, std::ostream&) {
+  // Block the stop signals before any thread starts, then wait for them synchronously.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  auto k = Kernel::boot(boot_options(a, true));
+  for (const auto& p : k->registry().plugins())
+    spdlog::info("plugin {} {} loaded from {}: nodes [{}], tools [{}]", p.name, p.version,
+                 p.file.string(), common::join(p.nodes), common::join(p.tools));
+  for (const auto& s : k->node_status())
+    spdlog::info("node {}/{} selected by {}; gate: {}{}", s.kind, s.selected, s.source.describe(),
+                 gates::to_string(s.gate.state), s.gate.usable() ? "" : " (" + s.gate.reason + ")");
+  std::size_t tools = k->registry().tools().size();
+  spdlog::info("kiln {} ready: {} plugin(s), {} tool(s), gates in {}{}", kVersion,
+               k->registry().plugins().size(), tools, k->gates().dir().string(),
+               k->warnings().empty() ? "" : " — WITH WARNINGS, see above");
+  int sig = 0;
+  sigwait(&set, &sig);
+  spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  return runtime::kExitOk;
+}
+
+int cmd_plugins_list(const Args& a, std::ostream& out) {
+  auto k = Kernel::boot(boot_options(a, false));
+  if (a.json) {
+    json::array arr;
+    for (const auto& p : k->registry().plugins()) {
+      json::array nodes, tools;
+      for (const auto& n : p.nodes) nodes.push_back(json::value(n));
+      for (const auto& t : p.tools) tools.push_back(json::value(t));
+      arr.push_back(json::object{{"name", p.name}, {"version", p.version},
+                                 {"license", p.license}, {"description", p.description},
+                                 {"file", p.file.string()}, {"sha256", p.sha256},
+                                 {"nodes", nodes}, {"tools", tools}});
+    }
+    out << pretty(arr);
+    return runtime::kExitOk;
+  }
+  if (k->registry().plugins().empty()) {
+    out << "no plugins loaded (search paths: ";
+    std::vector<std::string> paths;
+    for (const auto& p : k->search_paths()) paths.push_back(p.string());
+    out << common::join(paths) << ")\n";
+    return runtime::kExitOk;
+  }
+  for (const auto& p : k->registry().plugins()) {
+    out << p.name << " " << p.version << " (" << p.license << ")\n"
+        << "  " << p.description << "\n"
+        << "  file:   " << p.file.string() << "\n"
+        << "  sha256: " << p.sha256 << "\n"
+        << "  nodes:  " << (p.nodes.empty() ? "-" : common::join(p.nodes)) << "\n"
+        << "  tools:  " << (p.tools.empty() ? "-" : common::join(p.tools)) << "\n";
+  }
+  return runtime::kExitOk;
+}
+
+json::object status_json(const runtime::NodeStatus& s) {
+  json::array avail;
+  for (const auto& n : s.available) avail.push_back(json::value(n));
+  return {{"kind", s.kind},
+          {"selected", s.selected},
+          {"source", s.source.describe()},
+          {"default", s.is_default},
+          {"provider", s.entry ? s.entry->provider : ""},
+          {"gate", s.entry ? gates::to_string(s.gate.state) : "unknown node"},
+          {"gate_detail", s.gate.reason},
+          {"available", avail}};
+}
+
+int cmd_nodes(const Args& a, std::ostream& out) {
+  auto k = Kernel::boot(boot_options(a, false));
+  auto statuses = k->node_status();
+  if (a.json) {
+    json::array arr;
+    for (const auto& s : statuses) arr.push_back(status_json(s));
+    out << pretty(json::object{{"gates_enforce", k->config().get_string("gates.enforce")},
+                               {"kinds", arr}});
+    return runtime::kExitOk;
+  }
+  out << pad("KIND", 16) << pad("SELECTED", 12) << pad("GATE", 12) << "SOURCE\n";
+  for (const auto& s : statuses) {
+    out << pad(s.kind, 16) << pad(s.selected, 12)
+        << pad(s.entry ? gates::to_string(s.gate.state) : "UNKNOWN", 12) << s.source.describe()
+        << "\n";
+    if (!s.entry || !s.gate.usable())
+      out << "  " << (s.entry ? s.gate.reason : "no such node") << "; available: "
+          << common::join(s.available) << "\n";
+  }
+  out << "gates.enforce: " << k->config().get_string("gates.enforce") << "\n";
+  return runtime::kExitOk;
+}
+
+int cmd_gate_run(const Args& a, std::ostream& out) {
+  if (a.positional.size() != 3 || a.positional[2].find('/') == std::string::npos)
+    throw std::invalid_argument("gate run needs KIND/NODE, e.g. kiln gate run tool_strategy/rules");
+  const std::string& id = a.positional[2];
+  auto slash = id.find('/');
+  auto k = Kernel::boot(boot_options(a, false));
+  auto rec = k->run_gate(id.substr(0, slash), id.substr(slash + 1));
+  if (a.json) {
+    out << pretty(rec.to_json());
+    return rec.passed ? runtime::kExitOk : runtime::kExitFailed;
+  }
+  for (const auto* suite : {&rec.contract, &rec.parity}) {
+    out << (*suite).at("suite").as_string().c_str() << ":\n";
+    for (const auto& c : (*suite).at("checks").as_array()) {
+      const auto& o = c.as_object();
+      bool ok = o.at("passed").as_bool();
+      bool intended = o.contains("intended");
+      out << "  " << (ok ? "PASS " : intended ? "INTENDED " : "FAIL ")
+          << o.at("name").as_string().c_str();
+      if (!ok && o.contains("detail")) out << ": " << o.at("detail").as_string().c_str();
+      out << "\n";
+    }
+  }
+  out << "gate " << id << ": " << (rec.passed ? "PASS" : "FAIL") << " (plugin sha256 "
+      << rec.plugin_sha256.substr(0, 12) << ", contract v" << rec.contract_version << ", ABI "
+      << rec.abi_version << ")\n";
+  if (!rec.plugin_file.empty())
+    out << "record: " << k->gates().record_path(rec.kind, rec.node).string() << "\n";
+  return rec.passed ? runtime::kExitOk : runtime::kExitFailed;
+}
+
+int cmd_gate_status(const Args& a, std::ostream& out) {
+  auto k = Kernel::boot(boot_options(a, false));
+  json::array arr;
+  for (const auto& d : k->kinds()) {
+    for (const auto& n : k->registry().nodes()) {
+      if (n.kind != d.kind) continue;
+      bool is_default = n.name == d.default_node;
+      auto g = k->gates().check(n, is_default, d.contract_version);
+      bool selected = k->config().get_string("nodes." + d.kind) == n.name;
+      arr.push_back(json::object{{"kind", n.kind}, {"node", n.name}, {"provider", n.provider},
+                                 {"selected", selected}, {"gate", gates::to_string(g.state)},
+                                 {"detail", g.reason},
+                                 {"ran_at", g.record ? g.record->ran_at : ""}});
+    }
+  }
+  if (a.json) {
+    out << pretty(json::object{{"gates_dir", k->gates().dir().string()},
+                               {"gates_enforce", k->config().get_string("gates.enforce")},
+                               {"nodes", arr}});
+    return runtime::kExitOk;
+  }
+  out << "gate store: " << k->gates().dir().string()
+      << " (gates.enforce: " << k->config().get_string("gates.enforce") << ")\n";
+  out << pad("NODE", 28) << pad("PROVIDER", 16) << pad("GATE", 12) << "DETAIL\n";
+  for (const auto& v : arr) {
+    const auto& o = v.as_object();
+    std::string id = std::string(o.at("kind").as_string()) + "/" +
+                     std::string(o.at("node").as_string()) +
+                     (o.at("selected").as_bool() ? " *" : "");
+    out << pad(id, 28) << pad(std::string(o.at("provider").as_string()), 16)
+        << pad(std::string(o.at("gate").as_string()), 12) << o.at("detail").as_string().c_str()
+        << "\n";
+  }
+  out << "(* = selected)\n";
+  return runtime::kExitOk;
+}
+
+int cmd_config_check(const Args& a, std::ostream& out) {
+  auto k = Kernel::boot(boot_options(a, false));
+  std::vector<std::string> problems;
+  for (const auto& s : k->node_status())
+    if (!s.entry)
+      problems.push_back("nodes." + s.kind + ": unknown node '" + s.selected + "' (set by " +
+                         s.source.describe() + "); available: " + common::join(s.available) +
+                         common::did_you_mean(s.selected, s.available));
+  if (!problems.empty()) throw BootError(runtime::kExitConfig, common::join(problems, "\n"));
+  out << "configuration is valid (" << k->config().entries().size() << " keys, "
+      << k->registry().plugins().size() << " plugin(s))\n";
+  for (const auto& s : k->node_status())
+    if (!s.gate.usable())
+      out << "note: node " << s.kind << "/" << s.selected << " is not gated (" << s.gate.reason
+          << "); `kiln serve` will refuse it until `kiln gate run " << s.kind << "/"
+          << s.selected << "` passes\n";
+  return runtime::kExitOk;
+}
+
+int cmd_config_explain(const Args& a, std::ostream& out) {
+  auto k = Kernel::boot(boot_options(a, false));
+  std::string key = a.positional.size() > 2 ? a.positional[2] : "";
+  std::vector<const std::pair<const std::string, config::Entry>*> rows;
+  for (const auto& kv : k->config().entries())
+    if (key.empty() || kv.first == key || kv.first.rfind(key + ".", 0) == 0) rows.push_back(&kv);
+  if (rows.empty()) {
+    std::vector<std::string> keys;
+    for (const auto& kv : k->config().entries()) keys.push_back(kv.first);
+    throw BootError(runtime::kExitConfig,
+                    "config explain: no key '" + key + "'" + common::did_you_mean(key, keys) +
+                        "; `kiln config explain` lists every key");
+  }
+  if (a.json) {
+    json::array arr;
+    for (const auto* r : rows)
+      arr.push_back(json::object{{"key", r->first}, {"value", r->second.value},
+                                 {"source", r->second.source.describe()}});
+    out << pretty(arr);
+    return runtime::kExitOk;
+  }
+  for (const auto* r : rows)
+    out << r->first << " = " << json::serialize(r->second.value) << "    # "
+        << r->second.source.describe() << "\n";
+  return runtime::kExitOk;
+}
+
+int cmd_tool_list(const Args& a, std::ostream& out) {
+  auto k = Kernel::boot(boot_options(a, false));
+  json::array arr;
+  for (const auto& t : k->registry().tools())
+    arr.push_back(json::object{{"name", t.name}, {"provider", t.provider},
+                               {"description", t.description},
+                               {"input_schema", t.input_schema},
+                               {"output_schema", t.output_schema}});
+  if (a.json) {
+    out << pretty(arr);
+    return runtime::kExitOk;
+  }
+  out << pad("TOOL", 24) << pad("PROVIDER", 16) << "DESCRIPTION\n";
+  for (const auto& t : k->registry().tools())
+    out << pad(t.name, 24) << pad(t.provider, 16) << t.description << "\n";
+  return runtime::kExitOk;
+}
+
+int cmd_tool_invoke(const Args& a, std::ostream& out, std::ostream& err) {
+  if (a.positional.size() != 3) throw std::invalid_argument("tool invoke needs exactly one NAME");
+  json::value input = json::object{};
+  if (a.input) {
+    json::error_code ec;
+    input = json::parse(*a.input, ec);
+    if (ec)
+      throw std::invalid_argument("--input is not valid JSON (" + ec.message() +
+                                  "); e.g. --input '{\"text\": \"hi\"}'");
+  }
+  auto k = Kernel::boot(boot_options(a, true));
+  runtime::ToolCall call{a.positional[2], a.tenant, std::move(input), ""};
+  auto outcome = k->executor().invoke(call);
+  if (!outcome.ok()) {
+    const auto& e = outcome.error();
+    if (a.json)
+      out << pretty(json::object{{"error", json::object{{"code", e.code},
+                                                        {"message", e.message},
+                                                        {"retryable", e.retryable},
+                                                        {"details", e.details}}}});
+    err << "error " << e.code << ": " << e.message << "\n";
+    return runtime::kExitFailed;
+  }
+  out << pretty(outcome.value().output);
+  return runtime::kExitOk;
+}
+
+using Handler = std::function<int(const Args&, std::ostream&, std::ostream&)>;
+
+}  // namespace
+
+int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
+  Args a;
+  try {
+    a = parse(argv);
+  } catch (const std::invalid_argument& e) {
+    err << "kiln: " << e.what() << " (see kiln --help)\n";
+    return runtime::kExitUsage;
+  }
+  const std::vector<std::pair<std::string, Handler>> commands = {
+      {"serve", [](auto& a, auto& o, auto&) { return cmd_serve(a, o); }},
+      {"plugins list", [](auto& a, auto& o, auto&) { return cmd_plugins_list(a, o); }},
+      {"nodes", [](auto& a, auto& o, auto&) { return cmd_nodes(a, o); }},
+      {"gate run", [](auto& a, auto& o, auto&) { return cmd_gate_run(a, o); }},
+      {"gate status", [](auto& a, auto& o, auto&) { return cmd_gate_status(a, o); }},
+      {"config check", [](auto& a, auto& o, auto&) { return cmd_config_check(a, o); }},
+      {"config explain", [](auto& a, auto& o, auto&) { return cmd_config_explain(a, o); }},
+      {"tool list", [](auto& a, auto& o, auto&) { return cmd_tool_list(a, o); }},
+      {"tool invoke", [](auto& a, auto& o, auto& e) { return cmd_tool_invoke(a, o, e); }},
+      {"version", [](auto& a, auto& o, auto&) { return cmd_version(a, o); }},
+  };
+  if (a.positional.empty()) {
+    (a.help ? out : err) << kMainHelp;
+    return a.help ? runtime::kExitOk : runtime::kExitUsage;
+  }
+  const Handler* handler = nullptr;
+  std::string name;
+  for (const auto& [cmd, h] : commands) {
+    std::istringstream words(cmd);
+    std::string w;
+    std::size_t i = 0;
+    bool match = true;
+    while (words >> w) match = match && i < a.positional.size() && a.positional[i++] == w;
+    if (match) {
+      handler = &h;
+      name = cmd;
+      break;
+    }
+  }
+  if (!handler) {
+    std::vector<std::string> names;
+    for (const auto& [cmd, _] : commands) names.push_back(cmd);
+    std::string given = a.positional[0] + (a.positional.size() > 1 ? " " + a.positional[1] : "");
+    std::string hint = common::did_you_mean(given, names);
+    if (hint.empty()) hint = common::did_you_mean(a.positional[0], names);
+    err << "kiln: unknown command '" << given << "'" << hint << " (see kiln --help)\n";
+    return runtime::kExitUsage;
+  }
+  if (a.help) {
+    auto it = kHelp.find(name);
+    out << (it != kHelp.end() ? it->second : kMainHelp);
+    return runtime::kExitOk;
+  }
+  try {
+    return (*handler)(a, out, err);
+  } catch (const std::invalid_argument& e) {
+    err << "kiln " << name << ": " << e.what() << " (see kiln " << name << " --help)\n";
+    return runtime::kExitUsage;
+  } catch (const BootError& e) {
+    err << "kiln " << name << ": " << e.what() << "\n";
+    return e.exit_code();
+  } catch (const std::exception& e) {
+    err << "kiln " << name << ": " << e.what() << "\n";
+    return runtime::kExitFailed;
+  }
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,35 @@
+// kiln/host.hpp — HostServices: what the kernel lends a plugin.
+// A plugin reaches the kernel only through this interface: logging, its own config subtree,
+// the clock, metrics and an artifact directory. It never sees kernel internals.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include <boost/json/object.hpp>
+
+namespace kiln {
+
+enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError };
+
+class HostServices {
+ public:
+  virtual ~HostServices() = default;
+
+  // Logs through the kernel's logger, tagged with the plugin's name.
+  virtual void log(LogLevel level, std::string_view message) = 0;
+  // The plugin's own config subtree (`plugin_config.<plugin>`), already validated against the
+  // keys its manifest declares, with declared defaults filled in.
+  virtual const boost::json::object& config() const = 0;
+  virtual std::chrono::system_clock::time_point now() const = 0;
+  // Adds `delta` to a counter named `kiln_plugin_<name>` (label: the plugin).
+  virtual void count(std::string_view name, double delta = 1.0) = 0;
+  // A directory the plugin may write artifacts into; created on first use.
+  virtual std::filesystem::path artifact_dir() = 0;
+  // The plugin's name as its manifest declares it.
+  virtual const std::string& plugin_name() const = 0;
+};
+
+}  // namespace kiln

@@ -1,0 +1,14 @@
+// SHA-256 of files and strings (libsodium), as lowercase hex.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+namespace kiln::common {
+
+// Throws std::runtime_error naming the file if it cannot be read.
+std::string sha256_file(const std::filesystem::path& path);
+std::string sha256_hex(std::string_view data);
+
+}  // namespace kiln::common

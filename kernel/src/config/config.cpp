@@ -1,0 +1,580 @@
+#include "config/config.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <set>
+
+#include <unistd.h>
+
+#include <yaml-cpp/yaml.h>
+
+#include "common/strings.hpp"
+
+extern char** environ;
+
+namespace kiln::config {
+namespace json = boost::json;
+using common::did_you_mean;
+using common::join;
+
+std::string_view type_name(Type t) {
+  switch (t) {
+    case Type::kString: return "string";
+    case Type::kInteger: return "integer";
+    case Type::kNumber: return "number";
+    case Type::kBoolean: return "boolean";
+    case Type::kStringList: return "list of strings";
+    case Type::kStringMap: return "map of strings";
+    case Type::kArray: return "array";
+    case Type::kObject: return "object";
+  }
+  return "?";
+}
+
+// ---- Schema -----------------------------------------------------------------------------------
+
+void Schema::add(KeyDef def) { keys_.push_back(std::move(def)); }
+
+const KeyDef* Schema::find(std::string_view path) const {
+  for (const auto& k : keys_)
+    if (k.path == path) return &k;
+  return nullptr;
+}
+
+bool Schema::is_section(std::string_view path) const {
+  if (path.empty()) return true;
+  for (const auto& k : keys_)
+    if (k.path.size() > path.size() && k.path.compare(0, path.size(), path) == 0 &&
+        k.path[path.size()] == '.')
+      return true;
+  return false;
+}
+
+std::vector<std::string> Schema::children(std::string_view section) const {
+  std::set<std::string> out;
+  for (const auto& k : keys_) {
+    std::string_view p = k.path;
+    if (!section.empty()) {
+      if (p.size() <= section.size() || p.compare(0, section.size(), section) != 0 ||
+          p[section.size()] != '.')
+        continue;
+      p.remove_prefix(section.size() + 1);
+    }
+    out.emplace(p.substr(0, p.find('.')));
+  }
+  if (section.empty()) out.emplace("plugin_config");
+  return {out.begin(), out.end()};
+}
+
+std::vector<std::string> Schema::paths() const {
+  std::vector<std::string> out;
+  for (const auto& k : keys_) out.push_back(k.path);
+  return out;
+}
+
+Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
+  Schema s;
+  s.add({"log.level", Type::kString, "info", "minimum level logged",
+         {"trace", "debug", "info", "warn", "error", "critical", "off"}, {}});
+  s.add({"log.format", Type::kString, "text", "log line format", {"text", "json"}, {}});
+  s.add({"plugins.search_paths", Type::kStringList,
+         json::array{"${exe_dir}/../plugins", "${exe_dir}/../lib/kiln/plugins"},
+         "directories searched for plugin .so files (${exe_dir}, ${config_dir} expand)", {}, {}});
+  s.add({"plugins.disabled", Type::kStringList, json::array{},
+         "plugin names not to load even if found", {}, {}});
+  s.add({"plugins.on_error", Type::kString, "fail",
+         "what a plugin that cannot be loaded does to startup", {"fail", "skip"}, {}});
+  s.add({"gates.dir", Type::kString, "var/gates", "the gate store directory", {}, {}});
+  s.add({"gates.enforce", Type::kString, "strict",
+         "strict: an ungated non-default node stops startup; warn: it runs, loudly",
+         {"strict", "warn"}, {}});
+  s.add({"tool_strategy.providers", Type::kStringMap, json::object{},
+         "tool name -> provider (plugin) that serves it", {}, {}});
+  s.add({"tool_strategy.timeout_ms", Type::kInteger, 30000, "per-call timeout", {}, 1});
+  s.add({"tool_strategy.max_attempts", Type::kInteger, 1,
+         "attempts per provider on retryable errors", {}, 1});
+  for (const auto& k : kinds)
+    s.add({"nodes." + k.kind, Type::kString, json::value(k.default_node),
+           "selected node of kind " + k.kind, {}, {}});
+  return s;
+}
+
+// ---- Sources and errors -------------------------------------------------------------------------
+
+std::string Source::describe() const {
+  switch (layer) {
+    case Layer::kDefault: return "built-in default";
+    case Layer::kPluginDefault: return "plugin default (" + where + ")";
+    case Layer::kFile: return where;
+    case Layer::kEnvironment: return "environment " + where;
+    case Layer::kCommandLine: return "command line " + where;
+  }
+  return where;
+}
+
+ConfigError::ConfigError(std::vector<std::string> problems)
+    : std::runtime_error(join(problems, "\n")), problems_(std::move(problems)) {}
+
+std::map<std::string, std::string> current_environment() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    std::string_view kv(*e);
+    if (kv.rfind("KILN_", 0) != 0) continue;
+    auto eq = kv.find('=');
+    if (eq == std::string_view::npos) continue;
+    env.emplace(std::string(kv.substr(0, eq)), std::string(kv.substr(eq + 1)));
+  }
+  return env;
+}
+
+std::filesystem::path expand_path(std::string_view raw, const std::filesystem::path& config_dir) {
+  std::string s(raw);
+  auto replace = [&](const std::string& var, const std::string& with) {
+    for (auto pos = s.find(var); pos != std::string::npos; pos = s.find(var, pos + with.size()))
+      s.replace(pos, var.size(), with);
+  };
+  if (s.find("${exe_dir}") != std::string::npos) {
+    std::error_code ec;
+    auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+    replace("${exe_dir}", ec ? std::string(".") : exe.parent_path().string());
+  }
+  replace("${config_dir}", config_dir.empty() ? std::string(".") : config_dir.string());
+  return std::filesystem::path(s).lexically_normal();
+}
+
+// ---- Loading ------------------------------------------------------------------------------------
+
+namespace {
+
+std::string mark_of(const std::string& file, const YAML::Mark& m) {
+  if (m.line < 0) return file;
+  return file + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
+}
+
+// YAML -> JSON without a schema: plain scalars are typed (null, bool, int, float), quoted ones
+// stay strings.
+json::value yaml_to_json(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined: return nullptr;
+    case YAML::NodeType::Sequence: {
+      json::array a;
+      for (const auto& item : n) a.push_back(yaml_to_json(item));
+      return a;
+    }
+    case YAML::NodeType::Map: {
+      json::object o;
+      for (const auto& kv : n) o[kv.first.Scalar()] = yaml_to_json(kv.second);
+      return o;
+    }
+    case YAML::NodeType::Scalar: {
+      const std::string& s = n.Scalar();
+      if (n.Tag() == "!") return json::value(s);  // quoted
+      if (s == "~" || s == "null" || s == "Null" || s == "NULL") return nullptr;
+      if (s == "true" || s == "True" || s == "TRUE") return true;
+      if (s == "false" || s == "False" || s == "FALSE") return false;
+      try {
+        std::size_t used = 0;
+        long long v = std::stoll(s, &used, 10);
+        if (used == s.size()) return json::value(static_cast<std::int64_t>(v));
+      } catch (...) {
+      }
+      try {
+        std::size_t used = 0;
+        double d = std::stod(s, &used);
+        if (used == s.size()) return json::value(d);
+      } catch (...) {
+      }
+      return json::value(s);
+    }
+  }
+  return nullptr;
+}
+
+// Converts a YAML value to the key's type; returns an error text (without location) on mismatch.
+std::optional<std::string> convert(const KeyDef& def, const YAML::Node& n, json::value& out) {
+  auto scalar = [&](std::string_view what) -> std::optional<std::string> {
+    if (!n.IsScalar()) return "expected " + std::string(what) + ", got a " +
+                              (n.IsMap() ? "map" : n.IsSequence() ? "list" : "null value");
+    return std::nullopt;
+  };
+  switch (def.type) {
+    case Type::kString: {
+      if (auto e = scalar("a string")) return e;
+      out = json::value(n.Scalar());
+      if (!def.choices.empty() &&
+          std::find(def.choices.begin(), def.choices.end(), n.Scalar()) == def.choices.end())
+        return "'" + n.Scalar() + "' is not one of " + join(def.choices) +
+               did_you_mean(n.Scalar(), def.choices);
+      return std::nullopt;
+    }
+    case Type::kInteger: {
+      if (auto e = scalar("an integer")) return e;
+      try {
+        std::size_t used = 0;
+        long long v = std::stoll(n.Scalar(), &used, 10);
+        if (used != n.Scalar().size()) throw std::invalid_argument("trailing");
+        if (def.min && v < *def.min)
+          return "must be at least " + std::to_string(*def.min) + ", got " + n.Scalar();
+        out = json::value(static_cast<std::int64_t>(v));
+        return std::nullopt;
+      } catch (...) {
+        return "expected an integer, got '" + n.Scalar() + "'";
+      }
+    }
+    case Type::kNumber: {
+      if (auto e = scalar("a number")) return e;
+      try {
+        std::size_t used = 0;
+        double v = std::stod(n.Scalar(), &used);
+        if (used != n.Scalar().size()) throw std::invalid_argument("trailing");
+        out = json::value(v);
+        return std::nullopt;
+      } catch (...) {
+        return "expected a number, got '" + n.Scalar() + "'";
+      }
+    }
+    case Type::kBoolean: {
+      if (auto e = scalar("true or false")) return e;
+      const auto s = common::to_lower(n.Scalar());
+      if (s == "true" || s == "yes" || s == "on" || s == "1") out = true;
+      else if (s == "false" || s == "no" || s == "off" || s == "0") out = false;
+      else return "expected true or false, got '" + n.Scalar() + "'";
+      return std::nullopt;
+    }
+    case Type::kStringList: {
+      if (!n.IsSequence()) return "expected a list of strings, e.g. [a, b]";
+      json::array a;
+      for (const auto& item : n) {
+        if (!item.IsScalar()) return "expected a list of strings; an item is not a string";
+        a.push_back(json::value(item.Scalar()));
+      }
+      out = std::move(a);
+      return std::nullopt;
+    }
+    case Type::kStringMap: {
+      if (!n.IsMap()) return "expected a map of name: value";
+      json::object o;
+      for (const auto& kv : n) {
+        if (!kv.second.IsScalar())
+          return "expected a map of strings; '" + kv.first.Scalar() + "' is not a string";
+        o[kv.first.Scalar()] = kv.second.Scalar();
+      }
+      out = std::move(o);
+      return std::nullopt;
+    }
+    case Type::kArray:
+      if (!n.IsSequence()) return "expected a list";
+      out = yaml_to_json(n);
+      return std::nullopt;
+    case Type::kObject:
+      if (!n.IsMap()) return "expected a map";
+      out = yaml_to_json(n);
+      return std::nullopt;
+  }
+  return "unsupported type";
+}
+
+bool json_matches(std::string_view type, const json::value& v) {
+  if (type == "string") return v.is_string();
+  if (type == "integer") return v.is_int64() || v.is_uint64();
+  if (type == "number") return v.is_number();
+  if (type == "boolean") return v.is_bool();
+  if (type == "array") return v.is_array();
+  if (type == "object") return v.is_object();
+  return false;
+}
+
+}  // namespace
+
+class Loader {
+ public:
+  Loader(const Schema& schema, Config& cfg) : schema_(schema), cfg_(cfg) {}
+
+  void defaults() {
+    for (const auto& k : schema_.keys())
+      cfg_.entries_[k.path] = Entry{k.default_value, Source{Layer::kDefault, ""}};
+  }
+
+  void yaml(const YamlText& doc) {
+    YAML::Node root;
+    try {
+      root = YAML::Load(doc.text);
+    } catch (const YAML::Exception& e) {
+      problems_.push_back(mark_of(doc.name, e.mark) + ": YAML syntax error: " + e.msg);
+      return;
+    }
+    if (!doc.directory.empty()) cfg_.config_dir_ = doc.directory;
+    if (root.IsNull()) return;  // an empty file is a valid, empty layer
+    if (!root.IsMap()) {
+      problems_.push_back(mark_of(doc.name, root.Mark()) +
+                          ": the config file must be a map of sections (log:, plugins:, ...)");
+      return;
+    }
+    walk(doc.name, root, "");
+  }
+
+  void environment(const std::map<std::string, std::string>& env) {
+    std::vector<std::string> kinds;
+    for (const auto& k : schema_.keys())
+      if (k.path.rfind("nodes.", 0) == 0) kinds.push_back(k.path.substr(6));
+    std::map<std::string, std::string> alias_paths;  // path -> variable, to detect conflicts
+    for (const auto& [name, value] : env) {
+      if (name.rfind("KILN_", 0) != 0) continue;
+      if (std::find(kNonSettingVariables.begin(), kNonSettingVariables.end(), name) !=
+          kNonSettingVariables.end())
+        continue;
+      std::string rest = name.substr(5);
+      std::string path;
+      if (rest.find("__") != std::string::npos) {
+        path = common::to_lower(rest);
+        for (auto pos = path.find("__"); pos != std::string::npos; pos = path.find("__", pos + 1))
+          path.replace(pos, 2, ".");
+      } else if (rest.size() > 5 && rest.compare(rest.size() - 5, 5, "_NODE") == 0) {
+        std::string kind = common::to_lower(rest.substr(0, rest.size() - 5));
+        if (std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) {
+          std::vector<std::string> vars;
+          for (const auto& k : kinds) vars.push_back("KILN_" + common::to_upper(k) + "_NODE");
+          problems_.push_back("environment " + name + ": '" + kind + "' is not a node kind (kinds: " +
+                              join(kinds) + ")" + did_you_mean(name, vars));
+          continue;
+        }
+        path = "nodes." + kind;
+        alias_paths[path] = name;
+      } else {
+        std::vector<std::string> vars;
+        for (const auto& p : schema_.paths()) {
+          std::string v = "KILN_" + common::to_upper(p);
+          for (auto pos = v.find('.'); pos != std::string::npos; pos = v.find('.'))
+            v.replace(pos, 1, "__");
+          vars.push_back(v);
+        }
+        problems_.push_back("environment " + name +
+                            ": not a kiln setting (settings use KILN_ + the key path with __ "
+                            "between levels, e.g. KILN_GATES__DIR)" + did_you_mean(name, vars));
+        continue;
+      }
+      set_from_string(path, value, Source{Layer::kEnvironment, name}, "environment " + name);
+    }
+    // Both spellings of one node selection set to different values is ambiguous.
+    for (const auto& [path, alias] : alias_paths) {
+      std::string long_name = "KILN_" + common::to_upper(path);
+      long_name.replace(long_name.find('.'), 1, "__");
+      auto it = env.find(long_name);
+      auto jt = env.find(alias);
+      if (it != env.end() && jt != env.end() && it->second != jt->second)
+        problems_.push_back("environment: " + alias + "=" + jt->second + " and " + long_name + "=" +
+                            it->second + " select different nodes; unset one of them");
+    }
+  }
+
+  void sets(const std::vector<std::string>& sets) {
+    for (const auto& s : sets) {
+      auto eq = s.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        problems_.push_back("--set " + s + ": expected key=value, e.g. --set gates.enforce=warn");
+        continue;
+      }
+      set_from_string(s.substr(0, eq), s.substr(eq + 1), Source{Layer::kCommandLine, "--set " + s},
+                      "--set " + s);
+    }
+  }
+
+  void finish() {
+    if (!problems_.empty()) throw ConfigError(problems_);
+  }
+
+ private:
+  void walk(const std::string& file, const YAML::Node& map, const std::string& prefix) {
+    std::set<std::string> seen;
+    for (const auto& kv : map) {
+      const std::string key = kv.first.Scalar();
+      const std::string path = prefix.empty() ? key : prefix + "." + key;
+      const std::string where = mark_of(file, kv.first.Mark());
+      if (!seen.insert(key).second) {
+        problems_.push_back(where + ": " + path + ": duplicate key");
+        continue;
+      }
+      if (path == "plugin_config") {
+        plugin_section(file, kv.second);
+        continue;
+      }
+      if (const KeyDef* def = schema_.find(path)) {
+        json::value v;
+        if (auto err = convert(*def, kv.second, v)) {
+          problems_.push_back(mark_of(file, kv.second.Mark()) + ": " + path + ": " + *err);
+          continue;
+        }
+        cfg_.entries_[path] = Entry{std::move(v), Source{Layer::kFile, where}};
+      } else if (schema_.is_section(path)) {
+        if (!kv.second.IsMap()) {
+          problems_.push_back(mark_of(file, kv.second.Mark()) + ": " + path +
+                              ": expected a section (a map of keys: " +
+                              join(schema_.children(path)) + ")");
+          continue;
+        }
+        walk(file, kv.second, path);
+      } else {
+        problems_.push_back(where + ": " + path + ": unknown key" +
+                            did_you_mean(path, schema_.paths()) + unknown_hint(prefix));
+      }
+    }
+  }
+
+  std::string unknown_hint(const std::string& prefix) const {
+    auto kids = schema_.children(prefix);
+    return " (" + (prefix.empty() ? std::string("sections") : "keys of " + prefix) + ": " +
+           join(kids) + ")";
+  }
+
+  void plugin_section(const std::string& file, const YAML::Node& n) {
+    if (!n.IsMap()) {
+      problems_.push_back(mark_of(file, n.Mark()) +
+                          ": plugin_config: expected a map of plugin name -> settings");
+      return;
+    }
+    for (const auto& plugin : n) {
+      const std::string name = plugin.first.Scalar();
+      if (!plugin.second.IsMap()) {
+        problems_.push_back(mark_of(file, plugin.second.Mark()) + ": plugin_config." + name +
+                            ": expected a map of the plugin's settings");
+        continue;
+      }
+      for (const auto& kv : plugin.second) {
+        cfg_.pending_.push_back({name, kv.first.Scalar(), yaml_to_json(kv.second),
+                                 Source{Layer::kFile, mark_of(file, kv.first.Mark())}});
+      }
+    }
+  }
+
+  void set_from_string(const std::string& path, const std::string& text, Source source,
+                       const std::string& who) {
+    YAML::Node n;
+    try {
+      n = YAML::Load(text);
+    } catch (const YAML::Exception& e) {
+      // Not valid YAML: take it as a plain string (e.g. a path with odd characters).
+      n = YAML::Node(text);
+    }
+    if (text.empty()) n = YAML::Node(std::string());
+    if (path.rfind("plugin_config.", 0) == 0) {
+      auto rest = path.substr(14);
+      auto dot = rest.find('.');
+      if (dot == std::string::npos || dot == 0 || dot + 1 == rest.size()) {
+        problems_.push_back(who + ": plugin settings are plugin_config.<plugin>.<key>");
+        return;
+      }
+      cfg_.pending_.push_back({rest.substr(0, dot), rest.substr(dot + 1), yaml_to_json(n),
+                               std::move(source)});
+      return;
+    }
+    const KeyDef* def = schema_.find(path);
+    if (!def) {
+      problems_.push_back(who + ": " + path + ": unknown key" + did_you_mean(path, schema_.paths()));
+      return;
+    }
+    json::value v;
+    if (auto err = convert(*def, n, v)) {
+      problems_.push_back(who + ": " + path + ": " + *err);
+      return;
+    }
+    cfg_.entries_[path] = Entry{std::move(v), std::move(source)};
+  }
+
+  const Schema& schema_;
+  Config& cfg_;
+  std::vector<std::string> problems_;
+};
+
+Config Config::load(const Schema& schema, const LoadOptions& options) {
+  Config cfg;
+  Loader loader(schema, cfg);
+  loader.defaults();
+  for (const auto& doc : options.yaml) loader.yaml(doc);
+  loader.environment(options.environment);
+  loader.sets(options.sets);
+  loader.finish();
+  return cfg;
+}
+
+void Config::apply_plugin_schemas(
+    const std::map<std::string, std::vector<ConfigKeyDecl>>& plugins) {
+  std::vector<std::string> problems;
+  std::vector<std::string> names;
+  for (const auto& [name, _] : plugins) names.push_back(name);
+  for (const auto& [name, keys] : plugins)
+    for (const auto& k : keys)
+      entries_["plugin_config." + name + "." + k.key] =
+          Entry{k.default_value, Source{Layer::kPluginDefault, name + " manifest"}};
+  for (auto& p : pending_) {
+    const std::string path = "plugin_config." + p.plugin + "." + p.key;
+    auto it = plugins.find(p.plugin);
+    if (it == plugins.end()) {
+      problems.push_back(p.source.describe() + ": plugin_config." + p.plugin +
+                         ": no loaded plugin is named '" + p.plugin + "' (loaded: " +
+                         (names.empty() ? std::string("none") : join(names)) + ")" +
+                         did_you_mean(p.plugin, names));
+      continue;
+    }
+    const ConfigKeyDecl* decl = nullptr;
+    std::vector<std::string> keys;
+    for (const auto& k : it->second) {
+      keys.push_back(k.key);
+      if (k.key == p.key) decl = &k;
+    }
+    if (!decl) {
+      problems.push_back(p.source.describe() + ": " + path + ": plugin '" + p.plugin +
+                         "' declares no key '" + p.key + "' (it accepts: " +
+                         (keys.empty() ? std::string("no keys") : join(keys)) + ")" +
+                         did_you_mean(p.key, keys));
+      continue;
+    }
+    json::value v = p.value;
+    if (decl->type == "number" && v.is_int64()) v = static_cast<double>(v.as_int64());
+    if (!json_matches(decl->type, v)) {
+      problems.push_back(p.source.describe() + ": " + path + ": expected " + decl->type + ", got " +
+                         json::serialize(p.value));
+      continue;
+    }
+    entries_[path] = Entry{std::move(v), p.source};
+  }
+  pending_.clear();
+  if (!problems.empty()) throw ConfigError(problems);
+}
+
+const Entry* Config::find(std::string_view path) const {
+  auto it = entries_.find(path);
+  return it == entries_.end() ? nullptr : &it->second;
+}
+
+const Entry& Config::at(std::string_view path) const {
+  if (auto* e = find(path)) return *e;
+  throw std::out_of_range("config key '" + std::string(path) + "' is not defined");
+}
+
+std::string Config::get_string(std::string_view path) const {
+  return std::string(at(path).value.as_string());
+}
+std::int64_t Config::get_int(std::string_view path) const { return at(path).value.as_int64(); }
+bool Config::get_bool(std::string_view path) const { return at(path).value.as_bool(); }
+std::vector<std::string> Config::get_strings(std::string_view path) const {
+  std::vector<std::string> out;
+  for (const auto& v : at(path).value.as_array()) out.emplace_back(v.as_string());
+  return out;
+}
+
+json::object Config::section(std::string_view section) const {
+  json::object o;
+  std::string prefix = std::string(section) + ".";
+  for (auto it = entries_.lower_bound(prefix); it != entries_.end(); ++it) {
+    if (it->first.compare(0, prefix.size(), prefix) != 0) break;
+    o[it->first.substr(prefix.size())] = it->second.value;
+  }
+  return o;
+}
+
+json::object Config::plugin_config(std::string_view plugin) const {
+  return section("plugin_config." + std::string(plugin));
+}
+
+}  // namespace kiln::config

@@ -1,0 +1,51 @@
+#include "nodes/kinds.hpp"
+
+#include "common/embedded.hpp"
+#include "kiln/nodes/tool_strategy.hpp"
+#include "kiln/testkit/tool_strategy.hpp"
+
+namespace kiln::nodes {
+
+std::vector<std::pair<std::string, std::string_view>> embedded_parity_cases(std::string_view kind) {
+  std::vector<std::pair<std::string, std::string_view>> out;
+  const std::string prefix = "tests/parity/" + std::string(kind) + "/cases/";
+  for (const auto& f : common::embedded_files())
+    if (f.name.rfind(prefix, 0) == 0) out.emplace_back(std::string(f.name), f.content);
+  return out;
+}
+
+namespace {
+
+testkit::ToolStrategyFactory as_strategy(const NodeMaker& make) {
+  return [make](const boost::json::object& kind_config) {
+    return std::static_pointer_cast<ToolStrategy>(make(kind_config));
+  };
+}
+
+KindDescriptor tool_strategy_kind() {
+  KindDescriptor d;
+  d.kind = ToolStrategy::kKind;
+  d.default_node = ToolStrategy::kDefaultNode;
+  d.contract_version = ToolStrategy::kContractVersion;
+  d.parity_cases_origin = "tests/parity/tool_strategy/cases (embedded)";
+  d.contract = [](const NodeMaker& candidate) {
+    return testkit::run_tool_strategy_contract(as_strategy(candidate));
+  };
+  d.parity = [](const NodeMaker& control, const NodeMaker& candidate,
+                const std::vector<std::string>& intended) {
+    std::vector<testkit::ToolStrategyCase> cases;
+    for (const auto& [name, text] : embedded_parity_cases(ToolStrategy::kKind)) {
+      auto more = testkit::parse_tool_strategy_cases(text, name);
+      cases.insert(cases.end(), more.begin(), more.end());
+    }
+    return testkit::run_tool_strategy_parity(as_strategy(control), as_strategy(candidate), cases,
+                                             intended);
+  };
+  return d;
+}
+
+}  // namespace
+
+std::vector<KindDescriptor> builtin_kinds() { return {tool_strategy_kind()}; }
+
+}  // namespace kiln::nodes

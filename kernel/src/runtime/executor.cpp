@@ -1,0 +1,135 @@
+#include "runtime/executor.hpp"
+
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "runtime/json_schema.hpp"
+
+namespace kiln::runtime {
+namespace json = boost::json;
+
+namespace {
+
+const std::vector<std::string> kNoProviders;
+
+// Calls the tool, converting escaped exceptions into ToolError: a plugin's throw never
+// crosses the executor.
+ToolOutcome call_guarded(Tool& tool, const json::value& input, const ToolContext& ctx,
+                         const std::string& provider) {
+  try {
+    return tool.invoke(input, ctx);
+  } catch (const std::exception& e) {
+    return tool_error(error_code::kInternal,
+                      "tool '" + ctx.tool + "' (provider " + provider + ") threw: " + e.what());
+  } catch (...) {
+    return tool_error(error_code::kInternal, "tool '" + ctx.tool + "' (provider " + provider +
+                                                 ") threw a non-standard exception");
+  }
+}
+
+// State shared between a caller waiting with a deadline and the worker running the call. The
+// worker owns a reference, so a caller that stops waiting leaves nothing dangling.
+struct PendingCall {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<ToolOutcome> outcome;
+  std::stop_source stop;
+};
+
+}  // namespace
+
+ToolRuntimeExecutor::ToolRuntimeExecutor(const std::vector<plugins::ToolEntry>& tools,
+                                         std::shared_ptr<const nodes::ToolStrategy> strategy)
+    : strategy_(std::move(strategy)) {
+  for (const auto& t : tools) {
+    if (!t.tool) continue;
+    auto& e = index_[t.name];
+    e.provider_names.push_back(t.provider);
+    e.providers.push_back(Provider{t.provider, t.tool, t.input_schema, t.output_schema,
+                                   t.nonblocking});
+  }
+}
+
+ToolOutcome ToolRuntimeExecutor::run_one(const Provider& p, const ToolCall& call,
+                                         const nodes::ExecutionPolicy& policy) const {
+  const auto deadline = std::chrono::steady_clock::now() + policy.timeout;
+  if (p.nonblocking) {
+    ToolContext ctx{call.tool, call.tenant, call.request_id, deadline, {}};
+    return call_guarded(*p.tool, call.input, ctx, p.name);
+  }
+  // A blocking tool runs on its own thread so the caller can stop waiting at the deadline. A
+  // tool that ignores its stop token keeps its thread until it returns; isolated execution (a
+  // child process) is the remedy for tools that may hang.
+  auto pending = std::make_shared<PendingCall>();
+  ToolContext ctx{call.tool, call.tenant, call.request_id, deadline, pending->stop.get_token()};
+  std::thread([pending, tool = p.tool, input = call.input, ctx, provider = p.name] {
+    auto outcome = call_guarded(*tool, input, ctx, provider);
+    std::lock_guard lock(pending->mu);
+    pending->outcome.emplace(std::move(outcome));
+    pending->cv.notify_all();
+  }).detach();
+  std::unique_lock lock(pending->mu);
+  if (!pending->cv.wait_until(lock, deadline, [&] { return pending->outcome.has_value(); })) {
+    pending->stop.request_stop();
+    return tool_error(error_code::kTimeout,
+                      "tool '" + call.tool + "' (provider " + p.name + ") did not answer within " +
+                          std::to_string(policy.timeout.count()) +
+                          " ms; raise tool_strategy.timeout_ms if it needs longer",
+                      /*retryable=*/true);
+  }
+  return std::move(*pending->outcome);
+}
+
+ToolOutcome ToolRuntimeExecutor::invoke(const ToolCall& call) const {
+  auto it = index_.find(call.tool);
+  const Entry* entry = it == index_.end() ? nullptr : &it->second;
+  const auto& names = entry ? entry->provider_names : kNoProviders;
+
+  Result<nodes::RouteDecision, ToolError> decision =
+      tool_error(error_code::kInternal, "tool strategy did not run");
+  try {
+    decision = strategy_->route(nodes::RouteRequest{call.tool, call.tenant, call.input, names});
+  } catch (const std::exception& e) {
+    return tool_error(error_code::kInternal,
+                      std::string("the tool strategy node threw while routing: ") + e.what());
+  }
+  if (!decision.ok()) return Unexpected<ToolError>{std::move(decision.error())};
+  const auto& route = decision.value();
+
+  std::optional<ToolError> last;
+  for (const auto& provider_name : route.providers) {
+    const Provider* p = nullptr;
+    if (entry)
+      for (const auto& candidate : entry->providers)
+        if (candidate.name == provider_name) p = &candidate;
+    if (!p) {
+      last = ToolError{error_code::kProviderUnavailable,
+                       "the tool strategy chose provider '" + provider_name + "' for tool '" +
+                           call.tool + "', which does not provide it",
+                       false,
+                       {}};
+      continue;
+    }
+    if (auto err = validate_json(p->input_schema, call.input))
+      return tool_error(error_code::kInvalidInput, "tool '" + call.tool + "': " + *err);
+
+    for (int attempt = 0; attempt < std::max(1, route.policy.max_attempts); ++attempt) {
+      ToolOutcome outcome = run_one(*p, call, route.policy);
+      if (outcome.ok()) {
+        if (auto err = validate_json(p->output_schema, outcome.value().output, "output"))
+          return tool_error(error_code::kInternal, "tool '" + call.tool + "' (provider " +
+                                                       p->name +
+                                                       ") broke its output schema: " + *err);
+        return outcome;
+      }
+      last = std::move(outcome.error());
+      if (!last->retryable) return Unexpected<ToolError>{std::move(*last)};
+    }
+  }
+  if (!last) return tool_error(error_code::kInternal, "the tool strategy returned no provider");
+  return Unexpected<ToolError>{std::move(*last)};
+}
+
+}  // namespace kiln::runtime

@@ -1,0 +1,121 @@
+#include "runtime/json_schema.hpp"
+
+#include <cmath>
+
+namespace kiln::runtime {
+namespace json = boost::json;
+
+namespace {
+
+const char* kind_of(const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::null: return "null";
+    case json::kind::bool_: return "boolean";
+    case json::kind::int64:
+    case json::kind::uint64: return "integer";
+    case json::kind::double_: return "number";
+    case json::kind::string: return "string";
+    case json::kind::array: return "array";
+    case json::kind::object: return "object";
+  }
+  return "?";
+}
+
+bool is_type(std::string_view t, const json::value& v) {
+  if (t == "object") return v.is_object();
+  if (t == "array") return v.is_array();
+  if (t == "string") return v.is_string();
+  if (t == "boolean") return v.is_bool();
+  if (t == "null") return v.is_null();
+  if (t == "integer") {
+    if (v.is_int64() || v.is_uint64()) return true;
+    return v.is_double() && std::floor(v.as_double()) == v.as_double();
+  }
+  if (t == "number") return v.is_number();
+  return false;
+}
+
+double num(const json::value& v) { return v.to_number<double>(); }
+
+}  // namespace
+
+std::optional<std::string> validate_json(const json::value& schema_v, const json::value& value,
+                                         const std::string& path) {
+  if (!schema_v.is_object()) return std::nullopt;
+  const auto& schema = schema_v.as_object();
+
+  if (auto* t = schema.if_contains("type")) {
+    bool ok = false;
+    std::string expected;
+    if (t->is_string()) {
+      ok = is_type(t->as_string(), value);
+      expected = t->as_string();
+    } else if (t->is_array()) {
+      for (const auto& one : t->as_array()) {
+        if (!one.is_string()) continue;
+        ok = ok || is_type(one.as_string(), value);
+        expected += (expected.empty() ? "" : " or ") + std::string(one.as_string());
+      }
+    } else {
+      ok = true;
+    }
+    if (!ok) return path + ": expected " + expected + ", got " + kind_of(value);
+  }
+  if (auto* e = schema.if_contains("enum"); e && e->is_array()) {
+    bool found = false;
+    for (const auto& option : e->as_array()) found = found || option == value;
+    if (!found) return path + ": " + json::serialize(value) + " is not one of " + json::serialize(*e);
+  }
+  if (auto* c = schema.if_contains("const"); c && *c != value)
+    return path + ": must be " + json::serialize(*c);
+  if (value.is_number()) {
+    if (auto* m = schema.if_contains("minimum"); m && m->is_number() && num(value) < num(*m))
+      return path + ": must be >= " + json::serialize(*m);
+    if (auto* m = schema.if_contains("maximum"); m && m->is_number() && num(value) > num(*m))
+      return path + ": must be <= " + json::serialize(*m);
+  }
+  if (value.is_string()) {
+    auto len = static_cast<std::int64_t>(value.as_string().size());
+    if (auto* m = schema.if_contains("minLength"); m && m->is_int64() && len < m->as_int64())
+      return path + ": must have at least " + json::serialize(*m) + " characters";
+    if (auto* m = schema.if_contains("maxLength"); m && m->is_int64() && len > m->as_int64())
+      return path + ": must have at most " + json::serialize(*m) + " characters";
+  }
+  if (value.is_array()) {
+    const auto& arr = value.as_array();
+    auto n = static_cast<std::int64_t>(arr.size());
+    if (auto* m = schema.if_contains("minItems"); m && m->is_int64() && n < m->as_int64())
+      return path + ": must have at least " + json::serialize(*m) + " items";
+    if (auto* m = schema.if_contains("maxItems"); m && m->is_int64() && n > m->as_int64())
+      return path + ": must have at most " + json::serialize(*m) + " items";
+    if (auto* items = schema.if_contains("items"); items && items->is_object()) {
+      for (std::size_t i = 0; i < arr.size(); ++i)
+        if (auto err = validate_json(*items, arr[i], path + "[" + std::to_string(i) + "]"))
+          return err;
+    }
+  }
+  if (value.is_object()) {
+    const auto& obj = value.as_object();
+    if (auto* req = schema.if_contains("required"); req && req->is_array())
+      for (const auto& r : req->as_array())
+        if (r.is_string() && !obj.contains(r.as_string()))
+          return path + "." + std::string(r.as_string()) + ": required field is missing";
+    const json::object* props = nullptr;
+    if (auto* p = schema.if_contains("properties"); p && p->is_object()) props = &p->as_object();
+    bool closed = false;
+    if (auto* a = schema.if_contains("additionalProperties"); a && a->is_bool())
+      closed = !a->as_bool();
+    for (const auto& kv : obj) {
+      const json::value* sub = props ? props->if_contains(kv.key()) : nullptr;
+      if (sub) {
+        if (auto err = validate_json(*sub, kv.value(), path + "." + std::string(kv.key())))
+          return err;
+      } else if (closed) {
+        return path + "." + std::string(kv.key()) + ": unknown field (not in the tool's schema)";
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace kiln::runtime

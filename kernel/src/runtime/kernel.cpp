@@ -1,0 +1,270 @@
+#include "runtime/kernel.hpp"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <spdlog/spdlog.h>
+
+#include "common/embedded.hpp"
+#include "common/log.hpp"
+#include "common/strings.hpp"
+#include "kiln/nodes/tool_strategy.hpp"
+#include "runtime/builtin_tools.hpp"
+
+namespace kiln::runtime {
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using common::join;
+
+namespace {
+
+constexpr const char* kEmbeddedConfig = "config/kiln.yaml";
+
+config::YamlText read_yaml(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in)
+    throw BootError(kExitConfig, "config file " + path.string() +
+                                     ": cannot be read (" + std::strerror(errno) +
+                                     "); pass an existing file to --config");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::error_code ec;
+  auto abs = fs::absolute(path, ec);
+  return {path.string(), ss.str(), abs.parent_path()};
+}
+
+}  // namespace
+
+Kernel::Kernel() = default;
+Kernel::~Kernel() = default;
+
+std::unique_ptr<Kernel> Kernel::boot(const BootOptions& options) {
+  std::unique_ptr<Kernel> k(new Kernel());
+  k->kinds_ = nodes::builtin_kinds();
+
+  // 1. Config layers.
+  config::LoadOptions lo;
+  if (!options.config_files.empty()) {
+    for (const auto& f : options.config_files) lo.yaml.push_back(read_yaml(f));
+  } else if (auto it = options.environment.find("KILN_CONFIG");
+             it != options.environment.end() && !it->second.empty()) {
+    lo.yaml.push_back(read_yaml(it->second));
+  } else {
+    lo.yaml.push_back({std::string(kEmbeddedConfig) + " (embedded)",
+                       std::string(common::embedded_file(kEmbeddedConfig)),
+                       {}});
+  }
+  lo.environment = options.environment;
+  lo.sets = options.sets;
+  std::vector<config::NodeKindInfo> kind_infos;
+  for (const auto& d : k->kinds_) kind_infos.push_back({d.kind, d.default_node});
+  try {
+    k->config_ = config::Config::load(config::kernel_schema(kind_infos), lo);
+  } catch (const config::ConfigError& e) {
+    throw BootError(kExitConfig, e.what());
+  }
+  if (options.setup_logging) {
+    common::setup_logging(k->config_.get_string("log.level"), k->config_.get_string("log.format"));
+  }
+
+  // 2. Plugins, then the plugin config they declare, then their tools.
+  k->load_plugins();
+  try {
+    k->config_.apply_plugin_schemas(k->registry_->declared_config_keys());
+  } catch (const config::ConfigError& e) {
+    throw BootError(kExitConfig, e.what());
+  }
+  try {
+    k->registry_->instantiate(k->config_);
+  } catch (const plugins::PluginLoadError& e) {
+    throw BootError(kExitPlugin, e.what());
+  }
+
+  // 3. Gates and nodes.
+  k->gates_ = std::make_unique<gates::GateStore>(
+      config::expand_path(k->config_.get_string("gates.dir"), k->config_.config_dir()));
+  if (options.resolve_nodes) k->resolve();
+  return k;
+}
+
+std::vector<fs::path> Kernel::search_paths() const {
+  std::vector<fs::path> out;
+  for (const auto& p : config_.get_strings("plugins.search_paths"))
+    out.push_back(config::expand_path(p, config_.config_dir()));
+  return out;
+}
+
+void Kernel::load_plugins() {
+  registry_ = std::make_unique<plugins::PluginRegistry>(metrics_, fs::path("var/artifacts"));
+  plugins::NodeEntry static_node;
+  auto decl = NodeDecl::make<nodes::ToolStrategy>(
+      nodes::ToolStrategy::kDefaultNode, "tool -> provider map from config, else the first "
+      "registered provider",
+      [](const NodeContext& ctx) {
+        return std::make_shared<nodes::StaticToolStrategy>(
+            nodes::ToolStrategySettings::from_json(ctx.kind_config));
+      });
+  static_node.kind = decl.kind;
+  static_node.name = decl.name;
+  static_node.description = decl.description;
+  static_node.factory = decl.factory;
+  registry_->add_builtin_node(std::move(static_node));
+  for (auto& t : builtin_tools()) registry_->add_builtin_tool(std::move(t));
+
+  std::vector<fs::path> missing;
+  auto files = plugins::discover(search_paths(), &missing);
+  for (const auto& m : missing) spdlog::debug("plugin search path {} does not exist", m.string());
+  auto disabled_list = config_.get_strings("plugins.disabled");
+  std::set<std::string> disabled(disabled_list.begin(), disabled_list.end());
+  auto refusals = registry_->load(files, disabled);
+  if (!refusals.empty()) {
+    if (config_.get_string("plugins.on_error") == "fail")
+      throw BootError(kExitPlugin,
+                      join(refusals, "\n") +
+                          "\n(plugins.on_error is 'fail'; set it to 'skip' to start without them)");
+    for (const auto& r : refusals) {
+      spdlog::warn("plugin skipped (plugins.on_error=skip): {}", r);
+      warnings_.push_back(r);
+    }
+  }
+  for (const auto& p : registry_->plugins())
+    spdlog::debug("plugin {} {} loaded: nodes [{}], tools [{}]", p.name, p.version,
+                 join(p.nodes), join(p.tools));
+}
+
+const nodes::KindDescriptor* Kernel::kind(std::string_view name) const {
+  for (const auto& d : kinds_)
+    if (d.kind == name) return &d;
+  return nullptr;
+}
+
+std::vector<NodeStatus> Kernel::node_status() const {
+  std::vector<NodeStatus> out;
+  for (const auto& d : kinds_) {
+    NodeStatus s;
+    s.kind = d.kind;
+    const auto& e = config_.at("nodes." + d.kind);
+    s.selected = std::string(e.value.as_string());
+    s.source = e.source;
+    s.is_default = s.selected == d.default_node;
+    s.available = registry_->node_names(d.kind);
+    s.entry = registry_->find_node(d.kind, s.selected);
+    if (s.entry) s.gate = gates_->check(*s.entry, s.is_default, d.contract_version);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+nodes::NodeMaker Kernel::node_maker(const plugins::NodeEntry& entry, bool deployment_config) {
+  json::object plugin_config;
+  if (deployment_config) {
+    plugin_config = config_.plugin_config(entry.provider);
+  } else {
+    for (const auto& p : registry_->plugins())
+      if (p.name == entry.provider)
+        for (const auto& k : p.config_keys) plugin_config[k.key] = k.default_value;
+  }
+  HostServices* host = &registry_->host(entry.provider);
+  return [entry, host, plugin_config](const json::object& kind_config) -> std::shared_ptr<void> {
+    std::shared_ptr<void> obj;
+    try {
+      obj = entry.factory(NodeContext{*host, kind_config, plugin_config});
+    } catch (const std::exception& e) {
+      throw plugins::PluginLoadError("node " + entry.kind + "/" + entry.name + " (provider " +
+                                     entry.provider + "): factory threw: " + e.what());
+    }
+    if (!obj)
+      throw plugins::PluginLoadError("node " + entry.kind + "/" + entry.name + " (provider " +
+                                     entry.provider + "): factory returned null");
+    return plugins::keep_library_alive(std::move(obj), entry.library);
+  };
+}
+
+void Kernel::resolve() {
+  const bool strict = config_.get_string("gates.enforce") == "strict";
+  for (const auto& s : node_status()) {
+    const std::string id = s.kind + "/" + s.selected;
+    if (!s.entry)
+      throw BootError(kExitConfig, "nodes." + s.kind + ": unknown node '" + s.selected +
+                                       "' (set by " + s.source.describe() + "); available: " +
+                                       join(s.available) +
+                                       common::did_you_mean(s.selected, s.available));
+    if (!s.gate.usable()) {
+      std::string msg = "node " + id + " (selected by " + s.source.describe() +
+                        ") is not gated: " + s.gate.reason + "; run `kiln gate run " + id + "`";
+      if (strict)
+        throw BootError(kExitGateRefused,
+                        msg + " (or set gates.enforce=warn for development)");
+      msg = "GATE NOT ENFORCED (gates.enforce=warn): " + msg;
+      spdlog::warn("{}", msg);
+      warnings_.push_back(msg);
+    }
+    try {
+      instances_[s.kind] = node_maker(*s.entry, true)(config_.section(s.kind));
+    } catch (const plugins::PluginLoadError& e) {
+      throw BootError(kExitPlugin, e.what());
+    } catch (const std::exception& e) {
+      throw BootError(kExitConfig, "node " + id + ": " + e.what());
+    }
+    spdlog::debug("node {} selected ({}), gate: {}", id, s.source.describe(),
+                 gates::to_string(s.gate.state));
+  }
+  executor_ = std::make_unique<ToolRuntimeExecutor>(registry_->tools(),
+                                                    node<nodes::ToolStrategy>());
+}
+
+const ToolRuntimeExecutor& Kernel::executor() const {
+  if (!executor_)
+    throw std::logic_error("the executor exists only after a boot with resolve_nodes");
+  return *executor_;
+}
+
+gates::GateRecord Kernel::run_gate(const std::string& kind_name, const std::string& node_name) {
+  const nodes::KindDescriptor* d = kind(kind_name);
+  if (!d) {
+    std::vector<std::string> names;
+    for (const auto& k : kinds_) names.push_back(k.kind);
+    throw BootError(kExitUsage, "unknown node kind '" + kind_name + "' (kinds: " + join(names) +
+                                    ")" + common::did_you_mean(kind_name, names));
+  }
+  const plugins::NodeEntry* candidate = registry_->find_node(kind_name, node_name);
+  if (!candidate) {
+    auto names = registry_->node_names(kind_name);
+    throw BootError(kExitUsage, "unknown node " + kind_name + "/" + node_name + " (available: " +
+                                    join(names) + ")" + common::did_you_mean(node_name, names));
+  }
+  const plugins::NodeEntry* control = registry_->find_node(kind_name, d->default_node);
+  if (!control)
+    throw BootError(kExitPlugin, "the default node " + kind_name + "/" + d->default_node +
+                                     " is not loaded; it is needed as the parity control");
+
+  gates::GateRecord r;
+  r.kind = kind_name;
+  r.node = node_name;
+  r.provider = candidate->provider;
+  r.plugin_file = candidate->file.string();
+  r.plugin_sha256 = candidate->sha256;
+  r.contract_version = d->contract_version;
+  r.abi_version = kAbiVersion;
+  r.kiln_version = kVersion;
+  r.ran_at = gates::utc_now_iso8601();
+  r.cases_origin = d->parity_cases_origin;
+  r.intended_differences = candidate->intended_differences;
+
+  auto candidate_maker = node_maker(*candidate, false);
+  auto control_maker = node_maker(*control, false);
+  spdlog::info("gate {}/{}: running the contract suite (contract version {})", kind_name,
+               node_name, d->contract_version);
+  auto contract = d->contract(candidate_maker);
+  spdlog::info("gate {}/{}: running the parity suite against {}/{}", kind_name, node_name,
+               kind_name, d->default_node);
+  auto parity = d->parity(control_maker, candidate_maker, candidate->intended_differences);
+  r.contract = contract.to_json();
+  r.parity = parity.to_json();
+  r.passed = contract.passed() && parity.passed();
+  if (!candidate->builtin()) gates_->write(r);
+  return r;
+}
+
+}  // namespace kiln::runtime

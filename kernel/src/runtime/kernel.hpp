@@ -1,0 +1,109 @@
+// The kernel: config, plugins, nodes, gates and the tool executor, booted in one place.
+// `kiln serve` and every other command start here; tests boot it the same way.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "gates/gate_store.hpp"
+#include "nodes/kinds.hpp"
+#include "plugins/registry.hpp"
+#include "runtime/executor.hpp"
+#include "runtime/metrics.hpp"
+
+namespace kiln::runtime {
+
+// Process exit codes, documented in `kiln --help` and docs/architecture/cli.md.
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitFailed = 1,       // the operation ran and failed (tool error, gate FAIL, ...)
+  kExitUsage = 2,        // bad command line
+  kExitConfig = 3,       // invalid configuration
+  kExitGateRefused = 4,  // a selected non-default node is not gated
+  kExitPlugin = 5,       // a plugin could not be loaded or instantiated
+};
+
+class BootError : public std::runtime_error {
+ public:
+  BootError(int exit_code, const std::string& message)
+      : std::runtime_error(message), exit_code_(exit_code) {}
+  int exit_code() const { return exit_code_; }
+
+ private:
+  int exit_code_;
+};
+
+struct BootOptions {
+  std::vector<std::filesystem::path> config_files;  // empty: $KILN_CONFIG, else the embedded default
+  std::vector<std::string> sets;                     // --set key=value
+  std::map<std::string, std::string> environment = config::current_environment();
+  bool resolve_nodes = true;  // false: load and validate only (gate run, config check, listings)
+  bool setup_logging = true;
+};
+
+struct NodeStatus {
+  std::string kind;
+  std::string selected;
+  config::Source source;
+  bool is_default = false;
+  gates::GateCheck gate;
+  const plugins::NodeEntry* entry = nullptr;  // null when the selected name is unknown
+  std::vector<std::string> available;
+};
+
+class Kernel {
+ public:
+  // Throws BootError with the exit code to use and a message that says what to do.
+  static std::unique_ptr<Kernel> boot(const BootOptions& options);
+  ~Kernel();
+
+  const config::Config& config() const { return config_; }
+  plugins::PluginRegistry& registry() { return *registry_; }
+  const plugins::PluginRegistry& registry() const { return *registry_; }
+  const std::vector<nodes::KindDescriptor>& kinds() const { return kinds_; }
+  const gates::GateStore& gates() const { return *gates_; }
+  const std::vector<std::string>& warnings() const { return warnings_; }
+  std::vector<std::filesystem::path> search_paths() const;
+
+  // Selected node and gate state of every kind, without instantiating anything.
+  std::vector<NodeStatus> node_status() const;
+
+  // The executor; only after a boot with resolve_nodes.
+  const ToolRuntimeExecutor& executor() const;
+  // Instantiated node of a kind (after resolve_nodes), as the kind's interface.
+  template <class Kind>
+  std::shared_ptr<Kind> node() const {
+    auto it = instances_.find(Kind::kKind);
+    return it == instances_.end() ? nullptr : std::static_pointer_cast<Kind>(it->second);
+  }
+
+  // Runs the kind's contract and parity suites on KIND/NODE, writes the record to the gate
+  // store and returns it. Throws BootError for an unknown kind or node.
+  gates::GateRecord run_gate(const std::string& kind, const std::string& node);
+
+  // Builds instances of `entry`. With `deployment_config`, the plugin gets the deployment's
+  // plugin_config; without, its manifest defaults (what gates measure: the binary itself).
+  nodes::NodeMaker node_maker(const plugins::NodeEntry& entry, bool deployment_config);
+
+ private:
+  Kernel();
+  void load_plugins();
+  void resolve();
+  const nodes::KindDescriptor* kind(std::string_view name) const;
+
+  config::Config config_;
+  Metrics metrics_;
+  std::vector<nodes::KindDescriptor> kinds_;
+  std::unique_ptr<plugins::PluginRegistry> registry_;
+  std::unique_ptr<gates::GateStore> gates_;
+  std::map<std::string, std::shared_ptr<void>> instances_;
+  std::unique_ptr<ToolRuntimeExecutor> executor_;
+  std::vector<std::string> warnings_;
+};
+
+}  // namespace kiln::runtime
