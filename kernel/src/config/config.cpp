@@ -415,10 +415,19 @@ class Loader {
         }
         walk(file, kv.second, path);
       } else {
-        problems_.push_back(where + ": " + path + ": unknown key" +
-                            did_you_mean(path, schema_.paths()) + unknown_hint(prefix));
+        problems_.push_back(where + ": " + path + ": unknown key" + suggest(prefix, path) +
+                            unknown_hint(prefix));
       }
     }
+  }
+
+  // Siblings first (a typo in the last segment), then every full key path (a misplaced key).
+  std::string suggest(const std::string& prefix, const std::string& path) const {
+    std::vector<std::string> siblings;
+    for (const auto& c : schema_.children(prefix))
+      siblings.push_back(prefix.empty() ? c : prefix + "." + c);
+    std::string hint = did_you_mean(path, siblings);
+    return hint.empty() ? did_you_mean(path, schema_.paths()) : hint;
   }
 
   std::string unknown_hint(const std::string& prefix) const {

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,7 @@ struct GateRecord {
 
 enum class GateState { kDefault, kPassed, kMissing, kStale, kFailed };
 const char* to_string(GateState s);
+inline std::ostream& operator<<(std::ostream& os, GateState s) { return os << to_string(s); }
 
 struct GateCheck {
   GateState state = GateState::kMissing;

@@ -1,0 +1,274 @@
+// The kiln binary as an operator uses it: real processes, real plugins, real gate store.
+#define BOOST_TEST_MODULE cli
+#include <fstream>
+#include <sstream>
+
+#include <boost/json.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include "support/process.hpp"
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using namespace kiln::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kKiln = KILN_TEST_BIN;
+
+bool contains(const std::string& hay, const std::string& needle) {
+  return hay.find(needle) != std::string::npos;
+}
+
+// A deployment in a temp dir: its own gate store and a private copy of the first-party plugins.
+struct Deployment {
+  TempDir dir;
+  fs::path plugins = dir.path() / "plugins";
+  fs::path gates = dir.path() / "gates";
+  Deployment() {
+    fs::create_directories(plugins);
+    fs::copy_file(fs::path(KILN_PLUGIN_DIR) / "kiln_strategy_rules.so",
+                  plugins / "kiln_strategy_rules.so");
+  }
+  std::map<std::string, std::string> env(std::map<std::string, std::string> extra = {}) const {
+    extra["KILN_GATES__DIR"] = gates.string();
+    extra["KILN_PLUGINS__SEARCH_PATHS"] = "[" + plugins.string() + "]";
+    return extra;
+  }
+  RunResult kiln(std::vector<std::string> args, std::map<std::string, std::string> extra = {}) const {
+    args.insert(args.begin(), kKiln);
+    return run(args, env(std::move(extra)), dir.path());
+  }
+};
+
+// Starts `kiln serve`, waits until it reports ready, stops it with SIGTERM.
+RunResult serve_until_ready(const Deployment& d, std::map<std::string, std::string> extra,
+                            bool* became_ready) {
+  Child c({kKiln, "serve"}, d.env(std::move(extra)), d.dir.path());
+  *became_ready = c.wait_for_stderr("ready:", 20s);
+  if (*became_ready) c.signal(SIGTERM);
+  return c.wait(20s);
+}
+
+void flip_one_byte(const fs::path& file, const std::string& marker) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  std::string bytes = ss.str();
+  auto pos = bytes.find(marker);
+  BOOST_REQUIRE_MESSAGE(pos != std::string::npos, "marker not found in " << file);
+  f.seekp(static_cast<std::streamoff>(pos));
+  f.put(static_cast<char>(bytes[pos] ^ 0x20));  // 'r' <-> 'R'
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(ungated_node_is_refused_then_gated_then_refused_after_a_byte_changes) {
+  Deployment d;
+  const std::map<std::string, std::string> rules{{"KILN_TOOL_STRATEGY_NODE", "rules"}};
+
+  // 1. No gate: serve refuses quickly, naming the command that gates the node.
+  auto refused = d.kiln({"serve"}, rules);
+  BOOST_TEST(refused.exit_code == 4);
+  BOOST_TEST(refused.seconds < 10.0);
+  BOOST_TEST(contains(refused.err, "kiln gate run tool_strategy/rules"), refused.err);
+  BOOST_TEST(contains(refused.err, "environment KILN_TOOL_STRATEGY_NODE"), refused.err);
+
+  // 2. The gate passes and is recorded with the plugin's hash.
+  auto gate = d.kiln({"gate", "run", "tool_strategy/rules"}, rules);
+  BOOST_TEST(gate.exit_code == 0, gate.out << gate.err);
+  BOOST_TEST(contains(gate.out, "gate tool_strategy/rules: PASS"), gate.out);
+  BOOST_TEST(fs::exists(d.gates / "tool_strategy.rules.json"));
+
+  // 3. Now serve starts (and stops cleanly on SIGTERM).
+  bool ready = false;
+  auto served = serve_until_ready(d, rules, &ready);
+  BOOST_TEST(ready, served.err);
+  BOOST_TEST(served.exit_code == 0, served.err);
+  BOOST_TEST(contains(served.err, "node tool_strategy/rules selected by environment"), served.err);
+
+  // 4. One byte of the plugin file changes: the gate is stale, serve refuses again.
+  flip_one_byte(d.plugins / "kiln_strategy_rules.so", "rule-based routing");
+  auto stale = d.kiln({"serve"}, rules);
+  BOOST_TEST(stale.exit_code == 4);
+  BOOST_TEST(contains(stale.err, "plugin file changed"), stale.err);
+  BOOST_TEST(contains(stale.err, "kiln gate run tool_strategy/rules"), stale.err);
+
+  auto status = d.kiln({"gate", "status", "--json"});
+  BOOST_REQUIRE(status.exit_code == 0);
+  auto nodes = json::parse(status.out).at("nodes").as_array();
+  bool saw_stale = false;
+  for (const auto& n : nodes)
+    if (n.at("node").as_string() == "rules") saw_stale = n.at("gate").as_string() == "stale";
+  BOOST_TEST(saw_stale, status.out);
+}
+
+BOOST_AUTO_TEST_CASE(warn_mode_runs_an_ungated_node_loudly) {
+  Deployment d;
+  bool ready = false;
+  auto r = serve_until_ready(d, {{"KILN_TOOL_STRATEGY_NODE", "rules"}, {"KILN_GATES__ENFORCE", "warn"}},
+                             &ready);
+  BOOST_TEST(ready, r.err);
+  BOOST_TEST(contains(r.err, "GATE NOT ENFORCED"), r.err);
+  BOOST_TEST(contains(r.err, "WITH WARNINGS"), r.err);
+}
+
+BOOST_AUTO_TEST_CASE(default_serve_starts_on_the_embedded_config) {
+  Deployment d;
+  bool ready = false;
+  auto r = serve_until_ready(d, {}, &ready);
+  BOOST_TEST(ready, r.err);
+  BOOST_TEST(r.exit_code == 0);
+  BOOST_TEST(contains(r.err, "plugin strategy_rules 0.1.0 loaded"), r.err);
+}
+
+BOOST_AUTO_TEST_CASE(unknown_node_lists_the_available_ones) {
+  Deployment d;
+  auto r = d.kiln({"serve"}, {{"KILN_TOOL_STRATEGY_NODE", "rulez"}});
+  BOOST_TEST(r.exit_code == 3);
+  BOOST_TEST(contains(r.err, "unknown node 'rulez'"), r.err);
+  BOOST_TEST(contains(r.err, "available: static, rules"), r.err);
+  BOOST_TEST(contains(r.err, "did you mean 'rules'"), r.err);
+}
+
+BOOST_AUTO_TEST_CASE(config_explain_names_the_environment_variable) {
+  Deployment d;
+  auto r = d.kiln({"config", "explain", "nodes.tool_strategy"}, {{"KILN_TOOL_STRATEGY_NODE", "rules"}});
+  BOOST_TEST(r.exit_code == 0, r.err);
+  BOOST_TEST(contains(r.out, "nodes.tool_strategy = \"rules\""), r.out);
+  BOOST_TEST(contains(r.out, "environment KILN_TOOL_STRATEGY_NODE"), r.out);
+  auto all = d.kiln({"config", "explain", "--json"});
+  BOOST_REQUIRE(all.exit_code == 0);
+  bool found = false;
+  const json::value parsed = json::parse(all.out);
+  for (const auto& e : parsed.as_array())
+    if (e.at("key").as_string() == "plugin_config.strategy_rules.rules") found = true;
+  BOOST_TEST(found, all.out);
+  auto missing = d.kiln({"config", "explain", "gates.dri"});
+  BOOST_TEST(missing.exit_code == 3);
+  BOOST_TEST(contains(missing.err, "did you mean 'gates.dir'"), missing.err);
+}
+
+BOOST_AUTO_TEST_CASE(config_check_reports_problems_with_locations) {
+  Deployment d;
+  auto good = d.kiln({"config", "check"});
+  BOOST_TEST(good.exit_code == 0, good.err);
+  BOOST_TEST(contains(good.out, "configuration is valid"));
+
+  auto file = d.dir.path() / "bad.yaml";
+  std::ofstream(file) << "gates:\n  enforce: maybe\nplugin_config:\n  strategy_rules:\n    rulez: []\n";
+  auto bad = d.kiln({"config", "check", "--config", file.string()});
+  BOOST_TEST(bad.exit_code == 3);
+  BOOST_TEST(contains(bad.err, "bad.yaml:2:12: gates.enforce: 'maybe' is not one of strict, warn"), bad.err);
+
+  std::ofstream(file) << "plugin_config:\n  strategy_rules:\n    rulez: []\n";
+  auto plugin_key = d.kiln({"config", "check", "--config", file.string()});
+  BOOST_TEST(plugin_key.exit_code == 3);
+  BOOST_TEST(contains(plugin_key.err, "bad.yaml:3:5: plugin_config.strategy_rules.rulez"), plugin_key.err);
+  BOOST_TEST(contains(plugin_key.err, "did you mean 'rules'"), plugin_key.err);
+
+  auto missing = d.kiln({"config", "check", "--config", (d.dir.path() / "nope.yaml").string()});
+  BOOST_TEST(missing.exit_code == 3);
+  BOOST_TEST(contains(missing.err, "nope.yaml: cannot be read"), missing.err);
+
+  auto bad_env = d.kiln({"config", "check"}, {{"KILN_GATES_DIR", "/x"}});
+  BOOST_TEST(bad_env.exit_code == 3);
+  BOOST_TEST(contains(bad_env.err, "did you mean 'KILN_GATES__DIR'"), bad_env.err);
+}
+
+BOOST_AUTO_TEST_CASE(invalid_rules_stop_startup_with_the_rule_path) {
+  Deployment d;
+  auto r = d.kiln({"serve", "--set", "plugin_config.strategy_rules.rules=[{name: a}]",
+                   "--set", "gates.enforce=warn"},
+                  {{"KILN_TOOL_STRATEGY_NODE", "rules"}});
+  BOOST_TEST(r.exit_code == 5);
+  BOOST_TEST(contains(r.err, "plugin_config.strategy_rules.rules[0].providers"), r.err);
+}
+
+BOOST_AUTO_TEST_CASE(plugins_list_and_nodes_show_what_is_loaded) {
+  Deployment d;
+  auto plugins = d.kiln({"plugins", "list", "--json"});
+  BOOST_REQUIRE(plugins.exit_code == 0);
+  auto arr = json::parse(plugins.out).as_array();
+  BOOST_REQUIRE(arr.size() == 1u);
+  BOOST_TEST(arr[0].at("name").as_string() == "strategy_rules");
+  BOOST_TEST(arr[0].at("version").as_string() == "0.1.0");
+  BOOST_TEST(arr[0].at("nodes").as_array().at(0).as_string() == "tool_strategy/rules");
+
+  auto text = d.kiln({"plugins", "list"});
+  BOOST_TEST(contains(text.out, "strategy_rules 0.1.0 (Apache-2.0)"), text.out);
+
+  auto nodes = d.kiln({"nodes", "--set", "nodes.tool_strategy=rules"});
+  BOOST_TEST(nodes.exit_code == 0);
+  BOOST_TEST(contains(nodes.out, "tool_strategy"), nodes.out);
+  BOOST_TEST(contains(nodes.out, "command line --set nodes.tool_strategy=rules"), nodes.out);
+  BOOST_TEST(contains(nodes.out, "not gated"), nodes.out);
+}
+
+BOOST_AUTO_TEST_CASE(tool_invoke_prints_output_or_a_typed_error) {
+  Deployment d;
+  auto ok = d.kiln({"tool", "invoke", "kiln.echo", "--input", R"({"hello": "world"})"});
+  BOOST_TEST(ok.exit_code == 0, ok.err);
+  BOOST_TEST(json::parse(ok.out).at("hello").as_string() == "world");
+  auto unknown = d.kiln({"tool", "invoke", "nope.tool"});
+  BOOST_TEST(unknown.exit_code == 1);
+  BOOST_TEST(contains(unknown.err, "error unknown_tool:"), unknown.err);
+  auto bad_json = d.kiln({"tool", "invoke", "kiln.echo", "--input", "{oops"});
+  BOOST_TEST(bad_json.exit_code == 2);
+  BOOST_TEST(contains(bad_json.err, "--input is not valid JSON"), bad_json.err);
+  auto bad_input = d.kiln({"tool", "invoke", "kiln.sleep", "--input", R"({"ms": "long"})"});
+  BOOST_TEST(bad_input.exit_code == 1);
+  BOOST_TEST(contains(bad_input.err, "error invalid_input: tool 'kiln.sleep': input.ms"), bad_input.err);
+  auto list = d.kiln({"tool", "list"});
+  BOOST_TEST(contains(list.out, "kiln.noop"), list.out);
+}
+
+BOOST_AUTO_TEST_CASE(help_and_usage_errors) {
+  Deployment d;
+  auto help = d.kiln({"--help"});
+  BOOST_TEST(help.exit_code == 0);
+  BOOST_TEST(contains(help.out, "Exit codes"));
+  for (std::vector<std::string> cmd : {std::vector<std::string>{"serve"}, {"plugins", "list"},
+                                       {"nodes"}, {"gate", "run"}, {"gate", "status"},
+                                       {"config", "check"}, {"config", "explain"},
+                                       {"tool", "list"}, {"tool", "invoke"}, {"version"}}) {
+    cmd.push_back("--help");
+    auto r = d.kiln(cmd);
+    BOOST_TEST(r.exit_code == 0, cmd[0]);
+    BOOST_TEST(contains(r.out, "Usage: kiln " + cmd[0]), r.out);
+  }
+  auto typo = d.kiln({"serv"});
+  BOOST_TEST(typo.exit_code == 2);
+  BOOST_TEST(contains(typo.err, "did you mean 'serve'"), typo.err);
+  auto none = d.kiln({});
+  BOOST_TEST(none.exit_code == 2);
+  auto opt = d.kiln({"nodes", "--frobnicate"});
+  BOOST_TEST(opt.exit_code == 2);
+  BOOST_TEST(contains(opt.err, "unknown option '--frobnicate'"), opt.err);
+  auto gate_arg = d.kiln({"gate", "run", "rules"});
+  BOOST_TEST(gate_arg.exit_code == 2);
+  auto gate_unknown = d.kiln({"gate", "run", "tool_strategy/rulez"});
+  BOOST_TEST(gate_unknown.exit_code == 2);
+  BOOST_TEST(contains(gate_unknown.err, "did you mean 'rules'"), gate_unknown.err);
+}
+
+BOOST_AUTO_TEST_CASE(json_log_lines_are_json) {
+  Deployment d;
+  bool ready = false;
+  auto r = serve_until_ready(d, {{"KILN_LOG__FORMAT", "json"}}, &ready);
+  BOOST_TEST(ready);
+  std::istringstream lines(r.err);
+  int parsed = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty()) continue;
+    auto v = json::parse(line);
+    BOOST_TEST(v.as_object().contains("ts"));
+    BOOST_TEST(v.as_object().contains("level"));
+    BOOST_TEST(v.as_object().contains("msg"));
+    ++parsed;
+  }
+  BOOST_TEST(parsed >= 3);
+  auto quiet = d.kiln({"tool", "invoke", "kiln.noop", "--log-level", "off"});
+  BOOST_TEST(quiet.err.empty(), quiet.err);
+}

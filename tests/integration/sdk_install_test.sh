@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The SDK as a plugin author gets it. Installs kiln to a temporary prefix, builds
+# examples/minimal_plugin out of tree with find_package(Kiln) alone, loads it into the installed
+# kiln and invokes its tool; then builds the same example against a copy of the SDK whose ABI
+# version differs, and expects a one-line refusal naming the field.
+# Usage: sdk_install_test.sh BUILD_DIR SOURCE_DIR
+set -euo pipefail
+build=$1
+src=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+echo "== install to $work/prefix"
+cmake --install "$build" --prefix "$work/prefix" >/dev/null
+test -f "$work/prefix/include/kiln/kiln.hpp" || fail "SDK headers not installed"
+test -f "$work/prefix/lib/cmake/Kiln/KilnConfig.cmake" || fail "KilnConfig.cmake not installed"
+test -x "$work/prefix/bin/kiln" || fail "kiln binary not installed"
+test -f "$work/prefix/lib/kiln/plugins/kiln_strategy_rules.so" || fail "first-party plugin not installed"
+
+echo "== build the example out of tree"
+cmake -S "$src/examples/minimal_plugin" -B "$work/example" -DCMAKE_PREFIX_PATH="$work/prefix" \
+  -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$work/example" -j2 >/dev/null
+test -f "$work/example/kiln_minimal.so" || fail "example plugin not built"
+
+kiln=("$work/prefix/bin/kiln" --log-level warn --set "plugins.search_paths=[$work/example]"
+      --set "gates.dir=$work/gates")
+(cd "$work" && env -u KILN_CONFIG "${kiln[@]}" plugins list) | tee "$work/list.txt"
+grep -q "minimal 1.0.0 (Apache-2.0)" "$work/list.txt" || fail "example not listed"
+
+out=$(cd "$work" && "${kiln[@]}" tool invoke minimal.greet --input '{"name": "Ada"}' \
+        --set plugin_config.minimal.greeting=Hi)
+echo "$out"
+echo "$out" | grep -q '"message": "Hi, Ada!"' || fail "tool output wrong: $out"
+
+# The installed kiln finds its own plugins through ${exe_dir}/../lib/kiln/plugins.
+(cd "$work" && "$work/prefix/bin/kiln" plugins list --log-level warn) | grep -q "strategy_rules" \
+  || fail "installed kiln does not find its installed plugins"
+
+echo "== the same example against an SDK with another ABI version"
+cp -r "$work/prefix" "$work/prefix_other"
+sed -i 's/kAbiVersion = [0-9]*/kAbiVersion = 999/' "$work/prefix_other/include/kiln/abi.hpp"
+cmake -S "$src/examples/minimal_plugin" -B "$work/example_other" \
+  -DCMAKE_PREFIX_PATH="$work/prefix_other" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$work/example_other" -j2 >/dev/null
+set +e
+err=$(cd "$work" && "$work/prefix/bin/kiln" --log-level warn plugins list \
+        --set "plugins.search_paths=[$work/example_other]" 2>&1 >/dev/null)
+rc=$?
+set -e
+echo "$err"
+[ "$rc" -eq 5 ] || fail "expected exit 5 for an ABI mismatch, got $rc"
+[ "$(echo "$err" | grep -c 'kiln_minimal.so')" -eq 1 ] || fail "refusal is not one line naming the plugin"
+echo "$err" | grep -q "build stamp field abi_version: expected 1, actual 999; rebuild the plugin against kiln" \
+  || fail "refusal does not name the field, values and fix"
+echo "PASS"

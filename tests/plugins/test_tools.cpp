@@ -1,0 +1,80 @@
+// test_tools: a well-formed plugin whose tools misbehave on purpose, for executor tests.
+#include <chrono>
+#include <stdexcept>
+#include <thread>
+
+#include <boost/json.hpp>
+
+#include "kiln/kiln.hpp"
+
+namespace {
+namespace json = boost::json;
+using namespace kiln;
+
+template <class F>
+class FnTool final : public Tool {
+ public:
+  explicit FnTool(F f) : f_(std::move(f)) {}
+  ToolOutcome invoke(const json::value& in, const ToolContext& ctx) override { return f_(in, ctx); }
+
+ private:
+  F f_;
+};
+
+template <class F>
+ToolDecl tool(std::string name, bool nonblocking, json::value input_schema, F f) {
+  ToolDecl d;
+  d.name = std::move(name);
+  d.description = "test tool " + d.name;
+  d.nonblocking = nonblocking;
+  d.input_schema = std::move(input_schema);
+  d.output_schema = json::object{{"type", "object"}};
+  d.factory = [f](HostServices&) { return std::make_shared<FnTool<F>>(f); };
+  return d;
+}
+
+Manifest manifest() {
+  Manifest m;
+  m.name = "test_tools";
+  m.version = "1.2.3";
+  m.description = "tools that misbehave on purpose";
+  m.license = "Apache-2.0";
+  m.tools.push_back(tool("test.echo", true,
+                         json::parse(R"({"type":"object","required":["text"],
+                             "properties":{"text":{"type":"string"}}})"),
+                         [](const json::value& in, const ToolContext& ctx) -> ToolOutcome {
+                           json::object o = in.as_object();
+                           o["provider"] = "test_tools";
+                           o["tenant"] = ctx.tenant;
+                           return ToolResult{o, {}};
+                         }));
+  m.tools.push_back(tool("test.flaky", true, json::value(),
+                         [](const json::value&, const ToolContext&) -> ToolOutcome {
+                           return tool_error(error_code::kUnavailable, "test_tools is down", true);
+                         }));
+  m.tools.push_back(tool("test.fatal", true, json::value(),
+                         [](const json::value&, const ToolContext&) -> ToolOutcome {
+                           return tool_error("bad_request", "test_tools refuses", false);
+                         }));
+  m.tools.push_back(tool("test.throw", true, json::value(),
+                         [](const json::value&, const ToolContext&) -> ToolOutcome {
+                           throw std::runtime_error("deliberate failure");
+                         }));
+  m.tools.push_back(tool("test.bad_output", true, json::value(),
+                         [](const json::value&, const ToolContext&) -> ToolOutcome {
+                           return ToolResult{json::value("not an object"), {}};
+                         }));
+  // Ignores its stop token: the executor must stop waiting anyway.
+  m.tools.push_back(tool("test.hang", false, json::value(),
+                         [](const json::value&, const ToolContext&) -> ToolOutcome {
+                           std::this_thread::sleep_for(std::chrono::seconds(3));
+                           return ToolResult{json::object{}, {}};
+                         }));
+  m.config_keys.push_back({"greeting", "string", "hello", "a setting for config tests"});
+  m.config_keys.push_back({"level", "integer", 3, "another setting"});
+  return m;
+}
+
+}  // namespace
+
+KILN_PLUGIN(manifest)

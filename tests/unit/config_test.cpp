@@ -1,0 +1,193 @@
+// Typed, layered config: precedence, provenance and every kind of error a user can make.
+#define BOOST_TEST_MODULE config
+#include <boost/test/unit_test.hpp>
+
+#include "config/config.hpp"
+
+namespace json = boost::json;
+using namespace kiln::config;
+
+namespace {
+
+Schema schema() { return kernel_schema({{"tool_strategy", "static"}}); }
+
+Config load(const std::string& yaml, std::map<std::string, std::string> env = {},
+            std::vector<std::string> sets = {}) {
+  LoadOptions o;
+  o.yaml.push_back({"deploy.yaml", yaml, {}});
+  o.environment = std::move(env);
+  o.sets = std::move(sets);
+  return Config::load(schema(), o);
+}
+
+// The message of the ConfigError thrown by `f`, or "" if none was thrown.
+template <class F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+bool contains(const std::string& hay, const std::string& needle) {
+  return hay.find(needle) != std::string::npos;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(defaults_apply_when_nothing_is_set) {
+  auto c = load("");
+  BOOST_TEST(c.get_string("gates.dir") == "var/gates");
+  BOOST_TEST(c.get_string("nodes.tool_strategy") == "static");
+  BOOST_TEST(c.get_int("tool_strategy.timeout_ms") == 30000);
+  BOOST_TEST(c.at("gates.dir").source.describe() == "built-in default");
+}
+
+BOOST_AUTO_TEST_CASE(layers_override_in_order_and_remember_their_source) {
+  const std::string yaml = "gates:\n  dir: /from/file\n  enforce: warn\nlog:\n  level: debug\n";
+  auto c = load(yaml, {{"KILN_GATES__DIR", "/from/env"}, {"KILN_LOG__LEVEL", "error"}},
+                {"log.level=trace"});
+  BOOST_TEST(c.get_string("gates.dir") == "/from/env");
+  BOOST_TEST(c.at("gates.dir").source.describe() == "environment KILN_GATES__DIR");
+  BOOST_TEST(c.get_string("gates.enforce") == "warn");
+  BOOST_TEST(c.at("gates.enforce").source.describe() == "deploy.yaml:3:3");
+  BOOST_TEST(c.get_string("log.level") == "trace");
+  BOOST_TEST(c.at("log.level").source.describe() == "command line --set log.level=trace");
+}
+
+BOOST_AUTO_TEST_CASE(later_files_win) {
+  LoadOptions o;
+  o.yaml.push_back({"a.yaml", "gates:\n  dir: /a\n", {}});
+  o.yaml.push_back({"b.yaml", "gates:\n  dir: /b\n", {}});
+  auto c = Config::load(schema(), o);
+  BOOST_TEST(c.get_string("gates.dir") == "/b");
+  BOOST_TEST(c.at("gates.dir").source.describe() == "b.yaml:2:3");
+}
+
+BOOST_AUTO_TEST_CASE(node_alias_variable_selects_a_node) {
+  auto c = load("", {{"KILN_TOOL_STRATEGY_NODE", "rules"}});
+  BOOST_TEST(c.get_string("nodes.tool_strategy") == "rules");
+  BOOST_TEST(c.at("nodes.tool_strategy").source.describe() ==
+             "environment KILN_TOOL_STRATEGY_NODE");
+  auto d = load("", {{"KILN_NODES__TOOL_STRATEGY", "rules"}});
+  BOOST_TEST(d.at("nodes.tool_strategy").source.describe() ==
+             "environment KILN_NODES__TOOL_STRATEGY");
+}
+
+BOOST_AUTO_TEST_CASE(conflicting_node_variables_are_an_error) {
+  auto msg = error_of([] {
+    load("", {{"KILN_TOOL_STRATEGY_NODE", "rules"}, {"KILN_NODES__TOOL_STRATEGY", "static"}});
+  });
+  BOOST_TEST(contains(msg, "select different nodes"));
+}
+
+BOOST_AUTO_TEST_CASE(unknown_key_names_location_and_suggests) {
+  auto msg = error_of([] { load("gates:\n  dri: x\n"); });
+  BOOST_TEST(contains(msg, "deploy.yaml:2:3: gates.dri: unknown key"), msg);
+  BOOST_TEST(contains(msg, "did you mean 'gates.dir'"), msg);
+  auto top = error_of([] { load("nodse:\n  tool_strategy: rules\n"); });
+  BOOST_TEST(contains(top, "deploy.yaml:1:1: nodse: unknown key"), top);
+  BOOST_TEST(contains(top, "did you mean 'nodes"), top);
+}
+
+BOOST_AUTO_TEST_CASE(wrong_type_names_location_and_key_path) {
+  auto msg = error_of([] { load("tool_strategy:\n  timeout_ms: soon\n"); });
+  BOOST_TEST(contains(msg, "deploy.yaml:2:15: tool_strategy.timeout_ms: expected an integer, got 'soon'"),
+             msg);
+  auto list = error_of([] { load("plugins:\n  search_paths: /one/dir\n"); });
+  BOOST_TEST(contains(list, "plugins.search_paths: expected a list of strings"), list);
+  auto section = error_of([] { load("gates: strict\n"); });
+  BOOST_TEST(contains(section, "gates: expected a section"), section);
+}
+
+BOOST_AUTO_TEST_CASE(choices_and_minimums_are_enforced) {
+  auto msg = error_of([] { load("gates:\n  enforce: sometimes\n"); });
+  BOOST_TEST(contains(msg, "'sometimes' is not one of strict, warn"), msg);
+  auto min = error_of([] { load("", {}, {"tool_strategy.timeout_ms=0"}); });
+  BOOST_TEST(contains(min, "must be at least 1"), min);
+}
+
+BOOST_AUTO_TEST_CASE(every_problem_is_reported_at_once) {
+  try {
+    load("gates:\n  dri: x\nlog:\n  level: loud\n", {{"KILN_NOPE__X", "1"}});
+    BOOST_FAIL("expected ConfigError");
+  } catch (const ConfigError& e) {
+    BOOST_TEST(e.problems().size() == 3u);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(yaml_syntax_error_has_a_location) {
+  auto msg = error_of([] { load("gates:\n  dir: [unclosed\n"); });
+  BOOST_TEST(contains(msg, "deploy.yaml:"), msg);
+  BOOST_TEST(contains(msg, "YAML syntax error"), msg);
+}
+
+BOOST_AUTO_TEST_CASE(duplicate_keys_are_an_error) {
+  auto msg = error_of([] { load("gates:\n  dir: a\n  dir: b\n"); });
+  BOOST_TEST(contains(msg, "gates.dir: duplicate key"), msg);
+}
+
+BOOST_AUTO_TEST_CASE(environment_typos_are_caught) {
+  auto single = error_of([] { load("", {{"KILN_GATES_DIR", "/x"}}); });
+  BOOST_TEST(contains(single, "KILN_GATES_DIR: not a kiln setting"), single);
+  BOOST_TEST(contains(single, "did you mean 'KILN_GATES__DIR'"), single);
+  auto kind = error_of([] { load("", {{"KILN_TOOL_STRATEGI_NODE", "rules"}}); });
+  BOOST_TEST(contains(kind, "is not a node kind"), kind);
+  BOOST_TEST(contains(kind, "KILN_TOOL_STRATEGY_NODE"), kind);
+  auto key = error_of([] { load("", {{"KILN_GATES__DIRR", "/x"}}); });
+  BOOST_TEST(contains(key, "gates.dirr: unknown key"), key);
+  // Variables that are not settings are left alone.
+  BOOST_CHECK_NO_THROW(load("", {{"KILN_API_KEY", "k"}, {"KILN_CONFIG", "x.yaml"}}));
+}
+
+BOOST_AUTO_TEST_CASE(env_and_set_values_are_typed) {
+  auto c = load("", {{"KILN_PLUGINS__SEARCH_PATHS", "[/a, /b]"}},
+                {"tool_strategy.providers={x.y: p}"});
+  BOOST_TEST(c.get_strings("plugins.search_paths") == (std::vector<std::string>{"/a", "/b"}));
+  BOOST_TEST(c.section("tool_strategy").at("providers").as_object().at("x.y").as_string() == "p");
+  auto msg = error_of([] { load("", {}, {"no_equals_sign"}); });
+  BOOST_TEST(contains(msg, "expected key=value"), msg);
+}
+
+BOOST_AUTO_TEST_CASE(plugin_config_is_validated_against_manifests) {
+  std::map<std::string, std::vector<kiln::ConfigKeyDecl>> plugins{
+      {"alpha", {{"rules", "array", json::array{}, "r"}, {"depth", "integer", 2, "d"}}}};
+  auto c = load("plugin_config:\n  alpha:\n    depth: 5\n");
+  c.apply_plugin_schemas(plugins);
+  auto cfg = c.plugin_config("alpha");
+  BOOST_TEST(cfg.at("depth").as_int64() == 5);
+  BOOST_TEST(cfg.at("rules").as_array().empty());  // manifest default
+  BOOST_TEST(c.at("plugin_config.alpha.rules").source.describe() == "plugin default (alpha manifest)");
+  BOOST_TEST(c.at("plugin_config.alpha.depth").source.describe() == "deploy.yaml:3:5");
+
+  auto unknown_plugin = error_of([&] {
+    auto d = load("plugin_config:\n  alpah:\n    depth: 5\n");
+    d.apply_plugin_schemas(plugins);
+  });
+  BOOST_TEST(contains(unknown_plugin, "no loaded plugin is named 'alpah'"), unknown_plugin);
+  BOOST_TEST(contains(unknown_plugin, "did you mean 'alpha'"), unknown_plugin);
+
+  auto unknown_key = error_of([&] {
+    auto d = load("plugin_config:\n  alpha:\n    rulez: []\n");
+    d.apply_plugin_schemas(plugins);
+  });
+  BOOST_TEST(contains(unknown_key, "deploy.yaml:3:5: plugin_config.alpha.rulez"), unknown_key);
+  BOOST_TEST(contains(unknown_key, "did you mean 'rules'"), unknown_key);
+
+  auto wrong_type = error_of([&] {
+    auto d = load("", {{"KILN_PLUGIN_CONFIG__ALPHA__DEPTH", "deep"}});
+    d.apply_plugin_schemas(plugins);
+  });
+  BOOST_TEST(contains(wrong_type, "KILN_PLUGIN_CONFIG__ALPHA__DEPTH: plugin_config.alpha.depth: expected integer"),
+             wrong_type);
+}
+
+BOOST_AUTO_TEST_CASE(paths_expand_placeholders) {
+  auto p = expand_path("${config_dir}/plugins", "/etc/kiln");
+  BOOST_TEST(p.string() == "/etc/kiln/plugins");
+  auto exe = expand_path("${exe_dir}/../plugins", "");
+  BOOST_TEST(exe.is_absolute());
+  BOOST_TEST(exe.string().find("${") == std::string::npos);
+}

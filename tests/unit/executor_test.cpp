@@ -1,0 +1,140 @@
+// ToolRuntimeExecutor: the one seam every tool call runs through.
+#define BOOST_TEST_MODULE runtime
+#include <chrono>
+
+#include <boost/test/unit_test.hpp>
+
+#include "runtime/kernel.hpp"
+
+namespace json = boost::json;
+using namespace kiln;
+
+namespace {
+
+std::unique_ptr<runtime::Kernel> boot(std::vector<std::string> sets = {},
+                                      std::map<std::string, std::string> env = {}) {
+  runtime::BootOptions o;
+  o.environment = std::move(env);
+  o.setup_logging = false;
+  o.sets = {std::string("plugins.search_paths=[") + KILN_TEST_PLUGIN_DIR + "/test_tools," +
+            KILN_TEST_PLUGIN_DIR + "/test_alt," + KILN_PLUGIN_DIR + "]"};
+  for (auto& s : sets) o.sets.push_back(std::move(s));
+  return runtime::Kernel::boot(o);
+}
+
+ToolOutcome call(const runtime::Kernel& k, const std::string& tool, json::value input,
+                 const std::string& tenant = "default") {
+  return k.executor().invoke(runtime::ToolCall{tool, tenant, std::move(input), "req-1"});
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(builtin_tools_run) {
+  auto k = boot();
+  auto noop = call(*k, "kiln.noop", json::object{});
+  BOOST_REQUIRE(noop.ok());
+  BOOST_TEST(noop.value().output.as_object().empty());
+  auto echo = call(*k, "kiln.echo", json::array{1, "two"});
+  BOOST_REQUIRE(echo.ok());
+  BOOST_TEST(echo.value().output == (json::value(json::array{1, "two"})));
+}
+
+BOOST_AUTO_TEST_CASE(the_first_registered_provider_serves_by_default) {
+  auto k = boot();
+  auto r = call(*k, "test.echo", json::object{{"text", "hi"}}, "acme");
+  BOOST_REQUIRE(r.ok());
+  BOOST_TEST(r.value().output.at("provider").as_string() == "test_tools");
+  BOOST_TEST(r.value().output.at("tenant").as_string() == "acme");
+}
+
+BOOST_AUTO_TEST_CASE(the_provider_map_routes_a_tool) {
+  auto k = boot({"tool_strategy.providers={test.echo: test_alt}"});
+  auto r = call(*k, "test.echo", json::object{{"text", "hi"}});
+  BOOST_REQUIRE(r.ok());
+  BOOST_TEST(r.value().output.at("provider").as_string() == "test_alt");
+}
+
+BOOST_AUTO_TEST_CASE(unknown_tool_is_a_typed_error) {
+  auto k = boot();
+  auto r = call(*k, "no.such.tool", json::object{});
+  BOOST_REQUIRE(!r.ok());
+  BOOST_TEST(r.error().code == "unknown_tool");
+  BOOST_TEST(!r.error().retryable);
+}
+
+BOOST_AUTO_TEST_CASE(input_is_validated_against_the_schema) {
+  auto k = boot();
+  auto missing = call(*k, "test.echo", json::object{});
+  BOOST_REQUIRE(!missing.ok());
+  BOOST_TEST(missing.error().code == "invalid_input");
+  BOOST_TEST(missing.error().message.find("input.text: required field is missing") !=
+             std::string::npos, missing.error().message);
+  auto wrong = call(*k, "test.echo", json::object{{"text", 5}});
+  BOOST_REQUIRE(!wrong.ok());
+  BOOST_TEST(wrong.error().message.find("input.text: expected string, got integer") !=
+             std::string::npos, wrong.error().message);
+  auto sleep_extra = call(*k, "kiln.sleep", json::object{{"ms", 1}, {"extra", true}});
+  BOOST_REQUIRE(!sleep_extra.ok());
+  BOOST_TEST(sleep_extra.error().message.find("input.extra: unknown field") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_throwing_tool_is_contained) {
+  auto k = boot();
+  auto r = call(*k, "test.throw", json::object{});
+  BOOST_REQUIRE(!r.ok());
+  BOOST_TEST(r.error().code == "internal");
+  BOOST_TEST(r.error().message.find("deliberate failure") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_broken_output_is_an_internal_error) {
+  auto k = boot();
+  auto r = call(*k, "test.bad_output", json::object{});
+  BOOST_REQUIRE(!r.ok());
+  BOOST_TEST(r.error().code == "internal");
+  BOOST_TEST(r.error().message.find("broke its output schema") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(timeouts_really_stop_waiting) {
+  auto k = boot({"tool_strategy.timeout_ms=200"});
+  auto start = std::chrono::steady_clock::now();
+  auto r = call(*k, "test.hang", json::object{});  // sleeps 3 s, ignores its stop token
+  auto waited = std::chrono::steady_clock::now() - start;
+  BOOST_REQUIRE(!r.ok());
+  BOOST_TEST(r.error().code == "timeout");
+  BOOST_TEST(r.error().retryable);
+  BOOST_TEST(waited < std::chrono::milliseconds(2500));
+  // A cooperative tool sees its stop token and the executor still answers on time.
+  auto s = call(*k, "kiln.sleep", json::object{{"ms", 5000}});
+  BOOST_REQUIRE(!s.ok());
+  BOOST_TEST(s.error().code == "timeout");
+}
+
+BOOST_AUTO_TEST_CASE(a_blocking_tool_within_its_timeout_answers) {
+  auto k = boot();
+  auto r = call(*k, "kiln.sleep", json::object{{"ms", 20}});
+  BOOST_REQUIRE(r.ok());
+  BOOST_TEST(r.value().output.at("slept_ms").as_int64() == 20);
+}
+
+BOOST_AUTO_TEST_CASE(retryable_errors_fall_back_along_the_chain) {
+  // rules: test.flaky goes to test_tools first (always unavailable), then test_alt.
+  const std::string rules =
+      "plugin_config.strategy_rules.rules=[{name: flaky-fallback, match: {tool: 'test.*'}, "
+      "providers: [test_tools, test_alt]}]";
+  auto k = boot({rules, "gates.enforce=warn"}, {{"KILN_TOOL_STRATEGY_NODE", "rules"}});
+  auto r = call(*k, "test.flaky", json::object{});
+  BOOST_REQUIRE(r.ok());
+  BOOST_TEST(r.value().output.at("provider").as_string() == "test_alt");
+  // A non-retryable error stops the chain.
+  auto fatal = call(*k, "test.fatal", json::object{});
+  BOOST_REQUIRE(!fatal.ok());
+  BOOST_TEST(fatal.error().code == "bad_request");
+}
+
+BOOST_AUTO_TEST_CASE(without_a_fallback_the_retryable_error_is_returned) {
+  auto k = boot({"tool_strategy.providers={test.flaky: test_tools}", "tool_strategy.max_attempts=3"});
+  auto r = call(*k, "test.flaky", json::object{});
+  BOOST_REQUIRE(!r.ok());
+  BOOST_TEST(r.error().code == "unavailable");
+  BOOST_TEST(r.error().retryable);
+}

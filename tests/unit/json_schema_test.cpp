@@ -1,0 +1,36 @@
+// The JSON Schema subset tool schemas use.
+#include <boost/json.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include "runtime/json_schema.hpp"
+
+namespace json = boost::json;
+using kiln::runtime::validate_json;
+
+BOOST_AUTO_TEST_CASE(schema_keywords) {
+  auto schema = json::parse(R"({
+    "type": "object", "required": ["name"], "additionalProperties": false,
+    "properties": {
+      "name": {"type": "string", "minLength": 1, "maxLength": 5},
+      "speed": {"type": "number", "minimum": 0.25, "maximum": 4},
+      "format": {"enum": ["wav", "pcm"]},
+      "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 2},
+      "n": {"type": ["integer", "null"]}
+    }})");
+  auto ok = [&](const char* text) { return !validate_json(schema, json::parse(text)); };
+  auto why = [&](const char* text) { return validate_json(schema, json::parse(text)).value_or(""); };
+  BOOST_TEST(ok(R"({"name": "a", "speed": 1, "format": "wav", "tags": ["x"], "n": null})"));
+  BOOST_TEST(ok(R"({"name": "a", "n": 3})"));
+  BOOST_TEST(why(R"({})") == "input.name: required field is missing");
+  BOOST_TEST(why(R"({"name": ""})") == "input.name: must have at least 1 characters");
+  BOOST_TEST(why(R"({"name": "toolong"})") == "input.name: must have at most 5 characters");
+  BOOST_TEST(why(R"({"name": "a", "speed": 9})") == "input.speed: must be <= 4");
+  BOOST_TEST(why(R"({"name": "a", "format": "mp3"})") ==
+             R"(input.format: "mp3" is not one of ["wav","pcm"])");
+  BOOST_TEST(why(R"({"name": "a", "tags": ["x", 1]})") == "input.tags[1]: expected string, got integer");
+  BOOST_TEST(why(R"({"name": "a", "tags": ["x", "y", "z"]})") == "input.tags: must have at most 2 items");
+  BOOST_TEST(why(R"({"name": "a", "n": 1.5})") == "input.n: expected integer or null, got number");
+  BOOST_TEST(why(R"({"name": "a", "x": 1})") == "input.x: unknown field (not in the tool's schema)");
+  BOOST_TEST(why(R"([1])") == "input: expected object, got array");
+  BOOST_TEST(!validate_json(json::value(), json::parse("[1]")));  // no schema: anything goes
+}
