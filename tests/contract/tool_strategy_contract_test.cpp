@@ -19,7 +19,7 @@ std::unique_ptr<runtime::Kernel> boot() {
   o.setup_logging = false;
   o.resolve_nodes = false;
   o.sets = {std::string("plugins.search_paths=[") + KILN_PLUGIN_DIR + "," + KILN_TEST_PLUGIN_DIR +
-            "/bad_strategies]",
+                "/bad_strategies]",
             "gates.dir=" + gates.path().string()};
   return runtime::Kernel::boot(o);
 }

@@ -36,7 +36,8 @@ struct Deployment {
     extra["KILN_PLUGINS__SEARCH_PATHS"] = "[" + plugins.string() + "]";
     return extra;
   }
-  RunResult kiln(std::vector<std::string> args, std::map<std::string, std::string> extra = {}) const {
+  RunResult kiln(std::vector<std::string> args,
+                 std::map<std::string, std::string> extra = {}) const {
     args.insert(args.begin(), kKiln);
     return run(args, env(std::move(extra)), dir.path());
   }
@@ -107,8 +108,8 @@ BOOST_AUTO_TEST_CASE(ungated_node_is_refused_then_gated_then_refused_after_a_byt
 BOOST_AUTO_TEST_CASE(warn_mode_runs_an_ungated_node_loudly) {
   Deployment d;
   bool ready = false;
-  auto r = serve_until_ready(d, {{"KILN_TOOL_STRATEGY_NODE", "rules"}, {"KILN_GATES__ENFORCE", "warn"}},
-                             &ready);
+  auto r = serve_until_ready(
+      d, {{"KILN_TOOL_STRATEGY_NODE", "rules"}, {"KILN_GATES__ENFORCE", "warn"}}, &ready);
   BOOST_TEST(ready, r.err);
   BOOST_TEST(contains(r.err, "GATE NOT ENFORCED"), r.err);
   BOOST_TEST(contains(r.err, "WITH WARNINGS"), r.err);
@@ -134,7 +135,8 @@ BOOST_AUTO_TEST_CASE(unknown_node_lists_the_available_ones) {
 
 BOOST_AUTO_TEST_CASE(config_explain_names_the_environment_variable) {
   Deployment d;
-  auto r = d.kiln({"config", "explain", "nodes.tool_strategy"}, {{"KILN_TOOL_STRATEGY_NODE", "rules"}});
+  auto r =
+      d.kiln({"config", "explain", "nodes.tool_strategy"}, {{"KILN_TOOL_STRATEGY_NODE", "rules"}});
   BOOST_TEST(r.exit_code == 0, r.err);
   BOOST_TEST(contains(r.out, "nodes.tool_strategy = \"rules\""), r.out);
   BOOST_TEST(contains(r.out, "environment KILN_TOOL_STRATEGY_NODE"), r.out);
@@ -157,15 +159,18 @@ BOOST_AUTO_TEST_CASE(config_check_reports_problems_with_locations) {
   BOOST_TEST(contains(good.out, "configuration is valid"));
 
   auto file = d.dir.path() / "bad.yaml";
-  std::ofstream(file) << "gates:\n  enforce: maybe\nplugin_config:\n  strategy_rules:\n    rulez: []\n";
+  std::ofstream(file)
+      << "gates:\n  enforce: maybe\nplugin_config:\n  strategy_rules:\n    rulez: []\n";
   auto bad = d.kiln({"config", "check", "--config", file.string()});
   BOOST_TEST(bad.exit_code == 3);
-  BOOST_TEST(contains(bad.err, "bad.yaml:2:12: gates.enforce: 'maybe' is not one of strict, warn"), bad.err);
+  BOOST_TEST(contains(bad.err, "bad.yaml:2:12: gates.enforce: 'maybe' is not one of strict, warn"),
+             bad.err);
 
   std::ofstream(file) << "plugin_config:\n  strategy_rules:\n    rulez: []\n";
   auto plugin_key = d.kiln({"config", "check", "--config", file.string()});
   BOOST_TEST(plugin_key.exit_code == 3);
-  BOOST_TEST(contains(plugin_key.err, "bad.yaml:3:5: plugin_config.strategy_rules.rulez"), plugin_key.err);
+  BOOST_TEST(contains(plugin_key.err, "bad.yaml:3:5: plugin_config.strategy_rules.rulez"),
+             plugin_key.err);
   BOOST_TEST(contains(plugin_key.err, "did you mean 'rules'"), plugin_key.err);
 
   auto missing = d.kiln({"config", "check", "--config", (d.dir.path() / "nope.yaml").string()});
@@ -179,8 +184,8 @@ BOOST_AUTO_TEST_CASE(config_check_reports_problems_with_locations) {
 
 BOOST_AUTO_TEST_CASE(invalid_rules_stop_startup_with_the_rule_path) {
   Deployment d;
-  auto r = d.kiln({"serve", "--set", "plugin_config.strategy_rules.rules=[{name: a}]",
-                   "--set", "gates.enforce=warn"},
+  auto r = d.kiln({"serve", "--set", "plugin_config.strategy_rules.rules=[{name: a}]", "--set",
+                   "gates.enforce=warn"},
                   {{"KILN_TOOL_STRATEGY_NODE", "rules"}});
   BOOST_TEST(r.exit_code == 5);
   BOOST_TEST(contains(r.err, "plugin_config.strategy_rules.rules[0].providers"), r.err);
@@ -219,7 +224,8 @@ BOOST_AUTO_TEST_CASE(tool_invoke_prints_output_or_a_typed_error) {
   BOOST_TEST(contains(bad_json.err, "--input is not valid JSON"), bad_json.err);
   auto bad_input = d.kiln({"tool", "invoke", "kiln.sleep", "--input", R"({"ms": "long"})"});
   BOOST_TEST(bad_input.exit_code == 1);
-  BOOST_TEST(contains(bad_input.err, "error invalid_input: tool 'kiln.sleep': input.ms"), bad_input.err);
+  BOOST_TEST(contains(bad_input.err, "error invalid_input: tool 'kiln.sleep': input.ms"),
+             bad_input.err);
   auto list = d.kiln({"tool", "list"});
   BOOST_TEST(contains(list.out, "kiln.noop"), list.out);
 }
@@ -229,10 +235,16 @@ BOOST_AUTO_TEST_CASE(help_and_usage_errors) {
   auto help = d.kiln({"--help"});
   BOOST_TEST(help.exit_code == 0);
   BOOST_TEST(contains(help.out, "Exit codes"));
-  for (std::vector<std::string> cmd : {std::vector<std::string>{"serve"}, {"plugins", "list"},
-                                       {"nodes"}, {"gate", "run"}, {"gate", "status"},
-                                       {"config", "check"}, {"config", "explain"},
-                                       {"tool", "list"}, {"tool", "invoke"}, {"version"}}) {
+  for (std::vector<std::string> cmd : {std::vector<std::string>{"serve"},
+                                       {"plugins", "list"},
+                                       {"nodes"},
+                                       {"gate", "run"},
+                                       {"gate", "status"},
+                                       {"config", "check"},
+                                       {"config", "explain"},
+                                       {"tool", "list"},
+                                       {"tool", "invoke"},
+                                       {"version"}}) {
     cmd.push_back("--help");
     auto r = d.kiln(cmd);
     BOOST_TEST(r.exit_code == 0, cmd[0]);

@@ -19,7 +19,8 @@ namespace {
 
 std::vector<testkit::ToolStrategyCase> cases_from_source_tree() {
   std::vector<testkit::ToolStrategyCase> out;
-  for (const auto& e : fs::directory_iterator(fs::path(KILN_SOURCE_DIR) / "tests/parity/tool_strategy/cases")) {
+  for (const auto& e :
+       fs::directory_iterator(fs::path(KILN_SOURCE_DIR) / "tests/parity/tool_strategy/cases")) {
     std::ifstream in(e.path());
     std::stringstream ss;
     ss << in.rdbuf();
@@ -36,7 +37,7 @@ std::unique_ptr<runtime::Kernel> boot() {
   o.setup_logging = false;
   o.resolve_nodes = false;
   o.sets = {std::string("plugins.search_paths=[") + KILN_PLUGIN_DIR + "," + KILN_TEST_PLUGIN_DIR +
-            "/bad_strategies]",
+                "/bad_strategies]",
             "gates.dir=" + gates.path().string()};
   return runtime::Kernel::boot(o);
 }
@@ -85,11 +86,11 @@ BOOST_AUTO_TEST_CASE(declared_intended_differences_are_listed_not_failed) {
   auto k = boot();
   auto cases = cases_from_source_tree();
   std::vector<std::string> failing;
-  for (const auto& c : testkit::run_tool_strategy_parity(factory(*k, "static"),
-                                                         factory(*k, "last"), cases).checks)
+  for (const auto& c :
+       testkit::run_tool_strategy_parity(factory(*k, "static"), factory(*k, "last"), cases).checks)
     if (!c.passed) failing.push_back(c.name);
-  auto report = testkit::run_tool_strategy_parity(factory(*k, "static"), factory(*k, "last"),
-                                                  cases, failing);
+  auto report =
+      testkit::run_tool_strategy_parity(factory(*k, "static"), factory(*k, "last"), cases, failing);
   BOOST_TEST(report.passed());
   for (const auto& c : report.checks)
     if (!c.passed) BOOST_TEST(c.intended);
@@ -104,8 +105,9 @@ BOOST_AUTO_TEST_CASE(the_gate_of_a_node_that_fails_parity_is_fail) {
 }
 
 BOOST_AUTO_TEST_CASE(malformed_cases_are_rejected_with_a_location) {
-  BOOST_CHECK_EXCEPTION(testkit::parse_tool_strategy_cases(R"([{"name": "x", "providers": {}}])", "f.json"),
-                        std::invalid_argument, [](const auto& e) {
-                          return std::string(e.what()).find("f.json[0].requests") != std::string::npos;
-                        });
+  BOOST_CHECK_EXCEPTION(
+      testkit::parse_tool_strategy_cases(R"([{"name": "x", "providers": {}}])", "f.json"),
+      std::invalid_argument, [](const auto& e) {
+        return std::string(e.what()).find("f.json[0].requests") != std::string::npos;
+      });
 }

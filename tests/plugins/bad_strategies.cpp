@@ -45,12 +45,12 @@ Manifest manifest() {
   m.license = "Apache-2.0";
   m.nodes.push_back(NodeDecl::make<nodes::ToolStrategy>(
       "last", "routes to the last provider", [](const NodeContext& ctx) {
-        return std::make_shared<LastProvider>(nodes::ToolStrategySettings::from_json(ctx.kind_config));
+        return std::make_shared<LastProvider>(
+            nodes::ToolStrategySettings::from_json(ctx.kind_config));
       }));
   m.nodes.push_back(NodeDecl::make<nodes::ToolStrategy>(
-      "flipper", "alternates providers", [](const NodeContext&) {
-        return std::make_shared<Flipper>();
-      }));
+      "flipper", "alternates providers",
+      [](const NodeContext&) { return std::make_shared<Flipper>(); }));
   return m;
 }
 

@@ -18,7 +18,9 @@ using namespace kiln;
 }
 
 #if defined(KILN_BROKEN_WRONG_ABI)
-Manifest manifest() { return good_manifest("wrong_abi"); }
+Manifest manifest() {
+  return good_manifest("wrong_abi");
+}
 constexpr kiln_build_stamp wrong_stamp() {
   kiln_build_stamp s = make_build_stamp();
   s.abi_version = 999;
@@ -30,7 +32,9 @@ extern "C" __attribute__((visibility("default"))) const kiln_build_stamp kiln_bu
 BOOST_DLL_ALIAS(manifest, kiln_plugin_v1)
 
 #elif defined(KILN_BROKEN_WRONG_BOOST)
-Manifest manifest() { return good_manifest("wrong_boost"); }
+Manifest manifest() {
+  return good_manifest("wrong_boost");
+}
 constexpr kiln_build_stamp wrong_stamp() {
   kiln_build_stamp s = make_build_stamp();
   s.boost_version = 107400;
@@ -48,12 +52,16 @@ extern "C" __attribute__((visibility("default"))) const kiln_build_stamp kiln_bu
     ::kiln::make_build_stamp();
 
 #elif defined(KILN_BROKEN_NO_STAMP)
-Manifest manifest() { return good_manifest("no_stamp"); }
+Manifest manifest() {
+  return good_manifest("no_stamp");
+}
 }  // namespace
 BOOST_DLL_ALIAS(manifest, kiln_plugin_v1)
 
 #elif defined(KILN_BROKEN_THROWING_MANIFEST)
-Manifest manifest() { throw std::runtime_error("manifest exploded"); }
+Manifest manifest() {
+  throw std::runtime_error("manifest exploded");
+}
 }  // namespace
 KILN_PLUGIN(manifest)
 

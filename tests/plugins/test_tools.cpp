@@ -39,8 +39,7 @@ Manifest manifest() {
   m.version = "1.2.3";
   m.description = "tools that misbehave on purpose";
   m.license = "Apache-2.0";
-  m.tools.push_back(tool("test.echo", true,
-                         json::parse(R"({"type":"object","required":["text"],
+  m.tools.push_back(tool("test.echo", true, json::parse(R"({"type":"object","required":["text"],
                              "properties":{"text":{"type":"string"}}})"),
                          [](const json::value& in, const ToolContext& ctx) -> ToolOutcome {
                            json::object o = in.as_object();

@@ -115,7 +115,8 @@ class Child {
       int& fd = i == 0 ? out_fd_ : err_fd_;
       if (fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
       ssize_t n = read(fd, buf, sizeof buf);
-      if (n > 0) (i == 0 ? result_.out : result_.err).append(buf, static_cast<std::size_t>(n));
+      if (n > 0)
+        (i == 0 ? result_.out : result_.err).append(buf, static_cast<std::size_t>(n));
       else {
         close(fd);
         fd = -1;

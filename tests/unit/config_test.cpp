@@ -9,7 +9,9 @@ using namespace kiln::config;
 
 namespace {
 
-Schema schema() { return kernel_schema({{"tool_strategy", "static"}}); }
+Schema schema() {
+  return kernel_schema({{"tool_strategy", "static"}});
+}
 
 Config load(const std::string& yaml, std::map<std::string, std::string> env = {},
             std::vector<std::string> sets = {}) {
@@ -94,8 +96,9 @@ BOOST_AUTO_TEST_CASE(unknown_key_names_location_and_suggests) {
 
 BOOST_AUTO_TEST_CASE(wrong_type_names_location_and_key_path) {
   auto msg = error_of([] { load("tool_strategy:\n  timeout_ms: soon\n"); });
-  BOOST_TEST(contains(msg, "deploy.yaml:2:15: tool_strategy.timeout_ms: expected an integer, got 'soon'"),
-             msg);
+  BOOST_TEST(
+      contains(msg, "deploy.yaml:2:15: tool_strategy.timeout_ms: expected an integer, got 'soon'"),
+      msg);
   auto list = error_of([] { load("plugins:\n  search_paths: /one/dir\n"); });
   BOOST_TEST(contains(list, "plugins.search_paths: expected a list of strings"), list);
   auto section = error_of([] { load("gates: strict\n"); });
@@ -143,8 +146,8 @@ BOOST_AUTO_TEST_CASE(environment_typos_are_caught) {
 }
 
 BOOST_AUTO_TEST_CASE(env_and_set_values_are_typed) {
-  auto c = load("", {{"KILN_PLUGINS__SEARCH_PATHS", "[/a, /b]"}},
-                {"tool_strategy.providers={x.y: p}"});
+  auto c =
+      load("", {{"KILN_PLUGINS__SEARCH_PATHS", "[/a, /b]"}}, {"tool_strategy.providers={x.y: p}"});
   BOOST_TEST(c.get_strings("plugins.search_paths") == (std::vector<std::string>{"/a", "/b"}));
   BOOST_TEST(c.section("tool_strategy").at("providers").as_object().at("x.y").as_string() == "p");
   auto msg = error_of([] { load("", {}, {"no_equals_sign"}); });
@@ -159,7 +162,8 @@ BOOST_AUTO_TEST_CASE(plugin_config_is_validated_against_manifests) {
   auto cfg = c.plugin_config("alpha");
   BOOST_TEST(cfg.at("depth").as_int64() == 5);
   BOOST_TEST(cfg.at("rules").as_array().empty());  // manifest default
-  BOOST_TEST(c.at("plugin_config.alpha.rules").source.describe() == "plugin default (alpha manifest)");
+  BOOST_TEST(c.at("plugin_config.alpha.rules").source.describe() ==
+             "plugin default (alpha manifest)");
   BOOST_TEST(c.at("plugin_config.alpha.depth").source.describe() == "deploy.yaml:3:5");
 
   auto unknown_plugin = error_of([&] {
@@ -180,8 +184,10 @@ BOOST_AUTO_TEST_CASE(plugin_config_is_validated_against_manifests) {
     auto d = load("", {{"KILN_PLUGIN_CONFIG__ALPHA__DEPTH", "deep"}});
     d.apply_plugin_schemas(plugins);
   });
-  BOOST_TEST(contains(wrong_type, "KILN_PLUGIN_CONFIG__ALPHA__DEPTH: plugin_config.alpha.depth: expected integer"),
-             wrong_type);
+  BOOST_TEST(
+      contains(wrong_type,
+               "KILN_PLUGIN_CONFIG__ALPHA__DEPTH: plugin_config.alpha.depth: expected integer"),
+      wrong_type);
 }
 
 BOOST_AUTO_TEST_CASE(paths_expand_placeholders) {

@@ -67,12 +67,14 @@ BOOST_AUTO_TEST_CASE(input_is_validated_against_the_schema) {
   auto missing = call(*k, "test.echo", json::object{});
   BOOST_REQUIRE(!missing.ok());
   BOOST_TEST(missing.error().code == "invalid_input");
-  BOOST_TEST(missing.error().message.find("input.text: required field is missing") !=
-             std::string::npos, missing.error().message);
+  BOOST_TEST(
+      missing.error().message.find("input.text: required field is missing") != std::string::npos,
+      missing.error().message);
   auto wrong = call(*k, "test.echo", json::object{{"text", 5}});
   BOOST_REQUIRE(!wrong.ok());
-  BOOST_TEST(wrong.error().message.find("input.text: expected string, got integer") !=
-             std::string::npos, wrong.error().message);
+  BOOST_TEST(
+      wrong.error().message.find("input.text: expected string, got integer") != std::string::npos,
+      wrong.error().message);
   auto sleep_extra = call(*k, "kiln.sleep", json::object{{"ms", 1}, {"extra", true}});
   BOOST_REQUIRE(!sleep_extra.ok());
   BOOST_TEST(sleep_extra.error().message.find("input.extra: unknown field") != std::string::npos);
@@ -132,7 +134,8 @@ BOOST_AUTO_TEST_CASE(retryable_errors_fall_back_along_the_chain) {
 }
 
 BOOST_AUTO_TEST_CASE(without_a_fallback_the_retryable_error_is_returned) {
-  auto k = boot({"tool_strategy.providers={test.flaky: test_tools}", "tool_strategy.max_attempts=3"});
+  auto k =
+      boot({"tool_strategy.providers={test.flaky: test_tools}", "tool_strategy.max_attempts=3"});
   auto r = call(*k, "test.flaky", json::object{});
   BOOST_REQUIRE(!r.ok());
   BOOST_TEST(r.error().code == "unavailable");

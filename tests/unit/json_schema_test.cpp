@@ -18,7 +18,9 @@ BOOST_AUTO_TEST_CASE(schema_keywords) {
       "n": {"type": ["integer", "null"]}
     }})");
   auto ok = [&](const char* text) { return !validate_json(schema, json::parse(text)); };
-  auto why = [&](const char* text) { return validate_json(schema, json::parse(text)).value_or(""); };
+  auto why = [&](const char* text) {
+    return validate_json(schema, json::parse(text)).value_or("");
+  };
   BOOST_TEST(ok(R"({"name": "a", "speed": 1, "format": "wav", "tags": ["x"], "n": null})"));
   BOOST_TEST(ok(R"({"name": "a", "n": 3})"));
   BOOST_TEST(why(R"({})") == "input.name: required field is missing");
@@ -27,10 +29,13 @@ BOOST_AUTO_TEST_CASE(schema_keywords) {
   BOOST_TEST(why(R"({"name": "a", "speed": 9})") == "input.speed: must be <= 4");
   BOOST_TEST(why(R"({"name": "a", "format": "mp3"})") ==
              R"(input.format: "mp3" is not one of ["wav","pcm"])");
-  BOOST_TEST(why(R"({"name": "a", "tags": ["x", 1]})") == "input.tags[1]: expected string, got integer");
-  BOOST_TEST(why(R"({"name": "a", "tags": ["x", "y", "z"]})") == "input.tags: must have at most 2 items");
+  BOOST_TEST(why(R"({"name": "a", "tags": ["x", 1]})") ==
+             "input.tags[1]: expected string, got integer");
+  BOOST_TEST(why(R"({"name": "a", "tags": ["x", "y", "z"]})") ==
+             "input.tags: must have at most 2 items");
   BOOST_TEST(why(R"({"name": "a", "n": 1.5})") == "input.n: expected integer or null, got number");
-  BOOST_TEST(why(R"({"name": "a", "x": 1})") == "input.x: unknown field (not in the tool's schema)");
+  BOOST_TEST(why(R"({"name": "a", "x": 1})") ==
+             "input.x: unknown field (not in the tool's schema)");
   BOOST_TEST(why(R"([1])") == "input: expected object, got array");
   BOOST_TEST(!validate_json(json::value(), json::parse("[1]")));  // no schema: anything goes
 }

@@ -31,7 +31,9 @@ bool contains(const std::string& hay, const std::string& needle) {
   return hay.find(needle) != std::string::npos;
 }
 
-bool one_line(const std::string& s) { return !s.empty() && s.find('\n') == std::string::npos; }
+bool one_line(const std::string& s) {
+  return !s.empty() && s.find('\n') == std::string::npos;
+}
 
 runtime::BootOptions boot_with(const std::vector<std::string>& dirs,
                                std::vector<std::string> extra_sets = {}) {
@@ -144,8 +146,8 @@ BOOST_AUTO_TEST_CASE(a_file_that_is_not_a_shared_library_is_refused) {
 
 BOOST_AUTO_TEST_CASE(a_duplicate_node_across_providers_is_refused) {
   int code = 0;
-  auto msg = boot_error(boot_with({test_plugin("broken_duplicate_node").parent_path().string()}),
-                        &code);
+  auto msg =
+      boot_error(boot_with({test_plugin("broken_duplicate_node").parent_path().string()}), &code);
   BOOST_TEST(code == runtime::kExitPlugin);
   BOOST_TEST(contains(msg, "duplicate node tool_strategy/static, already provided by kiln"), msg);
 }
@@ -161,11 +163,12 @@ BOOST_AUTO_TEST_CASE(a_throwing_tool_factory_stops_startup_naming_the_tool) {
 BOOST_AUTO_TEST_CASE(a_throwing_node_factory_fails_when_the_node_is_selected) {
   auto dir = test_plugin("broken_throwing_node_factory").parent_path().string();
   int code = 0;
-  auto msg = boot_error(boot_with({dir}, {"nodes.tool_strategy=exploding", "gates.enforce=warn"}),
-                        &code);
+  auto msg =
+      boot_error(boot_with({dir}, {"nodes.tool_strategy=exploding", "gates.enforce=warn"}), &code);
   BOOST_TEST(code == runtime::kExitPlugin);
-  BOOST_TEST(contains(msg, "node tool_strategy/exploding (provider throwing_node_factory): "
-                           "factory threw: node factory exploded"),
+  BOOST_TEST(contains(msg,
+                      "node tool_strategy/exploding (provider throwing_node_factory): "
+                      "factory threw: node factory exploded"),
              msg);
   // Not selected: it does not matter.
   BOOST_CHECK_NO_THROW(runtime::Kernel::boot(boot_with({dir})));
@@ -214,8 +217,7 @@ BOOST_AUTO_TEST_CASE(only_the_two_entry_points_are_exported) {
   for (std::string line; std::getline(lines, line);)
     if (auto sp = line.rfind(' '); sp != std::string::npos) names.push_back(line.substr(sp + 1));
   std::sort(names.begin(), names.end());
-  BOOST_TEST(names == (std::vector<std::string>{"kiln_build_stamp_v1", "kiln_plugin_v1"}),
-             r.out);
+  BOOST_TEST(names == (std::vector<std::string>{"kiln_build_stamp_v1", "kiln_plugin_v1"}), r.out);
 }
 
 BOOST_AUTO_TEST_CASE(discovery_skips_missing_dirs_and_non_plugins) {

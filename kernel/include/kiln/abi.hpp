@@ -88,9 +88,12 @@ constexpr kiln_build_stamp make_build_stamp() {
 
 constexpr const char* compiler_name(std::uint32_t id) {
   switch (static_cast<CompilerId>(id)) {
-    case CompilerId::kGcc: return "g++";
-    case CompilerId::kClang: return "clang++";
-    default: return "unknown";
+    case CompilerId::kGcc:
+      return "g++";
+    case CompilerId::kClang:
+      return "clang++";
+    default:
+      return "unknown";
   }
 }
 

@@ -56,9 +56,9 @@ struct NodeDecl {
 };
 
 struct ToolDecl {
-  std::string name;         // dotted, e.g. "roast.analyze"
+  std::string name;  // dotted, e.g. "roast.analyze"
   std::string description;
-  boost::json::value input_schema;   // JSON Schema (the subset docs/architecture/tools.md lists)
+  boost::json::value input_schema;  // JSON Schema (the subset docs/architecture/tools.md lists)
   boost::json::value output_schema;
   ToolFactory factory;
   // A tool that never blocks (pure computation, bounded time) runs on the caller's thread; any
@@ -91,7 +91,7 @@ using PluginEntry = Manifest();
 // Exports the build stamp (a constant-initialised C object, readable without running plugin
 // code) and the manifest entry point. Use once per plugin, at namespace scope, with a function
 // `kiln::Manifest fn()`.
-#define KILN_PLUGIN(manifest_fn)                                                 \
-  extern "C" __attribute__((visibility("default"))) const kiln_build_stamp       \
-      kiln_build_stamp_v1 = ::kiln::make_build_stamp();                          \
+#define KILN_PLUGIN(manifest_fn)                                                                 \
+  extern "C" __attribute__((visibility("default"))) const kiln_build_stamp kiln_build_stamp_v1 = \
+      ::kiln::make_build_stamp();                                                                \
   BOOST_DLL_ALIAS(manifest_fn, kiln_plugin_v1)

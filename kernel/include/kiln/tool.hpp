@@ -17,13 +17,13 @@ namespace kiln {
 // Stable error codes. Plugins may use their own codes as well; these are the ones the kernel
 // produces and understands.
 namespace error_code {
-inline constexpr const char* kInvalidInput = "invalid_input";        // input fails the schema
-inline constexpr const char* kInvalidRequest = "invalid_request";    // malformed call
-inline constexpr const char* kUnknownTool = "unknown_tool";          // no provider has the tool
+inline constexpr const char* kInvalidInput = "invalid_input";      // input fails the schema
+inline constexpr const char* kInvalidRequest = "invalid_request";  // malformed call
+inline constexpr const char* kUnknownTool = "unknown_tool";        // no provider has the tool
 inline constexpr const char* kProviderUnavailable = "provider_unavailable";
 inline constexpr const char* kTimeout = "timeout";
-inline constexpr const char* kInternal = "internal";                 // the tool threw or broke its contract
-inline constexpr const char* kUnavailable = "unavailable";           // transient: try again later
+inline constexpr const char* kInternal = "internal";        // the tool threw or broke its contract
+inline constexpr const char* kUnavailable = "unavailable";  // transient: try again later
 }  // namespace error_code
 
 struct ToolError {
@@ -34,9 +34,9 @@ struct ToolError {
 };
 
 struct Artifact {
-  std::string name;       // file name, e.g. "summary.wav"
-  std::string media_type; // e.g. "audio/wav"
-  std::string data;       // bytes
+  std::string name;        // file name, e.g. "summary.wav"
+  std::string media_type;  // e.g. "audio/wav"
+  std::string data;        // bytes
 };
 
 struct ToolResult {

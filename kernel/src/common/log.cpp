@@ -4,10 +4,10 @@
 #include <ctime>
 #include <stdexcept>
 
-#include <boost/json.hpp>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <boost/json.hpp>
 
 namespace kiln::common {
 namespace {

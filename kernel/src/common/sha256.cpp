@@ -26,8 +26,7 @@ void ensure_sodium() {
 std::string sha256_file(const std::filesystem::path& path) {
   ensure_sodium();
   std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw std::runtime_error("cannot read '" + path.string() + "': " + std::strerror(errno));
+  if (!in) throw std::runtime_error("cannot read '" + path.string() + "': " + std::strerror(errno));
   crypto_hash_sha256_state st;
   crypto_hash_sha256_init(&st);
   std::vector<char> buf(1 << 16);

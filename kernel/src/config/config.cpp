@@ -19,21 +19,31 @@ using common::join;
 
 std::string_view type_name(Type t) {
   switch (t) {
-    case Type::kString: return "string";
-    case Type::kInteger: return "integer";
-    case Type::kNumber: return "number";
-    case Type::kBoolean: return "boolean";
-    case Type::kStringList: return "list of strings";
-    case Type::kStringMap: return "map of strings";
-    case Type::kArray: return "array";
-    case Type::kObject: return "object";
+    case Type::kString:
+      return "string";
+    case Type::kInteger:
+      return "integer";
+    case Type::kNumber:
+      return "number";
+    case Type::kBoolean:
+      return "boolean";
+    case Type::kStringList:
+      return "list of strings";
+    case Type::kStringMap:
+      return "map of strings";
+    case Type::kArray:
+      return "array";
+    case Type::kObject:
+      return "object";
   }
   return "?";
 }
 
 // ---- Schema -----------------------------------------------------------------------------------
 
-void Schema::add(KeyDef def) { keys_.push_back(std::move(def)); }
+void Schema::add(KeyDef def) {
+  keys_.push_back(std::move(def));
+}
 
 const KeyDef* Schema::find(std::string_view path) const {
   for (const auto& k : keys_)
@@ -74,28 +84,58 @@ std::vector<std::string> Schema::paths() const {
 
 Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
   Schema s;
-  s.add({"log.level", Type::kString, "info", "minimum level logged",
-         {"trace", "debug", "info", "warn", "error", "critical", "off"}, {}});
+  s.add({"log.level",
+         Type::kString,
+         "info",
+         "minimum level logged",
+         {"trace", "debug", "info", "warn", "error", "critical", "off"},
+         {}});
   s.add({"log.format", Type::kString, "text", "log line format", {"text", "json"}, {}});
-  s.add({"plugins.search_paths", Type::kStringList,
+  s.add({"plugins.search_paths",
+         Type::kStringList,
          json::array{"${exe_dir}/../plugins", "${exe_dir}/../lib/kiln/plugins"},
-         "directories searched for plugin .so files (${exe_dir}, ${config_dir} expand)", {}, {}});
-  s.add({"plugins.disabled", Type::kStringList, json::array{},
-         "plugin names not to load even if found", {}, {}});
-  s.add({"plugins.on_error", Type::kString, "fail",
-         "what a plugin that cannot be loaded does to startup", {"fail", "skip"}, {}});
+         "directories searched for plugin .so files (${exe_dir}, ${config_dir} expand)",
+         {},
+         {}});
+  s.add({"plugins.disabled",
+         Type::kStringList,
+         json::array{},
+         "plugin names not to load even if found",
+         {},
+         {}});
+  s.add({"plugins.on_error",
+         Type::kString,
+         "fail",
+         "what a plugin that cannot be loaded does to startup",
+         {"fail", "skip"},
+         {}});
   s.add({"gates.dir", Type::kString, "var/gates", "the gate store directory", {}, {}});
-  s.add({"gates.enforce", Type::kString, "strict",
+  s.add({"gates.enforce",
+         Type::kString,
+         "strict",
          "strict: an ungated non-default node stops startup; warn: it runs, loudly",
-         {"strict", "warn"}, {}});
-  s.add({"tool_strategy.providers", Type::kStringMap, json::object{},
-         "tool name -> provider (plugin) that serves it", {}, {}});
+         {"strict", "warn"},
+         {}});
+  s.add({"tool_strategy.providers",
+         Type::kStringMap,
+         json::object{},
+         "tool name -> provider (plugin) that serves it",
+         {},
+         {}});
   s.add({"tool_strategy.timeout_ms", Type::kInteger, 30000, "per-call timeout", {}, 1});
-  s.add({"tool_strategy.max_attempts", Type::kInteger, 1,
-         "attempts per provider on retryable errors", {}, 1});
+  s.add({"tool_strategy.max_attempts",
+         Type::kInteger,
+         1,
+         "attempts per provider on retryable errors",
+         {},
+         1});
   for (const auto& k : kinds)
-    s.add({"nodes." + k.kind, Type::kString, json::value(k.default_node),
-           "selected node of kind " + k.kind, {}, {}});
+    s.add({"nodes." + k.kind,
+           Type::kString,
+           json::value(k.default_node),
+           "selected node of kind " + k.kind,
+           {},
+           {}});
   return s;
 }
 
@@ -103,11 +143,16 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
 
 std::string Source::describe() const {
   switch (layer) {
-    case Layer::kDefault: return "built-in default";
-    case Layer::kPluginDefault: return "plugin default (" + where + ")";
-    case Layer::kFile: return where;
-    case Layer::kEnvironment: return "environment " + where;
-    case Layer::kCommandLine: return "command line " + where;
+    case Layer::kDefault:
+      return "built-in default";
+    case Layer::kPluginDefault:
+      return "plugin default (" + where + ")";
+    case Layer::kFile:
+      return where;
+    case Layer::kEnvironment:
+      return "environment " + where;
+    case Layer::kCommandLine:
+      return "command line " + where;
   }
   return where;
 }
@@ -156,7 +201,8 @@ std::string mark_of(const std::string& file, const YAML::Mark& m) {
 json::value yaml_to_json(const YAML::Node& n) {
   switch (n.Type()) {
     case YAML::NodeType::Null:
-    case YAML::NodeType::Undefined: return nullptr;
+    case YAML::NodeType::Undefined:
+      return nullptr;
     case YAML::NodeType::Sequence: {
       json::array a;
       for (const auto& item : n) a.push_back(yaml_to_json(item));
@@ -194,8 +240,11 @@ json::value yaml_to_json(const YAML::Node& n) {
 // Converts a YAML value to the key's type; returns an error text (without location) on mismatch.
 std::optional<std::string> convert(const KeyDef& def, const YAML::Node& n, json::value& out) {
   auto scalar = [&](std::string_view what) -> std::optional<std::string> {
-    if (!n.IsScalar()) return "expected " + std::string(what) + ", got a " +
-                              (n.IsMap() ? "map" : n.IsSequence() ? "list" : "null value");
+    if (!n.IsScalar())
+      return "expected " + std::string(what) + ", got a " +
+             (n.IsMap()        ? "map"
+              : n.IsSequence() ? "list"
+                               : "null value");
     return std::nullopt;
   };
   switch (def.type) {
@@ -237,9 +286,12 @@ std::optional<std::string> convert(const KeyDef& def, const YAML::Node& n, json:
     case Type::kBoolean: {
       if (auto e = scalar("true or false")) return e;
       const auto s = common::to_lower(n.Scalar());
-      if (s == "true" || s == "yes" || s == "on" || s == "1") out = true;
-      else if (s == "false" || s == "no" || s == "off" || s == "0") out = false;
-      else return "expected true or false, got '" + n.Scalar() + "'";
+      if (s == "true" || s == "yes" || s == "on" || s == "1")
+        out = true;
+      else if (s == "false" || s == "no" || s == "off" || s == "0")
+        out = false;
+      else
+        return "expected true or false, got '" + n.Scalar() + "'";
       return std::nullopt;
     }
     case Type::kStringList: {
@@ -335,8 +387,9 @@ class Loader {
         if (std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) {
           std::vector<std::string> vars;
           for (const auto& k : kinds) vars.push_back("KILN_" + common::to_upper(k) + "_NODE");
-          problems_.push_back("environment " + name + ": '" + kind + "' is not a node kind (kinds: " +
-                              join(kinds) + ")" + did_you_mean(name, vars));
+          problems_.push_back("environment " + name + ": '" + kind +
+                              "' is not a node kind (kinds: " + join(kinds) + ")" +
+                              did_you_mean(name, vars));
           continue;
         }
         path = "nodes." + kind;
@@ -351,7 +404,8 @@ class Loader {
         }
         problems_.push_back("environment " + name +
                             ": not a kiln setting (settings use KILN_ + the key path with __ "
-                            "between levels, e.g. KILN_GATES__DIR)" + did_you_mean(name, vars));
+                            "between levels, e.g. KILN_GATES__DIR)" +
+                            did_you_mean(name, vars));
         continue;
       }
       set_from_string(path, value, Source{Layer::kEnvironment, name}, "environment " + name);
@@ -408,9 +462,9 @@ class Loader {
         cfg_.entries_[path] = Entry{std::move(v), Source{Layer::kFile, where}};
       } else if (schema_.is_section(path)) {
         if (!kv.second.IsMap()) {
-          problems_.push_back(mark_of(file, kv.second.Mark()) + ": " + path +
-                              ": expected a section (a map of keys: " +
-                              join(schema_.children(path)) + ")");
+          problems_.push_back(
+              mark_of(file, kv.second.Mark()) + ": " + path +
+              ": expected a section (a map of keys: " + join(schema_.children(path)) + ")");
           continue;
         }
         walk(file, kv.second, path);
@@ -473,13 +527,14 @@ class Loader {
         problems_.push_back(who + ": plugin settings are plugin_config.<plugin>.<key>");
         return;
       }
-      cfg_.pending_.push_back({rest.substr(0, dot), rest.substr(dot + 1), yaml_to_json(n),
-                               std::move(source)});
+      cfg_.pending_.push_back(
+          {rest.substr(0, dot), rest.substr(dot + 1), yaml_to_json(n), std::move(source)});
       return;
     }
     const KeyDef* def = schema_.find(path);
     if (!def) {
-      problems_.push_back(who + ": " + path + ": unknown key" + did_you_mean(path, schema_.paths()));
+      problems_.push_back(who + ": " + path + ": unknown key" +
+                          did_you_mean(path, schema_.paths()));
       return;
     }
     json::value v;
@@ -520,8 +575,8 @@ void Config::apply_plugin_schemas(
     auto it = plugins.find(p.plugin);
     if (it == plugins.end()) {
       problems.push_back(p.source.describe() + ": plugin_config." + p.plugin +
-                         ": no loaded plugin is named '" + p.plugin + "' (loaded: " +
-                         (names.empty() ? std::string("none") : join(names)) + ")" +
+                         ": no loaded plugin is named '" + p.plugin +
+                         "' (loaded: " + (names.empty() ? std::string("none") : join(names)) + ")" +
                          did_you_mean(p.plugin, names));
       continue;
     }
@@ -533,9 +588,9 @@ void Config::apply_plugin_schemas(
     }
     if (!decl) {
       problems.push_back(p.source.describe() + ": " + path + ": plugin '" + p.plugin +
-                         "' declares no key '" + p.key + "' (it accepts: " +
-                         (keys.empty() ? std::string("no keys") : join(keys)) + ")" +
-                         did_you_mean(p.key, keys));
+                         "' declares no key '" + p.key +
+                         "' (it accepts: " + (keys.empty() ? std::string("no keys") : join(keys)) +
+                         ")" + did_you_mean(p.key, keys));
       continue;
     }
     json::value v = p.value;
@@ -564,8 +619,12 @@ const Entry& Config::at(std::string_view path) const {
 std::string Config::get_string(std::string_view path) const {
   return std::string(at(path).value.as_string());
 }
-std::int64_t Config::get_int(std::string_view path) const { return at(path).value.as_int64(); }
-bool Config::get_bool(std::string_view path) const { return at(path).value.as_bool(); }
+std::int64_t Config::get_int(std::string_view path) const {
+  return at(path).value.as_int64();
+}
+bool Config::get_bool(std::string_view path) const {
+  return at(path).value.as_bool();
+}
 std::vector<std::string> Config::get_strings(std::string_view path) const {
   std::vector<std::string> out;
   for (const auto& v : at(path).value.as_array()) out.emplace_back(v.as_string());

@@ -85,9 +85,9 @@ struct YamlText {
 };
 
 struct LoadOptions {
-  std::vector<YamlText> yaml;                     // in order, later wins
-  std::map<std::string, std::string> environment; // only KILN_* entries matter
-  std::vector<std::string> sets;                  // "key=value" from --set
+  std::vector<YamlText> yaml;                      // in order, later wins
+  std::map<std::string, std::string> environment;  // only KILN_* entries matter
+  std::vector<std::string> sets;                   // "key=value" from --set
 };
 
 // Environment variables with the KILN_ prefix that are not settings.

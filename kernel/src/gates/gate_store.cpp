@@ -17,11 +17,16 @@ namespace json = boost::json;
 
 const char* to_string(GateState s) {
   switch (s) {
-    case GateState::kDefault: return "default";
-    case GateState::kPassed: return "passed";
-    case GateState::kMissing: return "not gated";
-    case GateState::kStale: return "stale";
-    case GateState::kFailed: return "failed";
+    case GateState::kDefault:
+      return "default";
+    case GateState::kPassed:
+      return "passed";
+    case GateState::kMissing:
+      return "not gated";
+    case GateState::kStale:
+      return "stale";
+    case GateState::kFailed:
+      return "failed";
   }
   return "?";
 }
@@ -100,8 +105,9 @@ std::optional<GateRecord> GateStore::read(const std::string& kind, const std::st
   ss << in.rdbuf();
   json::error_code ec;
   auto v = json::parse(ss.str(), ec);
-  if (ec) throw std::runtime_error("gate record " + path.string() + " is not valid JSON (" +
-                                   ec.message() + "); delete it and run the gate again");
+  if (ec)
+    throw std::runtime_error("gate record " + path.string() + " is not valid JSON (" +
+                             ec.message() + "); delete it and run the gate again");
   try {
     return GateRecord::from_json(v);
   } catch (const std::exception& e) {
@@ -136,8 +142,8 @@ GateCheck GateStore::check(const plugins::NodeEntry& node, bool is_default,
                node.sha256.substr(0, 12) + ")";
   } else if (r.contract_version != contract_version) {
     c.state = GateState::kStale;
-    c.reason = "the kind's contract version changed (gated " +
-               std::to_string(r.contract_version) + ", now " + std::to_string(contract_version) + ")";
+    c.reason = "the kind's contract version changed (gated " + std::to_string(r.contract_version) +
+               ", now " + std::to_string(contract_version) + ")";
   } else if (r.abi_version != kAbiVersion) {
     c.state = GateState::kStale;
     c.reason = "the kiln ABI version changed (gated " + std::to_string(r.abi_version) + ", now " +

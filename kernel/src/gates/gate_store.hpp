@@ -40,7 +40,9 @@ struct GateRecord {
 
 enum class GateState { kDefault, kPassed, kMissing, kStale, kFailed };
 const char* to_string(GateState s);
-inline std::ostream& operator<<(std::ostream& os, GateState s) { return os << to_string(s); }
+inline std::ostream& operator<<(std::ostream& os, GateState s) {
+  return os << to_string(s);
+}
 
 struct GateCheck {
   GateState state = GateState::kMissing;

@@ -46,6 +46,8 @@ KindDescriptor tool_strategy_kind() {
 
 }  // namespace
 
-std::vector<KindDescriptor> builtin_kinds() { return {tool_strategy_kind()}; }
+std::vector<KindDescriptor> builtin_kinds() {
+  return {tool_strategy_kind()};
+}
 
 }  // namespace kiln::nodes

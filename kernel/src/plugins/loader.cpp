@@ -17,7 +17,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string label(const fs::path& path) { return "plugin " + path.filename().string() + " (" + path.string() + ")"; }
+std::string label(const fs::path& path) {
+  return "plugin " + path.filename().string() + " (" + path.string() + ")";
+}
 
 std::string fix_rebuild() {
   return std::string("rebuild the plugin against kiln ") + kVersion + " (kiln ABI " +
@@ -37,7 +39,10 @@ bool is_elf(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   char magic[4] = {};
   in.read(magic, 4);
-  return in.gcount() == 4 && std::memcmp(magic, "\x7f" "ELF", 4) == 0;
+  return in.gcount() == 4 && std::memcmp(magic,
+                                         "\x7f"
+                                         "ELF",
+                                         4) == 0;
 }
 
 const std::regex& name_pattern() {
@@ -74,8 +79,8 @@ void validate_manifest(const Manifest& m, const std::string& who) {
       refuse("tool " + t.name + ": output_schema must be a JSON Schema object");
   }
   std::set<std::string> keys;
-  static const std::set<std::string> kTypes{"string", "integer", "number",
-                                            "boolean", "array", "object"};
+  static const std::set<std::string> kTypes{"string",  "integer", "number",
+                                            "boolean", "array",   "object"};
   for (const auto& k : m.config_keys) {
     if (!std::regex_match(k.key, name_pattern()))
       refuse("config key '" + k.key + "' must match [a-z][a-z0-9_]*");
@@ -133,8 +138,9 @@ LoadedLibrary load_library(const fs::path& raw_path) {
   if (!fs::is_regular_file(path, ec))
     throw PluginLoadError(who + ": not a regular file; check plugins.search_paths");
   if (!is_elf(path))
-    throw PluginLoadError(who + ": not a shared library (no ELF header); remove it from the "
-                                "plugin search path");
+    throw PluginLoadError(who +
+                          ": not a shared library (no ELF header); remove it from the "
+                          "plugin search path");
 
   // Stage 1: open with the loader alone and read the stamp — plain C data — before any C++
   // function of the plugin is called. RTLD_NODELETE: the library is never unmapped.
@@ -147,8 +153,9 @@ LoadedLibrary load_library(const fs::path& raw_path) {
   const auto* stamp = static_cast<const kiln_build_stamp*>(dlsym(handle, "kiln_build_stamp_v1"));
   if (!stamp) {
     dlclose(handle);
-    throw PluginLoadError(who + ": missing entry point kiln_build_stamp_v1: not a kiln plugin, "
-                                "or built without KILN_PLUGIN(...); add KILN_PLUGIN(your_manifest_fn)");
+    throw PluginLoadError(who +
+                          ": missing entry point kiln_build_stamp_v1: not a kiln plugin, "
+                          "or built without KILN_PLUGIN(...); add KILN_PLUGIN(your_manifest_fn)");
   }
   static constexpr kiln_build_stamp kKernelStamp = make_build_stamp();
   if (auto why = compare_stamps(*stamp, kKernelStamp); !why.empty()) {
@@ -160,14 +167,16 @@ LoadedLibrary load_library(const fs::path& raw_path) {
   // Stage 2: the C++ manifest through the Boost.DLL alias.
   auto lib = std::make_shared<boost::dll::shared_library>();
   boost::dll::fs::error_code dll_ec;
-  lib->load(path, static_cast<boost::dll::load_mode::type>(
-                      boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local |
-                      RTLD_NODELETE),
-            dll_ec);
+  lib->load(
+      path,
+      static_cast<boost::dll::load_mode::type>(boost::dll::load_mode::rtld_now |
+                                               boost::dll::load_mode::rtld_local | RTLD_NODELETE),
+      dll_ec);
   if (dll_ec) throw PluginLoadError(who + ": cannot be opened: " + dll_ec.message());
   if (!lib->has("kiln_plugin_v1"))
-    throw PluginLoadError(who + ": missing entry point kiln_plugin_v1; export the manifest "
-                                "function with KILN_PLUGIN(your_manifest_fn)");
+    throw PluginLoadError(who +
+                          ": missing entry point kiln_plugin_v1; export the manifest "
+                          "function with KILN_PLUGIN(your_manifest_fn)");
   LoadedLibrary out;
   out.path = path;
   out.library = lib;
@@ -178,12 +187,14 @@ LoadedLibrary load_library(const fs::path& raw_path) {
     throw PluginLoadError(who + ": manifest entry point kiln_plugin_v1 threw: " + e.what() +
                           "; fix the plugin's manifest function");
   } catch (...) {
-    throw PluginLoadError(who + ": manifest entry point kiln_plugin_v1 threw a non-standard "
-                                "exception; fix the plugin's manifest function");
+    throw PluginLoadError(who +
+                          ": manifest entry point kiln_plugin_v1 threw a non-standard "
+                          "exception; fix the plugin's manifest function");
   }
-  validate_manifest(out.manifest, "plugin " + (out.manifest.name.empty() ? path.filename().string()
-                                                                         : out.manifest.name) +
-                                      " (" + path.string() + ")");
+  validate_manifest(out.manifest,
+                    "plugin " +
+                        (out.manifest.name.empty() ? path.filename().string() : out.manifest.name) +
+                        " (" + path.string() + ")");
   out.sha256 = common::sha256_file(path);
   return out;
 }

@@ -10,17 +10,29 @@ namespace fs = std::filesystem;
 class PluginRegistry::Host final : public HostServices {
  public:
   Host(std::string name, boost::json::object config, runtime::Metrics& metrics, fs::path artifacts)
-      : name_(std::move(name)), config_(std::move(config)), metrics_(metrics),
+      : name_(std::move(name)),
+        config_(std::move(config)),
+        metrics_(metrics),
         artifacts_(std::move(artifacts)) {}
 
   void log(LogLevel level, std::string_view message) override {
     auto lv = spdlog::level::info;
     switch (level) {
-      case LogLevel::kTrace: lv = spdlog::level::trace; break;
-      case LogLevel::kDebug: lv = spdlog::level::debug; break;
-      case LogLevel::kInfo: lv = spdlog::level::info; break;
-      case LogLevel::kWarn: lv = spdlog::level::warn; break;
-      case LogLevel::kError: lv = spdlog::level::err; break;
+      case LogLevel::kTrace:
+        lv = spdlog::level::trace;
+        break;
+      case LogLevel::kDebug:
+        lv = spdlog::level::debug;
+        break;
+      case LogLevel::kInfo:
+        lv = spdlog::level::info;
+        break;
+      case LogLevel::kWarn:
+        lv = spdlog::level::warn;
+        break;
+      case LogLevel::kError:
+        lv = spdlog::level::err;
+        break;
     }
     spdlog::log(lv, "[{}] {}", name_, message);
   }
@@ -47,9 +59,8 @@ class PluginRegistry::Host final : public HostServices {
 
 PluginRegistry::PluginRegistry(runtime::Metrics& metrics, fs::path artifacts_root)
     : metrics_(metrics), artifacts_root_(std::move(artifacts_root)) {
-  hosts_[kKernelProvider] =
-      std::make_unique<Host>(kKernelProvider, boost::json::object{}, metrics_,
-                             artifacts_root_ / kKernelProvider);
+  hosts_[kKernelProvider] = std::make_unique<Host>(kKernelProvider, boost::json::object{}, metrics_,
+                                                   artifacts_root_ / kKernelProvider);
 }
 
 PluginRegistry::~PluginRegistry() = default;
@@ -100,7 +111,7 @@ std::vector<std::string> PluginRegistry::load(const std::vector<fs::path>& files
       continue;
     }
     PluginInfo info{m.name, m.version, m.description, m.license, lib.path, lib.sha256,
-                    {}, {}, m.config_keys};
+                    {},     {},        m.config_keys};
     for (const auto& n : m.nodes) {
       info.nodes.push_back(n.kind + "/" + n.name);
       nodes_.push_back(NodeEntry{n.kind, n.name, m.name, n.description, lib.path, lib.sha256,
@@ -136,8 +147,10 @@ void PluginRegistry::instantiate(const config::Config& config) {
       t.tool = keep_library_alive(std::move(tool), t.library);
     } catch (const std::exception& e) {
       throw PluginLoadError("plugin " + t.provider + ": factory of tool '" + t.name +
-                            "' threw: " + e.what() + "; fix the plugin or disable it with "
-                            "--set plugins.disabled=[" + t.provider + "]");
+                            "' threw: " + e.what() +
+                            "; fix the plugin or disable it with "
+                            "--set plugins.disabled=[" +
+                            t.provider + "]");
     }
   }
 }

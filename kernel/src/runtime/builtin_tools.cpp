@@ -33,7 +33,8 @@ class SleepTool final : public Tool {
     std::condition_variable_any cv;
     std::unique_lock lock(mu);
     bool stopped = cv.wait_for(lock, ctx.stop, std::chrono::milliseconds(ms), [] { return false; });
-    if (stopped) return tool_error(error_code::kUnavailable, "kiln.sleep: stopped by the caller", true);
+    if (stopped)
+      return tool_error(error_code::kUnavailable, "kiln.sleep: stopped by the caller", true);
     return ToolResult{json::object{{"slept_ms", ms}}, {}};
   }
 };
@@ -60,8 +61,9 @@ std::vector<ToolDecl> builtin_tools() {
 
   ToolDecl sleep;
   sleep.name = "kiln.sleep";
-  sleep.description = "Sleeps for input.ms milliseconds (at most 60000); stops early when the "
-                      "caller stops waiting.";
+  sleep.description =
+      "Sleeps for input.ms milliseconds (at most 60000); stops early when the "
+      "caller stops waiting.";
   sleep.input_schema = json::parse(R"({"type":"object","required":["ms"],
       "properties":{"ms":{"type":"integer","minimum":0,"maximum":60000}},
       "additionalProperties":false})");

@@ -47,8 +47,8 @@ ToolRuntimeExecutor::ToolRuntimeExecutor(const std::vector<plugins::ToolEntry>& 
     if (!t.tool) continue;
     auto& e = index_[t.name];
     e.provider_names.push_back(t.provider);
-    e.providers.push_back(Provider{t.provider, t.tool, t.input_schema, t.output_schema,
-                                   t.nonblocking});
+    e.providers.push_back(
+        Provider{t.provider, t.tool, t.input_schema, t.output_schema, t.nonblocking});
   }
 }
 
@@ -87,14 +87,14 @@ ToolOutcome ToolRuntimeExecutor::invoke(const ToolCall& call) const {
   const Entry* entry = it == index_.end() ? nullptr : &it->second;
   const auto& names = entry ? entry->provider_names : kNoProviders;
 
-  Result<nodes::RouteDecision, ToolError> decision =
-      tool_error(error_code::kInternal, "tool strategy did not run");
-  try {
-    decision = strategy_->route(nodes::RouteRequest{call.tool, call.tenant, call.input, names});
-  } catch (const std::exception& e) {
-    return tool_error(error_code::kInternal,
-                      std::string("the tool strategy node threw while routing: ") + e.what());
-  }
+  auto decision = [&]() -> Result<nodes::RouteDecision, ToolError> {
+    try {
+      return strategy_->route(nodes::RouteRequest{call.tool, call.tenant, call.input, names});
+    } catch (const std::exception& e) {
+      return tool_error(error_code::kInternal,
+                        std::string("the tool strategy node threw while routing: ") + e.what());
+    }
+  }();
   if (!decision.ok()) return Unexpected<ToolError>{std::move(decision.error())};
   const auto& route = decision.value();
 
@@ -119,8 +119,7 @@ ToolOutcome ToolRuntimeExecutor::invoke(const ToolCall& call) const {
       ToolOutcome outcome = run_one(*p, call, route.policy);
       if (outcome.ok()) {
         if (auto err = validate_json(p->output_schema, outcome.value().output, "output"))
-          return tool_error(error_code::kInternal, "tool '" + call.tool + "' (provider " +
-                                                       p->name +
+          return tool_error(error_code::kInternal, "tool '" + call.tool + "' (provider " + p->name +
                                                        ") broke its output schema: " + *err);
         return outcome;
       }

@@ -9,14 +9,21 @@ namespace {
 
 const char* kind_of(const json::value& v) {
   switch (v.kind()) {
-    case json::kind::null: return "null";
-    case json::kind::bool_: return "boolean";
+    case json::kind::null:
+      return "null";
+    case json::kind::bool_:
+      return "boolean";
     case json::kind::int64:
-    case json::kind::uint64: return "integer";
-    case json::kind::double_: return "number";
-    case json::kind::string: return "string";
-    case json::kind::array: return "array";
-    case json::kind::object: return "object";
+    case json::kind::uint64:
+      return "integer";
+    case json::kind::double_:
+      return "number";
+    case json::kind::string:
+      return "string";
+    case json::kind::array:
+      return "array";
+    case json::kind::object:
+      return "object";
   }
   return "?";
 }
@@ -35,7 +42,9 @@ bool is_type(std::string_view t, const json::value& v) {
   return false;
 }
 
-double num(const json::value& v) { return v.to_number<double>(); }
+double num(const json::value& v) {
+  return v.to_number<double>();
+}
 
 }  // namespace
 
@@ -64,7 +73,8 @@ std::optional<std::string> validate_json(const json::value& schema_v, const json
   if (auto* e = schema.if_contains("enum"); e && e->is_array()) {
     bool found = false;
     for (const auto& option : e->as_array()) found = found || option == value;
-    if (!found) return path + ": " + json::serialize(value) + " is not one of " + json::serialize(*e);
+    if (!found)
+      return path + ": " + json::serialize(value) + " is not one of " + json::serialize(*e);
   }
   if (auto* c = schema.if_contains("const"); c && *c != value)
     return path + ": must be " + json::serialize(*c);

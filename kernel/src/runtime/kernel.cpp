@@ -24,9 +24,8 @@ constexpr const char* kEmbeddedConfig = "config/kiln.yaml";
 config::YamlText read_yaml(const fs::path& path) {
   std::ifstream in(path);
   if (!in)
-    throw BootError(kExitConfig, "config file " + path.string() +
-                                     ": cannot be read (" + std::strerror(errno) +
-                                     "); pass an existing file to --config");
+    throw BootError(kExitConfig, "config file " + path.string() + ": cannot be read (" +
+                                     std::strerror(errno) + "); pass an existing file to --config");
   std::stringstream ss;
   ss << in.rdbuf();
   std::error_code ec;
@@ -99,7 +98,8 @@ void Kernel::load_plugins() {
   registry_ = std::make_unique<plugins::PluginRegistry>(metrics_, fs::path("var/artifacts"));
   plugins::NodeEntry static_node;
   auto decl = NodeDecl::make<nodes::ToolStrategy>(
-      nodes::ToolStrategy::kDefaultNode, "tool -> provider map from config, else the first "
+      nodes::ToolStrategy::kDefaultNode,
+      "tool -> provider map from config, else the first "
       "registered provider",
       [](const NodeContext& ctx) {
         return std::make_shared<nodes::StaticToolStrategy>(
@@ -129,8 +129,8 @@ void Kernel::load_plugins() {
     }
   }
   for (const auto& p : registry_->plugins())
-    spdlog::debug("plugin {} {} loaded: nodes [{}], tools [{}]", p.name, p.version,
-                 join(p.nodes), join(p.tools));
+    spdlog::debug("plugin {} {} loaded: nodes [{}], tools [{}]", p.name, p.version, join(p.nodes),
+                  join(p.tools));
 }
 
 const nodes::KindDescriptor* Kernel::kind(std::string_view name) const {
@@ -187,15 +187,14 @@ void Kernel::resolve() {
     const std::string id = s.kind + "/" + s.selected;
     if (!s.entry)
       throw BootError(kExitConfig, "nodes." + s.kind + ": unknown node '" + s.selected +
-                                       "' (set by " + s.source.describe() + "); available: " +
-                                       join(s.available) +
+                                       "' (set by " + s.source.describe() +
+                                       "); available: " + join(s.available) +
                                        common::did_you_mean(s.selected, s.available));
     if (!s.gate.usable()) {
       std::string msg = "node " + id + " (selected by " + s.source.describe() +
                         ") is not gated: " + s.gate.reason + "; run `kiln gate run " + id + "`";
       if (strict)
-        throw BootError(kExitGateRefused,
-                        msg + " (or set gates.enforce=warn for development)");
+        throw BootError(kExitGateRefused, msg + " (or set gates.enforce=warn for development)");
       msg = "GATE NOT ENFORCED (gates.enforce=warn): " + msg;
       spdlog::warn("{}", msg);
       warnings_.push_back(msg);
@@ -208,10 +207,10 @@ void Kernel::resolve() {
       throw BootError(kExitConfig, "node " + id + ": " + e.what());
     }
     spdlog::debug("node {} selected ({}), gate: {}", id, s.source.describe(),
-                 gates::to_string(s.gate.state));
+                  gates::to_string(s.gate.state));
   }
-  executor_ = std::make_unique<ToolRuntimeExecutor>(registry_->tools(),
-                                                    node<nodes::ToolStrategy>());
+  executor_ =
+      std::make_unique<ToolRuntimeExecutor>(registry_->tools(), node<nodes::ToolStrategy>());
 }
 
 const ToolRuntimeExecutor& Kernel::executor() const {
@@ -254,8 +253,8 @@ gates::GateRecord Kernel::run_gate(const std::string& kind_name, const std::stri
 
   auto candidate_maker = node_maker(*candidate, false);
   auto control_maker = node_maker(*control, false);
-  spdlog::info("gate {}/{}: running the contract suite (contract version {})", kind_name,
-               node_name, d->contract_version);
+  spdlog::info("gate {}/{}: running the contract suite (contract version {})", kind_name, node_name,
+               d->contract_version);
   auto contract = d->contract(candidate_maker);
   spdlog::info("gate {}/{}: running the parity suite against {}/{}", kind_name, node_name,
                kind_name, d->default_node);

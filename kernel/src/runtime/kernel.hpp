@@ -39,8 +39,9 @@ class BootError : public std::runtime_error {
 };
 
 struct BootOptions {
-  std::vector<std::filesystem::path> config_files;  // empty: $KILN_CONFIG, else the embedded default
-  std::vector<std::string> sets;                     // --set key=value
+  std::vector<std::filesystem::path>
+      config_files;               // empty: $KILN_CONFIG, else the embedded default
+  std::vector<std::string> sets;  // --set key=value
   std::map<std::string, std::string> environment = config::current_environment();
   bool resolve_nodes = true;  // false: load and validate only (gate run, config check, listings)
   bool setup_logging = true;

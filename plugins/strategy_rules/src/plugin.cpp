@@ -9,11 +9,13 @@ Manifest manifest() {
   Manifest m;
   m.name = "strategy_rules";
   m.version = "0.1.0";
-  m.description = "tool_strategy/rules: rule-based routing by tool, tenant and input, with "
-                  "fallback chains";
+  m.description =
+      "tool_strategy/rules: rule-based routing by tool, tenant and input, with "
+      "fallback chains";
   m.license = "Apache-2.0";
   m.nodes.push_back(NodeDecl::make<nodes::ToolStrategy>(
-      "rules", "routes by tool name, tenant and input predicates; fallback chains on retryable errors",
+      "rules",
+      "routes by tool name, tenant and input predicates; fallback chains on retryable errors",
       [](const NodeContext& ctx) {
         const boost::json::value* rules = ctx.plugin_config.if_contains("rules");
         return std::make_shared<RulesToolStrategy>(
@@ -31,4 +33,3 @@ Manifest manifest() {
 }  // namespace kiln::plugins::strategy_rules
 
 KILN_PLUGIN(kiln::plugins::strategy_rules::manifest)
-

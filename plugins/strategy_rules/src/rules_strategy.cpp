@@ -118,7 +118,8 @@ std::vector<Rule> parse_rules(const json::value& rules) {
       r.providers.emplace_back(p.as_string());
     }
     if (auto* t = o.if_contains("timeout_ms")) {
-      if (!t->is_int64() || t->as_int64() < 1) bad(where + ".timeout_ms", "expected an integer >= 1");
+      if (!t->is_int64() || t->as_int64() < 1)
+        bad(where + ".timeout_ms", "expected an integer >= 1");
       r.timeout_ms = t->as_int64();
     }
     if (auto* a = o.if_contains("max_attempts")) {

@@ -12,8 +12,9 @@ using namespace kiln::plugins::strategy_rules;
 namespace {
 
 RulesToolStrategy make(const char* rules_json, const char* kind_config = "{}") {
-  return RulesToolStrategy(nodes::ToolStrategySettings::from_json(json::parse(kind_config).as_object()),
-                           parse_rules(json::parse(rules_json)));
+  return RulesToolStrategy(
+      nodes::ToolStrategySettings::from_json(json::parse(kind_config).as_object()),
+      parse_rules(json::parse(rules_json)));
 }
 
 std::string parse_error(const char* rules_json) {
@@ -42,20 +43,29 @@ BOOST_AUTO_TEST_CASE(globs) {
 BOOST_AUTO_TEST_CASE(rule_errors_name_the_exact_path) {
   BOOST_TEST(parse_error(R"([{"match": {}, "providers": ["a"]}])") ==
              "plugin_config.strategy_rules.rules[0].name: required string is missing");
-  BOOST_TEST(parse_error(R"([{"name": "a", "providers": ["x"]}, {"name": "b", "match": {"tool": 3}, "providers": ["x"]}])") ==
-             "plugin_config.strategy_rules.rules[1].match.tool: expected a string, got 3");
+  BOOST_TEST(
+      parse_error(
+          R"([{"name": "a", "providers": ["x"]}, {"name": "b", "match": {"tool": 3}, "providers": ["x"]}])") ==
+      "plugin_config.strategy_rules.rules[1].match.tool: expected a string, got 3");
   BOOST_TEST(parse_error(R"([{"name": "a", "providers": []}])").find("rules[0].providers") !=
              std::string::npos);
-  BOOST_TEST(parse_error(R"([{"name": "a", "providers": ["x"], "match": {"input": [{"pointer": "voice", "equals": 1}]}}])") ==
-             "plugin_config.strategy_rules.rules[0].match.input[0].pointer: a JSON Pointer starts with '/', e.g. /voice");
-  BOOST_TEST(parse_error(R"([{"name": "a", "providers": ["x"], "match": {"input": [{"pointer": "/v", "equals": 1, "exists": true}]}}])")
-                 .find("needs exactly one of equals, in, exists") != std::string::npos);
-  BOOST_TEST(parse_error(R"([{"name": "a", "providers": ["x"], "prio": 1}])").find("rules[0].prio: unknown key") !=
-             std::string::npos);
-  BOOST_TEST(parse_error(R"([{"name": "a", "providers": ["x"]}, {"name": "a", "providers": ["x"]}])")
-                 .find("duplicate rule name 'a'") != std::string::npos);
-  BOOST_TEST(parse_error(R"([{"name": "a", "providers": ["x"], "timeout_ms": 0}])").find("timeout_ms") !=
-             std::string::npos);
+  BOOST_TEST(
+      parse_error(
+          R"([{"name": "a", "providers": ["x"], "match": {"input": [{"pointer": "voice", "equals": 1}]}}])") ==
+      "plugin_config.strategy_rules.rules[0].match.input[0].pointer: a JSON Pointer starts with "
+      "'/', e.g. /voice");
+  BOOST_TEST(
+      parse_error(
+          R"([{"name": "a", "providers": ["x"], "match": {"input": [{"pointer": "/v", "equals": 1, "exists": true}]}}])")
+          .find("needs exactly one of equals, in, exists") != std::string::npos);
+  BOOST_TEST(parse_error(R"([{"name": "a", "providers": ["x"], "prio": 1}])")
+                 .find("rules[0].prio: unknown key") != std::string::npos);
+  BOOST_TEST(
+      parse_error(R"([{"name": "a", "providers": ["x"]}, {"name": "a", "providers": ["x"]}])")
+          .find("duplicate rule name 'a'") != std::string::npos);
+  BOOST_TEST(
+      parse_error(R"([{"name": "a", "providers": ["x"], "timeout_ms": 0}])").find("timeout_ms") !=
+      std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(first_matching_rule_decides) {

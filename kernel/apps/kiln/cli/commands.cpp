@@ -7,9 +7,9 @@
 #include <optional>
 #include <sstream>
 
+#include <spdlog/spdlog.h>
 #include <boost/json.hpp>
 #include <boost/version.hpp>
-#include <spdlog/spdlog.h>
 
 #include "cli/json_print.hpp"
 #include "common/strings.hpp"
@@ -137,17 +137,26 @@ Args parse(const std::vector<std::string>& argv) {
     auto is = [&](const char* name) {
       return s == name || s.rfind(std::string(name) + "=", 0) == 0;
     };
-    if (s == "-h" || s == "--help") a.help = true;
-    else if (s == "--json") a.json = true;
-    else if (is("--config")) a.config_files.push_back(value("--config"));
-    else if (is("--set")) a.sets.push_back(value("--set"));
-    else if (is("--log-level")) a.sets.push_back("log.level=" + value("--log-level"));
-    else if (is("--log-format")) a.sets.push_back("log.format=" + value("--log-format"));
-    else if (is("--input")) a.input = value("--input");
-    else if (is("--tenant")) a.tenant = value("--tenant");
+    if (s == "-h" || s == "--help")
+      a.help = true;
+    else if (s == "--json")
+      a.json = true;
+    else if (is("--config"))
+      a.config_files.push_back(value("--config"));
+    else if (is("--set"))
+      a.sets.push_back(value("--set"));
+    else if (is("--log-level"))
+      a.sets.push_back("log.level=" + value("--log-level"));
+    else if (is("--log-format"))
+      a.sets.push_back("log.format=" + value("--log-format"));
+    else if (is("--input"))
+      a.input = value("--input");
+    else if (is("--tenant"))
+      a.tenant = value("--tenant");
     else if (s.size() > 1 && s[0] == '-')
       throw std::invalid_argument("unknown option '" + s + "'");
-    else a.positional.push_back(s);
+    else
+      a.positional.push_back(s);
   }
   return a;
 }
@@ -165,12 +174,12 @@ std::string pad(const std::string& s, std::size_t w) {
 }
 
 int cmd_version(const Args& a, std::ostream& out) {
-  json::object o{{"kiln", kVersion},
-                 {"abi_version", kAbiVersion},
-                 {"compiler", std::string(compiler_name(static_cast<std::uint32_t>(
-                                  current_compiler_id()))) + " " +
-                                  std::to_string(current_compiler_major())},
-                 {"boost", BOOST_LIB_VERSION}};
+  json::object o{
+      {"kiln", kVersion},
+      {"abi_version", kAbiVersion},
+      {"compiler", std::string(compiler_name(static_cast<std::uint32_t>(current_compiler_id()))) +
+                       " " + std::to_string(current_compiler_major())},
+      {"boost", BOOST_LIB_VERSION}};
   if (a.json) {
     out << json::serialize(o) << "\n";
   } else {
@@ -212,10 +221,14 @@ int cmd_plugins_list(const Args& a, std::ostream& out) {
       json::array nodes, tools;
       for (const auto& n : p.nodes) nodes.push_back(json::value(n));
       for (const auto& t : p.tools) tools.push_back(json::value(t));
-      arr.push_back(json::object{{"name", p.name}, {"version", p.version},
-                                 {"license", p.license}, {"description", p.description},
-                                 {"file", p.file.string()}, {"sha256", p.sha256},
-                                 {"nodes", nodes}, {"tools", tools}});
+      arr.push_back(json::object{{"name", p.name},
+                                 {"version", p.version},
+                                 {"license", p.license},
+                                 {"description", p.description},
+                                 {"file", p.file.string()},
+                                 {"sha256", p.sha256},
+                                 {"nodes", nodes},
+                                 {"tools", tools}});
     }
     out << pretty(arr);
     return runtime::kExitOk;
@@ -257,8 +270,8 @@ int cmd_nodes(const Args& a, std::ostream& out) {
   if (a.json) {
     json::array arr;
     for (const auto& s : statuses) arr.push_back(status_json(s));
-    out << pretty(json::object{{"gates_enforce", k->config().get_string("gates.enforce")},
-                               {"kinds", arr}});
+    out << pretty(
+        json::object{{"gates_enforce", k->config().get_string("gates.enforce")}, {"kinds", arr}});
     return runtime::kExitOk;
   }
   out << pad("KIND", 16) << pad("SELECTED", 12) << pad("GATE", 12) << "SOURCE\n";
@@ -267,8 +280,8 @@ int cmd_nodes(const Args& a, std::ostream& out) {
         << pad(s.entry ? gates::to_string(s.gate.state) : "UNKNOWN", 12) << s.source.describe()
         << "\n";
     if (!s.entry || !s.gate.usable())
-      out << "  " << (s.entry ? s.gate.reason : "no such node") << "; available: "
-          << common::join(s.available) << "\n";
+      out << "  " << (s.entry ? s.gate.reason : "no such node")
+          << "; available: " << common::join(s.available) << "\n";
   }
   out << "gates.enforce: " << k->config().get_string("gates.enforce") << "\n";
   return runtime::kExitOk;
@@ -291,7 +304,10 @@ int cmd_gate_run(const Args& a, std::ostream& out) {
       const auto& o = c.as_object();
       bool ok = o.at("passed").as_bool();
       bool intended = o.contains("intended");
-      out << "  " << (ok ? "PASS " : intended ? "INTENDED " : "FAIL ")
+      out << "  "
+          << (ok         ? "PASS "
+              : intended ? "INTENDED "
+                         : "FAIL ")
           << o.at("name").as_string().c_str();
       if (!ok && o.contains("detail")) out << ": " << o.at("detail").as_string().c_str();
       out << "\n";
@@ -314,8 +330,11 @@ int cmd_gate_status(const Args& a, std::ostream& out) {
       bool is_default = n.name == d.default_node;
       auto g = k->gates().check(n, is_default, d.contract_version);
       bool selected = k->config().get_string("nodes." + d.kind) == n.name;
-      arr.push_back(json::object{{"kind", n.kind}, {"node", n.name}, {"provider", n.provider},
-                                 {"selected", selected}, {"gate", gates::to_string(g.state)},
+      arr.push_back(json::object{{"kind", n.kind},
+                                 {"node", n.name},
+                                 {"provider", n.provider},
+                                 {"selected", selected},
+                                 {"gate", gates::to_string(g.state)},
                                  {"detail", g.reason},
                                  {"ran_at", g.record ? g.record->ran_at : ""}});
     }
@@ -356,8 +375,8 @@ int cmd_config_check(const Args& a, std::ostream& out) {
   for (const auto& s : k->node_status())
     if (!s.gate.usable())
       out << "note: node " << s.kind << "/" << s.selected << " is not gated (" << s.gate.reason
-          << "); `kiln serve` will refuse it until `kiln gate run " << s.kind << "/"
-          << s.selected << "` passes\n";
+          << "); `kiln serve` will refuse it until `kiln gate run " << s.kind << "/" << s.selected
+          << "` passes\n";
   return runtime::kExitOk;
 }
 
@@ -370,15 +389,15 @@ int cmd_config_explain(const Args& a, std::ostream& out) {
   if (rows.empty()) {
     std::vector<std::string> keys;
     for (const auto& kv : k->config().entries()) keys.push_back(kv.first);
-    throw BootError(runtime::kExitConfig,
-                    "config explain: no key '" + key + "'" + common::did_you_mean(key, keys) +
-                        "; `kiln config explain` lists every key");
+    throw BootError(runtime::kExitConfig, "config explain: no key '" + key + "'" +
+                                              common::did_you_mean(key, keys) +
+                                              "; `kiln config explain` lists every key");
   }
   if (a.json) {
     json::array arr;
     for (const auto* r : rows)
-      arr.push_back(json::object{{"key", r->first}, {"value", r->second.value},
-                                 {"source", r->second.source.describe()}});
+      arr.push_back(json::object{
+          {"key", r->first}, {"value", r->second.value}, {"source", r->second.source.describe()}});
     out << pretty(arr);
     return runtime::kExitOk;
   }
@@ -392,7 +411,8 @@ int cmd_tool_list(const Args& a, std::ostream& out) {
   auto k = Kernel::boot(boot_options(a, false));
   json::array arr;
   for (const auto& t : k->registry().tools())
-    arr.push_back(json::object{{"name", t.name}, {"provider", t.provider},
+    arr.push_back(json::object{{"name", t.name},
+                               {"provider", t.provider},
                                {"description", t.description},
                                {"input_schema", t.input_schema},
                                {"output_schema", t.output_schema}});

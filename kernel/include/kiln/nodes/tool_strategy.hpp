@@ -78,8 +78,7 @@ class StaticToolStrategy final : public ToolStrategy {
   explicit StaticToolStrategy(ToolStrategySettings settings) : settings_(std::move(settings)) {}
 
   Result<RouteDecision, ToolError> route(const RouteRequest& r) const override {
-    if (r.tool.empty())
-      return tool_error(error_code::kInvalidRequest, "tool name is empty");
+    if (r.tool.empty()) return tool_error(error_code::kInvalidRequest, "tool name is empty");
     if (r.providers.empty())
       return tool_error(error_code::kUnknownTool,
                         "no loaded plugin provides tool '" + std::string(r.tool) +

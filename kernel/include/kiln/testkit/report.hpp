@@ -12,7 +12,7 @@ namespace kiln::testkit {
 struct CheckResult {
   std::string name;
   bool passed = false;
-  std::string detail;  // why it failed, or what was checked
+  std::string detail;     // why it failed, or what was checked
   bool intended = false;  // a parity difference the candidate declares as intended
 };
 

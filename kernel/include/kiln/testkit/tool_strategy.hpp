@@ -125,7 +125,8 @@ inline SuiteReport run_tool_strategy_contract(const ToolStrategyFactory& make) {
     auto first = node->route(RouteRequest{"demo.echo", "tenant-a", empty_input, three});
     bool ok = true;
     for (int i = 0; i < 200 && ok; ++i)
-      ok = detail::same(first, node->route(RouteRequest{"demo.echo", "tenant-a", empty_input, three}));
+      ok = detail::same(first,
+                        node->route(RouteRequest{"demo.echo", "tenant-a", empty_input, three}));
     report.add("deterministic", ok, "200 repeats of one request");
   });
   detail::guarded(report, "safe from several threads", [&] {
@@ -192,7 +193,8 @@ inline std::vector<ToolStrategyCase> parse_tool_strategy_cases(std::string_view 
     for (const auto& kv : prov->as_object()) {
       std::vector<std::string> list;
       if (!kv.value().is_array())
-        throw std::invalid_argument(where + ".providers." + std::string(kv.key()) + ": expected array");
+        throw std::invalid_argument(where + ".providers." + std::string(kv.key()) +
+                                    ": expected array");
       for (const auto& p : kv.value().as_array()) list.emplace_back(p.as_string());
       c.providers.emplace_back(std::string(kv.key()), std::move(list));
     }
@@ -236,14 +238,14 @@ inline SuiteReport run_tool_strategy_parity(const ToolStrategyFactory& make_cont
         auto a = control->route(nodes::RouteRequest{tool, tenant, input, *providers});
         auto b = candidate->route(nodes::RouteRequest{tool, tenant, input, *providers});
         if (!detail::same(a, b)) {
-          diff += (diff.empty() ? "" : "; ") + std::string("request ") + std::to_string(n) +
-                  " (" + tool + "): control " + detail::describe(a) + " vs candidate " +
+          diff += (diff.empty() ? "" : "; ") + std::string("request ") + std::to_string(n) + " (" +
+                  tool + "): control " + detail::describe(a) + " vs candidate " +
                   detail::describe(b);
         }
         ++n;
       }
-      CheckResult r{c.name, diff.empty(), diff.empty() ? std::to_string(n) + " requests identical" : diff,
-                    false};
+      CheckResult r{c.name, diff.empty(),
+                    diff.empty() ? std::to_string(n) + " requests identical" : diff, false};
       if (!r.passed && std::find(intended.begin(), intended.end(), c.name) != intended.end())
         r.intended = true;
       report.checks.push_back(std::move(r));

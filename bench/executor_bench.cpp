@@ -1,0 +1,129 @@
+// A no-op tool invoked through the ToolRuntimeExecutor (strategy resolution, schema check,
+// policy) against a direct virtual call of the same tool: the cost of the seam itself.
+//
+// Writes bench/results/<date>_executor.json (or --out FILE): the median ns per call of each,
+// the overhead and the ratio, plus Google Benchmark's raw output. Target: < 1 µs per call.
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <benchmark/benchmark.h>
+#include <boost/json.hpp>
+
+#include "runtime/kernel.hpp"
+
+namespace json = boost::json;
+using namespace kiln;
+
+namespace {
+
+std::unique_ptr<runtime::Kernel> boot() {
+  runtime::BootOptions o;
+  o.environment = {};
+  o.setup_logging = false;
+  o.sets = {"plugins.search_paths=[]", "log.level=off"};
+  return runtime::Kernel::boot(o);
+}
+
+void BM_DirectCall(benchmark::State& state) {
+  auto k = boot();
+  std::shared_ptr<Tool> tool;
+  for (const auto& t : k->registry().tools())
+    if (t.name == "kiln.noop") tool = t.tool;
+  const json::value input = json::object{};
+  ToolContext ctx{"kiln.noop", "default", "", std::chrono::steady_clock::now(), {}};
+  for (auto _ : state) {
+    auto out = tool->invoke(input, ctx);
+    benchmark::DoNotOptimize(out);
+  }
+}
+
+void BM_ExecutorInvoke(benchmark::State& state) {
+  auto k = boot();
+  const auto& executor = k->executor();
+  const runtime::ToolCall call{"kiln.noop", "default", json::object{}, ""};
+  for (auto _ : state) {
+    auto out = executor.invoke(call);
+    benchmark::DoNotOptimize(out);
+  }
+  if (!executor.invoke(call).ok()) state.SkipWithError("kiln.noop failed");
+}
+
+BENCHMARK(BM_DirectCall)->Repetitions(10)->ReportAggregatesOnly(true);
+BENCHMARK(BM_ExecutorInvoke)->Repetitions(10)->ReportAggregatesOnly(true);
+
+std::string today() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[16];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
+  return buf;
+}
+
+double median_ns(const json::array& benchmarks, const std::string& name) {
+  for (const auto& b : benchmarks) {
+    const auto& o = b.as_object();
+    const auto& run = o.at("run_name").as_string();
+    if (run.subview(0, run.find('/')) == name && o.contains("aggregate_name") &&
+        o.at("aggregate_name").as_string() == "median")
+      return o.at("real_time").to_number<double>();  // time_unit is ns by default
+  }
+  return -1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string out = "bench/results/" + today() + "_executor.json";
+  std::vector<char*> args;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--out" && i + 1 < argc) {
+      out = argv[++i];
+      continue;
+    }
+    args.push_back(argv[i]);
+  }
+  const std::string raw_path = out + ".raw.tmp";
+  std::string out_flag = "--benchmark_out=" + raw_path;
+  std::string fmt_flag = "--benchmark_out_format=json";
+  args.push_back(out_flag.data());
+  args.push_back(fmt_flag.data());
+  int n = static_cast<int>(args.size());
+  benchmark::Initialize(&n, args.data());
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+
+  std::ifstream in(raw_path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto raw = json::parse(ss.str());
+  std::filesystem::remove(raw_path);
+  const auto& list = raw.at("benchmarks").as_array();
+  double direct = median_ns(list, "BM_DirectCall");
+  double seam = median_ns(list, "BM_ExecutorInvoke");
+  json::object result{
+      {"benchmark", "executor"},
+      {"date", today()},
+      {"unit", "ns per call (median of 10 repetitions)"},
+      {"direct_call_ns", direct},
+      {"executor_invoke_ns", seam},
+      {"overhead_ns", seam - direct},
+      {"ratio", direct > 0 ? seam / direct : 0.0},
+      {"target_executor_invoke_ns", 1000},
+      {"meets_target", seam > 0 && seam < 1000},
+      {"context", raw.at("context")},
+      {"raw", raw.at("benchmarks")}};
+  std::filesystem::create_directories(std::filesystem::path(out).parent_path());
+  std::ofstream(out) << json::serialize(result) << "\n";
+  std::printf("direct call %.1f ns, through the executor %.1f ns (x%.1f, +%.1f ns); target < 1000 ns: %s\n",
+              direct, seam, direct > 0 ? seam / direct : 0.0, seam - direct,
+              seam > 0 && seam < 1000 ? "met" : "NOT met");
+  std::printf("wrote %s\n", out.c_str());
+  return 0;
+}
