@@ -107,23 +107,23 @@ int main(int argc, char** argv) {
   const auto& list = raw.at("benchmarks").as_array();
   double direct = median_ns(list, "BM_DirectCall");
   double seam = median_ns(list, "BM_ExecutorInvoke");
-  json::object result{
-      {"benchmark", "executor"},
-      {"date", today()},
-      {"unit", "ns per call (median of 10 repetitions)"},
-      {"direct_call_ns", direct},
-      {"executor_invoke_ns", seam},
-      {"overhead_ns", seam - direct},
-      {"ratio", direct > 0 ? seam / direct : 0.0},
-      {"target_executor_invoke_ns", 1000},
-      {"meets_target", seam > 0 && seam < 1000},
-      {"context", raw.at("context")},
-      {"raw", raw.at("benchmarks")}};
+  json::object result{{"benchmark", "executor"},
+                      {"date", today()},
+                      {"unit", "ns per call (median of 10 repetitions)"},
+                      {"direct_call_ns", direct},
+                      {"executor_invoke_ns", seam},
+                      {"overhead_ns", seam - direct},
+                      {"ratio", direct > 0 ? seam / direct : 0.0},
+                      {"target_executor_invoke_ns", 1000},
+                      {"meets_target", seam > 0 && seam < 1000},
+                      {"context", raw.at("context")},
+                      {"raw", raw.at("benchmarks")}};
   std::filesystem::create_directories(std::filesystem::path(out).parent_path());
   std::ofstream(out) << json::serialize(result) << "\n";
-  std::printf("direct call %.1f ns, through the executor %.1f ns (x%.1f, +%.1f ns); target < 1000 ns: %s\n",
-              direct, seam, direct > 0 ? seam / direct : 0.0, seam - direct,
-              seam > 0 && seam < 1000 ? "met" : "NOT met");
+  std::printf(
+      "direct call %.1f ns, through the executor %.1f ns (x%.1f, +%.1f ns); target < 1000 ns: %s\n",
+      direct, seam, direct > 0 ? seam / direct : 0.0, seam - direct,
+      seam > 0 && seam < 1000 ? "met" : "NOT met");
   std::printf("wrote %s\n", out.c_str());
   return 0;
 }
