@@ -20,7 +20,8 @@ std::unique_ptr<runtime::Kernel> boot() {
   o.resolve_nodes = false;
   o.sets = {std::string("plugins.search_paths=[") + KILN_PLUGIN_DIR + "," + KILN_TEST_PLUGIN_DIR +
                 "/bad_strategies]",
-            "gates.dir=" + gates.path().string()};
+            "gates.dir=" + gates.path().string(),
+            "storage.path=" + (gates.path() / "kiln.db").string()};
   return runtime::Kernel::boot(o);
 }
 

@@ -6,11 +6,13 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include "storage/sqlite.hpp"
 #include "support/process.hpp"
 
 namespace fs = std::filesystem;
 namespace json = boost::json;
 using namespace kiln::test;
+namespace storage = kiln::storage;
 using namespace std::chrono_literals;
 
 namespace {
@@ -283,4 +285,48 @@ BOOST_AUTO_TEST_CASE(json_log_lines_are_json) {
   BOOST_TEST(parsed >= 3);
   auto quiet = d.kiln({"tool", "invoke", "kiln.noop", "--log-level", "off"});
   BOOST_TEST(quiet.err.empty(), quiet.err);
+}
+
+BOOST_AUTO_TEST_CASE(gate_decisions_land_in_a_verifiable_ledger) {
+  Deployment d;
+  auto none = d.kiln({"db", "status"});
+  BOOST_TEST(none.exit_code == 1);
+  BOOST_TEST(contains(none.err, "no database at var/kiln.db yet"), none.err);
+
+  BOOST_REQUIRE(d.kiln({"gate", "run", "tool_strategy/rules"}).exit_code == 0);
+  BOOST_REQUIRE(d.kiln({"gate", "run", "tool_strategy/rules"}).exit_code == 0);
+
+  auto status = d.kiln({"db", "status", "--json"});
+  BOOST_TEST(status.exit_code == 0, status.err);
+  auto s = json::parse(status.out);
+  BOOST_TEST(s.at("schema_version").as_int64() == 1);
+  BOOST_TEST(s.at("journal_mode").as_string() == "wal");
+  BOOST_TEST(s.at("ledger_events").as_int64() == 2);
+
+  auto verify = d.kiln({"ledger", "verify"});
+  BOOST_TEST(verify.exit_code == 0, verify.out << verify.err);
+  BOOST_TEST(contains(verify.out, "ledger intact: 2 events"), verify.out);
+
+  auto out_file = d.dir.path() / "gates.jsonl";
+  auto exported = d.kiln({"ledger", "export", "--stream", "gates", "--out", out_file.string()});
+  BOOST_TEST(exported.exit_code == 0, exported.err);
+  std::ifstream in(out_file);
+  int lines = 0;
+  for (std::string line; std::getline(in, line); ++lines) {
+    auto e = json::parse(line);
+    BOOST_TEST(e.at("kind").as_string() == "gate.recorded");
+    BOOST_TEST(e.at("payload").at("result").as_string() == "PASS");
+    BOOST_TEST(e.at("payload").at("node").as_string() == "rules");
+  }
+  BOOST_TEST(lines == 2);
+
+  // Rewrite the first event behind kiln's back: verify names it and fails.
+  {
+    storage::Connection c(d.dir.path() / "var/kiln.db", storage::Connection::Mode::kReadWrite);
+    c.exec("DROP TRIGGER ledger_no_update");
+    c.exec("UPDATE ledger SET tenant = 'mallory' WHERE seq = 1");
+  }
+  auto broken = d.kiln({"ledger", "verify"});
+  BOOST_TEST(broken.exit_code == 1);
+  BOOST_TEST(contains(broken.out, "ledger BROKEN at seq 1"), broken.out);
 }

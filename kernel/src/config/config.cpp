@@ -109,6 +109,12 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
          "what a plugin that cannot be loaded does to startup",
          {"fail", "skip"},
          {}});
+  s.add({"storage.path",
+         Type::kString,
+         "var/kiln.db",
+         "the SQLite database (ledger, missions, ...); created with its directory",
+         {},
+         {}});
   s.add({"gates.dir", Type::kString, "var/gates", "the gate store directory", {}, {}});
   s.add({"gates.enforce",
          Type::kString,

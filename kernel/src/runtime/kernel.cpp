@@ -84,6 +84,7 @@ std::unique_ptr<Kernel> Kernel::boot(const BootOptions& options) {
   k->gates_ = std::make_unique<gates::GateStore>(
       config::expand_path(k->config_.get_string("gates.dir"), k->config_.config_dir()));
   if (options.resolve_nodes) k->resolve();
+  if (options.open_storage) k->ledger();
   return k;
 }
 
@@ -92,6 +93,22 @@ std::vector<fs::path> Kernel::search_paths() const {
   for (const auto& p : config_.get_strings("plugins.search_paths"))
     out.push_back(config::expand_path(p, config_.config_dir()));
   return out;
+}
+
+fs::path Kernel::storage_path() const {
+  return config::expand_path(config_.get_string("storage.path"), config_.config_dir());
+}
+
+ledger::Ledger& Kernel::ledger() {
+  if (!ledger_) {
+    try {
+      ledger_ = std::make_unique<ledger::SqliteLedger>(storage_path());
+    } catch (const std::exception& e) {
+      throw BootError(kExitFailed, std::string("storage: ") + e.what());
+    }
+    spdlog::debug("storage open: {}", storage_path().string());
+  }
+  return *ledger_;
 }
 
 void Kernel::load_plugins() {
@@ -262,7 +279,19 @@ gates::GateRecord Kernel::run_gate(const std::string& kind_name, const std::stri
   r.contract = contract.to_json();
   r.parity = parity.to_json();
   r.passed = contract.passed() && parity.passed();
-  if (!candidate->builtin()) gates_->write(r);
+  if (!candidate->builtin()) {
+    gates_->write(r);
+    // The decision joins the audit trail: who ran which gate on which binary, with what result.
+    json::object payload{{"kind", r.kind},
+                         {"node", r.node},
+                         {"provider", r.provider},
+                         {"plugin_sha256", r.plugin_sha256},
+                         {"contract_version", r.contract_version},
+                         {"abi_version", r.abi_version},
+                         {"result", r.passed ? "PASS" : "FAIL"},
+                         {"record", gates_->record_path(r.kind, r.node).string()}};
+    ledger().append(ledger::NewEvent{"system", "gates", "gate.recorded", std::move(payload)});
+  }
   return r;
 }
 

@@ -11,6 +11,7 @@
 
 #include "config/config.hpp"
 #include "gates/gate_store.hpp"
+#include "ledger/ledger.hpp"
 #include "nodes/kinds.hpp"
 #include "plugins/registry.hpp"
 #include "runtime/executor.hpp"
@@ -44,6 +45,7 @@ struct BootOptions {
   std::vector<std::string> sets;  // --set key=value
   std::map<std::string, std::string> environment = config::current_environment();
   bool resolve_nodes = true;  // false: load and validate only (gate run, config check, listings)
+  bool open_storage = false;  // open (create, migrate) the database during boot, as serve does
   bool setup_logging = true;
 };
 
@@ -70,6 +72,9 @@ class Kernel {
   const gates::GateStore& gates() const { return *gates_; }
   const std::vector<std::string>& warnings() const { return warnings_; }
   std::vector<std::filesystem::path> search_paths() const;
+  std::filesystem::path storage_path() const;
+  // The ledger; opens (creating and migrating) the database on first use. Throws BootError.
+  ledger::Ledger& ledger();
 
   // Selected node and gate state of every kind, without instantiating anything.
   std::vector<NodeStatus> node_status() const;
@@ -104,6 +109,7 @@ class Kernel {
   std::unique_ptr<gates::GateStore> gates_;
   std::map<std::string, std::shared_ptr<void>> instances_;
   std::unique_ptr<ToolRuntimeExecutor> executor_;
+  std::unique_ptr<ledger::SqliteLedger> ledger_;
   std::vector<std::string> warnings_;
 };
 

@@ -1,6 +1,9 @@
 #include "cli/commands.hpp"
 
+#include <algorithm>
 #include <csignal>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iomanip>
 #include <map>
@@ -15,6 +18,8 @@
 #include "common/strings.hpp"
 #include "kiln/abi.hpp"
 #include "runtime/kernel.hpp"
+#include "storage/schema.hpp"
+#include "storage/sqlite.hpp"
 
 namespace kiln::cli {
 namespace json = boost::json;
@@ -39,6 +44,10 @@ Commands:
   tool list                tools and the providers that serve them
   tool invoke NAME --input JSON [--tenant T]
                            run one tool call through the ToolRuntimeExecutor
+  db status                the database: path, schema version, migrations, size
+  ledger verify            walk the hash chain; exit 1 naming the first bad seq
+  ledger export [--tenant T] [--stream S] [--since SEQ|TIME] [--out FILE]
+                           events as JSON lines
   version                  kiln, ABI, compiler and Boost versions
 
 Options (any command):
@@ -111,6 +120,25 @@ the tool's JSON output. On a tool error prints `error <code>: <message>` to stde
 Example: kiln tool invoke kiln.echo --input '{"hello": "world"}'
 )"},
     {"version", "Usage: kiln version [--json]\n"},
+    {"db status", R"(Usage: kiln db status [--json]
+
+Shows the database at storage.path (default var/kiln.db): whether it exists, its schema version
+and applied migrations, journal mode, size and ledger event count. Read-only; exit 1 when the
+database does not exist yet (`kiln serve` creates it).
+)"},
+    {"ledger verify", R"(Usage: kiln ledger verify [--json]
+
+Walks the hash chain from seq 1: every row's prev_hash must be the previous row's hash and its
+hash must match its content. Exit 0 when intact; exit 1 naming the first bad seq (a changed,
+removed or reordered row). Read-only.
+)"},
+    {"ledger export",
+     R"(Usage: kiln ledger export [--tenant T] [--stream S] [--since SEQ|TIME] [--out FILE]
+
+Writes matching events as JSON lines (seq, time, tenant, stream, kind, payload, prev_hash, hash)
+to stdout or FILE. --since takes a seq (events after it) or an ISO 8601 time (events at or after
+it, e.g. 2026-11-22 or 2026-11-22T10:00:00Z).
+)"},
 };
 
 struct Args {
@@ -119,6 +147,10 @@ struct Args {
   std::vector<std::string> sets;
   std::optional<std::string> input;
   std::string tenant = "default";
+  std::optional<std::string> tenant_filter;
+  std::optional<std::string> stream;
+  std::optional<std::string> since;
+  std::optional<std::string> out_file;
   bool json = false;
   bool help = false;
 };
@@ -152,7 +184,13 @@ Args parse(const std::vector<std::string>& argv) {
     else if (is("--input"))
       a.input = value("--input");
     else if (is("--tenant"))
-      a.tenant = value("--tenant");
+      a.tenant = *(a.tenant_filter = value("--tenant"));
+    else if (is("--stream"))
+      a.stream = value("--stream");
+    else if (is("--since"))
+      a.since = value("--since");
+    else if (is("--out"))
+      a.out_file = value("--out");
     else if (s.size() > 1 && s[0] == '-')
       throw std::invalid_argument("unknown option '" + s + "'");
     else
@@ -196,7 +234,11 @@ int cmd_serve(const Args& a, std::ostream&) {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  auto k = Kernel::boot(boot_options(a, true));
+  auto opts = boot_options(a, true);
+  opts.open_storage = true;
+  auto k = Kernel::boot(opts);
+  spdlog::info("storage open: {} ({} ledger events)", k->storage_path().string(),
+               k->ledger().count());
   for (const auto& p : k->registry().plugins())
     spdlog::info("plugin {} {} loaded from {}: nodes [{}], tools [{}]", p.name, p.version,
                  p.file.string(), common::join(p.nodes), common::join(p.tools));
@@ -453,6 +495,101 @@ int cmd_tool_invoke(const Args& a, std::ostream& out, std::ostream& err) {
   return runtime::kExitOk;
 }
 
+int cmd_db_status(const Args& a, std::ostream& out) {
+  auto k = Kernel::boot(boot_options(a, false));
+  const auto path = k->storage_path();
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec))
+    throw BootError(runtime::kExitFailed, "no database at " + path.string() +
+                                              " yet; `kiln serve` creates it (storage.path)");
+  storage::Connection c(path, storage::Connection::Mode::kReadOnly);
+  auto status = storage::migration_status(c);
+  auto mode = c.prepare("PRAGMA journal_mode");
+  mode.step();
+  std::int64_t events = 0;
+  if (status.version >= 1) {
+    auto n = c.prepare("SELECT count(*) FROM ledger");
+    n.step();
+    events = n.int64(0);
+  }
+  const int known = storage::kernel_migrations().back().version;
+  json::array applied;
+  for (const auto& [v, at] : status.applied)
+    applied.push_back(json::object{{"version", v}, {"applied_at", at}});
+  json::object o{{"path", std::filesystem::absolute(path).string()},
+                 {"schema_version", status.version},
+                 {"schema_version_known", known},
+                 {"journal_mode", mode.text(0)},
+                 {"size_bytes", static_cast<std::int64_t>(std::filesystem::file_size(path))},
+                 {"ledger_events", events},
+                 {"migrations", applied}};
+  if (a.json) {
+    out << pretty(o);
+    return runtime::kExitOk;
+  }
+  out << "database:       " << o["path"].as_string().c_str() << "\n"
+      << "schema version: " << status.version << " (this kiln: " << known << ")"
+      << (status.version < known ? " — pending migrations apply at the next start" : "") << "\n"
+      << "journal mode:   " << mode.text(0) << "\n"
+      << "size:           " << o["size_bytes"].as_int64() << " bytes\n"
+      << "ledger events:  " << events << "\n";
+  for (const auto& [v, at] : status.applied)
+    out << "  migration " << v << " applied " << at << "\n";
+  return runtime::kExitOk;
+}
+
+int cmd_ledger_verify(const Args& a, std::ostream& out) {
+  auto k = Kernel::boot(boot_options(a, false));
+  const auto path = k->storage_path();
+  if (!std::filesystem::exists(path))
+    throw BootError(runtime::kExitFailed,
+                    "no database at " + path.string() + "; nothing to verify (storage.path)");
+  auto r = ledger::verify_file(path);
+  if (a.json) {
+    out << pretty(json::object{{"ok", r.ok},
+                               {"checked", r.checked},
+                               {"first_bad_seq", r.first_bad_seq},
+                               {"reason", r.reason},
+                               {"head_hash", r.head_hash}});
+  } else if (r.ok) {
+    out << "ledger intact: " << r.checked << " events, head " << r.head_hash << "\n";
+  } else {
+    out << "ledger BROKEN at seq " << r.first_bad_seq << ": " << r.reason << " (" << r.checked
+        << " events before it verified)\n";
+  }
+  return r.ok ? runtime::kExitOk : runtime::kExitFailed;
+}
+
+int cmd_ledger_export(const Args& a, std::ostream& out) {
+  ledger::ExportFilter f;
+  f.tenant = a.tenant_filter;
+  f.stream = a.stream;
+  if (a.since) {
+    const std::string& s = *a.since;
+    if (!s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      f.after_seq = std::stoll(s);
+    else if (s.size() >= 10 && s[4] == '-' && s[7] == '-')
+      f.since_time = s;
+    else
+      throw std::invalid_argument("--since takes a seq number or an ISO 8601 time, got '" + s +
+                                  "'");
+  }
+  auto k = Kernel::boot(boot_options(a, false));
+  std::ofstream file;
+  std::ostream* dest = &out;
+  if (a.out_file) {
+    file.open(*a.out_file, std::ios::trunc);
+    if (!file) throw std::runtime_error("cannot write " + *a.out_file);
+    dest = &file;
+  }
+  auto n = k->ledger().for_each(
+      f, [&](const ledger::Event& e) { *dest << json::serialize(e.to_json()) << "\n"; });
+  dest->flush();
+  if (!*dest) throw std::runtime_error("writing the export failed (disk full?)");
+  spdlog::info("exported {} events{}", n, a.out_file ? " to " + *a.out_file : "");
+  return runtime::kExitOk;
+}
+
 using Handler = std::function<int(const Args&, std::ostream&, std::ostream&)>;
 
 }  // namespace
@@ -476,6 +613,9 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
       {"tool list", [](auto& a, auto& o, auto&) { return cmd_tool_list(a, o); }},
       {"tool invoke", [](auto& a, auto& o, auto& e) { return cmd_tool_invoke(a, o, e); }},
       {"version", [](auto& a, auto& o, auto&) { return cmd_version(a, o); }},
+      {"db status", [](auto& a, auto& o, auto&) { return cmd_db_status(a, o); }},
+      {"ledger verify", [](auto& a, auto& o, auto&) { return cmd_ledger_verify(a, o); }},
+      {"ledger export", [](auto& a, auto& o, auto&) { return cmd_ledger_export(a, o); }},
   };
   if (a.positional.empty()) {
     (a.help ? out : err) << kMainHelp;

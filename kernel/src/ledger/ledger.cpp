@@ -1,0 +1,242 @@
+#include "ledger/ledger.hpp"
+
+#include <chrono>
+#include <ctime>
+
+#include "common/sha256.hpp"
+#include "storage/schema.hpp"
+#include "storage/sqlite.hpp"
+
+namespace kiln::ledger {
+namespace json = boost::json;
+using storage::Connection;
+
+std::string genesis_hash() { return std::string(64, '0'); }
+
+std::string chain_hash(const std::string& prev_hash, std::int64_t seq, const std::string& time,
+                       const std::string& tenant, const std::string& stream,
+                       const std::string& kind, const std::string& payload) {
+  // A JSON array is an unambiguous encoding of the fields, whatever characters they hold.
+  json::array canonical{json::value(prev_hash), json::value(seq),  json::value(time),
+                        json::value(tenant),    json::value(stream), json::value(kind),
+                        json::value(payload)};
+  return common::sha256_hex(json::serialize(canonical));
+}
+
+std::string utc_now_millis() {
+  using namespace std::chrono;
+  auto now = system_clock::now();
+  auto ms = duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::time_t t = system_clock::to_time_t(now);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[40];
+  std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms));
+  return buf;
+}
+
+json::object Event::to_json() const {
+  json::error_code ec;
+  json::value p = json::parse(payload, ec);
+  return {{"seq", seq},       {"time", time},
+          {"tenant", tenant}, {"stream", stream},
+          {"kind", kind},     {"payload", ec ? json::value(payload) : p},
+          {"prev_hash", prev_hash}, {"hash", hash}};
+}
+
+namespace {
+
+constexpr const char* kSelect =
+    "SELECT seq, time, tenant, stream, kind, payload, prev_hash, hash FROM ledger";
+
+Event row(const storage::Statement& st) {
+  return Event{st.int64(0), st.text(1), st.text(2), st.text(3),
+               st.text(4),  st.text(5), st.text(6), st.text(7)};
+}
+
+VerifyResult verify_on(Connection& c) {
+  VerifyResult r;
+  std::string prev = genesis_hash();
+  std::int64_t expected_seq = 1;
+  auto st = c.prepare(std::string(kSelect) + " ORDER BY seq");
+  while (st.step()) {
+    Event e = row(st);
+    auto bad = [&](std::int64_t seq, std::string why) {
+      r.ok = false;
+      r.first_bad_seq = seq;
+      r.reason = std::move(why);
+    };
+    if (e.seq != expected_seq) {
+      bad(expected_seq, "row missing: the next row is seq " + std::to_string(e.seq));
+      break;
+    }
+    if (e.prev_hash != prev) {
+      bad(e.seq, "prev_hash does not match the hash of seq " + std::to_string(e.seq - 1) +
+                     " (rows removed, reordered or rewritten)");
+      break;
+    }
+    std::string h = chain_hash(e.prev_hash, e.seq, e.time, e.tenant, e.stream, e.kind, e.payload);
+    if (h != e.hash) {
+      bad(e.seq, "content does not match its hash (the row was changed)");
+      break;
+    }
+    prev = e.hash;
+    ++expected_seq;
+    ++r.checked;
+  }
+  r.head_hash = prev;
+  return r;
+}
+
+}  // namespace
+
+SqliteLedger::SqliteLedger(std::filesystem::path db_path) : path_(std::move(db_path)) {
+  {
+    Connection c(path_, Connection::Mode::kReadWrite);
+    storage::migrate(c, storage::kernel_migrations());
+  }
+  writer_ = std::thread([this] { writer_loop(); });
+}
+
+SqliteLedger::~SqliteLedger() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  writer_.join();
+}
+
+std::vector<Event> SqliteLedger::append(std::vector<NewEvent> events) {
+  if (events.empty()) return {};
+  auto p = std::make_unique<Pending>();
+  p->events = std::move(events);
+  auto fut = p->done.get_future();
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) throw std::logic_error("ledger is closing");
+    queue_.push_back(std::move(p));
+  }
+  cv_.notify_one();
+  return fut.get();
+}
+
+void SqliteLedger::writer_loop() {
+  std::unique_ptr<Connection> c;
+  std::exception_ptr open_error;
+  try {
+    c = std::make_unique<Connection>(path_, Connection::Mode::kReadWrite);
+  } catch (...) {
+    open_error = std::current_exception();
+  }
+  auto insert = c ? std::make_unique<storage::Statement>(c->prepare(
+                        "INSERT INTO ledger (seq, time, tenant, stream, kind, payload, prev_hash, "
+                        "hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"))
+                  : nullptr;
+  for (;;) {
+    std::deque<std::unique_ptr<Pending>> batch;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty() && stopping_) return;
+      batch.swap(queue_);
+    }
+    if (open_error) {
+      for (auto& p : batch) p->done.set_exception(open_error);
+      continue;
+    }
+    // One transaction, one fsync, for everything queued so far. The head is read inside the
+    // transaction, so the chain continues correctly even after a failed group.
+    std::vector<std::vector<Event>> results(batch.size());
+    try {
+      storage::Transaction tx(*c);
+      std::int64_t seq = 0;
+      std::string prev = genesis_hash();
+      {
+        auto head = c->prepare("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1");
+        if (head.step()) {
+          seq = head.int64(0);
+          prev = head.text(1);
+        }
+      }
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        for (auto& ne : batch[i]->events) {
+          Event e;
+          e.seq = ++seq;
+          e.time = utc_now_millis();
+          e.tenant = std::move(ne.tenant);
+          e.stream = std::move(ne.stream);
+          e.kind = std::move(ne.kind);
+          e.payload = json::serialize(ne.payload);
+          e.prev_hash = prev;
+          e.hash = chain_hash(e.prev_hash, e.seq, e.time, e.tenant, e.stream, e.kind, e.payload);
+          insert->reset();
+          insert->bind(1, e.seq).bind(2, e.time).bind(3, e.tenant).bind(4, e.stream);
+          insert->bind(5, e.kind).bind(6, e.payload).bind(7, e.prev_hash).bind(8, e.hash);
+          insert->step();
+          prev = e.hash;
+          results[i].push_back(std::move(e));
+        }
+      }
+      insert->reset();
+      tx.commit();
+    } catch (...) {
+      insert->reset();
+      auto err = std::current_exception();
+      for (auto& p : batch) p->done.set_exception(err);
+      continue;
+    }
+    {
+      std::lock_guard lock(mu_);
+      ++groups_;
+      for (const auto& r : results) written_ += static_cast<std::int64_t>(r.size());
+    }
+    for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->done.set_value(std::move(results[i]));
+  }
+}
+
+VerifyResult SqliteLedger::verify() {
+  Connection c(path_, Connection::Mode::kReadOnly);
+  return verify_on(c);
+}
+
+VerifyResult verify_file(const std::filesystem::path& db_path) {
+  Connection c(db_path, Connection::Mode::kReadOnly);
+  return verify_on(c);
+}
+
+std::int64_t SqliteLedger::for_each(const ExportFilter& f,
+                                    const std::function<void(const Event&)>& fn) {
+  Connection c(path_, Connection::Mode::kReadOnly);
+  std::string sql = std::string(kSelect) + " WHERE seq > ?1";
+  if (f.tenant) sql += " AND tenant = ?2";
+  if (f.stream) sql += " AND stream = ?3";
+  if (f.since_time) sql += " AND time >= ?4";
+  sql += " ORDER BY seq";
+  auto st = c.prepare(sql);
+  st.bind(1, f.after_seq);
+  if (f.tenant) st.bind(2, *f.tenant);
+  if (f.stream) st.bind(3, *f.stream);
+  if (f.since_time) st.bind(4, *f.since_time);
+  std::int64_t n = 0;
+  while (st.step()) {
+    fn(row(st));
+    ++n;
+  }
+  return n;
+}
+
+std::int64_t SqliteLedger::count() {
+  Connection c(path_, Connection::Mode::kReadOnly);
+  auto st = c.prepare("SELECT count(*) FROM ledger");
+  st.step();
+  return st.int64(0);
+}
+
+std::pair<std::int64_t, std::int64_t> SqliteLedger::commit_stats() const {
+  std::lock_guard lock(mu_);
+  return {groups_, written_};
+}
+
+}  // namespace kiln::ledger

@@ -1,0 +1,116 @@
+// The ledger: an append-only, hash-chained log of everything that happened.
+// hash(n) = SHA-256 of the canonical row [prev_hash, seq, time, tenant, stream, kind, payload];
+// prev_hash(1) is 64 zeros. `Ledger` is the interface a second backend implements;
+// SqliteLedger is the embedded default (docs/architecture/storage.md).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/json.hpp>
+
+namespace kiln::ledger {
+
+struct NewEvent {
+  std::string tenant;
+  std::string stream;
+  std::string kind;
+  boost::json::value payload;
+};
+
+struct Event {
+  std::int64_t seq = 0;
+  std::string time;  // UTC, ISO 8601 with milliseconds
+  std::string tenant;
+  std::string stream;
+  std::string kind;
+  std::string payload;  // JSON text exactly as hashed
+  std::string prev_hash;
+  std::string hash;
+  boost::json::object to_json() const;
+};
+
+struct VerifyResult {
+  bool ok = true;
+  std::int64_t checked = 0;
+  std::int64_t first_bad_seq = 0;  // 0 when ok
+  std::string reason;
+  std::string head_hash;
+};
+
+struct ExportFilter {
+  std::optional<std::string> tenant;
+  std::optional<std::string> stream;
+  std::int64_t after_seq = 0;           // only seq > after_seq
+  std::optional<std::string> since_time; // only time >= since_time (ISO 8601 prefix compare)
+};
+
+std::string genesis_hash();
+std::string chain_hash(const std::string& prev_hash, std::int64_t seq, const std::string& time,
+                       const std::string& tenant, const std::string& stream,
+                       const std::string& kind, const std::string& payload);
+std::string utc_now_millis();
+
+class Ledger {
+ public:
+  virtual ~Ledger() = default;
+  // Appends the events atomically, in order, with consecutive seqs, and returns once they are
+  // durable (committed with fsync). Throws storage::StorageError; then nothing was stored.
+  virtual std::vector<Event> append(std::vector<NewEvent> events) = 0;
+  Event append(NewEvent e) { return append(std::vector<NewEvent>{std::move(e)}).front(); }
+  // Walks the chain from seq 1; stops at the first bad row.
+  virtual VerifyResult verify() = 0;
+  // Calls `fn` for each matching event in seq order; returns how many.
+  virtual std::int64_t for_each(const ExportFilter& filter,
+                                const std::function<void(const Event&)>& fn) = 0;
+  virtual std::int64_t count() = 0;
+};
+
+// SQLite backend: one writer thread commits everything queued so far in one transaction (group
+// commit, one fsync per group); readers use their own connections.
+class SqliteLedger final : public Ledger {
+ public:
+  // Opens (creating) the database and applies migrations. Throws storage::StorageError.
+  explicit SqliteLedger(std::filesystem::path db_path);
+  ~SqliteLedger() override;
+
+  using Ledger::append;
+  std::vector<Event> append(std::vector<NewEvent> events) override;
+  VerifyResult verify() override;
+  std::int64_t for_each(const ExportFilter& filter,
+                        const std::function<void(const Event&)>& fn) override;
+  std::int64_t count() override;
+  // Groups committed and events written since open, for benchmarks and /metrics.
+  std::pair<std::int64_t, std::int64_t> commit_stats() const;
+
+ private:
+  struct Pending {
+    std::vector<NewEvent> events;
+    std::promise<std::vector<Event>> done;
+  };
+  void writer_loop();
+
+  std::filesystem::path path_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<Pending>> queue_;
+  bool stopping_ = false;
+  std::int64_t groups_ = 0;
+  std::int64_t written_ = 0;
+  std::thread writer_;
+};
+
+// Verifies the chain of any database file read-only (no migrations, no writer).
+VerifyResult verify_file(const std::filesystem::path& db_path);
+
+}  // namespace kiln::ledger

@@ -1,0 +1,104 @@
+// A thin RAII layer over SQLite: connections, prepared statements, transactions, migrations.
+// Every error is a StorageError naming the database file and the statement that failed.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace kiln::storage {
+
+class StorageError : public std::runtime_error {
+ public:
+  StorageError(const std::string& message, int sqlite_code)
+      : std::runtime_error(message), code_(sqlite_code) {}
+  int sqlite_code() const { return code_; }
+
+ private:
+  int code_;
+};
+
+class Statement;
+
+class Connection {
+ public:
+  enum class Mode { kReadWrite, kReadOnly };
+  // Opens (creating it and its directory in read-write mode) and sets WAL, synchronous=FULL,
+  // foreign keys and the busy timeout.
+  Connection(const std::filesystem::path& path, Mode mode, int busy_timeout_ms = 5000);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  void exec(std::string_view sql);
+  Statement prepare(std::string_view sql);
+  std::int64_t last_insert_rowid() const;
+  const std::filesystem::path& path() const { return path_; }
+  sqlite3* raw() { return db_; }
+  [[noreturn]] void fail(const std::string& what, int rc) const;
+
+ private:
+  sqlite3* db_ = nullptr;
+  std::filesystem::path path_;
+};
+
+class Statement {
+ public:
+  Statement(Connection& c, std::string_view sql);
+  ~Statement();
+  Statement(Statement&& o) noexcept;
+  Statement(const Statement&) = delete;
+
+  Statement& bind(int index, std::int64_t v);
+  Statement& bind(int index, std::string_view v);
+  Statement& bind_null(int index);
+  // True while a row is available; false when done. Throws on error.
+  bool step();
+  void reset();
+  std::int64_t int64(int col) const;
+  std::string text(int col) const;
+  bool is_null(int col) const;
+
+ private:
+  Connection* c_;
+  sqlite3_stmt* s_ = nullptr;
+  std::string sql_;
+};
+
+// BEGIN IMMEDIATE ... COMMIT, rolled back if not committed.
+class Transaction {
+ public:
+  explicit Transaction(Connection& c);
+  ~Transaction();
+  void commit();
+
+ private:
+  Connection& c_;
+  bool done_ = false;
+};
+
+struct Migration {
+  int version;
+  std::string name;
+  std::string sql;
+};
+
+struct MigrationStatus {
+  int version = 0;
+  std::vector<std::pair<int, std::string>> applied;  // (version, applied_at)
+};
+
+// Applies every migration newer than the database's version, each in its own transaction.
+// A database newer than this binary is an error (downgrades are refused).
+MigrationStatus migrate(Connection& c, const std::vector<Migration>& migrations);
+// Read-only: version 0 for a database no migration has touched.
+MigrationStatus migration_status(Connection& c);
+
+}  // namespace kiln::storage

@@ -1,0 +1,208 @@
+// Storage and the hash-chained ledger: migrations, durability of appends, tamper detection.
+#define BOOST_TEST_MODULE ledger
+#include <set>
+#include <thread>
+
+#include <boost/test/unit_test.hpp>
+
+#include "ledger/ledger.hpp"
+#include "storage/schema.hpp"
+#include "storage/sqlite.hpp"
+#include "support/process.hpp"
+
+namespace json = boost::json;
+using namespace kiln;
+using storage::Connection;
+
+namespace {
+
+struct Db {
+  test::TempDir dir;
+  std::filesystem::path path = dir.path() / "sub" / "kiln.db";
+};
+
+ledger::NewEvent ev(std::string kind, json::value payload = json::object{},
+                    std::string tenant = "acme", std::string stream = "missions") {
+  return {std::move(tenant), std::move(stream), std::move(kind), std::move(payload)};
+}
+
+// Raw access that bypasses the append-only triggers, as an attacker or a broken disk would.
+void tamper(const std::filesystem::path& path, const std::string& sql) {
+  Connection c(path, Connection::Mode::kReadWrite);
+  c.exec("DROP TRIGGER IF EXISTS ledger_no_update; DROP TRIGGER IF EXISTS ledger_no_delete;");
+  c.exec(sql);
+}
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_CASE(migrations_apply_once_and_refuse_downgrades, Db) {
+  {
+    ledger::SqliteLedger l(path);  // creates the directory and the file
+  }
+  {
+    Connection c(path, Connection::Mode::kReadWrite);
+    auto s = storage::migrate(c, storage::kernel_migrations());
+    BOOST_TEST(s.version == 1);
+    BOOST_TEST(s.applied.size() == 1u);
+    auto mode = c.prepare("PRAGMA journal_mode");
+    mode.step();
+    BOOST_TEST(mode.text(0) == "wal");
+    c.exec("INSERT INTO schema_migrations VALUES (99, 'future', 'x')");
+  }
+  BOOST_CHECK_EXCEPTION(ledger::SqliteLedger{path}, storage::StorageError, [](const auto& e) {
+    return std::string(e.what()).find("schema version 99") != std::string::npos;
+  });
+}
+
+BOOST_FIXTURE_TEST_CASE(appends_chain_and_verify, Db) {
+  ledger::SqliteLedger l(path);
+  auto a = l.append(ev("mission.created", json::object{{"id", "m1"}}));
+  auto batch = l.append(std::vector<ledger::NewEvent>{ev("step.started"), ev("step.done")});
+  BOOST_TEST(a.seq == 1);
+  BOOST_TEST(a.prev_hash == ledger::genesis_hash());
+  BOOST_REQUIRE(batch.size() == 2u);
+  BOOST_TEST(batch[0].seq == 2);
+  BOOST_TEST(batch[0].prev_hash == a.hash);
+  BOOST_TEST(batch[1].prev_hash == batch[0].hash);
+  BOOST_TEST(a.hash == ledger::chain_hash(a.prev_hash, a.seq, a.time, a.tenant, a.stream, a.kind,
+                                          a.payload));
+  auto v = l.verify();
+  BOOST_TEST(v.ok);
+  BOOST_TEST(v.checked == 3);
+  BOOST_TEST(v.head_hash == batch[1].hash);
+}
+
+BOOST_FIXTURE_TEST_CASE(the_chain_continues_across_reopen, Db) {
+  std::string head;
+  {
+    ledger::SqliteLedger l(path);
+    head = l.append(ev("a")).hash;
+  }
+  ledger::SqliteLedger l(path);
+  auto b = l.append(ev("b"));
+  BOOST_TEST(b.seq == 2);
+  BOOST_TEST(b.prev_hash == head);
+  BOOST_TEST(l.verify().ok);
+}
+
+BOOST_FIXTURE_TEST_CASE(concurrent_appends_are_group_committed, Db) {
+  ledger::SqliteLedger l(path);
+  constexpr int kThreads = 8, kEach = 100;
+  std::vector<std::thread> threads;
+  std::vector<std::vector<std::int64_t>> seqs(kThreads);
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i)
+        seqs[static_cast<std::size_t>(t)].push_back(
+            l.append(ev("tick", json::object{{"t", t}, {"i", i}})).seq);
+    });
+  for (auto& th : threads) th.join();
+  std::set<std::int64_t> all;
+  for (const auto& s : seqs) {
+    BOOST_TEST(std::is_sorted(s.begin(), s.end()));  // each caller sees its own order kept
+    all.insert(s.begin(), s.end());
+  }
+  BOOST_TEST(all.size() == static_cast<std::size_t>(kThreads * kEach));
+  BOOST_TEST(l.count() == kThreads * kEach);
+  auto [groups, written] = l.commit_stats();
+  BOOST_TEST(written == kThreads * kEach);
+  BOOST_TEST(groups < written);  // several waiting appends shared one commit
+  BOOST_TEST(l.verify().ok);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_changed_row_is_named, Db) {
+  {
+    ledger::SqliteLedger l(path);
+    for (int i = 0; i < 5; ++i) l.append(ev("e", json::object{{"i", i}}));
+  }
+  tamper(path, "UPDATE ledger SET payload = '{\"i\":99}' WHERE seq = 3");
+  auto v = ledger::verify_file(path);
+  BOOST_TEST(!v.ok);
+  BOOST_TEST(v.first_bad_seq == 3);
+  BOOST_TEST(v.checked == 2);
+  BOOST_TEST(v.reason.find("content does not match") != std::string::npos, v.reason);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_removed_row_is_named, Db) {
+  {
+    ledger::SqliteLedger l(path);
+    for (int i = 0; i < 5; ++i) l.append(ev("e"));
+  }
+  tamper(path, "DELETE FROM ledger WHERE seq = 2");
+  auto v = ledger::verify_file(path);
+  BOOST_TEST(!v.ok);
+  BOOST_TEST(v.first_bad_seq == 2);
+  BOOST_TEST(v.reason.find("row missing") != std::string::npos, v.reason);
+}
+
+BOOST_FIXTURE_TEST_CASE(reordered_rows_are_named, Db) {
+  {
+    ledger::SqliteLedger l(path);
+    for (int i = 0; i < 5; ++i) l.append(ev("e", json::object{{"i", i}}));
+  }
+  // Swap rows 3 and 4 wholesale (content and hashes), keeping the seq numbers.
+  tamper(path,
+         "CREATE TEMP TABLE t AS SELECT * FROM ledger WHERE seq IN (3, 4);"
+         "DELETE FROM ledger WHERE seq IN (3, 4);"
+         "INSERT INTO ledger SELECT 7 - seq, time, tenant, stream, kind, payload, prev_hash, hash "
+         "FROM t;");
+  auto v = ledger::verify_file(path);
+  BOOST_TEST(!v.ok);
+  BOOST_TEST(v.first_bad_seq == 3);
+  BOOST_TEST(v.reason.find("prev_hash does not match") != std::string::npos, v.reason);
+}
+
+BOOST_FIXTURE_TEST_CASE(the_database_refuses_edits, Db) {
+  {
+    ledger::SqliteLedger l(path);
+    l.append(ev("e"));
+  }
+  Connection c(path, Connection::Mode::kReadWrite);
+  BOOST_CHECK_EXCEPTION(c.exec("UPDATE ledger SET kind = 'x'"), storage::StorageError,
+                        [](const auto& e) {
+                          return std::string(e.what()).find("append-only") != std::string::npos;
+                        });
+  BOOST_CHECK_THROW(c.exec("DELETE FROM ledger"), storage::StorageError);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_failed_group_stores_nothing_and_the_next_one_works, Db) {
+  ledger::SqliteLedger l(path);
+  l.append(ev("before"));
+  {
+    Connection c(path, Connection::Mode::kReadWrite);
+    c.exec(
+        "CREATE TRIGGER poison BEFORE INSERT ON ledger WHEN NEW.kind = 'poison' "
+        "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END");
+  }
+  BOOST_CHECK_THROW(l.append(std::vector<ledger::NewEvent>{ev("fine"), ev("poison")}),
+                    storage::StorageError);
+  BOOST_TEST(l.count() == 1);  // not even "fine" was stored
+  auto after = l.append(ev("after"));
+  BOOST_TEST(after.seq == 2);
+  BOOST_TEST(l.verify().ok);
+}
+
+BOOST_FIXTURE_TEST_CASE(export_filters, Db) {
+  ledger::SqliteLedger l(path);
+  l.append(ev("a", json::object{}, "acme", "missions"));
+  l.append(ev("b", json::object{}, "acme", "gates"));
+  l.append(ev("c", json::object{}, "other", "missions"));
+  auto kinds = [&](ledger::ExportFilter f) {
+    std::string out;
+    l.for_each(f, [&](const ledger::Event& e) { out += e.kind; });
+    return out;
+  };
+  BOOST_TEST(kinds({}) == "abc");
+  BOOST_TEST(kinds({std::string("acme"), {}, 0, {}}) == "ab");
+  BOOST_TEST(kinds({{}, std::string("missions"), 0, {}}) == "ac");
+  BOOST_TEST(kinds({{}, {}, 1, {}}) == "bc");
+  BOOST_TEST(kinds({{}, {}, 0, std::string("2999-01-01")}) == "");
+  BOOST_TEST(kinds({{}, {}, 0, std::string("2000-01-01")}) == "abc");
+}
+
+BOOST_AUTO_TEST_CASE(an_unwritable_location_is_a_clear_error) {
+  BOOST_CHECK_EXCEPTION(ledger::SqliteLedger{"/proc/kiln/kiln.db"}, storage::StorageError,
+                        [](const auto& e) {
+                          return std::string(e.what()).find("storage.path") != std::string::npos;
+                        });
+}
