@@ -320,6 +320,19 @@ BOOST_AUTO_TEST_CASE(gate_decisions_land_in_a_verifiable_ledger) {
   }
   BOOST_TEST(lines == 2);
 
+  auto backup = d.dir.path() / "backup";
+  auto b1 = d.kiln({"ledger", "backfill", "--out", backup.string()});
+  BOOST_TEST(b1.exit_code == 0, b1.err);
+  BOOST_TEST(contains(b1.out, "system/gates: exported (2 events, no marker)"), b1.out);
+  BOOST_TEST(contains(b1.out, "backfill: 1 exported, 0 up to date"), b1.out);
+  BOOST_TEST(fs::exists(backup / "system" / "gates.marker.json"));
+  auto b2 = d.kiln({"ledger", "backfill", "--out", backup.string()});
+  BOOST_TEST(contains(b2.out, "backfill: 0 exported, 1 up to date"), b2.out);
+  auto b3 = d.kiln({"ledger", "backfill", "--out", backup.string(), "--force"});
+  BOOST_TEST(contains(b3.out, "backfill: 1 exported, 0 up to date"), b3.out);
+  auto no_out = d.kiln({"ledger", "backfill"});
+  BOOST_TEST(no_out.exit_code == 2);
+
   // Rewrite the first event behind kiln's back: verify names it and fails.
   {
     storage::Connection c(d.dir.path() / "var/kiln.db", storage::Connection::Mode::kReadWrite);

@@ -1,10 +1,13 @@
 // Storage and the hash-chained ledger: migrations, durability of appends, tamper detection.
 #define BOOST_TEST_MODULE ledger
+#include <fstream>
+#include <map>
 #include <set>
 #include <thread>
 
 #include <boost/test/unit_test.hpp>
 
+#include "ledger/backfill.hpp"
 #include "ledger/ledger.hpp"
 #include "storage/schema.hpp"
 #include "storage/sqlite.hpp"
@@ -64,8 +67,8 @@ BOOST_FIXTURE_TEST_CASE(appends_chain_and_verify, Db) {
   BOOST_TEST(batch[0].seq == 2);
   BOOST_TEST(batch[0].prev_hash == a.hash);
   BOOST_TEST(batch[1].prev_hash == batch[0].hash);
-  BOOST_TEST(a.hash == ledger::chain_hash(a.prev_hash, a.seq, a.time, a.tenant, a.stream, a.kind,
-                                          a.payload));
+  BOOST_TEST(a.hash ==
+             ledger::chain_hash(a.prev_hash, a.seq, a.time, a.tenant, a.stream, a.kind, a.payload));
   auto v = l.verify();
   BOOST_TEST(v.ok);
   BOOST_TEST(v.checked == 3);
@@ -158,10 +161,9 @@ BOOST_FIXTURE_TEST_CASE(the_database_refuses_edits, Db) {
     l.append(ev("e"));
   }
   Connection c(path, Connection::Mode::kReadWrite);
-  BOOST_CHECK_EXCEPTION(c.exec("UPDATE ledger SET kind = 'x'"), storage::StorageError,
-                        [](const auto& e) {
-                          return std::string(e.what()).find("append-only") != std::string::npos;
-                        });
+  BOOST_CHECK_EXCEPTION(
+      c.exec("UPDATE ledger SET kind = 'x'"), storage::StorageError,
+      [](const auto& e) { return std::string(e.what()).find("append-only") != std::string::npos; });
   BOOST_CHECK_THROW(c.exec("DELETE FROM ledger"), storage::StorageError);
 }
 
@@ -205,4 +207,55 @@ BOOST_AUTO_TEST_CASE(an_unwritable_location_is_a_clear_error) {
                         [](const auto& e) {
                           return std::string(e.what()).find("storage.path") != std::string::npos;
                         });
+}
+
+BOOST_AUTO_TEST_CASE(path_segments_are_safe) {
+  BOOST_TEST(ledger::path_segment("acme") == "acme");
+  BOOST_TEST(ledger::path_segment("acme/site 1") == "acme%2Fsite%201");
+  BOOST_TEST(ledger::path_segment("..") == "%2E.");
+  BOOST_TEST(ledger::path_segment("") == "%00");
+}
+
+BOOST_FIXTURE_TEST_CASE(backfill_is_idempotent_and_notices_staleness, Db) {
+  ledger::SqliteLedger l(path);
+  for (int i = 0; i < 3; ++i) l.append(ev("m", json::object{{"i", i}}, "acme", "missions"));
+  l.append(ev("g", json::object{}, "system", "gates"));
+  const auto out = dir.path() / "export";
+  auto reasons = [](const ledger::BackfillReport& r) {
+    std::map<std::string, std::string> m;
+    for (const auto& p : r.partitions) m[p.tenant + "/" + p.stream] = p.action + ":" + p.reason;
+    return m;
+  };
+
+  auto first = ledger::backfill(l, out, {}, {}, false);
+  BOOST_TEST(first.exported() == 2);
+  BOOST_TEST(reasons(first)["acme/missions"] == "exported:no marker");
+  std::ifstream in(out / "acme" / "missions.jsonl");
+  std::vector<std::int64_t> seqs;
+  for (std::string line; std::getline(in, line);)
+    seqs.push_back(json::parse(line).at("seq").as_int64());
+  BOOST_TEST(seqs == (std::vector<std::int64_t>{1, 2, 3}));
+
+  auto again = ledger::backfill(l, out, {}, {}, false);
+  BOOST_TEST(again.exported() == 0);
+  BOOST_TEST(again.skipped() == 2);
+
+  l.append(ev("m", json::object{}, "acme", "missions"));
+  auto grown = reasons(ledger::backfill(l, out, {}, {}, false));
+  BOOST_TEST(grown["acme/missions"].find("exported:marker stale") == 0u, grown["acme/missions"]);
+  BOOST_TEST(grown["system/gates"] == "up to date:");
+
+  std::filesystem::remove(out / "system" / "gates.marker.json");
+  BOOST_TEST(reasons(ledger::backfill(l, out, {}, {}, false))["system/gates"] ==
+             "exported:no marker");
+
+  std::ofstream(out / "system" / "gates.jsonl", std::ios::app) << "{}\n";
+  BOOST_TEST(reasons(ledger::backfill(l, out, {}, {}, false))["system/gates"].find(
+                 "exported:file changed") == 0u);
+
+  auto forced = ledger::backfill(l, out, std::string("acme"), {}, true);
+  BOOST_TEST(forced.partitions.size() == 1u);
+  BOOST_TEST(forced.exported() == 1);
+  BOOST_TEST(forced.partitions[0].reason == "forced");
+  BOOST_TEST(forced.partitions[0].count == 4);
 }

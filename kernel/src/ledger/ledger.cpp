@@ -11,13 +11,15 @@ namespace kiln::ledger {
 namespace json = boost::json;
 using storage::Connection;
 
-std::string genesis_hash() { return std::string(64, '0'); }
+std::string genesis_hash() {
+  return std::string(64, '0');
+}
 
 std::string chain_hash(const std::string& prev_hash, std::int64_t seq, const std::string& time,
                        const std::string& tenant, const std::string& stream,
                        const std::string& kind, const std::string& payload) {
   // A JSON array is an unambiguous encoding of the fields, whatever characters they hold.
-  json::array canonical{json::value(prev_hash), json::value(seq),  json::value(time),
+  json::array canonical{json::value(prev_hash), json::value(seq),    json::value(time),
                         json::value(tenant),    json::value(stream), json::value(kind),
                         json::value(payload)};
   return common::sha256_hex(json::serialize(canonical));
@@ -39,10 +41,14 @@ std::string utc_now_millis() {
 json::object Event::to_json() const {
   json::error_code ec;
   json::value p = json::parse(payload, ec);
-  return {{"seq", seq},       {"time", time},
-          {"tenant", tenant}, {"stream", stream},
-          {"kind", kind},     {"payload", ec ? json::value(payload) : p},
-          {"prev_hash", prev_hash}, {"hash", hash}};
+  return {{"seq", seq},
+          {"time", time},
+          {"tenant", tenant},
+          {"stream", stream},
+          {"kind", kind},
+          {"payload", ec ? json::value(payload) : p},
+          {"prev_hash", prev_hash},
+          {"hash", hash}};
 }
 
 namespace {
@@ -134,6 +140,9 @@ void SqliteLedger::writer_loop() {
                         "INSERT INTO ledger (seq, time, tenant, stream, kind, payload, prev_hash, "
                         "hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"))
                   : nullptr;
+  bool head_known = false;
+  std::int64_t head_seq = 0;
+  std::string head_hash;
   for (;;) {
     std::deque<std::unique_ptr<Pending>> batch;
     {
@@ -151,15 +160,20 @@ void SqliteLedger::writer_loop() {
     std::vector<std::vector<Event>> results(batch.size());
     try {
       storage::Transaction tx(*c);
-      std::int64_t seq = 0;
-      std::string prev = genesis_hash();
-      {
+      // The chain head is cached between groups; it is read from the database (inside the
+      // transaction) at the first group and after a failed one.
+      if (!head_known) {
+        head_seq = 0;
+        head_hash = genesis_hash();
         auto head = c->prepare("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1");
         if (head.step()) {
-          seq = head.int64(0);
-          prev = head.text(1);
+          head_seq = head.int64(0);
+          head_hash = head.text(1);
         }
+        head_known = true;
       }
+      std::int64_t seq = head_seq;
+      std::string prev = head_hash;
       for (std::size_t i = 0; i < batch.size(); ++i) {
         for (auto& ne : batch[i]->events) {
           Event e;
@@ -181,7 +195,10 @@ void SqliteLedger::writer_loop() {
       }
       insert->reset();
       tx.commit();
+      head_seq = seq;
+      head_hash = prev;
     } catch (...) {
+      head_known = false;
       insert->reset();
       auto err = std::current_exception();
       for (auto& p : batch) p->done.set_exception(err);
@@ -232,6 +249,16 @@ std::int64_t SqliteLedger::count() {
   auto st = c.prepare("SELECT count(*) FROM ledger");
   st.step();
   return st.int64(0);
+}
+
+std::vector<StreamInfo> SqliteLedger::streams() {
+  Connection c(path_, Connection::Mode::kReadOnly);
+  auto st = c.prepare(
+      "SELECT tenant, stream, count(*), max(seq) FROM ledger GROUP BY tenant, stream "
+      "ORDER BY tenant, stream");
+  std::vector<StreamInfo> out;
+  while (st.step()) out.push_back({st.text(0), st.text(1), st.int64(2), st.int64(3)});
+  return out;
 }
 
 std::pair<std::int64_t, std::int64_t> SqliteLedger::commit_stats() const {

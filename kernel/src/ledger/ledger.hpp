@@ -51,8 +51,16 @@ struct VerifyResult {
 struct ExportFilter {
   std::optional<std::string> tenant;
   std::optional<std::string> stream;
-  std::int64_t after_seq = 0;           // only seq > after_seq
-  std::optional<std::string> since_time; // only time >= since_time (ISO 8601 prefix compare)
+  std::int64_t after_seq = 0;             // only seq > after_seq
+  std::optional<std::string> since_time;  // only time >= since_time (ISO 8601 prefix compare)
+};
+
+// One (tenant, stream) of the ledger.
+struct StreamInfo {
+  std::string tenant;
+  std::string stream;
+  std::int64_t count = 0;
+  std::int64_t last_seq = 0;
 };
 
 std::string genesis_hash();
@@ -74,6 +82,7 @@ class Ledger {
   virtual std::int64_t for_each(const ExportFilter& filter,
                                 const std::function<void(const Event&)>& fn) = 0;
   virtual std::int64_t count() = 0;
+  virtual std::vector<StreamInfo> streams() = 0;
 };
 
 // SQLite backend: one writer thread commits everything queued so far in one transaction (group
@@ -90,6 +99,7 @@ class SqliteLedger final : public Ledger {
   std::int64_t for_each(const ExportFilter& filter,
                         const std::function<void(const Event&)>& fn) override;
   std::int64_t count() override;
+  std::vector<StreamInfo> streams() override;
   // Groups committed and events written since open, for benchmarks and /metrics.
   std::pair<std::int64_t, std::int64_t> commit_stats() const;
 

@@ -14,8 +14,8 @@ Connection::Connection(const std::filesystem::path& path, Mode mode, int busy_ti
                              "; set storage.path to a writable location",
                          SQLITE_CANTOPEN);
   }
-  int flags = mode == Mode::kReadOnly ? SQLITE_OPEN_READONLY
-                                      : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+  int flags =
+      mode == Mode::kReadOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
   flags |= SQLITE_OPEN_NOMUTEX;
   int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
   if (rc != SQLITE_OK) {
@@ -56,9 +56,13 @@ void Connection::exec(std::string_view sql) {
   }
 }
 
-Statement Connection::prepare(std::string_view sql) { return Statement(*this, sql); }
+Statement Connection::prepare(std::string_view sql) {
+  return Statement(*this, sql);
+}
 
-std::int64_t Connection::last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
+std::int64_t Connection::last_insert_rowid() const {
+  return sqlite3_last_insert_rowid(db_);
+}
 
 Statement::Statement(Connection& c, std::string_view sql) : c_(&c), sql_(sql) {
   int rc = sqlite3_prepare_v2(c.raw(), sql_.c_str(), static_cast<int>(sql_.size()), &s_, nullptr);
@@ -102,16 +106,23 @@ void Statement::reset() {
   sqlite3_clear_bindings(s_);
 }
 
-std::int64_t Statement::int64(int col) const { return sqlite3_column_int64(s_, col); }
+std::int64_t Statement::int64(int col) const {
+  return sqlite3_column_int64(s_, col);
+}
 
 std::string Statement::text(int col) const {
   auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, col));
-  return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, col))) : std::string();
+  return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, col)))
+           : std::string();
 }
 
-bool Statement::is_null(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
+bool Statement::is_null(int col) const {
+  return sqlite3_column_type(s_, col) == SQLITE_NULL;
+}
 
-Transaction::Transaction(Connection& c) : c_(c) { c_.exec("BEGIN IMMEDIATE"); }
+Transaction::Transaction(Connection& c) : c_(c) {
+  c_.exec("BEGIN IMMEDIATE");
+}
 
 Transaction::~Transaction() {
   if (!done_) {
@@ -130,8 +141,8 @@ void Transaction::commit() {
 
 MigrationStatus migration_status(Connection& c) {
   MigrationStatus s;
-  auto exists = c.prepare(
-      "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'");
+  auto exists =
+      c.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'");
   if (!exists.step()) return s;  // a new, empty database
   auto st = c.prepare("SELECT version, applied_at FROM schema_migrations ORDER BY version");
   while (st.step()) {
