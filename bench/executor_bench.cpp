@@ -11,6 +11,8 @@
 #include <sstream>
 #include <string>
 
+#include <unistd.h>
+
 #include <benchmark/benchmark.h>
 #include <boost/json.hpp>
 
@@ -21,11 +23,19 @@ using namespace kiln;
 
 namespace {
 
-std::unique_ptr<runtime::Kernel> boot() {
+const std::filesystem::path& scratch() {
+  static const auto dir = std::filesystem::temp_directory_path() /
+                          ("kiln-executor-bench-" + std::to_string(::getpid()));
+  return dir;
+}
+
+std::unique_ptr<runtime::Kernel> boot(bool audit = false) {
   runtime::BootOptions o;
   o.environment = {};
   o.setup_logging = false;
-  o.sets = {"plugins.search_paths=[]", "log.level=off"};
+  o.sets = {"plugins.search_paths=[]", "log.level=off",
+            std::string("runtime.audit_tool_calls=") + (audit ? "true" : "false"),
+            "storage.path=" + (scratch() / "kiln.db").string()};
   return runtime::Kernel::boot(o);
 }
 
@@ -42,6 +52,7 @@ void BM_DirectCall(benchmark::State& state) {
   }
 }
 
+// The seam alone: strategy, schema checks, policy (runtime.audit_tool_calls=false).
 void BM_ExecutorInvoke(benchmark::State& state) {
   auto k = boot();
   const auto& executor = k->executor();
@@ -53,8 +64,21 @@ void BM_ExecutorInvoke(benchmark::State& state) {
   if (!executor.invoke(call).ok()) state.SkipWithError("kiln.noop failed");
 }
 
+// The default deployment: two audit events per call queued for the ledger's group commit.
+void BM_ExecutorInvokeAudited(benchmark::State& state) {
+  auto k = boot(true);
+  const auto& executor = k->executor();
+  const runtime::ToolCall call{"kiln.noop", "default", json::object{}, ""};
+  for (auto _ : state) {
+    auto out = executor.invoke(call);
+    benchmark::DoNotOptimize(out);
+  }
+  k->ledger().flush();
+}
+
 BENCHMARK(BM_DirectCall)->Repetitions(10)->ReportAggregatesOnly(true);
 BENCHMARK(BM_ExecutorInvoke)->Repetitions(10)->ReportAggregatesOnly(true);
+BENCHMARK(BM_ExecutorInvokeAudited)->Repetitions(5)->ReportAggregatesOnly(true);
 
 std::string today() {
   std::time_t t = std::time(nullptr);
@@ -107,11 +131,14 @@ int main(int argc, char** argv) {
   const auto& list = raw.at("benchmarks").as_array();
   double direct = median_ns(list, "BM_DirectCall");
   double seam = median_ns(list, "BM_ExecutorInvoke");
+  double audited = median_ns(list, "BM_ExecutorInvokeAudited");
+  std::filesystem::remove_all(scratch());
   json::object result{{"benchmark", "executor"},
                       {"date", today()},
                       {"unit", "ns per call (median of 10 repetitions)"},
                       {"direct_call_ns", direct},
                       {"executor_invoke_ns", seam},
+                      {"executor_invoke_audited_ns", audited},
                       {"overhead_ns", seam - direct},
                       {"ratio", direct > 0 ? seam / direct : 0.0},
                       {"target_executor_invoke_ns", 1000},
@@ -124,6 +151,8 @@ int main(int argc, char** argv) {
       "direct call %.1f ns, through the executor %.1f ns (x%.1f, +%.1f ns); target < 1000 ns: %s\n",
       direct, seam, direct > 0 ? seam / direct : 0.0, seam - direct,
       seam > 0 && seam < 1000 ? "met" : "NOT met");
+  std::printf("with tool-call audit events in the ledger (the default): %.1f ns per call\n",
+              audited);
   std::printf("wrote %s\n", out.c_str());
   return 0;
 }

@@ -1,5 +1,7 @@
 // test_tools: a well-formed plugin whose tools misbehave on purpose, for executor tests.
+#include <atomic>
 #include <chrono>
+#include <memory>
 #include <stdexcept>
 #include <thread>
 
@@ -50,6 +52,15 @@ Manifest manifest() {
   m.tools.push_back(tool("test.flaky", true, json::value(),
                          [](const json::value&, const ToolContext&) -> ToolOutcome {
                            return tool_error(error_code::kUnavailable, "test_tools is down", true);
+                         }));
+  // Fails with a retryable error twice, then succeeds: the executor's retries must get there.
+  auto calls = std::make_shared<std::atomic<int>>(0);
+  m.tools.push_back(tool("test.third_time", true, json::value(),
+                         [calls](const json::value&, const ToolContext&) -> ToolOutcome {
+                           int n = ++*calls;
+                           if (n % 3 != 0)
+                             return tool_error(error_code::kUnavailable, "not yet", true);
+                           return ToolResult{json::object{{"calls", n}}, {}};
                          }));
   m.tools.push_back(tool("test.fatal", true, json::value(),
                          [](const json::value&, const ToolContext&) -> ToolOutcome {

@@ -5,6 +5,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "runtime/kernel.hpp"
+#include "support/process.hpp"
 
 namespace json = boost::json;
 using namespace kiln;
@@ -13,6 +14,10 @@ namespace {
 
 std::unique_ptr<runtime::Kernel> boot(std::vector<std::string> sets = {},
                                       std::map<std::string, std::string> env = {}) {
+  static test::TempDir storage;
+  static int n = 0;
+  sets.insert(sets.begin(),
+              "storage.path=" + (storage.path() / ("kiln" + std::to_string(++n) + ".db")).string());
   runtime::BootOptions o;
   o.environment = std::move(env);
   o.setup_logging = false;
@@ -140,4 +145,57 @@ BOOST_AUTO_TEST_CASE(without_a_fallback_the_retryable_error_is_returned) {
   BOOST_REQUIRE(!r.ok());
   BOOST_TEST(r.error().code == "unavailable");
   BOOST_TEST(r.error().retryable);
+}
+
+BOOST_AUTO_TEST_CASE(backoff_doubles_with_jitter_and_a_cap) {
+  runtime::ExecutorOptions o;
+  o.backoff_initial = std::chrono::milliseconds(100);
+  o.backoff_max = std::chrono::milliseconds(1000);
+  BOOST_TEST(runtime::backoff_delay(o, 1, 0.0).count() == 50);
+  BOOST_TEST(runtime::backoff_delay(o, 1, 0.999).count() == 99);
+  BOOST_TEST(runtime::backoff_delay(o, 3, 0.0).count() == 200);
+  BOOST_TEST(runtime::backoff_delay(o, 3, 0.999).count() == 399);
+  BOOST_TEST(runtime::backoff_delay(o, 10, 0.999).count() == 999);  // capped at max
+  BOOST_TEST(runtime::backoff_delay(o, 60, 0.0).count() == 500);    // no overflow
+}
+
+BOOST_AUTO_TEST_CASE(retryable_errors_are_retried_with_backoff) {
+  auto k = boot({"tool_strategy.max_attempts=3", "runtime.backoff_initial_ms=40"});
+  auto start = std::chrono::steady_clock::now();
+  auto r = call(*k, "test.third_time", json::object{});
+  auto waited = std::chrono::steady_clock::now() - start;
+  BOOST_REQUIRE(r.ok());
+  BOOST_TEST(r.value().output.at("calls").as_int64() == 3);
+  // Two backoffs: at least 20 ms + 40 ms (the lower halves of 40 and 80).
+  BOOST_TEST(waited >= std::chrono::milliseconds(60));
+  // With one attempt the same tool fails.
+  auto once = boot({"tool_strategy.max_attempts=1"});
+  BOOST_TEST(!call(*once, "test.third_time", json::object{}).ok());
+}
+
+BOOST_AUTO_TEST_CASE(every_call_is_audited_in_the_ledger) {
+  auto k = boot();
+  BOOST_REQUIRE(call(*k, "kiln.echo", json::object{{"x", 1}}, "acme").ok());
+  BOOST_REQUIRE(!call(*k, "test.fatal", json::object{}, "acme").ok());
+  k->ledger().flush();
+  std::vector<std::string> seen;
+  k->ledger().for_each(ledger::ExportFilter{std::string("acme"), std::string("tools"), 0, {}},
+                       [&](const ledger::Event& e) {
+                         auto p = json::parse(e.payload);
+                         std::string line = e.kind + " " + std::string(p.at("tool").as_string());
+                         if (e.kind == "tool.failed")
+                           line += " " + std::string(p.at("code").as_string());
+                         if (e.kind == "tool.completed")
+                           line += " " + std::string(p.at("provider").as_string()) + " " +
+                                   std::to_string(p.at("attempts").as_int64());
+                         seen.push_back(line);
+                       });
+  BOOST_TEST(seen == (std::vector<std::string>{
+                         "tool.called kiln.echo", "tool.completed kiln.echo kiln 1",
+                         "tool.called test.fatal", "tool.failed test.fatal bad_request"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(k->ledger().verify().ok);
+  auto quiet = boot({"runtime.audit_tool_calls=false"});
+  BOOST_REQUIRE(call(*quiet, "kiln.noop", json::object{}).ok());
+  BOOST_TEST(!std::filesystem::exists(quiet->storage_path()));  // nothing opened, nothing written
 }

@@ -135,6 +135,19 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
          "attempts per provider on retryable errors",
          {},
          1});
+  s.add({"runtime.backoff_initial_ms",
+         Type::kInteger,
+         100,
+         "delay before the first retry of a retryable tool error (doubles, with jitter)",
+         {},
+         0});
+  s.add({"runtime.backoff_max_ms", Type::kInteger, 5000, "longest delay between retries", {}, 0});
+  s.add({"runtime.audit_tool_calls",
+         Type::kBoolean,
+         true,
+         "record tool.called / tool.completed / tool.failed in the ledger",
+         {},
+         {}});
   for (const auto& k : kinds)
     s.add({"nodes." + k.kind,
            Type::kString,

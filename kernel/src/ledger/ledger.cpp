@@ -3,6 +3,8 @@
 #include <chrono>
 #include <ctime>
 
+#include <spdlog/spdlog.h>
+
 #include "common/sha256.hpp"
 #include "storage/schema.hpp"
 #include "storage/sqlite.hpp"
@@ -114,18 +116,47 @@ SqliteLedger::~SqliteLedger() {
   writer_.join();
 }
 
-std::vector<Event> SqliteLedger::append(std::vector<NewEvent> events) {
-  if (events.empty()) return {};
-  auto p = std::make_unique<Pending>();
-  p->events = std::move(events);
-  auto fut = p->done.get_future();
+void SqliteLedger::enqueue(std::unique_ptr<Pending> p) {
   {
     std::lock_guard lock(mu_);
     if (stopping_) throw std::logic_error("ledger is closing");
     queue_.push_back(std::move(p));
   }
   cv_.notify_one();
+}
+
+std::vector<Event> SqliteLedger::append(std::vector<NewEvent> events) {
+  if (events.empty()) return {};
+  auto p = std::make_unique<Pending>();
+  p->events = std::move(events);
+  auto fut = p->done.get_future();
+  enqueue(std::move(p));
   return fut.get();
+}
+
+void SqliteLedger::append_async(std::vector<NewEvent> events) {
+  if (events.empty()) return;
+  auto p = std::make_unique<Pending>();
+  p->events = std::move(events);
+  p->async = true;
+  enqueue(std::move(p));
+}
+
+void SqliteLedger::flush() {
+  // An empty synchronous marker: its promise is kept only after every earlier group.
+  auto p = std::make_unique<Pending>();
+  auto fut = p->done.get_future();
+  enqueue(std::move(p));
+  try {
+    fut.get();
+  } catch (...) {
+    // Failures were reported to their own callers (or logged for async events).
+  }
+}
+
+std::int64_t SqliteLedger::async_failures() const {
+  std::lock_guard lock(mu_);
+  return async_failures_;
 }
 
 void SqliteLedger::writer_loop() {
@@ -201,7 +232,24 @@ void SqliteLedger::writer_loop() {
       head_known = false;
       insert->reset();
       auto err = std::current_exception();
-      for (auto& p : batch) p->done.set_exception(err);
+      std::int64_t lost = 0;
+      for (auto& p : batch) {
+        if (p->async) lost += static_cast<std::int64_t>(p->events.size());
+        p->done.set_exception(err);
+      }
+      if (lost > 0) {
+        std::string why;
+        try {
+          std::rethrow_exception(err);
+        } catch (const std::exception& e) {
+          why = e.what();
+        } catch (...) {
+          why = "unknown error";
+        }
+        spdlog::error("ledger: {} audit event(s) could not be stored: {}", lost, why);
+        std::lock_guard lock(mu_);
+        async_failures_ += lost;
+      }
       continue;
     }
     {

@@ -76,6 +76,11 @@ class Ledger {
   // durable (committed with fsync). Throws storage::StorageError; then nothing was stored.
   virtual std::vector<Event> append(std::vector<NewEvent> events) = 0;
   Event append(NewEvent e) { return append(std::vector<NewEvent>{std::move(e)}).front(); }
+  // Queues the events for the next group commit and returns at once (for high-volume audit
+  // events such as tool calls). A failure to store them is logged and counted, not thrown.
+  virtual void append_async(std::vector<NewEvent> events) = 0;
+  // Returns once everything queued before the call is committed (or has failed).
+  virtual void flush() = 0;
   // Walks the chain from seq 1; stops at the first bad row.
   virtual VerifyResult verify() = 0;
   // Calls `fn` for each matching event in seq order; returns how many.
@@ -95,6 +100,8 @@ class SqliteLedger final : public Ledger {
 
   using Ledger::append;
   std::vector<Event> append(std::vector<NewEvent> events) override;
+  void append_async(std::vector<NewEvent> events) override;
+  void flush() override;
   VerifyResult verify() override;
   std::int64_t for_each(const ExportFilter& filter,
                         const std::function<void(const Event&)>& fn) override;
@@ -102,12 +109,16 @@ class SqliteLedger final : public Ledger {
   std::vector<StreamInfo> streams() override;
   // Groups committed and events written since open, for benchmarks and /metrics.
   std::pair<std::int64_t, std::int64_t> commit_stats() const;
+  // Events queued with append_async that could not be stored.
+  std::int64_t async_failures() const;
 
  private:
   struct Pending {
     std::vector<NewEvent> events;
     std::promise<std::vector<Event>> done;
+    bool async = false;
   };
+  void enqueue(std::unique_ptr<Pending> p);
   void writer_loop();
 
   std::filesystem::path path_;
@@ -117,6 +128,7 @@ class SqliteLedger final : public Ledger {
   bool stopping_ = false;
   std::int64_t groups_ = 0;
   std::int64_t written_ = 0;
+  std::int64_t async_failures_ = 0;
   std::thread writer_;
 };
 

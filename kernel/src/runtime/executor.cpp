@@ -3,6 +3,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <thread>
 
 #include "runtime/json_schema.hpp"
@@ -40,9 +41,17 @@ struct PendingCall {
 
 }  // namespace
 
+std::chrono::milliseconds backoff_delay(const ExecutorOptions& o, int retry, double unit) {
+  double full = static_cast<double>(o.backoff_initial.count());
+  for (int i = 1; i < retry && full < static_cast<double>(o.backoff_max.count()); ++i) full *= 2;
+  full = std::min(full, static_cast<double>(o.backoff_max.count()));
+  return std::chrono::milliseconds(static_cast<std::int64_t>(full / 2 + unit * full / 2));
+}
+
 ToolRuntimeExecutor::ToolRuntimeExecutor(const std::vector<plugins::ToolEntry>& tools,
-                                         std::shared_ptr<const nodes::ToolStrategy> strategy)
-    : strategy_(std::move(strategy)) {
+                                         std::shared_ptr<const nodes::ToolStrategy> strategy,
+                                         ExecutorOptions options)
+    : strategy_(std::move(strategy)), options_(std::move(options)) {
   for (const auto& t : tools) {
     if (!t.tool) continue;
     auto& e = index_[t.name];
@@ -83,6 +92,38 @@ ToolOutcome ToolRuntimeExecutor::run_one(const Provider& p, const ToolCall& call
 }
 
 ToolOutcome ToolRuntimeExecutor::invoke(const ToolCall& call) const {
+  if (!options_.audit) {
+    int attempts = 0;
+    std::string provider;
+    return invoke_routed(call, &attempts, &provider);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  options_.audit(
+      {ledger::NewEvent{call.tenant, "tools", "tool.called",
+                        json::object{{"tool", call.tool}, {"request_id", call.request_id}}}});
+  int attempts = 0;
+  std::string provider;
+  ToolOutcome outcome = invoke_routed(call, &attempts, &provider);
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::steady_clock::now() - start)
+                      .count();
+  json::object done{{"tool", call.tool},
+                    {"request_id", call.request_id},
+                    {"provider", provider},
+                    {"attempts", attempts},
+                    {"duration_us", us}};
+  if (!outcome.ok()) {
+    done["code"] = outcome.error().code;
+    done["message"] = outcome.error().message;
+    done["retryable"] = outcome.error().retryable;
+  }
+  options_.audit({ledger::NewEvent{
+      call.tenant, "tools", outcome.ok() ? "tool.completed" : "tool.failed", std::move(done)}});
+  return outcome;
+}
+
+ToolOutcome ToolRuntimeExecutor::invoke_routed(const ToolCall& call, int* attempts,
+                                               std::string* provider_used) const {
   auto it = index_.find(call.tool);
   const Entry* entry = it == index_.end() ? nullptr : &it->second;
   const auto& names = entry ? entry->provider_names : kNoProviders;
@@ -115,7 +156,14 @@ ToolOutcome ToolRuntimeExecutor::invoke(const ToolCall& call) const {
     if (auto err = validate_json(p->input_schema, call.input))
       return tool_error(error_code::kInvalidInput, "tool '" + call.tool + "': " + *err);
 
+    *provider_used = p->name;
     for (int attempt = 0; attempt < std::max(1, route.policy.max_attempts); ++attempt) {
+      if (attempt > 0) {
+        thread_local std::minstd_rand rng{std::random_device{}()};
+        std::uniform_real_distribution<double> unit(0.0, 1.0);
+        std::this_thread::sleep_for(backoff_delay(options_, attempt, unit(rng)));
+      }
+      ++*attempts;
       ToolOutcome outcome = run_one(*p, call, route.policy);
       if (outcome.ok()) {
         if (auto err = validate_json(p->output_schema, outcome.value().output, "output"))

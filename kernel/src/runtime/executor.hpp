@@ -4,6 +4,8 @@
 // retryable errors, and returns a ToolResult or a typed ToolError — never an exception.
 #pragma once
 
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -14,9 +16,22 @@
 
 #include "kiln/nodes/tool_strategy.hpp"
 #include "kiln/tool.hpp"
+#include "ledger/ledger.hpp"
 #include "plugins/registry.hpp"
 
 namespace kiln::runtime {
+
+struct ExecutorOptions {
+  // Between attempts of a retryable error: initial * 2^(attempt-1), capped at max, with jitter
+  // (a uniform draw from the upper half), so retrying callers spread out.
+  std::chrono::milliseconds backoff_initial{100};
+  std::chrono::milliseconds backoff_max{5000};
+  // Receives tool.called / tool.completed / tool.failed events; empty = no audit.
+  std::function<void(std::vector<ledger::NewEvent>)> audit;
+};
+
+// The delay before retry number `retry` (1 = the first retry), jitter drawn from `unit` in [0,1).
+std::chrono::milliseconds backoff_delay(const ExecutorOptions& o, int retry, double unit);
 
 struct ToolCall {
   std::string tool;
@@ -28,7 +43,8 @@ struct ToolCall {
 class ToolRuntimeExecutor {
  public:
   ToolRuntimeExecutor(const std::vector<plugins::ToolEntry>& tools,
-                      std::shared_ptr<const nodes::ToolStrategy> strategy);
+                      std::shared_ptr<const nodes::ToolStrategy> strategy,
+                      ExecutorOptions options = {});
 
   ToolOutcome invoke(const ToolCall& call) const;
 
@@ -49,11 +65,13 @@ class ToolRuntimeExecutor {
     std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
 
+  ToolOutcome invoke_routed(const ToolCall& call, int* attempts, std::string* provider) const;
   ToolOutcome run_one(const Provider& p, const ToolCall& call,
                       const nodes::ExecutionPolicy& policy) const;
 
   std::unordered_map<std::string, Entry, Hash, std::equal_to<>> index_;
   std::shared_ptr<const nodes::ToolStrategy> strategy_;
+  ExecutorOptions options_;
 };
 
 }  // namespace kiln::runtime

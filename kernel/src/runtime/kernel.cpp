@@ -100,6 +100,7 @@ fs::path Kernel::storage_path() const {
 }
 
 ledger::Ledger& Kernel::ledger() {
+  std::lock_guard lock(ledger_mu_);
   if (!ledger_) {
     try {
       ledger_ = std::make_unique<ledger::SqliteLedger>(storage_path());
@@ -226,8 +227,15 @@ void Kernel::resolve() {
     spdlog::debug("node {} selected ({}), gate: {}", id, s.source.describe(),
                   gates::to_string(s.gate.state));
   }
-  executor_ =
-      std::make_unique<ToolRuntimeExecutor>(registry_->tools(), node<nodes::ToolStrategy>());
+  ExecutorOptions eo;
+  eo.backoff_initial = std::chrono::milliseconds(config_.get_int("runtime.backoff_initial_ms"));
+  eo.backoff_max = std::chrono::milliseconds(config_.get_int("runtime.backoff_max_ms"));
+  if (config_.get_bool("runtime.audit_tool_calls"))
+    eo.audit = [this](std::vector<ledger::NewEvent> events) {
+      ledger().append_async(std::move(events));
+    };
+  executor_ = std::make_unique<ToolRuntimeExecutor>(registry_->tools(), node<nodes::ToolStrategy>(),
+                                                    std::move(eo));
 }
 
 const ToolRuntimeExecutor& Kernel::executor() const {

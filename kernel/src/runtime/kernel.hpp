@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -109,6 +110,7 @@ class Kernel {
   std::unique_ptr<gates::GateStore> gates_;
   std::map<std::string, std::shared_ptr<void>> instances_;
   std::unique_ptr<ToolRuntimeExecutor> executor_;
+  std::mutex ledger_mu_;  // ledger() may first be called from several request threads
   std::unique_ptr<ledger::SqliteLedger> ledger_;
   std::vector<std::string> warnings_;
 };
