@@ -142,6 +142,18 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
          {},
          0});
   s.add({"runtime.backoff_max_ms", Type::kInteger, 5000, "longest delay between retries", {}, 0});
+  s.add({"runtime.isolated_plugins",
+         Type::kStringList,
+         json::array{},
+         "plugins whose tools run in a child `kiln node-host` process",
+         {},
+         {}});
+  s.add({"runtime.node_host_exe",
+         Type::kString,
+         "${exe_dir}/kiln",
+         "the kiln binary started as node-host for isolated plugins",
+         {},
+         {}});
   s.add({"runtime.audit_tool_calls",
          Type::kBoolean,
          true,

@@ -135,12 +135,13 @@ std::map<std::string, std::vector<ConfigKeyDecl>> PluginRegistry::declared_confi
   return out;
 }
 
-void PluginRegistry::instantiate(const config::Config& config) {
+void PluginRegistry::instantiate(const config::Config& config,
+                                 const std::set<std::string>& isolated) {
   for (const auto& p : plugins_)
     hosts_[p.name] = std::make_unique<Host>(p.name, config.plugin_config(p.name), metrics_,
                                             artifacts_root_ / p.name);
   for (auto& t : tools_) {
-    if (t.tool) continue;
+    if (t.tool || isolated.count(t.provider)) continue;
     try {
       auto tool = t.factory(host(t.provider));
       if (!tool) throw std::runtime_error("factory returned null");

@@ -93,7 +93,10 @@ class PluginRegistry {
 
   // Phase 2. Creates each plugin's HostServices and its tool objects. Throws
   // PluginLoadError naming the plugin and tool whose factory failed.
-  void instantiate(const config::Config& config);
+  // Tools of plugins in `isolated` are not created here (their factories must not run in this
+  // process); the caller fills them in (runtime::IsolatedTool).
+  void instantiate(const config::Config& config, const std::set<std::string>& isolated = {});
+  std::vector<ToolEntry>& mutable_tools() { return tools_; }
 
   const std::vector<PluginInfo>& plugins() const { return plugins_; }
   const std::vector<NodeEntry>& nodes() const { return nodes_; }

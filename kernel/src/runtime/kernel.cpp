@@ -1,5 +1,6 @@
 #include "runtime/kernel.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -11,6 +12,7 @@
 #include "common/strings.hpp"
 #include "kiln/nodes/tool_strategy.hpp"
 #include "runtime/builtin_tools.hpp"
+#include "runtime/isolation.hpp"
 
 namespace kiln::runtime {
 namespace fs = std::filesystem;
@@ -75,7 +77,7 @@ std::unique_ptr<Kernel> Kernel::boot(const BootOptions& options) {
     throw BootError(kExitConfig, e.what());
   }
   try {
-    k->registry_->instantiate(k->config_);
+    k->instantiate_tools();
   } catch (const plugins::PluginLoadError& e) {
     throw BootError(kExitPlugin, e.what());
   }
@@ -93,6 +95,36 @@ std::vector<fs::path> Kernel::search_paths() const {
   for (const auto& p : config_.get_strings("plugins.search_paths"))
     out.push_back(config::expand_path(p, config_.config_dir()));
   return out;
+}
+
+void Kernel::instantiate_tools() {
+  std::set<std::string> isolated;
+  std::vector<std::string> loaded;
+  for (const auto& p : registry_->plugins()) loaded.push_back(p.name);
+  for (const auto& name : config_.get_strings("runtime.isolated_plugins")) {
+    if (std::find(loaded.begin(), loaded.end(), name) == loaded.end())
+      throw BootError(kExitConfig, "runtime.isolated_plugins (" +
+                                       config_.at("runtime.isolated_plugins").source.describe() +
+                                       "): no loaded plugin is named '" + name + "' (loaded: " +
+                                       join(loaded) + ")" + common::did_you_mean(name, loaded));
+    isolated.insert(name);
+  }
+  registry_->instantiate(config_, isolated);
+  if (isolated.empty()) return;
+  const fs::path exe =
+      config::expand_path(config_.get_string("runtime.node_host_exe"), config_.config_dir());
+  std::map<std::string, std::shared_ptr<NodeHost>> hosts;
+  for (const auto& p : registry_->plugins())
+    if (isolated.count(p.name))
+      hosts[p.name] =
+          std::make_shared<NodeHost>(exe, p.file, p.name, config_.plugin_config(p.name));
+  for (auto& t : registry_->mutable_tools()) {
+    if (!isolated.count(t.provider)) continue;
+    t.tool = std::make_shared<IsolatedTool>(hosts.at(t.provider), t.name);
+    t.nonblocking = true;  // the node-host enforces the deadline itself
+  }
+  for (const auto& [name, _] : hosts)
+    spdlog::info("plugin {}: tools run isolated in `{} node-host`", name, exe.string());
 }
 
 fs::path Kernel::storage_path() const {

@@ -100,6 +100,7 @@ class Kernel {
  private:
   Kernel();
   void load_plugins();
+  void instantiate_tools();
   void resolve();
   const nodes::KindDescriptor* kind(std::string_view name) const;
 

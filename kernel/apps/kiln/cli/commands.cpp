@@ -15,9 +15,11 @@
 #include <boost/version.hpp>
 
 #include "cli/json_print.hpp"
+#include "common/log.hpp"
 #include "common/strings.hpp"
 #include "kiln/abi.hpp"
 #include "ledger/backfill.hpp"
+#include "runtime/isolation.hpp"
 #include "runtime/kernel.hpp"
 #include "storage/schema.hpp"
 #include "storage/sqlite.hpp"
@@ -166,6 +168,9 @@ struct Args {
   bool json = false;
   bool help = false;
   bool force = false;
+  std::optional<std::string> fd;
+  std::optional<std::string> plugin;
+  std::optional<std::string> plugin_config;
 };
 
 // Throws std::invalid_argument with a usage message.
@@ -188,6 +193,12 @@ Args parse(const std::vector<std::string>& argv) {
       a.json = true;
     else if (s == "--force")
       a.force = true;
+    else if (is("--fd"))
+      a.fd = value("--fd");
+    else if (is("--plugin-config"))
+      a.plugin_config = value("--plugin-config");
+    else if (is("--plugin"))
+      a.plugin = value("--plugin");
     else if (is("--config"))
       a.config_files.push_back(value("--config"));
     else if (is("--set"))
@@ -629,6 +640,20 @@ int cmd_ledger_backfill(const Args& a, std::ostream& out) {
   return runtime::kExitOk;
 }
 
+// Internal: started by the kernel for runtime.isolated_plugins, never by hand.
+int cmd_node_host(const Args& a) {
+  if (!a.fd || !a.plugin)
+    throw std::invalid_argument("node-host is started by kiln itself (runtime.isolated_plugins)");
+  std::string level = "warn";
+  for (const auto& s : a.sets)
+    if (s.rfind("log.level=", 0) == 0) level = s.substr(10);
+  common::setup_logging(level, "text");
+  json::object cfg;
+  if (a.plugin_config) cfg = json::parse(*a.plugin_config).as_object();
+  signal(SIGPIPE, SIG_IGN);
+  return runtime::run_node_host(std::stoi(*a.fd), *a.plugin, cfg);
+}
+
 using Handler = std::function<int(const Args&, std::ostream&, std::ostream&)>;
 
 }  // namespace
@@ -653,6 +678,7 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
       {"tool invoke", [](auto& a, auto& o, auto& e) { return cmd_tool_invoke(a, o, e); }},
       {"version", [](auto& a, auto& o, auto&) { return cmd_version(a, o); }},
       {"db status", [](auto& a, auto& o, auto&) { return cmd_db_status(a, o); }},
+      {"node-host", [](auto& a, auto&, auto&) { return cmd_node_host(a); }},
       {"ledger backfill", [](auto& a, auto& o, auto&) { return cmd_ledger_backfill(a, o); }},
       {"ledger verify", [](auto& a, auto& o, auto&) { return cmd_ledger_verify(a, o); }},
       {"ledger export", [](auto& a, auto& o, auto&) { return cmd_ledger_export(a, o); }},
