@@ -292,6 +292,10 @@ BOOST_AUTO_TEST_CASE(gate_decisions_land_in_a_verifiable_ledger) {
   auto none = d.kiln({"db", "status"});
   BOOST_TEST(none.exit_code == 1);
   BOOST_TEST(contains(none.err, "no database at var/kiln.db yet"), none.err);
+  auto no_export = d.kiln({"ledger", "export"});
+  BOOST_TEST(no_export.exit_code == 1);
+  BOOST_TEST(contains(no_export.err, "nothing to export"), no_export.err);
+  BOOST_TEST(!fs::exists(d.dir.path() / "var/kiln.db"));  // inspecting created nothing
 
   BOOST_REQUIRE(d.kiln({"gate", "run", "tool_strategy/rules"}).exit_code == 0);
   BOOST_REQUIRE(d.kiln({"gate", "run", "tool_strategy/rules"}).exit_code == 0);

@@ -197,3 +197,16 @@ BOOST_AUTO_TEST_CASE(paths_expand_placeholders) {
   BOOST_TEST(exe.is_absolute());
   BOOST_TEST(exe.string().find("${") == std::string::npos);
 }
+
+BOOST_AUTO_TEST_CASE(settings_of_a_disabled_plugin_wait_without_an_error) {
+  auto c = load("plugin_config:\n  beta:\n    x: 1\n");
+  BOOST_CHECK_NO_THROW(c.apply_plugin_schemas({}, {"beta"}));
+  BOOST_TEST(!c.find("plugin_config.beta.x"));
+  auto d = load("plugin_config:\n  beta:\n    x: 1\n");
+  BOOST_CHECK_THROW(d.apply_plugin_schemas({}, {}), ConfigError);
+}
+
+BOOST_AUTO_TEST_CASE(duplicate_plugin_settings_are_an_error) {
+  auto msg = error_of([] { load("plugin_config:\n  beta:\n    x: 1\n    x: 2\n"); });
+  BOOST_TEST(contains(msg, "deploy.yaml:4:5: plugin_config.beta.x: duplicate key"), msg);
+}

@@ -259,3 +259,15 @@ BOOST_FIXTURE_TEST_CASE(backfill_is_idempotent_and_notices_staleness, Db) {
   BOOST_TEST(forced.partitions[0].reason == "forced");
   BOOST_TEST(forced.partitions[0].count == 4);
 }
+
+BOOST_FIXTURE_TEST_CASE(two_writers_on_one_file_keep_one_chain, Db) {
+  // e.g. `kiln gate run` appending next to a running `kiln serve`
+  ledger::SqliteLedger a(path);
+  ledger::SqliteLedger b(path);
+  for (int i = 0; i < 20; ++i) {
+    BOOST_REQUIRE_NO_THROW(a.append(ev("from-a")));
+    BOOST_REQUIRE_NO_THROW(b.append(ev("from-b")));
+  }
+  BOOST_TEST(a.count() == 40);
+  BOOST_TEST(a.verify().ok);
+}

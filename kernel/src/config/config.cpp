@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
 #include <yaml-cpp/yaml.h>
 
 #include "common/strings.hpp"
@@ -527,14 +528,26 @@ class Loader {
                           ": plugin_config: expected a map of plugin name -> settings");
       return;
     }
+    std::set<std::string> plugins_seen;
     for (const auto& plugin : n) {
       const std::string name = plugin.first.Scalar();
+      if (!plugins_seen.insert(name).second) {
+        problems_.push_back(mark_of(file, plugin.first.Mark()) + ": plugin_config." + name +
+                            ": duplicate key");
+        continue;
+      }
       if (!plugin.second.IsMap()) {
         problems_.push_back(mark_of(file, plugin.second.Mark()) + ": plugin_config." + name +
                             ": expected a map of the plugin's settings");
         continue;
       }
+      std::set<std::string> keys_seen;
       for (const auto& kv : plugin.second) {
+        if (!keys_seen.insert(kv.first.Scalar()).second) {
+          problems_.push_back(mark_of(file, kv.first.Mark()) + ": plugin_config." + name + "." +
+                              kv.first.Scalar() + ": duplicate key");
+          continue;
+        }
         cfg_.pending_.push_back({name, kv.first.Scalar(), yaml_to_json(kv.second),
                                  Source{Layer::kFile, mark_of(file, kv.first.Mark())}});
       }
@@ -592,8 +605,8 @@ Config Config::load(const Schema& schema, const LoadOptions& options) {
   return cfg;
 }
 
-void Config::apply_plugin_schemas(
-    const std::map<std::string, std::vector<ConfigKeyDecl>>& plugins) {
+void Config::apply_plugin_schemas(const std::map<std::string, std::vector<ConfigKeyDecl>>& plugins,
+                                  const std::set<std::string>& not_loaded) {
   std::vector<std::string> problems;
   std::vector<std::string> names;
   for (const auto& [name, _] : plugins) names.push_back(name);
@@ -604,6 +617,14 @@ void Config::apply_plugin_schemas(
   for (auto& p : pending_) {
     const std::string path = "plugin_config." + p.plugin + "." + p.key;
     auto it = plugins.find(p.plugin);
+    if (it == plugins.end() && not_loaded.count(p.plugin)) {
+      // Disabled, or skipped by plugins.on_error=skip: its settings wait for it, unchecked.
+      spdlog::warn(
+          "{}: plugin_config.{} is not applied: plugin '{}' is not loaded (disabled or "
+          "skipped)",
+          p.source.describe(), p.plugin, p.plugin);
+      continue;
+    }
     if (it == plugins.end()) {
       problems.push_back(p.source.describe() + ": plugin_config." + p.plugin +
                          ": no loaded plugin is named '" + p.plugin +

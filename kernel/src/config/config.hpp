@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -103,7 +104,10 @@ class Config {
 
   // Validates `plugin_config.*` against the loaded plugins' declared keys and fills in their
   // defaults. Throws ConfigError.
-  void apply_plugin_schemas(const std::map<std::string, std::vector<ConfigKeyDecl>>& plugins);
+  // Settings of plugins named in `not_loaded` (disabled or skipped) are kept out with a warning
+  // instead of an error.
+  void apply_plugin_schemas(const std::map<std::string, std::vector<ConfigKeyDecl>>& plugins,
+                            const std::set<std::string>& not_loaded = {});
 
   const Entry* find(std::string_view path) const;
   const Entry& at(std::string_view path) const;  // throws std::out_of_range naming the key

@@ -55,6 +55,14 @@ void fsync_file(const fs::path& p) {
 void write_atomically(const fs::path& target, const std::string& tmp_suffix,
                       const std::function<void(std::ostream&)>& fill) {
   const fs::path tmp = target.string() + tmp_suffix;
+  struct RemoveOnFailure {
+    const fs::path& p;
+    bool armed = true;
+    ~RemoveOnFailure() {
+      std::error_code ec;
+      if (armed) fs::remove(p, ec);
+    }
+  } cleanup{tmp};
   {
     std::ofstream out(tmp, std::ios::trunc | std::ios::binary);
     if (!out)
@@ -69,6 +77,8 @@ void write_atomically(const fs::path& target, const std::string& tmp_suffix,
   std::error_code ec;
   fs::rename(tmp, target, ec);
   if (ec) throw std::runtime_error("cannot replace " + target.string() + ": " + ec.message());
+  cleanup.armed = false;
+  fsync_file(target.parent_path());  // the rename itself survives a power loss
 }
 
 // Why the partition must be exported again, or "" when the marker matches ledger and file.

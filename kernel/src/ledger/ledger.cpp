@@ -161,17 +161,21 @@ std::int64_t SqliteLedger::async_failures() const {
 
 void SqliteLedger::writer_loop() {
   std::unique_ptr<Connection> c;
+  std::unique_ptr<storage::Statement> insert;
+  std::unique_ptr<storage::Statement> data_version_stmt;
   std::exception_ptr open_error;
   try {
     c = std::make_unique<Connection>(path_, Connection::Mode::kReadWrite);
+    insert = std::make_unique<storage::Statement>(
+        c->prepare("INSERT INTO ledger (seq, time, tenant, stream, kind, payload, prev_hash, "
+                   "hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
+    data_version_stmt = std::make_unique<storage::Statement>(c->prepare("PRAGMA data_version"));
   } catch (...) {
+    // Reported to every caller instead of terminating the process on this thread.
     open_error = std::current_exception();
   }
-  auto insert = c ? std::make_unique<storage::Statement>(c->prepare(
-                        "INSERT INTO ledger (seq, time, tenant, stream, kind, payload, prev_hash, "
-                        "hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"))
-                  : nullptr;
   bool head_known = false;
+  std::int64_t data_version = -1;
   std::int64_t head_seq = 0;
   std::string head_hash;
   for (;;) {
@@ -191,8 +195,14 @@ void SqliteLedger::writer_loop() {
     std::vector<std::vector<Event>> results(batch.size());
     try {
       storage::Transaction tx(*c);
-      // The chain head is cached between groups; it is read from the database (inside the
-      // transaction) at the first group and after a failed one.
+      // The chain head is cached between groups. It is read again (inside the transaction) at
+      // the first group, after a failed one, and whenever another connection — another kiln
+      // process — has committed since (SQLite's data_version changes only then).
+      data_version_stmt->reset();
+      data_version_stmt->step();
+      if (data_version_stmt->int64(0) != data_version) head_known = false;
+      data_version = data_version_stmt->int64(0);
+      data_version_stmt->reset();
       if (!head_known) {
         head_seq = 0;
         head_hash = genesis_hash();

@@ -9,10 +9,11 @@ namespace fs = std::filesystem;
 
 class PluginRegistry::Host final : public HostServices {
  public:
-  Host(std::string name, boost::json::object config, runtime::Metrics& metrics, fs::path artifacts)
+  Host(std::string name, boost::json::object config, std::shared_ptr<runtime::Metrics> metrics,
+       fs::path artifacts)
       : name_(std::move(name)),
         config_(std::move(config)),
-        metrics_(metrics),
+        metrics_(std::move(metrics)),
         artifacts_(std::move(artifacts)) {}
 
   void log(LogLevel level, std::string_view message) override {
@@ -41,7 +42,7 @@ class PluginRegistry::Host final : public HostServices {
     return std::chrono::system_clock::now();
   }
   void count(std::string_view name, double delta) override {
-    metrics_.add("kiln_plugin_" + std::string(name), "plugin=\"" + name_ + "\"", delta);
+    metrics_->add("kiln_plugin_" + std::string(name), "plugin=\"" + name_ + "\"", delta);
   }
   fs::path artifact_dir() override {
     fs::create_directories(artifacts_);
@@ -53,13 +54,13 @@ class PluginRegistry::Host final : public HostServices {
  private:
   std::string name_;
   boost::json::object config_;
-  runtime::Metrics& metrics_;
+  std::shared_ptr<runtime::Metrics> metrics_;
   fs::path artifacts_;
 };
 
-PluginRegistry::PluginRegistry(runtime::Metrics& metrics, fs::path artifacts_root)
-    : metrics_(metrics), artifacts_root_(std::move(artifacts_root)) {
-  hosts_[kKernelProvider] = std::make_unique<Host>(kKernelProvider, boost::json::object{}, metrics_,
+PluginRegistry::PluginRegistry(std::shared_ptr<runtime::Metrics> metrics, fs::path artifacts_root)
+    : metrics_(std::move(metrics)), artifacts_root_(std::move(artifacts_root)) {
+  hosts_[kKernelProvider] = std::make_shared<Host>(kKernelProvider, boost::json::object{}, metrics_,
                                                    artifacts_root_ / kKernelProvider);
 }
 
@@ -138,14 +139,14 @@ std::map<std::string, std::vector<ConfigKeyDecl>> PluginRegistry::declared_confi
 void PluginRegistry::instantiate(const config::Config& config,
                                  const std::set<std::string>& isolated) {
   for (const auto& p : plugins_)
-    hosts_[p.name] = std::make_unique<Host>(p.name, config.plugin_config(p.name), metrics_,
+    hosts_[p.name] = std::make_shared<Host>(p.name, config.plugin_config(p.name), metrics_,
                                             artifacts_root_ / p.name);
   for (auto& t : tools_) {
     if (t.tool || isolated.count(t.provider)) continue;
     try {
       auto tool = t.factory(host(t.provider));
       if (!tool) throw std::runtime_error("factory returned null");
-      t.tool = keep_library_alive(std::move(tool), t.library);
+      t.tool = keep_library_alive(std::move(tool), t.library, shared_host(t.provider));
     } catch (const std::exception& e) {
       throw PluginLoadError("plugin " + t.provider + ": factory of tool '" + t.name +
                             "' threw: " + e.what() +
@@ -167,6 +168,11 @@ std::vector<std::string> PluginRegistry::node_names(std::string_view kind) const
   for (const auto& n : nodes_)
     if (n.kind == kind) out.push_back(n.name);
   return out;
+}
+
+std::shared_ptr<HostServices> PluginRegistry::shared_host(const std::string& provider) {
+  host(provider);  // throws for an unknown provider
+  return hosts_.at(provider);
 }
 
 HostServices& PluginRegistry::host(const std::string& provider) {

@@ -58,24 +58,27 @@ struct PluginInfo {
   std::vector<ConfigKeyDecl> config_keys;
 };
 
-// Keeps `lib` alive for as long as `obj` (or any copy of the returned pointer) lives; `obj` is
-// destroyed before the library reference is dropped.
+// Keeps `lib` (and `host`, the HostServices the object was created with) alive for as long as
+// `obj` or any copy of the returned pointer lives — a tool still running on a worker thread may
+// outlive the kernel. `obj` is destroyed first.
 template <class T>
 std::shared_ptr<T> keep_library_alive(std::shared_ptr<T> obj,
-                                      std::shared_ptr<boost::dll::shared_library> lib) {
-  if (!lib || !obj) return obj;
+                                      std::shared_ptr<boost::dll::shared_library> lib,
+                                      std::shared_ptr<void> host = nullptr) {
+  if ((!lib && !host) || !obj) return obj;
   struct Holder {
     std::shared_ptr<boost::dll::shared_library> lib;  // declared first: destroyed last
+    std::shared_ptr<void> host;
     std::shared_ptr<T> obj;
   };
-  auto h = std::make_shared<Holder>(Holder{std::move(lib), std::move(obj)});
+  auto h = std::make_shared<Holder>(Holder{std::move(lib), std::move(host), std::move(obj)});
   T* raw = h->obj.get();
   return std::shared_ptr<T>(std::move(h), raw);
 }
 
 class PluginRegistry {
  public:
-  PluginRegistry(runtime::Metrics& metrics, std::filesystem::path artifacts_root);
+  PluginRegistry(std::shared_ptr<runtime::Metrics> metrics, std::filesystem::path artifacts_root);
   ~PluginRegistry();
   PluginRegistry(const PluginRegistry&) = delete;
   PluginRegistry& operator=(const PluginRegistry&) = delete;
@@ -105,15 +108,16 @@ class PluginRegistry {
   std::vector<std::string> node_names(std::string_view kind) const;
   // The host lent to a provider (plugin name or "kiln").
   HostServices& host(const std::string& provider);
+  std::shared_ptr<HostServices> shared_host(const std::string& provider);
 
  private:
   class Host;
-  runtime::Metrics& metrics_;
+  std::shared_ptr<runtime::Metrics> metrics_;
   std::filesystem::path artifacts_root_;
   std::vector<PluginInfo> plugins_;
   std::vector<NodeEntry> nodes_;
   std::vector<ToolEntry> tools_;
-  std::map<std::string, std::unique_ptr<Host>> hosts_;
+  std::map<std::string, std::shared_ptr<Host>> hosts_;
 };
 
 }  // namespace kiln::plugins

@@ -4,7 +4,10 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <system_error>
 #include <thread>
+
+#include <spdlog/spdlog.h>
 
 #include "runtime/json_schema.hpp"
 
@@ -73,12 +76,18 @@ ToolOutcome ToolRuntimeExecutor::run_one(const Provider& p, const ToolCall& call
   // child process) is the remedy for tools that may hang.
   auto pending = std::make_shared<PendingCall>();
   ToolContext ctx{call.tool, call.tenant, call.request_id, deadline, pending->stop.get_token()};
-  std::thread([pending, tool = p.tool, input = call.input, ctx, provider = p.name] {
-    auto outcome = call_guarded(*tool, input, ctx, provider);
-    std::lock_guard lock(pending->mu);
-    pending->outcome.emplace(std::move(outcome));
-    pending->cv.notify_all();
-  }).detach();
+  try {
+    std::thread([pending, tool = p.tool, input = call.input, ctx, provider = p.name] {
+      auto outcome = call_guarded(*tool, input, ctx, provider);
+      std::lock_guard lock(pending->mu);
+      pending->outcome.emplace(std::move(outcome));
+      pending->cv.notify_all();
+    }).detach();
+  } catch (const std::system_error& e) {
+    return tool_error(error_code::kUnavailable,
+                      "cannot start a worker thread for tool '" + call.tool + "': " + e.what(),
+                      true);
+  }
   std::unique_lock lock(pending->mu);
   if (!pending->cv.wait_until(lock, deadline, [&] { return pending->outcome.has_value(); })) {
     pending->stop.request_stop();
@@ -91,6 +100,16 @@ ToolOutcome ToolRuntimeExecutor::run_one(const Provider& p, const ToolCall& call
   return std::move(*pending->outcome);
 }
 
+void ToolRuntimeExecutor::audit(std::vector<ledger::NewEvent> events) const {
+  // The audit trail must not turn a tool call into an exception: a storage problem is logged
+  // (and counted by the ledger for failures after queueing).
+  try {
+    options_.audit(std::move(events));
+  } catch (const std::exception& e) {
+    spdlog::error("tool-call audit event not recorded: {}", e.what());
+  }
+}
+
 ToolOutcome ToolRuntimeExecutor::invoke(const ToolCall& call) const {
   if (!options_.audit) {
     int attempts = 0;
@@ -98,9 +117,8 @@ ToolOutcome ToolRuntimeExecutor::invoke(const ToolCall& call) const {
     return invoke_routed(call, &attempts, &provider);
   }
   const auto start = std::chrono::steady_clock::now();
-  options_.audit(
-      {ledger::NewEvent{call.tenant, "tools", "tool.called",
-                        json::object{{"tool", call.tool}, {"request_id", call.request_id}}}});
+  audit({ledger::NewEvent{call.tenant, "tools", "tool.called",
+                          json::object{{"tool", call.tool}, {"request_id", call.request_id}}}});
   int attempts = 0;
   std::string provider;
   ToolOutcome outcome = invoke_routed(call, &attempts, &provider);
@@ -117,8 +135,8 @@ ToolOutcome ToolRuntimeExecutor::invoke(const ToolCall& call) const {
     done["message"] = outcome.error().message;
     done["retryable"] = outcome.error().retryable;
   }
-  options_.audit({ledger::NewEvent{
-      call.tenant, "tools", outcome.ok() ? "tool.completed" : "tool.failed", std::move(done)}});
+  audit({ledger::NewEvent{call.tenant, "tools", outcome.ok() ? "tool.completed" : "tool.failed",
+                          std::move(done)}});
   return outcome;
 }
 

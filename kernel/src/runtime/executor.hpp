@@ -65,6 +65,7 @@ class ToolRuntimeExecutor {
     std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
 
+  void audit(std::vector<ledger::NewEvent> events) const;
   ToolOutcome invoke_routed(const ToolCall& call, int* attempts, std::string* provider) const;
   ToolOutcome run_one(const Provider& p, const ToolCall& call,
                       const nodes::ExecutionPolicy& policy) const;

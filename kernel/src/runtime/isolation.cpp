@@ -1,12 +1,15 @@
 #include "runtime/isolation.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <map>
+#include <thread>
+
+#include <fcntl.h>
 
 #include <poll.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -52,7 +55,7 @@ bool read_exact(int fd, char* out, std::size_t n, std::optional<Clock::time_poin
         *timed_out = true;
         return false;
       }
-      wait_ms = static_cast<int>(left.count());
+      wait_ms = static_cast<int>(std::min<std::int64_t>(left.count(), 24 * 3600 * 1000));
     }
     pollfd p{fd, POLLIN, 0};
     int r = ::poll(&p, 1, wait_ms);
@@ -127,7 +130,28 @@ json::object error_frame(std::uint64_t id, const ToolError& e) {
 
 }  // namespace
 
-int run_node_host(int fd, const std::filesystem::path& plugin, const json::object& plugin_config) {
+int run_node_host(int fd, const std::filesystem::path& plugin) {
+  // The parent may die while a tool hangs here: a watchdog notices the re-parenting.
+  const pid_t parent = ::getppid();
+  std::thread([parent] {
+    for (;;) {
+      if (::getppid() != parent) _exit(0);
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+  }).detach();
+  // The plugin config comes as the first frame, not on the command line (ps shows that).
+  json::object plugin_config;
+  {
+    auto first = read_frame(fd, std::nullopt, nullptr);
+    if (!first) return 0;
+    json::error_code ec;
+    auto v = json::parse(*first, ec);
+    if (ec || !v.is_object()) {
+      spdlog::error("node-host: the first frame is not a JSON object (plugin config)");
+      return 2;
+    }
+    plugin_config = v.as_object();
+  }
   plugins::LoadedLibrary lib;
   try {
     lib = plugins::load_library(plugin);
@@ -230,20 +254,17 @@ bool NodeHost::ensure_started(std::string* why) {
     return false;
   }
   if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the parent
-    ::dup2(sv[1], 3);                    // dup2 clears CLOEXEC on the copy
+    // Signals blocked by `kiln serve` (it waits for SIGTERM with sigwait) must not stay blocked.
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    if (sv[1] == 3)
+      ::fcntl(3, F_SETFD, 0);  // dup2 onto itself would keep close-on-exec
+    else
+      ::dup2(sv[1], 3);  // the copy has close-on-exec cleared
     std::string plugin = plugin_.string(), exe = exe_.string();
-    const char* argv[] = {exe.c_str(),
-                          "node-host",
-                          "--fd",
-                          "3",
-                          "--plugin",
-                          plugin.c_str(),
-                          "--plugin-config",
-                          plugin_config_text_.c_str(),
-                          "--log-level",
-                          "warn",
-                          nullptr};
+    const char* argv[] = {exe.c_str(),    "node-host",   "--fd", "3",    "--plugin",
+                          plugin.c_str(), "--log-level", "warn", nullptr};
     ::execv(exe.c_str(), const_cast<char* const*>(argv));
     _exit(127);
   }
@@ -251,6 +272,11 @@ bool NodeHost::ensure_started(std::string* why) {
   pid_ = pid;
   fd_ = sv[0];
   ++starts_;
+  if (!write_frame(fd_, plugin_config_text_)) {
+    *why = "the node-host of plugin " + plugin_name_ + " could not be given its config (" +
+           reap(true) + ")";
+    return false;
+  }
   spdlog::info("node-host for plugin {} started (pid {})", plugin_name_, pid_);
   return true;
 }
@@ -258,14 +284,18 @@ bool NodeHost::ensure_started(std::string* why) {
 std::string NodeHost::reap(bool kill_first) {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
-  if (kill_first) ::kill(pid_, SIGKILL);
+  // Always kill: a closed socket does not mean the child has exited, and waitpid must not
+  // block. SIGKILL to a child that already exited (a zombie) does nothing.
+  (void)kill_first;
+  ::kill(pid_, SIGKILL);
   int status = 0;
   std::string how = "exited";
   if (::waitpid(pid_, &status, 0) == pid_) {
-    if (WIFSIGNALED(status))
+    if (WIFSIGNALED(status)) {
+      const char* abbrev = sigabbrev_np(WTERMSIG(status));
       how = std::string("killed by signal ") + std::to_string(WTERMSIG(status)) + " (" +
-            sigabbrev_np(WTERMSIG(status)) + ")";
-    else if (WIFEXITED(status))
+            (abbrev ? abbrev : "?") + ")";
+    } else if (WIFEXITED(status))
       how = "exited with code " + std::to_string(WEXITSTATUS(status));
   }
   pid_ = -1;
@@ -278,7 +308,14 @@ std::string NodeHost::reap(bool kill_first) {
 
 ToolOutcome NodeHost::call(const std::string& tool, const json::value& input,
                            const ToolContext& ctx) {
-  std::lock_guard lock(mu_);
+  // Waiting for the child to finish another call counts against this call's deadline; a call
+  // whose deadline passes while it waits must not kill a healthy child.
+  std::unique_lock lock(mu_, std::defer_lock);
+  if (!lock.try_lock_until(ctx.deadline) || Clock::now() >= ctx.deadline)
+    return tool_error(error_code::kTimeout,
+                      "tool '" + tool + "' waited for the node-host of plugin " + plugin_name_ +
+                          " (busy with another call) until its deadline",
+                      true);
   std::string why;
   if (!ensure_started(&why)) return tool_error(error_code::kUnavailable, why, true);
   auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(ctx.deadline - Clock::now());
@@ -313,7 +350,17 @@ ToolOutcome NodeHost::call(const std::string& tool, const json::value& input,
   }
   json::error_code ec;
   auto reply = json::parse(*frame, ec);
-  if (ec || !reply.is_object() || !reply.as_object().contains("ok")) {
+  const json::object* ro = !ec && reply.is_object() ? &reply.as_object() : nullptr;
+  const json::value* okv = ro ? ro->if_contains("ok") : nullptr;
+  const json::value* ev = ro ? ro->if_contains("error") : nullptr;
+  bool well_formed =
+      okv && okv->is_bool() &&
+      (okv->as_bool() ? ro->contains("output")
+                      : ev && ev->is_object() && ev->as_object().contains("code") &&
+                            ev->at("code").is_string() && ev->as_object().contains("message") &&
+                            ev->at("message").is_string() &&
+                            ev->as_object().contains("retryable") && ev->at("retryable").is_bool());
+  if (!well_formed) {
     auto how = reap(true);
     return tool_error(error_code::kInternal, "node-host of plugin " + plugin_name_ +
                                                  " sent a malformed reply (" + how + ")");

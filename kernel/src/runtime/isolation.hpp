@@ -26,9 +26,9 @@ std::optional<std::string> read_frame(int fd,
                                       std::optional<std::chrono::steady_clock::time_point> deadline,
                                       bool* timed_out);
 
-// The child's side: serve calls for one plugin's tools on `fd` until EOF. Returns an exit code.
-int run_node_host(int fd, const std::filesystem::path& plugin,
-                  const boost::json::object& plugin_config);
+// The child's side: read the plugin config (the first frame), then serve calls for one plugin's
+// tools on `fd` until EOF or until the parent process is gone. Returns an exit code.
+int run_node_host(int fd, const std::filesystem::path& plugin);
 
 // The parent's side: one child process serving one plugin.
 class NodeHost {
@@ -50,7 +50,7 @@ class NodeHost {
   // Reaps the child (killing it if needed) and schedules the next start; returns how it ended.
   std::string reap(bool kill_first);
 
-  mutable std::mutex mu_;
+  mutable std::timed_mutex mu_;
   std::filesystem::path exe_;
   std::filesystem::path plugin_;
   std::string plugin_name_;

@@ -72,7 +72,9 @@ std::unique_ptr<Kernel> Kernel::boot(const BootOptions& options) {
   // 2. Plugins, then the plugin config they declare, then their tools.
   k->load_plugins();
   try {
-    k->config_.apply_plugin_schemas(k->registry_->declared_config_keys());
+    auto disabled = k->config_.get_strings("plugins.disabled");
+    k->config_.apply_plugin_schemas(k->registry_->declared_config_keys(),
+                                    std::set<std::string>(disabled.begin(), disabled.end()));
   } catch (const config::ConfigError& e) {
     throw BootError(kExitConfig, e.what());
   }
@@ -215,7 +217,7 @@ nodes::NodeMaker Kernel::node_maker(const plugins::NodeEntry& entry, bool deploy
       if (p.name == entry.provider)
         for (const auto& k : p.config_keys) plugin_config[k.key] = k.default_value;
   }
-  HostServices* host = &registry_->host(entry.provider);
+  std::shared_ptr<HostServices> host = registry_->shared_host(entry.provider);
   return [entry, host, plugin_config](const json::object& kind_config) -> std::shared_ptr<void> {
     std::shared_ptr<void> obj;
     try {
@@ -227,7 +229,7 @@ nodes::NodeMaker Kernel::node_maker(const plugins::NodeEntry& entry, bool deploy
     if (!obj)
       throw plugins::PluginLoadError("node " + entry.kind + "/" + entry.name + " (provider " +
                                      entry.provider + "): factory returned null");
-    return plugins::keep_library_alive(std::move(obj), entry.library);
+    return plugins::keep_library_alive(std::move(obj), entry.library, host);
   };
 }
 

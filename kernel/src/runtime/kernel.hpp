@@ -105,7 +105,7 @@ class Kernel {
   const nodes::KindDescriptor* kind(std::string_view name) const;
 
   config::Config config_;
-  Metrics metrics_;
+  std::shared_ptr<Metrics> metrics_ = std::make_shared<Metrics>();
   std::vector<nodes::KindDescriptor> kinds_;
   std::unique_ptr<plugins::PluginRegistry> registry_;
   std::unique_ptr<gates::GateStore> gates_;

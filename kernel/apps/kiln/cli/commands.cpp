@@ -170,7 +170,6 @@ struct Args {
   bool force = false;
   std::optional<std::string> fd;
   std::optional<std::string> plugin;
-  std::optional<std::string> plugin_config;
 };
 
 // Throws std::invalid_argument with a usage message.
@@ -195,8 +194,6 @@ Args parse(const std::vector<std::string>& argv) {
       a.force = true;
     else if (is("--fd"))
       a.fd = value("--fd");
-    else if (is("--plugin-config"))
-      a.plugin_config = value("--plugin-config");
     else if (is("--plugin"))
       a.plugin = value("--plugin");
     else if (is("--config"))
@@ -601,6 +598,9 @@ int cmd_ledger_export(const Args& a, std::ostream& out) {
                                   "'");
   }
   auto k = Kernel::boot(boot_options(a, false));
+  if (!std::filesystem::exists(k->storage_path()))
+    throw BootError(runtime::kExitFailed, "no database at " + k->storage_path().string() +
+                                              "; nothing to export (storage.path)");
   std::ofstream file;
   std::ostream* dest = &out;
   if (a.out_file) {
@@ -619,6 +619,9 @@ int cmd_ledger_export(const Args& a, std::ostream& out) {
 int cmd_ledger_backfill(const Args& a, std::ostream& out) {
   if (!a.out_file) throw std::invalid_argument("ledger backfill needs --out DIR");
   auto k = Kernel::boot(boot_options(a, false));
+  if (!std::filesystem::exists(k->storage_path()))
+    throw BootError(runtime::kExitFailed, "no database at " + k->storage_path().string() +
+                                              "; nothing to back up (storage.path)");
   auto report = ledger::backfill(k->ledger(), *a.out_file, a.tenant_filter, a.stream, a.force);
   if (a.json) {
     json::array arr;
@@ -648,10 +651,8 @@ int cmd_node_host(const Args& a) {
   for (const auto& s : a.sets)
     if (s.rfind("log.level=", 0) == 0) level = s.substr(10);
   common::setup_logging(level, "text");
-  json::object cfg;
-  if (a.plugin_config) cfg = json::parse(*a.plugin_config).as_object();
   signal(SIGPIPE, SIG_IGN);
-  return runtime::run_node_host(std::stoi(*a.fd), *a.plugin, cfg);
+  return runtime::run_node_host(std::stoi(*a.fd), *a.plugin);
 }
 
 using Handler = std::function<int(const Args&, std::ostream&, std::ostream&)>;
