@@ -6,32 +6,18 @@
 #include "kiln/testkit/boost_test.hpp"
 #include "kiln/testkit/tool_strategy.hpp"
 #include "runtime/kernel.hpp"
-#include "support/process.hpp"
+#include "support/strategy_nodes.hpp"
 
 using namespace kiln;
 
 namespace {
 
 std::unique_ptr<runtime::Kernel> boot() {
-  static test::TempDir gates;
-  runtime::BootOptions o;
-  o.environment = {};
-  o.setup_logging = false;
-  o.resolve_nodes = false;
-  o.sets = {std::string("plugins.search_paths=[") + KILN_PLUGIN_DIR + "," + KILN_TEST_PLUGIN_DIR +
-                "/bad_strategies]",
-            "gates.dir=" + gates.path().string(),
-            "storage.path=" + (gates.path() / "kiln.db").string()};
-  return runtime::Kernel::boot(o);
+  return test::boot_strategy_kernel();
 }
 
 testkit::ToolStrategyFactory factory(runtime::Kernel& k, const std::string& node) {
-  auto* entry = k.registry().find_node("tool_strategy", node);
-  BOOST_REQUIRE_MESSAGE(entry, "node tool_strategy/" << node << " is not loaded");
-  auto make = k.node_maker(*entry, false);
-  return [make](const boost::json::object& cfg) {
-    return std::static_pointer_cast<nodes::ToolStrategy>(make(cfg));
-  };
+  return test::strategy_factory(k, node);
 }
 
 const testkit::CheckResult* find(const testkit::SuiteReport& r, const std::string& name) {
