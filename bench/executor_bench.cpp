@@ -16,6 +16,7 @@
 #include <benchmark/benchmark.h>
 #include <boost/json.hpp>
 
+#include "bench_util.hpp"
 #include "runtime/kernel.hpp"
 
 namespace json = boost::json;
@@ -80,14 +81,7 @@ BENCHMARK(BM_DirectCall)->Repetitions(10)->ReportAggregatesOnly(true);
 BENCHMARK(BM_ExecutorInvoke)->Repetitions(10)->ReportAggregatesOnly(true);
 BENCHMARK(BM_ExecutorInvokeAudited)->Repetitions(5)->ReportAggregatesOnly(true);
 
-std::string today() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[16];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
-  return buf;
-}
+using bench::today;
 
 double median_ns(const json::array& benchmarks, const std::string& name) {
   for (const auto& b : benchmarks) {

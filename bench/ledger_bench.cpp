@@ -20,6 +20,7 @@
 
 #include <boost/json.hpp>
 
+#include "bench_util.hpp"
 #include "ledger/ledger.hpp"
 #include "storage/schema.hpp"
 #include "storage/sqlite.hpp"
@@ -35,14 +36,7 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-std::string today() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[16];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
-  return buf;
-}
+using bench::today;
 
 json::object payload(int t, int i) {
   return {

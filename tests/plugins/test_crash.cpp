@@ -10,21 +10,14 @@
 
 #include <boost/json.hpp>
 
+#include "fn_tool.hpp"
 #include "kiln/kiln.hpp"
 
 namespace {
 namespace json = boost::json;
 using namespace kiln;
 
-template <class F>
-class FnTool final : public Tool {
- public:
-  explicit FnTool(F f) : f_(std::move(f)) {}
-  ToolOutcome invoke(const json::value& in, const ToolContext& ctx) override { return f_(in, ctx); }
-
- private:
-  F f_;
-};
+using test::FnTool;
 
 template <class F>
 ToolDecl tool(std::string name, F f) {
