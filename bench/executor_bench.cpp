@@ -57,7 +57,7 @@ void BM_DirectCall(benchmark::State& state) {
 void BM_ExecutorInvoke(benchmark::State& state) {
   auto k = boot();
   const auto& executor = k->executor();
-  const runtime::ToolCall call{"kiln.noop", "default", json::object{}, ""};
+  const runtime::ToolCall call{"kiln.noop", "default", json::object{}, "", {}, {}};
   for (auto _ : state) {
     auto out = executor.invoke(call);
     benchmark::DoNotOptimize(out);
@@ -69,7 +69,7 @@ void BM_ExecutorInvoke(benchmark::State& state) {
 void BM_ExecutorInvokeAudited(benchmark::State& state) {
   auto k = boot(true);
   const auto& executor = k->executor();
-  const runtime::ToolCall call{"kiln.noop", "default", json::object{}, ""};
+  const runtime::ToolCall call{"kiln.noop", "default", json::object{}, "", {}, {}};
   for (auto _ : state) {
     auto out = executor.invoke(call);
     benchmark::DoNotOptimize(out);

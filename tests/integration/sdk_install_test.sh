@@ -53,6 +53,7 @@ set -e
 echo "$err"
 [ "$rc" -eq 5 ] || fail "expected exit 5 for an ABI mismatch, got $rc"
 [ "$(echo "$err" | grep -c 'kiln_minimal.so')" -eq 1 ] || fail "refusal is not one line naming the plugin"
-echo "$err" | grep -q "build stamp field abi_version: expected 1, actual 999; rebuild the plugin against kiln" \
+abi=$(sed -n 's/.*kAbiVersion = \([0-9]*\).*/\1/p' "$src/kernel/include/kiln/abi.hpp")
+echo "$err" | grep -q "build stamp field abi_version: expected $abi, actual 999; rebuild the plugin against kiln" \
   || fail "refusal does not name the field, values and fix"
 echo "PASS"

@@ -1,7 +1,9 @@
 // test_tools: a well-formed plugin whose tools misbehave on purpose, for executor tests.
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 
@@ -73,6 +75,29 @@ Manifest manifest() {
                            std::this_thread::sleep_for(std::chrono::seconds(3));
                            return ToolResult{json::object{}, {}};
                          }));
+  // Fails with a retryable error the first input.times calls for input.key, then succeeds:
+  // mission-level retries (RETRY with back-off) must get there.
+  auto failures = std::make_shared<std::pair<std::mutex, std::map<std::string, int>>>();
+  m.tools.push_back(tool(
+      "test.fail_times", true, json::value(),
+      [failures](const json::value& in, const ToolContext&) -> ToolOutcome {
+        const auto& o = in.as_object();
+        std::string key(o.at("key").as_string());
+        auto times = o.at("times").to_number<int>();
+        std::lock_guard lock(failures->first);
+        int n = ++failures->second[key];
+        if (n <= times)
+          return tool_error(error_code::kUnavailable,
+                            "failure " + std::to_string(n) + " of " + std::to_string(times), true);
+        return ToolResult{json::object{{"calls", n}}, {}};
+      }));
+  // Changes the physical world (pretend): policy must gate it.
+  auto actuate = tool("test.actuate", true, json::value(),
+                      [](const json::value& in, const ToolContext&) -> ToolOutcome {
+                        return ToolResult{json::object{{"actuated", in}}, {}};
+                      });
+  actuate.actuates = true;
+  m.tools.push_back(std::move(actuate));
   m.config_keys.push_back({"greeting", "string", "hello", "a setting for config tests"});
   m.config_keys.push_back({"level", "integer", 3, "another setting"});
   return m;

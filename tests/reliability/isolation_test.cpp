@@ -35,7 +35,7 @@ std::string why(const ToolOutcome& r) {
 }
 
 ToolOutcome call(runtime::Kernel& k, const std::string& tool) {
-  return k.executor().invoke(runtime::ToolCall{tool, "default", json::object{}, "r"});
+  return k.executor().invoke(runtime::ToolCall{tool, "default", json::object{}, "r", {}, {}});
 }
 
 // Waits out the restart backoff, then expects the child to answer again.

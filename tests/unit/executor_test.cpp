@@ -29,7 +29,7 @@ std::unique_ptr<runtime::Kernel> boot(std::vector<std::string> sets = {},
 
 ToolOutcome call(const runtime::Kernel& k, const std::string& tool, json::value input,
                  const std::string& tenant = "default") {
-  return k.executor().invoke(runtime::ToolCall{tool, tenant, std::move(input), "req-1"});
+  return k.executor().invoke(runtime::ToolCall{tool, tenant, std::move(input), "req-1", {}, {}});
 }
 
 }  // namespace

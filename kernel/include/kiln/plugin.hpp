@@ -64,6 +64,9 @@ struct ToolDecl {
   // A tool that never blocks (pure computation, bounded time) runs on the caller's thread; any
   // other tool runs on a worker so that its timeout can be enforced.
   bool nonblocking = false;
+  // A tool that changes the physical world (a roaster's heater, fan, drum). Policy decides
+  // whether it runs at all (actuation.allowed) and whether a person approves each call.
+  bool actuates = false;
 };
 
 // A config key the plugin accepts under `plugin_config.<plugin>.<key>`.

@@ -22,8 +22,10 @@ inline constexpr const char* kInvalidRequest = "invalid_request";  // malformed 
 inline constexpr const char* kUnknownTool = "unknown_tool";        // no provider has the tool
 inline constexpr const char* kProviderUnavailable = "provider_unavailable";
 inline constexpr const char* kTimeout = "timeout";
-inline constexpr const char* kInternal = "internal";        // the tool threw or broke its contract
-inline constexpr const char* kUnavailable = "unavailable";  // transient: try again later
+inline constexpr const char* kInternal = "internal";         // the tool threw or broke its contract
+inline constexpr const char* kUnavailable = "unavailable";   // transient: try again later
+inline constexpr const char* kRateLimited = "rate_limited";  // over a rate limit; retry later
+inline constexpr const char* kForbidden = "forbidden";       // policy does not allow this call
 }  // namespace error_code
 
 struct ToolError {

@@ -10,10 +10,13 @@
 #include <yaml-cpp/yaml.h>
 
 #include "common/strings.hpp"
+#include "common/yaml.hpp"
 
 extern char** environ;
 
 namespace kiln::config {
+using common::mark_of;
+using common::yaml_to_json;
 namespace json = boost::json;
 using common::did_you_mean;
 using common::join;
@@ -161,6 +164,36 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
          "record tool.called / tool.completed / tool.failed in the ledger",
          {},
          {}});
+  s.add({"policy.file",
+         Type::kString,
+         "",
+         "policy-as-code file; empty: the embedded config/policy.yaml",
+         {},
+         {}});
+  s.add({"missions.dirs",
+         Type::kStringList,
+         json::array{},
+         "directories of mission templates (*.yaml); empty: the embedded config/missions/",
+         {},
+         {}});
+  s.add({"missions.workers",
+         Type::kInteger,
+         2,
+         "mission workers `kiln serve` runs (0: none; `kiln mission work` runs them instead)",
+         {},
+         0});
+  s.add({"missions.lease_ms",
+         Type::kInteger,
+         30000,
+         "a worker's lease on a mission; a lapsed lease is reclaimed by another worker",
+         {},
+         100});
+  s.add({"missions.poll_ms",
+         Type::kInteger,
+         200,
+         "how often an idle worker looks for runnable missions",
+         {},
+         10});
   for (const auto& k : kinds)
     s.add({"nodes." + k.kind,
            Type::kString,
@@ -222,52 +255,6 @@ std::filesystem::path expand_path(std::string_view raw, const std::filesystem::p
 // ---- Loading ------------------------------------------------------------------------------------
 
 namespace {
-
-std::string mark_of(const std::string& file, const YAML::Mark& m) {
-  if (m.line < 0) return file;
-  return file + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
-}
-
-// YAML -> JSON without a schema: plain scalars are typed (null, bool, int, float), quoted ones
-// stay strings.
-json::value yaml_to_json(const YAML::Node& n) {
-  switch (n.Type()) {
-    case YAML::NodeType::Null:
-    case YAML::NodeType::Undefined:
-      return nullptr;
-    case YAML::NodeType::Sequence: {
-      json::array a;
-      for (const auto& item : n) a.push_back(yaml_to_json(item));
-      return a;
-    }
-    case YAML::NodeType::Map: {
-      json::object o;
-      for (const auto& kv : n) o[kv.first.Scalar()] = yaml_to_json(kv.second);
-      return o;
-    }
-    case YAML::NodeType::Scalar: {
-      const std::string& s = n.Scalar();
-      if (n.Tag() == "!") return json::value(s);  // quoted
-      if (s == "~" || s == "null" || s == "Null" || s == "NULL") return nullptr;
-      if (s == "true" || s == "True" || s == "TRUE") return true;
-      if (s == "false" || s == "False" || s == "FALSE") return false;
-      try {
-        std::size_t used = 0;
-        long long v = std::stoll(s, &used, 10);
-        if (used == s.size()) return json::value(static_cast<std::int64_t>(v));
-      } catch (...) {
-      }
-      try {
-        std::size_t used = 0;
-        double d = std::stod(s, &used);
-        if (used == s.size()) return json::value(d);
-      } catch (...) {
-      }
-      return json::value(s);
-    }
-  }
-  return nullptr;
-}
 
 // Converts a YAML value to the key's type; returns an error text (without location) on mismatch.
 std::optional<std::string> convert(const KeyDef& def, const YAML::Node& n, json::value& out) {

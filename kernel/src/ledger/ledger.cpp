@@ -134,6 +134,19 @@ std::vector<Event> SqliteLedger::append(std::vector<NewEvent> events) {
   return fut.get();
 }
 
+std::vector<Event> SqliteLedger::execute(Command command) {
+  auto p = std::make_unique<Pending>();
+  p->command = std::move(command);
+  auto fut = p->done.get_future();
+  enqueue(std::move(p));
+  return fut.get();
+}
+
+void SqliteLedger::add_projector(Projector projector) {
+  std::lock_guard lock(mu_);
+  projectors_.push_back(std::move(projector));
+}
+
 void SqliteLedger::append_async(std::vector<NewEvent> events) {
   if (events.empty()) return;
   auto p = std::make_unique<Pending>();
@@ -174,6 +187,7 @@ void SqliteLedger::writer_loop() {
     // Reported to every caller instead of terminating the process on this thread.
     open_error = std::current_exception();
   }
+  std::vector<Projector> projectors;
   bool head_known = false;
   std::int64_t data_version = -1;
   std::int64_t head_seq = 0;
@@ -185,6 +199,8 @@ void SqliteLedger::writer_loop() {
       cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (queue_.empty() && stopping_) return;
       batch.swap(queue_);
+      // Projectors are only ever added; refresh the writer's copy when one was.
+      if (projectors.size() != projectors_.size()) projectors = projectors_;
     }
     if (open_error) {
       for (auto& p : batch) p->done.set_exception(open_error);
@@ -193,6 +209,7 @@ void SqliteLedger::writer_loop() {
     // One transaction, one fsync, for everything queued so far. The head is read inside the
     // transaction, so the chain continues correctly even after a failed group.
     std::vector<std::vector<Event>> results(batch.size());
+    std::vector<std::exception_ptr> item_errors(batch.size());
     try {
       storage::Transaction tx(*c);
       // The chain head is cached between groups. It is read again (inside the transaction) at
@@ -216,22 +233,45 @@ void SqliteLedger::writer_loop() {
       std::int64_t seq = head_seq;
       std::string prev = head_hash;
       for (std::size_t i = 0; i < batch.size(); ++i) {
-        for (auto& ne : batch[i]->events) {
-          Event e;
-          e.seq = ++seq;
-          e.time = utc_now_millis();
-          e.tenant = std::move(ne.tenant);
-          e.stream = std::move(ne.stream);
-          e.kind = std::move(ne.kind);
-          e.payload = json::serialize(ne.payload);
-          e.prev_hash = prev;
-          e.hash = chain_hash(e.prev_hash, e.seq, e.time, e.tenant, e.stream, e.kind, e.payload);
+        Pending& p = *batch[i];
+        // A command runs in its own savepoint: when it throws (a precondition not met, a
+        // projection refusing an event) only its own rows are taken back. Plain appends need
+        // none; a failure there fails the group.
+        const bool savepoint = static_cast<bool>(p.command);
+        if (savepoint) c->exec("SAVEPOINT item");
+        const std::int64_t seq_before = seq;
+        const std::string prev_before = prev;
+        try {
+          if (p.command) p.events = p.command(*c);
+          for (auto& ne : p.events) {
+            Event e;
+            e.seq = ++seq;
+            e.time = utc_now_millis();
+            e.tenant = std::move(ne.tenant);
+            e.stream = std::move(ne.stream);
+            e.kind = std::move(ne.kind);
+            e.payload = json::serialize(ne.payload);
+            e.prev_hash = prev;
+            e.hash = chain_hash(e.prev_hash, e.seq, e.time, e.tenant, e.stream, e.kind, e.payload);
+            insert->reset();
+            insert->bind(1, e.seq).bind(2, e.time).bind(3, e.tenant).bind(4, e.stream);
+            insert->bind(5, e.kind).bind(6, e.payload).bind(7, e.prev_hash).bind(8, e.hash);
+            insert->step();
+            for (const auto& project : projectors) project(*c, e);
+            prev = e.hash;
+            results[i].push_back(std::move(e));
+          }
           insert->reset();
-          insert->bind(1, e.seq).bind(2, e.time).bind(3, e.tenant).bind(4, e.stream);
-          insert->bind(5, e.kind).bind(6, e.payload).bind(7, e.prev_hash).bind(8, e.hash);
-          insert->step();
-          prev = e.hash;
-          results[i].push_back(std::move(e));
+          if (savepoint) c->exec("RELEASE item");
+        } catch (...) {
+          insert->reset();
+          if (!savepoint) throw;
+          c->exec("ROLLBACK TO item");
+          c->exec("RELEASE item");
+          seq = seq_before;
+          prev = prev_before;
+          results[i].clear();
+          item_errors[i] = std::current_exception();
         }
       }
       insert->reset();
@@ -267,7 +307,17 @@ void SqliteLedger::writer_loop() {
       ++groups_;
       for (const auto& r : results) written_ += static_cast<std::int64_t>(r.size());
     }
-    for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->done.set_value(std::move(results[i]));
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (item_errors[i]) {
+        if (batch[i]->async) {
+          std::lock_guard lock(mu_);
+          async_failures_ += static_cast<std::int64_t>(batch[i]->events.size());
+        }
+        batch[i]->done.set_exception(item_errors[i]);
+      } else {
+        batch[i]->done.set_value(std::move(results[i]));
+      }
+    }
   }
 }
 

@@ -19,6 +19,10 @@
 
 #include <boost/json.hpp>
 
+namespace kiln::storage {
+class Connection;
+}
+
 namespace kiln::ledger {
 
 struct NewEvent {
@@ -90,6 +94,15 @@ class Ledger {
   virtual std::vector<StreamInfo> streams() = 0;
 };
 
+// A command runs on the writer thread inside the group's transaction: it reads the current state
+// through the connection, decides, and returns the events to append (possibly none). If it
+// throws, that command alone is rolled back (a savepoint) and its caller gets the exception.
+using Command = std::function<std::vector<NewEvent>(storage::Connection&)>;
+// A projection keeps derived tables (missions, steps) in step with the ledger: it is applied to
+// every appended event inside the same transaction, and `kiln ledger replay` applies it again
+// to rebuild them from the ledger alone.
+using Projector = std::function<void(storage::Connection&, const Event&)>;
+
 // SQLite backend: one writer thread commits everything queued so far in one transaction (group
 // commit, one fsync per group); readers use their own connections.
 class SqliteLedger final : public Ledger {
@@ -100,6 +113,10 @@ class SqliteLedger final : public Ledger {
 
   using Ledger::append;
   std::vector<Event> append(std::vector<NewEvent> events) override;
+  // Runs `command` on the writer (see Command) and returns the events it appended, durable.
+  std::vector<Event> execute(Command command);
+  // Adds a projection; call before the first append (projections are not retroactive).
+  void add_projector(Projector projector);
   void append_async(std::vector<NewEvent> events) override;
   void flush() override;
   VerifyResult verify() override;
@@ -115,6 +132,7 @@ class SqliteLedger final : public Ledger {
  private:
   struct Pending {
     std::vector<NewEvent> events;
+    Command command;
     std::promise<std::vector<Event>> done;
     bool async = false;
   };
@@ -125,6 +143,7 @@ class SqliteLedger final : public Ledger {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Pending>> queue_;
+  std::vector<Projector> projectors_;  // read by the writer only after the first enqueue
   bool stopping_ = false;
   std::int64_t groups_ = 0;
   std::int64_t written_ = 0;

@@ -73,7 +73,8 @@ void PluginRegistry::add_builtin_node(NodeEntry node) {
 
 void PluginRegistry::add_builtin_tool(ToolDecl t) {
   tools_.push_back(ToolEntry{t.name, kKernelProvider, t.description, t.input_schema,
-                             t.output_schema, t.nonblocking, t.factory, nullptr, nullptr});
+                             t.output_schema, t.nonblocking, t.actuates, t.factory, nullptr,
+                             nullptr});
 }
 
 std::vector<std::string> PluginRegistry::load(const std::vector<fs::path>& files,
@@ -121,7 +122,7 @@ std::vector<std::string> PluginRegistry::load(const std::vector<fs::path>& files
     for (const auto& t : m.tools) {
       info.tools.push_back(t.name);
       tools_.push_back(ToolEntry{t.name, m.name, t.description, t.input_schema, t.output_schema,
-                                 t.nonblocking, t.factory, lib.library, nullptr});
+                                 t.nonblocking, t.actuates, t.factory, lib.library, nullptr});
     }
     spdlog::debug("loaded {} {} from {} (sha256 {})", m.name, m.version, lib.path.string(),
                   lib.sha256.substr(0, 12));

@@ -41,6 +41,7 @@ struct ToolEntry {
   boost::json::value input_schema;
   boost::json::value output_schema;
   bool nonblocking = false;
+  bool actuates = false;
   ToolFactory factory;
   std::shared_ptr<boost::dll::shared_library> library;
   std::shared_ptr<Tool> tool;  // created by instantiate()

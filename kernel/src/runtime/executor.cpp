@@ -142,6 +142,8 @@ ToolOutcome ToolRuntimeExecutor::invoke(const ToolCall& call) const {
 
 ToolOutcome ToolRuntimeExecutor::invoke_routed(const ToolCall& call, int* attempts,
                                                std::string* provider_used) const {
+  if (options_.admit)
+    if (auto refused = options_.admit(call)) return Unexpected<ToolError>{std::move(*refused)};
   auto it = index_.find(call.tool);
   const Entry* entry = it == index_.end() ? nullptr : &it->second;
   const auto& names = entry ? entry->provider_names : kNoProviders;
@@ -155,7 +157,8 @@ ToolOutcome ToolRuntimeExecutor::invoke_routed(const ToolCall& call, int* attemp
     }
   }();
   if (!decision.ok()) return Unexpected<ToolError>{std::move(decision.error())};
-  const auto& route = decision.value();
+  auto route = std::move(decision.value());
+  if (call.timeout) route.policy.timeout = *call.timeout;
 
   std::optional<ToolError> last;
   for (const auto& provider_name : route.providers) {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -21,11 +22,16 @@
 
 namespace kiln::runtime {
 
+struct ToolCall;
+
 struct ExecutorOptions {
   // Between attempts of a retryable error: initial * 2^(attempt-1), capped at max, with jitter
   // (a uniform draw from the upper half), so retrying callers spread out.
   std::chrono::milliseconds backoff_initial{100};
   std::chrono::milliseconds backoff_max{5000};
+  // Admission before routing: rate limits and actuation policy. A returned error fails the call
+  // (with code rate_limited or forbidden) without running the tool.
+  std::function<std::optional<ToolError>(const ToolCall&)> admit;
   // Receives tool.called / tool.completed / tool.failed events; empty = no audit.
   std::function<void(std::vector<ledger::NewEvent>)> audit;
 };
@@ -38,6 +44,8 @@ struct ToolCall {
   std::string tenant = "default";
   boost::json::value input;
   std::string request_id;
+  std::optional<std::chrono::milliseconds> timeout;  // overrides the strategy's policy timeout
+  std::string approved_by;  // set for mission steps a person approved (actuation policy)
 };
 
 class ToolRuntimeExecutor {

@@ -11,6 +11,7 @@
 #include "common/log.hpp"
 #include "common/strings.hpp"
 #include "kiln/nodes/tool_strategy.hpp"
+#include "missions/projection.hpp"
 #include "runtime/builtin_tools.hpp"
 #include "runtime/isolation.hpp"
 
@@ -78,6 +79,7 @@ std::unique_ptr<Kernel> Kernel::boot(const BootOptions& options) {
   } catch (const config::ConfigError& e) {
     throw BootError(kExitConfig, e.what());
   }
+  k->load_policy();
   try {
     k->instantiate_tools();
   } catch (const plugins::PluginLoadError& e) {
@@ -99,18 +101,58 @@ std::vector<fs::path> Kernel::search_paths() const {
   return out;
 }
 
+missions::ToolFacts Kernel::tool_facts() const {
+  missions::ToolFacts f;
+  for (const auto& t : registry_->tools())
+    if (t.actuates) f.actuation_tools.push_back(t.name);
+  return f;
+}
+
+void Kernel::load_policy() {
+  std::vector<std::string> tools;
+  for (const auto& t : registry_->tools()) tools.push_back(t.name);
+  std::sort(tools.begin(), tools.end());
+  tools.erase(std::unique(tools.begin(), tools.end()), tools.end());
+  try {
+    templates_ = std::make_unique<missions::TemplateSet>(missions::TemplateSet::parse(
+        missions::TemplateSet::sources(config_.get_strings("missions.dirs")), &tools));
+    policy_ = std::make_unique<missions::Policy>(
+        missions::parse_policy(missions::policy_source(config_.get_string("policy.file"))));
+  } catch (const missions::TemplateError& e) {
+    throw BootError(kExitConfig, e.what());
+  }
+  missions::PolicyWorld w;
+  w.templates = templates_->names();
+  w.tools = tools;
+  w.actuation_tools = tool_facts().actuation_tools;
+  for (const auto& p : registry_->plugins()) w.plugins.push_back(p.name);
+  w.runtime_isolated_plugins = config_.get_strings("runtime.isolated_plugins");
+  w.template_set = templates_.get();
+  policy_check_ = missions::check_policy(*policy_, w);
+  for (const auto& warning : policy_check_.warnings) {
+    spdlog::warn("policy: {}", warning);
+    warnings_.push_back("policy: " + warning);
+  }
+  if (!policy_check_.errors.empty())
+    throw BootError(kExitConfig, join(policy_check_.errors, "\n") +
+                                     "\n(`kiln policy validate` checks the policy file)");
+  admission_ = std::make_unique<missions::Admission>(*policy_, tool_facts());
+}
+
 void Kernel::instantiate_tools() {
   std::set<std::string> isolated;
   std::vector<std::string> loaded;
   for (const auto& p : registry_->plugins()) loaded.push_back(p.name);
-  for (const auto& name : config_.get_strings("runtime.isolated_plugins")) {
+  const auto runtime_isolated = config_.get_strings("runtime.isolated_plugins");
+  for (const auto& name : runtime_isolated) {
     if (std::find(loaded.begin(), loaded.end(), name) == loaded.end())
       throw BootError(kExitConfig, "runtime.isolated_plugins (" +
                                        config_.at("runtime.isolated_plugins").source.describe() +
                                        "): no loaded plugin is named '" + name + "' (loaded: " +
                                        join(loaded) + ")" + common::did_you_mean(name, loaded));
-    isolated.insert(name);
   }
+  for (const auto& name : loaded)
+    if (policy_->isolated(name, runtime_isolated)) isolated.insert(name);
   registry_->instantiate(config_, isolated);
   if (isolated.empty()) return;
   const fs::path exe =
@@ -134,6 +176,10 @@ fs::path Kernel::storage_path() const {
 }
 
 ledger::Ledger& Kernel::ledger() {
+  return sqlite_ledger();
+}
+
+ledger::SqliteLedger& Kernel::sqlite_ledger() {
   std::lock_guard lock(ledger_mu_);
   if (!ledger_) {
     try {
@@ -141,6 +187,8 @@ ledger::Ledger& Kernel::ledger() {
     } catch (const std::exception& e) {
       throw BootError(kExitFailed, std::string("storage: ") + e.what());
     }
+    // Before any append: the mission tables are kept in the same transaction as their events.
+    ledger_->add_projector(&missions::project);
     spdlog::debug("storage open: {}", storage_path().string());
   }
   return *ledger_;
@@ -264,12 +312,27 @@ void Kernel::resolve() {
   ExecutorOptions eo;
   eo.backoff_initial = std::chrono::milliseconds(config_.get_int("runtime.backoff_initial_ms"));
   eo.backoff_max = std::chrono::milliseconds(config_.get_int("runtime.backoff_max_ms"));
+  eo.admit = [admission = admission_.get()](const ToolCall& call) {
+    return admission->admit(call);
+  };
   if (config_.get_bool("runtime.audit_tool_calls"))
     eo.audit = [this](std::vector<ledger::NewEvent> events) {
       ledger().append_async(std::move(events));
     };
   executor_ = std::make_unique<ToolRuntimeExecutor>(registry_->tools(), node<nodes::ToolStrategy>(),
                                                     std::move(eo));
+}
+
+missions::MissionService& Kernel::missions() {
+  auto& l = sqlite_ledger();
+  std::lock_guard lock(ledger_mu_);
+  if (!missions_) {
+    missions::MissionOptions o;
+    o.lease = std::chrono::milliseconds(config_.get_int("missions.lease_ms"));
+    missions_ = std::make_unique<missions::MissionService>(l, storage_path(), *templates_, *policy_,
+                                                           tool_facts(), o);
+  }
+  return *missions_;
 }
 
 const ToolRuntimeExecutor& Kernel::executor() const {

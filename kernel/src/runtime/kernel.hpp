@@ -13,6 +13,10 @@
 #include "config/config.hpp"
 #include "gates/gate_store.hpp"
 #include "ledger/ledger.hpp"
+#include "missions/admission.hpp"
+#include "missions/policy.hpp"
+#include "missions/service.hpp"
+#include "missions/templates.hpp"
 #include "nodes/kinds.hpp"
 #include "plugins/registry.hpp"
 #include "runtime/executor.hpp"
@@ -77,6 +81,15 @@ class Kernel {
   // The ledger; opens (creating and migrating) the database on first use. Throws BootError.
   ledger::Ledger& ledger();
 
+  // Mission templates and policy (loaded and checked at boot) and the mission service (opens
+  // storage on first use).
+  const missions::TemplateSet& templates() const { return *templates_; }
+  const missions::Policy& policy() const { return *policy_; }
+  const missions::PolicyCheck& policy_check() const { return policy_check_; }
+  missions::ToolFacts tool_facts() const;
+  missions::MissionService& missions();
+  ledger::SqliteLedger& sqlite_ledger();
+
   // Selected node and gate state of every kind, without instantiating anything.
   std::vector<NodeStatus> node_status() const;
 
@@ -100,6 +113,7 @@ class Kernel {
  private:
   Kernel();
   void load_plugins();
+  void load_policy();
   void instantiate_tools();
   void resolve();
   const nodes::KindDescriptor* kind(std::string_view name) const;
@@ -113,6 +127,11 @@ class Kernel {
   std::unique_ptr<ToolRuntimeExecutor> executor_;
   std::mutex ledger_mu_;  // ledger() may first be called from several request threads
   std::unique_ptr<ledger::SqliteLedger> ledger_;
+  std::unique_ptr<missions::TemplateSet> templates_;
+  std::unique_ptr<missions::Policy> policy_;
+  missions::PolicyCheck policy_check_;
+  std::unique_ptr<missions::Admission> admission_;
+  std::unique_ptr<missions::MissionService> missions_;
   std::vector<std::string> warnings_;
 };
 

@@ -23,6 +23,49 @@ CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
 CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger
   BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
 )sql"},
+      {2, "missions",
+       R"sql(
+-- Mission tables are a projection of the ledger's mission.* and step.* events, written in the
+-- same transaction as the events; `kiln ledger replay` rebuilds them from the ledger alone.
+CREATE TABLE missions (
+  id              TEXT PRIMARY KEY,
+  tenant          TEXT NOT NULL,
+  template        TEXT NOT NULL,
+  inputs          TEXT NOT NULL,
+  state           TEXT NOT NULL,
+  decision        TEXT NOT NULL,
+  reason          TEXT NOT NULL,
+  idempotency_key TEXT,
+  created_by      TEXT NOT NULL,
+  created_at      TEXT NOT NULL,
+  updated_at      TEXT NOT NULL,
+  not_before      TEXT,
+  lease_owner     TEXT,
+  lease_until     TEXT,
+  claims          INTEGER NOT NULL DEFAULT 0,
+  last_seq        INTEGER NOT NULL,
+  terminal_seq    INTEGER
+);
+CREATE UNIQUE INDEX missions_by_key ON missions (tenant, idempotency_key)
+  WHERE idempotency_key IS NOT NULL;
+CREATE INDEX missions_by_state ON missions (state, not_before);
+CREATE INDEX missions_by_tenant ON missions (tenant, created_at);
+CREATE TABLE mission_steps (
+  mission_id  TEXT NOT NULL REFERENCES missions (id),
+  step        TEXT NOT NULL,
+  position    INTEGER NOT NULL,
+  tool        TEXT NOT NULL,
+  approval    TEXT NOT NULL,
+  state       TEXT NOT NULL,
+  attempts    INTEGER NOT NULL DEFAULT 0,
+  approved_by TEXT,
+  output      TEXT,
+  error       TEXT,
+  started_at  TEXT,
+  finished_at TEXT,
+  PRIMARY KEY (mission_id, step)
+);
+)sql"},
   };
   return migrations;
 }

@@ -60,6 +60,10 @@ Statement Connection::prepare(std::string_view sql) {
   return Statement(*this, sql);
 }
 
+std::int64_t Connection::changes() const {
+  return sqlite3_changes64(db_);
+}
+
 std::int64_t Connection::last_insert_rowid() const {
   return sqlite3_last_insert_rowid(db_);
 }
@@ -114,6 +118,15 @@ std::string Statement::text(int col) const {
   auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, col));
   return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, col)))
            : std::string();
+}
+
+int Statement::column_count() const {
+  return sqlite3_column_count(s_);
+}
+
+std::string Statement::column_name(int col) const {
+  const char* n = sqlite3_column_name(s_, col);
+  return n ? n : "";
 }
 
 bool Statement::is_null(int col) const {

@@ -40,6 +40,8 @@ class Connection {
   void exec(std::string_view sql);
   Statement prepare(std::string_view sql);
   std::int64_t last_insert_rowid() const;
+  // Rows changed by the last INSERT, UPDATE or DELETE.
+  std::int64_t changes() const;
   const std::filesystem::path& path() const { return path_; }
   sqlite3* raw() { return db_; }
   [[noreturn]] void fail(const std::string& what, int rc) const;
@@ -65,6 +67,8 @@ class Statement {
   std::int64_t int64(int col) const;
   std::string text(int col) const;
   bool is_null(int col) const;
+  int column_count() const;
+  std::string column_name(int col) const;
 
  private:
   Connection* c_;

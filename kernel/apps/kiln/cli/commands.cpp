@@ -14,11 +14,14 @@
 #include <boost/json.hpp>
 #include <boost/version.hpp>
 
+#include "cli/args.hpp"
 #include "cli/json_print.hpp"
+#include "cli/mission_commands.hpp"
 #include "common/log.hpp"
 #include "common/strings.hpp"
 #include "kiln/abi.hpp"
 #include "ledger/backfill.hpp"
+#include "missions/worker.hpp"
 #include "runtime/isolation.hpp"
 #include "runtime/kernel.hpp"
 #include "storage/schema.hpp"
@@ -53,6 +56,17 @@ Commands:
                            events as JSON lines
   ledger backfill --out DIR [--tenant T] [--stream S] [--force]
                            idempotent export: one file + marker per tenant/stream
+  ledger replay            rebuild the mission tables from the ledger and diff them
+  mission templates        mission templates with their inputs and steps
+  mission start TEMPLATE [--param K=V]... [--idempotency-key K] [--wait]
+                           create a mission (the governor decides from the policy)
+  mission list|show ID     missions; one mission with its steps and ledger history
+  mission approve|cancel|retry ID [--reason TEXT]
+                           operator actions, each a ledger event with who and why
+  mission work [--until-idle]
+                           run mission workers in this process
+  policy validate [--file F]
+                           check the policy against loaded tools, plugins, templates
   version                  kiln, ABI, compiler and Boost versions
 
 Options (any command):
@@ -155,24 +169,8 @@ it, e.g. 2026-11-22 or 2026-11-22T10:00:00Z).
 )"},
 };
 
-struct Args {
-  std::vector<std::string> positional;
-  std::vector<std::string> config_files;
-  std::vector<std::string> sets;
-  std::optional<std::string> input;
-  std::string tenant = "default";
-  std::optional<std::string> tenant_filter;
-  std::optional<std::string> stream;
-  std::optional<std::string> since;
-  std::optional<std::string> out_file;
-  bool json = false;
-  bool help = false;
-  bool force = false;
-  std::optional<std::string> fd;
-  std::optional<std::string> plugin;
-};
+}  // namespace
 
-// Throws std::invalid_argument with a usage message.
 Args parse(const std::vector<std::string>& argv) {
   Args a;
   for (std::size_t i = 0; i < argv.size(); ++i) {
@@ -214,6 +212,34 @@ Args parse(const std::vector<std::string>& argv) {
       a.since = value("--since");
     else if (is("--out"))
       a.out_file = value("--out");
+    else if (s == "--wait")
+      a.wait = true;
+    else if (s == "--until-idle")
+      a.until_idle = true;
+    else if (is("--param"))
+      a.params.push_back(value("--param"));
+    else if (is("--idempotency-key"))
+      a.idempotency_key = value("--idempotency-key");
+    else if (is("--as"))
+      a.actor = value("--as");
+    else if (is("--role"))
+      a.role = value("--role");
+    else if (is("--reason"))
+      a.reason = value("--reason");
+    else if (is("--state"))
+      a.state = value("--state");
+    else if (is("--template"))
+      a.template_name = value("--template");
+    else if (is("--limit"))
+      a.limit = value("--limit");
+    else if (is("--timeout"))
+      a.timeout = value("--timeout");
+    else if (is("--workers"))
+      a.workers = value("--workers");
+    else if (is("--file"))
+      a.file = value("--file");
+    else if (is("--scratch"))
+      a.scratch = value("--scratch");
     else if (s.size() > 1 && s[0] == '-')
       throw std::invalid_argument("unknown option '" + s + "'");
     else
@@ -229,6 +255,8 @@ BootOptions boot_options(const Args& a, bool resolve) {
   o.resolve_nodes = resolve;
   return o;
 }
+
+namespace {
 
 std::string pad(const std::string& s, std::size_t w) {
   return s.size() >= w ? s + " " : s + std::string(w - s.size(), ' ');
@@ -272,9 +300,17 @@ int cmd_serve(const Args& a, std::ostream&) {
   spdlog::info("kiln {} ready: {} plugin(s), {} tool(s), gates in {}{}", kVersion,
                k->registry().plugins().size(), tools, k->gates().dir().string(),
                k->warnings().empty() ? "" : " — WITH WARNINGS, see above");
+  std::unique_ptr<missions::WorkerPool> workers;
+  if (int n = static_cast<int>(k->config().get_int("missions.workers")); n > 0) {
+    workers = std::make_unique<missions::WorkerPool>(
+        k->missions(), k->executor(), n,
+        std::chrono::milliseconds(k->config().get_int("missions.poll_ms")));
+    spdlog::info("{} mission worker(s) running (missions.workers)", n);
+  }
   int sig = 0;
   sigwait(&set, &sig);
   spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  if (workers) workers->stop();  // current steps finish and are recorded
   return runtime::kExitOk;
 }
 
@@ -683,6 +719,16 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
       {"ledger backfill", [](auto& a, auto& o, auto&) { return cmd_ledger_backfill(a, o); }},
       {"ledger verify", [](auto& a, auto& o, auto&) { return cmd_ledger_verify(a, o); }},
       {"ledger export", [](auto& a, auto& o, auto&) { return cmd_ledger_export(a, o); }},
+      {"ledger replay", [](auto& a, auto& o, auto&) { return cmd_ledger_replay(a, o); }},
+      {"mission templates", [](auto& a, auto& o, auto&) { return cmd_mission_templates(a, o); }},
+      {"mission start", [](auto& a, auto& o, auto&) { return cmd_mission_start(a, o); }},
+      {"mission list", [](auto& a, auto& o, auto&) { return cmd_mission_list(a, o); }},
+      {"mission show", [](auto& a, auto& o, auto&) { return cmd_mission_show(a, o); }},
+      {"mission approve", [](auto& a, auto& o, auto&) { return cmd_mission_approve(a, o); }},
+      {"mission cancel", [](auto& a, auto& o, auto&) { return cmd_mission_cancel(a, o); }},
+      {"mission retry", [](auto& a, auto& o, auto&) { return cmd_mission_retry(a, o); }},
+      {"mission work", [](auto& a, auto& o, auto&) { return cmd_mission_work(a, o); }},
+      {"policy validate", [](auto& a, auto& o, auto&) { return cmd_policy_validate(a, o); }},
   };
   if (a.positional.empty()) {
     (a.help ? out : err) << kMainHelp;
@@ -713,7 +759,10 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
   }
   if (a.help) {
     auto it = kHelp.find(name);
-    out << (it != kHelp.end() ? it->second : kMainHelp);
+    auto mit = mission_help().find(name);
+    out << (it != kHelp.end()             ? it->second
+            : mit != mission_help().end() ? mit->second
+                                          : std::string(kMainHelp));
     return runtime::kExitOk;
   }
   try {
@@ -724,6 +773,10 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
   } catch (const BootError& e) {
     err << "kiln " << name << ": " << e.what() << "\n";
     return e.exit_code();
+  } catch (const missions::MissionError& e) {
+    err << "kiln " << name << ": " << e.code_name() << ": " << e.what() << "\n";
+    return e.code() == missions::MissionError::Code::kInvalidInput ? runtime::kExitUsage
+                                                                   : runtime::kExitFailed;
   } catch (const std::exception& e) {
     err << "kiln " << name << ": " << e.what() << "\n";
     return runtime::kExitFailed;

@@ -1,0 +1,48 @@
+// Command-line arguments shared by every kiln command.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/kernel.hpp"
+
+namespace kiln::cli {
+
+struct Args {
+  std::vector<std::string> positional;
+  std::vector<std::string> config_files;
+  std::vector<std::string> sets;
+  std::optional<std::string> input;
+  std::string tenant = "default";
+  std::optional<std::string> tenant_filter;
+  std::optional<std::string> stream;
+  std::optional<std::string> since;
+  std::optional<std::string> out_file;
+  bool json = false;
+  bool help = false;
+  bool force = false;
+  std::optional<std::string> fd;
+  std::optional<std::string> plugin;
+  // Missions and policy.
+  std::vector<std::string> params;  // --param KEY=VALUE
+  std::optional<std::string> idempotency_key;
+  std::optional<std::string> actor;  // --as NAME
+  std::optional<std::string> role;
+  std::optional<std::string> reason;
+  std::optional<std::string> state;
+  std::optional<std::string> template_name;
+  std::optional<std::string> limit;
+  std::optional<std::string> timeout;
+  std::optional<std::string> workers;
+  std::optional<std::string> file;
+  std::optional<std::string> scratch;
+  bool wait = false;
+  bool until_idle = false;
+};
+
+// Throws std::invalid_argument with a usage message.
+Args parse(const std::vector<std::string>& argv);
+runtime::BootOptions boot_options(const Args& a, bool resolve);
+
+}  // namespace kiln::cli

@@ -1,0 +1,485 @@
+#include "cli/mission_commands.hpp"
+
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <iomanip>
+#include <sstream>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+#include <boost/json.hpp>
+
+#include "cli/json_print.hpp"
+#include "common/strings.hpp"
+#include "missions/projection.hpp"
+#include "missions/worker.hpp"
+
+namespace kiln::cli {
+namespace json = boost::json;
+using missions::MissionError;
+using runtime::BootError;
+using runtime::Kernel;
+
+const std::map<std::string, std::string>& mission_help() {
+  static const std::map<std::string, std::string> help = {
+      {"mission templates", R"(Usage: kiln mission templates [--json]
+
+The mission templates loaded from missions.dirs (default: the embedded config/missions/), with
+their inputs (and defaults) and steps (tool, needs, approval, retry, timeout).
+)"},
+      {"mission start",
+       R"(Usage: kiln mission start TEMPLATE [--input JSON] [--param KEY=VALUE]... [--tenant T]
+                          [--idempotency-key KEY] [--wait [--timeout SECONDS]] [--json]
+
+Creates a mission. The governor decides at once, from the policy: ALLOW (PENDING), QUARANTINE
+(held for an approver), BLOCK (refused, exit 1) or RETRY_LATER (the tenant is at capacity).
+Inputs: a JSON object with --input, or one KEY=VALUE per --param (VALUE is read as JSON when it
+parses, else as a string); the template's defaults fill the rest.
+The same --idempotency-key returns the existing mission (created: false) instead of a new one.
+--wait runs the mission in this process (or waits for the server's workers) until it is DONE,
+FAILED, CANCELED or QUARANTINED; exit 1 unless it ends DONE or QUARANTINED.
+Example: kiln mission start hello --param who=roaster --wait
+)"},
+      {"mission list",
+       R"(Usage: kiln mission list [--tenant T] [--state STATE] [--template NAME] [--limit N] [--json]
+
+Missions, newest first (default limit 100). States: PENDING RUNNING RETRY QUARANTINED BLOCKED
+DONE FAILED CANCELED.
+)"},
+      {"mission show", R"(Usage: kiln mission show ID [--tenant T] [--json]
+
+One mission: state, governor decision and reason, lease, every step (attempts, output, error),
+and its history from the ledger (every transition with who and why).
+)"},
+      {"mission approve",
+       R"(Usage: kiln mission approve ID [--reason TEXT] [--as NAME] [--role ROLE] [--wait]
+
+Approves a QUARANTINED mission (approver role): held for review at creation, a step with
+approval: required, or a failed step with approval: on_failure (which then runs again).
+The mission returns to PENDING. The local CLI acts as $USER with the admin role; --as and
+--role set another identity (the HTTP API takes it from the API key).
+)"},
+      {"mission cancel", R"(Usage: kiln mission cancel ID [--reason TEXT] [--as NAME] [--role ROLE]
+
+Cancels a mission that is not finished (operator role). A step already running finishes, but
+its result is not recorded against the canceled mission.
+)"},
+      {"mission retry", R"(Usage: kiln mission retry ID [--reason TEXT] [--as NAME] [--role ROLE]
+
+RETRY → PENDING now (skips the back-off); FAILED → PENDING with its failed step reset
+(operator role).
+)"},
+      {"mission work", R"(Usage: kiln mission work [--workers N] [--until-idle]
+
+Runs mission workers in this process (as `kiln serve` does with missions.workers) until SIGINT
+or SIGTERM, or with --until-idle until no mission is runnable.
+)"},
+      {"ledger replay", R"(Usage: kiln ledger replay [--scratch FILE] [--json]
+
+Rebuilds the mission tables from the ledger alone into a scratch database (default: next to
+storage.path, named *.replay.db, kept for inspection) and compares every column of every
+mission and step with the live tables. Exit 0 when they match; 1 listing the differences.
+)"},
+      {"policy validate", R"(Usage: kiln policy validate [--file POLICY.yaml] [--json]
+
+Checks a policy file (default: policy.file, else the embedded config/policy.yaml) against the
+loaded tools, plugins and mission templates: structure, unknown names (with suggestions) and
+contradictory settings. Exit 0 when valid (warnings are printed), 3 when not.
+)"},
+  };
+  return help;
+}
+
+namespace {
+
+missions::Actor actor_of(const Args& a) {
+  missions::Actor actor;
+  const char* user = std::getenv("USER");
+  actor.name = a.actor ? *a.actor : std::string("local:") + (user && *user ? user : "operator");
+  actor.role = missions::Role::kAdmin;
+  if (a.role) {
+    auto r = missions::parse_role(*a.role);
+    if (!r)
+      throw std::invalid_argument("--role '" + *a.role +
+                                  "' is not one of viewer, operator, approver, admin");
+    actor.role = *r;
+  }
+  return actor;
+}
+
+std::chrono::milliseconds timeout_of(const Args& a, std::chrono::seconds dflt) {
+  if (!a.timeout) return dflt;
+  try {
+    double s = std::stod(*a.timeout);
+    if (s <= 0) throw std::invalid_argument("");
+    return std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000));
+  } catch (const std::exception&) {
+    throw std::invalid_argument("--timeout takes seconds > 0, got '" + *a.timeout + "'");
+  }
+}
+
+std::unique_ptr<Kernel> boot(const Args& a, bool resolve) {
+  auto opts = boot_options(a, resolve);
+  opts.open_storage = true;
+  return Kernel::boot(opts);
+}
+
+std::string show_value(const json::value& v) {
+  std::string s = v.is_string() ? std::string(v.as_string()) : json::serialize(v);
+  return s.size() > 100 ? s.substr(0, 97) + "..." : s;
+}
+
+void print_mission(const missions::MissionView& m, std::ostream& out) {
+  out << "mission " << m.id << " (" << m.template_name << ", tenant " << m.tenant << ")\n";
+  out << "  state:    " << m.state << " (" << m.reason << ")\n";
+  out << "  governor: " << m.decision << "\n";
+  out << "  created:  " << m.created_at << " by " << m.created_by << "\n";
+  out << "  updated:  " << m.updated_at << "\n";
+  if (m.idempotency_key) out << "  idempotency key: " << *m.idempotency_key << "\n";
+  if (m.not_before) out << "  not before: " << *m.not_before << "\n";
+  if (m.lease_owner)
+    out << "  lease:    " << *m.lease_owner << " until " << m.lease_until.value_or("?") << "\n";
+  out << "  inputs:   " << json::serialize(m.inputs) << "\n";
+  out << "  steps:\n";
+  for (const auto& s : m.steps) {
+    out << "    " << std::left << std::setw(12) << s.step << " " << std::setw(12) << s.tool << " "
+        << std::setw(8) << s.state << " attempts " << s.attempts;
+    if (s.approval != "never") out << ", approval " << s.approval;
+    if (s.approved_by) out << " (approved by " << *s.approved_by << ")";
+    out << "\n";
+    if (!s.output.is_null()) out << "      output: " << show_value(s.output) << "\n";
+    if (!s.error.is_null()) out << "      error:  " << show_value(s.error) << "\n";
+  }
+}
+
+std::string next_hint(const missions::MissionView& m) {
+  if (m.state == missions::state::kQuarantined)
+    return "waiting for an approver: kiln mission approve " + m.id;
+  if (m.state == missions::state::kPending)
+    return "queued: `kiln serve` or `kiln mission work` runs it (or start it with --wait)";
+  if (m.state == missions::state::kRetry)
+    return "will retry after " + m.not_before.value_or("?") + " (kiln mission retry " + m.id +
+           " retries now)";
+  if (m.state == missions::state::kFailed) return "kiln mission retry " + m.id + " runs it again";
+  return "";
+}
+
+int report(const Args& a, std::ostream& out, const missions::MissionView& m, const char* headline,
+           json::object extra = {}) {
+  if (a.json) {
+    extra["mission"] = m.to_json();
+    out << pretty(extra);
+  } else {
+    out << headline << "\n";
+    print_mission(m, out);
+    if (auto hint = next_hint(m); !hint.empty()) out << "  next:     " << hint << "\n";
+  }
+  return m.state == missions::state::kBlocked || m.state == missions::state::kFailed ||
+                 m.state == missions::state::kCanceled
+             ? runtime::kExitFailed
+             : runtime::kExitOk;
+}
+
+json::object parse_inputs(const Args& a) {
+  json::object inputs;
+  if (a.input) {
+    json::error_code ec;
+    auto v = json::parse(*a.input, ec);
+    if (ec || !v.is_object())
+      throw std::invalid_argument("--input must be a JSON object, e.g. '{\"who\": \"x\"}'");
+    inputs = v.as_object();
+  }
+  for (const auto& p : a.params) {
+    auto eq = p.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw std::invalid_argument("--param takes KEY=VALUE, got '" + p + "'");
+    std::string key = p.substr(0, eq), raw = p.substr(eq + 1);
+    json::error_code ec;
+    auto v = json::parse(raw, ec);
+    inputs[key] = ec ? json::value(raw) : v;
+  }
+  return inputs;
+}
+
+std::string id_arg(const Args& a, const char* cmd) {
+  if (a.positional.size() < 3)
+    throw std::invalid_argument(std::string("kiln mission ") + cmd + " needs a mission ID");
+  return a.positional[2];
+}
+
+}  // namespace
+
+int cmd_mission_templates(const Args& a, std::ostream& out) {
+  auto k = Kernel::boot(boot_options(a, false));
+  json::array arr;
+  for (const auto& [name, t] : k->templates().all()) {
+    json::array steps;
+    for (const auto& s : t.steps) {
+      json::array needs;
+      for (const auto& n : s.needs) needs.push_back(json::value(n));
+      steps.push_back(json::object{
+          {"id", s.id},
+          {"tool", s.tool},
+          {"needs", needs},
+          {"approval", std::string(missions::to_string(
+                           k->policy().step_approval(s, k->tool_facts().actuates(s.tool))))},
+          {"max_attempts", s.max_attempts},
+          {"timeout_ms", s.timeout_ms ? json::value(*s.timeout_ms) : json::value(nullptr)}});
+    }
+    arr.push_back(json::object{{"name", name},
+                               {"description", t.description},
+                               {"source", t.source},
+                               {"inputs", t.input_schema.at("properties")},
+                               {"steps", steps}});
+  }
+  if (a.json) {
+    out << pretty(arr);
+    return runtime::kExitOk;
+  }
+  for (const auto& v : arr) {
+    const auto& o = v.as_object();
+    out << o.at("name").as_string().c_str() << " — " << o.at("description").as_string().c_str()
+        << "\n  inputs: " << json::serialize(o.at("inputs")) << "\n  steps:";
+    for (const auto& s : o.at("steps").as_array())
+      out << " " << s.at("id").as_string().c_str() << "(" << s.at("tool").as_string().c_str()
+          << (s.at("approval").as_string() == "never"
+                  ? std::string()
+                  : ", approval " + std::string(s.at("approval").as_string()))
+          << ")";
+    out << "\n";
+  }
+  return runtime::kExitOk;
+}
+
+int cmd_mission_start(const Args& a, std::ostream& out) {
+  if (a.positional.size() < 3)
+    throw std::invalid_argument("kiln mission start needs a TEMPLATE (kiln mission templates)");
+  missions::CreateRequest req;
+  req.template_name = a.positional[2];
+  req.tenant = a.tenant;
+  req.inputs = parse_inputs(a);
+  req.idempotency_key = a.idempotency_key;
+  req.actor = actor_of(a);
+  auto k = boot(a, a.wait);
+  auto& svc = k->missions();
+  auto r = svc.create(req);
+  std::string headline = r.created ? "created mission " + r.mission.id + ": " + r.mission.state
+                                   : "mission " + r.mission.id + " already exists for key '" +
+                                         *req.idempotency_key + "' (created: false)";
+  missions::MissionView m = r.mission;
+  if (a.wait && !missions::is_terminal(m.state) && m.state != missions::state::kQuarantined) {
+    m = missions::run_until_settled(svc, k->executor(), m.id, timeout_of(a, std::chrono::hours(1)));
+    headline += " → " + m.state;
+  }
+  int rc = report(a, out, m, headline.c_str(), json::object{{"created", r.created}});
+  if (a.wait && !missions::is_terminal(m.state) && m.state != missions::state::kQuarantined) {
+    if (!a.json) out << "timed out waiting; the mission continues in the background\n";
+    return runtime::kExitFailed;
+  }
+  return rc;
+}
+
+int cmd_mission_list(const Args& a, std::ostream& out) {
+  missions::ListFilter f;
+  f.tenant = a.tenant_filter;
+  f.state = a.state;
+  f.template_name = a.template_name;
+  if (a.limit) {
+    try {
+      f.limit = std::stoll(*a.limit);
+    } catch (const std::exception&) {
+      throw std::invalid_argument("--limit takes a number");
+    }
+  }
+  auto k = boot(a, false);
+  auto list = k->missions().list(f);
+  if (a.json) {
+    json::array arr;
+    for (const auto& m : list) arr.push_back(m.to_json());
+    out << pretty(arr);
+    return runtime::kExitOk;
+  }
+  if (list.empty()) {
+    out << "no missions (kiln mission start TEMPLATE creates one)\n";
+    return runtime::kExitOk;
+  }
+  out << std::left << std::setw(20) << "ID" << std::setw(12) << "TENANT" << std::setw(16)
+      << "TEMPLATE" << std::setw(13) << "STATE" << std::setw(22) << "REASON"
+      << "UPDATED\n";
+  for (const auto& m : list)
+    out << std::setw(20) << m.id << std::setw(12) << m.tenant << std::setw(16) << m.template_name
+        << std::setw(13) << m.state << std::setw(22) << m.reason << m.updated_at << "\n";
+  return runtime::kExitOk;
+}
+
+int cmd_mission_show(const Args& a, std::ostream& out) {
+  const std::string id = id_arg(a, "show");
+  auto k = boot(a, false);
+  auto m = k->missions().get(a.tenant_filter, id);
+  if (!m)
+    throw MissionError(MissionError::Code::kNotFound,
+                       "no mission " + id + " (kiln mission list shows them)");
+  ledger::ExportFilter f;
+  f.tenant = m->tenant;
+  f.stream = "mission/" + id;
+  json::array history;
+  k->ledger().for_each(f, [&](const ledger::Event& e) {
+    if (e.kind == "mission.heartbeat") return;
+    history.push_back(e.to_json());
+  });
+  if (a.json) {
+    auto o = m->to_json();
+    o["history"] = std::move(history);
+    out << pretty(o);
+    return runtime::kExitOk;
+  }
+  print_mission(*m, out);
+  out << "  history (ledger):\n";
+  for (const auto& h : history) {
+    const auto& e = h.as_object();
+    const auto& p = e.at("payload").as_object();
+    out << "    #" << e.at("seq").as_int64() << " " << e.at("time").as_string().c_str() << " "
+        << e.at("kind").as_string().c_str();
+    if (auto* to = p.if_contains("to")) out << " → " << to->as_string().c_str();
+    if (auto* r = p.if_contains("reason")) out << " (" << r->as_string().c_str() << ")";
+    if (auto* s = p.if_contains("step")) out << " step " << s->as_string().c_str();
+    if (auto* ac = p.if_contains("actor"))
+      out << " by " << ac->as_object().at("name").as_string().c_str();
+    if (auto* note = p.if_contains("note"); note && !note->as_string().empty())
+      out << ": " << note->as_string().c_str();
+    out << "\n";
+  }
+  if (auto hint = next_hint(*m); !hint.empty()) out << "  next: " << hint << "\n";
+  return runtime::kExitOk;
+}
+
+int cmd_mission_approve(const Args& a, std::ostream& out) {
+  const std::string id = id_arg(a, "approve");
+  auto k = boot(a, a.wait);
+  auto m = k->missions().approve(a.tenant_filter, id, actor_of(a), a.reason.value_or(""));
+  if (a.wait)
+    m = missions::run_until_settled(k->missions(), k->executor(), id,
+                                    timeout_of(a, std::chrono::hours(1)));
+  return report(a, out, m, ("approved mission " + id + ": " + m.state).c_str());
+}
+
+int cmd_mission_cancel(const Args& a, std::ostream& out) {
+  const std::string id = id_arg(a, "cancel");
+  auto k = boot(a, false);
+  auto m = k->missions().cancel(a.tenant_filter, id, actor_of(a), a.reason.value_or(""));
+  report(a, out, m, ("canceled mission " + id).c_str());
+  return runtime::kExitOk;
+}
+
+int cmd_mission_retry(const Args& a, std::ostream& out) {
+  const std::string id = id_arg(a, "retry");
+  auto k = boot(a, a.wait);
+  auto m = k->missions().retry(a.tenant_filter, id, actor_of(a), a.reason.value_or(""));
+  if (a.wait)
+    m = missions::run_until_settled(k->missions(), k->executor(), id,
+                                    timeout_of(a, std::chrono::hours(1)));
+  return report(a, out, m, ("retrying mission " + id + ": " + m.state).c_str());
+}
+
+int cmd_mission_work(const Args& a, std::ostream& out) {
+  int workers = 0;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  auto k = boot(a, true);
+  workers =
+      a.workers ? std::stoi(*a.workers) : static_cast<int>(k->config().get_int("missions.workers"));
+  if (workers < 1) throw std::invalid_argument("--workers must be >= 1");
+  auto& svc = k->missions();
+  missions::WorkerPool pool(svc, k->executor(), workers,
+                            std::chrono::milliseconds(k->config().get_int("missions.poll_ms")));
+  spdlog::info("{} mission worker(s) running", workers);
+  if (a.until_idle) {
+    // Idle: nothing runnable now and nothing running in this process.
+    for (;;) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      timespec zero{0, 0};
+      if (sigtimedwait(&set, nullptr, &zero) > 0) break;
+      bool busy = false;
+      for (const char* s : {"PENDING", "RUNNING"}) {
+        missions::ListFilter f;
+        f.state = s;
+        f.limit = 1;
+        busy = busy || !svc.list(f).empty();
+      }
+      if (!busy) break;
+    }
+  } else {
+    int sig = 0;
+    sigwait(&set, &sig);
+    spdlog::info("received {}, finishing current steps", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  }
+  pool.stop();
+  out << "missions run: " << pool.missions_run() << "\n";
+  return runtime::kExitOk;
+}
+
+int cmd_ledger_replay(const Args& a, std::ostream& out) {
+  auto k = boot(a, false);
+  auto scratch = a.scratch ? std::filesystem::path(*a.scratch)
+                           : std::filesystem::path(k->storage_path().string() + ".replay.db");
+  k->ledger().flush();
+  auto r = missions::replay(k->storage_path(), scratch);
+  if (a.json) {
+    json::array diffs;
+    for (const auto& d : r.differences) diffs.push_back(json::value(d));
+    out << pretty(json::object{{"ok", r.ok()},
+                               {"events", r.events},
+                               {"mission_events", r.mission_events},
+                               {"missions", r.missions},
+                               {"scratch", r.scratch.string()},
+                               {"differences", diffs}});
+  } else if (r.ok()) {
+    out << "replay matches: " << r.missions << " missions rebuilt from " << r.mission_events
+        << " of " << r.events << " ledger events (scratch: " << r.scratch.string() << ")\n";
+  } else {
+    out << "replay DIFFERS from the live tables (" << r.differences.size()
+        << " difference(s)), scratch kept at " << r.scratch.string() << ":\n";
+    for (const auto& d : r.differences) out << "  " << d << "\n";
+  }
+  return r.ok() ? runtime::kExitOk : runtime::kExitFailed;
+}
+
+int cmd_policy_validate(const Args& a, std::ostream& out) {
+  auto args = a;
+  if (a.file) args.sets.push_back("policy.file=" + *a.file);
+  std::unique_ptr<Kernel> k;
+  try {
+    k = Kernel::boot(boot_options(args, false));
+  } catch (const BootError& e) {
+    if (a.json) {
+      json::array errors;
+      std::stringstream ss(e.what());
+      for (std::string line; std::getline(ss, line);)
+        if (!line.empty() && line[0] != '(') errors.push_back(json::value(line));
+      out << pretty(json::object{{"ok", false}, {"errors", errors}});
+      return e.exit_code();
+    }
+    throw;
+  }
+  const auto& c = k->policy_check();
+  if (a.json) {
+    json::array warnings;
+    for (const auto& w : c.warnings) warnings.push_back(json::value(w));
+    out << pretty(json::object{{"ok", true},
+                               {"source", k->policy().source},
+                               {"errors", json::array{}},
+                               {"warnings", warnings}});
+  } else {
+    for (const auto& w : c.warnings) out << "warning: " << w << "\n";
+    out << "policy " << k->policy().source << " is valid (" << k->policy().tenants.size()
+        << " tenant rule(s), " << k->templates().names().size() << " template(s), "
+        << c.warnings.size() << " warning(s))\n";
+  }
+  return runtime::kExitOk;
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,25 @@
+// `kiln mission ...`, `kiln ledger replay` and `kiln policy validate`.
+#pragma once
+
+#include <map>
+#include <ostream>
+#include <string>
+
+#include "cli/args.hpp"
+
+namespace kiln::cli {
+
+const std::map<std::string, std::string>& mission_help();
+
+int cmd_mission_templates(const Args& a, std::ostream& out);
+int cmd_mission_start(const Args& a, std::ostream& out);
+int cmd_mission_list(const Args& a, std::ostream& out);
+int cmd_mission_show(const Args& a, std::ostream& out);
+int cmd_mission_approve(const Args& a, std::ostream& out);
+int cmd_mission_cancel(const Args& a, std::ostream& out);
+int cmd_mission_retry(const Args& a, std::ostream& out);
+int cmd_mission_work(const Args& a, std::ostream& out);
+int cmd_ledger_replay(const Args& a, std::ostream& out);
+int cmd_policy_validate(const Args& a, std::ostream& out);
+
+}  // namespace kiln::cli

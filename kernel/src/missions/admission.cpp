@@ -1,0 +1,70 @@
+#include "missions/admission.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace kiln::missions {
+
+bool TokenBucket::take(Clock::time_point now, std::chrono::milliseconds* wait) {
+  const double elapsed = std::chrono::duration<double>(now - last_).count();
+  if (elapsed > 0) {
+    tokens_ = std::min(burst_, tokens_ + elapsed * rate_);
+    last_ = now;
+  }
+  if (tokens_ >= 1.0) {
+    tokens_ -= 1.0;
+    return true;
+  }
+  if (wait)
+    *wait = std::chrono::milliseconds(
+        static_cast<std::int64_t>(std::ceil((1.0 - tokens_) / rate_ * 1000.0)));
+  return false;
+}
+
+std::optional<ToolError> Admission::admit(const runtime::ToolCall& call) {
+  return admit(call, TokenBucket::Clock::now());
+}
+
+std::optional<ToolError> Admission::admit(const runtime::ToolCall& call,
+                                          TokenBucket::Clock::time_point now) {
+  if (tools_.actuates(call.tool)) {
+    if (!policy_.actuation_allowed)
+      return ToolError{error_code::kForbidden,
+                       "tool '" + call.tool + "' actuates and the policy (" + policy_.source +
+                           ") has actuation.allowed: false",
+                       false,
+                       {}};
+    if (policy_.actuation_requires_approval && call.approved_by.empty())
+      return ToolError{error_code::kForbidden,
+                       "tool '" + call.tool +
+                           "' actuates and the policy requires approval: run it as a mission "
+                           "step and have an approver approve it (kiln mission approve)",
+                       false,
+                       {}};
+  }
+  const TenantPolicy* tp = policy_.tenant(call.tenant);
+  if (!tp || (!tp->tool_calls && tp->per_tool.empty())) return std::nullopt;
+  auto limited = [&](const std::string& what, std::chrono::milliseconds wait) {
+    return ToolError{error_code::kRateLimited,
+                     what + " for tenant '" + call.tenant + "' is exhausted (policy " +
+                         policy_.source + "); retry in " + std::to_string(wait.count()) + " ms",
+                     true, boost::json::object{{"retry_after_ms", wait.count()}}};
+  };
+  std::lock_guard lock(mu_);
+  auto bucket = [&](const std::string& key, const RateLimit& r) -> TokenBucket& {
+    auto it = buckets_.find(key);
+    if (it == buckets_.end())
+      it = buckets_.emplace(key, TokenBucket(r.per_second, r.burst, now)).first;
+    return it->second;
+  };
+  std::chrono::milliseconds wait{0};
+  // The per-tool bucket first: a call refused there must not use up the tenant's budget.
+  if (auto it = tp->per_tool.find(call.tool); it != tp->per_tool.end())
+    if (!bucket(call.tenant + "\n" + call.tool, it->second).take(now, &wait))
+      return limited("the rate limit of tool '" + call.tool + "'", wait);
+  if (tp->tool_calls && !bucket(call.tenant, *tp->tool_calls).take(now, &wait))
+    return limited("the tool-call rate limit", wait);
+  return std::nullopt;
+}
+
+}  // namespace kiln::missions

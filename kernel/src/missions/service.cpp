@@ -1,0 +1,471 @@
+#include "missions/service.hpp"
+
+#include <algorithm>
+#include <ctime>
+#include <random>
+
+#include "common/strings.hpp"
+#include "storage/sqlite.hpp"
+
+namespace kiln::missions {
+namespace json = boost::json;
+using storage::Connection;
+using Code = MissionError::Code;
+
+std::optional<Role> parse_role(std::string_view s) {
+  if (s == "viewer") return Role::kViewer;
+  if (s == "operator") return Role::kOperator;
+  if (s == "approver") return Role::kApprover;
+  if (s == "admin") return Role::kAdmin;
+  return std::nullopt;
+}
+
+std::string_view to_string(Role r) {
+  switch (r) {
+    case Role::kViewer:
+      return "viewer";
+    case Role::kOperator:
+      return "operator";
+    case Role::kApprover:
+      return "approver";
+    case Role::kAdmin:
+      return "admin";
+  }
+  return "viewer";
+}
+
+json::object Actor::to_json() const {
+  return {{"name", name}, {"role", std::string(to_string(role))}};
+}
+
+bool is_terminal(std::string_view s) {
+  return s == state::kDone || s == state::kFailed || s == state::kCanceled || s == state::kBlocked;
+}
+
+std::string_view MissionError::code_name() const {
+  switch (code_) {
+    case Code::kNotFound:
+      return "not_found";
+    case Code::kForbidden:
+      return "forbidden";
+    case Code::kConflict:
+      return "conflict";
+    case Code::kInvalidState:
+      return "invalid_state";
+    case Code::kInvalidInput:
+      return "invalid_input";
+    case Code::kLeaseLost:
+      return "lease_lost";
+  }
+  return "error";
+}
+
+bool ToolFacts::actuates(std::string_view tool) const {
+  return std::find(actuation_tools.begin(), actuation_tools.end(), tool) != actuation_tools.end();
+}
+
+namespace {
+
+std::string utc_millis(std::chrono::system_clock::time_point t) {
+  using namespace std::chrono;
+  auto ms = duration_cast<milliseconds>(t.time_since_epoch()).count() % 1000;
+  std::time_t tt = system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[40];
+  std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms));
+  return buf;
+}
+
+std::string utc_in(std::chrono::milliseconds d) {
+  return utc_millis(std::chrono::system_clock::now() + d);
+}
+
+std::string new_mission_id() {
+  thread_local std::mt19937_64 rng{
+      std::random_device{}() ^
+      static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count())};
+  char buf[20];
+  std::snprintf(buf, sizeof buf, "m-%016llx", static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+json::value parse_or_null(const std::string& s) {
+  json::error_code ec;
+  auto v = json::parse(s, ec);
+  return ec ? json::value(nullptr) : v;
+}
+
+std::optional<std::string> opt_text(const storage::Statement& st, int col) {
+  if (st.is_null(col)) return std::nullopt;
+  return st.text(col);
+}
+
+json::value opt_json(const std::optional<std::string>& s) {
+  return s ? json::value(*s) : json::value(nullptr);
+}
+
+void require_role(const Actor& actor, Role needed, const char* verb) {
+  if (actor.role < needed)
+    throw MissionError(Code::kForbidden,
+                       std::string(verb) + " needs the " + std::string(to_string(needed)) +
+                           " role; " + actor.name + " is " + std::string(to_string(actor.role)));
+}
+
+std::string stream_of(const std::string& id) {
+  return "mission/" + id;
+}
+
+constexpr const char* kMissionColumns =
+    "id, tenant, template, inputs, state, decision, reason, idempotency_key, created_by, "
+    "created_at, updated_at, not_before, lease_owner, lease_until, claims, last_seq";
+
+MissionView mission_row(const storage::Statement& st) {
+  MissionView m;
+  m.id = st.text(0);
+  m.tenant = st.text(1);
+  m.template_name = st.text(2);
+  auto inputs = parse_or_null(st.text(3));
+  if (inputs.is_object()) m.inputs = inputs.as_object();
+  m.state = st.text(4);
+  m.decision = st.text(5);
+  m.reason = st.text(6);
+  m.idempotency_key = opt_text(st, 7);
+  m.created_by = st.text(8);
+  m.created_at = st.text(9);
+  m.updated_at = st.text(10);
+  m.not_before = opt_text(st, 11);
+  m.lease_owner = opt_text(st, 12);
+  m.lease_until = opt_text(st, 13);
+  m.claims = st.int64(14);
+  m.last_seq = st.int64(15);
+  return m;
+}
+
+void load_steps(Connection& c, MissionView& m) {
+  auto st = c.prepare(
+      "SELECT step, tool, approval, state, attempts, approved_by, output, error, started_at, "
+      "finished_at FROM mission_steps WHERE mission_id = ? ORDER BY position");
+  st.bind(1, m.id);
+  while (st.step()) {
+    StepView s;
+    s.step = st.text(0);
+    s.tool = st.text(1);
+    s.approval = st.text(2);
+    s.state = st.text(3);
+    s.attempts = st.int64(4);
+    s.approved_by = opt_text(st, 5);
+    s.output = st.is_null(6) ? json::value(nullptr) : parse_or_null(st.text(6));
+    s.error = st.is_null(7) ? json::value(nullptr) : parse_or_null(st.text(7));
+    s.started_at = opt_text(st, 8);
+    s.finished_at = opt_text(st, 9);
+    m.steps.push_back(std::move(s));
+  }
+}
+
+}  // namespace
+
+std::optional<MissionView> load_mission(Connection& c, const std::string& id) {
+  auto st = c.prepare(std::string("SELECT ") + kMissionColumns + " FROM missions WHERE id = ?");
+  st.bind(1, id);
+  if (!st.step()) return std::nullopt;
+  MissionView m = mission_row(st);
+  load_steps(c, m);
+  return m;
+}
+
+json::object MissionView::to_json() const {
+  json::array s;
+  for (const auto& x : steps)
+    s.push_back(json::object{{"step", x.step},
+                             {"tool", x.tool},
+                             {"approval", x.approval},
+                             {"state", x.state},
+                             {"attempts", x.attempts},
+                             {"approved_by", opt_json(x.approved_by)},
+                             {"output", x.output},
+                             {"error", x.error},
+                             {"started_at", opt_json(x.started_at)},
+                             {"finished_at", opt_json(x.finished_at)}});
+  return {{"id", id},
+          {"tenant", tenant},
+          {"template", template_name},
+          {"inputs", inputs},
+          {"state", state},
+          {"decision", decision},
+          {"reason", reason},
+          {"idempotency_key", opt_json(idempotency_key)},
+          {"created_by", created_by},
+          {"created_at", created_at},
+          {"updated_at", updated_at},
+          {"not_before", opt_json(not_before)},
+          {"lease_owner", opt_json(lease_owner)},
+          {"lease_until", opt_json(lease_until)},
+          {"claims", claims},
+          {"last_seq", last_seq},
+          {"steps", std::move(s)}};
+}
+
+MissionService::MissionService(ledger::SqliteLedger& ledger, std::filesystem::path db_path,
+                               const TemplateSet& templates, const Policy& policy, ToolFacts tools,
+                               MissionOptions options)
+    : ledger_(ledger),
+      db_path_(std::move(db_path)),
+      templates_(templates),
+      policy_(policy),
+      tools_(std::move(tools)),
+      options_(options) {}
+
+ledger::NewEvent MissionService::transition(const MissionView& m, const std::string& kind,
+                                            const std::string& to, const std::string& reason,
+                                            const json::object& actor, json::object extra) {
+  extra["id"] = m.id;
+  extra["from"] = m.state;
+  extra["to"] = to;
+  extra["reason"] = reason;
+  extra["actor"] = actor;
+  return ledger::NewEvent{m.tenant, stream_of(m.id), kind, std::move(extra)};
+}
+
+CreateResult MissionService::create(const CreateRequest& req) {
+  require_role(req.actor, Role::kOperator, "starting a mission");
+  const MissionTemplate* t = templates_.find(req.template_name);
+  if (!t)
+    throw MissionError(Code::kInvalidInput,
+                       "unknown mission template '" + req.template_name + "'" +
+                           common::did_you_mean(req.template_name, templates_.names()) +
+                           " (templates: " + common::join(templates_.names()) + ")");
+  json::object inputs;
+  try {
+    inputs = complete_inputs(*t, req.inputs);
+  } catch (const std::invalid_argument& e) {
+    throw MissionError(Code::kInvalidInput, e.what());
+  }
+  if (req.tenant.empty()) throw MissionError(Code::kInvalidInput, "tenant may not be empty");
+  if (req.idempotency_key && (req.idempotency_key->empty() || req.idempotency_key->size() > 200))
+    throw MissionError(Code::kInvalidInput, "idempotency key must be 1-200 characters");
+
+  std::string id;
+  bool existing = false;
+  ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
+    existing = false;
+    if (req.idempotency_key) {
+      auto st = c.prepare(
+          "SELECT id, template, inputs FROM missions WHERE tenant = ? AND idempotency_key = ?");
+      st.bind(1, req.tenant).bind(2, *req.idempotency_key);
+      if (st.step()) {
+        if (st.text(1) != t->name || parse_or_null(st.text(2)) != json::value(inputs))
+          throw MissionError(Code::kConflict,
+                             "idempotency key '" + *req.idempotency_key +
+                                 "' was already used for mission " + st.text(0) +
+                                 " with a different template or inputs; use a new key");
+        id = st.text(0);
+        existing = true;
+        return {};
+      }
+    }
+    id = new_mission_id();
+    // The governor.
+    std::string decision = "ALLOW", to = state::kPending, reason = "ALLOWED";
+    std::optional<std::string> not_before;
+    const TenantPolicy* tp = policy_.tenant(req.tenant);
+    bool actuates = std::any_of(t->steps.begin(), t->steps.end(),
+                                [&](const StepTemplate& s) { return tools_.actuates(s.tool); });
+    if (!tp) {
+      decision = "BLOCK", to = state::kBlocked, reason = "UNKNOWN_TENANT";
+    } else if (!tp->allows(t->name)) {
+      decision = "BLOCK", to = state::kBlocked, reason = "TEMPLATE_NOT_ALLOWED";
+    } else if (actuates && !policy_.actuation_allowed) {
+      decision = "BLOCK", to = state::kBlocked, reason = "ACTUATION_DISABLED";
+    } else {
+      std::int64_t active = 0;
+      if (tp->max_active > 0) {
+        auto st = c.prepare(
+            "SELECT count(*) FROM missions WHERE tenant = ? AND state IN "
+            "('PENDING', 'RUNNING', 'RETRY', 'QUARANTINED')");
+        st.bind(1, req.tenant);
+        st.step();
+        active = st.int64(0);
+      }
+      if (tp->max_active > 0 && active >= tp->max_active) {
+        decision = "RETRY_LATER", to = state::kRetry, reason = "TENANT_AT_CAPACITY";
+        not_before = utc_in(std::chrono::milliseconds(tp->retry_after_ms));
+      } else if (tp->reviews(t->name)) {
+        decision = "QUARANTINE", to = state::kQuarantined, reason = "REVIEW_REQUIRED";
+      }
+    }
+    json::array steps;
+    for (const auto& s : t->steps)
+      steps.push_back(json::object{
+          {"step", s.id},
+          {"tool", s.tool},
+          {"approval", std::string(to_string(policy_.step_approval(s, tools_.actuates(s.tool))))}});
+    json::object payload{{"id", id},
+                         {"template", t->name},
+                         {"inputs", inputs},
+                         {"state", to},
+                         {"decision", decision},
+                         {"reason", reason},
+                         {"idempotency_key", opt_json(req.idempotency_key)},
+                         {"actor", req.actor.to_json()},
+                         {"not_before", opt_json(not_before)},
+                         {"steps", std::move(steps)}};
+    return {ledger::NewEvent{req.tenant, stream_of(id), "mission.created", std::move(payload)}};
+  });
+  auto m = get(req.tenant, id);
+  if (!m) throw MissionError(Code::kNotFound, "mission " + id + " vanished after creation");
+  return CreateResult{std::move(*m), !existing};
+}
+
+std::optional<MissionView> MissionService::get(const std::optional<std::string>& tenant,
+                                               const std::string& id) const {
+  Connection c(db_path_, Connection::Mode::kReadOnly);
+  auto m = load_mission(c, id);
+  if (m && tenant && m->tenant != *tenant) return std::nullopt;
+  return m;
+}
+
+std::vector<MissionView> MissionService::list(const ListFilter& f) const {
+  Connection c(db_path_, Connection::Mode::kReadOnly);
+  std::string sql = std::string("SELECT ") + kMissionColumns + " FROM missions WHERE 1";
+  if (f.tenant) sql += " AND tenant = ?1";
+  if (f.state) sql += " AND state = ?2";
+  if (f.template_name) sql += " AND template = ?3";
+  sql += " ORDER BY created_at DESC, id LIMIT ?4";
+  auto st = c.prepare(sql);
+  if (f.tenant) st.bind(1, *f.tenant);
+  if (f.state) st.bind(2, *f.state);
+  if (f.template_name) st.bind(3, *f.template_name);
+  st.bind(4, f.limit);
+  std::vector<MissionView> out;
+  while (st.step()) out.push_back(mission_row(st));
+  for (auto& m : out) load_steps(c, m);
+  return out;
+}
+
+MissionView MissionService::act(const std::optional<std::string>& tenant, const std::string& id,
+                                const Actor& actor, Role needed, const char* verb,
+                                const std::function<ledger::NewEvent(const MissionView&)>& decide) {
+  require_role(actor, needed, verb);
+  ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
+    auto m = load_mission(c, id);
+    if (!m || (tenant && m->tenant != *tenant))
+      throw MissionError(Code::kNotFound, "no mission " + id +
+                                              (tenant ? " for tenant " + *tenant : "") +
+                                              " (kiln mission list shows them)");
+    return {decide(*m)};
+  });
+  return *get(tenant, id);
+}
+
+MissionView MissionService::approve(const std::optional<std::string>& tenant, const std::string& id,
+                                    const Actor& actor, const std::string& note) {
+  return act(tenant, id, actor, Role::kApprover, "approving a mission", [&](const MissionView& m) {
+    if (m.state != state::kQuarantined)
+      throw MissionError(Code::kInvalidState, "mission " + id + " is " + m.state +
+                                                  "; only QUARANTINED missions wait for approval");
+    json::object extra{{"note", note}};
+    // The step held: the first one not done that failed or needs an approval it lacks.
+    for (const auto& s : m.steps) {
+      if (s.state == "DONE") continue;
+      if (s.state == "FAILED" || (s.approval == "required" && !s.approved_by))
+        extra["step"] = s.step;
+      break;
+    }
+    return transition(m, "mission.approved", state::kPending, "APPROVED", actor.to_json(),
+                      std::move(extra));
+  });
+}
+
+MissionView MissionService::cancel(const std::optional<std::string>& tenant, const std::string& id,
+                                   const Actor& actor, const std::string& note) {
+  return act(tenant, id, actor, Role::kOperator, "canceling a mission", [&](const MissionView& m) {
+    if (is_terminal(m.state))
+      throw MissionError(Code::kInvalidState,
+                         "mission " + id + " is already " + m.state + "; nothing to cancel");
+    return transition(m, "mission.canceled", state::kCanceled, "CANCELED", actor.to_json(),
+                      json::object{{"note", note}});
+  });
+}
+
+MissionView MissionService::retry(const std::optional<std::string>& tenant, const std::string& id,
+                                  const Actor& actor, const std::string& note) {
+  return act(tenant, id, actor, Role::kOperator, "retrying a mission", [&](const MissionView& m) {
+    if (m.state == state::kRetry)
+      return transition(m, "mission.retried", state::kPending, "RETRY_NOW", actor.to_json(),
+                        json::object{{"note", note}});
+    if (m.state == state::kFailed)
+      return transition(m, "mission.retried", state::kPending, "RETRIED", actor.to_json(),
+                        json::object{{"note", note}});
+    throw MissionError(Code::kInvalidState, "mission " + id + " is " + m.state +
+                                                "; only RETRY and FAILED missions can be retried");
+  });
+}
+
+std::optional<MissionService::Claim> MissionService::claim(
+    const std::string& worker, const std::optional<std::string>& only_id) {
+  std::optional<Claim> out;
+  ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
+    out.reset();
+    const std::string now = ledger::utc_now_millis();
+    std::string sql =
+        "SELECT id FROM missions WHERE (state = 'PENDING' OR (state = 'RETRY' AND not_before <= "
+        "?1) OR (state = 'RUNNING' AND lease_until < ?1))";
+    if (only_id) sql += " AND id = ?2";
+    sql += " ORDER BY created_at, id LIMIT 1";
+    auto st = c.prepare(sql);
+    st.bind(1, now);
+    if (only_id) st.bind(2, *only_id);
+    if (!st.step()) return {};
+    auto m = load_mission(c, st.text(0));
+    const bool reclaimed = m->state == state::kRunning;
+    Claim cl{worker, *m, utc_in(options_.lease)};
+    json::object extra{{"worker", worker}, {"lease_until", cl.lease_until}};
+    if (reclaimed) extra["previous_owner"] = opt_json(m->lease_owner);
+    auto e =
+        transition(*m, "mission.claimed", state::kRunning, reclaimed ? "LEASE_EXPIRED" : "CLAIMED",
+                   json::object{{"name", worker}, {"role", "worker"}}, std::move(extra));
+    cl.mission.state = state::kRunning;
+    cl.mission.lease_owner = worker;
+    cl.mission.lease_until = cl.lease_until;
+    out = std::move(cl);
+    return {std::move(e)};
+  });
+  return out;
+}
+
+std::vector<ledger::Event> MissionService::record(const Claim& claim,
+                                                  std::vector<ledger::NewEvent> events) {
+  return ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
+    auto st = c.prepare("SELECT state, lease_owner FROM missions WHERE id = ?");
+    st.bind(1, claim.mission.id);
+    if (!st.step())
+      throw MissionError(Code::kLeaseLost, "mission " + claim.mission.id + " does not exist");
+    const std::string state = st.text(0);
+    const std::string owner = st.is_null(1) ? "" : st.text(1);
+    if (state != state::kRunning || owner != claim.worker)
+      throw MissionError(Code::kLeaseLost,
+                         "mission " + claim.mission.id + " is no longer held by " + claim.worker +
+                             " (now " + state + (owner.empty() ? "" : ", held by " + owner) + ")");
+    return std::move(events);
+  });
+}
+
+bool MissionService::heartbeat(Claim& claim) {
+  const std::string until = utc_in(options_.lease);
+  try {
+    record(claim,
+           {ledger::NewEvent{
+               claim.mission.tenant, stream_of(claim.mission.id), "mission.heartbeat",
+               json::object{
+                   {"id", claim.mission.id}, {"worker", claim.worker}, {"lease_until", until}}}});
+  } catch (const MissionError& e) {
+    if (e.code() == Code::kLeaseLost) return false;
+    throw;
+  }
+  claim.lease_until = until;
+  return true;
+}
+
+}  // namespace kiln::missions

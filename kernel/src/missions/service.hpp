@@ -1,0 +1,195 @@
+// Missions: creation through the governor, operator actions, and the worker protocol (claim with
+// a lease, heartbeats, step results). Every change is a ledger command: the decision is taken on
+// the ledger's writer inside the transaction that appends its events, and the mission tables are
+// the projection of those events (missions/projection.hpp). See docs/architecture/missions.md.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <boost/json.hpp>
+
+#include "ledger/ledger.hpp"
+#include "missions/policy.hpp"
+#include "missions/templates.hpp"
+
+namespace kiln::missions {
+
+// viewer < operator < approver < admin
+enum class Role { kViewer = 0, kOperator = 1, kApprover = 2, kAdmin = 3 };
+std::optional<Role> parse_role(std::string_view s);
+std::string_view to_string(Role r);
+
+struct Actor {
+  std::string name;
+  Role role = Role::kViewer;
+  boost::json::object to_json() const;
+};
+
+// Mission states (ARCHITECTURE §6). Terminal: DONE, FAILED, CANCELED, BLOCKED.
+namespace state {
+inline constexpr const char* kPending = "PENDING";
+inline constexpr const char* kRunning = "RUNNING";
+inline constexpr const char* kRetry = "RETRY";
+inline constexpr const char* kQuarantined = "QUARANTINED";
+inline constexpr const char* kBlocked = "BLOCKED";
+inline constexpr const char* kDone = "DONE";
+inline constexpr const char* kFailed = "FAILED";
+inline constexpr const char* kCanceled = "CANCELED";
+}  // namespace state
+bool is_terminal(std::string_view state);
+
+// Errors of mission operations, each with a stable code (mapped to exit codes and HTTP statuses).
+class MissionError : public std::runtime_error {
+ public:
+  enum class Code { kNotFound, kForbidden, kConflict, kInvalidState, kInvalidInput, kLeaseLost };
+  MissionError(Code code, const std::string& message) : std::runtime_error(message), code_(code) {}
+  Code code() const { return code_; }
+  std::string_view code_name() const;
+
+ private:
+  Code code_;
+};
+
+struct StepView {
+  std::string step;
+  std::string tool;
+  std::string approval;
+  std::string state;  // PENDING | RUNNING | DONE | FAILED
+  std::int64_t attempts = 0;
+  std::optional<std::string> approved_by;
+  boost::json::value output;  // null until DONE
+  boost::json::value error;   // the last failure, or null
+  std::optional<std::string> started_at;
+  std::optional<std::string> finished_at;
+};
+
+struct MissionView {
+  std::string id;
+  std::string tenant;
+  std::string template_name;
+  boost::json::object inputs;
+  std::string state;
+  std::string decision;  // the governor's: ALLOW | QUARANTINE | BLOCK | RETRY_LATER
+  std::string reason;    // reason code of the last transition
+  std::optional<std::string> idempotency_key;
+  std::string created_by;
+  std::string created_at;
+  std::string updated_at;
+  std::optional<std::string> not_before;
+  std::optional<std::string> lease_owner;
+  std::optional<std::string> lease_until;
+  std::int64_t claims = 0;
+  std::int64_t last_seq = 0;
+  std::vector<StepView> steps;
+  boost::json::object to_json() const;
+};
+
+struct CreateRequest {
+  std::string tenant = "default";
+  std::string template_name;
+  boost::json::object inputs;
+  std::optional<std::string> idempotency_key;
+  Actor actor;
+};
+
+struct CreateResult {
+  MissionView mission;
+  bool created = false;  // false: the idempotency key named an existing mission
+};
+
+struct ListFilter {
+  std::optional<std::string> tenant;  // nullopt: every tenant (local administration)
+  std::optional<std::string> state;
+  std::optional<std::string> template_name;
+  std::int64_t limit = 100;
+};
+
+struct MissionOptions {
+  std::chrono::milliseconds lease{30000};
+  // A step started this many times beyond its max_attempts (workers died under it) fails the
+  // mission instead of being started again.
+  int max_reclaims = 5;
+};
+
+// What the governor and the runner need to know about tools.
+struct ToolFacts {
+  std::vector<std::string> actuation_tools;
+  bool actuates(std::string_view tool) const;
+};
+
+class MissionService {
+ public:
+  MissionService(ledger::SqliteLedger& ledger, std::filesystem::path db_path,
+                 const TemplateSet& templates, const Policy& policy, ToolFacts tools,
+                 MissionOptions options = {});
+
+  // The governor decides (ALLOW → PENDING, QUARANTINE → QUARANTINED, BLOCK → BLOCKED,
+  // RETRY_LATER → RETRY) and the mission is recorded either way, with its reason code.
+  CreateResult create(const CreateRequest& request);
+
+  // `tenant` nullopt: any tenant (local administration). Another tenant's mission is not found.
+  std::optional<MissionView> get(const std::optional<std::string>& tenant,
+                                 const std::string& id) const;
+  std::vector<MissionView> list(const ListFilter& filter) const;
+
+  // QUARANTINED → PENDING (approver role). `step` approves one step (default: the one held).
+  MissionView approve(const std::optional<std::string>& tenant, const std::string& id,
+                      const Actor& actor, const std::string& reason);
+  // Any non-terminal state → CANCELED (operator role).
+  MissionView cancel(const std::optional<std::string>& tenant, const std::string& id,
+                     const Actor& actor, const std::string& reason);
+  // RETRY → PENDING now; FAILED → PENDING with failed steps reset (operator role).
+  MissionView retry(const std::optional<std::string>& tenant, const std::string& id,
+                    const Actor& actor, const std::string& reason);
+
+  // ---- Worker protocol ----
+  struct Claim {
+    std::string worker;
+    MissionView mission;
+    std::string lease_until;
+  };
+  // Claims the oldest runnable mission (PENDING, RETRY past not_before, or RUNNING with a lapsed
+  // lease), or only `only_id` when given.
+  std::optional<Claim> claim(const std::string& worker,
+                             const std::optional<std::string>& only_id = std::nullopt);
+  // Extends the lease; false when the mission is no longer this worker's (canceled, reclaimed).
+  bool heartbeat(Claim& claim);
+  // Runs one transition of a claimed mission: `events` are appended only while the worker still
+  // holds the lease and the mission is RUNNING; otherwise throws MissionError(kLeaseLost).
+  std::vector<ledger::Event> record(const Claim& claim, std::vector<ledger::NewEvent> events);
+
+  const TemplateSet& templates() const { return templates_; }
+  const Policy& policy() const { return policy_; }
+  const ToolFacts& tools() const { return tools_; }
+  const MissionOptions& options() const { return options_; }
+  std::chrono::milliseconds lease() const { return options_.lease; }
+
+  // Ledger event for a transition of mission `m` (payload: id, from, to, reason, actor, extra).
+  static ledger::NewEvent transition(const MissionView& m, const std::string& kind,
+                                     const std::string& to, const std::string& reason,
+                                     const boost::json::object& actor, boost::json::object extra);
+
+ private:
+  MissionView act(const std::optional<std::string>& tenant, const std::string& id,
+                  const Actor& actor, Role needed, const char* verb,
+                  const std::function<ledger::NewEvent(const MissionView&)>& decide);
+
+  ledger::SqliteLedger& ledger_;
+  std::filesystem::path db_path_;
+  const TemplateSet& templates_;
+  const Policy& policy_;
+  ToolFacts tools_;
+  MissionOptions options_;
+};
+
+// Reads one mission (with its steps) through any connection; nullopt when absent.
+std::optional<MissionView> load_mission(storage::Connection& c, const std::string& id);
+
+}  // namespace kiln::missions

@@ -1,0 +1,92 @@
+// Mission templates: YAML files in config/missions/ (embedded) or the directories listed in
+// `missions.dirs`. A template names its inputs and its steps; each step runs one tool with an
+// input templated from the mission's inputs and earlier steps' outputs. See
+// docs/architecture/missions.md for the format.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/json.hpp>
+
+namespace kiln::missions {
+
+enum class Approval { kNever, kOnFailure, kRequired };
+std::string_view to_string(Approval a);
+std::optional<Approval> parse_approval(std::string_view s);
+
+struct StepTemplate {
+  std::string id;
+  std::string tool;
+  boost::json::value input;  // with ${...} placeholders
+  std::vector<std::string> needs;
+  int max_attempts = 1;                    // tries of this step before it fails for good
+  std::int64_t backoff_ms = 1000;          // before retry n: backoff_ms * 2^(n-1)
+  std::optional<std::int64_t> timeout_ms;  // overrides tool_strategy.timeout_ms
+  Approval approval = Approval::kNever;
+  std::string where;  // file:line:column of the step
+};
+
+struct MissionTemplate {
+  std::string name;
+  std::string description;
+  std::string source;                // file the template came from
+  boost::json::object input_schema;  // JSON Schema of the mission's inputs, with defaults
+  boost::json::object defaults;      // input name -> default value
+  std::vector<StepTemplate> steps;   // in a dependency order: every step after its needs
+  const StepTemplate* step(std::string_view id) const;
+};
+
+// All problems found across the files, one per line, each with file:line:column.
+class TemplateError : public std::runtime_error {
+ public:
+  explicit TemplateError(std::vector<std::string> problems);
+  const std::vector<std::string>& problems() const { return problems_; }
+
+ private:
+  std::vector<std::string> problems_;
+};
+
+class TemplateSet {
+ public:
+  struct File {
+    std::string name;  // shown in errors: a path, or "config/missions/x.yaml (embedded)"
+    std::string text;
+  };
+  // Parses and checks every file: structure, duplicate names and step ids, unknown `needs`,
+  // cycles, placeholders that refer to undeclared inputs or to steps the step does not need
+  // (directly or through its needs), and tools not in `known_tools` (when given).
+  // Throws TemplateError listing every problem.
+  static TemplateSet parse(const std::vector<File>& files,
+                           const std::vector<std::string>* known_tools = nullptr);
+  // The embedded config/missions/*.yaml, or every *.yaml in `dirs` when not empty.
+  static std::vector<File> sources(const std::vector<std::string>& dirs);
+
+  const MissionTemplate* find(std::string_view name) const;
+  std::vector<std::string> names() const;
+  const std::map<std::string, MissionTemplate>& all() const { return templates_; }
+
+ private:
+  std::map<std::string, MissionTemplate> templates_;
+};
+
+// Fills a step's input: a string that is exactly one placeholder becomes the referenced JSON
+// value; placeholders inside longer strings are replaced by their text. References:
+//   ${inputs.NAME[.path...]}   ${steps.ID.output[.path...]}   ${mission.id}   ${mission.tenant}
+// Throws std::runtime_error naming the placeholder when a reference does not resolve.
+struct RenderContext {
+  const boost::json::object* inputs = nullptr;
+  const std::map<std::string, boost::json::value>* outputs = nullptr;  // step id -> output
+  std::string mission_id;
+  std::string tenant;
+};
+boost::json::value render(const boost::json::value& input, const RenderContext& ctx);
+
+// Applies defaults and validates mission inputs against the template; returns the complete
+// inputs or throws std::invalid_argument naming the field.
+boost::json::object complete_inputs(const MissionTemplate& t, const boost::json::object& given);
+
+}  // namespace kiln::missions

@@ -1,0 +1,273 @@
+#include "missions/worker.hpp"
+
+#include <map>
+#include <stop_token>
+
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+namespace kiln::missions {
+namespace json = boost::json;
+
+namespace {
+
+json::object worker_actor(const MissionService::Claim& c) {
+  return json::object{{"name", c.worker}, {"role", "worker"}};
+}
+
+ledger::NewEvent step_event(const MissionView& m, const char* kind, const std::string& step,
+                            json::object extra) {
+  extra["id"] = m.id;
+  extra["step"] = step;
+  return ledger::NewEvent{m.tenant, "mission/" + m.id, kind, std::move(extra)};
+}
+
+std::string utc_after(std::chrono::milliseconds d) {
+  using namespace std::chrono;
+  auto t = system_clock::now() + d;
+  auto ms = duration_cast<milliseconds>(t.time_since_epoch()).count() % 1000;
+  std::time_t tt = system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[40];
+  std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms));
+  return buf;
+}
+
+// Heartbeats the lease every third of its length while a step runs.
+class Heartbeat {
+ public:
+  Heartbeat(MissionService& service, MissionService::Claim& claim)
+      : thread_([this, &service, &claim](std::stop_token st) {
+          std::mutex mu;
+          std::condition_variable_any cv;
+          const auto every = std::max(service.lease() / 3, std::chrono::milliseconds(10));
+          std::unique_lock lock(mu);
+          for (;;) {
+            cv.wait_for(lock, st, every, [] { return false; });
+            if (st.stop_requested()) return;
+            try {
+              if (!service.heartbeat(claim)) {
+                lost_ = true;
+                return;
+              }
+            } catch (const std::exception& e) {
+              spdlog::warn("mission {}: heartbeat failed: {}", claim.mission.id, e.what());
+            }
+          }
+        }) {}
+  bool lost() const { return lost_.load(); }
+
+ private:
+  std::atomic<bool> lost_{false};
+  std::jthread thread_;  // last: stopped and joined first
+};
+
+}  // namespace
+
+std::string MissionRunner::run(MissionService::Claim claim) {
+  MissionView& m = claim.mission;
+  const MissionTemplate* t = service_.templates().find(m.template_name);
+  const auto actor = worker_actor(claim);
+  auto finish = [&](std::vector<ledger::NewEvent> events, const std::string& to) -> std::string {
+    try {
+      service_.record(claim, std::move(events));
+    } catch (const MissionError& e) {
+      if (e.code() != MissionError::Code::kLeaseLost) throw;
+      spdlog::info("mission {}: {}", m.id, e.what());
+      return "";
+    }
+    return to;
+  };
+  if (!t)
+    return finish({MissionService::transition(
+                      m, "mission.failed", state::kFailed, "TEMPLATE_MISSING", actor,
+                      json::object{{"detail", "template '" + m.template_name +
+                                                  "' is no longer loaded (missions.dirs)"}})},
+                  state::kFailed);
+
+  std::map<std::string, json::value> outputs;
+  for (const auto& s : m.steps)
+    if (s.state == "DONE") outputs[s.step] = s.output;
+
+  for (const auto& st : t->steps) {
+    auto view = std::find_if(m.steps.begin(), m.steps.end(),
+                             [&](const StepView& s) { return s.step == st.id; });
+    if (view == m.steps.end())
+      return finish({MissionService::transition(
+                        m, "mission.failed", state::kFailed, "TEMPLATE_CHANGED", actor,
+                        json::object{{"detail", "step '" + st.id +
+                                                    "' was added to the template after the "
+                                                    "mission was created"}})},
+                    state::kFailed);
+    if (view->state == "DONE") continue;
+    // Every step runs in template order, so its needs are done by now.
+    const bool approval_required = view->approval == "required";
+    if (approval_required && !view->approved_by)
+      return finish(
+          {MissionService::transition(m, "mission.held", state::kQuarantined, "APPROVAL_REQUIRED",
+                                      actor, json::object{{"step", st.id}})},
+          state::kQuarantined);
+    const std::int64_t attempt = view->attempts + 1;
+    if (attempt > st.max_attempts + service_.options().max_reclaims)
+      return finish(
+          {MissionService::transition(
+              m, "mission.failed", state::kFailed, "TOO_MANY_RECLAIMS", actor,
+              json::object{{"step", st.id},
+                           {"detail", "the step was started " + std::to_string(view->attempts) +
+                                          " times; workers kept dying under it"}})},
+          state::kFailed);
+    try {
+      service_.record(claim, {step_event(m, "step.started", st.id, {{"attempt", attempt}})});
+    } catch (const MissionError& e) {
+      if (e.code() != MissionError::Code::kLeaseLost) throw;
+      spdlog::info("mission {}: {}", m.id, e.what());
+      return "";
+    }
+
+    ToolOutcome outcome = [&]() -> ToolOutcome {
+      json::value input;
+      try {
+        RenderContext ctx{&m.inputs, &outputs, m.id, m.tenant};
+        input = render(st.input, ctx);
+      } catch (const std::exception& e) {
+        return tool_error(error_code::kInvalidInput,
+                          "step '" + st.id + "': input template: " + e.what());
+      }
+      runtime::ToolCall call;
+      call.tool = st.tool;
+      call.tenant = m.tenant;
+      call.input = std::move(input);
+      call.request_id = m.id + "/" + st.id + "/" + std::to_string(attempt);
+      if (st.timeout_ms) call.timeout = std::chrono::milliseconds(*st.timeout_ms);
+      if (view->approved_by) call.approved_by = *view->approved_by;
+      Heartbeat hb(service_, claim);
+      return executor_.invoke(call);
+    }();
+
+    if (outcome.ok()) {
+      outputs[st.id] = outcome.value().output;
+      std::vector<ledger::NewEvent> events{
+          step_event(m, "step.completed", st.id, {{"output", outcome.value().output}})};
+      const bool last = &st == &t->steps.back();
+      if (last)
+        events.push_back(MissionService::transition(m, "mission.completed", state::kDone,
+                                                    "COMPLETED", actor, {}));
+      auto r = finish(std::move(events), last ? state::kDone : state::kRunning);
+      if (r.empty() || last) return r;
+      view->state = "DONE";
+      view->output = outputs[st.id];
+      continue;
+    }
+    const ToolError& err = outcome.error();
+    json::object error{{"code", err.code},
+                       {"message", err.message},
+                       {"retryable", err.retryable},
+                       {"details", err.details}};
+    std::vector<ledger::NewEvent> events{
+        step_event(m, "step.failed", st.id, {{"attempt", attempt}, {"error", error}})};
+    std::string to;
+    if (err.retryable && attempt < st.max_attempts) {
+      auto delay = std::chrono::milliseconds(st.backoff_ms);
+      for (std::int64_t i = 1; i < attempt && delay < std::chrono::minutes(10); ++i) delay *= 2;
+      to = state::kRetry;
+      events.push_back(MissionService::transition(
+          m, "mission.retry_scheduled", to, "STEP_RETRYABLE_ERROR", actor,
+          json::object{{"step", st.id}, {"not_before", utc_after(delay)}, {"code", err.code}}));
+    } else if (view->approval == "on_failure") {
+      to = state::kQuarantined;
+      events.push_back(
+          MissionService::transition(m, "mission.held", to, "STEP_FAILED", actor,
+                                     json::object{{"step", st.id}, {"code", err.code}}));
+    } else {
+      to = state::kFailed;
+      events.push_back(
+          MissionService::transition(m, "mission.failed", to, "STEP_FAILED", actor,
+                                     json::object{{"step", st.id}, {"code", err.code}}));
+    }
+    return finish(std::move(events), to);
+  }
+  // Every step was already done (a reclaimed mission whose last step completed).
+  return finish(
+      {MissionService::transition(m, "mission.completed", state::kDone, "COMPLETED", actor, {})},
+      state::kDone);
+}
+
+std::string worker_name(int n) {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  return std::string(host) + ":" + std::to_string(getpid()) + ":" + std::to_string(n);
+}
+
+WorkerPool::WorkerPool(MissionService& service, const runtime::ToolRuntimeExecutor& executor,
+                       int workers, std::chrono::milliseconds poll)
+    : service_(service), executor_(executor), poll_(poll) {
+  for (int i = 0; i < workers; ++i) threads_.emplace_back([this, i] { loop(i); });
+}
+
+WorkerPool::~WorkerPool() {
+  stop();
+}
+
+void WorkerPool::wake() {
+  cv_.notify_all();
+}
+
+void WorkerPool::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+}
+
+void WorkerPool::loop(int n) {
+  const std::string name = worker_name(n);
+  MissionRunner runner(service_, executor_);
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+    }
+    bool worked = false;
+    try {
+      if (auto claim = service_.claim(name)) {
+        worked = true;
+        spdlog::debug("worker {}: claimed mission {}", name, claim->mission.id);
+        auto state = runner.run(std::move(*claim));
+        ++runs_;
+        (void)state;
+      }
+    } catch (const std::exception& e) {
+      spdlog::error("worker {}: {}", name, e.what());
+    }
+    if (!worked) {
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, poll_, [&] { return stopping_; });
+    }
+  }
+}
+
+MissionView run_until_settled(MissionService& service, const runtime::ToolRuntimeExecutor& executor,
+                              const std::string& id, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const std::string name = worker_name(0);
+  MissionRunner runner(service, executor);
+  for (;;) {
+    auto m = service.get(std::nullopt, id);
+    if (!m) throw MissionError(MissionError::Code::kNotFound, "no mission " + id);
+    if (is_terminal(m->state) || m->state == state::kQuarantined) return *m;
+    if (std::chrono::steady_clock::now() >= deadline) return *m;
+    if (auto claim = service.claim(name, id)) {
+      runner.run(std::move(*claim));
+      continue;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+}  // namespace kiln::missions

@@ -1,0 +1,583 @@
+// Missions: templates, policy, the governor, idempotency, operator actions, leases, retries,
+// admission (rate limits, actuation) and the ledger projection with replay.
+#define BOOST_TEST_MODULE missions
+#include <chrono>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include <boost/test/unit_test.hpp>
+
+#include "common/strings.hpp"
+#include "missions/admission.hpp"
+#include "missions/projection.hpp"
+#include "missions/worker.hpp"
+#include "runtime/kernel.hpp"
+#include "storage/sqlite.hpp"
+#include "support/process.hpp"
+
+namespace json = boost::json;
+using namespace kiln;
+using namespace kiln::missions;
+
+namespace {
+
+void write(const std::filesystem::path& p, const std::string& text) {
+  std::filesystem::create_directories(p.parent_path());
+  std::ofstream(p) << text;
+}
+
+const char* kPolicy = R"(version: 1
+actuation: {allowed: false}
+tenants:
+  acme:
+    missions: ["*"]
+    deny: [denied]
+    review: [reviewed]
+    max_active: 3
+    retry_after_ms: 60000
+  "*":
+    missions: [simple]
+)";
+
+const char* kSimple = R"(name: simple
+inputs:
+  who: {type: string, default: world}
+steps:
+  - {id: a, tool: kiln.echo, input: {hello: "${inputs.who}"}}
+  - {id: b, tool: kiln.echo, needs: [a], input: {got: "${steps.a.output.hello}", n: 2}}
+)";
+
+// A world of its own per test: templates, policy and database in a temp dir.
+struct World {
+  test::TempDir dir;
+  std::unique_ptr<runtime::Kernel> k;
+
+  explicit World(std::string policy = kPolicy, std::vector<std::string> extra_sets = {}) {
+    write(dir.path() / "missions/simple.yaml", kSimple);
+    write(dir.path() / "missions/denied.yaml", "name: denied\nsteps: [{id: a, tool: kiln.noop}]\n");
+    write(dir.path() / "missions/reviewed.yaml",
+          "name: reviewed\nsteps: [{id: a, tool: kiln.noop}]\n");
+    write(dir.path() / "missions/flaky.yaml", R"(name: flaky
+inputs: {key: {type: string}, times: {type: integer}}
+steps:
+  - id: f
+    tool: test.fail_times
+    input: {key: "${inputs.key}", times: "${inputs.times}"}
+    retry: {max_attempts: 3, backoff_ms: 1}
+)");
+    write(dir.path() / "missions/guarded.yaml", R"(name: guarded
+steps:
+  - {id: f, tool: test.fatal, approval: on_failure}
+)");
+    write(dir.path() / "missions/gated.yaml", R"(name: gated
+steps:
+  - {id: a, tool: kiln.noop}
+  - {id: b, tool: kiln.echo, needs: [a], approval: required, input: {x: 1}}
+)");
+    write(dir.path() / "missions/actuating.yaml",
+          "name: actuating\nsteps: [{id: a, tool: test.actuate}]\n");
+    write(dir.path() / "policy.yaml", policy);
+    runtime::BootOptions o;
+    o.environment = {};
+    o.setup_logging = false;
+    o.open_storage = true;
+    o.sets = {std::string("plugins.search_paths=[") + KILN_TEST_PLUGIN_DIR + "/test_tools]",
+              "storage.path=" + (dir.path() / "kiln.db").string(),
+              "missions.dirs=[" + (dir.path() / "missions").string() + "]",
+              "policy.file=" + (dir.path() / "policy.yaml").string(), "missions.lease_ms=300"};
+    for (auto& s : extra_sets) o.sets.push_back(std::move(s));
+    k = runtime::Kernel::boot(o);
+  }
+  MissionService& svc() { return k->missions(); }
+  CreateResult start(const std::string& tmpl, const std::string& tenant = "acme",
+                     json::object inputs = {}, std::optional<std::string> key = {}) {
+    CreateRequest r;
+    r.template_name = tmpl;
+    r.tenant = tenant;
+    r.inputs = std::move(inputs);
+    r.idempotency_key = std::move(key);
+    r.actor = Actor{"tester", Role::kOperator};
+    return svc().create(r);
+  }
+  MissionView run(const std::string& id) {
+    return run_until_settled(svc(), k->executor(), id, std::chrono::seconds(20));
+  }
+  // Kinds of the mission's ledger events, in order.
+  std::vector<std::string> history(const std::string& id) {
+    std::vector<std::string> kinds;
+    ledger::ExportFilter f;
+    f.stream = "mission/" + id;
+    k->ledger().for_each(f, [&](const ledger::Event& e) {
+      if (e.kind != "mission.heartbeat") kinds.push_back(e.kind);
+    });
+    return kinds;
+  }
+};
+
+const Actor kApprover{"ana", Role::kApprover};
+const Actor kOperator{"oli", Role::kOperator};
+
+template <class F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+// ---- Templates -------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(templates_are_ordered_by_needs_and_rendered) {
+  auto set = TemplateSet::parse({{"t.yaml", R"(name: t
+inputs: {n: {type: integer, default: 2}}
+steps:
+  - {id: second, tool: x, needs: first, input: {v: "${steps.first.output.list.1}", s: "n=${inputs.n}"}}
+  - {id: first, tool: x, input: {n: "${inputs.n}", m: "${mission.id}"}}
+)"}});
+  const auto* t = set.find("t");
+  BOOST_REQUIRE(t);
+  BOOST_TEST(t->steps.front().id == "first");
+  json::object inputs{{"n", 7}};
+  std::map<std::string, json::value> outputs{{"first", json::parse(R"({"list":["a","b"]})")}};
+  RenderContext ctx{&inputs, &outputs, "m-1", "acme"};
+  BOOST_TEST(render(t->steps[0].input, ctx) == json::parse(R"({"n":7,"m":"m-1"})"));
+  BOOST_TEST(render(t->steps[1].input, ctx) == json::parse(R"({"v":"b","s":"n=7"})"));
+  BOOST_TEST(complete_inputs(*t, {}) == (json::object{{"n", 2}}));
+  BOOST_TEST(error_of([&] {
+               complete_inputs(*t, {{"n", "x"}});
+             }).find("inputs.n") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(template_errors_name_file_line_and_fix) {
+  const std::vector<std::string> tools = {"kiln.echo", "kiln.noop"};
+  auto err = error_of([&] {
+    TemplateSet::parse({{"bad.yaml", R"(name: bad
+steps:
+  - {id: a, tool: kiln.ecko, input: {x: "${inputs.nope}"}}
+  - {id: b, tool: kiln.noop, needs: [c], retyr: 1}
+  - {id: d, tool: kiln.noop, input: {y: "${steps.a.output}"}}
+)"}},
+                       &tools);
+  });
+  BOOST_TEST(err.find("bad.yaml:3:5: step 'a' uses unknown tool 'kiln.ecko'; did you mean "
+                      "'kiln.echo'?") != std::string::npos,
+             err);
+  BOOST_TEST(err.find("${inputs.nope} refers to an input the template does not declare") !=
+             std::string::npos);
+  BOOST_TEST(err.find("needs unknown step 'c'") != std::string::npos);
+  BOOST_TEST(err.find("unknown step key 'retyr'; did you mean 'retry'?") != std::string::npos);
+  BOOST_TEST(err.find("step 'd': ${steps.a.output} refers to step 'a', which this step does not "
+                      "need") != std::string::npos);
+  auto cycle = error_of([] {
+    TemplateSet::parse({{"c.yaml",
+                         "name: c\nsteps:\n  - {id: a, tool: x, needs: b}\n"
+                         "  - {id: b, tool: x, needs: a}\n"}});
+  });
+  BOOST_TEST(cycle.find("cycle in 'needs' among steps a, b") != std::string::npos, cycle);
+}
+
+// ---- Policy ----------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(policy_validation_finds_unknown_names_and_contradictions) {
+  World w;
+  auto p = parse_policy({"p.yaml", R"(version: 1
+actuation: {allowed: true, require_approval: true}
+isolation: {plugins: {test_tools: in_process, test_tool: isolated}}
+tenants:
+  acme:
+    missions: [simple, simpel]
+    deny: [simple]
+    review: [denied]
+    rate_limits: {per_tool: {test.actuate: {per_second: 1}}}
+approvals:
+  tools: {test.actuate: never, kiln.noop: on_failure}
+)"});
+  PolicyWorld world;
+  world.templates = w.k->templates().names();
+  world.tools = {"kiln.echo", "kiln.noop", "test.actuate"};
+  world.actuation_tools = {"test.actuate"};
+  world.plugins = {"test_tools"};
+  world.runtime_isolated_plugins = {"test_tools"};
+  auto c = check_policy(p, world);
+  auto all = common::join(c.errors, "\n");
+  BOOST_TEST(all.find("p.yaml:6:24: tenants.acme.missions names unknown mission template "
+                      "'simpel'; did you mean 'simple'?") != std::string::npos,
+             all);
+  BOOST_TEST(all.find("contradiction: tenants.acme both allows and denies 'simple'") !=
+             std::string::npos);
+  BOOST_TEST(all.find("contradiction: tenants.acme.review lists 'denied', which the tenant may "
+                      "not start") != std::string::npos);
+  BOOST_TEST(all.find("contradiction: approvals.tools.test.actuate is 'never', but the tool "
+                      "actuates") != std::string::npos);
+  BOOST_TEST(all.find("contradiction: the policy pins plugin 'test_tools' in_process, but "
+                      "runtime.isolated_plugins isolates it") != std::string::npos);
+  BOOST_TEST(all.find("unknown plugin 'test_tool'; did you mean 'test_tools'?") !=
+             std::string::npos);
+  BOOST_TEST(c.errors.size() == 6u, all);
+  auto structural = error_of([] {
+    parse_policy({"q.yaml",
+                  "version: 1\ntenants:\n  a: {missions: [x], max_actve: 3}\n"
+                  "actuation: {allowed: maybe}\n"});
+  });
+  BOOST_TEST(structural.find("q.yaml:3:22: unknown key 'tenants.a.max_actve'; did you mean "
+                             "'max_active'?") != std::string::npos,
+             structural);
+  BOOST_TEST(structural.find("actuation.allowed must be true or false") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(an_invalid_policy_stops_boot_with_exit_3) {
+  try {
+    World w("version: 1\ntenants:\n  acme: {missions: [nope]}\n");
+    BOOST_FAIL("boot accepted a policy naming an unknown template");
+  } catch (const runtime::BootError& e) {
+    BOOST_TEST(e.exit_code() == runtime::kExitConfig);
+    BOOST_TEST(std::string(e.what()).find("unknown mission template 'nope'") != std::string::npos);
+  }
+}
+
+// ---- Governor ----------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(the_governor_decides_with_reason_codes) {
+  World w;
+  auto allowed = w.start("simple");
+  BOOST_TEST(allowed.mission.state == "PENDING");
+  BOOST_TEST(allowed.mission.decision == "ALLOW");
+  auto denied = w.start("denied");
+  BOOST_TEST(denied.mission.state == "BLOCKED");
+  BOOST_TEST(denied.mission.reason == "TEMPLATE_NOT_ALLOWED");
+  auto other = w.start("reviewed", "globex");  // "*" allows only simple
+  BOOST_TEST(other.mission.reason == "TEMPLATE_NOT_ALLOWED");
+  auto reviewed = w.start("reviewed");
+  BOOST_TEST(reviewed.mission.state == "QUARANTINED");
+  BOOST_TEST(reviewed.mission.decision == "QUARANTINE");
+  BOOST_TEST(reviewed.mission.reason == "REVIEW_REQUIRED");
+  auto actuating = w.start("actuating");
+  BOOST_TEST(actuating.mission.state == "BLOCKED");
+  BOOST_TEST(actuating.mission.reason == "ACTUATION_DISABLED");
+  // acme has max_active 3: simple (PENDING) + reviewed (QUARANTINED) + one more.
+  BOOST_TEST(w.start("simple").mission.state == "PENDING");
+  auto later = w.start("simple");
+  BOOST_TEST(later.mission.state == "RETRY");
+  BOOST_TEST(later.mission.decision == "RETRY_LATER");
+  BOOST_TEST(later.mission.reason == "TENANT_AT_CAPACITY");
+  BOOST_TEST(later.mission.not_before.has_value());
+  // Every decision is in the ledger, blocked ones included.
+  BOOST_TEST(w.history(denied.mission.id) == std::vector<std::string>{"mission.created"});
+}
+
+BOOST_AUTO_TEST_CASE(unknown_tenants_are_blocked_without_a_catch_all_rule) {
+  World w("version: 1\ntenants:\n  acme: {missions: [simple]}\n");
+  BOOST_TEST(w.start("simple", "nobody").mission.reason == "UNKNOWN_TENANT");
+  BOOST_TEST(w.start("simple", "acme").mission.state == "PENDING");
+}
+
+BOOST_AUTO_TEST_CASE(bad_requests_are_errors_not_missions) {
+  World w;
+  auto e = error_of([&] { w.start("simpel"); });
+  BOOST_TEST(e.find("unknown mission template 'simpel'; did you mean 'simple'?") !=
+             std::string::npos);
+  e = error_of([&] { w.start("simple", "acme", {{"who", 3}}); });
+  BOOST_TEST(e.find("inputs.who") != std::string::npos, e);
+  e = error_of([&] { w.start("simple", "acme", {{"whom", "x"}}); });
+  BOOST_TEST(!e.empty());
+  BOOST_TEST(w.svc().list({}).empty());
+}
+
+// ---- Idempotency -----------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(the_same_idempotency_key_returns_the_same_mission) {
+  World w;
+  auto first = w.start("simple", "acme", {{"who", "x"}}, "key-1");
+  auto again = w.start("simple", "acme", {{"who", "x"}}, "key-1");
+  BOOST_TEST(first.created);
+  BOOST_TEST(!again.created);
+  BOOST_TEST(again.mission.id == first.mission.id);
+  // Another tenant's key space is its own.
+  auto other = w.start("simple", "globex", {{"who", "x"}}, "key-1");
+  BOOST_TEST(other.created);
+  BOOST_TEST(other.mission.id != first.mission.id);
+  try {
+    w.start("simple", "acme", {{"who", "y"}}, "key-1");
+    BOOST_FAIL("a reused key with other inputs was accepted");
+  } catch (const MissionError& e) {
+    BOOST_TEST(e.code_name() == "conflict");
+  }
+  BOOST_TEST(w.svc().list({}).size() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(concurrent_creates_with_one_key_make_one_mission) {
+  World w;
+  std::vector<std::thread> threads;
+  std::mutex mu;
+  std::set<std::string> ids;
+  for (int i = 0; i < 8; ++i)
+    threads.emplace_back([&] {
+      auto r = w.start("simple", "acme", {}, "same");
+      std::lock_guard lock(mu);
+      ids.insert(r.mission.id);
+    });
+  for (auto& t : threads) t.join();
+  BOOST_TEST(ids.size() == 1u);
+  BOOST_TEST(w.svc().list({}).size() == 1u);
+}
+
+// ---- Running ---------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(a_mission_runs_its_steps_with_templated_inputs) {
+  World w;
+  auto m = w.run(w.start("simple", "acme", {{"who", "roaster"}}).mission.id);
+  BOOST_TEST(m.state == "DONE");
+  BOOST_TEST(m.steps[1].output == json::parse(R"({"got":"roaster","n":2})"));
+  BOOST_TEST(w.history(m.id) ==
+             (std::vector<std::string>{"mission.created", "mission.claimed", "step.started",
+                                       "step.completed", "step.started", "step.completed",
+                                       "mission.completed"}));
+}
+
+BOOST_AUTO_TEST_CASE(retryable_failures_go_through_retry_with_backoff) {
+  World w;
+  auto m = w.run(w.start("flaky", "acme", {{"key", "k1"}, {"times", 2}}).mission.id);
+  BOOST_TEST(m.state == "DONE");
+  BOOST_TEST(m.steps[0].attempts == 3);
+  auto h = w.history(m.id);
+  BOOST_TEST(std::count(h.begin(), h.end(), "mission.retry_scheduled") == 2);
+  // More failures than attempts: FAILED, and an operator retry runs it again.
+  auto f = w.run(w.start("flaky", "acme", {{"key", "k2"}, {"times", 3}}).mission.id);
+  BOOST_TEST(f.state == "FAILED");
+  BOOST_TEST(f.reason == "STEP_FAILED");
+  BOOST_TEST(f.steps[0].error.at("code").as_string() == "unavailable");
+  auto r = w.svc().retry("acme", f.id, kOperator, "try again");
+  BOOST_TEST(r.state == "PENDING");
+  BOOST_TEST(r.steps[0].attempts == 0);
+  BOOST_TEST(w.run(f.id).state == "DONE");
+}
+
+BOOST_AUTO_TEST_CASE(approvals_hold_a_mission_until_an_approver_approves) {
+  World w;
+  auto m = w.run(w.start("gated").mission.id);
+  BOOST_TEST(m.state == "QUARANTINED");
+  BOOST_TEST(m.reason == "APPROVAL_REQUIRED");
+  BOOST_TEST(m.steps[0].state == "DONE");
+  BOOST_TEST(m.steps[1].state == "PENDING");
+  // Operators may not approve; another tenant cannot even see it.
+  BOOST_CHECK_THROW(w.svc().approve("acme", m.id, kOperator, ""), MissionError);
+  try {
+    w.svc().approve("globex", m.id, kApprover, "");
+    BOOST_FAIL("another tenant approved");
+  } catch (const MissionError& e) {
+    BOOST_TEST(e.code_name() == "not_found");
+  }
+  auto a = w.svc().approve("acme", m.id, kApprover, "checked");
+  BOOST_TEST(a.state == "PENDING");
+  BOOST_TEST(a.steps[1].approved_by.value_or("") == "ana");
+  BOOST_TEST(w.run(m.id).state == "DONE");
+  // approval: on_failure quarantines a failed step; approving runs it again.
+  auto g = w.run(w.start("guarded").mission.id);
+  BOOST_TEST(g.state == "QUARANTINED");
+  BOOST_TEST(g.reason == "STEP_FAILED");
+  auto again = w.svc().approve("acme", g.id, kApprover, "retry it");
+  BOOST_TEST(again.steps[0].state == "PENDING");
+  BOOST_TEST(w.run(g.id).state == "QUARANTINED");
+  BOOST_CHECK_THROW(w.svc().approve("acme", w.start("simple").mission.id, kApprover, ""),
+                    MissionError);  // not QUARANTINED
+}
+
+BOOST_AUTO_TEST_CASE(cancel_is_final_and_refused_twice) {
+  World w;
+  auto m = w.start("simple");
+  BOOST_CHECK_THROW(w.svc().cancel("acme", m.mission.id, Actor{"v", Role::kViewer}, ""),
+                    MissionError);
+  auto c = w.svc().cancel("acme", m.mission.id, kOperator, "not needed");
+  BOOST_TEST(c.state == "CANCELED");
+  BOOST_CHECK_THROW(w.svc().cancel("acme", m.mission.id, kOperator, ""), MissionError);
+  BOOST_TEST(!w.svc().claim("w1", m.mission.id).has_value());
+  BOOST_CHECK_THROW(w.svc().retry("acme", m.mission.id, kOperator, ""), MissionError);
+}
+
+// ---- Leases ----------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(a_lapsed_lease_is_reclaimed_and_the_old_worker_is_refused) {
+  World w;  // lease 300 ms
+  auto id = w.start("simple").mission.id;
+  auto a = w.svc().claim("worker-a");
+  BOOST_REQUIRE(a);
+  BOOST_TEST(a->mission.id == id);
+  BOOST_TEST(!w.svc().claim("worker-b").has_value());  // held
+  BOOST_TEST(w.svc().heartbeat(*a));
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  auto b = w.svc().claim("worker-b");
+  BOOST_REQUIRE(b);
+  BOOST_TEST(b->mission.id == id);
+  BOOST_TEST(!w.svc().heartbeat(*a));
+  try {
+    w.svc().record(*a, {});
+    BOOST_FAIL("a worker that lost its lease recorded an event");
+  } catch (const MissionError& e) {
+    BOOST_TEST(e.code_name() == "lease_lost");
+  }
+  MissionRunner runner(w.svc(), w.k->executor());
+  BOOST_TEST(runner.run(*b) == "DONE");
+  auto m = w.svc().get("acme", id);
+  BOOST_TEST(m->claims == 2);
+  auto h = w.history(id);
+  BOOST_TEST(std::count(h.begin(), h.end(), "mission.claimed") == 2);
+}
+
+BOOST_AUTO_TEST_CASE(a_worker_pool_runs_many_missions_each_to_one_terminal_state) {
+  World w("version: 1\ntenants:\n  \"*\": {missions: [\"*\"]}\n");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 40; ++i)
+    ids.push_back(w.start("simple", "t" + std::to_string(i % 4)).mission.id);
+  {
+    WorkerPool pool(w.svc(), w.k->executor(), 4, std::chrono::milliseconds(5));
+    for (int i = 0; i < 400; ++i) {
+      ListFilter f;
+      f.state = "DONE";
+      f.limit = 1000;
+      if (w.svc().list(f).size() == ids.size()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+  }
+  for (const auto& id : ids) {
+    auto h = w.history(id);
+    BOOST_TEST(std::count(h.begin(), h.end(), "mission.completed") == 1, id);
+    BOOST_TEST(std::count(h.begin(), h.end(), "mission.claimed") == 1, id);
+  }
+  BOOST_TEST(w.k->ledger().verify().ok);
+}
+
+// ---- Projection and replay -------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(replay_rebuilds_the_tables_and_finds_tampering) {
+  World w;
+  w.run(w.start("simple").mission.id);
+  w.run(w.start("gated").mission.id);
+  w.start("denied");
+  w.k->ledger().flush();
+  const auto db = w.dir.path() / "kiln.db";
+  auto r = replay(db, w.dir.path() / "scratch.db");
+  BOOST_TEST(r.ok(), common::join(r.differences, "\n"));
+  BOOST_TEST(r.missions == 3);
+  {
+    storage::Connection c(db, storage::Connection::Mode::kReadWrite);
+    c.exec("UPDATE missions SET state = 'DONE' WHERE template = 'gated'");
+    c.exec(
+        "DELETE FROM mission_steps WHERE step = 'b' AND mission_id IN "
+        "(SELECT id FROM missions WHERE template = 'simple')");
+  }
+  auto bad = replay(db, w.dir.path() / "scratch.db");
+  BOOST_TEST(!bad.ok());
+  auto all = common::join(bad.differences, "\n");
+  BOOST_TEST(all.find(": state: live DONE, replayed QUARANTINED") != std::string::npos, all);
+  BOOST_TEST(all.find("/b: in the ledger but missing from the live tables") != std::string::npos,
+             all);
+}
+
+// ---- Ledger commands -------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(a_refused_command_takes_back_only_its_own_rows) {
+  World w;
+  auto& l = w.k->sqlite_ledger();
+  auto before = l.count();
+  // Concurrent commands in one group: the ones that throw leave no trace, the others land.
+  std::vector<std::thread> threads;
+  std::atomic<int> refused{0};
+  for (int i = 0; i < 20; ++i)
+    threads.emplace_back([&, i] {
+      try {
+        l.execute([i](storage::Connection&) -> std::vector<ledger::NewEvent> {
+          if (i % 2) throw std::runtime_error("refused");
+          return {ledger::NewEvent{"t", "s", "test.event", json::object{{"i", i}}}};
+        });
+      } catch (const std::runtime_error&) {
+        ++refused;
+      }
+    });
+  for (auto& t : threads) t.join();
+  BOOST_TEST(refused.load() == 10);
+  BOOST_TEST(l.count() == before + 10);
+  BOOST_TEST(l.verify().ok);
+}
+
+// ---- Admission -------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(token_buckets_refill_over_time) {
+  using Clock = TokenBucket::Clock;
+  auto t0 = Clock::now();
+  TokenBucket b(10, 2, t0);  // 10/s, burst 2
+  std::chrono::milliseconds wait{0};
+  BOOST_TEST(b.take(t0, &wait));
+  BOOST_TEST(b.take(t0, &wait));
+  BOOST_TEST(!b.take(t0, &wait));
+  BOOST_TEST(wait.count() == 100);
+  BOOST_TEST(!b.take(t0 + std::chrono::milliseconds(50), &wait));
+  BOOST_TEST(wait.count() == 50);
+  BOOST_TEST(b.take(t0 + std::chrono::milliseconds(100), &wait));
+  BOOST_TEST(b.take(t0 + std::chrono::seconds(10), &wait));
+  BOOST_TEST(b.take(t0 + std::chrono::seconds(10), &wait));
+  BOOST_TEST(!b.take(t0 + std::chrono::seconds(10), &wait));  // capped at burst
+}
+
+BOOST_AUTO_TEST_CASE(rate_limits_apply_per_tenant_and_per_tool) {
+  World w(R"(version: 1
+tenants:
+  "*":
+    missions: ["*"]
+    rate_limits:
+      tool_calls: {per_second: 0.001, burst: 5}
+      per_tool: {kiln.echo: {per_second: 0.001, burst: 2}}
+)");
+  auto call = [&](const std::string& tool, const std::string& tenant) {
+    runtime::ToolCall c;
+    c.tool = tool;
+    c.tenant = tenant;
+    c.input = json::object{};
+    return w.k->executor().invoke(c);
+  };
+  BOOST_TEST(call("kiln.echo", "a").ok());
+  BOOST_TEST(call("kiln.echo", "a").ok());
+  auto limited = call("kiln.echo", "a");
+  BOOST_REQUIRE(!limited.ok());
+  BOOST_TEST(limited.error().code == "rate_limited");
+  BOOST_TEST(limited.error().retryable);
+  BOOST_TEST(limited.error().details.at("retry_after_ms").as_int64() > 0);
+  BOOST_TEST(call("kiln.echo", "b").ok());  // another tenant's bucket
+  BOOST_TEST(call("kiln.noop", "a").ok());  // tenant budget: 5 = 2 echo + 3 more
+  BOOST_TEST(call("kiln.noop", "a").ok());
+  BOOST_TEST(call("kiln.noop", "a").ok());
+  auto tenant_limited = call("kiln.noop", "a");
+  BOOST_REQUIRE(!tenant_limited.ok());
+  BOOST_TEST(tenant_limited.error().message.find("tool-call rate limit") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(actuation_runs_only_when_allowed_and_approved) {
+  {
+    World w;  // actuation.allowed: false
+    runtime::ToolCall c;
+    c.tool = "test.actuate";
+    c.approved_by = "ana";
+    auto r = w.k->executor().invoke(c);
+    BOOST_REQUIRE(!r.ok());
+    BOOST_TEST(r.error().code == "forbidden");
+  }
+  World w(R"(version: 1
+actuation: {allowed: true, require_approval: true}
+tenants: {"*": {missions: ["*"]}}
+)");
+  runtime::ToolCall c;
+  c.tool = "test.actuate";
+  auto direct = w.k->executor().invoke(c);
+  BOOST_REQUIRE(!direct.ok());
+  BOOST_TEST(direct.error().message.find("requires approval") != std::string::npos);
+  // Through a mission: the step needs approval (policy), then runs.
+  auto m = w.run(w.start("actuating").mission.id);
+  BOOST_TEST(m.state == "QUARANTINED");
+  BOOST_TEST(m.steps[0].approval == "required");
+  w.svc().approve("acme", m.id, kApprover, "go");
+  BOOST_TEST(w.run(m.id).state == "DONE");
+}
