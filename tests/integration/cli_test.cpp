@@ -2,6 +2,7 @@
 #define BOOST_TEST_MODULE cli
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
@@ -347,4 +348,159 @@ BOOST_AUTO_TEST_CASE(gate_decisions_land_in_a_verifiable_ledger) {
   auto broken = d.kiln({"ledger", "verify"});
   BOOST_TEST(broken.exit_code == 1);
   BOOST_TEST(contains(broken.out, "ledger BROKEN at seq 1"), broken.out);
+}
+
+// ---- Missions, replay and policy from the command line -----------------------------------------
+
+namespace {
+
+json::object mission_of(const RunResult& r) {
+  auto v = json::parse(r.out);
+  return v.as_object().contains("mission") ? v.at("mission").as_object() : v.as_object();
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(missions_run_from_the_cli_with_approvals_idempotency_and_replay) {
+  Deployment d;
+  auto templates = d.kiln({"mission", "templates"});
+  BOOST_TEST(templates.exit_code == 0, templates.err);
+  BOOST_TEST(contains(templates.out, "hello"));
+  BOOST_TEST(contains(templates.out, "apply(kiln.echo, approval required)"), templates.out);
+
+  auto done = d.kiln({"mission", "start", "hello", "--param", "who=roaster", "--wait", "--json",
+                      "--idempotency-key", "order-1"});
+  BOOST_TEST(done.exit_code == 0, done.err);
+  auto m = mission_of(done);
+  BOOST_TEST(m.at("state").as_string() == "DONE");
+  BOOST_TEST(m.at("steps").at(2).at("output").at("heard").as_string() == "hello, roaster");
+  const std::string id(m.at("id").as_string());
+
+  auto again = d.kiln({"mission", "start", "hello", "--param", "who=roaster", "--json",
+                       "--idempotency-key", "order-1"});
+  BOOST_TEST(again.exit_code == 0, again.err);
+  BOOST_TEST(json::parse(again.out).at("created").as_bool() == false);
+  BOOST_TEST(mission_of(again).at("id").as_string() == id);
+  auto conflict =
+      d.kiln({"mission", "start", "hello", "--param", "who=other", "--idempotency-key", "order-1"});
+  BOOST_TEST(conflict.exit_code == 1);
+  BOOST_TEST(contains(conflict.err, "conflict: idempotency key 'order-1' was already used"),
+             conflict.err);
+
+  auto bad = d.kiln({"mission", "start", "hello", "--param", "pause_ms=999999"});
+  BOOST_TEST(bad.exit_code == 2);
+  BOOST_TEST(contains(bad.err, "inputs.pause_ms"), bad.err);
+  auto unknown = d.kiln({"mission", "start", "helo"});
+  BOOST_TEST(unknown.exit_code == 2);
+  BOOST_TEST(contains(unknown.err, "did you mean 'hello'?"), unknown.err);
+
+  // Held for review, then held again before the step that needs approval.
+  auto held = d.kiln({"mission", "start", "approval_demo", "--wait", "--json"});
+  BOOST_TEST(held.exit_code == 0, held.err);
+  const std::string held_id(mission_of(held).at("id").as_string());
+  BOOST_TEST(mission_of(held).at("state").as_string() == "QUARANTINED");
+  auto forbidden = d.kiln({"mission", "approve", held_id, "--as", "olga", "--role", "operator"});
+  BOOST_TEST(forbidden.exit_code == 1);
+  BOOST_TEST(contains(forbidden.err, "forbidden: approving a mission needs the approver role"),
+             forbidden.err);
+  auto first = d.kiln({"mission", "approve", held_id, "--as", "ana", "--role", "approver",
+                       "--reason", "reviewed", "--wait", "--json"});
+  BOOST_TEST(first.exit_code == 0, first.err);
+  BOOST_TEST(mission_of(first).at("reason").as_string() == "APPROVAL_REQUIRED");
+  auto second = d.kiln(
+      {"mission", "approve", held_id, "--as", "ana", "--role", "approver", "--wait", "--json"});
+  BOOST_TEST(mission_of(second).at("state").as_string() == "DONE", second.out);
+  auto show = d.kiln({"mission", "show", held_id});
+  BOOST_TEST(show.exit_code == 0);
+  BOOST_TEST(contains(show.out, "mission.approved → PENDING (APPROVED) by ana: reviewed"),
+             show.out);
+  BOOST_TEST(contains(show.out, "mission.completed → DONE (COMPLETED)"), show.out);
+
+  // Cancel a queued mission; list filters by state.
+  auto queued = d.kiln({"mission", "start", "noop3", "--json"});
+  const std::string queued_id(mission_of(queued).at("id").as_string());
+  auto cancel = d.kiln({"mission", "cancel", queued_id, "--reason", "not needed"});
+  BOOST_TEST(cancel.exit_code == 0, cancel.err);
+  auto twice = d.kiln({"mission", "cancel", queued_id});
+  BOOST_TEST(twice.exit_code == 1);
+  BOOST_TEST(contains(twice.err, "already CANCELED"), twice.err);
+  auto retry = d.kiln({"mission", "retry", queued_id});
+  BOOST_TEST(retry.exit_code == 1);
+  auto list = d.kiln({"mission", "list", "--state", "CANCELED", "--json"});
+  BOOST_TEST(json::parse(list.out).as_array().size() == 1u);
+  auto missing = d.kiln({"mission", "show", "m-0000000000000000"});
+  BOOST_TEST(missing.exit_code == 1);
+  BOOST_TEST(contains(missing.err, "not_found"), missing.err);
+
+  // The tables replay from the ledger; a hand edit is found and named.
+  auto replay = d.kiln({"ledger", "replay"});
+  BOOST_TEST(replay.exit_code == 0, replay.out << replay.err);
+  BOOST_TEST(contains(replay.out, "replay matches: 3 missions"), replay.out);
+  {
+    storage::Connection c(d.dir.path() / "var/kiln.db", storage::Connection::Mode::kReadWrite);
+    c.exec("UPDATE missions SET state = 'DONE' WHERE id = '" + queued_id + "'");
+  }
+  auto differs = d.kiln({"ledger", "replay"});
+  BOOST_TEST(differs.exit_code == 1);
+  BOOST_TEST(
+      contains(differs.out, "mission " + queued_id + ": state: live DONE, replayed CANCELED"),
+      differs.out);
+  BOOST_TEST(d.kiln({"ledger", "verify"}).exit_code == 0);
+}
+
+BOOST_AUTO_TEST_CASE(serve_runs_mission_workers) {
+  Deployment d;
+  Child serve({kKiln, "serve", "--set", "missions.poll_ms=20"}, d.env(), d.dir.path());
+  BOOST_REQUIRE(serve.wait_for_stderr("ready:", 20s));
+  BOOST_TEST(contains(d.kiln({"serve", "--help"}).out, "Usage: kiln serve"));
+  auto start = d.kiln({"mission", "start", "hello", "--json"});
+  BOOST_REQUIRE_EQUAL(start.exit_code, 0);
+  const std::string id(mission_of(start).at("id").as_string());
+  std::string state;
+  for (int i = 0; i < 200 && state != "DONE"; ++i) {
+    std::this_thread::sleep_for(50ms);
+    state =
+        std::string(mission_of(d.kiln({"mission", "show", id, "--json"})).at("state").as_string());
+  }
+  BOOST_TEST(state == "DONE");
+  serve.signal(SIGTERM);
+  auto r = serve.wait(20s);
+  BOOST_TEST(r.exit_code == 0, r.err);
+  BOOST_TEST(contains(r.err, "mission worker(s) running"), r.err);
+}
+
+BOOST_AUTO_TEST_CASE(policy_validate_reports_problems_with_positions) {
+  Deployment d;
+  auto ok = d.kiln({"policy", "validate"});
+  BOOST_TEST(ok.exit_code == 0, ok.err);
+  BOOST_TEST(contains(ok.out, "config/policy.yaml (embedded) is valid"), ok.out);
+  std::ofstream(d.dir.path() / "policy.yaml") << "version: 1\n"
+                                                 "tenants:\n"
+                                                 "  acme:\n"
+                                                 "    missions: [hello, helo]\n"
+                                                 "    deny: [hello]\n"
+                                                 "approvals:\n"
+                                                 "  tools: {kiln.slep: required}\n";
+  auto bad = d.kiln({"policy", "validate", "--file", "policy.yaml"});
+  BOOST_TEST(bad.exit_code == 3);
+  BOOST_TEST(contains(bad.err,
+                      "policy.yaml:4:23: tenants.acme.missions names unknown mission "
+                      "template 'helo'; did you mean 'hello'?"),
+             bad.err);
+  BOOST_TEST(contains(bad.err, "contradiction: tenants.acme both allows and denies 'hello'"),
+             bad.err);
+  BOOST_TEST(contains(bad.err, "unknown tool 'kiln.slep'; did you mean 'kiln.sleep'?"), bad.err);
+  auto as_json = d.kiln({"policy", "validate", "--file", "policy.yaml", "--json"});
+  BOOST_TEST(as_json.exit_code == 3);
+  BOOST_TEST(json::parse(as_json.out).at("errors").as_array().size() == 3u, as_json.out);
+  // serve refuses a deployment whose policy is invalid, with the same message.
+  auto serve = d.kiln({"serve", "--set", "policy.file=policy.yaml"});
+  BOOST_TEST(serve.exit_code == 3);
+  BOOST_TEST(contains(serve.err, "both allows and denies"), serve.err);
+  for (const char* cmd :
+       {"start", "list", "show", "approve", "cancel", "retry", "work", "templates"}) {
+    auto help = d.kiln({"mission", cmd, "--help"});
+    BOOST_TEST(contains(help.out, std::string("Usage: kiln mission ") + cmd), cmd);
+  }
+  BOOST_TEST(contains(d.kiln({"ledger", "replay", "--help"}).out, "scratch database"));
 }

@@ -2,6 +2,7 @@
 // always verifies, nothing partial is stored, and the next start recovers.
 #define BOOST_TEST_MODULE storage_reliability
 #include <csignal>
+#include <cstdlib>
 #include <random>
 #include <thread>
 
@@ -48,7 +49,9 @@ BOOST_AUTO_TEST_CASE(kill_9_never_loses_an_acknowledged_event) {
   std::mt19937 rng(20261122);
   std::uniform_int_distribution<int> delay_ms(5, 60);
   std::int64_t acknowledged_total = 0;
-  constexpr int kIterations = 50;
+  // KILN_RELIABILITY_ITERATIONS raises the count (scripts/soak).
+  const char* env = std::getenv("KILN_RELIABILITY_ITERATIONS");
+  const int kIterations = env && std::atoi(env) > 0 ? std::atoi(env) : 50;
   for (int it = 0; it < kIterations; ++it) {
     int pipefd[2];
     BOOST_REQUIRE(::pipe(pipefd) == 0);

@@ -428,6 +428,23 @@ BOOST_AUTO_TEST_CASE(a_lapsed_lease_is_reclaimed_and_the_old_worker_is_refused) 
   BOOST_TEST(std::count(h.begin(), h.end(), "mission.claimed") == 2);
 }
 
+BOOST_AUTO_TEST_CASE(a_step_whose_workers_keep_dying_fails_the_mission) {
+  World w(kPolicy, {"missions.max_reclaims=0"});
+  auto id = w.start("simple").mission.id;
+  auto a = w.svc().claim("worker-a");
+  BOOST_REQUIRE(a);
+  // worker-a starts step a and dies.
+  w.svc().record(*a, {ledger::NewEvent{"acme", "mission/" + id, "step.started",
+                                       json::object{{"id", id}, {"step", "a"}, {"attempt", 1}}}});
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  auto b = w.svc().claim("worker-b");
+  BOOST_REQUIRE(b);
+  MissionRunner runner(w.svc(), w.k->executor());
+  BOOST_TEST(runner.run(*b) == "FAILED");
+  auto m = w.svc().get("acme", id);
+  BOOST_TEST(m->reason == "TOO_MANY_RECLAIMS");
+}
+
 BOOST_AUTO_TEST_CASE(a_worker_pool_runs_many_missions_each_to_one_terminal_state) {
   World w("version: 1\ntenants:\n  \"*\": {missions: [\"*\"]}\n");
   std::vector<std::string> ids;

@@ -188,6 +188,13 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
          "a worker's lease on a mission; a lapsed lease is reclaimed by another worker",
          {},
          100});
+  s.add({"missions.max_reclaims",
+         Type::kInteger,
+         5,
+         "a step started this many times beyond its max_attempts (its workers died) fails the "
+         "mission with TOO_MANY_RECLAIMS",
+         {},
+         0});
   s.add({"missions.poll_ms",
          Type::kInteger,
          200,

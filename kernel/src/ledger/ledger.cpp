@@ -276,6 +276,8 @@ void SqliteLedger::writer_loop() {
       }
       insert->reset();
       tx.commit();
+      if (seq > head_seq)
+        spdlog::trace("ledger committed seq={}-{} head={}", head_seq + 1, seq, prev);
       head_seq = seq;
       head_hash = prev;
     } catch (...) {

@@ -329,6 +329,7 @@ missions::MissionService& Kernel::missions() {
   if (!missions_) {
     missions::MissionOptions o;
     o.lease = std::chrono::milliseconds(config_.get_int("missions.lease_ms"));
+    o.max_reclaims = static_cast<int>(config_.get_int("missions.max_reclaims"));
     missions_ = std::make_unique<missions::MissionService>(l, storage_path(), *templates_, *policy_,
                                                            tool_facts(), o);
   }

@@ -73,7 +73,8 @@ RETRY → PENDING now (skips the back-off); FAILED → PENDING with its failed s
       {"mission work", R"(Usage: kiln mission work [--workers N] [--until-idle]
 
 Runs mission workers in this process (as `kiln serve` does with missions.workers) until SIGINT
-or SIGTERM, or with --until-idle until no mission is runnable.
+or SIGTERM, or with --until-idle until no mission is PENDING, RUNNING or RETRY (a mission held
+by a dead process is reclaimed once its lease lapses).
 )"},
       {"ledger replay", R"(Usage: kiln ledger replay [--scratch FILE] [--json]
 
@@ -404,7 +405,7 @@ int cmd_mission_work(const Args& a, std::ostream& out) {
       timespec zero{0, 0};
       if (sigtimedwait(&set, nullptr, &zero) > 0) break;
       bool busy = false;
-      for (const char* s : {"PENDING", "RUNNING"}) {
+      for (const char* s : {"PENDING", "RUNNING", "RETRY"}) {
         missions::ListFilter f;
         f.state = s;
         f.limit = 1;
