@@ -1,7 +1,9 @@
 #include "missions/worker.hpp"
 
+#include <iterator>
 #include <map>
 #include <stop_token>
+#include <utility>
 
 #include <unistd.h>
 
@@ -71,9 +73,18 @@ std::string MissionRunner::run(MissionService::Claim claim) {
   MissionView& m = claim.mission;
   const MissionTemplate* t = service_.templates().find(m.template_name);
   const auto actor = worker_actor(claim);
+  // A step's completion is committed together with what follows it (the next step's start, a
+  // hold, the mission's completion): one durable commit instead of two. A crash in between
+  // re-runs the step, as a crash during it would.
+  std::vector<ledger::NewEvent> carry;
+  auto with_carry = [&](std::vector<ledger::NewEvent> events) {
+    carry.insert(carry.end(), std::make_move_iterator(events.begin()),
+                 std::make_move_iterator(events.end()));
+    return std::exchange(carry, {});
+  };
   auto finish = [&](std::vector<ledger::NewEvent> events, const std::string& to) -> std::string {
     try {
-      service_.record(claim, std::move(events));
+      service_.record(claim, with_carry(std::move(events)));
     } catch (const MissionError& e) {
       if (e.code() != MissionError::Code::kLeaseLost) throw;
       spdlog::info("mission {}: {}", m.id, e.what());
@@ -120,7 +131,8 @@ std::string MissionRunner::run(MissionService::Claim claim) {
                                           " times; workers kept dying under it"}})},
           state::kFailed);
     try {
-      service_.record(claim, {step_event(m, "step.started", st.id, {{"attempt", attempt}})});
+      service_.record(claim,
+                      with_carry({step_event(m, "step.started", st.id, {{"attempt", attempt}})}));
     } catch (const MissionError& e) {
       if (e.code() != MissionError::Code::kLeaseLost) throw;
       spdlog::info("mission {}: {}", m.id, e.what());
@@ -152,11 +164,12 @@ std::string MissionRunner::run(MissionService::Claim claim) {
       std::vector<ledger::NewEvent> events{
           step_event(m, "step.completed", st.id, {{"output", outcome.value().output}})};
       const bool last = &st == &t->steps.back();
-      if (last)
+      if (last) {
         events.push_back(MissionService::transition(m, "mission.completed", state::kDone,
                                                     "COMPLETED", actor, {}));
-      auto r = finish(std::move(events), last ? state::kDone : state::kRunning);
-      if (r.empty() || last) return r;
+        return finish(std::move(events), state::kDone);
+      }
+      carry = std::move(events);
       view->state = "DONE";
       view->output = outputs[st.id];
       continue;
