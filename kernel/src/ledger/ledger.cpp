@@ -40,6 +40,45 @@ std::string utc_now_millis() {
   return buf;
 }
 
+namespace {
+
+// The canonical row of chain_hash, built from a prepared tail; byte-identical to serializing
+// the JSON array (prev_hash is hex and time ISO 8601: neither needs escaping).
+std::string fast_chain_hash(const std::string& prev_hash, std::int64_t seq, const std::string& time,
+                            const std::string& tail) {
+  std::string canonical;
+  canonical.reserve(prev_hash.size() + time.size() + tail.size() + 32);
+  canonical += "[\"";
+  canonical += prev_hash;
+  canonical += "\",";
+  canonical += std::to_string(seq);
+  canonical += ",\"";
+  canonical += time;
+  canonical += "\",";
+  canonical += tail;
+  return common::sha256_hex(canonical);
+}
+
+}  // namespace
+
+SqliteLedger::Prepared SqliteLedger::prepare(NewEvent&& e) {
+  Prepared p;
+  p.payload = json::serialize(e.payload);
+  p.tail.reserve(e.tenant.size() + e.stream.size() + e.kind.size() + p.payload.size() * 5 / 4 + 16);
+  p.tail += json::serialize(json::value(e.tenant));
+  p.tail += ',';
+  p.tail += json::serialize(json::value(e.stream));
+  p.tail += ',';
+  p.tail += json::serialize(json::value(e.kind));
+  p.tail += ',';
+  p.tail += json::serialize(json::value(p.payload));
+  p.tail += ']';
+  p.tenant = std::move(e.tenant);
+  p.stream = std::move(e.stream);
+  p.kind = std::move(e.kind);
+  return p;
+}
+
 json::object Event::to_json() const {
   json::error_code ec;
   json::value p = json::parse(payload, ec);
@@ -128,7 +167,8 @@ void SqliteLedger::enqueue(std::unique_ptr<Pending> p) {
 std::vector<Event> SqliteLedger::append(std::vector<NewEvent> events) {
   if (events.empty()) return {};
   auto p = std::make_unique<Pending>();
-  p->events = std::move(events);
+  p->events.reserve(events.size());
+  for (auto& e : events) p->events.push_back(prepare(std::move(e)));
   auto fut = p->done.get_future();
   enqueue(std::move(p));
   return fut.get();
@@ -150,7 +190,8 @@ void SqliteLedger::add_projector(Projector projector) {
 void SqliteLedger::append_async(std::vector<NewEvent> events) {
   if (events.empty()) return;
   auto p = std::make_unique<Pending>();
-  p->events = std::move(events);
+  p->events.reserve(events.size());
+  for (auto& e : events) p->events.push_back(prepare(std::move(e)));
   p->async = true;
   enqueue(std::move(p));
 }
@@ -232,6 +273,7 @@ void SqliteLedger::writer_loop() {
       }
       std::int64_t seq = head_seq;
       std::string prev = head_hash;
+      const std::string now = utc_now_millis();  // one time for the whole group
       for (std::size_t i = 0; i < batch.size(); ++i) {
         Pending& p = *batch[i];
         // A command runs in its own savepoint: when it throws (a precondition not met, a
@@ -242,17 +284,18 @@ void SqliteLedger::writer_loop() {
         const std::int64_t seq_before = seq;
         const std::string prev_before = prev;
         try {
-          if (p.command) p.events = p.command(*c);
-          for (auto& ne : p.events) {
+          if (p.command)
+            for (auto& ne : p.command(*c)) p.events.push_back(prepare(std::move(ne)));
+          for (auto& pe : p.events) {
             Event e;
             e.seq = ++seq;
-            e.time = utc_now_millis();
-            e.tenant = std::move(ne.tenant);
-            e.stream = std::move(ne.stream);
-            e.kind = std::move(ne.kind);
-            e.payload = json::serialize(ne.payload);
+            e.time = now;
+            e.tenant = std::move(pe.tenant);
+            e.stream = std::move(pe.stream);
+            e.kind = std::move(pe.kind);
+            e.payload = std::move(pe.payload);
             e.prev_hash = prev;
-            e.hash = chain_hash(e.prev_hash, e.seq, e.time, e.tenant, e.stream, e.kind, e.payload);
+            e.hash = fast_chain_hash(e.prev_hash, e.seq, e.time, pe.tail);
             insert->reset();
             insert->bind(1, e.seq).bind(2, e.time).bind(3, e.tenant).bind(4, e.stream);
             insert->bind(5, e.kind).bind(6, e.payload).bind(7, e.prev_hash).bind(8, e.hash);

@@ -130,8 +130,15 @@ class SqliteLedger final : public Ledger {
   std::int64_t async_failures() const;
 
  private:
+  // An event made ready for the writer on the caller's thread: the payload serialized and the
+  // constant tail of the canonical row (tenant, stream, kind, payload as JSON strings) encoded,
+  // so the writer only adds prev_hash, seq and time before hashing.
+  struct Prepared {
+    std::string tenant, stream, kind, payload, tail;
+  };
+  static Prepared prepare(NewEvent&& e);
   struct Pending {
-    std::vector<NewEvent> events;
+    std::vector<Prepared> events;
     Command command;
     std::promise<std::vector<Event>> done;
     bool async = false;

@@ -538,7 +538,7 @@ int cmd_tool_invoke(const Args& a, std::ostream& out, std::ostream& err) {
                                   "); e.g. --input '{\"text\": \"hi\"}'");
   }
   auto k = Kernel::boot(boot_options(a, true));
-  runtime::ToolCall call{a.positional[2], a.tenant, std::move(input), ""};
+  runtime::ToolCall call{a.positional[2], a.tenant, std::move(input), "", {}, {}};
   auto outcome = k->executor().invoke(call);
   if (!outcome.ok()) {
     const auto& e = outcome.error();
