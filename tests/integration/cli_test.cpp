@@ -37,6 +37,7 @@ struct Deployment {
   }
   std::map<std::string, std::string> env(std::map<std::string, std::string> extra = {}) const {
     extra["KILN_GATES__DIR"] = gates.string();
+    extra["KILN_SERVER__PORT"] = "0";  // tests run in parallel: never a fixed port
     extra["KILN_PLUGINS__SEARCH_PATHS"] = "[" + plugins.string() + "]";
     return extra;
   }

@@ -164,6 +164,51 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
          "record tool.called / tool.completed / tool.failed in the ledger",
          {},
          {}});
+  s.add({"server.host", Type::kString, "127.0.0.1", "address the HTTP server listens on", {}, {}});
+  s.add({"server.port",
+         Type::kInteger,
+         8080,
+         "HTTP port (0: any free port, logged at start)",
+         {},
+         0});
+  s.add({"server.threads", Type::kInteger, 0, "I/O threads (0: one per core)", {}, 0});
+  s.add({"server.header_limit_bytes",
+         Type::kInteger,
+         16384,
+         "largest request header block (larger: 431)",
+         {},
+         1024});
+  s.add({"server.body_limit_bytes",
+         Type::kInteger,
+         1048576,
+         "largest request body, unless a route sets its own (larger: 413)",
+         {},
+         0});
+  s.add({"server.request_timeout_ms",
+         Type::kInteger,
+         30000,
+         "time to receive one request and to send its response",
+         {},
+         100});
+  s.add({"server.idle_timeout_ms",
+         Type::kInteger,
+         60000,
+         "a kept-alive connection without a new request is closed after this",
+         {},
+         100});
+  s.add({"server.drain_timeout_ms",
+         Type::kInteger,
+         10000,
+         "on SIGTERM, how long requests in flight may take to finish",
+         {},
+         0});
+  s.add({"server.access_log", Type::kBoolean, true, "one log line per request", {}, {}});
+  s.add({"server.public_routes",
+         Type::kStringList,
+         json::array{"/health", "/ready", "/metrics", "/openapi.json"},
+         "operations routes that need no API key (the others need a viewer key)",
+         {},
+         {}});
   s.add({"policy.file",
          Type::kString,
          "",

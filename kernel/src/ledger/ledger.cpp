@@ -384,7 +384,9 @@ std::int64_t SqliteLedger::for_each(const ExportFilter& f,
   if (f.stream) sql += " AND stream = ?3";
   if (f.since_time) sql += " AND time >= ?4";
   sql += " ORDER BY seq";
+  if (f.limit > 0) sql += " LIMIT ?5";
   auto st = c.prepare(sql);
+  if (f.limit > 0) st.bind(5, f.limit);
   st.bind(1, f.after_seq);
   if (f.tenant) st.bind(2, *f.tenant);
   if (f.stream) st.bind(3, *f.stream);

@@ -4,6 +4,7 @@
 
 #include <boost/json.hpp>
 
+#include "auth/keys.hpp"
 #include "storage/schema.hpp"
 #include "storage/sqlite.hpp"
 
@@ -237,6 +238,7 @@ void diff(const std::string& what, const Rows& live, const Rows& replayed,
 
 const char* kMissionsSql = "SELECT * FROM missions ORDER BY id";
 const char* kStepsSql = "SELECT * FROM mission_steps ORDER BY mission_id, step";
+const char* kKeysSql = "SELECT * FROM api_keys ORDER BY id";
 
 }  // namespace
 
@@ -266,9 +268,11 @@ ReplayReport replay(const std::filesystem::path& db_path, const std::filesystem:
       ledger::Event e{st.int64(0), st.text(1), st.text(2), st.text(3),
                       st.text(4),  st.text(5), st.text(6), st.text(7)};
       ++r.events;
-      if (e.kind.rfind("mission.", 0) == 0 || e.kind.rfind("step.", 0) == 0) {
+      if (e.kind.rfind("mission.", 0) == 0 || e.kind.rfind("step.", 0) == 0 ||
+          e.kind.rfind("key.", 0) == 0) {
         ++r.mission_events;
         project(out, e);
+        auth::project_keys(out, e);
         if (++in_tx == 10000) {
           tx->commit();
           tx.emplace(out);
@@ -279,12 +283,15 @@ ReplayReport replay(const std::filesystem::path& db_path, const std::filesystem:
     tx->commit();
     Rows live_missions = dump(live, kMissionsSql, 1);
     Rows live_steps = dump(live, kStepsSql, 2);
+    Rows live_keys = dump(live, kKeysSql, 1);
     live.exec("COMMIT");
     Rows rep_missions = dump(out, kMissionsSql, 1);
     Rows rep_steps = dump(out, kStepsSql, 2);
+    Rows rep_keys = dump(out, kKeysSql, 1);
     r.missions = static_cast<std::int64_t>(rep_missions.size());
     diff("mission", live_missions, rep_missions, r.differences, max_differences);
     diff("step", live_steps, rep_steps, r.differences, max_differences);
+    diff("api key", live_keys, rep_keys, r.differences, max_differences);
   }
   return r;
 }

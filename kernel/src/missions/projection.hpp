@@ -24,7 +24,7 @@ void project(storage::Connection& c, const ledger::Event& e);
 struct ReplayReport {
   std::filesystem::path scratch;
   std::int64_t events = 0;               // ledger events read
-  std::int64_t mission_events = 0;       // of which projected
+  std::int64_t mission_events = 0;       // of which projected (mission, step, key events)
   std::int64_t missions = 0;             // missions rebuilt
   std::vector<std::string> differences;  // "mission m-…: state: live DONE, replayed FAILED"
   bool ok() const { return differences.empty(); }

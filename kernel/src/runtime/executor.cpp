@@ -111,6 +111,15 @@ void ToolRuntimeExecutor::audit(std::vector<ledger::NewEvent> events) const {
 }
 
 ToolOutcome ToolRuntimeExecutor::invoke(const ToolCall& call) const {
+  if (!options_.observe) return invoke_audited(call);
+  const auto start = std::chrono::steady_clock::now();
+  ToolOutcome outcome = invoke_audited(call);
+  options_.observe(call, outcome,
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return outcome;
+}
+
+ToolOutcome ToolRuntimeExecutor::invoke_audited(const ToolCall& call) const {
   if (!options_.audit) {
     int attempts = 0;
     std::string provider;

@@ -32,6 +32,8 @@ struct ExecutorOptions {
   // Admission before routing: rate limits and actuation policy. A returned error fails the call
   // (with code rate_limited or forbidden) without running the tool.
   std::function<std::optional<ToolError>(const ToolCall&)> admit;
+  // Sees every finished call (metrics).
+  std::function<void(const ToolCall&, const ToolOutcome&, double seconds)> observe;
   // Receives tool.called / tool.completed / tool.failed events; empty = no audit.
   std::function<void(std::vector<ledger::NewEvent>)> audit;
 };
@@ -74,6 +76,7 @@ class ToolRuntimeExecutor {
   };
 
   void audit(std::vector<ledger::NewEvent> events) const;
+  ToolOutcome invoke_audited(const ToolCall& call) const;
   ToolOutcome invoke_routed(const ToolCall& call, int* attempts, std::string* provider) const;
   ToolOutcome run_one(const Provider& p, const ToolCall& call,
                       const nodes::ExecutionPolicy& policy) const;

@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "auth/keys.hpp"
 #include "common/embedded.hpp"
 #include "common/log.hpp"
 #include "common/strings.hpp"
@@ -189,6 +190,7 @@ ledger::SqliteLedger& Kernel::sqlite_ledger() {
     }
     // Before any append: the mission tables are kept in the same transaction as their events.
     ledger_->add_projector(&missions::project);
+    ledger_->add_projector(&auth::project_keys);
     spdlog::debug("storage open: {}", storage_path().string());
   }
   return *ledger_;
@@ -312,6 +314,9 @@ void Kernel::resolve() {
   ExecutorOptions eo;
   eo.backoff_initial = std::chrono::milliseconds(config_.get_int("runtime.backoff_initial_ms"));
   eo.backoff_max = std::chrono::milliseconds(config_.get_int("runtime.backoff_max_ms"));
+  eo.observe = [m = tool_metrics_](const ToolCall& call, const ToolOutcome& o, double s) {
+    m->record(call.tool, o.ok() ? "ok" : o.error().code, s);
+  };
   eo.admit = [admission = admission_.get()](const ToolCall& call) {
     return admission->admit(call);
   };
@@ -334,6 +339,13 @@ missions::MissionService& Kernel::missions() {
                                                            tool_facts(), o);
   }
   return *missions_;
+}
+
+auth::KeyStore& Kernel::keys() {
+  auto& l = sqlite_ledger();
+  std::lock_guard lock(ledger_mu_);
+  if (!keys_) keys_ = std::make_unique<auth::KeyStore>(l, storage_path());
+  return *keys_;
 }
 
 const ToolRuntimeExecutor& Kernel::executor() const {

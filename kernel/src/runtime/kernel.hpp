@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "auth/keys.hpp"
 #include "config/config.hpp"
 #include "gates/gate_store.hpp"
 #include "ledger/ledger.hpp"
@@ -88,6 +89,8 @@ class Kernel {
   const missions::PolicyCheck& policy_check() const { return policy_check_; }
   missions::ToolFacts tool_facts() const;
   missions::MissionService& missions();
+  const ToolMetrics& tool_metrics() const { return *tool_metrics_; }
+  auth::KeyStore& keys();
   ledger::SqliteLedger& sqlite_ledger();
 
   // Selected node and gate state of every kind, without instantiating anything.
@@ -120,6 +123,7 @@ class Kernel {
 
   config::Config config_;
   std::shared_ptr<Metrics> metrics_ = std::make_shared<Metrics>();
+  std::shared_ptr<ToolMetrics> tool_metrics_ = std::make_shared<ToolMetrics>();
   std::vector<nodes::KindDescriptor> kinds_;
   std::unique_ptr<plugins::PluginRegistry> registry_;
   std::unique_ptr<gates::GateStore> gates_;
@@ -132,6 +136,7 @@ class Kernel {
   missions::PolicyCheck policy_check_;
   std::unique_ptr<missions::Admission> admission_;
   std::unique_ptr<missions::MissionService> missions_;
+  std::unique_ptr<auth::KeyStore> keys_;
   std::vector<std::string> warnings_;
 };
 

@@ -66,6 +66,22 @@ CREATE TABLE mission_steps (
   PRIMARY KEY (mission_id, step)
 );
 )sql"},
+      {3, "api_keys",
+       R"sql(
+-- API keys: a projection of key.created / key.revoked ledger events. Only the SHA-256 of a key
+-- is stored; the key itself is shown once, at creation.
+CREATE TABLE api_keys (
+  id         TEXT PRIMARY KEY,
+  tenant     TEXT NOT NULL,
+  role       TEXT NOT NULL,
+  name       TEXT NOT NULL,
+  hash       TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  created_by TEXT NOT NULL,
+  revoked_at TEXT
+);
+CREATE INDEX api_keys_by_tenant ON api_keys (tenant);
+)sql"},
   };
   return migrations;
 }

@@ -37,6 +37,7 @@ struct Args {
   std::optional<std::string> workers;
   std::optional<std::string> file;
   std::optional<std::string> scratch;
+  std::optional<std::string> name;
   bool wait = false;
   bool until_idle = false;
 };

@@ -19,6 +19,8 @@
 #include "cli/mission_commands.hpp"
 #include "common/log.hpp"
 #include "common/strings.hpp"
+#include "http/api.hpp"
+#include "http/server.hpp"
 #include "kiln/abi.hpp"
 #include "ledger/backfill.hpp"
 #include "missions/worker.hpp"
@@ -67,6 +69,9 @@ Commands:
                            run mission workers in this process
   policy validate [--file F]
                            check the policy against loaded tools, plugins, templates
+  keys create --tenant T --role R [--name N]
+                           an API key for the HTTP API, printed once (stored hashed)
+  keys list|revoke ID      API keys; revoke one
   version                  kiln, ABI, compiler and Boost versions
 
 Options (any command):
@@ -240,6 +245,8 @@ Args parse(const std::vector<std::string>& argv) {
       a.file = value("--file");
     else if (is("--scratch"))
       a.scratch = value("--scratch");
+    else if (is("--name"))
+      a.name = value("--name");
     else if (s.size() > 1 && s[0] == '-')
       throw std::invalid_argument("unknown option '" + s + "'");
     else
@@ -286,8 +293,48 @@ int cmd_serve(const Args& a, std::ostream&) {
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   auto opts = boot_options(a, true);
-  opts.open_storage = true;
   auto k = Kernel::boot(opts);
+  const auto& cfg = k->config();
+
+  // Listen first: /health answers and /ready says 503 while storage opens.
+  http::ApiContext api;
+  api.kernel = k.get();
+  api.public_paths = cfg.get_strings("server.public_routes");
+  http::Router router = http::build_api(api);
+  api.router = &router;
+  std::vector<std::pair<std::string, std::string>> names;
+  for (const auto& r : router.routes()) names.emplace_back(r.method, r.pattern);
+  api.metrics = std::make_shared<http::HttpMetrics>(names);
+  http::ServerOptions so;
+  so.host = cfg.get_string("server.host");
+  so.port = static_cast<int>(cfg.get_int("server.port"));
+  so.threads = static_cast<int>(cfg.get_int("server.threads"));
+  so.header_limit = static_cast<std::size_t>(cfg.get_int("server.header_limit_bytes"));
+  so.body_limit = static_cast<std::size_t>(cfg.get_int("server.body_limit_bytes"));
+  so.request_timeout = std::chrono::milliseconds(cfg.get_int("server.request_timeout_ms"));
+  so.idle_timeout = std::chrono::milliseconds(cfg.get_int("server.idle_timeout_ms"));
+  so.drain_timeout = std::chrono::milliseconds(cfg.get_int("server.drain_timeout_ms"));
+  so.access_log = cfg.get_bool("server.access_log");
+  auth::KeyStore* keys = nullptr;
+  http::Server server(
+      so, router,
+      [&keys](std::string_view bearer) -> std::optional<http::Identity> {
+        if (!keys) return std::nullopt;
+        auto info = keys->authenticate(bearer);
+        if (!info) return std::nullopt;
+        return http::Identity{info->tenant, missions::Actor{"key:" + info->id, info->role}};
+      },
+      api.metrics);
+  std::uint16_t port = 0;
+  try {
+    port = server.start();
+  } catch (const std::exception& e) {
+    throw BootError(runtime::kExitConfig, std::string("server: ") + e.what());
+  }
+  spdlog::info("listening on http://{}:{} (server.host, server.port)", so.host, port);
+
+  k->ledger();
+  keys = &k->keys();
   spdlog::info("storage open: {} ({} ledger events)", k->storage_path().string(),
                k->ledger().count());
   for (const auto& p : k->registry().plugins())
@@ -307,10 +354,17 @@ int cmd_serve(const Args& a, std::ostream&) {
         std::chrono::milliseconds(k->config().get_int("missions.poll_ms")));
     spdlog::info("{} mission worker(s) running (missions.workers)", n);
   }
+  api.workers = workers.get();
+  api.ready = true;
+  spdlog::info("kiln {} serving http://{}:{} ({} routes; GET /openapi.json)", kVersion, so.host,
+               port, router.routes().size());
   int sig = 0;
   sigwait(&set, &sig);
-  spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  spdlog::info("received {}, draining (requests in flight finish, new ones get 503)",
+               sig == SIGINT ? "SIGINT" : "SIGTERM");
+  server.drain_and_stop();
   if (workers) workers->stop();  // current steps finish and are recorded
+  spdlog::info("stopped");
   return runtime::kExitOk;
 }
 
@@ -729,6 +783,9 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
       {"mission retry", [](auto& a, auto& o, auto&) { return cmd_mission_retry(a, o); }},
       {"mission work", [](auto& a, auto& o, auto&) { return cmd_mission_work(a, o); }},
       {"policy validate", [](auto& a, auto& o, auto&) { return cmd_policy_validate(a, o); }},
+      {"keys create", [](auto& a, auto& o, auto&) { return cmd_keys_create(a, o); }},
+      {"keys list", [](auto& a, auto& o, auto&) { return cmd_keys_list(a, o); }},
+      {"keys revoke", [](auto& a, auto& o, auto&) { return cmd_keys_revoke(a, o); }},
   };
   if (a.positional.empty()) {
     (a.help ? out : err) << kMainHelp;

@@ -82,6 +82,21 @@ Rebuilds the mission tables from the ledger alone into a scratch database (defau
 storage.path, named *.replay.db, kept for inspection) and compares every column of every
 mission and step with the live tables. Exit 0 when they match; 1 listing the differences.
 )"},
+      {"keys create",
+       R"(Usage: kiln keys create --tenant TENANT --role viewer|operator|approver|admin [--name N]
+
+Creates an API key for the HTTP API and prints it ONCE; only its SHA-256 is stored. Every /v1
+request sends it as 'Authorization: Bearer KEY' and acts in TENANT with ROLE. The creation is a
+ledger event (key.created, stream keys).
+)"},
+      {"keys list", R"(Usage: kiln keys list [--tenant T] [--json]
+
+API keys: id, tenant, role, name, created, revoked. The keys themselves are never shown again.
+)"},
+      {"keys revoke", R"(Usage: kiln keys revoke KEY_ID
+
+Revokes a key (ledger event key.revoked); a running server refuses it within a second.
+)"},
       {"policy validate", R"(Usage: kiln policy validate [--file POLICY.yaml] [--json]
 
 Checks a policy file (default: policy.file, else the embedded config/policy.yaml) against the
@@ -480,6 +495,69 @@ int cmd_policy_validate(const Args& a, std::ostream& out) {
         << " tenant rule(s), " << k->templates().names().size() << " template(s), "
         << c.warnings.size() << " warning(s))\n";
   }
+  return runtime::kExitOk;
+}
+
+namespace {
+
+json::object key_json(const auth::KeyInfo& k) {
+  return {{"id", k.id},
+          {"tenant", k.tenant},
+          {"role", std::string(missions::to_string(k.role))},
+          {"name", k.name},
+          {"created_at", k.created_at},
+          {"created_by", k.created_by},
+          {"revoked_at", k.revoked_at ? json::value(*k.revoked_at) : json::value(nullptr)}};
+}
+
+}  // namespace
+
+int cmd_keys_create(const Args& a, std::ostream& out) {
+  if (!a.tenant_filter) throw std::invalid_argument("keys create needs --tenant TENANT");
+  if (!a.role)
+    throw std::invalid_argument("keys create needs --role viewer|operator|approver|admin");
+  auto role = missions::parse_role(*a.role);
+  if (!role)
+    throw std::invalid_argument("--role '" + *a.role +
+                                "' is not one of viewer, operator, approver, admin");
+  auto k = boot(a, false);
+  missions::Actor by = actor_of(Args{});
+  auto key = k->keys().create(*a.tenant_filter, *role, a.name.value_or(""), by);
+  if (a.json) {
+    auto o = key_json(key.info);
+    o["key"] = key.secret;
+    out << pretty(o);
+  } else {
+    out << key.secret << "\n";
+    out << "(key " << key.info.id << " for tenant " << key.info.tenant << ", role "
+        << missions::to_string(key.info.role)
+        << "; shown only now — store it, send it as 'Authorization: Bearer KEY')\n";
+  }
+  return runtime::kExitOk;
+}
+
+int cmd_keys_list(const Args& a, std::ostream& out) {
+  auto k = boot(a, false);
+  auto keys = k->keys().list(a.tenant_filter);
+  if (a.json) {
+    json::array arr;
+    for (const auto& key : keys) arr.push_back(key_json(key));
+    out << pretty(arr);
+    return runtime::kExitOk;
+  }
+  if (keys.empty()) out << "no API keys (kiln keys create --tenant T --role R)\n";
+  for (const auto& key : keys)
+    out << std::left << std::setw(16) << key.id << std::setw(12) << key.tenant << std::setw(10)
+        << missions::to_string(key.role) << std::setw(16) << key.name << key.created_at
+        << (key.revoked_at ? "  REVOKED " + *key.revoked_at : "") << "\n";
+  return runtime::kExitOk;
+}
+
+int cmd_keys_revoke(const Args& a, std::ostream& out) {
+  if (a.positional.size() < 3) throw std::invalid_argument("keys revoke needs a KEY_ID");
+  auto k = boot(a, false);
+  auto key = k->keys().revoke(a.positional[2], actor_of(Args{}));
+  out << "revoked " << key.id << " (tenant " << key.tenant << ")\n";
   return runtime::kExitOk;
 }
 

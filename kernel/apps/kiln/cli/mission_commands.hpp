@@ -21,5 +21,8 @@ int cmd_mission_retry(const Args& a, std::ostream& out);
 int cmd_mission_work(const Args& a, std::ostream& out);
 int cmd_ledger_replay(const Args& a, std::ostream& out);
 int cmd_policy_validate(const Args& a, std::ostream& out);
+int cmd_keys_create(const Args& a, std::ostream& out);
+int cmd_keys_list(const Args& a, std::ostream& out);
+int cmd_keys_revoke(const Args& a, std::ostream& out);
 
 }  // namespace kiln::cli

@@ -1,0 +1,64 @@
+// API keys: `kiln keys create --tenant T --role R` prints a key once; only its SHA-256 is
+// stored. Creation and revocation are ledger events (key.created, key.revoked) and the api_keys
+// table is their projection, like the mission tables.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ledger/ledger.hpp"
+#include "missions/service.hpp"
+
+namespace kiln::storage {
+class Connection;
+}
+
+namespace kiln::auth {
+
+struct KeyInfo {
+  std::string id;  // the public part, "k-" + 12 hex
+  std::string tenant;
+  missions::Role role = missions::Role::kViewer;
+  std::string name;
+  std::string created_at;
+  std::string created_by;
+  std::optional<std::string> revoked_at;
+};
+
+struct NewKey {
+  KeyInfo info;
+  std::string secret;  // the whole key, shown once: "kiln_<id>_<32 hex>"
+};
+
+class KeyStore {
+ public:
+  KeyStore(ledger::SqliteLedger& ledger, std::filesystem::path db_path);
+  NewKey create(const std::string& tenant, missions::Role role, const std::string& name,
+                const missions::Actor& by);
+  KeyInfo revoke(const std::string& id, const missions::Actor& by);
+  std::vector<KeyInfo> list(const std::optional<std::string>& tenant) const;
+  // The key's identity, or nullopt when unknown, malformed or revoked. Lookups are cached for a
+  // second, so a revocation takes effect within that time.
+  std::optional<KeyInfo> authenticate(std::string_view key);
+
+ private:
+  ledger::SqliteLedger& ledger_;
+  std::filesystem::path db_path_;
+  std::mutex mu_;
+  struct Cached {
+    std::optional<KeyInfo> info;
+    std::string hash;
+    std::chrono::steady_clock::time_point at;
+  };
+  std::map<std::string, Cached> cache_;  // by key id
+};
+
+// Applies key.created / key.revoked to the api_keys table (registered with the ledger).
+void project_keys(storage::Connection& c, const ledger::Event& e);
+
+}  // namespace kiln::auth

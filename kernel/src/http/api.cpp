@@ -1,0 +1,501 @@
+#include "http/api.hpp"
+
+#include <algorithm>
+
+#include "kiln/abi.hpp"
+#include "missions/worker.hpp"
+#include "storage/sqlite.hpp"
+
+namespace kiln::http {
+namespace json = boost::json;
+using missions::Role;
+
+namespace {
+
+json::value schema(const char* text) {
+  return json::parse(text);
+}
+
+const char* kMissionSchema =
+    R"({"type": "object", "required": ["id", "tenant", "template", "state"],
+  "properties": {"id": {"type": "string"}, "tenant": {"type": "string"},
+    "template": {"type": "string"}, "inputs": {"type": "object"},
+    "state": {"type": "string", "enum": ["PENDING", "RUNNING", "RETRY", "QUARANTINED", "BLOCKED",
+                                         "DONE", "FAILED", "CANCELED"]},
+    "decision": {"type": "string"}, "reason": {"type": "string"},
+    "idempotency_key": {"type": ["string", "null"]}, "created_by": {"type": "string"},
+    "created_at": {"type": "string"}, "updated_at": {"type": "string"},
+    "not_before": {"type": ["string", "null"]}, "lease_owner": {"type": ["string", "null"]},
+    "lease_until": {"type": ["string", "null"]}, "claims": {"type": "integer"},
+    "last_seq": {"type": "integer"},
+    "steps": {"type": "array", "items": {"type": "object", "properties": {
+      "step": {"type": "string"}, "tool": {"type": "string"}, "approval": {"type": "string"},
+      "state": {"type": "string"}, "attempts": {"type": "integer"},
+      "approved_by": {"type": ["string", "null"]}, "output": {}, "error": {},
+      "started_at": {"type": ["string", "null"]}, "finished_at": {"type": ["string", "null"]}}}}}})";
+
+std::int64_t int_query(const Request& r, const char* name, std::int64_t dflt, std::int64_t min,
+                       std::int64_t max) {
+  auto it = r.query.find(name);
+  if (it == r.query.end() || it->second.empty()) return dflt;
+  try {
+    std::size_t used = 0;
+    auto v = std::stoll(it->second, &used);
+    if (used == it->second.size() && v >= min && v <= max) return v;
+  } catch (const std::exception&) {
+  }
+  throw HttpError{422, "invalid_request",
+                  std::string("query parameter '") + name + "' must be an integer from " +
+                      std::to_string(min) + " to " + std::to_string(max),
+                  json::object{{"field", std::string("query.") + name}}};
+}
+
+std::string note_of(const Request& r) {
+  if (r.json.is_object())
+    if (auto* n = r.json.as_object().if_contains("reason"); n && n->is_string())
+      return std::string(n->as_string());
+  return "";
+}
+
+const char* kActionBody = R"({"type": "object", "additionalProperties": false,
+  "properties": {"reason": {"type": "string", "maxLength": 2000}}})";
+
+}  // namespace
+
+int tool_error_status(const std::string& code) {
+  if (code == error_code::kInvalidInput || code == error_code::kInvalidRequest) return 422;
+  if (code == error_code::kUnknownTool) return 404;
+  if (code == error_code::kRateLimited) return 429;
+  if (code == error_code::kForbidden) return 403;
+  if (code == error_code::kTimeout) return 504;
+  if (code == error_code::kUnavailable || code == error_code::kProviderUnavailable) return 503;
+  if (code == error_code::kInternal) return 500;
+  return 502;  // a tool's own error code: the upstream (the tool) failed
+}
+
+json::array plugins_json(const runtime::Kernel& k) {
+  json::array arr;
+  for (const auto& p : k.registry().plugins()) {
+    json::array nodes, tools;
+    for (const auto& n : p.nodes) nodes.push_back(json::value(n));
+    for (const auto& t : p.tools) tools.push_back(json::value(t));
+    arr.push_back(json::object{{"name", p.name},
+                               {"version", p.version},
+                               {"license", p.license},
+                               {"description", p.description},
+                               {"sha256", p.sha256},
+                               {"nodes", nodes},
+                               {"tools", tools}});
+  }
+  return arr;
+}
+
+json::array nodes_json(const runtime::Kernel& k) {
+  json::array arr;
+  for (const auto& s : k.node_status()) {
+    json::array avail;
+    for (const auto& a : s.available) avail.push_back(json::value(a));
+    arr.push_back(json::object{{"kind", s.kind},
+                               {"selected", s.selected},
+                               {"source", s.source.describe()},
+                               {"default", s.is_default},
+                               {"provider", s.entry ? s.entry->provider : ""},
+                               {"gate", s.entry ? gates::to_string(s.gate.state) : "unknown node"},
+                               {"available", avail}});
+  }
+  return arr;
+}
+
+json::array gates_json(const runtime::Kernel& k) {
+  json::array arr;
+  for (const auto& d : k.kinds())
+    for (const auto& n : k.registry().nodes()) {
+      if (n.kind != d.kind) continue;
+      auto g = k.gates().check(n, n.name == d.default_node, d.contract_version);
+      arr.push_back(json::object{{"kind", n.kind},
+                                 {"node", n.name},
+                                 {"provider", n.provider},
+                                 {"selected", k.config().get_string("nodes." + d.kind) == n.name},
+                                 {"gate", gates::to_string(g.state)},
+                                 {"detail", g.reason},
+                                 {"ran_at", g.record ? g.record->ran_at : ""}});
+    }
+  return arr;
+}
+
+json::array tools_json(const runtime::Kernel& k) {
+  json::array arr;
+  for (const auto& t : k.registry().tools())
+    arr.push_back(json::object{{"name", t.name},
+                               {"provider", t.provider},
+                               {"description", t.description},
+                               {"actuates", t.actuates},
+                               {"input_schema", t.input_schema},
+                               {"output_schema", t.output_schema}});
+  return arr;
+}
+
+Router build_api(ApiContext& ctx) {
+  Router r;
+  runtime::Kernel& k = *ctx.kernel;
+  const json::value array_schema = schema(R"({"type": "array", "items": {"type": "object"}})");
+
+  // ---- Operations -----------------------------------------------------------------------------
+  r.add({"GET",
+         "/health",
+         "health",
+         "Process liveness",
+         "operations",
+         std::nullopt,
+         0,
+         nullptr,
+         schema(R"({"type": "object", "required": ["status"],
+                    "properties": {"status": {"const": "ok"}}})"),
+         200,
+         "application/json",
+         {},
+         false,
+         [](Request&) {
+           return Response::json(200, json::object{{"status", "ok"}});
+         }});
+  r.add({"GET",
+         "/ready",
+         "ready",
+         "Readiness: plugins loaded, nodes resolved, storage open",
+         "operations",
+         std::nullopt,
+         0,
+         nullptr,
+         schema(R"({"type": "object", "required": ["status"],
+                    "properties": {"status": {"type": "string"}}})"),
+         200,
+         "application/json",
+         {},
+         false,
+         [&ctx](Request&) {
+           if (!ctx.ready.load())
+             return error(503, "not_ready", "kiln is starting: storage is not open yet");
+           return Response::json(200, json::object{{"status", "ready"}});
+         }});
+  r.add({"GET",
+         "/metrics",
+         "metrics",
+         "Prometheus metrics (text exposition 0.0.4)",
+         "operations",
+         std::nullopt,
+         0,
+         nullptr,
+         schema(R"({"type": "string"})"),
+         200,
+         "text/plain; version=0.0.4",
+         {},
+         false,
+         [&ctx, &k](Request&) {
+           std::string out;
+           if (ctx.metrics) ctx.metrics->expose(out);
+           k.tool_metrics().expose(out);
+           out += "# HELP kiln_missions Missions by state.\n# TYPE kiln_missions gauge\n";
+           try {
+             storage::Connection c(k.storage_path(), storage::Connection::Mode::kReadOnly);
+             std::map<std::string, std::int64_t> by_state;
+             for (const char* s : {"PENDING", "RUNNING", "RETRY", "QUARANTINED", "BLOCKED", "DONE",
+                                   "FAILED", "CANCELED"})
+               by_state[s] = 0;
+             auto st = c.prepare("SELECT state, count(*) FROM missions GROUP BY state");
+             while (st.step()) by_state[st.text(0)] = st.int64(1);
+             for (const auto& [s, n] : by_state)
+               out += "kiln_missions{state=\"" + s + "\"} " + std::to_string(n) + "\n";
+             auto le = c.prepare("SELECT count(*) FROM ledger");
+             le.step();
+             out +=
+                 "# HELP kiln_ledger_events Events in the ledger.\n"
+                 "# TYPE kiln_ledger_events gauge\nkiln_ledger_events " +
+                 std::to_string(le.int64(0)) + "\n";
+           } catch (const std::exception&) {
+             // storage not open yet: the families are simply absent
+           }
+           return Response::text(200, std::move(out), "text/plain; version=0.0.4");
+         }});
+  r.add({"GET",
+         "/openapi.json",
+         "openapi",
+         "This document",
+         "operations",
+         std::nullopt,
+         0,
+         nullptr,
+         schema(R"({"type": "object"})"),
+         200,
+         "application/json",
+         {},
+         false,
+         [&ctx](Request&) {
+           std::call_once(ctx.openapi_once,
+                          [&] { ctx.openapi = json::serialize(ctx.router->openapi(kVersion)); });
+           return Response::text(200, ctx.openapi, "application/json");
+         }});
+
+  // ---- Kernel ---------------------------------------------------------------------------------
+  r.add({"GET",
+         "/v1/plugins",
+         "listPlugins",
+         "Loaded plugins",
+         "kernel",
+         Role::kViewer,
+         0,
+         nullptr,
+         array_schema,
+         200,
+         "application/json",
+         {},
+         false,
+         [&k](Request&) { return Response::json(200, plugins_json(k)); }});
+  r.add({"GET",
+         "/v1/nodes",
+         "listNodes",
+         "Selected node and gate state per kind",
+         "kernel",
+         Role::kViewer,
+         0,
+         nullptr,
+         array_schema,
+         200,
+         "application/json",
+         {},
+         false,
+         [&k](Request&) { return Response::json(200, nodes_json(k)); }});
+  r.add({"GET",
+         "/v1/gates",
+         "listGates",
+         "Every node with its gate state",
+         "kernel",
+         Role::kViewer,
+         0,
+         nullptr,
+         array_schema,
+         200,
+         "application/json",
+         {},
+         false,
+         [&k](Request&) { return Response::json(200, gates_json(k)); }});
+
+  // ---- Tools ----------------------------------------------------------------------------------
+  r.add({"GET",
+         "/v1/tools",
+         "listTools",
+         "Tools with providers and schemas",
+         "tools",
+         Role::kViewer,
+         0,
+         nullptr,
+         array_schema,
+         200,
+         "application/json",
+         {},
+         false,
+         [&k](Request&) { return Response::json(200, tools_json(k)); }});
+  r.add({"POST",
+         "/v1/tools/{name}:invoke",
+         "invokeTool",
+         "Run one tool call through the ToolRuntimeExecutor",
+         "tools",
+         Role::kOperator,
+         0,
+         schema(R"({"type": "object", "required": ["input"], "additionalProperties": false,
+                    "properties": {"input": {}}})"),
+         schema(R"({"type": "object", "required": ["output"],
+                    "properties": {"output": {}, "artifacts": {"type": "array"}}})"),
+         200,
+         "application/json",
+         {},
+         true,
+         [&k](Request& req) {
+           runtime::ToolCall call;
+           call.tool = req.params.at("name");
+           call.tenant = req.tenant;
+           call.input = req.json.as_object().at("input");
+           call.request_id = req.request_id;
+           auto outcome = k.executor().invoke(call);
+           if (!outcome.ok()) {
+             const auto& e = outcome.error();
+             auto res = error(tool_error_status(e.code), e.code, e.message,
+                              json::object{{"retryable", e.retryable}, {"tool", e.details}});
+             if (e.code == error_code::kRateLimited && e.details.is_object())
+               if (auto* ms = e.details.as_object().if_contains("retry_after_ms"))
+                 res.headers.emplace_back(
+                     "Retry-After", std::to_string((ms->to_number<std::int64_t>() + 999) / 1000));
+             return res;
+           }
+           json::array artifacts;
+           for (const auto& a : outcome.value().artifacts)
+             artifacts.push_back(json::object{{"name", a.name},
+                                              {"media_type", a.media_type},
+                                              {"bytes", static_cast<std::int64_t>(a.data.size())}});
+           return Response::json(
+               200, json::object{{"output", outcome.value().output}, {"artifacts", artifacts}});
+         }});
+
+  // ---- Missions -------------------------------------------------------------------------------
+  r.add({"POST",
+         "/v1/missions",
+         "createMission",
+         "Start a mission; the governor decides at once. Idempotency-Key header (or "
+         "idempotency_key) returns the existing mission",
+         "missions",
+         Role::kOperator,
+         0,
+         schema(R"({"type": "object", "required": ["template"], "additionalProperties": false,
+                    "properties": {"template": {"type": "string", "minLength": 1},
+                                   "inputs": {"type": "object"},
+                                   "idempotency_key": {"type": "string", "minLength": 1,
+                                                       "maxLength": 200}}})"),
+         schema((std::string(R"({"type": "object", "required": ["created", "mission"],
+                    "properties": {"created": {"type": "boolean"}, "mission": )") +
+                 kMissionSchema + "}}")
+                    .c_str()),
+         201,
+         "application/json",
+         {},
+         false,
+         [&ctx, &k](Request& req) {
+           const auto& b = req.json.as_object();
+           missions::CreateRequest cr;
+           cr.tenant = req.tenant;
+           cr.template_name = std::string(b.at("template").as_string());
+           if (auto* in = b.if_contains("inputs")) cr.inputs = in->as_object();
+           if (auto* key = b.if_contains("idempotency_key"))
+             cr.idempotency_key = std::string(key->as_string());
+           if (auto h = req.header("idempotency-key"); !h.empty()) cr.idempotency_key = h;
+           cr.actor = *req.actor;
+           auto result = k.missions().create(cr);
+           if (result.created && ctx.workers) ctx.workers->wake();
+           return Response::json(
+               result.created ? 201 : 200,
+               json::object{{"created", result.created}, {"mission", result.mission.to_json()}});
+         }});
+  r.add({"GET",
+         "/v1/missions",
+         "listMissions",
+         "Missions of the key's tenant, newest first",
+         "missions",
+         Role::kViewer,
+         0,
+         nullptr,
+         schema((std::string(R"({"type": "array", "items": )") + kMissionSchema + "}").c_str()),
+         200,
+         "application/json",
+         {{"state", "only missions in this state"},
+          {"template", "only missions of this template"},
+          {"limit", "at most this many (1-1000, default 100)"}},
+         false,
+         [&k](Request& req) {
+           missions::ListFilter f;
+           f.tenant = req.tenant;
+           if (auto it = req.query.find("state"); it != req.query.end()) f.state = it->second;
+           if (auto it = req.query.find("template"); it != req.query.end())
+             f.template_name = it->second;
+           f.limit = int_query(req, "limit", 100, 1, 1000);
+           json::array arr;
+           for (const auto& m : k.missions().list(f)) arr.push_back(m.to_json());
+           return Response::json(200, arr);
+         }});
+  r.add({"GET",
+         "/v1/missions/{id}",
+         "getMission",
+         "One mission with its steps",
+         "missions",
+         Role::kViewer,
+         0,
+         nullptr,
+         schema(kMissionSchema),
+         200,
+         "application/json",
+         {},
+         false,
+         [&k](Request& req) {
+           auto m = k.missions().get(req.tenant, req.params.at("id"));
+           if (!m) throw HttpError{404, "not_found", "no mission " + req.params.at("id")};
+           return Response::json(200, m->to_json());
+         }});
+  auto action = [&](const char* verb, const char* op, const char* summary, Role role) {
+    r.add({"POST",
+           std::string("/v1/missions/{id}:") + verb,
+           op,
+           summary,
+           "missions",
+           role,
+           0,
+           schema(kActionBody),
+           schema(kMissionSchema),
+           200,
+           "application/json",
+           {},
+           false,
+           [&ctx, &k, verb = std::string(verb)](Request& req) {
+             const auto& id = req.params.at("id");
+             auto& svc = k.missions();
+             missions::MissionView m =
+                 verb == "approve"  ? svc.approve(req.tenant, id, *req.actor, note_of(req))
+                 : verb == "cancel" ? svc.cancel(req.tenant, id, *req.actor, note_of(req))
+                                    : svc.retry(req.tenant, id, *req.actor, note_of(req));
+             if (ctx.workers) ctx.workers->wake();
+             return Response::json(200, m.to_json());
+           }});
+  };
+  action("approve", "approveMission", "Approve a QUARANTINED mission (approver role)",
+         Role::kApprover);
+  action("cancel", "cancelMission", "Cancel a mission that is not finished", Role::kOperator);
+  action("retry", "retryMission", "Retry a RETRY or FAILED mission now", Role::kOperator);
+
+  // ---- Ledger ---------------------------------------------------------------------------------
+  r.add({"GET",
+         "/v1/ledger",
+         "listLedgerEvents",
+         "The key's tenant's ledger events in seq order, a page at a time",
+         "ledger",
+         Role::kViewer,
+         0,
+         nullptr,
+         schema(R"({"type": "object", "required": ["events", "next_after"],
+                    "properties": {"events": {"type": "array", "items": {"type": "object"}},
+                                   "next_after": {"type": ["integer", "null"]}}})"),
+         200,
+         "application/json",
+         {{"after", "only events with seq greater than this (default 0)"},
+          {"limit", "page size (1-1000, default 100)"},
+          {"stream", "only this stream, e.g. mission/m-…"}},
+         false,
+         [&k](Request& req) {
+           ledger::ExportFilter f;
+           f.tenant = req.tenant;
+           f.after_seq = int_query(req, "after", 0, 0, INT64_MAX);
+           const auto limit = int_query(req, "limit", 100, 1, 1000);
+           if (auto it = req.query.find("stream"); it != req.query.end()) f.stream = it->second;
+           f.limit = limit + 1;  // one more tells whether there is a next page
+           json::array events;
+           std::int64_t last = 0;
+           bool more = false;
+           k.ledger().for_each(f, [&](const ledger::Event& e) {
+             if (static_cast<std::int64_t>(events.size()) >= limit) {
+               more = true;
+               return;
+             }
+             events.push_back(e.to_json());
+             last = e.seq;
+           });
+           return Response::json(
+               200, json::object{{"events", std::move(events)},
+                                 {"next_after", more ? json::value(last) : json::value(nullptr)}});
+         }});
+  // Operations routes are public unless the deployment lists fewer (server.public_routes).
+  Router out;
+  for (auto route : r.routes()) {
+    if (!route.role && std::find(ctx.public_paths.begin(), ctx.public_paths.end(), route.pattern) ==
+                           ctx.public_paths.end())
+      route.role = Role::kViewer;
+    out.add(std::move(route));
+  }
+  return out;
+}
+
+}  // namespace kiln::http

@@ -1,0 +1,47 @@
+// kiln's HTTP API: the route table over the kernel (health, readiness, metrics, OpenAPI,
+// plugins, nodes, gates, tools, missions, ledger). Routes and handlers compile without Beast.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "auth/keys.hpp"
+#include "http/metrics.hpp"
+#include "http/router.hpp"
+#include "runtime/kernel.hpp"
+
+namespace kiln::missions {
+class WorkerPool;
+}
+
+namespace kiln::http {
+
+struct ApiContext {
+  runtime::Kernel* kernel = nullptr;
+  auth::KeyStore* keys = nullptr;
+  missions::WorkerPool* workers = nullptr;  // woken when a mission is created; may be null
+  std::shared_ptr<HttpMetrics> metrics;     // set after the table is built
+  std::atomic<bool> ready{false};
+  std::vector<std::string> public_paths;  // routes that need no key (server.public_routes)
+  const Router* router = nullptr;         // set by the caller once the table is in place
+  std::once_flag openapi_once;
+  std::string openapi;
+};
+
+// Builds the route table. `ctx` must outlive the router.
+Router build_api(ApiContext& ctx);
+
+// The same JSON the CLI prints with --json.
+boost::json::array plugins_json(const runtime::Kernel& k);
+boost::json::array nodes_json(const runtime::Kernel& k);
+boost::json::array gates_json(const runtime::Kernel& k);
+boost::json::array tools_json(const runtime::Kernel& k);
+
+// The HTTP status for a tool error code (invalid_input 422, unknown_tool 404, rate_limited 429,
+// forbidden 403, timeout 504, unavailable and provider_unavailable 503, others 502/500).
+int tool_error_status(const std::string& code);
+
+}  // namespace kiln::http

@@ -1,0 +1,75 @@
+#include "http/metrics.hpp"
+
+#include <cstdio>
+
+namespace kiln::http {
+
+HttpMetrics::HttpMetrics(std::vector<std::pair<std::string, std::string>> routes)
+    : routes_(std::move(routes)) {
+  for (std::size_t i = 0; i <= routes_.size(); ++i) shards_.push_back(std::make_unique<Shard>());
+}
+
+void HttpMetrics::record(std::size_t route, int status, double seconds) {
+  Shard& s = *shards_[std::min(route, routes_.size())];
+  std::size_t b = 0;
+  while (b < kBuckets.size() && seconds > kBuckets[b]) ++b;
+  std::lock_guard lock(s.mu);
+  ++s.by_status[status];
+  ++s.buckets[b];
+  s.sum += seconds;
+  ++s.count;
+}
+
+std::string prom_label(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"')
+      out += '\\', out += c;
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
+  }
+  return out;
+}
+
+void HttpMetrics::expose(std::string& out) const {
+  char num[64];
+  auto route_labels = [&](std::size_t i) {
+    if (i == routes_.size()) return std::string("method=\"\",route=\"unmatched\"");
+    return "method=\"" + routes_[i].first + "\",route=\"" + prom_label(routes_[i].second) + "\"";
+  };
+  out += "# HELP kiln_http_requests_total HTTP requests answered, by route and status.\n";
+  out += "# TYPE kiln_http_requests_total counter\n";
+  for (std::size_t i = 0; i < shards_.size(); ++i) {
+    std::lock_guard lock(shards_[i]->mu);
+    for (const auto& [status, n] : shards_[i]->by_status)
+      out += "kiln_http_requests_total{" + route_labels(i) + ",status=\"" + std::to_string(status) +
+             "\"} " + std::to_string(n) + "\n";
+  }
+  out += "# HELP kiln_http_request_duration_seconds Time from a full request to its response.\n";
+  out += "# TYPE kiln_http_request_duration_seconds histogram\n";
+  for (std::size_t i = 0; i < shards_.size(); ++i) {
+    const Shard& s = *shards_[i];
+    std::lock_guard lock(s.mu);
+    if (s.count == 0) continue;
+    const std::string labels = route_labels(i);
+    std::uint64_t cumulative = 0;
+    for (std::size_t b = 0; b <= kBuckets.size(); ++b) {
+      cumulative += s.buckets[b];
+      std::string le = "+Inf";
+      if (b < kBuckets.size()) {
+        std::snprintf(num, sizeof num, "%g", kBuckets[b]);
+        le = num;
+      }
+      out += "kiln_http_request_duration_seconds_bucket{" + labels + ",le=\"" + le + "\"} " +
+             std::to_string(cumulative) + "\n";
+    }
+    std::snprintf(num, sizeof num, "%.9g", s.sum);
+    out += "kiln_http_request_duration_seconds_sum{" + labels + "} " + num + "\n";
+    out += "kiln_http_request_duration_seconds_count{" + labels + "} " + std::to_string(s.count) +
+           "\n";
+  }
+}
+
+}  // namespace kiln::http

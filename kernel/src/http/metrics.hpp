@@ -1,0 +1,43 @@
+// HTTP metrics for /metrics: requests by route, method and status, and a latency histogram per
+// route. Recording takes one short lock on a per-route shard.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace kiln::http {
+
+class HttpMetrics {
+ public:
+  // `routes`: the route patterns, indexed as the router's table; one more slot for "unmatched".
+  explicit HttpMetrics(std::vector<std::pair<std::string, std::string>> routes);
+  void record(std::size_t route, int status, double seconds);
+  std::size_t unmatched() const { return routes_.size(); }
+  // Prometheus text exposition (version 0.0.4) of the HTTP families.
+  void expose(std::string& out) const;
+
+  static constexpr std::array<double, 12> kBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                      0.05,   0.1,   0.25,   0.5,   1.0,  5.0};
+
+ private:
+  struct Shard {
+    mutable std::mutex mu;
+    std::map<int, std::uint64_t> by_status;
+    std::array<std::uint64_t, kBuckets.size() + 1> buckets{};  // last: +Inf
+    double sum = 0;
+    std::uint64_t count = 0;
+  };
+  std::vector<std::pair<std::string, std::string>> routes_;  // (method, pattern)
+  std::vector<std::unique_ptr<Shard>> shards_;
+};
+
+// Escapes a label value for the text exposition format.
+std::string prom_label(const std::string& v);
+
+}  // namespace kiln::http

@@ -1,0 +1,285 @@
+#include "http/router.hpp"
+
+#include <algorithm>
+
+#include <spdlog/spdlog.h>
+
+#include "common/strings.hpp"
+#include "runtime/json_schema.hpp"
+
+namespace kiln::http {
+namespace json = boost::json;
+
+std::string Request::header(std::string_view name) const {
+  auto it = headers.find(std::string(name));
+  return it == headers.end() ? std::string() : it->second;
+}
+
+Response Response::json(int status, const json::value& v) {
+  Response r;
+  r.status = status;
+  r.body = json::serialize(v);
+  return r;
+}
+
+Response Response::text(int status, std::string body, std::string content_type) {
+  Response r;
+  r.status = status;
+  r.body = std::move(body);
+  r.content_type = std::move(content_type);
+  return r;
+}
+
+Response error(int status, std::string code, std::string message, json::value details) {
+  return Response::json(status,
+                        json::object{{"error", json::object{{"code", std::move(code)},
+                                                            {"message", std::move(message)},
+                                                            {"details", std::move(details)}}}});
+}
+
+std::string url_decode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
+    } else if (s[i] == '+') {
+      out += ' ';
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+std::map<std::string, std::string> parse_query(std::string_view q) {
+  std::map<std::string, std::string> out;
+  while (!q.empty()) {
+    auto amp = q.find('&');
+    auto part = q.substr(0, amp);
+    auto eq = part.find('=');
+    if (!part.empty())
+      out[url_decode(part.substr(0, eq))] =
+          eq == std::string_view::npos ? "" : url_decode(part.substr(eq + 1));
+    if (amp == std::string_view::npos) break;
+    q.remove_prefix(amp + 1);
+  }
+  return out;
+}
+
+namespace {
+
+std::vector<std::string_view> segments(std::string_view path) {
+  std::vector<std::string_view> out;
+  std::size_t start = 1;
+  while (start <= path.size()) {
+    auto slash = path.find('/', start);
+    if (slash == std::string_view::npos) slash = path.size();
+    out.push_back(path.substr(start, slash - start));
+    start = slash + 1;
+  }
+  return out;
+}
+
+// One pattern segment against one path segment: "literal", "{name}" or "{name}:verb".
+bool match_segment(std::string_view pat, std::string_view seg,
+                   std::map<std::string, std::string>& params) {
+  if (pat.empty() || pat.front() != '{') return pat == seg;
+  auto close = pat.find('}');
+  std::string name(pat.substr(1, close - 1));
+  std::string_view suffix = pat.substr(close + 1);
+  if (suffix.empty()) {
+    if (seg.empty() || seg.find(':') != std::string_view::npos) return false;
+    params[name] = url_decode(seg);
+    return true;
+  }
+  if (seg.size() <= suffix.size() || seg.substr(seg.size() - suffix.size()) != suffix) return false;
+  params[name] = url_decode(seg.substr(0, seg.size() - suffix.size()));
+  return true;
+}
+
+int mission_status(missions::MissionError::Code c) {
+  using C = missions::MissionError::Code;
+  switch (c) {
+    case C::kNotFound:
+      return 404;
+    case C::kForbidden:
+      return 403;
+    case C::kInvalidInput:
+      return 422;
+    case C::kConflict:
+    case C::kInvalidState:
+    case C::kLeaseLost:
+      return 409;
+  }
+  return 500;
+}
+
+}  // namespace
+
+void Router::add(Route r) {
+  routes_.push_back(std::move(r));
+}
+
+Router::Match Router::match(std::string_view method, std::string_view path) const {
+  Match m;
+  const auto segs = segments(path);
+  for (std::size_t i = 0; i < routes_.size(); ++i) {
+    const Route& r = routes_[i];
+    const auto pats = segments(r.pattern);
+    if (pats.size() != segs.size()) continue;
+    std::map<std::string, std::string> params;
+    bool ok = true;
+    for (std::size_t s = 0; ok && s < pats.size(); ++s)
+      ok = match_segment(pats[s], segs[s], params);
+    if (!ok) continue;
+    if (r.method == method) {
+      m.route = &r;
+      m.index = i;
+      m.params = std::move(params);
+      m.allowed.clear();
+      return m;
+    }
+    if (std::find(m.allowed.begin(), m.allowed.end(), r.method) == m.allowed.end())
+      m.allowed.push_back(r.method);
+  }
+  return m;
+}
+
+Response Router::dispatch(const Route& route, Request& req, const Authenticator& auth) const {
+  try {
+    if (route.role) {
+      const std::string authz = req.header("authorization");
+      if (authz.empty())
+        return error(401, "unauthenticated",
+                     "this route needs an API key: send 'Authorization: Bearer KEY' (an "
+                     "administrator creates keys with `kiln keys create --tenant T --role R`)");
+      if (authz.size() < 8 || common::to_lower(authz.substr(0, 7)) != "bearer ")
+        return error(401, "unauthenticated", "the Authorization header must be 'Bearer KEY'");
+      auto id = auth ? auth(std::string_view(authz).substr(7)) : std::nullopt;
+      if (!id)
+        return error(401, "unauthenticated", "the API key is not valid (unknown or revoked)");
+      if (id->actor.role < *route.role)
+        return error(403, "forbidden",
+                     route.summary + " needs the " + std::string(missions::to_string(*route.role)) +
+                         " role; this key has " + std::string(missions::to_string(id->actor.role)));
+      req.actor = id->actor;
+      req.tenant = id->tenant;
+    }
+    if (!route.request_schema.is_null()) {
+      std::string ct = common::to_lower(req.header("content-type"));
+      if (auto semi = ct.find(';'); semi != std::string::npos) ct.resize(semi);
+      while (!ct.empty() && ct.back() == ' ') ct.pop_back();
+      if (req.body.empty() && ct.empty()) {
+        req.json = json::object{};
+      } else {
+        if (ct != "application/json")
+          return error(415, "unsupported_media_type",
+                       "send the body as JSON with 'Content-Type: application/json' (got '" +
+                           (ct.empty() ? std::string("none") : ct) + "')");
+        json::error_code ec;
+        req.json = json::parse(req.body, ec);
+        if (ec) return error(400, "malformed_json", "the body is not valid JSON: " + ec.message());
+      }
+      if (auto err = runtime::validate_json(route.request_schema, req.json, "body")) {
+        auto colon = err->find(':');
+        return error(422, "invalid_request", *err, json::object{{"field", err->substr(0, colon)}});
+      }
+    }
+    return route.handler(req);
+  } catch (const HttpError& e) {
+    return error(e.status, e.code, e.message, e.details);
+  } catch (const missions::MissionError& e) {
+    return error(mission_status(e.code()), std::string(e.code_name()), e.what());
+  } catch (const std::exception& e) {
+    spdlog::error("request {} {} {}: {}", req.request_id, req.method, req.path, e.what());
+    return error(
+        500, "internal",
+        "the server failed to handle the request (request id " + req.request_id + " in its log)");
+  }
+}
+
+json::object Router::openapi(const std::string& version) const {
+  const json::value error_ref = json::object{{"$ref", "#/components/schemas/Error"}};
+  auto error_response = [&](const char* what) {
+    return json::object{
+        {"description", what},
+        {"content", json::object{{"application/json", json::object{{"schema", error_ref}}}}}};
+  };
+  json::object paths;
+  for (const auto& r : routes_) {
+    json::object op{{"operationId", r.operation},
+                    {"summary", r.summary},
+                    {"tags", json::array{json::value(r.tag)}}};
+    json::array params;
+    for (std::size_t pos = r.pattern.find('{'); pos != std::string::npos;
+         pos = r.pattern.find('{', pos + 1)) {
+      auto close = r.pattern.find('}', pos);
+      params.push_back(json::object{{"name", r.pattern.substr(pos + 1, close - pos - 1)},
+                                    {"in", "path"},
+                                    {"required", true},
+                                    {"schema", json::object{{"type", "string"}}}});
+    }
+    for (const auto& [name, desc] : r.query_params)
+      params.push_back(json::object{{"name", name},
+                                    {"in", "query"},
+                                    {"required", false},
+                                    {"description", desc},
+                                    {"schema", json::object{{"type", "string"}}}});
+    if (!params.empty()) op["parameters"] = std::move(params);
+    if (!r.request_schema.is_null())
+      op["requestBody"] = json::object{
+          {"required", false},
+          {"content",
+           json::object{{"application/json", json::object{{"schema", r.request_schema}}}}}};
+    json::object responses;
+    json::object ok{{"description", "success"}};
+    if (!r.response_schema.is_null())
+      ok["content"] =
+          json::object{{r.response_content_type, json::object{{"schema", r.response_schema}}}};
+    responses[std::to_string(r.success_status)] = std::move(ok);
+    if (r.role) {
+      responses["401"] = error_response("missing or invalid API key");
+      responses["403"] = error_response("the key's role is too low");
+      op["security"] = json::array{json::object{{"bearerAuth", json::array{}}}};
+    }
+    if (!r.request_schema.is_null()) {
+      responses["400"] = error_response("malformed JSON");
+      responses["413"] = error_response("body too large");
+      responses["415"] = error_response("not application/json");
+      responses["422"] = error_response("the body violates the schema");
+    }
+    if (r.pattern.find('{') != std::string::npos)
+      responses["404"] = error_response("not found (or another tenant's)");
+    responses["default"] = error_response("error");
+    op["responses"] = std::move(responses);
+    std::string method = common::to_lower(r.method);
+    auto& path = paths[r.pattern];
+    if (path.is_null()) path = json::object{};
+    path.as_object()[method] = std::move(op);
+  }
+  json::object error_schema = json::parse(R"({
+    "type": "object", "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["code", "message"],
+      "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                     "details": {}}}}})")
+                                  .as_object();
+  return json::object{
+      {"openapi", "3.1.0"},
+      {"info",
+       json::object{{"title", "kiln"},
+                    {"version", version},
+                    {"description",
+                     "kiln's HTTP API: plugins, nodes, gates, tools, missions and the "
+                     "ledger. Every error answers {\"error\": {code, message, details}}."}}},
+      {"paths", std::move(paths)},
+      {"components",
+       json::object{
+           {"schemas", json::object{{"Error", std::move(error_schema)}}},
+           {"securitySchemes",
+            json::object{{"bearerAuth", json::object{{"type", "http"}, {"scheme", "bearer"}}}}}}}};
+}
+
+}  // namespace kiln::http

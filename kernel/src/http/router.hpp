@@ -1,0 +1,109 @@
+// The HTTP route table: plain request/response values, routes with their method, path pattern,
+// required role, body limit and JSON schemas. The server dispatches on this table and
+// /openapi.json is generated from it, so the two cannot disagree. No Beast here: handlers and
+// routes compile without it (docs/architecture/http.md).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/json.hpp>
+
+#include "missions/service.hpp"
+
+namespace kiln::http {
+
+struct Request {
+  std::string method;  // "GET", "POST", ...
+  std::string target;  // path and query as received
+  std::string path;    // decoded path, without the query
+  std::map<std::string, std::string> query;
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string body;
+  std::string request_id;
+  // Filled by the router:
+  std::map<std::string, std::string> params;  // {name} path parameters
+  std::optional<missions::Actor> actor;       // the API key's identity (authenticated routes)
+  std::string tenant;                         // the API key's tenant
+  boost::json::value json;                    // the parsed body (routes with a request schema)
+  std::string header(std::string_view name) const;
+};
+
+struct Response {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+  static Response json(int status, const boost::json::value& v);
+  static Response text(int status, std::string body, std::string content_type = "text/plain");
+};
+
+// The one error envelope: {"error": {"code", "message", "details"}}.
+Response error(int status, std::string code, std::string message,
+               boost::json::value details = nullptr);
+
+// Thrown by handlers for a clean 4xx/5xx.
+struct HttpError {
+  int status;
+  std::string code;
+  std::string message;
+  boost::json::value details = nullptr;
+};
+
+using Handler = std::function<Response(Request&)>;
+
+struct Route {
+  std::string method;
+  std::string pattern;    // "/v1/missions/{id}:approve"
+  std::string operation;  // OpenAPI operationId, e.g. "approveMission"
+  std::string summary;
+  std::string tag;
+  std::optional<missions::Role> role;  // nullopt: public (no key needed)
+  std::size_t body_limit = 0;          // 0: the server default
+  boost::json::value request_schema;   // null: no JSON body
+  boost::json::value response_schema;  // the 2xx body
+  int success_status = 200;
+  std::string response_content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> query_params;  // name, description
+  bool blocking = false;  // may wait (tool calls): runs off the I/O threads
+  Handler handler;
+};
+
+// Resolves an API key to an identity; nullopt when unknown or revoked.
+struct Identity {
+  std::string tenant;
+  missions::Actor actor;
+};
+using Authenticator = std::function<std::optional<Identity>(std::string_view bearer)>;
+
+class Router {
+ public:
+  void add(Route r);
+  struct Match {
+    const Route* route = nullptr;
+    std::size_t index = 0;
+    std::map<std::string, std::string> params;
+    std::vector<std::string> allowed;  // methods of the path when the method did not match
+  };
+  Match match(std::string_view method, std::string_view path) const;
+  // Authenticates, checks the role, parses and validates the JSON body, runs the handler and
+  // turns HttpError / MissionError / exceptions into the error envelope.
+  Response dispatch(const Route& route, Request& req, const Authenticator& auth) const;
+  const std::vector<Route>& routes() const { return routes_; }
+  // OpenAPI 3.1 for every route.
+  boost::json::object openapi(const std::string& version) const;
+
+ private:
+  std::vector<Route> routes_;
+};
+
+// Query and path helpers.
+std::string url_decode(std::string_view s);
+std::map<std::string, std::string> parse_query(std::string_view q);
+
+}  // namespace kiln::http

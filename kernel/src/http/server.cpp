@@ -1,0 +1,279 @@
+// The only translation unit of the server that includes Beast (compile cost: TOOLCHAIN.md).
+#include "http/server.hpp"
+
+#include <condition_variable>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+#include <boost/asio.hpp>
+#include <boost/asio/experimental/as_tuple.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "kiln/abi.hpp"
+
+namespace kiln::http {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr auto kTuple = asio::experimental::as_tuple(asio::use_awaitable);
+
+std::string new_request_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  char buf[20];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+bool acceptable_request_id(std::string_view v) {
+  if (v.empty() || v.size() > 128) return false;
+  for (char c : v)
+    if (c < 0x21 || c > 0x7e) return false;
+  return true;
+}
+
+}  // namespace
+
+struct Server::Impl {
+  ServerOptions o;
+  const Router& router;
+  Authenticator auth;
+  std::shared_ptr<HttpMetrics> metrics;
+  asio::io_context ioc;
+  asio::thread_pool blocking;  // handlers that may wait (tool calls) run here
+  std::optional<tcp::acceptor> acceptor;
+  std::vector<std::thread> threads;
+  std::atomic<bool> draining{false};
+  std::atomic<std::int64_t> inflight{0};
+  std::mutex stop_mu;
+  std::condition_variable stop_cv;
+  bool stopped = false;
+  const std::string server_header = std::string("kiln/") + kVersion;
+
+  Impl(ServerOptions opts, const Router& r, Authenticator a, std::shared_ptr<HttpMetrics> m)
+      : o(std::move(opts)),
+        router(r),
+        auth(std::move(a)),
+        metrics(std::move(m)),
+        ioc(o.threads),
+        blocking(static_cast<std::size_t>(std::max(4, o.threads * 4))) {}
+
+  asio::awaitable<void> accept_loop() {
+    for (;;) {
+      auto [ec, socket] = co_await acceptor->async_accept(kTuple);
+      if (ec) {
+        if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
+        spdlog::warn("http: accept failed: {}", ec.message());
+        continue;
+      }
+      socket.set_option(tcp::no_delay(true));
+      asio::co_spawn(ioc, session(beast::tcp_stream(std::move(socket))), asio::detached);
+    }
+  }
+
+  bhttp::response<bhttp::string_body> to_beast(Response&& r, unsigned version, bool keep_alive,
+                                               const std::string& request_id) {
+    bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), version};
+    res.set(bhttp::field::server, server_header);
+    res.set(bhttp::field::content_type, r.content_type);
+    res.set("X-Request-Id", request_id);
+    for (auto& [k, v] : r.headers) res.set(k, v);
+    res.body() = std::move(r.body);
+    res.keep_alive(keep_alive);
+    res.prepare_payload();
+    return res;
+  }
+
+  asio::awaitable<void> session(beast::tcp_stream stream) {
+    beast::flat_buffer buffer;
+    for (;;) {
+      bhttp::request_parser<bhttp::string_body> parser;
+      parser.header_limit(static_cast<std::uint32_t>(o.header_limit));
+      stream.expires_after(o.idle_timeout);
+      auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, parser, kTuple);
+      (void)hn;
+      if (hec) {
+        if (hec == bhttp::error::header_limit) {
+          auto res = to_beast(error(431, "header_too_large",
+                                    "request headers exceed " + std::to_string(o.header_limit) +
+                                        " bytes (server.header_limit_bytes)"),
+                              11, false, new_request_id());
+          co_await bhttp::async_write(stream, res, kTuple);
+        } else if (hec == bhttp::error::bad_target || hec == bhttp::error::bad_method ||
+                   hec == bhttp::error::bad_version || hec == bhttp::error::bad_field) {
+          auto res = to_beast(error(400, "bad_request", "malformed HTTP request: " + hec.message()),
+                              11, false, new_request_id());
+          co_await bhttp::async_write(stream, res, kTuple);
+        }
+        break;  // end of stream, idle timeout, reset: close quietly
+      }
+      const auto start = Clock::now();
+      auto& head = parser.get();
+      Request req;
+      req.method = std::string(head.method_string());
+      req.target = std::string(head.target());
+      auto q = req.target.find('?');
+      req.path = url_decode(std::string_view(req.target).substr(0, q));
+      if (q != std::string::npos)
+        req.query = parse_query(std::string_view(req.target).substr(q + 1));
+      for (const auto& f : head) {
+        std::string name(f.name_string());
+        for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        req.headers[name] = std::string(f.value());
+      }
+      const std::string given_id = req.header("x-request-id");
+      req.request_id = acceptable_request_id(given_id) ? given_id : new_request_id();
+      auto match = router.match(req.method, req.path);
+      std::size_t limit = o.body_limit;
+      if (match.route && match.route->body_limit) limit = match.route->body_limit;
+
+      Response response;
+      bool close_after = false;
+      if (auto cl = parser.content_length(); cl && *cl > limit) {
+        response = error(413, "payload_too_large",
+                         "the body is " + std::to_string(*cl) +
+                             " bytes; this route accepts at most " + std::to_string(limit));
+        close_after = true;  // the body stays unread
+      } else {
+        parser.body_limit(limit);
+        stream.expires_after(o.request_timeout);
+        auto [bec, bn] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
+        (void)bn;
+        if (bec == bhttp::error::body_limit) {
+          response = error(413, "payload_too_large",
+                           "the body exceeds " + std::to_string(limit) + " bytes for this route");
+          close_after = true;
+        } else if (bec) {
+          break;  // timeout or reset while reading the body: nothing to answer
+        } else {
+          req.body = std::move(parser.get().body());
+          ++inflight;
+          if (draining.load()) {
+            response = error(503, "draining", "the server is shutting down; retry elsewhere");
+            close_after = true;
+          } else if (!match.route) {
+            if (!match.allowed.empty()) {
+              std::string allow;
+              for (const auto& m : match.allowed) allow += (allow.empty() ? "" : ", ") + m;
+              response =
+                  error(405, "method_not_allowed",
+                        req.method + " is not allowed on " + req.path + "; allowed: " + allow);
+              response.headers.emplace_back("Allow", allow);
+            } else {
+              response = error(404, "not_found",
+                               "no route " + req.method + " " + req.path +
+                                   " (GET /openapi.json "
+                                   "lists them)");
+            }
+          } else {
+            req.params = std::move(match.params);
+            const Route& route = *match.route;
+            if (route.blocking) {
+              response = co_await asio::co_spawn(
+                  blocking,
+                  [&]() -> asio::awaitable<Response> {
+                    co_return router.dispatch(route, req, auth);
+                  },
+                  asio::use_awaitable);
+            } else {
+              response = router.dispatch(route, req, auth);
+            }
+          }
+          --inflight;
+        }
+      }
+      const bool keep_alive = head.keep_alive() && !close_after && !draining.load();
+      const int status = response.status;
+      auto res = to_beast(std::move(response), head.version(), keep_alive, req.request_id);
+      const auto bytes = res.body().size();
+      stream.expires_after(o.request_timeout);
+      auto [wec, wn] = co_await bhttp::async_write(stream, res, kTuple);
+      (void)wn;
+      const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+      if (metrics)
+        metrics->record(match.route ? match.index : metrics->unmatched(), status, seconds);
+      if (o.access_log)
+        spdlog::info("http {} {} {} {}B {:.3f}ms id={}", req.method, req.target, status, bytes,
+                     seconds * 1000, req.request_id);
+      {
+        std::lock_guard lock(stop_mu);
+        stop_cv.notify_all();
+      }
+      if (wec || !keep_alive) break;
+    }
+    beast::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+};
+
+Server::Server(ServerOptions options, const Router& router, Authenticator auth,
+               std::shared_ptr<HttpMetrics> metrics)
+    : impl_(std::make_unique<Impl>(std::move(options), router, std::move(auth),
+                                   std::move(metrics))) {}
+
+Server::~Server() {
+  drain_and_stop();
+}
+
+std::uint16_t Server::start() {
+  auto& i = *impl_;
+  if (i.o.threads <= 0)
+    i.o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(i.o.host, ec);
+  if (ec)
+    throw std::runtime_error("server.host '" + i.o.host + "' is not an IP address (" +
+                             ec.message() + "); use e.g. 127.0.0.1 or 0.0.0.0");
+  tcp::endpoint ep(address, static_cast<std::uint16_t>(i.o.port));
+  i.acceptor.emplace(i.ioc);
+  i.acceptor->open(ep.protocol(), ec);
+  if (!ec) i.acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) i.acceptor->bind(ep, ec);
+  if (!ec) i.acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec)
+    throw std::runtime_error("cannot listen on " + i.o.host + ":" + std::to_string(i.o.port) +
+                             ": " + ec.message() +
+                             " (is another server using it? set server.port, or 0 for any)");
+  const auto port = i.acceptor->local_endpoint().port();
+  asio::co_spawn(i.ioc, i.accept_loop(), asio::detached);
+  for (int t = 0; t < i.o.threads; ++t) i.threads.emplace_back([&i] { i.ioc.run(); });
+  return port;
+}
+
+std::int64_t Server::in_flight() const {
+  return impl_->inflight.load();
+}
+
+void Server::drain_and_stop() {
+  auto& i = *impl_;
+  {
+    std::unique_lock lock(i.stop_mu);
+    if (i.stopped) return;
+    i.stopped = true;
+    i.draining = true;
+    const auto deadline = Clock::now() + i.o.drain_timeout;
+    i.stop_cv.wait_until(lock, deadline, [&] { return i.inflight.load() == 0; });
+    if (i.inflight.load() > 0)
+      spdlog::warn("http: {} request(s) still running after server.drain_timeout_ms; stopping",
+                   i.inflight.load());
+  }
+  asio::post(i.ioc, [&i] {
+    boost::system::error_code ignored;
+    if (i.acceptor) i.acceptor->close(ignored);
+  });
+  i.ioc.stop();
+  for (auto& t : i.threads)
+    if (t.joinable()) t.join();
+  i.blocking.stop();
+  i.blocking.join();
+}
+
+}  // namespace kiln::http

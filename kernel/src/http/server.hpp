@@ -1,0 +1,49 @@
+// The HTTP server: Boost.Beast on an Asio thread pool, dispatching on a Router. This header does
+// not include Beast; only server.cpp does.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "http/metrics.hpp"
+#include "http/router.hpp"
+
+namespace kiln::http {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;  // 0: an ephemeral port (the chosen one is logged and returned by start())
+  int threads = 0;  // 0: one per core
+  std::size_t header_limit = 16 * 1024;
+  std::size_t body_limit = 1024 * 1024;              // routes may set their own
+  std::chrono::milliseconds request_timeout{30000};  // reading one request, headers to body
+  std::chrono::milliseconds idle_timeout{60000};     // a kept-alive connection without a request
+  std::chrono::milliseconds drain_timeout{10000};
+  bool access_log = true;
+};
+
+class Server {
+ public:
+  Server(ServerOptions options, const Router& router, Authenticator auth,
+         std::shared_ptr<HttpMetrics> metrics);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and starts the I/O threads; returns the bound port. Throws std::runtime_error naming
+  // the address when it cannot bind.
+  std::uint16_t start();
+  // Graceful drain: new requests get 503 (Connection: close), requests in flight finish (up to
+  // drain_timeout), then the threads stop. Idempotent.
+  void drain_and_stop();
+  std::int64_t in_flight() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kiln::http
