@@ -83,6 +83,7 @@ class Child {
   }
 
   void signal(int sig) { kill(pid_, sig); }
+  const std::string& stderr_so_far() const { return result_.err; }
 
   // Waits for exit (killing the child after `timeout`) and returns everything it printed.
   RunResult wait(std::chrono::milliseconds timeout) {

@@ -145,6 +145,7 @@ Router::Match Router::match(std::string_view method, std::string_view path) cons
     if (std::find(m.allowed.begin(), m.allowed.end(), r.method) == m.allowed.end())
       m.allowed.push_back(r.method);
   }
+  std::sort(m.allowed.begin(), m.allowed.end());
   return m;
 }
 

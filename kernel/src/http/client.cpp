@@ -1,0 +1,108 @@
+#include "http/client.hpp"
+
+#include <optional>
+#include <stdexcept>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "kiln/abi.hpp"
+
+namespace kiln::http {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+using tcp = asio::ip::tcp;
+
+std::string ClientResponse::header(const std::string& name) const {
+  auto it = headers.find(name);
+  return it == headers.end() ? "" : it->second;
+}
+
+struct Client::Impl {
+  asio::io_context ioc;
+  std::optional<beast::tcp_stream> stream;
+  beast::flat_buffer buffer;
+};
+
+Client::Client(const std::string& base, std::chrono::milliseconds timeout)
+    : impl_(std::make_unique<Impl>()), timeout_(timeout) {
+  const std::string scheme = "http://";
+  if (base.rfind(scheme, 0) != 0)
+    throw std::invalid_argument("server URL '" + base +
+                                "' must look like http://HOST:PORT (https is not supported)");
+  std::string rest = base.substr(scheme.size());
+  while (!rest.empty() && rest.back() == '/') rest.pop_back();
+  if (rest.find('/') != std::string::npos)
+    throw std::invalid_argument("server URL '" + base + "' must not have a path");
+  auto colon = rest.rfind(':');
+  host_ = colon == std::string::npos ? rest : rest.substr(0, colon);
+  port_ = colon == std::string::npos ? "80" : rest.substr(colon + 1);
+  if (host_.empty() || port_.empty())
+    throw std::invalid_argument("server URL '" + base + "' needs a host and a port");
+}
+
+Client::~Client() = default;
+
+ClientResponse Client::request(const std::string& method, const std::string& target,
+                               const std::string& body,
+                               std::vector<std::pair<std::string, std::string>> headers) {
+  auto& i = *impl_;
+  bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(method), target, 11};
+  req.set(bhttp::field::host, host_ + ":" + port_);
+  req.set(bhttp::field::user_agent, std::string("kiln/") + kVersion);
+  for (auto& [k, v] : headers) req.set(k, v);
+  if (!body.empty() && req.find(bhttp::field::content_type) == req.end())
+    req.set(bhttp::field::content_type, "application/json");
+  req.body() = body;
+  req.prepare_payload();
+  req.keep_alive(true);
+  for (int attempt = 0;; ++attempt) {
+    beast::error_code ec;
+    if (!i.stream) {
+      tcp::resolver resolver(i.ioc);
+      auto results = resolver.resolve(host_, port_, ec);
+      if (ec)
+        throw std::runtime_error("cannot resolve " + host_ + ":" + port_ + ": " + ec.message());
+      i.stream.emplace(i.ioc);
+      i.stream->expires_after(timeout_);
+      i.stream->connect(results, ec);
+      if (ec) {
+        i.stream.reset();
+        throw std::runtime_error("cannot connect to http://" + host_ + ":" + port_ + ": " +
+                                 ec.message() + " (is `kiln serve` running there?)");
+      }
+      i.buffer.clear();
+    }
+    i.stream->expires_after(timeout_);
+    bhttp::write(*i.stream, req, ec);
+    bhttp::response_parser<bhttp::string_body> parser;
+    parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+    if (!ec) bhttp::read(*i.stream, i.buffer, parser, ec);
+    if (ec) {
+      i.stream.reset();
+      // A kept-alive connection the server closed meanwhile: one fresh try.
+      if (attempt == 0 && (ec == bhttp::error::end_of_stream ||
+                           ec == asio::error::connection_reset || ec == asio::error::broken_pipe))
+        continue;
+      throw std::runtime_error("HTTP " + method + " http://" + host_ + ":" + port_ + target +
+                               " failed: " + ec.message());
+    }
+    auto& res = parser.get();
+    ClientResponse out;
+    out.status = static_cast<int>(res.result_int());
+    for (const auto& f : res) {
+      std::string name(f.name_string());
+      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      out.headers[name] = std::string(f.value());
+    }
+    out.body = std::move(res.body());
+    if (!res.keep_alive()) i.stream.reset();
+    return out;
+  }
+}
+
+}  // namespace kiln::http

@@ -1,0 +1,313 @@
+// The HTTP API as a client sees it: the real `kiln serve` on an ephemeral loopback port, the real
+// plugins and SQLite file, API keys made with `kiln keys create`.
+#define BOOST_TEST_MODULE http
+#include <csignal>
+#include <future>
+#include <regex>
+#include <thread>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/json.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include "http/client.hpp"
+#include "support/process.hpp"
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using namespace kiln;
+using namespace kiln::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kKiln = KILN_TEST_BIN;
+
+bool contains(const std::string& hay, const std::string& needle) {
+  return hay.find(needle) != std::string::npos;
+}
+
+struct Server {
+  TempDir dir;
+  std::map<std::string, std::string> env;
+  std::unique_ptr<Child> child;
+  int port = 0;
+  std::map<std::string, std::string> keys;  // name -> secret
+
+  explicit Server(std::vector<std::string> sets = {}) {
+    env = {{"KILN_SERVER__PORT", "0"},
+           {"KILN_GATES__DIR", (dir.path() / "gates").string()},
+           {"KILN_PLUGINS__SEARCH_PATHS",
+            std::string("[") + KILN_PLUGIN_DIR + "," + KILN_TEST_PLUGIN_DIR + "/test_tools]"}};
+    for (auto [name, tenant, role] : std::vector<std::tuple<std::string, std::string, std::string>>{
+             {"a_viewer", "acme", "viewer"},
+             {"a_operator", "acme", "operator"},
+             {"a_approver", "acme", "approver"},
+             {"b_admin", "globex", "admin"}}) {
+      auto r = kiln({"keys", "create", "--tenant", tenant, "--role", role, "--name", name});
+      BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+      keys[name] = r.out.substr(0, r.out.find('\n'));
+    }
+    std::vector<std::string> argv = {kKiln, "serve"};
+    for (auto& s : sets) argv.insert(argv.end(), {"--set", s});
+    child = std::make_unique<Child>(argv, env, dir.path());
+    BOOST_REQUIRE_MESSAGE(child->wait_for_stderr("serving http://", 30s), "serve did not start");
+    std::smatch m;
+    const std::string err = child->stderr_so_far();
+    BOOST_REQUIRE(std::regex_search(err, m, std::regex("listening on http://127.0.0.1:([0-9]+)")));
+    port = std::stoi(m[1]);
+  }
+  RunResult kiln(std::vector<std::string> args) const {
+    args.insert(args.begin(), kKiln);
+    return run(args, env, dir.path());
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
+  http::ClientResponse call(const std::string& method, const std::string& target,
+                            const std::string& key = "", const std::string& body = "",
+                            std::vector<std::pair<std::string, std::string>> headers = {}) const {
+    http::Client c(url());
+    if (!key.empty()) headers.emplace_back("Authorization", "Bearer " + keys.at(key));
+    return c.request(method, target, body, headers);
+  }
+};
+
+json::value body(const http::ClientResponse& r) {
+  return json::parse(r.body);
+}
+
+std::string error_code_of(const http::ClientResponse& r) {
+  auto v = body(r);
+  return std::string(v.at("error").at("code").as_string());
+}
+
+// Opens a raw TCP connection to the server (for slow-client tests).
+int raw_connect(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  BOOST_REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  return fd;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(operations_routes_and_openapi_need_no_key) {
+  Server s;
+  auto health = s.call("GET", "/health");
+  BOOST_TEST(health.status == 200);
+  BOOST_TEST(body(health).at("status").as_string() == "ok");
+  BOOST_TEST(s.call("GET", "/ready").status == 200);
+  auto api = s.call("GET", "/openapi.json");
+  BOOST_TEST(api.status == 200);
+  auto doc = body(api);
+  BOOST_TEST(doc.at("openapi").as_string() == "3.1.0");
+  for (const char* path :
+       {"/health", "/ready", "/metrics", "/v1/plugins", "/v1/nodes", "/v1/gates", "/v1/tools",
+        "/v1/tools/{name}:invoke", "/v1/missions", "/v1/missions/{id}", "/v1/missions/{id}:approve",
+        "/v1/missions/{id}:cancel", "/v1/missions/{id}:retry", "/v1/ledger"})
+    BOOST_TEST(doc.at("paths").as_object().contains(path), path);
+  // Request ids are echoed, or made up.
+  auto echoed = s.call("GET", "/health", "", "", {{"X-Request-Id", "trace-42"}});
+  BOOST_TEST(echoed.header("x-request-id") == "trace-42");
+  BOOST_TEST(s.call("GET", "/health").header("x-request-id").size() == 16u);
+  auto metrics = s.call("GET", "/metrics");
+  BOOST_TEST(metrics.status == 200);
+  BOOST_TEST(contains(metrics.header("content-type"), "text/plain; version=0.0.4"));
+  BOOST_TEST(contains(
+      metrics.body, "kiln_http_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} "));
+  BOOST_TEST(contains(metrics.body, "kiln_missions{state=\"DONE\"}"));
+  BOOST_TEST(contains(metrics.body,
+                      "kiln_http_request_duration_seconds_bucket{method=\"GET\","
+                      "route=\"/health\",le=\"+Inf\"}"));
+}
+
+BOOST_AUTO_TEST_CASE(keys_and_roles_are_enforced_on_every_v1_route) {
+  Server s;
+  for (const auto& [method, path] :
+       std::vector<std::pair<std::string, std::string>>{{"GET", "/v1/plugins"},
+                                                        {"GET", "/v1/nodes"},
+                                                        {"GET", "/v1/gates"},
+                                                        {"GET", "/v1/tools"},
+                                                        {"POST", "/v1/tools/kiln.echo:invoke"},
+                                                        {"GET", "/v1/missions"},
+                                                        {"POST", "/v1/missions"},
+                                                        {"GET", "/v1/missions/m-1"},
+                                                        {"POST", "/v1/missions/m-1:approve"},
+                                                        {"GET", "/v1/ledger"}}) {
+    auto r = s.call(method, path);
+    BOOST_TEST(r.status == 401, method << " " << path);
+    BOOST_TEST(error_code_of(r) == "unauthenticated");
+  }
+  http::Client c(s.url());
+  auto bad = c.request("GET", "/v1/tools", "",
+                       {{"Authorization",
+                         "Bearer kiln_k-000000000000_"
+                         "0123456789abcdef0123456789abcdef"}});
+  BOOST_TEST(bad.status == 401);
+  BOOST_TEST(s.call("GET", "/v1/plugins", "a_viewer").status == 200);
+  auto forbidden = s.call("POST", "/v1/tools/kiln.echo:invoke", "a_viewer", R"({"input": {}})");
+  BOOST_TEST(forbidden.status == 403);
+  BOOST_TEST(contains(body(forbidden).at("error").at("message").as_string().c_str(),
+                      "needs the operator role; this key has viewer"));
+  auto ok = s.call("POST", "/v1/tools/kiln.echo:invoke", "a_operator", R"({"input": {"x": 1}})");
+  BOOST_TEST(ok.status == 200, ok.body);
+  BOOST_TEST(body(ok).at("output").at("x").as_int64() == 1);
+  // A revoked key stops working (within the one-second cache).
+  auto list = s.kiln({"keys", "list", "--json"});
+  std::string viewer_id;
+  const json::value listed = json::parse(list.out);
+  for (const auto& k : listed.as_array())
+    if (k.at("name").as_string() == "a_viewer") viewer_id = std::string(k.at("id").as_string());
+  BOOST_REQUIRE_EQUAL(s.kiln({"keys", "revoke", viewer_id}).exit_code, 0);
+  std::this_thread::sleep_for(1100ms);
+  BOOST_TEST(s.call("GET", "/v1/plugins", "a_viewer").status == 401);
+}
+
+BOOST_AUTO_TEST_CASE(errors_use_one_envelope) {
+  Server s({"server.body_limit_bytes=2048"});
+  auto malformed = s.call("POST", "/v1/missions", "a_operator", "{not json");
+  BOOST_TEST(malformed.status == 400);
+  BOOST_TEST(error_code_of(malformed) == "malformed_json");
+  auto type = s.call("POST", "/v1/missions", "a_operator", "template=hello",
+                     {{"Content-Type", "application/x-www-form-urlencoded"}});
+  BOOST_TEST(type.status == 415);
+  BOOST_TEST(error_code_of(type) == "unsupported_media_type");
+  auto big =
+      s.call("POST", "/v1/missions", "a_operator",
+             R"({"template": "hello", "inputs": {"who": ")" + std::string(4000, 'x') + "\"}}");
+  BOOST_TEST(big.status == 413);
+  BOOST_TEST(error_code_of(big) == "payload_too_large");
+  auto unknown = s.call("GET", "/v2/nothing");
+  BOOST_TEST(unknown.status == 404);
+  BOOST_TEST(error_code_of(unknown) == "not_found");
+  auto method = s.call("DELETE", "/v1/missions", "a_operator");
+  BOOST_TEST(method.status == 405);
+  BOOST_TEST(method.header("allow") == "GET, POST");
+  auto invalid = s.call("POST", "/v1/missions", "a_operator", R"({"template": 7})");
+  BOOST_TEST(invalid.status == 422);
+  BOOST_TEST(body(invalid).at("error").at("details").at("field").as_string() == "body.template");
+  auto bad_inputs = s.call("POST", "/v1/missions", "a_operator",
+                           R"({"template": "hello", "inputs": {"pause_ms": -1}})");
+  BOOST_TEST(bad_inputs.status == 422);
+  BOOST_TEST(
+      contains(body(bad_inputs).at("error").at("message").as_string().c_str(), "inputs.pause_ms"));
+  auto tool_input = s.call("POST", "/v1/tools/kiln.sleep:invoke", "a_operator", R"({"input": {}})");
+  BOOST_TEST(tool_input.status == 422);
+  BOOST_TEST(error_code_of(tool_input) == "invalid_input");
+  auto no_tool = s.call("POST", "/v1/tools/kiln.nope:invoke", "a_operator", R"({"input": {}})");
+  BOOST_TEST(no_tool.status == 404);
+  auto query = s.call("GET", "/v1/ledger?limit=abc", "a_operator");
+  BOOST_TEST(query.status == 422);
+  // Oversized headers: 431.
+  auto huge = s.call("GET", "/health", "", "", {{"X-Padding", std::string(20000, 'p')}});
+  BOOST_TEST(huge.status == 431);
+  // Every error above is counted by status.
+  BOOST_TEST(contains(s.call("GET", "/metrics").body, "status=\"415\""));
+}
+
+BOOST_AUTO_TEST_CASE(tenants_see_only_their_own_resources) {
+  Server s;
+  auto created = s.call("POST", "/v1/missions", "a_operator",
+                        R"({"template": "approval_demo", "inputs": {"note": "acme only"}})");
+  BOOST_REQUIRE_EQUAL(created.status, 201);
+  const std::string id(body(created).at("mission").at("id").as_string());
+  BOOST_TEST(body(created).at("mission").at("tenant").as_string() == "acme");
+  // globex (even as admin) sees none of it.
+  BOOST_TEST(s.call("GET", "/v1/missions/" + id, "b_admin").status == 404);
+  BOOST_TEST(body(s.call("GET", "/v1/missions", "b_admin")).as_array().empty());
+  for (const char* verb : {":approve", ":cancel", ":retry"})
+    BOOST_TEST(s.call("POST", "/v1/missions/" + id + verb, "b_admin").status == 404, verb);
+  auto ledger_b = body(s.call("GET", "/v1/ledger?limit=1000", "b_admin"));
+  for (const auto& e : ledger_b.at("events").as_array())
+    BOOST_TEST(e.at("tenant").as_string() == "globex");
+  auto ledger_a = body(s.call("GET", "/v1/ledger?stream=mission/" + id, "a_viewer"));
+  BOOST_TEST(ledger_a.at("events").as_array().size() >= 1u);
+  // Tool calls run in the key's tenant.
+  auto echo =
+      s.call("POST", "/v1/tools/test.echo:invoke", "b_admin", R"({"input": {"text": "t"}})");
+  BOOST_TEST(body(echo).at("output").at("tenant").as_string() == "globex", echo.body);
+  // acme's own approver can act on it.
+  auto approved = s.call("POST", "/v1/missions/" + id + ":approve", "a_approver",
+                         R"({"reason": "looked at it"})");
+  BOOST_TEST(approved.status == 200, approved.body);
+  auto op = s.call("POST", "/v1/missions/" + id + ":approve", "a_operator");
+  BOOST_TEST(op.status == 403);
+}
+
+BOOST_AUTO_TEST_CASE(missions_run_over_http_with_idempotency_keys_and_paged_ledger) {
+  Server s;
+  const std::string req = R"({"template": "hello", "inputs": {"who": "api"}})";
+  auto first = s.call("POST", "/v1/missions", "a_operator", req, {{"Idempotency-Key", "k-77"}});
+  BOOST_REQUIRE_EQUAL(first.status, 201);
+  auto again = s.call("POST", "/v1/missions", "a_operator", req, {{"Idempotency-Key", "k-77"}});
+  BOOST_TEST(again.status == 200);
+  BOOST_TEST(body(again).at("created").as_bool() == false);
+  const std::string id(body(first).at("mission").at("id").as_string());
+  BOOST_TEST(body(again).at("mission").at("id").as_string() == id);
+  auto conflict =
+      s.call("POST", "/v1/missions", "a_operator",
+             R"({"template": "hello", "inputs": {"who": "other"}})", {{"Idempotency-Key", "k-77"}});
+  BOOST_TEST(conflict.status == 409);
+  std::string state;
+  for (int i = 0; i < 100 && state != "DONE"; ++i) {
+    std::this_thread::sleep_for(50ms);
+    state =
+        std::string(body(s.call("GET", "/v1/missions/" + id, "a_viewer")).at("state").as_string());
+  }
+  BOOST_TEST(state == "DONE");
+  // Page through the tenant's ledger two events at a time; the pages join up.
+  std::int64_t after = 0, seen = 0, last_seq = 0;
+  for (int page = 0; page < 100; ++page) {
+    auto r = body(s.call("GET", "/v1/ledger?limit=2&after=" + std::to_string(after), "a_viewer"));
+    for (const auto& e : r.at("events").as_array()) {
+      BOOST_TEST(e.at("seq").as_int64() > last_seq);
+      last_seq = e.at("seq").as_int64();
+      ++seen;
+    }
+    if (r.at("next_after").is_null()) break;
+    after = r.at("next_after").as_int64();
+  }
+  auto all = body(s.call("GET", "/v1/ledger?limit=1000", "a_viewer"));
+  BOOST_TEST(seen == static_cast<std::int64_t>(all.at("events").as_array().size()));
+  BOOST_TEST(seen >= 9);
+}
+
+BOOST_AUTO_TEST_CASE(slow_clients_are_cut_off_and_sigterm_drains) {
+  Server s({"server.idle_timeout_ms=300", "server.request_timeout_ms=500"});
+  // A client that sends half a request line and stops is disconnected after the idle timeout.
+  int fd = raw_connect(s.port);
+  const char partial[] = "GET /health HTTP/1.1\r\nHost: x\r\n";
+  BOOST_REQUIRE(::write(fd, partial, sizeof partial - 1) > 0);
+  timeval tv{3, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char buf[256];
+  auto t0 = std::chrono::steady_clock::now();
+  auto n = ::read(fd, buf, sizeof buf);
+  auto waited = std::chrono::steady_clock::now() - t0;
+  BOOST_TEST(n == 0, "the server should close the connection, read returned " << n);
+  BOOST_TEST(waited < 2s);
+  ::close(fd);
+
+  // A slow request is in flight when SIGTERM arrives: it finishes; a new request gets 503.
+  auto slow = std::async(std::launch::async, [&] {
+    return s.call("POST", "/v1/tools/kiln.sleep:invoke", "a_operator",
+                  R"({"input": {"ms": 1200}})");
+  });
+  std::this_thread::sleep_for(300ms);
+  s.child->signal(SIGTERM);
+  std::this_thread::sleep_for(200ms);
+  auto during = s.call("GET", "/health");
+  BOOST_TEST(during.status == 503);
+  BOOST_TEST(error_code_of(during) == "draining");
+  BOOST_TEST(during.header("connection") == "close");
+  auto finished = slow.get();
+  BOOST_TEST(finished.status == 200, finished.body);
+  auto r = s.child->wait(20s);
+  BOOST_TEST(r.exit_code == 0, r.err);
+  BOOST_TEST(contains(r.err, "draining"));
+}
