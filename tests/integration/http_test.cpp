@@ -311,3 +311,53 @@ BOOST_AUTO_TEST_CASE(slow_clients_are_cut_off_and_sigterm_drains) {
   BOOST_TEST(r.exit_code == 0, r.err);
   BOOST_TEST(contains(r.err, "draining"));
 }
+
+BOOST_AUTO_TEST_CASE(the_cli_calls_a_server_with_the_same_commands) {
+  Server s;
+  auto remote = [&](std::vector<std::string> args, const std::string& key) {
+    args.insert(args.begin(), {"--server", s.url()});
+    if (!key.empty()) args.insert(args.begin(), {"--api-key", s.keys.at(key)});
+    return s.kiln(args);
+  };
+  auto health = remote({"server", "health"}, "");
+  BOOST_TEST(health.exit_code == 0, health.err);
+  BOOST_TEST(contains(health.out, "\"ok\""));
+  BOOST_TEST(contains(remote({"server", "metrics"}, "").out, "kiln_http_requests_total"));
+  BOOST_TEST(contains(remote({"server", "openapi"}, "").out, "\"3.1.0\""));
+  auto local_only = s.kiln({"server", "health"});
+  BOOST_TEST(local_only.exit_code == 2);
+  BOOST_TEST(contains(local_only.err, "pass --server URL"), local_only.err);
+
+  auto denied = remote({"tool", "invoke", "kiln.echo", "--input", "{}"}, "");
+  BOOST_TEST(denied.exit_code == 1);
+  BOOST_TEST(contains(denied.err, "server answered 401 unauthenticated"), denied.err);
+  BOOST_TEST(contains(denied.err, "KILN_API_KEY"), denied.err);
+  auto echo = remote({"tool", "invoke", "kiln.echo", "--input", R"({"hi": 2})"}, "a_operator");
+  BOOST_TEST(echo.exit_code == 0, echo.err);
+  BOOST_TEST(json::parse(echo.out).at("output").at("hi").as_int64() == 2);
+  BOOST_TEST(remote({"plugins", "list"}, "a_viewer").exit_code == 0);
+  BOOST_TEST(remote({"nodes"}, "a_viewer").exit_code == 0);
+  BOOST_TEST(remote({"gate", "status"}, "a_viewer").exit_code == 0);
+  BOOST_TEST(contains(remote({"tool", "list"}, "a_viewer").out, "kiln.sleep"));
+
+  auto started =
+      remote({"mission", "start", "hello", "--param", "who=cli", "--wait"}, "a_operator");
+  BOOST_TEST(started.exit_code == 0, started.err);
+  auto m = json::parse(started.out);
+  BOOST_TEST(m.at("state").as_string() == "DONE");
+  const std::string id(m.at("id").as_string());
+  BOOST_TEST(contains(remote({"mission", "show", id}, "a_viewer").out, "\"DONE\""));
+  BOOST_TEST(contains(remote({"mission", "list", "--state", "DONE"}, "a_viewer").out, id));
+  auto cancel = remote({"mission", "cancel", id}, "a_operator");
+  BOOST_TEST(cancel.exit_code == 1);
+  BOOST_TEST(contains(cancel.err, "server answered 409 invalid_state"), cancel.err);
+  auto other = remote({"mission", "show", id}, "b_admin");
+  BOOST_TEST(other.exit_code == 1);
+  BOOST_TEST(contains(other.err, "404"), other.err);
+  auto exported = remote({"ledger", "export", "--stream", "mission/" + id}, "a_viewer");
+  BOOST_TEST(exported.exit_code == 0, exported.err);
+  BOOST_TEST(std::count(exported.out.begin(), exported.out.end(), '\n') >= 5);
+  auto local = remote({"ledger", "verify"}, "a_viewer");
+  BOOST_TEST(local.exit_code == 2);
+  BOOST_TEST(contains(local.err, "not available with --server"));
+}

@@ -38,6 +38,8 @@ struct Args {
   std::optional<std::string> file;
   std::optional<std::string> scratch;
   std::optional<std::string> name;
+  std::optional<std::string> server;   // --server URL: client mode
+  std::optional<std::string> api_key;  // --api-key KEY
   bool wait = false;
   bool until_idle = false;
 };

@@ -17,6 +17,7 @@
 #include "cli/args.hpp"
 #include "cli/json_print.hpp"
 #include "cli/mission_commands.hpp"
+#include "cli/remote.hpp"
 #include "common/log.hpp"
 #include "common/strings.hpp"
 #include "http/api.hpp"
@@ -73,6 +74,14 @@ Commands:
                            an API key for the HTTP API, printed once (stored hashed)
   keys list|revoke ID      API keys; revoke one
   version                  kiln, ABI, compiler and Boost versions
+
+Client mode (a running `kiln serve`): plugins list, nodes, gate status, tool list|invoke,
+mission start|list|show|approve|cancel|retry, ledger export, and
+  server health|ready|metrics|openapi
+call the HTTP API instead of the local deployment when given
+  --server URL             e.g. http://127.0.0.1:8080 (or $KILN_SERVER_URL)
+  --api-key KEY            the API key (or $KILN_API_KEY); a non-2xx answer exits 1 with the
+                           server's message
 
 Options (any command):
   --config FILE            YAML config file (repeatable; later files win). Default:
@@ -247,6 +256,10 @@ Args parse(const std::vector<std::string>& argv) {
       a.scratch = value("--scratch");
     else if (is("--name"))
       a.name = value("--name");
+    else if (is("--server"))
+      a.server = value("--server");
+    else if (is("--api-key"))
+      a.api_key = value("--api-key");
     else if (s.size() > 1 && s[0] == '-')
       throw std::invalid_argument("unknown option '" + s + "'");
     else
@@ -784,6 +797,10 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
       {"mission work", [](auto& a, auto& o, auto&) { return cmd_mission_work(a, o); }},
       {"policy validate", [](auto& a, auto& o, auto&) { return cmd_policy_validate(a, o); }},
       {"keys create", [](auto& a, auto& o, auto&) { return cmd_keys_create(a, o); }},
+      {"server health", [](auto&, auto&, auto&) { return 0; }},
+      {"server ready", [](auto&, auto&, auto&) { return 0; }},
+      {"server metrics", [](auto&, auto&, auto&) { return 0; }},
+      {"server openapi", [](auto&, auto&, auto&) { return 0; }},
       {"keys list", [](auto& a, auto& o, auto&) { return cmd_keys_list(a, o); }},
       {"keys revoke", [](auto& a, auto& o, auto&) { return cmd_keys_revoke(a, o); }},
   };
@@ -823,6 +840,9 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
     return runtime::kExitOk;
   }
   try {
+    if (auto remote = run_remote(name, a, out, err)) return *remote;
+    if (name.rfind("server ", 0) == 0)
+      throw std::invalid_argument(name + " asks a running server: pass --server URL");
     return (*handler)(a, out, err);
   } catch (const std::invalid_argument& e) {
     err << "kiln " << name << ": " << e.what() << " (see kiln " << name << " --help)\n";

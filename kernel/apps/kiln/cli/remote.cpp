@@ -1,0 +1,182 @@
+// Client mode: with --server URL (or KILN_SERVER_URL) the commands that have an HTTP route call
+// a running `kiln serve` instead of opening the local database.
+#include "cli/remote.hpp"
+
+#include <cstdlib>
+#include <thread>
+
+#include <boost/json.hpp>
+
+#include "cli/json_print.hpp"
+#include "http/client.hpp"
+#include "http/router.hpp"
+#include "runtime/kernel.hpp"
+
+namespace kiln::cli {
+namespace json = boost::json;
+
+namespace {
+
+std::string enc(const std::string& s) {
+  std::string out;
+  static const char* hex = "0123456789ABCDEF";
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+struct Remote {
+  http::Client client;
+  std::string key;
+  std::string name;  // command, for messages
+
+  http::ClientResponse call(const std::string& method, const std::string& target,
+                            const std::string& body = "",
+                            std::vector<std::pair<std::string, std::string>> headers = {}) {
+    if (!key.empty()) headers.emplace_back("Authorization", "Bearer " + key);
+    return client.request(method, target, body, std::move(headers));
+  }
+};
+
+// Prints a 2xx body, or the server's error; returns the exit code.
+int finish(const Remote& r, const http::ClientResponse& res, std::ostream& out, std::ostream& err,
+           bool raw = false) {
+  if (res.status >= 200 && res.status < 300) {
+    if (raw) {
+      out << res.body;
+    } else {
+      json::error_code ec;
+      auto v = json::parse(res.body, ec);
+      out << (ec ? res.body + "\n" : pretty(v));
+    }
+    return runtime::kExitOk;
+  }
+  std::string code = "error", message = res.body;
+  json::error_code ec;
+  auto v = json::parse(res.body, ec);
+  if (!ec && v.is_object() && v.as_object().contains("error")) {
+    const auto& e = v.at("error");
+    code = std::string(e.at("code").as_string());
+    message = std::string(e.at("message").as_string());
+  }
+  err << "kiln " << r.name << ": server answered " << res.status << " " << code << ": " << message
+      << "\n";
+  if (res.status == 401 && r.key.empty())
+    err << "(pass --api-key KEY or set KILN_API_KEY; `kiln keys create` makes one)\n";
+  return runtime::kExitFailed;
+}
+
+std::string reason_body(const Args& a) {
+  return a.reason ? json::serialize(json::object{{"reason", *a.reason}}) : std::string("{}");
+}
+
+std::string need_id(const Args& a, const std::string& cmd) {
+  if (a.positional.size() < 3) throw std::invalid_argument(cmd + " needs an ID");
+  return a.positional[2];
+}
+
+}  // namespace
+
+std::optional<int> run_remote(const std::string& name, const Args& a, std::ostream& out,
+                              std::ostream& err) {
+  std::string url = a.server.value_or("");
+  if (url.empty())
+    if (const char* env = std::getenv("KILN_SERVER_URL")) url = env;
+  if (url.empty()) return std::nullopt;
+  std::string key = a.api_key.value_or("");
+  if (key.empty())
+    if (const char* env = std::getenv("KILN_API_KEY")) key = env;
+  Remote r{http::Client(url), key, name};
+
+  if (name == "server health") return finish(r, r.call("GET", "/health"), out, err);
+  if (name == "server ready") return finish(r, r.call("GET", "/ready"), out, err);
+  if (name == "server metrics") return finish(r, r.call("GET", "/metrics"), out, err, true);
+  if (name == "server openapi") return finish(r, r.call("GET", "/openapi.json"), out, err);
+  if (name == "plugins list") return finish(r, r.call("GET", "/v1/plugins"), out, err);
+  if (name == "nodes") return finish(r, r.call("GET", "/v1/nodes"), out, err);
+  if (name == "gate status") return finish(r, r.call("GET", "/v1/gates"), out, err);
+  if (name == "tool list") return finish(r, r.call("GET", "/v1/tools"), out, err);
+  if (name == "tool invoke") {
+    if (a.positional.size() < 3) throw std::invalid_argument("tool invoke needs a tool NAME");
+    json::error_code ec;
+    auto input = json::parse(a.input.value_or("{}"), ec);
+    if (ec) throw std::invalid_argument("--input is not valid JSON: " + ec.message());
+    return finish(r,
+                  r.call("POST", "/v1/tools/" + enc(a.positional[2]) + ":invoke",
+                         json::serialize(json::object{{"input", input}})),
+                  out, err);
+  }
+  if (name == "mission start") {
+    if (a.positional.size() < 3) throw std::invalid_argument("mission start needs a TEMPLATE");
+    json::object inputs;
+    if (a.input) {
+      json::error_code ec;
+      auto v = json::parse(*a.input, ec);
+      if (ec || !v.is_object()) throw std::invalid_argument("--input must be a JSON object");
+      inputs = v.as_object();
+    }
+    for (const auto& p : a.params) {
+      auto eq = p.find('=');
+      if (eq == std::string::npos) throw std::invalid_argument("--param takes KEY=VALUE");
+      json::error_code ec;
+      auto v = json::parse(p.substr(eq + 1), ec);
+      inputs[p.substr(0, eq)] = ec ? json::value(p.substr(eq + 1)) : v;
+    }
+    json::object body{{"template", a.positional[2]}, {"inputs", inputs}};
+    if (a.idempotency_key) body["idempotency_key"] = *a.idempotency_key;
+    auto res = r.call("POST", "/v1/missions", json::serialize(body));
+    if (!a.wait || res.status >= 300) return finish(r, res, out, err);
+    // --wait: poll until the server's workers settle it.
+    const std::string id(json::parse(res.body).at("mission").at("id").as_string());
+    for (;;) {
+      auto show = r.call("GET", "/v1/missions/" + enc(id));
+      if (show.status != 200) return finish(r, show, out, err);
+      auto state = std::string(json::parse(show.body).at("state").as_string());
+      if (state == "DONE" || state == "FAILED" || state == "CANCELED" || state == "BLOCKED" ||
+          state == "QUARANTINED") {
+        int rc = finish(r, show, out, err);
+        return state == "DONE" || state == "QUARANTINED" ? rc : runtime::kExitFailed;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  if (name == "mission list") {
+    std::string q = "?limit=" + enc(a.limit.value_or("100"));
+    if (a.state) q += "&state=" + enc(*a.state);
+    if (a.template_name) q += "&template=" + enc(*a.template_name);
+    return finish(r, r.call("GET", "/v1/missions" + q), out, err);
+  }
+  if (name == "mission show")
+    return finish(r, r.call("GET", "/v1/missions/" + enc(need_id(a, name))), out, err);
+  for (const char* verb : {"approve", "cancel", "retry"})
+    if (name == std::string("mission ") + verb)
+      return finish(
+          r, r.call("POST", "/v1/missions/" + enc(need_id(a, name)) + ":" + verb, reason_body(a)),
+          out, err);
+  if (name == "ledger export") {
+    // Every page, as JSON lines, like the local export.
+    std::string after = a.since.value_or("0");
+    for (;;) {
+      std::string q = "?limit=1000&after=" + enc(after);
+      if (a.stream) q += "&stream=" + enc(*a.stream);
+      auto res = r.call("GET", "/v1/ledger" + q);
+      if (res.status != 200) return finish(r, res, out, err);
+      auto page = json::parse(res.body);
+      for (const auto& e : page.at("events").as_array()) out << json::serialize(e) << "\n";
+      if (page.at("next_after").is_null()) return runtime::kExitOk;
+      after = std::to_string(page.at("next_after").as_int64());
+    }
+  }
+  err << "kiln " << name
+      << ": not available with --server; it runs against the local deployment (drop --server)\n";
+  return runtime::kExitUsage;
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,16 @@
+// Client mode (--server URL / KILN_SERVER_URL, --api-key / KILN_API_KEY): see remote.cpp.
+#pragma once
+
+#include <optional>
+#include <ostream>
+#include <string>
+
+#include "cli/args.hpp"
+
+namespace kiln::cli {
+
+// Runs command `name` against the server when one is given; nullopt when none is.
+std::optional<int> run_remote(const std::string& name, const Args& a, std::ostream& out,
+                              std::ostream& err);
+
+}  // namespace kiln::cli
