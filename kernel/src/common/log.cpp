@@ -2,9 +2,11 @@
 
 #include <chrono>
 #include <ctime>
+#include <mutex>
 #include <stdexcept>
 
 #include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <boost/json.hpp>
@@ -40,6 +42,51 @@ class JsonFormatter final : public spdlog::formatter {
   std::unique_ptr<formatter> clone() const override { return std::make_unique<JsonFormatter>(); }
 };
 
+std::string g_format = "text";  // set by setup_logging
+
+std::unique_ptr<spdlog::formatter> make_formatter(const std::string& format) {
+  if (format == "json") return std::make_unique<JsonFormatter>();
+  return std::make_unique<spdlog::pattern_formatter>("%Y-%m-%dT%H:%M:%S.%eZ %^%-5l%$ %v",
+                                                     spdlog::pattern_time_type::utc);
+}
+
+// The access log's sink: each thread formats into its own buffer (with its own formatter clone),
+// written to stderr in one piece when it passes 16 KiB or when the thread flushes (the server
+// flushes every I/O thread's buffer every 200 ms, and at shutdown). Request threads never wait
+// for each other or for another thread to wake up.
+class BufferedStderrSink final : public spdlog::sinks::sink {
+ public:
+  explicit BufferedStderrSink(std::string format) : format_(std::move(format)) {}
+  void log(const spdlog::details::log_msg& msg) override {
+    auto& t = local();
+    t.formatter->format(msg, t.buffer);
+    if (t.buffer.size() >= 16 * 1024) write(t);
+  }
+  void flush() override { write(local()); }
+  void set_pattern(const std::string&) override {}
+  void set_formatter(std::unique_ptr<spdlog::formatter>) override {}
+
+ private:
+  struct Local {
+    std::unique_ptr<spdlog::formatter> formatter;
+    spdlog::memory_buf_t buffer;
+  };
+  Local& local() {
+    thread_local Local t;
+    if (!t.formatter) t.formatter = make_formatter(format_);
+    return t;
+  }
+  void write(Local& t) {
+    if (t.buffer.size() == 0) return;
+    static std::mutex out_mu;
+    std::lock_guard lock(out_mu);
+    std::fwrite(t.buffer.data(), 1, t.buffer.size(), stderr);
+    std::fflush(stderr);
+    t.buffer.clear();
+  }
+  std::string format_;
+};
+
 }  // namespace
 
 void setup_logging(const std::string& level, const std::string& format) {
@@ -59,6 +106,19 @@ void setup_logging(const std::string& level, const std::string& format) {
   logger->set_level(lv);
   logger->flush_on(spdlog::level::trace);
   spdlog::set_default_logger(logger);
+  g_format = format;
+}
+
+std::shared_ptr<spdlog::logger> access_logger() {
+  static std::mutex mu;
+  std::lock_guard lock(mu);
+  if (auto existing = spdlog::get("access")) return existing;
+  auto base = spdlog::default_logger();
+  auto logger =
+      std::make_shared<spdlog::logger>("access", std::make_shared<BufferedStderrSink>(g_format));
+  logger->set_level(base->level());
+  spdlog::register_logger(logger);
+  return logger;
 }
 
 }  // namespace kiln::common

@@ -3,12 +3,21 @@
 // because every thread and every plugin host logs through it.
 #pragma once
 
+#include <memory>
 #include <string>
+
+namespace spdlog {
+class logger;
+}
 
 namespace kiln::common {
 
 // level: trace|debug|info|warn|error|critical|off; format: text|json.
 // Throws std::invalid_argument naming the bad value.
 void setup_logging(const std::string& level, const std::string& format);
+
+// The HTTP access log, in the same format on stderr: each thread buffers its lines and writes
+// them in one piece past 16 KiB or on flush() (the server flushes every 200 ms and at stop).
+std::shared_ptr<spdlog::logger> access_logger();
 
 }  // namespace kiln::common

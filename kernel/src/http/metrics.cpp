@@ -13,11 +13,11 @@ void HttpMetrics::record(std::size_t route, int status, double seconds) {
   Shard& s = *shards_[std::min(route, routes_.size())];
   std::size_t b = 0;
   while (b < kBuckets.size() && seconds > kBuckets[b]) ++b;
-  std::lock_guard lock(s.mu);
-  ++s.by_status[status];
-  ++s.buckets[b];
-  s.sum += seconds;
-  ++s.count;
+  if (status >= 100 && status < 600)
+    s.by_status[static_cast<std::size_t>(status - 100)].fetch_add(1, std::memory_order_relaxed);
+  s.buckets[b].fetch_add(1, std::memory_order_relaxed);
+  s.sum_ns.fetch_add(static_cast<std::uint64_t>(seconds * 1e9), std::memory_order_relaxed);
+  s.count.fetch_add(1, std::memory_order_relaxed);
 }
 
 std::string prom_label(const std::string& v) {
@@ -41,22 +41,21 @@ void HttpMetrics::expose(std::string& out) const {
   };
   out += "# HELP kiln_http_requests_total HTTP requests answered, by route and status.\n";
   out += "# TYPE kiln_http_requests_total counter\n";
-  for (std::size_t i = 0; i < shards_.size(); ++i) {
-    std::lock_guard lock(shards_[i]->mu);
-    for (const auto& [status, n] : shards_[i]->by_status)
-      out += "kiln_http_requests_total{" + route_labels(i) + ",status=\"" + std::to_string(status) +
-             "\"} " + std::to_string(n) + "\n";
-  }
+  for (std::size_t i = 0; i < shards_.size(); ++i)
+    for (std::size_t code = 0; code < shards_[i]->by_status.size(); ++code)
+      if (auto n = shards_[i]->by_status[code].load(std::memory_order_relaxed))
+        out += "kiln_http_requests_total{" + route_labels(i) + ",status=\"" +
+               std::to_string(code + 100) + "\"} " + std::to_string(n) + "\n";
   out += "# HELP kiln_http_request_duration_seconds Time from a full request to its response.\n";
   out += "# TYPE kiln_http_request_duration_seconds histogram\n";
   for (std::size_t i = 0; i < shards_.size(); ++i) {
     const Shard& s = *shards_[i];
-    std::lock_guard lock(s.mu);
-    if (s.count == 0) continue;
+    const auto count = s.count.load(std::memory_order_relaxed);
+    if (count == 0) continue;
     const std::string labels = route_labels(i);
     std::uint64_t cumulative = 0;
     for (std::size_t b = 0; b <= kBuckets.size(); ++b) {
-      cumulative += s.buckets[b];
+      cumulative += s.buckets[b].load(std::memory_order_relaxed);
       std::string le = "+Inf";
       if (b < kBuckets.size()) {
         std::snprintf(num, sizeof num, "%g", kBuckets[b]);
@@ -65,7 +64,8 @@ void HttpMetrics::expose(std::string& out) const {
       out += "kiln_http_request_duration_seconds_bucket{" + labels + ",le=\"" + le + "\"} " +
              std::to_string(cumulative) + "\n";
     }
-    std::snprintf(num, sizeof num, "%.9g", s.sum);
+    std::snprintf(num, sizeof num, "%.9g",
+                  static_cast<double>(s.sum_ns.load(std::memory_order_relaxed)) / 1e9);
     out += "kiln_http_request_duration_seconds_sum{" + labels + "} " + num + "\n";
     out += "kiln_http_request_duration_seconds_count{" + labels + "} " + std::to_string(s.count) +
            "\n";

@@ -26,12 +26,12 @@ class HttpMetrics {
                                                       0.05,   0.1,   0.25,   0.5,   1.0,  5.0};
 
  private:
+  // Lock-free: one counter per status code (100-599) and per bucket.
   struct Shard {
-    mutable std::mutex mu;
-    std::map<int, std::uint64_t> by_status;
-    std::array<std::uint64_t, kBuckets.size() + 1> buckets{};  // last: +Inf
-    double sum = 0;
-    std::uint64_t count = 0;
+    std::array<std::atomic<std::uint64_t>, 500> by_status{};
+    std::array<std::atomic<std::uint64_t>, kBuckets.size() + 1> buckets{};  // last: +Inf
+    std::atomic<std::uint64_t> sum_ns{0};
+    std::atomic<std::uint64_t> count{0};
   };
   std::vector<std::pair<std::string, std::string>> routes_;  // (method, pattern)
   std::vector<std::unique_ptr<Shard>> shards_;

@@ -11,8 +11,9 @@ namespace kiln::http {
 namespace json = boost::json;
 
 std::string Request::header(std::string_view name) const {
-  auto it = headers.find(std::string(name));
-  return it == headers.end() ? std::string() : it->second;
+  for (const auto& [k, v] : headers)
+    if (k == name) return v;
+  return {};
 }
 
 Response Response::json(int status, const json::value& v) {
@@ -120,6 +121,9 @@ int mission_status(missions::MissionError::Code c) {
 }  // namespace
 
 void Router::add(Route r) {
+  std::vector<std::string> segs;
+  for (auto s : segments(r.pattern)) segs.emplace_back(s);
+  segments_.push_back(std::move(segs));
   routes_.push_back(std::move(r));
 }
 
@@ -128,7 +132,7 @@ Router::Match Router::match(std::string_view method, std::string_view path) cons
   const auto segs = segments(path);
   for (std::size_t i = 0; i < routes_.size(); ++i) {
     const Route& r = routes_[i];
-    const auto pats = segments(r.pattern);
+    const auto& pats = segments_[i];
     if (pats.size() != segs.size()) continue;
     std::map<std::string, std::string> params;
     bool ok = true;

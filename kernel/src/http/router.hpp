@@ -23,7 +23,7 @@ struct Request {
   std::string target;  // path and query as received
   std::string path;    // decoded path, without the query
   std::map<std::string, std::string> query;
-  std::map<std::string, std::string> headers;  // lower-case names
+  std::vector<std::pair<std::string, std::string>> headers;  // lower-case names, as received
   std::string body;
   std::string request_id;
   // Filled by the router:
@@ -100,6 +100,7 @@ class Router {
 
  private:
   std::vector<Route> routes_;
+  std::vector<std::vector<std::string>> segments_;  // each route's pattern, split once
 };
 
 // Query and path helpers.

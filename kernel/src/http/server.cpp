@@ -13,6 +13,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "common/log.hpp"
 #include "kiln/abi.hpp"
 
 namespace kiln::http {
@@ -47,7 +48,11 @@ struct Server::Impl {
   const Router& router;
   Authenticator auth;
   std::shared_ptr<HttpMetrics> metrics;
-  asio::io_context ioc;
+  // One io_context per thread (concurrency hint 1: no locking inside Asio), connections handed
+  // out round-robin: a request is read, handled and answered on one thread, which never has to
+  // wake another.
+  std::vector<std::unique_ptr<asio::io_context>> contexts;
+  std::atomic<std::size_t> next_context{0};
   asio::thread_pool blocking;  // handlers that may wait (tool calls) run here
   std::optional<tcp::acceptor> acceptor;
   std::vector<std::thread> threads;
@@ -57,25 +62,39 @@ struct Server::Impl {
   std::condition_variable stop_cv;
   bool stopped = false;
   const std::string server_header = std::string("kiln/") + kVersion;
+  std::shared_ptr<spdlog::logger> access;
 
   Impl(ServerOptions opts, const Router& r, Authenticator a, std::shared_ptr<HttpMetrics> m)
       : o(std::move(opts)),
         router(r),
         auth(std::move(a)),
         metrics(std::move(m)),
-        ioc(o.threads),
-        blocking(static_cast<std::size_t>(std::max(4, o.threads * 4))) {}
+        blocking(static_cast<std::size_t>(std::max(4, o.threads * 4))) {
+    if (o.access_log) access = common::access_logger();
+  }
 
   asio::awaitable<void> accept_loop() {
     for (;;) {
-      auto [ec, socket] = co_await acceptor->async_accept(kTuple);
+      auto& target = *contexts[next_context++ % contexts.size()];
+      auto [ec, socket] = co_await acceptor->async_accept(target, kTuple);
       if (ec) {
         if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
         spdlog::warn("http: accept failed: {}", ec.message());
         continue;
       }
       socket.set_option(tcp::no_delay(true));
-      asio::co_spawn(ioc, session(beast::tcp_stream(std::move(socket))), asio::detached);
+      asio::co_spawn(target, session(beast::tcp_stream(std::move(socket))), asio::detached);
+    }
+  }
+
+  // Writes this thread's buffered access-log lines every 200 ms.
+  asio::awaitable<void> flush_access_log(asio::io_context& ctx) {
+    asio::steady_timer timer(ctx);
+    for (;;) {
+      timer.expires_after(std::chrono::milliseconds(200));
+      auto [ec] = co_await timer.async_wait(kTuple);
+      if (ec) co_return;
+      access->flush();
     }
   }
 
@@ -124,10 +143,11 @@ struct Server::Impl {
       req.path = url_decode(std::string_view(req.target).substr(0, q));
       if (q != std::string::npos)
         req.query = parse_query(std::string_view(req.target).substr(q + 1));
+      req.headers.reserve(8);
       for (const auto& f : head) {
         std::string name(f.name_string());
         for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        req.headers[name] = std::string(f.value());
+        req.headers.emplace_back(std::move(name), std::string(f.value()));
       }
       const std::string given_id = req.header("x-request-id");
       req.request_id = acceptable_request_id(given_id) ? given_id : new_request_id();
@@ -200,10 +220,10 @@ struct Server::Impl {
       const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
       if (metrics)
         metrics->record(match.route ? match.index : metrics->unmatched(), status, seconds);
-      if (o.access_log)
-        spdlog::info("http {} {} {} {}B {:.3f}ms id={}", req.method, req.target, status, bytes,
+      if (access)
+        access->info("http {} {} {} {}B {:.3f}ms id={}", req.method, req.target, status, bytes,
                      seconds * 1000, req.request_id);
-      {
+      if (draining.load()) {  // the drain waits for in-flight requests to reach zero
         std::lock_guard lock(stop_mu);
         stop_cv.notify_all();
       }
@@ -233,7 +253,8 @@ std::uint16_t Server::start() {
     throw std::runtime_error("server.host '" + i.o.host + "' is not an IP address (" +
                              ec.message() + "); use e.g. 127.0.0.1 or 0.0.0.0");
   tcp::endpoint ep(address, static_cast<std::uint16_t>(i.o.port));
-  i.acceptor.emplace(i.ioc);
+  for (int t = 0; t < i.o.threads; ++t) i.contexts.push_back(std::make_unique<asio::io_context>(1));
+  i.acceptor.emplace(*i.contexts.front());
   i.acceptor->open(ep.protocol(), ec);
   if (!ec) i.acceptor->set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) i.acceptor->bind(ep, ec);
@@ -243,8 +264,11 @@ std::uint16_t Server::start() {
                              ": " + ec.message() +
                              " (is another server using it? set server.port, or 0 for any)");
   const auto port = i.acceptor->local_endpoint().port();
-  asio::co_spawn(i.ioc, i.accept_loop(), asio::detached);
-  for (int t = 0; t < i.o.threads; ++t) i.threads.emplace_back([&i] { i.ioc.run(); });
+  asio::co_spawn(*i.contexts.front(), i.accept_loop(), asio::detached);
+  for (auto& ctx : i.contexts) {
+    if (i.access) asio::co_spawn(*ctx, i.flush_access_log(*ctx), asio::detached);
+    i.threads.emplace_back([c = ctx.get()] { c->run(); });
+  }
   return port;
 }
 
@@ -265,11 +289,17 @@ void Server::drain_and_stop() {
       spdlog::warn("http: {} request(s) still running after server.drain_timeout_ms; stopping",
                    i.inflight.load());
   }
-  asio::post(i.ioc, [&i] {
-    boost::system::error_code ignored;
-    if (i.acceptor) i.acceptor->close(ignored);
-  });
-  i.ioc.stop();
+  if (!i.contexts.empty())
+    asio::post(*i.contexts.front(), [&i] {
+      boost::system::error_code ignored;
+      if (i.acceptor) i.acceptor->close(ignored);
+    });
+  // Each thread writes its last access-log lines, then stops.
+  for (auto& ctx : i.contexts)
+    asio::post(*ctx, [&i, c = ctx.get()] {
+      if (i.access) i.access->flush();
+      c->stop();
+    });
   for (auto& t : i.threads)
     if (t.joinable()) t.join();
   i.blocking.stop();
