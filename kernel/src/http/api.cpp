@@ -336,6 +336,9 @@ Router build_api(ApiContext& ctx) {
            return Response::json(
                200, json::object{{"output", outcome.value().output}, {"artifacts", artifacts}});
          }});
+  r.routes_mutable().back().runs_inline = [&k](const Request& req) {
+    return k.executor().nonblocking(req.params.at("name"));
+  };
 
   // ---- Missions -------------------------------------------------------------------------------
   r.add({"POST",

@@ -72,6 +72,9 @@ struct Route {
   std::vector<std::pair<std::string, std::string>> query_params;  // name, description
   bool blocking = false;  // may wait (tool calls): runs off the I/O threads
   Handler handler;
+  // For a blocking route: true when this request will not wait after all (e.g. a non-blocking
+  // tool), so it runs on the I/O thread without a hand-off.
+  std::function<bool(const Request&)> runs_inline = nullptr;
 };
 
 // Resolves an API key to an identity; nullopt when unknown or revoked.
@@ -95,6 +98,7 @@ class Router {
   // turns HttpError / MissionError / exceptions into the error envelope.
   Response dispatch(const Route& route, Request& req, const Authenticator& auth) const;
   const std::vector<Route>& routes() const { return routes_; }
+  std::vector<Route>& routes_mutable() { return routes_; }
   // OpenAPI 3.1 for every route.
   boost::json::object openapi(const std::string& version) const;
 

@@ -196,7 +196,7 @@ struct Server::Impl {
           } else {
             req.params = std::move(match.params);
             const Route& route = *match.route;
-            if (route.blocking) {
+            if (route.blocking && !(route.runs_inline && route.runs_inline(req))) {
               response = co_await asio::co_spawn(
                   blocking,
                   [&]() -> asio::awaitable<Response> {

@@ -126,8 +126,12 @@ ToolOutcome ToolRuntimeExecutor::invoke_audited(const ToolCall& call) const {
     return invoke_routed(call, &attempts, &provider);
   }
   const auto start = std::chrono::steady_clock::now();
-  audit({ledger::NewEvent{call.tenant, "tools", "tool.called",
-                          json::object{{"tool", call.tool}, {"request_id", call.request_id}}}});
+  // A call that may take long (or hang) is marked as started at once; a non-blocking one (bounded
+  // by contract) queues its tool.called together with its outcome: one hand-off to the writer.
+  const bool batch = nonblocking(call.tool);
+  ledger::NewEvent called{call.tenant, "tools", "tool.called",
+                          json::object{{"tool", call.tool}, {"request_id", call.request_id}}};
+  if (!batch) audit({std::move(called)});
   int attempts = 0;
   std::string provider;
   ToolOutcome outcome = invoke_routed(call, &attempts, &provider);
@@ -144,9 +148,21 @@ ToolOutcome ToolRuntimeExecutor::invoke_audited(const ToolCall& call) const {
     done["message"] = outcome.error().message;
     done["retryable"] = outcome.error().retryable;
   }
-  audit({ledger::NewEvent{call.tenant, "tools", outcome.ok() ? "tool.completed" : "tool.failed",
-                          std::move(done)}});
+  ledger::NewEvent finished{call.tenant, "tools", outcome.ok() ? "tool.completed" : "tool.failed",
+                            std::move(done)};
+  if (batch)
+    audit({std::move(called), std::move(finished)});
+  else
+    audit({std::move(finished)});
   return outcome;
+}
+
+bool ToolRuntimeExecutor::nonblocking(std::string_view tool) const {
+  auto it = index_.find(tool);
+  if (it == index_.end()) return true;  // fails at once: unknown tool
+  for (const auto& p : it->second.providers)
+    if (!p.nonblocking) return false;
+  return true;
 }
 
 ToolOutcome ToolRuntimeExecutor::invoke_routed(const ToolCall& call, int* attempts,

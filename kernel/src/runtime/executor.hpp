@@ -57,6 +57,8 @@ class ToolRuntimeExecutor {
                       ExecutorOptions options = {});
 
   ToolOutcome invoke(const ToolCall& call) const;
+  // True when every provider of `tool` is non-blocking (runs on the caller's thread, bounded).
+  bool nonblocking(std::string_view tool) const;
 
  private:
   struct Provider {
