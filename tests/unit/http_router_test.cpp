@@ -1,0 +1,179 @@
+// The route table without a socket: matching, dispatch rules, the error envelope, readiness and
+// the OpenAPI document generated from the same table.
+#define BOOST_TEST_MODULE http_router
+#include <boost/test/unit_test.hpp>
+
+#include "http/api.hpp"
+#include "http/metrics.hpp"
+#include "http/router.hpp"
+#include "runtime/kernel.hpp"
+#include "support/process.hpp"
+
+namespace json = boost::json;
+using namespace kiln;
+using namespace kiln::http;
+
+namespace {
+
+Route route(std::string method, std::string pattern, std::optional<missions::Role> role,
+            json::value request_schema = nullptr) {
+  Route r;
+  r.method = std::move(method);
+  r.pattern = std::move(pattern);
+  r.operation = "op";
+  r.summary = "the test route";
+  r.tag = "t";
+  r.role = role;
+  r.request_schema = std::move(request_schema);
+  r.handler = [](Request& req) {
+    json::object params;
+    for (const auto& [k, v] : req.params) params[k] = v;
+    return Response::json(200, json::object{{"params", params}, {"tenant", req.tenant}});
+  };
+  return r;
+}
+
+Authenticator keys() {
+  return [](std::string_view bearer) -> std::optional<Identity> {
+    if (bearer == "op") return Identity{"acme", missions::Actor{"op", missions::Role::kOperator}};
+    return std::nullopt;
+  };
+}
+
+json::value body(const Response& r) {
+  return json::parse(r.body);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(patterns_match_segments_params_and_verbs) {
+  Router r;
+  r.add(route("GET", "/v1/missions/{id}", missions::Role::kViewer));
+  r.add(route("POST", "/v1/missions/{id}:approve", missions::Role::kApprover));
+  r.add(route("POST", "/v1/tools/{name}:invoke", missions::Role::kOperator));
+  auto m = r.match("POST", "/v1/tools/kiln.echo:invoke");
+  BOOST_REQUIRE(m.route);
+  BOOST_TEST(m.params.at("name") == "kiln.echo");
+  auto get = r.match("GET", "/v1/missions/m%2D1");
+  BOOST_REQUIRE(get.route);
+  BOOST_TEST(get.params.at("id") == "m-1");
+  // The verb segment is not an id: GET on it is a wrong method, not a lookup of "m-1:approve".
+  auto wrong = r.match("GET", "/v1/missions/m-1:approve");
+  BOOST_TEST(!wrong.route);
+  BOOST_TEST(wrong.allowed == std::vector<std::string>{"POST"});
+  BOOST_TEST(!r.match("GET", "/v1/missions").route);
+  BOOST_TEST(r.match("GET", "/v1/missions").allowed.empty());
+  BOOST_TEST(parse_query("a=1&b=x%20y&c").at("b") == "x y");
+}
+
+BOOST_AUTO_TEST_CASE(dispatch_checks_key_role_content_type_json_and_schema) {
+  Router r;
+  r.add(route("POST", "/v1/things", missions::Role::kOperator,
+              json::parse(R"({"type": "object", "required": ["n"],
+                              "properties": {"n": {"type": "integer"}}})")));
+  r.add(route("POST", "/v1/admin", missions::Role::kAdmin));
+  const Route& things = r.routes()[0];
+  auto call = [&](const Route& rt, std::string body,
+                  std::vector<std::pair<std::string, std::string>> h) {
+    Request req;
+    req.body = std::move(body);
+    req.headers = std::move(h);
+    req.request_id = "rid";
+    return r.dispatch(rt, req, keys());
+  };
+  const std::pair<std::string, std::string> json_ct{"content-type",
+                                                    "application/json; charset=utf-8"};
+  auto no_key = call(things, "{}", {json_ct});
+  BOOST_TEST(no_key.status == 401);
+  BOOST_TEST(body(no_key).at("error").at("code").as_string() == "unauthenticated");
+  BOOST_TEST(call(things, "{}", {json_ct, {"authorization", "Basic op"}}).status == 401);
+  BOOST_TEST(call(things, "{}", {json_ct, {"authorization", "Bearer nope"}}).status == 401);
+  BOOST_TEST(call(r.routes()[1], "", {{"authorization", "Bearer op"}}).status == 403);
+  auto auth = std::pair<std::string, std::string>{"authorization", "bearer op"};
+  BOOST_TEST(call(things, "n=1", {auth, {"content-type", "text/plain"}}).status == 415);
+  BOOST_TEST(call(things, "{", {auth, json_ct}).status == 400);
+  auto invalid = call(things, R"({"n": "x"})", {auth, json_ct});
+  BOOST_TEST(invalid.status == 422);
+  BOOST_TEST(body(invalid).at("error").at("details").at("field").as_string() == "body.n");
+  auto ok = call(things, R"({"n": 1})", {auth, json_ct});
+  BOOST_TEST(ok.status == 200);
+  BOOST_TEST(body(ok).at("tenant").as_string() == "acme");
+}
+
+BOOST_AUTO_TEST_CASE(handler_failures_become_the_envelope) {
+  Router r;
+  Route throws = route("GET", "/boom", std::nullopt);
+  throws.handler = [](Request&) -> Response { throw std::runtime_error("secret detail"); };
+  r.add(throws);
+  Route http_error = route("GET", "/teapot", std::nullopt);
+  http_error.handler = [](Request&) -> Response {
+    throw HttpError{418, "teapot", "short and stout"};
+  };
+  r.add(http_error);
+  Route mission = route("GET", "/m", std::nullopt);
+  mission.handler = [](Request&) -> Response {
+    throw missions::MissionError(missions::MissionError::Code::kConflict, "key reused");
+  };
+  r.add(mission);
+  Request req;
+  req.request_id = "rid-9";
+  auto boom = r.dispatch(r.routes()[0], req, nullptr);
+  BOOST_TEST(boom.status == 500);
+  BOOST_TEST(body(boom).at("error").at("message").as_string().find("rid-9") != std::string::npos);
+  BOOST_TEST(boom.body.find("secret detail") == std::string::npos);  // not leaked to clients
+  BOOST_TEST(r.dispatch(r.routes()[1], req, nullptr).status == 418);
+  auto conflict = r.dispatch(r.routes()[2], req, nullptr);
+  BOOST_TEST(conflict.status == 409);
+  BOOST_TEST(body(conflict).at("error").at("code").as_string() == "conflict");
+}
+
+BOOST_AUTO_TEST_CASE(the_api_is_not_ready_until_told_and_documents_every_route) {
+  test::TempDir dir;
+  runtime::BootOptions o;
+  o.environment = {};
+  o.setup_logging = false;
+  o.sets = {"plugins.search_paths=[]", "storage.path=" + (dir.path() / "k.db").string()};
+  auto k = runtime::Kernel::boot(o);
+  ApiContext ctx;
+  ctx.kernel = k.get();
+  ctx.public_paths = {"/health", "/ready", "/openapi.json"};  // /metrics needs a key here
+  Router router = build_api(ctx);
+  ctx.router = &router;
+  Request req;
+  auto ready = router.match("GET", "/ready");
+  BOOST_TEST(router.dispatch(*ready.route, req, nullptr).status == 503);
+  ctx.ready = true;
+  BOOST_TEST(router.dispatch(*ready.route, req, nullptr).status == 200);
+  auto metrics = router.match("GET", "/metrics");
+  BOOST_TEST(metrics.route->role.has_value());
+  BOOST_TEST(router.dispatch(*metrics.route, req, nullptr).status == 401);
+  auto doc = router.openapi("0.1.0");
+  BOOST_TEST(doc.at("openapi").as_string() == "3.1.0");
+  std::size_t operations = 0;
+  for (const auto& [path, item] : doc.at("paths").as_object())
+    operations += item.as_object().size();
+  BOOST_TEST(operations == router.routes().size());
+  const auto& invoke = doc.at("paths").at("/v1/tools/{name}:invoke").at("post");
+  BOOST_TEST(invoke.at("parameters").at(0).at("name").as_string() == "name");
+  BOOST_TEST(invoke.at("security").as_array().size() == 1u);
+  BOOST_TEST(invoke.at("responses").as_object().contains("422"));
+}
+
+BOOST_AUTO_TEST_CASE(metrics_count_by_route_and_status) {
+  HttpMetrics m(std::vector<std::pair<std::string, std::string>>{{"GET", "/health"}});
+  m.record(0, 200, 0.0002);
+  m.record(0, 200, 0.3);
+  m.record(m.unmatched(), 404, 0.001);
+  std::string out;
+  m.expose(out);
+  BOOST_TEST(
+      out.find("kiln_http_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} 2") !=
+          std::string::npos,
+      out);
+  BOOST_TEST(out.find("route=\"unmatched\",status=\"404\"} 1") != std::string::npos);
+  BOOST_TEST(out.find("route=\"/health\",le=\"0.0005\"} 1") != std::string::npos);
+  BOOST_TEST(out.find("route=\"/health\",le=\"0.5\"} 2") != std::string::npos);
+  BOOST_TEST(
+      out.find("kiln_http_request_duration_seconds_count{method=\"GET\",route=\"/health\"} 2") !=
+      std::string::npos);
+}
