@@ -2,6 +2,7 @@
 #include "http/server.hpp"
 
 #include <condition_variable>
+#include <list>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -75,7 +76,8 @@ struct Server::Impl {
 
   asio::awaitable<void> accept_loop() {
     for (;;) {
-      auto& target = *contexts[next_context++ % contexts.size()];
+      const std::size_t index = next_context++ % contexts.size();
+      auto& target = *contexts[index];
       auto [ec, socket] = co_await acceptor->async_accept(target, kTuple);
       if (ec) {
         if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
@@ -83,58 +85,106 @@ struct Server::Impl {
         continue;
       }
       socket.set_option(tcp::no_delay(true));
-      asio::co_spawn(target, session(beast::tcp_stream(std::move(socket))), asio::detached);
+      asio::co_spawn(target, session(std::move(socket), index), asio::detached);
     }
   }
 
-  // Writes this thread's buffered access-log lines every 200 ms.
-  asio::awaitable<void> flush_access_log(asio::io_context& ctx) {
-    asio::steady_timer timer(ctx);
+  // The response in one buffer: status line, headers, body. Written with one async_write,
+  // without Beast's serializer (its buffer sequences showed up in profiles of /health).
+  std::string serialize(Response&& r, unsigned version, bool keep_alive,
+                        const std::string& request_id) {
+    const auto reason = bhttp::obsolete_reason(static_cast<bhttp::status>(r.status));
+    std::string out;
+    out.reserve(160 + r.body.size() + request_id.size() + r.content_type.size());
+    out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+    out += std::to_string(r.status);
+    out += ' ';
+    out.append(reason.data(), reason.size());
+    out += "\r\nServer: ";
+    out += server_header;
+    out += "\r\nContent-Type: ";
+    out += r.content_type;
+    out += "\r\nX-Request-Id: ";
+    out += request_id;
+    for (const auto& [k, v] : r.headers) {
+      out += "\r\n";
+      out += k;
+      out += ": ";
+      out += v;
+    }
+    out += "\r\nContent-Length: ";
+    out += std::to_string(r.body.size());
+    if (!keep_alive)
+      out += "\r\nConnection: close";
+    else if (version == 10)
+      out += "\r\nConnection: keep-alive";
+    out += "\r\n\r\n";
+    out += r.body;
+    return out;
+  }
+
+  // Connection deadlines are checked by one sweep per thread every 100 ms instead of a timer per
+  // read and write: a deadline is a plain store, and the timer queue is not touched per request.
+  struct Conn {
+    tcp::socket socket;
+    Clock::time_point deadline = Clock::time_point::max();
+  };
+  struct ContextConns {
+    std::list<Conn*> conns;
+  };
+  std::vector<std::unique_ptr<ContextConns>> context_conns;
+
+  asio::awaitable<void> sweep(std::size_t index) {
+    asio::steady_timer timer(*contexts[index]);
+    auto& list = context_conns[index]->conns;
     for (;;) {
-      timer.expires_after(std::chrono::milliseconds(200));
+      timer.expires_after(std::chrono::milliseconds(100));
       auto [ec] = co_await timer.async_wait(kTuple);
       if (ec) co_return;
-      access->flush();
+      const auto now = Clock::now();
+      for (Conn* c : list)
+        if (c->deadline < now) {
+          boost::system::error_code ignored;
+          c->socket.cancel(ignored);
+          c->deadline = Clock::time_point::max();
+        }
+      if (access) access->flush();
     }
   }
 
-  bhttp::response<bhttp::string_body> to_beast(Response&& r, unsigned version, bool keep_alive,
-                                               const std::string& request_id) {
-    bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), version};
-    res.set(bhttp::field::server, server_header);
-    res.set(bhttp::field::content_type, r.content_type);
-    res.set("X-Request-Id", request_id);
-    for (auto& [k, v] : r.headers) res.set(k, v);
-    res.body() = std::move(r.body);
-    res.keep_alive(keep_alive);
-    res.prepare_payload();
-    return res;
-  }
-
-  asio::awaitable<void> session(beast::tcp_stream stream) {
+  asio::awaitable<void> session(tcp::socket socket, std::size_t index) {
+    Conn conn{std::move(socket)};
+    auto& stream = conn.socket;
+    auto& list = context_conns[index]->conns;
+    list.push_front(&conn);
+    const auto registered = list.begin();
     beast::flat_buffer buffer;
     for (;;) {
       bhttp::request_parser<bhttp::string_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(o.header_limit));
-      stream.expires_after(o.idle_timeout);
+      conn.deadline = Clock::now() + o.idle_timeout;
       auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, parser, kTuple);
       (void)hn;
       if (hec) {
         if (hec == bhttp::error::header_limit) {
-          auto res = to_beast(error(431, "header_too_large",
-                                    "request headers exceed " + std::to_string(o.header_limit) +
-                                        " bytes (server.header_limit_bytes)"),
-                              11, false, new_request_id());
-          co_await bhttp::async_write(stream, res, kTuple);
+          auto res = serialize(error(431, "header_too_large",
+                                     "request headers exceed " + std::to_string(o.header_limit) +
+                                         " bytes (server.header_limit_bytes)"),
+                               11, false, new_request_id());
+          conn.deadline = Clock::now() + o.request_timeout;
+          co_await asio::async_write(stream, asio::buffer(res), kTuple);
         } else if (hec == bhttp::error::bad_target || hec == bhttp::error::bad_method ||
                    hec == bhttp::error::bad_version || hec == bhttp::error::bad_field) {
-          auto res = to_beast(error(400, "bad_request", "malformed HTTP request: " + hec.message()),
-                              11, false, new_request_id());
-          co_await bhttp::async_write(stream, res, kTuple);
+          auto res =
+              serialize(error(400, "bad_request", "malformed HTTP request: " + hec.message()), 11,
+                        false, new_request_id());
+          conn.deadline = Clock::now() + o.request_timeout;
+          co_await asio::async_write(stream, asio::buffer(res), kTuple);
         }
         break;  // end of stream, idle timeout, reset: close quietly
       }
       const auto start = Clock::now();
+      conn.deadline = start + o.request_timeout;  // body, handling and the response
       auto& head = parser.get();
       Request req;
       req.method = std::string(head.method_string());
@@ -164,7 +214,6 @@ struct Server::Impl {
         close_after = true;  // the body stays unread
       } else {
         parser.body_limit(limit);
-        stream.expires_after(o.request_timeout);
         auto [bec, bn] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
         (void)bn;
         if (bec == bhttp::error::body_limit) {
@@ -212,10 +261,10 @@ struct Server::Impl {
       }
       const bool keep_alive = head.keep_alive() && !close_after && !draining.load();
       const int status = response.status;
-      auto res = to_beast(std::move(response), head.version(), keep_alive, req.request_id);
-      const auto bytes = res.body().size();
-      stream.expires_after(o.request_timeout);
-      auto [wec, wn] = co_await bhttp::async_write(stream, res, kTuple);
+      const auto bytes = response.body.size();
+      auto res = serialize(std::move(response), head.version(), keep_alive, req.request_id);
+      if (match.route && match.route->blocking) conn.deadline = Clock::now() + o.request_timeout;
+      auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(res), kTuple);
       (void)wn;
       const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
       if (metrics)
@@ -229,8 +278,9 @@ struct Server::Impl {
       }
       if (wec || !keep_alive) break;
     }
+    list.erase(registered);
     beast::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream.shutdown(tcp::socket::shutdown_send, ignored);
   }
 };
 
@@ -253,7 +303,10 @@ std::uint16_t Server::start() {
     throw std::runtime_error("server.host '" + i.o.host + "' is not an IP address (" +
                              ec.message() + "); use e.g. 127.0.0.1 or 0.0.0.0");
   tcp::endpoint ep(address, static_cast<std::uint16_t>(i.o.port));
-  for (int t = 0; t < i.o.threads; ++t) i.contexts.push_back(std::make_unique<asio::io_context>(1));
+  for (int t = 0; t < i.o.threads; ++t) {
+    i.contexts.push_back(std::make_unique<asio::io_context>(1));
+    i.context_conns.push_back(std::make_unique<Impl::ContextConns>());
+  }
   i.acceptor.emplace(*i.contexts.front());
   i.acceptor->open(ep.protocol(), ec);
   if (!ec) i.acceptor->set_option(asio::socket_base::reuse_address(true), ec);
@@ -265,9 +318,9 @@ std::uint16_t Server::start() {
                              " (is another server using it? set server.port, or 0 for any)");
   const auto port = i.acceptor->local_endpoint().port();
   asio::co_spawn(*i.contexts.front(), i.accept_loop(), asio::detached);
-  for (auto& ctx : i.contexts) {
-    if (i.access) asio::co_spawn(*ctx, i.flush_access_log(*ctx), asio::detached);
-    i.threads.emplace_back([c = ctx.get()] { c->run(); });
+  for (std::size_t c = 0; c < i.contexts.size(); ++c) {
+    asio::co_spawn(*i.contexts[c], i.sweep(c), asio::detached);
+    i.threads.emplace_back([ctx = i.contexts[c].get()] { ctx->run(); });
   }
   return port;
 }
