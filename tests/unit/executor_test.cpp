@@ -177,6 +177,7 @@ BOOST_AUTO_TEST_CASE(every_call_is_audited_in_the_ledger) {
   auto k = boot();
   BOOST_REQUIRE(call(*k, "kiln.echo", json::object{{"x", 1}}, "acme").ok());
   BOOST_REQUIRE(!call(*k, "test.fatal", json::object{}, "acme").ok());
+  BOOST_REQUIRE(call(*k, "kiln.sleep", json::object{{"ms", 1}}, "acme").ok());
   k->ledger().flush();
   std::vector<std::string> seen;
   k->ledger().for_each(ledger::ExportFilter{std::string("acme"), std::string("tools"), 0, {}},
@@ -190,9 +191,10 @@ BOOST_AUTO_TEST_CASE(every_call_is_audited_in_the_ledger) {
                                    std::to_string(p.at("attempts").as_int64());
                          seen.push_back(line);
                        });
+  // Non-blocking tools: one event with the outcome. Blocking ones: marked as called first.
   BOOST_TEST(seen == (std::vector<std::string>{
-                         "tool.called kiln.echo", "tool.completed kiln.echo kiln 1",
-                         "tool.called test.fatal", "tool.failed test.fatal bad_request"}),
+                         "tool.completed kiln.echo kiln 1", "tool.failed test.fatal bad_request",
+                         "tool.called kiln.sleep", "tool.completed kiln.sleep kiln 1"}),
              boost::test_tools::per_element());
   BOOST_TEST(k->ledger().verify().ok);
   auto quiet = boot({"runtime.audit_tool_calls=false"});

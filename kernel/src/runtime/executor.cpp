@@ -126,12 +126,13 @@ ToolOutcome ToolRuntimeExecutor::invoke_audited(const ToolCall& call) const {
     return invoke_routed(call, &attempts, &provider);
   }
   const auto start = std::chrono::steady_clock::now();
-  // A call that may take long (or hang) is marked as started at once; a non-blocking one (bounded
-  // by contract) queues its tool.called together with its outcome: one hand-off to the writer.
-  const bool batch = nonblocking(call.tool);
-  ledger::NewEvent called{call.tenant, "tools", "tool.called",
-                          json::object{{"tool", call.tool}, {"request_id", call.request_id}}};
-  if (!batch) audit({std::move(called)});
+  // A call that may take long (or hang) is marked as started at once (tool.called). A
+  // non-blocking one (bounded by contract) records only its outcome: a tool.called committed in
+  // the same group as the outcome would say nothing more.
+  const bool blocking = !nonblocking(call.tool);
+  if (blocking)
+    audit({ledger::NewEvent{call.tenant, "tools", "tool.called",
+                            json::object{{"tool", call.tool}, {"request_id", call.request_id}}}});
   int attempts = 0;
   std::string provider;
   ToolOutcome outcome = invoke_routed(call, &attempts, &provider);
@@ -148,12 +149,8 @@ ToolOutcome ToolRuntimeExecutor::invoke_audited(const ToolCall& call) const {
     done["message"] = outcome.error().message;
     done["retryable"] = outcome.error().retryable;
   }
-  ledger::NewEvent finished{call.tenant, "tools", outcome.ok() ? "tool.completed" : "tool.failed",
-                            std::move(done)};
-  if (batch)
-    audit({std::move(called), std::move(finished)});
-  else
-    audit({std::move(finished)});
+  audit({ledger::NewEvent{call.tenant, "tools", outcome.ok() ? "tool.completed" : "tool.failed",
+                          std::move(done)}});
   return outcome;
 }
 

@@ -25,32 +25,43 @@ class Metrics {
   std::map<std::string, double> counters_;
 };
 
-// Tool calls by tool and result ("ok" or the error code), for /metrics.
+// Tool calls by tool and result ("ok" or the error code), for /metrics. Lookups of known
+// (tool, result) pairs allocate nothing.
 class ToolMetrics {
  public:
-  void record(const std::string& tool, const std::string& result, double seconds) {
+  void record(std::string_view tool, std::string_view result, double seconds) {
     std::lock_guard lock(mu_);
-    auto& c = calls_[{tool, result}];
-    ++c.first;
-    c.second += seconds;
+    auto t = calls_.find(tool);
+    if (t == calls_.end()) t = calls_.emplace(std::string(tool), ByResult{}).first;
+    auto r = t->second.find(result);
+    if (r == t->second.end()) r = t->second.emplace(std::string(result), Count{}).first;
+    ++r->second.calls;
+    r->second.seconds += seconds;
   }
   void expose(std::string& out) const {
     std::lock_guard lock(mu_);
     out += "# HELP kiln_tool_calls_total Tool calls through the executor, by tool and result.\n";
     out += "# TYPE kiln_tool_calls_total counter\n";
-    for (const auto& [k, v] : calls_)
-      out += "kiln_tool_calls_total{tool=\"" + k.first + "\",result=\"" + k.second + "\"} " +
-             std::to_string(v.first) + "\n";
+    for (const auto& [tool, by] : calls_)
+      for (const auto& [result, c] : by)
+        out += "kiln_tool_calls_total{tool=\"" + tool + "\",result=\"" + result + "\"} " +
+               std::to_string(c.calls) + "\n";
     out += "# HELP kiln_tool_call_seconds_total Time spent in tool calls, by tool and result.\n";
     out += "# TYPE kiln_tool_call_seconds_total counter\n";
-    for (const auto& [k, v] : calls_)
-      out += "kiln_tool_call_seconds_total{tool=\"" + k.first + "\",result=\"" + k.second + "\"} " +
-             std::to_string(v.second) + "\n";
+    for (const auto& [tool, by] : calls_)
+      for (const auto& [result, c] : by)
+        out += "kiln_tool_call_seconds_total{tool=\"" + tool + "\",result=\"" + result + "\"} " +
+               std::to_string(c.seconds) + "\n";
   }
 
  private:
+  struct Count {
+    std::uint64_t calls = 0;
+    double seconds = 0;
+  };
+  using ByResult = std::map<std::string, Count, std::less<>>;
   mutable std::mutex mu_;
-  std::map<std::pair<std::string, std::string>, std::pair<std::uint64_t, double>> calls_;
+  std::map<std::string, ByResult, std::less<>> calls_;
 };
 
 }  // namespace kiln::runtime
