@@ -1,6 +1,7 @@
 // Shared by the benchmark programs: the date that names their result files.
 #pragma once
 
+#include <chrono>
 #include <ctime>
 #include <string>
 
@@ -14,6 +15,12 @@ inline std::string today() {
   char buf[16];
   std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
   return buf;
+}
+
+using Clock = std::chrono::steady_clock;
+
+inline double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
 }  // namespace kiln::bench

@@ -28,13 +28,10 @@
 namespace fs = std::filesystem;
 namespace json = boost::json;
 using namespace kiln;
-using Clock = std::chrono::steady_clock;
+using bench::Clock;
+using bench::seconds_since;
 
 namespace {
-
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
 
 std::unique_ptr<runtime::Kernel> boot(const fs::path& dir, bool audit) {
   std::ofstream(dir / "policy.yaml") << "version: 1\ntenants:\n  \"*\": {missions: [\"*\"]}\n";

@@ -27,17 +27,20 @@ std::string chain_hash(const std::string& prev_hash, std::int64_t seq, const std
   return common::sha256_hex(json::serialize(canonical));
 }
 
-std::string utc_now_millis() {
+std::string utc_millis(std::chrono::system_clock::time_point t) {
   using namespace std::chrono;
-  auto now = system_clock::now();
-  auto ms = duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::time_t t = system_clock::to_time_t(now);
+  auto ms = duration_cast<milliseconds>(t.time_since_epoch()).count() % 1000;
+  std::time_t tt = system_clock::to_time_t(t);
   std::tm tm{};
-  gmtime_r(&t, &tm);
+  gmtime_r(&tt, &tm);
   char buf[40];
   std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
   std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms));
   return buf;
+}
+
+std::string utc_now_millis() {
+  return utc_millis(std::chrono::system_clock::now());
 }
 
 namespace {

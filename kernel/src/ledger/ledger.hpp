@@ -4,6 +4,7 @@
 // SqliteLedger is the embedded default (docs/architecture/storage.md).
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -73,6 +74,8 @@ std::string chain_hash(const std::string& prev_hash, std::int64_t seq, const std
                        const std::string& tenant, const std::string& stream,
                        const std::string& kind, const std::string& payload);
 std::string utc_now_millis();
+// A time as the ledger writes it: UTC, ISO 8601 with milliseconds ("2026-11-22T10:00:00.123Z").
+std::string utc_millis(std::chrono::system_clock::time_point t);
 
 class Ledger {
  public:

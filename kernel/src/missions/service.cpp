@@ -66,20 +66,8 @@ bool ToolFacts::actuates(std::string_view tool) const {
 
 namespace {
 
-std::string utc_millis(std::chrono::system_clock::time_point t) {
-  using namespace std::chrono;
-  auto ms = duration_cast<milliseconds>(t.time_since_epoch()).count() % 1000;
-  std::time_t tt = system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[40];
-  std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms));
-  return buf;
-}
-
 std::string utc_in(std::chrono::milliseconds d) {
-  return utc_millis(std::chrono::system_clock::now() + d);
+  return ledger::utc_millis(std::chrono::system_clock::now() + d);
 }
 
 std::string new_mission_id() {

@@ -26,16 +26,7 @@ ledger::NewEvent step_event(const MissionView& m, const char* kind, const std::s
 }
 
 std::string utc_after(std::chrono::milliseconds d) {
-  using namespace std::chrono;
-  auto t = system_clock::now() + d;
-  auto ms = duration_cast<milliseconds>(t.time_since_epoch()).count() % 1000;
-  std::time_t tt = system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[40];
-  std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms));
-  return buf;
+  return ledger::utc_millis(std::chrono::system_clock::now() + d);
 }
 
 // Heartbeats the lease every third of its length while a step runs.
