@@ -598,3 +598,81 @@ tenants: {"*": {missions: ["*"]}}
   w.svc().approve("acme", m.id, kApprover, "go");
   BOOST_TEST(w.run(m.id).state == "DONE");
 }
+
+// ---- Review findings -------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(a_deferred_mission_meets_the_governor_again_when_claimed) {
+  World w(R"(version: 1
+tenants:
+  acme: {missions: ["*"], deny: [actuating], review: [reviewed], max_active: 1, retry_after_ms: 1}
+)");
+  auto first = w.start("simple").mission;
+  auto reviewed = w.start("reviewed").mission;
+  auto third = w.start("simple").mission;
+  BOOST_TEST(first.state == "PENDING");
+  BOOST_TEST(reviewed.reason == "TENANT_AT_CAPACITY");
+  BOOST_TEST(third.reason == "TENANT_AT_CAPACITY");
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  auto running = w.svc().claim("w1");
+  BOOST_REQUIRE(running);
+  BOOST_TEST(running->mission.id == first.id);
+  // The deferred review template is held for review, not run; the other waits for capacity.
+  BOOST_TEST(!w.svc().claim("w1").has_value());
+  BOOST_TEST(w.svc().get("acme", reviewed.id)->state == "QUARANTINED");
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  BOOST_TEST(!w.svc().claim("w1").has_value());
+  auto waiting = w.svc().get("acme", third.id);
+  BOOST_TEST(waiting->state == "RETRY");
+  BOOST_TEST(waiting->claims == 0);
+}
+
+BOOST_AUTO_TEST_CASE(an_expired_lease_is_lost_even_before_a_reclaim) {
+  World w;  // lease 300 ms
+  w.start("simple");
+  auto a = w.svc().claim("worker-a");
+  BOOST_REQUIRE(a);
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  try {
+    w.svc().record(*a, {});
+    BOOST_FAIL("a worker recorded with an expired lease");
+  } catch (const MissionError& e) {
+    BOOST_TEST(e.code_name() == "lease_lost");
+  }
+}
+
+BOOST_AUTO_TEST_CASE(retry_now_keeps_the_attempt_count) {
+  World w(R"(version: 1
+tenants: {"*": {missions: ["*"]}}
+)");
+  auto id = w.start("flaky", "acme", {{"key", "k9"}, {"times", 10}}).mission.id;
+  auto claim = w.svc().claim("w");
+  BOOST_REQUIRE(claim);
+  MissionRunner runner(w.svc(), w.k->executor());
+  BOOST_TEST(runner.run(*claim) == "RETRY");
+  auto now = w.svc().retry("acme", id, kOperator, "skip the wait");
+  BOOST_TEST(now.state == "PENDING");
+  BOOST_TEST(now.steps[0].attempts == 1);
+}
+
+BOOST_AUTO_TEST_CASE(replay_refuses_to_overwrite_the_live_database) {
+  World w;
+  w.k->ledger().flush();
+  const auto db = w.dir.path() / "kiln.db";
+  BOOST_CHECK_THROW(replay(db, db), std::invalid_argument);
+  BOOST_CHECK_THROW(replay(db, db.string() + "-wal"), std::invalid_argument);
+  BOOST_TEST(std::filesystem::exists(db));
+}
+
+BOOST_AUTO_TEST_CASE(a_stopping_worker_hands_the_mission_back_between_steps) {
+  World w;
+  auto id = w.start("simple").mission.id;
+  auto claim = w.svc().claim("w");
+  BOOST_REQUIRE(claim);
+  std::atomic<bool> stopping{true};
+  MissionRunner runner(w.svc(), w.k->executor(), &stopping);
+  BOOST_TEST(runner.run(*claim) == "PENDING");
+  auto m = w.svc().get("acme", id);
+  BOOST_TEST(m->reason == "WORKER_STOPPING");
+  BOOST_TEST(!m->lease_owner.has_value());
+  BOOST_TEST(w.run(id).state == "DONE");
+}

@@ -312,8 +312,15 @@ void SqliteLedger::writer_loop() {
         } catch (...) {
           insert->reset();
           if (!savepoint) throw;
-          c->exec("ROLLBACK TO item");
-          c->exec("RELEASE item");
+          auto original = std::current_exception();
+          try {
+            c->exec("ROLLBACK TO item");
+            c->exec("RELEASE item");
+          } catch (...) {
+            // SQLite already rolled the whole transaction back (disk full, I/O error): the
+            // group fails with the error that caused it, not with the savepoint's.
+            std::rethrow_exception(original);
+          }
           seq = seq_before;
           prev = prev_before;
           results[i].clear();

@@ -5,20 +5,23 @@
 
 namespace kiln::missions {
 
-bool TokenBucket::take(Clock::time_point now, std::chrono::milliseconds* wait) {
+bool TokenBucket::ready(Clock::time_point now, std::chrono::milliseconds* wait) {
   const double elapsed = std::chrono::duration<double>(now - last_).count();
   if (elapsed > 0) {
     tokens_ = std::min(burst_, tokens_ + elapsed * rate_);
     last_ = now;
   }
-  if (tokens_ >= 1.0) {
-    tokens_ -= 1.0;
-    return true;
-  }
+  if (tokens_ >= 1.0) return true;
   if (wait)
     *wait = std::chrono::milliseconds(
         static_cast<std::int64_t>(std::ceil((1.0 - tokens_) / rate_ * 1000.0)));
   return false;
+}
+
+bool TokenBucket::take(Clock::time_point now, std::chrono::milliseconds* wait) {
+  if (!ready(now, wait)) return false;
+  tokens_ -= 1.0;
+  return true;
 }
 
 std::optional<ToolError> Admission::admit(const runtime::ToolCall& call) {
@@ -58,12 +61,18 @@ std::optional<ToolError> Admission::admit(const runtime::ToolCall& call,
     return it->second;
   };
   std::chrono::milliseconds wait{0};
-  // The per-tool bucket first: a call refused there must not use up the tenant's budget.
+  // Both buckets must have a token before either gives one: a refused call uses up nothing.
+  TokenBucket* tool_bucket = nullptr;
+  TokenBucket* tenant_bucket = nullptr;
   if (auto it = tp->per_tool.find(call.tool); it != tp->per_tool.end())
-    if (!bucket(call.tenant + "\n" + call.tool, it->second).take(now, &wait))
-      return limited("the rate limit of tool '" + call.tool + "'", wait);
-  if (tp->tool_calls && !bucket(call.tenant, *tp->tool_calls).take(now, &wait))
+    tool_bucket = &bucket(call.tenant + "\n" + call.tool, it->second);
+  if (tp->tool_calls) tenant_bucket = &bucket(call.tenant, *tp->tool_calls);
+  if (tool_bucket && !tool_bucket->ready(now, &wait))
+    return limited("the rate limit of tool '" + call.tool + "'", wait);
+  if (tenant_bucket && !tenant_bucket->ready(now, &wait))
     return limited("the tool-call rate limit", wait);
+  if (tool_bucket) tool_bucket->take(now, nullptr);
+  if (tenant_bucket) tenant_bucket->take(now, nullptr);
   return std::nullopt;
 }
 

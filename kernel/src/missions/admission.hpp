@@ -24,6 +24,8 @@ class TokenBucket {
       : rate_(per_second), burst_(burst), tokens_(burst), last_(now) {}
   // True when a token was taken; otherwise `wait` receives the time until one is available.
   bool take(Clock::time_point now, std::chrono::milliseconds* wait);
+  // Refills, then tells whether a token is there (without taking it).
+  bool ready(Clock::time_point now, std::chrono::milliseconds* wait);
 
  private:
   double rate_;

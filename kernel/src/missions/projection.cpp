@@ -151,7 +151,8 @@ void transition(Connection& c, const ledger::Event& e, const json::object& p) {
       ap.step();
       expect_changed(c, e);
     }
-  } else if (e.kind == "mission.retried") {
+  } else if (e.kind == "mission.retried" && str(p, "reason") == "RETRIED") {
+    // From FAILED: the failed step starts over. (RETRY_NOW only skips the wait.)
     auto rs = c.prepare(
         "UPDATE mission_steps SET state = 'PENDING', attempts = 0 "
         "WHERE mission_id = ?1 AND state IN ('FAILED', 'RUNNING')");
@@ -246,6 +247,14 @@ ReplayReport replay(const std::filesystem::path& db_path, const std::filesystem:
                     std::size_t max_differences) {
   ReplayReport r;
   r.scratch = scratch;
+  {
+    std::error_code ec;
+    const auto live = std::filesystem::weakly_canonical(db_path, ec).string();
+    const auto scr = std::filesystem::weakly_canonical(scratch, ec).string();
+    if (scr == live || scr == live + "-wal" || scr == live + "-shm" || scr == live + "-journal")
+      throw std::invalid_argument("the scratch database " + scratch.string() +
+                                  " is the live database; pick another --scratch path");
+  }
   for (const char* suffix : {"", "-wal", "-shm"}) {
     std::error_code ec;
     std::filesystem::remove(scratch.string() + suffix, ec);

@@ -152,6 +152,17 @@ void load_steps(Connection& c, MissionView& m) {
   }
 }
 
+// Missions that count against max_active: admitted and not finished. Missions the governor
+// deferred (RETRY_LATER, never claimed) are still waiting to be admitted and do not count.
+std::int64_t active_missions(Connection& c, const std::string& tenant) {
+  auto st = c.prepare(
+      "SELECT count(*) FROM missions WHERE tenant = ? AND (state IN ('PENDING', 'RUNNING', "
+      "'QUARANTINED') OR (state = 'RETRY' AND NOT (decision = 'RETRY_LATER' AND claims = 0)))");
+  st.bind(1, tenant);
+  st.step();
+  return st.int64(0);
+}
+
 }  // namespace
 
 std::optional<MissionView> load_mission(Connection& c, const std::string& id) {
@@ -267,15 +278,7 @@ CreateResult MissionService::create(const CreateRequest& req) {
     } else if (actuates && !policy_.actuation_allowed) {
       decision = "BLOCK", to = state::kBlocked, reason = "ACTUATION_DISABLED";
     } else {
-      std::int64_t active = 0;
-      if (tp->max_active > 0) {
-        auto st = c.prepare(
-            "SELECT count(*) FROM missions WHERE tenant = ? AND state IN "
-            "('PENDING', 'RUNNING', 'RETRY', 'QUARANTINED')");
-        st.bind(1, req.tenant);
-        st.step();
-        active = st.int64(0);
-      }
+      const std::int64_t active = tp->max_active > 0 ? active_missions(c, req.tenant) : 0;
       if (tp->max_active > 0 && active >= tp->max_active) {
         decision = "RETRY_LATER", to = state::kRetry, reason = "TENANT_AT_CAPACITY";
         not_before = utc_in(std::chrono::milliseconds(tp->retry_after_ms));
@@ -407,6 +410,20 @@ std::optional<MissionService::Claim> MissionService::claim(
     if (only_id) st.bind(2, *only_id);
     if (!st.step()) return {};
     auto m = load_mission(c, st.text(0));
+    // A mission the governor deferred (RETRY_LATER) has not passed it yet: ask again now — it
+    // may still be over capacity, and it may need review.
+    if (m->decision == "RETRY_LATER" && m->claims == 0 && m->state == state::kRetry) {
+      const MissionTemplate* t = templates_.find(m->template_name);
+      const TenantPolicy* tp = policy_.tenant(m->tenant);
+      const json::object governor{{"name", "governor"}, {"role", "system"}};
+      if (tp && t && tp->reviews(t->name))
+        return {
+            transition(*m, "mission.held", state::kQuarantined, "REVIEW_REQUIRED", governor, {})};
+      if (tp && tp->max_active > 0 && active_missions(c, m->tenant) >= tp->max_active)
+        return {transition(
+            *m, "mission.retry_scheduled", state::kRetry, "TENANT_AT_CAPACITY", governor,
+            json::object{{"not_before", utc_in(std::chrono::milliseconds(tp->retry_after_ms))}})};
+    }
     const bool reclaimed = m->state == state::kRunning;
     Claim cl{worker, *m, utc_in(options_.lease)};
     json::object extra{{"worker", worker}, {"lease_until", cl.lease_until}};
@@ -426,7 +443,7 @@ std::optional<MissionService::Claim> MissionService::claim(
 std::vector<ledger::Event> MissionService::record(const Claim& claim,
                                                   std::vector<ledger::NewEvent> events) {
   return ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
-    auto st = c.prepare("SELECT state, lease_owner FROM missions WHERE id = ?");
+    auto st = c.prepare("SELECT state, lease_owner, lease_until FROM missions WHERE id = ?");
     st.bind(1, claim.mission.id);
     if (!st.step())
       throw MissionError(Code::kLeaseLost, "mission " + claim.mission.id + " does not exist");
@@ -436,6 +453,11 @@ std::vector<ledger::Event> MissionService::record(const Claim& claim,
       throw MissionError(Code::kLeaseLost,
                          "mission " + claim.mission.id + " is no longer held by " + claim.worker +
                              " (now " + state + (owner.empty() ? "" : ", held by " + owner) + ")");
+    // An expired lease is lost even before another worker reclaims it: that worker may be
+    // claiming it right now, and two workers must never both run the mission's next step.
+    if (!st.is_null(2) && st.text(2) < ledger::utc_now_millis())
+      throw MissionError(Code::kLeaseLost, "the lease of " + claim.worker + " on mission " +
+                                               claim.mission.id + " expired at " + st.text(2));
     return std::move(events);
   });
 }

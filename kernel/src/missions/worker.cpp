@@ -105,6 +105,10 @@ std::string MissionRunner::run(MissionService::Claim claim) {
                                                     "mission was created"}})},
                     state::kFailed);
     if (view->state == "DONE") continue;
+    if (stopping_ && stopping_->load())
+      return finish({MissionService::transition(m, "mission.released", state::kPending,
+                                                "WORKER_STOPPING", actor, {})},
+                    state::kPending);
     // Every step runs in template order, so its needs are done by now.
     const bool approval_required = view->approval == "required";
     if (approval_required && !view->approved_by)
@@ -147,8 +151,16 @@ std::string MissionRunner::run(MissionService::Claim claim) {
       if (st.timeout_ms) call.timeout = std::chrono::milliseconds(*st.timeout_ms);
       if (view->approved_by) call.approved_by = *view->approved_by;
       Heartbeat hb(service_, claim);
-      return executor_.invoke(call);
+      auto result = executor_.invoke(call);
+      if (hb.lost())
+        return tool_error("lease_lost", "the lease was lost while the step ran", false);
+      return result;
     }();
+    if (!outcome.ok() && outcome.error().code == "lease_lost") {
+      spdlog::info("mission {}: lease lost during step {}; its result is not recorded", m.id,
+                   st.id);
+      return "";
+    }
 
     if (outcome.ok()) {
       outputs[st.id] = outcome.value().output;
@@ -220,6 +232,7 @@ void WorkerPool::wake() {
 }
 
 void WorkerPool::stop() {
+  stop_flag_ = true;
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
@@ -231,7 +244,7 @@ void WorkerPool::stop() {
 
 void WorkerPool::loop(int n) {
   const std::string name = worker_name(n);
-  MissionRunner runner(service_, executor_);
+  MissionRunner runner(service_, executor_, &stop_flag_);
   for (;;) {
     {
       std::lock_guard lock(mu_);

@@ -17,8 +17,11 @@ namespace kiln::missions {
 
 class MissionRunner {
  public:
-  MissionRunner(MissionService& service, const runtime::ToolRuntimeExecutor& executor)
-      : service_(service), executor_(executor) {}
+  // `stopping`, when set, is checked between steps: a stopping worker hands the mission back
+  // (mission.released → PENDING) instead of running its next step.
+  MissionRunner(MissionService& service, const runtime::ToolRuntimeExecutor& executor,
+                const std::atomic<bool>* stopping = nullptr)
+      : service_(service), executor_(executor), stopping_(stopping) {}
   // Runs a claimed mission until it leaves RUNNING (DONE, FAILED, QUARANTINED, RETRY) or the
   // lease is lost (canceled, reclaimed). Returns the state it left the mission in, or "" when
   // the lease was lost. Storage errors propagate; the lease then lapses and another worker
@@ -28,6 +31,7 @@ class MissionRunner {
  private:
   MissionService& service_;
   const runtime::ToolRuntimeExecutor& executor_;
+  const std::atomic<bool>* stopping_;
 };
 
 // A unique worker name: host:pid:n.
@@ -55,6 +59,7 @@ class WorkerPool {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
+  std::atomic<bool> stop_flag_{false};  // read by runners between steps
   std::atomic<std::int64_t> runs_{0};
   std::vector<std::thread> threads_;
 };
