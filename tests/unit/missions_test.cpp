@@ -676,3 +676,17 @@ BOOST_AUTO_TEST_CASE(a_stopping_worker_hands_the_mission_back_between_steps) {
   BOOST_TEST(!m->lease_owner.has_value());
   BOOST_TEST(w.run(id).state == "DONE");
 }
+
+BOOST_AUTO_TEST_CASE(approving_a_review_does_not_approve_a_gated_step) {
+  World w(R"(version: 1
+tenants: {acme: {missions: ["*"], deny: [actuating], review: [gated]}}
+)");
+  auto id = w.start("gated").mission.id;
+  auto first = w.svc().approve("acme", id, kApprover, "review ok");
+  BOOST_TEST(!first.steps[1].approved_by.has_value());
+  auto held = w.run(id);
+  BOOST_TEST(held.state == "QUARANTINED");
+  BOOST_TEST(held.reason == "APPROVAL_REQUIRED");
+  w.svc().approve("acme", id, kApprover, "step ok");
+  BOOST_TEST(w.run(id).state == "DONE");
+}

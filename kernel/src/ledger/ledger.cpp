@@ -359,8 +359,10 @@ void SqliteLedger::writer_loop() {
     }
     {
       std::lock_guard lock(mu_);
-      ++groups_;
-      for (const auto& r : results) written_ += static_cast<std::int64_t>(r.size());
+      std::int64_t n = 0;
+      for (const auto& r : results) n += static_cast<std::int64_t>(r.size());
+      if (n > 0) ++groups_;  // commands that appended nothing (an empty claim poll) are no group
+      written_ += n;
     }
     for (std::size_t i = 0; i < batch.size(); ++i) {
       if (item_errors[i]) {

@@ -227,8 +227,9 @@ class PolicyParser {
       t.retry_after_ms =
           scalar<std::int64_t>(n["retry_after_ms"], ctx + ".retry_after_ms must be an integer")
               .value_or(5000);
-    if (t.max_active < 0 || t.retry_after_ms < 0)
-      problems.push_back(t.where + ": " + ctx + ".max_active and retry_after_ms must be >= 0");
+    if (t.max_active < 0 || t.retry_after_ms < 0 || t.retry_after_ms > 86400000)
+      problems.push_back(t.where + ": " + ctx +
+                         ".max_active must be >= 0 and retry_after_ms 0-86400000 (a day)");
     if (auto rl = n["rate_limits"]) {
       keys(rl, {"tool_calls", "per_tool"}, ctx + ".rate_limits");
       if (rl["tool_calls"]) t.tool_calls = rate(rl["tool_calls"], ctx + ".rate_limits.tool_calls");

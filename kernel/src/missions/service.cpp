@@ -357,8 +357,10 @@ MissionView MissionService::approve(const std::optional<std::string>& tenant, co
       throw MissionError(Code::kInvalidState, "mission " + id + " is " + m.state +
                                                   "; only QUARANTINED missions wait for approval");
     json::object extra{{"note", note}};
-    // The step held: the first one not done that failed or needs an approval it lacks.
+    // The step held: the first one not done that failed or needs an approval it lacks. A review
+    // at creation is its own gate: approving it does not approve a step as well.
     for (const auto& s : m.steps) {
+      if (m.reason == "REVIEW_REQUIRED") break;
       if (s.state == "DONE") continue;
       if (s.state == "FAILED" || (s.approval == "required" && !s.approved_by))
         extra["step"] = s.step;
@@ -404,7 +406,7 @@ std::optional<MissionService::Claim> MissionService::claim(
         "SELECT id FROM missions WHERE (state = 'PENDING' OR (state = 'RETRY' AND not_before <= "
         "?1) OR (state = 'RUNNING' AND lease_until < ?1))";
     if (only_id) sql += " AND id = ?2";
-    sql += " ORDER BY created_at, id LIMIT 1";
+    sql += " ORDER BY created_at, rowid LIMIT 1";  // rowid: creation order within a group
     auto st = c.prepare(sql);
     st.bind(1, now);
     if (only_id) st.bind(2, *only_id);

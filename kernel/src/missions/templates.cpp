@@ -212,9 +212,11 @@ class Parser {
         if (kv.first.Scalar() != "max_attempts" && kv.first.Scalar() != "backoff_ms")
           problems.push_back(mark_of(file, kv.first.Mark()) + ": unknown retry key '" +
                              kv.first.Scalar() + "' (allowed: max_attempts, backoff_ms)");
-      if (s.max_attempts < 1 || s.backoff_ms < 0)
+      if (s.max_attempts < 1 || s.max_attempts > 1000 || s.backoff_ms < 0 ||
+          s.backoff_ms > 86400000)
         problems.push_back(mark_of(file, retry.Mark()) +
-                           ": retry.max_attempts must be >= 1 and retry.backoff_ms >= 0");
+                           ": retry.max_attempts must be 1-1000 and retry.backoff_ms 0-86400000 "
+                           "(a day)");
     }
     if (const auto& timeout = n["timeout_ms"]) {
       try {

@@ -104,6 +104,15 @@ std::string MissionRunner::run(MissionService::Claim claim) {
                                                     "' was added to the template after the "
                                                     "mission was created"}})},
                     state::kFailed);
+    if (view->tool != st.tool)
+      return finish({MissionService::transition(
+                        m, "mission.failed", state::kFailed, "TEMPLATE_CHANGED", actor,
+                        json::object{{"step", st.id},
+                                     {"detail", "step '" + st.id + "' now uses tool '" + st.tool +
+                                                    "', not '" + view->tool +
+                                                    "' as when the mission was created (and "
+                                                    "approved)"}})},
+                    state::kFailed);
     if (view->state == "DONE") continue;
     if (stopping_ && stopping_->load())
       return finish({MissionService::transition(m, "mission.released", state::kPending,
