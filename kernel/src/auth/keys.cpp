@@ -78,14 +78,16 @@ NewKey KeyStore::create(const std::string& tenant, missions::Role role, const st
   k.info.role = role;
   k.info.name = name;
   k.secret = "kiln_" + k.info.id + "_" + random_hex(16);
-  auto event =
-      ledger_.append(ledger::NewEvent{tenant, "keys", "key.created",
-                                      json::object{{"id", k.info.id},
-                                                   {"role", std::string(missions::to_string(role))},
-                                                   {"name", name},
-                                                   {"hash", common::sha256_hex(k.secret)},
-                                                   {"actor", by.to_json()}}});
-  k.info.created_at = event.time;
+  // A command (own savepoint): should the projection refuse it, only this key is taken back.
+  auto events = ledger_.execute([&](Connection&) -> std::vector<ledger::NewEvent> {
+    return {ledger::NewEvent{tenant, "keys", "key.created",
+                             json::object{{"id", k.info.id},
+                                          {"role", std::string(missions::to_string(role))},
+                                          {"name", name},
+                                          {"hash", common::sha256_hex(k.secret)},
+                                          {"actor", by.to_json()}}}};
+  });
+  k.info.created_at = events.front().time;
   k.info.created_by = by.name;
   return k;
 }

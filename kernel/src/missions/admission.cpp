@@ -18,6 +18,11 @@ bool TokenBucket::ready(Clock::time_point now, std::chrono::milliseconds* wait) 
   return false;
 }
 
+bool TokenBucket::full(Clock::time_point now) {
+  ready(now, nullptr);
+  return tokens_ >= burst_;
+}
+
 bool TokenBucket::take(Clock::time_point now, std::chrono::milliseconds* wait) {
   if (!ready(now, wait)) return false;
   tokens_ -= 1.0;
@@ -54,6 +59,10 @@ std::optional<ToolError> Admission::admit(const runtime::ToolCall& call,
                      true, boost::json::object{{"retry_after_ms", wait.count()}}};
   };
   std::lock_guard lock(mu_);
+  // Tenant names come from callers: keep the map bounded by dropping buckets that are full again.
+  if (buckets_.size() > 10000)
+    for (auto it = buckets_.begin(); it != buckets_.end();)
+      it = it->second.full(now) ? buckets_.erase(it) : std::next(it);
   auto bucket = [&](const std::string& key, const RateLimit& r) -> TokenBucket& {
     auto it = buckets_.find(key);
     if (it == buckets_.end())

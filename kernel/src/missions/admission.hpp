@@ -26,6 +26,8 @@ class TokenBucket {
   bool take(Clock::time_point now, std::chrono::milliseconds* wait);
   // Refills, then tells whether a token is there (without taking it).
   bool ready(Clock::time_point now, std::chrono::milliseconds* wait);
+  // Full again: it remembers nothing a fresh bucket would not.
+  bool full(Clock::time_point now);
 
  private:
   double rate_;
