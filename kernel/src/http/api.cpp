@@ -83,6 +83,7 @@ json::array plugins_json(const runtime::Kernel& k) {
                                {"version", p.version},
                                {"license", p.license},
                                {"description", p.description},
+                               {"file", p.file.string()},
                                {"sha256", p.sha256},
                                {"nodes", nodes},
                                {"tools", tools}});
@@ -101,6 +102,7 @@ json::array nodes_json(const runtime::Kernel& k) {
                                {"default", s.is_default},
                                {"provider", s.entry ? s.entry->provider : ""},
                                {"gate", s.entry ? gates::to_string(s.gate.state) : "unknown node"},
+                               {"gate_detail", s.gate.reason},
                                {"available", avail}});
   }
   return arr;

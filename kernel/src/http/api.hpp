@@ -34,7 +34,7 @@ struct ApiContext {
 // Builds the route table. `ctx` must outlive the router.
 Router build_api(ApiContext& ctx);
 
-// The same JSON the CLI prints with --json.
+// The JSON of `kiln plugins list`, `nodes` and `gate status` with --json, and of their routes.
 boost::json::array plugins_json(const runtime::Kernel& k);
 boost::json::array nodes_json(const runtime::Kernel& k);
 boost::json::array gates_json(const runtime::Kernel& k);

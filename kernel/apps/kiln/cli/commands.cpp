@@ -384,20 +384,7 @@ int cmd_serve(const Args& a, std::ostream&) {
 int cmd_plugins_list(const Args& a, std::ostream& out) {
   auto k = Kernel::boot(boot_options(a, false));
   if (a.json) {
-    json::array arr;
-    for (const auto& p : k->registry().plugins()) {
-      json::array nodes, tools;
-      for (const auto& n : p.nodes) nodes.push_back(json::value(n));
-      for (const auto& t : p.tools) tools.push_back(json::value(t));
-      arr.push_back(json::object{{"name", p.name},
-                                 {"version", p.version},
-                                 {"license", p.license},
-                                 {"description", p.description},
-                                 {"file", p.file.string()},
-                                 {"sha256", p.sha256},
-                                 {"nodes", nodes},
-                                 {"tools", tools}});
-    }
+    json::array arr = http::plugins_json(*k);
     out << pretty(arr);
     return runtime::kExitOk;
   }
@@ -419,25 +406,11 @@ int cmd_plugins_list(const Args& a, std::ostream& out) {
   return runtime::kExitOk;
 }
 
-json::object status_json(const runtime::NodeStatus& s) {
-  json::array avail;
-  for (const auto& n : s.available) avail.push_back(json::value(n));
-  return {{"kind", s.kind},
-          {"selected", s.selected},
-          {"source", s.source.describe()},
-          {"default", s.is_default},
-          {"provider", s.entry ? s.entry->provider : ""},
-          {"gate", s.entry ? gates::to_string(s.gate.state) : "unknown node"},
-          {"gate_detail", s.gate.reason},
-          {"available", avail}};
-}
-
 int cmd_nodes(const Args& a, std::ostream& out) {
   auto k = Kernel::boot(boot_options(a, false));
   auto statuses = k->node_status();
   if (a.json) {
-    json::array arr;
-    for (const auto& s : statuses) arr.push_back(status_json(s));
+    json::array arr = http::nodes_json(*k);
     out << pretty(
         json::object{{"gates_enforce", k->config().get_string("gates.enforce")}, {"kinds", arr}});
     return runtime::kExitOk;
@@ -491,22 +464,7 @@ int cmd_gate_run(const Args& a, std::ostream& out) {
 
 int cmd_gate_status(const Args& a, std::ostream& out) {
   auto k = Kernel::boot(boot_options(a, false));
-  json::array arr;
-  for (const auto& d : k->kinds()) {
-    for (const auto& n : k->registry().nodes()) {
-      if (n.kind != d.kind) continue;
-      bool is_default = n.name == d.default_node;
-      auto g = k->gates().check(n, is_default, d.contract_version);
-      bool selected = k->config().get_string("nodes." + d.kind) == n.name;
-      arr.push_back(json::object{{"kind", n.kind},
-                                 {"node", n.name},
-                                 {"provider", n.provider},
-                                 {"selected", selected},
-                                 {"gate", gates::to_string(g.state)},
-                                 {"detail", g.reason},
-                                 {"ran_at", g.record ? g.record->ran_at : ""}});
-    }
-  }
+  json::array arr = http::gates_json(*k);
   if (a.json) {
     out << pretty(json::object{{"gates_dir", k->gates().dir().string()},
                                {"gates_enforce", k->config().get_string("gates.enforce")},
