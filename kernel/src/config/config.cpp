@@ -133,6 +133,12 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
          {},
          {}});
   s.add({"tool_strategy.timeout_ms", Type::kInteger, 30000, "per-call timeout", {}, 1});
+  s.add({"tts_engine.max_chars",
+         Type::kInteger,
+         4096,
+         "largest text (bytes of UTF-8) one speech request may carry; longer → 413",
+         {},
+         1});
   s.add({"tool_strategy.max_attempts",
          Type::kInteger,
          1,

@@ -2,8 +2,11 @@
 
 #include <algorithm>
 
+#include "audio/encode.hpp"
 #include "kiln/abi.hpp"
+#include "kiln/nodes/tts_engine.hpp"
 #include "missions/worker.hpp"
+#include "runtime/tts_tools.hpp"
 #include "storage/sqlite.hpp"
 
 namespace kiln::http {
@@ -64,7 +67,9 @@ const char* kActionBody = R"({"type": "object", "additionalProperties": false,
 
 int tool_error_status(const std::string& code) {
   if (code == error_code::kInvalidInput || code == error_code::kInvalidRequest) return 422;
-  if (code == error_code::kUnknownTool) return 404;
+  if (code == error_code::kUnknownTool || code == nodes::tts_error::kUnknownVoice) return 404;
+  if (code == nodes::tts_error::kInputTooLarge) return 413;
+  if (code == nodes::tts_error::kVoiceUnavailable) return 503;
   if (code == error_code::kRateLimited) return 429;
   if (code == error_code::kForbidden) return 403;
   if (code == error_code::kTimeout) return 504;
@@ -101,7 +106,9 @@ json::array nodes_json(const runtime::Kernel& k) {
                                {"source", s.source.describe()},
                                {"default", s.is_default},
                                {"provider", s.entry ? s.entry->provider : ""},
-                               {"gate", s.entry ? gates::to_string(s.gate.state) : "unknown node"},
+                               {"gate", s.entry        ? gates::to_string(s.gate.state)
+                                        : s.is_default ? "off (default node not loaded)"
+                                                       : "unknown node"},
                                {"gate_detail", s.gate.reason},
                                {"available", avail}});
   }
@@ -341,6 +348,142 @@ Router build_api(ApiContext& ctx) {
   r.routes_mutable().back().runs_inline = [&k](const Request& req) {
     return k.executor().nonblocking(req.params.at("name"));
   };
+
+  // ---- Audio (OpenAI-compatible speech) ------------------------------------------------------
+  r.add({"POST",
+         "/v1/audio/speech",
+         "createSpeech",
+         "Speak text (OpenAI's audio/speech API): the audio bytes in response_format. OpenAI's "
+         "voice names (alloy, echo, ...) speak with the default voice; model is not used "
+         "(nodes.tts_engine selects the engine)",
+         "audio",
+         Role::kViewer,
+         64 * 1024,
+         schema(R"({"type": "object", "required": ["model", "input", "voice"],
+                    "additionalProperties": false,
+                    "properties": {
+                      "model": {"type": "string", "minLength": 1},
+                      "input": {"type": "string", "minLength": 1},
+                      "voice": {"type": "string", "minLength": 1},
+                      "response_format": {"type": "string",
+                                          "enum": ["mp3", "opus", "aac", "flac", "wav", "pcm"]},
+                      "speed": {"type": "number", "minimum": 0.25, "maximum": 4.0},
+                      "instructions": {"type": "string"},
+                      "stream_format": {"type": "string", "enum": ["audio", "sse"]}}})"),
+         schema(R"({"type": "string", "format": "binary"})"),
+         200,
+         "audio/mpeg, audio/ogg, audio/flac, audio/wav, audio/L16",
+         {},
+         true,
+         [&k](Request& req) {
+           const auto& b = req.json.as_object();
+           std::string format = "mp3";  // OpenAI's default
+           if (auto* f = b.if_contains("response_format")) format = std::string(f->as_string());
+           const auto formats = audio::supported_formats();
+           if (std::find(formats.begin(), formats.end(), format) == formats.end()) {
+             json::array have;
+             for (const auto& f : formats) have.emplace_back(f);
+             throw HttpError{422, "unsupported_format",
+                             "response_format '" + format + "' is not available on this server",
+                             json::object{{"field", "response_format"}, {"supported", have}}};
+           }
+           if (auto* sf = b.if_contains("stream_format"); sf && sf->as_string() == "sse")
+             throw HttpError{422, "unsupported_stream_format",
+                             "stream_format 'sse' is not supported; use 'audio' or leave it out",
+                             json::object{{"field", "stream_format"}}};
+           json::object input{{"text", b.at("input")}, {"format", format}};
+           const std::string voice(b.at("voice").as_string());
+           if (!runtime::is_openai_voice_name(voice)) input["voice"] = voice;
+           if (auto* sp = b.if_contains("speed")) input["speed"] = sp->to_number<double>();
+           runtime::ToolCall call;
+           call.tool = "tts.synthesize";
+           call.tenant = req.tenant;
+           call.input = std::move(input);
+           call.request_id = req.request_id;
+           auto outcome = k.executor().invoke(call);
+           if (!outcome.ok()) {
+             const auto& e = outcome.error();
+             throw HttpError{tool_error_status(e.code), e.code, e.message, e.details};
+           }
+           const auto& res = outcome.value();
+           if (res.artifacts.empty())
+             throw HttpError{500, "internal", "tts.synthesize returned no audio"};
+           Response out;
+           out.status = 200;
+           out.content_type = res.artifacts.front().media_type;
+           out.body = res.artifacts.front().data;
+           const auto& o = res.output.as_object();
+           out.headers.emplace_back("X-Kiln-Voice", std::string(o.at("voice").as_string()));
+           out.headers.emplace_back("X-Kiln-Audio-Seconds",
+                                    std::to_string(o.at("seconds").to_number<double>()));
+           return out;
+         }});
+  auto engine_or_503 = [&k]() {
+    auto e = k.node<nodes::TtsEngine>();
+    if (!e)
+      throw HttpError{503, error_code::kProviderUnavailable,
+                      "no tts_engine node is running (the tts_torch plugin is not loaded)"};
+    return e;
+  };
+  const auto voices_schema = schema(R"({"type": "object", "required": ["voices", "default"],
+      "properties": {"default": {"type": "string"}, "voices": {"type": "array", "items": {
+        "type": "object", "required": ["id", "sample_rate", "state"],
+        "properties": {"id": {"type": "string"}, "language": {"type": "string"},
+                       "sample_rate": {"type": "integer"}, "description": {"type": "string"},
+                       "phoneme_type": {"type": "string"}, "default": {"type": "boolean"},
+                       "state": {"type": "string", "enum": ["loaded", "available", "failed"]},
+                       "error": {"type": "string"}}}}}})");
+  auto voices_json = [](const nodes::TtsEngine& e) {
+    json::array arr;
+    std::string def;
+    for (const auto& v : e.voices()) {
+      if (v.is_default) def = v.id;
+      arr.push_back(v.to_json());
+    }
+    return json::object{{"voices", arr}, {"default", def}};
+  };
+  r.add({"GET",
+         "/v1/audio/voices",
+         "listVoices",
+         "The voices of the selected tts_engine node with their load state",
+         "audio",
+         Role::kViewer,
+         0,
+         nullptr,
+         voices_schema,
+         200,
+         "application/json",
+         {},
+         false,
+         [engine_or_503, voices_json](Request&) {
+           return Response::json(200, voices_json(*engine_or_503()));
+         }});
+  for (const char* action : {"load", "unload"}) {
+    const bool load = std::string(action) == "load";
+    r.add({"POST",
+           std::string("/v1/audio/voices/{id}:") + action,
+           load ? "loadVoice" : "unloadVoice",
+           load ? "Load a voice now (instead of on first use); 503 with the reason if it fails"
+                : "Free a voice's model (it loads again on next use)",
+           "audio",
+           Role::kOperator,
+           0,
+           nullptr,
+           voices_schema,
+           200,
+           "application/json",
+           {},
+           true,
+           [engine_or_503, voices_json, load](Request& req) {
+             auto e = engine_or_503();
+             const auto& id = req.params.at("id");
+             auto r = load ? e->load_voice(id) : e->unload_voice(id);
+             if (!r.ok())
+               throw HttpError{tool_error_status(r.error().code), r.error().code, r.error().message,
+                               r.error().details};
+             return Response::json(200, voices_json(*e));
+           }});
+  }
 
   // ---- Missions -------------------------------------------------------------------------------
   r.add({"POST",

@@ -241,9 +241,21 @@ json::object Router::openapi(const std::string& version) const {
            json::object{{"application/json", json::object{{"schema", r.request_schema}}}}}};
     json::object responses;
     json::object ok{{"description", "success"}};
-    if (!r.response_schema.is_null())
-      ok["content"] =
-          json::object{{r.response_content_type, json::object{{"schema", r.response_schema}}}};
+    if (!r.response_schema.is_null()) {
+      // A route may answer in several media types ("audio/wav, audio/mpeg"): each gets the schema.
+      json::object content;
+      std::string types = r.response_content_type;
+      for (std::size_t pos = 0; pos <= types.size();) {
+        std::size_t comma = types.find(',', pos);
+        if (comma == std::string::npos) comma = types.size();
+        std::string t = types.substr(pos, comma - pos);
+        while (!t.empty() && t.front() == ' ') t.erase(0, 1);
+        while (!t.empty() && t.back() == ' ') t.pop_back();
+        if (!t.empty()) content[t] = json::object{{"schema", r.response_schema}};
+        pos = comma + 1;
+      }
+      ok["content"] = std::move(content);
+    }
     responses[std::to_string(r.success_status)] = std::move(ok);
     if (r.role) {
       responses["401"] = error_response("missing or invalid API key");

@@ -2,7 +2,9 @@
 
 #include "common/embedded.hpp"
 #include "kiln/nodes/tool_strategy.hpp"
+#include "kiln/nodes/tts_engine.hpp"
 #include "kiln/testkit/tool_strategy.hpp"
+#include "kiln/testkit/tts_engine.hpp"
 
 namespace kiln::nodes {
 
@@ -44,10 +46,37 @@ KindDescriptor tool_strategy_kind() {
   return d;
 }
 
+testkit::TtsEngineFactory as_tts(const NodeMaker& make) {
+  return [make](const boost::json::object& kind_config) {
+    return std::static_pointer_cast<TtsEngine>(make(kind_config));
+  };
+}
+
+KindDescriptor tts_engine_kind() {
+  KindDescriptor d;
+  d.kind = TtsEngine::kKind;
+  d.default_node = TtsEngine::kDefaultNode;
+  d.contract_version = TtsEngine::kContractVersion;
+  d.parity_cases_origin = "tests/parity/tts_engine/cases (embedded)";
+  d.contract = [](const NodeMaker& candidate) {
+    return testkit::run_tts_engine_contract(as_tts(candidate));
+  };
+  d.parity = [](const NodeMaker& control, const NodeMaker& candidate,
+                const std::vector<std::string>& intended) {
+    std::vector<testkit::TtsCase> cases;
+    for (const auto& [name, text] : embedded_parity_cases(TtsEngine::kKind)) {
+      auto more = testkit::parse_tts_cases(text, name);
+      cases.insert(cases.end(), more.begin(), more.end());
+    }
+    return testkit::run_tts_engine_parity(as_tts(control), as_tts(candidate), cases, intended);
+  };
+  return d;
+}
+
 }  // namespace
 
 std::vector<KindDescriptor> builtin_kinds() {
-  return {tool_strategy_kind()};
+  return {tool_strategy_kind(), tts_engine_kind()};
 }
 
 }  // namespace kiln::nodes

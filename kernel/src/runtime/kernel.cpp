@@ -12,9 +12,11 @@
 #include "common/log.hpp"
 #include "common/strings.hpp"
 #include "kiln/nodes/tool_strategy.hpp"
+#include "kiln/nodes/tts_engine.hpp"
 #include "missions/projection.hpp"
 #include "runtime/builtin_tools.hpp"
 #include "runtime/isolation.hpp"
+#include "runtime/tts_tools.hpp"
 
 namespace kiln::runtime {
 namespace fs = std::filesystem;
@@ -213,6 +215,9 @@ void Kernel::load_plugins() {
   static_node.factory = decl.factory;
   registry_->add_builtin_node(std::move(static_node));
   for (auto& t : builtin_tools()) registry_->add_builtin_tool(std::move(t));
+  // The tts_engine kind's tools speak through whichever node resolve() selects.
+  for (auto& t : tts_tools([this] { return node<nodes::TtsEngine>(); }))
+    registry_->add_builtin_tool(std::move(t));
 
   std::vector<fs::path> missing;
   auto files = plugins::discover(search_paths(), &missing);
@@ -287,6 +292,15 @@ void Kernel::resolve() {
   const bool strict = config_.get_string("gates.enforce") == "strict";
   for (const auto& s : node_status()) {
     const std::string id = s.kind + "/" + s.selected;
+    if (!s.entry && s.is_default) {
+      // The default node comes with a plugin this build or deployment does not load (e.g.
+      // tts_torch without KILN_WITH_TORCH): the kind is off, its tools say so when called.
+      spdlog::info(
+          "kind {}: no loaded plugin provides the default node '{}'; the kind is off "
+          "(its tools answer provider_unavailable)",
+          s.kind, s.selected);
+      continue;
+    }
     if (!s.entry)
       throw BootError(kExitConfig, "nodes." + s.kind + ": unknown node '" + s.selected +
                                        "' (set by " + s.source.describe() +

@@ -40,6 +40,10 @@ struct Args {
   std::optional<std::string> name;
   std::optional<std::string> server;   // --server URL: client mode
   std::optional<std::string> api_key;  // --api-key KEY
+  // kiln say
+  std::optional<std::string> voice;
+  std::optional<std::string> speed;
+  std::optional<std::string> format;
   bool wait = false;
   bool until_idle = false;
 };

@@ -53,6 +53,8 @@ Commands:
   tool list                tools and the providers that serve them
   tool invoke NAME --input JSON [--tenant T]
                            run one tool call through the ToolRuntimeExecutor
+  say TEXT [-o FILE] [--voice V] [--speed S]
+                           speak TEXT with the selected tts_engine node into FILE
   db status                the database: path, schema version, migrations, size
   ledger verify            walk the hash chain; exit 1 naming the first bad seq
   ledger export [--tenant T] [--stream S] [--since SEQ|TIME] [--out FILE]
@@ -153,6 +155,15 @@ the tool's JSON output. On a tool error prints `error <code>: <message>` to stde
 Example: kiln tool invoke kiln.echo --input '{"hello": "world"}'
 )"},
     {"version", "Usage: kiln version [--json]\n"},
+    {"say", R"(Usage: kiln say TEXT [-o FILE] [--voice V] [--speed S] [--format F] [--server URL]
+
+Speaks TEXT with the selected tts_engine node (the embedded voice kiln-slt-small by default) and
+writes the audio to FILE (default speech.wav). The format follows FILE's extension (.wav .pcm
+.flac .mp3 .opus) unless --format says otherwise; --speed is 0.25 (slow) .. 4.0 (fast).
+Locally the call goes through the tool tts.synthesize (audited in the ledger); with --server it
+posts to the server's /v1/audio/speech.
+Example: kiln say "First crack at nine minutes twelve." -o fc.wav
+)"},
     {"ledger backfill",
      R"(Usage: kiln ledger backfill --out DIR [--tenant T] [--stream S] [--force] [--json]
 
@@ -226,6 +237,14 @@ Args parse(const std::vector<std::string>& argv) {
       a.since = value("--since");
     else if (is("--out"))
       a.out_file = value("--out");
+    else if (s == "-o")
+      a.out_file = value("-o");
+    else if (is("--voice"))
+      a.voice = value("--voice");
+    else if (is("--speed"))
+      a.speed = value("--speed");
+    else if (is("--format"))
+      a.format = value("--format");
     else if (s == "--wait")
       a.wait = true;
     else if (s == "--until-idle")
@@ -418,10 +437,16 @@ int cmd_nodes(const Args& a, std::ostream& out) {
   out << pad("KIND", 16) << pad("SELECTED", 12) << pad("GATE", 12) << "SOURCE\n";
   for (const auto& s : statuses) {
     out << pad(s.kind, 16) << pad(s.selected, 12)
-        << pad(s.entry ? gates::to_string(s.gate.state) : "UNKNOWN", 12) << s.source.describe()
-        << "\n";
+        << pad(s.entry        ? gates::to_string(s.gate.state)
+               : s.is_default ? "OFF"
+                              : "UNKNOWN",
+               12)
+        << s.source.describe() << "\n";
     if (!s.entry || !s.gate.usable())
-      out << "  " << (s.entry ? s.gate.reason : "no such node")
+      out << "  "
+          << (s.entry        ? s.gate.reason
+              : s.is_default ? "no loaded plugin provides the default node"
+                             : "no such node")
           << "; available: " << common::join(s.available) << "\n";
   }
   out << "gates.enforce: " << k->config().get_string("gates.enforce") << "\n";
@@ -490,16 +515,21 @@ int cmd_gate_status(const Args& a, std::ostream& out) {
 int cmd_config_check(const Args& a, std::ostream& out) {
   auto k = Kernel::boot(boot_options(a, false));
   std::vector<std::string> problems;
+  std::vector<std::string> notes;
   for (const auto& s : k->node_status())
-    if (!s.entry)
+    if (!s.entry && s.is_default)
+      notes.push_back("note: kind " + s.kind +
+                      " is off: no loaded plugin provides its default node '" + s.selected + "'");
+    else if (!s.entry)
       problems.push_back("nodes." + s.kind + ": unknown node '" + s.selected + "' (set by " +
                          s.source.describe() + "); available: " + common::join(s.available) +
                          common::did_you_mean(s.selected, s.available));
   if (!problems.empty()) throw BootError(runtime::kExitConfig, common::join(problems, "\n"));
   out << "configuration is valid (" << k->config().entries().size() << " keys, "
       << k->registry().plugins().size() << " plugin(s))\n";
+  for (const auto& n : notes) out << n << "\n";
   for (const auto& s : k->node_status())
-    if (!s.gate.usable())
+    if (s.entry && !s.gate.usable())
       out << "note: node " << s.kind << "/" << s.selected << " is not gated (" << s.gate.reason
           << "); `kiln serve` will refuse it until `kiln gate run " << s.kind << "/" << s.selected
           << "` passes\n";
@@ -576,6 +606,54 @@ int cmd_tool_invoke(const Args& a, std::ostream& out, std::ostream& err) {
     return runtime::kExitFailed;
   }
   out << pretty(outcome.value().output);
+  return runtime::kExitOk;
+}
+
+int cmd_say(const Args& a, std::ostream& out, std::ostream& err) {
+  if (a.positional.size() != 2)
+    throw std::invalid_argument(
+        "say needs exactly one TEXT (quote it): kiln say \"Hello.\" -o hello.wav");
+  const std::string format = say_format(a);
+  const std::string file = a.out_file.value_or("speech." + format);
+  json::object input{{"text", a.positional[1]}, {"format", format}};
+  if (a.voice) input["voice"] = *a.voice;
+  if (a.speed) {
+    try {
+      input["speed"] = std::stod(*a.speed);
+    } catch (const std::exception&) {
+      throw std::invalid_argument("--speed wants a number between 0.25 and 4.0, not '" + *a.speed +
+                                  "'");
+    }
+  }
+  auto k = Kernel::boot(boot_options(a, true));
+  runtime::ToolCall call{"tts.synthesize", a.tenant, input, "", {}, {}};
+  auto outcome = k->executor().invoke(call);
+  if (!outcome.ok()) {
+    const auto& e = outcome.error();
+    err << "kiln say: " << e.code << ": " << e.message << "\n";
+    return runtime::kExitFailed;
+  }
+  const auto& res = outcome.value();
+  if (res.artifacts.empty()) {
+    err << "kiln say: the tool returned no audio\n";
+    return runtime::kExitFailed;
+  }
+  std::ofstream f(file, std::ios::binary);
+  f << res.artifacts.front().data;
+  f.close();
+  if (!f) throw BootError(runtime::kExitFailed, "cannot write " + file);
+  const auto& o = res.output.as_object();
+  if (a.json) {
+    json::object j = o;
+    j["file"] = file;
+    out << pretty(j);
+  } else {
+    char secs[32];
+    std::snprintf(secs, sizeof secs, "%.2f", o.at("seconds").to_number<double>());
+    out << "wrote " << file << ": " << secs << " s of " << format << " audio, voice "
+        << std::string(o.at("voice").as_string()) << ", " << o.at("sample_rate").as_int64()
+        << " Hz\n";
+  }
   return runtime::kExitOk;
 }
 
@@ -738,6 +816,7 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
       {"config explain", [](auto& a, auto& o, auto&) { return cmd_config_explain(a, o); }},
       {"tool list", [](auto& a, auto& o, auto&) { return cmd_tool_list(a, o); }},
       {"tool invoke", [](auto& a, auto& o, auto& e) { return cmd_tool_invoke(a, o, e); }},
+      {"say", [](auto& a, auto& o, auto& e) { return cmd_say(a, o, e); }},
       {"version", [](auto& a, auto& o, auto&) { return cmd_version(a, o); }},
       {"db status", [](auto& a, auto& o, auto&) { return cmd_db_status(a, o); }},
       {"node-host", [](auto& a, auto&, auto&) { return cmd_node_host(a); }},

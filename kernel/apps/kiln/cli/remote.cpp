@@ -3,6 +3,8 @@
 #include "cli/remote.hpp"
 
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include <boost/json.hpp>
@@ -84,6 +86,19 @@ std::string need_id(const Args& a, const std::string& cmd) {
 
 }  // namespace
 
+// The response format of `kiln say`: --format, else FILE's extension, else wav.
+std::string say_format(const Args& a) {
+  if (a.format) return *a.format;
+  if (!a.out_file) return "wav";
+  std::string ext = std::filesystem::path(*a.out_file).extension().string();
+  if (!ext.empty()) ext.erase(0, 1);
+  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (ext == "raw") return "pcm";
+  if (ext == "ogg") return "opus";
+  if (ext == "wav" || ext == "pcm" || ext == "flac" || ext == "mp3" || ext == "opus") return ext;
+  return "wav";
+}
+
 std::optional<int> run_remote(const std::string& name, const Args& a, std::ostream& out,
                               std::ostream& err) {
   std::string url = a.server.value_or("");
@@ -95,6 +110,34 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
     if (const char* env = std::getenv("KILN_API_KEY")) key = env;
   Remote r{http::Client(url), key, name};
 
+  if (name == "say") {
+    if (a.positional.size() != 2)
+      throw std::invalid_argument("say needs exactly one TEXT (quote it)");
+    const std::string format = say_format(a);
+    const std::string file = a.out_file.value_or("speech." + format);
+    json::object body{{"model", "kiln"}, {"input", a.positional[1]}, {"response_format", format}};
+    body["voice"] = a.voice.value_or("alloy");  // OpenAI's names speak with the default voice
+    if (a.speed) {
+      try {
+        body["speed"] = std::stod(*a.speed);
+      } catch (const std::exception&) {
+        throw std::invalid_argument("--speed wants a number between 0.25 and 4.0");
+      }
+    }
+    auto res = r.call("POST", "/v1/audio/speech", json::serialize(body),
+                      {{"Content-Type", "application/json"}});
+    if (res.status != 200) return finish(r, res, out, err);
+    std::ofstream f(file, std::ios::binary);
+    f << res.body;
+    f.close();
+    if (!f) {
+      err << "kiln say: cannot write " << file << "\n";
+      return runtime::kExitFailed;
+    }
+    out << "wrote " << file << ": " << res.body.size() << " bytes of " << format << " audio from "
+        << url << " (voice " << res.header("x-kiln-voice") << ")\n";
+    return runtime::kExitOk;
+  }
   if (name == "server health") return finish(r, r.call("GET", "/health"), out, err);
   if (name == "server ready") return finish(r, r.call("GET", "/ready"), out, err);
   if (name == "server metrics") return finish(r, r.call("GET", "/metrics"), out, err, true);

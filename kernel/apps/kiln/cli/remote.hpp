@@ -10,6 +10,9 @@
 namespace kiln::cli {
 
 // Runs command `name` against the server when one is given; nullopt when none is.
+// The audio format of `kiln say`: --format, else the -o file's extension, else wav.
+std::string say_format(const Args& a);
+
 std::optional<int> run_remote(const std::string& name, const Args& a, std::ostream& out,
                               std::ostream& err);
 
