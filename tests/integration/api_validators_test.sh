@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# The official OpenAI client library (npm `openai`) against /v1/audio/speech, then
 # /openapi.json under an independent OpenAPI validator (@apidevtools/swagger-parser from the npm
 # registry, pinned by package-lock.json) and /metrics under `promtool check metrics` (from
 # Debian's prometheus package; scripts/install-deps extracts it). Usage: BUILD SRC
@@ -16,12 +17,12 @@ command -v node >/dev/null && command -v npm >/dev/null || fail "node and npm ar
 
 # The validator, installed once per build tree from the lock file.
 npmdir=$build/tests/npm-validators
-if [ ! -d "$npmdir/node_modules/@apidevtools/swagger-parser" ]; then
+if ! cmp -s "$src/tests/integration/validators/package-lock.json" "$npmdir/package-lock.json"; then
   mkdir -p "$npmdir"
-  cp "$src/tests/integration/validators/"{package.json,package-lock.json,validate-openapi.js} "$npmdir/"
+  cp "$src/tests/integration/validators/"{package.json,package-lock.json} "$npmdir/"
   (cd "$npmdir" && npm ci --no-audit --no-fund --loglevel=error) || fail "npm ci failed"
 fi
-cp "$src/tests/integration/validators/validate-openapi.js" "$npmdir/"
+cp "$src/tests/integration/validators/"*.js "$npmdir/"
 
 cd "$work"
 kiln=$build/bin/kiln
@@ -38,6 +39,7 @@ key=$("$kiln" --log-level warn keys create --tenant t --role operator | head -1)
 "$kiln" --server "$url" --api-key "$key" tool invoke kiln.echo --input '{}' >/dev/null
 "$kiln" --server "$url" tool list >/dev/null 2>&1 || true   # a 401
 "$kiln" --server "$url" server openapi > "$work/openapi.json"
+node "$npmdir/openai-speech.js" "$url" "$key" "$work" || fail "the OpenAI client could not use /v1/audio/speech"
 "$kiln" --server "$url" server metrics > "$work/metrics.txt"
 
 node "$npmdir/validate-openapi.js" "$work/openapi.json" || fail "/openapi.json is not valid OpenAPI"

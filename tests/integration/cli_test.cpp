@@ -505,3 +505,41 @@ BOOST_AUTO_TEST_CASE(policy_validate_reports_problems_with_positions) {
   }
   BOOST_TEST(contains(d.kiln({"ledger", "replay", "--help"}).out, "scratch database"));
 }
+
+BOOST_AUTO_TEST_CASE(say_speaks_with_the_embedded_voice_into_a_file) {
+  Deployment d;
+  // The first-party plugins (tts_torch among them) instead of the deployment's one plugin.
+  auto say = [&](std::vector<std::string> args) {
+    args.insert(args.end(),
+                {"--set", std::string("plugins.search_paths=[") + KILN_PLUGIN_DIR + "]"});
+    return d.kiln(args);
+  };
+  auto r = say({"say", "First crack at nine minutes twelve.", "-o", "fc.wav"});
+  BOOST_TEST(r.exit_code == 0, r.err);
+  BOOST_TEST(contains(r.out, "wrote fc.wav"), r.out);
+  BOOST_TEST(contains(r.out, "kiln-slt-small"), r.out);
+  std::ifstream f(d.dir.path() / "fc.wav", std::ios::binary);
+  std::string head(12, '\0');
+  f.read(head.data(), 12);
+  BOOST_TEST(head.substr(0, 4) == "RIFF");
+  BOOST_TEST(head.substr(8, 4) == "WAVE");
+  BOOST_TEST(fs::file_size(d.dir.path() / "fc.wav") > 32000u);  // > 1 s at 16 kHz, 16 bit
+  // The extension picks the format; the call is a tool call in the ledger.
+  auto flac = say({"say", "Drop.", "-o", "drop.flac", "--speed", "1.5"});
+  BOOST_TEST(flac.exit_code == 0, flac.err);
+  auto ledger = say({"ledger", "export"});
+  BOOST_TEST(contains(ledger.out, "tts.synthesize"), ledger.out);
+  // Errors say what was wrong.
+  auto voice = say({"say", "Hi.", "--voice", "nobody", "-o", "x.wav"});
+  BOOST_TEST(voice.exit_code == 1);
+  BOOST_TEST(contains(voice.err, "unknown voice 'nobody'; voices: kiln-slt-small"), voice.err);
+  auto speed = say({"say", "Hi.", "--speed", "fast"});
+  BOOST_TEST(speed.exit_code == 2, speed.err);
+  BOOST_TEST(contains(speed.err, "--speed"), speed.err);
+  auto help = say({"say", "--help"});
+  BOOST_TEST(contains(help.out, "Usage: kiln say TEXT"), help.out);
+  // Without the tts_torch plugin the kind is off and say says so.
+  auto off = d.kiln({"say", "Hi."});
+  BOOST_TEST(off.exit_code == 1);
+  BOOST_TEST(contains(off.err, "provider_unavailable"), off.err);
+}

@@ -2,6 +2,7 @@
 // plugins and SQLite file, API keys made with `kiln keys create`.
 #define BOOST_TEST_MODULE http
 #include <csignal>
+#include <fstream>
 #include <future>
 #include <regex>
 #include <thread>
@@ -360,4 +361,131 @@ BOOST_AUTO_TEST_CASE(the_cli_calls_a_server_with_the_same_commands) {
   auto local = remote({"ledger", "verify"}, "a_viewer");
   BOOST_TEST(local.exit_code == 2);
   BOOST_TEST(contains(local.err, "not available with --server"));
+}
+
+BOOST_AUTO_TEST_CASE(speech_api_speaks_every_format_and_rejects_bad_input) {
+  // A second voice folder whose model.pt is corrupt: loading it must fail cleanly, not the server.
+  TempDir voices;
+  fs::create_directories(voices.path() / "broken");
+  fs::copy_file(fs::path(KILN_SOURCE_DIR) / "config/voices/kiln-slt-small/voice.json",
+                voices.path() / "broken" / "voice.json");
+  std::ofstream(voices.path() / "broken" / "model.pt") << "not a model";
+  Server s({"plugin_config.tts_torch.voices_dirs=[" + voices.path().string() + "]"});
+  const std::string json_ct = "application/json";
+  auto speak = [&](const json::object& b, const std::string& key = "a_viewer") {
+    return s.call("POST", "/v1/audio/speech", key, json::serialize(b), {{"Content-Type", json_ct}});
+  };
+  json::object base{
+      {"model", "tts-1"}, {"input", "First crack at nine minutes twelve."}, {"voice", "alloy"}};
+
+  // Formats: the bytes and the media type of each.
+  auto with = [&](std::string format) {
+    auto b = base;
+    b["response_format"] = format;
+    return speak(b);
+  };
+  auto wav = with("wav");
+  BOOST_REQUIRE_MESSAGE(wav.status == 200, wav.body);
+  BOOST_TEST(wav.header("content-type") == "audio/wav");
+  BOOST_TEST(wav.body.substr(0, 4) == "RIFF");
+  BOOST_TEST(wav.header("x-kiln-voice") == "kiln-slt-small");
+  const auto rate =
+      static_cast<unsigned char>(wav.body[24]) | (static_cast<unsigned char>(wav.body[25]) << 8);
+  BOOST_TEST(rate == 16000);
+  BOOST_TEST(wav.body.size() > 16000u * 2);  // over a second of 16-bit audio
+  auto pcm = with("pcm");
+  BOOST_TEST(pcm.status == 200);
+  BOOST_TEST(pcm.body.size() == wav.body.size() - 44);  // the same samples without the header
+  BOOST_TEST(contains(pcm.header("content-type"), "audio/L16"));
+  BOOST_TEST(with("flac").body.substr(0, 4) == "fLaC");
+  BOOST_TEST(with("opus").body.substr(0, 4) == "OggS");
+  auto mp3 = speak(base);  // OpenAI's default format
+  BOOST_TEST(mp3.status == 200);
+  BOOST_TEST(mp3.header("content-type") == "audio/mpeg");
+  auto aac = with("aac");
+  BOOST_TEST(aac.status == 422);
+  BOOST_TEST(error_code_of(aac) == "unsupported_format");
+
+  // Speed maps to the length scale.
+  auto fast = base;
+  fast["response_format"] = "pcm";
+  fast["speed"] = 2.0;
+  auto f = speak(fast);
+  BOOST_TEST(f.status == 200);
+  BOOST_TEST(f.body.size() < pcm.body.size() * 0.8, f.body.size() << " vs " << pcm.body.size());
+  fast["speed"] = 5.0;
+  auto too_fast = speak(fast);
+  BOOST_TEST(too_fast.status == 422);
+  BOOST_TEST(contains(too_fast.body, "speed"), too_fast.body);
+
+  // Bad input: each a clear 4xx in the one envelope.
+  auto bad = [&](json::object b, int status, const std::string& code, const std::string& says) {
+    auto r = speak(b);
+    BOOST_TEST(r.status == status, r.body);
+    BOOST_TEST(error_code_of(r) == code, r.body);
+    BOOST_TEST(contains(r.body, says), r.body);
+  };
+  auto b = base;
+  b["input"] = "";
+  bad(b, 422, "invalid_request", "body.input");
+  b["input"] = "  ...  ";
+  bad(b, 422, "invalid_input", "nothing to speak");
+  b["input"] = std::string("bean\x01temp");
+  bad(b, 422, "invalid_input", "control character");
+  b["input"] = std::string(5000, 'a');
+  bad(b, 413, "input_too_large", "4096");
+  b["input"] = std::string(100000, 'a');  // beyond the route's body limit
+  bad(b, 413, "payload_too_large", "bytes");
+  b = base;
+  b["voice"] = "no-such-voice";
+  bad(b, 404, "unknown_voice", "kiln-slt-small");
+  b = base;
+  b.erase("voice");
+  bad(b, 422, "invalid_request", "body.voice");
+  // Invalid UTF-8 never reaches the engine: the JSON itself is malformed.
+  auto raw = s.call("POST", "/v1/audio/speech", "a_viewer",
+                    "{\"model\":\"tts-1\",\"voice\":\"alloy\",\"input\":\"caf\xC3\"}",
+                    {{"Content-Type", json_ct}});
+  BOOST_TEST(raw.status == 400);
+  // SSML-like tags are dropped, not read out: the same audio as without them.
+  auto tagged = base;
+  tagged["input"] = "<speak>First crack at <emphasis>nine</emphasis> minutes twelve.</speak>";
+  tagged["response_format"] = "wav";
+  auto t = speak(tagged);
+  BOOST_TEST(t.status == 200);
+  BOOST_TEST((t.body == wav.body));
+
+  // Voices: inventory and state; the corrupt one fails to load with the reason, the server stays
+  // up.
+  auto list = s.call("GET", "/v1/audio/voices", "a_viewer");
+  BOOST_REQUIRE(list.status == 200);
+  BOOST_TEST(body(list).at("default").as_string() == "kiln-slt-small");
+  BOOST_TEST(body(list).at("voices").as_array().size() == 2u);
+  BOOST_TEST(s.call("POST", "/v1/audio/voices/broken:load", "a_viewer").status == 403);
+  auto load = s.call("POST", "/v1/audio/voices/broken:load", "a_operator");
+  BOOST_TEST(load.status == 503, load.body);
+  BOOST_TEST(contains(load.body, "does not load as a TorchScript module"), load.body);
+  b = base;
+  b["voice"] = "broken";
+  bad(b, 503, "voice_unavailable", "model.pt");
+  BOOST_TEST(s.call("GET", "/health").status == 200);
+  auto unload = s.call("POST", "/v1/audio/voices/kiln-slt-small:unload", "a_operator");
+  BOOST_TEST(unload.status == 200, unload.body);
+  BOOST_TEST(contains(unload.body, "\"available\""), unload.body);
+  BOOST_TEST((with("wav").body == wav.body));  // loads again on use, same audio
+  BOOST_TEST(s.call("POST", "/v1/audio/voices/nobody:load", "a_operator").status == 404);
+  BOOST_TEST(speak(base, "").status == 401);
+
+  // The tool path and the CLI client say the same.
+  auto tool = s.call("POST", "/v1/tools/tts.voices:invoke", "a_operator", R"({"input": {}})",
+                     {{"Content-Type", json_ct}});
+  BOOST_TEST(tool.status == 200, tool.body);
+  auto said = s.kiln({"--server", s.url(), "--api-key", s.keys.at("a_viewer"), "say",
+                      "Drop at eleven minutes.", "-o", "drop.wav"});
+  BOOST_TEST(said.exit_code == 0, said.err);
+  BOOST_TEST(fs::file_size(s.dir.path() / "drop.wav") > 16000u);
+  auto nope = s.kiln({"--server", s.url(), "--api-key", s.keys.at("a_viewer"), "say", "Hi.",
+                      "--voice", "nobody", "-o", "x.wav"});
+  BOOST_TEST(nope.exit_code != 0);
+  BOOST_TEST(contains(nope.err, "unknown_voice"), nope.err);
 }
