@@ -476,6 +476,24 @@ BOOST_AUTO_TEST_CASE(speech_api_speaks_every_format_and_rejects_bad_input) {
   BOOST_TEST(s.call("POST", "/v1/audio/voices/nobody:load", "a_operator").status == 404);
   BOOST_TEST(speak(base, "").status == 401);
 
+  // Streaming (stream_format "audio"): chunked, one chunk per sentence, the same samples.
+  auto three = base;
+  three["input"] = "Charge at two hundred degrees. Turning point at one minute. Drop!";
+  three["response_format"] = "wav";
+  auto whole = speak(three);
+  three["stream_format"] = "audio";
+  auto streamed = speak(three);
+  BOOST_TEST(streamed.status == 200, streamed.body);
+  BOOST_TEST(streamed.header("transfer-encoding") == "chunked");
+  BOOST_TEST(streamed.header("x-kiln-voice") == "kiln-slt-small");
+  BOOST_TEST(streamed.body.substr(0, 4) == "RIFF");
+  BOOST_TEST((streamed.body.substr(44) == whole.body.substr(44)));
+  auto nobody = three;
+  nobody["voice"] = "nobody";
+  BOOST_TEST(speak(nobody).status == 404);  // errors still come before the first byte
+  three["response_format"] = "mp3";
+  BOOST_TEST(speak(three).status == 422);
+
   // The tool path and the CLI client say the same.
   auto tool = s.call("POST", "/v1/tools/tts.voices:invoke", "a_operator", R"({"input": {}})",
                      {{"Content-Type", json_ct}});

@@ -124,6 +124,17 @@ std::optional<std::string> via_sndfile(const std::vector<std::int16_t>& samples,
 
 }  // namespace
 
+std::string wav_stream_header(int rate) {
+  std::string h = wav({}, rate);
+  for (int i = 4; i < 8; ++i) h[static_cast<std::size_t>(i)] = static_cast<char>(0xFF);
+  for (int i = 40; i < 44; ++i) h[static_cast<std::size_t>(i)] = static_cast<char>(0xFF);
+  return h;
+}
+
+std::string pcm_bytes(const std::vector<std::int16_t>& samples) {
+  return pcm(samples);
+}
+
 std::vector<std::string> supported_formats() {
   std::vector<std::string> out{"wav", "pcm"};
   for (const char* f : {"flac", "mp3", "opus"}) {

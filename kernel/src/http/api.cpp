@@ -1,6 +1,10 @@
 #include "http/api.hpp"
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
 
 #include "audio/encode.hpp"
 #include "kiln/abi.hpp"
@@ -76,6 +80,85 @@ int tool_error_status(const std::string& code) {
   if (code == error_code::kUnavailable || code == error_code::kProviderUnavailable) return 503;
   if (code == error_code::kInternal) return 500;
   return 502;  // a tool's own error code: the upstream (the tool) failed
+}
+
+// Speech streamed sentence by sentence (stream_format "audio", wav or pcm): the engine runs on
+// its own thread; the response starts once the first sentence is spoken (so that bad input still
+// gets a proper error status), then every further sentence is sent as one HTTP chunk.
+static Response stream_speech(const runtime::Kernel& k, const json::object& b,
+                              const std::string& format) {
+  if (format != "wav" && format != "pcm")
+    throw HttpError{422, "unsupported_stream_format",
+                    "stream_format 'audio' streams wav or pcm; response_format is '" + format + "'",
+                    json::object{{"field", "response_format"}}};
+  auto engine = k.node<nodes::TtsEngine>();
+  if (!engine)
+    throw HttpError{503, error_code::kProviderUnavailable, "no tts_engine node is running"};
+  nodes::SpeechRequest sreq;
+  sreq.text = std::string(b.at("input").as_string());
+  const std::string voice(b.at("voice").as_string());
+  if (!runtime::is_openai_voice_name(voice)) sreq.voice = voice;
+  if (auto* sp = b.if_contains("speed")) sreq.speed = sp->to_number<double>();
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<std::string> chunks;
+    bool done = false;
+    bool cancelled = false;
+    int sample_rate = 0;
+    std::optional<ToolError> error;
+  };
+  auto st = std::make_shared<State>();
+  std::thread([st, engine, sreq] {
+    auto r = engine->synthesize(sreq, [&](const nodes::AudioChunk& c) {
+      std::lock_guard lock(st->mu);
+      st->sample_rate = c.sample_rate;
+      st->chunks.push_back(audio::pcm_bytes(c.samples));
+      st->cv.notify_all();
+      return !st->cancelled;
+    });
+    std::lock_guard lock(st->mu);
+    if (!r.ok()) st->error = r.error();
+    st->done = true;
+    st->cv.notify_all();
+  }).detach();
+  int rate = 0;
+  {
+    std::unique_lock lock(st->mu);
+    st->cv.wait(lock, [&] { return st->done || !st->chunks.empty(); });
+    if (st->chunks.empty() && st->error)
+      throw HttpError{tool_error_status(st->error->code), st->error->code, st->error->message,
+                      st->error->details};
+    rate = st->sample_rate;
+  }
+  Response out;
+  out.content_type = audio::media_type(format, rate);
+  std::string spoken_by = sreq.voice;
+  if (spoken_by.empty())
+    for (const auto& v : engine->voices())
+      if (v.is_default) spoken_by = v.id;
+  out.headers.emplace_back("X-Kiln-Voice", spoken_by);
+  out.stream = [st, format, rate](const ChunkWriter& write) {
+    if (format == "wav" && !write(audio::wav_stream_header(rate))) {
+      std::lock_guard lock(st->mu);
+      st->cancelled = true;
+    }
+    for (;;) {
+      std::string chunk;
+      {
+        std::unique_lock lock(st->mu);
+        st->cv.wait(lock, [&] { return st->done || !st->chunks.empty(); });
+        if (st->chunks.empty()) return;  // done
+        chunk = std::move(st->chunks.front());
+        st->chunks.pop_front();
+      }
+      if (!write(chunk)) {
+        std::lock_guard lock(st->mu);
+        st->cancelled = true;  // the engine stops after its current sentence
+      }
+    }
+  };
+  return out;
 }
 
 json::array plugins_json(const runtime::Kernel& k) {
@@ -391,6 +474,8 @@ Router build_api(ApiContext& ctx) {
              throw HttpError{422, "unsupported_stream_format",
                              "stream_format 'sse' is not supported; use 'audio' or leave it out",
                              json::object{{"field", "stream_format"}}};
+           if (auto* sf = b.if_contains("stream_format"); sf && sf->as_string() == "audio")
+             return stream_speech(k, b, format);
            json::object input{{"text", b.at("input")}, {"format", format}};
            const std::string voice(b.at("voice").as_string());
            if (!runtime::is_openai_voice_name(voice)) input["voice"] = voice;

@@ -34,11 +34,17 @@ struct Request {
   std::string header(std::string_view name) const;
 };
 
+// Hands one piece of a streamed body to the client; false once the client is gone (stop then).
+using ChunkWriter = std::function<bool(std::string_view)>;
+
 struct Response {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
+  // A streamed body (HTTP/1.1 chunked transfer encoding): when set, `body` is ignored and the
+  // server calls this off the I/O threads; each write is sent as one chunk as soon as it is made.
+  std::function<void(const ChunkWriter&)> stream;
   static Response json(int status, const boost::json::value& v);
   static Response text(int status, std::string body, std::string content_type = "text/plain");
 };

@@ -1,7 +1,11 @@
 // The only translation unit of the server that includes Beast (compile cost: TOOLCHAIN.md).
 #include "http/server.hpp"
 
+#include <array>
+#include <atomic>
 #include <condition_variable>
+#include <cstdio>
+#include <future>
 #include <list>
 #include <mutex>
 #include <random>
@@ -11,6 +15,8 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
 #include <boost/asio/experimental/as_tuple.hpp>
+#include <boost/asio/experimental/concurrent_channel.hpp>
+#include <boost/asio/use_future.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
@@ -112,8 +118,12 @@ struct Server::Impl {
       out += ": ";
       out += v;
     }
-    out += "\r\nContent-Length: ";
-    out += std::to_string(r.body.size());
+    if (r.stream) {
+      out += "\r\nTransfer-Encoding: chunked";
+    } else {
+      out += "\r\nContent-Length: ";
+      out += std::to_string(r.body.size());
+    }
     if (!keep_alive)
       out += "\r\nConnection: close";
     else if (version == 10)
@@ -150,6 +160,67 @@ struct Server::Impl {
         }
       if (access) access->flush();
     }
+  }
+
+  // Runs `producer` on the blocking pool and writes what it makes as HTTP chunks, one at a time
+  // (the producer waits while a chunk is in flight). A client that goes away makes the writer
+  // return false; the producer's remaining output is drained and dropped.
+  asio::awaitable<std::pair<beast::error_code, std::size_t>> stream_body(
+      Conn& conn, const std::function<void(const ChunkWriter&)>& producer) {
+    using Channel =
+        asio::experimental::concurrent_channel<void(boost::system::error_code, std::string)>;
+    Channel ch(co_await asio::this_coro::executor, 1);
+    std::atomic<bool> gone{false};
+    std::promise<void> finished;
+    auto done = finished.get_future();
+    asio::post(blocking, [&] {
+      try {
+        producer([&](std::string_view chunk) {
+          if (gone.load() || chunk.empty()) return !gone.load();
+          ch.async_send(boost::system::error_code{}, std::string(chunk), asio::use_future).get();
+          return !gone.load();
+        });
+      } catch (const std::exception& e) {
+        spdlog::error("http: a streamed response failed: {}", e.what());
+      }
+      // The end marker: an empty chunk.
+      ch.async_send(boost::system::error_code{}, std::string(), asio::use_future).get();
+      finished.set_value();
+    });
+    beast::error_code wec;
+    std::size_t sent = 0;
+    for (;;) {
+      auto [rec, chunk] = co_await ch.async_receive(kTuple);
+      if (rec || chunk.empty()) break;
+      if (gone.load()) continue;
+      char size[24];
+      const int n = std::snprintf(size, sizeof size, "%zx\r\n", chunk.size());
+      std::array<asio::const_buffer, 3> parts{asio::buffer(size, static_cast<std::size_t>(n)),
+                                              asio::buffer(chunk), asio::buffer("\r\n", 2)};
+      conn.deadline = Clock::now() + o.request_timeout;
+      auto [ec, wn] = co_await asio::async_write(conn.socket, parts, kTuple);
+      (void)wn;
+      if (ec) {
+        wec = ec;
+        gone = true;
+      } else {
+        sent += chunk.size();
+      }
+    }
+    // Wait (without blocking this I/O thread, which completes the producer's sends) until the
+    // producer has left the channel and this frame's variables alone.
+    asio::steady_timer poll(co_await asio::this_coro::executor);
+    while (done.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+      poll.expires_after(std::chrono::milliseconds(1));
+      co_await poll.async_wait(kTuple);
+    }
+    if (!wec) {
+      conn.deadline = Clock::now() + o.request_timeout;
+      auto [ec, wn] = co_await asio::async_write(conn.socket, asio::buffer("0\r\n\r\n", 5), kTuple);
+      (void)wn;
+      wec = ec;
+    }
+    co_return std::make_pair(wec, sent);
   }
 
   asio::awaitable<void> session(tcp::socket socket, std::size_t index) {
@@ -259,13 +330,30 @@ struct Server::Impl {
           --inflight;
         }
       }
+      // HTTP/1.0 has no chunked encoding: a streamed body is collected and sent whole.
+      if (response.stream && head.version() < 11) {
+        std::string all;
+        auto produce = std::move(response.stream);
+        response.stream = nullptr;
+        produce([&all](std::string_view c) {
+          all.append(c);
+          return true;
+        });
+        response.body = std::move(all);
+      }
       const bool keep_alive = head.keep_alive() && !close_after && !draining.load();
       const int status = response.status;
-      const auto bytes = response.body.size();
+      auto bytes = response.body.size();
+      auto producer = response.stream;
       auto res = serialize(std::move(response), head.version(), keep_alive, req.request_id);
       if (match.route && match.route->blocking) conn.deadline = Clock::now() + o.request_timeout;
       auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(res), kTuple);
       (void)wn;
+      if (!wec && producer) {
+        auto [sec, sent] = co_await stream_body(conn, producer);
+        wec = sec;
+        bytes = sent;
+      }
       const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
       if (metrics)
         metrics->record(match.route ? match.index : metrics->unmatched(), status, seconds);
