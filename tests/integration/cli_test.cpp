@@ -543,3 +543,34 @@ BOOST_AUTO_TEST_CASE(say_speaks_with_the_embedded_voice_into_a_file) {
   BOOST_TEST(off.exit_code == 1);
   BOOST_TEST(contains(off.err, "provider_unavailable"), off.err);
 }
+
+BOOST_AUTO_TEST_CASE(analyze_reads_an_artisan_log_with_marked_or_detected_events) {
+  Deployment d;
+  auto analyze = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), "analyze");
+    args.insert(args.end(),
+                {"--set", std::string("plugins.search_paths=[") + KILN_PLUGIN_DIR + "]"});
+    return d.kiln(args);
+  };
+  const std::string alog =
+      std::string(KILN_SOURCE_DIR) + "/tests/fixtures/artisan-alog/26-02-01_1812_Jigesa_no2.alog";
+  auto text = analyze({alog});
+  BOOST_TEST(text.exit_code == 0, text.err);
+  BOOST_TEST(contains(text.out, "FCs       450.0"), text.out);
+  BOOST_TEST(contains(text.out, "AUC 423"), text.out);
+  auto detected = analyze({alog, "--detect", "--json"});
+  BOOST_TEST(detected.exit_code == 0, detected.err);
+  auto v = json::parse(detected.out);
+  BOOST_TEST(v.at("events").at("DROP").at("time").as_double() == 527.001);
+  BOOST_TEST(v.at("events").at("TP").at("time").as_double() == 61.0);
+  BOOST_TEST(v.at("phases").as_object().contains("dtr"));
+  BOOST_TEST(v.at("event_sources").at("CHARGE").as_string() == "roaster state");
+  // Bad input: a clear error naming the file and what is wrong.
+  std::ofstream(d.dir.path() / "broken.alog") << "{'timex': [0, 1], 'temp1': [1, 2], 'temp2': [1,";
+  auto broken = analyze({(d.dir.path() / "broken.alog").string()});
+  BOOST_TEST(broken.exit_code == 1);
+  BOOST_TEST(contains(broken.err, "not a Python literal: line 1"), broken.err);
+  auto missing = analyze({"nope.alog"});
+  BOOST_TEST(missing.exit_code == 1);
+  BOOST_TEST(contains(missing.err, "cannot read nope.alog"), missing.err);
+}

@@ -438,12 +438,11 @@ Router build_api(ApiContext& ctx) {
          "createSpeech",
          "Speak text (OpenAI's audio/speech API): the audio bytes in response_format. OpenAI's "
          "voice names (alloy, echo, ...) speak with the default voice; model is not used "
-         "(nodes.tts_engine selects the engine)",
+         "(nodes.tts_engine selects the engine); fields this server does not know are ignored",
          "audio",
          Role::kViewer,
          64 * 1024,
          schema(R"({"type": "object", "required": ["model", "input", "voice"],
-                    "additionalProperties": false,
                     "properties": {
                       "model": {"type": "string", "minLength": 1},
                       "input": {"type": "string", "minLength": 1},

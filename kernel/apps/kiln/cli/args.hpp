@@ -44,6 +44,7 @@ struct Args {
   std::optional<std::string> voice;
   std::optional<std::string> speed;
   std::optional<std::string> format;
+  bool detect = false;  // kiln analyze --detect
   bool wait = false;
   bool until_idle = false;
 };

@@ -55,6 +55,8 @@ Commands:
                            run one tool call through the ToolRuntimeExecutor
   say TEXT [-o FILE] [--voice V] [--speed S]
                            speak TEXT with the selected tts_engine node into FILE
+  analyze FILE.alog [--detect] [--json]
+                           events, phases, DTR, AUC and RoR of an Artisan roast log
   db status                the database: path, schema version, migrations, size
   ledger verify            walk the hash chain; exit 1 naming the first bad seq
   ledger export [--tenant T] [--stream S] [--since SEQ|TIME] [--out FILE]
@@ -155,6 +157,16 @@ the tool's JSON output. On a tool error prints `error <code>: <message>` to stde
 Example: kiln tool invoke kiln.echo --input '{"hello": "world"}'
 )"},
     {"version", "Usage: kiln version [--json]\n"},
+    {"analyze", R"(Usage: kiln analyze FILE.alog [--detect] [--json]
+
+Analyses an Artisan roast log through the tool roast.analyze: CHARGE, TP, DRY END, FCs and DROP
+(index, seconds after CHARGE, BT), the phases (drying, maillard, development, DTR in percent), AUC
+(degree-minutes above 100 °C from TP to DROP) and the rate of rise. Without --detect the events
+marked in the file are used; with --detect they are ignored and detected: CHARGE and DROP from
+the roaster's state channel when the log has one (Bullet R1), else from Artisan's BT-break rule;
+TP as the lowest BT after CHARGE; DRY END and FCs from the log's phase temperatures.
+Example: kiln analyze roast.alog --detect --json
+)"},
     {"say", R"(Usage: kiln say TEXT [-o FILE] [--voice V] [--speed S] [--format F] [--server URL]
 
 Speaks TEXT with the selected tts_engine node (the embedded voice kiln-slt-small by default) and
@@ -245,6 +257,8 @@ Args parse(const std::vector<std::string>& argv) {
       a.speed = value("--speed");
     else if (is("--format"))
       a.format = value("--format");
+    else if (s == "--detect")
+      a.detect = true;
     else if (s == "--wait")
       a.wait = true;
     else if (s == "--until-idle")
@@ -609,6 +623,56 @@ int cmd_tool_invoke(const Args& a, std::ostream& out, std::ostream& err) {
   return runtime::kExitOk;
 }
 
+int cmd_analyze(const Args& a, std::ostream& out, std::ostream& err) {
+  if (a.positional.size() != 2) throw std::invalid_argument("analyze needs exactly one FILE.alog");
+  const std::string file = a.positional[1];
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw BootError(runtime::kExitFailed, "cannot read " + file);
+  std::stringstream text;
+  text << in.rdbuf();
+  json::object input{{"alog", text.str()}, {"detect", a.detect}};
+  auto k = Kernel::boot(boot_options(a, true));
+  runtime::ToolCall call{"roast.analyze", a.tenant, input, "", {}, {}};
+  auto outcome = k->executor().invoke(call);
+  if (!outcome.ok()) {
+    const auto& e = outcome.error();
+    err << "kiln analyze: " << file << ": " << e.code << ": " << e.message << "\n";
+    return runtime::kExitFailed;
+  }
+  const auto& o = outcome.value().output.as_object();
+  if (a.json) {
+    out << pretty(o);
+    return runtime::kExitOk;
+  }
+  auto num = [](const json::value& v, int decimals) {
+    if (v.is_null()) return std::string("-");
+    std::ostringstream s;
+    s << std::fixed << std::setprecision(decimals) << v.to_number<double>();
+    return s.str();
+  };
+  out << file << (a.detect ? " (events detected)" : " (events as marked)") << "\n";
+  out << pad("EVENT", 10) << pad("TIME s", 10) << pad("BT", 8) << "INDEX\n";
+  for (const char* ev : {"CHARGE", "TP", "DRY_END", "FCs", "DROP"}) {
+    const auto& e = o.at("events").at(ev);
+    if (e.is_null()) {
+      out << pad(ev, 10) << "-\n";
+      continue;
+    }
+    out << pad(ev, 10) << pad(num(e.at("time"), 1), 10) << pad(num(e.at("bt"), 1), 8)
+        << e.at("index").as_int64() << "\n";
+  }
+  const auto& ph = o.at("phases");
+  out << "phases: drying " << num(ph.at("drying"), 1) << " s, maillard "
+      << num(ph.at("maillard"), 1) << " s, development " << num(ph.at("development"), 1)
+      << " s, DTR " << num(ph.at("dtr"), 1) << " %\n";
+  out << "AUC " << num(o.at("auc"), 0) << " (base " << num(o.at("auc_base"), 0) << ")";
+  if (const auto* ror = o.at("ror").as_object().if_contains("at"))
+    out << ", RoR at FCs " << num(ror->at("FCs"), 1) << ", at DROP " << num(ror->at("DROP"), 1);
+  out << "\n";
+  for (const auto& w : o.at("warnings").as_array()) out << "warning: " << w.as_string() << "\n";
+  return runtime::kExitOk;
+}
+
 int cmd_say(const Args& a, std::ostream& out, std::ostream& err) {
   if (a.positional.size() != 2)
     throw std::invalid_argument(
@@ -817,6 +881,7 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
       {"tool list", [](auto& a, auto& o, auto&) { return cmd_tool_list(a, o); }},
       {"tool invoke", [](auto& a, auto& o, auto& e) { return cmd_tool_invoke(a, o, e); }},
       {"say", [](auto& a, auto& o, auto& e) { return cmd_say(a, o, e); }},
+      {"analyze", [](auto& a, auto& o, auto& e) { return cmd_analyze(a, o, e); }},
       {"version", [](auto& a, auto& o, auto&) { return cmd_version(a, o); }},
       {"db status", [](auto& a, auto& o, auto&) { return cmd_db_status(a, o); }},
       {"node-host", [](auto& a, auto&, auto&) { return cmd_node_host(a); }},

@@ -1,0 +1,342 @@
+#include "analysis.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "pyliteral.hpp"
+
+namespace kiln::roast {
+
+namespace json = boost::json;
+
+namespace {
+
+std::vector<double> numbers(const json::object& o, const char* key, bool required) {
+  std::vector<double> out;
+  const auto* v = o.if_contains(key);
+  if (!v) {
+    if (required) throw AlogError(std::string("the log has no '") + key + "'");
+    return out;
+  }
+  if (!v->is_array()) throw AlogError(std::string("'") + key + "' is not a list");
+  out.reserve(v->as_array().size());
+  for (const auto& x : v->as_array()) {
+    if (!x.is_number())
+      throw AlogError(std::string("'") + key + "' holds a non-number at position " +
+                      std::to_string(out.size()));
+    out.push_back(x.to_number<double>());
+  }
+  return out;
+}
+
+double number_or(const json::object& o, const char* key, double fallback) {
+  const auto* v = o.if_contains(key);
+  return v && v->is_number() ? v->to_number<double>() : fallback;
+}
+
+EventPoint point(const RoastLog& log, int index, int charge) {
+  return EventPoint{
+      index, log.time[static_cast<std::size_t>(index)] - log.time[static_cast<std::size_t>(charge)],
+      log.bt[static_cast<std::size_t>(index)]};
+}
+
+// Artisan's BT-break test over the six readings ending at i: both of the last two slopes fall
+// faster than 0.67 °/sample and the mean fall exceeds min(6.4, offset + 2.5 |mean earlier slope|).
+bool bt_break(const std::vector<double>& bt, std::size_t i, double offset) {
+  if (i < 5) return false;
+  const double pre = ((bt[i - 4] - bt[i - 5]) + (bt[i - 3] - bt[i - 4])) / 2;
+  const double p1 = bt[i - 1] - bt[i - 2], p2 = bt[i] - bt[i - 1];
+  return p1 < -0.67 && p2 < -0.67 &&
+         std::abs((p1 + p2) / 2) > std::min(6.4, offset + 2.5 * std::abs(pre));
+}
+
+// Least-squares slope of BT over the `n` readings ending at i, in degrees per minute.
+double ls_slope(const RoastLog& log, std::size_t i, std::size_t n) {
+  const std::size_t start = i + 1 >= n ? i + 1 - n : 0;
+  const double count = static_cast<double>(i - start + 1);
+  if (count < 2) return 0;
+  double st = 0, sb = 0;
+  for (std::size_t k = start; k <= i; ++k) {
+    st += log.time[k];
+    sb += log.bt[k];
+  }
+  const double mt = st / count, mb = sb / count;
+  double num = 0, den = 0;
+  for (std::size_t k = start; k <= i; ++k) {
+    num += (log.time[k] - mt) * (log.bt[k] - mb);
+    den += (log.time[k] - mt) * (log.time[k] - mt);
+  }
+  return den > 0 ? num / den * 60.0 : 0;
+}
+
+json::value event_json(const std::optional<EventPoint>& e) {
+  if (!e) return nullptr;
+  return json::object{{"index", e->index},
+                      {"time", std::round(e->time * 1000) / 1000},
+                      {"bt", std::round(e->bt * 100) / 100}};
+}
+
+// Rounded to `scale` (1000: three decimals), or null.
+json::value opt(const std::optional<double>& v, double scale = 1000) {
+  if (!v) return nullptr;
+  return std::round(*v * scale) / scale;
+}
+
+}  // namespace
+
+RoastLog parse_alog(std::string_view text) {
+  json::value v = parse_python_literal(text);
+  if (!v.is_object()) throw AlogError("an .alog is a dict; this literal is not");
+  const auto& o = v.as_object();
+  RoastLog log;
+  if (const auto* t = o.if_contains("title"); t && t->is_string())
+    log.title = std::string(t->as_string());
+  if (const auto* m = o.if_contains("mode"); m && m->is_string()) {
+    const std::string mode(m->as_string());
+    if (mode != "C" && mode != "F")
+      throw AlogError("'mode' is '" + mode + "'; expected 'C' or 'F'");
+    log.mode = mode[0];
+  }
+  log.interval = number_or(o, "samplinginterval", 1.0);
+  log.time = numbers(o, "timex", true);
+  log.et = numbers(o, "temp1", true);
+  log.bt = numbers(o, "temp2", true);
+  if (log.time.size() < 2) throw AlogError("'timex' has fewer than 2 readings");
+  if (log.et.size() != log.time.size() || log.bt.size() != log.time.size())
+    throw AlogError("'timex' (" + std::to_string(log.time.size()) + "), 'temp1' (" +
+                    std::to_string(log.et.size()) + ") and 'temp2' (" +
+                    std::to_string(log.bt.size()) + ") must have the same length");
+  for (std::size_t i = 1; i < log.time.size(); ++i)
+    if (!(log.time[i] > log.time[i - 1]))
+      throw AlogError("'timex' is not increasing at position " + std::to_string(i));
+  if (o.if_contains("timeindex")) {
+    auto idx = numbers(o, "timeindex", true);
+    if (idx.size() < 8) throw AlogError("'timeindex' has fewer than 8 entries");
+    for (std::size_t k = 0; k < 8; ++k) {
+      const int i = static_cast<int>(idx[k]);
+      const bool unset = k == 0 ? i < 0 : i <= 0;
+      if (!unset && static_cast<std::size_t>(i) >= log.time.size())
+        throw AlogError("'timeindex'[" + std::to_string(k) + "] = " + std::to_string(i) +
+                        " is past the last reading (" + std::to_string(log.time.size() - 1) + ")");
+      log.timeindex[k] = unset ? (k == 0 ? -1 : 0) : i;
+    }
+  }
+  if (auto ph = numbers(o, "phases", false); ph.size() == 4)
+    for (std::size_t k = 0; k < 4; ++k) log.phases[k] = ph[k];
+  else if (log.mode == 'F')
+    log.phases = {302, 302, 392, 446};
+  // The Bullet R1's state channel (Artisan's extra device "State").
+  if (const auto* names = o.if_contains("extraname1"); names && names->is_array()) {
+    const auto* temps = o.if_contains("extratemp1");
+    for (std::size_t k = 0; k < names->as_array().size(); ++k) {
+      const auto& n = names->as_array()[k];
+      if (n.is_string() && n.as_string() == "State" && temps && temps->is_array() &&
+          k < temps->as_array().size() && temps->as_array()[k].is_array()) {
+        for (const auto& x : temps->as_array()[k].as_array())
+          log.roaster_state.push_back(x.is_number() ? x.to_number<double>() : -1);
+        if (log.roaster_state.size() != log.time.size()) log.roaster_state.clear();
+      }
+    }
+  }
+  if (const auto* c = o.if_contains("computed"); c && c->is_object()) log.computed = c->as_object();
+  if (const auto* w = o.if_contains("weight"); w && w->is_array() && w->as_array().size() >= 2) {
+    const auto& wa = w->as_array();
+    if (wa[0].is_number()) log.weight_in = wa[0].to_number<double>();
+    if (wa[1].is_number()) log.weight_out = wa[1].to_number<double>();
+  }
+  return log;
+}
+
+Analysis analyze(const RoastLog& log, const AnalysisOptions& opt) {
+  Analysis a;
+  const std::size_t n = log.bt.size();
+  const bool celsius = log.mode == 'C';
+  auto deg = [&](double c) { return celsius ? c : c * 9.0 / 5.0 + 32.0; };
+
+  int charge = -1, drop = -1, fcs = -1, dry = -1;
+  if (!opt.detect) {
+    charge = log.timeindex[0];
+    dry = log.timeindex[1] > 0 ? log.timeindex[1] : -1;
+    fcs = log.timeindex[2] > 0 ? log.timeindex[2] : -1;
+    drop = log.timeindex[6] > 0 ? log.timeindex[6] : -1;
+    a.charge_source = a.drop_source = "marked";
+  } else if (!log.roaster_state.empty()) {
+    // The roaster reports its own state: 6 while roasting, above it once the beans are dropped.
+    // A recording that starts while roasting has its CHARGE at the first reading.
+    for (std::size_t i = 0; i < n && charge < 0; ++i)
+      if (log.roaster_state[i] == 6 && (i == 0 || log.roaster_state[i - 1] < 6))
+        charge = static_cast<int>(i);
+    for (std::size_t i = charge < 0 ? n : static_cast<std::size_t>(charge) + 1; i < n && drop < 0;
+         ++i)
+      if (log.roaster_state[i] > 6 && log.roaster_state[i - 1] == 6) drop = static_cast<int>(i);
+    a.charge_source = a.drop_source = "roaster state";
+  }
+  if (opt.detect && charge < 0) {
+    // Artisan's BT break: armed above 77 °C; CHARGE sits six readings before the break.
+    for (std::size_t i = 5; i < n && charge < 0; ++i)
+      if (log.bt[i - 5] > deg(77) && bt_break(log.bt, i, 0.5))
+        charge = std::max(0, static_cast<int>(i) - 6);
+    a.charge_source = "BT break";
+    // A fall that steepens gradually never passes the ratio test: then the first two readings
+    // in a row that fall faster than 0.67 °/sample (2 ° over the window) mark it.
+    for (std::size_t i = 5; i < n && charge < 0; ++i)
+      if (log.bt[i - 5] > deg(77) && log.bt[i - 1] - log.bt[i - 2] < -0.67 &&
+          log.bt[i] - log.bt[i - 1] < -0.67 && log.bt[i - 5] - log.bt[i] > 2.0) {
+        charge = std::max(0, static_cast<int>(i) - 6);
+        a.charge_source = "BT fall";
+      }
+  }
+  if (opt.detect && charge >= 0 && drop < 0) {
+    // DROP: armed above 160 °C and 420 s after CHARGE; the BT probe lags the drop by several
+    // readings, so this is an approximation where the roaster's state is not recorded.
+    for (std::size_t i = static_cast<std::size_t>(charge) + 5; i < n && drop < 0; ++i)
+      if (log.bt[i - 5] > deg(160) &&
+          log.time[i] - log.time[static_cast<std::size_t>(charge)] > 420 &&
+          bt_break(log.bt, i, 0.2))
+        drop = std::max(charge + 1, static_cast<int>(i) - 6);
+    a.drop_source = "BT break";
+  }
+  if (charge < 0) {
+    a.warnings.push_back(opt.detect ? "no CHARGE detected" : "CHARGE is not marked in the file");
+    a.ror = json::object{{"span_s", opt.ror_span_s}};
+    return a;
+  }
+  a.charge = point(log, charge, charge);
+  if (drop >= 0) a.drop = point(log, drop, charge);
+
+  // TP: the lowest BT between CHARGE and FCs (or DROP, or the end); the last reading of that
+  // minimum, as Artisan takes it; accepted between 50 and 150 °C.
+  {
+    const int end = fcs > 0 ? fcs : drop > 0 ? drop : static_cast<int>(n) - 1;
+    int best = -1;
+    for (int i = charge; i <= end; ++i)
+      if (best < 0 || log.bt[static_cast<std::size_t>(i)] <= log.bt[static_cast<std::size_t>(best)])
+        best = i;
+    if (best > charge && log.bt[static_cast<std::size_t>(best)] > deg(50) &&
+        log.bt[static_cast<std::size_t>(best)] < deg(150))
+      a.tp = point(log, best, charge);
+    else
+      a.warnings.push_back("no turning point between 50 and 150 °C after CHARGE");
+  }
+  if (opt.detect && a.tp) {
+    // FCs: a prediction from the phase temperature (roasters mark it by ear).
+    const int end = drop > 0 ? drop : static_cast<int>(n) - 1;
+    for (int i = a.tp->index; i <= end && fcs < 0; ++i)
+      if (log.bt[static_cast<std::size_t>(i)] >= log.phases[2]) fcs = i;
+  }
+  if (fcs > 0) a.fcs = point(log, fcs, charge);
+  // DRY END: marked; else the first reading at or above the drying phase temperature after TP.
+  if (dry > 0) {
+    a.dry_end = point(log, dry, charge);
+    a.dry_end_source = "marked";
+  } else if (a.tp) {
+    const int end = fcs > 0 ? fcs : drop > 0 ? drop : static_cast<int>(n) - 1;
+    for (int i = a.tp->index; i <= end && dry < 0; ++i)
+      if (log.bt[static_cast<std::size_t>(i)] >= log.phases[1]) dry = i;
+    if (dry >= 0) {
+      a.dry_end = point(log, dry, charge);
+      a.dry_end_source = dry == a.tp->index ? "TP" : "phases";
+    }
+  }
+
+  if (a.drop) a.total = a.drop->time;
+  if (a.dry_end) a.drying = a.dry_end->time;
+  if (a.dry_end && a.fcs) a.maillard = a.fcs->time - a.dry_end->time;
+  if (a.fcs && a.drop) {
+    a.development = a.drop->time - a.fcs->time;
+    if (a.drop->time > 0) a.dtr_percent = *a.development / a.drop->time * 100.0;
+  }
+
+  // AUC: degree-minutes above the base from TP to DROP (Artisan's default base 100 °C).
+  a.auc_base = deg(100);
+  if (const auto* b = log.computed.if_contains("AUCbase"); b && b->is_number())
+    a.auc_base = b->to_number<double>();
+  if (a.tp && a.drop) {
+    double area = 0;
+    for (int i = a.tp->index; i < a.drop->index; ++i) {
+      const auto k = static_cast<std::size_t>(i);
+      area += std::max(log.bt[k] - a.auc_base, 0.0) * (log.time[k + 1] - log.time[k]);
+    }
+    a.auc = area / 60.0;
+  }
+
+  // Rate of rise: least-squares slope of BT over the delta span, clipped to ±95 °/min, between
+  // CHARGE and DROP.
+  const std::size_t span = std::max<std::size_t>(
+      2, static_cast<std::size_t>(std::lround(opt.ror_span_s / std::max(log.interval, 0.1))));
+  const int last = drop > 0 ? drop : static_cast<int>(n) - 1;
+  std::vector<double> ror(n, 0.0);
+  for (int i = charge; i <= last; ++i)
+    ror[static_cast<std::size_t>(i)] =
+        std::clamp(ls_slope(log, static_cast<std::size_t>(i), span + 1), -95.0, 95.0);
+  auto at = [&](const std::optional<EventPoint>& e) -> json::value {
+    if (!e) return nullptr;
+    return std::round(ror[static_cast<std::size_t>(e->index)] * 10) / 10;
+  };
+  json::object r{{"span_s", opt.ror_span_s},
+                 {"method", "least-squares slope of BT over the span, clipped to ±95"},
+                 {"unit", celsius ? "C/min" : "F/min"},
+                 {"at", json::object{{"TP", at(a.tp)},
+                                     {"DRY_END", at(a.dry_end)},
+                                     {"FCs", at(a.fcs)},
+                                     {"DROP", at(a.drop)}}}};
+  if (a.tp) {
+    // Peak after TP (the first readings after CHARGE are the probe recovering).
+    int peak = a.tp->index;
+    for (int i = a.tp->index; i <= last; ++i)
+      if (ror[static_cast<std::size_t>(i)] > ror[static_cast<std::size_t>(peak)]) peak = i;
+    r["max"] = json::object{{"time", std::round(point(log, peak, charge).time * 1000) / 1000},
+                            {"value", std::round(ror[static_cast<std::size_t>(peak)] * 10) / 10}};
+  }
+  if (a.fcs && a.drop && a.drop->index > a.fcs->index) {
+    // Crash: RoR falls below half its value at FCs within the development phase; flick: it rises
+    // again by more than 1 °/min over the last 30 s before DROP after having fallen.
+    const double at_fcs = ror[static_cast<std::size_t>(a.fcs->index)];
+    double lowest = at_fcs;
+    int lowest_i = a.fcs->index;
+    for (int i = a.fcs->index; i <= a.drop->index; ++i)
+      if (ror[static_cast<std::size_t>(i)] < lowest) {
+        lowest = ror[static_cast<std::size_t>(i)];
+        lowest_i = i;
+      }
+    r["crash"] = at_fcs > 0 && lowest < at_fcs * 0.5;
+    const double end_value = ror[static_cast<std::size_t>(a.drop->index)];
+    const bool late = log.time[static_cast<std::size_t>(a.drop->index)] -
+                          log.time[static_cast<std::size_t>(lowest_i)] <=
+                      30;
+    r["flick"] = late && end_value - lowest > 1.0;
+  }
+  if (opt.ror_series) {
+    json::array series;
+    for (int i = charge; i <= last; ++i)
+      series.push_back(json::array{std::round(point(log, i, charge).time * 1000) / 1000,
+                                   std::round(ror[static_cast<std::size_t>(i)] * 100) / 100});
+    r["series"] = std::move(series);
+  }
+  a.ror = std::move(r);
+  return a;
+}
+
+json::object to_json(const Analysis& a) {
+  json::object sources{{"CHARGE", a.charge_source}, {"DROP", a.drop_source}};
+  if (!a.dry_end_source.empty()) sources["DRY_END"] = a.dry_end_source;
+  json::array warnings;
+  for (const auto& w : a.warnings) warnings.emplace_back(w);
+  return json::object{{"events", json::object{{"CHARGE", event_json(a.charge)},
+                                              {"TP", event_json(a.tp)},
+                                              {"DRY_END", event_json(a.dry_end)},
+                                              {"FCs", event_json(a.fcs)},
+                                              {"DROP", event_json(a.drop)}}},
+                      {"event_sources", sources},
+                      {"phases", json::object{{"drying", opt(a.drying)},
+                                              {"maillard", opt(a.maillard)},
+                                              {"development", opt(a.development)},
+                                              {"dtr", opt(a.dtr_percent, 100)},
+                                              {"total", opt(a.total)}}},
+                      {"auc", opt(a.auc, 10)},
+                      {"auc_base", a.auc_base},
+                      {"ror", a.ror},
+                      {"warnings", warnings}};
+}
+
+}  // namespace kiln::roast

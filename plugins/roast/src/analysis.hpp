@@ -1,0 +1,69 @@
+// Roast analysis: an Artisan .alog read into a RoastLog, events (marked in the file, or detected),
+// phases, DTR, AUC and rate of rise, as Artisan's `computed` block counts them (times in seconds
+// after CHARGE). See docs/architecture/roast.md.
+#pragma once
+
+#include <array>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/json.hpp>
+
+namespace kiln::roast {
+
+struct AlogError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct RoastLog {
+  std::string title;
+  char mode = 'C';  // 'C' or 'F'
+  double interval = 1.0;
+  std::vector<double> time;  // seconds since the recording started
+  std::vector<double> et;    // environment / drum temperature
+  std::vector<double> bt;    // bean temperature
+  // Indices of CHARGE, DRY END, FCs, FCe, SCs, SCe, DROP, COOL END (CHARGE -1 = unset, others 0).
+  std::array<int, 8> timeindex{-1, 0, 0, 0, 0, 0, 0, 0};
+  std::array<double, 4> phases{150, 150, 200, 230};  // Artisan's phase temperatures
+  std::vector<double> roaster_state;  // the Bullet R1's state channel, when the log has one
+  boost::json::object computed;       // Artisan's own results, when present
+  double weight_in = 0, weight_out = 0;
+};
+
+// Parses the text of an .alog (a Python literal dict). Throws PyLiteralError for a malformed
+// literal and AlogError naming the field for a well-formed one that is not a usable roast.
+RoastLog parse_alog(std::string_view text);
+
+struct EventPoint {
+  int index = -1;
+  double time = 0;  // seconds after CHARGE
+  double bt = 0;
+};
+
+struct AnalysisOptions {
+  bool detect = false;      // ignore the events marked in the file and detect them
+  double ror_span_s = 20;   // delta span of the rate of rise
+  bool ror_series = false;  // include the RoR curve
+};
+
+struct Analysis {
+  std::optional<EventPoint> charge, tp, dry_end, fcs, drop;
+  std::string dry_end_source;  // "marked", "phases" (first BT >= phases[1] after TP), "TP"
+  std::string charge_source, drop_source;  // "marked", "roaster state", "BT break"
+  std::optional<double> drying, maillard, development, dtr_percent, total;
+  std::optional<double> auc;  // °C·min (°F·min) above the base from TP to DROP
+  double auc_base = 100;
+  boost::json::object ror;
+  std::vector<std::string> warnings;
+};
+
+// Never throws for a parsed log: missing events make the dependent values null, with a warning.
+Analysis analyze(const RoastLog& log, const AnalysisOptions& options);
+
+// {"events": {...}, "phases": {...}, "auc", "ror", ...} — the shape `kiln analyze --json` prints.
+boost::json::object to_json(const Analysis& a);
+
+}  // namespace kiln::roast

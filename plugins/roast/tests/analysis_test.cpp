@@ -1,0 +1,186 @@
+// roast.analyze against Artisan's own results on ten real Bullet R1 logs
+// (tests/fixtures/artisan-alog, see SOURCE.md there), and the .alog reader on bad input.
+#define BOOST_TEST_MODULE roast_analysis
+#include <boost/test/data/test_case.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "analysis.hpp"
+#include "pyliteral.hpp"
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using namespace kiln::roast;
+namespace bdata = boost::unit_test::data;
+
+namespace {
+
+const fs::path kFixtures = fs::path(KILN_SOURCE_DIR) / "tests/fixtures/artisan-alog";
+
+std::vector<std::string> fixtures() {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(kFixtures))
+    if (e.path().extension() == ".alog") out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string read(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+double computed(const RoastLog& log, const char* key) {
+  return log.computed.at(key).to_number<double>();
+}
+
+bool within_percent(double got, double want, double percent) {
+  return std::abs(got - want) <= std::abs(want) * percent / 100.0;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(there_are_ten_fixtures) {
+  BOOST_TEST(fixtures().size() == 10u);
+}
+
+// Events as marked in the file: phases and AUC within 2 % of Artisan's `computed`.
+BOOST_DATA_TEST_CASE(phases_and_auc_match_artisan, bdata::make(fixtures()), name) {
+  auto log = parse_alog(read(kFixtures / name));
+  auto a = analyze(log, AnalysisOptions{});
+  BOOST_REQUIRE(a.charge && a.tp && a.fcs && a.drop && a.drying && a.maillard && a.development);
+  BOOST_TEST(within_percent(*a.drying, computed(log, "dryphasetime"), 2), *a.drying);
+  BOOST_TEST(within_percent(*a.maillard, computed(log, "midphasetime"), 2), *a.maillard);
+  BOOST_TEST(within_percent(*a.development, computed(log, "finishphasetime"), 2), *a.development);
+  BOOST_REQUIRE(a.auc);
+  BOOST_TEST(within_percent(*a.auc, computed(log, "AUC"), 2),
+             *a.auc << " vs " << computed(log, "AUC"));
+  BOOST_TEST(std::abs(a.tp->time - computed(log, "TP_time")) <= 1.0);
+  BOOST_TEST(std::abs(a.tp->bt - computed(log, "TP_BT")) < 0.05);
+  BOOST_TEST(std::abs(a.fcs->time - computed(log, "FCs_time")) < 0.01);
+  BOOST_TEST(std::abs(a.drop->time - computed(log, "DROP_time")) < 0.01);
+  const double dtr = (*a.development) / a.drop->time * 100;
+  BOOST_TEST(std::abs(*a.dtr_percent - dtr) < 1e-9);
+}
+
+// --detect ignores the marks: CHARGE, TP and DROP within 2 s of Artisan's.
+BOOST_DATA_TEST_CASE(detected_events_match_artisan, bdata::make(fixtures()), name) {
+  auto log = parse_alog(read(kFixtures / name));
+  AnalysisOptions o;
+  o.detect = true;
+  auto a = analyze(log, o);
+  BOOST_REQUIRE(a.charge && a.tp && a.drop);
+  const double marked_charge = log.time[static_cast<std::size_t>(log.timeindex[0])];
+  BOOST_TEST(std::abs(log.time[static_cast<std::size_t>(a.charge->index)] - marked_charge) <= 2.0);
+  BOOST_TEST(std::abs(a.tp->time - computed(log, "TP_time")) <= 2.0, a.tp->time);
+  BOOST_TEST(std::abs(a.drop->time - computed(log, "DROP_time")) <= 2.0, a.drop->time);
+  BOOST_TEST(a.charge_source == "roaster state");
+}
+
+// Without the roaster's state channel, CHARGE comes from Artisan's BT-break rule.
+BOOST_DATA_TEST_CASE(bt_break_finds_charge_without_a_state_channel, bdata::make(fixtures()), name) {
+  auto log = parse_alog(read(kFixtures / name));
+  log.roaster_state.clear();
+  AnalysisOptions o;
+  o.detect = true;
+  auto a = analyze(log, o);
+  BOOST_REQUIRE(a.charge);
+  BOOST_TEST((a.charge_source == "BT break" || a.charge_source == "BT fall"), a.charge_source);
+  const double marked_charge = log.time[static_cast<std::size_t>(log.timeindex[0])];
+  BOOST_TEST(std::abs(log.time[static_cast<std::size_t>(a.charge->index)] - marked_charge) <= 2.0);
+  BOOST_REQUIRE(a.tp);
+  BOOST_TEST(std::abs(a.tp->time - computed(log, "TP_time")) <= 2.0);
+}
+
+BOOST_AUTO_TEST_CASE(rate_of_rise_declines_after_the_turning_point) {
+  auto log = parse_alog(read(kFixtures / fixtures().front()));
+  AnalysisOptions o;
+  o.ror_series = true;
+  auto a = analyze(log, o);
+  const auto& at = a.ror.at("at").as_object();
+  BOOST_TEST(at.at("FCs").to_number<double>() > 0);
+  BOOST_TEST(a.ror.at("max").at("value").to_number<double>() > at.at("FCs").to_number<double>());
+  BOOST_TEST(a.ror.at("series").as_array().size() ==
+             static_cast<std::size_t>(a.drop->index - a.charge->index + 1));
+  auto j = to_json(a);
+  for (const char* k : {"events", "phases", "auc", "ror"}) BOOST_TEST(j.contains(k), k);
+}
+
+BOOST_AUTO_TEST_CASE(python_literals_parse_as_python_does) {
+  auto v = parse_python_literal(
+      "{'a': (1, 2.5, -3e-05), \"b\": [True, False, None], 'c': 'it\\'s \\u00e9\\x41\\n',"
+      " 1: {'nested': []}, 'd': 'con' 'cat', 'e': {1, 2}, 'f': 12345678901234567890,  # comment\n"
+      " 'g': '''tri\nple''', 'h': r'\\d', }");
+  const auto& o = v.as_object();
+  BOOST_TEST(o.at("a").as_array().size() == 3u);
+  BOOST_TEST(o.at("a").as_array()[2].as_double() == -3e-05);
+  BOOST_TEST(o.at("b").as_array()[0].as_bool());
+  BOOST_TEST(o.at("b").as_array()[2].is_null());
+  BOOST_TEST(o.at("c").as_string() ==
+             "it's \xC3\xA9"
+             "A\n");
+  BOOST_TEST(o.contains("1"));
+  BOOST_TEST(o.at("d").as_string() == "concat");
+  BOOST_TEST(o.at("e").as_array().size() == 2u);
+  BOOST_TEST(o.at("f").is_double());
+  BOOST_TEST(o.at("g").as_string() == "tri\nple");
+  BOOST_TEST(o.at("h").as_string() == "\\d");
+}
+
+BOOST_AUTO_TEST_CASE(malformed_literals_name_line_and_column) {
+  auto fails_at = [](const std::string& text, int line, const std::string& says) {
+    try {
+      parse_python_literal(text);
+      BOOST_ERROR("accepted: " << text);
+    } catch (const PyLiteralError& e) {
+      BOOST_TEST(e.line == line, e.what());
+      BOOST_TEST(std::string(e.what()).find(says) != std::string::npos, e.what());
+    }
+  };
+  fails_at("{'a': 1,\n 'b' 2}", 2, "expected ':'");
+  fails_at("{'a': [1, 2}", 1, "expected ','");
+  fails_at("{'a': 'open", 1, "unterminated string");
+  fails_at("{'a': nan}", 1, "expected a value");
+  fails_at("{'a': __import__('os')}", 1, "expected a value");
+  fails_at("{'a': 1} trailing", 1, "unexpected text");
+  fails_at("{'a': b'x'}", 1, "bytes");
+  fails_at(std::string(100, '[') + std::string(100, ']'), 1, "nested");
+}
+
+BOOST_AUTO_TEST_CASE(unusable_logs_are_refused_naming_the_field) {
+  auto refused = [](const std::string& text, const std::string& says) {
+    try {
+      parse_alog(text);
+      BOOST_ERROR("accepted: " << text.substr(0, 80));
+    } catch (const AlogError& e) {
+      BOOST_TEST(std::string(e.what()).find(says) != std::string::npos, e.what());
+    } catch (const PyLiteralError& e) {
+      BOOST_TEST(std::string(e.what()).find(says) != std::string::npos, e.what());
+    }
+  };
+  refused("[1, 2]", "is a dict");
+  refused("{'timex': [0, 1], 'temp1': [1, 2]}", "'temp2'");
+  refused("{'timex': [0, 1, 2], 'temp1': [1, 2], 'temp2': [1, 2, 3]}", "same length");
+  refused("{'timex': [0, 2, 1], 'temp1': [1, 2, 3], 'temp2': [1, 2, 3]}", "not increasing");
+  refused(
+      "{'timex': [0, 1], 'temp1': [1, 2], 'temp2': [1, 2], 'timeindex': [0, 0, 9, 0, 0, 0, 0, 0]}",
+      "past the last reading");
+  refused("{'mode': 'K', 'timex': [0, 1], 'temp1': [1, 2], 'temp2': [1, 2]}", "'mode'");
+  refused("{'timex': [0, 1], 'temp1': [1, 'x'], 'temp2': [1, 2]}", "non-number");
+  // A truncated real file is a malformed literal.
+  const std::string real = read(kFixtures / fixtures().front());
+  try {
+    parse_alog(real.substr(0, real.size() / 2));
+    BOOST_ERROR("a truncated file was accepted");
+  } catch (const PyLiteralError& e) {
+    BOOST_TEST(std::string(e.what()).find("line") != std::string::npos);
+  }
+}
