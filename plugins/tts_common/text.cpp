@@ -101,6 +101,7 @@ void push_limited(std::vector<std::string>& out, std::string sentence, std::size
     if (cut == std::string::npos || cut == 0) {
       cut = max_chars;
       while (cut > 0 && (static_cast<unsigned char>(sentence[cut]) & 0xC0) == 0x80) --cut;
+      if (cut == 0) cut = max_chars;  // not UTF-8 at all: cut anyway, never loop
     } else {
       ++cut;  // keep the comma with the first part
     }
@@ -348,11 +349,12 @@ std::string normalize_english(std::string_view sentence) {
       for (const auto& [abbr, word] : kAbbrev) {
         if (s.compare(i, abbr.size(), abbr) == 0) {
           if (abbr == "No." &&
-              !(i + 4 < s.size() && (is_digit(s[i + 4]) ||
-                                     (s[i + 4] == ' ' && i + 5 < s.size() && is_digit(s[i + 5])))))
+              !(i + 3 < s.size() && (is_digit(s[i + 3]) ||
+                                     (s[i + 3] == ' ' && i + 4 < s.size() && is_digit(s[i + 4])))))
             break;  // "No." only before a number
           out += word;
           i += abbr.size();
+          if (i < s.size() && (is_alpha(s[i]) || is_digit(s[i]))) out += ' ';  // "No.5"
           // The abbreviation's period may also end the sentence.
           if (i >= s.size()) out += '.';
           done = true;

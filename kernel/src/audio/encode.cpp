@@ -57,6 +57,7 @@ sf_count_t vio_read(void* ptr, sf_count_t count, void* u) {
   auto* m = static_cast<Memory*>(u);
   const sf_count_t avail = std::max<sf_count_t>(0, vio_length(u) - m->pos);
   const sf_count_t n = std::min(count, avail);
+  if (n <= 0) return 0;
   std::memcpy(ptr, m->data.data() + m->pos, static_cast<std::size_t>(n));
   m->pos += n;
   return n;

@@ -1,9 +1,11 @@
 #include "http/api.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "audio/encode.hpp"
@@ -85,6 +87,14 @@ int tool_error_status(const std::string& code) {
 // Speech streamed sentence by sentence (stream_format "audio", wav or pcm): the engine runs on
 // its own thread; the response starts once the first sentence is spoken (so that bad input still
 // gets a proper error status), then every further sentence is sent as one HTTP chunk.
+// Streams running now; each holds a thread of the blocking pool while it runs.
+static std::atomic<int> g_speech_streams{0};
+static constexpr int kMaxSpeechStreams = 4;
+
+// Speech streamed sentence by sentence (stream_format "audio", wav or pcm): the engine runs on
+// its own thread; the response starts once the first sentence is spoken (so that bad input still
+// gets a proper error status), then every further sentence is sent as one HTTP chunk. A failure
+// after the first sentence ends the connection without the final chunk.
 static Response stream_speech(const runtime::Kernel& k, const json::object& b,
                               const std::string& format) {
   if (format != "wav" && format != "pcm")
@@ -106,23 +116,36 @@ static Response stream_speech(const runtime::Kernel& k, const json::object& b,
     bool done = false;
     bool cancelled = false;
     int sample_rate = 0;
+    std::string voice;
     std::optional<ToolError> error;
   };
   auto st = std::make_shared<State>();
+  // Counts this stream until the synthesis thread ends; the count is the admission limit.
+  if (g_speech_streams.fetch_add(1) >= kMaxSpeechStreams) {
+    g_speech_streams.fetch_sub(1);
+    throw HttpError{503, error_code::kUnavailable,
+                    "too many speech streams at once (" + std::to_string(kMaxSpeechStreams) +
+                        "); retry, or leave stream_format out"};
+  }
   std::thread([st, engine, sreq] {
     auto r = engine->synthesize(sreq, [&](const nodes::AudioChunk& c) {
       std::lock_guard lock(st->mu);
       st->sample_rate = c.sample_rate;
+      if (st->voice.empty()) st->voice = std::string(c.voice);
       st->chunks.push_back(audio::pcm_bytes(c.samples));
       st->cv.notify_all();
       return !st->cancelled;
     });
-    std::lock_guard lock(st->mu);
-    if (!r.ok()) st->error = r.error();
-    st->done = true;
-    st->cv.notify_all();
+    {
+      std::lock_guard lock(st->mu);
+      if (!r.ok()) st->error = r.error();
+      st->done = true;
+      st->cv.notify_all();
+    }
+    g_speech_streams.fetch_sub(1);
   }).detach();
   int rate = 0;
+  std::string spoken_by;
   {
     std::unique_lock lock(st->mu);
     st->cv.wait(lock, [&] { return st->done || !st->chunks.empty(); });
@@ -130,31 +153,36 @@ static Response stream_speech(const runtime::Kernel& k, const json::object& b,
       throw HttpError{tool_error_status(st->error->code), st->error->code, st->error->message,
                       st->error->details};
     rate = st->sample_rate;
+    spoken_by = st->voice;
   }
+  // Whatever happens to the response (sent, never sent, client gone), the engine stops once the
+  // last copy of the stream function is gone.
+  std::shared_ptr<void> stop_engine(nullptr, [st](void*) {
+    std::lock_guard lock(st->mu);
+    st->cancelled = true;
+  });
   Response out;
   out.content_type = audio::media_type(format, rate);
-  std::string spoken_by = sreq.voice;
-  if (spoken_by.empty())
-    for (const auto& v : engine->voices())
-      if (v.is_default) spoken_by = v.id;
   out.headers.emplace_back("X-Kiln-Voice", spoken_by);
-  out.stream = [st, format, rate](const ChunkWriter& write) {
-    if (format == "wav" && !write(audio::wav_stream_header(rate))) {
-      std::lock_guard lock(st->mu);
-      st->cancelled = true;
-    }
+  out.stream = [st, format, rate, stop_engine](const ChunkWriter& write) {
+    if (format == "wav" && !write(audio::wav_stream_header(rate))) return;
     for (;;) {
       std::string chunk;
       {
         std::unique_lock lock(st->mu);
         st->cv.wait(lock, [&] { return st->done || !st->chunks.empty(); });
-        if (st->chunks.empty()) return;  // done
+        if (st->chunks.empty()) {
+          if (st->error && !st->cancelled)
+            throw std::runtime_error("speech failed after it started: " + st->error->message);
+          return;
+        }
         chunk = std::move(st->chunks.front());
         st->chunks.pop_front();
       }
       if (!write(chunk)) {
         std::lock_guard lock(st->mu);
         st->cancelled = true;  // the engine stops after its current sentence
+        return;
       }
     }
   };

@@ -5,9 +5,11 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
-#include <future>
+#include <deque>
 #include <list>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 #include <vector>
@@ -15,8 +17,6 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
 #include <boost/asio/experimental/as_tuple.hpp>
-#include <boost/asio/experimental/concurrent_channel.hpp>
-#include <boost/asio/use_future.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
@@ -162,37 +162,92 @@ struct Server::Impl {
     }
   }
 
-  // Runs `producer` on the blocking pool and writes what it makes as HTTP chunks, one at a time
-  // (the producer waits while a chunk is in flight). A client that goes away makes the writer
-  // return false; the producer's remaining output is drained and dropped.
+  // A streamed body in flight, shared by the producer (on the blocking pool) and the connection's
+  // coroutine; either may outlive the other, so everything lives here, owned by both.
+  struct Stream {
+    explicit Stream(asio::any_io_executor ex) : wake(std::move(ex)) {}
+    std::mutex mu;
+    std::condition_variable space;  // the producer waits here for the writer to catch up
+    std::deque<std::string> chunks;
+    bool done = false;        // the producer returned
+    bool failed = false;      // ... by throwing: the body is incomplete
+    bool gone = false;        // the client or the writer is gone: the producer stops
+    asio::steady_timer wake;  // cancelled to wake the writer
+  };
+  static constexpr std::size_t kStreamQueue = 4;
+
+  // Runs `producer` on the blocking pool and writes what it makes as HTTP chunks. The producer
+  // waits while kStreamQueue chunks are unsent, at most request_timeout per chunk (a client that
+  // does not read is gone). A producer that throws ends the connection without the final chunk,
+  // so the client sees an incomplete body rather than a short one.
   asio::awaitable<std::pair<beast::error_code, std::size_t>> stream_body(
-      Conn& conn, const std::function<void(const ChunkWriter&)>& producer) {
-    using Channel =
-        asio::experimental::concurrent_channel<void(boost::system::error_code, std::string)>;
-    Channel ch(co_await asio::this_coro::executor, 1);
-    std::atomic<bool> gone{false};
-    std::promise<void> finished;
-    auto done = finished.get_future();
-    asio::post(blocking, [&] {
+      Conn& conn, std::function<void(const ChunkWriter&)> producer) {
+    auto ex = co_await asio::this_coro::executor;
+    auto st = std::make_shared<Stream>(ex);
+    // If this coroutine is destroyed (shutdown), the producer must not wait for it.
+    struct Leave {
+      std::shared_ptr<Stream> st;
+      ~Leave() {
+        std::lock_guard lock(st->mu);
+        st->gone = true;
+        st->space.notify_all();
+      }
+    } leave{st};
+    const auto timeout = o.request_timeout;
+    asio::post(blocking, [st, ex, timeout, producer = std::move(producer)] {
+      auto wake = [&] { asio::post(ex, [st] { st->wake.cancel(); }); };
+      bool failed = false;
       try {
         producer([&](std::string_view chunk) {
-          if (gone.load() || chunk.empty()) return !gone.load();
-          ch.async_send(boost::system::error_code{}, std::string(chunk), asio::use_future).get();
-          return !gone.load();
+          std::unique_lock lock(st->mu);
+          if (!st->space.wait_for(lock, timeout,
+                                  [&] { return st->gone || st->chunks.size() < kStreamQueue; }))
+            st->gone = true;  // the client stopped reading
+          if (st->gone) return false;
+          if (!chunk.empty()) st->chunks.emplace_back(chunk);
+          lock.unlock();
+          wake();
+          return true;
         });
       } catch (const std::exception& e) {
-        spdlog::error("http: a streamed response failed: {}", e.what());
+        failed = true;
+        spdlog::error("http: a streamed response failed after it started: {}", e.what());
+      } catch (...) {
+        failed = true;
+        spdlog::error("http: a streamed response failed after it started");
       }
-      // The end marker: an empty chunk.
-      ch.async_send(boost::system::error_code{}, std::string(), asio::use_future).get();
-      finished.set_value();
+      {
+        std::lock_guard lock(st->mu);
+        st->done = true;
+        st->failed = failed;
+      }
+      wake();
     });
     beast::error_code wec;
     std::size_t sent = 0;
     for (;;) {
-      auto [rec, chunk] = co_await ch.async_receive(kTuple);
-      if (rec || chunk.empty()) break;
-      if (gone.load()) continue;
+      std::string chunk;
+      bool finished = false, failed = false;
+      {
+        std::lock_guard lock(st->mu);
+        if (!st->chunks.empty()) {
+          chunk = std::move(st->chunks.front());
+          st->chunks.pop_front();
+          st->space.notify_all();
+        } else if (st->done) {
+          finished = true;
+          failed = st->failed;
+        }
+      }
+      if (finished) {
+        if (failed) wec = asio::error::make_error_code(asio::error::connection_aborted);
+        break;
+      }
+      if (chunk.empty()) {
+        st->wake.expires_after(std::chrono::milliseconds(200));
+        co_await st->wake.async_wait(kTuple);  // cancelled by the producer, or times out
+        continue;
+      }
       char size[24];
       const int n = std::snprintf(size, sizeof size, "%zx\r\n", chunk.size());
       std::array<asio::const_buffer, 3> parts{asio::buffer(size, static_cast<std::size_t>(n)),
@@ -202,17 +257,9 @@ struct Server::Impl {
       (void)wn;
       if (ec) {
         wec = ec;
-        gone = true;
-      } else {
-        sent += chunk.size();
+        break;  // `leave` tells the producer
       }
-    }
-    // Wait (without blocking this I/O thread, which completes the producer's sends) until the
-    // producer has left the channel and this frame's variables alone.
-    asio::steady_timer poll(co_await asio::this_coro::executor);
-    while (done.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
-      poll.expires_after(std::chrono::milliseconds(1));
-      co_await poll.async_wait(kTuple);
+      sent += chunk.size();
     }
     if (!wec) {
       conn.deadline = Clock::now() + o.request_timeout;
@@ -327,19 +374,37 @@ struct Server::Impl {
               response = router.dispatch(route, req, auth);
             }
           }
-          --inflight;
+          if (!response.stream) --inflight;  // a stream counts until its last chunk
         }
       }
-      // HTTP/1.0 has no chunked encoding: a streamed body is collected and sent whole.
+      // HTTP/1.0 has no chunked encoding: a streamed body is collected (off the I/O thread) and
+      // sent whole.
       if (response.stream && head.version() < 11) {
-        std::string all;
         auto produce = std::move(response.stream);
         response.stream = nullptr;
-        produce([&all](std::string_view c) {
-          all.append(c);
-          return true;
-        });
-        response.body = std::move(all);
+        std::optional<std::string> all = co_await asio::co_spawn(
+            blocking,
+            [&]() -> asio::awaitable<std::optional<std::string>> {
+              std::string body;
+              try {
+                produce([&body](std::string_view c) {
+                  body.append(c);
+                  return true;
+                });
+              } catch (const std::exception& e) {
+                spdlog::error("http: a streamed response failed: {}", e.what());
+                co_return std::nullopt;
+              }
+              co_return body;
+            },
+            asio::use_awaitable);
+        if (all) {
+          response.body = std::move(*all);
+        } else {
+          response = error(500, "internal", "the response failed while it was produced");
+          close_after = true;
+        }
+        --inflight;
       }
       const bool keep_alive = head.keep_alive() && !close_after && !draining.load();
       const int status = response.status;
@@ -349,10 +414,13 @@ struct Server::Impl {
       if (match.route && match.route->blocking) conn.deadline = Clock::now() + o.request_timeout;
       auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(res), kTuple);
       (void)wn;
-      if (!wec && producer) {
-        auto [sec, sent] = co_await stream_body(conn, producer);
-        wec = sec;
-        bytes = sent;
+      if (producer) {
+        if (!wec) {
+          auto [sec, sent] = co_await stream_body(conn, std::move(producer));
+          wec = sec;
+          bytes = sent;
+        }
+        --inflight;
       }
       const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
       if (metrics)

@@ -49,7 +49,8 @@ class SynthesizeTool final : public Tool {
     if (!speech.ok()) return Unexpected<ToolError>{speech.error()};
     std::string why;
     auto enc = audio::encode(samples, speech.value().sample_rate, format, &why);
-    if (!enc) return tool_error(error_code::kInvalidInput, why);
+    if (!enc)  // the format was valid (schema): the encoder failed on this audio
+      return tool_error(error_code::kInternal, "encoding " + format + " failed: " + why);
     const std::string name = "speech." + format;
     json::object out{{"voice", speech.value().voice},
                      {"sample_rate", speech.value().sample_rate},

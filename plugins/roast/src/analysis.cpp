@@ -113,6 +113,8 @@ RoastLog parse_alog(std::string_view text) {
     auto idx = numbers(o, "timeindex", true);
     if (idx.size() < 8) throw AlogError("'timeindex' has fewer than 8 entries");
     for (std::size_t k = 0; k < 8; ++k) {
+      if (idx[k] != std::floor(idx[k]) || idx[k] < -1 || idx[k] > 1e9)
+        throw AlogError("'timeindex'[" + std::to_string(k) + "] is not a reading index");
       const int i = static_cast<int>(idx[k]);
       const bool unset = k == 0 ? i < 0 : i <= 0;
       if (!unset && static_cast<std::size_t>(i) >= log.time.size())

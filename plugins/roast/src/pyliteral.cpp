@@ -145,6 +145,11 @@ class Parser {
     return a;
   }
 
+  void append_code_point(std::string& out, std::uint32_t cp) {
+    if (cp >= 0xD800 && cp <= 0xDFFF) fail("a lone surrogate escape cannot be UTF-8 text");
+    append_utf8(out, cp);
+  }
+
   static void append_utf8(std::string& out, std::uint32_t cp) {
     if (cp < 0x80) {
       out += static_cast<char>(cp);
@@ -256,7 +261,7 @@ class Parser {
         case 'U': {
           const std::uint32_t cp = hex(8);
           if (cp > 0x10FFFF) fail("\\U escape beyond U+10FFFF");
-          append_utf8(out, cp);
+          append_code_point(out, cp);
           break;
         }
         default:

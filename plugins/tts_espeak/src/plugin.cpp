@@ -99,7 +99,7 @@ class EspeakEngine final : public kiln::nodes::TtsEngine {
       }
       total += pcm.size();
       if (sink) {
-        if (!sink(nodes::AudioChunk{pcm, sample_rate_, i, sentences.size()}))
+        if (!sink(nodes::AudioChunk{pcm, sample_rate_, i, sentences.size(), out.voice}))
           return tts_failure(error_code::kUnavailable,
                              "stopped by the receiver after sentence " + std::to_string(i + 1));
       } else {

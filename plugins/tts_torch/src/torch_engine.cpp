@@ -118,7 +118,7 @@ TorchEngine::TorchEngine(TorchEngineOptions options) : options_(std::move(option
       return s;
     }());
   if (options_.preload) {
-    auto r = acquire(default_voice_);
+    auto r = acquire(default_voice_, true);
     if (!r.ok() && options_.strict) throw std::runtime_error(r.error().message);
   }
 }
@@ -156,13 +156,20 @@ ToolError TorchEngine::unknown_voice(const std::string& id) const {
                    false, json::object{{"voices", ids}}};
 }
 
-Result<std::shared_ptr<LoadedVoice>, ToolError> TorchEngine::acquire(const std::string& id) const {
+Result<std::shared_ptr<LoadedVoice>, ToolError> TorchEngine::acquire(const std::string& id,
+                                                                     bool retry_failed) const {
   fs::path model;
   {
     std::lock_guard lock(mu_);
     auto it = slots_.find(id);
     if (it == slots_.end()) return Unexpected<ToolError>{unknown_voice(id)};
     if (it->second.loaded) return it->second.loaded;
+    if (!it->second.error.empty() && !retry_failed)
+      return tts_failure(nodes::tts_error::kVoiceUnavailable,
+                         it->second.error +
+                             "; fix it, then load it again (POST "
+                             "/v1/audio/voices/" +
+                             id + ":load)");
     model = it->second.config.dir / "model.pt";
   }
   std::shared_ptr<LoadedVoice> v;
@@ -177,6 +184,7 @@ Result<std::shared_ptr<LoadedVoice>, ToolError> TorchEngine::acquire(const std::
   std::lock_guard lock(mu_);
   auto& slot = slots_.at(id);
   if (!v) {
+    if (slot.loaded) return slot.loaded;  // another request loaded it meanwhile
     slot.error = error;
     if (options_.log) options_.log(LogLevel::kError, error);
     return tts_failure(nodes::tts_error::kVoiceUnavailable, error);
@@ -191,7 +199,7 @@ Result<std::shared_ptr<LoadedVoice>, ToolError> TorchEngine::acquire(const std::
 }
 
 Result<nodes::VoiceInfo, ToolError> TorchEngine::load_voice(const std::string& id) const {
-  auto r = acquire(id);
+  auto r = acquire(id, true);
   if (!r.ok()) return Unexpected<ToolError>{r.error()};
   std::lock_guard lock(mu_);
   return info(slots_.at(id));
@@ -219,7 +227,7 @@ Result<nodes::Speech, ToolError> TorchEngine::synthesize(const nodes::SpeechRequ
     return tts_failure(error_code::kInvalidInput,
                        "speed " + std::to_string(req.speed) + " is outside 0.25 .. 4.0");
   std::string voice_id = req.voice.empty() ? default_voice_ : req.voice;
-  auto voice = acquire(voice_id);
+  auto voice = acquire(voice_id, false);
   if (!voice.ok()) {
     if (voice.error().code != nodes::tts_error::kVoiceUnavailable || options_.strict ||
         voice_id == default_voice_)
@@ -228,7 +236,7 @@ Result<nodes::Speech, ToolError> TorchEngine::synthesize(const nodes::SpeechRequ
       options_.log(LogLevel::kWarn, "voice '" + voice_id + "' failed to load; speaking with '" +
                                         default_voice_ + "' (load_mode: fallback)");
     voice_id = default_voice_;
-    voice = acquire(voice_id);
+    voice = acquire(voice_id, false);
     if (!voice.ok()) return Unexpected<ToolError>{voice.error()};
   }
   VoiceConfig cfg;
@@ -274,7 +282,7 @@ Result<nodes::Speech, ToolError> TorchEngine::synthesize(const nodes::SpeechRequ
     auto pcm = to_int16(audio.data(), audio.size());
     total += pcm.size();
     if (sink) {
-      if (!sink(nodes::AudioChunk{pcm, cfg.sample_rate, i, sentences.size()}))
+      if (!sink(nodes::AudioChunk{pcm, cfg.sample_rate, i, sentences.size(), voice_id}))
         return tts_failure(error_code::kUnavailable,
                            "stopped by the receiver after sentence " + std::to_string(i + 1));
     } else {

@@ -49,8 +49,10 @@ class TorchEngine final : public nodes::TtsEngine {
     std::shared_ptr<LoadedVoice> loaded;
     std::string error;  // last load failure
   };
-  // Loads the slot's model if needed; returns it or the reason it failed.
-  Result<std::shared_ptr<LoadedVoice>, ToolError> acquire(const std::string& id) const;
+  // Loads the slot's model if needed; returns it or the reason it failed. A voice that failed
+  // is tried again only when `retry_failed` (an explicit load), not on every request.
+  Result<std::shared_ptr<LoadedVoice>, ToolError> acquire(const std::string& id,
+                                                          bool retry_failed) const;
   nodes::VoiceInfo info(const Slot& s) const;
   ToolError unknown_voice(const std::string& id) const;
 

@@ -78,6 +78,8 @@ BOOST_AUTO_TEST_CASE(normalization_of_units_times_and_abbreviations) {
   BOOST_TEST(normalize_english("e.g. Kenya vs. Peru, No. 5") ==
              "for example Kenya versus Peru, number 5");
   BOOST_TEST(normalize_english("No. Never.") == "No. Never.");
+  BOOST_TEST(normalize_english("Batch No.5") == "Batch number 5");
+  BOOST_TEST(normalize_english("No.X 5") == "No.X 5");
   BOOST_TEST(normalize_english("\xE2\x80\x9Cquoted\xE2\x80\x9D it\xE2\x80\x99s") ==
              "\"quoted\" it's");
   BOOST_TEST(normalize_english("3 guests") == "3 guests");  // not "3 grams uests"

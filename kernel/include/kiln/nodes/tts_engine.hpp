@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <boost/json.hpp>
@@ -57,8 +58,9 @@ struct SpeechRequest {
 struct AudioChunk {
   const std::vector<std::int16_t>& samples;
   int sample_rate;
-  std::size_t index;  // 0-based sentence number
-  std::size_t count;  // sentences in the request
+  std::size_t index;       // 0-based sentence number
+  std::size_t count;       // sentences in the request
+  std::string_view voice;  // the voice that spoke (the default one after a fallback)
 };
 // Receives each sentence's audio as soon as it exists; returning false stops the synthesis
 // (the result is then an error with code error_code::kUnavailable "stopped").
