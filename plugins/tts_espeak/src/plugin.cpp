@@ -3,7 +3,10 @@
 #include <espeak-ng/speak_lib.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -30,19 +33,21 @@ int synth_callback(short* wav, int n, espeak_EVENT* events) {
 
 class EspeakEngine final : public kiln::nodes::TtsEngine {
  public:
-  EspeakEngine(std::string voice, std::string variant, int rate, std::size_t max_chars)
+  // `voice_file`: an espeak-ng voice file selected by path (the deterministic voice), or empty
+  // to select `voice` by name.
+  EspeakEngine(std::string voice, std::filesystem::path voice_file, int rate, std::size_t max_chars)
       : voice_(std::move(voice)),
-        selector_(variant.empty() ? voice_ : voice_ + "+" + variant),
+        voice_file_(std::move(voice_file)),
         rate_(rate),
         max_chars_(max_chars) {
     std::lock_guard lock(kiln::tts::espeak_mutex());
     sample_rate_ = espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, nullptr, 0);
     if (sample_rate_ <= 0)
       throw std::runtime_error("libespeak-ng did not initialize (is espeak-ng-data installed?)");
-    if (espeak_SetVoiceByName(selector_.c_str()) != EE_OK)
-      throw std::runtime_error("espeak-ng has no voice '" + selector_ +
-                               "' (plugin_config.tts_espeak.voice / variant); `espeak-ng --voices` "
-                               "and `espeak-ng --voices=variant` list them");
+    if (select() != EE_OK)
+      throw std::runtime_error(
+          "espeak-ng has no voice '" + voice_ +
+          "' (plugin_config.tts_espeak.voice); `espeak-ng --voices` lists them");
   }
 
   std::vector<kiln::nodes::VoiceInfo> voices() const override { return {info()}; }
@@ -88,7 +93,7 @@ class EspeakEngine final : public kiln::nodes::TtsEngine {
       {
         std::lock_guard lock(tts::espeak_mutex());
         espeak_SetSynthCallback(synth_callback);
-        espeak_SetVoiceByName(selector_.c_str());
+        select();
         espeak_SetParameter(espeakRATE, rate, 0);
         const auto rc = espeak_Synth(text.c_str(), text.size() + 1, 0, POS_CHARACTER, 0,
                                      espeakCHARS_UTF8, nullptr, &pcm);
@@ -130,8 +135,14 @@ class EspeakEngine final : public kiln::nodes::TtsEngine {
                        json::object{{"voices", json::array{json::value(id_())}}});
   }
 
+  // Under espeak_mutex().
+  espeak_ERROR select() const {
+    return voice_file_.empty() ? espeak_SetVoiceByName(voice_.c_str())
+                               : espeak_SetVoiceByFile(voice_file_.c_str());
+  }
+
   std::string voice_;
-  std::string selector_;  // voice+variant as espeak-ng selects it
+  std::filesystem::path voice_file_;
   int rate_;
   std::size_t max_chars_;
   int sample_rate_ = 0;
@@ -145,25 +156,41 @@ kiln::Manifest manifest() {
   m.license = "GPL-3.0-or-later";  // links libespeak-ng
   m.config_keys = {
       {"voice", "string", "en-us", "espeak-ng voice name (`espeak-ng --voices`)"},
-      {"variant", "string", "shelby",
-       "espeak-ng voice variant; the default turns flutter and roughness off, without which "
-       "espeak-ng's output differs from call to call (the contract wants the same audio for the "
-       "same input); empty: the plain voice"},
-      {"rate", "integer", 150, "words per minute at speed 1.0 (espeak-ng's default is 175)"},
+      {"deterministic", "boolean", true,
+       "speak with flutter and roughness off, so that the same text gives the same samples (the "
+       "kind's contract requires it; espeak-ng's voices otherwise vary from call to call)"},
+      {"rate", "integer", 160, "words per minute at speed 1.0 (espeak-ng's default is 175)"},
   };
   m.nodes.push_back(kiln::NodeDecl::make<kiln::nodes::TtsEngine>(
       "espeak", "espeak-ng formant synthesizer (22.05 kHz)", [](const kiln::NodeContext& ctx) {
         const auto& c = ctx.plugin_config;
-        std::string voice = "en-us", variant = "shelby";
-        int rate = 150;
+        std::string voice = "en-us";
+        int rate = 160;
+        bool deterministic = true;
         if (const auto* v = c.if_contains("voice"); v && v->is_string())
           voice = std::string(v->as_string());
-        if (const auto* v = c.if_contains("variant"); v && v->is_string())
-          variant = std::string(v->as_string());
         if (const auto* r = c.if_contains("rate"); r && r->is_int64())
           rate = static_cast<int>(r->as_int64());
+        if (const auto* d = c.if_contains("deterministic"); d && d->is_bool())
+          deterministic = d->as_bool();
+        std::filesystem::path file;
+        if (deterministic) {
+          // espeak-ng's voices modulate pitch (flutter) and add roughness whose phase carries
+          // over from call to call; the same language with both off gives the same samples for
+          // the same text. The voice file is written where the plugin may write.
+          for (char ch : voice)
+            if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_')
+              throw std::runtime_error("plugin_config.tts_espeak.voice '" + voice +
+                                       "' is not a voice name");
+          file = ctx.host.artifact_dir() / ("espeak-voice-" + voice);
+          std::ofstream f(file);
+          f << "name kiln-" << voice << "\nlanguage " << voice << "\nflutter 0\nroughness 0\n";
+          f.close();
+          if (!f)
+            throw std::runtime_error("cannot write the espeak-ng voice file " + file.string());
+        }
         return std::make_shared<EspeakEngine>(
-            voice, variant, rate, kiln::nodes::TtsSettings::from_json(ctx.kind_config).max_chars);
+            voice, file, rate, kiln::nodes::TtsSettings::from_json(ctx.kind_config).max_chars);
       }));
   return m;
 }

@@ -2,7 +2,7 @@
 """export.py — turns a training checkpoint into a voice folder: model.pt (one TorchScript module,
 Piper's inference signature) and voice.json (Piper's config format, phoneme_type "flite").
 
-    /usr/bin/python3 export.py RUN_DIR/checkpoint.pt VOICE_DIR [--iterations 32] [--name NAME]
+    /usr/bin/python3 export.py RUN_DIR/checkpoint.pt VOICE_DIR [--iterations 16] [--name NAME]
 
 Checks the scripted module against the eager one on a test sentence before writing.
 """
@@ -21,7 +21,8 @@ def main():
     ap = argparse.ArgumentParser(description="Export the embedded voice (TorchScript + voice.json).")
     ap.add_argument("checkpoint")
     ap.add_argument("voice_dir")
-    ap.add_argument("--iterations", type=int, default=32, help="Griffin-Lim iterations")
+    ap.add_argument("--iterations", type=int, default=16,
+                    help="Griffin-Lim iterations (16: see MODEL_CARD.md for the trade-off)")
     ap.add_argument("--name", default="kiln-slt-small")
     a = ap.parse_args()
     ck = torch.load(a.checkpoint)

@@ -126,7 +126,7 @@ def regulate(enc: torch.Tensor, durations: torch.Tensor) -> torch.Tensor:
 class Vocoder(nn.Module):
     """Fast Griffin-Lim (with momentum) over the linear magnitude."""
 
-    def __init__(self, iterations: int = 32, momentum: float = 0.99, power: float = 1.3):
+    def __init__(self, iterations: int = 16, momentum: float = 0.99, power: float = 1.3):
         super().__init__()
         self.iterations = iterations
         self.momentum = momentum
@@ -160,7 +160,7 @@ class Voice(nn.Module):
     """The exported module: Piper's signature, text ids in, audio out."""
 
     def __init__(self, acoustic: Acoustic, lin_mean: torch.Tensor, lin_std: torch.Tensor,
-                 iterations: int = 32):
+                 iterations: int = 16):
         super().__init__()
         self.acoustic = acoustic
         self.vocoder = Vocoder(iterations)
