@@ -17,8 +17,10 @@ std::string to_hex(const unsigned char* digest) {
 }
 
 void ensure_sodium() {
-  // sodium_init is idempotent and thread-safe; it returns 1 when already initialised.
-  if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialise");
+  // sodium_init is idempotent and thread-safe, but takes a global lock on every call; the hashes
+  // on the request path (API keys, the ledger chain) only need it once per process.
+  static const bool ok = sodium_init() >= 0;
+  if (!ok) throw std::runtime_error("libsodium failed to initialise");
 }
 
 }  // namespace
