@@ -13,16 +13,8 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 promtool=/usr/local/lib/kiln-tools/bin/promtool
 [ -x "$promtool" ] || fail "$promtool missing: run scripts/install-deps"
-command -v node >/dev/null && command -v npm >/dev/null || fail "node and npm are needed (scripts/install-deps)"
-
-# The validator, installed once per build tree from the lock file.
-npmdir=$build/tests/npm-validators
-if ! cmp -s "$src/tests/integration/validators/package-lock.json" "$npmdir/package-lock.json"; then
-  mkdir -p "$npmdir"
-  cp "$src/tests/integration/validators/"{package.json,package-lock.json} "$npmdir/"
-  (cd "$npmdir" && npm ci --no-audit --no-fund --loglevel=error) || fail "npm ci failed"
-fi
-cp "$src/tests/integration/validators/"*.js "$npmdir/"
+# The validators, installed once per build tree from the lock file.
+npmdir=$(bash "$src/tests/integration/npm_validators.sh" "$build" "$src") || fail "npm packages"
 
 cd "$work"
 kiln=$build/bin/kiln

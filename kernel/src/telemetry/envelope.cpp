@@ -1,0 +1,388 @@
+#include "telemetry/envelope.hpp"
+
+#include <sodium.h>
+
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+namespace kiln::telemetry {
+
+namespace {
+
+// ---- CBOR (RFC 8949): the subset COSE and the batch need -----------------------------------
+
+void head(std::string& out, int major, std::uint64_t v) {
+  const auto m = static_cast<unsigned char>(major << 5);
+  if (v < 24) {
+    out += static_cast<char>(m | v);
+  } else if (v <= 0xFF) {
+    out += static_cast<char>(m | 24);
+    out += static_cast<char>(v);
+  } else if (v <= 0xFFFF) {
+    out += static_cast<char>(m | 25);
+    for (int s = 8; s >= 0; s -= 8) out += static_cast<char>((v >> s) & 0xFF);
+  } else if (v <= 0xFFFFFFFFull) {
+    out += static_cast<char>(m | 26);
+    for (int s = 24; s >= 0; s -= 8) out += static_cast<char>((v >> s) & 0xFF);
+  } else {
+    out += static_cast<char>(m | 27);
+    for (int s = 56; s >= 0; s -= 8) out += static_cast<char>((v >> s) & 0xFF);
+  }
+}
+void put_int(std::string& out, std::int64_t v) {
+  if (v >= 0)
+    head(out, 0, static_cast<std::uint64_t>(v));
+  else
+    head(out, 1, static_cast<std::uint64_t>(-1 - v));
+}
+void put_bytes(std::string& out, std::string_view b) {
+  head(out, 2, b.size());
+  out += b;
+}
+void put_text(std::string& out, std::string_view t) {
+  head(out, 3, t.size());
+  out += t;
+}
+void put_double(std::string& out, double d) {
+  std::uint64_t bits;
+  std::memcpy(&bits, &d, 8);
+  out += static_cast<char>(0xFB);
+  for (int s = 56; s >= 0; s -= 8) out += static_cast<char>((bits >> s) & 0xFF);
+}
+
+struct Item {
+  enum Type { kUInt, kNInt, kBytes, kText, kArray, kMap, kTag, kFloat, kSimple } type = kUInt;
+  std::uint64_t u = 0;  // uint value, -1-n for nint, tag number, simple value
+  double d = 0;
+  std::string s;            // bytes or text
+  std::vector<Item> items;  // array items; map as key, value, key, value...; tag content
+  bool is_int() const { return type == kUInt || type == kNInt; }
+  std::int64_t as_int() const {
+    return type == kUInt ? static_cast<std::int64_t>(u) : -1 - static_cast<std::int64_t>(u);
+  }
+  bool is_number() const { return is_int() || type == kFloat; }
+  double as_number() const { return type == kFloat ? d : static_cast<double>(as_int()); }
+  const Item* get(std::string_view key) const {
+    for (std::size_t i = 0; i + 1 < items.size(); i += 2)
+      if (items[i].type == kText && items[i].s == key) return &items[i + 1];
+    return nullptr;
+  }
+  const Item* get(std::int64_t key) const {
+    for (std::size_t i = 0; i + 1 < items.size(); i += 2)
+      if (items[i].is_int() && items[i].as_int() == key) return &items[i + 1];
+    return nullptr;
+  }
+};
+
+class Decoder {
+ public:
+  explicit Decoder(std::string_view in) : in_(in) {}
+  Item item(int depth = 0) {
+    if (depth > 16) throw std::runtime_error("nested deeper than 16");
+    const auto b = byte();
+    const int major = b >> 5, info = b & 31;
+    Item it;
+    if (major == 7) {
+      if (info == 25) return flt(half(static_cast<std::uint16_t>(arg(2))));
+      if (info == 26) {
+        auto bits = static_cast<std::uint32_t>(arg(4));
+        float f;
+        std::memcpy(&f, &bits, 4);
+        return flt(f);
+      }
+      if (info == 27) {
+        std::uint64_t bits = arg(8);
+        double d;
+        std::memcpy(&d, &bits, 8);
+        return flt(d);
+      }
+      if (info < 24) {
+        it.type = Item::kSimple;
+        it.u = static_cast<std::uint64_t>(info);
+        return it;
+      }
+      throw std::runtime_error("unsupported simple value");
+    }
+    std::uint64_t v;
+    if (info < 24)
+      v = static_cast<std::uint64_t>(info);
+    else if (info == 24)
+      v = arg(1);
+    else if (info == 25)
+      v = arg(2);
+    else if (info == 26)
+      v = arg(4);
+    else if (info == 27)
+      v = arg(8);
+    else
+      throw std::runtime_error("indefinite lengths are not supported");
+    switch (major) {
+      case 0:
+        it.type = Item::kUInt;
+        it.u = v;
+        return it;
+      case 1:
+        it.type = Item::kNInt;
+        it.u = v;
+        return it;
+      case 2:
+      case 3:
+        if (v > in_.size() - pos_) throw std::runtime_error("string longer than the input");
+        it.type = major == 2 ? Item::kBytes : Item::kText;
+        it.s = std::string(in_.substr(pos_, static_cast<std::size_t>(v)));
+        pos_ += static_cast<std::size_t>(v);
+        return it;
+      case 4:
+      case 5: {
+        const std::uint64_t n = major == 4 ? v : v * 2;
+        if (n > in_.size() - pos_) throw std::runtime_error("container longer than the input");
+        it.type = major == 4 ? Item::kArray : Item::kMap;
+        for (std::uint64_t k = 0; k < n; ++k) it.items.push_back(item(depth + 1));
+        return it;
+      }
+      case 6:
+        it.type = Item::kTag;
+        it.u = v;
+        it.items.push_back(item(depth + 1));
+        return it;
+    }
+    throw std::runtime_error("bad major type");
+  }
+  bool done() const { return pos_ == in_.size(); }
+
+ private:
+  static Item flt(double d) {
+    Item it;
+    it.type = Item::kFloat;
+    it.d = d;
+    return it;
+  }
+  static double half(std::uint16_t h) {
+    const int exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
+    double v = exp == 0    ? std::ldexp(mant, -24)
+               : exp != 31 ? std::ldexp(mant + 1024, exp - 25)
+                           : (mant == 0 ? INFINITY : NAN);
+    return (h & 0x8000) ? -v : v;
+  }
+  unsigned char byte() {
+    if (pos_ >= in_.size()) throw std::runtime_error("truncated");
+    return static_cast<unsigned char>(in_[pos_++]);
+  }
+  std::uint64_t arg(int n) {
+    std::uint64_t v = 0;
+    for (int k = 0; k < n; ++k) v = (v << 8) | byte();
+    return v;
+  }
+  std::string_view in_;
+  std::size_t pos_ = 0;
+};
+
+std::string protected_header(std::string_view kid) {
+  std::string h;
+  head(h, 5, 2);
+  put_int(h, 1);   // alg
+  put_int(h, -8);  // EdDSA
+  put_int(h, 4);   // kid
+  put_bytes(h, kid);
+  return h;
+}
+
+std::string external_aad(std::string_view tenant, std::string_view stream) {
+  std::string a;
+  head(a, 4, 2);
+  put_text(a, tenant);
+  put_text(a, stream);
+  return a;
+}
+
+std::string sig_structure(std::string_view prot, std::string_view aad, std::string_view payload) {
+  std::string s;
+  head(s, 4, 4);
+  put_text(s, "Signature1");
+  put_bytes(s, prot);
+  put_bytes(s, aad);
+  put_bytes(s, payload);
+  return s;
+}
+
+void ensure_sodium() {
+  static const bool ok = sodium_init() >= 0;
+  if (!ok) throw std::runtime_error("libsodium failed to initialise");
+}
+
+}  // namespace
+
+KeyPair generate_key(std::string kid) {
+  ensure_sodium();
+  KeyPair k;
+  k.kid = std::move(kid);
+  crypto_sign_keypair(k.pub.data(), k.secret.data());
+  return k;
+}
+
+std::string encode_batch(const Batch& b) {
+  std::string out;
+  head(out, 5, 5);
+  put_text(out, "device");
+  put_text(out, b.device.device);
+  put_text(out, "boot");
+  head(out, 0, b.device.boot);
+  put_text(out, "seq");
+  head(out, 0, b.seq);
+  put_text(out, "sent_at");
+  put_double(out, b.sent_at);
+  put_text(out, "samples");
+  head(out, 4, b.samples.size());
+  for (const auto& s : b.samples) {
+    head(out, 5, 8);
+    put_text(out, "t");
+    put_double(out, s.t);
+    put_text(out, "bt");
+    put_double(out, s.bt);
+    put_text(out, "et");
+    put_double(out, s.et);
+    put_text(out, "ror");
+    put_double(out, s.ror);
+    put_text(out, "heater");
+    put_int(out, s.heater);
+    put_text(out, "fan");
+    put_int(out, s.fan);
+    put_text(out, "drum");
+    put_int(out, s.drum);
+    put_text(out, "state");
+    put_int(out, s.state);
+  }
+  return out;
+}
+
+std::string sign_envelope(const Batch& b, const KeyPair& key, std::string_view tenant,
+                          std::string_view stream) {
+  ensure_sodium();
+  const std::string payload = encode_batch(b);
+  const std::string prot = protected_header(key.kid);
+  const std::string tbs = sig_structure(prot, external_aad(tenant, stream), payload);
+  unsigned char sig[crypto_sign_BYTES];
+  crypto_sign_detached(sig, nullptr, reinterpret_cast<const unsigned char*>(tbs.data()), tbs.size(),
+                       key.secret.data());
+  std::string out;
+  head(out, 6, 18);  // COSE_Sign1 tag
+  head(out, 4, 4);
+  put_bytes(out, prot);
+  head(out, 5, 0);  // no unprotected headers
+  put_bytes(out, payload);
+  put_bytes(out, std::string_view(reinterpret_cast<const char*>(sig), sizeof sig));
+  return out;
+}
+
+namespace detail {
+
+std::optional<Parsed> parse_envelope(std::string_view envelope, std::string_view tenant,
+                                     std::string_view stream, EnvelopeError* error) {
+  auto bad = [&](std::string reason, std::string message) {
+    *error = {std::move(reason), std::move(message)};
+    return std::nullopt;
+  };
+  try {
+    Decoder d(envelope);
+    Item top = d.item();
+    if (!d.done()) return bad("malformed", "bytes after the COSE_Sign1 structure");
+    if (top.type == Item::kTag) {
+      if (top.u != 18)
+        return bad("malformed", "CBOR tag " + std::to_string(top.u) + ", expected 18 (COSE_Sign1)");
+      Item inner = std::move(top.items.front());
+      top = std::move(inner);
+    }
+    if (top.type != Item::kArray || top.items.size() != 4 || top.items[0].type != Item::kBytes ||
+        top.items[1].type != Item::kMap || top.items[2].type != Item::kBytes ||
+        top.items[3].type != Item::kBytes)
+      return bad("malformed",
+                 "not a COSE_Sign1 array [protected, unprotected, payload, signature]");
+    Decoder hd(top.items[0].s);
+    Item prot = hd.item();
+    if (prot.type != Item::kMap) return bad("malformed", "the protected header is not a map");
+    const Item* alg = prot.get(1);
+    if (!alg || !alg->is_int() || alg->as_int() != -8)
+      return bad("unsupported_alg", "the protected header must say alg EdDSA (-8)");
+    const Item* kid = prot.get(4);
+    if (!kid || (kid->type != Item::kBytes && kid->type != Item::kText) || kid->s.empty())
+      return bad("malformed", "the protected header has no key id (4)");
+    if (top.items[3].s.size() != crypto_sign_BYTES)
+      return bad("malformed", "an Ed25519 signature is 64 bytes, this one " +
+                                  std::to_string(top.items[3].s.size()));
+    Parsed p;
+    p.kid = kid->s;
+    p.to_be_signed = sig_structure(top.items[0].s, external_aad(tenant, stream), top.items[2].s);
+    p.signature = top.items[3].s;
+    p.payload = top.items[2].s;
+    return p;
+  } catch (const std::exception& e) {
+    return bad("malformed", std::string("not valid CBOR: ") + e.what());
+  }
+}
+
+bool verify(const Parsed& p, const PublicKey& key) {
+  ensure_sodium();
+  return crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(p.signature.data()),
+                                     reinterpret_cast<const unsigned char*>(p.to_be_signed.data()),
+                                     p.to_be_signed.size(), key.data()) == 0;
+}
+
+std::optional<Batch> decode_batch(std::string_view cbor, EnvelopeError* error) {
+  auto bad = [&](const std::string& message) {
+    *error = {"bad_payload", message};
+    return std::nullopt;
+  };
+  try {
+    Decoder d(cbor);
+    Item m = d.item();
+    if (m.type != Item::kMap) return bad("the payload is not a CBOR map");
+    Batch b;
+    const Item* dev = m.get("device");
+    const Item* boot = m.get("boot");
+    const Item* seq = m.get("seq");
+    const Item* sent = m.get("sent_at");
+    const Item* samples = m.get("samples");
+    if (!dev || dev->type != Item::kText || dev->s.empty())
+      return bad("payload.device must be text");
+    if (!boot || boot->type != Item::kUInt) return bad("payload.boot must be an unsigned integer");
+    if (!seq || seq->type != Item::kUInt) return bad("payload.seq must be an unsigned integer");
+    if (!sent || !sent->is_number()) return bad("payload.sent_at must be a number");
+    if (!samples || samples->type != Item::kArray) return bad("payload.samples must be an array");
+    b.device = {dev->s, boot->u};
+    b.seq = seq->u;
+    b.sent_at = sent->as_number();
+    for (const auto& s : samples->items) {
+      if (s.type != Item::kMap) return bad("each sample must be a map");
+      Sample x;
+      auto num = [&](const char* k, double* out) {
+        const Item* v = s.get(k);
+        if (!v || !v->is_number()) return false;
+        *out = v->as_number();
+        return std::isfinite(*out);
+      };
+      auto integer = [&](const char* k, int* out) {
+        const Item* v = s.get(k);
+        if (!v) return true;  // settings are optional
+        if (!v->is_int()) return false;
+        *out = static_cast<int>(v->as_int());
+        return true;
+      };
+      if (!num("t", &x.t) || !num("bt", &x.bt) || !num("et", &x.et))
+        return bad("sample " + std::to_string(b.samples.size()) + " needs numbers t, bt and et");
+      if (s.get("ror") && !num("ror", &x.ror)) return bad("sample ror must be a number");
+      if (!integer("heater", &x.heater) || !integer("fan", &x.fan) || !integer("drum", &x.drum) ||
+          !integer("state", &x.state))
+        return bad("sample heater, fan, drum and state must be integers");
+      b.samples.push_back(x);
+    }
+    return b;
+  } catch (const std::exception& e) {
+    return bad(std::string("the payload is not valid CBOR: ") + e.what());
+  }
+}
+
+}  // namespace detail
+
+}  // namespace kiln::telemetry

@@ -1,0 +1,89 @@
+// Signed telemetry envelopes: COSE_Sign1 (RFC 9052) with Ed25519 (libsodium) over a CBOR
+// (RFC 8949) payload holding a telemetry::Batch. The key id is in the protected header; tenant
+// and stream are bound as external AAD, so an envelope cannot be replayed into another stream.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "kiln/telemetry.hpp"
+
+namespace kiln::telemetry {
+
+using PublicKey = std::array<unsigned char, 32>;
+using SecretKey = std::array<unsigned char, 64>;  // libsodium's seed || public key
+
+struct KeyPair {
+  std::string kid;
+  PublicKey pub{};
+  SecretKey secret{};
+};
+
+// A fresh Ed25519 key pair.
+KeyPair generate_key(std::string kid);
+
+// CBOR of the batch: {"device", "boot", "seq", "sent_at", "samples": [{"t","bt","et","ror",
+// "heater","fan","drum","state"}...]}.
+std::string encode_batch(const Batch& b);
+
+// Tagged COSE_Sign1: 18([protected {1: -8, 4: kid}, {}, payload, signature]).
+std::string sign_envelope(const Batch& b, const KeyPair& key, std::string_view tenant,
+                          std::string_view stream);
+
+// Why an envelope was refused; `reason` is a stable code for metrics and the ledger.
+struct EnvelopeError {
+  std::string
+      reason;  // "malformed" | "unsupported_alg" | "unknown_key" | "bad_signature" | "bad_payload"
+  std::string message;  // what was wrong, for a person
+};
+
+struct Opened {
+  std::string kid;
+  Batch batch;
+};
+
+// Decodes and verifies. `find_key(kid)` returns the public key for a key id, or nullopt.
+template <class KeyLookup>
+std::optional<Opened> open_envelope(std::string_view envelope, std::string_view tenant,
+                                    std::string_view stream, KeyLookup&& find_key,
+                                    EnvelopeError* error);
+
+namespace detail {
+// The key-independent part of open_envelope: decodes, returns the kid and the data to verify.
+struct Parsed {
+  std::string kid;
+  std::string to_be_signed;  // the Sig_structure
+  std::string signature;
+  std::string payload;
+};
+std::optional<Parsed> parse_envelope(std::string_view envelope, std::string_view tenant,
+                                     std::string_view stream, EnvelopeError* error);
+bool verify(const Parsed& p, const PublicKey& key);
+std::optional<Batch> decode_batch(std::string_view cbor, EnvelopeError* error);
+}  // namespace detail
+
+template <class KeyLookup>
+std::optional<Opened> open_envelope(std::string_view envelope, std::string_view tenant,
+                                    std::string_view stream, KeyLookup&& find_key,
+                                    EnvelopeError* error) {
+  auto p = detail::parse_envelope(envelope, tenant, stream, error);
+  if (!p) return std::nullopt;
+  std::optional<PublicKey> key = find_key(p->kid);
+  if (!key) {
+    *error = {"unknown_key", "no device key with id '" + p->kid + "' (unknown or revoked)"};
+    return std::nullopt;
+  }
+  if (!detail::verify(*p, *key)) {
+    *error = {"bad_signature",
+              "the signature does not verify with key '" + p->kid + "' for this tenant and stream"};
+    return std::nullopt;
+  }
+  auto batch = detail::decode_batch(p->payload, error);
+  if (!batch) return std::nullopt;
+  return Opened{p->kid, std::move(*batch)};
+}
+
+}  // namespace kiln::telemetry
