@@ -2,41 +2,14 @@
 
 #include <sndfile.h>
 
+#include "kiln/audio/pcm.hpp"
+
 #include <algorithm>
 #include <cstring>
 
 namespace kiln::audio {
 
 namespace {
-
-void put_le(std::string& out, std::uint32_t v, int bytes) {
-  for (int i = 0; i < bytes; ++i) out += static_cast<char>((v >> (8 * i)) & 0xFF);
-}
-
-std::string pcm(const std::vector<std::int16_t>& s) {
-  std::string out;
-  out.reserve(s.size() * 2);
-  for (auto v : s) put_le(out, static_cast<std::uint16_t>(v), 2);
-  return out;
-}
-
-std::string wav(const std::vector<std::int16_t>& s, int rate) {
-  std::string h;
-  const auto data = static_cast<std::uint32_t>(s.size() * 2);
-  h += "RIFF";
-  put_le(h, 36 + data, 4);
-  h += "WAVEfmt ";
-  put_le(h, 16, 4);
-  put_le(h, 1, 2);
-  put_le(h, 1, 2);
-  put_le(h, static_cast<std::uint32_t>(rate), 4);
-  put_le(h, static_cast<std::uint32_t>(rate) * 2, 4);
-  put_le(h, 2, 2);
-  put_le(h, 16, 2);
-  h += "data";
-  put_le(h, data, 4);
-  return h + pcm(s);
-}
 
 // An in-memory file for libsndfile's virtual I/O.
 struct Memory {
@@ -125,17 +98,6 @@ std::optional<std::string> via_sndfile(const std::vector<std::int16_t>& samples,
 
 }  // namespace
 
-std::string wav_stream_header(int rate) {
-  std::string h = wav({}, rate);
-  for (int i = 4; i < 8; ++i) h[static_cast<std::size_t>(i)] = static_cast<char>(0xFF);
-  for (int i = 40; i < 44; ++i) h[static_cast<std::size_t>(i)] = static_cast<char>(0xFF);
-  return h;
-}
-
-std::string pcm_bytes(const std::vector<std::int16_t>& samples) {
-  return pcm(samples);
-}
-
 std::vector<std::string> supported_formats() {
   std::vector<std::string> out{"wav", "pcm"};
   for (const char* f : {"flac", "mp3", "opus"}) {
@@ -159,8 +121,8 @@ std::string media_type(std::string_view format, int rate) {
 
 std::optional<Encoded> encode(const std::vector<std::int16_t>& samples, int rate,
                               std::string_view format, std::string* error) {
-  if (format == "wav") return Encoded{wav(samples, rate), media_type(format, rate)};
-  if (format == "pcm") return Encoded{pcm(samples), media_type(format, rate)};
+  if (format == "wav") return Encoded{wav_bytes(samples, rate), media_type(format, rate)};
+  if (format == "pcm") return Encoded{pcm_bytes(samples), media_type(format, rate)};
   if (sndfile_format(format) == 0) {
     *error = "unknown audio format '" + std::string(format) + "'";
     return std::nullopt;

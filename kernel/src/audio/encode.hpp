@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "kiln/audio/pcm.hpp"  // wav_stream_header, pcm_bytes for streamed responses
+
 namespace kiln::audio {
 
 struct Encoded {
@@ -24,13 +26,6 @@ std::vector<std::string> supported_formats();
 // nullopt + *error when the format is unknown or the encoder fails.
 std::optional<Encoded> encode(const std::vector<std::int16_t>& samples, int sample_rate,
                               std::string_view format, std::string* error);
-
-// The header of a WAV stream whose length is not known yet (RIFF and data sizes 0xFFFFFFFF, as
-// streaming servers write it); 16-bit mono PCM follows.
-std::string wav_stream_header(int sample_rate);
-
-// Little-endian 16-bit PCM bytes.
-std::string pcm_bytes(const std::vector<std::int16_t>& samples);
 
 // Media type of a format, for headers of streamed responses ("" if unknown).
 std::string media_type(std::string_view format, int sample_rate);

@@ -16,14 +16,14 @@ std::string to_hex(const unsigned char* digest) {
   return std::string(hex);
 }
 
+}  // namespace
+
 void ensure_sodium() {
   // sodium_init is idempotent and thread-safe, but takes a global lock on every call; the hashes
   // on the request path (API keys, the ledger chain) only need it once per process.
   static const bool ok = sodium_init() >= 0;
   if (!ok) throw std::runtime_error("libsodium failed to initialise");
 }
-
-}  // namespace
 
 std::string sha256_file(const std::filesystem::path& path) {
   ensure_sodium();

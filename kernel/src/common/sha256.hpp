@@ -10,5 +10,8 @@ namespace kiln::common {
 // Throws std::runtime_error naming the file if it cannot be read.
 std::string sha256_file(const std::filesystem::path& path);
 std::string sha256_hex(std::string_view data);
+// Initialises libsodium once per process (sodium_init takes a global lock on every call).
+// Throws std::runtime_error if it cannot.
+void ensure_sodium();
 
 }  // namespace kiln::common

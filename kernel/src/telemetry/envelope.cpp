@@ -1,5 +1,7 @@
 #include "telemetry/envelope.hpp"
 
+#include "common/sha256.hpp"
+
 #include <sodium.h>
 
 #include <cmath>
@@ -207,15 +209,10 @@ std::string sig_structure(std::string_view prot, std::string_view aad, std::stri
   return s;
 }
 
-void ensure_sodium() {
-  static const bool ok = sodium_init() >= 0;
-  if (!ok) throw std::runtime_error("libsodium failed to initialise");
-}
-
 }  // namespace
 
 KeyPair generate_key(std::string kid) {
-  ensure_sodium();
+  common::ensure_sodium();
   KeyPair k;
   k.kid = std::move(kid);
   crypto_sign_keypair(k.pub.data(), k.secret.data());
@@ -259,7 +256,7 @@ std::string encode_batch(const Batch& b) {
 
 std::string sign_envelope(const Batch& b, const KeyPair& key, std::string_view tenant,
                           std::string_view stream) {
-  ensure_sodium();
+  common::ensure_sodium();
   const std::string payload = encode_batch(b);
   const std::string prot = protected_header(key.kid);
   const std::string tbs = sig_structure(prot, external_aad(tenant, stream), payload);
@@ -323,7 +320,7 @@ std::optional<Parsed> parse_envelope(std::string_view envelope, std::string_view
 }
 
 bool verify(const Parsed& p, const PublicKey& key) {
-  ensure_sodium();
+  common::ensure_sodium();
   return crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(p.signature.data()),
                                      reinterpret_cast<const unsigned char*>(p.to_be_signed.data()),
                                      p.to_be_signed.size(), key.data()) == 0;

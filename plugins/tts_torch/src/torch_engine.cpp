@@ -9,8 +9,8 @@
 
 #include "espeak_phonemizer.hpp"
 #include "flite_frontend.hpp"
+#include "kiln/audio/pcm.hpp"
 #include "text.hpp"
-#include "wav.hpp"
 
 namespace kiln::tts {
 
@@ -279,7 +279,7 @@ Result<nodes::Speech, ToolError> TorchEngine::synthesize(const nodes::SpeechRequ
     for (float x : audio) peak = std::max(peak, std::abs(x));
     if (peak > 0.95f)
       for (auto& x : audio) x *= 0.95f / peak;
-    auto pcm = to_int16(audio.data(), audio.size());
+    auto pcm = audio::to_int16(audio.data(), audio.size());
     total += pcm.size();
     if (sink) {
       if (!sink(nodes::AudioChunk{pcm, cfg.sample_rate, i, sentences.size(), voice_id}))

@@ -18,8 +18,8 @@
 #include <boost/json.hpp>
 
 #include "flite_frontend.hpp"
+#include "kiln/audio/pcm.hpp"
 #include "text.hpp"
-#include "wav.hpp"
 
 namespace fs = std::filesystem;
 namespace json = boost::json;
@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
     char name[32];
     std::snprintf(name, sizeof name, "%05ld", n);
     std::ofstream(out / "wav" / (std::string(name) + ".wav"), std::ios::binary)
-        << kiln::tts::wav_bytes(t.samples, t.sample_rate);
+        << kiln::audio::wav_bytes(t.samples, t.sample_rate);
     json::array symbols, ends;
     for (const auto& s : t.symbols) {
       symbols.emplace_back(s.symbol);

@@ -2,6 +2,7 @@
 // Both `kiln gate run` and plugin authors' Boost.Test suites consume this one type.
 #pragma once
 
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -40,5 +41,17 @@ struct SuiteReport {
     return {{"suite", suite}, {"passed", passed()}, {"checks", std::move(arr)}};
   }
 };
+
+// Runs one check of a suite, turning an escaped exception into a failed check named `name`.
+template <class F>
+void guarded(SuiteReport& report, const std::string& name, F&& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    report.add(name, false, std::string("threw: ") + e.what());
+  } catch (...) {
+    report.add(name, false, "threw a non-standard exception");
+  }
+}
 
 }  // namespace kiln::testkit

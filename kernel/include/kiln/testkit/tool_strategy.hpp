@@ -42,17 +42,7 @@ inline bool same(const Result<nodes::RouteDecision, ToolError>& a,
   return a.error().code == b.error().code && a.error().retryable == b.error().retryable;
 }
 
-// Runs `fn`, turning an escaped exception into a failed check.
-template <class F>
-void guarded(SuiteReport& report, const std::string& name, F&& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    report.add(name, false, std::string("threw: ") + e.what());
-  } catch (...) {
-    report.add(name, false, "threw a non-standard exception");
-  }
-}
+using testkit::guarded;  // kiln/testkit/report.hpp
 
 }  // namespace detail
 

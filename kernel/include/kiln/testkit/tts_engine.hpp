@@ -57,16 +57,7 @@ inline double clipped_fraction(const std::vector<std::int16_t>& x) {
   return static_cast<double>(n) / static_cast<double>(x.size());
 }
 
-template <class F>
-void guarded(SuiteReport& report, const std::string& name, F&& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    report.add(name, false, std::string("threw: ") + e.what());
-  } catch (...) {
-    report.add(name, false, "threw a non-standard exception");
-  }
-}
+using testkit::guarded;  // kiln/testkit/report.hpp
 
 inline bool fails_with(const Result<nodes::Speech, ToolError>& r, const char* code) {
   return !r.ok() && r.error().code == code && !r.error().message.empty();

@@ -1,4 +1,6 @@
-// RIFF/WAVE encoding of 16-bit mono PCM, and float → int16 conversion with clipping.
+// kiln/audio/pcm.hpp — 16-bit mono PCM: little-endian bytes, RIFF/WAVE files and streams, and
+// float → int16 with clipping. Header-only; used by the kernel's speech responses and by TTS
+// plugins (kiln_tts_teacher writes its training audio with it).
 #pragma once
 
 #include <algorithm>
@@ -7,14 +9,13 @@
 #include <string>
 #include <vector>
 
-namespace kiln::tts {
+namespace kiln::audio {
 
 inline void put_le(std::string& out, std::uint32_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) out += static_cast<char>((v >> (8 * i)) & 0xFF);
 }
 
-// A WAV header for `samples` 16-bit mono samples; with samples = 0xFFFFFFFF/2 - 36 it serves
-// as the header of a stream whose length is not known yet.
+// A WAV header for `samples` 16-bit mono samples.
 inline std::string wav_header(std::uint32_t samples, int sample_rate) {
   std::string h;
   const std::uint32_t data = samples * 2;
@@ -30,6 +31,14 @@ inline std::string wav_header(std::uint32_t samples, int sample_rate) {
   put_le(h, 16, 2);
   h += "data";
   put_le(h, data, 4);
+  return h;
+}
+
+// The header of a WAV stream whose length is not known yet (RIFF and data sizes 0xFFFFFFFF, as
+// streaming servers write it).
+inline std::string wav_stream_header(int sample_rate) {
+  std::string h = wav_header(0, sample_rate);
+  for (std::size_t i : {4u, 5u, 6u, 7u, 40u, 41u, 42u, 43u}) h[i] = static_cast<char>(0xFF);
   return h;
 }
 
@@ -54,4 +63,4 @@ inline std::vector<std::int16_t> to_int16(const float* x, std::size_t n) {
   return out;
 }
 
-}  // namespace kiln::tts
+}  // namespace kiln::audio
