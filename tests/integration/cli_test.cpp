@@ -565,6 +565,14 @@ BOOST_AUTO_TEST_CASE(analyze_reads_an_artisan_log_with_marked_or_detected_events
   BOOST_TEST(v.at("events").at("TP").at("time").as_double() == 61.0);
   BOOST_TEST(v.at("phases").as_object().contains("dtr"));
   BOOST_TEST(v.at("event_sources").at("CHARGE").as_string() == "roaster state");
+  // --detect runs the selected event_detector node with its kind config.
+  auto bad_lag = analyze({alog, "--detect", "--set", "event_detector.probe_lag_s=99"});
+  BOOST_TEST(bad_lag.exit_code == 5);
+  BOOST_TEST(contains(bad_lag.err, "event_detector.probe_lag_s is 99"), bad_lag.err);
+  // An isolated roast plugin has no nodes in its node-host: detect says so instead of guessing.
+  auto isolated = analyze({alog, "--detect", "--set", "runtime.isolated_plugins=[roast]"});
+  BOOST_TEST(isolated.exit_code == 1);
+  BOOST_TEST(contains(isolated.err, "no event_detector node is resolved here"), isolated.err);
   // Bad input: a clear error naming the file and what is wrong.
   std::ofstream(d.dir.path() / "broken.alog") << "{'timex': [0, 1], 'temp1': [1, 2], 'temp2': [1,";
   auto broken = analyze({(d.dir.path() / "broken.alog").string()});

@@ -10,7 +10,7 @@
 namespace kiln {
 
 // Bumped whenever a type that crosses the plugin boundary changes layout or meaning.
-inline constexpr std::uint32_t kAbiVersion = 2;  // 2: ToolDecl::actuates
+inline constexpr std::uint32_t kAbiVersion = 3;  // 2: ToolDecl::actuates, 3: selected_node
 // The kiln release these headers belong to.
 inline constexpr const char* kVersion = "0.1.0";
 // Format of the manifest returned by the `kiln_plugin_v1` entry point.

@@ -1,10 +1,12 @@
 // kiln/host.hpp — HostServices: what the kernel lends a plugin.
 // A plugin reaches the kernel only through this interface: logging, its own config subtree,
-// the clock, metrics and an artifact directory. It never sees kernel internals.
+// the clock, metrics, an artifact directory and the nodes the deployment selected. It never sees
+// kernel internals.
 #pragma once
 
 #include <chrono>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -30,6 +32,16 @@ class HostServices {
   virtual std::filesystem::path artifact_dir() = 0;
   // The plugin's name as its manifest declares it.
   virtual const std::string& plugin_name() const = 0;
+  // The node the deployment selected for `kind` (resolved and gated by the kernel), as the
+  // kind's interface type-erased; null when the kind is off or nodes are not resolved here (a
+  // tool running isolated in `kiln node-host`). Use node<Kind>().
+  virtual std::shared_ptr<void> selected_node(std::string_view kind) = 0;
+
+  // The selected node of a kind whose SDK header declares kKind, e.g. node<EventDetector>().
+  template <class Kind>
+  std::shared_ptr<Kind> node() {
+    return std::static_pointer_cast<Kind>(selected_node(Kind::kKind));
+  }
 };
 
 }  // namespace kiln

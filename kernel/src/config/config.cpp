@@ -139,6 +139,13 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
          "largest text (bytes of UTF-8) one speech request may carry; longer → 413",
          {},
          1});
+  s.add({"event_detector.probe_lag_s",
+         Type::kNumber,
+         3.0,
+         "seconds the BT probe's fall lags the beans going in; a CHARGE found from BT alone is "
+         "moved back by it (2-5 s measured on a Bullet R1); 0..60",
+         {},
+         {}});
   s.add({"tool_strategy.max_attempts",
          Type::kInteger,
          1,

@@ -1,8 +1,10 @@
 #include "nodes/kinds.hpp"
 
 #include "common/embedded.hpp"
+#include "kiln/nodes/event_detector.hpp"
 #include "kiln/nodes/tool_strategy.hpp"
 #include "kiln/nodes/tts_engine.hpp"
+#include "kiln/testkit/event_detector.hpp"
 #include "kiln/testkit/tool_strategy.hpp"
 #include "kiln/testkit/tts_engine.hpp"
 
@@ -73,10 +75,38 @@ KindDescriptor tts_engine_kind() {
   return d;
 }
 
+testkit::EventDetectorFactory as_detector(const NodeMaker& make) {
+  return [make](const boost::json::object& kind_config) {
+    return std::static_pointer_cast<EventDetector>(make(kind_config));
+  };
+}
+
+KindDescriptor event_detector_kind() {
+  KindDescriptor d;
+  d.kind = EventDetector::kKind;
+  d.default_node = EventDetector::kDefaultNode;
+  d.contract_version = EventDetector::kContractVersion;
+  d.parity_cases_origin = "tests/parity/event_detector/cases (embedded)";
+  d.contract = [](const NodeMaker& candidate) {
+    return testkit::run_event_detector_contract(as_detector(candidate));
+  };
+  d.parity = [](const NodeMaker& control, const NodeMaker& candidate,
+                const std::vector<std::string>& intended) {
+    std::vector<testkit::EventDetectorCase> cases;
+    for (const auto& [name, text] : embedded_parity_cases(EventDetector::kKind)) {
+      auto more = testkit::parse_event_detector_cases(text, name);
+      cases.insert(cases.end(), more.begin(), more.end());
+    }
+    return testkit::run_event_detector_parity(as_detector(control), as_detector(candidate), cases,
+                                              intended);
+  };
+  return d;
+}
+
 }  // namespace
 
 std::vector<KindDescriptor> builtin_kinds() {
-  return {tool_strategy_kind(), tts_engine_kind()};
+  return {tool_strategy_kind(), tts_engine_kind(), event_detector_kind()};
 }
 
 }  // namespace kiln::nodes

@@ -10,11 +10,12 @@ namespace fs = std::filesystem;
 class PluginRegistry::Host final : public HostServices {
  public:
   Host(std::string name, boost::json::object config, std::shared_ptr<runtime::Metrics> metrics,
-       fs::path artifacts)
+       fs::path artifacts, std::shared_ptr<const NodeResolver> resolver)
       : name_(std::move(name)),
         config_(std::move(config)),
         metrics_(std::move(metrics)),
-        artifacts_(std::move(artifacts)) {}
+        artifacts_(std::move(artifacts)),
+        resolver_(std::move(resolver)) {}
 
   void log(LogLevel level, std::string_view message) override {
     auto lv = spdlog::level::info;
@@ -49,6 +50,9 @@ class PluginRegistry::Host final : public HostServices {
     return artifacts_;
   }
   const std::string& plugin_name() const override { return name_; }
+  std::shared_ptr<void> selected_node(std::string_view kind) override {
+    return *resolver_ ? (*resolver_)(kind) : nullptr;
+  }
   void set_config(boost::json::object c) { config_ = std::move(c); }
 
  private:
@@ -56,12 +60,13 @@ class PluginRegistry::Host final : public HostServices {
   boost::json::object config_;
   std::shared_ptr<runtime::Metrics> metrics_;
   fs::path artifacts_;
+  std::shared_ptr<const NodeResolver> resolver_;
 };
 
 PluginRegistry::PluginRegistry(std::shared_ptr<runtime::Metrics> metrics, fs::path artifacts_root)
     : metrics_(std::move(metrics)), artifacts_root_(std::move(artifacts_root)) {
   hosts_[kKernelProvider] = std::make_shared<Host>(kKernelProvider, boost::json::object{}, metrics_,
-                                                   artifacts_root_ / kKernelProvider);
+                                                   artifacts_root_ / kKernelProvider, resolver_);
 }
 
 PluginRegistry::~PluginRegistry() = default;
@@ -141,7 +146,7 @@ void PluginRegistry::instantiate(const config::Config& config,
                                  const std::set<std::string>& isolated) {
   for (const auto& p : plugins_)
     hosts_[p.name] = std::make_shared<Host>(p.name, config.plugin_config(p.name), metrics_,
-                                            artifacts_root_ / p.name);
+                                            artifacts_root_ / p.name, resolver_);
   for (auto& t : tools_) {
     if (t.tool || isolated.count(t.provider)) continue;
     try {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -110,6 +111,10 @@ class PluginRegistry {
   // The host lent to a provider (plugin name or "kiln").
   HostServices& host(const std::string& provider);
   std::shared_ptr<HostServices> shared_host(const std::string& provider);
+  // How every host answers HostServices::selected_node (the kernel's resolved instances). Empty
+  // until set: hosts answer null.
+  using NodeResolver = std::function<std::shared_ptr<void>(std::string_view kind)>;
+  void set_node_resolver(NodeResolver resolver) { *resolver_ = std::move(resolver); }
 
  private:
   class Host;
@@ -119,6 +124,7 @@ class PluginRegistry {
   std::vector<NodeEntry> nodes_;
   std::vector<ToolEntry> tools_;
   std::map<std::string, std::shared_ptr<Host>> hosts_;
+  std::shared_ptr<NodeResolver> resolver_ = std::make_shared<NodeResolver>();
 };
 
 }  // namespace kiln::plugins

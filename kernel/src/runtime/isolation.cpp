@@ -113,6 +113,9 @@ class ChildHost final : public HostServices {
     return p;
   }
   const std::string& plugin_name() const override { return name_; }
+  // Nodes live in the parent process: an isolated tool cannot reach them (documented in
+  // docs/architecture/plugin-boundary.md).
+  std::shared_ptr<void> selected_node(std::string_view) override { return nullptr; }
 
  private:
   std::string name_;

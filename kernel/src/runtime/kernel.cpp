@@ -42,7 +42,10 @@ config::YamlText read_yaml(const fs::path& path) {
 }  // namespace
 
 Kernel::Kernel() = default;
-Kernel::~Kernel() = default;
+Kernel::~Kernel() {
+  // Tools and nodes may hold their host past the kernel; they then see no nodes.
+  if (registry_) registry_->set_node_resolver(nullptr);
+}
 
 std::unique_ptr<Kernel> Kernel::boot(const BootOptions& options) {
   std::unique_ptr<Kernel> k(new Kernel());
@@ -200,6 +203,11 @@ ledger::SqliteLedger& Kernel::sqlite_ledger() {
 
 void Kernel::load_plugins() {
   registry_ = std::make_unique<plugins::PluginRegistry>(metrics_, fs::path("var/artifacts"));
+  // HostServices::selected_node: the instances resolve() made (written only during boot).
+  registry_->set_node_resolver([this](std::string_view kind) -> std::shared_ptr<void> {
+    auto it = instances_.find(std::string(kind));
+    return it == instances_.end() ? nullptr : it->second;
+  });
   plugins::NodeEntry static_node;
   auto decl = NodeDecl::make<nodes::ToolStrategy>(
       nodes::ToolStrategy::kDefaultNode,

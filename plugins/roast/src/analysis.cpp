@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "artisan_detector.hpp"
 #include "pyliteral.hpp"
 
 namespace kiln::roast {
@@ -38,16 +39,6 @@ EventPoint point(const RoastLog& log, int index, int charge) {
   return EventPoint{
       index, log.time[static_cast<std::size_t>(index)] - log.time[static_cast<std::size_t>(charge)],
       log.bt[static_cast<std::size_t>(index)]};
-}
-
-// Artisan's BT-break test over the six readings ending at i: both of the last two slopes fall
-// faster than 0.67 °/sample and the mean fall exceeds min(6.4, offset + 2.5 |mean earlier slope|).
-bool bt_break(const std::vector<double>& bt, std::size_t i, double offset) {
-  if (i < 5) return false;
-  const double pre = ((bt[i - 4] - bt[i - 5]) + (bt[i - 3] - bt[i - 4])) / 2;
-  const double p1 = bt[i - 1] - bt[i - 2], p2 = bt[i] - bt[i - 1];
-  return p1 < -0.67 && p2 < -0.67 &&
-         std::abs((p1 + p2) / 2) > std::min(6.4, offset + 2.5 * std::abs(pre));
 }
 
 // Least-squares slope of BT over the `n` readings ending at i, in degrees per minute.
@@ -149,54 +140,64 @@ RoastLog parse_alog(std::string_view text) {
   return log;
 }
 
-Analysis analyze(const RoastLog& log, const AnalysisOptions& opt) {
+nodes::RoastCurve curve_of(const RoastLog& log) {
+  nodes::RoastCurve c;
+  c.time = log.time;
+  c.bt = log.bt;
+  c.et = log.et;
+  c.state = log.roaster_state;
+  c.unit = log.mode;
+  c.phases = log.phases;
+  return c;
+}
+
+Analysis analyze(const RoastLog& log, const AnalysisOptions& opt,
+                 const nodes::EventDetector* detector) {
   Analysis a;
   const std::size_t n = log.bt.size();
   const bool celsius = log.mode == 'C';
   auto deg = [&](double c) { return celsius ? c : c * 9.0 / 5.0 + 32.0; };
+  const nodes::RoastCurve curve = curve_of(log);
+  const int last_reading = static_cast<int>(n) - 1;
 
-  int charge = -1, drop = -1, fcs = -1, dry = -1;
-  if (!opt.detect) {
+  int charge = -1, drop = -1, fcs = -1, dry = -1, tp = -1;
+  if (opt.detect) {
+    if (!detector)
+      throw std::invalid_argument("event detection needs an event_detector node; none is given");
+    const auto e = detector->detect(curve);
+    charge = e.charge;
+    drop = e.drop;
+    fcs = e.fcs;
+    dry = e.dry_end;
+    tp = e.tp;
+    a.charge_source = e.charge_source;
+    a.drop_source = e.drop_source;
+    a.dry_end_source = e.dry_end_source;
+    // An event out of order would make phases meaningless: drop what does not fit.
+    if (charge < 0 || charge > last_reading) charge = -1;
+    for (int* ev : {&tp, &dry, &fcs, &drop})
+      if (charge < 0 || *ev <= charge || *ev > last_reading) *ev = -1;
+  } else {
     charge = log.timeindex[0];
     dry = log.timeindex[1] > 0 ? log.timeindex[1] : -1;
     fcs = log.timeindex[2] > 0 ? log.timeindex[2] : -1;
     drop = log.timeindex[6] > 0 ? log.timeindex[6] : -1;
     a.charge_source = a.drop_source = "marked";
-  } else if (!log.roaster_state.empty()) {
-    // The roaster reports its own state: 6 while roasting, above it once the beans are dropped.
-    // A recording that starts while roasting has its CHARGE at the first reading.
-    for (std::size_t i = 0; i < n && charge < 0; ++i)
-      if (log.roaster_state[i] == 6 && (i == 0 || log.roaster_state[i - 1] < 6))
-        charge = static_cast<int>(i);
-    for (std::size_t i = charge < 0 ? n : static_cast<std::size_t>(charge) + 1; i < n && drop < 0;
-         ++i)
-      if (log.roaster_state[i] > 6 && log.roaster_state[i - 1] == 6) drop = static_cast<int>(i);
-    a.charge_source = a.drop_source = "roaster state";
-  }
-  if (opt.detect && charge < 0) {
-    // Artisan's BT break: armed above 77 °C; CHARGE sits six readings before the break.
-    for (std::size_t i = 5; i < n && charge < 0; ++i)
-      if (log.bt[i - 5] > deg(77) && bt_break(log.bt, i, 0.5))
-        charge = std::max(0, static_cast<int>(i) - 6);
-    a.charge_source = "BT break";
-    // A fall that steepens gradually never passes the ratio test: then the first two readings
-    // in a row that fall faster than 0.67 °/sample (2 ° over the window) mark it.
-    for (std::size_t i = 5; i < n && charge < 0; ++i)
-      if (log.bt[i - 5] > deg(77) && log.bt[i - 1] - log.bt[i - 2] < -0.67 &&
-          log.bt[i] - log.bt[i - 1] < -0.67 && log.bt[i - 5] - log.bt[i] > 2.0) {
-        charge = std::max(0, static_cast<int>(i) - 6);
-        a.charge_source = "BT fall";
+    if (charge >= 0) {
+      // TP is derived even where events are marked: the lowest BT between CHARGE and FCs (or
+      // DROP, or the end), as Artisan takes it.
+      tp = turning_point(curve, charge, fcs > 0 ? fcs : drop > 0 ? drop : last_reading);
+      if (dry > 0) {
+        a.dry_end_source = "marked";
+      } else if (tp >= 0) {
+        dry = first_at_or_above(curve, tp,
+                                fcs > 0    ? fcs
+                                : drop > 0 ? drop
+                                           : last_reading,
+                                log.phases[1]);
+        if (dry >= 0) a.dry_end_source = dry == tp ? "TP" : "phases";
       }
-  }
-  if (opt.detect && charge >= 0 && drop < 0) {
-    // DROP: armed above 160 °C and 420 s after CHARGE; the BT probe lags the drop by several
-    // readings, so this is an approximation where the roaster's state is not recorded.
-    for (std::size_t i = static_cast<std::size_t>(charge) + 5; i < n && drop < 0; ++i)
-      if (log.bt[i - 5] > deg(160) &&
-          log.time[i] - log.time[static_cast<std::size_t>(charge)] > 420 &&
-          bt_break(log.bt, i, 0.2))
-        drop = std::max(charge + 1, static_cast<int>(i) - 6);
-    a.drop_source = "BT break";
+    }
   }
   if (charge < 0) {
     a.warnings.push_back(opt.detect ? "no CHARGE detected" : "CHARGE is not marked in the file");
@@ -205,41 +206,12 @@ Analysis analyze(const RoastLog& log, const AnalysisOptions& opt) {
   }
   a.charge = point(log, charge, charge);
   if (drop >= 0) a.drop = point(log, drop, charge);
-
-  // TP: the lowest BT between CHARGE and FCs (or DROP, or the end); the last reading of that
-  // minimum, as Artisan takes it; accepted between 50 and 150 °C.
-  {
-    const int end = fcs > 0 ? fcs : drop > 0 ? drop : static_cast<int>(n) - 1;
-    int best = -1;
-    for (int i = charge; i <= end; ++i)
-      if (best < 0 || log.bt[static_cast<std::size_t>(i)] <= log.bt[static_cast<std::size_t>(best)])
-        best = i;
-    if (best > charge && log.bt[static_cast<std::size_t>(best)] > deg(50) &&
-        log.bt[static_cast<std::size_t>(best)] < deg(150))
-      a.tp = point(log, best, charge);
-    else
-      a.warnings.push_back("no turning point between 50 and 150 °C after CHARGE");
-  }
-  if (opt.detect && a.tp) {
-    // FCs: a prediction from the phase temperature (roasters mark it by ear).
-    const int end = drop > 0 ? drop : static_cast<int>(n) - 1;
-    for (int i = a.tp->index; i <= end && fcs < 0; ++i)
-      if (log.bt[static_cast<std::size_t>(i)] >= log.phases[2]) fcs = i;
-  }
+  if (tp >= 0)
+    a.tp = point(log, tp, charge);
+  else
+    a.warnings.push_back("no turning point between 50 and 150 °C after CHARGE");
   if (fcs > 0) a.fcs = point(log, fcs, charge);
-  // DRY END: marked; else the first reading at or above the drying phase temperature after TP.
-  if (dry > 0) {
-    a.dry_end = point(log, dry, charge);
-    a.dry_end_source = "marked";
-  } else if (a.tp) {
-    const int end = fcs > 0 ? fcs : drop > 0 ? drop : static_cast<int>(n) - 1;
-    for (int i = a.tp->index; i <= end && dry < 0; ++i)
-      if (log.bt[static_cast<std::size_t>(i)] >= log.phases[1]) dry = i;
-    if (dry >= 0) {
-      a.dry_end = point(log, dry, charge);
-      a.dry_end_source = dry == a.tp->index ? "TP" : "phases";
-    }
-  }
+  if (dry >= 0) a.dry_end = point(log, dry, charge);
 
   if (a.drop) a.total = a.drop->time;
   if (a.dry_end) a.drying = a.dry_end->time;

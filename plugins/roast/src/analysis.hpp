@@ -12,6 +12,8 @@
 
 #include <boost/json.hpp>
 
+#include "kiln/nodes/event_detector.hpp"
+
 namespace kiln::roast {
 
 struct AlogError : std::runtime_error {
@@ -60,8 +62,15 @@ struct Analysis {
   std::vector<std::string> warnings;
 };
 
+// The log's channels as an event detector reads them.
+nodes::RoastCurve curve_of(const RoastLog& log);
+
 // Never throws for a parsed log: missing events make the dependent values null, with a warning.
-Analysis analyze(const RoastLog& log, const AnalysisOptions& options);
+// With options.detect the events come from `detector` (required then: std::invalid_argument
+// without one); otherwise from the marks in the file, with TP and DRY END derived by Artisan's
+// rules.
+Analysis analyze(const RoastLog& log, const AnalysisOptions& options,
+                 const nodes::EventDetector* detector = nullptr);
 
 // {"events": {...}, "phases": {...}, "auc", "ror", ...} — the shape `kiln analyze --json` prints.
 boost::json::object to_json(const Analysis& a);

@@ -1,10 +1,12 @@
-// The roast plugin: roast analysis tools. This first part brings `roast.analyze` (an Artisan
-// .alog → events, phases, DTR, AUC, rate of rise); sessions, QC, reports, profiles and the
-// event_detector kind follow (ROADMAP M5).
+// The roast plugin: the `event_detector/artisan` node (the kind's default) and the tool
+// `roast.analyze` (an Artisan .alog → events, phases, DTR, AUC, rate of rise), which detects
+// through whichever event_detector node the deployment selected.
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "analysis.hpp"
+#include "artisan_detector.hpp"
 #include "kiln/plugin.hpp"
 #include "pyliteral.hpp"
 
@@ -14,6 +16,8 @@ namespace json = boost::json;
 
 class AnalyzeTool final : public kiln::Tool {
  public:
+  explicit AnalyzeTool(kiln::HostServices& host) : host_(host) {}
+
   kiln::ToolOutcome invoke(const json::value& input, const kiln::ToolContext&) override {
     const auto& in = input.as_object();
     kiln::roast::AnalysisOptions opt;
@@ -23,7 +27,17 @@ class AnalyzeTool final : public kiln::Tool {
     const auto& text = in.at("alog").as_string();
     try {
       auto log = kiln::roast::parse_alog(std::string_view(text.data(), text.size()));
-      auto a = kiln::roast::analyze(log, opt);
+      std::shared_ptr<kiln::nodes::EventDetector> detector;
+      if (opt.detect) {
+        detector = host_.node<kiln::nodes::EventDetector>();
+        if (!detector)
+          return kiln::tool_error(
+              kiln::error_code::kProviderUnavailable,
+              "detect=true needs the event_detector kind, and no event_detector node is "
+              "resolved here (the kind is off, or this tool runs isolated in a node-host); "
+              "analyse the marked events (detect=false) or run the roast plugin in-process");
+      }
+      auto a = kiln::roast::analyze(log, opt, detector.get());
       json::object out = kiln::roast::to_json(a);
       out["title"] = log.title;
       out["mode"] = std::string(1, log.mode);
@@ -37,6 +51,9 @@ class AnalyzeTool final : public kiln::Tool {
                               std::string("the .alog is not a usable roast log: ") + e.what());
     }
   }
+
+ private:
+  kiln::HostServices& host_;
 };
 
 kiln::Manifest manifest() {
@@ -59,9 +76,22 @@ kiln::Manifest manifest() {
       "ror_span_s": {"type": "number", "minimum": 2, "maximum": 120}}})");
   analyze.output_schema = json::parse(R"({
     "type": "object", "required": ["events", "phases", "auc", "ror"]})");
-  analyze.factory = [](kiln::HostServices&) { return std::make_shared<AnalyzeTool>(); };
+  analyze.factory = [](kiln::HostServices& host) { return std::make_shared<AnalyzeTool>(host); };
   analyze.nonblocking = true;  // pure computation on one file
   m.tools.push_back(std::move(analyze));
+  m.nodes.push_back(kiln::NodeDecl::make<kiln::nodes::EventDetector>(
+      "artisan",
+      "Artisan's rules: CHARGE/DROP from the roaster's state channel or a BT break, TP as the "
+      "lowest BT after CHARGE, DRY END and FCs from the phase temperatures",
+      [](const kiln::NodeContext& ctx) {
+        double lag = kiln::roast::ArtisanDetector::kDefaultProbeLag;
+        if (const auto* v = ctx.kind_config.if_contains("probe_lag_s"); v && v->is_number())
+          lag = v->to_number<double>();
+        if (!(lag >= 0 && lag <= 60))
+          throw std::invalid_argument("event_detector.probe_lag_s is " + std::to_string(lag) +
+                                      "; it must be between 0 and 60 seconds");
+        return std::make_shared<kiln::roast::ArtisanDetector>(lag);
+      }));
   return m;
 }
 

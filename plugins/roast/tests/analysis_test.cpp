@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "analysis.hpp"
+#include "artisan_detector.hpp"
 #include "pyliteral.hpp"
 
 namespace fs = std::filesystem;
@@ -22,6 +23,7 @@ namespace bdata = boost::unit_test::data;
 namespace {
 
 const fs::path kFixtures = fs::path(KILN_SOURCE_DIR) / "tests/fixtures/artisan-alog";
+const ArtisanDetector kDetector;
 
 std::vector<std::string> fixtures() {
   std::vector<std::string> out;
@@ -76,7 +78,7 @@ BOOST_DATA_TEST_CASE(detected_events_match_artisan, bdata::make(fixtures()), nam
   auto log = parse_alog(read(kFixtures / name));
   AnalysisOptions o;
   o.detect = true;
-  auto a = analyze(log, o);
+  auto a = analyze(log, o, &kDetector);
   BOOST_REQUIRE(a.charge && a.tp && a.drop);
   const double marked_charge = log.time[static_cast<std::size_t>(log.timeindex[0])];
   BOOST_TEST(std::abs(log.time[static_cast<std::size_t>(a.charge->index)] - marked_charge) <= 2.0);
@@ -91,7 +93,7 @@ BOOST_DATA_TEST_CASE(bt_break_finds_charge_without_a_state_channel, bdata::make(
   log.roaster_state.clear();
   AnalysisOptions o;
   o.detect = true;
-  auto a = analyze(log, o);
+  auto a = analyze(log, o, &kDetector);
   BOOST_REQUIRE(a.charge);
   BOOST_TEST((a.charge_source == "BT break" || a.charge_source == "BT fall"), a.charge_source);
   const double marked_charge = log.time[static_cast<std::size_t>(log.timeindex[0])];
@@ -183,4 +185,12 @@ BOOST_AUTO_TEST_CASE(unusable_logs_are_refused_naming_the_field) {
   } catch (const PyLiteralError& e) {
     BOOST_TEST(std::string(e.what()).find("line") != std::string::npos);
   }
+}
+
+// Detection without a detector is an error, not a silent fallback.
+BOOST_AUTO_TEST_CASE(detect_without_a_detector_is_refused) {
+  auto log = parse_alog(read(kFixtures / fixtures().front()));
+  AnalysisOptions o;
+  o.detect = true;
+  BOOST_CHECK_THROW(analyze(log, o), std::invalid_argument);
 }

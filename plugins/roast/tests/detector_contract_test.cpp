@@ -1,0 +1,92 @@
+// The default event_detector node (artisan) against the kind's contract, and its parity suite
+// against itself on the embedded golden recordings (the cases parse and the suite runs).
+#define BOOST_TEST_MODULE event_detector_artisan
+#include <boost/test/unit_test.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "artisan_detector.hpp"
+#include "kiln/testkit/boost_test.hpp"
+#include "kiln/testkit/event_detector.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::shared_ptr<kiln::nodes::EventDetector> make_artisan(const boost::json::object&) {
+  return std::make_shared<kiln::roast::ArtisanDetector>();
+}
+
+// A node that finds nothing: the contract must reject it.
+class BlindDetector final : public kiln::nodes::EventDetector {
+ public:
+  kiln::nodes::RoastEvents detect(const kiln::nodes::RoastCurve& c) const override {
+    c.validate();
+    return {};
+  }
+};
+
+// A node whose CHARGE is 10 s late: parity must reject it.
+class LateDetector final : public kiln::nodes::EventDetector {
+ public:
+  kiln::nodes::RoastEvents detect(const kiln::nodes::RoastCurve& c) const override {
+    auto e = kiln::roast::ArtisanDetector().detect(c);
+    if (e.charge >= 0) {
+      const double want = c.time[static_cast<std::size_t>(e.charge)] + 10;
+      while (e.charge + 1 < static_cast<int>(c.time.size()) &&
+             c.time[static_cast<std::size_t>(e.charge)] < want)
+        ++e.charge;
+    }
+    return e;
+  }
+};
+
+std::vector<kiln::testkit::EventDetectorCase> golden_cases() {
+  std::vector<kiln::testkit::EventDetectorCase> out;
+  const fs::path dir = fs::path(KILN_SOURCE_DIR) / "tests/parity/event_detector/cases";
+  for (const auto& e : fs::directory_iterator(dir)) {
+    std::ifstream in(e.path());
+    std::stringstream s;
+    s << in.rdbuf();
+    auto more = kiln::testkit::parse_event_detector_cases(s.str(), e.path().filename().string());
+    out.insert(out.end(), more.begin(), more.end());
+  }
+  return out;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(artisan_passes_the_contract) {
+  KILN_CHECK_SUITE(kiln::testkit::run_event_detector_contract(make_artisan));
+}
+
+BOOST_AUTO_TEST_CASE(a_detector_that_finds_nothing_fails_the_contract) {
+  auto report = kiln::testkit::run_event_detector_contract(
+      [](const boost::json::object&) { return std::make_shared<BlindDetector>(); });
+  BOOST_TEST(!report.passed());
+}
+
+BOOST_AUTO_TEST_CASE(artisan_is_at_parity_with_itself_on_the_golden_cases) {
+  auto cases = golden_cases();
+  BOOST_TEST(cases.size() >= 6u);
+  KILN_CHECK_SUITE(kiln::testkit::run_event_detector_parity(make_artisan, make_artisan, cases, {}));
+}
+
+BOOST_AUTO_TEST_CASE(a_late_charge_fails_parity) {
+  auto report = kiln::testkit::run_event_detector_parity(
+      make_artisan, [](const boost::json::object&) { return std::make_shared<LateDetector>(); },
+      golden_cases(), {});
+  BOOST_TEST(!report.passed());
+}
+
+BOOST_AUTO_TEST_CASE(a_malformed_case_names_its_file) {
+  try {
+    kiln::testkit::parse_event_detector_cases(R"({"name": "x", "time": [0, 1], "bt": [1]})",
+                                              "broken.json");
+    BOOST_FAIL("a case whose channels disagree was accepted");
+  } catch (const std::runtime_error& e) {
+    BOOST_TEST(std::string(e.what()).find("broken.json") != std::string::npos, e.what());
+  }
+}
