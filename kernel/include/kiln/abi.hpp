@@ -10,7 +10,9 @@
 namespace kiln {
 
 // Bumped whenever a type that crosses the plugin boundary changes layout or meaning.
-inline constexpr std::uint32_t kAbiVersion = 3;  // 2: ToolDecl::actuates, 3: selected_node
+// 2: ToolDecl::actuates. 3: HostServices::selected_node, ToolContext::approved_by.
+// (Keep the definition on one line: CMake and the SDK test read it.)
+inline constexpr std::uint32_t kAbiVersion = 3;
 // The kiln release these headers belong to.
 inline constexpr const char* kVersion = "0.1.0";
 // Format of the manifest returned by the `kiln_plugin_v1` entry point.

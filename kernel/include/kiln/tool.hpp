@@ -60,6 +60,9 @@ struct ToolContext {
   std::string request_id;
   std::chrono::steady_clock::time_point deadline;
   std::stop_token stop;  // requested when the caller stops waiting (timeout)
+  // Who approved this call, when a person did (a mission step held for approval, or one that
+  // failed with approval: on_failure and was approved); empty otherwise.
+  std::string approved_by = {};
 };
 
 class Tool {

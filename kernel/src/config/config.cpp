@@ -146,6 +146,56 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
          "moved back by it (2-5 s measured on a Bullet R1); 0..60",
          {},
          {}});
+  s.add({"telemetry.max_skew_s",
+         Type::kNumber,
+         300.0,
+         "largest difference between a device's clock (an envelope's sent_at) and the server's; "
+         "beyond it the envelope is refused (clock_skew)",
+         {},
+         {}});
+  s.add({"telemetry.max_batch_samples",
+         Type::kInteger,
+         600,
+         "samples one signed envelope may carry (oversized_batch beyond)",
+         {},
+         1});
+  s.add({"telemetry.max_batch_bytes",
+         Type::kInteger,
+         65536,
+         "bytes one signed envelope may have (oversized_batch beyond)",
+         {},
+         256});
+  s.add({"telemetry.sequence_window",
+         Type::kInteger,
+         64,
+         "a batch whose sequence number is this far behind the device's highest is refused "
+         "(stale_sequence); within it, late batches are accepted once",
+         {},
+         1});
+  s.add({"sessions.preroll_s",
+         Type::kNumber,
+         30.0,
+         "seconds of samples before CHARGE that belong to a roast session",
+         {},
+         {}});
+  s.add({"sessions.silence_s",
+         Type::kNumber,
+         120.0,
+         "an open session with no new samples for this long (wall time) closes",
+         {},
+         {}});
+  s.add({"sessions.max_length_s",
+         Type::kNumber,
+         1800.0,
+         "a session longer than this after CHARGE closes",
+         {},
+         {}});
+  s.add({"sessions.mission",
+         Type::kString,
+         "roast_report",
+         "the mission template started for every closed session ('' for none)",
+         {},
+         {}});
   s.add({"tool_strategy.max_attempts",
          Type::kInteger,
          1,
@@ -725,6 +775,9 @@ std::string Config::get_string(std::string_view path) const {
 }
 std::int64_t Config::get_int(std::string_view path) const {
   return at(path).value.as_int64();
+}
+double Config::get_number(std::string_view path) const {
+  return at(path).value.to_number<double>();
 }
 bool Config::get_bool(std::string_view path) const {
   return at(path).value.as_bool();

@@ -113,6 +113,7 @@ class Config {
   const Entry& at(std::string_view path) const;  // throws std::out_of_range naming the key
   std::string get_string(std::string_view path) const;
   std::int64_t get_int(std::string_view path) const;
+  double get_number(std::string_view path) const;
   bool get_bool(std::string_view path) const;
   std::vector<std::string> get_strings(std::string_view path) const;
   // Every key under `section.` as one object (e.g. "tool_strategy" -> {providers, timeout_ms}).

@@ -316,6 +316,11 @@ Router build_api(ApiContext& ctx) {
            std::string out;
            if (ctx.metrics) ctx.metrics->expose(out);
            k.tool_metrics().expose(out);
+           try {
+             k.telemetry().ingestor().expose(out);
+           } catch (const std::exception&) {
+             // storage not open yet
+           }
            out += "# HELP kiln_missions Missions by state.\n# TYPE kiln_missions gauge\n";
            try {
              storage::Connection c(k.storage_path(), storage::Connection::Mode::kReadOnly);
@@ -708,6 +713,231 @@ Router build_api(ApiContext& ctx) {
          Role::kApprover);
   action("cancel", "cancelMission", "Cancel a mission that is not finished", Role::kOperator);
   action("retry", "retryMission", "Retry a RETRY or FAILED mission now", Role::kOperator);
+
+  // ---- Telemetry ------------------------------------------------------------------------------
+  const json::value device_key_schema = schema(R"({"type": "object",
+    "required": ["kid", "tenant", "device", "public_key", "status"],
+    "properties": {"kid": {"type": "string"}, "tenant": {"type": "string"},
+      "device": {"type": "string"}, "public_key": {"type": "string"},
+      "status": {"type": "string", "enum": ["active", "retiring", "expired", "revoked"]},
+      "created_at": {"type": "string"}, "created_by": {"type": "string"},
+      "not_after": {"type": ["string", "null"]}, "revoked_at": {"type": ["string", "null"]},
+      "secret_key": {"type": "string",
+                     "description": "only when the server generated the pair: shown once"}}})");
+  const json::value session_schema = schema(R"({"type": "object",
+    "required": ["id", "tenant", "device", "state", "start_t", "charge_t"],
+    "properties": {"id": {"type": "string"}, "tenant": {"type": "string"},
+      "device": {"type": "string"}, "state": {"type": "string", "enum": ["open", "closed"]},
+      "start_t": {"type": "number"}, "charge_t": {"type": "number"},
+      "end_t": {"type": ["number", "null"]}, "duration_s": {"type": "number"},
+      "close_reason": {"type": ["string", "null"]}, "opened_at": {"type": "string"},
+      "closed_at": {"type": ["string", "null"]}, "mission_id": {"type": ["string", "null"]}}})");
+  const auto max_envelope =
+      static_cast<std::size_t>(k.config().get_int("telemetry.max_batch_bytes"));
+  r.add({"POST",
+         "/v1/telemetry/{device}",
+         "ingestTelemetry",
+         "Ingest one signed telemetry envelope (COSE_Sign1, Ed25519, CBOR batch) of a device; "
+         "the tenant and the device are the external AAD. Stored once per (device, boot, seq): "
+         "the same envelope again answers duplicate: true; refusals carry a stable reason code",
+         "telemetry",
+         Role::kOperator,
+         4 * max_envelope,
+         nullptr,
+         schema(R"({"type": "object", "required": ["accepted", "duplicate"],
+                    "properties": {"accepted": {"type": "boolean"},
+                      "duplicate": {"type": "boolean"}, "device": {"type": "string"},
+                      "kid": {"type": "string"}, "boot": {"type": "integer"},
+                      "seq": {"type": "integer"}, "samples": {"type": "integer"},
+                      "ledger_seq": {"type": "integer"}}})"),
+         200,
+         "application/json",
+         {},
+         true,
+         [&k](Request& req) {
+           const auto now =
+               std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+           auto res =
+               k.telemetry().ingestor().ingest(req.tenant, req.params.at("device"), req.body, now);
+           if (!res.accepted)
+             return error(res.http_status(), res.reason, res.message, res.to_json());
+           return Response::json(200, res.to_json());
+         },
+         nullptr,
+         "application/cose"});
+  r.add({"GET",
+         "/v1/devices",
+         "listDevices",
+         "Device keys of the key's tenant",
+         "telemetry",
+         Role::kViewer,
+         0,
+         nullptr,
+         json::object{{"type", "array"}, {"items", device_key_schema}},
+         200,
+         "application/json",
+         {},
+         false,
+         [&k](Request& req) {
+           const std::string now = ledger::utc_now_millis();
+           json::array arr;
+           for (const auto& d : k.telemetry().devices().list(req.tenant))
+             arr.push_back(d.to_json(now));
+           return Response::json(200, arr);
+         }});
+  const char* device_body = R"({"type": "object", "additionalProperties": false,
+    "properties": {"public_key": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$",
+                     "description": "the device's own Ed25519 public key; without it the server generates a pair and returns the secret once"},
+                   "device": {"type": "string", "minLength": 1, "maxLength": 64},
+                   "grace_s": {"type": "integer", "minimum": 0, "maximum": 2592000}}})";
+  auto credentials = [](const telemetry::DeviceCredentials& c) {
+    json::object o{{"kid", c.key.kid},
+                   {"tenant", c.tenant},
+                   {"device", c.device},
+                   {"public_key", telemetry::to_hex(c.key.pub.data(), c.key.pub.size())},
+                   {"status", "active"}};
+    bool has_secret = false;
+    for (auto b : c.key.secret) has_secret = has_secret || b != 0;
+    if (has_secret) o["secret_key"] = c.to_json().at("secret_key");
+    return o;
+  };
+  auto public_key_of = [](const json::object& b) -> std::optional<telemetry::PublicKey> {
+    if (auto* pk = b.if_contains("public_key")) return telemetry::parse_public_key(pk->as_string());
+    return std::nullopt;
+  };
+  r.add({"POST",
+         "/v1/devices",
+         "addDevice",
+         "Register a device and its key (operator role)",
+         "telemetry",
+         Role::kOperator,
+         0,
+         schema(device_body),
+         device_key_schema,
+         201,
+         "application/json",
+         {},
+         true,
+         [&k, credentials, public_key_of](Request& req) {
+           const auto& b = req.json.as_object();
+           auto* dev = b.if_contains("device");
+           if (!dev)
+             throw HttpError{422, "invalid_request", "body.device is required",
+                             json::object{{"field", "body.device"}}};
+           auto c = k.telemetry().devices().add(req.tenant, std::string(dev->as_string()),
+                                                public_key_of(b), *req.actor);
+           return Response::json(201, credentials(c));
+         }});
+  r.add({"POST",
+         "/v1/devices/{device}:rotate",
+         "rotateDeviceKey",
+         "A new key for a device; its old keys stay valid for grace_s (default 3600)",
+         "telemetry",
+         Role::kOperator,
+         0,
+         schema(device_body),
+         device_key_schema,
+         200,
+         "application/json",
+         {},
+         true,
+         [&k, credentials, public_key_of](Request& req) {
+           const auto& b = req.json.as_object();
+           std::int64_t grace = 3600;
+           if (auto* g = b.if_contains("grace_s")) grace = g->to_number<std::int64_t>();
+           auto c =
+               k.telemetry().devices().rotate(req.tenant, req.params.at("device"), public_key_of(b),
+                                              std::chrono::seconds(grace), *req.actor);
+           return Response::json(200, credentials(c));
+         }});
+  r.add({"POST",
+         "/v1/devices/{id}:revoke",
+         "revokeDeviceKey",
+         "Revoke one key (a kid) or every key of a device (a device name)",
+         "telemetry",
+         Role::kOperator,
+         0,
+         schema(kActionBody),
+         json::object{{"type", "array"}, {"items", device_key_schema}},
+         200,
+         "application/json",
+         {},
+         true,
+         [&k](Request& req) {
+           const std::string now = ledger::utc_now_millis();
+           json::array arr;
+           for (const auto& d :
+                k.telemetry().devices().revoke(req.tenant, req.params.at("id"), *req.actor))
+             arr.push_back(d.to_json(now));
+           return Response::json(200, arr);
+         }});
+  r.add({"GET",
+         "/v1/sessions",
+         "listSessions",
+         "Roast sessions of the key's tenant, newest first",
+         "telemetry",
+         Role::kViewer,
+         0,
+         nullptr,
+         json::object{{"type", "array"}, {"items", session_schema}},
+         200,
+         "application/json",
+         {{"device", "only this device"}, {"limit", "at most this many (1-1000, default 100)"}},
+         false,
+         [&k](Request& req) {
+           std::optional<std::string> device;
+           if (auto it = req.query.find("device"); it != req.query.end()) device = it->second;
+           json::array arr;
+           for (const auto& s : telemetry::Sessionizer::list(k.storage_path(), req.tenant, device,
+                                                             int_query(req, "limit", 100, 1, 1000)))
+             arr.push_back(s.to_json());
+           return Response::json(200, arr);
+         }});
+  r.add({"GET",
+         "/v1/sessions/{id}",
+         "getSession",
+         "One roast session",
+         "telemetry",
+         Role::kViewer,
+         0,
+         nullptr,
+         session_schema,
+         200,
+         "application/json",
+         {},
+         false,
+         [&k](Request& req) {
+           auto s = telemetry::Sessionizer::get(k.storage_path(), req.tenant, req.params.at("id"));
+           if (!s) throw HttpError{404, "not_found", "no session " + req.params.at("id")};
+           return Response::json(200, s->to_json());
+         }});
+  r.add({"GET",
+         "/v1/sessions/{id}/samples",
+         "getSessionSamples",
+         "A session's samples in time order: [t, bt, et, ror, heater, fan, drum, state]",
+         "telemetry",
+         Role::kViewer,
+         0,
+         nullptr,
+         schema(R"({"type": "object", "required": ["session", "columns", "samples"],
+                    "properties": {"session": {"type": "string"},
+                      "columns": {"type": "array", "items": {"type": "string"}},
+                      "samples": {"type": "array", "items": {"type": "array"}}}})"),
+         200,
+         "application/json",
+         {},
+         false,
+         [&k](Request& req) {
+           auto s = telemetry::Sessionizer::get(k.storage_path(), req.tenant, req.params.at("id"));
+           if (!s) throw HttpError{404, "not_found", "no session " + req.params.at("id")};
+           auto samples = telemetry::Sessionizer::samples(k.storage_path(), *s);
+           return Response::json(
+               200, json::object{{"session", s->id},
+                                 {"columns", json::array{"t", "bt", "et", "ror", "heater", "fan",
+                                                         "drum", "state"}},
+                                 {"samples", telemetry::samples_json(samples)}});
+         }});
 
   // ---- Ledger ---------------------------------------------------------------------------------
   r.add({"GET",

@@ -193,6 +193,15 @@ Response Router::dispatch(const Route& route, Request& req, const Authenticator&
         return error(422, "invalid_request", *err, json::object{{"field", err->substr(0, colon)}});
       }
     }
+    if (!route.raw_body_type.empty()) {
+      std::string ct = common::to_lower(req.header("content-type"));
+      if (auto semi = ct.find(';'); semi != std::string::npos) ct.resize(semi);
+      while (!ct.empty() && ct.back() == ' ') ct.pop_back();
+      if (ct != route.raw_body_type)
+        return error(415, "unsupported_media_type",
+                     "send the body with 'Content-Type: " + route.raw_body_type + "' (got '" +
+                         (ct.empty() ? std::string("none") : ct) + "')");
+    }
     return route.handler(req);
   } catch (const HttpError& e) {
     return error(e.status, e.code, e.message, e.details);
@@ -208,7 +217,7 @@ Response Router::dispatch(const Route& route, Request& req, const Authenticator&
 
 json::object Router::openapi(const std::string& version) const {
   const json::value error_ref = json::object{{"$ref", "#/components/schemas/Error"}};
-  auto error_response = [&](const char* what) {
+  auto error_response = [&](const std::string& what) {
     return json::object{
         {"description", what},
         {"content", json::object{{"application/json", json::object{{"schema", error_ref}}}}}};
@@ -239,6 +248,14 @@ json::object Router::openapi(const std::string& version) const {
           {"required", false},
           {"content",
            json::object{{"application/json", json::object{{"schema", r.request_schema}}}}}};
+    if (!r.raw_body_type.empty()) {
+      op["requestBody"] = json::object{
+          {"required", true},
+          {"content",
+           json::object{{r.raw_body_type,
+                         json::object{{"schema",
+                                       json::object{{"type", "string"}, {"format", "binary"}}}}}}}};
+    }
     json::object responses;
     json::object ok{{"description", "success"}};
     if (!r.response_schema.is_null()) {
@@ -267,6 +284,10 @@ json::object Router::openapi(const std::string& version) const {
       responses["413"] = error_response("body too large");
       responses["415"] = error_response("not application/json");
       responses["422"] = error_response("the body violates the schema");
+    }
+    if (!r.raw_body_type.empty()) {
+      responses["413"] = error_response("body too large");
+      responses["415"] = error_response("not " + r.raw_body_type);
     }
     if (r.pattern.find('{') != std::string::npos)
       responses["404"] = error_response("not found (or another tenant's)");

@@ -81,6 +81,9 @@ struct Route {
   // For a blocking route: true when this request will not wait after all (e.g. a non-blocking
   // tool), so it runs on the I/O thread without a hand-off.
   std::function<bool(const Request&)> runs_inline = nullptr;
+  // A raw (non-JSON) request body of this media type, e.g. "application/cose": the router
+  // refuses another Content-Type with 415 and /openapi.json documents a binary body.
+  std::string raw_body_type = {};
 };
 
 // Resolves an API key to an identity; nullopt when unknown or revoked.

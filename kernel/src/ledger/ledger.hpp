@@ -128,6 +128,7 @@ class SqliteLedger final : public Ledger {
                         const std::function<void(const Event&)>& fn) override;
   std::int64_t count() override;
   std::vector<StreamInfo> streams() override;
+  const std::filesystem::path& path() const { return path_; }
   // Groups committed and events written since open, for benchmarks and /metrics.
   std::pair<std::int64_t, std::int64_t> commit_stats() const;
   // Events queued with append_async that could not be stored.

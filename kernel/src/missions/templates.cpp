@@ -101,7 +101,7 @@ class Parser {
     }
     MissionTemplate t;
     t.source = f.name;
-    const std::vector<std::string> top = {"name", "description", "inputs", "steps"};
+    const std::vector<std::string> top = {"name", "description", "inputs", "steps", "optional"};
     for (const auto& kv : root) {
       const std::string key = kv.first.Scalar();
       if (std::find(top.begin(), top.end(), key) == top.end())
@@ -114,6 +114,12 @@ class Parser {
     }
     t.name = root["name"].Scalar();
     if (root["description"]) t.description = root["description"].Scalar();
+    if (root["optional"]) {
+      const std::string v = root["optional"].Scalar();
+      if (v != "true" && v != "false")
+        problems.push_back(f.name + ": 'optional' must be true or false, not '" + v + "'");
+      t.optional = v == "true";
+    }
     parse_inputs(f.name, root["inputs"], t);
     if (!root["steps"] || !root["steps"].IsSequence() || root["steps"].size() == 0) {
       problems.push_back(mark_of(f.name, root.Mark()) + ": template '" + t.name +
@@ -340,12 +346,20 @@ TemplateSet TemplateSet::parse(const std::vector<File>& files,
     }
     order_steps(*t, parser.problems);
     check_references(*t, parser.problems);
-    if (known_tools)
+    if (known_tools) {
+      std::vector<std::string> missing;
       for (const auto& s : t->steps)
         if (std::find(known_tools->begin(), known_tools->end(), s.tool) == known_tools->end())
-          parser.problems.push_back(s.where + ": step '" + s.id + "' uses unknown tool '" + s.tool +
-                                    "'" + did_you_mean(s.tool, *known_tools) +
-                                    " (`kiln tool list` shows the loaded tools)");
+          missing.push_back(s.where + ": step '" + s.id + "' uses unknown tool '" + s.tool + "'" +
+                            did_you_mean(s.tool, *known_tools) +
+                            " (`kiln tool list` shows the loaded tools)");
+      if (!missing.empty() && t->optional) {
+        // An optional template needs a plugin this deployment does not load: left out.
+        set.skipped_.push_back(t->name + " (" + missing.front() + ")");
+        continue;
+      }
+      parser.problems.insert(parser.problems.end(), missing.begin(), missing.end());
+    }
     origin[t->name] = f.name;
     set.templates_.emplace(t->name, std::move(*t));
   }

@@ -37,6 +37,9 @@ struct MissionTemplate {
   boost::json::object input_schema;  // JSON Schema of the mission's inputs, with defaults
   boost::json::object defaults;      // input name -> default value
   std::vector<StepTemplate> steps;   // in a dependency order: every step after its needs
+  // `optional: true`: when a tool it uses is not loaded, the template is left out (listed by
+  // TemplateSet::skipped) instead of an error — for templates of plugins a deployment may omit.
+  bool optional = false;
   const StepTemplate* step(std::string_view id) const;
 };
 
@@ -68,9 +71,12 @@ class TemplateSet {
   const MissionTemplate* find(std::string_view name) const;
   std::vector<std::string> names() const;
   const std::map<std::string, MissionTemplate>& all() const { return templates_; }
+  // Optional templates left out because a tool they use is not loaded: "name (why)".
+  const std::vector<std::string>& skipped() const { return skipped_; }
 
  private:
   std::map<std::string, MissionTemplate> templates_;
+  std::vector<std::string> skipped_;
 };
 
 // Fills a step's input: a string that is exactly one placeholder becomes the referenced JSON

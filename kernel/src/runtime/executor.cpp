@@ -68,14 +68,16 @@ ToolOutcome ToolRuntimeExecutor::run_one(const Provider& p, const ToolCall& call
                                          const nodes::ExecutionPolicy& policy) const {
   const auto deadline = std::chrono::steady_clock::now() + policy.timeout;
   if (p.nonblocking) {
-    ToolContext ctx{call.tool, call.tenant, call.request_id, deadline, {}};
+    ToolContext ctx{call.tool, call.tenant, call.request_id, deadline, {}, call.approved_by};
     return call_guarded(*p.tool, call.input, ctx, p.name);
   }
   // A blocking tool runs on its own thread so the caller can stop waiting at the deadline. A
   // tool that ignores its stop token keeps its thread until it returns; isolated execution (a
   // child process) is the remedy for tools that may hang.
   auto pending = std::make_shared<PendingCall>();
-  ToolContext ctx{call.tool, call.tenant, call.request_id, deadline, pending->stop.get_token()};
+  ToolContext ctx{
+      call.tool,       call.tenant, call.request_id, deadline, pending->stop.get_token(),
+      call.approved_by};
   try {
     std::thread([pending, tool = p.tool, input = call.input, ctx, provider = p.name] {
       auto outcome = call_guarded(*tool, input, ctx, provider);

@@ -185,6 +185,8 @@ int run_node_host(int fd, const std::filesystem::path& plugin) {
     ctx.tool = name;
     ctx.tenant = std::string(o.at("tenant").as_string());
     ctx.request_id = std::string(o.at("request_id").as_string());
+    if (auto* a = o.if_contains("approved_by"); a && a->is_string())
+      ctx.approved_by = std::string(a->as_string());
     ctx.deadline = Clock::now() + std::chrono::milliseconds(o.at("timeout_ms").as_int64());
     json::object reply;
     auto it = tools.find(name);
@@ -327,6 +329,7 @@ ToolOutcome NodeHost::call(const std::string& tool, const json::value& input,
                    {"tool", tool},
                    {"tenant", ctx.tenant},
                    {"request_id", ctx.request_id},
+                   {"approved_by", ctx.approved_by},
                    {"timeout_ms", std::max<std::int64_t>(1, timeout.count())},
                    {"input", input}};
   if (!write_frame(fd_, json::serialize(req))) {

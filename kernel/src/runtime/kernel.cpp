@@ -11,11 +11,13 @@
 #include "common/embedded.hpp"
 #include "common/log.hpp"
 #include "common/strings.hpp"
+#include "kiln/nodes/event_detector.hpp"
 #include "kiln/nodes/tool_strategy.hpp"
 #include "kiln/nodes/tts_engine.hpp"
 #include "missions/projection.hpp"
 #include "runtime/builtin_tools.hpp"
 #include "runtime/isolation.hpp"
+#include "runtime/telemetry_tools.hpp"
 #include "runtime/tts_tools.hpp"
 
 namespace kiln::runtime {
@@ -127,6 +129,9 @@ void Kernel::load_policy() {
   } catch (const missions::TemplateError& e) {
     throw BootError(kExitConfig, e.what());
   }
+  for (const auto& s : templates_->skipped())
+    spdlog::info("mission template {} is left out: it is optional and a tool it uses is not loaded",
+                 s);
   missions::PolicyWorld w;
   w.templates = templates_->names();
   w.tools = tools;
@@ -196,6 +201,8 @@ ledger::SqliteLedger& Kernel::sqlite_ledger() {
     // Before any append: the mission tables are kept in the same transaction as their events.
     ledger_->add_projector(&missions::project);
     ledger_->add_projector(&auth::project_keys);
+    ledger_->add_projector(&telemetry::project_devices);
+    ledger_->add_projector(&telemetry::project_sessions);
     spdlog::debug("storage open: {}", storage_path().string());
   }
   return *ledger_;
@@ -225,6 +232,8 @@ void Kernel::load_plugins() {
   for (auto& t : builtin_tools()) registry_->add_builtin_tool(std::move(t));
   // The tts_engine kind's tools speak through whichever node resolve() selects.
   for (auto& t : tts_tools([this] { return node<nodes::TtsEngine>(); }))
+    registry_->add_builtin_tool(std::move(t));
+  for (auto& t : telemetry_tools([this] { return storage_path(); }))
     registry_->add_builtin_tool(std::move(t));
 
   std::vector<fs::path> missing;
@@ -368,6 +377,45 @@ auth::KeyStore& Kernel::keys() {
   std::lock_guard lock(ledger_mu_);
   if (!keys_) keys_ = std::make_unique<auth::KeyStore>(l, storage_path());
   return *keys_;
+}
+
+telemetry::TelemetryService& Kernel::telemetry() {
+  auto& l = sqlite_ledger();
+  auto& m = missions();
+  std::lock_guard lock(ledger_mu_);
+  if (!telemetry_) {
+    telemetry::IngestOptions io;
+    io.max_skew_s = config_.get_number("telemetry.max_skew_s");
+    io.max_samples = static_cast<std::size_t>(config_.get_int("telemetry.max_batch_samples"));
+    io.max_bytes = static_cast<std::size_t>(config_.get_int("telemetry.max_batch_bytes"));
+    io.window = static_cast<std::uint64_t>(config_.get_int("telemetry.sequence_window"));
+    telemetry::SessionOptions so;
+    so.preroll_s = config_.get_number("sessions.preroll_s");
+    so.silence_s = config_.get_number("sessions.silence_s");
+    so.max_length_s = config_.get_number("sessions.max_length_s");
+    const std::string mission = config_.get_string("sessions.mission");
+    auto detector = [this] { return node<nodes::EventDetector>(); };
+    auto on_closed = [this, &m, mission](const telemetry::SessionInfo& s) {
+      if (mission.empty()) return;
+      missions::CreateRequest req;
+      req.tenant = s.tenant;
+      req.template_name = mission;
+      req.inputs = boost::json::object{{"session", s.id}};
+      req.idempotency_key = "session:" + s.id;
+      req.actor = missions::Actor{"sessionizer", missions::Role::kOperator};
+      try {
+        auto r = m.create(req);
+        telemetry_->sessions().set_mission(s, r.mission.id);
+        spdlog::info("session {}: mission {} ({}) {}", s.id, r.mission.id, mission,
+                     r.mission.state);
+      } catch (const std::exception& e) {
+        spdlog::error("session {}: the {} mission could not be started: {}", s.id, mission,
+                      e.what());
+      }
+    };
+    telemetry_ = std::make_unique<telemetry::TelemetryService>(l, io, so, detector, on_closed);
+  }
+  return *telemetry_;
 }
 
 const ToolRuntimeExecutor& Kernel::executor() const {

@@ -22,6 +22,7 @@
 #include "plugins/registry.hpp"
 #include "runtime/executor.hpp"
 #include "runtime/metrics.hpp"
+#include "telemetry/service.hpp"
 
 namespace kiln::runtime {
 
@@ -91,6 +92,9 @@ class Kernel {
   missions::MissionService& missions();
   const ToolMetrics& tool_metrics() const { return *tool_metrics_; }
   auth::KeyStore& keys();
+  // Device keys, ingestion and sessions (opens storage on first use). A closed session starts
+  // the mission named by sessions.mission (default roast_report) for it.
+  telemetry::TelemetryService& telemetry();
   ledger::SqliteLedger& sqlite_ledger();
 
   // Selected node and gate state of every kind, without instantiating anything.
@@ -137,6 +141,7 @@ class Kernel {
   std::unique_ptr<missions::Admission> admission_;
   std::unique_ptr<missions::MissionService> missions_;
   std::unique_ptr<auth::KeyStore> keys_;
+  std::unique_ptr<telemetry::TelemetryService> telemetry_;
   std::vector<std::string> warnings_;
 };
 

@@ -82,6 +82,55 @@ CREATE TABLE api_keys (
 );
 CREATE INDEX api_keys_by_tenant ON api_keys (tenant);
 )sql"},
+      {4, "telemetry",
+       R"sql(
+-- Device keys: a projection of device.key_added / device.key_rotated / device.key_revoked.
+CREATE TABLE device_keys (
+  kid        TEXT PRIMARY KEY,
+  tenant     TEXT NOT NULL,
+  device     TEXT NOT NULL,
+  public_key TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  created_by TEXT NOT NULL,
+  not_after  TEXT,
+  revoked_at TEXT
+);
+CREATE INDEX device_keys_by_device ON device_keys (tenant, device);
+-- Accepted telemetry batches, one row per signed envelope, stored once per (device, boot, seq);
+-- the ledger holds each batch's digest (telemetry.batch).
+CREATE TABLE telemetry_batches (
+  tenant      TEXT NOT NULL,
+  device      TEXT NOT NULL,
+  boot        INTEGER NOT NULL,
+  seq         INTEGER NOT NULL,
+  kid         TEXT NOT NULL,
+  digest      TEXT NOT NULL,
+  sent_at     REAL NOT NULL,
+  received_at TEXT NOT NULL,
+  first_t     REAL NOT NULL,
+  last_t      REAL NOT NULL,
+  count       INTEGER NOT NULL,
+  samples     TEXT NOT NULL,
+  PRIMARY KEY (tenant, device, boot, seq)
+) WITHOUT ROWID;
+CREATE INDEX telemetry_by_time ON telemetry_batches (tenant, device, first_t);
+-- Roast sessions: a projection of session.opened / session.closed. A session is a time range of
+-- its device's samples.
+CREATE TABLE telemetry_sessions (
+  id           TEXT PRIMARY KEY,
+  tenant       TEXT NOT NULL,
+  device       TEXT NOT NULL,
+  state        TEXT NOT NULL,
+  start_t      REAL NOT NULL,
+  charge_t     REAL NOT NULL,
+  end_t        REAL,
+  close_reason TEXT,
+  opened_at    TEXT NOT NULL,
+  closed_at    TEXT,
+  mission_id   TEXT
+);
+CREATE INDEX telemetry_sessions_by_device ON telemetry_sessions (tenant, device, start_t);
+)sql"},
   };
   return migrations;
 }

@@ -93,6 +93,11 @@ Statement& Statement::bind(int i, std::string_view v) {
   return *this;
 }
 
+Statement& Statement::bind_real(int i, double v) {
+  if (int rc = sqlite3_bind_double(s_, i, v); rc != SQLITE_OK) c_->fail("bind", rc);
+  return *this;
+}
+
 Statement& Statement::bind_null(int i) {
   if (int rc = sqlite3_bind_null(s_, i); rc != SQLITE_OK) c_->fail("bind", rc);
   return *this;
@@ -112,6 +117,10 @@ void Statement::reset() {
 
 std::int64_t Statement::int64(int col) const {
   return sqlite3_column_int64(s_, col);
+}
+
+double Statement::real(int col) const {
+  return sqlite3_column_double(s_, col);
 }
 
 std::string Statement::text(int col) const {

@@ -60,11 +60,13 @@ class Statement {
 
   Statement& bind(int index, std::int64_t v);
   Statement& bind(int index, std::string_view v);
+  Statement& bind_real(int index, double v);
   Statement& bind_null(int index);
   // True while a row is available; false when done. Throws on error.
   bool step();
   void reset();
   std::int64_t int64(int col) const;
+  double real(int col) const;
   std::string text(int col) const;
   bool is_null(int col) const;
   int column_count() const;

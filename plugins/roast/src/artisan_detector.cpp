@@ -35,9 +35,13 @@ int turning_point(const nodes::RoastCurve& c, int charge, int end) {
   for (int i = charge; i <= end; ++i)
     if (best < 0 || c.bt[static_cast<std::size_t>(i)] <= c.bt[static_cast<std::size_t>(best)])
       best = i;
-  if (best > charge && c.bt[static_cast<std::size_t>(best)] > lo &&
-      c.bt[static_cast<std::size_t>(best)] < hi)
-    return best;
+  // Artisan arms TP once four readings after it are no lower: a curve still falling (a live
+  // recording just after CHARGE, or cooling readings) has no TP yet.
+  const auto b = static_cast<std::size_t>(best < 0 ? 0 : best);
+  if (best < 0 || b + 4 >= c.bt.size()) return -1;
+  for (std::size_t k = b + 1; k <= b + 4; ++k)
+    if (c.bt[k] < c.bt[b]) return -1;
+  if (best > charge && c.bt[b] > lo && c.bt[b] < hi) return best;
   return -1;
 }
 
@@ -76,7 +80,10 @@ nodes::RoastEvents ArtisanDetector::detect(const nodes::RoastCurve& c) const {
     for (double v : bt) scaled.push_back(v / scale);
     b = &scaled;
   }
-  if (e.charge < 0) {
+  // A roaster that reports its state knows when it roasts: with a state channel, CHARGE and DROP
+  // come from it alone (cooling readings fall like a charge, but the roaster says "cooling").
+  const bool has_state = !c.state.empty();
+  if (e.charge < 0 && !has_state) {
     // Artisan's BT break: armed above 77 °C. The window's last two slopes are the fall, so the
     // beans went in after reading i - 2 at the latest: CHARGE is the last reading before the fall
     // (its BT the charge BT).
@@ -101,7 +108,7 @@ nodes::RoastEvents ArtisanDetector::detect(const nodes::RoastCurve& c) const {
     while (e.charge > 0 && c.time[static_cast<std::size_t>(e.charge) - 1] >= at - 1e-9) --e.charge;
   }
   const auto charge = static_cast<std::size_t>(e.charge);
-  if (e.drop < 0) {
+  if (e.drop < 0 && !has_state) {
     // DROP: armed above 160 °C and 420 s after CHARGE; the last reading before the fall, as for
     // CHARGE (the probe may lag the real drop by a reading or two where no state is recorded).
     for (std::size_t i = charge + 5; i < n && e.drop < 0; ++i)

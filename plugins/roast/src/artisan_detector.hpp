@@ -1,6 +1,7 @@
 // The `event_detector/artisan` node: Artisan's detection rules (DOMAIN §1) — CHARGE and DROP from
-// the roaster's state channel when recorded, else from a BT break; TP as the lowest BT after
-// CHARGE; DRY END and FCs from the phase temperatures. See docs/architecture/roast.md.
+// the roaster's state channel when recorded (then only from it), else from a BT break; TP as the
+// lowest BT after CHARGE; DRY END and FCs from the phase temperatures. See
+// docs/architecture/roast.md.
 #pragma once
 
 #include "kiln/nodes/event_detector.hpp"
@@ -24,7 +25,7 @@ class ArtisanDetector final : public nodes::EventDetector {
 
 // The rules the detector and the analysis of marked events share.
 // TP: the last reading of the lowest BT in [charge, end], accepted only between 50 and 150 °C
-// (122–302 °F); -1 when there is none.
+// (122–302 °F) and once four readings after it are no lower; -1 when there is none.
 int turning_point(const nodes::RoastCurve& curve, int charge, int end);
 // The first reading in [from, end] whose BT reaches `threshold`; -1 when none does.
 int first_at_or_above(const nodes::RoastCurve& curve, int from, int end, double threshold);

@@ -1,6 +1,9 @@
 // The roast plugin: the `event_detector/artisan` node (the kind's default) and the tool
 // `roast.analyze` (an Artisan .alog → events, phases, DTR, AUC, rate of rise), which detects
 // through whichever event_detector node the deployment selected.
+#include <cctype>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -9,10 +12,132 @@
 #include "artisan_detector.hpp"
 #include "kiln/plugin.hpp"
 #include "pyliteral.hpp"
+#include "qc.hpp"
+#include "report.hpp"
 
 namespace {
 
 namespace json = boost::json;
+
+// A recorded curve ({"time", "bt", "et"[, "state"][, "unit"]}) as a RoastLog without marks.
+kiln::roast::RoastLog log_of_curve(const json::object& c) {
+  auto list = [&](const char* key, bool required) {
+    std::vector<double> out;
+    const auto* v = c.if_contains(key);
+    if (!v) {
+      if (required) throw kiln::roast::AlogError(std::string("curve has no '") + key + "'");
+      return out;
+    }
+    if (!v->is_array())
+      throw kiln::roast::AlogError(std::string("curve.") + key + " is not a list");
+    for (const auto& x : v->as_array()) {
+      if (!x.is_number())
+        throw kiln::roast::AlogError(std::string("curve.") + key + " holds a non-number");
+      out.push_back(x.to_number<double>());
+    }
+    return out;
+  };
+  kiln::roast::RoastLog log;
+  log.time = list("time", true);
+  log.bt = list("bt", true);
+  log.et = list("et", false);
+  if (log.et.empty()) log.et.assign(log.time.size(), 0.0);
+  log.roaster_state = list("state", false);
+  if (const auto* u = c.if_contains("unit"); u && u->is_string() && u->as_string() == "F") {
+    log.mode = 'F';
+    log.phases = {302, 302, 392, 446};
+  }
+  if (log.time.size() < 2) throw kiln::roast::AlogError("curve has fewer than 2 readings");
+  if (log.bt.size() != log.time.size() || log.et.size() != log.time.size() ||
+      (!log.roaster_state.empty() && log.roaster_state.size() != log.time.size()))
+    throw kiln::roast::AlogError("curve lists must have the same length");
+  for (std::size_t i = 1; i < log.time.size(); ++i)
+    if (!(log.time[i] > log.time[i - 1]))
+      throw kiln::roast::AlogError("curve.time is not increasing at position " + std::to_string(i));
+  if (log.time.size() > 1)
+    log.interval = (log.time.back() - log.time.front()) / static_cast<double>(log.time.size() - 1);
+  return log;
+}
+
+class QcTool final : public kiln::Tool {
+ public:
+  kiln::ToolOutcome invoke(const json::value& input, const kiln::ToolContext& ctx) override {
+    const auto& in = input.as_object();
+    json::object targets = kiln::roast::default_targets();
+    if (const auto* t = in.if_contains("targets"); t && t->is_object() && !t->as_object().empty())
+      targets = t->as_object();
+    json::object qc;
+    try {
+      qc = kiln::roast::run_qc(in.at("analysis").as_object(), targets);
+    } catch (const std::invalid_argument& e) {
+      return kiln::tool_error(kiln::error_code::kInvalidInput, e.what());
+    }
+    qc["targets"] = targets;
+    if (qc.at("verdict").as_string() == "fail") {
+      if (ctx.approved_by.empty()) {
+        kiln::ToolError err{"qc_failed", "quality check failed: ", false, qc};
+        for (const auto& c : qc.at("checks").as_array())
+          if (c.as_object().at("result").as_string() == "fail") {
+            err.message += std::string(c.as_object().at("reason").as_string());
+            break;
+          }
+        err.message += " (an approver may accept the roast: kiln mission approve)";
+        return kiln::Unexpected<kiln::ToolError>{std::move(err)};
+      }
+      qc["accepted_by"] = ctx.approved_by;
+    }
+    return kiln::ToolResult{std::move(qc), {}};
+  }
+};
+
+class ReportTool final : public kiln::Tool {
+ public:
+  explicit ReportTool(kiln::HostServices& host) : host_(host) {}
+
+  kiln::ToolOutcome invoke(const json::value& input, const kiln::ToolContext&) override {
+    const auto& in = input.as_object();
+    kiln::roast::ReportInput r;
+    if (const auto* s = in.if_contains("session"); s && s->is_object()) r.session = s->as_object();
+    r.title = "roast";
+    if (const auto* t = in.if_contains("title"); t && t->is_string())
+      r.title = std::string(t->as_string());
+    else if (const auto* id = r.session.if_contains("id"); id && id->is_string())
+      r.title = std::string(id->as_string());
+    r.curve = in.at("curve").as_object();
+    r.analysis = in.at("analysis").as_object();
+    if (const auto* q = in.if_contains("qc"); q && q->is_object()) r.qc = q->as_object();
+    std::string html;
+    try {
+      html = kiln::roast::render_report_html(r);
+    } catch (const std::invalid_argument& e) {
+      return kiln::tool_error(kiln::error_code::kInvalidInput, e.what());
+    }
+    // The page is also kept as an artifact: var/artifacts/roast/reports/<title>.html.
+    std::string file;
+    for (char c : r.title)
+      file += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')
+                  ? c
+                  : '_';
+    if (file.empty() || file[0] == '.') file = "roast" + file;
+    const auto dir = host_.artifact_dir() / "reports";
+    std::filesystem::create_directories(dir);
+    const auto path = dir / (file + ".html");
+    {
+      std::ofstream out(path, std::ios::binary | std::ios::trunc);
+      out << html;
+      if (!out)
+        return kiln::tool_error(kiln::error_code::kInternal, "cannot write " + path.string());
+    }
+    json::object out{{"summary", kiln::roast::spoken_summary(r)},
+                     {"path", path.string()},
+                     {"bytes", html.size()},
+                     {"html", html}};
+    return kiln::ToolResult{std::move(out), {}};
+  }
+
+ private:
+  kiln::HostServices& host_;
+};
 
 class AnalyzeTool final : public kiln::Tool {
  public:
@@ -24,9 +149,21 @@ class AnalyzeTool final : public kiln::Tool {
     if (const auto* d = in.if_contains("detect")) opt.detect = d->as_bool();
     if (const auto* s = in.if_contains("ror_series")) opt.ror_series = s->as_bool();
     if (const auto* s = in.if_contains("ror_span_s")) opt.ror_span_s = s->to_number<double>();
-    const auto& text = in.at("alog").as_string();
+    const auto* alog = in.if_contains("alog");
+    const auto* curve = in.if_contains("curve");
+    if ((alog == nullptr) == (curve == nullptr))
+      return kiln::tool_error(kiln::error_code::kInvalidInput,
+                              "give exactly one of 'alog' (an .alog file's text) and 'curve' "
+                              "(time, bt, et[, state] lists)");
     try {
-      auto log = kiln::roast::parse_alog(std::string_view(text.data(), text.size()));
+      kiln::roast::RoastLog log;
+      if (alog) {
+        const auto& text = alog->as_string();
+        log = kiln::roast::parse_alog(std::string_view(text.data(), text.size()));
+      } else {
+        log = log_of_curve(curve->as_object());
+        opt.detect = true;  // a live curve has no marks
+      }
       std::shared_ptr<kiln::nodes::EventDetector> detector;
       if (opt.detect) {
         detector = host_.node<kiln::nodes::EventDetector>();
@@ -48,7 +185,9 @@ class AnalyzeTool final : public kiln::Tool {
                               std::string("the .alog is not a Python literal: ") + e.what());
     } catch (const kiln::roast::AlogError& e) {
       return kiln::tool_error(kiln::error_code::kInvalidInput,
-                              std::string("the .alog is not a usable roast log: ") + e.what());
+                              std::string(alog ? "the .alog is not a usable roast log: "
+                                               : "the curve is not usable: ") +
+                                  e.what());
     }
   }
 
@@ -65,12 +204,17 @@ kiln::Manifest manifest() {
   kiln::ToolDecl analyze;
   analyze.name = "roast.analyze";
   analyze.description =
-      "Analyse an Artisan .alog: events (marked, or detected with detect=true), phases, DTR, AUC "
-      "and rate of rise, times in seconds after CHARGE";
+      "Analyse an Artisan .alog (events marked, or detected with detect=true) or a recorded curve "
+      "(events detected): phases, DTR, AUC and rate of rise, times in seconds after CHARGE";
   analyze.input_schema = json::parse(R"({
-    "type": "object", "required": ["alog"], "additionalProperties": false,
+    "type": "object", "additionalProperties": false,
     "properties": {
       "alog": {"type": "string", "minLength": 1, "description": "the text of the .alog file"},
+      "curve": {"type": "object", "required": ["time", "bt"],
+                "description": "a recorded curve (telemetry.session's output): events are detected",
+                "properties": {"time": {"type": "array"}, "bt": {"type": "array"},
+                               "et": {"type": "array"}, "state": {"type": "array"},
+                               "unit": {"type": "string", "enum": ["C", "F"]}}},
       "detect": {"type": "boolean"},
       "ror_series": {"type": "boolean"},
       "ror_span_s": {"type": "number", "minimum": 2, "maximum": 120}}})");
@@ -79,6 +223,40 @@ kiln::Manifest manifest() {
   analyze.factory = [](kiln::HostServices& host) { return std::make_shared<AnalyzeTool>(host); };
   analyze.nonblocking = true;  // pure computation on one file
   m.tools.push_back(std::move(analyze));
+  kiln::ToolDecl qc;
+  qc.name = "roast.qc";
+  qc.description =
+      "Quality check of an analysis against targets with tolerances (a profile's, else DTR "
+      "15-25 %, FCs 6-10 min, DROP 7.5-13 min): pass / warn / fail with reasons. A fail is the "
+      "error qc_failed (details: the checks) until an approver accepts it";
+  qc.input_schema = json::parse(R"({
+    "type": "object", "required": ["analysis"], "additionalProperties": false,
+    "properties": {"analysis": {"type": "object", "required": ["events"]},
+                   "targets": {"type": "object"}}})");
+  qc.output_schema = json::parse(R"({
+    "type": "object", "required": ["verdict", "checks"],
+    "properties": {"verdict": {"type": "string", "enum": ["pass", "warn", "fail"]},
+                   "checks": {"type": "array"}, "accepted_by": {"type": "string"}}})");
+  qc.factory = [](kiln::HostServices&) { return std::make_shared<QcTool>(); };
+  qc.nonblocking = true;
+  m.tools.push_back(std::move(qc));
+
+  kiln::ToolDecl report;
+  report.name = "roast.report";
+  report.description =
+      "An HTML roast report (inline SVG chart of BT, ET, rate of rise, events and phases; QC "
+      "table) that opens offline, and a one-paragraph summary; the page is also written to the "
+      "plugin's artifact directory";
+  report.input_schema = json::parse(R"({
+    "type": "object", "required": ["curve", "analysis"], "additionalProperties": false,
+    "properties": {"title": {"type": "string"}, "session": {"type": "object"},
+                   "curve": {"type": "object", "required": ["time", "bt"]},
+                   "analysis": {"type": "object"}, "qc": {"type": "object"}}})");
+  report.output_schema = json::parse(R"({
+    "type": "object", "required": ["summary", "html", "path", "bytes"]})");
+  report.factory = [](kiln::HostServices& host) { return std::make_shared<ReportTool>(host); };
+  m.tools.push_back(std::move(report));
+
   m.nodes.push_back(kiln::NodeDecl::make<kiln::nodes::EventDetector>(
       "artisan",
       "Artisan's rules: CHARGE/DROP from the roaster's state channel or a BT break, TP as the "

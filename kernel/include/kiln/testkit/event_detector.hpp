@@ -204,6 +204,24 @@ inline SuiteReport run_event_detector_contract(const EventDetectorFactory& make)
                "°F: " + describe(f, e) + "; °C: " + describe(s.curve, c));
   });
 
+  guarded(report, "cooling readings after a DROP are no new roast", [&] {
+    auto s = synthetic_roast(1.0, true);
+    nodes::RoastCurve cooling;
+    for (std::size_t i = static_cast<std::size_t>(s.drop) + 2; i < s.curve.time.size(); ++i) {
+      cooling.time.push_back(s.curve.time[i]);
+      cooling.bt.push_back(s.curve.bt[i]);
+      cooling.et.push_back(s.curve.et[i]);
+      cooling.state.push_back(s.curve.state[i]);
+    }
+    auto with_state = node->detect(cooling);
+    cooling.state.clear();
+    auto bt_only = node->detect(cooling);
+    report.add("cooling readings after a DROP are no new roast",
+               with_state.charge < 0 && bt_only.tp < 0,
+               "with the state channel: " + describe(cooling, with_state) +
+                   "; from BT alone (a fall, but no turning point): " + describe(cooling, bt_only));
+  });
+
   guarded(report, "a flat curve (no roast) has no events", [&] {
     nodes::RoastCurve flat;
     for (int i = 0; i < 600; ++i) {

@@ -1,0 +1,71 @@
+#include "runtime/telemetry_tools.hpp"
+
+#include <cmath>
+
+#include "telemetry/sessions.hpp"
+
+namespace kiln::runtime {
+namespace json = boost::json;
+
+namespace {
+
+class SessionTool final : public Tool {
+ public:
+  explicit SessionTool(std::function<std::filesystem::path()> storage)
+      : storage_(std::move(storage)) {}
+
+  ToolOutcome invoke(const json::value& input, const ToolContext& ctx) override {
+    const std::string id(input.as_object().at("session").as_string());
+    const auto db = storage_();
+    auto s = telemetry::Sessionizer::get(db, ctx.tenant, id);
+    if (!s)
+      return tool_error(
+          error_code::kInvalidInput,
+          "no session '" + id + "' in tenant " + ctx.tenant + " (kiln sessions list shows them)");
+    auto samples = telemetry::Sessionizer::samples(db, *s);
+    json::array time, bt, et, state, heater, fan;
+    bool any_state = false;
+    for (const auto& x : samples) {
+      time.push_back(std::round((x.t - s->start_t) * 1000) / 1000);
+      bt.push_back(x.bt);
+      et.push_back(x.et);
+      state.push_back(x.state);
+      heater.push_back(x.heater);
+      fan.push_back(x.fan);
+      any_state = any_state || x.state != 0;
+    }
+    json::object curve{{"unit", "C"}, {"time", time},     {"bt", bt},
+                       {"et", et},    {"heater", heater}, {"fan", fan}};
+    if (any_state) curve["state"] = state;
+    return ToolResult{
+        json::object{
+            {"session", s->to_json()}, {"samples", samples.size()}, {"curve", std::move(curve)}},
+        {}};
+  }
+
+ private:
+  std::function<std::filesystem::path()> storage_;
+};
+
+}  // namespace
+
+std::vector<ToolDecl> telemetry_tools(std::function<std::filesystem::path()> storage_path) {
+  std::vector<ToolDecl> out;
+  ToolDecl session;
+  session.name = "telemetry.session";
+  session.description =
+      "A stored roast session of the caller's tenant: its info and its curve (time in seconds "
+      "from the session's start, BT, ET, heater, fan and the roaster's state when recorded)";
+  session.input_schema = json::parse(R"({"type": "object", "required": ["session"],
+    "additionalProperties": false,
+    "properties": {"session": {"type": "string", "minLength": 1}}})");
+  session.output_schema = json::parse(R"({"type": "object",
+    "required": ["session", "samples", "curve"]})");
+  session.factory = [storage_path](HostServices&) {
+    return std::make_shared<SessionTool>(storage_path);
+  };
+  out.push_back(std::move(session));
+  return out;
+}
+
+}  // namespace kiln::runtime

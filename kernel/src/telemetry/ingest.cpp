@@ -1,0 +1,319 @@
+#include "telemetry/ingest.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+
+#include "common/sha256.hpp"
+#include "storage/sqlite.hpp"
+
+namespace kiln::telemetry {
+namespace json = boost::json;
+
+namespace {
+
+// Thrown inside the writer's command when the (device, boot, seq) holds another envelope.
+struct Replayed : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+std::string seconds_text(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.0f", s);
+  return buf;
+}
+
+}  // namespace
+
+json::array samples_json(const std::vector<Sample>& samples) {
+  json::array rows;
+  rows.reserve(samples.size());
+  for (const auto& s : samples)
+    rows.push_back(json::array{s.t, s.bt, s.et, s.ror, s.heater, s.fan, s.drum, s.state});
+  return rows;
+}
+
+std::vector<Sample> samples_from_json(const json::array& rows) {
+  std::vector<Sample> out;
+  out.reserve(rows.size());
+  for (const auto& r : rows) {
+    const auto& a = r.as_array();
+    Sample s;
+    s.t = a.at(0).to_number<double>();
+    s.bt = a.at(1).to_number<double>();
+    s.et = a.at(2).to_number<double>();
+    s.ror = a.at(3).to_number<double>();
+    s.heater = static_cast<int>(a.at(4).to_number<std::int64_t>());
+    s.fan = static_cast<int>(a.at(5).to_number<std::int64_t>());
+    s.drum = static_cast<int>(a.at(6).to_number<std::int64_t>());
+    s.state = static_cast<int>(a.at(7).to_number<std::int64_t>());
+    out.push_back(s);
+  }
+  return out;
+}
+
+json::object IngestResult::to_json() const {
+  json::object o{{"accepted", accepted}, {"duplicate", duplicate}};
+  if (!device.empty()) o["device"] = device;
+  if (!kid.empty()) o["kid"] = kid;
+  o["boot"] = boot;
+  o["seq"] = seq;
+  o["samples"] = samples;
+  if (ledger_seq > 0) o["ledger_seq"] = ledger_seq;
+  return o;
+}
+
+int IngestResult::http_status() const {
+  if (accepted) return 200;
+  if (reason == reject::kOversized) return 413;
+  if (reason == reject::kUnknownKey || reason == reject::kRevokedKey ||
+      reason == reject::kExpiredKey || reason == reject::kBadSignature)
+    return 401;
+  if (reason == reject::kWrongDevice) return 403;
+  if (reason == reject::kStaleBoot || reason == reject::kStaleSequence ||
+      reason == reject::kReplayedSequence)
+    return 409;
+  if (reason == reject::kClockSkew || reason == reject::kBadSamples) return 422;
+  return 400;  // malformed, unsupported_alg, bad_payload
+}
+
+Ingestor::Ingestor(ledger::SqliteLedger& ledger, DeviceRegistry& devices, IngestOptions options,
+                   StoredFn on_stored)
+    : ledger_(ledger), devices_(devices), options_(options), on_stored_(std::move(on_stored)) {}
+
+IngestResult Ingestor::refuse(const std::string& tenant, IngestResult r, const char* reason,
+                              std::string message) {
+  r.accepted = false;
+  r.reason = reason;
+  r.message = std::move(message);
+  {
+    std::lock_guard lock(mu_);
+    ++rejected_[reason];
+  }
+  json::object payload{{"reason", r.reason}, {"message", r.message}};
+  if (!r.device.empty()) payload["device"] = r.device;
+  if (!r.kid.empty()) payload["kid"] = r.kid;
+  if (r.seq || r.boot) {
+    payload["boot"] = r.boot;
+    payload["seq"] = r.seq;
+  }
+  ledger_.append_async({ledger::NewEvent{tenant, "telemetry", "telemetry.rejected", payload}});
+  return r;
+}
+
+IngestResult Ingestor::ingest(const std::string& tenant, const std::string& stream,
+                              std::string_view envelope, double now) {
+  IngestResult r;
+  r.device = stream;
+  if (envelope.size() > options_.max_bytes)
+    return refuse(tenant, r, reject::kOversized,
+                  "the envelope has " + std::to_string(envelope.size()) + " bytes; at most " +
+                      std::to_string(options_.max_bytes) + " are accepted (send smaller batches)");
+  EnvelopeError err;
+  auto parsed = detail::parse_envelope(envelope, tenant, stream, &err);
+  if (!parsed)
+    return refuse(tenant, r,
+                  err.reason == "unsupported_alg" ? reject::kUnsupportedAlg : reject::kMalformed,
+                  err.message);
+  r.kid = parsed->kid;
+  auto key = devices_.find(tenant, parsed->kid);
+  if (!key)
+    return refuse(tenant, r, reject::kUnknownKey,
+                  "no device key '" + parsed->kid + "' in tenant " + tenant +
+                      " (`kiln devices add` registers one)");
+  const std::string now_text = ledger::utc_millis(std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::duration<double>(now))));
+  const std::string status = key->status(now_text);
+  if (status == "revoked")
+    return refuse(tenant, r, reject::kRevokedKey,
+                  "device key " + key->kid + " was revoked at " + *key->revoked_at);
+  if (status == "expired")
+    return refuse(tenant, r, reject::kExpiredKey,
+                  "device key " + key->kid + " was rotated out; it expired at " + *key->not_after +
+                      " (the device must sign with its new key)");
+  if (!detail::verify(*parsed, key->public_key))
+    return refuse(tenant, r, reject::kBadSignature,
+                  "the signature does not verify with key " + key->kid + " for tenant " + tenant +
+                      " and stream " + stream);
+  auto batch = detail::decode_batch(parsed->payload, &err);
+  if (!batch) return refuse(tenant, r, reject::kBadPayload, err.message);
+  r.boot = batch->device.boot;
+  r.seq = batch->seq;
+  r.samples = batch->samples.size();
+  if (batch->device.device != key->device || stream != key->device)
+    return refuse(tenant, r, reject::kWrongDevice,
+                  "key " + key->kid + " belongs to device " + key->device +
+                      "; the batch is from '" + batch->device.device + "' sent to stream '" +
+                      stream + "'");
+  if (batch->samples.empty()) return refuse(tenant, r, reject::kBadSamples, "the batch is empty");
+  if (batch->samples.size() > options_.max_samples)
+    return refuse(tenant, r, reject::kOversized,
+                  "the batch has " + std::to_string(batch->samples.size()) + " samples; at most " +
+                      std::to_string(options_.max_samples) +
+                      " per envelope (telemetry.max_batch_samples)");
+  for (std::size_t i = 0; i < batch->samples.size(); ++i) {
+    const auto& s = batch->samples[i];
+    if (!std::isfinite(s.t) || !std::isfinite(s.bt) || !std::isfinite(s.et) ||
+        !std::isfinite(s.ror) || (i > 0 && s.t <= batch->samples[i - 1].t))
+      return refuse(tenant, r, reject::kBadSamples,
+                    "sample " + std::to_string(i) + " is not finite or its time does not increase");
+  }
+  if (!std::isfinite(batch->sent_at) || std::abs(batch->sent_at - now) > options_.max_skew_s)
+    return refuse(tenant, r, reject::kClockSkew,
+                  "the device's clock says " + seconds_text(batch->sent_at) + ", the server's " +
+                      seconds_text(now) + " (more than " + seconds_text(options_.max_skew_s) +
+                      " s apart: set the device's clock, e.g. with NTP)");
+
+  // Boot epoch and sequence window, against what is stored.
+  const auto id = std::make_pair(tenant, batch->device.device);
+  {
+    std::unique_lock lock(mu_);
+    Window& w = windows_[id];
+    if (!w.loaded) {
+      lock.unlock();
+      Window fresh;
+      fresh.loaded = true;
+      storage::Connection c(ledger_.path(), storage::Connection::Mode::kReadOnly);
+      auto st = c.prepare(
+          "SELECT boot, max(seq) FROM telemetry_batches WHERE tenant = ? AND device = ? "
+          "GROUP BY boot ORDER BY boot DESC LIMIT 1");
+      st.bind(1, tenant).bind(2, batch->device.device);
+      if (st.step()) {
+        fresh.any = true;
+        fresh.boot = static_cast<std::uint64_t>(st.int64(0));
+        fresh.high = static_cast<std::uint64_t>(st.int64(1));
+      }
+      lock.lock();
+      Window& again = windows_[id];
+      if (!again.loaded) again = fresh;
+    }
+    const Window& cur = windows_[id];
+    if (cur.any && batch->device.boot < cur.boot)
+      return lock.unlock(), refuse(tenant, r, reject::kStaleBoot,
+                                   "device " + batch->device.device + " has booted since (boot " +
+                                       std::to_string(cur.boot) + "); this envelope is from boot " +
+                                       std::to_string(batch->device.boot));
+    if (cur.any && batch->device.boot == cur.boot && batch->seq + options_.window <= cur.high)
+      return lock.unlock(),
+             refuse(tenant, r, reject::kStaleSequence,
+                    "sequence " + std::to_string(batch->seq) + " is more than " +
+                        std::to_string(options_.window) + " behind the highest stored (" +
+                        std::to_string(cur.high) + ")");
+  }
+
+  const std::string digest = common::sha256_hex(envelope);
+  bool duplicate = false;
+  std::vector<ledger::Event> events;
+  try {
+    events = ledger_.execute([&](storage::Connection& c) -> std::vector<ledger::NewEvent> {
+      duplicate = false;
+      auto st = c.prepare(
+          "SELECT digest FROM telemetry_batches WHERE tenant = ? AND device = ? AND boot = ? AND "
+          "seq = ?");
+      st.bind(1, tenant)
+          .bind(2, batch->device.device)
+          .bind(3, static_cast<std::int64_t>(batch->device.boot))
+          .bind(4, static_cast<std::int64_t>(batch->seq));
+      if (st.step()) {
+        if (st.text(0) == digest) {
+          duplicate = true;
+          return {};
+        }
+        throw Replayed("sequence " + std::to_string(batch->seq) + " of boot " +
+                       std::to_string(batch->device.boot) +
+                       " is stored already with other content (a replay, or a device that "
+                       "reuses sequence numbers)");
+      }
+      auto ins = c.prepare(
+          "INSERT INTO telemetry_batches (tenant, device, boot, seq, kid, digest, sent_at, "
+          "received_at, first_t, last_t, count, samples) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+          "?, ?)");
+      ins.bind(1, tenant)
+          .bind(2, batch->device.device)
+          .bind(3, static_cast<std::int64_t>(batch->device.boot))
+          .bind(4, static_cast<std::int64_t>(batch->seq))
+          .bind(5, key->kid)
+          .bind(6, digest)
+          .bind_real(7, batch->sent_at)
+          .bind(8, now_text)
+          .bind_real(9, batch->samples.front().t)
+          .bind_real(10, batch->samples.back().t)
+          .bind(11, static_cast<std::int64_t>(batch->samples.size()))
+          .bind(12, json::serialize(samples_json(batch->samples)));
+      ins.step();
+      return {ledger::NewEvent{tenant, "telemetry", "telemetry.batch",
+                               json::object{{"device", batch->device.device},
+                                            {"boot", batch->device.boot},
+                                            {"seq", batch->seq},
+                                            {"kid", key->kid},
+                                            {"digest", digest},
+                                            {"samples", batch->samples.size()},
+                                            {"first_t", batch->samples.front().t},
+                                            {"last_t", batch->samples.back().t}}}};
+    });
+  } catch (const Replayed& e) {
+    return refuse(tenant, r, reject::kReplayedSequence, e.what());
+  }
+  r.accepted = true;
+  r.duplicate = duplicate;
+  if (duplicate) {
+    ++duplicates_;
+    return r;
+  }
+  r.ledger_seq = events.empty() ? 0 : events.front().seq;
+  {
+    std::lock_guard lock(mu_);
+    Window& w = windows_[id];
+    if (!w.any || batch->device.boot > w.boot) {
+      w.any = true;
+      w.boot = batch->device.boot;
+      w.high = batch->seq;
+    } else if (batch->device.boot == w.boot) {
+      w.high = std::max(w.high, batch->seq);
+    }
+  }
+  ++batches_;
+  samples_ += static_cast<std::int64_t>(batch->samples.size());
+  if (on_stored_) {
+    try {
+      on_stored_(tenant, *batch);
+    } catch (const std::exception& e) {
+      spdlog::error("telemetry: after storing {} seq {}: {}", batch->device.device, batch->seq,
+                    e.what());
+    }
+  }
+  return r;
+}
+
+std::map<std::string, std::int64_t> Ingestor::rejected() const {
+  std::lock_guard lock(mu_);
+  return rejected_;
+}
+
+void Ingestor::expose(std::string& out) const {
+  out +=
+      "# HELP kiln_telemetry_batches_total Signed telemetry batches stored.\n"
+      "# TYPE kiln_telemetry_batches_total counter\nkiln_telemetry_batches_total " +
+      std::to_string(batches_.load()) +
+      "\n# HELP kiln_telemetry_samples_total Telemetry samples stored.\n"
+      "# TYPE kiln_telemetry_samples_total counter\nkiln_telemetry_samples_total " +
+      std::to_string(samples_.load()) +
+      "\n# HELP kiln_telemetry_duplicates_total Envelopes received again (stored once).\n"
+      "# TYPE kiln_telemetry_duplicates_total counter\nkiln_telemetry_duplicates_total " +
+      std::to_string(duplicates_.load()) +
+      "\n# HELP kiln_telemetry_rejected_total Envelopes refused, by reason.\n"
+      "# TYPE kiln_telemetry_rejected_total counter\n";
+  std::map<std::string, std::int64_t> by_reason;
+  for (const char* r :
+       {reject::kOversized, reject::kMalformed, reject::kUnsupportedAlg, reject::kUnknownKey,
+        reject::kRevokedKey, reject::kExpiredKey, reject::kBadSignature, reject::kBadPayload,
+        reject::kWrongDevice, reject::kBadSamples, reject::kClockSkew, reject::kStaleBoot,
+        reject::kStaleSequence, reject::kReplayedSequence})
+    by_reason[r] = 0;
+  for (const auto& [k, v] : rejected()) by_reason[k] = v;
+  for (const auto& [k, v] : by_reason)
+    out += "kiln_telemetry_rejected_total{reason=\"" + k + "\"} " + std::to_string(v) + "\n";
+}
+
+}  // namespace kiln::telemetry

@@ -1,0 +1,103 @@
+// Telemetry ingestion: a signed envelope in, a stored batch out — or a refusal with a stable
+// reason. Checks, in order: size, envelope form, key (known, not revoked or expired, of this
+// tenant), signature, payload, device (the key's and the stream's), clock skew, boot epoch and
+// sequence window; then the batch is stored once per (tenant, device, boot, seq) together with a
+// telemetry.batch ledger event carrying its digest. See docs/architecture/telemetry.md.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <boost/json.hpp>
+
+#include "ledger/ledger.hpp"
+#include "telemetry/devices.hpp"
+
+namespace kiln::telemetry {
+
+struct IngestOptions {
+  double max_skew_s = 300;        // |sent_at - now| beyond this → clock_skew
+  std::size_t max_samples = 600;  // samples per batch; more → oversized_batch
+  std::size_t max_bytes = 65536;  // envelope size; more → oversized_batch
+  std::uint64_t window = 64;      // sequence numbers this far behind the highest are refused
+};
+
+// Stable refusal reasons (metrics label, ledger payload, HTTP error code).
+namespace reject {
+inline constexpr const char* kOversized = "oversized_batch";
+inline constexpr const char* kMalformed = "malformed";
+inline constexpr const char* kUnsupportedAlg = "unsupported_alg";
+inline constexpr const char* kUnknownKey = "unknown_key";
+inline constexpr const char* kRevokedKey = "revoked_key";
+inline constexpr const char* kExpiredKey = "expired_key";
+inline constexpr const char* kBadSignature = "bad_signature";
+inline constexpr const char* kBadPayload = "bad_payload";
+inline constexpr const char* kWrongDevice = "wrong_device";
+inline constexpr const char* kBadSamples = "bad_samples";
+inline constexpr const char* kClockSkew = "clock_skew";
+inline constexpr const char* kStaleBoot = "stale_boot";
+inline constexpr const char* kStaleSequence = "stale_sequence";
+inline constexpr const char* kReplayedSequence = "replayed_sequence";
+}  // namespace reject
+
+struct IngestResult {
+  bool accepted = false;   // stored now, or stored before (duplicate)
+  bool duplicate = false;  // the same envelope was stored before; nothing stored now
+  std::string reason;      // a reject:: code when refused
+  std::string message;     // what was wrong, for a person
+  std::string kid, device;
+  std::uint64_t boot = 0, seq = 0;
+  std::size_t samples = 0;
+  std::int64_t ledger_seq = 0;  // of the telemetry.batch event (0 for a duplicate)
+  boost::json::object to_json() const;
+  int http_status() const;  // 200 accepted, else by reason
+};
+
+class Ingestor {
+ public:
+  // `on_stored` is called after a batch is durable (not for duplicates), outside any lock.
+  using StoredFn = std::function<void(const std::string& tenant, const Batch& batch)>;
+  Ingestor(ledger::SqliteLedger& ledger, DeviceRegistry& devices, IngestOptions options,
+           StoredFn on_stored = nullptr);
+
+  // `stream` is the device the client says it sends for (bound into the signature as external
+  // AAD with the tenant); `now` is the server's time in seconds since the Unix epoch.
+  IngestResult ingest(const std::string& tenant, const std::string& stream,
+                      std::string_view envelope, double now);
+
+  // Counters for /metrics: kiln_telemetry_batches_total, _samples_total, _duplicates_total,
+  // kiln_telemetry_rejected_total{reason}.
+  void expose(std::string& out) const;
+  std::map<std::string, std::int64_t> rejected() const;
+  std::int64_t accepted_batches() const { return batches_.load(); }
+
+ private:
+  IngestResult refuse(const std::string& tenant, IngestResult r, const char* reason,
+                      std::string message);
+  struct Window {
+    bool loaded = false;
+    std::uint64_t boot = 0;
+    std::uint64_t high = 0;  // highest seq stored for `boot`
+    bool any = false;
+  };
+  ledger::SqliteLedger& ledger_;
+  DeviceRegistry& devices_;
+  IngestOptions options_;
+  StoredFn on_stored_;
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, std::string>, Window> windows_;  // (tenant, device)
+  std::map<std::string, std::int64_t> rejected_;
+  std::atomic<std::int64_t> batches_{0}, samples_{0}, duplicates_{0};
+};
+
+// The samples of a batch as stored: [[t, bt, et, ror, heater, fan, drum, state], ...].
+boost::json::array samples_json(const std::vector<Sample>& samples);
+std::vector<Sample> samples_from_json(const boost::json::array& rows);
+
+}  // namespace kiln::telemetry

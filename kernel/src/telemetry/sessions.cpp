@@ -1,0 +1,369 @@
+#include "telemetry/sessions.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "storage/sqlite.hpp"
+#include "telemetry/ingest.hpp"
+
+namespace kiln::telemetry {
+namespace json = boost::json;
+using storage::Connection;
+
+namespace {
+
+constexpr const char* kColumns =
+    "id, tenant, device, state, start_t, charge_t, end_t, close_reason, opened_at, closed_at, "
+    "mission_id";
+
+SessionInfo row(const storage::Statement& st) {
+  SessionInfo s;
+  s.id = st.text(0);
+  s.tenant = st.text(1);
+  s.device = st.text(2);
+  s.state = st.text(3);
+  s.start_t = st.real(4);
+  s.charge_t = st.real(5);
+  if (!st.is_null(6)) s.end_t = st.real(6);
+  if (!st.is_null(7)) s.close_reason = st.text(7);
+  s.opened_at = st.text(8);
+  if (!st.is_null(9)) s.closed_at = st.text(9);
+  if (!st.is_null(10)) s.mission_id = st.text(10);
+  return s;
+}
+
+nodes::RoastCurve curve_of(const std::vector<Sample>& samples, double from) {
+  nodes::RoastCurve c;
+  bool any_state = false;
+  for (const auto& s : samples) {
+    if (s.t < from) continue;
+    c.time.push_back(s.t - from);
+    c.bt.push_back(s.bt);
+    c.et.push_back(s.et);
+    c.state.push_back(s.state);
+    any_state = any_state || s.state != 0;
+  }
+  if (!any_state) c.state.clear();  // a driver without a state channel reports 0
+  return c;
+}
+
+// Inserts samples keeping time order; a sample at a time already present is dropped.
+void merge(std::vector<Sample>& into, std::vector<Sample> more) {
+  const bool in_order = into.empty() || more.empty() || more.front().t > into.back().t;
+  into.insert(into.end(), more.begin(), more.end());
+  if (!in_order) {
+    std::stable_sort(into.begin(), into.end(),
+                     [](const Sample& a, const Sample& b) { return a.t < b.t; });
+    into.erase(std::unique(into.begin(), into.end(),
+                           [](const Sample& a, const Sample& b) { return a.t == b.t; }),
+               into.end());
+  }
+}
+
+}  // namespace
+
+json::object SessionInfo::to_json() const {
+  json::object o{
+      {"id", id},
+      {"tenant", tenant},
+      {"device", device},
+      {"state", state},
+      {"start_t", start_t},
+      {"charge_t", charge_t},
+      {"end_t", end_t ? json::value(*end_t) : json::value(nullptr)},
+      {"close_reason", close_reason.empty() ? json::value(nullptr) : json::value(close_reason)},
+      {"opened_at", opened_at},
+      {"closed_at", closed_at ? json::value(*closed_at) : json::value(nullptr)},
+      {"mission_id", mission_id ? json::value(*mission_id) : json::value(nullptr)}};
+  if (end_t) o["duration_s"] = std::round((*end_t - charge_t) * 10) / 10;
+  return o;
+}
+
+void project_sessions(Connection& c, const ledger::Event& e) {
+  if (e.kind.rfind("session.", 0) != 0) return;
+  auto v = json::parse(e.payload);
+  const auto& p = v.as_object();
+  const std::string id(p.at("session").as_string());
+  if (e.kind == "session.opened") {
+    auto st = c.prepare(
+        "INSERT INTO telemetry_sessions (id, tenant, device, state, start_t, charge_t, opened_at) "
+        "VALUES (?, ?, ?, 'open', ?, ?, ?)");
+    st.bind(1, id).bind(2, e.tenant).bind(3, std::string(p.at("device").as_string()));
+    st.bind_real(4, p.at("start_t").to_number<double>())
+        .bind_real(5, p.at("charge_t").to_number<double>())
+        .bind(6, e.time);
+    st.step();
+  } else if (e.kind == "session.closed") {
+    auto st = c.prepare(
+        "UPDATE telemetry_sessions SET state = 'closed', end_t = ?, close_reason = ?, "
+        "closed_at = ? WHERE id = ?");
+    st.bind_real(1, p.at("end_t").to_number<double>())
+        .bind(2, std::string(p.at("reason").as_string()))
+        .bind(3, e.time)
+        .bind(4, id);
+    st.step();
+  } else if (e.kind == "session.reported") {
+    auto st = c.prepare("UPDATE telemetry_sessions SET mission_id = ? WHERE id = ?");
+    st.bind(1, std::string(p.at("mission").as_string())).bind(2, id);
+    st.step();
+  }
+}
+
+Sessionizer::Sessionizer(ledger::SqliteLedger& ledger, DetectorFn detector, ClosedFn on_closed,
+                         SessionOptions options)
+    : ledger_(ledger),
+      detector_(std::move(detector)),
+      on_closed_(std::move(on_closed)),
+      options_(options) {
+  worker_ = std::thread([this] { run(); });
+}
+
+Sessionizer::~Sessionizer() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (worker_.joinable()) worker_.join();
+}
+
+void Sessionizer::add(const std::string& tenant, const std::string& device,
+                      std::vector<Sample> samples) {
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(Item{tenant, device, std::move(samples)});
+  }
+  cv_.notify_all();
+}
+
+void Sessionizer::flush() {
+  std::unique_lock lock(mu_);
+  idle_cv_.wait(lock, [&] { return (queue_.empty() && !busy_) || stop_; });
+}
+
+void Sessionizer::run() {
+  for (;;) {
+    std::vector<Item> round;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stop_ || !queue_.empty(); });
+      if (stop_) return;
+      while (!queue_.empty()) {
+        round.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      busy_ = true;
+    }
+    // Coalesce: one detection per device per round.
+    std::map<std::pair<std::string, std::string>, std::vector<Sample>> by_device;
+    for (auto& it : round) {
+      auto& v = by_device[{it.tenant, it.device}];
+      v.insert(v.end(), it.samples.begin(), it.samples.end());
+    }
+    for (auto& [id, samples] : by_device) {
+      try {
+        handle(id.first, id.second, std::move(samples));
+      } catch (const std::exception& e) {
+        spdlog::error("sessions: device {} (tenant {}): {}", id.second, id.first, e.what());
+      }
+    }
+    try {
+      sweep();
+    } catch (const std::exception& e) {
+      spdlog::error("sessions: sweep: {}", e.what());
+    }
+    {
+      std::lock_guard lock(mu_);
+      busy_ = false;
+    }
+    idle_cv_.notify_all();
+  }
+}
+
+void Sessionizer::load(const std::string& tenant, const std::string& device, Device& d) {
+  if (d.loaded) return;
+  d.loaded = true;
+  Connection c(ledger_.path(), Connection::Mode::kReadOnly);
+  auto st = c.prepare(std::string("SELECT ") + kColumns +
+                      " FROM telemetry_sessions WHERE tenant = ? AND device = ? "
+                      "ORDER BY start_t DESC LIMIT 1");
+  st.bind(1, tenant).bind(2, device);
+  if (!st.step()) return;
+  auto s = row(st);
+  if (s.state == "open") {
+    d.buffer = samples(ledger_.path(), s);
+    d.open = s;
+  } else if (s.end_t) {
+    d.last_end_t = *s.end_t;
+  }
+}
+
+void Sessionizer::handle(const std::string& tenant, const std::string& device,
+                         std::vector<Sample> more) {
+  std::lock_guard lock(state_mu_);
+  Device& d = devices_[{tenant, device}];
+  load(tenant, device, d);
+  d.last_arrival = std::chrono::steady_clock::now();
+  merge(d.buffer, std::move(more));
+  if (d.buffer.empty()) return;
+  auto detector = detector_ ? detector_() : nullptr;
+  if (!detector) {
+    if (!warned_no_detector_)
+      spdlog::warn(
+          "sessions: no event_detector node is running; telemetry is stored but no roast "
+          "sessions are opened (nodes.event_detector, plugin roast)");
+    warned_no_detector_ = true;
+    return;
+  }
+  if (!d.open) {
+    // Drop what is older than the idle window (or belongs to the last session).
+    const double keep_from = std::max(d.buffer.back().t - options_.idle_buffer_s, d.last_end_t);
+    d.buffer.erase(d.buffer.begin(),
+                   std::find_if(d.buffer.begin(), d.buffer.end(),
+                                [&](const Sample& s) { return s.t > keep_from; }));
+    if (d.buffer.empty()) return;
+    const double origin = d.buffer.front().t;
+    auto e = detector->detect(curve_of(d.buffer, origin));
+    // From BT alone a fall is a CHARGE only once the beans turn (TP): cooling readings after a
+    // DROP fall the same way. A roaster's own state is trusted at once.
+    if (e.charge < 0 || (e.charge_source != "roaster state" && e.tp < 0)) return;
+    const double charge_t = d.buffer[static_cast<std::size_t>(e.charge)].t;
+    if (charge_t <= d.last_end_t) return;
+    open_session(tenant, device, d, charge_t);
+  }
+  // An open session: look for its end on its own curve.
+  auto& s = *d.open;
+  auto curve = curve_of(d.buffer, s.start_t);
+  if (curve.time.empty()) return;
+  auto e = detector->detect(curve);
+  const double last_t = d.buffer.back().t;
+  if (e.drop >= 0) {
+    close_session(d, last_t, "drop");
+  } else if (last_t - s.charge_t > options_.max_length_s) {
+    close_session(d, last_t, "max_length");
+  }
+}
+
+void Sessionizer::open_session(const std::string& tenant, const std::string& device, Device& d,
+                               double charge_t) {
+  SessionInfo s;
+  s.tenant = tenant;
+  s.device = device;
+  s.state = "open";
+  s.charge_t = charge_t;
+  s.start_t = std::max(d.buffer.front().t, charge_t - options_.preroll_s);
+  // Deterministic: the same CHARGE of the same device is the same session.
+  s.id = "s-" + device + "-" + std::to_string(static_cast<std::int64_t>(std::floor(charge_t)));
+  bool exists = false;
+  auto events = ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
+    auto st = c.prepare("SELECT 1 FROM telemetry_sessions WHERE id = ?");
+    st.bind(1, s.id);
+    exists = st.step();
+    if (exists) return {};
+    return {ledger::NewEvent{tenant, "sessions", "session.opened",
+                             json::object{{"session", s.id},
+                                          {"device", device},
+                                          {"start_t", s.start_t},
+                                          {"charge_t", s.charge_t}}}};
+  });
+  if (!events.empty()) s.opened_at = events.front().time;
+  spdlog::info("session {} opened (device {}, CHARGE at {:.1f})", s.id, device, charge_t);
+  d.open = s;
+}
+
+void Sessionizer::close_session(Device& d, double end_t, const std::string& reason) {
+  auto s = *d.open;
+  auto events = ledger_.execute([&](Connection&) -> std::vector<ledger::NewEvent> {
+    return {ledger::NewEvent{
+        s.tenant, "sessions", "session.closed",
+        json::object{
+            {"session", s.id}, {"device", s.device}, {"end_t", end_t}, {"reason", reason}}}};
+  });
+  s.state = "closed";
+  s.end_t = end_t;
+  s.close_reason = reason;
+  s.closed_at = events.front().time;
+  d.open.reset();
+  d.last_end_t = end_t;
+  d.buffer.erase(d.buffer.begin(), std::find_if(d.buffer.begin(), d.buffer.end(),
+                                                [&](const Sample& x) { return x.t > end_t; }));
+  spdlog::info("session {} closed ({}), {:.0f} s after CHARGE", s.id, reason, end_t - s.charge_t);
+  if (on_closed_) {
+    try {
+      on_closed_(s);
+    } catch (const std::exception& e) {
+      spdlog::error("session {}: after closing: {}", s.id, e.what());
+    }
+  }
+}
+
+void Sessionizer::sweep() {
+  std::lock_guard lock(state_mu_);
+  const auto now = std::chrono::steady_clock::now();
+  for (auto& [id, d] : devices_)
+    if (d.open && now - d.last_arrival > std::chrono::duration<double>(options_.silence_s))
+      close_session(d, d.buffer.empty() ? d.open->charge_t : d.buffer.back().t, "silence");
+}
+
+void Sessionizer::set_mission(const SessionInfo& s, const std::string& mission_id) {
+  ledger_.execute([&](Connection&) -> std::vector<ledger::NewEvent> {
+    return {ledger::NewEvent{s.tenant, "sessions", "session.reported",
+                             json::object{{"session", s.id}, {"mission", mission_id}}}};
+  });
+}
+
+std::vector<SessionInfo> Sessionizer::list(const std::filesystem::path& db,
+                                           const std::optional<std::string>& tenant,
+                                           const std::optional<std::string>& device,
+                                           std::int64_t limit) {
+  Connection c(db, Connection::Mode::kReadOnly);
+  std::string sql = std::string("SELECT ") + kColumns + " FROM telemetry_sessions WHERE 1";
+  if (tenant) sql += " AND tenant = ?";
+  if (device) sql += " AND device = ?";
+  sql += " ORDER BY start_t DESC LIMIT ?";
+  auto st = c.prepare(sql);
+  int i = 1;
+  if (tenant) st.bind(i++, *tenant);
+  if (device) st.bind(i++, *device);
+  st.bind(i, limit);
+  std::vector<SessionInfo> out;
+  while (st.step()) out.push_back(row(st));
+  return out;
+}
+
+std::optional<SessionInfo> Sessionizer::get(const std::filesystem::path& db,
+                                            const std::optional<std::string>& tenant,
+                                            const std::string& id) {
+  Connection c(db, Connection::Mode::kReadOnly);
+  auto st = c.prepare(std::string("SELECT ") + kColumns + " FROM telemetry_sessions WHERE id = ?" +
+                      (tenant ? " AND tenant = ?" : ""));
+  st.bind(1, id);
+  if (tenant) st.bind(2, *tenant);
+  if (!st.step()) return std::nullopt;
+  return row(st);
+}
+
+std::vector<Sample> Sessionizer::samples(const std::filesystem::path& db, const SessionInfo& s) {
+  Connection c(db, Connection::Mode::kReadOnly);
+  auto st = c.prepare(
+      "SELECT samples FROM telemetry_batches WHERE tenant = ? AND device = ? AND last_t >= ? "
+      "AND first_t <= ? ORDER BY first_t");
+  st.bind(1, s.tenant).bind(2, s.device).bind_real(3, s.start_t);
+  st.bind_real(4, s.end_t ? *s.end_t : 1e18);
+  std::vector<Sample> out;
+  while (st.step()) {
+    auto rows = json::parse(st.text(0));
+    for (auto& x : samples_from_json(rows.as_array()))
+      if (x.t >= s.start_t && (!s.end_t || x.t <= *s.end_t)) out.push_back(x);
+  }
+  std::stable_sort(out.begin(), out.end(),
+                   [](const Sample& a, const Sample& b) { return a.t < b.t; });
+  out.erase(std::unique(out.begin(), out.end(),
+                        [](const Sample& a, const Sample& b) { return a.t == b.t; }),
+            out.end());
+  return out;
+}
+
+}  // namespace kiln::telemetry

@@ -1,0 +1,126 @@
+// Roast sessions from a device's stored telemetry. The sessionizer follows each (tenant, device):
+// idle, it keeps the last minutes of samples and asks the selected event_detector node for a
+// CHARGE; a CHARGE opens a session (a time range of the device's samples, starting a little
+// before it); the detector's DROP, the roaster leaving its roasting state, silence, or a maximum
+// length close it. Opening and closing are ledger events (session.opened, session.closed) and the
+// telemetry_sessions table is their projection; a closed session is handed on (the kernel starts
+// the roast_report mission for it). See docs/architecture/telemetry.md.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/json.hpp>
+
+#include "kiln/nodes/event_detector.hpp"
+#include "kiln/telemetry.hpp"
+#include "ledger/ledger.hpp"
+
+namespace kiln::storage {
+class Connection;
+}
+
+namespace kiln::telemetry {
+
+struct SessionInfo {
+  std::string id;
+  std::string tenant;
+  std::string device;
+  std::string state;  // "open" | "closed"
+  double start_t = 0;
+  double charge_t = 0;
+  std::optional<double> end_t;
+  std::string close_reason;  // "drop" | "state" | "silence" | "max_length"
+  std::string opened_at;
+  std::optional<std::string> closed_at;
+  std::optional<std::string> mission_id;
+  boost::json::object to_json() const;
+};
+
+struct SessionOptions {
+  double preroll_s = 30;       // samples kept before CHARGE
+  double silence_s = 120;      // an open session without new samples this long (wall time) closes
+  double max_length_s = 1800;  // a session longer than this (device time) closes
+  double idle_buffer_s = 300;  // device time kept while no session is open
+};
+
+class Sessionizer {
+ public:
+  using DetectorFn = std::function<std::shared_ptr<nodes::EventDetector>()>;
+  using ClosedFn = std::function<void(const SessionInfo&)>;
+  // Loads the open sessions from storage (their samples included) and starts the worker.
+  Sessionizer(ledger::SqliteLedger& ledger, DetectorFn detector, ClosedFn on_closed,
+              SessionOptions options);
+  ~Sessionizer();
+  Sessionizer(const Sessionizer&) = delete;
+  Sessionizer& operator=(const Sessionizer&) = delete;
+
+  // Queues stored samples of a device; the worker handles them in arrival order, coalescing what
+  // arrives while it works (one detection per device per round).
+  void add(const std::string& tenant, const std::string& device, std::vector<Sample> samples);
+  // Returns once everything queued before the call is handled (tests, `kiln record` locally).
+  void flush();
+  // Closes open sessions silent for options.silence_s (the worker calls it every second).
+  void sweep();
+  // Records which mission reports a session (session.reported).
+  void set_mission(const SessionInfo& s, const std::string& mission_id);
+
+  // Reads (any process): sessions of a tenant (nullopt: all), newest first; one session; its
+  // samples in time order.
+  static std::vector<SessionInfo> list(const std::filesystem::path& db,
+                                       const std::optional<std::string>& tenant,
+                                       const std::optional<std::string>& device,
+                                       std::int64_t limit);
+  static std::optional<SessionInfo> get(const std::filesystem::path& db,
+                                        const std::optional<std::string>& tenant,
+                                        const std::string& id);
+  static std::vector<Sample> samples(const std::filesystem::path& db, const SessionInfo& s);
+
+ private:
+  struct Device {
+    std::vector<Sample> buffer;  // device time order
+    std::optional<SessionInfo> open;
+    double last_end_t = -1;  // end of the last closed session (device time)
+    std::chrono::steady_clock::time_point last_arrival = std::chrono::steady_clock::now();
+    bool loaded = false;
+  };
+  struct Item {
+    std::string tenant, device;
+    std::vector<Sample> samples;
+  };
+  void run();
+  void handle(const std::string& tenant, const std::string& device, std::vector<Sample> samples);
+  void load(const std::string& tenant, const std::string& device, Device& d);
+  void open_session(const std::string& tenant, const std::string& device, Device& d,
+                    double charge_t);
+  void close_session(Device& d, double end_t, const std::string& reason);
+
+  ledger::SqliteLedger& ledger_;
+  DetectorFn detector_;
+  ClosedFn on_closed_;
+  SessionOptions options_;
+  std::mutex mu_;  // queue_, stop_, pending_
+  std::condition_variable cv_, idle_cv_;
+  std::deque<Item> queue_;
+  bool stop_ = false;
+  bool busy_ = false;
+  std::mutex state_mu_;  // devices_ (worker, sweep)
+  std::map<std::pair<std::string, std::string>, Device> devices_;
+  bool warned_no_detector_ = false;
+  std::thread worker_;
+};
+
+// Applies session.* events to telemetry_sessions (registered with the ledger).
+void project_sessions(storage::Connection& c, const ledger::Event& e);
+
+}  // namespace kiln::telemetry

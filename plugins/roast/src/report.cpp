@@ -1,0 +1,265 @@
+#include "report.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <optional>
+#include <stdexcept>
+#include <vector>
+
+namespace kiln::roast {
+namespace json = boost::json;
+
+namespace {
+
+std::string esc(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+std::string f1(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f", v);
+  return buf;
+}
+
+std::string mmss(double s) {
+  if (!std::isfinite(s)) return "-";
+  const int t = static_cast<int>(std::lround(s));
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%s%d:%02d", t < 0 ? "-" : "", std::abs(t) / 60, std::abs(t) % 60);
+  return buf;
+}
+
+std::vector<double> numbers(const json::object& o, const char* key) {
+  std::vector<double> out;
+  const auto* v = o.if_contains(key);
+  if (!v) return out;
+  if (!v->is_array()) throw std::invalid_argument(std::string("curve.") + key + " is not a list");
+  for (const auto& x : v->as_array()) out.push_back(x.is_number() ? x.to_number<double>() : NAN);
+  return out;
+}
+
+std::optional<double> at(const json::object& o, std::initializer_list<const char*> path) {
+  const json::value* v = nullptr;
+  const json::object* cur = &o;
+  for (const char* k : path) {
+    if (!cur) return std::nullopt;
+    v = cur->if_contains(k);
+    if (!v) return std::nullopt;
+    cur = v->is_object() ? &v->as_object() : nullptr;
+  }
+  if (!v || !v->is_number()) return std::nullopt;
+  return v->to_number<double>();
+}
+
+std::string spoken_time(double s) {
+  const int t = static_cast<int>(std::lround(s));
+  const int m = t / 60, sec = t % 60;
+  std::string out = std::to_string(m) + (m == 1 ? " minute" : " minutes");
+  if (sec) out += " " + std::to_string(sec) + (sec == 1 ? " second" : " seconds");
+  return out;
+}
+
+}  // namespace
+
+std::string spoken_summary(const ReportInput& in) {
+  const auto& a = in.analysis;
+  std::string out = "Roast " + in.title + " is done.";
+  if (auto fcs = at(a, {"events", "FCs", "time"})) {
+    out += " First crack at " + spoken_time(*fcs);
+    if (auto bt = at(a, {"events", "FCs", "bt"}))
+      out += " at " + std::to_string(static_cast<int>(std::lround(*bt))) + " degrees";
+    out += ".";
+  }
+  if (auto drop = at(a, {"events", "DROP", "time"})) {
+    out += " Dropped at " + spoken_time(*drop);
+    if (auto bt = at(a, {"events", "DROP", "bt"}))
+      out += " at " + std::to_string(static_cast<int>(std::lround(*bt))) + " degrees";
+    out += ".";
+  }
+  if (auto dtr = at(a, {"phases", "dtr"}))
+    out += " Development " + std::to_string(static_cast<int>(std::lround(*dtr))) + " percent.";
+  if (const auto* v = in.qc.if_contains("verdict"); v && v->is_string()) {
+    const std::string verdict(v->as_string());
+    out += " Quality check: " + verdict + ".";
+    if (verdict != "pass")
+      if (const auto* checks = in.qc.if_contains("checks"); checks && checks->is_array())
+        for (const auto& c : checks->as_array())
+          if (c.as_object().at("result").as_string() == verdict) {
+            out += " " + std::string(c.as_object().at("reason").as_string()) + ".";
+            break;
+          }
+  }
+  return out;
+}
+
+std::string render_report_html(const ReportInput& in) {
+  const auto time = numbers(in.curve, "time");
+  const auto bt = numbers(in.curve, "bt");
+  const auto et = numbers(in.curve, "et");
+  if (time.size() < 2 || bt.size() != time.size())
+    throw std::invalid_argument("the report needs a curve with time and bt of the same length");
+  // Times on the chart: seconds after CHARGE (the analysis' clock).
+  double charge_offset = time.front();
+  if (auto idx = at(in.analysis, {"events", "CHARGE", "index"});
+      idx && *idx >= 0 && *idx < static_cast<double>(time.size()))
+    charge_offset = time[static_cast<std::size_t>(*idx)];
+
+  const double W = 960, H = 460, L = 56, R = 56, T = 20, B = 40;
+  const double t0 = time.front() - charge_offset, t1 = time.back() - charge_offset;
+  double tmax = 0;
+  for (std::size_t i = 0; i < bt.size(); ++i) {
+    if (std::isfinite(bt[i])) tmax = std::max(tmax, bt[i]);
+    if (i < et.size() && std::isfinite(et[i])) tmax = std::max(tmax, et[i]);
+  }
+  const double y_hi = std::ceil((tmax + 10) / 50) * 50, y_lo = 0;
+  const double ror_hi = 40, ror_lo = -10;
+  auto X = [&](double t) { return L + (t - t0) / std::max(t1 - t0, 1.0) * (W - L - R); };
+  auto Y = [&](double v) { return T + (y_hi - v) / (y_hi - y_lo) * (H - T - B); };
+  auto YR = [&](double v) {
+    return T + (ror_hi - std::clamp(v, ror_lo, ror_hi)) / (ror_hi - ror_lo) * (H - T - B);
+  };
+  auto polyline = [&](const std::vector<double>& ys, const char* color, const char* name) {
+    std::string pts;
+    for (std::size_t i = 0; i < ys.size() && i < time.size(); ++i)
+      if (std::isfinite(ys[i])) pts += f1(X(time[i] - charge_offset)) + "," + f1(Y(ys[i])) + " ";
+    return std::string("<polyline class=\"") + name + "\" fill=\"none\" stroke=\"" + color +
+           "\" stroke-width=\"2\" points=\"" + pts + "\"/>\n";
+  };
+
+  std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 " + f1(W) + " " +
+                    f1(H) + "\" role=\"img\" aria-label=\"roast curve\">\n";
+  // Phase bands: drying (CHARGE→DRY END), maillard (→FCs), development (→DROP).
+  const auto dry = at(in.analysis, {"events", "DRY_END", "time"});
+  const auto fcs = at(in.analysis, {"events", "FCs", "time"});
+  const auto drop = at(in.analysis, {"events", "DROP", "time"});
+  auto band = [&](std::optional<double> a, std::optional<double> b, const char* color,
+                  const char* label) {
+    if (!a || !b || *b <= *a) return;
+    svg += "<rect class=\"phase\" x=\"" + f1(X(*a)) + "\" y=\"" + f1(T) + "\" width=\"" +
+           f1(X(*b) - X(*a)) + "\" height=\"" + f1(H - T - B) + "\" fill=\"" + color +
+           "\" opacity=\"0.18\"><title>" + label + "</title></rect>\n";
+  };
+  band(0.0, dry, "#2e7d32", "drying");
+  band(dry, fcs, "#f9a825", "maillard");
+  band(fcs, drop, "#6d4c41", "development");
+  // Axes and grid.
+  for (double v = y_lo; v <= y_hi; v += 50) {
+    svg += "<line x1=\"" + f1(L) + "\" x2=\"" + f1(W - R) + "\" y1=\"" + f1(Y(v)) + "\" y2=\"" +
+           f1(Y(v)) + "\" stroke=\"#ddd\"/><text x=\"" + f1(L - 6) + "\" y=\"" + f1(Y(v) + 4) +
+           "\" text-anchor=\"end\" font-size=\"11\">" + f1(v).substr(0, f1(v).size() - 2) +
+           "</text>\n";
+  }
+  for (double v = ror_lo; v <= ror_hi; v += 10)
+    svg += "<text x=\"" + f1(W - R + 6) + "\" y=\"" + f1(YR(v) + 4) +
+           "\" font-size=\"11\" fill=\"#1565c0\">" + f1(v).substr(0, f1(v).size() - 2) +
+           "</text>\n";
+  for (double m = std::ceil(t0 / 60); m * 60 <= t1; m += 1)
+    svg += "<text x=\"" + f1(X(m * 60)) + "\" y=\"" + f1(H - B + 16) +
+           "\" text-anchor=\"middle\" font-size=\"11\">" + std::to_string(static_cast<int>(m)) +
+           "</text>\n";
+  svg += "<text x=\"" + f1((L + W - R) / 2) + "\" y=\"" + f1(H - 6) +
+         "\" text-anchor=\"middle\" font-size=\"12\">minutes after CHARGE</text>\n";
+  svg += "<text x=\"14\" y=\"" + f1(T + 10) + "\" font-size=\"12\">°C</text>";
+  svg += "<text x=\"" + f1(W - 40) + "\" y=\"" + f1(T + 10) +
+         "\" font-size=\"12\" fill=\"#1565c0\">RoR °C/min</text>\n";
+  svg += polyline(et, "#c62828", "et");
+  svg += polyline(bt, "#212121", "bt");
+  // Rate of rise from the analysis (seconds after CHARGE).
+  if (const auto* r = in.analysis.if_contains("ror"); r && r->is_object())
+    if (const auto* s = r->as_object().if_contains("series"); s && s->is_array()) {
+      std::string pts;
+      for (const auto& p : s->as_array()) {
+        const auto& pa = p.as_array();
+        const double t = pa.at(0).to_number<double>(), v = pa.at(1).to_number<double>();
+        if (t >= 20) pts += f1(X(t)) + "," + f1(YR(v)) + " ";  // the probe recovers first
+      }
+      svg +=
+          "<polyline class=\"ror\" fill=\"none\" stroke=\"#1565c0\" stroke-width=\"1.5\" "
+          "points=\"" +
+          pts + "\"/>\n";
+    }
+  // Events.
+  if (const auto* evs = in.analysis.if_contains("events"); evs && evs->is_object())
+    for (const auto& kv : evs->as_object()) {
+      if (!kv.value().is_object()) continue;
+      const auto& e = kv.value().as_object();
+      const double t = e.at("time").to_number<double>(), b = e.at("bt").to_number<double>();
+      svg += "<g class=\"event\"><circle cx=\"" + f1(X(t)) + "\" cy=\"" + f1(Y(b)) +
+             "\" r=\"4\" fill=\"#212121\"/><text x=\"" + f1(X(t) + 5) + "\" y=\"" + f1(Y(b) - 8) +
+             "\" font-size=\"11\">" + esc(kv.key()) + " " + mmss(t) + " " + f1(b) + "</text></g>\n";
+    }
+  svg += "</svg>\n";
+
+  std::string rows;
+  auto row = [&](const std::string& k, const std::string& v) {
+    rows += "<tr><th>" + esc(k) + "</th><td>" + esc(v) + "</td></tr>\n";
+  };
+  if (const auto* d = in.session.if_contains("device"); d && d->is_string())
+    row("device", std::string(d->as_string()));
+  if (const auto* evs = in.analysis.if_contains("events"); evs && evs->is_object())
+    for (const char* ev : {"CHARGE", "TP", "DRY_END", "FCs", "DROP"}) {
+      const auto* e = evs->as_object().if_contains(ev);
+      if (e && e->is_object())
+        row(ev, mmss(e->as_object().at("time").to_number<double>()) + "  BT " +
+                    f1(e->as_object().at("bt").to_number<double>()));
+      else
+        row(ev, "not found");
+    }
+  if (auto v = at(in.analysis, {"phases", "drying"})) row("drying", mmss(*v));
+  if (auto v = at(in.analysis, {"phases", "maillard"})) row("maillard", mmss(*v));
+  if (auto v = at(in.analysis, {"phases", "development"})) row("development", mmss(*v));
+  if (auto v = at(in.analysis, {"phases", "dtr"})) row("DTR", f1(*v) + " %");
+  if (auto v = at(in.analysis, {"auc"})) row("AUC", f1(*v));
+  if (auto v = at(in.analysis, {"ror", "at", "FCs"})) row("RoR at FCs", f1(*v) + " °C/min");
+
+  std::string qc_rows;
+  std::string verdict;
+  if (const auto* v = in.qc.if_contains("verdict"); v && v->is_string())
+    verdict = std::string(v->as_string());
+  if (const auto* checks = in.qc.if_contains("checks"); checks && checks->is_array())
+    for (const auto& c : checks->as_array()) {
+      const auto& o = c.as_object();
+      qc_rows += "<tr class=\"" + esc(o.at("result").as_string()) + "\"><td>" +
+                 esc(o.at("check").as_string()) + "</td><td>" + esc(o.at("result").as_string()) +
+                 "</td><td>" + esc(o.at("reason").as_string()) + "</td></tr>\n";
+    }
+
+  std::string html =
+      "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>Roast " +
+      esc(in.title) +
+      "</title>\n<style>body{font-family:sans-serif;margin:24px;color:#212121}"
+      "table{border-collapse:collapse;margin:12px 0}th,td{padding:3px 10px;text-align:left;"
+      "border-bottom:1px solid #eee}tr.fail td{color:#b71c1c}tr.warn td{color:#e65100}"
+      ".verdict{font-weight:bold}svg{max-width:100%;height:auto;border:1px solid #eee}"
+      "</style></head>\n<body>\n<h1>Roast " +
+      esc(in.title) + "</h1>\n<p class=\"summary\">" + esc(spoken_summary(in)) + "</p>\n" + svg +
+      "<h2>Events and phases</h2>\n<table>\n" + rows + "</table>\n";
+  if (!verdict.empty())
+    html += "<h2>Quality check: <span class=\"verdict\">" + esc(verdict) +
+            "</span></h2>\n<table>\n<tr><th>check</th><th>result</th><th>reason</th></tr>\n" +
+            qc_rows + "</table>\n";
+  html += "<p><small>Made by kiln; times are after CHARGE.</small></p>\n</body></html>\n";
+  return html;
+}
+
+}  // namespace kiln::roast

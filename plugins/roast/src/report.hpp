@@ -1,0 +1,25 @@
+// A roast report: one self-contained HTML page (inline SVG chart of BT, ET and rate of rise with
+// the events and phases, the phase table, QC results) that opens offline, and a one-paragraph
+// summary for people and for speech. See docs/architecture/roast.md.
+#pragma once
+
+#include <string>
+
+#include <boost/json.hpp>
+
+namespace kiln::roast {
+
+struct ReportInput {
+  std::string title;             // e.g. the session id
+  boost::json::object session;   // telemetry session (device, charge_t, ...) or {}
+  boost::json::object curve;     // {"time": [...], "bt": [...], "et": [...]} (seconds)
+  boost::json::object analysis;  // roast.analyze output, with ror.series
+  boost::json::object qc;        // roast.qc output or {}
+};
+
+// Throws std::invalid_argument naming the field when the curve or analysis is unusable.
+std::string render_report_html(const ReportInput& in);
+// "Roast s-r1-… is done: first crack at 8 minutes 2 seconds at 195 degrees, ..."
+std::string spoken_summary(const ReportInput& in);
+
+}  // namespace kiln::roast

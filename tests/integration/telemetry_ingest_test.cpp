@@ -1,0 +1,368 @@
+// Telemetry end to end over HTTP: device keys, signed envelopes into `POST /v1/telemetry/{device}`
+// (a real Bullet R1 roast from the fixtures, re-timed to now), every refusal reason, the
+// sessionizer opening and closing a session, and the roast_report mission it starts — analysis,
+// QC, HTML report, spoken summary — all in the ledger.
+#define BOOST_TEST_MODULE telemetry_ingest
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include <boost/json.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include "analysis.hpp"
+#include "http/client.hpp"
+#include "support/process.hpp"
+#include "telemetry/devices.hpp"
+#include "telemetry/envelope.hpp"
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using namespace kiln;
+using namespace kiln::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kKiln = KILN_TEST_BIN;
+
+bool contains(const std::string& hay, const std::string& needle) {
+  return hay.find(needle) != std::string::npos;
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+struct Server {
+  TempDir dir;
+  std::map<std::string, std::string> env;
+  std::unique_ptr<Child> child;
+  int port = 0;
+  std::map<std::string, std::string> keys;
+
+  explicit Server(std::vector<std::string> sets = {}) {
+    env = {{"KILN_SERVER__PORT", "0"},
+           {"KILN_GATES__DIR", (dir.path() / "gates").string()},
+           {"KILN_PLUGINS__SEARCH_PATHS", std::string("[") + KILN_PLUGIN_DIR + "]"}};
+    for (auto [name, tenant, role] : std::vector<std::tuple<std::string, std::string, std::string>>{
+             {"viewer", "acme", "viewer"},
+             {"operator", "acme", "operator"},
+             {"approver", "acme", "approver"},
+             {"other", "globex", "operator"}}) {
+      auto r = kiln({"keys", "create", "--tenant", tenant, "--role", role, "--name", name});
+      BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+      keys[name] = r.out.substr(0, r.out.find('\n'));
+    }
+    std::vector<std::string> argv = {kKiln, "serve"};
+    for (auto& s : sets) argv.insert(argv.end(), {"--set", s});
+    child = std::make_unique<Child>(argv, env, dir.path());
+    BOOST_REQUIRE_MESSAGE(child->wait_for_stderr("serving http://", 60s), "serve did not start");
+    std::smatch m;
+    const std::string err = child->stderr_so_far();
+    BOOST_REQUIRE(std::regex_search(err, m, std::regex("listening on http://127.0.0.1:([0-9]+)")));
+    port = std::stoi(m[1]);
+  }
+  RunResult kiln(std::vector<std::string> args) const {
+    args.insert(args.begin(), kKiln);
+    return run(args, env, dir.path());
+  }
+  http::ClientResponse call(const std::string& method, const std::string& target,
+                            const std::string& key, const std::string& body = "",
+                            const std::string& content_type = "application/json") const {
+    http::Client c("http://127.0.0.1:" + std::to_string(port));
+    std::vector<std::pair<std::string, std::string>> headers;
+    if (!key.empty()) headers.emplace_back("Authorization", "Bearer " + keys.at(key));
+    if (!body.empty()) headers.emplace_back("Content-Type", content_type);
+    return c.request(method, target, body, headers);
+  }
+  http::ClientResponse send(const std::string& device, const std::string& envelope,
+                            const std::string& key = "operator") const {
+    return call("POST", "/v1/telemetry/" + device, key, envelope, "application/cose");
+  }
+};
+
+json::value body(const http::ClientResponse& r) {
+  return json::parse(r.body);
+}
+
+std::string code_of(const http::ClientResponse& r) {
+  auto v = json::parse(r.body);
+  return std::string(v.at("error").at("code").as_string());
+}
+
+telemetry::KeyPair key_of(const json::value& device) {
+  telemetry::DeviceCredentials c = telemetry::DeviceCredentials::from_json(
+      json::object{{"tenant", device.at("tenant")},
+                   {"device", device.at("device")},
+                   {"kid", device.at("kid")},
+                   {"secret_key", device.at("secret_key")}});
+  return c.key;
+}
+
+// A real roast (Bullet R1, with its state channel) as samples ending now.
+std::vector<telemetry::Sample> fixture_roast() {
+  std::ifstream in(std::string(KILN_SOURCE_DIR) +
+                   "/tests/fixtures/artisan-alog/26-04-12_sidamo_no42.alog");
+  std::stringstream text;
+  text << in.rdbuf();
+  auto log = roast::parse_alog(text.str());
+  const double start = now_s() - log.time.back() - 5;
+  std::vector<telemetry::Sample> out;
+  for (std::size_t i = 0; i < log.time.size(); ++i) {
+    telemetry::Sample s;
+    s.t = start + log.time[i];
+    s.bt = log.bt[i];
+    s.et = log.et[i];
+    s.state = log.roaster_state.empty() ? 0 : static_cast<int>(log.roaster_state[i]);
+    out.push_back(s);
+  }
+  return out;
+}
+
+telemetry::Batch batch(const std::string& device, std::uint64_t boot, std::uint64_t seq,
+                       std::vector<telemetry::Sample> samples) {
+  telemetry::Batch b;
+  b.device = {device, boot};
+  b.seq = seq;
+  b.sent_at = now_s();
+  b.samples = std::move(samples);
+  return b;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason) {
+  Server s;
+  // Device keys: the server generates the pair and shows the secret once.
+  auto added = s.call("POST", "/v1/devices", "operator", R"({"device": "r1-one"})");
+  BOOST_REQUIRE_MESSAGE(added.status == 201, added.body);
+  auto dev = body(added);
+  BOOST_TEST(dev.at("status").as_string() == "active");
+  BOOST_TEST(dev.at("kid").as_string().size() == 16u);
+  auto key = key_of(dev);
+  BOOST_TEST(s.call("POST", "/v1/devices", "viewer", R"({"device": "r1-x"})").status == 403);
+  auto again = s.call("POST", "/v1/devices", "operator", R"({"device": "r1-one"})");
+  BOOST_TEST(again.status == 409, again.body);
+
+  std::vector<telemetry::Sample> ten;
+  for (int i = 0; i < 10; ++i) {
+    telemetry::Sample x;
+    x.t = now_s() - 10 + i;
+    x.bt = 150 + i;
+    x.et = 200;
+    ten.push_back(x);
+  }
+  const std::string env1 =
+      telemetry::sign_envelope(batch("r1-one", 7, 1, ten), key, "acme", "r1-one");
+  auto ok = s.send("r1-one", env1);
+  BOOST_REQUIRE_MESSAGE(ok.status == 200, ok.body);
+  BOOST_TEST(body(ok).at("accepted").as_bool());
+  BOOST_TEST(!body(ok).at("duplicate").as_bool());
+  BOOST_TEST(body(ok).at("samples").as_int64() == 10);
+  // The same envelope again: accepted as a duplicate, nothing stored twice.
+  auto dup = s.send("r1-one", env1);
+  BOOST_TEST(dup.status == 200);
+  BOOST_TEST(body(dup).at("duplicate").as_bool());
+
+  auto refused = [&](const std::string& device, const std::string& envelope, int status,
+                     const std::string& reason) {
+    auto r = s.send(device, envelope);
+    BOOST_TEST(r.status == status, reason << ": " << r.body);
+    BOOST_TEST(code_of(r) == reason, r.body);
+  };
+  // Replayed: the same (boot, seq) with other content.
+  auto other = ten;
+  other[0].bt += 1;
+  refused("r1-one", telemetry::sign_envelope(batch("r1-one", 7, 1, other), key, "acme", "r1-one"),
+          409, "replayed_sequence");
+  // Garbled bytes and a flipped signature byte.
+  refused("r1-one", "not cbor at all", 400, "malformed");
+  std::string flipped = telemetry::sign_envelope(batch("r1-one", 7, 2, ten), key, "acme", "r1-one");
+  flipped[flipped.size() - 3] ^= 0x01;
+  refused("r1-one", flipped, 401, "bad_signature");
+  // Bound to its tenant and stream: the same envelope sent for another device does not verify.
+  refused("r1-two", telemetry::sign_envelope(batch("r1-one", 7, 3, ten), key, "acme", "r1-one"),
+          401, "bad_signature");
+  // An unknown key.
+  auto stranger = telemetry::generate_key("0123456789abcdef");
+  refused("r1-one",
+          telemetry::sign_envelope(batch("r1-one", 7, 4, ten), stranger, "acme", "r1-one"), 401,
+          "unknown_key");
+  // A device's key signing for another device.
+  refused("r1-two", telemetry::sign_envelope(batch("r1-two", 7, 5, ten), key, "acme", "r1-two"),
+          403, "wrong_device");
+  // The device's clock far off.
+  auto skewed = batch("r1-one", 7, 6, ten);
+  skewed.sent_at -= 3600;
+  refused("r1-one", telemetry::sign_envelope(skewed, key, "acme", "r1-one"), 422, "clock_skew");
+  // Too many samples.
+  std::vector<telemetry::Sample> many;
+  for (int i = 0; i < 700; ++i) {
+    telemetry::Sample x;
+    x.t = now_s() - 700 + i;
+    x.bt = 100;
+    many.push_back(x);
+  }
+  refused("r1-one", telemetry::sign_envelope(batch("r1-one", 7, 7, many), key, "acme", "r1-one"),
+          413, "oversized_batch");
+  // Sequence numbers far behind the highest, and an older boot.
+  BOOST_TEST(s.send("r1-one",
+                    telemetry::sign_envelope(batch("r1-one", 7, 100, ten), key, "acme", "r1-one"))
+                 .status == 200);
+  refused("r1-one", telemetry::sign_envelope(batch("r1-one", 7, 20, ten), key, "acme", "r1-one"),
+          409, "stale_sequence");
+  BOOST_TEST(s.send("r1-one", telemetry::sign_envelope(batch("r1-one", 7, 60, ten), key, "acme",
+                                                       "r1-one"))
+                 .status == 200);  // late, but inside the 64-wide window
+  refused("r1-one", telemetry::sign_envelope(batch("r1-one", 6, 500, ten), key, "acme", "r1-one"),
+          409, "stale_boot");
+  // Wrong media type.
+  auto wrong_type = s.call("POST", "/v1/telemetry/r1-one", "operator", env1, "application/json");
+  BOOST_TEST(wrong_type.status == 415);
+  // Another tenant cannot use this device's envelopes: its keys are not that tenant's (and the
+  // AAD binds the tenant).
+  auto cross = s.send("r1-one", env1, "other");
+  BOOST_TEST(cross.status == 401, cross.body);
+  BOOST_TEST(code_of(cross) == "unknown_key");
+
+  // Rotation: the old key stays valid for the grace, a revoked key is refused.
+  auto rotated = s.call("POST", "/v1/devices/r1-one:rotate", "operator", R"({"grace_s": 600})");
+  BOOST_REQUIRE_MESSAGE(rotated.status == 200, rotated.body);
+  auto new_key = key_of(body(rotated));
+  BOOST_TEST(
+      s.send("r1-one", telemetry::sign_envelope(batch("r1-one", 8, 1, ten), key, "acme", "r1-one"))
+          .status == 200);
+  BOOST_TEST(s.send("r1-one",
+                    telemetry::sign_envelope(batch("r1-one", 8, 2, ten), new_key, "acme", "r1-one"))
+                 .status == 200);
+  auto revoked = s.call("POST", "/v1/devices/" + key.kid + ":revoke", "operator", "{}");
+  BOOST_REQUIRE_MESSAGE(revoked.status == 200, revoked.body);
+  std::this_thread::sleep_for(1100ms);  // the key cache holds a lookup for a second
+  refused("r1-one", telemetry::sign_envelope(batch("r1-one", 8, 3, ten), key, "acme", "r1-one"),
+          401, "revoked_key");
+  BOOST_TEST(s.send("r1-one",
+                    telemetry::sign_envelope(batch("r1-one", 8, 4, ten), new_key, "acme", "r1-one"))
+                 .status == 200);
+
+  // Counted by reason in /metrics, and every refusal in the ledger.
+  auto metrics = s.call("GET", "/metrics", "").body;
+  for (const char* reason :
+       {"replayed_sequence", "malformed", "bad_signature", "unknown_key", "wrong_device",
+        "clock_skew", "oversized_batch", "stale_sequence", "stale_boot", "revoked_key"})
+    BOOST_TEST(
+        contains(metrics, std::string("kiln_telemetry_rejected_total{reason=\"") + reason + "\"} "),
+        reason);
+  BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"bad_signature\"} 2"));
+  BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"unknown_key\"} 2"));
+  BOOST_TEST(contains(metrics, "kiln_telemetry_batches_total 6"));
+  BOOST_TEST(contains(metrics, "kiln_telemetry_duplicates_total 1"));
+  for (std::size_t at = metrics.find("kiln_telemetry"); at != std::string::npos;
+       at = metrics.find("kiln_telemetry", at + 1))
+    BOOST_TEST_MESSAGE(metrics.substr(at, metrics.find('\n', at) - at));
+  auto exported = s.kiln({"ledger", "export", "--stream", "telemetry"});
+  BOOST_TEST(exported.exit_code == 0, exported.err);
+  std::size_t batches = 0, rejects = 0;
+  std::istringstream lines(exported.out);
+  for (std::string line; std::getline(lines, line);) {
+    batches += contains(line, "\"telemetry.batch\"");
+    rejects += contains(line, "\"telemetry.rejected\"");
+  }
+  BOOST_TEST(batches == 6u);
+  BOOST_TEST(rejects >= 12u);
+  BOOST_TEST(s.kiln({"ledger", "verify"}).exit_code == 0);
+  // The devices list shows the states.
+  auto list = body(s.call("GET", "/v1/devices", "viewer"));
+  BOOST_TEST(list.as_array().size() == 2u);
+  BOOST_TEST(s.call("GET", "/v1/devices", "other").body == "[]");
+}
+
+BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
+  Server s({"missions.workers=1"});
+  auto added = s.call("POST", "/v1/devices", "operator", R"({"device": "r1-roast"})");
+  BOOST_REQUIRE_MESSAGE(added.status == 201, added.body);
+  auto key = key_of(body(added));
+  auto samples = fixture_roast();
+  // Some idle readings before the roast, then the roast in batches of 10.
+  std::uint64_t seq = 0;
+  for (std::size_t i = 0; i < samples.size(); i += 10) {
+    std::vector<telemetry::Sample> part(
+        samples.begin() + static_cast<std::ptrdiff_t>(i),
+        samples.begin() + static_cast<std::ptrdiff_t>(std::min(i + 10, samples.size())));
+    auto r = s.send("r1-roast", telemetry::sign_envelope(batch("r1-roast", 1, ++seq, part), key,
+                                                         "acme", "r1-roast"));
+    BOOST_REQUIRE_MESSAGE(r.status == 200, r.body);
+  }
+  // The sessionizer closes the session at DROP and starts roast_report.
+  json::value session;
+  for (int i = 0; i < 100; ++i) {
+    auto list = body(s.call("GET", "/v1/sessions?device=r1-roast", "viewer"));
+    if (!list.as_array().empty() && list.as_array()[0].at("state").as_string() == "closed" &&
+        list.as_array()[0].at("mission_id").is_string()) {
+      session = list.as_array()[0];
+      break;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  BOOST_REQUIRE_MESSAGE(session.is_object(), "no closed session with a mission: sessions " +
+                                                 s.call("GET", "/v1/sessions", "viewer").body +
+                                                 ", missions " +
+                                                 s.call("GET", "/v1/missions", "viewer").body +
+                                                 "; server log:\n" + s.child->stderr_so_far());
+  BOOST_TEST(session.at("close_reason").as_string() == "drop");
+  // Another tenant does not see it.
+  BOOST_TEST(
+      s.call("GET", "/v1/sessions/" + std::string(session.at("id").as_string()), "other").status ==
+      404);
+  auto samples_r = body(s.call(
+      "GET", "/v1/sessions/" + std::string(session.at("id").as_string()) + "/samples", "viewer"));
+  BOOST_TEST(samples_r.at("samples").as_array().size() > 400u);
+  const std::string mission(session.at("mission_id").as_string());
+  json::value m;
+  for (int i = 0; i < 300; ++i) {
+    m = body(s.call("GET", "/v1/missions/" + mission, "viewer"));
+    const std::string state(m.at("state").as_string());
+    if (state == "DONE" || state == "FAILED" || state == "QUARANTINED") break;
+    std::this_thread::sleep_for(100ms);
+  }
+  // This roast never reaches the default FCs temperature (200 °C): QC fails and the mission is
+  // held for an approver, who accepts the roast; then the report and the summary follow.
+  BOOST_REQUIRE_MESSAGE(m.at("state").as_string() == "QUARANTINED", json::serialize(m));
+  BOOST_TEST(m.at("steps").as_array()[2].at("error").at("code").as_string() == "qc_failed");
+  BOOST_TEST(s.call("POST", "/v1/missions/" + mission + ":approve", "operator", "{}").status ==
+             403);
+  auto approved = s.call("POST", "/v1/missions/" + mission + ":approve", "approver",
+                         R"({"reason": "sold as a light roast"})");
+  BOOST_REQUIRE_MESSAGE(approved.status == 200, approved.body);
+  for (int i = 0; i < 300; ++i) {
+    m = body(s.call("GET", "/v1/missions/" + mission, "viewer"));
+    const std::string state(m.at("state").as_string());
+    if (state == "DONE" || state == "FAILED") break;
+    std::this_thread::sleep_for(100ms);
+  }
+  BOOST_REQUIRE_MESSAGE(m.at("state").as_string() == "DONE", json::serialize(m));
+  const auto& steps = m.at("steps").as_array();
+  BOOST_TEST(steps[2].at("output").at("verdict").as_string() == "fail");
+  BOOST_TEST(steps[2].at("output").at("accepted_by").as_string().starts_with("key:k-"));
+  BOOST_REQUIRE(steps.size() == 5u);
+  // Analysis of the recorded curve: events detected from the R1 state channel.
+  const auto& analysis = steps[1].at("output");
+  BOOST_TEST(analysis.at("event_sources").at("CHARGE").as_string() == "roaster state");
+  BOOST_TEST(std::abs(analysis.at("events").at("DROP").at("time").as_double() - 450.0) <= 2.0,
+             json::serialize(analysis.at("events")));
+  const auto& report = steps[3].at("output");
+  const std::string html(report.at("html").as_string());
+  BOOST_TEST(contains(html, "<svg"));
+  BOOST_TEST(contains(html, "class=\"bt\""));
+  BOOST_TEST(contains(html, "DROP"));
+  const fs::path page(std::string(report.at("path").as_string()));
+  BOOST_TEST(fs::exists(page.is_absolute() ? page : s.dir.path() / page), page);
+  BOOST_TEST(steps[4].at("output").at("seconds").as_double() > 1.0);
+  // All of it in the ledger.
+  auto exported = s.kiln({"ledger", "export"});
+  for (const char* kind : {"\"device.key_added\"", "\"telemetry.batch\"", "\"session.opened\"",
+                           "\"session.closed\"", "\"session.reported\"", "\"mission.completed\""})
+    BOOST_TEST(contains(exported.out, kind), kind);
+  BOOST_TEST(s.kiln({"ledger", "verify"}).exit_code == 0);
+}

@@ -1,0 +1,94 @@
+// The sessionizer on a real roast (fixture, Bullet R1 state channel) and on BT alone, fed in
+// batches of different sizes: exactly one session, opened at CHARGE and closed at DROP, and no
+// second one from the cooling readings.
+#define BOOST_TEST_MODULE sessions
+#include <boost/test/data/test_case.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <fstream>
+#include <sstream>
+
+#include "analysis.hpp"
+#include "artisan_detector.hpp"
+#include "ledger/ledger.hpp"
+#include "support/process.hpp"
+#include "telemetry/ingest.hpp"
+#include "telemetry/sessions.hpp"
+
+using namespace kiln;
+namespace bdata = boost::unit_test::data;
+
+namespace {
+
+std::vector<telemetry::Sample> fixture_roast(bool with_state) {
+  std::ifstream in(std::string(KILN_SOURCE_DIR) +
+                   "/tests/fixtures/artisan-alog/26-04-12_sidamo_no42.alog");
+  std::stringstream text;
+  text << in.rdbuf();
+  auto log = roast::parse_alog(text.str());
+  std::vector<telemetry::Sample> out;
+  for (std::size_t i = 0; i < log.time.size(); ++i) {
+    telemetry::Sample s;
+    s.t = 1.8e9 + log.time[i];
+    s.bt = log.bt[i];
+    s.et = log.et[i];
+    s.state = with_state ? static_cast<int>(log.roaster_state[i]) : 0;
+    out.push_back(s);
+  }
+  return out;
+}
+
+struct Fixture {
+  test::TempDir dir;
+  ledger::SqliteLedger ledger{dir.path() / "kiln.db"};
+  std::shared_ptr<nodes::EventDetector> detector = std::make_shared<roast::ArtisanDetector>();
+  std::vector<telemetry::SessionInfo> closed;
+  std::mutex mu;
+  Fixture() { ledger.add_projector(&telemetry::project_sessions); }
+};
+
+}  // namespace
+
+BOOST_DATA_TEST_CASE(one_roast_is_one_session_whatever_the_batching,
+                     bdata::make({1, 3, 10, 50}) * bdata::make({true, false}), batch, with_state) {
+  Fixture f;
+  {
+    telemetry::Sessionizer s(
+        f.ledger, [&] { return f.detector; },
+        [&](const telemetry::SessionInfo& i) {
+          std::lock_guard lock(f.mu);
+          f.closed.push_back(i);
+        },
+        telemetry::SessionOptions{});
+    auto samples = fixture_roast(with_state);
+    // Idle readings before the roast: the drum preheated, nothing happening.
+    std::vector<telemetry::Sample> idle;
+    for (int i = 120; i > 0; --i) {
+      telemetry::Sample x = samples.front();
+      x.t -= i;
+      x.state = with_state ? 2 : 0;
+      idle.push_back(x);
+    }
+    samples.insert(samples.begin(), idle.begin(), idle.end());
+    for (std::size_t i = 0; i < samples.size(); i += static_cast<std::size_t>(batch)) {
+      std::vector<telemetry::Sample> part(
+          samples.begin() + static_cast<std::ptrdiff_t>(i),
+          samples.begin() + static_cast<std::ptrdiff_t>(
+                                std::min(i + static_cast<std::size_t>(batch), samples.size())));
+      s.add("acme", "r1", part);
+      if (i % 7 == 0) s.flush();  // vary how batches coalesce
+    }
+    s.flush();
+  }
+  BOOST_REQUIRE_EQUAL(f.closed.size(), 1u);
+  BOOST_TEST(f.closed[0].close_reason == "drop");
+  auto all = telemetry::Sessionizer::list(f.ledger.path(), std::string("acme"), std::nullopt, 10);
+  for (const auto& x : all)
+    BOOST_TEST_MESSAGE(x.id << " " << x.state << " charge " << x.charge_t - 1.8e9 << " end "
+                            << (x.end_t ? *x.end_t - 1.8e9 : -1) << " " << x.close_reason);
+  BOOST_REQUIRE_EQUAL(all.size(), 1u);
+  BOOST_TEST(all[0].state == "closed");
+  // CHARGE within 2 s of the roaster's (index 7 of the log, 120 idle readings before it).
+  const double charge = 1.8e9 + 7.485;  // log.time[7]
+  BOOST_TEST(std::abs(all[0].charge_t - charge) <= 3.0, all[0].charge_t - charge);
+}
