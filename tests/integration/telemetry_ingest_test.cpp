@@ -366,3 +366,75 @@ BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
     BOOST_TEST(contains(exported.out, kind), kind);
   BOOST_TEST(s.kiln({"ledger", "verify"}).exit_code == 0);
 }
+
+// The command line end to end: a device key, `kiln record` of the simulated roaster into the
+// server (spooled first while the server is down), the session, the roast_report mission with QC,
+// the report and the spoken summary, and `kiln report` writing the HTML.
+BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_the_roast) {
+  Server s({"missions.workers=1"});
+  auto added = s.kiln({"devices", "add", "sim-7", "--tenant", "acme", "--key-out", "sim-7.key"});
+  BOOST_REQUIRE_MESSAGE(added.exit_code == 0, added.err);
+  BOOST_TEST(contains(added.out, "secret key written to sim-7.key"));
+  const bool private_file = (fs::status(s.dir.path() / "sim-7.key").permissions() &
+                             (fs::perms::group_all | fs::perms::others_all)) == fs::perms::none;
+  BOOST_TEST(private_file);
+  // The same key file is never overwritten.
+  auto again = s.kiln({"devices", "rotate", "sim-7", "--tenant", "acme", "--key-out", "sim-7.key"});
+  BOOST_TEST(again.exit_code != 0);
+  BOOST_TEST(contains(again.err, "never overwritten"), again.err);
+
+  // Nothing listens on port 1: every batch of the first minute goes to the spool.
+  auto offline =
+      s.kiln({"record", "--key", "sim-7.key", "--server", "http://127.0.0.1:1", "--api-key",
+              s.keys.at("operator"), "--speed", "0", "--duration", "59", "--spool", "spool"});
+  BOOST_TEST(offline.exit_code == 1, offline.out << offline.err);
+  BOOST_TEST(contains(offline.err, "spooling to spool"), offline.err);
+  BOOST_TEST(contains(offline.out, "waiting in the spool 6"), offline.out);
+  // The server is up: the spool drains first, then the rest of the roast follows.
+  auto online = s.kiln({"record", "--key", "sim-7.key", "--server",
+                        "http://127.0.0.1:" + std::to_string(s.port), "--api-key",
+                        s.keys.at("operator"), "--speed", "0", "--spool", "spool"});
+  BOOST_TEST(online.exit_code == 0, online.out << online.err);
+  BOOST_TEST(contains(online.out, "waiting in the spool 0"), online.out);
+  BOOST_TEST(fs::is_empty(s.dir.path() / "spool" / "rejected"));
+
+  json::value session;
+  for (int i = 0; i < 100 && !session.is_object(); ++i) {
+    auto list = body(s.call("GET", "/v1/sessions?device=sim-7", "viewer"));
+    for (const auto& x : list.as_array())
+      if (x.at("state").as_string() == "closed" && x.at("mission_id").is_string()) session = x;
+    if (!session.is_object()) std::this_thread::sleep_for(100ms);
+  }
+  BOOST_REQUIRE_MESSAGE(session.is_object(), s.call("GET", "/v1/sessions", "viewer").body);
+  BOOST_TEST(session.at("close_reason").as_string() == "drop");
+  const std::string mission(session.at("mission_id").as_string());
+  json::value m;
+  for (int i = 0; i < 300; ++i) {
+    m = body(s.call("GET", "/v1/missions/" + mission, "viewer"));
+    const std::string state(m.at("state").as_string());
+    if (state == "DONE" || state == "FAILED" || state == "QUARANTINED") break;
+    std::this_thread::sleep_for(100ms);
+  }
+  // The simulated roast meets the default targets: no approval needed.
+  BOOST_REQUIRE_MESSAGE(m.at("state").as_string() == "DONE", json::serialize(m));
+  const auto& steps = m.at("steps").as_array();
+  BOOST_TEST(steps[2].at("output").at("verdict").as_string() == "pass",
+             json::serialize(steps[2].at("output")));
+  const auto& events = steps[1].at("output").at("events");
+  BOOST_TEST(std::abs(events.at("TP").at("time").as_double() - 65) <= 10, json::serialize(events));
+  BOOST_TEST(contains(std::string(steps[3].at("output").at("summary").as_string()),
+                      "Quality check: pass"));
+  BOOST_TEST(steps[4].at("output").at("seconds").as_double() > 3.0);
+
+  auto report =
+      s.kiln({"report", std::string(session.at("id").as_string()), "-o", "r.html", "--server",
+              "http://127.0.0.1:" + std::to_string(s.port), "--api-key", s.keys.at("operator")});
+  BOOST_TEST(report.exit_code == 0, report.err);
+  std::ifstream html(s.dir.path() / "r.html");
+  std::stringstream text;
+  text << html.rdbuf();
+  BOOST_TEST(contains(text.str(), "<svg"));
+  BOOST_TEST(contains(text.str(), "Quality check"));
+  auto sessions = s.kiln({"sessions", "list", "--tenant", "acme"});
+  BOOST_TEST(contains(sessions.out, std::string(session.at("id").as_string())), sessions.out);
+}

@@ -139,6 +139,12 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
          "largest text (bytes of UTF-8) one speech request may carry; longer → 413",
          {},
          1});
+  s.add({"telemetry_driver.interval_s",
+         Type::kNumber,
+         1.0,
+         "seconds between a roaster's readings (drivers that choose it; a multiple of 0.1)",
+         {},
+         {}});
   s.add({"event_detector.probe_lag_s",
          Type::kNumber,
          3.0,

@@ -2,9 +2,11 @@
 
 #include "common/embedded.hpp"
 #include "kiln/nodes/event_detector.hpp"
+#include "kiln/nodes/telemetry_driver.hpp"
 #include "kiln/nodes/tool_strategy.hpp"
 #include "kiln/nodes/tts_engine.hpp"
 #include "kiln/testkit/event_detector.hpp"
+#include "kiln/testkit/telemetry_driver.hpp"
 #include "kiln/testkit/tool_strategy.hpp"
 #include "kiln/testkit/tts_engine.hpp"
 
@@ -103,10 +105,32 @@ KindDescriptor event_detector_kind() {
   return d;
 }
 
+testkit::TelemetryDriverFactory as_driver(const NodeMaker& make) {
+  return [make](const boost::json::object& kind_config) {
+    return std::static_pointer_cast<TelemetryDriver>(make(kind_config));
+  };
+}
+
+KindDescriptor telemetry_driver_kind() {
+  KindDescriptor d;
+  d.kind = TelemetryDriver::kKind;
+  d.default_node = TelemetryDriver::kDefaultNode;
+  d.contract_version = TelemetryDriver::kContractVersion;
+  d.parity_cases_origin = "the control's readings (the candidate replays them)";
+  d.contract = [](const NodeMaker& candidate) {
+    return testkit::run_telemetry_driver_contract(as_driver(candidate));
+  };
+  d.parity = [](const NodeMaker& control, const NodeMaker& candidate,
+                const std::vector<std::string>&) {
+    return testkit::run_telemetry_driver_parity(as_driver(control), as_driver(candidate));
+  };
+  return d;
+}
+
 }  // namespace
 
 std::vector<KindDescriptor> builtin_kinds() {
-  return {tool_strategy_kind(), tts_engine_kind(), event_detector_kind()};
+  return {tool_strategy_kind(), tts_engine_kind(), event_detector_kind(), telemetry_driver_kind()};
 }
 
 }  // namespace kiln::nodes

@@ -116,6 +116,15 @@ nodes::RoastEvents ArtisanDetector::detect(const nodes::RoastCurve& c) const {
         e.drop = start_of_fall(*b, static_cast<int>(i) - 2, e.charge + 1);
         e.drop_source = "BT break";
       }
+    // A probe that leaves the beans slowly falls too gradually for the ratio test: then the first
+    // two readings in a row below −0.67 °C with 2 °C lost over the window, as for CHARGE.
+    for (std::size_t i = charge + 5; i < n && e.drop < 0; ++i)
+      if (bt[i - 5] > deg(160) && c.time[i] - c.time[charge] > 420 &&
+          (*b)[i - 1] - (*b)[i - 2] < -0.67 && (*b)[i] - (*b)[i - 1] < -0.67 &&
+          (*b)[i - 5] - (*b)[i] > 2.0) {
+        e.drop = start_of_fall(*b, static_cast<int>(i) - 2, e.charge + 1);
+        e.drop_source = "BT fall";
+      }
   }
   const int last = static_cast<int>(n) - 1;
   // TP: the search ends at DROP (or the last reading). FCs is predicted from the phase

@@ -1,6 +1,7 @@
 // The roast plugin: the `event_detector/artisan` node (the kind's default) and the tool
 // `roast.analyze` (an Artisan .alog → events, phases, DTR, AUC, rate of rise), which detects
 // through whichever event_detector node the deployment selected.
+#include <array>
 #include <cctype>
 #include <filesystem>
 #include <fstream>
@@ -20,7 +21,7 @@ namespace {
 namespace json = boost::json;
 
 // A recorded curve ({"time", "bt", "et"[, "state"][, "unit"]}) as a RoastLog without marks.
-kiln::roast::RoastLog log_of_curve(const json::object& c) {
+kiln::roast::RoastLog log_of_curve(const json::object& c, const std::array<double, 4>& phases) {
   auto list = [&](const char* key, bool required) {
     std::vector<double> out;
     const auto* v = c.if_contains(key);
@@ -43,9 +44,14 @@ kiln::roast::RoastLog log_of_curve(const json::object& c) {
   log.et = list("et", false);
   if (log.et.empty()) log.et.assign(log.time.size(), 0.0);
   log.roaster_state = list("state", false);
+  log.phases = phases;
   if (const auto* u = c.if_contains("unit"); u && u->is_string() && u->as_string() == "F") {
     log.mode = 'F';
-    log.phases = {302, 302, 392, 446};
+    for (auto& p : log.phases) p = p * 9.0 / 5.0 + 32.0;
+  }
+  if (auto ph = list("phases", false); !ph.empty()) {
+    if (ph.size() != 4) throw kiln::roast::AlogError("curve.phases needs 4 temperatures");
+    std::copy(ph.begin(), ph.end(), log.phases.begin());
   }
   if (log.time.size() < 2) throw kiln::roast::AlogError("curve has fewer than 2 readings");
   if (log.bt.size() != log.time.size() || log.et.size() != log.time.size() ||
@@ -143,6 +149,15 @@ class AnalyzeTool final : public kiln::Tool {
  public:
   explicit AnalyzeTool(kiln::HostServices& host) : host_(host) {}
 
+  // plugin_config.roast.curve_phases: the phase temperatures of recorded curves (°C).
+  std::array<double, 4> curve_phases() const {
+    std::array<double, 4> out{150, 150, 195, 225};
+    if (const auto* v = host_.config().if_contains("curve_phases");
+        v && v->is_array() && v->as_array().size() == 4)
+      for (std::size_t i = 0; i < 4; ++i) out[i] = v->as_array()[i].to_number<double>();
+    return out;
+  }
+
   kiln::ToolOutcome invoke(const json::value& input, const kiln::ToolContext&) override {
     const auto& in = input.as_object();
     kiln::roast::AnalysisOptions opt;
@@ -161,7 +176,7 @@ class AnalyzeTool final : public kiln::Tool {
         const auto& text = alog->as_string();
         log = kiln::roast::parse_alog(std::string_view(text.data(), text.size()));
       } else {
-        log = log_of_curve(curve->as_object());
+        log = log_of_curve(curve->as_object(), curve_phases());
         opt.detect = true;  // a live curve has no marks
       }
       std::shared_ptr<kiln::nodes::EventDetector> detector;
@@ -214,7 +229,9 @@ kiln::Manifest manifest() {
                 "description": "a recorded curve (telemetry.session's output): events are detected",
                 "properties": {"time": {"type": "array"}, "bt": {"type": "array"},
                                "et": {"type": "array"}, "state": {"type": "array"},
-                               "unit": {"type": "string", "enum": ["C", "F"]}}},
+                               "unit": {"type": "string", "enum": ["C", "F"]},
+                               "phases": {"type": "array", "minItems": 4, "maxItems": 4,
+                                          "items": {"type": "number"}}}},
       "detect": {"type": "boolean"},
       "ror_series": {"type": "boolean"},
       "ror_span_s": {"type": "number", "minimum": 2, "maximum": 120}}})");
@@ -223,6 +240,11 @@ kiln::Manifest manifest() {
   analyze.factory = [](kiln::HostServices& host) { return std::make_shared<AnalyzeTool>(host); };
   analyze.nonblocking = true;  // pure computation on one file
   m.tools.push_back(std::move(analyze));
+  m.config_keys.push_back(
+      {"curve_phases", "array", json::array{150, 150, 195, 225},
+       "phase temperatures (°C: drying end, drying end, FCs, SCs) for recorded curves, which "
+       "carry none; FCs is predicted at the third (a Bullet R1 cracks at about 190-196 °C BT; "
+       "Artisan's default is 200)"});
   kiln::ToolDecl qc;
   qc.name = "roast.qc";
   qc.description =

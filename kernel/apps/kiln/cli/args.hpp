@@ -45,6 +45,16 @@ struct Args {
   std::optional<std::string> speed;
   std::optional<std::string> format;
   bool detect = false;  // kiln analyze --detect
+  // kiln record, devices, sessions, report
+  std::optional<std::string> driver;
+  std::optional<std::string> key_file;    // --key FILE (record), --key-out FILE (devices)
+  std::optional<std::string> public_key;  // --public-key HEX
+  std::optional<std::string> grace;       // --grace SECONDS
+  std::optional<std::string> batch;       // --batch N
+  std::optional<std::string> duration;    // --duration SECONDS (device time)
+  std::optional<std::string> roasts;      // --roasts N
+  std::optional<std::string> spool;       // --spool DIR
+  std::optional<std::string> device;      // --device D
   bool wait = false;
   bool until_idle = false;
 };

@@ -18,6 +18,7 @@
 #include "cli/json_print.hpp"
 #include "cli/mission_commands.hpp"
 #include "cli/remote.hpp"
+#include "cli/telemetry_commands.hpp"
 #include "common/log.hpp"
 #include "common/strings.hpp"
 #include "http/api.hpp"
@@ -77,6 +78,14 @@ Commands:
   keys create --tenant T --role R [--name N]
                            an API key for the HTTP API, printed once (stored hashed)
   keys list|revoke ID      API keys; revoke one
+  devices add|rotate DEVICE [--public-key HEX] [--key-out FILE]
+                           a roaster's signing key (the secret written once, 0600)
+  devices revoke KID|DEVICE, devices list
+                           device keys: refuse a key; list them with their status
+  record --key FILE [--driver NODE] [--server URL] [--speed X] [--roasts N]
+                           read the roaster, sign batches, send them (spool when offline)
+  sessions list|show ID    roast sessions (opened at CHARGE, closed at DROP)
+  report SESSION -o FILE   the HTML report of a session (analysis, QC, chart)
   version                  kiln, ABI, compiler and Boost versions
 
 Client mode (a running `kiln serve`): plugins list, nodes, gate status, tool list|invoke,
@@ -291,6 +300,26 @@ Args parse(const std::vector<std::string>& argv) {
       a.name = value("--name");
     else if (is("--server"))
       a.server = value("--server");
+    else if (is("--driver"))
+      a.driver = value("--driver");
+    else if (is("--key"))
+      a.key_file = value("--key");
+    else if (is("--key-out"))
+      a.key_file = value("--key-out");
+    else if (is("--public-key"))
+      a.public_key = value("--public-key");
+    else if (is("--grace"))
+      a.grace = value("--grace");
+    else if (is("--batch"))
+      a.batch = value("--batch");
+    else if (is("--duration"))
+      a.duration = value("--duration");
+    else if (is("--roasts"))
+      a.roasts = value("--roasts");
+    else if (is("--spool"))
+      a.spool = value("--spool");
+    else if (is("--device"))
+      a.device = value("--device");
     else if (is("--api-key"))
       a.api_key = value("--api-key");
     else if (s.size() > 1 && s[0] == '-')
@@ -448,9 +477,9 @@ int cmd_nodes(const Args& a, std::ostream& out) {
         json::object{{"gates_enforce", k->config().get_string("gates.enforce")}, {"kinds", arr}});
     return runtime::kExitOk;
   }
-  out << pad("KIND", 16) << pad("SELECTED", 12) << pad("GATE", 12) << "SOURCE\n";
+  out << pad("KIND", 18) << pad("SELECTED", 12) << pad("GATE", 12) << "SOURCE\n";
   for (const auto& s : statuses) {
-    out << pad(s.kind, 16) << pad(s.selected, 12)
+    out << pad(s.kind, 18) << pad(s.selected, 12)
         << pad(s.entry        ? gates::to_string(s.gate.state)
                : s.is_default ? "OFF"
                               : "UNKNOWN",
@@ -904,6 +933,14 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
       {"server metrics", [](auto&, auto&, auto&) { return 0; }},
       {"server openapi", [](auto&, auto&, auto&) { return 0; }},
       {"keys list", [](auto& a, auto& o, auto&) { return cmd_keys_list(a, o); }},
+      {"record", [](auto& a, auto& o, auto& e) { return cmd_record(a, o, e); }},
+      {"devices add", [](auto& a, auto& o, auto&) { return cmd_devices_add(a, o); }},
+      {"devices rotate", [](auto& a, auto& o, auto&) { return cmd_devices_rotate(a, o); }},
+      {"devices revoke", [](auto& a, auto& o, auto&) { return cmd_devices_revoke(a, o); }},
+      {"devices list", [](auto& a, auto& o, auto&) { return cmd_devices_list(a, o); }},
+      {"sessions list", [](auto& a, auto& o, auto&) { return cmd_sessions_list(a, o); }},
+      {"sessions show", [](auto& a, auto& o, auto&) { return cmd_sessions_show(a, o); }},
+      {"report", [](auto& a, auto& o, auto& e) { return cmd_report(a, o, e); }},
       {"keys revoke", [](auto& a, auto& o, auto&) { return cmd_keys_revoke(a, o); }},
   };
   if (a.positional.empty()) {
@@ -936,9 +973,11 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
   if (a.help) {
     auto it = kHelp.find(name);
     auto mit = mission_help().find(name);
-    out << (it != kHelp.end()             ? it->second
-            : mit != mission_help().end() ? mit->second
-                                          : std::string(kMainHelp));
+    auto tit = telemetry_help().find(name);
+    out << (it != kHelp.end()               ? it->second
+            : mit != mission_help().end()   ? mit->second
+            : tit != telemetry_help().end() ? tit->second
+                                            : std::string(kMainHelp));
     return runtime::kExitOk;
   }
   try {

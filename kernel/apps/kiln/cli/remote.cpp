@@ -13,6 +13,7 @@
 #include "http/client.hpp"
 #include "http/router.hpp"
 #include "runtime/kernel.hpp"
+#include "telemetry/devices.hpp"
 
 namespace kiln::cli {
 namespace json = boost::json;
@@ -101,6 +102,8 @@ std::string say_format(const Args& a) {
 
 std::optional<int> run_remote(const std::string& name, const Args& a, std::ostream& out,
                               std::ostream& err) {
+  // These talk to the server themselves (record sends telemetry, report invokes tools).
+  if (name == "record" || name == "report") return std::nullopt;
   std::string url = a.server.value_or("");
   if (url.empty())
     if (const char* env = std::getenv("KILN_SERVER_URL")) url = env;
@@ -203,6 +206,53 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
       return finish(
           r, r.call("POST", "/v1/missions/" + enc(need_id(a, name)) + ":" + verb, reason_body(a)),
           out, err);
+  if (name == "devices list") return finish(r, r.call("GET", "/v1/devices"), out, err);
+  if (name == "devices add" || name == "devices rotate") {
+    if (a.positional.size() < 3) throw std::invalid_argument(name + " needs a DEVICE");
+    json::object body;
+    if (a.public_key) body["public_key"] = *a.public_key;
+    if (name == "devices add") body["device"] = a.positional[2];
+    if (a.grace) {
+      try {
+        body["grace_s"] = std::stoll(*a.grace);
+      } catch (const std::exception&) {
+        throw std::invalid_argument("--grace takes whole seconds");
+      }
+    }
+    auto res = name == "devices add"
+                   ? r.call("POST", "/v1/devices", json::serialize(body),
+                            {{"Content-Type", "application/json"}})
+                   : r.call("POST", "/v1/devices/" + enc(a.positional[2]) + ":rotate",
+                            json::serialize(body), {{"Content-Type", "application/json"}});
+    if (res.status >= 300) return finish(r, res, out, err);
+    auto v = json::parse(res.body);
+    if (v.as_object().contains("secret_key")) {
+      // The secret comes once: straight into a private file, never to the terminal.
+      json::object c{{"tenant", v.at("tenant")},
+                     {"device", v.at("device")},
+                     {"kid", v.at("kid")},
+                     {"secret_key", v.at("secret_key")}};
+      const std::string file = a.key_file.value_or(std::string(v.at("device").as_string()) + "." +
+                                                   std::string(v.at("kid").as_string()) + ".key");
+      telemetry::DeviceCredentials::from_json(c).write(file);
+      v.as_object().erase("secret_key");
+      v.as_object()["key_file"] = file;
+    }
+    out << pretty(v);
+    return runtime::kExitOk;
+  }
+  if (name == "devices revoke")
+    return finish(r,
+                  r.call("POST", "/v1/devices/" + enc(need_id(a, name)) + ":revoke", "{}",
+                         {{"Content-Type", "application/json"}}),
+                  out, err);
+  if (name == "sessions list") {
+    std::string q = "?limit=" + enc(a.limit.value_or("100"));
+    if (a.device) q += "&device=" + enc(*a.device);
+    return finish(r, r.call("GET", "/v1/sessions" + q), out, err);
+  }
+  if (name == "sessions show")
+    return finish(r, r.call("GET", "/v1/sessions/" + enc(need_id(a, name))), out, err);
   if (name == "ledger export") {
     // Every page, as JSON lines, like the local export.
     std::string after = a.since.value_or("0");

@@ -1,0 +1,511 @@
+// `kiln record`, `kiln devices ...`, `kiln sessions ...`, `kiln report`.
+#include "cli/telemetry_commands.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+#include <thread>
+
+#include <boost/json.hpp>
+
+#include "cli/json_print.hpp"
+#include "http/client.hpp"
+#include "kiln/nodes/telemetry_driver.hpp"
+#include "runtime/kernel.hpp"
+#include "telemetry/envelope.hpp"
+
+namespace kiln::cli {
+namespace json = boost::json;
+namespace fs = std::filesystem;
+using runtime::Kernel;
+
+namespace {
+
+std::unique_ptr<Kernel> boot(const Args& a, bool resolve) {
+  auto opts = boot_options(a, resolve);
+  opts.open_storage = true;
+  return Kernel::boot(opts);
+}
+
+std::atomic<bool> g_stop{false};
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+double number_arg(const std::optional<std::string>& v, const char* name, double fallback, double lo,
+                  double hi) {
+  if (!v) return fallback;
+  try {
+    std::size_t used = 0;
+    const double x = std::stod(*v, &used);
+    if (used == v->size() && x >= lo && x <= hi) return x;
+  } catch (const std::exception&) {
+  }
+  std::ostringstream msg;
+  msg << name << " takes a number from " << lo << " to " << hi << ", not '" << *v << "'";
+  throw std::invalid_argument(msg.str());
+}
+
+std::string device_arg(const Args& a, const std::string& cmd) {
+  if (a.positional.size() < 3) throw std::invalid_argument(cmd + " needs a DEVICE");
+  return a.positional[2];
+}
+
+fs::path default_key_file(const std::string& tenant, const std::string& device,
+                          const std::string& kid) {
+  return fs::path("var/devices") / tenant / (device + "." + kid + ".key");
+}
+
+std::optional<telemetry::PublicKey> public_key_arg(const Args& a) {
+  if (!a.public_key) return std::nullopt;
+  auto k = telemetry::parse_public_key(*a.public_key);
+  if (!k) throw std::invalid_argument("--public-key takes 64 hex digits (an Ed25519 public key)");
+  return k;
+}
+
+void print_key(const telemetry::DeviceKey& k, std::ostream& out) {
+  const std::string now = ledger::utc_now_millis();
+  out << std::left << std::setw(18) << k.kid << std::setw(12) << k.tenant << std::setw(16)
+      << k.device << std::setw(10) << k.status(now) << k.created_at;
+  if (k.not_after) out << "  until " << *k.not_after;
+  if (k.revoked_at) out << "  revoked " << *k.revoked_at;
+  out << "\n";
+}
+
+int wrote_credentials(const telemetry::DeviceCredentials& c, const Args& a, std::ostream& out,
+                      const char* what) {
+  bool has_secret = false;
+  for (auto b : c.key.secret) has_secret = has_secret || b != 0;
+  if (!has_secret) {
+    out << what << " key " << c.key.kid << " for device " << c.device << " (tenant " << c.tenant
+        << "); the device holds its own secret key\n";
+    return runtime::kExitOk;
+  }
+  const fs::path file =
+      a.key_file ? fs::path(*a.key_file) : default_key_file(c.tenant, c.device, c.key.kid);
+  c.write(file);
+  out << what << " key " << c.key.kid << " for device " << c.device << " (tenant " << c.tenant
+      << ")\nsecret key written to " << file.string()
+      << " (mode 0600; the only copy — give it to the device: kiln record --key " << file.string()
+      << ")\n";
+  return runtime::kExitOk;
+}
+
+}  // namespace
+
+const std::map<std::string, std::string>& telemetry_help() {
+  static const std::map<std::string, std::string> help = {
+      {"record",
+       R"(Usage: kiln record --key FILE [--driver NODE] [--server URL --api-key KEY]
+                   [--batch N] [--speed X] [--roasts N] [--duration S] [--spool DIR]
+
+Reads the roaster through the telemetry_driver node (nodes.telemetry_driver, default sim; --driver
+NODE selects another, gated as usual), batches N readings (default 10), signs each batch with the
+device key in FILE (`kiln devices add` writes it) and sends it:
+  with --server: to POST /v1/telemetry/DEVICE of that server; when the server cannot be reached
+    (or answers 5xx) the envelope goes to the spool (DIR, default var/spool/DEVICE) and is sent
+    first once the server answers again; an envelope the server refuses (4xx) is moved to
+    DIR/rejected with the reason printed;
+  without --server: into this deployment's own storage (sessions and missions follow locally).
+A driver that does not pace itself (the simulated roaster) is read every interval / X seconds:
+--speed 60 runs a roast a minute per second; 0 reads as fast as it can.
+Stops after N roasts (default 1: once the roaster has dropped and finished cooling), after S
+seconds of device time, or on Ctrl-C (the partial batch is sent). Prints progress every 30 s of
+device time.
+)"},
+      {"devices add",
+       R"(Usage: kiln devices add DEVICE [--tenant T] [--public-key HEX] [--key-out FILE]
+
+Registers a device and its Ed25519 key (ledger event device.key_added). Without --public-key a
+key pair is made and the secret written to FILE (default var/devices/TENANT/DEVICE.KID.key, mode
+0600, never overwritten): the only copy. With --public-key the device keeps its own secret.
+)"},
+      {"devices rotate",
+       R"(Usage: kiln devices rotate DEVICE [--tenant T] [--grace SECONDS] [--public-key HEX] [--key-out FILE]
+
+A new key for DEVICE; its current keys stay valid for --grace seconds (default 3600) while the
+device switches, then expire (expired_key).
+)"},
+      {"devices revoke", R"(Usage: kiln devices revoke KID|DEVICE [--tenant T]
+
+Revokes one key, or every key of a device; its envelopes are refused from then on (revoked_key).
+)"},
+      {"devices list", R"(Usage: kiln devices list [--tenant T] [--json]
+
+Device keys: kid, tenant, device, status (active, retiring, expired, revoked), created.
+)"},
+      {"sessions list", R"(Usage: kiln sessions list [--tenant T] [--device D] [--limit N] [--json]
+
+Roast sessions, newest first: id, device, state, CHARGE time, duration, close reason, mission.
+)"},
+      {"sessions show", R"(Usage: kiln sessions show SESSION [--json]
+
+One roast session with its number of samples.
+)"},
+      {"report", R"(Usage: kiln report SESSION -o FILE.html [--tenant T]
+
+Analyses a roast session (events, phases, RoR), checks it against the QC targets and writes the
+HTML report (inline SVG chart, opens offline) to FILE. With --server the server's tools do it.
+)"},
+  };
+  return help;
+}
+
+// ---- devices --------------------------------------------------------------------------------
+
+int cmd_devices_add(const Args& a, std::ostream& out) {
+  const std::string device = device_arg(a, "devices add");
+  auto pub = public_key_arg(a);
+  auto k = boot(a, false);
+  auto c = k->telemetry().devices().add(a.tenant, device, pub,
+                                        missions::Actor{"cli", missions::Role::kAdmin});
+  return wrote_credentials(c, a, out, "added");
+}
+
+int cmd_devices_rotate(const Args& a, std::ostream& out) {
+  const std::string device = device_arg(a, "devices rotate");
+  auto pub = public_key_arg(a);
+  const double grace = number_arg(a.grace, "--grace", 3600, 0, 30 * 86400);
+  auto k = boot(a, false);
+  auto c = k->telemetry().devices().rotate(a.tenant, device, pub,
+                                           std::chrono::seconds(static_cast<long>(grace)),
+                                           missions::Actor{"cli", missions::Role::kAdmin});
+  return wrote_credentials(c, a, out, "rotated to");
+}
+
+int cmd_devices_revoke(const Args& a, std::ostream& out) {
+  const std::string id = device_arg(a, "devices revoke");
+  auto k = boot(a, false);
+  for (const auto& key : k->telemetry().devices().revoke(
+           a.tenant, id, missions::Actor{"cli", missions::Role::kAdmin}))
+    out << "revoked " << key.kid << " (device " << key.device << ", tenant " << key.tenant << ")\n";
+  return runtime::kExitOk;
+}
+
+int cmd_devices_list(const Args& a, std::ostream& out) {
+  auto k = boot(a, false);
+  auto keys = k->telemetry().devices().list(a.tenant_filter);
+  if (a.json) {
+    json::array arr;
+    const std::string now = ledger::utc_now_millis();
+    for (const auto& key : keys) arr.push_back(key.to_json(now));
+    out << pretty(arr);
+    return runtime::kExitOk;
+  }
+  if (keys.empty()) out << "no devices (kiln devices add DEVICE)\n";
+  for (const auto& key : keys) print_key(key, out);
+  return runtime::kExitOk;
+}
+
+// ---- sessions -------------------------------------------------------------------------------
+
+int cmd_sessions_list(const Args& a, std::ostream& out) {
+  auto k = boot(a, false);
+  const auto limit = static_cast<std::int64_t>(number_arg(a.limit, "--limit", 100, 1, 100000));
+  auto list = telemetry::Sessionizer::list(k->storage_path(), a.tenant_filter, a.device, limit);
+  if (a.json) {
+    json::array arr;
+    for (const auto& s : list) arr.push_back(s.to_json());
+    out << pretty(arr);
+    return runtime::kExitOk;
+  }
+  if (list.empty()) out << "no roast sessions yet (kiln record sends telemetry)\n";
+  for (const auto& s : list) {
+    out << std::left << std::setw(30) << s.id << std::setw(10) << s.tenant << std::setw(14)
+        << s.device << std::setw(8) << s.state;
+    if (s.end_t)
+      out << std::setw(10) << (std::to_string(static_cast<int>(*s.end_t - s.charge_t)) + " s")
+          << std::setw(10) << s.close_reason;
+    else
+      out << std::setw(20) << "(open)";
+    out << (s.mission_id ? *s.mission_id : "") << "\n";
+  }
+  return runtime::kExitOk;
+}
+
+int cmd_sessions_show(const Args& a, std::ostream& out) {
+  if (a.positional.size() < 3) throw std::invalid_argument("sessions show needs a SESSION");
+  auto k = boot(a, false);
+  auto s = telemetry::Sessionizer::get(k->storage_path(), a.tenant_filter, a.positional[2]);
+  if (!s)
+    throw missions::MissionError(missions::MissionError::Code::kNotFound,
+                                 "no session " + a.positional[2] + " (kiln sessions list)");
+  auto o = s->to_json();
+  o["samples"] = telemetry::Sessionizer::samples(k->storage_path(), *s).size();
+  out << pretty(o);
+  return runtime::kExitOk;
+}
+
+// ---- report ---------------------------------------------------------------------------------
+
+int cmd_report(const Args& a, std::ostream& out, std::ostream& err) {
+  if (a.positional.size() < 2) throw std::invalid_argument("report needs a SESSION");
+  if (!a.out_file) throw std::invalid_argument("report needs -o FILE.html");
+  const std::string session = a.positional[1];
+  std::unique_ptr<Kernel> k;
+  std::optional<http::Client> client;
+  std::string key = a.api_key.value_or("");
+  if (key.empty())
+    if (const char* env = std::getenv("KILN_API_KEY")) key = env;
+  std::string url = a.server.value_or("");
+  if (url.empty())
+    if (const char* env = std::getenv("KILN_SERVER_URL")) url = env;
+  if (!url.empty())
+    client.emplace(url);
+  else
+    k = boot(a, true);
+  // One tool call, here or on the server: the output, or the error (code, message, details).
+  auto invoke = [&](const std::string& tool, json::object input) -> Result<json::value, ToolError> {
+    if (client) {
+      std::vector<std::pair<std::string, std::string>> h{{"Content-Type", "application/json"}};
+      if (!key.empty()) h.emplace_back("Authorization", "Bearer " + key);
+      auto res = client->request("POST", "/v1/tools/" + tool + ":invoke",
+                                 json::serialize(json::object{{"input", input}}), h);
+      auto v = json::parse(res.body);
+      if (res.status == 200) return v.at("output");
+      const auto& e = v.at("error");
+      return Unexpected<ToolError>{ToolError{
+          std::string(e.at("code").as_string()), std::string(e.at("message").as_string()), false,
+          e.as_object().contains("details") ? e.at("details") : json::value(nullptr)}};
+    }
+    runtime::ToolCall call;
+    call.tool = tool;
+    call.tenant = a.tenant;
+    call.input = std::move(input);
+    auto r = k->executor().invoke(call);
+    if (!r.ok()) return Unexpected<ToolError>{r.error()};
+    return r.value().output;
+  };
+  auto s = invoke("telemetry.session", {{"session", session}});
+  if (!s.ok()) {
+    err << "kiln report: " << s.error().code << ": " << s.error().message << "\n";
+    return runtime::kExitFailed;
+  }
+  auto an = invoke("roast.analyze", {{"curve", s.value().at("curve")}, {"ror_series", true}});
+  if (!an.ok()) {
+    err << "kiln report: analysis: " << an.error().message << "\n";
+    return runtime::kExitFailed;
+  }
+  auto qc = invoke("roast.qc", {{"analysis", an.value()}});
+  json::value qc_value = qc.ok() ? qc.value() : qc.error().details;  // a fail carries the checks
+  json::object report_in{{"session", s.value().at("session")},
+                         {"curve", s.value().at("curve")},
+                         {"analysis", an.value()}};
+  if (qc_value.is_object()) report_in["qc"] = qc_value;
+  auto rep = invoke("roast.report", report_in);
+  if (!rep.ok()) {
+    err << "kiln report: " << rep.error().code << ": " << rep.error().message << "\n";
+    return runtime::kExitFailed;
+  }
+  std::ofstream f(*a.out_file, std::ios::binary | std::ios::trunc);
+  f << rep.value().at("html").as_string().c_str();
+  f.close();
+  if (!f) {
+    err << "kiln report: cannot write " << *a.out_file << "\n";
+    return runtime::kExitFailed;
+  }
+  out << "wrote " << *a.out_file << " (" << rep.value().at("bytes").to_number<std::int64_t>()
+      << " bytes)\n"
+      << rep.value().at("summary").as_string().c_str() << "\n";
+  return runtime::kExitOk;
+}
+
+// ---- record ---------------------------------------------------------------------------------
+
+int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
+  if (!a.key_file)
+    throw std::invalid_argument(
+        "record needs --key FILE, the device key `kiln devices add DEVICE` wrote");
+  const auto cred = telemetry::DeviceCredentials::read(*a.key_file);
+  const auto batch_n = static_cast<std::size_t>(number_arg(a.batch, "--batch", 10, 1, 600));
+  const double speed = number_arg(a.speed, "--speed", 1, 0, 100000);
+  const int roasts = static_cast<int>(number_arg(a.roasts, "--roasts", 1, 0, 1000000));
+  const double duration = number_arg(a.duration, "--duration", 0, 0, 1e9);
+  Args ba = a;
+  if (a.driver) ba.sets.push_back("nodes.telemetry_driver=" + *a.driver);
+  auto k = boot(ba, true);
+  auto driver = k->node<nodes::TelemetryDriver>();
+  if (!driver)
+    throw runtime::BootError(runtime::kExitPlugin,
+                             "no telemetry_driver node is loaded (plugins telemetry_sim, "
+                             "telemetry_bullet_r1)");
+  auto opened = driver->open();
+  if (!opened.ok()) {
+    err << "kiln record: " << opened.error().code << ": " << opened.error().message << "\n";
+    return runtime::kExitFailed;
+  }
+  const auto info = opened.value();
+
+  std::string url = a.server.value_or("");
+  if (url.empty())
+    if (const char* env = std::getenv("KILN_SERVER_URL")) url = env;
+  std::string api_key = a.api_key.value_or("");
+  if (api_key.empty())
+    if (const char* env = std::getenv("KILN_API_KEY")) api_key = env;
+  std::optional<http::Client> client;
+  if (!url.empty()) client.emplace(url, std::chrono::seconds(10));
+  const fs::path spool = a.spool ? fs::path(*a.spool) : fs::path("var/spool") / cred.device;
+  fs::create_directories(spool);
+  fs::create_directories(spool / "rejected");
+
+  std::int64_t sent = 0, spooled = 0, rejected = 0, drained = 0;
+  // Sends one envelope: "ok", "down" (keep it), or the refusal.
+  auto send = [&](const std::string& env) -> std::pair<std::string, std::string> {
+    if (!client) {
+      auto r = k->telemetry().ingestor().ingest(cred.tenant, cred.device, env, now_s());
+      if (r.accepted) return {"ok", ""};
+      return {"refused", r.reason + ": " + r.message};
+    }
+    try {
+      std::vector<std::pair<std::string, std::string>> h{{"Content-Type", "application/cose"}};
+      if (!api_key.empty()) h.emplace_back("Authorization", "Bearer " + api_key);
+      auto res = client->request("POST", "/v1/telemetry/" + cred.device, env, h);
+      if (res.status == 200) return {"ok", ""};
+      if (res.status >= 500 || res.status == 429) return {"down", std::to_string(res.status)};
+      return {"refused", std::to_string(res.status) + " " + res.body};
+    } catch (const std::exception& e) {
+      return {"down", e.what()};
+    }
+  };
+  auto spool_name = [&](const telemetry::Batch& b) {
+    char name[64];
+    std::snprintf(name, sizeof name, "%020llu-%020llu.cose",
+                  static_cast<unsigned long long>(b.device.boot),
+                  static_cast<unsigned long long>(b.seq));
+    return spool / name;
+  };
+  // Sends what the spool holds, oldest first; false when the server is still down.
+  auto drain = [&]() -> bool {
+    std::vector<fs::path> files;
+    for (const auto& e : fs::directory_iterator(spool))
+      if (e.is_regular_file() && e.path().extension() == ".cose") files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) {
+      std::ifstream in(f, std::ios::binary);
+      std::stringstream buf;
+      buf << in.rdbuf();
+      auto [status, why] = send(buf.str());
+      if (status == "down") return false;
+      if (status == "refused") {
+        ++rejected;
+        err << "kiln record: the server refused spooled " << f.filename().string() << ": " << why
+            << "\n";
+        fs::rename(f, spool / "rejected" / f.filename());
+      } else {
+        ++drained;
+        fs::remove(f);
+      }
+    }
+    return true;
+  };
+
+  g_stop = false;
+  auto old_int = std::signal(SIGINT, [](int) { g_stop = true; });
+  auto old_term = std::signal(SIGTERM, [](int) { g_stop = true; });
+  telemetry::KeyPair key = cred.key;
+  const auto boot_epoch = static_cast<std::uint64_t>(now_s());
+  std::uint64_t seq = 0;
+  std::vector<telemetry::Sample> pending;
+  int drops = 0;
+  bool cooled = false;
+  int last_state = -1;
+  double first_t = -1, last_progress = -1e18;
+  out << "recording " << cred.device << " (tenant " << cred.tenant << ") from " << info.model
+      << " every " << info.interval_s << " s"
+      << (info.paced_by_device ? "" : ", speed " + std::to_string(speed).substr(0, 6) + "x")
+      << " -> " << (client ? url : std::string("local storage")) << "\n";
+  bool spool_backlog = client && !fs::is_empty(spool);
+  auto flush_batch = [&]() {
+    if (pending.empty()) return;
+    telemetry::Batch b;
+    b.device = {cred.device, boot_epoch};
+    b.seq = ++seq;
+    b.sent_at = now_s();
+    b.samples = std::move(pending);
+    pending.clear();
+    const std::string env = telemetry::sign_envelope(b, key, cred.tenant, cred.device);
+    if (spool_backlog) spool_backlog = !drain();
+    if (!spool_backlog) {
+      auto [status, why] = send(env);
+      if (status == "ok") {
+        ++sent;
+        return;
+      }
+      if (status == "refused") {
+        ++rejected;
+        err << "kiln record: batch " << b.seq << " refused: " << why << "\n";
+        std::ofstream(spool / "rejected" / spool_name(b).filename(), std::ios::binary) << env;
+        return;
+      }
+      err << "kiln record: server unreachable (" << why << "); spooling to " << spool.string()
+          << "\n";
+      spool_backlog = true;
+    }
+    std::ofstream f(spool_name(b), std::ios::binary);
+    f << env;
+    ++spooled;
+  };
+  const auto started = std::chrono::steady_clock::now();
+  std::int64_t reads = 0;
+  int rc = runtime::kExitOk;
+  while (!g_stop) {
+    auto r = driver->read();
+    if (!r.ok()) {
+      if (r.error().code == nodes::driver_error::kEnded) break;
+      if (r.error().retryable) {
+        err << "kiln record: " << r.error().code << ": " << r.error().message << "\n";
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+        continue;
+      }
+      err << "kiln record: " << r.error().code << ": " << r.error().message << "\n";
+      rc = runtime::kExitFailed;
+      break;
+    }
+    const auto s = r.value();
+    ++reads;
+    if (first_t < 0) first_t = s.t;
+    pending.push_back(s);
+    if (pending.size() >= batch_n) flush_batch();
+    // Roasts done: DROP (leaving ROASTING for a later state), then cooling over.
+    if (last_state == 6 && s.state > 6) ++drops;
+    if (drops >= roasts && roasts > 0 && last_state == 8 && s.state != 8) cooled = true;
+    last_state = s.state;
+    if (s.t - last_progress >= 30) {
+      last_progress = s.t;
+      out << "  +" << std::setw(5) << static_cast<int>(s.t - first_t) << " s  BT " << std::fixed
+          << std::setprecision(1) << s.bt << "  ET " << s.et << std::defaultfloat << "  state "
+          << s.state << "  sent " << sent << (spooled ? "  spooled " + std::to_string(spooled) : "")
+          << "\n"
+          << std::flush;
+    }
+    if (cooled || (duration > 0 && s.t - first_t >= duration)) break;
+    if (!info.paced_by_device && speed > 0) {
+      const auto due =
+          started +
+          std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+              std::chrono::duration<double>(static_cast<double>(reads) * info.interval_s / speed));
+      std::this_thread::sleep_until(due);
+    }
+  }
+  flush_batch();
+  if (client && !fs::is_empty(spool)) drain();
+  driver->close();
+  std::signal(SIGINT, old_int);
+  std::signal(SIGTERM, old_term);
+  std::size_t left = 0;
+  for (const auto& e : fs::directory_iterator(spool))
+    if (e.is_regular_file() && e.path().extension() == ".cose") ++left;
+  if (!client) k->telemetry().sessions().flush();
+  out << "recorded " << reads << " readings in " << seq << " batches: sent " << sent + drained
+      << ", refused " << rejected << ", waiting in the spool " << left
+      << (left ? " (" + spool.string() + "; the next kiln record sends them)" : "") << "\n";
+  return rc != runtime::kExitOk ? rc : (left || rejected ? runtime::kExitFailed : runtime::kExitOk);
+}
+
+}  // namespace kiln::cli

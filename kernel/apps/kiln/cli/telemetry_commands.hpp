@@ -1,0 +1,23 @@
+// `kiln record`, `kiln devices add|rotate|revoke|list`, `kiln sessions list|show`, `kiln report`.
+#pragma once
+
+#include <map>
+#include <ostream>
+#include <string>
+
+#include "cli/args.hpp"
+
+namespace kiln::cli {
+
+const std::map<std::string, std::string>& telemetry_help();
+
+int cmd_record(const Args& a, std::ostream& out, std::ostream& err);
+int cmd_devices_add(const Args& a, std::ostream& out);
+int cmd_devices_rotate(const Args& a, std::ostream& out);
+int cmd_devices_revoke(const Args& a, std::ostream& out);
+int cmd_devices_list(const Args& a, std::ostream& out);
+int cmd_sessions_list(const Args& a, std::ostream& out);
+int cmd_sessions_show(const Args& a, std::ostream& out);
+int cmd_report(const Args& a, std::ostream& out, std::ostream& err);
+
+}  // namespace kiln::cli

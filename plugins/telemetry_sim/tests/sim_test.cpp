@@ -1,0 +1,121 @@
+// The simulated roaster: the C++ model against the reference model's golden values
+// (model/reference_model.py golden), the roast it produces against the targets (TP near 1 min at
+// about 100 °C, FCs at 7-9 min near 195 °C, DROP), through the artisan event detector, and the
+// `telemetry_driver/sim` node against the kind's contract.
+#define BOOST_TEST_MODULE telemetry_sim
+#include <boost/test/data/test_case.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <cmath>
+#include <map>
+
+#include "artisan_detector.hpp"
+#include "kiln/testkit/boost_test.hpp"
+#include "kiln/testkit/telemetry_driver.hpp"
+#include "model.hpp"
+
+using namespace kiln;
+namespace bdata = boost::unit_test::data;
+
+BOOST_AUTO_TEST_CASE(the_noise_generator_matches_the_reference) {
+  sim::SplitMix64 r(1);
+  BOOST_TEST(r.next() == 0x910a2dec89025cc1ull);
+  BOOST_TEST(r.next() == 0xbeeb8da1658eec67ull);
+  sim::SplitMix64 n(1);
+  BOOST_TEST(std::abs(n.normal() - -0.028249746095854695) < 1e-15);
+  BOOST_TEST(std::abs(n.normal() - -0.2279195228676347) < 1e-15);
+}
+
+BOOST_AUTO_TEST_CASE(the_model_matches_the_reference_golden_roast) {
+  sim::Options o;  // 500 g, seed 1, 1 s
+  sim::Roaster r(o);
+  std::map<int, telemetry::Sample> at;
+  for (int i = 0; i < 740; ++i) {
+    auto s = r.next();
+    at[static_cast<int>(std::lround(s.t - 10.0))] = s;  // reference t is from CHARGE
+  }
+  // reference_model.py golden (t, bt, et, heater, fan, drum, state)
+  struct G {
+    int t;
+    double bt, et;
+    int heater, fan, drum, state;
+  };
+  for (const G& g : {G{-10, 176.47576253808563, 259.9430201192831, 3, 1, 0, 4},
+                     G{0, 176.45875175928848, 259.76406332019224, 7, 1, 9, 6},
+                     G{1, 174.74915470230567, 217.01694639979888, 7, 1, 9, 6},
+                     G{60, 97.178217473149, 114.65040672203774, 7, 1, 9, 6},
+                     G{300, 165.61512279135144, 181.99700127312093, 6, 3, 9, 6},
+                     G{476, 192.70394169491377, 204.98282062093566, 3, 4, 9, 6},
+                     G{595, 207.86635065563692, 214.7603889338447, 0, 7, 1, 8},
+                     G{714, 151.68943294857726, 219.1280701311055, 0, 7, 1, 8}}) {
+    BOOST_TEST_CONTEXT("t = " << g.t) {
+      const auto& s = at.at(g.t);
+      BOOST_TEST(std::abs(s.bt - g.bt) < 1e-6, s.bt << " vs " << g.bt);
+      BOOST_TEST(std::abs(s.et - g.et) < 1e-6, s.et << " vs " << g.et);
+      BOOST_TEST(s.heater == g.heater);
+      BOOST_TEST(s.fan == g.fan);
+      BOOST_TEST(s.drum == g.drum);
+      BOOST_TEST(s.state == g.state);
+    }
+  }
+  BOOST_REQUIRE(r.fcs_time());
+  BOOST_TEST(std::abs(*r.fcs_time() - 10.0 - 475.88093363051024) < 1e-6);
+  BOOST_TEST(std::abs(*r.drop_time() - 10.0 - 594.9) < 1e-6);
+}
+
+// The roast a roaster would recognise, at three charge masses, seen through the event detector
+// from BT alone (no state channel).
+BOOST_DATA_TEST_CASE(a_simulated_roast_looks_like_a_real_one, bdata::make({350.0, 500.0, 750.0}),
+                     mass) {
+  sim::Options o;
+  o.mass_g = mass;
+  o.seed = 7;
+  sim::Roaster r(o);
+  nodes::RoastCurve c;
+  while (!r.finished() || c.time.size() < 10) {
+    auto s = r.next();
+    c.time.push_back(s.t);
+    c.bt.push_back(s.bt);
+    c.et.push_back(s.et);
+    if (c.time.size() > 2000) break;
+  }
+  auto e = roast::ArtisanDetector(0).detect(c);
+  BOOST_REQUIRE(e.charge >= 0);
+  BOOST_REQUIRE(e.tp >= 0);
+  BOOST_REQUIRE(e.drop >= 0);
+  const double charge = c.time[static_cast<std::size_t>(e.charge)];
+  const double tp = c.time[static_cast<std::size_t>(e.tp)] - charge;
+  BOOST_TEST(std::abs(charge - *r.charge_time()) <= 2.0, charge << " vs " << *r.charge_time());
+  BOOST_TEST((tp >= 50 && tp <= 80), tp);
+  BOOST_TEST(
+      (c.bt[static_cast<std::size_t>(e.tp)] >= 88 && c.bt[static_cast<std::size_t>(e.tp)] <= 110));
+  const double fcs = *r.fcs_time() - *r.charge_time();
+  BOOST_TEST((fcs >= 7 * 60 && fcs <= 9.6 * 60), fcs);
+  // BT (the probe) at FCs near 190-196 °C.
+  const auto fcs_i = static_cast<std::size_t>(std::lround(*r.fcs_time()));
+  BOOST_TEST((c.bt[fcs_i] >= 188 && c.bt[fcs_i] <= 198), c.bt[fcs_i]);
+  const double drop = c.time[static_cast<std::size_t>(e.drop)];
+  // The probe holds for a few seconds while the beans pour out: DROP from BT alone lags.
+  BOOST_TEST(std::abs(drop - *r.drop_time()) <= 8.0, drop << " vs " << *r.drop_time());
+  const double dtr = (*r.drop_time() - *r.fcs_time()) / (*r.drop_time() - *r.charge_time());
+  BOOST_TEST(std::abs(dtr - 0.2) < 0.01);
+}
+
+BOOST_AUTO_TEST_CASE(settings_changed_by_command_override_the_schedule) {
+  sim::Roaster r(sim::Options{});
+  for (int i = 0; i < 20; ++i) r.next();
+  r.overrides().heater = 2;
+  r.overrides().fan = 9;
+  auto s = r.next();
+  BOOST_TEST(s.heater == 2);
+  BOOST_TEST(s.fan == 9);
+}
+
+BOOST_AUTO_TEST_CASE(bad_options_are_refused) {
+  sim::Options o;
+  o.mass_g = 5000;
+  BOOST_CHECK_THROW(sim::Roaster{o}, std::invalid_argument);
+  o = {};
+  o.interval_s = 0.25;
+  BOOST_CHECK_THROW(sim::Roaster{o}, std::invalid_argument);
+}
