@@ -13,6 +13,7 @@
 #include <boost/json.hpp>
 
 #include "analysis.hpp"
+#include "artisan_detector.hpp"
 #include "bench_util.hpp"
 
 namespace json = boost::json;
@@ -72,8 +73,9 @@ int main(int argc, char** argv) {
   volatile double sink = 0;
   const double marked_us =
       median_us([&] { sink = sink + roast::analyze(log, marked).auc.value_or(0); }, 201);
+  const roast::ArtisanDetector detector;
   const double detect_us =
-      median_us([&] { sink = sink + roast::analyze(log, detect).auc.value_or(0); }, 201);
+      median_us([&] { sink = sink + roast::analyze(log, detect, &detector).auc.value_or(0); }, 201);
   const double readings = static_cast<double>(log.time.size());
   json::object result{{"bench", "roast"},
                       {"date", bench::today()},

@@ -155,8 +155,14 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
   s.add({"telemetry.max_skew_s",
          Type::kNumber,
          300.0,
-         "largest difference between a device's clock (an envelope's sent_at) and the server's; "
-         "beyond it the envelope is refused (clock_skew)",
+         "how far a device's clock (an envelope's sent_at) may be ahead of the server's; beyond "
+         "it the envelope is refused (clock_skew)",
+         {},
+         {}});
+  s.add({"telemetry.max_age_s",
+         Type::kNumber,
+         604800.0,
+         "oldest accepted envelope (its sent_at), e.g. one that waited in a recorder's spool",
          {},
          {}});
   s.add({"telemetry.max_batch_samples",

@@ -10,7 +10,7 @@ namespace fs = std::filesystem;
 class PluginRegistry::Host final : public HostServices {
  public:
   Host(std::string name, boost::json::object config, std::shared_ptr<runtime::Metrics> metrics,
-       fs::path artifacts, std::shared_ptr<const NodeResolver> resolver)
+       fs::path artifacts, std::shared_ptr<SharedResolver> resolver)
       : name_(std::move(name)),
         config_(std::move(config)),
         metrics_(std::move(metrics)),
@@ -51,7 +51,8 @@ class PluginRegistry::Host final : public HostServices {
   }
   const std::string& plugin_name() const override { return name_; }
   std::shared_ptr<void> selected_node(std::string_view kind) override {
-    return *resolver_ ? (*resolver_)(kind) : nullptr;
+    std::lock_guard lock(resolver_->mu);
+    return resolver_->fn ? resolver_->fn(kind) : nullptr;
   }
   void set_config(boost::json::object c) { config_ = std::move(c); }
 
@@ -60,7 +61,7 @@ class PluginRegistry::Host final : public HostServices {
   boost::json::object config_;
   std::shared_ptr<runtime::Metrics> metrics_;
   fs::path artifacts_;
-  std::shared_ptr<const NodeResolver> resolver_;
+  std::shared_ptr<SharedResolver> resolver_;
 };
 
 PluginRegistry::PluginRegistry(std::shared_ptr<runtime::Metrics> metrics, fs::path artifacts_root)
@@ -70,6 +71,11 @@ PluginRegistry::PluginRegistry(std::shared_ptr<runtime::Metrics> metrics, fs::pa
 }
 
 PluginRegistry::~PluginRegistry() = default;
+
+void PluginRegistry::set_node_resolver(NodeResolver resolver) {
+  std::lock_guard lock(resolver_->mu);
+  resolver_->fn = std::move(resolver);
+}
 
 void PluginRegistry::add_builtin_node(NodeEntry node) {
   node.provider = kKernelProvider;

@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
@@ -114,7 +115,7 @@ class PluginRegistry {
   // How every host answers HostServices::selected_node (the kernel's resolved instances). Empty
   // until set: hosts answer null.
   using NodeResolver = std::function<std::shared_ptr<void>(std::string_view kind)>;
-  void set_node_resolver(NodeResolver resolver) { *resolver_ = std::move(resolver); }
+  void set_node_resolver(NodeResolver resolver);
 
  private:
   class Host;
@@ -124,7 +125,12 @@ class PluginRegistry {
   std::vector<NodeEntry> nodes_;
   std::vector<ToolEntry> tools_;
   std::map<std::string, std::shared_ptr<Host>> hosts_;
-  std::shared_ptr<NodeResolver> resolver_ = std::make_shared<NodeResolver>();
+  // Shared with every host; the mutex guards replacing it against calls in flight.
+  struct SharedResolver {
+    std::mutex mu;
+    NodeResolver fn;
+  };
+  std::shared_ptr<SharedResolver> resolver_ = std::make_shared<SharedResolver>();
 };
 
 }  // namespace kiln::plugins

@@ -386,6 +386,7 @@ telemetry::TelemetryService& Kernel::telemetry() {
   if (!telemetry_) {
     telemetry::IngestOptions io;
     io.max_skew_s = config_.get_number("telemetry.max_skew_s");
+    io.max_age_s = config_.get_number("telemetry.max_age_s");
     io.max_samples = static_cast<std::size_t>(config_.get_int("telemetry.max_batch_samples"));
     io.max_bytes = static_cast<std::size_t>(config_.get_int("telemetry.max_batch_bytes"));
     io.window = static_cast<std::uint64_t>(config_.get_int("telemetry.sequence_window"));

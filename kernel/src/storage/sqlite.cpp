@@ -35,7 +35,15 @@ Connection::Connection(const std::filesystem::path& path, Mode mode, int busy_ti
 }
 
 Connection::~Connection() {
+  cache_.clear();  // finalize the cached statements before the connection closes
   if (db_) sqlite3_close_v2(db_);
+}
+
+Statement& Connection::cached(const std::string& sql) {
+  auto it = cache_.find(sql);
+  if (it == cache_.end()) it = cache_.emplace(sql, std::make_unique<Statement>(*this, sql)).first;
+  it->second->reset();
+  return *it->second;
 }
 
 void Connection::fail(const std::string& what, int rc) const {

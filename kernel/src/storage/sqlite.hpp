@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -39,6 +41,9 @@ class Connection {
 
   void exec(std::string_view sql);
   Statement prepare(std::string_view sql);
+  // A statement compiled once per connection and reused: reset and unbound on every call. For
+  // hot paths (the writer's per-event statements); never hold two uses of one SQL at once.
+  Statement& cached(const std::string& sql);
   std::int64_t last_insert_rowid() const;
   // Rows changed by the last INSERT, UPDATE or DELETE.
   std::int64_t changes() const;
@@ -49,6 +54,7 @@ class Connection {
  private:
   sqlite3* db_ = nullptr;
   std::filesystem::path path_;
+  std::map<std::string, std::unique_ptr<Statement>> cache_;
 };
 
 class Statement {

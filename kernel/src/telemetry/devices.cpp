@@ -255,12 +255,12 @@ DeviceCredentials DeviceRegistry::add(const std::string& tenant, const std::stri
   }
   cred.key.kid = key_id(cred.key.pub);
   ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
-    auto dup = c.prepare("SELECT tenant, device FROM device_keys WHERE kid = ?");
+    auto dup = c.prepare("SELECT 1 FROM device_keys WHERE kid = ?");
     dup.bind(1, cred.key.kid);
     if (dup.step())
       throw MissionError(
           MissionError::Code::kConflict,
-          "key " + cred.key.kid + " is registered already (device " + dup.text(1) + ")");
+          "key " + cred.key.kid + " is registered already; a device needs a key of its own");
     for (const auto& k : keys_of(c, tenant, device))
       if (!k.revoked_at && !k.not_after)
         throw MissionError(MissionError::Code::kConflict,
@@ -297,6 +297,12 @@ DeviceCredentials DeviceRegistry::rotate(const std::string& tenant, const std::s
   const std::string until = ledger::utc_millis(std::chrono::system_clock::now() +
                                                std::max(grace, std::chrono::seconds(0)));
   ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
+    auto dup = c.prepare("SELECT 1 FROM device_keys WHERE kid = ?");
+    dup.bind(1, cred.key.kid);
+    if (dup.step())
+      throw MissionError(
+          MissionError::Code::kConflict,
+          "key " + cred.key.kid + " is registered already; a device needs a key of its own");
     bool any = false;
     for (const auto& k : keys_of(c, tenant, device)) {
       if (k.kid == cred.key.kid)

@@ -159,11 +159,22 @@ IngestResult Ingestor::ingest(const std::string& tenant, const std::string& stre
       return refuse(tenant, r, reject::kBadSamples,
                     "sample " + std::to_string(i) + " is not finite or its time does not increase");
   }
-  if (!std::isfinite(batch->sent_at) || std::abs(batch->sent_at - now) > options_.max_skew_s)
+  // A clock ahead of the server's is wrong; one behind may be a batch that waited in a spool
+  // (replays are the sequence window's business), up to max_age_s.
+  if (!std::isfinite(batch->sent_at) || batch->sent_at - now > options_.max_skew_s)
     return refuse(tenant, r, reject::kClockSkew,
                   "the device's clock says " + seconds_text(batch->sent_at) + ", the server's " +
                       seconds_text(now) + " (more than " + seconds_text(options_.max_skew_s) +
-                      " s apart: set the device's clock, e.g. with NTP)");
+                      " s ahead: set the device's clock, e.g. with NTP)");
+  if (now - batch->sent_at > options_.max_age_s)
+    return refuse(tenant, r, reject::kClockSkew,
+                  "the batch was signed at " + seconds_text(batch->sent_at) + ", " +
+                      seconds_text(now - batch->sent_at) +
+                      " s ago (more than telemetry.max_age_s " + seconds_text(options_.max_age_s) +
+                      "; or the device's clock is behind)");
+  if (batch->device.boot > static_cast<std::uint64_t>(INT64_MAX) ||
+      batch->seq > static_cast<std::uint64_t>(INT64_MAX) - options_.window)
+    return refuse(tenant, r, reject::kBadPayload, "boot or sequence number out of range");
 
   // Boot epoch and sequence window, against what is stored.
   const auto id = std::make_pair(tenant, batch->device.device);
@@ -188,35 +199,39 @@ IngestResult Ingestor::ingest(const std::string& tenant, const std::string& stre
       Window& again = windows_[id];
       if (!again.loaded) again = fresh;
     }
-    const Window& cur = windows_[id];
+    const Window cur = windows_[id];  // a copy: refuse() takes the lock again
+    lock.unlock();
     if (cur.any && batch->device.boot < cur.boot)
-      return lock.unlock(), refuse(tenant, r, reject::kStaleBoot,
-                                   "device " + batch->device.device + " has booted since (boot " +
-                                       std::to_string(cur.boot) + "); this envelope is from boot " +
-                                       std::to_string(batch->device.boot));
+      return refuse(tenant, r, reject::kStaleBoot,
+                    "device " + batch->device.device + " has booted since (boot " +
+                        std::to_string(cur.boot) + "); this envelope is from boot " +
+                        std::to_string(batch->device.boot));
     if (cur.any && batch->device.boot == cur.boot && batch->seq + options_.window <= cur.high)
-      return lock.unlock(),
-             refuse(tenant, r, reject::kStaleSequence,
+      return refuse(tenant, r, reject::kStaleSequence,
                     "sequence " + std::to_string(batch->seq) + " is more than " +
                         std::to_string(options_.window) + " behind the highest stored (" +
                         std::to_string(cur.high) + ")");
   }
 
   const std::string digest = common::sha256_hex(envelope);
+  const std::string rows = json::serialize(samples_json(batch->samples));  // off the writer
   bool duplicate = false;
   std::vector<ledger::Event> events;
   try {
     events = ledger_.execute([&](storage::Connection& c) -> std::vector<ledger::NewEvent> {
       duplicate = false;
-      auto st = c.prepare(
+      auto& st = c.cached(
           "SELECT digest FROM telemetry_batches WHERE tenant = ? AND device = ? AND boot = ? AND "
           "seq = ?");
       st.bind(1, tenant)
           .bind(2, batch->device.device)
           .bind(3, static_cast<std::int64_t>(batch->device.boot))
           .bind(4, static_cast<std::int64_t>(batch->seq));
-      if (st.step()) {
-        if (st.text(0) == digest) {
+      const bool stored = st.step();
+      const std::string stored_digest = stored ? st.text(0) : std::string();
+      st.reset();  // no statement left running across the savepoint's release
+      if (stored) {
+        if (stored_digest == digest) {
           duplicate = true;
           return {};
         }
@@ -225,7 +240,7 @@ IngestResult Ingestor::ingest(const std::string& tenant, const std::string& stre
                        " is stored already with other content (a replay, or a device that "
                        "reuses sequence numbers)");
       }
-      auto ins = c.prepare(
+      auto& ins = c.cached(
           "INSERT INTO telemetry_batches (tenant, device, boot, seq, kid, digest, sent_at, "
           "received_at, first_t, last_t, count, samples) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
           "?, ?)");
@@ -240,8 +255,9 @@ IngestResult Ingestor::ingest(const std::string& tenant, const std::string& stre
           .bind_real(9, batch->samples.front().t)
           .bind_real(10, batch->samples.back().t)
           .bind(11, static_cast<std::int64_t>(batch->samples.size()))
-          .bind(12, json::serialize(samples_json(batch->samples)));
+          .bind(12, rows);
       ins.step();
+      ins.reset();
       return {ledger::NewEvent{tenant, "telemetry", "telemetry.batch",
                                json::object{{"device", batch->device.device},
                                             {"boot", batch->device.boot},

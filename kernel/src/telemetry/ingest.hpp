@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <climits>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -22,7 +23,8 @@
 namespace kiln::telemetry {
 
 struct IngestOptions {
-  double max_skew_s = 300;        // |sent_at - now| beyond this → clock_skew
+  double max_skew_s = 300;        // sent_at ahead of the server's clock by more → clock_skew
+  double max_age_s = 7 * 86400;   // sent_at older than this (a long-spooled batch) → clock_skew
   std::size_t max_samples = 600;  // samples per batch; more → oversized_batch
   std::size_t max_bytes = 65536;  // envelope size; more → oversized_batch
   std::uint64_t window = 64;      // sequence numbers this far behind the highest are refused

@@ -51,6 +51,10 @@ nodes::RoastCurve curve_of(const std::vector<Sample>& samples, double from) {
 
 // Inserts samples keeping time order; a sample at a time already present is dropped.
 void merge(std::vector<Sample>& into, std::vector<Sample> more) {
+  // Batches may arrive out of order (concurrent requests, a drained spool).
+  auto by_time = [](const Sample& a, const Sample& b) { return a.t < b.t; };
+  if (!std::is_sorted(more.begin(), more.end(), by_time))
+    std::stable_sort(more.begin(), more.end(), by_time);
   const bool in_order = into.empty() || more.empty() || more.front().t > into.back().t;
   into.insert(into.end(), more.begin(), more.end());
   if (!in_order) {
@@ -98,15 +102,16 @@ void project_sessions(Connection& c, const ledger::Event& e) {
   } else if (e.kind == "session.closed") {
     auto st = c.prepare(
         "UPDATE telemetry_sessions SET state = 'closed', end_t = ?, close_reason = ?, "
-        "closed_at = ? WHERE id = ?");
+        "closed_at = ? WHERE id = ? AND tenant = ?");
     st.bind_real(1, p.at("end_t").to_number<double>())
         .bind(2, std::string(p.at("reason").as_string()))
         .bind(3, e.time)
-        .bind(4, id);
+        .bind(4, id)
+        .bind(5, e.tenant);
     st.step();
   } else if (e.kind == "session.reported") {
-    auto st = c.prepare("UPDATE telemetry_sessions SET mission_id = ? WHERE id = ?");
-    st.bind(1, std::string(p.at("mission").as_string())).bind(2, id);
+    auto st = c.prepare("UPDATE telemetry_sessions SET mission_id = ? WHERE id = ? AND tenant = ?");
+    st.bind(1, std::string(p.at("mission").as_string())).bind(2, id).bind(3, e.tenant);
     st.step();
   }
 }
@@ -117,6 +122,23 @@ Sessionizer::Sessionizer(ledger::SqliteLedger& ledger, DetectorFn detector, Clos
       detector_(std::move(detector)),
       on_closed_(std::move(on_closed)),
       options_(options) {
+  // Open sessions survive a restart: loaded now, so that silence closes them even if their
+  // device never sends again.
+  try {
+    Connection c(ledger_.path(), Connection::Mode::kReadOnly);
+    auto st = c.prepare(std::string("SELECT ") + kColumns +
+                        " FROM telemetry_sessions WHERE state = 'open'");
+    std::vector<SessionInfo> open;
+    while (st.step()) open.push_back(row(st));
+    for (auto& s : open) {
+      Device& d = devices_[{s.tenant, s.device}];
+      d.loaded = true;
+      d.buffer = samples(ledger_.path(), s);
+      d.open = std::move(s);
+    }
+  } catch (const std::exception& e) {
+    spdlog::error("sessions: open sessions could not be loaded: {}", e.what());
+  }
   worker_ = std::thread([this] { run(); });
 }
 
@@ -210,6 +232,11 @@ void Sessionizer::handle(const std::string& tenant, const std::string& device,
   if (d.buffer.empty()) return;
   auto detector = detector_ ? detector_() : nullptr;
   if (!detector) {
+    // Nothing to detect with: keep only the idle window, so memory stays bounded.
+    const double keep_from = d.buffer.back().t - options_.idle_buffer_s;
+    d.buffer.erase(d.buffer.begin(),
+                   std::find_if(d.buffer.begin(), d.buffer.end(),
+                                [&](const Sample& x) { return x.t > keep_from; }));
     if (!warned_no_detector_)
       spdlog::warn(
           "sessions: no event_detector node is running; telemetry is stored but no roast "
@@ -255,11 +282,13 @@ void Sessionizer::open_session(const std::string& tenant, const std::string& dev
   s.charge_t = charge_t;
   s.start_t = std::max(d.buffer.front().t, charge_t - options_.preroll_s);
   // Deterministic: the same CHARGE of the same device is the same session.
+  // Unique across tenants: device names are only unique within one.
   s.id = "s-" + device + "-" + std::to_string(static_cast<std::int64_t>(std::floor(charge_t)));
+  if (tenant != "default") s.id += "-" + tenant;
   bool exists = false;
   auto events = ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
-    auto st = c.prepare("SELECT 1 FROM telemetry_sessions WHERE id = ?");
-    st.bind(1, s.id);
+    auto st = c.prepare("SELECT 1 FROM telemetry_sessions WHERE id = ? AND tenant = ?");
+    st.bind(1, s.id).bind(2, tenant);
     exists = st.step();
     if (exists) return {};
     return {ledger::NewEvent{tenant, "sessions", "session.opened",

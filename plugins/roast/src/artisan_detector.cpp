@@ -63,13 +63,14 @@ nodes::RoastEvents ArtisanDetector::detect(const nodes::RoastCurve& c) const {
   const auto& bt = c.bt;
 
   if (!c.state.empty()) {
-    // The roaster reports its own state: 6 while roasting, above it once the beans are dropped.
+    // The roaster reports its own state: 6 while roasting; leaving it (cooling, or an aborted
+    // roast) is DROP.
     // A recording that starts while roasting has its CHARGE at the first reading.
     for (std::size_t i = 0; i < n && e.charge < 0; ++i)
       if (c.state[i] == 6 && (i == 0 || c.state[i - 1] < 6)) e.charge = static_cast<int>(i);
     for (std::size_t i = e.charge < 0 ? n : static_cast<std::size_t>(e.charge) + 1;
          i < n && e.drop < 0; ++i)
-      if (c.state[i] > 6 && c.state[i - 1] == 6) e.drop = static_cast<int>(i);
+      if (c.state[i] != 6 && c.state[i - 1] == 6) e.drop = static_cast<int>(i);
     if (e.charge >= 0) e.charge_source = "roaster state";
     if (e.drop >= 0) e.drop_source = "roaster state";
   }

@@ -100,7 +100,7 @@ class ReportTool final : public kiln::Tool {
  public:
   explicit ReportTool(kiln::HostServices& host) : host_(host) {}
 
-  kiln::ToolOutcome invoke(const json::value& input, const kiln::ToolContext&) override {
+  kiln::ToolOutcome invoke(const json::value& input, const kiln::ToolContext& ctx) override {
     const auto& in = input.as_object();
     kiln::roast::ReportInput r;
     if (const auto* s = in.if_contains("session"); s && s->is_object()) r.session = s->as_object();
@@ -118,14 +118,19 @@ class ReportTool final : public kiln::Tool {
     } catch (const std::invalid_argument& e) {
       return kiln::tool_error(kiln::error_code::kInvalidInput, e.what());
     }
-    // The page is also kept as an artifact: var/artifacts/roast/reports/<title>.html.
-    std::string file;
-    for (char c : r.title)
-      file += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')
-                  ? c
-                  : '_';
-    if (file.empty() || file[0] == '.') file = "roast" + file;
-    const auto dir = host_.artifact_dir() / "reports";
+    // The page is also kept as an artifact: var/artifacts/roast/reports/<tenant>/<title>.html.
+    auto safe = [](const std::string& name) {
+      std::string out;
+      for (char c : name)
+        out += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')
+                   ? c
+                   : '_';
+      if (out.empty() || out[0] == '.') out = "x" + out;
+      return out;
+    };
+    const std::string file = safe(r.title);
+    const auto dir =
+        host_.artifact_dir() / "reports" / safe(ctx.tenant.empty() ? "default" : ctx.tenant);
     std::filesystem::create_directories(dir);
     const auto path = dir / (file + ".html");
     {

@@ -410,6 +410,7 @@ int cmd_serve(const Args& a, std::ostream&) {
 
   k->ledger();
   keys = &k->keys();
+  k->telemetry();  // open sessions are followed (and closed by silence) from the start
   spdlog::info("storage open: {} ({} ledger events)", k->storage_path().string(),
                k->ledger().count());
   for (const auto& p : k->registry().plugins())

@@ -209,6 +209,10 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
   if (name == "devices list") return finish(r, r.call("GET", "/v1/devices"), out, err);
   if (name == "devices add" || name == "devices rotate") {
     if (a.positional.size() < 3) throw std::invalid_argument(name + " needs a DEVICE");
+    if (a.key_file && !a.public_key && std::filesystem::exists(*a.key_file))
+      throw std::invalid_argument(*a.key_file +
+                                  " exists; a device key is never overwritten (choose another "
+                                  "--key-out)");
     json::object body;
     if (a.public_key) body["public_key"] = *a.public_key;
     if (name == "devices add") body["device"] = a.positional[2];

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iomanip>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -159,8 +160,18 @@ HTML report (inline SVG chart, opens offline) to FILE. With --server the server'
 
 // ---- devices --------------------------------------------------------------------------------
 
+// The secret is written once, after registering: refuse a --key-out that exists before anything
+// is registered (otherwise the key would be active with its secret lost).
+void check_key_out(const Args& a) {
+  if (a.key_file && !a.public_key && fs::exists(*a.key_file))
+    throw std::invalid_argument(*a.key_file +
+                                " exists; a device key is never overwritten (choose another "
+                                "--key-out)");
+}
+
 int cmd_devices_add(const Args& a, std::ostream& out) {
   const std::string device = device_arg(a, "devices add");
+  check_key_out(a);
   auto pub = public_key_arg(a);
   auto k = boot(a, false);
   auto c = k->telemetry().devices().add(a.tenant, device, pub,
@@ -170,6 +181,7 @@ int cmd_devices_add(const Args& a, std::ostream& out) {
 
 int cmd_devices_rotate(const Args& a, std::ostream& out) {
   const std::string device = device_arg(a, "devices rotate");
+  check_key_out(a);
   auto pub = public_key_arg(a);
   const double grace = number_arg(a.grace, "--grace", 3600, 0, 30 * 86400);
   auto k = boot(a, false);
@@ -293,6 +305,10 @@ int cmd_report(const Args& a, std::ostream& out, std::ostream& err) {
     return runtime::kExitFailed;
   }
   auto qc = invoke("roast.qc", {{"analysis", an.value()}});
+  if (!qc.ok() && qc.error().code != "qc_failed") {
+    err << "kiln report: quality check: " << qc.error().code << ": " << qc.error().message << "\n";
+    return runtime::kExitFailed;
+  }
   json::value qc_value = qc.ok() ? qc.value() : qc.error().details;  // a fail carries the checks
   json::object report_in{{"session", s.value().at("session")},
                          {"curve", s.value().at("curve")},
@@ -355,6 +371,7 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   fs::create_directories(spool / "rejected");
 
   std::int64_t sent = 0, spooled = 0, rejected = 0, drained = 0;
+  std::string fatal;  // the server refuses the recorder itself (key, URL): stop
   // Sends one envelope: "ok", "down" (keep it), or the refusal.
   auto send = [&](const std::string& env) -> std::pair<std::string, std::string> {
     if (!client) {
@@ -368,6 +385,22 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
       auto res = client->request("POST", "/v1/telemetry/" + cred.device, env, h);
       if (res.status == 200) return {"ok", ""};
       if (res.status >= 500 || res.status == 429) return {"down", std::to_string(res.status)};
+      // A refusal of this envelope carries an ingest reason; anything else (a bad API key, a
+      // wrong URL) is the recorder's problem, not the envelope's: stop.
+      std::string code;
+      json::error_code ec;
+      auto v = json::parse(res.body, ec);
+      if (!ec && v.is_object() && v.as_object().contains("error"))
+        code = std::string(v.at("error").at("code").as_string());
+      static const std::set<std::string> kReasons = {
+          "oversized_batch", "malformed",     "unsupported_alg", "unknown_key",      "revoked_key",
+          "expired_key",     "bad_signature", "bad_payload",     "wrong_device",     "bad_samples",
+          "clock_skew",      "stale_boot",    "stale_sequence",  "replayed_sequence"};
+      if (!kReasons.count(code)) {
+        fatal = "the server answered " + std::to_string(res.status) + " " +
+                (code.empty() ? res.body : code) + " (check --server and --api-key)";
+        return {"fatal", fatal};
+      }
       return {"refused", std::to_string(res.status) + " " + res.body};
     } catch (const std::exception& e) {
       return {"down", e.what()};
@@ -391,7 +424,7 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
       std::stringstream buf;
       buf << in.rdbuf();
       auto [status, why] = send(buf.str());
-      if (status == "down") return false;
+      if (status == "down" || status == "fatal") return false;
       if (status == "refused") {
         ++rejected;
         err << "kiln record: the server refused spooled " << f.filename().string() << ": " << why
@@ -437,18 +470,28 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
         ++sent;
         return;
       }
+      if (status == "fatal") {
+        g_stop = true;  // kept in the spool below; the next run sends it
+        spool_backlog = true;
+      }
       if (status == "refused") {
         ++rejected;
         err << "kiln record: batch " << b.seq << " refused: " << why << "\n";
         std::ofstream(spool / "rejected" / spool_name(b).filename(), std::ios::binary) << env;
         return;
       }
-      err << "kiln record: server unreachable (" << why << "); spooling to " << spool.string()
-          << "\n";
-      spool_backlog = true;
+      if (status == "down") {
+        err << "kiln record: server unreachable (" << why << "); spooling to " << spool.string()
+            << "\n";
+        spool_backlog = true;
+      }
     }
     std::ofstream f(spool_name(b), std::ios::binary);
     f << env;
+    f.close();
+    if (!f)
+      throw std::runtime_error("cannot write the spool file " + spool_name(b).string() +
+                               " (disk full?); batch " + std::to_string(b.seq) + " is lost");
     ++spooled;
   };
   const auto started = std::chrono::steady_clock::now();
@@ -494,7 +537,7 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
     }
   }
   flush_batch();
-  if (client && !fs::is_empty(spool)) drain();
+  if (client && fatal.empty() && !fs::is_empty(spool)) drain();
   driver->close();
   std::signal(SIGINT, old_int);
   std::signal(SIGTERM, old_term);
@@ -505,6 +548,10 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   out << "recorded " << reads << " readings in " << seq << " batches: sent " << sent + drained
       << ", refused " << rejected << ", waiting in the spool " << left
       << (left ? " (" + spool.string() + "; the next kiln record sends them)" : "") << "\n";
+  if (!fatal.empty()) {
+    err << "kiln record: " << fatal << "\n";
+    return runtime::kExitFailed;
+  }
   return rc != runtime::kExitOk ? rc : (left || rejected ? runtime::kExitFailed : runtime::kExitOk);
 }
 
