@@ -116,13 +116,18 @@ KindDescriptor telemetry_driver_kind() {
   d.kind = TelemetryDriver::kKind;
   d.default_node = TelemetryDriver::kDefaultNode;
   d.contract_version = TelemetryDriver::kContractVersion;
-  d.parity_cases_origin = "the control's readings (the candidate replays them)";
-  d.contract = [](const NodeMaker& candidate) {
-    return testkit::run_telemetry_driver_contract(as_driver(candidate));
+  d.parity_cases_origin =
+      "the simulated roaster's readings (hardware drivers read them through their own frames)";
+  // Gates run without hardware: a hardware driver built with {"replay": "sim"} reads the
+  // simulated roaster encoded into its own frames; the sim ignores the key.
+  const boost::json::object gate_config{{"replay", "sim"}};
+  d.contract = [gate_config](const NodeMaker& candidate) {
+    return testkit::run_telemetry_driver_contract(as_driver(candidate), gate_config);
   };
-  d.parity = [](const NodeMaker& control, const NodeMaker& candidate,
-                const std::vector<std::string>&) {
-    return testkit::run_telemetry_driver_parity(as_driver(control), as_driver(candidate));
+  d.parity = [gate_config](const NodeMaker& control, const NodeMaker& candidate,
+                           const std::vector<std::string>&) {
+    return testkit::run_telemetry_driver_parity(as_driver(control), as_driver(candidate),
+                                                gate_config);
   };
   return d;
 }

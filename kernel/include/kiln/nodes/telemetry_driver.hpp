@@ -50,6 +50,8 @@ struct DriverCommand {
   int value = 0;
 };
 
+// Gates build every driver with the kind config {"replay": "sim"}: a hardware driver then reads
+// the simulated roaster encoded into its own frames, so contract and parity need no device.
 class TelemetryDriver {
  public:
   static constexpr const char* kKind = "telemetry_driver";

@@ -1,0 +1,57 @@
+// How the Bullet R1 driver reaches the roaster: USB (libusb), a replay file of recorded
+// exchanges, or the simulated roaster encoded into R1 frames (for gates and tests). Each takes
+// only a ReadCommand: no transport can send a write command.
+#pragma once
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "protocol.hpp"
+
+namespace kiln::r1 {
+
+struct TransportError : std::runtime_error {
+  TransportError(std::string c, const std::string& message, bool retry)
+      : std::runtime_error(message), code(std::move(c)), retryable(retry) {}
+  std::string code;  // a kiln::nodes::driver_error code
+  bool retryable;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  // Sends the command and returns the reply. Throws TransportError.
+  virtual std::vector<unsigned char> exchange(ReadCommand command) = 0;
+  // Whether reads are paced by the device (USB) or computed at once (replay, sim).
+  virtual bool live() const = 0;
+};
+
+// libusb: finds VID 0x0483 with PID 0x5741 or 0xa27e, detaches a kernel driver, claims
+// interface 1. Errors: device_not_found, no_permission (with the udev rule to add), device_busy,
+// disconnected. `record_raw` (optional) appends every exchange in the replay format.
+std::unique_ptr<Transport> open_usb(const std::optional<std::filesystem::path>& record_raw);
+
+// A replay file (docs/architecture/telemetry.md): lines "REQUEST_HEX REPLY_HEX", '#' comments.
+// Replies are served in file order; a request out of step with the file is an error; at the end
+// of the file: `ended`.
+std::unique_ptr<Transport> open_replay(const std::filesystem::path& file);
+
+// The simulated roaster (telemetry_sim's model, default settings) encoded into R1 frames.
+std::unique_ptr<Transport> open_sim(double interval_s, double mass_g, std::uint64_t seed);
+
+// Writes exchanges in the replay format.
+class ReplayWriter {
+ public:
+  explicit ReplayWriter(const std::filesystem::path& file);
+  void write(ReadCommand c, const std::vector<unsigned char>& reply);
+
+ private:
+  std::ofstream out_;
+};
+
+}  // namespace kiln::r1

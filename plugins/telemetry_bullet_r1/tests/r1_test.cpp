@@ -1,0 +1,128 @@
+// The Bullet R1 protocol and transports: frames encode and decode, both validity checks refuse
+// bad frames, only the four read commands exist, replay files round-trip, and without a roaster
+// the USB transport says so.
+#define BOOST_TEST_MODULE telemetry_bullet_r1
+#include <boost/test/unit_test.hpp>
+
+#include <filesystem>
+#include <random>
+#include <set>
+#include <type_traits>
+
+#include "protocol.hpp"
+#include "support/process.hpp"
+#include "transport.hpp"
+
+using namespace kiln;
+
+BOOST_AUTO_TEST_CASE(frames_round_trip) {
+  r1::Frame1 f;
+  f.bt = 187.25f;
+  f.bt_ror = 9.5f;
+  f.drum_temp = 201.5f;
+  f.exhaust = 150.0f;
+  f.minutes = 7;
+  f.seconds = 42;
+  f.fan = 4;
+  f.heater = 6;
+  f.drum = 9;
+  f.state = 6;
+  f.fan_rpm = 1234;
+  f.coil_fan = 99;
+  std::string why;
+  auto d = r1::decode_frame1(r1::encode_frame1(f), &why);
+  BOOST_REQUIRE_MESSAGE(d, why);
+  BOOST_TEST(d->bt == 187.25f);
+  BOOST_TEST(d->drum_temp == 201.5f);
+  BOOST_TEST(d->state == 6);
+  BOOST_TEST(d->seconds == 42);
+  BOOST_TEST(d->fan_rpm == 1234);
+  auto info = r1::decode_info(r1::encode_info1(2048, 31), r1::encode_info2(512), &why);
+  BOOST_REQUIRE(info);
+  BOOST_TEST(info->serial == 2048);
+  BOOST_TEST(info->firmware == 31);
+  BOOST_TEST(info->roasts == 512u);
+}
+
+BOOST_AUTO_TEST_CASE(both_validity_checks_refuse_bad_frames) {
+  auto good = r1::encode_frame1(r1::Frame1{});
+  std::string why;
+  auto bad41 = good;
+  bad41[41] = 9;
+  BOOST_TEST(!r1::decode_frame1(bad41, &why));
+  BOOST_TEST(why.find("byte 41") != std::string::npos, why);
+  auto bad_canary = good;
+  bad_canary[61] = 0;
+  BOOST_TEST(!r1::decode_frame1(bad_canary, &why));
+  BOOST_TEST(why.find("canary") != std::string::npos, why);
+  auto truncated = good;
+  truncated.resize(40);
+  BOOST_TEST(!r1::decode_frame1(truncated, &why));
+  BOOST_TEST(why.find("40 bytes") != std::string::npos, why);
+  // Garbage: never accepted.
+  std::mt19937 rng(7);
+  int accepted = 0;
+  for (int i = 0; i < 2000; ++i) {
+    std::vector<unsigned char> junk(64);
+    for (auto& b : junk) b = static_cast<unsigned char>(rng());
+    accepted += r1::decode_frame1(junk, &why).has_value();
+  }
+  BOOST_TEST(accepted == 0);
+}
+
+BOOST_AUTO_TEST_CASE(only_read_commands_can_be_sent) {
+  // A transport takes a ReadCommand, never bytes: a write command cannot be expressed.
+  static_assert(!std::is_invocable_v<decltype(&r1::Transport::exchange), r1::Transport&,
+                                     std::vector<unsigned char>>);
+  static_assert(!std::is_invocable_v<decltype(&r1::Transport::exchange), r1::Transport&, int>);
+  std::set<std::string> sent;
+  for (auto c : {r1::ReadCommand::kInfo1, r1::ReadCommand::kInfo2, r1::ReadCommand::kPoll1,
+                 r1::ReadCommand::kPoll2})
+    sent.insert(r1::to_hex({r1::spec(c).bytes[0], r1::spec(c).bytes[1]}));
+  BOOST_TEST((sent == std::set<std::string>{"3002", "8901", "3001", "3003"}));
+  // Requests that are not read commands are not recognised (e.g. in a replay file).
+  BOOST_TEST(!r1::read_command_of({0x30, 0x04}));
+  BOOST_TEST(!r1::read_command_of({0x35, 0x01}));
+}
+
+BOOST_AUTO_TEST_CASE(a_replay_file_reads_back_what_was_recorded) {
+  test::TempDir dir;
+  const auto file = dir.path() / "roast.r1replay";
+  auto sim = r1::open_sim(1.0, 500, 3);
+  std::vector<std::vector<unsigned char>> frames;
+  {
+    r1::ReplayWriter w(file);
+    for (auto c : {r1::ReadCommand::kInfo1, r1::ReadCommand::kInfo2}) w.write(c, sim->exchange(c));
+    for (int i = 0; i < 50; ++i)
+      for (auto c : {r1::ReadCommand::kPoll1, r1::ReadCommand::kPoll2}) {
+        frames.push_back(sim->exchange(c));
+        w.write(c, frames.back());
+      }
+  }
+  auto replay = r1::open_replay(file);
+  replay->exchange(r1::ReadCommand::kInfo1);
+  replay->exchange(r1::ReadCommand::kInfo2);
+  for (std::size_t i = 0; i < frames.size(); ++i)
+    BOOST_TEST(replay->exchange(i % 2 ? r1::ReadCommand::kPoll2 : r1::ReadCommand::kPoll1) ==
+               frames[i]);
+  try {
+    replay->exchange(r1::ReadCommand::kPoll1);
+    BOOST_FAIL("a finished replay answered");
+  } catch (const r1::TransportError& e) {
+    BOOST_TEST(e.code == "ended");
+  }
+  // Out of step: the file has a poll where the driver asks for info.
+  auto again = r1::open_replay(file);
+  again->exchange(r1::ReadCommand::kInfo1);
+  BOOST_CHECK_THROW(again->exchange(r1::ReadCommand::kPoll1), r1::TransportError);
+}
+
+BOOST_AUTO_TEST_CASE(without_a_roaster_usb_says_so) {
+  try {
+    auto t = r1::open_usb(std::nullopt);
+    BOOST_TEST_MESSAGE("a Bullet R1 is attached to this machine; not-found path not tested");
+  } catch (const r1::TransportError& e) {
+    BOOST_TEST((e.code == "device_not_found" || e.code == "no_permission"), e.code);
+    BOOST_TEST(std::string(e.what()).size() > 20u, e.what());
+  }
+}
