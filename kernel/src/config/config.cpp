@@ -184,6 +184,27 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
          "(stale_sequence); within it, late batches are accepted once",
          {},
          1});
+  s.add({"recorder.enabled",
+         Type::kBoolean,
+         false,
+         "kiln serve reads the telemetry_driver node itself and ingests locally (the driver "
+         "roaster.command reaches)",
+         {},
+         {}});
+  s.add({"recorder.key_file",
+         Type::kString,
+         "",
+         "the device key the in-server recorder signs with (`kiln devices add` writes it)",
+         {},
+         {}});
+  s.add({"recorder.speed",
+         Type::kNumber,
+         1.0,
+         "for drivers that do not pace themselves (the simulated roaster): readings at this "
+         "multiple of real time",
+         {},
+         {}});
+  s.add({"recorder.batch", Type::kInteger, 10, "readings per signed batch", {}, 1});
   s.add({"sessions.preroll_s",
          Type::kNumber,
          30.0,

@@ -12,6 +12,7 @@
 #include "common/log.hpp"
 #include "common/strings.hpp"
 #include "kiln/nodes/event_detector.hpp"
+#include "kiln/nodes/telemetry_driver.hpp"
 #include "kiln/nodes/tool_strategy.hpp"
 #include "kiln/nodes/tts_engine.hpp"
 #include "missions/projection.hpp"
@@ -233,7 +234,8 @@ void Kernel::load_plugins() {
   // The tts_engine kind's tools speak through whichever node resolve() selects.
   for (auto& t : tts_tools([this] { return node<nodes::TtsEngine>(); }))
     registry_->add_builtin_tool(std::move(t));
-  for (auto& t : telemetry_tools([this] { return storage_path(); }))
+  for (auto& t : telemetry_tools([this] { return storage_path(); },
+                                 [this] { return node<nodes::TelemetryDriver>(); }))
     registry_->add_builtin_tool(std::move(t));
 
   std::vector<fs::path> missing;

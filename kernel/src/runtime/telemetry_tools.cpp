@@ -47,9 +47,37 @@ class SessionTool final : public Tool {
   std::function<std::filesystem::path()> storage_;
 };
 
+class CommandTool final : public Tool {
+ public:
+  explicit CommandTool(std::function<std::shared_ptr<nodes::TelemetryDriver>()> driver)
+      : driver_(std::move(driver)) {}
+
+  ToolOutcome invoke(const json::value& input, const ToolContext& ctx) override {
+    auto d = driver_();
+    if (!d)
+      return tool_error(error_code::kProviderUnavailable,
+                        "no telemetry_driver node is running here");
+    const auto& in = input.as_object();
+    nodes::DriverCommand c{std::string(in.at("setting").as_string()),
+                           static_cast<int>(in.at("value").to_number<std::int64_t>())};
+    if (auto e = d->command(c)) return Unexpected<ToolError>{*e};
+    return ToolResult{
+        json::object{{"setting", c.setting},
+                     {"value", c.value},
+                     {"approved_by", ctx.approved_by.empty() ? json::value(nullptr)
+                                                             : json::value(ctx.approved_by)}},
+        {}};
+  }
+
+ private:
+  std::function<std::shared_ptr<nodes::TelemetryDriver>()> driver_;
+};
+
 }  // namespace
 
-std::vector<ToolDecl> telemetry_tools(std::function<std::filesystem::path()> storage_path) {
+std::vector<ToolDecl> telemetry_tools(
+    std::function<std::filesystem::path()> storage_path,
+    std::function<std::shared_ptr<nodes::TelemetryDriver>()> driver) {
   std::vector<ToolDecl> out;
   ToolDecl session;
   session.name = "telemetry.session";
@@ -65,6 +93,21 @@ std::vector<ToolDecl> telemetry_tools(std::function<std::filesystem::path()> sto
     return std::make_shared<SessionTool>(storage_path);
   };
   out.push_back(std::move(session));
+
+  ToolDecl command;
+  command.name = "roaster.command";
+  command.description =
+      "Change a setting of the roaster the selected telemetry_driver reads (heater 0-9, fan "
+      "1-12, drum 1-9). Actuates: refused unless the policy allows actuation, and then only with "
+      "an approver when it requires one; read-only drivers answer read_only";
+  command.input_schema = json::parse(R"({"type": "object", "required": ["setting", "value"],
+    "additionalProperties": false,
+    "properties": {"setting": {"type": "string", "enum": ["heater", "fan", "drum"]},
+                   "value": {"type": "integer", "minimum": 0, "maximum": 12}}})");
+  command.output_schema = json::parse(R"({"type": "object", "required": ["setting", "value"]})");
+  command.factory = [driver](HostServices&) { return std::make_shared<CommandTool>(driver); };
+  command.actuates = true;
+  out.push_back(std::move(command));
   return out;
 }
 

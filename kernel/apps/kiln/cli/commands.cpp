@@ -24,12 +24,14 @@
 #include "http/api.hpp"
 #include "http/server.hpp"
 #include "kiln/abi.hpp"
+#include "kiln/nodes/telemetry_driver.hpp"
 #include "ledger/backfill.hpp"
 #include "missions/worker.hpp"
 #include "runtime/isolation.hpp"
 #include "runtime/kernel.hpp"
 #include "storage/schema.hpp"
 #include "storage/sqlite.hpp"
+#include "telemetry/recorder.hpp"
 
 namespace kiln::cli {
 namespace json = boost::json;
@@ -431,6 +433,33 @@ int cmd_serve(const Args& a, std::ostream&) {
     spdlog::info("{} mission worker(s) running (missions.workers)", n);
   }
   api.workers = workers.get();
+  // The in-server recorder (recorder.enabled): the server's own driver, so roaster.command
+  // reaches the roaster being recorded.
+  std::unique_ptr<telemetry::Recorder> recorder;
+  if (k->config().get_bool("recorder.enabled")) {
+    const std::string key_file = k->config().get_string("recorder.key_file");
+    if (key_file.empty())
+      throw BootError(runtime::kExitConfig,
+                      "recorder.enabled needs recorder.key_file (a device key from `kiln devices "
+                      "add`)");
+    if (!(k->config().get_number("recorder.speed") > 0))
+      throw BootError(runtime::kExitConfig, "recorder.speed must be above 0");
+    auto driver = k->node<nodes::TelemetryDriver>();
+    if (!driver)
+      throw BootError(runtime::kExitPlugin,
+                      "recorder.enabled, but no telemetry_driver node is loaded");
+    try {
+      recorder = std::make_unique<telemetry::Recorder>(
+          driver,
+          telemetry::DeviceCredentials::read(
+              config::expand_path(key_file, k->config().config_dir())),
+          k->telemetry().ingestor(), k->config().get_number("recorder.speed"),
+          static_cast<std::size_t>(k->config().get_int("recorder.batch")));
+      recorder->start();
+    } catch (const std::runtime_error& e) {
+      throw BootError(runtime::kExitConfig, e.what());
+    }
+  }
   api.ready = true;
   spdlog::info("kiln {} serving http://{}:{} ({} routes; GET /openapi.json)", kVersion, so.host,
                port, router.routes().size());
@@ -438,6 +467,7 @@ int cmd_serve(const Args& a, std::ostream&) {
   sigwait(&set, &sig);
   spdlog::info("received {}, draining (requests in flight finish, new ones get 503)",
                sig == SIGINT ? "SIGINT" : "SIGTERM");
+  if (recorder) recorder->stop();  // the partial batch is dropped with the driver closed
   server.drain_and_stop();
   if (workers) workers->stop();  // current steps finish and are recorded
   spdlog::info("stopped");
