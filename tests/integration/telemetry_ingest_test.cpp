@@ -452,6 +452,11 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
   text << html.rdbuf();
   BOOST_TEST(contains(text.str(), "<svg"));
   BOOST_TEST(contains(text.str(), "Quality check"));
+  auto predicted =
+      s.kiln({"predict", std::string(session.at("id").as_string()), "--json", "--server",
+              "http://127.0.0.1:" + std::to_string(s.port), "--api-key", s.keys.at("operator")});
+  BOOST_TEST(predicted.exit_code == 0, predicted.err);
+  BOOST_TEST(contains(predicted.out, "\"status\": \"fcs_reached\""), predicted.out);
   auto sessions = s.kiln({"sessions", "list", "--tenant", "acme"});
   BOOST_TEST(contains(sessions.out, std::string(session.at("id").as_string())), sessions.out);
 }

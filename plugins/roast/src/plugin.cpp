@@ -12,6 +12,7 @@
 #include "analysis.hpp"
 #include "artisan_detector.hpp"
 #include "kiln/plugin.hpp"
+#include "predict.hpp"
 #include "pyliteral.hpp"
 #include "qc.hpp"
 #include "report.hpp"
@@ -64,6 +65,43 @@ kiln::roast::RoastLog log_of_curve(const json::object& c, const std::array<doubl
     log.interval = (log.time.back() - log.time.front()) / static_cast<double>(log.time.size() - 1);
   return log;
 }
+
+class PredictTool final : public kiln::Tool {
+ public:
+  explicit PredictTool(kiln::HostServices& host) : host_(host) {}
+
+  kiln::ToolOutcome invoke(const json::value& input, const kiln::ToolContext&) override {
+    const auto& in = input.as_object();
+    auto detector = host_.node<kiln::nodes::EventDetector>();
+    if (!detector)
+      return kiln::tool_error(kiln::error_code::kProviderUnavailable,
+                              "prediction needs the event_detector kind; no node is resolved here");
+    std::array<double, 4> phases{150, 150, 195, 225};
+    if (const auto* v = host_.config().if_contains("curve_phases");
+        v && v->is_array() && v->as_array().size() == 4)
+      for (std::size_t i = 0; i < 4; ++i) phases[i] = v->as_array()[i].to_number<double>();
+    try {
+      auto log = log_of_curve(in.at("curve").as_object(), phases);
+      auto curve = kiln::roast::curve_of(log);
+      auto e = detector->detect(curve);
+      kiln::roast::PredictOptions o;
+      o.fcs_bt = log.phases[2];
+      if (const auto* f = in.if_contains("fcs_bt")) o.fcs_bt = f->to_number<double>();
+      if (const auto* d = in.if_contains("dtr")) o.dtr = d->to_number<double>() / 100.0;
+      auto p = kiln::roast::predict(curve, e.charge, e.tp, o);
+      json::object out = p.to_json();
+      out["fcs_bt"] = o.fcs_bt;
+      out["dtr_target"] = o.dtr * 100;
+      return kiln::ToolResult{std::move(out), {}};
+    } catch (const kiln::roast::AlogError& e) {
+      return kiln::tool_error(kiln::error_code::kInvalidInput,
+                              std::string("the curve is not usable: ") + e.what());
+    }
+  }
+
+ private:
+  kiln::HostServices& host_;
+};
 
 class QcTool final : public kiln::Tool {
  public:
@@ -267,6 +305,23 @@ kiln::Manifest manifest() {
   qc.factory = [](kiln::HostServices&) { return std::make_shared<QcTool>(); };
   qc.nonblocking = true;
   m.tools.push_back(std::move(qc));
+
+  kiln::ToolDecl predict;
+  predict.name = "roast.predict";
+  predict.description =
+      "Predictive assist (read-only): from a live curve, the expected FCs and DROP times (seconds "
+      "after CHARGE) with an early/late band, from the rate of rise since the turning point";
+  predict.input_schema = json::parse(R"({
+    "type": "object", "required": ["curve"], "additionalProperties": false,
+    "properties": {"curve": {"type": "object", "required": ["time", "bt"]},
+                   "fcs_bt": {"type": "number", "minimum": 100, "maximum": 260},
+                   "dtr": {"type": "number", "minimum": 5, "maximum": 40,
+                           "description": "target development time ratio, percent"}}})");
+  predict.output_schema =
+      json::parse(R"({"type": "object", "required": ["status", "fcs", "drop"]})");
+  predict.factory = [](kiln::HostServices& host) { return std::make_shared<PredictTool>(host); };
+  predict.nonblocking = true;
+  m.tools.push_back(std::move(predict));
 
   kiln::ToolDecl report;
   report.name = "roast.report";

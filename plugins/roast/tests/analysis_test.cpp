@@ -13,6 +13,7 @@
 
 #include "analysis.hpp"
 #include "artisan_detector.hpp"
+#include "predict.hpp"
 #include "pyliteral.hpp"
 
 namespace fs = std::filesystem;
@@ -193,4 +194,58 @@ BOOST_AUTO_TEST_CASE(detect_without_a_detector_is_refused) {
   AnalysisOptions o;
   o.detect = true;
   BOOST_CHECK_THROW(analyze(log, o), std::invalid_argument);
+}
+
+// Predictive assist on the real logs: three minutes before the roaster marked FCs, the predicted
+// FCs time (at the BT the roaster marked it at, as a profile would hold it) against the mark.
+BOOST_AUTO_TEST_CASE(fcs_predicted_three_minutes_ahead_on_the_fixtures) {
+  int within_60 = 0, covered = 0, n = 0;
+  for (const auto& name : fixtures()) {
+    auto log = parse_alog(read(kFixtures / name));
+    const int charge = log.timeindex[0], fcs = log.timeindex[2];
+    BOOST_REQUIRE(charge >= 0 && fcs > 0);
+    const double fcs_time =
+        log.time[static_cast<std::size_t>(fcs)] - log.time[static_cast<std::size_t>(charge)];
+    auto c = curve_of(log);
+    // The curve as it was 180 s before FCs.
+    const double cut = log.time[static_cast<std::size_t>(fcs)] - 180;
+    std::size_t keep = 0;
+    while (keep < c.time.size() && c.time[keep] <= cut) ++keep;
+    c.time.resize(keep);
+    c.bt.resize(keep);
+    c.et.resize(keep);
+    if (!c.state.empty()) c.state.resize(keep);
+    auto e = kDetector.detect(c);
+    PredictOptions o;
+    o.fcs_bt = log.bt[static_cast<std::size_t>(fcs)];
+    auto p = predict(c, e.charge, e.tp, o);
+    BOOST_REQUIRE_MESSAGE(p.status == "ok", name << ": " << p.status << " " << p.message);
+    const double err = *p.fcs - fcs_time;
+    BOOST_TEST_MESSAGE(name << ": FCs predicted " << *p.fcs << " s (" << *p.fcs_early << " - "
+                            << *p.fcs_late << "), marked " << fcs_time << " s, error " << err);
+    ++n;
+    within_60 += std::abs(err) <= 60;
+    covered += *p.fcs_early <= fcs_time && fcs_time <= *p.fcs_late;
+    BOOST_TEST(*p.fcs_early <= *p.fcs);
+    BOOST_TEST(*p.fcs <= *p.fcs_late);
+    BOOST_TEST(*p.drop > *p.fcs);
+  }
+  BOOST_TEST_MESSAGE("within 60 s: " << within_60 << "/" << n << ", inside the band: " << covered
+                                     << "/" << n);
+  BOOST_TEST(within_60 >= 8, within_60 << " of " << n << " within 60 s");
+  BOOST_TEST(covered >= 6, covered << " of " << n << " inside the band");
+}
+
+BOOST_AUTO_TEST_CASE(no_prediction_before_the_beans_turn) {
+  auto log = parse_alog(read(kFixtures / fixtures().front()));
+  auto c = curve_of(log);
+  const std::size_t keep = static_cast<std::size_t>(log.timeindex[0]) + 40;  // 40 s in
+  c.time.resize(keep);
+  c.bt.resize(keep);
+  c.et.resize(keep);
+  if (!c.state.empty()) c.state.resize(keep);
+  auto e = kDetector.detect(c);
+  auto p = predict(c, e.charge, e.tp, PredictOptions{});
+  BOOST_TEST(p.status == "too_early", p.status);
+  BOOST_TEST(!p.fcs);
 }

@@ -88,6 +88,7 @@ Commands:
                            read the roaster, sign batches, send them (spool when offline)
   sessions list|show ID    roast sessions (opened at CHARGE, closed at DROP)
   report SESSION -o FILE   the HTML report of a session (analysis, QC, chart)
+  predict SESSION          expected FCs and DROP from the curve so far, with a band
   version                  kiln, ABI, compiler and Boost versions
 
 Client mode (a running `kiln serve`): plugins list, nodes, gate status, tool list|invoke,
@@ -972,6 +973,7 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
       {"sessions list", [](auto& a, auto& o, auto&) { return cmd_sessions_list(a, o); }},
       {"sessions show", [](auto& a, auto& o, auto&) { return cmd_sessions_show(a, o); }},
       {"report", [](auto& a, auto& o, auto& e) { return cmd_report(a, o, e); }},
+      {"predict", [](auto& a, auto& o, auto& e) { return cmd_predict(a, o, e); }},
       {"keys revoke", [](auto& a, auto& o, auto&) { return cmd_keys_revoke(a, o); }},
   };
   if (a.positional.empty()) {

@@ -103,7 +103,7 @@ std::string say_format(const Args& a) {
 std::optional<int> run_remote(const std::string& name, const Args& a, std::ostream& out,
                               std::ostream& err) {
   // These talk to the server themselves (record sends telemetry, report invokes tools).
-  if (name == "record" || name == "report") return std::nullopt;
+  if (name == "record" || name == "report" || name == "predict") return std::nullopt;
   std::string url = a.server.value_or("");
   if (url.empty())
     if (const char* env = std::getenv("KILN_SERVER_URL")) url = env;

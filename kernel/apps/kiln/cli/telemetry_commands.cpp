@@ -149,6 +149,12 @@ Roast sessions, newest first: id, device, state, CHARGE time, duration, close re
 
 One roast session with its number of samples.
 )"},
+      {"predict", R"(Usage: kiln predict SESSION [--tenant T] [--json]
+
+Predictive assist, read-only: from the session's curve so far, when first crack (at the FCs
+temperature of plugin_config.roast.curve_phases) and DROP (at a 20 % development ratio) are
+expected, with an early/late band. With --server the server's tools do it.
+)"},
       {"report", R"(Usage: kiln report SESSION -o FILE.html [--tenant T]
 
 Analyses a roast session (events, phases, RoR), checks it against the QC targets and writes the
@@ -256,24 +262,26 @@ int cmd_sessions_show(const Args& a, std::ostream& out) {
 
 // ---- report ---------------------------------------------------------------------------------
 
-int cmd_report(const Args& a, std::ostream& out, std::ostream& err) {
-  if (a.positional.size() < 2) throw std::invalid_argument("report needs a SESSION");
-  if (!a.out_file) throw std::invalid_argument("report needs -o FILE.html");
-  const std::string session = a.positional[1];
+// Tool calls here (booting the kernel) or on a server (--server, or KILN_SERVER_URL).
+struct Invoker {
   std::unique_ptr<Kernel> k;
   std::optional<http::Client> client;
-  std::string key = a.api_key.value_or("");
-  if (key.empty())
-    if (const char* env = std::getenv("KILN_API_KEY")) key = env;
-  std::string url = a.server.value_or("");
-  if (url.empty())
-    if (const char* env = std::getenv("KILN_SERVER_URL")) url = env;
-  if (!url.empty())
-    client.emplace(url);
-  else
-    k = boot(a, true);
-  // One tool call, here or on the server: the output, or the error (code, message, details).
-  auto invoke = [&](const std::string& tool, json::object input) -> Result<json::value, ToolError> {
+  std::string key;
+  std::string tenant;
+  explicit Invoker(const Args& a) : tenant(a.tenant) {
+    key = a.api_key.value_or("");
+    if (key.empty())
+      if (const char* env = std::getenv("KILN_API_KEY")) key = env;
+    std::string url = a.server.value_or("");
+    if (url.empty())
+      if (const char* env = std::getenv("KILN_SERVER_URL")) url = env;
+    if (!url.empty())
+      client.emplace(url);
+    else
+      k = boot(a, true);
+  }
+  // The output, or the error (code, message, details).
+  Result<json::value, ToolError> operator()(const std::string& tool, json::object input) {
     if (client) {
       std::vector<std::pair<std::string, std::string>> h{{"Content-Type", "application/json"}};
       if (!key.empty()) h.emplace_back("Authorization", "Bearer " + key);
@@ -288,12 +296,19 @@ int cmd_report(const Args& a, std::ostream& out, std::ostream& err) {
     }
     runtime::ToolCall call;
     call.tool = tool;
-    call.tenant = a.tenant;
+    call.tenant = tenant;
     call.input = std::move(input);
     auto r = k->executor().invoke(call);
     if (!r.ok()) return Unexpected<ToolError>{r.error()};
     return r.value().output;
-  };
+  }
+};
+
+int cmd_report(const Args& a, std::ostream& out, std::ostream& err) {
+  if (a.positional.size() < 2) throw std::invalid_argument("report needs a SESSION");
+  if (!a.out_file) throw std::invalid_argument("report needs -o FILE.html");
+  const std::string session = a.positional[1];
+  Invoker invoke(a);
   auto s = invoke("telemetry.session", {{"session", session}});
   if (!s.ok()) {
     err << "kiln report: " << s.error().code << ": " << s.error().message << "\n";
@@ -333,6 +348,45 @@ int cmd_report(const Args& a, std::ostream& out, std::ostream& err) {
 }
 
 // ---- record ---------------------------------------------------------------------------------
+
+int cmd_predict(const Args& a, std::ostream& out, std::ostream& err) {
+  if (a.positional.size() < 2) throw std::invalid_argument("predict needs a SESSION");
+  Invoker invoke(a);
+  auto s = invoke("telemetry.session", {{"session", a.positional[1]}});
+  if (!s.ok()) {
+    err << "kiln predict: " << s.error().code << ": " << s.error().message << "\n";
+    return runtime::kExitFailed;
+  }
+  auto p = invoke("roast.predict", {{"curve", s.value().at("curve")}});
+  if (!p.ok()) {
+    err << "kiln predict: " << p.error().code << ": " << p.error().message << "\n";
+    return runtime::kExitFailed;
+  }
+  const auto& v = p.value();
+  if (a.json) {
+    out << pretty(v);
+    return runtime::kExitOk;
+  }
+  auto mmss = [](const json::value& x) -> std::string {
+    if (!x.is_number()) return "-";
+    const int t = static_cast<int>(std::lround(x.to_number<double>()));
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "%d:%02d", t / 60, t % 60);
+    return buf;
+  };
+  out << "at " << mmss(v.at("now")) << " after CHARGE: BT " << v.at("bt").to_number<double>()
+      << ", RoR " << v.at("ror").to_number<double>() << " C/min ("
+      << v.at("status").as_string().c_str() << ")\n";
+  if (v.at("fcs").at("eta").is_number())
+    out << "FCs  " << mmss(v.at("fcs").at("eta")) << "  (" << mmss(v.at("fcs").at("early")) << " - "
+        << mmss(v.at("fcs").at("late")) << ") at BT " << v.at("fcs_bt").to_number<double>()
+        << "\nDROP " << mmss(v.at("drop").at("eta")) << "  (" << mmss(v.at("drop").at("early"))
+        << " - " << mmss(v.at("drop").at("late")) << ") for DTR "
+        << v.at("dtr_target").to_number<double>() << " %\n";
+  else
+    out << v.at("message").as_string().c_str() << "\n";
+  return runtime::kExitOk;
+}
 
 int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   if (!a.key_file)

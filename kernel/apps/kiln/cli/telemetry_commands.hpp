@@ -19,5 +19,6 @@ int cmd_devices_list(const Args& a, std::ostream& out);
 int cmd_sessions_list(const Args& a, std::ostream& out);
 int cmd_sessions_show(const Args& a, std::ostream& out);
 int cmd_report(const Args& a, std::ostream& out, std::ostream& err);
+int cmd_predict(const Args& a, std::ostream& out, std::ostream& err);
 
 }  // namespace kiln::cli

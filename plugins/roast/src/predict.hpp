@@ -1,0 +1,39 @@
+// Predictive assist (read-only): from a live curve, when first crack (FCs) and DROP are expected,
+// with an uncertainty band. The rate of rise of the last minute is fitted as an exponential
+// decline (ln RoR linear in time) and BT is integrated forward until it reaches the FCs
+// temperature; the band integrates a decline flatter and steeper by max(2 standard errors, 50 %).
+// DROP follows from FCs and the target development ratio. See docs/architecture/roast.md.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include <boost/json.hpp>
+
+#include "kiln/nodes/event_detector.hpp"
+
+namespace kiln::roast {
+
+struct PredictOptions {
+  double fcs_bt = 195;  // BT at which first crack is expected (the profile's, or curve_phases)
+  double dtr = 0.20;    // target development time ratio for the DROP estimate
+  // RoR points fitted, ending now. 60 s and the band's ±50 % of the decline rate were chosen on
+  // the ten fixtures (240 s: predictions 57-95 s early; 120 s: 2/10 within 60 s) — in-sample.
+  double fit_window_s = 60;
+};
+
+struct Prediction {
+  std::string status;  // "ok" | "fcs_reached" | "too_early" | "no_charge" | "stalling"
+  std::string message;
+  double now = 0;  // seconds after CHARGE of the last reading
+  double bt = 0, ror = 0;
+  std::optional<double> fcs, fcs_early, fcs_late;  // seconds after CHARGE
+  std::optional<double> drop, drop_early, drop_late;
+  double ror_slope = 0;  // °C/min per minute, of the fitted RoR
+  boost::json::object to_json() const;
+};
+
+// `charge`, `tp`: indices from the event detector (tp may be -1 early in a roast).
+Prediction predict(const nodes::RoastCurve& curve, int charge, int tp, const PredictOptions& o);
+
+}  // namespace kiln::roast
