@@ -25,7 +25,8 @@ struct Sample {
 // Who sent it: a device and a boot of it. Sequence numbers restart at every boot.
 struct DeviceIdentity {
   std::string device;      // stable id, e.g. "r1-2048"
-  std::uint64_t boot = 0;  // boot epoch (seconds) — distinguishes sequence runs
+  std::uint64_t boot = 0;  // boot epoch (kiln's recorders: milliseconds) — distinguishes sequence
+                           // runs; a later boot is a larger number
   bool operator==(const DeviceIdentity&) const = default;
 };
 

@@ -43,7 +43,8 @@ void Recorder::stop() {
 }
 
 void Recorder::run() {
-  const auto boot = static_cast<std::uint64_t>(now_s());
+  // A new boot per start, in milliseconds: a restart within a second is still a new boot.
+  const auto boot = static_cast<std::uint64_t>(now_s() * 1000);
   std::uint64_t seq = 0;
   std::vector<Sample> pending;
   const auto started = std::chrono::steady_clock::now();

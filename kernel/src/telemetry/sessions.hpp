@@ -40,7 +40,9 @@ struct SessionInfo {
   double start_t = 0;
   double charge_t = 0;
   std::optional<double> end_t;
-  std::string close_reason;  // "drop" | "state" | "silence" | "max_length"
+  // "drop" (the detector's DROP: a BT break, or leaving the roasting state) | "silence" |
+  // "max_length"
+  std::string close_reason;
   std::string opened_at;
   std::optional<std::string> closed_at;
   std::optional<std::string> mission_id;

@@ -496,7 +496,18 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   auto old_int = std::signal(SIGINT, [](int) { g_stop = true; });
   auto old_term = std::signal(SIGTERM, [](int) { g_stop = true; });
   telemetry::KeyPair key = cred.key;
-  const auto boot_epoch = static_cast<std::uint64_t>(now_s());
+  // Each run is a new boot (its sequence starts at 1): in milliseconds, and above the last run's
+  // (kept beside the spool), so two runs within a second never reuse (boot, seq).
+  std::uint64_t boot_epoch = static_cast<std::uint64_t>(now_s() * 1000);
+  {
+    std::uint64_t last = 0;
+    std::ifstream(spool / "last_boot") >> last;
+    boot_epoch = std::max(boot_epoch, last + 1);
+    std::ofstream f(spool / "last_boot", std::ios::trunc);
+    f << boot_epoch << "\n";
+    f.close();
+    if (!f) throw std::runtime_error("cannot write " + (spool / "last_boot").string());
+  }
   std::uint64_t seq = 0;
   std::vector<telemetry::Sample> pending;
   int drops = 0;
