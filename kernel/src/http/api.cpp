@@ -66,6 +66,13 @@ std::string note_of(const Request& r) {
   return "";
 }
 
+// The key's tenant's session {id}; another tenant's answers 404 like a missing one.
+telemetry::SessionInfo session_or_404(const runtime::Kernel& k, const Request& req) {
+  auto s = telemetry::Sessionizer::get(k.storage_path(), req.tenant, req.params.at("id"));
+  if (!s) throw HttpError{404, "not_found", "no session " + req.params.at("id")};
+  return *s;
+}
+
 const char* kActionBody = R"({"type": "object", "additionalProperties": false,
   "properties": {"reason": {"type": "string", "maxLength": 2000}}})";
 
@@ -908,9 +915,8 @@ Router build_api(ApiContext& ctx) {
          {},
          false,
          [&k](Request& req) {
-           auto s = telemetry::Sessionizer::get(k.storage_path(), req.tenant, req.params.at("id"));
-           if (!s) throw HttpError{404, "not_found", "no session " + req.params.at("id")};
-           return Response::json(200, s->to_json());
+           const auto s = session_or_404(k, req);
+           return Response::json(200, s.to_json());
          }});
   r.add({"GET",
          "/v1/sessions/{id}/samples",
@@ -929,11 +935,10 @@ Router build_api(ApiContext& ctx) {
          {},
          false,
          [&k](Request& req) {
-           auto s = telemetry::Sessionizer::get(k.storage_path(), req.tenant, req.params.at("id"));
-           if (!s) throw HttpError{404, "not_found", "no session " + req.params.at("id")};
-           auto samples = telemetry::Sessionizer::samples(k.storage_path(), *s);
+           const auto s = session_or_404(k, req);
+           auto samples = telemetry::Sessionizer::samples(k.storage_path(), s);
            return Response::json(
-               200, json::object{{"session", s->id},
+               200, json::object{{"session", s.id},
                                  {"columns", json::array{"t", "bt", "et", "ror", "heater", "fan",
                                                          "drum", "state"}},
                                  {"samples", telemetry::samples_json(samples)}});

@@ -66,6 +66,15 @@ void check_names(const std::string& tenant, const std::string& device) {
                            "or digit");
 }
 
+// A key serves one device: refuses a kid registered anywhere (no other tenant's names revealed).
+void refuse_registered(Connection& c, const std::string& kid) {
+  auto st = c.prepare("SELECT 1 FROM device_keys WHERE kid = ?");
+  st.bind(1, kid);
+  if (st.step())
+    throw MissionError(MissionError::Code::kConflict,
+                       "key " + kid + " is registered already; a device needs a key of its own");
+}
+
 }  // namespace
 
 bool valid_device_name(std::string_view name) {
@@ -255,12 +264,7 @@ DeviceCredentials DeviceRegistry::add(const std::string& tenant, const std::stri
   }
   cred.key.kid = key_id(cred.key.pub);
   ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
-    auto dup = c.prepare("SELECT 1 FROM device_keys WHERE kid = ?");
-    dup.bind(1, cred.key.kid);
-    if (dup.step())
-      throw MissionError(
-          MissionError::Code::kConflict,
-          "key " + cred.key.kid + " is registered already; a device needs a key of its own");
+    refuse_registered(c, cred.key.kid);
     for (const auto& k : keys_of(c, tenant, device))
       if (!k.revoked_at && !k.not_after)
         throw MissionError(MissionError::Code::kConflict,
@@ -297,12 +301,7 @@ DeviceCredentials DeviceRegistry::rotate(const std::string& tenant, const std::s
   const std::string until = ledger::utc_millis(std::chrono::system_clock::now() +
                                                std::max(grace, std::chrono::seconds(0)));
   ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
-    auto dup = c.prepare("SELECT 1 FROM device_keys WHERE kid = ?");
-    dup.bind(1, cred.key.kid);
-    if (dup.step())
-      throw MissionError(
-          MissionError::Code::kConflict,
-          "key " + cred.key.kid + " is registered already; a device needs a key of its own");
+    refuse_registered(c, cred.key.kid);
     bool any = false;
     for (const auto& k : keys_of(c, tenant, device)) {
       if (k.kid == cred.key.kid)

@@ -321,12 +321,7 @@ void Ingestor::expose(std::string& out) const {
       "\n# HELP kiln_telemetry_rejected_total Envelopes refused, by reason.\n"
       "# TYPE kiln_telemetry_rejected_total counter\n";
   std::map<std::string, std::int64_t> by_reason;
-  for (const char* r :
-       {reject::kOversized, reject::kMalformed, reject::kUnsupportedAlg, reject::kUnknownKey,
-        reject::kRevokedKey, reject::kExpiredKey, reject::kBadSignature, reject::kBadPayload,
-        reject::kWrongDevice, reject::kBadSamples, reject::kClockSkew, reject::kStaleBoot,
-        reject::kStaleSequence, reject::kReplayedSequence})
-    by_reason[r] = 0;
+  for (auto r : reject::all()) by_reason[std::string(r)] = 0;
   for (const auto& [k, v] : rejected()) by_reason[k] = v;
   for (const auto& [k, v] : by_reason)
     out += "kiln_telemetry_rejected_total{reason=\"" + k + "\"} " + std::to_string(v) + "\n";

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <boost/json.hpp>
 
@@ -46,6 +47,14 @@ inline constexpr const char* kClockSkew = "clock_skew";
 inline constexpr const char* kStaleBoot = "stale_boot";
 inline constexpr const char* kStaleSequence = "stale_sequence";
 inline constexpr const char* kReplayedSequence = "replayed_sequence";
+// Every reason above, in one list (metrics, clients telling an envelope's refusal apart).
+inline const std::vector<std::string_view>& all() {
+  static const std::vector<std::string_view> reasons = {
+      kOversized,  kMalformed,    kUnsupportedAlg, kUnknownKey,      kRevokedKey,
+      kExpiredKey, kBadSignature, kBadPayload,     kWrongDevice,     kBadSamples,
+      kClockSkew,  kStaleBoot,    kStaleSequence,  kReplayedSequence};
+  return reasons;
+}
 }  // namespace reject
 
 struct IngestResult {

@@ -19,6 +19,7 @@
 #include "kiln/nodes/telemetry_driver.hpp"
 #include "runtime/kernel.hpp"
 #include "telemetry/envelope.hpp"
+#include "telemetry/ingest.hpp"
 
 namespace kiln::cli {
 namespace json = boost::json;
@@ -446,11 +447,8 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
       auto v = json::parse(res.body, ec);
       if (!ec && v.is_object() && v.as_object().contains("error"))
         code = std::string(v.at("error").at("code").as_string());
-      static const std::set<std::string> kReasons = {
-          "oversized_batch", "malformed",     "unsupported_alg", "unknown_key",      "revoked_key",
-          "expired_key",     "bad_signature", "bad_payload",     "wrong_device",     "bad_samples",
-          "clock_skew",      "stale_boot",    "stale_sequence",  "replayed_sequence"};
-      if (!kReasons.count(code)) {
+      const auto& reasons = telemetry::reject::all();
+      if (std::find(reasons.begin(), reasons.end(), code) == reasons.end()) {
         fatal = "the server answered " + std::to_string(res.status) + " " +
                 (code.empty() ? res.body : code) + " (check --server and --api-key)";
         return {"fatal", fatal};
