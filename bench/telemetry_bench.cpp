@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
     fs::remove_all(dir);
     fs::create_directories(dir);
     double ingest_rate = 0, verify_rate = 0, verify_rate_1 = 0;
-    std::int64_t stored = 0;
+    std::int64_t stored = 0, groups = 0;
     {
       ledger::SqliteLedger ledger(dir / "kiln.db");
       ledger.add_projector(&telemetry::project_devices);
@@ -154,8 +154,11 @@ int main(int argc, char** argv) {
               }
             }
           });
+        const auto before = ledger.commit_stats();
         for (auto& th : pool) th.join();
         ingest_rate = static_cast<double>(n) / bench::seconds_since(t0);
+        const auto after = ledger.commit_stats();
+        groups = after.first - before.first;
       }
       svc.sessions().flush();
       stored = svc.ingestor().accepted_batches();
@@ -168,16 +171,18 @@ int main(int argc, char** argv) {
           telemetry::Sessionizer::list(dir / "kiln.db", std::string("bench"), std::nullopt, 1000);
       std::printf(
           "round %d: ingest %.0f/s (%d callers), bare verify %.0f/s (%d threads), %.0f/s (1 "
-          "thread); ratio %.2f (same threads) %.2f (vs 1 thread); %lld stored, %zu sessions\n",
+          "thread); ratio %.2f (same threads) %.2f (vs 1 thread); %lld stored in %lld group "
+          "commits, %zu sessions\n",
           round + 1, ingest_rate, callers, verify_rate, threads, verify_rate_1,
           ingest_rate / verify_rate, ingest_rate / verify_rate_1, static_cast<long long>(stored),
-          sessions.size());
+          static_cast<long long>(groups), sessions.size());
       round_results.push_back(json::object{{"ingest_per_s", std::round(ingest_rate)},
                                            {"verify_per_s", std::round(verify_rate)},
                                            {"verify_per_s_one_thread", std::round(verify_rate_1)},
                                            {"ratio", ingest_rate / verify_rate},
                                            {"ratio_vs_one_thread", ingest_rate / verify_rate_1},
                                            {"stored", stored},
+                                           {"group_commits", groups},
                                            {"sessions", sessions.size()}});
     }
     ratios_same_threads.push_back(ingest_rate / verify_rate);

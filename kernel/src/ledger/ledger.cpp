@@ -158,31 +158,42 @@ SqliteLedger::~SqliteLedger() {
   writer_.join();
 }
 
-void SqliteLedger::enqueue(std::unique_ptr<Pending> p) {
+void SqliteLedger::enqueue(Pending* p) {
   {
     std::lock_guard lock(mu_);
     if (stopping_) throw std::logic_error("ledger is closing");
-    queue_.push_back(std::move(p));
+    p->group = groups_taken_ + 1;
+    queue_.push_back(p);
   }
   cv_.notify_one();
 }
 
+std::vector<Event> SqliteLedger::wait(Pending& p) {
+  auto& word = finished_[p.group % 2];
+  for (;;) {
+    const std::uint32_t v = word.load(std::memory_order_acquire);
+    // Group numbers wrap: compare by signed distance.
+    if (static_cast<std::int32_t>(v - p.group) >= 0) break;
+    word.wait(v, std::memory_order_acquire);
+  }
+  if (p.error) std::rethrow_exception(p.error);
+  return std::move(p.result);
+}
+
 std::vector<Event> SqliteLedger::append(std::vector<NewEvent> events) {
   if (events.empty()) return {};
-  auto p = std::make_unique<Pending>();
-  p->events.reserve(events.size());
-  for (auto& e : events) p->events.push_back(prepare(std::move(e)));
-  auto fut = p->done.get_future();
-  enqueue(std::move(p));
-  return fut.get();
+  Pending p;
+  p.events.reserve(events.size());
+  for (auto& e : events) p.events.push_back(prepare(std::move(e)));
+  enqueue(&p);
+  return wait(p);
 }
 
 std::vector<Event> SqliteLedger::execute(Command command) {
-  auto p = std::make_unique<Pending>();
-  p->command = std::move(command);
-  auto fut = p->done.get_future();
-  enqueue(std::move(p));
-  return fut.get();
+  Pending p;
+  p.command = std::move(command);
+  enqueue(&p);
+  return wait(p);
 }
 
 void SqliteLedger::add_projector(Projector projector) {
@@ -196,16 +207,16 @@ void SqliteLedger::append_async(std::vector<NewEvent> events) {
   p->events.reserve(events.size());
   for (auto& e : events) p->events.push_back(prepare(std::move(e)));
   p->async = true;
-  enqueue(std::move(p));
+  enqueue(p.get());
+  p.release();  // the writer owns it now
 }
 
 void SqliteLedger::flush() {
-  // An empty synchronous marker: its promise is kept only after every earlier group.
-  auto p = std::make_unique<Pending>();
-  auto fut = p->done.get_future();
-  enqueue(std::move(p));
+  // An empty synchronous marker: its group finishes only after every earlier group.
+  Pending p;
+  enqueue(&p);
   try {
-    fut.get();
+    wait(p);
   } catch (...) {
     // Failures were reported to their own callers (or logged for async events).
   }
@@ -237,17 +248,28 @@ void SqliteLedger::writer_loop() {
   std::int64_t head_seq = 0;
   std::string head_hash;
   for (;;) {
-    std::deque<std::unique_ptr<Pending>> batch;
+    std::deque<Pending*> batch;
+    std::uint32_t group = 0;
     {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (queue_.empty() && stopping_) return;
       batch.swap(queue_);
+      group = ++groups_taken_;
       // Projectors are only ever added; refresh the writer's copy when one was.
       if (projectors.size() != projectors_.size()) projectors = projectors_;
     }
+    // Hands every item its outcome, frees the asynchronous ones and wakes the group's callers
+    // with one wake. A synchronous item lives on its caller's stack: it is not touched after.
+    auto finish = [&] {
+      for (Pending* p : batch)
+        if (p->async) delete p;
+      finished_[group % 2].store(group, std::memory_order_release);
+      finished_[group % 2].notify_all();
+    };
     if (open_error) {
-      for (auto& p : batch) p->done.set_exception(open_error);
+      for (Pending* p : batch) p->error = open_error;
+      finish();
       continue;
     }
     // One transaction, one fsync, for everything queued so far. The head is read inside the
@@ -338,9 +360,9 @@ void SqliteLedger::writer_loop() {
       insert->reset();
       auto err = std::current_exception();
       std::int64_t lost = 0;
-      for (auto& p : batch) {
+      for (Pending* p : batch) {
         if (p->async) lost += static_cast<std::int64_t>(p->events.size());
-        p->done.set_exception(err);
+        p->error = err;
       }
       if (lost > 0) {
         std::string why;
@@ -355,6 +377,7 @@ void SqliteLedger::writer_loop() {
         std::lock_guard lock(mu_);
         async_failures_ += lost;
       }
+      finish();
       continue;
     }
     {
@@ -370,11 +393,12 @@ void SqliteLedger::writer_loop() {
           std::lock_guard lock(mu_);
           async_failures_ += static_cast<std::int64_t>(batch[i]->events.size());
         }
-        batch[i]->done.set_exception(item_errors[i]);
+        batch[i]->error = item_errors[i];
       } else {
-        batch[i]->done.set_value(std::move(results[i]));
+        batch[i]->result = std::move(results[i]);
       }
     }
+    finish();
   }
 }
 

@@ -4,13 +4,13 @@
 // SqliteLedger is the embedded default (docs/architecture/storage.md).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <filesystem>
 #include <functional>
-#include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -142,19 +142,31 @@ class SqliteLedger final : public Ledger {
     std::string tenant, stream, kind, payload, tail;
   };
   static Prepared prepare(NewEvent&& e);
+  // One caller's request. A synchronous caller keeps it on its own stack and waits for its
+  // group; an asynchronous one is owned (and freed) by the writer.
   struct Pending {
     std::vector<Prepared> events;
     Command command;
-    std::promise<std::vector<Event>> done;
     bool async = false;
+    std::uint32_t group = 0;  // the group that takes it: set under mu_ when queued
+    std::vector<Event> result;
+    std::exception_ptr error;
   };
-  void enqueue(std::unique_ptr<Pending> p);
+  // Queues `p`; its group is the next the writer takes, since the writer takes the whole queue.
+  void enqueue(Pending* p);
+  // Waits until the writer has finished p's group (committed or failed), then returns its result.
+  std::vector<Event> wait(Pending& p);
   void writer_loop();
 
   std::filesystem::path path_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::unique_ptr<Pending>> queue_;
+  std::deque<Pending*> queue_;
+  std::uint32_t groups_taken_ = 0;  // under mu_
+  // The last finished group of each parity. Callers of group g wait on finished_[g % 2], so one
+  // wake per group reaches exactly the callers in it: those queued for the next group wait on
+  // the other word, and no later group exists until the next one is taken.
+  std::atomic<std::uint32_t> finished_[2] = {0, 0};
   std::vector<Projector> projectors_;  // read by the writer only after the first enqueue
   bool stopping_ = false;
   std::int64_t groups_ = 0;
