@@ -5,6 +5,7 @@
 #define BOOST_TEST_MODULE telemetry_ingest
 #include <fstream>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -13,6 +14,7 @@
 
 #include "analysis.hpp"
 #include "http/client.hpp"
+#include "storage/sqlite.hpp"
 #include "support/process.hpp"
 #include "telemetry/devices.hpp"
 #include "telemetry/envelope.hpp"
@@ -143,6 +145,49 @@ telemetry::Batch batch(const std::string& device, std::uint64_t boot, std::uint6
   b.sent_at = now_s();
   b.samples = std::move(samples);
   return b;
+}
+
+// Sends the fixture roast as a device's envelopes of 10 readings.
+void send_roast(const Server& s, const std::string& device, const telemetry::KeyPair& key) {
+  auto samples = fixture_roast();
+  std::uint64_t seq = 0;
+  for (std::size_t i = 0; i < samples.size(); i += 10) {
+    std::vector<telemetry::Sample> part(
+        samples.begin() + static_cast<std::ptrdiff_t>(i),
+        samples.begin() + static_cast<std::ptrdiff_t>(std::min(i + 10, samples.size())));
+    auto r = s.send(device,
+                    telemetry::sign_envelope(batch(device, 1, ++seq, part), key, "acme", device));
+    BOOST_REQUIRE_MESSAGE(r.status == 200, r.body);
+  }
+}
+
+// The device's newest session once the sessionizer has closed it and started its mission.
+json::value reported_session(const Server& s, const std::string& device) {
+  for (int i = 0; i < 100; ++i) {
+    auto list = body(s.call("GET", "/v1/sessions?device=" + device, "viewer"));
+    if (!list.as_array().empty() && list.as_array()[0].at("state").as_string() == "closed" &&
+        list.as_array()[0].at("mission_id").is_string())
+      return list.as_array()[0];
+    std::this_thread::sleep_for(100ms);
+  }
+  BOOST_FAIL("no closed session with a mission: sessions " +
+             s.call("GET", "/v1/sessions", "viewer").body + ", missions " +
+             s.call("GET", "/v1/missions", "viewer").body + "; server log:\n" +
+             s.child->stderr_so_far());
+  return nullptr;
+}
+
+// The mission once it is in one of `states`.
+json::value mission_in(const Server& s, const std::string& id,
+                       std::initializer_list<const char*> states) {
+  json::value m;
+  for (int i = 0; i < 300; ++i) {
+    m = body(s.call("GET", "/v1/missions/" + id, "viewer"));
+    for (const char* st : states)
+      if (m.at("state").as_string() == st) return m;
+    std::this_thread::sleep_for(100ms);
+  }
+  return m;
 }
 
 }  // namespace
@@ -299,34 +344,10 @@ BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
   Server s({"missions.workers=1"});
   auto added = s.call("POST", "/v1/devices", "operator", R"({"device": "r1-roast"})");
   BOOST_REQUIRE_MESSAGE(added.status == 201, added.body);
-  auto key = key_of(body(added));
-  auto samples = fixture_roast();
-  // Some idle readings before the roast, then the roast in batches of 10.
-  std::uint64_t seq = 0;
-  for (std::size_t i = 0; i < samples.size(); i += 10) {
-    std::vector<telemetry::Sample> part(
-        samples.begin() + static_cast<std::ptrdiff_t>(i),
-        samples.begin() + static_cast<std::ptrdiff_t>(std::min(i + 10, samples.size())));
-    auto r = s.send("r1-roast", telemetry::sign_envelope(batch("r1-roast", 1, ++seq, part), key,
-                                                         "acme", "r1-roast"));
-    BOOST_REQUIRE_MESSAGE(r.status == 200, r.body);
-  }
+  send_roast(s, "r1-roast", key_of(body(added)));
   // The sessionizer closes the session at DROP and starts roast_report.
-  json::value session;
-  for (int i = 0; i < 100; ++i) {
-    auto list = body(s.call("GET", "/v1/sessions?device=r1-roast", "viewer"));
-    if (!list.as_array().empty() && list.as_array()[0].at("state").as_string() == "closed" &&
-        list.as_array()[0].at("mission_id").is_string()) {
-      session = list.as_array()[0];
-      break;
-    }
-    std::this_thread::sleep_for(100ms);
-  }
-  BOOST_REQUIRE_MESSAGE(session.is_object(), "no closed session with a mission: sessions " +
-                                                 s.call("GET", "/v1/sessions", "viewer").body +
-                                                 ", missions " +
-                                                 s.call("GET", "/v1/missions", "viewer").body +
-                                                 "; server log:\n" + s.child->stderr_so_far());
+  const json::value session = reported_session(s, "r1-roast");
+  BOOST_TEST(session.at("profile").is_null());
   BOOST_TEST(session.at("close_reason").as_string() == "drop");
   // Another tenant does not see it.
   BOOST_TEST(
@@ -336,13 +357,7 @@ BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
       "GET", "/v1/sessions/" + std::string(session.at("id").as_string()) + "/samples", "viewer"));
   BOOST_TEST(samples_r.at("samples").as_array().size() > 400u);
   const std::string mission(session.at("mission_id").as_string());
-  json::value m;
-  for (int i = 0; i < 300; ++i) {
-    m = body(s.call("GET", "/v1/missions/" + mission, "viewer"));
-    const std::string state(m.at("state").as_string());
-    if (state == "DONE" || state == "FAILED" || state == "QUARANTINED") break;
-    std::this_thread::sleep_for(100ms);
-  }
+  json::value m = mission_in(s, mission, {"DONE", "FAILED", "QUARANTINED"});
   // This roast never reaches the default FCs temperature (200 °C): QC fails and the mission is
   // held for an approver, who accepts the roast; then the report and the summary follow.
   BOOST_REQUIRE_MESSAGE(m.at("state").as_string() == "QUARANTINED", json::serialize(m));
@@ -352,12 +367,7 @@ BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
   auto approved = s.call("POST", "/v1/missions/" + mission + ":approve", "approver",
                          R"({"reason": "sold as a light roast"})");
   BOOST_REQUIRE_MESSAGE(approved.status == 200, approved.body);
-  for (int i = 0; i < 300; ++i) {
-    m = body(s.call("GET", "/v1/missions/" + mission, "viewer"));
-    const std::string state(m.at("state").as_string());
-    if (state == "DONE" || state == "FAILED") break;
-    std::this_thread::sleep_for(100ms);
-  }
+  m = mission_in(s, mission, {"DONE", "FAILED"});
   BOOST_REQUIRE_MESSAGE(m.at("state").as_string() == "DONE", json::serialize(m));
   const auto& steps = m.at("steps").as_array();
   BOOST_TEST(steps[2].at("output").at("verdict").as_string() == "fail");
@@ -382,6 +392,129 @@ BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
                            "\"session.closed\"", "\"session.reported\"", "\"mission.completed\""})
     BOOST_TEST(contains(exported.out, kind), kind);
   BOOST_TEST(s.kiln({"ledger", "verify"}).exit_code == 0);
+}
+
+// The profile library over HTTP and the CLI, and a profile feeding a session: the roaster's
+// profile (the same roast, imported from its .alog) gives the analysis its phase temperatures and
+// QC its targets, so the roast that fails the defaults passes its own profile.
+BOOST_AUTO_TEST_CASE(a_device_profile_gives_its_sessions_targets_and_phases) {
+  Server s({"missions.workers=1"});
+  std::ifstream in(std::string(KILN_SOURCE_DIR) +
+                   "/tests/fixtures/artisan-alog/26-04-12_sidamo_no42.alog");
+  std::stringstream alog;
+  alog << in.rdbuf();
+  const std::string save = json::serialize(json::object{{"name", "sidamo"}, {"alog", alog.str()}});
+  BOOST_TEST(s.call("POST", "/v1/profiles", "viewer", save).status == 403);
+  BOOST_TEST(s.call("POST", "/v1/profiles", "", save).status == 401);
+  auto bad = s.call("POST", "/v1/profiles", "operator",
+                    R"({"name": "broken", "alog": "{'timex': [1, 2"})");
+  BOOST_TEST(bad.status == 422);
+  BOOST_TEST(contains(bad.body, "not a Python literal"), bad.body);
+  BOOST_TEST(
+      s.call("POST", "/v1/profiles", "operator", R"({"name": "no spaces", "alog": "{}"})").status ==
+      422);
+  auto v1 = s.call("POST", "/v1/profiles", "operator", save);
+  BOOST_REQUIRE_MESSAGE(v1.status == 201, v1.body);
+  BOOST_TEST(body(v1).at("version").as_int64() == 1);
+  // Tenants do not see each other's profiles.
+  BOOST_TEST(body(s.call("GET", "/v1/profiles", "other")).as_array().empty());
+  BOOST_TEST(s.call("GET", "/v1/profiles/sidamo", "other").status == 404);
+  // Version 2: the JSON of version 1 with edited targets.
+  auto p1 = body(s.call("GET", "/v1/profiles/sidamo", "viewer")).at("profile").as_object();
+  BOOST_TEST(p1.at("targets").at("fcs_time").at("target").as_double() == 388.0);
+  auto edited = p1;
+  edited["targets"].as_object()["fcs_time"].as_object()["tolerance"] = 20;
+  auto v2 = s.call("POST", "/v1/profiles", "operator",
+                   json::serialize(json::object{
+                       {"name", "sidamo"}, {"title", "Sidamo, tighter FCs"}, {"profile", edited}}));
+  BOOST_REQUIRE_MESSAGE(v2.status == 201, v2.body);
+  BOOST_TEST(body(v2).at("version").as_int64() == 2);
+  auto versions = body(s.call("GET", "/v1/profiles/sidamo/versions", "viewer")).as_array();
+  BOOST_REQUIRE(versions.size() == 2u);
+  BOOST_TEST(versions[1].at("title").as_string() == "Sidamo, tighter FCs");
+  auto old_one = body(s.call("GET", "/v1/profiles/sidamo?version=1", "viewer"));
+  BOOST_TEST(old_one.at("profile").at("targets").at("fcs_time").at("tolerance").as_int64() == 30);
+  BOOST_TEST(s.call("GET", "/v1/profiles/sidamo?version=3", "viewer").status == 404);
+  // The .alog export reads back as the same roast.
+  auto exported = s.call("GET", "/v1/profiles/sidamo/alog?version=1", "viewer");
+  BOOST_REQUIRE_MESSAGE(exported.status == 200, exported.body);
+  const auto original = roast::parse_alog(alog.str());
+  const auto back = roast::parse_alog(exported.body);
+  BOOST_TEST(back.time.size() == original.time.size());
+  BOOST_TEST(back.timeindex[0] == original.timeindex[0]);
+  BOOST_TEST(back.timeindex[6] == original.timeindex[6]);
+  // Archive hides it and refuses assignments; restore brings it back.
+  BOOST_TEST(s.call("POST", "/v1/profiles/sidamo:archive", "operator", "{}").status == 200);
+  BOOST_TEST(body(s.call("GET", "/v1/profiles", "viewer")).as_array().empty());
+  BOOST_TEST(body(s.call("GET", "/v1/profiles?archived=true", "viewer")).as_array().size() == 1u);
+  BOOST_TEST(s.call("POST", "/v1/devices/r1-prof:profile", "operator", R"({"profile": "sidamo"})")
+                 .status == 409);
+  BOOST_TEST(s.call("POST", "/v1/profiles/sidamo:restore", "operator", "{}").status == 200);
+  BOOST_TEST(s.call("POST", "/v1/devices/r1-prof:profile", "operator", R"({"profile": "nosuch"})")
+                 .status == 404);
+  auto assigned =
+      s.call("POST", "/v1/devices/r1-prof:profile", "operator", R"({"profile": "sidamo"})");
+  BOOST_REQUIRE_MESSAGE(assigned.status == 200, assigned.body);
+
+  // The CLI: local (the server's storage) and client mode.
+  auto listed = s.kiln({"profiles", "list", "--tenant", "acme"});
+  BOOST_TEST(listed.exit_code == 0, listed.err);
+  BOOST_TEST(contains(listed.out, "sidamo"), listed.out);
+  BOOST_TEST(contains(listed.out, "v2"), listed.out);
+  const std::string url = "http://127.0.0.1:" + std::to_string(s.port);
+  auto shown =
+      s.kiln({"profiles", "show", "sidamo@1", "--server", url, "--api-key", s.keys.at("viewer")});
+  BOOST_TEST(shown.exit_code == 0, shown.err);
+  BOOST_TEST(contains(shown.out, "fcs_time: target 388.0 tolerance 30.0"), shown.out);
+  const auto file = s.dir.path() / "sidamo.alog";
+  auto cli_export = s.kiln({"profiles", "export", "sidamo@2", "-o", file.string(), "--server", url,
+                            "--api-key", s.keys.at("viewer")});
+  BOOST_TEST(cli_export.exit_code == 0, cli_export.err);
+  std::ifstream exp(file);
+  std::stringstream exp_text;
+  exp_text << exp.rdbuf();
+  BOOST_TEST(roast::parse_alog(exp_text.str()).time.size() == original.time.size());
+  auto refused = s.kiln({"profiles", "import", file.string(), "--name", "again", "--server", url,
+                         "--api-key", s.keys.at("viewer")});
+  BOOST_TEST(refused.exit_code == 1);
+  BOOST_TEST(contains(refused.err, "403"), refused.err);
+
+  // A roast on the device: its session records profile v2, and the mission passes QC against it.
+  auto added = s.call("POST", "/v1/devices", "operator", R"({"device": "r1-prof"})");
+  BOOST_REQUIRE_MESSAGE(added.status == 201, added.body);
+  send_roast(s, "r1-prof", key_of(body(added)));
+  const json::value session = reported_session(s, "r1-prof");
+  BOOST_TEST(session.at("profile").at("name").as_string() == "sidamo");
+  BOOST_TEST(session.at("profile").at("version").as_int64() == 2);
+  json::value m = mission_in(s, std::string(session.at("mission_id").as_string()),
+                             {"DONE", "FAILED", "QUARANTINED"});
+  BOOST_REQUIRE_MESSAGE(m.at("state").as_string() == "DONE", json::serialize(m));
+  const auto& steps = m.at("steps").as_array();
+  BOOST_TEST(steps[0].at("output").at("curve").at("phases") == p1.at("phases"));
+  const auto& qc = steps[2].at("output");
+  BOOST_TEST(qc.at("verdict").as_string() != "fail", json::serialize(qc));
+  BOOST_TEST(qc.at("targets").at("fcs_time").at("tolerance").as_int64() == 20);
+  std::set<std::string> checked;
+  for (const auto& c : qc.at("checks").as_array())
+    checked.insert(std::string(c.at("check").as_string()));
+  for (const char* t : {"fcs_time", "drop_time", "drop_bt", "dtr"}) BOOST_TEST(checked.count(t), t);
+  auto ledger = s.kiln({"ledger", "export"});
+  for (const char* kind : {"\"profile.saved\"", "\"profile.archived\"", "\"profile.restored\"",
+                           "\"profile.assigned\""})
+    BOOST_TEST(contains(ledger.out, kind),
+               kind);  // Devices, sessions and profiles are projections: `kiln ledger replay`
+                       // rebuilds them from the
+  // ledger alone, and a changed live row shows up.
+  auto replay = s.kiln({"ledger", "replay", "--json"});
+  BOOST_TEST(replay.exit_code == 0, replay.out + replay.err);
+  {
+    storage::Connection c(s.dir.path() / "var/kiln.db", storage::Connection::Mode::kReadWrite);
+    c.exec("UPDATE profile_names SET latest = 1 WHERE name = 'sidamo'");
+  }
+  replay = s.kiln({"ledger", "replay"});
+  BOOST_TEST(replay.exit_code == 1, replay.out + replay.err);
+  BOOST_TEST(contains(replay.out, "profile name acme/sidamo: latest: live 1, replayed 2"),
+             replay.out);
 }
 
 // The command line end to end: a device key, `kiln record` of the simulated roaster into the
@@ -425,13 +558,7 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
   BOOST_REQUIRE_MESSAGE(session.is_object(), s.call("GET", "/v1/sessions", "viewer").body);
   BOOST_TEST(session.at("close_reason").as_string() == "drop");
   const std::string mission(session.at("mission_id").as_string());
-  json::value m;
-  for (int i = 0; i < 300; ++i) {
-    m = body(s.call("GET", "/v1/missions/" + mission, "viewer"));
-    const std::string state(m.at("state").as_string());
-    if (state == "DONE" || state == "FAILED" || state == "QUARANTINED") break;
-    std::this_thread::sleep_for(100ms);
-  }
+  json::value m = mission_in(s, mission, {"DONE", "FAILED", "QUARANTINED"});
   // The simulated roast meets the default targets: no approval needed.
   BOOST_REQUIRE_MESSAGE(m.at("state").as_string() == "DONE", json::serialize(m));
   const auto& steps = m.at("steps").as_array();

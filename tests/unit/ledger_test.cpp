@@ -1,5 +1,9 @@
 // Storage and the hash-chained ledger: migrations, durability of appends, tamper detection.
 #define BOOST_TEST_MODULE ledger
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <set>
@@ -86,6 +90,60 @@ BOOST_FIXTURE_TEST_CASE(the_chain_continues_across_reopen, Db) {
   BOOST_TEST(b.seq == 2);
   BOOST_TEST(b.prev_hash == head);
   BOOST_TEST(l.verify().ok);
+}
+
+// The hand-off between callers and the writer (one wake per finished group) under churn: many
+// callers mixing appends, commands that throw, asynchronous appends and flushes. A lost wake
+// would leave a caller waiting forever, so a watchdog fails the test instead of hanging it.
+BOOST_FIXTURE_TEST_CASE(no_caller_waits_forever_under_churn, Db) {
+  std::atomic<bool> done{false};
+  std::thread watchdog([&] {
+    for (int i = 0; i < 1200 && !done; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (!done) {
+      std::fprintf(stderr, "FAIL: a ledger caller was never woken (120 s)\n");
+      std::_Exit(1);
+    }
+  });
+  {
+    ledger::SqliteLedger l(path);
+    constexpr int kThreads = 12, kEach = 300;
+    std::atomic<std::int64_t> appended{0}, refused{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t)
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < kEach; ++i) {
+          switch ((t + i) % 4) {
+            case 0:
+              l.append(ev("tick", json::object{{"t", t}, {"i", i}}));
+              ++appended;
+              break;
+            case 1:
+              try {
+                l.execute([](Connection&) -> std::vector<ledger::NewEvent> {
+                  throw std::runtime_error("refused");
+                });
+              } catch (const std::runtime_error&) {
+                ++refused;
+              }
+              break;
+            case 2:
+              l.append_async({ev("async", json::object{{"t", t}, {"i", i}})});
+              ++appended;
+              break;
+            default:
+              l.flush();
+          }
+        }
+      });
+    for (auto& th : threads) th.join();
+    l.flush();
+    BOOST_TEST(refused.load() == kThreads * kEach / 4);
+    BOOST_TEST(l.count() == appended.load());
+    BOOST_TEST(l.verify().ok);
+  }
+  done = true;
+  watchdog.join();
 }
 
 BOOST_FIXTURE_TEST_CASE(concurrent_appends_are_group_committed, Db) {

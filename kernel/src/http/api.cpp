@@ -738,7 +738,9 @@ Router build_api(ApiContext& ctx) {
       "start_t": {"type": "number"}, "charge_t": {"type": "number"},
       "end_t": {"type": ["number", "null"]}, "duration_s": {"type": "number"},
       "close_reason": {"type": ["string", "null"]}, "opened_at": {"type": "string"},
-      "closed_at": {"type": ["string", "null"]}, "mission_id": {"type": ["string", "null"]}}})");
+      "closed_at": {"type": ["string", "null"]}, "mission_id": {"type": ["string", "null"]},
+      "profile": {"type": ["object", "null"], "properties": {"name": {"type": "string"},
+                                                               "version": {"type": "integer"}}}}})");
   const auto max_envelope =
       static_cast<std::size_t>(k.config().get_int("telemetry.max_batch_bytes"));
   r.add({"POST",
@@ -942,6 +944,202 @@ Router build_api(ApiContext& ctx) {
                                  {"columns", json::array{"t", "bt", "et", "ror", "heater", "fan",
                                                          "drum", "state"}},
                                  {"samples", telemetry::samples_json(samples)}});
+         }});
+
+  // ---- Profiles -------------------------------------------------------------------------------
+  const json::value profile_schema = schema(R"({"type": "object",
+    "required": ["name", "version", "latest", "title", "tenant", "created_at", "created_by"],
+    "properties": {"name": {"type": "string"}, "version": {"type": "integer"},
+      "latest": {"type": "integer"}, "title": {"type": "string"}, "tenant": {"type": "string"},
+      "created_at": {"type": "string"}, "created_by": {"type": "string"},
+      "archived_at": {"type": ["string", "null"]},
+      "profile": {"type": "object", "description": "the profile, as roast.profile_import makes it"}}})");
+  auto version_query = [](const Request& req) -> std::optional<std::int64_t> {
+    if (!req.query.count("version")) return std::nullopt;
+    return int_query(req, "version", 1, 1, INT64_MAX);
+  };
+  auto profile_or_404 = [&k, version_query](const Request& req) {
+    auto v = version_query(req);
+    auto p = telemetry::ProfileStore::get(k.storage_path(), req.tenant, req.params.at("name"), v);
+    if (!p)
+      throw HttpError{404, "not_found",
+                      "no profile " + req.params.at("name") +
+                          (v ? " with version " + std::to_string(*v) : std::string())};
+    return *p;
+  };
+  // Runs a roast plugin tool for a profile route; its error is the route's.
+  auto profile_tool = [&k](const Request& req, const char* tool, json::object input) {
+    runtime::ToolCall call;
+    call.tool = tool;
+    call.tenant = req.tenant;
+    call.input = std::move(input);
+    call.request_id = req.request_id;
+    auto outcome = k.executor().invoke(call);
+    if (!outcome.ok()) {
+      const auto& e = outcome.error();
+      if (e.code == error_code::kUnknownTool)
+        throw HttpError{503, "unavailable",
+                        std::string("profiles need the roast plugin's ") + tool +
+                            ", which this server has not loaded"};
+      throw HttpError{tool_error_status(e.code), e.code, e.message,
+                      json::object{{"tool", e.details}}};
+    }
+    return outcome.value().output.as_object();
+  };
+  r.add({"GET",
+         "/v1/profiles",
+         "listProfiles",
+         "Roast profiles of the key's tenant (newest version of each name), by name",
+         "profiles",
+         Role::kViewer,
+         0,
+         nullptr,
+         json::object{{"type", "array"}, {"items", profile_schema}},
+         200,
+         "application/json",
+         {{"archived", "true: include archived profiles"}},
+         false,
+         [&k](Request& req) {
+           auto it = req.query.find("archived");
+           const bool all = it != req.query.end() && (it->second == "true" || it->second == "1");
+           json::array arr;
+           for (const auto& p : telemetry::ProfileStore::list(k.storage_path(), req.tenant, all))
+             arr.push_back(p.to_json(false));
+           return Response::json(200, arr);
+         }});
+  r.add({"POST",
+         "/v1/profiles",
+         "saveProfile",
+         "Save a profile as the next version of its name, from an Artisan .alog's text or a "
+         "profile's JSON (checked by the roast plugin's roast.profile_import)",
+         "profiles",
+         Role::kOperator,
+         16u << 20,
+         schema(R"({"type": "object", "required": ["name"], "additionalProperties": false,
+                    "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 64},
+                                   "title": {"type": "string"},
+                                   "alog": {"type": "string", "minLength": 1},
+                                   "profile": {"type": "object"}}})"),
+         profile_schema,
+         201,
+         "application/json",
+         {},
+         true,
+         [&k, profile_tool](Request& req) {
+           auto in = req.json.as_object();
+           const std::string name(in.at("name").as_string());
+           in.erase("name");
+           auto out = profile_tool(req, "roast.profile_import", std::move(in));
+           auto p = k.telemetry().profiles().save(req.tenant, name, out.at("profile").as_object(),
+                                                  *req.actor);
+           return Response::json(201, p.to_json(false));
+         }});
+  r.add({"GET",
+         "/v1/profiles/{name}",
+         "getProfile",
+         "One profile version with its content (the newest without ?version)",
+         "profiles",
+         Role::kViewer,
+         0,
+         nullptr,
+         profile_schema,
+         200,
+         "application/json",
+         {{"version", "this version (default: the newest)"}},
+         false,
+         [profile_or_404](Request& req) {
+           return Response::json(200, profile_or_404(req).to_json(true));
+         }});
+  r.add({"GET",
+         "/v1/profiles/{name}/versions",
+         "listProfileVersions",
+         "Every version of a profile, oldest first",
+         "profiles",
+         Role::kViewer,
+         0,
+         nullptr,
+         json::object{{"type", "array"}, {"items", profile_schema}},
+         200,
+         "application/json",
+         {},
+         false,
+         [&k](Request& req) {
+           json::array arr;
+           for (const auto& p : telemetry::ProfileStore::versions(k.storage_path(), req.tenant,
+                                                                  req.params.at("name")))
+             arr.push_back(p.to_json(false));
+           if (arr.empty())
+             throw HttpError{404, "not_found", "no profile " + req.params.at("name")};
+           return Response::json(200, arr);
+         }});
+  r.add({"GET",
+         "/v1/profiles/{name}/alog",
+         "exportProfileAlog",
+         "A profile version as an Artisan .alog file (text/plain; a Python literal dict)",
+         "profiles",
+         Role::kViewer,
+         0,
+         nullptr,
+         json::object{{"type", "string"}},
+         200,
+         "text/plain",
+         {{"version", "this version (default: the newest)"}},
+         true,
+         [profile_or_404, profile_tool](Request& req) {
+           const auto p = profile_or_404(req);
+           auto out = profile_tool(req, "roast.profile_export", json::object{{"profile", p.body}});
+           auto res = Response::text(200, std::string(out.at("alog").as_string()),
+                                     "text/plain; charset=utf-8");
+           res.headers.emplace_back(
+               "Content-Disposition",
+               "attachment; filename=\"" + p.name + "-v" + std::to_string(p.version) + ".alog\"");
+           return res;
+         }});
+  for (const bool archive : {true, false})
+    r.add({"POST",
+           archive ? "/v1/profiles/{name}:archive" : "/v1/profiles/{name}:restore",
+           archive ? "archiveProfile" : "restoreProfile",
+           archive ? "Archive a profile with all its versions (hidden from lists, not assignable)"
+                   : "Restore an archived profile",
+           "profiles",
+           Role::kOperator,
+           0,
+           schema(kActionBody),
+           profile_schema,
+           200,
+           "application/json",
+           {},
+           true,
+           [&k, archive](Request& req) {
+             auto p = k.telemetry().profiles().set_archived(req.tenant, req.params.at("name"),
+                                                            archive, *req.actor);
+             return Response::json(200, p.to_json(false));
+           }});
+  r.add({"POST",
+         "/v1/devices/{device}:profile",
+         "assignDeviceProfile",
+         "The profile a device roasts to from now on (name or name@version; null clears it); "
+         "sessions opened on it record the version current at CHARGE",
+         "profiles",
+         Role::kOperator,
+         0,
+         schema(R"({"type": "object", "required": ["profile"], "additionalProperties": false,
+                    "properties": {"profile": {"type": ["string", "null"], "minLength": 1}}})"),
+         schema(R"({"type": "object", "required": ["device", "profile"],
+                    "properties": {"device": {"type": "string"},
+                                   "profile": {"type": ["string", "null"]}}})"),
+         200,
+         "application/json",
+         {},
+         true,
+         [&k](Request& req) {
+           const auto& v = req.json.as_object().at("profile");
+           std::optional<std::string> profile;
+           if (v.is_string()) profile = std::string(v.as_string());
+           k.telemetry().profiles().assign(req.tenant, req.params.at("device"), profile,
+                                           *req.actor);
+           return Response::json(200,
+                                 json::object{{"device", req.params.at("device")}, {"profile", v}});
          }});
 
   // ---- Ledger ---------------------------------------------------------------------------------

@@ -264,7 +264,10 @@ void SqliteLedger::writer_loop() {
     auto finish = [&] {
       for (Pending* p : batch)
         if (p->async) delete p;
-      finished_[group % 2].store(group, std::memory_order_release);
+      // seq_cst, not release: notify_all skips the wake when it sees no waiter, and a waiter
+      // registers before it reads the word; only a full barrier between this store and that
+      // check keeps a waiter from reading the old value after the check saw none (a lost wake).
+      finished_[group % 2].store(group, std::memory_order_seq_cst);
       finished_[group % 2].notify_all();
     };
     if (open_error) {

@@ -1,5 +1,6 @@
 #include "missions/projection.hpp"
 
+#include <iterator>
 #include <map>
 
 #include <boost/json.hpp>
@@ -7,6 +8,9 @@
 #include "auth/keys.hpp"
 #include "storage/schema.hpp"
 #include "storage/sqlite.hpp"
+#include "telemetry/devices.hpp"
+#include "telemetry/profiles.hpp"
+#include "telemetry/sessions.hpp"
 
 namespace kiln::missions {
 namespace json = boost::json;
@@ -241,6 +245,26 @@ const char* kMissionsSql = "SELECT * FROM missions ORDER BY id";
 const char* kStepsSql = "SELECT * FROM mission_steps ORDER BY mission_id, step";
 const char* kKeysSql = "SELECT * FROM api_keys ORDER BY id";
 
+// The other projections of the ledger, each with its key columns: (what, query, key columns).
+struct Table {
+  const char* what;
+  const char* sql;
+  int key_columns;
+};
+const Table kOtherTables[] = {
+    {"device key", "SELECT * FROM device_keys ORDER BY kid", 1},
+    {"session", "SELECT * FROM telemetry_sessions ORDER BY id", 1},
+    {"profile", "SELECT * FROM profiles ORDER BY tenant, name, version", 3},
+    {"profile name", "SELECT * FROM profile_names ORDER BY tenant, name", 2},
+    {"device profile", "SELECT * FROM device_profiles ORDER BY tenant, device", 2},
+};
+
+bool projected(const std::string& kind) {
+  for (const char* prefix : {"mission.", "step.", "key.", "device.", "session.", "profile."})
+    if (kind.rfind(prefix, 0) == 0) return true;
+  return false;
+}
+
 }  // namespace
 
 ReplayReport replay(const std::filesystem::path& db_path, const std::filesystem::path& scratch,
@@ -277,11 +301,13 @@ ReplayReport replay(const std::filesystem::path& db_path, const std::filesystem:
       ledger::Event e{st.int64(0), st.text(1), st.text(2), st.text(3),
                       st.text(4),  st.text(5), st.text(6), st.text(7)};
       ++r.events;
-      if (e.kind.rfind("mission.", 0) == 0 || e.kind.rfind("step.", 0) == 0 ||
-          e.kind.rfind("key.", 0) == 0) {
+      if (projected(e.kind)) {
         ++r.mission_events;
         project(out, e);
         auth::project_keys(out, e);
+        telemetry::project_devices(out, e);
+        telemetry::project_sessions(out, e);
+        telemetry::project_profiles(out, e);
         if (++in_tx == 10000) {
           tx->commit();
           tx.emplace(out);
@@ -293,6 +319,8 @@ ReplayReport replay(const std::filesystem::path& db_path, const std::filesystem:
     Rows live_missions = dump(live, kMissionsSql, 1);
     Rows live_steps = dump(live, kStepsSql, 2);
     Rows live_keys = dump(live, kKeysSql, 1);
+    std::vector<Rows> live_other;
+    for (const auto& t : kOtherTables) live_other.push_back(dump(live, t.sql, t.key_columns));
     live.exec("COMMIT");
     Rows rep_missions = dump(out, kMissionsSql, 1);
     Rows rep_steps = dump(out, kStepsSql, 2);
@@ -301,6 +329,10 @@ ReplayReport replay(const std::filesystem::path& db_path, const std::filesystem:
     diff("mission", live_missions, rep_missions, r.differences, max_differences);
     diff("step", live_steps, rep_steps, r.differences, max_differences);
     diff("api key", live_keys, rep_keys, r.differences, max_differences);
+    for (std::size_t i = 0; i < std::size(kOtherTables); ++i)
+      diff(kOtherTables[i].what, live_other[i],
+           dump(out, kOtherTables[i].sql, kOtherTables[i].key_columns), r.differences,
+           max_differences);
   }
   return r;
 }

@@ -23,15 +23,17 @@ void project(storage::Connection& c, const ledger::Event& e);
 
 struct ReplayReport {
   std::filesystem::path scratch;
-  std::int64_t events = 0;               // ledger events read
-  std::int64_t mission_events = 0;       // of which projected (mission, step, key events)
+  std::int64_t events = 0;  // ledger events read
+  // of which projected: mission, step, key, device, session and profile events
+  std::int64_t mission_events = 0;
   std::int64_t missions = 0;             // missions rebuilt
   std::vector<std::string> differences;  // "mission m-…: state: live DONE, replayed FAILED"
   bool ok() const { return differences.empty(); }
 };
 
-// Rebuilds the mission tables from the ledger of `db_path` into `scratch` (created fresh, kept
-// for inspection) and diffs every column of missions and mission_steps.
+// Rebuilds the tables that are projections of the ledger (missions, mission_steps, api_keys,
+// device_keys, telemetry_sessions, profiles, profile_names, device_profiles) from the ledger of
+// `db_path` into `scratch` (created fresh, kept for inspection) and diffs every column.
 ReplayReport replay(const std::filesystem::path& db_path, const std::filesystem::path& scratch,
                     std::size_t max_differences = 50);
 

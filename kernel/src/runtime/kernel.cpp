@@ -204,6 +204,7 @@ ledger::SqliteLedger& Kernel::sqlite_ledger() {
     ledger_->add_projector(&auth::project_keys);
     ledger_->add_projector(&telemetry::project_devices);
     ledger_->add_projector(&telemetry::project_sessions);
+    ledger_->add_projector(&telemetry::project_profiles);
     spdlog::debug("storage open: {}", storage_path().string());
   }
   return *ledger_;

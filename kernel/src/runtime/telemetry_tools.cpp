@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "telemetry/profiles.hpp"
 #include "telemetry/sessions.hpp"
 
 namespace kiln::runtime {
@@ -37,10 +38,31 @@ class SessionTool final : public Tool {
     json::object curve{{"unit", "C"}, {"time", time},     {"bt", bt},
                        {"et", et},    {"heater", heater}, {"fan", fan}};
     if (any_state) curve["state"] = state;
-    return ToolResult{
-        json::object{
-            {"session", s->to_json()}, {"samples", samples.size()}, {"curve", std::move(curve)}},
-        {}};
+    // The session's profile gives the QC targets and the phase temperatures of its analysis.
+    json::value profile = nullptr;
+    json::object targets;
+    if (s->profile) {
+      auto p = telemetry::ProfileStore::get(db, ctx.tenant, *s->profile, s->profile_version);
+      if (!p)
+        return tool_error(error_code::kInvalidInput,
+                          "session " + id + " was roasted to profile " + *s->profile + "@" +
+                              std::to_string(s->profile_version) + ", which is not stored");
+      profile = json::object{{"name", p->name}, {"version", p->version}, {"title", p->title}};
+      if (const auto* t = p->body.if_contains("targets"); t && t->is_object())
+        targets = t->as_object();
+      if (const auto* ph = p->body.if_contains("phases"); ph && ph->is_array())
+        curve["phases"] = *ph;
+    }
+    // Targets given with the call (a mission's inputs) take precedence over the profile's.
+    if (const auto* t = input.as_object().if_contains("targets");
+        t && t->is_object() && !t->as_object().empty())
+      targets = t->as_object();
+    return ToolResult{json::object{{"session", s->to_json()},
+                                   {"samples", samples.size()},
+                                   {"curve", std::move(curve)},
+                                   {"profile", std::move(profile)},
+                                   {"targets", std::move(targets)}},
+                      {}};
   }
 
  private:
@@ -82,13 +104,16 @@ std::vector<ToolDecl> telemetry_tools(
   ToolDecl session;
   session.name = "telemetry.session";
   session.description =
-      "A stored roast session of the caller's tenant: its info and its curve (time in seconds "
-      "from the session's start, BT, ET, heater, fan and the roaster's state when recorded)";
+      "A stored roast session of the caller's tenant: its info, its curve (time in seconds "
+      "from the session's start, BT, ET, heater, fan and the roaster's state when recorded; the "
+      "profile's phase temperatures), its profile and the QC targets to check it against (the "
+      "call's, else the profile's, else {} for roast.qc's defaults)";
   session.input_schema = json::parse(R"({"type": "object", "required": ["session"],
     "additionalProperties": false,
-    "properties": {"session": {"type": "string", "minLength": 1}}})");
+    "properties": {"session": {"type": "string", "minLength": 1},
+                   "targets": {"type": "object"}}})");
   session.output_schema = json::parse(R"({"type": "object",
-    "required": ["session", "samples", "curve"]})");
+    "required": ["session", "samples", "curve", "profile", "targets"]})");
   session.factory = [storage_path](HostServices&) {
     return std::make_shared<SessionTool>(storage_path);
   };

@@ -131,6 +131,39 @@ CREATE TABLE telemetry_sessions (
 );
 CREATE INDEX telemetry_sessions_by_device ON telemetry_sessions (tenant, device, start_t);
 )sql"},
+      {5, "profiles",
+       R"sql(
+-- Roast profiles: a projection of profile.saved / profile.archived / profile.restored. Every save
+-- is a new version; a version is never changed. The body is the roast plugin's profile JSON.
+CREATE TABLE profiles (
+  tenant     TEXT NOT NULL,
+  name       TEXT NOT NULL,
+  version    INTEGER NOT NULL,
+  title      TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  created_by TEXT NOT NULL,
+  body       TEXT NOT NULL,
+  PRIMARY KEY (tenant, name, version)
+) WITHOUT ROWID;
+CREATE TABLE profile_names (
+  tenant      TEXT NOT NULL,
+  name        TEXT NOT NULL,
+  latest      INTEGER NOT NULL,
+  archived_at TEXT,
+  PRIMARY KEY (tenant, name)
+) WITHOUT ROWID;
+-- The profile a device roasts to (profile.assigned); a session opened on the device records it.
+CREATE TABLE device_profiles (
+  tenant  TEXT NOT NULL,
+  device  TEXT NOT NULL,
+  profile TEXT NOT NULL,
+  set_at  TEXT NOT NULL,
+  set_by  TEXT NOT NULL,
+  PRIMARY KEY (tenant, device)
+) WITHOUT ROWID;
+ALTER TABLE telemetry_sessions ADD COLUMN profile TEXT;
+ALTER TABLE telemetry_sessions ADD COLUMN profile_version INTEGER;
+)sql"},
   };
   return migrations;
 }

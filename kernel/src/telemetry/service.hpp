@@ -1,11 +1,12 @@
-// Telemetry in one place for the kernel: the device key registry, ingestion and the
-// sessionizer, wired so that every stored batch reaches the sessionizer.
+// Telemetry in one place for the kernel: the device key registry, the profile library,
+// ingestion and the sessionizer, wired so that every stored batch reaches the sessionizer.
 #pragma once
 
 #include <memory>
 
 #include "telemetry/devices.hpp"
 #include "telemetry/ingest.hpp"
+#include "telemetry/profiles.hpp"
 #include "telemetry/sessions.hpp"
 
 namespace kiln::telemetry {
@@ -15,17 +16,20 @@ class TelemetryService {
   TelemetryService(ledger::SqliteLedger& ledger, IngestOptions ingest, SessionOptions sessions,
                    Sessionizer::DetectorFn detector, Sessionizer::ClosedFn on_closed)
       : devices_(ledger, ledger.path()),
+        profiles_(ledger, ledger.path()),
         sessionizer_(ledger, std::move(detector), std::move(on_closed), sessions),
         ingestor_(ledger, devices_, ingest, [this](const std::string& tenant, const Batch& b) {
           sessionizer_.add(tenant, b.device.device, b.samples);
         }) {}
 
   DeviceRegistry& devices() { return devices_; }
+  ProfileStore& profiles() { return profiles_; }
   Ingestor& ingestor() { return ingestor_; }
   Sessionizer& sessions() { return sessionizer_; }
 
  private:
   DeviceRegistry devices_;
+  ProfileStore profiles_;
   Sessionizer sessionizer_;
   Ingestor ingestor_;
 };

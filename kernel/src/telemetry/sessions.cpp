@@ -7,6 +7,7 @@
 
 #include "storage/sqlite.hpp"
 #include "telemetry/ingest.hpp"
+#include "telemetry/profiles.hpp"
 
 namespace kiln::telemetry {
 namespace json = boost::json;
@@ -16,7 +17,7 @@ namespace {
 
 constexpr const char* kColumns =
     "id, tenant, device, state, start_t, charge_t, end_t, close_reason, opened_at, closed_at, "
-    "mission_id";
+    "mission_id, profile, profile_version";
 
 SessionInfo row(const storage::Statement& st) {
   SessionInfo s;
@@ -31,6 +32,10 @@ SessionInfo row(const storage::Statement& st) {
   s.opened_at = st.text(8);
   if (!st.is_null(9)) s.closed_at = st.text(9);
   if (!st.is_null(10)) s.mission_id = st.text(10);
+  if (!st.is_null(11)) {
+    s.profile = st.text(11);
+    s.profile_version = st.int64(12);
+  }
   return s;
 }
 
@@ -80,7 +85,10 @@ json::object SessionInfo::to_json() const {
       {"close_reason", close_reason.empty() ? json::value(nullptr) : json::value(close_reason)},
       {"opened_at", opened_at},
       {"closed_at", closed_at ? json::value(*closed_at) : json::value(nullptr)},
-      {"mission_id", mission_id ? json::value(*mission_id) : json::value(nullptr)}};
+      {"mission_id", mission_id ? json::value(*mission_id) : json::value(nullptr)},
+      {"profile", profile
+                      ? json::value(json::object{{"name", *profile}, {"version", profile_version}})
+                      : json::value(nullptr)}};
   if (end_t) o["duration_s"] = std::round((*end_t - charge_t) * 10) / 10;
   return o;
 }
@@ -92,12 +100,19 @@ void project_sessions(Connection& c, const ledger::Event& e) {
   const std::string id(p.at("session").as_string());
   if (e.kind == "session.opened") {
     auto st = c.prepare(
-        "INSERT INTO telemetry_sessions (id, tenant, device, state, start_t, charge_t, opened_at) "
-        "VALUES (?, ?, ?, 'open', ?, ?, ?)");
+        "INSERT INTO telemetry_sessions (id, tenant, device, state, start_t, charge_t, opened_at, "
+        "profile, profile_version) VALUES (?, ?, ?, 'open', ?, ?, ?, ?, ?)");
     st.bind(1, id).bind(2, e.tenant).bind(3, std::string(p.at("device").as_string()));
     st.bind_real(4, p.at("start_t").to_number<double>())
         .bind_real(5, p.at("charge_t").to_number<double>())
         .bind(6, e.time);
+    const auto* prof = p.if_contains("profile");
+    if (prof && prof->is_object()) {
+      st.bind(7, std::string(prof->at("name").as_string()));
+      st.bind(8, prof->at("version").to_number<std::int64_t>());
+    } else {
+      st.bind_null(7).bind_null(8);
+    }
     st.step();
   } else if (e.kind == "session.closed") {
     auto st = c.prepare(
@@ -291,11 +306,27 @@ void Sessionizer::open_session(const std::string& tenant, const std::string& dev
     st.bind(1, s.id).bind(2, tenant);
     exists = st.step();
     if (exists) return {};
+    // The device's profile, pinned to the version current at CHARGE.
+    json::value profile = nullptr;
+    s.profile.reset();
+    if (auto a = ProfileStore::assigned(c, tenant, device)) {
+      if (auto r = ProfileStore::resolve(c, tenant, *a)) {
+        profile = json::object{{"name", r->first}, {"version", r->second}};
+        s.profile = r->first;
+        s.profile_version = r->second;
+      } else {
+        spdlog::warn(
+            "session {}: device {} is assigned profile '{}', which is archived or gone; "
+            "the session has no profile",
+            s.id, device, *a);
+      }
+    }
     return {ledger::NewEvent{tenant, "sessions", "session.opened",
                              json::object{{"session", s.id},
                                           {"device", device},
                                           {"start_t", s.start_t},
-                                          {"charge_t", s.charge_t}}}};
+                                          {"charge_t", s.charge_t},
+                                          {"profile", profile}}}};
   });
   if (!events.empty()) s.opened_at = events.front().time;
   spdlog::info("session {} opened (device {}, CHARGE at {:.1f})", s.id, device, charge_t);

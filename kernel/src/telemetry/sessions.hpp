@@ -46,6 +46,10 @@ struct SessionInfo {
   std::string opened_at;
   std::optional<std::string> closed_at;
   std::optional<std::string> mission_id;
+  // The profile its device was assigned when the session opened, pinned to the version then
+  // current (ProfileStore::assign); QC targets and phase temperatures come from it.
+  std::optional<std::string> profile;
+  std::int64_t profile_version = 0;
   boost::json::object to_json() const;
 };
 

@@ -13,6 +13,7 @@
 #include "artisan_detector.hpp"
 #include "kiln/plugin.hpp"
 #include "predict.hpp"
+#include "profile.hpp"
 #include "pyliteral.hpp"
 #include "qc.hpp"
 #include "report.hpp"
@@ -253,6 +254,58 @@ class AnalyzeTool final : public kiln::Tool {
   kiln::HostServices& host_;
 };
 
+// roast.profile_import: an .alog's text, or a profile's JSON, to a checked profile body.
+class ProfileImportTool final : public kiln::Tool {
+ public:
+  kiln::ToolOutcome invoke(const json::value& input, const kiln::ToolContext&) override {
+    const auto& in = input.as_object();
+    const auto* alog = in.if_contains("alog");
+    const auto* profile = in.if_contains("profile");
+    if ((alog == nullptr) == (profile == nullptr))
+      return kiln::tool_error(kiln::error_code::kInvalidInput,
+                              "give exactly one of 'alog' (an .alog file's text) and 'profile' "
+                              "(a profile's JSON)");
+    try {
+      json::object body;
+      if (alog) {
+        const auto& text = alog->as_string();
+        body = kiln::roast::profile_from_alog(std::string_view(text.data(), text.size()));
+      } else {
+        body = kiln::roast::profile_from_json(profile->as_object());
+      }
+      if (const auto* t = in.if_contains("title"); t && t->is_string() && !t->as_string().empty())
+        body["title"] = *t;
+      return kiln::ToolResult{json::object{{"profile", std::move(body)}}, {}};
+    } catch (const kiln::roast::PyLiteralError& e) {
+      return kiln::tool_error(kiln::error_code::kInvalidInput,
+                              std::string("the .alog is not a Python literal: ") + e.what());
+    } catch (const kiln::roast::AlogError& e) {
+      return kiln::tool_error(kiln::error_code::kInvalidInput,
+                              std::string(alog ? "the .alog is not a usable roast profile: "
+                                               : "the profile is not usable: ") +
+                                  e.what());
+    } catch (const std::invalid_argument& e) {
+      return kiln::tool_error(kiln::error_code::kInvalidInput,
+                              std::string("the profile's targets: ") + e.what());
+    }
+  }
+};
+
+// roast.profile_export: a profile body as an Artisan .alog.
+class ProfileExportTool final : public kiln::Tool {
+ public:
+  kiln::ToolOutcome invoke(const json::value& input, const kiln::ToolContext&) override {
+    try {
+      auto text = kiln::roast::alog_of_profile(input.as_object().at("profile").as_object());
+      return kiln::ToolResult{json::object{{"alog", text}, {"bytes", text.size()}}, {}};
+    } catch (const kiln::roast::AlogError& e) {
+      return kiln::tool_error(
+          kiln::error_code::kInvalidInput,
+          std::string("the profile cannot be written as an .alog: ") + e.what());
+    }
+  }
+};
+
 kiln::Manifest manifest() {
   kiln::Manifest m;
   m.name = "roast";
@@ -322,6 +375,36 @@ kiln::Manifest manifest() {
   predict.factory = [](kiln::HostServices& host) { return std::make_shared<PredictTool>(host); };
   predict.nonblocking = true;
   m.tools.push_back(std::move(predict));
+
+  kiln::ToolDecl pimport;
+  pimport.name = "roast.profile_import";
+  pimport.description =
+      "A roast profile from an Artisan .alog (its curve, marked events, phases, AUC, and QC "
+      "targets around it: FCs and DROP time ±30 s, DROP BT ±3 °C, DTR ±2 points) or from a "
+      "profile's JSON (checked, events recomputed, its targets kept); `kiln profiles import` and "
+      "POST /v1/profiles store it as a new version";
+  pimport.input_schema = json::parse(R"({
+    "type": "object", "additionalProperties": false,
+    "properties": {"alog": {"type": "string", "minLength": 1},
+                   "profile": {"type": "object"},
+                   "title": {"type": "string"}}})");
+  pimport.output_schema = json::parse(R"({"type": "object", "required": ["profile"]})");
+  pimport.factory = [](kiln::HostServices&) { return std::make_shared<ProfileImportTool>(); };
+  pimport.nonblocking = true;
+  m.tools.push_back(std::move(pimport));
+
+  kiln::ToolDecl pexport;
+  pexport.name = "roast.profile_export";
+  pexport.description =
+      "A roast profile written as an Artisan .alog (timex, temp1 = ET, temp2 = BT, timeindex, "
+      "phases, weight, computed) that Artisan and `kiln analyze` open";
+  pexport.input_schema = json::parse(R"({
+    "type": "object", "required": ["profile"], "additionalProperties": false,
+    "properties": {"profile": {"type": "object", "required": ["curve"]}}})");
+  pexport.output_schema = json::parse(R"({"type": "object", "required": ["alog", "bytes"]})");
+  pexport.factory = [](kiln::HostServices&) { return std::make_shared<ProfileExportTool>(); };
+  pexport.nonblocking = true;
+  m.tools.push_back(std::move(pexport));
 
   kiln::ToolDecl report;
   report.name = "roast.report";

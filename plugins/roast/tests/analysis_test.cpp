@@ -4,7 +4,10 @@
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -14,7 +17,9 @@
 #include "analysis.hpp"
 #include "artisan_detector.hpp"
 #include "predict.hpp"
+#include "profile.hpp"
 #include "pyliteral.hpp"
+#include "qc.hpp"
 
 namespace fs = std::filesystem;
 namespace json = boost::json;
@@ -136,6 +141,101 @@ BOOST_AUTO_TEST_CASE(python_literals_parse_as_python_does) {
   BOOST_TEST(o.at("f").is_double());
   BOOST_TEST(o.at("g").as_string() == "tri\nple");
   BOOST_TEST(o.at("h").as_string() == "\\d");
+}
+
+// What the .alog writer writes, the reader reads back unchanged.
+BOOST_AUTO_TEST_CASE(python_literal_writer_round_trips) {
+  json::value v = json::object{{"s", "it's a \\ \"quote\"\nline\ttab \x01 \xC3\xA9"},
+                               {"f", json::array{200.0, -0.5, 1e-7, 123456.789, 0.1}},
+                               {"i", json::array{0, -1, 527}},
+                               {"b", json::array{true, false, nullptr}},
+                               {"nested", json::object{{"k", json::array{}}}}};
+  const std::string text = python_literal(v);
+  BOOST_TEST(text.find("200.0") != std::string::npos);  // a float stays a float
+  BOOST_TEST(text.find("True, False, None") != std::string::npos);
+  auto back = parse_python_literal(text);
+  BOOST_TEST(back.at("s") == v.at("s"));
+  BOOST_TEST(back.at("i") == v.at("i"));
+  BOOST_TEST(back.at("b") == v.at("b"));
+  BOOST_TEST(back.at("nested") == v.at("nested"));
+  const auto& f = back.at("f").as_array();
+  for (std::size_t i = 0; i < f.size(); ++i)
+    BOOST_TEST(f[i].as_double() == v.at("f").as_array()[i].as_double());
+}
+
+// A profile made from each fixture, written as an .alog and read again, gives the same events,
+// phases and AUC as the original file; and its JSON imported again is the same profile.
+BOOST_DATA_TEST_CASE(profiles_round_trip_through_alog, bdata::make(fixtures()), name) {
+  const std::string original = read(kFixtures / name);
+  const auto want = to_json(analyze(parse_alog(original), AnalysisOptions{}));
+  const auto profile = profile_from_alog(original);
+  BOOST_TEST(profile.at("format").as_string() == kProfileFormat);
+  BOOST_TEST(profile.at("events") == want.at("events"));
+  const auto log = parse_alog(alog_of_profile(profile));
+  const auto got = to_json(analyze(log, AnalysisOptions{}));
+  BOOST_TEST(got.at("events") == want.at("events"));
+  BOOST_TEST(got.at("phases") == want.at("phases"));
+  BOOST_TEST(got.at("auc") == want.at("auc"));
+  BOOST_TEST(got.at("event_sources") == want.at("event_sources"));
+  // Targets sit on the reference roast: it passes every one of them (the RoR may still warn).
+  const auto& targets = profile.at("targets").as_object();
+  const auto qc = run_qc(want, targets);
+  for (const auto& c : qc.at("checks").as_array())
+    if (targets.contains(c.at("check").as_string()))
+      BOOST_TEST(c.at("result").as_string() == "pass", json::serialize(c));
+  BOOST_TEST(profile.at("targets").as_object().size() == 4u);
+  const auto again = profile_from_json(profile);
+  for (const char* k : {"events", "phases", "curve", "targets", "summary", "title", "unit"})
+    BOOST_TEST(again.at(k) == profile.at(k), k);
+}
+
+// Python itself (ast.literal_eval, not our reader) accepts the written .alog.
+BOOST_AUTO_TEST_CASE(exported_alog_is_a_python_literal) {
+  auto profile = profile_from_alog(read(kFixtures / fixtures().front()));
+  profile["title"] = "Ethiopia 'Jigesa' \\ \xC3\xA9\nlot 2";
+  const fs::path file =
+      fs::temp_directory_path() / ("kiln-profile-" + std::to_string(::getpid()) + ".alog");
+  std::ofstream(file, std::ios::binary) << alog_of_profile(profile);
+  const fs::path out = file.string() + ".out";
+  const std::string cmd =
+      "/usr/bin/python3 -c \"import ast,sys; d = ast.literal_eval(open(sys.argv[1], "
+      "encoding='utf-8').read()); print(len(d['timex']), d['timeindex'][0], d['timeindex'][6], "
+      "d['mode'], type(d['temp2'][0]).__name__, d['title'] == 'Ethiopia \\'Jigesa\\' \\\\ "
+      "\\u00e9\\nlot 2')\" " +
+      file.string() + " > " + out.string();
+  BOOST_REQUIRE_MESSAGE(std::system(cmd.c_str()) == 0, "python3 could not read " << file);
+  const auto log = parse_alog(read(file));
+  std::ostringstream want;
+  want << log.time.size() << " " << log.timeindex[0] << " " << log.timeindex[6]
+       << " C float True\n";
+  BOOST_TEST(read(out) == want.str());
+  fs::remove(file);
+  fs::remove(out);
+}
+
+// A profile's JSON with bad parts is refused naming what is wrong.
+BOOST_AUTO_TEST_CASE(bad_profiles_are_refused) {
+  auto good = profile_from_alog(read(kFixtures / fixtures().front()));
+  auto no_curve = good;
+  no_curve.erase("curve");
+  BOOST_CHECK_EXCEPTION(profile_from_json(no_curve), AlogError, [](const AlogError& e) {
+    return std::string(e.what()).find("profile.curve") != std::string::npos;
+  });
+  auto short_bt = good;
+  short_bt["curve"].as_object()["bt"].as_array().pop_back();
+  BOOST_CHECK_THROW(profile_from_json(short_bt), AlogError);
+  auto bad_target = good;
+  bad_target["targets"] = json::object{{"fcs_time", json::object{{"target", "soon"}}}};
+  BOOST_CHECK_EXCEPTION(profile_from_json(bad_target), std::invalid_argument,
+                        [](const std::invalid_argument& e) {
+                          return std::string(e.what()).find("fcs_time") != std::string::npos;
+                        });
+  auto unknown_metric = good;
+  unknown_metric["targets"] = json::object{{"colour", json::object{{"min", 1}, {"max", 2}}}};
+  BOOST_CHECK_THROW(profile_from_json(unknown_metric), std::invalid_argument);
+  auto no_charge = good;
+  no_charge["events"].as_object()["CHARGE"] = nullptr;
+  BOOST_CHECK_THROW(profile_from_json(no_charge), AlogError);
 }
 
 BOOST_AUTO_TEST_CASE(malformed_literals_name_line_and_column) {

@@ -57,6 +57,9 @@ struct Args {
   std::optional<std::string> device;      // --device D
   bool wait = false;
   bool until_idle = false;
+  bool all = false;                  // --all (profiles list: archived too)
+  bool clear = false;                // --clear (devices profile)
+  std::optional<std::string> title;  // --title T
 };
 
 // Throws std::invalid_argument with a usage message.

@@ -17,6 +17,7 @@
 #include "cli/args.hpp"
 #include "cli/json_print.hpp"
 #include "cli/mission_commands.hpp"
+#include "cli/profile_commands.hpp"
 #include "cli/remote.hpp"
 #include "cli/telemetry_commands.hpp"
 #include "common/log.hpp"
@@ -89,6 +90,10 @@ Commands:
   sessions list|show ID    roast sessions (opened at CHARGE, closed at DROP)
   report SESSION -o FILE   the HTML report of a session (analysis, QC, chart)
   predict SESSION          expected FCs and DROP from the curve so far, with a band
+  profiles list|show|versions|import|export|archive|restore
+                           roast profiles: versions, Artisan .alog import and export
+  devices profile DEVICE NAME[@V] | --clear
+                           the profile a roaster roasts to (its sessions' QC targets)
   version                  kiln, ABI, compiler and Boost versions
 
 Client mode (a running `kiln serve`): plugins list, nodes, gate status, tool list|invoke,
@@ -275,6 +280,12 @@ Args parse(const std::vector<std::string>& argv) {
       a.wait = true;
     else if (s == "--until-idle")
       a.until_idle = true;
+    else if (s == "--all")
+      a.all = true;
+    else if (s == "--clear")
+      a.clear = true;
+    else if (is("--title"))
+      a.title = value("--title");
     else if (is("--param"))
       a.params.push_back(value("--param"));
     else if (is("--idempotency-key"))
@@ -974,6 +985,14 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
       {"sessions show", [](auto& a, auto& o, auto&) { return cmd_sessions_show(a, o); }},
       {"report", [](auto& a, auto& o, auto& e) { return cmd_report(a, o, e); }},
       {"predict", [](auto& a, auto& o, auto& e) { return cmd_predict(a, o, e); }},
+      {"profiles list", [](auto& a, auto& o, auto& e) { return cmd_profiles(a, o, e); }},
+      {"profiles show", [](auto& a, auto& o, auto& e) { return cmd_profiles(a, o, e); }},
+      {"profiles versions", [](auto& a, auto& o, auto& e) { return cmd_profiles(a, o, e); }},
+      {"profiles import", [](auto& a, auto& o, auto& e) { return cmd_profiles(a, o, e); }},
+      {"profiles export", [](auto& a, auto& o, auto& e) { return cmd_profiles(a, o, e); }},
+      {"profiles archive", [](auto& a, auto& o, auto& e) { return cmd_profiles(a, o, e); }},
+      {"profiles restore", [](auto& a, auto& o, auto& e) { return cmd_profiles(a, o, e); }},
+      {"devices profile", [](auto& a, auto& o, auto& e) { return cmd_profiles(a, o, e); }},
       {"keys revoke", [](auto& a, auto& o, auto&) { return cmd_keys_revoke(a, o); }},
   };
   if (a.positional.empty()) {
@@ -1007,9 +1026,11 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
     auto it = kHelp.find(name);
     auto mit = mission_help().find(name);
     auto tit = telemetry_help().find(name);
+    auto pit = profile_help().find(name);
     out << (it != kHelp.end()               ? it->second
             : mit != mission_help().end()   ? mit->second
             : tit != telemetry_help().end() ? tit->second
+            : pit != profile_help().end()   ? pit->second
                                             : std::string(kMainHelp));
     return runtime::kExitOk;
   }

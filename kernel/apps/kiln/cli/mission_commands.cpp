@@ -78,9 +78,10 @@ by a dead process is reclaimed once its lease lapses).
 )"},
       {"ledger replay", R"(Usage: kiln ledger replay [--scratch FILE] [--json]
 
-Rebuilds the mission tables from the ledger alone into a scratch database (default: next to
-storage.path, named *.replay.db, kept for inspection) and compares every column of every
-mission and step with the live tables. Exit 0 when they match; 1 listing the differences.
+Rebuilds the tables that are projections of the ledger (missions and steps, API keys, device
+keys, roast sessions, profiles and device profiles) from the ledger alone into a scratch database
+(default: next to storage.path, named *.replay.db, kept for inspection) and compares every column
+of every row with the live tables. Exit 0 when they match; 1 listing the differences.
 )"},
       {"keys create",
        R"(Usage: kiln keys create --tenant TENANT --role viewer|operator|approver|admin [--name N]
@@ -454,8 +455,9 @@ int cmd_ledger_replay(const Args& a, std::ostream& out) {
                                {"scratch", r.scratch.string()},
                                {"differences", diffs}});
   } else if (r.ok()) {
-    out << "replay matches: " << r.missions << " missions rebuilt from " << r.mission_events
-        << " of " << r.events << " ledger events (scratch: " << r.scratch.string() << ")\n";
+    out << "replay matches: " << r.missions << " missions (and keys, devices, sessions, profiles) "
+        << "rebuilt from " << r.mission_events << " of " << r.events
+        << " ledger events (scratch: " << r.scratch.string() << ")\n";
   } else {
     out << "replay DIFFERS from the live tables (" << r.differences.size()
         << " difference(s)), scratch kept at " << r.scratch.string() << ":\n";

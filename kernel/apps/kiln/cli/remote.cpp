@@ -21,18 +21,7 @@ namespace json = boost::json;
 namespace {
 
 std::string enc(const std::string& s) {
-  std::string out;
-  static const char* hex = "0123456789ABCDEF";
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
+  return url_encode(s);
 }
 
 struct Remote {
@@ -100,17 +89,38 @@ std::string say_format(const Args& a) {
   return "wav";
 }
 
+ServerTarget server_target(const Args& a) {
+  ServerTarget t{a.server.value_or(""), a.api_key.value_or("")};
+  if (t.url.empty())
+    if (const char* env = std::getenv("KILN_SERVER_URL")) t.url = env;
+  if (t.key.empty())
+    if (const char* env = std::getenv("KILN_API_KEY")) t.key = env;
+  return t;
+}
+
+std::string url_encode(const std::string& s) {
+  std::string out;
+  static const char* hex = "0123456789ABCDEF";
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
 std::optional<int> run_remote(const std::string& name, const Args& a, std::ostream& out,
                               std::ostream& err) {
   // These talk to the server themselves (record sends telemetry, report invokes tools).
-  if (name == "record" || name == "report" || name == "predict") return std::nullopt;
-  std::string url = a.server.value_or("");
-  if (url.empty())
-    if (const char* env = std::getenv("KILN_SERVER_URL")) url = env;
+  if (name == "record" || name == "report" || name == "predict" ||
+      name.rfind("profiles ", 0) == 0 || name == "devices profile")
+    return std::nullopt;
+  const auto [url, key] = server_target(a);
   if (url.empty()) return std::nullopt;
-  std::string key = a.api_key.value_or("");
-  if (key.empty())
-    if (const char* env = std::getenv("KILN_API_KEY")) key = env;
   Remote r{http::Client(url), key, name};
 
   if (name == "say") {

@@ -9,6 +9,17 @@
 
 namespace kiln::cli {
 
+// The server a command talks to: --server / KILN_SERVER_URL (empty: none, run locally) and
+// --api-key / KILN_API_KEY.
+struct ServerTarget {
+  std::string url;
+  std::string key;
+};
+ServerTarget server_target(const Args& a);
+
+// Percent-encodes a path segment or query value.
+std::string url_encode(const std::string& s);
+
 // Runs command `name` against the server when one is given; nullopt when none is.
 // The audio format of `kiln say`: --format, else the -o file's extension, else wav.
 std::string say_format(const Args& a);

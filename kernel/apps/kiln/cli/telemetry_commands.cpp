@@ -15,6 +15,7 @@
 #include <boost/json.hpp>
 
 #include "cli/json_print.hpp"
+#include "cli/remote.hpp"
 #include "http/client.hpp"
 #include "kiln/nodes/telemetry_driver.hpp"
 #include "runtime/kernel.hpp"
@@ -158,8 +159,9 @@ expected, with an early/late band. With --server the server's tools do it.
 )"},
       {"report", R"(Usage: kiln report SESSION -o FILE.html [--tenant T]
 
-Analyses a roast session (events, phases, RoR), checks it against the QC targets and writes the
-HTML report (inline SVG chart, opens offline) to FILE. With --server the server's tools do it.
+Analyses a roast session (events, phases, RoR), checks it against the QC targets (its profile's,
+else roast.qc's defaults) and writes the HTML report (inline SVG chart, opens offline) to FILE.
+With --server the server's tools do it.
 )"},
   };
   return help;
@@ -270,14 +272,10 @@ struct Invoker {
   std::string key;
   std::string tenant;
   explicit Invoker(const Args& a) : tenant(a.tenant) {
-    key = a.api_key.value_or("");
-    if (key.empty())
-      if (const char* env = std::getenv("KILN_API_KEY")) key = env;
-    std::string url = a.server.value_or("");
-    if (url.empty())
-      if (const char* env = std::getenv("KILN_SERVER_URL")) url = env;
-    if (!url.empty())
-      client.emplace(url);
+    const auto target = server_target(a);
+    key = target.key;
+    if (!target.url.empty())
+      client.emplace(target.url);
     else
       k = boot(a, true);
   }
@@ -320,7 +318,7 @@ int cmd_report(const Args& a, std::ostream& out, std::ostream& err) {
     err << "kiln report: analysis: " << an.error().message << "\n";
     return runtime::kExitFailed;
   }
-  auto qc = invoke("roast.qc", {{"analysis", an.value()}});
+  auto qc = invoke("roast.qc", {{"analysis", an.value()}, {"targets", s.value().at("targets")}});
   if (!qc.ok() && qc.error().code != "qc_failed") {
     err << "kiln report: quality check: " << qc.error().code << ": " << qc.error().message << "\n";
     return runtime::kExitFailed;
@@ -413,12 +411,7 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   }
   const auto info = opened.value();
 
-  std::string url = a.server.value_or("");
-  if (url.empty())
-    if (const char* env = std::getenv("KILN_SERVER_URL")) url = env;
-  std::string api_key = a.api_key.value_or("");
-  if (api_key.empty())
-    if (const char* env = std::getenv("KILN_API_KEY")) api_key = env;
+  const auto [url, api_key] = server_target(a);
   std::optional<http::Client> client;
   if (!url.empty()) client.emplace(url, std::chrono::seconds(10));
   const fs::path spool = a.spool ? fs::path(*a.spool) : fs::path("var/spool") / cred.device;

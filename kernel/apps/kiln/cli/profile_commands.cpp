@@ -1,0 +1,389 @@
+// `kiln profiles ...` and `kiln devices profile`: see profile_commands.hpp.
+#include "cli/profile_commands.hpp"
+
+#include <cstdlib>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+
+#include <boost/json.hpp>
+
+#include "cli/json_print.hpp"
+#include "cli/remote.hpp"
+#include "http/client.hpp"
+#include "runtime/kernel.hpp"
+#include "telemetry/profiles.hpp"
+
+namespace kiln::cli {
+namespace json = boost::json;
+namespace fs = std::filesystem;
+using runtime::Kernel;
+
+const std::map<std::string, std::string>& profile_help() {
+  static const std::map<std::string, std::string> help = {
+      {"profiles list", R"(Usage: kiln profiles list [--tenant T] [--all] [--json]
+
+Roast profiles of the tenant: name, newest version, title, when it was saved. --all includes
+archived ones.
+)"},
+      {"profiles show", R"(Usage: kiln profiles show NAME[@VERSION] [--tenant T] [--json]
+
+One profile version (the newest without @VERSION): its events, phases, QC targets and where it
+came from; --json prints everything, the curve included.
+)"},
+      {"profiles versions", R"(Usage: kiln profiles versions NAME [--tenant T] [--json]
+
+Every version of a profile, oldest first.
+)"},
+      {"profiles import", R"(Usage: kiln profiles import FILE --name NAME [--title T] [--tenant T]
+
+Saves FILE as the next version of profile NAME (version 1 for a new name): an Artisan .alog (its
+curve, marked events and phases; QC targets around it: FCs and DROP time ±30 s, DROP BT ±3 °C,
+DTR ±2 points), or a profile's JSON (`kiln profiles export --format json`, e.g. with its targets
+edited). The roast plugin reads and checks it; every version is kept and is in the ledger.
+)"},
+      {"profiles export", R"(Usage: kiln profiles export NAME[@VERSION] -o FILE [--format alog|json]
+
+Writes a profile version as an Artisan .alog (opens in Artisan and `kiln analyze`) or as its
+JSON (the format follows FILE's extension unless --format says).
+)"},
+      {"profiles archive", R"(Usage: kiln profiles archive NAME [--tenant T]
+
+Archives a profile with all its versions: hidden from `profiles list`, not assignable to a device;
+sessions that used it keep their version. `kiln profiles restore NAME` brings it back.
+)"},
+      {"profiles restore", R"(Usage: kiln profiles restore NAME [--tenant T]
+
+Restores an archived profile.
+)"},
+      {"devices profile",
+       R"(Usage: kiln devices profile DEVICE NAME[@VERSION] | --clear [--tenant T]
+
+The profile DEVICE roasts to from now on. A session opened on the device records it, pinned to
+the version current at CHARGE; its roast_report mission checks QC against the profile's targets
+and analyses with its phase temperatures. --clear removes the assignment.
+)"},
+  };
+  return help;
+}
+
+namespace {
+
+// Profile commands run against the local storage (booting the kernel: the roast plugin's tools
+// read and write .alog files) or a server's routes.
+struct Library {
+  std::unique_ptr<Kernel> k;
+  std::optional<http::Client> client;
+  std::string key;
+  std::string tenant;
+
+  Library(const Args& a, bool tools) : tenant(a.tenant) {
+    const auto target = server_target(a);
+    key = target.key;
+    if (!target.url.empty()) {
+      client.emplace(target.url);
+    } else {
+      auto opts = boot_options(a, tools);
+      opts.open_storage = true;
+      k = Kernel::boot(opts);
+    }
+  }
+
+  static missions::Actor cli_actor() { return {"cli", missions::Role::kAdmin}; }
+
+  // A route's 2xx body (text), or the server's error as an exception.
+  std::string call(const std::string& method, const std::string& target,
+                   const std::string& body = "") {
+    std::vector<std::pair<std::string, std::string>> h;
+    if (!body.empty()) h.emplace_back("Content-Type", "application/json");
+    if (!key.empty()) h.emplace_back("Authorization", "Bearer " + key);
+    auto res = client->request(method, target, body, h);
+    if (res.status >= 200 && res.status < 300) return res.body;
+    std::string message = res.body;
+    json::error_code ec;
+    auto v = json::parse(res.body, ec);
+    if (!ec && v.is_object() && v.as_object().contains("error"))
+      message = std::string(v.at("error").at("code").as_string()) + ": " +
+                std::string(v.at("error").at("message").as_string());
+    throw std::runtime_error("server answered " + std::to_string(res.status) + " " + message +
+                             (res.status == 401 && key.empty()
+                                  ? " (pass --api-key KEY or set KILN_API_KEY)"
+                                  : std::string()));
+  }
+
+  json::object tool(const char* name, json::object input) {
+    runtime::ToolCall c;
+    c.tool = name;
+    c.tenant = tenant;
+    c.input = std::move(input);
+    auto r = k->executor().invoke(c);
+    if (!r.ok()) {
+      if (r.error().code == error_code::kUnknownTool)
+        throw std::runtime_error(
+            std::string(name) + " is not available: profiles need the roast plugin (plugins list)");
+      throw std::runtime_error(r.error().code + ": " + r.error().message);
+    }
+    return r.value().output.as_object();
+  }
+
+  static std::string enc(const std::string& s) { return url_encode(s); }
+  static std::string version_query(const telemetry::ProfileRef& r) {
+    return r.version ? "?version=" + std::to_string(*r.version) : std::string();
+  }
+
+  json::array list(bool all) {
+    if (client)
+      return json::parse(call("GET", all ? "/v1/profiles?archived=true" : "/v1/profiles"))
+          .as_array();
+    json::array arr;
+    for (const auto& p : telemetry::ProfileStore::list(k->storage_path(), tenant, all))
+      arr.push_back(p.to_json(false));
+    return arr;
+  }
+
+  json::object show(const telemetry::ProfileRef& r) {
+    if (client)
+      return json::parse(call("GET", "/v1/profiles/" + enc(r.name) + version_query(r))).as_object();
+    auto p = telemetry::ProfileStore::get(k->storage_path(), tenant, r.name, r.version);
+    if (!p)
+      throw missions::MissionError(
+          missions::MissionError::Code::kNotFound,
+          "no profile " + r.name +
+              (r.version ? " with version " + std::to_string(*r.version) : std::string()) +
+              " in tenant " + tenant + " (kiln profiles list)");
+    return p->to_json(true);
+  }
+
+  json::array versions(const std::string& name) {
+    if (client)
+      return json::parse(call("GET", "/v1/profiles/" + enc(name) + "/versions")).as_array();
+    json::array arr;
+    for (const auto& p : telemetry::ProfileStore::versions(k->storage_path(), tenant, name))
+      arr.push_back(p.to_json(false));
+    if (arr.empty())
+      throw missions::MissionError(missions::MissionError::Code::kNotFound,
+                                   "no profile " + name + " in tenant " + tenant);
+    return arr;
+  }
+
+  // {"alog": text} or {"profile": {...}} (+ "title").
+  json::object save(const std::string& name, json::object source) {
+    if (client) {
+      source["name"] = name;
+      return json::parse(call("POST", "/v1/profiles", json::serialize(source))).as_object();
+    }
+    auto out = tool("roast.profile_import", std::move(source));
+    return k->telemetry()
+        .profiles()
+        .save(tenant, name, out.at("profile").as_object(), cli_actor())
+        .to_json(false);
+  }
+
+  std::string alog(const telemetry::ProfileRef& r) {
+    if (client) return call("GET", "/v1/profiles/" + enc(r.name) + "/alog" + version_query(r));
+    auto p = show(r);
+    auto out = tool("roast.profile_export", json::object{{"profile", p.at("profile")}});
+    return std::string(out.at("alog").as_string());
+  }
+
+  json::object archive(const std::string& name, bool archived) {
+    if (client)
+      return json::parse(call("POST",
+                              "/v1/profiles/" + enc(name) + (archived ? ":archive" : ":restore"),
+                              "{}"))
+          .as_object();
+    return k->telemetry()
+        .profiles()
+        .set_archived(tenant, name, archived, cli_actor())
+        .to_json(false);
+  }
+
+  void assign(const std::string& device, const std::optional<std::string>& profile) {
+    if (client) {
+      call("POST", "/v1/devices/" + enc(device) + ":profile",
+           json::serialize(
+               json::object{{"profile", profile ? json::value(*profile) : json::value(nullptr)}}));
+      return;
+    }
+    k->telemetry().profiles().assign(tenant, device, profile, cli_actor());
+  }
+};
+
+std::string arg(const Args& a, std::size_t i, const std::string& cmd, const char* what) {
+  if (a.positional.size() <= i) throw std::invalid_argument(cmd + " needs " + what);
+  return a.positional[i];
+}
+
+void print_row(const json::object& p, std::ostream& out) {
+  out << std::left << std::setw(24) << std::string(p.at("name").as_string()) << std::setw(6)
+      << ("v" + std::to_string(p.at("version").to_number<std::int64_t>())) << std::setw(34)
+      << std::string(p.at("title").as_string()) << std::string(p.at("created_at").as_string())
+      << (p.at("archived_at").is_null() ? "" : "  (archived)") << "\n";
+}
+
+std::string text_of(const json::value& v) {
+  if (v.is_null()) return "-";
+  if (v.is_number()) {
+    std::ostringstream s;
+    s << std::fixed << std::setprecision(1) << v.to_number<double>();
+    return s.str();
+  }
+  return json::serialize(v);
+}
+
+void print_profile(const json::object& info, std::ostream& out) {
+  const auto& p = info.at("profile").as_object();
+  auto str = [&](const char* key) { return std::string(info.at(key).as_string()); };
+  out << str("name") << " v" << info.at("version").to_number<std::int64_t>() << " (newest v"
+      << info.at("latest").to_number<std::int64_t>() << "): " << str("title") << "\n  saved "
+      << str("created_at") << " by " << str("created_by")
+      << (info.at("archived_at").is_null() ? "" : ", archived") << "\n";
+  if (const auto* e = p.if_contains("events"); e && e->is_object()) {
+    out << "  events (s after CHARGE / BT):";
+    for (const char* name : {"TP", "DRY_END", "FCs", "DROP"}) {
+      const auto* ev = e->as_object().if_contains(name);
+      out << "  " << name << " ";
+      if (!ev || ev->is_null())
+        out << "-";
+      else
+        out << text_of(ev->at("time")) << " / " << text_of(ev->at("bt"));
+    }
+    out << "\n";
+  }
+  if (const auto* ph = p.if_contains("phases"); ph && ph->is_array()) {
+    out << "  phase temperatures:";
+    for (const auto& x : ph->as_array()) out << " " << text_of(x);
+    out << "\n";
+  }
+  if (const auto* t = p.if_contains("targets"); t && t->is_object()) {
+    out << "  QC targets:";
+    if (t->as_object().empty()) out << " (none: roast.qc's defaults)";
+    for (const auto& kv : t->as_object()) {
+      out << "\n    " << std::string(kv.key()) << ":";
+      if (kv.value().is_object())
+        for (const auto& f : kv.value().as_object())
+          out << " " << std::string(f.key()) << " " << text_of(f.value());
+    }
+    out << "\n";
+  }
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::invalid_argument("cannot read " + path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  const fs::path p(path);
+  if (p.has_parent_path()) fs::create_directories(p.parent_path());
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out << text;
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+int cmd_profiles(const Args& a, std::ostream& out, std::ostream&) {
+  const std::string cmd = a.positional[0] + " " + a.positional[1];
+  const std::string sub = a.positional[1];
+  if (cmd == "devices profile") {
+    const std::string device = arg(a, 2, cmd, "a DEVICE");
+    std::optional<std::string> profile;
+    if (a.clear == (a.positional.size() > 3))
+      throw std::invalid_argument("devices profile needs a profile NAME[@VERSION] or --clear");
+    if (!a.clear) profile = a.positional[3];
+    if (profile) telemetry::ProfileRef::parse(*profile);  // a clear error before booting
+    Library lib(a, false);
+    lib.assign(device, profile);
+    out << "device " << device << (profile ? " roasts to profile " + *profile : " has no profile")
+        << " (tenant " << a.tenant << ")\n";
+    return runtime::kExitOk;
+  }
+  if (sub == "list") {
+    Library lib(a, false);
+    auto arr = lib.list(a.all);
+    if (a.json) {
+      out << pretty(arr);
+    } else {
+      if (arr.empty()) out << "no profiles (kiln profiles import FILE.alog --name NAME)\n";
+      for (const auto& p : arr) print_row(p.as_object(), out);
+    }
+    return runtime::kExitOk;
+  }
+  if (sub == "show") {
+    auto ref = telemetry::ProfileRef::parse(arg(a, 2, cmd, "a profile NAME[@VERSION]"));
+    Library lib(a, false);
+    auto info = lib.show(ref);
+    if (a.json)
+      out << pretty(info);
+    else
+      print_profile(info, out);
+    return runtime::kExitOk;
+  }
+  if (sub == "versions") {
+    const std::string name = arg(a, 2, cmd, "a profile NAME");
+    Library lib(a, false);
+    auto arr = lib.versions(name);
+    if (a.json)
+      out << pretty(arr);
+    else
+      for (const auto& p : arr) print_row(p.as_object(), out);
+    return runtime::kExitOk;
+  }
+  if (sub == "import") {
+    const std::string file = arg(a, 2, cmd, "a FILE (.alog or .json)");
+    if (!a.name) throw std::invalid_argument("profiles import needs --name NAME");
+    telemetry::ProfileRef::parse(*a.name);
+    const std::string text = read_file(file);
+    json::object source;
+    if (ends_with(file, ".json")) {
+      json::error_code ec;
+      auto v = json::parse(text, ec);
+      if (ec || !v.is_object()) throw std::invalid_argument(file + " is not a JSON object");
+      // An exported version ({"name", "version", ..., "profile": {...}}) or a bare profile.
+      const auto* inner = v.as_object().if_contains("profile");
+      source["profile"] = inner && inner->is_object() ? *inner : v;
+    } else {
+      source["alog"] = text;
+    }
+    if (a.title) source["title"] = *a.title;
+    Library lib(a, true);
+    auto saved = lib.save(*a.name, std::move(source));
+    out << "saved profile " << std::string(saved.at("name").as_string()) << " version "
+        << saved.at("version").to_number<std::int64_t>() << " ("
+        << std::string(saved.at("title").as_string()) << ") from " << file << "\n";
+    return runtime::kExitOk;
+  }
+  if (sub == "export") {
+    auto ref = telemetry::ProfileRef::parse(arg(a, 2, cmd, "a profile NAME[@VERSION]"));
+    if (!a.out_file) throw std::invalid_argument("profiles export needs -o FILE");
+    std::string format = a.format.value_or(ends_with(*a.out_file, ".json") ? "json" : "alog");
+    if (format != "alog" && format != "json")
+      throw std::invalid_argument("--format is alog or json, not '" + format + "'");
+    Library lib(a, format == "alog");
+    std::string text =
+        format == "json" ? json::serialize(lib.show(ref).at("profile")) + "\n" : lib.alog(ref);
+    write_file(*a.out_file, text);
+    out << "wrote " << *a.out_file << " (" << format << ", " << text.size() << " bytes)\n";
+    return runtime::kExitOk;
+  }
+  if (sub == "archive" || sub == "restore") {
+    const std::string name = arg(a, 2, cmd, "a profile NAME");
+    Library lib(a, false);
+    auto p = lib.archive(name, sub == "archive");
+    out << "profile " << name << (p.at("archived_at").is_null() ? " is active" : " is archived")
+        << "\n";
+    return runtime::kExitOk;
+  }
+  throw std::invalid_argument("unknown profiles command '" + sub + "'");
+}
+
+}  // namespace kiln::cli

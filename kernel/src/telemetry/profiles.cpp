@@ -1,0 +1,315 @@
+#include "telemetry/profiles.hpp"
+
+#include <cmath>
+
+#include "storage/sqlite.hpp"
+#include "telemetry/devices.hpp"
+
+namespace kiln::telemetry {
+namespace json = boost::json;
+using missions::MissionError;
+using storage::Connection;
+
+namespace {
+
+constexpr std::size_t kMaxBodyBytes = 4 << 20;
+
+void require_operator(const missions::Actor& by, const char* what) {
+  if (by.role < missions::Role::kOperator)
+    throw MissionError(MissionError::Code::kForbidden,
+                       std::string(what) + " needs the operator role or above");
+}
+
+void check_name(const std::string& name) {
+  // Profile names follow device names: safe in URLs, file names and YAML without quoting.
+  if (!valid_device_name(name))
+    throw MissionError(MissionError::Code::kInvalidInput,
+                       "profile name '" + name +
+                           "' is not valid: use 1-64 of A-Z a-z 0-9 . _ -, starting with a letter "
+                           "or digit");
+}
+
+// What the kernel reads from a body must have the right shape; the rest is the plugin's.
+void check_body(const json::object& body) {
+  if (const auto* t = body.if_contains("title"); t && !t->is_string())
+    throw MissionError(MissionError::Code::kInvalidInput, "profile.title must be a string");
+  if (const auto* t = body.if_contains("targets"); t && !t->is_object())
+    throw MissionError(MissionError::Code::kInvalidInput,
+                       "profile.targets must be an object of QC targets");
+  if (const auto* p = body.if_contains("phases")) {
+    bool ok = p->is_array() && p->as_array().size() == 4;
+    if (ok)
+      for (const auto& x : p->as_array()) ok = ok && x.is_number();
+    if (!ok)
+      throw MissionError(
+          MissionError::Code::kInvalidInput,
+          "profile.phases must be 4 temperatures (drying end, drying end, FCs, SCs)");
+  }
+  const auto size = json::serialize(body).size();
+  if (size > kMaxBodyBytes)
+    throw MissionError(MissionError::Code::kInvalidInput,
+                       "the profile has " + std::to_string(size) + " bytes of JSON; at most " +
+                           std::to_string(kMaxBodyBytes) + " are kept");
+}
+
+constexpr const char* kColumns =
+    "p.tenant, p.name, p.version, n.latest, p.title, p.created_at, p.created_by, n.archived_at";
+
+ProfileInfo row(const storage::Statement& st) {
+  ProfileInfo p;
+  p.tenant = st.text(0);
+  p.name = st.text(1);
+  p.version = st.int64(2);
+  p.latest = st.int64(3);
+  p.title = st.text(4);
+  p.created_at = st.text(5);
+  p.created_by = st.text(6);
+  if (!st.is_null(7)) p.archived_at = st.text(7);
+  return p;
+}
+
+std::optional<ProfileInfo> get_on(Connection& c, const std::string& tenant, const std::string& name,
+                                  std::optional<std::int64_t> version) {
+  auto st = c.prepare(std::string("SELECT ") + kColumns +
+                      ", p.body FROM profiles p JOIN profile_names n ON n.tenant = p.tenant AND "
+                      "n.name = p.name WHERE p.tenant = ? AND p.name = ? AND p.version = "
+                      "coalesce(?, n.latest)");
+  st.bind(1, tenant).bind(2, name);
+  if (version)
+    st.bind(3, *version);
+  else
+    st.bind_null(3);
+  if (!st.step()) return std::nullopt;
+  auto p = row(st);
+  p.body = json::parse(st.text(8)).as_object();
+  return p;
+}
+
+}  // namespace
+
+json::object ProfileInfo::to_json(bool with_body) const {
+  json::object o{{"name", name},
+                 {"version", version},
+                 {"latest", latest},
+                 {"title", title},
+                 {"tenant", tenant},
+                 {"created_at", created_at},
+                 {"created_by", created_by},
+                 {"archived_at", archived_at ? json::value(*archived_at) : json::value(nullptr)}};
+  if (with_body) o["profile"] = body;
+  return o;
+}
+
+ProfileRef ProfileRef::parse(const std::string& text) {
+  ProfileRef r;
+  const auto at = text.rfind('@');
+  r.name = text.substr(0, at);
+  if (at != std::string::npos) {
+    const std::string v = text.substr(at + 1);
+    std::size_t used = 0;
+    long long n = 0;
+    try {
+      n = std::stoll(v, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (v.empty() || used != v.size() || n < 1)
+      throw MissionError(MissionError::Code::kInvalidInput,
+                         "'" + text + "': the version after @ must be a whole number >= 1");
+    r.version = n;
+  }
+  check_name(r.name);
+  return r;
+}
+
+ProfileStore::ProfileStore(ledger::SqliteLedger& ledger, std::filesystem::path db_path)
+    : ledger_(ledger), db_path_(std::move(db_path)) {}
+
+ProfileInfo ProfileStore::save(const std::string& tenant, const std::string& name,
+                               json::object body, const missions::Actor& by) {
+  require_operator(by, "saving a profile");
+  check_name(name);
+  check_body(body);
+  std::string title = name;
+  if (const auto* t = body.if_contains("title"); t && !t->as_string().empty())
+    title = std::string(t->as_string());
+  std::int64_t version = 0;
+  ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
+    auto st = c.prepare("SELECT latest FROM profile_names WHERE tenant = ? AND name = ?");
+    st.bind(1, tenant).bind(2, name);
+    version = st.step() ? st.int64(0) + 1 : 1;
+    return {ledger::NewEvent{tenant, "profiles", "profile.saved",
+                             json::object{{"name", name},
+                                          {"version", version},
+                                          {"title", title},
+                                          {"profile", body},
+                                          {"actor", by.to_json()}}}};
+  });
+  return *get(db_path_, tenant, name, version);
+}
+
+ProfileInfo ProfileStore::set_archived(const std::string& tenant, const std::string& name,
+                                       bool archived, const missions::Actor& by) {
+  require_operator(by, archived ? "archiving a profile" : "restoring a profile");
+  check_name(name);
+  ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
+    auto st = c.prepare("SELECT archived_at FROM profile_names WHERE tenant = ? AND name = ?");
+    st.bind(1, tenant).bind(2, name);
+    if (!st.step())
+      throw MissionError(MissionError::Code::kNotFound,
+                         "no profile '" + name + "' in tenant " + tenant + " (kiln profiles list)");
+    if (st.is_null(0) != archived) return {};  // already so: nothing to record
+    return {ledger::NewEvent{tenant, "profiles", archived ? "profile.archived" : "profile.restored",
+                             json::object{{"name", name}, {"actor", by.to_json()}}}};
+  });
+  return *get(db_path_, tenant, name);
+}
+
+void ProfileStore::assign(const std::string& tenant, const std::string& device,
+                          const std::optional<std::string>& profile, const missions::Actor& by) {
+  require_operator(by, "assigning a profile");
+  if (!valid_device_name(device))
+    throw MissionError(MissionError::Code::kInvalidInput,
+                       "device name '" + device + "' is not valid");
+  std::optional<ProfileRef> ref;
+  if (profile) ref = ProfileRef::parse(*profile);
+  ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
+    json::value value = nullptr;
+    if (ref) {
+      auto st = c.prepare(
+          "SELECT n.archived_at, (SELECT 1 FROM profiles p WHERE p.tenant = n.tenant AND p.name = "
+          "n.name AND p.version = coalesce(?, n.latest)) FROM profile_names n WHERE n.tenant = ? "
+          "AND n.name = ?");
+      if (ref->version)
+        st.bind(1, *ref->version);
+      else
+        st.bind_null(1);
+      st.bind(2, tenant).bind(3, ref->name);
+      if (!st.step())
+        throw MissionError(
+            MissionError::Code::kNotFound,
+            "no profile '" + ref->name + "' in tenant " + tenant + " (kiln profiles list)");
+      if (!st.is_null(0))
+        throw MissionError(
+            MissionError::Code::kInvalidState,
+            "profile '" + ref->name + "' is archived (kiln profiles restore " + ref->name + ")");
+      if (st.is_null(1))
+        throw MissionError(
+            MissionError::Code::kNotFound,
+            "profile '" + ref->name + "' has no version " + std::to_string(*ref->version));
+      value = json::value(*profile);
+    }
+    return {ledger::NewEvent{
+        tenant, "profiles", "profile.assigned",
+        json::object{{"device", device}, {"profile", value}, {"actor", by.to_json()}}}};
+  });
+}
+
+std::vector<ProfileInfo> ProfileStore::list(const std::filesystem::path& db,
+                                            const std::string& tenant, bool include_archived) {
+  Connection c(db, Connection::Mode::kReadOnly);
+  auto st = c.prepare(std::string("SELECT ") + kColumns +
+                      " FROM profile_names n JOIN profiles p ON p.tenant = n.tenant AND p.name = "
+                      "n.name AND p.version = n.latest WHERE n.tenant = ? AND (? OR "
+                      "n.archived_at IS NULL) ORDER BY n.name");
+  st.bind(1, tenant).bind(2, static_cast<std::int64_t>(include_archived));
+  std::vector<ProfileInfo> out;
+  while (st.step()) out.push_back(row(st));
+  return out;
+}
+
+std::optional<ProfileInfo> ProfileStore::get(const std::filesystem::path& db,
+                                             const std::string& tenant, const std::string& name,
+                                             std::optional<std::int64_t> version) {
+  Connection c(db, Connection::Mode::kReadOnly);
+  return get_on(c, tenant, name, version);
+}
+
+std::vector<ProfileInfo> ProfileStore::versions(const std::filesystem::path& db,
+                                                const std::string& tenant,
+                                                const std::string& name) {
+  Connection c(db, Connection::Mode::kReadOnly);
+  auto st = c.prepare(std::string("SELECT ") + kColumns +
+                      " FROM profiles p JOIN profile_names n ON n.tenant = p.tenant AND n.name = "
+                      "p.name WHERE p.tenant = ? AND p.name = ? ORDER BY p.version");
+  st.bind(1, tenant).bind(2, name);
+  std::vector<ProfileInfo> out;
+  while (st.step()) out.push_back(row(st));
+  return out;
+}
+
+std::optional<std::string> ProfileStore::assigned(Connection& c, const std::string& tenant,
+                                                  const std::string& device) {
+  auto st = c.prepare("SELECT profile FROM device_profiles WHERE tenant = ? AND device = ?");
+  st.bind(1, tenant).bind(2, device);
+  if (!st.step()) return std::nullopt;
+  return st.text(0);
+}
+
+std::optional<std::pair<std::string, std::int64_t>> ProfileStore::resolve(
+    Connection& c, const std::string& tenant, const std::string& ref_text) {
+  ProfileRef ref;
+  try {
+    ref = ProfileRef::parse(ref_text);
+  } catch (const MissionError&) {
+    return std::nullopt;
+  }
+  auto st = c.prepare(
+      "SELECT coalesce(?, latest) FROM profile_names WHERE tenant = ? AND name = ? AND "
+      "archived_at IS NULL");
+  if (ref.version)
+    st.bind(1, *ref.version);
+  else
+    st.bind_null(1);
+  st.bind(2, tenant).bind(3, ref.name);
+  if (!st.step()) return std::nullopt;
+  return std::make_pair(ref.name, st.int64(0));
+}
+
+void project_profiles(Connection& c, const ledger::Event& e) {
+  if (e.kind.rfind("profile.", 0) != 0) return;
+  auto v = json::parse(e.payload);
+  const auto& p = v.as_object();
+  const std::string by(p.at("actor").at("name").as_string());
+  if (e.kind == "profile.saved") {
+    const std::string name(p.at("name").as_string());
+    const auto version = p.at("version").to_number<std::int64_t>();
+    auto st = c.prepare(
+        "INSERT INTO profiles (tenant, name, version, title, created_at, created_by, body) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)");
+    st.bind(1, e.tenant).bind(2, name).bind(3, version);
+    st.bind(4, std::string(p.at("title").as_string())).bind(5, e.time).bind(6, by);
+    st.bind(7, json::serialize(p.at("profile")));
+    st.step();
+    auto n = c.prepare(
+        "INSERT INTO profile_names (tenant, name, latest, archived_at) VALUES (?, ?, ?, NULL) "
+        "ON CONFLICT (tenant, name) DO UPDATE SET latest = excluded.latest, archived_at = NULL");
+    n.bind(1, e.tenant).bind(2, name).bind(3, version);
+    n.step();
+  } else if (e.kind == "profile.archived" || e.kind == "profile.restored") {
+    auto st = c.prepare("UPDATE profile_names SET archived_at = ? WHERE tenant = ? AND name = ?");
+    if (e.kind == "profile.archived")
+      st.bind(1, e.time);
+    else
+      st.bind_null(1);
+    st.bind(2, e.tenant).bind(3, std::string(p.at("name").as_string()));
+    st.step();
+  } else if (e.kind == "profile.assigned") {
+    const std::string device(p.at("device").as_string());
+    if (p.at("profile").is_null()) {
+      auto st = c.prepare("DELETE FROM device_profiles WHERE tenant = ? AND device = ?");
+      st.bind(1, e.tenant).bind(2, device);
+      st.step();
+    } else {
+      auto st = c.prepare(
+          "INSERT INTO device_profiles (tenant, device, profile, set_at, set_by) VALUES (?, ?, ?, "
+          "?, ?) ON CONFLICT (tenant, device) DO UPDATE SET profile = excluded.profile, set_at = "
+          "excluded.set_at, set_by = excluded.set_by");
+      st.bind(1, e.tenant).bind(2, device).bind(3, std::string(p.at("profile").as_string()));
+      st.bind(4, e.time).bind(5, by);
+      st.step();
+    }
+  }
+}
+
+}  // namespace kiln::telemetry

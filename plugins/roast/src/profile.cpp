@@ -1,0 +1,284 @@
+#include "profile.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+
+#include "analysis.hpp"
+#include "qc.hpp"
+
+namespace kiln::roast {
+namespace json = boost::json;
+
+namespace {
+
+void write_float(std::string& out, double x) {
+  if (!std::isfinite(x)) throw AlogError("a profile number is not finite");
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, x);  // shortest text that reads back
+  std::string s(buf, end);
+  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";  // stays a float in Python
+  out += s;
+}
+
+void write_str(std::string& out, std::string_view s) {
+  out += '\'';
+  for (unsigned char c : s) {
+    switch (c) {
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\'':
+        out += "\\'";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\x%02x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);  // UTF-8 passes through: .alog files are UTF-8 text
+        }
+    }
+  }
+  out += '\'';
+}
+
+void write(std::string& out, const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::null:
+      out += "None";
+      break;
+    case json::kind::bool_:
+      out += v.get_bool() ? "True" : "False";
+      break;
+    case json::kind::int64:
+      out += std::to_string(v.get_int64());
+      break;
+    case json::kind::uint64:
+      out += std::to_string(v.get_uint64());
+      break;
+    case json::kind::double_:
+      write_float(out, v.get_double());
+      break;
+    case json::kind::string:
+      write_str(out, v.get_string());
+      break;
+    case json::kind::array: {
+      out += '[';
+      bool first = true;
+      for (const auto& x : v.get_array()) {
+        if (!first) out += ", ";
+        first = false;
+        write(out, x);
+      }
+      out += ']';
+      break;
+    }
+    case json::kind::object: {
+      out += '{';
+      bool first = true;
+      for (const auto& kv : v.get_object()) {
+        if (!first) out += ", ";
+        first = false;
+        write_str(out, kv.key());
+        out += ": ";
+        write(out, kv.value());
+      }
+      out += '}';
+      break;
+    }
+  }
+}
+
+json::array floats(const std::vector<double>& v) {
+  json::array a;
+  a.reserve(v.size());
+  for (double x : v) a.emplace_back(x);
+  return a;
+}
+
+std::vector<double> numbers(const json::object& o, const char* key, const char* where) {
+  const auto* v = o.if_contains(key);
+  if (!v || !v->is_array())
+    throw AlogError(std::string(where) + "." + key + " must be a list of numbers");
+  std::vector<double> out;
+  for (const auto& x : v->as_array()) {
+    if (!x.is_number())
+      throw AlogError(std::string(where) + "." + key + " holds a value that is not a number");
+    out.push_back(x.to_number<double>());
+  }
+  return out;
+}
+
+// The index of an event in a profile's "events", or `unset`.
+int event_index(const json::object& events, const char* name, int unset) {
+  const auto* e = events.if_contains(name);
+  if (!e || !e->is_object()) return unset;
+  const auto* i = e->as_object().if_contains("index");
+  if (!i || !i->is_number()) return unset;
+  return static_cast<int>(i->to_number<double>());
+}
+
+double round_to(double x, double step) {
+  return std::round(x / step) * step;
+}
+
+json::object derived_targets(const Analysis& a, char mode) {
+  json::object t;
+  if (a.fcs) t["fcs_time"] = json::object{{"target", round_to(a.fcs->time, 1)}, {"tolerance", 30}};
+  if (a.drop) {
+    t["drop_time"] = json::object{{"target", round_to(a.drop->time, 1)}, {"tolerance", 30}};
+    t["drop_bt"] =
+        json::object{{"target", round_to(a.drop->bt, 0.1)}, {"tolerance", mode == 'F' ? 5.4 : 3.0}};
+  }
+  if (a.dtr_percent)
+    t["dtr"] = json::object{{"target", round_to(*a.dtr_percent, 0.1)}, {"tolerance", 2}};
+  return t;
+}
+
+json::object build(const RoastLog& log, const Analysis& a, json::object targets,
+                   json::object source) {
+  json::object analysis = to_json(a);
+  json::object curve{{"time", floats(log.time)}, {"bt", floats(log.bt)}, {"et", floats(log.et)}};
+  if (!log.roaster_state.empty()) curve["state"] = floats(log.roaster_state);
+  return json::object{
+      {"format", kProfileFormat},
+      {"title", log.title},
+      {"unit", std::string(1, log.mode)},
+      {"phases", json::array{log.phases[0], log.phases[1], log.phases[2], log.phases[3]}},
+      {"curve", std::move(curve)},
+      {"events", analysis.at("events")},
+      {"event_sources", analysis.at("event_sources")},
+      {"summary", json::object{{"phases", analysis.at("phases")}, {"auc", analysis.at("auc")}}},
+      {"weight", json::object{{"in", log.weight_in}, {"out", log.weight_out}, {"unit", "g"}}},
+      {"targets", std::move(targets)},
+      {"source", std::move(source)}};
+}
+
+}  // namespace
+
+std::string python_literal(const json::value& v) {
+  std::string out;
+  write(out, v);
+  return out;
+}
+
+json::object profile_from_alog(std::string_view text) {
+  RoastLog log = parse_alog(text);
+  Analysis a = analyze(log, AnalysisOptions{});
+  if (!a.charge)
+    throw AlogError("the .alog has no CHARGE marked: a profile needs its roast's start");
+  return build(log, a, derived_targets(a, log.mode), json::object{{"format", "alog"}});
+}
+
+json::object profile_from_json(const json::object& profile) {
+  RoastLog log = parse_alog(alog_of_profile(profile));
+  Analysis a = analyze(log, AnalysisOptions{});
+  if (!a.charge) throw AlogError("profile.events.CHARGE.index is missing");
+  json::object targets = derived_targets(a, log.mode);
+  if (const auto* t = profile.if_contains("targets")) {
+    if (!t->is_object()) throw std::invalid_argument("profile.targets must be an object");
+    run_qc(to_json(a), t->as_object());  // throws std::invalid_argument naming a bad target
+    targets = t->as_object();
+  }
+  json::object source{{"format", "json"}};
+  if (const auto* s = profile.if_contains("source"); s && s->is_object()) source = s->as_object();
+  return build(log, a, std::move(targets), std::move(source));
+}
+
+std::string alog_of_profile(const json::object& p) {
+  const auto* c = p.if_contains("curve");
+  if (!c || !c->is_object()) throw AlogError("profile.curve (time, bt, et) is missing");
+  const auto& curve = c->as_object();
+  auto time = numbers(curve, "time", "profile.curve");
+  auto bt = numbers(curve, "bt", "profile.curve");
+  auto et = curve.contains("et") ? numbers(curve, "et", "profile.curve")
+                                 : std::vector<double>(time.size(), -1.0);
+  json::object events;
+  if (const auto* e = p.if_contains("events"); e && e->is_object()) events = e->as_object();
+  std::string mode = "C";
+  if (const auto* u = p.if_contains("unit"); u && u->is_string())
+    mode = std::string(u->as_string());
+  if (mode != "C" && mode != "F") throw AlogError("profile.unit is '" + mode + "'; use C or F");
+  json::array phases{150, 150, 195, 225};
+  if (const auto* ph = p.if_contains("phases"); ph && ph->is_array()) phases = ph->as_array();
+  std::string title;
+  if (const auto* t = p.if_contains("title"); t && t->is_string())
+    title = std::string(t->as_string());
+  double w_in = 0, w_out = 0;
+  if (const auto* w = p.if_contains("weight"); w && w->is_object()) {
+    if (const auto* x = w->as_object().if_contains("in"); x && x->is_number())
+      w_in = x->to_number<double>();
+    if (const auto* x = w->as_object().if_contains("out"); x && x->is_number())
+      w_out = x->to_number<double>();
+  }
+  // Artisan's timeindex: CHARGE, DRY END, FCs, FCe, SCs, SCe, DROP, COOL END (-1 / 0 = unset).
+  // DRY END goes in only when it was marked: otherwise readers derive it (from TP or the phase
+  // temperatures), as they did for the original.
+  bool dry_marked = true;
+  if (const auto* src = p.if_contains("event_sources"); src && src->is_object())
+    if (const auto* d = src->as_object().if_contains("DRY_END"); d && d->is_string())
+      dry_marked = d->as_string() == "marked";
+  json::array timeindex{event_index(events, "CHARGE", -1),
+                        dry_marked ? std::max(0, event_index(events, "DRY_END", 0)) : 0,
+                        std::max(0, event_index(events, "FCs", 0)),
+                        0,
+                        0,
+                        0,
+                        std::max(0, event_index(events, "DROP", 0)),
+                        0};
+  double interval = time.size() > 1 ? (time.back() - time.front()) / (time.size() - 1) : 1.0;
+  json::object alog{
+      {"version", "kiln"},     {"mode", mode},
+      {"title", title},        {"samplinginterval", std::round(interval * 1000) / 1000},
+      {"timex", floats(time)}, {"temp1", floats(et)},
+      {"temp2", floats(bt)},   {"timeindex", timeindex},
+      {"phases", phases},      {"weight", json::array{w_in, w_out, "g"}}};
+  if (curve.contains("state")) {
+    alog["extraname1"] = json::array{"State"};
+    alog["extraname2"] = json::array{"unused"};
+    alog["extratemp1"] = json::array{floats(numbers(curve, "state", "profile.curve"))};
+    alog["extratemp2"] = json::array{json::array(time.size(), -1.0)};
+  }
+  if (const auto* s = p.if_contains("summary"); s && s->is_object()) {
+    // Artisan recomputes these when it opens the file; kept for readers that do not.
+    json::object computed;
+    const auto& sum = s->as_object();
+    auto copy_event = [&](const char* ev, const char* time_key, const char* bt_key) {
+      const auto* e = events.if_contains(ev);
+      if (!e || !e->is_object()) return;
+      if (const auto* t = e->as_object().if_contains("time"); t && t->is_number())
+        computed[time_key] = *t;
+      if (const auto* b = e->as_object().if_contains("bt"); b && b->is_number())
+        computed[bt_key] = *b;
+    };
+    copy_event("TP", "TP_time", "TP_BT");
+    copy_event("DRY_END", "DRY_time", "DRY_BT");
+    copy_event("FCs", "FCs_time", "FCs_BT");
+    copy_event("DROP", "DROP_time", "DROP_BT");
+    if (const auto* ph = sum.if_contains("phases"); ph && ph->is_object()) {
+      const auto& o = ph->as_object();
+      if (const auto* x = o.if_contains("drying"); x && x->is_number())
+        computed["dryphasetime"] = *x;
+      if (const auto* x = o.if_contains("maillard"); x && x->is_number())
+        computed["midphasetime"] = *x;
+      if (const auto* x = o.if_contains("development"); x && x->is_number())
+        computed["finishphasetime"] = *x;
+    }
+    if (const auto* x = sum.if_contains("auc"); x && x->is_number()) computed["AUC"] = *x;
+    alog["computed"] = computed;
+  }
+  return python_literal(alog) + "\n";
+}
+
+}  // namespace kiln::roast
