@@ -308,7 +308,13 @@ void SqliteLedger::writer_loop() {
         // projection refusing an event) only its own rows are taken back. Plain appends need
         // none; a failure there fails the group.
         const bool savepoint = static_cast<bool>(p.command);
-        if (savepoint) c->exec("SAVEPOINT item");
+        // Savepoint statements are compiled once, not parsed again for every command.
+        auto run = [&](const char* sql) {
+          auto& st = c->cached(sql);
+          st.step();
+          st.reset();
+        };
+        if (savepoint) run("SAVEPOINT item");
         const std::int64_t seq_before = seq;
         const std::string prev_before = prev;
         try {
@@ -333,7 +339,7 @@ void SqliteLedger::writer_loop() {
             results[i].push_back(std::move(e));
           }
           insert->reset();
-          if (savepoint) c->exec("RELEASE item");
+          if (savepoint) run("RELEASE item");
         } catch (...) {
           insert->reset();
           if (!savepoint) throw;

@@ -39,6 +39,24 @@ Connection::~Connection() {
   if (db_) sqlite3_close_v2(db_);
 }
 
+ReaderPool::Lease::~Lease() {
+  if (!c_) return;
+  std::lock_guard lock(pool_.mu_);
+  if (pool_.idle_.size() < pool_.keep_) pool_.idle_.push_back(std::move(c_));
+}
+
+ReaderPool::Lease ReaderPool::acquire() {
+  {
+    std::lock_guard lock(mu_);
+    if (!idle_.empty()) {
+      auto c = std::move(idle_.back());
+      idle_.pop_back();
+      return Lease(*this, std::move(c));
+    }
+  }
+  return Lease(*this, std::make_unique<Connection>(path_, Connection::Mode::kReadOnly));
+}
+
 Statement& Connection::cached(const std::string& sql) {
   auto it = cache_.find(sql);
   if (it == cache_.end()) it = cache_.emplace(sql, std::make_unique<Statement>(*this, sql)).first;

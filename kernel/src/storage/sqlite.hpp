@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -55,6 +56,36 @@ class Connection {
   sqlite3* db_ = nullptr;
   std::filesystem::path path_;
   std::map<std::string, std::unique_ptr<Statement>> cache_;
+};
+
+// Read-only connections to one database, kept and reused: opening one costs a file open,
+// pragmas and, at its first statement, parsing the schema. A lease returns its connection when it
+// ends (its statements must be finished by then; cached ones are reset on their next use).
+class ReaderPool {
+ public:
+  explicit ReaderPool(std::filesystem::path path, std::size_t keep = 4)
+      : path_(std::move(path)), keep_(keep) {}
+
+  class Lease {
+   public:
+    Lease(ReaderPool& pool, std::unique_ptr<Connection> c) : pool_(pool), c_(std::move(c)) {}
+    Lease(Lease&&) = default;
+    ~Lease();
+    Connection& operator*() { return *c_; }
+    Connection* operator->() { return c_.get(); }
+
+   private:
+    ReaderPool& pool_;
+    std::unique_ptr<Connection> c_;
+  };
+  // A kept connection, or a new one (throws StorageError when the file cannot be opened).
+  Lease acquire();
+
+ private:
+  std::filesystem::path path_;
+  std::size_t keep_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Connection>> idle_;
 };
 
 class Statement {

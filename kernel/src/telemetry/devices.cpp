@@ -237,7 +237,7 @@ void project_devices(Connection& c, const ledger::Event& e) {
 // ---- Registry -----------------------------------------------------------------------------------
 
 DeviceRegistry::DeviceRegistry(ledger::SqliteLedger& ledger, std::filesystem::path db_path)
-    : ledger_(ledger), db_path_(std::move(db_path)) {}
+    : ledger_(ledger), db_path_(std::move(db_path)), readers_(db_path_) {}
 
 std::vector<DeviceKey> DeviceRegistry::keys_of(Connection& c, const std::string& tenant,
                                                const std::string& device) const {
@@ -391,11 +391,12 @@ std::optional<DeviceKey> DeviceRegistry::find(const std::string& tenant, const s
   }
   Cached c{std::nullopt, now};
   {
-    Connection conn(db_path_, Connection::Mode::kReadOnly);
-    auto st = conn.prepare(std::string("SELECT ") + kColumns +
-                           " FROM device_keys WHERE tenant = ? AND kid = ?");
+    auto conn = readers_.acquire();
+    auto& st = conn->cached(std::string("SELECT ") + kColumns +
+                            " FROM device_keys WHERE tenant = ? AND kid = ?");
     st.bind(1, tenant).bind(2, kid);
     if (st.step()) c.key = row(st);
+    st.reset();  // no read transaction left open on a kept connection
   }
   std::lock_guard lock(mu_);
   if (cache_.size() > 10000) cache_.clear();  // bounded: unknown kids from a flood

@@ -14,11 +14,8 @@
 
 #include "ledger/ledger.hpp"
 #include "missions/service.hpp"
+#include "storage/sqlite.hpp"
 #include "telemetry/envelope.hpp"
-
-namespace kiln::storage {
-class Connection;
-}
 
 namespace kiln::telemetry {
 
@@ -83,6 +80,7 @@ class DeviceRegistry {
                                  const std::string& device) const;
   ledger::SqliteLedger& ledger_;
   std::filesystem::path db_path_;
+  storage::ReaderPool readers_;  // key lookups on cache misses
   std::mutex mu_;
   struct Cached {
     std::optional<DeviceKey> key;

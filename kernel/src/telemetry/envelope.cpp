@@ -141,6 +141,7 @@ class Decoder {
         const std::uint64_t n = major == 4 ? v : v * 2;
         if (n > in_.size() - pos_) throw std::runtime_error("container longer than the input");
         it.type = major == 4 ? Item::kArray : Item::kMap;
+        it.items.reserve(static_cast<std::size_t>(n));  // n is bounded by the input's size
         for (std::uint64_t k = 0; k < n; ++k) it.items.push_back(item(depth + 1));
         return it;
       }

@@ -79,7 +79,11 @@ int IngestResult::http_status() const {
 
 Ingestor::Ingestor(ledger::SqliteLedger& ledger, DeviceRegistry& devices, IngestOptions options,
                    StoredFn on_stored)
-    : ledger_(ledger), devices_(devices), options_(options), on_stored_(std::move(on_stored)) {}
+    : ledger_(ledger),
+      devices_(devices),
+      readers_(ledger.path()),
+      options_(options),
+      on_stored_(std::move(on_stored)) {}
 
 IngestResult Ingestor::refuse(const std::string& tenant, IngestResult r, const char* reason,
                               std::string message) {
@@ -185,8 +189,8 @@ IngestResult Ingestor::ingest(const std::string& tenant, const std::string& stre
       lock.unlock();
       Window fresh;
       fresh.loaded = true;
-      storage::Connection c(ledger_.path(), storage::Connection::Mode::kReadOnly);
-      auto st = c.prepare(
+      auto c = readers_.acquire();
+      auto st = c->prepare(
           "SELECT boot, max(seq) FROM telemetry_batches WHERE tenant = ? AND device = ? "
           "GROUP BY boot ORDER BY boot DESC LIMIT 1");
       st.bind(1, tenant).bind(2, batch->device.device);

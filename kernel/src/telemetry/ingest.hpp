@@ -99,6 +99,7 @@ class Ingestor {
   };
   ledger::SqliteLedger& ledger_;
   DeviceRegistry& devices_;
+  storage::ReaderPool readers_;  // a device's stored window, read once
   IngestOptions options_;
   StoredFn on_stored_;
   mutable std::mutex mu_;
