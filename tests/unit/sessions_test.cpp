@@ -5,8 +5,10 @@
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <chrono>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "analysis.hpp"
 #include "artisan_detector.hpp"
@@ -91,4 +93,43 @@ BOOST_DATA_TEST_CASE(one_roast_is_one_session_whatever_the_batching,
   // CHARGE within 2 s of the roaster's (index 7 of the log, 120 idle readings before it).
   const double charge = 1.8e9 + 7.485;  // log.time[7]
   BOOST_TEST(std::abs(all[0].charge_t - charge) <= 3.0, all[0].charge_t - charge);
+}
+
+// A roast whose session closed for silence (the link dropped mid-roast) and whose readings then
+// resume: the resumed readings are no new roast — the roaster's state says "roasting" from the
+// first of them, but its CHARGE was not seen — so no second session opens.
+BOOST_AUTO_TEST_CASE(a_roast_resumed_after_silence_opens_no_second_session) {
+  Fixture f;
+  {
+    telemetry::SessionOptions o;
+    o.silence_s = 0.2;
+    telemetry::Sessionizer s(
+        f.ledger, [&] { return f.detector; },
+        [&](const telemetry::SessionInfo& i) {
+          std::lock_guard lock(f.mu);
+          f.closed.push_back(i);
+        },
+        o);
+    auto samples = fixture_roast(true);
+    const auto half = samples.begin() + 250;  // well after CHARGE (index 7), before DROP
+    s.add("acme", "r1", std::vector<telemetry::Sample>(samples.begin(), half));
+    s.flush();
+    // The sweep runs at least once a second: wait past the silence.
+    for (int i = 0; i < 40; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      std::lock_guard lock(f.mu);
+      if (!f.closed.empty()) break;
+    }
+    {
+      std::lock_guard lock(f.mu);
+      BOOST_REQUIRE_EQUAL(f.closed.size(), 1u);
+      BOOST_TEST(f.closed[0].close_reason == "silence");
+    }
+    s.add("acme", "r1", std::vector<telemetry::Sample>(half, samples.end()));
+    s.flush();
+  }
+  auto all = telemetry::Sessionizer::list(f.ledger.path(), std::string("acme"), std::nullopt, 10);
+  for (const auto& x : all)
+    BOOST_TEST_MESSAGE(x.id << " " << x.state << " charge " << x.charge_t - 1.8e9);
+  BOOST_TEST(all.size() == 1u);
 }

@@ -271,6 +271,10 @@ void Sessionizer::handle(const std::string& tenant, const std::string& device,
     // From BT alone a fall is a CHARGE only once the beans turn (TP): cooling readings after a
     // DROP fall the same way. A roaster's own state is trusted at once.
     if (e.charge < 0 || (e.charge_source != "roaster state" && e.tp < 0)) return;
+    // A CHARGE at the first reading kept is no CHARGE seen: the roast was under way already (a
+    // recorder started mid-roast, or readings resumed after this device's session closed for
+    // silence). Its readings open no session of their own.
+    if (e.charge == 0) return;
     const double charge_t = d.buffer[static_cast<std::size_t>(e.charge)].t;
     if (charge_t <= d.last_end_t) return;
     open_session(tenant, device, d, charge_t);
