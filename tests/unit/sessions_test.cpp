@@ -97,7 +97,8 @@ BOOST_DATA_TEST_CASE(one_roast_is_one_session_whatever_the_batching,
 
 // A roast whose session closed for silence (the link dropped mid-roast) and whose readings then
 // resume: the resumed readings are no new roast — the roaster's state says "roasting" from the
-// first of them, but its CHARGE was not seen — so no second session opens.
+// first of them, but its CHARGE was not seen — so no second session opens there; the next roast,
+// arriving as one backlog (longer than the idle window), opens its session at its own CHARGE.
 BOOST_AUTO_TEST_CASE(a_roast_resumed_after_silence_opens_no_second_session) {
   Fixture f;
   {
@@ -127,9 +128,21 @@ BOOST_AUTO_TEST_CASE(a_roast_resumed_after_silence_opens_no_second_session) {
     }
     s.add("acme", "r1", std::vector<telemetry::Sample>(half, samples.end()));
     s.flush();
+    // The next roast on the same device, 20 minutes on, opens its session at its own CHARGE.
+    auto next = fixture_roast(true);
+    for (auto& x : next) x.t += 1200;
+    for (std::size_t i = 0; i < next.size(); i += 10)
+      s.add("acme", "r1",
+            std::vector<telemetry::Sample>(
+                next.begin() + static_cast<std::ptrdiff_t>(i),
+                next.begin() + static_cast<std::ptrdiff_t>(std::min(i + 10, next.size()))));
+    s.flush();
   }
   auto all = telemetry::Sessionizer::list(f.ledger.path(), std::string("acme"), std::nullopt, 10);
   for (const auto& x : all)
     BOOST_TEST_MESSAGE(x.id << " " << x.state << " charge " << x.charge_t - 1.8e9);
-  BOOST_TEST(all.size() == 1u);
+  BOOST_REQUIRE_EQUAL(all.size(), 2u);  // newest first: the second roast, then the first
+  BOOST_TEST(std::abs(all[0].charge_t - (1.8e9 + 1200 + 7.485)) <= 3.0);
+  BOOST_TEST(all[0].close_reason == "drop");
+  BOOST_TEST(std::abs(all[1].charge_t - (1.8e9 + 7.485)) <= 3.0);
 }

@@ -955,16 +955,21 @@ Router build_api(ApiContext& ctx) {
       "archived_at": {"type": ["string", "null"]},
       "profile": {"type": "object", "description": "the profile, as roast.profile_import makes it"}}})");
   auto version_query = [](const Request& req) -> std::optional<std::int64_t> {
-    if (!req.query.count("version")) return std::nullopt;
+    auto it = req.query.find("version");
+    if (it == req.query.end() || it->second.empty()) return std::nullopt;  // the newest
     return int_query(req, "version", 1, 1, INT64_MAX);
   };
   auto profile_or_404 = [&k, version_query](const Request& req) {
     auto v = version_query(req);
     auto p = telemetry::ProfileStore::get(k.storage_path(), req.tenant, req.params.at("name"), v);
-    if (!p)
-      throw HttpError{404, "not_found",
-                      "no profile " + req.params.at("name") +
-                          (v ? " with version " + std::to_string(*v) : std::string())};
+    if (!p) {
+      const auto& name = req.params.at("name");
+      throw HttpError{
+          404, "not_found",
+          "no profile " + name + (v ? " with version " + std::to_string(*v) : std::string()) +
+              (name.find('@') != std::string::npos ? " (a version goes in ?version=N, not after @)"
+                                                   : " (GET /v1/profiles lists them)")};
+    }
     return *p;
   };
   // Runs a roast plugin tool for a profile route; its error is the route's.
@@ -1029,6 +1034,7 @@ Router build_api(ApiContext& ctx) {
            auto in = req.json.as_object();
            const std::string name(in.at("name").as_string());
            in.erase("name");
+           telemetry::ProfileRef::parse(name);  // a bad name before the plugin reads the file
            auto out = profile_tool(req, "roast.profile_import", std::move(in));
            auto p = k.telemetry().profiles().save(req.tenant, name, out.at("profile").as_object(),
                                                   *req.actor);
@@ -1119,7 +1125,7 @@ Router build_api(ApiContext& ctx) {
          "/v1/devices/{device}:profile",
          "assignDeviceProfile",
          "The profile a device roasts to from now on (name or name@version; null clears it); "
-         "sessions opened on it record the version current at CHARGE",
+         "sessions opened on it record the version current when they open",
          "profiles",
          Role::kOperator,
          0,

@@ -44,14 +44,19 @@ class SessionTool final : public Tool {
     if (s->profile) {
       auto p = telemetry::ProfileStore::get(db, ctx.tenant, *s->profile, s->profile_version);
       if (!p)
-        return tool_error(error_code::kInvalidInput,
+        return tool_error(error_code::kInternal,
                           "session " + id + " was roasted to profile " + *s->profile + "@" +
-                              std::to_string(s->profile_version) + ", which is not stored");
+                              std::to_string(s->profile_version) +
+                              ", which the profile tables do not hold (`kiln ledger replay` "
+                              "compares them with the ledger)");
       profile = json::object{{"name", p->name}, {"version", p->version}, {"title", p->title}};
-      if (const auto* t = p->body.if_contains("targets"); t && t->is_object())
+      // Recorded curves are in °C: the profile's °C view (its own unit may be °F).
+      const json::object* view = &p->body;
+      if (const auto* c = p->body.if_contains("celsius"); c && c->is_object())
+        view = &c->as_object();
+      if (const auto* t = view->if_contains("targets"); t && t->is_object())
         targets = t->as_object();
-      if (const auto* ph = p->body.if_contains("phases"); ph && ph->is_array())
-        curve["phases"] = *ph;
+      if (const auto* ph = view->if_contains("phases"); ph && ph->is_array()) curve["phases"] = *ph;
     }
     // Targets given with the call (a mission's inputs) take precedence over the profile's.
     if (const auto* t = input.as_object().if_contains("targets");

@@ -2,6 +2,8 @@
 
 #include <sqlite3.h>
 
+#include <exception>
+
 namespace kiln::storage {
 
 Connection::Connection(const std::filesystem::path& path, Mode mode, int busy_timeout_ms)
@@ -40,7 +42,7 @@ Connection::~Connection() {
 }
 
 ReaderPool::Lease::~Lease() {
-  if (!c_) return;
+  if (!c_ || std::uncaught_exceptions() > exceptions_) return;
   std::lock_guard lock(pool_.mu_);
   if (pool_.idle_.size() < pool_.keep_) pool_.idle_.push_back(std::move(c_));
 }

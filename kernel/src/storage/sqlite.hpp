@@ -60,7 +60,7 @@ class Connection {
 
 // Read-only connections to one database, kept and reused: opening one costs a file open,
 // pragmas and, at its first statement, parsing the schema. A lease returns its connection when it
-// ends (its statements must be finished by then; cached ones are reset on their next use).
+// ends — its statements finished or reset by then — unless it ends by an exception.
 class ReaderPool {
  public:
   explicit ReaderPool(std::filesystem::path path, std::size_t keep = 4)
@@ -68,7 +68,8 @@ class ReaderPool {
 
   class Lease {
    public:
-    Lease(ReaderPool& pool, std::unique_ptr<Connection> c) : pool_(pool), c_(std::move(c)) {}
+    Lease(ReaderPool& pool, std::unique_ptr<Connection> c)
+        : pool_(pool), c_(std::move(c)), exceptions_(std::uncaught_exceptions()) {}
     Lease(Lease&&) = default;
     ~Lease();
     Connection& operator*() { return *c_; }
@@ -77,6 +78,8 @@ class ReaderPool {
    private:
     ReaderPool& pool_;
     std::unique_ptr<Connection> c_;
+    int exceptions_;  // a lease ended by an exception drops its connection (a statement may be
+                      // mid-step, holding a read transaction)
   };
   // A kept connection, or a new one (throws StorageError when the file cannot be opened).
   Lease acquire();

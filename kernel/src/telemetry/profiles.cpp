@@ -1,5 +1,6 @@
 #include "telemetry/profiles.hpp"
 
+#include <cctype>
 #include <cmath>
 
 #include "storage/sqlite.hpp"
@@ -29,8 +30,9 @@ void check_name(const std::string& name) {
                            "or digit");
 }
 
-// What the kernel reads from a body must have the right shape; the rest is the plugin's.
-void check_body(const json::object& body) {
+// What the kernel reads from a body (targets and phases, at the top and in its °C view) must
+// have the right shape; the rest is the plugin's.
+void check_view(const json::object& body) {
   if (const auto* t = body.if_contains("title"); t && !t->is_string())
     throw MissionError(MissionError::Code::kInvalidInput, "profile.title must be a string");
   if (const auto* t = body.if_contains("targets"); t && !t->is_object())
@@ -43,7 +45,17 @@ void check_body(const json::object& body) {
     if (!ok)
       throw MissionError(
           MissionError::Code::kInvalidInput,
-          "profile.phases must be 4 temperatures (drying end, drying end, FCs, SCs)");
+          "profile.phases must be 4 temperatures, as Artisan's phases: the drying phase's "
+          "lower and upper bound, FCs, SCs");
+  }
+}
+
+void check_body(const json::object& body) {
+  check_view(body);
+  if (const auto* c = body.if_contains("celsius")) {
+    if (!c->is_object())
+      throw MissionError(MissionError::Code::kInvalidInput, "profile.celsius must be an object");
+    check_view(c->as_object());
   }
   const auto size = json::serialize(body).size();
   if (size > kMaxBodyBytes)
@@ -113,7 +125,8 @@ ProfileRef ProfileRef::parse(const std::string& text) {
     } catch (const std::exception&) {
       used = 0;
     }
-    if (v.empty() || used != v.size() || n < 1)
+    if (v.empty() || used != v.size() || n < 1 || !std::isdigit(static_cast<unsigned char>(v[0])) ||
+        v[0] == '0')
       throw MissionError(MissionError::Code::kInvalidInput,
                          "'" + text + "': the version after @ must be a whole number >= 1");
     r.version = n;
@@ -194,10 +207,13 @@ void ProfileStore::assign(const std::string& tenant, const std::string& device,
             MissionError::Code::kInvalidState,
             "profile '" + ref->name + "' is archived (kiln profiles restore " + ref->name + ")");
       if (st.is_null(1))
-        throw MissionError(
-            MissionError::Code::kNotFound,
-            "profile '" + ref->name + "' has no version " + std::to_string(*ref->version));
-      value = json::value(*profile);
+        throw MissionError(MissionError::Code::kNotFound,
+                           "profile '" + ref->name + "' has no version " +
+                               std::to_string(*ref->version) + " (kiln profiles versions " +
+                               ref->name + ")");
+      // Stored canonically: name, or name@version.
+      value =
+          json::value(ref->version ? ref->name + "@" + std::to_string(*ref->version) : ref->name);
     }
     return {ledger::NewEvent{
         tenant, "profiles", "profile.assigned",

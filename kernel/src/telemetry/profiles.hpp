@@ -59,7 +59,7 @@ class ProfileStore {
   ProfileInfo set_archived(const std::string& tenant, const std::string& name, bool archived,
                            const missions::Actor& by);
   // The profile a device roasts to from now on ("name" or "name@version"; nullopt clears it).
-  // Sessions opened on the device record it, pinned to the version current at CHARGE.
+  // Sessions opened on the device record it, pinned to the version current when it opens.
   void assign(const std::string& tenant, const std::string& device,
               const std::optional<std::string>& profile, const missions::Actor& by);
 

@@ -260,23 +260,44 @@ void Sessionizer::handle(const std::string& tenant, const std::string& device,
     return;
   }
   if (!d.open) {
-    // Drop what is older than the idle window (or belongs to the last session).
-    const double keep_from = std::max(d.buffer.back().t - options_.idle_buffer_s, d.last_end_t);
+    // Drop what belongs to the last session. The idle window is applied after looking for a
+    // CHARGE, not before: a backlog (a drained spool) may bring a whole roast in one round.
     d.buffer.erase(d.buffer.begin(),
                    std::find_if(d.buffer.begin(), d.buffer.end(),
-                                [&](const Sample& s) { return s.t > keep_from; }));
+                                [&](const Sample& s) { return s.t > d.last_end_t; }));
+    auto keep_idle_window = [&] {
+      if (d.buffer.empty()) return;
+      const double keep_from = d.buffer.back().t - options_.idle_buffer_s;
+      d.buffer.erase(d.buffer.begin(),
+                     std::find_if(d.buffer.begin(), d.buffer.end(),
+                                  [&](const Sample& s) { return s.t > keep_from; }));
+    };
     if (d.buffer.empty()) return;
-    const double origin = d.buffer.front().t;
-    auto e = detector->detect(curve_of(d.buffer, origin));
+    auto e = detector->detect(curve_of(d.buffer, d.buffer.front().t));
+    // A roaster-state CHARGE at the first reading held is no CHARGE seen: the roast was under
+    // way already (a recorder started mid-roast, or readings resumed after this device's
+    // session closed for silence). Those readings open no session: drop them (up to the first
+    // reading in another state) and look again, so a real CHARGE after them is found at once.
+    if (e.charge == 0 && e.charge_source == "roaster state") {
+      const int state = d.buffer.front().state;
+      d.buffer.erase(d.buffer.begin(),
+                     std::find_if(d.buffer.begin(), d.buffer.end(),
+                                  [&](const Sample& x) { return x.state != state; }));
+      if (d.buffer.empty()) return;
+      e = detector->detect(curve_of(d.buffer, d.buffer.front().t));
+    }
     // From BT alone a fall is a CHARGE only once the beans turn (TP): cooling readings after a
     // DROP fall the same way. A roaster's own state is trusted at once.
-    if (e.charge < 0 || (e.charge_source != "roaster state" && e.tp < 0)) return;
-    // A CHARGE at the first reading kept is no CHARGE seen: the roast was under way already (a
-    // recorder started mid-roast, or readings resumed after this device's session closed for
-    // silence). Its readings open no session of their own.
-    if (e.charge == 0) return;
+    const bool seen = e.charge > 0 || (e.charge == 0 && e.charge_source != "roaster state");
+    if (!seen || (e.charge_source != "roaster state" && e.tp < 0)) {
+      keep_idle_window();
+      return;
+    }
     const double charge_t = d.buffer[static_cast<std::size_t>(e.charge)].t;
-    if (charge_t <= d.last_end_t) return;
+    if (charge_t <= d.last_end_t) {
+      keep_idle_window();
+      return;
+    }
     open_session(tenant, device, d, charge_t);
   }
   // An open session: look for its end on its own curve.

@@ -146,10 +146,47 @@ json::object derived_targets(const Analysis& a, char mode) {
   return t;
 }
 
+double f_to_c(double f) {
+  return (f - 32.0) * 5.0 / 9.0;
+}
+
+// Targets in °C from targets in the log's unit: temperatures move and scale, differences and
+// rates (tolerances, margins, RoR, AUC) scale, times and ratios stay.
+json::object celsius_targets(const json::object& targets, char mode) {
+  if (mode != 'F') return targets;
+  json::object out;
+  for (const auto& kv : targets) {
+    const std::string metric(kv.key());
+    const bool temperature = metric == "tp_bt" || metric == "fcs_bt" || metric == "drop_bt";
+    const bool scaled = metric == "ror_fcs" || metric == "ror_drop" || metric == "auc";
+    if (!kv.value().is_object() || (!temperature && !scaled)) {
+      out[metric] = kv.value();
+      continue;
+    }
+    json::object t;
+    for (const auto& f : kv.value().as_object()) {
+      if (!f.value().is_number()) {
+        t[f.key()] = f.value();
+        continue;
+      }
+      const double x = f.value().to_number<double>();
+      const bool level = f.key() == "target" || f.key() == "min" || f.key() == "max";
+      t[f.key()] = temperature && level ? f_to_c(x) : x * 5.0 / 9.0;
+    }
+    out[metric] = std::move(t);
+  }
+  return out;
+}
+
 json::object build(const RoastLog& log, const Analysis& a, json::object targets,
                    json::object source) {
   json::object analysis = to_json(a);
   json::object curve{{"time", floats(log.time)}, {"bt", floats(log.bt)}, {"et", floats(log.et)}};
+  // What sessions use — recorded curves are in °C — when the log is in °F.
+  json::array phases_c;
+  for (double p : log.phases) phases_c.emplace_back(log.mode == 'F' ? f_to_c(p) : p);
+  json::object celsius{{"phases", std::move(phases_c)},
+                       {"targets", celsius_targets(targets, log.mode)}};
   if (!log.roaster_state.empty()) curve["state"] = floats(log.roaster_state);
   return json::object{
       {"format", kProfileFormat},
@@ -161,6 +198,7 @@ json::object build(const RoastLog& log, const Analysis& a, json::object targets,
       {"event_sources", analysis.at("event_sources")},
       {"summary", json::object{{"phases", analysis.at("phases")}, {"auc", analysis.at("auc")}}},
       {"weight", json::object{{"in", log.weight_in}, {"out", log.weight_out}, {"unit", "g"}}},
+      {"celsius", celsius},
       {"targets", std::move(targets)},
       {"source", std::move(source)}};
 }

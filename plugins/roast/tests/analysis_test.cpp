@@ -189,6 +189,39 @@ BOOST_DATA_TEST_CASE(profiles_round_trip_through_alog, bdata::make(fixtures()), 
     BOOST_TEST(again.at(k) == profile.at(k), k);
 }
 
+// A log in °F: the profile keeps its unit, and its °C view (what recorded sessions use) holds
+// the same phases and targets as the °C original.
+BOOST_AUTO_TEST_CASE(fahrenheit_profiles_have_a_celsius_view) {
+  const std::string text = read(kFixtures / fixtures().front());
+  auto alog = parse_python_literal(text).as_object();
+  auto to_f = [](json::value& list) {
+    for (auto& x : list.as_array())
+      if (x.is_number()) x = x.to_number<double>() * 9.0 / 5.0 + 32.0;
+  };
+  alog["mode"] = "F";
+  to_f(alog["temp1"]);
+  to_f(alog["temp2"]);
+  to_f(alog["phases"]);
+  alog.erase("computed");
+  const auto c = profile_from_alog(text);
+  const auto f = profile_from_alog(python_literal(alog));
+  BOOST_TEST(f.at("unit").as_string() == "F");
+  const auto& fc = f.at("celsius").as_object();
+  for (std::size_t i = 0; i < 4; ++i)
+    BOOST_TEST(std::abs(fc.at("phases").as_array()[i].to_number<double>() -
+                        c.at("phases").as_array()[i].to_number<double>()) < 1e-6);
+  const auto& want = c.at("targets").as_object();
+  const auto& got = fc.at("targets").as_object();
+  for (const char* m : {"fcs_time", "drop_time", "drop_bt", "dtr"})
+    for (const char* k : {"target", "tolerance"})
+      BOOST_TEST(std::abs(got.at(m).at(k).to_number<double>() -
+                          want.at(m).at(k).to_number<double>()) < 0.06,
+                 m << "." << k);
+  // The °F targets themselves are in °F.
+  BOOST_TEST(f.at("targets").at("drop_bt").at("tolerance").to_number<double>() == 5.4);
+  BOOST_TEST(c.at("celsius").at("targets") == c.at("targets"));
+}
+
 // Python itself (ast.literal_eval, not our reader) accepts the written .alog.
 BOOST_AUTO_TEST_CASE(exported_alog_is_a_python_literal) {
   auto profile = profile_from_alog(read(kFixtures / fixtures().front()));

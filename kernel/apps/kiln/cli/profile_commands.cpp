@@ -60,7 +60,7 @@ Restores an archived profile.
        R"(Usage: kiln devices profile DEVICE NAME[@VERSION] | --clear [--tenant T]
 
 The profile DEVICE roasts to from now on. A session opened on the device records it, pinned to
-the version current at CHARGE; its roast_report mission checks QC against the profile's targets
+the version current when the session opens; its roast_report mission checks QC against the profile's targets
 and analyses with its phase temperatures. --clear removes the assignment.
 )"},
   };
