@@ -219,7 +219,34 @@ json::object profile_from_alog(std::string_view text) {
   return build(log, a, derived_targets(a, log.mode), json::object{{"format", "alog"}});
 }
 
+// The parts of a profile's JSON that the .alog round trip would otherwise report in .alog terms.
+void check_profile_json(const json::object& profile) {
+  const auto* c = profile.if_contains("curve");
+  if (!c || !c->is_object() || !c->as_object().contains("time") ||
+      !c->as_object().at("time").is_array())
+    throw AlogError("profile.curve.time is missing (a list of seconds)");
+  const auto n = c->as_object().at("time").as_array().size();
+  if (const auto* ph = profile.if_contains("phases")) {
+    bool ok = ph->is_array() && ph->as_array().size() == 4;
+    if (ok)
+      for (const auto& x : ph->as_array()) ok = ok && x.is_number();
+    if (!ok) throw AlogError("profile.phases must be 4 temperatures");
+  }
+  const auto* events = profile.if_contains("events");
+  if (!events || !events->is_object()) throw AlogError("profile.events is missing");
+  for (const char* name : {"CHARGE", "DRY_END", "FCs", "DROP"}) {
+    const auto* e = events->as_object().if_contains(name);
+    if (!e || e->is_null()) continue;
+    const auto* i = e->is_object() ? e->as_object().if_contains("index") : nullptr;
+    const double x = i && i->is_number() ? i->to_number<double>() : -1;
+    if (x != std::floor(x) || x < 0 || x >= static_cast<double>(n))
+      throw AlogError(std::string("profile.events.") + name +
+                      ".index must be a reading index from 0 to " + std::to_string(n - 1));
+  }
+}
+
 json::object profile_from_json(const json::object& profile) {
+  check_profile_json(profile);
   RoastLog log = parse_alog(alog_of_profile(profile));
   Analysis a = analyze(log, AnalysisOptions{});
   if (!a.charge) throw AlogError("profile.events.CHARGE.index is missing");

@@ -269,6 +269,16 @@ BOOST_AUTO_TEST_CASE(bad_profiles_are_refused) {
   auto no_charge = good;
   no_charge["events"].as_object()["CHARGE"] = nullptr;
   BOOST_CHECK_THROW(profile_from_json(no_charge), AlogError);
+  auto far_drop = good;
+  far_drop["events"].as_object()["DROP"].as_object()["index"] = 3e9;
+  BOOST_CHECK_EXCEPTION(profile_from_json(far_drop), AlogError, [](const AlogError& e) {
+    return std::string(e.what()).find("profile.events.DROP.index") != std::string::npos;
+  });
+  auto three_phases = good;
+  three_phases["phases"].as_array().pop_back();
+  BOOST_CHECK_EXCEPTION(profile_from_json(three_phases), AlogError, [](const AlogError& e) {
+    return std::string(e.what()).find("profile.phases") != std::string::npos;
+  });
 }
 
 BOOST_AUTO_TEST_CASE(malformed_literals_name_line_and_column) {
