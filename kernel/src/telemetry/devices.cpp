@@ -50,12 +50,6 @@ std::optional<std::vector<unsigned char>> from_hex(std::string_view hex) {
   return out;
 }
 
-void require_operator(const missions::Actor& by, const char* what) {
-  if (by.role < missions::Role::kOperator)
-    throw MissionError(MissionError::Code::kForbidden,
-                       std::string(what) + " needs the operator role or above");
-}
-
 void check_names(const std::string& tenant, const std::string& device) {
   if (tenant.empty() || tenant.size() > 100)
     throw MissionError(MissionError::Code::kInvalidInput, "a tenant has 1-100 characters");
@@ -76,6 +70,12 @@ void refuse_registered(Connection& c, const std::string& kid) {
 }
 
 }  // namespace
+
+void require_operator(const missions::Actor& by, const char* what) {
+  if (by.role < missions::Role::kOperator)
+    throw MissionError(MissionError::Code::kForbidden,
+                       std::string(what) + " needs the operator role or above");
+}
 
 bool valid_device_name(std::string_view name) {
   if (name.empty() || name.size() > 64) return false;

@@ -94,5 +94,7 @@ void project_devices(storage::Connection& c, const ledger::Event& e);
 
 // Device names: 1-64 of [A-Za-z0-9._-], starting with a letter or digit.
 bool valid_device_name(std::string_view name);
+// Throws missions::MissionError (forbidden) naming `what` when `by` is below operator.
+void require_operator(const missions::Actor& by, const char* what);
 
 }  // namespace kiln::telemetry

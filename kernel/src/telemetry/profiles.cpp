@@ -15,12 +15,6 @@ namespace {
 
 constexpr std::size_t kMaxBodyBytes = 4 << 20;
 
-void require_operator(const missions::Actor& by, const char* what) {
-  if (by.role < missions::Role::kOperator)
-    throw MissionError(MissionError::Code::kForbidden,
-                       std::string(what) + " needs the operator role or above");
-}
-
 void check_name(const std::string& name) {
   // Profile names follow device names: safe in URLs, file names and YAML without quoting.
   if (!valid_device_name(name))
