@@ -1,7 +1,14 @@
 // The gate store: records bound to file hash, contract version and ABI version.
 #define BOOST_TEST_MODULE gates
-#include <fstream>
+#include <unistd.h>
 
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+#include <vector>
+
+#include <sodium.h>
 #include <boost/test/unit_test.hpp>
 
 #include "common/sha256.hpp"
@@ -47,6 +54,43 @@ struct Fixture {
 BOOST_AUTO_TEST_CASE(sha256_matches_a_known_vector) {
   BOOST_TEST(common::sha256_hex("abc") ==
              "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  BOOST_TEST(common::sha256_hex("") ==
+             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+// The hash behind the ledger chain and the API keys must not change with its implementation:
+// every length around the 64-byte block and the padding boundary, against libsodium's own,
+// on several threads at once (each keeps its own context).
+BOOST_AUTO_TEST_CASE(sha256_agrees_with_libsodium_on_every_length) {
+  common::ensure_sodium();
+  auto reference = [](const std::string& s) {
+    unsigned char d[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(d, reinterpret_cast<const unsigned char*>(s.data()), s.size());
+    char hex[crypto_hash_sha256_BYTES * 2 + 1];
+    sodium_bin2hex(hex, sizeof hex, d, sizeof d);
+    return std::string(hex);
+  };
+  std::atomic<int> mismatches{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      std::string s;
+      for (int n = 0; n < 600; ++n) {
+        if (common::sha256_hex(s) != reference(s)) ++mismatches;
+        s.push_back(static_cast<char>((n * 131 + t * 7) & 0xff));
+      }
+    });
+  for (auto& th : threads) th.join();
+  BOOST_TEST(mismatches.load() == 0);
+
+  // A file larger than the 64 KiB read buffer hashes like its bytes.
+  std::string big(200000, '\0');
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 2654435761u >> 24);
+  auto file = std::filesystem::temp_directory_path() / ("kiln-sha-" + std::to_string(::getpid()));
+  std::ofstream(file, std::ios::binary) << big;
+  BOOST_TEST(common::sha256_file(file) == reference(big));
+  std::filesystem::remove(file);
+  BOOST_CHECK_THROW(common::sha256_file(file), std::runtime_error);
 }
 
 BOOST_FIXTURE_TEST_CASE(states_follow_the_record, Fixture) {

@@ -61,6 +61,58 @@ BOOST_FIXTURE_TEST_CASE(migrations_apply_once_and_refuse_downgrades, Db) {
   });
 }
 
+// Migration 6 moves telemetry batches from a WITHOUT ROWID table keyed by device and sequence
+// to a rowid table with a unique key: the rows stored before survive, the key still refuses a
+// second copy, and both lookups (by key, by time) use an index.
+BOOST_FIXTURE_TEST_CASE(telemetry_batches_keep_their_rows_and_key_across_migration_6, Db) {
+  const auto& all = storage::kernel_migrations();
+  std::vector<storage::Migration> up_to_5;
+  for (const auto& m : all)
+    if (m.version <= 5) up_to_5.push_back(m);
+  BOOST_REQUIRE(up_to_5.size() + 1 == all.size());
+  const char* insert =
+      "INSERT INTO telemetry_batches (tenant, device, boot, seq, kid, digest, sent_at, "
+      "received_at, first_t, last_t, count, samples) VALUES ('acme', ?, 1, ?, 'k1', ?, 10.5, "
+      "'2026-12-02T08:00:00.000Z', ?, ?, 2, '[[1,2,3,4,5,6,7,8]]')";
+  {
+    Connection c(path, Connection::Mode::kReadWrite);
+    BOOST_TEST(storage::migrate(c, up_to_5).version == 5);
+    for (int seq = 1; seq <= 3; ++seq) {
+      auto st = c.prepare(insert);
+      st.bind(1, seq == 3 ? "r1-b" : "r1-a").bind(2, seq).bind(3, "d" + std::to_string(seq));
+      st.bind_real(4, seq * 10.0).bind_real(5, seq * 10.0 + 9);
+      st.step();
+    }
+  }
+  Connection c(path, Connection::Mode::kReadWrite);
+  BOOST_TEST(storage::migrate(c, all).version == 6);
+  auto rows = c.prepare(
+      "SELECT device, seq, digest, first_t, samples FROM telemetry_batches ORDER BY device, seq");
+  std::vector<std::string> got;
+  while (rows.step())
+    got.push_back(rows.text(0) + "/" + std::to_string(rows.int64(1)) + "/" + rows.text(2) + "/" +
+                  std::to_string(static_cast<int>(rows.real(3))) + "/" + rows.text(4));
+  BOOST_TEST(got == (std::vector<std::string>{"r1-a/1/d1/10/[[1,2,3,4,5,6,7,8]]",
+                                              "r1-a/2/d2/20/[[1,2,3,4,5,6,7,8]]",
+                                              "r1-b/3/d3/30/[[1,2,3,4,5,6,7,8]]"}),
+             boost::test_tools::per_element());
+  auto again = c.prepare(insert);
+  again.bind(1, "r1-a").bind(2, 2).bind(3, "other").bind_real(4, 20.0).bind_real(5, 29.0);
+  BOOST_CHECK_THROW(again.step(), storage::StorageError);
+  auto plan = [&](const std::string& sql) {
+    auto st = c.prepare("EXPLAIN QUERY PLAN " + sql);
+    std::string out;
+    while (st.step()) out += st.text(3) + "; ";
+    return out;
+  };
+  BOOST_TEST(plan("SELECT digest FROM telemetry_batches WHERE tenant = 'acme' AND device = 'r1-a' "
+                  "AND boot = 1 AND seq = 2")
+                 .find("USING INDEX telemetry_batches_key") != std::string::npos);
+  BOOST_TEST(plan("SELECT samples FROM telemetry_batches WHERE tenant = 'acme' AND device = 'r1-a' "
+                  "AND first_t >= 5 ORDER BY first_t")
+                 .find("USING INDEX telemetry_by_time") != std::string::npos);
+}
+
 BOOST_FIXTURE_TEST_CASE(appends_chain_and_verify, Db) {
   ledger::SqliteLedger l(path);
   auto a = l.append(ev("mission.created", json::object{{"id", "m1"}}));

@@ -164,6 +164,35 @@ CREATE TABLE device_profiles (
 ALTER TABLE telemetry_sessions ADD COLUMN profile TEXT;
 ALTER TABLE telemetry_sessions ADD COLUMN profile_version INTEGER;
 )sql"},
+      {6, "telemetry_batches_by_arrival",
+       R"sql(
+-- Batches in arrival order (a rowid table) instead of a WITHOUT ROWID table keyed by device and
+-- sequence: with many devices sending at once, keyed inserts landed on as many different leaf
+-- pages, each commit rewrote all of them (WAL frames, checkpoints), and ~1 KB rows are ill suited
+-- to WITHOUT ROWID anyway. Appends now touch the last page; the key is a unique index.
+CREATE TABLE telemetry_batches_new (
+  tenant      TEXT NOT NULL,
+  device      TEXT NOT NULL,
+  boot        INTEGER NOT NULL,
+  seq         INTEGER NOT NULL,
+  kid         TEXT NOT NULL,
+  digest      TEXT NOT NULL,
+  sent_at     REAL NOT NULL,
+  received_at TEXT NOT NULL,
+  first_t     REAL NOT NULL,
+  last_t      REAL NOT NULL,
+  count       INTEGER NOT NULL,
+  samples     TEXT NOT NULL
+);
+INSERT INTO telemetry_batches_new
+  SELECT tenant, device, boot, seq, kid, digest, sent_at, received_at, first_t, last_t, count,
+         samples
+  FROM telemetry_batches ORDER BY received_at, tenant, device, boot, seq;
+DROP TABLE telemetry_batches;
+ALTER TABLE telemetry_batches_new RENAME TO telemetry_batches;
+CREATE UNIQUE INDEX telemetry_batches_key ON telemetry_batches (tenant, device, boot, seq);
+CREATE INDEX telemetry_by_time ON telemetry_batches (tenant, device, first_t);
+)sql"},
   };
   return migrations;
 }

@@ -6,8 +6,23 @@
 
 namespace kiln::storage {
 
+namespace {
+
+// Process-wide settings, before SQLite initialises itself (at the first open). Memory statistics
+// off: with them on, every allocation inside SQLite takes one global mutex, which all writer and
+// reader threads share. sqlite3_config refuses (SQLITE_MISUSE) once SQLite is initialised, for
+// example by a plugin that opened a database first; SQLite then keeps its defaults, which are
+// correct, only slower.
+void configure_sqlite_once() {
+  static const int rc = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  (void)rc;
+}
+
+}  // namespace
+
 Connection::Connection(const std::filesystem::path& path, Mode mode, int busy_timeout_ms)
     : path_(path) {
+  configure_sqlite_once();
   if (mode == Mode::kReadWrite && path.has_parent_path()) {
     std::error_code ec;
     std::filesystem::create_directories(path.parent_path(), ec);
