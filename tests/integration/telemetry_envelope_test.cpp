@@ -5,6 +5,8 @@
 
 #include <sodium.h>
 
+#include <cmath>
+#include <cstring>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -139,4 +141,176 @@ BOOST_AUTO_TEST_CASE(interop_with_an_independent_cose_implementation) {
       env, "acme", "roaster-2", [&](const std::string&) -> std::optional<PublicKey> { return pub; },
       &err));
   BOOST_TEST(err.reason == "bad_signature");
+}
+
+namespace {
+
+// A small CBOR writer for payloads the encoder would never make.
+struct Cbor {
+  std::string out;
+  Cbor& head(int major, std::uint64_t v) {
+    const auto m = static_cast<unsigned char>(major << 5);
+    if (v < 24) {
+      out += static_cast<char>(m | v);
+    } else if (v <= 0xFF) {
+      out += static_cast<char>(m | 24);
+      out += static_cast<char>(v);
+    } else {
+      out += static_cast<char>(m | 27);
+      for (int s = 56; s >= 0; s -= 8) out += static_cast<char>((v >> s) & 0xFF);
+    }
+    return *this;
+  }
+  Cbor& text(std::string_view t) {
+    head(3, t.size());
+    out += t;
+    return *this;
+  }
+  Cbor& uint(std::uint64_t v) { return head(0, v); }
+  Cbor& nint(std::int64_t v) { return head(1, static_cast<std::uint64_t>(-1 - v)); }
+  Cbor& f64(double d) {
+    std::uint64_t bits;
+    std::memcpy(&bits, &d, 8);
+    out += static_cast<char>(0xFB);
+    for (int s = 56; s >= 0; s -= 8) out += static_cast<char>((bits >> s) & 0xFF);
+    return *this;
+  }
+  Cbor& raw(std::initializer_list<unsigned char> bytes) {
+    for (auto b : bytes) out += static_cast<char>(b);
+    return *this;
+  }
+};
+
+// The payload's head fields, then `samples` as given.
+Cbor payload_with(std::uint64_t extra_fields = 0) {
+  Cbor c;
+  c.head(5, 5 + extra_fields).text("device").text("r1-7").text("boot").uint(3);
+  c.text("seq").uint(9).text("sent_at").f64(100.5).text("samples");
+  return c;
+}
+
+std::string decode_error(const std::string& cbor) {
+  EnvelopeError err;
+  auto b = detail::decode_batch(cbor, &err);
+  BOOST_TEST(!b.has_value());
+  BOOST_TEST(err.reason == "bad_payload");
+  return err.message;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(batches_decode_as_they_were_encoded) {
+  Batch b = sample_batch();
+  b.samples.push_back(Sample{1764633600.0, -12.5, 0.0, -3.25, 0, 0, 0, -1});
+  for (int i = 0; i < 200; ++i)
+    b.samples.push_back(Sample{1764633601.0 + i, 200, 230, 9, 1, 2, 3, 6});
+  EnvelopeError err;
+  auto got = detail::decode_batch(encode_batch(b), &err);
+  BOOST_REQUIRE_MESSAGE(got.has_value(), err.message);
+  BOOST_TEST(got->device.device == b.device.device);
+  BOOST_TEST(got->device.boot == b.device.boot);
+  BOOST_TEST(got->seq == b.seq);
+  BOOST_TEST(got->sent_at == b.sent_at);
+  BOOST_TEST((got->samples == b.samples));
+}
+
+// Other encoders: integers, half and single floats as numbers; keys in any order; unknown keys
+// (also non-text ones, with nested values) skipped; a repeated key counts once (the first);
+// ror and the settings optional.
+BOOST_AUTO_TEST_CASE(batches_from_other_encoders_decode) {
+  Cbor c;
+  c.head(5, 7).text("samples").head(4, 2);
+  c.head(5, 5).text("bt").raw({0xF9, 0x3C, 0x00});   // half 1.0
+  c.text("t").uint(1000).text("t").uint(5);          // a repeated key: the first counts
+  c.text("et").raw({0xFA, 0x40, 0x49, 0x0F, 0xDB});  // single 3.1415927
+  c.text("note").head(4, 2).head(5, 1).uint(1).text("x").head(2, 1).raw({0x00});
+  c.head(5, 3).text("t").uint(1001).text("bt").nint(-4).text("et").f64(230.5);
+  c.text("zzz").head(6, 1).uint(0);  // a tagged value under an unknown key
+  c.uint(7).text("int key");         // a non-text key
+  c.text("sent_at").uint(100).text("seq").uint(9).text("boot").uint(3).text("device").text("r1-7");
+  EnvelopeError err;
+  auto got = detail::decode_batch(c.out, &err);
+  BOOST_REQUIRE_MESSAGE(got.has_value(), err.message);
+  BOOST_TEST(got->device.device == "r1-7");
+  BOOST_TEST(got->sent_at == 100.0);
+  BOOST_REQUIRE(got->samples.size() == 2u);
+  BOOST_TEST(got->samples[0].t == 1000.0);
+  BOOST_TEST(got->samples[0].bt == 1.0);
+  BOOST_TEST(std::abs(got->samples[0].et - 3.1415927) < 1e-6);
+  BOOST_TEST(got->samples[0].ror == 0.0);
+  BOOST_TEST(got->samples[1].bt == -4.0);
+  BOOST_TEST(got->samples[1].state == 0);
+}
+
+BOOST_AUTO_TEST_CASE(bad_batches_are_refused_naming_what_is_wrong) {
+  auto sample = [](Cbor& c) {
+    c.head(5, 3).text("t").uint(1).text("bt").uint(2).text("et").uint(3);
+  };
+  BOOST_TEST(decode_error(Cbor{}.head(4, 0).out) == "the payload is not a CBOR map");
+  BOOST_TEST(decode_error(Cbor{}.head(5, 0).out) == "payload.device must be text");
+  {
+    Cbor c;
+    c.head(5, 5).text("device").text("").text("boot").uint(3).text("seq").uint(9);
+    c.text("sent_at").f64(1).text("samples").head(4, 0);
+    BOOST_TEST(decode_error(c.out) == "payload.device must be text");
+  }
+  {
+    Cbor c;
+    c.head(5, 5).text("device").text("d").text("boot").nint(-1).text("seq").uint(9);
+    c.text("sent_at").f64(1).text("samples").head(4, 0);
+    BOOST_TEST(decode_error(c.out) == "payload.boot must be an unsigned integer");
+  }
+  {
+    Cbor c;
+    c.head(5, 5).text("device").text("d").text("boot").uint(1).text("seq").uint(9);
+    c.text("sent_at").text("noon").text("samples").head(4, 0);
+    BOOST_TEST(decode_error(c.out) == "payload.sent_at must be a number");
+  }
+  BOOST_TEST(decode_error(payload_with().head(5, 0).out) == "payload.samples must be an array");
+  BOOST_TEST(decode_error(payload_with().head(4, 1).uint(1).out) == "each sample must be a map");
+  {
+    auto c = payload_with().head(4, 2);
+    sample(c);
+    c.head(5, 2).text("t").uint(1).text("et").uint(3);
+    BOOST_TEST(decode_error(c.out) == "sample 1 needs numbers t, bt and et");
+  }
+  {
+    auto c = payload_with().head(4, 1);
+    c.head(5, 3).text("t").uint(1).text("bt").f64(std::nan("")).text("et").uint(3);
+    BOOST_TEST(decode_error(c.out) == "sample 0 needs numbers t, bt and et");
+  }
+  {
+    auto c = payload_with().head(4, 1);
+    c.head(5, 4).text("t").uint(1).text("bt").uint(2).text("et").uint(3).text("ror").text("x");
+    BOOST_TEST(decode_error(c.out) == "sample ror must be a number");
+  }
+  {
+    auto c = payload_with().head(4, 1);
+    c.head(5, 4).text("t").uint(1).text("bt").uint(2).text("et").uint(3).text("fan").f64(2.5);
+    BOOST_TEST(decode_error(c.out) == "sample heater, fan, drum and state must be integers");
+  }
+  // CBOR itself wrong: truncated, too deep, indefinite lengths, a string past the end.
+  {
+    auto c = payload_with().head(4, 1);
+    sample(c);
+    const std::string whole = c.out;
+    for (std::size_t n : {whole.size() - 1, whole.size() - 5, std::size_t{20}})
+      BOOST_TEST(decode_error(whole.substr(0, n)).find("not valid CBOR") != std::string::npos);
+  }
+  {
+    auto c = payload_with(1).head(4, 0).text("deep");
+    for (int i = 0; i < 20; ++i) c.head(4, 1);
+    c.uint(0);
+    BOOST_TEST(decode_error(c.out) == "the payload is not valid CBOR: nested deeper than 16");
+  }
+  BOOST_TEST(decode_error(payload_with().raw({0x9F, 0xFF}).out) ==
+             "the payload is not valid CBOR: indefinite lengths are not supported");
+  {
+    auto c = payload_with(1).head(4, 0).text("note").head(3, 200);
+    c.out += "short";
+    BOOST_TEST(decode_error(c.out) ==
+               "the payload is not valid CBOR: string longer than the input");
+  }
+  BOOST_TEST(decode_error(payload_with().head(4, 1000).out) ==
+             "the payload is not valid CBOR: container longer than the input");
 }
