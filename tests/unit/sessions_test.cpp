@@ -40,6 +40,12 @@ std::vector<telemetry::Sample> fixture_roast(bool with_state) {
   return out;
 }
 
+}  // namespace
+
+// Not in the anonymous namespace: the data-driven test cases are templates with external
+// linkage, and lambdas capturing an internal type there draw -Wsubobject-linkage.
+namespace sessions_test {
+
 struct Fixture {
   test::TempDir dir;
   ledger::SqliteLedger ledger{dir.path() / "kiln.db"};
@@ -49,7 +55,8 @@ struct Fixture {
   Fixture() { ledger.add_projector(&telemetry::project_sessions); }
 };
 
-}  // namespace
+}  // namespace sessions_test
+using sessions_test::Fixture;
 
 BOOST_DATA_TEST_CASE(one_roast_is_one_session_whatever_the_batching,
                      bdata::make({1, 3, 10, 50}) * bdata::make({true, false}), batch, with_state) {

@@ -12,7 +12,7 @@ using storage::Connection;
 namespace {
 
 std::string random_hex(std::size_t bytes) {
-  common::sha256_hex("");  // initialises libsodium
+  common::ensure_sodium();  // randombytes_buf needs sodium_init first
   std::string raw(bytes, '\0');
   randombytes_buf(raw.data(), raw.size());
   static const char* digits = "0123456789abcdef";

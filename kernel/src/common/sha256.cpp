@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <sodium.h>
@@ -22,8 +23,13 @@ constexpr std::size_t kDigestBytes = 32;
 }
 
 const EVP_MD* sha256_md() {
-  // Fetched once: a fetch looks the algorithm up in OpenSSL's provider tables.
-  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  // Fetched once: a fetch looks the algorithm up in OpenSSL's provider tables. OpenSSL is told not
+  // to free itself at exit: a thread still running then (a tool call, a speech stream) frees its
+  // per-thread context after the exit handlers, which must not find OpenSSL torn down.
+  static EVP_MD* md = [] {
+    OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, nullptr);
+    return EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  }();
   if (md == nullptr) openssl_failed("EVP_MD_fetch(SHA256)");
   return md;
 }
@@ -34,7 +40,8 @@ const EVP_MD* sha256_md() {
 // setup out of it.
 class Hasher {
  public:
-  Hasher() : ctx_(EVP_MD_CTX_new()) {
+  // sha256_md() first: it initialises OpenSSL (without exit handlers) before anything else does.
+  Hasher() : md_(sha256_md()), ctx_(EVP_MD_CTX_new()) {
     if (ctx_ == nullptr) throw std::bad_alloc();
   }
   ~Hasher() { EVP_MD_CTX_free(ctx_); }
@@ -42,7 +49,7 @@ class Hasher {
   Hasher& operator=(const Hasher&) = delete;
 
   void begin() {
-    if (EVP_DigestInit_ex2(ctx_, sha256_md(), nullptr) != 1) openssl_failed("EVP_DigestInit_ex2");
+    if (EVP_DigestInit_ex2(ctx_, md_, nullptr) != 1) openssl_failed("EVP_DigestInit_ex2");
   }
   void update(const void* data, std::size_t n) {
     if (EVP_DigestUpdate(ctx_, data, n) != 1) openssl_failed("EVP_DigestUpdate");
@@ -62,6 +69,7 @@ class Hasher {
   }
 
  private:
+  const EVP_MD* md_;
   EVP_MD_CTX* ctx_;
 };
 

@@ -281,6 +281,7 @@ void SqliteLedger::writer_loop() {
     // One transaction, one fsync, for everything queued so far. The head is read inside the
     // transaction, so the chain continues correctly even after a failed group.
     std::vector<std::vector<Event>> results(batch.size());
+    std::int64_t appended = 0;  // rows this group committed, asynchronous ones included
     std::vector<std::exception_ptr> item_errors(batch.size());
     try {
       storage::Transaction tx(*c);
@@ -365,6 +366,7 @@ void SqliteLedger::writer_loop() {
       tx.commit();
       if (seq > head_seq)
         spdlog::trace("ledger committed seq={}-{} head={}", head_seq + 1, seq, prev);
+      appended = seq - head_seq;
       head_seq = seq;
       head_hash = prev;
     } catch (...) {
@@ -394,10 +396,9 @@ void SqliteLedger::writer_loop() {
     }
     {
       std::lock_guard lock(mu_);
-      std::int64_t n = 0;
-      for (const auto& r : results) n += static_cast<std::int64_t>(r.size());
-      if (n > 0) ++groups_;  // commands that appended nothing (an empty claim poll) are no group
-      written_ += n;
+      // Commands that appended nothing (an empty claim poll) are no group.
+      if (appended > 0) ++groups_;
+      written_ += appended;
     }
     for (std::size_t i = 0; i < batch.size(); ++i) {
       if (item_errors[i]) {

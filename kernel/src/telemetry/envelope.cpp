@@ -4,6 +4,7 @@
 
 #include <sodium.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -491,7 +492,9 @@ std::optional<Batch> decode_batch(std::string_view cbor, EnvelopeError* error) {
     b.device = {std::string(dev_c.take(dev)), boot.v};
     b.seq = seq.v;
     b.sent_at = *sent_at;
-    b.samples.reserve(static_cast<std::size_t>(samples.v));
+    // A sample takes at least 12 bytes (a map of t, bt and et): no larger reservation than the
+    // input can fill.
+    b.samples.reserve(std::min(static_cast<std::size_t>(samples.v), f[4].size() / 12));
     static constexpr std::array<std::string_view, 8> kSample{"t",      "bt",  "et",   "ror",
                                                              "heater", "fan", "drum", "state"};
     for (std::uint64_t i = 0; i < samples.v; ++i) {
