@@ -115,7 +115,14 @@ BOOST_AUTO_TEST_CASE(operations_routes_and_openapi_need_no_key) {
   // Request ids are echoed, or made up.
   auto echoed = s.call("GET", "/health", "", "", {{"X-Request-Id", "trace-42"}});
   BOOST_TEST(echoed.header("x-request-id") == "trace-42");
-  BOOST_TEST(s.call("GET", "/health").header("x-request-id").size() == 16u);
+  const std::string made_up = s.call("GET", "/health").header("x-request-id");
+  BOOST_TEST(std::regex_match(made_up, std::regex("[0-9a-f]{16}")), made_up);
+  // The access log has a line per request, with its request id (written every 100 ms).
+  BOOST_REQUIRE(s.child->wait_for_stderr("id=" + made_up, 5s));
+  const std::string log = s.child->stderr_so_far();
+  BOOST_TEST(std::regex_search(
+                 log, std::regex("http GET /health 200 [0-9]+B [0-9]+\\.[0-9]{3}ms id=trace-42")),
+             log);
   auto metrics = s.call("GET", "/metrics");
   BOOST_TEST(metrics.status == 200);
   BOOST_TEST(contains(metrics.header("content-type"), "text/plain; version=0.0.4"));

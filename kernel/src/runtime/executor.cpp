@@ -132,9 +132,15 @@ ToolOutcome ToolRuntimeExecutor::invoke_audited(const ToolCall& call) const {
   // non-blocking one (bounded by contract) records only its outcome: a tool.called committed in
   // the same group as the outcome would say nothing more.
   const bool blocking = !nonblocking(call.tool);
+  // One event each, moved into the vector (a braced list would copy the payload).
+  auto one = [](ledger::NewEvent e) {
+    std::vector<ledger::NewEvent> v;
+    v.push_back(std::move(e));
+    return v;
+  };
   if (blocking)
-    audit({ledger::NewEvent{call.tenant, "tools", "tool.called",
-                            json::object{{"tool", call.tool}, {"request_id", call.request_id}}}});
+    audit(one({call.tenant, "tools", "tool.called",
+               json::object{{"tool", call.tool}, {"request_id", call.request_id}}}));
   int attempts = 0;
   std::string provider;
   ToolOutcome outcome = invoke_routed(call, &attempts, &provider);
@@ -151,8 +157,8 @@ ToolOutcome ToolRuntimeExecutor::invoke_audited(const ToolCall& call) const {
     done["message"] = outcome.error().message;
     done["retryable"] = outcome.error().retryable;
   }
-  audit({ledger::NewEvent{call.tenant, "tools", outcome.ok() ? "tool.completed" : "tool.failed",
-                          std::move(done)}});
+  audit(one(
+      {call.tenant, "tools", outcome.ok() ? "tool.completed" : "tool.failed", std::move(done)}));
   return outcome;
 }
 
