@@ -289,6 +289,25 @@ BOOST_AUTO_TEST_CASE(bad_batches_are_refused_naming_what_is_wrong) {
     c.head(5, 4).text("t").uint(1).text("bt").uint(2).text("et").uint(3).text("fan").f64(2.5);
     BOOST_TEST(decode_error(c.out) == "sample heater, fan, drum and state must be integers");
   }
+  for (bool negative : {false, true}) {  // beyond int: refused, not wrapped
+    auto c = payload_with().head(4, 1);
+    c.head(5, 4).text("t").uint(1).text("bt").uint(2).text("et").uint(3).text("state");
+    if (negative)
+      c.nint(-2147483650LL);
+    else
+      c.uint(4294967302ULL);
+    BOOST_TEST(decode_error(c.out) == "sample heater, fan, drum and state must be integers");
+  }
+  {  // the ends of int are kept
+    auto c = payload_with().head(4, 1);
+    c.head(5, 5).text("t").uint(1).text("bt").uint(2).text("et").uint(3);
+    c.text("heater").uint(2147483647).text("drum").nint(-2147483648LL);
+    EnvelopeError err;
+    auto got = detail::decode_batch(c.out, &err);
+    BOOST_REQUIRE_MESSAGE(got.has_value(), err.message);
+    BOOST_TEST(got->samples[0].heater == 2147483647);
+    BOOST_TEST(got->samples[0].drum == -2147483647 - 1);
+  }
   // CBOR itself wrong: truncated, too deep, indefinite lengths, a string past the end.
   {
     auto c = payload_with().head(4, 1);

@@ -66,17 +66,33 @@ std::string fast_chain_hash(const std::string& prev_hash, std::int64_t seq, cons
 
 }  // namespace
 
+namespace {
+
+// Appends `s` as a JSON string, exactly as json::serialize writes it (the same serializer), without
+// copying it into a json::value first. One serializer per thread: it keeps its buffers.
+void append_json_string(std::string& out, std::string_view s) {
+  thread_local json::serializer sr;
+  sr.reset(json::string_view(s.data(), s.size()));
+  char buf[512];
+  while (!sr.done()) {
+    const auto part = sr.read(buf, sizeof buf);
+    out.append(part.data(), part.size());
+  }
+}
+
+}  // namespace
+
 SqliteLedger::Prepared SqliteLedger::prepare(NewEvent&& e) {
   Prepared p;
   p.payload = json::serialize(e.payload);
   p.tail.reserve(e.tenant.size() + e.stream.size() + e.kind.size() + p.payload.size() * 5 / 4 + 16);
-  p.tail += json::serialize(json::value(e.tenant));
+  append_json_string(p.tail, e.tenant);
   p.tail += ',';
-  p.tail += json::serialize(json::value(e.stream));
+  append_json_string(p.tail, e.stream);
   p.tail += ',';
-  p.tail += json::serialize(json::value(e.kind));
+  append_json_string(p.tail, e.kind);
   p.tail += ',';
-  p.tail += json::serialize(json::value(p.payload));
+  append_json_string(p.tail, p.payload);
   p.tail += ']';
   p.tenant = std::move(e.tenant);
   p.stream = std::move(e.stream);

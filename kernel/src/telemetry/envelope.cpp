@@ -8,6 +8,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <vector>
@@ -515,10 +516,12 @@ std::optional<Batch> decode_batch(std::string_view cbor, EnvelopeError* error) {
         if (v[k].empty()) return true;  // settings are optional
         Cursor::Head h;
         head_of(v[k], &h);
-        if (h.major == 0)
-          *out = static_cast<int>(static_cast<std::int64_t>(h.v));
-        else if (h.major == 1)
-          *out = static_cast<int>(-1 - static_cast<std::int64_t>(h.v));
+        // Levels and states are small integers: anything outside int is refused, not wrapped.
+        constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<int>::max());
+        if (h.major == 0 && h.v <= kMax)
+          *out = static_cast<int>(h.v);
+        else if (h.major == 1 && h.v <= kMax)  // down to -1 - INT_MAX = INT_MIN
+          *out = -1 - static_cast<int>(h.v);
         else
           return false;
         return true;
