@@ -82,9 +82,35 @@ struct Item {
   }
 };
 
-class Decoder {
+// CBOR half-precision float (RFC 8949 appendix D).
+double half(std::uint16_t h) {
+  const int exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
+  double v = exp == 0    ? std::ldexp(mant, -24)
+             : exp != 31 ? std::ldexp(mant + 1024, exp - 25)
+                         : (mant == 0 ? INFINITY : NAN);
+  return (h & 0x8000) ? -v : v;
+}
+
+// Bytes of CBOR input, read front to back; running out is an error ("truncated").
+class Input {
+ protected:
+  explicit Input(std::string_view in) : in_(in) {}
+  unsigned char byte() {
+    if (pos_ >= in_.size()) throw std::runtime_error("truncated");
+    return static_cast<unsigned char>(in_[pos_++]);
+  }
+  std::uint64_t arg(int n) {
+    std::uint64_t v = 0;
+    for (int k = 0; k < n; ++k) v = (v << 8) | byte();
+    return v;
+  }
+  std::string_view in_;
+  std::size_t pos_ = 0;
+};
+
+class Decoder : Input {
  public:
-  explicit Decoder(std::string_view in) : in_(in) {}
+  explicit Decoder(std::string_view in) : Input(in) {}
   Item item(int depth = 0) {
     if (depth > 16) throw std::runtime_error("nested deeper than 16");
     const auto b = byte();
@@ -166,32 +192,14 @@ class Decoder {
     it.d = d;
     return it;
   }
-  static double half(std::uint16_t h) {
-    const int exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
-    double v = exp == 0    ? std::ldexp(mant, -24)
-               : exp != 31 ? std::ldexp(mant + 1024, exp - 25)
-                           : (mant == 0 ? INFINITY : NAN);
-    return (h & 0x8000) ? -v : v;
-  }
-  unsigned char byte() {
-    if (pos_ >= in_.size()) throw std::runtime_error("truncated");
-    return static_cast<unsigned char>(in_[pos_++]);
-  }
-  std::uint64_t arg(int n) {
-    std::uint64_t v = 0;
-    for (int k = 0; k < n; ++k) v = (v << 8) | byte();
-    return v;
-  }
-  std::string_view in_;
-  std::size_t pos_ = 0;
 };
 
 // Walks CBOR without building a tree: the batch's samples are decoded straight into Sample
 // values (the tree of Items cost ≈ 15 µs an envelope in allocations, a sixth of a verify).
 // Same limits and messages as Decoder.
-class Cursor {
+class Cursor : Input {
  public:
-  explicit Cursor(std::string_view in) : in_(in) {}
+  explicit Cursor(std::string_view in) : Input(in) {}
   struct Head {
     int major = 0;
     int info = 0;
@@ -267,26 +275,6 @@ class Cursor {
     }
     return std::nullopt;  // a simple value
   }
-
- private:
-  static double half(std::uint16_t h) {
-    const int exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
-    double v = exp == 0    ? std::ldexp(mant, -24)
-               : exp != 31 ? std::ldexp(mant + 1024, exp - 25)
-                           : (mant == 0 ? INFINITY : NAN);
-    return (h & 0x8000) ? -v : v;
-  }
-  unsigned char byte() {
-    if (pos_ >= in_.size()) throw std::runtime_error("truncated");
-    return static_cast<unsigned char>(in_[pos_++]);
-  }
-  std::uint64_t arg(int n) {
-    std::uint64_t v = 0;
-    for (int k = 0; k < n; ++k) v = (v << 8) | byte();
-    return v;
-  }
-  std::string_view in_;
-  std::size_t pos_ = 0;
 };
 
 // The values of a CBOR map's text keys among `names` (the first of a repeated key), as spans.
