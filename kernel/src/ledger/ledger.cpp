@@ -64,10 +64,6 @@ std::string fast_chain_hash(const std::string& prev_hash, std::int64_t seq, cons
   return common::sha256_hex(canonical);
 }
 
-}  // namespace
-
-namespace {
-
 // Appends `s` as a JSON string, exactly as json::serialize writes it (the same serializer), without
 // copying it into a json::value first. One serializer per thread: it keeps its buffers.
 void append_json_string(std::string& out, std::string_view s) {
