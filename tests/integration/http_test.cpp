@@ -117,8 +117,10 @@ BOOST_AUTO_TEST_CASE(operations_routes_and_openapi_need_no_key) {
   BOOST_TEST(echoed.header("x-request-id") == "trace-42");
   const std::string made_up = s.call("GET", "/health").header("x-request-id");
   BOOST_TEST(std::regex_match(made_up, std::regex("[0-9a-f]{16}")), made_up);
-  // The access log has a line per request, with its request id (written every 100 ms).
+  // The access log has a line per request, with its request id (each I/O thread writes its lines
+  // every 100 ms, so wait for both).
   BOOST_REQUIRE(s.child->wait_for_stderr("id=" + made_up, 5s));
+  BOOST_REQUIRE(s.child->wait_for_stderr("id=trace-42", 5s));
   const std::string log = s.child->stderr_so_far();
   BOOST_TEST(std::regex_search(
                  log, std::regex("http GET /health 200 [0-9]+B [0-9]+\\.[0-9]{3}ms id=trace-42")),
