@@ -2,13 +2,13 @@
 //
 // 1. Durable appends: T threads append E events each through SqliteLedger (group commit, one
 //    fsync per group, hash chain).
-// 2. Baseline, right after each ledger run: the same number of rows written by raw SQLite inserts,
-// batched exactly as the
-//    ledger's groups were (same number of transactions of the same average size, WAL,
-//    synchronous=FULL), without hashing.
+// 2. Baseline, interleaved with 1 in short slices: the same rows written by raw SQLite inserts,
+//    batched exactly as the ledger's groups of that slice were (same number of transactions of
+//    the same average size, WAL, synchronous=FULL), without hashing.
 // 3. `verify` over a ledger of V events (default 1,000,000).
 // Writes bench/results/<date>_ledger.json (or --out FILE). Goal: appends >= 0.8x the baseline.
 #include <algorithm>
+#include <barrier>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -43,7 +43,7 @@ json::object payload(int t, int i) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int threads = 8, per_thread = 500, verify_events = 1000000, rounds = 9;
+  int threads = 8, per_thread = 500, verify_events = 1000000, rounds = 9, slices = 10;
   std::string out = "bench/results/" + today() + "_ledger.json";
   fs::path dir = fs::temp_directory_path() / ("kiln-ledger-bench-" + std::to_string(::getpid()));
   for (int i = 1; i < argc; ++i) {
@@ -55,6 +55,8 @@ int main(int argc, char** argv) {
       per_thread = std::stoi(next());
     else if (a == "--rounds")
       rounds = std::max(1, std::stoi(next()));
+    else if (a == "--slices")
+      slices = std::max(1, std::stoi(next()));
     else if (a == "--verify-events")
       verify_events = std::stoi(next());
     else if (a == "--out")
@@ -64,7 +66,7 @@ int main(int argc, char** argv) {
     else {
       std::fprintf(stderr,
                    "usage: kiln_bench_ledger [--threads T] [--events E per thread] "
-                   "[--rounds R] [--verify-events V] [--dir TMPDIR] [--out FILE]\n");
+                   "[--rounds R] [--slices S] [--verify-events V] [--dir TMPDIR] [--out FILE]\n");
       return 2;
     }
   }
@@ -72,64 +74,82 @@ int main(int argc, char** argv) {
   fs::create_directories(dir);
   const std::int64_t total = static_cast<std::int64_t>(threads) * per_thread;
 
-  // 1 + 2, alternated over several rounds on fresh files: fsync latency drifts, so each
-  // ledger run is compared with a raw run made right after it, and medians are reported.
-  auto run_ledger = [&](const fs::path& file, std::int64_t* groups) {
-    ledger::SqliteLedger l(file);
-    auto start = Clock::now();
-    std::vector<std::thread> ts;
-    for (int t = 0; t < threads; ++t)
-      ts.emplace_back([&, t] {
-        for (int i = 0; i < per_thread; ++i)
-          l.append(ledger::NewEvent{"acme", "missions", "tool.completed", payload(t, i)});
-      });
-    for (auto& th : ts) th.join();
-    double s = seconds_since(start);
-    *groups = l.commit_stats().first;
-    return s;
+  // 1 + 2, interleaved: fsync latency on a shared disk drifts by tens of percent within
+  // seconds, so each round (fresh files) alternates short slices — `slices` of the ledger, each
+  // followed at once by raw SQLite writing the same rows in as many transactions as the ledger's
+  // slice made groups — and compares the summed times. Medians over rounds are reported.
+  struct Round {
+    double ledger_s = 0, raw_s = 0;
+    std::int64_t groups = 0;
   };
-  auto run_raw = [&](const fs::path& file, std::int64_t groups) {
-    storage::Connection c(file, storage::Connection::Mode::kReadWrite);
+  auto run_round = [&](const fs::path& ledger_file, const fs::path& raw_file) {
+    Round out;
+    ledger::SqliteLedger l(ledger_file);
+    storage::Connection c(raw_file, storage::Connection::Mode::kReadWrite);
     storage::migrate(c, storage::kernel_migrations());
     auto insert = c.prepare(
         "INSERT INTO ledger (seq, time, tenant, stream, kind, payload, prev_hash, hash) VALUES "
         "(?, ?, ?, ?, ?, ?, ?, ?)");
     const std::string hash(64, 'a');
-    std::int64_t seq = 0;
-    auto start = Clock::now();
-    for (std::int64_t g = 0; g < groups; ++g) {
-      std::int64_t in_group = total / groups + (g < total % groups ? 1 : 0);
-      storage::Transaction tx(c);
-      for (std::int64_t i = 0; i < in_group; ++i) {
-        ++seq;
+    std::int64_t raw_seq = 0;
+    // The appending threads live for the whole round; a barrier starts and ends each slice.
+    std::barrier sync(threads + 1);
+    int slice = 0;
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads; ++t)
+      ts.emplace_back([&, t] {
+        for (int s = 0; s < slices; ++s) {
+          sync.arrive_and_wait();  // start
+          const int from = per_thread * s / slices, to = per_thread * (s + 1) / slices;
+          for (int i = from; i < to; ++i)
+            l.append(ledger::NewEvent{"acme", "missions", "tool.completed", payload(t, i)});
+          sync.arrive_and_wait();  // end
+        }
+      });
+    for (slice = 0; slice < slices; ++slice) {
+      const std::int64_t events = static_cast<std::int64_t>(threads) *
+                                  (per_thread * (slice + 1) / slices - per_thread * slice / slices);
+      const std::int64_t groups_before = l.commit_stats().first;
+      auto start = Clock::now();
+      sync.arrive_and_wait();
+      sync.arrive_and_wait();
+      out.ledger_s += seconds_since(start);
+      const std::int64_t groups = std::max<std::int64_t>(1, l.commit_stats().first - groups_before);
+      out.groups += groups;
+      start = Clock::now();
+      for (std::int64_t g = 0; g < groups; ++g) {
+        const std::int64_t in_group = events / groups + (g < events % groups ? 1 : 0);
+        storage::Transaction tx(c);
+        for (std::int64_t i = 0; i < in_group; ++i) {
+          ++raw_seq;
+          insert.reset();
+          insert.bind(1, raw_seq).bind(2, ledger::utc_now_millis()).bind(3, "acme");
+          insert.bind(4, "missions").bind(5, "tool.completed");
+          insert.bind(6, json::serialize(payload(static_cast<int>(raw_seq % threads),
+                                                 static_cast<int>(raw_seq / threads))));
+          insert.bind(7, hash).bind(8, hash);
+          insert.step();
+        }
         insert.reset();
-        insert.bind(1, seq).bind(2, ledger::utc_now_millis()).bind(3, "acme").bind(4, "missions");
-        insert.bind(5, "tool.completed")
-            .bind(6, json::serialize(payload(static_cast<int>(seq % threads), static_cast<int>(i))))
-            .bind(7, hash)
-            .bind(8, hash);
-        insert.step();
+        tx.commit();
       }
-      insert.reset();
-      tx.commit();
+      out.raw_s += seconds_since(start);
     }
-    return seconds_since(start);
+    for (auto& th : ts) th.join();
+    return out;
   };
   std::vector<double> ledger_rates, raw_rates, ratios;
   json::array round_results;
   std::int64_t groups = 0;
-  // A warm-up pair first, not counted: the first round ran 10-30 % slower on both sides.
-  {
-    std::int64_t g = 0;
-    run_ledger(dir / "warmup-ledger.db", &g);
-    run_raw(dir / "warmup-raw.db", g);
-  }
+  // A warm-up round first, not counted: the first round ran 10-30 % slower on both sides.
+  run_round(dir / "warmup-ledger.db", dir / "warmup-raw.db");
   for (int r = 0; r < rounds; ++r) {
-    std::int64_t g = 0;
-    double ls = run_ledger(dir / ("ledger" + std::to_string(r) + ".db"), &g);
-    double rs = run_raw(dir / ("raw" + std::to_string(r) + ".db"), g);
+    const Round rd = run_round(dir / ("ledger" + std::to_string(r) + ".db"),
+                               dir / ("raw" + std::to_string(r) + ".db"));
+    const std::int64_t g = rd.groups;
     groups += g;
-    double lr = static_cast<double>(total) / ls, rr = static_cast<double>(total) / rs;
+    double lr = static_cast<double>(total) / rd.ledger_s,
+           rr = static_cast<double>(total) / rd.raw_s;
     ledger_rates.push_back(lr);
     raw_rates.push_back(rr);
     ratios.push_back(lr / rr);
@@ -175,6 +195,7 @@ int main(int argc, char** argv) {
       {"threads", threads},
       {"events_per_round", total},
       {"rounds", rounds},
+      {"slices_per_round", slices},
       {"mean_group_size", static_cast<double>(total) * rounds / static_cast<double>(groups)},
       {"ledger_appends_per_s", ledger_rate},
       {"raw_sqlite_inserts_per_s", raw_rate},
