@@ -95,6 +95,40 @@ int raw_connect(int port) {
   return fd;
 }
 
+// Reads `n` complete responses (Content-Length framed) from a raw connection: (status, body).
+std::vector<std::pair<int, std::string>> read_responses(int fd, std::size_t n) {
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string in;
+  std::vector<std::pair<int, std::string>> out;
+  while (out.size() < n) {
+    const auto end = in.find("\r\n\r\n");
+    if (end != std::string::npos) {
+      std::string head = in.substr(0, end);
+      for (auto& c : head) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      const auto cl = head.find("content-length: ");
+      BOOST_REQUIRE_MESSAGE(cl != std::string::npos, "no content-length in: " << head);
+      const std::size_t len = std::stoul(head.substr(cl + 16));
+      if (in.size() >= end + 4 + len) {
+        out.emplace_back(std::stoi(in.substr(9, 3)), in.substr(end + 4, len));
+        in.erase(0, end + 4 + len);
+        continue;
+      }
+    }
+    char buf[4096];
+    const auto got = ::read(fd, buf, sizeof buf);
+    BOOST_REQUIRE_MESSAGE(got > 0,
+                          "connection closed or timed out after " << out.size() << " response(s)");
+    in.append(buf, static_cast<std::size_t>(got));
+  }
+  BOOST_TEST(in.empty(), "unexpected bytes after the responses: " << in);
+  return out;
+}
+
+void send_all(int fd, std::string_view bytes) {
+  BOOST_REQUIRE(::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()));
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(operations_routes_and_openapi_need_no_key) {
@@ -285,6 +319,55 @@ BOOST_AUTO_TEST_CASE(missions_run_over_http_with_idempotency_keys_and_paged_ledg
   auto all = body(s.call("GET", "/v1/ledger?limit=1000", "a_viewer"));
   BOOST_TEST(seen == static_cast<std::int64_t>(all.at("events").as_array().size()));
   BOOST_TEST(seen >= 9);
+}
+
+// However a request's bytes arrive — body in the header's packet with the next request behind
+// it, body sent later in pieces, a chunked body cut inside a chunk's size line — each request
+// gets its own body and its own response, in order.
+BOOST_AUTO_TEST_CASE(request_bodies_are_framed_however_they_arrive) {
+  Server s;
+  const std::string auth = "Authorization: Bearer " + s.keys.at("a_operator") + "\r\n";
+  auto post = [&](const std::string& body) {
+    return "POST /v1/tools/kiln.echo:invoke HTTP/1.1\r\nHost: x\r\n" + auth +
+           "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+           "\r\n\r\n" + body;
+  };
+  auto echoed = [](const std::pair<int, std::string>& r) {
+    BOOST_TEST(r.first == 200, r.second);
+    return json::serialize(json::parse(r.second).at("output"));
+  };
+  int fd = raw_connect(s.port);
+  // Two requests with bodies and a GET, pipelined in one write.
+  send_all(fd, post(R"({"input": {"n": 1}})") + post(R"({"input": {"n": 2}})") +
+                   "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto three = read_responses(fd, 3);
+  BOOST_TEST(echoed(three[0]) == R"({"n":1})");
+  BOOST_TEST(echoed(three[1]) == R"({"n":2})");
+  BOOST_TEST(three[2].first == 200);
+  BOOST_TEST(contains(three[2].second, "\"ok\""));
+  // The header alone, then the body in two pieces.
+  const std::string whole = post(R"({"input": {"split": "yes"}})");
+  const auto body_at = whole.find("\r\n\r\n") + 4;
+  send_all(fd, whole.substr(0, body_at));
+  std::this_thread::sleep_for(100ms);
+  send_all(fd, whole.substr(body_at, 7));
+  std::this_thread::sleep_for(100ms);
+  send_all(fd, whole.substr(body_at + 7));
+  BOOST_TEST(echoed(read_responses(fd, 1)[0]) == R"({"split":"yes"})");
+  // A chunked body: two chunks, the writes cut after a chunk's size digit and inside its data.
+  const std::string body = R"({"input": {"chunked": true}})";
+  char size1[8], size2[8];
+  std::snprintf(size1, sizeof size1, "%x", 10u);
+  std::snprintf(size2, sizeof size2, "%zx", body.size() - 10);
+  const std::string head = "POST /v1/tools/kiln.echo:invoke HTTP/1.1\r\nHost: x\r\n" + auth +
+                           "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+  send_all(fd, head + size1);
+  std::this_thread::sleep_for(100ms);
+  send_all(fd, "\r\n" + body.substr(0, 10) + "\r\n" + size2 + "\r\n" + body.substr(10, 5));
+  std::this_thread::sleep_for(100ms);
+  send_all(fd, body.substr(15) + "\r\n0\r\n\r\n");
+  BOOST_TEST(echoed(read_responses(fd, 1)[0]) == R"({"chunked":true})");
+  ::close(fd);
 }
 
 BOOST_AUTO_TEST_CASE(slow_clients_are_cut_off_and_sigterm_drains) {

@@ -231,6 +231,42 @@ BOOST_FIXTURE_TEST_CASE(concurrent_appends_are_group_committed, Db) {
   BOOST_TEST(groups_after > groups);
 }
 
+// Audit events alone (nobody waits for them) are committed together, at most one group per
+// kAsyncCommitInterval, and without anyone flushing.
+BOOST_FIXTURE_TEST_CASE(audit_events_alone_share_commits_and_still_land, Db) {
+  ledger::SqliteLedger l(path);
+  l.append(ev("start"));
+  const auto [groups_before, written_before] = l.commit_stats();
+  constexpr int kEvents = 40;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < kEvents; ++i) {
+    l.append_async({ev("audit", json::object{{"i", i}})});
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // longer than a commit here
+  }
+  const auto spread = std::chrono::steady_clock::now() - t0;
+  // They land without a flush (the writer's wait ends on its own).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (l.commit_stats().second < written_before + kEvents &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  const auto [groups_after, written_after] = l.commit_stats();
+  BOOST_REQUIRE(written_after == written_before + kEvents);
+  // One group per interval of the time they took to arrive, and one more at each end; a writer
+  // committing each as it came would have made about one group per event.
+  const auto allowed = spread / ledger::SqliteLedger::kAsyncCommitInterval + 2;
+  BOOST_TEST(groups_after - groups_before <= allowed,
+             (groups_after - groups_before)
+                 << " groups for " << kEvents << " events spread over "
+                 << std::chrono::duration<double>(spread).count() << " s");
+  BOOST_TEST(groups_after - groups_before < kEvents);
+  // A waiting caller ends the writer's wait; its event follows the audit events queued before it.
+  for (int i = 0; i < 3; ++i) l.append_async({ev("audit")});
+  const auto e = l.append(ev("waited"));
+  BOOST_TEST(e.seq == written_after + 3 + 1);
+  BOOST_TEST(l.count() == written_after + 4);
+  BOOST_TEST(l.verify().ok);
+}
+
 // The writer hashes a canonical row encoded ahead on the caller's thread; it must be the bytes
 // chain_hash (and so `verify`) encodes, whatever the strings hold: quotes, backslashes, control
 // characters, non-ASCII, strings longer than the encoder's 512-byte buffer.

@@ -315,7 +315,8 @@ struct Server::Impl {
       req.headers.reserve(8);
       for (const auto& f : head) {
         std::string name(f.name_string());
-        for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        for (auto& c : name)  // ASCII (field names are tokens), not the locale's tolower call
+          if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
         req.headers.emplace_back(std::move(name), std::string(f.value()));
       }
       const std::string given_id = req.header("x-request-id");
@@ -333,8 +334,25 @@ struct Server::Impl {
         close_after = true;  // the body stays unread
       } else {
         parser.body_limit(limit);
-        auto [bec, bn] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
-        (void)bn;
+        // The body is parsed from what the header's read already received (usually all of it)
+        // before reading on: Beast's async_read completes through a post even when it reads
+        // nothing, a round through the scheduler on every request.
+        beast::error_code bec;
+        while (!parser.is_done() && buffer.size() > 0) {
+          const std::size_t used = parser.put(buffer.data(), bec);
+          buffer.consume(used);
+          if (bec == bhttp::error::need_more) {
+            bec = {};
+            if (used == 0) break;  // a partial chunk header: the rest comes from the socket
+          } else if (bec) {
+            break;
+          }
+        }
+        if (!bec && !parser.is_done()) {
+          auto [ec, bn] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
+          (void)bn;
+          bec = ec;
+        }
         if (bec == bhttp::error::body_limit) {
           response = error(413, "payload_too_large",
                            "the body exceeds " + std::to_string(limit) + " bytes for this route");

@@ -173,13 +173,25 @@ SqliteLedger::~SqliteLedger() {
 }
 
 void SqliteLedger::enqueue(Pending* p) {
+  bool wake = false;
   {
     std::lock_guard lock(mu_);
     if (stopping_) throw std::logic_error("ledger is closing");
     p->group = groups_taken_ + 1;
+    // The writer is either busy (it looks at the queue when done), waiting for a first item, or
+    // holding back an audit-only group (writer_loop): only a first item, a caller who waits,
+    // or a full group need to wake it — not every audit event.
+    wake = queue_.empty();
     queue_.push_back(p);
+    if (p->async) {
+      queued_async_events_ += p->events.size();
+      wake = wake || queued_async_events_ >= kAsyncGroupEvents;
+    } else {
+      ++queued_waiting_;
+      wake = true;
+    }
   }
-  cv_.notify_one();
+  if (wake) cv_.notify_one();
 }
 
 std::vector<Event> SqliteLedger::wait(Pending& p) {
@@ -262,6 +274,7 @@ void SqliteLedger::writer_loop() {
   std::int64_t data_version = -1;
   std::int64_t head_seq = 0;
   std::string head_hash;
+  std::chrono::steady_clock::time_point last_commit;  // of the last group that wrote anything
   for (;;) {
     std::deque<Pending*> batch;
     std::uint32_t group = 0;
@@ -269,7 +282,16 @@ void SqliteLedger::writer_loop() {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (queue_.empty() && stopping_) return;
+      // Only audit events queued (nobody waits for them): they wait for the rest of
+      // kAsyncCommitInterval after the last commit, so that under a stream of tool calls one
+      // fsync covers many of them. A caller who waits, a full group or closing ends the wait.
+      if (queued_waiting_ == 0 && !stopping_ && queued_async_events_ < kAsyncGroupEvents)
+        cv_.wait_until(lock, last_commit + kAsyncCommitInterval, [&] {
+          return stopping_ || queued_waiting_ > 0 || queued_async_events_ >= kAsyncGroupEvents;
+        });
       batch.swap(queue_);
+      queued_waiting_ = 0;
+      queued_async_events_ = 0;
       group = ++groups_taken_;
       // Projectors are only ever added; refresh the writer's copy when one was.
       if (projectors.size() != projectors_.size()) projectors = projectors_;
@@ -379,6 +401,7 @@ void SqliteLedger::writer_loop() {
       if (seq > head_seq)
         spdlog::trace("ledger committed seq={}-{} head={}", head_seq + 1, seq, prev);
       appended = seq - head_seq;
+      if (appended > 0) last_commit = std::chrono::steady_clock::now();
       head_seq = seq;
       head_hash = prev;
     } catch (...) {

@@ -84,8 +84,9 @@ class Ledger {
   // durable (committed with fsync). Throws storage::StorageError; then nothing was stored.
   virtual std::vector<Event> append(std::vector<NewEvent> events) = 0;
   Event append(NewEvent e) { return append(std::vector<NewEvent>{std::move(e)}).front(); }
-  // Queues the events for the next group commit and returns at once (for high-volume audit
-  // events such as tool calls). A failure to store them is logged and counted, not thrown.
+  // Queues the events for a group commit and returns at once (for high-volume audit events such
+  // as tool calls; SqliteLedger commits them within kAsyncCommitInterval). A failure to store
+  // them is logged and counted, not thrown.
   virtual void append_async(std::vector<NewEvent> events) = 0;
   // Returns once everything queued before the call is committed (or has failed).
   virtual void flush() = 0;
@@ -134,6 +135,12 @@ class SqliteLedger final : public Ledger {
   // Events queued with append_async that could not be stored.
   std::int64_t async_failures() const;
 
+  // An audit-only group is committed at most this often; one that reaches kAsyncGroupEvents
+  // events goes at once. Audit events are acknowledged to nobody: what this adds is how long one
+  // may sit unwritten (the time a crash could take it with it), not how long a caller waits.
+  static constexpr std::chrono::milliseconds kAsyncCommitInterval{5};
+  static constexpr std::size_t kAsyncGroupEvents = 2048;
+
  private:
   // An event made ready for the writer on the caller's thread: the payload serialized and the
   // constant tail of the canonical row (tenant, stream, kind, payload as JSON strings) encoded,
@@ -162,7 +169,9 @@ class SqliteLedger final : public Ledger {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Pending*> queue_;
-  std::uint32_t groups_taken_ = 0;  // under mu_
+  std::size_t queued_waiting_ = 0;       // synchronous items in queue_ (under mu_)
+  std::size_t queued_async_events_ = 0;  // events of asynchronous items in queue_ (under mu_)
+  std::uint32_t groups_taken_ = 0;       // under mu_
   // The last finished group of each parity. Callers of group g wait on finished_[g % 2], so one
   // wake per group reaches exactly the callers in it: those queued for the next group wait on
   // the other word, and no later group exists until the next one is taken.
