@@ -321,6 +321,27 @@ BOOST_AUTO_TEST_CASE(missions_run_over_http_with_idempotency_keys_and_paged_ledg
   BOOST_TEST(seen >= 9);
 }
 
+// A tool call's audit event is committed a few milliseconds after the call answers; the ledger
+// route waits for what is queued, so a client reading right after its calls finds every one.
+BOOST_AUTO_TEST_CASE(the_ledger_shows_the_calls_answered_before) {
+  Server s;
+  for (int i = 0; i < 5; ++i) {
+    const std::string marker = "ryw-" + std::to_string(i);
+    auto call = s.call("POST", "/v1/tools/kiln.echo:invoke", "a_operator", R"({"input": {}})",
+                       {{"X-Request-Id", marker}});
+    BOOST_REQUIRE_EQUAL(call.status, 200);
+    auto page = s.call("GET", "/v1/ledger?stream=tools&limit=1000", "a_viewer");
+    BOOST_REQUIRE_EQUAL(page.status, 200);
+    int found = 0;
+    const json::value events = body(page).at("events");
+    for (const auto& e : events.as_array())
+      if (e.at("kind").as_string() == "tool.completed" &&
+          e.at("payload").at("request_id").as_string() == marker)
+        ++found;
+    BOOST_TEST(found == 1, marker << " in " << page.body);
+  }
+}
+
 // However a request's bytes arrive — body in the header's packet with the next request behind
 // it, body sent later in pieces, a chunked body cut inside a chunk's size line — each request
 // gets its own body and its own response, in order.

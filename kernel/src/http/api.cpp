@@ -1152,7 +1152,8 @@ Router build_api(ApiContext& ctx) {
   r.add({"GET",
          "/v1/ledger",
          "listLedgerEvents",
-         "The key's tenant's ledger events in seq order, a page at a time",
+         "The key's tenant's ledger events in seq order, a page at a time (audit events of calls "
+         "answered before this request included)",
          "ledger",
          Role::kViewer,
          0,
@@ -1165,8 +1166,11 @@ Router build_api(ApiContext& ctx) {
          {{"after", "only events with seq greater than this (default 0)"},
           {"limit", "page size (1-1000, default 100)"},
           {"stream", "only this stream, e.g. mission/m-…"}},
-         false,
+         true,  // waits for the audit events queued so far to be committed
          [&k](Request& req) {
+           // Tool-call audit events are committed in groups a few milliseconds after the call
+           // answered; a client reading the ledger right after its call must find them.
+           k.ledger().flush();
            ledger::ExportFilter f;
            f.tenant = req.tenant;
            f.after_seq = int_query(req, "after", 0, 0, INT64_MAX);
