@@ -340,6 +340,16 @@ BOOST_AUTO_TEST_CASE(the_ledger_shows_the_calls_answered_before) {
         ++found;
     BOOST_TEST(found == 1, marker << " in " << page.body);
   }
+  // /metrics counts this process's commits and writes, and audit events it could not store.
+  const std::string metrics = s.call("GET", "/metrics").body;
+  std::smatch m;
+  BOOST_REQUIRE(
+      std::regex_search(metrics, m, std::regex("\nkiln_ledger_commits_total ([0-9]+)\n")));
+  BOOST_TEST(std::stoll(m[1]) >= 1);
+  BOOST_REQUIRE(
+      std::regex_search(metrics, m, std::regex("\nkiln_ledger_appended_total ([0-9]+)\n")));
+  BOOST_TEST(std::stoll(m[1]) >= 5);
+  BOOST_TEST(contains(metrics, "\nkiln_ledger_audit_failures_total 0\n"), metrics);
 }
 
 // However a request's bytes arrive — body in the header's packet with the next request behind

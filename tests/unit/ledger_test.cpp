@@ -267,6 +267,22 @@ BOOST_FIXTURE_TEST_CASE(audit_events_alone_share_commits_and_still_land, Db) {
   BOOST_TEST(l.verify().ok);
 }
 
+// Audit events that cannot be stored are counted (kiln_ledger_audit_failures_total), and the
+// group they failed in leaves nothing behind; the ledger goes on.
+BOOST_FIXTURE_TEST_CASE(audit_events_that_cannot_be_stored_are_counted, Db) {
+  ledger::SqliteLedger l(path);
+  l.add_projector([](Connection&, const ledger::Event& e) {
+    if (e.kind == "poison") throw std::runtime_error("the projection refuses it");
+  });
+  l.append(ev("before"));
+  l.append_async({ev("audit"), ev("poison")});
+  l.flush();
+  BOOST_TEST(l.async_failures() == 2);
+  BOOST_TEST(l.count() == 1);
+  BOOST_TEST(l.append(ev("after")).seq == 2);
+  BOOST_TEST(l.verify().ok);
+}
+
 // The writer hashes a canonical row encoded ahead on the caller's thread; it must be the bytes
 // chain_hash (and so `verify`) encodes, whatever the strings hold: quotes, backslashes, control
 // characters, non-ASCII, strings longer than the encoder's 512-byte buffer.

@@ -345,6 +345,22 @@ Router build_api(ApiContext& ctx) {
                  "# HELP kiln_ledger_events Events in the ledger.\n"
                  "# TYPE kiln_ledger_events gauge\nkiln_ledger_events " +
                  std::to_string(le.int64(0)) + "\n";
+             // This process's writer: group commits, events it wrote, and audit events (tool
+             // calls) it could not store — those are logged, and an operator alerts on this.
+             auto& l = k.sqlite_ledger();
+             const auto [groups, written] = l.commit_stats();
+             out +=
+                 "# HELP kiln_ledger_commits_total Group commits (one fsync each) by this "
+                 "process.\n# TYPE kiln_ledger_commits_total counter\nkiln_ledger_commits_total " +
+                 std::to_string(groups) +
+                 "\n# HELP kiln_ledger_appended_total Ledger events written by this process.\n"
+                 "# TYPE kiln_ledger_appended_total counter\nkiln_ledger_appended_total " +
+                 std::to_string(written) +
+                 "\n# HELP kiln_ledger_audit_failures_total Audit events (tool calls, refused "
+                 "telemetry) that could not be stored.\n"
+                 "# TYPE kiln_ledger_audit_failures_total counter\n"
+                 "kiln_ledger_audit_failures_total " +
+                 std::to_string(l.async_failures()) + "\n";
            } catch (const std::exception&) {
              // storage not open yet: the families are simply absent
            }
