@@ -68,7 +68,17 @@ BOOST_AUTO_TEST_CASE(kill_9_never_loses_an_acknowledged_event) {
     std::int64_t seq = 0, highest = 0;
     while (::read(pipefd[0], &seq, sizeof seq) == sizeof seq) highest = std::max(highest, seq);
     ::close(pipefd[0]);
-    auto v = ledger::verify_file(db);
+    // A kill that lands before the first start has created and migrated the database (a slow
+    // start on a loaded machine) leaves no ledger to read: fine while nothing was acknowledged.
+    ledger::VerifyResult v;
+    try {
+      v = ledger::verify_file(db);
+    } catch (const storage::StorageError& e) {
+      BOOST_REQUIRE_MESSAGE(highest == 0, "iteration "
+                                              << it << ": acknowledged seq " << highest
+                                              << " but the ledger cannot be read: " << e.what());
+      continue;
+    }
     BOOST_REQUIRE_MESSAGE(v.ok,
                           "iteration " << it << ": seq " << v.first_bad_seq << ": " << v.reason);
     // Every acknowledged seq is stored; more may be (committed, not yet acknowledged).
