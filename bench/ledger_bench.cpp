@@ -94,7 +94,6 @@ int main(int argc, char** argv) {
     std::int64_t raw_seq = 0;
     // The appending threads live for the whole round; a barrier starts and ends each slice.
     std::barrier sync(threads + 1);
-    int slice = 0;
     std::vector<std::thread> ts;
     for (int t = 0; t < threads; ++t)
       ts.emplace_back([&, t] {
@@ -106,7 +105,7 @@ int main(int argc, char** argv) {
           sync.arrive_and_wait();  // end
         }
       });
-    for (slice = 0; slice < slices; ++slice) {
+    for (int slice = 0; slice < slices; ++slice) {
       const std::int64_t events = static_cast<std::int64_t>(threads) *
                                   (per_thread * (slice + 1) / slices - per_thread * slice / slices);
       const std::int64_t groups_before = l.commit_stats().first;

@@ -252,13 +252,13 @@ BOOST_FIXTURE_TEST_CASE(audit_events_alone_share_commits_and_still_land, Db) {
   const auto [groups_after, written_after] = l.commit_stats();
   BOOST_REQUIRE(written_after == written_before + kEvents);
   // One group per interval of the time they took to arrive, and one more at each end; a writer
-  // committing each as it came would have made about one group per event.
+  // committing each as it came would have made about one group per event. (The bound grows with
+  // the spread, so a loaded machine whose sleeps stretch past the interval does not fail it.)
   const auto allowed = spread / ledger::SqliteLedger::kAsyncCommitInterval + 2;
   BOOST_TEST(groups_after - groups_before <= allowed,
              (groups_after - groups_before)
                  << " groups for " << kEvents << " events spread over "
                  << std::chrono::duration<double>(spread).count() << " s");
-  BOOST_TEST(groups_after - groups_before < kEvents);
   // A waiting caller ends the writer's wait; its event follows the audit events queued before it.
   for (int i = 0; i < 3; ++i) l.append_async({ev("audit")});
   const auto e = l.append(ev("waited"));
