@@ -328,8 +328,14 @@ BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason)
   std::size_t batches = 0, rejects = 0;
   std::istringstream lines(exported.out);
   for (std::string line; std::getline(lines, line);) {
-    batches += contains(line, "\"telemetry.batch\"");
-    rejects += contains(line, "\"telemetry.rejected\"");
+    auto e = json::parse(line).as_object();
+    // Batches stored together share one telemetry.batches event, each with its digest.
+    if (e.at("kind") == "telemetry.batches")
+      for (const auto& b : e.at("payload").at("batches").as_array()) {
+        BOOST_TEST(b.at("digest").as_string().size() == 64u);
+        ++batches;
+      }
+    rejects += e.at("kind") == "telemetry.rejected";
   }
   BOOST_TEST(batches == 6u);
   BOOST_TEST(rejects >= 13u);
@@ -338,6 +344,63 @@ BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason)
   auto list = body(s.call("GET", "/v1/devices", "viewer"));
   BOOST_TEST(list.as_array().size() == 2u);
   BOOST_TEST(s.call("GET", "/v1/devices", "other").body == "[]");
+}
+
+// Envelopes sent at once over many connections: each answered on its own connection with its
+// own batch (the route answers from the ledger's writer once durable, without a waiting
+// thread), all stored once, each listed in a telemetry.batches event.
+BOOST_AUTO_TEST_CASE(envelopes_sent_at_once_are_each_answered_and_stored_once) {
+  Server s;
+  auto added = s.call("POST", "/v1/devices", "operator", R"({"device": "r1-burst"})");
+  BOOST_REQUIRE_MESSAGE(added.status == 201, added.body);
+  const auto key = key_of(body(added));
+  constexpr int kThreads = 16, kEach = 3;
+  std::vector<std::string> envelopes;
+  for (int seq = 1; seq <= kThreads * kEach; ++seq) {
+    telemetry::Sample x;
+    x.t = now_s() - 100 + seq;
+    x.bt = 100 + seq;
+    envelopes.push_back(telemetry::sign_envelope(
+        batch("r1-burst", 1, static_cast<std::uint64_t>(seq), {x}), key, "acme", "r1-burst"));
+  }
+  std::vector<std::string> problems(kThreads);
+  std::vector<std::thread> senders;
+  for (int t = 0; t < kThreads; ++t)
+    senders.emplace_back([&, t] {
+      for (int k = 0; k < kEach; ++k) {
+        const int seq = 1 + t + k * kThreads;
+        auto r = s.send("r1-burst", envelopes[static_cast<std::size_t>(seq - 1)]);
+        if (r.status != 200) {
+          problems[t] += "seq " + std::to_string(seq) + ": " + r.body + "\n";
+          continue;
+        }
+        auto b = json::parse(r.body);
+        if (b.at("seq").as_int64() != seq || b.at("duplicate").as_bool() ||
+            b.at("ledger_seq").as_int64() <= 0)
+          problems[t] += "seq " + std::to_string(seq) + " answered " + r.body + "\n";
+      }
+    });
+  for (auto& th : senders) th.join();
+  for (const auto& p : problems) BOOST_TEST(p.empty(), p);
+  auto metrics = s.call("GET", "/metrics", "").body;
+  BOOST_TEST(contains(metrics, "kiln_telemetry_batches_total 48"), metrics);
+  std::set<std::int64_t> seqs;
+  std::size_t listed = 0;
+  auto exported = s.kiln({"ledger", "export", "--stream", "telemetry"});
+  std::istringstream lines(exported.out);
+  for (std::string line; std::getline(lines, line);) {
+    auto e = json::parse(line).as_object();
+    if (e.at("kind") != "telemetry.batches") continue;
+    for (const auto& b : e.at("payload").at("batches").as_array()) {
+      seqs.insert(b.at("seq").as_int64());
+      ++listed;
+    }
+  }
+  BOOST_TEST(listed == 48u);
+  BOOST_TEST(seqs.size() == 48u);
+  // The same envelopes again: all duplicates, nothing new stored.
+  BOOST_TEST(body(s.send("r1-burst", envelopes[0])).at("duplicate").as_bool());
+  BOOST_TEST(contains(s.call("GET", "/metrics", "").body, "kiln_telemetry_batches_total 48"));
 }
 
 BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
@@ -388,7 +451,7 @@ BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
   BOOST_TEST(steps[4].at("output").at("seconds").as_double() > 1.0);
   // All of it in the ledger.
   auto exported = s.kiln({"ledger", "export"});
-  for (const char* kind : {"\"device.key_added\"", "\"telemetry.batch\"", "\"session.opened\"",
+  for (const char* kind : {"\"device.key_added\"", "\"telemetry.batches\"", "\"session.opened\"",
                            "\"session.closed\"", "\"session.reported\"", "\"mission.completed\""})
     BOOST_TEST(contains(exported.out, kind), kind);
   BOOST_TEST(s.kiln({"ledger", "verify"}).exit_code == 0);

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <future>
 #include <map>
 #include <set>
 #include <thread>
@@ -368,6 +369,62 @@ BOOST_FIXTURE_TEST_CASE(a_failed_group_stores_nothing_and_the_next_one_works, Db
   BOOST_TEST(l.count() == 1);  // not even "fine" was stored
   auto after = l.append(ev("after"));
   BOOST_TEST(after.seq == 2);
+  BOOST_TEST(l.verify().ok);
+}
+
+// A command without a waiting thread: its completion gets the events once they are durable, or
+// its own error (the rest of the group is stored); every completion of a group has run by the
+// time a later flush() returns.
+BOOST_FIXTURE_TEST_CASE(asynchronous_commands_complete_after_their_group_commits, Db) {
+  ledger::SqliteLedger l(path);
+  std::mutex mu;
+  std::vector<std::int64_t> seqs;
+  std::vector<std::string> errors;
+  std::promise<void> release;
+  auto held = release.get_future().share();
+  // Holds the writer inside a group so that the next commands queue up behind it.
+  l.execute_async(
+      [held](Connection&) -> std::vector<ledger::NewEvent> {
+        held.wait();
+        return {};
+      },
+      [](std::vector<ledger::Event>, std::exception_ptr) {});
+  for (int i = 0; i < 3; ++i)
+    l.execute_async(
+        [i](Connection&) -> std::vector<ledger::NewEvent> {
+          if (i == 1) throw std::runtime_error("precondition not met");
+          return {ev("async." + std::to_string(i))};
+        },
+        [&](std::vector<ledger::Event> events, std::exception_ptr error) {
+          std::lock_guard lock(mu);
+          if (error) {
+            try {
+              std::rethrow_exception(error);
+            } catch (const std::exception& e) {
+              errors.push_back(e.what());
+            }
+          } else {
+            BOOST_TEST(events.size() == 1u);
+            // Durable when announced: a fresh connection reads it.
+            Connection c(path, Connection::Mode::kReadOnly);
+            auto st = c.prepare("SELECT kind FROM ledger WHERE seq = ?");
+            st.bind(1, events.front().seq);
+            BOOST_TEST(st.step());
+            BOOST_TEST(st.text(0) == events.front().kind);
+            seqs.push_back(events.front().seq);
+          }
+        });
+  {
+    std::lock_guard lock(mu);
+    BOOST_TEST(seqs.empty());  // nothing answered while the writer is held
+  }
+  release.set_value();
+  l.flush();
+  std::lock_guard lock(mu);
+  BOOST_TEST(seqs == (std::vector<std::int64_t>{1, 2}));
+  BOOST_TEST(errors == std::vector<std::string>{"precondition not met"});
+  BOOST_TEST(l.count() == 2);
+  BOOST_TEST(l.async_failures() == 0);  // a caller was told; not an audit loss
   BOOST_TEST(l.verify().ok);
 }
 

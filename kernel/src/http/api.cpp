@@ -778,19 +778,27 @@ Router build_api(ApiContext& ctx) {
          200,
          "application/json",
          {},
-         true,
-         [&k](Request& req) {
+         false,
+         nullptr,
+         nullptr,
+         "application/cose",
+         // Checked and verified on the I/O thread; answered once the batch is durable (the
+         // ledger's group commit), with no thread waiting for it.
+         [&k](Request& req, Respond respond) {
            const auto now =
                std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
                    .count();
-           auto res =
-               k.telemetry().ingestor().ingest(req.tenant, req.params.at("device"), req.body, now);
-           if (!res.accepted)
-             return error(res.http_status(), res.reason, res.message, res.to_json());
-           return Response::json(200, res.to_json());
-         },
-         nullptr,
-         "application/cose"});
+           k.telemetry().ingestor().ingest_async(
+               req.tenant, req.params.at("device"), req.body, now,
+               [respond, &req](telemetry::IngestResult res, std::exception_ptr failed) {
+                 if (failed)
+                   respond(Router::failure(failed, req));  // req lives until answered
+                 else if (!res.accepted)
+                   respond(error(res.http_status(), res.reason, res.message, res.to_json()));
+                 else
+                   respond(Response::json(200, res.to_json()));
+               });
+         }});
   r.add({"GET",
          "/v1/devices",
          "listDevices",

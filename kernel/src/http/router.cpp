@@ -153,8 +153,9 @@ Router::Match Router::match(std::string_view method, std::string_view path) cons
   return m;
 }
 
-Response Router::dispatch(const Route& route, Request& req, const Authenticator& auth) const {
-  try {
+std::optional<Response> Router::admit(const Route& route, Request& req,
+                                      const Authenticator& auth) const {
+  {
     if (route.role) {
       const std::string authz = req.header("authorization");
       if (authz.empty())
@@ -202,17 +203,49 @@ Response Router::dispatch(const Route& route, Request& req, const Authenticator&
                      "send the body with 'Content-Type: " + route.raw_body_type + "' (got '" +
                          (ct.empty() ? std::string("none") : ct) + "')");
     }
-    return route.handler(req);
+  }
+  return std::nullopt;
+}
+
+Response Router::failure(std::exception_ptr error_ptr, const Request& req) {
+  try {
+    std::rethrow_exception(error_ptr);
   } catch (const HttpError& e) {
     return error(e.status, e.code, e.message, e.details);
   } catch (const missions::MissionError& e) {
     return error(mission_status(e.code()), std::string(e.code_name()), e.what());
   } catch (const std::exception& e) {
     spdlog::error("request {} {} {}: {}", req.request_id, req.method, req.path, e.what());
-    return error(
-        500, "internal",
-        "the server failed to handle the request (request id " + req.request_id + " in its log)");
+  } catch (...) {
+    spdlog::error("request {} {} {}: unknown error", req.request_id, req.method, req.path);
   }
+  return error(
+      500, "internal",
+      "the server failed to handle the request (request id " + req.request_id + " in its log)");
+}
+
+Response Router::dispatch(const Route& route, Request& req, const Authenticator& auth) const {
+  try {
+    if (auto refused = admit(route, req, auth)) return std::move(*refused);
+    return route.handler(req);
+  } catch (...) {
+    return failure(std::current_exception(), req);
+  }
+}
+
+void Router::dispatch_async(const Route& route, Request& req, const Authenticator& auth,
+                            Respond respond) const {
+  std::optional<Response> now;
+  try {
+    now = admit(route, req, auth);
+    if (!now) {
+      route.async_handler(req, respond);  // from here on the handler answers
+      return;
+    }
+  } catch (...) {
+    now = failure(std::current_exception(), req);
+  }
+  respond(std::move(*now));
 }
 
 json::object Router::openapi(const std::string& version) const {

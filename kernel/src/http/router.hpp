@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <exception>
 #include <functional>
 #include <map>
 #include <optional>
@@ -62,6 +63,12 @@ struct HttpError {
 };
 
 using Handler = std::function<Response(Request&)>;
+// An asynchronous handler answers through `respond`, exactly once: at once, or later from any
+// thread (e.g. once a telemetry batch is durable) — no thread waits meanwhile. It runs on the
+// I/O thread, so it must not block; `req` stays valid until it has answered. A handler that
+// throws must not have answered (the exception becomes the answer).
+using Respond = std::function<void(Response)>;
+using AsyncHandler = std::function<void(Request&, Respond respond)>;
 
 struct Route {
   std::string method;
@@ -84,6 +91,8 @@ struct Route {
   // A raw (non-JSON) request body of this media type, e.g. "application/cose": the router
   // refuses another Content-Type with 415 and /openapi.json documents a binary body.
   std::string raw_body_type = {};
+  // Set instead of `handler` for a route that answers later without holding a thread.
+  AsyncHandler async_handler = nullptr;
 };
 
 // Resolves an API key to an identity; nullopt when unknown or revoked.
@@ -106,12 +115,21 @@ class Router {
   // Authenticates, checks the role, parses and validates the JSON body, runs the handler and
   // turns HttpError / MissionError / exceptions into the error envelope.
   Response dispatch(const Route& route, Request& req, const Authenticator& auth) const;
+  // The same for a route with an async_handler: `respond` gets the answer, possibly on another
+  // thread, possibly before this returns.
+  void dispatch_async(const Route& route, Request& req, const Authenticator& auth,
+                      Respond respond) const;
+  // The error envelope for an exception a handler threw (HttpError, MissionError: their status;
+  // anything else: 500, logged with the request id).
+  static Response failure(std::exception_ptr error, const Request& req);
   const std::vector<Route>& routes() const { return routes_; }
   std::vector<Route>& routes_mutable() { return routes_; }
   // OpenAPI 3.1 for every route.
   boost::json::object openapi(const std::string& version) const;
 
  private:
+  // Authentication, role, body media type and schema: the answer when the request is refused.
+  std::optional<Response> admit(const Route& route, Request& req, const Authenticator& auth) const;
   std::vector<Route> routes_;
   std::vector<std::vector<std::string>> segments_;  // each route's pattern, split once
 };

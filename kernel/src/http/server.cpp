@@ -382,7 +382,19 @@ struct Server::Impl {
           } else {
             req.params = std::move(match.params);
             const Route& route = *match.route;
-            if (route.blocking && !(route.runs_inline && route.runs_inline(req))) {
+            if (route.async_handler) {
+              // No thread waits: the answer resumes this coroutine on its own I/O thread.
+              response =
+                  co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(Response)>(
+                      [&](auto handler) {
+                        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+                        auto ex = asio::get_associated_executor(*h, stream.get_executor());
+                        router.dispatch_async(route, req, auth, [h, ex](Response r) {
+                          asio::post(ex, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
+                        });
+                      },
+                      asio::use_awaitable);
+            } else if (route.blocking && !(route.runs_inline && route.runs_inline(req))) {
               response = co_await asio::co_spawn(
                   blocking,
                   [&]() -> asio::awaitable<Response> {
@@ -430,7 +442,8 @@ struct Server::Impl {
       auto bytes = response.body.size();
       auto producer = response.stream;
       auto res = serialize(std::move(response), head.version(), keep_alive, req.request_id);
-      if (match.route && match.route->blocking) conn.deadline = Clock::now() + o.request_timeout;
+      if (match.route && (match.route->blocking || match.route->async_handler))
+        conn.deadline = Clock::now() + o.request_timeout;
       auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(res), kTuple);
       (void)wn;
       if (producer) {

@@ -183,7 +183,7 @@ void SqliteLedger::enqueue(Pending* p) {
     // or a full group need to wake it — not every audit event.
     wake = queue_.empty();
     queue_.push_back(p);
-    if (p->async) {
+    if (p->async && !p->done) {
       queued_async_events_ += p->events.size();
       wake = wake || queued_async_events_ >= kAsyncGroupEvents;
     } else {
@@ -220,6 +220,15 @@ std::vector<Event> SqliteLedger::execute(Command command) {
   p.command = std::move(command);
   enqueue(&p);
   return wait(p);
+}
+
+void SqliteLedger::execute_async(Command command, Done done) {
+  auto p = std::make_unique<Pending>();
+  p->command = std::move(command);
+  p->done = std::move(done);
+  p->async = true;
+  enqueue(p.get());
+  p.release();  // the writer owns it now
 }
 
 void SqliteLedger::add_projector(Projector projector) {
@@ -299,8 +308,19 @@ void SqliteLedger::writer_loop() {
     // Hands every item its outcome, frees the asynchronous ones and wakes the group's callers
     // with one wake. A synchronous item lives on its caller's stack: it is not touched after.
     auto finish = [&] {
-      for (Pending* p : batch)
-        if (p->async) delete p;
+      for (Pending* p : batch) {
+        if (!p->async) continue;
+        if (p->done) {
+          try {
+            p->done(std::move(p->result), p->error);
+          } catch (const std::exception& e) {
+            spdlog::error("ledger: a completion handler threw: {}", e.what());
+          } catch (...) {
+            spdlog::error("ledger: a completion handler threw");
+          }
+        }
+        delete p;
+      }
       // seq_cst, not release: notify_all skips the wake when it sees no waiter, and a waiter
       // registers before it reads the word; only a full barrier between this store and that
       // check keeps a waiter from reading the old value after the check saw none (a lost wake).
@@ -374,7 +394,8 @@ void SqliteLedger::writer_loop() {
             insert->step();
             for (const auto& project : projectors) project(*c, e);
             prev = e.hash;
-            if (!p.async) results[i].push_back(std::move(e));  // nobody reads an async result
+            // Nobody reads an audit append's result.
+            if (!p.async || p.done) results[i].push_back(std::move(e));
           }
           insert->reset();
           if (savepoint) run("RELEASE item");
@@ -410,7 +431,7 @@ void SqliteLedger::writer_loop() {
       auto err = std::current_exception();
       std::int64_t lost = 0;
       for (Pending* p : batch) {
-        if (p->async) lost += static_cast<std::int64_t>(p->events.size());
+        if (p->async && !p->done) lost += static_cast<std::int64_t>(p->events.size());
         p->error = err;
       }
       if (lost > 0) {
@@ -437,7 +458,7 @@ void SqliteLedger::writer_loop() {
     }
     for (std::size_t i = 0; i < batch.size(); ++i) {
       if (item_errors[i]) {
-        if (batch[i]->async) {
+        if (batch[i]->async && !batch[i]->done) {
           std::lock_guard lock(mu_);
           async_failures_ += static_cast<std::int64_t>(batch[i]->events.size());
         }

@@ -120,6 +120,11 @@ class SqliteLedger final : public Ledger {
   std::vector<Event> append(std::vector<NewEvent> events) override;
   // Runs `command` on the writer (see Command) and returns the events it appended, durable.
   std::vector<Event> execute(Command command);
+  // The same without a waiting thread: `done` gets the events (durable) or the command's or the
+  // group's error. It runs on the writer thread after the commit, before the next group starts,
+  // so it must be quick: hand the answer to another thread (post it, queue it), nothing more.
+  using Done = std::function<void(std::vector<Event>, std::exception_ptr)>;
+  void execute_async(Command command, Done done);
   // Adds a projection; call before the first append (projections are not retroactive).
   void add_projector(Projector projector);
   void append_async(std::vector<NewEvent> events) override;
@@ -150,10 +155,12 @@ class SqliteLedger final : public Ledger {
   };
   static Prepared prepare(NewEvent&& e);
   // One caller's request. A synchronous caller keeps it on its own stack and waits for its
-  // group; an asynchronous one is owned (and freed) by the writer.
+  // group; an asynchronous one is owned (and freed) by the writer: an audit append (nobody
+  // waits) or a command whose caller waits for `done`.
   struct Pending {
     std::vector<Prepared> events;
     Command command;
+    Done done;
     bool async = false;
     std::uint32_t group = 0;  // the group that takes it: set under mu_ when queued
     std::vector<Event> result;
@@ -169,7 +176,7 @@ class SqliteLedger final : public Ledger {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Pending*> queue_;
-  std::size_t queued_waiting_ = 0;       // synchronous items in queue_ (under mu_)
+  std::size_t queued_waiting_ = 0;       // items somebody waits for in queue_ (under mu_)
   std::size_t queued_async_events_ = 0;  // events of asynchronous items in queue_ (under mu_)
   std::uint32_t groups_taken_ = 0;       // under mu_
   // The last finished group of each parity. Callers of group g wait on finished_[g % 2], so one

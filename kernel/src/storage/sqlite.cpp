@@ -46,7 +46,13 @@ Connection::Connection(const std::filesystem::path& path, Mode mode, int busy_ti
   }
   sqlite3_extended_result_codes(db_, 1);
   sqlite3_busy_timeout(db_, busy_timeout_ms);
-  if (mode == Mode::kReadWrite) exec("PRAGMA journal_mode=WAL");
+  if (mode == Mode::kReadWrite) {
+    exec("PRAGMA journal_mode=WAL");
+    // Savepoint (statement) journals in memory: past 64 KiB of changes SQLite would otherwise
+    // spill one to a temporary file, created, written and closed for every savepoint (a
+    // telemetry store command of a few dozen batches passes that).
+    exec("PRAGMA temp_store=MEMORY");
+  }
   exec("PRAGMA synchronous=FULL");
   exec("PRAGMA foreign_keys=ON");
 }

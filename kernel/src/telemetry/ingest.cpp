@@ -12,11 +12,6 @@ namespace json = boost::json;
 
 namespace {
 
-// Thrown inside the writer's command when the (device, boot, seq) holds another envelope.
-struct Replayed : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
 std::string seconds_text(double s) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.0f", s);
@@ -85,6 +80,8 @@ Ingestor::Ingestor(ledger::SqliteLedger& ledger, DeviceRegistry& devices, Ingest
       options_(options),
       on_stored_(std::move(on_stored)) {}
 
+Ingestor::~Ingestor() = default;
+
 IngestResult Ingestor::refuse(const std::string& tenant, IngestResult r, const char* reason,
                               std::string message) {
   r.accepted = false;
@@ -105,9 +102,18 @@ IngestResult Ingestor::refuse(const std::string& tenant, IngestResult r, const c
   return r;
 }
 
-IngestResult Ingestor::ingest(const std::string& tenant, const std::string& stream,
-                              std::string_view envelope, double now) {
+struct Ingestor::Accepted {
+  std::string tenant;
   IngestResult r;
+  Batch batch;
+  std::string kid, now_text, digest, rows;
+  Done done;
+  enum class Outcome { kStored, kDuplicate, kReplayed } outcome = Outcome::kStored;
+};
+
+std::optional<IngestResult> Ingestor::check(const std::string& tenant, const std::string& stream,
+                                            std::string_view envelope, double now, Accepted& a) {
+  IngestResult& r = a.r;
   r.device = stream;
   if (envelope.size() > options_.max_bytes)
     return refuse(tenant, r, reject::kOversized,
@@ -125,10 +131,10 @@ IngestResult Ingestor::ingest(const std::string& tenant, const std::string& stre
     return refuse(tenant, r, reject::kUnknownKey,
                   "no device key '" + parsed->kid + "' in tenant " + tenant +
                       " (`kiln devices add` registers one)");
-  const std::string now_text = ledger::utc_millis(std::chrono::system_clock::time_point(
+  a.now_text = ledger::utc_millis(std::chrono::system_clock::time_point(
       std::chrono::duration_cast<std::chrono::system_clock::duration>(
           std::chrono::duration<double>(now))));
-  const std::string status = key->status(now_text);
+  const std::string status = key->status(a.now_text);
   if (status == "revoked")
     return refuse(tenant, r, reject::kRevokedKey,
                   "device key " + key->kid + " was revoked at " + *key->revoked_at);
@@ -217,93 +223,183 @@ IngestResult Ingestor::ingest(const std::string& tenant, const std::string& stre
                         std::to_string(cur.high) + ")");
   }
 
-  const std::string digest = common::sha256_hex(envelope);
-  const std::string rows = json::serialize(samples_json(batch->samples));  // off the writer
-  bool duplicate = false;
-  std::vector<ledger::Event> events;
-  try {
-    events = ledger_.execute([&](storage::Connection& c) -> std::vector<ledger::NewEvent> {
-      duplicate = false;
+  a.tenant = tenant;
+  a.kid = key->kid;
+  a.digest = common::sha256_hex(envelope);
+  a.rows = json::serialize(samples_json(batch->samples));  // off the writer
+  a.batch = std::move(*batch);
+  return std::nullopt;
+}
+
+void Ingestor::ingest_async(const std::string& tenant, const std::string& stream,
+                            std::string_view envelope, double now, Done done) {
+  auto a = std::make_unique<Accepted>();
+  if (auto refused = check(tenant, stream, envelope, now, *a)) {
+    done(std::move(*refused), nullptr);
+    return;
+  }
+  a->done = std::move(done);
+  bool submit = false;
+  {
+    std::lock_guard lock(stage_mu_);
+    staged_.push_back(std::move(a));
+    submit = !store_queued_;
+    store_queued_ = true;
+  }
+  // One store command at a time waits in the ledger's queue; it takes every batch staged until
+  // the writer runs it, so batches arriving together share one savepoint and one ledger event.
+  if (submit) submit_store();
+}
+
+void Ingestor::submit_store() {
+  auto taken = std::make_shared<std::vector<std::unique_ptr<Accepted>>>();
+  auto command = [this, taken](storage::Connection& c) -> std::vector<ledger::NewEvent> {
+    {
+      std::lock_guard lock(stage_mu_);
+      taken->swap(staged_);
+      store_queued_ = false;  // batches from now on go with the next command
+    }
+    json::array stored;
+    for (auto& a : *taken) {
+      const Batch& b = a->batch;
       auto& st = c.cached(
           "SELECT digest FROM telemetry_batches WHERE tenant = ? AND device = ? AND boot = ? AND "
           "seq = ?");
-      st.bind(1, tenant)
-          .bind(2, batch->device.device)
-          .bind(3, static_cast<std::int64_t>(batch->device.boot))
-          .bind(4, static_cast<std::int64_t>(batch->seq));
-      const bool stored = st.step();
-      const std::string stored_digest = stored ? st.text(0) : std::string();
+      st.bind(1, a->tenant)
+          .bind(2, b.device.device)
+          .bind(3, static_cast<std::int64_t>(b.device.boot))
+          .bind(4, static_cast<std::int64_t>(b.seq));
+      const bool found = st.step();
+      const std::string stored_digest = found ? st.text(0) : std::string();
       st.reset();  // no statement left running across the savepoint's release
-      if (stored) {
-        if (stored_digest == digest) {
-          duplicate = true;
-          return {};
-        }
-        throw Replayed("sequence " + std::to_string(batch->seq) + " of boot " +
-                       std::to_string(batch->device.boot) +
-                       " is stored already with other content (a replay, or a device that "
-                       "reuses sequence numbers)");
+      if (found) {
+        a->outcome = stored_digest == a->digest ? Accepted::Outcome::kDuplicate
+                                                : Accepted::Outcome::kReplayed;
+        continue;
       }
+      a->outcome = Accepted::Outcome::kStored;
       auto& ins = c.cached(
           "INSERT INTO telemetry_batches (tenant, device, boot, seq, kid, digest, sent_at, "
           "received_at, first_t, last_t, count, samples) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
           "?, ?)");
-      ins.bind(1, tenant)
-          .bind(2, batch->device.device)
-          .bind(3, static_cast<std::int64_t>(batch->device.boot))
-          .bind(4, static_cast<std::int64_t>(batch->seq))
-          .bind(5, key->kid)
-          .bind(6, digest)
-          .bind_real(7, batch->sent_at)
-          .bind(8, now_text)
-          .bind_real(9, batch->samples.front().t)
-          .bind_real(10, batch->samples.back().t)
-          .bind(11, static_cast<std::int64_t>(batch->samples.size()))
-          .bind(12, rows);
+      ins.bind(1, a->tenant)
+          .bind(2, b.device.device)
+          .bind(3, static_cast<std::int64_t>(b.device.boot))
+          .bind(4, static_cast<std::int64_t>(b.seq))
+          .bind(5, a->kid)
+          .bind(6, a->digest)
+          .bind_real(7, b.sent_at)
+          .bind(8, a->now_text)
+          .bind_real(9, b.samples.front().t)
+          .bind_real(10, b.samples.back().t)
+          .bind(11, static_cast<std::int64_t>(b.samples.size()))
+          .bind(12, a->rows);
       ins.step();
       ins.reset();
-      return {ledger::NewEvent{tenant, "telemetry", "telemetry.batch",
-                               json::object{{"device", batch->device.device},
-                                            {"boot", batch->device.boot},
-                                            {"seq", batch->seq},
-                                            {"kid", key->kid},
-                                            {"digest", digest},
-                                            {"samples", batch->samples.size()},
-                                            {"first_t", batch->samples.front().t},
-                                            {"last_t", batch->samples.back().t}}}};
-    });
-  } catch (const Replayed& e) {
-    return refuse(tenant, r, reject::kReplayedSequence, e.what());
-  }
+      stored.push_back(json::object{{"tenant", a->tenant},
+                                    {"device", b.device.device},
+                                    {"boot", b.device.boot},
+                                    {"seq", b.seq},
+                                    {"kid", a->kid},
+                                    {"digest", a->digest},
+                                    {"samples", b.samples.size()},
+                                    {"first_t", b.samples.front().t},
+                                    {"last_t", b.samples.back().t}});
+    }
+    if (stored.empty()) return {};
+    // One event per tenant of the group (a tenant's ledger stream holds only its own batches).
+    std::vector<ledger::NewEvent> events;
+    std::map<std::string, json::array> by_tenant;
+    for (auto& v : stored) {
+      auto& o = v.as_object();
+      std::string tenant(o.at("tenant").as_string());
+      o.erase("tenant");
+      by_tenant[tenant].push_back(std::move(v));
+    }
+    for (auto& [tenant, batches] : by_tenant)
+      events.push_back(ledger::NewEvent{tenant, "telemetry", "telemetry.batches",
+                                        json::object{{"batches", std::move(batches)}}});
+    return events;
+  };
+  ledger_.execute_async(std::move(command), [this, taken](std::vector<ledger::Event> events,
+                                                          std::exception_ptr error) {
+    for (auto& a : *taken) {
+      if (error) {
+        a->done(a->r, error);  // not accepted: the store failed, nothing of the group is stored
+        continue;
+      }
+      switch (a->outcome) {
+        case Accepted::Outcome::kReplayed:
+          a->done(refuse(a->tenant, a->r, reject::kReplayedSequence,
+                         "sequence " + std::to_string(a->batch.seq) + " of boot " +
+                             std::to_string(a->batch.device.boot) +
+                             " is stored already with other content (a replay, or a device "
+                             "that reuses sequence numbers)"),
+                  nullptr);
+          break;
+        case Accepted::Outcome::kDuplicate:
+        case Accepted::Outcome::kStored: {
+          std::int64_t seq = 0;
+          for (const auto& e : events)
+            if (e.tenant == a->tenant) seq = e.seq;
+          a->done(stored(*a, seq), nullptr);
+          break;
+        }
+      }
+    }
+  });
+}
+
+IngestResult Ingestor::stored(Accepted& a, std::int64_t ledger_seq) {
+  IngestResult r = a.r;
+  const Batch& b = a.batch;
   r.accepted = true;
-  r.duplicate = duplicate;
-  if (duplicate) {
+  r.duplicate = a.outcome == Accepted::Outcome::kDuplicate;
+  if (r.duplicate) {
     ++duplicates_;
     return r;
   }
-  r.ledger_seq = events.empty() ? 0 : events.front().seq;
+  r.ledger_seq = ledger_seq;
   {
     std::lock_guard lock(mu_);
-    Window& w = windows_[id];
-    if (!w.any || batch->device.boot > w.boot) {
+    Window& w = windows_[std::make_pair(a.tenant, b.device.device)];
+    if (!w.any || b.device.boot > w.boot) {
       w.any = true;
-      w.boot = batch->device.boot;
-      w.high = batch->seq;
-    } else if (batch->device.boot == w.boot) {
-      w.high = std::max(w.high, batch->seq);
+      w.boot = b.device.boot;
+      w.high = b.seq;
+    } else if (b.device.boot == w.boot) {
+      w.high = std::max(w.high, b.seq);
     }
   }
   ++batches_;
-  samples_ += static_cast<std::int64_t>(batch->samples.size());
+  samples_ += static_cast<std::int64_t>(b.samples.size());
   if (on_stored_) {
     try {
-      on_stored_(tenant, *batch);
+      on_stored_(a.tenant, b);
     } catch (const std::exception& e) {
-      spdlog::error("telemetry: after storing {} seq {}: {}", batch->device.device, batch->seq,
-                    e.what());
+      spdlog::error("telemetry: after storing {} seq {}: {}", b.device.device, b.seq, e.what());
     }
   }
   return r;
+}
+
+IngestResult Ingestor::ingest(const std::string& tenant, const std::string& stream,
+                              std::string_view envelope, double now) {
+  struct Outcome {
+    IngestResult result;
+    std::exception_ptr error;
+    std::atomic<bool> ready{false};
+  };
+  auto out = std::make_shared<Outcome>();
+  ingest_async(tenant, stream, envelope, now, [out](IngestResult r, std::exception_ptr e) {
+    out->result = std::move(r);
+    out->error = e;
+    out->ready.store(true, std::memory_order_release);
+    out->ready.notify_one();
+  });
+  out->ready.wait(false, std::memory_order_acquire);
+  if (out->error) std::rethrow_exception(out->error);
+  return std::move(out->result);
 }
 
 std::map<std::string, std::int64_t> Ingestor::rejected() const {

@@ -8,8 +8,10 @@
 #include <atomic>
 #include <climits>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -76,11 +78,22 @@ class Ingestor {
   using StoredFn = std::function<void(const std::string& tenant, const Batch& batch)>;
   Ingestor(ledger::SqliteLedger& ledger, DeviceRegistry& devices, IngestOptions options,
            StoredFn on_stored = nullptr);
+  ~Ingestor();
 
   // `stream` is the device the client says it sends for (bound into the signature as external
-  // AAD with the tenant); `now` is the server's time in seconds since the Unix epoch.
+  // AAD with the tenant); `now` is the server's time in seconds since the Unix epoch. Returns
+  // once the batch is durable (or refused). Throws storage::StorageError when it cannot be
+  // stored.
   IngestResult ingest(const std::string& tenant, const std::string& stream,
                       std::string_view envelope, double now);
+  // The same without a waiting thread: the checks (signature included) run on the calling
+  // thread, the store joins the ledger's next group commit, and `done` gets the result — on the
+  // calling thread for a refusal found before storing, else on the ledger's writer thread once
+  // the batch is durable, so it must be quick (post the answer somewhere). `error` is set, and
+  // the result not accepted, when the batch could not be stored.
+  using Done = std::function<void(IngestResult result, std::exception_ptr error)>;
+  void ingest_async(const std::string& tenant, const std::string& stream, std::string_view envelope,
+                    double now, Done done);
 
   // Counters for /metrics: kiln_telemetry_batches_total, _samples_total, _duplicates_total,
   // kiln_telemetry_rejected_total{reason}.
@@ -91,6 +104,14 @@ class Ingestor {
  private:
   IngestResult refuse(const std::string& tenant, IngestResult r, const char* reason,
                       std::string message);
+  struct Accepted;  // a batch that passed every check, on its way to storage
+  // Every check up to the store; fills `a` and returns nullopt when the batch may be stored.
+  std::optional<IngestResult> check(const std::string& tenant, const std::string& stream,
+                                    std::string_view envelope, double now, Accepted& a);
+  // Queues the command that stores every staged batch in the writer's next group.
+  void submit_store();
+  // After the store: the result, the window moved on, counters, the sessionizer fed.
+  IngestResult stored(Accepted& a, std::int64_t ledger_seq);
   struct Window {
     bool loaded = false;
     std::uint64_t boot = 0;
@@ -105,6 +126,9 @@ class Ingestor {
   mutable std::mutex mu_;
   std::map<std::pair<std::string, std::string>, Window> windows_;  // (tenant, device)
   std::map<std::string, std::int64_t> rejected_;
+  std::mutex stage_mu_;
+  std::vector<std::unique_ptr<Accepted>> staged_;  // checked, waiting for the store command
+  bool store_queued_ = false;  // a store command is queued and has not taken staged_ yet
   std::atomic<std::int64_t> batches_{0}, samples_{0}, duplicates_{0};
 };
 
