@@ -144,6 +144,8 @@ int main(int argc, char** argv) {
       // baseline taken on one side only swung ±25 % with the machine's speed of the moment.
       const double verify_before = rate(n, threads, verify);
       const double verify_1_before = rate(n, 1, verify);
+      std::fprintf(stderr, "round %d: ingesting %zu envelopes from %d devices\n", round + 1, n,
+                   callers);
       // Ingestion: what POST /v1/telemetry does per request. `callers` devices, each sending its
       // envelopes in order, the next once the previous is answered; served as the HTTP server
       // serves them (the default): `threads` request threads — its I/O threads — check and
@@ -237,6 +239,7 @@ int main(int argc, char** argv) {
         verify_rate = combine(verify_before, rate(n, threads, verify));
       }
       stored = svc.ingestor().accepted_batches();
+
       if (bad || refused) {
         std::fprintf(stderr, "bench: %d bad signatures, %d refused envelopes\n", bad.load(),
                      refused.load());

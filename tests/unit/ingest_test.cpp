@@ -16,6 +16,7 @@
 #include "telemetry/devices.hpp"
 #include "telemetry/envelope.hpp"
 #include "telemetry/ingest.hpp"
+#include "telemetry/sessions.hpp"
 
 namespace json = boost::json;
 using namespace kiln;
@@ -26,6 +27,13 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+telemetry::IngestOptions small_inbox() {
+  telemetry::IngestOptions o;
+  o.inbox_batches = 3;
+  o.inbox_interval = std::chrono::hours(1);
+  return o;
+}
+
 struct Fixture {
   test::TempDir dir;
   ledger::SqliteLedger ledger{dir.path() / "kiln.db"};
@@ -33,6 +41,13 @@ struct Fixture {
   telemetry::Ingestor ingestor{ledger, devices, telemetry::IngestOptions{}};
   std::map<std::string, telemetry::KeyPair> keys;
   Fixture() { ledger.add_projector(&telemetry::project_devices); }
+
+  std::int64_t rows(const std::string& table) {
+    storage::Connection c(ledger.path(), storage::Connection::Mode::kReadOnly);
+    auto st = c.prepare("SELECT count(*) FROM " + table);
+    BOOST_REQUIRE(st.step());
+    return st.int64(0);
+  }
 
   std::string envelope(const std::string& device, std::uint64_t seq, double bt = 150) {
     if (!keys.count(device))
@@ -45,7 +60,7 @@ struct Fixture {
     b.sent_at = now_s();
     for (int i = 0; i < 10; ++i) {
       telemetry::Sample s;
-      s.t = now_s() - 10 + i;
+      s.t = now_s() - 1000 + static_cast<double>(seq) * 10 + i;
       s.bt = bt + i;
       s.et = 200;
       b.samples.push_back(s);
@@ -143,10 +158,8 @@ BOOST_FIXTURE_TEST_CASE(batches_arriving_together_share_one_store_and_one_event,
   for (const auto& b : listed) BOOST_TEST(b.at("digest").as_string().size() == 64u);
   ledger.flush();  // refusals are audit events, queued by the answers above
   BOOST_TEST(events("telemetry.rejected").size() == 1u);  // the replay
-  storage::Connection c(ledger.path(), storage::Connection::Mode::kReadOnly);
-  auto count = c.prepare("SELECT count(*) FROM telemetry_batches");
-  BOOST_REQUIRE(count.step());
-  BOOST_TEST(count.int64(0) == 5);
+  BOOST_TEST(rows("telemetry_all") == 5);
+  BOOST_TEST(rows("telemetry_inbox") == 5);  // not moved yet (4096 batches or 2 s)
   BOOST_TEST(ingestor.accepted_batches() == 5);
   BOOST_TEST(ledger.verify().ok);
 }
@@ -156,7 +169,7 @@ BOOST_FIXTURE_TEST_CASE(a_store_that_fails_answers_every_batch_of_its_group, Fix
   {
     storage::Connection c(ledger.path(), storage::Connection::Mode::kReadWrite);
     c.exec(
-        "CREATE TRIGGER full_disk BEFORE INSERT ON telemetry_batches WHEN NEW.device = 'dev-b' "
+        "CREATE TRIGGER full_disk BEFORE INSERT ON telemetry_inbox WHEN NEW.device = 'dev-b' "
         "BEGIN SELECT RAISE(ABORT, 'no space left'); END");
   }
   Answers answers;
@@ -186,4 +199,77 @@ BOOST_FIXTURE_TEST_CASE(a_store_that_fails_answers_every_batch_of_its_group, Fix
   BOOST_TEST(again.accepted);
   BOOST_TEST(!again.duplicate);
   BOOST_TEST(ingestor.accepted_batches() == 2);
+}
+
+// Stored batches wait in the inbox (no indexes) and move to telemetry_batches in passes; a
+// duplicate or a replay is found in either place, also by another ledger writer on the same file
+// (another kiln process), and readers see both.
+BOOST_FIXTURE_TEST_CASE(the_inbox_moves_in_passes_and_duplicates_are_found_in_both_places,
+                        Fixture) {
+  telemetry::Ingestor small(ledger, devices, small_inbox());
+  std::vector<std::string> sent;
+  for (std::uint64_t seq = 1; seq <= 5; ++seq) {
+    sent.push_back(envelope("dev-m", seq));
+    auto r = small.ingest("acme", "dev-m", sent.back(), now_s());
+    BOOST_TEST((r.accepted && !r.duplicate), r.message);
+  }
+  BOOST_TEST(small.inbox_moves() == 1);  // at the third batch
+  BOOST_TEST(rows("telemetry_batches") == 3);
+  BOOST_TEST(rows("telemetry_inbox") == 2);
+  BOOST_TEST(small.ingest("acme", "dev-m", sent[1], now_s()).duplicate);  // moved
+  BOOST_TEST(small.ingest("acme", "dev-m", sent[4], now_s()).duplicate);  // in the inbox
+  BOOST_TEST(small.ingest("acme", "dev-m", envelope("dev-m", 2, 170), now_s()).reason ==
+             telemetry::reject::kReplayedSequence);
+  BOOST_TEST(small.ingest("acme", "dev-m", envelope("dev-m", 5, 170), now_s()).reason ==
+             telemetry::reject::kReplayedSequence);
+  // Another writer on the same database: it finds what the first stored, and the first finds
+  // what it stores (the inbox is read again when another connection has committed).
+  {
+    ledger::SqliteLedger other_ledger(ledger.path());
+    telemetry::DeviceRegistry other_devices(other_ledger, ledger.path());
+    telemetry::Ingestor other(other_ledger, other_devices, small_inbox());
+    BOOST_TEST(other.ingest("acme", "dev-m", sent[4], now_s()).duplicate);
+    sent.push_back(envelope("dev-m", 6));
+    auto r = other.ingest("acme", "dev-m", sent.back(), now_s());
+    BOOST_TEST((r.accepted && !r.duplicate), r.message);
+  }
+  BOOST_TEST(small.ingest("acme", "dev-m", sent[5], now_s()).duplicate);
+  BOOST_TEST(rows("telemetry_all") == 6);
+  BOOST_TEST(rows("telemetry_batches") + rows("telemetry_inbox") == 6);
+  // Readers see every batch, wherever it is.
+  telemetry::SessionInfo session;
+  session.tenant = "acme";
+  session.device = "dev-m";
+  session.start_t = 0;
+  BOOST_TEST(telemetry::Sessionizer::samples(ledger.path(), session).size() == 60u);
+  BOOST_TEST(ledger.verify().ok);
+}
+
+// A group can fail at its end, after the store command ran (here: an audit event of the same
+// group that cannot be written): everything of the group is rolled back, and the batch sent
+// again is stored — not taken for a duplicate of a row that no longer exists.
+BOOST_FIXTURE_TEST_CASE(a_batch_whose_group_failed_is_stored_when_sent_again, Fixture) {
+  const std::string e = envelope("dev-f", 1);
+  {
+    storage::Connection c(ledger.path(), storage::Connection::Mode::kReadWrite);
+    c.exec(
+        "CREATE TRIGGER poison BEFORE INSERT ON ledger WHEN NEW.kind = 'poison' "
+        "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END");
+  }
+  Answers answers;
+  auto release = hold_writer();
+  ingestor.ingest_async("acme", "dev-f", e, now_s(), answers.collect());
+  ledger.append_async({ledger::NewEvent{"acme", "audit", "poison", json::object{}}});
+  release.set_value();
+  ledger.flush();
+  {
+    std::lock_guard lock(answers.mu);
+    BOOST_REQUIRE(answers.results.size() == 1u);
+    BOOST_TEST(static_cast<bool>(answers.errors[0]));
+  }
+  BOOST_TEST(rows("telemetry_all") == 0);
+  auto again = ingestor.ingest("acme", "dev-f", e, now_s());
+  BOOST_TEST(again.accepted);
+  BOOST_TEST(!again.duplicate);
+  BOOST_TEST(rows("telemetry_all") == 1);
 }

@@ -428,6 +428,40 @@ BOOST_FIXTURE_TEST_CASE(asynchronous_commands_complete_after_their_group_commits
   BOOST_TEST(l.verify().ok);
 }
 
+// The writer commits without waiting for the disk; nobody is answered before an fdatasync of
+// the WAL that started after their group's commit — a synchronous append, an asynchronous
+// command's completion, a flush.
+BOOST_FIXTURE_TEST_CASE(every_answer_follows_a_sync_of_the_wal, Db) {
+  ledger::SqliteLedger l(path);
+  for (int i = 0; i < 5; ++i) {
+    const auto before = l.syncs();
+    l.append(ev("sync." + std::to_string(i)));
+    BOOST_TEST(l.syncs() > before);
+  }
+  std::promise<std::int64_t> synced_at_done;
+  const auto before = l.syncs();
+  l.execute_async(
+      [](Connection&) -> std::vector<ledger::NewEvent> { return {ev("async")}; },
+      [&](std::vector<ledger::Event>, std::exception_ptr) { synced_at_done.set_value(l.syncs()); });
+  BOOST_TEST(synced_at_done.get_future().get() > before);
+  // Many callers at once: fewer syncs than groups is allowed, an answer without one is not.
+  std::atomic<int> unsynced{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 8; ++t)
+    callers.emplace_back([&] {
+      for (int i = 0; i < 25; ++i) {
+        const auto at = l.syncs();
+        l.append(ev("burst"));
+        if (l.syncs() <= at) ++unsynced;
+      }
+    });
+  for (auto& th : callers) th.join();
+  BOOST_TEST(unsynced.load() == 0);
+  BOOST_TEST(l.syncs() <= l.commit_stats().first + 1);  // a sync is never idle work
+  BOOST_TEST(l.count() == 206);
+  BOOST_TEST(l.verify().ok);
+}
+
 BOOST_FIXTURE_TEST_CASE(export_filters, Db) {
   ledger::SqliteLedger l(path);
   l.append(ev("a", json::object{}, "acme", "missions"));

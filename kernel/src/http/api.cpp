@@ -350,9 +350,13 @@ Router build_api(ApiContext& ctx) {
              auto& l = k.sqlite_ledger();
              const auto [groups, written] = l.commit_stats();
              out +=
-                 "# HELP kiln_ledger_commits_total Group commits (one fsync each) by this "
-                 "process.\n# TYPE kiln_ledger_commits_total counter\nkiln_ledger_commits_total " +
+                 "# HELP kiln_ledger_commits_total Group commits by this process.\n"
+                 "# TYPE kiln_ledger_commits_total counter\nkiln_ledger_commits_total " +
                  std::to_string(groups) +
+                 "\n# HELP kiln_ledger_syncs_total WAL syncs (fdatasync) by this process's "
+                 "ledger; one covers every group committed while the one before it ran.\n"
+                 "# TYPE kiln_ledger_syncs_total counter\nkiln_ledger_syncs_total " +
+                 std::to_string(l.syncs()) +
                  "\n# HELP kiln_ledger_appended_total Ledger events written by this process.\n"
                  "# TYPE kiln_ledger_appended_total counter\nkiln_ledger_appended_total " +
                  std::to_string(written) +

@@ -1,6 +1,12 @@
 #include "ledger/ledger.hpp"
 
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <cstring>
 #include <ctime>
 
 #include <pthread.h>
@@ -161,6 +167,7 @@ SqliteLedger::SqliteLedger(std::filesystem::path db_path) : path_(std::move(db_p
     storage::migrate(c, storage::kernel_migrations());
   }
   writer_ = std::thread([this] { writer_loop(); });
+  flusher_ = std::thread([this] { flusher_loop(); });
 }
 
 SqliteLedger::~SqliteLedger() {
@@ -170,6 +177,13 @@ SqliteLedger::~SqliteLedger() {
   }
   cv_.notify_all();
   writer_.join();
+  {
+    std::lock_guard lock(flush_mu_);
+    writer_done_ = true;
+  }
+  flush_cv_.notify_all();
+  flusher_.join();
+  if (wal_fd_ >= 0) ::close(wal_fd_);
 }
 
 void SqliteLedger::enqueue(Pending* p) {
@@ -270,6 +284,10 @@ void SqliteLedger::writer_loop() {
   std::exception_ptr open_error;
   try {
     c = std::make_unique<Connection>(path_, Connection::Mode::kReadWrite);
+    // COMMIT writes the WAL without waiting for the disk; the flusher thread fdatasyncs it
+    // before anyone is answered (flusher_loop), so a group's fsync overlaps the next group's
+    // work. SQLite still syncs the WAL before each checkpoint and the database after it.
+    c->exec("PRAGMA synchronous=NORMAL");
     insert = std::make_unique<storage::Statement>(
         c->prepare("INSERT INTO ledger (seq, time, tenant, stream, kind, payload, prev_hash, "
                    "hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
@@ -288,6 +306,13 @@ void SqliteLedger::writer_loop() {
     std::deque<Pending*> batch;
     std::uint32_t group = 0;
     {
+      // One group may wait for the disk while the next one is written: a third waits until the
+      // first is synced, gathering what arrives meanwhile, rather than committing a few items
+      // at a time (a commit costs CPU whatever its size).
+      std::unique_lock flush_lock(flush_mu_);
+      flush_cv_.wait(flush_lock, [&] { return unsynced_groups_ < kUnsyncedGroups; });
+    }
+    {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (queue_.empty() && stopping_) return;
@@ -305,31 +330,19 @@ void SqliteLedger::writer_loop() {
       // Projectors are only ever added; refresh the writer's copy when one was.
       if (projectors.size() != projectors_.size()) projectors = projectors_;
     }
-    // Hands every item its outcome, frees the asynchronous ones and wakes the group's callers
-    // with one wake. A synchronous item lives on its caller's stack: it is not touched after.
-    auto finish = [&] {
-      for (Pending* p : batch) {
-        if (!p->async) continue;
-        if (p->done) {
-          try {
-            p->done(std::move(p->result), p->error);
-          } catch (const std::exception& e) {
-            spdlog::error("ledger: a completion handler threw: {}", e.what());
-          } catch (...) {
-            spdlog::error("ledger: a completion handler threw");
-          }
-        }
-        delete p;
+    // Every group, failed or not, goes to the flusher, which answers groups in order: a
+    // committed one only after the WAL is on disk.
+    auto finish = [&](bool needs_sync) {
+      {
+        std::lock_guard lock(flush_mu_);
+        flush_queue_.push_back(Flushable{group, std::move(batch), needs_sync});
+        ++unsynced_groups_;
       }
-      // seq_cst, not release: notify_all skips the wake when it sees no waiter, and a waiter
-      // registers before it reads the word; only a full barrier between this store and that
-      // check keeps a waiter from reading the old value after the check saw none (a lost wake).
-      finished_[group % 2].store(group, std::memory_order_seq_cst);
-      finished_[group % 2].notify_all();
+      flush_cv_.notify_all();
     };
     if (open_error) {
       for (Pending* p : batch) p->error = open_error;
-      finish();
+      finish(false);
       continue;
     }
     // One transaction, one fsync, for everything queued so far. The head is read inside the
@@ -337,7 +350,9 @@ void SqliteLedger::writer_loop() {
     std::vector<std::vector<Event>> results(batch.size());
     std::int64_t appended = 0;  // rows this group committed, asynchronous ones included
     std::vector<std::exception_ptr> item_errors(batch.size());
+    bool changed = false;  // the group wrote something: answered only once it is on disk
     try {
+      const auto changes_before = sqlite3_total_changes64(c->raw());
       storage::Transaction tx(*c);
       // The chain head is cached between groups. It is read again (inside the transaction) at
       // the first group, after a failed one, and whenever another connection — another kiln
@@ -418,6 +433,7 @@ void SqliteLedger::writer_loop() {
         }
       }
       insert->reset();
+      changed = sqlite3_total_changes64(c->raw()) != changes_before;
       tx.commit();
       if (seq > head_seq)
         spdlog::trace("ledger committed seq={}-{} head={}", head_seq + 1, seq, prev);
@@ -427,6 +443,7 @@ void SqliteLedger::writer_loop() {
       head_hash = prev;
     } catch (...) {
       head_known = false;
+      failed_groups_.fetch_add(1);
       insert->reset();
       auto err = std::current_exception();
       std::int64_t lost = 0;
@@ -447,7 +464,7 @@ void SqliteLedger::writer_loop() {
         std::lock_guard lock(mu_);
         async_failures_ += lost;
       }
-      finish();
+      finish(false);
       continue;
     }
     {
@@ -467,7 +484,117 @@ void SqliteLedger::writer_loop() {
         batch[i]->result = std::move(results[i]);
       }
     }
-    finish();
+    finish(changed);
+  }
+}
+
+void SqliteLedger::answer(Flushable& f) {
+  // Hands every item its outcome, frees the asynchronous ones and wakes the group's callers with
+  // one wake. A synchronous item lives on its caller's stack: it is not touched after.
+  for (Pending* p : f.batch) {
+    if (!p->async) continue;
+    if (p->done) {
+      try {
+        p->done(std::move(p->result), p->error);
+      } catch (const std::exception& e) {
+        spdlog::error("ledger: a completion handler threw: {}", e.what());
+      } catch (...) {
+        spdlog::error("ledger: a completion handler threw");
+      }
+    }
+    delete p;
+  }
+  // seq_cst, not release: notify_all skips the wake when it sees no waiter, and a waiter
+  // registers before it reads the word; only a full barrier between this store and that check
+  // keeps a waiter from reading the old value after the check saw none (a lost wake).
+  finished_[f.group % 2].store(f.group, std::memory_order_seq_cst);
+  finished_[f.group % 2].notify_all();
+}
+
+void SqliteLedger::sync_wal() {
+  const std::string wal = path_.string() + "-wal";
+  struct stat now {};
+  if (wal_fd_ >= 0) {
+    struct stat open_one {};
+    // SQLite deletes the WAL when the last connection closes (another process's, say) and makes
+    // a new one: sync the file that is there now.
+    if (::fstat(wal_fd_, &open_one) != 0 || ::stat(wal.c_str(), &now) != 0 ||
+        open_one.st_ino != now.st_ino || open_one.st_dev != now.st_dev) {
+      ::close(wal_fd_);
+      wal_fd_ = -1;
+    }
+  }
+  if (wal_fd_ < 0) {
+    wal_fd_ = ::open(wal.c_str(), O_RDONLY | O_CLOEXEC);
+    if (wal_fd_ < 0)
+      throw storage::StorageError("cannot open " + wal + " to sync it: " + std::strerror(errno) +
+                                      " (was the database's directory changed under kiln?)",
+                                  SQLITE_CANTOPEN);
+    // The WAL's directory entry too, once per file: a new WAL is not durable before it is.
+    const std::string dir = path_.parent_path().empty() ? "." : path_.parent_path().string();
+    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      ::fsync(dfd);
+      ::close(dfd);
+    }
+  }
+  if (::fdatasync(wal_fd_) == 0) {
+    ++syncs_;
+    return;
+  }
+  throw storage::StorageError("cannot make " + wal +
+                                  " durable (fdatasync: " + std::strerror(errno) +
+                                  "); the disk may be failing or full — check the system log",
+                              SQLITE_IOERR_FSYNC);
+}
+
+void SqliteLedger::flusher_loop() {
+  pthread_setname_np(pthread_self(), "kiln-ledger-fl");
+  for (;;) {
+    std::deque<Flushable> work;
+    {
+      std::unique_lock lock(flush_mu_);
+      flush_cv_.wait(lock, [&] { return writer_done_ || !flush_queue_.empty(); });
+      if (flush_queue_.empty()) return;  // the writer has finished and everything is answered
+      work.swap(flush_queue_);
+    }
+    // One fdatasync covers every group committed so far: while it waits for the disk the writer
+    // goes on with the next groups.
+    std::exception_ptr failed;
+    bool needs_sync = false;
+    for (const auto& f : work) needs_sync = needs_sync || f.needs_sync;
+    if (needs_sync) {
+      try {
+        sync_wal();
+      } catch (...) {
+        failed = std::current_exception();
+        spdlog::critical("ledger: committed groups are not known to be durable: {}", [&] {
+          try {
+            std::rethrow_exception(failed);
+          } catch (const std::exception& e) {
+            return std::string(e.what());
+          }
+        }());
+      }
+    }
+    for (auto& f : work) {
+      if (failed && f.needs_sync)
+        for (Pending* p : f.batch)
+          if (!p->error) {
+            p->error = failed;
+            p->result.clear();
+            if (p->async && !p->done) {
+              std::lock_guard lock(mu_);
+              async_failures_ += static_cast<std::int64_t>(p->events.size());
+            }
+          }
+      answer(f);
+    }
+    {
+      std::lock_guard lock(flush_mu_);
+      unsynced_groups_ -= work.size();
+    }
+    flush_cv_.notify_all();  // the writer may take its next group
   }
 }
 

@@ -121,8 +121,8 @@ class SqliteLedger final : public Ledger {
   // Runs `command` on the writer (see Command) and returns the events it appended, durable.
   std::vector<Event> execute(Command command);
   // The same without a waiting thread: `done` gets the events (durable) or the command's or the
-  // group's error. It runs on the writer thread after the commit, before the next group starts,
-  // so it must be quick: hand the answer to another thread (post it, queue it), nothing more.
+  // group's error. It runs on the flusher thread once the group is on disk, before later groups
+  // are answered, so it must be quick: hand the answer on (post it, queue it), nothing more.
   using Done = std::function<void(std::vector<Event>, std::exception_ptr)>;
   void execute_async(Command command, Done done);
   // Adds a projection; call before the first append (projections are not retroactive).
@@ -139,6 +139,11 @@ class SqliteLedger final : public Ledger {
   std::pair<std::int64_t, std::int64_t> commit_stats() const;
   // Events queued with append_async that could not be stored.
   std::int64_t async_failures() const;
+  // fdatasyncs of the WAL since open: every answer about a committed group follows one.
+  std::int64_t syncs() const { return syncs_.load(); }
+  // Groups whose transaction failed since open (rolled back whole). A command that caches what
+  // it wrote compares it between runs: the writer counts a failure before it runs another group.
+  std::uint64_t failed_groups() const { return failed_groups_.load(); }
 
   // An audit-only group is committed at most this often; one that reaches kAsyncGroupEvents
   // events goes at once. Audit events are acknowledged to nobody: what this adds is how long one
@@ -166,11 +171,21 @@ class SqliteLedger final : public Ledger {
     std::vector<Event> result;
     std::exception_ptr error;
   };
+  // A group the writer is done with, on its way to its callers through the flusher.
+  struct Flushable {
+    std::uint32_t group = 0;
+    std::deque<Pending*> batch;
+    bool needs_sync = false;  // committed changes: answered only after the WAL is synced
+  };
   // Queues `p`; its group is the next the writer takes, since the writer takes the whole queue.
   void enqueue(Pending* p);
   // Waits until the writer has finished p's group (committed or failed), then returns its result.
   std::vector<Event> wait(Pending& p);
   void writer_loop();
+  // Syncs the WAL for every committed group handed over so far, then answers them in order.
+  void flusher_loop();
+  void sync_wal();  // fdatasync of the database's WAL file (flusher thread)
+  void answer(Flushable& f);
 
   std::filesystem::path path_;
   mutable std::mutex mu_;
@@ -189,6 +204,16 @@ class SqliteLedger final : public Ledger {
   std::int64_t written_ = 0;
   std::int64_t async_failures_ = 0;
   std::thread writer_;
+  std::mutex flush_mu_;
+  std::condition_variable flush_cv_;
+  std::deque<Flushable> flush_queue_;  // under flush_mu_, in group order
+  bool writer_done_ = false;           // under flush_mu_
+  std::size_t unsynced_groups_ = 0;    // handed to the flusher, not yet answered (flush_mu_)
+  static constexpr std::size_t kUnsyncedGroups = 2;
+  int wal_fd_ = -1;  // flusher thread only
+  std::atomic<std::int64_t> syncs_{0};
+  std::atomic<std::uint64_t> failed_groups_{0};
+  std::thread flusher_;
 };
 
 // Verifies the chain of any database file read-only (no migrations, no writer).

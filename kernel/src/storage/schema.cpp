@@ -193,6 +193,34 @@ ALTER TABLE telemetry_batches_new RENAME TO telemetry_batches;
 CREATE UNIQUE INDEX telemetry_batches_key ON telemetry_batches (tenant, device, boot, seq);
 CREATE INDEX telemetry_by_time ON telemetry_batches (tenant, device, first_t);
 )sql"},
+      {7, "telemetry_inbox",
+       R"sql(
+-- Batches just stored: a rowid table without indexes, so a commit of batches from many devices
+-- appends to its last page instead of touching two index leaves per device. The ingestor keeps
+-- the inbox's keys in memory (duplicates and replays are still found) and moves the rows into
+-- telemetry_batches in key order every few thousand batches or seconds, where one pass touches
+-- each device's index leaves once. Readers use telemetry_all, both tables.
+CREATE TABLE telemetry_inbox (
+  tenant      TEXT NOT NULL,
+  device      TEXT NOT NULL,
+  boot        INTEGER NOT NULL,
+  seq         INTEGER NOT NULL,
+  kid         TEXT NOT NULL,
+  digest      TEXT NOT NULL,
+  sent_at     REAL NOT NULL,
+  received_at TEXT NOT NULL,
+  first_t     REAL NOT NULL,
+  last_t      REAL NOT NULL,
+  count       INTEGER NOT NULL,
+  samples     TEXT NOT NULL
+);
+CREATE VIEW telemetry_all AS
+  SELECT tenant, device, boot, seq, kid, digest, sent_at, received_at, first_t, last_t, count,
+         samples FROM telemetry_batches
+  UNION ALL
+  SELECT tenant, device, boot, seq, kid, digest, sent_at, received_at, first_t, last_t, count,
+         samples FROM telemetry_inbox;
+)sql"},
   };
   return migrations;
 }

@@ -52,6 +52,9 @@ Connection::Connection(const std::filesystem::path& path, Mode mode, int busy_ti
     // spill one to a temporary file, created, written and closed for every savepoint (a
     // telemetry store command of a few dozen batches passes that).
     exec("PRAGMA temp_store=MEMORY");
+    // 32 MiB of page cache instead of 2: the telemetry inbox's move reads back a few MB it wrote
+    // seconds before, and a large group should not spill dirty pages mid-transaction.
+    exec("PRAGMA cache_size=-32768");
   }
   exec("PRAGMA synchronous=FULL");
   exec("PRAGMA foreign_keys=ON");

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <cmath>
 
 #include "common/sha256.hpp"
@@ -197,7 +198,7 @@ std::optional<IngestResult> Ingestor::check(const std::string& tenant, const std
       fresh.loaded = true;
       auto c = readers_.acquire();
       auto st = c->prepare(
-          "SELECT boot, max(seq) FROM telemetry_batches WHERE tenant = ? AND device = ? "
+          "SELECT boot, max(seq) FROM telemetry_all WHERE tenant = ? AND device = ? "
           "GROUP BY boot ORDER BY boot DESC LIMIT 1");
       st.bind(1, tenant).bind(2, batch->device.device);
       if (st.step()) {
@@ -259,52 +260,72 @@ void Ingestor::submit_store() {
       taken->swap(staged_);
       store_queued_ = false;  // batches from now on go with the next command
     }
+    sync_inbox(c);
     json::array stored;
-    for (auto& a : *taken) {
-      const Batch& b = a->batch;
-      auto& st = c.cached(
-          "SELECT digest FROM telemetry_batches WHERE tenant = ? AND device = ? AND boot = ? AND "
-          "seq = ?");
-      st.bind(1, a->tenant)
-          .bind(2, b.device.device)
-          .bind(3, static_cast<std::int64_t>(b.device.boot))
-          .bind(4, static_cast<std::int64_t>(b.seq));
-      const bool found = st.step();
-      const std::string stored_digest = found ? st.text(0) : std::string();
-      st.reset();  // no statement left running across the savepoint's release
-      if (found) {
-        a->outcome = stored_digest == a->digest ? Accepted::Outcome::kDuplicate
-                                                : Accepted::Outcome::kReplayed;
-        continue;
+    std::vector<std::string> added;  // inbox keys this command added, taken back if it fails
+    try {
+      for (auto& a : *taken) {
+        const Batch& b = a->batch;
+        const std::string key = inbox_key(a->tenant, b.device.device, b.device.boot, b.seq);
+        std::optional<std::string> stored_digest;
+        if (auto it = inbox_.find(key); it != inbox_.end()) {
+          stored_digest = it->second;
+        } else {
+          auto& st = c.cached(
+              "SELECT digest FROM telemetry_batches WHERE tenant = ? AND device = ? AND boot = ? "
+              "AND seq = ?");
+          st.bind(1, a->tenant)
+              .bind(2, b.device.device)
+              .bind(3, static_cast<std::int64_t>(b.device.boot))
+              .bind(4, static_cast<std::int64_t>(b.seq));
+          if (st.step()) stored_digest = st.text(0);
+          st.reset();  // no statement left running across the savepoint's release
+        }
+        if (stored_digest) {
+          a->outcome = *stored_digest == a->digest ? Accepted::Outcome::kDuplicate
+                                                   : Accepted::Outcome::kReplayed;
+          continue;
+        }
+        a->outcome = Accepted::Outcome::kStored;
+        auto& ins = c.cached(
+            "INSERT INTO telemetry_inbox (tenant, device, boot, seq, kid, digest, sent_at, "
+            "received_at, first_t, last_t, count, samples) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "?, ?)");
+        ins.bind(1, a->tenant)
+            .bind(2, b.device.device)
+            .bind(3, static_cast<std::int64_t>(b.device.boot))
+            .bind(4, static_cast<std::int64_t>(b.seq))
+            .bind(5, a->kid)
+            .bind(6, a->digest)
+            .bind_real(7, b.sent_at)
+            .bind(8, a->now_text)
+            .bind_real(9, b.samples.front().t)
+            .bind_real(10, b.samples.back().t)
+            .bind(11, static_cast<std::int64_t>(b.samples.size()))
+            .bind(12, a->rows);
+        ins.step();
+        ins.reset();
+        inbox_.emplace(key, a->digest);
+        added.push_back(key);
+        stored.push_back(json::object{{"tenant", a->tenant},
+                                      {"device", b.device.device},
+                                      {"boot", b.device.boot},
+                                      {"seq", b.seq},
+                                      {"kid", a->kid},
+                                      {"digest", a->digest},
+                                      {"samples", b.samples.size()},
+                                      {"first_t", b.samples.front().t},
+                                      {"last_t", b.samples.back().t}});
       }
-      a->outcome = Accepted::Outcome::kStored;
-      auto& ins = c.cached(
-          "INSERT INTO telemetry_batches (tenant, device, boot, seq, kid, digest, sent_at, "
-          "received_at, first_t, last_t, count, samples) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-          "?, ?)");
-      ins.bind(1, a->tenant)
-          .bind(2, b.device.device)
-          .bind(3, static_cast<std::int64_t>(b.device.boot))
-          .bind(4, static_cast<std::int64_t>(b.seq))
-          .bind(5, a->kid)
-          .bind(6, a->digest)
-          .bind_real(7, b.sent_at)
-          .bind(8, a->now_text)
-          .bind_real(9, b.samples.front().t)
-          .bind_real(10, b.samples.back().t)
-          .bind(11, static_cast<std::int64_t>(b.samples.size()))
-          .bind(12, a->rows);
-      ins.step();
-      ins.reset();
-      stored.push_back(json::object{{"tenant", a->tenant},
-                                    {"device", b.device.device},
-                                    {"boot", b.device.boot},
-                                    {"seq", b.seq},
-                                    {"kid", a->kid},
-                                    {"digest", a->digest},
-                                    {"samples", b.samples.size()},
-                                    {"first_t", b.samples.front().t},
-                                    {"last_t", b.samples.back().t}});
+      const auto now = std::chrono::steady_clock::now();
+      if (inbox_.size() >= options_.inbox_batches ||
+          (!inbox_.empty() && now - last_move_ >= options_.inbox_interval)) {
+        move_inbox(c);
+        last_move_ = now;
+      }
+    } catch (...) {
+      for (const auto& key : added) inbox_.erase(key);  // the savepoint takes the rows back
+      throw;
     }
     if (stored.empty()) return {};
     // One event per tenant of the group (a tenant's ledger stream holds only its own batches).
@@ -348,6 +369,57 @@ void Ingestor::submit_store() {
       }
     }
   });
+}
+
+std::string Ingestor::inbox_key(const std::string& tenant, const std::string& device,
+                                std::uint64_t boot, std::uint64_t seq) {
+  std::string key;
+  key.reserve(tenant.size() + device.size() + 24);
+  key.append(tenant).push_back('\0');
+  key.append(device).push_back('\0');
+  key.append(std::to_string(boot)).push_back('\0');
+  key.append(std::to_string(seq));
+  return key;
+}
+
+void Ingestor::sync_inbox(storage::Connection& c) {
+  // data_version changes when another connection (another kiln process on this database) has
+  // committed since this one last looked: its batches may be in the inbox, or it moved them. A
+  // failed group of our own (rolled back at its commit, after a store command ran) leaves keys
+  // here that are not in the table: the writer counts it before running the next group.
+  auto& dv = c.cached("PRAGMA data_version");
+  dv.step();
+  const std::int64_t version = dv.int64(0);
+  dv.reset();
+  const std::uint64_t failed = ledger_.failed_groups();
+  if (inbox_known_ && version == inbox_data_version_ && failed == inbox_failed_groups_) return;
+  inbox_failed_groups_ = failed;
+  inbox_.clear();
+  auto& st = c.cached("SELECT tenant, device, boot, seq, digest FROM telemetry_inbox");
+  while (st.step())
+    inbox_.emplace(inbox_key(st.text(0), st.text(1), static_cast<std::uint64_t>(st.int64(2)),
+                             static_cast<std::uint64_t>(st.int64(3))),
+                   st.text(4));
+  st.reset();
+  inbox_known_ = true;
+  inbox_data_version_ = version;
+}
+
+void Ingestor::move_inbox(storage::Connection& c) {
+  // In key order, so that each device's index leaves are written once for the whole pass. The
+  // unique key of telemetry_batches is the last word: a batch both places would fail the move.
+  auto& move = c.cached(
+      "INSERT INTO telemetry_batches (tenant, device, boot, seq, kid, digest, sent_at, "
+      "received_at, first_t, last_t, count, samples) SELECT tenant, device, boot, seq, kid, "
+      "digest, sent_at, received_at, first_t, last_t, count, samples FROM telemetry_inbox ORDER "
+      "BY tenant, device, boot, seq");
+  move.step();
+  move.reset();
+  auto& clear = c.cached("DELETE FROM telemetry_inbox");
+  clear.step();
+  clear.reset();
+  inbox_.clear();
+  ++inbox_moves_;
 }
 
 IngestResult Ingestor::stored(Accepted& a, std::int64_t ledger_seq) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <climits>
 #include <cstdint>
 #include <exception>
@@ -16,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include <boost/json.hpp>
@@ -31,6 +33,10 @@ struct IngestOptions {
   std::size_t max_samples = 600;  // samples per batch; more → oversized_batch
   std::size_t max_bytes = 65536;  // envelope size; more → oversized_batch
   std::uint64_t window = 64;      // sequence numbers this far behind the highest are refused
+  // Stored batches wait in telemetry_inbox (no indexes) until this many are there or this long
+  // has passed since the last move, then move to telemetry_batches in key order.
+  std::size_t inbox_batches = 4096;
+  std::chrono::milliseconds inbox_interval{2000};
 };
 
 // Stable refusal reasons (metrics label, ledger payload, HTTP error code).
@@ -88,7 +94,7 @@ class Ingestor {
                       std::string_view envelope, double now);
   // The same without a waiting thread: the checks (signature included) run on the calling
   // thread, the store joins the ledger's next group commit, and `done` gets the result — on the
-  // calling thread for a refusal found before storing, else on the ledger's writer thread once
+  // calling thread for a refusal found before storing, else on the ledger's flusher thread once
   // the batch is durable, so it must be quick (post the answer somewhere). `error` is set, and
   // the result not accepted, when the batch could not be stored.
   using Done = std::function<void(IngestResult result, std::exception_ptr error)>;
@@ -100,6 +106,8 @@ class Ingestor {
   void expose(std::string& out) const;
   std::map<std::string, std::int64_t> rejected() const;
   std::int64_t accepted_batches() const { return batches_.load(); }
+  // Moves of the inbox into telemetry_batches since start.
+  std::int64_t inbox_moves() const { return inbox_moves_.load(); }
 
  private:
   IngestResult refuse(const std::string& tenant, IngestResult r, const char* reason,
@@ -110,6 +118,12 @@ class Ingestor {
                                     std::string_view envelope, double now, Accepted& a);
   // Queues the command that stores every staged batch in the writer's next group.
   void submit_store();
+  // The inbox (telemetry_inbox) as the writer knows it: the keys and digests of its batches.
+  // Read and written on the ledger's writer thread only (store commands).
+  static std::string inbox_key(const std::string& tenant, const std::string& device,
+                               std::uint64_t boot, std::uint64_t seq);
+  void sync_inbox(storage::Connection& c);  // reads it again when it may have changed under us
+  void move_inbox(storage::Connection& c);  // into telemetry_batches, in key order
   // After the store: the result, the window moved on, counters, the sessionizer fed.
   IngestResult stored(Accepted& a, std::int64_t ledger_seq);
   struct Window {
@@ -129,6 +143,12 @@ class Ingestor {
   std::mutex stage_mu_;
   std::vector<std::unique_ptr<Accepted>> staged_;  // checked, waiting for the store command
   bool store_queued_ = false;  // a store command is queued and has not taken staged_ yet
+  std::unordered_map<std::string, std::string> inbox_;  // inbox_key → digest (writer thread)
+  bool inbox_known_ = false;                            // (writer thread)
+  std::int64_t inbox_data_version_ = -1;                // (writer thread)
+  std::uint64_t inbox_failed_groups_ = 0;               // (writer thread)
+  std::chrono::steady_clock::time_point last_move_ = std::chrono::steady_clock::now();
+  std::atomic<std::int64_t> inbox_moves_{0};
   std::atomic<std::int64_t> batches_{0}, samples_{0}, duplicates_{0};
 };
 

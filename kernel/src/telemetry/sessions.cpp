@@ -433,7 +433,7 @@ std::optional<SessionInfo> Sessionizer::get(const std::filesystem::path& db,
 std::vector<Sample> Sessionizer::samples(const std::filesystem::path& db, const SessionInfo& s) {
   Connection c(db, Connection::Mode::kReadOnly);
   auto st = c.prepare(
-      "SELECT samples FROM telemetry_batches WHERE tenant = ? AND device = ? AND last_t >= ? "
+      "SELECT samples FROM telemetry_all WHERE tenant = ? AND device = ? AND last_t >= ? "
       "AND first_t <= ? ORDER BY first_t, boot, seq");
   st.bind(1, s.tenant).bind(2, s.device).bind_real(3, s.start_t);
   st.bind_real(4, s.end_t ? *s.end_t : 1e18);
