@@ -273,3 +273,59 @@ BOOST_FIXTURE_TEST_CASE(a_batch_whose_group_failed_is_stored_when_sent_again, Fi
   BOOST_TEST(!again.duplicate);
   BOOST_TEST(rows("telemetry_all") == 1);
 }
+
+// The group fails before the store command runs (an audit event ahead of it cannot be written):
+// the staged batch is answered with the error, and ingestion goes on — no batch is left without
+// an answer and no later one waits for a store that will never come.
+BOOST_FIXTURE_TEST_CASE(a_group_that_fails_before_the_store_answers_the_staged_batches, Fixture) {
+  const std::string e = envelope("dev-g", 1);
+  {
+    storage::Connection c(ledger.path(), storage::Connection::Mode::kReadWrite);
+    c.exec(
+        "CREATE TRIGGER poison BEFORE INSERT ON ledger WHEN NEW.kind = 'poison' "
+        "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END");
+  }
+  auto release = hold_writer();
+  ledger.append_async({ledger::NewEvent{"acme", "audit", "poison", json::object{}}});
+  std::promise<bool> failed;
+  ingestor.ingest_async("acme", "dev-g", e, now_s(),
+                        [&](telemetry::IngestResult r, std::exception_ptr error) {
+                          failed.set_value(error && !r.accepted);
+                        });
+  release.set_value();
+  auto answer = failed.get_future();
+  BOOST_REQUIRE(answer.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  BOOST_TEST(answer.get());
+  std::promise<telemetry::IngestResult> next;
+  ingestor.ingest_async(
+      "acme", "dev-g", e, now_s(),
+      [&](telemetry::IngestResult r, std::exception_ptr) { next.set_value(std::move(r)); });
+  auto stored = next.get_future();
+  BOOST_REQUIRE(stored.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  auto r = stored.get();
+  BOOST_TEST(r.accepted);
+  BOOST_TEST(!r.duplicate);
+}
+
+// The store ran, then its own item was rolled back (its ledger event refused): the rows are
+// gone, and the batch sent again is stored, not taken for a duplicate.
+BOOST_FIXTURE_TEST_CASE(a_store_rolled_back_after_it_ran_is_stored_when_sent_again, Fixture) {
+  const std::string e = envelope("dev-r", 1);
+  {
+    storage::Connection c(ledger.path(), storage::Connection::Mode::kReadWrite);
+    c.exec(
+        "CREATE TRIGGER refuse_batches BEFORE INSERT ON ledger WHEN NEW.kind = "
+        "'telemetry.batches' AND NOT EXISTS (SELECT 1 FROM ledger WHERE kind = 'unblock') "
+        "BEGIN SELECT RAISE(ABORT, 'not now'); END");
+  }
+  ledger.append(ledger::NewEvent{"acme", "audit", "started", json::object{}});
+  BOOST_CHECK_THROW(ingestor.ingest("acme", "dev-r", e, now_s()), storage::StorageError);
+  BOOST_TEST(rows("telemetry_all") == 0);
+  // Unblocked through the writer itself: no other connection commits, so nothing but the
+  // rollback tells the store that what it remembers is gone.
+  ledger.append(ledger::NewEvent{"acme", "audit", "unblock", json::object{}});
+  auto again = ingestor.ingest("acme", "dev-r", e, now_s());
+  BOOST_TEST(again.accepted);
+  BOOST_TEST(!again.duplicate);
+  BOOST_TEST(rows("telemetry_all") == 1);
+}

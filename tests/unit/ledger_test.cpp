@@ -462,6 +462,28 @@ BOOST_FIXTURE_TEST_CASE(every_answer_follows_a_sync_of_the_wal, Db) {
   BOOST_TEST(l.verify().ok);
 }
 
+// When the WAL cannot be synced (here: its file is gone from the directory, as a failing disk
+// would lose it) the groups it covered are answered with the error, and every write after it is
+// refused: a later sync that succeeds proves nothing about the pages of the failed one.
+BOOST_FIXTURE_TEST_CASE(a_failed_sync_fails_its_callers_and_every_write_after_it, Db) {
+  ledger::SqliteLedger l(path);
+  l.append(ev("before"));
+  std::filesystem::remove(path.string() + "-wal");
+  BOOST_CHECK_THROW(l.append(ev("unsynced")), storage::StorageError);
+  try {
+    l.append(ev("after"));
+    BOOST_FAIL("a write after a failed sync was accepted");
+  } catch (const storage::StorageError& e) {
+    BOOST_TEST(std::string(e.what()).find("-wal") != std::string::npos, e.what());
+  }
+  std::promise<bool> failed;
+  l.execute_async([](Connection&) -> std::vector<ledger::NewEvent> { return {ev("async")}; },
+                  [&](std::vector<ledger::Event>, std::exception_ptr e) {
+                    failed.set_value(static_cast<bool>(e));
+                  });
+  BOOST_TEST(failed.get_future().get());
+}
+
 BOOST_FIXTURE_TEST_CASE(export_filters, Db) {
   ledger::SqliteLedger l(path);
   l.append(ev("a", json::object{}, "acme", "missions"));

@@ -1,6 +1,7 @@
 #include "http/router.hpp"
 
 #include <algorithm>
+#include <future>
 
 #include <spdlog/spdlog.h>
 
@@ -225,6 +226,13 @@ Response Router::failure(std::exception_ptr error_ptr, const Request& req) {
 }
 
 Response Router::dispatch(const Route& route, Request& req, const Authenticator& auth) const {
+  if (!route.handler && route.async_handler) {
+    // An asynchronous route called synchronously (tests, tools): wait for its answer here.
+    std::promise<Response> answer;
+    auto got = answer.get_future();
+    dispatch_async(route, req, auth, [&answer](Response r) { answer.set_value(std::move(r)); });
+    return got.get();
+  }
   try {
     if (auto refused = admit(route, req, auth)) return std::move(*refused);
     return route.handler(req);

@@ -389,7 +389,13 @@ struct Server::Impl {
                       [&](auto handler) {
                         auto h = std::make_shared<decltype(handler)>(std::move(handler));
                         auto ex = asio::get_associated_executor(*h, stream.get_executor());
-                        router.dispatch_async(route, req, auth, [h, ex](Response r) {
+                        // Exactly one answer resumes the coroutine; another is a route's bug.
+                        auto answered = std::make_shared<std::atomic<bool>>(false);
+                        router.dispatch_async(route, req, auth, [h, ex, answered](Response r) {
+                          if (answered->exchange(true)) {
+                            spdlog::error("http: a route answered one request twice (ignored)");
+                            return;
+                          }
                           asio::post(ex, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
                         });
                       },

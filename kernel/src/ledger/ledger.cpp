@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 
 #include <pthread.h>
 
@@ -288,6 +289,8 @@ void SqliteLedger::writer_loop() {
     // before anyone is answered (flusher_loop), so a group's fsync overlaps the next group's
     // work. SQLite still syncs the WAL before each checkpoint and the database after it.
     c->exec("PRAGMA synchronous=NORMAL");
+    // SQLite's own name for the WAL (a symlinked database has its WAL next to the target).
+    wal_path_ = sqlite3_filename_wal(sqlite3_db_filename(c->raw(), "main"));
     insert = std::make_unique<storage::Statement>(
         c->prepare("INSERT INTO ledger (seq, time, tenant, stream, kind, payload, prev_hash, "
                    "hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
@@ -340,8 +343,13 @@ void SqliteLedger::writer_loop() {
       }
       flush_cv_.notify_all();
     };
-    if (open_error) {
-      for (Pending* p : batch) p->error = open_error;
+    std::exception_ptr refuse_all = open_error;
+    if (!refuse_all) {
+      std::lock_guard lock(flush_mu_);
+      refuse_all = sync_failure_;
+    }
+    if (refuse_all) {
+      for (Pending* p : batch) p->error = refuse_all;
       finish(false);
       continue;
     }
@@ -421,6 +429,7 @@ void SqliteLedger::writer_loop() {
           try {
             c->exec("ROLLBACK TO item");
             c->exec("RELEASE item");
+            rollbacks_.fetch_add(1);
           } catch (...) {
             // SQLite already rolled the whole transaction back (disk full, I/O error): the
             // group fails with the error that caused it, not with the savepoint's.
@@ -443,7 +452,7 @@ void SqliteLedger::writer_loop() {
       head_hash = prev;
     } catch (...) {
       head_known = false;
-      failed_groups_.fetch_add(1);
+      rollbacks_.fetch_add(1);
       insert->reset();
       auto err = std::current_exception();
       std::int64_t lost = 0;
@@ -512,7 +521,7 @@ void SqliteLedger::answer(Flushable& f) {
 }
 
 void SqliteLedger::sync_wal() {
-  const std::string wal = path_.string() + "-wal";
+  const std::string& wal = wal_path_;
   struct stat now {};
   if (wal_fd_ >= 0) {
     struct stat open_one {};
@@ -531,11 +540,18 @@ void SqliteLedger::sync_wal() {
                                       " (was the database's directory changed under kiln?)",
                                   SQLITE_CANTOPEN);
     // The WAL's directory entry too, once per file: a new WAL is not durable before it is.
-    const std::string dir = path_.parent_path().empty() ? "." : path_.parent_path().string();
+    const auto parent = std::filesystem::path(wal).parent_path();
+    const std::string dir = parent.empty() ? "." : parent.string();
     const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      ::fsync(dfd);
-      ::close(dfd);
+    const bool dir_synced = dfd >= 0 && ::fsync(dfd) == 0;
+    const int dir_errno = errno;
+    if (dfd >= 0) ::close(dfd);
+    if (!dir_synced) {
+      ::close(wal_fd_);
+      wal_fd_ = -1;
+      throw storage::StorageError(
+          "cannot sync the directory " + dir + " of " + wal + ": " + std::strerror(dir_errno),
+          SQLITE_IOERR_DIR_FSYNC);
     }
   }
   if (::fdatasync(wal_fd_) == 0) {
@@ -560,25 +576,31 @@ void SqliteLedger::flusher_loop() {
     }
     // One fdatasync covers every group committed so far: while it waits for the disk the writer
     // goes on with the next groups.
+    // After a failed sync nothing is trusted any more: a later fdatasync may succeed although
+    // the pages of the failed one were dropped. Every group from then on gets that error (the
+    // writer refuses new ones too); a restart is needed.
     std::exception_ptr failed;
+    {
+      std::lock_guard lock(flush_mu_);
+      failed = sync_failure_;
+    }
     bool needs_sync = false;
     for (const auto& f : work) needs_sync = needs_sync || f.needs_sync;
-    if (needs_sync) {
+    if (needs_sync && !failed) {
       try {
         sync_wal();
-      } catch (...) {
+      } catch (const std::exception& e) {
         failed = std::current_exception();
-        spdlog::critical("ledger: committed groups are not known to be durable: {}", [&] {
-          try {
-            std::rethrow_exception(failed);
-          } catch (const std::exception& e) {
-            return std::string(e.what());
-          }
-        }());
+        spdlog::critical(
+            "ledger: committed groups are not known to be durable, refusing all further writes "
+            "until kiln is restarted: {}",
+            e.what());
+        std::lock_guard lock(flush_mu_);
+        sync_failure_ = failed;
       }
     }
     for (auto& f : work) {
-      if (failed && f.needs_sync)
+      if (failed)
         for (Pending* p : f.batch)
           if (!p->error) {
             p->error = failed;

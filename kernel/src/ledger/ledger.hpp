@@ -141,9 +141,11 @@ class SqliteLedger final : public Ledger {
   std::int64_t async_failures() const;
   // fdatasyncs of the WAL since open: every answer about a committed group follows one.
   std::int64_t syncs() const { return syncs_.load(); }
-  // Groups whose transaction failed since open (rolled back whole). A command that caches what
-  // it wrote compares it between runs: the writer counts a failure before it runs another group.
-  std::uint64_t failed_groups() const { return failed_groups_.load(); }
+  // Rollbacks since open: groups whose transaction failed, and commands rolled back to their
+  // savepoint (also when what failed came after the command returned: its events or a
+  // projection). A command that caches what it wrote compares this between runs: the writer
+  // counts a rollback before it runs anything else.
+  std::uint64_t rollbacks() const { return rollbacks_.load(); }
 
   // An audit-only group is committed at most this often; one that reaches kAsyncGroupEvents
   // events goes at once. Audit events are acknowledged to nobody: what this adds is how long one
@@ -210,9 +212,11 @@ class SqliteLedger final : public Ledger {
   bool writer_done_ = false;           // under flush_mu_
   std::size_t unsynced_groups_ = 0;    // handed to the flusher, not yet answered (flush_mu_)
   static constexpr std::size_t kUnsyncedGroups = 2;
-  int wal_fd_ = -1;  // flusher thread only
+  std::string wal_path_;             // set by the writer before it hands over a group
+  std::exception_ptr sync_failure_;  // the first failed sync, latched (flush_mu_)
+  int wal_fd_ = -1;                  // flusher thread only
   std::atomic<std::int64_t> syncs_{0};
-  std::atomic<std::uint64_t> failed_groups_{0};
+  std::atomic<std::uint64_t> rollbacks_{0};
   std::thread flusher_;
 };
 

@@ -2,8 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <tuple>
 
 #include "common/sha256.hpp"
 #include "storage/sqlite.hpp"
@@ -81,7 +83,15 @@ Ingestor::Ingestor(ledger::SqliteLedger& ledger, DeviceRegistry& devices, Ingest
       options_(options),
       on_stored_(std::move(on_stored)) {}
 
-Ingestor::~Ingestor() = default;
+Ingestor::~Ingestor() {
+  // Store commands and their answers refer to this object: let the queued ones finish first.
+  // (Nobody may call ingest_async any more.)
+  try {
+    ledger_.flush();
+  } catch (...) {
+    // the ledger is closing: it runs what it holds before it goes
+  }
+}
 
 IngestResult Ingestor::refuse(const std::string& tenant, IngestResult r, const char* reason,
                               std::string message) {
@@ -249,12 +259,40 @@ void Ingestor::ingest_async(const std::string& tenant, const std::string& stream
   }
   // One store command at a time waits in the ledger's queue; it takes every batch staged until
   // the writer runs it, so batches arriving together share one savepoint and one ledger event.
-  if (submit) submit_store();
+  if (!submit) return;
+  try {
+    submit_store();
+  } catch (...) {
+    fail_staged(std::current_exception());  // the ledger is closing: nothing will take them
+  }
+}
+
+void Ingestor::answer(Accepted& a, IngestResult r, std::exception_ptr error) {
+  try {
+    a.done(std::move(r), error);
+  } catch (const std::exception& e) {
+    spdlog::error("telemetry: answering {} seq {} failed: {}", a.batch.device.device, a.batch.seq,
+                  e.what());
+  } catch (...) {
+    spdlog::error("telemetry: answering {} seq {} failed", a.batch.device.device, a.batch.seq);
+  }
+}
+
+void Ingestor::fail_staged(std::exception_ptr error) {
+  std::vector<std::unique_ptr<Accepted>> failed;
+  {
+    std::lock_guard lock(stage_mu_);
+    failed.swap(staged_);
+    store_queued_ = false;
+  }
+  for (auto& a : failed) answer(*a, a->r, error);
 }
 
 void Ingestor::submit_store() {
   auto taken = std::make_shared<std::vector<std::unique_ptr<Accepted>>>();
-  auto command = [this, taken](storage::Connection& c) -> std::vector<ledger::NewEvent> {
+  auto ran = std::make_shared<bool>(false);  // set on the writer, read after the group's answer
+  auto command = [this, taken, ran](storage::Connection& c) -> std::vector<ledger::NewEvent> {
+    *ran = true;
     {
       std::lock_guard lock(stage_mu_);
       taken->swap(staged_);
@@ -342,30 +380,44 @@ void Ingestor::submit_store() {
                                         json::object{{"batches", std::move(batches)}}});
     return events;
   };
-  ledger_.execute_async(std::move(command), [this, taken](std::vector<ledger::Event> events,
-                                                          std::exception_ptr error) {
+  ledger_.execute_async(std::move(command), [this, taken, ran](std::vector<ledger::Event> events,
+                                                               std::exception_ptr error) {
+    if (!*ran) {
+      // The group failed before the command ran (the write lock not had in time, an earlier
+      // item that failed the group): the batches are still staged, and no command is left to
+      // take them.
+      fail_staged(error ? error
+                        : std::make_exception_ptr(std::logic_error(
+                              "telemetry: the store command was answered without running")));
+      return;
+    }
     for (auto& a : *taken) {
       if (error) {
-        a->done(a->r, error);  // not accepted: the store failed, nothing of the group is stored
+        answer(*a, a->r, error);  // not accepted: the store failed, nothing of it is stored
         continue;
       }
-      switch (a->outcome) {
-        case Accepted::Outcome::kReplayed:
-          a->done(refuse(a->tenant, a->r, reject::kReplayedSequence,
-                         "sequence " + std::to_string(a->batch.seq) + " of boot " +
-                             std::to_string(a->batch.device.boot) +
-                             " is stored already with other content (a replay, or a device "
-                             "that reuses sequence numbers)"),
-                  nullptr);
-          break;
-        case Accepted::Outcome::kDuplicate:
-        case Accepted::Outcome::kStored: {
-          std::int64_t seq = 0;
-          for (const auto& e : events)
-            if (e.tenant == a->tenant) seq = e.seq;
-          a->done(stored(*a, seq), nullptr);
-          break;
+      try {
+        switch (a->outcome) {
+          case Accepted::Outcome::kReplayed:
+            answer(*a,
+                   refuse(a->tenant, a->r, reject::kReplayedSequence,
+                          "sequence " + std::to_string(a->batch.seq) + " of boot " +
+                              std::to_string(a->batch.device.boot) +
+                              " is stored already with other content (a replay, or a device "
+                              "that reuses sequence numbers)"),
+                   nullptr);
+            break;
+          case Accepted::Outcome::kDuplicate:
+          case Accepted::Outcome::kStored: {
+            std::int64_t seq = 0;
+            for (const auto& e : events)
+              if (e.tenant == a->tenant) seq = e.seq;
+            answer(*a, stored(*a, seq), nullptr);
+            break;
+          }
         }
+      } catch (...) {
+        answer(*a, a->r, std::current_exception());  // every batch gets an answer
       }
     }
   });
@@ -385,15 +437,16 @@ std::string Ingestor::inbox_key(const std::string& tenant, const std::string& de
 void Ingestor::sync_inbox(storage::Connection& c) {
   // data_version changes when another connection (another kiln process on this database) has
   // committed since this one last looked: its batches may be in the inbox, or it moved them. A
-  // failed group of our own (rolled back at its commit, after a store command ran) leaves keys
-  // here that are not in the table: the writer counts it before running the next group.
+  // rollback of our own (the group failing at its commit, or the store's savepoint taken back
+  // after it ran, e.g. its event refused) leaves keys here that are not in the table: the writer
+  // counts rollbacks before it runs anything else.
   auto& dv = c.cached("PRAGMA data_version");
   dv.step();
   const std::int64_t version = dv.int64(0);
   dv.reset();
-  const std::uint64_t failed = ledger_.failed_groups();
-  if (inbox_known_ && version == inbox_data_version_ && failed == inbox_failed_groups_) return;
-  inbox_failed_groups_ = failed;
+  const std::uint64_t rollbacks = ledger_.rollbacks();
+  if (inbox_known_ && version == inbox_data_version_ && rollbacks == inbox_rollbacks_) return;
+  inbox_known_ = false;  // until the whole inbox is read
   inbox_.clear();
   auto& st = c.cached("SELECT tenant, device, boot, seq, digest FROM telemetry_inbox");
   while (st.step())
@@ -403,18 +456,37 @@ void Ingestor::sync_inbox(storage::Connection& c) {
   st.reset();
   inbox_known_ = true;
   inbox_data_version_ = version;
+  inbox_rollbacks_ = rollbacks;
 }
 
 void Ingestor::move_inbox(storage::Connection& c) {
   // In key order, so that each device's index leaves are written once for the whole pass. The
-  // unique key of telemetry_batches is the last word: a batch both places would fail the move.
+  // order is made from the keys alone (an ORDER BY would sort whole rows, samples included, in
+  // memory); the unique key of telemetry_batches is the last word on duplicates.
+  struct Row {
+    std::string tenant, device;
+    std::int64_t boot, seq, rowid;
+  };
+  std::vector<Row> rows;
+  rows.reserve(inbox_.size());
+  auto& keys = c.cached("SELECT tenant, device, boot, seq, rowid FROM telemetry_inbox");
+  while (keys.step())
+    rows.push_back(Row{keys.text(0), keys.text(1), keys.int64(2), keys.int64(3), keys.int64(4)});
+  keys.reset();
+  std::sort(rows.begin(), rows.end(), [](const Row& x, const Row& y) {
+    return std::tie(x.tenant, x.device, x.boot, x.seq) <
+           std::tie(y.tenant, y.device, y.boot, y.seq);
+  });
   auto& move = c.cached(
       "INSERT INTO telemetry_batches (tenant, device, boot, seq, kid, digest, sent_at, "
       "received_at, first_t, last_t, count, samples) SELECT tenant, device, boot, seq, kid, "
-      "digest, sent_at, received_at, first_t, last_t, count, samples FROM telemetry_inbox ORDER "
-      "BY tenant, device, boot, seq");
-  move.step();
-  move.reset();
+      "digest, sent_at, received_at, first_t, last_t, count, samples FROM telemetry_inbox WHERE "
+      "rowid = ?");
+  for (const auto& r : rows) {
+    move.bind(1, r.rowid);
+    move.step();
+    move.reset();
+  }
   auto& clear = c.cached("DELETE FROM telemetry_inbox");
   clear.step();
   clear.reset();

@@ -1,8 +1,9 @@
 // Telemetry ingestion: a signed envelope in, a stored batch out — or a refusal with a stable
 // reason. Checks, in order: size, envelope form, key (known, not revoked or expired, of this
 // tenant), signature, payload, device (the key's and the stream's), clock skew, boot epoch and
-// sequence window; then the batch is stored once per (tenant, device, boot, seq) together with a
-// telemetry.batch ledger event carrying its digest. See docs/architecture/telemetry.md.
+// sequence window; then the batch is stored once per (tenant, device, boot, seq), listed with its
+// digest in a telemetry.batches ledger event shared by the batches stored together. See
+// docs/architecture/telemetry.md.
 #pragma once
 
 #include <atomic>
@@ -73,7 +74,9 @@ struct IngestResult {
   std::string kid, device;
   std::uint64_t boot = 0, seq = 0;
   std::size_t samples = 0;
-  std::int64_t ledger_seq = 0;  // of the telemetry.batch event (0 for a duplicate)
+  // The telemetry.batches event listing this batch, shared by the batches stored with it (0 for
+  // a duplicate).
+  std::int64_t ledger_seq = 0;
   boost::json::object to_json() const;
   int http_status() const;  // 200 accepted, else by reason
 };
@@ -118,6 +121,10 @@ class Ingestor {
                                     std::string_view envelope, double now, Accepted& a);
   // Queues the command that stores every staged batch in the writer's next group.
   void submit_store();
+  // Answers every staged batch with `error` when no store command will take them.
+  void fail_staged(std::exception_ptr error);
+  // Hands a batch its answer; a throwing handler is logged, the next batch still answered.
+  static void answer(Accepted& a, IngestResult r, std::exception_ptr error);
   // The inbox (telemetry_inbox) as the writer knows it: the keys and digests of its batches.
   // Read and written on the ledger's writer thread only (store commands).
   static std::string inbox_key(const std::string& tenant, const std::string& device,
@@ -146,7 +153,7 @@ class Ingestor {
   std::unordered_map<std::string, std::string> inbox_;  // inbox_key → digest (writer thread)
   bool inbox_known_ = false;                            // (writer thread)
   std::int64_t inbox_data_version_ = -1;                // (writer thread)
-  std::uint64_t inbox_failed_groups_ = 0;               // (writer thread)
+  std::uint64_t inbox_rollbacks_ = 0;                   // (writer thread)
   std::chrono::steady_clock::time_point last_move_ = std::chrono::steady_clock::now();
   std::atomic<std::int64_t> inbox_moves_{0};
   std::atomic<std::int64_t> batches_{0}, samples_{0}, duplicates_{0};

@@ -481,6 +481,13 @@ int cmd_serve(const Args& a, std::ostream&) {
                sig == SIGINT ? "SIGINT" : "SIGTERM");
   if (recorder) recorder->stop();  // the partial batch is dropped with the driver closed
   server.drain_and_stop();
+  // Answers still on their way from the ledger (a telemetry batch past the drain timeout) are
+  // handed to the stopped server now, not after its I/O contexts are gone.
+  try {
+    k->sqlite_ledger().flush();
+  } catch (const std::exception& e) {
+    spdlog::warn("ledger flush at shutdown: {}", e.what());
+  }
   if (workers) workers->stop();  // current steps finish and are recorded
   spdlog::info("stopped");
   return runtime::kExitOk;
