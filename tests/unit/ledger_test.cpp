@@ -468,8 +468,12 @@ BOOST_FIXTURE_TEST_CASE(every_answer_follows_a_sync_of_the_wal, Db) {
 BOOST_FIXTURE_TEST_CASE(a_failed_sync_fails_its_callers_and_every_write_after_it, Db) {
   ledger::SqliteLedger l(path);
   l.append(ev("before"));
-  std::filesystem::remove(path.string() + "-wal");
+  const std::string wal = path.string() + "-wal";
+  std::filesystem::create_hard_link(wal, wal + ".keep");
+  std::filesystem::remove(wal);
   BOOST_CHECK_THROW(l.append(ev("unsynced")), storage::StorageError);
+  // The file is back: a sync would succeed now, and still nothing is accepted.
+  std::filesystem::rename(wal + ".keep", wal);
   try {
     l.append(ev("after"));
     BOOST_FAIL("a write after a failed sync was accepted");

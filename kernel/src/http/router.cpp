@@ -1,6 +1,7 @@
 #include "http/router.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <future>
 
 #include <spdlog/spdlog.h>
@@ -227,10 +228,14 @@ Response Router::failure(std::exception_ptr error_ptr, const Request& req) {
 
 Response Router::dispatch(const Route& route, Request& req, const Authenticator& auth) const {
   if (!route.handler && route.async_handler) {
-    // An asynchronous route called synchronously (tests, tools): wait for its answer here.
-    std::promise<Response> answer;
-    auto got = answer.get_future();
-    dispatch_async(route, req, auth, [&answer](Response r) { answer.set_value(std::move(r)); });
+    // An asynchronous route called synchronously (tests, tools; never on an I/O thread or the
+    // ledger's): wait for its first answer here.
+    auto answer = std::make_shared<std::promise<Response>>();
+    auto answered = std::make_shared<std::atomic<bool>>(false);
+    auto got = answer->get_future();
+    dispatch_async(route, req, auth, [answer, answered](Response r) {
+      if (!answered->exchange(true)) answer->set_value(std::move(r));
+    });
     return got.get();
   }
   try {

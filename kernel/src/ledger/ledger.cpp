@@ -349,7 +349,15 @@ void SqliteLedger::writer_loop() {
       refuse_all = sync_failure_;
     }
     if (refuse_all) {
-      for (Pending* p : batch) p->error = refuse_all;
+      std::int64_t lost = 0;
+      for (Pending* p : batch) {
+        p->error = refuse_all;
+        if (p->async && !p->done) lost += static_cast<std::int64_t>(p->events.size());
+      }
+      if (lost > 0) {
+        std::lock_guard lock(mu_);
+        async_failures_ += lost;
+      }
       finish(false);
       continue;
     }
@@ -398,9 +406,14 @@ void SqliteLedger::writer_loop() {
         if (savepoint) run("SAVEPOINT item");
         const std::int64_t seq_before = seq;
         const std::string prev_before = prev;
+        // Rollbacks that undo what a command did after it returned (its events, a projection)
+        // are counted for commands that remember their writes; a command that throws undoes its
+        // own bookkeeping.
+        bool command_returned = false;
         try {
           if (p.command)
             for (auto& ne : p.command(*c)) p.events.push_back(prepare(std::move(ne)));
+          command_returned = true;
           for (auto& pe : p.events) {
             Event e;
             e.seq = ++seq;
@@ -429,7 +442,7 @@ void SqliteLedger::writer_loop() {
           try {
             c->exec("ROLLBACK TO item");
             c->exec("RELEASE item");
-            rollbacks_.fetch_add(1);
+            if (command_returned) rollbacks_.fetch_add(1);
           } catch (...) {
             // SQLite already rolled the whole transaction back (disk full, I/O error): the
             // group fails with the error that caused it, not with the savepoint's.
@@ -542,17 +555,22 @@ void SqliteLedger::sync_wal() {
     // The WAL's directory entry too, once per file: a new WAL is not durable before it is.
     const auto parent = std::filesystem::path(wal).parent_path();
     const std::string dir = parent.empty() ? "." : parent.string();
+    // As SQLite does, a directory that cannot be opened or synced at all (some file systems
+    // refuse fsync on directories) is logged and passed; an I/O error is not.
     const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     const bool dir_synced = dfd >= 0 && ::fsync(dfd) == 0;
     const int dir_errno = errno;
     if (dfd >= 0) ::close(dfd);
-    if (!dir_synced) {
+    if (!dir_synced && dir_errno == EIO) {
       ::close(wal_fd_);
       wal_fd_ = -1;
       throw storage::StorageError(
           "cannot sync the directory " + dir + " of " + wal + ": " + std::strerror(dir_errno),
           SQLITE_IOERR_DIR_FSYNC);
     }
+    if (!dir_synced)
+      spdlog::warn("ledger: cannot sync the directory {} ({}); the file system may not support it",
+                   dir, std::strerror(dir_errno));
   }
   if (::fdatasync(wal_fd_) == 0) {
     ++syncs_;
@@ -589,12 +607,19 @@ void SqliteLedger::flusher_loop() {
     if (needs_sync && !failed) {
       try {
         sync_wal();
-      } catch (const std::exception& e) {
+      } catch (...) {
         failed = std::current_exception();
+        std::string why = "unknown error";
+        try {
+          std::rethrow_exception(failed);
+        } catch (const std::exception& e) {
+          why = e.what();
+        } catch (...) {
+        }
         spdlog::critical(
             "ledger: committed groups are not known to be durable, refusing all further writes "
             "until kiln is restarted: {}",
-            e.what());
+            why);
         std::lock_guard lock(flush_mu_);
         sync_failure_ = failed;
       }

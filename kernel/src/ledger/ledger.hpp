@@ -142,9 +142,9 @@ class SqliteLedger final : public Ledger {
   // fdatasyncs of the WAL since open: every answer about a committed group follows one.
   std::int64_t syncs() const { return syncs_.load(); }
   // Rollbacks since open: groups whose transaction failed, and commands rolled back to their
-  // savepoint (also when what failed came after the command returned: its events or a
-  // projection). A command that caches what it wrote compares this between runs: the writer
-  // counts a rollback before it runs anything else.
+  // savepoint after they returned (their events or a projection failed). A command that caches
+  // what it wrote compares this between runs (and undoes its own bookkeeping when it throws):
+  // the writer counts a rollback before it runs anything else.
   std::uint64_t rollbacks() const { return rollbacks_.load(); }
 
   // An audit-only group is committed at most this often; one that reaches kAsyncGroupEvents

@@ -86,10 +86,12 @@ Ingestor::Ingestor(ledger::SqliteLedger& ledger, DeviceRegistry& devices, Ingest
 Ingestor::~Ingestor() {
   // Store commands and their answers refer to this object: let the queued ones finish first.
   // (Nobody may call ingest_async any more.)
+  // The ledger must outlive this object, and this must not run on the ledger's own threads.
   try {
     ledger_.flush();
-  } catch (...) {
-    // the ledger is closing: it runs what it holds before it goes
+  } catch (const std::exception& e) {
+    spdlog::error("telemetry: the ledger could not be flushed before ingestion stopped: {}",
+                  e.what());
   }
 }
 

@@ -98,7 +98,8 @@ class Ingestor {
   // The same without a waiting thread: the checks (signature included) run on the calling
   // thread, the store joins the ledger's next group commit, and `done` gets the result — on the
   // calling thread for a refusal found before storing, else on the ledger's flusher thread once
-  // the batch is durable, so it must be quick (post the answer somewhere). `error` is set, and
+  // the batch is durable (or on another caller's thread when the ledger is closing), so it must
+  // be quick (post the answer somewhere). `error` is set, and
   // the result not accepted, when the batch could not be stored.
   using Done = std::function<void(IngestResult result, std::exception_ptr error)>;
   void ingest_async(const std::string& tenant, const std::string& stream, std::string_view envelope,

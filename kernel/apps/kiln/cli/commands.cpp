@@ -414,6 +414,20 @@ int cmd_serve(const Args& a, std::ostream&) {
         return http::Identity{info->tenant, missions::Actor{"key:" + info->id, info->role}};
       },
       api.metrics);
+  // However serve ends (a boot error after the start too), answers still on their way from the
+  // ledger (telemetry) reach a stopped server, not one whose I/O contexts are gone.
+  struct StopThenFlush {
+    http::Server& server;
+    Kernel& kernel;
+    ~StopThenFlush() {
+      server.drain_and_stop();  // nothing the second time
+      try {
+        kernel.sqlite_ledger().flush();
+      } catch (const std::exception& e) {
+        spdlog::warn("ledger flush at shutdown: {}", e.what());
+      }
+    }
+  } stop_then_flush{server, *k};
   std::uint16_t port = 0;
   try {
     port = server.start();
@@ -481,13 +495,6 @@ int cmd_serve(const Args& a, std::ostream&) {
                sig == SIGINT ? "SIGINT" : "SIGTERM");
   if (recorder) recorder->stop();  // the partial batch is dropped with the driver closed
   server.drain_and_stop();
-  // Answers still on their way from the ledger (a telemetry batch past the drain timeout) are
-  // handed to the stopped server now, not after its I/O contexts are gone.
-  try {
-    k->sqlite_ledger().flush();
-  } catch (const std::exception& e) {
-    spdlog::warn("ledger flush at shutdown: {}", e.what());
-  }
   if (workers) workers->stop();  // current steps finish and are recorded
   spdlog::info("stopped");
   return runtime::kExitOk;
