@@ -42,6 +42,13 @@ struct Fixture {
   std::map<std::string, telemetry::KeyPair> keys;
   Fixture() { ledger.add_projector(&telemetry::project_devices); }
 
+  // Runs SQL on the database through a connection of its own (another writer, as a person or a
+  // failing disk would).
+  void sql(const std::string& statements) {
+    storage::Connection c(ledger.path(), storage::Connection::Mode::kReadWrite);
+    c.exec(statements);
+  }
+
   std::int64_t rows(const std::string& table) {
     storage::Connection c(ledger.path(), storage::Connection::Mode::kReadOnly);
     auto st = c.prepare("SELECT count(*) FROM " + table);
@@ -166,12 +173,8 @@ BOOST_FIXTURE_TEST_CASE(batches_arriving_together_share_one_store_and_one_event,
 
 BOOST_FIXTURE_TEST_CASE(a_store_that_fails_answers_every_batch_of_its_group, Fixture) {
   const std::string a = envelope("dev-a", 1), b = envelope("dev-b", 1);
-  {
-    storage::Connection c(ledger.path(), storage::Connection::Mode::kReadWrite);
-    c.exec(
-        "CREATE TRIGGER full_disk BEFORE INSERT ON telemetry_inbox WHEN NEW.device = 'dev-b' "
-        "BEGIN SELECT RAISE(ABORT, 'no space left'); END");
-  }
+  sql("CREATE TRIGGER full_disk BEFORE INSERT ON telemetry_inbox WHEN NEW.device = 'dev-b' "
+      "BEGIN SELECT RAISE(ABORT, 'no space left'); END");
   Answers answers;
   auto release = hold_writer();
   ingestor.ingest_async("acme", "dev-a", a, now_s(), answers.collect());
@@ -190,10 +193,7 @@ BOOST_FIXTURE_TEST_CASE(a_store_that_fails_answers_every_batch_of_its_group, Fix
   BOOST_TEST(events("telemetry.batches").empty());
   // The blocking call throws the storage error; once the cause is gone both are stored.
   BOOST_CHECK_THROW(ingestor.ingest("acme", "dev-b", b, now_s()), storage::StorageError);
-  {
-    storage::Connection c(ledger.path(), storage::Connection::Mode::kReadWrite);
-    c.exec("DROP TRIGGER full_disk");
-  }
+  sql("DROP TRIGGER full_disk");
   BOOST_TEST(ingestor.ingest("acme", "dev-a", a, now_s()).accepted);
   auto again = ingestor.ingest("acme", "dev-b", b, now_s());
   BOOST_TEST(again.accepted);
@@ -250,12 +250,8 @@ BOOST_FIXTURE_TEST_CASE(the_inbox_moves_in_passes_and_duplicates_are_found_in_bo
 // again is stored — not taken for a duplicate of a row that no longer exists.
 BOOST_FIXTURE_TEST_CASE(a_batch_whose_group_failed_is_stored_when_sent_again, Fixture) {
   const std::string e = envelope("dev-f", 1);
-  {
-    storage::Connection c(ledger.path(), storage::Connection::Mode::kReadWrite);
-    c.exec(
-        "CREATE TRIGGER poison BEFORE INSERT ON ledger WHEN NEW.kind = 'poison' "
-        "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END");
-  }
+  sql("CREATE TRIGGER poison BEFORE INSERT ON ledger WHEN NEW.kind = 'poison' "
+      "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END");
   Answers answers;
   auto release = hold_writer();
   ingestor.ingest_async("acme", "dev-f", e, now_s(), answers.collect());
@@ -279,12 +275,8 @@ BOOST_FIXTURE_TEST_CASE(a_batch_whose_group_failed_is_stored_when_sent_again, Fi
 // an answer and no later one waits for a store that will never come.
 BOOST_FIXTURE_TEST_CASE(a_group_that_fails_before_the_store_answers_the_staged_batches, Fixture) {
   const std::string e = envelope("dev-g", 1);
-  {
-    storage::Connection c(ledger.path(), storage::Connection::Mode::kReadWrite);
-    c.exec(
-        "CREATE TRIGGER poison BEFORE INSERT ON ledger WHEN NEW.kind = 'poison' "
-        "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END");
-  }
+  sql("CREATE TRIGGER poison BEFORE INSERT ON ledger WHEN NEW.kind = 'poison' "
+      "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END");
   auto release = hold_writer();
   ledger.append_async({ledger::NewEvent{"acme", "audit", "poison", json::object{}}});
   std::promise<bool> failed;
@@ -311,13 +303,9 @@ BOOST_FIXTURE_TEST_CASE(a_group_that_fails_before_the_store_answers_the_staged_b
 // gone, and the batch sent again is stored, not taken for a duplicate.
 BOOST_FIXTURE_TEST_CASE(a_store_rolled_back_after_it_ran_is_stored_when_sent_again, Fixture) {
   const std::string e = envelope("dev-r", 1);
-  {
-    storage::Connection c(ledger.path(), storage::Connection::Mode::kReadWrite);
-    c.exec(
-        "CREATE TRIGGER refuse_batches BEFORE INSERT ON ledger WHEN NEW.kind = "
-        "'telemetry.batches' AND NOT EXISTS (SELECT 1 FROM ledger WHERE kind = 'unblock') "
-        "BEGIN SELECT RAISE(ABORT, 'not now'); END");
-  }
+  sql("CREATE TRIGGER refuse_batches BEFORE INSERT ON ledger WHEN NEW.kind = "
+      "'telemetry.batches' AND NOT EXISTS (SELECT 1 FROM ledger WHERE kind = 'unblock') "
+      "BEGIN SELECT RAISE(ABORT, 'not now'); END");
   ledger.append(ledger::NewEvent{"acme", "audit", "started", json::object{}});
   BOOST_CHECK_THROW(ingestor.ingest("acme", "dev-r", e, now_s()), storage::StorageError);
   BOOST_TEST(rows("telemetry_all") == 0);
