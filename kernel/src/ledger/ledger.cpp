@@ -361,8 +361,8 @@ void SqliteLedger::writer_loop() {
       finish(false);
       continue;
     }
-    // One transaction, one fsync, for everything queued so far. The head is read inside the
-    // transaction, so the chain continues correctly even after a failed group.
+    // One transaction for everything queued so far (the flusher syncs it). The head is read inside
+    // the transaction, so the chain continues correctly even after a failed group.
     std::vector<std::vector<Event>> results(batch.size());
     std::int64_t appended = 0;  // rows this group committed, asynchronous ones included
     std::vector<std::exception_ptr> item_errors(batch.size());

@@ -302,7 +302,7 @@ void Ingestor::submit_store() {
     }
     sync_inbox(c);
     json::array stored;
-    std::vector<std::string> added;  // inbox keys this command added, taken back if it fails
+    std::vector<ledger::NewEvent> events;
     try {
       for (auto& a : *taken) {
         const Batch& b = a->batch;
@@ -346,7 +346,6 @@ void Ingestor::submit_store() {
         ins.step();
         ins.reset();
         inbox_.emplace(key, a->digest);
-        added.push_back(key);
         stored.push_back(json::object{{"tenant", a->tenant},
                                       {"device", b.device.device},
                                       {"boot", b.device.boot},
@@ -363,23 +362,21 @@ void Ingestor::submit_store() {
         move_inbox(c);
         last_move_ = now;
       }
+      // One event per tenant of the group (a tenant's ledger stream holds only its own batches).
+      std::map<std::string, json::array> by_tenant;
+      for (auto& v : stored) {
+        auto& o = v.as_object();
+        std::string tenant(o.at("tenant").as_string());
+        o.erase("tenant");
+        by_tenant[tenant].push_back(std::move(v));
+      }
+      for (auto& [tenant, batches] : by_tenant)
+        events.push_back(ledger::NewEvent{tenant, "telemetry", "telemetry.batches",
+                                          json::object{{"batches", std::move(batches)}}});
     } catch (...) {
-      for (const auto& key : added) inbox_.erase(key);  // the savepoint takes the rows back
+      inbox_known_ = false;  // the savepoint takes this command's rows back: read it again
       throw;
     }
-    if (stored.empty()) return {};
-    // One event per tenant of the group (a tenant's ledger stream holds only its own batches).
-    std::vector<ledger::NewEvent> events;
-    std::map<std::string, json::array> by_tenant;
-    for (auto& v : stored) {
-      auto& o = v.as_object();
-      std::string tenant(o.at("tenant").as_string());
-      o.erase("tenant");
-      by_tenant[tenant].push_back(std::move(v));
-    }
-    for (auto& [tenant, batches] : by_tenant)
-      events.push_back(ledger::NewEvent{tenant, "telemetry", "telemetry.batches",
-                                        json::object{{"batches", std::move(batches)}}});
     return events;
   };
   ledger_.execute_async(std::move(command), [this, taken, ran](std::vector<ledger::Event> events,
