@@ -157,54 +157,51 @@ Router::Match Router::match(std::string_view method, std::string_view path) cons
 
 std::optional<Response> Router::admit(const Route& route, Request& req,
                                       const Authenticator& auth) const {
-  {
-    if (route.role) {
-      const std::string authz = req.header("authorization");
-      if (authz.empty())
-        return error(401, "unauthenticated",
-                     "this route needs an API key: send 'Authorization: Bearer KEY' (an "
-                     "administrator creates keys with `kiln keys create --tenant T --role R`)");
-      if (authz.size() < 8 || common::to_lower(authz.substr(0, 7)) != "bearer ")
-        return error(401, "unauthenticated", "the Authorization header must be 'Bearer KEY'");
-      auto id = auth ? auth(std::string_view(authz).substr(7)) : std::nullopt;
-      if (!id)
-        return error(401, "unauthenticated", "the API key is not valid (unknown or revoked)");
-      if (id->actor.role < *route.role)
-        return error(403, "forbidden",
-                     route.summary + " needs the " + std::string(missions::to_string(*route.role)) +
-                         " role; this key has " + std::string(missions::to_string(id->actor.role)));
-      req.actor = id->actor;
-      req.tenant = id->tenant;
-    }
-    if (!route.request_schema.is_null()) {
-      std::string ct = common::to_lower(req.header("content-type"));
-      if (auto semi = ct.find(';'); semi != std::string::npos) ct.resize(semi);
-      while (!ct.empty() && ct.back() == ' ') ct.pop_back();
-      if (req.body.empty() && ct.empty()) {
-        req.json = json::object{};
-      } else {
-        if (ct != "application/json")
-          return error(415, "unsupported_media_type",
-                       "send the body as JSON with 'Content-Type: application/json' (got '" +
-                           (ct.empty() ? std::string("none") : ct) + "')");
-        json::error_code ec;
-        req.json = json::parse(req.body, ec);
-        if (ec) return error(400, "malformed_json", "the body is not valid JSON: " + ec.message());
-      }
-      if (auto err = runtime::validate_json(route.request_schema, req.json, "body")) {
-        auto colon = err->find(':');
-        return error(422, "invalid_request", *err, json::object{{"field", err->substr(0, colon)}});
-      }
-    }
-    if (!route.raw_body_type.empty()) {
-      std::string ct = common::to_lower(req.header("content-type"));
-      if (auto semi = ct.find(';'); semi != std::string::npos) ct.resize(semi);
-      while (!ct.empty() && ct.back() == ' ') ct.pop_back();
-      if (ct != route.raw_body_type)
+  if (route.role) {
+    const std::string authz = req.header("authorization");
+    if (authz.empty())
+      return error(401, "unauthenticated",
+                   "this route needs an API key: send 'Authorization: Bearer KEY' (an "
+                   "administrator creates keys with `kiln keys create --tenant T --role R`)");
+    if (authz.size() < 8 || common::to_lower(authz.substr(0, 7)) != "bearer ")
+      return error(401, "unauthenticated", "the Authorization header must be 'Bearer KEY'");
+    auto id = auth ? auth(std::string_view(authz).substr(7)) : std::nullopt;
+    if (!id) return error(401, "unauthenticated", "the API key is not valid (unknown or revoked)");
+    if (id->actor.role < *route.role)
+      return error(403, "forbidden",
+                   route.summary + " needs the " + std::string(missions::to_string(*route.role)) +
+                       " role; this key has " + std::string(missions::to_string(id->actor.role)));
+    req.actor = id->actor;
+    req.tenant = id->tenant;
+  }
+  if (!route.request_schema.is_null()) {
+    std::string ct = common::to_lower(req.header("content-type"));
+    if (auto semi = ct.find(';'); semi != std::string::npos) ct.resize(semi);
+    while (!ct.empty() && ct.back() == ' ') ct.pop_back();
+    if (req.body.empty() && ct.empty()) {
+      req.json = json::object{};
+    } else {
+      if (ct != "application/json")
         return error(415, "unsupported_media_type",
-                     "send the body with 'Content-Type: " + route.raw_body_type + "' (got '" +
+                     "send the body as JSON with 'Content-Type: application/json' (got '" +
                          (ct.empty() ? std::string("none") : ct) + "')");
+      json::error_code ec;
+      req.json = json::parse(req.body, ec);
+      if (ec) return error(400, "malformed_json", "the body is not valid JSON: " + ec.message());
     }
+    if (auto err = runtime::validate_json(route.request_schema, req.json, "body")) {
+      auto colon = err->find(':');
+      return error(422, "invalid_request", *err, json::object{{"field", err->substr(0, colon)}});
+    }
+  }
+  if (!route.raw_body_type.empty()) {
+    std::string ct = common::to_lower(req.header("content-type"));
+    if (auto semi = ct.find(';'); semi != std::string::npos) ct.resize(semi);
+    while (!ct.empty() && ct.back() == ' ') ct.pop_back();
+    if (ct != route.raw_body_type)
+      return error(415, "unsupported_media_type",
+                   "send the body with 'Content-Type: " + route.raw_body_type + "' (got '" +
+                       (ct.empty() ? std::string("none") : ct) + "')");
   }
   return std::nullopt;
 }

@@ -301,7 +301,8 @@ void Ingestor::submit_store() {
       store_queued_ = false;  // batches from now on go with the next command
     }
     sync_inbox(c);
-    json::array stored;
+    // One event per tenant of the group (a tenant's ledger stream holds only its own batches).
+    std::map<std::string, json::array> stored;
     std::vector<ledger::NewEvent> events;
     try {
       for (auto& a : *taken) {
@@ -346,15 +347,14 @@ void Ingestor::submit_store() {
         ins.step();
         ins.reset();
         inbox_.emplace(key, a->digest);
-        stored.push_back(json::object{{"tenant", a->tenant},
-                                      {"device", b.device.device},
-                                      {"boot", b.device.boot},
-                                      {"seq", b.seq},
-                                      {"kid", a->kid},
-                                      {"digest", a->digest},
-                                      {"samples", b.samples.size()},
-                                      {"first_t", b.samples.front().t},
-                                      {"last_t", b.samples.back().t}});
+        stored[a->tenant].push_back(json::object{{"device", b.device.device},
+                                                 {"boot", b.device.boot},
+                                                 {"seq", b.seq},
+                                                 {"kid", a->kid},
+                                                 {"digest", a->digest},
+                                                 {"samples", b.samples.size()},
+                                                 {"first_t", b.samples.front().t},
+                                                 {"last_t", b.samples.back().t}});
       }
       const auto now = std::chrono::steady_clock::now();
       if (inbox_.size() >= options_.inbox_batches ||
@@ -362,15 +362,7 @@ void Ingestor::submit_store() {
         move_inbox(c);
         last_move_ = now;
       }
-      // One event per tenant of the group (a tenant's ledger stream holds only its own batches).
-      std::map<std::string, json::array> by_tenant;
-      for (auto& v : stored) {
-        auto& o = v.as_object();
-        std::string tenant(o.at("tenant").as_string());
-        o.erase("tenant");
-        by_tenant[tenant].push_back(std::move(v));
-      }
-      for (auto& [tenant, batches] : by_tenant)
+      for (auto& [tenant, batches] : stored)
         events.push_back(ledger::NewEvent{tenant, "telemetry", "telemetry.batches",
                                           json::object{{"batches", std::move(batches)}}});
     } catch (...) {
