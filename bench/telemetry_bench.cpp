@@ -3,6 +3,7 @@
 // (group commit, fsync), the sessionizer fed — against libsodium's bare Ed25519 verify of the
 // same envelopes, measured in the same run with the same number of threads. Goal: ≥ 0.8×.
 // Writes bench/results/<date>_telemetry.json (or --out FILE).
+#include <pthread.h>
 #include <sodium.h>
 
 #include <algorithm>
@@ -12,10 +13,12 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <vector>
 
+#include <spdlog/spdlog.h>
 #include <boost/json.hpp>
 
 #include "artisan_detector.hpp"
@@ -49,12 +52,45 @@ double rate(std::size_t n, int threads, F&& fn) {
   return static_cast<double>(n) / bench::seconds_since(t0);
 }
 
+// CPU time (ns) of this process's threads since they started, by role: the names the kernel
+// gives its threads (kiln-ledger, kiln-ledger-fl, kiln-sessions); the rest is "other". Read from
+// /proc/self/task/*/schedstat. The request threads have ended when it is read after the
+// ingestion: they count their own time (RequestCpu).
+std::map<std::string, double> cpu_by_role() {
+  std::map<std::string, double> out;
+  for (const auto& t : fs::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(t.path() / "comm"), stat(t.path() / "schedstat");
+    std::string name;
+    double ns = 0;
+    if (!std::getline(comm, name) || !(stat >> ns)) continue;  // the thread has just ended
+    const std::string role = name == "kiln-ledger"      ? "ledger_writer"
+                             : name == "kiln-ledger-fl" ? "ledger_flusher"
+                             : name == "kiln-sessions"  ? "sessionizer"
+                                                        : "other";
+    out[role] += ns;
+  }
+  return out;
+}
+
+// Adds the CPU time of the thread it lives on to `total` when the thread's work ends.
+struct RequestCpu {
+  std::atomic<std::int64_t>& total;
+  ~RequestCpu() {
+    timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    total += static_cast<std::int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec;
+  }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string out = "bench/results/" + bench::today() + "_telemetry.json";
-  std::size_t n = 4000;
-  int rounds = 3;
+  // Enough envelopes that every round pays for several moves of the inbox into the indexed table
+  // (IngestOptions::inbox_batches is 4,096) and for the checkpoints: fewer measure a burst that
+  // leaves that work to after the clock stops.
+  std::size_t n = 20000;
+  int rounds = 5;
   int callers = 64;
   bool blocking = false;
   for (int i = 1; i < argc; ++i) {
@@ -77,6 +113,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  // Hundreds of sessions open and close per round: their log lines would bury the results.
+  spdlog::set_level(spdlog::level::warn);
   const int threads = static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
   json::array round_results;
   std::vector<double> ratios_same_threads, ratios_one_thread;
@@ -87,6 +125,8 @@ int main(int argc, char** argv) {
     fs::remove_all(dir);
     fs::create_directories(dir);
     double ingest_rate = 0, verify_rate = 0, verify_rate_1 = 0, cpu_per_envelope_us = 0;
+    double idle_fraction = 0;
+    json::object cpu_by_role_us;
     std::int64_t stored = 0, groups = 0;
     {
       ledger::SqliteLedger ledger(dir / "kiln.db");
@@ -161,6 +201,8 @@ int main(int argc, char** argv) {
                          error ? "(store failed)" : r.message.c_str());
         }
       };
+      std::atomic<std::int64_t> request_cpu_ns{0};
+      const auto roles_before = cpu_by_role();
       timespec cpu0;
       clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu0);
       const auto t0 = Clock::now();
@@ -169,6 +211,8 @@ int main(int argc, char** argv) {
         std::vector<std::thread> pool;
         for (int d = 0; d < callers; ++d)
           pool.emplace_back([&, d] {
+            pthread_setname_np(pthread_self(), "bench-request");
+            RequestCpu count{request_cpu_ns};
             const std::string device = "sim-" + std::to_string(d);
             for (std::size_t i = static_cast<std::size_t>(d); i < n;
                  i += static_cast<std::size_t>(callers))
@@ -191,6 +235,8 @@ int main(int argc, char** argv) {
         std::vector<std::thread> pool;
         for (int t = 0; t < threads; ++t)
           pool.emplace_back([&, t] {
+            pthread_setname_np(pthread_self(), "bench-request");
+            RequestCpu count{request_cpu_ns};
             Lane& lane = lanes[static_cast<std::size_t>(t)];
             int open = 0;  // this lane's devices with envelopes left to send
             for (int d = t; d < callers; d += threads) open += next[d] < n ? 1 : 0;
@@ -225,12 +271,25 @@ int main(int argc, char** argv) {
         for (auto& th : pool) th.join();
         ledger.flush();  // the last answers
       }
-      ingest_rate = static_cast<double>(n) / bench::seconds_since(t0);
+      const double wall_s = bench::seconds_since(t0);
+      ingest_rate = static_cast<double>(n) / wall_s;
       timespec cpu1;
       clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu1);
+      const auto roles_after = cpu_by_role();
       const double cpu_s =
           static_cast<double>(cpu1.tv_sec - cpu0.tv_sec) + (cpu1.tv_nsec - cpu0.tv_nsec) * 1e-9;
       cpu_per_envelope_us = cpu_s / static_cast<double>(n) * 1e6;
+      // Where the CPU went, per envelope: the request threads (check, verify, decode), the
+      // ledger's writer (the store, its commit) and flusher (fdatasync, answers), the
+      // sessionizer; and how much of the machine sat idle.
+      auto per_envelope = [&](double ns) { return ns / 1000.0 / static_cast<double>(n); };
+      cpu_by_role_us = json::object{
+          {"request_threads", per_envelope(static_cast<double>(request_cpu_ns.load()))}};
+      for (const auto& [role, ns] : roles_after) {
+        const auto it = roles_before.find(role);
+        cpu_by_role_us[role] = per_envelope(ns - (it == roles_before.end() ? 0.0 : it->second));
+      }
+      idle_fraction = std::max(0.0, 1.0 - cpu_s / (wall_s * threads));
       groups = ledger.commit_stats().first - before.first;
       svc.sessions().flush();
       {
@@ -254,6 +313,20 @@ int main(int argc, char** argv) {
           round + 1, ingest_rate, callers, verify_rate, threads, verify_rate_1,
           ingest_rate / verify_rate, ingest_rate / verify_rate_1, static_cast<long long>(stored),
           static_cast<long long>(groups), cpu_per_envelope_us, sessions.size());
+      // The goal as a CPU budget: at 0.8x the baseline every envelope may cost 1.25 verifies of
+      // CPU, everything included, and only if no core ever sits idle.
+      const double verify_us = threads / verify_rate * 1e6;
+      const double budget_us = verify_us / 0.8;
+      auto role = [&](const char* r) {
+        const auto* v = cpu_by_role_us.if_contains(r);
+        return v ? v->as_double() : 0.0;
+      };
+      std::printf(
+          "  CPU an envelope: request threads %.1f us (a bare verify is %.1f), ledger writer %.1f, "
+          "flusher %.1f, sessionizer %.1f, other %.1f; cores idle %.0f %% of the time; the goal "
+          "allows %.1f us an envelope with no idle core\n",
+          role("request_threads"), verify_us, role("ledger_writer"), role("ledger_flusher"),
+          role("sessionizer"), role("other"), idle_fraction * 100, budget_us);
       round_results.push_back(json::object{{"ingest_per_s", std::round(ingest_rate)},
                                            {"verify_per_s", std::round(verify_rate)},
                                            {"verify_per_s_one_thread", std::round(verify_rate_1)},
@@ -262,6 +335,10 @@ int main(int argc, char** argv) {
                                            {"stored", stored},
                                            {"group_commits", groups},
                                            {"cpu_us_per_envelope", cpu_per_envelope_us},
+                                           {"cpu_us_per_envelope_by_role", cpu_by_role_us},
+                                           {"verify_us", verify_us},
+                                           {"cpu_budget_us_at_goal", budget_us},
+                                           {"idle_fraction", idle_fraction},
                                            {"sessions", sessions.size()}});
     }
     ratios_same_threads.push_back(ingest_rate / verify_rate);
