@@ -317,3 +317,29 @@ BOOST_FIXTURE_TEST_CASE(a_store_rolled_back_after_it_ran_is_stored_when_sent_aga
   BOOST_TEST(!again.duplicate);
   BOOST_TEST(rows("telemetry_all") == 1);
 }
+
+// A key that reaches telemetry_batches from elsewhere while its batch waits in the inbox (another
+// writer on the file, a restored backup) stops the move: the store fails with the conflict, its
+// batches are answered with the error, and nothing moves or is lost — the unique key is the last
+// word, never skipped in silence.
+BOOST_FIXTURE_TEST_CASE(a_key_already_in_the_indexed_table_stops_the_move_with_an_error, Fixture) {
+  telemetry::Ingestor small(ledger, devices, small_inbox());
+  for (std::uint64_t seq = 1; seq <= 2; ++seq) {
+    auto r = small.ingest("acme", "dev-k", envelope("dev-k", seq), now_s());
+    BOOST_TEST((r.accepted && !r.duplicate), r.message);
+  }
+  BOOST_TEST(rows("telemetry_inbox") == 2);
+  sql("INSERT INTO telemetry_batches (tenant, device, boot, seq, kid, digest, sent_at, "
+      "received_at, first_t, last_t, count, samples) VALUES ('acme', 'dev-k', 1, 2, 'k', 'other', "
+      "0, '2026-01-01T00:00:00.000Z', 0, 0, 1, '[]')");
+  // The third batch fills the inbox and starts the move.
+  BOOST_CHECK_EXCEPTION(small.ingest("acme", "dev-k", envelope("dev-k", 3), now_s()),
+                        std::exception, [](const std::exception& e) {
+                          return std::string(e.what()).find("UNIQUE") != std::string::npos;
+                        });
+  BOOST_TEST(small.inbox_moves() == 0);
+  BOOST_TEST(rows("telemetry_inbox") == 2);    // seq 1 and 2, as before
+  BOOST_TEST(rows("telemetry_batches") == 1);  // only the conflicting row
+  BOOST_TEST(small.accepted_batches() == 2);
+  BOOST_TEST(ledger.verify().ok);
+}
