@@ -52,12 +52,16 @@ double rate(std::size_t n, int threads, F&& fn) {
   return static_cast<double>(n) / bench::seconds_since(t0);
 }
 
-// CPU time (ns) of this process's threads since they started, by role: the names the kernel
+// CPU time (ns) of each of this process's threads so far, with its role: the names the kernel
 // gives its threads (kiln-ledger, kiln-ledger-fl, kiln-sessions); the rest is "other". Read from
 // /proc/self/task/*/schedstat. The request threads have ended when it is read after the
 // ingestion: they count their own time (RequestCpu).
-std::map<std::string, double> cpu_by_role() {
-  std::map<std::string, double> out;
+struct ThreadCpu {
+  std::string role;
+  double ns = 0;
+};
+std::map<std::string, ThreadCpu> thread_cpu() {
+  std::map<std::string, ThreadCpu> out;
   for (const auto& t : fs::directory_iterator("/proc/self/task")) {
     std::ifstream comm(t.path() / "comm"), stat(t.path() / "schedstat");
     std::string name;
@@ -67,7 +71,7 @@ std::map<std::string, double> cpu_by_role() {
                              : name == "kiln-ledger-fl" ? "ledger_flusher"
                              : name == "kiln-sessions"  ? "sessionizer"
                                                         : "other";
-    out[role] += ns;
+    out[t.path().filename().string()] = ThreadCpu{role, ns};
   }
   return out;
 }
@@ -202,7 +206,7 @@ int main(int argc, char** argv) {
         }
       };
       std::atomic<std::int64_t> request_cpu_ns{0};
-      const auto roles_before = cpu_by_role();
+      const auto roles_before = thread_cpu();
       timespec cpu0;
       clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu0);
       const auto t0 = Clock::now();
@@ -275,7 +279,7 @@ int main(int argc, char** argv) {
       ingest_rate = static_cast<double>(n) / wall_s;
       timespec cpu1;
       clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu1);
-      const auto roles_after = cpu_by_role();
+      const auto roles_after = thread_cpu();
       const double cpu_s =
           static_cast<double>(cpu1.tv_sec - cpu0.tv_sec) + (cpu1.tv_nsec - cpu0.tv_nsec) * 1e-9;
       cpu_per_envelope_us = cpu_s / static_cast<double>(n) * 1e6;
@@ -285,10 +289,14 @@ int main(int argc, char** argv) {
       auto per_envelope = [&](double ns) { return ns / 1000.0 / static_cast<double>(n); };
       cpu_by_role_us = json::object{
           {"request_threads", per_envelope(static_cast<double>(request_cpu_ns.load()))}};
-      for (const auto& [role, ns] : roles_after) {
-        const auto it = roles_before.find(role);
-        cpu_by_role_us[role] = per_envelope(ns - (it == roles_before.end() ? 0.0 : it->second));
+      // Per thread, for threads alive at the end (one that ended meanwhile took its count along).
+      std::map<std::string, double> by_role{
+          {"ledger_writer", 0}, {"ledger_flusher", 0}, {"sessionizer", 0}, {"other", 0}};
+      for (const auto& [tid, t] : roles_after) {
+        const auto it = roles_before.find(tid);
+        by_role[t.role] += t.ns - (it == roles_before.end() ? 0.0 : it->second.ns);
       }
+      for (const auto& [role, ns] : by_role) cpu_by_role_us[role] = per_envelope(ns);
       idle_fraction = std::max(0.0, 1.0 - cpu_s / (wall_s * threads));
       groups = ledger.commit_stats().first - before.first;
       svc.sessions().flush();

@@ -10,7 +10,9 @@
 #include <mutex>
 #include <set>
 
+#include "common/sha256.hpp"
 #include "ledger/ledger.hpp"
+#include "storage/schema.hpp"
 #include "storage/sqlite.hpp"
 #include "support/process.hpp"
 #include "telemetry/devices.hpp"
@@ -342,4 +344,78 @@ BOOST_FIXTURE_TEST_CASE(a_key_already_in_the_indexed_table_stops_the_move_with_a
   BOOST_TEST(rows("telemetry_batches") == 1);  // only the conflicting row
   BOOST_TEST(small.accepted_batches() == 2);
   BOOST_TEST(ledger.verify().ok);
+}
+
+// A batch is stored as the signed envelope it arrived in: the row's bytes hash to its digest and
+// still verify with the device's key. Batches stored before migration 8 (JSON rows) survive it,
+// in both tables, and readers take both kinds. A row must hold exactly one of the two.
+BOOST_AUTO_TEST_CASE(batches_are_stored_as_their_signed_envelopes_and_older_rows_still_read) {
+  test::TempDir dir;
+  const auto path = dir.path() / "kiln.db";
+  {
+    std::vector<storage::Migration> up_to_7;
+    for (const auto& m : storage::kernel_migrations())
+      if (m.version <= 7) up_to_7.push_back(m);
+    storage::Connection c(path, storage::Connection::Mode::kReadWrite);
+    BOOST_REQUIRE(storage::migrate(c, up_to_7).version == 7);
+    const double t = now_s() - 1000;
+    for (const char* table : {"telemetry_batches", "telemetry_inbox"}) {
+      auto st = c.prepare(std::string("INSERT INTO ") + table +
+                          " (tenant, device, boot, seq, kid, digest, sent_at, received_at, "
+                          "first_t, last_t, count, samples) VALUES ('acme', 'dev-e', 1, ?, 'k0', "
+                          "'d', 0, '2026-12-01T00:00:00.000Z', ?, ?, 1, ?)");
+      const bool batches = std::string(table) == "telemetry_batches";
+      const double at = batches ? t - 20 : t - 10;
+      st.bind(1, batches ? 1 : 2).bind_real(2, at).bind_real(3, at);
+      st.bind(4, json::serialize(telemetry::samples_json({telemetry::Sample{at, 101, 201}})));
+      st.step();
+    }
+  }
+  ledger::SqliteLedger ledger(path);  // migrates to the latest version
+  ledger.add_projector(&telemetry::project_devices);
+  telemetry::DeviceRegistry devices(ledger, ledger.path());
+  telemetry::Ingestor ingestor(ledger, devices, telemetry::IngestOptions{});
+  const auto key =
+      devices.add("acme", "dev-e", std::nullopt, missions::Actor{"test", missions::Role::kAdmin})
+          .key;
+  telemetry::Batch b;
+  b.device = {"dev-e", 1};
+  b.seq = 3;
+  b.sent_at = now_s();
+  for (int i = 0; i < 10; ++i) b.samples.push_back(telemetry::Sample{now_s() - 5 + i, 150, 210});
+  const std::string e = telemetry::sign_envelope(b, key, "acme", "dev-e");
+  auto r = ingestor.ingest("acme", "dev-e", e, now_s());
+  BOOST_TEST((r.accepted && !r.duplicate), r.message);
+
+  storage::Connection c(path, storage::Connection::Mode::kReadOnly);
+  auto row = c.prepare(
+      "SELECT digest, samples IS NULL, envelope FROM telemetry_all WHERE device = 'dev-e' AND "
+      "seq = 3");
+  BOOST_REQUIRE(row.step());
+  BOOST_TEST(row.int64(1) == 1);  // no JSON copy
+  const std::string stored = row.blob(2);
+  BOOST_TEST((stored == e));
+  BOOST_TEST(common::sha256_hex(stored) == row.text(0));
+  telemetry::EnvelopeError err;
+  auto parsed = telemetry::detail::parse_envelope(stored, "acme", "dev-e", &err);
+  BOOST_REQUIRE(parsed.has_value());
+  BOOST_TEST(telemetry::detail::verify(*parsed, key.pub));
+
+  telemetry::SessionInfo session;
+  session.tenant = "acme";
+  session.device = "dev-e";
+  session.start_t = 0;
+  const auto samples = telemetry::Sessionizer::samples(path, session);
+  BOOST_TEST(samples.size() == 12u);  // one JSON row in each table, ten from the envelope
+  BOOST_TEST(samples.front().bt == 101);
+  BOOST_TEST(samples.back().bt == 150);
+
+  storage::Connection w(path, storage::Connection::Mode::kReadWrite);
+  for (const char* values : {"NULL, NULL", "'[]', x'00'"})
+    BOOST_CHECK_THROW(w.exec(std::string("INSERT INTO telemetry_inbox (tenant, device, boot, seq, "
+                                         "kid, digest, sent_at, received_at, first_t, last_t, "
+                                         "count, samples, envelope) VALUES ('acme', 'dev-e', 1, "
+                                         "9, 'k', 'd', 0, 'x', 0, 0, 1, ") +
+                             values + ")"),
+                      storage::StorageError);
 }

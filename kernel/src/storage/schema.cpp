@@ -221,6 +221,67 @@ CREATE VIEW telemetry_all AS
   SELECT tenant, device, boot, seq, kid, digest, sent_at, received_at, first_t, last_t, count,
          samples FROM telemetry_inbox;
 )sql"},
+      {8, "telemetry_envelopes",
+       R"sql(
+-- A batch is kept as the signed envelope it arrived in (COSE_Sign1, CBOR), not re-encoded as a
+-- JSON array of samples on the request thread: the row can be checked against its digest and its
+-- signature, and storing it costs no encoding. Rows stored before keep their JSON `samples`;
+-- exactly one of the two columns is set. Both tables are rebuilt (SQLite cannot drop a NOT NULL),
+-- in the order their rows were stored.
+DROP VIEW telemetry_all;
+CREATE TABLE telemetry_batches_new (
+  tenant      TEXT NOT NULL,
+  device      TEXT NOT NULL,
+  boot        INTEGER NOT NULL,
+  seq         INTEGER NOT NULL,
+  kid         TEXT NOT NULL,
+  digest      TEXT NOT NULL,
+  sent_at     REAL NOT NULL,
+  received_at TEXT NOT NULL,
+  first_t     REAL NOT NULL,
+  last_t      REAL NOT NULL,
+  count       INTEGER NOT NULL,
+  samples     TEXT,
+  envelope    BLOB,
+  CHECK ((samples IS NULL) <> (envelope IS NULL))
+);
+INSERT INTO telemetry_batches_new
+  SELECT tenant, device, boot, seq, kid, digest, sent_at, received_at, first_t, last_t, count,
+         samples, NULL
+  FROM telemetry_batches ORDER BY rowid;
+DROP TABLE telemetry_batches;
+ALTER TABLE telemetry_batches_new RENAME TO telemetry_batches;
+CREATE UNIQUE INDEX telemetry_batches_key ON telemetry_batches (tenant, device, boot, seq);
+CREATE INDEX telemetry_by_time ON telemetry_batches (tenant, device, first_t);
+CREATE TABLE telemetry_inbox_new (
+  tenant      TEXT NOT NULL,
+  device      TEXT NOT NULL,
+  boot        INTEGER NOT NULL,
+  seq         INTEGER NOT NULL,
+  kid         TEXT NOT NULL,
+  digest      TEXT NOT NULL,
+  sent_at     REAL NOT NULL,
+  received_at TEXT NOT NULL,
+  first_t     REAL NOT NULL,
+  last_t      REAL NOT NULL,
+  count       INTEGER NOT NULL,
+  samples     TEXT,
+  envelope    BLOB,
+  CHECK ((samples IS NULL) <> (envelope IS NULL))
+);
+INSERT INTO telemetry_inbox_new
+  SELECT tenant, device, boot, seq, kid, digest, sent_at, received_at, first_t, last_t, count,
+         samples, NULL
+  FROM telemetry_inbox ORDER BY rowid;
+DROP TABLE telemetry_inbox;
+ALTER TABLE telemetry_inbox_new RENAME TO telemetry_inbox;
+CREATE VIEW telemetry_all AS
+  SELECT tenant, device, boot, seq, kid, digest, sent_at, received_at, first_t, last_t, count,
+         samples, envelope FROM telemetry_batches
+  UNION ALL
+  SELECT tenant, device, boot, seq, kid, digest, sent_at, received_at, first_t, last_t, count,
+         samples, envelope FROM telemetry_inbox;
+)sql"},
   };
   return migrations;
 }

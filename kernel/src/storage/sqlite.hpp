@@ -102,12 +102,14 @@ class Statement {
   Statement& bind(int index, std::string_view v);
   Statement& bind_real(int index, double v);
   Statement& bind_null(int index);
+  Statement& bind_blob(int index, std::string_view bytes);
   // True while a row is available; false when done. Throws on error.
   bool step();
   void reset();
   std::int64_t int64(int col) const;
   double real(int col) const;
   std::string text(int col) const;
+  std::string blob(int col) const;  // a BLOB column's bytes (empty when NULL)
   bool is_null(int col) const;
   int column_count() const;
   std::string column_name(int col) const;

@@ -50,6 +50,21 @@ std::vector<Sample> samples_from_json(const json::array& rows) {
   return out;
 }
 
+std::vector<Sample> samples_from_envelope(std::string_view envelope, const std::string& tenant,
+                                          const std::string& device) {
+  EnvelopeError err;
+  auto parsed = detail::parse_envelope(envelope, tenant, device, &err);
+  std::optional<Batch> batch;
+  if (parsed) batch = detail::decode_batch(parsed->payload, &err);
+  if (!batch)
+    throw std::runtime_error(
+        "a stored telemetry batch of device " + device + " (tenant " + tenant +
+        ") cannot be read: " + err.message +
+        "; the row was changed or the database is damaged (the ledger's telemetry.batches "
+        "event holds the digest the envelope had)");
+  return std::move(batch->samples);
+}
+
 json::object IngestResult::to_json() const {
   json::object o{{"accepted", accepted}, {"duplicate", duplicate}};
   if (!device.empty()) o["device"] = device;
@@ -119,7 +134,8 @@ struct Ingestor::Accepted {
   std::string tenant;
   IngestResult r;
   Batch batch;
-  std::string kid, now_text, digest, rows;
+  std::string kid, now_text, digest;
+  std::string envelope;  // stored as it arrived
   Done done;
   enum class Outcome { kStored, kDuplicate, kReplayed } outcome = Outcome::kStored;
 };
@@ -239,7 +255,7 @@ std::optional<IngestResult> Ingestor::check(const std::string& tenant, const std
   a.tenant = tenant;
   a.kid = key->kid;
   a.digest = common::sha256_hex(envelope);
-  a.rows = json::serialize(samples_json(batch->samples));  // off the writer
+  a.envelope = std::string(envelope);
   a.batch = std::move(*batch);
   return std::nullopt;
 }
@@ -330,7 +346,7 @@ void Ingestor::submit_store() {
         a->outcome = Accepted::Outcome::kStored;
         auto& ins = c.cached(
             "INSERT INTO telemetry_inbox (tenant, device, boot, seq, kid, digest, sent_at, "
-            "received_at, first_t, last_t, count, samples) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "received_at, first_t, last_t, count, envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
             "?, ?)");
         ins.bind(1, a->tenant)
             .bind(2, b.device.device)
@@ -343,7 +359,7 @@ void Ingestor::submit_store() {
             .bind_real(9, b.samples.front().t)
             .bind_real(10, b.samples.back().t)
             .bind(11, static_cast<std::int64_t>(b.samples.size()))
-            .bind(12, a->rows);
+            .bind_blob(12, a->envelope);
         ins.step();
         ins.reset();
         inbox_.emplace(key, a->digest);
@@ -474,9 +490,9 @@ void Ingestor::move_inbox(storage::Connection& c) {
   // have to; a conflict still throws, and the savepoint takes the whole pass back.
   auto& move = c.cached(
       "INSERT OR FAIL INTO telemetry_batches (tenant, device, boot, seq, kid, digest, sent_at, "
-      "received_at, first_t, last_t, count, samples) SELECT tenant, device, boot, seq, kid, "
-      "digest, sent_at, received_at, first_t, last_t, count, samples FROM telemetry_inbox WHERE "
-      "rowid = ?");
+      "received_at, first_t, last_t, count, samples, envelope) SELECT tenant, device, boot, seq, "
+      "kid, digest, sent_at, received_at, first_t, last_t, count, samples, envelope FROM "
+      "telemetry_inbox WHERE rowid = ?");
   for (const auto& r : rows) {
     move.bind(1, r.rowid);
     move.step();

@@ -160,8 +160,13 @@ class Ingestor {
   std::atomic<std::int64_t> batches_{0}, samples_{0}, duplicates_{0};
 };
 
-// The samples of a batch as stored: [[t, bt, et, ror, heater, fan, drum, state], ...].
+// Samples as JSON rows, [[t, bt, et, ror, heater, fan, drum, state], ...]: the HTTP API's form,
+// and how batches were stored before migration 8.
 boost::json::array samples_json(const std::vector<Sample>& samples);
 std::vector<Sample> samples_from_json(const boost::json::array& rows);
+// The samples of a batch stored as its signed envelope (`envelope` column), sent by `device` of
+// `tenant`. Throws when the bytes are not such an envelope (the row was damaged).
+std::vector<Sample> samples_from_envelope(std::string_view envelope, const std::string& tenant,
+                                          const std::string& device);
 
 }  // namespace kiln::telemetry

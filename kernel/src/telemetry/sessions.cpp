@@ -436,14 +436,16 @@ std::optional<SessionInfo> Sessionizer::get(const std::filesystem::path& db,
 std::vector<Sample> Sessionizer::samples(const std::filesystem::path& db, const SessionInfo& s) {
   Connection c(db, Connection::Mode::kReadOnly);
   auto st = c.prepare(
-      "SELECT samples FROM telemetry_all WHERE tenant = ? AND device = ? AND last_t >= ? "
-      "AND first_t <= ? ORDER BY first_t, boot, seq");
+      "SELECT samples, envelope FROM telemetry_all WHERE tenant = ? AND device = ? AND "
+      "last_t >= ? AND first_t <= ? ORDER BY first_t, boot, seq");
   st.bind(1, s.tenant).bind(2, s.device).bind_real(3, s.start_t);
   st.bind_real(4, s.end_t ? *s.end_t : 1e18);
   std::vector<Sample> out;
   while (st.step()) {
-    auto rows = json::parse(st.text(0));
-    for (auto& x : samples_from_json(rows.as_array()))
+    // The signed envelope as it arrived; JSON rows for batches stored before migration 8.
+    const auto batch = st.is_null(1) ? samples_from_json(json::parse(st.text(0)).as_array())
+                                     : samples_from_envelope(st.blob(1), s.tenant, s.device);
+    for (const auto& x : batch)
       if (x.t >= s.start_t && (!s.end_t || x.t <= *s.end_t)) out.push_back(x);
   }
   std::stable_sort(out.begin(), out.end(),
