@@ -53,7 +53,8 @@ double rate(std::size_t n, int threads, F&& fn) {
 }
 
 // CPU time (ns) of each of this process's threads so far, with its role: the names the kernel
-// gives its threads (kiln-ledger, kiln-ledger-fl, kiln-sessions); the rest is "other". Read from
+// gives its threads (kiln-ledger, kiln-ledger-fl, kiln-ledger-ck, kiln-sessions); the rest is
+// "other". Read from
 // /proc/self/task/*/schedstat. The request threads have ended when it is read after the
 // ingestion: they count their own time (RequestCpu).
 struct ThreadCpu {
@@ -69,6 +70,7 @@ std::map<std::string, ThreadCpu> thread_cpu() {
     if (!std::getline(comm, name) || !(stat >> ns)) continue;  // the thread has just ended
     const std::string role = name == "kiln-ledger"      ? "ledger_writer"
                              : name == "kiln-ledger-fl" ? "ledger_flusher"
+                             : name == "kiln-ledger-ck" ? "ledger_checkpointer"
                              : name == "kiln-sessions"  ? "sessionizer"
                                                         : "other";
     out[t.path().filename().string()] = ThreadCpu{role, ns};
@@ -290,8 +292,11 @@ int main(int argc, char** argv) {
       cpu_by_role_us = json::object{
           {"request_threads", per_envelope(static_cast<double>(request_cpu_ns.load()))}};
       // Per thread, for threads alive at the end (one that ended meanwhile took its count along).
-      std::map<std::string, double> by_role{
-          {"ledger_writer", 0}, {"ledger_flusher", 0}, {"sessionizer", 0}, {"other", 0}};
+      std::map<std::string, double> by_role{{"ledger_writer", 0},
+                                            {"ledger_flusher", 0},
+                                            {"ledger_checkpointer", 0},
+                                            {"sessionizer", 0},
+                                            {"other", 0}};
       for (const auto& [tid, t] : roles_after) {
         const auto it = roles_before.find(tid);
         by_role[t.role] += t.ns - (it == roles_before.end() ? 0.0 : it->second.ns);
@@ -331,10 +336,11 @@ int main(int argc, char** argv) {
       };
       std::printf(
           "  CPU an envelope: request threads %.1f us (a bare verify is %.1f), ledger writer %.1f, "
-          "flusher %.1f, sessionizer %.1f, other %.1f; cores idle %.0f %% of the time; the goal "
-          "allows %.1f us an envelope with no idle core\n",
+          "flusher %.1f, checkpointer %.1f, sessionizer %.1f, other %.1f; cores idle %.0f %% of "
+          "the time; the goal allows %.1f us an envelope with no idle core\n",
           role("request_threads"), verify_us, role("ledger_writer"), role("ledger_flusher"),
-          role("sessionizer"), role("other"), idle_fraction * 100, budget_us);
+          role("ledger_checkpointer"), role("sessionizer"), role("other"), idle_fraction * 100,
+          budget_us);
       round_results.push_back(json::object{{"ingest_per_s", std::round(ingest_rate)},
                                            {"verify_per_s", std::round(verify_rate)},
                                            {"verify_per_s_one_thread", std::round(verify_rate_1)},

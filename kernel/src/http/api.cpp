@@ -357,6 +357,10 @@ Router build_api(ApiContext& ctx) {
                  "ledger; one covers every group committed while the one before it ran.\n"
                  "# TYPE kiln_ledger_syncs_total counter\nkiln_ledger_syncs_total " +
                  std::to_string(l.syncs()) +
+                 "\n# HELP kiln_ledger_checkpoints_total WAL checkpoints by this process's "
+                 "ledger (its checkpointer thread, or the writer past its WAL bound).\n"
+                 "# TYPE kiln_ledger_checkpoints_total counter\nkiln_ledger_checkpoints_total " +
+                 std::to_string(l.checkpoints()) +
                  "\n# HELP kiln_ledger_appended_total Ledger events written by this process.\n"
                  "# TYPE kiln_ledger_appended_total counter\nkiln_ledger_appended_total " +
                  std::to_string(written) +

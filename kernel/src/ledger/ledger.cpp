@@ -169,6 +169,7 @@ SqliteLedger::SqliteLedger(std::filesystem::path db_path) : path_(std::move(db_p
   }
   writer_ = std::thread([this] { writer_loop(); });
   flusher_ = std::thread([this] { flusher_loop(); });
+  checkpointer_ = std::thread([this] { checkpointer_loop(); });
 }
 
 SqliteLedger::~SqliteLedger() {
@@ -184,6 +185,12 @@ SqliteLedger::~SqliteLedger() {
   }
   flush_cv_.notify_all();
   flusher_.join();
+  {
+    std::lock_guard lock(checkpoint_mu_);
+    checkpoint_stop_ = true;
+  }
+  checkpoint_cv_.notify_all();
+  checkpointer_.join();
   if (wal_fd_ >= 0) ::close(wal_fd_);
 }
 
@@ -289,6 +296,8 @@ void SqliteLedger::writer_loop() {
     // before anyone is answered (flusher_loop), so a group's fsync overlaps the next group's
     // work. SQLite still syncs the WAL before each checkpoint and the database after it.
     c->exec("PRAGMA synchronous=NORMAL");
+    // Replaces SQLite's automatic checkpoint, which would run inside COMMIT on this thread.
+    sqlite3_wal_hook(c->raw(), &SqliteLedger::on_wal_commit, this);
     // SQLite's own name for the WAL (a symlinked database has its WAL next to the target).
     wal_path_ = sqlite3_filename_wal(sqlite3_db_filename(c->raw(), "main"));
     insert = std::make_unique<storage::Statement>(
@@ -507,6 +516,63 @@ void SqliteLedger::writer_loop() {
       }
     }
     finish(changed);
+    // The checkpointer has not let the WAL start over (a checkpoint beside a busy writer only
+    // copies what was there when it began): checkpoint here, between groups, as SQLite would.
+    if (wal_pages_.load(std::memory_order_relaxed) >= kWalLimitPages) {
+      int log = 0, copied = 0;
+      const int rc =
+          sqlite3_wal_checkpoint_v2(c->raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
+      if (rc == SQLITE_OK) {
+        checkpoints_.fetch_add(1);
+        wal_pages_.store(0, std::memory_order_relaxed);  // known again at the next commit
+      } else if (rc != SQLITE_BUSY) {
+        spdlog::warn("ledger: checkpoint of {} failed: {}", path_.string(),
+                     sqlite3_errmsg(c->raw()));
+      }
+    }
+  }
+}
+
+int SqliteLedger::on_wal_commit(void* self, sqlite3*, const char*, int pages) {
+  auto* l = static_cast<SqliteLedger*>(self);
+  l->wal_pages_.store(pages, std::memory_order_relaxed);
+  if (pages >= kCheckpointPages) {
+    {
+      std::lock_guard lock(l->checkpoint_mu_);
+      l->checkpoint_wanted_ = true;
+    }
+    l->checkpoint_cv_.notify_one();
+  }
+  return SQLITE_OK;
+}
+
+void SqliteLedger::checkpointer_loop() {
+  pthread_setname_np(pthread_self(), "kiln-ledger-ck");
+  std::unique_ptr<Connection> c;
+  for (;;) {
+    {
+      std::unique_lock lock(checkpoint_mu_);
+      checkpoint_cv_.wait(lock, [&] { return checkpoint_stop_ || checkpoint_wanted_; });
+      if (checkpoint_stop_) return;
+      checkpoint_wanted_ = false;
+    }
+    // PASSIVE: copies committed pages into the database file while the writer goes on; the WAL
+    // starts over at the writer's next transaction once everything in it has been copied.
+    try {
+      if (!c) c = std::make_unique<Connection>(path_, Connection::Mode::kReadWrite);
+      int log = 0, copied = 0;
+      const int rc =
+          sqlite3_wal_checkpoint_v2(c->raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
+      if (rc == SQLITE_OK)
+        checkpoints_.fetch_add(1);
+      else if (rc != SQLITE_BUSY)  // busy: the writer's own checkpoint is running
+        spdlog::warn("ledger: checkpoint of {} failed: {}", path_.string(),
+                     sqlite3_errmsg(c->raw()));
+    } catch (const std::exception& e) {
+      // The writer checkpoints itself once the WAL passes kWalLimitPages: nothing is lost.
+      spdlog::warn("ledger: checkpointer: {}", e.what());
+      c.reset();
+    }
   }
 }
 

@@ -20,6 +20,8 @@
 
 #include <boost/json.hpp>
 
+struct sqlite3;
+
 namespace kiln::storage {
 class Connection;
 }
@@ -146,12 +148,21 @@ class SqliteLedger final : public Ledger {
   // what it wrote compares this between runs (and undoes its own bookkeeping when it throws):
   // the writer counts a rollback before it runs anything else.
   std::uint64_t rollbacks() const { return rollbacks_.load(); }
+  // WAL checkpoints since open: by the checkpointer thread, and by the writer when the WAL had
+  // grown past kWalLimitPages.
+  std::int64_t checkpoints() const { return checkpoints_.load(); }
 
   // An audit-only group is committed at most this often; one that reaches kAsyncGroupEvents
   // events goes at once. Audit events are acknowledged to nobody: what this adds is how long one
   // may sit unwritten (the time a crash could take it with it), not how long a caller waits.
   static constexpr std::chrono::milliseconds kAsyncCommitInterval{5};
   static constexpr std::size_t kAsyncGroupEvents = 2048;
+  // Checkpoints run on a thread of their own (the writer does not stop for them): one starts when
+  // a commit leaves the WAL at kCheckpointPages or more (SQLite's own default). A passive
+  // checkpoint beside a busy writer may not let the WAL start over; past kWalLimitPages the writer
+  // checkpoints itself, as SQLite would, so the WAL stays bounded (≈ 32 MB of 4 KB pages).
+  static constexpr int kCheckpointPages = 1000;
+  static constexpr int kWalLimitPages = 8 * kCheckpointPages;
 
  private:
   // An event made ready for the writer on the caller's thread: the payload serialized and the
@@ -187,6 +198,10 @@ class SqliteLedger final : public Ledger {
   // Syncs the WAL for every committed group handed over so far, then answers them in order.
   void flusher_loop();
   void sync_wal();  // fdatasync of the database's WAL file (flusher thread)
+  void checkpointer_loop();
+  // SQLite's WAL hook on the writer's connection: notes the WAL's size after each commit and
+  // wakes the checkpointer.
+  static int on_wal_commit(void* self, sqlite3* db, const char* name, int pages);
   void answer(Flushable& f);
 
   std::filesystem::path path_;
@@ -218,6 +233,13 @@ class SqliteLedger final : public Ledger {
   std::atomic<std::int64_t> syncs_{0};
   std::atomic<std::uint64_t> rollbacks_{0};
   std::thread flusher_;
+  std::atomic<int> wal_pages_{0};  // after the writer's last commit
+  std::atomic<std::int64_t> checkpoints_{0};
+  std::mutex checkpoint_mu_;
+  std::condition_variable checkpoint_cv_;
+  bool checkpoint_wanted_ = false;  // under checkpoint_mu_
+  bool checkpoint_stop_ = false;    // under checkpoint_mu_
+  std::thread checkpointer_;
 };
 
 // Verifies the chain of any database file read-only (no migrations, no writer).
