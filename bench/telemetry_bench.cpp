@@ -5,6 +5,7 @@
 // Writes bench/results/<date>_telemetry.json (or --out FILE).
 #include <pthread.h>
 #include <sodium.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -78,6 +79,21 @@ std::map<std::string, ThreadCpu> thread_cpu() {
   return out;
 }
 
+// The machine's CPU time by state (/proc/stat, in clock ticks), to tell the cores that sat idle
+// from the time other processes, the kernel's own threads (e.g. block I/O completions) or the
+// hypervisor (steal) took.
+struct MachineCpu {
+  double busy = 0, idle = 0, iowait = 0, steal = 0;
+};
+MachineCpu machine_cpu() {
+  std::ifstream stat("/proc/stat");
+  std::string cpu;
+  double user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+  stat >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
+  if (cpu != "cpu") return {};
+  return MachineCpu{user + nice + system + irq + softirq, idle, iowait, steal};
+}
+
 // Adds the CPU time of the thread it lives on to `total` when the thread's work ends.
 struct RequestCpu {
   std::atomic<std::int64_t>& total;
@@ -132,6 +148,7 @@ int main(int argc, char** argv) {
     fs::create_directories(dir);
     double ingest_rate = 0, verify_rate = 0, verify_rate_1 = 0, cpu_per_envelope_us = 0;
     double idle_fraction = 0;
+    json::object machine;  // the machine's cores over the round (/proc/stat)
     json::object cpu_by_role_us;
     std::int64_t stored = 0, groups = 0;
     {
@@ -209,6 +226,7 @@ int main(int argc, char** argv) {
       };
       std::atomic<std::int64_t> request_cpu_ns{0};
       const auto roles_before = thread_cpu();
+      const auto machine_before = machine_cpu();
       timespec cpu0;
       clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu0);
       const auto t0 = Clock::now();
@@ -282,6 +300,7 @@ int main(int argc, char** argv) {
       timespec cpu1;
       clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu1);
       const auto roles_after = thread_cpu();
+      const auto machine_after = machine_cpu();
       const double cpu_s =
           static_cast<double>(cpu1.tv_sec - cpu0.tv_sec) + (cpu1.tv_nsec - cpu0.tv_nsec) * 1e-9;
       cpu_per_envelope_us = cpu_s / static_cast<double>(n) * 1e6;
@@ -303,6 +322,23 @@ int main(int argc, char** argv) {
       }
       for (const auto& [role, ns] : by_role) cpu_by_role_us[role] = per_envelope(ns);
       idle_fraction = std::max(0.0, 1.0 - cpu_s / (wall_s * threads));
+      // The same time, machine-wide: what the cores did while this process did not run.
+      {
+        const double busy = machine_after.busy - machine_before.busy,
+                     idle = machine_after.idle - machine_before.idle,
+                     iowait = machine_after.iowait - machine_before.iowait,
+                     steal = machine_after.steal - machine_before.steal;
+        const double total = busy + idle + iowait + steal;
+        const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+        if (total > 0) {
+          machine = json::object{
+              {"idle_fraction", (idle + iowait) / total},
+              {"steal_fraction", steal / total},
+              {"busy_outside_process_fraction",
+               std::max(0.0, busy / total - cpu_s * ticks / total)},
+          };
+        }
+      }
       groups = ledger.commit_stats().first - before.first;
       svc.sessions().flush();
       {
@@ -330,17 +366,24 @@ int main(int argc, char** argv) {
       // CPU, everything included, and only if no core ever sits idle.
       const double verify_us = threads / verify_rate * 1e6;
       const double budget_us = verify_us / 0.8;
+      auto share = [&](const char* k) {
+        const auto* v = machine.if_contains(k);
+        return v ? v->as_double() * 100 : 0.0;
+      };
       auto role = [&](const char* r) {
         const auto* v = cpu_by_role_us.if_contains(r);
         return v ? v->as_double() : 0.0;
       };
       std::printf(
           "  CPU an envelope: request threads %.1f us (a bare verify is %.1f), ledger writer %.1f, "
-          "flusher %.1f, checkpointer %.1f, sessionizer %.1f, other %.1f; cores idle %.0f %% of "
-          "the time; the goal allows %.1f us an envelope with no idle core\n",
+          "flusher %.1f, checkpointer %.1f, sessionizer %.1f, other %.1f; the goal allows %.1f "
+          "us an envelope with no idle core\n"
+          "  the cores' time: this process %.0f %%; idle %.0f %%, other processes and kernel "
+          "threads %.0f %%, stolen by the hypervisor %.0f %%\n",
           role("request_threads"), verify_us, role("ledger_writer"), role("ledger_flusher"),
-          role("ledger_checkpointer"), role("sessionizer"), role("other"), idle_fraction * 100,
-          budget_us);
+          role("ledger_checkpointer"), role("sessionizer"), role("other"), budget_us,
+          (1 - idle_fraction) * 100, share("idle_fraction"), share("busy_outside_process_fraction"),
+          share("steal_fraction"));
       round_results.push_back(json::object{{"ingest_per_s", std::round(ingest_rate)},
                                            {"verify_per_s", std::round(verify_rate)},
                                            {"verify_per_s_one_thread", std::round(verify_rate_1)},
@@ -352,7 +395,8 @@ int main(int argc, char** argv) {
                                            {"cpu_us_per_envelope_by_role", cpu_by_role_us},
                                            {"verify_us", verify_us},
                                            {"cpu_budget_us_at_goal", budget_us},
-                                           {"idle_fraction", idle_fraction},
+                                           {"cores_outside_process_fraction", idle_fraction},
+                                           {"machine", machine},
                                            {"sessions", sessions.size()}});
     }
     ratios_same_threads.push_back(ingest_rate / verify_rate);

@@ -491,6 +491,34 @@ BOOST_FIXTURE_TEST_CASE(every_answer_follows_a_sync_of_the_wal, Db) {
   BOOST_TEST(l.verify().ok);
 }
 
+// Closing right after asynchronous writes: the groups still waiting for their sync are synced and
+// answered before the writer's connection closes (closing the last connection checkpoints the
+// WAL and deletes it; a sync after that found no file and refused everything as not durable).
+BOOST_FIXTURE_TEST_CASE(closing_syncs_every_group_before_the_wal_goes, Db) {
+  std::mutex mu;
+  std::vector<std::string> errors;
+  int answered = 0;
+  const int rounds = 60, per_round = 20;
+  for (int r = 0; r < rounds; ++r) {
+    ledger::SqliteLedger l(path);
+    for (int i = 0; i < per_round; ++i)
+      l.execute_async([](Connection&) -> std::vector<ledger::NewEvent> { return {ev("closing")}; },
+                      [&](std::vector<ledger::Event>, std::exception_ptr e) {
+                        std::lock_guard lock(mu);
+                        ++answered;
+                        if (!e) return;
+                        try {
+                          std::rethrow_exception(e);
+                        } catch (const std::exception& x) {
+                          errors.push_back(x.what());
+                        }
+                      });
+  }  // closes at once, groups in flight
+  BOOST_TEST(answered == rounds * per_round);
+  BOOST_TEST(errors.empty(), (errors.empty() ? std::string() : errors.front()));
+  BOOST_TEST(ledger::verify_file(path).checked == rounds * per_round);
+}
+
 // When the WAL cannot be synced (here: its file is gone from the directory, as a failing disk
 // would lose it) the groups it covered are answered with the error, and every write after it is
 // refused: a later sync that succeeds proves nothing about the pages of the failed one.

@@ -185,6 +185,9 @@ SqliteLedger::~SqliteLedger() {
   }
   flush_cv_.notify_all();
   flusher_.join();
+  // Only now: closing the last connection checkpoints the WAL and deletes it, and the flusher
+  // syncs that file for the groups the writer committed last.
+  writer_conn_.reset();
   {
     std::lock_guard lock(checkpoint_mu_);
     checkpoint_stop_ = true;
@@ -286,7 +289,7 @@ std::int64_t SqliteLedger::async_failures() const {
 
 void SqliteLedger::writer_loop() {
   pthread_setname_np(pthread_self(), "kiln-ledger");  // names it in top -H, perf and gdb
-  std::unique_ptr<Connection> c;
+  std::unique_ptr<Connection>& c = writer_conn_;      // closed by the destructor, after the flusher
   std::unique_ptr<storage::Statement> insert;
   std::unique_ptr<storage::Statement> data_version_stmt;
   std::exception_ptr open_error;

@@ -220,6 +220,7 @@ class SqliteLedger final : public Ledger {
   std::int64_t groups_ = 0;
   std::int64_t written_ = 0;
   std::int64_t async_failures_ = 0;
+  std::unique_ptr<storage::Connection> writer_conn_;  // the writer thread's, while it runs
   std::thread writer_;
   std::mutex flush_mu_;
   std::condition_variable flush_cv_;
