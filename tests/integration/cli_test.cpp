@@ -255,6 +255,22 @@ BOOST_AUTO_TEST_CASE(help_and_usage_errors) {
     BOOST_TEST(r.exit_code == 0, cmd[0]);
     BOOST_TEST(contains(r.out, "Usage: kiln " + cmd[0]), r.out);
   }
+  // A group's name alone lists its commands: on stdout with --help, as a usage error without.
+  for (const auto& [group, sub] :
+       std::vector<std::pair<std::string, std::string>>{{"devices", "kiln devices rotate"},
+                                                        {"sessions", "kiln sessions show SESSION"},
+                                                        {"profiles", "kiln profiles import"},
+                                                        {"mission", "kiln mission approve"},
+                                                        {"ledger", "kiln ledger verify"},
+                                                        {"keys", "kiln keys create"}}) {
+    auto listed = d.kiln({group, "--help"});
+    BOOST_TEST(listed.exit_code == 0, group);
+    BOOST_TEST(contains(listed.out, "Usage: kiln " + group + " COMMAND"), listed.out);
+    BOOST_TEST(contains(listed.out, sub), listed.out);
+    auto bare = d.kiln({group});
+    BOOST_TEST(bare.exit_code == 2, group);
+    BOOST_TEST(contains(bare.err, sub), bare.err);
+  }
   auto typo = d.kiln({"serv"});
   BOOST_TEST(typo.exit_code == 2);
   BOOST_TEST(contains(typo.err, "did you mean 'serve'"), typo.err);
@@ -563,6 +579,8 @@ BOOST_AUTO_TEST_CASE(analyze_reads_an_artisan_log_with_marked_or_detected_events
   auto v = json::parse(detected.out);
   BOOST_TEST(v.at("events").at("DROP").at("time").as_double() == 527.001);
   BOOST_TEST(v.at("events").at("TP").at("time").as_double() == 61.0);
+  // Numbers as a person writes them (not 6.1E1), still doubles when read back.
+  BOOST_TEST(contains(detected.out, "\"time\": 61.0"), detected.out);
   BOOST_TEST(v.at("phases").as_object().contains("dtr"));
   BOOST_TEST(v.at("event_sources").at("CHARGE").as_string() == "roaster state");
   // --detect runs the selected event_detector node with its kind config.
@@ -581,4 +599,32 @@ BOOST_AUTO_TEST_CASE(analyze_reads_an_artisan_log_with_marked_or_detected_events
   auto missing = analyze({"nope.alog"});
   BOOST_TEST(missing.exit_code == 1);
   BOOST_TEST(contains(missing.err, "cannot read nope.alog"), missing.err);
+}
+
+// `kiln record --roasts 2` on the simulated roaster: two roasts back to back (cooling, OFF,
+// preheat, CHARGE), recorded locally, become two sessions closed by their DROPs.
+BOOST_AUTO_TEST_CASE(record_two_roasts_back_to_back) {
+  Deployment d;
+  auto kiln = [&](std::vector<std::string> args) {
+    args.insert(args.end(),
+                {"--set", std::string("plugins.search_paths=[") + KILN_PLUGIN_DIR + "]"});
+    return d.kiln(args);
+  };
+  auto added = kiln({"devices", "add", "sim-2", "--key-out", "sim-2.key"});
+  BOOST_REQUIRE_MESSAGE(added.exit_code == 0, added.err);
+  auto rec = kiln({"record", "--key", "sim-2.key", "--speed", "0", "--roasts", "2"});
+  BOOST_REQUIRE_MESSAGE(rec.exit_code == 0, rec.out + rec.err);
+  BOOST_TEST(contains(rec.out, "refused 0, waiting in the spool 0"), rec.out);
+  auto list = kiln({"sessions", "list", "--json"});
+  BOOST_REQUIRE_MESSAGE(list.exit_code == 0, list.err);
+  const auto sessions = json::parse(list.out).as_array();
+  BOOST_REQUIRE_EQUAL(sessions.size(), 2u);
+  for (const auto& x : sessions) {
+    BOOST_TEST(x.at("state").as_string() == "closed");
+    BOOST_TEST(x.at("close_reason").as_string() == "drop", json::serialize(x));
+  }
+  // Newest first; the second CHARGE after the first roast, its cooling and the preheat.
+  const double gap =
+      sessions[0].at("charge_t").as_double() - sessions[1].at("charge_t").as_double();
+  BOOST_TEST((gap > 600 + 120 + 120 && gap < 3600), gap);
 }

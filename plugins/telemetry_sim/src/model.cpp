@@ -55,6 +55,9 @@ Roaster::Roaster(Options options, Params params)
   if (!(o_.mass_g >= 100 && o_.mass_g <= 1500))
     throw std::invalid_argument("charge mass " + std::to_string(o_.mass_g) +
                                 " g is outside 100-1500 g");
+  if (o_.between_s && !(*o_.between_s >= 0 && *o_.between_s <= 86400))
+    throw std::invalid_argument("the time between roasts must be 0-86400 s, not " +
+                                std::to_string(*o_.between_s));
   sps_ = iround(o_.interval_s / p_.dt);
   if (sps_ < 1 || std::abs(static_cast<double>(sps_) * p_.dt - o_.interval_s) > 1e-9)
     throw std::invalid_argument("the interval must be a positive multiple of 0.1 s, not " +
@@ -165,7 +168,25 @@ void Roaster::advance() {
     phase_ = Phase::kOff;
     n_phase_ = 0;
   }
+  if (phase_ == Phase::kOff && o_.between_s && n_phase_ >= iround(*o_.between_s / p_.dt)) {
+    phase_ = Phase::kPreheat;
+    n_phase_ = 0;
+    charge_t_.reset();
+    fcs_t_.reset();
+    drop_t_.reset();
+    n_fcs_ = -1;
+    ++roasts_;
+  }
+  // Preheated once the air holds the preheat temperature (the drum may still be short of it, as
+  // between real batches); the CHARGE wait starts on a reading, so CHARGE falls on one.
+  if (phase_ == Phase::kPreheat && n_ % sps_ == 0 &&
+      ((n_phase_ >= iround(kMinPreheatS / p_.dt) && std::abs(s_.ta - preheat_) <= 2.0) ||
+       n_phase_ >= iround(kMaxPreheatS / p_.dt))) {
+    phase_ = Phase::kChargeWait;
+    n_phase_ = 0;
+  }
   switch (phase_) {
+    case Phase::kPreheat:
     case Phase::kChargeWait: {
       const double power = clamp(p_hold_ + p_.preheat_kp * (preheat_ - s_.ta), 0.0, p_.p_max);
       heater_ = static_cast<double>(iround(power / p_.p_max * 9.0));
@@ -205,10 +226,11 @@ telemetry::Sample Roaster::next() {
   out.heater = static_cast<int>(heater_);
   out.fan = static_cast<int>(fan_);
   out.drum = static_cast<int>(drum_);
-  out.state = phase_ == Phase::kChargeWait ? kStateCharge
-              : phase_ == Phase::kRoasting ? kStateRoasting
-              : phase_ == Phase::kCooling  ? kStateCooling
-                                           : kStateOff;
+  out.state = phase_ == Phase::kPreheat      ? kStatePreheat
+              : phase_ == Phase::kChargeWait ? kStateCharge
+              : phase_ == Phase::kRoasting   ? kStateRoasting
+              : phase_ == Phase::kCooling    ? kStateCooling
+                                             : kStateOff;
   // The roaster's own RoR: BT change over the last 30 s, °C/min (noise-free probe).
   probe_history_.push_back(s_.tp);
   const std::size_t back = static_cast<std::size_t>(iround(30.0 / o_.interval_s));
@@ -221,7 +243,7 @@ telemetry::Sample Roaster::next() {
   for (long k = 0; k < sps_; ++k) {
     if (k > 0) advance();
     double power = 0;
-    if (phase_ == Phase::kChargeWait)
+    if (phase_ == Phase::kChargeWait || phase_ == Phase::kPreheat)
       power = clamp(p_hold_ + p_.preheat_kp * (preheat_ - s_.ta), 0.0, p_.p_max);
     else if (phase_ == Phase::kRoasting || phase_ == Phase::kOff)
       power = heater_ / 9.0 * p_.p_max;

@@ -44,12 +44,16 @@ class SplitMix64 {
 };
 
 struct Options {
-  double mass_g = 500;                 // charge
-  std::uint64_t seed = 1;              // measurement noise
-  double interval_s = 1.0;             // a multiple of 0.1 s
-  double charge_wait_s = 10;           // preheated drum, state CHARGE, before the beans go in
-  double dtr = 0.20;                   // DROP at this development time ratio after FCs
-  double cool_s = 120;                 // cooling after DROP, then the machine is OFF
+  double mass_g = 500;        // charge
+  std::uint64_t seed = 1;     // measurement noise
+  double interval_s = 1.0;    // a multiple of 0.1 s
+  double charge_wait_s = 10;  // preheated drum, state CHARGE, before the beans go in
+  double dtr = 0.20;          // DROP at this development time ratio after FCs
+  double cool_s = 120;        // cooling after DROP, then the machine is OFF
+  // Back-to-back roasts: OFF this long after cooling, then PREHEAT (the empty drum heated back
+  // to the preheat temperature: at least kMinPreheatS, at most kMaxPreheatS), the CHARGE wait
+  // and the next roast. Unset: the machine stays OFF after one roast.
+  std::optional<double> between_s;
   double max_roast_s = 1200;           // DROP at the latest
   std::optional<double> preheat_temp;  // drum air at CHARGE; default by mass
 };
@@ -70,10 +74,14 @@ class Roaster {
   std::optional<double> charge_time() const { return charge_t_; }
   std::optional<double> fcs_time() const { return fcs_t_; }
   std::optional<double> drop_time() const { return drop_t_; }
-  bool finished() const { return phase_ == Phase::kOff; }
+  // OFF after its one roast (no between_s); back-to-back roasts never finish.
+  bool finished() const { return phase_ == Phase::kOff && !o_.between_s; }
+  int roasts_started() const { return roasts_; }
+
+  static constexpr double kMinPreheatS = 120, kMaxPreheatS = 900;
 
  private:
-  enum class Phase { kChargeWait, kRoasting, kCooling, kOff };
+  enum class Phase { kPreheat, kChargeWait, kRoasting, kCooling, kOff };
   struct Plant {
     double td, ta, tb, tp, water, phi;
   };
@@ -94,9 +102,10 @@ class Roaster {
   long n_fcs_ = -1;   // step (since CHARGE) of the first step after FCs
   long sps_;          // steps per reading
   long n_wait_;
-  double heater_ = 0, fan_ = 1, drum_ = 0;  // shown settings
-  int h0_, t1_, t2_, t3_;                   // default schedule
-  std::optional<double> charge_t_, fcs_t_, drop_t_;
+  double heater_ = 0, fan_ = 1, drum_ = 0;           // shown settings
+  int h0_, t1_, t2_, t3_;                            // default schedule
+  std::optional<double> charge_t_, fcs_t_, drop_t_;  // of the latest roast
+  int roasts_ = 1;
   std::vector<double> probe_history_;  // noise-free probe, one per reading (RoR)
   Overrides overrides_;
 };

@@ -117,11 +117,16 @@ kiln::Manifest manifest() {
       {"dtr", "number", 0.20, "development time ratio at which the simulated roaster drops"},
       {"charge_wait_s", "number", 10.0, "seconds in the CHARGE state before the beans go in"},
       {"cool_s", "number", 120.0, "seconds of cooling after DROP"},
+      {"between_s", "number", 60.0,
+       "seconds OFF after cooling before the roaster preheats for the next roast (back to back); "
+       "negative: one roast, then OFF"},
       {"preheat_c", "number", 0.0, "drum air temperature at CHARGE; 0: chosen by mass"},
       {"device", "string", "sim-1", "the device id the simulated roaster reports"},
   };
   m.nodes.push_back(kiln::NodeDecl::make<kiln::nodes::TelemetryDriver>(
-      "sim", "a simulated drum roaster (heat model); runs one roast faster than real time",
+      "sim",
+      "a simulated drum roaster (heat model); roasts back to back (preheat, CHARGE, roast, DROP, "
+      "cooling, OFF), faster than real time if asked",
       [](const kiln::NodeContext& ctx) {
         const auto& pc = ctx.plugin_config;
         kiln::sim::Options o;
@@ -130,6 +135,7 @@ kiln::Manifest manifest() {
         o.dtr = number(pc, "dtr", 0.2);
         o.charge_wait_s = number(pc, "charge_wait_s", 10);
         o.cool_s = number(pc, "cool_s", 120);
+        if (const double b = number(pc, "between_s", 60); b >= 0) o.between_s = b;
         if (const double p = number(pc, "preheat_c", 0); p > 0) o.preheat_temp = p;
         o.interval_s = number(ctx.kind_config, "interval_s", 1.0);
         if (!(o.dtr > 0 && o.dtr < 0.5))

@@ -101,6 +101,50 @@ BOOST_DATA_TEST_CASE(a_simulated_roast_looks_like_a_real_one, bdata::make({350.0
   BOOST_TEST(std::abs(dtr - 0.2) < 0.01);
 }
 
+// Back to back: after cooling and between_s OFF the roaster preheats (state 2), waits in CHARGE
+// (4) and roasts again; the second roast, from a drum that cooled in between, is still one a
+// roaster would recognise. Time runs on without a jump.
+BOOST_AUTO_TEST_CASE(roasts_follow_each_other_after_a_preheat) {
+  sim::Options o;
+  o.between_s = 60;
+  sim::Roaster r(o);
+  const double first_fcs = [&] {
+    while (!r.drop_time()) r.next();
+    return *r.fcs_time() - *r.charge_time();
+  }();
+  std::vector<int> states;
+  double last_t = -1, preheat_start = -1, charge_wait_start = -1;
+  bool monotonic = true;
+  while (r.roasts_started() < 2 || !r.drop_time()) {
+    auto s = r.next();
+    monotonic = monotonic && s.t > last_t;
+    last_t = s.t;
+    if (states.empty() || states.back() != s.state) {
+      states.push_back(s.state);
+      if (s.state == sim::kStatePreheat) preheat_start = s.t;
+      if (s.state == sim::kStateCharge) charge_wait_start = s.t;
+    }
+    BOOST_REQUIRE(s.t < 3 * 3600);
+  }
+  BOOST_TEST(monotonic);
+  BOOST_TEST(!r.finished());
+  // From the first DROP to the second.
+  BOOST_TEST(states == (std::vector<int>{sim::kStateCooling, sim::kStateOff, sim::kStatePreheat,
+                                         sim::kStateCharge, sim::kStateRoasting}));
+  const double preheat = charge_wait_start - preheat_start;
+  BOOST_TEST((preheat >= sim::Roaster::kMinPreheatS && preheat <= sim::Roaster::kMaxPreheatS),
+             preheat);
+  const double fcs = *r.fcs_time() - *r.charge_time();
+  BOOST_TEST((fcs >= 6 * 60 && fcs <= 11 * 60), fcs << " (the first: " << first_fcs << ")");
+  // Without between_s the machine stays OFF.
+  sim::Roaster once(sim::Options{});
+  while (!once.finished()) once.next();
+  for (int i = 0; i < 600; ++i) BOOST_TEST_REQUIRE(once.next().state == sim::kStateOff);
+  sim::Options bad;
+  bad.between_s = -1;
+  BOOST_CHECK_THROW(sim::Roaster{bad}, std::invalid_argument);
+}
+
 BOOST_AUTO_TEST_CASE(settings_changed_by_command_override_the_schedule) {
   sim::Roaster r(sim::Options{});
   for (int i = 0; i < 20; ++i) r.next();

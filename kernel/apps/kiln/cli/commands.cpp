@@ -1027,6 +1027,32 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
       break;
     }
   }
+  auto help_of = [](const std::string& cmd) -> std::optional<std::string> {
+    if (auto it = kHelp.find(cmd); it != kHelp.end()) return it->second;
+    if (auto it = mission_help().find(cmd); it != mission_help().end()) return it->second;
+    if (auto it = telemetry_help().find(cmd); it != telemetry_help().end()) return it->second;
+    if (auto it = profile_help().find(cmd); it != profile_help().end()) return it->second;
+    return std::nullopt;
+  };
+  // A group's name alone (`kiln devices`, `kiln ledger --help`): its commands, one usage line
+  // each.
+  if (!handler && a.positional.size() == 1) {
+    std::vector<std::string> usages;
+    for (const auto& [cmd, _] : commands) {
+      if (cmd.rfind(a.positional[0] + " ", 0) != 0) continue;
+      std::string line = help_of(cmd).value_or("Usage: kiln " + cmd);
+      line = line.substr(0, line.find('\n'));
+      if (line.rfind("Usage: ", 0) == 0) line.erase(0, 7);
+      usages.push_back(line);
+    }
+    if (!usages.empty()) {
+      auto& to = a.help ? out : err;
+      to << "Usage: kiln " << a.positional[0] << " COMMAND ...\n\n";
+      for (const auto& u : usages) to << "  " << u << "\n";
+      to << "\n`kiln " << a.positional[0] << " COMMAND --help` describes one.\n";
+      return a.help ? runtime::kExitOk : runtime::kExitUsage;
+    }
+  }
   if (!handler) {
     std::vector<std::string> names;
     for (const auto& [cmd, _] : commands) names.push_back(cmd);
@@ -1037,15 +1063,7 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
     return runtime::kExitUsage;
   }
   if (a.help) {
-    auto it = kHelp.find(name);
-    auto mit = mission_help().find(name);
-    auto tit = telemetry_help().find(name);
-    auto pit = profile_help().find(name);
-    out << (it != kHelp.end()               ? it->second
-            : mit != mission_help().end()   ? mit->second
-            : tit != telemetry_help().end() ? tit->second
-            : pit != profile_help().end()   ? pit->second
-                                            : std::string(kMainHelp));
+    out << help_of(name).value_or(std::string(kMainHelp));
     return runtime::kExitOk;
   }
   try {

@@ -1,5 +1,8 @@
 #include "cli/json_print.hpp"
 
+#include <charconv>
+#include <cmath>
+
 #include <boost/json.hpp>
 
 namespace kiln::cli {
@@ -30,6 +33,15 @@ void emit(const json::value& v, std::string& out, int depth) {
       emit(item, out, depth + 1);
     }
     out += "\n" + close + "]";
+  } else if (v.is_double() && std::isfinite(v.get_double())) {
+    // The shortest text that reads back as the same double (599.0, 1796252552.5), not
+    // serialize's exponent form (5.99E2): still JSON, and what a person expects to read. An
+    // integral value keeps its ".0", so that it reads back as a double, not an integer.
+    char buf[40];
+    const auto r = std::to_chars(buf, buf + sizeof buf - 2, v.get_double());
+    std::string text(buf, r.ptr);
+    if (text.find_first_of(".e") == std::string::npos) text += ".0";
+    out += text;
   } else {
     out += json::serialize(v);
   }
