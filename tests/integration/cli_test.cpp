@@ -1,6 +1,7 @@
 // The kiln binary as an operator uses it: real processes, real plugins, real gate store.
 #define BOOST_TEST_MODULE cli
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -598,7 +599,14 @@ BOOST_AUTO_TEST_CASE(analyze_reads_an_artisan_log_with_marked_or_detected_events
   BOOST_TEST(contains(broken.err, "not a Python literal: line 1"), broken.err);
   auto missing = analyze({"nope.alog"});
   BOOST_TEST(missing.exit_code == 1);
-  BOOST_TEST(contains(missing.err, "cannot read nope.alog"), missing.err);
+  BOOST_TEST(contains(missing.err, "nope.alog: no such file"), missing.err);
+  auto directory = analyze({d.dir.path().string()});
+  BOOST_TEST(directory.exit_code == 1);
+  BOOST_TEST(contains(directory.err, "is a directory, not an Artisan .alog file"), directory.err);
+  std::ofstream(d.dir.path() / "empty.alog").flush();
+  auto empty = analyze({(d.dir.path() / "empty.alog").string()});
+  BOOST_TEST(empty.exit_code == 1);
+  BOOST_TEST(contains(empty.err, "empty.alog is empty, not an Artisan .alog file"), empty.err);
 }
 
 // `kiln record --roasts 2` on the simulated roaster: two roasts back to back (cooling, OFF,
@@ -627,4 +635,44 @@ BOOST_AUTO_TEST_CASE(record_two_roasts_back_to_back) {
   const double gap =
       sessions[0].at("charge_t").as_double() - sessions[1].at("charge_t").as_double();
   BOOST_TEST((gap > 600 + 120 + 120 && gap < 3600), gap);
+  auto samples_of = [&](const json::value& session) {
+    auto shown = kiln({"sessions", "show", std::string(session.at("id").as_string()), "--json"});
+    BOOST_REQUIRE_MESSAGE(shown.exit_code == 0, shown.err);
+    return json::parse(shown.out).at("samples").as_int64();
+  };
+  const auto first_samples = samples_of(sessions[1]), second_samples = samples_of(sessions[0]);
+  // Recorded again: a new boot, whose clock starts at the wall clock's now — long before the
+  // readings above, which ran ahead of it at full speed. A session of its own, and the earlier
+  // sessions keep exactly their own readings.
+  auto rec2 = kiln({"record", "--key", "sim-2.key", "--speed", "0"});
+  BOOST_REQUIRE_MESSAGE(rec2.exit_code == 0, rec2.out + rec2.err);
+  auto list2 = kiln({"sessions", "list", "--json"});
+  const auto after = json::parse(list2.out).as_array();
+  BOOST_REQUIRE_EQUAL(after.size(), 3u);
+  std::set<std::int64_t> boots;
+  for (const auto& x : after) {
+    BOOST_TEST(x.at("close_reason").as_string() == "drop", json::serialize(x));
+    boots.insert(x.at("first_boot").as_int64());
+  }
+  BOOST_TEST(boots.size() == 2u);  // two recordings
+  BOOST_TEST(samples_of(sessions[1]) == first_samples);
+  BOOST_TEST(samples_of(sessions[0]) == second_samples);
+}
+
+// A refusal that is about the key (here: revoked) stops the recorder at the first batch, with the
+// reason and what to do, instead of sending a whole roast to be refused batch by batch.
+BOOST_AUTO_TEST_CASE(record_stops_when_the_server_refuses_its_key) {
+  Deployment d;
+  auto kiln = [&](std::vector<std::string> args) {
+    args.insert(args.end(),
+                {"--set", std::string("plugins.search_paths=[") + KILN_PLUGIN_DIR + "]"});
+    return d.kiln(args);
+  };
+  BOOST_REQUIRE(kiln({"devices", "add", "sim-3", "--key-out", "sim-3.key"}).exit_code == 0);
+  BOOST_REQUIRE(kiln({"devices", "revoke", "sim-3"}).exit_code == 0);
+  auto rec = kiln({"record", "--key", "sim-3.key", "--speed", "0"});
+  BOOST_TEST(rec.exit_code == 1, rec.out + rec.err);
+  BOOST_TEST(contains(rec.err, "batch 1 refused: revoked_key: device key"), rec.err);
+  BOOST_TEST(contains(rec.err, "would be refused the same way; stopping"), rec.err);
+  BOOST_TEST(contains(rec.out, "sent 0, refused 1, waiting in the spool 0"), rec.out);
 }

@@ -84,7 +84,7 @@ BOOST_DATA_TEST_CASE(one_roast_is_one_session_whatever_the_batching,
           samples.begin() + static_cast<std::ptrdiff_t>(i),
           samples.begin() + static_cast<std::ptrdiff_t>(
                                 std::min(i + static_cast<std::size_t>(batch), samples.size())));
-      s.add("acme", "r1", part);
+      s.add("acme", "r1", 1, part);
       if (i % 7 == 0) s.flush();  // vary how batches coalesce
     }
     s.flush();
@@ -120,7 +120,7 @@ BOOST_AUTO_TEST_CASE(a_roast_resumed_after_silence_opens_no_second_session) {
         o);
     auto samples = fixture_roast(true);
     const auto half = samples.begin() + 250;  // well after CHARGE (index 7), before DROP
-    s.add("acme", "r1", std::vector<telemetry::Sample>(samples.begin(), half));
+    s.add("acme", "r1", 1, std::vector<telemetry::Sample>(samples.begin(), half));
     s.flush();
     // The sweep runs at least once a second: wait past the silence.
     for (int i = 0; i < 40; ++i) {
@@ -133,13 +133,13 @@ BOOST_AUTO_TEST_CASE(a_roast_resumed_after_silence_opens_no_second_session) {
       BOOST_REQUIRE_EQUAL(f.closed.size(), 1u);
       BOOST_TEST(f.closed[0].close_reason == "silence");
     }
-    s.add("acme", "r1", std::vector<telemetry::Sample>(half, samples.end()));
+    s.add("acme", "r1", 1, std::vector<telemetry::Sample>(half, samples.end()));
     s.flush();
     // The next roast on the same device, 20 minutes on, opens its session at its own CHARGE.
     auto next = fixture_roast(true);
     for (auto& x : next) x.t += 1200;
     for (std::size_t i = 0; i < next.size(); i += 10)
-      s.add("acme", "r1",
+      s.add("acme", "r1", 1,
             std::vector<telemetry::Sample>(
                 next.begin() + static_cast<std::ptrdiff_t>(i),
                 next.begin() + static_cast<std::ptrdiff_t>(std::min(i + 10, next.size()))));
@@ -152,4 +152,53 @@ BOOST_AUTO_TEST_CASE(a_roast_resumed_after_silence_opens_no_second_session) {
   BOOST_TEST(std::abs(all[0].charge_t - (1.8e9 + 1200 + 7.485)) <= 3.0);
   BOOST_TEST(all[0].close_reason == "drop");
   BOOST_TEST(std::abs(all[1].charge_t - (1.8e9 + 7.485)) <= 3.0);
+}
+
+// A device that boots again mid-roast with its clock started over (the same times again): the
+// open session closes as "reboot" with the old boot, and the new boot's roast — at times the old
+// one had already shown — opens its own session, which holds only the new boot.
+BOOST_AUTO_TEST_CASE(a_reboot_whose_clock_starts_over_is_a_new_timeline) {
+  Fixture f;
+  {
+    telemetry::Sessionizer s(
+        f.ledger, [&] { return f.detector; },
+        [&](const telemetry::SessionInfo& i) {
+          std::lock_guard lock(f.mu);
+          f.closed.push_back(i);
+        },
+        telemetry::SessionOptions{});
+    auto samples = fixture_roast(true);
+    const auto half = samples.begin() + 250;  // well after CHARGE (index 7), before DROP
+    for (auto it = samples.begin(); it < half; it += 10)
+      s.add("acme", "r1", 7, std::vector<telemetry::Sample>(it, std::min(it + 10, half)));
+    s.flush();
+    // Boot 8 starts the clock 100 s earlier than boot 7 did, and roasts again.
+    auto again = fixture_roast(true);
+    for (auto& x : again) x.t -= 100;
+    for (std::size_t i = 0; i < again.size(); i += 10)
+      s.add("acme", "r1", 8,
+            std::vector<telemetry::Sample>(
+                again.begin() + static_cast<std::ptrdiff_t>(i),
+                again.begin() + static_cast<std::ptrdiff_t>(std::min(i + 10, again.size()))));
+    s.flush();
+    // A late batch of boot 7 changes nothing.
+    s.add("acme", "r1", 7, std::vector<telemetry::Sample>(half, half + 10));
+    s.flush();
+  }
+  BOOST_REQUIRE_EQUAL(f.closed.size(), 2u);
+  BOOST_TEST(f.closed[0].close_reason == "reboot");
+  BOOST_TEST(f.closed[0].first_boot.value_or(-1) == 7);
+  BOOST_TEST(f.closed[0].last_boot.value_or(-1) == 7);
+  BOOST_TEST(f.closed[1].close_reason == "drop");
+  BOOST_TEST(f.closed[1].first_boot.value_or(-1) == 8);
+  BOOST_TEST(f.closed[1].last_boot.value_or(-1) == 8);
+  BOOST_TEST(std::abs(f.closed[1].charge_t - (1.8e9 - 100 + 7.485)) <= 3.0);
+  // The projection has the boots too (as the ledger events say).
+  auto all = telemetry::Sessionizer::list(f.ledger.path(), std::string("acme"), std::nullopt, 10);
+  BOOST_REQUIRE_EQUAL(all.size(), 2u);
+  for (const auto& x : all) {
+    BOOST_TEST(x.state == "closed");
+    BOOST_TEST(x.first_boot.has_value());
+    BOOST_TEST(x.last_boot.value_or(-1) == x.first_boot.value_or(-2));
+  }
 }

@@ -764,7 +764,10 @@ Router build_api(ApiContext& ctx) {
       "close_reason": {"type": ["string", "null"]}, "opened_at": {"type": "string"},
       "closed_at": {"type": ["string", "null"]}, "mission_id": {"type": ["string", "null"]},
       "profile": {"type": ["object", "null"], "properties": {"name": {"type": "string"},
-                                                               "version": {"type": "integer"}}}}})");
+                                                               "version": {"type": "integer"}}},
+      "first_boot": {"type": ["integer", "null"],
+                     "description": "the device boots whose readings the session holds"},
+      "last_boot": {"type": ["integer", "null"]}}})");
   const auto max_envelope =
       static_cast<std::size_t>(k.config().get_int("telemetry.max_batch_bytes"));
   r.add({"POST",

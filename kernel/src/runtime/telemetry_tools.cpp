@@ -22,7 +22,8 @@ class SessionTool final : public Tool {
     if (!s)
       return tool_error(
           error_code::kInvalidInput,
-          "no session '" + id + "' in tenant " + ctx.tenant + " (kiln sessions list shows them)");
+          "no session '" + id + "' in tenant " + ctx.tenant +
+              " (`kiln sessions list` shows each session's tenant; --tenant T picks another)");
     auto samples = telemetry::Sessionizer::samples(db, *s);
     json::array time, bt, et, state, heater, fan;
     bool any_state = false;

@@ -282,6 +282,14 @@ CREATE VIEW telemetry_all AS
   SELECT tenant, device, boot, seq, kid, digest, sent_at, received_at, first_t, last_t, count,
          samples, envelope FROM telemetry_inbox;
 )sql"},
+      {9, "session_boots",
+       R"sql(
+-- The device boots a session's readings come from: a device whose clock starts over when it
+-- boots again shows the same times twice, and a session holds only its own boots' readings.
+-- NULL for sessions opened before (their events carry no boots).
+ALTER TABLE telemetry_sessions ADD COLUMN first_boot INTEGER;
+ALTER TABLE telemetry_sessions ADD COLUMN last_boot INTEGER;
+)sql"},
   };
   return migrations;
 }

@@ -349,9 +349,10 @@ std::vector<DeviceKey> DeviceRegistry::revoke(const std::string& tenant,
           json::object{{"kid", k.kid}, {"device", k.device}, {"actor", by.to_json()}}});
     }
     if (!found)
-      throw MissionError(MissionError::Code::kNotFound, "no device or key '" + kid_or_device +
-                                                            "' in tenant " + tenant +
-                                                            " (kiln devices list shows them)");
+      throw MissionError(
+          MissionError::Code::kNotFound,
+          "no device or key '" + kid_or_device + "' in tenant " + tenant +
+              " (`kiln devices list` shows each device's tenant; --tenant T picks another)");
     if (events.empty())
       throw MissionError(MissionError::Code::kInvalidState,
                          "every key of '" + kid_or_device + "' is revoked already");

@@ -164,7 +164,8 @@ ProfileInfo ProfileStore::set_archived(const std::string& tenant, const std::str
     st.bind(1, tenant).bind(2, name);
     if (!st.step())
       throw MissionError(MissionError::Code::kNotFound,
-                         "no profile '" + name + "' in tenant " + tenant + " (kiln profiles list)");
+                         "no profile '" + name + "' in tenant " + tenant +
+                             " (`kiln profiles list --tenant T` shows a tenant's profiles)");
     if (st.is_null(0) != archived) return {};  // already so: nothing to record
     return {ledger::NewEvent{tenant, "profiles", archived ? "profile.archived" : "profile.restored",
                              json::object{{"name", name}, {"actor", by.to_json()}}}};
@@ -193,9 +194,9 @@ void ProfileStore::assign(const std::string& tenant, const std::string& device,
         st.bind_null(1);
       st.bind(2, tenant).bind(3, ref->name);
       if (!st.step())
-        throw MissionError(
-            MissionError::Code::kNotFound,
-            "no profile '" + ref->name + "' in tenant " + tenant + " (kiln profiles list)");
+        throw MissionError(MissionError::Code::kNotFound,
+                           "no profile '" + ref->name + "' in tenant " + tenant +
+                               " (`kiln profiles list --tenant T` shows a tenant's profiles)");
       if (!st.is_null(0))
         throw MissionError(
             MissionError::Code::kInvalidState,

@@ -19,7 +19,8 @@ class TelemetryService {
         profiles_(ledger, ledger.path()),
         sessionizer_(ledger, std::move(detector), std::move(on_closed), sessions),
         ingestor_(ledger, devices_, ingest, [this](const std::string& tenant, const Batch& b) {
-          sessionizer_.add(tenant, b.device.device, b.samples);
+          sessionizer_.add(tenant, b.device.device, static_cast<std::int64_t>(b.device.boot),
+                           b.samples);
         }) {}
 
   DeviceRegistry& devices() { return devices_; }

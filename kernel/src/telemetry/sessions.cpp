@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "storage/sqlite.hpp"
 #include "telemetry/ingest.hpp"
@@ -19,7 +20,7 @@ namespace {
 
 constexpr const char* kColumns =
     "id, tenant, device, state, start_t, charge_t, end_t, close_reason, opened_at, closed_at, "
-    "mission_id, profile, profile_version";
+    "mission_id, profile, profile_version, first_boot, last_boot";
 
 SessionInfo row(const storage::Statement& st) {
   SessionInfo s;
@@ -38,6 +39,8 @@ SessionInfo row(const storage::Statement& st) {
     s.profile = st.text(11);
     s.profile_version = st.int64(12);
   }
+  if (!st.is_null(13)) s.first_boot = st.int64(13);
+  if (!st.is_null(14)) s.last_boot = st.int64(14);
   return s;
 }
 
@@ -90,7 +93,9 @@ json::object SessionInfo::to_json() const {
       {"mission_id", mission_id ? json::value(*mission_id) : json::value(nullptr)},
       {"profile", profile
                       ? json::value(json::object{{"name", *profile}, {"version", profile_version}})
-                      : json::value(nullptr)}};
+                      : json::value(nullptr)},
+      {"first_boot", first_boot ? json::value(*first_boot) : json::value(nullptr)},
+      {"last_boot", last_boot ? json::value(*last_boot) : json::value(nullptr)}};
   if (end_t) o["duration_s"] = std::round((*end_t - charge_t) * 10) / 10;
   return o;
 }
@@ -103,7 +108,7 @@ void project_sessions(Connection& c, const ledger::Event& e) {
   if (e.kind == "session.opened") {
     auto st = c.prepare(
         "INSERT INTO telemetry_sessions (id, tenant, device, state, start_t, charge_t, opened_at, "
-        "profile, profile_version) VALUES (?, ?, ?, 'open', ?, ?, ?, ?, ?)");
+        "profile, profile_version, first_boot) VALUES (?, ?, ?, 'open', ?, ?, ?, ?, ?, ?)");
     st.bind(1, id).bind(2, e.tenant).bind(3, std::string(p.at("device").as_string()));
     st.bind_real(4, p.at("start_t").to_number<double>())
         .bind_real(5, p.at("charge_t").to_number<double>())
@@ -115,16 +120,24 @@ void project_sessions(Connection& c, const ledger::Event& e) {
     } else {
       st.bind_null(7).bind_null(8);
     }
+    // Events written before migration 9 carry no boots.
+    if (const auto* b = p.if_contains("boot"); b && b->is_number())
+      st.bind(9, b->to_number<std::int64_t>());
+    else
+      st.bind_null(9);
     st.step();
   } else if (e.kind == "session.closed") {
     auto st = c.prepare(
         "UPDATE telemetry_sessions SET state = 'closed', end_t = ?, close_reason = ?, "
-        "closed_at = ? WHERE id = ? AND tenant = ?");
+        "closed_at = ?, last_boot = ? WHERE id = ? AND tenant = ?");
     st.bind_real(1, p.at("end_t").to_number<double>())
         .bind(2, std::string(p.at("reason").as_string()))
-        .bind(3, e.time)
-        .bind(4, id)
-        .bind(5, e.tenant);
+        .bind(3, e.time);
+    if (const auto* b = p.if_contains("last_boot"); b && b->is_number())
+      st.bind(4, b->to_number<std::int64_t>());
+    else
+      st.bind_null(4);
+    st.bind(5, id).bind(6, e.tenant);
     st.step();
   } else if (e.kind == "session.reported") {
     auto st = c.prepare("UPDATE telemetry_sessions SET mission_id = ? WHERE id = ? AND tenant = ?");
@@ -151,6 +164,7 @@ Sessionizer::Sessionizer(ledger::SqliteLedger& ledger, DetectorFn detector, Clos
       Device& d = devices_[{s.tenant, s.device}];
       d.loaded = true;
       d.buffer = samples(ledger_.path(), s);
+      d.boot = d.buffer_boot = s.first_boot;
       d.open = std::move(s);
     }
   } catch (const std::exception& e) {
@@ -168,11 +182,11 @@ Sessionizer::~Sessionizer() {
   if (worker_.joinable()) worker_.join();
 }
 
-void Sessionizer::add(const std::string& tenant, const std::string& device,
+void Sessionizer::add(const std::string& tenant, const std::string& device, std::int64_t boot,
                       std::vector<Sample> samples) {
   {
     std::lock_guard lock(mu_);
-    queue_.push_back(Item{tenant, device, std::move(samples)});
+    queue_.push_back(Item{tenant, device, boot, std::move(samples)});
   }
   cv_.notify_all();
 }
@@ -196,19 +210,25 @@ void Sessionizer::run() {
       }
       busy_ = true;
     }
-    // Coalesce: one detection per device per round.
-    std::map<std::pair<std::string, std::string>, std::vector<Sample>> by_device;
+    // Coalesce: one detection per device and boot per round (boots in arrival order).
+    std::map<std::pair<std::string, std::string>,
+             std::vector<std::pair<std::int64_t, std::vector<Sample>>>>
+        by_device;
     for (auto& it : round) {
-      auto& v = by_device[{it.tenant, it.device}];
+      auto& runs = by_device[{it.tenant, it.device}];
+      if (runs.empty() || runs.back().first != it.boot)
+        runs.emplace_back(it.boot, std::vector<Sample>{});
+      auto& v = runs.back().second;
       v.insert(v.end(), it.samples.begin(), it.samples.end());
     }
-    for (auto& [id, samples] : by_device) {
-      try {
-        handle(id.first, id.second, std::move(samples));
-      } catch (const std::exception& e) {
-        spdlog::error("sessions: device {} (tenant {}): {}", id.second, id.first, e.what());
+    for (auto& [id, runs] : by_device)
+      for (auto& [boot, samples] : runs) {
+        try {
+          handle(id.first, id.second, boot, std::move(samples));
+        } catch (const std::exception& e) {
+          spdlog::error("sessions: device {} (tenant {}): {}", id.second, id.first, e.what());
+        }
       }
-    }
     try {
       sweep();
     } catch (const std::exception& e) {
@@ -228,24 +248,52 @@ void Sessionizer::load(const std::string& tenant, const std::string& device, Dev
   Connection c(ledger_.path(), Connection::Mode::kReadOnly);
   auto st = c.prepare(std::string("SELECT ") + kColumns +
                       " FROM telemetry_sessions WHERE tenant = ? AND device = ? "
-                      "ORDER BY start_t DESC LIMIT 1");
+                      "ORDER BY opened_at DESC, start_t DESC LIMIT 1");
   st.bind(1, tenant).bind(2, device);
   if (!st.step()) return;
   auto s = row(st);
   if (s.state == "open") {
     d.buffer = samples(ledger_.path(), s);
+    d.boot = d.buffer_boot = s.first_boot;
     d.open = s;
   } else if (s.end_t) {
     d.last_end_t = *s.end_t;
+    d.boot = s.last_boot ? s.last_boot : s.first_boot;
   }
 }
 
-void Sessionizer::handle(const std::string& tenant, const std::string& device,
+void Sessionizer::handle(const std::string& tenant, const std::string& device, std::int64_t boot,
                          std::vector<Sample> more) {
   std::lock_guard lock(state_mu_);
   Device& d = devices_[{tenant, device}];
   load(tenant, device, d);
   d.last_arrival = std::chrono::steady_clock::now();
+  if (d.boot && boot < *d.boot) {
+    // Readings of an earlier boot after the next one's (requests that crossed): they are stored,
+    // but the sessions have moved on.
+    spdlog::debug("sessions: {} readings of device {} from boot {} after boot {}: not followed",
+                  more.size(), device, boot, *d.boot);
+    return;
+  }
+  if (d.boot && boot > *d.boot && !more.empty()) {
+    // A new boot whose clock starts at or before what this device has shown already (a clock
+    // that starts over, a simulated roaster run again): a new timeline. A session of the old
+    // one ends with it; readings of the new one are not compared with the old one's.
+    const double first =
+        std::min_element(more.begin(), more.end(), [](const Sample& a, const Sample& b) {
+          return a.t < b.t;
+        })->t;
+    const double newest =
+        std::max(d.buffer.empty() ? d.last_end_t : d.buffer.back().t, d.last_end_t);
+    if (first <= newest) {
+      if (d.open)
+        close_session(d, d.buffer.empty() ? d.open->charge_t : d.buffer.back().t, "reboot");
+      d.buffer.clear();
+      d.last_end_t = -1;
+    }
+  }
+  if (!d.boot || boot > *d.boot) d.boot = boot;
+  if (d.buffer.empty()) d.buffer_boot = boot;
   merge(d.buffer, std::move(more));
   if (d.buffer.empty()) return;
   auto detector = detector_ ? detector_() : nullptr;
@@ -326,6 +374,7 @@ void Sessionizer::open_session(const std::string& tenant, const std::string& dev
   s.start_t = std::max(d.buffer.front().t, charge_t - options_.preroll_s);
   // Deterministic: the same CHARGE of the same device is the same session.
   // Unique across tenants: device names are only unique within one.
+  s.first_boot = d.buffer_boot;
   s.id = "s-" + device + "-" + std::to_string(static_cast<std::int64_t>(std::floor(charge_t)));
   if (tenant != "default") s.id += "-" + tenant;
   bool exists = false;
@@ -349,12 +398,14 @@ void Sessionizer::open_session(const std::string& tenant, const std::string& dev
             s.id, device, *a);
       }
     }
-    return {ledger::NewEvent{tenant, "sessions", "session.opened",
-                             json::object{{"session", s.id},
-                                          {"device", device},
-                                          {"start_t", s.start_t},
-                                          {"charge_t", s.charge_t},
-                                          {"profile", profile}}}};
+    return {ledger::NewEvent{
+        tenant, "sessions", "session.opened",
+        json::object{{"session", s.id},
+                     {"device", device},
+                     {"start_t", s.start_t},
+                     {"charge_t", s.charge_t},
+                     {"profile", profile},
+                     {"boot", s.first_boot ? json::value(*s.first_boot) : json::value(nullptr)}}}};
   });
   if (!events.empty()) s.opened_at = events.front().time;
   spdlog::info("session {} opened (device {}, CHARGE at {:.1f})", s.id, device, charge_t);
@@ -363,11 +414,15 @@ void Sessionizer::open_session(const std::string& tenant, const std::string& dev
 
 void Sessionizer::close_session(Device& d, double end_t, const std::string& reason) {
   auto s = *d.open;
+  s.last_boot = d.boot;
   auto events = ledger_.execute([&](Connection&) -> std::vector<ledger::NewEvent> {
-    return {ledger::NewEvent{
-        s.tenant, "sessions", "session.closed",
-        json::object{
-            {"session", s.id}, {"device", s.device}, {"end_t", end_t}, {"reason", reason}}}};
+    return {ledger::NewEvent{s.tenant, "sessions", "session.closed",
+                             json::object{{"session", s.id},
+                                          {"device", s.device},
+                                          {"end_t", end_t},
+                                          {"reason", reason},
+                                          {"last_boot", s.last_boot ? json::value(*s.last_boot)
+                                                                    : json::value(nullptr)}}}};
   });
   s.state = "closed";
   s.end_t = end_t;
@@ -435,11 +490,14 @@ std::optional<SessionInfo> Sessionizer::get(const std::filesystem::path& db,
 
 std::vector<Sample> Sessionizer::samples(const std::filesystem::path& db, const SessionInfo& s) {
   Connection c(db, Connection::Mode::kReadOnly);
+  // Within its boots: another boot's clock may cover the same times (a clock that started over).
   auto st = c.prepare(
       "SELECT samples, envelope FROM telemetry_all WHERE tenant = ? AND device = ? AND "
-      "last_t >= ? AND first_t <= ? ORDER BY first_t, boot, seq");
+      "last_t >= ? AND first_t <= ? AND boot >= ? AND boot <= ? ORDER BY first_t, boot, seq");
   st.bind(1, s.tenant).bind(2, s.device).bind_real(3, s.start_t);
   st.bind_real(4, s.end_t ? *s.end_t : 1e18);
+  st.bind(5, s.first_boot.value_or(0));
+  st.bind(6, s.last_boot.value_or(std::numeric_limits<std::int64_t>::max()));
   std::vector<Sample> out;
   while (st.step()) {
     // The signed envelope as it arrived; JSON rows for batches stored before migration 8.

@@ -1,10 +1,11 @@
 // Roast sessions from a device's stored telemetry. The sessionizer follows each (tenant, device):
 // idle, it keeps the last minutes of samples and asks the selected event_detector node for a
 // CHARGE; a CHARGE opens a session (a time range of the device's samples, starting a little
-// before it); the detector's DROP, the roaster leaving its roasting state, silence, or a maximum
-// length close it. Opening and closing are ledger events (session.opened, session.closed) and the
-// telemetry_sessions table is their projection; a closed session is handed on (the kernel starts
-// the roast_report mission for it). See docs/architecture/telemetry.md.
+// before it, within the boots whose clock it follows); the detector's DROP, the roaster leaving
+// its roasting state, silence, a maximum length, or a reboot whose clock starts over close it.
+// Opening and closing are ledger events (session.opened, session.closed) and the telemetry_sessions
+// table is their projection; a closed session is handed on (the kernel starts the roast_report
+// mission for it). See docs/architecture/telemetry.md.
 #pragma once
 
 #include <chrono>
@@ -41,7 +42,7 @@ struct SessionInfo {
   double charge_t = 0;
   std::optional<double> end_t;
   // "drop" (the detector's DROP: a BT break, or leaving the roasting state) | "silence" |
-  // "max_length"
+  // "max_length" | "reboot" (the device booted again and its clock started over)
   std::string close_reason;
   std::string opened_at;
   std::optional<std::string> closed_at;
@@ -50,6 +51,10 @@ struct SessionInfo {
   // current (ProfileStore::assign); QC targets and phase temperatures come from it.
   std::optional<std::string> profile;
   std::int64_t profile_version = 0;
+  // The device boots whose readings it holds (a recorder restarted mid-roast continues it from
+  // its next boot; a clock that starts over on a new boot does not): readings of other boots in
+  // the same time range are not this session's. Unset for sessions recorded before migration 9.
+  std::optional<std::int64_t> first_boot, last_boot;
   boost::json::object to_json() const;
 };
 
@@ -71,9 +76,10 @@ class Sessionizer {
   Sessionizer(const Sessionizer&) = delete;
   Sessionizer& operator=(const Sessionizer&) = delete;
 
-  // Queues stored samples of a device; the worker handles them in arrival order, coalescing what
-  // arrives while it works (one detection per device per round).
-  void add(const std::string& tenant, const std::string& device, std::vector<Sample> samples);
+  // Queues stored samples of a device (one batch's boot); the worker handles them in arrival
+  // order, coalescing what arrives while it works (one detection per device and boot per round).
+  void add(const std::string& tenant, const std::string& device, std::int64_t boot,
+           std::vector<Sample> samples);
   // Returns once everything queued before the call is handled (tests, `kiln record` locally).
   void flush();
   // Closes open sessions silent for options.silence_s (the worker calls it every second).
@@ -97,15 +103,20 @@ class Sessionizer {
     std::vector<Sample> buffer;  // device time order
     std::optional<SessionInfo> open;
     double last_end_t = -1;  // end of the last closed session (device time)
+    // The newest boot handled, and the oldest whose readings are in `buffer`: a session opened
+    // from the buffer starts there.
+    std::optional<std::int64_t> boot, buffer_boot;
     std::chrono::steady_clock::time_point last_arrival = std::chrono::steady_clock::now();
     bool loaded = false;
   };
   struct Item {
     std::string tenant, device;
+    std::int64_t boot = 0;
     std::vector<Sample> samples;
   };
   void run();
-  void handle(const std::string& tenant, const std::string& device, std::vector<Sample> samples);
+  void handle(const std::string& tenant, const std::string& device, std::int64_t boot,
+              std::vector<Sample> samples);
   void load(const std::string& tenant, const std::string& device, Device& d);
   void open_session(const std::string& tenant, const std::string& device, Device& d,
                     double charge_t);

@@ -15,6 +15,7 @@
 #include <boost/version.hpp>
 
 #include "cli/args.hpp"
+#include "cli/files.hpp"
 #include "cli/json_print.hpp"
 #include "cli/mission_commands.hpp"
 #include "cli/profile_commands.hpp"
@@ -96,8 +97,9 @@ Commands:
                            the profile a roaster roasts to (its sessions' QC targets)
   version                  kiln, ABI, compiler and Boost versions
 
-Client mode (a running `kiln serve`): plugins list, nodes, gate status, tool list|invoke,
-mission start|list|show|approve|cancel|retry, ledger export, and
+Client mode (a running `kiln serve`): plugins list, nodes, gate status, tool list|invoke, say,
+mission start|list|show|approve|cancel|retry, ledger export, devices add|rotate|revoke|list,
+sessions list|show, record, report, predict, profiles ..., devices profile, and
   server health|ready|metrics|openapi
 call the HTTP API instead of the local deployment when given
   --server URL             e.g. http://127.0.0.1:8080 (or $KILN_SERVER_URL)
@@ -712,11 +714,13 @@ int cmd_tool_invoke(const Args& a, std::ostream& out, std::ostream& err) {
 int cmd_analyze(const Args& a, std::ostream& out, std::ostream& err) {
   if (a.positional.size() != 2) throw std::invalid_argument("analyze needs exactly one FILE.alog");
   const std::string file = a.positional[1];
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw BootError(runtime::kExitFailed, "cannot read " + file);
-  std::stringstream text;
-  text << in.rdbuf();
-  json::object input{{"alog", text.str()}, {"detect", a.detect}};
+  std::string text;
+  try {
+    text = read_input_file(file, "an Artisan .alog file");
+  } catch (const std::runtime_error& e) {
+    throw BootError(runtime::kExitFailed, e.what());
+  }
+  json::object input{{"alog", std::move(text)}, {"detect", a.detect}};
   auto k = Kernel::boot(boot_options(a, true));
   runtime::ToolCall call{"roast.analyze", a.tenant, input, "", {}, {}};
   auto outcome = k->executor().invoke(call);

@@ -8,6 +8,7 @@
 
 #include <boost/json.hpp>
 
+#include "cli/files.hpp"
 #include "cli/json_print.hpp"
 #include "cli/remote.hpp"
 #include "http/client.hpp"
@@ -150,7 +151,8 @@ struct Library {
           missions::MissionError::Code::kNotFound,
           "no profile " + r.name +
               (r.version ? " with version " + std::to_string(*r.version) : std::string()) +
-              " in tenant " + tenant + " (kiln profiles list)");
+              " in tenant " + tenant +
+              " (`kiln profiles list --tenant T` shows a tenant's profiles)");
     return p->to_json(true);
   }
 
@@ -269,11 +271,11 @@ void print_profile(const json::object& info, std::ostream& out) {
 }
 
 std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::invalid_argument("cannot read " + path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
+  try {
+    return read_input_file(path, "a profile (.alog or JSON)");
+  } catch (const std::runtime_error& e) {
+    throw std::invalid_argument(e.what());
+  }
 }
 
 void write_file(const std::string& path, const std::string& text) {

@@ -112,9 +112,11 @@ Reads the roaster through the telemetry_driver node (nodes.telemetry_driver, def
 NODE selects another, gated as usual), batches N readings (default 10), signs each batch with the
 device key in FILE (`kiln devices add` writes it) and sends it:
   with --server: to POST /v1/telemetry/DEVICE of that server; when the server cannot be reached
-    (or answers 5xx) the envelope goes to the spool (DIR, default var/spool/DEVICE) and is sent
-    first once the server answers again; an envelope the server refuses (4xx) is moved to
-    DIR/rejected with the reason printed;
+    (or answers 5xx or 429) the envelope goes to the spool (DIR, default var/spool/DEVICE) and is
+    sent first once the server answers again; an envelope the server refuses with an ingest
+    reason is moved to DIR/rejected with the reason printed, and a refusal of the key itself
+    (unknown, revoked or expired key, wrong device, bad signature) also stops the recorder; any
+    other answer (a bad API key, a wrong URL) stops it with the batch kept in the spool;
   without --server: into this deployment's own storage (sessions and missions follow locally).
 A driver that does not pace itself (the simulated roaster) is read every interval / X seconds:
 --speed 60 runs a roast a minute per second; 0 reads as fast as it can.
@@ -419,12 +421,22 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   fs::create_directories(spool / "rejected");
 
   std::int64_t sent = 0, spooled = 0, rejected = 0, drained = 0;
-  std::string fatal;  // the server refuses the recorder itself (key, URL): stop
+  std::string fatal;        // the server refuses the recorder itself (key, URL): stop
+  std::string key_refused;  // every envelope signed with this key will be refused: stop
+  // A refusal that is about the key, not the envelope: the next batches would fare the same.
+  auto about_the_key = [](const std::string& reason) {
+    for (const char* r : {telemetry::reject::kUnknownKey, telemetry::reject::kRevokedKey,
+                          telemetry::reject::kExpiredKey, telemetry::reject::kWrongDevice,
+                          telemetry::reject::kBadSignature})
+      if (reason == r) return true;
+    return false;
+  };
   // Sends one envelope: "ok", "down" (keep it), or the refusal.
   auto send = [&](const std::string& env) -> std::pair<std::string, std::string> {
     if (!client) {
       auto r = k->telemetry().ingestor().ingest(cred.tenant, cred.device, env, now_s());
       if (r.accepted) return {"ok", ""};
+      if (about_the_key(r.reason)) key_refused = r.reason + ": " + r.message;
       return {"refused", r.reason + ": " + r.message};
     }
     try {
@@ -435,18 +447,22 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
       if (res.status >= 500 || res.status == 429) return {"down", std::to_string(res.status)};
       // A refusal of this envelope carries an ingest reason; anything else (a bad API key, a
       // wrong URL) is the recorder's problem, not the envelope's: stop.
-      std::string code;
+      std::string code, message;
       json::error_code ec;
       auto v = json::parse(res.body, ec);
-      if (!ec && v.is_object() && v.as_object().contains("error"))
-        code = std::string(v.at("error").at("code").as_string());
+      if (!ec && v.is_object() && v.as_object().contains("error")) {
+        const auto& e = v.at("error").as_object();
+        if (const auto* c = e.if_contains("code"); c && c->is_string()) code = c->as_string();
+        if (const auto* m = e.if_contains("message"); m && m->is_string()) message = m->as_string();
+      }
       const auto& reasons = telemetry::reject::all();
       if (std::find(reasons.begin(), reasons.end(), code) == reasons.end()) {
         fatal = "the server answered " + std::to_string(res.status) + " " +
                 (code.empty() ? res.body : code) + " (check --server and --api-key)";
         return {"fatal", fatal};
       }
-      return {"refused", std::to_string(res.status) + " " + res.body};
+      if (about_the_key(code)) key_refused = code + ": " + message;
+      return {"refused", code + ": " + message};
     } catch (const std::exception& e) {
       return {"down", e.what()};
     }
@@ -534,6 +550,13 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
         ++rejected;
         err << "kiln record: batch " << b.seq << " refused: " << why << "\n";
         std::ofstream(spool / "rejected" / spool_name(b).filename(), std::ios::binary) << env;
+        if (!key_refused.empty()) {
+          err << "kiln record: every batch signed with key " << cred.key.kid << " of "
+              << cred.device << " (tenant " << cred.tenant
+              << ") would be refused the same way; stopping (`kiln devices list` shows the "
+                 "registered keys; --key FILE selects another)\n";
+          g_stop = true;
+        }
         return;
       }
       if (status == "down") {
