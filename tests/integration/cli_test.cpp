@@ -574,6 +574,9 @@ BOOST_AUTO_TEST_CASE(analyze_reads_an_artisan_log_with_marked_or_detected_events
   auto text = analyze({alog});
   BOOST_TEST(text.exit_code == 0, text.err);
   BOOST_TEST(contains(text.out, "FCs       450.0"), text.out);
+  // Each event says where it came from; DRY_END at TP is explained, not left to look like a bug.
+  BOOST_TEST(contains(text.out, "INDEX   FROM"), text.out);
+  BOOST_TEST(contains(text.out, "at TP: BT was past the drying phase temperature"), text.out);
   BOOST_TEST(contains(text.out, "AUC 423"), text.out);
   auto detected = analyze({alog, "--detect", "--json"});
   BOOST_TEST(detected.exit_code == 0, detected.err);

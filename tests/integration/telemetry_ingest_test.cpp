@@ -652,6 +652,13 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
   text << html.rdbuf();
   BOOST_TEST(contains(text.str(), "<svg"));
   BOOST_TEST(contains(text.str(), "Quality check"));
+  BOOST_TEST(!contains(report.err, "is HTML"), report.err);
+  // Any name is written, but one that promises another format gets a note.
+  auto pdf =
+      s.kiln({"report", std::string(session.at("id").as_string()), "-o", "r.pdf", "--server",
+              "http://127.0.0.1:" + std::to_string(s.port), "--api-key", s.keys.at("operator")});
+  BOOST_TEST(pdf.exit_code == 0, pdf.err);
+  BOOST_TEST(contains(pdf.err, "the report is HTML (open it in a browser); r.pdf"), pdf.err);
   auto predicted =
       s.kiln({"predict", std::string(session.at("id").as_string()), "--json", "--server",
               "http://127.0.0.1:" + std::to_string(s.port), "--api-key", s.keys.at("operator")});

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "artisan_detector.hpp"
 #include "pyliteral.hpp"
@@ -212,6 +213,29 @@ Analysis analyze(const RoastLog& log, const AnalysisOptions& opt,
     a.warnings.push_back("no turning point between 50 and 150 °C after CHARGE");
   if (fcs > 0) a.fcs = point(log, fcs, charge);
   if (dry >= 0) a.dry_end = point(log, dry, charge);
+  if (opt.detect && tp >= 0) {
+    // FCs is heard, not seen: detection takes the first reading at the FCs phase temperature.
+    // Say so where that is missing or far from what the roaster marked.
+    const int marked = log.timeindex[2] > 0 ? log.timeindex[2] : -1;
+    char buf[200];
+    if (fcs <= 0) {
+      std::snprintf(buf, sizeof buf,
+                    "FCs not detected: BT stayed below the FCs phase temperature (%.0f) before "
+                    "DROP; detection takes FCs from that temperature (roasters mark it by ear)",
+                    log.phases[2]);
+      a.warnings.emplace_back(buf);
+    } else if (marked > charge) {
+      const double off =
+          log.time[static_cast<std::size_t>(fcs)] - log.time[static_cast<std::size_t>(marked)];
+      if (std::abs(off) > 30) {
+        std::snprintf(buf, sizeof buf,
+                      "detected FCs (BT at the FCs phase temperature, %.0f) is %.0f s %s the FCs "
+                      "marked in the file",
+                      log.phases[2], std::abs(off), off > 0 ? "after" : "before");
+        a.warnings.emplace_back(buf);
+      }
+    }
+  }
 
   if (a.drop) a.total = a.drop->time;
   if (a.dry_end) a.drying = a.dry_end->time;

@@ -91,6 +91,13 @@ BOOST_DATA_TEST_CASE(detected_events_match_artisan, bdata::make(fixtures()), nam
   BOOST_TEST(std::abs(a.tp->time - computed(log, "TP_time")) <= 2.0, a.tp->time);
   BOOST_TEST(std::abs(a.drop->time - computed(log, "DROP_time")) <= 2.0, a.drop->time);
   BOOST_TEST(a.charge_source == "roaster state");
+  // FCs comes from the phase temperature (roasters mark it by ear): where it is missing or more
+  // than 30 s from the mark, and only there, a warning says so.
+  const bool near_mark = a.fcs && std::abs(a.fcs->time - computed(log, "FCs_time")) <= 30;
+  const bool warned = std::any_of(a.warnings.begin(), a.warnings.end(), [](const std::string& w) {
+    return w.find("FCs") != std::string::npos;
+  });
+  BOOST_TEST(warned == !near_mark, (a.fcs ? a.fcs->time : -1.0));
 }
 
 // Without the roaster's state channel, CHARGE comes from Artisan's BT-break rule.

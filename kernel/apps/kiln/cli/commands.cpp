@@ -741,7 +741,22 @@ int cmd_analyze(const Args& a, std::ostream& out, std::ostream& err) {
     return s.str();
   };
   out << file << (a.detect ? " (events detected)" : " (events as marked)") << "\n";
-  out << pad("EVENT", 10) << pad("TIME s", 10) << pad("BT", 8) << "INDEX\n";
+  out << pad("EVENT", 10) << pad("TIME s", 10) << pad("BT", 8) << pad("INDEX", 8) << "FROM\n";
+  const json::object* sources = nullptr;
+  if (const auto* v = o.if_contains("event_sources"); v && v->is_object())
+    sources = &v->as_object();
+  // Where an event came from, in words: DRY_END at TP means BT was past the drying phase
+  // temperature when the beans turned (the file's phases), not a second reading of the same event.
+  auto from = [&](const char* ev) -> std::string {
+    const auto* v = sources ? sources->if_contains(ev) : nullptr;
+    if (std::string_view(ev) == "TP") return "the lowest BT after CHARGE";
+    if (std::string_view(ev) == "FCs") return a.detect ? "the FCs phase temperature" : "marked";
+    if (!v || !v->is_string() || v->as_string().empty()) return "";
+    const std::string s(v->as_string());
+    if (s == "TP") return "at TP: BT was past the drying phase temperature when the beans turned";
+    if (s == "phases") return "the phase temperature";
+    return s;
+  };
   for (const char* ev : {"CHARGE", "TP", "DRY_END", "FCs", "DROP"}) {
     const auto& e = o.at("events").at(ev);
     if (e.is_null()) {
@@ -749,7 +764,7 @@ int cmd_analyze(const Args& a, std::ostream& out, std::ostream& err) {
       continue;
     }
     out << pad(ev, 10) << pad(num(e.at("time"), 1), 10) << pad(num(e.at("bt"), 1), 8)
-        << e.at("index").as_int64() << "\n";
+        << pad(std::to_string(e.at("index").as_int64()), 8) << from(ev) << "\n";
   }
   const auto& ph = o.at("phases");
   out << "phases: drying " << num(ph.at("drying"), 1) << " s, maillard "

@@ -29,6 +29,31 @@ using runtime::Kernel;
 
 namespace {
 
+// 60, 0.5, 2.25: as a person writes a speed.
+std::string short_number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+// The Bullet R1 state codes, as the roaster's display names them.
+std::string state_name(int state) {
+  switch (state) {
+    case 0:
+      return "OFF";
+    case 2:
+      return "PREHEAT";
+    case 4:
+      return "CHARGE";
+    case 6:
+      return "ROASTING";
+    case 8:
+      return "COOLING";
+    default:
+      return "state " + std::to_string(state);
+  }
+}
+
 std::unique_ptr<Kernel> boot(const Args& a, bool resolve) {
   auto opts = boot_options(a, resolve);
   opts.open_storage = true;
@@ -239,6 +264,11 @@ int cmd_sessions_list(const Args& a, std::ostream& out) {
     return runtime::kExitOk;
   }
   if (list.empty()) out << "no roast sessions yet (kiln record sends telemetry)\n";
+  if (!list.empty())
+    out << std::left << std::setw(30) << "SESSION" << std::setw(10) << "TENANT" << std::setw(14)
+        << "DEVICE" << std::setw(8) << "STATE" << std::setw(10) << "ROAST" << std::setw(10)
+        << "CLOSED BY"
+        << "MISSION\n";
   for (const auto& s : list) {
     out << std::left << std::setw(30) << s.id << std::setw(10) << s.tenant << std::setw(14)
         << s.device << std::setw(8) << s.state;
@@ -342,6 +372,9 @@ int cmd_report(const Args& a, std::ostream& out, std::ostream& err) {
     err << "kiln report: cannot write " << *a.out_file << "\n";
     return runtime::kExitFailed;
   }
+  if (const auto ext = fs::path(*a.out_file).extension(); ext != ".html" && ext != ".htm")
+    err << "kiln report: note: the report is HTML (open it in a browser); " << *a.out_file
+        << " does not end in .html\n";
   out << "wrote " << *a.out_file << " (" << rep.value().at("bytes").to_number<std::int64_t>()
       << " bytes)\n"
       << rep.value().at("summary").as_string().c_str() << "\n";
@@ -523,7 +556,9 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   double first_t = -1, last_progress = -1e18;
   out << "recording " << cred.device << " (tenant " << cred.tenant << ") from " << info.model
       << " every " << info.interval_s << " s"
-      << (info.paced_by_device ? "" : ", speed " + std::to_string(speed).substr(0, 6) + "x")
+      << (info.paced_by_device ? ""
+          : speed > 0          ? ", speed " + short_number(speed) + "x"
+                               : std::string(", as fast as it reads"))
       << " -> " << (client ? url : std::string("local storage")) << "\n";
   bool spool_backlog = client && !fs::is_empty(spool);
   auto flush_batch = [&]() {
@@ -601,9 +636,9 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
     if (s.t - last_progress >= 30) {
       last_progress = s.t;
       out << "  +" << std::setw(5) << static_cast<int>(s.t - first_t) << " s  BT " << std::fixed
-          << std::setprecision(1) << s.bt << "  ET " << s.et << std::defaultfloat << "  state "
-          << s.state << "  sent " << sent << (spooled ? "  spooled " + std::to_string(spooled) : "")
-          << "\n"
+          << std::setprecision(1) << s.bt << "  ET " << s.et << std::defaultfloat << "  "
+          << state_name(s.state) << "  sent " << sent
+          << (spooled ? "  spooled " + std::to_string(spooled) : "") << "\n"
           << std::flush;
     }
     if (cooled || (duration > 0 && s.t - first_t >= duration)) break;
