@@ -277,7 +277,11 @@ BOOST_AUTO_TEST_CASE(bad_batches_are_refused_naming_what_is_wrong) {
   {
     auto c = payload_with().head(4, 1);
     c.head(5, 3).text("t").uint(1).text("bt").f64(std::nan("")).text("et").uint(3);
-    BOOST_TEST(decode_error(c.out) == "sample 0 needs numbers t, bt and et");
+    // A number, but not a finite one: a bad reading (bad_samples), said as such.
+    EnvelopeError err;
+    BOOST_TEST(!detail::decode_batch(c.out, &err).has_value());
+    BOOST_TEST(err.reason == "bad_samples");
+    BOOST_TEST(err.message == "sample 0 has a t, bt or et that is not finite (NaN or infinity)");
   }
   {
     auto c = payload_with().head(4, 1);

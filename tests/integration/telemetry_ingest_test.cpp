@@ -3,6 +3,7 @@
 // sessionizer opening and closing a session, and the roast_report mission it starts — analysis,
 // QC, HTML report, spoken summary — all in the ledger.
 #define BOOST_TEST_MODULE telemetry_ingest
+#include <cmath>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -204,6 +205,16 @@ BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason)
   BOOST_TEST(s.call("POST", "/v1/devices", "viewer", R"({"device": "r1-x"})").status == 403);
   auto again = s.call("POST", "/v1/devices", "operator", R"({"device": "r1-one"})");
   BOOST_TEST(again.status == 409, again.body);
+  // A public key that is not one is refused — never replaced by a pair made here, whose secret
+  // would then travel over the wire.
+  for (const std::string& pk : {std::string("ggg"), std::string("abc"), std::string(),
+                                std::string(63, 'a'), std::string(64, '0')}) {
+    auto bad = s.call("POST", "/v1/devices", "operator",
+                      R"({"device": "r1-pk", "public_key": ")" + pk + "\"}");
+    BOOST_TEST(bad.status == 422, pk << ": " << bad.body);
+    BOOST_TEST(contains(bad.body, "body.public_key"), bad.body);
+    BOOST_TEST(!contains(bad.body, "secret_key"), bad.body);
+  }
 
   std::vector<telemetry::Sample> ten;
   for (int i = 0; i < 10; ++i) {
@@ -238,12 +249,20 @@ BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason)
           409, "replayed_sequence");
   // Garbled bytes and a flipped signature byte.
   refused("r1-one", "not cbor at all", 400, "malformed");
+  // Refused before its batch was read: boot and seq are unknown (null), not 0.
+  const auto garbled = body(s.send("r1-one", "not cbor at all"));
+  BOOST_TEST(garbled.at("error").at("details").at("boot").is_null());
+  BOOST_TEST(garbled.at("error").at("details").at("seq").is_null());
   std::string flipped = telemetry::sign_envelope(batch("r1-one", 7, 2, ten), key, "acme", "r1-one");
   flipped[flipped.size() - 3] ^= 0x01;
   refused("r1-one", flipped, 401, "bad_signature");
-  // Bound to its tenant and stream: the same envelope sent for another device does not verify.
-  refused("r1-two", telemetry::sign_envelope(batch("r1-one", 7, 3, ten), key, "acme", "r1-one"),
-          401, "bad_signature");
+  // Bound to its tenant and stream: the same envelope sent for another device (a wrong URL) is
+  // refused as that, naming the key's device, not as a bad signature.
+  auto misrouted =
+      s.send("r1-two", telemetry::sign_envelope(batch("r1-one", 7, 3, ten), key, "acme", "r1-one"));
+  BOOST_TEST(misrouted.status == 403, misrouted.body);
+  BOOST_TEST(code_of(misrouted) == "wrong_device", misrouted.body);
+  BOOST_TEST(contains(misrouted.body, "POST it to /v1/telemetry/r1-one"), misrouted.body);
   // An unknown key.
   auto stranger = telemetry::generate_key("0123456789abcdef");
   refused("r1-one",
@@ -308,6 +327,43 @@ BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason)
                     telemetry::sign_envelope(batch("r1-one", 8, 4, ten), new_key, "acme", "r1-one"))
                  .status == 200);
 
+  // The key's 8 bytes as its key id (a COSE habit) name the same key.
+  auto raw_kid = new_key;
+  raw_kid.kid.clear();
+  for (std::size_t i = 0; i < new_key.kid.size(); i += 2)
+    raw_kid.kid.push_back(static_cast<char>(std::stoi(new_key.kid.substr(i, 2), nullptr, 16)));
+  auto raw_ok = s.send(
+      "r1-one", telemetry::sign_envelope(batch("r1-one", 8, 5, ten), raw_kid, "acme", "r1-one"));
+  BOOST_TEST(raw_ok.status == 200, raw_ok.body);
+  // A key id that names nothing of ours, in bytes that are not text: refused and shown escaped;
+  // the answer and the ledger stay valid JSON (they once carried the raw bytes).
+  auto junk = stranger;
+  junk.kid = std::string("\xff\xfe\x01junk", 7);
+  auto odd = s.send("r1-one",
+                    telemetry::sign_envelope(batch("r1-one", 8, 6, ten), junk, "acme", "r1-one"));
+  BOOST_TEST(odd.status == 401, odd.body);
+  BOOST_TEST(code_of(odd) == "unknown_key", odd.body);
+  BOOST_TEST(contains(std::string(body(odd).at("error").at("message").as_string()),
+                      "'\\xff\\xfe\\x01junk' is not a kiln key id"),
+             odd.body);
+  // A key id longer than any name: malformed, before it could reach the ledger.
+  auto huge = stranger;
+  huge.kid = std::string(60000, 'k');
+  refused("r1-one", telemetry::sign_envelope(batch("r1-one", 8, 7, ten), huge, "acme", "r1-one"),
+          400, "malformed");
+  // A reading that is NaN: a bad sample (422), not a bad payload.
+  auto not_a_number = ten;
+  not_a_number[3].bt = std::nan("");
+  refused("r1-one",
+          telemetry::sign_envelope(batch("r1-one", 8, 8, not_a_number), new_key, "acme", "r1-one"),
+          422, "bad_samples");
+  // Path bytes that are not UTF-8 come back as valid JSON too.
+  auto bad_path = s.call("GET", "/v1/sessions/%FF%FE", "viewer");
+  BOOST_TEST(bad_path.status == 404);
+  json::error_code jec;
+  json::parse(bad_path.body, jec);
+  BOOST_TEST(!jec, bad_path.body);
+
   // Counted by reason in /metrics, and every refusal in the ledger.
   auto metrics = s.call("GET", "/metrics", "").body;
   for (const char* reason :
@@ -316,9 +372,10 @@ BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason)
     BOOST_TEST(
         contains(metrics, std::string("kiln_telemetry_rejected_total{reason=\"") + reason + "\"} "),
         reason);
-  BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"bad_signature\"} 2"));
-  BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"unknown_key\"} 2"));
-  BOOST_TEST(contains(metrics, "kiln_telemetry_batches_total 6"));
+  BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"bad_signature\"} 1"));
+  BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"wrong_device\"} 2"));
+  BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"unknown_key\"} 3"));
+  BOOST_TEST(contains(metrics, "kiln_telemetry_batches_total 7"));
   BOOST_TEST(contains(metrics, "kiln_telemetry_duplicates_total 1"));
   for (std::size_t at = metrics.find("kiln_telemetry"); at != std::string::npos;
        at = metrics.find("kiln_telemetry", at + 1))
@@ -337,8 +394,8 @@ BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason)
       }
     rejects += e.at("kind") == "telemetry.rejected";
   }
-  BOOST_TEST(batches == 6u);
-  BOOST_TEST(rejects >= 13u);
+  BOOST_TEST(batches == 7u);
+  BOOST_TEST(rejects >= 15u);
   BOOST_TEST(s.kiln({"ledger", "verify"}).exit_code == 0);
   // The devices list shows the states.
   auto list = body(s.call("GET", "/v1/devices", "viewer"));
@@ -615,6 +672,7 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
                         s.keys.at("operator"), "--speed", "0", "--spool", "spool"});
   BOOST_TEST(online.exit_code == 0, online.out << online.err);
   BOOST_TEST(contains(online.out, "waiting in the spool 0"), online.out);
+  BOOST_TEST(contains(online.out, "(and 6 from the spool)"), online.out);
   BOOST_TEST(fs::is_empty(s.dir.path() / "spool" / "rejected"));
 
   json::value session, partial;

@@ -202,3 +202,71 @@ BOOST_AUTO_TEST_CASE(a_reboot_whose_clock_starts_over_is_a_new_timeline) {
     BOOST_TEST(x.last_boot.value_or(-1) == x.first_boot.value_or(-2));
   }
 }
+
+// Session ids are unique across tenants whatever their names: device "r1-1" at second
+// 1800000007 in tenant "acme" and device "r1" at second 1 in tenant "1800000007-acme" once made
+// the same id (the second's session was then lost to a UNIQUE constraint).
+BOOST_AUTO_TEST_CASE(session_ids_never_collide_across_tenants) {
+  Fixture f;
+  {
+    telemetry::Sessionizer s(
+        f.ledger, [&] { return f.detector; }, [](const telemetry::SessionInfo&) {},
+        telemetry::SessionOptions{});
+    auto feed = [&](const std::string& tenant, const std::string& device, double shift) {
+      auto samples = fixture_roast(true);
+      for (auto& x : samples) x.t += shift;
+      for (std::size_t i = 0; i < samples.size(); i += 10)
+        s.add(tenant, device, 1,
+              std::vector<telemetry::Sample>(
+                  samples.begin() + static_cast<std::ptrdiff_t>(i),
+                  samples.begin() + static_cast<std::ptrdiff_t>(std::min(i + 10, samples.size()))));
+      s.flush();
+    };
+    feed("acme", "r1-1", 0);                    // CHARGE at 1800000007.5
+    feed("1800000007-acme", "r1", -1.8e9 - 6);  // CHARGE at 1.5
+  }
+  auto a = telemetry::Sessionizer::list(f.ledger.path(), std::string("acme"), std::nullopt, 10);
+  auto b = telemetry::Sessionizer::list(f.ledger.path(), std::string("1800000007-acme"),
+                                        std::nullopt, 10);
+  BOOST_REQUIRE_EQUAL(a.size(), 1u);
+  BOOST_REQUIRE_EQUAL(b.size(), 1u);
+  BOOST_TEST(a[0].id != b[0].id);
+  BOOST_TEST(a[0].id == "s-r1-1-1800000007@acme");
+  BOOST_TEST(b[0].id == "s-r1-1@1800000007-acme");
+}
+
+// The clock starts over at exactly the same second (a simulated roaster run again within the
+// second its last run began): the new boot's CHARGE falls on the same second as the old one's,
+// and its session gets an id of its own (naming its boot) instead of reopening the old row.
+BOOST_AUTO_TEST_CASE(a_charge_at_the_same_second_on_a_new_boot_is_another_session) {
+  Fixture f;
+  {
+    telemetry::Sessionizer s(
+        f.ledger, [&] { return f.detector; },
+        [&](const telemetry::SessionInfo& i) {
+          std::lock_guard lock(f.mu);
+          f.closed.push_back(i);
+        },
+        telemetry::SessionOptions{});
+    auto feed = [&](std::int64_t boot, std::size_t upto) {
+      auto samples = fixture_roast(true);
+      upto = std::min(upto, samples.size());
+      for (std::size_t i = 0; i < upto; i += 10)
+        s.add("acme", "r1", boot,
+              std::vector<telemetry::Sample>(
+                  samples.begin() + static_cast<std::ptrdiff_t>(i),
+                  samples.begin() + static_cast<std::ptrdiff_t>(std::min(i + 10, upto))));
+      s.flush();
+    };
+    feed(7, 250);    // a partial roast
+    feed(8, 10000);  // the whole roast again, the same device times
+  }
+  BOOST_REQUIRE_EQUAL(f.closed.size(), 2u);
+  BOOST_TEST(f.closed[0].close_reason == "reboot");
+  BOOST_TEST(f.closed[1].close_reason == "drop");
+  BOOST_TEST(f.closed[0].id != f.closed[1].id);
+  BOOST_TEST(f.closed[1].id == "s-r1-1800000007~b8@acme");
+  auto all = telemetry::Sessionizer::list(f.ledger.path(), std::string("acme"), std::nullopt, 10);
+  BOOST_REQUIRE_EQUAL(all.size(), 2u);
+  for (const auto& x : all) BOOST_TEST(x.last_boot.value_or(-1) == x.first_boot.value_or(-2));
+}

@@ -17,6 +17,12 @@ std::string did_you_mean(std::string_view word, const std::vector<std::string>& 
 
 std::string join(const std::vector<std::string>& items, std::string_view sep = ", ");
 
+// `s` with every byte that is not part of well-formed UTF-8 (RFC 3629: no overlong forms, no
+// surrogates, nothing past U+10FFFF) replaced by U+FFFD. JSON text must be UTF-8; Boost.JSON
+// writes strings byte for byte, so text that came from outside goes through this before it
+// reaches an answer or the ledger.
+std::string to_valid_utf8(std::string s);
+
 std::string to_lower(std::string_view s);
 std::string to_upper(std::string_view s);
 

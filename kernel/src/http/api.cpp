@@ -847,8 +847,16 @@ Router build_api(ApiContext& ctx) {
     return o;
   };
   auto public_key_of = [](const json::object& b) -> std::optional<telemetry::PublicKey> {
-    if (auto* pk = b.if_contains("public_key")) return telemetry::parse_public_key(pk->as_string());
-    return std::nullopt;
+    // Present means the device keeps its secret: a key that does not parse is an error, never a
+    // reason to make a pair here instead (that would send a secret over the wire).
+    auto* pk = b.if_contains("public_key");
+    if (!pk) return std::nullopt;
+    try {
+      return telemetry::parse_device_public_key(pk->as_string());
+    } catch (const std::invalid_argument& e) {
+      throw HttpError{422, "invalid_request", std::string("body.public_key: ") + e.what(),
+                      json::object{{"field", "body.public_key"}}};
+    }
   };
   r.add({"POST",
          "/v1/devices",
@@ -1227,6 +1235,28 @@ Router build_api(ApiContext& ctx) {
                200, json::object{{"events", std::move(events)},
                                  {"next_after", more ? json::value(last) : json::value(nullptr)}});
          }});
+  // What routes answer besides the statuses their shape implies, for /openapi.json.
+  const std::map<std::string, std::map<int, std::string>> errors = {
+      {"ingestTelemetry",
+       {{400, "malformed envelope or payload (malformed, unsupported_alg, bad_payload)"},
+        {401,
+         "no or a bad API key; or the device key is unknown, revoked or expired, or the "
+         "signature does not verify (unknown_key, revoked_key, expired_key, bad_signature)"},
+        {403,
+         "the API key's role is too low; or the key belongs to another device than the "
+         "path's (wrong_device)"},
+        {404, ""},  // the path names a stream, not something looked up
+        {409, "replayed_sequence, stale_sequence, stale_boot"},
+        {413, "oversized_batch (too many samples or bytes)"},
+        {422, "bad_samples, clock_skew"}}},
+      {"createSpeech", {{404, "no such voice (GET /v1/audio/voices lists them)"}}},
+      {"addDevice", {{409, "the device has a key already (rotate it instead)"}}},
+      {"revokeDeviceKey", {{409, "the key is revoked already"}}},
+      {"listSessions", {{422, "a query parameter out of range"}}},
+  };
+  for (auto& route : r.routes_mutable())
+    if (auto it = errors.find(route.operation); it != errors.end())
+      route.documented_errors = it->second;
   // Operations routes are public unless the deployment lists fewer (server.public_routes).
   Router out;
   for (auto route : r.routes()) {

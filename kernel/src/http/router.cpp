@@ -21,7 +21,7 @@ std::string Request::header(std::string_view name) const {
 Response Response::json(int status, const json::value& v) {
   Response r;
   r.status = status;
-  r.body = json::serialize(v);
+  r.body = common::to_valid_utf8(json::serialize(v));  // a path or field echoed may not be UTF-8
   return r;
 }
 
@@ -334,6 +334,12 @@ json::object Router::openapi(const std::string& version) const {
     }
     if (r.pattern.find('{') != std::string::npos)
       responses["404"] = error_response("not found (or another tenant's)");
+    for (const auto& [status, text] : r.documented_errors) {
+      if (text.empty())
+        responses.erase(std::to_string(status));
+      else
+        responses[std::to_string(status)] = error_response(text);
+    }
     responses["default"] = error_response("error");
     op["responses"] = std::move(responses);
     std::string method = common::to_lower(r.method);

@@ -93,6 +93,9 @@ struct Route {
   std::string raw_body_type = {};
   // Set instead of `handler` for a route that answers later without holding a thread.
   AsyncHandler async_handler = nullptr;
+  // Error statuses of this route beyond those /openapi.json derives from its shape (auth, body,
+  // path parameters); an empty text removes a derived one the route never answers.
+  std::map<int, std::string> documented_errors = {};
 };
 
 // Resolves an API key to an identity; nullopt when unknown or revoked.

@@ -281,6 +281,9 @@ struct Server::Impl {
     for (;;) {
       bhttp::request_parser<bhttp::string_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(o.header_limit));
+      // Beast's parser refuses a Content-Length over its own default (1 MiB) while reading the
+      // header, before the route is known: no limit yet, the route's applies below (413).
+      parser.body_limit(boost::none);
       conn.deadline = Clock::now() + o.idle_timeout;
       auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, parser, kTuple);
       (void)hn;

@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/sha256.hpp"
+#include "common/strings.hpp"
 #include "storage/schema.hpp"
 #include "storage/sqlite.hpp"
 
@@ -87,7 +88,12 @@ void append_json_string(std::string& out, std::string_view s) {
 
 SqliteLedger::Prepared SqliteLedger::prepare(NewEvent&& e) {
   Prepared p;
-  p.payload = json::serialize(e.payload);
+  // Strings from outside (a device's fields, a request path) may hold bytes that are not UTF-8;
+  // stored as they are they would make the row unreadable as JSON.
+  p.payload = common::to_valid_utf8(json::serialize(e.payload));
+  e.tenant = common::to_valid_utf8(std::move(e.tenant));
+  e.stream = common::to_valid_utf8(std::move(e.stream));
+  e.kind = common::to_valid_utf8(std::move(e.kind));
   p.tail.reserve(e.tenant.size() + e.stream.size() + e.kind.size() + p.payload.size() * 5 / 4 + 16);
   append_json_string(p.tail, e.tenant);
   p.tail += ',';

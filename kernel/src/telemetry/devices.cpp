@@ -113,6 +113,20 @@ std::optional<PublicKey> parse_public_key(std::string_view hex) {
   return k;
 }
 
+PublicKey parse_device_public_key(std::string_view hex) {
+  auto k = parse_public_key(hex);
+  if (!k)
+    throw std::invalid_argument(
+        "a public key is 64 hex digits (the device's 32-byte Ed25519 "
+        "public key), not " +
+        std::to_string(hex.size()) + " characters of that");
+  if (crypto_core_ed25519_is_valid_point(k->data()) != 1)
+    throw std::invalid_argument(
+        "the public key is not a usable Ed25519 public key (not a point of the curve, or one of "
+        "small order such as all zeros); export it again from the device");
+  return *k;
+}
+
 std::string DeviceKey::status(const std::string& now) const {
   if (revoked_at) return "revoked";
   if (not_after) return *not_after < now ? "expired" : "retiring";

@@ -38,6 +38,10 @@ std::string key_id(const PublicKey& pub);
 std::string to_hex(const unsigned char* data, std::size_t n);
 // Parses 64 hex digits; nullopt otherwise.
 std::optional<PublicKey> parse_public_key(std::string_view hex);
+// A public key offered for a device (`kiln devices add --public-key`, POST /v1/devices): 64 hex
+// digits that decode to a valid Ed25519 point (not the all-zero key, not a small-order point).
+// Throws std::invalid_argument saying which it is not.
+PublicKey parse_device_public_key(std::string_view hex);
 
 // A device's secret key as `kiln devices add|rotate` writes it (JSON, mode 0600) and
 // `kiln record` reads it: {"tenant", "device", "kid", "secret_key" (128 hex)}.

@@ -430,6 +430,11 @@ std::optional<Parsed> parse_envelope(std::string_view envelope, std::string_view
       return bad("malformed", "an Ed25519 signature is 64 bytes, this one " +
                                   std::to_string(top.items[3].s.size()));
     Parsed p;
+    // A key id names a key; it is not a place for data (it reaches messages and the ledger).
+    if (kid->s.size() > kMaxKeyIdBytes)
+      return bad("malformed", "the key id (protected header 4) has " +
+                                  std::to_string(kid->s.size()) + " bytes; at most " +
+                                  std::to_string(kMaxKeyIdBytes) + " are accepted");
     p.kid = kid->s;
     p.to_be_signed = sig_structure(top.items[0].s, external_aad(tenant, stream), top.items[2].s);
     p.signature = top.items[3].s;
@@ -491,6 +496,7 @@ std::optional<Batch> decode_batch(std::string_view cbor, EnvelopeError* error) {
       if (m.major != 5) return bad("each sample must be a map");
       const auto v = map_fields(samples_c, m, 2, kSample);
       Sample x;
+      bool not_finite = false;
       auto num = [&](std::size_t k, double* out) {
         if (v[k].empty()) return false;
         Cursor::Head h;
@@ -498,6 +504,7 @@ std::optional<Batch> decode_batch(std::string_view cbor, EnvelopeError* error) {
         auto d = Cursor::number(h);
         if (!d) return false;
         *out = *d;
+        not_finite = not_finite || !std::isfinite(*out);
         return std::isfinite(*out);
       };
       auto integer = [&](std::size_t k, int* out) {
@@ -514,8 +521,14 @@ std::optional<Batch> decode_batch(std::string_view cbor, EnvelopeError* error) {
           return false;
         return true;
       };
-      if (!num(0, &x.t) || !num(1, &x.bt) || !num(2, &x.et))
+      if (!num(0, &x.t) || !num(1, &x.bt) || !num(2, &x.et)) {
+        if (not_finite) {  // a number, but NaN or infinite: a bad reading, not a bad payload
+          *error = {"bad_samples", "sample " + std::to_string(b.samples.size()) +
+                                       " has a t, bt or et that is not finite (NaN or infinity)"};
+          return std::nullopt;
+        }
         return bad("sample " + std::to_string(b.samples.size()) + " needs numbers t, bt and et");
+      }
       if (!v[3].empty() && !num(3, &x.ror)) return bad("sample ror must be a number");
       if (!integer(4, &x.heater) || !integer(5, &x.fan) || !integer(6, &x.drum) ||
           !integer(7, &x.state))

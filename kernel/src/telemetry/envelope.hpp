@@ -22,6 +22,9 @@ struct KeyPair {
   SecretKey secret{};
 };
 
+// The longest key id an envelope may carry (a name for a key, not a place for data).
+inline constexpr std::size_t kMaxKeyIdBytes = 64;
+
 // A fresh Ed25519 key pair.
 KeyPair generate_key(std::string kid);
 
@@ -35,8 +38,8 @@ std::string sign_envelope(const Batch& b, const KeyPair& key, std::string_view t
 
 // Why an envelope was refused; `reason` is a stable code for metrics and the ledger.
 struct EnvelopeError {
-  std::string
-      reason;  // "malformed" | "unsupported_alg" | "unknown_key" | "bad_signature" | "bad_payload"
+  std::string reason;   // "malformed" | "unsupported_alg" | "unknown_key" | "bad_signature" |
+                        // "bad_payload" | "bad_samples" (a reading that is NaN or infinite)
   std::string message;  // what was wrong, for a person
 };
 

@@ -23,6 +23,24 @@ std::string seconds_text(double s) {
 
 }  // namespace
 
+// At most 64 characters of `s`, printable ASCII kept and every other byte as \xNN: what an
+// untrusted field may show of itself in a message or a ledger event.
+std::string printable(std::string_view s) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : s.substr(0, 64)) {
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += "\\x";
+      out.push_back(digits[c >> 4]);
+      out.push_back(digits[c & 15]);
+    }
+  }
+  if (s.size() > 64) out += "...";
+  return out;
+}
+
 json::array samples_json(const std::vector<Sample>& samples) {
   json::array rows;
   rows.reserve(samples.size());
@@ -69,9 +87,10 @@ json::object IngestResult::to_json() const {
   json::object o{{"accepted", accepted}, {"duplicate", duplicate}};
   if (!device.empty()) o["device"] = device;
   if (!kid.empty()) o["kid"] = kid;
-  o["boot"] = boot;
-  o["seq"] = seq;
-  o["samples"] = samples;
+  // Refused before its batch was read: boot, seq and samples are unknown, not 0.
+  o["boot"] = decoded ? json::value(boot) : json::value(nullptr);
+  o["seq"] = decoded ? json::value(seq) : json::value(nullptr);
+  o["samples"] = decoded ? json::value(samples) : json::value(nullptr);
   if (ledger_seq > 0) o["ledger_seq"] = ledger_seq;
   return o;
 }
@@ -122,7 +141,7 @@ IngestResult Ingestor::refuse(const std::string& tenant, IngestResult r, const c
   json::object payload{{"reason", r.reason}, {"message", r.message}};
   if (!r.device.empty()) payload["device"] = r.device;
   if (!r.kid.empty()) payload["kid"] = r.kid;
-  if (r.seq || r.boot) {
+  if (r.decoded) {
     payload["boot"] = r.boot;
     payload["seq"] = r.seq;
   }
@@ -154,6 +173,22 @@ std::optional<IngestResult> Ingestor::check(const std::string& tenant, const std
     return refuse(tenant, r,
                   err.reason == "unsupported_alg" ? reject::kUnsupportedAlg : reject::kMalformed,
                   err.message);
+  // kiln's key ids are 16 hex digits (sent as those characters); a device that sends the key's
+  // 8 bytes instead (a COSE habit) means the same key. Anything else names no key of ours, and
+  // is never echoed raw: it would put arbitrary bytes into a JSON answer and the ledger.
+  auto is_key_id = [](const std::string& x) {
+    return x.size() == 16 && std::all_of(x.begin(), x.end(), [](char c) {
+             return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+           });
+  };
+  if (!is_key_id(parsed->kid) && parsed->kid.size() == 8)
+    parsed->kid = to_hex(reinterpret_cast<const unsigned char*>(parsed->kid.data()), 8);
+  if (!is_key_id(parsed->kid)) {
+    r.kid = printable(parsed->kid);
+    return refuse(tenant, r, reject::kUnknownKey,
+                  "the key id '" + r.kid + "' is not a kiln key id: 16 lower-case hex digits " +
+                      "(or the key's 8 bytes); `kiln devices list` shows them");
+  }
   r.kid = parsed->kid;
   auto key = devices_.find(tenant, parsed->kid);
   if (!key)
@@ -171,15 +206,26 @@ std::optional<IngestResult> Ingestor::check(const std::string& tenant, const std
     return refuse(tenant, r, reject::kExpiredKey,
                   "device key " + key->kid + " was rotated out; it expired at " + *key->not_after +
                       " (the device must sign with its new key)");
+  // Sent for another device than its key's (a wrong URL): the stream is signed with it, so the
+  // signature could only fail; say what is wrong instead.
+  if (stream != key->device)
+    return refuse(tenant, r, reject::kWrongDevice,
+                  "key " + key->kid + " belongs to device " + key->device +
+                      "; this envelope was sent for '" + printable(stream) +
+                      "' (POST it to /v1/telemetry/" + key->device + ")");
   if (!detail::verify(*parsed, key->public_key))
     return refuse(tenant, r, reject::kBadSignature,
                   "the signature does not verify with key " + key->kid + " for tenant " + tenant +
                       " and stream " + stream);
   auto batch = detail::decode_batch(parsed->payload, &err);
-  if (!batch) return refuse(tenant, r, reject::kBadPayload, err.message);
+  if (!batch)
+    return refuse(tenant, r,
+                  err.reason == "bad_samples" ? reject::kBadSamples : reject::kBadPayload,
+                  err.message);
   r.boot = batch->device.boot;
   r.seq = batch->seq;
   r.samples = batch->samples.size();
+  r.decoded = true;
   if (batch->device.device != key->device || stream != key->device)
     return refuse(tenant, r, reject::kWrongDevice,
                   "key " + key->kid + " belongs to device " + key->device +

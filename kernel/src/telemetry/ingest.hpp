@@ -74,6 +74,7 @@ struct IngestResult {
   std::string kid, device;
   std::uint64_t boot = 0, seq = 0;
   std::size_t samples = 0;
+  bool decoded = false;  // boot, seq and samples are the batch's (else unknown: null in JSON)
   // The telemetry.batches event listing this batch, shared by the batches stored with it (0 for
   // a duplicate).
   std::int64_t ledger_seq = 0;

@@ -373,15 +373,28 @@ void Sessionizer::open_session(const std::string& tenant, const std::string& dev
   s.charge_t = charge_t;
   s.start_t = std::max(d.buffer.front().t, charge_t - options_.preroll_s);
   // Deterministic: the same CHARGE of the same device is the same session.
-  // Unique across tenants: device names are only unique within one.
+  // Unique across tenants (device names are only unique within one): the tenant follows an '@',
+  // which no device name holds, so no tenant name can make two ids alike (with '-' it could:
+  // device "sim" at second 1 in tenant "17962-acme" against device "sim-1" at 17962 in "acme").
   s.first_boot = d.buffer_boot;
-  s.id = "s-" + device + "-" + std::to_string(static_cast<std::int64_t>(std::floor(charge_t)));
-  if (tenant != "default") s.id += "-" + tenant;
+  const std::string core =
+      "s-" + device + "-" + std::to_string(static_cast<std::int64_t>(std::floor(charge_t)));
+  const std::string of_tenant = tenant != "default" ? "@" + tenant : "";
+  s.id = core + of_tenant;
   bool exists = false;
   auto events = ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
-    auto st = c.prepare("SELECT 1 FROM telemetry_sessions WHERE id = ? AND tenant = ?");
+    // The same CHARGE of the same timeline is the same session; a clock that started over may
+    // show a CHARGE at the same second again, on another boot: that one's id names its boot.
+    auto st = c.prepare("SELECT first_boot FROM telemetry_sessions WHERE id = ? AND tenant = ?");
     st.bind(1, s.id).bind(2, tenant);
     exists = st.step();
+    if (exists && s.first_boot && !st.is_null(0) && st.int64(0) != *s.first_boot) {
+      st.reset();
+      s.id = core + "~b" + std::to_string(*s.first_boot) + of_tenant;
+      auto again = c.prepare("SELECT 1 FROM telemetry_sessions WHERE id = ? AND tenant = ?");
+      again.bind(1, s.id).bind(2, tenant);
+      exists = again.step();
+    }
     if (exists) return {};
     // The device's profile, pinned to the version current at CHARGE.
     json::value profile = nullptr;

@@ -183,7 +183,10 @@ Analyses an Artisan roast log through the tool roast.analyze: CHARGE, TP, DRY EN
 (degree-minutes above 100 °C from TP to DROP) and the rate of rise. Without --detect the events
 marked in the file are used; with --detect they are ignored and detected: CHARGE and DROP from
 the roaster's state channel when the log has one (Bullet R1), else from Artisan's BT-break rule;
-TP as the lowest BT after CHARGE; DRY END and FCs from the log's phase temperatures.
+TP as the lowest BT after CHARGE; DRY END and FCs from the log's phase temperatures (a warning
+says where FCs is missing or over 30 s from the marked one: roasters mark it by ear).
+Like every tool call it is audited in this deployment's ledger (storage.path, default
+var/kiln.db, created if missing).
 Example: kiln analyze roast.alog --detect --json
 )"},
     {"say", R"(Usage: kiln say TEXT [-o FILE] [--voice V] [--speed S] [--format F] [--server URL]

@@ -92,9 +92,11 @@ fs::path default_key_file(const std::string& tenant, const std::string& device,
 
 std::optional<telemetry::PublicKey> public_key_arg(const Args& a) {
   if (!a.public_key) return std::nullopt;
-  auto k = telemetry::parse_public_key(*a.public_key);
-  if (!k) throw std::invalid_argument("--public-key takes 64 hex digits (an Ed25519 public key)");
-  return k;
+  try {
+    return telemetry::parse_device_public_key(*a.public_key);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("--public-key: ") + e.what());
+  }
 }
 
 void print_key(const telemetry::DeviceKey& k, std::ostream& out) {
@@ -659,8 +661,9 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   for (const auto& e : fs::directory_iterator(spool))
     if (e.is_regular_file() && e.path().extension() == ".cose") ++left;
   if (!client) k->telemetry().sessions().flush();
-  out << "recorded " << reads << " readings in " << seq << " batches: sent " << sent + drained
-      << ", refused " << rejected << ", waiting in the spool " << left
+  out << "recorded " << reads << " readings in " << seq << " batches: sent " << sent
+      << (drained ? " (and " + std::to_string(drained) + " from the spool)" : "") << ", refused "
+      << rejected << ", waiting in the spool " << left
       << (left ? " (" + spool.string() + "; the next kiln record sends them)" : "") << "\n";
   if (!fatal.empty()) {
     err << "kiln record: " << fatal << "\n";
