@@ -205,7 +205,7 @@ BOOST_AUTO_TEST_CASE(keys_and_roles_are_enforced_on_every_v1_route) {
   auto forbidden = s.call("POST", "/v1/tools/kiln.echo:invoke", "a_viewer", R"({"input": {}})");
   BOOST_TEST(forbidden.status == 403);
   BOOST_TEST(contains(body(forbidden).at("error").at("message").as_string().c_str(),
-                      "needs the operator role; this key has viewer"));
+                      "POST /v1/tools/{name}:invoke needs the operator role; this key has viewer"));
   auto ok = s.call("POST", "/v1/tools/kiln.echo:invoke", "a_operator", R"({"input": {"x": 1}})");
   BOOST_TEST(ok.status == 200, ok.body);
   BOOST_TEST(body(ok).at("output").at("x").as_int64() == 1);

@@ -169,8 +169,9 @@ std::optional<Response> Router::admit(const Route& route, Request& req,
     if (!id) return error(401, "unauthenticated", "the API key is not valid (unknown or revoked)");
     if (id->actor.role < *route.role)
       return error(403, "forbidden",
-                   route.summary + " needs the " + std::string(missions::to_string(*route.role)) +
-                       " role; this key has " + std::string(missions::to_string(id->actor.role)));
+                   route.method + " " + route.pattern + " needs the " +
+                       std::string(missions::to_string(*route.role)) + " role; this key has " +
+                       std::string(missions::to_string(id->actor.role)));
     req.actor = id->actor;
     req.tenant = id->tenant;
   }

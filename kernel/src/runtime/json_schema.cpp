@@ -1,11 +1,21 @@
 #include "runtime/json_schema.hpp"
 
 #include <cmath>
+#include <cstdio>
 
 namespace kiln::runtime {
 namespace json = boost::json;
 
 namespace {
+
+// A schema's bound as a person writes it: 4, 0.25 (not 4E0, 2.5E-1).
+std::string bound(const json::value& v) {
+  if (v.is_int64()) return std::to_string(v.get_int64());
+  if (v.is_uint64()) return std::to_string(v.get_uint64());
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v.to_number<double>());
+  return buf;
+}
 
 const char* kind_of(const json::value& v) {
   switch (v.kind()) {
@@ -80,24 +90,25 @@ std::optional<std::string> validate_json(const json::value& schema_v, const json
     return path + ": must be " + json::serialize(*c);
   if (value.is_number()) {
     if (auto* m = schema.if_contains("minimum"); m && m->is_number() && num(value) < num(*m))
-      return path + ": must be >= " + json::serialize(*m);
+      return path + ": must be >= " + bound(*m);
     if (auto* m = schema.if_contains("maximum"); m && m->is_number() && num(value) > num(*m))
-      return path + ": must be <= " + json::serialize(*m);
+      return path + ": must be <= " + bound(*m);
   }
   if (value.is_string()) {
     auto len = static_cast<std::int64_t>(value.as_string().size());
     if (auto* m = schema.if_contains("minLength"); m && m->is_int64() && len < m->as_int64())
-      return path + ": must have at least " + json::serialize(*m) + " characters";
+      return path + (m->as_int64() == 1 ? std::string(": must not be empty")
+                                        : ": must have at least " + bound(*m) + " characters");
     if (auto* m = schema.if_contains("maxLength"); m && m->is_int64() && len > m->as_int64())
-      return path + ": must have at most " + json::serialize(*m) + " characters";
+      return path + ": must have at most " + bound(*m) + " characters";
   }
   if (value.is_array()) {
     const auto& arr = value.as_array();
     auto n = static_cast<std::int64_t>(arr.size());
     if (auto* m = schema.if_contains("minItems"); m && m->is_int64() && n < m->as_int64())
-      return path + ": must have at least " + json::serialize(*m) + " items";
+      return path + ": must have at least " + bound(*m) + " items";
     if (auto* m = schema.if_contains("maxItems"); m && m->is_int64() && n > m->as_int64())
-      return path + ": must have at most " + json::serialize(*m) + " items";
+      return path + ": must have at most " + bound(*m) + " items";
     if (auto* items = schema.if_contains("items"); items && items->is_object()) {
       for (std::size_t i = 0; i < arr.size(); ++i)
         if (auto err = validate_json(*items, arr[i], path + "[" + std::to_string(i) + "]"))
