@@ -357,6 +357,20 @@ BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason)
   refused("r1-one",
           telemetry::sign_envelope(batch("r1-one", 8, 8, not_a_number), new_key, "acme", "r1-one"),
           422, "bad_samples");
+  // Readings no roaster makes: a time decades away from the batch's, a BT of 1e300.
+  auto ancient = ten;
+  ancient[2].t = -1e9;
+  ancient[0].t = -1e9 - 2;
+  ancient[1].t = -1e9 - 1;
+  refused("r1-one",
+          telemetry::sign_envelope(batch("r1-one", 8, 9, ancient), new_key, "acme", "r1-one"), 422,
+          "bad_samples");
+  auto scorching = ten;
+  scorching[5].bt = 1e300;
+  auto hot = s.send("r1-one", telemetry::sign_envelope(batch("r1-one", 8, 10, scorching), new_key,
+                                                       "acme", "r1-one"));
+  BOOST_TEST(hot.status == 422, hot.body);
+  BOOST_TEST(contains(hot.body, "sample 5 has BT 1e+300"), hot.body);
   // Path bytes that are not UTF-8 come back as valid JSON too.
   auto bad_path = s.call("GET", "/v1/sessions/%FF%FE", "viewer");
   BOOST_TEST(bad_path.status == 404);

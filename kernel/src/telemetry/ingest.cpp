@@ -15,6 +15,15 @@ namespace json = boost::json;
 
 namespace {
 
+// Beyond any roaster probe's range (°C; a °F device stays far inside it too).
+constexpr double kMaxReadingC = 1000;
+
+std::string value_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
 std::string seconds_text(double s) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.0f", s);
@@ -243,6 +252,13 @@ std::optional<IngestResult> Ingestor::check(const std::string& tenant, const std
         !std::isfinite(s.ror) || (i > 0 && s.t <= batch->samples[i - 1].t))
       return refuse(tenant, r, reject::kBadSamples,
                     "sample " + std::to_string(i) + " is not finite or its time does not increase");
+    // Readings a roaster's probes can make: a BT of 1e300 is a broken encoder, and would poison
+    // sessions and reports.
+    if (std::abs(s.bt) > kMaxReadingC || std::abs(s.et) > kMaxReadingC)
+      return refuse(tenant, r, reject::kBadSamples,
+                    "sample " + std::to_string(i) + " has BT " + value_text(s.bt) + ", ET " +
+                        value_text(s.et) + ": outside what a roaster's probes read (±" +
+                        seconds_text(kMaxReadingC) + " °C)");
   }
   // A clock ahead of the server's is wrong; one behind may be a batch that waited in a spool
   // (replays are the sequence window's business), up to max_age_s.
@@ -257,6 +273,19 @@ std::optional<IngestResult> Ingestor::check(const std::string& tenant, const std
                       seconds_text(now - batch->sent_at) +
                       " s ago (more than telemetry.max_age_s " + seconds_text(options_.max_age_s) +
                       "; or the device's clock is behind)");
+  // Sample times near the batch's own: a sample from decades ago is a broken encoder. (A
+  // simulated roaster at speed runs ahead of the wall clock, so the window is max_age_s both
+  // ways.)
+  for (std::size_t i = 0; i < batch->samples.size(); ++i) {
+    const double t = batch->samples[i].t;
+    if (std::abs(t - batch->sent_at) > options_.max_age_s)
+      return refuse(tenant, r, reject::kBadSamples,
+                    "sample " + std::to_string(i) + " is at " + value_text(t) + ", " +
+                        value_text(std::abs(t - batch->sent_at)) +
+                        " s from the batch's sent_at (at most telemetry.max_age_s " +
+                        seconds_text(options_.max_age_s) +
+                        "): device time is seconds since the epoch");
+  }
   if (batch->device.boot > static_cast<std::uint64_t>(INT64_MAX) ||
       batch->seq > static_cast<std::uint64_t>(INT64_MAX) - options_.window)
     return refuse(tenant, r, reject::kBadPayload, "boot or sequence number out of range");
