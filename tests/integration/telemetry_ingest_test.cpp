@@ -738,6 +738,14 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
   BOOST_TEST(contains(predicted.out, "\"status\": \"fcs_reached\""), predicted.out);
   auto sessions = s.kiln({"sessions", "list", "--tenant", "acme"});
   BOOST_TEST(contains(sessions.out, std::string(session.at("id").as_string())), sessions.out);
+  // Against the server: the same table, not raw JSON.
+  auto remote =
+      s.kiln({"sessions", "list", "--server", "http://127.0.0.1:" + std::to_string(s.port),
+              "--api-key", s.keys.at("viewer")});
+  BOOST_TEST(remote.exit_code == 0, remote.err);
+  BOOST_TEST(contains(remote.out, "SESSION"), remote.out);
+  BOOST_TEST(contains(remote.out, std::string(session.at("id").as_string())), remote.out);
+  BOOST_TEST(!contains(remote.out, "{"), remote.out);
 }
 
 // Actuation reaches the roaster only through the kernel's command path: refused while the policy

@@ -10,6 +10,7 @@
 #include <boost/json.hpp>
 
 #include "cli/json_print.hpp"
+#include "cli/telemetry_commands.hpp"
 #include "http/client.hpp"
 #include "http/router.hpp"
 #include "runtime/kernel.hpp"
@@ -263,7 +264,12 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
   if (name == "sessions list") {
     std::string q = "?limit=" + enc(a.limit.value_or("100"));
     if (a.device) q += "&device=" + enc(*a.device);
-    return finish(r, r.call("GET", "/v1/sessions" + q), out, err);
+    auto res = r.call("GET", "/v1/sessions" + q);
+    json::error_code ec;
+    auto v = json::parse(res.body, ec);
+    if (a.json || res.status != 200 || ec || !v.is_array()) return finish(r, res, out, err);
+    print_sessions(v.as_array(), out);  // the table the local command prints
+    return runtime::kExitOk;
   }
   if (name == "sessions show")
     return finish(r, r.call("GET", "/v1/sessions/" + enc(need_id(a, name))), out, err);

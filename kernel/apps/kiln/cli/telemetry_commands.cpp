@@ -255,32 +255,42 @@ int cmd_devices_list(const Args& a, std::ostream& out) {
 
 // ---- sessions -------------------------------------------------------------------------------
 
+void print_sessions(const json::array& sessions, std::ostream& out) {
+  if (sessions.empty()) {
+    out << "no roast sessions yet (kiln record sends telemetry)\n";
+    return;
+  }
+  auto text = [](const json::object& o, const char* k) {
+    const auto* v = o.if_contains(k);
+    return v && v->is_string() ? std::string(v->as_string()) : std::string();
+  };
+  out << std::left << std::setw(30) << "SESSION" << std::setw(10) << "TENANT" << std::setw(14)
+      << "DEVICE" << std::setw(8) << "STATE" << std::setw(10) << "ROAST" << std::setw(10)
+      << "CLOSED BY"
+      << "MISSION\n";
+  for (const auto& v : sessions) {
+    const auto& o = v.as_object();
+    out << std::left << std::setw(30) << text(o, "id") << std::setw(10) << text(o, "tenant")
+        << std::setw(14) << text(o, "device") << std::setw(8) << text(o, "state");
+    if (const auto* d = o.if_contains("duration_s"); d && d->is_number())
+      out << std::setw(10) << (std::to_string(static_cast<int>(d->to_number<double>())) + " s")
+          << std::setw(10) << text(o, "close_reason");
+    else
+      out << std::setw(20) << "(open)";
+    out << text(o, "mission_id") << "\n";
+  }
+}
+
 int cmd_sessions_list(const Args& a, std::ostream& out) {
   auto k = boot(a, false);
   const auto limit = static_cast<std::int64_t>(number_arg(a.limit, "--limit", 100, 1, 100000));
   auto list = telemetry::Sessionizer::list(k->storage_path(), a.tenant_filter, a.device, limit);
-  if (a.json) {
-    json::array arr;
-    for (const auto& s : list) arr.push_back(s.to_json());
+  json::array arr;
+  for (const auto& s : list) arr.push_back(s.to_json());
+  if (a.json)
     out << pretty(arr);
-    return runtime::kExitOk;
-  }
-  if (list.empty()) out << "no roast sessions yet (kiln record sends telemetry)\n";
-  if (!list.empty())
-    out << std::left << std::setw(30) << "SESSION" << std::setw(10) << "TENANT" << std::setw(14)
-        << "DEVICE" << std::setw(8) << "STATE" << std::setw(10) << "ROAST" << std::setw(10)
-        << "CLOSED BY"
-        << "MISSION\n";
-  for (const auto& s : list) {
-    out << std::left << std::setw(30) << s.id << std::setw(10) << s.tenant << std::setw(14)
-        << s.device << std::setw(8) << s.state;
-    if (s.end_t)
-      out << std::setw(10) << (std::to_string(static_cast<int>(*s.end_t - s.charge_t)) + " s")
-          << std::setw(10) << s.close_reason;
-    else
-      out << std::setw(20) << "(open)";
-    out << (s.mission_id ? *s.mission_id : "") << "\n";
-  }
+  else
+    print_sessions(arr, out);
   return runtime::kExitOk;
 }
 

@@ -5,6 +5,8 @@
 #include <ostream>
 #include <string>
 
+#include <boost/json/fwd.hpp>
+
 #include "cli/args.hpp"
 
 namespace kiln::cli {
@@ -18,6 +20,9 @@ int cmd_devices_revoke(const Args& a, std::ostream& out);
 int cmd_devices_list(const Args& a, std::ostream& out);
 int cmd_sessions_list(const Args& a, std::ostream& out);
 int cmd_sessions_show(const Args& a, std::ostream& out);
+// The sessions table of `kiln sessions list`, from sessions as the API gives them (local and
+// --server print the same).
+void print_sessions(const boost::json::array& sessions, std::ostream& out);
 int cmd_report(const Args& a, std::ostream& out, std::ostream& err);
 int cmd_predict(const Args& a, std::ostream& out, std::ostream& err);
 
