@@ -27,6 +27,18 @@ BOOST_AUTO_TEST_CASE(schema_keywords) {
   BOOST_TEST(why(R"({"name": ""})") == "input.name: must not be empty");
   BOOST_TEST(why(R"({"name": "toolong"})") == "input.name: must have at most 5 characters");
   BOOST_TEST(why(R"({"name": "a", "speed": 9})") == "input.speed: must be <= 4");
+  // A pattern is checked (ECMAScript, searched as JSON Schema says), not ignored.
+  {
+    auto keyed = json::parse(R"({"type": "object", "properties": {
+      "key": {"type": "string", "pattern": "^[0-9a-f]{4}$"},
+      "broken": {"type": "string", "pattern": "(unclosed"}}})");
+    BOOST_TEST(!validate_json(keyed, json::parse(R"({"key": "09af"})")));
+    BOOST_TEST(validate_json(keyed, json::parse(R"({"key": "09afx"})")).value_or("") ==
+               "input.key: does not match the pattern ^[0-9a-f]{4}$");
+    BOOST_TEST(validate_json(keyed, json::parse(R"({"broken": "x"})"))
+                   .value_or("")
+                   .find("is not a valid regular expression") != std::string::npos);
+  }
   // Bounds as written (not 2.5E-1).
   BOOST_TEST(why(R"({"name": "a", "speed": 0.1})") == "input.speed: must be >= 0.25");
   BOOST_TEST(why(R"({"name": "a", "format": "mp3"})") ==

@@ -2,6 +2,10 @@
 
 #include <cmath>
 #include <cstdio>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <regex>
 
 namespace kiln::runtime {
 namespace json = boost::json;
@@ -15,6 +19,23 @@ std::string bound(const json::value& v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%g", v.to_number<double>());
   return buf;
+}
+
+// A schema's `pattern`, compiled once per process (ECMAScript syntax, as JSON Schema says);
+// nullptr for one that does not compile.
+std::shared_ptr<const std::regex> compiled(const std::string& pattern) {
+  static std::mutex mu;
+  static std::map<std::string, std::shared_ptr<const std::regex>> cache;
+  std::lock_guard lock(mu);
+  auto it = cache.find(pattern);
+  if (it != cache.end()) return it->second;
+  std::shared_ptr<const std::regex> re;
+  try {
+    re = std::make_shared<const std::regex>(pattern, std::regex::ECMAScript);
+  } catch (const std::regex_error&) {
+  }
+  if (cache.size() < 1024) cache.emplace(pattern, re);
+  return re;
 }
 
 const char* kind_of(const json::value& v) {
@@ -101,6 +122,15 @@ std::optional<std::string> validate_json(const json::value& schema_v, const json
                                         : ": must have at least " + bound(*m) + " characters");
     if (auto* m = schema.if_contains("maxLength"); m && m->is_int64() && len > m->as_int64())
       return path + ": must have at most " + bound(*m) + " characters";
+    if (auto* p = schema.if_contains("pattern"); p && p->is_string()) {
+      const std::string pattern(p->as_string());
+      auto re = compiled(pattern);
+      if (!re)
+        return path + ": the schema's pattern " + pattern +
+               " is not a valid regular expression (a defect of the schema, not the input)";
+      if (!std::regex_search(value.as_string().begin(), value.as_string().end(), *re))
+        return path + ": does not match the pattern " + pattern;
+    }
   }
   if (value.is_array()) {
     const auto& arr = value.as_array();
