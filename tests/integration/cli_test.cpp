@@ -47,6 +47,13 @@ struct Deployment {
     args.insert(args.begin(), kKiln);
     return run(args, env(std::move(extra)), dir.path());
   }
+  // With all first-party plugins (tts_torch, roast, the telemetry drivers) instead of the
+  // deployment's one plugin.
+  RunResult kiln_all_plugins(std::vector<std::string> args) const {
+    args.insert(args.end(),
+                {"--set", std::string("plugins.search_paths=[") + KILN_PLUGIN_DIR + "]"});
+    return kiln(std::move(args));
+  }
 };
 
 // Starts `kiln serve`, waits until it reports ready, stops it with SIGTERM.
@@ -525,12 +532,7 @@ BOOST_AUTO_TEST_CASE(policy_validate_reports_problems_with_positions) {
 
 BOOST_AUTO_TEST_CASE(say_speaks_with_the_embedded_voice_into_a_file) {
   Deployment d;
-  // The first-party plugins (tts_torch among them) instead of the deployment's one plugin.
-  auto say = [&](std::vector<std::string> args) {
-    args.insert(args.end(),
-                {"--set", std::string("plugins.search_paths=[") + KILN_PLUGIN_DIR + "]"});
-    return d.kiln(args);
-  };
+  auto say = [&](std::vector<std::string> args) { return d.kiln_all_plugins(std::move(args)); };
   auto r = say({"say", "First crack at nine minutes twelve.", "-o", "fc.wav"});
   BOOST_TEST(r.exit_code == 0, r.err);
   BOOST_TEST(contains(r.out, "wrote fc.wav"), r.out);
@@ -565,9 +567,7 @@ BOOST_AUTO_TEST_CASE(analyze_reads_an_artisan_log_with_marked_or_detected_events
   Deployment d;
   auto analyze = [&](std::vector<std::string> args) {
     args.insert(args.begin(), "analyze");
-    args.insert(args.end(),
-                {"--set", std::string("plugins.search_paths=[") + KILN_PLUGIN_DIR + "]"});
-    return d.kiln(args);
+    return d.kiln_all_plugins(std::move(args));
   };
   const std::string alog =
       std::string(KILN_SOURCE_DIR) + "/tests/fixtures/artisan-alog/26-02-01_1812_Jigesa_no2.alog";
@@ -616,11 +616,7 @@ BOOST_AUTO_TEST_CASE(analyze_reads_an_artisan_log_with_marked_or_detected_events
 // preheat, CHARGE), recorded locally, become two sessions closed by their DROPs.
 BOOST_AUTO_TEST_CASE(record_two_roasts_back_to_back) {
   Deployment d;
-  auto kiln = [&](std::vector<std::string> args) {
-    args.insert(args.end(),
-                {"--set", std::string("plugins.search_paths=[") + KILN_PLUGIN_DIR + "]"});
-    return d.kiln(args);
-  };
+  auto kiln = [&](std::vector<std::string> args) { return d.kiln_all_plugins(std::move(args)); };
   auto added = kiln({"devices", "add", "sim-2", "--key-out", "sim-2.key"});
   BOOST_REQUIRE_MESSAGE(added.exit_code == 0, added.err);
   auto rec = kiln({"record", "--key", "sim-2.key", "--speed", "0", "--roasts", "2"});
@@ -666,11 +662,7 @@ BOOST_AUTO_TEST_CASE(record_two_roasts_back_to_back) {
 // reason and what to do, instead of sending a whole roast to be refused batch by batch.
 BOOST_AUTO_TEST_CASE(record_stops_when_the_server_refuses_its_key) {
   Deployment d;
-  auto kiln = [&](std::vector<std::string> args) {
-    args.insert(args.end(),
-                {"--set", std::string("plugins.search_paths=[") + KILN_PLUGIN_DIR + "]"});
-    return d.kiln(args);
-  };
+  auto kiln = [&](std::vector<std::string> args) { return d.kiln_all_plugins(std::move(args)); };
   BOOST_REQUIRE(kiln({"devices", "add", "sim-3", "--key-out", "sim-3.key"}).exit_code == 0);
   BOOST_REQUIRE(kiln({"devices", "revoke", "sim-3"}).exit_code == 0);
   auto rec = kiln({"record", "--key", "sim-3.key", "--speed", "0"});

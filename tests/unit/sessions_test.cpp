@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <thread>
 
@@ -40,6 +41,18 @@ std::vector<telemetry::Sample> fixture_roast(bool with_state) {
   return out;
 }
 
+// Hands `samples` to the sessionizer ten readings at a time, as one boot's batches arrive, and
+// waits until they are handled.
+void add_in_tens(telemetry::Sessionizer& s, const std::string& tenant, const std::string& device,
+                 std::int64_t boot, const std::vector<telemetry::Sample>& samples) {
+  for (std::size_t i = 0; i < samples.size(); i += 10)
+    s.add(tenant, device, boot,
+          std::vector<telemetry::Sample>(
+              samples.begin() + static_cast<std::ptrdiff_t>(i),
+              samples.begin() + static_cast<std::ptrdiff_t>(std::min(i + 10, samples.size()))));
+  s.flush();
+}
+
 }  // namespace
 
 // Not in the anonymous namespace: the data-driven test cases are templates with external
@@ -53,6 +66,16 @@ struct Fixture {
   std::vector<telemetry::SessionInfo> closed;
   std::mutex mu;
   Fixture() { ledger.add_projector(&telemetry::project_sessions); }
+  // A sessionizer on this ledger that records the sessions it closes in `closed`.
+  std::unique_ptr<telemetry::Sessionizer> sessionizer(telemetry::SessionOptions o = {}) {
+    return std::make_unique<telemetry::Sessionizer>(
+        ledger, [this] { return detector; },
+        [this](const telemetry::SessionInfo& i) {
+          std::lock_guard lock(mu);
+          closed.push_back(i);
+        },
+        o);
+  }
 };
 
 }  // namespace sessions_test
@@ -138,12 +161,7 @@ BOOST_AUTO_TEST_CASE(a_roast_resumed_after_silence_opens_no_second_session) {
     // The next roast on the same device, 20 minutes on, opens its session at its own CHARGE.
     auto next = fixture_roast(true);
     for (auto& x : next) x.t += 1200;
-    for (std::size_t i = 0; i < next.size(); i += 10)
-      s.add("acme", "r1", 1,
-            std::vector<telemetry::Sample>(
-                next.begin() + static_cast<std::ptrdiff_t>(i),
-                next.begin() + static_cast<std::ptrdiff_t>(std::min(i + 10, next.size()))));
-    s.flush();
+    add_in_tens(s, "acme", "r1", 1, next);
   }
   auto all = telemetry::Sessionizer::list(f.ledger.path(), std::string("acme"), std::nullopt, 10);
   for (const auto& x : all)
@@ -160,30 +178,16 @@ BOOST_AUTO_TEST_CASE(a_roast_resumed_after_silence_opens_no_second_session) {
 BOOST_AUTO_TEST_CASE(a_reboot_whose_clock_starts_over_is_a_new_timeline) {
   Fixture f;
   {
-    telemetry::Sessionizer s(
-        f.ledger, [&] { return f.detector; },
-        [&](const telemetry::SessionInfo& i) {
-          std::lock_guard lock(f.mu);
-          f.closed.push_back(i);
-        },
-        telemetry::SessionOptions{});
+    auto s = f.sessionizer();
     auto samples = fixture_roast(true);
     const auto half = samples.begin() + 250;  // well after CHARGE (index 7), before DROP
-    for (auto it = samples.begin(); it < half; it += 10)
-      s.add("acme", "r1", 7, std::vector<telemetry::Sample>(it, std::min(it + 10, half)));
-    s.flush();
+    add_in_tens(*s, "acme", "r1", 7, std::vector<telemetry::Sample>(samples.begin(), half));
     // Boot 8 starts the clock 100 s earlier than boot 7 did, and roasts again.
     auto again = fixture_roast(true);
     for (auto& x : again) x.t -= 100;
-    for (std::size_t i = 0; i < again.size(); i += 10)
-      s.add("acme", "r1", 8,
-            std::vector<telemetry::Sample>(
-                again.begin() + static_cast<std::ptrdiff_t>(i),
-                again.begin() + static_cast<std::ptrdiff_t>(std::min(i + 10, again.size()))));
-    s.flush();
+    add_in_tens(*s, "acme", "r1", 8, again);
     // A late batch of boot 7 changes nothing.
-    s.add("acme", "r1", 7, std::vector<telemetry::Sample>(half, half + 10));
-    s.flush();
+    add_in_tens(*s, "acme", "r1", 7, std::vector<telemetry::Sample>(half, half + 10));
   }
   BOOST_REQUIRE_EQUAL(f.closed.size(), 2u);
   BOOST_TEST(f.closed[0].close_reason == "reboot");
@@ -209,18 +213,11 @@ BOOST_AUTO_TEST_CASE(a_reboot_whose_clock_starts_over_is_a_new_timeline) {
 BOOST_AUTO_TEST_CASE(session_ids_never_collide_across_tenants) {
   Fixture f;
   {
-    telemetry::Sessionizer s(
-        f.ledger, [&] { return f.detector; }, [](const telemetry::SessionInfo&) {},
-        telemetry::SessionOptions{});
+    auto s = f.sessionizer();
     auto feed = [&](const std::string& tenant, const std::string& device, double shift) {
       auto samples = fixture_roast(true);
       for (auto& x : samples) x.t += shift;
-      for (std::size_t i = 0; i < samples.size(); i += 10)
-        s.add(tenant, device, 1,
-              std::vector<telemetry::Sample>(
-                  samples.begin() + static_cast<std::ptrdiff_t>(i),
-                  samples.begin() + static_cast<std::ptrdiff_t>(std::min(i + 10, samples.size()))));
-      s.flush();
+      add_in_tens(*s, tenant, device, 1, samples);
     };
     feed("acme", "r1-1", 0);                    // CHARGE at 1800000007.5
     feed("1800000007-acme", "r1", -1.8e9 - 6);  // CHARGE at 1.5
@@ -241,25 +238,12 @@ BOOST_AUTO_TEST_CASE(session_ids_never_collide_across_tenants) {
 BOOST_AUTO_TEST_CASE(a_charge_at_the_same_second_on_a_new_boot_is_another_session) {
   Fixture f;
   {
-    telemetry::Sessionizer s(
-        f.ledger, [&] { return f.detector; },
-        [&](const telemetry::SessionInfo& i) {
-          std::lock_guard lock(f.mu);
-          f.closed.push_back(i);
-        },
-        telemetry::SessionOptions{});
-    auto feed = [&](std::int64_t boot, std::size_t upto) {
-      auto samples = fixture_roast(true);
-      upto = std::min(upto, samples.size());
-      for (std::size_t i = 0; i < upto; i += 10)
-        s.add("acme", "r1", boot,
-              std::vector<telemetry::Sample>(
-                  samples.begin() + static_cast<std::ptrdiff_t>(i),
-                  samples.begin() + static_cast<std::ptrdiff_t>(std::min(i + 10, upto))));
-      s.flush();
-    };
-    feed(7, 250);    // a partial roast
-    feed(8, 10000);  // the whole roast again, the same device times
+    auto s = f.sessionizer();
+    const auto samples = fixture_roast(true);
+    // A partial roast, then the whole roast again at the same device times.
+    add_in_tens(*s, "acme", "r1", 7,
+                std::vector<telemetry::Sample>(samples.begin(), samples.begin() + 250));
+    add_in_tens(*s, "acme", "r1", 8, samples);
   }
   BOOST_REQUIRE_EQUAL(f.closed.size(), 2u);
   BOOST_TEST(f.closed[0].close_reason == "reboot");
