@@ -251,7 +251,25 @@ BOOST_AUTO_TEST_CASE(errors_use_one_envelope) {
   BOOST_TEST(error_code_of(unknown) == "not_found");
   auto method = s.call("DELETE", "/v1/missions", "a_operator");
   BOOST_TEST(method.status == 405);
-  BOOST_TEST(method.header("allow") == "GET, POST");
+  BOOST_TEST(method.header("allow") == "GET, HEAD, POST");
+  // HEAD answers as GET does, headers only (a load balancer's health check).
+  {
+    const auto get = s.call("GET", "/health");
+    int fd = raw_connect(s.port);
+    send_all(fd, "HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    timeval tv{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::string in;
+    char buf[4096];
+    for (ssize_t got; (got = ::read(fd, buf, sizeof buf)) > 0;) in.append(buf, got);
+    ::close(fd);
+    BOOST_TEST(in.rfind("HTTP/1.1 200 ", 0) == 0u, in);
+    BOOST_TEST(contains(in, "Content-Length: " + std::to_string(get.body.size()) + "\r\n"), in);
+    BOOST_TEST(in.size() == in.find("\r\n\r\n") + 4, "HEAD sent a body: " << in);
+    auto head_post = s.call("HEAD", "/v1/tools/kiln.echo:invoke", "a_operator");
+    BOOST_TEST(head_post.status == 405);
+    BOOST_TEST(head_post.header("allow") == "POST");
+  }
   auto invalid = s.call("POST", "/v1/missions", "a_operator", R"({"template": 7})");
   BOOST_TEST(invalid.status == 422);
   BOOST_TEST(body(invalid).at("error").at("details").at("field").as_string() == "body.template");

@@ -288,6 +288,11 @@ BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason)
   }
   refused("r1-one", telemetry::sign_envelope(batch("r1-one", 7, 7, many), key, "acme", "r1-one"),
           413, "oversized_batch");
+  // Too many bytes: not read past the limit, and refused as oversized_batch all the same
+  // (counted, in the ledger) once the key is known to be good; a bad key first gets its 401.
+  refused("r1-one", std::string(300 * 1024, 'x'), 413, "oversized_batch");
+  auto anonymous = s.send("r1-one", std::string(300 * 1024, 'x'), "");
+  BOOST_TEST(anonymous.status == 401, anonymous.body);
   // Sequence numbers far behind the highest, and an older boot.
   BOOST_TEST(s.send("r1-one",
                     telemetry::sign_envelope(batch("r1-one", 7, 100, ten), key, "acme", "r1-one"))
@@ -389,6 +394,7 @@ BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason)
   BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"bad_signature\"} 1"));
   BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"wrong_device\"} 2"));
   BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"unknown_key\"} 3"));
+  BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"oversized_batch\"} 2"));
   BOOST_TEST(contains(metrics, "kiln_telemetry_batches_total 7"));
   BOOST_TEST(contains(metrics, "kiln_telemetry_duplicates_total 1"));
   for (std::size_t at = metrics.find("kiln_telemetry"); at != std::string::npos;

@@ -778,7 +778,7 @@ Router build_api(ApiContext& ctx) {
          "the same envelope again answers duplicate: true; refusals carry a stable reason code",
          "telemetry",
          Role::kOperator,
-         4 * max_envelope,
+         max_envelope,  // a larger body is not read: too_large below answers oversized_batch
          nullptr,
          schema(R"({"type": "object", "required": ["accepted", "duplicate"],
                     "properties": {"accepted": {"type": "boolean"},
@@ -1254,9 +1254,16 @@ Router build_api(ApiContext& ctx) {
       {"revokeDeviceKey", {{409, "the key is revoked already"}}},
       {"listSessions", {{422, "a query parameter out of range"}}},
   };
-  for (auto& route : r.routes_mutable())
+  for (auto& route : r.routes_mutable()) {
     if (auto it = errors.find(route.operation); it != errors.end())
       route.documented_errors = it->second;
+    if (route.operation == "ingestTelemetry")
+      route.too_large = [&k](Request& req, std::size_t bytes) {
+        auto res =
+            k.telemetry().ingestor().refuse_oversized(req.tenant, req.params.at("device"), bytes);
+        return error(res.http_status(), res.reason, res.message, res.to_json());
+      };
+  }
   // Operations routes are public unless the deployment lists fewer (server.public_routes).
   Router out;
   for (auto route : r.routes()) {

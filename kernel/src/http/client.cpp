@@ -81,6 +81,7 @@ ClientResponse Client::request(const std::string& method, const std::string& tar
     bhttp::write(*i.stream, req, ec);
     bhttp::response_parser<bhttp::string_body> parser;
     parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+    parser.skip(req.method() == bhttp::verb::head);  // headers only, whatever Content-Length says
     if (!ec) bhttp::read(*i.stream, i.buffer, parser, ec);
     if (ec) {
       i.stream.reset();

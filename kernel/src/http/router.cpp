@@ -141,15 +141,19 @@ Router::Match Router::match(std::string_view method, std::string_view path) cons
     for (std::size_t s = 0; ok && s < pats.size(); ++s)
       ok = match_segment(pats[s], segs[s], params);
     if (!ok) continue;
-    if (r.method == method) {
+    // HEAD is GET without the body (RFC 9110 §9.3.2): every GET route answers it.
+    if (r.method == method || (method == "HEAD" && r.method == "GET")) {
       m.route = &r;
       m.index = i;
       m.params = std::move(params);
       m.allowed.clear();
       return m;
     }
-    if (std::find(m.allowed.begin(), m.allowed.end(), r.method) == m.allowed.end())
-      m.allowed.push_back(r.method);
+    for (const std::string_view allowed : {std::string_view(r.method), std::string_view("HEAD")}) {
+      if (allowed == "HEAD" && r.method != "GET") continue;
+      if (std::find(m.allowed.begin(), m.allowed.end(), allowed) == m.allowed.end())
+        m.allowed.emplace_back(allowed);
+    }
   }
   std::sort(m.allowed.begin(), m.allowed.end());
   return m;
@@ -205,6 +209,18 @@ std::optional<Response> Router::admit(const Route& route, Request& req,
                        (ct.empty() ? std::string("none") : ct) + "')");
   }
   return std::nullopt;
+}
+
+std::optional<Response> Router::refuse_too_large(const Route& route, Request& req,
+                                                 const Authenticator& auth,
+                                                 std::size_t bytes) const {
+  if (!route.too_large) return std::nullopt;
+  try {
+    if (auto refused = admit(route, req, auth)) return refused;
+    return route.too_large(req, bytes);
+  } catch (...) {
+    return failure(std::current_exception(), req);
+  }
 }
 
 Response Router::failure(std::exception_ptr error_ptr, const Request& req) {

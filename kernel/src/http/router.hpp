@@ -96,6 +96,10 @@ struct Route {
   // Error statuses of this route beyond those /openapi.json derives from its shape (auth, body,
   // path parameters); an empty text removes a derived one the route never answers.
   std::map<int, std::string> documented_errors = {};
+  // The answer to a body over `body_limit` (after the key and Content-Type were admitted), in
+  // place of the generic 413 payload_too_large: e.g. ingestion's oversized_batch, counted as its
+  // other refusals. `bytes` is the Content-Length, or 0 when the body was chunked.
+  std::function<Response(Request&, std::size_t bytes)> too_large = nullptr;
 };
 
 // Resolves an API key to an identity; nullopt when unknown or revoked.
@@ -122,6 +126,10 @@ class Router {
   // thread, possibly before this returns.
   void dispatch_async(const Route& route, Request& req, const Authenticator& auth,
                       Respond respond) const;
+  // The answer to a body over the route's limit that was not read: the route's `too_large`
+  // once the request is admitted (key, role, Content-Type), else nullopt (the generic 413).
+  std::optional<Response> refuse_too_large(const Route& route, Request& req,
+                                           const Authenticator& auth, std::size_t bytes) const;
   // The error envelope for an exception a handler threw (HttpError, MissionError: their status;
   // anything else: 500, logged with the request id).
   static Response failure(std::exception_ptr error, const Request& req);

@@ -158,6 +158,17 @@ IngestResult Ingestor::refuse(const std::string& tenant, IngestResult r, const c
   return r;
 }
 
+IngestResult Ingestor::refuse_oversized(const std::string& tenant, const std::string& stream,
+                                        std::size_t bytes) {
+  IngestResult r;
+  r.device = stream;
+  return refuse(tenant, r, reject::kOversized,
+                (bytes ? "the envelope has " + std::to_string(bytes) + " bytes"
+                       : std::string("the envelope is larger than that")) +
+                    "; at most " + std::to_string(options_.max_bytes) +
+                    " are accepted (send smaller batches)");
+}
+
 struct Ingestor::Accepted {
   std::string tenant;
   IngestResult r;
@@ -173,9 +184,7 @@ std::optional<IngestResult> Ingestor::check(const std::string& tenant, const std
   IngestResult& r = a.r;
   r.device = stream;
   if (envelope.size() > options_.max_bytes)
-    return refuse(tenant, r, reject::kOversized,
-                  "the envelope has " + std::to_string(envelope.size()) + " bytes; at most " +
-                      std::to_string(options_.max_bytes) + " are accepted (send smaller batches)");
+    return refuse_oversized(tenant, stream, envelope.size());
   EnvelopeError err;
   auto parsed = detail::parse_envelope(envelope, tenant, stream, &err);
   if (!parsed)

@@ -106,6 +106,11 @@ class Ingestor {
   void ingest_async(const std::string& tenant, const std::string& stream, std::string_view envelope,
                     double now, Done done);
 
+  // The refusal of an envelope of `bytes` (0: unknown, a chunked body cut off) over the size
+  // limit, counted and in the ledger as any other: for a body the HTTP server does not read.
+  IngestResult refuse_oversized(const std::string& tenant, const std::string& stream,
+                                std::size_t bytes);
+
   // Counters for /metrics: kiln_telemetry_batches_total, _samples_total, _duplicates_total,
   // kiln_telemetry_rejected_total{reason}.
   void expose(std::string& out) const;
