@@ -278,9 +278,19 @@ BOOST_AUTO_TEST_CASE(errors_use_one_envelope) {
   BOOST_TEST(bad_inputs.status == 422);
   BOOST_TEST(
       contains(body(bad_inputs).at("error").at("message").as_string().c_str(), "inputs.pause_ms"));
+  // Errors past the schema name the field as schema errors do; details is always an object.
+  BOOST_TEST(body(bad_inputs).at("error").at("details").at("field").as_string() ==
+             "body.inputs.pause_ms");
+  auto no_template = s.call("POST", "/v1/missions", "a_operator", R"({"template": "hellp"})");
+  BOOST_TEST(no_template.status == 422);
+  BOOST_TEST(body(no_template).at("error").at("details").at("field").as_string() ==
+             "body.template");
+  BOOST_TEST(body(unknown).at("error").at("details").is_object(), unknown.body);
   auto tool_input = s.call("POST", "/v1/tools/kiln.sleep:invoke", "a_operator", R"({"input": {}})");
   BOOST_TEST(tool_input.status == 422);
   BOOST_TEST(error_code_of(tool_input) == "invalid_input");
+  BOOST_TEST(body(tool_input).at("error").at("details").at("field").as_string() == "body.input.ms",
+             tool_input.body);
   auto no_tool = s.call("POST", "/v1/tools/kiln.nope:invoke", "a_operator", R"({"input": {}})");
   BOOST_TEST(no_tool.status == 404);
   auto query = s.call("GET", "/v1/ledger?limit=abc", "a_operator");

@@ -476,8 +476,12 @@ Router build_api(ApiContext& ctx) {
            auto outcome = k.executor().invoke(call);
            if (!outcome.ok()) {
              const auto& e = outcome.error();
-             auto res = error(tool_error_status(e.code), e.code, e.message,
-                              json::object{{"retryable", e.retryable}, {"tool", e.details}});
+             json::object details{{"retryable", e.retryable}, {"tool", e.details}};
+             // The input's own schema refused it: the field, as the body's schema errors name it.
+             if (e.code == error_code::kInvalidInput && e.details.is_object())
+               if (auto* f = e.details.as_object().if_contains("field"); f && f->is_string())
+                 details["field"] = "body." + std::string(f->as_string());
+             auto res = error(tool_error_status(e.code), e.code, e.message, std::move(details));
              if (e.code == error_code::kRateLimited && e.details.is_object())
                if (auto* ms = e.details.as_object().if_contains("retry_after_ms"))
                  res.headers.emplace_back(

@@ -34,6 +34,11 @@ Response Response::text(int status, std::string body, std::string content_type) 
 }
 
 Response error(int status, std::string code, std::string message, json::value details) {
+  // `details` is always an object, so a client reads details.field without a null check.
+  if (details.is_null())
+    details = json::object{};
+  else if (!details.is_object())
+    details = json::object{{"value", std::move(details)}};
   return Response::json(status,
                         json::object{{"error", json::object{{"code", std::move(code)},
                                                             {"message", std::move(message)},
@@ -229,7 +234,9 @@ Response Router::failure(std::exception_ptr error_ptr, const Request& req) {
   } catch (const HttpError& e) {
     return error(e.status, e.code, e.message, e.details);
   } catch (const missions::MissionError& e) {
-    return error(mission_status(e.code()), std::string(e.code_name()), e.what());
+    return error(
+        mission_status(e.code()), std::string(e.code_name()), e.what(),
+        e.field().empty() ? json::value(nullptr) : json::object{{"field", "body." + e.field()}});
   } catch (const std::exception& e) {
     spdlog::error("request {} {} {}: {}", req.request_id, req.method, req.path, e.what());
   } catch (...) {
@@ -368,7 +375,8 @@ json::object Router::openapi(const std::string& version) const {
     "type": "object", "required": ["error"],
     "properties": {"error": {"type": "object", "required": ["code", "message"],
       "properties": {"code": {"type": "string"}, "message": {"type": "string"},
-                     "details": {}}}}})")
+                     "details": {"type": "object", "description":
+                       "more about the error; field: the request field that was wrong"}}}}})")
                                   .as_object();
   return json::object{
       {"openapi", "3.1.0"},

@@ -234,12 +234,13 @@ CreateResult MissionService::create(const CreateRequest& req) {
     throw MissionError(Code::kInvalidInput,
                        "unknown mission template '" + req.template_name + "'" +
                            common::did_you_mean(req.template_name, templates_.names()) +
-                           " (templates: " + common::join(templates_.names()) + ")");
+                           " (templates: " + common::join(templates_.names()) + ")",
+                       "template");
   json::object inputs;
   try {
     inputs = complete_inputs(*t, req.inputs);
-  } catch (const std::invalid_argument& e) {
-    throw MissionError(Code::kInvalidInput, e.what());
+  } catch (const InputError& e) {
+    throw MissionError(Code::kInvalidInput, e.what(), e.field);
   }
   if (req.tenant.empty()) throw MissionError(Code::kInvalidInput, "tenant may not be empty");
   if (req.idempotency_key && (req.idempotency_key->empty() || req.idempotency_key->size() > 200))

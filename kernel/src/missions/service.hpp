@@ -49,12 +49,16 @@ bool is_terminal(std::string_view state);
 class MissionError : public std::runtime_error {
  public:
   enum class Code { kNotFound, kForbidden, kConflict, kInvalidState, kInvalidInput, kLeaseLost };
-  MissionError(Code code, const std::string& message) : std::runtime_error(message), code_(code) {}
+  // `field`: the request field that was wrong, when one was ("inputs.who", "template").
+  MissionError(Code code, const std::string& message, std::string field = {})
+      : std::runtime_error(message), code_(code), field_(std::move(field)) {}
   Code code() const { return code_; }
   std::string_view code_name() const;
+  const std::string& field() const { return field_; }
 
  private:
   Code code_;
+  std::string field_;
 };
 
 struct StepView {

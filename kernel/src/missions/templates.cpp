@@ -489,7 +489,7 @@ json::object complete_inputs(const MissionTemplate& t, const json::object& given
   for (const auto& kv : t.defaults)
     if (!inputs.contains(kv.key())) inputs[kv.key()] = kv.value();
   if (auto err = runtime::validate_json(t.input_schema, inputs, "inputs"))
-    throw std::invalid_argument("template '" + t.name + "': " + *err);
+    throw InputError("template '" + t.name + "': " + *err, err->substr(0, err->find(':')));
   return inputs;
 }
 

@@ -91,8 +91,14 @@ struct RenderContext {
 };
 boost::json::value render(const boost::json::value& input, const RenderContext& ctx);
 
+// Mission inputs that do not fit the template; `field` is the wrong one ("inputs.who").
+struct InputError : std::invalid_argument {
+  InputError(const std::string& message, std::string f)
+      : std::invalid_argument(message), field(std::move(f)) {}
+  std::string field;
+};
 // Applies defaults and validates mission inputs against the template; returns the complete
-// inputs or throws std::invalid_argument naming the field.
+// inputs or throws InputError.
 boost::json::object complete_inputs(const MissionTemplate& t, const boost::json::object& given);
 
 }  // namespace kiln::missions

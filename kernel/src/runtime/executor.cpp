@@ -204,8 +204,11 @@ ToolOutcome ToolRuntimeExecutor::invoke_routed(const ToolCall& call, int* attemp
                        {}};
       continue;
     }
-    if (auto err = validate_json(p->input_schema, call.input))
-      return tool_error(error_code::kInvalidInput, "tool '" + call.tool + "': " + *err);
+    if (auto err = validate_json(p->input_schema, call.input)) {
+      auto refused = tool_error(error_code::kInvalidInput, "tool '" + call.tool + "': " + *err);
+      refused.error.details = json::object{{"field", err->substr(0, err->find(':'))}};
+      return refused;
+    }
 
     *provider_used = p->name;
     for (int attempt = 0; attempt < std::max(1, route.policy.max_attempts); ++attempt) {
