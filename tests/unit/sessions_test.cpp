@@ -23,12 +23,16 @@ namespace bdata = boost::unit_test::data;
 
 namespace {
 
-std::vector<telemetry::Sample> fixture_roast(bool with_state) {
+roast::RoastLog fixture_log() {
   std::ifstream in(std::string(KILN_SOURCE_DIR) +
                    "/tests/fixtures/artisan-alog/26-04-12_sidamo_no42.alog");
   std::stringstream text;
   text << in.rdbuf();
-  auto log = roast::parse_alog(text.str());
+  return roast::parse_alog(text.str());
+}
+
+std::vector<telemetry::Sample> fixture_roast(bool with_state) {
+  const auto log = fixture_log();
   std::vector<telemetry::Sample> out;
   for (std::size_t i = 0; i < log.time.size(); ++i) {
     telemetry::Sample s;
@@ -84,6 +88,7 @@ using sessions_test::Fixture;
 BOOST_DATA_TEST_CASE(one_roast_is_one_session_whatever_the_batching,
                      bdata::make({1, 3, 10, 50}) * bdata::make({true, false}), batch, with_state) {
   Fixture f;
+  auto samples = fixture_roast(with_state);
   {
     telemetry::Sessionizer s(
         f.ledger, [&] { return f.detector; },
@@ -92,7 +97,6 @@ BOOST_DATA_TEST_CASE(one_roast_is_one_session_whatever_the_batching,
           f.closed.push_back(i);
         },
         telemetry::SessionOptions{});
-    auto samples = fixture_roast(with_state);
     // Idle readings before the roast: the drum preheated, nothing happening.
     std::vector<telemetry::Sample> idle;
     for (int i = 120; i > 0; --i) {
@@ -123,6 +127,30 @@ BOOST_DATA_TEST_CASE(one_roast_is_one_session_whatever_the_batching,
   // CHARGE within 2 s of the roaster's (index 7 of the log, 120 idle readings before it).
   const double charge = 1.8e9 + 7.485;  // log.time[7]
   BOOST_TEST(std::abs(all[0].charge_t - charge) <= 3.0, all[0].charge_t - charge);
+  // It knows its DROP, a little before its end where the DROP was seen: the DROP its report
+  // finds in its readings (the detector over them), the roaster's own with a state channel.
+  // Its length runs from CHARGE to that DROP.
+  BOOST_REQUIRE(all[0].drop_t.has_value());
+  BOOST_TEST(*all[0].drop_t < *all[0].end_t);
+  nodes::RoastCurve curve;
+  const double from = all[0].start_t, to = *all[0].end_t;
+  for (const auto& x : samples) {
+    if (x.t < from || x.t > to) continue;
+    curve.time.push_back(x.t - all[0].start_t);
+    curve.bt.push_back(x.bt);
+    curve.et.push_back(x.et);
+    if (with_state) curve.state.push_back(x.state);
+  }
+  const auto seen = f.detector->detect(curve);
+  BOOST_REQUIRE(seen.drop >= 0);
+  BOOST_TEST(*all[0].drop_t == all[0].start_t + curve.time[static_cast<std::size_t>(seen.drop)]);
+  if (with_state) {
+    const auto log = fixture_log();
+    const double drop = 1.8e9 + log.time[static_cast<std::size_t>(log.timeindex[6])];
+    BOOST_TEST(std::abs(*all[0].drop_t - drop) <= 2.0, *all[0].drop_t - drop);
+  }
+  BOOST_TEST(all[0].to_json().at("duration_s").as_double() ==
+             std::round((*all[0].drop_t - all[0].charge_t) * 10) / 10);
 }
 
 // A roast whose session closed for silence (the link dropped mid-roast) and whose readings then

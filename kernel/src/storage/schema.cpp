@@ -290,6 +290,13 @@ CREATE VIEW telemetry_all AS
 ALTER TABLE telemetry_sessions ADD COLUMN first_boot INTEGER;
 ALTER TABLE telemetry_sessions ADD COLUMN last_boot INTEGER;
 )sql"},
+      {10, "session_drop",
+       R"sql(
+-- The DROP a session closed at (device time): the session ends a few readings later, where the
+-- DROP was seen, and a roast's length runs from CHARGE to DROP. NULL when it closed otherwise,
+-- and for sessions closed before.
+ALTER TABLE telemetry_sessions ADD COLUMN drop_t REAL;
+)sql"},
   };
   return migrations;
 }

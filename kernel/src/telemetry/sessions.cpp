@@ -20,7 +20,7 @@ namespace {
 
 constexpr const char* kColumns =
     "id, tenant, device, state, start_t, charge_t, end_t, close_reason, opened_at, closed_at, "
-    "mission_id, profile, profile_version, first_boot, last_boot";
+    "mission_id, profile, profile_version, first_boot, last_boot, drop_t";
 
 SessionInfo row(const storage::Statement& st) {
   SessionInfo s;
@@ -41,6 +41,7 @@ SessionInfo row(const storage::Statement& st) {
   }
   if (!st.is_null(13)) s.first_boot = st.int64(13);
   if (!st.is_null(14)) s.last_boot = st.int64(14);
+  if (!st.is_null(15)) s.drop_t = st.real(15);
   return s;
 }
 
@@ -96,7 +97,9 @@ json::object SessionInfo::to_json() const {
                       : json::value(nullptr)},
       {"first_boot", first_boot ? json::value(*first_boot) : json::value(nullptr)},
       {"last_boot", last_boot ? json::value(*last_boot) : json::value(nullptr)}};
-  if (end_t) o["duration_s"] = std::round((*end_t - charge_t) * 10) / 10;
+  o["drop_t"] = drop_t ? json::value(*drop_t) : json::value(nullptr);
+  // The roast's length: CHARGE to DROP; to the last reading when it closed without a DROP.
+  if (end_t) o["duration_s"] = std::round(((drop_t ? *drop_t : *end_t) - charge_t) * 10) / 10;
   return o;
 }
 
@@ -129,7 +132,7 @@ void project_sessions(Connection& c, const ledger::Event& e) {
   } else if (e.kind == "session.closed") {
     auto st = c.prepare(
         "UPDATE telemetry_sessions SET state = 'closed', end_t = ?, close_reason = ?, "
-        "closed_at = ?, last_boot = ? WHERE id = ? AND tenant = ?");
+        "closed_at = ?, last_boot = ?, drop_t = ? WHERE id = ? AND tenant = ?");
     st.bind_real(1, p.at("end_t").to_number<double>())
         .bind(2, std::string(p.at("reason").as_string()))
         .bind(3, e.time);
@@ -137,7 +140,12 @@ void project_sessions(Connection& c, const ledger::Event& e) {
       st.bind(4, b->to_number<std::int64_t>());
     else
       st.bind_null(4);
-    st.bind(5, id).bind(6, e.tenant);
+    // Events written before migration 10 carry no DROP.
+    if (const auto* d = p.if_contains("drop_t"); d && d->is_number())
+      st.bind_real(5, d->to_number<double>());
+    else
+      st.bind_null(5);
+    st.bind(6, id).bind(7, e.tenant);
     st.step();
   } else if (e.kind == "session.reported") {
     auto st = c.prepare("UPDATE telemetry_sessions SET mission_id = ? WHERE id = ? AND tenant = ?");
@@ -358,7 +366,7 @@ void Sessionizer::handle(const std::string& tenant, const std::string& device, s
   auto e = detector->detect(curve);
   const double last_t = d.buffer.back().t;
   if (e.drop >= 0) {
-    close_session(d, last_t, "drop");
+    close_session(d, last_t, "drop", s.start_t + curve.time[static_cast<std::size_t>(e.drop)]);
   } else if (last_t - s.charge_t > options_.max_length_s) {
     close_session(d, last_t, "max_length");
   }
@@ -425,20 +433,23 @@ void Sessionizer::open_session(const std::string& tenant, const std::string& dev
   d.open = s;
 }
 
-void Sessionizer::close_session(Device& d, double end_t, const std::string& reason) {
+void Sessionizer::close_session(Device& d, double end_t, const std::string& reason,
+                                std::optional<double> drop_t) {
   auto s = *d.open;
   s.last_boot = d.boot;
   auto events = ledger_.execute([&](Connection&) -> std::vector<ledger::NewEvent> {
-    return {ledger::NewEvent{s.tenant, "sessions", "session.closed",
-                             json::object{{"session", s.id},
-                                          {"device", s.device},
-                                          {"end_t", end_t},
-                                          {"reason", reason},
-                                          {"last_boot", s.last_boot ? json::value(*s.last_boot)
-                                                                    : json::value(nullptr)}}}};
+    json::object closed{
+        {"session", s.id},
+        {"device", s.device},
+        {"end_t", end_t},
+        {"reason", reason},
+        {"last_boot", s.last_boot ? json::value(*s.last_boot) : json::value(nullptr)}};
+    if (drop_t) closed["drop_t"] = *drop_t;
+    return {ledger::NewEvent{s.tenant, "sessions", "session.closed", std::move(closed)}};
   });
   s.state = "closed";
   s.end_t = end_t;
+  s.drop_t = drop_t;
   s.close_reason = reason;
   s.closed_at = events.front().time;
   d.open.reset();

@@ -41,6 +41,7 @@ struct SessionInfo {
   double start_t = 0;
   double charge_t = 0;
   std::optional<double> end_t;
+  std::optional<double> drop_t;  // the DROP it closed at (close_reason "drop")
   // "drop" (the detector's DROP: a BT break, or leaving the roasting state) | "silence" |
   // "max_length" | "reboot" (the device booted again and its clock started over)
   std::string close_reason;
@@ -120,7 +121,8 @@ class Sessionizer {
   void load(const std::string& tenant, const std::string& device, Device& d);
   void open_session(const std::string& tenant, const std::string& device, Device& d,
                     double charge_t);
-  void close_session(Device& d, double end_t, const std::string& reason);
+  void close_session(Device& d, double end_t, const std::string& reason,
+                     std::optional<double> drop_t = std::nullopt);
 
   ledger::SqliteLedger& ledger_;
   DetectorFn detector_;
