@@ -395,6 +395,17 @@ BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason)
   BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"wrong_device\"} 2"));
   BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"unknown_key\"} 3"));
   BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"oversized_batch\"} 2"));
+  // The devices' refused keys are not the API keys' refusals, though both answer 401.
+  BOOST_TEST(contains(metrics, "kiln_http_api_key_refusals_total{reason=\"invalid\"} 0\n"));
+  BOOST_TEST(contains(metrics, "kiln_http_api_key_refusals_total{reason=\"missing\"} "));
+  BOOST_TEST(!contains(metrics, "kiln_http_api_key_refusals_total{reason=\"missing\"} 0\n"));
+  {
+    http::Client bad("http://127.0.0.1:" + std::to_string(s.port));
+    BOOST_TEST(bad.request("GET", "/v1/devices", "", {{"Authorization", "Bearer nope"}}).status ==
+               401);
+  }
+  BOOST_TEST(contains(s.call("GET", "/metrics", "").body,
+                      "kiln_http_api_key_refusals_total{reason=\"invalid\"} 1\n"));
   BOOST_TEST(contains(metrics, "kiln_telemetry_batches_total 7"));
   BOOST_TEST(contains(metrics, "kiln_telemetry_duplicates_total 1"));
   for (std::size_t at = metrics.find("kiln_telemetry"); at != std::string::npos;

@@ -322,6 +322,7 @@ Router build_api(ApiContext& ctx) {
          [&ctx, &k](Request&) {
            std::string out;
            if (ctx.metrics) ctx.metrics->expose(out);
+           if (ctx.router) ctx.router->expose(out);
            k.tool_metrics().expose(out);
            try {
              k.telemetry().ingestor().expose(out);

@@ -168,19 +168,28 @@ std::optional<Response> Router::admit(const Route& route, Request& req,
                                       const Authenticator& auth) const {
   if (route.role) {
     const std::string authz = req.header("authorization");
-    if (authz.empty())
+    if (authz.empty()) {
+      (*key_refusals_)[kKeyMissing].fetch_add(1, std::memory_order_relaxed);
       return error(401, "unauthenticated",
                    "this route needs an API key: send 'Authorization: Bearer KEY' (an "
                    "administrator creates keys with `kiln keys create --tenant T --role R`)");
-    if (authz.size() < 8 || common::to_lower(authz.substr(0, 7)) != "bearer ")
+    }
+    if (authz.size() < 8 || common::to_lower(authz.substr(0, 7)) != "bearer ") {
+      (*key_refusals_)[kKeyMalformed].fetch_add(1, std::memory_order_relaxed);
       return error(401, "unauthenticated", "the Authorization header must be 'Bearer KEY'");
+    }
     auto id = auth ? auth(std::string_view(authz).substr(7)) : std::nullopt;
-    if (!id) return error(401, "unauthenticated", "the API key is not valid (unknown or revoked)");
-    if (id->actor.role < *route.role)
+    if (!id) {
+      (*key_refusals_)[kKeyInvalid].fetch_add(1, std::memory_order_relaxed);
+      return error(401, "unauthenticated", "the API key is not valid (unknown or revoked)");
+    }
+    if (id->actor.role < *route.role) {
+      (*key_refusals_)[kKeyRole].fetch_add(1, std::memory_order_relaxed);
       return error(403, "forbidden",
                    route.method + " " + route.pattern + " needs the " +
                        std::string(missions::to_string(*route.role)) + " role; this key has " +
                        std::string(missions::to_string(id->actor.role)));
+    }
     req.actor = id->actor;
     req.tenant = id->tenant;
   }
@@ -214,6 +223,19 @@ std::optional<Response> Router::admit(const Route& route, Request& req,
                        (ct.empty() ? std::string("none") : ct) + "')");
   }
   return std::nullopt;
+}
+
+void Router::expose(std::string& out) const {
+  out +=
+      "# HELP kiln_http_api_key_refusals_total Requests refused for their API key: none sent, "
+      "not 'Bearer KEY', unknown or revoked (401), or a role too low for the route (403). A "
+      "device key refused at ingestion is kiln_telemetry_rejected_total.\n"
+      "# TYPE kiln_http_api_key_refusals_total counter\n";
+  static constexpr std::array<const char*, kKeyRefusals> kReasons = {"missing", "malformed",
+                                                                     "invalid", "role"};
+  for (std::size_t i = 0; i < kReasons.size(); ++i)
+    out += std::string("kiln_http_api_key_refusals_total{reason=\"") + kReasons[i] + "\"} " +
+           std::to_string((*key_refusals_)[i].load(std::memory_order_relaxed)) + "\n";
 }
 
 std::optional<Response> Router::refuse_too_large(const Route& route, Request& req,

@@ -4,10 +4,14 @@
 // routes compile without it (docs/architecture/http.md).
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -137,12 +141,19 @@ class Router {
   std::vector<Route>& routes_mutable() { return routes_; }
   // OpenAPI 3.1 for every route.
   boost::json::object openapi(const std::string& version) const;
+  // kiln_http_api_key_refusals_total{reason}: requests refused for their API key (apart from
+  // a device's signature refused at ingestion, which shares the 401 status).
+  void expose(std::string& out) const;
 
  private:
   // Authentication, role, body media type and schema: the answer when the request is refused.
   std::optional<Response> admit(const Route& route, Request& req, const Authenticator& auth) const;
   std::vector<Route> routes_;
   std::vector<std::vector<std::string>> segments_;  // each route's pattern, split once
+  // API-key refusals: no key, not "Bearer KEY", unknown or revoked, role too low.
+  enum KeyRefusal { kKeyMissing, kKeyMalformed, kKeyInvalid, kKeyRole, kKeyRefusals };
+  using KeyRefusals = std::array<std::atomic<std::uint64_t>, kKeyRefusals>;
+  std::unique_ptr<KeyRefusals> key_refusals_ = std::make_unique<KeyRefusals>();  // movable
 };
 
 // Query and path helpers.
