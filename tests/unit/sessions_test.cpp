@@ -154,10 +154,10 @@ BOOST_DATA_TEST_CASE(one_roast_is_one_session_whatever_the_batching,
 }
 
 // A roast whose session closed for silence (the link dropped mid-roast) and whose readings then
-// resume: the resumed readings are no new roast — the roaster's state says "roasting" from the
-// first of them, but its CHARGE was not seen — so no second session opens there; the next roast,
-// arriving as one backlog (longer than the idle window), opens its session at its own CHARGE.
-BOOST_AUTO_TEST_CASE(a_roast_resumed_after_silence_opens_no_second_session) {
+// resume where they stopped (a spool drained late): the same session opens again and closes at
+// its DROP — no second session, and its report comes anew; the next roast, arriving as one
+// backlog (longer than the idle window), opens its session at its own CHARGE.
+BOOST_AUTO_TEST_CASE(a_roast_resumed_after_silence_opens_its_session_again) {
   Fixture f;
   {
     telemetry::SessionOptions o;
@@ -197,7 +197,56 @@ BOOST_AUTO_TEST_CASE(a_roast_resumed_after_silence_opens_no_second_session) {
   BOOST_REQUIRE_EQUAL(all.size(), 2u);  // newest first: the second roast, then the first
   BOOST_TEST(std::abs(all[0].charge_t - (1.8e9 + 1200 + 7.485)) <= 3.0);
   BOOST_TEST(all[0].close_reason == "drop");
+  BOOST_TEST(all[0].reopens == 0);
   BOOST_TEST(std::abs(all[1].charge_t - (1.8e9 + 7.485)) <= 3.0);
+  // The first roast's session closed for silence, opened again, and closed at its DROP.
+  BOOST_TEST(all[1].close_reason == "drop");
+  BOOST_TEST(all[1].reopens == 1);
+  BOOST_REQUIRE(all[1].drop_t.has_value());
+  const auto log = fixture_log();
+  BOOST_TEST(std::abs(*all[1].drop_t -
+                      (1.8e9 + log.time[static_cast<std::size_t>(log.timeindex[6])])) <= 2.0);
+  std::lock_guard lock(f.mu);
+  BOOST_REQUIRE_EQUAL(f.closed.size(), 3u);  // silence, then DROP, then the next roast's DROP
+  BOOST_TEST(f.closed[1].id == f.closed[0].id);
+  BOOST_TEST(f.closed[1].reopens == 1);
+  // Its ledger history: opened, closed, opened again, closed.
+  std::vector<std::string> kinds;
+  ledger::ExportFilter filter;
+  filter.stream = "sessions";
+  f.ledger.for_each(filter, [&](const ledger::Event& e) {
+    if (e.payload.find(f.closed[0].id) != std::string::npos) kinds.push_back(e.kind);
+  });
+  const std::vector<std::string> expected = {"session.opened", "session.closed", "session.reopened",
+                                             "session.closed"};
+  BOOST_TEST(kinds == expected, boost::test_tools::per_element());
+}
+
+// Readings that resume long after a silence (more than resume_gap_s of device time after the
+// session's last one: the device itself stopped) are no continuation: it stays closed.
+BOOST_AUTO_TEST_CASE(readings_long_after_a_silence_do_not_reopen_the_session) {
+  Fixture f;
+  telemetry::SessionOptions o;
+  o.silence_s = 0.2;
+  {
+    auto s = f.sessionizer(o);
+    auto samples = fixture_roast(true);
+    const auto half = samples.begin() + 250;
+    s->add("acme", "r1", 1, std::vector<telemetry::Sample>(samples.begin(), half));
+    s->flush();
+    for (int i = 0; i < 40; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      std::lock_guard lock(f.mu);
+      if (!f.closed.empty()) break;
+    }
+    std::vector<telemetry::Sample> later(half, samples.end());
+    for (auto& x : later) x.t += 60;  // a minute of device time missing: beyond resume_gap_s
+    add_in_tens(*s, "acme", "r1", 1, later);
+  }
+  auto all = telemetry::Sessionizer::list(f.ledger.path(), std::string("acme"), std::nullopt, 10);
+  BOOST_REQUIRE_EQUAL(all.size(), 1u);
+  BOOST_TEST(all[0].close_reason == "silence");
+  BOOST_TEST(all[0].reopens == 0);
 }
 
 // A device that boots again mid-roast with its clock started over (the same times again): the

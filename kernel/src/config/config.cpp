@@ -217,6 +217,13 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
          "an open session with no new samples for this long (wall time) closes",
          {},
          {}});
+  s.add({"sessions.resume_gap_s",
+         Type::kNumber,
+         30.0,
+         "a session closed for silence opens again when its device's readings go on within this "
+         "many seconds (device time) of its last one: the recorder's spool drained late",
+         {},
+         {}});
   s.add({"sessions.max_length_s",
          Type::kNumber,
          1800.0,

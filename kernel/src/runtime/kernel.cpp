@@ -397,6 +397,7 @@ telemetry::TelemetryService& Kernel::telemetry() {
     so.preroll_s = config_.get_number("sessions.preroll_s");
     so.silence_s = config_.get_number("sessions.silence_s");
     so.max_length_s = config_.get_number("sessions.max_length_s");
+    so.resume_gap_s = config_.get_number("sessions.resume_gap_s");
     const std::string mission = config_.get_string("sessions.mission");
     auto detector = [this] { return node<nodes::EventDetector>(); };
     auto on_closed = [this, &m, mission](const telemetry::SessionInfo& s) {
@@ -405,7 +406,9 @@ telemetry::TelemetryService& Kernel::telemetry() {
       req.tenant = s.tenant;
       req.template_name = mission;
       req.inputs = boost::json::object{{"session", s.id}};
-      req.idempotency_key = "session:" + s.id;
+      // Once per close: a session opened again (readings continued it) gets a new report.
+      req.idempotency_key =
+          "session:" + s.id + (s.reopens ? "#" + std::to_string(s.reopens) : std::string());
       req.actor = missions::Actor{"sessionizer", missions::Role::kOperator};
       try {
         auto r = m.create(req);

@@ -297,6 +297,12 @@ ALTER TABLE telemetry_sessions ADD COLUMN last_boot INTEGER;
 -- and for sessions closed before.
 ALTER TABLE telemetry_sessions ADD COLUMN drop_t REAL;
 )sql"},
+      {11, "session_reopens",
+       R"sql(
+-- How often a session closed for silence was opened again by readings that continued it (a
+-- recorder's spool drained late): each close after a reopen starts its report mission anew.
+ALTER TABLE telemetry_sessions ADD COLUMN reopens INTEGER NOT NULL DEFAULT 0;
+)sql"},
   };
   return migrations;
 }

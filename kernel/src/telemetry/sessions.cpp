@@ -20,7 +20,7 @@ namespace {
 
 constexpr const char* kColumns =
     "id, tenant, device, state, start_t, charge_t, end_t, close_reason, opened_at, closed_at, "
-    "mission_id, profile, profile_version, first_boot, last_boot, drop_t";
+    "mission_id, profile, profile_version, first_boot, last_boot, drop_t, reopens";
 
 SessionInfo row(const storage::Statement& st) {
   SessionInfo s;
@@ -42,6 +42,7 @@ SessionInfo row(const storage::Statement& st) {
   if (!st.is_null(13)) s.first_boot = st.int64(13);
   if (!st.is_null(14)) s.last_boot = st.int64(14);
   if (!st.is_null(15)) s.drop_t = st.real(15);
+  s.reopens = st.int64(16);
   return s;
 }
 
@@ -98,6 +99,7 @@ json::object SessionInfo::to_json() const {
       {"first_boot", first_boot ? json::value(*first_boot) : json::value(nullptr)},
       {"last_boot", last_boot ? json::value(*last_boot) : json::value(nullptr)}};
   o["drop_t"] = drop_t ? json::value(*drop_t) : json::value(nullptr);
+  o["reopens"] = reopens;
   // The roast's length: CHARGE to DROP; to the last reading when it closed without a DROP.
   if (end_t) o["duration_s"] = std::round(((drop_t ? *drop_t : *end_t) - charge_t) * 10) / 10;
   return o;
@@ -146,6 +148,12 @@ void project_sessions(Connection& c, const ledger::Event& e) {
     else
       st.bind_null(5);
     st.bind(6, id).bind(7, e.tenant);
+    st.step();
+  } else if (e.kind == "session.reopened") {
+    auto st = c.prepare(
+        "UPDATE telemetry_sessions SET state = 'open', end_t = NULL, close_reason = NULL, "
+        "closed_at = NULL, drop_t = NULL, reopens = reopens + 1 WHERE id = ? AND tenant = ?");
+    st.bind(1, id).bind(2, e.tenant);
     st.step();
   } else if (e.kind == "session.reported") {
     auto st = c.prepare("UPDATE telemetry_sessions SET mission_id = ? WHERE id = ? AND tenant = ?");
@@ -267,6 +275,7 @@ void Sessionizer::load(const std::string& tenant, const std::string& device, Dev
   } else if (s.end_t) {
     d.last_end_t = *s.end_t;
     d.boot = s.last_boot ? s.last_boot : s.first_boot;
+    d.last_closed = s;
   }
 }
 
@@ -298,12 +307,25 @@ void Sessionizer::handle(const std::string& tenant, const std::string& device, s
         close_session(d, d.buffer.empty() ? d.open->charge_t : d.buffer.back().t, "reboot");
       d.buffer.clear();
       d.last_end_t = -1;
+      d.last_closed.reset();
     }
   }
   if (!d.boot || boot > *d.boot) d.boot = boot;
   if (d.buffer.empty()) d.buffer_boot = boot;
   merge(d.buffer, std::move(more));
   if (d.buffer.empty()) return;
+  // A session closed for silence whose readings go on within resume_gap_s of its last one
+  // (device time): the link was down and a spool drained late. It opens again and closes at its
+  // DROP, whose report then covers the whole roast.
+  if (!d.open && d.last_closed && d.last_closed->close_reason == "silence" &&
+      d.last_closed->end_t) {
+    const double end = *d.last_closed->end_t;
+    const auto next =
+        std::find_if(d.buffer.begin(), d.buffer.end(), [&](const Sample& x) { return x.t > end; });
+    if (next != d.buffer.end() && next->t - end <= options_.resume_gap_s &&
+        next->t - d.last_closed->charge_t <= options_.max_length_s)
+      reopen_session(d);
+  }
   auto detector = detector_ ? detector_() : nullptr;
   if (!detector) {
     // Nothing to detect with: keep only the idle window, so memory stays bounded.
@@ -433,6 +455,33 @@ void Sessionizer::open_session(const std::string& tenant, const std::string& dev
   d.open = s;
 }
 
+void Sessionizer::reopen_session(Device& d) {
+  auto s = *d.last_closed;
+  ledger_.execute([&](Connection&) -> std::vector<ledger::NewEvent> {
+    return {ledger::NewEvent{
+        s.tenant, "sessions", "session.reopened",
+        json::object{{"session", s.id},
+                     {"device", s.device},
+                     {"after", s.close_reason},
+                     {"end_t", s.end_t ? json::value(*s.end_t) : json::value(nullptr)}}}};
+  });
+  spdlog::info("session {} opened again: readings continue it after it closed ({})", s.id,
+               s.close_reason);
+  s.state = "open";
+  s.end_t.reset();
+  s.drop_t.reset();
+  s.close_reason.clear();
+  s.closed_at.reset();
+  s.last_boot.reset();
+  ++s.reopens;
+  // Its readings from storage (those before the close were let go), with the new ones held.
+  auto readings = samples(ledger_.path(), s);
+  merge(readings, std::move(d.buffer));
+  d.buffer = std::move(readings);
+  d.open = std::move(s);
+  d.last_closed.reset();
+}
+
 void Sessionizer::close_session(Device& d, double end_t, const std::string& reason,
                                 std::optional<double> drop_t) {
   auto s = *d.open;
@@ -452,11 +501,15 @@ void Sessionizer::close_session(Device& d, double end_t, const std::string& reas
   s.drop_t = drop_t;
   s.close_reason = reason;
   s.closed_at = events.front().time;
+  d.last_closed = s;
   d.open.reset();
   d.last_end_t = end_t;
   d.buffer.erase(d.buffer.begin(), std::find_if(d.buffer.begin(), d.buffer.end(),
                                                 [&](const Sample& x) { return x.t > end_t; }));
-  spdlog::info("session {} closed ({}), {:.0f} s after CHARGE", s.id, reason, end_t - s.charge_t);
+  if (drop_t)
+    spdlog::info("session {} closed at DROP, {:.0f} s after CHARGE", s.id, *drop_t - s.charge_t);
+  else
+    spdlog::info("session {} closed ({}), {:.0f} s after CHARGE", s.id, reason, end_t - s.charge_t);
   if (on_closed_) {
     try {
       on_closed_(s);

@@ -42,6 +42,8 @@ struct SessionInfo {
   double charge_t = 0;
   std::optional<double> end_t;
   std::optional<double> drop_t;  // the DROP it closed at (close_reason "drop")
+  // Times it was opened again after closing for silence, by readings that continued it.
+  std::int64_t reopens = 0;
   // "drop" (the detector's DROP: a BT break, or leaving the roasting state) | "silence" |
   // "max_length" | "reboot" (the device booted again and its clock started over)
   std::string close_reason;
@@ -64,6 +66,9 @@ struct SessionOptions {
   double silence_s = 120;      // an open session without new samples this long (wall time) closes
   double max_length_s = 1800;  // a session longer than this (device time) closes
   double idle_buffer_s = 300;  // device time kept while no session is open
+  // A session closed for silence opens again when readings go on within this much device time
+  // of its last one (the device kept recording; its spool drained late).
+  double resume_gap_s = 30;
 };
 
 class Sessionizer {
@@ -103,7 +108,8 @@ class Sessionizer {
   struct Device {
     std::vector<Sample> buffer;  // device time order
     std::optional<SessionInfo> open;
-    double last_end_t = -1;  // end of the last closed session (device time)
+    double last_end_t = -1;                  // end of the last closed session (device time)
+    std::optional<SessionInfo> last_closed;  // on this timeline
     // The newest boot handled, and the oldest whose readings are in `buffer`: a session opened
     // from the buffer starts there.
     std::optional<std::int64_t> boot, buffer_boot;
@@ -121,6 +127,8 @@ class Sessionizer {
   void load(const std::string& tenant, const std::string& device, Device& d);
   void open_session(const std::string& tenant, const std::string& device, Device& d,
                     double charge_t);
+  // Opens `d.last_closed` again (it closed for silence; readings now continue it).
+  void reopen_session(Device& d);
   void close_session(Device& d, double end_t, const std::string& reason,
                      std::optional<double> drop_t = std::nullopt);
 
