@@ -153,6 +153,9 @@ BOOST_AUTO_TEST_CASE(config_explain_names_the_environment_variable) {
   BOOST_TEST(r.exit_code == 0, r.err);
   BOOST_TEST(contains(r.out, "nodes.tool_strategy = \"rules\""), r.out);
   BOOST_TEST(contains(r.out, "environment KILN_TOOL_STRATEGY_NODE"), r.out);
+  // Numbers as a person writes them (604800.0, not 6.048E5).
+  auto age = d.kiln({"config", "explain", "telemetry.max_age_s"});
+  BOOST_TEST(contains(age.out, "telemetry.max_age_s = 604800.0    # built-in default"), age.out);
   auto all = d.kiln({"config", "explain", "--json"});
   BOOST_REQUIRE(all.exit_code == 0);
   bool found = false;

@@ -112,6 +112,24 @@ BOOST_AUTO_TEST_CASE(choices_and_minimums_are_enforced) {
   BOOST_TEST(contains(min, "must be at least 1"), min);
 }
 
+// Values that would make no sense are refused, from any layer, naming the range: a port past
+// 65535 once wrapped around, a negative skew refused every envelope.
+BOOST_AUTO_TEST_CASE(ranges_are_enforced) {
+  auto port = error_of([] { load("server:\n  port: 83638\n"); });
+  BOOST_TEST(contains(port, "deploy.yaml:2:9: server.port: must be from 0 to 65535, got 83638"),
+             port);
+  auto skew = error_of([] { load("", {{"KILN_TELEMETRY__MAX_SKEW_S", "-5"}}); });
+  BOOST_TEST(contains(skew, "telemetry.max_skew_s: must be at least 0, got -5"), skew);
+  auto speed = error_of([] { load("", {}, {"recorder.speed=0"}); });
+  BOOST_TEST(contains(speed, "recorder.speed: must be above 0 and at most 10000, got 0"), speed);
+  auto lag = error_of([] { load("", {}, {"event_detector.probe_lag_s=100"}); });
+  BOOST_TEST(contains(lag, "must be from 0 to 60"), lag);
+  auto nan = error_of([] { load("", {}, {"sessions.silence_s=nan"}); });
+  BOOST_TEST(contains(nan, "expected a finite number, got 'nan'"), nan);
+  BOOST_TEST(error_of([] { load("server:\n  port: 65535\n"); }).empty());
+  BOOST_TEST(error_of([] { load("", {}, {"telemetry_driver.interval_s=0.1"}); }).empty());
+}
+
 BOOST_AUTO_TEST_CASE(every_problem_is_reported_at_once) {
   try {
     load("gates:\n  dri: x\nlog:\n  level: loud\n", {{"KILN_NOPE__X", "1"}});

@@ -1,8 +1,10 @@
 #include "config/config.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <set>
+#include <sstream>
 
 #include <unistd.h>
 
@@ -47,6 +49,18 @@ std::string_view type_name(Type t) {
 
 void Schema::add(KeyDef def) {
   keys_.push_back(std::move(def));
+}
+
+void Schema::range(std::string_view path, std::optional<double> lo, std::optional<double> hi,
+                   bool lo_exclusive) {
+  for (auto& k : keys_)
+    if (k.path == path) {
+      k.lo = lo;
+      k.hi = hi;
+      k.lo_exclusive = lo_exclusive;
+      return;
+    }
+  throw std::logic_error("config schema: no key " + std::string(path) + " to bound");
 }
 
 const KeyDef* Schema::find(std::string_view path) const {
@@ -349,6 +363,18 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
          "how often an idle worker looks for runnable missions",
          {},
          10});
+  // Values a deployment could give that would make no sense (a port past 65535 wrapped around;
+  // a negative skew refused every envelope): refused by `config check` and at start.
+  s.range("server.port", 0, 65535);
+  s.range("telemetry_driver.interval_s", 0.1, 3600);
+  s.range("event_detector.probe_lag_s", 0, 60);
+  s.range("telemetry.max_skew_s", 0, std::nullopt);
+  s.range("telemetry.max_age_s", 0, std::nullopt, true);
+  s.range("recorder.speed", 0, 10000, true);
+  s.range("sessions.preroll_s", 0, 3600);
+  s.range("sessions.silence_s", 0, std::nullopt, true);
+  s.range("sessions.resume_gap_s", 0, std::nullopt);
+  s.range("sessions.max_length_s", 0, std::nullopt, true);
   for (const auto& k : kinds)
     s.add({"nodes." + k.kind,
            Type::kString,
@@ -412,6 +438,27 @@ std::filesystem::path expand_path(std::string_view raw, const std::filesystem::p
 namespace {
 
 // Converts a YAML value to the key's type; returns an error text (without location) on mismatch.
+// The key's range as words ("> 0", "0 to 65535"), and what is wrong with `v` against it.
+std::optional<std::string> out_of_range(const KeyDef& def, double v, const std::string& given) {
+  const bool low = def.lo && (def.lo_exclusive ? v <= *def.lo : v < *def.lo);
+  const bool high = def.hi && v > *def.hi;
+  if (!low && !high) return std::nullopt;
+  auto num = [](double x) {
+    std::ostringstream o;
+    o << x;
+    return o.str();
+  };
+  std::string range;
+  if (def.lo && def.hi)
+    range = def.lo_exclusive ? "above " + num(*def.lo) + " and at most " + num(*def.hi)
+                             : "from " + num(*def.lo) + " to " + num(*def.hi);
+  else if (def.lo)
+    range = (def.lo_exclusive ? "above " : "at least ") + num(*def.lo);
+  else
+    range = "at most " + num(*def.hi);
+  return "must be " + range + ", got " + given;
+}
+
 std::optional<std::string> convert(const KeyDef& def, const YAML::Node& n, json::value& out) {
   auto scalar = [&](std::string_view what) -> std::optional<std::string> {
     if (!n.IsScalar())
@@ -439,6 +486,7 @@ std::optional<std::string> convert(const KeyDef& def, const YAML::Node& n, json:
         if (used != n.Scalar().size()) throw std::invalid_argument("trailing");
         if (def.min && v < *def.min)
           return "must be at least " + std::to_string(*def.min) + ", got " + n.Scalar();
+        if (auto e = out_of_range(def, static_cast<double>(v), n.Scalar())) return e;
         out = json::value(static_cast<std::int64_t>(v));
         return std::nullopt;
       } catch (...) {
@@ -451,6 +499,8 @@ std::optional<std::string> convert(const KeyDef& def, const YAML::Node& n, json:
         std::size_t used = 0;
         double v = std::stod(n.Scalar(), &used);
         if (used != n.Scalar().size()) throw std::invalid_argument("trailing");
+        if (!std::isfinite(v)) return "expected a finite number, got '" + n.Scalar() + "'";
+        if (auto e = out_of_range(def, v, n.Scalar())) return e;
         out = json::value(v);
         return std::nullopt;
       } catch (...) {

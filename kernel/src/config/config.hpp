@@ -30,6 +30,9 @@ struct KeyDef {
   std::string description;
   std::vector<std::string> choices;  // for strings: the allowed values
   std::optional<std::int64_t> min;   // for integers
+  // For numbers and integers: the allowed range (Schema::range).
+  std::optional<double> lo = std::nullopt, hi = std::nullopt;
+  bool lo_exclusive = false;  // lo itself is not allowed ("> 0")
 };
 
 // The set of keys the kernel accepts. Plugin keys live under `plugin_config.<plugin>.` and are
@@ -37,6 +40,10 @@ struct KeyDef {
 class Schema {
  public:
   void add(KeyDef def);
+  // Bounds a number or integer key added before: from `lo` (above it when `lo_exclusive`) to
+  // `hi`, either open.
+  void range(std::string_view path, std::optional<double> lo, std::optional<double> hi,
+             bool lo_exclusive = false);
   const KeyDef* find(std::string_view path) const;
   // True if `path` is a section: some key starts with "path.".
   bool is_section(std::string_view path) const;

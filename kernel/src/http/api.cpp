@@ -767,6 +767,8 @@ Router build_api(ApiContext& ctx) {
       "start_t": {"type": "number"}, "charge_t": {"type": "number"},
       "end_t": {"type": ["number", "null"]},
       "drop_t": {"type": ["number", "null"], "description": "the DROP it closed at"},
+      "reopens": {"type": "integer",
+                  "description": "times it opened again after closing for silence"},
       "duration_s": {"type": "number",
                      "description": "CHARGE to DROP, else to the last reading"},
       "close_reason": {"type": ["string", "null"]}, "opened_at": {"type": "string"},

@@ -663,8 +663,8 @@ int cmd_config_explain(const Args& a, std::ostream& out) {
     return runtime::kExitOk;
   }
   for (const auto* r : rows)
-    out << r->first << " = " << json::serialize(r->second.value) << "    # "
-        << r->second.source.describe() << "\n";
+    out << r->first << " = " << one_line(r->second.value) << "    # " << r->second.source.describe()
+        << "\n";
   return runtime::kExitOk;
 }
 

@@ -9,5 +9,7 @@ namespace kiln::cli {
 
 // Two-space indentation, one member per line, trailing newline.
 std::string pretty(const boost::json::value& v);
+// One line: a number as written (604800.0, not 6.048E5), anything else as compact JSON.
+std::string one_line(const boost::json::value& v);
 
 }  // namespace kiln::cli
