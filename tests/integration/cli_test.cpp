@@ -590,10 +590,11 @@ BOOST_AUTO_TEST_CASE(analyze_reads_an_artisan_log_with_marked_or_detected_events
   BOOST_TEST(contains(detected.out, "\"time\": 61.0"), detected.out);
   BOOST_TEST(v.at("phases").as_object().contains("dtr"));
   BOOST_TEST(v.at("event_sources").at("CHARGE").as_string() == "roaster state");
-  // --detect runs the selected event_detector node with its kind config.
+  // The detector's kind config is checked before anything runs (invalid configuration).
   auto bad_lag = analyze({alog, "--detect", "--set", "event_detector.probe_lag_s=99"});
-  BOOST_TEST(bad_lag.exit_code == 5);
-  BOOST_TEST(contains(bad_lag.err, "event_detector.probe_lag_s is 99"), bad_lag.err);
+  BOOST_TEST(bad_lag.exit_code == 3);
+  BOOST_TEST(contains(bad_lag.err, "event_detector.probe_lag_s: must be from 0 to 60, got 99"),
+             bad_lag.err);
   // An isolated roast plugin has no nodes in its node-host: detect says so instead of guessing.
   auto isolated = analyze({alog, "--detect", "--set", "runtime.isolated_plugins=[roast]"});
   BOOST_TEST(isolated.exit_code == 1);
