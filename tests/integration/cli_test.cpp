@@ -191,7 +191,14 @@ BOOST_AUTO_TEST_CASE(config_check_reports_problems_with_locations) {
 
   auto missing = d.kiln({"config", "check", "--config", (d.dir.path() / "nope.yaml").string()});
   BOOST_TEST(missing.exit_code == 3);
-  BOOST_TEST(contains(missing.err, "nope.yaml: cannot be read"), missing.err);
+  BOOST_TEST(contains(missing.err, "nope.yaml (--config): cannot be read"), missing.err);
+  auto from_env = d.kiln({"config", "check"}, {{"KILN_CONFIG", "/nonexistent/kiln.yaml"}});
+  BOOST_TEST(from_env.exit_code == 3);
+  BOOST_TEST(contains(from_env.err, "kiln.yaml (KILN_CONFIG): cannot be read"), from_env.err);
+  // A directory is no config (it read as an empty one).
+  auto dir = d.kiln({"config", "check", "--config", d.dir.path().string()});
+  BOOST_TEST(dir.exit_code == 3);
+  BOOST_TEST(contains(dir.err, "is a directory; name a YAML file in it"), dir.err);
 
   auto bad_env = d.kiln({"config", "check"}, {{"KILN_GATES_DIR", "/x"}});
   BOOST_TEST(bad_env.exit_code == 3);
@@ -674,4 +681,15 @@ BOOST_AUTO_TEST_CASE(record_stops_when_the_server_refuses_its_key) {
   BOOST_TEST(contains(rec.err, "batch 1 refused: revoked_key: device key"), rec.err);
   BOOST_TEST(contains(rec.err, "would be refused the same way; stopping"), rec.err);
   BOOST_TEST(contains(rec.out, "sent 0, refused 1, waiting in the spool 0"), rec.out);
+  // So does a batch larger than the deployment takes: the next would be as large.
+  BOOST_REQUIRE(kiln({"devices", "add", "sim-4", "--key-out", "sim-4.key"}).exit_code == 0);
+  auto big = kiln(
+      {"record", "--key", "sim-4.key", "--speed", "0", "--set", "telemetry.max_batch_samples=5"});
+  BOOST_TEST(big.exit_code == 1, big.out + big.err);
+  BOOST_TEST(contains(big.err, "batch 1 refused: oversized_batch"), big.err);
+  BOOST_TEST(contains(big.err,
+                      "every batch of 10 readings would be refused the same way; "
+                      "stopping (--batch N sends fewer readings a batch)"),
+             big.err);
+  BOOST_TEST(contains(big.out, "sent 0, refused 1, waiting in the spool 0"), big.out);
 }

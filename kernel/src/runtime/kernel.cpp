@@ -30,14 +30,19 @@ namespace {
 
 constexpr const char* kEmbeddedConfig = "config/kiln.yaml";
 
-config::YamlText read_yaml(const fs::path& path) {
+// `from`: where the name came from ("--config", "KILN_CONFIG"), for the message.
+config::YamlText read_yaml(const fs::path& path, const std::string& from) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec))
+    throw BootError(kExitConfig, "config file " + path.string() + " (" + from +
+                                     ") is a directory; name a YAML file in it");
   std::ifstream in(path);
   if (!in)
-    throw BootError(kExitConfig, "config file " + path.string() + ": cannot be read (" +
-                                     std::strerror(errno) + "); pass an existing file to --config");
+    throw BootError(kExitConfig, "config file " + path.string() + " (" + from +
+                                     "): cannot be read (" + std::strerror(errno) +
+                                     "); name an existing file");
   std::stringstream ss;
   ss << in.rdbuf();
-  std::error_code ec;
   auto abs = fs::absolute(path, ec);
   return {path.string(), ss.str(), abs.parent_path()};
 }
@@ -57,10 +62,10 @@ std::unique_ptr<Kernel> Kernel::boot(const BootOptions& options) {
   // 1. Config layers.
   config::LoadOptions lo;
   if (!options.config_files.empty()) {
-    for (const auto& f : options.config_files) lo.yaml.push_back(read_yaml(f));
+    for (const auto& f : options.config_files) lo.yaml.push_back(read_yaml(f, "--config"));
   } else if (auto it = options.environment.find("KILN_CONFIG");
              it != options.environment.end() && !it->second.empty()) {
-    lo.yaml.push_back(read_yaml(it->second));
+    lo.yaml.push_back(read_yaml(it->second, "KILN_CONFIG"));
   } else {
     lo.yaml.push_back({std::string(kEmbeddedConfig) + " (embedded)",
                        std::string(common::embedded_file(kEmbeddedConfig)),

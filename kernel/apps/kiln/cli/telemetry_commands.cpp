@@ -468,6 +468,7 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   std::int64_t sent = 0, spooled = 0, rejected = 0, drained = 0;
   std::string fatal;        // the server refuses the recorder itself (key, URL): stop
   std::string key_refused;  // every envelope signed with this key will be refused: stop
+  std::string too_large;    // every batch this size will be refused: stop
   // A refusal that is about the key, not the envelope: the next batches would fare the same.
   auto about_the_key = [](const std::string& reason) {
     for (const char* r : {telemetry::reject::kUnknownKey, telemetry::reject::kRevokedKey,
@@ -482,6 +483,7 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
       auto r = k->telemetry().ingestor().ingest(cred.tenant, cred.device, env, now_s());
       if (r.accepted) return {"ok", ""};
       if (about_the_key(r.reason)) key_refused = r.reason + ": " + r.message;
+      if (r.reason == telemetry::reject::kOversized) too_large = r.message;
       return {"refused", r.reason + ": " + r.message};
     }
     try {
@@ -489,17 +491,21 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
       if (!api_key.empty()) h.emplace_back("Authorization", "Bearer " + api_key);
       auto res = client->request("POST", "/v1/telemetry/" + cred.device, env, h);
       if (res.status == 200) return {"ok", ""};
-      if (res.status >= 500 || res.status == 429) return {"down", std::to_string(res.status)};
-      // A refusal of this envelope carries an ingest reason; anything else (a bad API key, a
-      // wrong URL) is the recorder's problem, not the envelope's: stop.
       std::string code, message;
       json::error_code ec;
       auto v = json::parse(res.body, ec);
-      if (!ec && v.is_object() && v.as_object().contains("error")) {
+      if (!ec && v.is_object() && v.as_object().contains("error") && v.at("error").is_object()) {
         const auto& e = v.at("error").as_object();
         if (const auto* c = e.if_contains("code"); c && c->is_string()) code = c->as_string();
         if (const auto* m = e.if_contains("message"); m && m->is_string()) message = m->as_string();
       }
+      // The server is up but cannot take the batch now (its disk is full, it is starting or
+      // draining): kept in the spool, with the server's own words.
+      if (res.status >= 500 || res.status == 429)
+        return {"down", "it answered " + std::to_string(res.status) +
+                            (code.empty() ? std::string() : " " + code + ": " + message)};
+      // A refusal of this envelope carries an ingest reason; anything else (a bad API key, a
+      // wrong URL) is the recorder's problem, not the envelope's: stop.
       const auto& reasons = telemetry::reject::all();
       if (std::find(reasons.begin(), reasons.end(), code) == reasons.end()) {
         fatal = "the server answered " + std::to_string(res.status) + " " +
@@ -507,6 +513,7 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
         return {"fatal", fatal};
       }
       if (about_the_key(code)) key_refused = code + ": " + message;
+      if (code == telemetry::reject::kOversized) too_large = message;
       return {"refused", code + ": " + message};
     } catch (const std::exception& e) {
       return {"down", e.what()};
@@ -603,21 +610,35 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
               << ") would be refused the same way; stopping (`kiln devices list` shows the "
                  "registered keys; --key FILE selects another)\n";
           g_stop = true;
+        } else if (!too_large.empty()) {
+          err << "kiln record: every batch of " << b.samples.size()
+              << " readings would be refused the same way; stopping (--batch N sends fewer "
+                 "readings a batch)\n";
+          g_stop = true;
         }
         return;
       }
       if (status == "down") {
-        err << "kiln record: server unreachable (" << why << "); spooling to " << spool.string()
-            << "\n";
+        err << "kiln record: the server cannot take batches now (" << why << "); spooling to "
+            << spool.string() << "\n";
         spool_backlog = true;
       }
     }
-    std::ofstream f(spool_name(b), std::ios::binary);
+    // Written under another name and renamed once whole: a spool file is never half a batch
+    // (a full disk once left an empty one that the next run sent as a malformed envelope).
+    const fs::path final_name = spool_name(b);
+    fs::path part = final_name;
+    part += ".part";
+    std::ofstream f(part, std::ios::binary);
     f << env;
     f.close();
-    if (!f)
-      throw std::runtime_error("cannot write the spool file " + spool_name(b).string() +
+    std::error_code rec;
+    if (f) fs::rename(part, final_name, rec);
+    if (!f || rec) {
+      fs::remove(part, rec);
+      throw std::runtime_error("cannot write the spool file " + final_name.string() +
                                " (disk full?); batch " + std::to_string(b.seq) + " is lost");
+    }
     ++spooled;
   };
   const auto started = std::chrono::steady_clock::now();
