@@ -669,6 +669,30 @@ BOOST_AUTO_TEST_CASE(record_two_roasts_back_to_back) {
   BOOST_TEST(samples_of(sessions[0]) == second_samples);
 }
 
+// A session's id names its tenant: `kiln report` and `kiln predict` find it without --tenant.
+BOOST_AUTO_TEST_CASE(report_finds_a_session_of_another_tenant_by_its_id) {
+  Deployment d;
+  auto kiln = [&](std::vector<std::string> args) { return d.kiln_all_plugins(std::move(args)); };
+  BOOST_REQUIRE(
+      kiln({"devices", "add", "sim-5", "--tenant", "acme", "--key-out", "sim-5.key"}).exit_code ==
+      0);
+  auto rec = kiln({"record", "--key", "sim-5.key", "--speed", "0", "--roasts", "1"});
+  BOOST_REQUIRE_MESSAGE(rec.exit_code == 0, rec.out + rec.err);
+  auto list = kiln({"sessions", "list", "--json"});
+  const auto sessions = json::parse(list.out).as_array();
+  BOOST_REQUIRE_EQUAL(sessions.size(), 1u);
+  const std::string id(sessions[0].at("id").as_string());
+  BOOST_TEST(contains(id, "@acme"), id);
+  auto report = kiln({"report", id, "-o", "r.html"});
+  BOOST_TEST(report.exit_code == 0, report.out + report.err);
+  BOOST_TEST(fs::exists(d.dir.path() / "r.html"));
+  BOOST_TEST(kiln({"predict", id}).exit_code == 0);
+  // An explicit --tenant still wins (and there the session is not).
+  auto other = kiln({"report", id, "-o", "r2.html", "--tenant", "default"});
+  BOOST_TEST(other.exit_code == 1);
+  BOOST_TEST(contains(other.err, "in tenant default"), other.err);
+}
+
 // A refusal that is about the key (here: revoked) stops the recorder at the first batch, with the
 // reason and what to do, instead of sending a whole roast to be refused batch by batch.
 BOOST_AUTO_TEST_CASE(record_stops_when_the_server_refuses_its_key) {

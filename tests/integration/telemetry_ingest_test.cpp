@@ -598,6 +598,12 @@ BOOST_AUTO_TEST_CASE(a_device_profile_gives_its_sessions_targets_and_phases) {
   BOOST_TEST(back.time.size() == original.time.size());
   BOOST_TEST(back.timeindex[0] == original.timeindex[0]);
   BOOST_TEST(back.timeindex[6] == original.timeindex[6]);
+  // A device with no key in the tenant: a typo, named.
+  auto typo = s.call("POST", "/v1/devices/r1-porf:profile", "operator", R"({"profile": "sidamo"})");
+  BOOST_TEST(typo.status == 404);
+  BOOST_TEST(contains(typo.body, "no device 'r1-porf' in tenant acme"), typo.body);
+  auto added = s.call("POST", "/v1/devices", "operator", R"({"device": "r1-prof"})");
+  BOOST_REQUIRE_MESSAGE(added.status == 201, added.body);
   // Archive hides it and refuses assignments; restore brings it back.
   BOOST_TEST(s.call("POST", "/v1/profiles/sidamo:archive", "operator", "{}").status == 200);
   BOOST_TEST(body(s.call("GET", "/v1/profiles", "viewer")).as_array().empty());
@@ -635,8 +641,6 @@ BOOST_AUTO_TEST_CASE(a_device_profile_gives_its_sessions_targets_and_phases) {
   BOOST_TEST(contains(refused.err, "403"), refused.err);
 
   // A roast on the device: its session records profile v2, and the mission passes QC against it.
-  auto added = s.call("POST", "/v1/devices", "operator", R"({"device": "r1-prof"})");
-  BOOST_REQUIRE_MESSAGE(added.status == 201, added.body);
   send_roast(s, "r1-prof", key_of(body(added)));
   const json::value session = reported_session(s, "r1-prof");
   BOOST_TEST(session.at("profile").at("name").as_string() == "sidamo");

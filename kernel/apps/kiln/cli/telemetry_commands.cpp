@@ -315,7 +315,11 @@ struct Invoker {
   std::optional<http::Client> client;
   std::string key;
   std::string tenant;
-  explicit Invoker(const Args& a) : tenant(a.tenant) {
+  // `session`: a session id the command names; without --tenant its tenant (after the '@') is
+  // the one asked, as the id says where it belongs.
+  explicit Invoker(const Args& a, const std::string& session = {}) : tenant(a.tenant) {
+    if (const auto at = session.rfind('@'); !a.tenant_filter && at != std::string::npos)
+      tenant = session.substr(at + 1);
     const auto target = server_target(a);
     key = target.key;
     if (!target.url.empty())
@@ -351,7 +355,7 @@ int cmd_report(const Args& a, std::ostream& out, std::ostream& err) {
   if (a.positional.size() < 2) throw std::invalid_argument("report needs a SESSION");
   if (!a.out_file) throw std::invalid_argument("report needs -o FILE.html");
   const std::string session = a.positional[1];
-  Invoker invoke(a);
+  Invoker invoke(a, session);
   auto s = invoke("telemetry.session", {{"session", session}});
   if (!s.ok()) {
     err << "kiln report: " << s.error().code << ": " << s.error().message << "\n";
@@ -397,7 +401,7 @@ int cmd_report(const Args& a, std::ostream& out, std::ostream& err) {
 
 int cmd_predict(const Args& a, std::ostream& out, std::ostream& err) {
   if (a.positional.size() < 2) throw std::invalid_argument("predict needs a SESSION");
-  Invoker invoke(a);
+  Invoker invoke(a, a.positional[1]);
   auto s = invoke("telemetry.session", {{"session", a.positional[1]}});
   if (!s.ok()) {
     err << "kiln predict: " << s.error().code << ": " << s.error().message << "\n";
