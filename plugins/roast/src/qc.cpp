@@ -1,6 +1,7 @@
 #include "qc.hpp"
 
 #include <cmath>
+#include <map>
 #include <optional>
 #include <stdexcept>
 
@@ -54,6 +55,68 @@ std::string fmt(double v) {
   return buf;
 }
 
+std::string mmss(double seconds) {
+  const long t = std::lround(std::abs(seconds));
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%s%ld:%02ld", seconds < 0 ? "-" : "", t / 60, t % 60);
+  return buf;
+}
+
+// How a roaster names and reads a metric: "FCs at 7:15", "BT at DROP 207.9 °C", "DTR 17.0 %".
+struct Words {
+  std::string label;  // "FCs at", "BT at FCs", "DTR"
+  enum class Kind { kTime, kTemperature, kPercent, kRate, kPlain } kind;
+};
+
+Words words_of(const std::string& name) {
+  using K = Words::Kind;
+  static const std::map<std::string, Words> words = {
+      {"tp_time", {"TP at", K::kTime}},
+      {"dry_time", {"DRY END at", K::kTime}},
+      {"fcs_time", {"FCs at", K::kTime}},
+      {"drop_time", {"DROP at", K::kTime}},
+      {"development_time", {"development", K::kTime}},
+      {"tp_bt", {"BT at TP", K::kTemperature}},
+      {"fcs_bt", {"BT at FCs", K::kTemperature}},
+      {"drop_bt", {"BT at DROP", K::kTemperature}},
+      {"dtr", {"DTR", K::kPercent}},
+      {"auc", {"AUC", K::kPlain}},
+      {"ror_fcs", {"RoR at FCs", K::kRate}},
+      {"ror_drop", {"RoR at DROP", K::kRate}}};
+  auto it = words.find(name);
+  return it != words.end() ? it->second : Words{name, K::kPlain};
+}
+
+// One reading, a difference or a range of `name` as a roaster writes it; `unit` is 'C' or 'F'.
+struct Say {
+  Words w;
+  char unit;
+  std::string value(double v) const {
+    switch (w.kind) {
+      case Words::Kind::kTime:
+        return mmss(v);
+      case Words::Kind::kTemperature:
+        return fmt(v) + " °" + unit;
+      case Words::Kind::kPercent:
+        return fmt(v) + " %";
+      case Words::Kind::kRate:
+        return fmt(v) + " °" + unit + "/min";
+      case Words::Kind::kPlain:
+        break;
+    }
+    return fmt(v);
+  }
+  std::string range(double lo, double hi) const {
+    if (w.kind == Words::Kind::kTime) return mmss(lo) + "–" + mmss(hi);
+    return value(lo).substr(0, fmt(lo).size()) + "–" + value(hi);
+  }
+  // "0:17 later than", "3.0 °C below"
+  std::string off(double by, bool low) const {
+    if (w.kind == Words::Kind::kTime) return mmss(by) + (low ? " earlier than " : " later than ");
+    return value(by) + (low ? " below " : " above ");
+  }
+};
+
 int rank(const std::string& verdict) {
   return verdict == "fail" ? 2 : verdict == "warn" ? 1 : 0;
 }
@@ -67,6 +130,12 @@ json::object default_targets() {
 }
 
 json::object run_qc(const json::object& analysis, const json::object& targets) {
+  // The analysis's unit (its RoR's, "C/min" or "F/min"), for temperatures in reasons.
+  char unit = 'C';
+  if (const auto* r = analysis.if_contains("ror"); r && r->is_object())
+    if (const auto* u = r->as_object().if_contains("unit");
+        u && u->is_string() && !u->as_string().empty())
+      unit = u->as_string()[0];
   json::array checks;
   std::string verdict = "pass";
   auto add = [&](const std::string& name, const std::string& result, const std::string& reason,
@@ -105,27 +174,35 @@ json::object run_qc(const json::object& analysis, const json::object& targets) {
     if (t.contains("warn_margin")) margin = num(t, "warn_margin", name);
     const auto v = metric(analysis, name);
     json::array range{lo, hi};
+    const Say say{words_of(name), unit};
     if (!v) {
-      add(name, "fail", name + " could not be measured (a missing event)", nullptr, range);
+      add(name, "fail", say.w.label + " could not be measured (an event is missing)", nullptr,
+          range);
       continue;
     }
     const double x = *v;
     if (x >= lo && x <= hi) {
-      add(name, "pass", name + " " + fmt(x) + " within " + fmt(lo) + "-" + fmt(hi), x, range);
+      add(name, "pass", say.w.label + " " + say.value(x) + ", within " + say.range(lo, hi), x,
+          range);
     } else {
-      const double off = x < lo ? lo - x : x - hi;
-      const std::string where = x < lo ? "below" : "above";
+      const bool low = x < lo;
+      const double off = low ? lo - x : x - hi;
       add(name, off <= margin ? "warn" : "fail",
-          name + " " + fmt(x) + " is " + fmt(off) + " " + where + " " + fmt(lo) + "-" + fmt(hi), x,
+          say.w.label + " " + say.value(x) + ", " + say.off(off, low) + say.range(lo, hi), x,
           range);
     }
   }
   if (const auto* r = analysis.if_contains("ror"); r && r->is_object()) {
     const auto& ror = r->as_object();
+    const Say rate{words_of("ror_fcs"), unit};
+    const auto at_fcs = number_at(ror, {"at", "FCs"}), at_drop = number_at(ror, {"at", "DROP"});
+    const std::string numbers = at_fcs && at_drop ? " (RoR " + rate.value(*at_fcs) + " at FCs, " +
+                                                        rate.value(*at_drop) + " at DROP)"
+                                                  : std::string();
     if (auto* c = ror.if_contains("crash"); c && c->is_bool() && c->as_bool())
-      add("ror crash", "warn", "the rate of rise crashed after first crack");
+      add("ror crash", "warn", "RoR fell below half its FCs value before DROP" + numbers);
     if (auto* f = ror.if_contains("flick"); f && f->is_bool() && f->as_bool())
-      add("ror flick", "warn", "the rate of rise flicked up before DROP");
+      add("ror flick", "warn", "RoR rose again in the last 30 s before DROP" + numbers);
   }
   return json::object{{"verdict", verdict}, {"checks", std::move(checks)}};
 }

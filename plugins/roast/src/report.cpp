@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <optional>
+#include <regex>
 #include <stdexcept>
 #include <vector>
 
@@ -79,6 +80,34 @@ std::string spoken_time(double s) {
   return out;
 }
 
+// A QC reason as it is said: "FCs at 7:15, 0:17 later than 5:58–6:58" → "FCs at 7 minutes 15
+// seconds, 17 seconds later than 5 minutes 58 seconds to 6 minutes 58 seconds".
+std::string speakable(std::string text) {
+  static const std::regex clock("\\b([0-9]+):([0-5][0-9])\\b");
+  std::string out;
+  auto it = std::sregex_iterator(text.begin(), text.end(), clock);
+  std::size_t from = 0;
+  for (; it != std::sregex_iterator(); ++it) {
+    const auto& m = *it;
+    out += text.substr(from, static_cast<std::size_t>(m.position()) - from);
+    const int minutes = std::stoi(m[1].str()), seconds = std::stoi(m[2].str());
+    out += minutes ? spoken_time(minutes * 60 + seconds)
+                   : std::to_string(seconds) + (seconds == 1 ? " second" : " seconds");
+    from = static_cast<std::size_t>(m.position() + m.length());
+  }
+  out += text.substr(from);
+  for (const auto& [sign, words] :
+       std::initializer_list<std::pair<std::string, std::string>>{{"–", " to "},
+                                                                  {" °C/min", " degrees a minute"},
+                                                                  {" °F/min", " degrees a minute"},
+                                                                  {" °C", " degrees"},
+                                                                  {" °F", " degrees"},
+                                                                  {" %", " percent"}})
+    for (std::size_t at; (at = out.find(sign)) != std::string::npos;)
+      out.replace(at, sign.size(), words);
+  return out;
+}
+
 }  // namespace
 
 std::string spoken_summary(const ReportInput& in) {
@@ -105,7 +134,7 @@ std::string spoken_summary(const ReportInput& in) {
       if (const auto* checks = in.qc.if_contains("checks"); checks && checks->is_array())
         for (const auto& c : checks->as_array())
           if (c.as_object().at("result").as_string() == verdict) {
-            out += " " + std::string(c.as_object().at("reason").as_string()) + ".";
+            out += " " + speakable(std::string(c.as_object().at("reason").as_string())) + ".";
             break;
           }
   }

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "profile.hpp"
 #include "pyliteral.hpp"
 #include "qc.hpp"
+#include "report.hpp"
 
 namespace fs = std::filesystem;
 namespace json = boost::json;
@@ -127,6 +129,34 @@ BOOST_AUTO_TEST_CASE(rate_of_rise_declines_after_the_turning_point) {
              static_cast<std::size_t>(a.drop->index - a.charge->index + 1));
   auto j = to_json(a);
   for (const char* k : {"events", "phases", "auc", "ror"}) BOOST_TEST(j.contains(k), k);
+}
+
+// QC reasons read as a roaster writes them (events at m:ss, temperatures with their unit), and the
+// spoken summary says them in words.
+BOOST_AUTO_TEST_CASE(qc_reasons_speak_a_roasters_language) {
+  auto log = parse_alog(read(kFixtures / "26-02-01_1812_Jigesa_no2.alog"));
+  const auto analysis = to_json(analyze(log, {}));
+  const json::object targets{{"fcs_time", json::object{{"target", 400}, {"tolerance", 20}}},
+                             {"fcs_bt", json::object{{"min", 190}, {"max", 200}}},
+                             {"dtr", json::object{{"min", 10}, {"max", 25}}}};
+  const auto qc = run_qc(analysis, targets);
+  std::map<std::string, std::string> reasons;
+  for (const auto& c : qc.at("checks").as_array())
+    reasons[std::string(c.at("check").as_string())] = c.at("reason").as_string();
+  BOOST_TEST(reasons["fcs_time"] == "FCs at 7:30, 0:30 later than 6:20–7:00");
+  BOOST_TEST(reasons["fcs_bt"] == "BT at FCs 187.0 °C, 3.0 °C below 190.0–200.0 °C");
+  BOOST_TEST(reasons["dtr"] == "DTR 14.6 %, within 10.0–25.0 %");
+  BOOST_TEST(reasons["ror crash"] ==
+             "RoR fell below half its FCs value before DROP (RoR 8.8 °C/min at FCs, 4.3 °C/min "
+             "at DROP)");
+  ReportInput in;
+  in.title = "Jigesa";
+  in.analysis = analysis;
+  in.qc = qc;
+  const auto said = spoken_summary(in);
+  BOOST_TEST(said.find("FCs at 7 minutes 30 seconds, 30 seconds later than 6 minutes 20 seconds "
+                       "to 7 minutes.") != std::string::npos,
+             said);
 }
 
 BOOST_AUTO_TEST_CASE(python_literals_parse_as_python_does) {
