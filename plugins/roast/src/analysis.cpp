@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 
 #include "artisan_detector.hpp"
 #include "pyliteral.hpp"
@@ -76,6 +77,42 @@ json::value opt(const std::optional<double>& v, double scale = 1000) {
 
 }  // namespace
 
+namespace {
+
+// Artisan writes -1 for a reading the device did not give. Each is replaced by the straight line
+// between the nearest real readings in time (the nearest one at either end); returns how many.
+std::size_t fill_missing(std::vector<double>& v, const std::vector<double>& time,
+                         const char* channel) {
+  auto missing = [](double x) { return x == -1.0; };
+  std::size_t filled = 0;
+  std::optional<std::size_t> before;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (!missing(v[i])) {
+      before = i;
+      continue;
+    }
+    std::size_t after = i + 1;
+    while (after < v.size() && missing(v[after])) ++after;
+    if (!before && after == v.size()) {
+      if (channel == std::string_view("temp1")) return 0;  // a logger without ET: left as is
+      throw AlogError(std::string("'") + channel + "' has no reading (every value is -1)");
+    }
+    for (std::size_t k = i; k < after; ++k, ++filled) {
+      if (!before)
+        v[k] = v[after];
+      else if (after == v.size())
+        v[k] = v[*before];
+      else
+        v[k] = v[*before] +
+               (v[after] - v[*before]) * (time[k] - time[*before]) / (time[after] - time[*before]);
+    }
+    i = after - 1;
+  }
+  return filled;
+}
+
+}  // namespace
+
 RoastLog parse_alog(std::string_view text) {
   json::value v = parse_python_literal(text);
   if (!v.is_object()) throw AlogError("an .alog is a dict; this literal is not");
@@ -101,6 +138,8 @@ RoastLog parse_alog(std::string_view text) {
   for (std::size_t i = 1; i < log.time.size(); ++i)
     if (!(log.time[i] > log.time[i - 1]))
       throw AlogError("'timex' is not increasing at position " + std::to_string(i));
+  log.filled_bt = fill_missing(log.bt, log.time, "temp2");
+  log.filled_et = fill_missing(log.et, log.time, "temp1");
   if (o.if_contains("timeindex")) {
     auto idx = numbers(o, "timeindex", true);
     if (idx.size() < 8) throw AlogError("'timeindex' has fewer than 8 entries");
@@ -161,6 +200,10 @@ Analysis analyze(const RoastLog& log, const AnalysisOptions& opt,
   const nodes::RoastCurve curve = curve_of(log);
   const int last_reading = static_cast<int>(n) - 1;
 
+  if (log.filled_bt || log.filled_et)
+    a.warnings.push_back(std::to_string(log.filled_bt) + " BT and " +
+                         std::to_string(log.filled_et) +
+                         " ET readings were missing in the file (-1) and are interpolated");
   int charge = -1, drop = -1, fcs = -1, dry = -1, tp = -1;
   if (opt.detect) {
     if (!detector)

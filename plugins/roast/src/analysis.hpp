@@ -33,6 +33,9 @@ struct RoastLog {
   std::vector<double> roaster_state;  // the Bullet R1's state channel, when the log has one
   boost::json::object computed;       // Artisan's own results, when present
   double weight_in = 0, weight_out = 0;
+  // Readings Artisan recorded as missing (-1, a probe that did not answer), filled in by linear
+  // interpolation between their neighbours in time.
+  std::size_t filled_bt = 0, filled_et = 0;
 };
 
 // Parses the text of an .alog (a Python literal dict). Throws PyLiteralError for a malformed

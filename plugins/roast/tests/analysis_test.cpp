@@ -131,6 +131,33 @@ BOOST_AUTO_TEST_CASE(rate_of_rise_declines_after_the_turning_point) {
   for (const char* k : {"events", "phases", "auc", "ror"}) BOOST_TEST(j.contains(k), k);
 }
 
+// Readings Artisan wrote as missing (-1) are interpolated: the analysis is the same as without the
+// dropout (it lost TP, DRY END and the AUC before), with a warning saying how many.
+BOOST_AUTO_TEST_CASE(missing_readings_are_interpolated) {
+  const std::string name = "26-02-01_1812_Jigesa_no2.alog";
+  auto whole = to_json(analyze(parse_alog(read(kFixtures / name)), {}));
+  auto alog = parse_python_literal(read(kFixtures / name)).as_object();
+  auto& bt = alog["temp2"].as_array();
+  const auto tp = static_cast<std::size_t>(
+      parse_alog(read(kFixtures / name)).computed.at("TP_idx").to_number<double>());
+  bt[tp - 1] = -1.0;
+  bt[tp + 2] = -1.0;
+  alog["temp1"].as_array()[tp] = -1.0;
+  const auto log = parse_alog(python_literal(alog));
+  BOOST_TEST(log.filled_bt == 2u);
+  BOOST_TEST(log.filled_et == 1u);
+  BOOST_TEST(log.bt[tp - 1] > 0);
+  auto gappy = to_json(analyze(log, {}));
+  BOOST_TEST(gappy.at("events").at("TP").at("time") == whole.at("events").at("TP").at("time"));
+  BOOST_TEST(std::abs(gappy.at("auc").to_number<double>() - whole.at("auc").to_number<double>()) <
+             1.0);
+  BOOST_TEST(json::serialize(gappy.at("warnings")).find("2 BT and 1 ET readings were missing") !=
+             std::string::npos);
+  // A BT channel with no reading at all is no roast.
+  for (auto& x : bt) x = -1.0;
+  BOOST_CHECK_THROW(parse_alog(python_literal(alog)), AlogError);
+}
+
 // QC reasons read as a roaster writes them (events at m:ss, temperatures with their unit), and the
 // spoken summary says them in words.
 BOOST_AUTO_TEST_CASE(qc_reasons_speak_a_roasters_language) {
