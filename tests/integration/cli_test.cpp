@@ -686,7 +686,9 @@ BOOST_AUTO_TEST_CASE(report_finds_a_session_of_another_tenant_by_its_id) {
   auto report = kiln({"report", id, "-o", "r.html"});
   BOOST_TEST(report.exit_code == 0, report.out + report.err);
   BOOST_TEST(fs::exists(d.dir.path() / "r.html"));
-  BOOST_TEST(kiln({"predict", id}).exit_code == 0);
+  auto predicted = kiln({"predict", id});
+  BOOST_TEST(predicted.exit_code == 0, predicted.err);
+  BOOST_TEST(contains(predicted.out, "is closed (drop): the roast dropped at "), predicted.out);
   // An explicit --tenant still wins (and there the session is not).
   auto other = kiln({"report", id, "-o", "r2.html", "--tenant", "default"});
   BOOST_TEST(other.exit_code == 1);

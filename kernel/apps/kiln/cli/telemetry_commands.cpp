@@ -407,7 +407,47 @@ int cmd_predict(const Args& a, std::ostream& out, std::ostream& err) {
     err << "kiln predict: " << s.error().code << ": " << s.error().message << "\n";
     return runtime::kExitFailed;
   }
-  auto p = invoke("roast.predict", {{"curve", s.value().at("curve")}});
+  auto mmss = [](const json::value& x) -> std::string {
+    if (!x.is_number()) return "-";
+    const int t = static_cast<int>(std::lround(x.to_number<double>()));
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "%d:%02d", t / 60, t % 60);
+    return buf;
+  };
+  // A closed session: the roast is over, there is nothing left to predict.
+  const auto& session = s.value().at("session").as_object();
+  if (const auto* state = session.if_contains("state"); state && *state == "closed") {
+    std::string what = "session " + a.positional[1] + " is closed (" +
+                       (session.contains("close_reason") && session.at("close_reason").is_string()
+                            ? std::string(session.at("close_reason").as_string())
+                            : std::string("closed")) +
+                       ")";
+    if (const auto* drop = session.if_contains("drop_t"); drop && drop->is_number())
+      what += ": the roast dropped at " +
+              mmss(drop->to_number<double>() - session.at("charge_t").to_number<double>()) +
+              " after CHARGE";
+    what += "; nothing to predict (`kiln report " + a.positional[1] +
+            " -o report.html` has its analysis)";
+    if (a.json)
+      out << pretty(json::object{{"status", "closed"}, {"message", what}});
+    else
+      out << what << "\n";
+    return runtime::kExitOk;
+  }
+  json::object predict_in{{"curve", s.value().at("curve")}};
+  // The DTR the session's profile aims at (its target, or the middle of its range).
+  if (const auto* t = s.value().as_object().if_contains("targets"); t && t->is_object())
+    if (const auto* dtr = t->as_object().if_contains("dtr"); dtr && dtr->is_object()) {
+      const auto& d = dtr->as_object();
+      std::optional<double> aim;
+      if (d.contains("target") && d.at("target").is_number())
+        aim = d.at("target").to_number<double>();
+      else if (d.contains("min") && d.contains("max") && d.at("min").is_number() &&
+               d.at("max").is_number())
+        aim = (d.at("min").to_number<double>() + d.at("max").to_number<double>()) / 2;
+      if (aim) predict_in["dtr"] = std::clamp(*aim, 5.0, 40.0);
+    }
+  auto p = invoke("roast.predict", predict_in);
   if (!p.ok()) {
     err << "kiln predict: " << p.error().code << ": " << p.error().message << "\n";
     return runtime::kExitFailed;
@@ -417,13 +457,6 @@ int cmd_predict(const Args& a, std::ostream& out, std::ostream& err) {
     out << pretty(v);
     return runtime::kExitOk;
   }
-  auto mmss = [](const json::value& x) -> std::string {
-    if (!x.is_number()) return "-";
-    const int t = static_cast<int>(std::lround(x.to_number<double>()));
-    char buf[16];
-    std::snprintf(buf, sizeof buf, "%d:%02d", t / 60, t % 60);
-    return buf;
-  };
   out << "at " << mmss(v.at("now")) << " after CHARGE: BT " << v.at("bt").to_number<double>()
       << ", RoR " << v.at("ror").to_number<double>() << " C/min ("
       << v.at("status").as_string().c_str() << ")\n";
