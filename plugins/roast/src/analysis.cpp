@@ -217,6 +217,7 @@ Analysis analyze(const RoastLog& log, const AnalysisOptions& opt,
     a.charge_source = e.charge_source;
     a.drop_source = e.drop_source;
     a.dry_end_source = e.dry_end_source;
+    a.fcs_source = e.fcs_source;
     // An event out of order would make phases meaningless: drop what does not fit.
     if (charge < 0 || charge > last_reading) charge = -1;
     for (int* ev : {&tp, &dry, &fcs, &drop})
@@ -227,6 +228,7 @@ Analysis analyze(const RoastLog& log, const AnalysisOptions& opt,
     fcs = log.timeindex[2] > 0 ? log.timeindex[2] : -1;
     drop = log.timeindex[6] > 0 ? log.timeindex[6] : -1;
     a.charge_source = a.drop_source = "marked";
+    if (fcs >= 0) a.fcs_source = "marked";
     if (charge >= 0) {
       // TP is derived even where events are marked: the lowest BT between CHARGE and FCs (or
       // DROP, or the end), as Artisan takes it.
@@ -361,6 +363,7 @@ Analysis analyze(const RoastLog& log, const AnalysisOptions& opt,
 json::object to_json(const Analysis& a) {
   json::object sources{{"CHARGE", a.charge_source}, {"DROP", a.drop_source}};
   if (!a.dry_end_source.empty()) sources["DRY_END"] = a.dry_end_source;
+  if (!a.fcs_source.empty()) sources["FCs"] = a.fcs_source;
   json::array warnings;
   for (const auto& w : a.warnings) warnings.emplace_back(w);
   return json::object{{"events", json::object{{"CHARGE", event_json(a.charge)},

@@ -58,6 +58,9 @@ struct Analysis {
   std::optional<EventPoint> charge, tp, dry_end, fcs, drop;
   std::string dry_end_source;  // "marked", "phases" (first BT >= phases[1] after TP), "TP"
   std::string charge_source, drop_source;  // "marked", "roaster state", "BT break"
+  // "marked" (a roaster's mark, by ear), or "phases": estimated where BT reached the FCs phase
+  // temperature (the detector's; roasters mark FCs by ear, a curve only suggests it).
+  std::string fcs_source;
   std::optional<double> drying, maillard, development, dtr_percent, total;
   std::optional<double> auc;  // °C·min (°F·min) above the base from TP to DROP
   double auc_base = 100;

@@ -108,13 +108,23 @@ std::string speakable(std::string text) {
   return out;
 }
 
+// FCs not marked by the roaster but estimated from the curve (the detector's phase temperature).
+bool fcs_estimated(const boost::json::object& analysis) {
+  const auto* sources = analysis.if_contains("event_sources");
+  if (!sources || !sources->is_object()) return false;
+  const auto* f = sources->as_object().if_contains("FCs");
+  return f && f->is_string() && f->as_string() != "marked";
+}
+
 }  // namespace
 
 std::string spoken_summary(const ReportInput& in) {
   const auto& a = in.analysis;
   std::string out = "Roast " + in.title + " is done.";
   if (auto fcs = at(a, {"events", "FCs", "time"})) {
-    out += " First crack at " + spoken_time(*fcs);
+    out +=
+        fcs_estimated(a) ? " First crack, estimated from the temperature, at " : " First crack at ";
+    out += spoken_time(*fcs);
     if (auto bt = at(a, {"events", "FCs", "bt"}))
       out += " at " + std::to_string(static_cast<int>(std::lround(*bt))) + " degrees";
     out += ".";
@@ -248,9 +258,11 @@ std::string render_report_html(const ReportInput& in) {
   if (const auto* evs = in.analysis.if_contains("events"); evs && evs->is_object())
     for (const char* ev : {"CHARGE", "TP", "DRY_END", "FCs", "DROP"}) {
       const auto* e = evs->as_object().if_contains(ev);
+      const bool estimated = std::string_view(ev) == "FCs" && fcs_estimated(in.analysis);
       if (e && e->is_object())
         row(ev, mmss(e->as_object().at("time").to_number<double>()) + "  BT " +
-                    f1(e->as_object().at("bt").to_number<double>()));
+                    f1(e->as_object().at("bt").to_number<double>()) +
+                    (estimated ? "  (estimated: BT reached the FCs temperature; not marked)" : ""));
       else
         row(ev, "not found");
     }

@@ -184,6 +184,30 @@ BOOST_AUTO_TEST_CASE(qc_reasons_speak_a_roasters_language) {
   BOOST_TEST(said.find("FCs at 7 minutes 30 seconds, 30 seconds later than 6 minutes 20 seconds "
                        "to 7 minutes.") != std::string::npos,
              said);
+  BOOST_TEST(said.find("First crack at 7 minutes 30 seconds") != std::string::npos, said);
+  // An FCs the roaster did not mark is said, and shown, to be an estimate.
+  AnalysisOptions detect;
+  detect.detect = true;
+  in.analysis = to_json(analyze(log, detect, &kDetector));
+  BOOST_TEST(in.analysis.at("event_sources").at("FCs").as_string() == "phases");
+  const auto estimated = spoken_summary(in);
+  BOOST_TEST(estimated.find("First crack, estimated from the temperature, at") != std::string::npos,
+             estimated);
+  in.curve = json::object{{"time", json::value_from(log.time)},
+                          {"bt", json::value_from(log.bt)},
+                          {"et", json::value_from(log.et)}};
+  in.analysis = to_json(analyze(
+      log,
+      [] {
+        AnalysisOptions o;
+        o.detect = true;
+        o.ror_series = true;
+        return o;
+      }(),
+      &kDetector));
+  const auto html = render_report_html(in);
+  BOOST_TEST(html.find("(estimated: BT reached the FCs temperature; not marked)") !=
+             std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(python_literals_parse_as_python_does) {
