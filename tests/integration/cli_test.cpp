@@ -1,6 +1,7 @@
 // The kiln binary as an operator uses it: real processes, real plugins, real gate store.
 #define BOOST_TEST_MODULE cli
 #include <fstream>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -683,6 +684,12 @@ BOOST_AUTO_TEST_CASE(report_finds_a_session_of_another_tenant_by_its_id) {
   BOOST_REQUIRE_EQUAL(sessions.size(), 1u);
   const std::string id(sessions[0].at("id").as_string());
   BOOST_TEST(contains(id, "@acme"), id);
+  // The table: columns as wide as their entries (a long id once ran into the tenant), the
+  // roast's length in m:ss.
+  auto table = kiln({"sessions", "list"});
+  BOOST_TEST(contains(table.out, id + "  acme"), table.out);
+  BOOST_TEST(std::regex_search(table.out, std::regex("closed +[0-9]+:[0-5][0-9] +drop")),
+             table.out);
   auto report = kiln({"report", id, "-o", "r.html"});
   BOOST_TEST(report.exit_code == 0, report.out + report.err);
   BOOST_TEST(fs::exists(d.dir.path() / "r.html"));

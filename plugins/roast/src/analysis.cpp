@@ -246,10 +246,18 @@ Analysis analyze(const RoastLog& log, const AnalysisOptions& opt,
     }
   }
   if (charge < 0) {
-    a.warnings.push_back(opt.detect ? "no CHARGE detected" : "CHARGE is not marked in the file");
+    a.warnings.push_back(opt.detect ? "no CHARGE detected"
+                                    : "CHARGE is not marked in the file (--detect finds the "
+                                      "events from the curve)");
     a.ror = json::object{{"span_s", opt.ror_span_s}};
     return a;
   }
+  if (!opt.detect)
+    for (const auto& [index, name] : {std::pair{fcs, "FCs"}, std::pair{drop, "DROP"}})
+      if (index < 0)
+        a.warnings.push_back(std::string(name) +
+                             " is not marked in the file: the phases after it are missing "
+                             "(--detect finds the events from the curve)");
   a.charge = point(log, charge, charge);
   if (drop >= 0) a.drop = point(log, drop, charge);
   if (tp >= 0)

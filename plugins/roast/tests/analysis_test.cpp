@@ -158,6 +158,24 @@ BOOST_AUTO_TEST_CASE(missing_readings_are_interpolated) {
   BOOST_CHECK_THROW(parse_alog(python_literal(alog)), AlogError);
 }
 
+// Events the file does not mark are named, with the way to find them from the curve.
+BOOST_AUTO_TEST_CASE(unmarked_events_point_to_detect) {
+  auto alog = parse_python_literal(read(kFixtures / fixtures().front())).as_object();
+  auto& idx = alog["timeindex"].as_array();
+  idx[2] = 0;  // FCs
+  idx[6] = 0;  // DROP
+  auto warned = json::serialize(to_json(analyze(parse_alog(python_literal(alog)), {})));
+  BOOST_TEST(warned.find("FCs is not marked in the file: the phases after it are missing "
+                         "(--detect finds the events from the curve)") != std::string::npos,
+             warned);
+  BOOST_TEST(warned.find("DROP is not marked in the file") != std::string::npos, warned);
+  idx[0] = -1;  // CHARGE
+  warned = json::serialize(to_json(analyze(parse_alog(python_literal(alog)), {})));
+  BOOST_TEST(warned.find("CHARGE is not marked in the file (--detect finds the events from the "
+                         "curve)") != std::string::npos,
+             warned);
+}
+
 // QC reasons read as a roaster writes them (events at m:ss, temperatures with their unit), and the
 // spoken summary says them in words.
 BOOST_AUTO_TEST_CASE(qc_reasons_speak_a_roasters_language) {

@@ -127,8 +127,11 @@ const std::map<std::string, std::string> kHelp = {
 
 Loads the plugins from plugins.search_paths, validates the configuration, resolves one node per
 kind and refuses to start (exit 4) when a selected non-default node has no valid gate; the
-message names the `kiln gate run` command that gates it. Then runs until SIGINT or SIGTERM and
-exits 0. (The HTTP listener is added by the HTTP API milestone; see ROADMAP.md.)
+message names the `kiln gate run` command that gates it. Then serves the HTTP API on
+server.host:server.port (default 127.0.0.1:8080; GET /openapi.json lists the routes, /metrics is
+Prometheus text), runs the mission workers and the roast sessionizer (and the in-server
+recorder when recorder.enabled), until SIGINT or SIGTERM: it stops taking requests, finishes
+those under way (server.drain_timeout_ms) and exits 0.
 )"},
     {"plugins list", R"(Usage: kiln plugins list [--json]
 

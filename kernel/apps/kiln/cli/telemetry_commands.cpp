@@ -3,7 +3,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
@@ -264,20 +267,31 @@ void print_sessions(const json::array& sessions, std::ostream& out) {
     const auto* v = o.if_contains(k);
     return v && v->is_string() ? std::string(v->as_string()) : std::string();
   };
-  out << std::left << std::setw(30) << "SESSION" << std::setw(10) << "TENANT" << std::setw(14)
-      << "DEVICE" << std::setw(8) << "STATE" << std::setw(10) << "ROAST" << std::setw(10)
-      << "CLOSED BY"
-      << "MISSION\n";
+  // Columns as wide as their longest entry: ids carry the tenant and run long.
+  std::vector<std::array<std::string, 7>> rows{
+      {"SESSION", "TENANT", "DEVICE", "STATE", "ROAST", "CLOSED BY", "MISSION"}};
   for (const auto& v : sessions) {
     const auto& o = v.as_object();
-    out << std::left << std::setw(30) << text(o, "id") << std::setw(10) << text(o, "tenant")
-        << std::setw(14) << text(o, "device") << std::setw(8) << text(o, "state");
-    if (const auto* d = o.if_contains("duration_s"); d && d->is_number())
-      out << std::setw(10) << (std::to_string(static_cast<int>(d->to_number<double>())) + " s")
-          << std::setw(10) << text(o, "close_reason");
-    else
-      out << std::setw(20) << "(open)";
-    out << text(o, "mission_id") << "\n";
+    std::string roast = "(open)", closed_by;
+    if (const auto* d = o.if_contains("duration_s"); d && d->is_number()) {
+      const int t = static_cast<int>(std::lround(d->to_number<double>()));
+      char buf[16];
+      std::snprintf(buf, sizeof buf, "%d:%02d", t / 60, t % 60);
+      roast = buf;
+      closed_by = text(o, "close_reason");
+    }
+    rows.push_back({text(o, "id"), text(o, "tenant"), text(o, "device"), text(o, "state"), roast,
+                    closed_by, text(o, "mission_id")});
+  }
+  std::array<std::size_t, 7> width{};
+  for (const auto& r : rows)
+    for (std::size_t c = 0; c < r.size(); ++c) width[c] = std::max(width[c], r[c].size());
+  for (const auto& r : rows) {
+    std::string line;
+    for (std::size_t c = 0; c < r.size(); ++c)
+      line += c + 1 < r.size() ? r[c] + std::string(width[c] - r[c].size() + 2, ' ') : r[c];
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out << line << "\n";
   }
 }
 
