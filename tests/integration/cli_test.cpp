@@ -193,6 +193,19 @@ BOOST_AUTO_TEST_CASE(config_check_reports_problems_with_locations) {
   auto missing = d.kiln({"config", "check", "--config", (d.dir.path() / "nope.yaml").string()});
   BOOST_TEST(missing.exit_code == 3);
   BOOST_TEST(contains(missing.err, "nope.yaml (--config): cannot be read"), missing.err);
+  // A command that only reads refuses a database that is not there, instead of making an empty
+  // one where a wrong config points (which then said "no missions").
+  const auto elsewhere = d.dir.path() / "elsewhere" / "k.db";
+  for (std::vector<std::string> cmd :
+       {std::vector<std::string>{"sessions", "list"}, {"mission", "list"}, {"devices", "list"}}) {
+    cmd.insert(cmd.end(), {"--set", "storage.path=" + elsewhere.string()});
+    auto read = d.kiln(cmd);
+    BOOST_TEST(read.exit_code == 1, cmd[0]);
+    BOOST_TEST(contains(read.err, "no database at " + elsewhere.string() +
+                                      " (storage.path, command line --set"),
+               read.err);
+  }
+  BOOST_TEST(!fs::exists(elsewhere.parent_path()));
   auto from_env = d.kiln({"config", "check"}, {{"KILN_CONFIG", "/nonexistent/kiln.yaml"}});
   BOOST_TEST(from_env.exit_code == 3);
   BOOST_TEST(contains(from_env.err, "kiln.yaml (KILN_CONFIG): cannot be read"), from_env.err);

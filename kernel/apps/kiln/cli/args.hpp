@@ -1,6 +1,7 @@
 // Command-line arguments shared by every kiln command.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -65,5 +66,9 @@ struct Args {
 // Throws std::invalid_argument with a usage message.
 Args parse(const std::vector<std::string>& argv);
 runtime::BootOptions boot_options(const Args& a, bool resolve);
+// The kernel for a command that only reads the database: one that is not there is an error
+// naming where storage.path came from (a config other than the deployment's, most likely), not
+// a new empty database at that path.
+std::unique_ptr<runtime::Kernel> boot_reading(const Args& a);
 
 }  // namespace kiln::cli

@@ -360,6 +360,22 @@ BootOptions boot_options(const Args& a, bool resolve) {
   return o;
 }
 
+std::unique_ptr<Kernel> boot_reading(const Args& a) {
+  auto k = Kernel::boot(boot_options(a, false));
+  if (!std::filesystem::exists(k->storage_path())) {
+    const auto& entries = k->config().entries();
+    const auto it = entries.find("storage.path");
+    throw BootError(
+        runtime::kExitFailed,
+        "no database at " + k->storage_path().string() + " (storage.path, " +
+            (it != entries.end() ? it->second.source.describe() : std::string("default")) +
+            "): nothing is recorded there. Is this the deployment's configuration? (--config "
+            "FILE or KILN_CONFIG)");
+  }
+  k->ledger();  // open and migrate it
+  return k;
+}
+
 namespace {
 
 std::string pad(const std::string& s, std::size_t w) {

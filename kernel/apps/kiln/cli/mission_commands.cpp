@@ -309,7 +309,7 @@ int cmd_mission_list(const Args& a, std::ostream& out) {
       throw std::invalid_argument("--limit takes a number");
     }
   }
-  auto k = boot(a, false);
+  auto k = boot_reading(a);
   auto list = k->missions().list(f);
   if (a.json) {
     json::array arr;
@@ -332,7 +332,7 @@ int cmd_mission_list(const Args& a, std::ostream& out) {
 
 int cmd_mission_show(const Args& a, std::ostream& out) {
   const std::string id = id_arg(a, "show");
-  auto k = boot(a, false);
+  auto k = boot_reading(a);
   auto m = k->missions().get(a.tenant_filter, id);
   if (!m)
     throw MissionError(MissionError::Code::kNotFound,
@@ -539,7 +539,7 @@ int cmd_keys_create(const Args& a, std::ostream& out) {
 }
 
 int cmd_keys_list(const Args& a, std::ostream& out) {
-  auto k = boot(a, false);
+  auto k = boot_reading(a);
   auto keys = k->keys().list(a.tenant_filter);
   if (a.json) {
     json::array arr;

@@ -242,7 +242,7 @@ int cmd_devices_revoke(const Args& a, std::ostream& out) {
 }
 
 int cmd_devices_list(const Args& a, std::ostream& out) {
-  auto k = boot(a, false);
+  auto k = boot_reading(a);
   auto keys = k->telemetry().devices().list(a.tenant_filter);
   if (a.json) {
     json::array arr;
@@ -296,7 +296,7 @@ void print_sessions(const json::array& sessions, std::ostream& out) {
 }
 
 int cmd_sessions_list(const Args& a, std::ostream& out) {
-  auto k = boot(a, false);
+  auto k = boot_reading(a);
   const auto limit = static_cast<std::int64_t>(number_arg(a.limit, "--limit", 100, 1, 100000));
   auto list = telemetry::Sessionizer::list(k->storage_path(), a.tenant_filter, a.device, limit);
   json::array arr;
@@ -310,7 +310,7 @@ int cmd_sessions_list(const Args& a, std::ostream& out) {
 
 int cmd_sessions_show(const Args& a, std::ostream& out) {
   if (a.positional.size() < 3) throw std::invalid_argument("sessions show needs a SESSION");
-  auto k = boot(a, false);
+  auto k = boot_reading(a);
   auto s = telemetry::Sessionizer::get(k->storage_path(), a.tenant_filter, a.positional[2]);
   if (!s)
     throw missions::MissionError(missions::MissionError::Code::kNotFound,
