@@ -769,6 +769,17 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
   BOOST_TEST(contains(remote.out, "SESSION"), remote.out);
   BOOST_TEST(contains(remote.out, std::string(session.at("id").as_string())), remote.out);
   BOOST_TEST(!contains(remote.out, "{"), remote.out);
+  // A backup while the server runs: a consistent copy whose chain verifies, never overwritten.
+  const auto backup = (s.dir.path() / "backups" / "kiln.db").string();
+  auto backed = s.kiln({"db", "backup", backup});
+  BOOST_TEST(backed.exit_code == 0, backed.err);
+  BOOST_TEST(contains(backed.out, "integrity ok"), backed.out);
+  auto verified = s.kiln({"ledger", "verify", "--set", "storage.path=" + backup});
+  BOOST_TEST(verified.exit_code == 0, verified.out + verified.err);
+  BOOST_TEST(contains(verified.out, "ledger intact"), verified.out);
+  auto second = s.kiln({"db", "backup", backup});
+  BOOST_TEST(second.exit_code == 1);
+  BOOST_TEST(contains(second.err, "exists; name a new file"), second.err);
 }
 
 // Actuation reaches the roaster only through the kernel's command path: refused while the policy
