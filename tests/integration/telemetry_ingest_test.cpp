@@ -769,6 +769,14 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
   BOOST_TEST(contains(remote.out, "SESSION"), remote.out);
   BOOST_TEST(contains(remote.out, std::string(session.at("id").as_string())), remote.out);
   BOOST_TEST(!contains(remote.out, "{"), remote.out);
+  // So is `mission list` (it printed every mission whole: curves, HTML and all).
+  auto missions =
+      s.kiln({"mission", "list", "--server", "http://127.0.0.1:" + std::to_string(s.port),
+              "--api-key", s.keys.at("viewer")});
+  BOOST_TEST(missions.exit_code == 0, missions.err);
+  BOOST_TEST(contains(missions.out, "roast_report"), missions.out);
+  BOOST_TEST(missions.out.rfind("ID ", 0) == 0u, missions.out);
+  BOOST_TEST(!contains(missions.out, "{"), missions.out);
   // A backup while the server runs: a consistent copy whose chain verifies, never overwritten.
   const auto backup = (s.dir.path() / "backups" / "kiln.db").string();
   auto backed = s.kiln({"db", "backup", backup});

@@ -310,24 +310,33 @@ int cmd_mission_list(const Args& a, std::ostream& out) {
     }
   }
   auto k = boot_reading(a);
-  auto list = k->missions().list(f);
-  if (a.json) {
-    json::array arr;
-    for (const auto& m : list) arr.push_back(m.to_json());
+  json::array arr;
+  for (const auto& m : k->missions().list(f)) arr.push_back(m.to_json());
+  if (a.json)
     out << pretty(arr);
-    return runtime::kExitOk;
-  }
-  if (list.empty()) {
+  else
+    print_missions(arr, out);
+  return runtime::kExitOk;
+}
+
+void print_missions(const json::array& missions, std::ostream& out) {
+  if (missions.empty()) {
     out << "no missions (kiln mission start TEMPLATE creates one)\n";
-    return runtime::kExitOk;
+    return;
   }
+  auto text = [](const json::object& o, const char* k) {
+    const auto* v = o.if_contains(k);
+    return v && v->is_string() ? std::string(v->as_string()) : std::string();
+  };
   out << std::left << std::setw(20) << "ID" << std::setw(12) << "TENANT" << std::setw(16)
       << "TEMPLATE" << std::setw(13) << "STATE" << std::setw(22) << "REASON"
       << "UPDATED\n";
-  for (const auto& m : list)
-    out << std::setw(20) << m.id << std::setw(12) << m.tenant << std::setw(16) << m.template_name
-        << std::setw(13) << m.state << std::setw(22) << m.reason << m.updated_at << "\n";
-  return runtime::kExitOk;
+  for (const auto& v : missions) {
+    const auto& m = v.as_object();
+    out << std::setw(20) << text(m, "id") << std::setw(12) << text(m, "tenant") << std::setw(16)
+        << text(m, "template") << std::setw(13) << text(m, "state") << std::setw(22)
+        << text(m, "reason") << text(m, "updated_at") << "\n";
+  }
 }
 
 int cmd_mission_show(const Args& a, std::ostream& out) {

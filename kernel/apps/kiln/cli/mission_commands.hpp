@@ -5,6 +5,8 @@
 #include <ostream>
 #include <string>
 
+#include <boost/json/array.hpp>
+
 #include "cli/args.hpp"
 
 namespace kiln::cli {
@@ -14,6 +16,8 @@ const std::map<std::string, std::string>& mission_help();
 int cmd_mission_templates(const Args& a, std::ostream& out);
 int cmd_mission_start(const Args& a, std::ostream& out);
 int cmd_mission_list(const Args& a, std::ostream& out);
+// The table of `kiln mission list`, from missions as JSON (local or from the server).
+void print_missions(const boost::json::array& missions, std::ostream& out);
 int cmd_mission_show(const Args& a, std::ostream& out);
 int cmd_mission_approve(const Args& a, std::ostream& out);
 int cmd_mission_cancel(const Args& a, std::ostream& out);

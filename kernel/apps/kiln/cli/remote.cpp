@@ -10,6 +10,7 @@
 #include <boost/json.hpp>
 
 #include "cli/json_print.hpp"
+#include "cli/mission_commands.hpp"
 #include "cli/telemetry_commands.hpp"
 #include "http/client.hpp"
 #include "http/router.hpp"
@@ -208,7 +209,12 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
     std::string q = "?limit=" + enc(a.limit.value_or("100"));
     if (a.state) q += "&state=" + enc(*a.state);
     if (a.template_name) q += "&template=" + enc(*a.template_name);
-    return finish(r, r.call("GET", "/v1/missions" + q), out, err);
+    auto res = r.call("GET", "/v1/missions" + q);
+    json::error_code ec;
+    auto v = json::parse(res.body, ec);
+    if (a.json || res.status != 200 || ec || !v.is_array()) return finish(r, res, out, err);
+    print_missions(v.as_array(), out);  // the table the local command prints
+    return runtime::kExitOk;
   }
   if (name == "mission show")
     return finish(r, r.call("GET", "/v1/missions/" + enc(need_id(a, name))), out, err);
