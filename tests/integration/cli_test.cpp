@@ -709,6 +709,26 @@ BOOST_AUTO_TEST_CASE(report_finds_a_session_of_another_tenant_by_its_id) {
   auto predicted = kiln({"predict", id});
   BOOST_TEST(predicted.exit_code == 0, predicted.err);
   BOOST_TEST(contains(predicted.out, "is closed (drop): the roast dropped at "), predicted.out);
+  // The recorded roast as an Artisan log: CHARGE and DROP as the session has them, the state
+  // channel with its device and time lists, FCs (estimated) not written as a mark.
+  auto exported = kiln({"sessions", "export", id, "-o", "roast.alog"});
+  BOOST_TEST(exported.exit_code == 0, exported.out + exported.err);
+  BOOST_TEST(contains(exported.out, "FCs was estimated from the phase temperature"), exported.out);
+  auto marked = kiln({"analyze", "roast.alog", "--json"});
+  BOOST_REQUIRE_MESSAGE(marked.exit_code == 0, marked.err);
+  const auto back = json::parse(marked.out);
+  BOOST_TEST(back.at("events").at("FCs").is_null());
+  BOOST_TEST(std::abs(back.at("events").at("DROP").at("time").as_double() -
+                      sessions[0].at("duration_s").as_double()) < 1.0);
+  BOOST_TEST(back.at("event_sources").at("CHARGE").as_string() == "marked");
+  auto detected = kiln({"analyze", "roast.alog", "--detect", "--json"});
+  BOOST_TEST(json::parse(detected.out).at("event_sources").at("CHARGE").as_string() ==
+             "roaster state");  // the state channel came through
+  std::ifstream alog_file(d.dir.path() / "roast.alog");
+  std::stringstream alog_text;
+  alog_text << alog_file.rdbuf();
+  BOOST_TEST(contains(alog_text.str(), "'extradevices': [87]"), alog_text.str().substr(0, 300));
+  BOOST_TEST(contains(alog_text.str(), "'extratimex': [["));
   // An explicit --tenant still wins (and there the session is not).
   auto other = kiln({"report", id, "-o", "r2.html", "--tenant", "default"});
   BOOST_TEST(other.exit_code == 1);

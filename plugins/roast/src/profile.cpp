@@ -290,13 +290,17 @@ std::string alog_of_profile(const json::object& p) {
   // Artisan's timeindex: CHARGE, DRY END, FCs, FCe, SCs, SCe, DROP, COOL END (-1 / 0 = unset).
   // DRY END goes in only when it was marked: otherwise readers derive it (from TP or the phase
   // temperatures), as they did for the original.
-  bool dry_marked = true;
-  if (const auto* src = p.if_contains("event_sources"); src && src->is_object())
-    if (const auto* d = src->as_object().if_contains("DRY_END"); d && d->is_string())
-      dry_marked = d->as_string() == "marked";
+  // So does an FCs the detector estimated from the phase temperature: roasters mark FCs by ear,
+  // and Artisan would show the estimate as their mark.
+  auto marked = [&](const char* event) {
+    if (const auto* src = p.if_contains("event_sources"); src && src->is_object())
+      if (const auto* d = src->as_object().if_contains(event); d && d->is_string())
+        return d->as_string() == "marked";
+    return true;
+  };
   json::array timeindex{event_index(events, "CHARGE", -1),
-                        dry_marked ? std::max(0, event_index(events, "DRY_END", 0)) : 0,
-                        std::max(0, event_index(events, "FCs", 0)),
+                        marked("DRY_END") ? std::max(0, event_index(events, "DRY_END", 0)) : 0,
+                        marked("FCs") ? std::max(0, event_index(events, "FCs", 0)) : 0,
                         0,
                         0,
                         0,
@@ -310,10 +314,24 @@ std::string alog_of_profile(const json::object& p) {
       {"temp2", floats(bt)},   {"timeindex", timeindex},
       {"phases", phases},      {"weight", json::array{w_in, w_out, "g"}}};
   if (curve.contains("state")) {
+    // The roaster's state as Artisan records a Bullet R1's (extra device 87: State / Fan RPM):
+    // Artisan reads an extra channel only with its device and time lists.
+    alog["extradevices"] = json::array{87};
+    alog["extratimex"] = json::array{floats(time)};
     alog["extraname1"] = json::array{"State"};
-    alog["extraname2"] = json::array{"unused"};
+    alog["extraname2"] = json::array{"Fan RPM"};
     alog["extratemp1"] = json::array{floats(numbers(curve, "state", "profile.curve"))};
     alog["extratemp2"] = json::array{json::array(time.size(), -1.0)};
+    alog["extramathexpression1"] = json::array{""};
+    alog["extramathexpression2"] = json::array{""};
+    alog["extraDelta1"] = json::array{false};
+    alog["extraDelta2"] = json::array{false};
+    alog["extraFill1"] = json::array{0};
+    alog["extraFill2"] = json::array{0};
+    alog["extraCurveVisibility1"] = json::array{true};
+    alog["extraCurveVisibility2"] = json::array{false};
+    alog["extraLCDvisibility1"] = json::array{true};
+    alog["extraLCDvisibility2"] = json::array{false};
   }
   if (const auto* s = p.if_contains("summary"); s && s->is_object()) {
     // Artisan recomputes these when it opens the file; kept for readers that do not.

@@ -90,6 +90,8 @@ Commands:
   record --key FILE [--driver NODE] [--server URL] [--speed X] [--roasts N]
                            read the roaster, sign batches, send them (spool when offline)
   sessions list|show ID    roast sessions (opened at CHARGE, closed at DROP)
+  sessions export ID -o FILE.alog
+                           a recorded roast as an Artisan log
   report SESSION -o FILE   the HTML report of a session (analysis, QC, chart)
   predict SESSION          expected FCs and DROP from the curve so far, with a band
   profiles list|show|versions|import|export|archive|restore
@@ -100,7 +102,7 @@ Commands:
 
 Client mode (a running `kiln serve`): plugins list, nodes, gate status, tool list|invoke, say,
 mission start|list|show|approve|cancel|retry, ledger export, devices add|rotate|revoke|list,
-sessions list|show, record, report, predict, profiles ..., devices profile, and
+sessions list|show|export, record, report, predict, profiles ..., devices profile, and
   server health|ready|metrics|openapi
 call the HTTP API instead of the local deployment when given
   --server URL             e.g. http://127.0.0.1:8080 (or $KILN_SERVER_URL)
@@ -805,7 +807,8 @@ int cmd_analyze(const Args& a, std::ostream& out, std::ostream& err) {
   if (const auto* ror = o.at("ror").as_object().if_contains("at"))
     out << ", RoR at FCs " << num(ror->at("FCs"), 1) << ", at DROP " << num(ror->at("DROP"), 1);
   out << "\n";
-  for (const auto& w : o.at("warnings").as_array()) out << "warning: " << w.as_string() << "\n";
+  for (const auto& w : o.at("warnings").as_array())
+    out << "warning: " << w.as_string().c_str() << "\n";
   return runtime::kExitOk;
 }
 
@@ -1082,6 +1085,7 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
       {"devices list", [](auto& a, auto& o, auto&) { return cmd_devices_list(a, o); }},
       {"sessions list", [](auto& a, auto& o, auto&) { return cmd_sessions_list(a, o); }},
       {"sessions show", [](auto& a, auto& o, auto&) { return cmd_sessions_show(a, o); }},
+      {"sessions export", [](auto& a, auto& o, auto& e) { return cmd_sessions_export(a, o, e); }},
       {"report", [](auto& a, auto& o, auto& e) { return cmd_report(a, o, e); }},
       {"predict", [](auto& a, auto& o, auto& e) { return cmd_predict(a, o, e); }},
       {"profiles list", [](auto& a, auto& o, auto& e) { return cmd_profiles(a, o, e); }},

@@ -118,7 +118,7 @@ std::string url_encode(const std::string& s) {
 std::optional<int> run_remote(const std::string& name, const Args& a, std::ostream& out,
                               std::ostream& err) {
   // These talk to the server themselves (record sends telemetry, report invokes tools).
-  if (name == "record" || name == "report" || name == "predict" ||
+  if (name == "record" || name == "report" || name == "predict" || name == "sessions export" ||
       name.rfind("profiles ", 0) == 0 || name == "devices profile")
     return std::nullopt;
   const auto [url, key] = server_target(a);

@@ -183,6 +183,13 @@ Roast sessions, newest first: id, device, state, CHARGE time, duration, close re
 
 One roast session with its number of samples.
 )"},
+      {"sessions export", R"(Usage: kiln sessions export SESSION -o FILE.alog [--tenant T]
+
+Writes a recorded roast as an Artisan log (opens in Artisan and `kiln analyze`): its readings
+(BT, ET, the roaster's state), CHARGE and DROP, and its profile's phase temperatures. An FCs
+the roaster did not mark (estimated from the phase temperature) is not written as a mark: mark
+it in Artisan. With --server the server's tools do it.
+)"},
       {"predict", R"(Usage: kiln predict SESSION [--tenant T] [--json]
 
 Predictive assist, read-only: from the session's curve so far, when first crack (at the FCs
@@ -412,6 +419,49 @@ int cmd_report(const Args& a, std::ostream& out, std::ostream& err) {
 }
 
 // ---- record ---------------------------------------------------------------------------------
+
+int cmd_sessions_export(const Args& a, std::ostream& out, std::ostream& err) {
+  if (a.positional.size() < 3) throw std::invalid_argument("sessions export needs a SESSION");
+  if (!a.out_file) throw std::invalid_argument("sessions export needs -o FILE.alog");
+  const std::string session = a.positional[2];
+  Invoker invoke(a, session);
+  auto s = invoke("telemetry.session", {{"session", session}});
+  if (!s.ok()) {
+    err << "kiln sessions export: " << s.error().code << ": " << s.error().message << "\n";
+    return runtime::kExitFailed;
+  }
+  const auto& curve = s.value().at("curve").as_object();
+  auto an = invoke("roast.analyze", {{"curve", curve}});
+  if (!an.ok()) {
+    err << "kiln sessions export: analysis: " << an.error().message << "\n";
+    return runtime::kExitFailed;
+  }
+  const auto& analysis = an.value().as_object();
+  json::object profile{
+      {"curve", curve}, {"events", analysis.at("events")}, {"unit", "C"}, {"title", session}};
+  if (const auto* src = analysis.if_contains("event_sources")) profile["event_sources"] = *src;
+  if (const auto* ph = curve.if_contains("phases"); ph && ph->is_array()) profile["phases"] = *ph;
+  auto alog = invoke("roast.profile_export", {{"profile", profile}});
+  if (!alog.ok()) {
+    err << "kiln sessions export: " << alog.error().code << ": " << alog.error().message << "\n";
+    return runtime::kExitFailed;
+  }
+  std::ofstream f(*a.out_file, std::ios::binary | std::ios::trunc);
+  f << alog.value().at("alog").as_string().c_str();
+  f.close();
+  if (!f) {
+    err << "kiln sessions export: cannot write " << *a.out_file << "\n";
+    return runtime::kExitFailed;
+  }
+  out << "wrote " << *a.out_file << " (" << alog.value().at("bytes").to_number<std::int64_t>()
+      << " bytes)\n";
+  if (const auto* src = analysis.if_contains("event_sources"); src && src->is_object())
+    if (const auto* fcs = src->as_object().if_contains("FCs");
+        fcs && fcs->is_string() && fcs->as_string() != "marked")
+      out << "note: FCs was estimated from the phase temperature, not marked; it is not written "
+             "as a mark (mark it in Artisan)\n";
+  return runtime::kExitOk;
+}
 
 int cmd_predict(const Args& a, std::ostream& out, std::ostream& err) {
   if (a.positional.size() < 2) throw std::invalid_argument("predict needs a SESSION");

@@ -24,6 +24,7 @@ int cmd_sessions_show(const Args& a, std::ostream& out);
 // --server print the same).
 void print_sessions(const boost::json::array& sessions, std::ostream& out);
 int cmd_report(const Args& a, std::ostream& out, std::ostream& err);
+int cmd_sessions_export(const Args& a, std::ostream& out, std::ostream& err);
 int cmd_predict(const Args& a, std::ostream& out, std::ostream& err);
 
 }  // namespace kiln::cli
