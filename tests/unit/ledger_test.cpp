@@ -364,11 +364,18 @@ BOOST_FIXTURE_TEST_CASE(a_failed_group_stores_nothing_and_the_next_one_works, Db
         "CREATE TRIGGER poison BEFORE INSERT ON ledger WHEN NEW.kind = 'poison' "
         "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END");
   }
+  BOOST_TEST(!l.failing());
   BOOST_CHECK_THROW(l.append(std::vector<ledger::NewEvent>{ev("fine"), ev("poison")}),
                     storage::StorageError);
   BOOST_TEST(l.count() == 1);  // not even "fine" was stored
+  // Counted, and failing (for /ready) until a group commits again.
+  BOOST_TEST(l.failed_groups() == 1);
+  BOOST_REQUIRE(l.failing().has_value());
+  BOOST_TEST(l.failing()->find("poisoned row") != std::string::npos, *l.failing());
   auto after = l.append(ev("after"));
   BOOST_TEST(after.seq == 2);
+  BOOST_TEST(!l.failing());
+  BOOST_TEST(l.failed_groups() == 1);
   BOOST_TEST(l.verify().ok);
 }
 

@@ -301,9 +301,15 @@ Router build_api(ApiContext& ctx) {
          "application/json",
          {},
          false,
-         [&ctx](Request&) {
+         [&ctx, &k](Request&) {
            if (!ctx.ready.load())
              return error(503, "not_ready", "kiln is starting: storage is not open yet");
+           // The newest group commit failed and none has committed since: writes are refused.
+           if (auto why = k.sqlite_ledger().failing())
+             return error(503, "storage_failing",
+                          "storage is refusing writes (" + *why +
+                              "); it recovers by itself once the cause is gone (free disk "
+                              "space at storage.path)");
            return Response::json(200, json::object{{"status", "ready"}});
          }});
   r.add({"GET",
@@ -369,7 +375,12 @@ Router build_api(ApiContext& ctx) {
                  "telemetry) that could not be stored.\n"
                  "# TYPE kiln_ledger_audit_failures_total counter\n"
                  "kiln_ledger_audit_failures_total " +
-                 std::to_string(l.async_failures()) + "\n";
+                 std::to_string(l.async_failures()) +
+                 "\n# HELP kiln_ledger_failed_groups_total Group commits that failed (a full "
+                 "disk, an I/O error): their writes were refused.\n"
+                 "# TYPE kiln_ledger_failed_groups_total counter\n"
+                 "kiln_ledger_failed_groups_total " +
+                 std::to_string(l.failed_groups()) + "\n";
            } catch (const std::exception&) {
              // storage not open yet: the families are simply absent
            }

@@ -288,6 +288,11 @@ void SqliteLedger::flush() {
   }
 }
 
+std::optional<std::string> SqliteLedger::failing() const {
+  std::lock_guard lock(mu_);
+  return failing_;
+}
+
 std::int64_t SqliteLedger::async_failures() const {
   std::lock_guard lock(mu_);
   return async_failures_;
@@ -481,6 +486,10 @@ void SqliteLedger::writer_loop() {
       if (appended > 0) last_commit = std::chrono::steady_clock::now();
       head_seq = seq;
       head_hash = prev;
+      if (failed_groups_.load(std::memory_order_relaxed) > 0) {
+        std::lock_guard lock(mu_);
+        failing_.reset();  // committing again
+      }
     } catch (...) {
       head_known = false;
       rollbacks_.fetch_add(1);
@@ -491,15 +500,20 @@ void SqliteLedger::writer_loop() {
         if (p->async && !p->done) lost += static_cast<std::int64_t>(p->events.size());
         p->error = err;
       }
+      std::string why;
+      try {
+        std::rethrow_exception(err);
+      } catch (const std::exception& e) {
+        why = e.what();
+      } catch (...) {
+        why = "unknown error";
+      }
+      failed_groups_.fetch_add(1);
+      {
+        std::lock_guard lock(mu_);
+        failing_ = why;
+      }
       if (lost > 0) {
-        std::string why;
-        try {
-          std::rethrow_exception(err);
-        } catch (const std::exception& e) {
-          why = e.what();
-        } catch (...) {
-          why = "unknown error";
-        }
         spdlog::error("ledger: {} audit event(s) could not be stored: {}", lost, why);
         std::lock_guard lock(mu_);
         async_failures_ += lost;

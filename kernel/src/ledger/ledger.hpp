@@ -141,6 +141,10 @@ class SqliteLedger final : public Ledger {
   std::pair<std::int64_t, std::int64_t> commit_stats() const;
   // Events queued with append_async that could not be stored.
   std::int64_t async_failures() const;
+  // Groups whose transaction failed since open (a full disk, an I/O error), and the error of
+  // the newest when no group has committed since: storage is failing now (for /ready).
+  std::int64_t failed_groups() const { return failed_groups_.load(); }
+  std::optional<std::string> failing() const;
   // fdatasyncs of the WAL since open: every answer about a committed group follows one.
   std::int64_t syncs() const { return syncs_.load(); }
   // Rollbacks since open: groups whose transaction failed, and commands rolled back to their
@@ -220,6 +224,8 @@ class SqliteLedger final : public Ledger {
   std::int64_t groups_ = 0;
   std::int64_t written_ = 0;
   std::int64_t async_failures_ = 0;
+  std::atomic<std::int64_t> failed_groups_{0};
+  std::optional<std::string> failing_;                // guarded by mu_
   std::unique_ptr<storage::Connection> writer_conn_;  // the writer thread's, while it runs
   std::thread writer_;
   std::mutex flush_mu_;
