@@ -7,6 +7,7 @@
 #include "http/metrics.hpp"
 #include "http/router.hpp"
 #include "runtime/kernel.hpp"
+#include "storage/sqlite.hpp"
 #include "support/process.hpp"
 
 namespace json = boost::json;
@@ -125,6 +126,18 @@ BOOST_AUTO_TEST_CASE(handler_failures_become_the_envelope) {
   auto conflict = r.dispatch(r.routes()[2], req, nullptr);
   BOOST_TEST(conflict.status == 409);
   BOOST_TEST(body(conflict).at("error").at("code").as_string() == "conflict");
+  BOOST_TEST(body(conflict).at("error").at("details").is_object());
+  // A storage failure (a full disk) is 503, retryable, and keeps the server's path to itself.
+  Route storage = route("GET", "/full", std::nullopt);
+  storage.handler = [](Request&) -> Response {
+    throw storage::StorageError("database /srv/kiln/kiln.db: database or disk is full", 13);
+  };
+  r.add(storage);
+  auto full = r.dispatch(r.routes()[3], req, nullptr);
+  BOOST_TEST(full.status == 503);
+  BOOST_TEST(body(full).at("error").at("code").as_string() == "storage_unavailable");
+  BOOST_TEST(full.body.find("/srv/kiln") == std::string::npos, full.body);
+  BOOST_TEST(full.body.find("rid-9") != std::string::npos, full.body);
 }
 
 BOOST_AUTO_TEST_CASE(the_api_is_not_ready_until_told_and_documents_every_route) {

@@ -8,6 +8,7 @@
 
 #include "common/strings.hpp"
 #include "runtime/json_schema.hpp"
+#include "storage/sqlite.hpp"
 
 namespace kiln::http {
 namespace json = boost::json;
@@ -255,6 +256,15 @@ Response Router::failure(std::exception_ptr error_ptr, const Request& req) {
     std::rethrow_exception(error_ptr);
   } catch (const HttpError& e) {
     return error(e.status, e.code, e.message, e.details);
+  } catch (const storage::StorageError& e) {
+    // The database refused the write (a full disk, an I/O error): nothing was stored, and a
+    // client that retries later (a recorder's spool) loses nothing. The details are the
+    // operator's (the log, GET /ready), not the caller's.
+    spdlog::error("request {} {} {}: {}", req.request_id, req.method, req.path, e.what());
+    return error(503, "storage_unavailable",
+                 "the server's storage failed on this request (a full disk? GET /ready says "
+                 "whether it is refusing writes; the server's log has request id " +
+                     req.request_id + "); nothing was stored, retry later");
   } catch (const missions::MissionError& e) {
     return error(
         mission_status(e.code()), std::string(e.code_name()), e.what(),
