@@ -395,6 +395,17 @@ BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason)
   BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"wrong_device\"} 2"));
   BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"unknown_key\"} 3"));
   BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"oversized_batch\"} 2"));
+  // When each device last got a batch in, for an alert on a roaster gone quiet.
+  {
+    std::smatch m;
+    BOOST_REQUIRE_MESSAGE(
+        std::regex_search(
+            metrics, m,
+            std::regex("kiln_telemetry_last_batch_timestamp_seconds\\{tenant=\"acme\","
+                       "device=\"r1-one\"\\} ([0-9.]+)\n")),
+        metrics);
+    BOOST_TEST(std::abs(std::stod(m[1]) - now_s()) < 120.0);
+  }
   // The devices' refused keys are not the API keys' refusals, though both answer 401.
   BOOST_TEST(contains(metrics, "kiln_http_api_key_refusals_total{reason=\"invalid\"} 0\n"));
   BOOST_TEST(contains(metrics, "kiln_http_api_key_refusals_total{reason=\"missing\"} "));

@@ -609,6 +609,8 @@ IngestResult Ingestor::stored(Accepted& a, std::int64_t ledger_seq) {
     } else if (b.device.boot == w.boot) {
       w.high = std::max(w.high, b.seq);
     }
+    w.last_stored =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   }
   ++batches_;
   samples_ += static_cast<std::int64_t>(b.samples.size());
@@ -664,6 +666,30 @@ void Ingestor::expose(std::string& out) const {
   for (const auto& [k, v] : rejected()) by_reason[k] = v;
   for (const auto& [k, v] : by_reason)
     out += "kiln_telemetry_rejected_total{reason=\"" + k + "\"} " + std::to_string(v) + "\n";
+  out +=
+      "# HELP kiln_telemetry_last_batch_timestamp_seconds When a device's last batch was stored "
+      "(Unix time; devices heard from since this server started): alert on time() minus it.\n"
+      "# TYPE kiln_telemetry_last_batch_timestamp_seconds gauge\n";
+  auto label = [](const std::string& v) {
+    std::string o;
+    for (char c : v) {
+      if (c == '\\' || c == '"') o += '\\';
+      if (c == '\n') {
+        o += "\\n";
+        continue;
+      }
+      o += c;
+    }
+    return o;
+  };
+  std::lock_guard lock(mu_);
+  for (const auto& [key, w] : windows_)
+    if (w.last_stored > 0) {
+      char when[32];
+      std::snprintf(when, sizeof when, "%.3f", w.last_stored);
+      out += "kiln_telemetry_last_batch_timestamp_seconds{tenant=\"" + label(key.first) +
+             "\",device=\"" + label(key.second) + "\"} " + when + "\n";
+    }
 }
 
 }  // namespace kiln::telemetry

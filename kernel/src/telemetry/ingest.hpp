@@ -112,7 +112,8 @@ class Ingestor {
                                 std::size_t bytes);
 
   // Counters for /metrics: kiln_telemetry_batches_total, _samples_total, _duplicates_total,
-  // kiln_telemetry_rejected_total{reason}.
+  // kiln_telemetry_rejected_total{reason}, and per device the time of its last batch
+  // (kiln_telemetry_last_batch_timestamp_seconds{tenant,device}: a roaster gone quiet).
   void expose(std::string& out) const;
   std::map<std::string, std::int64_t> rejected() const;
   std::int64_t accepted_batches() const { return batches_.load(); }
@@ -145,6 +146,7 @@ class Ingestor {
     std::uint64_t boot = 0;
     std::uint64_t high = 0;  // highest seq stored for `boot`
     bool any = false;
+    double last_stored = 0;  // server time (Unix seconds) of its last batch stored by this process
   };
   ledger::SqliteLedger& ledger_;
   DeviceRegistry& devices_;
