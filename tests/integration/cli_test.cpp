@@ -214,6 +214,18 @@ BOOST_AUTO_TEST_CASE(config_check_reports_problems_with_locations) {
   BOOST_TEST(dir.exit_code == 3);
   BOOST_TEST(contains(dir.err, "is a directory; name a YAML file in it"), dir.err);
 
+  // What `kiln serve` would refuse at start is found by the check.
+  BOOST_TEST(d.kiln_all_plugins({"config", "check"}).exit_code == 0);
+  auto serve_would_refuse =
+      d.kiln_all_plugins({"config", "check", "--set", "sessions.mission=roast_reprot", "--set",
+                          "server.host=localhost", "--set", "recorder.enabled=true"});
+  BOOST_TEST(serve_would_refuse.exit_code == 3);
+  BOOST_TEST(contains(serve_would_refuse.err, "server.host: 'localhost' is not an IP address"),
+             serve_would_refuse.err);
+  BOOST_TEST(contains(serve_would_refuse.err, "did you mean 'roast_report'?"),
+             serve_would_refuse.err);
+  BOOST_TEST(contains(serve_would_refuse.err, "recorder.enabled needs recorder.key_file"),
+             serve_would_refuse.err);
   auto bad_env = d.kiln({"config", "check"}, {{"KILN_GATES_DIR", "/x"}});
   BOOST_TEST(bad_env.exit_code == 3);
   BOOST_TEST(contains(bad_env.err, "did you mean 'KILN_GATES__DIR'"), bad_env.err);

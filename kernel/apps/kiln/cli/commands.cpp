@@ -10,6 +10,8 @@
 #include <optional>
 #include <sstream>
 
+#include <arpa/inet.h>
+
 #include <spdlog/spdlog.h>
 #include <boost/json.hpp>
 #include <boost/version.hpp>
@@ -659,6 +661,36 @@ int cmd_config_check(const Args& a, std::ostream& out) {
       problems.push_back("nodes." + s.kind + ": unknown node '" + s.selected + "' (set by " +
                          s.source.describe() + "); available: " + common::join(s.available) +
                          common::did_you_mean(s.selected, s.available));
+  // What `kiln serve` would refuse at start, found here rather than there.
+  const auto& cfg = k->config();
+  const auto where = [&](const char* key) {
+    const auto it = cfg.entries().find(key);
+    return it != cfg.entries().end() ? " (set by " + it->second.source.describe() + ")"
+                                     : std::string();
+  };
+  const std::string host = cfg.get_string("server.host");
+  in6_addr any6{};
+  if (inet_pton(AF_INET, host.c_str(), &any6) != 1 && inet_pton(AF_INET6, host.c_str(), &any6) != 1)
+    problems.push_back("server.host: '" + host + "' is not an IP address" + where("server.host") +
+                       "; use e.g. 127.0.0.1 or 0.0.0.0");
+  // Sessions open only with an event detector; without one the mission never starts.
+  bool detector = false;
+  for (const auto& st : k->node_status()) detector |= st.kind == "event_detector" && st.entry;
+  if (const std::string mission = cfg.get_string("sessions.mission");
+      detector && !mission.empty() && !k->templates().find(mission)) {
+    const auto names = k->templates().names();
+    problems.push_back("sessions.mission: no mission template '" + mission + "'" +
+                       where("sessions.mission") + "; templates: " + common::join(names) +
+                       common::did_you_mean(mission, names) + " ('' starts none)");
+  }
+  if (cfg.get_bool("recorder.enabled")) {
+    const std::string key_file = cfg.get_string("recorder.key_file");
+    if (key_file.empty())
+      problems.push_back(
+          "recorder.enabled needs recorder.key_file (a device key from `kiln devices add`)");
+    else if (!std::filesystem::is_regular_file(key_file))
+      problems.push_back("recorder.key_file: no file " + key_file + where("recorder.key_file"));
+  }
   if (!problems.empty()) throw BootError(runtime::kExitConfig, common::join(problems, "\n"));
   out << "configuration is valid (" << k->config().entries().size() << " keys, "
       << k->registry().plugins().size() << " plugin(s))\n";
