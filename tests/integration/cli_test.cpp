@@ -609,11 +609,16 @@ BOOST_AUTO_TEST_CASE(analyze_reads_an_artisan_log_with_marked_or_detected_events
       std::string(KILN_SOURCE_DIR) + "/tests/fixtures/artisan-alog/26-02-01_1812_Jigesa_no2.alog";
   auto text = analyze({alog});
   BOOST_TEST(text.exit_code == 0, text.err);
-  BOOST_TEST(contains(text.out, "FCs       450.0"), text.out);
+  // Times in m:ss after CHARGE, temperatures and rates with their unit, events as roasters name
+  // them.
+  BOOST_TEST(contains(text.out, "FCs       7:30    187.0"), text.out);
+  BOOST_TEST(contains(text.out, "DRY END   "), text.out);
+  BOOST_TEST(contains(text.out, "EVENT     TIME    BT °C"), text.out);
+  BOOST_TEST(contains(text.out, "°C/min"), text.out);
   // Each event says where it came from; DRY_END at TP is explained, not left to look like a bug.
   BOOST_TEST(contains(text.out, "INDEX   FROM"), text.out);
   BOOST_TEST(contains(text.out, "at TP: BT was past the drying phase temperature"), text.out);
-  BOOST_TEST(contains(text.out, "AUC 423"), text.out);
+  BOOST_TEST(contains(text.out, "AUC 423 °C·min"), text.out);
   auto detected = analyze({alog, "--detect", "--json"});
   BOOST_TEST(detected.exit_code == 0, detected.err);
   auto v = json::parse(detected.out);

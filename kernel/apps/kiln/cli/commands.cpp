@@ -805,8 +805,21 @@ int cmd_analyze(const Args& a, std::ostream& out, std::ostream& err) {
     s << std::fixed << std::setprecision(decimals) << v.to_number<double>();
     return s.str();
   };
+  // Times as roasters read them (m:ss after CHARGE), temperatures in the log's unit.
+  auto mmss = [](const json::value& v) {
+    if (!v.is_number()) return std::string("-");
+    const long t = std::lround(v.to_number<double>());
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "%ld:%02ld", t / 60, t % 60);
+    return std::string(buf);
+  };
+  std::string unit = "C";
+  if (const auto* ror = o.at("ror").as_object().if_contains("unit"); ror && ror->is_string())
+    unit = std::string(ror->as_string()).substr(0, 1);
   out << file << (a.detect ? " (events detected)" : " (events as marked)") << "\n";
-  out << pad("EVENT", 10) << pad("TIME s", 10) << pad("BT", 8) << pad("INDEX", 8) << "FROM\n";
+  // "°" is two bytes: its column is padded one byte wider to line up.
+  out << pad("EVENT", 10) << pad("TIME", 8) << pad("BT °" + unit, 10) << pad("INDEX", 8)
+      << "FROM\n";
   const json::object* sources = nullptr;
   if (const auto* v = o.if_contains("event_sources"); v && v->is_object())
     sources = &v->as_object();
@@ -824,20 +837,23 @@ int cmd_analyze(const Args& a, std::ostream& out, std::ostream& err) {
   };
   for (const char* ev : {"CHARGE", "TP", "DRY_END", "FCs", "DROP"}) {
     const auto& e = o.at("events").at(ev);
+    const std::string name = std::string_view(ev) == "DRY_END" ? "DRY END" : ev;
     if (e.is_null()) {
-      out << pad(ev, 10) << "-\n";
+      out << pad(name, 10) << "-\n";
       continue;
     }
-    out << pad(ev, 10) << pad(num(e.at("time"), 1), 10) << pad(num(e.at("bt"), 1), 8)
+    out << pad(name, 10) << pad(mmss(e.at("time")), 8) << pad(num(e.at("bt"), 1), 9)
         << pad(std::to_string(e.at("index").as_int64()), 8) << from(ev) << "\n";
   }
   const auto& ph = o.at("phases");
-  out << "phases: drying " << num(ph.at("drying"), 1) << " s, maillard "
-      << num(ph.at("maillard"), 1) << " s, development " << num(ph.at("development"), 1)
-      << " s, DTR " << num(ph.at("dtr"), 1) << " %\n";
-  out << "AUC " << num(o.at("auc"), 0) << " (base " << num(o.at("auc_base"), 0) << ")";
+  out << "phases: drying " << mmss(ph.at("drying")) << ", maillard " << mmss(ph.at("maillard"))
+      << ", development " << mmss(ph.at("development")) << ", DTR " << num(ph.at("dtr"), 1)
+      << " %\n";
+  out << "AUC " << num(o.at("auc"), 0) << " °" << unit << "·min (base " << num(o.at("auc_base"), 0)
+      << " °" << unit << ")";
   if (const auto* ror = o.at("ror").as_object().if_contains("at"))
-    out << ", RoR at FCs " << num(ror->at("FCs"), 1) << ", at DROP " << num(ror->at("DROP"), 1);
+    out << ", RoR at FCs " << num(ror->at("FCs"), 1) << " °" << unit << "/min, at DROP "
+        << num(ror->at("DROP"), 1) << " °" << unit << "/min";
   out << "\n";
   for (const auto& w : o.at("warnings").as_array())
     out << "warning: " << w.as_string().c_str() << "\n";
