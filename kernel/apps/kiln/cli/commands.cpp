@@ -926,6 +926,10 @@ int cmd_db_status(const Args& a, std::ostream& out) {
     events = n.int64(0);
   }
   const int known = storage::kernel_migrations().back().version;
+  // Writes wait in the WAL beside the file until a checkpoint copies them in.
+  std::int64_t wal_bytes = 0;
+  if (auto wal = path.string() + "-wal"; std::filesystem::exists(wal, ec))
+    wal_bytes = static_cast<std::int64_t>(std::filesystem::file_size(wal, ec));
   json::array applied;
   for (const auto& [v, at] : status.applied)
     applied.push_back(json::object{{"version", v}, {"applied_at", at}});
@@ -934,6 +938,7 @@ int cmd_db_status(const Args& a, std::ostream& out) {
                  {"schema_version_known", known},
                  {"journal_mode", mode.text(0)},
                  {"size_bytes", static_cast<std::int64_t>(std::filesystem::file_size(path))},
+                 {"wal_bytes", wal_bytes},
                  {"ledger_events", events},
                  {"migrations", applied}};
   if (a.json) {
@@ -944,7 +949,8 @@ int cmd_db_status(const Args& a, std::ostream& out) {
       << "schema version: " << status.version << " (this kiln: " << known << ")"
       << (status.version < known ? " — pending migrations apply at the next start" : "") << "\n"
       << "journal mode:   " << mode.text(0) << "\n"
-      << "size:           " << o["size_bytes"].as_int64() << " bytes\n"
+      << "size:           " << o["size_bytes"].as_int64() << " bytes (and " << wal_bytes
+      << " in its write-ahead log, not yet checkpointed)\n"
       << "ledger events:  " << events << "\n";
   for (const auto& [v, at] : status.applied)
     out << "  migration " << v << " applied " << at << "\n";
