@@ -486,9 +486,10 @@ void SqliteLedger::writer_loop() {
       if (appended > 0) last_commit = std::chrono::steady_clock::now();
       head_seq = seq;
       head_hash = prev;
-      if (failed_groups_.load(std::memory_order_relaxed) > 0) {
+      if (failing_now_.load(std::memory_order_relaxed)) {
         std::lock_guard lock(mu_);
         failing_.reset();  // committing again
+        failing_now_.store(false, std::memory_order_relaxed);
       }
     } catch (...) {
       head_known = false;
@@ -512,6 +513,7 @@ void SqliteLedger::writer_loop() {
       {
         std::lock_guard lock(mu_);
         failing_ = why;
+        failing_now_.store(true, std::memory_order_relaxed);
       }
       if (lost > 0) {
         spdlog::error("ledger: {} audit event(s) could not be stored: {}", lost, why);

@@ -226,6 +226,7 @@ class SqliteLedger final : public Ledger {
   std::int64_t async_failures_ = 0;
   std::atomic<std::int64_t> failed_groups_{0};
   std::optional<std::string> failing_;                // guarded by mu_
+  std::atomic<bool> failing_now_{false};              // failing_ is set: a commit clears it
   std::unique_ptr<storage::Connection> writer_conn_;  // the writer thread's, while it runs
   std::thread writer_;
   std::mutex flush_mu_;

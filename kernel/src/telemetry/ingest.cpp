@@ -162,11 +162,12 @@ IngestResult Ingestor::refuse_oversized(const std::string& tenant, const std::st
                                         std::size_t bytes) {
   IngestResult r;
   r.device = stream;
+  const std::string limit = std::to_string(options_.max_bytes);
   return refuse(tenant, r, reject::kOversized,
-                (bytes ? "the envelope has " + std::to_string(bytes) + " bytes"
-                       : std::string("the envelope is larger than that")) +
-                    "; at most " + std::to_string(options_.max_bytes) +
-                    " are accepted (send smaller batches)");
+                (bytes ? "the envelope has " + std::to_string(bytes) + " bytes; at most " + limit +
+                             " are accepted"
+                       : "the envelope is larger than the " + limit + " bytes accepted") +
+                    " (send smaller batches)");
 }
 
 struct Ingestor::Accepted {
