@@ -806,13 +806,6 @@ int cmd_analyze(const Args& a, std::ostream& out, std::ostream& err) {
     return s.str();
   };
   // Times as roasters read them (m:ss after CHARGE), temperatures in the log's unit.
-  auto mmss = [](const json::value& v) {
-    if (!v.is_number()) return std::string("-");
-    const long t = std::lround(v.to_number<double>());
-    char buf[24];
-    std::snprintf(buf, sizeof buf, "%ld:%02ld", t / 60, t % 60);
-    return std::string(buf);
-  };
   std::string unit = "C";
   if (const auto* ror = o.at("ror").as_object().if_contains("unit"); ror && ror->is_string())
     unit = std::string(ror->as_string()).substr(0, 1);

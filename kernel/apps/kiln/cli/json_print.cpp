@@ -2,6 +2,8 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 
 #include <boost/json.hpp>
 
@@ -56,6 +58,15 @@ void emit(const json::value& v, std::string& out, int depth) {
 std::string one_line(const json::value& v) {
   if (v.is_double() && std::isfinite(v.get_double())) return number_text(v.get_double());
   return json::serialize(v);
+}
+
+std::string mmss(const json::value& v) {
+  if (!v.is_number()) return "-";
+  const long t = std::lround(v.to_number<double>());
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%s%ld:%02ld", t < 0 ? "-" : "", std::labs(t) / 60,
+                std::labs(t) % 60);
+  return buf;
 }
 
 std::string pretty(const json::value& v) {

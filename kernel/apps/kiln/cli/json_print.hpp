@@ -11,5 +11,7 @@ namespace kiln::cli {
 std::string pretty(const boost::json::value& v);
 // One line: a number as written (604800.0, not 6.048E5), anything else as compact JSON.
 std::string one_line(const boost::json::value& v);
+// Seconds as a roaster reads a roast's times, "m:ss" (rounded); "-" when `v` is no number.
+std::string mmss(const boost::json::value& v);
 
 }  // namespace kiln::cli

@@ -281,10 +281,7 @@ void print_sessions(const json::array& sessions, std::ostream& out) {
     const auto& o = v.as_object();
     std::string roast = "(open)", closed_by;
     if (const auto* d = o.if_contains("duration_s"); d && d->is_number()) {
-      const int t = static_cast<int>(std::lround(d->to_number<double>()));
-      char buf[16];
-      std::snprintf(buf, sizeof buf, "%d:%02d", t / 60, t % 60);
-      roast = buf;
+      roast = mmss(*d);
       closed_by = text(o, "close_reason");
     }
     rows.push_back({text(o, "id"), text(o, "tenant"), text(o, "device"), text(o, "state"), roast,
@@ -471,13 +468,6 @@ int cmd_predict(const Args& a, std::ostream& out, std::ostream& err) {
     err << "kiln predict: " << s.error().code << ": " << s.error().message << "\n";
     return runtime::kExitFailed;
   }
-  auto mmss = [](const json::value& x) -> std::string {
-    if (!x.is_number()) return "-";
-    const int t = static_cast<int>(std::lround(x.to_number<double>()));
-    char buf[16];
-    std::snprintf(buf, sizeof buf, "%d:%02d", t / 60, t % 60);
-    return buf;
-  };
   // A closed session: the roast is over, there is nothing left to predict.
   const auto& session = s.value().at("session").as_object();
   if (const auto* state = session.if_contains("state"); state && *state == "closed") {
@@ -488,7 +478,8 @@ int cmd_predict(const Args& a, std::ostream& out, std::ostream& err) {
                        ")";
     if (const auto* drop = session.if_contains("drop_t"); drop && drop->is_number())
       what += ": the roast dropped at " +
-              mmss(drop->to_number<double>() - session.at("charge_t").to_number<double>()) +
+              mmss(json::value(drop->to_number<double>() -
+                               session.at("charge_t").to_number<double>())) +
               " after CHARGE";
     what += "; nothing to predict (`kiln report " + a.positional[1] +
             " -o report.html` has its analysis)";
