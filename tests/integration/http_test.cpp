@@ -133,6 +133,13 @@ void send_all(int fd, std::string_view bytes) {
 
 BOOST_AUTO_TEST_CASE(operations_routes_and_openapi_need_no_key) {
   Server s;
+  // One server per database: a second `kiln serve` there refuses to start, naming the first.
+  {
+    auto second = s.kiln({"serve", "--set", "server.port=0"});
+    BOOST_TEST(second.exit_code == 1, second.err);
+    BOOST_TEST(contains(second.err, "another kiln serve (pid "), second.err);
+    BOOST_TEST(contains(second.err, "give this one its own storage.path"), second.err);
+  }
   auto health = s.call("GET", "/health");
   BOOST_TEST(health.status == 200);
   BOOST_TEST(body(health).at("status").as_string() == "ok");

@@ -11,6 +11,10 @@
 #include <sstream>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+#include <cstring>
 
 #include <spdlog/spdlog.h>
 #include <boost/json.hpp>
@@ -421,6 +425,34 @@ int cmd_serve(const Args& a, std::ostream&) {
   auto opts = boot_options(a, true);
   auto k = Kernel::boot(opts);
   const auto& cfg = k->config();
+
+  // One server per database: a second would run another sessionizer and more mission workers
+  // over the same rows. An advisory lock beside the file, held until this process ends.
+  const std::string lock_path = k->storage_path().string() + ".serve.lock";
+  {
+    std::error_code ec;
+    if (k->storage_path().has_parent_path())
+      std::filesystem::create_directories(k->storage_path().parent_path(), ec);
+  }
+  const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd < 0)
+    throw BootError(runtime::kExitFailed,
+                    "cannot open " + lock_path + " (" + std::strerror(errno) + ")");
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    char pid[32] = {};
+    const auto n = ::pread(lock_fd, pid, sizeof pid - 1, 0);
+    std::string holder = n > 0 ? std::string(pid, static_cast<std::size_t>(n)) : "";
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    throw BootError(runtime::kExitFailed,
+                    "another kiln serve" + (holder.empty() ? "" : " (pid " + holder + ")") +
+                        " is using the database " + k->storage_path().string() +
+                        "; stop it first, or give this one its own storage.path");
+  }
+  {
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(lock_fd, 0) != 0 || ::pwrite(lock_fd, pid.data(), pid.size(), 0) < 0)
+      spdlog::warn("cannot write the pid into {}: {}", lock_path, std::strerror(errno));
+  }
 
   // Listen first: /health answers and /ready says 503 while storage opens.
   http::ApiContext api;
