@@ -753,6 +753,34 @@ BOOST_AUTO_TEST_CASE(report_finds_a_session_of_another_tenant_by_its_id) {
   BOOST_TEST(contains(other.err, "in tenant default"), other.err);
 }
 
+// While a roast is under way, predict aims at the DTR of the profile its device roasts to (the
+// profile's target, not the default 20 %).
+BOOST_AUTO_TEST_CASE(predict_aims_at_the_profiles_dtr) {
+  Deployment d;
+  auto kiln = [&](std::vector<std::string> args) { return d.kiln_all_plugins(std::move(args)); };
+  BOOST_REQUIRE(kiln({"devices", "add", "sim-6", "--key-out", "sim-6.key"}).exit_code == 0);
+  const std::string alog =
+      std::string(KILN_SOURCE_DIR) + "/tests/fixtures/artisan-alog/26-04-12_sidamo_no42.alog";
+  BOOST_REQUIRE(kiln({"profiles", "import", alog, "--name", "sidamo"}).exit_code == 0);
+  BOOST_REQUIRE(kiln({"devices", "profile", "sim-6", "sidamo"}).exit_code == 0);
+  auto shown = kiln({"profiles", "show", "sidamo", "--json"});
+  const auto profile = json::parse(shown.out);
+  const auto& targets = profile.as_object().contains("targets")
+                            ? profile.at("targets")
+                            : profile.at("profile").at("targets");
+  const double dtr = targets.at("dtr").at("target").to_number<double>();
+  BOOST_TEST(dtr != 20.0);
+  // Eight minutes of device time: CHARGE, then the roast under way (DROP comes later).
+  auto rec = kiln({"record", "--key", "sim-6.key", "--speed", "0", "--duration", "480"});
+  BOOST_REQUIRE_MESSAGE(rec.exit_code == 0, rec.out + rec.err);
+  const auto sessions = json::parse(kiln({"sessions", "list", "--json"}).out).as_array();
+  BOOST_REQUIRE_EQUAL(sessions.size(), 1u);
+  BOOST_REQUIRE(sessions[0].at("state").as_string() == "open");
+  auto predicted = kiln({"predict", std::string(sessions[0].at("id").as_string()), "--json"});
+  BOOST_REQUIRE_MESSAGE(predicted.exit_code == 0, predicted.err);
+  BOOST_TEST(json::parse(predicted.out).at("dtr_target").to_number<double>() == dtr);
+}
+
 // A refusal that is about the key (here: revoked) stops the recorder at the first batch, with the
 // reason and what to do, instead of sending a whole roast to be refused batch by batch.
 BOOST_AUTO_TEST_CASE(record_stops_when_the_server_refuses_its_key) {
