@@ -115,6 +115,18 @@ std::string url_encode(const std::string& s) {
   return out;
 }
 
+// A list the local command prints as a table: the same table from the server's JSON array
+// (--json, an error or an unexpected body go out as `finish` shows them).
+static int table(const Remote& r, const http::ClientResponse& res, const Args& a,
+                 void (*print)(const json::array&, std::ostream&), std::ostream& out,
+                 std::ostream& err) {
+  json::error_code ec;
+  auto v = json::parse(res.body, ec);
+  if (a.json || res.status != 200 || ec || !v.is_array()) return finish(r, res, out, err);
+  print(v.as_array(), out);
+  return runtime::kExitOk;
+}
+
 std::optional<int> run_remote(const std::string& name, const Args& a, std::ostream& out,
                               std::ostream& err) {
   // These talk to the server themselves (record sends telemetry, report invokes tools).
@@ -209,12 +221,7 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
     std::string q = "?limit=" + enc(a.limit.value_or("100"));
     if (a.state) q += "&state=" + enc(*a.state);
     if (a.template_name) q += "&template=" + enc(*a.template_name);
-    auto res = r.call("GET", "/v1/missions" + q);
-    json::error_code ec;
-    auto v = json::parse(res.body, ec);
-    if (a.json || res.status != 200 || ec || !v.is_array()) return finish(r, res, out, err);
-    print_missions(v.as_array(), out);  // the table the local command prints
-    return runtime::kExitOk;
+    return table(r, r.call("GET", "/v1/missions" + q), a, print_missions, out, err);
   }
   if (name == "mission show")
     return finish(r, r.call("GET", "/v1/missions/" + enc(need_id(a, name))), out, err);
@@ -270,12 +277,7 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
   if (name == "sessions list") {
     std::string q = "?limit=" + enc(a.limit.value_or("100"));
     if (a.device) q += "&device=" + enc(*a.device);
-    auto res = r.call("GET", "/v1/sessions" + q);
-    json::error_code ec;
-    auto v = json::parse(res.body, ec);
-    if (a.json || res.status != 200 || ec || !v.is_array()) return finish(r, res, out, err);
-    print_sessions(v.as_array(), out);  // the table the local command prints
-    return runtime::kExitOk;
+    return table(r, r.call("GET", "/v1/sessions" + q), a, print_sessions, out, err);
   }
   if (name == "sessions show")
     return finish(r, r.call("GET", "/v1/sessions/" + enc(need_id(a, name))), out, err);

@@ -369,6 +369,16 @@ struct Invoker {
   }
 };
 
+// Writes a command's output file; false (and the reason on `err`) when it cannot.
+static bool write_out(const std::string& file, std::string_view text, const char* command,
+                      std::ostream& err) {
+  std::ofstream f(file, std::ios::binary | std::ios::trunc);
+  f.write(text.data(), static_cast<std::streamsize>(text.size()));
+  f.close();
+  if (!f) err << command << ": cannot write " << file << "\n";
+  return static_cast<bool>(f);
+}
+
 int cmd_report(const Args& a, std::ostream& out, std::ostream& err) {
   if (a.positional.size() < 2) throw std::invalid_argument("report needs a SESSION");
   if (!a.out_file) throw std::invalid_argument("report needs -o FILE.html");
@@ -399,13 +409,8 @@ int cmd_report(const Args& a, std::ostream& out, std::ostream& err) {
     err << "kiln report: " << rep.error().code << ": " << rep.error().message << "\n";
     return runtime::kExitFailed;
   }
-  std::ofstream f(*a.out_file, std::ios::binary | std::ios::trunc);
-  f << rep.value().at("html").as_string().c_str();
-  f.close();
-  if (!f) {
-    err << "kiln report: cannot write " << *a.out_file << "\n";
+  if (!write_out(*a.out_file, rep.value().at("html").as_string(), "kiln report", err))
     return runtime::kExitFailed;
-  }
   if (const auto ext = fs::path(*a.out_file).extension(); ext != ".html" && ext != ".htm")
     err << "kiln report: note: the report is HTML (open it in a browser); " << *a.out_file
         << " does not end in .html\n";
@@ -443,13 +448,8 @@ int cmd_sessions_export(const Args& a, std::ostream& out, std::ostream& err) {
     err << "kiln sessions export: " << alog.error().code << ": " << alog.error().message << "\n";
     return runtime::kExitFailed;
   }
-  std::ofstream f(*a.out_file, std::ios::binary | std::ios::trunc);
-  f << alog.value().at("alog").as_string().c_str();
-  f.close();
-  if (!f) {
-    err << "kiln sessions export: cannot write " << *a.out_file << "\n";
+  if (!write_out(*a.out_file, alog.value().at("alog").as_string(), "kiln sessions export", err))
     return runtime::kExitFailed;
-  }
   out << "wrote " << *a.out_file << " (" << alog.value().at("bytes").to_number<std::int64_t>()
       << " bytes)\n";
   if (const auto* src = analysis.if_contains("event_sources"); src && src->is_object())
