@@ -701,6 +701,34 @@ BOOST_AUTO_TEST_CASE(record_two_roasts_back_to_back) {
   BOOST_TEST(samples_of(sessions[0]) == second_samples);
 }
 
+// A recording machine needs no voice: record, analyze and report resolve only the nodes they use,
+// so a TTS node that cannot run (here an ungated one, under strict gates; a missing voice file
+// fails the same way) stops only what speaks.
+BOOST_AUTO_TEST_CASE(record_analyze_and_report_do_not_depend_on_the_tts_node) {
+  Deployment d;
+  auto kiln = [&](std::vector<std::string> args) {
+    args.insert(args.end(), {"--set", "nodes.tts_engine=espeak"});
+    return d.kiln_all_plugins(std::move(args));
+  };
+  BOOST_REQUIRE(kiln({"devices", "add", "sim-7", "--key-out", "sim-7.key"}).exit_code == 0);
+  auto rec = kiln({"record", "--key", "sim-7.key", "--speed", "0"});
+  BOOST_TEST(rec.exit_code == 0, rec.out + rec.err);
+  BOOST_TEST(contains(rec.out, "refused 0, waiting in the spool 0"), rec.out);
+  auto list = kiln({"sessions", "list", "--json"});
+  const auto sessions = json::parse(list.out).as_array();
+  BOOST_REQUIRE_EQUAL(sessions.size(), 1u);
+  auto report = kiln({"report", std::string(sessions[0].at("id").as_string()), "-o", "r.html"});
+  BOOST_TEST(report.exit_code == 0, report.out + report.err);
+  const std::string alog =
+      std::string(KILN_SOURCE_DIR) + "/tests/fixtures/artisan-alog/26-02-01_1812_Jigesa_no2.alog";
+  auto analyzed = kiln({"analyze", alog, "--detect"});
+  BOOST_TEST(analyzed.exit_code == 0, analyzed.err);
+  // What speaks still refuses the ungated node, naming it.
+  auto say = kiln({"say", "hello", "-o", "hello.wav"});
+  BOOST_TEST(say.exit_code == 4, say.err);
+  BOOST_TEST(contains(say.err, "tts_engine/espeak"), say.err);
+}
+
 // A session's id names its tenant: `kiln report` and `kiln predict` find it without --tenant.
 BOOST_AUTO_TEST_CASE(report_finds_a_session_of_another_tenant_by_its_id) {
   Deployment d;

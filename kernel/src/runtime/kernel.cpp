@@ -103,7 +103,7 @@ std::unique_ptr<Kernel> Kernel::boot(const BootOptions& options) {
   // 3. Gates and nodes.
   k->gates_ = std::make_unique<gates::GateStore>(
       config::expand_path(k->config_.get_string("gates.dir"), k->config_.config_dir()));
-  if (options.resolve_nodes) k->resolve();
+  if (options.resolve_nodes) k->resolve(options.node_kinds);
   if (options.open_storage) k->ledger();
   return k;
 }
@@ -313,9 +313,10 @@ nodes::NodeMaker Kernel::node_maker(const plugins::NodeEntry& entry, bool deploy
   };
 }
 
-void Kernel::resolve() {
+void Kernel::resolve(const std::set<std::string>& only) {
   const bool strict = config_.get_string("gates.enforce") == "strict";
   for (const auto& s : node_status()) {
+    if (!only.empty() && !only.count(s.kind) && s.kind != "tool_strategy") continue;
     const std::string id = s.kind + "/" + s.selected;
     if (!s.entry && s.is_default) {
       // The default node comes with a plugin this build or deployment does not load (e.g.

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -52,6 +53,10 @@ struct BootOptions {
   std::vector<std::string> sets;  // --set key=value
   std::map<std::string, std::string> environment = config::current_environment();
   bool resolve_nodes = true;  // false: load and validate only (gate run, config check, listings)
+  // The node kinds to resolve (with resolve_nodes); empty: every kind. The tool executor's
+  // tool_strategy is always resolved. A command that uses one kind (kiln record: the telemetry
+  // driver) then neither loads nor depends on the others (a TTS voice, an ungated TTS node).
+  std::set<std::string> node_kinds;
   bool open_storage = false;  // open (create, migrate) the database during boot, as serve does
   bool setup_logging = true;
 };
@@ -122,7 +127,7 @@ class Kernel {
   void load_plugins();
   void load_policy();
   void instantiate_tools();
-  void resolve();
+  void resolve(const std::set<std::string>& only);  // only: BootOptions::node_kinds
   const nodes::KindDescriptor* kind(std::string_view name) const;
 
   config::Config config_;

@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -65,7 +66,8 @@ struct Args {
 
 // Throws std::invalid_argument with a usage message.
 Args parse(const std::vector<std::string>& argv);
-runtime::BootOptions boot_options(const Args& a, bool resolve);
+// `kinds`: the node kinds the command uses (BootOptions::node_kinds); empty: every kind.
+runtime::BootOptions boot_options(const Args& a, bool resolve, std::set<std::string> kinds = {});
 // The kernel for a command that only reads the database: one that is not there is an error
 // naming where storage.path came from (a config other than the deployment's, most likely), not
 // a new empty database at that path.

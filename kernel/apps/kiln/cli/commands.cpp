@@ -369,11 +369,12 @@ Args parse(const std::vector<std::string>& argv) {
   return a;
 }
 
-BootOptions boot_options(const Args& a, bool resolve) {
+BootOptions boot_options(const Args& a, bool resolve, std::set<std::string> kinds) {
   BootOptions o;
   for (const auto& f : a.config_files) o.config_files.emplace_back(f);
   o.sets = a.sets;
   o.resolve_nodes = resolve;
+  o.node_kinds = std::move(kinds);
   return o;
 }
 
@@ -818,7 +819,7 @@ int cmd_analyze(const Args& a, std::ostream& out, std::ostream& err) {
     throw BootError(runtime::kExitFailed, e.what());
   }
   json::object input{{"alog", std::move(text)}, {"detect", a.detect}};
-  auto k = Kernel::boot(boot_options(a, true));
+  auto k = Kernel::boot(boot_options(a, true, {"event_detector"}));
   runtime::ToolCall call{"roast.analyze", a.tenant, input, "", {}, {}};
   auto outcome = k->executor().invoke(call);
   if (!outcome.ok()) {

@@ -57,8 +57,8 @@ std::string state_name(int state) {
   }
 }
 
-std::unique_ptr<Kernel> boot(const Args& a, bool resolve) {
-  auto opts = boot_options(a, resolve);
+std::unique_ptr<Kernel> boot(const Args& a, bool resolve, std::set<std::string> kinds = {}) {
+  auto opts = boot_options(a, resolve, std::move(kinds));
   opts.open_storage = true;
   return Kernel::boot(opts);
 }
@@ -343,7 +343,7 @@ struct Invoker {
     if (!target.url.empty())
       client.emplace(target.url);
     else
-      k = boot(a, true);
+      k = boot(a, true, {"event_detector"});  // the roast tools' one node
   }
   // The output, or the error (code, message, details).
   Result<json::value, ToolError> operator()(const std::string& tool, json::object input) {
@@ -537,7 +537,11 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   const double duration = number_arg(a.duration, "--duration", 0, 0, 1e9);
   Args ba = a;
   if (a.driver) ba.sets.push_back("nodes.telemetry_driver=" + *a.driver);
-  auto k = boot(ba, true);
+  const auto [url, api_key] = server_target(a);
+  // The driver; and without a server, the event detector that opens the sessions here. Not the
+  // other kinds: a recording machine needs no TTS voice.
+  auto k = url.empty() ? boot(ba, true, {"telemetry_driver", "event_detector"})
+                       : boot(ba, true, {"telemetry_driver"});
   auto driver = k->node<nodes::TelemetryDriver>();
   if (!driver)
     throw runtime::BootError(runtime::kExitPlugin,
@@ -550,7 +554,6 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   }
   const auto info = opened.value();
 
-  const auto [url, api_key] = server_target(a);
   std::optional<http::Client> client;
   if (!url.empty()) client.emplace(url, std::chrono::seconds(10));
   const fs::path spool = a.spool ? fs::path(*a.spool) : fs::path("var/spool") / cred.device;
