@@ -581,6 +581,11 @@ BOOST_AUTO_TEST_CASE(a_device_profile_gives_its_sessions_targets_and_phases) {
   auto v1 = s.call("POST", "/v1/profiles", "operator", save);
   BOOST_REQUIRE_MESSAGE(v1.status == 201, v1.body);
   BOOST_TEST(body(v1).at("version").as_int64() == 1);
+  // The answer says what QC will check roasts to it against, in a roaster's words.
+  BOOST_TEST(
+      json::serialize(body(v1).at("qc_targets")).find("FCs at 5:58–6:58") != std::string::npos,
+      v1.body);
+  BOOST_TEST(body(v1).at("notes").as_array().empty());
   // Tenants do not see each other's profiles.
   BOOST_TEST(body(s.call("GET", "/v1/profiles", "other")).as_array().empty());
   BOOST_TEST(s.call("GET", "/v1/profiles/sidamo", "other").status == 404);
@@ -650,6 +655,10 @@ BOOST_AUTO_TEST_CASE(a_device_profile_gives_its_sessions_targets_and_phases) {
                          "--api-key", s.keys.at("viewer")});
   BOOST_TEST(refused.exit_code == 1);
   BOOST_TEST(contains(refused.err, "403"), refused.err);
+  auto imported = s.kiln({"profiles", "import", file.string(), "--name", "again", "--server", url,
+                          "--api-key", s.keys.at("operator")});
+  BOOST_TEST(imported.exit_code == 0, imported.err);
+  BOOST_TEST(contains(imported.out, "  QC targets: FCs at 5:58–6:58; DROP at "), imported.out);
 
   // A roast on the device: its session records profile v2, and the mission passes QC against it.
   send_roast(s, "r1-prof", key_of(body(added)));

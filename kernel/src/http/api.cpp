@@ -1017,7 +1017,11 @@ Router build_api(ApiContext& ctx) {
       "latest": {"type": "integer"}, "title": {"type": "string"}, "tenant": {"type": "string"},
       "created_at": {"type": "string"}, "created_by": {"type": "string"},
       "archived_at": {"type": ["string", "null"]},
-      "profile": {"type": "object", "description": "the profile, as roast.profile_import makes it"}}})");
+      "profile": {"type": "object", "description": "the profile, as roast.profile_import makes it"},
+      "qc_targets": {"type": "array", "items": {"type": "string"},
+                     "description": "on save: the QC targets as a roaster reads them"},
+      "notes": {"type": "array", "items": {"type": "string"},
+                "description": "on save: what QC will not check against this profile"}}})");
   auto version_query = [](const Request& req) -> std::optional<std::int64_t> {
     auto it = req.query.find("version");
     if (it == req.query.end() || it->second.empty()) return std::nullopt;  // the newest
@@ -1102,7 +1106,10 @@ Router build_api(ApiContext& ctx) {
            auto out = profile_tool(req, "roast.profile_import", std::move(in));
            auto p = k.telemetry().profiles().save(req.tenant, name, out.at("profile").as_object(),
                                                   *req.actor);
-           return Response::json(201, p.to_json(false));
+           auto saved = p.to_json(false);
+           saved["qc_targets"] = out.at("qc_targets");
+           saved["notes"] = out.at("notes");
+           return Response::json(201, saved);
          }});
   r.add({"GET",
          "/v1/profiles/{name}",

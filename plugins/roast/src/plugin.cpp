@@ -275,7 +275,17 @@ class ProfileImportTool final : public kiln::Tool {
       }
       if (const auto* t = in.if_contains("title"); t && t->is_string() && !t->as_string().empty())
         body["title"] = *t;
-      return kiln::ToolResult{json::object{{"profile", std::move(body)}}, {}};
+      // What QC will check roasts to it against, as a roaster reads it, and what it will not.
+      json::array described;
+      const auto& unit = body.at("unit").as_string();
+      for (auto& line : kiln::roast::describe_targets(body.at("targets").as_object(),
+                                                      unit.empty() ? 'C' : unit[0]))
+        described.emplace_back(std::move(line));
+      json::value notes = body.contains("notes") ? body.at("notes") : json::array{};
+      return kiln::ToolResult{json::object{{"profile", std::move(body)},
+                                           {"qc_targets", std::move(described)},
+                                           {"notes", std::move(notes)}},
+                              {}};
     } catch (const kiln::roast::PyLiteralError& e) {
       return kiln::tool_error(kiln::error_code::kInvalidInput,
                               std::string("the .alog is not a Python literal: ") + e.what());
@@ -388,7 +398,13 @@ kiln::Manifest manifest() {
     "properties": {"alog": {"type": "string", "minLength": 1},
                    "profile": {"type": "object"},
                    "title": {"type": "string"}}})");
-  pimport.output_schema = json::parse(R"({"type": "object", "required": ["profile"]})");
+  pimport.output_schema = json::parse(R"({"type": "object",
+    "required": ["profile", "qc_targets", "notes"],
+    "properties": {"profile": {"type": "object"},
+                   "qc_targets": {"type": "array", "items": {"type": "string"},
+                                  "description": "the targets as a roaster reads them"},
+                   "notes": {"type": "array", "items": {"type": "string"},
+                             "description": "what QC will not check against this profile"}}})");
   pimport.factory = [](kiln::HostServices&) { return std::make_shared<ProfileImportTool>(); };
   pimport.nonblocking = true;
   m.tools.push_back(std::move(pimport));

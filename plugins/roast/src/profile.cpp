@@ -188,7 +188,18 @@ json::object build(const RoastLog& log, const Analysis& a, json::object targets,
   json::object celsius{{"phases", std::move(phases_c)},
                        {"targets", celsius_targets(targets, log.mode)}};
   if (!log.roaster_state.empty()) curve["state"] = floats(log.roaster_state);
-  return json::object{
+  // What the profile does not check, said where it is made (and kept with it): QC would
+  // otherwise skip a check, or use roast.qc's defaults, without a word.
+  json::array notes;
+  if (targets.empty())
+    notes.emplace_back(
+        "the profile sets no QC targets: roasts to it are checked against roast.qc's defaults "
+        "(DTR 15-25 %, FCs 6:00-10:00, DROP 7:30-13:00)");
+  else if (!a.fcs && !targets.contains("fcs_time"))
+    notes.emplace_back(
+        "FCs is not marked: the profile has no FCs time or DTR target (mark FCs in Artisan and "
+        "import the log again)");
+  json::object out{
       {"format", kProfileFormat},
       {"title", log.title},
       {"unit", std::string(1, log.mode)},
@@ -201,6 +212,8 @@ json::object build(const RoastLog& log, const Analysis& a, json::object targets,
       {"celsius", celsius},
       {"targets", std::move(targets)},
       {"source", std::move(source)}};
+  if (!notes.empty()) out["notes"] = std::move(notes);
+  return out;
 }
 
 }  // namespace
@@ -216,6 +229,10 @@ json::object profile_from_alog(std::string_view text) {
   Analysis a = analyze(log, AnalysisOptions{});
   if (!a.charge)
     throw AlogError("the .alog has no CHARGE marked: a profile needs its roast's start");
+  if (!a.drop)
+    throw AlogError(
+        "the .alog has no DROP marked: a profile needs its roast's end (mark DROP in Artisan "
+        "and save the log again)");
   return build(log, a, derived_targets(a, log.mode), json::object{{"format", "alog"}});
 }
 
@@ -250,6 +267,8 @@ json::object profile_from_json(const json::object& profile) {
   RoastLog log = parse_alog(alog_of_profile(profile));
   Analysis a = analyze(log, AnalysisOptions{});
   if (!a.charge) throw AlogError("profile.events.CHARGE.index is missing");
+  if (!a.drop)
+    throw AlogError("profile.events.DROP.index is missing: a profile needs its roast's end");
   json::object targets = derived_targets(a, log.mode);
   if (const auto* t = profile.if_contains("targets")) {
     if (!t->is_object()) throw std::invalid_argument("profile.targets must be an object");

@@ -4,6 +4,7 @@
 #include <map>
 #include <optional>
 #include <stdexcept>
+#include <vector>
 
 namespace kiln::roast {
 namespace json = boost::json;
@@ -117,6 +118,26 @@ struct Say {
   }
 };
 
+// A target's accepted range and warn margin. Throws std::invalid_argument naming what is wrong.
+struct Range {
+  double lo, hi, margin;
+};
+Range range_of(const std::string& name, const json::object& t) {
+  Range r{};
+  if (t.contains("target")) {
+    const double target = num(t, "target", name), tol = num(t, "tolerance", name);
+    if (tol < 0) throw std::invalid_argument("QC target '" + name + "': tolerance < 0");
+    r = Range{target - tol, target + tol, tol / 2};
+  } else {
+    r.lo = num(t, "min", name);
+    r.hi = num(t, "max", name);
+    if (r.lo > r.hi) throw std::invalid_argument("QC target '" + name + "': min > max");
+    r.margin = (r.hi - r.lo) / 10;
+  }
+  if (t.contains("warn_margin")) r.margin = num(t, "warn_margin", name);
+  return r;
+}
+
 int rank(const std::string& verdict) {
   return verdict == "fail" ? 2 : verdict == "warn" ? 1 : 0;
 }
@@ -127,6 +148,20 @@ json::object default_targets() {
   return json::object{{"dtr", json::object{{"min", 15}, {"max", 25}}},
                       {"fcs_time", json::object{{"min", 360}, {"max", 600}}},
                       {"drop_time", json::object{{"min", 450}, {"max", 780}}}};
+}
+
+std::vector<std::string> describe_targets(const json::object& targets, char unit) {
+  std::vector<std::string> out;
+  for (const auto& kv : targets) {
+    const std::string name(kv.key());
+    metric(json::object{}, name);  // an unknown metric is an error here too
+    if (!kv.value().is_object())
+      throw std::invalid_argument("QC target '" + name + "' must be an object");
+    const auto r = range_of(name, kv.value().as_object());
+    const Say say{words_of(name), unit};
+    out.push_back(say.w.label + " " + say.range(r.lo, r.hi));
+  }
+  return out;
 }
 
 json::object run_qc(const json::object& analysis, const json::object& targets) {
@@ -157,21 +192,7 @@ json::object run_qc(const json::object& analysis, const json::object& targets) {
     const std::string name(kv.key());
     if (!kv.value().is_object())
       throw std::invalid_argument("QC target '" + name + "' must be an object");
-    const auto& t = kv.value().as_object();
-    double lo = 0, hi = 0, margin = 0;
-    if (t.contains("target")) {
-      const double target = num(t, "target", name), tol = num(t, "tolerance", name);
-      if (tol < 0) throw std::invalid_argument("QC target '" + name + "': tolerance < 0");
-      lo = target - tol;
-      hi = target + tol;
-      margin = tol / 2;
-    } else {
-      lo = num(t, "min", name);
-      hi = num(t, "max", name);
-      if (lo > hi) throw std::invalid_argument("QC target '" + name + "': min > max");
-      margin = (hi - lo) / 10;
-    }
-    if (t.contains("warn_margin")) margin = num(t, "warn_margin", name);
+    const auto [lo, hi, margin] = range_of(name, kv.value().as_object());
     const auto v = metric(analysis, name);
     json::array range{lo, hi};
     const Say say{words_of(name), unit};

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <boost/json.hpp>
 
@@ -16,6 +17,10 @@ namespace kiln::roast {
 // A value inside its range passes; outside by at most the warn margin warns; further fails.
 // Missing CHARGE, FCs or DROP fails; a RoR crash or flick warns.
 boost::json::object run_qc(const boost::json::object& analysis, const boost::json::object& targets);
+
+// The targets as a roaster reads them, one line each: "FCs at 7:00–8:00", "DTR 18.0–22.0 %";
+// `unit` ('C' or 'F') is the targets' temperature unit. Throws as run_qc does on a bad target.
+std::vector<std::string> describe_targets(const boost::json::object& targets, char unit);
 
 // The targets used when a session has no profile: DTR 15-25 %, FCs 6-10 min, DROP 7.5-13 min.
 boost::json::object default_targets();

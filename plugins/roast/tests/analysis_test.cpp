@@ -352,6 +352,51 @@ BOOST_AUTO_TEST_CASE(exported_alog_is_a_python_literal) {
   fs::remove(out);
 }
 
+// What a profile will not check is said where it is made: a log without DROP is no profile; one
+// without FCs has no FCs target and says so; explicit empty targets say QC uses its defaults. The
+// targets read as a roaster reads them.
+BOOST_AUTO_TEST_CASE(profiles_say_what_they_do_not_check) {
+  const std::string text = read(kFixtures / fixtures().front());
+  const auto good = profile_from_alog(text);
+  BOOST_TEST(!good.contains("notes"));
+  const auto lines = describe_targets(good.at("targets").as_object(), 'C');
+  BOOST_REQUIRE_EQUAL(lines.size(), 4u);
+  std::string all;
+  for (const auto& l : lines) all += l + "; ";
+  BOOST_TEST(all.find("FCs at 7:00–8:00") != std::string::npos, all);
+  BOOST_TEST(all.find("BT at DROP ") != std::string::npos, all);
+  BOOST_TEST(all.find(" °C") != std::string::npos, all);
+  BOOST_TEST(all.find("DTR ") != std::string::npos, all);
+  BOOST_CHECK_THROW(
+      describe_targets(json::object{{"colour", json::object{{"min", 1}, {"max", 2}}}}, 'C'),
+      std::invalid_argument);
+
+  auto alog = parse_python_literal(text).as_object();
+  alog.erase("computed");
+  auto without = [&](std::size_t event) {
+    auto copy = alog;
+    copy["timeindex"].as_array()[event] = event == 0 ? -1 : 0;  // Artisan's "not set"
+    return python_literal(copy);
+  };
+  BOOST_CHECK_EXCEPTION(profile_from_alog(without(6)), AlogError, [](const AlogError& e) {
+    return std::string(e.what()).find("no DROP marked") != std::string::npos;
+  });
+  const auto no_fcs = profile_from_alog(without(2));
+  BOOST_TEST(!no_fcs.at("targets").as_object().contains("fcs_time"));
+  BOOST_REQUIRE(no_fcs.contains("notes"));
+  BOOST_TEST(std::string(no_fcs.at("notes").as_array()[0].as_string()).find("FCs is not marked") ==
+             0u);
+  auto empty_targets = good;
+  empty_targets["targets"] = json::object{};
+  const auto bare = profile_from_json(empty_targets);
+  BOOST_REQUIRE(bare.contains("notes"));
+  BOOST_TEST(std::string(bare.at("notes").as_array()[0].as_string()).find("roast.qc's defaults") !=
+             std::string::npos);
+  auto no_drop = good;
+  no_drop["events"].as_object()["DROP"] = nullptr;
+  BOOST_CHECK_THROW(profile_from_json(no_drop), AlogError);
+}
+
 // A profile's JSON with bad parts is refused naming what is wrong.
 BOOST_AUTO_TEST_CASE(bad_profiles_are_refused) {
   auto good = profile_from_alog(read(kFixtures / fixtures().front()));

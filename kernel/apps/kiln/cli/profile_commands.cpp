@@ -175,10 +175,13 @@ struct Library {
       return json::parse(call("POST", "/v1/profiles", json::serialize(source))).as_object();
     }
     auto out = tool("roast.profile_import", std::move(source));
-    return k->telemetry()
-        .profiles()
-        .save(tenant, name, out.at("profile").as_object(), cli_actor())
-        .to_json(false);
+    auto saved = k->telemetry()
+                     .profiles()
+                     .save(tenant, name, out.at("profile").as_object(), cli_actor())
+                     .to_json(false);
+    saved["qc_targets"] = out.at("qc_targets");  // as the server's answer has them
+    saved["notes"] = out.at("notes");
+    return saved;
   }
 
   std::string alog(const telemetry::ProfileRef& r) {
@@ -268,6 +271,9 @@ void print_profile(const json::object& info, std::ostream& out) {
     }
     out << "\n";
   }
+  if (const auto* n = p.if_contains("notes"); n && n->is_array())
+    for (const auto& x : n->as_array())
+      if (x.is_string()) out << "  note: " << x.as_string().c_str() << "\n";
 }
 
 std::string read_file(const std::string& path) {
@@ -362,6 +368,12 @@ int cmd_profiles(const Args& a, std::ostream& out, std::ostream&) {
     out << "saved profile " << std::string(saved.at("name").as_string()) << " version "
         << saved.at("version").to_number<std::int64_t>() << " ("
         << std::string(saved.at("title").as_string()) << ") from " << file << "\n";
+    std::string targets;
+    for (const auto& t : saved.at("qc_targets").as_array())
+      targets += (targets.empty() ? "" : "; ") + std::string(t.as_string());
+    if (!targets.empty()) out << "  QC targets: " << targets << "\n";
+    for (const auto& n : saved.at("notes").as_array())
+      out << "  note: " << n.as_string().c_str() << "\n";
     return runtime::kExitOk;
   }
   if (sub == "export") {
