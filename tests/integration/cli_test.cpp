@@ -1,5 +1,6 @@
 // The kiln binary as an operator uses it: real processes, real plugins, real gate store.
 #define BOOST_TEST_MODULE cli
+#include <algorithm>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -729,6 +730,27 @@ BOOST_AUTO_TEST_CASE(record_analyze_and_report_do_not_depend_on_the_tts_node) {
   BOOST_TEST(contains(say.err, "tts_engine/espeak"), say.err);
 }
 
+// A node whose settings are wrong is a configuration error (exit 3) naming the setting and the
+// node, not a plugin failure (exit 5).
+BOOST_AUTO_TEST_CASE(a_node_with_wrong_settings_is_a_configuration_error) {
+  Deployment d;
+  auto kiln = [&](std::vector<std::string> args) { return d.kiln_all_plugins(std::move(args)); };
+  BOOST_REQUIRE(kiln({"devices", "add", "r1", "--key-out", "r1.key"}).exit_code == 0);
+  auto no_file =
+      kiln({"record", "--key", "r1.key", "--driver", "bullet_r1", "--set",
+            "plugin_config.telemetry_bullet_r1.transport=replay", "--set", "gates.enforce=warn"});
+  BOOST_TEST(no_file.exit_code == 3, no_file.err);
+  BOOST_TEST(contains(no_file.err,
+                      "plugin_config.telemetry_bullet_r1.replay names no file (transport: replay) "
+                      "(node telemetry_driver/bullet_r1, provider telemetry_bullet_r1)"),
+             no_file.err);
+  auto bad_transport =
+      kiln({"record", "--key", "r1.key", "--driver", "bullet_r1", "--set",
+            "plugin_config.telemetry_bullet_r1.transport=serial", "--set", "gates.enforce=warn"});
+  BOOST_TEST(bad_transport.exit_code == 3, bad_transport.err);
+  BOOST_TEST(contains(bad_transport.err, "use usb, replay or sim"), bad_transport.err);
+}
+
 // A session's id names its tenant: `kiln report` and `kiln predict` find it without --tenant.
 BOOST_AUTO_TEST_CASE(report_finds_a_session_of_another_tenant_by_its_id) {
   Deployment d;
@@ -807,6 +829,43 @@ BOOST_AUTO_TEST_CASE(predict_aims_at_the_profiles_dtr) {
   auto predicted = kiln({"predict", std::string(sessions[0].at("id").as_string()), "--json"});
   BOOST_REQUIRE_MESSAGE(predicted.exit_code == 0, predicted.err);
   BOOST_TEST(json::parse(predicted.out).at("dtr_target").to_number<double>() == dtr);
+}
+
+// Profile names are case-sensitive, and a roaster does not see the difference: a name that
+// differs from a stored one only in case is refused on save and suggested on lookup.
+BOOST_AUTO_TEST_CASE(profile_names_differing_only_in_case_are_refused_and_suggested) {
+  Deployment d;
+  auto kiln = [&](std::vector<std::string> args) { return d.kiln_all_plugins(std::move(args)); };
+  BOOST_REQUIRE(kiln({"devices", "add", "sim-8", "--key-out", "sim-8.key"}).exit_code == 0);
+  const std::string alog =
+      std::string(KILN_SOURCE_DIR) + "/tests/fixtures/artisan-alog/26-02-01_1812_Jigesa_no2.alog";
+  BOOST_REQUIRE(kiln({"profiles", "import", alog, "--name", "Jigesa"}).exit_code == 0);
+  auto twin = kiln({"profiles", "import", alog, "--name", "JIGESA"});
+  BOOST_TEST(twin.exit_code == 1, twin.out);
+  BOOST_TEST(contains(twin.err, "profile 'JIGESA' differs from the existing 'Jigesa' only in case"),
+             twin.err);
+  // Version 2, titled over two lines (Artisan's titles may be): the listing keeps one row a line.
+  auto v2 = kiln({"profiles", "import", alog, "--name", "Jigesa", "--title", "Jigesa\nlot 2"});
+  BOOST_TEST(v2.exit_code == 0, v2.err);
+  BOOST_TEST(contains(v2.out, "(Jigesa lot 2)"), v2.out);
+  auto listed = kiln({"profiles", "list"});
+  BOOST_TEST(std::count(listed.out.begin(), listed.out.end(), '\n') == 2, listed.out);
+  BOOST_TEST(std::regex_search(listed.out, std::regex("\nJigesa +v2 +Jigesa lot 2 +20")),
+             listed.out);
+  auto devices = kiln({"devices", "list"});
+  BOOST_TEST(std::regex_search(devices.out, std::regex("^KEY +TENANT +DEVICE +STATE")),
+             devices.out);
+  auto assign = kiln({"devices", "profile", "sim-8", "jigesa"});
+  BOOST_TEST(assign.exit_code == 1);
+  BOOST_TEST(contains(assign.err, "no profile 'jigesa' in tenant default (did you mean 'Jigesa'?"),
+             assign.err);
+  auto show = kiln({"profiles", "show", "jigesa"});
+  BOOST_TEST(contains(show.err, "did you mean 'Jigesa'?"), show.err);
+  auto version = kiln({"profiles", "show", "Jigesa@9"});
+  BOOST_TEST(contains(version.err, "profile 'Jigesa' has no version 9"), version.err);
+  auto unknown = kiln({"profiles", "versions", "kenya"});
+  BOOST_TEST(contains(unknown.err, "no profile 'kenya' in tenant default (`kiln profiles list"),
+             unknown.err);
 }
 
 // A refusal that is about the key (here: revoked) stops the recorder at the first batch, with the

@@ -589,6 +589,12 @@ BOOST_AUTO_TEST_CASE(a_device_profile_gives_its_sessions_targets_and_phases) {
   // Tenants do not see each other's profiles.
   BOOST_TEST(body(s.call("GET", "/v1/profiles", "other")).as_array().empty());
   BOOST_TEST(s.call("GET", "/v1/profiles/sidamo", "other").status == 404);
+  auto other_case = s.call("GET", "/v1/profiles/SIDAMO", "viewer");
+  BOOST_TEST(other_case.status == 404);
+  BOOST_TEST(contains(other_case.body, "did you mean 'sidamo'?"), other_case.body);
+  auto at_version = s.call("GET", "/v1/profiles/sidamo@1", "viewer");
+  BOOST_TEST(contains(at_version.body, "a version goes in ?version=N, not after @"),
+             at_version.body);
   // Version 2: the JSON of version 1 with edited targets.
   auto p1 = body(s.call("GET", "/v1/profiles/sidamo", "viewer")).at("profile").as_object();
   BOOST_TEST(p1.at("targets").at("fcs_time").at("target").as_double() == 388.0);

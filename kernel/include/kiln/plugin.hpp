@@ -30,6 +30,9 @@ struct NodeContext {
 // Node objects cross the boundary type-erased: the factory returns the kind's interface
 // converted to shared_ptr<void>. NodeDecl::make<Kind>() is the only way to build one, so the
 // pointer always points at a Kind (no RTTI across the boundary; see plugin-boundary.md).
+// A factory throws std::invalid_argument when its settings are wrong: the deployment gets a
+// configuration error (exit 3) with the message; any other exception means the node cannot run
+// here (exit 5).
 using ErasedNodeFactory = std::function<std::shared_ptr<void>(const NodeContext&)>;
 using ToolFactory = std::function<std::shared_ptr<Tool>(HostServices&)>;
 

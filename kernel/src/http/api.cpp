@@ -1034,9 +1034,11 @@ Router build_api(ApiContext& ctx) {
       const auto& name = req.params.at("name");
       throw HttpError{
           404, "not_found",
-          "no profile " + name + (v ? " with version " + std::to_string(*v) : std::string()) +
-              (name.find('@') != std::string::npos ? " (a version goes in ?version=N, not after @)"
-                                                   : " (GET /v1/profiles lists them)")};
+          telemetry::ProfileStore::not_found(
+              k.storage_path(), req.tenant, name, v,
+              name.find('@') != std::string::npos ? "a version goes in ?version=N, not after @"
+              : v ? "GET /v1/profiles/" + name + "/versions lists them"
+                  : "GET /v1/profiles lists them")};
     }
     return *p;
   };
@@ -1146,7 +1148,10 @@ Router build_api(ApiContext& ctx) {
                                                                   req.params.at("name")))
              arr.push_back(p.to_json(false));
            if (arr.empty())
-             throw HttpError{404, "not_found", "no profile " + req.params.at("name")};
+             throw HttpError{404, "not_found",
+                             telemetry::ProfileStore::not_found(k.storage_path(), req.tenant,
+                                                                req.params.at("name"), std::nullopt,
+                                                                "GET /v1/profiles lists them")};
            return Response::json(200, arr);
          }});
   r.add({"GET",

@@ -302,6 +302,11 @@ nodes::NodeMaker Kernel::node_maker(const plugins::NodeEntry& entry, bool deploy
     std::shared_ptr<void> obj;
     try {
       obj = entry.factory(NodeContext{*host, kind_config, plugin_config});
+    } catch (const std::invalid_argument& e) {
+      // The factory's way to say its settings are wrong: a configuration error (exit 3), not
+      // a broken plugin.
+      throw std::invalid_argument(std::string(e.what()) + " (node " + entry.kind + "/" +
+                                  entry.name + ", provider " + entry.provider + ")");
     } catch (const std::exception& e) {
       throw plugins::PluginLoadError("node " + entry.kind + "/" + entry.name + " (provider " +
                                      entry.provider + "): factory threw: " + e.what());
@@ -345,6 +350,8 @@ void Kernel::resolve(const std::set<std::string>& only) {
       instances_[s.kind] = node_maker(*s.entry, true)(config_.section(s.kind));
     } catch (const plugins::PluginLoadError& e) {
       throw BootError(kExitPlugin, e.what());
+    } catch (const std::invalid_argument& e) {
+      throw BootError(kExitConfig, e.what());
     } catch (const std::exception& e) {
       throw BootError(kExitConfig, "node " + id + ": " + e.what());
     }

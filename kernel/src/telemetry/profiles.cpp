@@ -91,7 +91,43 @@ std::optional<ProfileInfo> get_on(Connection& c, const std::string& tenant, cons
   return p;
 }
 
+// A stored name that differs from `name` only in case (JIGESA for jigesa), if any.
+std::optional<std::string> other_case(Connection& c, const std::string& tenant,
+                                      const std::string& name) {
+  auto st = c.prepare(
+      "SELECT name FROM profile_names WHERE tenant = ? AND name = ? COLLATE NOCASE AND name != ? "
+      "ORDER BY name LIMIT 1");
+  st.bind(1, tenant).bind(2, name).bind(3, name);
+  if (!st.step()) return std::nullopt;
+  return st.text(0);
+}
+
 }  // namespace
+
+std::string ProfileStore::not_found(Connection& c, const std::string& tenant,
+                                    const std::string& name, std::optional<std::int64_t> version,
+                                    const std::string& hint) {
+  if (version) {
+    auto st = c.prepare("SELECT 1 FROM profile_names WHERE tenant = ? AND name = ?");
+    st.bind(1, tenant).bind(2, name);
+    if (st.step())
+      return "profile '" + name + "' has no version " + std::to_string(*version) + " (" +
+             (hint.empty() ? "kiln profiles versions " + name : hint) + ")";
+  }
+  std::string msg = "no profile '" + name + "' in tenant " + tenant;
+  if (auto other = other_case(c, tenant, name))
+    return msg + " (did you mean '" + *other + "'? profile names are case-sensitive)";
+  return msg + " (" +
+         (hint.empty() ? "`kiln profiles list --tenant " + tenant + "` shows its profiles" : hint) +
+         ")";
+}
+
+std::string ProfileStore::not_found(const std::filesystem::path& db, const std::string& tenant,
+                                    const std::string& name, std::optional<std::int64_t> version,
+                                    const std::string& hint) {
+  Connection c(db, Connection::Mode::kReadOnly);
+  return not_found(c, tenant, name, version, hint);
+}
 
 json::object ProfileInfo::to_json(bool with_body) const {
   json::object o{{"name", name},
@@ -145,6 +181,13 @@ ProfileInfo ProfileStore::save(const std::string& tenant, const std::string& nam
     auto st = c.prepare("SELECT latest FROM profile_names WHERE tenant = ? AND name = ?");
     st.bind(1, tenant).bind(2, name);
     version = st.step() ? st.int64(0) + 1 : 1;
+    // Two names a roaster cannot tell apart (Jigesa, JIGESA) would each collect versions.
+    if (version == 1)
+      if (auto other = other_case(c, tenant, name))
+        throw MissionError(MissionError::Code::kConflict,
+                           "profile '" + name + "' differs from the existing '" + *other +
+                               "' only in case: save it as '" + *other +
+                               "' (its next version) or choose another name");
     return {ledger::NewEvent{tenant, "profiles", "profile.saved",
                              json::object{{"name", name},
                                           {"version", version},
@@ -162,10 +205,7 @@ ProfileInfo ProfileStore::set_archived(const std::string& tenant, const std::str
   ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
     auto st = c.prepare("SELECT archived_at FROM profile_names WHERE tenant = ? AND name = ?");
     st.bind(1, tenant).bind(2, name);
-    if (!st.step())
-      throw MissionError(MissionError::Code::kNotFound,
-                         "no profile '" + name + "' in tenant " + tenant +
-                             " (`kiln profiles list --tenant T` shows a tenant's profiles)");
+    if (!st.step()) throw MissionError(MissionError::Code::kNotFound, not_found(c, tenant, name));
     if (st.is_null(0) != archived) return {};  // already so: nothing to record
     return {ledger::NewEvent{tenant, "profiles", archived ? "profile.archived" : "profile.restored",
                              json::object{{"name", name}, {"actor", by.to_json()}}}};
@@ -202,18 +242,14 @@ void ProfileStore::assign(const std::string& tenant, const std::string& device,
         st.bind_null(1);
       st.bind(2, tenant).bind(3, ref->name);
       if (!st.step())
-        throw MissionError(MissionError::Code::kNotFound,
-                           "no profile '" + ref->name + "' in tenant " + tenant +
-                               " (`kiln profiles list --tenant T` shows a tenant's profiles)");
+        throw MissionError(MissionError::Code::kNotFound, not_found(c, tenant, ref->name));
       if (!st.is_null(0))
         throw MissionError(
             MissionError::Code::kInvalidState,
             "profile '" + ref->name + "' is archived (kiln profiles restore " + ref->name + ")");
       if (st.is_null(1))
         throw MissionError(MissionError::Code::kNotFound,
-                           "profile '" + ref->name + "' has no version " +
-                               std::to_string(*ref->version) + " (kiln profiles versions " +
-                               ref->name + ")");
+                           not_found(c, tenant, ref->name, ref->version));
       // Stored canonically: name, or name@version.
       value =
           json::value(ref->version ? ref->name + "@" + std::to_string(*ref->version) : ref->name);

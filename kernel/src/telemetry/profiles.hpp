@@ -72,6 +72,17 @@ class ProfileStore {
                                         std::optional<std::int64_t> version = std::nullopt);
   static std::vector<ProfileInfo> versions(const std::filesystem::path& db,
                                            const std::string& tenant, const std::string& name);
+  // "no profile 'jigesa' in tenant default (did you mean 'Jigesa'? ...)": the message for a name
+  // (and version) that is not there, naming a name that differs only in case; else ending with
+  // `hint` (default: `kiln profiles list`).
+  static std::string not_found(storage::Connection& c, const std::string& tenant,
+                               const std::string& name,
+                               std::optional<std::int64_t> version = std::nullopt,
+                               const std::string& hint = {});
+  static std::string not_found(const std::filesystem::path& db, const std::string& tenant,
+                               const std::string& name,
+                               std::optional<std::int64_t> version = std::nullopt,
+                               const std::string& hint = {});
   // The device's assignment as stored ("name" or "name@version"), if any.
   static std::optional<std::string> assigned(storage::Connection& c, const std::string& tenant,
                                              const std::string& device);

@@ -1,5 +1,6 @@
 #include "cli/json_print.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -67,6 +68,36 @@ std::string mmss(const json::value& v) {
   std::snprintf(buf, sizeof buf, "%s%ld:%02ld", t < 0 ? "-" : "", std::labs(t) / 60,
                 std::labs(t) % 60);
   return buf;
+}
+
+std::string flat(std::string s) {
+  for (auto& ch : s)
+    if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) ch = ' ';
+  return s;
+}
+
+void print_table(const std::vector<std::vector<std::string>>& rows, std::ostream& out) {
+  const auto cell = flat;
+  auto chars = [](const std::string& s) {
+    std::size_t n = 0;
+    for (unsigned char ch : s) n += (ch & 0xC0) != 0x80;  // not a UTF-8 continuation byte
+    return n;
+  };
+  std::vector<std::size_t> width;
+  for (const auto& r : rows) {
+    if (width.size() < r.size()) width.resize(r.size());
+    for (std::size_t c = 0; c < r.size(); ++c) width[c] = std::max(width[c], chars(cell(r[c])));
+  }
+  for (const auto& r : rows) {
+    std::string line;
+    for (std::size_t c = 0; c < r.size(); ++c) {
+      const std::string text = cell(r[c]);
+      line += text;
+      if (c + 1 < r.size()) line += std::string(width[c] - chars(text) + 2, ' ');
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out << line << "\n";
+  }
 }
 
 std::string pretty(const json::value& v) {

@@ -1,7 +1,9 @@
 // Indented JSON for people reading a terminal (Boost.JSON serializes compactly only).
 #pragma once
 
+#include <ostream>
 #include <string>
+#include <vector>
 
 #include <boost/json/value.hpp>
 
@@ -13,5 +15,11 @@ std::string pretty(const boost::json::value& v);
 std::string one_line(const boost::json::value& v);
 // Seconds as a roaster reads a roast's times, "m:ss" (rounded); "-" when `v` is no number.
 std::string mmss(const boost::json::value& v);
+// `s` on one line: line breaks, tabs and other control characters become spaces.
+std::string flat(std::string s);
+// Rows as columns as wide as their widest cell (in characters of UTF-8, two spaces apart, no
+// trailing blanks); a line break or tab inside a cell (a title, a reason) becomes a space, so one
+// row stays one line.
+void print_table(const std::vector<std::vector<std::string>>& rows, std::ostream& out);
 
 }  // namespace kiln::cli

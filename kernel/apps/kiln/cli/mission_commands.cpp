@@ -328,15 +328,14 @@ void print_missions(const json::array& missions, std::ostream& out) {
     const auto* v = o.if_contains(k);
     return v && v->is_string() ? std::string(v->as_string()) : std::string();
   };
-  out << std::left << std::setw(20) << "ID" << std::setw(12) << "TENANT" << std::setw(16)
-      << "TEMPLATE" << std::setw(13) << "STATE" << std::setw(22) << "REASON"
-      << "UPDATED\n";
+  std::vector<std::vector<std::string>> rows{
+      {"ID", "TENANT", "TEMPLATE", "STATE", "REASON", "UPDATED"}};
   for (const auto& v : missions) {
     const auto& m = v.as_object();
-    out << std::setw(20) << text(m, "id") << std::setw(12) << text(m, "tenant") << std::setw(16)
-        << text(m, "template") << std::setw(13) << text(m, "state") << std::setw(22)
-        << text(m, "reason") << text(m, "updated_at") << "\n";
+    rows.push_back({text(m, "id"), text(m, "tenant"), text(m, "template"), text(m, "state"),
+                    text(m, "reason"), text(m, "updated_at")});
   }
+  print_table(rows, out);
 }
 
 int cmd_mission_show(const Args& a, std::ostream& out) {
@@ -556,11 +555,16 @@ int cmd_keys_list(const Args& a, std::ostream& out) {
     out << pretty(arr);
     return runtime::kExitOk;
   }
-  if (keys.empty()) out << "no API keys (kiln keys create --tenant T --role R)\n";
+  if (keys.empty()) {
+    out << "no API keys (kiln keys create --tenant T --role R)\n";
+    return runtime::kExitOk;
+  }
+  std::vector<std::vector<std::string>> rows{
+      {"ID", "TENANT", "ROLE", "NAME", "CREATED", "REVOKED"}};
   for (const auto& key : keys)
-    out << std::left << std::setw(16) << key.id << std::setw(12) << key.tenant << std::setw(10)
-        << missions::to_string(key.role) << std::setw(16) << key.name << key.created_at
-        << (key.revoked_at ? "  REVOKED " + *key.revoked_at : "") << "\n";
+    rows.push_back({key.id, key.tenant, std::string(missions::to_string(key.role)), key.name,
+                    key.created_at, key.revoked_at.value_or("")});
+  print_table(rows, out);
   return runtime::kExitOk;
 }
 

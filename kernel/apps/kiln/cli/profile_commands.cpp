@@ -149,10 +149,7 @@ struct Library {
     if (!p)
       throw missions::MissionError(
           missions::MissionError::Code::kNotFound,
-          "no profile " + r.name +
-              (r.version ? " with version " + std::to_string(*r.version) : std::string()) +
-              " in tenant " + tenant +
-              " (`kiln profiles list --tenant T` shows a tenant's profiles)");
+          telemetry::ProfileStore::not_found(k->storage_path(), tenant, r.name, r.version));
     return p->to_json(true);
   }
 
@@ -163,8 +160,9 @@ struct Library {
     for (const auto& p : telemetry::ProfileStore::versions(k->storage_path(), tenant, name))
       arr.push_back(p.to_json(false));
     if (arr.empty())
-      throw missions::MissionError(missions::MissionError::Code::kNotFound,
-                                   "no profile " + name + " in tenant " + tenant);
+      throw missions::MissionError(
+          missions::MissionError::Code::kNotFound,
+          telemetry::ProfileStore::not_found(k->storage_path(), tenant, name));
     return arr;
   }
 
@@ -219,11 +217,17 @@ std::string arg(const Args& a, std::size_t i, const std::string& cmd, const char
   return a.positional[i];
 }
 
-void print_row(const json::object& p, std::ostream& out) {
-  out << std::left << std::setw(24) << std::string(p.at("name").as_string()) << std::setw(6)
-      << ("v" + std::to_string(p.at("version").to_number<std::int64_t>())) << std::setw(34)
-      << std::string(p.at("title").as_string()) << std::string(p.at("created_at").as_string())
-      << (p.at("archived_at").is_null() ? "" : "  (archived)") << "\n";
+void print_rows(const json::array& profiles, std::ostream& out) {
+  std::vector<std::vector<std::string>> rows{{"NAME", "VERSION", "TITLE", "SAVED", ""}};
+  for (const auto& v : profiles) {
+    const auto& p = v.as_object();
+    rows.push_back({std::string(p.at("name").as_string()),
+                    "v" + std::to_string(p.at("version").to_number<std::int64_t>()),
+                    std::string(p.at("title").as_string()),
+                    std::string(p.at("created_at").as_string()),
+                    p.at("archived_at").is_null() ? "" : "(archived)"});
+  }
+  print_table(rows, out);
 }
 
 std::string text_of(const json::value& v) {
@@ -240,7 +244,7 @@ void print_profile(const json::object& info, std::ostream& out) {
   const auto& p = info.at("profile").as_object();
   auto str = [&](const char* key) { return std::string(info.at(key).as_string()); };
   out << str("name") << " v" << info.at("version").to_number<std::int64_t>() << " (newest v"
-      << info.at("latest").to_number<std::int64_t>() << "): " << str("title") << "\n  saved "
+      << info.at("latest").to_number<std::int64_t>() << "): " << flat(str("title")) << "\n  saved "
       << str("created_at") << " by " << str("created_by")
       << (info.at("archived_at").is_null() ? "" : ", archived") << "\n";
   if (const auto* e = p.if_contains("events"); e && e->is_object()) {
@@ -321,8 +325,10 @@ int cmd_profiles(const Args& a, std::ostream& out, std::ostream&) {
     if (a.json) {
       out << pretty(arr);
     } else {
-      if (arr.empty()) out << "no profiles (kiln profiles import FILE.alog --name NAME)\n";
-      for (const auto& p : arr) print_row(p.as_object(), out);
+      if (arr.empty())
+        out << "no profiles (kiln profiles import FILE.alog --name NAME)\n";
+      else
+        print_rows(arr, out);
     }
     return runtime::kExitOk;
   }
@@ -343,7 +349,7 @@ int cmd_profiles(const Args& a, std::ostream& out, std::ostream&) {
     if (a.json)
       out << pretty(arr);
     else
-      for (const auto& p : arr) print_row(p.as_object(), out);
+      print_rows(arr, out);
     return runtime::kExitOk;
   }
   if (sub == "import") {
@@ -367,7 +373,7 @@ int cmd_profiles(const Args& a, std::ostream& out, std::ostream&) {
     auto saved = lib.save(*a.name, std::move(source));
     out << "saved profile " << std::string(saved.at("name").as_string()) << " version "
         << saved.at("version").to_number<std::int64_t>() << " ("
-        << std::string(saved.at("title").as_string()) << ") from " << file << "\n";
+        << flat(std::string(saved.at("title").as_string())) << ") from " << file << "\n";
     std::string targets;
     for (const auto& t : saved.at("qc_targets").as_array())
       targets += (targets.empty() ? "" : "; ") + std::string(t.as_string());

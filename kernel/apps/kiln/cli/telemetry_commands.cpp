@@ -102,13 +102,14 @@ std::optional<telemetry::PublicKey> public_key_arg(const Args& a) {
   }
 }
 
-void print_key(const telemetry::DeviceKey& k, std::ostream& out) {
+void print_keys(const std::vector<telemetry::DeviceKey>& keys, std::ostream& out) {
   const std::string now = ledger::utc_now_millis();
-  out << std::left << std::setw(18) << k.kid << std::setw(12) << k.tenant << std::setw(16)
-      << k.device << std::setw(10) << k.status(now) << k.created_at;
-  if (k.not_after) out << "  until " << *k.not_after;
-  if (k.revoked_at) out << "  revoked " << *k.revoked_at;
-  out << "\n";
+  std::vector<std::vector<std::string>> rows{
+      {"KEY", "TENANT", "DEVICE", "STATE", "CREATED", "UNTIL", "REVOKED"}};
+  for (const auto& k : keys)
+    rows.push_back({k.kid, k.tenant, k.device, k.status(now), k.created_at,
+                    k.not_after.value_or(""), k.revoked_at.value_or("")});
+  print_table(rows, out);
 }
 
 int wrote_credentials(const telemetry::DeviceCredentials& c, const Args& a, std::ostream& out,
@@ -258,8 +259,10 @@ int cmd_devices_list(const Args& a, std::ostream& out) {
     out << pretty(arr);
     return runtime::kExitOk;
   }
-  if (keys.empty()) out << "no devices (kiln devices add DEVICE)\n";
-  for (const auto& key : keys) print_key(key, out);
+  if (keys.empty())
+    out << "no devices (kiln devices add DEVICE)\n";
+  else
+    print_keys(keys, out);
   return runtime::kExitOk;
 }
 
@@ -275,7 +278,7 @@ void print_sessions(const json::array& sessions, std::ostream& out) {
     return v && v->is_string() ? std::string(v->as_string()) : std::string();
   };
   // Columns as wide as their longest entry: ids carry the tenant and run long.
-  std::vector<std::array<std::string, 7>> rows{
+  std::vector<std::vector<std::string>> rows{
       {"SESSION", "TENANT", "DEVICE", "STATE", "ROAST", "CLOSED BY", "MISSION"}};
   for (const auto& v : sessions) {
     const auto& o = v.as_object();
@@ -287,16 +290,7 @@ void print_sessions(const json::array& sessions, std::ostream& out) {
     rows.push_back({text(o, "id"), text(o, "tenant"), text(o, "device"), text(o, "state"), roast,
                     closed_by, text(o, "mission_id")});
   }
-  std::array<std::size_t, 7> width{};
-  for (const auto& r : rows)
-    for (std::size_t c = 0; c < r.size(); ++c) width[c] = std::max(width[c], r[c].size());
-  for (const auto& r : rows) {
-    std::string line;
-    for (std::size_t c = 0; c < r.size(); ++c)
-      line += c + 1 < r.size() ? r[c] + std::string(width[c] - r[c].size() + 2, ' ') : r[c];
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    out << line << "\n";
-  }
+  print_table(rows, out);
 }
 
 int cmd_sessions_list(const Args& a, std::ostream& out) {
