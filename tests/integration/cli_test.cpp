@@ -829,6 +829,12 @@ BOOST_AUTO_TEST_CASE(predict_aims_at_the_profiles_dtr) {
   auto predicted = kiln({"predict", std::string(sessions[0].at("id").as_string()), "--json"});
   BOOST_REQUIRE_MESSAGE(predicted.exit_code == 0, predicted.err);
   BOOST_TEST(json::parse(predicted.out).at("dtr_target").to_number<double>() == dtr);
+  auto text = kiln({"predict", std::string(sessions[0].at("id").as_string())});
+  BOOST_TEST(text.exit_code == 0, text.err);
+  BOOST_TEST(std::regex_search(text.out, std::regex("\nFCs  [0-9]+:[0-5][0-9]  \\([0-9]+:[0-5][0-9]"
+                                                    "( - [0-9]+:[0-5][0-9]| or later)\\) at BT "
+                                                    "[0-9.]+ °C\nDROP ")),
+             text.out);
 }
 
 // Profile names are case-sensitive, and a roaster does not see the difference: a name that

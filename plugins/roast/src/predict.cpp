@@ -120,33 +120,37 @@ Prediction predict(const nodes::RoastCurve& c, int charge, int tp, const Predict
   const double spread_b = std::max(2 * se_b, 0.5 * std::abs(b));
   p.ror_slope = (std::exp(a + b * (p.now + 60)) - std::exp(a + b * p.now));
   // Integrate BT forward a second at a time; below 1 °C/min the roast is stalling.
-  auto reach = [&](double db) -> std::optional<double> {
+  auto reach = [&](double fcs_bt, double db) -> std::optional<double> {
     double bt = p.bt;
+    if (bt >= fcs_bt) return p.now;
     const double bb = std::min(b + db, 0.0);
     const double aa = a + b * p.now - bb * p.now;  // same RoR now, another decline
     for (double t = p.now; t < p.now + 1200; t += 1) {
       const double r = std::exp(aa + bb * t);
       if (r < 1) return std::nullopt;
       bt += r / 60;
-      if (bt >= o.fcs_bt) return t + 1;
+      if (bt >= fcs_bt) return t + 1;
     }
     return std::nullopt;
   };
-  p.fcs = reach(0);
+  p.fcs = reach(o.fcs_bt, 0);
   if (!p.fcs) {
     p.status = "stalling";
     p.message = "at the fitted rate of rise BT does not reach the FCs temperature within 20 min";
     return p;
   }
-  p.fcs_early = reach(spread_b);  // a flatter decline: FCs sooner
-  p.fcs_late = reach(-spread_b);  // a steeper one: later
-  if (!p.fcs_late) p.fcs_late = p.now + 1200;
+  // The band: a flatter decline and first crack a little cooler than expected (sooner), a
+  // steeper one and a little hotter (later). Near FCs the decline hardly matters and the FCs
+  // temperature's spread keeps the band open; a steeper decline that stalls leaves the late end
+  // open (null) rather than inventing one.
+  p.fcs_early = reach(o.fcs_bt - o.fcs_bt_spread, spread_b);
+  p.fcs_late = reach(o.fcs_bt + o.fcs_bt_spread, -spread_b);
   p.status = "ok";
   p.message = "expected from the rate of rise since the turning point (fitted over the last " +
               std::to_string(static_cast<int>(o.fit_window_s)) + " s)";
   p.drop = *p.fcs / (1 - o.dtr);
   if (p.fcs_early) p.drop_early = *p.fcs_early / (1 - o.dtr);
-  p.drop_late = *p.fcs_late / (1 - o.dtr);
+  if (p.fcs_late) p.drop_late = *p.fcs_late / (1 - o.dtr);
   return p;
 }
 

@@ -1,7 +1,9 @@
 // Predictive assist (read-only): from a live curve, when first crack (FCs) and DROP are expected,
 // with an uncertainty band. The rate of rise of the last minute is fitted as an exponential
 // decline (ln RoR linear in time) and BT is integrated forward until it reaches the FCs
-// temperature; the band integrates a decline flatter and steeper by max(2 standard errors, 50 %).
+// temperature; the band integrates a decline flatter and steeper by max(2 standard errors, 50 %)
+// to a first crack cooler and hotter by fcs_bt_spread (so it stays open just before FCs); a
+// steeper decline that stalls leaves its late end open.
 // DROP follows from FCs and the target development ratio. See docs/architecture/roast.md.
 #pragma once
 
@@ -20,6 +22,9 @@ struct PredictOptions {
   // RoR points fitted, ending now. 60 s and the band's ±50 % of the decline rate were chosen on
   // the ten fixtures (240 s: predictions 57-95 s early; 120 s: 2/10 within 60 s) — in-sample.
   double fit_window_s = 60;
+  // How far first crack's BT strays from fcs_bt, roast to roast (°C): the band reaches it.
+  double fcs_bt_spread = 3;
+  // The later end of the band widens by this share of the time still to go to FCs.
 };
 
 struct Prediction {

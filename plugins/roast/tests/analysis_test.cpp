@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <sstream>
 #include <string>
@@ -490,44 +491,64 @@ BOOST_AUTO_TEST_CASE(detect_without_a_detector_is_refused) {
   BOOST_CHECK_THROW(analyze(log, o), std::invalid_argument);
 }
 
-// Predictive assist on the real logs: three minutes before the roaster marked FCs, the predicted
-// FCs time (at the BT the roaster marked it at, as a profile would hold it) against the mark.
-BOOST_AUTO_TEST_CASE(fcs_predicted_three_minutes_ahead_on_the_fixtures) {
-  int within_60 = 0, covered = 0, n = 0;
-  for (const auto& name : fixtures()) {
+// Predictive assist on the real logs, at the FCs temperature a profile would give: the mean of
+// the other nine roasts' marked FCs BT (not this roast's own). From three minutes to seconds
+// before the roaster marked FCs, the band holds the mark; it stays open right before FCs (with no
+// spread in the FCs temperature it narrowed to 0-7 s and missed 7-10 of 10 marks within the last
+// minute); three minutes ahead the estimate is within 60 s. Chosen on these ten logs: in-sample.
+BOOST_AUTO_TEST_CASE(fcs_predicted_from_three_minutes_ahead_on_the_fixtures) {
+  const auto names = fixtures();
+  std::vector<double> fcs_bts;
+  for (const auto& name : names) {
     auto log = parse_alog(read(kFixtures / name));
-    const int charge = log.timeindex[0], fcs = log.timeindex[2];
-    BOOST_REQUIRE(charge >= 0 && fcs > 0);
-    const double fcs_time =
-        log.time[static_cast<std::size_t>(fcs)] - log.time[static_cast<std::size_t>(charge)];
-    auto c = curve_of(log);
-    // The curve as it was 180 s before FCs.
-    const double cut = log.time[static_cast<std::size_t>(fcs)] - 180;
-    std::size_t keep = 0;
-    while (keep < c.time.size() && c.time[keep] <= cut) ++keep;
-    c.time.resize(keep);
-    c.bt.resize(keep);
-    c.et.resize(keep);
-    if (!c.state.empty()) c.state.resize(keep);
-    auto e = kDetector.detect(c);
-    PredictOptions o;
-    o.fcs_bt = log.bt[static_cast<std::size_t>(fcs)];
-    auto p = predict(c, e.charge, e.tp, o);
-    BOOST_REQUIRE_MESSAGE(p.status == "ok", name << ": " << p.status << " " << p.message);
-    const double err = *p.fcs - fcs_time;
-    BOOST_TEST_MESSAGE(name << ": FCs predicted " << *p.fcs << " s (" << *p.fcs_early << " - "
-                            << *p.fcs_late << "), marked " << fcs_time << " s, error " << err);
-    ++n;
-    within_60 += std::abs(err) <= 60;
-    covered += *p.fcs_early <= fcs_time && fcs_time <= *p.fcs_late;
-    BOOST_TEST(*p.fcs_early <= *p.fcs);
-    BOOST_TEST(*p.fcs <= *p.fcs_late);
-    BOOST_TEST(*p.drop > *p.fcs);
+    fcs_bts.push_back(log.bt[static_cast<std::size_t>(log.timeindex[2])]);
   }
-  BOOST_TEST_MESSAGE("within 60 s: " << within_60 << "/" << n << ", inside the band: " << covered
-                                     << "/" << n);
-  BOOST_TEST(within_60 >= 8, within_60 << " of " << n << " within 60 s");
-  BOOST_TEST(covered >= 6, covered << " of " << n << " inside the band");
+  for (double ahead : {180.0, 120.0, 60.0, 30.0}) {
+    int n = 0, within_60 = 0, covered = 0;
+    double narrowest = 1e9;
+    for (std::size_t f = 0; f < names.size(); ++f) {
+      const auto& name = names[f];
+      auto log = parse_alog(read(kFixtures / name));
+      const int charge = log.timeindex[0], fcs = log.timeindex[2];
+      BOOST_REQUIRE(charge >= 0 && fcs > 0);
+      const double fcs_time =
+          log.time[static_cast<std::size_t>(fcs)] - log.time[static_cast<std::size_t>(charge)];
+      auto c = curve_of(log);
+      // The curve as it was `ahead` seconds before FCs.
+      const double cut = log.time[static_cast<std::size_t>(fcs)] - ahead;
+      std::size_t keep = 0;
+      while (keep < c.time.size() && c.time[keep] <= cut) ++keep;
+      c.time.resize(keep);
+      c.bt.resize(keep);
+      c.et.resize(keep);
+      if (!c.state.empty()) c.state.resize(keep);
+      auto e = kDetector.detect(c);
+      PredictOptions o;
+      o.fcs_bt = 0;
+      for (std::size_t j = 0; j < fcs_bts.size(); ++j)
+        if (j != f) o.fcs_bt += fcs_bts[j] / static_cast<double>(fcs_bts.size() - 1);
+      auto p = predict(c, e.charge, e.tp, o);
+      if (p.status != "ok") {
+        // Two minutes ahead two roasts' RoR fit stalls; never within the last minute.
+        BOOST_TEST(ahead > 60, name << " " << ahead << " s ahead: " << p.status);
+        continue;
+      }
+      ++n;
+      const double late = p.fcs_late ? *p.fcs_late : std::numeric_limits<double>::infinity();
+      BOOST_TEST_MESSAGE(ahead << " s ahead, " << name << ": FCs predicted " << *p.fcs << " s ("
+                               << *p.fcs_early << " - " << late << "), marked " << fcs_time);
+      within_60 += std::abs(*p.fcs - fcs_time) <= 60;
+      covered += *p.fcs_early <= fcs_time && fcs_time <= late;
+      narrowest = std::min(narrowest, late - *p.fcs_early);
+      BOOST_TEST(*p.fcs_early <= *p.fcs);
+      BOOST_TEST(*p.fcs <= late);
+      BOOST_TEST(*p.drop > *p.fcs);
+    }
+    BOOST_TEST(n >= 8, ahead << " s ahead: " << n << " predictions");
+    BOOST_TEST(covered >= n - 1, ahead << " s ahead: " << covered << " of " << n << " in the band");
+    BOOST_TEST(within_60 >= n - 1, ahead << " s ahead: " << within_60 << " of " << n);
+    BOOST_TEST(narrowest >= 20, ahead << " s ahead: a band " << narrowest << " s wide");
+  }
 }
 
 BOOST_AUTO_TEST_CASE(no_prediction_before_the_beans_turn) {

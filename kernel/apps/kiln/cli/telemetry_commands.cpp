@@ -506,15 +506,17 @@ int cmd_predict(const Args& a, std::ostream& out, std::ostream& err) {
     out << pretty(v);
     return runtime::kExitOk;
   }
-  out << "at " << mmss(v.at("now")) << " after CHARGE: BT " << v.at("bt").to_number<double>()
-      << ", RoR " << v.at("ror").to_number<double>() << " C/min ("
-      << v.at("status").as_string().c_str() << ")\n";
+  out << "at " << mmss(v.at("now")) << " after CHARGE: BT " << one_line(v.at("bt")) << " °C, RoR "
+      << one_line(v.at("ror")) << " °C/min (" << v.at("status").as_string().c_str() << ")\n";
+  // "7:10 - 7:55"; a late end the fit cannot bound (a steeper decline would stall) is open.
+  auto band = [](const json::value& when) {
+    const auto& late = when.at("late");
+    return mmss(when.at("early")) + (late.is_number() ? " - " + mmss(late) : " or later");
+  };
   if (v.at("fcs").at("eta").is_number())
-    out << "FCs  " << mmss(v.at("fcs").at("eta")) << "  (" << mmss(v.at("fcs").at("early")) << " - "
-        << mmss(v.at("fcs").at("late")) << ") at BT " << v.at("fcs_bt").to_number<double>()
-        << "\nDROP " << mmss(v.at("drop").at("eta")) << "  (" << mmss(v.at("drop").at("early"))
-        << " - " << mmss(v.at("drop").at("late")) << ") for DTR "
-        << v.at("dtr_target").to_number<double>() << " %\n";
+    out << "FCs  " << mmss(v.at("fcs").at("eta")) << "  (" << band(v.at("fcs")) << ") at BT "
+        << one_line(v.at("fcs_bt")) << " °C\nDROP " << mmss(v.at("drop").at("eta")) << "  ("
+        << band(v.at("drop")) << ") for DTR " << one_line(v.at("dtr_target")) << " %\n";
   else
     out << v.at("message").as_string().c_str() << "\n";
   return runtime::kExitOk;
