@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <optional>
 #include <regex>
 #include <stdexcept>
@@ -163,7 +164,7 @@ std::string render_report_html(const ReportInput& in) {
       idx && *idx >= 0 && *idx < static_cast<double>(time.size()))
     charge_offset = time[static_cast<std::size_t>(*idx)];
 
-  const double W = 960, H = 460, L = 56, R = 56, T = 20, B = 40;
+  const double W = 960, H = 470, L = 56, R = 56, T = 30, B = 40;
   const double t0 = time.front() - charge_offset, t1 = time.back() - charge_offset;
   double tmax = 0;
   for (std::size_t i = 0; i < bt.size(); ++i) {
@@ -186,7 +187,8 @@ std::string render_report_html(const ReportInput& in) {
   };
 
   std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 " + f1(W) + " " +
-                    f1(H) + "\" role=\"img\" aria-label=\"roast curve\">\n";
+                    f1(H) +
+                    "\" role=\"img\" aria-label=\"roast curve\" font-family=\"sans-serif\">\n";
   // Phase bands: drying (CHARGE→DRY END), maillard (→FCs), development (→DROP).
   const auto dry = at(in.analysis, {"events", "DRY_END", "time"});
   const auto fcs = at(in.analysis, {"events", "FCs", "time"});
@@ -218,9 +220,11 @@ std::string render_report_html(const ReportInput& in) {
            "</text>\n";
   svg += "<text x=\"" + f1((L + W - R) / 2) + "\" y=\"" + f1(H - 6) +
          "\" text-anchor=\"middle\" font-size=\"12\">minutes after CHARGE</text>\n";
-  svg += "<text x=\"14\" y=\"" + f1(T + 10) + "\" font-size=\"12\">°C</text>";
-  svg += "<text x=\"" + f1(W - 40) + "\" y=\"" + f1(T + 10) +
-         "\" font-size=\"12\" fill=\"#1565c0\">RoR °C/min</text>\n";
+  // Axis units above the top tick labels, inside the picture.
+  svg += "<text x=\"" + f1(L - 6) + "\" y=\"" + f1(T - 8) +
+         "\" text-anchor=\"end\" font-size=\"12\">°C</text>";
+  svg += "<text x=\"" + f1(W - 4) + "\" y=\"" + f1(T - 8) +
+         "\" text-anchor=\"end\" font-size=\"12\" fill=\"#1565c0\">RoR °C/min</text>\n";
   svg += polyline(et, "#c62828", "et");
   svg += polyline(bt, "#212121", "bt");
   // Rate of rise from the analysis (seconds after CHARGE).
@@ -237,24 +241,73 @@ std::string render_report_html(const ReportInput& in) {
           "points=\"" +
           pts + "\"/>\n";
     }
-  // Events.
+  // Events, in roast order. A label near the right edge reads leftwards (DROP ran off the
+  // chart); one that would overlap an earlier label (DRY END at TP) moves down a line.
+  struct Box {
+    double x0, x1, y;
+  };
+  std::vector<Box> placed;
   if (const auto* evs = in.analysis.if_contains("events"); evs && evs->is_object())
-    for (const auto& kv : evs->as_object()) {
-      if (!kv.value().is_object()) continue;
-      const auto& e = kv.value().as_object();
+    for (const char* name : {"CHARGE", "TP", "DRY_END", "FCs", "DROP"}) {
+      const auto* v = evs->as_object().if_contains(name);
+      if (!v || !v->is_object()) continue;
+      const auto& e = v->as_object();
       const double t = e.at("time").to_number<double>(), b = e.at("bt").to_number<double>();
+      const std::string label =
+          std::string(std::string_view(name) == "DRY_END" ? "DRY END" : name) + " " + mmss(t) +
+          " " + f1(b);
+      const double width = 6.2 * static_cast<double>(label.size());  // 11 px sans, roughly
+      const bool leftwards = X(t) + 5 + width > W - R;
+      const double x0 = leftwards ? X(t) - 5 - width : X(t) + 5, x1 = x0 + width;
+      double y = Y(b) - 8;
+      for (int tries = 0; tries < 6; ++tries) {
+        const bool clash = std::any_of(placed.begin(), placed.end(), [&](const Box& p) {
+          return x0 < p.x1 && p.x0 < x1 && std::abs(p.y - y) < 13;
+        });
+        if (!clash) break;
+        y += 14;
+      }
+      placed.push_back({x0, x1, y});
+      // The label on a pale box, so it reads where it crosses a curve.
       svg += "<g class=\"event\"><circle cx=\"" + f1(X(t)) + "\" cy=\"" + f1(Y(b)) +
-             "\" r=\"4\" fill=\"#212121\"/><text x=\"" + f1(X(t) + 5) + "\" y=\"" + f1(Y(b) - 8) +
-             "\" font-size=\"11\">" + esc(kv.key()) + " " + mmss(t) + " " + f1(b) + "</text></g>\n";
+             "\" r=\"4\" fill=\"#212121\"/><rect x=\"" + f1(x0 - 2) + "\" y=\"" + f1(y - 10) +
+             "\" width=\"" + f1(width + 4) + "\" height=\"13\" fill=\"#fff\" opacity=\"0.8\"/>" +
+             "<text x=\"" + f1(leftwards ? X(t) - 5 : X(t) + 5) + "\" y=\"" + f1(y) + "\"" +
+             (leftwards ? " text-anchor=\"end\"" : "") + " font-size=\"11\">" + esc(label) +
+             "</text></g>\n";
     }
   svg += "</svg>\n";
+  // What the lines and bands are.
+  const std::string legend =
+      "<p class=\"legend\"><span style=\"color:#212121\">&#9644; BT (bean)</span> "
+      "<span style=\"color:#c62828\">&#9644; ET (environment)</span> "
+      "<span style=\"color:#1565c0\">&#9644; rate of rise, right axis</span> "
+      "<span class=\"band\" style=\"background:#2e7d3240\">drying</span> "
+      "<span class=\"band\" style=\"background:#f9a82540\">maillard</span> "
+      "<span class=\"band\" style=\"background:#6d4c4140\">development</span></p>\n";
 
   std::string rows;
   auto row = [&](const std::string& k, const std::string& v) {
     rows += "<tr><th>" + esc(k) + "</th><td>" + esc(v) + "</td></tr>\n";
   };
+  if (auto c = at(in.session, {"charge_t"}); c && *c > 0) {
+    // When it was roasted (the device's clock at CHARGE), in UTC.
+    const auto secs = static_cast<std::time_t>(*c);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char when[32];
+    std::strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", &tm);
+    row("roasted", when);
+  }
   if (const auto* d = in.session.if_contains("device"); d && d->is_string())
     row("device", std::string(d->as_string()));
+  if (const auto* p = in.session.if_contains("profile"); p && p->is_object())
+    if (const auto* n = p->as_object().if_contains("name"); n && n->is_string())
+      row("profile",
+          std::string(n->as_string()) +
+              (at(p->as_object(), {"version"})
+                   ? " v" + std::to_string(static_cast<long long>(*at(p->as_object(), {"version"})))
+                   : std::string()));
   if (const auto* evs = in.analysis.if_contains("events"); evs && evs->is_object())
     for (const char* ev : {"CHARGE", "TP", "DRY_END", "FCs", "DROP"}) {
       const auto* e = evs->as_object().if_contains(ev);
@@ -270,8 +323,12 @@ std::string render_report_html(const ReportInput& in) {
   if (auto v = at(in.analysis, {"phases", "maillard"})) row("maillard", mmss(*v));
   if (auto v = at(in.analysis, {"phases", "development"})) row("development", mmss(*v));
   if (auto v = at(in.analysis, {"phases", "dtr"})) row("DTR", f1(*v) + " %");
-  if (auto v = at(in.analysis, {"auc"})) row("AUC", f1(*v));
+  if (auto v = at(in.analysis, {"auc"})) {
+    const auto base = at(in.analysis, {"auc_base"});
+    row("AUC", f1(*v) + " °C·min" + (base ? " (above " + f1(*base) + " °C, TP to DROP)" : ""));
+  }
   if (auto v = at(in.analysis, {"ror", "at", "FCs"})) row("RoR at FCs", f1(*v) + " °C/min");
+  if (auto v = at(in.analysis, {"ror", "at", "DROP"})) row("RoR at DROP", f1(*v) + " °C/min");
 
   std::string qc_rows;
   std::string verdict;
@@ -291,10 +348,11 @@ std::string render_report_html(const ReportInput& in) {
       "</title>\n<style>body{font-family:sans-serif;margin:24px;color:#212121}"
       "table{border-collapse:collapse;margin:12px 0}th,td{padding:3px 10px;text-align:left;"
       "border-bottom:1px solid #eee}tr.fail td{color:#b71c1c}tr.warn td{color:#e65100}"
-      ".verdict{font-weight:bold}svg{max-width:100%;height:auto;border:1px solid #eee}"
+      ".verdict{font-weight:bold}.legend span{margin-right:14px}"
+      ".band{padding:0 6px}svg{max-width:100%;height:auto;border:1px solid #eee}"
       "</style></head>\n<body>\n<h1>Roast " +
-      esc(in.title) + "</h1>\n<p class=\"summary\">" + esc(spoken_summary(in)) + "</p>\n" + svg +
-      "<h2>Events and phases</h2>\n<table>\n" + rows + "</table>\n";
+      esc(in.title) + "</h1>\n<p class=\"summary\">" + esc(spoken_summary(in)) + "</p>\n" + legend +
+      svg + "<h2>Events and phases</h2>\n<table>\n" + rows + "</table>\n";
   if (!verdict.empty())
     html += "<h2>Quality check: <span class=\"verdict\">" + esc(verdict) +
             "</span></h2>\n<table>\n<tr><th>check</th><th>result</th><th>reason</th></tr>\n" +

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -227,6 +228,49 @@ BOOST_AUTO_TEST_CASE(qc_reasons_speak_a_roasters_language) {
   const auto html = render_report_html(in);
   BOOST_TEST(html.find("(estimated: BT reached the FCs temperature; not marked)") !=
              std::string::npos);
+}
+
+// The report a roaster reads: when, on which device and profile, RoR at FCs and DROP, AUC with
+// its unit, a legend for the lines and bands; event labels that neither overlap (DRY END at TP
+// sat on TP's) nor run off the chart (DROP's ran past the right edge).
+BOOST_AUTO_TEST_CASE(report_says_what_it_shows_and_labels_stay_readable) {
+  auto log = parse_alog(read(kFixtures / "26-02-01_1812_Jigesa_no2.alog"));
+  ReportInput in;
+  in.title = "s-1@default";
+  in.session = json::object{{"device", "r1"},
+                            {"charge_t", 1764748800.0},  // 2025-12-03 08:00 UTC
+                            {"profile", json::object{{"name", "jigesa"}, {"version", 2}}}};
+  in.curve = json::object{{"time", json::value_from(log.time)},
+                          {"bt", json::value_from(log.bt)},
+                          {"et", json::value_from(log.et)}};
+  AnalysisOptions o;
+  o.ror_series = true;
+  in.analysis = to_json(analyze(log, o));
+  BOOST_REQUIRE(in.analysis.at("events").at("DRY_END").at("time") ==
+                in.analysis.at("events").at("TP").at("time"));
+  const auto html = render_report_html(in);
+  for (const char* want :
+       {"<tr><th>roasted</th><td>2025-12-03 08:00 UTC</td></tr>",
+        "<tr><th>profile</th><td>jigesa v2</td></tr>", "<tr><th>RoR at DROP</th><td>4.3 °C/min",
+        "°C·min (above 100.0 °C, TP to DROP)", "BT (bean)", "ET (environment)",
+        "rate of rise, right axis", ">development</span>"})
+    BOOST_TEST(html.find(want) != std::string::npos, want);
+  // Event labels: where they are, and which way they read.
+  const std::regex label(
+      "<text x=\"([0-9.]+)\" y=\"([0-9.]+)\"( text-anchor=\"end\")? font-size=\"11\">"
+      "(CHARGE|TP|DRY END|FCs|DROP) ");
+  std::map<std::string, std::pair<double, double>> at;
+  std::map<std::string, bool> leftwards;
+  for (auto it = std::sregex_iterator(html.begin(), html.end(), label);
+       it != std::sregex_iterator(); ++it) {
+    at[(*it)[4]] = {std::stod((*it)[1]), std::stod((*it)[2])};
+    leftwards[(*it)[4]] = (*it)[3].matched;
+  }
+  BOOST_REQUIRE_EQUAL(at.size(), 5u);
+  BOOST_TEST(at["DRY END"].second - at["TP"].second >= 13);  // a line below TP's
+  BOOST_TEST(leftwards["DROP"]);
+  BOOST_TEST(at["DROP"].first <= 960 - 56);  // inside the plot (viewBox 960, right margin 56)
+  BOOST_TEST(!leftwards["TP"]);
 }
 
 BOOST_AUTO_TEST_CASE(python_literals_parse_as_python_does) {
