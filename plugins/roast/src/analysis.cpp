@@ -176,6 +176,8 @@ RoastLog parse_alog(std::string_view text) {
     const auto& wa = w->as_array();
     if (wa[0].is_number()) log.weight_in = wa[0].to_number<double>();
     if (wa[1].is_number()) log.weight_out = wa[1].to_number<double>();
+    if (wa.size() >= 3 && wa[2].is_string() && !wa[2].as_string().empty())
+      log.weight_unit = std::string(wa[2].as_string());
   }
   return log;
 }
@@ -365,6 +367,11 @@ Analysis analyze(const RoastLog& log, const AnalysisOptions& opt,
     r["series"] = std::move(series);
   }
   a.ror = std::move(r);
+  a.weight_unit = log.weight_unit;
+  if (log.weight_in > 0) a.weight_in = log.weight_in;
+  if (log.weight_out > 0) a.weight_out = log.weight_out;
+  if (a.weight_in && a.weight_out && *a.weight_out <= *a.weight_in)
+    a.weight_loss_percent = (*a.weight_in - *a.weight_out) / *a.weight_in * 100;
   return a;
 }
 
@@ -387,6 +394,10 @@ json::object to_json(const Analysis& a) {
                                               {"total", opt(a.total)}}},
                       {"auc", opt(a.auc, 10)},
                       {"auc_base", a.auc_base},
+                      {"weight", json::object{{"in", opt(a.weight_in)},
+                                              {"out", opt(a.weight_out)},
+                                              {"unit", a.weight_unit},
+                                              {"loss", opt(a.weight_loss_percent, 10)}}},
                       {"ror", a.ror},
                       {"warnings", warnings}};
 }

@@ -30,9 +30,10 @@ struct RoastLog {
   // Indices of CHARGE, DRY END, FCs, FCe, SCs, SCe, DROP, COOL END (CHARGE -1 = unset, others 0).
   std::array<int, 8> timeindex{-1, 0, 0, 0, 0, 0, 0, 0};
   std::array<double, 4> phases{150, 150, 200, 230};  // Artisan's phase temperatures
-  std::vector<double> roaster_state;  // the Bullet R1's state channel, when the log has one
-  boost::json::object computed;       // Artisan's own results, when present
-  double weight_in = 0, weight_out = 0;
+  std::vector<double> roaster_state;     // the Bullet R1's state channel, when the log has one
+  boost::json::object computed;          // Artisan's own results, when present
+  double weight_in = 0, weight_out = 0;  // 0: not weighed
+  std::string weight_unit = "g";
   // Readings Artisan recorded as missing (-1, a probe that did not answer), filled in by linear
   // interpolation between their neighbours in time.
   std::size_t filled_bt = 0, filled_et = 0;
@@ -64,6 +65,10 @@ struct Analysis {
   std::optional<double> drying, maillard, development, dtr_percent, total;
   std::optional<double> auc;  // °C·min (°F·min) above the base from TP to DROP
   double auc_base = 100;
+  // Green and roasted weight as the log holds them; the loss in percent of the green weight
+  // (null unless both were weighed: Artisan writes 100 % for an unweighed roast).
+  std::optional<double> weight_in, weight_out, weight_loss_percent;
+  std::string weight_unit = "g";
   boost::json::object ror;
   std::vector<std::string> warnings;
 };

@@ -208,7 +208,8 @@ json::object build(const RoastLog& log, const Analysis& a, json::object targets,
       {"events", analysis.at("events")},
       {"event_sources", analysis.at("event_sources")},
       {"summary", json::object{{"phases", analysis.at("phases")}, {"auc", analysis.at("auc")}}},
-      {"weight", json::object{{"in", log.weight_in}, {"out", log.weight_out}, {"unit", "g"}}},
+      {"weight",
+       json::object{{"in", log.weight_in}, {"out", log.weight_out}, {"unit", log.weight_unit}}},
       {"celsius", celsius},
       {"targets", std::move(targets)},
       {"source", std::move(source)}};
@@ -300,7 +301,10 @@ std::string alog_of_profile(const json::object& p) {
   if (const auto* t = p.if_contains("title"); t && t->is_string())
     title = std::string(t->as_string());
   double w_in = 0, w_out = 0;
+  std::string w_unit = "g";
   if (const auto* w = p.if_contains("weight"); w && w->is_object()) {
+    if (const auto* u = w->as_object().if_contains("unit"); u && u->is_string())
+      w_unit = std::string(u->as_string());
     if (const auto* x = w->as_object().if_contains("in"); x && x->is_number())
       w_in = x->to_number<double>();
     if (const auto* x = w->as_object().if_contains("out"); x && x->is_number())
@@ -331,7 +335,7 @@ std::string alog_of_profile(const json::object& p) {
       {"title", title},        {"samplinginterval", std::round(interval * 1000) / 1000},
       {"timex", floats(time)}, {"temp1", floats(et)},
       {"temp2", floats(bt)},   {"timeindex", timeindex},
-      {"phases", phases},      {"weight", json::array{w_in, w_out, "g"}}};
+      {"phases", phases},      {"weight", json::array{w_in, w_out, json::value(w_unit)}}};
   if (curve.contains("state")) {
     // The roaster's state as Artisan records a Bullet R1's (extra device 87: State / Fan RPM):
     // Artisan reads an extra channel only with its device and time lists.

@@ -81,6 +81,19 @@ BOOST_DATA_TEST_CASE(phases_and_auc_match_artisan, bdata::make(fixtures()), name
   BOOST_TEST(std::abs(a.drop->time - computed(log, "DROP_time")) < 0.01);
   const double dtr = (*a.development) / a.drop->time * 100;
   BOOST_TEST(std::abs(*a.dtr_percent - dtr) < 1e-9);
+  // Weight loss as Artisan computes it (one decimal) where the roast was weighed after; none
+  // where it was not (Artisan writes 100 %: no roasted weight).
+  BOOST_REQUIRE(a.weight_in);
+  BOOST_TEST(*a.weight_in == computed(log, "weightin"));
+  if (computed(log, "weightout") > 0) {
+    BOOST_REQUIRE(a.weight_loss_percent);
+    BOOST_TEST(std::abs(*a.weight_loss_percent - computed(log, "weight_loss")) < 0.051,
+               *a.weight_loss_percent);
+  } else {
+    BOOST_TEST(!a.weight_out);
+    BOOST_TEST(!a.weight_loss_percent);
+  }
+  BOOST_TEST(a.weight_unit == "g");
 }
 
 // --detect ignores the marks: CHARGE, TP and DROP within 2 s of Artisan's.

@@ -881,6 +881,16 @@ int cmd_analyze(const Args& a, std::ostream& out, std::ostream& err) {
     out << ", RoR at FCs " << num(ror->at("FCs"), 1) << " °" << unit << "/min, at DROP "
         << num(ror->at("DROP"), 1) << " °" << unit << "/min";
   out << "\n";
+  if (const auto* w = o.if_contains("weight"); w && w->is_object() && w->at("in").is_number()) {
+    const std::string wu(w->at("unit").as_string());
+    out << "weight " << one_line(w->at("in")) << " " << wu << " green";
+    if (w->at("out").is_number())
+      out << ", " << one_line(w->at("out")) << " " << wu << " roasted: " << num(w->at("loss"), 1)
+          << " % loss";
+    else
+      out << ", roasted weight not recorded";
+    out << "\n";
+  }
   for (const auto& w : o.at("warnings").as_array())
     out << "warning: " << w.as_string().c_str() << "\n";
   return runtime::kExitOk;

@@ -80,8 +80,9 @@ by a dead process is reclaimed once its lease lapses).
 
 Rebuilds the tables that are projections of the ledger (missions and steps, API keys, device
 keys, roast sessions, profiles and device profiles) from the ledger alone into a scratch database
-(default: next to storage.path, named *.replay.db, kept for inspection) and compares every column
-of every row with the live tables. Exit 0 when they match; 1 listing the differences.
+(default: next to storage.path, named *.replay.db) and compares every column of every row with
+the live tables. Exit 0 when they match (the default scratch file is then removed; one named
+with --scratch is kept); 1 listing the differences, the scratch kept for inspection.
 )"},
       {"keys create",
        R"(Usage: kiln keys create --tenant TENANT --role viewer|operator|approver|admin [--name N]
@@ -453,19 +454,28 @@ int cmd_ledger_replay(const Args& a, std::ostream& out) {
                            : std::filesystem::path(k->storage_path().string() + ".replay.db");
   k->ledger().flush();
   auto r = missions::replay(k->storage_path(), scratch);
+  // A match leaves nothing to inspect: the default scratch copy goes; a named one stays.
+  const bool removed = r.ok() && !a.scratch;
+  if (removed)
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      std::error_code ec;
+      std::filesystem::remove(scratch.string() + suffix, ec);
+    }
   if (a.json) {
     json::array diffs;
     for (const auto& d : r.differences) diffs.push_back(json::value(d));
-    out << pretty(json::object{{"ok", r.ok()},
-                               {"events", r.events},
-                               {"mission_events", r.mission_events},
-                               {"missions", r.missions},
-                               {"scratch", r.scratch.string()},
-                               {"differences", diffs}});
+    out << pretty(
+        json::object{{"ok", r.ok()},
+                     {"events", r.events},
+                     {"mission_events", r.mission_events},
+                     {"missions", r.missions},
+                     {"scratch", removed ? json::value(nullptr) : json::value(r.scratch.string())},
+                     {"differences", diffs}});
   } else if (r.ok()) {
     out << "replay matches: " << r.missions << " missions (and keys, devices, sessions, profiles) "
-        << "rebuilt from " << r.mission_events << " of " << r.events
-        << " ledger events (scratch: " << r.scratch.string() << ")\n";
+        << "rebuilt from " << r.mission_events << " of " << r.events << " ledger events";
+    if (a.scratch) out << " (scratch: " << r.scratch.string() << ")";
+    out << "\n";
   } else {
     out << "replay DIFFERS from the live tables (" << r.differences.size()
         << " difference(s)), scratch kept at " << r.scratch.string() << ":\n";
