@@ -683,6 +683,11 @@ BOOST_AUTO_TEST_CASE(a_device_profile_gives_its_sessions_targets_and_phases) {
   for (const auto& c : qc.at("checks").as_array())
     checked.insert(std::string(c.at("check").as_string()));
   for (const char* t : {"fcs_time", "drop_time", "drop_bt", "dtr"}) BOOST_TEST(checked.count(t), t);
+  // The report draws the profile behind the roast and compares the two.
+  const std::string report_html(steps[3].at("output").at("html").as_string());
+  BOOST_TEST(contains(report_html, "class=\"reference-bt\""));
+  BOOST_TEST(contains(report_html, "<tr><th>vs profile sidamo v2</th><td>FCs "),
+             report_html.size());
   auto ledger = s.kiln({"ledger", "export"});
   for (const char* kind : {"\"profile.saved\"", "\"profile.archived\"", "\"profile.restored\"",
                            "\"profile.assigned\""})

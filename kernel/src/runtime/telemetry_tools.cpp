@@ -41,6 +41,7 @@ class SessionTool final : public Tool {
     if (any_state) curve["state"] = state;
     // The session's profile gives the QC targets and the phase temperatures of its analysis.
     json::value profile = nullptr;
+    json::value reference = nullptr;  // the profile's body, for roast.report to draw behind
     json::object targets;
     if (s->profile) {
       auto p = telemetry::ProfileStore::get(db, ctx.tenant, *s->profile, s->profile_version);
@@ -51,6 +52,8 @@ class SessionTool final : public Tool {
                               ", which the profile tables do not hold (`kiln ledger replay` "
                               "compares them with the ledger)");
       profile = json::object{{"name", p->name}, {"version", p->version}, {"title", p->title}};
+      reference = json::object{
+          {"name", p->name}, {"version", p->version}, {"title", p->title}, {"profile", p->body}};
       // Recorded curves are in °C: the profile's °C view (its own unit may be °F).
       const json::object* view = &p->body;
       if (const auto* c = p->body.if_contains("celsius"); c && c->is_object())
@@ -67,6 +70,7 @@ class SessionTool final : public Tool {
                                    {"samples", samples.size()},
                                    {"curve", std::move(curve)},
                                    {"profile", std::move(profile)},
+                                   {"reference", std::move(reference)},
                                    {"targets", std::move(targets)}},
                       {}};
   }
@@ -112,14 +116,15 @@ std::vector<ToolDecl> telemetry_tools(
   session.description =
       "A stored roast session of the caller's tenant: its info, its curve (time in seconds "
       "from the session's start, BT, ET, heater, fan and the roaster's state when recorded; the "
-      "profile's phase temperatures), its profile and the QC targets to check it against (the "
+      "profile's phase temperatures), its profile, the profile's content to compare it with "
+      "(reference; null without a profile) and the QC targets to check it against (the "
       "call's, else the profile's, else {} for roast.qc's defaults)";
   session.input_schema = json::parse(R"({"type": "object", "required": ["session"],
     "additionalProperties": false,
     "properties": {"session": {"type": "string", "minLength": 1},
                    "targets": {"type": "object"}}})");
   session.output_schema = json::parse(R"({"type": "object",
-    "required": ["session", "samples", "curve", "profile", "targets"]})");
+    "required": ["session", "samples", "curve", "profile", "reference", "targets"]})");
   session.factory = [storage_path](HostServices&) {
     return std::make_shared<SessionTool>(storage_path);
   };

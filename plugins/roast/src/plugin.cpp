@@ -151,6 +151,8 @@ class ReportTool final : public kiln::Tool {
     r.curve = in.at("curve").as_object();
     r.analysis = in.at("analysis").as_object();
     if (const auto* q = in.if_contains("qc"); q && q->is_object()) r.qc = q->as_object();
+    if (const auto* ref = in.if_contains("reference"); ref && ref->is_object())
+      r.reference = ref->as_object();
     std::string html;
     try {
       html = kiln::roast::render_report_html(r);
@@ -432,7 +434,9 @@ kiln::Manifest manifest() {
     "type": "object", "required": ["curve", "analysis"], "additionalProperties": false,
     "properties": {"title": {"type": "string"}, "session": {"type": "object"},
                    "curve": {"type": "object", "required": ["time", "bt"]},
-                   "analysis": {"type": "object"}, "qc": {"type": "object"}}})");
+                   "analysis": {"type": "object"}, "qc": {"type": "object"},
+                   "reference": {"type": ["object", "null"],
+                                 "description": "the profile to draw behind the roast and compare: telemetry.session's reference"}}})");
   report.output_schema = json::parse(R"({
     "type": "object", "required": ["summary", "html", "path", "bytes"]})");
   report.factory = [](kiln::HostServices& host) { return std::make_shared<ReportTool>(host); };

@@ -281,6 +281,47 @@ json::object profile_from_json(const json::object& profile) {
   return build(log, a, std::move(targets), std::move(source));
 }
 
+ReferenceCurve reference_curve(const json::object& p) {
+  const auto* c = p.if_contains("curve");
+  if (!c || !c->is_object()) throw AlogError("profile.curve (time, bt, et) is missing");
+  const auto& curve = c->as_object();
+  const auto time = numbers(curve, "time", "profile.curve");
+  const auto bt = numbers(curve, "bt", "profile.curve");
+  const auto et = curve.contains("et") ? numbers(curve, "et", "profile.curve")
+                                       : std::vector<double>(time.size(), -1.0);
+  if (bt.size() != time.size() || et.size() != time.size())
+    throw AlogError("profile.curve: time, bt and et differ in length");
+  json::object events;
+  if (const auto* e = p.if_contains("events"); e && e->is_object()) events = e->as_object();
+  const int charge = event_index(events, "CHARGE", -1);
+  if (charge < 0 || static_cast<std::size_t>(charge) >= time.size())
+    throw AlogError("profile.events.CHARGE.index is missing");
+  int drop = event_index(events, "DROP", -1);
+  if (drop < charge || static_cast<std::size_t>(drop) >= time.size())
+    drop = static_cast<int>(time.size()) - 1;
+  const bool fahrenheit = [&] {
+    const auto* u = p.if_contains("unit");
+    return u && u->is_string() && u->as_string() == "F";
+  }();
+  auto celsius = [&](double x) { return fahrenheit && x != -1 ? f_to_c(x) : x; };
+  ReferenceCurve r;
+  for (int i = charge; i <= drop; ++i) {
+    const auto k = static_cast<std::size_t>(i);
+    r.time.push_back(time[k] - time[static_cast<std::size_t>(charge)]);
+    r.bt.push_back(celsius(bt[k]));
+    r.et.push_back(celsius(et[k]));
+  }
+  auto at = [&](const char* name, std::optional<double>& t, std::optional<double>& b) {
+    const int i = event_index(events, name, -1);
+    if (i < charge || i > drop) return;
+    t = time[static_cast<std::size_t>(i)] - time[static_cast<std::size_t>(charge)];
+    b = celsius(bt[static_cast<std::size_t>(i)]);
+  };
+  at("FCs", r.fcs_time, r.fcs_bt);
+  at("DROP", r.drop_time, r.drop_bt);
+  return r;
+}
+
 std::string alog_of_profile(const json::object& p) {
   const auto* c = p.if_contains("curve");
   if (!c || !c->is_object()) throw AlogError("profile.curve (time, bt, et) is missing");

@@ -5,8 +5,10 @@
 // See docs/architecture/roast.md.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <boost/json.hpp>
 
@@ -30,6 +32,15 @@ boost::json::object profile_from_json(const boost::json::object& profile);
 // timeindex, phases, mode, title, weight, computed). Throws AlogError for a body without a
 // usable curve.
 std::string alog_of_profile(const boost::json::object& profile);
+
+// A profile's curve as a roast is compared with it: seconds after its CHARGE, to its DROP, BT and
+// ET in °C (a °F profile converted), and where its FCs and DROP were. Throws AlogError for a body
+// without a usable curve or CHARGE.
+struct ReferenceCurve {
+  std::vector<double> time, bt, et;
+  std::optional<double> fcs_time, fcs_bt, drop_time, drop_bt;
+};
+ReferenceCurve reference_curve(const boost::json::object& profile);
 
 // Python literal text of a JSON value (str with repr's escapes, floats that stay floats,
 // True/False/None), as `ast.literal_eval` and Artisan read it.

@@ -9,6 +9,9 @@
 #include <stdexcept>
 #include <vector>
 
+#include "analysis.hpp"
+#include "profile.hpp"
+
 namespace kiln::roast {
 namespace json = boost::json;
 
@@ -164,6 +167,21 @@ std::string render_report_html(const ReportInput& in) {
       idx && *idx >= 0 && *idx < static_cast<double>(time.size()))
     charge_offset = time[static_cast<std::size_t>(*idx)];
 
+  // The profile's curve behind the roast's, aligned at CHARGE.
+  std::optional<ReferenceCurve> ref;
+  std::string ref_label;
+  if (const auto* body = in.reference.if_contains("profile"); body && body->is_object()) {
+    try {
+      ref = reference_curve(body->as_object());
+    } catch (const AlogError& e) {
+      throw std::invalid_argument(std::string("reference.profile: ") + e.what());
+    }
+    if (const auto* n = in.reference.if_contains("name"); n && n->is_string())
+      ref_label = std::string(n->as_string());
+    if (auto v = at(in.reference, {"version"}))
+      ref_label += " v" + std::to_string(static_cast<long long>(*v));
+  }
+
   const double W = 960, H = 470, L = 56, R = 56, T = 30, B = 40;
   const double t0 = time.front() - charge_offset, t1 = time.back() - charge_offset;
   double tmax = 0;
@@ -171,6 +189,9 @@ std::string render_report_html(const ReportInput& in) {
     if (std::isfinite(bt[i])) tmax = std::max(tmax, bt[i]);
     if (i < et.size() && std::isfinite(et[i])) tmax = std::max(tmax, et[i]);
   }
+  if (ref)
+    for (std::size_t i = 0; i < ref->time.size(); ++i)
+      if (ref->time[i] >= t0 && ref->time[i] <= t1) tmax = std::max({tmax, ref->bt[i], ref->et[i]});
   const double y_hi = std::ceil((tmax + 10) / 50) * 50, y_lo = 0;
   const double ror_hi = 40, ror_lo = -10;
   auto X = [&](double t) { return L + (t - t0) / std::max(t1 - t0, 1.0) * (W - L - R); };
@@ -225,6 +246,20 @@ std::string render_report_html(const ReportInput& in) {
          "\" text-anchor=\"end\" font-size=\"12\">°C</text>";
   svg += "<text x=\"" + f1(W - 4) + "\" y=\"" + f1(T - 8) +
          "\" text-anchor=\"end\" font-size=\"12\" fill=\"#1565c0\">RoR °C/min</text>\n";
+  if (ref) {
+    // Dashed and pale, under the roast's own lines; only where the roast's chart reaches.
+    auto dashed = [&](const std::vector<double>& ys, const char* color, const char* name) {
+      std::string pts;
+      for (std::size_t i = 0; i < ys.size(); ++i)
+        if (ref->time[i] >= t0 && ref->time[i] <= t1 && std::isfinite(ys[i]) && ys[i] != -1)
+          pts += f1(X(ref->time[i])) + "," + f1(Y(ys[i])) + " ";
+      return std::string("<polyline class=\"") + name + "\" fill=\"none\" stroke=\"" + color +
+             "\" stroke-width=\"1.5\" stroke-dasharray=\"6 4\" opacity=\"0.55\" points=\"" + pts +
+             "\"/>\n";
+    };
+    svg += dashed(ref->et, "#c62828", "reference-et");
+    svg += dashed(ref->bt, "#212121", "reference-bt");
+  }
   svg += polyline(et, "#c62828", "et");
   svg += polyline(bt, "#212121", "bt");
   // Rate of rise from the analysis (seconds after CHARGE).
@@ -284,7 +319,9 @@ std::string render_report_html(const ReportInput& in) {
       "<span style=\"color:#1565c0\">&#9644; rate of rise, right axis</span> "
       "<span class=\"band\" style=\"background:#2e7d3240\">drying</span> "
       "<span class=\"band\" style=\"background:#f9a82540\">maillard</span> "
-      "<span class=\"band\" style=\"background:#6d4c4140\">development</span></p>\n";
+      "<span class=\"band\" style=\"background:#6d4c4140\">development</span>" +
+      (ref ? "<span>- - - profile " + esc(ref_label) + " (BT, ET)</span>" : std::string()) +
+      "</p>\n";
 
   std::string rows;
   auto row = [&](const std::string& k, const std::string& v) {
@@ -329,6 +366,29 @@ std::string render_report_html(const ReportInput& in) {
   }
   if (auto v = at(in.analysis, {"ror", "at", "FCs"})) row("RoR at FCs", f1(*v) + " °C/min");
   if (auto v = at(in.analysis, {"ror", "at", "DROP"})) row("RoR at DROP", f1(*v) + " °C/min");
+  if (ref) {
+    // The roast against its profile, as a roaster says it: "FCs 0:12 later (7:42; profile 7:30)".
+    std::vector<std::string> parts;
+    auto when = [&](const char* name, const char* event, std::optional<double> theirs) {
+      const auto ours = at(in.analysis, {"events", event, "time"});
+      if (!ours || !theirs) return;
+      const double d = *ours - *theirs;
+      parts.push_back(std::string(name) + " " +
+                      (std::abs(d) < 0.5 ? std::string("on time")
+                                         : mmss(std::abs(d)) + (d > 0 ? " later" : " earlier")) +
+                      " (" + mmss(*ours) + "; profile " + mmss(*theirs) + ")");
+    };
+    when("FCs", "FCs", ref->fcs_time);
+    when("DROP", "DROP", ref->drop_time);
+    if (const auto ours = at(in.analysis, {"events", "DROP", "bt"}); ours && ref->drop_bt) {
+      const double d = *ours - *ref->drop_bt;
+      parts.push_back("BT at DROP " + std::string(d >= 0 ? "+" : "−") + f1(std::abs(d)) + " °C (" +
+                      f1(*ours) + "; profile " + f1(*ref->drop_bt) + ")");
+    }
+    std::string joined;
+    for (const auto& p : parts) joined += (joined.empty() ? "" : ", ") + p;
+    row("vs profile " + ref_label, joined.empty() ? "no events to compare" : joined);
+  }
 
   std::string qc_rows;
   std::string verdict;

@@ -15,9 +15,13 @@ struct ReportInput {
   boost::json::object curve;     // {"time": [...], "bt": [...], "et": [...]} (seconds)
   boost::json::object analysis;  // roast.analyze output, with ror.series
   boost::json::object qc;        // roast.qc output or {}
+  // The profile the roast aimed at, drawn behind it and compared: {"name", "version", "title",
+  // "profile": body} (telemetry.session's "reference"), or {}.
+  boost::json::object reference;
 };
 
-// Throws std::invalid_argument naming the field when the curve or analysis is unusable.
+// Throws std::invalid_argument naming the field when the curve, analysis or reference is
+// unusable.
 std::string render_report_html(const ReportInput& in);
 // "Roast s-r1-… is done: first crack at 8 minutes 2 seconds at 195 degrees, ..."
 std::string spoken_summary(const ReportInput& in);

@@ -286,6 +286,54 @@ BOOST_AUTO_TEST_CASE(report_says_what_it_shows_and_labels_stay_readable) {
   BOOST_TEST(!leftwards["TP"]);
 }
 
+// The profile a roast aimed at is drawn behind it (dashed, aligned at CHARGE, in °C even for a
+// °F profile) and compared in the table in a roaster's words.
+BOOST_AUTO_TEST_CASE(report_draws_and_compares_the_profile) {
+  const std::string text = read(kFixtures / "26-02-01_1812_Jigesa_no2.alog");
+  auto log = parse_alog(text);
+  ReportInput in;
+  in.title = "s-2@default";
+  in.curve = json::object{{"time", json::value_from(log.time)},
+                          {"bt", json::value_from(log.bt)},
+                          {"et", json::value_from(log.et)}};
+  in.analysis = to_json(analyze(log, AnalysisOptions{}));
+  // The reference: the same roast 20 s slower to FCs, as a °F profile.
+  auto alog = parse_python_literal(text).as_object();
+  alog.erase("computed");
+  alog["mode"] = "F";
+  for (const char* ch : {"temp1", "temp2", "phases"})
+    for (auto& x : alog[ch].as_array())
+      if (x.is_number() && x.to_number<double>() != -1)
+        x = x.to_number<double>() * 9.0 / 5.0 + 32.0;
+  alog["timeindex"].as_array()[2] = alog["timeindex"].as_array()[2].to_number<double>() + 20;
+  in.reference = json::object{
+      {"name", "jigesa"}, {"version", 3}, {"profile", profile_from_alog(python_literal(alog))}};
+  const auto html = render_report_html(in);
+  BOOST_TEST(html.find("class=\"reference-bt\"") != std::string::npos);
+  BOOST_TEST(html.find("class=\"reference-et\"") != std::string::npos);
+  BOOST_TEST(html.find("- - - profile jigesa v3 (BT, ET)") != std::string::npos);
+  BOOST_TEST(html.find("<tr><th>vs profile jigesa v3</th><td>FCs 0:20 earlier (7:30; profile "
+                       "7:50), DROP on time (8:47; profile 8:47), BT at DROP +0.0 °C (195.7; "
+                       "profile 195.7)</td></tr>") != std::string::npos,
+             html.substr(html.find("vs profile"), 200));
+  // The dashed BT starts where the roast's own BT was at CHARGE (the same roast, its °F
+  // converted back to °C): at the CHARGE marker.
+  std::smatch ref_first, charge_marker;
+  BOOST_REQUIRE(std::regex_search(
+      html, ref_first, std::regex("class=\"reference-bt\"[^>]*points=\"([0-9.]+),([0-9.]+) ")));
+  BOOST_REQUIRE(std::regex_search(
+      html, charge_marker,
+      std::regex("<g class=\"event\"><circle cx=\"([0-9.]+)\" cy=\"([0-9.]+)\"")));
+  BOOST_TEST(std::abs(std::stod(ref_first[1]) - std::stod(charge_marker[1])) <= 0.11);
+  BOOST_TEST(std::abs(std::stod(ref_first[2]) - std::stod(charge_marker[2])) <= 0.11);
+  // An unusable reference is an error naming it, not a chart without it.
+  in.reference = json::object{{"name", "broken"}, {"profile", json::object{{"curve", 1}}}};
+  BOOST_CHECK_EXCEPTION(render_report_html(in), std::invalid_argument,
+                        [](const std::invalid_argument& e) {
+                          return std::string(e.what()).find("reference.profile") == 0;
+                        });
+}
+
 BOOST_AUTO_TEST_CASE(python_literals_parse_as_python_does) {
   auto v = parse_python_literal(
       "{'a': (1, 2.5, -3e-05), \"b\": [True, False, None], 'c': 'it\\'s \\u00e9\\x41\\n',"

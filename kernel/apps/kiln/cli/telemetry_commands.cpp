@@ -398,6 +398,9 @@ int cmd_report(const Args& a, std::ostream& out, std::ostream& err) {
                          {"curve", s.value().at("curve")},
                          {"analysis", an.value()}};
   if (qc_value.is_object()) report_in["qc"] = qc_value;
+  // The session's profile, drawn behind the roast and compared with it.
+  if (const auto* ref = s.value().as_object().if_contains("reference"); ref && ref->is_object())
+    report_in["reference"] = *ref;
   auto rep = invoke("roast.report", report_in);
   if (!rep.ok()) {
     err << "kiln report: " << rep.error().code << ": " << rep.error().message << "\n";
