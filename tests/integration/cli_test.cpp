@@ -776,6 +776,10 @@ BOOST_AUTO_TEST_CASE(report_finds_a_session_of_another_tenant_by_its_id) {
   // roast's length in m:ss.
   auto table = kiln({"sessions", "list"});
   BOOST_TEST(contains(table.out, id + "  acme"), table.out);
+  BOOST_TEST(std::regex_search(table.out, std::regex("CHARGE \\(UTC\\) +STATE")), table.out);
+  BOOST_TEST(std::regex_search(table.out, std::regex(" 20[0-9][0-9]-[01][0-9]-[0-3][0-9] "
+                                                     "[0-2][0-9]:[0-5][0-9]  closed ")),
+             table.out);
   BOOST_TEST(std::regex_search(table.out, std::regex("closed +[0-9]+:[0-5][0-9] +drop")),
              table.out);
   auto report = kiln({"report", id, "-o", "r.html"});

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <iomanip>
 #include <set>
@@ -278,8 +279,19 @@ void print_sessions(const json::array& sessions, std::ostream& out) {
     return v && v->is_string() ? std::string(v->as_string()) : std::string();
   };
   // Columns as wide as their longest entry: ids carry the tenant and run long.
+  // When it was roasted: CHARGE by the device's clock, in UTC as the other listings' times.
+  auto charged = [](const json::object& o) {
+    const auto* c = o.if_contains("charge_t");
+    if (!c || !c->is_number()) return std::string();
+    const auto secs = static_cast<std::time_t>(c->to_number<double>());
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M", &tm);
+    return std::string(buf);
+  };
   std::vector<std::vector<std::string>> rows{
-      {"SESSION", "TENANT", "DEVICE", "STATE", "ROAST", "CLOSED BY", "MISSION"}};
+      {"SESSION", "TENANT", "DEVICE", "CHARGE (UTC)", "STATE", "ROAST", "CLOSED BY", "MISSION"}};
   for (const auto& v : sessions) {
     const auto& o = v.as_object();
     std::string roast = "(open)", closed_by;
@@ -287,8 +299,8 @@ void print_sessions(const json::array& sessions, std::ostream& out) {
       roast = mmss(*d);
       closed_by = text(o, "close_reason");
     }
-    rows.push_back({text(o, "id"), text(o, "tenant"), text(o, "device"), text(o, "state"), roast,
-                    closed_by, text(o, "mission_id")});
+    rows.push_back({text(o, "id"), text(o, "tenant"), text(o, "device"), charged(o),
+                    text(o, "state"), roast, closed_by, text(o, "mission_id")});
   }
   print_table(rows, out);
 }
