@@ -673,6 +673,10 @@ BOOST_AUTO_TEST_CASE(record_two_roasts_back_to_back) {
   auto rec = kiln({"record", "--key", "sim-2.key", "--speed", "0", "--roasts", "2"});
   BOOST_REQUIRE_MESSAGE(rec.exit_code == 0, rec.out + rec.err);
   BOOST_TEST(contains(rec.out, "refused 0, waiting in the spool 0"), rec.out);
+  // Progress every 30 s of roast: m:ss, temperatures and the rate of rise.
+  BOOST_TEST(std::regex_search(rec.out, std::regex("\n +4:30  BT [0-9.]+  ET [0-9.]+  RoR "
+                                                   "-?[0-9]+\\.[0-9]  ROASTING  sent ")),
+             rec.out.substr(0, 600));
   auto list = kiln({"sessions", "list", "--json"});
   BOOST_REQUIRE_MESSAGE(list.exit_code == 0, list.err);
   const auto sessions = json::parse(list.out).as_array();

@@ -10,6 +10,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <ctime>
+#include <deque>
 #include <fstream>
 #include <iomanip>
 #include <set>
@@ -679,6 +680,7 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   bool cooled = false;
   int last_state = -1;
   double first_t = -1, last_progress = -1e18;
+  std::deque<std::pair<double, double>> recent;  // (t, BT) of the last 30 s
   out << "recording " << cred.device << " (tenant " << cred.tenant << ") from " << info.model
       << " every " << info.interval_s << " s"
       << (info.paced_by_device ? ""
@@ -772,11 +774,16 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
     if (last_state == 6 && s.state > 6) ++drops;
     if (drops >= roasts && roasts > 0 && last_state == 8 && s.state != 8) cooled = true;
     last_state = s.state;
+    // The last 30 s of BT, for the rate of rise shown with the progress.
+    recent.emplace_back(s.t, s.bt);
+    while (recent.size() > 2 && s.t - recent.front().first > 30) recent.pop_front();
     if (s.t - last_progress >= 30) {
       last_progress = s.t;
-      out << "  +" << std::setw(5) << static_cast<int>(s.t - first_t) << " s  BT " << std::fixed
-          << std::setprecision(1) << s.bt << "  ET " << s.et << std::defaultfloat << "  "
-          << state_name(s.state) << "  sent " << sent
+      const double span = recent.back().first - recent.front().first;
+      out << "  " << std::setw(6) << mmss(json::value(s.t - first_t)) << "  BT " << std::fixed
+          << std::setprecision(1) << s.bt << "  ET " << s.et;
+      if (span >= 10) out << "  RoR " << (recent.back().second - recent.front().second) / span * 60;
+      out << std::defaultfloat << "  " << state_name(s.state) << "  sent " << sent
           << (spooled ? "  spooled " + std::to_string(spooled) : "") << "\n"
           << std::flush;
     }
