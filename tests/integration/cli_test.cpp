@@ -789,6 +789,17 @@ BOOST_AUTO_TEST_CASE(report_finds_a_session_of_another_tenant_by_its_id) {
   auto report = kiln({"report", id, "-o", "r.html"});
   BOOST_TEST(report.exit_code == 0, report.out + report.err);
   BOOST_TEST(fs::exists(d.dir.path() / "r.html"));
+  // FILE.json: the report's numbers.
+  auto numbers = kiln({"report", id, "-o", "r.json"});
+  BOOST_TEST(numbers.exit_code == 0, numbers.out + numbers.err);
+  std::ifstream numbers_file(d.dir.path() / "r.json");
+  std::stringstream numbers_text;
+  numbers_text << numbers_file.rdbuf();
+  const auto summary = json::parse(numbers_text.str());
+  BOOST_TEST(summary.at("format").as_string() == "kiln.roast-report/1");
+  BOOST_TEST(summary.at("session").at("id").as_string() == id);
+  BOOST_TEST(summary.at("events").at("FCs").at("estimated").as_bool());
+  BOOST_TEST(summary.at("qc").at("verdict").is_string());
   auto predicted = kiln({"predict", id});
   BOOST_TEST(predicted.exit_code == 0, predicted.err);
   BOOST_TEST(contains(predicted.out, "is closed (drop): the roast dropped at "), predicted.out);

@@ -688,6 +688,11 @@ BOOST_AUTO_TEST_CASE(a_device_profile_gives_its_sessions_targets_and_phases) {
   BOOST_TEST(contains(report_html, "class=\"reference-bt\""));
   BOOST_TEST(contains(report_html, "<tr><th>vs profile sidamo v2</th><td>FCs "),
              report_html.size());
+  const auto& numbers = steps[3].at("output").at("report");
+  BOOST_TEST(numbers.at("reference").at("profile").as_string() == "sidamo v2");
+  BOOST_TEST(numbers.at("qc").at("verdict").as_string() != "fail");
+  const fs::path json_path(std::string(steps[3].at("output").at("json_path").as_string()));
+  BOOST_TEST(fs::exists(json_path.is_absolute() ? json_path : s.dir.path() / json_path), json_path);
   auto ledger = s.kiln({"ledger", "export"});
   for (const char* kind : {"\"profile.saved\"", "\"profile.archived\"", "\"profile.restored\"",
                            "\"profile.assigned\""})

@@ -169,21 +169,27 @@ class ReportTool final : public kiln::Tool {
       if (out.empty() || out[0] == '.') out = "x" + out;
       return out;
     };
+    // The numbers beside it as JSON: <title>.json.
     const std::string file = safe(r.title);
     const auto dir =
         host_.artifact_dir() / "reports" / safe(ctx.tenant.empty() ? "default" : ctx.tenant);
     std::filesystem::create_directories(dir);
     const auto path = dir / (file + ".html");
-    {
-      std::ofstream out(path, std::ios::binary | std::ios::trunc);
-      out << html;
+    const auto json_path = dir / (file + ".json");
+    auto report = kiln::roast::report_summary(r);
+    for (const auto& [where, text] :
+         {std::pair{path, html}, std::pair{json_path, json::serialize(report) + "\n"}}) {
+      std::ofstream out(where, std::ios::binary | std::ios::trunc);
+      out << text;
       if (!out)
-        return kiln::tool_error(kiln::error_code::kInternal, "cannot write " + path.string());
+        return kiln::tool_error(kiln::error_code::kInternal, "cannot write " + where.string());
     }
     json::object out{{"summary", kiln::roast::spoken_summary(r)},
                      {"path", path.string()},
+                     {"json_path", json_path.string()},
                      {"bytes", html.size()},
-                     {"html", html}};
+                     {"html", html},
+                     {"report", std::move(report)}};
     return kiln::ToolResult{std::move(out), {}};
   }
 
@@ -428,8 +434,9 @@ kiln::Manifest manifest() {
   report.name = "roast.report";
   report.description =
       "An HTML roast report (inline SVG chart of BT, ET, rate of rise, events and phases; QC "
-      "table) that opens offline, and a one-paragraph summary; the page is also written to the "
-      "plugin's artifact directory";
+      "table) that opens offline, its numbers as JSON (report: events, phases, QC, the profile "
+      "comparison) and a one-paragraph summary; page and JSON are also written to the plugin's "
+      "artifact directory";
   report.input_schema = json::parse(R"({
     "type": "object", "required": ["curve", "analysis"], "additionalProperties": false,
     "properties": {"title": {"type": "string"}, "session": {"type": "object"},
@@ -438,7 +445,9 @@ kiln::Manifest manifest() {
                    "reference": {"type": ["object", "null"],
                                  "description": "the profile to draw behind the roast and compare: telemetry.session's reference"}}})");
   report.output_schema = json::parse(R"({
-    "type": "object", "required": ["summary", "html", "path", "bytes"]})");
+    "type": "object", "required": ["summary", "html", "path", "bytes", "report", "json_path"],
+    "properties": {"report": {"type": "object",
+                              "description": "the report's numbers, format kiln.roast-report/1"}}})");
   report.factory = [](kiln::HostServices& host) { return std::make_shared<ReportTool>(host); };
   m.tools.push_back(std::move(report));
 

@@ -122,6 +122,93 @@ bool fcs_estimated(const boost::json::object& analysis) {
 
 }  // namespace
 
+namespace {
+
+// The profile to compare with (ReportInput::reference) and its label "name vN"; nullopt without
+// one. Throws std::invalid_argument for an unusable one.
+std::optional<ReferenceCurve> reference_of(const ReportInput& in, std::string* label) {
+  const auto* body = in.reference.if_contains("profile");
+  if (!body || !body->is_object()) return std::nullopt;
+  std::optional<ReferenceCurve> ref;
+  try {
+    ref = reference_curve(body->as_object());
+  } catch (const AlogError& e) {
+    throw std::invalid_argument(std::string("reference.profile: ") + e.what());
+  }
+  label->clear();
+  if (const auto* n = in.reference.if_contains("name"); n && n->is_string())
+    *label = std::string(n->as_string());
+  if (auto v = at(in.reference, {"version"}))
+    *label += " v" + std::to_string(static_cast<long long>(*v));
+  return ref;
+}
+
+}  // namespace
+
+json::object report_summary(const ReportInput& in) {
+  auto num = [](std::optional<double> v, double scale) {
+    return v ? json::value(std::round(*v * scale) / scale) : json::value(nullptr);
+  };
+  json::object session;
+  for (const char* k : {"id", "tenant", "device", "charge_t", "drop_t", "profile"})
+    if (const auto* v = in.session.if_contains(k)) session[k] = *v;
+  json::object events;
+  for (const char* ev : {"CHARGE", "TP", "DRY_END", "FCs", "DROP"}) {
+    const auto t = at(in.analysis, {"events", ev, "time"});
+    events[ev] =
+        t ? json::value(json::object{{"time", num(t, 10)},
+                                     {"bt", num(at(in.analysis, {"events", ev, "bt"}), 10)}})
+          : json::value(nullptr);
+  }
+  if (events.at("FCs").is_object())
+    events["FCs"].as_object()["estimated"] = fcs_estimated(in.analysis);
+  json::object out{
+      {"format", "kiln.roast-report/1"},
+      {"title", in.title},
+      {"session", std::move(session)},
+      {"events", std::move(events)},
+      {"phases", json::object{{"drying", num(at(in.analysis, {"phases", "drying"}), 10)},
+                              {"maillard", num(at(in.analysis, {"phases", "maillard"}), 10)},
+                              {"development", num(at(in.analysis, {"phases", "development"}), 10)},
+                              {"dtr", num(at(in.analysis, {"phases", "dtr"}), 10)}}},
+      {"auc", num(at(in.analysis, {"auc"}), 10)},
+      {"ror", json::object{{"at_fcs", num(at(in.analysis, {"ror", "at", "FCs"}), 10)},
+                           {"at_drop", num(at(in.analysis, {"ror", "at", "DROP"}), 10)}}},
+      {"summary", spoken_summary(in)}};
+  if (const auto* r = in.analysis.if_contains("ror"); r && r->is_object())
+    for (const char* k : {"crash", "flick"})
+      if (const auto* v = r->as_object().if_contains(k)) out["ror"].as_object()[k] = *v;
+  json::value qc = nullptr;
+  if (const auto* v = in.qc.if_contains("verdict"); v && v->is_string()) {
+    json::array checks;
+    if (const auto* cs = in.qc.if_contains("checks"); cs && cs->is_array())
+      for (const auto& c : cs->as_array())
+        checks.push_back(json::object{
+            {"check", c.at("check")}, {"result", c.at("result")}, {"reason", c.at("reason")}});
+    qc = json::object{{"verdict", *v}, {"checks", std::move(checks)}};
+  }
+  out["qc"] = std::move(qc);
+  std::string label;
+  json::value reference = nullptr;
+  if (const auto ref = reference_of(in, &label)) {
+    auto delta = [&](const char* event, const char* field, std::optional<double> theirs) {
+      const auto ours = at(in.analysis, {"events", event, field});
+      return ours && theirs ? json::value(std::round((*ours - *theirs) * 10) / 10)
+                            : json::value(nullptr);
+    };
+    reference =
+        json::object{{"profile", label},
+                     {"fcs_time", num(ref->fcs_time, 10)},
+                     {"drop_time", num(ref->drop_time, 10)},
+                     {"drop_bt", num(ref->drop_bt, 10)},
+                     {"delta", json::object{{"fcs_time", delta("FCs", "time", ref->fcs_time)},
+                                            {"drop_time", delta("DROP", "time", ref->drop_time)},
+                                            {"drop_bt", delta("DROP", "bt", ref->drop_bt)}}}};
+  }
+  out["reference"] = std::move(reference);
+  return out;
+}
+
 std::string spoken_summary(const ReportInput& in) {
   const auto& a = in.analysis;
   std::string out = "Roast " + in.title + " is done.";
@@ -168,19 +255,8 @@ std::string render_report_html(const ReportInput& in) {
     charge_offset = time[static_cast<std::size_t>(*idx)];
 
   // The profile's curve behind the roast's, aligned at CHARGE.
-  std::optional<ReferenceCurve> ref;
   std::string ref_label;
-  if (const auto* body = in.reference.if_contains("profile"); body && body->is_object()) {
-    try {
-      ref = reference_curve(body->as_object());
-    } catch (const AlogError& e) {
-      throw std::invalid_argument(std::string("reference.profile: ") + e.what());
-    }
-    if (const auto* n = in.reference.if_contains("name"); n && n->is_string())
-      ref_label = std::string(n->as_string());
-    if (auto v = at(in.reference, {"version"}))
-      ref_label += " v" + std::to_string(static_cast<long long>(*v));
-  }
+  const auto ref = reference_of(in, &ref_label);
 
   const double W = 960, H = 470, L = 56, R = 56, T = 30, B = 40;
   const double t0 = time.front() - charge_offset, t1 = time.back() - charge_offset;

@@ -23,6 +23,10 @@ struct ReportInput {
 // Throws std::invalid_argument naming the field when the curve, analysis or reference is
 // unusable.
 std::string render_report_html(const ReportInput& in);
+// The report's numbers as JSON ("format": "kiln.roast-report/1"): the session, events (FCs with
+// "estimated"), phases, AUC, RoR at FCs and DROP with crash/flick, QC verdict and checks, the
+// comparison with the profile (deltas in seconds and °C; null without one) and the summary text.
+boost::json::object report_summary(const ReportInput& in);
 // "Roast s-r1-… is done: first crack at 8 minutes 2 seconds at 195 degrees, ..."
 std::string spoken_summary(const ReportInput& in);
 

@@ -326,6 +326,17 @@ BOOST_AUTO_TEST_CASE(report_draws_and_compares_the_profile) {
       std::regex("<g class=\"event\"><circle cx=\"([0-9.]+)\" cy=\"([0-9.]+)\"")));
   BOOST_TEST(std::abs(std::stod(ref_first[1]) - std::stod(charge_marker[1])) <= 0.11);
   BOOST_TEST(std::abs(std::stod(ref_first[2]) - std::stod(charge_marker[2])) <= 0.11);
+  // The same numbers as JSON.
+  const auto summary = report_summary(in);
+  BOOST_TEST(summary.at("format").as_string() == "kiln.roast-report/1");
+  BOOST_TEST(summary.at("events").at("FCs").at("time").as_double() == 450.0);
+  BOOST_TEST(!summary.at("events").at("FCs").at("estimated").as_bool());
+  BOOST_TEST(summary.at("reference").at("profile").as_string() == "jigesa v3");
+  BOOST_TEST(summary.at("reference").at("delta").at("fcs_time").as_double() == -20.0);
+  BOOST_TEST(summary.at("reference").at("delta").at("drop_time").as_double() == 0.0);
+  BOOST_TEST(summary.at("qc").is_null());
+  BOOST_TEST(summary.at("phases").at("dtr").as_double() == 14.6);
+  BOOST_TEST(summary.at("summary").as_string() == spoken_summary(in));
   // An unusable reference is an error naming it, not a chart without it.
   in.reference = json::object{{"name", "broken"}, {"profile", json::object{{"curve", 1}}}};
   BOOST_CHECK_EXCEPTION(render_report_html(in), std::invalid_argument,

@@ -199,11 +199,12 @@ Predictive assist, read-only: from the session's curve so far, when first crack 
 temperature of plugin_config.roast.curve_phases) and DROP (at a 20 % development ratio) are
 expected, with an early/late band. With --server the server's tools do it.
 )"},
-      {"report", R"(Usage: kiln report SESSION -o FILE.html [--tenant T]
+      {"report", R"(Usage: kiln report SESSION -o FILE.html|FILE.json [--tenant T]
 
 Analyses a roast session (events, phases, RoR), checks it against the QC targets (its profile's,
-else roast.qc's defaults) and writes the HTML report (inline SVG chart, opens offline) to FILE.
-With --server the server's tools do it.
+else roast.qc's defaults), compares it with its profile, and writes the HTML report (inline SVG
+chart, opens offline) to FILE — or, for FILE.json, the report's numbers as JSON
+(kiln.roast-report/1). With --server the server's tools do it.
 )"},
   };
   return help;
@@ -419,11 +420,20 @@ int cmd_report(const Args& a, std::ostream& out, std::ostream& err) {
     err << "kiln report: " << rep.error().code << ": " << rep.error().message << "\n";
     return runtime::kExitFailed;
   }
+  // FILE.json: the report's numbers; anything else: the page.
+  const auto ext = fs::path(*a.out_file).extension();
+  if (ext == ".json") {
+    if (!write_out(*a.out_file, pretty(rep.value().at("report")), "kiln report", err))
+      return runtime::kExitFailed;
+    out << "wrote " << *a.out_file << " (the report's numbers as JSON)\n"
+        << rep.value().at("summary").as_string().c_str() << "\n";
+    return runtime::kExitOk;
+  }
   if (!write_out(*a.out_file, rep.value().at("html").as_string(), "kiln report", err))
     return runtime::kExitFailed;
-  if (const auto ext = fs::path(*a.out_file).extension(); ext != ".html" && ext != ".htm")
+  if (ext != ".html" && ext != ".htm")
     err << "kiln report: note: the report is HTML (open it in a browser); " << *a.out_file
-        << " does not end in .html\n";
+        << " does not end in .html (FILE.json writes its numbers as JSON)\n";
   out << "wrote " << *a.out_file << " (" << rep.value().at("bytes").to_number<std::int64_t>()
       << " bytes)\n"
       << rep.value().at("summary").as_string().c_str() << "\n";
