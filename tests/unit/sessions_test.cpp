@@ -331,3 +331,44 @@ BOOST_AUTO_TEST_CASE(a_charge_at_the_same_second_on_a_new_boot_is_another_sessio
   BOOST_REQUIRE_EQUAL(all.size(), 2u);
   for (const auto& x : all) BOOST_TEST(x.last_boot.value_or(-1) == x.first_boot.value_or(-2));
 }
+
+// A partial recording (stopped 40 s after CHARGE), then, a minute later on the device's clock, a
+// new recording of a whole roast: the first session ends where its readings stopped, and the new
+// roast gets its own session, closed at its own DROP. The new boot's first readings once
+// continued the open session and read as its DROP (a 41 s roast, QC failed), and the whole roast
+// after it had no session.
+BOOST_DATA_TEST_CASE(a_new_recording_after_a_gap_is_a_new_roast, bdata::make({true, false}),
+                     with_state) {
+  Fixture f;
+  const auto samples = fixture_roast(with_state);
+  const std::size_t charge = 7, stop = charge + 40;  // about 1 s a reading
+  std::vector<telemetry::Sample> partial(samples.begin(),
+                                         samples.begin() + static_cast<std::ptrdiff_t>(stop));
+  auto whole = fixture_roast(with_state);
+  const double shift = partial.back().t + 51 - whole.front().t;
+  for (auto& x : whole) x.t += shift;
+  {
+    auto s = f.sessionizer();
+    add_in_tens(*s, "acme", "r1", 7, partial);
+    add_in_tens(*s, "acme", "r1", 8, whole);
+  }
+  auto all = telemetry::Sessionizer::list(f.ledger.path(), std::string("acme"), std::nullopt, 10);
+  for (const auto& x : all)
+    BOOST_TEST_MESSAGE(x.id << " " << x.state << " charge " << x.charge_t - 1.8e9 << " reason "
+                            << x.close_reason << " boots " << x.first_boot.value_or(-1) << "-"
+                            << x.last_boot.value_or(-1));
+  // With the roaster's state the partial roast had a session from its CHARGE: it ends for
+  // silence at its last reading. From BT alone it never reached TP, so it had none.
+  BOOST_REQUIRE_EQUAL(f.closed.size(), with_state ? 2u : 1u);
+  if (with_state) {
+    BOOST_TEST(f.closed[0].close_reason == "silence");
+    BOOST_TEST(f.closed[0].last_boot.value_or(-1) == 7);
+    BOOST_TEST(*f.closed[0].end_t == partial.back().t);
+  }
+  const auto& roast = f.closed.back();
+  BOOST_TEST(roast.close_reason == "drop");
+  BOOST_TEST(roast.first_boot.value_or(-1) == 8);
+  BOOST_TEST(std::abs(roast.charge_t - whole[charge].t) <= 3.0, roast.charge_t - whole[charge].t);
+  BOOST_REQUIRE(roast.drop_t.has_value());
+  BOOST_TEST(*roast.drop_t - roast.charge_t > 300);
+}

@@ -308,6 +308,16 @@ void Sessionizer::handle(const std::string& tenant, const std::string& device, s
       d.buffer.clear();
       d.last_end_t = -1;
       d.last_closed.reset();
+    } else if (!d.buffer.empty() && first - d.buffer.back().t > options_.resume_gap_s) {
+      // A new recording long after this device's readings stopped: a new roast, not the rest of
+      // the last one (a recorder restarted mid-roast goes on within resume_gap_s). An open
+      // session ends where its readings did (the new boot's readings were once its "DROP");
+      // readings that opened none (a roast cut off before TP) are not read with the new ones
+      // (the two once made one session from the first CHARGE to the second DROP).
+      if (d.open)
+        close_session(d, d.buffer.back().t, "silence");
+      else
+        d.buffer.clear();
     }
   }
   if (!d.boot || boot > *d.boot) d.boot = boot;
