@@ -896,8 +896,10 @@ BOOST_AUTO_TEST_CASE(profile_names_differing_only_in_case_are_refused_and_sugges
   auto version = kiln({"profiles", "show", "Jigesa@9"});
   BOOST_TEST(contains(version.err, "profile 'Jigesa' has no version 9"), version.err);
   auto unknown = kiln({"profiles", "versions", "kenya"});
-  BOOST_TEST(contains(unknown.err, "no profile 'kenya' in tenant default (`kiln profiles list"),
-             unknown.err);
+  BOOST_TEST(
+      contains(unknown.err,
+               "no profile 'kenya' in tenant default (GET /v1/profiles or `kiln profiles list"),
+      unknown.err);
 }
 
 // A refusal that is about the key (here: revoked) stops the recorder at the first batch, with the

@@ -313,6 +313,15 @@ BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason)
   BOOST_TEST(cross.status == 401, cross.body);
   BOOST_TEST(code_of(cross) == "unknown_key");
 
+  // Refusals say what to do over HTTP too, not only with the CLI's flags.
+  auto rotate_unknown = s.call("POST", "/v1/devices/nope:rotate", "operator", "{}");
+  BOOST_TEST(rotate_unknown.status == 404);
+  BOOST_TEST(contains(rotate_unknown.body, "POST /v1/devices"), rotate_unknown.body);
+  auto revoke_unknown = s.call("POST", "/v1/devices/nope:revoke", "operator", "{}");
+  BOOST_TEST(revoke_unknown.status == 404);
+  BOOST_TEST(!contains(revoke_unknown.body, "--tenant"), revoke_unknown.body);
+  BOOST_TEST(contains(revoke_unknown.body, "GET /v1/devices"), revoke_unknown.body);
+
   // Rotation: the old key stays valid for the grace, a revoked key is refused.
   auto rotated = s.call("POST", "/v1/devices/r1-one:rotate", "operator", R"({"grace_s": 600})");
   BOOST_REQUIRE_MESSAGE(rotated.status == 200, rotated.body);
@@ -589,6 +598,11 @@ BOOST_AUTO_TEST_CASE(a_device_profile_gives_its_sessions_targets_and_phases) {
   // Tenants do not see each other's profiles.
   BOOST_TEST(body(s.call("GET", "/v1/profiles", "other")).as_array().empty());
   BOOST_TEST(s.call("GET", "/v1/profiles/sidamo", "other").status == 404);
+  // An unknown session is not found through the tools too (report and predict use them).
+  auto no_session = s.call("POST", "/v1/tools/telemetry.session:invoke", "operator",
+                           R"({"input": {"session": "s-nope@acme"}})");
+  BOOST_TEST(no_session.status == 404, no_session.body);
+  BOOST_TEST(contains(no_session.body, "\"not_found\""), no_session.body);
   auto other_case = s.call("GET", "/v1/profiles/SIDAMO", "viewer");
   BOOST_TEST(other_case.status == 404);
   BOOST_TEST(contains(other_case.body, "did you mean 'sidamo'?"), other_case.body);

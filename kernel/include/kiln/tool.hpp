@@ -26,6 +26,7 @@ inline constexpr const char* kInternal = "internal";         // the tool threw o
 inline constexpr const char* kUnavailable = "unavailable";   // transient: try again later
 inline constexpr const char* kRateLimited = "rate_limited";  // over a rate limit; retry later
 inline constexpr const char* kForbidden = "forbidden";       // policy does not allow this call
+inline constexpr const char* kNotFound = "not_found";        // the input names something not there
 }  // namespace error_code
 
 struct ToolError {

@@ -80,7 +80,9 @@ const char* kActionBody = R"({"type": "object", "additionalProperties": false,
 
 int tool_error_status(const std::string& code) {
   if (code == error_code::kInvalidInput || code == error_code::kInvalidRequest) return 422;
-  if (code == error_code::kUnknownTool || code == nodes::tts_error::kUnknownVoice) return 404;
+  if (code == error_code::kUnknownTool || code == error_code::kNotFound ||
+      code == nodes::tts_error::kUnknownVoice)
+    return 404;
   if (code == nodes::tts_error::kInputTooLarge) return 413;
   if (code == nodes::tts_error::kVoiceUnavailable) return 503;
   if (code == error_code::kRateLimited) return 429;

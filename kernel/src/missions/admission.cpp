@@ -46,7 +46,8 @@ std::optional<ToolError> Admission::admit(const runtime::ToolCall& call,
       return ToolError{error_code::kForbidden,
                        "tool '" + call.tool +
                            "' actuates and the policy requires approval: run it as a mission "
-                           "step and have an approver approve it (kiln mission approve)",
+                           "step and have an approver approve it (POST /v1/missions/ID:approve, "
+                           "`kiln mission approve`)",
                        false,
                        {}};
   }

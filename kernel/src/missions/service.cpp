@@ -343,9 +343,9 @@ MissionView MissionService::act(const std::optional<std::string>& tenant, const 
   ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
     auto m = load_mission(c, id);
     if (!m || (tenant && m->tenant != *tenant))
-      throw MissionError(Code::kNotFound, "no mission " + id +
-                                              (tenant ? " for tenant " + *tenant : "") +
-                                              " (kiln mission list shows them)");
+      throw MissionError(Code::kNotFound,
+                         "no mission " + id + (tenant ? " for tenant " + *tenant : "") +
+                             " (GET /v1/missions or `kiln mission list` shows them)");
     return {decide(*m)};
   });
   return *get(tenant, id);

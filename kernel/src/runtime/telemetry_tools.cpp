@@ -20,10 +20,10 @@ class SessionTool final : public Tool {
     const auto db = storage_();
     auto s = telemetry::Sessionizer::get(db, ctx.tenant, id);
     if (!s)
-      return tool_error(
-          error_code::kInvalidInput,
-          "no session '" + id + "' in tenant " + ctx.tenant +
-              " (`kiln sessions list` shows each session's tenant; --tenant T picks another)");
+      return tool_error(error_code::kNotFound,
+                        "no session '" + id + "' in tenant " + ctx.tenant +
+                            " (a session's id ends with its tenant, after the '@'; "
+                            "GET /v1/sessions or `kiln sessions list` shows them)");
     auto samples = telemetry::Sessionizer::samples(db, *s);
     json::array time, bt, et, state, heater, fan;
     bool any_state = false;

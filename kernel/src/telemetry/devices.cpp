@@ -283,7 +283,8 @@ DeviceCredentials DeviceRegistry::add(const std::string& tenant, const std::stri
       if (!k.revoked_at && !k.not_after)
         throw MissionError(MissionError::Code::kConflict,
                            "device " + device + " has an active key (" + k.kid +
-                               "); use `kiln devices rotate " + device + "` for a new one");
+                               "); rotate it for a new one (POST /v1/devices/" + device +
+                               ":rotate, `kiln devices rotate " + device + "`)");
     return {ledger::NewEvent{
         tenant, "devices", "device.key_added",
         json::object{{"kid", cred.key.kid},
@@ -324,9 +325,11 @@ DeviceCredentials DeviceRegistry::rotate(const std::string& tenant, const std::s
       any = any || !k.revoked_at;
     }
     if (!any)
-      throw MissionError(MissionError::Code::kNotFound,
-                         "device " + device + " has no key in tenant " + tenant +
-                             " to rotate; `kiln devices add " + device + "` registers one");
+      throw MissionError(
+          MissionError::Code::kNotFound,
+          "device " + device + " has no key in tenant " + tenant +
+              " to rotate; register one first (POST /v1/devices, `kiln devices add " + device +
+              "`)");
     return {ledger::NewEvent{
         tenant, "devices", "device.key_rotated",
         json::object{{"kid", cred.key.kid},
@@ -363,10 +366,10 @@ std::vector<DeviceKey> DeviceRegistry::revoke(const std::string& tenant,
           json::object{{"kid", k.kid}, {"device", k.device}, {"actor", by.to_json()}}});
     }
     if (!found)
-      throw MissionError(
-          MissionError::Code::kNotFound,
-          "no device or key '" + kid_or_device + "' in tenant " + tenant +
-              " (`kiln devices list` shows each device's tenant; --tenant T picks another)");
+      throw MissionError(MissionError::Code::kNotFound,
+                         "no device or key '" + kid_or_device + "' in tenant " + tenant +
+                             " (a key belongs to one tenant; GET /v1/devices or `kiln devices "
+                             "list` shows this one's)");
     if (events.empty())
       throw MissionError(MissionError::Code::kInvalidState,
                          "every key of '" + kid_or_device + "' is revoked already");

@@ -204,16 +204,18 @@ std::optional<IngestResult> Ingestor::check(const std::string& tenant, const std
     parsed->kid = to_hex(reinterpret_cast<const unsigned char*>(parsed->kid.data()), 8);
   if (!is_key_id(parsed->kid)) {
     r.kid = printable(parsed->kid);
-    return refuse(tenant, r, reject::kUnknownKey,
-                  "the key id '" + r.kid + "' is not a kiln key id: 16 lower-case hex digits " +
-                      "(or the key's 8 bytes); `kiln devices list` shows them");
+    return refuse(
+        tenant, r, reject::kUnknownKey,
+        "the key id '" + r.kid + "' is not a kiln key id: 16 lower-case hex digits " +
+            "(or the key's 8 bytes), as GET /v1/devices or `kiln devices list` shows them");
   }
   r.kid = parsed->kid;
   auto key = devices_.find(tenant, parsed->kid);
   if (!key)
-    return refuse(tenant, r, reject::kUnknownKey,
-                  "no device key '" + parsed->kid + "' in tenant " + tenant +
-                      " (`kiln devices add` registers one)");
+    return refuse(
+        tenant, r, reject::kUnknownKey,
+        "no device key '" + parsed->kid + "' in tenant " + tenant +
+            " (the device's key is registered with POST /v1/devices or `kiln devices add`)");
   a.now_text = ledger::utc_millis(std::chrono::system_clock::time_point(
       std::chrono::duration_cast<std::chrono::system_clock::duration>(
           std::chrono::duration<double>(now))));

@@ -112,13 +112,16 @@ std::string ProfileStore::not_found(Connection& c, const std::string& tenant,
     st.bind(1, tenant).bind(2, name);
     if (st.step())
       return "profile '" + name + "' has no version " + std::to_string(*version) + " (" +
-             (hint.empty() ? "kiln profiles versions " + name : hint) + ")";
+             (hint.empty() ? "GET /v1/profiles/" + name + "/versions or `kiln profiles versions " +
+                                 name + "` lists them"
+                           : hint) +
+             ")";
   }
   std::string msg = "no profile '" + name + "' in tenant " + tenant;
   if (auto other = other_case(c, tenant, name))
     return msg + " (did you mean '" + *other + "'? profile names are case-sensitive)";
   return msg + " (" +
-         (hint.empty() ? "`kiln profiles list --tenant " + tenant + "` shows its profiles" : hint) +
+         (hint.empty() ? "GET /v1/profiles or `kiln profiles list` shows its profiles" : hint) +
          ")";
 }
 
@@ -230,8 +233,9 @@ void ProfileStore::assign(const std::string& tenant, const std::string& device,
       if (!known.step())
         throw MissionError(MissionError::Code::kNotFound,
                            "no device '" + device + "' in tenant " + tenant +
-                               " (`kiln devices list` shows them; `kiln devices add " + device +
-                               "` registers it)");
+                               " (GET /v1/devices or `kiln devices list` shows them; POST "
+                               "/v1/devices or `kiln devices add " +
+                               device + "` registers it)");
       auto st = c.prepare(
           "SELECT n.archived_at, (SELECT 1 FROM profiles p WHERE p.tenant = n.tenant AND p.name = "
           "n.name AND p.version = coalesce(?, n.latest)) FROM profile_names n WHERE n.tenant = ? "
@@ -244,9 +248,10 @@ void ProfileStore::assign(const std::string& tenant, const std::string& device,
       if (!st.step())
         throw MissionError(MissionError::Code::kNotFound, not_found(c, tenant, ref->name));
       if (!st.is_null(0))
-        throw MissionError(
-            MissionError::Code::kInvalidState,
-            "profile '" + ref->name + "' is archived (kiln profiles restore " + ref->name + ")");
+        throw MissionError(MissionError::Code::kInvalidState,
+                           "profile '" + ref->name +
+                               "' is archived; restore it first (POST /v1/profiles/" + ref->name +
+                               ":restore, `kiln profiles restore " + ref->name + "`)");
       if (st.is_null(1))
         throw MissionError(MissionError::Code::kNotFound,
                            not_found(c, tenant, ref->name, ref->version));
