@@ -887,6 +887,10 @@ BOOST_AUTO_TEST_CASE(profile_names_differing_only_in_case_are_refused_and_sugges
   auto devices = kiln({"devices", "list"});
   BOOST_TEST(std::regex_search(devices.out, std::regex("^KEY +TENANT +DEVICE +STATE")),
              devices.out);
+  // An unknown device is refused, assigning or clearing.
+  auto ghost = kiln({"devices", "profile", "ghost", "--clear"});
+  BOOST_TEST(ghost.exit_code == 1);
+  BOOST_TEST(contains(ghost.err, "no device 'ghost' in tenant default"), ghost.err);
   auto assign = kiln({"devices", "profile", "sim-8", "jigesa"});
   BOOST_TEST(assign.exit_code == 1);
   BOOST_TEST(contains(assign.err, "no profile 'jigesa' in tenant default (did you mean 'Jigesa'?"),

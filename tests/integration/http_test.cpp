@@ -277,6 +277,12 @@ BOOST_AUTO_TEST_CASE(errors_use_one_envelope) {
     BOOST_TEST(head_post.status == 405);
     BOOST_TEST(head_post.header("allow") == "POST");
   }
+  // A 405 is counted at its path's route, not as an unmatched request.
+  {
+    const auto metrics = s.call("GET", "/metrics").body;
+    BOOST_TEST(contains(metrics, "route=\"/v1/missions\",status=\"405\"} 1"), metrics);
+    BOOST_TEST(!contains(metrics, "route=\"unmatched\",status=\"405\""), metrics);
+  }
   auto invalid = s.call("POST", "/v1/missions", "a_operator", R"({"template": 7})");
   BOOST_TEST(invalid.status == 422);
   BOOST_TEST(body(invalid).at("error").at("details").at("field").as_string() == "body.template");

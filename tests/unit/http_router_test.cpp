@@ -87,8 +87,19 @@ BOOST_AUTO_TEST_CASE(dispatch_checks_key_role_content_type_json_and_schema) {
   auto no_key = call(things, "{}", {json_ct});
   BOOST_TEST(no_key.status == 401);
   BOOST_TEST(body(no_key).at("error").at("code").as_string() == "unauthenticated");
-  BOOST_TEST(call(things, "{}", {json_ct, {"authorization", "Basic op"}}).status == 401);
-  BOOST_TEST(call(things, "{}", {json_ct, {"authorization", "Bearer nope"}}).status == 401);
+  // Every 401 names the scheme it wants; a refused key says why in it.
+  auto challenge = [](const Response& r) {
+    for (const auto& [k, v] : r.headers)
+      if (k == "WWW-Authenticate") return v;
+    return std::string();
+  };
+  BOOST_TEST(challenge(no_key) == "Bearer realm=\"kiln\"");
+  auto basic = call(things, "{}", {json_ct, {"authorization", "Basic op"}});
+  BOOST_TEST(basic.status == 401);
+  BOOST_TEST(challenge(basic) == "Bearer realm=\"kiln\", error=\"invalid_request\"");
+  auto unknown = call(things, "{}", {json_ct, {"authorization", "Bearer nope"}});
+  BOOST_TEST(unknown.status == 401);
+  BOOST_TEST(challenge(unknown) == "Bearer realm=\"kiln\", error=\"invalid_token\"");
   BOOST_TEST(call(r.routes()[1], "", {{"authorization", "Bearer op"}}).status == 403);
   auto auth = std::pair<std::string, std::string>{"authorization", "bearer op"};
   BOOST_TEST(call(things, "n=1", {auth, {"content-type", "text/plain"}}).status == 415);

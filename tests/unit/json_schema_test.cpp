@@ -34,7 +34,13 @@ BOOST_AUTO_TEST_CASE(schema_keywords) {
       "broken": {"type": "string", "pattern": "(unclosed"}}})");
     BOOST_TEST(!validate_json(keyed, json::parse(R"({"key": "09af"})")));
     BOOST_TEST(validate_json(keyed, json::parse(R"({"key": "09afx"})")).value_or("") ==
-               "input.key: does not match the pattern ^[0-9a-f]{4}$");
+               "input.key: '09afx' does not match the pattern ^[0-9a-f]{4}$");
+    // With the value and, where the schema says it, what the pattern means.
+    auto described = json::parse(R"({"type": "object", "properties": {
+      "name": {"type": "string", "pattern": "^[a-z]+$", "description": "lower-case letters"}}})");
+    BOOST_TEST(validate_json(described, json::parse(R"({"name": "Upper Case"})")).value_or("") ==
+               "input.name: 'Upper Case' does not match the pattern ^[a-z]+$ (lower-case "
+               "letters)");
     BOOST_TEST(validate_json(keyed, json::parse(R"({"broken": "x"})"))
                    .value_or("")
                    .find("is not a valid regular expression") != std::string::npos);

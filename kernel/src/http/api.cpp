@@ -853,11 +853,19 @@ Router build_api(ApiContext& ctx) {
              arr.push_back(d.to_json(now));
            return Response::json(200, arr);
          }});
-  const char* device_body = R"({"type": "object", "additionalProperties": false,
+  // A device (and a profile) name: safe in URLs, file names and YAML
+  // (telemetry::valid_device_name).
+  const char* add_device_body = R"({"type": "object", "additionalProperties": false,
+    "required": ["device"],
     "properties": {"public_key": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$",
                      "description": "the device's own Ed25519 public key; without it the server generates a pair and returns the secret once"},
-                   "device": {"type": "string", "minLength": 1, "maxLength": 64},
-                   "grace_s": {"type": "integer", "minimum": 0, "maximum": 2592000}}})";
+                   "device": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                              "description": "1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit"}}})";
+  const char* rotate_device_body = R"({"type": "object", "additionalProperties": false,
+    "properties": {"public_key": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$",
+                     "description": "the device's own Ed25519 public key; without it the server generates a pair and returns the secret once"},
+                   "grace_s": {"type": "integer", "minimum": 0, "maximum": 2592000,
+                               "description": "how long the old keys stay valid, default 3600"}}})";
   auto credentials = [](const telemetry::DeviceCredentials& c) {
     json::object o{{"kid", c.key.kid},
                    {"tenant", c.tenant},
@@ -888,7 +896,7 @@ Router build_api(ApiContext& ctx) {
          "telemetry",
          Role::kOperator,
          0,
-         schema(device_body),
+         schema(add_device_body),
          device_key_schema,
          201,
          "application/json",
@@ -896,11 +904,7 @@ Router build_api(ApiContext& ctx) {
          true,
          [&k, credentials, public_key_of](Request& req) {
            const auto& b = req.json.as_object();
-           auto* dev = b.if_contains("device");
-           if (!dev)
-             throw HttpError{422, "invalid_request", "body.device is required",
-                             json::object{{"field", "body.device"}}};
-           auto c = k.telemetry().devices().add(req.tenant, std::string(dev->as_string()),
+           auto c = k.telemetry().devices().add(req.tenant, std::string(b.at("device").as_string()),
                                                 public_key_of(b), *req.actor);
            return Response::json(201, credentials(c));
          }});
@@ -911,7 +915,7 @@ Router build_api(ApiContext& ctx) {
          "telemetry",
          Role::kOperator,
          0,
-         schema(device_body),
+         schema(rotate_device_body),
          device_key_schema,
          200,
          "application/json",
@@ -1093,7 +1097,9 @@ Router build_api(ApiContext& ctx) {
          Role::kOperator,
          16u << 20,
          schema(R"({"type": "object", "required": ["name"], "additionalProperties": false,
-                    "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 64},
+                    "properties": {"name": {"type": "string",
+                                            "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                                            "description": "1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit"},
                                    "title": {"type": "string"},
                                    "alog": {"type": "string", "minLength": 1},
                                    "profile": {"type": "object"}}})"),

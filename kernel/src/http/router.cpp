@@ -155,6 +155,8 @@ Router::Match Router::match(std::string_view method, std::string_view path) cons
       m.allowed.clear();
       return m;
     }
+    // The path's first route answers for the path (its 405 is counted there, not as unmatched).
+    if (m.allowed.empty()) m.index = i;
     for (const std::string_view allowed : {std::string_view(r.method), std::string_view("HEAD")}) {
       if (allowed == "HEAD" && r.method != "GET") continue;
       if (std::find(m.allowed.begin(), m.allowed.end(), allowed) == m.allowed.end())
@@ -168,21 +170,30 @@ Router::Match Router::match(std::string_view method, std::string_view path) cons
 std::optional<Response> Router::admit(const Route& route, Request& req,
                                       const Authenticator& auth) const {
   if (route.role) {
+    // A 401 names the scheme it wants (RFC 9110 §11.6.1).
+    auto unauthenticated = [](const char* error_code, std::string message) {
+      auto r = error(401, "unauthenticated", std::move(message));
+      r.headers.emplace_back("WWW-Authenticate",
+                             std::string("Bearer realm=\"kiln\"") +
+                                 (error_code ? std::string(", error=\"") + error_code + "\"" : ""));
+      return r;
+    };
     const std::string authz = req.header("authorization");
     if (authz.empty()) {
       (*key_refusals_)[kKeyMissing].fetch_add(1, std::memory_order_relaxed);
-      return error(401, "unauthenticated",
-                   "this route needs an API key: send 'Authorization: Bearer KEY' (an "
-                   "administrator creates keys with `kiln keys create --tenant T --role R`)");
+      return unauthenticated(
+          nullptr,
+          "this route needs an API key: send 'Authorization: Bearer KEY' (an administrator "
+          "creates keys with `kiln keys create --tenant T --role R`)");
     }
     if (authz.size() < 8 || common::to_lower(authz.substr(0, 7)) != "bearer ") {
       (*key_refusals_)[kKeyMalformed].fetch_add(1, std::memory_order_relaxed);
-      return error(401, "unauthenticated", "the Authorization header must be 'Bearer KEY'");
+      return unauthenticated("invalid_request", "the Authorization header must be 'Bearer KEY'");
     }
     auto id = auth ? auth(std::string_view(authz).substr(7)) : std::nullopt;
     if (!id) {
       (*key_refusals_)[kKeyInvalid].fetch_add(1, std::memory_order_relaxed);
-      return error(401, "unauthenticated", "the API key is not valid (unknown or revoked)");
+      return unauthenticated("invalid_token", "the API key is not valid (unknown or revoked)");
     }
     if (id->actor.role < *route.role) {
       (*key_refusals_)[kKeyRole].fetch_add(1, std::memory_order_relaxed);

@@ -118,7 +118,7 @@ class Router {
   void add(Route r);
   struct Match {
     const Route* route = nullptr;
-    std::size_t index = 0;
+    std::size_t index = 0;  // the route's; for a path without the method, its first route's
     std::map<std::string, std::string> params;
     std::vector<std::string> allowed;  // methods of the path when the method did not match
   };

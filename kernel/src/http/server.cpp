@@ -482,8 +482,8 @@ struct Server::Impl {
       }
       const auto took = Clock::now() - start;
       if (metrics)
-        metrics->record(match.route ? match.index : metrics->unmatched(), status,
-                        std::chrono::duration<double>(took).count());
+        metrics->record(match.route || !match.allowed.empty() ? match.index : metrics->unmatched(),
+                        status, std::chrono::duration<double>(took).count());
       if (access) {
         // Milliseconds with three decimals, from integer microseconds (no float formatting on
         // the per-request path).

@@ -128,8 +128,16 @@ std::optional<std::string> validate_json(const json::value& schema_v, const json
       if (!re)
         return path + ": the schema's pattern " + pattern +
                " is not a valid regular expression (a defect of the schema, not the input)";
-      if (!std::regex_search(value.as_string().begin(), value.as_string().end(), *re))
-        return path + ": does not match the pattern " + pattern;
+      if (!std::regex_search(value.as_string().begin(), value.as_string().end(), *re)) {
+        // The value (its start) and what the pattern means, where the schema says.
+        const std::string_view text(value.as_string());
+        std::string shown(text.substr(0, 40));
+        if (text.size() > 40) shown += "...";
+        std::string msg = path + ": '" + shown + "' does not match the pattern " + pattern;
+        if (auto* d = schema.if_contains("description"); d && d->is_string())
+          msg += " (" + std::string(d->as_string()) + ")";
+        return msg;
+      }
     }
   }
   if (value.is_array()) {

@@ -226,16 +226,17 @@ void ProfileStore::assign(const std::string& tenant, const std::string& device,
   if (profile) ref = ProfileRef::parse(*profile);
   ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
     json::value value = nullptr;
+    // A device with no key here is a typo far more often than one to come: name them (when
+    // clearing too: clearing a typo once answered as done).
+    auto known = c.prepare("SELECT 1 FROM device_keys WHERE tenant = ? AND device = ? LIMIT 1");
+    known.bind(1, tenant).bind(2, device);
+    if (!known.step())
+      throw MissionError(MissionError::Code::kNotFound,
+                         "no device '" + device + "' in tenant " + tenant +
+                             " (GET /v1/devices or `kiln devices list` shows them; POST "
+                             "/v1/devices or `kiln devices add " +
+                             device + "` registers it)");
     if (ref) {
-      // A device with no key here is a typo far more often than one to come: name them.
-      auto known = c.prepare("SELECT 1 FROM device_keys WHERE tenant = ? AND device = ? LIMIT 1");
-      known.bind(1, tenant).bind(2, device);
-      if (!known.step())
-        throw MissionError(MissionError::Code::kNotFound,
-                           "no device '" + device + "' in tenant " + tenant +
-                               " (GET /v1/devices or `kiln devices list` shows them; POST "
-                               "/v1/devices or `kiln devices add " +
-                               device + "` registers it)");
       auto st = c.prepare(
           "SELECT n.archived_at, (SELECT 1 FROM profiles p WHERE p.tenant = n.tenant AND p.name = "
           "n.name AND p.version = coalesce(?, n.latest)) FROM profile_names n WHERE n.tenant = ? "

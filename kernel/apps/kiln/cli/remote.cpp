@@ -238,9 +238,17 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
                                   " exists; a device key is never overwritten (choose another "
                                   "--key-out)");
     json::object body;
-    if (a.public_key) body["public_key"] = *a.public_key;
+    if (a.public_key) {
+      // Checked here as locally (exit 2 naming the flag), not as the server's body field.
+      try {
+        telemetry::parse_device_public_key(*a.public_key);
+      } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(std::string("--public-key: ") + e.what());
+      }
+      body["public_key"] = *a.public_key;
+    }
     if (name == "devices add") body["device"] = a.positional[2];
-    if (a.grace) {
+    if (a.grace && name == "devices rotate") {
       try {
         body["grace_s"] = std::stoll(*a.grace);
       } catch (const std::exception&) {
