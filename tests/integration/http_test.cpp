@@ -161,6 +161,18 @@ BOOST_AUTO_TEST_CASE(operations_routes_and_openapi_need_no_key) {
   BOOST_TEST(!ingest.contains("404"));
   BOOST_TEST(
       doc.at("paths").at("/v1/devices").at("post").at("responses").as_object().contains("409"));
+  // Query parameters say their type (the server checks integers and booleans).
+  auto query_type = [&](const char* path, const char* name) {
+    for (const auto& p : doc.at("paths").at(path).at("get").at("parameters").as_array())
+      if (p.at("name").as_string() == name)
+        return std::string(p.at("schema").at("type").as_string());
+    return std::string("(missing)");
+  };
+  BOOST_TEST(query_type("/v1/ledger", "limit") == "integer");
+  BOOST_TEST(query_type("/v1/ledger", "after") == "integer");
+  BOOST_TEST(query_type("/v1/ledger", "stream") == "string");
+  BOOST_TEST(query_type("/v1/profiles", "archived") == "boolean");
+  BOOST_TEST(query_type("/v1/profiles/{name}", "version") == "integer");
   // Request ids are echoed, or made up.
   auto echoed = s.call("GET", "/health", "", "", {{"X-Request-Id", "trace-42"}});
   BOOST_TEST(echoed.header("x-request-id") == "trace-42");

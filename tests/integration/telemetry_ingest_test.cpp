@@ -659,6 +659,9 @@ BOOST_AUTO_TEST_CASE(a_device_profile_gives_its_sessions_targets_and_phases) {
   BOOST_TEST(s.call("POST", "/v1/profiles/sidamo:archive", "operator", "{}").status == 200);
   BOOST_TEST(body(s.call("GET", "/v1/profiles", "viewer")).as_array().empty());
   BOOST_TEST(body(s.call("GET", "/v1/profiles?archived=true", "viewer")).as_array().size() == 1u);
+  auto archived_yes = s.call("GET", "/v1/profiles?archived=yes", "viewer");  // not silently false
+  BOOST_TEST(archived_yes.status == 422);
+  BOOST_TEST(contains(archived_yes.body, "query.archived"), archived_yes.body);
   BOOST_TEST(s.call("POST", "/v1/devices/r1-prof:profile", "operator", R"({"profile": "sidamo"})")
                  .status == 409);
   BOOST_TEST(s.call("POST", "/v1/profiles/sidamo:restore", "operator", "{}").status == 200);

@@ -702,7 +702,7 @@ Router build_api(ApiContext& ctx) {
          "application/json",
          {{"state", "only missions in this state"},
           {"template", "only missions of this template"},
-          {"limit", "at most this many (1-1000, default 100)"}},
+          {"limit", "at most this many (1-1000, default 100)", "integer"}},
          false,
          [&k](Request& req) {
            missions::ListFilter f;
@@ -962,7 +962,8 @@ Router build_api(ApiContext& ctx) {
          json::object{{"type", "array"}, {"items", session_schema}},
          200,
          "application/json",
-         {{"device", "only this device"}, {"limit", "at most this many (1-1000, default 100)"}},
+         {{"device", "only this device"},
+          {"limit", "at most this many (1-1000, default 100)", "integer"}},
          false,
          [&k](Request& req) {
            std::optional<std::string> device;
@@ -1078,11 +1079,20 @@ Router build_api(ApiContext& ctx) {
          json::object{{"type", "array"}, {"items", profile_schema}},
          200,
          "application/json",
-         {{"archived", "true: include archived profiles"}},
+         {{"archived", "true (or 1): include archived profiles; false (or 0): not", "boolean"}},
          false,
          [&k](Request& req) {
-           auto it = req.query.find("archived");
-           const bool all = it != req.query.end() && (it->second == "true" || it->second == "1");
+           bool all = false;
+           if (auto it = req.query.find("archived"); it != req.query.end()) {
+             if (it->second == "true" || it->second == "1")
+               all = true;
+             else if (it->second != "false" && it->second != "0")
+               throw HttpError{
+                   422, "invalid_request",
+                   std::string("query parameter 'archived' must be true, false, 1 or 0, not '") +
+                       it->second + "'",
+                   json::object{{"field", "query.archived"}}};
+           }
            json::array arr;
            for (const auto& p : telemetry::ProfileStore::list(k.storage_path(), req.tenant, all))
              arr.push_back(p.to_json(false));
@@ -1132,7 +1142,7 @@ Router build_api(ApiContext& ctx) {
          profile_schema,
          200,
          "application/json",
-         {{"version", "this version (default: the newest)"}},
+         {{"version", "this version (default: the newest)", "integer"}},
          false,
          [profile_or_404](Request& req) {
            return Response::json(200, profile_or_404(req).to_json(true));
@@ -1173,7 +1183,7 @@ Router build_api(ApiContext& ctx) {
          json::object{{"type", "string"}},
          200,
          "text/plain",
-         {{"version", "this version (default: the newest)"}},
+         {{"version", "this version (default: the newest)", "integer"}},
          true,
          [profile_or_404, profile_tool](Request& req) {
            const auto p = profile_or_404(req);
@@ -1247,8 +1257,8 @@ Router build_api(ApiContext& ctx) {
                                    "next_after": {"type": ["integer", "null"]}}})"),
          200,
          "application/json",
-         {{"after", "only events with seq greater than this (default 0)"},
-          {"limit", "page size (1-1000, default 100)"},
+         {{"after", "only events with seq greater than this (default 0)", "integer"},
+          {"limit", "page size (1-1000, default 100)", "integer"},
           {"stream", "only this stream, e.g. mission/m-…"}},
          true,  // waits for the audit events queued so far to be committed
          [&k](Request& req) {

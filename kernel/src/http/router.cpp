@@ -346,12 +346,12 @@ json::object Router::openapi(const std::string& version) const {
                                     {"required", true},
                                     {"schema", json::object{{"type", "string"}}}});
     }
-    for (const auto& [name, desc] : r.query_params)
-      params.push_back(json::object{{"name", name},
+    for (const auto& q : r.query_params)
+      params.push_back(json::object{{"name", q.name},
                                     {"in", "query"},
                                     {"required", false},
-                                    {"description", desc},
-                                    {"schema", json::object{{"type", "string"}}}});
+                                    {"description", q.description},
+                                    {"schema", json::object{{"type", q.type}}}});
     if (!params.empty()) op["parameters"] = std::move(params);
     if (!r.request_schema.is_null())
       op["requestBody"] = json::object{

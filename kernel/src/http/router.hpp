@@ -86,7 +86,12 @@ struct Route {
   boost::json::value response_schema;  // the 2xx body
   int success_status = 200;
   std::string response_content_type = "application/json";
-  std::vector<std::pair<std::string, std::string>> query_params;  // name, description
+  // Query parameters: name, description and the JSON Schema type of the value (integer and
+  // boolean ones are checked by the handler; the type is what /openapi.json says).
+  struct QueryParam {
+    std::string name, description, type = "string";
+  };
+  std::vector<QueryParam> query_params;
   bool blocking = false;  // may wait (tool calls): runs off the I/O threads
   Handler handler;
   // For a blocking route: true when this request will not wait after all (e.g. a non-blocking
