@@ -698,6 +698,13 @@ BOOST_AUTO_TEST_CASE(a_device_profile_gives_its_sessions_targets_and_phases) {
                          "--api-key", s.keys.at("operator")});
   BOOST_TEST(bad_key.exit_code == 2, bad_key.err);
   BOOST_TEST(contains(bad_key.err, "--public-key: "), bad_key.err);
+  // The secret of a key made by the server lands where a local add puts it.
+  auto remote_add =
+      s.kiln({"devices", "add", "fw-3", "--server", url, "--api-key", s.keys.at("operator")});
+  BOOST_REQUIRE_MESSAGE(remote_add.exit_code == 0, remote_add.err);
+  const std::string written(json::parse(remote_add.out).at("key_file").as_string());
+  BOOST_TEST(written.rfind("var/devices/acme/fw-3.", 0) == 0u, written);
+  BOOST_TEST(fs::exists(s.dir.path() / written));
   auto imported = s.kiln({"profiles", "import", file.string(), "--name", "again", "--server", url,
                           "--api-key", s.keys.at("operator")});
   BOOST_TEST(imported.exit_code == 0, imported.err);

@@ -90,11 +90,6 @@ std::string device_arg(const Args& a, const std::string& cmd) {
   return a.positional[2];
 }
 
-fs::path default_key_file(const std::string& tenant, const std::string& device,
-                          const std::string& kid) {
-  return fs::path("var/devices") / tenant / (device + "." + kid + ".key");
-}
-
 std::optional<telemetry::PublicKey> public_key_arg(const Args& a) {
   if (!a.public_key) return std::nullopt;
   try {
@@ -134,6 +129,11 @@ int wrote_credentials(const telemetry::DeviceCredentials& c, const Args& a, std:
 }
 
 }  // namespace
+
+std::filesystem::path default_key_file(const std::string& tenant, const std::string& device,
+                                       const std::string& kid) {
+  return fs::path("var/devices") / tenant / (device + "." + kid + ".key");
+}
 
 const std::map<std::string, std::string>& telemetry_help() {
   static const std::map<std::string, std::string> help = {

@@ -1,6 +1,7 @@
 // `kiln record`, `kiln devices add|rotate|revoke|list`, `kiln sessions list|show`, `kiln report`.
 #pragma once
 
+#include <filesystem>
 #include <map>
 #include <ostream>
 #include <string>
@@ -12,6 +13,11 @@
 namespace kiln::cli {
 
 const std::map<std::string, std::string>& telemetry_help();
+
+// Where `devices add|rotate` write a new secret key without --key-out, locally or with --server:
+// var/devices/TENANT/DEVICE.KID.key.
+std::filesystem::path default_key_file(const std::string& tenant, const std::string& device,
+                                       const std::string& kid);
 
 int cmd_record(const Args& a, std::ostream& out, std::ostream& err);
 int cmd_devices_add(const Args& a, std::ostream& out);
