@@ -253,6 +253,9 @@ BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason)
   const auto garbled = body(s.send("r1-one", "not cbor at all"));
   BOOST_TEST(garbled.at("error").at("details").at("boot").is_null());
   BOOST_TEST(garbled.at("error").at("details").at("seq").is_null());
+  // The same keys as any answer: the key id unknown too (null), not left out.
+  BOOST_TEST(garbled.at("error").at("details").at("kid").is_null(), json::serialize(garbled));
+  BOOST_TEST(garbled.at("error").at("details").at("samples").is_null());
   std::string flipped = telemetry::sign_envelope(batch("r1-one", 7, 2, ten), key, "acme", "r1-one");
   flipped[flipped.size() - 3] ^= 0x01;
   refused("r1-one", flipped, 401, "bad_signature");

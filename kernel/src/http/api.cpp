@@ -803,7 +803,8 @@ Router build_api(ApiContext& ctx) {
          Role::kOperator,
          max_envelope,  // a larger body is not read: too_large below answers oversized_batch
          nullptr,
-         schema(R"({"type": "object", "required": ["accepted", "duplicate"],
+         schema(R"({"type": "object",
+                    "required": ["accepted", "duplicate", "device", "kid", "boot", "seq", "samples"],
                     "properties": {"accepted": {"type": "boolean"},
                       "duplicate": {"type": "boolean"}, "device": {"type": "string"},
                       "kid": {"type": "string"}, "boot": {"type": "integer"},

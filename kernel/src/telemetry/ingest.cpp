@@ -94,9 +94,10 @@ std::vector<Sample> samples_from_envelope(std::string_view envelope, const std::
 
 json::object IngestResult::to_json() const {
   json::object o{{"accepted", accepted}, {"duplicate", duplicate}};
-  if (!device.empty()) o["device"] = device;
-  if (!kid.empty()) o["kid"] = kid;
-  // Refused before its batch was read: boot, seq and samples are unknown, not 0.
+  // The same keys on every answer; null where the envelope was refused before they were read
+  // (no key id in a malformed envelope; boot, seq and samples unknown, not 0).
+  o["device"] = device.empty() ? json::value(nullptr) : json::value(device);
+  o["kid"] = kid.empty() ? json::value(nullptr) : json::value(kid);
   o["boot"] = decoded ? json::value(boot) : json::value(nullptr);
   o["seq"] = decoded ? json::value(seq) : json::value(nullptr);
   o["samples"] = decoded ? json::value(samples) : json::value(nullptr);
