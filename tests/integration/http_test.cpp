@@ -318,6 +318,13 @@ BOOST_AUTO_TEST_CASE(errors_use_one_envelope) {
              tool_input.body);
   auto no_tool = s.call("POST", "/v1/tools/kiln.nope:invoke", "a_operator", R"({"input": {}})");
   BOOST_TEST(no_tool.status == 404);
+  // A query parameter the route does not take is said, not ignored.
+  auto unknown_param = s.call("GET", "/v1/ledger?limt=5", "a_operator");
+  BOOST_TEST(unknown_param.status == 422);
+  BOOST_TEST(contains(unknown_param.body,
+                      "unknown query parameter 'limt'; GET /v1/ledger takes: after, limit, stream"),
+             unknown_param.body);
+  BOOST_TEST(body(unknown_param).at("error").at("details").at("field").as_string() == "query.limt");
   auto query = s.call("GET", "/v1/ledger?limit=abc", "a_operator");
   BOOST_TEST(query.status == 422);
   // Oversized headers: 431.

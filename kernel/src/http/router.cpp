@@ -205,6 +205,19 @@ std::optional<Response> Router::admit(const Route& route, Request& req,
     req.actor = id->actor;
     req.tenant = id->tenant;
   }
+  // A query parameter the route does not take is a typo or a filter it does not have
+  // (?state=open on sessions): said, not ignored.
+  for (const auto& [name, value] : req.query) {
+    const bool known = std::any_of(route.query_params.begin(), route.query_params.end(),
+                                   [&](const Route::QueryParam& q) { return q.name == name; });
+    if (known) continue;
+    std::string takes;
+    for (const auto& q : route.query_params) takes += (takes.empty() ? "" : ", ") + q.name;
+    return error(422, "invalid_request",
+                 "unknown query parameter '" + name + "'; " + route.method + " " + route.pattern +
+                     (takes.empty() ? std::string(" takes none") : " takes: " + takes),
+                 json::object{{"field", "query." + name}});
+  }
   if (!route.request_schema.is_null()) {
     std::string ct = common::to_lower(req.header("content-type"));
     if (auto semi = ct.find(';'); semi != std::string::npos) ct.resize(semi);
