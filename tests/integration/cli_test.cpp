@@ -781,6 +781,16 @@ BOOST_AUTO_TEST_CASE(report_finds_a_session_of_another_tenant_by_its_id) {
   auto table = kiln({"sessions", "list"});
   BOOST_TEST(contains(table.out, id + "  acme"), table.out);
   BOOST_TEST(std::regex_search(table.out, std::regex("CHARGE \\(UTC\\) +STATE")), table.out);
+  // --since: from a UTC date or time on.
+  BOOST_TEST(json::parse(kiln({"sessions", "list", "--since", "2000-01-01", "--json"}).out)
+                 .as_array()
+                 .size() == 1u);
+  BOOST_TEST(json::parse(kiln({"sessions", "list", "--since", "2999-01-01T00:00", "--json"}).out)
+                 .as_array()
+                 .empty());
+  auto bad_since = kiln({"sessions", "list", "--since", "yesterday"});
+  BOOST_TEST(bad_since.exit_code == 2);
+  BOOST_TEST(contains(bad_since.err, "--since takes a UTC date or time"), bad_since.err);
   BOOST_TEST(std::regex_search(table.out, std::regex(" 20[0-9][0-9]-[01][0-9]-[0-3][0-9] "
                                                      "[0-2][0-9]:[0-5][0-9]  closed ")),
              table.out);

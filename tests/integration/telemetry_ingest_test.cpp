@@ -716,6 +716,16 @@ BOOST_AUTO_TEST_CASE(a_device_profile_gives_its_sessions_targets_and_phases) {
   // A roast on the device: its session records profile v2, and the mission passes QC against it.
   send_roast(s, "r1-prof", key_of(body(added)));
   const json::value session = reported_session(s, "r1-prof");
+  // Pages of sessions by their start: since (inclusive) and before (exclusive).
+  {
+    const std::string start = json::serialize(session.at("start_t"));
+    auto from = body(s.call("GET", "/v1/sessions?since=" + start, "viewer")).as_array();
+    auto older = body(s.call("GET", "/v1/sessions?before=" + start, "viewer")).as_array();
+    BOOST_TEST(from.size() == 1u);
+    for (const auto& x : older)
+      BOOST_TEST(x.at("start_t").as_double() < session.at("start_t").as_double());
+    BOOST_TEST(s.call("GET", "/v1/sessions?since=today", "viewer").status == 422);
+  }
   BOOST_TEST(session.at("profile").at("name").as_string() == "sidamo");
   BOOST_TEST(session.at("profile").at("version").as_int64() == 2);
   json::value m = mission_in(s, std::string(session.at("mission_id").as_string()),

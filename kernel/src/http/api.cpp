@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -964,14 +965,34 @@ Router build_api(ApiContext& ctx) {
          200,
          "application/json",
          {{"device", "only this device"},
-          {"limit", "at most this many (1-1000, default 100)", "integer"}},
+          {"limit", "at most this many (1-1000, default 100)", "integer"},
+          {"since", "only sessions that started at or after this time (epoch seconds)", "number"},
+          {"before",
+           "only sessions that started before this time (epoch seconds): the next page after "
+           "one whose oldest start_t this is",
+           "number"}},
          false,
          [&k](Request& req) {
            std::optional<std::string> device;
            if (auto it = req.query.find("device"); it != req.query.end()) device = it->second;
+           auto time_query = [&](const char* name) -> std::optional<double> {
+             auto it = req.query.find(name);
+             if (it == req.query.end()) return std::nullopt;
+             try {
+               std::size_t used = 0;
+               const double v = std::stod(it->second, &used);
+               if (used == it->second.size() && std::isfinite(v)) return v;
+             } catch (const std::exception&) {
+             }
+             throw HttpError{422, "invalid_request",
+                             std::string("query parameter '") + name +
+                                 "' must be a time in epoch seconds, not '" + it->second + "'",
+                             json::object{{"field", std::string("query.") + name}}};
+           };
            json::array arr;
-           for (const auto& s : telemetry::Sessionizer::list(k.storage_path(), req.tenant, device,
-                                                             int_query(req, "limit", 100, 1, 1000)))
+           for (const auto& s : telemetry::Sessionizer::list(
+                    k.storage_path(), req.tenant, device, int_query(req, "limit", 100, 1, 1000),
+                    time_query("since"), time_query("before")))
              arr.push_back(s.to_json());
            return Response::json(200, arr);
          }});

@@ -547,16 +547,21 @@ void Sessionizer::set_mission(const SessionInfo& s, const std::string& mission_i
 std::vector<SessionInfo> Sessionizer::list(const std::filesystem::path& db,
                                            const std::optional<std::string>& tenant,
                                            const std::optional<std::string>& device,
-                                           std::int64_t limit) {
+                                           std::int64_t limit, std::optional<double> since,
+                                           std::optional<double> before) {
   Connection c(db, Connection::Mode::kReadOnly);
   std::string sql = std::string("SELECT ") + kColumns + " FROM telemetry_sessions WHERE 1";
   if (tenant) sql += " AND tenant = ?";
   if (device) sql += " AND device = ?";
+  if (since) sql += " AND start_t >= ?";
+  if (before) sql += " AND start_t < ?";
   sql += " ORDER BY start_t DESC LIMIT ?";
   auto st = c.prepare(sql);
   int i = 1;
   if (tenant) st.bind(i++, *tenant);
   if (device) st.bind(i++, *device);
+  if (since) st.bind_real(i++, *since);
+  if (before) st.bind_real(i++, *before);
   st.bind(i, limit);
   std::vector<SessionInfo> out;
   while (st.step()) out.push_back(row(st));

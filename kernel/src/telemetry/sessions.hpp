@@ -95,10 +95,13 @@ class Sessionizer {
 
   // Reads (any process): sessions of a tenant (nullopt: all), newest first; one session; its
   // samples in time order.
+  // Newest first (by start), at most `limit`; `since` (inclusive) and `before` (exclusive) bound
+  // the start, in device epoch seconds: a page goes on with before = the last one's start_t.
   static std::vector<SessionInfo> list(const std::filesystem::path& db,
                                        const std::optional<std::string>& tenant,
-                                       const std::optional<std::string>& device,
-                                       std::int64_t limit);
+                                       const std::optional<std::string>& device, std::int64_t limit,
+                                       std::optional<double> since = std::nullopt,
+                                       std::optional<double> before = std::nullopt);
   static std::optional<SessionInfo> get(const std::filesystem::path& db,
                                         const std::optional<std::string>& tenant,
                                         const std::string& id);

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
+#include <stdexcept>
 
 #include <boost/json.hpp>
 
@@ -68,6 +70,27 @@ std::string mmss(const json::value& v) {
   std::snprintf(buf, sizeof buf, "%s%ld:%02ld", t < 0 ? "-" : "", std::labs(t) / 60,
                 std::labs(t) % 60);
   return buf;
+}
+
+double utc_seconds(const std::string& text, const std::string& flag) {
+  std::tm tm{};
+  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
+  char tail[8] = {};
+  const int n = std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%7s", &year, &month, &day, &hour,
+                            &minute, &second, tail);
+  const bool shape = (n == 3 && text.size() == 10) || (n == 5 && text.size() == 16) ||
+                     (n == 6 && text.size() == 19) || (n == 7 && std::string(tail) == "Z");
+  if (!shape || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 ||
+      second > 60)
+    throw std::invalid_argument(flag + " takes a UTC date or time: 2026-12-03, 2026-12-03T06:30 " +
+                                "or 2026-12-03T06:30:00Z, not '" + text + "'");
+  tm.tm_year = year - 1900;
+  tm.tm_mon = month - 1;
+  tm.tm_mday = day;
+  tm.tm_hour = hour;
+  tm.tm_min = minute;
+  tm.tm_sec = second;
+  return static_cast<double>(timegm(&tm));
 }
 
 std::string flat(std::string s) {

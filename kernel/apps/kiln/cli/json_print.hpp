@@ -15,6 +15,9 @@ std::string pretty(const boost::json::value& v);
 std::string one_line(const boost::json::value& v);
 // Seconds as a roaster reads a roast's times, "m:ss" (rounded); "-" when `v` is no number.
 std::string mmss(const boost::json::value& v);
+// "2026-12-03", "2026-12-03T06:30" or "2026-12-03T06:30:00Z" (UTC) as epoch seconds. Throws
+// std::invalid_argument naming `flag` for anything else.
+double utc_seconds(const std::string& text, const std::string& flag);
 // `s` on one line: line breaks, tabs and other control characters become spaces.
 std::string flat(std::string s);
 // Rows as columns as wide as their widest cell (in characters of UTF-8, two spaces apart, no

@@ -288,6 +288,7 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
   if (name == "sessions list") {
     std::string q = "?limit=" + enc(a.limit.value_or("100"));
     if (a.device) q += "&device=" + enc(*a.device);
+    if (a.since) q += "&since=" + std::to_string(utc_seconds(*a.since, "--since"));
     return table(r, r.call("GET", "/v1/sessions" + q), a, print_sessions, out, err);
   }
   if (name == "sessions show")

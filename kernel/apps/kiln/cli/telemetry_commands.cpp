@@ -178,9 +178,12 @@ Revokes one key, or every key of a device; its envelopes are refused from then o
 
 Device keys: kid, tenant, device, status (active, retiring, expired, revoked), created.
 )"},
-      {"sessions list", R"(Usage: kiln sessions list [--tenant T] [--device D] [--limit N] [--json]
+      {"sessions list",
+       R"(Usage: kiln sessions list [--tenant T] [--device D] [--since DATE] [--limit N] [--json]
 
-Roast sessions, newest first: id, device, state, CHARGE time, duration, close reason, mission.
+Roast sessions, newest first: id, device, CHARGE time (UTC), state, roast length, close reason,
+mission. --since DATE (2026-12-03, or 2026-12-03T06:30, UTC) lists those that started then or
+later.
 )"},
       {"sessions show", R"(Usage: kiln sessions show SESSION [--json]
 
@@ -310,7 +313,10 @@ void print_sessions(const json::array& sessions, std::ostream& out) {
 int cmd_sessions_list(const Args& a, std::ostream& out) {
   auto k = boot_reading(a);
   const auto limit = static_cast<std::int64_t>(number_arg(a.limit, "--limit", 100, 1, 100000));
-  auto list = telemetry::Sessionizer::list(k->storage_path(), a.tenant_filter, a.device, limit);
+  std::optional<double> since;
+  if (a.since) since = utc_seconds(*a.since, "--since");
+  auto list =
+      telemetry::Sessionizer::list(k->storage_path(), a.tenant_filter, a.device, limit, since);
   json::array arr;
   for (const auto& s : list) arr.push_back(s.to_json());
   if (a.json)
