@@ -120,10 +120,6 @@ bool fcs_estimated(const boost::json::object& analysis) {
   return f && f->is_string() && f->as_string() != "marked";
 }
 
-}  // namespace
-
-namespace {
-
 // The profile to compare with (ReportInput::reference) and its label "name vN"; nullopt without
 // one. Throws std::invalid_argument for an unusable one.
 std::optional<ReferenceCurve> reference_of(const ReportInput& in, std::string* label) {
