@@ -745,6 +745,18 @@ BOOST_AUTO_TEST_CASE(a_device_profile_gives_its_sessions_targets_and_phases) {
   BOOST_TEST(contains(report_html, "class=\"reference-bt\""));
   BOOST_TEST(contains(report_html, "<tr><th>vs profile sidamo v2</th><td>FCs "),
              report_html.size());
+  // A read-only key gets the report too: its numbers, or the page.
+  const std::string sid(session.at("id").as_string());
+  auto viewer_report = s.call("GET", "/v1/sessions/" + sid + "/report", "viewer");
+  BOOST_REQUIRE_MESSAGE(viewer_report.status == 200, viewer_report.body);
+  BOOST_TEST(body(viewer_report).at("format").as_string() == "kiln.roast-report/1");
+  BOOST_TEST(body(viewer_report).at("reference").at("profile").as_string() == "sidamo v2");
+  auto page = s.call("GET", "/v1/sessions/" + sid + "/report?format=html", "viewer");
+  BOOST_TEST(page.status == 200);
+  BOOST_TEST(contains(page.header("content-type"), "text/html"), page.header("content-type"));
+  BOOST_TEST(contains(page.body, "<svg"));
+  BOOST_TEST(s.call("GET", "/v1/sessions/" + sid + "/report?format=pdf", "viewer").status == 422);
+  BOOST_TEST(s.call("GET", "/v1/sessions/" + sid + "/report", "other").status == 404);
   const auto& numbers = steps[3].at("output").at("report");
   BOOST_TEST(numbers.at("reference").at("profile").as_string() == "sidamo v2");
   BOOST_TEST(numbers.at("qc").at("verdict").as_string() != "fail");

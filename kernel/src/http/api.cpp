@@ -1083,13 +1083,65 @@ Router build_api(ApiContext& ctx) {
       const auto& e = outcome.error();
       if (e.code == error_code::kUnknownTool)
         throw HttpError{503, "unavailable",
-                        std::string("profiles need the roast plugin's ") + tool +
-                            ", which this server has not loaded"};
+                        std::string("this route needs the tool ") + tool +
+                            " (the roast plugin's), which this server has not loaded"};
       throw HttpError{tool_error_status(e.code), e.code, e.message,
                       json::object{{"tool", e.details}}};
     }
     return outcome.value().output.as_object();
   };
+  // A session's report for any key that may read the session (the tools behind it need the
+  // operator role through POST /v1/tools): made now, as `kiln report` makes it.
+  r.add(
+      {"GET",
+       "/v1/sessions/{id}/report",
+       "getSessionReport",
+       "A roast session's report, made now: its numbers as JSON (format kiln.roast-report/1: "
+       "events, phases, QC, the comparison with its profile), or with ?format=html the page "
+       "(inline SVG chart, opens offline)",
+       "telemetry",
+       Role::kViewer,
+       0,
+       nullptr,
+       schema(R"({"type": "object", "required": ["format", "session", "events", "phases", "qc"]})"),
+       200,
+       "application/json",
+       {{"format", "json (default) or html"}},
+       true,
+       [&k, profile_tool](Request& req) {
+         std::string format = "json";
+         if (auto it = req.query.find("format"); it != req.query.end()) format = it->second;
+         if (format != "json" && format != "html")
+           throw HttpError{422, "invalid_request",
+                           "query parameter 'format' must be json or html, not '" + format + "'",
+                           json::object{{"field", "query.format"}}};
+         auto s =
+             profile_tool(req, "telemetry.session", json::object{{"session", req.params.at("id")}});
+         auto an = profile_tool(req, "roast.analyze",
+                                json::object{{"curve", s.at("curve")}, {"ror_series", true}});
+         // A failed QC is the report's to show (it carries the checks), not an error here.
+         runtime::ToolCall qc_call;
+         qc_call.tool = "roast.qc";
+         qc_call.tenant = req.tenant;
+         qc_call.input = json::object{{"analysis", an}, {"targets", s.at("targets")}};
+         qc_call.request_id = req.request_id;
+         auto qc = k.executor().invoke(qc_call);
+         json::object in{{"session", s.at("session")},
+                         {"curve", s.at("curve")},
+                         {"analysis", an},
+                         {"reference", s.at("reference")}};
+         if (qc.ok())
+           in["qc"] = qc.value().output;
+         else if (qc.error().code == "qc_failed" && qc.error().details.is_object())
+           in["qc"] = qc.error().details;
+         else
+           throw HttpError{tool_error_status(qc.error().code), qc.error().code, qc.error().message};
+         auto rep = profile_tool(req, "roast.report", std::move(in));
+         if (format == "html")
+           return Response::text(200, std::string(rep.at("html").as_string()),
+                                 "text/html; charset=utf-8");
+         return Response::json(200, rep.at("report"));
+       }});
   r.add({"GET",
          "/v1/profiles",
          "listProfiles",
