@@ -1071,8 +1071,9 @@ Router build_api(ApiContext& ctx) {
     }
     return *p;
   };
-  // Runs a roast plugin tool for a profile route; its error is the route's.
-  auto profile_tool = [&k](const Request& req, const char* tool, json::object input) {
+  // Runs a tool for a route (profiles, a session's report) in the key's tenant; its error is the
+  // route's.
+  auto run_tool = [&k](const Request& req, const char* tool, json::object input) {
     runtime::ToolCall call;
     call.tool = tool;
     call.tenant = req.tenant;
@@ -1108,7 +1109,7 @@ Router build_api(ApiContext& ctx) {
        "application/json",
        {{"format", "json (default) or html"}},
        true,
-       [&k, profile_tool](Request& req) {
+       [&k, run_tool](Request& req) {
          std::string format = "json";
          if (auto it = req.query.find("format"); it != req.query.end()) format = it->second;
          if (format != "json" && format != "html")
@@ -1116,9 +1117,9 @@ Router build_api(ApiContext& ctx) {
                            "query parameter 'format' must be json or html, not '" + format + "'",
                            json::object{{"field", "query.format"}}};
          auto s =
-             profile_tool(req, "telemetry.session", json::object{{"session", req.params.at("id")}});
-         auto an = profile_tool(req, "roast.analyze",
-                                json::object{{"curve", s.at("curve")}, {"ror_series", true}});
+             run_tool(req, "telemetry.session", json::object{{"session", req.params.at("id")}});
+         auto an = run_tool(req, "roast.analyze",
+                            json::object{{"curve", s.at("curve")}, {"ror_series", true}});
          // A failed QC is the report's to show (it carries the checks), not an error here.
          runtime::ToolCall qc_call;
          qc_call.tool = "roast.qc";
@@ -1136,7 +1137,7 @@ Router build_api(ApiContext& ctx) {
            in["qc"] = qc.error().details;
          else
            throw HttpError{tool_error_status(qc.error().code), qc.error().code, qc.error().message};
-         auto rep = profile_tool(req, "roast.report", std::move(in));
+         auto rep = run_tool(req, "roast.report", std::move(in));
          if (format == "html")
            return Response::text(200, std::string(rep.at("html").as_string()),
                                  "text/html; charset=utf-8");
@@ -1192,12 +1193,12 @@ Router build_api(ApiContext& ctx) {
          "application/json",
          {},
          true,
-         [&k, profile_tool](Request& req) {
+         [&k, run_tool](Request& req) {
            auto in = req.json.as_object();
            const std::string name(in.at("name").as_string());
            in.erase("name");
            telemetry::ProfileRef::parse(name);  // a bad name before the plugin reads the file
-           auto out = profile_tool(req, "roast.profile_import", std::move(in));
+           auto out = run_tool(req, "roast.profile_import", std::move(in));
            auto p = k.telemetry().profiles().save(req.tenant, name, out.at("profile").as_object(),
                                                   *req.actor);
            auto saved = p.to_json(false);
@@ -1259,9 +1260,9 @@ Router build_api(ApiContext& ctx) {
          "text/plain",
          {{"version", "this version (default: the newest)", "integer"}},
          true,
-         [profile_or_404, profile_tool](Request& req) {
+         [profile_or_404, run_tool](Request& req) {
            const auto p = profile_or_404(req);
-           auto out = profile_tool(req, "roast.profile_export", json::object{{"profile", p.body}});
+           auto out = run_tool(req, "roast.profile_export", json::object{{"profile", p.body}});
            auto res = Response::text(200, std::string(out.at("alog").as_string()),
                                      "text/plain; charset=utf-8");
            res.headers.emplace_back(
