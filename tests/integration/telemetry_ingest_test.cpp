@@ -841,16 +841,34 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
                       "Quality check: pass"));
   BOOST_TEST(steps[4].at("output").at("seconds").as_double() > 3.0);
 
+  // Against the server a read-only key will do: the report and prediction routes, not the tools.
   auto report =
       s.kiln({"report", std::string(session.at("id").as_string()), "-o", "r.html", "--server",
-              "http://127.0.0.1:" + std::to_string(s.port), "--api-key", s.keys.at("operator")});
+              "http://127.0.0.1:" + std::to_string(s.port), "--api-key", s.keys.at("viewer")});
   BOOST_TEST(report.exit_code == 0, report.err);
   std::ifstream html(s.dir.path() / "r.html");
   std::stringstream text;
   text << html.rdbuf();
   BOOST_TEST(contains(text.str(), "<svg"));
   BOOST_TEST(contains(text.str(), "Quality check"));
+  BOOST_TEST(contains(report.out, "Quality check: pass"), report.out);
   BOOST_TEST(!contains(report.err, "is HTML"), report.err);
+  auto numbers =
+      s.kiln({"report", std::string(session.at("id").as_string()), "-o", "r.json", "--server",
+              "http://127.0.0.1:" + std::to_string(s.port), "--api-key", s.keys.at("viewer")});
+  BOOST_TEST(numbers.exit_code == 0, numbers.err);
+  {
+    std::ifstream f(s.dir.path() / "r.json");
+    std::stringstream t;
+    t << f.rdbuf();
+    BOOST_TEST(json::parse(t.str()).at("format").as_string() == "kiln.roast-report/1");
+  }
+  auto missing =
+      s.kiln({"report", "nosuch@acme", "-o", "x.html", "--server",
+              "http://127.0.0.1:" + std::to_string(s.port), "--api-key", s.keys.at("viewer")});
+  BOOST_TEST(missing.exit_code == 1);
+  BOOST_TEST(contains(missing.err, "kiln report: not_found: 404: "), missing.err);
+  BOOST_TEST(!fs::exists(s.dir.path() / "x.html"));
   // Any name is written, but one that promises another format gets a note.
   auto pdf =
       s.kiln({"report", std::string(session.at("id").as_string()), "-o", "r.pdf", "--server",
@@ -859,11 +877,40 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
   BOOST_TEST(contains(pdf.err, "the report is HTML (open it in a browser); r.pdf"), pdf.err);
   auto predicted =
       s.kiln({"predict", std::string(session.at("id").as_string()), "--json", "--server",
-              "http://127.0.0.1:" + std::to_string(s.port), "--api-key", s.keys.at("operator")});
+              "http://127.0.0.1:" + std::to_string(s.port), "--api-key", s.keys.at("viewer")});
   BOOST_TEST(predicted.exit_code == 0, predicted.err);
   // The roast is over: nothing to predict, and it says when it dropped.
   BOOST_TEST(contains(predicted.out, "\"status\": \"closed\""), predicted.out);
   BOOST_TEST(contains(predicted.out, "the roast dropped at "), predicted.out);
+  // A roast under way: the server's prediction for a read-only key is the one made locally.
+  BOOST_REQUIRE(
+      s.kiln({"devices", "add", "sim-8", "--tenant", "acme", "--key-out", "sim-8.key"}).exit_code ==
+      0);
+  auto live =
+      s.kiln({"record", "--key", "sim-8.key", "--server",
+              "http://127.0.0.1:" + std::to_string(s.port), "--api-key", s.keys.at("operator"),
+              "--speed", "0", "--duration", "420", "--spool", "spool-8"});
+  BOOST_REQUIRE_MESSAGE(live.exit_code == 0, live.out << live.err);
+  std::string live_id;
+  for (int i = 0; i < 100 && live_id.empty(); ++i) {
+    const auto listed = body(s.call("GET", "/v1/sessions?device=sim-8", "viewer"));
+    for (const auto& x : listed.as_array())
+      if (x.at("state").as_string() == "open") live_id = std::string(x.at("id").as_string());
+    if (live_id.empty()) std::this_thread::sleep_for(100ms);
+  }
+  BOOST_REQUIRE(!live_id.empty());
+  auto served = s.call("GET", "/v1/sessions/" + live_id + "/predict", "viewer");
+  BOOST_REQUIRE_MESSAGE(served.status == 200, served.body);
+  const auto prediction = body(served);
+  BOOST_TEST(prediction.at("status").as_string() != "closed", served.body);
+  BOOST_TEST(prediction.at("fcs").at("eta").as_double() > prediction.at("now").as_double(),
+             served.body);
+  BOOST_TEST(prediction.at("dtr_target").to_number<double>() == 20.0, served.body);
+  auto local = s.kiln({"predict", live_id, "--json"});
+  BOOST_TEST(local.exit_code == 0, local.err);
+  BOOST_TEST(json::parse(local.out) == prediction, local.out + "\n" + served.body);
+  BOOST_TEST(s.call("GET", "/v1/sessions/" + live_id + "/predict", "other").status == 404);
+  BOOST_TEST(s.call("GET", "/v1/sessions/" + live_id + "/predict?x=1", "viewer").status == 422);
   auto sessions = s.kiln({"sessions", "list", "--tenant", "acme"});
   BOOST_TEST(contains(sessions.out, std::string(session.at("id").as_string())), sessions.out);
   // Against the server: the same table, not raw JSON.

@@ -15,6 +15,7 @@
 #include "missions/worker.hpp"
 #include "runtime/tts_tools.hpp"
 #include "storage/sqlite.hpp"
+#include "telemetry/session_views.hpp"
 
 namespace kiln::http {
 namespace json = boost::json;
@@ -1071,28 +1072,42 @@ Router build_api(ApiContext& ctx) {
     }
     return *p;
   };
-  // Runs a tool for a route (profiles, a session's report) in the key's tenant; its error is the
-  // route's.
-  auto run_tool = [&k](const Request& req, const char* tool, json::object input) {
-    runtime::ToolCall call;
-    call.tool = tool;
-    call.tenant = req.tenant;
-    call.input = std::move(input);
-    call.request_id = req.request_id;
-    auto outcome = k.executor().invoke(call);
-    if (!outcome.ok()) {
-      const auto& e = outcome.error();
-      if (e.code == error_code::kUnknownTool)
-        throw HttpError{503, "unavailable",
-                        std::string("this route needs the tool ") + tool +
-                            " (the roast plugin's), which this server has not loaded"};
-      throw HttpError{tool_error_status(e.code), e.code, e.message,
-                      json::object{{"tool", e.details}}};
-    }
-    return outcome.value().output.as_object();
+  // Runs tools for a route in the key's tenant: the output or the tool's error.
+  auto tools_of = [&k](const Request& req) -> telemetry::ToolRunner {
+    return [&k, tenant = req.tenant, request_id = req.request_id](
+               const std::string& tool, json::object input) -> Result<json::value, ToolError> {
+      runtime::ToolCall call;
+      call.tool = tool;
+      call.tenant = tenant;
+      call.input = std::move(input);
+      call.request_id = request_id;
+      auto outcome = k.executor().invoke(call);
+      if (!outcome.ok()) return Unexpected<ToolError>{outcome.error()};
+      return std::move(outcome.value().output);
+    };
   };
-  // A session's report for any key that may read the session (the tools behind it need the
-  // operator role through POST /v1/tools): made now, as `kiln report` makes it.
+  // A tool's error as the route's.
+  auto tool_failed = [](const ToolError& e, const std::string& tool) {
+    if (e.code == error_code::kUnknownTool)
+      return HttpError{503, "unavailable",
+                       "this route needs the tool " + tool +
+                           " (the roast plugin's), which this server has not loaded"};
+    return HttpError{tool_error_status(e.code), e.code, e.message,
+                     json::object{{"tool", e.details}}};
+  };
+  // Runs a tool for a route (profiles) in the key's tenant; its error is the route's.
+  auto run_tool = [tools_of, tool_failed](const Request& req, const char* tool,
+                                          json::object input) {
+    auto out = tools_of(req)(tool, std::move(input));
+    if (!out.ok()) throw tool_failed(out.error(), tool);
+    return out.value().as_object();
+  };
+  // The tool chains behind a session's report and prediction (session_views.hpp), for any key
+  // that may read the session: the tools themselves need the operator role through POST
+  // /v1/tools. A failed tool is named by the error's message.
+  auto view_failed = [tool_failed](const ToolError& e) {
+    return tool_failed(e, "roast.analyze, roast.qc, roast.report and roast.predict");
+  };
   r.add(
       {"GET",
        "/v1/sessions/{id}/report",
@@ -1109,40 +1124,46 @@ Router build_api(ApiContext& ctx) {
        "application/json",
        {{"format", "json (default) or html"}},
        true,
-       [&k, run_tool](Request& req) {
+       [tools_of, view_failed](Request& req) {
          std::string format = "json";
          if (auto it = req.query.find("format"); it != req.query.end()) format = it->second;
          if (format != "json" && format != "html")
            throw HttpError{422, "invalid_request",
                            "query parameter 'format' must be json or html, not '" + format + "'",
                            json::object{{"field", "query.format"}}};
-         auto s =
-             run_tool(req, "telemetry.session", json::object{{"session", req.params.at("id")}});
-         auto an = run_tool(req, "roast.analyze",
-                            json::object{{"curve", s.at("curve")}, {"ror_series", true}});
-         // A failed QC is the report's to show (it carries the checks), not an error here.
-         runtime::ToolCall qc_call;
-         qc_call.tool = "roast.qc";
-         qc_call.tenant = req.tenant;
-         qc_call.input = json::object{{"analysis", an}, {"targets", s.at("targets")}};
-         qc_call.request_id = req.request_id;
-         auto qc = k.executor().invoke(qc_call);
-         json::object in{{"session", s.at("session")},
-                         {"curve", s.at("curve")},
-                         {"analysis", an},
-                         {"reference", s.at("reference")}};
-         if (qc.ok())
-           in["qc"] = qc.value().output;
-         else if (qc.error().code == "qc_failed" && qc.error().details.is_object())
-           in["qc"] = qc.error().details;
-         else
-           throw HttpError{tool_error_status(qc.error().code), qc.error().code, qc.error().message};
-         auto rep = run_tool(req, "roast.report", std::move(in));
+         auto rep = telemetry::session_report(tools_of(req), req.params.at("id"));
+         if (!rep.ok()) throw view_failed(rep.error());
          if (format == "html")
-           return Response::text(200, std::string(rep.at("html").as_string()),
+           return Response::text(200, std::string(rep.value().at("html").as_string()),
                                  "text/html; charset=utf-8");
-         return Response::json(200, rep.at("report"));
+         return Response::json(200, rep.value().at("report"));
        }});
+  r.add({"GET",
+         "/v1/sessions/{id}/predict",
+         "getSessionPrediction",
+         "Predictive assist for a live roast session, read-only: from its curve so far, when first "
+         "crack (FCs) and DROP are expected (seconds after CHARGE, each with an early/late band; "
+         "a late end the fit cannot bound is null), DROP at the DTR its profile aims at. A closed "
+         "session answers status \"closed\" with a message",
+         "telemetry",
+         Role::kViewer,
+         0,
+         nullptr,
+         schema(R"({"type": "object", "required": ["status"],
+                    "properties": {"status": {"type": "string"}, "message": {"type": "string"},
+                                   "now": {"type": "number"}, "bt": {"type": "number"},
+                                   "ror": {"type": "number"}, "fcs_bt": {"type": "number"},
+                                   "dtr_target": {"type": "number"}, "fcs": {"type": "object"},
+                                   "drop": {"type": "object"}}})"),
+         200,
+         "application/json",
+         {},
+         true,
+         [tools_of, view_failed](Request& req) {
+           auto p = telemetry::session_predict(tools_of(req), req.params.at("id"));
+           if (!p.ok()) throw view_failed(p.error());
+           return Response::json(200, std::move(p.value()));
+         }});
   r.add({"GET",
          "/v1/profiles",
          "listProfiles",

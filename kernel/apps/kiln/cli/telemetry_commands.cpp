@@ -26,6 +26,7 @@
 #include "runtime/kernel.hpp"
 #include "telemetry/envelope.hpp"
 #include "telemetry/ingest.hpp"
+#include "telemetry/session_views.hpp"
 
 namespace kiln::cli {
 namespace json = boost::json;
@@ -200,14 +201,16 @@ it in Artisan. With --server the server's tools do it.
 
 Predictive assist, read-only: from the session's curve so far, when first crack (at the FCs
 temperature of plugin_config.roast.curve_phases) and DROP (at a 20 % development ratio) are
-expected, with an early/late band. With --server the server's tools do it.
+expected, with an early/late band. With --server the server makes it (GET
+/v1/sessions/SESSION/predict; a read-only key will do).
 )"},
       {"report", R"(Usage: kiln report SESSION -o FILE.html|FILE.json [--tenant T]
 
 Analyses a roast session (events, phases, RoR), checks it against the QC targets (its profile's,
 else roast.qc's defaults), compares it with its profile, and writes the HTML report (inline SVG
 chart, opens offline) to FILE — or, for FILE.json, the report's numbers as JSON
-(kiln.roast-report/1). With --server the server's tools do it.
+(kiln.roast-report/1). With --server the server makes it (GET /v1/sessions/SESSION/report; a
+read-only key will do).
 )"},
   };
   return help;
@@ -381,6 +384,23 @@ struct Invoker {
     if (!r.ok()) return Unexpected<ToolError>{r.error()};
     return r.value().output;
   }
+  // A server's read-only route (GET PATH): the body, or its error. Only with a server.
+  Result<std::string, ToolError> get(const std::string& path) {
+    std::vector<std::pair<std::string, std::string>> h;
+    if (!key.empty()) h.emplace_back("Authorization", "Bearer " + key);
+    auto res = client->request("GET", path, "", h);
+    if (res.status == 200) return std::move(res.body);
+    const auto e = json::parse(res.body).at("error").as_object();
+    return Unexpected<ToolError>{
+        ToolError{std::string(e.at("code").as_string()),
+                  std::to_string(res.status) + ": " + std::string(e.at("message").as_string()),
+                  false, e.contains("details") ? e.at("details") : json::value(nullptr)}};
+  }
+  telemetry::ToolRunner runner() {
+    return [this](const std::string& tool, json::object input) {
+      return (*this)(tool, std::move(input));
+    };
+  }
 };
 
 // Writes a command's output file; false (and the reason on `err`) when it cannot.
@@ -397,52 +417,47 @@ int cmd_report(const Args& a, std::ostream& out, std::ostream& err) {
   if (a.positional.size() < 2) throw std::invalid_argument("report needs a SESSION");
   if (!a.out_file) throw std::invalid_argument("report needs -o FILE.html");
   const std::string session = a.positional[1];
+  const auto ext = fs::path(*a.out_file).extension();
   Invoker invoke(a, session);
-  auto s = invoke("telemetry.session", {{"session", session}});
-  if (!s.ok()) {
-    err << "kiln report: " << s.error().code << ": " << s.error().message << "\n";
-    return runtime::kExitFailed;
-  }
-  auto an = invoke("roast.analyze", {{"curve", s.value().at("curve")}, {"ror_series", true}});
-  if (!an.ok()) {
-    err << "kiln report: analysis: " << an.error().message << "\n";
-    return runtime::kExitFailed;
-  }
-  auto qc = invoke("roast.qc", {{"analysis", an.value()}, {"targets", s.value().at("targets")}});
-  if (!qc.ok() && qc.error().code != "qc_failed") {
-    err << "kiln report: quality check: " << qc.error().code << ": " << qc.error().message << "\n";
-    return runtime::kExitFailed;
-  }
-  json::value qc_value = qc.ok() ? qc.value() : qc.error().details;  // a fail carries the checks
-  json::object report_in{{"session", s.value().at("session")},
-                         {"curve", s.value().at("curve")},
-                         {"analysis", an.value()}};
-  if (qc_value.is_object()) report_in["qc"] = qc_value;
-  // The session's profile, drawn behind the roast and compared with it.
-  if (const auto* ref = s.value().as_object().if_contains("reference"); ref && ref->is_object())
-    report_in["reference"] = *ref;
-  auto rep = invoke("roast.report", report_in);
-  if (!rep.ok()) {
-    err << "kiln report: " << rep.error().code << ": " << rep.error().message << "\n";
-    return runtime::kExitFailed;
+  // roast.report's output: made here, or by the server's report route (a read-only key will do).
+  json::object rep;
+  if (invoke.client) {
+    const std::string route = "/v1/sessions/" + url_encode(session) + "/report";
+    auto numbers = invoke.get(route);
+    auto page = numbers.ok() && ext != ".json" ? invoke.get(route + "?format=html")
+                                               : Result<std::string, ToolError>{std::string()};
+    if (!numbers.ok() || !page.ok()) {
+      const auto& e = numbers.ok() ? page.error() : numbers.error();
+      err << "kiln report: " << e.code << ": " << e.message << "\n";
+      return runtime::kExitFailed;
+    }
+    rep["report"] = json::parse(numbers.value());
+    rep["summary"] = rep.at("report").at("summary");
+    rep["bytes"] = page.value().size();
+    rep["html"] = page.value();
+  } else {
+    auto made = telemetry::session_report(invoke.runner(), session);
+    if (!made.ok()) {
+      err << "kiln report: " << made.error().code << ": " << made.error().message << "\n";
+      return runtime::kExitFailed;
+    }
+    rep = std::move(made.value());
   }
   // FILE.json: the report's numbers; anything else: the page.
-  const auto ext = fs::path(*a.out_file).extension();
   if (ext == ".json") {
-    if (!write_out(*a.out_file, pretty(rep.value().at("report")), "kiln report", err))
+    if (!write_out(*a.out_file, pretty(rep.at("report")), "kiln report", err))
       return runtime::kExitFailed;
     out << "wrote " << *a.out_file << " (the report's numbers as JSON)\n"
-        << rep.value().at("summary").as_string().c_str() << "\n";
+        << rep.at("summary").as_string().c_str() << "\n";
     return runtime::kExitOk;
   }
-  if (!write_out(*a.out_file, rep.value().at("html").as_string(), "kiln report", err))
+  if (!write_out(*a.out_file, rep.at("html").as_string(), "kiln report", err))
     return runtime::kExitFailed;
   if (ext != ".html" && ext != ".htm")
     err << "kiln report: note: the report is HTML (open it in a browser); " << *a.out_file
         << " does not end in .html (FILE.json writes its numbers as JSON)\n";
-  out << "wrote " << *a.out_file << " (" << rep.value().at("bytes").to_number<std::int64_t>()
-      << " bytes)\n"
-      << rep.value().at("summary").as_string().c_str() << "\n";
+  out << "wrote " << *a.out_file << " (" << rep.at("bytes").to_number<std::int64_t>() << " bytes)\n"
+      << rep.at("summary").as_string().c_str() << "\n";
   return runtime::kExitOk;
 }
 
@@ -488,50 +503,29 @@ int cmd_sessions_export(const Args& a, std::ostream& out, std::ostream& err) {
 
 int cmd_predict(const Args& a, std::ostream& out, std::ostream& err) {
   if (a.positional.size() < 2) throw std::invalid_argument("predict needs a SESSION");
-  Invoker invoke(a, a.positional[1]);
-  auto s = invoke("telemetry.session", {{"session", a.positional[1]}});
-  if (!s.ok()) {
-    err << "kiln predict: " << s.error().code << ": " << s.error().message << "\n";
-    return runtime::kExitFailed;
-  }
-  // A closed session: the roast is over, there is nothing left to predict.
-  const auto& session = s.value().at("session").as_object();
-  if (const auto* state = session.if_contains("state"); state && *state == "closed") {
-    std::string what = "session " + a.positional[1] + " is closed (" +
-                       (session.contains("close_reason") && session.at("close_reason").is_string()
-                            ? std::string(session.at("close_reason").as_string())
-                            : std::string("closed")) +
-                       ")";
-    if (const auto* drop = session.if_contains("drop_t"); drop && drop->is_number())
-      what += ": the roast dropped at " +
-              mmss(json::value(drop->to_number<double>() -
-                               session.at("charge_t").to_number<double>())) +
-              " after CHARGE";
-    what += "; nothing to predict (`kiln report " + a.positional[1] +
-            " -o report.html` has its analysis)";
-    if (a.json)
-      out << pretty(json::object{{"status", "closed"}, {"message", what}});
+  const std::string session = a.positional[1];
+  Invoker invoke(a, session);
+  // Made here, or by the server's prediction route (a read-only key will do).
+  Result<json::object, ToolError> p = json::object{};
+  if (invoke.client) {
+    auto body = invoke.get("/v1/sessions/" + url_encode(session) + "/predict");
+    if (body.ok())
+      p = json::parse(body.value()).as_object();
     else
-      out << what << "\n";
-    return runtime::kExitOk;
+      p = Unexpected<ToolError>{body.error()};
+  } else {
+    p = telemetry::session_predict(invoke.runner(), session);
   }
-  json::object predict_in{{"curve", s.value().at("curve")}};
-  // The DTR the session's profile aims at (its target, or the middle of its range).
-  if (const auto* t = s.value().as_object().if_contains("targets"); t && t->is_object())
-    if (const auto* dtr = t->as_object().if_contains("dtr"); dtr && dtr->is_object()) {
-      const auto& d = dtr->as_object();
-      std::optional<double> aim;
-      if (d.contains("target") && d.at("target").is_number())
-        aim = d.at("target").to_number<double>();
-      else if (d.contains("min") && d.contains("max") && d.at("min").is_number() &&
-               d.at("max").is_number())
-        aim = (d.at("min").to_number<double>() + d.at("max").to_number<double>()) / 2;
-      if (aim) predict_in["dtr"] = std::clamp(*aim, 5.0, 40.0);
-    }
-  auto p = invoke("roast.predict", predict_in);
   if (!p.ok()) {
     err << "kiln predict: " << p.error().code << ": " << p.error().message << "\n";
     return runtime::kExitFailed;
+  }
+  if (p.value().at("status") == "closed") {  // the roast is over: nothing left to predict
+    if (a.json)
+      out << pretty(p.value());
+    else
+      out << p.value().at("message").as_string().c_str() << "\n";
+    return runtime::kExitOk;
   }
   const auto& v = p.value();
   if (a.json) {

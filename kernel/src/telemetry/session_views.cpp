@@ -1,0 +1,86 @@
+#include "telemetry/session_views.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <optional>
+
+namespace kiln::telemetry {
+
+namespace json = boost::json;
+
+namespace {
+
+// 581.4 → "9:41".
+std::string mmss(double seconds) {
+  const long t = std::lround(seconds);
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%s%ld:%02ld", t < 0 ? "-" : "", std::labs(t) / 60,
+                std::labs(t) % 60);
+  return buf;
+}
+
+// The error of a step, its message prefixed with what the step was for.
+Unexpected<ToolError> failed(const char* step, ToolError e) {
+  e.message = std::string(step) + ": " + e.message;
+  return Unexpected<ToolError>{std::move(e)};
+}
+
+}  // namespace
+
+Result<json::object, ToolError> session_report(const ToolRunner& run, const std::string& session) {
+  auto s = run("telemetry.session", {{"session", session}});
+  if (!s.ok()) return Unexpected<ToolError>{s.error()};
+  const auto& rec = s.value().as_object();
+  auto an = run("roast.analyze", {{"curve", rec.at("curve")}, {"ror_series", true}});
+  if (!an.ok()) return failed("analysis", an.error());
+  auto qc = run("roast.qc", {{"analysis", an.value()}, {"targets", rec.at("targets")}});
+  if (!qc.ok() && qc.error().code != "qc_failed") return failed("quality check", qc.error());
+  json::object in{
+      {"session", rec.at("session")}, {"curve", rec.at("curve")}, {"analysis", an.value()}};
+  // A failed check carries the checks in its details.
+  if (json::value v = qc.ok() ? qc.value() : qc.error().details; v.is_object()) in["qc"] = v;
+  if (const auto* ref = rec.if_contains("reference"); ref && ref->is_object())
+    in["reference"] = *ref;
+  auto rep = run("roast.report", std::move(in));
+  if (!rep.ok()) return failed("report", rep.error());
+  return rep.value().as_object();
+}
+
+Result<json::object, ToolError> session_predict(const ToolRunner& run, const std::string& session) {
+  auto s = run("telemetry.session", {{"session", session}});
+  if (!s.ok()) return Unexpected<ToolError>{s.error()};
+  const auto& rec = s.value().as_object();
+  const auto& info = rec.at("session").as_object();
+  if (const auto* state = info.if_contains("state"); state && *state == "closed") {
+    std::string what = "session " + session + " is closed (" +
+                       (info.contains("close_reason") && info.at("close_reason").is_string()
+                            ? std::string(info.at("close_reason").as_string())
+                            : std::string("closed")) +
+                       ")";
+    if (const auto* drop = info.if_contains("drop_t"); drop && drop->is_number())
+      what += ": the roast dropped at " +
+              mmss(drop->to_number<double>() - info.at("charge_t").to_number<double>()) +
+              " after CHARGE";
+    what += "; nothing to predict (its report has the analysis: `kiln report " + session +
+            " -o report.html`, GET /v1/sessions/" + session + "/report)";
+    return json::object{{"status", "closed"}, {"message", what}};
+  }
+  json::object in{{"curve", rec.at("curve")}};
+  if (const auto* t = rec.if_contains("targets"); t && t->is_object())
+    if (const auto* dtr = t->as_object().if_contains("dtr"); dtr && dtr->is_object()) {
+      const auto& d = dtr->as_object();
+      std::optional<double> aim;
+      if (d.contains("target") && d.at("target").is_number())
+        aim = d.at("target").to_number<double>();
+      else if (d.contains("min") && d.contains("max") && d.at("min").is_number() &&
+               d.at("max").is_number())
+        aim = (d.at("min").to_number<double>() + d.at("max").to_number<double>()) / 2;
+      if (aim) in["dtr"] = std::clamp(*aim, 5.0, 40.0);
+    }
+  auto p = run("roast.predict", std::move(in));
+  if (!p.ok()) return failed("prediction", p.error());
+  return p.value().as_object();
+}
+
+}  // namespace kiln::telemetry

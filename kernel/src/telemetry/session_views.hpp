@@ -1,0 +1,35 @@
+// What a recorded session is made into for people, the same from the CLI and over HTTP: its
+// report (`kiln report`, GET /v1/sessions/{id}/report) and the predictive assist (`kiln predict`,
+// GET /v1/sessions/{id}/predict). Both are chains of tools — telemetry.session, then the roast
+// plugin's roast.analyze, roast.qc, roast.report or roast.predict — run through a ToolRunner: the
+// kernel's executor in process, or a server's tools from the CLI.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include <boost/json.hpp>
+
+#include "kiln/result.hpp"
+#include "kiln/tool.hpp"
+
+namespace kiln::telemetry {
+
+// Runs one tool: its output, or its error (code, message, details).
+using ToolRunner = std::function<Result<boost::json::value, ToolError>(const std::string& tool,
+                                                                       boost::json::object input)>;
+
+// roast.report's output for a session (html, report, summary, bytes, ...): its analysis with the
+// RoR series, its QC against its targets (a failed check is the report's to show, not an error)
+// and its profile drawn behind it. An error names the step that failed.
+Result<boost::json::object, ToolError> session_report(const ToolRunner& run,
+                                                      const std::string& session);
+
+// Predictive assist for a session: roast.predict's output for its curve so far, aiming at the DTR
+// its profile's targets give (the target, or the middle of the range). A closed session has
+// nothing left to predict: {"status": "closed", "message": "... dropped at 9:41 after CHARGE
+// ..."}.
+Result<boost::json::object, ToolError> session_predict(const ToolRunner& run,
+                                                       const std::string& session);
+
+}  // namespace kiln::telemetry
