@@ -882,6 +882,12 @@ BOOST_AUTO_TEST_CASE(profile_names_differing_only_in_case_are_refused_and_sugges
   const std::string alog =
       std::string(KILN_SOURCE_DIR) + "/tests/fixtures/artisan-alog/26-02-01_1812_Jigesa_no2.alog";
   BOOST_REQUIRE(kiln({"profiles", "import", alog, "--name", "Jigesa"}).exit_code == 0);
+  // Imported twice: nothing new to save.
+  auto again = kiln({"profiles", "import", alog, "--name", "Jigesa"});
+  BOOST_TEST(again.exit_code == 0, again.err);
+  BOOST_TEST(contains(again.out,
+                      "unchanged: profile Jigesa version 1 (Roaster Scope) has the content of "),
+             again.out);
   auto twin = kiln({"profiles", "import", alog, "--name", "JIGESA"});
   BOOST_TEST(twin.exit_code == 1, twin.out);
   BOOST_TEST(contains(twin.err, "profile 'JIGESA' differs from the existing 'Jigesa' only in case"),

@@ -613,6 +613,12 @@ BOOST_AUTO_TEST_CASE(a_device_profile_gives_its_sessions_targets_and_phases) {
       json::serialize(body(v1).at("qc_targets")).find("FCs at 5:58–6:58") != std::string::npos,
       v1.body);
   BOOST_TEST(body(v1).at("notes").as_array().empty());
+  BOOST_TEST(body(v1).at("unchanged") == false);
+  // The same save again (a retried request) is the version it made, not a copy.
+  auto retried = s.call("POST", "/v1/profiles", "operator", save);
+  BOOST_TEST(retried.status == 200, retried.body);
+  BOOST_TEST(body(retried).at("version").as_int64() == 1);
+  BOOST_TEST(body(retried).at("unchanged") == true);
   // Tenants do not see each other's profiles.
   BOOST_TEST(body(s.call("GET", "/v1/profiles", "other")).as_array().empty());
   BOOST_TEST(s.call("GET", "/v1/profiles/sidamo", "other").status == 404);

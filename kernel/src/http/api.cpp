@@ -1198,7 +1198,9 @@ Router build_api(ApiContext& ctx) {
          "/v1/profiles",
          "saveProfile",
          "Save a profile as the next version of its name, from an Artisan .alog's text or a "
-         "profile's JSON (checked by the roast plugin's roast.profile_import)",
+         "profile's JSON (checked by the roast plugin's roast.profile_import). The same content "
+         "and title as the newest version (a retried save) saves nothing: 200 with that version "
+         "and \"unchanged\": true",
          "profiles",
          Role::kOperator,
          16u << 20,
@@ -1225,7 +1227,8 @@ Router build_api(ApiContext& ctx) {
            auto saved = p.to_json(false);
            saved["qc_targets"] = out.at("qc_targets");
            saved["notes"] = out.at("notes");
-           return Response::json(201, saved);
+           saved["unchanged"] = p.unchanged;
+           return Response::json(p.unchanged ? 200 : 201, saved);
          }});
   r.add({"GET",
          "/v1/profiles/{name}",

@@ -35,6 +35,9 @@ struct ProfileInfo {
   std::string created_by;
   std::optional<std::string> archived_at;
   boost::json::object body;  // empty in listings
+  // From ProfileStore::save: the body and title were the newest version's already (a repeated
+  // save), and nothing was saved.
+  bool unchanged = false;
   boost::json::object to_json(bool with_body) const;
 };
 
@@ -50,8 +53,9 @@ class ProfileStore {
   ProfileStore(ledger::SqliteLedger& ledger, std::filesystem::path db_path);
 
   // Saves `body` as the next version of `name` (version 1 for a new name; an archived name is
-  // restored by a save). Throws missions::MissionError: invalid_input (a bad name, a body that is
-  // not a profile), forbidden (below operator).
+  // restored by a save). The same body and title as the newest version of a name not archived
+  // save nothing: that version, `unchanged`. Throws missions::MissionError: invalid_input (a bad
+  // name, a body that is not a profile), forbidden (below operator).
   ProfileInfo save(const std::string& tenant, const std::string& name, boost::json::object body,
                    const missions::Actor& by);
   // Archives (hidden from listings, not assignable) or restores a name with all its versions.

@@ -173,12 +173,12 @@ struct Library {
       return json::parse(call("POST", "/v1/profiles", json::serialize(source))).as_object();
     }
     auto out = tool("roast.profile_import", std::move(source));
-    auto saved = k->telemetry()
-                     .profiles()
-                     .save(tenant, name, out.at("profile").as_object(), cli_actor())
-                     .to_json(false);
+    auto p =
+        k->telemetry().profiles().save(tenant, name, out.at("profile").as_object(), cli_actor());
+    auto saved = p.to_json(false);
     saved["qc_targets"] = out.at("qc_targets");  // as the server's answer has them
     saved["notes"] = out.at("notes");
+    saved["unchanged"] = p.unchanged;
     return saved;
   }
 
@@ -371,9 +371,12 @@ int cmd_profiles(const Args& a, std::ostream& out, std::ostream&) {
     if (a.title) source["title"] = *a.title;
     Library lib(a, true);
     auto saved = lib.save(*a.name, std::move(source));
-    out << "saved profile " << std::string(saved.at("name").as_string()) << " version "
+    const auto* same = saved.if_contains("unchanged");
+    out << (same && *same == true ? "unchanged: profile " : "saved profile ")
+        << std::string(saved.at("name").as_string()) << " version "
         << saved.at("version").to_number<std::int64_t>() << " ("
-        << flat(std::string(saved.at("title").as_string())) << ") from " << file << "\n";
+        << flat(std::string(saved.at("title").as_string())) << ")"
+        << (same && *same == true ? " has the content of " : " from ") << file << "\n";
     std::string targets;
     for (const auto& t : saved.at("qc_targets").as_array())
       targets += (targets.empty() ? "" : "; ") + std::string(t.as_string());
