@@ -131,6 +131,46 @@ void send_all(int fd, std::string_view bytes) {
 
 }  // namespace
 
+// A page of a listed origin may call the API (CORS): the preflight needs no key, the request it
+// clears still does, and errors are readable too; another origin gets no CORS headers.
+BOOST_AUTO_TEST_CASE(pages_of_listed_origins_may_call_the_api) {
+  Server s({"server.cors_origins=[https://dash.example]"});
+  const std::vector<std::pair<std::string, std::string>> from_dash = {
+      {"Origin", "https://dash.example"}};
+  auto pre = s.call("OPTIONS", "/v1/sessions", "", "",
+                    {{"Origin", "https://dash.example"},
+                     {"Access-Control-Request-Method", "GET"},
+                     {"Access-Control-Request-Headers", "authorization"}});
+  BOOST_TEST(pre.status == 200, pre.body);
+  BOOST_TEST(pre.header("access-control-allow-origin") == "https://dash.example");
+  BOOST_TEST(pre.header("access-control-allow-methods") == "GET, HEAD, OPTIONS");
+  BOOST_TEST(contains(pre.header("access-control-allow-headers"), "Authorization"));
+  BOOST_TEST(pre.header("vary") == "Origin");
+  auto listed = s.call("GET", "/v1/sessions", "a_viewer", "", from_dash);
+  BOOST_TEST(listed.status == 200, listed.body);
+  BOOST_TEST(listed.header("access-control-allow-origin") == "https://dash.example");
+  BOOST_TEST(contains(listed.header("access-control-expose-headers"), "X-Request-Id"));
+  auto no_key = s.call("GET", "/v1/sessions", "", "", from_dash);
+  BOOST_TEST(no_key.status == 401);
+  BOOST_TEST(no_key.header("access-control-allow-origin") == "https://dash.example");
+  auto other = s.call("GET", "/v1/sessions", "a_viewer", "", {{"Origin", "https://evil.example"}});
+  BOOST_TEST(other.status == 200);
+  BOOST_TEST(other.header("access-control-allow-origin").empty());
+  auto other_pre =
+      s.call("OPTIONS", "/v1/sessions", "", "",
+             {{"Origin", "https://evil.example"}, {"Access-Control-Request-Method", "GET"}});
+  BOOST_TEST(other_pre.header("access-control-allow-methods").empty());
+  // OPTIONS without an origin says what the path takes; an unknown path is still 404.
+  auto options = s.call("OPTIONS", "/v1/tools/kiln.echo:invoke");
+  BOOST_TEST(options.status == 200);
+  BOOST_TEST(options.header("allow") == "OPTIONS, POST");
+  BOOST_TEST(s.call("OPTIONS", "/v2/nothing", "", "", from_dash).status == 404);
+  // An origin a browser would never send is refused before the server starts.
+  auto bad = s.kiln({"config", "check", "--set", "server.cors_origins=[https://dash.example/]"});
+  BOOST_TEST(bad.exit_code == 3, bad.out + bad.err);
+  BOOST_TEST(contains(bad.err, "'https://dash.example/' is not an origin"), bad.err);
+}
+
 BOOST_AUTO_TEST_CASE(operations_routes_and_openapi_need_no_key) {
   Server s;
   // One server per database: a second `kiln serve` there refuses to start, naming the first.
@@ -270,7 +310,7 @@ BOOST_AUTO_TEST_CASE(errors_use_one_envelope) {
   BOOST_TEST(error_code_of(unknown) == "not_found");
   auto method = s.call("DELETE", "/v1/missions", "a_operator");
   BOOST_TEST(method.status == 405);
-  BOOST_TEST(method.header("allow") == "GET, HEAD, POST");
+  BOOST_TEST(method.header("allow") == "GET, HEAD, OPTIONS, POST");
   // HEAD answers as GET does, headers only (a load balancer's health check).
   {
     const auto get = s.call("GET", "/health");
@@ -287,7 +327,7 @@ BOOST_AUTO_TEST_CASE(errors_use_one_envelope) {
     BOOST_TEST(in.size() == in.find("\r\n\r\n") + 4, "HEAD sent a body: " << in);
     auto head_post = s.call("HEAD", "/v1/tools/kiln.echo:invoke", "a_operator");
     BOOST_TEST(head_post.status == 405);
-    BOOST_TEST(head_post.header("allow") == "POST");
+    BOOST_TEST(head_post.header("allow") == "OPTIONS, POST");
   }
   // A 405 is counted at its path's route, not as an unmatched request.
   {

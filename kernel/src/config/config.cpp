@@ -320,6 +320,28 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
          {},
          0});
   s.add({"server.access_log", Type::kBoolean, true, "one log line per request", {}, {}});
+  {
+    KeyDef cors{"server.cors_origins",
+                Type::kStringList,
+                json::array{},
+                "browser origins whose pages may call the API (CORS), e.g. https://dash.example; "
+                "\"*\": any; empty: none",
+                {},
+                {}};
+    // An origin as a browser sends it: scheme://host[:port] and nothing after (a trailing slash
+    // would never match, and every page would be refused without a word).
+    cors.check = [](const std::string& origin) -> std::optional<std::string> {
+      const auto scheme = origin.find("://");
+      if (origin == "*" ||
+          ((origin.rfind("http://", 0) == 0 || origin.rfind("https://", 0) == 0) &&
+           origin.size() > scheme + 3 && origin.find('/', scheme + 3) == std::string::npos))
+        return std::nullopt;
+      return "'" + origin +
+             "' is not an origin: write it as a browser sends it, scheme://host[:port] with no "
+             "path or trailing slash (e.g. https://dash.example), or \"*\" for any";
+    };
+    s.add(std::move(cors));
+  }
   s.add({"server.public_routes",
          Type::kStringList,
          json::array{"/health", "/ready", "/metrics", "/openapi.json"},
@@ -476,6 +498,7 @@ std::optional<std::string> convert(const KeyDef& def, const YAML::Node& n, json:
           std::find(def.choices.begin(), def.choices.end(), n.Scalar()) == def.choices.end())
         return "'" + n.Scalar() + "' is not one of " + join(def.choices) +
                did_you_mean(n.Scalar(), def.choices);
+      if (def.check) return def.check(n.Scalar());
       return std::nullopt;
     }
     case Type::kInteger: {
@@ -523,6 +546,8 @@ std::optional<std::string> convert(const KeyDef& def, const YAML::Node& n, json:
       json::array a;
       for (const auto& item : n) {
         if (!item.IsScalar()) return "expected a list of strings; an item is not a string";
+        if (def.check)
+          if (auto e = def.check(item.Scalar())) return e;
         a.push_back(json::value(item.Scalar()));
       }
       out = std::move(a);

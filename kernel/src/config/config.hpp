@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -33,6 +34,9 @@ struct KeyDef {
   // For numbers and integers: the allowed range (Schema::range).
   std::optional<double> lo = std::nullopt, hi = std::nullopt;
   bool lo_exclusive = false;  // lo itself is not allowed ("> 0")
+  // For strings and the items of string lists: what is wrong with a value ("'x' is not ..."),
+  // or nullopt when it is fine.
+  std::function<std::optional<std::string>(const std::string&)> check = nullptr;
 };
 
 // The set of keys the kernel accepts. Plugin keys live under `plugin_config.<plugin>.` and are

@@ -135,6 +135,19 @@ struct Server::Impl {
     return out;
   }
 
+  // The Access-Control-Allow-Origin value for a request from a browser page: its Origin when
+  // server.cors_origins lists it, "*" when it lists "*", else empty (no CORS headers).
+  std::string cors_origin(const Request& req) const {
+    if (o.cors_origins.empty()) return {};
+    const std::string origin = req.header("origin");
+    if (origin.empty()) return {};
+    for (const auto& allowed : o.cors_origins) {
+      if (allowed == "*") return "*";
+      if (allowed == origin) return origin;
+    }
+    return {};
+  }
+
   // Connection deadlines are checked by one sweep per thread every 100 ms instead of a timer per
   // read and write: a deadline is a plain store, and the timer queue is not touched per request.
   struct Conn {
@@ -382,11 +395,29 @@ struct Server::Impl {
           } else if (!match.route) {
             if (!match.allowed.empty()) {
               std::string allow;
-              for (const auto& m : match.allowed) allow += (allow.empty() ? "" : ", ") + m;
-              response =
-                  error(405, "method_not_allowed",
-                        req.method + " is not allowed on " + req.path + "; allowed: " + allow);
-              response.headers.emplace_back("Allow", allow);
+              auto methods = match.allowed;
+              methods.emplace_back("OPTIONS");
+              std::sort(methods.begin(), methods.end());
+              for (const auto& m : methods) allow += (allow.empty() ? "" : ", ") + m;
+              if (req.method == "OPTIONS") {
+                // What the path allows (RFC 9110 §9.3.7); for a CORS preflight from an allowed
+                // origin, what a page may send. No key needed: the request itself still needs
+                // one.
+                response = Response::text(200, "");
+                response.headers.emplace_back("Allow", allow);
+                if (!cors_origin(req).empty()) {
+                  response.headers.emplace_back("Access-Control-Allow-Methods", allow);
+                  response.headers.emplace_back(
+                      "Access-Control-Allow-Headers",
+                      "Authorization, Content-Type, Idempotency-Key, X-Request-Id");
+                  response.headers.emplace_back("Access-Control-Max-Age", "600");
+                }
+              } else {
+                response =
+                    error(405, "method_not_allowed",
+                          req.method + " is not allowed on " + req.path + "; allowed: " + allow);
+                response.headers.emplace_back("Allow", allow);
+              }
             } else {
               response = error(404, "not_found",
                                "no route " + req.method + " " + req.path +
@@ -456,6 +487,14 @@ struct Server::Impl {
           close_after = true;
         }
         --inflight;
+      }
+      // A page of an allowed origin may read the answer (errors too: it shows their messages).
+      if (const auto origin = cors_origin(req); !origin.empty()) {
+        response.headers.emplace_back("Access-Control-Allow-Origin", origin);
+        response.headers.emplace_back("Access-Control-Expose-Headers",
+                                      "X-Request-Id, WWW-Authenticate, Retry-After, X-Kiln-Voice, "
+                                      "X-Kiln-Audio-Seconds");
+        if (origin != "*") response.headers.emplace_back("Vary", "Origin");
       }
       const bool keep_alive = head.keep_alive() && !close_after && !draining.load();
       const bool head_only = head.method() == bhttp::verb::head;

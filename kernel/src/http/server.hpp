@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "http/metrics.hpp"
 #include "http/router.hpp"
@@ -23,6 +24,10 @@ struct ServerOptions {
   std::chrono::milliseconds idle_timeout{60000};     // a kept-alive connection without a request
   std::chrono::milliseconds drain_timeout{10000};
   bool access_log = true;
+  // Browser origins allowed to call the API from their pages (CORS), e.g.
+  // "https://dash.example:8443"; "*" allows any. Empty: no CORS headers, as for any non-browser
+  // client. Preflights (OPTIONS) need no key; the requests they clear still do.
+  std::vector<std::string> cors_origins;
 };
 
 class Server {

@@ -474,6 +474,7 @@ int cmd_serve(const Args& a, std::ostream&) {
   so.idle_timeout = std::chrono::milliseconds(cfg.get_int("server.idle_timeout_ms"));
   so.drain_timeout = std::chrono::milliseconds(cfg.get_int("server.drain_timeout_ms"));
   so.access_log = cfg.get_bool("server.access_log");
+  so.cors_origins = cfg.get_strings("server.cors_origins");
   auth::KeyStore* keys = nullptr;
   http::Server server(
       so, router,
