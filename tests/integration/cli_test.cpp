@@ -10,6 +10,7 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include "kiln/testkit/telemetry_driver.hpp"
 #include "storage/schema.hpp"
 #include "storage/sqlite.hpp"
 #include "support/process.hpp"
@@ -739,6 +740,44 @@ BOOST_AUTO_TEST_CASE(record_analyze_and_report_do_not_depend_on_the_tts_node) {
   auto say = kiln({"say", "hello", "-o", "hello.wav"});
   BOOST_TEST(say.exit_code == 4, say.err);
   BOOST_TEST(contains(say.err, "tts_engine/espeak"), say.err);
+}
+
+// A device driver is gated on the control's readings read through its own frames: a driver of a
+// made-up line protocol (tests/plugins/test_driver.cpp) passes when it parses its lines right,
+// fails parity when its parser mixes up BT and ET, and may not declare a difference intended.
+// The readings file stays in the gates directory for a plugin's own tests.
+BOOST_AUTO_TEST_CASE(a_device_driver_is_gated_through_its_own_frames) {
+  Deployment d;
+  auto gate = [&](const std::string& node) {
+    return d.kiln({"gate", "run", "telemetry_driver/" + node, "--set",
+                   std::string("plugins.search_paths=[") + KILN_PLUGIN_DIR + "," +
+                       KILN_TEST_PLUGIN_DIR + "/test_driver]"});
+  };
+  auto lines = gate("lines");
+  BOOST_TEST(lines.exit_code == 0, lines.out << lines.err);
+  BOOST_TEST(contains(lines.out, "gate telemetry_driver/lines: PASS"), lines.out);
+  const auto readings =
+      kiln::nodes::read_gate_readings(d.gates / "telemetry_driver.readings.jsonl");
+  BOOST_TEST(readings.size() == 720u);
+  BOOST_TEST(std::any_of(readings.begin(), readings.end(), [](const kiln::telemetry::Sample& s) {
+    return s.state == 6 && s.bt > 150;
+  }));
+  auto swapped = gate("lines_swapped");
+  BOOST_TEST(swapped.exit_code != 0);
+  BOOST_TEST(contains(swapped.out, "FAIL"), swapped.out);
+  BOOST_TEST(contains(swapped.out + swapped.err, "the candidate reads what the control reads"),
+             swapped.out);
+  auto intended = gate("lines_intended");
+  BOOST_TEST(intended.exit_code != 0);
+  BOOST_TEST(contains(intended.out + intended.err, "telemetry_driver parity takes none"),
+             intended.out);
+  // A plugin's own parity test: the readings file as the control.
+  const json::object kind_config{
+      {"replay", "sim"},
+      {kiln::nodes::kGateReadingsKey, (d.gates / "telemetry_driver.readings.jsonl").string()}};
+  auto control = kiln::testkit::readings_driver(d.gates / "telemetry_driver.readings.jsonl");
+  auto itself = kiln::testkit::run_telemetry_driver_parity(control, control, kind_config);
+  BOOST_TEST(itself.passed());
 }
 
 // A node whose settings are wrong is a configuration error (exit 3) naming the setting and the

@@ -34,11 +34,11 @@ KindDescriptor tool_strategy_kind() {
   d.default_node = ToolStrategy::kDefaultNode;
   d.contract_version = ToolStrategy::kContractVersion;
   d.parity_cases_origin = "tests/parity/tool_strategy/cases (embedded)";
-  d.contract = [](const NodeMaker& candidate) {
+  d.contract = [](const NodeMaker& candidate, const boost::json::object&) {
     return testkit::run_tool_strategy_contract(as_strategy(candidate));
   };
   d.parity = [](const NodeMaker& control, const NodeMaker& candidate,
-                const std::vector<std::string>& intended) {
+                const std::vector<std::string>& intended, const boost::json::object&) {
     std::vector<testkit::ToolStrategyCase> cases;
     for (const auto& [name, text] : embedded_parity_cases(ToolStrategy::kKind)) {
       auto more = testkit::parse_tool_strategy_cases(text, name);
@@ -62,11 +62,11 @@ KindDescriptor tts_engine_kind() {
   d.default_node = TtsEngine::kDefaultNode;
   d.contract_version = TtsEngine::kContractVersion;
   d.parity_cases_origin = "tests/parity/tts_engine/cases (embedded)";
-  d.contract = [](const NodeMaker& candidate) {
+  d.contract = [](const NodeMaker& candidate, const boost::json::object&) {
     return testkit::run_tts_engine_contract(as_tts(candidate));
   };
   d.parity = [](const NodeMaker& control, const NodeMaker& candidate,
-                const std::vector<std::string>& intended) {
+                const std::vector<std::string>& intended, const boost::json::object&) {
     std::vector<testkit::TtsCase> cases;
     for (const auto& [name, text] : embedded_parity_cases(TtsEngine::kKind)) {
       auto more = testkit::parse_tts_cases(text, name);
@@ -89,11 +89,11 @@ KindDescriptor event_detector_kind() {
   d.default_node = EventDetector::kDefaultNode;
   d.contract_version = EventDetector::kContractVersion;
   d.parity_cases_origin = "tests/parity/event_detector/cases (embedded)";
-  d.contract = [](const NodeMaker& candidate) {
+  d.contract = [](const NodeMaker& candidate, const boost::json::object&) {
     return testkit::run_event_detector_contract(as_detector(candidate));
   };
   d.parity = [](const NodeMaker& control, const NodeMaker& candidate,
-                const std::vector<std::string>& intended) {
+                const std::vector<std::string>& intended, const boost::json::object&) {
     std::vector<testkit::EventDetectorCase> cases;
     for (const auto& [name, text] : embedded_parity_cases(EventDetector::kKind)) {
       auto more = testkit::parse_event_detector_cases(text, name);
@@ -117,17 +117,43 @@ KindDescriptor telemetry_driver_kind() {
   d.default_node = TelemetryDriver::kDefaultNode;
   d.contract_version = TelemetryDriver::kContractVersion;
   d.parity_cases_origin =
-      "the simulated roaster's readings (hardware drivers read them through their own frames)";
-  // Gates run without hardware: a hardware driver built with {"replay": "sim"} reads the
-  // simulated roaster encoded into its own frames; the sim ignores the key.
-  const boost::json::object gate_config{{"replay", "sim"}};
-  d.contract = [gate_config](const NodeMaker& candidate) {
-    return testkit::run_telemetry_driver_contract(as_driver(candidate), gate_config);
+      "the simulated roaster's readings (device drivers read them through their own frames: "
+      "telemetry_driver.readings.jsonl in the gates directory)";
+  // Gates run without hardware: the control's readings go to a file that a device driver,
+  // built with {"replay": "sim", "readings": FILE}, encodes into its own frames and reads back
+  // (kiln/nodes/telemetry_driver.hpp); the simulated roaster ignores both keys.
+  d.prepare = [](const NodeMaker& control, const std::filesystem::path& dir) {
+    constexpr std::size_t kReadings = 720;  // the parity suite's 600 and some
+    auto sim = std::static_pointer_cast<TelemetryDriver>(control(boost::json::object{}));
+    if (auto opened = sim->open(); !opened.ok())
+      throw std::runtime_error("the control " + std::string(TelemetryDriver::kDefaultNode) +
+                               " did not open: " + opened.error().message);
+    std::vector<telemetry::Sample> readings;
+    while (readings.size() < kReadings) {
+      auto r = sim->read();
+      if (!r.ok()) break;
+      readings.push_back(r.value());
+    }
+    sim->close();
+    std::filesystem::create_directories(dir);
+    const auto file = dir / "telemetry_driver.readings.jsonl";
+    write_gate_readings(file, readings);
+    return boost::json::object{{"replay", "sim"},
+                               {kGateReadingsKey, std::filesystem::absolute(file).string()}};
   };
-  d.parity = [gate_config](const NodeMaker& control, const NodeMaker& candidate,
-                           const std::vector<std::string>&) {
-    return testkit::run_telemetry_driver_parity(as_driver(control), as_driver(candidate),
-                                                gate_config);
+  d.contract = [](const NodeMaker& candidate, const boost::json::object& kind_config) {
+    return testkit::run_telemetry_driver_contract(as_driver(candidate), kind_config);
+  };
+  d.parity = [](const NodeMaker& control, const NodeMaker& candidate,
+                const std::vector<std::string>& intended, const boost::json::object& kind_config) {
+    auto report =
+        testkit::run_telemetry_driver_parity(as_driver(control), as_driver(candidate), kind_config);
+    // A driver reads what the roaster reads: nothing it could declare as meant to differ.
+    if (!intended.empty())
+      report.add("no intended differences", false,
+                 "telemetry_driver parity takes none (a driver reads what the roaster reads); "
+                 "remove intended_differences from the node's declaration");
+    return report;
   };
   return d;
 }

@@ -2,6 +2,7 @@
 // that gate a non-default node. Adding a kind = one descriptor here + its SDK header + testkit.
 #pragma once
 
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -23,9 +24,17 @@ struct KindDescriptor {
   std::string default_node;
   unsigned contract_version = 0;
   std::string parity_cases_origin;  // where the golden cases come from, for the record
-  std::function<testkit::SuiteReport(const NodeMaker& candidate)> contract;
+  // Run before the suites, with the control at hand: the kind config the suites build nodes
+  // with (telemetry_driver writes the control's readings into `dir`, the gates directory, for
+  // device drivers to read through their own frames). Unset: {}.
+  std::function<boost::json::object(const NodeMaker& control, const std::filesystem::path& dir)>
+      prepare;
+  std::function<testkit::SuiteReport(const NodeMaker& candidate,
+                                     const boost::json::object& kind_config)>
+      contract;
   std::function<testkit::SuiteReport(const NodeMaker& control, const NodeMaker& candidate,
-                                     const std::vector<std::string>& intended)>
+                                     const std::vector<std::string>& intended,
+                                     const boost::json::object& kind_config)>
       parity;
 };
 

@@ -480,10 +480,15 @@ gates::GateRecord Kernel::run_gate(const std::string& kind_name, const std::stri
   auto control_maker = node_maker(*control, false);
   spdlog::info("gate {}/{}: running the contract suite (contract version {})", kind_name, node_name,
                d->contract_version);
-  auto contract = d->contract(candidate_maker);
+  const boost::json::object kind_config =
+      d->prepare
+          ? d->prepare(control_maker, gates_->record_path(kind_name, node_name).parent_path())
+          : boost::json::object{};
+  auto contract = d->contract(candidate_maker, kind_config);
   spdlog::info("gate {}/{}: running the parity suite against {}/{}", kind_name, node_name,
                kind_name, d->default_node);
-  auto parity = d->parity(control_maker, candidate_maker, candidate->intended_differences);
+  auto parity =
+      d->parity(control_maker, candidate_maker, candidate->intended_differences, kind_config);
   r.contract = contract.to_json();
   r.parity = parity.to_json();
   r.passed = contract.passed() && parity.passed();

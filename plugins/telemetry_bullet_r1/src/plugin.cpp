@@ -31,8 +31,9 @@ double wall() {
 }
 
 struct Settings {
-  std::string transport = "usb";  // usb | replay | sim
+  std::string transport = "usb";  // usb | replay | sim | readings (a gate's)
   std::string replay;
+  std::string readings;
   std::string record_raw;
   std::string device;
   double interval_s = 1.0;
@@ -137,6 +138,8 @@ class R1Driver final : public kiln::nodes::TelemetryDriver {
   void connect() {
     if (s_.transport == "sim")
       transport_ = kiln::r1::open_sim(s_.interval_s, 500, 1);
+    else if (s_.transport == "readings")
+      transport_ = kiln::r1::open_readings(s_.readings);
     else if (s_.transport == "replay")
       transport_ = kiln::r1::open_replay(s_.replay);
     else
@@ -179,16 +182,20 @@ kiln::Manifest manifest() {
         s.replay = text(ctx.plugin_config, "replay", "");
         s.record_raw = text(ctx.plugin_config, "record_raw", "");
         s.device = text(ctx.plugin_config, "device", "");
-        // Gates read the simulated roaster through the R1 frames (kind config {"replay": "sim"}).
-        if (text(ctx.kind_config, "replay", "") == "sim") s.transport = "sim";
-        if (const auto* v = ctx.kind_config.if_contains("interval_s"); v && v->is_number())
-          s.interval_s = v->to_number<double>();
         if (s.transport != "usb" && s.transport != "replay" && s.transport != "sim")
           throw std::invalid_argument("plugin_config.telemetry_bullet_r1.transport is '" +
                                       s.transport + "'; use usb, replay or sim");
         if (s.transport == "replay" && s.replay.empty())
           throw std::invalid_argument(
               "plugin_config.telemetry_bullet_r1.replay names no file (transport: replay)");
+        // Gates give the control's readings ({"replay": "sim", "readings": FILE}): read through
+        // the R1 frames. {"replay": "sim"} alone: the simulated roaster itself, encoded.
+        if (text(ctx.kind_config, "replay", "") == "sim") {
+          s.readings = text(ctx.kind_config, kiln::nodes::kGateReadingsKey, "");
+          s.transport = s.readings.empty() ? "sim" : "readings";
+        }
+        if (const auto* v = ctx.kind_config.if_contains("interval_s"); v && v->is_number())
+          s.interval_s = v->to_number<double>();
         return std::make_shared<R1Driver>(s, ctx.host);
       }));
   return m;

@@ -3,8 +3,10 @@
 #include <libusb.h>
 
 #include <cmath>
+#include <functional>
 #include <sstream>
 
+#include "kiln/nodes/telemetry_driver.hpp"
 #include "model.hpp"
 
 namespace kiln::r1 {
@@ -157,15 +159,13 @@ class ReplayTransport final : public Transport {
   int line_no_ = 0;
 };
 
-class SimTransport final : public Transport {
+// Readings from a source (the simulated roaster, a gate's readings file) encoded into R1
+// frames, so the driver reads them through its own decoder.
+class EncodingTransport final : public Transport {
  public:
-  SimTransport(double interval_s, double mass_g, std::uint64_t seed) {
-    sim::Options o;
-    o.interval_s = interval_s;
-    o.mass_g = mass_g;
-    o.seed = seed;
-    roaster_.emplace(o);
-  }
+  using Source = std::function<std::optional<telemetry::Sample>()>;
+  EncodingTransport(Source next, std::string what)
+      : next_(std::move(next)), what_(std::move(what)) {}
   std::vector<unsigned char> exchange(ReadCommand command) override {
     switch (command) {
       case ReadCommand::kInfo1:
@@ -173,19 +173,20 @@ class SimTransport final : public Transport {
       case ReadCommand::kInfo2:
         return encode_info2(7);
       case ReadCommand::kPoll1: {
-        const auto s = roaster_->next();
+        const auto s = next_();
+        if (!s) throw TransportError("ended", what_ + " is over", false);
         Frame1 f;
-        f.bt = static_cast<float>(s.bt);
-        f.bt_ror = static_cast<float>(s.ror);
-        f.drum_temp = static_cast<float>(s.et);
-        f.exhaust = static_cast<float>(s.et);
-        const auto secs = static_cast<int>(std::floor(s.t));
+        f.bt = static_cast<float>(s->bt);
+        f.bt_ror = static_cast<float>(s->ror);
+        f.drum_temp = static_cast<float>(s->et);
+        f.exhaust = static_cast<float>(s->et);
+        const auto secs = static_cast<long long>(std::floor(s->t));
         f.minutes = static_cast<std::uint8_t>((secs / 60) % 256);
         f.seconds = static_cast<std::uint8_t>(secs % 60);
-        f.fan = static_cast<std::uint8_t>(s.fan);
-        f.heater = static_cast<std::uint8_t>(s.heater);
-        f.drum = static_cast<std::uint8_t>(s.drum);
-        f.state = static_cast<std::uint8_t>(s.state);
+        f.fan = static_cast<std::uint8_t>(s->fan);
+        f.heater = static_cast<std::uint8_t>(s->heater);
+        f.drum = static_cast<std::uint8_t>(s->drum);
+        f.state = static_cast<std::uint8_t>(s->state);
         last_state_ = f.state;
         return encode_frame1(f);
       }
@@ -200,7 +201,8 @@ class SimTransport final : public Transport {
   bool live() const override { return false; }
 
  private:
-  std::optional<sim::Roaster> roaster_;
+  Source next_;
+  std::string what_;
   std::uint8_t last_state_ = 0;
 };
 
@@ -225,7 +227,31 @@ std::unique_ptr<Transport> open_replay(const std::filesystem::path& file) {
 }
 
 std::unique_ptr<Transport> open_sim(double interval_s, double mass_g, std::uint64_t seed) {
-  return std::make_unique<SimTransport>(interval_s, mass_g, seed);
+  sim::Options o;
+  o.interval_s = interval_s;
+  o.mass_g = mass_g;
+  o.seed = seed;
+  auto roaster = std::make_shared<sim::Roaster>(o);
+  return std::make_unique<EncodingTransport>(
+      [roaster]() -> std::optional<telemetry::Sample> { return roaster->next(); },
+      "the simulated roast");
+}
+
+std::unique_ptr<Transport> open_readings(const std::filesystem::path& file) {
+  std::shared_ptr<const std::vector<telemetry::Sample>> readings;
+  try {
+    readings =
+        std::make_shared<const std::vector<telemetry::Sample>>(nodes::read_gate_readings(file));
+  } catch (const std::exception& e) {
+    throw TransportError("device_not_found", e.what(), false);
+  }
+  auto next = std::make_shared<std::size_t>(0);
+  return std::make_unique<EncodingTransport>(
+      [readings, next]() -> std::optional<telemetry::Sample> {
+        if (*next >= readings->size()) return std::nullopt;
+        return (*readings)[(*next)++];
+      },
+      "the readings of " + file.string());
 }
 
 }  // namespace kiln::r1

@@ -44,6 +44,10 @@ std::unique_ptr<Transport> open_replay(const std::filesystem::path& file);
 // The simulated roaster (telemetry_sim's model, default settings) encoded into R1 frames.
 std::unique_ptr<Transport> open_sim(double interval_s, double mass_g, std::uint64_t seed);
 
+// A gate's readings file (kiln/nodes/telemetry_driver.hpp) encoded into R1 frames; at its end:
+// `ended`. An unreadable or malformed file: device_not_found naming the file and line.
+std::unique_ptr<Transport> open_readings(const std::filesystem::path& file);
+
 // Writes exchanges in the replay format.
 class ReplayWriter {
  public:

@@ -5,10 +5,12 @@
 #include <boost/test/unit_test.hpp>
 
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <set>
 #include <type_traits>
 
+#include "kiln/nodes/telemetry_driver.hpp"
 #include "protocol.hpp"
 #include "support/process.hpp"
 #include "transport.hpp"
@@ -115,6 +117,47 @@ BOOST_AUTO_TEST_CASE(a_replay_file_reads_back_what_was_recorded) {
   auto again = r1::open_replay(file);
   again->exchange(r1::ReadCommand::kInfo1);
   BOOST_CHECK_THROW(again->exchange(r1::ReadCommand::kPoll1), r1::TransportError);
+}
+
+// A gate's readings file (kiln/nodes/telemetry_driver.hpp) is served as R1 frames that decode
+// to its readings; a malformed line is named.
+BOOST_AUTO_TEST_CASE(gate_readings_are_served_as_frames) {
+  test::TempDir dir;
+  const auto file = dir.path() / "readings.jsonl";
+  std::vector<telemetry::Sample> readings;
+  for (int i = 0; i < 5; ++i)
+    readings.push_back(telemetry::Sample{1796290000.0 + i, 150.25 + i, 230.5 - i, 9.5, 7, 3, 6, 6});
+  nodes::write_gate_readings(file, readings);
+  auto t = r1::open_readings(file);
+  t->exchange(r1::ReadCommand::kInfo1);
+  t->exchange(r1::ReadCommand::kInfo2);
+  for (const auto& want : readings) {
+    std::string why;
+    auto f = r1::decode_frame1(t->exchange(r1::ReadCommand::kPoll1), &why);
+    BOOST_REQUIRE_MESSAGE(f, why);
+    BOOST_TEST(f->bt == static_cast<float>(want.bt));
+    BOOST_TEST(f->drum_temp == static_cast<float>(want.et));
+    BOOST_TEST(f->heater == want.heater);
+    BOOST_TEST(f->state == want.state);
+  }
+  try {
+    t->exchange(r1::ReadCommand::kPoll1);
+    BOOST_FAIL("the readings' end answered");
+  } catch (const r1::TransportError& e) {
+    BOOST_TEST(e.code == "ended");
+  }
+  {
+    std::ofstream bad(dir.path() / "bad.jsonl");
+    bad << "{\"t\": 1, \"bt\": 2}\n";
+  }
+  try {
+    r1::open_readings(dir.path() / "bad.jsonl");
+    BOOST_FAIL("a malformed readings file opened");
+  } catch (const r1::TransportError& e) {
+    BOOST_TEST(e.code == "device_not_found");
+    BOOST_TEST(std::string(e.what()).find("bad.jsonl:1: not a reading") != std::string::npos,
+               e.what());
+  }
 }
 
 BOOST_AUTO_TEST_CASE(without_a_roaster_usb_says_so) {

@@ -4,8 +4,12 @@
 // reads whichever node `nodes.telemetry_driver` selects.
 #pragma once
 
+#include <filesystem>
+#include <fstream>
 #include <optional>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <boost/json.hpp>
 
@@ -50,8 +54,67 @@ struct DriverCommand {
   int value = 0;
 };
 
-// Gates build every driver with the kind config {"replay": "sim"}: a hardware driver then reads
-// the simulated roaster encoded into its own frames, so contract and parity need no device.
+// Gates run without a device. They build every driver with the kind config
+//   {"replay": "sim", "readings": FILE}
+// where FILE holds the control's (the simulated roaster's) readings, one JSON object a line:
+//   {"t": 1796290000.0, "bt": 151.2, "et": 230.4, "ror": 0, "heater": 7, "fan": 3, "drum": 6,
+//    "state": 6}
+// A driver for a device encodes each reading into the device's own frames (or lines, or
+// registers) and reads them back through the code that parses the device — so the gate checks
+// that code, and parity compares what it reads with the control. Read the file with
+// read_gate_readings(); after its last reading answer driver_error::kEnded. The simulated
+// roaster ignores the key. `kiln gate run telemetry_driver/NODE` keeps the file it used in the
+// gates directory (telemetry_driver.readings.jsonl), for a plugin's own tests.
+inline constexpr const char* kGateReadingsKey = "readings";
+
+// The readings of a gate readings file (above). Throws std::runtime_error naming the file and
+// the line that is not a reading.
+inline std::vector<telemetry::Sample> read_gate_readings(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  if (!in) throw std::runtime_error("cannot read the gate readings file " + file.string());
+  std::vector<telemetry::Sample> out;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (line.empty()) continue;
+    try {
+      const auto o = boost::json::parse(line).as_object();
+      telemetry::Sample s;
+      s.t = o.at("t").to_number<double>();
+      s.bt = o.at("bt").to_number<double>();
+      s.et = o.at("et").to_number<double>();
+      s.ror = o.contains("ror") ? o.at("ror").to_number<double>() : 0.0;
+      s.heater = static_cast<int>(o.at("heater").to_number<std::int64_t>());
+      s.fan = static_cast<int>(o.at("fan").to_number<std::int64_t>());
+      s.drum = static_cast<int>(o.at("drum").to_number<std::int64_t>());
+      s.state = static_cast<int>(o.at("state").to_number<std::int64_t>());
+      out.push_back(s);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(
+          file.string() + ":" + std::to_string(n) +
+          ": not a reading {t, bt, et, ror, heater, fan, drum, state}: " + e.what());
+    }
+  }
+  return out;
+}
+
+// Writes readings in that format (the gate writes the control's; a plugin may write its own).
+inline void write_gate_readings(const std::filesystem::path& file,
+                                const std::vector<telemetry::Sample>& readings) {
+  std::ofstream out(file, std::ios::trunc);
+  for (const auto& s : readings)
+    out << boost::json::serialize(boost::json::object{{"t", s.t},
+                                                      {"bt", s.bt},
+                                                      {"et", s.et},
+                                                      {"ror", s.ror},
+                                                      {"heater", s.heater},
+                                                      {"fan", s.fan},
+                                                      {"drum", s.drum},
+                                                      {"state", s.state}})
+        << "\n";
+  out.close();
+  if (!out) throw std::runtime_error("cannot write the gate readings file " + file.string());
+}
+
 class TelemetryDriver {
  public:
   static constexpr const char* kKind = "telemetry_driver";

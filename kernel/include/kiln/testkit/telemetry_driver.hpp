@@ -1,12 +1,17 @@
-// kiln/testkit/telemetry_driver.hpp — the contract suite of the `telemetry_driver` kind.
-// `kiln gate run telemetry_driver/NODE` runs it; plugin authors run it in their own tests
-// (see kiln/testkit/boost_test.hpp). The kind config given to the factory selects what the
-// driver reads (a replay for hardware drivers), so the suite runs without a device.
+// kiln/testkit/telemetry_driver.hpp — the contract and parity suites of the `telemetry_driver`
+// kind. `kiln gate run telemetry_driver/NODE` runs them with the kind config
+// {"replay": "sim", "readings": FILE} (kiln/nodes/telemetry_driver.hpp): a device driver reads
+// the control's readings encoded into its own frames, so the suites run without a device.
+// Plugin authors run the same in their own tests (see kiln/testkit/boost_test.hpp), with the
+// readings file a gate run left in the gates directory or one of their own, and
+// readings_driver(FILE) as the parity control.
 #pragma once
 
 #include <cmath>
+#include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,10 +38,56 @@ inline bool plausible(const telemetry::Sample& s) {
          s.fan >= 0 && s.fan <= 12 && s.drum >= 0 && s.drum <= 9 && s.state >= 0 && s.state <= 9;
 }
 
+// A driver that reads a gate readings file as it is: the control for a plugin's own parity
+// test (the gate's control is the simulated roaster, whose readings the file holds).
+class ReadingsDriver final : public nodes::TelemetryDriver {
+ public:
+  explicit ReadingsDriver(std::filesystem::path file) : file_(std::move(file)) {}
+  Result<nodes::DriverInfo, ToolError> open() override {
+    try {
+      readings_ = nodes::read_gate_readings(file_);
+    } catch (const std::exception& e) {
+      return kiln::tool_error(nodes::driver_error::kNotFound, e.what());
+    }
+    next_ = 0;
+    open_ = true;
+    nodes::DriverInfo info;
+    info.model = "gate readings " + file_.filename().string();
+    info.serial = "readings";
+    if (readings_.size() > 1) info.interval_s = readings_[1].t - readings_[0].t;
+    info.paced_by_device = false;
+    return info;
+  }
+  Result<telemetry::Sample, ToolError> read() override {
+    if (!open_) return kiln::tool_error(nodes::driver_error::kNotOpen, "read before open");
+    if (next_ >= readings_.size())
+      return kiln::tool_error(nodes::driver_error::kEnded, file_.string() + " is over");
+    return readings_[next_++];
+  }
+  std::optional<ToolError> command(const nodes::DriverCommand&) override {
+    return ToolError{nodes::driver_error::kReadOnly, "a readings file is read-only", false, {}};
+  }
+  void close() override { open_ = false; }
+
+ private:
+  std::filesystem::path file_;
+  std::vector<telemetry::Sample> readings_;
+  std::size_t next_ = 0;
+  bool open_ = false;
+};
+
 }  // namespace driver_detail
 
+// The parity control for a plugin's own test: reads FILE (a gate readings file) as it is.
+inline TelemetryDriverFactory readings_driver(const std::filesystem::path& file) {
+  return [file](const boost::json::object&) {
+    return std::make_shared<driver_detail::ReadingsDriver>(file);
+  };
+}
+
 // The kind's contract, version nodes::TelemetryDriver::kContractVersion. `kind_config` is what
-// the driver is built with (e.g. {"replay": FILE} for a hardware driver).
+// the driver is built with: for a device driver {"replay": "sim", "readings": FILE}, as a gate
+// builds it (an empty one would make it look for its device).
 inline SuiteReport run_telemetry_driver_contract(const TelemetryDriverFactory& make,
                                                  const boost::json::object& kind_config = {},
                                                  std::size_t readings = 120) {
@@ -141,9 +192,9 @@ inline SuiteReport run_telemetry_driver_contract(const TelemetryDriverFactory& m
 }
 
 // Parity: the candidate, built with `kind_config`, reads what the control reads — BT and ET
-// within `tolerance` °C, the same settings and state — over `readings` readings. For a hardware
-// driver the kind config names a replay recorded from the control (e.g. a simulated roast encoded
-// into the device's frames), so the whole decoding path is compared.
+// within `tolerance` °C, the same settings and state — over `readings` readings. For a device
+// driver the kind config names the control's readings (above), which it reads through its own
+// frames, so the whole decoding path is compared.
 inline SuiteReport run_telemetry_driver_parity(const TelemetryDriverFactory& control,
                                                const TelemetryDriverFactory& candidate,
                                                const boost::json::object& kind_config = {},
