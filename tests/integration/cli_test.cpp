@@ -771,6 +771,43 @@ BOOST_AUTO_TEST_CASE(a_device_driver_is_gated_through_its_own_frames) {
   BOOST_TEST(intended.exit_code != 0);
   BOOST_TEST(contains(intended.out + intended.err, "telemetry_driver parity takes none"),
              intended.out);
+  // The status table keeps its columns whatever the names' lengths.
+  auto status = d.kiln({"gate", "status", "--set",
+                        std::string("plugins.search_paths=[") + KILN_PLUGIN_DIR + "," +
+                            KILN_TEST_PLUGIN_DIR + "/test_driver]"});
+  const auto gate_col = status.out.find("GATE") - status.out.find("NODE");
+  std::istringstream status_lines(status.out);
+  int rows_seen = 0;
+  for (std::string row; std::getline(status_lines, row);)
+    if (row.rfind("telemetry_driver/lines", 0) == 0) {
+      ++rows_seen;
+      BOOST_TEST(
+          (row.compare(gate_col, 6, "passed") == 0 || row.compare(gate_col, 6, "failed") == 0),
+          row);
+    }
+  BOOST_TEST(rows_seen == 3, status.out);
+  // Recording with it: a roaster without a state channel (every line's state 0) has its roast
+  // counted by the event detector's DROP, and the progress shows no state.
+  {
+    std::ofstream lines_file(d.dir.path() / "roast.lines");
+    lines_file.precision(17);
+    for (const auto& r : readings)
+      lines_file << r.t << "," << r.bt << "," << r.et << "," << r.ror << "," << r.heater << ","
+                 << r.fan << "," << r.drum << ",0\n";
+  }
+  BOOST_REQUIRE(d.kiln({"devices", "add", "lines-1", "--key-out", "lines-1.key"}).exit_code == 0);
+  auto rec = d.kiln({"record", "--key", "lines-1.key", "--driver", "lines", "--speed", "0", "--set",
+                     std::string("plugins.search_paths=[") + KILN_PLUGIN_DIR + "," +
+                         KILN_TEST_PLUGIN_DIR + "/test_driver]",
+                     "--set", "plugin_config.test_driver.file=roast.lines"});
+  BOOST_TEST(rec.exit_code == 0, rec.out << rec.err);
+  std::smatch recorded;
+  BOOST_REQUIRE_MESSAGE(
+      std::regex_search(rec.out, recorded, std::regex("recorded ([0-9]+) readings")), rec.out);
+  // DROP is reading 605 of 720: the recorder stops within a batch or two of it.
+  BOOST_TEST(std::stoi(recorded[1]) < 640, rec.out);
+  BOOST_TEST(std::stoi(recorded[1]) > 600, rec.out);
+  BOOST_TEST(!contains(rec.out, "OFF"), rec.out);
   // A plugin's own parity test: the readings file as the control.
   const json::object kind_config{
       {"replay", "sim"},
@@ -904,6 +941,11 @@ BOOST_AUTO_TEST_CASE(predict_aims_at_the_profiles_dtr) {
   auto predicted = kiln({"predict", std::string(sessions[0].at("id").as_string()), "--json"});
   BOOST_REQUIRE_MESSAGE(predicted.exit_code == 0, predicted.err);
   BOOST_TEST(json::parse(predicted.out).at("dtr_target").to_number<double>() == dtr);
+  // Its report is a snapshot of a roast under way, not a finished roast's.
+  auto report = kiln({"report", std::string(sessions[0].at("id").as_string()), "-o", "open.html"});
+  BOOST_TEST(report.exit_code == 0, report.err);
+  BOOST_TEST(contains(report.out, "is still under way; this is its report so far."), report.out);
+  BOOST_TEST(!contains(report.out, "is done"), report.out);
   auto text = kiln({"predict", std::string(sessions[0].at("id").as_string())});
   BOOST_TEST(text.exit_code == 0, text.err);
   BOOST_TEST(std::regex_search(text.out, std::regex("\nFCs  [0-9]+:[0-5][0-9]  \\([0-9]+:[0-5][0-9]"

@@ -6,6 +6,7 @@
 //   lines_swapped  mixes up BT and ET in its parser: fails parity;
 //   lines_intended parses correctly but declares an intended difference: refused by the gate.
 #include <cstdio>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -55,11 +56,19 @@ class LinesDriver final : public nodes::TelemetryDriver {
   bool open_ = false;
 };
 
-// The device's lines: the gate's readings encoded, else none (no device in tests).
-std::vector<std::string> lines_of(const json::object& kind_config) {
+// The device's lines: at a gate the control's readings encoded; else the lines of
+// plugin_config.test_driver.file (a captured session of the device).
+std::vector<std::string> lines_of(const NodeContext& ctx) {
   std::vector<std::string> out;
-  const auto* file = kind_config.if_contains(nodes::kGateReadingsKey);
-  if (!file || !file->is_string()) throw std::invalid_argument("no test lines device attached");
+  const auto* file = ctx.kind_config.if_contains(nodes::kGateReadingsKey);
+  if (!file || !file->is_string()) {
+    const auto* captured = ctx.plugin_config.if_contains("file");
+    if (!captured || !captured->is_string() || captured->as_string().empty())
+      throw std::invalid_argument("plugin_config.test_driver.file names no file of lines");
+    std::ifstream in(std::string(captured->as_string()));
+    for (std::string line; std::getline(in, line);) out.push_back(line);
+    return out;
+  }
   for (const auto& s : nodes::read_gate_readings(std::string(file->as_string()))) {
     char line[160];
     std::snprintf(line, sizeof line, "%.3f,%.3f,%.3f,%.3f,%d,%d,%d,%d", s.t, s.bt, s.et, s.ror,
@@ -75,11 +84,12 @@ Manifest manifest() {
   m.version = "0.0.1";
   m.description = "line-protocol telemetry drivers for gate tests";
   m.license = "Apache-2.0";
+  m.config_keys = {{"file", "string", "", "a file of the device's lines, read in order"}};
   for (const char* name : {"lines", "lines_swapped", "lines_intended"}) {
     const bool swapped = std::string(name) == "lines_swapped";
     auto decl = NodeDecl::make<nodes::TelemetryDriver>(
         name, "a text-line device", [swapped](const NodeContext& ctx) {
-          return std::make_shared<LinesDriver>(lines_of(ctx.kind_config), swapped);
+          return std::make_shared<LinesDriver>(lines_of(ctx), swapped);
         });
     if (std::string(name) == "lines_intended")
       decl.intended_differences = {"the candidate reads what the control reads"};

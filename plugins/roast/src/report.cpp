@@ -146,7 +146,7 @@ json::object report_summary(const ReportInput& in) {
     return v ? json::value(std::round(*v * scale) / scale) : json::value(nullptr);
   };
   json::object session;
-  for (const char* k : {"id", "tenant", "device", "charge_t", "drop_t", "profile"})
+  for (const char* k : {"id", "tenant", "device", "state", "charge_t", "drop_t", "profile"})
     if (const auto* v = in.session.if_contains(k)) session[k] = *v;
   json::object events;
   for (const char* ev : {"CHARGE", "TP", "DRY_END", "FCs", "DROP"}) {
@@ -207,7 +207,11 @@ json::object report_summary(const ReportInput& in) {
 
 std::string spoken_summary(const ReportInput& in) {
   const auto& a = in.analysis;
-  std::string out = "Roast " + in.title + " is done.";
+  // A session still open is a roast under way: its report is a snapshot, not the result.
+  const auto* state = in.session.if_contains("state");
+  std::string out = state && *state == "open"
+                        ? "Roast " + in.title + " is still under way; this is its report so far."
+                        : "Roast " + in.title + " is done.";
   if (auto fcs = at(a, {"events", "FCs", "time"})) {
     out +=
         fcs_estimated(a) ? " First crack, estimated from the temperature, at " : " First crack at ";

@@ -27,7 +27,8 @@ std::string render_report_html(const ReportInput& in);
 // "estimated"), phases, AUC, RoR at FCs and DROP with crash/flick, QC verdict and checks, the
 // comparison with the profile (deltas in seconds and °C; null without one) and the summary text.
 boost::json::object report_summary(const ReportInput& in);
-// "Roast s-r1-… is done: first crack at 8 minutes 2 seconds at 195 degrees, ..."
+// "Roast s-r1-… is done. First crack at 8 minutes 2 seconds at 195 degrees. ..." (of an open
+// session: "... is still under way; this is its report so far. ...")
 std::string spoken_summary(const ReportInput& in);
 
 }  // namespace kiln::roast

@@ -669,16 +669,16 @@ int cmd_gate_status(const Args& a, std::ostream& out) {
   }
   out << "gate store: " << k->gates().dir().string()
       << " (gates.enforce: " << k->config().get_string("gates.enforce") << ")\n";
-  out << pad("NODE", 28) << pad("PROVIDER", 16) << pad("GATE", 12) << "DETAIL\n";
+  std::vector<std::vector<std::string>> rows{{"NODE", "PROVIDER", "GATE", "DETAIL"}};
   for (const auto& v : arr) {
     const auto& o = v.as_object();
-    std::string id = std::string(o.at("kind").as_string()) + "/" +
-                     std::string(o.at("node").as_string()) +
-                     (o.at("selected").as_bool() ? " *" : "");
-    out << pad(id, 28) << pad(std::string(o.at("provider").as_string()), 16)
-        << pad(std::string(o.at("gate").as_string()), 12) << o.at("detail").as_string().c_str()
-        << "\n";
+    rows.push_back(
+        {std::string(o.at("kind").as_string()) + "/" + std::string(o.at("node").as_string()) +
+             (o.at("selected").as_bool() ? " *" : ""),
+         std::string(o.at("provider").as_string()), std::string(o.at("gate").as_string()),
+         std::string(o.at("detail").as_string())});
   }
+  print_table(rows, out);
   out << "(* = selected)\n";
   return runtime::kExitOk;
 }

@@ -22,6 +22,7 @@
 #include "cli/json_print.hpp"
 #include "cli/remote.hpp"
 #include "http/client.hpp"
+#include "kiln/nodes/event_detector.hpp"
 #include "kiln/nodes/telemetry_driver.hpp"
 #include "runtime/kernel.hpp"
 #include "telemetry/envelope.hpp"
@@ -144,7 +145,8 @@ const std::map<std::string, std::string>& telemetry_help() {
 
 Reads the roaster through the telemetry_driver node (nodes.telemetry_driver, default sim; --driver
 NODE selects another, gated as usual), batches N readings (default 10), signs each batch with the
-device key in FILE (`kiln devices add` writes it) and sends it:
+device key in FILE (`kiln devices add` writes it; the key names the device and tenant the
+readings are stored as, whatever serial the driver reports) and sends it:
   with --server: to POST /v1/telemetry/DEVICE of that server; when the server cannot be reached
     (or answers 5xx or 429) the envelope goes to the spool (DIR, default var/spool/DEVICE) and is
     sent first once the server answers again; an envelope the server refuses with an ingest
@@ -154,9 +156,11 @@ device key in FILE (`kiln devices add` writes it) and sends it:
   without --server: into this deployment's own storage (sessions and missions follow locally).
 A driver that does not pace itself (the simulated roaster) is read every interval / X seconds:
 --speed 60 runs a roast a minute per second; 0 reads as fast as it can.
-Stops after N roasts (default 1: once the roaster has dropped and finished cooling), after S
-seconds of device time, or on Ctrl-C (the partial batch is sent). Prints progress every 30 s of
-device time.
+Stops after N roasts (default 1: once the roaster has dropped and finished cooling; a roaster
+without a state channel, whose readings all have state 0, once the event detector finds DROP),
+after S seconds of device time, or on Ctrl-C (the partial batch is sent); --roasts 0 records
+until then. Prints progress every 30 s of device time. Without --server the roast_report missions
+of the sessions wait in this deployment until `kiln mission work` (or `kiln serve`) runs them.
 )"},
       {"devices add",
        R"(Usage: kiln devices add DEVICE [--tenant T] [--public-key HEX] [--key-out FILE]
@@ -560,10 +564,10 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   Args ba = a;
   if (a.driver) ba.sets.push_back("nodes.telemetry_driver=" + *a.driver);
   const auto [url, api_key] = server_target(a);
-  // The driver; and without a server, the event detector that opens the sessions here. Not the
-  // other kinds: a recording machine needs no TTS voice.
-  auto k = url.empty() ? boot(ba, true, {"telemetry_driver", "event_detector"})
-                       : boot(ba, true, {"telemetry_driver"});
+  // The driver, and the event detector: it opens the sessions here without a server, and it
+  // counts the roasts of a roaster without a state channel. Not the other kinds: a recording
+  // machine needs no TTS voice.
+  auto k = boot(ba, true, {"telemetry_driver", "event_detector"});
   auto driver = k->node<nodes::TelemetryDriver>();
   if (!driver)
     throw runtime::BootError(runtime::kExitPlugin,
@@ -689,6 +693,12 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   int drops = 0;
   bool cooled = false;
   int last_state = -1;
+  // A roaster without a state channel (every reading's state 0): its roasts are counted by the
+  // event detector's DROP on the readings since the last one.
+  bool state_seen = false;
+  nodes::RoastCurve since_drop;
+  const auto detector = k->node<nodes::EventDetector>();
+  bool uncountable_said = false;
   double first_t = -1, last_progress = -1e18;
   std::deque<std::pair<double, double>> recent;  // (t, BT) of the last 30 s
   out << "recording " << cred.device << " (tenant " << cred.tenant << ") from " << info.model
@@ -784,6 +794,25 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
     if (last_state == 6 && s.state > 6) ++drops;
     if (drops >= roasts && roasts > 0 && last_state == 8 && s.state != 8) cooled = true;
     last_state = s.state;
+    state_seen = state_seen || s.state != 0;
+    if (!state_seen && roasts > 0) {
+      if (detector) {
+        since_drop.time.push_back(s.t);
+        since_drop.bt.push_back(s.bt);
+        since_drop.et.push_back(s.et);
+        if (since_drop.time.size() % 10 == 0 && detector->detect(since_drop).drop >= 0) {
+          ++drops;
+          since_drop = nodes::RoastCurve{};
+          // No cooling to wait for that the readings would show: done at DROP.
+          if (drops >= roasts) cooled = true;
+        }
+      } else if (reads == 120 && !uncountable_said) {
+        uncountable_said = true;
+        err << "kiln record: the driver has no state channel and no event_detector node is "
+               "loaded (plugin roast), so roasts cannot be counted: recording until --duration "
+               "or Ctrl-C\n";
+      }
+    }
     // The last 30 s of BT, for the rate of rise shown with the progress.
     recent.emplace_back(s.t, s.bt);
     while (recent.size() > 2 && s.t - recent.front().first > 30) recent.pop_front();
@@ -793,8 +822,8 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
       out << "  " << std::setw(6) << mmss(json::value(s.t - first_t)) << "  BT " << std::fixed
           << std::setprecision(1) << s.bt << "  ET " << s.et;
       if (span >= 10) out << "  RoR " << (recent.back().second - recent.front().second) / span * 60;
-      out << std::defaultfloat << "  " << state_name(s.state) << "  sent " << sent
-          << (spooled ? "  spooled " + std::to_string(spooled) : "") << "\n"
+      out << std::defaultfloat << (state_seen ? "  " + state_name(s.state) : std::string())
+          << "  sent " << sent << (spooled ? "  spooled " + std::to_string(spooled) : "") << "\n"
           << std::flush;
     }
     if (cooled || (duration > 0 && s.t - first_t >= duration)) break;
