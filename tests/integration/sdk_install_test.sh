@@ -39,6 +39,43 @@ echo "$out" | grep -q '"message": "Hi, Ada!"' || fail "tool output wrong: $out"
 (cd "$work" && "$work/prefix/bin/kiln" plugins list --log-level warn) | grep -q "strategy_rules" \
   || fail "installed kiln does not find its installed plugins"
 
+echo "== a plugin author's own driver test with the testkit component"
+mkdir -p "$work/drivertest"
+cat > "$work/drivertest/CMakeLists.txt" <<'EOF'
+cmake_minimum_required(VERSION 3.20)
+project(drivertest CXX)
+set(CMAKE_CXX_STANDARD 20)
+find_package(Kiln REQUIRED COMPONENTS testkit)
+add_executable(drivertest drivertest.cpp)
+target_link_libraries(drivertest PRIVATE kiln::testkit)
+EOF
+cat > "$work/drivertest/drivertest.cpp" <<'EOF'
+#define BOOST_TEST_MODULE drivertest
+#include <cstdlib>
+
+#include <boost/test/unit_test.hpp>
+
+#include "kiln/testkit/boost_test.hpp"
+#include "kiln/testkit/telemetry_driver.hpp"
+
+// The readings file of a gate run, read as it is, against the kind's suites.
+BOOST_AUTO_TEST_CASE(readings_pass_the_suites) {
+  const char* file = std::getenv("READINGS");
+  BOOST_REQUIRE(file);
+  auto control = kiln::testkit::readings_driver(file);
+  KILN_CHECK_SUITE(kiln::testkit::run_telemetry_driver_contract(control));
+  KILN_CHECK_SUITE(kiln::testkit::run_telemetry_driver_parity(control, control));
+}
+EOF
+cmake -S "$work/drivertest" -B "$work/drivertest/build" -DCMAKE_PREFIX_PATH="$work/prefix" \
+  -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$work/drivertest/build" -j2 >/dev/null
+(cd "$work" && "$work/prefix/bin/kiln" --log-level warn gate run telemetry_driver/sim \
+   --set "gates.dir=$work/gates" >/dev/null)
+test -f "$work/gates/telemetry_driver.readings.jsonl" || fail "the gate left no readings file"
+READINGS="$work/gates/telemetry_driver.readings.jsonl" "$work/drivertest/build/drivertest" \
+  || fail "the testkit suites failed out of tree"
+
 echo "== the same example against an SDK with another ABI version"
 cp -r "$work/prefix" "$work/prefix_other"
 sed -i 's/kAbiVersion = [0-9]*/kAbiVersion = 999/' "$work/prefix_other/include/kiln/abi.hpp"
