@@ -213,6 +213,29 @@ BOOST_AUTO_TEST_CASE(operations_routes_and_openapi_need_no_key) {
   BOOST_TEST(query_type("/v1/ledger", "stream") == "string");
   BOOST_TEST(query_type("/v1/profiles", "archived") == "boolean");
   BOOST_TEST(query_type("/v1/profiles/{name}", "version") == "integer");
+  BOOST_TEST(query_type("/v1/sessions/{id}/samples", "after") == "number");
+  // What a client has to know: the report's two media types, the prediction's statuses and
+  // times, a save that changed nothing, and a 422 for bad query parameters.
+  const auto& report_ok =
+      doc.at("paths").at("/v1/sessions/{id}/report").at("get").at("responses").at("200");
+  BOOST_TEST(report_ok.at("content").at("text/html").at("schema").at("type").as_string() ==
+             "string");
+  BOOST_TEST(report_ok.at("content").as_object().contains("application/json"));
+  const auto& predict_ok = doc.at("paths")
+                               .at("/v1/sessions/{id}/predict")
+                               .at("get")
+                               .at("responses")
+                               .at("200")
+                               .at("content")
+                               .at("application/json")
+                               .at("schema");
+  BOOST_TEST(predict_ok.at("properties").at("status").at("enum").as_array().size() == 6u);
+  BOOST_TEST(predict_ok.at("properties").at("fcs").at("properties").as_object().contains("late"));
+  BOOST_TEST(
+      doc.at("paths").at("/v1/profiles").at("post").at("responses").as_object().contains("200"));
+  BOOST_TEST(
+      doc.at("paths").at("/v1/profiles").at("get").at("responses").as_object().contains("422"));
+  BOOST_TEST(doc.at("servers").as_array().size() == 1u);
   // Request ids are echoed, or made up.
   auto echoed = s.call("GET", "/health", "", "", {{"X-Request-Id", "trace-42"}});
   BOOST_TEST(echoed.header("x-request-id") == "trace-42");

@@ -14,6 +14,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "analysis.hpp"
+#include "common/json_text.hpp"
 #include "http/client.hpp"
 #include "storage/sqlite.hpp"
 #include "support/process.hpp"
@@ -916,6 +917,51 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
   BOOST_TEST(local.exit_code == 0, local.err);
   BOOST_TEST(json::parse(local.out) == prediction, local.out + "\n" + served.body);
   BOOST_TEST(s.call("GET", "/v1/sessions/" + live_id + "/predict", "other").status == 404);
+  // A live view: the open sessions, each with its newest reading and length so far; its samples
+  // since the last poll; a report whose QC waits for the roast's end.
+  {
+    auto open = s.call("GET", "/v1/sessions?state=open", "viewer");
+    BOOST_REQUIRE_MESSAGE(open.status == 200, open.body);
+    // Numbers as written, not in exponent form (start_t 1.796290541E9).
+    BOOST_TEST(!contains(open.body, "E9"), open.body);
+    const auto listed = body(open);
+    BOOST_REQUIRE(listed.as_array().size() == 1u);
+    const auto& live_session = listed.as_array()[0];
+    BOOST_TEST(live_session.at("id").as_string() == live_id);
+    BOOST_TEST(live_session.at("duration_s").as_double() > 300, json::serialize(live_session));
+    BOOST_TEST(s.call("GET", "/v1/sessions?state=roasting", "viewer").status == 422);
+    auto all = body(s.call("GET", "/v1/sessions/" + live_id + "/samples", "viewer"));
+    BOOST_TEST(all.at("state").as_string() == "open");
+    const auto& rows = all.at("samples").as_array();
+    BOOST_REQUIRE(rows.size() > 100u);
+    BOOST_TEST(all.at("last_t").as_double() == rows.back().as_array()[0].as_double());
+    BOOST_TEST(all.at("last_t").as_double() == live_session.at("last_t").as_double());
+    const double cut = rows[rows.size() - 11].as_array()[0].as_double();
+    auto since = body(s.call(
+        "GET", "/v1/sessions/" + live_id + "/samples?after=" + kiln::common::number_text(cut),
+        "viewer"));
+    BOOST_TEST(since.at("samples").as_array().size() == 10u);
+    auto none = body(s.call("GET",
+                            "/v1/sessions/" + live_id + "/samples?after=" +
+                                kiln::common::number_text(all.at("last_t").as_double()),
+                            "viewer"));
+    BOOST_TEST(none.at("samples").as_array().empty());
+    BOOST_TEST(none.at("last_t") == all.at("last_t"));
+    // The roaster itself: its key, its newest reading, the roast under way.
+    auto dev = s.call("GET", "/v1/devices/sim-8", "viewer");
+    BOOST_REQUIRE_MESSAGE(dev.status == 200, dev.body);
+    BOOST_TEST(body(dev).at("keys").as_array().size() == 1u);
+    BOOST_TEST(body(dev).at("open_session").at("id").as_string() == live_id);
+    BOOST_TEST(body(dev).at("last_reading_t").as_double() == all.at("last_t").as_double());
+    BOOST_TEST(body(dev).at("profile").is_null());
+    auto ghost = s.call("GET", "/v1/devices/sim-88", "viewer");
+    BOOST_TEST(ghost.status == 404);
+    BOOST_TEST(contains(ghost.body, "no device 'sim-88' in tenant acme"), ghost.body);
+    BOOST_TEST(s.call("GET", "/v1/devices/sim-8", "other").status == 404);
+    auto under_way = body(s.call("GET", "/v1/sessions/" + live_id + "/report", "viewer"));
+    BOOST_TEST(under_way.at("qc").at("verdict").as_string() == "pending");
+    BOOST_TEST(contains(std::string(under_way.at("summary").as_string()), "is still under way"));
+  }
   BOOST_TEST(s.call("GET", "/v1/sessions/" + live_id + "/predict?x=1", "viewer").status == 422);
   auto sessions = s.kiln({"sessions", "list", "--tenant", "acme"});
   BOOST_TEST(contains(sessions.out, std::string(session.at("id").as_string())), sessions.out);

@@ -775,6 +775,21 @@ Router build_api(ApiContext& ctx) {
       "not_after": {"type": ["string", "null"]}, "revoked_at": {"type": ["string", "null"]},
       "secret_key": {"type": "string",
                      "description": "only when the server generated the pair: shown once"}}})");
+  // A time query parameter (epoch seconds); 422 naming it when it is not one.
+  auto time_query = [](const Request& req, const char* name) -> std::optional<double> {
+    auto it = req.query.find(name);
+    if (it == req.query.end()) return std::nullopt;
+    try {
+      std::size_t used = 0;
+      const double v = std::stod(it->second, &used);
+      if (used == it->second.size() && std::isfinite(v)) return v;
+    } catch (const std::exception&) {
+    }
+    throw HttpError{422, "invalid_request",
+                    std::string("query parameter '") + name +
+                        "' must be a time in epoch seconds, not '" + it->second + "'",
+                    json::object{{"field", std::string("query.") + name}}};
+  };
   const json::value session_schema = schema(R"({"type": "object",
     "required": ["id", "tenant", "device", "state", "start_t", "charge_t"],
     "properties": {"id": {"type": "string"}, "tenant": {"type": "string"},
@@ -785,7 +800,9 @@ Router build_api(ApiContext& ctx) {
       "reopens": {"type": "integer",
                   "description": "times it opened again after closing for silence"},
       "duration_s": {"type": "number",
-                     "description": "CHARGE to DROP, else to the last reading"},
+                     "description": "CHARGE to DROP, else to the last reading; so far while open"},
+      "last_t": {"type": ["number", "null"],
+                 "description": "the newest reading (open: so far), epoch seconds"},
       "close_reason": {"type": ["string", "null"]}, "opened_at": {"type": "string"},
       "closed_at": {"type": ["string", "null"]}, "mission_id": {"type": ["string", "null"]},
       "profile": {"type": ["object", "null"], "properties": {"name": {"type": "string"},
@@ -856,6 +873,58 @@ Router build_api(ApiContext& ctx) {
              arr.push_back(d.to_json(now));
            return Response::json(200, arr);
          }});
+  // One roaster as a dashboard shows it: its keys, the profile it roasts to, its newest reading
+  // and the session under way.
+  r.add(
+      {"GET",
+       "/v1/devices/{device}",
+       "getDevice",
+       "One device of the key's tenant: its keys, the profile its sessions record, the time "
+       "of its newest reading and its open session",
+       "telemetry",
+       Role::kViewer,
+       0,
+       nullptr,
+       schema(
+           R"({"type": "object", "required": ["device", "tenant", "keys", "profile", "last_reading_t", "open_session"],
+                    "properties": {"device": {"type": "string"}, "tenant": {"type": "string"},
+                      "keys": {"type": "array", "items": {"type": "object"}},
+                      "profile": {"type": ["string", "null"], "description": "NAME or NAME@VERSION, as assigned"},
+                      "last_reading_t": {"type": ["number", "null"], "description": "epoch seconds"},
+                      "open_session": {"type": ["object", "null"], "description": "the roast under way, as GET /v1/sessions/{id}"}}})"),
+       200,
+       "application/json",
+       {},
+       false,
+       [&k](Request& req) {
+         const std::string device = req.params.at("device");
+         const std::string now = ledger::utc_now_millis();
+         json::array keys;
+         for (const auto& d : k.telemetry().devices().list(req.tenant))
+           if (d.device == device) keys.push_back(d.to_json(now));
+         if (keys.empty())
+           throw HttpError{404, "not_found",
+                           "no device '" + device + "' in tenant " + req.tenant +
+                               " (GET /v1/devices lists them; POST /v1/devices adds one)"};
+         storage::Connection c(k.storage_path(), storage::Connection::Mode::kReadOnly);
+         const auto profile = telemetry::ProfileStore::assigned(c, req.tenant, device);
+         auto st =
+             c.prepare("SELECT MAX(last_t) FROM telemetry_all WHERE tenant = ? AND device = ?");
+         st.bind(1, req.tenant).bind(2, device);
+         json::value last = nullptr;
+         if (st.step() && !st.is_null(0)) last = st.real(0);
+         const auto open = telemetry::Sessionizer::list(k.storage_path(), req.tenant, device, 1,
+                                                        std::nullopt, std::nullopt, "open");
+         return Response::json(
+             200,
+             json::object{{"device", device},
+                          {"tenant", req.tenant},
+                          {"keys", std::move(keys)},
+                          {"profile", profile ? json::value(*profile) : json::value(nullptr)},
+                          {"last_reading_t", last},
+                          {"open_session", open.empty() ? json::value(nullptr)
+                                                        : json::value(open.front().to_json())}});
+       }});
   // A device (and a profile) name: safe in URLs, file names and YAML
   // (telemetry::valid_device_name).
   const char* add_device_body = R"({"type": "object", "additionalProperties": false,
@@ -966,6 +1035,7 @@ Router build_api(ApiContext& ctx) {
          200,
          "application/json",
          {{"device", "only this device"},
+          {"state", "open (roasts under way) or closed"},
           {"limit", "at most this many (1-1000, default 100)", "integer"},
           {"since", "only sessions that started at or after this time (epoch seconds)", "number"},
           {"before",
@@ -973,27 +1043,22 @@ Router build_api(ApiContext& ctx) {
            "one whose oldest start_t this is",
            "number"}},
          false,
-         [&k](Request& req) {
+         [&k, time_query](Request& req) {
            std::optional<std::string> device;
            if (auto it = req.query.find("device"); it != req.query.end()) device = it->second;
-           auto time_query = [&](const char* name) -> std::optional<double> {
-             auto it = req.query.find(name);
-             if (it == req.query.end()) return std::nullopt;
-             try {
-               std::size_t used = 0;
-               const double v = std::stod(it->second, &used);
-               if (used == it->second.size() && std::isfinite(v)) return v;
-             } catch (const std::exception&) {
-             }
-             throw HttpError{422, "invalid_request",
-                             std::string("query parameter '") + name +
-                                 "' must be a time in epoch seconds, not '" + it->second + "'",
-                             json::object{{"field", std::string("query.") + name}}};
-           };
+           std::optional<std::string> state;
+           if (auto it = req.query.find("state"); it != req.query.end()) {
+             if (it->second != "open" && it->second != "closed")
+               throw HttpError{
+                   422, "invalid_request",
+                   "query parameter 'state' must be open or closed, not '" + it->second + "'",
+                   json::object{{"field", "query.state"}}};
+             state = it->second;
+           }
            json::array arr;
            for (const auto& s : telemetry::Sessionizer::list(
                     k.storage_path(), req.tenant, device, int_query(req, "limit", 100, 1, 1000),
-                    time_query("since"), time_query("before")))
+                    time_query(req, "since"), time_query(req, "before"), state))
              arr.push_back(s.to_json());
            return Response::json(200, arr);
          }});
@@ -1017,27 +1082,38 @@ Router build_api(ApiContext& ctx) {
   r.add({"GET",
          "/v1/sessions/{id}/samples",
          "getSessionSamples",
-         "A session's samples in time order: [t, bt, et, ror, heater, fan, drum, state]",
+         "A session's samples in time order: [t, bt, et, ror, heater, fan, drum, state]. A live "
+         "view polls with ?after= the last_t of its previous answer for what came since",
          "telemetry",
          Role::kViewer,
          0,
          nullptr,
-         schema(R"({"type": "object", "required": ["session", "columns", "samples"],
+         schema(
+             R"({"type": "object", "required": ["session", "state", "columns", "samples", "last_t"],
                     "properties": {"session": {"type": "string"},
+                      "state": {"type": "string", "enum": ["open", "closed"],
+                                "description": "closed: no more samples will come"},
                       "columns": {"type": "array", "items": {"type": "string"}},
-                      "samples": {"type": "array", "items": {"type": "array"}}}})"),
+                      "samples": {"type": "array", "items": {"type": "array"}},
+                      "last_t": {"type": ["number", "null"],
+                                 "description": "the newest sample's time (else the after given): the next poll's after"}}})"),
          200,
          "application/json",
-         {},
+         {{"after", "only samples later than this time (epoch seconds)", "number"}},
          false,
-         [&k](Request& req) {
+         [&k, time_query](Request& req) {
            const auto s = session_or_404(k, req);
-           auto samples = telemetry::Sessionizer::samples(k.storage_path(), s);
+           const auto after = time_query(req, "after");
+           auto samples = telemetry::Sessionizer::samples(k.storage_path(), s, after);
+           json::value last = samples.empty() ? (after ? json::value(*after) : json::value(nullptr))
+                                              : json::value(samples.back().t);
            return Response::json(
                200, json::object{{"session", s.id},
+                                 {"state", s.state},
                                  {"columns", json::array{"t", "bt", "et", "ror", "heater", "fan",
                                                          "drum", "state"}},
-                                 {"samples", telemetry::samples_json(samples)}});
+                                 {"samples", telemetry::samples_json(samples)},
+                                 {"last_t", last}});
          }});
 
   // ---- Profiles -------------------------------------------------------------------------------
@@ -1121,7 +1197,7 @@ Router build_api(ApiContext& ctx) {
        nullptr,
        schema(R"({"type": "object", "required": ["format", "session", "events", "phases", "qc"]})"),
        200,
-       "application/json",
+       "application/json, text/html",
        {{"format", "json (default) or html"}},
        true,
        [tools_of, view_failed](Request& req) {
@@ -1149,12 +1225,20 @@ Router build_api(ApiContext& ctx) {
          Role::kViewer,
          0,
          nullptr,
-         schema(R"({"type": "object", "required": ["status"],
-                    "properties": {"status": {"type": "string"}, "message": {"type": "string"},
-                                   "now": {"type": "number"}, "bt": {"type": "number"},
-                                   "ror": {"type": "number"}, "fcs_bt": {"type": "number"},
-                                   "dtr_target": {"type": "number"}, "fcs": {"type": "object"},
-                                   "drop": {"type": "object"}}})"),
+         schema(R"({"type": "object", "required": ["status", "message"],
+                    "properties": {
+                      "status": {"type": "string",
+                                 "enum": ["ok", "fcs_reached", "too_early", "stalling", "no_charge", "closed"],
+                                 "description": "ok: fcs and drop are expected times; fcs_reached: BT is at the FCs temperature; too_early: before 90 s after TP; stalling: the rate of rise would not reach FCs; closed: the session is over"},
+                      "message": {"type": "string"},
+                      "now": {"type": "number", "description": "seconds after CHARGE"},
+                      "bt": {"type": "number"}, "ror": {"type": "number", "description": "per minute"},
+                      "ror_slope": {"type": "number", "description": "change of the RoR over the next minute"},
+                      "fcs_bt": {"type": "number"}, "dtr_target": {"type": "number"},
+                      "fcs": {"type": "object", "description": "seconds after CHARGE; late null: the fit cannot bound it",
+                              "properties": {"eta": {"type": ["number", "null"]}, "early": {"type": ["number", "null"]}, "late": {"type": ["number", "null"]}}},
+                      "drop": {"type": "object", "description": "as fcs, at the DTR aimed at",
+                               "properties": {"eta": {"type": ["number", "null"]}, "early": {"type": ["number", "null"]}, "late": {"type": ["number", "null"]}}}}})"),
          200,
          "application/json",
          {},
@@ -1403,6 +1487,11 @@ Router build_api(ApiContext& ctx) {
       {"addDevice", {{409, "the device has a key already (rotate it instead)"}}},
       {"revokeDeviceKey", {{409, "the key is revoked already"}}},
       {"listSessions", {{422, "a query parameter out of range"}}},
+      {"saveProfile",
+       {{200,
+         "the same content and title as the newest version: nothing saved, that version "
+         "with \"unchanged\": true"}}},
+      {"assignDeviceProfile", {{409, "the profile is archived (restore it first)"}}},
   };
   for (auto& route : r.routes_mutable()) {
     if (auto it = errors.find(route.operation); it != errors.end())

@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/json_text.hpp"
 #include "common/strings.hpp"
 #include "runtime/json_schema.hpp"
 #include "storage/sqlite.hpp"
@@ -22,7 +23,8 @@ std::string Request::header(std::string_view name) const {
 Response Response::json(int status, const json::value& v) {
   Response r;
   r.status = status;
-  r.body = common::to_valid_utf8(json::serialize(v));  // a path or field echoed may not be UTF-8
+  // Numbers as people read them (common/json_text.hpp); a path or field echoed may not be UTF-8.
+  r.body = common::to_valid_utf8(common::json_text(v));
   return r;
 }
 
@@ -391,11 +393,16 @@ json::object Router::openapi(const std::string& version) const {
         std::string t = types.substr(pos, comma - pos);
         while (!t.empty() && t.front() == ' ') t.erase(0, 1);
         while (!t.empty() && t.back() == ' ') t.pop_back();
-        if (!t.empty()) content[t] = json::object{{"schema", r.response_schema}};
+        // A page (text/html) is text, whatever the JSON answer's schema.
+        if (!t.empty())
+          content[t] = json::object{{"schema", t.rfind("text/", 0) == 0
+                                                   ? json::value(json::object{{"type", "string"}})
+                                                   : r.response_schema}};
         pos = comma + 1;
       }
       ok["content"] = std::move(content);
     }
+    const json::value ok_content = ok.contains("content") ? ok.at("content") : json::value();
     responses[std::to_string(r.success_status)] = std::move(ok);
     if (r.role) {
       responses["401"] = error_response("missing or invalid API key");
@@ -414,11 +421,18 @@ json::object Router::openapi(const std::string& version) const {
     }
     if (r.pattern.find('{') != std::string::npos)
       responses["404"] = error_response("not found (or another tenant's)");
+    if (!r.query_params.empty() && !responses.contains("422"))
+      responses["422"] = error_response("a query parameter that is unknown or not valid");
     for (const auto& [status, text] : r.documented_errors) {
-      if (text.empty())
+      if (text.empty()) {
         responses.erase(std::to_string(status));
-      else
+      } else if (status < 300) {  // another success (e.g. 200 for a save that changed nothing)
+        json::object other{{"description", text}};
+        if (!ok_content.is_null()) other["content"] = ok_content;
+        responses[std::to_string(status)] = std::move(other);
+      } else {
         responses[std::to_string(status)] = error_response(text);
+      }
     }
     responses["default"] = error_response("error");
     op["responses"] = std::move(responses);
@@ -440,8 +454,13 @@ json::object Router::openapi(const std::string& version) const {
        json::object{{"title", "kiln"},
                     {"version", version},
                     {"description",
-                     "kiln's HTTP API: plugins, nodes, gates, tools, missions and the "
-                     "ledger. Every error answers {\"error\": {code, message, details}}."}}},
+                     "kiln's HTTP API: plugins, nodes, gates, tools, missions, the ledger, "
+                     "roaster telemetry (devices, signed envelopes, sessions, their samples, "
+                     "reports and predictions) and roast profiles. Every error answers "
+                     "{\"error\": {code, message, details}}. Times of readings are epoch "
+                     "seconds; event times in reports and predictions are seconds after "
+                     "CHARGE."}}},
+      {"servers", json::array{json::object{{"url", "/"}}}},
       {"paths", std::move(paths)},
       {"components",
        json::object{

@@ -491,9 +491,10 @@ struct Server::Impl {
       // A page of an allowed origin may read the answer (errors too: it shows their messages).
       if (const auto origin = cors_origin(req); !origin.empty()) {
         response.headers.emplace_back("Access-Control-Allow-Origin", origin);
-        response.headers.emplace_back("Access-Control-Expose-Headers",
-                                      "X-Request-Id, WWW-Authenticate, Retry-After, X-Kiln-Voice, "
-                                      "X-Kiln-Audio-Seconds");
+        response.headers.emplace_back(
+            "Access-Control-Expose-Headers",
+            "X-Request-Id, WWW-Authenticate, Retry-After, Content-Disposition, X-Kiln-Voice, "
+            "X-Kiln-Audio-Seconds");
         if (origin != "*") response.headers.emplace_back("Vary", "Origin");
       }
       const bool keep_alive = head.keep_alive() && !close_after && !draining.load();

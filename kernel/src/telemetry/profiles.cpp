@@ -211,9 +211,9 @@ ProfileInfo ProfileStore::save(const std::string& tenant, const std::string& nam
   bool unchanged = false;
   ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
     auto st = c.prepare(
-        "SELECT n.latest, n.archived_at IS NULL, v.title, v.body FROM profile_names n JOIN "
-        "profiles "
-        "v ON v.tenant = n.tenant AND v.name = n.name AND v.version = n.latest "
+        "SELECT n.latest, n.archived_at IS NULL, v.title, v.body "
+        "FROM profile_names n JOIN profiles v "
+        "ON v.tenant = n.tenant AND v.name = n.name AND v.version = n.latest "
         "WHERE n.tenant = ? AND n.name = ?");
     st.bind(1, tenant).bind(2, name);
     version = st.step() ? st.int64(0) + 1 : 1;

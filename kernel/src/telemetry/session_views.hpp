@@ -20,8 +20,9 @@ using ToolRunner = std::function<Result<boost::json::value, ToolError>(const std
                                                                        boost::json::object input)>;
 
 // roast.report's output for a session (html, report, summary, bytes, ...): its analysis with the
-// RoR series, its QC against its targets (a failed check is the report's to show, not an error)
-// and its profile drawn behind it. An error names the step that failed.
+// RoR series, its QC against its targets (a failed check is the report's to show, not an error;
+// a session still open has the verdict "pending") and its profile drawn behind it. An error
+// names the step that failed.
 Result<boost::json::object, ToolError> session_report(const ToolRunner& run,
                                                       const std::string& session);
 

@@ -46,6 +46,17 @@ SessionInfo row(const storage::Statement& st) {
   return s;
 }
 
+// The newest reading of an open session (its readings' batches in its boots).
+void find_last_reading(Connection& c, SessionInfo& s) {
+  if (s.state != "open") return;
+  auto st = c.prepare(
+      "SELECT MAX(last_t) FROM telemetry_all WHERE tenant = ? AND device = ? AND last_t >= ? AND "
+      "boot >= ?");
+  st.bind(1, s.tenant).bind(2, s.device).bind_real(3, s.start_t);
+  st.bind(4, s.first_boot.value_or(0));
+  if (st.step() && !st.is_null(0)) s.last_t = st.real(0);
+}
+
 nodes::RoastCurve curve_of(const std::vector<Sample>& samples, double from) {
   nodes::RoastCurve c;
   bool any_state = false;
@@ -100,8 +111,14 @@ json::object SessionInfo::to_json() const {
       {"last_boot", last_boot ? json::value(*last_boot) : json::value(nullptr)}};
   o["drop_t"] = drop_t ? json::value(*drop_t) : json::value(nullptr);
   o["reopens"] = reopens;
-  // The roast's length: CHARGE to DROP; to the last reading when it closed without a DROP.
-  if (end_t) o["duration_s"] = std::round(((drop_t ? *drop_t : *end_t) - charge_t) * 10) / 10;
+  // The newest reading: where it ended, or (open) the newest so far.
+  o["last_t"] = end_t ? json::value(*end_t) : last_t ? json::value(*last_t) : json::value(nullptr);
+  // The roast's length: CHARGE to DROP; to the last reading when it closed without a DROP, or
+  // so far while it is open.
+  if (end_t)
+    o["duration_s"] = std::round(((drop_t ? *drop_t : *end_t) - charge_t) * 10) / 10;
+  else if (last_t)
+    o["duration_s"] = std::round((*last_t - charge_t) * 10) / 10;
   return o;
 }
 
@@ -548,13 +565,15 @@ std::vector<SessionInfo> Sessionizer::list(const std::filesystem::path& db,
                                            const std::optional<std::string>& tenant,
                                            const std::optional<std::string>& device,
                                            std::int64_t limit, std::optional<double> since,
-                                           std::optional<double> before) {
+                                           std::optional<double> before,
+                                           const std::optional<std::string>& state) {
   Connection c(db, Connection::Mode::kReadOnly);
   std::string sql = std::string("SELECT ") + kColumns + " FROM telemetry_sessions WHERE 1";
   if (tenant) sql += " AND tenant = ?";
   if (device) sql += " AND device = ?";
   if (since) sql += " AND start_t >= ?";
   if (before) sql += " AND start_t < ?";
+  if (state) sql += " AND state = ?";
   sql += " ORDER BY start_t DESC LIMIT ?";
   auto st = c.prepare(sql);
   int i = 1;
@@ -562,9 +581,11 @@ std::vector<SessionInfo> Sessionizer::list(const std::filesystem::path& db,
   if (device) st.bind(i++, *device);
   if (since) st.bind_real(i++, *since);
   if (before) st.bind_real(i++, *before);
+  if (state) st.bind(i++, *state);
   st.bind(i, limit);
   std::vector<SessionInfo> out;
   while (st.step()) out.push_back(row(st));
+  for (auto& s : out) find_last_reading(c, s);
   return out;
 }
 
@@ -577,16 +598,21 @@ std::optional<SessionInfo> Sessionizer::get(const std::filesystem::path& db,
   st.bind(1, id);
   if (tenant) st.bind(2, *tenant);
   if (!st.step()) return std::nullopt;
-  return row(st);
+  auto s = row(st);
+  find_last_reading(c, s);
+  return s;
 }
 
-std::vector<Sample> Sessionizer::samples(const std::filesystem::path& db, const SessionInfo& s) {
+std::vector<Sample> Sessionizer::samples(const std::filesystem::path& db, const SessionInfo& s,
+                                         std::optional<double> after) {
   Connection c(db, Connection::Mode::kReadOnly);
   // Within its boots: another boot's clock may cover the same times (a clock that started over).
+  // With `after`, batches that end by then are not even decoded.
   auto st = c.prepare(
       "SELECT samples, envelope FROM telemetry_all WHERE tenant = ? AND device = ? AND "
       "last_t >= ? AND first_t <= ? AND boot >= ? AND boot <= ? ORDER BY first_t, boot, seq");
-  st.bind(1, s.tenant).bind(2, s.device).bind_real(3, s.start_t);
+  const double from = after ? std::max(s.start_t, std::nextafter(*after, 1e300)) : s.start_t;
+  st.bind(1, s.tenant).bind(2, s.device).bind_real(3, from);
   st.bind_real(4, s.end_t ? *s.end_t : 1e18);
   st.bind(5, s.first_boot.value_or(0));
   st.bind(6, s.last_boot.value_or(std::numeric_limits<std::int64_t>::max()));
@@ -596,7 +622,7 @@ std::vector<Sample> Sessionizer::samples(const std::filesystem::path& db, const 
     const auto batch = st.is_null(1) ? samples_from_json(json::parse(st.text(0)).as_array())
                                      : samples_from_envelope(st.blob(1), s.tenant, s.device);
     for (const auto& x : batch)
-      if (x.t >= s.start_t && (!s.end_t || x.t <= *s.end_t)) out.push_back(x);
+      if (x.t >= from && (!s.end_t || x.t <= *s.end_t)) out.push_back(x);
   }
   std::stable_sort(out.begin(), out.end(),
                    [](const Sample& a, const Sample& b) { return a.t < b.t; });

@@ -58,6 +58,8 @@ struct SessionInfo {
   // its next boot; a clock that starts over on a new boot does not): readings of other boots in
   // the same time range are not this session's. Unset for sessions recorded before migration 9.
   std::optional<std::int64_t> first_boot, last_boot;
+  // Of an open session read by list() or get(): the time of its newest reading so far.
+  std::optional<double> last_t;
   boost::json::object to_json() const;
 };
 
@@ -96,16 +98,21 @@ class Sessionizer {
   // Reads (any process): sessions of a tenant (nullopt: all), newest first; one session; its
   // samples in time order.
   // Newest first (by start), at most `limit`; `since` (inclusive) and `before` (exclusive) bound
-  // the start, in device epoch seconds: a page goes on with before = the last one's start_t.
+  // the start, in device epoch seconds: a page goes on with before = the last one's start_t;
+  // `state` "open" or "closed" keeps those only.
   static std::vector<SessionInfo> list(const std::filesystem::path& db,
                                        const std::optional<std::string>& tenant,
                                        const std::optional<std::string>& device, std::int64_t limit,
                                        std::optional<double> since = std::nullopt,
-                                       std::optional<double> before = std::nullopt);
+                                       std::optional<double> before = std::nullopt,
+                                       const std::optional<std::string>& state = std::nullopt);
   static std::optional<SessionInfo> get(const std::filesystem::path& db,
                                         const std::optional<std::string>& tenant,
                                         const std::string& id);
-  static std::vector<Sample> samples(const std::filesystem::path& db, const SessionInfo& s);
+  // Its samples in time order; with `after`, only those later than that time (a live view asks
+  // for what came since the newest it has).
+  static std::vector<Sample> samples(const std::filesystem::path& db, const SessionInfo& s,
+                                     std::optional<double> after = std::nullopt);
 
  private:
   struct Device {

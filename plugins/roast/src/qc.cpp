@@ -197,8 +197,12 @@ json::object run_qc(const json::object& analysis, const json::object& targets) {
     json::array range{lo, hi};
     const Say say{words_of(name), unit};
     if (!v) {
-      add(name, "fail", say.w.label + " could not be measured (an event is missing)", nullptr,
-          range);
+      // "FCs at" reads on with a time; a time of an event is named by its event alone.
+      const std::string what = say.w.kind == Words::Kind::kTime && say.w.label.size() > 3 &&
+                                       say.w.label.compare(say.w.label.size() - 3, 3, " at") == 0
+                                   ? "the time of " + say.w.label.substr(0, say.w.label.size() - 3)
+                                   : say.w.label;
+      add(name, "fail", what + " could not be measured (an event is missing)", nullptr, range);
       continue;
     }
     const double x = *v;

@@ -230,7 +230,8 @@ std::string spoken_summary(const ReportInput& in) {
     out += " Development " + std::to_string(static_cast<int>(std::lround(*dtr))) + " percent.";
   if (const auto* v = in.qc.if_contains("verdict"); v && v->is_string()) {
     const std::string verdict(v->as_string());
-    out += " Quality check: " + verdict + ".";
+    out += verdict == "pending" ? std::string(" Quality check: once the roast is over.")
+                                : " Quality check: " + verdict + ".";
     if (verdict != "pass")
       if (const auto* checks = in.qc.if_contains("checks"); checks && checks->is_array())
         for (const auto& c : checks->as_array())

@@ -10,21 +10,12 @@
 
 #include <boost/json.hpp>
 
+#include "common/json_text.hpp"
+
 namespace kiln::cli {
 namespace json = boost::json;
 
 namespace {
-
-// The shortest text that reads back as the same double (599.0, 1796252552.5), not serialize's
-// exponent form (5.99E2): still JSON, and what a person expects to read. An integral value keeps
-// its ".0", so that it reads back as a double, not an integer.
-std::string number_text(double d) {
-  char buf[40];
-  const auto r = std::to_chars(buf, buf + sizeof buf - 2, d);
-  std::string text(buf, r.ptr);
-  if (text.find_first_of(".e") == std::string::npos) text += ".0";
-  return text;
-}
 
 void emit(const json::value& v, std::string& out, int depth) {
   const std::string ind(static_cast<std::size_t>(depth + 1) * 2, ' ');
@@ -50,7 +41,7 @@ void emit(const json::value& v, std::string& out, int depth) {
     }
     out += "\n" + close + "]";
   } else if (v.is_double() && std::isfinite(v.get_double())) {
-    out += number_text(v.get_double());
+    out += common::number_text(v.get_double());
   } else {
     out += json::serialize(v);
   }
@@ -59,7 +50,7 @@ void emit(const json::value& v, std::string& out, int depth) {
 }  // namespace
 
 std::string one_line(const json::value& v) {
-  if (v.is_double() && std::isfinite(v.get_double())) return number_text(v.get_double());
+  if (v.is_double() && std::isfinite(v.get_double())) return common::number_text(v.get_double());
   return json::serialize(v);
 }
 

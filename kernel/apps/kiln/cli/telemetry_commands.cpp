@@ -394,7 +394,16 @@ struct Invoker {
     if (!key.empty()) h.emplace_back("Authorization", "Bearer " + key);
     auto res = client->request("GET", path, "", h);
     if (res.status == 200) return std::move(res.body);
-    const auto e = json::parse(res.body).at("error").as_object();
+    json::error_code ec;
+    const auto v = json::parse(res.body, ec);
+    if (ec || !v.is_object() || !v.as_object().contains("error"))  // not kiln's (a proxy's?)
+      return Unexpected<ToolError>{ToolError{"http_" + std::to_string(res.status),
+                                             "GET " + path + " answered " +
+                                                 std::to_string(res.status) + ": " +
+                                                 res.body.substr(0, 200),
+                                             false,
+                                             {}}};
+    const auto& e = v.at("error").as_object();
     return Unexpected<ToolError>{
         ToolError{std::string(e.at("code").as_string()),
                   std::to_string(res.status) + ": " + std::string(e.at("message").as_string()),

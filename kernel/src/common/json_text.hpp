@@ -1,0 +1,20 @@
+// JSON text as people and clients read it: numbers in their shortest form that reads back as the
+// same double (1796290541.0, 176.47576253808563), not Boost.JSON's exponent form (1.796290541E9).
+// The HTTP answers and the CLI's printing use it; the ledger keeps json::serialize (its hashes
+// are over that text).
+#pragma once
+
+#include <string>
+
+#include <boost/json/value.hpp>
+
+namespace kiln::common {
+
+// A double's shortest round-trip text; an integral value keeps ".0" so that it reads back as a
+// double, not an integer. Not finite: "null" (JSON has no NaN or infinity).
+std::string number_text(double d);
+
+// `v` as compact JSON text (no spaces), numbers as number_text writes them.
+std::string json_text(const boost::json::value& v);
+
+}  // namespace kiln::common
