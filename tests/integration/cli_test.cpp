@@ -808,6 +808,14 @@ BOOST_AUTO_TEST_CASE(a_device_driver_is_gated_through_its_own_frames) {
   BOOST_TEST(std::stoi(recorded[1]) < 640, rec.out);
   BOOST_TEST(std::stoi(recorded[1]) > 600, rec.out);
   BOOST_TEST(!contains(rec.out, "OFF"), rec.out);
+  // A driver whose gate failed is refused, and the refusal names the flag that selected it.
+  auto refused = d.kiln({"record", "--key", "lines-1.key", "--driver", "lines_swapped", "--speed",
+                         "0", "--set",
+                         std::string("plugins.search_paths=[") + KILN_PLUGIN_DIR + "," +
+                             KILN_TEST_PLUGIN_DIR + "/test_driver]",
+                         "--set", "plugin_config.test_driver.file=roast.lines"});
+  BOOST_TEST(refused.exit_code == 4, refused.out << refused.err);
+  BOOST_TEST(contains(refused.err, "selected by command line --driver lines_swapped"), refused.err);
   // A plugin's own parity test: the readings file as the control.
   const json::object kind_config{
       {"replay", "sim"},

@@ -671,15 +671,17 @@ class Loader {
     }
   }
 
-  void sets(const std::vector<std::string>& sets) {
+  void sets(const std::vector<std::string>& sets,
+            const std::map<std::string, std::string>& origins) {
     for (const auto& s : sets) {
       auto eq = s.find('=');
       if (eq == std::string::npos || eq == 0) {
         problems_.push_back("--set " + s + ": expected key=value, e.g. --set gates.enforce=warn");
         continue;
       }
-      set_from_string(s.substr(0, eq), s.substr(eq + 1), Source{Layer::kCommandLine, "--set " + s},
-                      "--set " + s);
+      const auto origin = origins.find(s);
+      const std::string where = origin != origins.end() ? origin->second : "--set " + s;
+      set_from_string(s.substr(0, eq), s.substr(eq + 1), Source{Layer::kCommandLine, where}, where);
     }
   }
 
@@ -817,7 +819,7 @@ Config Config::load(const Schema& schema, const LoadOptions& options) {
   loader.defaults();
   for (const auto& doc : options.yaml) loader.yaml(doc);
   loader.environment(options.environment);
-  loader.sets(options.sets);
+  loader.sets(options.sets, options.set_origins);
   loader.finish();
   return cfg;
 }

@@ -100,6 +100,9 @@ struct LoadOptions {
   std::vector<YamlText> yaml;                      // in order, later wins
   std::map<std::string, std::string> environment;  // only KILN_* entries matter
   std::vector<std::string> sets;                   // "key=value" from --set
+  // The flag a set came from when it was not --set itself ("key=value" -> "--driver lines"),
+  // for messages that say where a value came from.
+  std::map<std::string, std::string> set_origins;
 };
 
 // Environment variables with the KILN_ prefix that are not settings.

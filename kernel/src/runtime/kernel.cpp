@@ -73,6 +73,7 @@ std::unique_ptr<Kernel> Kernel::boot(const BootOptions& options) {
   }
   lo.environment = options.environment;
   lo.sets = options.sets;
+  lo.set_origins = options.set_origins;
   std::vector<config::NodeKindInfo> kind_infos;
   for (const auto& d : k->kinds_) kind_infos.push_back({d.kind, d.default_node});
   try {

@@ -49,8 +49,9 @@ class BootError : public std::runtime_error {
 
 struct BootOptions {
   std::vector<std::filesystem::path>
-      config_files;               // empty: $KILN_CONFIG, else the embedded default
-  std::vector<std::string> sets;  // --set key=value
+      config_files;                                // empty: $KILN_CONFIG, else the embedded default
+  std::vector<std::string> sets;                   // --set key=value
+  std::map<std::string, std::string> set_origins;  // a set -> the flag that made it (--driver X)
   std::map<std::string, std::string> environment = config::current_environment();
   bool resolve_nodes = true;  // false: load and validate only (gate run, config check, listings)
   // The node kinds to resolve (with resolve_nodes); empty: every kind. The tool executor's

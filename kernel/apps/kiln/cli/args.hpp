@@ -1,6 +1,7 @@
 // Command-line arguments shared by every kiln command.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -15,6 +16,7 @@ struct Args {
   std::vector<std::string> positional;
   std::vector<std::string> config_files;
   std::vector<std::string> sets;
+  std::map<std::string, std::string> set_origins;  // a set -> the flag that made it
   std::optional<std::string> input;
   std::string tenant = "default";
   std::optional<std::string> tenant_filter;

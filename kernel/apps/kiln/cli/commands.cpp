@@ -277,11 +277,12 @@ Args parse(const std::vector<std::string>& argv) {
       a.config_files.push_back(value("--config"));
     else if (is("--set"))
       a.sets.push_back(value("--set"));
-    else if (is("--log-level"))
-      a.sets.push_back("log.level=" + value("--log-level"));
-    else if (is("--log-format"))
-      a.sets.push_back("log.format=" + value("--log-format"));
-    else if (is("--input"))
+    else if (is("--log-level") || is("--log-format")) {
+      const std::string flag = is("--log-level") ? "--log-level" : "--log-format";
+      const std::string v = value(flag);
+      a.sets.push_back((flag == "--log-level" ? "log.level=" : "log.format=") + v);
+      a.set_origins[a.sets.back()] = flag + " " + v;
+    } else if (is("--input"))
       a.input = value("--input");
     else if (is("--tenant"))
       a.tenant = *(a.tenant_filter = value("--tenant"));
@@ -373,6 +374,7 @@ BootOptions boot_options(const Args& a, bool resolve, std::set<std::string> kind
   BootOptions o;
   for (const auto& f : a.config_files) o.config_files.emplace_back(f);
   o.sets = a.sets;
+  o.set_origins = a.set_origins;
   o.resolve_nodes = resolve;
   o.node_kinds = std::move(kinds);
   return o;

@@ -486,7 +486,10 @@ int cmd_ledger_replay(const Args& a, std::ostream& out) {
 
 int cmd_policy_validate(const Args& a, std::ostream& out) {
   auto args = a;
-  if (a.file) args.sets.push_back("policy.file=" + *a.file);
+  if (a.file) {
+    args.sets.push_back("policy.file=" + *a.file);
+    args.set_origins[args.sets.back()] = "--file " + *a.file;
+  }
   std::unique_ptr<Kernel> k;
   try {
     k = Kernel::boot(boot_options(args, false));

@@ -571,7 +571,10 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   const int roasts = static_cast<int>(number_arg(a.roasts, "--roasts", 1, 0, 1000000));
   const double duration = number_arg(a.duration, "--duration", 0, 0, 1e9);
   Args ba = a;
-  if (a.driver) ba.sets.push_back("nodes.telemetry_driver=" + *a.driver);
+  if (a.driver) {
+    ba.sets.push_back("nodes.telemetry_driver=" + *a.driver);
+    ba.set_origins[ba.sets.back()] = "--driver " + *a.driver;
+  }
   const auto [url, api_key] = server_target(a);
   // The driver, and the event detector: it opens the sessions here without a server, and it
   // counts the roasts of a roaster without a state channel. Not the other kinds: a recording
