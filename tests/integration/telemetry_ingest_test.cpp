@@ -1068,3 +1068,35 @@ BOOST_AUTO_TEST_CASE(roaster_commands_go_through_policy_and_approval) {
   BOOST_TEST(contains(exported.out, "\"tool\":\"roaster.command\""),
              "roaster.command not in the ledger");
 }
+
+// The in-server recorder: a roaster switched off when the server starts is waited for (the API
+// serves meanwhile; it stopped `kiln serve` with exit 3), and a device key the server refuses
+// stops the recorder with one clear line instead of refusing every batch for ever.
+BOOST_AUTO_TEST_CASE(the_in_server_recorder_waits_for_the_roaster_and_stops_on_a_refused_key) {
+  {
+    Server s(
+        {"recorder.enabled=true", "recorder.key_file={dir}/r1-off.key",
+         "nodes.telemetry_driver=bullet_r1", "plugin_config.telemetry_bullet_r1.transport=replay",
+         "plugin_config.telemetry_bullet_r1.replay={dir}/not-recorded-yet.r1replay"},
+        {{"devices", "add", "r1-off", "--tenant", "acme", "--key-out", "{dir}/r1-off.key"},
+         {"gate", "run", "telemetry_driver/bullet_r1"}});
+    BOOST_TEST(s.call("GET", "/ready", "viewer").status == 200);
+    BOOST_TEST(s.call("GET", "/v1/sessions", "viewer").status == 200);
+    BOOST_TEST(s.child->wait_for_stderr("recorder: waiting for the roaster: device_not_found", 10s),
+               s.child->stderr_so_far());
+  }
+  {
+    Server s({"recorder.enabled=true", "recorder.key_file={dir}/sim-r.key", "recorder.speed=50"},
+             {{"devices", "add", "sim-r", "--tenant", "acme", "--key-out", "{dir}/sim-r.key"},
+              {"devices", "revoke", "sim-r", "--tenant", "acme"}});
+    BOOST_TEST(s.child->wait_for_stderr("recorder: stopped: every batch signed with key", 20s),
+               s.child->stderr_so_far());
+    std::this_thread::sleep_for(1s);
+    const std::string log = s.child->stderr_so_far();
+    std::size_t refusals = 0;
+    for (std::size_t at = 0; (at = log.find("refused: revoked_key", at)) != std::string::npos; ++at)
+      ++refusals;
+    BOOST_TEST(refusals == 1u, log);
+    BOOST_TEST(s.call("GET", "/ready", "viewer").status == 200);
+  }
+}

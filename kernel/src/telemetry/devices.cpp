@@ -208,10 +208,16 @@ DeviceCredentials DeviceCredentials::read(const std::filesystem::path& file) {
                              " (`kiln devices add` writes it)");
   std::stringstream s;
   s << in.rdbuf();
+  json::error_code ec;
+  auto v = json::parse(s.str(), ec);
+  if (ec)
+    throw std::runtime_error(file.string() + " is not a device key file (not JSON: " +
+                             ec.message() + "); `kiln devices add DEVICE` writes one");
   try {
-    return from_json(json::parse(s.str()));
+    return from_json(v);
   } catch (const std::exception& e) {
-    throw std::runtime_error("device key " + file.string() + ": " + e.what());
+    throw std::runtime_error(file.string() + " is not a device key file (" + e.what() +
+                             "); `kiln devices add DEVICE` writes one");
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 
 namespace kiln::telemetry {
@@ -27,13 +28,6 @@ Recorder::~Recorder() {
 }
 
 void Recorder::start() {
-  auto r = driver_->open();
-  if (!r.ok())
-    throw std::runtime_error("recorder: the telemetry driver did not open: " + r.error().code +
-                             ": " + r.error().message);
-  info_ = r.value();
-  spdlog::info("recorder: {} ({}) every {} s as device {} of tenant {}", info_.model, info_.serial,
-               info_.interval_s, cred_.device, cred_.tenant);
   thread_ = std::thread([this] { run(); });
 }
 
@@ -42,20 +36,54 @@ void Recorder::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+bool Recorder::connect() {
+  // A roaster switched off is the normal state when the machine boots: wait for it, saying so
+  // once per reason, every 1, 2, 4 ... up to 30 s.
+  std::string said;
+  int wait_s = 1;
+  while (!stop_) {
+    auto r = driver_->open();
+    if (r.ok()) {
+      info_ = r.value();
+      spdlog::info("recorder: {} ({}) every {} s as device {} of tenant {}", info_.model,
+                   info_.serial, info_.interval_s, cred_.device, cred_.tenant);
+      return true;
+    }
+    const std::string why = r.error().code + ": " + r.error().message;
+    if (why != said)
+      spdlog::warn("recorder: waiting for the roaster: {} (trying again, every 30 s at most)", why);
+    said = why;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s);
+    while (!stop_ && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    wait_s = std::min(wait_s * 2, 30);
+  }
+  return false;
+}
+
 void Recorder::run() {
+  if (!connect()) return;
   // A new boot per start, in milliseconds: a restart within a second is still a new boot.
   const auto boot = static_cast<std::uint64_t>(now_s() * 1000);
   std::uint64_t seq = 0;
   std::vector<Sample> pending;
-  const auto started = std::chrono::steady_clock::now();
+  auto started = std::chrono::steady_clock::now();
   std::int64_t reads = 0;
   while (!stop_) {
     auto r = driver_->read();
     if (!r.ok()) {
       if (r.error().code == nodes::driver_error::kEnded) break;
-      spdlog::warn("recorder: {}: {}", r.error().code, r.error().message);
-      if (!r.error().retryable) break;
-      std::this_thread::sleep_for(std::chrono::seconds(1));
+      if (r.error().retryable) {
+        spdlog::warn("recorder: {}: {}", r.error().code, r.error().message);
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+        continue;
+      }
+      // Unplugged, switched off: wait for it again rather than stop recording for good.
+      spdlog::warn("recorder: {}: {}; reconnecting", r.error().code, r.error().message);
+      driver_->close();
+      if (!connect()) break;
+      started = std::chrono::steady_clock::now();
+      reads = 0;
       continue;
     }
     ++reads;
@@ -69,10 +97,23 @@ void Recorder::run() {
       pending.clear();
       auto res = ingestor_.ingest(cred_.tenant, cred_.device,
                                   sign_envelope(b, cred_.key, cred_.tenant, cred_.device), now_s());
-      if (res.accepted)
+      if (res.accepted) {
         ++batches_;
-      else
+      } else {
         spdlog::error("recorder: batch {} refused: {}: {}", b.seq, res.reason, res.message);
+        // Refused for the key itself: every later batch would be, and its readings lost.
+        for (const char* about_key : {reject::kUnknownKey, reject::kRevokedKey, reject::kExpiredKey,
+                                      reject::kWrongDevice, reject::kBadSignature})
+          if (res.reason == about_key) {
+            spdlog::error(
+                "recorder: stopped: every batch signed with key {} of device {} (tenant {}) "
+                "would be refused the same way; register or rotate the device's key (`kiln "
+                "devices add|rotate`), point recorder.key_file at it and restart",
+                cred_.key.kid, cred_.device, cred_.tenant);
+            stopped_for_key_ = true;
+            stop_ = true;
+          }
+      }
     }
     if (!info_.paced_by_device) {
       const auto due = started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(

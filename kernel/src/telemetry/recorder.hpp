@@ -19,13 +19,18 @@ class Recorder {
   Recorder(std::shared_ptr<nodes::TelemetryDriver> driver, DeviceCredentials credentials,
            Ingestor& ingestor, double speed, std::size_t batch);
   ~Recorder();
-  // Opens the driver (throws std::runtime_error with the driver's message when it cannot) and
-  // starts reading on its own thread.
+  // Starts reading on its own thread. A driver that does not open (the roaster is off or
+  // unplugged) is tried again with a backoff up to 30 s, logged once per reason, as is one that
+  // stops answering; the server keeps serving meanwhile. Batches refused for the device key
+  // (unknown, revoked, expired, another device's, a bad signature) stop the recorder, logged.
   void start();
   void stop();
   std::int64_t batches() const { return batches_.load(); }
+  bool stopped_for_key() const { return stopped_for_key_.load(); }
 
  private:
+  // Opens the driver, waiting for it; false once stopped.
+  bool connect();
   void run();
   std::shared_ptr<nodes::TelemetryDriver> driver_;
   DeviceCredentials cred_;
@@ -35,6 +40,7 @@ class Recorder {
   nodes::DriverInfo info_;
   std::atomic<bool> stop_{false};
   std::atomic<std::int64_t> batches_{0};
+  std::atomic<bool> stopped_for_key_{false};
   std::thread thread_;
 };
 

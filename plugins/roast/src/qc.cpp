@@ -114,6 +114,9 @@ struct Say {
   // "0:17 later than", "3.0 °C below"
   std::string off(double by, bool low) const {
     if (w.kind == Words::Kind::kTime) return mmss(by) + (low ? " earlier than " : " later than ");
+    // A difference of percentages is in points: "DTR 26.9 %, 11.1 points above 11.8–15.8 %".
+    if (w.kind == Words::Kind::kPercent)
+      return fmt(by) + (low ? " points below " : " points above ");
     return value(by) + (low ? " below " : " above ");
   }
 };

@@ -427,11 +427,12 @@ std::string render_report_html(const ReportInput& in) {
       const auto* e = evs->as_object().if_contains(ev);
       const bool estimated = std::string_view(ev) == "FCs" && fcs_estimated(in.analysis);
       if (e && e->is_object())
-        row(ev, mmss(e->as_object().at("time").to_number<double>()) + "  BT " +
-                    f1(e->as_object().at("bt").to_number<double>()) +
-                    (estimated ? "  (estimated: BT reached the FCs temperature; not marked)" : ""));
+        row(std::string_view(ev) == "DRY_END" ? "DRY END" : ev,
+            mmss(e->as_object().at("time").to_number<double>()) + "  BT " +
+                f1(e->as_object().at("bt").to_number<double>()) +
+                (estimated ? "  (estimated: BT reached the FCs temperature; not marked)" : ""));
       else
-        row(ev, "not found");
+        row(std::string_view(ev) == "DRY_END" ? "DRY END" : ev, "not found");
     }
   if (auto v = at(in.analysis, {"phases", "drying"})) row("drying", mmss(*v));
   if (auto v = at(in.analysis, {"phases", "maillard"})) row("maillard", mmss(*v));

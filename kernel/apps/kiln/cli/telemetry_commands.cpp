@@ -204,8 +204,8 @@ it in Artisan. With --server the server's tools do it.
       {"predict", R"(Usage: kiln predict SESSION [--tenant T] [--json]
 
 Predictive assist, read-only: from the session's curve so far, when first crack (at the FCs
-temperature of plugin_config.roast.curve_phases) and DROP (at a 20 % development ratio) are
-expected, with an early/late band. With --server the server makes it (GET
+temperature of plugin_config.roast.curve_phases) and DROP (at the development ratio its
+profile's QC targets aim at, else 20 %) are expected, with an early/late band. With --server the server makes it (GET
 /v1/sessions/SESSION/predict; a read-only key will do).
 )"},
       {"report", R"(Usage: kiln report SESSION -o FILE.html|FILE.json [--tenant T]
