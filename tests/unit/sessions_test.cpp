@@ -372,3 +372,33 @@ BOOST_DATA_TEST_CASE(a_new_recording_after_a_gap_is_a_new_roast, bdata::make({tr
   BOOST_REQUIRE(roast.drop_t.has_value());
   BOOST_TEST(*roast.drop_t - roast.charge_t > 300);
 }
+
+// A recorder restarted mid-roast whose roaster starts over (the simulated roaster does, as the
+// in-server recorder restarts with the server): the readings go on a second later with the
+// roaster waiting for a charge (state 4), then a whole roast. The cut roast ends at the first
+// "DROP" (leaving the roasting state); the whole roast after it has its own session. Its
+// charge-wait readings were once the first session's tail, and the whole roast had none.
+BOOST_AUTO_TEST_CASE(a_roast_that_starts_over_right_after_a_cut_one_has_its_session) {
+  Fixture f;
+  const auto samples = fixture_roast(true);
+  const std::size_t charge = 7, stop = charge + 40;
+  BOOST_REQUIRE(samples[0].state == 4);  // the fixture waits for its charge first
+  std::vector<telemetry::Sample> partial(samples.begin(),
+                                         samples.begin() + static_cast<std::ptrdiff_t>(stop));
+  auto whole = fixture_roast(true);
+  const double shift = partial.back().t + 1 - whole.front().t;
+  for (auto& x : whole) x.t += shift;
+  {
+    auto s = f.sessionizer();
+    add_in_tens(*s, "acme", "r1", 7, partial);
+    add_in_tens(*s, "acme", "r1", 8, whole);
+  }
+  BOOST_REQUIRE_EQUAL(f.closed.size(), 2u);
+  BOOST_TEST(f.closed[0].close_reason == "drop");
+  BOOST_TEST(*f.closed[0].end_t < whole[charge].t);
+  const auto& roast = f.closed.back();
+  BOOST_TEST(roast.close_reason == "drop");
+  BOOST_TEST(std::abs(roast.charge_t - whole[charge].t) <= 3.0, roast.charge_t - whole[charge].t);
+  BOOST_REQUIRE(roast.drop_t.has_value());
+  BOOST_TEST(*roast.drop_t - roast.charge_t > 300);
+}
