@@ -1,5 +1,6 @@
 #include "common/json_text.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -11,6 +12,8 @@ namespace kiln::common {
 namespace json = boost::json;
 
 namespace {
+
+void append_number(double d, std::string& out);
 
 void append_string(std::string_view s, std::string& out) {
   out += '"';
@@ -50,6 +53,13 @@ void append_string(std::string_view s, std::string& out) {
   out += '"';
 }
 
+// An integer or double, written into `out` without a temporary string (sample arrays are long).
+template <typename T>
+void append_integer(T n, std::string& out) {
+  char buf[24];
+  out.append(buf, std::to_chars(buf, buf + sizeof buf, n).ptr);
+}
+
 void append(const json::value& v, std::string& out) {
   switch (v.kind()) {
     case json::kind::null:
@@ -59,13 +69,13 @@ void append(const json::value& v, std::string& out) {
       out += v.get_bool() ? "true" : "false";
       return;
     case json::kind::int64:
-      out += std::to_string(v.get_int64());
+      append_integer(v.get_int64(), out);
       return;
     case json::kind::uint64:
-      out += std::to_string(v.get_uint64());
+      append_integer(v.get_uint64(), out);
       return;
     case json::kind::double_:
-      out += number_text(v.get_double());
+      append_number(v.get_double(), out);
       return;
     case json::kind::string:
       append_string(v.get_string(), out);
@@ -97,14 +107,22 @@ void append(const json::value& v, std::string& out) {
   }
 }
 
+void append_number(double d, std::string& out) {
+  if (!std::isfinite(d)) {
+    out += "null";
+    return;
+  }
+  char buf[40];
+  const auto end = std::to_chars(buf, buf + sizeof buf, d).ptr;
+  out.append(buf, end);
+  if (std::find_if(buf, end, [](char c) { return c == '.' || c == 'e'; }) == end) out += ".0";
+}
+
 }  // namespace
 
 std::string number_text(double d) {
-  if (!std::isfinite(d)) return "null";
-  char buf[40];
-  const auto r = std::to_chars(buf, buf + sizeof buf - 2, d);
-  std::string text(buf, r.ptr);
-  if (text.find_first_of(".e") == std::string::npos) text += ".0";
+  std::string text;
+  append_number(d, text);
   return text;
 }
 

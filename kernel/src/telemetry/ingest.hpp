@@ -64,6 +64,13 @@ inline const std::vector<std::string_view>& all() {
       kClockSkew,  kStaleBoot,    kStaleSequence,  kReplayedSequence};
   return reasons;
 }
+// A refusal about the device key, not the envelope: every later batch signed with the key would
+// be refused the same way (a recorder stops on it).
+inline bool about_the_key(std::string_view reason) {
+  for (const char* r : {kUnknownKey, kRevokedKey, kExpiredKey, kWrongDevice, kBadSignature})
+    if (reason == r) return true;
+  return false;
+}
 }  // namespace reject
 
 struct IngestResult {

@@ -102,17 +102,15 @@ void Recorder::run() {
       } else {
         spdlog::error("recorder: batch {} refused: {}: {}", b.seq, res.reason, res.message);
         // Refused for the key itself: every later batch would be, and its readings lost.
-        for (const char* about_key : {reject::kUnknownKey, reject::kRevokedKey, reject::kExpiredKey,
-                                      reject::kWrongDevice, reject::kBadSignature})
-          if (res.reason == about_key) {
-            spdlog::error(
-                "recorder: stopped: every batch signed with key {} of device {} (tenant {}) "
-                "would be refused the same way; register or rotate the device's key (`kiln "
-                "devices add|rotate`), point recorder.key_file at it and restart",
-                cred_.key.kid, cred_.device, cred_.tenant);
-            stopped_for_key_ = true;
-            stop_ = true;
-          }
+        if (reject::about_the_key(res.reason)) {
+          spdlog::error(
+              "recorder: stopped: every batch signed with key {} of device {} (tenant {}) would "
+              "be refused the same way; register or rotate the device's key (`kiln devices "
+              "add|rotate`), point recorder.key_file at it and restart",
+              cred_.key.kid, cred_.device, cred_.tenant);
+          stopped_for_key_ = true;
+          stop_ = true;
+        }
       }
     }
     if (!info_.paced_by_device) {

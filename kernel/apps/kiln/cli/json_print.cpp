@@ -50,8 +50,7 @@ void emit(const json::value& v, std::string& out, int depth) {
 }  // namespace
 
 std::string one_line(const json::value& v) {
-  if (v.is_double() && std::isfinite(v.get_double())) return common::number_text(v.get_double());
-  return json::serialize(v);
+  return common::json_text(v);
 }
 
 std::string mmss(const json::value& v) {

@@ -603,19 +603,12 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   std::string key_refused;  // every envelope signed with this key will be refused: stop
   std::string too_large;    // every batch this size will be refused: stop
   // A refusal that is about the key, not the envelope: the next batches would fare the same.
-  auto about_the_key = [](const std::string& reason) {
-    for (const char* r : {telemetry::reject::kUnknownKey, telemetry::reject::kRevokedKey,
-                          telemetry::reject::kExpiredKey, telemetry::reject::kWrongDevice,
-                          telemetry::reject::kBadSignature})
-      if (reason == r) return true;
-    return false;
-  };
   // Sends one envelope: "ok", "down" (keep it), or the refusal.
   auto send = [&](const std::string& env) -> std::pair<std::string, std::string> {
     if (!client) {
       auto r = k->telemetry().ingestor().ingest(cred.tenant, cred.device, env, now_s());
       if (r.accepted) return {"ok", ""};
-      if (about_the_key(r.reason)) key_refused = r.reason + ": " + r.message;
+      if (telemetry::reject::about_the_key(r.reason)) key_refused = r.reason + ": " + r.message;
       if (r.reason == telemetry::reject::kOversized) too_large = r.message;
       return {"refused", r.reason + ": " + r.message};
     }
@@ -645,7 +638,7 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
                 (code.empty() ? res.body : code) + " (check --server and --api-key)";
         return {"fatal", fatal};
       }
-      if (about_the_key(code)) key_refused = code + ": " + message;
+      if (telemetry::reject::about_the_key(code)) key_refused = code + ": " + message;
       if (code == telemetry::reject::kOversized) too_large = message;
       return {"refused", code + ": " + message};
     } catch (const std::exception& e) {
