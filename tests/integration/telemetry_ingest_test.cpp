@@ -15,6 +15,7 @@
 
 #include "analysis.hpp"
 #include "common/json_text.hpp"
+#include "common/sha256.hpp"
 #include "http/client.hpp"
 #include "storage/sqlite.hpp"
 #include "support/process.hpp"
@@ -550,6 +551,12 @@ BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
   BOOST_TEST(m.at("steps").as_array()[2].at("error").at("code").as_string() == "qc_failed");
   BOOST_TEST(s.call("POST", "/v1/missions/" + mission + ":approve", "operator", "{}").status ==
              403);
+  // No spoken summary while the report waits for the approver: the answer says so.
+  const std::string summary_route =
+      "/v1/sessions/" + std::string(session.at("id").as_string()) + "/summary";
+  auto held = s.call("GET", summary_route, "viewer");
+  BOOST_TEST(held.status == 409, held.body);
+  BOOST_TEST(contains(held.body, "QUARANTINED for an approver"), held.body);
   auto approved = s.call("POST", "/v1/missions/" + mission + ":approve", "approver",
                          R"({"reason": "sold as a light roast"})");
   BOOST_REQUIRE_MESSAGE(approved.status == 200, approved.body);
@@ -572,11 +579,59 @@ BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
   const fs::path page(std::string(report.at("path").as_string()));
   BOOST_TEST(fs::exists(page.is_absolute() ? page : s.dir.path() / page), page);
   BOOST_TEST(steps[4].at("output").at("seconds").as_double() > 1.0);
+  // The spoken summary is kept: listed under its step with its digest, served by the mission's
+  // artifact route and the session's summary route, the same bytes; the ledger holds the digest.
+  BOOST_REQUIRE_EQUAL(steps[4].at("artifacts").as_array().size(), 1u);
+  const auto& kept = steps[4].at("artifacts").as_array()[0];
+  BOOST_TEST(kept.at("name").as_string() == "speech.wav");
+  BOOST_TEST(kept.at("media_type").as_string() == "audio/wav");
+  BOOST_TEST(kept.at("bytes").as_int64() == steps[4].at("output").at("bytes").as_int64());
+  auto audio = s.call("GET", summary_route, "viewer");
+  BOOST_REQUIRE_MESSAGE(audio.status == 200, audio.body);
+  BOOST_TEST(audio.header("content-type") == "audio/wav");
+  BOOST_TEST(audio.body.substr(0, 4) == "RIFF");
+  BOOST_TEST(static_cast<std::int64_t>(audio.body.size()) == kept.at("bytes").as_int64());
+  BOOST_TEST(audio.header("etag") == "\"" + std::string(kept.at("sha256").as_string()) + "\"");
+  BOOST_TEST(std::string(kept.at("sha256").as_string()) == common::sha256_hex(audio.body));
+  auto by_mission =
+      s.call("GET", "/v1/missions/" + mission + "/artifacts/speak/speech.wav", "viewer");
+  BOOST_TEST(by_mission.status == 200);
+  BOOST_TEST((by_mission.body == audio.body));
+  BOOST_TEST(contains(by_mission.header("content-disposition"), "filename=\"speech.wav\""));
+  {
+    http::Client c("http://127.0.0.1:" + std::to_string(s.port));
+    auto again = c.request("GET", summary_route, "",
+                           {{"Authorization", "Bearer " + s.keys.at("viewer")},
+                            {"If-None-Match", audio.header("etag")}});
+    BOOST_TEST(again.status == 304);
+    BOOST_TEST(again.body.empty());
+  }
+  BOOST_TEST(s.call("GET", summary_route, "other").status == 404);
+  BOOST_TEST(
+      s.call("GET", "/v1/missions/" + mission + "/artifacts/speak/speech.wav", "other").status ==
+      404);
+  auto no_file = s.call("GET", "/v1/missions/" + mission + "/artifacts/speak/x.wav", "viewer");
+  BOOST_TEST(no_file.status == 404);
+  BOOST_TEST(contains(no_file.body, "lists each step's artifacts"), no_file.body);
+  // The CLI writes the same file, from the database and from the server.
+  auto local = s.kiln({"report", std::string(session.at("id").as_string()), "-o", "summary.wav"});
+  BOOST_TEST(local.exit_code == 0, local.out + local.err);
+  auto remote =
+      s.kiln({"mission", "artifact", mission, "speak", "speech.wav", "-o", "remote.wav", "--server",
+              "http://127.0.0.1:" + std::to_string(s.port), "--api-key", s.keys.at("viewer")});
+  BOOST_TEST(remote.exit_code == 0, remote.out + remote.err);
+  for (const char* f : {"summary.wav", "remote.wav"}) {
+    std::ifstream in(s.dir.path() / f, std::ios::binary);
+    std::stringstream bytes;
+    bytes << in.rdbuf();
+    BOOST_TEST((bytes.str() == audio.body), f);
+  }
   // All of it in the ledger.
   auto exported = s.kiln({"ledger", "export"});
   for (const char* kind : {"\"device.key_added\"", "\"telemetry.batches\"", "\"session.opened\"",
                            "\"session.closed\"", "\"session.reported\"", "\"mission.completed\""})
     BOOST_TEST(contains(exported.out, kind), kind);
+  BOOST_TEST(contains(exported.out, std::string(kept.at("sha256").as_string())));
   BOOST_TEST(s.kiln({"ledger", "verify"}).exit_code == 0);
 }
 

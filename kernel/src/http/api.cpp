@@ -43,7 +43,12 @@ const char* kMissionSchema =
       "step": {"type": "string"}, "tool": {"type": "string"}, "approval": {"type": "string"},
       "state": {"type": "string"}, "attempts": {"type": "integer"},
       "approved_by": {"type": ["string", "null"]}, "output": {}, "error": {},
-      "started_at": {"type": ["string", "null"]}, "finished_at": {"type": ["string", "null"]}}}}}})";
+      "started_at": {"type": ["string", "null"]}, "finished_at": {"type": ["string", "null"]},
+      "artifacts": {"type": "array", "description": "files the step kept: GET /v1/missions/{id}/artifacts/{step}/{name}",
+        "items": {"type": "object", "required": ["name", "media_type", "bytes", "sha256"],
+          "properties": {"name": {"type": "string"}, "media_type": {"type": "string"},
+            "bytes": {"type": "integer"}, "sha256": {"type": "string"},
+            "created_at": {"type": "string"}}}}}}}}})";
 
 std::int64_t int_query(const Request& r, const char* name, std::int64_t dflt, std::int64_t min,
                        std::int64_t max) {
@@ -73,6 +78,26 @@ telemetry::SessionInfo session_or_404(const runtime::Kernel& k, const Request& r
   auto s = telemetry::Sessionizer::get(k.storage_path(), req.tenant, req.params.at("id"));
   if (!s) throw HttpError{404, "not_found", "no session " + req.params.at("id")};
   return *s;
+}
+
+// A file a mission step kept (the roast report's spoken summary), with its SHA-256 as the ETag:
+// a client that has it already (If-None-Match) gets 304 without the bytes.
+Response artifact_response(const missions::StoredArtifact& a, const Request& req) {
+  const std::string etag = "\"" + a.info.sha256 + "\"";
+  Response out;
+  out.content_type = a.info.media_type;
+  out.headers.emplace_back("ETag", etag);
+  const std::string wanted = req.header("if-none-match");
+  if (wanted == "*" || wanted.find(etag) != std::string::npos) {
+    out.status = 304;
+    return out;
+  }
+  std::string file;
+  for (char c : a.info.name)
+    file += (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20) ? '_' : c;
+  out.headers.emplace_back("Content-Disposition", "attachment; filename=\"" + file + "\"");
+  out.body = a.data;
+  return out;
 }
 
 const char* kActionBody = R"({"type": "object", "additionalProperties": false,
@@ -735,6 +760,32 @@ Router build_api(ApiContext& ctx) {
            if (!m) throw HttpError{404, "not_found", "no mission " + req.params.at("id")};
            return Response::json(200, m->to_json());
          }});
+  r.add({"GET",
+         "/v1/missions/{id}/artifacts/{step}/{name}",
+         "getMissionArtifact",
+         "A file a mission step kept beside its output (listed in the step's `artifacts`, e.g. "
+         "the spoken summary speech.wav of a roast_report's step speak), as its media type; the "
+         "ETag is its SHA-256, also in the step.completed ledger event",
+         "missions",
+         Role::kViewer,
+         0,
+         nullptr,
+         json::object{{"type", "string"}, {"format", "binary"}},
+         200,
+         "application/octet-stream",
+         {},
+         true,
+         [&k](Request& req) {
+           const auto& id = req.params.at("id");
+           const auto& step = req.params.at("step");
+           const auto& name = req.params.at("name");
+           auto a = k.missions().artifact(req.tenant, id, step, name);
+           if (!a)
+             throw HttpError{404, "not_found",
+                             "mission " + id + " has no file '" + name + "' from step '" + step +
+                                 "' (GET /v1/missions/" + id + " lists each step's artifacts)"};
+           return artifact_response(*a, req);
+         }});
   auto action = [&](const char* verb, const char* op, const char* summary, Role role) {
     r.add({"POST",
            std::string("/v1/missions/{id}:") + verb,
@@ -1215,6 +1266,28 @@ Router build_api(ApiContext& ctx) {
          return Response::json(200, rep.value().at("report"));
        }});
   r.add({"GET",
+         "/v1/sessions/{id}/summary",
+         "getSessionSummaryAudio",
+         "The spoken summary of a closed roast session: the audio its report mission "
+         "(roast_report) made, as that mission's step kept it (ETag: its SHA-256)",
+         "telemetry",
+         Role::kViewer,
+         0,
+         nullptr,
+         json::object{{"type", "string"}, {"format", "binary"}},
+         200,
+         "audio/wav",
+         {},
+         true,
+         [&k](Request& req) {
+           auto a = telemetry::session_summary_audio(k.storage_path(), k.missions(), req.tenant,
+                                                     req.params.at("id"));
+           if (!a.ok())
+             throw HttpError{a.error().code == "not_ready" ? 409 : 404, a.error().code,
+                             a.error().message, a.error().details};
+           return artifact_response(a.value(), req);
+         }});
+  r.add({"GET",
          "/v1/sessions/{id}/predict",
          "getSessionPrediction",
          "Predictive assist for a live roast session, read-only: from its curve so far, when first "
@@ -1492,6 +1565,13 @@ Router build_api(ApiContext& ctx) {
          "the same content and title as the newest version: nothing saved, that version "
          "with \"unchanged\": true"}}},
       {"assignDeviceProfile", {{409, "the profile is archived (restore it first)"}}},
+      {"getMissionArtifact",
+       {{304, "If-None-Match named the file's ETag: the client has it already"}}},
+      {"getSessionSummaryAudio",
+       {{304, "If-None-Match named the file's ETag: the client has it already"},
+        {409,
+         "no summary yet (not_ready): the session is open, or its report is under way or "
+         "QUARANTINED for an approver"}}},
   };
   for (auto& route : r.routes_mutable()) {
     if (auto it = errors.find(route.operation); it != errors.end())

@@ -430,6 +430,8 @@ json::object Router::openapi(const std::string& version) const {
         json::object other{{"description", text}};
         if (!ok_content.is_null()) other["content"] = ok_content;
         responses[std::to_string(status)] = std::move(other);
+      } else if (status < 400) {  // no body (304 Not Modified)
+        responses[std::to_string(status)] = json::object{{"description", text}};
       } else {
         responses[std::to_string(status)] = error_response(text);
       }

@@ -4,6 +4,7 @@
 #include <ctime>
 #include <random>
 
+#include "common/sha256.hpp"
 #include "common/strings.hpp"
 #include "storage/sqlite.hpp"
 
@@ -150,6 +151,16 @@ void load_steps(Connection& c, MissionView& m) {
     s.finished_at = opt_text(st, 9);
     m.steps.push_back(std::move(s));
   }
+  auto files = c.prepare(
+      "SELECT step, name, media_type, bytes, sha256, created_at FROM mission_artifacts "
+      "WHERE mission_id = ? ORDER BY step, name");
+  files.bind(1, m.id);
+  while (files.step()) {
+    ArtifactInfo a{files.text(0),  files.text(1), files.text(2),
+                   files.int64(3), files.text(4), files.text(5)};
+    for (auto& s : m.steps)
+      if (s.step == a.step) s.artifacts.push_back(std::move(a));
+  }
 }
 
 // Missions that count against max_active: admitted and not finished. Missions the governor
@@ -174,9 +185,19 @@ std::optional<MissionView> load_mission(Connection& c, const std::string& id) {
   return m;
 }
 
+json::object ArtifactInfo::to_json() const {
+  return {{"name", name},
+          {"media_type", media_type},
+          {"bytes", bytes},
+          {"sha256", sha256},
+          {"created_at", created_at}};
+}
+
 json::object MissionView::to_json() const {
   json::array s;
-  for (const auto& x : steps)
+  for (const auto& x : steps) {
+    json::array files;
+    for (const auto& a : x.artifacts) files.push_back(a.to_json());
     s.push_back(json::object{{"step", x.step},
                              {"tool", x.tool},
                              {"approval", x.approval},
@@ -186,7 +207,9 @@ json::object MissionView::to_json() const {
                              {"output", x.output},
                              {"error", x.error},
                              {"started_at", opt_json(x.started_at)},
-                             {"finished_at", opt_json(x.finished_at)}});
+                             {"finished_at", opt_json(x.finished_at)},
+                             {"artifacts", std::move(files)}});
+  }
   return {{"id", id},
           {"tenant", tenant},
           {"template", template_name},
@@ -443,8 +466,27 @@ std::optional<MissionService::Claim> MissionService::claim(
   return out;
 }
 
+std::optional<StoredArtifact> MissionService::artifact(const std::optional<std::string>& tenant,
+                                                       const std::string& mission,
+                                                       const std::string& step,
+                                                       const std::string& name) const {
+  Connection c(db_path_, Connection::Mode::kReadOnly);
+  auto st = c.prepare(
+      "SELECT a.media_type, a.bytes, a.sha256, a.created_at, a.data FROM mission_artifacts a "
+      "JOIN missions m ON m.id = a.mission_id "
+      "WHERE a.mission_id = ?1 AND a.step = ?2 AND a.name = ?3 AND (?4 IS NULL OR m.tenant = ?4)");
+  st.bind(1, mission).bind(2, step).bind(3, name);
+  if (tenant)
+    st.bind(4, *tenant);
+  else
+    st.bind_null(4);
+  if (!st.step()) return std::nullopt;
+  return StoredArtifact{{step, name, st.text(0), st.int64(1), st.text(2), st.text(3)}, st.blob(4)};
+}
+
 std::vector<ledger::Event> MissionService::record(const Claim& claim,
-                                                  std::vector<ledger::NewEvent> events) {
+                                                  std::vector<ledger::NewEvent> events,
+                                                  std::vector<StepFiles> artifacts) {
   return ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
     auto st = c.prepare("SELECT state, lease_owner, lease_until FROM missions WHERE id = ?");
     st.bind(1, claim.mission.id);
@@ -461,6 +503,28 @@ std::vector<ledger::Event> MissionService::record(const Claim& claim,
     if (!st.is_null(2) && st.text(2) < ledger::utc_now_millis())
       throw MissionError(Code::kLeaseLost, "the lease of " + claim.worker + " on mission " +
                                                claim.mission.id + " expired at " + st.text(2));
+    const std::string now = ledger::utc_now_millis();
+    for (const auto& step : artifacts) {
+      c.prepare("DELETE FROM mission_artifacts WHERE mission_id = ? AND step = ?")
+          .bind(1, claim.mission.id)
+          .bind(2, step.step)
+          .step();
+      auto ins = c.prepare(
+          "INSERT OR REPLACE INTO mission_artifacts (mission_id, step, name, media_type, bytes, "
+          "sha256, created_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+      for (const auto& f : step.files) {
+        ins.reset();
+        ins.bind(1, claim.mission.id)
+            .bind(2, step.step)
+            .bind(3, f.name)
+            .bind(4, f.media_type)
+            .bind(5, static_cast<std::int64_t>(f.data.size()))
+            .bind(6, common::sha256_hex(f.data))
+            .bind(7, now)
+            .bind_blob(8, f.data)
+            .step();
+      }
+    }
     return std::move(events);
   });
 }

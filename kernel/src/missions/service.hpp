@@ -15,6 +15,7 @@
 
 #include <boost/json.hpp>
 
+#include "kiln/tool.hpp"
 #include "ledger/ledger.hpp"
 #include "missions/policy.hpp"
 #include "missions/templates.hpp"
@@ -61,6 +62,22 @@ class MissionError : public std::runtime_error {
   std::string field_;
 };
 
+// A file a step's tool returned beside its output (kiln::Artifact), as kept in
+// mission_artifacts; `data` is read only when the file itself is asked for.
+struct ArtifactInfo {
+  std::string step;
+  std::string name;
+  std::string media_type;
+  std::int64_t bytes = 0;
+  std::string sha256;
+  std::string created_at;
+  boost::json::object to_json() const;  // without the data
+};
+struct StoredArtifact {
+  ArtifactInfo info;
+  std::string data;
+};
+
 struct StepView {
   std::string step;
   std::string tool;
@@ -72,6 +89,7 @@ struct StepView {
   boost::json::value error;   // the last failure, or null
   std::optional<std::string> started_at;
   std::optional<std::string> finished_at;
+  std::vector<ArtifactInfo> artifacts;  // of its last completed run
 };
 
 struct MissionView {
@@ -167,7 +185,19 @@ class MissionService {
   bool heartbeat(Claim& claim);
   // Runs one transition of a claimed mission: `events` are appended only while the worker still
   // holds the lease and the mission is RUNNING; otherwise throws MissionError(kLeaseLost).
-  std::vector<ledger::Event> record(const Claim& claim, std::vector<ledger::NewEvent> events);
+  // `artifacts` (files of steps whose completion is among `events`) are written in the same
+  // transaction, replacing those of the step's earlier runs.
+  struct StepFiles {
+    std::string step;
+    std::vector<Artifact> files;
+  };
+  std::vector<ledger::Event> record(const Claim& claim, std::vector<ledger::NewEvent> events,
+                                    std::vector<StepFiles> artifacts = {});
+  // One file of a mission's step (nullopt when the mission is not the tenant's, or has none by
+  // that name).
+  std::optional<StoredArtifact> artifact(const std::optional<std::string>& tenant,
+                                         const std::string& mission, const std::string& step,
+                                         const std::string& name) const;
 
   const TemplateSet& templates() const { return templates_; }
   const Policy& policy() const { return policy_; }

@@ -9,6 +9,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/sha256.hpp"
+
 namespace kiln::missions {
 namespace json = boost::json;
 
@@ -68,6 +70,7 @@ std::string MissionRunner::run(MissionService::Claim claim) {
   // hold, the mission's completion): one durable commit instead of two. A crash in between
   // re-runs the step, as a crash during it would.
   std::vector<ledger::NewEvent> carry;
+  std::vector<MissionService::StepFiles> carry_files;  // files of the carried completion
   auto with_carry = [&](std::vector<ledger::NewEvent> events) {
     carry.insert(carry.end(), std::make_move_iterator(events.begin()),
                  std::make_move_iterator(events.end()));
@@ -75,7 +78,7 @@ std::string MissionRunner::run(MissionService::Claim claim) {
   };
   auto finish = [&](std::vector<ledger::NewEvent> events, const std::string& to) -> std::string {
     try {
-      service_.record(claim, with_carry(std::move(events)));
+      service_.record(claim, with_carry(std::move(events)), std::exchange(carry_files, {}));
     } catch (const MissionError& e) {
       if (e.code() != MissionError::Code::kLeaseLost) throw;
       spdlog::info("mission {}: {}", m.id, e.what());
@@ -136,7 +139,8 @@ std::string MissionRunner::run(MissionService::Claim claim) {
           state::kFailed);
     try {
       service_.record(claim,
-                      with_carry({step_event(m, "step.started", st.id, {{"attempt", attempt}})}));
+                      with_carry({step_event(m, "step.started", st.id, {{"attempt", attempt}})}),
+                      std::exchange(carry_files, {}));
     } catch (const MissionError& e) {
       if (e.code() != MissionError::Code::kLeaseLost) throw;
       spdlog::info("mission {}: {}", m.id, e.what());
@@ -173,8 +177,20 @@ std::string MissionRunner::run(MissionService::Claim claim) {
 
     if (outcome.ok()) {
       outputs[st.id] = outcome.value().output;
+      json::object completed{{"output", outcome.value().output}};
+      if (auto& files = outcome.value().artifacts; !files.empty()) {
+        // The ledger holds each file's digest; the bytes go to mission_artifacts.
+        json::array listed;
+        for (const auto& f : files)
+          listed.push_back(json::object{{"name", f.name},
+                                        {"media_type", f.media_type},
+                                        {"bytes", f.data.size()},
+                                        {"sha256", common::sha256_hex(f.data)}});
+        completed["artifacts"] = std::move(listed);
+        carry_files.push_back({st.id, std::move(files)});
+      }
       std::vector<ledger::NewEvent> events{
-          step_event(m, "step.completed", st.id, {{"output", outcome.value().output}})};
+          step_event(m, "step.completed", st.id, std::move(completed))};
       const bool last = &st == &t->steps.back();
       if (last) {
         events.push_back(MissionService::transition(m, "mission.completed", state::kDone,

@@ -303,6 +303,23 @@ ALTER TABLE telemetry_sessions ADD COLUMN drop_t REAL;
 -- recorder's spool drained late): each close after a reopen starts its report mission anew.
 ALTER TABLE telemetry_sessions ADD COLUMN reopens INTEGER NOT NULL DEFAULT 0;
 )sql"},
+      {12, "mission_artifacts",
+       R"sql(
+-- Files a mission step's tool returned beside its output (the roast report's spoken summary):
+-- written in the transaction that records the step's completion, whose ledger event carries
+-- each file's name, media type, size and SHA-256. A step that runs again replaces its files.
+CREATE TABLE mission_artifacts (
+  mission_id TEXT NOT NULL,
+  step       TEXT NOT NULL,
+  name       TEXT NOT NULL,
+  media_type TEXT NOT NULL,
+  bytes      INTEGER NOT NULL,
+  sha256     TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  data       BLOB NOT NULL,
+  PRIMARY KEY (mission_id, step, name)
+);  -- a rowid table: WITHOUT ROWID suits small rows, and these are files
+)sql"},
   };
   return migrations;
 }

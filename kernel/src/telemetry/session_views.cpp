@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <optional>
 
+#include "telemetry/sessions.hpp"
+
 namespace kiln::telemetry {
 
 namespace json = boost::json;
@@ -87,6 +89,44 @@ Result<json::object, ToolError> session_predict(const ToolRunner& run, const std
   auto p = run("roast.predict", std::move(in));
   if (!p.ok()) return failed("prediction", p.error());
   return p.value().as_object();
+}
+
+Result<missions::StoredArtifact, ToolError> session_summary_audio(
+    const std::filesystem::path& db, const missions::MissionService& missions,
+    const std::optional<std::string>& tenant, const std::string& session) {
+  auto not_ready = [&](std::string message, json::object details) {
+    details["session"] = session;
+    return Unexpected<ToolError>{ToolError{"not_ready", std::move(message), false, details}};
+  };
+  const auto s = Sessionizer::get(db, tenant, session);
+  if (!s)
+    return Unexpected<ToolError>{ToolError{
+        error_code::kNotFound, "no session " + session + " (kiln sessions list shows them)", false,
+        json::object{{"session", session}}}};
+  if (!s->mission_id)
+    return not_ready(
+        "session " + session + " has no report yet" +
+            (s->state == "open" ? " (it is still under way; its report mission starts when it "
+                                  "closes)"
+                                : " (no report mission was started for it: is the roast plugin "
+                                  "loaded?)"),
+        {{"state", s->state}});
+  const std::string& id = *s->mission_id;
+  const auto m = missions.get(tenant, id);
+  if (m)
+    for (const auto& step : m->steps)
+      for (const auto& f : step.artifacts)
+        if (f.media_type.starts_with("audio/"))
+          if (auto a = missions.artifact(tenant, id, step.step, f.name)) return std::move(*a);
+  const std::string state = m ? m->state : "missing";
+  return not_ready(
+      "the report mission " + id + " of session " + session + " has no spoken summary" +
+          (state == missions::state::kQuarantined
+               ? " yet: it is QUARANTINED for an approver (kiln mission approve " + id + ")"
+           : state == missions::state::kDone
+               ? " (its template speaks none)"
+               : " yet (it is " + state + "; kiln mission show " + id + ")"),
+      {{"mission", id}, {"mission_state", state}});
 }
 
 }  // namespace kiln::telemetry

@@ -5,13 +5,16 @@
 // kernel's executor in process, or a server's tools from the CLI.
 #pragma once
 
+#include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include <boost/json.hpp>
 
 #include "kiln/result.hpp"
 #include "kiln/tool.hpp"
+#include "missions/service.hpp"
 
 namespace kiln::telemetry {
 
@@ -32,5 +35,13 @@ Result<boost::json::object, ToolError> session_report(const ToolRunner& run,
 // ..."}.
 Result<boost::json::object, ToolError> session_predict(const ToolRunner& run,
                                                        const std::string& session);
+
+// The spoken summary of a closed session: the audio file its report mission (roast_report) kept,
+// the first audio artifact of its steps. Errors: "not_found" (no such session for `tenant`),
+// "not_ready" (still open, its report under way or QUARANTINED for an approver, or a report that
+// speaks none), each message saying what to do.
+Result<missions::StoredArtifact, ToolError> session_summary_audio(
+    const std::filesystem::path& db, const missions::MissionService& missions,
+    const std::optional<std::string>& tenant, const std::string& session);
 
 }  // namespace kiln::telemetry

@@ -80,6 +80,8 @@ Commands:
   mission start TEMPLATE [--param K=V]... [--idempotency-key K] [--wait]
                            create a mission (the governor decides from the policy)
   mission list|show ID     missions; one mission with its steps and ledger history
+  mission artifact ID STEP NAME [-o FILE]
+                           a file a step kept (e.g. the spoken summary speech.wav)
   mission approve|cancel|retry ID [--reason TEXT]
                            operator actions, each a ledger event with who and why
   mission work [--until-idle]
@@ -1160,6 +1162,7 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
       {"mission start", [](auto& a, auto& o, auto&) { return cmd_mission_start(a, o); }},
       {"mission list", [](auto& a, auto& o, auto&) { return cmd_mission_list(a, o); }},
       {"mission show", [](auto& a, auto& o, auto&) { return cmd_mission_show(a, o); }},
+      {"mission artifact", [](auto& a, auto& o, auto&) { return cmd_mission_artifact(a, o); }},
       {"mission approve", [](auto& a, auto& o, auto&) { return cmd_mission_approve(a, o); }},
       {"mission cancel", [](auto& a, auto& o, auto&) { return cmd_mission_cancel(a, o); }},
       {"mission retry", [](auto& a, auto& o, auto&) { return cmd_mission_retry(a, o); }},

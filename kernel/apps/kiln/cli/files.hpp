@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace kiln::cli {
 
@@ -28,6 +29,18 @@ inline std::string read_input_file(const std::string& path, const std::string& w
   std::string out = text.str();
   if (out.empty()) throw std::runtime_error(path + " is empty, not " + what);
   return out;
+}
+
+// Writes `bytes` to `path` (creating its directory, replacing the file); throws
+// std::runtime_error naming the file when it cannot.
+inline void write_output_file(const std::string& path, std::string_view bytes) {
+  namespace fs = std::filesystem;
+  const fs::path p(path);
+  if (p.has_parent_path()) fs::create_directories(p.parent_path());
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  out.close();
+  if (!out) throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
 }
 
 }  // namespace kiln::cli

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 #include <boost/json.hpp>
 
+#include "cli/files.hpp"
 #include "cli/json_print.hpp"
 #include "common/strings.hpp"
 #include "missions/projection.hpp"
@@ -51,6 +52,12 @@ DONE FAILED CANCELED.
 
 One mission: state, governor decision and reason, lease, every step (attempts, output, error),
 and its history from the ledger (every transition with who and why).
+)"},
+      {"mission artifact", R"(Usage: kiln mission artifact ID STEP NAME [-o FILE] [--tenant T]
+
+Writes a file a mission's step kept beside its output (kiln mission show lists them under the
+step, e.g. speech.wav of a roast_report's step speak — the spoken summary) to FILE (default NAME
+in the current directory). The step.completed ledger event holds its SHA-256.
 )"},
       {"mission approve",
        R"(Usage: kiln mission approve ID [--reason TEXT] [--as NAME] [--role ROLE] [--wait]
@@ -168,6 +175,10 @@ void print_mission(const missions::MissionView& m, std::ostream& out) {
     out << "\n";
     if (!s.output.is_null()) out << "      output: " << show_value(s.output) << "\n";
     if (!s.error.is_null()) out << "      error:  " << show_value(s.error) << "\n";
+    for (const auto& f : s.artifacts)
+      out << "      file:   " << f.name << " (" << f.media_type << ", " << f.bytes
+          << " bytes): kiln mission artifact " << m.id << " " << s.step << " " << f.name
+          << " -o FILE\n";
   }
 }
 
@@ -377,6 +388,24 @@ int cmd_mission_show(const Args& a, std::ostream& out) {
     out << "\n";
   }
   if (auto hint = next_hint(*m); !hint.empty()) out << "  next: " << hint << "\n";
+  return runtime::kExitOk;
+}
+
+int cmd_mission_artifact(const Args& a, std::ostream& out) {
+  if (a.positional.size() < 5)
+    throw std::invalid_argument(
+        "kiln mission artifact needs ID STEP NAME (kiln mission show ID lists each step's files)");
+  const std::string &id = a.positional[2], &step = a.positional[3], &name = a.positional[4];
+  auto k = boot_reading(a);
+  auto f = k->missions().artifact(a.tenant_filter, id, step, name);
+  if (!f)
+    throw MissionError(MissionError::Code::kNotFound,
+                       "mission " + id + " has no file '" + name + "' from step '" + step +
+                           "' (kiln mission show " + id + " lists each step's files)");
+  const std::string file = a.out_file.value_or(name);
+  write_output_file(file, f->data);
+  out << "wrote " << file << " (" << f->data.size() << " bytes of " << f->info.media_type
+      << ", sha256 " << f->info.sha256 << ")\n";
   return runtime::kExitOk;
 }
 

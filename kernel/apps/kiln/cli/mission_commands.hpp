@@ -19,6 +19,7 @@ int cmd_mission_list(const Args& a, std::ostream& out);
 // The table of `kiln mission list`, from missions as JSON (local or from the server).
 void print_missions(const boost::json::array& missions, std::ostream& out);
 int cmd_mission_show(const Args& a, std::ostream& out);
+int cmd_mission_artifact(const Args& a, std::ostream& out);
 int cmd_mission_approve(const Args& a, std::ostream& out);
 int cmd_mission_cancel(const Args& a, std::ostream& out);
 int cmd_mission_retry(const Args& a, std::ostream& out);

@@ -288,14 +288,6 @@ std::string read_file(const std::string& path) {
   }
 }
 
-void write_file(const std::string& path, const std::string& text) {
-  const fs::path p(path);
-  if (p.has_parent_path()) fs::create_directories(p.parent_path());
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << text;
-  if (!out) throw std::runtime_error("cannot write " + path);
-}
-
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() &&
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -394,7 +386,7 @@ int cmd_profiles(const Args& a, std::ostream& out, std::ostream&) {
     Library lib(a, format == "alog");
     std::string text =
         format == "json" ? json::serialize(lib.show(ref).at("profile")) + "\n" : lib.alog(ref);
-    write_file(*a.out_file, text);
+    write_output_file(*a.out_file, text);
     out << "wrote " << *a.out_file << " (" << format << ", " << text.size() << " bytes)\n";
     return runtime::kExitOk;
   }

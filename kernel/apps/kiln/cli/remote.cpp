@@ -9,6 +9,7 @@
 
 #include <boost/json.hpp>
 
+#include "cli/files.hpp"
 #include "cli/json_print.hpp"
 #include "cli/mission_commands.hpp"
 #include "cli/telemetry_commands.hpp"
@@ -225,6 +226,20 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
   }
   if (name == "mission show")
     return finish(r, r.call("GET", "/v1/missions/" + enc(need_id(a, name))), out, err);
+  if (name == "mission artifact") {
+    if (a.positional.size() < 5)
+      throw std::invalid_argument(
+          "mission artifact needs ID STEP NAME (kiln mission show ID lists each step's files)");
+    const auto& file_name = a.positional[4];
+    auto res = r.call("GET", "/v1/missions/" + enc(a.positional[2]) + "/artifacts/" +
+                                 enc(a.positional[3]) + "/" + enc(file_name));
+    if (res.status != 200) return finish(r, res, out, err);
+    const std::string file = a.out_file.value_or(file_name);
+    write_output_file(file, res.body);
+    out << "wrote " << file << " (" << res.body.size() << " bytes of " << res.header("content-type")
+        << " from " << url << ")\n";
+    return runtime::kExitOk;
+  }
   for (const char* verb : {"approve", "cancel", "retry"})
     if (name == std::string("mission ") + verb)
       return finish(

@@ -208,13 +208,17 @@ temperature of plugin_config.roast.curve_phases) and DROP (at the development ra
 profile's QC targets aim at, else 20 %) are expected, with an early/late band. With --server the server makes it (GET
 /v1/sessions/SESSION/predict; a read-only key will do).
 )"},
-      {"report", R"(Usage: kiln report SESSION -o FILE.html|FILE.json [--tenant T]
+      {"report", R"(Usage: kiln report SESSION -o FILE.html|FILE.json|FILE.wav [--tenant T]
 
 Analyses a roast session (events, phases, RoR), checks it against the QC targets (its profile's,
 else roast.qc's defaults), compares it with its profile, and writes the HTML report (inline SVG
 chart, opens offline) to FILE — or, for FILE.json, the report's numbers as JSON
 (kiln.roast-report/1). With --server the server makes it (GET /v1/sessions/SESSION/report; a
 read-only key will do).
+
+FILE.wav (or .flac, .mp3, .opus): the spoken summary, as the session's report mission
+(roast_report) made it when the session closed (GET /v1/sessions/SESSION/summary); a report held
+for an approver speaks once approved.
 )"},
   };
   return help;
@@ -389,10 +393,12 @@ struct Invoker {
     return r.value().output;
   }
   // A server's read-only route (GET PATH): the body, or its error. Only with a server.
-  Result<std::string, ToolError> get(const std::string& path) {
+  // `content_type`, when given, gets the answer's media type.
+  Result<std::string, ToolError> get(const std::string& path, std::string* content_type = nullptr) {
     std::vector<std::pair<std::string, std::string>> h;
     if (!key.empty()) h.emplace_back("Authorization", "Bearer " + key);
     auto res = client->request("GET", path, "", h);
+    if (content_type) *content_type = res.header("content-type");
     if (res.status == 200) return std::move(res.body);
     json::error_code ec;
     const auto v = json::parse(res.body, ec);
@@ -426,12 +432,48 @@ static bool write_out(const std::string& file, std::string_view text, const char
   return static_cast<bool>(f);
 }
 
+// FILE.wav (or another audio file): the spoken summary the session's report mission kept.
+int write_summary_audio(Invoker& invoke, const std::string& session, const std::string& file,
+                        std::ostream& out, std::ostream& err) {
+  std::string bytes, media_type, source;
+  if (invoke.client) {
+    auto got = invoke.get("/v1/sessions/" + url_encode(session) + "/summary", &media_type);
+    if (!got.ok()) {
+      err << "kiln report: " << got.error().code << ": " << got.error().message << "\n";
+      return runtime::kExitFailed;
+    }
+    bytes = std::move(got.value());
+    source = "the server's";
+  } else {
+    auto got = telemetry::session_summary_audio(invoke.k->storage_path(), invoke.k->missions(),
+                                                invoke.tenant, session);
+    if (!got.ok()) {
+      err << "kiln report: " << got.error().code << ": " << got.error().message << "\n";
+      return runtime::kExitFailed;
+    }
+    bytes = std::move(got.value().data);
+    media_type = got.value().info.media_type;
+    source = "step " + got.value().info.step + " of its report mission";
+  }
+  if (!write_out(file, bytes, "kiln report", err)) return runtime::kExitFailed;
+  out << "wrote " << file << " (" << bytes.size() << " bytes of " << media_type
+      << ": the spoken summary, from " << source << ")\n";
+  const auto ext = fs::path(file).extension().string();
+  if (!ext.empty() && media_type.find(ext.substr(1)) == std::string::npos &&
+      !(ext == ".mp3" && media_type == "audio/mpeg"))
+    err << "kiln report: note: the summary is " << media_type << ", whatever " << file
+        << "'s extension says\n";
+  return runtime::kExitOk;
+}
+
 int cmd_report(const Args& a, std::ostream& out, std::ostream& err) {
   if (a.positional.size() < 2) throw std::invalid_argument("report needs a SESSION");
   if (!a.out_file) throw std::invalid_argument("report needs -o FILE.html");
   const std::string session = a.positional[1];
   const auto ext = fs::path(*a.out_file).extension();
   Invoker invoke(a, session);
+  for (const char* audio : {".wav", ".flac", ".mp3", ".opus", ".ogg", ".pcm"})
+    if (ext == audio) return write_summary_audio(invoke, session, *a.out_file, out, err);
   // roast.report's output: made here, or by the server's report route (a read-only key will do).
   json::object rep;
   if (invoke.client) {
