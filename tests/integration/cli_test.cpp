@@ -662,6 +662,8 @@ BOOST_AUTO_TEST_CASE(analyze_reads_an_artisan_log_with_marked_or_detected_events
   auto empty = analyze({(d.dir.path() / "empty.alog").string()});
   BOOST_TEST(empty.exit_code == 1);
   BOOST_TEST(contains(empty.err, "empty.alog is empty, not an Artisan .alog file"), empty.err);
+  // Reading a file changes nothing: no ledger (no database) appears where it ran.
+  BOOST_TEST(!fs::exists(d.dir.path() / "var" / "kiln.db"));
 }
 
 // `kiln record --roasts 2` on the simulated roaster: two roasts back to back (cooling, OFF,

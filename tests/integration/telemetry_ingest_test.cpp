@@ -1153,5 +1153,34 @@ BOOST_AUTO_TEST_CASE(the_in_server_recorder_waits_for_the_roaster_and_stops_on_a
       ++refusals;
     BOOST_TEST(refusals == 1u, log);
     BOOST_TEST(s.call("GET", "/ready", "viewer").status == 200);
+    // `kiln config check` says so before a restart: the key is revoked, and a file that is no
+    // device key is named as such; a registered key passes.
+    const std::string key_file = (s.dir.path() / "sim-r.key").string();
+    auto check = [&](const std::string& file) {
+      return s.kiln({"config", "check", "--set", "recorder.enabled=true", "--set",
+                     "recorder.key_file=" + file});
+    };
+    auto revoked = check(key_file);
+    BOOST_TEST(revoked.exit_code == 3, revoked.out + revoked.err);
+    BOOST_TEST(contains(revoked.err, "recorder.key_file: key "), revoked.err);
+    BOOST_TEST(contains(revoked.err, "of device sim-r (tenant acme, " + key_file + ") is revoked"),
+               revoked.err);
+    BOOST_TEST(contains(revoked.err, "kiln devices rotate sim-r --key-out FILE"), revoked.err);
+    std::ofstream(s.dir.path() / "notes.txt") << "not a key\n";
+    auto not_key = check((s.dir.path() / "notes.txt").string());
+    BOOST_TEST(not_key.exit_code == 3);
+    BOOST_TEST(contains(not_key.err, "notes.txt"), not_key.err);
+    auto added = s.kiln({"devices", "add", "sim-s", "--tenant", "acme", "--key-out",
+                         (s.dir.path() / "sim-s.key").string()});
+    BOOST_REQUIRE(added.exit_code == 0);
+    auto fine = check((s.dir.path() / "sim-s.key").string());
+    BOOST_TEST(fine.exit_code == 0, fine.err);
+    // An interval the readings' tenths cannot hold is refused at load, for every command.
+    auto interval = s.kiln({"config", "check", "--set", "telemetry_driver.interval_s=0.25"});
+    BOOST_TEST(interval.exit_code == 3);
+    BOOST_TEST(contains(interval.err,
+                        "telemetry_driver.interval_s: must be a positive multiple "
+                        "of 0.1"),
+               interval.err);
   }
 }

@@ -2,6 +2,7 @@
 #define BOOST_TEST_MODULE config
 #include <boost/test/unit_test.hpp>
 
+#include "common/strings.hpp"
 #include "config/config.hpp"
 
 namespace json = boost::json;
@@ -128,6 +129,24 @@ BOOST_AUTO_TEST_CASE(ranges_are_enforced) {
   BOOST_TEST(contains(nan, "expected a finite number, got 'nan'"), nan);
   BOOST_TEST(error_of([] { load("server:\n  port: 65535\n"); }).empty());
   BOOST_TEST(error_of([] { load("", {}, {"telemetry_driver.interval_s=0.1"}); }).empty());
+  BOOST_TEST(error_of([] { load("", {}, {"telemetry_driver.interval_s=2.5"}); }).empty());
+  // Device times are tenths of a second.
+  auto tenths = error_of([] { load("telemetry_driver:\n  interval_s: 0.25\n"); });
+  BOOST_TEST(contains(tenths,
+                      "deploy.yaml:2:15: telemetry_driver.interval_s: must be a positive "
+                      "multiple of 0.1"),
+             tenths);
+}
+
+BOOST_AUTO_TEST_CASE(a_name_with_a_part_left_off_or_added_is_suggested) {
+  using kiln::common::did_you_mean;
+  BOOST_TEST(did_you_mean("bullet", {"sim", "bullet_r1"}) == "; did you mean 'bullet_r1'?");
+  BOOST_TEST(did_you_mean("replay_file", {"transport", "replay", "record_raw", "device"}) ==
+             "; did you mean 'replay'?");
+  // Only a whole part counts, and only one candidate may fit.
+  BOOST_TEST(did_you_mean("bul", {"bullet_r1"}).empty());
+  BOOST_TEST(did_you_mean("tts", {"tts_torch", "tts_espeak"}).empty());
+  BOOST_TEST(did_you_mean("completely_else", {"sim"}).empty());
 }
 
 BOOST_AUTO_TEST_CASE(every_problem_is_reported_at_once) {

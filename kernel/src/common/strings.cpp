@@ -30,7 +30,20 @@ std::string closest(std::string_view word, const std::vector<std::string>& candi
     }
   }
   std::size_t limit = std::max<std::size_t>(2, word.size() / 3);
-  return best_d <= limit ? best : std::string();
+  if (best_d <= limit) return best;
+  // Too far apart letter by letter, but one is the other with a part left off or added
+  // ("bullet" for bullet_r1, "replay_file" for replay): that one, if it is the only such.
+  auto part_of = [](std::string_view whole, std::string_view part) {
+    return part.size() >= 3 && whole.size() > part.size() && whole.starts_with(part) &&
+           (whole[part.size()] == '_' || whole[part.size()] == '.' || whole[part.size()] == '-');
+  };
+  std::string only;
+  for (const auto& c : candidates)
+    if (part_of(c, word) || part_of(word, c)) {
+      if (!only.empty()) return std::string();
+      only = c;
+    }
+  return only;
 }
 
 std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates) {

@@ -153,12 +153,23 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
          "largest text (bytes of UTF-8) one speech request may carry; longer → 413",
          {},
          1});
-  s.add({"telemetry_driver.interval_s",
-         Type::kNumber,
-         1.0,
-         "seconds between a roaster's readings (drivers that choose it; a multiple of 0.1)",
-         {},
-         {}});
+  {
+    KeyDef interval{"telemetry_driver.interval_s",
+                    Type::kNumber,
+                    1.0,
+                    "seconds between a roaster's readings (drivers that choose it; a multiple of "
+                    "0.1)",
+                    {},
+                    {}};
+    // Device times are tenths of a second (DOMAIN §1): a reading between two would be placed on
+    // one of them, and the simulated roaster refuses it at start.
+    interval.check = [](const std::string& text) -> std::optional<std::string> {
+      const double v = std::stod(text);  // a number already (checked before)
+      if (v >= 0.1 && std::abs(v * 10 - std::round(v * 10)) < 1e-6) return std::nullopt;
+      return "must be a positive multiple of 0.1 (seconds: device times are tenths), got " + text;
+    };
+    s.add(std::move(interval));
+  }
   s.add({"event_detector.probe_lag_s",
          Type::kNumber,
          3.0,
@@ -524,6 +535,8 @@ std::optional<std::string> convert(const KeyDef& def, const YAML::Node& n, json:
         if (used != n.Scalar().size()) throw std::invalid_argument("trailing");
         if (!std::isfinite(v)) return "expected a finite number, got '" + n.Scalar() + "'";
         if (auto e = out_of_range(def, v, n.Scalar())) return e;
+        if (def.check)
+          if (auto e = def.check(n.Scalar())) return e;
         out = json::value(v);
         return std::nullopt;
       } catch (...) {

@@ -34,8 +34,8 @@ struct KeyDef {
   // For numbers and integers: the allowed range (Schema::range).
   std::optional<double> lo = std::nullopt, hi = std::nullopt;
   bool lo_exclusive = false;  // lo itself is not allowed ("> 0")
-  // For strings and the items of string lists: what is wrong with a value ("'x' is not ..."),
-  // or nullopt when it is fine.
+  // For strings, numbers and the items of string lists: what is wrong with a value (given as
+  // its text; "'x' is not ..."), or nullopt when it is fine.
   std::function<std::optional<std::string>(const std::string&)> check = nullptr;
 };
 

@@ -104,6 +104,7 @@ std::unique_ptr<Kernel> Kernel::boot(const BootOptions& options) {
   // 3. Gates and nodes.
   k->gates_ = std::make_unique<gates::GateStore>(
       config::expand_path(k->config_.get_string("gates.dir"), k->config_.config_dir()));
+  k->audit_tool_calls_ = options.audit_tool_calls;
   if (options.resolve_nodes) k->resolve(options.node_kinds);
   if (options.open_storage) k->ledger();
   return k;
@@ -368,7 +369,7 @@ void Kernel::resolve(const std::set<std::string>& only) {
   eo.admit = [admission = admission_.get()](const ToolCall& call) {
     return admission->admit(call);
   };
-  if (config_.get_bool("runtime.audit_tool_calls"))
+  if (audit_tool_calls_ && config_.get_bool("runtime.audit_tool_calls"))
     eo.audit = [this](std::vector<ledger::NewEvent> events) {
       ledger().append_async(std::move(events));
     };

@@ -59,6 +59,9 @@ struct BootOptions {
   // driver) then neither loads nor depends on the others (a TTS voice, an ungated TTS node).
   std::set<std::string> node_kinds;
   bool open_storage = false;  // open (create, migrate) the database during boot, as serve does
+  // false: this process's tool calls are not audited whatever runtime.audit_tool_calls says — a
+  // command that only reads a file it was given (kiln analyze) leaves no database behind.
+  bool audit_tool_calls = true;
   bool setup_logging = true;
 };
 
@@ -136,6 +139,7 @@ class Kernel {
   std::shared_ptr<ToolMetrics> tool_metrics_ = std::make_shared<ToolMetrics>();
   std::vector<nodes::KindDescriptor> kinds_;
   std::unique_ptr<plugins::PluginRegistry> registry_;
+  bool audit_tool_calls_ = true;  // BootOptions::audit_tool_calls
   std::unique_ptr<gates::GateStore> gates_;
   std::map<std::string, std::shared_ptr<void>> instances_;
   std::unique_ptr<ToolRuntimeExecutor> executor_;

@@ -687,6 +687,49 @@ int cmd_gate_status(const Args& a, std::ostream& out) {
   return runtime::kExitOk;
 }
 
+// What the server would refuse about the in-server recorder's key: a file that is not a device key,
+// or (where the database exists; it is not made here) a key the registry does not hold, revoked,
+// or expired after a rotation. nullopt when it would be accepted.
+std::optional<std::string> recorder_key_problem(Kernel& k, const std::string& key_file) {
+  telemetry::DeviceCredentials cred;
+  try {
+    cred = telemetry::DeviceCredentials::read(key_file);
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  if (!std::filesystem::exists(k.storage_path())) return std::nullopt;
+  std::optional<telemetry::DeviceKey> key;
+  try {
+    storage::Connection c(k.storage_path(), storage::Connection::Mode::kReadOnly);
+    auto st = c.prepare(
+        "SELECT device, not_after, revoked_at FROM device_keys WHERE tenant = ? AND kid = ?");
+    st.bind(1, cred.tenant).bind(2, cred.key.kid);
+    if (st.step()) {
+      key.emplace();
+      key->kid = cred.key.kid;
+      key->tenant = cred.tenant;
+      key->device = st.text(0);
+      if (!st.is_null(1)) key->not_after = st.text(1);
+      if (!st.is_null(2)) key->revoked_at = st.text(2);
+    }
+  } catch (const storage::StorageError& e) {
+    return "cannot look up key " + cred.key.kid + " in " + k.storage_path().string() + ": " +
+           e.what();
+  }
+  const std::string which = "key " + cred.key.kid + " of device " + cred.device + " (tenant " +
+                            cred.tenant + ", " + key_file + ")";
+  if (!key)
+    return which + " is not registered in " + k.storage_path().string() +
+           ": every batch would be refused (kiln devices add " + cred.device +
+           " --public-key HEX registers a key; or point recorder.key_file at the file `kiln "
+           "devices add|rotate` wrote)";
+  const std::string status = key->status(ledger::utc_now_millis());
+  if (status == "revoked" || status == "expired")
+    return which + " is " + status + ": every batch would be refused (kiln devices rotate " +
+           cred.device + " --key-out FILE makes a new one; point recorder.key_file at it)";
+  return std::nullopt;
+}
+
 int cmd_config_check(const Args& a, std::ostream& out) {
   auto k = Kernel::boot(boot_options(a, false));
   std::vector<std::string> problems;
@@ -728,6 +771,8 @@ int cmd_config_check(const Args& a, std::ostream& out) {
           "recorder.enabled needs recorder.key_file (a device key from `kiln devices add`)");
     else if (!std::filesystem::is_regular_file(key_file))
       problems.push_back("recorder.key_file: no file " + key_file + where("recorder.key_file"));
+    else if (auto p = recorder_key_problem(*k, key_file))
+      problems.push_back("recorder.key_file: " + *p + where("recorder.key_file"));
   }
   if (!problems.empty()) throw BootError(runtime::kExitConfig, common::join(problems, "\n"));
   out << "configuration is valid (" << k->config().entries().size() << " keys, "
@@ -824,7 +869,9 @@ int cmd_analyze(const Args& a, std::ostream& out, std::ostream& err) {
     throw BootError(runtime::kExitFailed, e.what());
   }
   json::object input{{"alog", std::move(text)}, {"detect", a.detect}};
-  auto k = Kernel::boot(boot_options(a, true, {"event_detector"}));
+  auto opts = boot_options(a, true, {"event_detector"});
+  opts.audit_tool_calls = false;  // reads FILE, changes nothing: no ledger event, no database
+  auto k = Kernel::boot(opts);
   runtime::ToolCall call{"roast.analyze", a.tenant, input, "", {}, {}};
   auto outcome = k->executor().invoke(call);
   if (!outcome.ok()) {
