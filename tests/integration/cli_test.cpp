@@ -260,6 +260,10 @@ BOOST_AUTO_TEST_CASE(plugins_list_and_nodes_show_what_is_loaded) {
   BOOST_TEST(contains(nodes.out, "tool_strategy"), nodes.out);
   BOOST_TEST(contains(nodes.out, "command line --set nodes.tool_strategy=rules"), nodes.out);
   BOOST_TEST(contains(nodes.out, "not gated"), nodes.out);
+  auto unknown = d.kiln({"nodes", "--set", "nodes.tool_strategy=rule"});
+  BOOST_TEST(contains(unknown.out, "UNKNOWN"), unknown.out);
+  BOOST_TEST(contains(unknown.out, "tool_strategy: no such node; available: "), unknown.out);
+  BOOST_TEST(contains(unknown.out, "did you mean 'rules'?"), unknown.out);
 }
 
 BOOST_AUTO_TEST_CASE(tool_invoke_prints_output_or_a_typed_error) {
@@ -698,6 +702,16 @@ BOOST_AUTO_TEST_CASE(record_two_roasts_back_to_back) {
     return json::parse(shown.out).at("samples").as_int64();
   };
   const auto first_samples = samples_of(sessions[1]), second_samples = samples_of(sessions[0]);
+  // Without --json: what a roaster reads (not the JSON).
+  const std::string first_id(sessions[1].at("id").as_string());
+  auto shown = kiln({"sessions", "show", first_id});
+  BOOST_TEST(contains(shown.out, "session " + first_id + " (device sim-2, tenant default)"),
+             shown.out);
+  BOOST_TEST(contains(shown.out, "  state:    closed (closed by drop)"), shown.out);
+  BOOST_TEST(std::regex_search(shown.out, std::regex("  roast:    [0-9]+:[0-9]{2} CHARGE to DROP")),
+             shown.out);
+  BOOST_TEST(contains(shown.out, "  readings: " + std::to_string(first_samples)), shown.out);
+  BOOST_TEST(contains(shown.out, "kiln report " + first_id + " -o report.html"), shown.out);
   // Recorded again: a new boot, whose clock starts at the wall clock's now — long before the
   // readings above, which ran ahead of it at full speed. A session of its own, and the earlier
   // sessions keep exactly their own readings.

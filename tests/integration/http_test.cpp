@@ -603,17 +603,42 @@ BOOST_AUTO_TEST_CASE(the_cli_calls_a_server_with_the_same_commands) {
   BOOST_TEST(echo.exit_code == 0, echo.err);
   BOOST_TEST(json::parse(echo.out).at("output").at("hi").as_int64() == 2);
   BOOST_TEST(remote({"plugins", "list"}, "a_viewer").exit_code == 0);
-  BOOST_TEST(remote({"nodes"}, "a_viewer").exit_code == 0);
+  auto nodes = remote({"nodes"}, "a_viewer");
+  BOOST_TEST(nodes.exit_code == 0);
+  BOOST_TEST(contains(nodes.out, "KIND "), nodes.out);  // the local command's table
+  BOOST_TEST(contains(nodes.out, "tool_strategy"), nodes.out);
   BOOST_TEST(remote({"gate", "status"}, "a_viewer").exit_code == 0);
   BOOST_TEST(contains(remote({"tool", "list"}, "a_viewer").out, "kiln.sleep"));
 
   auto started =
       remote({"mission", "start", "hello", "--param", "who=cli", "--wait"}, "a_operator");
   BOOST_TEST(started.exit_code == 0, started.err);
-  auto m = json::parse(started.out);
-  BOOST_TEST(m.at("state").as_string() == "DONE");
-  const std::string id(m.at("id").as_string());
-  BOOST_TEST(contains(remote({"mission", "show", id}, "a_viewer").out, "\"DONE\""));
+  // Shown as the local command shows it (not the server's JSON): headline, state, steps.
+  std::smatch found;
+  BOOST_REQUIRE_MESSAGE(
+      std::regex_search(started.out, found, std::regex("mission ([^ ]+) \\(hello, tenant acme\\)")),
+      started.out);
+  const std::string id = found[1];
+  BOOST_TEST(contains(started.out, "mission " + id + ": DONE"), started.out);
+  BOOST_TEST(contains(started.out, "  steps:"), started.out);
+  auto shown = remote({"mission", "show", id}, "a_viewer");
+  BOOST_TEST(contains(shown.out, "  state:    DONE"), shown.out);
+  BOOST_TEST(contains(shown.out, "history (ledger):"), shown.out);
+  BOOST_TEST(contains(shown.out, "mission.completed → DONE"), shown.out);
+  auto shown_json = remote({"mission", "show", id, "--json"}, "a_viewer");
+  BOOST_TEST(json::parse(shown_json.out).at("state").as_string() == "DONE", shown_json.out);
+  // A held mission approved with --wait: the answer comes once the server's workers settle it.
+  auto held = remote({"mission", "start", "approval_demo", "--json"}, "a_operator");
+  const std::string held_id(json::parse(held.out).at("mission").at("id").as_string());
+  BOOST_TEST(json::parse(held.out).at("mission").at("state").as_string() == "QUARANTINED");
+  // approval_demo is held at creation and again before its step apply.
+  auto approved =
+      remote({"mission", "approve", held_id, "--wait", "--reason", "looked at it"}, "a_approver");
+  BOOST_TEST(approved.exit_code == 0, approved.err);
+  BOOST_TEST(contains(approved.out, "approved mission " + held_id + ": QUARANTINED"), approved.out);
+  BOOST_TEST(contains(approved.out, "prepare      kiln.echo    DONE"), approved.out);
+  approved = remote({"mission", "approve", held_id, "--wait"}, "a_approver");
+  BOOST_TEST(contains(approved.out, "approved mission " + held_id + ": DONE"), approved.out);
   BOOST_TEST(contains(remote({"mission", "list", "--state", "DONE"}, "a_viewer").out, id));
   auto cancel = remote({"mission", "cancel", id}, "a_operator");
   BOOST_TEST(cancel.exit_code == 1);

@@ -229,6 +229,67 @@ json::object MissionView::to_json() const {
           {"steps", std::move(s)}};
 }
 
+MissionView MissionView::from_json(const json::value& v) {
+  const auto* o = v.if_object();
+  if (!o || !o->contains("id") || !o->contains("state") || !o->contains("steps"))
+    throw std::invalid_argument("not a mission: " + json::serialize(v).substr(0, 200));
+  auto str = [](const json::object& x, const char* k) {
+    const auto* f = x.if_contains(k);
+    return f && f->is_string() ? std::string(f->as_string()) : std::string();
+  };
+  auto opt = [](const json::object& x, const char* k) -> std::optional<std::string> {
+    const auto* f = x.if_contains(k);
+    if (f && f->is_string()) return std::string(f->as_string());
+    return std::nullopt;
+  };
+  auto num = [](const json::object& x, const char* k) -> std::int64_t {
+    const auto* f = x.if_contains(k);
+    return f && f->is_number() ? f->to_number<std::int64_t>() : 0;
+  };
+  auto val = [](const json::object& x, const char* k) {
+    const auto* f = x.if_contains(k);
+    return f ? *f : json::value(nullptr);
+  };
+  MissionView m;
+  m.id = str(*o, "id");
+  m.tenant = str(*o, "tenant");
+  m.template_name = str(*o, "template");
+  if (const auto* in = o->if_contains("inputs"); in && in->is_object()) m.inputs = in->as_object();
+  m.state = str(*o, "state");
+  m.decision = str(*o, "decision");
+  m.reason = str(*o, "reason");
+  m.idempotency_key = opt(*o, "idempotency_key");
+  m.created_by = str(*o, "created_by");
+  m.created_at = str(*o, "created_at");
+  m.updated_at = str(*o, "updated_at");
+  m.not_before = opt(*o, "not_before");
+  m.lease_owner = opt(*o, "lease_owner");
+  m.lease_until = opt(*o, "lease_until");
+  m.claims = num(*o, "claims");
+  m.last_seq = num(*o, "last_seq");
+  for (const auto& sv : o->at("steps").as_array()) {
+    const auto& x = sv.as_object();
+    StepView s;
+    s.step = str(x, "step");
+    s.tool = str(x, "tool");
+    s.approval = str(x, "approval");
+    s.state = str(x, "state");
+    s.attempts = num(x, "attempts");
+    s.approved_by = opt(x, "approved_by");
+    s.output = val(x, "output");
+    s.error = val(x, "error");
+    s.started_at = opt(x, "started_at");
+    s.finished_at = opt(x, "finished_at");
+    if (const auto* files = x.if_contains("artifacts"); files && files->is_array())
+      for (const auto& f : files->as_array())
+        s.artifacts.push_back({s.step, str(f.as_object(), "name"), str(f.as_object(), "media_type"),
+                               num(f.as_object(), "bytes"), str(f.as_object(), "sha256"),
+                               str(f.as_object(), "created_at")});
+    m.steps.push_back(std::move(s));
+  }
+  return m;
+}
+
 MissionService::MissionService(ledger::SqliteLedger& ledger, std::filesystem::path db_path,
                                const TemplateSet& templates, const Policy& policy, ToolFacts tools,
                                MissionOptions options)

@@ -111,6 +111,9 @@ struct MissionView {
   std::int64_t last_seq = 0;
   std::vector<StepView> steps;
   boost::json::object to_json() const;
+  // The view back from to_json's form (a server's answer); missing members stay empty. Throws
+  // std::invalid_argument when `v` is not a mission.
+  static MissionView from_json(const boost::json::value& v);
 };
 
 struct CreateRequest {

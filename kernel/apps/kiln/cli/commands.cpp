@@ -600,30 +600,53 @@ int cmd_plugins_list(const Args& a, std::ostream& out) {
   return runtime::kExitOk;
 }
 
+}  // namespace
+
+void print_nodes(const json::array& kinds, std::ostream& out) {
+  auto text = [](const json::object& o, const char* k) {
+    const auto* v = o.if_contains(k);
+    return v && v->is_string() ? std::string(v->as_string()) : std::string();
+  };
+  std::vector<std::vector<std::string>> rows{{"KIND", "SELECTED", "GATE", "SOURCE"}};
+  std::vector<std::string> details;
+  for (const auto& v : kinds) {
+    const auto& o = v.as_object();
+    const bool known = !text(o, "provider").empty();
+    const bool is_default = o.contains("default") && o.at("default") == true;
+    const std::string gate = text(o, "gate");
+    rows.push_back({text(o, "kind"), text(o, "selected"),
+                    known        ? gate
+                    : is_default ? "OFF"
+                                 : "UNKNOWN",
+                    text(o, "source")});
+    std::vector<std::string> available;
+    if (const auto* av = o.if_contains("available"); av && av->is_array())
+      for (const auto& n : av->as_array())
+        if (n.is_string()) available.emplace_back(n.as_string());
+    const bool usable = gate == "passed" || gate == "default";
+    if (!known || !usable)
+      details.push_back(text(o, "kind") + ": " +
+                        (known        ? text(o, "gate_detail")
+                         : is_default ? "no loaded plugin provides the default node"
+                                      : "no such node") +
+                        "; available: " + common::join(available) +
+                        (known ? "" : common::did_you_mean(text(o, "selected"), available)));
+  }
+  print_table(rows, out);
+  for (const auto& d : details) out << "  " << d << "\n";
+}
+
+namespace {
+
 int cmd_nodes(const Args& a, std::ostream& out) {
   auto k = Kernel::boot(boot_options(a, false));
-  auto statuses = k->node_status();
+  json::array arr = http::nodes_json(*k);
   if (a.json) {
-    json::array arr = http::nodes_json(*k);
     out << pretty(
         json::object{{"gates_enforce", k->config().get_string("gates.enforce")}, {"kinds", arr}});
     return runtime::kExitOk;
   }
-  out << pad("KIND", 18) << pad("SELECTED", 12) << pad("GATE", 12) << "SOURCE\n";
-  for (const auto& s : statuses) {
-    out << pad(s.kind, 18) << pad(s.selected, 12)
-        << pad(s.entry        ? gates::to_string(s.gate.state)
-               : s.is_default ? "OFF"
-                              : "UNKNOWN",
-               12)
-        << s.source.describe() << "\n";
-    if (!s.entry || !s.gate.usable())
-      out << "  "
-          << (s.entry        ? s.gate.reason
-              : s.is_default ? "no loaded plugin provides the default node"
-                             : "no such node")
-          << "; available: " << common::join(s.available) << "\n";
-  }
+  print_nodes(arr, out);
   out << "gates.enforce: " << k->config().get_string("gates.enforce") << "\n";
   return runtime::kExitOk;
 }

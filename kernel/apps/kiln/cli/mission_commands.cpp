@@ -155,6 +155,8 @@ std::string show_value(const json::value& v) {
   return s.size() > 100 ? s.substr(0, 97) + "..." : s;
 }
 
+}  // namespace
+
 void print_mission(const missions::MissionView& m, std::ostream& out) {
   out << "mission " << m.id << " (" << m.template_name << ", tenant " << m.tenant << ")\n";
   out << "  state:    " << m.state << " (" << m.reason << ")\n";
@@ -182,7 +184,7 @@ void print_mission(const missions::MissionView& m, std::ostream& out) {
   }
 }
 
-std::string next_hint(const missions::MissionView& m) {
+static std::string next_hint(const missions::MissionView& m) {
   if (m.state == missions::state::kQuarantined)
     return "waiting for an approver: kiln mission approve " + m.id;
   if (m.state == missions::state::kPending)
@@ -194,8 +196,8 @@ std::string next_hint(const missions::MissionView& m) {
   return "";
 }
 
-int report(const Args& a, std::ostream& out, const missions::MissionView& m, const char* headline,
-           json::object extra = {}) {
+int report_mission(const Args& a, std::ostream& out, const missions::MissionView& m,
+                   const std::string& headline, json::object extra) {
   if (a.json) {
     extra["mission"] = m.to_json();
     out << pretty(extra);
@@ -209,6 +211,27 @@ int report(const Args& a, std::ostream& out, const missions::MissionView& m, con
              ? runtime::kExitFailed
              : runtime::kExitOk;
 }
+
+void print_mission_history(const json::array& history, std::ostream& out) {
+  out << "  history (ledger):\n";
+  for (const auto& h : history) {
+    const auto& e = h.as_object();
+    const auto& p = e.at("payload").as_object();
+    if (e.at("kind").as_string() == "mission.heartbeat") continue;
+    out << "    #" << e.at("seq").as_int64() << " " << e.at("time").as_string().c_str() << " "
+        << e.at("kind").as_string().c_str();
+    if (auto* to = p.if_contains("to")) out << " → " << to->as_string().c_str();
+    if (auto* r = p.if_contains("reason")) out << " (" << r->as_string().c_str() << ")";
+    if (auto* s = p.if_contains("step")) out << " step " << s->as_string().c_str();
+    if (auto* ac = p.if_contains("actor"))
+      out << " by " << ac->as_object().at("name").as_string().c_str();
+    if (auto* note = p.if_contains("note"); note && !note->as_string().empty())
+      out << ": " << note->as_string().c_str();
+    out << "\n";
+  }
+}
+
+namespace {
 
 json::object parse_inputs(const Args& a) {
   json::object inputs;
@@ -301,7 +324,7 @@ int cmd_mission_start(const Args& a, std::ostream& out) {
     m = missions::run_until_settled(svc, k->executor(), m.id, timeout_of(a, std::chrono::hours(1)));
     headline += " → " + m.state;
   }
-  int rc = report(a, out, m, headline.c_str(), json::object{{"created", r.created}});
+  int rc = report_mission(a, out, m, headline, json::object{{"created", r.created}});
   if (a.wait && !missions::is_terminal(m.state) && m.state != missions::state::kQuarantined) {
     if (!a.json) out << "timed out waiting; the mission continues in the background\n";
     return runtime::kExitFailed;
@@ -372,21 +395,7 @@ int cmd_mission_show(const Args& a, std::ostream& out) {
     return runtime::kExitOk;
   }
   print_mission(*m, out);
-  out << "  history (ledger):\n";
-  for (const auto& h : history) {
-    const auto& e = h.as_object();
-    const auto& p = e.at("payload").as_object();
-    out << "    #" << e.at("seq").as_int64() << " " << e.at("time").as_string().c_str() << " "
-        << e.at("kind").as_string().c_str();
-    if (auto* to = p.if_contains("to")) out << " → " << to->as_string().c_str();
-    if (auto* r = p.if_contains("reason")) out << " (" << r->as_string().c_str() << ")";
-    if (auto* s = p.if_contains("step")) out << " step " << s->as_string().c_str();
-    if (auto* ac = p.if_contains("actor"))
-      out << " by " << ac->as_object().at("name").as_string().c_str();
-    if (auto* note = p.if_contains("note"); note && !note->as_string().empty())
-      out << ": " << note->as_string().c_str();
-    out << "\n";
-  }
+  print_mission_history(history, out);
   if (auto hint = next_hint(*m); !hint.empty()) out << "  next: " << hint << "\n";
   return runtime::kExitOk;
 }
@@ -416,14 +425,14 @@ int cmd_mission_approve(const Args& a, std::ostream& out) {
   if (a.wait)
     m = missions::run_until_settled(k->missions(), k->executor(), id,
                                     timeout_of(a, std::chrono::hours(1)));
-  return report(a, out, m, ("approved mission " + id + ": " + m.state).c_str());
+  return report_mission(a, out, m, "approved mission " + id + ": " + m.state);
 }
 
 int cmd_mission_cancel(const Args& a, std::ostream& out) {
   const std::string id = id_arg(a, "cancel");
   auto k = boot(a, false);
   auto m = k->missions().cancel(a.tenant_filter, id, actor_of(a), a.reason.value_or(""));
-  report(a, out, m, ("canceled mission " + id).c_str());
+  report_mission(a, out, m, "canceled mission " + id);
   return runtime::kExitOk;
 }
 
@@ -434,7 +443,7 @@ int cmd_mission_retry(const Args& a, std::ostream& out) {
   if (a.wait)
     m = missions::run_until_settled(k->missions(), k->executor(), id,
                                     timeout_of(a, std::chrono::hours(1)));
-  return report(a, out, m, ("retrying mission " + id + ": " + m.state).c_str());
+  return report_mission(a, out, m, "retrying mission " + id + ": " + m.state);
 }
 
 int cmd_mission_work(const Args& a, std::ostream& out) {

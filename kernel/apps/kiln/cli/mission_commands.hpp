@@ -6,12 +6,23 @@
 #include <string>
 
 #include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
 
 #include "cli/args.hpp"
+#include "missions/service.hpp"
 
 namespace kiln::cli {
 
 const std::map<std::string, std::string>& mission_help();
+
+// A mission as the mission commands show it: `headline`, its state, steps (outputs cut short),
+// files and what to do next; with --json the view (and `extra`) as JSON. Exit 1 when it ended
+// BLOCKED, FAILED or CANCELED. Used for the local database and a server's answers alike.
+int report_mission(const Args& a, std::ostream& out, const missions::MissionView& m,
+                   const std::string& headline, boost::json::object extra = {});
+void print_mission(const missions::MissionView& m, std::ostream& out);
+// Its ledger events (as GET /v1/ledger gives them), heartbeats left out.
+void print_mission_history(const boost::json::array& history, std::ostream& out);
 
 int cmd_mission_templates(const Args& a, std::ostream& out);
 int cmd_mission_start(const Args& a, std::ostream& out);

@@ -9,6 +9,7 @@
 
 #include <boost/json.hpp>
 
+#include "cli/commands.hpp"
 #include "cli/files.hpp"
 #include "cli/json_print.hpp"
 #include "cli/mission_commands.hpp"
@@ -75,6 +76,53 @@ std::string reason_body(const Args& a) {
 std::string need_id(const Args& a, const std::string& cmd) {
   if (a.positional.size() < 3) throw std::invalid_argument(cmd + " needs an ID");
   return a.positional[2];
+}
+
+// A server's mission answer (`member`: where the mission is in the body, "" for the body itself)
+// shown as the local command shows it, "{id}" in `headline` its id and its state after it; --json,
+// an error or an unexpected body as `finish` shows them.
+int mission_answer(const Remote& r, const http::ClientResponse& res, const Args& a,
+                   const std::string& headline, std::ostream& out, std::ostream& err,
+                   const char* member = "") {
+  json::error_code ec;
+  auto v = json::parse(res.body, ec);
+  if (a.json || res.status >= 300 || ec || !v.is_object()) return finish(r, res, out, err);
+  try {
+    const auto m = missions::MissionView::from_json(*member ? v.at(member) : v);
+    std::string line = headline;
+    if (const auto at = line.find("{id}"); at != std::string::npos) line.replace(at, 4, m.id);
+    int rc = report_mission(a, out, m, line + m.state);
+    if (a.wait && (m.state == "PENDING" || m.state == "RUNNING" || m.state == "RETRY")) {
+      out << "timed out waiting; the mission continues on the server\n";
+      rc = runtime::kExitFailed;
+    }
+    return rc;
+  } catch (const std::exception&) {
+    return finish(r, res, out, err);
+  }
+}
+
+// Polls mission `id` until the server's workers settle it (DONE, FAILED, CANCELED, BLOCKED or
+// QUARANTINED) or --timeout passes; the last answer.
+http::ClientResponse wait_settled(Remote& r, const Args& a, const std::string& id) {
+  double seconds = 3600;
+  try {
+    if (a.timeout) seconds = std::stod(*a.timeout);
+  } catch (const std::exception&) {
+    seconds = -1;
+  }
+  if (!(seconds > 0)) throw std::invalid_argument("--timeout wants seconds (a number above 0)");
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
+  for (;;) {
+    auto show = r.call("GET", "/v1/missions/" + enc(id));
+    if (show.status != 200) return show;
+    const auto state = std::string(json::parse(show.body).at("state").as_string());
+    if (state == "DONE" || state == "FAILED" || state == "CANCELED" || state == "BLOCKED" ||
+        state == "QUARANTINED" || std::chrono::steady_clock::now() > deadline)
+      return show;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
 }
 
 }  // namespace
@@ -171,7 +219,7 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
   if (name == "server metrics") return finish(r, r.call("GET", "/metrics"), out, err, true);
   if (name == "server openapi") return finish(r, r.call("GET", "/openapi.json"), out, err);
   if (name == "plugins list") return finish(r, r.call("GET", "/v1/plugins"), out, err);
-  if (name == "nodes") return finish(r, r.call("GET", "/v1/nodes"), out, err);
+  if (name == "nodes") return table(r, r.call("GET", "/v1/nodes"), a, print_nodes, out, err);
   if (name == "gate status") return finish(r, r.call("GET", "/v1/gates"), out, err);
   if (name == "tool list") return finish(r, r.call("GET", "/v1/tools"), out, err);
   if (name == "tool invoke") {
@@ -203,20 +251,15 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
     json::object body{{"template", a.positional[2]}, {"inputs", inputs}};
     if (a.idempotency_key) body["idempotency_key"] = *a.idempotency_key;
     auto res = r.call("POST", "/v1/missions", json::serialize(body));
-    if (!a.wait || res.status >= 300) return finish(r, res, out, err);
+    const bool created = res.status == 201;
+    if (!a.wait || res.status >= 300)
+      return mission_answer(r, res, a,
+                            created ? "created mission {id}: "
+                                    : "mission {id} already exists for this idempotency key: ",
+                            out, err, "mission");
     // --wait: poll until the server's workers settle it.
     const std::string id(json::parse(res.body).at("mission").at("id").as_string());
-    for (;;) {
-      auto show = r.call("GET", "/v1/missions/" + enc(id));
-      if (show.status != 200) return finish(r, show, out, err);
-      auto state = std::string(json::parse(show.body).at("state").as_string());
-      if (state == "DONE" || state == "FAILED" || state == "CANCELED" || state == "BLOCKED" ||
-          state == "QUARANTINED") {
-        int rc = finish(r, show, out, err);
-        return state == "DONE" || state == "QUARANTINED" ? rc : runtime::kExitFailed;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
+    return mission_answer(r, wait_settled(r, a, id), a, "mission {id}: ", out, err);
   }
   if (name == "mission list") {
     std::string q = "?limit=" + enc(a.limit.value_or("100"));
@@ -224,8 +267,25 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
     if (a.template_name) q += "&template=" + enc(*a.template_name);
     return table(r, r.call("GET", "/v1/missions" + q), a, print_missions, out, err);
   }
-  if (name == "mission show")
-    return finish(r, r.call("GET", "/v1/missions/" + enc(need_id(a, name))), out, err);
+  if (name == "mission show") {
+    const std::string id = need_id(a, name);
+    auto res = r.call("GET", "/v1/missions/" + enc(id));
+    json::error_code ec;
+    auto v = json::parse(res.body, ec);
+    if (a.json || res.status != 200 || ec) return finish(r, res, out, err);
+    // Its history, as the local command prints it: the mission's stream of the ledger.
+    auto events = r.call("GET", "/v1/ledger?limit=1000&stream=" + enc("mission/" + id));
+    json::error_code ec2;
+    auto page = json::parse(events.body, ec2);
+    try {
+      print_mission(missions::MissionView::from_json(v), out);
+    } catch (const std::exception&) {
+      return finish(r, res, out, err);
+    }
+    if (events.status == 200 && !ec2 && page.is_object())
+      print_mission_history(page.at("events").as_array(), out);
+    return runtime::kExitOk;
+  }
   if (name == "mission artifact") {
     if (a.positional.size() < 5)
       throw std::invalid_argument(
@@ -241,10 +301,17 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
     return runtime::kExitOk;
   }
   for (const char* verb : {"approve", "cancel", "retry"})
-    if (name == std::string("mission ") + verb)
-      return finish(
-          r, r.call("POST", "/v1/missions/" + enc(need_id(a, name)) + ":" + verb, reason_body(a)),
-          out, err);
+    if (name == std::string("mission ") + verb) {
+      const std::string id = need_id(a, name);
+      auto res = r.call("POST", "/v1/missions/" + enc(id) + ":" + verb, reason_body(a));
+      const std::string done = std::string(verb) == "approve"  ? "approved"
+                               : std::string(verb) == "cancel" ? "canceled"
+                                                               : "retrying";
+      // --wait (approve, retry): until the server's workers settle it, as locally.
+      if (a.wait && res.status == 200 && std::string(verb) != "cancel")
+        res = wait_settled(r, a, id);
+      return mission_answer(r, res, a, done + " mission " + id + ": ", out, err);
+    }
   if (name == "devices list") return finish(r, r.call("GET", "/v1/devices"), out, err);
   if (name == "devices add" || name == "devices rotate") {
     if (a.positional.size() < 3) throw std::invalid_argument(name + " needs a DEVICE");
@@ -306,8 +373,14 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
     if (a.since) q += "&since=" + std::to_string(utc_seconds(*a.since, "--since"));
     return table(r, r.call("GET", "/v1/sessions" + q), a, print_sessions, out, err);
   }
-  if (name == "sessions show")
-    return finish(r, r.call("GET", "/v1/sessions/" + enc(need_id(a, name))), out, err);
+  if (name == "sessions show") {
+    auto res = r.call("GET", "/v1/sessions/" + enc(need_id(a, name)));
+    json::error_code ec;
+    auto v = json::parse(res.body, ec);
+    if (a.json || res.status != 200 || ec || !v.is_object()) return finish(r, res, out, err);
+    print_session(v.as_object(), out);
+    return runtime::kExitOk;
+  }
   if (name == "ledger export") {
     // Every page, as JSON lines, like the local export.
     std::string after = a.since.value_or("0");

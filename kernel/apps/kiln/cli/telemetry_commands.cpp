@@ -285,6 +285,57 @@ int cmd_devices_list(const Args& a, std::ostream& out) {
 
 // ---- sessions -------------------------------------------------------------------------------
 
+// A session's time member (device clock, epoch seconds) in UTC as the other listings' times; ""
+// when absent.
+static std::string device_time(const json::object& o, const char* member, const char* format) {
+  const auto* c = o.if_contains(member);
+  if (!c || !c->is_number()) return std::string();
+  const auto secs = static_cast<std::time_t>(c->to_number<double>());
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, format, &tm);
+  return std::string(buf);
+}
+
+void print_session(const json::object& o, std::ostream& out) {
+  auto text = [&](const char* k) {
+    const auto* v = o.if_contains(k);
+    return v && v->is_string() ? std::string(v->as_string()) : std::string();
+  };
+  const std::string id = text("id");
+  const bool open = text("state") == "open";
+  out << "session " << id << " (device " << text("device") << ", tenant " << text("tenant")
+      << ")\n";
+  out << "  state:    " << text("state");
+  if (!open && !text("close_reason").empty()) out << " (closed by " << text("close_reason") << ")";
+  out << "\n";
+  out << "  CHARGE:   " << device_time(o, "charge_t", "%Y-%m-%d %H:%M:%S UTC")
+      << " (device clock)\n";
+  if (const auto* d = o.if_contains("duration_s"); d && d->is_number())
+    out << "  roast:    " << mmss(*d)
+        << (open                                                   ? " so far"
+            : o.if_contains("drop_t") && !o.at("drop_t").is_null() ? " CHARGE to DROP"
+                                                                   : " CHARGE to the last reading")
+        << "\n";
+  if (const auto* n = o.if_contains("samples"); n && n->is_number())
+    out << "  readings: " << n->to_number<std::int64_t>() << "\n";
+  if (const auto* p = o.if_contains("profile"); p && p->is_object())
+    out << "  profile:  " << p->at("name").as_string().c_str() << " v"
+        << p->at("version").to_number<std::int64_t>() << "\n";
+  else
+    out << "  profile:  none (QC checks roast.qc's defaults)\n";
+  if (const auto* r = o.if_contains("reopens"); r && r->is_number() && r->to_number<int>() > 0)
+    out << "  reopened: " << r->to_number<int>() << " time(s) after a silence\n";
+  const std::string mission = text("mission_id");
+  if (!mission.empty())
+    out << "  report:   mission " << mission << " (kiln mission show " << mission << ")\n";
+  out << "  next:     "
+      << (open ? "kiln predict " + id + " (when FCs and DROP are due)"
+               : "kiln report " + id + " -o report.html (or -o summary.wav: the spoken summary)")
+      << "\n";
+}
+
 void print_sessions(const json::array& sessions, std::ostream& out) {
   if (sessions.empty()) {
     out << "no roast sessions yet (kiln record sends telemetry)\n";
@@ -295,17 +346,7 @@ void print_sessions(const json::array& sessions, std::ostream& out) {
     return v && v->is_string() ? std::string(v->as_string()) : std::string();
   };
   // Columns as wide as their longest entry: ids carry the tenant and run long.
-  // When it was roasted: CHARGE by the device's clock, in UTC as the other listings' times.
-  auto charged = [](const json::object& o) {
-    const auto* c = o.if_contains("charge_t");
-    if (!c || !c->is_number()) return std::string();
-    const auto secs = static_cast<std::time_t>(c->to_number<double>());
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M", &tm);
-    return std::string(buf);
-  };
+  auto charged = [](const json::object& o) { return device_time(o, "charge_t", "%Y-%m-%d %H:%M"); };
   std::vector<std::vector<std::string>> rows{
       {"SESSION", "TENANT", "DEVICE", "CHARGE (UTC)", "STATE", "ROAST", "CLOSED BY", "MISSION"}};
   for (const auto& v : sessions) {
@@ -346,7 +387,10 @@ int cmd_sessions_show(const Args& a, std::ostream& out) {
                                  "no session " + a.positional[2] + " (kiln sessions list)");
   auto o = s->to_json();
   o["samples"] = telemetry::Sessionizer::samples(k->storage_path(), *s).size();
-  out << pretty(o);
+  if (a.json)
+    out << pretty(o);
+  else
+    print_session(o, out);
   return runtime::kExitOk;
 }
 

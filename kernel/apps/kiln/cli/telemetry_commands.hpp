@@ -29,6 +29,9 @@ int cmd_sessions_show(const Args& a, std::ostream& out);
 // The sessions table of `kiln sessions list`, from sessions as the API gives them (local and
 // --server print the same).
 void print_sessions(const boost::json::array& sessions, std::ostream& out);
+// One session as `kiln sessions show` prints it, from GET /v1/sessions/{id}'s JSON (with
+// "samples", the count, when known).
+void print_session(const boost::json::object& session, std::ostream& out);
 int cmd_report(const Args& a, std::ostream& out, std::ostream& err);
 int cmd_sessions_export(const Args& a, std::ostream& out, std::ostream& err);
 int cmd_predict(const Args& a, std::ostream& out, std::ostream& err);
