@@ -549,6 +549,12 @@ BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
   // held for an approver, who accepts the roast; then the report and the summary follow.
   BOOST_REQUIRE_MESSAGE(m.at("state").as_string() == "QUARANTINED", json::serialize(m));
   BOOST_TEST(m.at("steps").as_array()[2].at("error").at("code").as_string() == "qc_failed");
+  // The server's log says so, with the check that failed.
+  BOOST_TEST(s.child->wait_for_stderr("mission " + mission +
+                                          " (roast_report): QUARANTINED at step qc: quality check "
+                                          "failed: ",
+                                      5s),
+             s.child->stderr_so_far());
   BOOST_TEST(s.call("POST", "/v1/missions/" + mission + ":approve", "operator", "{}").status ==
              403);
   // No spoken summary while the report waits for the approver: the answer says so.
@@ -576,6 +582,13 @@ BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
   BOOST_TEST(contains(html, "<svg"));
   BOOST_TEST(contains(html, "class=\"bt\""));
   BOOST_TEST(contains(html, "DROP"));
+  // The report says the failed roast was accepted, and by whom; the summary says it aloud.
+  BOOST_TEST(contains(html, "</span> — accepted by key:k-"), html.substr(html.find("Quality")));
+  BOOST_TEST(report.at("report").at("qc").at("accepted_by") ==
+             steps[2].at("output").at("accepted_by"));
+  BOOST_TEST(contains(std::string(report.at("summary").as_string()),
+                      "Quality check: fail, accepted by an approver."),
+             report.at("summary"));
   const fs::path page(std::string(report.at("path").as_string()));
   BOOST_TEST(fs::exists(page.is_absolute() ? page : s.dir.path() / page), page);
   BOOST_TEST(steps[4].at("output").at("seconds").as_double() > 1.0);

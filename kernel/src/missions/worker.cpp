@@ -60,6 +60,31 @@ class Heartbeat {
   std::jthread thread_;  // last: stopped and joined first
 };
 
+// One log line for where a run left mission `m` (state `to`), from the events that say why: a
+// roaster's report held for an approver shows in the server's log with the check that failed.
+std::string outcome_line(const MissionView& m, const std::string& to,
+                         const std::vector<ledger::NewEvent>& events) {
+  std::string line = "mission " + m.id + " (" + m.template_name + "): " + to;
+  std::string step, why;
+  for (const auto& e : events) {
+    const auto* p = e.payload.if_object();
+    if (!p) continue;
+    if (const auto* s = p->if_contains("step"); s && s->is_string()) step = s->as_string();
+    if (e.kind == "step.failed")
+      if (const auto* err = p->if_contains("error"); err && err->is_object())
+        if (const auto* msg = err->as_object().if_contains("message"); msg && msg->is_string())
+          why = std::string(msg->as_string());
+    if (const auto* d = p->if_contains("detail"); d && d->is_string() && why.empty())
+      why = std::string(d->as_string());
+  }
+  if (to == state::kDone) return line;
+  if (!step.empty()) line += " at step " + step;
+  if (!why.empty()) line += ": " + why;
+  if (to == state::kQuarantined && why.empty())
+    line += " (needs an approver: kiln mission approve " + m.id + ")";
+  return line;
+}
+
 }  // namespace
 
 std::string MissionRunner::run(MissionService::Claim claim) {
@@ -77,6 +102,7 @@ std::string MissionRunner::run(MissionService::Claim claim) {
     return std::exchange(carry, {});
   };
   auto finish = [&](std::vector<ledger::NewEvent> events, const std::string& to) -> std::string {
+    const std::string outcome = outcome_line(m, to, events);
     try {
       service_.record(claim, with_carry(std::move(events)), std::exchange(carry_files, {}));
     } catch (const MissionError& e) {
@@ -84,6 +110,10 @@ std::string MissionRunner::run(MissionService::Claim claim) {
       spdlog::info("mission {}: {}", m.id, e.what());
       return "";
     }
+    if (to == state::kFailed)
+      spdlog::warn("{}", outcome);
+    else
+      spdlog::info("{}", outcome);
     return to;
   };
   if (!t)

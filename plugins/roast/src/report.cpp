@@ -182,6 +182,9 @@ json::object report_summary(const ReportInput& in) {
         checks.push_back(json::object{
             {"check", c.at("check")}, {"result", c.at("result")}, {"reason", c.at("reason")}});
     qc = json::object{{"verdict", *v}, {"checks", std::move(checks)}};
+    // A failed roast an approver accepted (the mission was held, then approved): who did.
+    if (const auto* by = in.qc.if_contains("accepted_by"); by && by->is_string())
+      qc.as_object()["accepted_by"] = *by;
   }
   out["qc"] = std::move(qc);
   std::string label;
@@ -230,7 +233,9 @@ std::string spoken_summary(const ReportInput& in) {
     out += " Development " + std::to_string(static_cast<int>(std::lround(*dtr))) + " percent.";
   if (const auto* v = in.qc.if_contains("verdict"); v && v->is_string()) {
     const std::string verdict(v->as_string());
+    const bool accepted = in.qc.contains("accepted_by");
     out += verdict == "pending" ? std::string(" Quality check: once the roast is over.")
+           : accepted           ? " Quality check: " + verdict + ", accepted by an approver."
                                 : " Quality check: " + verdict + ".";
     if (verdict != "pass")
       if (const auto* checks = in.qc.if_contains("checks"); checks && checks->is_array())
@@ -491,10 +496,13 @@ std::string render_report_html(const ReportInput& in) {
       "</style></head>\n<body>\n<h1>Roast " +
       esc(in.title) + "</h1>\n<p class=\"summary\">" + esc(spoken_summary(in)) + "</p>\n" + legend +
       svg + "<h2>Events and phases</h2>\n<table>\n" + rows + "</table>\n";
+  std::string accepted;
+  if (const auto* by = in.qc.if_contains("accepted_by"); by && by->is_string())
+    accepted = " — accepted by " + esc(std::string(by->as_string()));
   if (!verdict.empty())
-    html += "<h2>Quality check: <span class=\"verdict\">" + esc(verdict) +
-            "</span></h2>\n<table>\n<tr><th>check</th><th>result</th><th>reason</th></tr>\n" +
-            qc_rows + "</table>\n";
+    html += "<h2>Quality check: <span class=\"verdict\">" + esc(verdict) + "</span>" + accepted +
+            "</h2>\n<table>\n<tr><th>check</th><th>result</th><th>reason</th></tr>\n" + qc_rows +
+            "</table>\n";
   html += "<p><small>Made by kiln; times are after CHARGE.</small></p>\n</body></html>\n";
   return html;
 }
