@@ -143,9 +143,10 @@ class R1Driver final : public kiln::nodes::TelemetryDriver {
     else if (s_.transport == "replay")
       transport_ = kiln::r1::open_replay(s_.replay);
     else
-      transport_ = kiln::r1::open_usb(s_.record_raw.empty()
-                                          ? std::nullopt
-                                          : std::optional<std::filesystem::path>(s_.record_raw));
+      transport_ = kiln::r1::open_usb();
+    // A gate's readings are not a session of the roaster's: nothing to record.
+    if (!s_.record_raw.empty() && s_.transport != "readings")
+      transport_ = kiln::r1::recording(std::move(transport_), s_.record_raw);
     opened_ = true;
   }
 
@@ -171,7 +172,8 @@ kiln::Manifest manifest() {
       {"transport", "string", "usb", "usb | replay (a file of recorded exchanges) | sim"},
       {"replay", "string", "", "the replay file when transport is replay"},
       {"record_raw", "string", "",
-       "with transport usb: append every exchange to this file (the replay format)"},
+       "append every exchange to this file (the replay format), with any transport: a roaster's "
+       "session, or sim's frames as a sample replay file"},
       {"device", "string", "", "the device id to report; empty: r1-<serial>"},
   };
   m.nodes.push_back(kiln::NodeDecl::make<kiln::nodes::TelemetryDriver>(
@@ -188,6 +190,12 @@ kiln::Manifest manifest() {
         if (s.transport == "replay" && s.replay.empty())
           throw std::invalid_argument(
               "plugin_config.telemetry_bullet_r1.replay names no file (transport: replay)");
+        if (s.transport == "replay" && !s.record_raw.empty() &&
+            std::filesystem::weakly_canonical(s.record_raw) ==
+                std::filesystem::weakly_canonical(s.replay))
+          throw std::invalid_argument(
+              "plugin_config.telemetry_bullet_r1.record_raw is the replay file itself (" +
+              s.replay + "); name another file to record to");
         // Gates give the control's readings ({"replay": "sim", "readings": FILE}): read through
         // the R1 frames. {"replay": "sim"} alone: the simulated roaster itself, encoded.
         if (text(ctx.kind_config, "replay", "") == "sim") {

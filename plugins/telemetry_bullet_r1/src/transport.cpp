@@ -22,7 +22,7 @@ const char* kUdevHint =
 
 class UsbTransport final : public Transport {
  public:
-  explicit UsbTransport(const std::optional<std::filesystem::path>& record_raw) {
+  UsbTransport() {
     if (int rc = libusb_init(&ctx_); rc != 0)
       throw TransportError("device_not_found",
                            std::string("libusb could not start: ") + libusb_error_name(rc), false);
@@ -74,7 +74,6 @@ class UsbTransport final : public Transport {
                                : std::string("cannot claim the Bullet R1: ") + libusb_error_name(c),
                            false);
     }
-    if (record_raw) writer_ = std::make_unique<ReplayWriter>(*record_raw);
   }
   ~UsbTransport() override { cleanup(); }
 
@@ -90,7 +89,6 @@ class UsbTransport final : public Transport {
         rc != 0)
       fail(rc, "reading", s.name);
     reply.resize(static_cast<std::size_t>(n));
-    if (writer_) writer_->write(command, reply);
     return reply;
   }
   bool live() const override { return true; }
@@ -115,7 +113,22 @@ class UsbTransport final : public Transport {
   }
   libusb_context* ctx_ = nullptr;
   libusb_device_handle* h_ = nullptr;
-  std::unique_ptr<ReplayWriter> writer_;
+};
+
+class RecordingTransport final : public Transport {
+ public:
+  RecordingTransport(std::unique_ptr<Transport> inner, const std::filesystem::path& file)
+      : inner_(std::move(inner)), writer_(file) {}
+  std::vector<unsigned char> exchange(ReadCommand command) override {
+    auto reply = inner_->exchange(command);
+    writer_.write(command, reply);
+    return reply;
+  }
+  bool live() const override { return inner_->live(); }
+
+ private:
+  std::unique_ptr<Transport> inner_;
+  ReplayWriter writer_;
 };
 
 class ReplayTransport final : public Transport {
@@ -218,8 +231,13 @@ void ReplayWriter::write(ReadCommand c, const std::vector<unsigned char>& reply)
   out_.flush();
 }
 
-std::unique_ptr<Transport> open_usb(const std::optional<std::filesystem::path>& record_raw) {
-  return std::make_unique<UsbTransport>(record_raw);
+std::unique_ptr<Transport> open_usb() {
+  return std::make_unique<UsbTransport>();
+}
+
+std::unique_ptr<Transport> recording(std::unique_ptr<Transport> inner,
+                                     const std::filesystem::path& file) {
+  return std::make_unique<RecordingTransport>(std::move(inner), file);
 }
 
 std::unique_ptr<Transport> open_replay(const std::filesystem::path& file) {

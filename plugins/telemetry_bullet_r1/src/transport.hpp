@@ -33,8 +33,14 @@ class Transport {
 
 // libusb: finds VID 0x0483 with PID 0x5741 or 0xa27e, detaches a kernel driver, claims
 // interface 1. Errors: device_not_found, no_permission (with the udev rule to add), device_busy,
-// disconnected. `record_raw` (optional) appends every exchange in the replay format.
-std::unique_ptr<Transport> open_usb(const std::optional<std::filesystem::path>& record_raw);
+// disconnected.
+std::unique_ptr<Transport> open_usb();
+
+// `inner`, with every exchange it completes appended to `file` in the replay format
+// (plugin_config record_raw, for any transport: a roaster's session, or the simulated roaster's
+// frames as a sample replay file).
+std::unique_ptr<Transport> recording(std::unique_ptr<Transport> inner,
+                                     const std::filesystem::path& file);
 
 // A replay file (docs/architecture/telemetry.md): lines "REQUEST_HEX REPLY_HEX", '#' comments.
 // Replies are served in file order; a request out of step with the file is an error; at the end

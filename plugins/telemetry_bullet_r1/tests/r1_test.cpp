@@ -90,16 +90,14 @@ BOOST_AUTO_TEST_CASE(only_read_commands_can_be_sent) {
 BOOST_AUTO_TEST_CASE(a_replay_file_reads_back_what_was_recorded) {
   test::TempDir dir;
   const auto file = dir.path() / "roast.r1replay";
-  auto sim = r1::open_sim(1.0, 500, 3);
   std::vector<std::vector<unsigned char>> frames;
   {
-    r1::ReplayWriter w(file);
-    for (auto c : {r1::ReadCommand::kInfo1, r1::ReadCommand::kInfo2}) w.write(c, sim->exchange(c));
+    // record_raw: any transport's exchanges, as they happen (here the simulated roaster's).
+    auto sim = r1::recording(r1::open_sim(1.0, 500, 3), file);
+    for (auto c : {r1::ReadCommand::kInfo1, r1::ReadCommand::kInfo2}) sim->exchange(c);
     for (int i = 0; i < 50; ++i)
-      for (auto c : {r1::ReadCommand::kPoll1, r1::ReadCommand::kPoll2}) {
+      for (auto c : {r1::ReadCommand::kPoll1, r1::ReadCommand::kPoll2})
         frames.push_back(sim->exchange(c));
-        w.write(c, frames.back());
-      }
   }
   auto replay = r1::open_replay(file);
   replay->exchange(r1::ReadCommand::kInfo1);
@@ -162,7 +160,7 @@ BOOST_AUTO_TEST_CASE(gate_readings_are_served_as_frames) {
 
 BOOST_AUTO_TEST_CASE(without_a_roaster_usb_says_so) {
   try {
-    auto t = r1::open_usb(std::nullopt);
+    auto t = r1::open_usb();
     BOOST_TEST_MESSAGE("a Bullet R1 is attached to this machine; not-found path not tested");
   } catch (const r1::TransportError& e) {
     BOOST_TEST((e.code == "device_not_found" || e.code == "no_permission"), e.code);
