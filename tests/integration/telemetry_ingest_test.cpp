@@ -528,7 +528,7 @@ BOOST_AUTO_TEST_CASE(envelopes_sent_at_once_are_each_answered_and_stored_once) {
 }
 
 BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
-  Server s({"missions.workers=1"});
+  Server s({"missions.workers=1", "storage.artifacts={dir}/kept"});
   auto added = s.call("POST", "/v1/devices", "operator", R"({"device": "r1-roast"})");
   BOOST_REQUIRE_MESSAGE(added.status == 201, added.body);
   send_roast(s, "r1-roast", key_of(body(added)));
@@ -589,8 +589,11 @@ BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
   BOOST_TEST(contains(std::string(report.at("summary").as_string()),
                       "Quality check: fail, accepted by an approver."),
              report.at("summary"));
+  // The page is kept where storage.artifacts says, a directory per plugin.
   const fs::path page(std::string(report.at("path").as_string()));
-  BOOST_TEST(fs::exists(page.is_absolute() ? page : s.dir.path() / page), page);
+  BOOST_TEST(page.string().starts_with((s.dir.path() / "kept" / "roast" / "reports").string()),
+             page);
+  BOOST_TEST(fs::exists(page), page);
   BOOST_TEST(steps[4].at("output").at("seconds").as_double() > 1.0);
   // The spoken summary is kept: listed under its step with its digest, served by the mission's
   // artifact route and the session's summary route, the same bytes; the ledger holds the digest.

@@ -133,6 +133,13 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
          "the SQLite database (ledger, missions, ...); created with its directory",
          {},
          {}});
+  s.add({"storage.artifacts",
+         Type::kString,
+         "var/artifacts",
+         "where plugins keep their files (HostServices::artifact_dir: the roast reports' pages), "
+         "a directory per plugin",
+         {},
+         {}});
   s.add({"gates.dir", Type::kString, "var/gates", "the gate store directory", {}, {}});
   s.add({"gates.enforce",
          Type::kString,

@@ -96,8 +96,8 @@ namespace {
 
 class ChildHost final : public HostServices {
  public:
-  ChildHost(std::string name, json::object config)
-      : name_(std::move(name)), config_(std::move(config)) {}
+  ChildHost(std::string name, json::object config, std::filesystem::path artifacts)
+      : name_(std::move(name)), config_(std::move(config)), artifacts_(std::move(artifacts)) {}
   void log(LogLevel level, std::string_view message) override {
     spdlog::log(level >= LogLevel::kWarn ? spdlog::level::warn : spdlog::level::debug,
                 "[{} node-host] {}", name_, message);
@@ -108,9 +108,8 @@ class ChildHost final : public HostServices {
   }
   void count(std::string_view, double) override {}  // counters live in the parent process
   std::filesystem::path artifact_dir() override {
-    auto p = std::filesystem::path("var/artifacts") / name_;
-    std::filesystem::create_directories(p);
-    return p;
+    std::filesystem::create_directories(artifacts_);
+    return artifacts_;
   }
   const std::string& plugin_name() const override { return name_; }
   // Nodes live in the parent process: an isolated tool cannot reach them (documented in
@@ -120,6 +119,7 @@ class ChildHost final : public HostServices {
  private:
   std::string name_;
   json::object config_;
+  std::filesystem::path artifacts_;
 };
 
 json::object error_frame(std::uint64_t id, const ToolError& e) {
@@ -144,16 +144,22 @@ int run_node_host(int fd, const std::filesystem::path& plugin) {
   }).detach();
   // The plugin config comes as the first frame, not on the command line (ps shows that).
   json::object plugin_config;
+  std::filesystem::path artifacts;
   {
     auto first = read_frame(fd, std::nullopt, nullptr);
     if (!first) return 0;
     json::error_code ec;
     auto v = json::parse(*first, ec);
-    if (ec || !v.is_object()) {
-      spdlog::error("node-host: the first frame is not a JSON object (plugin config)");
+    const auto* o = ec ? nullptr : v.if_object();
+    const auto* config = o ? o->if_contains("plugin_config") : nullptr;
+    const auto* dir = o ? o->if_contains("artifacts") : nullptr;
+    if (!config || !config->is_object() || !dir || !dir->is_string()) {
+      spdlog::error(
+          "node-host: the first frame is not {{\"plugin_config\": {{...}}, \"artifacts\": DIR}}");
       return 2;
     }
-    plugin_config = v.as_object();
+    plugin_config = config->as_object();
+    artifacts = std::string(dir->as_string());
   }
   plugins::LoadedLibrary lib;
   try {
@@ -162,7 +168,7 @@ int run_node_host(int fd, const std::filesystem::path& plugin) {
     spdlog::error("node-host: {}", e.what());
     return 5;
   }
-  ChildHost host(lib.manifest.name, plugin_config);
+  ChildHost host(lib.manifest.name, plugin_config, artifacts);
   std::map<std::string, std::shared_ptr<Tool>, std::less<>> tools;
   for (const auto& t : lib.manifest.tools) {
     try {
@@ -216,11 +222,13 @@ int run_node_host(int fd, const std::filesystem::path& plugin) {
 // ---- parent -----------------------------------------------------------------------------------
 
 NodeHost::NodeHost(std::filesystem::path kiln_exe, std::filesystem::path plugin,
-                   std::string plugin_name, json::object plugin_config)
+                   std::string plugin_name, json::object plugin_config,
+                   std::filesystem::path artifacts)
     : exe_(std::move(kiln_exe)),
       plugin_(std::move(plugin)),
       plugin_name_(std::move(plugin_name)),
-      plugin_config_text_(json::serialize(plugin_config)) {}
+      plugin_config_text_(json::serialize(json::object{{"plugin_config", std::move(plugin_config)},
+                                                       {"artifacts", artifacts.string()}})) {}
 
 NodeHost::~NodeHost() {
   std::lock_guard lock(mu_);

@@ -26,15 +26,17 @@ std::optional<std::string> read_frame(int fd,
                                       std::optional<std::chrono::steady_clock::time_point> deadline,
                                       bool* timed_out);
 
-// The child's side: read the plugin config (the first frame), then serve calls for one plugin's
+// The child's side: read the plugin config and artifact directory (the first frame:
+// {"plugin_config", "artifacts"}), then serve calls for one plugin's
 // tools on `fd` until EOF or until the parent process is gone. Returns an exit code.
 int run_node_host(int fd, const std::filesystem::path& plugin);
 
 // The parent's side: one child process serving one plugin.
 class NodeHost {
  public:
+  // `artifacts`: the plugin's artifact directory (HostServices::artifact_dir in the child).
   NodeHost(std::filesystem::path kiln_exe, std::filesystem::path plugin, std::string plugin_name,
-           boost::json::object plugin_config);
+           boost::json::object plugin_config, std::filesystem::path artifacts);
   ~NodeHost();
   NodeHost(const NodeHost&) = delete;
   NodeHost& operator=(const NodeHost&) = delete;

@@ -179,8 +179,8 @@ void Kernel::instantiate_tools() {
   std::map<std::string, std::shared_ptr<NodeHost>> hosts;
   for (const auto& p : registry_->plugins())
     if (isolated.count(p.name))
-      hosts[p.name] =
-          std::make_shared<NodeHost>(exe, p.file, p.name, config_.plugin_config(p.name));
+      hosts[p.name] = std::make_shared<NodeHost>(exe, p.file, p.name, config_.plugin_config(p.name),
+                                                 artifacts_path() / p.name);
   for (auto& t : registry_->mutable_tools()) {
     if (!isolated.count(t.provider)) continue;
     t.tool = std::make_shared<IsolatedTool>(hosts.at(t.provider), t.name);
@@ -192,6 +192,10 @@ void Kernel::instantiate_tools() {
 
 fs::path Kernel::storage_path() const {
   return config::expand_path(config_.get_string("storage.path"), config_.config_dir());
+}
+
+fs::path Kernel::artifacts_path() const {
+  return config::expand_path(config_.get_string("storage.artifacts"), config_.config_dir());
 }
 
 ledger::Ledger& Kernel::ledger() {
@@ -218,7 +222,7 @@ ledger::SqliteLedger& Kernel::sqlite_ledger() {
 }
 
 void Kernel::load_plugins() {
-  registry_ = std::make_unique<plugins::PluginRegistry>(metrics_, fs::path("var/artifacts"));
+  registry_ = std::make_unique<plugins::PluginRegistry>(metrics_, artifacts_path());
   // HostServices::selected_node: the instances resolve() made (written only during boot).
   registry_->set_node_resolver([this](std::string_view kind) -> std::shared_ptr<void> {
     auto it = instances_.find(std::string(kind));

@@ -89,6 +89,8 @@ class Kernel {
   const std::vector<std::string>& warnings() const { return warnings_; }
   std::vector<std::filesystem::path> search_paths() const;
   std::filesystem::path storage_path() const;
+  // storage.artifacts, expanded: the root of the plugins' artifact directories.
+  std::filesystem::path artifacts_path() const;
   // The ledger; opens (creating and migrating) the database on first use. Throws BootError.
   ledger::Ledger& ledger();
 

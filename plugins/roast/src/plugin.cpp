@@ -159,7 +159,8 @@ class ReportTool final : public kiln::Tool {
     } catch (const std::invalid_argument& e) {
       return kiln::tool_error(kiln::error_code::kInvalidInput, e.what());
     }
-    // The page is also kept as an artifact: var/artifacts/roast/reports/<tenant>/<title>.html.
+    // The page is also kept as an artifact:
+    // <storage.artifacts>/roast/reports/<tenant>/<title>.html.
     auto safe = [](const std::string& name) {
       std::string out;
       for (char c : name)
