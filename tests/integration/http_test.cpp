@@ -447,6 +447,15 @@ BOOST_AUTO_TEST_CASE(missions_run_over_http_with_idempotency_keys_and_paged_ledg
         std::string(body(s.call("GET", "/v1/missions/" + id, "a_viewer")).at("state").as_string());
   }
   BOOST_TEST(state == "DONE");
+  // A list carries no step outputs unless asked (a roast report's are tens of KB).
+  auto listed = body(s.call("GET", "/v1/missions", "a_viewer")).as_array();
+  BOOST_REQUIRE(!listed.empty());
+  BOOST_TEST(listed[0].at("steps").as_array()[0].at("output").is_null());
+  auto with_outputs = body(s.call("GET", "/v1/missions?outputs=true", "a_viewer")).as_array();
+  BOOST_TEST(!with_outputs[0].at("steps").as_array()[0].at("output").is_null());
+  auto bad_outputs = s.call("GET", "/v1/missions?outputs=yes", "a_viewer");
+  BOOST_TEST(bad_outputs.status == 422);
+  BOOST_TEST(contains(bad_outputs.body, "'outputs' must be true or false"), bad_outputs.body);
   // Page through the tenant's ledger two events at a time; the pages join up.
   std::int64_t after = 0, seen = 0, last_seq = 0;
   for (int page = 0; page < 100; ++page) {

@@ -719,7 +719,8 @@ Router build_api(ApiContext& ctx) {
   r.add({"GET",
          "/v1/missions",
          "listMissions",
-         "Missions of the key's tenant, newest first",
+         "Missions of the key's tenant, newest first; each step's output is null unless "
+         "?outputs=true (GET /v1/missions/{id} has them)",
          "missions",
          Role::kViewer,
          0,
@@ -729,9 +730,19 @@ Router build_api(ApiContext& ctx) {
          "application/json",
          {{"state", "only missions in this state"},
           {"template", "only missions of this template"},
-          {"limit", "at most this many (1-1000, default 100)", "integer"}},
+          {"limit", "at most this many (1-1000, default 100)", "integer"},
+          {"outputs", "true: each step's output too (default false)", "boolean"}},
          false,
          [&k](Request& req) {
+           bool outputs = false;
+           if (auto it = req.query.find("outputs"); it != req.query.end()) {
+             if (it->second != "true" && it->second != "false")
+               throw HttpError{
+                   422, "invalid_request",
+                   "query parameter 'outputs' must be true or false, not '" + it->second + "'",
+                   json::object{{"field", "query.outputs"}}};
+             outputs = it->second == "true";
+           }
            missions::ListFilter f;
            f.tenant = req.tenant;
            if (auto it = req.query.find("state"); it != req.query.end()) f.state = it->second;
@@ -739,7 +750,7 @@ Router build_api(ApiContext& ctx) {
              f.template_name = it->second;
            f.limit = int_query(req, "limit", 100, 1, 1000);
            json::array arr;
-           for (const auto& m : k.missions().list(f)) arr.push_back(m.to_json());
+           for (const auto& m : k.missions().list(f)) arr.push_back(m.to_json(outputs));
            return Response::json(200, arr);
          }});
   r.add({"GET",

@@ -193,7 +193,7 @@ json::object ArtifactInfo::to_json() const {
           {"created_at", created_at}};
 }
 
-json::object MissionView::to_json() const {
+json::object MissionView::to_json(bool outputs) const {
   json::array s;
   for (const auto& x : steps) {
     json::array files;
@@ -204,7 +204,7 @@ json::object MissionView::to_json() const {
                              {"state", x.state},
                              {"attempts", x.attempts},
                              {"approved_by", opt_json(x.approved_by)},
-                             {"output", x.output},
+                             {"output", outputs ? x.output : json::value(nullptr)},
                              {"error", x.error},
                              {"started_at", opt_json(x.started_at)},
                              {"finished_at", opt_json(x.finished_at)},

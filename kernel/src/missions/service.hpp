@@ -110,7 +110,9 @@ struct MissionView {
   std::int64_t claims = 0;
   std::int64_t last_seq = 0;
   std::vector<StepView> steps;
-  boost::json::object to_json() const;
+  // `outputs` false: the steps without their outputs (a list's rows; a roast report's outputs
+  // carry its curve and page, tens of KB a mission).
+  boost::json::object to_json(bool outputs = true) const;
   // The view back from to_json's form (a server's answer); missing members stay empty. Throws
   // std::invalid_argument when `v` is not a mission.
   static MissionView from_json(const boost::json::value& v);

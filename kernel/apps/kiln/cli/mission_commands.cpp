@@ -46,7 +46,7 @@ Example: kiln mission start hello --param who=roaster --wait
        R"(Usage: kiln mission list [--tenant T] [--state STATE] [--template NAME] [--limit N] [--json]
 
 Missions, newest first (default limit 100). States: PENDING RUNNING RETRY QUARANTINED BLOCKED
-DONE FAILED CANCELED.
+DONE FAILED CANCELED. With --json each step's output is null: `kiln mission show ID` has it.
 )"},
       {"mission show", R"(Usage: kiln mission show ID [--tenant T] [--json]
 
@@ -346,7 +346,8 @@ int cmd_mission_list(const Args& a, std::ostream& out) {
   }
   auto k = boot_reading(a);
   json::array arr;
-  for (const auto& m : k->missions().list(f)) arr.push_back(m.to_json());
+  // As GET /v1/missions lists them: without the steps' outputs (kiln mission show has them).
+  for (const auto& m : k->missions().list(f)) arr.push_back(m.to_json(false));
   if (a.json)
     out << pretty(arr);
   else
