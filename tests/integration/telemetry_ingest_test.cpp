@@ -348,8 +348,13 @@ BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason)
   BOOST_TEST(s.send("r1-one",
                     telemetry::sign_envelope(batch("r1-one", 8, 2, ten), new_key, "acme", "r1-one"))
                  .status == 200);
-  auto revoked = s.call("POST", "/v1/devices/" + key.kid + ":revoke", "operator", "{}");
+  // A key id typed in capitals names the same key.
+  std::string upper_kid = key.kid;
+  for (auto& ch : upper_kid) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  BOOST_REQUIRE(upper_kid != key.kid);
+  auto revoked = s.call("POST", "/v1/devices/" + upper_kid + ":revoke", "operator", "{}");
   BOOST_REQUIRE_MESSAGE(revoked.status == 200, revoked.body);
+  BOOST_TEST(contains(revoked.body, key.kid), revoked.body);
   std::this_thread::sleep_for(1100ms);  // the key cache holds a lookup for a second
   refused("r1-one", telemetry::sign_envelope(batch("r1-one", 8, 3, ten), key, "acme", "r1-one"),
           401, "revoked_key");

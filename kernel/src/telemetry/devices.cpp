@@ -357,8 +357,9 @@ std::vector<DeviceKey> DeviceRegistry::revoke(const std::string& tenant,
   std::vector<std::string> kids;
   ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
     kids.clear();
+    // Key ids are lower-case hex; one typed in capitals (copied from elsewhere) is the same key.
     auto st = c.prepare(std::string("SELECT ") + kColumns +
-                        " FROM device_keys WHERE tenant = ? AND (kid = ? OR device = ?)");
+                        " FROM device_keys WHERE tenant = ? AND (kid = lower(?) OR device = ?)");
     st.bind(1, tenant).bind(2, kid_or_device).bind(3, kid_or_device);
     bool found = false;
     std::vector<ledger::NewEvent> events;
