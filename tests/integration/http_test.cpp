@@ -355,7 +355,11 @@ BOOST_AUTO_TEST_CASE(errors_use_one_envelope) {
   // A 405 is counted at its path's route, not as an unmatched request.
   {
     const auto metrics = s.call("GET", "/metrics").body;
-    BOOST_TEST(contains(metrics, "route=\"/v1/missions\",status=\"405\"} 1"), metrics);
+    // ... under the method "other": not the route's own method (DELETE is not POST's).
+    BOOST_TEST(contains(metrics, "{method=\"other\",route=\"/v1/missions\",status=\"405\"} 1"),
+               metrics);
+    BOOST_TEST(!contains(metrics, "method=\"POST\",route=\"/v1/missions\",status=\"405\""),
+               metrics);
     BOOST_TEST(!contains(metrics, "route=\"unmatched\",status=\"405\""), metrics);
   }
   auto invalid = s.call("POST", "/v1/missions", "a_operator", R"({"template": 7})");
@@ -453,6 +457,13 @@ BOOST_AUTO_TEST_CASE(missions_run_over_http_with_idempotency_keys_and_paged_ledg
   BOOST_TEST(listed[0].at("steps").as_array()[0].at("output").is_null());
   auto with_outputs = body(s.call("GET", "/v1/missions?outputs=true", "a_viewer")).as_array();
   BOOST_TEST(!with_outputs[0].at("steps").as_array()[0].at("output").is_null());
+  // A state in any case; one that is none is refused, not answered with an empty list.
+  BOOST_TEST(body(s.call("GET", "/v1/missions?state=done", "a_viewer")).as_array().size() ==
+             listed.size());
+  auto bad_state = s.call("GET", "/v1/missions?state=finished", "a_viewer");
+  BOOST_TEST(bad_state.status == 422, bad_state.body);
+  BOOST_TEST(contains(bad_state.body, "no mission state 'finished': one of PENDING, RUNNING"),
+             bad_state.body);
   auto bad_outputs = s.call("GET", "/v1/missions?outputs=yes", "a_viewer");
   BOOST_TEST(bad_outputs.status == 422);
   BOOST_TEST(contains(bad_outputs.body, "'outputs' must be true or false"), bad_outputs.body);
@@ -568,6 +579,11 @@ BOOST_AUTO_TEST_CASE(slow_clients_are_cut_off_and_sigterm_drains) {
   BOOST_TEST(n == 0, "the server should close the connection, read returned " << n);
   BOOST_TEST(waited < 2s);
   ::close(fd);
+
+  // SIGHUP (a closed terminal, `systemctl reload`) does not stop the server; it says why.
+  s.child->signal(SIGHUP);
+  BOOST_TEST(s.child->wait_for_stderr("received SIGHUP: ignored", 5s), s.child->stderr_so_far());
+  BOOST_TEST(s.call("GET", "/health").status == 200);
 
   // A slow request is in flight when SIGTERM arrives: it finishes; a new request gets 503.
   auto slow = std::async(std::launch::async, [&] {

@@ -1068,6 +1068,15 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
   auto second = s.kiln({"db", "backup", backup});
   BOOST_TEST(second.exit_code == 1);
   BOOST_TEST(contains(second.err, "exists; name a new file"), second.err);
+  // A recorder sending to a server opens no database where it runs (it made an empty one).
+  TempDir elsewhere;
+  auto remote_only = run({kKiln, "record", "--key", (s.dir.path() / "sim-7.key").string(),
+                          "--server", "http://127.0.0.1:1", "--api-key", s.keys.at("operator"),
+                          "--speed", "0", "--duration", "5", "--spool", "spool"},
+                         s.env, elsewhere.path());
+  BOOST_TEST(contains(remote_only.out, "waiting in the spool 1"),
+             remote_only.out + remote_only.err);
+  BOOST_TEST(!fs::exists(elsewhere.path() / "var"));
 }
 
 // Actuation reaches the roaster only through the kernel's command path: refused while the policy

@@ -130,6 +130,10 @@ BOOST_AUTO_TEST_CASE(ranges_are_enforced) {
   BOOST_TEST(error_of([] { load("server:\n  port: 65535\n"); }).empty());
   BOOST_TEST(error_of([] { load("", {}, {"telemetry_driver.interval_s=0.1"}); }).empty());
   BOOST_TEST(error_of([] { load("", {}, {"telemetry_driver.interval_s=2.5"}); }).empty());
+  // An empty storage.path (an unset variable in an environment file) would be a temporary
+  // database.
+  auto no_db = error_of([] { load("", {{"KILN_STORAGE__PATH", ""}}); });
+  BOOST_TEST(contains(no_db, "storage.path: must name the database file"), no_db);
   // Device times are tenths of a second.
   auto tenths = error_of([] { load("telemetry_driver:\n  interval_s: 0.25\n"); });
   BOOST_TEST(contains(tenths,

@@ -127,12 +127,22 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
          "what a plugin that cannot be loaded does to startup",
          {"fail", "skip"},
          {}});
-  s.add({"storage.path",
-         Type::kString,
-         "var/kiln.db",
-         "the SQLite database (ledger, missions, ...); created with its directory",
-         {},
-         {}});
+  {
+    KeyDef path{"storage.path",
+                Type::kString,
+                "var/kiln.db",
+                "the SQLite database (ledger, missions, ...); created with its directory",
+                {},
+                {}};
+    // An empty value (an unset variable in an environment file) would open a temporary database
+    // that vanishes with the process.
+    path.check = [](const std::string& v) -> std::optional<std::string> {
+      if (v.empty() || v.back() == '/')
+        return "must name the database file (e.g. /var/lib/kiln/kiln.db), got '" + v + "'";
+      return std::nullopt;
+    };
+    s.add(std::move(path));
+  }
   s.add({"storage.artifacts",
          Type::kString,
          "var/artifacts",

@@ -6,11 +6,12 @@ namespace kiln::http {
 
 HttpMetrics::HttpMetrics(std::vector<std::pair<std::string, std::string>> routes)
     : routes_(std::move(routes)) {
-  for (std::size_t i = 0; i <= routes_.size(); ++i) shards_.push_back(std::make_unique<Shard>());
+  for (std::size_t i = 0; i <= 2 * routes_.size(); ++i)
+    shards_.push_back(std::make_unique<Shard>());
 }
 
-void HttpMetrics::record(std::size_t route, int status, double seconds) {
-  Shard& s = *shards_[std::min(route, routes_.size())];
+void HttpMetrics::record(std::size_t slot, int status, double seconds) {
+  Shard& s = *shards_[std::min(slot, shards_.size() - 1)];
   std::size_t b = 0;
   while (b < kBuckets.size() && seconds > kBuckets[b]) ++b;
   if (status >= 100 && status < 600)
@@ -35,11 +36,17 @@ std::string prom_label(const std::string& v) {
 
 void HttpMetrics::expose(std::string& out) const {
   char num[64];
+  // HEAD is counted with its route's GET (the same answer without the body).
   auto route_labels = [&](std::size_t i) {
     if (i == routes_.size()) return std::string("method=\"\",route=\"unmatched\"");
+    if (i > routes_.size())
+      return "method=\"other\",route=\"" + prom_label(routes_[i - routes_.size() - 1].second) +
+             "\"";
     return "method=\"" + routes_[i].first + "\",route=\"" + prom_label(routes_[i].second) + "\"";
   };
-  out += "# HELP kiln_http_requests_total HTTP requests answered, by route and status.\n";
+  out +=
+      "# HELP kiln_http_requests_total HTTP requests answered, by route and status (method "
+      "\"other\": a method the route's path does not answer).\n";
   out += "# TYPE kiln_http_requests_total counter\n";
   for (std::size_t i = 0; i < shards_.size(); ++i)
     for (std::size_t code = 0; code < shards_[i]->by_status.size(); ++code)

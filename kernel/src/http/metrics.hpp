@@ -15,10 +15,13 @@ namespace kiln::http {
 
 class HttpMetrics {
  public:
-  // `routes`: the route patterns, indexed as the router's table; one more slot for "unmatched".
+  // `routes`: the route patterns, indexed as the router's table; one more slot for "unmatched"
+  // (no route's path), then one per route for a request to its path with a method no route of
+  // that path answers (405: method="other").
   explicit HttpMetrics(std::vector<std::pair<std::string, std::string>> routes);
-  void record(std::size_t route, int status, double seconds);
+  void record(std::size_t slot, int status, double seconds);
   std::size_t unmatched() const { return routes_.size(); }
+  std::size_t other_method(std::size_t route) const { return routes_.size() + 1 + route; }
   // Prometheus text exposition (version 0.0.4) of the HTTP families.
   void expose(std::string& out) const;
 

@@ -522,7 +522,9 @@ struct Server::Impl {
       }
       const auto took = Clock::now() - start;
       if (metrics)
-        metrics->record(match.route || !match.allowed.empty() ? match.index : metrics->unmatched(),
+        metrics->record(match.route              ? match.index
+                        : !match.allowed.empty() ? metrics->other_method(match.index)
+                                                 : metrics->unmatched(),
                         status, std::chrono::duration<double>(took).count());
       if (access) {
         // Milliseconds with three decimals, from integer microseconds (no float formatting on

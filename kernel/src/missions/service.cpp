@@ -402,7 +402,20 @@ std::optional<MissionView> MissionService::get(const std::optional<std::string>&
   return m;
 }
 
-std::vector<MissionView> MissionService::list(const ListFilter& f) const {
+std::vector<MissionView> MissionService::list(const ListFilter& filter) const {
+  ListFilter f = filter;
+  // A state in any case (done, Done); one that is none is an error, not an empty list.
+  if (f.state) {
+    static const std::vector<std::string> states = {
+        state::kPending, state::kRunning, state::kRetry,  state::kQuarantined,
+        state::kBlocked, state::kDone,    state::kFailed, state::kCanceled};
+    const std::string up = common::to_upper(*f.state);
+    if (std::find(states.begin(), states.end(), up) == states.end())
+      throw MissionError(Code::kInvalidInput, "no mission state '" + *f.state + "': one of " +
+                                                  common::join(states) +
+                                                  common::did_you_mean(up, states));
+    f.state = up;
+  }
   Connection c(db_path_, Connection::Mode::kReadOnly);
   std::string sql = std::string("SELECT ") + kMissionColumns + " FROM missions WHERE 1";
   if (f.tenant) sql += " AND tenant = ?1";

@@ -234,6 +234,12 @@ read transaction, so `kiln serve` goes on writing meanwhile), then checks the co
 and counts its ledger events. FILE must not exist. To restore: stop kiln serve, put FILE at
 storage.path (and remove any storage.path-wal and -shm beside it), then `kiln ledger verify`.
 `kiln ledger verify --set storage.path=FILE` checks a backup's hash chain where it lies.
+
+The copy holds the database only: plugin files under storage.artifacts (report pages, remade on
+request) and the gate records under gates.dir are not in it (`kiln gate run` makes these again).
+A restore drill beside the live server: serve the copy with --set missions.workers=0 and
+--set recorder.enabled=false, or its workers run the missions that were pending in the copy
+a second time.
 )"},
     {"ledger verify", R"(Usage: kiln ledger verify [--json]
 
@@ -426,6 +432,9 @@ int cmd_serve(const Args& a, std::ostream&) {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  // SIGHUP (a closed terminal, `systemctl reload`) would end the process on the spot, dropping
+  // requests in flight: it is taken and logged instead.
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   auto opts = boot_options(a, true);
   auto k = Kernel::boot(opts);
@@ -565,7 +574,10 @@ int cmd_serve(const Args& a, std::ostream&) {
   spdlog::info("kiln {} serving http://{}:{} ({} routes; GET /openapi.json)", kVersion, so.host,
                port, router.routes().size());
   int sig = 0;
-  sigwait(&set, &sig);
+  while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
+    spdlog::warn(
+        "received SIGHUP: ignored (kiln serve does not reload its configuration; restart it to "
+        "apply changes; SIGTERM stops it after draining)");
   spdlog::info("received {}, draining (requests in flight finish, new ones get 503)",
                sig == SIGINT ? "SIGINT" : "SIGTERM");
   if (recorder) recorder->stop();  // the partial batch is dropped with the driver closed

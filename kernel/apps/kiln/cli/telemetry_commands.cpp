@@ -664,8 +664,11 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   const auto [url, api_key] = server_target(a);
   // The driver, and the event detector: it opens the sessions here without a server, and it
   // counts the roasts of a roaster without a state channel. Not the other kinds: a recording
-  // machine needs no TTS voice.
-  auto k = boot(ba, true, {"telemetry_driver", "event_detector"});
+  // machine needs no TTS voice. Sending to a server, it opens no database here (it made an empty
+  // one in the working directory).
+  auto record_opts = boot_options(ba, true, {"telemetry_driver", "event_detector"});
+  record_opts.open_storage = url.empty();
+  auto k = Kernel::boot(record_opts);
   auto driver = k->node<nodes::TelemetryDriver>();
   if (!driver)
     throw runtime::BootError(runtime::kExitPlugin,
