@@ -554,6 +554,18 @@ BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
   // held for an approver, who accepts the roast; then the report and the summary follow.
   BOOST_REQUIRE_MESSAGE(m.at("state").as_string() == "QUARANTINED", json::serialize(m));
   BOOST_TEST(m.at("steps").as_array()[2].at("error").at("code").as_string() == "qc_failed");
+  {
+    // The hold names every failed check, not only the first.
+    const auto& err = m.at("steps").as_array()[2].at("error");
+    const std::string message(err.at("message").as_string());
+    int failed = 0;
+    for (const auto& c : err.at("details").at("checks").as_array())
+      if (c.at("result").as_string() == "fail") {
+        ++failed;
+        BOOST_TEST(contains(message, std::string(c.at("reason").as_string())), message);
+      }
+    BOOST_TEST(failed >= 1);
+  }
   // The server's log says so, with the check that failed.
   BOOST_TEST(s.child->wait_for_stderr("mission " + mission +
                                           " (roast_report): QUARANTINED at step qc: quality check "

@@ -120,11 +120,13 @@ class QcTool final : public kiln::Tool {
     qc["targets"] = targets;
     if (qc.at("verdict").as_string() == "fail") {
       if (ctx.approved_by.empty()) {
+        // Every failed check: the approver (and the log line of the hold) sees all of them.
         kiln::ToolError err{"qc_failed", "quality check failed: ", false, qc};
+        std::string sep;
         for (const auto& c : qc.at("checks").as_array())
           if (c.as_object().at("result").as_string() == "fail") {
-            err.message += std::string(c.as_object().at("reason").as_string());
-            break;
+            err.message += sep + std::string(c.as_object().at("reason").as_string());
+            sep = "; ";
           }
         err.message += " (an approver may accept the roast: kiln mission approve)";
         return kiln::Unexpected<kiln::ToolError>{std::move(err)};

@@ -210,11 +210,20 @@ json::object report_summary(const ReportInput& in) {
 
 std::string spoken_summary(const ReportInput& in) {
   const auto& a = in.analysis;
+  // What to call the roast aloud: a recorded session by its roaster and profile (its id is a
+  // string of digits that takes seconds to say), anything else by its title.
+  std::string name = "Roast " + in.title;
+  if (const auto* device = in.session.if_contains("device"); device && device->is_string()) {
+    name = "The roast on " + std::string(device->as_string());
+    if (const auto* p = in.session.if_contains("profile"); p && p->is_object())
+      if (const auto* n = p->as_object().if_contains("name"); n && n->is_string())
+        name += ", profile " + std::string(n->as_string()) + ",";
+  }
   // A session still open is a roast under way: its report is a snapshot, not the result.
   const auto* state = in.session.if_contains("state");
   std::string out = state && *state == "open"
-                        ? "Roast " + in.title + " is still under way; this is its report so far."
-                        : "Roast " + in.title + " is done.";
+                        ? name + " is still under way; this is its report so far."
+                        : name + " is done.";
   if (auto fcs = at(a, {"events", "FCs", "time"})) {
     out +=
         fcs_estimated(a) ? " First crack, estimated from the temperature, at " : " First crack at ";
@@ -237,13 +246,12 @@ std::string spoken_summary(const ReportInput& in) {
     out += verdict == "pending" ? std::string(" Quality check: once the roast is over.")
            : accepted           ? " Quality check: " + verdict + ", accepted by an approver."
                                 : " Quality check: " + verdict + ".";
+    // Every check that gave the verdict: an approver hears all that is wrong, not the first.
     if (verdict != "pass")
       if (const auto* checks = in.qc.if_contains("checks"); checks && checks->is_array())
         for (const auto& c : checks->as_array())
-          if (c.as_object().at("result").as_string() == verdict) {
+          if (c.as_object().at("result").as_string() == verdict)
             out += " " + speakable(std::string(c.as_object().at("reason").as_string())) + ".";
-            break;
-          }
   }
   return out;
 }

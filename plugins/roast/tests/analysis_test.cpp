@@ -218,6 +218,17 @@ BOOST_AUTO_TEST_CASE(qc_reasons_speak_a_roasters_language) {
                        "to 7 minutes.") != std::string::npos,
              said);
   BOOST_TEST(said.find("First crack at 7 minutes 30 seconds") != std::string::npos, said);
+  // Every failed check is said, not only the first.
+  BOOST_TEST(said.find("BT at FCs 187.0 degrees, 3.0 degrees below") != std::string::npos, said);
+  // A recorded session is named by its roaster and profile, not its id's digits.
+  in.session = json::object{{"id", "s-r1-1796301965"},
+                            {"device", "r1"},
+                            {"state", "closed"},
+                            {"profile", json::object{{"name", "jigesa"}, {"version", 2}}}};
+  const auto named = spoken_summary(in);
+  BOOST_TEST(named.starts_with("The roast on r1, profile jigesa, is done."), named);
+  BOOST_TEST(named.find("1796301965") == std::string::npos, named);
+  in.session = {};
   // An FCs the roaster did not mark is said, and shown, to be an estimate.
   AnalysisOptions detect;
   detect.detect = true;
