@@ -1312,8 +1312,8 @@ Router build_api(ApiContext& ctx) {
          schema(R"({"type": "object", "required": ["status", "message"],
                     "properties": {
                       "status": {"type": "string",
-                                 "enum": ["ok", "fcs_reached", "too_early", "stalling", "no_charge", "closed"],
-                                 "description": "ok: fcs and drop are expected times; fcs_reached: BT is at the FCs temperature; too_early: before 90 s after TP; stalling: the rate of rise would not reach FCs; closed: the session is over"},
+                                 "enum": ["ok", "fcs_reached", "drop_due", "too_early", "stalling", "no_charge", "closed"],
+                                 "description": "ok: fcs and drop are expected times; fcs_reached: BT is at the FCs temperature; drop_due: past the DROP for the DTR aimed at (drop now); too_early: before 90 s after TP; stalling: the rate of rise would not reach FCs; closed: the session is over"},
                       "message": {"type": "string"},
                       "now": {"type": "number", "description": "seconds after CHARGE"},
                       "bt": {"type": "number"}, "ror": {"type": "number", "description": "per minute"},

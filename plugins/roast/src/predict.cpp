@@ -35,6 +35,16 @@ double round1(double v) {
   return std::round(v * 10) / 10;
 }
 
+// 488.2 → "8:08".
+std::string mmss(double seconds) {
+  const long t = std::lround(seconds);
+  return std::to_string(t / 60) + ":" + (t % 60 < 10 ? "0" : "") + std::to_string(t % 60);
+}
+
+std::string percent(double fraction) {
+  return std::to_string(static_cast<int>(std::lround(fraction * 100))) + " %";
+}
+
 }  // namespace
 
 json::object Prediction::to_json() const {
@@ -73,7 +83,14 @@ Prediction predict(const nodes::RoastCurve& c, int charge, int tp, const Predict
       p.fcs = p.fcs_early = p.fcs_late = c.time[i] - t0;
       p.drop = *p.fcs / (1 - o.dtr);
       p.drop_early = p.drop_late = p.drop;
-      p.message = "BT reached the FCs temperature";
+      p.message = "BT reached the FCs temperature at " + mmss(*p.fcs) + "; DROP at " +
+                  mmss(*p.drop) + " for DTR " + percent(o.dtr);
+      // Past that DROP the roast runs darker every second: say so, with how far it is.
+      if (p.now >= *p.drop) {
+        p.status = "drop_due";
+        p.message = "DROP was due at " + mmss(*p.drop) + " for DTR " + percent(o.dtr) + "; at " +
+                    mmss(p.now) + " the DTR is " + percent((p.now - *p.fcs) / p.now) + ": drop now";
+      }
       return p;
     }
   if (tp < 0 || c.time[last] - c.time[static_cast<std::size_t>(tp)] < 90) {

@@ -28,7 +28,9 @@ struct PredictOptions {
 };
 
 struct Prediction {
-  std::string status;  // "ok" | "fcs_reached" | "too_early" | "no_charge" | "stalling"
+  // "ok" | "fcs_reached" | "drop_due" (past the DROP for the DTR aimed at) | "too_early" |
+  // "no_charge" | "stalling"
+  std::string status;
   std::string message;
   double now = 0;  // seconds after CHARGE of the last reading
   double bt = 0, ror = 0;

@@ -691,3 +691,24 @@ BOOST_AUTO_TEST_CASE(no_prediction_before_the_beans_turn) {
   BOOST_TEST(p.status == "too_early", p.status);
   BOOST_TEST(!p.fcs);
 }
+
+// Past the DROP its DTR aims at, the assist says to drop now and how far the roast has gone.
+BOOST_AUTO_TEST_CASE(past_the_drop_the_assist_says_drop_now) {
+  auto log = parse_alog(read(kFixtures / fixtures().front()));
+  auto c = curve_of(log);
+  const std::size_t keep = static_cast<std::size_t>(log.timeindex[6]);  // up to DROP
+  c.time.resize(keep);
+  c.bt.resize(keep);
+  c.et.resize(keep);
+  if (!c.state.empty()) c.state.resize(keep);
+  auto e = kDetector.detect(c);
+  PredictOptions o;
+  o.fcs_bt = 180;  // FCs well before the DROP,
+  o.dtr = 0.05;    // and a DROP long before this roast's
+  auto p = predict(c, e.charge, e.tp, o);
+  BOOST_TEST(p.status == "drop_due", p.status);
+  BOOST_TEST(p.message.find("for DTR 5 %; at ") != std::string::npos, p.message);
+  BOOST_TEST(p.message.find(": drop now") != std::string::npos, p.message);
+  o.dtr = 0.5;  // a DROP still ahead
+  BOOST_TEST(predict(c, e.charge, e.tp, o).status == "fcs_reached");
+}

@@ -631,19 +631,27 @@ int cmd_predict(const Args& a, std::ostream& out, std::ostream& err) {
     out << pretty(v);
     return runtime::kExitOk;
   }
+  const std::string status(v.at("status").as_string());
   out << "at " << mmss(v.at("now")) << " after CHARGE: BT " << one_line(v.at("bt")) << " °C, RoR "
-      << one_line(v.at("ror")) << " °C/min (" << v.at("status").as_string().c_str() << ")\n";
+      << one_line(v.at("ror")) << " °C/min\n";
   // "7:10 - 7:55"; a late end the fit cannot bound (a steeper decline would stall) is open.
   auto band = [](const json::value& when) {
     const auto& late = when.at("late");
     return mmss(when.at("early")) + (late.is_number() ? " - " + mmss(late) : " or later");
   };
-  if (v.at("fcs").at("eta").is_number())
+  if (status == "fcs_reached" || status == "drop_due") {
+    // FCs is behind: when it came, and the DROP the DTR aims at (or that it is past).
+    out << "FCs  " << mmss(v.at("fcs").at("eta")) << "  reached (BT " << one_line(v.at("fcs_bt"))
+        << " °C)\nDROP " << mmss(v.at("drop").at("eta")) << "  for DTR "
+        << one_line(v.at("dtr_target")) << " %\n";
+    if (status == "drop_due") out << "DROP NOW: " << v.at("message").as_string().c_str() << "\n";
+  } else if (v.at("fcs").at("eta").is_number()) {
     out << "FCs  " << mmss(v.at("fcs").at("eta")) << "  (" << band(v.at("fcs")) << ") at BT "
         << one_line(v.at("fcs_bt")) << " °C\nDROP " << mmss(v.at("drop").at("eta")) << "  ("
         << band(v.at("drop")) << ") for DTR " << one_line(v.at("dtr_target")) << " %\n";
-  else
+  } else {
     out << v.at("message").as_string().c_str() << "\n";
+  }
   return runtime::kExitOk;
 }
 
