@@ -606,6 +606,12 @@ BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
   BOOST_TEST(contains(std::string(report.at("summary").as_string()),
                       "Quality check: fail, accepted by an approver."),
              report.at("summary"));
+  // A report made again later (the session's report route) still knows of the acceptance.
+  auto again = body(s.call(
+      "GET", "/v1/sessions/" + std::string(session.at("id").as_string()) + "/report", "viewer"));
+  BOOST_TEST(again.at("qc").at("verdict").as_string() == "fail");
+  BOOST_TEST(again.at("qc").at("accepted_by") == steps[2].at("output").at("accepted_by"),
+             json::serialize(again.at("qc")));
   // The page is kept where storage.artifacts says, a directory per plugin.
   const fs::path page(std::string(report.at("path").as_string()));
   BOOST_TEST(page.string().starts_with((s.dir.path() / "kept" / "roast" / "reports").string()),

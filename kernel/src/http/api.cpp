@@ -1262,14 +1262,15 @@ Router build_api(ApiContext& ctx) {
        "application/json, text/html",
        {{"format", "json (default) or html"}},
        true,
-       [tools_of, view_failed](Request& req) {
+       [&k, tools_of, view_failed](Request& req) {
          std::string format = "json";
          if (auto it = req.query.find("format"); it != req.query.end()) format = it->second;
          if (format != "json" && format != "html")
            throw HttpError{422, "invalid_request",
                            "query parameter 'format' must be json or html, not '" + format + "'",
                            json::object{{"field", "query.format"}}};
-         auto rep = telemetry::session_report(tools_of(req), req.params.at("id"));
+         auto rep = telemetry::session_report(tools_of(req), req.params.at("id"),
+                                              telemetry::accepted_in(k.missions(), req.tenant));
          if (!rep.ok()) throw view_failed(rep.error());
          if (format == "html")
            return Response::text(200, std::string(rep.value().at("html").as_string()),

@@ -30,7 +30,22 @@ Unexpected<ToolError> failed(const char* step, ToolError e) {
 
 }  // namespace
 
-Result<json::object, ToolError> session_report(const ToolRunner& run, const std::string& session) {
+AcceptedBy accepted_in(const missions::MissionService& missions,
+                       std::optional<std::string> tenant) {
+  return
+      [&missions, tenant = std::move(tenant)](const std::string& id) -> std::optional<std::string> {
+        const auto m = missions.get(tenant, id);
+        if (!m) return std::nullopt;
+        for (const auto& s : m->steps)
+          if (const auto* o = s.output.if_object())
+            if (const auto* by = o->if_contains("accepted_by"); by && by->is_string())
+              return std::string(by->as_string());
+        return std::nullopt;
+      };
+}
+
+Result<json::object, ToolError> session_report(const ToolRunner& run, const std::string& session,
+                                               const AcceptedBy& accepted) {
   auto s = run("telemetry.session", {{"session", session}});
   if (!s.ok()) return Unexpected<ToolError>{s.error()};
   const auto& rec = s.value().as_object();
@@ -47,6 +62,10 @@ Result<json::object, ToolError> session_report(const ToolRunner& run, const std:
     if (!qc.ok() && qc.error().code != "qc_failed") return failed("quality check", qc.error());
     // A failed check carries the checks in its details.
     if (json::value v = qc.ok() ? qc.value() : qc.error().details; v.is_object()) in["qc"] = v;
+    if (const auto* mission = info.if_contains("mission_id");
+        !qc.ok() && accepted && mission && mission->is_string() && in.contains("qc"))
+      if (auto who = accepted(std::string(mission->as_string())))
+        in["qc"].as_object()["accepted_by"] = *who;
   }
   if (const auto* ref = rec.if_contains("reference"); ref && ref->is_object())
     in["reference"] = *ref;

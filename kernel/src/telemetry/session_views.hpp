@@ -26,8 +26,17 @@ using ToolRunner = std::function<Result<boost::json::value, ToolError>(const std
 // RoR series, its QC against its targets (a failed check is the report's to show, not an error;
 // a session still open has the verdict "pending") and its profile drawn behind it. An error
 // names the step that failed.
+// Who accepted the roast of a session's report mission after its QC failed (the `accepted_by`
+// of the mission's QC step), or nullopt.
+using AcceptedBy = std::function<std::optional<std::string>(const std::string& mission_id)>;
+// The acceptance as `missions` holds it, for missions of `tenant` (nullopt: any).
+AcceptedBy accepted_in(const missions::MissionService& missions, std::optional<std::string> tenant);
+
+// `accepted`, when given: a failed QC that an approver accepted on the session's report mission
+// says so (as the mission's own report did), instead of a plain fail.
 Result<boost::json::object, ToolError> session_report(const ToolRunner& run,
-                                                      const std::string& session);
+                                                      const std::string& session,
+                                                      const AcceptedBy& accepted = nullptr);
 
 // Predictive assist for a session: roast.predict's output for its curve so far, aiming at the DTR
 // its profile's targets give (the target, or the middle of the range). A closed session has

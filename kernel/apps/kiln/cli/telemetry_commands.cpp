@@ -535,7 +535,8 @@ int cmd_report(const Args& a, std::ostream& out, std::ostream& err) {
     rep["bytes"] = page.value().size();
     rep["html"] = page.value();
   } else {
-    auto made = telemetry::session_report(invoke.runner(), session);
+    auto made = telemetry::session_report(
+        invoke.runner(), session, telemetry::accepted_in(invoke.k->missions(), invoke.tenant));
     if (!made.ok()) {
       err << "kiln report: " << made.error().code << ": " << made.error().message << "\n";
       return runtime::kExitFailed;
