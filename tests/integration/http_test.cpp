@@ -179,6 +179,19 @@ BOOST_AUTO_TEST_CASE(operations_routes_and_openapi_need_no_key) {
     BOOST_TEST(second.exit_code == 1, second.err);
     BOOST_TEST(contains(second.err, "another kiln serve (pid "), second.err);
     BOOST_TEST(contains(second.err, "give this one its own storage.path"), second.err);
+    // On its own database but the first one's port: the operation fails (exit 1, not a
+    // configuration error), says why, and leaves no new database behind.
+    const auto other_db = s.dir.path() / "other.db";
+    auto same_port = s.kiln({"serve", "--set", "server.port=" + std::to_string(s.port), "--set",
+                             "storage.path=" + other_db.string()});
+    BOOST_TEST(same_port.exit_code == 1, same_port.err);
+    BOOST_TEST(contains(same_port.err, "is another server using it?"), same_port.err);
+    BOOST_TEST(!fs::exists(other_db));
+    auto no_such_host = s.kiln(
+        {"serve", "--set", "server.host=localhost", "--set", "storage.path=" + other_db.string()});
+    BOOST_TEST(no_such_host.exit_code == 3);
+    BOOST_TEST(contains(no_such_host.err, "server.host: 'localhost' is not an IP address"),
+               no_such_host.err);
   }
   auto health = s.call("GET", "/health");
   BOOST_TEST(health.status == 200);

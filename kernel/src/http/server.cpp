@@ -573,10 +573,21 @@ std::uint16_t Server::start() {
   if (!ec) i.acceptor->set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) i.acceptor->bind(ep, ec);
   if (!ec) i.acceptor->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec)
+  if (ec) {
+    // What to do depends on why: a port in use, an address this host does not have, a port
+    // below 1024 without the privilege.
+    const std::string hint = ec == asio::error::address_in_use
+                                 ? "is another server using it? set server.port, or 0 for any"
+                             : ec == boost::system::errc::address_not_available
+                                 ? "this host has no address " + i.o.host +
+                                       " (server.host); use 127.0.0.1, 0.0.0.0 "
+                                       "or one of its own addresses"
+                             : ec == boost::system::errc::permission_denied
+                                 ? "ports below 1024 need privileges; use a higher server.port"
+                                 : "set server.host and server.port";
     throw std::runtime_error("cannot listen on " + i.o.host + ":" + std::to_string(i.o.port) +
-                             ": " + ec.message() +
-                             " (is another server using it? set server.port, or 0 for any)");
+                             ": " + ec.message() + " (" + hint + ")");
+  }
   const auto port = i.acceptor->local_endpoint().port();
   asio::co_spawn(*i.contexts.front(), i.accept_loop(), asio::detached);
   for (std::size_t c = 0; c < i.contexts.size(); ++c) {

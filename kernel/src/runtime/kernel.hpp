@@ -89,6 +89,11 @@ class Kernel {
   const std::vector<std::string>& warnings() const { return warnings_; }
   std::vector<std::filesystem::path> search_paths() const;
   std::filesystem::path storage_path() const;
+  // Whether the database has been opened (ledger() opens it on first use).
+  bool storage_open() const {
+    std::lock_guard lock(ledger_mu_);
+    return ledger_ != nullptr;
+  }
   // storage.artifacts, expanded: the root of the plugins' artifact directories.
   std::filesystem::path artifacts_path() const;
   // The ledger; opens (creating and migrating) the database on first use. Throws BootError.
@@ -145,7 +150,7 @@ class Kernel {
   std::unique_ptr<gates::GateStore> gates_;
   std::map<std::string, std::shared_ptr<void>> instances_;
   std::unique_ptr<ToolRuntimeExecutor> executor_;
-  std::mutex ledger_mu_;  // ledger() may first be called from several request threads
+  mutable std::mutex ledger_mu_;  // ledger() may first be called from several request threads
   std::unique_ptr<ledger::SqliteLedger> ledger_;
   std::unique_ptr<missions::TemplateSet> templates_;
   std::unique_ptr<missions::Policy> policy_;

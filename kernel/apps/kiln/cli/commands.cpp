@@ -426,6 +426,12 @@ int cmd_version(const Args& a, std::ostream& out) {
   return runtime::kExitOk;
 }
 
+bool is_ip_address(const std::string& host) {
+  in6_addr any{};
+  return inet_pton(AF_INET, host.c_str(), &any) == 1 ||
+         inet_pton(AF_INET6, host.c_str(), &any) == 1;
+}
+
 int cmd_serve(const Args& a, std::ostream&) {
   // Block the stop signals before any thread starts, then wait for them synchronously.
   sigset_t set;
@@ -504,7 +510,8 @@ int cmd_serve(const Args& a, std::ostream&) {
     http::Server& server;
     Kernel& kernel;
     ~StopThenFlush() {
-      server.drain_and_stop();  // nothing the second time
+      server.drain_and_stop();             // nothing the second time
+      if (!kernel.storage_open()) return;  // it never started: make no database now
       try {
         kernel.sqlite_ledger().flush();
       } catch (const std::exception& e) {
@@ -513,10 +520,15 @@ int cmd_serve(const Args& a, std::ostream&) {
     }
   } stop_then_flush{server, *k};
   std::uint16_t port = 0;
+  if (!is_ip_address(so.host))
+    throw BootError(runtime::kExitConfig, "server.host: '" + so.host + "' is not an IP address (" +
+                                              cfg.at("server.host").source.describe() +
+                                              "); use e.g. 127.0.0.1 or 0.0.0.0");
   try {
     port = server.start();
   } catch (const std::exception& e) {
-    throw BootError(runtime::kExitConfig, std::string("server: ") + e.what());
+    // Not the configuration's fault as such (a port in use): the operation failed.
+    throw BootError(runtime::kExitFailed, std::string("server: ") + e.what());
   }
   spdlog::info("listening on http://{}:{} (server.host, server.port)", so.host, port);
 
@@ -785,8 +797,7 @@ int cmd_config_check(const Args& a, std::ostream& out) {
                                      : std::string();
   };
   const std::string host = cfg.get_string("server.host");
-  in6_addr any6{};
-  if (inet_pton(AF_INET, host.c_str(), &any6) != 1 && inet_pton(AF_INET6, host.c_str(), &any6) != 1)
+  if (!is_ip_address(host))
     problems.push_back("server.host: '" + host + "' is not an IP address" + where("server.host") +
                        "; use e.g. 127.0.0.1 or 0.0.0.0");
   // Sessions open only with an event detector; without one the mission never starts.
