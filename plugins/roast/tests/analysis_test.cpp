@@ -623,6 +623,14 @@ BOOST_AUTO_TEST_CASE(detect_without_a_detector_is_refused) {
 // before the roaster marked FCs, the band holds the mark; it stays open right before FCs (with no
 // spread in the FCs temperature it narrowed to 0-7 s and missed 7-10 of 10 marks within the last
 // minute); three minutes ahead the estimate is within 60 s. Chosen on these ten logs: in-sample.
+// The curve as it was `keep` readings in (a roast under way).
+static void truncate(kiln::nodes::RoastCurve& c, std::size_t keep) {
+  c.time.resize(keep);
+  c.bt.resize(keep);
+  c.et.resize(keep);
+  if (!c.state.empty()) c.state.resize(keep);
+}
+
 BOOST_AUTO_TEST_CASE(fcs_predicted_from_three_minutes_ahead_on_the_fixtures) {
   const auto names = fixtures();
   std::vector<double> fcs_bts;
@@ -645,10 +653,7 @@ BOOST_AUTO_TEST_CASE(fcs_predicted_from_three_minutes_ahead_on_the_fixtures) {
       const double cut = log.time[static_cast<std::size_t>(fcs)] - ahead;
       std::size_t keep = 0;
       while (keep < c.time.size() && c.time[keep] <= cut) ++keep;
-      c.time.resize(keep);
-      c.bt.resize(keep);
-      c.et.resize(keep);
-      if (!c.state.empty()) c.state.resize(keep);
+      truncate(c, keep);
       auto e = kDetector.detect(c);
       PredictOptions o;
       o.fcs_bt = 0;
@@ -682,10 +687,7 @@ BOOST_AUTO_TEST_CASE(no_prediction_before_the_beans_turn) {
   auto log = parse_alog(read(kFixtures / fixtures().front()));
   auto c = curve_of(log);
   const std::size_t keep = static_cast<std::size_t>(log.timeindex[0]) + 40;  // 40 s in
-  c.time.resize(keep);
-  c.bt.resize(keep);
-  c.et.resize(keep);
-  if (!c.state.empty()) c.state.resize(keep);
+  truncate(c, keep);
   auto e = kDetector.detect(c);
   auto p = predict(c, e.charge, e.tp, PredictOptions{});
   BOOST_TEST(p.status == "too_early", p.status);
@@ -697,10 +699,7 @@ BOOST_AUTO_TEST_CASE(past_the_drop_the_assist_says_drop_now) {
   auto log = parse_alog(read(kFixtures / fixtures().front()));
   auto c = curve_of(log);
   const std::size_t keep = static_cast<std::size_t>(log.timeindex[6]);  // up to DROP
-  c.time.resize(keep);
-  c.bt.resize(keep);
-  c.et.resize(keep);
-  if (!c.state.empty()) c.state.resize(keep);
+  truncate(c, keep);
   auto e = kDetector.detect(c);
   PredictOptions o;
   o.fcs_bt = 180;  // FCs well before the DROP,
