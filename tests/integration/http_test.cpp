@@ -679,6 +679,12 @@ BOOST_AUTO_TEST_CASE(the_cli_calls_a_server_with_the_same_commands) {
   BOOST_TEST(contains(approved.out, "prepare      kiln.echo    DONE"), approved.out);
   approved = remote({"mission", "approve", held_id, "--wait"}, "a_approver");
   BOOST_TEST(contains(approved.out, "approved mission " + held_id + ": DONE"), approved.out);
+  // A cancel that goes through exits 0, as locally.
+  auto to_cancel = remote({"mission", "start", "approval_demo", "--json"}, "a_operator");
+  const std::string cancel_id(json::parse(to_cancel.out).at("mission").at("id").as_string());
+  auto canceled = remote({"mission", "cancel", cancel_id, "--reason", "not today"}, "a_operator");
+  BOOST_TEST(canceled.exit_code == 0, canceled.out + canceled.err);
+  BOOST_TEST(contains(canceled.out, "canceled mission " + cancel_id + ": CANCELED"), canceled.out);
   BOOST_TEST(contains(remote({"mission", "list", "--state", "DONE"}, "a_viewer").out, id));
   auto cancel = remote({"mission", "cancel", id}, "a_operator");
   BOOST_TEST(cancel.exit_code == 1);

@@ -310,7 +310,9 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
       // --wait (approve, retry): until the server's workers settle it, as locally.
       if (a.wait && res.status == 200 && std::string(verb) != "cancel")
         res = wait_settled(r, a, id);
-      return mission_answer(r, res, a, done + " mission " + id + ": ", out, err);
+      const int rc = mission_answer(r, res, a, done + " mission " + id + ": ", out, err);
+      // A cancel that went through succeeded (the mission's CANCELED state is what was asked).
+      return std::string(verb) == "cancel" && res.status == 200 ? runtime::kExitOk : rc;
     }
   if (name == "devices list") return finish(r, r.call("GET", "/v1/devices"), out, err);
   if (name == "devices add" || name == "devices rotate") {
