@@ -586,14 +586,15 @@ std::vector<ledger::Event> MissionService::record(const Claim& claim,
       auto ins = c.prepare(
           "INSERT OR REPLACE INTO mission_artifacts (mission_id, step, name, media_type, bytes, "
           "sha256, created_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
-      for (const auto& f : step.files) {
+      for (std::size_t i = 0; i < step.files.size(); ++i) {
+        const auto& f = step.files[i];
         ins.reset();
         ins.bind(1, claim.mission.id)
             .bind(2, step.step)
             .bind(3, f.name)
             .bind(4, f.media_type)
             .bind(5, static_cast<std::int64_t>(f.data.size()))
-            .bind(6, common::sha256_hex(f.data))
+            .bind(6, i < step.sha256.size() ? step.sha256[i] : common::sha256_hex(f.data))
             .bind(7, now)
             .bind_blob(8, f.data)
             .step();

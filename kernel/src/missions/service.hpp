@@ -195,6 +195,7 @@ class MissionService {
   struct StepFiles {
     std::string step;
     std::vector<Artifact> files;
+    std::vector<std::string> sha256;  // of each file, as the step.completed event lists them
   };
   std::vector<ledger::Event> record(const Claim& claim, std::vector<ledger::NewEvent> events,
                                     std::vector<StepFiles> artifacts = {});

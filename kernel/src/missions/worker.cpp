@@ -211,13 +211,16 @@ std::string MissionRunner::run(MissionService::Claim claim) {
       if (auto& files = outcome.value().artifacts; !files.empty()) {
         // The ledger holds each file's digest; the bytes go to mission_artifacts.
         json::array listed;
-        for (const auto& f : files)
+        std::vector<std::string> digests;
+        for (const auto& f : files) {
+          digests.push_back(common::sha256_hex(f.data));
           listed.push_back(json::object{{"name", f.name},
                                         {"media_type", f.media_type},
                                         {"bytes", f.data.size()},
-                                        {"sha256", common::sha256_hex(f.data)}});
+                                        {"sha256", digests.back()}});
+        }
         completed["artifacts"] = std::move(listed);
-        carry_files.push_back({st.id, std::move(files)});
+        carry_files.push_back({st.id, std::move(files), std::move(digests)});
       }
       std::vector<ledger::NewEvent> events{
           step_event(m, "step.completed", st.id, std::move(completed))};

@@ -19,6 +19,7 @@
 
 #include <boost/json.hpp>
 
+#include "cli/files.hpp"
 #include "cli/json_print.hpp"
 #include "cli/remote.hpp"
 #include "http/client.hpp"
@@ -469,11 +470,13 @@ struct Invoker {
 // Writes a command's output file; false (and the reason on `err`) when it cannot.
 static bool write_out(const std::string& file, std::string_view text, const char* command,
                       std::ostream& err) {
-  std::ofstream f(file, std::ios::binary | std::ios::trunc);
-  f.write(text.data(), static_cast<std::streamsize>(text.size()));
-  f.close();
-  if (!f) err << command << ": cannot write " << file << "\n";
-  return static_cast<bool>(f);
+  try {
+    write_output_file(file, text);
+    return true;
+  } catch (const std::exception& e) {
+    err << command << ": " << e.what() << "\n";
+    return false;
+  }
 }
 
 // FILE.wav (or another audio file): the spoken summary the session's report mission kept.
