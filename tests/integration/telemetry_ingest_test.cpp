@@ -674,6 +674,92 @@ BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
   BOOST_TEST(s.kiln({"ledger", "verify"}).exit_code == 0);
 }
 
+// First crack is heard, not seen: this roast's report estimates FCs from the FCs phase
+// temperature, and QC holds it. The roaster marks FCs where they heard it (the fixture's own
+// mark): the session keeps the mark (a ledger event), its report mission runs again with it, and
+// every view of the session (analysis, report, CLI) takes the mark over the estimate.
+BOOST_AUTO_TEST_CASE(a_roasters_first_crack_mark_reaches_the_report) {
+  Server s({"missions.workers=1"});
+  auto added = s.call("POST", "/v1/devices", "operator", R"({"device": "r1-mark"})");
+  BOOST_REQUIRE_MESSAGE(added.status == 201, added.body);
+  send_roast(s, "r1-mark", key_of(body(added)));
+  const json::value session = reported_session(s, "r1-mark");
+  const std::string id(session.at("id").as_string());
+  const std::string first(session.at("mission_id").as_string());
+  auto m = mission_in(s, first, {"DONE", "FAILED", "QUARANTINED"});
+  BOOST_REQUIRE_MESSAGE(m.at("state").as_string() == "QUARANTINED", json::serialize(m));
+  // Its FCs an estimate: where BT reached the FCs phase temperature.
+  BOOST_TEST(m.at("steps").as_array()[1].at("output").at("event_sources").at("FCs").as_string() ==
+             "phases");
+
+  // Where the roaster marked FCs in the fixture, after its CHARGE.
+  std::ifstream in(std::string(KILN_SOURCE_DIR) +
+                   "/tests/fixtures/artisan-alog/26-04-12_sidamo_no42.alog");
+  std::stringstream text;
+  text << in.rdbuf();
+  const auto log = roast::parse_alog(text.str());
+  const double fcs = log.time[static_cast<std::size_t>(log.timeindex[2])] -
+                     log.time[static_cast<std::size_t>(log.timeindex[0])];
+  const std::string route = "/v1/sessions/" + id + ":mark";
+  const std::string mark = R"({"event": "FCs", "after_charge": )" + std::to_string(fcs) + "}";
+  BOOST_TEST(s.call("POST", route, "viewer", mark).status == 403);
+  BOOST_TEST(s.call("POST", route, "other", mark).status == 404);
+  auto bad = s.call("POST", route, "operator", R"({"event": "SCs"})");
+  BOOST_TEST(bad.status == 422, bad.body);
+  BOOST_TEST(contains(bad.body, "one of CHARGE, DRY_END, FCs, DROP"), bad.body);
+  BOOST_TEST(contains(bad.body, "\"field\":\"body.event\""), bad.body);
+  auto now = s.call("POST", route, "operator", R"({"event": "FCs"})");  // now: it closed
+  BOOST_TEST(now.status == 422, now.body);
+  BOOST_TEST(contains(now.body, "--at M:SS"), now.body);
+  auto twice = s.call("POST", route, "operator", R"({"event": "FCs", "t": 1, "after_charge": 2})");
+  BOOST_TEST(twice.status == 422, twice.body);
+
+  auto marked = s.call("POST", route, "operator", mark);
+  BOOST_REQUIRE_MESSAGE(marked.status == 200, marked.body);
+  const auto after = body(marked);
+  BOOST_TEST(std::abs(after.at("marks").at("FCs").as_double() -
+                      (after.at("charge_t").as_double() + fcs)) < 0.01);
+  const std::string second(after.at("mission_id").as_string());
+  BOOST_TEST(second != first);  // the report mission again, with the mark
+  m = mission_in(s, second, {"DONE", "FAILED", "QUARANTINED"});
+  const auto& analysis = m.at("steps").as_array()[1].at("output");
+  BOOST_TEST(analysis.at("event_sources").at("FCs").as_string() == "marked");
+  BOOST_TEST(std::abs(analysis.at("events").at("FCs").at("time").as_double() - fcs) <= 2.0,
+             json::serialize(analysis.at("events")));
+  BOOST_TEST(analysis.at("phases").at("dtr").is_number());
+  // The same mark again: the report already made for it.
+  auto same = s.call("POST", route, "operator", mark);
+  BOOST_REQUIRE_MESSAGE(same.status == 200, same.body);
+  BOOST_TEST(body(same).at("mission_id").as_string() == second);
+  // The report made now says FCs was marked, not estimated.
+  auto report = body(s.call("GET", "/v1/sessions/" + id + "/report", "viewer"));
+  BOOST_TEST(report.at("events").at("FCs").at("estimated").as_bool() == false,
+             json::serialize(report.at("events")));
+
+  // The CLI, from the server: the device's newest session, DROP marked at M:SS without a new
+  // report; its view lists the marks as the roast's clock reads them.
+  const std::string url = "http://127.0.0.1:" + std::to_string(s.port);
+  auto cli = s.kiln({"sessions", "mark", "--device", "r1-mark", "DROP", "--at", "7:25",
+                     "--no-report", "--server", url, "--api-key", s.keys.at("operator")});
+  BOOST_TEST(cli.exit_code == 0, cli.out + cli.err);
+  BOOST_TEST(contains(cli.out, "marked:   FCs "), cli.out);
+  BOOST_TEST(contains(cli.out, " DROP 7:25 (after CHARGE"), cli.out);
+  BOOST_TEST(contains(cli.out, "mission " + second), cli.out);
+  auto bad_at = s.kiln({"sessions", "mark", id, "FCs", "--at", "6:75"});
+  BOOST_TEST(bad_at.exit_code == 2, bad_at.out + bad_at.err);
+  BOOST_TEST(contains(bad_at.err, "--at wants the time after CHARGE as M:SS"), bad_at.err);
+  auto order = s.kiln({"sessions", "mark", id, "DRY_END", "--at", "7:00"});
+  BOOST_TEST(order.exit_code != 0);
+  BOOST_TEST(contains(order.err, "is not before FCs (marked at "), order.err);
+  BOOST_TEST(contains(s.kiln({"ledger", "export"}).out, "\"session.marked\""));
+  // The mission's inputs carry the marks it reports on, and its view prints numbers as people
+  // write them (not 1.7646E2).
+  auto shown = s.kiln({"mission", "show", second});
+  BOOST_TEST(shown.exit_code == 0, shown.err);
+  BOOST_TEST(contains(shown.out, "\"marks\":{\"FCs\":"), shown.out);
+  BOOST_TEST(!std::regex_search(shown.out, std::regex("[0-9]E-?[0-9]")), shown.out);
+}
+
 // The profile library over HTTP and the CLI, and a profile feeding a session: the roaster's
 // profile (the same roast, imported from its .alog) gives the analysis its phase temperatures and
 // QC its targets, so the roast that fails the defaults passes its own profile.
@@ -774,6 +860,13 @@ BOOST_AUTO_TEST_CASE(a_device_profile_gives_its_sessions_targets_and_phases) {
   auto assigned =
       s.call("POST", "/v1/devices/r1-prof:profile", "operator", R"({"profile": "sidamo"})");
   BOOST_REQUIRE_MESSAGE(assigned.status == 200, assigned.body);
+  // Archived while a device roasts to it, the device's next roasts would silently lose their
+  // targets: refused, naming the device and the way out.
+  auto in_use = s.call("POST", "/v1/profiles/sidamo:archive", "operator", "{}");
+  BOOST_TEST(in_use.status == 409, in_use.body);
+  BOOST_TEST(contains(in_use.body, "is assigned to device r1-prof"), in_use.body);
+  BOOST_TEST(contains(in_use.body, "kiln devices profile r1-prof --clear"), in_use.body);
+  BOOST_TEST(body(s.call("GET", "/v1/profiles", "viewer")).as_array().size() == 1u);
 
   // The CLI: local (the server's storage) and client mode.
   auto listed = s.kiln({"profiles", "list", "--tenant", "acme"});

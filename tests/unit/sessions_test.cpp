@@ -402,3 +402,132 @@ BOOST_AUTO_TEST_CASE(a_roast_that_starts_over_right_after_a_cut_one_has_its_sess
   BOOST_REQUIRE(roast.drop_t.has_value());
   BOOST_TEST(*roast.drop_t - roast.charge_t > 300);
 }
+
+// A roaster marks first crack (heard, not seen) on a closed session: the mark is a ledger event,
+// the session shows it, and the session is handed on again (its report made anew with it); a
+// mark that cannot be right is refused saying why and what to do.
+BOOST_AUTO_TEST_CASE(a_roaster_marks_first_crack_on_a_closed_session) {
+  using Code = missions::MissionError::Code;
+  Fixture f;
+  auto s = f.sessionizer();
+  add_in_tens(*s, "acme", "r1", 1, fixture_roast(true));
+  BOOST_REQUIRE_EQUAL(f.closed.size(), 1u);
+  const auto closed = f.closed[0];
+  BOOST_REQUIRE(closed.marks.empty());
+  BOOST_REQUIRE(closed.drop_t.has_value());
+  const missions::Actor roaster{"ana", missions::Role::kOperator};
+  const auto log = fixture_log();
+  const double fcs = 1.8e9 + log.time[static_cast<std::size_t>(log.timeindex[2])];
+
+  telemetry::Mark m;
+  m.event = "fcs";  // as typed
+  m.after_charge = fcs - closed.charge_t;
+  const auto after = s->mark("acme", closed.id, m, roaster);
+  BOOST_REQUIRE_EQUAL(after.marks.size(), 1u);
+  BOOST_TEST(std::abs(after.marks.at("FCs") - fcs) < 1e-6);
+  const auto stored = telemetry::Sessionizer::get(f.ledger.path(), std::string("acme"), closed.id);
+  BOOST_REQUIRE(stored);
+  BOOST_TEST(std::abs(stored->marks.at("FCs") - fcs) < 1e-6);
+  BOOST_TEST(std::abs(stored->to_json().at("marks").at("FCs").as_double() - fcs) < 1e-6);
+  {
+    std::lock_guard lock(f.mu);
+    BOOST_REQUIRE_EQUAL(f.closed.size(), 2u);  // handed on again, with the mark
+    BOOST_TEST(f.closed[1].id == closed.id);
+    BOOST_TEST(f.closed[1].marks.count("FCs") == 1u);
+  }
+  // Without a report: recorded, not handed on.
+  m.after_charge = *m.after_charge + 1;
+  s->mark("acme", closed.id, m, roaster, false);
+  BOOST_TEST(f.closed.size() == 2u);
+
+  auto refused = [&](telemetry::Mark mark, Code code, const std::string& says, missions::Actor by) {
+    try {
+      s->mark("acme", closed.id, mark, by);
+      BOOST_ERROR("marked " << mark.event << ", expected: " << says);
+    } catch (const missions::MissionError& e) {
+      BOOST_TEST((e.code() == code), e.what());
+      BOOST_TEST(std::string(e.what()).find(says) != std::string::npos, e.what());
+    }
+  };
+  telemetry::Mark bad = m;
+  refused(bad, Code::kForbidden, "operator role", missions::Actor{"v", missions::Role::kViewer});
+  bad.event = "SCs";
+  refused(bad, Code::kInvalidInput, "one of CHARGE, DRY_END, FCs, DROP", roaster);
+  bad.event = "FCs";
+  BOOST_REQUIRE(*closed.end_t > *closed.drop_t);
+  // After the DROP it closed at, before its last reading.
+  bad.after_charge = (*closed.drop_t + *closed.end_t) / 2 - closed.charge_t;
+  refused(bad, Code::kInvalidInput, "is not before DROP (detected at ", roaster);
+  bad.event = "DRY_END";
+  bad.after_charge = *m.after_charge + 10;  // after the FCs marked
+  refused(bad, Code::kInvalidInput, "is not before FCs (marked at ", roaster);
+  bad.after_charge = 3600;  // long after the session ended
+  refused(bad, Code::kInvalidInput, "is outside session", roaster);
+  bad.after_charge.reset();  // now: the session closed long ago
+  refused(bad, Code::kInvalidInput, "--at M:SS", roaster);
+  telemetry::Mark elsewhere = m;
+  try {
+    s->mark("other", closed.id, elsewhere, roaster);
+    BOOST_ERROR("marked another tenant's session");
+  } catch (const missions::MissionError& e) {
+    BOOST_TEST((e.code() == Code::kNotFound), e.what());
+  }
+  BOOST_CHECK_THROW(telemetry::Mark::from_json(boost::json::object{
+                        {"event", "FCs"}, {"clear", true}, {"after_charge", 400}}),
+                    missions::MissionError);
+
+  // Cleared: gone, handed on again; clearing it twice changes nothing.
+  telemetry::Mark clear;
+  clear.event = "FCs";
+  clear.clear = true;
+  BOOST_TEST(s->mark("acme", closed.id, clear, roaster).marks.empty());
+  BOOST_TEST(f.closed.size() == 3u);
+  s->mark("acme", closed.id, clear, roaster);
+  BOOST_TEST(f.closed.size() == 3u);
+  BOOST_TEST(
+      telemetry::Sessionizer::get(f.ledger.path(), std::string("acme"), closed.id)->marks.empty());
+  // Each change is in the ledger: marked, marked, cleared (the refusals and the second clear
+  // left nothing).
+  std::vector<std::string> marked;
+  ledger::ExportFilter filter;
+  filter.stream = "sessions";
+  f.ledger.for_each(filter, [&](const ledger::Event& e) {
+    if (e.kind == "session.marked") marked.push_back(e.payload);
+  });
+  BOOST_REQUIRE_EQUAL(marked.size(), 3u);
+  BOOST_TEST(marked[2].find("\"t\":null") != std::string::npos, marked[2]);
+  BOOST_TEST(marked[0].find("\"ana\"") != std::string::npos, marked[0]);
+}
+
+// A mark during the roast (no time: now) lands on the open session, and the session it closes
+// carries it to its report.
+BOOST_AUTO_TEST_CASE(a_live_mark_reaches_the_closing_session) {
+  Fixture f;
+  auto s = f.sessionizer();
+  // The roast as if under way now: its readings end at this second.
+  auto samples = fixture_roast(true);
+  const auto log = fixture_log();
+  const std::size_t fcs = static_cast<std::size_t>(log.timeindex[2]);
+  const double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const double shift = now - samples[fcs].t;
+  for (auto& x : samples) x.t += shift;
+  add_in_tens(*s, "acme", "r1", 1,
+              std::vector<telemetry::Sample>(samples.begin(),
+                                             samples.begin() + static_cast<std::ptrdiff_t>(fcs)));
+  auto open = telemetry::Sessionizer::list(f.ledger.path(), std::string("acme"), std::nullopt, 1);
+  BOOST_REQUIRE_EQUAL(open.size(), 1u);
+  BOOST_REQUIRE(open[0].state == "open");
+  telemetry::Mark m;
+  m.event = "FCs";
+  const auto marked =
+      s->mark("acme", open[0].id, m, missions::Actor{"ana", missions::Role::kOperator});
+  BOOST_TEST(std::abs(marked.marks.at("FCs") - now) < 5);
+  BOOST_TEST(f.closed.empty());  // open: nothing handed on yet
+  add_in_tens(*s, "acme", "r1", 1,
+              std::vector<telemetry::Sample>(samples.begin() + static_cast<std::ptrdiff_t>(fcs),
+                                             samples.end()));
+  std::lock_guard lock(f.mu);
+  BOOST_REQUIRE_EQUAL(f.closed.size(), 1u);
+  BOOST_TEST(f.closed[0].marks.count("FCs") == 1u);
+}

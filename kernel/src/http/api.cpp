@@ -871,7 +871,9 @@ Router build_api(ApiContext& ctx) {
                                                                "version": {"type": "integer"}}},
       "first_boot": {"type": ["integer", "null"],
                      "description": "the device boots whose readings the session holds"},
-      "last_boot": {"type": ["integer", "null"]}}})");
+      "last_boot": {"type": ["integer", "null"]},
+      "marks": {"type": "object", "additionalProperties": {"type": "number"},
+                "description": "events a roaster marked (CHARGE, DRY_END, FCs, DROP): epoch seconds of the device's clock; the analysis takes them over the detector's"}}})");
   const auto max_envelope =
       static_cast<std::size_t>(k.config().get_int("telemetry.max_batch_bytes"));
   r.add({"POST",
@@ -1138,6 +1140,41 @@ Router build_api(ApiContext& ctx) {
          {},
          false,
          [&k](Request& req) {
+           const auto s = session_or_404(k, req);
+           return Response::json(200, s.to_json());
+         }});
+  r.add({"POST",
+         "/v1/sessions/{id}:mark",
+         "markSessionEvent",
+         "Mark when an event happened in a roast (operator role): first crack is heard, not seen, "
+         "so a roaster's FCs (or CHARGE, DRY_END, DROP) stands over the detector's in the "
+         "session's analysis, QC, report and prediction. At t (the device's clock), else "
+         "after_charge seconds after CHARGE, else now (a live mark); clear: true removes it. A "
+         "closed session's report mission runs again with the marks (report: false skips that)",
+         "telemetry",
+         Role::kOperator,
+         0,
+         schema(R"({"type": "object", "required": ["event"], "additionalProperties": false,
+                    "properties": {"event": {"type": "string", "minLength": 1,
+                                             "description": "CHARGE, DRY_END, FCs or DROP"},
+                                   "t": {"type": "number", "description": "epoch seconds, the device's clock"},
+                                   "after_charge": {"type": "number", "minimum": 0,
+                                                    "description": "seconds after the session's CHARGE"},
+                                   "clear": {"type": "boolean"},
+                                   "report": {"type": "boolean", "description": "default true"}}})"),
+         session_schema,
+         200,
+         "application/json",
+         {},
+         true,
+         [&k](Request& req) {
+           const auto& b = req.json.as_object();
+           const auto m = telemetry::Mark::from_json(b);
+           bool report = true;
+           if (const auto* r = b.if_contains("report")) report = r->as_bool();
+           auto& sessions = k.telemetry().sessions();
+           sessions.mark(req.tenant, req.params.at("id"), m, *req.actor, report);
+           // As it is now: the report mission the mark started included.
            const auto s = session_or_404(k, req);
            return Response::json(200, s.to_json());
          }});
@@ -1467,7 +1504,8 @@ Router build_api(ApiContext& ctx) {
     r.add({"POST",
            archive ? "/v1/profiles/{name}:archive" : "/v1/profiles/{name}:restore",
            archive ? "archiveProfile" : "restoreProfile",
-           archive ? "Archive a profile with all its versions (hidden from lists, not assignable)"
+           archive ? "Archive a profile with all its versions (hidden from lists, not "
+                     "assignable); 409 while a device is assigned it, naming the devices"
                    : "Restore an archived profile",
            "profiles",
            Role::kOperator,

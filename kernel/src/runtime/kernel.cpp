@@ -1,6 +1,7 @@
 #include "runtime/kernel.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -10,6 +11,7 @@
 #include "auth/keys.hpp"
 #include "common/embedded.hpp"
 #include "common/log.hpp"
+#include "common/sha256.hpp"
 #include "common/strings.hpp"
 #include "kiln/nodes/event_detector.hpp"
 #include "kiln/nodes/telemetry_driver.hpp"
@@ -424,10 +426,19 @@ telemetry::TelemetryService& Kernel::telemetry() {
       missions::CreateRequest req;
       req.tenant = s.tenant;
       req.template_name = mission;
-      req.inputs = boost::json::object{{"session", s.id}};
-      // Once per close: a session opened again (readings continued it) gets a new report.
+      // The marks as they are now (device time in whole milliseconds: exact through the
+      // mission's stored inputs), so that the mission reports what it was started for.
+      boost::json::object marks;
+      for (const auto& [event, t] : s.marks) marks[event] = std::llround(t * 1000);
+      req.inputs = boost::json::object{{"session", s.id}, {"marks", marks}};
+      // Once per close and marks: a session opened again (readings continued it) gets a new
+      // report, and so does one a roaster marked after it closed (the same marks again: the
+      // report already made for them).
       req.idempotency_key =
           "session:" + s.id + (s.reopens ? "#" + std::to_string(s.reopens) : std::string());
+      if (!marks.empty())
+        *req.idempotency_key +=
+            "|marks:" + common::sha256_hex(boost::json::serialize(marks)).substr(0, 16);
       req.actor = missions::Actor{"sessionizer", missions::Role::kOperator};
       try {
         auto r = m.create(req);

@@ -1,6 +1,7 @@
 #include "runtime/telemetry_tools.hpp"
 
 #include <cmath>
+#include <map>
 
 #include "telemetry/profiles.hpp"
 #include "telemetry/sessions.hpp"
@@ -39,6 +40,20 @@ class SessionTool final : public Tool {
     json::object curve{{"unit", "C"}, {"time", time},     {"bt", bt},
                        {"et", et},    {"heater", heater}, {"fan", fan}};
     if (any_state) curve["state"] = state;
+    // A roaster's marks (first crack is heard): the analysis takes them over its detector's.
+    // The call's (a mission's, as they were when it started), else the session's now.
+    std::map<std::string, double> marks = s->marks;
+    if (const auto* m = input.as_object().if_contains("marks"); m && m->is_object()) {
+      marks.clear();
+      for (const auto& [event, ms] : m->as_object())
+        marks[std::string(event)] = ms.to_number<double>() / 1000;
+    }
+    if (!marks.empty()) {
+      json::object on_curve;
+      for (const auto& [event, t] : marks)
+        on_curve[event] = std::round((t - s->start_t) * 1000) / 1000;
+      curve["marks"] = std::move(on_curve);
+    }
     // The session's profile gives the QC targets and the phase temperatures of its analysis.
     json::value profile = nullptr;
     json::value reference = nullptr;  // the profile's body, for roast.report to draw behind
@@ -116,13 +131,16 @@ std::vector<ToolDecl> telemetry_tools(
   session.description =
       "A stored roast session of the caller's tenant: its info, its curve (time in seconds "
       "from the session's start, BT, ET, heater, fan and the roaster's state when recorded; the "
-      "profile's phase temperatures), its profile, the profile's content to compare it with "
+      "profile's phase temperatures; the events a roaster marked, in seconds from the start: the "
+      "call's marks, else the session's), its profile, the profile's content to compare it with "
       "(reference; null without a profile) and the QC targets to check it against (the "
       "call's, else the profile's, else {} for roast.qc's defaults)";
   session.input_schema = json::parse(R"({"type": "object", "required": ["session"],
     "additionalProperties": false,
     "properties": {"session": {"type": "string", "minLength": 1},
-                   "targets": {"type": "object"}}})");
+                   "targets": {"type": "object"},
+                   "marks": {"type": ["object", "null"], "additionalProperties": {"type": "integer"},
+                             "description": "the marks to use (event: device time in ms) instead of the session's now; null: the session's"}}})");
   session.output_schema = json::parse(R"({"type": "object",
     "required": ["session", "samples", "curve", "profile", "reference", "targets"]})");
   session.factory = [storage_path](HostServices&) {

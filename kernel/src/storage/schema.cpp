@@ -320,6 +320,13 @@ CREATE TABLE mission_artifacts (
   PRIMARY KEY (mission_id, step, name)
 );  -- a rowid table: WITHOUT ROWID suits small rows, and these are files
 )sql"},
+      {13, "session_marks",
+       R"sql(
+-- Events a roaster marked on a session (session.marked: first crack is heard, not seen), as a
+-- JSON object of event name to device time, e.g. {"FCs": 1764771234.5}. The analysis of the
+-- session takes a marked event over the detector's.
+ALTER TABLE telemetry_sessions ADD COLUMN marks TEXT NOT NULL DEFAULT '{}';
+)sql"},
   };
   return migrations;
 }

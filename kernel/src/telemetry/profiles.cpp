@@ -252,6 +252,34 @@ ProfileInfo ProfileStore::set_archived(const std::string& tenant, const std::str
     st.bind(1, tenant).bind(2, name);
     if (!st.step()) throw MissionError(MissionError::Code::kNotFound, not_found(c, tenant, name));
     if (st.is_null(0) != archived) return {};  // already so: nothing to record
+    if (archived) {
+      // A device still roasting to it would open its next sessions without a profile, and QC
+      // would check them against the defaults instead: say which devices, and what to do.
+      auto devices = c.prepare(
+          "SELECT device FROM device_profiles WHERE tenant = ? AND (profile = ? OR profile LIKE "
+          "? ESCAPE '\\') ORDER BY device");
+      std::string like;
+      for (char ch : name) {
+        if (ch == '%' || ch == '_' || ch == '\\') like += '\\';
+        like += ch;
+      }
+      devices.bind(1, tenant).bind(2, name).bind(3, like + "@%");
+      std::vector<std::string> assigned;
+      while (devices.step()) assigned.push_back(devices.text(0));
+      if (!assigned.empty()) {
+        std::string list, first = assigned.front();
+        for (const auto& d : assigned) list += (list.empty() ? "" : ", ") + d;
+        throw MissionError(MissionError::Code::kConflict,
+                           "profile '" + name + "' is assigned to device" +
+                               (assigned.size() > 1 ? "s " : " ") + list +
+                               ": their next roasts would have no profile and QC would check "
+                               "them against the defaults. Assign another profile first (`kiln "
+                               "devices profile " +
+                               first + " NAME`, POST /v1/devices/" + first +
+                               ":profile) or clear it (`kiln devices profile " + first +
+                               " --clear`)");
+      }
+    }
     return {ledger::NewEvent{tenant, "profiles", archived ? "profile.archived" : "profile.restored",
                              json::object{{"name", name}, {"actor", by.to_json()}}}};
   });

@@ -5,22 +5,27 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <limits>
+#include <map>
 
 #include "storage/sqlite.hpp"
+#include "telemetry/devices.hpp"
 #include "telemetry/ingest.hpp"
 #include "telemetry/profiles.hpp"
 
 namespace kiln::telemetry {
 namespace json = boost::json;
+using missions::MissionError;
 using storage::Connection;
 
 namespace {
 
 constexpr const char* kColumns =
     "id, tenant, device, state, start_t, charge_t, end_t, close_reason, opened_at, closed_at, "
-    "mission_id, profile, profile_version, first_boot, last_boot, drop_t, reopens";
+    "mission_id, profile, profile_version, first_boot, last_boot, drop_t, reopens, marks";
 
 SessionInfo row(const storage::Statement& st) {
   SessionInfo s;
@@ -43,6 +48,9 @@ SessionInfo row(const storage::Statement& st) {
   if (!st.is_null(14)) s.last_boot = st.int64(14);
   if (!st.is_null(15)) s.drop_t = st.real(15);
   s.reopens = st.int64(16);
+  const auto marks = json::parse(st.text(17));
+  for (const auto& [event, t] : marks.as_object())
+    s.marks[std::string(event)] = t.to_number<double>();
   return s;
 }
 
@@ -111,6 +119,9 @@ json::object SessionInfo::to_json() const {
       {"last_boot", last_boot ? json::value(*last_boot) : json::value(nullptr)}};
   o["drop_t"] = drop_t ? json::value(*drop_t) : json::value(nullptr);
   o["reopens"] = reopens;
+  json::object m;
+  for (const auto& [event, t] : marks) m[event] = t;
+  o["marks"] = std::move(m);
   // The newest reading: where it ended, or (open) the newest so far.
   o["last_t"] = end_t ? json::value(*end_t) : last_t ? json::value(*last_t) : json::value(nullptr);
   // The roast's length: CHARGE to DROP; to the last reading when it closed without a DROP, or
@@ -171,6 +182,20 @@ void project_sessions(Connection& c, const ledger::Event& e) {
         "UPDATE telemetry_sessions SET state = 'open', end_t = NULL, close_reason = NULL, "
         "closed_at = NULL, drop_t = NULL, reopens = reopens + 1 WHERE id = ? AND tenant = ?");
     st.bind(1, id).bind(2, e.tenant);
+    st.step();
+  } else if (e.kind == "session.marked") {
+    // {"session", "event", "t"}: t null clears the mark.
+    auto get = c.prepare("SELECT marks FROM telemetry_sessions WHERE id = ? AND tenant = ?");
+    get.bind(1, id).bind(2, e.tenant);
+    if (!get.step()) return;
+    auto marks = json::parse(get.text(0)).as_object();
+    const std::string event(p.at("event").as_string());
+    if (p.at("t").is_null())
+      marks.erase(event);
+    else
+      marks[event] = p.at("t").to_number<double>();
+    auto st = c.prepare("UPDATE telemetry_sessions SET marks = ? WHERE id = ? AND tenant = ?");
+    st.bind(1, json::serialize(marks)).bind(2, id).bind(3, e.tenant);
     st.step();
   } else if (e.kind == "session.reported") {
     auto st = c.prepare("UPDATE telemetry_sessions SET mission_id = ? WHERE id = ? AND tenant = ?");
@@ -582,6 +607,135 @@ void Sessionizer::set_mission(const SessionInfo& s, const std::string& mission_i
     return {ledger::NewEvent{s.tenant, "sessions", "session.reported",
                              json::object{{"session", s.id}, {"mission", mission_id}}}};
   });
+}
+
+std::optional<std::string> markable_event(std::string_view text) {
+  auto key = [](std::string_view name) {
+    std::string k;
+    for (char c : name)
+      if (c != '_' && c != ' ' && c != '-') k += static_cast<char>(std::tolower(c));
+    return k;
+  };
+  for (const char* e : kMarkableEvents)
+    if (key(e) == key(text)) return std::string(e);
+  return std::nullopt;
+}
+
+Mark Mark::from_json(const json::object& b) {
+  Mark m;
+  if (const auto* e = b.if_contains("event"); e && e->is_string()) m.event = e->as_string();
+  if (const auto* t = b.if_contains("t"); t && t->is_number()) m.t = t->to_number<double>();
+  if (const auto* a = b.if_contains("after_charge"); a && a->is_number())
+    m.after_charge = a->to_number<double>();
+  if (const auto* c = b.if_contains("clear"); c && c->is_bool()) m.clear = c->as_bool();
+  if (m.clear && (m.t || m.after_charge))
+    throw MissionError(MissionError::Code::kInvalidInput,
+                       "clear removes the mark: give no time with it (t, after_charge, --at)");
+  if (m.t && m.after_charge)
+    throw MissionError(MissionError::Code::kInvalidInput,
+                       "give the time once: t (the device's clock) or after_charge");
+  return m;
+}
+
+SessionInfo Sessionizer::mark(const std::string& tenant, const std::string& id, const Mark& m,
+                              const missions::Actor& by, bool report) {
+  require_operator(by, "marking a roast event");
+  const auto event = markable_event(m.event);
+  if (!event)
+    throw MissionError(MissionError::Code::kInvalidInput,
+                       "'" + m.event +
+                           "' is not an event a roaster marks: one of CHARGE, DRY_END, FCs, DROP "
+                           "(TP is always the lowest BT after CHARGE)",
+                       "event");
+  const double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  // The request member a time refused was in (none for a mark at now).
+  const std::string time_field = m.t ? "t" : m.after_charge ? "after_charge" : "";
+  SessionInfo after;
+  bool changed = false;
+  ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
+    auto st = c.prepare(std::string("SELECT ") + kColumns +
+                        " FROM telemetry_sessions WHERE id = ? AND tenant = ?");
+    st.bind(1, id).bind(2, tenant);
+    if (!st.step())
+      throw MissionError(MissionError::Code::kNotFound,
+                         "no session '" + id + "' in tenant " + tenant +
+                             " (GET /v1/sessions or `kiln sessions list` shows them)");
+    auto s = row(st);
+    find_last_reading(c, s);
+    after = s;
+    json::value t = nullptr;
+    if (m.clear) {
+      if (!s.marks.erase(*event)) return {};  // nothing to clear
+    } else {
+      // Times as the roast's clock reads them: from CHARGE (the marked one, else the detected).
+      const double charge = s.marks.count("CHARGE") ? s.marks.at("CHARGE") : s.charge_t;
+      auto clock = [&](double x) {
+        const long v = std::lround(x - charge);
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%s%ld:%02ld", v < 0 ? "-" : "", std::labs(v) / 60,
+                      std::labs(v) % 60);
+        return std::string(buf);
+      };
+      // A mark without a time is one made as it happens: a closed session's roast is over.
+      if (!m.t && !m.after_charge && s.end_t)
+        throw MissionError(MissionError::Code::kInvalidInput,
+                           "session " + id + " is closed, so a mark needs its time: when " +
+                               *event + " happened after CHARGE (`kiln sessions mark " + id + " " +
+                               *event + " --at M:SS`, or \"after_charge\" in seconds)",
+                           "after_charge");
+      const double when = m.t ? *m.t : m.after_charge ? charge + *m.after_charge : now;
+      // Within the session's readings; an open one's go on (a mark may come before the batch
+      // holding the reading it marks).
+      const double last = s.end_t ? *s.end_t : std::max(now, s.last_t.value_or(now)) + 60;
+      if (!std::isfinite(when) || when < s.start_t || when > last) {
+        throw MissionError(MissionError::Code::kInvalidInput,
+                           *event + " at " + clock(when) + " after CHARGE is outside session " +
+                               id + " (" + clock(s.start_t) + " to " +
+                               (s.end_t ? clock(*s.end_t) : std::string("now")) + ")",
+                           time_field);
+      }
+      // In roast order with the other marks, the detected CHARGE and the DROP it closed at.
+      std::map<std::string, std::pair<double, const char*>> at;
+      for (const auto& [e, x] : s.marks) at[e] = {x, "marked"};
+      if (!at.count("CHARGE")) at["CHARGE"] = {s.charge_t, "detected"};
+      if (!at.count("DROP") && s.drop_t) at["DROP"] = {*s.drop_t, "detected"};
+      at[*event] = {when, "marked"};
+      const char* prev = nullptr;
+      for (const char* e : kMarkableEvents) {
+        if (!at.count(e)) continue;
+        if (prev && !(at.at(prev).first < at.at(e).first) && (*event == prev || *event == e)) {
+          const bool self_first = *event == prev;
+          const char* other = self_first ? e : prev;
+          throw MissionError(MissionError::Code::kInvalidInput,
+                             *event + " at " + clock(when) + " is not " +
+                                 (self_first ? "before " : "after ") + other + " (" +
+                                 at.at(other).second + " at " + clock(at.at(other).first) +
+                                 "): a roast passes CHARGE, DRY_END, FCs, DROP in that order",
+                             time_field);
+        }
+        prev = e;
+      }
+      s.marks[*event] = when;
+      t = when;
+    }
+    after = s;
+    changed = true;
+    return {ledger::NewEvent{
+        tenant, "sessions", "session.marked",
+        json::object{{"session", id}, {"event", *event}, {"t", t}, {"actor", by.to_json()}}}};
+  });
+  if (!changed) return after;
+  {
+    // The worker's copy: the mission it starts at the close sees the marks.
+    std::lock_guard lock(state_mu_);
+    if (auto it = devices_.find({tenant, after.device}); it != devices_.end()) {
+      for (auto* held : {&it->second.open, &it->second.last_closed})
+        if (*held && (*held)->id == id) (*held)->marks = after.marks;
+    }
+  }
+  if (report && after.state == "closed" && on_closed_) on_closed_(after);
+  return after;
 }
 
 std::vector<SessionInfo> Sessionizer::list(const std::filesystem::path& db,

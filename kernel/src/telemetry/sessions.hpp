@@ -8,6 +8,7 @@
 // mission for it). See docs/architecture/telemetry.md.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -18,6 +19,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -26,6 +28,7 @@
 #include "kiln/nodes/event_detector.hpp"
 #include "kiln/telemetry.hpp"
 #include "ledger/ledger.hpp"
+#include "missions/service.hpp"
 
 namespace kiln::storage {
 class Connection;
@@ -60,7 +63,29 @@ struct SessionInfo {
   std::optional<std::int64_t> first_boot, last_boot;
   // Of an open session read by list() or get(): the time of its newest reading so far.
   std::optional<double> last_t;
+  // Events a roaster marked (session.marked): event name → device time. The session's analysis
+  // takes a marked event over the detector's (first crack is heard, not seen).
+  std::map<std::string, double> marks;
   boost::json::object to_json() const;
+};
+
+// The events a roaster may mark on a session, in the order a roast passes them.
+inline constexpr std::array<const char*, 4> kMarkableEvents{"CHARGE", "DRY_END", "FCs", "DROP"};
+// The event `text` names ("fcs", "FCs", "dry end", "DRY_END"), as kMarkableEvents spells it;
+// nullopt for anything else.
+std::optional<std::string> markable_event(std::string_view text);
+
+// A roaster's mark: when `event` happened. `t` (device time, epoch seconds), else `after_charge`
+// (seconds after the session's CHARGE, as a roast's clock reads), else now (this machine's
+// clock: a live mark, as first crack is heard). `clear` removes the mark instead.
+struct Mark {
+  std::string event;
+  std::optional<double> t, after_charge;
+  bool clear = false;
+  // {"event", "t", "after_charge", "clear"} as POST /v1/sessions/{id}:mark takes them (other
+  // members are the caller's). Throws missions::MissionError (invalid_input) for a time given
+  // twice or with clear.
+  static Mark from_json(const boost::json::object& body);
 };
 
 struct SessionOptions {
@@ -94,6 +119,14 @@ class Sessionizer {
   void sweep();
   // Records which mission reports a session (session.reported).
   void set_mission(const SessionInfo& s, const std::string& mission_id);
+  // Records (or clears) a roaster's mark on a session of `tenant` (session.marked) and returns
+  // the session as it is then. The time must lie within the session's readings (up to now for
+  // an open one) and in roast order with its CHARGE and other marks. A closed session is handed
+  // on again (its report made anew with the mark) unless `report` is false. Throws
+  // missions::MissionError: not_found, invalid_input (an unknown event, a time outside the
+  // session or out of order), forbidden (below operator).
+  SessionInfo mark(const std::string& tenant, const std::string& id, const Mark& mark,
+                   const missions::Actor& by, bool report = true);
 
   // Reads (any process): sessions of a tenant (nullopt: all), newest first; one session; its
   // samples in time order.

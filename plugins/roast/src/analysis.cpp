@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <optional>
+#include <tuple>
 
 #include "artisan_detector.hpp"
 #include "pyliteral.hpp"
@@ -220,10 +221,34 @@ Analysis analyze(const RoastLog& log, const AnalysisOptions& opt,
     a.drop_source = e.drop_source;
     a.dry_end_source = e.dry_end_source;
     a.fcs_source = e.fcs_source;
+    if (opt.keep_marks) {
+      bool any = false;
+      for (auto [slot, ev, source] :
+           {std::tuple{0, &charge, &a.charge_source}, std::tuple{1, &dry, &a.dry_end_source},
+            std::tuple{2, &fcs, &a.fcs_source}, std::tuple{6, &drop, &a.drop_source}}) {
+        const int m = log.timeindex[static_cast<std::size_t>(slot)];
+        if (m < 0 || (slot > 0 && m == 0) || m > last_reading) continue;
+        *ev = m;
+        *source = "marked";
+        any = true;
+      }
+      if (any && charge >= 0)
+        tp = turning_point(curve, charge, fcs > charge ? fcs : drop > charge ? drop : last_reading);
+    }
     // An event out of order would make phases meaningless: drop what does not fit.
     if (charge < 0 || charge > last_reading) charge = -1;
-    for (int* ev : {&tp, &dry, &fcs, &drop})
-      if (charge < 0 || *ev <= charge || *ev > last_reading) *ev = -1;
+    for (auto [ev, name, source] :
+         {std::tuple{&tp, "TP", static_cast<std::string*>(nullptr)},
+          std::tuple{&dry, "DRY END", &a.dry_end_source}, std::tuple{&fcs, "FCs", &a.fcs_source},
+          std::tuple{&drop, "DROP", &a.drop_source}})
+      if (charge < 0 || *ev <= charge || *ev > last_reading) {
+        if (*ev >= 0 && source && *source == "marked") {
+          a.warnings.push_back(std::string("the ") + name +
+                               " marked is not after CHARGE: left out of the analysis");
+          source->clear();
+        }
+        *ev = -1;
+      }
   } else {
     charge = log.timeindex[0];
     dry = log.timeindex[1] > 0 ? log.timeindex[1] : -1;

@@ -53,6 +53,9 @@ struct AnalysisOptions {
   bool detect = false;      // ignore the events marked in the file and detect them
   double ror_span_s = 20;   // delta span of the rate of rise
   bool ror_series = false;  // include the RoR curve
+  // With detect: the events marked in the log (a recorded session's roaster marks) take
+  // precedence over the detector's; TP follows from a marked CHARGE and FCs.
+  bool keep_marks = false;
 };
 
 struct Analysis {

@@ -64,6 +64,27 @@ kiln::roast::RoastLog log_of_curve(const json::object& c, const std::array<doubl
       throw kiln::roast::AlogError("curve.time is not increasing at position " + std::to_string(i));
   if (log.time.size() > 1)
     log.interval = (log.time.back() - log.time.front()) / static_cast<double>(log.time.size() - 1);
+  // A roaster's marks ({"FCs": seconds on the curve's clock}): the reading nearest each.
+  if (const auto* m = c.if_contains("marks")) {
+    if (!m->is_object()) throw kiln::roast::AlogError("curve.marks is not an object");
+    for (const auto& [event, at] : m->as_object()) {
+      const int slot = event == "CHARGE"    ? 0
+                       : event == "DRY_END" ? 1
+                       : event == "FCs"     ? 2
+                       : event == "DROP"    ? 6
+                                            : -1;
+      if (slot < 0)
+        throw kiln::roast::AlogError("curve.marks." + std::string(event) +
+                                     ": not an event a roaster marks (CHARGE, DRY_END, FCs, DROP)");
+      if (!at.is_number())
+        throw kiln::roast::AlogError("curve.marks." + std::string(event) + " is not a number");
+      const double t = at.to_number<double>();
+      const auto after = std::lower_bound(log.time.begin(), log.time.end(), t);
+      auto i = static_cast<std::size_t>(after - log.time.begin());
+      if (i == log.time.size() || (i > 0 && t - log.time[i - 1] < log.time[i] - t)) --i;
+      log.timeindex[static_cast<std::size_t>(slot)] = static_cast<int>(i);
+    }
+  }
   return log;
 }
 
@@ -86,6 +107,9 @@ class PredictTool final : public kiln::Tool {
       auto curve = kiln::roast::curve_of(log);
       auto e = detector->detect(curve);
       kiln::roast::PredictOptions o;
+      // A roaster's marks stand over the detector's (curve.marks).
+      if (log.timeindex[0] >= 0) e.charge = log.timeindex[0];
+      if (log.timeindex[2] > 0) o.fcs_marked = log.timeindex[2];
       o.fcs_bt = log.phases[2];
       if (const auto* f = in.if_contains("fcs_bt")) o.fcs_bt = f->to_number<double>();
       if (const auto* d = in.if_contains("dtr")) o.dtr = d->to_number<double>() / 100.0;
@@ -232,7 +256,9 @@ class AnalyzeTool final : public kiln::Tool {
         log = kiln::roast::parse_alog(std::string_view(text.data(), text.size()));
       } else {
         log = log_of_curve(curve->as_object(), curve_phases());
-        opt.detect = true;  // a live curve has no marks
+        // The detector finds the events; those a roaster marked (curve.marks) stand.
+        opt.detect = true;
+        opt.keep_marks = true;
       }
       std::shared_ptr<kiln::nodes::EventDetector> detector;
       if (opt.detect) {
@@ -343,12 +369,16 @@ kiln::Manifest manifest() {
     "properties": {
       "alog": {"type": "string", "minLength": 1, "description": "the text of the .alog file"},
       "curve": {"type": "object", "required": ["time", "bt"],
-                "description": "a recorded curve (telemetry.session's output): events are detected",
+                "description": "a recorded curve (telemetry.session's output): events are detected, but for those a roaster marked",
                 "properties": {"time": {"type": "array"}, "bt": {"type": "array"},
                                "et": {"type": "array"}, "state": {"type": "array"},
                                "unit": {"type": "string", "enum": ["C", "F"]},
                                "phases": {"type": "array", "minItems": 4, "maxItems": 4,
-                                          "items": {"type": "number"}}}},
+                                          "items": {"type": "number"}},
+                               "marks": {"type": "object", "description": "events a roaster marked, in seconds on the curve's clock: taken over the detected ones",
+                                         "additionalProperties": false,
+                                         "properties": {"CHARGE": {"type": "number"}, "DRY_END": {"type": "number"},
+                                                        "FCs": {"type": "number"}, "DROP": {"type": "number"}}}}},
       "detect": {"type": "boolean"},
       "ror_series": {"type": "boolean"},
       "ror_span_s": {"type": "number", "minimum": 2, "maximum": 120}}})");

@@ -76,15 +76,17 @@ Prediction predict(const nodes::RoastCurve& c, int charge, int tp, const Predict
   p.now = c.time[last] - t0;
   p.bt = c.bt[last];
   p.ror = ror_at(c, last, 30);
-  // FCs already reached: report it.
-  for (std::size_t i = static_cast<std::size_t>(std::max(tp, charge)); tp >= 0 && i <= last; ++i)
-    if (c.bt[i] >= o.fcs_bt) {
+  // FCs already reached (marked by the roaster, else BT at its temperature): report it.
+  const bool marked = o.fcs_marked > charge && o.fcs_marked <= static_cast<int>(last);
+  for (std::size_t i = static_cast<std::size_t>(marked ? o.fcs_marked : std::max(tp, charge));
+       (marked || tp >= 0) && i <= last; ++i)
+    if (marked || c.bt[i] >= o.fcs_bt) {
       p.status = "fcs_reached";
       p.fcs = p.fcs_early = p.fcs_late = c.time[i] - t0;
       p.drop = *p.fcs / (1 - o.dtr);
       p.drop_early = p.drop_late = p.drop;
-      p.message = "BT reached the FCs temperature at " + mmss(*p.fcs) + "; DROP at " +
-                  mmss(*p.drop) + " for DTR " + percent(o.dtr);
+      p.message = std::string(marked ? "FCs marked at " : "BT reached the FCs temperature at ") +
+                  mmss(*p.fcs) + "; DROP at " + mmss(*p.drop) + " for DTR " + percent(o.dtr);
       // Past that DROP the roast runs darker every second: say so, with how far it is.
       if (p.now >= *p.drop) {
         p.status = "drop_due";

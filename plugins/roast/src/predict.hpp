@@ -18,7 +18,10 @@ namespace kiln::roast {
 
 struct PredictOptions {
   double fcs_bt = 195;  // BT at which first crack is expected (the profile's, or curve_phases)
-  double dtr = 0.20;    // target development time ratio for the DROP estimate
+  // The reading at which a roaster marked first crack (heard it), or -1: FCs is then that, not
+  // where BT reaches fcs_bt.
+  int fcs_marked = -1;
+  double dtr = 0.20;  // target development time ratio for the DROP estimate
   // RoR points fitted, ending now. 60 s and the band's ±50 % of the decline rate were chosen on
   // the ten fixtures (240 s: predictions 57-95 s early; 120 s: 2/10 within 60 s) — in-sample.
   double fit_window_s = 60;

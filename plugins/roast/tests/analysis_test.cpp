@@ -711,3 +711,70 @@ BOOST_AUTO_TEST_CASE(past_the_drop_the_assist_says_drop_now) {
   o.dtr = 0.5;  // a DROP still ahead
   BOOST_TEST(predict(c, e.charge, e.tp, o).status == "fcs_reached");
 }
+
+// A recorded session's marks (curve.marks): the roaster's FCs stands over the detector's
+// estimate from the phase temperature, TP follows the marked CHARGE, and a mark that does not fit
+// (before CHARGE) is left out with a warning rather than making the phases nonsense.
+BOOST_AUTO_TEST_CASE(a_roasters_marks_stand_over_the_detected_events) {
+  for (const auto& name : fixtures()) {
+    auto log = parse_alog(read(kFixtures / name));
+    const int marked_fcs = log.timeindex[2];
+    BOOST_REQUIRE(marked_fcs > 0);
+    AnalysisOptions o;
+    o.detect = true;
+    // Detection alone: FCs where BT reaches the phase temperature, rarely the roaster's mark.
+    log.phases[2] = 185;
+    const auto detected = analyze(log, o, &kDetector);
+    BOOST_REQUIRE(detected.fcs);
+    BOOST_TEST(detected.fcs_source == "phases");
+    o.keep_marks = true;
+    // Only FCs marked, as a session with one mark carries it.
+    auto marks_only = log;
+    marks_only.timeindex = {-1, 0, marked_fcs, 0, 0, 0, 0, 0};
+    const auto a = analyze(marks_only, o, &kDetector);
+    BOOST_REQUIRE(a.fcs);
+    BOOST_TEST(a.fcs->index == marked_fcs, name);
+    BOOST_TEST(a.fcs_source == "marked");
+    BOOST_TEST(a.charge_source != "marked");
+    BOOST_REQUIRE(a.development && a.drop);
+    BOOST_TEST(*a.development == a.drop->time - a.fcs->time);
+    // The JSON says which events the roaster marked.
+    const auto j = to_json(a);
+    BOOST_TEST(j.at("event_sources").at("FCs").as_string() == "marked");
+  }
+  auto log = parse_alog(read(kFixtures / fixtures().front()));
+  AnalysisOptions o;
+  o.detect = o.keep_marks = true;
+  // CHARGE marked where the roaster marked FCs, and FCs marked a minute earlier: before CHARGE.
+  const int fcs = log.timeindex[2];
+  log.timeindex = {fcs, 0, fcs - 60, 0, 0, 0, 0, 0};
+  const auto a = analyze(log, o, &kDetector);
+  BOOST_TEST(a.charge_source == "marked");
+  BOOST_TEST(!a.fcs);
+  BOOST_TEST(a.fcs_source.empty());
+  bool warned = false;
+  for (const auto& w : a.warnings)
+    warned = warned || w == "the FCs marked is not after CHARGE: left out of the analysis";
+  BOOST_TEST(warned);
+}
+
+// A live roast whose roaster marked first crack: the assist takes the mark (not the FCs
+// temperature, which BT may not have reached) and puts DROP at the DTR from it.
+BOOST_AUTO_TEST_CASE(the_assist_takes_a_marked_first_crack) {
+  auto log = parse_alog(read(kFixtures / fixtures().front()));
+  auto c = curve_of(log);
+  const int fcs = log.timeindex[2];
+  truncate(c, static_cast<std::size_t>(fcs) + 20);  // 20 readings after the mark
+  auto e = kDetector.detect(c);
+  PredictOptions o;
+  o.fcs_bt = 250;  // BT never gets there
+  BOOST_TEST(predict(c, e.charge, e.tp, o).status != "fcs_reached");
+  o.fcs_marked = fcs;
+  const auto p = predict(c, e.charge, e.tp, o);
+  BOOST_TEST(p.status == "fcs_reached", p.status);
+  const double at =
+      c.time[static_cast<std::size_t>(fcs)] - c.time[static_cast<std::size_t>(e.charge)];
+  BOOST_TEST(*p.fcs == at);
+  BOOST_TEST(*p.drop == at / (1 - o.dtr));
+  BOOST_TEST(p.message.rfind("FCs marked at ", 0) == 0, p.message);
+}

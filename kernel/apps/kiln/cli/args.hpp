@@ -62,7 +62,9 @@ struct Args {
   bool wait = false;
   bool until_idle = false;
   bool all = false;                  // --all (profiles list: archived too)
-  bool clear = false;                // --clear (devices profile)
+  bool clear = false;                // --clear (devices profile, sessions mark)
+  std::optional<std::string> at;     // --at M:SS (sessions mark)
+  bool no_report = false;            // --no-report (sessions mark)
   std::optional<std::string> title;  // --title T
 };
 

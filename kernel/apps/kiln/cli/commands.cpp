@@ -98,6 +98,8 @@ Commands:
   record --key FILE [--driver NODE] [--server URL] [--speed X] [--roasts N]
                            read the roaster, sign batches, send them (spool when offline)
   sessions list|show ID    roast sessions (opened at CHARGE, closed at DROP)
+  sessions mark ID EVENT [--at M:SS] | --device D EVENT
+                           mark when first crack (FCs) or another event happened
   sessions export ID -o FILE.alog
                            a recorded roast as an Artisan log
   report SESSION -o FILE   the HTML report of a session (analysis, QC, chart)
@@ -110,7 +112,7 @@ Commands:
 
 Client mode (a running `kiln serve`): plugins list, nodes, gate status, tool list|invoke, say,
 mission start|list|show|approve|cancel|retry, ledger export, devices add|rotate|revoke|list,
-sessions list|show|export, record, report, predict, profiles ..., devices profile, and
+sessions list|show|mark|export, record, report, predict, profiles ..., devices profile, and
   server health|ready|metrics|openapi
 call the HTTP API instead of the local deployment when given
   --server URL             e.g. http://127.0.0.1:8080 (or $KILN_SERVER_URL)
@@ -318,6 +320,10 @@ Args parse(const std::vector<std::string>& argv) {
       a.all = true;
     else if (s == "--clear")
       a.clear = true;
+    else if (s == "--no-report")
+      a.no_report = true;
+    else if (is("--at"))
+      a.at = value("--at");
     else if (is("--title"))
       a.title = value("--title");
     else if (is("--param"))
@@ -1275,6 +1281,7 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
       {"sessions list", [](auto& a, auto& o, auto&) { return cmd_sessions_list(a, o); }},
       {"sessions show", [](auto& a, auto& o, auto&) { return cmd_sessions_show(a, o); }},
       {"sessions export", [](auto& a, auto& o, auto& e) { return cmd_sessions_export(a, o, e); }},
+      {"sessions mark", [](auto& a, auto& o, auto&) { return cmd_sessions_mark(a, o); }},
       {"report", [](auto& a, auto& o, auto& e) { return cmd_report(a, o, e); }},
       {"predict", [](auto& a, auto& o, auto& e) { return cmd_predict(a, o, e); }},
       {"profiles list", [](auto& a, auto& o, auto& e) { return cmd_profiles(a, o, e); }},

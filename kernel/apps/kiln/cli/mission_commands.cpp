@@ -12,6 +12,7 @@
 
 #include "cli/files.hpp"
 #include "cli/json_print.hpp"
+#include "common/json_text.hpp"
 #include "common/strings.hpp"
 #include "missions/projection.hpp"
 #include "missions/worker.hpp"
@@ -151,7 +152,7 @@ std::unique_ptr<Kernel> boot(const Args& a, bool resolve) {
 }
 
 std::string show_value(const json::value& v) {
-  std::string s = v.is_string() ? std::string(v.as_string()) : json::serialize(v);
+  std::string s = v.is_string() ? std::string(v.as_string()) : common::json_text(v);
   return s.size() > 100 ? s.substr(0, 97) + "..." : s;
 }
 
@@ -167,7 +168,7 @@ void print_mission(const missions::MissionView& m, std::ostream& out) {
   if (m.not_before) out << "  not before: " << *m.not_before << "\n";
   if (m.lease_owner)
     out << "  lease:    " << *m.lease_owner << " until " << m.lease_until.value_or("?") << "\n";
-  out << "  inputs:   " << json::serialize(m.inputs) << "\n";
+  out << "  inputs:   " << common::json_text(m.inputs) << "\n";
   out << "  steps:\n";
   for (const auto& s : m.steps) {
     out << "    " << std::left << std::setw(12) << s.step << " " << std::setw(12) << s.tool << " "
@@ -292,7 +293,7 @@ int cmd_mission_templates(const Args& a, std::ostream& out) {
   for (const auto& v : arr) {
     const auto& o = v.as_object();
     out << o.at("name").as_string().c_str() << " — " << o.at("description").as_string().c_str()
-        << "\n  inputs: " << json::serialize(o.at("inputs")) << "\n  steps:";
+        << "\n  inputs: " << common::json_text(o.at("inputs")) << "\n  steps:";
     for (const auto& s : o.at("steps").as_array())
       out << " " << s.at("id").as_string().c_str() << "(" << s.at("tool").as_string().c_str()
           << (s.at("approval").as_string() == "never"

@@ -11,6 +11,7 @@
 #include "cli/files.hpp"
 #include "cli/json_print.hpp"
 #include "cli/remote.hpp"
+#include "common/json_text.hpp"
 #include "http/client.hpp"
 #include "runtime/kernel.hpp"
 #include "telemetry/profiles.hpp"
@@ -51,7 +52,9 @@ JSON (the format follows FILE's extension unless --format says).
       {"profiles archive", R"(Usage: kiln profiles archive NAME [--tenant T]
 
 Archives a profile with all its versions: hidden from `profiles list`, not assignable to a device;
-sessions that used it keep their version. `kiln profiles restore NAME` brings it back.
+sessions that used it keep their version. `kiln profiles restore NAME` brings it back. A profile
+a device is assigned is not archived (its next roasts would have no QC targets): assign the
+device another profile, or clear it, first (kiln devices profile DEVICE NAME|--clear).
 )"},
       {"profiles restore", R"(Usage: kiln profiles restore NAME [--tenant T]
 
@@ -237,7 +240,7 @@ std::string text_of(const json::value& v) {
     s << std::fixed << std::setprecision(1) << v.to_number<double>();
     return s.str();
   }
-  return json::serialize(v);
+  return common::json_text(v);
 }
 
 void print_profile(const json::object& info, std::ostream& out) {
@@ -385,7 +388,7 @@ int cmd_profiles(const Args& a, std::ostream& out, std::ostream&) {
       throw std::invalid_argument("--format is alog or json, not '" + format + "'");
     Library lib(a, format == "alog");
     std::string text =
-        format == "json" ? json::serialize(lib.show(ref).at("profile")) + "\n" : lib.alog(ref);
+        format == "json" ? common::json_text(lib.show(ref).at("profile")) + "\n" : lib.alog(ref);
     write_output_file(*a.out_file, text);
     out << "wrote " << *a.out_file << " (" << format << ", " << text.size() << " bytes)\n";
     return runtime::kExitOk;

@@ -383,6 +383,28 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
     print_session(v.as_object(), out);
     return runtime::kExitOk;
   }
+  if (name == "sessions mark") {
+    std::optional<http::ClientResponse> refused;  // the listing of --device's sessions
+    auto m = mark_args(a, [&](const std::string& device) -> std::optional<std::string> {
+      auto res = r.call("GET", "/v1/sessions?limit=1&device=" + enc(device));
+      json::error_code ec;
+      const auto v = json::parse(res.body, ec);
+      if (res.status != 200 || ec || !v.is_array()) {
+        refused = std::move(res);
+        return std::string();
+      }
+      if (v.as_array().empty()) return std::nullopt;
+      return std::string(v.as_array().front().at("id").as_string());
+    });
+    if (refused) return finish(r, *refused, out, err);
+    auto res = r.call("POST", "/v1/sessions/" + enc(m.session) + ":mark", json::serialize(m.body),
+                      {{"Content-Type", "application/json"}});
+    json::error_code ec;
+    auto v = json::parse(res.body, ec);
+    if (a.json || res.status != 200 || ec || !v.is_object()) return finish(r, res, out, err);
+    print_session(v.as_object(), out);
+    return runtime::kExitOk;
+  }
   if (name == "ledger export") {
     // Every page, as JSON lines, like the local export.
     std::string after = a.since.value_or("0");

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cctype>
 #include <cmath>
 #include <csignal>
 #include <cstdlib>
@@ -29,6 +30,7 @@
 #include "telemetry/envelope.hpp"
 #include "telemetry/ingest.hpp"
 #include "telemetry/session_views.hpp"
+#include "telemetry/sessions.hpp"
 
 namespace kiln::cli {
 namespace json = boost::json;
@@ -195,12 +197,26 @@ later.
 
 One roast session with its number of samples.
 )"},
+      {"sessions mark",
+       R"(Usage: kiln sessions mark SESSION EVENT [--at M:SS] [--clear] [--no-report] [--tenant T]
+       kiln sessions mark --device D EVENT [--at M:SS]
+
+Marks when EVENT happened in a roast: FCs (first crack, which is heard, not seen), or CHARGE,
+DRY_END, DROP. The detector estimates FCs from the FCs phase temperature; a mark stands over it
+in the session's analysis, QC, report and prediction. Without --at the mark is now (press it as
+first crack starts); --at 8:12 (or 492, seconds) is that long after CHARGE. --device D marks
+that device's newest session (the roast under way). --clear removes the mark.
+A closed session's report mission (roast_report) runs again with the marks, so its QC and
+report use them (--no-report: not now; `kiln report` always uses them). With --server the server
+records it (POST /v1/sessions/SESSION:mark, operator role).
+)"},
       {"sessions export", R"(Usage: kiln sessions export SESSION -o FILE.alog [--tenant T]
 
 Writes a recorded roast as an Artisan log (opens in Artisan and `kiln analyze`): its readings
 (BT, ET, the roaster's state), CHARGE and DROP, and its profile's phase temperatures. An FCs
 the roaster did not mark (estimated from the phase temperature) is not written as a mark: mark
-it in Artisan. With --server the server's tools do it.
+it first (kiln sessions mark SESSION FCs --at M:SS) or in Artisan. With --server the server's
+tools do it.
 )"},
       {"predict", R"(Usage: kiln predict SESSION [--tenant T] [--json]
 
@@ -328,11 +344,23 @@ void print_session(const json::object& o, std::ostream& out) {
     out << "  profile:  none (QC checks roast.qc's defaults)\n";
   if (const auto* r = o.if_contains("reopens"); r && r->is_number() && r->to_number<int>() > 0)
     out << "  reopened: " << r->to_number<int>() << " time(s) after a silence\n";
+  if (const auto* m = o.if_contains("marks"); m && m->is_object() && !m->as_object().empty()) {
+    // As a roast's clock reads them: from CHARGE, the marked one where there is one.
+    const auto& marks = m->as_object();
+    double charge = o.at("charge_t").to_number<double>();
+    if (const auto* c = marks.if_contains("CHARGE")) charge = c->to_number<double>();
+    out << "  marked:  ";
+    for (const char* e : telemetry::kMarkableEvents)
+      if (const auto* t = marks.if_contains(e))
+        out << " " << e << " " << mmss(json::value(t->to_number<double>() - charge));
+    out << " (after CHARGE, by the roaster)\n";
+  }
   const std::string mission = text("mission_id");
   if (!mission.empty())
     out << "  report:   mission " << mission << " (kiln mission show " << mission << ")\n";
   out << "  next:     "
-      << (open ? "kiln predict " + id + " (when FCs and DROP are due)"
+      << (open ? "kiln predict " + id + " (when FCs and DROP are due); at first crack: kiln " +
+                     "sessions mark " + id + " FCs"
                : "kiln report " + id + " -o report.html (or -o summary.wav: the spoken summary)")
       << "\n";
 }
@@ -392,6 +420,86 @@ int cmd_sessions_show(const Args& a, std::ostream& out) {
     out << pretty(o);
   else
     print_session(o, out);
+  return runtime::kExitOk;
+}
+
+// "8:12", "8:12.5" or "492": seconds after CHARGE.
+static double clock_arg(const std::string& text) {
+  try {
+    std::size_t used = 0;
+    const auto colon = text.find(':');
+    if (colon == std::string::npos) {
+      const double v = std::stod(text, &used);
+      if (used == text.size() && std::isfinite(v) && v >= 0) return v;
+    } else if (colon > 0 && std::isdigit(static_cast<unsigned char>(text[0]))) {
+      const auto minutes = std::stoul(text.substr(0, colon), &used);
+      const std::string rest = text.substr(colon + 1);
+      std::size_t used_s = 0;
+      const double secs = rest.empty() || !std::isdigit(static_cast<unsigned char>(rest[0]))
+                              ? -1
+                              : std::stod(rest, &used_s);
+      if (used == colon && used_s == rest.size() && secs >= 0 && secs < 60)
+        return static_cast<double>(minutes) * 60 + secs;
+    }
+  } catch (const std::exception&) {
+  }
+  throw std::invalid_argument(
+      "--at wants the time after CHARGE as M:SS (8:12) or seconds (492), "
+      "not '" +
+      text + "'");
+}
+
+MarkArgs mark_args(const Args& a,
+                   const std::function<std::optional<std::string>(const std::string&)>& newest) {
+  MarkArgs m;
+  std::string event;
+  if (a.device) {
+    if (a.positional.size() != 3)
+      throw std::invalid_argument(
+          "sessions mark --device D takes the EVENT alone (kiln sessions mark --device D FCs)");
+    event = a.positional[2];
+    auto s = newest(*a.device);
+    if (!s)
+      throw missions::MissionError(
+          missions::MissionError::Code::kNotFound,
+          "device " + *a.device + " has no roast session (kiln sessions list shows them)");
+    m.session = *s;
+  } else {
+    if (a.positional.size() != 4)
+      throw std::invalid_argument(
+          "sessions mark needs a SESSION and an EVENT (kiln sessions mark SESSION FCs --at 8:12), "
+          "or --device D and the EVENT");
+    m.session = a.positional[2];
+    event = a.positional[3];
+  }
+  m.body["event"] = event;
+  if (a.clear && a.at) throw std::invalid_argument("--clear removes the mark: give no --at");
+  if (a.clear) m.body["clear"] = true;
+  if (a.at) m.body["after_charge"] = clock_arg(*a.at);
+  if (a.no_report) m.body["report"] = false;
+  return m;
+}
+
+int cmd_sessions_mark(const Args& a, std::ostream& out) {
+  auto k = boot_reading(a);
+  const auto m = mark_args(a, [&](const std::string& device) -> std::optional<std::string> {
+    auto list = telemetry::Sessionizer::list(k->storage_path(), a.tenant_filter, device, 1);
+    if (list.empty()) return std::nullopt;
+    return list.front().id;
+  });
+  // A session's id ends with its tenant, after the '@'.
+  std::string tenant = a.tenant;
+  if (const auto at = m.session.rfind('@'); !a.tenant_filter && at != std::string::npos)
+    tenant = m.session.substr(at + 1);
+  const auto* report = m.body.if_contains("report");
+  k->telemetry().sessions().mark(tenant, m.session, telemetry::Mark::from_json(m.body),
+                                 missions::Actor{"cli", missions::Role::kAdmin},
+                                 !report || report->as_bool());
+  auto s = telemetry::Sessionizer::get(k->storage_path(), tenant, m.session);
+  if (a.json)
+    out << pretty(s->to_json());
+  else
+    print_session(s->to_json(), out);
   return runtime::kExitOk;
 }
 

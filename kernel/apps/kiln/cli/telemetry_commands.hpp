@@ -1,12 +1,16 @@
-// `kiln record`, `kiln devices add|rotate|revoke|list`, `kiln sessions list|show`, `kiln report`.
+// `kiln record`, `kiln devices add|rotate|revoke|list`, `kiln sessions list|show|mark`, `kiln
+// report`.
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <map>
+#include <optional>
 #include <ostream>
 #include <string>
 
 #include <boost/json/fwd.hpp>
+#include <boost/json/object.hpp>
 
 #include "cli/args.hpp"
 
@@ -26,6 +30,16 @@ int cmd_devices_revoke(const Args& a, std::ostream& out);
 int cmd_devices_list(const Args& a, std::ostream& out);
 int cmd_sessions_list(const Args& a, std::ostream& out);
 int cmd_sessions_show(const Args& a, std::ostream& out);
+int cmd_sessions_mark(const Args& a, std::ostream& out);
+// `kiln sessions mark`'s request: the session (SESSION, or with --device D that device's newest
+// session, through `newest`), and the body of POST /v1/sessions/{id}:mark. Throws
+// std::invalid_argument for a usage error.
+struct MarkArgs {
+  std::string session;
+  boost::json::object body;
+};
+MarkArgs mark_args(const Args& a,
+                   const std::function<std::optional<std::string>(const std::string&)>& newest);
 // The sessions table of `kiln sessions list`, from sessions as the API gives them (local and
 // --server print the same).
 void print_sessions(const boost::json::array& sessions, std::ostream& out);
