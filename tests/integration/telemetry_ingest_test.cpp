@@ -572,6 +572,13 @@ BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
                                           "failed: ",
                                       5s),
              s.child->stderr_so_far());
+  // The session says where its report stands: QC failed, held.
+  auto held_session =
+      body(s.call("GET", "/v1/sessions/" + std::string(session.at("id").as_string()), "viewer"));
+  BOOST_TEST(held_session.at("report").at("mission").as_string() == mission);
+  BOOST_TEST(held_session.at("report").at("state").as_string() == "QUARANTINED");
+  BOOST_TEST(held_session.at("report").at("verdict").as_string() == "fail");
+  BOOST_TEST(held_session.at("report").at("accepted_by").is_null());
   BOOST_TEST(s.call("POST", "/v1/missions/" + mission + ":approve", "operator", "{}").status ==
              403);
   // No spoken summary while the report waits for the approver: the answer says so.
@@ -589,6 +596,18 @@ BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
   BOOST_TEST(steps[2].at("output").at("verdict").as_string() == "fail");
   BOOST_TEST(steps[2].at("output").at("accepted_by").as_string().starts_with("key:k-"));
   BOOST_REQUIRE(steps.size() == 5u);
+  {
+    // Listed with its verdict and who accepted it, over HTTP and by the CLI.
+    auto listed = body(s.call("GET", "/v1/sessions?device=r1-roast", "viewer"));
+    const auto& report = listed.as_array()[0].at("report");
+    BOOST_TEST(report.at("state").as_string() == "DONE");
+    BOOST_TEST(report.at("verdict").as_string() == "fail");
+    BOOST_TEST(report.at("accepted_by") == steps[2].at("output").at("accepted_by"));
+    auto cli = s.kiln({"sessions", "list", "--device", "r1-roast"});
+    BOOST_TEST(cli.exit_code == 0, cli.err);
+    BOOST_TEST(contains(cli.out, "  QC  "), cli.out);
+    BOOST_TEST(contains(cli.out, "fail, accepted by key:k-"), cli.out);
+  }
   // Analysis of the recorded curve: events detected from the R1 state channel.
   const auto& analysis = steps[1].at("output");
   BOOST_TEST(analysis.at("event_sources").at("CHARGE").as_string() == "roaster state");
@@ -727,6 +746,9 @@ BOOST_AUTO_TEST_CASE(a_roasters_first_crack_mark_reaches_the_report) {
   BOOST_TEST(std::abs(analysis.at("events").at("FCs").at("time").as_double() - fcs) <= 2.0,
              json::serialize(analysis.at("events")));
   BOOST_TEST(analysis.at("phases").at("dtr").is_number());
+  // The session's report is the new one.
+  BOOST_TEST(body(s.call("GET", "/v1/sessions/" + id, "viewer")).at("report").at("mission") ==
+             json::value(second));
   // The same mark again: the report already made for it.
   auto same = s.call("POST", route, "operator", mark);
   BOOST_REQUIRE_MESSAGE(same.status == 200, same.body);

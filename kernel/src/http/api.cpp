@@ -872,6 +872,11 @@ Router build_api(ApiContext& ctx) {
       "first_boot": {"type": ["integer", "null"],
                      "description": "the device boots whose readings the session holds"},
       "last_boot": {"type": ["integer", "null"]},
+      "report": {"type": ["object", "null"], "description": "where its report mission stands: null before it has one",
+                 "properties": {"mission": {"type": "string"}, "state": {"type": "string"},
+                                "verdict": {"type": ["string", "null"], "enum": ["pass", "warn", "fail", null],
+                                            "description": "the QC verdict; null before QC ran"},
+                                "accepted_by": {"type": ["string", "null"], "description": "the approver who accepted a failed roast"}}},
       "marks": {"type": "object", "additionalProperties": {"type": "number"},
                 "description": "events a roaster marked (CHARGE, DRY_END, FCs, DROP): epoch seconds of the device's clock; the analysis takes them over the detector's"}}})");
   const auto max_envelope =

@@ -65,6 +65,42 @@ void find_last_reading(Connection& c, SessionInfo& s) {
   if (st.step() && !st.is_null(0)) s.last_t = st.real(0);
 }
 
+// Where the session's report mission stands: its state, and its QC step's verdict (a failed
+// check holds the verdict in the error's details) and acceptance.
+void find_report(Connection& c, SessionInfo& s) {
+  if (!s.mission_id) return;
+  auto st = c.prepare(
+      "SELECT m.state, q.output, q.error FROM missions m LEFT JOIN mission_steps q ON "
+      "q.mission_id = m.id AND q.tool = 'roast.qc' WHERE m.id = ? AND m.tenant = ?");
+  st.bind(1, *s.mission_id).bind(2, s.tenant);
+  if (!st.step()) return;
+  SessionInfo::Report r;
+  r.state = st.text(0);
+  auto member = [](const json::value& v, std::initializer_list<const char*> path) {
+    const json::value* at = &v;
+    for (const char* k : path) {
+      const auto* o = at->if_object();
+      if (!o || !(at = o->if_contains(k))) return std::optional<std::string>();
+    }
+    return at->is_string() ? std::optional<std::string>(std::string(at->as_string()))
+                           : std::optional<std::string>();
+  };
+  json::error_code ec;
+  if (!st.is_null(1)) {
+    const auto out = json::parse(st.text(1), ec);
+    if (!ec) {
+      r.verdict = member(out, {"verdict"});
+      r.accepted_by = member(out, {"accepted_by"});
+    }
+  }
+  if (!r.verdict && !st.is_null(2)) {
+    const auto err = json::parse(st.text(2), ec);
+    if (!ec && member(err, {"code"}) == std::optional<std::string>("qc_failed"))
+      r.verdict = member(err, {"details", "verdict"});
+  }
+  s.report = std::move(r);
+}
+
 nodes::RoastCurve curve_of(const std::vector<Sample>& samples, double from) {
   nodes::RoastCurve c;
   bool any_state = false;
@@ -122,6 +158,17 @@ json::object SessionInfo::to_json() const {
   json::object m;
   for (const auto& [event, t] : marks) m[event] = t;
   o["marks"] = std::move(m);
+  if (report) {
+    auto opt = [](const std::optional<std::string>& v) {
+      return v ? json::value(*v) : json::value(nullptr);
+    };
+    o["report"] = json::object{{"mission", mission_id ? json::value(*mission_id) : nullptr},
+                               {"state", report->state},
+                               {"verdict", opt(report->verdict)},
+                               {"accepted_by", opt(report->accepted_by)}};
+  } else {
+    o["report"] = nullptr;
+  }
   // The newest reading: where it ended, or (open) the newest so far.
   o["last_t"] = end_t ? json::value(*end_t) : last_t ? json::value(*last_t) : json::value(nullptr);
   // The roast's length: CHARGE to DROP; to the last reading when it closed without a DROP, or
@@ -762,7 +809,10 @@ std::vector<SessionInfo> Sessionizer::list(const std::filesystem::path& db,
   st.bind(i, limit);
   std::vector<SessionInfo> out;
   while (st.step()) out.push_back(row(st));
-  for (auto& s : out) find_last_reading(c, s);
+  for (auto& s : out) {
+    find_last_reading(c, s);
+    find_report(c, s);
+  }
   return out;
 }
 
@@ -777,6 +827,7 @@ std::optional<SessionInfo> Sessionizer::get(const std::filesystem::path& db,
   if (!st.step()) return std::nullopt;
   auto s = row(st);
   find_last_reading(c, s);
+  find_report(c, s);
   return s;
 }
 

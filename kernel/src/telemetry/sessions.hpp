@@ -66,6 +66,13 @@ struct SessionInfo {
   // Events a roaster marked (session.marked): event name → device time. The session's analysis
   // takes a marked event over the detector's (first crack is heard, not seen).
   std::map<std::string, double> marks;
+  // Of a session read by list() or get(): where its report mission stands — the mission's state,
+  // its QC verdict (pass, warn, fail; unset before QC ran) and who accepted a failed roast.
+  struct Report {
+    std::string state;
+    std::optional<std::string> verdict, accepted_by;
+  };
+  std::optional<Report> report;
   boost::json::object to_json() const;
 };
 

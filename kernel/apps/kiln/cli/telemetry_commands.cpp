@@ -23,6 +23,7 @@
 #include "cli/files.hpp"
 #include "cli/json_print.hpp"
 #include "cli/remote.hpp"
+#include "common/strings.hpp"
 #include "http/client.hpp"
 #include "kiln/nodes/event_detector.hpp"
 #include "kiln/nodes/telemetry_driver.hpp"
@@ -190,7 +191,8 @@ Device keys: kid, tenant, device, status (active, retiring, expired, revoked), c
        R"(Usage: kiln sessions list [--tenant T] [--device D] [--since DATE] [--limit N] [--json]
 
 Roast sessions, newest first: id, device, CHARGE time (UTC), state, roast length, close reason,
-mission. --since DATE (2026-12-03, or 2026-12-03T06:30, UTC) lists those that started then or
+profile, the QC verdict of its report (pass, warn, fail — held for an approver or accepted) and
+its report mission. --since DATE (2026-12-03, or 2026-12-03T06:30, UTC) lists those that started then or
 later.
 )"},
       {"sessions show", R"(Usage: kiln sessions show SESSION [--json]
@@ -315,6 +317,24 @@ static std::string device_time(const json::object& o, const char* member, const 
   return std::string(buf);
 }
 
+// The QC of a session's report as a roaster reads it: "pass", "warn", "fail, held for an
+// approver", "fail, accepted by NAME", or the report's state before QC ran ("pending"); "" for a
+// session without a report yet.
+static std::string qc_status(const json::object& session) {
+  const auto* r = session.if_contains("report");
+  if (!r || !r->is_object()) return "";
+  const auto& report = r->as_object();
+  auto text = [&](const char* k) {
+    const auto* v = report.if_contains(k);
+    return v && v->is_string() ? std::string(v->as_string()) : std::string();
+  };
+  const std::string verdict = text("verdict"), state = text("state");
+  if (verdict.empty()) return "QC " + common::to_lower(state);
+  if (verdict != "fail") return "QC " + verdict;
+  if (!text("accepted_by").empty()) return "QC fail, accepted by " + text("accepted_by");
+  return state == "QUARANTINED" ? "QC fail, held for an approver" : "QC fail";
+}
+
 void print_session(const json::object& o, std::ostream& out) {
   auto text = [&](const char* k) {
     const auto* v = o.if_contains(k);
@@ -357,7 +377,8 @@ void print_session(const json::object& o, std::ostream& out) {
   }
   const std::string mission = text("mission_id");
   if (!mission.empty())
-    out << "  report:   mission " << mission << " (kiln mission show " << mission << ")\n";
+    out << "  report:   mission " << mission << ", " << qc_status(o) << " (kiln mission show "
+        << mission << ")\n";
   out << "  next:     "
       << (open ? "kiln predict " + id + " (when FCs and DROP are due); at first crack: kiln " +
                      "sessions mark " + id + " FCs"
@@ -376,8 +397,9 @@ void print_sessions(const json::array& sessions, std::ostream& out) {
   };
   // Columns as wide as their longest entry: ids carry the tenant and run long.
   auto charged = [](const json::object& o) { return device_time(o, "charge_t", "%Y-%m-%d %H:%M"); };
-  std::vector<std::vector<std::string>> rows{
-      {"SESSION", "TENANT", "DEVICE", "CHARGE (UTC)", "STATE", "ROAST", "CLOSED BY", "MISSION"}};
+  std::vector<std::vector<std::string>> rows{{"SESSION", "TENANT", "DEVICE", "CHARGE (UTC)",
+                                              "STATE", "ROAST", "CLOSED BY", "PROFILE", "QC",
+                                              "MISSION"}};
   for (const auto& v : sessions) {
     const auto& o = v.as_object();
     std::string roast = "(open)", closed_by;
@@ -385,8 +407,14 @@ void print_sessions(const json::array& sessions, std::ostream& out) {
       roast = mmss(*d);
       closed_by = text(o, "close_reason");
     }
+    std::string profile;
+    if (const auto* p = o.if_contains("profile"); p && p->is_object())
+      profile = std::string(p->at("name").as_string()) + " v" +
+                std::to_string(p->at("version").to_number<std::int64_t>());
+    std::string qc = qc_status(o);
+    if (qc.rfind("QC ", 0) == 0) qc = qc.substr(3);
     rows.push_back({text(o, "id"), text(o, "tenant"), text(o, "device"), charged(o),
-                    text(o, "state"), roast, closed_by, text(o, "mission_id")});
+                    text(o, "state"), roast, closed_by, profile, qc, text(o, "mission_id")});
   }
   print_table(rows, out);
 }
