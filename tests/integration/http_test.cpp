@@ -1,10 +1,12 @@
 // The HTTP API as a client sees it: the real `kiln serve` on an ephemeral loopback port, the real
 // plugins and SQLite file, API keys made with `kiln keys create`.
 #define BOOST_TEST_MODULE http
+#include <chrono>
 #include <csignal>
 #include <fstream>
 #include <future>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include <netinet/in.h>
@@ -261,9 +263,16 @@ BOOST_AUTO_TEST_CASE(operations_routes_and_openapi_need_no_key) {
   BOOST_REQUIRE(s.child->wait_for_stderr("id=" + made_up, 5s));
   BOOST_REQUIRE(s.child->wait_for_stderr("id=trace-42", 5s));
   const std::string log = s.child->stderr_so_far();
-  BOOST_TEST(std::regex_search(
-                 log, std::regex("http GET /health 200 [0-9]+B [0-9]+\\.[0-9]{3}ms id=trace-42")),
+  BOOST_TEST(std::regex_search(log, std::regex("http GET /health 200 [0-9]+B [0-9]+\\.[0-9]{3}ms "
+                                               "id=trace-42 key=- tenant=-")),
              log);
+  // A keyed request names its key and tenant.
+  s.call("GET", "/v1/plugins", "a_viewer", "", {{"X-Request-Id", "trace-43"}});
+  BOOST_REQUIRE(s.child->wait_for_stderr("id=trace-43", 5s));
+  BOOST_TEST(std::regex_search(s.child->stderr_so_far(),
+                               std::regex("http GET /v1/plugins 200 [0-9]+B [0-9.]+ms id=trace-43 "
+                                          "key=key:k-[0-9a-f]+ tenant=acme")),
+             s.child->stderr_so_far());
   auto metrics = s.call("GET", "/metrics");
   BOOST_TEST(metrics.status == 200);
   BOOST_TEST(contains(metrics.header("content-type"), "text/plain; version=0.0.4"));
@@ -273,6 +282,60 @@ BOOST_AUTO_TEST_CASE(operations_routes_and_openapi_need_no_key) {
   BOOST_TEST(contains(metrics.body,
                       "kiln_http_request_duration_seconds_bucket{method=\"GET\","
                       "route=\"/health\",le=\"+Inf\"}"));
+  // What every Prometheus client exports for its process, and the build.
+  for (const char* family :
+       {"process_cpu_seconds_total", "process_resident_memory_bytes",
+        "process_virtual_memory_bytes", "process_open_fds", "process_max_fds"}) {
+    std::smatch m;
+    BOOST_TEST(std::regex_search(metrics.body, m,
+                                 std::regex(std::string("\n") + family + " ([0-9.e+]+)\n")),
+               family);
+    if (!m.empty()) BOOST_TEST(std::stod(m[1]) > 0, family);
+  }
+  std::smatch started;
+  BOOST_REQUIRE(std::regex_search(metrics.body, started,
+                                  std::regex("\nprocess_start_time_seconds ([0-9.]+)\n")));
+  const double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  BOOST_TEST(std::stod(started[1]) <= now + 1);
+  BOOST_TEST(std::stod(started[1]) > now - 600, started[1]);  // started by this test
+  BOOST_TEST(
+      contains(metrics.body, "kiln_build_info{version=\"0.1.0\",abi=\"3\",boost=\"1_81\"} 1"),
+      metrics.body);
+}
+
+// log.format json: the access log's fields are the line's own JSON members (a log pipeline
+// filters on status or tenant), the path as it was sent.
+BOOST_AUTO_TEST_CASE(json_access_log_lines_carry_their_fields) {
+  Server s({"log.format=json"});
+  s.call("GET", "/v1/plugins", "a_viewer", "", {{"X-Request-Id", "trace-json"}});
+  s.call("GET", "/v1/missions/%22quoted%22", "a_viewer", "", {{"X-Request-Id", "trace-quote"}});
+  BOOST_REQUIRE(s.child->wait_for_stderr("\"id\":\"trace-quote\"", 5s));
+  BOOST_REQUIRE(s.child->wait_for_stderr("\"id\":\"trace-json\"", 5s));
+  int seen = 0;
+  std::istringstream lines(s.child->stderr_so_far());
+  for (std::string line; std::getline(lines, line);) {
+    if (!contains(line, "\"trace-")) continue;
+    json::error_code ec;
+    const auto v = json::parse(line, ec);
+    BOOST_REQUIRE_MESSAGE(!ec, line);
+    const auto& o = v.as_object();
+    BOOST_TEST(o.at("logger").as_string() == "access");
+    BOOST_TEST(o.at("method").as_string() == "GET");
+    BOOST_TEST(o.at("tenant").as_string() == "acme");
+    BOOST_TEST(std::string(o.at("key").as_string()).starts_with("key:k-"));
+    BOOST_TEST(o.at("ms").is_double());
+    if (o.at("id").as_string() == "trace-json") {
+      BOOST_TEST(o.at("path").as_string() == "/v1/plugins");
+      BOOST_TEST(o.at("status").as_int64() == 200);
+      BOOST_TEST(o.at("bytes").as_int64() > 0);
+    } else {
+      BOOST_TEST(o.at("path").as_string() == "/v1/missions/%22quoted%22");
+      BOOST_TEST(o.at("status").as_int64() == 404);
+    }
+    ++seen;
+  }
+  BOOST_TEST(seen == 2, s.child->stderr_so_far());
 }
 
 BOOST_AUTO_TEST_CASE(keys_and_roles_are_enforced_on_every_v1_route) {

@@ -774,6 +774,35 @@ BOOST_AUTO_TEST_CASE(a_roasters_first_crack_mark_reaches_the_report) {
   BOOST_TEST(order.exit_code != 0);
   BOOST_TEST(contains(order.err, "is not before FCs (marked at "), order.err);
   BOOST_TEST(contains(s.kiln({"ledger", "export"}).out, "\"session.marked\""));
+  // The batch weighed: green now, roasted once cooled. The report mission runs again with the
+  // weights; its analysis and report give the weight loss, and a weight_loss target is checked.
+  const std::string weigh = "/v1/sessions/" + id + ":weigh";
+  BOOST_TEST(s.call("POST", weigh, "viewer", R"({"green_g": 500})").status == 403);
+  auto heavier = s.call("POST", weigh, "operator", R"({"green_g": 500, "roasted_g": 520})");
+  BOOST_TEST(heavier.status == 422, heavier.body);
+  BOOST_TEST(contains(heavier.body, "\"field\":\"body.roasted_g\""), heavier.body);
+  auto green = s.call("POST", weigh, "operator", R"({"green_g": 500})");
+  BOOST_REQUIRE_MESSAGE(green.status == 200, green.body);
+  BOOST_TEST(body(green).at("weight").at("roasted_g").is_null());
+  auto weighed = s.kiln({"sessions", "weigh", "--device", "r1-mark", "--roasted", "430", "--server",
+                         url, "--api-key", s.keys.at("operator")});
+  BOOST_TEST(weighed.exit_code == 0, weighed.out + weighed.err);
+  BOOST_TEST(contains(weighed.out, "  weight:   500.0 g green → 430.0 g roasted, loss 14.0 %"),
+             weighed.out);
+  const auto now_weighed = body(s.call("GET", "/v1/sessions/" + id, "viewer"));
+  BOOST_TEST(now_weighed.at("weight").at("loss_percent").as_double() == 14.0);
+  const std::string third(now_weighed.at("mission_id").as_string());
+  BOOST_TEST(third != second);
+  m = mission_in(s, third, {"DONE", "FAILED", "QUARANTINED"});
+  BOOST_TEST(m.at("inputs").at("weight").at("roasted_mg").as_int64() == 430000);
+  BOOST_TEST(m.at("steps").as_array()[1].at("output").at("weight").at("loss").as_double() == 14.0);
+  auto weighed_report = body(s.call("GET", "/v1/sessions/" + id + "/report", "viewer"));
+  BOOST_TEST(weighed_report.at("weight").at("loss_percent").as_double() == 14.0);
+  BOOST_TEST(
+      contains(std::string(weighed_report.at("summary").as_string()), "Weight loss 14.0 percent."));
+  auto bad_grams = s.kiln({"sessions", "weigh", id, "--green", "five hundred"});
+  BOOST_TEST(bad_grams.exit_code == 2);
+  BOOST_TEST(contains(bad_grams.err, "--green wants a weight in grams"), bad_grams.err);
   // The mission's inputs carry the marks it reports on, and its view prints numbers as people
   // write them (not 1.7646E2).
   auto shown = s.kiln({"mission", "show", second});
@@ -899,7 +928,19 @@ BOOST_AUTO_TEST_CASE(a_device_profile_gives_its_sessions_targets_and_phases) {
   auto shown =
       s.kiln({"profiles", "show", "sidamo@1", "--server", url, "--api-key", s.keys.at("viewer")});
   BOOST_TEST(shown.exit_code == 0, shown.err);
-  BOOST_TEST(contains(shown.out, "fcs_time: target 388.0 tolerance 30.0"), shown.out);
+  // As a roaster reads it: the roast it came from, times in M:SS, the phase temperatures named
+  // (this R1's are Artisan's odd 18 °C: DRY END falls at TP), QC targets in words.
+  BOOST_TEST(contains(shown.out, ": Aillio Bullet R1 IBTS batch 41, Sun Apr 12 2026\n"), shown.out);
+  BOOST_TEST(contains(shown.out, "  from:     Aillio Bullet R1 IBTS, Sun Apr 12 2026, batch 41\n"),
+             shown.out);
+  BOOST_TEST(contains(shown.out, " FCs 6:28 186.7 °C, DROP 7:30 196.4 °C (after CHARGE)"),
+             shown.out);
+  BOOST_TEST(contains(shown.out,
+                      "  phases:   DRY END at 18.0 °C, FCs expected at 187.0 °C "
+                      "(drying ends at TP: its temperature is below TP's)"),
+             shown.out);
+  BOOST_TEST(contains(shown.out, "\n    FCs at 5:58–6:58\n"), shown.out);
+  BOOST_TEST(!contains(shown.out, "fcs_time"), shown.out);
   const auto file = s.dir.path() / "sidamo.alog";
   auto cli_export = s.kiln({"profiles", "export", "sidamo@2", "-o", file.string(), "--server", url,
                             "--api-key", s.keys.at("viewer")});

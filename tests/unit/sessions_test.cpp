@@ -531,3 +531,57 @@ BOOST_AUTO_TEST_CASE(a_live_mark_reaches_the_closing_session) {
   BOOST_REQUIRE_EQUAL(f.closed.size(), 1u);
   BOOST_TEST(f.closed[0].marks.count("FCs") == 1u);
 }
+
+// The batch's weights: green when charged, roasted once cooled (later); each a ledger event, the
+// session shows them and their loss, a closed session is handed on again; what cannot be a
+// batch's weight is refused naming the field.
+BOOST_AUTO_TEST_CASE(a_roaster_weighs_the_batch_green_then_roasted) {
+  using Code = missions::MissionError::Code;
+  Fixture f;
+  auto s = f.sessionizer();
+  add_in_tens(*s, "acme", "r1", 1, fixture_roast(true));
+  BOOST_REQUIRE_EQUAL(f.closed.size(), 1u);
+  const auto id = f.closed[0].id;
+  const missions::Actor roaster{"ana", missions::Role::kOperator};
+  auto after = s->weigh("acme", id, 500.0, std::nullopt, roaster);
+  BOOST_TEST(*after.green_g == 500.0);
+  BOOST_TEST(!after.roasted_g);
+  BOOST_TEST(after.to_json().at("weight").at("loss_percent").is_null());
+  after = s->weigh("acme", id, std::nullopt, 431.0, roaster);
+  BOOST_TEST(*after.green_g == 500.0);  // kept
+  BOOST_TEST(*after.roasted_g == 431.0);
+  const auto stored = telemetry::Sessionizer::get(f.ledger.path(), std::string("acme"), id);
+  BOOST_TEST(stored->to_json().at("weight").at("loss_percent").as_double() == 13.8);
+  {
+    std::lock_guard lock(f.mu);
+    BOOST_REQUIRE_EQUAL(f.closed.size(), 3u);  // handed on after each weight
+    BOOST_TEST(*f.closed[2].roasted_g == 431.0);
+  }
+  s->weigh("acme", id, 500.0, 431.0, roaster);  // the same again: nothing recorded
+  BOOST_TEST(f.closed.size() == 3u);
+  auto refused = [&](std::optional<double> green, std::optional<double> roasted,
+                     const std::string& field, const std::string& says) {
+    try {
+      s->weigh("acme", id, green, roasted, roaster);
+      BOOST_ERROR("weighed, expected: " << says);
+    } catch (const missions::MissionError& e) {
+      BOOST_TEST((e.code() == Code::kInvalidInput), e.what());
+      BOOST_TEST(e.field() == field);
+      BOOST_TEST(std::string(e.what()).find(says) != std::string::npos, e.what());
+    }
+  };
+  refused(std::nullopt, std::nullopt, "green_g", "give a weight");
+  refused(0.0, std::nullopt, "green_g", "above 0");
+  refused(std::nullopt, 250000.0, "roasted_g", "at most 100000");
+  refused(std::nullopt, 520.0, "roasted_g", "520.0 g roasted is not below 500.0 g green");
+  refused(400.0, std::nullopt, "green_g", "431.0 g roasted is not below 400.0 g green");
+  BOOST_CHECK_THROW(
+      s->weigh("acme", id, 510.0, std::nullopt, missions::Actor{"v", missions::Role::kViewer}),
+      missions::MissionError);
+  std::size_t weighed = 0;
+  ledger::ExportFilter filter;
+  filter.stream = "sessions";
+  f.ledger.for_each(filter,
+                    [&](const ledger::Event& e) { weighed += e.kind == "session.weighed"; });
+  BOOST_TEST(weighed == 2u);
+}

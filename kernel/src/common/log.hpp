@@ -16,6 +16,10 @@ namespace kiln::common {
 // Throws std::invalid_argument naming the bad value.
 void setup_logging(const std::string& level, const std::string& format);
 
+// Whether the lines are JSON (log.format: json). The access log then writes each line's fields
+// as a JSON object, whose members the line carries beside ts, level and logger.
+bool json_logs();
+
 // The HTTP access log, in the same format on stderr: each thread buffers its lines and writes
 // them in one piece past 16 KiB or on flush() (the server flushes every 200 ms and at stop).
 std::shared_ptr<spdlog::logger> access_logger();

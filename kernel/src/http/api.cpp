@@ -356,6 +356,7 @@ Router build_api(ApiContext& ctx) {
          false,
          [&ctx, &k](Request&) {
            std::string out;
+           expose_process(out);
            if (ctx.metrics) ctx.metrics->expose(out);
            if (ctx.router) ctx.router->expose(out);
            k.tool_metrics().expose(out);
@@ -877,6 +878,9 @@ Router build_api(ApiContext& ctx) {
                                 "verdict": {"type": ["string", "null"], "enum": ["pass", "warn", "fail", null],
                                             "description": "the QC verdict; null before QC ran"},
                                 "accepted_by": {"type": ["string", "null"], "description": "the approver who accepted a failed roast"}}},
+      "weight": {"type": "object", "description": "the batch's weights a roaster entered (grams; null until weighed) and its loss",
+                 "properties": {"green_g": {"type": ["number", "null"]}, "roasted_g": {"type": ["number", "null"]},
+                                "loss_percent": {"type": ["number", "null"]}}},
       "marks": {"type": "object", "additionalProperties": {"type": "number"},
                 "description": "events a roaster marked (CHARGE, DRY_END, FCs, DROP): epoch seconds of the device's clock; the analysis takes them over the detector's"}}})");
   const auto max_envelope =
@@ -1145,6 +1149,38 @@ Router build_api(ApiContext& ctx) {
          {},
          false,
          [&k](Request& req) {
+           const auto s = session_or_404(k, req);
+           return Response::json(200, s.to_json());
+         }});
+  r.add({"POST",
+         "/v1/sessions/{id}:weigh",
+         "weighSession",
+         "Record the batch's weights (operator role), in grams: green_g (the green beans charged), "
+         "roasted_g (the roasted beans out, weighed once cooled); either may come later. The "
+         "analysis, report and QC (a weight_loss target) then know the weight loss; a closed "
+         "session's report mission runs again with them (report: false skips that)",
+         "telemetry",
+         Role::kOperator,
+         0,
+         schema(R"({"type": "object", "additionalProperties": false,
+                    "properties": {"green_g": {"type": "number", "minimum": 0, "maximum": 100000},
+                                   "roasted_g": {"type": "number", "minimum": 0, "maximum": 100000},
+                                   "report": {"type": "boolean", "description": "default true"}}})"),
+         session_schema,
+         200,
+         "application/json",
+         {},
+         true,
+         [&k](Request& req) {
+           const auto& b = req.json.as_object();
+           auto grams = [&](const char* key) -> std::optional<double> {
+             const auto* v = b.if_contains(key);
+             return v ? std::optional<double>(v->to_number<double>()) : std::nullopt;
+           };
+           bool report = true;
+           if (const auto* r = b.if_contains("report")) report = r->as_bool();
+           k.telemetry().sessions().weigh(req.tenant, req.params.at("id"), grams("green_g"),
+                                          grams("roasted_g"), *req.actor, report);
            const auto s = session_or_404(k, req);
            return Response::json(200, s.to_json());
          }});

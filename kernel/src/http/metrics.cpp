@@ -1,6 +1,17 @@
 #include "http/metrics.hpp"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <boost/version.hpp>
+
+#include "common/json_text.hpp"
+#include "kiln/abi.hpp"
 
 namespace kiln::http {
 
@@ -77,6 +88,61 @@ void HttpMetrics::expose(std::string& out) const {
     out += "kiln_http_request_duration_seconds_count{" + labels + "} " + std::to_string(s.count) +
            "\n";
   }
+}
+
+void expose_process(std::string& out) {
+  auto family = [&](const char* name, const char* type, const char* help, double value) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
+           name + " " + common::number_text(value) + "\n";
+  };
+  rusage ru{};
+  if (getrusage(RUSAGE_SELF, &ru) == 0)
+    family("process_cpu_seconds_total", "counter",
+           "Total user and system CPU time spent in seconds.",
+           static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+               static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+  const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
+  if (std::ifstream statm("/proc/self/statm"); statm) {
+    double size = 0, resident = 0;
+    if (statm >> size >> resident) {
+      family("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", size * page);
+      family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+             resident * page);
+    }
+  }
+  std::error_code ec;
+  double fds = 0;
+  for (std::filesystem::directory_iterator it("/proc/self/fd", ec), end; !ec && it != end;
+       it.increment(ec))
+    ++fds;
+  if (!ec) family("process_open_fds", "gauge", "Number of open file descriptors.", fds);
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+    family("process_max_fds", "gauge", "Maximum number of open file descriptors.",
+           static_cast<double>(rl.rlim_cur));
+  // The start: the process's start in clock ticks after boot (field 22 of /proc/self/stat, after
+  // the command name in parentheses) plus the boot time (/proc/stat btime).
+  std::ifstream stat("/proc/self/stat"), sys("/proc/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  double btime = -1;
+  for (std::string key; sys >> key;)
+    if (key == "btime") {
+      sys >> btime;
+      break;
+    }
+  if (const auto close = text.rfind(')'); close != std::string::npos && btime >= 0) {
+    std::istringstream fields(text.substr(close + 2));
+    std::string f;
+    for (int i = 3; i <= 22 && fields >> f; ++i)
+      if (i == 22)
+        family("process_start_time_seconds", "gauge",
+               "Start time of the process since unix epoch in seconds.",
+               btime + std::stod(f) / static_cast<double>(sysconf(_SC_CLK_TCK)));
+  }
+  out += std::string("# HELP kiln_build_info This kiln's version, plugin ABI and Boost.\n") +
+         "# TYPE kiln_build_info gauge\nkiln_build_info{version=\"" + prom_label(kVersion) +
+         "\",abi=\"" + std::to_string(kAbiVersion) + "\",boost=\"" + prom_label(BOOST_LIB_VERSION) +
+         "\"} 1\n";
 }
 
 }  // namespace kiln::http

@@ -43,4 +43,10 @@ class HttpMetrics {
 // Escapes a label value for the text exposition format.
 std::string prom_label(const std::string& v);
 
+// The families every Prometheus client library exports for its process, as Prometheus names them
+// (process_cpu_seconds_total, process_resident_memory_bytes, process_virtual_memory_bytes,
+// process_open_fds, process_max_fds, process_start_time_seconds; from /proc and getrusage), and
+// kiln_build_info{version, abi, boost} 1.
+void expose_process(std::string& out);
+
 }  // namespace kiln::http

@@ -27,6 +27,7 @@ namespace kiln::http {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = beast::http;
+namespace json = boost::json;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
@@ -71,6 +72,7 @@ struct Server::Impl {
   bool stopped = false;
   const std::string server_header = std::string("kiln/") + kVersion;
   std::shared_ptr<spdlog::logger> access;
+  bool json_access = false;  // log.format json: the access log's fields as JSON members
 
   Impl(ServerOptions opts, const Router& r, Authenticator a, std::shared_ptr<HttpMetrics> m)
       : o(std::move(opts)),
@@ -79,6 +81,7 @@ struct Server::Impl {
         metrics(std::move(m)),
         blocking(static_cast<std::size_t>(std::max(4, o.threads * 4))) {
     if (o.access_log) access = common::access_logger();
+    json_access = common::json_logs();
   }
 
   asio::awaitable<void> accept_loop() {
@@ -530,8 +533,21 @@ struct Server::Impl {
         // Milliseconds with three decimals, from integer microseconds (no float formatting on
         // the per-request path).
         const auto us = std::chrono::duration_cast<std::chrono::microseconds>(took).count();
-        access->info("http {} {} {} {}B {}.{:03}ms id={}", req.method, req.target, status, bytes,
-                     us / 1000, us % 1000, req.request_id);
+        // Who asked: the API key and its tenant ("-" before authentication, or without a key).
+        const std::string_view key = req.actor ? std::string_view(req.actor->name) : "-";
+        const std::string_view tenant = req.tenant.empty() ? "-" : std::string_view(req.tenant);
+        if (json_access)
+          access->info(
+              R"({{"method":{},"path":{},"status":{},"bytes":{},"ms":{}.{:03},"id":{},"key":{},"tenant":{}}})",
+              json::serialize(json::string_view(req.method)),
+              json::serialize(json::string_view(req.target)), status, bytes, us / 1000, us % 1000,
+              json::serialize(json::string_view(req.request_id)),
+              json::serialize(json::string_view(key.data(), key.size())),
+              json::serialize(json::string_view(tenant.data(), tenant.size())));
+        else
+          access->info("http {} {} {} {}B {}.{:03}ms id={} key={} tenant={}", req.method,
+                       req.target, status, bytes, us / 1000, us % 1000, req.request_id, key,
+                       tenant);
       }
       if (draining.load()) {  // the drain waits for in-flight requests to reach zero
         std::lock_guard lock(stop_mu);

@@ -430,15 +430,23 @@ telemetry::TelemetryService& Kernel::telemetry() {
       // mission's stored inputs), so that the mission reports what it was started for.
       boost::json::object marks;
       for (const auto& [event, t] : s.marks) marks[event] = std::llround(t * 1000);
+      // And the batch's weights, in whole milligrams as well (null: not weighed).
+      auto mg = [](const std::optional<double>& g) {
+        return g ? boost::json::value(std::llround(*g * 1000)) : boost::json::value();
+      };
+      boost::json::object weight{{"green_mg", mg(s.green_g)}, {"roasted_mg", mg(s.roasted_g)}};
       req.inputs = boost::json::object{{"session", s.id}, {"marks", marks}};
+      if (s.green_g || s.roasted_g) req.inputs["weight"] = weight;
       // Once per close and marks: a session opened again (readings continued it) gets a new
       // report, and so does one a roaster marked after it closed (the same marks again: the
       // report already made for them).
       req.idempotency_key =
           "session:" + s.id + (s.reopens ? "#" + std::to_string(s.reopens) : std::string());
-      if (!marks.empty())
+      if (!marks.empty() || s.green_g || s.roasted_g)
         *req.idempotency_key +=
-            "|marks:" + common::sha256_hex(boost::json::serialize(marks)).substr(0, 16);
+            "|marks:" + common::sha256_hex(boost::json::serialize(boost::json::object{
+                                               {"marks", marks}, {"weight", weight}}))
+                            .substr(0, 16);
       req.actor = missions::Actor{"sessionizer", missions::Role::kOperator};
       try {
         auto r = m.create(req);

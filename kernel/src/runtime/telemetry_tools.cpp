@@ -48,6 +48,21 @@ class SessionTool final : public Tool {
       for (const auto& [event, ms] : m->as_object())
         marks[std::string(event)] = ms.to_number<double>() / 1000;
     }
+    // The batch's weights, in grams: the call's (a mission's, in mg), else the session's.
+    std::optional<double> green = s->green_g, roasted = s->roasted_g;
+    if (const auto* w = input.as_object().if_contains("weight"); w && w->is_object()) {
+      auto grams = [&](const char* key) -> std::optional<double> {
+        const auto* v = w->as_object().if_contains(key);
+        if (!v || !v->is_number()) return std::nullopt;
+        return v->to_number<double>() / 1000;
+      };
+      green = grams("green_mg");
+      roasted = grams("roasted_mg");
+    }
+    if (green || roasted)
+      curve["weight"] = json::object{{"in", green ? json::value(*green) : json::value()},
+                                     {"out", roasted ? json::value(*roasted) : json::value()},
+                                     {"unit", "g"}};
     if (!marks.empty()) {
       json::object on_curve;
       for (const auto& [event, t] : marks)
@@ -132,13 +147,17 @@ std::vector<ToolDecl> telemetry_tools(
       "A stored roast session of the caller's tenant: its info, its curve (time in seconds "
       "from the session's start, BT, ET, heater, fan and the roaster's state when recorded; the "
       "profile's phase temperatures; the events a roaster marked, in seconds from the start: the "
-      "call's marks, else the session's), its profile, the profile's content to compare it with "
+      "call's marks, else the session's; the batch's weights in grams), its profile, the profile's "
+      "content to compare it with "
       "(reference; null without a profile) and the QC targets to check it against (the "
       "call's, else the profile's, else {} for roast.qc's defaults)";
   session.input_schema = json::parse(R"({"type": "object", "required": ["session"],
     "additionalProperties": false,
     "properties": {"session": {"type": "string", "minLength": 1},
                    "targets": {"type": "object"},
+                   "weight": {"type": ["object", "null"], "additionalProperties": false,
+                              "properties": {"green_mg": {"type": ["integer", "null"]}, "roasted_mg": {"type": ["integer", "null"]}},
+                              "description": "the batch's weights to use (mg) instead of the session's; null: the session's"},
                    "marks": {"type": ["object", "null"], "additionalProperties": {"type": "integer"},
                              "description": "the marks to use (event: device time in ms) instead of the session's now; null: the session's"}}})");
   session.output_schema = json::parse(R"({"type": "object",

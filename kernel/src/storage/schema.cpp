@@ -327,6 +327,13 @@ CREATE TABLE mission_artifacts (
 -- session takes a marked event over the detector's.
 ALTER TABLE telemetry_sessions ADD COLUMN marks TEXT NOT NULL DEFAULT '{}';
 )sql"},
+      {14, "session_weights",
+       R"sql(
+-- The batch's weights a roaster entered (session.weighed): green beans charged and roasted beans
+-- out, in grams; NULL until weighed. Their loss is the roast's weight loss.
+ALTER TABLE telemetry_sessions ADD COLUMN green_g REAL;
+ALTER TABLE telemetry_sessions ADD COLUMN roasted_g REAL;
+)sql"},
   };
   return migrations;
 }

@@ -25,7 +25,8 @@ namespace {
 
 constexpr const char* kColumns =
     "id, tenant, device, state, start_t, charge_t, end_t, close_reason, opened_at, closed_at, "
-    "mission_id, profile, profile_version, first_boot, last_boot, drop_t, reopens, marks";
+    "mission_id, profile, profile_version, first_boot, last_boot, drop_t, reopens, marks, green_g, "
+    "roasted_g";
 
 SessionInfo row(const storage::Statement& st) {
   SessionInfo s;
@@ -51,6 +52,8 @@ SessionInfo row(const storage::Statement& st) {
   const auto marks = json::parse(st.text(17));
   for (const auto& [event, t] : marks.as_object())
     s.marks[std::string(event)] = t.to_number<double>();
+  if (!st.is_null(18)) s.green_g = st.real(18);
+  if (!st.is_null(19)) s.roasted_g = st.real(19);
   return s;
 }
 
@@ -158,6 +161,12 @@ json::object SessionInfo::to_json() const {
   json::object m;
   for (const auto& [event, t] : marks) m[event] = t;
   o["marks"] = std::move(m);
+  auto grams = [](const std::optional<double>& g) { return g ? json::value(*g) : json::value(); };
+  json::object weight{{"green_g", grams(green_g)}, {"roasted_g", grams(roasted_g)}};
+  weight["loss_percent"] =
+      green_g && roasted_g ? json::value(std::round((*green_g - *roasted_g) / *green_g * 1000) / 10)
+                           : json::value();
+  o["weight"] = std::move(weight);
   if (report) {
     auto opt = [](const std::optional<std::string>& v) {
       return v ? json::value(*v) : json::value(nullptr);
@@ -243,6 +252,20 @@ void project_sessions(Connection& c, const ledger::Event& e) {
       marks[event] = p.at("t").to_number<double>();
     auto st = c.prepare("UPDATE telemetry_sessions SET marks = ? WHERE id = ? AND tenant = ?");
     st.bind(1, json::serialize(marks)).bind(2, id).bind(3, e.tenant);
+    st.step();
+  } else if (e.kind == "session.weighed") {
+    // {"session", "green_g"?, "roasted_g"?}: a weight left out stays as it was.
+    auto st = c.prepare(
+        "UPDATE telemetry_sessions SET green_g = coalesce(?, green_g), roasted_g = coalesce(?, "
+        "roasted_g) WHERE id = ? AND tenant = ?");
+    for (int i : {1, 2}) {
+      const auto* g = p.if_contains(i == 1 ? "green_g" : "roasted_g");
+      if (g && g->is_number())
+        st.bind_real(i, g->to_number<double>());
+      else
+        st.bind_null(i);
+    }
+    st.bind(3, id).bind(4, e.tenant);
     st.step();
   } else if (e.kind == "session.reported") {
     auto st = c.prepare("UPDATE telemetry_sessions SET mission_id = ? WHERE id = ? AND tenant = ?");
@@ -656,6 +679,25 @@ void Sessionizer::set_mission(const SessionInfo& s, const std::string& mission_i
   });
 }
 
+namespace {
+
+// The session a roaster changes (marks, weights), as stored, with its newest reading. Throws
+// MissionError (not_found) naming where the sessions are listed.
+SessionInfo session_to_change(Connection& c, const std::string& tenant, const std::string& id) {
+  auto st = c.prepare(std::string("SELECT ") + kColumns +
+                      " FROM telemetry_sessions WHERE id = ? AND tenant = ?");
+  st.bind(1, id).bind(2, tenant);
+  if (!st.step())
+    throw MissionError(MissionError::Code::kNotFound,
+                       "no session '" + id + "' in tenant " + tenant +
+                           " (GET /v1/sessions or `kiln sessions list` shows them)");
+  auto s = row(st);
+  find_last_reading(c, s);
+  return s;
+}
+
+}  // namespace
+
 std::optional<std::string> markable_event(std::string_view text) {
   auto key = [](std::string_view name) {
     std::string k;
@@ -701,15 +743,7 @@ SessionInfo Sessionizer::mark(const std::string& tenant, const std::string& id, 
   SessionInfo after;
   bool changed = false;
   ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
-    auto st = c.prepare(std::string("SELECT ") + kColumns +
-                        " FROM telemetry_sessions WHERE id = ? AND tenant = ?");
-    st.bind(1, id).bind(2, tenant);
-    if (!st.step())
-      throw MissionError(MissionError::Code::kNotFound,
-                         "no session '" + id + "' in tenant " + tenant +
-                             " (GET /v1/sessions or `kiln sessions list` shows them)");
-    auto s = row(st);
-    find_last_reading(c, s);
+    auto s = session_to_change(c, tenant, id);
     after = s;
     json::value t = nullptr;
     if (m.clear) {
@@ -772,16 +806,69 @@ SessionInfo Sessionizer::mark(const std::string& tenant, const std::string& id, 
         tenant, "sessions", "session.marked",
         json::object{{"session", id}, {"event", *event}, {"t", t}, {"actor", by.to_json()}}}};
   });
-  if (!changed) return after;
+  if (changed) changed_by_roaster(after, report);
+  return after;
+}
+
+void Sessionizer::changed_by_roaster(const SessionInfo& s, bool report) {
   {
-    // The worker's copy: the mission it starts at the close sees the marks.
+    // The worker's copy: the mission it starts at the close sees the marks and weights.
     std::lock_guard lock(state_mu_);
-    if (auto it = devices_.find({tenant, after.device}); it != devices_.end()) {
+    if (auto it = devices_.find({s.tenant, s.device}); it != devices_.end()) {
       for (auto* held : {&it->second.open, &it->second.last_closed})
-        if (*held && (*held)->id == id) (*held)->marks = after.marks;
+        if (*held && (*held)->id == s.id) {
+          (*held)->marks = s.marks;
+          (*held)->green_g = s.green_g;
+          (*held)->roasted_g = s.roasted_g;
+        }
     }
   }
-  if (report && after.state == "closed" && on_closed_) on_closed_(after);
+  if (report && s.state == "closed" && on_closed_) on_closed_(s);
+}
+
+SessionInfo Sessionizer::weigh(const std::string& tenant, const std::string& id,
+                               std::optional<double> green_g, std::optional<double> roasted_g,
+                               const missions::Actor& by, bool report) {
+  require_operator(by, "weighing a roast");
+  if (!green_g && !roasted_g)
+    throw MissionError(MissionError::Code::kInvalidInput,
+                       "give a weight: green_g (the green beans charged) or roasted_g (the "
+                       "roasted beans out), in grams",
+                       "green_g");
+  for (const auto& [g, field] : {std::pair{green_g, "green_g"}, std::pair{roasted_g, "roasted_g"}})
+    if (g && !(std::isfinite(*g) && *g > 0 && *g <= 100000))
+      throw MissionError(
+          MissionError::Code::kInvalidInput,
+          std::string(field) + " must be a weight in grams above 0 and at most 100000 (100 kg)",
+          field);
+  SessionInfo after;
+  bool changed = false;
+  ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
+    auto s = session_to_change(c, tenant, id);
+    after = s;
+    const double green = green_g ? *green_g : s.green_g.value_or(0);
+    const double roasted = roasted_g ? *roasted_g : s.roasted_g.value_or(0);
+    if (green > 0 && roasted > 0 && !(roasted < green)) {
+      char buf[200];
+      std::snprintf(buf, sizeof buf,
+                    "roasted beans weigh less than the green beans charged: %.1f g roasted is not "
+                    "below %.1f g green",
+                    roasted, green);
+      throw MissionError(MissionError::Code::kInvalidInput, buf,
+                         roasted_g ? "roasted_g" : "green_g");
+    }
+    // The same weights again record nothing.
+    if ((!green_g || green_g == s.green_g) && (!roasted_g || roasted_g == s.roasted_g)) return {};
+    if (green_g) s.green_g = green_g;
+    if (roasted_g) s.roasted_g = roasted_g;
+    after = s;
+    changed = true;
+    json::object payload{{"session", id}, {"actor", by.to_json()}};
+    if (green_g) payload["green_g"] = *green_g;
+    if (roasted_g) payload["roasted_g"] = *roasted_g;
+    return {ledger::NewEvent{tenant, "sessions", "session.weighed", std::move(payload)}};
+  });
+  if (changed) changed_by_roaster(after, report);
   return after;
 }
 

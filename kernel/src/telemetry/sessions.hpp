@@ -66,6 +66,9 @@ struct SessionInfo {
   // Events a roaster marked (session.marked): event name → device time. The session's analysis
   // takes a marked event over the detector's (first crack is heard, not seen).
   std::map<std::string, double> marks;
+  // The batch's weights a roaster entered (session.weighed), in grams: green beans charged,
+  // roasted beans out.
+  std::optional<double> green_g, roasted_g;
   // Of a session read by list() or get(): where its report mission stands — the mission's state,
   // its QC verdict (pass, warn, fail; unset before QC ran) and who accepted a failed roast.
   struct Report {
@@ -134,6 +137,13 @@ class Sessionizer {
   // session or out of order), forbidden (below operator).
   SessionInfo mark(const std::string& tenant, const std::string& id, const Mark& mark,
                    const missions::Actor& by, bool report = true);
+  // Records the batch's weights (session.weighed; either may be left as it is): green beans
+  // charged and roasted beans out, in grams. Roasted must weigh less than green. A closed
+  // session is handed on again as for mark(). Throws missions::MissionError: not_found,
+  // invalid_input (no weight, one that is not above 0 g or over 100 kg, roasted not below green),
+  // forbidden (below operator).
+  SessionInfo weigh(const std::string& tenant, const std::string& id, std::optional<double> green_g,
+                    std::optional<double> roasted_g, const missions::Actor& by, bool report = true);
 
   // Reads (any process): sessions of a tenant (nullopt: all), newest first; one session; its
   // samples in time order.
@@ -181,6 +191,9 @@ class Sessionizer {
   void reopen_session(Device& d);
   void close_session(Device& d, double end_t, const std::string& reason,
                      std::optional<double> drop_t = std::nullopt);
+  // After a roaster's mark or weights changed session `s`: the worker's copy follows, and a
+  // closed session is handed on again (its report made anew) when `report`.
+  void changed_by_roaster(const SessionInfo& s, bool report);
 
   ledger::SqliteLedger& ledger_;
   DetectorFn detector_;

@@ -114,13 +114,30 @@ std::size_t fill_missing(std::vector<double>& v, const std::vector<double>& time
 
 }  // namespace
 
+std::string display_title(const RoastLog& log) {
+  auto blank = [](const std::string& s) {
+    return s.find_first_not_of(" \t\r\n") == std::string::npos;
+  };
+  if (!blank(log.title) && log.title != "Roaster Scope") return log.title;
+  if (!blank(log.beans)) return log.beans;
+  std::string out = blank(log.roaster) ? std::string("roast") : log.roaster;
+  if (log.batch > 0) out += " batch " + std::to_string(log.batch);
+  if (!blank(log.date)) out += ", " + log.date;
+  return out == "roast" && !log.title.empty() ? log.title : out;
+}
+
 RoastLog parse_alog(std::string_view text) {
   json::value v = parse_python_literal(text);
   if (!v.is_object()) throw AlogError("an .alog is a dict; this literal is not");
   const auto& o = v.as_object();
   RoastLog log;
-  if (const auto* t = o.if_contains("title"); t && t->is_string())
-    log.title = std::string(t->as_string());
+  for (auto [key, into] :
+       {std::pair{"title", &log.title}, std::pair{"beans", &log.beans},
+        std::pair{"roastertype", &log.roaster}, std::pair{"roastdate", &log.date}})
+    if (const auto* t = o.if_contains(key); t && t->is_string())
+      *into = std::string(t->as_string());
+  if (const auto* b = o.if_contains("roastbatchnr"); b && b->is_int64() && b->as_int64() > 0)
+    log.batch = b->as_int64();
   if (const auto* m = o.if_contains("mode"); m && m->is_string()) {
     const std::string mode(m->as_string());
     if (mode != "C" && mode != "F")

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <cstdint>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -22,6 +23,10 @@ struct AlogError : std::runtime_error {
 
 struct RoastLog {
   std::string title;
+  // What Artisan records of the roast besides its title, "" / 0 when the log has none: the
+  // beans, the machine (roastertype), the roast's date (roastdate) and batch number.
+  std::string beans, roaster, date;
+  std::int64_t batch = 0;
   char mode = 'C';  // 'C' or 'F'
   double interval = 1.0;
   std::vector<double> time;  // seconds since the recording started
@@ -38,6 +43,11 @@ struct RoastLog {
   // interpolation between their neighbours in time.
   std::size_t filled_bt = 0, filled_et = 0;
 };
+
+// The roast's name for people: its title, unless that is empty or Artisan's placeholder
+// ("Roaster Scope"); then the beans; else machine, batch and date ("Aillio Bullet R1 IBTS batch
+// 41, Sun Apr 12 2026").
+std::string display_title(const RoastLog& log);
 
 // Parses the text of an .alog (a Python literal dict). Throws PyLiteralError for a malformed
 // literal and AlogError naming the field for a well-formed one that is not a usable roast.

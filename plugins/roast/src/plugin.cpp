@@ -64,6 +64,19 @@ kiln::roast::RoastLog log_of_curve(const json::object& c, const std::array<doubl
       throw kiln::roast::AlogError("curve.time is not increasing at position " + std::to_string(i));
   if (log.time.size() > 1)
     log.interval = (log.time.back() - log.time.front()) / static_cast<double>(log.time.size() - 1);
+  // The batch's weights ({"in", "out", "unit"}), when the roaster weighed it.
+  if (const auto* w = c.if_contains("weight"); w && w->is_object()) {
+    const auto& weight = w->as_object();
+    for (auto [key, into] : {std::pair{"in", &log.weight_in}, std::pair{"out", &log.weight_out}})
+      if (const auto* g = weight.if_contains(key); g && !g->is_null()) {
+        if (!g->is_number() || !(g->to_number<double>() > 0))
+          throw kiln::roast::AlogError(std::string("curve.weight.") + key +
+                                       " is not a weight above 0");
+        *into = g->to_number<double>();
+      }
+    if (const auto* u = weight.if_contains("unit"); u && u->is_string())
+      log.weight_unit = std::string(u->as_string());
+  }
   // A roaster's marks ({"FCs": seconds on the curve's clock}): the reading nearest each.
   if (const auto* m = c.if_contains("marks")) {
     if (!m->is_object()) throw kiln::roast::AlogError("curve.marks is not an object");
@@ -375,6 +388,9 @@ kiln::Manifest manifest() {
                                "unit": {"type": "string", "enum": ["C", "F"]},
                                "phases": {"type": "array", "minItems": 4, "maxItems": 4,
                                           "items": {"type": "number"}},
+                               "weight": {"type": "object", "description": "the batch's weights: green in, roasted out",
+                                          "properties": {"in": {"type": ["number", "null"]}, "out": {"type": ["number", "null"]},
+                                                         "unit": {"type": "string"}}},
                                "marks": {"type": "object", "description": "events a roaster marked, in seconds on the curve's clock: taken over the detected ones",
                                          "additionalProperties": false,
                                          "properties": {"CHARGE": {"type": "number"}, "DRY_END": {"type": "number"},

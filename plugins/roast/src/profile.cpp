@@ -199,9 +199,12 @@ json::object build(const RoastLog& log, const Analysis& a, json::object targets,
     notes.emplace_back(
         "FCs is not marked: the profile has no FCs time or DTR target (mark FCs in Artisan and "
         "import the log again)");
+  // What QC checks roasts to it against, as a roaster reads it (`kiln profiles show`).
+  json::array described;
+  for (auto& line : describe_targets(targets, log.mode)) described.emplace_back(std::move(line));
   json::object out{
       {"format", kProfileFormat},
-      {"title", log.title},
+      {"title", display_title(log)},
       {"unit", std::string(1, log.mode)},
       {"phases", json::array{log.phases[0], log.phases[1], log.phases[2], log.phases[3]}},
       {"curve", std::move(curve)},
@@ -212,6 +215,7 @@ json::object build(const RoastLog& log, const Analysis& a, json::object targets,
        json::object{{"in", log.weight_in}, {"out", log.weight_out}, {"unit", log.weight_unit}}},
       {"celsius", celsius},
       {"targets", std::move(targets)},
+      {"qc_targets", std::move(described)},
       {"source", std::move(source)}};
   if (!notes.empty()) out["notes"] = std::move(notes);
   return out;
@@ -234,7 +238,13 @@ json::object profile_from_alog(std::string_view text) {
     throw AlogError(
         "the .alog has no DROP marked: a profile needs its roast's end (mark DROP in Artisan "
         "and save the log again)");
-  return build(log, a, derived_targets(a, log.mode), json::object{{"format", "alog"}});
+  // The log's record of the roast beyond its curve, kept with the profile.
+  json::object source{{"format", "alog"}};
+  for (auto [key, value] : {std::pair{"beans", &log.beans}, std::pair{"roaster", &log.roaster},
+                            std::pair{"date", &log.date}})
+    if (!value->empty()) source[key] = *value;
+  if (log.batch > 0) source["batch"] = log.batch;
+  return build(log, a, derived_targets(a, log.mode), std::move(source));
 }
 
 // The parts of a profile's JSON that the .alog round trip would otherwise report in .alog terms.

@@ -170,6 +170,9 @@ json::object report_summary(const ReportInput& in) {
       {"auc", num(at(in.analysis, {"auc"}), 10)},
       {"ror", json::object{{"at_fcs", num(at(in.analysis, {"ror", "at", "FCs"}), 10)},
                            {"at_drop", num(at(in.analysis, {"ror", "at", "DROP"}), 10)}}},
+      {"weight", json::object{{"green", num(at(in.analysis, {"weight", "in"}), 10)},
+                              {"roasted", num(at(in.analysis, {"weight", "out"}), 10)},
+                              {"loss_percent", num(at(in.analysis, {"weight", "loss"}), 10)}}},
       {"summary", spoken_summary(in)}};
   if (const auto* r = in.analysis.if_contains("ror"); r && r->is_object())
     for (const char* k : {"crash", "flick"})
@@ -240,6 +243,11 @@ std::string spoken_summary(const ReportInput& in) {
   }
   if (auto dtr = at(a, {"phases", "dtr"}))
     out += " Development " + std::to_string(static_cast<int>(std::lround(*dtr))) + " percent.";
+  if (auto loss = at(a, {"weight", "loss"})) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, " Weight loss %.1f percent.", *loss);
+    out += buf;
+  }
   if (const auto* v = in.qc.if_contains("verdict"); v && v->is_string()) {
     const std::string verdict(v->as_string());
     const bool accepted = in.qc.contains("accepted_by");
@@ -457,6 +465,21 @@ std::string render_report_html(const ReportInput& in) {
   }
   if (auto v = at(in.analysis, {"ror", "at", "FCs"})) row("RoR at FCs", f1(*v) + " °C/min");
   if (auto v = at(in.analysis, {"ror", "at", "DROP"})) row("RoR at DROP", f1(*v) + " °C/min");
+  {
+    // The batch's weights, where they were taken: green in, roasted out, and the loss.
+    const auto in_g = at(in.analysis, {"weight", "in"}), out_g = at(in.analysis, {"weight", "out"});
+    std::string unit = "g";
+    if (const auto* w = in.analysis.if_contains("weight"); w && w->is_object())
+      if (const auto* u = w->as_object().if_contains("unit"); u && u->is_string())
+        unit = std::string(u->as_string());
+    if (in_g || out_g)
+      row("weight",
+          (in_g ? f1(*in_g) + " " + unit + " green" : std::string("green not weighed")) + " → " +
+              (out_g ? f1(*out_g) + " " + unit + " roasted" : std::string("roasted not weighed")) +
+              (at(in.analysis, {"weight", "loss"})
+                   ? ", loss " + f1(*at(in.analysis, {"weight", "loss"})) + " %"
+                   : std::string()));
+  }
   if (ref) {
     // The roast against its profile, as a roaster says it: "FCs 0:12 later (7:42; profile 7:30)".
     std::vector<std::string> parts;

@@ -778,3 +778,29 @@ BOOST_AUTO_TEST_CASE(the_assist_takes_a_marked_first_crack) {
   BOOST_TEST(*p.drop == at / (1 - o.dtr));
   BOOST_TEST(p.message.rfind("FCs marked at ", 0) == 0, p.message);
 }
+
+// Weight loss as a QC target: checked when the batch is weighed, a warning (not a fail) before,
+// as roasted beans are weighed once cooled, after the report is first made.
+BOOST_AUTO_TEST_CASE(weight_loss_is_checked_once_the_batch_is_weighed) {
+  auto log = parse_alog(read(kFixtures / fixtures().front()));
+  const json::object targets{{"weight_loss", json::object{{"min", 12}, {"max", 16}}}};
+  auto check = [&] {
+    const auto qc = run_qc(to_json(analyze(log, AnalysisOptions{})), targets);
+    for (const auto& c : qc.at("checks").as_array())
+      if (c.at("check").as_string() == "weight_loss") return c.as_object();
+    BOOST_FAIL("no weight_loss check: " << json::serialize(qc));
+    return json::object{};
+  };
+  log.weight_in = 500;
+  log.weight_out = 0;
+  const auto unweighed = check();
+  BOOST_TEST(unweighed.at("result").as_string() == "warn");
+  BOOST_TEST(std::string(unweighed.at("reason").as_string()).find("kiln sessions weigh") !=
+             std::string::npos);
+  log.weight_out = 430;  // 14 %
+  BOOST_TEST(check().at("result").as_string() == "pass");
+  BOOST_TEST(check().at("reason").as_string() == "weight loss 14.0 %, within 12.0–16.0 %");
+  log.weight_out = 400;  // 20 %: dark
+  BOOST_TEST(check().at("result").as_string() == "fail");
+  BOOST_TEST(describe_targets(targets, 'C').front() == "weight loss 12.0–16.0 %");
+}

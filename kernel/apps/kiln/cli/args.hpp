@@ -61,11 +61,13 @@ struct Args {
   std::optional<std::string> device;      // --device D
   bool wait = false;
   bool until_idle = false;
-  bool all = false;                  // --all (profiles list: archived too)
-  bool clear = false;                // --clear (devices profile, sessions mark)
-  std::optional<std::string> at;     // --at M:SS (sessions mark)
-  bool no_report = false;            // --no-report (sessions mark)
-  std::optional<std::string> title;  // --title T
+  bool all = false;                    // --all (profiles list: archived too)
+  bool clear = false;                  // --clear (devices profile, sessions mark)
+  std::optional<std::string> at;       // --at M:SS (sessions mark)
+  bool no_report = false;              // --no-report (sessions mark|weigh)
+  std::optional<std::string> green;    // --green GRAMS (sessions weigh)
+  std::optional<std::string> roasted;  // --roasted GRAMS (sessions weigh)
+  std::optional<std::string> title;    // --title T
 };
 
 // Throws std::invalid_argument with a usage message.

@@ -100,6 +100,8 @@ Commands:
   sessions list|show ID    roast sessions (opened at CHARGE, closed at DROP)
   sessions mark ID EVENT [--at M:SS] | --device D EVENT
                            mark when first crack (FCs) or another event happened
+  sessions weigh ID [--green G] [--roasted G]
+                           the batch's weights in grams: its weight loss
   sessions export ID -o FILE.alog
                            a recorded roast as an Artisan log
   report SESSION -o FILE   the HTML report of a session (analysis, QC, chart)
@@ -112,7 +114,7 @@ Commands:
 
 Client mode (a running `kiln serve`): plugins list, nodes, gate status, tool list|invoke, say,
 mission start|list|show|approve|cancel|retry, ledger export, devices add|rotate|revoke|list,
-sessions list|show|mark|export, record, report, predict, profiles ..., devices profile, and
+sessions list|show|mark|weigh|export, record, report, predict, profiles ..., devices profile, and
   server health|ready|metrics|openapi
 call the HTTP API instead of the local deployment when given
   --server URL             e.g. http://127.0.0.1:8080 (or $KILN_SERVER_URL)
@@ -324,6 +326,10 @@ Args parse(const std::vector<std::string>& argv) {
       a.no_report = true;
     else if (is("--at"))
       a.at = value("--at");
+    else if (is("--green"))
+      a.green = value("--green");
+    else if (is("--roasted"))
+      a.roasted = value("--roasted");
     else if (is("--title"))
       a.title = value("--title");
     else if (is("--param"))
@@ -851,17 +857,40 @@ int cmd_config_explain(const Args& a, std::ostream& out) {
                                               common::did_you_mean(key, keys) +
                                               "; `kiln config explain` lists every key");
   }
+  // A path with ${exe_dir} or ${config_dir} as kiln will read it here (a string, or each of a
+  // list's); null for values without one.
+  auto resolved = [&](const json::value& v) -> json::value {
+    auto one = [&](const json::value& x) -> json::value {
+      if (!x.is_string() || x.as_string().find("${") == json::string::npos) return x;
+      return json::value(config::expand_path(x.as_string(), k->config().config_dir()).string());
+    };
+    if (v.is_string()) return v.as_string().find("${") == json::string::npos ? nullptr : one(v);
+    if (!v.is_array()) return nullptr;
+    bool any = false;
+    json::array out;
+    for (const auto& x : v.as_array()) {
+      any = any || (x.is_string() && x.as_string().find("${") != json::string::npos);
+      out.push_back(one(x));
+    }
+    return any ? json::value(std::move(out)) : json::value(nullptr);
+  };
   if (a.json) {
     json::array arr;
-    for (const auto* r : rows)
-      arr.push_back(json::object{
-          {"key", r->first}, {"value", r->second.value}, {"source", r->second.source.describe()}});
+    for (const auto* r : rows) {
+      json::object row{
+          {"key", r->first}, {"value", r->second.value}, {"source", r->second.source.describe()}};
+      if (auto x = resolved(r->second.value); !x.is_null()) row["resolved"] = std::move(x);
+      arr.push_back(std::move(row));
+    }
     out << pretty(arr);
     return runtime::kExitOk;
   }
-  for (const auto* r : rows)
-    out << r->first << " = " << one_line(r->second.value) << "    # " << r->second.source.describe()
-        << "\n";
+  for (const auto* r : rows) {
+    out << r->first << " = " << one_line(r->second.value) << "    # "
+        << r->second.source.describe();
+    if (auto x = resolved(r->second.value); !x.is_null()) out << "; here " << one_line(x);
+    out << "\n";
+  }
   return runtime::kExitOk;
 }
 
@@ -1282,6 +1311,7 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
       {"sessions show", [](auto& a, auto& o, auto&) { return cmd_sessions_show(a, o); }},
       {"sessions export", [](auto& a, auto& o, auto& e) { return cmd_sessions_export(a, o, e); }},
       {"sessions mark", [](auto& a, auto& o, auto&) { return cmd_sessions_mark(a, o); }},
+      {"sessions weigh", [](auto& a, auto& o, auto&) { return cmd_sessions_mark(a, o); }},
       {"report", [](auto& a, auto& o, auto& e) { return cmd_report(a, o, e); }},
       {"predict", [](auto& a, auto& o, auto& e) { return cmd_predict(a, o, e); }},
       {"profiles list", [](auto& a, auto& o, auto& e) { return cmd_profiles(a, o, e); }},

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iomanip>
+#include <optional>
 #include <sstream>
 
 #include <boost/json.hpp>
@@ -250,24 +251,56 @@ void print_profile(const json::object& info, std::ostream& out) {
       << info.at("latest").to_number<std::int64_t>() << "): " << flat(str("title")) << "\n  saved "
       << str("created_at") << " by " << str("created_by")
       << (info.at("archived_at").is_null() ? "" : ", archived") << "\n";
+  const std::string unit =
+      p.contains("unit") && p.at("unit").is_string() && p.at("unit").as_string() == "F" ? " °F"
+                                                                                        : " °C";
+  if (const auto* src = p.if_contains("source"); src && src->is_object()) {
+    // The roast it was made from, as Artisan recorded it.
+    std::string from;
+    for (const char* k : {"beans", "roaster", "date"})
+      if (const auto* v = src->as_object().if_contains(k); v && v->is_string())
+        from += (from.empty() ? "" : ", ") + flat(std::string(v->as_string()));
+    if (const auto* b = src->as_object().if_contains("batch"); b && b->is_number())
+      from += (from.empty() ? "batch " : ", batch ") + std::to_string(b->to_number<std::int64_t>());
+    if (!from.empty()) out << "  from:     " << from << "\n";
+  }
+  std::optional<double> tp_bt;
   if (const auto* e = p.if_contains("events"); e && e->is_object()) {
-    out << "  events (s after CHARGE / BT):";
+    out << "  events:  ";
     for (const char* name : {"TP", "DRY_END", "FCs", "DROP"}) {
       const auto* ev = e->as_object().if_contains(name);
-      out << "  " << name << " ";
-      if (!ev || ev->is_null())
+      out << " " << (std::string_view(name) == "DRY_END" ? "DRY END" : name) << " ";
+      if (!ev || !ev->is_object()) {
         out << "-";
-      else
-        out << text_of(ev->at("time")) << " / " << text_of(ev->at("bt"));
+      } else {
+        out << mmss(ev->at("time")) << " " << text_of(ev->at("bt")) << unit;
+        if (std::string_view(name) == "TP" && ev->at("bt").is_number())
+          tp_bt = ev->at("bt").to_number<double>();
+      }
+      if (std::string_view(name) != "DROP") out << ",";
     }
-    out << "\n";
+    out << " (after CHARGE)\n";
   }
-  if (const auto* ph = p.if_contains("phases"); ph && ph->is_array()) {
-    out << "  phase temperatures:";
-    for (const auto& x : ph->as_array()) out << " " << text_of(x);
-    out << "\n";
+  if (const auto* ph = p.if_contains("phases");
+      ph && ph->is_array() && ph->as_array().size() == 4) {
+    // Artisan's phase temperatures: the second ends the drying phase (DRY END where the file
+    // marks none), the third is where first crack is expected on a curve without an FCs mark.
+    const auto& v = ph->as_array();
+    out << "  phases:   DRY END at " << text_of(v[1]) << unit << ", FCs expected at "
+        << text_of(v[2]) << unit;
+    if (tp_bt && v[1].is_number() && v[1].to_number<double>() <= *tp_bt)
+      out << " (drying ends at TP: its temperature is below TP's)";
+    out << "  [Artisan's phases: " << text_of(v[0]) << ", " << text_of(v[1]) << ", "
+        << text_of(v[2]) << ", " << text_of(v[3]) << "]\n";
   }
-  if (const auto* t = p.if_contains("targets"); t && t->is_object()) {
+  if (const auto* d = p.if_contains("qc_targets"); d && d->is_array()) {
+    out << "  QC targets:";
+    if (d->as_array().empty()) out << " (none: roast.qc's defaults)";
+    for (const auto& line : d->as_array())
+      if (line.is_string()) out << "\n    " << line.as_string().c_str();
+    out << "\n";
+  } else if (const auto* t = p.if_contains("targets"); t && t->is_object()) {
+    // Saved before profiles carried their targets in words.
     out << "  QC targets:";
     if (t->as_object().empty()) out << " (none: roast.qc's defaults)";
     for (const auto& kv : t->as_object()) {

@@ -383,7 +383,7 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
     print_session(v.as_object(), out);
     return runtime::kExitOk;
   }
-  if (name == "sessions mark") {
+  if (name == "sessions mark" || name == "sessions weigh") {
     std::optional<http::ClientResponse> refused;  // the listing of --device's sessions
     auto m = mark_args(a, [&](const std::string& device) -> std::optional<std::string> {
       auto res = r.call("GET", "/v1/sessions?limit=1&device=" + enc(device));
@@ -397,8 +397,8 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
       return std::string(v.as_array().front().at("id").as_string());
     });
     if (refused) return finish(r, *refused, out, err);
-    auto res = r.call("POST", "/v1/sessions/" + enc(m.session) + ":mark", json::serialize(m.body),
-                      {{"Content-Type", "application/json"}});
+    auto res = r.call("POST", "/v1/sessions/" + enc(m.session) + ":" + m.action,
+                      json::serialize(m.body), {{"Content-Type", "application/json"}});
     json::error_code ec;
     auto v = json::parse(res.body, ec);
     if (a.json || res.status != 200 || ec || !v.is_object()) return finish(r, res, out, err);

@@ -212,6 +212,18 @@ A closed session's report mission (roast_report) runs again with the marks, so i
 report use them (--no-report: not now; `kiln report` always uses them). With --server the server
 records it (POST /v1/sessions/SESSION:mark, operator role).
 )"},
+      {"sessions weigh",
+       R"(Usage: kiln sessions weigh SESSION [--green GRAMS] [--roasted GRAMS] [--no-report] [--tenant T]
+       kiln sessions weigh --device D [--green GRAMS] [--roasted GRAMS]
+
+Records the batch's weights in grams: --green, the green beans charged; --roasted, the roasted
+beans out (weighed once cooled, so often later). Roasted must weigh less than green. The
+session's analysis and report then give the weight loss, and QC checks it against a
+weight_loss target (a profile's or a mission's: {"weight_loss": {"min": 12, "max": 16}}; not yet
+weighed: a warning). A closed session's report mission runs again with the weights
+(--no-report: not now). --device D weighs that device's newest session. With --server the
+server records it (POST /v1/sessions/SESSION:weigh, operator role).
+)"},
       {"sessions export", R"(Usage: kiln sessions export SESSION -o FILE.alog [--tenant T]
 
 Writes a recorded roast as an Artisan log (opens in Artisan and `kiln analyze`): its readings
@@ -364,6 +376,29 @@ void print_session(const json::object& o, std::ostream& out) {
     out << "  profile:  none (QC checks roast.qc's defaults)\n";
   if (const auto* r = o.if_contains("reopens"); r && r->is_number() && r->to_number<int>() > 0)
     out << "  reopened: " << r->to_number<int>() << " time(s) after a silence\n";
+  if (const auto* w = o.if_contains("weight"); w && w->is_object()) {
+    const auto& weight = w->as_object();
+    auto grams = [&](const char* key, const char* what) {
+      const auto* v = weight.if_contains(key);
+      if (!v || !v->is_number()) return std::string(what) + " not weighed";
+      std::ostringstream s;
+      s << std::fixed << std::setprecision(1) << v->to_number<double>() << " g " << what;
+      return s.str();
+    };
+    auto known = [&](const char* key) {
+      const auto* v = weight.if_contains(key);
+      return v && v->is_number();
+    };
+    if (known("green_g") || known("roasted_g")) {
+      out << "  weight:   " << grams("green_g", "green") << " → " << grams("roasted_g", "roasted");
+      if (known("loss_percent")) {
+        std::ostringstream s;
+        s << std::fixed << std::setprecision(1) << weight.at("loss_percent").to_number<double>();
+        out << ", loss " << s.str() << " %";
+      }
+      out << "\n";
+    }
+  }
   if (const auto* m = o.if_contains("marks"); m && m->is_object() && !m->as_object().empty()) {
     // As a roast's clock reads them: from CHARGE, the marked one where there is one.
     const auto& marks = m->as_object();
@@ -477,15 +512,31 @@ static double clock_arg(const std::string& text) {
       text + "'");
 }
 
+// "500" or "432.5": grams above 0.
+static double grams_arg(const std::string& text, const char* flag) {
+  try {
+    std::size_t used = 0;
+    const double g = std::stod(text, &used);
+    if (used == text.size() && std::isfinite(g) && g > 0) return g;
+  } catch (const std::exception&) {
+  }
+  throw std::invalid_argument(std::string(flag) + " wants a weight in grams (e.g. 500), not '" +
+                              text + "'");
+}
+
 MarkArgs mark_args(const Args& a,
                    const std::function<std::optional<std::string>(const std::string&)>& newest) {
   MarkArgs m;
-  std::string event;
+  m.action = a.positional.size() > 1 && a.positional[1] == "weigh" ? "weigh" : "mark";
+  const bool weigh = m.action == "weigh";
+  // What follows SESSION: the EVENT to mark; nothing to weigh.
+  const std::size_t rest = weigh ? 0 : 1;
+  const std::string usage = weigh ? "kiln sessions weigh SESSION --green 500 --roasted 430"
+                                  : "kiln sessions mark SESSION FCs --at 8:12";
   if (a.device) {
-    if (a.positional.size() != 3)
-      throw std::invalid_argument(
-          "sessions mark --device D takes the EVENT alone (kiln sessions mark --device D FCs)");
-    event = a.positional[2];
+    if (a.positional.size() != 2 + rest)
+      throw std::invalid_argument("sessions " + m.action + " --device D takes " +
+                                  (weigh ? "no SESSION" : "the EVENT alone") + " (" + usage + ")");
     auto s = newest(*a.device);
     if (!s)
       throw missions::MissionError(
@@ -493,18 +544,24 @@ MarkArgs mark_args(const Args& a,
           "device " + *a.device + " has no roast session (kiln sessions list shows them)");
     m.session = *s;
   } else {
-    if (a.positional.size() != 4)
-      throw std::invalid_argument(
-          "sessions mark needs a SESSION and an EVENT (kiln sessions mark SESSION FCs --at 8:12), "
-          "or --device D and the EVENT");
+    if (a.positional.size() != 3 + rest)
+      throw std::invalid_argument("sessions " + m.action + " needs a SESSION" +
+                                  (weigh ? "" : " and an EVENT") + " (" + usage +
+                                  "), or --device D" + (weigh ? "" : " and the EVENT"));
     m.session = a.positional[2];
-    event = a.positional[3];
   }
-  m.body["event"] = event;
+  if (a.no_report) m.body["report"] = false;
+  if (weigh) {
+    if (!a.green && !a.roasted)
+      throw std::invalid_argument("sessions weigh needs --green GRAMS, --roasted GRAMS or both");
+    if (a.green) m.body["green_g"] = grams_arg(*a.green, "--green");
+    if (a.roasted) m.body["roasted_g"] = grams_arg(*a.roasted, "--roasted");
+    return m;
+  }
+  m.body["event"] = a.positional.back();
   if (a.clear && a.at) throw std::invalid_argument("--clear removes the mark: give no --at");
   if (a.clear) m.body["clear"] = true;
   if (a.at) m.body["after_charge"] = clock_arg(*a.at);
-  if (a.no_report) m.body["report"] = false;
   return m;
 }
 
@@ -520,9 +577,18 @@ int cmd_sessions_mark(const Args& a, std::ostream& out) {
   if (const auto at = m.session.rfind('@'); !a.tenant_filter && at != std::string::npos)
     tenant = m.session.substr(at + 1);
   const auto* report = m.body.if_contains("report");
-  k->telemetry().sessions().mark(tenant, m.session, telemetry::Mark::from_json(m.body),
-                                 missions::Actor{"cli", missions::Role::kAdmin},
-                                 !report || report->as_bool());
+  const missions::Actor cli{"cli", missions::Role::kAdmin};
+  if (m.action == "weigh") {
+    auto grams = [&](const char* key) -> std::optional<double> {
+      const auto* v = m.body.if_contains(key);
+      return v ? std::optional<double>(v->to_number<double>()) : std::nullopt;
+    };
+    k->telemetry().sessions().weigh(tenant, m.session, grams("green_g"), grams("roasted_g"), cli,
+                                    !report || report->as_bool());
+  } else {
+    k->telemetry().sessions().mark(tenant, m.session, telemetry::Mark::from_json(m.body), cli,
+                                   !report || report->as_bool());
+  }
   auto s = telemetry::Sessionizer::get(k->storage_path(), tenant, m.session);
   if (a.json)
     out << pretty(s->to_json());

@@ -30,12 +30,14 @@ int cmd_devices_revoke(const Args& a, std::ostream& out);
 int cmd_devices_list(const Args& a, std::ostream& out);
 int cmd_sessions_list(const Args& a, std::ostream& out);
 int cmd_sessions_show(const Args& a, std::ostream& out);
+// `kiln sessions mark` and `kiln sessions weigh`.
 int cmd_sessions_mark(const Args& a, std::ostream& out);
-// `kiln sessions mark`'s request: the session (SESSION, or with --device D that device's newest
-// session, through `newest`), and the body of POST /v1/sessions/{id}:mark. Throws
-// std::invalid_argument for a usage error.
+// Their request: the session (SESSION, or with --device D that device's newest session, through
+// `newest`), the action ("mark" or "weigh") and the body of POST /v1/sessions/{id}:ACTION.
+// Throws std::invalid_argument for a usage error.
 struct MarkArgs {
   std::string session;
+  std::string action;
   boost::json::object body;
 };
 MarkArgs mark_args(const Args& a,
