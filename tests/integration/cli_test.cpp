@@ -969,6 +969,10 @@ BOOST_AUTO_TEST_CASE(predict_aims_at_the_profiles_dtr) {
       std::string(KILN_SOURCE_DIR) + "/tests/fixtures/artisan-alog/26-04-12_sidamo_no42.alog";
   BOOST_REQUIRE(kiln({"profiles", "import", alog, "--name", "sidamo"}).exit_code == 0);
   BOOST_REQUIRE(kiln({"devices", "profile", "sim-6", "sidamo"}).exit_code == 0);
+  // The device list says what each roaster roasts to.
+  auto devices = kiln({"devices", "list"});
+  BOOST_TEST(std::regex_search(devices.out, std::regex("PROFILE\n[^\n]* sim-6 [^\n]* sidamo\n")),
+             devices.out);
   auto shown = kiln({"profiles", "show", "sidamo", "--json"});
   const auto profile = json::parse(shown.out);
   const auto& targets = profile.as_object().contains("targets")

@@ -28,8 +28,10 @@
 #include "kiln/nodes/event_detector.hpp"
 #include "kiln/nodes/telemetry_driver.hpp"
 #include "runtime/kernel.hpp"
+#include "storage/sqlite.hpp"
 #include "telemetry/envelope.hpp"
 #include "telemetry/ingest.hpp"
+#include "telemetry/profiles.hpp"
 #include "telemetry/session_views.hpp"
 #include "telemetry/sessions.hpp"
 
@@ -105,13 +107,18 @@ std::optional<telemetry::PublicKey> public_key_arg(const Args& a) {
   }
 }
 
-void print_keys(const std::vector<telemetry::DeviceKey>& keys, std::ostream& out) {
+// `profile_of(tenant, device)`: the profile the device roasts to, "" for none.
+void print_keys(
+    const std::vector<telemetry::DeviceKey>& keys,
+    const std::function<std::string(const std::string&, const std::string&)>& profile_of,
+    std::ostream& out) {
   const std::string now = ledger::utc_now_millis();
   std::vector<std::vector<std::string>> rows{
-      {"KEY", "TENANT", "DEVICE", "STATE", "CREATED", "UNTIL", "REVOKED"}};
+      {"KEY", "TENANT", "DEVICE", "STATE", "CREATED", "UNTIL", "REVOKED", "PROFILE"}};
   for (const auto& k : keys)
     rows.push_back({k.kid, k.tenant, k.device, k.status(now), k.created_at,
-                    k.not_after.value_or(""), k.revoked_at.value_or("")});
+                    k.not_after.value_or(""), k.revoked_at.value_or(""),
+                    profile_of(k.tenant, k.device)});
   print_table(rows, out);
 }
 
@@ -185,7 +192,8 @@ Revokes one key, or every key of a device; its envelopes are refused from then o
 )"},
       {"devices list", R"(Usage: kiln devices list [--tenant T] [--json]
 
-Device keys: kid, tenant, device, status (active, retiring, expired, revoked), created.
+Device keys: kid, tenant, device, status (active, retiring, expired, revoked), created, and the
+profile the device roasts to (kiln devices profile).
 )"},
       {"sessions list",
        R"(Usage: kiln sessions list [--tenant T] [--device D] [--since DATE] [--limit N] [--json]
@@ -307,10 +315,17 @@ int cmd_devices_list(const Args& a, std::ostream& out) {
     out << pretty(arr);
     return runtime::kExitOk;
   }
-  if (keys.empty())
+  if (keys.empty()) {
     out << "no devices (kiln devices add DEVICE)\n";
-  else
-    print_keys(keys, out);
+    return runtime::kExitOk;
+  }
+  storage::Connection c(k->storage_path(), storage::Connection::Mode::kReadOnly);
+  print_keys(
+      keys,
+      [&](const std::string& tenant, const std::string& device) {
+        return telemetry::ProfileStore::assigned(c, tenant, device).value_or("");
+      },
+      out);
   return runtime::kExitOk;
 }
 
@@ -1015,6 +1030,10 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
           : speed > 0          ? ", speed " + short_number(speed) + "x"
                                : std::string(", as fast as it reads"))
       << " -> " << (client ? url : std::string("local storage")) << "\n";
+  // First crack is heard, not seen: how to say so while this records in real time.
+  if (info.paced_by_device || speed == 1)
+    out << "at first crack: kiln sessions mark --device " << cred.device << " FCs"
+        << (client ? " --server " + url : std::string()) << "\n";
   bool spool_backlog = client && !fs::is_empty(spool);
   auto flush_batch = [&]() {
     if (pending.empty()) return;
