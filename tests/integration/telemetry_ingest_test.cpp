@@ -740,6 +740,11 @@ BOOST_AUTO_TEST_CASE(a_roasters_first_crack_mark_reaches_the_report) {
                       (after.at("charge_t").as_double() + fcs)) < 0.01);
   const std::string second(after.at("mission_id").as_string());
   BOOST_TEST(second != first);  // the report mission again, with the mark
+  // The report it replaces leaves the approver's queue.
+  const auto replaced = mission_in(s, first, {"CANCELED"});
+  BOOST_TEST(replaced.at("state").as_string() == "CANCELED", json::serialize(replaced));
+  BOOST_TEST(contains(s.call("GET", "/v1/ledger?stream=mission/" + first, "viewer").body,
+                      "replaced by mission " + second));
   m = mission_in(s, second, {"DONE", "FAILED", "QUARANTINED"});
   const auto& analysis = m.at("steps").as_array()[1].at("output");
   BOOST_TEST(analysis.at("event_sources").at("FCs").as_string() == "marked");
@@ -757,6 +762,7 @@ BOOST_AUTO_TEST_CASE(a_roasters_first_crack_mark_reaches_the_report) {
   auto report = body(s.call("GET", "/v1/sessions/" + id + "/report", "viewer"));
   BOOST_TEST(report.at("events").at("FCs").at("estimated").as_bool() == false,
              json::serialize(report.at("events")));
+  BOOST_TEST(report.at("events").at("FCs").at("source").as_string() == "marked");
 
   // The CLI, from the server: the device's newest session, DROP marked at M:SS without a new
   // report; its view lists the marks as the roast's clock reads them.
@@ -767,9 +773,14 @@ BOOST_AUTO_TEST_CASE(a_roasters_first_crack_mark_reaches_the_report) {
   BOOST_TEST(contains(cli.out, "marked:   FCs "), cli.out);
   BOOST_TEST(contains(cli.out, " DROP 7:25 (after CHARGE"), cli.out);
   BOOST_TEST(contains(cli.out, "mission " + second), cli.out);
+  // That report was made before this mark: the session says so.
+  BOOST_TEST(contains(cli.out, "(before the latest marks or weights)"), cli.out);
   auto bad_at = s.kiln({"sessions", "mark", id, "FCs", "--at", "6:75"});
   BOOST_TEST(bad_at.exit_code == 2, bad_at.out + bad_at.err);
   BOOST_TEST(contains(bad_at.err, "--at wants the time after CHARGE as M:SS"), bad_at.err);
+  auto dotted = s.kiln({"sessions", "mark", id, "FCs", "--at", "6.05"});  // a misread clock
+  BOOST_TEST(dotted.exit_code == 2, dotted.out + dotted.err);
+  BOOST_TEST(contains(dotted.err, "did you mean 6:05?"), dotted.err);
   auto order = s.kiln({"sessions", "mark", id, "DRY_END", "--at", "7:00"});
   BOOST_TEST(order.exit_code != 0);
   BOOST_TEST(contains(order.err, "is not before FCs (marked at "), order.err);

@@ -452,7 +452,10 @@ BOOST_AUTO_TEST_CASE(a_roaster_marks_first_crack_on_a_closed_session) {
   telemetry::Mark bad = m;
   refused(bad, Code::kForbidden, "operator role", missions::Actor{"v", missions::Role::kViewer});
   bad.event = "SCs";
-  refused(bad, Code::kInvalidInput, "one of CHARGE, DRY_END, FCs, DROP", roaster);
+  refused(bad, Code::kInvalidInput, "one of CHARGE, DRY_END, FCs, DROP (second crack is not",
+          roaster);
+  bad.event = "fc";
+  refused(bad, Code::kInvalidInput, "(first crack: FCs)", roaster);
   bad.event = "FCs";
   BOOST_REQUIRE(*closed.end_t > *closed.drop_t);
   // After the DROP it closed at, before its last reading.
@@ -571,8 +574,10 @@ BOOST_AUTO_TEST_CASE(a_roaster_weighs_the_batch_green_then_roasted) {
     }
   };
   refused(std::nullopt, std::nullopt, "green_g", "give a weight");
-  refused(0.0, std::nullopt, "green_g", "above 0");
-  refused(std::nullopt, 250000.0, "roasted_g", "at most 100000");
+  refused(0.0, std::nullopt, "green_g", "from 10 g to 100000 g");
+  refused(0.5, std::nullopt, "green_g", "weights are in grams (500 for half a kilo)");
+  refused(std::nullopt, 250000.0, "roasted_g", "from 10 g to 100000 g");
+  refused(std::nullopt, 200.0, "roasted_g", "200.0 g roasted from 500.0 g green is a loss of 60 %");
   refused(std::nullopt, 520.0, "roasted_g", "520.0 g roasted is not below 500.0 g green");
   refused(400.0, std::nullopt, "green_g", "431.0 g roasted is not below 400.0 g green");
   BOOST_CHECK_THROW(

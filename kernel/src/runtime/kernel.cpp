@@ -426,30 +426,35 @@ telemetry::TelemetryService& Kernel::telemetry() {
       missions::CreateRequest req;
       req.tenant = s.tenant;
       req.template_name = mission;
-      // The marks as they are now (device time in whole milliseconds: exact through the
-      // mission's stored inputs), so that the mission reports what it was started for.
-      boost::json::object marks;
-      for (const auto& [event, t] : s.marks) marks[event] = std::llround(t * 1000);
-      // And the batch's weights, in whole milligrams as well (null: not weighed).
-      auto mg = [](const std::optional<double>& g) {
-        return g ? boost::json::value(std::llround(*g * 1000)) : boost::json::value();
-      };
-      boost::json::object weight{{"green_mg", mg(s.green_g)}, {"roasted_mg", mg(s.roasted_g)}};
-      req.inputs = boost::json::object{{"session", s.id}, {"marks", marks}};
-      if (s.green_g || s.roasted_g) req.inputs["weight"] = weight;
+      // The marks and weights as they are now, so that the mission reports what it was started
+      // for however they change while it waits.
+      const auto started_for = s.report_inputs();
+      req.inputs = started_for;
+      req.inputs["session"] = s.id;
       // Once per close and marks: a session opened again (readings continued it) gets a new
       // report, and so does one a roaster marked after it closed (the same marks again: the
       // report already made for them).
       req.idempotency_key =
           "session:" + s.id + (s.reopens ? "#" + std::to_string(s.reopens) : std::string());
-      if (!marks.empty() || s.green_g || s.roasted_g)
+      if (!s.marks.empty() || s.green_g || s.roasted_g)
         *req.idempotency_key +=
-            "|marks:" + common::sha256_hex(boost::json::serialize(boost::json::object{
-                                               {"marks", marks}, {"weight", weight}}))
-                            .substr(0, 16);
+            "|marks:" + common::sha256_hex(boost::json::serialize(started_for)).substr(0, 16);
       req.actor = missions::Actor{"sessionizer", missions::Role::kOperator};
       try {
         auto r = m.create(req);
+        // The report it replaces (made before these marks or weights) leaves the queues: an
+        // approver would otherwise be asked about a roast whose report has been made again.
+        if (s.mission_id && *s.mission_id != r.mission.id) {
+          const auto old = m.get(s.tenant, *s.mission_id);
+          if (old && (old->state == missions::state::kPending ||
+                      old->state == missions::state::kQuarantined ||
+                      old->state == missions::state::kRetry)) {
+            m.cancel(s.tenant, old->id, req.actor,
+                     "replaced by mission " + r.mission.id +
+                         " (the session's marks or weights changed)");
+            spdlog::info("session {}: mission {} replaced by {}", s.id, old->id, r.mission.id);
+          }
+        }
         telemetry_->sessions().set_mission(s, r.mission.id);
         spdlog::info("session {}: mission {} ({}) {}", s.id, r.mission.id, mission,
                      r.mission.state);

@@ -178,7 +178,8 @@ ProfileRef ProfileRef::parse(const std::string& text) {
   const auto at = text.rfind('@');
   r.name = text.substr(0, at);
   if (at != std::string::npos) {
-    const std::string v = text.substr(at + 1);
+    std::string v = text.substr(at + 1);
+    if (v.size() > 1 && (v[0] == 'v' || v[0] == 'V')) v.erase(0, 1);  // "@v2", as listings print it
     std::size_t used = 0;
     long long n = 0;
     try {

@@ -11,6 +11,7 @@
 #include <limits>
 #include <map>
 
+#include "common/strings.hpp"
 #include "storage/sqlite.hpp"
 #include "telemetry/devices.hpp"
 #include "telemetry/ingest.hpp"
@@ -73,7 +74,7 @@ void find_last_reading(Connection& c, SessionInfo& s) {
 void find_report(Connection& c, SessionInfo& s) {
   if (!s.mission_id) return;
   auto st = c.prepare(
-      "SELECT m.state, q.output, q.error FROM missions m LEFT JOIN mission_steps q ON "
+      "SELECT m.state, q.output, q.error, m.inputs FROM missions m LEFT JOIN mission_steps q ON "
       "q.mission_id = m.id AND q.tool = 'roast.qc' WHERE m.id = ? AND m.tenant = ?");
   st.bind(1, *s.mission_id).bind(2, s.tenant);
   if (!st.step()) return;
@@ -100,6 +101,18 @@ void find_report(Connection& c, SessionInfo& s) {
     const auto err = json::parse(st.text(2), ec);
     if (!ec && member(err, {"code"}) == std::optional<std::string>("qc_failed"))
       r.verdict = member(err, {"details", "verdict"});
+  }
+  // The marks and weights it was made for (its inputs; a mission started before they were
+  // carried took whatever the session had when it ran) against the session's now.
+  const auto inputs = json::parse(st.text(3), ec);
+  if (!ec && inputs.is_object() && inputs.as_object().contains("marks")) {
+    const auto& in = inputs.as_object();
+    const auto now = s.report_inputs();
+    auto member = [](const json::object& o, const char* k) {
+      return o.contains(k) ? o.at(k) : json::value();
+    };
+    r.outdated = member(in, "marks") != member(now, "marks") ||
+                 member(in, "weight") != member(now, "weight");
   }
   s.report = std::move(r);
 }
@@ -138,6 +151,18 @@ void merge(std::vector<Sample>& into, std::vector<Sample> more) {
 
 }  // namespace
 
+json::object SessionInfo::report_inputs() const {
+  json::object ms;
+  for (const auto& [event, t] : marks) ms[event] = std::llround(t * 1000);
+  json::object out{{"marks", std::move(ms)}};
+  auto mg = [](const std::optional<double>& g) {
+    return g ? json::value(std::llround(*g * 1000)) : json::value();
+  };
+  if (green_g || roasted_g)
+    out["weight"] = json::object{{"green_mg", mg(green_g)}, {"roasted_mg", mg(roasted_g)}};
+  return out;
+}
+
 json::object SessionInfo::to_json() const {
   json::object o{
       {"id", id},
@@ -174,18 +199,25 @@ json::object SessionInfo::to_json() const {
     o["report"] = json::object{{"mission", mission_id ? json::value(*mission_id) : nullptr},
                                {"state", report->state},
                                {"verdict", opt(report->verdict)},
-                               {"accepted_by", opt(report->accepted_by)}};
+                               {"accepted_by", opt(report->accepted_by)},
+                               {"outdated", report->outdated}};
   } else {
     o["report"] = nullptr;
   }
   // The newest reading: where it ended, or (open) the newest so far.
   o["last_t"] = end_t ? json::value(*end_t) : last_t ? json::value(*last_t) : json::value(nullptr);
-  // The roast's length: CHARGE to DROP; to the last reading when it closed without a DROP, or
-  // so far while it is open.
+  // The roast's length: CHARGE to DROP (the roaster's marks where there are some); to the last
+  // reading when it closed without a DROP, or so far while it is open.
+  const auto marked = [&](const char* event, std::optional<double> otherwise) {
+    const auto it = marks.find(event);
+    return it != marks.end() ? std::optional<double>(it->second) : otherwise;
+  };
+  const double charge = *marked("CHARGE", charge_t);
+  const auto drop = marked("DROP", drop_t);
   if (end_t)
-    o["duration_s"] = std::round(((drop_t ? *drop_t : *end_t) - charge_t) * 10) / 10;
+    o["duration_s"] = std::round(((drop ? *drop : *end_t) - charge) * 10) / 10;
   else if (last_t)
-    o["duration_s"] = std::round((*last_t - charge_t) * 10) / 10;
+    o["duration_s"] = std::round(((drop ? *drop : *last_t) - charge) * 10) / 10;
   return o;
 }
 
@@ -730,12 +762,20 @@ SessionInfo Sessionizer::mark(const std::string& tenant, const std::string& id, 
                               const missions::Actor& by, bool report) {
   require_operator(by, "marking a roast event");
   const auto event = markable_event(m.event);
-  if (!event)
+  if (!event) {
+    const std::string key = common::to_lower(m.event);
+    const std::string hint = key == "fc" || key.find("first") != std::string::npos
+                                 ? " (first crack: FCs)"
+                             : key.rfind("sc", 0) == 0 || key.find("second") != std::string::npos
+                                 ? " (second crack is not analysed: it is not marked here)"
+                             : key == "tp" ? " (TP is always the lowest BT after CHARGE)"
+                                           : "";
     throw MissionError(MissionError::Code::kInvalidInput,
                        "'" + m.event +
-                           "' is not an event a roaster marks: one of CHARGE, DRY_END, FCs, DROP "
-                           "(TP is always the lowest BT after CHARGE)",
+                           "' is not an event a roaster marks: one of CHARGE, DRY_END, FCs, DROP" +
+                           hint,
                        "event");
+  }
   const double now =
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   // The request member a time refused was in (none for a mark at now).
@@ -763,7 +803,7 @@ SessionInfo Sessionizer::mark(const std::string& tenant, const std::string& id, 
         throw MissionError(MissionError::Code::kInvalidInput,
                            "session " + id + " is closed, so a mark needs its time: when " +
                                *event + " happened after CHARGE (`kiln sessions mark " + id + " " +
-                               *event + " --at M:SS`, or \"after_charge\" in seconds)",
+                               *event + " --at M:SS`; over HTTP after_charge, in seconds)",
                            "after_charge");
       const double when = m.t ? *m.t : m.after_charge ? charge + *m.after_charge : now;
       // Within the session's readings; an open one's go on (a mark may come before the batch
@@ -836,11 +876,14 @@ SessionInfo Sessionizer::weigh(const std::string& tenant, const std::string& id,
                        "roasted beans out), in grams",
                        "green_g");
   for (const auto& [g, field] : {std::pair{green_g, "green_g"}, std::pair{roasted_g, "roasted_g"}})
-    if (g && !(std::isfinite(*g) && *g > 0 && *g <= 100000))
-      throw MissionError(
-          MissionError::Code::kInvalidInput,
-          std::string(field) + " must be a weight in grams above 0 and at most 100000 (100 kg)",
-          field);
+    if (g && !(std::isfinite(*g) && *g >= 10 && *g <= 100000)) {
+      char buf[240];
+      std::snprintf(buf, sizeof buf,
+                    "the %s weight (%s) must be in grams, from 10 g to 100000 g (100 kg), not %g%s",
+                    field == std::string("green_g") ? "green" : "roasted", field, *g,
+                    *g > 0 && *g < 10 ? ": weights are in grams (500 for half a kilo)" : "");
+      throw MissionError(MissionError::Code::kInvalidInput, buf, field);
+    }
   SessionInfo after;
   bool changed = false;
   ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
@@ -854,6 +897,16 @@ SessionInfo Sessionizer::weigh(const std::string& tenant, const std::string& id,
                     "roasted beans weigh less than the green beans charged: %.1f g roasted is not "
                     "below %.1f g green",
                     roasted, green);
+      throw MissionError(MissionError::Code::kInvalidInput, buf,
+                         roasted_g ? "roasted_g" : "green_g");
+    }
+    // Coffee loses about 10-25 % of its weight in a roast: half or more is a typo.
+    if (green > 0 && roasted > 0 && roasted < green / 2) {
+      char buf[260];
+      std::snprintf(buf, sizeof buf,
+                    "%.1f g roasted from %.1f g green is a loss of %.0f %%; a roast loses about "
+                    "10-25 %%: check the weights (grams; give both to correct one stored before)",
+                    roasted, green, (green - roasted) / green * 100);
       throw MissionError(MissionError::Code::kInvalidInput, buf,
                          roasted_g ? "roasted_g" : "green_g");
     }

@@ -74,9 +74,15 @@ struct SessionInfo {
   struct Report {
     std::string state;
     std::optional<std::string> verdict, accepted_by;
+    // Made for other marks or weights than the session has now (a change with report: false).
+    bool outdated = false;
   };
   std::optional<Report> report;
   boost::json::object to_json() const;
+  // What its report mission is started for, as the mission's inputs carry it: {"marks": {event:
+  // device time in whole ms}} and, once weighed, "weight": {"green_mg", "roasted_mg"} (whole
+  // numbers: exact through the stored inputs that idempotency and `outdated` compare).
+  boost::json::object report_inputs() const;
 };
 
 // The events a roaster may mark on a session, in the order a roast passes them.

@@ -193,11 +193,22 @@ json::object run_qc(const json::object& analysis, const json::object& targets) {
         e && e->is_object() && e->as_object().if_contains(ev) && !e->as_object().at(ev).is_null();
     if (!present) add(std::string("event ") + ev, "fail", std::string(ev) + " was not found");
   }
+  // FCs the detector estimated from the phase temperature (no roaster's mark): a check that rests
+  // on it says so, for a roaster to mark it where they heard it.
+  const json::value* fcs_source = nullptr;
+  if (const auto* src = analysis.if_contains("event_sources"); src && src->is_object())
+    fcs_source = src->as_object().if_contains("FCs");
+  const bool fcs_estimated = fcs_source && fcs_source->is_string() && *fcs_source == "phases";
   for (const auto& kv : targets) {
     const std::string name(kv.key());
     if (!kv.value().is_object())
       throw std::invalid_argument("QC target '" + name + "' must be an object");
     const auto [lo, hi, margin] = range_of(name, kv.value().as_object());
+    const std::string estimate =
+        fcs_estimated && (name == "fcs_time" || name == "fcs_bt" || name == "development_time" ||
+                          name == "dtr" || name == "ror_fcs")
+            ? " (FCs estimated from the temperature, not marked)"
+            : "";
     const auto v = metric(analysis, name);
     json::array range{lo, hi};
     const Say say{words_of(name), unit};
@@ -221,14 +232,15 @@ json::object run_qc(const json::object& analysis, const json::object& targets) {
     }
     const double x = *v;
     if (x >= lo && x <= hi) {
-      add(name, "pass", say.w.label + " " + say.value(x) + ", within " + say.range(lo, hi), x,
-          range);
+      add(name, "pass",
+          say.w.label + " " + say.value(x) + ", within " + say.range(lo, hi) + estimate, x, range);
     } else {
       const bool low = x < lo;
       const double off = low ? lo - x : x - hi;
       add(name, off <= margin ? "warn" : "fail",
-          say.w.label + " " + say.value(x) + ", " + say.off(off, low) + say.range(lo, hi), x,
-          range);
+          say.w.label + " " + say.value(x) + ", " + say.off(off, low) + say.range(lo, hi) +
+              estimate,
+          x, range);
     }
   }
   if (const auto* r = analysis.if_contains("ror"); r && r->is_object()) {

@@ -158,6 +158,11 @@ json::object report_summary(const ReportInput& in) {
   }
   if (events.at("FCs").is_object())
     events["FCs"].as_object()["estimated"] = fcs_estimated(in.analysis);
+  // How each was found: "marked" (the roaster's, or the file's), or the detector's way.
+  if (const auto* src = in.analysis.if_contains("event_sources"); src && src->is_object())
+    for (auto& [name, e] : events)
+      if (const auto* how = src->as_object().if_contains(name); how && e.is_object())
+        e.as_object()["source"] = *how;
   json::object out{
       {"format", "kiln.roast-report/1"},
       {"title", in.title},
@@ -451,7 +456,9 @@ std::string render_report_html(const ReportInput& in) {
         row(std::string_view(ev) == "DRY_END" ? "DRY END" : ev,
             mmss(e->as_object().at("time").to_number<double>()) + "  BT " +
                 f1(e->as_object().at("bt").to_number<double>()) +
-                (estimated ? "  (estimated: BT reached the FCs temperature; not marked)" : ""));
+                (estimated ? "  (estimated: BT reached the FCs temperature; not marked)"
+                 : std::string_view(ev) == "FCs" ? "  (marked)"
+                                                 : ""));
       else
         row(std::string_view(ev) == "DRY_END" ? "DRY END" : ev, "not found");
     }

@@ -804,3 +804,29 @@ BOOST_AUTO_TEST_CASE(weight_loss_is_checked_once_the_batch_is_weighed) {
   BOOST_TEST(check().at("result").as_string() == "fail");
   BOOST_TEST(describe_targets(targets, 'C').front() == "weight loss 12.0–16.0 %");
 }
+
+// A check that rests on an FCs the detector estimated (no roaster's mark) says so: the roaster
+// who heard first crack elsewhere knows to mark it.
+BOOST_AUTO_TEST_CASE(qc_says_when_first_crack_was_estimated) {
+  auto log = parse_alog(read(kFixtures / fixtures().front()));
+  log.phases[2] = 185;
+  AnalysisOptions o;
+  o.detect = true;
+  const auto a = analyze(log, o, &kDetector);
+  BOOST_REQUIRE(a.fcs_source == "phases");
+  const json::object targets{{"fcs_time", json::object{{"min", 0}, {"max", 1}}},
+                             {"drop_time", json::object{{"min", 0}, {"max", 1}}}};
+  const auto qc = run_qc(to_json(a), targets);
+  for (const auto& c : qc.at("checks").as_array()) {
+    const std::string reason(c.at("reason").as_string());
+    const bool said =
+        reason.find("(FCs estimated from the temperature, not marked)") != std::string::npos;
+    if (c.at("check") == "fcs_time") BOOST_TEST(said, reason);
+    if (c.at("check") == "drop_time") BOOST_TEST(!said, reason);  // DROP is not FCs
+  }
+  // Marked: nothing to say.
+  o.detect = false;
+  const auto marked = run_qc(to_json(analyze(log, o, &kDetector)), targets);
+  for (const auto& c : marked.at("checks").as_array())
+    BOOST_TEST(std::string(c.at("reason").as_string()).find("estimated") == std::string::npos);
+}

@@ -217,7 +217,8 @@ in the session's analysis, QC, report and prediction. Without --at the mark is n
 first crack starts); --at 8:12 (or 492, seconds) is that long after CHARGE. --device D marks
 that device's newest session (the roast under way). --clear removes the mark.
 A closed session's report mission (roast_report) runs again with the marks, so its QC and
-report use them (--no-report: not now; `kiln report` always uses them). With --server the server
+report use them (--no-report: not now; `kiln report` always uses them); the report it replaces,
+if still waiting (for an approver, say), is canceled. With --server the server
 records it (POST /v1/sessions/SESSION:mark, operator role).
 )"},
       {"sessions weigh",
@@ -225,7 +226,8 @@ records it (POST /v1/sessions/SESSION:mark, operator role).
        kiln sessions weigh --device D [--green GRAMS] [--roasted GRAMS]
 
 Records the batch's weights in grams: --green, the green beans charged; --roasted, the roasted
-beans out (weighed once cooled, so often later). Roasted must weigh less than green. The
+beans out (weighed once cooled, so often later). Roasted must weigh less than green (a roast
+loses about 10-25 %; half or more is refused as a typo). The
 session's analysis and report then give the weight loss, and QC checks it against a
 weight_loss target (a profile's or a mission's: {"weight_loss": {"min": 12, "max": 16}}; not yet
 weighed: a warning). A closed session's report mission runs again with the weights
@@ -356,10 +358,14 @@ static std::string qc_status(const json::object& session) {
     return v && v->is_string() ? std::string(v->as_string()) : std::string();
   };
   const std::string verdict = text("verdict"), state = text("state");
-  if (verdict.empty()) return "QC " + common::to_lower(state);
-  if (verdict != "fail") return "QC " + verdict;
-  if (!text("accepted_by").empty()) return "QC fail, accepted by " + text("accepted_by");
-  return state == "QUARANTINED" ? "QC fail, held for an approver" : "QC fail";
+  const auto* outdated = report.if_contains("outdated");
+  const std::string before = outdated && outdated->is_bool() && outdated->as_bool()
+                                 ? " (before the latest marks or weights)"
+                                 : "";
+  if (verdict.empty()) return "QC " + common::to_lower(state) + before;
+  if (verdict != "fail") return "QC " + verdict + before;
+  if (!text("accepted_by").empty()) return "QC fail, accepted by " + text("accepted_by") + before;
+  return (state == "QUARANTINED" ? "QC fail, held for an approver" : "QC fail") + before;
 }
 
 void print_session(const json::object& o, std::ostream& out) {
@@ -429,11 +435,18 @@ void print_session(const json::object& o, std::ostream& out) {
   if (!mission.empty())
     out << "  report:   mission " << mission << ", " << qc_status(o) << " (kiln mission show "
         << mission << ")\n";
-  out << "  next:     "
-      << (open ? "kiln predict " + id + " (when FCs and DROP are due); at first crack: kiln " +
-                     "sessions mark " + id + " FCs"
-               : "kiln report " + id + " -o report.html (or -o summary.wav: the spoken summary)")
-      << "\n";
+  const auto* report = o.if_contains("report");
+  const bool held = report && report->is_object() && report->as_object().contains("state") &&
+                    report->as_object().at("state") == "QUARANTINED";
+  if (held)
+    out << "  next:     an approver accepts the roast (kiln mission approve " << mission
+        << " --reason TEXT), or mark FCs / weigh the batch if QC rests on a wrong estimate\n";
+  else
+    out << "  next:     "
+        << (open ? "kiln predict " + id + " (when FCs and DROP are due); at first crack: kiln " +
+                       "sessions mark " + id + " FCs"
+                 : "kiln report " + id + " -o report.html (or -o summary.wav: the spoken summary)")
+        << "\n";
 }
 
 void print_sessions(const json::array& sessions, std::ostream& out) {
@@ -503,6 +516,12 @@ int cmd_sessions_show(const Args& a, std::ostream& out) {
 
 // "8:12", "8:12.5" or "492": seconds after CHARGE.
 static double clock_arg(const std::string& text) {
+  // "8.05" is a clock misread far more often than 8.05 seconds: seconds are whole.
+  if (const auto dot = text.find('.'); dot != std::string::npos && dot > 0 &&
+                                       text.find(':') == std::string::npos &&
+                                       text.find_first_not_of("0123456789.") == std::string::npos)
+    throw std::invalid_argument("--at '" + text + "': seconds are whole (492); did you mean " +
+                                text.substr(0, dot) + ":" + text.substr(dot + 1) + "?");
   try {
     std::size_t used = 0;
     const auto colon = text.find(':');
@@ -535,8 +554,8 @@ static double grams_arg(const std::string& text, const char* flag) {
     if (used == text.size() && std::isfinite(g) && g > 0) return g;
   } catch (const std::exception&) {
   }
-  throw std::invalid_argument(std::string(flag) + " wants a weight in grams (e.g. 500), not '" +
-                              text + "'");
+  throw std::invalid_argument(std::string(flag) +
+                              " wants a weight in grams above 0 (e.g. 500), not '" + text + "'");
 }
 
 MarkArgs mark_args(const Args& a,
