@@ -80,6 +80,14 @@ telemetry::SessionInfo session_or_404(const runtime::Kernel& k, const Request& r
   return *s;
 }
 
+// POST /v1/sessions/{id}:mark|:weigh: the change, then the session as it is now (the report
+// mission the change started included).
+Response roaster_change(runtime::Kernel& k, Request& req, const char* action) {
+  k.telemetry().sessions().change(req.tenant, req.params.at("id"), action, req.json.as_object(),
+                                  *req.actor);
+  return Response::json(200, session_or_404(k, req).to_json());
+}
+
 // A file a mission step kept (the roast report's spoken summary), with its SHA-256 as the ETag:
 // a client that has it already (If-None-Match) gets 304 without the bytes.
 Response artifact_response(const missions::StoredArtifact& a, const Request& req) {
@@ -1171,19 +1179,7 @@ Router build_api(ApiContext& ctx) {
          "application/json",
          {},
          true,
-         [&k](Request& req) {
-           const auto& b = req.json.as_object();
-           auto grams = [&](const char* key) -> std::optional<double> {
-             const auto* v = b.if_contains(key);
-             return v ? std::optional<double>(v->to_number<double>()) : std::nullopt;
-           };
-           bool report = true;
-           if (const auto* r = b.if_contains("report")) report = r->as_bool();
-           k.telemetry().sessions().weigh(req.tenant, req.params.at("id"), grams("green_g"),
-                                          grams("roasted_g"), *req.actor, report);
-           const auto s = session_or_404(k, req);
-           return Response::json(200, s.to_json());
-         }});
+         [&k](Request& req) { return roaster_change(k, req, "weigh"); }});
   r.add({"POST",
          "/v1/sessions/{id}:mark",
          "markSessionEvent",
@@ -1208,17 +1204,7 @@ Router build_api(ApiContext& ctx) {
          "application/json",
          {},
          true,
-         [&k](Request& req) {
-           const auto& b = req.json.as_object();
-           const auto m = telemetry::Mark::from_json(b);
-           bool report = true;
-           if (const auto* r = b.if_contains("report")) report = r->as_bool();
-           auto& sessions = k.telemetry().sessions();
-           sessions.mark(req.tenant, req.params.at("id"), m, *req.actor, report);
-           // As it is now: the report mission the mark started included.
-           const auto s = session_or_404(k, req);
-           return Response::json(200, s.to_json());
-         }});
+         [&k](Request& req) { return roaster_change(k, req, "mark"); }});
   r.add({"GET",
          "/v1/sessions/{id}/samples",
          "getSessionSamples",

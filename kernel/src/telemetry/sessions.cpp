@@ -866,6 +866,19 @@ void Sessionizer::changed_by_roaster(const SessionInfo& s, bool report) {
   if (report && s.state == "closed" && on_closed_) on_closed_(s);
 }
 
+SessionInfo Sessionizer::change(const std::string& tenant, const std::string& id,
+                                const std::string& action, const json::object& body,
+                                const missions::Actor& by) {
+  const auto* r = body.if_contains("report");
+  const bool report = !r || !r->is_bool() || r->as_bool();
+  if (action == "mark") return mark(tenant, id, Mark::from_json(body), by, report);
+  auto grams = [&](const char* key) -> std::optional<double> {
+    const auto* v = body.if_contains(key);
+    return v && v->is_number() ? std::optional<double>(v->to_number<double>()) : std::nullopt;
+  };
+  return weigh(tenant, id, grams("green_g"), grams("roasted_g"), by, report);
+}
+
 SessionInfo Sessionizer::weigh(const std::string& tenant, const std::string& id,
                                std::optional<double> green_g, std::optional<double> roasted_g,
                                const missions::Actor& by, bool report) {

@@ -150,6 +150,11 @@ class Sessionizer {
   // forbidden (below operator).
   SessionInfo weigh(const std::string& tenant, const std::string& id, std::optional<double> green_g,
                     std::optional<double> roasted_g, const missions::Actor& by, bool report = true);
+  // A roaster's change as POST /v1/sessions/{id}:mark and :weigh take it (and `kiln sessions
+  // mark|weigh` sends it): `action` "mark" (Mark::from_json's members) or "weigh" ("green_g",
+  // "roasted_g"), with "report" (default true). Throws as mark() and weigh() do.
+  SessionInfo change(const std::string& tenant, const std::string& id, const std::string& action,
+                     const boost::json::object& body, const missions::Actor& by);
 
   // Reads (any process): sessions of a tenant (nullopt: all), newest first; one session; its
   // samples in time order.

@@ -44,7 +44,7 @@ struct RoastLog {
   std::size_t filled_bt = 0, filled_et = 0;
 };
 
-// The roast's name for people: its title, unless that is empty or Artisan's placeholder
+// The roast's name for people: its title, unless that is empty or Artisan's default title
 // ("Roaster Scope"); then the beans; else machine, batch and date ("Aillio Bullet R1 IBTS batch
 // 41, Sun Apr 12 2026").
 std::string display_title(const RoastLog& log);

@@ -53,6 +53,12 @@ std::string one_line(const json::value& v) {
   return common::json_text(v);
 }
 
+std::string one_decimal(double v) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%.1f", v);
+  return buf;
+}
+
 std::string mmss(const json::value& v) {
   if (!v.is_number()) return "-";
   const long t = std::lround(v.to_number<double>());

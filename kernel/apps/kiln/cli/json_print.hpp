@@ -15,6 +15,8 @@ std::string pretty(const boost::json::value& v);
 std::string one_line(const boost::json::value& v);
 // Seconds as a roaster reads a roast's times, "m:ss" (rounded); "-" when `v` is no number.
 std::string mmss(const boost::json::value& v);
+// 14.04 → "14.0": one decimal, as weights, temperatures and percentages are printed.
+std::string one_decimal(double v);
 // "2026-12-03", "2026-12-03T06:30" or "2026-12-03T06:30:00Z" (UTC) as epoch seconds. Throws
 // std::invalid_argument naming `flag` for anything else.
 double utc_seconds(const std::string& text, const std::string& flag);

@@ -3,7 +3,6 @@
 
 #include <cstdlib>
 #include <fstream>
-#include <iomanip>
 #include <optional>
 #include <sstream>
 
@@ -236,11 +235,7 @@ void print_rows(const json::array& profiles, std::ostream& out) {
 
 std::string text_of(const json::value& v) {
   if (v.is_null()) return "-";
-  if (v.is_number()) {
-    std::ostringstream s;
-    s << std::fixed << std::setprecision(1) << v.to_number<double>();
-    return s.str();
-  }
+  if (v.is_number()) return one_decimal(v.to_number<double>());
   return common::json_text(v);
 }
 

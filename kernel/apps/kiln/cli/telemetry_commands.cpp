@@ -402,9 +402,7 @@ void print_session(const json::object& o, std::ostream& out) {
     auto grams = [&](const char* key, const char* what) {
       const auto* v = weight.if_contains(key);
       if (!v || !v->is_number()) return std::string(what) + " not weighed";
-      std::ostringstream s;
-      s << std::fixed << std::setprecision(1) << v->to_number<double>() << " g " << what;
-      return s.str();
+      return one_decimal(v->to_number<double>()) + " g " + what;
     };
     auto known = [&](const char* key) {
       const auto* v = weight.if_contains(key);
@@ -412,11 +410,8 @@ void print_session(const json::object& o, std::ostream& out) {
     };
     if (known("green_g") || known("roasted_g")) {
       out << "  weight:   " << grams("green_g", "green") << " → " << grams("roasted_g", "roasted");
-      if (known("loss_percent")) {
-        std::ostringstream s;
-        s << std::fixed << std::setprecision(1) << weight.at("loss_percent").to_number<double>();
-        out << ", loss " << s.str() << " %";
-      }
+      if (known("loss_percent"))
+        out << ", loss " << one_decimal(weight.at("loss_percent").to_number<double>()) << " %";
       out << "\n";
     }
   }
@@ -514,6 +509,14 @@ int cmd_sessions_show(const Args& a, std::ostream& out) {
   return runtime::kExitOk;
 }
 
+// The tenant a command about `session` asks in: --tenant, else the one its id ends with (after
+// the '@'), else the default.
+static std::string tenant_of_session(const Args& a, const std::string& session) {
+  if (const auto at = session.rfind('@'); !a.tenant_filter && at != std::string::npos)
+    return session.substr(at + 1);
+  return a.tenant;
+}
+
 // "8:12", "8:12.5" or "492": seconds after CHARGE.
 static double clock_arg(const std::string& text) {
   // "8.05" is a clock misread far more often than 8.05 seconds: seconds are whole.
@@ -606,23 +609,9 @@ int cmd_sessions_mark(const Args& a, std::ostream& out) {
     if (list.empty()) return std::nullopt;
     return list.front().id;
   });
-  // A session's id ends with its tenant, after the '@'.
-  std::string tenant = a.tenant;
-  if (const auto at = m.session.rfind('@'); !a.tenant_filter && at != std::string::npos)
-    tenant = m.session.substr(at + 1);
-  const auto* report = m.body.if_contains("report");
-  const missions::Actor cli{"cli", missions::Role::kAdmin};
-  if (m.action == "weigh") {
-    auto grams = [&](const char* key) -> std::optional<double> {
-      const auto* v = m.body.if_contains(key);
-      return v ? std::optional<double>(v->to_number<double>()) : std::nullopt;
-    };
-    k->telemetry().sessions().weigh(tenant, m.session, grams("green_g"), grams("roasted_g"), cli,
-                                    !report || report->as_bool());
-  } else {
-    k->telemetry().sessions().mark(tenant, m.session, telemetry::Mark::from_json(m.body), cli,
-                                   !report || report->as_bool());
-  }
+  const std::string tenant = tenant_of_session(a, m.session);
+  k->telemetry().sessions().change(tenant, m.session, m.action, m.body,
+                                   missions::Actor{"cli", missions::Role::kAdmin});
   auto s = telemetry::Sessionizer::get(k->storage_path(), tenant, m.session);
   if (a.json)
     out << pretty(s->to_json());
@@ -641,9 +630,8 @@ struct Invoker {
   std::string tenant;
   // `session`: a session id the command names; without --tenant its tenant (after the '@') is
   // the one asked, as the id says where it belongs.
-  explicit Invoker(const Args& a, const std::string& session = {}) : tenant(a.tenant) {
-    if (const auto at = session.rfind('@'); !a.tenant_filter && at != std::string::npos)
-      tenant = session.substr(at + 1);
+  explicit Invoker(const Args& a, const std::string& session = {})
+      : tenant(tenant_of_session(a, session)) {
     const auto target = server_target(a);
     key = target.key;
     if (!target.url.empty())
