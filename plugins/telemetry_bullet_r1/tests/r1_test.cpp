@@ -4,10 +4,12 @@
 #define BOOST_TEST_MODULE telemetry_bullet_r1
 #include <boost/test/unit_test.hpp>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <set>
+#include <thread>
 #include <type_traits>
 
 #include "kiln/nodes/telemetry_driver.hpp"
@@ -156,6 +158,39 @@ BOOST_AUTO_TEST_CASE(gate_readings_are_served_as_frames) {
     BOOST_TEST(std::string(e.what()).find("bad.jsonl:1: not a reading") != std::string::npos,
                e.what());
   }
+}
+
+// Two gates run at once share a gates directory (ctest -j runs the sim's and the R1's gates
+// together): a readings file being rewritten is read whole, never half-written.
+BOOST_AUTO_TEST_CASE(a_readings_file_being_rewritten_reads_whole) {
+  test::TempDir dir;
+  const auto file = dir.path() / "telemetry_driver.readings.jsonl";
+  std::vector<telemetry::Sample> readings;
+  for (int i = 0; i < 4000; ++i)
+    readings.push_back(telemetry::Sample{1796290000.0 + i, 150.25, 230.5, 9.5, 7, 3, 6, 6});
+  nodes::write_gate_readings(file, readings);
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (int i = 0; i < 30; ++i) nodes::write_gate_readings(file, readings);
+    done = true;
+  });
+  int reads = 0;
+  std::string failure;
+  while (!done || reads == 0) {
+    try {
+      const auto got = nodes::read_gate_readings(file);
+      if (got.size() != readings.size() && failure.empty())
+        failure = std::to_string(got.size()) + " of " + std::to_string(readings.size());
+    } catch (const std::exception& e) {
+      if (failure.empty()) failure = e.what();
+    }
+    ++reads;
+  }
+  writer.join();
+  BOOST_TEST(failure.empty(), "a read saw a partly written file: " << failure);
+  BOOST_TEST_MESSAGE(reads << " reads during 30 rewrites");
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path()))
+    BOOST_TEST(entry.path().filename() == file.filename(), "left behind: " << entry.path());
 }
 
 BOOST_AUTO_TEST_CASE(without_a_roaster_usb_says_so) {

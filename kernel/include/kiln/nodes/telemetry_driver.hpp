@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -98,9 +99,13 @@ inline std::vector<telemetry::Sample> read_gate_readings(const std::filesystem::
 }
 
 // Writes readings in that format (the gate writes the control's; a plugin may write its own).
+// The file appears whole or not at all: it is written beside and renamed, so two gates run at
+// once in one gates directory never read each other's half-written file.
 inline void write_gate_readings(const std::filesystem::path& file,
                                 const std::vector<telemetry::Sample>& readings) {
-  std::ofstream out(file, std::ios::trunc);
+  auto partial = file;
+  partial += ".partial-" + std::to_string(std::random_device{}());
+  std::ofstream out(partial, std::ios::trunc);
   for (const auto& s : readings)
     out << boost::json::serialize(boost::json::object{{"t", s.t},
                                                       {"bt", s.bt},
@@ -112,7 +117,13 @@ inline void write_gate_readings(const std::filesystem::path& file,
                                                       {"state", s.state}})
         << "\n";
   out.close();
-  if (!out) throw std::runtime_error("cannot write the gate readings file " + file.string());
+  std::error_code ec;
+  if (out) std::filesystem::rename(partial, file, ec);
+  if (!out || ec) {
+    std::filesystem::remove(partial, ec);
+    throw std::runtime_error("cannot write the gate readings file " + file.string() +
+                             " (check that its directory is writable and has space)");
+  }
 }
 
 class TelemetryDriver {
