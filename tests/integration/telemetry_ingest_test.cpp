@@ -784,6 +784,20 @@ BOOST_AUTO_TEST_CASE(a_roasters_first_crack_mark_reaches_the_report) {
   auto order = s.kiln({"sessions", "mark", id, "DRY_END", "--at", "7:00"});
   BOOST_TEST(order.exit_code != 0);
   BOOST_TEST(contains(order.err, "is not before FCs (marked at "), order.err);
+  auto early = s.kiln({"sessions", "mark", id, "FCs", "--at", "0:30"});  // for 8:30?
+  BOOST_TEST(early.exit_code != 0);
+  BOOST_TEST(contains(early.err, "is not after TP, the lowest BT after CHARGE ("), early.err);
+  // A marked CHARGE moves the roast's clock; the view says so. Cleared again, and once more.
+  auto charge = s.kiln({"sessions", "mark", id, "CHARGE", "--at", "0:10", "--no-report"});
+  BOOST_TEST(charge.exit_code == 0, charge.out + charge.err);
+  BOOST_TEST(contains(charge.out, "times count from the marked CHARGE, 0:10 after the detected"),
+             charge.out);
+  auto uncharge = s.kiln({"sessions", "mark", id, "CHARGE", "--clear", "--no-report"});
+  BOOST_TEST(uncharge.exit_code == 0, uncharge.out + uncharge.err);
+  BOOST_TEST(!contains(uncharge.out, "times count from"), uncharge.out);
+  auto again = s.kiln({"sessions", "mark", id, "CHARGE", "--clear", "--no-report"});
+  BOOST_TEST(again.exit_code != 0);
+  BOOST_TEST(contains(again.err, "has no CHARGE mark to clear (marked: DROP, FCs)"), again.err);
   BOOST_TEST(contains(s.kiln({"ledger", "export"}).out, "\"session.marked\""));
   // The batch weighed: green now, roasted once cooled. The report mission runs again with the
   // weights; its analysis and report give the weight loss, and a weight_loss target is checked.
@@ -1240,6 +1254,9 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
               "--api-key", s.keys.at("viewer")});
   BOOST_TEST(missions.exit_code == 0, missions.err);
   BOOST_TEST(contains(missions.out, "roast_report"), missions.out);
+  // Each for its session.
+  BOOST_TEST(contains(missions.out, "session=" + std::string(session.at("id").as_string())),
+             missions.out);
   BOOST_TEST(missions.out.rfind("ID ", 0) == 0u, missions.out);
   BOOST_TEST(!contains(missions.out, "{"), missions.out);
   // A backup while the server runs: a consistent copy whose chain verifies, never overwritten.

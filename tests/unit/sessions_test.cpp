@@ -479,13 +479,13 @@ BOOST_AUTO_TEST_CASE(a_roaster_marks_first_crack_on_a_closed_session) {
                         {"event", "FCs"}, {"clear", true}, {"after_charge", 400}}),
                     missions::MissionError);
 
-  // Cleared: gone, handed on again; clearing it twice changes nothing.
+  // Cleared: gone, handed on again; clearing it twice is refused, naming what is marked.
   telemetry::Mark clear;
   clear.event = "FCs";
   clear.clear = true;
   BOOST_TEST(s->mark("acme", closed.id, clear, roaster).marks.empty());
   BOOST_TEST(f.closed.size() == 3u);
-  s->mark("acme", closed.id, clear, roaster);
+  refused(clear, Code::kInvalidState, "has no FCs mark to clear (it has no marks)", roaster);
   BOOST_TEST(f.closed.size() == 3u);
   BOOST_TEST(
       telemetry::Sessionizer::get(f.ledger.path(), std::string("acme"), closed.id)->marks.empty());

@@ -1186,8 +1186,9 @@ Router build_api(ApiContext& ctx) {
          "Mark when an event happened in a roast (operator role): first crack is heard, not seen, "
          "so a roaster's FCs (or CHARGE, DRY_END, DROP) stands over the detector's in the "
          "session's analysis, QC, report and prediction. At t (the device's clock), else "
-         "after_charge seconds after CHARGE, else now (a live mark); clear: true removes it. A "
-         "closed session's report mission runs again with the marks (report: false skips that)",
+         "after_charge seconds after CHARGE, else now (a live mark); clear: true removes it "
+         "(409 when it is not marked). A closed session's report mission runs again with the "
+         "marks (report: false skips that)",
          "telemetry",
          Role::kOperator,
          0,

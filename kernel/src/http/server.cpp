@@ -1,6 +1,7 @@
 // The only translation unit of the server that includes Beast (compile cost: TOOLCHAIN.md).
 #include "http/server.hpp"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <condition_variable>
@@ -149,6 +150,13 @@ struct Server::Impl {
       if (allowed == origin) return origin;
     }
     return {};
+  }
+
+  // Whether answers differ by the request's Origin: origins listed one by one ("*" answers all
+  // alike).
+  bool cors_varies() const {
+    return !o.cors_origins.empty() &&
+           std::find(o.cors_origins.begin(), o.cors_origins.end(), "*") == o.cors_origins.end();
   }
 
   // Connection deadlines are checked by one sweep per thread every 100 ms instead of a timer per
@@ -498,8 +506,10 @@ struct Server::Impl {
             "Access-Control-Expose-Headers",
             "X-Request-Id, WWW-Authenticate, Retry-After, Content-Disposition, X-Kiln-Voice, "
             "X-Kiln-Audio-Seconds");
-        if (origin != "*") response.headers.emplace_back("Vary", "Origin");
       }
+      // With origins listed one by one, every answer depends on the Origin asked from (CORS
+      // headers or none): a shared cache must not hand one origin's answer to another.
+      if (cors_varies()) response.headers.emplace_back("Vary", "Origin");
       const bool keep_alive = head.keep_alive() && !close_after && !draining.load();
       const bool head_only = head.method() == bhttp::verb::head;
       const int status = response.status;

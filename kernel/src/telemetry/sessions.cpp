@@ -24,6 +24,9 @@ using storage::Connection;
 
 namespace {
 
+// A session's samples in time order, later than `after` when given (Sessionizer::samples).
+std::vector<Sample> samples_in(Connection& c, const SessionInfo& s, std::optional<double> after);
+
 constexpr const char* kColumns =
     "id, tenant, device, state, start_t, charge_t, end_t, close_reason, opened_at, closed_at, "
     "mission_id, profile, profile_version, first_boot, last_boot, drop_t, reopens, marks, green_g, "
@@ -787,7 +790,14 @@ SessionInfo Sessionizer::mark(const std::string& tenant, const std::string& id, 
     after = s;
     json::value t = nullptr;
     if (m.clear) {
-      if (!s.marks.erase(*event)) return {};  // nothing to clear
+      if (!s.marks.erase(*event)) {
+        std::string marked;
+        for (const auto& [e, x] : s.marks) marked += (marked.empty() ? "" : ", ") + e;
+        throw MissionError(MissionError::Code::kInvalidState,
+                           "session " + id + " has no " + *event + " mark to clear (" +
+                               (marked.empty() ? "it has no marks" : "marked: " + marked) + ")",
+                           "event");
+      }
     } else {
       // Times as the roast's clock reads them: from CHARGE (the marked one, else the detected).
       const double charge = s.marks.count("CHARGE") ? s.marks.at("CHARGE") : s.charge_t;
@@ -836,6 +846,27 @@ SessionInfo Sessionizer::mark(const std::string& tenant, const std::string& id, 
                              time_field);
         }
         prev = e;
+      }
+      // After TP, the lowest BT after CHARGE, for the events that follow it: FCs at 1:00 is a
+      // mistyped time (8:00?), not a roast.
+      if (*event != "CHARGE") {
+        const double charge_at = at.at("CHARGE").first;
+        const double drop_at = at.count("DROP") && *event != "DROP"
+                                   ? at.at("DROP").first
+                                   : s.end_t.value_or(std::numeric_limits<double>::infinity());
+        std::optional<Sample> tp;
+        for (const auto& x : samples_in(c, s, std::nullopt))
+          if (x.t >= charge_at && x.t <= drop_at && (!tp || x.bt < tp->bt)) tp = x;
+        if (tp && when <= tp->t) {
+          char bt[32];
+          std::snprintf(bt, sizeof bt, "%.1f", tp->bt);
+          throw MissionError(MissionError::Code::kInvalidInput,
+                             *event + " at " + clock(when) +
+                                 " is not after TP, the lowest BT after CHARGE (" + bt + " °C at " +
+                                 clock(tp->t) + "): a roast passes TP before " + *event +
+                                 "; is the time in minutes and seconds (M:SS)?",
+                             time_field);
+        }
       }
       s.marks[*event] = when;
       t = when;
@@ -987,6 +1018,12 @@ std::optional<SessionInfo> Sessionizer::get(const std::filesystem::path& db,
 std::vector<Sample> Sessionizer::samples(const std::filesystem::path& db, const SessionInfo& s,
                                          std::optional<double> after) {
   Connection c(db, Connection::Mode::kReadOnly);
+  return samples_in(c, s, after);
+}
+
+namespace {
+
+std::vector<Sample> samples_in(Connection& c, const SessionInfo& s, std::optional<double> after) {
   // Within its boots: another boot's clock may cover the same times (a clock that started over).
   // With `after`, batches that end by then are not even decoded.
   auto st = c.prepare(
@@ -1012,5 +1049,7 @@ std::vector<Sample> Sessionizer::samples(const std::filesystem::path& db, const 
             out.end());
   return out;
 }
+
+}  // namespace
 
 }  // namespace kiln::telemetry

@@ -143,6 +143,11 @@ json::object derived_targets(const Analysis& a, char mode) {
   }
   if (a.dtr_percent)
     t["dtr"] = json::object{{"target", round_to(*a.dtr_percent, 0.1)}, {"tolerance", 2}};
+  // A weighed reference roast: its weight loss, the plainest sign of how far a batch roasted
+  // (±1.5 points: a scale's and a batch's spread).
+  if (a.weight_loss_percent)
+    t["weight_loss"] =
+        json::object{{"target", round_to(*a.weight_loss_percent, 0.1)}, {"tolerance", 1.5}};
   return t;
 }
 

@@ -417,7 +417,14 @@ BOOST_DATA_TEST_CASE(profiles_round_trip_through_alog, bdata::make(fixtures()), 
   for (const auto& c : qc.at("checks").as_array())
     if (targets.contains(c.at("check").as_string()))
       BOOST_TEST(c.at("result").as_string() == "pass", json::serialize(c));
-  BOOST_TEST(profile.at("targets").as_object().size() == 4u);
+  // FCs, DROP time and BT, DTR; the weight loss where the log has both weights.
+  const auto log_of = parse_alog(original);
+  const bool weighed = log_of.weight_in > 0 && log_of.weight_out > 0;
+  BOOST_TEST(profile.at("targets").as_object().size() == (weighed ? 5u : 4u));
+  BOOST_TEST(targets.contains("weight_loss") == weighed);
+  if (weighed)
+    BOOST_TEST(std::abs(targets.at("weight_loss").at("target").to_number<double>() -
+                        (log_of.weight_in - log_of.weight_out) / log_of.weight_in * 100) <= 0.051);
   const auto again = profile_from_json(profile);
   for (const char* k : {"events", "phases", "curve", "targets", "summary", "title", "unit"})
     BOOST_TEST(again.at(k) == profile.at(k), k);
@@ -488,13 +495,14 @@ BOOST_AUTO_TEST_CASE(profiles_say_what_they_do_not_check) {
   const auto good = profile_from_alog(text);
   BOOST_TEST(!good.contains("notes"));
   const auto lines = describe_targets(good.at("targets").as_object(), 'C');
-  BOOST_REQUIRE_EQUAL(lines.size(), 4u);
+  BOOST_REQUIRE_EQUAL(lines.size(), 5u);
   std::string all;
   for (const auto& l : lines) all += l + "; ";
   BOOST_TEST(all.find("FCs at 7:00–8:00") != std::string::npos, all);
   BOOST_TEST(all.find("BT at DROP ") != std::string::npos, all);
   BOOST_TEST(all.find(" °C") != std::string::npos, all);
   BOOST_TEST(all.find("DTR ") != std::string::npos, all);
+  BOOST_TEST(all.find("weight loss 10.8–13.8 %") != std::string::npos, all);  // 400 → 351 g
   BOOST_CHECK_THROW(
       describe_targets(json::object{{"colour", json::object{{"min", 1}, {"max", 2}}}}, 'C'),
       std::invalid_argument);

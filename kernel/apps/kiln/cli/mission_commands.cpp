@@ -46,8 +46,8 @@ Example: kiln mission start hello --param who=roaster --wait
       {"mission list",
        R"(Usage: kiln mission list [--tenant T] [--state STATE] [--template NAME] [--limit N] [--json]
 
-Missions, newest first (default limit 100). States: PENDING RUNNING RETRY QUARANTINED BLOCKED
-DONE FAILED CANCELED. With --json each step's output is null: `kiln mission show ID` has it.
+Missions, newest first (default limit 100), each with its plain inputs (a roast report's
+session=…). States: PENDING RUNNING RETRY QUARANTINED BLOCKED DONE FAILED CANCELED. With --json each step's output is null: `kiln mission show ID` has it.
 )"},
       {"mission show", R"(Usage: kiln mission show ID [--tenant T] [--json]
 
@@ -365,12 +365,29 @@ void print_missions(const json::array& missions, std::ostream& out) {
     const auto* v = o.if_contains(k);
     return v && v->is_string() ? std::string(v->as_string()) : std::string();
   };
+  // What a mission is for, from its plain inputs ("session=ses_…"): the objects (targets,
+  // marks) are in `kiln mission show`.
+  auto inputs_of = [](const json::object& m) {
+    std::string out;
+    const auto* in = m.if_contains("inputs");
+    if (!in || !in->is_object()) return out;
+    for (const auto& [key, value] : in->as_object()) {
+      std::string v;
+      if (value.is_string())
+        v = value.as_string();
+      else if (value.is_number() || value.is_bool())
+        v = json::serialize(value);
+      if (v.empty()) continue;
+      out += (out.empty() ? "" : " ") + std::string(key) + "=" + v;
+    }
+    return out.size() > 48 ? out.substr(0, 45) + "..." : out;
+  };
   std::vector<std::vector<std::string>> rows{
-      {"ID", "TENANT", "TEMPLATE", "STATE", "REASON", "UPDATED"}};
+      {"ID", "TENANT", "TEMPLATE", "INPUTS", "STATE", "REASON", "UPDATED"}};
   for (const auto& v : missions) {
     const auto& m = v.as_object();
-    rows.push_back({text(m, "id"), text(m, "tenant"), text(m, "template"), text(m, "state"),
-                    text(m, "reason"), text(m, "updated_at")});
+    rows.push_back({text(m, "id"), text(m, "tenant"), text(m, "template"), inputs_of(m),
+                    text(m, "state"), text(m, "reason"), text(m, "updated_at")});
   }
   print_table(rows, out);
 }

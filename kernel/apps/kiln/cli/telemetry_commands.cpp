@@ -425,6 +425,11 @@ void print_session(const json::object& o, std::ostream& out) {
       if (const auto* t = marks.if_contains(e))
         out << " " << e << " " << mmss(json::value(t->to_number<double>() - charge));
     out << " (after CHARGE, by the roaster)\n";
+    // A marked CHARGE moves the roast's clock: every time shown counts from it.
+    if (const double moved = charge - o.at("charge_t").to_number<double>(); std::abs(moved) >= 1)
+      out << "            times count from the marked CHARGE, "
+          << mmss(json::value(std::abs(moved))) << (moved > 0 ? " after" : " before")
+          << " the detected one\n";
   }
   const std::string mission = text("mission_id");
   if (!mission.empty())
