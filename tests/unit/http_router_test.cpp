@@ -3,7 +3,17 @@
 #define BOOST_TEST_MODULE http_router
 #include <boost/test/unit_test.hpp>
 
+#include <future>
+#include <memory>
+#include <thread>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "http/api.hpp"
+#include "http/client.hpp"
 #include "http/metrics.hpp"
 #include "http/router.hpp"
 #include "runtime/kernel.hpp"
@@ -200,4 +210,39 @@ BOOST_AUTO_TEST_CASE(metrics_count_by_route_and_status) {
   BOOST_TEST(
       out.find("kiln_http_request_duration_seconds_count{method=\"GET\",route=\"/health\"} 2") !=
       std::string::npos);
+}
+
+// The client's timeout holds for a server that takes the connection and never answers (a hung
+// `kiln serve`, a drain's backlog): the call ends with "no answer within …" instead of waiting
+// for ever — `kiln record` spools instead, `kiln --server` exits, the watchdog stops pinging.
+BOOST_AUTO_TEST_CASE(a_server_that_never_answers_times_out) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  BOOST_REQUIRE(listener >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  BOOST_REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  BOOST_REQUIRE(::listen(listener, 4) == 0);  // connections wait in the backlog, never accepted
+  socklen_t len = sizeof addr;
+  BOOST_REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  const std::string url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  auto said = std::make_shared<std::promise<std::string>>();
+  std::thread call([url, said] {
+    try {
+      Client c(url, std::chrono::milliseconds(300));
+      c.request("GET", "/health");
+      said->set_value("answered");
+    } catch (const std::exception& e) {
+      said->set_value(e.what());
+    }
+  });
+  auto answer = said->get_future();
+  const bool ended = answer.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  ::close(listener);  // a call still blocked gets its connection reset
+  call.join();
+  BOOST_REQUIRE_MESSAGE(ended, "the call to a silent server did not end within 10 s");
+  const std::string what = answer.get();
+  BOOST_TEST(
+      what.find("HTTP GET " + url + "/health failed: no answer within 0.3 s") != std::string::npos,
+      what);
 }

@@ -1,5 +1,6 @@
 #include "http/client.hpp"
 
+#include <cstdio>
 #include <optional>
 #include <stdexcept>
 
@@ -26,6 +27,17 @@ struct Client::Impl {
   asio::io_context ioc;
   std::optional<beast::tcp_stream> stream;
   beast::flat_buffer buffer;
+  // Runs one asynchronous operation to its end: tcp_stream's deadline (expires_after) applies to
+  // asynchronous operations only, so a server that accepts and never answers ends in
+  // beast::error::timeout instead of a read blocked for ever.
+  template <class Start>
+  beast::error_code run(Start start) {
+    beast::error_code ec;
+    start([&ec](beast::error_code e, auto&&...) { ec = e; });
+    ioc.restart();
+    ioc.run();
+    return ec;
+  }
 };
 
 Client::Client(const std::string& base, std::chrono::milliseconds timeout)
@@ -46,6 +58,12 @@ Client::Client(const std::string& base, std::chrono::milliseconds timeout)
 }
 
 Client::~Client() = default;
+
+std::string Client::no_answer() const {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "no answer within %.3g s", timeout_.count() / 1000.0);
+  return buf;
+}
 
 ClientResponse Client::request(const std::string& method, const std::string& target,
                                const std::string& body,
@@ -69,28 +87,33 @@ ClientResponse Client::request(const std::string& method, const std::string& tar
         throw std::runtime_error("cannot resolve " + host_ + ":" + port_ + ": " + ec.message());
       i.stream.emplace(i.ioc);
       i.stream->expires_after(timeout_);
-      i.stream->connect(results, ec);
+      ec = i.run([&](auto done) { i.stream->async_connect(results, done); });
       if (ec) {
         i.stream.reset();
         throw std::runtime_error("cannot connect to http://" + host_ + ":" + port_ + ": " +
-                                 ec.message() + " (is `kiln serve` running there?)");
+                                 (ec == beast::error::timeout ? no_answer() : ec.message()) +
+                                 " (is `kiln serve` running there?)");
       }
       i.buffer.clear();
     }
     i.stream->expires_after(timeout_);
-    bhttp::write(*i.stream, req, ec);
+    ec = i.run([&](auto done) { bhttp::async_write(*i.stream, req, done); });
     bhttp::response_parser<bhttp::string_body> parser;
     parser.body_limit(std::numeric_limits<std::uint64_t>::max());
     parser.skip(req.method() == bhttp::verb::head);  // headers only, whatever Content-Length says
-    if (!ec) bhttp::read(*i.stream, i.buffer, parser, ec);
+    if (!ec) {
+      i.stream->expires_after(timeout_);
+      ec = i.run([&](auto done) { bhttp::async_read(*i.stream, i.buffer, parser, done); });
+    }
     if (ec) {
       i.stream.reset();
       // A kept-alive connection the server closed meanwhile: one fresh try.
       if (attempt == 0 && (ec == bhttp::error::end_of_stream ||
                            ec == asio::error::connection_reset || ec == asio::error::broken_pipe))
         continue;
-      throw std::runtime_error("HTTP " + method + " http://" + host_ + ":" + port_ + target +
-                               " failed: " + ec.message());
+      throw std::runtime_error(
+          "HTTP " + method + " http://" + host_ + ":" + port_ + target +
+          " failed: " + (ec == beast::error::timeout ? no_answer() : ec.message()));
     }
     auto& res = parser.get();
     ClientResponse out;

@@ -24,7 +24,9 @@ class Client {
   explicit Client(const std::string& base,
                   std::chrono::milliseconds timeout = std::chrono::seconds(60));
   ~Client();
-  // Throws std::runtime_error naming the server when it cannot connect or the exchange fails.
+  // Throws std::runtime_error naming the server when it cannot connect or the exchange fails;
+  // each step (connect, send, answer) that takes longer than the timeout fails ("no answer
+  // within N s").
   ClientResponse request(const std::string& method, const std::string& target,
                          const std::string& body = "",
                          std::vector<std::pair<std::string, std::string>> headers = {});
@@ -32,6 +34,7 @@ class Client {
   const std::string& port() const { return port_; }
 
  private:
+  std::string no_answer() const;
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::string host_, port_;
