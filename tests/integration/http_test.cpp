@@ -10,7 +10,9 @@
 #include <thread>
 
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <boost/json.hpp>
@@ -40,7 +42,9 @@ struct Server {
   int port = 0;
   std::map<std::string, std::string> keys;  // name -> secret
 
-  explicit Server(std::vector<std::string> sets = {}) {
+  // `serve_env`: more environment for `kiln serve` only (the CLI calls do not get it).
+  explicit Server(std::vector<std::string> sets = {},
+                  const std::map<std::string, std::string>& serve_env = {}) {
     env = {{"KILN_SERVER__PORT", "0"},
            {"KILN_GATES__DIR", (dir.path() / "gates").string()},
            {"KILN_PLUGINS__SEARCH_PATHS",
@@ -56,7 +60,9 @@ struct Server {
     }
     std::vector<std::string> argv = {kKiln, "serve"};
     for (auto& s : sets) argv.insert(argv.end(), {"--set", s});
-    child = std::make_unique<Child>(argv, env, dir.path());
+    auto child_env = env;
+    child_env.insert(serve_env.begin(), serve_env.end());
+    child = std::make_unique<Child>(argv, child_env, dir.path());
     BOOST_REQUIRE_MESSAGE(child->wait_for_stderr("serving http://", 30s), "serve did not start");
     std::smatch m;
     const std::string err = child->stderr_so_far();
@@ -683,6 +689,56 @@ BOOST_AUTO_TEST_CASE(slow_clients_are_cut_off_and_sigterm_drains) {
   auto r = s.child->wait(20s);
   BOOST_TEST(r.exit_code == 0, r.err);
   BOOST_TEST(contains(r.err, "draining"));
+}
+
+// Under systemd (Type=notify, WatchdogSec): `kiln serve` says READY=1 with its pid once it
+// serves, pings the watchdog while GET /health answers, and says STOPPING=1 on SIGTERM. The
+// unit it installs passes systemd's own check.
+BOOST_AUTO_TEST_CASE(serve_speaks_to_systemd) {
+  TempDir sock_dir;
+  const std::string path = (sock_dir.path() / "notify").string();
+  const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  BOOST_REQUIRE(fd >= 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  BOOST_REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  // Everything the manager heard, until `until` is part of it or `wait` passes.
+  std::string heard;
+  auto hear = [&](const std::string& until, std::chrono::milliseconds wait) {
+    const auto end = std::chrono::steady_clock::now() + wait;
+    while (!contains(heard, until) && std::chrono::steady_clock::now() < end) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      char buf[4096];
+      const auto n = ::recv(fd, buf, sizeof buf, 0);
+      if (n > 0) heard.append(buf, static_cast<std::size_t>(n)).append("\n--\n");
+    }
+    return contains(heard, until);
+  };
+  Server s({}, {{"NOTIFY_SOCKET", path}, {"WATCHDOG_USEC", "400000"}});
+  BOOST_TEST(hear("READY=1", 10s), heard);
+  BOOST_TEST(contains(heard, "MAINPID=" + std::to_string(s.child->pid())), heard);
+  BOOST_TEST(contains(heard, "STATUS=serving http://127.0.0.1:" + std::to_string(s.port)), heard);
+  // A ping every 200 ms: several within two seconds.
+  heard.clear();
+  hear("never said", 2s);
+  std::size_t pings = 0;
+  for (auto at = heard.find("WATCHDOG=1"); at != std::string::npos;
+       at = heard.find("WATCHDOG=1", at + 1))
+    ++pings;
+  BOOST_TEST(pings >= 4u, heard);
+  s.child->signal(SIGTERM);
+  BOOST_TEST(hear("STOPPING=1", 10s), heard);
+  auto r = s.child->wait(20s);
+  BOOST_TEST(r.exit_code == 0, r.err);
+  ::close(fd);
+
+  // The unit as systemd reads it: no unknown keys, the binary it names exists.
+  const std::string unit = std::string(KILN_BINARY_DIR) + "/tests/systemd/kiln.service";
+  auto verified = run({"/usr/bin/systemd-analyze", "verify", unit});
+  BOOST_TEST(verified.exit_code == 0, verified.out + verified.err);
+  BOOST_TEST(verified.err.empty(), verified.err);
 }
 
 BOOST_AUTO_TEST_CASE(the_cli_calls_a_server_with_the_same_commands) {

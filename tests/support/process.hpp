@@ -28,7 +28,7 @@ struct RunResult {
 };
 
 // A child process with its stdout and stderr captured. Environment: the parent's with every
-// KILN_* variable removed, plus `env`.
+// KILN_* variable and a service manager's (NOTIFY_SOCKET, WATCHDOG_*) removed, plus `env`.
 class Child {
  public:
   Child(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
@@ -37,7 +37,9 @@ class Child {
     if (pipe(out) != 0 || pipe(err) != 0) throw std::runtime_error("pipe failed");
     std::vector<std::string> envs;
     for (char** e = environ; e && *e; ++e)
-      if (std::strncmp(*e, "KILN_", 5) != 0) envs.emplace_back(*e);
+      if (std::strncmp(*e, "KILN_", 5) != 0 && std::strncmp(*e, "NOTIFY_SOCKET=", 14) != 0 &&
+          std::strncmp(*e, "WATCHDOG_", 9) != 0)
+        envs.emplace_back(*e);
     for (const auto& [k, v] : env) envs.push_back(k + "=" + v);
     start_ = std::chrono::steady_clock::now();
     pid_ = fork();
@@ -82,6 +84,7 @@ class Child {
     return result_.err.find(needle) != std::string::npos;
   }
 
+  pid_t pid() const { return pid_; }
   void signal(int sig) { kill(pid_, sig); }
   const std::string& stderr_so_far() const { return result_.err; }
 

@@ -1,6 +1,7 @@
 #include "cli/commands.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -26,10 +27,12 @@
 #include "cli/mission_commands.hpp"
 #include "cli/profile_commands.hpp"
 #include "cli/remote.hpp"
+#include "cli/service_notify.hpp"
 #include "cli/telemetry_commands.hpp"
 #include "common/log.hpp"
 #include "common/strings.hpp"
 #include "http/api.hpp"
+#include "http/client.hpp"
 #include "http/server.hpp"
 #include "kiln/abi.hpp"
 #include "kiln/nodes/telemetry_driver.hpp"
@@ -543,6 +546,11 @@ int cmd_serve(const Args& a, std::ostream&) {
     throw BootError(runtime::kExitFailed, std::string("server: ") + e.what());
   }
   spdlog::info("listening on http://{}:{} (server.host, server.port)", so.host, port);
+  // Under systemd (Type=notify): ready once the storage is open and every part runs; its
+  // watchdog pinged while GET /health answers (scripts/systemd/kiln.service).
+  std::atomic<bool> stopping{false};  // before the manager: its watchdog thread reads it
+  ServiceNotifier manager;
+  manager.notify("STATUS=listening on port " + std::to_string(port) + ", opening storage");
 
   k->ledger();
   keys = &k->keys();
@@ -597,6 +605,24 @@ int cmd_serve(const Args& a, std::ostream&) {
   api.ready = true;
   spdlog::info("kiln {} serving http://{}:{} ({} routes; GET /openapi.json)", kVersion, so.host,
                port, router.routes().size());
+  manager.notify("READY=1\nMAINPID=" + std::to_string(::getpid()) + "\nSTATUS=serving http://" +
+                 so.host + ":" + std::to_string(port));
+  if (const auto every = manager.watchdog()) {
+    // The server's own port on loopback: an any-address host is reached there too.
+    const std::string self = so.host == "0.0.0.0" ? "127.0.0.1" : so.host == "::" ? "::1" : so.host;
+    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(*every / 4);
+    manager.start_watchdog([&stopping, self, port, wait] {
+      if (stopping) return true;  // draining: /health says 503 on purpose
+      try {
+        http::Client c("http://" + self + ":" + std::to_string(port),
+                       std::max(wait, std::chrono::milliseconds(100)));
+        return c.request("GET", "/health").status == 200;
+      } catch (const std::exception& e) {
+        spdlog::warn("watchdog: GET /health: {}", e.what());
+        return false;
+      }
+    });
+  }
   int sig = 0;
   while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
     spdlog::warn(
@@ -604,6 +630,8 @@ int cmd_serve(const Args& a, std::ostream&) {
         "apply changes; SIGTERM stops it after draining)");
   spdlog::info("received {}, draining (requests in flight finish, new ones get 503)",
                sig == SIGINT ? "SIGINT" : "SIGTERM");
+  stopping = true;
+  manager.notify("STOPPING=1\nSTATUS=draining");
   if (recorder) recorder->stop();  // the partial batch is dropped with the driver closed
   server.drain_and_stop();
   if (workers) workers->stop();  // current steps finish and are recorded
