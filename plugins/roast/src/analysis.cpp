@@ -126,6 +126,53 @@ std::string display_title(const RoastLog& log) {
   return out == "roast" && !log.title.empty() ? log.title : out;
 }
 
+namespace {
+
+// Artisan keeps an event's value as v / 10 + 1 (0 as 1; negatives mirrored) and shows
+// round(10 v) - 10.
+double shown_event_value(double v) {
+  if (v >= -1.0 && v <= 1.0) return 0;
+  return v > 1.0 ? std::round(v * 10) - 10 : std::round(v * 10) + 10;
+}
+
+// The log's special events (RoastLog::controls): four parallel lists, and the type names.
+void read_controls(const json::object& o, RoastLog& log) {
+  if (!o.contains("specialevents")) return;
+  const auto index = numbers(o, "specialevents", true);
+  const auto type = numbers(o, "specialeventstype", true);
+  const auto value = numbers(o, "specialeventsvalue", true);
+  if (type.size() != index.size() || value.size() != index.size())
+    throw AlogError("'specialevents' (" + std::to_string(index.size()) +
+                    "), 'specialeventstype' (" + std::to_string(type.size()) +
+                    ") and 'specialeventsvalue' (" + std::to_string(value.size()) +
+                    ") must have the same length");
+  std::vector<std::string> labels(index.size());
+  if (const auto* s = o.if_contains("specialeventsStrings"); s && s->is_array())
+    for (std::size_t k = 0; k < labels.size() && k < s->as_array().size(); ++k)
+      if (s->as_array()[k].is_string()) labels[k] = std::string(s->as_array()[k].as_string());
+  // Artisan's default names, where the log has none.
+  std::vector<std::string> names{"Air", "Drum", "Damper", "Burner"};
+  if (const auto* e = o.if_contains("etypes"); e && e->is_array())
+    for (std::size_t k = 0; k < names.size() && k < e->as_array().size(); ++k)
+      if (e->as_array()[k].is_string() && !e->as_array()[k].as_string().empty())
+        names[k] = std::string(e->as_array()[k].as_string());
+  for (std::size_t k = 0; k < index.size(); ++k) {
+    const std::string at = "'specialevents'[" + std::to_string(k) + "]";
+    if (index[k] != std::floor(index[k]) || index[k] < 0 ||
+        index[k] >= static_cast<double>(log.time.size()))
+      throw AlogError(at + " = " + std::to_string(index[k]) + " is not a reading index (0 to " +
+                      std::to_string(log.time.size() - 1) + ")");
+    if (type[k] != std::floor(type[k]) || type[k] < 0 || type[k] > 4)
+      throw AlogError("'specialeventstype'[" + std::to_string(k) + "] is not an event type (0-4)");
+    const auto t = static_cast<std::size_t>(type[k]);
+    log.controls.push_back(RoastLog::Control{static_cast<int>(index[k]),
+                                             t < names.size() ? names[t] : "Event",
+                                             shown_event_value(value[k]), labels[k]});
+  }
+}
+
+}  // namespace
+
 RoastLog parse_alog(std::string_view text) {
   json::value v = parse_python_literal(text);
   if (!v.is_object()) throw AlogError("an .alog is a dict; this literal is not");
@@ -190,6 +237,7 @@ RoastLog parse_alog(std::string_view text) {
     }
   }
   if (const auto* c = o.if_contains("computed"); c && c->is_object()) log.computed = c->as_object();
+  read_controls(o, log);
   if (const auto* w = o.if_contains("weight"); w && w->is_array() && w->as_array().size() >= 2) {
     const auto& wa = w->as_array();
     if (wa[0].is_number()) log.weight_in = wa[0].to_number<double>();

@@ -39,6 +39,16 @@ struct RoastLog {
   boost::json::object computed;          // Artisan's own results, when present
   double weight_in = 0, weight_out = 0;  // 0: not weighed
   std::string weight_unit = "g";
+  // The settings the roast was run with: Artisan's "special events", each a control (its event
+  // type's name: the log's `etypes`, "Fan", "Drum", "Damper", "Heater" for a Bullet R1) set to a
+  // value at a reading, in the order Artisan keeps them.
+  struct Control {
+    int index = 0;      // the reading it was set at
+    std::string name;   // the event type's name; "Event" for an untyped event
+    double value = 0;   // as Artisan shows it (its 0-100 scale)
+    std::string label;  // Artisan's description ("" when none)
+  };
+  std::vector<Control> controls;
   // Readings Artisan recorded as missing (-1, a probe that did not answer), filled in by linear
   // interpolation between their neighbours in time.
   std::size_t filled_bt = 0, filled_et = 0;

@@ -446,8 +446,10 @@ kiln::Manifest manifest() {
   kiln::ToolDecl pimport;
   pimport.name = "roast.profile_import";
   pimport.description =
-      "A roast profile from an Artisan .alog (its curve, marked events, phases, AUC, and QC "
-      "targets around it: FCs and DROP time ±30 s, DROP BT ±3 °C, DTR ±2 points) or from a "
+      "A roast profile from an Artisan .alog (its curve, marked events, phases, AUC, the "
+      "roaster's control changes (its special events: heater, fan, drum), and QC targets around "
+      "it: FCs and DROP time ±30 s, DROP BT ±3 °C, DTR ±2 points, weight loss ±1.5 points) or "
+      "from a "
       "profile's JSON (checked, events recomputed, its targets kept); `kiln profiles import` and "
       "POST /v1/profiles store it as a new version";
   pimport.input_schema = json::parse(R"({
@@ -470,7 +472,8 @@ kiln::Manifest manifest() {
   pexport.name = "roast.profile_export";
   pexport.description =
       "A roast profile written as an Artisan .alog (timex, temp1 = ET, temp2 = BT, timeindex, "
-      "phases, weight, computed) that Artisan and `kiln analyze` open";
+      "phases, weight, the controls as special events, computed) that Artisan and `kiln "
+      "analyze` open";
   pexport.input_schema = json::parse(R"({
     "type": "object", "required": ["profile"], "additionalProperties": false,
     "properties": {"profile": {"type": "object", "required": ["curve"]}}})");

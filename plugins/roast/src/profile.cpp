@@ -1,5 +1,6 @@
 #include "profile.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -133,6 +134,49 @@ double round_to(double x, double step) {
   return std::round(x / step) * step;
 }
 
+// A profile's controls (checked by check_profile_json) as Artisan's special events: up to four
+// named event types (`etypes`, then "--"), each value kept as Artisan keeps it (v / 10 + 1).
+void write_controls(const json::array& controls, json::object& alog) {
+  std::vector<std::string> names;
+  json::array index, type, value, labels;
+  for (const auto& v : controls) {
+    const auto& c = v.as_object();
+    const std::string name(c.at("control").as_string());
+    auto slot = std::find(names.begin(), names.end(), name);
+    if (slot == names.end()) {
+      if (name == "Event") {
+        type.emplace_back(4);
+      } else {
+        if (names.size() == 4)
+          throw AlogError("profile.controls name more than 4 controls (" + names[0] + ", " +
+                          names[1] + ", " + names[2] + ", " + names[3] + ", " + name +
+                          "): an .alog holds 4 event types");
+        names.push_back(name);
+        type.emplace_back(static_cast<std::int64_t>(names.size() - 1));
+      }
+    } else {
+      type.emplace_back(static_cast<std::int64_t>(slot - names.begin()));
+    }
+    index.emplace_back(c.at("index").to_number<std::int64_t>());
+    const double x = c.at("value").to_number<double>();
+    value.emplace_back(x > -1 && x < 1 ? 1.0 : x >= 1 ? x / 10 + 1 : x / 10 - 1);
+    const auto* l = c.if_contains("label");
+    labels.emplace_back(l && l->is_string() ? l->as_string() : json::string());
+  }
+  // Artisan's own names fill the slots the profile does not use.
+  for (const char* fill : {"Air", "Drum", "Damper", "Burner"})
+    if (names.size() < 4 && std::find(names.begin(), names.end(), fill) == names.end())
+      names.emplace_back(fill);
+  json::array etypes;
+  for (const auto& n : names) etypes.emplace_back(n);
+  etypes.emplace_back("--");
+  alog["specialevents"] = std::move(index);
+  alog["specialeventstype"] = std::move(type);
+  alog["specialeventsvalue"] = std::move(value);
+  alog["specialeventsStrings"] = std::move(labels);
+  alog["etypes"] = std::move(etypes);
+}
+
 json::object derived_targets(const Analysis& a, char mode) {
   json::object t;
   if (a.fcs) t["fcs_time"] = json::object{{"target", round_to(a.fcs->time, 1)}, {"tolerance", 30}};
@@ -223,6 +267,21 @@ json::object build(const RoastLog& log, const Analysis& a, json::object targets,
       {"qc_targets", std::move(described)},
       {"source", std::move(source)}};
   if (!notes.empty()) out["notes"] = std::move(notes);
+  if (!log.controls.empty()) {
+    // The settings to roast it again with, times after CHARGE as the roaster's clock reads them.
+    const double charge = a.charge ? log.time[static_cast<std::size_t>(a.charge->index)] : 0;
+    json::array controls;
+    for (const auto& c : log.controls) {
+      json::object x{
+          {"t", std::round((log.time[static_cast<std::size_t>(c.index)] - charge) * 10) / 10},
+          {"index", c.index},
+          {"control", c.name},
+          {"value", c.value}};
+      if (!c.label.empty()) x["label"] = c.label;
+      controls.push_back(std::move(x));
+    }
+    out["controls"] = std::move(controls);
+  }
   return out;
 }
 
@@ -264,6 +323,27 @@ void check_profile_json(const json::object& profile) {
     if (ok)
       for (const auto& x : ph->as_array()) ok = ok && x.is_number();
     if (!ok) throw AlogError("profile.phases must be 4 temperatures");
+  }
+  if (const auto* cs = profile.if_contains("controls")) {
+    if (!cs->is_array())
+      throw AlogError("profile.controls must be a list of {index, control, value[, label]}");
+    for (std::size_t k = 0; k < cs->as_array().size(); ++k) {
+      const std::string at = "profile.controls[" + std::to_string(k) + "]";
+      const auto* c = cs->as_array()[k].if_object();
+      if (!c) throw AlogError(at + " must be an object {index, control, value[, label]}");
+      const auto* i = c->if_contains("index");
+      const double x = i && i->is_number() ? i->to_number<double>() : -1;
+      if (x != std::floor(x) || x < 0 || x >= static_cast<double>(n))
+        throw AlogError(at + ".index must be a reading index from 0 to " + std::to_string(n - 1));
+      const auto* name = c->if_contains("control");
+      if (!name || !name->is_string() || name->as_string().empty() || name->as_string() == "--")
+        throw AlogError(at + ".control must name the control (e.g. Heater, Fan, Drum)");
+      const auto* v = c->if_contains("value");
+      if (!v || !v->is_number() || !std::isfinite(v->to_number<double>()))
+        throw AlogError(at + ".value must be a number (Artisan's 0-100 scale)");
+      if (const auto* l = c->if_contains("label"); l && !l->is_string())
+        throw AlogError(at + ".label must be text");
+    }
   }
   const auto* events = profile.if_contains("events");
   if (!events || !events->is_object()) throw AlogError("profile.events is missing");
@@ -392,6 +472,8 @@ std::string alog_of_profile(const json::object& p) {
       {"timex", floats(time)}, {"temp1", floats(et)},
       {"temp2", floats(bt)},   {"timeindex", timeindex},
       {"phases", phases},      {"weight", json::array{w_in, w_out, json::value(w_unit)}}};
+  if (const auto* cs = p.if_contains("controls"); cs && cs->is_array() && !cs->as_array().empty())
+    write_controls(cs->as_array(), alog);
   if (curve.contains("state")) {
     // The roaster's state as Artisan records a Bullet R1's (extra device 87: State / Fan RPM):
     // Artisan reads an extra channel only with its device and time lists.

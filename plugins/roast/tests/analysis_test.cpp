@@ -428,6 +428,68 @@ BOOST_DATA_TEST_CASE(profiles_round_trip_through_alog, bdata::make(fixtures()), 
   const auto again = profile_from_json(profile);
   for (const char* k : {"events", "phases", "curve", "targets", "summary", "title", "unit"})
     BOOST_TEST(again.at(k) == profile.at(k), k);
+  // The roaster's control changes: every one of the log's, through the .alog and the JSON.
+  BOOST_REQUIRE(profile.contains("controls"));
+  BOOST_TEST(profile.at("controls").as_array().size() == log_of.controls.size());
+  BOOST_TEST(log.controls.size() == log_of.controls.size());
+  for (std::size_t k = 0; k < log.controls.size() && k < log_of.controls.size(); ++k) {
+    BOOST_TEST(log.controls[k].index == log_of.controls[k].index);
+    BOOST_TEST(log.controls[k].name == log_of.controls[k].name);
+    BOOST_TEST(log.controls[k].value == log_of.controls[k].value);
+    BOOST_TEST(log.controls[k].label == log_of.controls[k].label);
+  }
+  BOOST_TEST(again.at("controls") == profile.at("controls"));
+}
+
+// A Bullet R1 log's special events are its heater, fan and drum settings: read with Artisan's
+// names and values (kept as v / 10 + 1, shown 0-100), timed from CHARGE; a profile's edited
+// controls are checked by name.
+BOOST_AUTO_TEST_CASE(profiles_keep_the_roasts_controls) {
+  const std::string text = read(kFixtures / "26-04-12_sidamo_no42.alog");
+  const auto log = parse_alog(text);
+  // 'specialevents': [7, 7, 7, 8, ...], types [0, 1, 3, 0, ...] of ['Fan', 'Drum', 'Damper',
+  // 'Heater', '--'], values [2.0, 2.0, 2.0, 3.0, 10.0, 8.0, ...], strings ['', '', '', 'Q20', ...].
+  BOOST_REQUIRE_EQUAL(log.controls.size(), 17u);
+  BOOST_TEST(log.controls[0].index == 7);
+  BOOST_TEST(log.controls[0].name == "Fan");
+  BOOST_TEST(log.controls[0].value == 10.0);
+  BOOST_TEST(log.controls[2].name == "Heater");
+  BOOST_TEST(log.controls[3].label == "Q20");
+  BOOST_TEST(log.controls[4].name == "Drum");
+  BOOST_TEST(log.controls[4].value == 90.0);
+  BOOST_TEST(log.controls[5].value == 70.0);
+  BOOST_TEST(log.controls[16].value == 0.0);  // 1.0: Artisan's 0
+  const auto profile = profile_from_alog(text);
+  const auto& controls = profile.at("controls").as_array();
+  const double charge = log.time[static_cast<std::size_t>(log.timeindex[0])];
+  BOOST_TEST(controls[5].at("t").to_number<double>() ==
+             std::round((log.time[8] - charge) * 10) / 10);
+  BOOST_TEST(controls[5].at("control").as_string() == "Heater");
+
+  auto edited = profile;
+  edited["controls"].as_array()[1].as_object()["index"] = 100000;
+  BOOST_CHECK_EXCEPTION(profile_from_json(edited), AlogError, [](const AlogError& e) {
+    return std::string(e.what()).find("profile.controls[1].index must be a reading index") == 0;
+  });
+  edited = profile;
+  for (const char* name : {"Air", "Burner"}) {
+    auto extra = controls[0].as_object();
+    extra["control"] = name;
+    edited["controls"].as_array().push_back(extra);
+  }
+  BOOST_CHECK_EXCEPTION(profile_from_json(edited), AlogError, [](const AlogError& e) {
+    return std::string(e.what()).find("more than 4 controls (Fan, Drum, Heater, Air, Burner)") !=
+           std::string::npos;
+  });
+  edited = profile;
+  edited["controls"].as_array()[0].as_object()["value"] = "high";
+  BOOST_CHECK_THROW(profile_from_json(edited), AlogError);
+  // A log whose lists disagree is refused by name.
+  auto alog = parse_python_literal(text).as_object();
+  alog["specialeventstype"].as_array().pop_back();
+  BOOST_CHECK_EXCEPTION(parse_alog(python_literal(alog)), AlogError, [](const AlogError& e) {
+    return std::string(e.what()).find("'specialevents' (17), 'specialeventstype' (16)") == 0;
+  });
 }
 
 // A log in °F: the profile keeps its unit, and its °C view (what recorded sessions use) holds

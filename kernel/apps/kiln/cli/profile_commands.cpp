@@ -1,6 +1,7 @@
 // `kiln profiles ...` and `kiln devices profile`: see profile_commands.hpp.
 #include "cli/profile_commands.hpp"
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <optional>
@@ -239,6 +240,14 @@ std::string text_of(const json::value& v) {
   return common::json_text(v);
 }
 
+// A setting as Artisan shows it: 70, 7.5.
+std::string number_text(const json::value& v) {
+  if (!v.is_number()) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v.to_number<double>());
+  return buf;
+}
+
 void print_profile(const json::object& info, std::ostream& out) {
   const auto& p = info.at("profile").as_object();
   auto str = [&](const char* key) { return std::string(info.at(key).as_string()); };
@@ -287,6 +296,21 @@ void print_profile(const json::object& info, std::ostream& out) {
       out << " (drying ends at TP: its temperature is below TP's)";
     out << "  [Artisan's phases: " << text_of(v[0]) << ", " << text_of(v[1]) << ", "
         << text_of(v[2]) << ", " << text_of(v[3]) << "]\n";
+  }
+  if (const auto* cs = p.if_contains("controls"); cs && cs->is_array() && !cs->as_array().empty()) {
+    // The settings to roast it again with: one line a moment, after CHARGE.
+    out << "  controls:";
+    std::optional<long> at;
+    for (const auto& v : cs->as_array()) {
+      const auto* c = v.if_object();
+      if (!c || !c->contains("t")) continue;
+      const long t = std::lround(c->at("t").to_number<double>());
+      out << (at == t ? ", " : std::string("\n    ") + mmss(json::value(t)) + "  ")
+          << (c->at("control").is_string() ? flat(std::string(c->at("control").as_string())) : "")
+          << " " << number_text(c->at("value"));
+      at = t;
+    }
+    out << "\n";
   }
   if (const auto* d = p.if_contains("qc_targets"); d && d->is_array()) {
     out << "  QC targets:";
