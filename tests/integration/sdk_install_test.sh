@@ -18,6 +18,9 @@ test -f "$work/prefix/include/kiln/kiln.hpp" || fail "SDK headers not installed"
 test -f "$work/prefix/lib/cmake/Kiln/KilnConfig.cmake" || fail "KilnConfig.cmake not installed"
 test -x "$work/prefix/bin/kiln" || fail "kiln binary not installed"
 test -f "$work/prefix/lib/kiln/plugins/kiln_strategy_rules.so" || fail "first-party plugin not installed"
+# The service unit names the binary of the prefix installed to, not the configured one.
+grep -qx "ExecStart=$work/prefix/bin/kiln serve" "$work/prefix/share/kiln/systemd/kiln.service" \
+  || fail "the systemd unit does not start $work/prefix/bin/kiln"
 
 echo "== build the example out of tree"
 cmake -S "$src/examples/minimal_plugin" -B "$work/example" -DCMAKE_PREFIX_PATH="$work/prefix" \

@@ -1000,6 +1000,13 @@ BOOST_AUTO_TEST_CASE(a_device_profile_gives_its_sessions_targets_and_phases) {
                           "--api-key", s.keys.at("operator")});
   BOOST_TEST(imported.exit_code == 0, imported.err);
   BOOST_TEST(contains(imported.out, "  QC targets: FCs at 5:58–6:58; DROP at "), imported.out);
+  // Assigned from the CLI in client mode: the key's tenant, as the server answers (it said
+  // "tenant default").
+  auto remote_assign = s.kiln({"devices", "profile", "r1-prof", "sidamo", "--server", url,
+                               "--api-key", s.keys.at("operator")});
+  BOOST_TEST(remote_assign.exit_code == 0, remote_assign.err);
+  BOOST_TEST(remote_assign.out == "device r1-prof roasts to profile sidamo (tenant acme)\n",
+             remote_assign.out);
 
   // A roast on the device: its session records profile v2, and the mission passes QC against it.
   send_roast(s, "r1-prof", key_of(body(added)));

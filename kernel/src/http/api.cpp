@@ -1559,9 +1559,10 @@ Router build_api(ApiContext& ctx) {
          0,
          schema(R"({"type": "object", "required": ["profile"], "additionalProperties": false,
                     "properties": {"profile": {"type": ["string", "null"], "minLength": 1}}})"),
-         schema(R"({"type": "object", "required": ["device", "profile"],
+         schema(R"({"type": "object", "required": ["device", "profile", "tenant"],
                     "properties": {"device": {"type": "string"},
-                                   "profile": {"type": ["string", "null"]}}})"),
+                                   "profile": {"type": ["string", "null"]},
+                                   "tenant": {"type": "string"}}})"),
          200,
          "application/json",
          {},
@@ -1572,8 +1573,9 @@ Router build_api(ApiContext& ctx) {
            if (v.is_string()) profile = std::string(v.as_string());
            k.telemetry().profiles().assign(req.tenant, req.params.at("device"), profile,
                                            *req.actor);
-           return Response::json(200,
-                                 json::object{{"device", req.params.at("device")}, {"profile", v}});
+           return Response::json(200, json::object{{"device", req.params.at("device")},
+                                                   {"profile", v},
+                                                   {"tenant", req.tenant}});
          }});
 
   // ---- Ledger ---------------------------------------------------------------------------------

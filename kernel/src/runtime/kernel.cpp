@@ -207,6 +207,18 @@ ledger::Ledger& Kernel::ledger() {
 ledger::SqliteLedger& Kernel::sqlite_ledger() {
   std::lock_guard lock(ledger_mu_);
   if (!ledger_) {
+    // A command run away from the deployment's directory or configuration would quietly keep
+    // what it writes (keys, devices, profiles) in a database of its own: said where it is made.
+    if (std::error_code ec; !std::filesystem::exists(storage_path(), ec)) {
+      const auto& entries = config_.entries();
+      const auto it = entries.find("storage.path");
+      spdlog::warn(
+          "no database at {} (storage.path, {}): creating a new one. If a kiln serve runs "
+          "elsewhere, this is not its database: run where it runs, or give its configuration "
+          "(--config FILE, KILN_CONFIG, KILN_STORAGE__PATH)",
+          std::filesystem::absolute(storage_path(), ec).string(),
+          it != entries.end() ? it->second.source.describe() : std::string("default"));
+    }
     try {
       ledger_ = std::make_unique<ledger::SqliteLedger>(storage_path());
     } catch (const std::exception& e) {

@@ -177,6 +177,28 @@ void write_controls(const json::array& controls, json::object& alog) {
   alog["etypes"] = std::move(etypes);
 }
 
+// Equal JSON, numbers within a rounding error (°F converted, written and read again).
+bool same_numbers(const json::value& a, const json::value& b) {
+  if (a.is_number() && b.is_number())
+    return std::abs(a.to_number<double>() - b.to_number<double>()) <=
+           1e-9 * std::max(1.0, std::abs(b.to_number<double>()));
+  if (a.is_array() && b.is_array()) {
+    if (a.as_array().size() != b.as_array().size()) return false;
+    for (std::size_t i = 0; i < a.as_array().size(); ++i)
+      if (!same_numbers(a.as_array()[i], b.as_array()[i])) return false;
+    return true;
+  }
+  if (a.is_object() && b.is_object()) {
+    if (a.as_object().size() != b.as_object().size()) return false;
+    for (const auto& kv : a.as_object()) {
+      const auto* other = b.as_object().if_contains(kv.key());
+      if (!other || !same_numbers(kv.value(), *other)) return false;
+    }
+    return true;
+  }
+  return a == b;
+}
+
 json::object derived_targets(const Analysis& a, char mode) {
   json::object t;
   if (a.fcs) t["fcs_time"] = json::object{{"target", round_to(a.fcs->time, 1)}, {"tolerance", 30}};
@@ -373,7 +395,22 @@ json::object profile_from_json(const json::object& profile) {
   }
   json::object source{{"format", "json"}};
   if (const auto* s = profile.if_contains("source"); s && s->is_object()) source = s->as_object();
-  return build(log, a, std::move(targets), std::move(source));
+  auto out = build(log, a, std::move(targets), std::move(source));
+  // `celsius` is made from `phases` and `targets` (sessions check against it): a target edited
+  // there alone would be dropped without a word, so it is refused. An exported profile whose
+  // targets were edited carries the old celsius view; its `qc_targets` (the old targets in
+  // words) tell that apart: they no longer describe its targets. (Its phases are always taken
+  // from `phases`.)
+  const auto* words = profile.if_contains("qc_targets");
+  const bool targets_edited = words && *words != out.at("qc_targets");
+  if (const auto* c = profile.if_contains("celsius"); c && c->is_object() && !targets_edited)
+    if (const auto* given = c->as_object().if_contains("targets");
+        given && !same_numbers(*given, out.at("celsius").at("targets")))
+      throw AlogError("profile.celsius.targets differs from what profile.targets gives: edit "
+                      "profile.targets (in the profile's unit, " +
+                      std::string(out.at("unit").as_string()) +
+                      "); celsius is made from them (or leave celsius out)");
+  return out;
 }
 
 ReferenceCurve reference_curve(const json::object& p) {
@@ -474,6 +511,16 @@ std::string alog_of_profile(const json::object& p) {
       {"phases", phases},      {"weight", json::array{w_in, w_out, json::value(w_unit)}}};
   if (const auto* cs = p.if_contains("controls"); cs && cs->is_array() && !cs->as_array().empty())
     write_controls(cs->as_array(), alog);
+  // The roast's record from its source log, where Artisan keeps it: an exported profile imported
+  // again is the same profile (not a new version without its beans, machine, date and batch).
+  if (const auto* src = p.if_contains("source"); src && src->is_object()) {
+    for (auto [key, field] : {std::pair{"beans", "beans"}, std::pair{"roaster", "roastertype"},
+                              std::pair{"date", "roastdate"}})
+      if (const auto* v = src->as_object().if_contains(key); v && v->is_string())
+        alog[field] = v->as_string();
+    if (const auto* b = src->as_object().if_contains("batch"); b && b->is_int64())
+      alog["roastbatchnr"] = b->as_int64();
+  }
   if (curve.contains("state")) {
     // The roaster's state as Artisan records a Bullet R1's (extra device 87: State / Fan RPM):
     // Artisan reads an extra channel only with its device and time lists.

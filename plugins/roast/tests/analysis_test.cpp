@@ -439,6 +439,11 @@ BOOST_DATA_TEST_CASE(profiles_round_trip_through_alog, bdata::make(fixtures()), 
     BOOST_TEST(log.controls[k].label == log_of.controls[k].label);
   }
   BOOST_TEST(again.at("controls") == profile.at("controls"));
+  // Its .alog imported again is the same profile: the store keeps it as unchanged, not as a new
+  // version without the log's beans, machine, date and batch.
+  const auto reimported = profile_from_alog(alog_of_profile(profile));
+  BOOST_TEST(reimported.at("source") == profile.at("source"));
+  BOOST_TEST(json::value(reimported) == json::value(profile));
 }
 
 // A Bullet R1 log's special events are its heater, fan and drum settings: read with Artisan's
@@ -523,6 +528,23 @@ BOOST_AUTO_TEST_CASE(fahrenheit_profiles_have_a_celsius_view) {
   // The °F targets themselves are in °F.
   BOOST_TEST(f.at("targets").at("drop_bt").at("tolerance").to_number<double>() == 5.4);
   BOOST_TEST(c.at("celsius").at("targets") == c.at("targets"));
+  // Imported again as JSON (written and read: °F converted numbers), it is the same; a target
+  // edited in the derived °C view alone would be dropped, so it is refused.
+  const auto f_again = profile_from_json(json::parse(json::serialize(f)).as_object());
+  for (const auto& [metric, target] : f.at("targets").as_object())
+    for (const char* k : {"target", "tolerance"})
+      BOOST_TEST(std::abs(f_again.at("targets").at(metric).at(k).to_number<double>() -
+                          target.at(k).to_number<double>()) < 1e-9,
+                 metric << "." << k);
+  for (auto* p : {&c, &f}) {
+    auto edited = *p;
+    edited["celsius"].as_object()["targets"].as_object()["fcs_time"].as_object()["tolerance"] = 60;
+    BOOST_CHECK_EXCEPTION(profile_from_json(edited), AlogError, [](const AlogError& e) {
+      return std::string(e.what()).find(
+                 "profile.celsius.targets differs from what "
+                 "profile.targets gives: edit profile.targets") == 0;
+    });
+  }
 }
 
 // Python itself (ast.literal_eval, not our reader) accepts the written .alog.

@@ -94,7 +94,7 @@ Commands:
   keys create --tenant T --role R [--name N]
                            an API key for the HTTP API, printed once (stored hashed)
   keys list|revoke ID      API keys; revoke one
-  devices add|rotate DEVICE [--public-key HEX] [--key-out FILE]
+  devices add|rotate DEVICE [--tenant T] [--public-key HEX] [--key-out FILE]
                            a roaster's signing key (the secret written once, 0600)
   devices revoke KID|DEVICE, devices list
                            device keys: refuse a key; list them with their status

@@ -40,12 +40,16 @@ Every version of a profile, oldest first.
 )"},
       {"profiles import", R"(Usage: kiln profiles import FILE --name NAME [--title T] [--tenant T]
 
-Saves FILE as the next version of profile NAME (version 1 for a new name): an Artisan .alog (its
-curve, marked events and phases; QC targets around it: FCs and DROP time ±30 s, DROP BT ±3 °C,
-DTR ±2 points), or a profile's JSON (`kiln profiles export --format json`, e.g. with its targets
-edited). The roast plugin reads and checks it; every version is kept and is in the ledger.
+Saves FILE as the next version of profile NAME (version 1 for a new name; the same profile again
+is kept as it is) in tenant T (default: default): an Artisan .alog (its curve, marked events,
+phases and control changes; QC targets around it: FCs and DROP time ±30 s, DROP BT ±3 °C, DTR ±2
+points, and with both weights in the log the weight loss ±1.5 points), or a profile's JSON
+(`kiln profiles export --format json`, e.g. with its `targets` edited; `celsius` and
+`qc_targets` follow from them). The roast plugin reads and checks it; every version is kept and
+is in the ledger.
 )"},
-      {"profiles export", R"(Usage: kiln profiles export NAME[@VERSION] -o FILE [--format alog|json]
+      {"profiles export",
+       R"(Usage: kiln profiles export NAME[@VERSION] -o FILE [--format alog|json] [--tenant T]
 
 Writes a profile version as an Artisan .alog (opens in Artisan and `kiln analyze`) or as its
 JSON (the format follows FILE's extension unless --format says).
@@ -205,14 +209,15 @@ struct Library {
         .to_json(false);
   }
 
-  void assign(const std::string& device, const std::optional<std::string>& profile) {
-    if (client) {
-      call("POST", "/v1/devices/" + enc(device) + ":profile",
-           json::serialize(
-               json::object{{"profile", profile ? json::value(*profile) : json::value(nullptr)}}));
-      return;
-    }
+  // As the server answers: {device, profile, tenant} (the key's tenant, over HTTP).
+  json::object assign(const std::string& device, const std::optional<std::string>& profile) {
+    const json::value named = profile ? json::value(*profile) : json::value(nullptr);
+    if (client)
+      return json::parse(call("POST", "/v1/devices/" + enc(device) + ":profile",
+                              json::serialize(json::object{{"profile", named}})))
+          .as_object();
     k->telemetry().profiles().assign(tenant, device, profile, cli_actor());
+    return json::object{{"device", device}, {"profile", named}, {"tenant", tenant}};
   }
 };
 
@@ -361,9 +366,13 @@ int cmd_profiles(const Args& a, std::ostream& out, std::ostream&) {
     if (!a.clear) profile = a.positional[3];
     if (profile) telemetry::ProfileRef::parse(*profile);  // a clear error before booting
     Library lib(a, false);
-    lib.assign(device, profile);
+    const auto answer = lib.assign(device, profile);
+    if (a.json) {
+      out << pretty(answer);
+      return runtime::kExitOk;
+    }
     out << "device " << device << (profile ? " roasts to profile " + *profile : " has no profile")
-        << " (tenant " << a.tenant << ")\n";
+        << " (tenant " << std::string(answer.at("tenant").as_string()) << ")\n";
     return runtime::kExitOk;
   }
   if (sub == "list") {
