@@ -228,6 +228,22 @@ BOOST_AUTO_TEST_CASE(config_check_reports_problems_with_locations) {
                read.err);
   }
   BOOST_TEST(!fs::exists(elsewhere.parent_path()));
+  // One that writes makes it (a new deployment's first command must), and says where: a key
+  // made away from the server's database is not one the server knows.
+  auto made = d.kiln({"keys", "create", "--tenant", "acme", "--role", "viewer", "--set",
+                      "storage.path=" + elsewhere.string()});
+  BOOST_TEST(made.exit_code == 0, made.err);
+  BOOST_TEST(contains(made.err, "no database at " + elsewhere.string() +
+                                    " (storage.path, command line --set"),
+             made.err);
+  BOOST_TEST(contains(made.err,
+                      "creating a new one. If a kiln serve runs elsewhere, this is not "
+                      "its database"),
+             made.err);
+  auto again = d.kiln({"keys", "create", "--tenant", "acme", "--role", "viewer", "--set",
+                       "storage.path=" + elsewhere.string()});
+  BOOST_TEST(!contains(again.err, "creating a new one"), again.err);
+  fs::remove_all(elsewhere.parent_path());
   auto from_env = d.kiln({"config", "check"}, {{"KILN_CONFIG", "/nonexistent/kiln.yaml"}});
   BOOST_TEST(from_env.exit_code == 3);
   BOOST_TEST(contains(from_env.err, "kiln.yaml (KILN_CONFIG): cannot be read"), from_env.err);

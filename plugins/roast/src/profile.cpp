@@ -406,10 +406,11 @@ json::object profile_from_json(const json::object& profile) {
   if (const auto* c = profile.if_contains("celsius"); c && c->is_object() && !targets_edited)
     if (const auto* given = c->as_object().if_contains("targets");
         given && !same_numbers(*given, out.at("celsius").at("targets")))
-      throw AlogError("profile.celsius.targets differs from what profile.targets gives: edit "
-                      "profile.targets (in the profile's unit, " +
-                      std::string(out.at("unit").as_string()) +
-                      "); celsius is made from them (or leave celsius out)");
+      throw AlogError(
+          "profile.celsius.targets differs from what profile.targets gives: edit "
+          "profile.targets (in the profile's unit, " +
+          std::string(out.at("unit").as_string()) +
+          "); celsius is made from them (or leave celsius out)");
   return out;
 }
 
