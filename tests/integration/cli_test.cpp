@@ -896,6 +896,12 @@ BOOST_AUTO_TEST_CASE(a_node_with_wrong_settings_is_a_configuration_error) {
             "plugin_config.telemetry_bullet_r1.transport=serial", "--set", "gates.enforce=warn"});
   BOOST_TEST(bad_transport.exit_code == 3, bad_transport.err);
   BOOST_TEST(contains(bad_transport.err, "use usb, replay or sim"), bad_transport.err);
+  auto bad_port =
+      kiln({"record", "--key", "r1.key", "--driver", "bullet_r1", "--set",
+            "plugin_config.telemetry_bullet_r1.usb_port=left", "--set", "gates.enforce=warn"});
+  BOOST_TEST(bad_port.exit_code == 3, bad_port.err);
+  BOOST_TEST(contains(bad_port.err, "usb_port is 'left'; give a USB port path like 1-2 or 1-2.3"),
+             bad_port.err);
 }
 
 // A session's id names its tenant: `kiln report` and `kiln predict` find it without --tenant.

@@ -36,6 +36,7 @@ struct Settings {
   std::string readings;
   std::string record_raw;
   std::string device;
+  std::string usb_port;  // "" = the only one plugged in
   double interval_s = 1.0;
 };
 
@@ -143,7 +144,7 @@ class R1Driver final : public kiln::nodes::TelemetryDriver {
     else if (s_.transport == "replay")
       transport_ = kiln::r1::open_replay(s_.replay);
     else
-      transport_ = kiln::r1::open_usb();
+      transport_ = kiln::r1::open_usb(s_.usb_port);
     // A gate's readings are not a session of the roaster's: nothing to record.
     if (!s_.record_raw.empty() && s_.transport != "readings")
       transport_ = kiln::r1::recording(std::move(transport_), s_.record_raw);
@@ -175,6 +176,9 @@ kiln::Manifest manifest() {
        "append every exchange to this file (the replay format), with any transport: a roaster's "
        "session, or sim's frames as a sample replay file"},
       {"device", "string", "", "the device id to report; empty: r1-<serial>"},
+      {"usb_port", "string", "",
+       "the USB port path of the roaster to read (\"1-2.3\", as `lsusb -t` and "
+       "/sys/bus/usb/devices name it): required when more than one Bullet R1 is plugged in"},
   };
   m.nodes.push_back(kiln::NodeDecl::make<kiln::nodes::TelemetryDriver>(
       "bullet_r1", "Aillio Bullet R1 over USB, read-only (info and poll commands only)",
@@ -184,6 +188,12 @@ kiln::Manifest manifest() {
         s.replay = text(ctx.plugin_config, "replay", "");
         s.record_raw = text(ctx.plugin_config, "record_raw", "");
         s.device = text(ctx.plugin_config, "device", "");
+        s.usb_port = text(ctx.plugin_config, "usb_port", "");
+        if (!s.usb_port.empty() &&
+            s.usb_port.find_first_not_of("0123456789-.") != std::string::npos)
+          throw std::invalid_argument("plugin_config.telemetry_bullet_r1.usb_port is '" +
+                                      s.usb_port +
+                                      "'; give a USB port path like 1-2 or 1-2.3 (`lsusb -t`)");
         if (s.transport != "usb" && s.transport != "replay" && s.transport != "sim")
           throw std::invalid_argument("plugin_config.telemetry_bullet_r1.transport is '" +
                                       s.transport + "'; use usb, replay or sim");

@@ -20,28 +20,49 @@ const char* kUdevHint =
     "  (and the same for idProduct a27e on rev3 boards), then `udevadm control --reload-rules && "
     "udevadm trigger`, replug the roaster and add yourself to plugdev";
 
+// A device's port path as Linux names it: "BUS-PORT[.PORT...]".
+std::string port_path(libusb_device* d) {
+  std::uint8_t ports[8];
+  const int n = libusb_get_port_numbers(d, ports, sizeof ports);
+  std::string out = std::to_string(libusb_get_bus_number(d));
+  for (int i = 0; i < n; ++i) out += (i == 0 ? "-" : ".") + std::to_string(ports[i]);
+  return out;
+}
+
 class UsbTransport final : public Transport {
  public:
-  UsbTransport() {
+  explicit UsbTransport(const std::string& port) {
     if (int rc = libusb_init(&ctx_); rc != 0)
       throw TransportError("device_not_found",
                            std::string("libusb could not start: ") + libusb_error_name(rc), false);
     libusb_device** list = nullptr;
     const ssize_t n = libusb_get_device_list(ctx_, &list);
-    libusb_device* found = nullptr;
-    for (ssize_t i = 0; i < n && !found; ++i) {
+    std::vector<libusb_device*> r1s;
+    std::vector<std::string> ports;
+    for (ssize_t i = 0; i < n; ++i) {
       libusb_device_descriptor d{};
       if (libusb_get_device_descriptor(list[i], &d) == 0 && d.idVendor == kVendor &&
-          (d.idProduct == kProduct || d.idProduct == kProductRev3))
-        found = list[i];
+          (d.idProduct == kProduct || d.idProduct == kProductRev3)) {
+        r1s.push_back(list[i]);
+        ports.push_back(port_path(list[i]));
+      }
     }
-    int rc = found ? libusb_open(found, &h_) : LIBUSB_ERROR_NOT_FOUND;
+    std::size_t which = 0;
+    try {
+      which = choose_usb(ports, port);
+    } catch (const TransportError&) {
+      if (list) libusb_free_device_list(list, 1);
+      cleanup();
+      throw;
+    }
+    int rc = libusb_open(r1s[which], &h_);
     if (list) libusb_free_device_list(list, 1);
-    if (rc == LIBUSB_ERROR_NOT_FOUND || !found) {
+    if (rc == LIBUSB_ERROR_NOT_FOUND) {
       cleanup();
       throw TransportError("device_not_found",
-                           "no Aillio Bullet R1 on USB (vendor 0483, product 5741 or a27e): is "
-                           "it plugged in and switched on? (`lsusb` lists it)",
+                           "the Aillio Bullet R1 at USB port " + ports[which] +
+                               " went away while it was opened: is it plugged in and switched "
+                               "on? (`lsusb` lists it)",
                            false);
     }
     if (rc == LIBUSB_ERROR_ACCESS) {
@@ -231,8 +252,34 @@ void ReplayWriter::write(ReadCommand c, const std::vector<unsigned char>& reply)
   out_.flush();
 }
 
-std::unique_ptr<Transport> open_usb() {
-  return std::make_unique<UsbTransport>();
+std::size_t choose_usb(const std::vector<std::string>& ports, const std::string& wanted) {
+  std::string found;
+  for (const auto& p : ports) found += (found.empty() ? "" : ", ") + p;
+  if (ports.empty())
+    throw TransportError("device_not_found",
+                         "no Aillio Bullet R1 on USB (vendor 0483, product 5741 or a27e): is it "
+                         "plugged in and switched on? (`lsusb` lists it)",
+                         false);
+  if (!wanted.empty()) {
+    for (std::size_t i = 0; i < ports.size(); ++i)
+      if (ports[i] == wanted) return i;
+    throw TransportError("device_not_found",
+                         "no Aillio Bullet R1 at USB port " + wanted + " (usb_port); found at " +
+                             found + " (`lsusb -t` shows the ports)",
+                         false);
+  }
+  if (ports.size() > 1)
+    throw TransportError("device_not_found",
+                         std::to_string(ports.size()) + " Aillio Bullet R1s on USB (ports " +
+                             found +
+                             "): set plugin_config.telemetry_bullet_r1.usb_port to the one this "
+                             "recorder reads (a recorder per roaster)",
+                         false);
+  return 0;
+}
+
+std::unique_ptr<Transport> open_usb(const std::string& port) {
+  return std::make_unique<UsbTransport>(port);
 }
 
 std::unique_ptr<Transport> recording(std::unique_ptr<Transport> inner,

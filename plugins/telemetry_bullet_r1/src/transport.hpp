@@ -31,10 +31,17 @@ class Transport {
   virtual bool live() const = 0;
 };
 
-// libusb: finds VID 0x0483 with PID 0x5741 or 0xa27e, detaches a kernel driver, claims
-// interface 1. Errors: device_not_found, no_permission (with the udev rule to add), device_busy,
-// disconnected.
-std::unique_ptr<Transport> open_usb();
+// Which of the Bullet R1s found to open, by their USB port paths as Linux names them ("1-2.3":
+// bus 1, port 2, then port 3 of a hub; /sys/bus/usb/devices, `lsusb -t`): the one at `wanted`,
+// else the only one. Throws TransportError device_not_found — none, none at `wanted` (naming
+// the ports found), or several and none wanted (a roastery with two roasters runs a recorder
+// per roaster, each with its usb_port).
+std::size_t choose_usb(const std::vector<std::string>& ports, const std::string& wanted);
+
+// libusb: finds VID 0x0483 with PID 0x5741 or 0xa27e (at USB port path `port` when given; see
+// choose_usb), detaches a kernel driver, claims interface 1. Errors: device_not_found,
+// no_permission (with the udev rule to add), device_busy, disconnected.
+std::unique_ptr<Transport> open_usb(const std::string& port = "");
 
 // `inner`, with every exchange it completes appended to `file` in the replay format
 // (plugin_config record_raw, for any transport: a roaster's session, or the simulated roaster's

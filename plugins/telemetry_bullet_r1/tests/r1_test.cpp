@@ -193,6 +193,32 @@ BOOST_AUTO_TEST_CASE(a_readings_file_being_rewritten_reads_whole) {
     BOOST_TEST(entry.path().filename() == file.filename(), "left behind: " << entry.path());
 }
 
+// A roastery with two roasters on one machine: each recorder names the USB port of its own
+// (usb_port); with two plugged in and none named, neither is opened at a guess.
+BOOST_AUTO_TEST_CASE(the_roaster_to_read_is_chosen_by_its_usb_port) {
+  auto refusal = [](const std::vector<std::string>& ports, const std::string& wanted) {
+    try {
+      r1::choose_usb(ports, wanted);
+      return std::string("chosen");
+    } catch (const r1::TransportError& e) {
+      BOOST_TEST(e.code == "device_not_found");
+      return std::string(e.what());
+    }
+  };
+  BOOST_TEST(r1::choose_usb({"1-2"}, "") == 0u);
+  BOOST_TEST(r1::choose_usb({"1-2", "1-4.1"}, "1-4.1") == 1u);
+  BOOST_TEST(r1::choose_usb({"1-2"}, "1-2") == 0u);
+  const auto two = refusal({"1-2", "1-4.1"}, "");
+  BOOST_TEST(two.find("2 Aillio Bullet R1s on USB (ports 1-2, 1-4.1): set "
+                      "plugin_config.telemetry_bullet_r1.usb_port") != std::string::npos,
+             two);
+  const auto elsewhere = refusal({"1-2", "1-4.1"}, "2-1");
+  BOOST_TEST(elsewhere.find("no Aillio Bullet R1 at USB port 2-1 (usb_port); found at 1-2, "
+                            "1-4.1") != std::string::npos,
+             elsewhere);
+  BOOST_TEST(refusal({}, "1-2").find("no Aillio Bullet R1 on USB") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(without_a_roaster_usb_says_so) {
   try {
     auto t = r1::open_usb();
