@@ -1007,6 +1007,22 @@ BOOST_AUTO_TEST_CASE(a_device_profile_gives_its_sessions_targets_and_phases) {
   BOOST_TEST(remote_assign.exit_code == 0, remote_assign.err);
   BOOST_TEST(remote_assign.out == "device r1-prof roasts to profile sidamo (tenant acme)\n",
              remote_assign.out);
+  // Devices with their profiles, the same over HTTP, in client mode (a table, as locally) and
+  // in the local JSON.
+  bool listed_with_profile = false;
+  const auto device_list = body(s.call("GET", "/v1/devices", "viewer"));
+  for (const auto& d : device_list.as_array())
+    listed_with_profile |= d.at("device") == "r1-prof" && d.at("profile") == "sidamo";
+  BOOST_TEST(listed_with_profile);
+  auto remote_devices =
+      s.kiln({"devices", "list", "--server", url, "--api-key", s.keys.at("viewer")});
+  BOOST_TEST(remote_devices.exit_code == 0, remote_devices.err);
+  BOOST_TEST(std::regex_search(remote_devices.out, std::regex("^KEY +TENANT +DEVICE +STATE")),
+             remote_devices.out);
+  BOOST_TEST(std::regex_search(remote_devices.out, std::regex("r1-prof .* sidamo\n")),
+             remote_devices.out);
+  auto local_devices = s.kiln({"devices", "list", "--tenant", "acme", "--json"});
+  BOOST_TEST(contains(local_devices.out, "\"profile\": \"sidamo\""), local_devices.out);
 
   // A roast on the device: its session records profile v2, and the mission passes QC against it.
   send_roast(s, "r1-prof", key_of(body(added)));

@@ -844,6 +844,8 @@ Router build_api(ApiContext& ctx) {
       "status": {"type": "string", "enum": ["active", "retiring", "expired", "revoked"]},
       "created_at": {"type": "string"}, "created_by": {"type": "string"},
       "not_after": {"type": ["string", "null"]}, "revoked_at": {"type": ["string", "null"]},
+      "profile": {"type": ["string", "null"],
+                  "description": "in listings: the profile the device roasts to"},
       "secret_key": {"type": "string",
                      "description": "only when the server generated the pair: shown once"}}})");
   // A time query parameter (epoch seconds); 422 naming it when it is not one.
@@ -948,11 +950,9 @@ Router build_api(ApiContext& ctx) {
          {},
          false,
          [&k](Request& req) {
-           const std::string now = ledger::utc_now_millis();
-           json::array arr;
-           for (const auto& d : k.telemetry().devices().list(req.tenant))
-             arr.push_back(d.to_json(now));
-           return Response::json(200, arr);
+           return Response::json(200,
+                                 telemetry::ProfileStore::with_profiles(
+                                     k.storage_path(), k.telemetry().devices().list(req.tenant)));
          }});
   // One roaster as a dashboard shows it: its keys, the profile it roasts to, its newest reading
   // and the session under way.

@@ -378,6 +378,21 @@ std::optional<std::string> ProfileStore::assigned(Connection& c, const std::stri
   return st.text(0);
 }
 
+json::array ProfileStore::with_profiles(const std::filesystem::path& db,
+                                        const std::vector<DeviceKey>& keys) {
+  const std::string now = ledger::utc_now_millis();
+  json::array out;
+  if (keys.empty()) return out;
+  Connection c(db, Connection::Mode::kReadOnly);
+  for (const auto& key : keys) {
+    auto o = key.to_json(now);
+    const auto profile = assigned(c, key.tenant, key.device);
+    o["profile"] = profile ? json::value(*profile) : json::value(nullptr);
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
 std::optional<std::pair<std::string, std::int64_t>> ProfileStore::resolve(
     Connection& c, const std::string& tenant, const std::string& ref_text) {
   ProfileRef ref;

@@ -18,6 +18,7 @@
 
 #include "ledger/ledger.hpp"
 #include "missions/service.hpp"
+#include "telemetry/devices.hpp"
 
 namespace kiln::storage {
 class Connection;
@@ -90,6 +91,10 @@ class ProfileStore {
   // The device's assignment as stored ("name" or "name@version"), if any.
   static std::optional<std::string> assigned(storage::Connection& c, const std::string& tenant,
                                              const std::string& device);
+  // Device keys as GET /v1/devices and `kiln devices list --json` give them: each with the
+  // profile its device roasts to (null for none).
+  static boost::json::array with_profiles(const std::filesystem::path& db,
+                                          const std::vector<DeviceKey>& keys);
   // Resolves an assignment to (name, version) with the version current now; nullopt when the
   // name is gone or archived.
   static std::optional<std::pair<std::string, std::int64_t>> resolve(storage::Connection& c,

@@ -314,7 +314,8 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
       // A cancel that went through succeeded (the mission's CANCELED state is what was asked).
       return std::string(verb) == "cancel" && res.status == 200 ? runtime::kExitOk : rc;
     }
-  if (name == "devices list") return finish(r, r.call("GET", "/v1/devices"), out, err);
+  if (name == "devices list")
+    return table(r, r.call("GET", "/v1/devices"), a, print_devices, out, err);
   if (name == "devices add" || name == "devices rotate") {
     if (a.positional.size() < 3) throw std::invalid_argument(name + " needs a DEVICE");
     if (a.key_file && !a.public_key && std::filesystem::exists(*a.key_file))

@@ -107,20 +107,29 @@ std::optional<telemetry::PublicKey> public_key_arg(const Args& a) {
   }
 }
 
-// `profile_of(tenant, device)`: the profile the device roasts to, "" for none.
-void print_keys(
-    const std::vector<telemetry::DeviceKey>& keys,
-    const std::function<std::string(const std::string&, const std::string&)>& profile_of,
-    std::ostream& out) {
-  const std::string now = ledger::utc_now_millis();
+}  // namespace
+
+void print_devices(const json::array& keys, std::ostream& out) {
+  if (keys.empty()) {
+    out << "no devices (kiln devices add DEVICE)\n";
+    return;
+  }
+  auto text = [](const json::object& o, const char* k) {
+    const auto* v = o.if_contains(k);
+    return v && v->is_string() ? std::string(v->as_string()) : std::string();
+  };
   std::vector<std::vector<std::string>> rows{
       {"KEY", "TENANT", "DEVICE", "STATE", "CREATED", "UNTIL", "REVOKED", "PROFILE"}};
-  for (const auto& k : keys)
-    rows.push_back({k.kid, k.tenant, k.device, k.status(now), k.created_at,
-                    k.not_after.value_or(""), k.revoked_at.value_or(""),
-                    profile_of(k.tenant, k.device)});
+  for (const auto& v : keys) {
+    const auto& k = v.as_object();
+    rows.push_back({text(k, "kid"), text(k, "tenant"), text(k, "device"), text(k, "status"),
+                    text(k, "created_at"), text(k, "not_after"), text(k, "revoked_at"),
+                    text(k, "profile")});
+  }
   print_table(rows, out);
 }
+
+namespace {
 
 int wrote_credentials(const telemetry::DeviceCredentials& c, const Args& a, std::ostream& out,
                       const char* what) {
@@ -309,25 +318,12 @@ int cmd_devices_revoke(const Args& a, std::ostream& out) {
 
 int cmd_devices_list(const Args& a, std::ostream& out) {
   auto k = boot_reading(a);
-  auto keys = k->telemetry().devices().list(a.tenant_filter);
-  if (a.json) {
-    json::array arr;
-    const std::string now = ledger::utc_now_millis();
-    for (const auto& key : keys) arr.push_back(key.to_json(now));
-    out << pretty(arr);
-    return runtime::kExitOk;
-  }
-  if (keys.empty()) {
-    out << "no devices (kiln devices add DEVICE)\n";
-    return runtime::kExitOk;
-  }
-  storage::Connection c(k->storage_path(), storage::Connection::Mode::kReadOnly);
-  print_keys(
-      keys,
-      [&](const std::string& tenant, const std::string& device) {
-        return telemetry::ProfileStore::assigned(c, tenant, device).value_or("");
-      },
-      out);
+  const auto keys = telemetry::ProfileStore::with_profiles(
+      k->storage_path(), k->telemetry().devices().list(a.tenant_filter));
+  if (a.json)
+    out << pretty(keys);
+  else
+    print_devices(keys, out);
   return runtime::kExitOk;
 }
 

@@ -45,6 +45,8 @@ MarkArgs mark_args(const Args& a,
 // The sessions table of `kiln sessions list`, from sessions as the API gives them (local and
 // --server print the same).
 void print_sessions(const boost::json::array& sessions, std::ostream& out);
+// Device keys as GET /v1/devices gives them (with their profiles), as a table.
+void print_devices(const boost::json::array& keys, std::ostream& out);
 // One session as `kiln sessions show` prints it, from GET /v1/sessions/{id}'s JSON (with
 // "samples", the count, when known).
 void print_session(const boost::json::object& session, std::ostream& out);
