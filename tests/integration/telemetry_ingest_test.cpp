@@ -825,6 +825,12 @@ BOOST_AUTO_TEST_CASE(a_roasters_first_crack_mark_reaches_the_report) {
   BOOST_TEST(weighed_report.at("weight").at("loss_percent").as_double() == 14.0);
   BOOST_TEST(
       contains(std::string(weighed_report.at("summary").as_string()), "Weight loss 14.0 percent."));
+  // A weight the server refuses exits as the same refusal does locally (2).
+  auto too_light = s.kiln({"sessions", "weigh", id, "--green", "5", "--server", url, "--api-key",
+                           s.keys.at("operator")});
+  BOOST_TEST(too_light.exit_code == 2, too_light.err);
+  BOOST_TEST(contains(too_light.err, "server answered 422 invalid_input"), too_light.err);
+  BOOST_TEST(s.kiln({"sessions", "weigh", id, "--green", "5"}).exit_code == 2);
   auto bad_grams = s.kiln({"sessions", "weigh", id, "--green", "five hundred"});
   BOOST_TEST(bad_grams.exit_code == 2);
   BOOST_TEST(contains(bad_grams.err, "--green wants a weight in grams"), bad_grams.err);

@@ -47,7 +47,8 @@ Example: kiln mission start hello --param who=roaster --wait
        R"(Usage: kiln mission list [--tenant T] [--state STATE] [--template NAME] [--limit N] [--json]
 
 Missions, newest first (default limit 100), each with its plain inputs (a roast report's
-session=…). States: PENDING RUNNING RETRY QUARANTINED BLOCKED DONE FAILED CANCELED. With --json each step's output is null: `kiln mission show ID` has it.
+session=…). States: PENDING RUNNING RETRY QUARANTINED BLOCKED DONE FAILED CANCELED. With --json
+each step's output is null: `kiln mission show ID` has it.
 )"},
       {"mission show", R"(Usage: kiln mission show ID [--tenant T] [--json]
 

@@ -66,7 +66,8 @@ int finish(const Remote& r, const http::ClientResponse& res, std::ostream& out, 
       << "\n";
   if (res.status == 401 && r.key.empty())
     err << "(pass --api-key KEY or set KILN_API_KEY; `kiln keys create` makes one)\n";
-  return runtime::kExitFailed;
+  // Refused input exits as the same command does locally (invalid_input: 2).
+  return code == "invalid_input" ? runtime::kExitUsage : runtime::kExitFailed;
 }
 
 std::string reason_body(const Args& a) {
