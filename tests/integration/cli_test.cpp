@@ -264,6 +264,21 @@ BOOST_AUTO_TEST_CASE(config_check_reports_problems_with_locations) {
              serve_would_refuse.err);
   BOOST_TEST(contains(serve_would_refuse.err, "recorder.enabled needs recorder.key_file"),
              serve_would_refuse.err);
+  // A value only the node's own factory knows to refuse, found by the check (it passed, and
+  // `kiln record --driver bullet_r1` refused it later), with where it was set.
+  auto node_refuses = d.kiln_all_plugins(
+      {"config", "check", "--set", "plugin_config.telemetry_bullet_r1.transport=serial"});
+  BOOST_TEST(node_refuses.exit_code == 3);
+  BOOST_TEST(contains(node_refuses.err,
+                      "plugin_config.telemetry_bullet_r1.transport is 'serial'; use usb, replay "
+                      "or sim (node telemetry_driver/bullet_r1, provider telemetry_bullet_r1) "
+                      "(set by command line --set"),
+             node_refuses.err);
+  auto kind_setting =
+      d.kiln_all_plugins({"config", "check", "--set", "plugin_config.telemetry_sim.dtr=0.7"});
+  BOOST_TEST(kind_setting.exit_code == 3);
+  BOOST_TEST(contains(kind_setting.err, "plugin_config.telemetry_sim.dtr must be in (0, 0.5)"),
+             kind_setting.err);
   auto bad_env = d.kiln({"config", "check"}, {{"KILN_GATES_DIR", "/x"}});
   BOOST_TEST(bad_env.exit_code == 3);
   BOOST_TEST(contains(bad_env.err, "did you mean 'KILN_GATES__DIR'"), bad_env.err);

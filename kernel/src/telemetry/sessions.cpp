@@ -783,6 +783,11 @@ SessionInfo Sessionizer::mark(const std::string& tenant, const std::string& id, 
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   // The request member a time refused was in (none for a mark at now).
   const std::string time_field = m.t ? "t" : m.after_charge ? "after_charge" : "";
+  // The readings TP is found in, read before the ledger's writer runs the change (it stays free
+  // for other writes meanwhile); a reading arriving in between only continues the roast.
+  std::vector<Sample> readings;
+  if (!m.clear && *event != "CHARGE")
+    if (const auto s = get(ledger_.path(), tenant, id)) readings = samples(ledger_.path(), *s);
   SessionInfo after;
   bool changed = false;
   ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
@@ -855,7 +860,7 @@ SessionInfo Sessionizer::mark(const std::string& tenant, const std::string& id, 
                                    ? at.at("DROP").first
                                    : s.end_t.value_or(std::numeric_limits<double>::infinity());
         std::optional<Sample> tp;
-        for (const auto& x : samples_in(c, s, std::nullopt))
+        for (const auto& x : readings)
           if (x.t >= charge_at && x.t <= drop_at && (!tp || x.bt < tp->bt)) tp = x;
         if (tp && when <= tp->t) {
           char bt[32];

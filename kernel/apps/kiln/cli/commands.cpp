@@ -177,8 +177,10 @@ file, contract version or ABI changed since the gate ran) or failed.
     {"config check", R"(Usage: kiln config check [--config FILE] [--set KEY=VALUE]...
 
 Validates every layer (files, KILN_* environment, --set) and the plugin_config sections against
-the loaded plugins' manifests. Prints every problem with its location; exit 0 when valid, 3 when
-not.
+the loaded plugins' manifests, and builds (without running) every node whose plugin settings —
+or, for a selected node, whose kind's settings — the deployment sets, so that a value only the
+node itself checks (a transport it does not know) is found here, not at `kiln serve`. Prints
+every problem with its location; exit 0 when valid, 3 when not.
 )"},
     {"config explain", R"(Usage: kiln config explain [KEY] [--json]
 
@@ -667,34 +669,30 @@ int cmd_plugins_list(const Args& a, std::ostream& out) {
 }  // namespace
 
 void print_nodes(const json::array& kinds, std::ostream& out) {
-  auto text = [](const json::object& o, const char* k) {
-    const auto* v = o.if_contains(k);
-    return v && v->is_string() ? std::string(v->as_string()) : std::string();
-  };
   std::vector<std::vector<std::string>> rows{{"KIND", "SELECTED", "GATE", "SOURCE"}};
   std::vector<std::string> details;
   for (const auto& v : kinds) {
     const auto& o = v.as_object();
-    const bool known = !text(o, "provider").empty();
+    const bool known = !string_at(o, "provider").empty();
     const bool is_default = o.contains("default") && o.at("default") == true;
-    const std::string gate = text(o, "gate");
-    rows.push_back({text(o, "kind"), text(o, "selected"),
+    const std::string gate = string_at(o, "gate");
+    rows.push_back({string_at(o, "kind"), string_at(o, "selected"),
                     known        ? gate
                     : is_default ? "OFF"
                                  : "UNKNOWN",
-                    text(o, "source")});
+                    string_at(o, "source")});
     std::vector<std::string> available;
     if (const auto* av = o.if_contains("available"); av && av->is_array())
       for (const auto& n : av->as_array())
         if (n.is_string()) available.emplace_back(n.as_string());
     const bool usable = gate == "passed" || gate == "default";
     if (!known || !usable)
-      details.push_back(text(o, "kind") + ": " +
-                        (known        ? text(o, "gate_detail")
+      details.push_back(string_at(o, "kind") + ": " +
+                        (known        ? string_at(o, "gate_detail")
                          : is_default ? "no loaded plugin provides the default node"
                                       : "no such node") +
                         "; available: " + common::join(available) +
-                        (known ? "" : common::did_you_mean(text(o, "selected"), available)));
+                        (known ? "" : common::did_you_mean(string_at(o, "selected"), available)));
   }
   print_table(rows, out);
   for (const auto& d : details) out << "  " << d << "\n";
@@ -859,6 +857,39 @@ int cmd_config_check(const Args& a, std::ostream& out) {
       problems.push_back("recorder.key_file: no file " + key_file + where("recorder.key_file"));
     else if (auto p = recorder_key_problem(*k, key_file))
       problems.push_back("recorder.key_file: " + *p + where("recorder.key_file"));
+  }
+  // Settings only a node's own factory checks (`transport: serial`): each node whose plugin
+  // settings, or whose kind's settings when it is selected, the deployment sets is built here —
+  // not run — as `kiln serve` or `kiln record --driver` would build it.
+  const auto set_under = [&](const std::string& prefix) {
+    std::vector<const std::pair<const std::string, config::Entry>*> set;
+    for (const auto& kv : cfg.entries())
+      if (kv.first.rfind(prefix, 0) == 0 && kv.second.source.layer != config::Layer::kDefault &&
+          kv.second.source.layer != config::Layer::kPluginDefault)
+        set.push_back(&kv);
+    return set;
+  };
+  for (const auto& n : k->registry().nodes()) {
+    auto set = set_under("plugin_config." + n.provider + ".");
+    bool selected = false;
+    for (const auto& s : k->node_status()) selected |= s.kind == n.kind && s.selected == n.name;
+    if (selected)
+      for (const auto* kv : set_under(n.kind + ".")) set.push_back(kv);
+    if (set.empty()) continue;
+    try {
+      k->node_maker(n, true)(cfg.section(n.kind));
+    } catch (const std::invalid_argument& e) {
+      std::string problem = e.what();
+      for (const auto* kv : set)  // where the value the factory names was set
+        if (problem.find(kv->first) != std::string::npos) {
+          problem += " (set by " + kv->second.source.describe() + ")";
+          break;
+        }
+      problems.push_back(problem);
+    } catch (const std::exception& e) {
+      notes.push_back("note: node " + n.kind + "/" + n.name +
+                      " could not be built here to check its settings: " + e.what());
+    }
   }
   if (!problems.empty()) throw BootError(runtime::kExitConfig, common::join(problems, "\n"));
   out << "configuration is valid (" << k->config().entries().size() << " keys, "

@@ -49,6 +49,11 @@ void emit(const json::value& v, std::string& out, int depth) {
 
 }  // namespace
 
+std::string string_at(const json::object& o, std::string_view key) {
+  const auto* v = o.if_contains(key);
+  return v && v->is_string() ? std::string(v->as_string()) : std::string();
+}
+
 std::string one_line(const json::value& v) {
   return common::json_text(v);
 }

@@ -3,6 +3,7 @@
 
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <boost/json/value.hpp>
@@ -13,6 +14,8 @@ namespace kiln::cli {
 std::string pretty(const boost::json::value& v);
 // One line: a number as written (604800.0, not 6.048E5), anything else as compact JSON.
 std::string one_line(const boost::json::value& v);
+// The string at `key` of `o`; empty when it is missing or not a string.
+std::string string_at(const boost::json::object& o, std::string_view key);
 // Seconds as a roaster reads a roast's times, "m:ss" (rounded); "-" when `v` is no number.
 std::string mmss(const boost::json::value& v);
 // 14.04 → "14.0": one decimal, as weights, temperatures and percentages are printed.

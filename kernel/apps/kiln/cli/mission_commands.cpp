@@ -362,10 +362,6 @@ void print_missions(const json::array& missions, std::ostream& out) {
     out << "no missions (kiln mission start TEMPLATE creates one)\n";
     return;
   }
-  auto text = [](const json::object& o, const char* k) {
-    const auto* v = o.if_contains(k);
-    return v && v->is_string() ? std::string(v->as_string()) : std::string();
-  };
   // What a mission is for, from its plain inputs ("session=ses_…"): the objects (targets,
   // marks) are in `kiln mission show`.
   auto inputs_of = [](const json::object& m) {
@@ -387,8 +383,9 @@ void print_missions(const json::array& missions, std::ostream& out) {
       {"ID", "TENANT", "TEMPLATE", "INPUTS", "STATE", "REASON", "UPDATED"}};
   for (const auto& v : missions) {
     const auto& m = v.as_object();
-    rows.push_back({text(m, "id"), text(m, "tenant"), text(m, "template"), inputs_of(m),
-                    text(m, "state"), text(m, "reason"), text(m, "updated_at")});
+    rows.push_back({string_at(m, "id"), string_at(m, "tenant"), string_at(m, "template"),
+                    inputs_of(m), string_at(m, "state"), string_at(m, "reason"),
+                    string_at(m, "updated_at")});
   }
   print_table(rows, out);
 }

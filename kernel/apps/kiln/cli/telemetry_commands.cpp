@@ -114,17 +114,13 @@ void print_devices(const json::array& keys, std::ostream& out) {
     out << "no devices (kiln devices add DEVICE)\n";
     return;
   }
-  auto text = [](const json::object& o, const char* k) {
-    const auto* v = o.if_contains(k);
-    return v && v->is_string() ? std::string(v->as_string()) : std::string();
-  };
   std::vector<std::vector<std::string>> rows{
       {"KEY", "TENANT", "DEVICE", "STATE", "CREATED", "UNTIL", "REVOKED", "PROFILE"}};
   for (const auto& v : keys) {
     const auto& k = v.as_object();
-    rows.push_back({text(k, "kid"), text(k, "tenant"), text(k, "device"), text(k, "status"),
-                    text(k, "created_at"), text(k, "not_after"), text(k, "revoked_at"),
-                    text(k, "profile")});
+    rows.push_back({string_at(k, "kid"), string_at(k, "tenant"), string_at(k, "device"),
+                    string_at(k, "status"), string_at(k, "created_at"), string_at(k, "not_after"),
+                    string_at(k, "revoked_at"), string_at(k, "profile")});
   }
   print_table(rows, out);
 }
@@ -349,32 +345,26 @@ static std::string qc_status(const json::object& session) {
   const auto* r = session.if_contains("report");
   if (!r || !r->is_object()) return "";
   const auto& report = r->as_object();
-  auto text = [&](const char* k) {
-    const auto* v = report.if_contains(k);
-    return v && v->is_string() ? std::string(v->as_string()) : std::string();
-  };
-  const std::string verdict = text("verdict"), state = text("state");
+  const std::string verdict = string_at(report, "verdict"), state = string_at(report, "state");
   const auto* outdated = report.if_contains("outdated");
   const std::string before = outdated && outdated->is_bool() && outdated->as_bool()
                                  ? " (before the latest marks or weights)"
                                  : "";
   if (verdict.empty()) return "QC " + common::to_lower(state) + before;
   if (verdict != "fail") return "QC " + verdict + before;
-  if (!text("accepted_by").empty()) return "QC fail, accepted by " + text("accepted_by") + before;
+  if (!string_at(report, "accepted_by").empty())
+    return "QC fail, accepted by " + string_at(report, "accepted_by") + before;
   return (state == "QUARANTINED" ? "QC fail, held for an approver" : "QC fail") + before;
 }
 
 void print_session(const json::object& o, std::ostream& out) {
-  auto text = [&](const char* k) {
-    const auto* v = o.if_contains(k);
-    return v && v->is_string() ? std::string(v->as_string()) : std::string();
-  };
-  const std::string id = text("id");
-  const bool open = text("state") == "open";
-  out << "session " << id << " (device " << text("device") << ", tenant " << text("tenant")
-      << ")\n";
-  out << "  state:    " << text("state");
-  if (!open && !text("close_reason").empty()) out << " (closed by " << text("close_reason") << ")";
+  const std::string id = string_at(o, "id");
+  const bool open = string_at(o, "state") == "open";
+  out << "session " << id << " (device " << string_at(o, "device") << ", tenant "
+      << string_at(o, "tenant") << ")\n";
+  out << "  state:    " << string_at(o, "state");
+  if (!open && !string_at(o, "close_reason").empty())
+    out << " (closed by " << string_at(o, "close_reason") << ")";
   out << "\n";
   out << "  CHARGE:   " << device_time(o, "charge_t", "%Y-%m-%d %H:%M:%S UTC")
       << " (device clock)\n";
@@ -427,7 +417,7 @@ void print_session(const json::object& o, std::ostream& out) {
           << mmss(json::value(std::abs(moved))) << (moved > 0 ? " after" : " before")
           << " the detected one\n";
   }
-  const std::string mission = text("mission_id");
+  const std::string mission = string_at(o, "mission_id");
   if (!mission.empty())
     out << "  report:   mission " << mission << ", " << qc_status(o) << " (kiln mission show "
         << mission << ")\n";
@@ -450,10 +440,6 @@ void print_sessions(const json::array& sessions, std::ostream& out) {
     out << "no roast sessions yet (kiln record sends telemetry)\n";
     return;
   }
-  auto text = [](const json::object& o, const char* k) {
-    const auto* v = o.if_contains(k);
-    return v && v->is_string() ? std::string(v->as_string()) : std::string();
-  };
   // Columns as wide as their longest entry: ids carry the tenant and run long.
   auto charged = [](const json::object& o) { return device_time(o, "charge_t", "%Y-%m-%d %H:%M"); };
   std::vector<std::vector<std::string>> rows{{"SESSION", "TENANT", "DEVICE", "CHARGE (UTC)",
@@ -464,7 +450,7 @@ void print_sessions(const json::array& sessions, std::ostream& out) {
     std::string roast = "(open)", closed_by;
     if (const auto* d = o.if_contains("duration_s"); d && d->is_number()) {
       roast = mmss(*d);
-      closed_by = text(o, "close_reason");
+      closed_by = string_at(o, "close_reason");
     }
     std::string profile;
     if (const auto* p = o.if_contains("profile"); p && p->is_object())
@@ -472,8 +458,9 @@ void print_sessions(const json::array& sessions, std::ostream& out) {
                 std::to_string(p->at("version").to_number<std::int64_t>());
     std::string qc = qc_status(o);
     if (qc.rfind("QC ", 0) == 0) qc = qc.substr(3);
-    rows.push_back({text(o, "id"), text(o, "tenant"), text(o, "device"), charged(o),
-                    text(o, "state"), roast, closed_by, profile, qc, text(o, "mission_id")});
+    rows.push_back({string_at(o, "id"), string_at(o, "tenant"), string_at(o, "device"), charged(o),
+                    string_at(o, "state"), roast, closed_by, profile, qc,
+                    string_at(o, "mission_id")});
   }
   print_table(rows, out);
 }
