@@ -922,3 +922,60 @@ BOOST_AUTO_TEST_CASE(qc_says_when_first_crack_was_estimated) {
   for (const auto& c : marked.at("checks").as_array())
     BOOST_TEST(std::string(c.at("reason").as_string()).find("estimated") == std::string::npos);
 }
+
+// Readings that end before DROP (a recording stopped, a session closed by silence) leave the
+// checks they do not reach unmeasured: warnings that say how to complete them, not a failed
+// roast held for an approver. What they reach is checked as usual; a complete roast without
+// first crack still fails.
+BOOST_AUTO_TEST_CASE(a_recording_cut_short_is_not_a_failed_roast) {
+  const auto full = parse_alog(read(kFixtures / "26-02-01_1812_Jigesa_no2.alog"));
+  AnalysisOptions o;
+  o.detect = true;
+  const auto whole = to_json(analyze(full, o, &kDetector));
+  const int fcs = static_cast<int>(whole.at("events").at("FCs").at("index").as_int64());
+  const int charge = full.timeindex[0];
+  const json::object targets{{"fcs_time", json::object{{"min", 0}, {"max", 1}}},
+                             {"drop_time", json::object{{"min", 450}, {"max", 780}}},
+                             {"dtr", json::object{{"min", 15}, {"max", 25}}}};
+  for (const int end : {fcs + 60, fcs - 60}) {
+    auto log = full;
+    log.time.resize(static_cast<std::size_t>(end));
+    log.bt.resize(log.time.size());
+    log.et.resize(log.time.size());
+    if (!log.roaster_state.empty()) log.roaster_state.resize(log.time.size());
+    std::erase_if(log.controls, [&](const RoastLog::Control& c) { return c.index >= end; });
+    log.timeindex = {charge, 0, 0, 0, 0, 0, 0, 0};
+    const auto a = to_json(analyze(log, o, &kDetector));
+    BOOST_REQUIRE(a.at("events").at("DROP").is_null());
+    const auto qc = run_qc(a, targets);
+    std::map<std::string, json::object> checks;
+    for (const auto& c : qc.at("checks").as_array())
+      checks[std::string(c.at("check").as_string())] = c.as_object();
+    for (const char* unmeasured : {"event DROP", "drop_time", "dtr"}) {
+      BOOST_TEST(checks[unmeasured].at("result").as_string() == "warn", unmeasured);
+      BOOST_TEST(std::string(checks[unmeasured].at("reason").as_string())
+                         .find("the readings end before DROP (the recording stopped, or DROP "
+                               "went undetected); mark DROP (kiln sessions mark SESSION DROP "
+                               "--at M:SS)") != std::string::npos,
+                 checks[unmeasured].at("reason").as_string());
+    }
+    if (end > fcs) {
+      // First crack is in the readings: its check is made, and fails here (the target is
+      // 0:00-0:01).
+      BOOST_TEST(checks["fcs_time"].at("result").as_string() == "fail");
+      BOOST_TEST(qc.at("verdict").as_string() == "fail");
+    } else {
+      BOOST_TEST(checks["fcs_time"].at("result").as_string() == "warn");
+      BOOST_TEST(checks["event FCs"].at("result").as_string() == "warn");
+      BOOST_TEST(qc.at("verdict").as_string() == "warn");
+    }
+  }
+  // DROP reached without first crack: a roast dropped before it cracked fails.
+  auto no_crack = whole;
+  no_crack["events"].as_object()["FCs"] = nullptr;
+  const auto qc = run_qc(no_crack, targets);
+  BOOST_TEST(qc.at("verdict").as_string() == "fail");
+  for (const auto& c : qc.at("checks").as_array())
+    if (c.at("check") == "event FCs" || c.at("check") == "fcs_time")
+      BOOST_TEST(c.at("result").as_string() == "fail", c.at("check").as_string());
+}
