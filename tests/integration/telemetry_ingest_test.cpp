@@ -1121,6 +1121,37 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
   BOOST_TEST(offline.exit_code == 1, offline.out << offline.err);
   BOOST_TEST(contains(offline.err, "spooling to spool"), offline.err);
   BOOST_TEST(contains(offline.out, "waiting in the spool 6"), offline.out);
+  // A copy of the spool, for `kiln record --flush` below: it sends a spool without reading the
+  // roaster; while the server is down the batches stay.
+  fs::create_directories(s.dir.path() / "spool-copy");
+  for (const auto& e : fs::directory_iterator(s.dir.path() / "spool"))
+    if (e.path().extension() == ".cose")
+      fs::copy_file(e.path(), s.dir.path() / "spool-copy" / e.path().filename());
+  auto flush_down =
+      s.kiln({"record", "--flush", "--key", "sim-7.key", "--server", "http://127.0.0.1:1",
+              "--api-key", s.keys.at("operator"), "--spool", "spool-copy"});
+  BOOST_TEST(flush_down.exit_code == 1, flush_down.out << flush_down.err);
+  BOOST_TEST(contains(flush_down.out, "sending 6 spooled batches of sim-7 (tenant acme)"),
+             flush_down.out);
+  BOOST_TEST(contains(flush_down.out, "sent 0, refused 0, waiting in the spool 6"), flush_down.out);
+  BOOST_TEST(contains(flush_down.err, "the server cannot take batches now ("), flush_down.err);
+  auto flush_local = s.kiln({"record", "--flush", "--key", "sim-7.key", "--spool", "spool-copy"});
+  BOOST_TEST(flush_local.exit_code == 2);
+  BOOST_TEST(contains(flush_local.err, "record --flush sends the spool to a server: give --server"),
+             flush_local.err);
+  // The copy, flushed once the server answers; the run below sends the same batches again from
+  // its own spool, each stored once.
+  const std::string server = "http://127.0.0.1:" + std::to_string(s.port);
+  auto flushed = s.kiln({"record", "--flush", "--key", "sim-7.key", "--server", server, "--api-key",
+                         s.keys.at("operator"), "--spool", "spool-copy"});
+  BOOST_TEST(flushed.exit_code == 0, flushed.out << flushed.err);
+  BOOST_TEST(contains(flushed.out, "sent 6, refused 0, waiting in the spool 0"), flushed.out);
+  auto nothing = s.kiln({"record", "--flush", "--key", "sim-7.key", "--server", server, "--api-key",
+                         s.keys.at("operator"), "--spool", "spool-copy"});
+  BOOST_TEST(nothing.exit_code == 0, nothing.err);
+  BOOST_TEST(contains(nothing.out, "nothing to send: the spool spool-copy holds no batches"),
+             nothing.out);
+
   // The server is up: the spool drains first, then a new run's roast follows. The run is a new
   // boot whose clock starts over (the first run's minute ran ahead of the wall clock at full
   // speed): the first run's partial roast is a session of its own, closed as "reboot".
@@ -1131,7 +1162,6 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
   BOOST_TEST(contains(online.out, "waiting in the spool 0"), online.out);
   BOOST_TEST(contains(online.out, "(and 6 from the spool)"), online.out);
   BOOST_TEST(fs::is_empty(s.dir.path() / "spool" / "rejected"));
-
   json::value session, partial;
   for (int i = 0; i < 100 && !(session.is_object() && partial.is_object()); ++i) {
     auto list = body(s.call("GET", "/v1/sessions?device=sim-7", "viewer"));

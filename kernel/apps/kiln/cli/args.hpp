@@ -58,6 +58,7 @@ struct Args {
   std::optional<std::string> duration;    // --duration SECONDS (device time)
   std::optional<std::string> roasts;      // --roasts N
   std::optional<std::string> spool;       // --spool DIR
+  bool flush = false;                     // --flush (record: send the spool, read nothing)
   std::optional<std::string> device;      // --device D
   bool wait = false;
   bool until_idle = false;

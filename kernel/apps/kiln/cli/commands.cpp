@@ -383,6 +383,8 @@ Args parse(const std::vector<std::string>& argv) {
       a.roasts = value("--roasts");
     else if (is("--spool"))
       a.spool = value("--spool");
+    else if (s == "--flush")
+      a.flush = true;
     else if (is("--device"))
       a.device = value("--device");
     else if (is("--api-key"))

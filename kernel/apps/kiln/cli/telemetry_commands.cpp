@@ -158,6 +158,7 @@ const std::map<std::string, std::string>& telemetry_help() {
       {"record",
        R"(Usage: kiln record --key FILE [--driver NODE] [--server URL --api-key KEY]
                    [--batch N] [--speed X] [--roasts N] [--duration S] [--spool DIR]
+       kiln record --flush --key FILE --server URL --api-key KEY [--spool DIR]
 
 Reads the roaster through the telemetry_driver node (nodes.telemetry_driver, default sim; --driver
 NODE selects another, gated as usual), batches N readings (default 10), signs each batch with the
@@ -177,6 +178,8 @@ without a state channel, whose readings all have state 0, once the event detecto
 after S seconds of device time, or on Ctrl-C (the partial batch is sent); --roasts 0 records
 until then. Prints progress every 30 s of device time. Without --server the roast_report missions
 of the sessions wait in this deployment until `kiln mission work` (or `kiln serve`) runs them.
+--flush sends what the spool holds, oldest first, and exits without reading the roaster: exit 0
+when the spool is empty afterwards, 1 when batches were refused or still wait for the server.
 )"},
       {"devices add",
        R"(Usage: kiln devices add DEVICE [--tenant T] [--public-key HEX] [--key-out FILE]
@@ -886,32 +889,19 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
     ba.set_origins[ba.sets.back()] = "--driver " + *a.driver;
   }
   const auto [url, api_key] = server_target(a);
-  // The driver, and the event detector: it opens the sessions here without a server, and it
-  // counts the roasts of a roaster without a state channel. Not the other kinds: a recording
-  // machine needs no TTS voice. Sending to a server, it opens no database here (it made an empty
-  // one in the working directory).
-  auto record_opts = boot_options(ba, true, {"telemetry_driver", "event_detector"});
-  record_opts.open_storage = url.empty();
-  auto k = Kernel::boot(record_opts);
-  auto driver = k->node<nodes::TelemetryDriver>();
-  if (!driver)
-    throw runtime::BootError(runtime::kExitPlugin,
-                             "no telemetry_driver node is loaded (plugins telemetry_sim, "
-                             "telemetry_bullet_r1)");
-  auto opened = driver->open();
-  if (!opened.ok()) {
-    err << "kiln record: " << opened.error().code << ": " << opened.error().message << "\n";
-    return runtime::kExitFailed;
-  }
-  const auto info = opened.value();
+  if (a.flush && url.empty())
+    throw std::invalid_argument(
+        "record --flush sends the spool to a server: give --server URL (and --api-key KEY); "
+        "without --server kiln record stores into this deployment and spools nothing");
+  // Booted below, unless --flush only sends what the spool holds.
+  std::unique_ptr<Kernel> k;
 
   std::optional<http::Client> client;
   if (!url.empty()) client.emplace(url, std::chrono::seconds(10));
   const fs::path spool = a.spool ? fs::path(*a.spool) : fs::path("var/spool") / cred.device;
-  fs::create_directories(spool);
-  fs::create_directories(spool / "rejected");
 
   std::int64_t sent = 0, spooled = 0, rejected = 0, drained = 0;
+  std::string down;         // why the server could not take a batch, the last time it could not
   std::string fatal;        // the server refuses the recorder itself (key, URL): stop
   std::string key_refused;  // every envelope signed with this key will be refused: stop
   std::string too_large;    // every batch this size will be refused: stop
@@ -976,6 +966,7 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
       std::stringstream buf;
       buf << in.rdbuf();
       auto [status, why] = send(buf.str());
+      if (status == "down") down = why;
       if (status == "down" || status == "fatal") return false;
       if (status == "refused") {
         ++rejected;
@@ -989,6 +980,62 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
     }
     return true;
   };
+  auto waiting = [&] {
+    std::size_t n = 0;
+    if (fs::is_directory(spool))
+      for (const auto& e : fs::directory_iterator(spool))
+        if (e.is_regular_file() && e.path().extension() == ".cose") ++n;
+    return n;
+  };
+
+  if (a.flush) {
+    // What an earlier run left in the spool, sent now without reading the roaster (it may be
+    // roasting under another recorder, or unplugged).
+    const std::size_t before = waiting();
+    if (before == 0) {
+      out << "nothing to send: the spool " << spool.string() << " holds no batches"
+          << (fs::is_directory(spool) ? "" : " (it does not exist; --spool DIR names another)")
+          << "\n";
+      return runtime::kExitOk;
+    }
+    fs::create_directories(spool / "rejected");
+    out << "sending " << before << " spooled batches of " << cred.device << " (tenant "
+        << cred.tenant << ") from " << spool.string() << " to " << url << "\n";
+    const bool up = drain();
+    const std::size_t left = waiting();
+    out << "sent " << drained << ", refused " << rejected
+        << (rejected ? " (moved to " + (spool / "rejected").string() + ")" : std::string())
+        << ", waiting in the spool " << left << "\n";
+    if (!fatal.empty()) {
+      err << "kiln record: " << fatal << "\n";
+      return runtime::kExitFailed;
+    }
+    if (!up)
+      err << "kiln record: the server cannot take batches now (" << down
+          << "); the rest stays in the spool for the next kiln record\n";
+    return left || rejected ? runtime::kExitFailed : runtime::kExitOk;
+  }
+
+  // The driver, and the event detector: it opens the sessions here without a server, and it
+  // counts the roasts of a roaster without a state channel. Not the other kinds: a recording
+  // machine needs no TTS voice. Sending to a server, it opens no database here (it made an empty
+  // one in the working directory).
+  auto record_opts = boot_options(ba, true, {"telemetry_driver", "event_detector"});
+  record_opts.open_storage = url.empty();
+  k = Kernel::boot(record_opts);
+  auto driver = k->node<nodes::TelemetryDriver>();
+  if (!driver)
+    throw runtime::BootError(runtime::kExitPlugin,
+                             "no telemetry_driver node is loaded (plugins telemetry_sim, "
+                             "telemetry_bullet_r1)");
+  auto opened = driver->open();
+  if (!opened.ok()) {
+    err << "kiln record: " << opened.error().code << ": " << opened.error().message << "\n";
+    return runtime::kExitFailed;
+  }
+  const auto info = opened.value();
+  fs::create_directories(spool);
+  fs::create_directories(spool / "rejected");
 
   g_stop = false;
   auto old_int = std::signal(SIGINT, [](int) { g_stop = true; });
@@ -1162,9 +1209,7 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   driver->close();
   std::signal(SIGINT, old_int);
   std::signal(SIGTERM, old_term);
-  std::size_t left = 0;
-  for (const auto& e : fs::directory_iterator(spool))
-    if (e.is_regular_file() && e.path().extension() == ".cose") ++left;
+  const std::size_t left = waiting();
   if (!client) k->telemetry().sessions().flush();
   out << "recorded " << reads << " readings in " << seq << " batches: sent " << sent
       << (drained ? " (and " + std::to_string(drained) + " from the spool)" : "") << ", refused "
