@@ -26,7 +26,7 @@ class SessionTool final : public Tool {
                             " (a session's id ends with its tenant, after the '@'; "
                             "GET /v1/sessions or `kiln sessions list` shows them)");
     auto samples = telemetry::Sessionizer::samples(db, *s);
-    json::array time, bt, et, state, heater, fan;
+    json::array time, bt, et, state, heater, fan, drum;
     bool any_state = false;
     for (const auto& x : samples) {
       time.push_back(std::round((x.t - s->start_t) * 1000) / 1000);
@@ -35,10 +35,11 @@ class SessionTool final : public Tool {
       state.push_back(x.state);
       heater.push_back(x.heater);
       fan.push_back(x.fan);
+      drum.push_back(x.drum);
       any_state = any_state || x.state != 0;
     }
-    json::object curve{{"unit", "C"}, {"time", time},     {"bt", bt},
-                       {"et", et},    {"heater", heater}, {"fan", fan}};
+    json::object curve{{"unit", "C"},      {"time", time}, {"bt", bt},    {"et", et},
+                       {"heater", heater}, {"fan", fan},   {"drum", drum}};
     if (any_state) curve["state"] = state;
     // A roaster's marks (first crack is heard): the analysis takes them over its detector's.
     // The call's (a mission's, as they were when it started), else the session's now.
@@ -145,7 +146,8 @@ std::vector<ToolDecl> telemetry_tools(
   session.name = "telemetry.session";
   session.description =
       "A stored roast session of the caller's tenant: its info, its curve (time in seconds "
-      "from the session's start, BT, ET, heater, fan and the roaster's state when recorded; the "
+      "from the session's start, BT, ET, heater, fan, drum and the roaster's state when recorded; "
+      "the "
       "profile's phase temperatures; the events a roaster marked, in seconds from the start: the "
       "call's marks, else the session's; the batch's weights in grams), its profile, the profile's "
       "content to compare it with "

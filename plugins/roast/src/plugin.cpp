@@ -485,9 +485,10 @@ kiln::Manifest manifest() {
   kiln::ToolDecl report;
   report.name = "roast.report";
   report.description =
-      "An HTML roast report (inline SVG chart of BT, ET, rate of rise, events and phases; QC "
-      "table) that opens offline, its numbers as JSON (report: events, phases, QC, the profile "
-      "comparison) and a one-paragraph summary; page and JSON are also written to the plugin's "
+      "An HTML roast report (inline SVG chart of BT, ET, rate of rise, events, phases and the "
+      "roaster's settings when the curve has heater, fan or drum; QC table) that opens offline, "
+      "its numbers as JSON (report: events, phases, settings, QC, the profile comparison) and a "
+      "one-paragraph summary; page and JSON are also written to the plugin's "
       "artifact directory";
   report.input_schema = json::parse(R"({
     "type": "object", "required": ["curve", "analysis"], "additionalProperties": false,

@@ -4,9 +4,11 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <map>
 #include <optional>
 #include <regex>
 #include <stdexcept>
+#include <tuple>
 #include <vector>
 
 #include "analysis.hpp"
@@ -139,6 +141,160 @@ std::optional<ReferenceCurve> reference_of(const ReportInput& in, std::string* l
   return ref;
 }
 
+// A roaster's settings through the roast on the roaster's own scale (a Bullet R1's panel): P the
+// heater's power, F the fan, D the drum's speed. `t` is seconds after CHARGE.
+struct Setting {
+  double t;
+  char control;  // 'P', 'F' or 'D'
+  int level;
+};
+
+const char* control_name(char c) {
+  return c == 'P' ? "heater" : c == 'F' ? "fan" : "drum";
+}
+
+// The levels in force at CHARGE (the last of each control at or before it) and every change
+// after it, in time order; readings of one control that never leave 0 are a roaster without it.
+std::vector<Setting> changes_of(std::vector<Setting> all) {
+  std::stable_sort(all.begin(), all.end(),
+                   [](const Setting& a, const Setting& b) { return a.t < b.t; });
+  std::vector<Setting> out;
+  std::map<char, int> now;
+  std::map<char, bool> used;
+  for (const auto& s : all) used[s.control] = used[s.control] || s.level != 0;
+  for (const auto& s : all) {
+    if (!used[s.control]) continue;
+    if (s.t <= 0) {
+      now[s.control] = s.level;
+      continue;
+    }
+    if (out.empty())  // the first change: what CHARGE began with comes first
+      for (const auto& [c, level] : now) out.push_back({0, c, level});
+    if (auto it = now.find(s.control); it != now.end() && it->second == s.level) continue;
+    now[s.control] = s.level;
+    out.push_back(s);
+  }
+  if (out.empty())
+    for (const auto& [c, level] : now) out.push_back({0, c, level});
+  // P, F, D at one moment (the same second) in that order, as the panel reads.
+  const auto key = [](const Setting& s) {
+    return std::tuple(std::lround(s.t), s.control == 'P' ? 0 : s.control == 'F' ? 1 : 2, s.t);
+  };
+  std::stable_sort(out.begin(), out.end(),
+                   [&](const Setting& a, const Setting& b) { return key(a) < key(b); });
+  return out;
+}
+
+// A recorded roast's settings: the curve's heater, fan and drum readings from CHARGE to DROP (to
+// the last reading without one).
+std::vector<Setting> curve_settings(const json::object& curve, const std::vector<double>& time,
+                                    double charge_offset, std::optional<double> drop) {
+  std::vector<Setting> all;
+  for (const auto& [key, c] : {std::pair{"heater", 'P'}, {"fan", 'F'}, {"drum", 'D'}}) {
+    const auto v = numbers(curve, key);
+    if (v.size() != time.size()) continue;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      const double t = time[i] - charge_offset;
+      if (drop && t > *drop + 0.5) break;
+      if (std::isfinite(v[i])) all.push_back({t, c, static_cast<int>(std::lround(v[i]))});
+    }
+  }
+  return changes_of(std::move(all));
+}
+
+// A profile's settings: its Artisan controls named Heater, Fan and Drum (a Bullet R1's log), on
+// Artisan's 0-100 sliders, which step the R1's levels by 10 (Fan 20 is F2).
+std::vector<Setting> profile_settings(const json::object& profile) {
+  std::vector<Setting> all;
+  const auto* cs = profile.if_contains("controls");
+  if (!cs || !cs->is_array()) return {};
+  for (const auto& v : cs->as_array()) {
+    const auto* o = v.if_object();
+    if (!o) continue;
+    const auto t = at(*o, {"t"}), value = at(*o, {"value"});
+    const auto* name = o->if_contains("control");
+    if (!t || !value || !name || !name->is_string()) continue;
+    const std::string n(name->as_string());
+    const char c = n == "Heater" ? 'P' : n == "Fan" ? 'F' : n == "Drum" ? 'D' : 0;
+    if (c) all.push_back({*t, c, static_cast<int>(std::lround(*value / 10))});
+  }
+  return changes_of(std::move(all));
+}
+
+// The roast's own settings (ReportInput::curve), from CHARGE to DROP.
+std::vector<Setting> roast_settings(const ReportInput& in) {
+  const auto time = numbers(in.curve, "time");
+  if (time.empty()) return {};
+  double charge_offset = time.front();
+  if (auto idx = at(in.analysis, {"events", "CHARGE", "index"});
+      idx && *idx >= 0 && *idx < static_cast<double>(time.size()))
+    charge_offset = time[static_cast<std::size_t>(*idx)];
+  return curve_settings(in.curve, time, charge_offset, at(in.analysis, {"events", "DROP", "time"}));
+}
+
+// The profile's (ReportInput::reference), or none.
+std::vector<Setting> reference_settings(const ReportInput& in) {
+  const auto* body = in.reference.if_contains("profile");
+  return body && body->is_object() ? profile_settings(body->as_object()) : std::vector<Setting>{};
+}
+
+// "0:00 P7 F2 D9 · 3:30 F3 · 6:10 P6"
+std::string settings_text(const std::vector<Setting>& settings) {
+  std::string out;
+  long moment = -1;
+  for (const auto& s : settings) {
+    const long t = std::lround(s.t);
+    if (t != moment) out += (out.empty() ? "" : " · ") + mmss(s.t);
+    out += std::string(" ") + s.control + std::to_string(s.level);
+    moment = t;
+  }
+  return out;
+}
+
+json::value settings_json(const std::vector<Setting>& settings) {
+  if (settings.empty()) return nullptr;
+  json::array out;
+  for (const auto& s : settings)
+    out.push_back(json::object{{"t", std::round(s.t * 10) / 10},
+                               {"control", control_name(s.control)},
+                               {"level", s.level}});
+  return out;
+}
+
+// How the roast's settings kept to the profile's: each of the profile's changes after CHARGE
+// against the roast's change of that control to that level nearest in time, and the levels at
+// CHARGE where they differ. "F3 0:30 later (4:30; profile 4:00)", "P5 not made (profile 6:10)".
+std::string settings_against(const std::vector<Setting>& ours, const std::vector<Setting>& theirs) {
+  std::vector<std::string> parts;
+  for (const auto& p : theirs) {
+    const std::string what = std::string(1, p.control) + std::to_string(p.level);
+    if (p.t <= 0) {
+      const auto it = std::find_if(ours.begin(), ours.end(), [&](const Setting& s) {
+        return s.t <= 0 && s.control == p.control;
+      });
+      if (it != ours.end() && it->level != p.level)
+        parts.push_back("at CHARGE " + std::string(1, it->control) + std::to_string(it->level) +
+                        " (profile " + what + ")");
+      continue;
+    }
+    const Setting* best = nullptr;
+    for (const auto& s : ours)
+      if (s.t > 0 && s.control == p.control && s.level == p.level &&
+          (!best || std::abs(s.t - p.t) < std::abs(best->t - p.t)))
+        best = &s;
+    if (!best) {
+      parts.push_back(what + " not made (profile " + mmss(p.t) + ")");
+      continue;
+    }
+    const double d = best->t - p.t;
+    if (std::abs(d) >= 5)
+      parts.push_back(what + " " + mmss(std::abs(d)) + (d > 0 ? " later" : " earlier") + " (" +
+                      mmss(best->t) + "; profile " + mmss(p.t) + ")");
+  }
+  std::string out;
+  for (const auto& p : parts) out += (out.empty() ? "" : ", ") + p;
+  return out.empty() ? "as the profile (within 5 s)" : out;
+}
 }  // namespace
 
 json::object report_summary(const ReportInput& in) {
@@ -212,6 +368,9 @@ json::object report_summary(const ReportInput& in) {
                                             {"drop_time", delta("DROP", "time", ref->drop_time)},
                                             {"drop_bt", delta("DROP", "bt", ref->drop_bt)}}}};
   }
+  const auto ours = roast_settings(in), theirs = reference_settings(in);
+  out["settings"] = settings_json(ours);
+  if (reference.is_object()) reference.as_object()["settings"] = settings_json(theirs);
   out["reference"] = std::move(reference);
   return out;
 }
@@ -379,6 +538,36 @@ std::string render_report_html(const ReportInput& in) {
           "points=\"" +
           pts + "\"/>\n";
     }
+  // The roaster's settings: a lane each for P, F and D along the bottom of the chart (below any
+  // roast temperature), the new level where it changes; a label that would overlap the lane's
+  // previous one is left out of the chart (the table lists them all).
+  const auto settings = roast_settings(in);
+  if (!settings.empty()) {
+    std::map<char, double> lane_end;
+    const std::string lanes = "PFD";
+    for (std::size_t k = 0; k < lanes.size(); ++k) {
+      const char c = lanes[k];
+      if (std::none_of(settings.begin(), settings.end(),
+                       [&](const Setting& s) { return s.control == c; }))
+        continue;
+      const double y = H - B - 6 - 14 * static_cast<double>(lanes.size() - 1 - k);
+      svg += "<g class=\"settings\" font-size=\"10\" fill=\"#616161\"><text x=\"" + f1(L + 3) +
+             "\" y=\"" + f1(y) + "\">" + c + "</text>";
+      lane_end[c] = L + 12;
+      for (const auto& s : settings) {
+        if (s.control != c || s.t < t0 || s.t > t1) continue;
+        const std::string level = std::to_string(s.level);
+        const double x = std::max(X(s.t), L + 12);
+        if (x < lane_end[c]) continue;
+        svg += "<line x1=\"" + f1(X(s.t)) + "\" x2=\"" + f1(X(s.t)) + "\" y1=\"" + f1(y + 2) +
+               "\" y2=\"" + f1(y - 9) + "\" stroke=\"#9e9e9e\"/><text x=\"" + f1(x + 2) +
+               "\" y=\"" + f1(y) + "\"><title>" + control_name(c) + " " + level + " at " +
+               mmss(s.t) + "</title>" + level + "</text>";
+        lane_end[c] = x + 4 + 6.2 * static_cast<double>(level.size());
+      }
+      svg += "</g>\n";
+    }
+  }
   // Events, in roast order. A label near the right edge reads leftwards (DROP ran off the
   // chart); one that would overlap an earlier label (DRY END at TP) moves down a line.
   struct Box {
@@ -424,6 +613,9 @@ std::string render_report_html(const ReportInput& in) {
       "<span class=\"band\" style=\"background:#f9a82540\">maillard</span> "
       "<span class=\"band\" style=\"background:#6d4c4140\">development</span>" +
       (ref ? "<span>- - - profile " + esc(ref_label) + " (BT, ET)</span>" : std::string()) +
+      (settings.empty() ? std::string()
+                        : "<span>settings: P heater power, F fan, D drum speed (the "
+                          "roaster's levels)</span>") +
       "</p>\n";
 
   std::string rows;
@@ -487,6 +679,7 @@ std::string render_report_html(const ReportInput& in) {
                    ? ", loss " + f1(*at(in.analysis, {"weight", "loss"})) + " %"
                    : std::string()));
   }
+  if (!settings.empty()) row("settings", settings_text(settings));
   if (ref) {
     // The roast against its profile, as a roaster says it: "FCs 0:12 later (7:42; profile 7:30)".
     std::vector<std::string> parts;
@@ -509,6 +702,10 @@ std::string render_report_html(const ReportInput& in) {
     std::string joined;
     for (const auto& p : parts) joined += (joined.empty() ? "" : ", ") + p;
     row("vs profile " + ref_label, joined.empty() ? "no events to compare" : joined);
+    if (const auto theirs = reference_settings(in); !theirs.empty()) {
+      row("profile settings", settings_text(theirs));
+      if (!settings.empty()) row("settings vs profile", settings_against(settings, theirs));
+    }
   }
 
   std::string qc_rows;

@@ -979,3 +979,69 @@ BOOST_AUTO_TEST_CASE(a_recording_cut_short_is_not_a_failed_roast) {
     if (c.at("check") == "event FCs" || c.at("check") == "fcs_time")
       BOOST_TEST(c.at("result").as_string() == "fail", c.at("check").as_string());
 }
+
+// The roaster's settings (a recorded curve's heater, fan and drum) in the report: on the
+// roaster's own scale (P, F, D), from CHARGE to DROP, drawn in lanes along the chart's bottom,
+// listed, given as JSON, and compared with the profile's (its Artisan controls, whose 0-100
+// sliders step the Bullet R1's levels by 10).
+BOOST_AUTO_TEST_CASE(the_report_shows_the_roasters_settings_against_the_profile) {
+  const std::string text = read(kFixtures / "26-02-01_1812_Jigesa_no2.alog");
+  const auto log = parse_alog(text);
+  ReportInput in;
+  in.title = "s-3@default";
+  in.analysis = to_json(analyze(log, AnalysisOptions{}));
+  const double charge = log.time[static_cast<std::size_t>(log.timeindex[0])];
+  const double drop = in.analysis.at("events").at("DROP").at("time").as_double();
+  json::array heater, fan, drum;
+  for (const double time : log.time) {
+    const double t = time - charge;  // after CHARGE
+    heater.push_back(t < 180 ? 7 : 6);
+    fan.push_back(t > drop + 5 ? 9 : t < 240 ? 2 : 3);  // the fan up for cooling: after DROP
+    drum.push_back(9);
+  }
+  in.curve = json::object{{"time", json::value_from(log.time)},
+                          {"bt", json::value_from(log.bt)},
+                          {"et", json::value_from(log.et)},
+                          {"heater", heater},
+                          {"fan", fan},
+                          {"drum", drum}};
+  auto body = profile_from_alog(text);
+  body["controls"] =
+      json::array{json::object{{"t", -30}, {"index", 0}, {"control", "Fan"}, {"value", 20}},
+                  json::object{{"t", 0}, {"index", 1}, {"control", "Heater"}, {"value", 70}},
+                  json::object{{"t", 0}, {"index", 1}, {"control", "Drum"}, {"value", 90}},
+                  json::object{{"t", 0}, {"index", 1}, {"control", "Damper"}, {"value", 40}},
+                  json::object{{"t", 210}, {"index", 2}, {"control", "Fan"}, {"value", 30}},
+                  json::object{{"t", 360}, {"index", 3}, {"control", "Heater"}, {"value", 50}}};
+  in.reference = json::object{{"name", "jigesa"}, {"version", 4}, {"profile", body}};
+  const auto html = render_report_html(in);
+  auto row = [&](const std::string& name) {
+    const auto at = html.find("<tr><th>" + name + "</th><td>");
+    return at == std::string::npos ? std::string() : html.substr(at, html.find("</tr>", at) - at);
+  };
+  BOOST_TEST(row("settings") == "<tr><th>settings</th><td>0:00 P7 F2 D9 · 3:00 P6 · 4:00 F3</td>");
+  BOOST_TEST(row("profile settings") ==
+             "<tr><th>profile settings</th><td>0:00 P7 F2 D9 · 3:30 F3 · 6:00 P5</td>");
+  BOOST_TEST(row("settings vs profile") ==
+             "<tr><th>settings vs profile</th><td>F3 0:30 later (4:00; profile 3:30), P5 not made "
+             "(profile 6:00)</td>");
+  BOOST_TEST(html.find("<g class=\"settings\"") != std::string::npos);
+  BOOST_TEST(html.find("<title>fan 3 at 4:00</title>3</text>") != std::string::npos);
+  BOOST_TEST(html.find("<title>fan 9") == std::string::npos);  // after DROP
+  BOOST_TEST(html.find("settings: P heater power, F fan, D drum speed") != std::string::npos);
+  const auto summary = report_summary(in);
+  BOOST_TEST(json::serialize(summary.at("settings")) ==
+             R"([{"t":0E0,"control":"heater","level":7},{"t":0E0,"control":"fan","level":2},)"
+             R"({"t":0E0,"control":"drum","level":9},{"t":1.8E2,"control":"heater","level":6},)"
+             R"({"t":2.4E2,"control":"fan","level":3}])");
+  BOOST_TEST(summary.at("reference").at("settings").as_array().size() == 5u);
+  // Without the readings (a curve of temperatures only, an .alog): no settings, no lanes.
+  in.curve.erase("heater");
+  in.curve.erase("fan");
+  in.curve.erase("drum");
+  BOOST_TEST(render_report_html(in).find("<g class=\"settings\"") == std::string::npos);
+  BOOST_TEST(report_summary(in).at("settings").is_null());
+  // Readings that never leave 0 are a roaster without that control.
+  in.curve["drum"] = json::value_from(std::vector<int>(log.time.size(), 0));
+  BOOST_TEST(report_summary(in).at("settings").is_null());
+}
