@@ -973,10 +973,11 @@ BOOST_AUTO_TEST_CASE(a_device_profile_gives_its_sessions_targets_and_phases) {
   BOOST_TEST(contains(shown.out, "\n    FCs at 5:58–6:58\n"), shown.out);
   // The settings it was roasted with (Artisan's special events), by moment after CHARGE.
   BOOST_TEST(contains(shown.out,
-                      "  controls:\n    0:00  Fan 10, Drum 10, Heater 10\n    0:01  Fan 20, "
-                      "Drum 90, Heater 70\n    0:03  Fan 10\n"),
+                      "  controls:\n    0:00  Fan 10 (F1), Drum 10 (D1), Heater 10 (P1)\n    "
+                      "0:01  Fan 20 (F2), Drum 90 (D9), Heater 70 (P7)\n    0:03  Fan 10 (F1)\n"),
              shown.out);
-  BOOST_TEST(contains(shown.out, "\n    7:30  Fan 70, Drum 10, Heater 0\n"), shown.out);
+  BOOST_TEST(contains(shown.out, "\n    7:30  Fan 70 (F7), Drum 10 (D1), Heater 0 (P0)\n"),
+             shown.out);
   BOOST_TEST(!contains(shown.out, "fcs_time"), shown.out);
   const auto file = s.dir.path() / "sidamo.alog";
   auto cli_export = s.kiln({"profiles", "export", "sidamo@2", "-o", file.string(), "--server", url,

@@ -303,7 +303,20 @@ void print_profile(const json::object& info, std::ostream& out) {
         << text_of(v[2]) << ", " << text_of(v[3]) << "]\n";
   }
   if (const auto* cs = p.if_contains("controls"); cs && cs->is_array() && !cs->as_array().empty()) {
-    // The settings to roast it again with: one line a moment, after CHARGE.
+    // The settings to roast it again with: one line a moment, after CHARGE. A Bullet R1's
+    // (Artisan's Heater, Fan and Drum sliders step its levels by 10) also on the panel's scale.
+    auto r1_level = [](const json::object& c) -> std::string {
+      const auto* name = c.if_contains("control");
+      const auto* value = c.if_contains("value");
+      if (!name || !name->is_string() || !value || !value->is_number()) return "";
+      const char letter = name->as_string() == "Heater" ? 'P'
+                          : name->as_string() == "Fan"  ? 'F'
+                          : name->as_string() == "Drum" ? 'D'
+                                                        : 0;
+      if (!letter) return "";
+      return std::string(" (") + letter +
+             std::to_string(std::lround(value->to_number<double>() / 10)) + ")";
+    };
     out << "  controls:";
     std::optional<long> at;
     for (const auto& v : cs->as_array()) {
@@ -312,7 +325,7 @@ void print_profile(const json::object& info, std::ostream& out) {
       const long t = std::lround(c->at("t").to_number<double>());
       out << (at == t ? ", " : std::string("\n    ") + mmss(json::value(t)) + "  ")
           << (c->at("control").is_string() ? flat(std::string(c->at("control").as_string())) : "")
-          << " " << number_text(c->at("value"));
+          << " " << number_text(c->at("value")) << r1_level(*c);
       at = t;
     }
     out << "\n";
