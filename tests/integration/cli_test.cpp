@@ -279,6 +279,23 @@ BOOST_AUTO_TEST_CASE(config_check_reports_problems_with_locations) {
   BOOST_TEST(kind_setting.exit_code == 3);
   BOOST_TEST(contains(kind_setting.err, "plugin_config.telemetry_sim.dtr must be in (0, 0.5)"),
              kind_setting.err);
+  // A one-shot command logs warnings and errors only (its output is what it prints), unless the
+  // level is asked for this run; the config file's level (info) is the service's.
+  auto quiet = d.kiln_all_plugins({"config", "check", "--set", "plugins.disabled=[tts_espeak]"});
+  BOOST_TEST(quiet.exit_code == 0, quiet.err);
+  BOOST_TEST(!contains(quiet.err, "plugin tts_espeak skipped"), quiet.err);
+  for (const auto& [args, env] :
+       std::vector<std::pair<std::vector<std::string>, std::map<std::string, std::string>>>{
+           {{"--log-level", "info"}, {}}, {{}, {{"KILN_LOG__LEVEL", "info"}}}}) {
+    std::vector<std::string> cmd{
+        "config", "check",
+        "--set",  "plugins.disabled=[tts_espeak]",
+        "--set",  std::string("plugins.search_paths=[") + KILN_PLUGIN_DIR + "]"};
+    cmd.insert(cmd.end(), args.begin(), args.end());
+    auto told = d.kiln(cmd, env);
+    BOOST_TEST(contains(told.err, "plugin tts_espeak skipped: listed in plugins.disabled"),
+               told.err);
+  }
   auto bad_env = d.kiln({"config", "check"}, {{"KILN_GATES_DIR", "/x"}});
   BOOST_TEST(bad_env.exit_code == 3);
   BOOST_TEST(contains(bad_env.err, "did you mean 'KILN_GATES__DIR'"), bad_env.err);

@@ -1229,6 +1229,17 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
   BOOST_TEST(predicted.exit_code == 0, predicted.err);
   // The roast is over: nothing to predict, and it says when it dropped.
   BOOST_TEST(contains(predicted.out, "\"status\": \"closed\""), predicted.out);
+  // `sessions show` through the server says how many readings the session holds, as locally.
+  const std::string id(session.at("id").as_string());
+  const auto readings =
+      body(s.call("GET", "/v1/sessions/" + id + "/samples", "viewer")).at("samples").as_array();
+  BOOST_TEST(body(s.call("GET", "/v1/sessions/" + id, "viewer")).at("samples").as_int64() ==
+             static_cast<std::int64_t>(readings.size()));
+  auto shown =
+      s.kiln({"sessions", "show", id, "--server", server, "--api-key", s.keys.at("viewer")});
+  BOOST_TEST(shown.exit_code == 0, shown.err);
+  BOOST_TEST(contains(shown.out, "  readings: " + std::to_string(readings.size()) + "\n"),
+             shown.out);
   BOOST_TEST(contains(predicted.out, "the roast dropped at "), predicted.out);
   // A roast under way: the server's prediction for a read-only key is the one made locally.
   BOOST_REQUIRE(

@@ -876,23 +876,57 @@ Router build_api(ApiContext& ctx) {
                      "description": "CHARGE to DROP, else to the last reading; so far while open"},
       "last_t": {"type": ["number", "null"],
                  "description": "the newest reading (open: so far), epoch seconds"},
-      "close_reason": {"type": ["string", "null"]}, "opened_at": {"type": "string"},
-      "closed_at": {"type": ["string", "null"]}, "mission_id": {"type": ["string", "null"]},
-      "profile": {"type": ["object", "null"], "properties": {"name": {"type": "string"},
-                                                               "version": {"type": "integer"}}},
-      "first_boot": {"type": ["integer", "null"],
-                     "description": "the device boots whose readings the session holds"},
-      "last_boot": {"type": ["integer", "null"]},
-      "report": {"type": ["object", "null"], "description": "where its report mission stands: null before it has one",
-                 "properties": {"mission": {"type": "string"}, "state": {"type": "string"},
-                                "verdict": {"type": ["string", "null"], "enum": ["pass", "warn", "fail", null],
-                                            "description": "the QC verdict; null before QC ran"},
-                                "accepted_by": {"type": ["string", "null"], "description": "the approver who accepted a failed roast"}}},
-      "weight": {"type": "object", "description": "the batch's weights a roaster entered (grams; null until weighed) and its loss",
-                 "properties": {"green_g": {"type": ["number", "null"]}, "roasted_g": {"type": ["number", "null"]},
-                                "loss_percent": {"type": ["number", "null"]}}},
-      "marks": {"type": "object", "additionalProperties": {"type": "number"},
-                "description": "events a roaster marked (CHARGE, DRY_END, FCs, DROP): epoch seconds of the device's clock; the analysis takes them over the detector's"}}})");
+      "samples": {"type": "integer",
+                  "description": "how many readings it holds; given by GET /v1/sessions/{id}, not in lists"
+}
+, "close_reason" : {"type" : [ "string", "null" ]},
+                   "opened_at" : {"type" : "string"},
+                                 "closed_at" : {"type" : [ "string", "null" ]},
+                                               "mission_id" : {"type" : [ "string", "null" ]},
+                                                              "profile"
+    : {
+      "type" : [ "object", "null" ],
+      "properties" : {"name" : {"type" : "string"}, "version" : {"type" : "integer"}}
+    },
+      "first_boot" : {
+        "type" : [ "integer", "null" ],
+        "description" : "the device boots whose readings the session holds"
+      },
+                     "last_boot" : {"type" : [ "integer", "null" ]},
+                                   "report"
+    : {
+      "type" : [ "object", "null" ],
+      "description" : "where its report mission stands: null before it has one",
+      "properties" : {
+        "mission" : {"type" : "string"},
+        "state" : {"type" : "string"},
+        "verdict" : {
+          "type" : [ "string", "null" ],
+          "enum" : [ "pass", "warn", "fail", null ],
+          "description" : "the QC verdict; null before QC ran"
+        },
+        "accepted_by" : {
+          "type" : [ "string", "null" ],
+          "description" : "the approver who accepted a failed roast"
+        }
+      }
+    },
+      "weight" : {
+        "type" : "object",
+        "description" :
+            "the batch's weights a roaster entered (grams; null until weighed) and its loss",
+        "properties" : {
+          "green_g" : {"type" : [ "number", "null" ]},
+          "roasted_g" : {"type" : [ "number", "null" ]},
+          "loss_percent" : {"type" : [ "number", "null" ]}
+        }
+      },
+                 "marks" : {
+  "type": "object", "additionalProperties": {"type": "number"},
+                "description": "events a roaster marked (CHARGE, DRY_END, FCs, DROP): epoch seconds of the device's clock; the analysis takes them over the detector's"
+}
+}
+})");
   const auto max_envelope =
       static_cast<std::size_t>(k.config().get_int("telemetry.max_batch_bytes"));
   r.add({"POST",
@@ -1158,7 +1192,9 @@ Router build_api(ApiContext& ctx) {
          false,
          [&k](Request& req) {
            const auto s = session_or_404(k, req);
-           return Response::json(200, s.to_json());
+           auto o = s.to_json();
+           o["samples"] = telemetry::Sessionizer::samples(k.storage_path(), s).size();
+           return Response::json(200, o);
          }});
   r.add({"POST",
          "/v1/sessions/{id}:weigh",

@@ -84,7 +84,15 @@ std::unique_ptr<Kernel> Kernel::boot(const BootOptions& options) {
     throw BootError(kExitConfig, e.what());
   }
   if (options.setup_logging) {
-    common::setup_logging(k->config_.get_string("log.level"), k->config_.get_string("log.format"));
+    std::string level = k->config_.get_string("log.level");
+    if (options.one_shot && (level == "trace" || level == "debug" || level == "info")) {
+      const auto it = k->config_.entries().find("log.level");
+      const bool for_this_run = it != k->config_.entries().end() &&
+                                (it->second.source.layer == config::Layer::kEnvironment ||
+                                 it->second.source.layer == config::Layer::kCommandLine);
+      if (!for_this_run) level = "warn";
+    }
+    common::setup_logging(level, k->config_.get_string("log.format"));
   }
 
   // 2. Plugins, then the plugin config they declare, then their tools.

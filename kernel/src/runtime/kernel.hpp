@@ -63,6 +63,10 @@ struct BootOptions {
   // command that only reads a file it was given (kiln analyze) leaves no database behind.
   bool audit_tool_calls = true;
   bool setup_logging = true;
+  // A command a person runs once (kiln sessions weigh, kiln devices list): its log says only
+  // warnings and errors — its output is what it prints — unless log.level is set for this run
+  // (KILN_LOG__LEVEL, --set log.level=…); a configuration file's level is the service's.
+  bool one_shot = false;
 };
 
 struct NodeStatus {

@@ -631,7 +631,11 @@ void Sessionizer::open_session(const std::string& tenant, const std::string& dev
                      {"boot", s.first_boot ? json::value(*s.first_boot) : json::value(nullptr)}}}};
   });
   if (!events.empty()) s.opened_at = events.front().time;
-  spdlog::info("session {} opened (device {}, CHARGE at {:.1f})", s.id, device, charge_t);
+  // The device's clock at CHARGE as a time a person reads (UTC), not epoch seconds.
+  spdlog::info("session {} opened (device {}, CHARGE at {} by its clock)", s.id, device,
+               ledger::utc_millis(std::chrono::system_clock::time_point(
+                   std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                       std::chrono::duration<double>(charge_t)))));
   d.open = s;
 }
 

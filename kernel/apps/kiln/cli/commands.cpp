@@ -128,7 +128,9 @@ Options (any command):
   --config FILE            YAML config file (repeatable; later files win). Default:
                            $KILN_CONFIG, else the embedded config/kiln.yaml
   --set KEY=VALUE          override one setting, highest precedence (repeatable)
-  --log-level LEVEL        trace|debug|info|warn|error|critical|off (= --set log.level=LEVEL)
+  --log-level LEVEL        trace|debug|info|warn|error|critical|off (= --set log.level=LEVEL);
+                           commands other than serve, record, mission work and gate run log
+                           warnings and errors only unless this (or KILN_LOG__LEVEL) asks more
   --log-format FORMAT      text|json (= --set log.format=FORMAT)
   --json                   machine-readable output where a command prints data
   -h, --help               help for kiln or for one command
@@ -404,6 +406,12 @@ BootOptions boot_options(const Args& a, bool resolve, std::set<std::string> kind
   o.set_origins = a.set_origins;
   o.resolve_nodes = resolve;
   o.node_kinds = std::move(kinds);
+  // The commands that run on (a service, a worker, a recording, a gate's suites) log as
+  // configured; the others are one-shot (BootOptions::one_shot).
+  const std::string first = a.positional.empty() ? "" : a.positional[0];
+  const std::string second = a.positional.size() > 1 ? a.positional[1] : "";
+  o.one_shot = !(first == "serve" || first == "node-host" || first == "record" ||
+                 (first == "mission" && second == "work") || (first == "gate" && second == "run"));
   return o;
 }
 
