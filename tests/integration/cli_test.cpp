@@ -1021,7 +1021,24 @@ BOOST_AUTO_TEST_CASE(predict_aims_at_the_profiles_dtr) {
   BOOST_REQUIRE(kiln({"devices", "add", "sim-6", "--key-out", "sim-6.key"}).exit_code == 0);
   const std::string alog =
       std::string(KILN_SOURCE_DIR) + "/tests/fixtures/artisan-alog/26-04-12_sidamo_no42.alog";
-  BOOST_REQUIRE(kiln({"profiles", "import", alog, "--name", "sidamo"}).exit_code == 0);
+  auto imported = kiln({"profiles", "import", alog, "--name", "sidamo"});
+  BOOST_REQUIRE(imported.exit_code == 0);
+  // The log's phases (DRY END at 18 °C) would end a session's drying at TP: the import says so
+  // and how to set them; --phases does.
+  BOOST_TEST(contains(imported.out, "  note: its DRY END temperature (18.0 °C"), imported.out);
+  BOOST_TEST(contains(imported.out, "import it with --phases"), imported.out);
+  auto phased =
+      kiln({"profiles", "import", alog, "--name", "phased", "--phases", "150,150,195,225"});
+  BOOST_TEST(phased.exit_code == 0, phased.err);
+  BOOST_TEST(contains(phased.out, "saved profile phased version 1"), phased.out);
+  BOOST_TEST(!contains(phased.out, "note:"), phased.out);
+  BOOST_TEST(contains(kiln({"profiles", "show", "phased"}).out,
+                      "  phases:   DRY END at 150.0 °C, FCs expected at 195.0 °C  [Artisan's "
+                      "phases: "));
+  auto three = kiln({"profiles", "import", alog, "--name", "phased", "--phases", "150,195,225"});
+  BOOST_TEST(three.exit_code == 2);
+  BOOST_TEST(contains(three.err, "--phases '150,195,225' is not four temperatures A,B,C,D"),
+             three.err);
   BOOST_REQUIRE(kiln({"devices", "profile", "sim-6", "sidamo"}).exit_code == 0);
   // The device list says what each roaster roasts to.
   auto devices = kiln({"devices", "list"});

@@ -875,7 +875,9 @@ BOOST_AUTO_TEST_CASE(a_device_profile_gives_its_sessions_targets_and_phases) {
   BOOST_TEST(
       json::serialize(body(v1).at("qc_targets")).find("FCs at 5:58–6:58") != std::string::npos,
       v1.body);
-  BOOST_TEST(body(v1).at("notes").as_array().empty());
+  // Its phases (an R1 log's DRY END of 18 °C) are said to end a session's drying at TP.
+  BOOST_TEST(body(v1).at("notes").as_array().size() == 1u, v1.body);
+  BOOST_TEST(contains(v1.body, "its DRY END temperature (18.0 °C"), v1.body);
   BOOST_TEST(body(v1).at("unchanged") == false);
   // The same save again (a retried request) is the version it made, not a copy.
   auto retried = s.call("POST", "/v1/profiles", "operator", save);
@@ -1097,6 +1099,29 @@ BOOST_AUTO_TEST_CASE(a_device_profile_gives_its_sessions_targets_and_phases) {
   BOOST_TEST(replay.exit_code == 1, replay.out + replay.err);
   BOOST_TEST(contains(replay.out, "profile name acme/sidamo: latest: live 1, replayed 2"),
              replay.out);
+  // Saved with phase temperatures of its own instead: checked to rise, and then nothing to say.
+  auto with = [&](json::array phases) {
+    return s.call("POST", "/v1/profiles", "operator",
+                  json::serialize(json::object{
+                      {"name", "sidamo-phased"}, {"alog", alog.str()}, {"phases", phases}}));
+  };
+  auto falling = with({150, 150, 225, 195});
+  BOOST_TEST(falling.status == 422);
+  BOOST_TEST(contains(falling.body,
+                      "phases rise through a roast: drying from <= DRY END <= "
+                      "FCs <= finish"),
+             falling.body);
+  auto phased = with({150, 150, 195, 225});
+  BOOST_REQUIRE_MESSAGE(phased.status == 201, phased.body);
+  BOOST_TEST(body(phased).at("notes").as_array().empty(), phased.body);
+  const auto stored = body(s.call("GET", "/v1/profiles/sidamo-phased", "viewer"));
+  for (const char* view : {"", "celsius"}) {
+    const auto& p = *view ? stored.at("profile").at(view) : stored.at("profile");
+    const auto& phases = p.at("phases").as_array();
+    BOOST_REQUIRE_EQUAL(phases.size(), 4u);
+    BOOST_TEST(phases[1].to_number<double>() == 150.0, view);
+    BOOST_TEST(phases[2].to_number<double>() == 195.0, view);
+  }
 }
 
 // The command line end to end: a device key, `kiln record` of the simulated roaster into the

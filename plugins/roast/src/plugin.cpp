@@ -1,13 +1,16 @@
 // The roast plugin: the `event_detector/artisan` node (the kind's default) and the tool
 // `roast.analyze` (an Artisan .alog → events, phases, DTR, AUC, rate of rise), which detects
 // through whichever event_detector node the deployment selected.
+#include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "analysis.hpp"
 #include "artisan_detector.hpp"
@@ -325,6 +328,23 @@ class ProfileImportTool final : public kiln::Tool {
       }
       if (const auto* t = in.if_contains("title"); t && t->is_string() && !t->as_string().empty())
         body["title"] = *t;
+      // The phase temperatures to detect DRY END and estimate FCs by, instead of the log's (an
+      // R1 log's may say 18 °C): the profile is checked and its views made again with them.
+      if (const auto* ph = in.if_contains("phases"); ph && ph->is_array()) {
+        std::vector<double> p;
+        for (const auto& x : ph->as_array()) p.push_back(x.to_number<double>());
+        if (!std::is_sorted(p.begin(), p.end())) {
+          char given[128];
+          std::snprintf(given, sizeof given, "%g, %g, %g, %g", p[0], p[1], p[2], p[3]);
+          return kiln::tool_error(
+              kiln::error_code::kInvalidInput,
+              std::string("phases rise through a roast: drying from <= DRY END <= FCs <= "
+                          "finish, in the profile's unit (e.g. 150,150,195,225 in °C); given ") +
+                  given);
+        }
+        body["phases"] = *ph;
+        body = kiln::roast::profile_from_json(body);
+      }
       // What QC will check roasts to it against, as a roaster reads it, and what it will not.
       json::array described;
       const auto& unit = body.at("unit").as_string();
@@ -456,7 +476,9 @@ kiln::Manifest manifest() {
     "type": "object", "additionalProperties": false,
     "properties": {"alog": {"type": "string", "minLength": 1},
                    "profile": {"type": "object"},
-                   "title": {"type": "string"}}})");
+                   "title": {"type": "string"},
+                   "phases": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4,
+                              "description": "Artisan's phase temperatures in the profile's unit (drying from, DRY END, FCs, finish) instead of the file's"}}})");
   pimport.output_schema = json::parse(R"({"type": "object",
     "required": ["profile", "qc_targets", "notes"],
     "properties": {"profile": {"type": "object"},

@@ -270,6 +270,19 @@ json::object build(const RoastLog& log, const Analysis& a, json::object targets,
     notes.emplace_back(
         "FCs is not marked: the profile has no FCs time or DTR target (mark FCs in Artisan and "
         "import the log again)");
+  // Phase temperatures no roast passes in order (an R1's logs say DRY END at 18 °C): a
+  // session's DRY END would be detected at TP, its drying phase wrong.
+  if (a.tp && log.phases[1] <= a.tp->bt) {
+    char buf[320];
+    std::snprintf(buf, sizeof buf,
+                  "its DRY END temperature (%.1f °%c, Artisan's phases %g, %g, %g, %g) is not "
+                  "above TP's BT (%.1f °%c): a session roasted to it would end drying at TP; "
+                  "import it with --phases (POST /v1/profiles: phases), e.g. 150,150,195,225 "
+                  "in °C",
+                  log.phases[1], log.mode, log.phases[0], log.phases[1], log.phases[2],
+                  log.phases[3], a.tp->bt, log.mode);
+    notes.emplace_back(buf);
+  }
   // What QC checks roasts to it against, as a roaster reads it (`kiln profiles show`).
   json::array described;
   for (auto& line : describe_targets(targets, log.mode)) described.emplace_back(std::move(line));

@@ -577,7 +577,18 @@ BOOST_AUTO_TEST_CASE(exported_alog_is_a_python_literal) {
 BOOST_AUTO_TEST_CASE(profiles_say_what_they_do_not_check) {
   const std::string text = read(kFixtures / fixtures().front());
   const auto good = profile_from_alog(text);
-  BOOST_TEST(!good.contains("notes"));
+  // Its phases (this R1 log's DRY END of 18 °C) would end a session's drying at TP: said, and
+  // not said once they are set to ones a roast passes in order.
+  BOOST_REQUIRE(good.contains("notes"));
+  BOOST_TEST(good.at("notes").as_array().size() == 1u);
+  BOOST_TEST(std::string(good.at("notes").as_array()[0].as_string())
+                     .find("its DRY END temperature (18.0 °C, Artisan's phases 18, 18, 187, 44) "
+                           "is not above TP's BT (") == 0u,
+             good.at("notes").as_array()[0].as_string());
+  auto rephased = good;
+  rephased["phases"] = json::array{150, 150, 195, 225};
+  BOOST_TEST(!profile_from_json(rephased).contains("notes"));
+  BOOST_TEST(!profile_from_alog(read(kFixtures / "26-07-15_gigesa_no63.alog")).contains("notes"));
   const auto lines = describe_targets(good.at("targets").as_object(), 'C');
   BOOST_REQUIRE_EQUAL(lines.size(), 5u);
   std::string all;

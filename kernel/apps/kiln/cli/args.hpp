@@ -69,6 +69,7 @@ struct Args {
   std::optional<std::string> green;    // --green GRAMS (sessions weigh)
   std::optional<std::string> roasted;  // --roasted GRAMS (sessions weigh)
   std::optional<std::string> title;    // --title T
+  std::optional<std::string> phases;   // --phases A,B,C,D (profiles import)
 };
 
 // Throws std::invalid_argument with a usage message.

@@ -339,6 +339,8 @@ Args parse(const std::vector<std::string>& argv) {
       a.roasted = value("--roasted");
     else if (is("--title"))
       a.title = value("--title");
+    else if (is("--phases"))
+      a.phases = value("--phases");
     else if (is("--param"))
       a.params.push_back(value("--param"));
     else if (is("--idempotency-key"))

@@ -1,6 +1,7 @@
 // `kiln profiles ...` and `kiln devices profile`: see profile_commands.hpp.
 #include "cli/profile_commands.hpp"
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -38,7 +39,9 @@ came from; --json prints everything, the curve included.
 
 Every version of a profile, oldest first.
 )"},
-      {"profiles import", R"(Usage: kiln profiles import FILE --name NAME [--title T] [--tenant T]
+      {"profiles import",
+       R"(Usage: kiln profiles import FILE --name NAME [--title T] [--phases A,B,C,D]
+                              [--tenant T]
 
 Saves FILE as the next version of profile NAME (version 1 for a new name; the same profile again
 is kept as it is) in tenant T (default: default): an Artisan .alog (its curve, marked events,
@@ -46,7 +49,9 @@ phases and control changes; QC targets around it: FCs and DROP time ±30 s, DROP
 points, and with both weights in the log the weight loss ±1.5 points), or a profile's JSON
 (`kiln profiles export --format json`, e.g. with its `targets` edited; `celsius` and
 `qc_targets` follow from them). The roast plugin reads and checks it; every version is kept and
-is in the ledger.
+is in the ledger. --phases sets Artisan's phase temperatures (drying from, DRY END, FCs, finish;
+in the file's unit) instead of the file's — sessions detect DRY END and estimate FCs by them: an
+R1 log's DRY END of 18 °C would end every roast's drying at TP (the import says so).
 )"},
       {"profiles export",
        R"(Usage: kiln profiles export NAME[@VERSION] -o FILE [--format alog|json] [--tenant T]
@@ -438,6 +443,31 @@ int cmd_profiles(const Args& a, std::ostream& out, std::ostream&) {
       source["alog"] = text;
     }
     if (a.title) source["title"] = *a.title;
+    if (a.phases) {
+      // Four temperatures in the file's unit: the roast plugin checks that they rise.
+      json::array phases;
+      std::istringstream in(*a.phases);
+      for (std::string item; std::getline(in, item, ',');) {
+        std::size_t used = 0;
+        double v = 0;
+        try {
+          v = std::stod(item, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used == 0 || used != item.size() || !std::isfinite(v)) {
+          phases.clear();
+          break;
+        }
+        phases.push_back(v);
+      }
+      if (phases.size() != 4)
+        throw std::invalid_argument(
+            "--phases '" + *a.phases +
+            "' is not four temperatures A,B,C,D (drying from, DRY END, FCs, finish, in the "
+            "file's unit), e.g. 150,150,195,225");
+      source["phases"] = std::move(phases);
+    }
     Library lib(a, true);
     auto saved = lib.save(*a.name, std::move(source));
     const auto* same = saved.if_contains("unchanged");
