@@ -120,6 +120,12 @@ bool has_word_char(std::string_view s) {
 
 }  // namespace
 
+std::size_t characters(std::string_view text) {
+  std::size_t n = 0;
+  for (const char c : text) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80 ? 1 : 0;
+  return n;
+}
+
 std::optional<std::string> check_text(std::string_view text) {
   bool speakable = false;
   for (std::size_t i = 0; i < text.size();) {

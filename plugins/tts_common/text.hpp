@@ -15,6 +15,10 @@ namespace kiln::tts {
 // at least one letter or digit.
 std::optional<std::string> check_text(std::string_view text);
 
+// How many characters (Unicode code points of UTF-8) `text` holds: what tts_engine.max_chars
+// limits, as OpenAI's 4,096 does ("café" is 4, not 5 bytes).
+std::size_t characters(std::string_view text);
+
 // Removes SSML-like markup: every `<...>` tag is dropped (its text content is spoken); the
 // entities &amp; &lt; &gt; &quot; &apos; are decoded. Tags are not interpreted.
 std::string strip_markup(std::string_view text);

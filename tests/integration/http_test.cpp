@@ -153,11 +153,15 @@ BOOST_AUTO_TEST_CASE(pages_of_listed_origins_may_call_the_api) {
   BOOST_TEST(pre.header("access-control-allow-origin") == "https://dash.example");
   BOOST_TEST(pre.header("access-control-allow-methods") == "GET, HEAD, OPTIONS");
   BOOST_TEST(contains(pre.header("access-control-allow-headers"), "Authorization"));
+  // A page revalidates what it fetched (an artifact, the summary audio): it may send
+  // If-None-Match and read the ETag.
+  BOOST_TEST(contains(pre.header("access-control-allow-headers"), "If-None-Match"));
   BOOST_TEST(pre.header("vary") == "Origin");
   auto listed = s.call("GET", "/v1/sessions", "a_viewer", "", from_dash);
   BOOST_TEST(listed.status == 200, listed.body);
   BOOST_TEST(listed.header("access-control-allow-origin") == "https://dash.example");
   BOOST_TEST(contains(listed.header("access-control-expose-headers"), "X-Request-Id"));
+  BOOST_TEST(contains(listed.header("access-control-expose-headers"), "ETag"));
   auto no_key = s.call("GET", "/v1/sessions", "", "", from_dash);
   BOOST_TEST(no_key.status == 401);
   BOOST_TEST(no_key.header("access-control-allow-origin") == "https://dash.example");
@@ -225,6 +229,32 @@ BOOST_AUTO_TEST_CASE(operations_routes_and_openapi_need_no_key) {
   BOOST_TEST(!ingest.contains("404"));
   BOOST_TEST(
       doc.at("paths").at("/v1/devices").at("post").at("responses").as_object().contains("409"));
+  // What a mission's routes answer besides their shape's: a replayed Idempotency-Key (200), one
+  // reused with another body (409), an action the mission's state does not allow (409).
+  const auto& create = doc.at("paths").at("/v1/missions").at("post").at("responses").as_object();
+  BOOST_TEST(create.contains("200"));
+  BOOST_TEST(create.contains("409"));
+  for (const char* action : {"approve", "cancel", "retry"})
+    BOOST_TEST(doc.at("paths")
+                   .at(std::string("/v1/missions/{id}:") + action)
+                   .at("post")
+                   .at("responses")
+                   .as_object()
+                   .contains("409"),
+               action);
+  // The speech formats offered are those this server makes (never aac), and no sse streaming.
+  const auto& speech = doc.at("paths")
+                           .at("/v1/audio/speech")
+                           .at("post")
+                           .at("requestBody")
+                           .at("content")
+                           .at("application/json")
+                           .at("schema")
+                           .at("properties");
+  const auto formats = json::serialize(speech.at("response_format").at("enum"));
+  BOOST_TEST(!contains(formats, "aac"), formats);
+  BOOST_TEST(contains(formats, "\"wav\""), formats);
+  BOOST_TEST(json::serialize(speech.at("stream_format").at("enum")) == "[\"audio\"]");
   // Query parameters say their type (the server checks integers and booleans).
   auto query_type = [&](const char* path, const char* name) {
     for (const auto& p : doc.at("paths").at(path).at("get").at("parameters").as_array())
@@ -449,6 +479,11 @@ BOOST_AUTO_TEST_CASE(errors_use_one_envelope) {
                metrics);
     BOOST_TEST(!contains(metrics, "route=\"unmatched\",status=\"405\""), metrics);
   }
+  // A path no route answers is counted as unmatched, its method "other" (it was "").
+  BOOST_TEST(s.call("GET", "/nowhere").status == 404);
+  BOOST_TEST(
+      contains(s.call("GET", "/metrics").body,
+               "kiln_http_requests_total{method=\"other\",route=\"unmatched\",status=\"404\"}"));
   auto invalid = s.call("POST", "/v1/missions", "a_operator", R"({"template": 7})");
   BOOST_TEST(invalid.status == 422);
   BOOST_TEST(body(invalid).at("error").at("details").at("field").as_string() == "body.template");
@@ -531,6 +566,12 @@ BOOST_AUTO_TEST_CASE(missions_run_over_http_with_idempotency_keys_and_paged_ledg
       s.call("POST", "/v1/missions", "a_operator",
              R"({"template": "hello", "inputs": {"who": "other"}})", {{"Idempotency-Key", "k-77"}});
   BOOST_TEST(conflict.status == 409);
+  // An empty key is a client's mistake, not "no key": each retry made a new mission.
+  auto empty_key = s.call("POST", "/v1/missions", "a_operator", req, {{"Idempotency-Key", ""}});
+  BOOST_TEST(empty_key.status == 422, empty_key.body);
+  BOOST_TEST(contains(empty_key.body, "the Idempotency-Key header must be 1-200 characters"),
+             empty_key.body);
+  BOOST_TEST(contains(empty_key.body, "header.Idempotency-Key"), empty_key.body);
   std::string state;
   for (int i = 0; i < 100 && state != "DONE"; ++i) {
     std::this_thread::sleep_for(50ms);
@@ -553,7 +594,14 @@ BOOST_AUTO_TEST_CASE(missions_run_over_http_with_idempotency_keys_and_paged_ledg
              bad_state.body);
   auto bad_outputs = s.call("GET", "/v1/missions?outputs=yes", "a_viewer");
   BOOST_TEST(bad_outputs.status == 422);
-  BOOST_TEST(contains(bad_outputs.body, "'outputs' must be true or false"), bad_outputs.body);
+  BOOST_TEST(contains(bad_outputs.body, "'outputs' must be true, false, 1 or 0"), bad_outputs.body);
+  // Booleans read alike on every route: 1 is true here as on /v1/profiles?archived.
+  BOOST_TEST(!body(s.call("GET", "/v1/missions?outputs=1", "a_viewer"))
+                  .as_array()[0]
+                  .at("steps")
+                  .as_array()[0]
+                  .at("output")
+                  .is_null());
   // Page through the tenant's ledger two events at a time; the pages join up.
   std::int64_t after = 0, seen = 0, last_seq = 0;
   for (int page = 0; page < 100; ++page) {
@@ -855,15 +903,21 @@ BOOST_AUTO_TEST_CASE(speech_api_speaks_every_format_and_rejects_bad_input) {
   auto pcm = with("pcm");
   BOOST_TEST(pcm.status == 200);
   BOOST_TEST(pcm.body.size() == wav.body.size() - 44);  // the same samples without the header
-  BOOST_TEST(contains(pcm.header("content-type"), "audio/L16"));
+  // Little-endian samples, said so: not audio/L16, which is big-endian (RFC 3551).
+  BOOST_TEST(pcm.header("content-type") ==
+                 "audio/pcm;rate=16000;channels=1;encoding=signed-int;bits=16;endianness=little",
+             pcm.header("content-type"));
   BOOST_TEST(with("flac").body.substr(0, 4) == "fLaC");
   BOOST_TEST(with("opus").body.substr(0, 4) == "OggS");
   auto mp3 = speak(base);  // OpenAI's default format
   BOOST_TEST(mp3.status == 200);
   BOOST_TEST(mp3.header("content-type") == "audio/mpeg");
+  // Formats the server does not make are not offered: refused by the schema, as /openapi.json
+  // says (its enum lists what this build makes).
   auto aac = with("aac");
   BOOST_TEST(aac.status == 422);
-  BOOST_TEST(error_code_of(aac) == "unsupported_format");
+  BOOST_TEST(contains(aac.body, R"(body.response_format: \"aac\" is not one of [\"mp3\",)"),
+             aac.body);
 
   // Speed maps to the length scale.
   auto fast = base;
@@ -892,7 +946,15 @@ BOOST_AUTO_TEST_CASE(speech_api_speaks_every_format_and_rejects_bad_input) {
   b["input"] = std::string("bean\x01temp");
   bad(b, 422, "invalid_input", "control character");
   b["input"] = std::string(5000, 'a');
-  bad(b, 413, "input_too_large", "4096");
+  bad(b, 413, "input_too_large", "text is 5000 characters; the limit is 4096");
+  // The limit counts characters, as OpenAI's does, not bytes: 2,500 "é" (5,000 bytes) pass it
+  // and reach the next check (here the control character at the end, refused without speaking).
+  b["input"] = [] {
+    std::string s;
+    for (int i = 0; i < 2500; ++i) s += "é";
+    return s + "\x01";
+  }();
+  bad(b, 422, "invalid_input", "control character");
   b["input"] = std::string(100000, 'a');  // beyond the route's body limit
   bad(b, 413, "payload_too_large", "bytes");
   b = base;

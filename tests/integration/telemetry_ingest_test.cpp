@@ -663,6 +663,8 @@ BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
                             {"If-None-Match", audio.header("etag")}});
     BOOST_TEST(again.status == 304);
     BOOST_TEST(again.body.empty());
+    // No Content-Length on a 304 (RFC 9110 §8.6: it would have to be the 200's).
+    BOOST_TEST(again.header("content-length").empty(), again.header("content-length"));
   }
   BOOST_TEST(s.call("GET", summary_route, "other").status == 404);
   BOOST_TEST(
@@ -929,6 +931,8 @@ BOOST_AUTO_TEST_CASE(a_device_profile_gives_its_sessions_targets_and_phases) {
   BOOST_TEST(contains(typo.body, "no device 'r1-porf' in tenant acme"), typo.body);
   auto added = s.call("POST", "/v1/devices", "operator", R"({"device": "r1-prof"})");
   BOOST_REQUIRE_MESSAGE(added.status == 201, added.body);
+  // The secret key is shown once: no cache may keep it.
+  BOOST_TEST(added.header("cache-control") == "no-store");
   // Archive hides it and refuses assignments; restore brings it back.
   BOOST_TEST(s.call("POST", "/v1/profiles/sidamo:archive", "operator", "{}").status == 200);
   BOOST_TEST(body(s.call("GET", "/v1/profiles", "viewer")).as_array().empty());

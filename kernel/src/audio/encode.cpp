@@ -112,7 +112,11 @@ std::vector<std::string> supported_formats() {
 
 std::string media_type(std::string_view format, int rate) {
   if (format == "wav") return "audio/wav";
-  if (format == "pcm") return "audio/L16;rate=" + std::to_string(rate) + ";channels=1";
+  // Raw little-endian samples: not audio/L16, which is big-endian by definition (RFC 3551), so
+  // a player trusting it would swap every sample's bytes into noise.
+  if (format == "pcm")
+    return "audio/pcm;rate=" + std::to_string(rate) + ";channels=1;encoding=signed-int;bits=16;" +
+           "endianness=little";
   if (format == "flac") return "audio/flac";
   if (format == "mp3") return "audio/mpeg";
   if (format == "opus") return "audio/ogg";

@@ -16,7 +16,7 @@ namespace kiln::audio {
 struct Encoded {
   std::string bytes;
   std::string
-      media_type;  // "audio/wav", "audio/L16;rate=16000", "audio/flac", "audio/mpeg", "audio/ogg"
+      media_type;  // "audio/wav", "audio/pcm;rate=16000;…", "audio/flac", "audio/mpeg", "audio/ogg"
 };
 
 // The formats this build encodes, in OpenAI's names: wav pcm flac mp3 opus (the latter three when

@@ -66,6 +66,18 @@ std::int64_t int_query(const Request& r, const char* name, std::int64_t dflt, st
                   json::object{{"field", std::string("query.") + name}}};
 }
 
+// A boolean query parameter, read alike on every route: true or 1, false or 0.
+bool bool_query(const Request& r, const char* name, bool dflt) {
+  auto it = r.query.find(name);
+  if (it == r.query.end()) return dflt;
+  if (it->second == "true" || it->second == "1") return true;
+  if (it->second == "false" || it->second == "0") return false;
+  throw HttpError{422, "invalid_request",
+                  std::string("query parameter '") + name + "' must be true, false, 1 or 0, not '" +
+                      it->second + "'",
+                  json::object{{"field", std::string("query.") + name}}};
+}
+
 std::string note_of(const Request& r) {
   if (r.json.is_object())
     if (auto* n = r.json.as_object().if_contains("reason"); n && n->is_string())
@@ -551,6 +563,26 @@ Router build_api(ApiContext& ctx) {
   };
 
   // ---- Audio (OpenAI-compatible speech) ------------------------------------------------------
+  // The formats this build makes, in OpenAI's order: /openapi.json offers only what works (aac
+  // never does; mp3 needs a libsndfile with MPEG support).
+  json::array speech_formats;
+  for (const char* f : {"mp3", "opus", "aac", "flac", "wav", "pcm"}) {
+    const auto have = audio::supported_formats();
+    if (std::find(have.begin(), have.end(), f) != have.end()) speech_formats.emplace_back(f);
+  }
+  json::value speech_request = schema(R"({"type": "object", "required": ["model", "input", "voice"],
+                    "properties": {
+                      "model": {"type": "string", "minLength": 1},
+                      "input": {"type": "string", "minLength": 1},
+                      "voice": {"type": "string", "minLength": 1},
+                      "response_format": {"type": "string",
+                                          "description": "OpenAI's formats this server makes (not aac); default mp3"},
+                      "speed": {"type": "number", "minimum": 0.25, "maximum": 4.0},
+                      "instructions": {"type": "string"},
+                      "stream_format": {"type": "string", "enum": ["audio"],
+                                        "description": "audio: the bytes as they are made (wav, pcm); OpenAI's sse is not offered"}}})");
+  speech_request.as_object()["properties"].as_object()["response_format"].as_object()["enum"] =
+      speech_formats;
   r.add({"POST",
          "/v1/audio/speech",
          "createSpeech",
@@ -560,19 +592,10 @@ Router build_api(ApiContext& ctx) {
          "audio",
          Role::kViewer,
          64 * 1024,
-         schema(R"({"type": "object", "required": ["model", "input", "voice"],
-                    "properties": {
-                      "model": {"type": "string", "minLength": 1},
-                      "input": {"type": "string", "minLength": 1},
-                      "voice": {"type": "string", "minLength": 1},
-                      "response_format": {"type": "string",
-                                          "enum": ["mp3", "opus", "aac", "flac", "wav", "pcm"]},
-                      "speed": {"type": "number", "minimum": 0.25, "maximum": 4.0},
-                      "instructions": {"type": "string"},
-                      "stream_format": {"type": "string", "enum": ["audio", "sse"]}}})"),
+         speech_request,
          schema(R"({"type": "string", "format": "binary"})"),
          200,
-         "audio/mpeg, audio/ogg, audio/flac, audio/wav, audio/L16",
+         "audio/mpeg, audio/ogg, audio/flac, audio/wav, audio/pcm",
          {},
          true,
          [&k](Request& req) {
@@ -587,10 +610,6 @@ Router build_api(ApiContext& ctx) {
                              "response_format '" + format + "' is not available on this server",
                              json::object{{"field", "response_format"}, {"supported", have}}};
            }
-           if (auto* sf = b.if_contains("stream_format"); sf && sf->as_string() == "sse")
-             throw HttpError{422, "unsupported_stream_format",
-                             "stream_format 'sse' is not supported; use 'audio' or leave it out",
-                             json::object{{"field", "stream_format"}}};
            if (auto* sf = b.if_contains("stream_format"); sf && sf->as_string() == "audio")
              return stream_speech(k, b, format);
            json::object input{{"text", b.at("input")}, {"format", format}};
@@ -717,7 +736,17 @@ Router build_api(ApiContext& ctx) {
            if (auto* in = b.if_contains("inputs")) cr.inputs = in->as_object();
            if (auto* key = b.if_contains("idempotency_key"))
              cr.idempotency_key = std::string(key->as_string());
-           if (auto h = req.header("idempotency-key"); !h.empty()) cr.idempotency_key = h;
+           // The header wins over the body's idempotency_key; an empty header is a client's
+           // mistake, not "no key" (it made a new mission at every retry).
+           for (const auto& [name, value] : req.headers)
+             if (name == "idempotency-key") {
+               if (value.empty() || value.size() > 200)
+                 return error(422, "invalid_request",
+                              "the Idempotency-Key header must be 1-200 characters (it is " +
+                                  std::to_string(value.size()) + ")",
+                              json::object{{"field", "header.Idempotency-Key"}});
+               cr.idempotency_key = value;
+             }
            cr.actor = *req.actor;
            auto result = k.missions().create(cr);
            if (result.created && ctx.workers) ctx.workers->wake();
@@ -740,18 +769,10 @@ Router build_api(ApiContext& ctx) {
          {{"state", "only missions in this state"},
           {"template", "only missions of this template"},
           {"limit", "at most this many (1-1000, default 100)", "integer"},
-          {"outputs", "true: each step's output too (default false)", "boolean"}},
+          {"outputs", "true (or 1): each step's output too (default false)", "boolean"}},
          false,
          [&k](Request& req) {
-           bool outputs = false;
-           if (auto it = req.query.find("outputs"); it != req.query.end()) {
-             if (it->second != "true" && it->second != "false")
-               throw HttpError{
-                   422, "invalid_request",
-                   "query parameter 'outputs' must be true or false, not '" + it->second + "'",
-                   json::object{{"field", "query.outputs"}}};
-             outputs = it->second == "true";
-           }
+           const bool outputs = bool_query(req, "outputs", false);
            missions::ListFilter f;
            f.tenant = req.tenant;
            if (auto it = req.query.find("state"); it != req.query.end()) f.state = it->second;
@@ -792,7 +813,7 @@ Router build_api(ApiContext& ctx) {
          nullptr,
          json::object{{"type", "string"}, {"format", "binary"}},
          200,
-         "application/octet-stream",
+         "*/*",
          {},
          true,
          [&k](Request& req) {
@@ -908,6 +929,10 @@ Router build_api(ApiContext& ctx) {
         "accepted_by" : {
           "type" : [ "string", "null" ],
           "description" : "the approver who accepted a failed roast"
+        },
+        "outdated" : {
+          "type" : "boolean",
+          "description" : "the report was made before the session's latest marks or weights"
         }
       }
     },
@@ -1093,7 +1118,10 @@ Router build_api(ApiContext& ctx) {
            const auto& b = req.json.as_object();
            auto c = k.telemetry().devices().add(req.tenant, std::string(b.at("device").as_string()),
                                                 public_key_of(b), *req.actor);
-           return Response::json(201, credentials(c));
+           // A secret key is shown once: no cache (a proxy's, a browser's) may keep it.
+           auto res = Response::json(201, credentials(c));
+           res.headers.emplace_back("Cache-Control", "no-store");
+           return res;
          }});
   r.add({"POST",
          "/v1/devices/{device}:rotate",
@@ -1115,7 +1143,10 @@ Router build_api(ApiContext& ctx) {
            auto c =
                k.telemetry().devices().rotate(req.tenant, req.params.at("device"), public_key_of(b),
                                               std::chrono::seconds(grace), *req.actor);
-           return Response::json(200, credentials(c));
+           // A secret key is shown once: no cache (a proxy's, a browser's) may keep it.
+           auto res = Response::json(200, credentials(c));
+           res.headers.emplace_back("Cache-Control", "no-store");
+           return res;
          }});
   r.add({"POST",
          "/v1/devices/{id}:revoke",
@@ -1290,7 +1321,12 @@ Router build_api(ApiContext& ctx) {
       "qc_targets": {"type": "array", "items": {"type": "string"},
                      "description": "on save: the QC targets as a roaster reads them"},
       "notes": {"type": "array", "items": {"type": "string"},
-                "description": "on save: what QC will not check against this profile"}}})");
+                "description": "on save: what QC will not check against this profile"},
+      "unchanged": {"type": "boolean",
+                    "description": "on save: true when the newest version had this content already, so nothing was saved"
+}
+}
+})");
   auto version_query = [](const Request& req) -> std::optional<std::int64_t> {
     auto it = req.query.find("version");
     if (it == req.query.end() || it->second.empty()) return std::nullopt;  // the newest
@@ -1448,17 +1484,7 @@ Router build_api(ApiContext& ctx) {
          {{"archived", "true (or 1): include archived profiles; false (or 0): not", "boolean"}},
          false,
          [&k](Request& req) {
-           bool all = false;
-           if (auto it = req.query.find("archived"); it != req.query.end()) {
-             if (it->second == "true" || it->second == "1")
-               all = true;
-             else if (it->second != "false" && it->second != "0")
-               throw HttpError{
-                   422, "invalid_request",
-                   std::string("query parameter 'archived' must be true, false, 1 or 0, not '") +
-                       it->second + "'",
-                   json::object{{"field", "query.archived"}}};
-           }
+           const bool all = bool_query(req, "archived", false);
            json::array arr;
            for (const auto& p : telemetry::ProfileStore::list(k.storage_path(), req.tenant, all))
              arr.push_back(p.to_json(false));
@@ -1676,6 +1702,16 @@ Router build_api(ApiContext& ctx) {
         {413, "oversized_batch (too many samples or bytes)"},
         {422, "bad_samples, clock_skew"}}},
       {"createSpeech", {{404, "no such voice (GET /v1/audio/voices lists them)"}}},
+      {"createMission",
+       {{200,
+         "the Idempotency-Key (or idempotency_key) of a mission made before, with the same "
+         "template and inputs: that mission, \"created\": false"},
+        {409, "the idempotency key was used with another template or inputs (conflict)"}}},
+      {"approveMission", {{409, "the mission is not QUARANTINED (invalid_state)"}}},
+      {"cancelMission", {{409, "the mission has finished (invalid_state)"}}},
+      {"retryMission", {{409, "the mission is not RETRY or FAILED (invalid_state)"}}},
+      {"archiveProfile",
+       {{409, "a device roasts to the profile (conflict): clear its assignment first"}}},
       {"addDevice", {{409, "the device has a key already (rotate it instead)"}}},
       {"revokeDeviceKey", {{409, "the key is revoked already"}}},
       {"listSessions", {{422, "a query parameter out of range"}}},

@@ -49,7 +49,7 @@ void HttpMetrics::expose(std::string& out) const {
   char num[64];
   // HEAD is counted with its route's GET (the same answer without the body).
   auto route_labels = [&](std::size_t i) {
-    if (i == routes_.size()) return std::string("method=\"\",route=\"unmatched\"");
+    if (i == routes_.size()) return std::string("method=\"other\",route=\"unmatched\"");
     if (i > routes_.size())
       return "method=\"other\",route=\"" + prom_label(routes_[i - routes_.size() - 1].second) +
              "\"";
@@ -57,7 +57,8 @@ void HttpMetrics::expose(std::string& out) const {
   };
   out +=
       "# HELP kiln_http_requests_total HTTP requests answered, by route and status (method "
-      "\"other\": a method the route's path does not answer).\n";
+      "\"other\": a method the route's path does not answer; route \"unmatched\": a path no "
+      "route answers, or a request too malformed to route).\n";
   out += "# TYPE kiln_http_requests_total counter\n";
   for (std::size_t i = 0; i < shards_.size(); ++i)
     for (std::size_t code = 0; code < shards_[i]->by_status.size(); ++code)

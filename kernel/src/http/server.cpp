@@ -126,6 +126,9 @@ struct Server::Impl {
     }
     if (r.stream) {
       out += "\r\nTransfer-Encoding: chunked";
+    } else if (r.status == 304 || r.status == 204) {
+      // No body, and no Content-Length either (RFC 9110 §8.6: a 304's would have to be the
+      // 200's own length).
     } else {
       out += "\r\nContent-Length: ";
       out += std::to_string(r.body.size());
@@ -318,6 +321,7 @@ struct Server::Impl {
                                      "request headers exceed " + std::to_string(o.header_limit) +
                                          " bytes (server.header_limit_bytes)"),
                                11, false, new_request_id());
+          if (metrics) metrics->record(metrics->unmatched(), 431, 0);
           conn.deadline = Clock::now() + o.request_timeout;
           co_await asio::async_write(stream, asio::buffer(res), kTuple);
         } else if (hec == bhttp::error::bad_target || hec == bhttp::error::bad_method ||
@@ -325,6 +329,7 @@ struct Server::Impl {
           auto res =
               serialize(error(400, "bad_request", "malformed HTTP request: " + hec.message()), 11,
                         false, new_request_id());
+          if (metrics) metrics->record(metrics->unmatched(), 400, 0);
           conn.deadline = Clock::now() + o.request_timeout;
           co_await asio::async_write(stream, asio::buffer(res), kTuple);
         }
@@ -420,7 +425,8 @@ struct Server::Impl {
                   response.headers.emplace_back("Access-Control-Allow-Methods", allow);
                   response.headers.emplace_back(
                       "Access-Control-Allow-Headers",
-                      "Authorization, Content-Type, Idempotency-Key, X-Request-Id");
+                      "Authorization, Content-Type, Idempotency-Key, If-None-Match, "
+                      "X-Request-Id");
                   response.headers.emplace_back("Access-Control-Max-Age", "600");
                 }
               } else {
@@ -504,8 +510,8 @@ struct Server::Impl {
         response.headers.emplace_back("Access-Control-Allow-Origin", origin);
         response.headers.emplace_back(
             "Access-Control-Expose-Headers",
-            "X-Request-Id, WWW-Authenticate, Retry-After, Content-Disposition, X-Kiln-Voice, "
-            "X-Kiln-Audio-Seconds");
+            "X-Request-Id, WWW-Authenticate, Retry-After, Content-Disposition, ETag, "
+            "X-Kiln-Voice, X-Kiln-Audio-Seconds");
       }
       // With origins listed one by one, every answer depends on the Origin asked from (CORS
       // headers or none): a shared cache must not hand one origin's answer to another.

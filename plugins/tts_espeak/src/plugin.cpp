@@ -66,9 +66,9 @@ class EspeakEngine final : public kiln::nodes::TtsEngine {
   kiln::Result<kiln::nodes::Speech, kiln::ToolError> synthesize(
       const kiln::nodes::SpeechRequest& req, const kiln::nodes::ChunkSink& sink) const override {
     using namespace kiln;
-    if (req.text.size() > max_chars_)
+    if (const auto n = tts::characters(req.text); n > max_chars_)
       return tts_failure(nodes::tts_error::kInputTooLarge,
-                         "text is " + std::to_string(req.text.size()) + " bytes; the limit is " +
+                         "text is " + std::to_string(n) + " characters; the limit is " +
                              std::to_string(max_chars_) + " (tts_engine.max_chars)",
                          json::object{{"max_chars", max_chars_}});
     if (auto bad = tts::check_text(req.text)) return tts_failure(error_code::kInvalidInput, *bad);

@@ -216,9 +216,9 @@ Result<nodes::VoiceInfo, ToolError> TorchEngine::unload_voice(const std::string&
 
 Result<nodes::Speech, ToolError> TorchEngine::synthesize(const nodes::SpeechRequest& req,
                                                          const nodes::ChunkSink& sink) const {
-  if (req.text.size() > options_.max_chars)
+  if (const auto n = characters(req.text); n > options_.max_chars)
     return tts_failure(nodes::tts_error::kInputTooLarge,
-                       "text is " + std::to_string(req.text.size()) + " bytes; the limit is " +
+                       "text is " + std::to_string(n) + " characters; the limit is " +
                            std::to_string(options_.max_chars) +
                            " (tts_engine.max_chars); split it into several requests",
                        json::object{{"max_chars", options_.max_chars}});
