@@ -240,6 +240,16 @@ BOOST_AUTO_TEST_CASE(config_check_reports_problems_with_locations) {
                       "creating a new one. If a kiln serve runs elsewhere, this is not "
                       "its database"),
              made.err);
+  // A tenant ends session ids, metric labels and log lines: a space or line break in it is
+  // refused, for API keys and devices alike.
+  for (const std::vector<std::string> cmd :
+       {std::vector<std::string>{"keys", "create", "--tenant", "we ird", "--role", "viewer"},
+        {"devices", "add", "sim-1", "--tenant", "a\nb"}}) {
+    auto bad_tenant = d.kiln(cmd);
+    BOOST_TEST(bad_tenant.exit_code == 2, bad_tenant.err);
+    BOOST_TEST(contains(bad_tenant.err, "' is not valid: use 1-64 of A-Z a-z 0-9 . _ -"),
+               bad_tenant.err);
+  }
   auto again = d.kiln({"keys", "create", "--tenant", "acme", "--role", "viewer", "--set",
                        "storage.path=" + elsewhere.string()});
   BOOST_TEST(!contains(again.err, "creating a new one"), again.err);

@@ -592,6 +592,8 @@ BOOST_AUTO_TEST_CASE(missions_run_over_http_with_idempotency_keys_and_paged_ledg
   BOOST_TEST(bad_state.status == 422, bad_state.body);
   BOOST_TEST(contains(bad_state.body, "no mission state 'finished': one of PENDING, RUNNING"),
              bad_state.body);
+  BOOST_TEST(body(bad_state).at("error").at("details").at("field").as_string() == "query.state");
+  BOOST_TEST(error_code_of(bad_state) == "invalid_request");
   auto bad_outputs = s.call("GET", "/v1/missions?outputs=yes", "a_viewer");
   BOOST_TEST(bad_outputs.status == 422);
   BOOST_TEST(contains(bad_outputs.body, "'outputs' must be true, false, 1 or 0"), bad_outputs.body);
@@ -819,6 +821,19 @@ BOOST_AUTO_TEST_CASE(the_cli_calls_a_server_with_the_same_commands) {
   BOOST_TEST(contains(nodes.out, "tool_strategy"), nodes.out);
   BOOST_TEST(remote({"gate", "status"}, "a_viewer").exit_code == 0);
   BOOST_TEST(contains(remote({"tool", "list"}, "a_viewer").out, "kiln.sleep"));
+  // The templates a dashboard may start, over HTTP (GET /v1/mission-templates) as locally.
+  const auto templates = body(s.call("GET", "/v1/mission-templates", "a_viewer"));
+  bool hello = false;
+  for (const auto& t : templates.as_array())
+    if (t.at("name") == "hello") {
+      hello = true;
+      BOOST_TEST(t.at("inputs").as_object().contains("who"), json::serialize(t));
+      BOOST_TEST(!t.at("steps").as_array().empty());
+    }
+  BOOST_TEST(hello, json::serialize(templates));
+  const auto local_templates = s.kiln({"mission", "templates"});
+  BOOST_TEST(local_templates.exit_code == 0, local_templates.err);
+  BOOST_TEST(remote({"mission", "templates"}, "a_viewer").out == local_templates.out);
 
   auto started =
       remote({"mission", "start", "hello", "--param", "who=cli", "--wait"}, "a_operator");

@@ -1269,6 +1269,28 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
   BOOST_TEST(shown.exit_code == 0, shown.err);
   BOOST_TEST(contains(shown.out, "  readings: " + std::to_string(readings.size()) + "\n"),
              shown.out);
+  // Exported as an Artisan log through the server with a viewer's key (GET
+  // /v1/sessions/{id}/alog; it needed an operator's, the tools it runs), as locally.
+  auto exported = s.kiln({"sessions", "export", id, "-o", "remote.alog", "--server", server,
+                          "--api-key", s.keys.at("viewer")});
+  BOOST_TEST(exported.exit_code == 0, exported.err);
+  BOOST_TEST(contains(exported.out, "note: FCs was estimated"), exported.out);
+  auto exported_here = s.kiln({"sessions", "export", id, "-o", "local.alog"});
+  BOOST_TEST(exported_here.exit_code == 0, exported_here.err);
+  auto read_all = [&](const char* name) {
+    std::ifstream f(s.dir.path() / name);
+    std::stringstream t;
+    t << f.rdbuf();
+    return t.str();
+  };
+  BOOST_TEST(!read_all("remote.alog").empty());
+  BOOST_TEST((read_all("remote.alog") == read_all("local.alog")));
+  auto alog_route = s.call("GET", "/v1/sessions/" + id + "/alog", "viewer");
+  BOOST_TEST(alog_route.status == 200);
+  BOOST_TEST(contains(alog_route.header("content-disposition"), ".alog\""),
+             alog_route.header("content-disposition"));
+  BOOST_TEST(alog_route.header("x-kiln-fcs-estimated") == "true");
+  BOOST_TEST(s.call("GET", "/v1/sessions/nosuch@acme/alog", "viewer").status == 404);
   BOOST_TEST(contains(predicted.out, "the roast dropped at "), predicted.out);
   // A roast under way: the server's prediction for a read-only key is the one made locally.
   BOOST_REQUIRE(

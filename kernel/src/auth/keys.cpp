@@ -2,6 +2,8 @@
 
 #include <sodium.h>
 
+#include <cctype>
+
 #include "common/sha256.hpp"
 #include "storage/sqlite.hpp"
 
@@ -64,14 +66,24 @@ void project_keys(Connection& c, const ledger::Event& e) {
 KeyStore::KeyStore(ledger::SqliteLedger& ledger, std::filesystem::path db_path)
     : ledger_(ledger), db_path_(std::move(db_path)) {}
 
+std::optional<std::string> tenant_problem(std::string_view tenant) {
+  auto alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
+  bool ok = !tenant.empty() && tenant.size() <= 64 && alnum(tenant.front());
+  for (const char c : tenant) ok = ok && (alnum(c) || c == '.' || c == '_' || c == '-');
+  if (ok) return std::nullopt;
+  std::string shown;
+  for (const char c : tenant) shown += std::isprint(static_cast<unsigned char>(c)) ? c : '?';
+  return "tenant '" + shown +
+         "' is not valid: use 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit";
+}
+
 NewKey KeyStore::create(const std::string& tenant, missions::Role role, const std::string& name,
                         const missions::Actor& by) {
   if (by.role < missions::Role::kAdmin)
     throw missions::MissionError(missions::MissionError::Code::kForbidden,
                                  "creating API keys needs the admin role");
-  if (tenant.empty() || tenant.size() > 100)
-    throw missions::MissionError(missions::MissionError::Code::kInvalidInput,
-                                 "a key needs a tenant of 1-100 characters");
+  if (auto problem = tenant_problem(tenant))
+    throw missions::MissionError(missions::MissionError::Code::kInvalidInput, *problem);
   NewKey k;
   k.info.id = "k-" + random_hex(6);
   k.info.tenant = tenant;

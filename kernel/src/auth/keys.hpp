@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ledger/ledger.hpp"
@@ -19,6 +20,11 @@ class Connection;
 }
 
 namespace kiln::auth {
+
+// Why `tenant` cannot name a tenant, or nullopt: 1-64 of A-Z a-z 0-9 . _ -, starting with a
+// letter or digit — it ends session ids ("…@acme"), metric labels and log lines, where a space,
+// quote or line break would read as something else.
+std::optional<std::string> tenant_problem(std::string_view tenant);
 
 struct KeyInfo {
   std::string id;  // the public part, "k-" + 12 hex

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cmath>
 #include <condition_variable>
 #include <deque>
@@ -156,7 +157,7 @@ static Response stream_speech(const runtime::Kernel& k, const json::object& b,
   if (format != "wav" && format != "pcm")
     throw HttpError{422, "unsupported_stream_format",
                     "stream_format 'audio' streams wav or pcm; response_format is '" + format + "'",
-                    json::object{{"field", "response_format"}}};
+                    json::object{{"field", "body.response_format"}}};
   auto engine = k.node<nodes::TtsEngine>();
   if (!engine)
     throw HttpError{503, error_code::kProviderUnavailable, "no tts_engine node is running"};
@@ -608,7 +609,7 @@ Router build_api(ApiContext& ctx) {
              for (const auto& f : formats) have.emplace_back(f);
              throw HttpError{422, "unsupported_format",
                              "response_format '" + format + "' is not available on this server",
-                             json::object{{"field", "response_format"}, {"supported", have}}};
+                             json::object{{"field", "body.response_format"}, {"supported", have}}};
            }
            if (auto* sf = b.if_contains("stream_format"); sf && sf->as_string() == "audio")
              return stream_speech(k, b, format);
@@ -707,6 +708,33 @@ Router build_api(ApiContext& ctx) {
   }
 
   // ---- Missions -------------------------------------------------------------------------------
+  r.add({"GET",
+         "/v1/mission-templates",
+         "listMissionTemplates",
+         "The mission templates this server runs (what POST /v1/missions takes as template): "
+         "name, description, inputs (JSON Schema properties) and steps with their tool, needs, "
+         "the approval the policy gives them, attempts and timeout",
+         "missions",
+         Role::kViewer,
+         0,
+         nullptr,
+         schema(R"({"type": "array", "items": {"type": "object",
+           "required": ["name", "description", "source", "inputs", "steps"],
+           "properties": {"name": {"type": "string"}, "description": {"type": "string"},
+             "source": {"type": "string", "description": "the file it was read from"},
+             "inputs": {"type": "object", "description": "JSON Schema properties of its inputs"},
+             "steps": {"type": "array", "items": {"type": "object",
+               "required": ["id", "tool", "needs", "approval", "max_attempts", "timeout_ms"],
+               "properties": {"id": {"type": "string"}, "tool": {"type": "string"},
+                 "needs": {"type": "array", "items": {"type": "string"}},
+                 "approval": {"type": "string", "enum": ["never", "on_failure", "required"]},
+                 "max_attempts": {"type": "integer"},
+                 "timeout_ms": {"type": ["integer", "null"]}}}}}}})"),
+         200,
+         "application/json",
+         {},
+         false,
+         [&k](Request&) { return Response::json(200, k.describe_templates()); }});
   r.add({"POST",
          "/v1/missions",
          "createMission",
@@ -779,8 +807,17 @@ Router build_api(ApiContext& ctx) {
            if (auto it = req.query.find("template"); it != req.query.end())
              f.template_name = it->second;
            f.limit = int_query(req, "limit", 100, 1, 1000);
+           std::vector<missions::MissionView> found;
+           try {
+             found = k.missions().list(f);
+           } catch (const missions::MissionError& e) {
+             // A state that is none: the query's, named as other query refusals are.
+             if (e.code() != missions::MissionError::Code::kInvalidInput) throw;
+             throw HttpError{422, "invalid_request", e.what(),
+                             json::object{{"field", "query.state"}}};
+           }
            json::array arr;
-           for (const auto& m : k.missions().list(f)) arr.push_back(m.to_json(outputs));
+           for (const auto& m : found) arr.push_back(m.to_json(outputs));
            return Response::json(200, arr);
          }});
   r.add({"GET",
@@ -1414,6 +1451,35 @@ Router build_api(ApiContext& ctx) {
                                  "text/html; charset=utf-8");
          return Response::json(200, rep.value().at("report"));
        }});
+  r.add({"GET",
+         "/v1/sessions/{id}/alog",
+         "exportSessionAlog",
+         "A recorded roast session as an Artisan log (opens in Artisan and `kiln analyze`): its "
+         "readings, state channel, CHARGE and DROP, and FCs when a roaster marked it (an "
+         "estimated FCs is not written; X-Kiln-FCs-Estimated: true says so)",
+         "telemetry",
+         Role::kViewer,
+         0,
+         nullptr,
+         json::object{{"type", "string"}},
+         200,
+         "text/plain",
+         {},
+         true,
+         [tools_of, view_failed](Request& req) {
+           const std::string id = req.params.at("id");
+           auto alog = telemetry::session_alog(tools_of(req), id);
+           if (!alog.ok()) throw view_failed(alog.error());
+           auto res = Response::text(200, std::string(alog.value().at("alog").as_string()),
+                                     "text/plain; charset=utf-8");
+           std::string file;
+           for (const char c : id) file += std::isalnum(static_cast<unsigned char>(c)) ? c : '-';
+           res.headers.emplace_back("Content-Disposition",
+                                    "attachment; filename=\"" + file + ".alog\"");
+           res.headers.emplace_back("X-Kiln-FCs-Estimated",
+                                    alog.value().at("fcs_estimated").as_bool() ? "true" : "false");
+           return res;
+         }});
   r.add({"GET",
          "/v1/sessions/{id}/summary",
          "getSessionSummaryAudio",

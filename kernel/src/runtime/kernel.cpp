@@ -403,6 +403,32 @@ void Kernel::resolve(const std::set<std::string>& only) {
                                                     std::move(eo));
 }
 
+json::array Kernel::describe_templates() const {
+  json::array arr;
+  const auto facts = tool_facts();
+  for (const auto& [name, t] : templates_->all()) {
+    json::array steps;
+    for (const auto& s : t.steps) {
+      json::array needs;
+      for (const auto& n : s.needs) needs.push_back(json::value(n));
+      steps.push_back(json::object{
+          {"id", s.id},
+          {"tool", s.tool},
+          {"needs", needs},
+          {"approval",
+           std::string(missions::to_string(policy_->step_approval(s, facts.actuates(s.tool))))},
+          {"max_attempts", s.max_attempts},
+          {"timeout_ms", s.timeout_ms ? json::value(*s.timeout_ms) : json::value(nullptr)}});
+    }
+    arr.push_back(json::object{{"name", name},
+                               {"description", t.description},
+                               {"source", t.source},
+                               {"inputs", t.input_schema.at("properties")},
+                               {"steps", steps}});
+  }
+  return arr;
+}
+
 missions::MissionService& Kernel::missions() {
   auto& l = sqlite_ledger();
   std::lock_guard lock(ledger_mu_);

@@ -110,6 +110,10 @@ class Kernel {
   const missions::PolicyCheck& policy_check() const { return policy_check_; }
   missions::ToolFacts tool_facts() const;
   missions::MissionService& missions();
+  // The mission templates as `kiln mission templates --json` and GET /v1/mission-templates give
+  // them: name, description, source, inputs (JSON Schema properties), steps (id, tool, needs,
+  // the approval policy gives it, attempts, timeout).
+  boost::json::array describe_templates() const;
   const ToolMetrics& tool_metrics() const { return *tool_metrics_; }
   auth::KeyStore& keys();
   // Device keys, ingestion and sessions (opens storage on first use). A closed session starts

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "auth/keys.hpp"
 #include "common/sha256.hpp"
 #include "storage/sqlite.hpp"
 
@@ -51,8 +52,8 @@ std::optional<std::vector<unsigned char>> from_hex(std::string_view hex) {
 }
 
 void check_names(const std::string& tenant, const std::string& device) {
-  if (tenant.empty() || tenant.size() > 100)
-    throw MissionError(MissionError::Code::kInvalidInput, "a tenant has 1-100 characters");
+  if (auto problem = auth::tenant_problem(tenant))
+    throw MissionError(MissionError::Code::kInvalidInput, *problem);
   if (!valid_device_name(device))
     throw MissionError(MissionError::Code::kInvalidInput,
                        "device name '" + device +

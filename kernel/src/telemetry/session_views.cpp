@@ -110,6 +110,28 @@ Result<json::object, ToolError> session_predict(const ToolRunner& run, const std
   return p.value().as_object();
 }
 
+Result<json::object, ToolError> session_alog(const ToolRunner& run, const std::string& session) {
+  auto s = run("telemetry.session", {{"session", session}});
+  if (!s.ok()) return Unexpected<ToolError>{s.error()};
+  const auto& curve = s.value().at("curve").as_object();
+  auto an = run("roast.analyze", {{"curve", curve}});
+  if (!an.ok()) return failed("analysis", an.error());
+  const auto& analysis = an.value().as_object();
+  json::object profile{
+      {"curve", curve}, {"events", analysis.at("events")}, {"unit", "C"}, {"title", session}};
+  if (const auto* src = analysis.if_contains("event_sources")) profile["event_sources"] = *src;
+  if (const auto* ph = curve.if_contains("phases"); ph && ph->is_array()) profile["phases"] = *ph;
+  auto alog = run("roast.profile_export", {{"profile", profile}});
+  if (!alog.ok()) return failed("export", alog.error());
+  bool estimated = false;
+  if (const auto* src = analysis.if_contains("event_sources"); src && src->is_object())
+    if (const auto* fcs = src->as_object().if_contains("FCs"); fcs && fcs->is_string())
+      estimated = fcs->as_string() != "marked";
+  return json::object{{"alog", alog.value().at("alog")},
+                      {"bytes", alog.value().at("bytes")},
+                      {"fcs_estimated", estimated}};
+}
+
 Result<missions::StoredArtifact, ToolError> session_summary_audio(
     const std::filesystem::path& db, const missions::MissionService& missions,
     const std::optional<std::string>& tenant, const std::string& session) {

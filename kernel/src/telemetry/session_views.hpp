@@ -45,6 +45,12 @@ Result<boost::json::object, ToolError> session_report(const ToolRunner& run,
 Result<boost::json::object, ToolError> session_predict(const ToolRunner& run,
                                                        const std::string& session);
 
+// A recorded session as an Artisan log (`kiln sessions export`, GET /v1/sessions/{id}/alog): its
+// readings, state channel, CHARGE and DROP and a marked FCs (an estimated one is not written:
+// `fcs_estimated` says so). {"alog": text, "bytes", "fcs_estimated"}.
+Result<boost::json::object, ToolError> session_alog(const ToolRunner& run,
+                                                    const std::string& session);
+
 // The spoken summary of a closed session: the audio file its report mission (roast_report) kept,
 // the first audio artifact of its steps. Errors: "not_found" (no such session for `tenant`),
 // "not_ready" (still open, its report under way or QUARANTINED for an approver, or a report that

@@ -266,31 +266,15 @@ std::string id_arg(const Args& a, const char* cmd) {
 
 int cmd_mission_templates(const Args& a, std::ostream& out) {
   auto k = Kernel::boot(boot_options(a, false));
-  json::array arr;
-  for (const auto& [name, t] : k->templates().all()) {
-    json::array steps;
-    for (const auto& s : t.steps) {
-      json::array needs;
-      for (const auto& n : s.needs) needs.push_back(json::value(n));
-      steps.push_back(json::object{
-          {"id", s.id},
-          {"tool", s.tool},
-          {"needs", needs},
-          {"approval", std::string(missions::to_string(
-                           k->policy().step_approval(s, k->tool_facts().actuates(s.tool))))},
-          {"max_attempts", s.max_attempts},
-          {"timeout_ms", s.timeout_ms ? json::value(*s.timeout_ms) : json::value(nullptr)}});
-    }
-    arr.push_back(json::object{{"name", name},
-                               {"description", t.description},
-                               {"source", t.source},
-                               {"inputs", t.input_schema.at("properties")},
-                               {"steps", steps}});
-  }
-  if (a.json) {
+  const auto arr = k->describe_templates();
+  if (a.json)
     out << pretty(arr);
-    return runtime::kExitOk;
-  }
+  else
+    print_templates(arr, out);
+  return runtime::kExitOk;
+}
+
+void print_templates(const json::array& arr, std::ostream& out) {
   for (const auto& v : arr) {
     const auto& o = v.as_object();
     out << o.at("name").as_string().c_str() << " — " << o.at("description").as_string().c_str()
@@ -303,7 +287,6 @@ int cmd_mission_templates(const Args& a, std::ostream& out) {
           << ")";
     out << "\n";
   }
-  return runtime::kExitOk;
 }
 
 int cmd_mission_start(const Args& a, std::ostream& out) {

@@ -29,6 +29,8 @@ int cmd_mission_start(const Args& a, std::ostream& out);
 int cmd_mission_list(const Args& a, std::ostream& out);
 // The table of `kiln mission list`, from missions as JSON (local or from the server).
 void print_missions(const boost::json::array& missions, std::ostream& out);
+// `kiln mission templates`: one line of name and description, its inputs and steps, a template.
+void print_templates(const boost::json::array& templates, std::ostream& out);
 int cmd_mission_show(const Args& a, std::ostream& out);
 int cmd_mission_artifact(const Args& a, std::ostream& out);
 int cmd_mission_approve(const Args& a, std::ostream& out);

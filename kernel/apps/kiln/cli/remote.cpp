@@ -262,6 +262,8 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
     const std::string id(json::parse(res.body).at("mission").at("id").as_string());
     return mission_answer(r, wait_settled(r, a, id), a, "mission {id}: ", out, err);
   }
+  if (name == "mission templates")
+    return table(r, r.call("GET", "/v1/mission-templates"), a, print_templates, out, err);
   if (name == "mission list") {
     std::string q = "?limit=" + enc(a.limit.value_or("100"));
     if (a.state) q += "&state=" + enc(*a.state);

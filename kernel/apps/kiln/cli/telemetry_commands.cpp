@@ -654,11 +654,14 @@ struct Invoker {
   }
   // A server's read-only route (GET PATH): the body, or its error. Only with a server.
   // `content_type`, when given, gets the answer's media type.
-  Result<std::string, ToolError> get(const std::string& path, std::string* content_type = nullptr) {
+  // `flag`, when given: whether the answer's header `flag_header` says "true".
+  Result<std::string, ToolError> get(const std::string& path, std::string* content_type = nullptr,
+                                     const char* flag_header = nullptr, bool* flag = nullptr) {
     std::vector<std::pair<std::string, std::string>> h;
     if (!key.empty()) h.emplace_back("Authorization", "Bearer " + key);
     auto res = client->request("GET", path, "", h);
     if (content_type) *content_type = res.header("content-type");
+    if (flag_header && flag) *flag = res.header(flag_header) == "true";
     if (res.status == 200) return std::move(res.body);
     json::error_code ec;
     const auto v = json::parse(res.body, ec);
@@ -786,36 +789,32 @@ int cmd_sessions_export(const Args& a, std::ostream& out, std::ostream& err) {
   if (!a.out_file) throw std::invalid_argument("sessions export needs -o FILE.alog");
   const std::string session = a.positional[2];
   Invoker invoke(a, session);
-  auto s = invoke("telemetry.session", {{"session", session}});
-  if (!s.ok()) {
-    err << "kiln sessions export: " << s.error().code << ": " << s.error().message << "\n";
-    return runtime::kExitFailed;
+  std::string text;
+  bool estimated = false;
+  if (invoke.client) {
+    // GET /v1/sessions/{id}/alog: a viewer's key will do (the tools it runs need an operator's).
+    std::string media_type;
+    auto got = invoke.get("/v1/sessions/" + url_encode(session) + "/alog", &media_type,
+                          "x-kiln-fcs-estimated", &estimated);
+    if (!got.ok()) {
+      err << "kiln sessions export: " << got.error().code << ": " << got.error().message << "\n";
+      return runtime::kExitFailed;
+    }
+    text = std::move(got.value());
+  } else {
+    auto alog = telemetry::session_alog(invoke.runner(), session);
+    if (!alog.ok()) {
+      err << "kiln sessions export: " << alog.error().code << ": " << alog.error().message << "\n";
+      return runtime::kExitFailed;
+    }
+    text = std::string(alog.value().at("alog").as_string());
+    estimated = alog.value().at("fcs_estimated").as_bool();
   }
-  const auto& curve = s.value().at("curve").as_object();
-  auto an = invoke("roast.analyze", {{"curve", curve}});
-  if (!an.ok()) {
-    err << "kiln sessions export: analysis: " << an.error().message << "\n";
-    return runtime::kExitFailed;
-  }
-  const auto& analysis = an.value().as_object();
-  json::object profile{
-      {"curve", curve}, {"events", analysis.at("events")}, {"unit", "C"}, {"title", session}};
-  if (const auto* src = analysis.if_contains("event_sources")) profile["event_sources"] = *src;
-  if (const auto* ph = curve.if_contains("phases"); ph && ph->is_array()) profile["phases"] = *ph;
-  auto alog = invoke("roast.profile_export", {{"profile", profile}});
-  if (!alog.ok()) {
-    err << "kiln sessions export: " << alog.error().code << ": " << alog.error().message << "\n";
-    return runtime::kExitFailed;
-  }
-  if (!write_out(*a.out_file, alog.value().at("alog").as_string(), "kiln sessions export", err))
-    return runtime::kExitFailed;
-  out << "wrote " << *a.out_file << " (" << alog.value().at("bytes").to_number<std::int64_t>()
-      << " bytes)\n";
-  if (const auto* src = analysis.if_contains("event_sources"); src && src->is_object())
-    if (const auto* fcs = src->as_object().if_contains("FCs");
-        fcs && fcs->is_string() && fcs->as_string() != "marked")
-      out << "note: FCs was estimated from the phase temperature, not marked; it is not written "
-             "as a mark (mark it in Artisan)\n";
+  if (!write_out(*a.out_file, text, "kiln sessions export", err)) return runtime::kExitFailed;
+  out << "wrote " << *a.out_file << " (" << text.size() << " bytes)\n";
+  if (estimated)
+    out << "note: FCs was estimated from the phase temperature, not marked; it is not written "
+           "as a mark (mark it in Artisan)\n";
   return runtime::kExitOk;
 }
 
