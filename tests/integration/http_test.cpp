@@ -917,11 +917,26 @@ BOOST_AUTO_TEST_CASE(speech_api_speaks_every_format_and_rejects_bad_input) {
   BOOST_TEST(wav.body.size() > 16000u * 2);  // over a second of 16-bit audio
   auto pcm = with("pcm");
   BOOST_TEST(pcm.status == 200);
-  BOOST_TEST(pcm.body.size() == wav.body.size() - 44);  // the same samples without the header
-  // Little-endian samples, said so: not audio/L16, which is big-endian (RFC 3551).
+  // OpenAI's pcm: 24 kHz (its clients play it so), the voice's 16 kHz samples raised to it,
+  // little-endian and said so (not audio/L16, which is big-endian: RFC 3551).
+  const std::size_t voice_samples = (wav.body.size() - 44) / 2;
+  BOOST_TEST(pcm.body.size() == 2 * (voice_samples * 24000 / 16000),
+             pcm.body.size() << " for " << voice_samples << " samples at 16 kHz");
   BOOST_TEST(pcm.header("content-type") ==
-                 "audio/pcm;rate=16000;channels=1;encoding=signed-int;bits=16;endianness=little",
+                 "audio/pcm;rate=24000;channels=1;encoding=signed-int;bits=16;endianness=little",
              pcm.header("content-type"));
+  {
+    // The same sound: the 24 kHz sample at 1.5 i is the 16 kHz sample i (a third of them fall
+    // on one), for every i the two have.
+    auto sample = [](const std::string& b, std::size_t at, std::size_t i) {
+      return static_cast<std::int16_t>(static_cast<unsigned char>(b[at + 2 * i]) |
+                                       (static_cast<unsigned char>(b[at + 2 * i + 1]) << 8));
+    };
+    std::size_t same = 0, checked = 0;
+    for (std::size_t i = 0; i + 2 < voice_samples; i += 2, ++checked)
+      same += sample(pcm.body, 0, i * 3 / 2) == sample(wav.body, 44, i) ? 1 : 0;
+    BOOST_TEST(same == checked);
+  }
   BOOST_TEST(with("flac").body.substr(0, 4) == "fLaC");
   BOOST_TEST(with("opus").body.substr(0, 4) == "OggS");
   auto mp3 = speak(base);  // OpenAI's default format
@@ -1027,6 +1042,15 @@ BOOST_AUTO_TEST_CASE(speech_api_speaks_every_format_and_rejects_bad_input) {
   auto nobody = three;
   nobody["voice"] = "nobody";
   BOOST_TEST(speak(nobody).status == 404);  // errors still come before the first byte
+  // Streamed pcm is OpenAI's 24 kHz too, sentence by sentence.
+  three["response_format"] = "pcm";
+  auto streamed_pcm = speak(three);
+  BOOST_TEST(streamed_pcm.status == 200, streamed_pcm.body);
+  BOOST_TEST(contains(streamed_pcm.header("content-type"), "audio/pcm;rate=24000;"),
+             streamed_pcm.header("content-type"));
+  const double whole_samples = (whole.body.size() - 44) / 2.0;
+  BOOST_TEST(std::abs(streamed_pcm.body.size() / 2.0 - whole_samples * 1.5) <= 3.0,
+             streamed_pcm.body.size() << " bytes for " << whole_samples << " samples at 16 kHz");
   three["response_format"] = "mp3";
   BOOST_TEST(speak(three).status == 422);
 

@@ -54,20 +54,6 @@ int sndfile_format(std::string_view f) {
   return 0;
 }
 
-std::vector<std::int16_t> resample(const std::vector<std::int16_t>& in, int from, int to) {
-  if (in.empty() || from == to) return in;
-  const auto n = static_cast<std::size_t>(static_cast<double>(in.size()) * to / from);
-  std::vector<std::int16_t> out(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    const double x = static_cast<double>(i) * from / to;
-    const auto k = static_cast<std::size_t>(x);
-    const double f = x - static_cast<double>(k);
-    const double a = in[std::min(k, in.size() - 1)], b = in[std::min(k + 1, in.size() - 1)];
-    out[i] = static_cast<std::int16_t>(a + (b - a) * f);
-  }
-  return out;
-}
-
 std::optional<std::string> via_sndfile(const std::vector<std::int16_t>& samples, int rate,
                                        std::string_view format, std::string* error) {
   SF_INFO info{};
@@ -97,6 +83,20 @@ std::optional<std::string> via_sndfile(const std::vector<std::int16_t>& samples,
 }
 
 }  // namespace
+
+std::vector<std::int16_t> resample(const std::vector<std::int16_t>& in, int from, int to) {
+  if (in.empty() || from == to) return in;
+  const auto n = static_cast<std::size_t>(static_cast<double>(in.size()) * to / from);
+  std::vector<std::int16_t> out(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const double x = static_cast<double>(i) * from / to;
+    const auto k = static_cast<std::size_t>(x);
+    const double f = x - static_cast<double>(k);
+    const double a = in[std::min(k, in.size() - 1)], b = in[std::min(k + 1, in.size() - 1)];
+    out[i] = static_cast<std::int16_t>(a + (b - a) * f);
+  }
+  return out;
+}
 
 std::vector<std::string> supported_formats() {
   std::vector<std::string> out{"wav", "pcm"};

@@ -27,6 +27,13 @@ std::vector<std::string> supported_formats();
 std::optional<Encoded> encode(const std::vector<std::int16_t>& samples, int sample_rate,
                               std::string_view format, std::string* error);
 
+// `in` at `from` Hz as `to` Hz, by linear interpolation (fine for raising the rate: speech from
+// a 16 kHz voice as OpenAI's 24 kHz pcm, or as Opus's 48 kHz).
+std::vector<std::int16_t> resample(const std::vector<std::int16_t>& in, int from, int to);
+
+// OpenAI's raw pcm is 24 kHz: the OpenAI-compatible route gives pcm at this rate.
+inline constexpr int kOpenAiPcmRate = 24000;
+
 // Media type of a format, for headers of streamed responses ("" if unknown).
 std::string media_type(std::string_view format, int sample_rate);
 

@@ -184,12 +184,16 @@ static Response stream_speech(const runtime::Kernel& k, const json::object& b,
                     "too many speech streams at once (" + std::to_string(kMaxSpeechStreams) +
                         "); retry, or leave stream_format out"};
   }
-  std::thread([st, engine, sreq] {
+  // OpenAI's pcm is 24 kHz: each sentence raised to it (wav says its own rate in its header).
+  const bool openai_pcm = format == "pcm";
+  std::thread([st, engine, sreq, openai_pcm] {
     auto r = engine->synthesize(sreq, [&](const nodes::AudioChunk& c) {
       std::lock_guard lock(st->mu);
-      st->sample_rate = c.sample_rate;
+      st->sample_rate = openai_pcm ? audio::kOpenAiPcmRate : c.sample_rate;
       if (st->voice.empty()) st->voice = std::string(c.voice);
-      st->chunks.push_back(audio::pcm_bytes(c.samples));
+      st->chunks.push_back(audio::pcm_bytes(
+          openai_pcm ? audio::resample(c.samples, c.sample_rate, audio::kOpenAiPcmRate)
+                     : c.samples));
       st->cv.notify_all();
       return !st->cancelled;
     });
@@ -635,6 +639,18 @@ Router build_api(ApiContext& ctx) {
            out.content_type = res.artifacts.front().media_type;
            out.body = res.artifacts.front().data;
            const auto& o = res.output.as_object();
+           if (format == "pcm") {
+             // OpenAI's pcm is 24 kHz (its clients play it so): the voice's samples raised to it.
+             const auto& raw = out.body;
+             std::vector<std::int16_t> samples(raw.size() / 2);
+             for (std::size_t i = 0; i < samples.size(); ++i)
+               samples[i] = static_cast<std::int16_t>(
+                   static_cast<std::uint16_t>(static_cast<unsigned char>(raw[2 * i])) |
+                   static_cast<std::uint16_t>(static_cast<unsigned char>(raw[2 * i + 1]) << 8));
+             const int rate = static_cast<int>(o.at("sample_rate").to_number<double>());
+             out.body = audio::pcm_bytes(audio::resample(samples, rate, audio::kOpenAiPcmRate));
+             out.content_type = audio::media_type("pcm", audio::kOpenAiPcmRate);
+           }
            out.headers.emplace_back("X-Kiln-Voice", std::string(o.at("voice").as_string()));
            out.headers.emplace_back("X-Kiln-Audio-Seconds",
                                     std::to_string(o.at("seconds").to_number<double>()));
@@ -935,60 +951,25 @@ Router build_api(ApiContext& ctx) {
       "last_t": {"type": ["number", "null"],
                  "description": "the newest reading (open: so far), epoch seconds"},
       "samples": {"type": "integer",
-                  "description": "how many readings it holds; given by GET /v1/sessions/{id}, not in lists"
-}
-, "close_reason" : {"type" : [ "string", "null" ]},
-                   "opened_at" : {"type" : "string"},
-                                 "closed_at" : {"type" : [ "string", "null" ]},
-                                               "mission_id" : {"type" : [ "string", "null" ]},
-                                                              "profile"
-    : {
-      "type" : [ "object", "null" ],
-      "properties" : {"name" : {"type" : "string"}, "version" : {"type" : "integer"}}
-    },
-      "first_boot" : {
-        "type" : [ "integer", "null" ],
-        "description" : "the device boots whose readings the session holds"
-      },
-                     "last_boot" : {"type" : [ "integer", "null" ]},
-                                   "report"
-    : {
-      "type" : [ "object", "null" ],
-      "description" : "where its report mission stands: null before it has one",
-      "properties" : {
-        "mission" : {"type" : "string"},
-        "state" : {"type" : "string"},
-        "verdict" : {
-          "type" : [ "string", "null" ],
-          "enum" : [ "pass", "warn", "fail", null ],
-          "description" : "the QC verdict; null before QC ran"
-        },
-        "accepted_by" : {
-          "type" : [ "string", "null" ],
-          "description" : "the approver who accepted a failed roast"
-        },
-        "outdated" : {
-          "type" : "boolean",
-          "description" : "the report was made before the session's latest marks or weights"
-        }
-      }
-    },
-      "weight" : {
-        "type" : "object",
-        "description" :
-            "the batch's weights a roaster entered (grams; null until weighed) and its loss",
-        "properties" : {
-          "green_g" : {"type" : [ "number", "null" ]},
-          "roasted_g" : {"type" : [ "number", "null" ]},
-          "loss_percent" : {"type" : [ "number", "null" ]}
-        }
-      },
-                 "marks" : {
-  "type": "object", "additionalProperties": {"type": "number"},
-                "description": "events a roaster marked (CHARGE, DRY_END, FCs, DROP): epoch seconds of the device's clock; the analysis takes them over the detector's"
-}
-}
-})");
+                  "description": "how many readings it holds; given by GET /v1/sessions/{id}, not in lists"},
+      "close_reason": {"type": ["string", "null"]}, "opened_at": {"type": "string"},
+      "closed_at": {"type": ["string", "null"]}, "mission_id": {"type": ["string", "null"]},
+      "profile": {"type": ["object", "null"], "properties": {"name": {"type": "string"},
+                                                               "version": {"type": "integer"}}},
+      "first_boot": {"type": ["integer", "null"],
+                     "description": "the device boots whose readings the session holds"},
+      "last_boot": {"type": ["integer", "null"]},
+      "report": {"type": ["object", "null"], "description": "where its report mission stands: null before it has one",
+                 "properties": {"mission": {"type": "string"}, "state": {"type": "string"},
+                                "verdict": {"type": ["string", "null"], "enum": ["pass", "warn", "fail", null],
+                                            "description": "the QC verdict; null before QC ran"},
+                                "accepted_by": {"type": ["string", "null"], "description": "the approver who accepted a failed roast"},
+                                "outdated": {"type": "boolean", "description": "the report was made before the session's latest marks or weights"}}},
+      "weight": {"type": "object", "description": "the batch's weights a roaster entered (grams; null until weighed) and its loss",
+                 "properties": {"green_g": {"type": ["number", "null"]}, "roasted_g": {"type": ["number", "null"]},
+                                "loss_percent": {"type": ["number", "null"]}}},
+      "marks": {"type": "object", "additionalProperties": {"type": "number"},
+                "description": "events a roaster marked (CHARGE, DRY_END, FCs, DROP): epoch seconds of the device's clock; the analysis takes them over the detector's"}}})");
   const auto max_envelope =
       static_cast<std::size_t>(k.config().get_int("telemetry.max_batch_bytes"));
   r.add({"POST",
@@ -1115,7 +1096,9 @@ Router build_api(ApiContext& ctx) {
                      "description": "the device's own Ed25519 public key; without it the server generates a pair and returns the secret once"},
                    "grace_s": {"type": "integer", "minimum": 0, "maximum": 2592000,
                                "description": "how long the old keys stay valid, default 3600"}}})";
-  auto credentials = [](const telemetry::DeviceCredentials& c) {
+  // A new key's answer; with its secret key (made here) shown once, so no cache (a proxy's, a
+  // browser's) may keep it.
+  auto credentials = [](int status, const telemetry::DeviceCredentials& c) {
     json::object o{{"kid", c.key.kid},
                    {"tenant", c.tenant},
                    {"device", c.device},
@@ -1124,7 +1107,9 @@ Router build_api(ApiContext& ctx) {
     bool has_secret = false;
     for (auto b : c.key.secret) has_secret = has_secret || b != 0;
     if (has_secret) o["secret_key"] = c.to_json().at("secret_key");
-    return o;
+    auto res = Response::json(status, o);
+    res.headers.emplace_back("Cache-Control", "no-store");
+    return res;
   };
   auto public_key_of = [](const json::object& b) -> std::optional<telemetry::PublicKey> {
     // Present means the device keeps its secret: a key that does not parse is an error, never a
@@ -1155,10 +1140,7 @@ Router build_api(ApiContext& ctx) {
            const auto& b = req.json.as_object();
            auto c = k.telemetry().devices().add(req.tenant, std::string(b.at("device").as_string()),
                                                 public_key_of(b), *req.actor);
-           // A secret key is shown once: no cache (a proxy's, a browser's) may keep it.
-           auto res = Response::json(201, credentials(c));
-           res.headers.emplace_back("Cache-Control", "no-store");
-           return res;
+           return credentials(201, c);
          }});
   r.add({"POST",
          "/v1/devices/{device}:rotate",
@@ -1180,10 +1162,7 @@ Router build_api(ApiContext& ctx) {
            auto c =
                k.telemetry().devices().rotate(req.tenant, req.params.at("device"), public_key_of(b),
                                               std::chrono::seconds(grace), *req.actor);
-           // A secret key is shown once: no cache (a proxy's, a browser's) may keep it.
-           auto res = Response::json(200, credentials(c));
-           res.headers.emplace_back("Cache-Control", "no-store");
-           return res;
+           return credentials(200, c);
          }});
   r.add({"POST",
          "/v1/devices/{id}:revoke",
@@ -1360,10 +1339,7 @@ Router build_api(ApiContext& ctx) {
       "notes": {"type": "array", "items": {"type": "string"},
                 "description": "on save: what QC will not check against this profile"},
       "unchanged": {"type": "boolean",
-                    "description": "on save: true when the newest version had this content already, so nothing was saved"
-}
-}
-})");
+                    "description": "on save: true when the newest version had this content already, so nothing was saved"}}})");
   auto version_query = [](const Request& req) -> std::optional<std::int64_t> {
     auto it = req.query.find("version");
     if (it == req.query.end() || it->second.empty()) return std::nullopt;  // the newest
