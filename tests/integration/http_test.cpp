@@ -734,6 +734,7 @@ BOOST_AUTO_TEST_CASE(slow_clients_are_cut_off_and_sigterm_drains) {
   BOOST_TEST(during.status == 503);
   BOOST_TEST(error_code_of(during) == "draining");
   BOOST_TEST(during.header("connection") == "close");
+  BOOST_TEST(during.header("retry-after") == "2");  // temporary: when to try again
   auto finished = slow.get();
   BOOST_TEST(finished.status == 200, finished.body);
   auto r = s.child->wait(20s);

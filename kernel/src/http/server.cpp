@@ -505,6 +505,12 @@ struct Server::Impl {
         }
         --inflight;
       }
+      // A 503 is temporary by definition (draining, storage unavailable, too many streams):
+      // say when to try again, unless the route said it already.
+      if (response.status == 503 &&
+          std::none_of(response.headers.begin(), response.headers.end(),
+                       [](const auto& h) { return h.first == "Retry-After"; }))
+        response.headers.emplace_back("Retry-After", "2");
       // A page of an allowed origin may read the answer (errors too: it shows their messages).
       if (const auto origin = cors_origin(req); !origin.empty()) {
         response.headers.emplace_back("Access-Control-Allow-Origin", origin);
