@@ -240,6 +240,17 @@ BOOST_AUTO_TEST_CASE(config_check_reports_problems_with_locations) {
                       "creating a new one. If a kiln serve runs elsewhere, this is not "
                       "its database"),
              made.err);
+  // It holds the ledger and the keys: not readable by other users, whatever the umask (0022).
+  // (Its -wal and -shm, removed at a clean close, take its mode from SQLite.)
+  {
+    const auto& file = elsewhere;
+    const auto perms = fs::status(file).permissions();
+    const bool private_to_group =
+        (perms & (fs::perms::others_all | fs::perms::group_write)) == fs::perms::none;
+    const bool owner_reads = (perms & fs::perms::owner_read) != fs::perms::none;
+    BOOST_TEST(private_to_group, file.string());
+    BOOST_TEST(owner_reads, file.string());
+  }
   // A tenant ends session ids, metric labels and log lines: a space or line break in it is
   // refused, for API keys and devices alike.
   for (const std::vector<std::string> cmd :

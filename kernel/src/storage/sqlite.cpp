@@ -1,6 +1,8 @@
 #include "storage/sqlite.hpp"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <exception>
 
@@ -30,6 +32,13 @@ Connection::Connection(const std::filesystem::path& path, Mode mode, int busy_ti
       throw StorageError("cannot create " + path.parent_path().string() + ": " + ec.message() +
                              "; set storage.path to a writable location",
                          SQLITE_CANTOPEN);
+  }
+  // A new database is readable by its owner and group only (0640, whatever the umask allows
+  // on top): it holds the ledger, API key hashes and device keys. SQLite gives its -wal and -shm
+  // files the database file's mode, and an empty file is a new database to it.
+  if (mode == Mode::kReadWrite && !std::filesystem::exists(path)) {
+    const int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0640);
+    if (fd >= 0) ::close(fd);  // else: another process made it, or SQLite reports why below
   }
   int flags =
       mode == Mode::kReadOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
