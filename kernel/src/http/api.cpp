@@ -571,10 +571,9 @@ Router build_api(ApiContext& ctx) {
   // The formats this build makes, in OpenAI's order: /openapi.json offers only what works (aac
   // never does; mp3 needs a libsndfile with MPEG support).
   json::array speech_formats;
-  for (const char* f : {"mp3", "opus", "aac", "flac", "wav", "pcm"}) {
-    const auto have = audio::supported_formats();
+  const auto have = audio::supported_formats();
+  for (const char* f : {"mp3", "opus", "aac", "flac", "wav", "pcm"})
     if (std::find(have.begin(), have.end(), f) != have.end()) speech_formats.emplace_back(f);
-  }
   json::value speech_request = schema(R"({"type": "object", "required": ["model", "input", "voice"],
                     "properties": {
                       "model": {"type": "string", "minLength": 1},

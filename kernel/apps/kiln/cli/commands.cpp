@@ -881,10 +881,11 @@ int cmd_config_check(const Args& a, std::ostream& out) {
         set.push_back(&kv);
     return set;
   };
+  const auto status = k->node_status();  // once: it checks every kind's gate
   for (const auto& n : k->registry().nodes()) {
     auto set = set_under("plugin_config." + n.provider + ".");
     bool selected = false;
-    for (const auto& s : k->node_status()) selected |= s.kind == n.kind && s.selected == n.name;
+    for (const auto& s : status) selected |= s.kind == n.kind && s.selected == n.name;
     if (selected)
       for (const auto* kv : set_under(n.kind + ".")) set.push_back(kv);
     if (set.empty()) continue;
