@@ -353,8 +353,10 @@ int main(int argc, char** argv) {
                      refused.load());
         return 1;
       }
-      const auto sessions =
-          telemetry::Sessionizer::list(dir / "kiln.db", std::string("bench"), std::nullopt, 1000);
+      telemetry::Sessionizer::ListFilter all;
+      all.tenant = "bench";
+      all.limit = 1000;
+      const auto sessions = telemetry::Sessionizer::list(dir / "kiln.db", all);
       std::printf(
           "round %d: ingest %.0f/s (%d devices), bare verify %.0f/s (%d threads), %.0f/s (1 "
           "thread); ratio %.2f (same threads) %.2f (vs 1 thread); %lld stored in %lld group "

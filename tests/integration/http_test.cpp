@@ -621,6 +621,86 @@ BOOST_AUTO_TEST_CASE(missions_run_over_http_with_idempotency_keys_and_paged_ledg
   BOOST_TEST(seen >= 9);
 }
 
+// Lists page by a cursor, and a full page says where the next one is (Link, rel="next"): a busy
+// roastery has thousands of roast report missions, and missions once listed only the newest
+// 1000.
+BOOST_AUTO_TEST_CASE(lists_link_their_next_page) {
+  Server s;
+  for (int i = 0; i < 5; ++i)
+    BOOST_REQUIRE_EQUAL(s.call("POST", "/v1/missions", "a_operator",
+                               R"({"template": "approval_demo", "inputs": {"note": "n)" +
+                                   std::to_string(i) + "\"}}")
+                            .status,
+                        201);
+  std::vector<std::string> all;
+  const auto listed = body(s.call("GET", "/v1/missions", "a_viewer"));
+  for (const auto& m : listed.as_array()) all.emplace_back(m.at("id").as_string());
+  BOOST_REQUIRE_EQUAL(all.size(), 5u);
+  // Follow the links two at a time, as a client would, with the other parameters kept.
+  std::vector<std::string> paged;
+  std::string target = "/v1/missions?limit=2&template=approval_demo";
+  for (int page = 0; page < 10 && !target.empty(); ++page) {
+    auto r = s.call("GET", target, "a_viewer");
+    BOOST_REQUIRE_EQUAL(r.status, 200);
+    const auto page_of = body(r);
+    for (const auto& m : page_of.as_array()) paged.emplace_back(m.at("id").as_string());
+    std::smatch next;
+    const std::string link = r.header("link");
+    target = std::regex_search(link, next, std::regex("^<([^>]+)>; rel=\"next\"$")) ? next[1].str()
+                                                                                    : std::string();
+    if (!target.empty()) {
+      BOOST_TEST(contains(target, "limit=2"), target);
+      BOOST_TEST(contains(target, "template=approval_demo"), target);
+    }
+  }
+  BOOST_TEST(paged == all, boost::test_tools::per_element());
+  // The last page (and a page that holds everything) has no link.
+  BOOST_TEST(s.call("GET", "/v1/missions?limit=5", "a_viewer").header("link").empty());
+  auto bad = s.call("GET", "/v1/missions?starting_after=m-nope", "a_viewer");
+  BOOST_TEST(bad.status == 422, bad.body);
+  BOOST_TEST(contains(bad.body, "no mission m-nope to start after"), bad.body);
+  BOOST_TEST(body(bad).at("error").at("details").at("field").as_string() == "query.starting_after");
+  // Another tenant's mission is no cursor either.
+  BOOST_TEST(s.call("GET", "/v1/missions?starting_after=" + all[0], "b_admin").status == 422);
+  auto ledger = s.call("GET", "/v1/ledger?limit=1", "a_viewer");
+  BOOST_TEST(ledger.header("link") ==
+                 "</v1/ledger?after=" + std::to_string(body(ledger).at("next_after").as_int64()) +
+                     "&limit=1>; rel=\"next\"",
+             ledger.header("link"));
+  // The client-mode CLI says how to ask for the next page.
+  auto cli = s.kiln(
+      {"mission", "list", "--limit", "2", "--server", s.url(), "--api-key", s.keys.at("a_viewer")});
+  BOOST_TEST(cli.exit_code == 0, cli.err);
+  BOOST_TEST(contains(cli.out, "more: the next page with --starting-after " + all[1] + "\n"),
+             cli.out);
+  auto next = s.kiln({"mission", "list", "--limit", "2", "--starting-after", all[1], "--json",
+                      "--server", s.url(), "--api-key", s.keys.at("a_viewer")});
+  BOOST_TEST(json::parse(next.out).as_array()[0].at("id").as_string() == all[2], next.out);
+}
+
+// Which API keys exist, and their hashes, are for admins: the ledger leaves stream `keys` out
+// for other roles.
+BOOST_AUTO_TEST_CASE(api_key_events_are_for_admins) {
+  Server s;
+  auto count_keys = [&](const std::string& key) {
+    int n = 0;
+    const auto page = body(s.call("GET", "/v1/ledger?limit=1000", key));
+    for (const auto& e : page.at("events").as_array()) {
+      n += e.at("stream") == "keys";
+      if (e.at("stream") == "keys") BOOST_TEST(e.at("payload").as_object().contains("hash"));
+    }
+    return n;
+  };
+  BOOST_TEST(count_keys("a_operator") == 0);
+  BOOST_TEST(count_keys("b_admin") == 1);  // globex's own key
+  auto asked = s.call("GET", "/v1/ledger?stream=keys", "a_approver");
+  BOOST_TEST(asked.status == 403, asked.body);
+  BOOST_TEST(contains(asked.body, "stream keys (API keys) needs the admin role"), asked.body);
+  BOOST_TEST(
+      body(s.call("GET", "/v1/ledger?stream=keys", "b_admin")).at("events").as_array().size() ==
+      1u);
+}
+
 // A tool call's audit event is committed a few milliseconds after the call answers; the ledger
 // route waits for what is queued, so a client reading right after its calls finds every one.
 BOOST_AUTO_TEST_CASE(the_ledger_shows_the_calls_answered_before) {

@@ -469,9 +469,27 @@ BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason)
   BOOST_TEST(batches == 7u);
   BOOST_TEST(rejects >= 15u);
   BOOST_TEST(s.kiln({"ledger", "verify"}).exit_code == 0);
+  // A rotation with no grace ends every older key now, one still in an earlier grace included
+  // (that one stayed valid for the earlier rotation's whole hour).
+  auto retiring = s.call("POST", "/v1/devices/r1-one:rotate", "operator", R"({"grace_s": 3600})");
+  BOOST_REQUIRE_MESSAGE(retiring.status == 200, retiring.body);
+  auto at_once = s.call("POST", "/v1/devices/r1-one:rotate", "operator", R"({"grace_s": 0})");
+  BOOST_REQUIRE_MESSAGE(at_once.status == 200, at_once.body);
+  std::this_thread::sleep_for(1100ms);  // the key cache holds a lookup for a second
+  refused("r1-one",
+          telemetry::sign_envelope(batch("r1-one", 8, 20, ten), new_key, "acme", "r1-one"), 401,
+          "expired_key");
+  refused("r1-one",
+          telemetry::sign_envelope(batch("r1-one", 8, 21, ten), key_of(body(retiring)), "acme",
+                                   "r1-one"),
+          401, "expired_key");
+  auto current =
+      s.send("r1-one", telemetry::sign_envelope(batch("r1-one", 8, 22, ten), key_of(body(at_once)),
+                                                "acme", "r1-one"));
+  BOOST_TEST(current.status == 200, current.body);
   // The devices list shows the states.
   auto list = body(s.call("GET", "/v1/devices", "viewer"));
-  BOOST_TEST(list.as_array().size() == 2u);
+  BOOST_TEST(list.as_array().size() == 4u);
   BOOST_TEST(s.call("GET", "/v1/devices", "other").body == "[]");
 }
 

@@ -57,6 +57,15 @@ void add_in_tens(telemetry::Sessionizer& s, const std::string& tenant, const std
   s.flush();
 }
 
+// A tenant's sessions, newest first.
+std::vector<telemetry::SessionInfo> sessions_of(const std::filesystem::path& db,
+                                                const std::string& tenant, std::int64_t limit) {
+  telemetry::Sessionizer::ListFilter f;
+  f.tenant = tenant;
+  f.limit = limit;
+  return telemetry::Sessionizer::list(db, f);
+}
+
 }  // namespace
 
 // Not in the anonymous namespace: the data-driven test cases are templates with external
@@ -118,7 +127,7 @@ BOOST_DATA_TEST_CASE(one_roast_is_one_session_whatever_the_batching,
   }
   BOOST_REQUIRE_EQUAL(f.closed.size(), 1u);
   BOOST_TEST(f.closed[0].close_reason == "drop");
-  auto all = telemetry::Sessionizer::list(f.ledger.path(), std::string("acme"), std::nullopt, 10);
+  auto all = sessions_of(f.ledger.path(), "acme", 10);
   for (const auto& x : all)
     BOOST_TEST_MESSAGE(x.id << " " << x.state << " charge " << x.charge_t - 1.8e9 << " end "
                             << (x.end_t ? *x.end_t - 1.8e9 : -1) << " " << x.close_reason);
@@ -191,7 +200,7 @@ BOOST_AUTO_TEST_CASE(a_roast_resumed_after_silence_opens_its_session_again) {
     for (auto& x : next) x.t += 1200;
     add_in_tens(s, "acme", "r1", 1, next);
   }
-  auto all = telemetry::Sessionizer::list(f.ledger.path(), std::string("acme"), std::nullopt, 10);
+  auto all = sessions_of(f.ledger.path(), "acme", 10);
   for (const auto& x : all)
     BOOST_TEST_MESSAGE(x.id << " " << x.state << " charge " << x.charge_t - 1.8e9);
   BOOST_REQUIRE_EQUAL(all.size(), 2u);  // newest first: the second roast, then the first
@@ -243,7 +252,7 @@ BOOST_AUTO_TEST_CASE(readings_long_after_a_silence_do_not_reopen_the_session) {
     for (auto& x : later) x.t += 60;  // a minute of device time missing: beyond resume_gap_s
     add_in_tens(*s, "acme", "r1", 1, later);
   }
-  auto all = telemetry::Sessionizer::list(f.ledger.path(), std::string("acme"), std::nullopt, 10);
+  auto all = sessions_of(f.ledger.path(), "acme", 10);
   BOOST_REQUIRE_EQUAL(all.size(), 1u);
   BOOST_TEST(all[0].close_reason == "silence");
   BOOST_TEST(all[0].reopens == 0);
@@ -275,7 +284,7 @@ BOOST_AUTO_TEST_CASE(a_reboot_whose_clock_starts_over_is_a_new_timeline) {
   BOOST_TEST(f.closed[1].last_boot.value_or(-1) == 8);
   BOOST_TEST(std::abs(f.closed[1].charge_t - (1.8e9 - 100 + 7.485)) <= 3.0);
   // The projection has the boots too (as the ledger events say).
-  auto all = telemetry::Sessionizer::list(f.ledger.path(), std::string("acme"), std::nullopt, 10);
+  auto all = sessions_of(f.ledger.path(), "acme", 10);
   BOOST_REQUIRE_EQUAL(all.size(), 2u);
   for (const auto& x : all) {
     BOOST_TEST(x.state == "closed");
@@ -299,14 +308,58 @@ BOOST_AUTO_TEST_CASE(session_ids_never_collide_across_tenants) {
     feed("acme", "r1-1", 0);                    // CHARGE at 1800000007.5
     feed("1800000007-acme", "r1", -1.8e9 - 6);  // CHARGE at 1.5
   }
-  auto a = telemetry::Sessionizer::list(f.ledger.path(), std::string("acme"), std::nullopt, 10);
-  auto b = telemetry::Sessionizer::list(f.ledger.path(), std::string("1800000007-acme"),
-                                        std::nullopt, 10);
+  auto a = sessions_of(f.ledger.path(), "acme", 10);
+  auto b = sessions_of(f.ledger.path(), "1800000007-acme", 10);
   BOOST_REQUIRE_EQUAL(a.size(), 1u);
   BOOST_REQUIRE_EQUAL(b.size(), 1u);
   BOOST_TEST(a[0].id != b[0].id);
   BOOST_TEST(a[0].id == "s-r1-1-1800000007@acme");
   BOOST_TEST(b[0].id == "s-r1-1@1800000007-acme");
+}
+
+// Pages of sessions join up without a gap or a repeat, sessions that started in the same second
+// on several roasters included (a cursor on the start alone skipped the rest of them).
+BOOST_AUTO_TEST_CASE(pages_of_sessions_join_up_across_equal_starts) {
+  Fixture f;
+  {
+    auto s = f.sessionizer();
+    for (const std::string device : {"r1-a", "r1-b", "r1-c"})
+      add_in_tens(*s, "acme", device, 1, fixture_roast(true));
+    auto older = fixture_roast(true);
+    for (auto& x : older) x.t -= 3600;
+    add_in_tens(*s, "acme", "r1-d", 1, older);
+    add_in_tens(*s, "globex", "r1-g", 1, fixture_roast(true));
+  }
+  const auto all = sessions_of(f.ledger.path(), "acme", 10);
+  BOOST_REQUIRE_EQUAL(all.size(), 4u);
+  BOOST_TEST(all[0].start_t == all[2].start_t);  // three at once, then the older one
+  BOOST_TEST(all[3].device == "r1-d");
+  std::vector<std::string> paged;
+  telemetry::Sessionizer::ListFilter page;
+  page.tenant = "acme";
+  page.limit = 2;
+  for (int i = 0; i < 4; ++i) {
+    const auto got = telemetry::Sessionizer::list(f.ledger.path(), page);
+    for (const auto& x : got) paged.push_back(x.id);
+    if (got.empty()) break;
+    page.starting_after = got.back().id;
+  }
+  std::vector<std::string> ids;
+  for (const auto& x : all) ids.push_back(x.id);
+  BOOST_TEST(paged == ids, boost::test_tools::per_element());
+  // A cursor that is no session of the tenant is refused, naming the parameter.
+  for (const std::string& cursor :
+       {std::string("s-nope"), sessions_of(f.ledger.path(), "globex", 1)[0].id}) {
+    page.starting_after = cursor;
+    try {
+      telemetry::Sessionizer::list(f.ledger.path(), page);
+      BOOST_FAIL("a cursor that is no session of acme was taken: " + cursor);
+    } catch (const missions::MissionError& e) {
+      BOOST_TEST(e.field() == "starting_after");
+      BOOST_TEST(std::string(e.what()).find("no session " + cursor + " to start after") == 0u,
+                 e.what());
+    }
+  }
 }
 
 // The clock starts over at exactly the same second (a simulated roaster run again within the
@@ -327,7 +380,7 @@ BOOST_AUTO_TEST_CASE(a_charge_at_the_same_second_on_a_new_boot_is_another_sessio
   BOOST_TEST(f.closed[1].close_reason == "drop");
   BOOST_TEST(f.closed[0].id != f.closed[1].id);
   BOOST_TEST(f.closed[1].id == "s-r1-1800000007~b8@acme");
-  auto all = telemetry::Sessionizer::list(f.ledger.path(), std::string("acme"), std::nullopt, 10);
+  auto all = sessions_of(f.ledger.path(), "acme", 10);
   BOOST_REQUIRE_EQUAL(all.size(), 2u);
   for (const auto& x : all) BOOST_TEST(x.last_boot.value_or(-1) == x.first_boot.value_or(-2));
 }
@@ -352,7 +405,7 @@ BOOST_DATA_TEST_CASE(a_new_recording_after_a_gap_is_a_new_roast, bdata::make({tr
     add_in_tens(*s, "acme", "r1", 7, partial);
     add_in_tens(*s, "acme", "r1", 8, whole);
   }
-  auto all = telemetry::Sessionizer::list(f.ledger.path(), std::string("acme"), std::nullopt, 10);
+  auto all = sessions_of(f.ledger.path(), "acme", 10);
   for (const auto& x : all)
     BOOST_TEST_MESSAGE(x.id << " " << x.state << " charge " << x.charge_t - 1.8e9 << " reason "
                             << x.close_reason << " boots " << x.first_boot.value_or(-1) << "-"
@@ -518,7 +571,7 @@ BOOST_AUTO_TEST_CASE(a_live_mark_reaches_the_closing_session) {
   add_in_tens(*s, "acme", "r1", 1,
               std::vector<telemetry::Sample>(samples.begin(),
                                              samples.begin() + static_cast<std::ptrdiff_t>(fcs)));
-  auto open = telemetry::Sessionizer::list(f.ledger.path(), std::string("acme"), std::nullopt, 1);
+  auto open = sessions_of(f.ledger.path(), "acme", 1);
   BOOST_REQUIRE_EQUAL(open.size(), 1u);
   BOOST_REQUIRE(open[0].state == "open");
   telemetry::Mark m;

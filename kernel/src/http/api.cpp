@@ -79,6 +79,21 @@ bool bool_query(const Request& r, const char* name, bool dflt) {
                   json::object{{"field", std::string("query.") + name}}};
 }
 
+// The same request's next page (RFC 8288): its query with `cursor` set to `value`, as a Link
+// header; lists are newest-first arrays, so the header is where a client learns there is more.
+void link_next_page(Response& res, const Request& req, const std::string& cursor,
+                    const std::string& value) {
+  auto query = req.query;
+  query[cursor] = value;
+  std::string target = req.path;
+  char sep = '?';
+  for (const auto& [name, v] : query) {
+    target += sep + url_encode(name) + '=' + url_encode(v);
+    sep = '&';
+  }
+  res.headers.emplace_back("Link", "<" + target + ">; rel=\"next\"");
+}
+
 std::string note_of(const Request& r) {
   if (r.json.is_object())
     if (auto* n = r.json.as_object().if_contains("reason"); n && n->is_string())
@@ -801,7 +816,8 @@ Router build_api(ApiContext& ctx) {
          "/v1/missions",
          "listMissions",
          "Missions of the key's tenant, newest first; each step's output is null unless "
-         "?outputs=true (GET /v1/missions/{id} has them)",
+         "?outputs=true (GET /v1/missions/{id} has them). A full page carries a Link header "
+         "(rel=\"next\") to the next one",
          "missions",
          Role::kViewer,
          0,
@@ -812,6 +828,7 @@ Router build_api(ApiContext& ctx) {
          {{"state", "only missions in this state"},
           {"template", "only missions of this template"},
           {"limit", "at most this many (1-1000, default 100)", "integer"},
+          {"starting_after", "the page after this mission (the last of the previous page)"},
           {"outputs", "true (or 1): each step's output too (default false)", "boolean"}},
          false,
          [&k](Request& req) {
@@ -821,19 +838,27 @@ Router build_api(ApiContext& ctx) {
            if (auto it = req.query.find("state"); it != req.query.end()) f.state = it->second;
            if (auto it = req.query.find("template"); it != req.query.end())
              f.template_name = it->second;
-           f.limit = int_query(req, "limit", 100, 1, 1000);
+           if (auto it = req.query.find("starting_after"); it != req.query.end())
+             f.starting_after = it->second;
+           const auto limit = int_query(req, "limit", 100, 1, 1000);
+           f.limit = limit + 1;  // one more tells whether there is a next page
            std::vector<missions::MissionView> found;
            try {
              found = k.missions().list(f);
            } catch (const missions::MissionError& e) {
-             // A state that is none: the query's, named as other query refusals are.
+             // A state that is none, a cursor that is no mission: the query's, named as other
+             // query refusals are.
              if (e.code() != missions::MissionError::Code::kInvalidInput) throw;
              throw HttpError{422, "invalid_request", e.what(),
-                             json::object{{"field", "query.state"}}};
+                             json::object{{"field", "query." + e.field()}}};
            }
+           const bool more = static_cast<std::int64_t>(found.size()) > limit;
+           if (more) found.pop_back();
            json::array arr;
            for (const auto& m : found) arr.push_back(m.to_json(outputs));
-           return Response::json(200, arr);
+           auto res = Response::json(200, arr);
+           if (more) link_next_page(res, req, "starting_after", found.back().id);
+           return res;
          }});
   r.add({"GET",
          "/v1/missions/{id}",
@@ -1070,8 +1095,12 @@ Router build_api(ApiContext& ctx) {
          st.bind(1, req.tenant).bind(2, device);
          json::value last = nullptr;
          if (st.step() && !st.is_null(0)) last = st.real(0);
-         const auto open = telemetry::Sessionizer::list(k.storage_path(), req.tenant, device, 1,
-                                                        std::nullopt, std::nullopt, "open");
+         telemetry::Sessionizer::ListFilter under_way;
+         under_way.tenant = req.tenant;
+         under_way.device = device;
+         under_way.limit = 1;
+         under_way.state = "open";
+         const auto open = telemetry::Sessionizer::list(k.storage_path(), under_way);
          return Response::json(
              200,
              json::object{{"device", device},
@@ -1144,7 +1173,7 @@ Router build_api(ApiContext& ctx) {
   r.add({"POST",
          "/v1/devices/{device}:rotate",
          "rotateDeviceKey",
-         "A new key for a device; its old keys stay valid for grace_s (default 3600)",
+         "A new key for a device; its older keys stay valid for grace_s (default 3600) at most",
          "telemetry",
          Role::kOperator,
          0,
@@ -1187,7 +1216,8 @@ Router build_api(ApiContext& ctx) {
   r.add({"GET",
          "/v1/sessions",
          "listSessions",
-         "Roast sessions of the key's tenant, newest first",
+         "Roast sessions of the key's tenant, newest first. A full page carries a Link header "
+         "(rel=\"next\") to the next one",
          "telemetry",
          Role::kViewer,
          0,
@@ -1199,29 +1229,42 @@ Router build_api(ApiContext& ctx) {
           {"state", "open (roasts under way) or closed"},
           {"limit", "at most this many (1-1000, default 100)", "integer"},
           {"since", "only sessions that started at or after this time (epoch seconds)", "number"},
-          {"before",
-           "only sessions that started before this time (epoch seconds): the next page after "
-           "one whose oldest start_t this is",
-           "number"}},
+          {"before", "only sessions that started before this time (epoch seconds)", "number"},
+          {"starting_after", "the page after this session (the last of the previous page)"}},
          false,
          [&k, time_query](Request& req) {
-           std::optional<std::string> device;
-           if (auto it = req.query.find("device"); it != req.query.end()) device = it->second;
-           std::optional<std::string> state;
+           telemetry::Sessionizer::ListFilter f;
+           f.tenant = req.tenant;
+           if (auto it = req.query.find("device"); it != req.query.end()) f.device = it->second;
            if (auto it = req.query.find("state"); it != req.query.end()) {
              if (it->second != "open" && it->second != "closed")
                throw HttpError{
                    422, "invalid_request",
                    "query parameter 'state' must be open or closed, not '" + it->second + "'",
                    json::object{{"field", "query.state"}}};
-             state = it->second;
+             f.state = it->second;
            }
+           const auto limit = int_query(req, "limit", 100, 1, 1000);
+           f.limit = limit + 1;  // one more tells whether there is a next page
+           f.since = time_query(req, "since");
+           f.before = time_query(req, "before");
+           if (auto it = req.query.find("starting_after"); it != req.query.end())
+             f.starting_after = it->second;
+           std::vector<telemetry::SessionInfo> found;
+           try {
+             found = telemetry::Sessionizer::list(k.storage_path(), f);
+           } catch (const missions::MissionError& e) {
+             if (e.code() != missions::MissionError::Code::kInvalidInput) throw;
+             throw HttpError{422, "invalid_request", e.what(),
+                             json::object{{"field", "query." + e.field()}}};
+           }
+           const bool more = static_cast<std::int64_t>(found.size()) > limit;
+           if (more) found.pop_back();
            json::array arr;
-           for (const auto& s : telemetry::Sessionizer::list(
-                    k.storage_path(), req.tenant, device, int_query(req, "limit", 100, 1, 1000),
-                    time_query(req, "since"), time_query(req, "before"), state))
-             arr.push_back(s.to_json());
-           return Response::json(200, arr);
+           for (const auto& s : found) arr.push_back(s.to_json());
+           auto res = Response::json(200, arr);
+           if (more) link_next_page(res, req, "starting_after", found.back().id);
+           return res;
          }});
   r.add({"GET",
          "/v1/sessions/{id}",
@@ -1689,7 +1732,8 @@ Router build_api(ApiContext& ctx) {
          "/v1/ledger",
          "listLedgerEvents",
          "The key's tenant's ledger events in seq order, a page at a time (audit events of calls "
-         "answered before this request included)",
+         "answered before this request included); the API keys' stream `keys` for admin keys "
+         "only",
          "ledger",
          Role::kViewer,
          0,
@@ -1712,6 +1756,13 @@ Router build_api(ApiContext& ctx) {
            f.after_seq = int_query(req, "after", 0, 0, INT64_MAX);
            const auto limit = int_query(req, "limit", 100, 1, 1000);
            if (auto it = req.query.find("stream"); it != req.query.end()) f.stream = it->second;
+           // Who made which API key, with its hash, is the admins' business.
+           if (req.actor->role < Role::kAdmin) {
+             if (f.stream == "keys")
+               throw HttpError{403, "forbidden",
+                               "the ledger's stream keys (API keys) needs the admin role"};
+             f.except_stream = "keys";
+           }
            f.limit = limit + 1;  // one more tells whether there is a next page
            json::array events;
            std::int64_t last = 0;
@@ -1724,9 +1775,11 @@ Router build_api(ApiContext& ctx) {
              events.push_back(e.to_json());
              last = e.seq;
            });
-           return Response::json(
+           auto res = Response::json(
                200, json::object{{"events", std::move(events)},
                                  {"next_after", more ? json::value(last) : json::value(nullptr)}});
+           if (more) link_next_page(res, req, "after", std::to_string(last));
+           return res;
          }});
   // What routes answer besides the statuses their shape implies, for /openapi.json.
   const std::map<std::string, std::map<int, std::string>> errors = {

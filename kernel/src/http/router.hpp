@@ -163,6 +163,7 @@ class Router {
 
 // Query and path helpers.
 std::string url_decode(std::string_view s);
+std::string url_encode(std::string_view s);  // a query value: all but A-Z a-z 0-9 - _ . ~
 std::map<std::string, std::string> parse_query(std::string_view q);
 
 }  // namespace kiln::http

@@ -517,7 +517,7 @@ struct Server::Impl {
         response.headers.emplace_back(
             "Access-Control-Expose-Headers",
             "X-Request-Id, WWW-Authenticate, Retry-After, Content-Disposition, ETag, "
-            "X-Kiln-Voice, X-Kiln-Audio-Seconds, X-Kiln-FCs-Estimated");
+            "X-Kiln-Voice, X-Kiln-Audio-Seconds, X-Kiln-FCs-Estimated, Link");
       }
       // With origins listed one by one, every answer depends on the Origin asked from (CORS
       // headers or none): a shared cache must not hand one origin's answer to another.

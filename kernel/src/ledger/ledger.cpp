@@ -753,6 +753,7 @@ std::int64_t SqliteLedger::for_each(const ExportFilter& f,
   if (f.tenant) sql += " AND tenant = ?2";
   if (f.stream) sql += " AND stream = ?3";
   if (f.since_time) sql += " AND time >= ?4";
+  if (f.except_stream) sql += " AND stream <> ?6";
   sql += " ORDER BY seq";
   if (f.limit > 0) sql += " LIMIT ?5";
   auto st = c.prepare(sql);
@@ -761,6 +762,7 @@ std::int64_t SqliteLedger::for_each(const ExportFilter& f,
   if (f.tenant) st.bind(2, *f.tenant);
   if (f.stream) st.bind(3, *f.stream);
   if (f.since_time) st.bind(4, *f.since_time);
+  if (f.except_stream) st.bind(6, *f.except_stream);
   std::int64_t n = 0;
   while (st.step()) {
     fn(row(st));

@@ -58,9 +58,10 @@ struct VerifyResult {
 struct ExportFilter {
   std::optional<std::string> tenant;
   std::optional<std::string> stream;
-  std::int64_t after_seq = 0;             // only seq > after_seq
-  std::optional<std::string> since_time;  // only time >= since_time (ISO 8601 prefix compare)
-  std::int64_t limit = 0;                 // at most this many (0: all)
+  std::int64_t after_seq = 0;                // only seq > after_seq
+  std::optional<std::string> since_time;     // only time >= since_time (ISO 8601 prefix compare)
+  std::int64_t limit = 0;                    // at most this many (0: all)
+  std::optional<std::string> except_stream;  // all streams but this one
 };
 
 // One (tenant, stream) of the ledger.

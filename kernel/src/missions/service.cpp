@@ -411,22 +411,40 @@ std::vector<MissionView> MissionService::list(const ListFilter& filter) const {
         state::kBlocked, state::kDone,    state::kFailed, state::kCanceled};
     const std::string up = common::to_upper(*f.state);
     if (std::find(states.begin(), states.end(), up) == states.end())
-      throw MissionError(Code::kInvalidInput, "no mission state '" + *f.state + "': one of " +
-                                                  common::join(states) +
-                                                  common::did_you_mean(up, states));
+      throw MissionError(Code::kInvalidInput,
+                         "no mission state '" + *f.state + "': one of " + common::join(states) +
+                             common::did_you_mean(up, states),
+                         "state");
     f.state = up;
   }
   Connection c(db_path_, Connection::Mode::kReadOnly);
+  // Keyset paging: the cursor is a mission; the page goes on from its place in the order.
+  std::string after_time;
+  if (f.starting_after) {
+    auto at = c.prepare("SELECT created_at FROM missions WHERE id = ?1" +
+                        std::string(f.tenant ? " AND tenant = ?2" : ""));
+    at.bind(1, *f.starting_after);
+    if (f.tenant) at.bind(2, *f.tenant);
+    if (!at.step())
+      throw MissionError(Code::kInvalidInput,
+                         "no mission " + *f.starting_after +
+                             " to start after: starting_after takes the id of the last mission "
+                             "of the previous page",
+                         "starting_after");
+    after_time = at.text(0);
+  }
   std::string sql = std::string("SELECT ") + kMissionColumns + " FROM missions WHERE 1";
   if (f.tenant) sql += " AND tenant = ?1";
   if (f.state) sql += " AND state = ?2";
   if (f.template_name) sql += " AND template = ?3";
+  if (f.starting_after) sql += " AND (created_at < ?5 OR (created_at = ?5 AND id > ?6))";
   sql += " ORDER BY created_at DESC, id LIMIT ?4";
   auto st = c.prepare(sql);
   if (f.tenant) st.bind(1, *f.tenant);
   if (f.state) st.bind(2, *f.state);
   if (f.template_name) st.bind(3, *f.template_name);
   st.bind(4, f.limit);
+  if (f.starting_after) st.bind(5, after_time).bind(6, *f.starting_after);
   std::vector<MissionView> out;
   while (st.step()) out.push_back(mission_row(st));
   for (auto& m : out) load_steps(c, m);

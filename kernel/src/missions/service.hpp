@@ -136,6 +136,8 @@ struct ListFilter {
   std::optional<std::string> state;
   std::optional<std::string> template_name;
   std::int64_t limit = 100;
+  // The page after this mission (the last one of the previous page), in the same order.
+  std::optional<std::string> starting_after;
 };
 
 struct MissionOptions {

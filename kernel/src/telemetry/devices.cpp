@@ -230,9 +230,11 @@ void project_devices(Connection& c, const ledger::Event& e) {
   const auto& p = v.as_object();
   if (e.kind == "device.key_added" || e.kind == "device.key_rotated") {
     if (e.kind == "device.key_rotated") {
+      // Every older key ends at the new grace's end at the latest: one still in an earlier
+      // rotation's grace is not kept longer than the device's newest decision says.
       auto st = c.prepare(
-          "UPDATE device_keys SET not_after = ? WHERE tenant = ? AND device = ? AND "
-          "not_after IS NULL AND revoked_at IS NULL");
+          "UPDATE device_keys SET not_after = CASE WHEN not_after IS NULL OR not_after > ?1 "
+          "THEN ?1 ELSE not_after END WHERE tenant = ?2 AND device = ?3 AND revoked_at IS NULL");
       st.bind(1, std::string(p.at("old_keys_until").as_string()))
           .bind(2, e.tenant)
           .bind(3, std::string(p.at("device").as_string()));

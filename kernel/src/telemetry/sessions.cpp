@@ -978,28 +978,43 @@ SessionInfo Sessionizer::weigh(const std::string& tenant, const std::string& id,
   return after;
 }
 
-std::vector<SessionInfo> Sessionizer::list(const std::filesystem::path& db,
-                                           const std::optional<std::string>& tenant,
-                                           const std::optional<std::string>& device,
-                                           std::int64_t limit, std::optional<double> since,
-                                           std::optional<double> before,
-                                           const std::optional<std::string>& state) {
+std::vector<SessionInfo> Sessionizer::list(const std::filesystem::path& db, const ListFilter& f) {
   Connection c(db, Connection::Mode::kReadOnly);
+  // Keyset paging: the cursor is a session; the page goes on from its place in the order.
+  double after_t = 0;
+  if (f.starting_after) {
+    auto at = c.prepare(std::string("SELECT start_t FROM telemetry_sessions WHERE id = ?") +
+                        (f.tenant ? " AND tenant = ?" : ""));
+    at.bind(1, *f.starting_after);
+    if (f.tenant) at.bind(2, *f.tenant);
+    if (!at.step())
+      throw MissionError(MissionError::Code::kInvalidInput,
+                         "no session " + *f.starting_after +
+                             " to start after: starting_after takes the id of the last session "
+                             "of the previous page",
+                         "starting_after");
+    after_t = at.real(0);
+  }
   std::string sql = std::string("SELECT ") + kColumns + " FROM telemetry_sessions WHERE 1";
-  if (tenant) sql += " AND tenant = ?";
-  if (device) sql += " AND device = ?";
-  if (since) sql += " AND start_t >= ?";
-  if (before) sql += " AND start_t < ?";
-  if (state) sql += " AND state = ?";
-  sql += " ORDER BY start_t DESC LIMIT ?";
+  if (f.tenant) sql += " AND tenant = ?";
+  if (f.device) sql += " AND device = ?";
+  if (f.since) sql += " AND start_t >= ?";
+  if (f.before) sql += " AND start_t < ?";
+  if (f.state) sql += " AND state = ?";
+  if (f.starting_after) sql += " AND (start_t < ? OR (start_t = ? AND id < ?))";
+  sql += " ORDER BY start_t DESC, id DESC LIMIT ?";
   auto st = c.prepare(sql);
   int i = 1;
-  if (tenant) st.bind(i++, *tenant);
-  if (device) st.bind(i++, *device);
-  if (since) st.bind_real(i++, *since);
-  if (before) st.bind_real(i++, *before);
-  if (state) st.bind(i++, *state);
-  st.bind(i, limit);
+  if (f.tenant) st.bind(i++, *f.tenant);
+  if (f.device) st.bind(i++, *f.device);
+  if (f.since) st.bind_real(i++, *f.since);
+  if (f.before) st.bind_real(i++, *f.before);
+  if (f.state) st.bind(i++, *f.state);
+  if (f.starting_after) {
+    st.bind_real(i++, after_t).bind_real(i++, after_t);
+    st.bind(i++, *f.starting_after);
+  }
+  st.bind(i, f.limit);
   std::vector<SessionInfo> out;
   while (st.step()) out.push_back(row(st));
   for (auto& s : out) {

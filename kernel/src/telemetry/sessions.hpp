@@ -156,17 +156,21 @@ class Sessionizer {
   SessionInfo change(const std::string& tenant, const std::string& id, const std::string& action,
                      const boost::json::object& body, const missions::Actor& by);
 
-  // Reads (any process): sessions of a tenant (nullopt: all), newest first; one session; its
-  // samples in time order.
-  // Newest first (by start), at most `limit`; `since` (inclusive) and `before` (exclusive) bound
-  // the start, in device epoch seconds: a page goes on with before = the last one's start_t;
-  // `state` "open" or "closed" keeps those only.
-  static std::vector<SessionInfo> list(const std::filesystem::path& db,
-                                       const std::optional<std::string>& tenant,
-                                       const std::optional<std::string>& device, std::int64_t limit,
-                                       std::optional<double> since = std::nullopt,
-                                       std::optional<double> before = std::nullopt,
-                                       const std::optional<std::string>& state = std::nullopt);
+  // Reads (any process): sessions newest first (by start, then id); one session; its samples in
+  // time order.
+  struct ListFilter {
+    std::optional<std::string> tenant;  // nullopt: every tenant (local administration)
+    std::optional<std::string> device;
+    std::int64_t limit = 100;
+    std::optional<double> since;       // start_t at or after (device epoch seconds)
+    std::optional<double> before;      // start_t before
+    std::optional<std::string> state;  // "open" or "closed"
+    // The page after this session (the last one of the previous page), in the same order;
+    // one that is none (or another tenant's) throws MissionError kInvalidInput, field
+    // "starting_after".
+    std::optional<std::string> starting_after;
+  };
+  static std::vector<SessionInfo> list(const std::filesystem::path& db, const ListFilter& f);
   static std::optional<SessionInfo> get(const std::filesystem::path& db,
                                         const std::optional<std::string>& tenant,
                                         const std::string& id);

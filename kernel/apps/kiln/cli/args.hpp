@@ -22,6 +22,7 @@ struct Args {
   std::optional<std::string> tenant_filter;
   std::optional<std::string> stream;
   std::optional<std::string> since;
+  std::optional<std::string> starting_after;  // a list's page after this item (mission, session)
   std::optional<std::string> out_file;
   bool json = false;
   bool help = false;

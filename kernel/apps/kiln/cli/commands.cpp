@@ -309,6 +309,8 @@ Args parse(const std::vector<std::string>& argv) {
       a.stream = value("--stream");
     else if (is("--since"))
       a.since = value("--since");
+    else if (is("--starting-after"))
+      a.starting_after = value("--starting-after");
     else if (is("--out"))
       a.out_file = value("--out");
     else if (s == "-o")

@@ -94,6 +94,12 @@ double utc_seconds(const std::string& text, const std::string& flag) {
   return static_cast<double>(timegm(&tm));
 }
 
+void print_next_page(const boost::json::array& shown, std::ostream& out) {
+  if (shown.empty() || !shown.back().is_object()) return;
+  out << "more: the next page with --starting-after " << string_at(shown.back().as_object(), "id")
+      << "\n";
+}
+
 std::string flat(std::string s) {
   for (auto& ch : s)
     if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) ch = ' ';

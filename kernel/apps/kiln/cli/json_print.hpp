@@ -29,5 +29,7 @@ std::string flat(std::string s);
 // trailing blanks); a line break or tab inside a cell (a title, a reason) becomes a space, so one
 // row stays one line.
 void print_table(const std::vector<std::vector<std::string>>& rows, std::ostream& out);
+// After a full page of a list (missions, sessions): how to ask for the next one.
+void print_next_page(const boost::json::array& shown, std::ostream& out);
 
 }  // namespace kiln::cli

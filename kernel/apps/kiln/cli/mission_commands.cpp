@@ -44,11 +44,13 @@ FAILED, CANCELED or QUARANTINED; exit 1 unless it ends DONE or QUARANTINED.
 Example: kiln mission start hello --param who=roaster --wait
 )"},
       {"mission list",
-       R"(Usage: kiln mission list [--tenant T] [--state STATE] [--template NAME] [--limit N] [--json]
+       R"(Usage: kiln mission list [--tenant T] [--state STATE] [--template NAME] [--limit N]
+                         [--starting-after ID] [--json]
 
 Missions, newest first (default limit 100), each with its plain inputs (a roast report's
 session=…). States: PENDING RUNNING RETRY QUARANTINED BLOCKED DONE FAILED CANCELED. With --json
-each step's output is null: `kiln mission show ID` has it.
+each step's output is null: `kiln mission show ID` has it. After a full page a line says how to
+ask for the next: --starting-after the last mission's id.
 )"},
       {"mission show", R"(Usage: kiln mission show ID [--tenant T] [--json]
 
@@ -322,21 +324,30 @@ int cmd_mission_list(const Args& a, std::ostream& out) {
   f.tenant = a.tenant_filter;
   f.state = a.state;
   f.template_name = a.template_name;
+  f.starting_after = a.starting_after;
+  std::int64_t limit = 100;
   if (a.limit) {
     try {
-      f.limit = std::stoll(*a.limit);
+      limit = std::stoll(*a.limit);
     } catch (const std::exception&) {
-      throw std::invalid_argument("--limit takes a number");
+      limit = 0;
     }
+    if (limit < 1) throw std::invalid_argument("--limit takes a number of 1 or more");
   }
+  f.limit = limit + 1;  // one more tells whether there is a next page
   auto k = boot_reading(a);
+  auto found = k->missions().list(f);
+  const bool more = static_cast<std::int64_t>(found.size()) > limit;
+  if (more) found.pop_back();
   json::array arr;
   // As GET /v1/missions lists them: without the steps' outputs (kiln mission show has them).
-  for (const auto& m : k->missions().list(f)) arr.push_back(m.to_json(false));
-  if (a.json)
+  for (const auto& m : found) arr.push_back(m.to_json(false));
+  if (a.json) {
     out << pretty(arr);
-  else
+  } else {
     print_missions(arr, out);
+    if (more) print_next_page(arr, out);
+  }
   return runtime::kExitOk;
 }
 

@@ -174,6 +174,7 @@ static int table(const Remote& r, const http::ClientResponse& res, const Args& a
   auto v = json::parse(res.body, ec);
   if (a.json || res.status != 200 || ec || !v.is_array()) return finish(r, res, out, err);
   print(v.as_array(), out);
+  if (!res.header("link").empty()) print_next_page(v.as_array(), out);  // a full page
   return runtime::kExitOk;
 }
 
@@ -268,6 +269,7 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
     std::string q = "?limit=" + enc(a.limit.value_or("100"));
     if (a.state) q += "&state=" + enc(*a.state);
     if (a.template_name) q += "&template=" + enc(*a.template_name);
+    if (a.starting_after) q += "&starting_after=" + enc(*a.starting_after);
     return table(r, r.call("GET", "/v1/missions" + q), a, print_missions, out, err);
   }
   if (name == "mission show") {
@@ -377,6 +379,7 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
     std::string q = "?limit=" + enc(a.limit.value_or("100"));
     if (a.device) q += "&device=" + enc(*a.device);
     if (a.since) q += "&since=" + std::to_string(utc_seconds(*a.since, "--since"));
+    if (a.starting_after) q += "&starting_after=" + enc(*a.starting_after);
     return table(r, r.call("GET", "/v1/sessions" + q), a, print_sessions, out, err);
   }
   if (name == "sessions show") {

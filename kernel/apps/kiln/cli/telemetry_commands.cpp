@@ -191,8 +191,9 @@ key pair is made and the secret written to FILE (default var/devices/TENANT/DEVI
       {"devices rotate",
        R"(Usage: kiln devices rotate DEVICE [--tenant T] [--grace SECONDS] [--public-key HEX] [--key-out FILE]
 
-A new key for DEVICE; its current keys stay valid for --grace seconds (default 3600) while the
-device switches, then expire (expired_key).
+A new key for DEVICE; its older keys stay valid for --grace seconds (default 3600) while the
+device switches, then expire (expired_key). A key still in an earlier rotation's grace expires
+then too, if not sooner: --grace 0 ends every older key now.
 )"},
       {"devices revoke", R"(Usage: kiln devices revoke KID|DEVICE [--tenant T]
 
@@ -204,12 +205,14 @@ Device keys: kid, tenant, device, status (active, retiring, expired, revoked), c
 profile the device roasts to (kiln devices profile).
 )"},
       {"sessions list",
-       R"(Usage: kiln sessions list [--tenant T] [--device D] [--since DATE] [--limit N] [--json]
+       R"(Usage: kiln sessions list [--tenant T] [--device D] [--since DATE] [--limit N]
+                          [--starting-after SESSION] [--json]
 
 Roast sessions, newest first: id, device, CHARGE time (UTC), state, roast length, close reason,
 profile, the QC verdict of its report (pass, warn, fail — held for an approver or accepted) and
 its report mission. --since DATE (2026-12-03, or 2026-12-03T06:30, UTC) lists those that started then or
-later.
+later. After a full page (default limit 100) a line says how to ask for the next: --starting-after
+the last session's id.
 )"},
       {"sessions show", R"(Usage: kiln sessions show SESSION [--json]
 
@@ -473,14 +476,23 @@ int cmd_sessions_list(const Args& a, std::ostream& out) {
   const auto limit = static_cast<std::int64_t>(number_arg(a.limit, "--limit", 100, 1, 100000));
   std::optional<double> since;
   if (a.since) since = utc_seconds(*a.since, "--since");
-  auto list =
-      telemetry::Sessionizer::list(k->storage_path(), a.tenant_filter, a.device, limit, since);
+  telemetry::Sessionizer::ListFilter f;
+  f.tenant = a.tenant_filter;
+  f.device = a.device;
+  f.limit = limit + 1;  // one more tells whether there is a next page
+  f.since = since;
+  f.starting_after = a.starting_after;
+  auto list = telemetry::Sessionizer::list(k->storage_path(), f);
+  const bool more = static_cast<std::int64_t>(list.size()) > limit;
+  if (more) list.pop_back();
   json::array arr;
   for (const auto& s : list) arr.push_back(s.to_json());
-  if (a.json)
+  if (a.json) {
     out << pretty(arr);
-  else
+  } else {
     print_sessions(arr, out);
+    if (more) print_next_page(arr, out);
+  }
   return runtime::kExitOk;
 }
 
@@ -596,7 +608,11 @@ MarkArgs mark_args(const Args& a,
 int cmd_sessions_mark(const Args& a, std::ostream& out) {
   auto k = boot_reading(a);
   const auto m = mark_args(a, [&](const std::string& device) -> std::optional<std::string> {
-    auto list = telemetry::Sessionizer::list(k->storage_path(), a.tenant_filter, device, 1);
+    telemetry::Sessionizer::ListFilter newest;
+    newest.tenant = a.tenant_filter;
+    newest.device = device;
+    newest.limit = 1;
+    auto list = telemetry::Sessionizer::list(k->storage_path(), newest);
     if (list.empty()) return std::nullopt;
     return list.front().id;
   });
