@@ -286,12 +286,24 @@ BOOST_AUTO_TEST_CASE(bad_batches_are_refused_naming_what_is_wrong) {
   {
     auto c = payload_with().head(4, 1);
     c.head(5, 4).text("t").uint(1).text("bt").uint(2).text("et").uint(3).text("ror").text("x");
-    BOOST_TEST(decode_error(c.out) == "sample ror must be a number");
+    BOOST_TEST(decode_error(c.out) == "sample 0: ror must be a number (°C/min)");
+  }
+  for (const double undefined : {std::nan(""), HUGE_VAL}) {
+    // A device has no RoR for its first readings and may send NaN: the reading is kept, without
+    // one (the whole batch was refused).
+    auto c = payload_with().head(4, 1);
+    c.head(5, 4).text("t").uint(1).text("bt").uint(2).text("et").uint(3).text("ror").f64(undefined);
+    EnvelopeError err;
+    auto got = detail::decode_batch(c.out, &err);
+    BOOST_REQUIRE_MESSAGE(got.has_value(), err.message);
+    BOOST_TEST(got->samples[0].ror == 0.0);
+    BOOST_TEST(got->samples[0].bt == 2.0);
   }
   {
     auto c = payload_with().head(4, 1);
     c.head(5, 4).text("t").uint(1).text("bt").uint(2).text("et").uint(3).text("fan").f64(2.5);
-    BOOST_TEST(decode_error(c.out) == "sample heater, fan, drum and state must be integers");
+    BOOST_TEST(decode_error(c.out) ==
+               "sample 0: fan must be an integer (the level or state as the machine reports it)");
   }
   for (bool negative : {false, true}) {  // beyond int: refused, not wrapped
     auto c = payload_with().head(4, 1);
@@ -300,7 +312,9 @@ BOOST_AUTO_TEST_CASE(bad_batches_are_refused_naming_what_is_wrong) {
       c.nint(-2147483650LL);
     else
       c.uint(4294967302ULL);
-    BOOST_TEST(decode_error(c.out) == "sample heater, fan, drum and state must be integers");
+    BOOST_TEST(decode_error(c.out) ==
+               "sample 0: state must be an integer (the level or state as the machine reports "
+               "it)");
   }
   {  // the ends of int are kept
     auto c = payload_with().head(4, 1);

@@ -58,6 +58,7 @@ struct Server {
              {"viewer", "acme", "viewer"},
              {"operator", "acme", "operator"},
              {"approver", "acme", "approver"},
+             {"recorder", "acme", "recorder"},
              {"other", "globex", "operator"}}) {
       auto r = kiln({"keys", "create", "--tenant", tenant, "--role", role, "--name", name});
       BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.err);
@@ -233,6 +234,25 @@ BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason)
   BOOST_TEST(body(ok).at("accepted").as_bool());
   BOOST_TEST(!body(ok).at("duplicate").as_bool());
   BOOST_TEST(body(ok).at("samples").as_int64() == 10);
+  // A roaster's recorder key sends telemetry and can do nothing else; a viewer key, which only
+  // reads, cannot send.
+  auto by_recorder = s.send("r1-one", env1, "recorder");
+  BOOST_TEST(by_recorder.status == 200, by_recorder.body);
+  auto by_viewer = s.send("r1-one", env1, "viewer");
+  BOOST_TEST(by_viewer.status == 403, by_viewer.body);
+  BOOST_TEST(contains(by_viewer.body,
+                      "needs a recorder key or the operator role; this key has "
+                      "viewer"),
+             by_viewer.body);
+  for (const auto& [method, path] :
+       std::vector<std::pair<std::string, std::string>>{{"GET", "/v1/devices"},
+                                                        {"GET", "/v1/sessions"},
+                                                        {"POST", "/v1/devices/r1-one:revoke"},
+                                                        {"POST", "/v1/missions"}}) {
+    auto r = s.call(method, path, "recorder", method == "GET" ? "" : "{}");
+    BOOST_TEST(r.status == 403, method << " " << path << ": " << r.body);
+    BOOST_TEST(contains(r.body, "this key has recorder"), r.body);
+  }
   // The same envelope again: accepted as a duplicate, nothing stored twice.
   auto dup = s.send("r1-one", env1);
   BOOST_TEST(dup.status == 200);
@@ -309,6 +329,18 @@ BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason)
                  .status == 200);  // late, but inside the 64-wide window
   refused("r1-one", telemetry::sign_envelope(batch("r1-one", 6, 500, ten), key, "acme", "r1-one"),
           409, "stale_boot");
+  // A boot in microseconds, once stored, would have made every later boot in milliseconds
+  // stale: refused, saying what a boot is.
+  const auto micros = static_cast<std::uint64_t>(now_s() * 1e6);
+  auto in_micros = s.send(
+      "r1-one", telemetry::sign_envelope(batch("r1-one", micros, 1, ten), key, "acme", "r1-one"));
+  BOOST_TEST(in_micros.status == 400, in_micros.body);
+  BOOST_TEST(contains(in_micros.body, "a boot is a counter or milliseconds since the epoch"),
+             in_micros.body);
+  auto beyond = s.send("r1-one", telemetry::sign_envelope(batch("r1-one", 7, INT64_MAX, ten), key,
+                                                          "acme", "r1-one"));
+  BOOST_TEST(beyond.status == 400, beyond.body);
+  BOOST_TEST(contains(beyond.body, "at most 9223372036854775743 (2^63 - 1 less"), beyond.body);
   // Wrong media type.
   auto wrong_type = s.call("POST", "/v1/telemetry/r1-one", "operator", env1, "application/json");
   BOOST_TEST(wrong_type.status == 415);
@@ -448,7 +480,7 @@ BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason)
   BOOST_TEST(contains(s.call("GET", "/metrics", "").body,
                       "kiln_http_api_key_refusals_total{reason=\"invalid\"} 1\n"));
   BOOST_TEST(contains(metrics, "kiln_telemetry_batches_total 7"));
-  BOOST_TEST(contains(metrics, "kiln_telemetry_duplicates_total 1"));
+  BOOST_TEST(contains(metrics, "kiln_telemetry_duplicates_total 2"));  // one by the recorder key
   for (std::size_t at = metrics.find("kiln_telemetry"); at != std::string::npos;
        at = metrics.find("kiln_telemetry", at + 1))
     BOOST_TEST_MESSAGE(metrics.substr(at, metrics.find('\n', at) - at));

@@ -180,17 +180,18 @@ BOOST_AUTO_TEST_CASE(every_call_is_audited_in_the_ledger) {
   BOOST_REQUIRE(call(*k, "kiln.sleep", json::object{{"ms", 1}}, "acme").ok());
   k->ledger().flush();
   std::vector<std::string> seen;
-  k->ledger().for_each(ledger::ExportFilter{std::string("acme"), std::string("tools"), 0, {}},
-                       [&](const ledger::Event& e) {
-                         auto p = json::parse(e.payload);
-                         std::string line = e.kind + " " + std::string(p.at("tool").as_string());
-                         if (e.kind == "tool.failed")
-                           line += " " + std::string(p.at("code").as_string());
-                         if (e.kind == "tool.completed")
-                           line += " " + std::string(p.at("provider").as_string()) + " " +
-                                   std::to_string(p.at("attempts").as_int64());
-                         seen.push_back(line);
-                       });
+  ledger::ExportFilter tools;
+  tools.tenant = "acme";
+  tools.stream = "tools";
+  k->ledger().for_each(tools, [&](const ledger::Event& e) {
+    auto p = json::parse(e.payload);
+    std::string line = e.kind + " " + std::string(p.at("tool").as_string());
+    if (e.kind == "tool.failed") line += " " + std::string(p.at("code").as_string());
+    if (e.kind == "tool.completed")
+      line += " " + std::string(p.at("provider").as_string()) + " " +
+              std::to_string(p.at("attempts").as_int64());
+    seen.push_back(line);
+  });
   // Non-blocking tools: one event with the outcome. Blocking ones: marked as called first.
   BOOST_TEST(seen == (std::vector<std::string>{
                          "tool.completed kiln.echo kiln 1", "tool.failed test.fatal bad_request",

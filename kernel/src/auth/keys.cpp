@@ -30,7 +30,8 @@ KeyInfo row(const storage::Statement& st) {
   KeyInfo k;
   k.id = st.text(0);
   k.tenant = st.text(1);
-  k.role = missions::parse_role(st.text(2)).value_or(missions::Role::kViewer);
+  // A role this build does not know (written by a newer one) gets the least.
+  k.role = missions::parse_role(st.text(2)).value_or(missions::Role::kRecorder);
   k.name = st.text(3);
   k.created_at = st.text(4);
   k.created_by = st.text(5);

@@ -1001,9 +1001,11 @@ Router build_api(ApiContext& ctx) {
          "ingestTelemetry",
          "Ingest one signed telemetry envelope (COSE_Sign1, Ed25519, CBOR batch) of a device; "
          "the tenant and the device are the external AAD. Stored once per (device, boot, seq): "
-         "the same envelope again answers duplicate: true; refusals carry a stable reason code",
+         "the same envelope again answers duplicate: true; refusals carry a stable reason code. "
+         "Takes a recorder key (a roaster's: it can do nothing else) or an operator key and up, "
+         "not a viewer key",
          "telemetry",
-         Role::kOperator,
+         Role::kRecorder,
          max_envelope,  // a larger body is not read: too_large below answers oversized_batch
          nullptr,
          schema(R"({"type": "object",
@@ -1023,6 +1025,12 @@ Router build_api(ApiContext& ctx) {
          // Checked and verified on the I/O thread; answered once the batch is durable (the
          // ledger's group commit), with no thread waiting for it.
          [&k](Request& req, Respond respond) {
+           // Roles are ordered and a recorder's is the lowest: a viewer, above it, only reads.
+           if (req.actor->role == Role::kViewer)
+             throw HttpError{403, "forbidden",
+                             "POST /v1/telemetry needs a recorder key or the operator role; this "
+                             "key has viewer (kiln keys create --role recorder makes one for a "
+                             "roaster)"};
            const auto now =
                std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
                    .count();

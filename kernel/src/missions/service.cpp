@@ -14,6 +14,7 @@ using storage::Connection;
 using Code = MissionError::Code;
 
 std::optional<Role> parse_role(std::string_view s) {
+  if (s == "recorder") return Role::kRecorder;
   if (s == "viewer") return Role::kViewer;
   if (s == "operator") return Role::kOperator;
   if (s == "approver") return Role::kApprover;
@@ -23,6 +24,8 @@ std::optional<Role> parse_role(std::string_view s) {
 
 std::string_view to_string(Role r) {
   switch (r) {
+    case Role::kRecorder:
+      return "recorder";
     case Role::kViewer:
       return "viewer";
     case Role::kOperator:

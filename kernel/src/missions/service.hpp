@@ -23,7 +23,10 @@
 namespace kiln::missions {
 
 // viewer < operator < approver < admin
-enum class Role { kViewer = 0, kOperator = 1, kApprover = 2, kAdmin = 3 };
+// Ordered: a route open to a role is open to the ones above it. A recorder (a roaster's key) is
+// below viewer: it reads nothing, and sends telemetry (POST /v1/telemetry takes recorder and
+// operator keys and up, not viewer ones).
+enum class Role { kRecorder = -1, kViewer = 0, kOperator = 1, kApprover = 2, kAdmin = 3 };
 std::optional<Role> parse_role(std::string_view s);
 std::string_view to_string(Role r);
 

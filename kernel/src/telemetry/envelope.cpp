@@ -529,10 +529,17 @@ std::optional<Batch> decode_batch(std::string_view cbor, EnvelopeError* error) {
         }
         return bad("sample " + std::to_string(b.samples.size()) + " needs numbers t, bt and et");
       }
-      if (!v[3].empty() && !num(3, &x.ror)) return bad("sample ror must be a number");
-      if (!integer(4, &x.heater) || !integer(5, &x.fan) || !integer(6, &x.drum) ||
-          !integer(7, &x.state))
-        return bad("sample heater, fan, drum and state must be integers");
+      const std::string which = "sample " + std::to_string(b.samples.size());
+      if (!v[3].empty() && !num(3, &x.ror)) {
+        // A device has no RoR until it has readings enough, and may say so with NaN: none.
+        if (!not_finite) return bad(which + ": ror must be a number (°C/min)");
+        x.ror = 0;
+      }
+      int* settings[] = {&x.heater, &x.fan, &x.drum, &x.state};
+      for (std::size_t k = 4; k < 8; ++k)
+        if (!integer(k, settings[k - 4]))
+          return bad(which + ": " + std::string(kSample[k]) +
+                     " must be an integer (the level or state as the machine reports it)");
       b.samples.push_back(x);
     }
     return b;

@@ -299,9 +299,22 @@ std::optional<IngestResult> Ingestor::check(const std::string& tenant, const std
                         seconds_text(options_.max_age_s) +
                         "): device time is seconds since the epoch");
   }
-  if (batch->device.boot > static_cast<std::uint64_t>(INT64_MAX) ||
-      batch->seq > static_cast<std::uint64_t>(INT64_MAX) - options_.window)
-    return refuse(tenant, r, reject::kBadPayload, "boot or sequence number out of range");
+  // A boot is a counter or milliseconds since the epoch: one in micro- or nanoseconds would make
+  // every later boot in milliseconds look older (stale_boot) for good.
+  const auto now_ms = static_cast<std::uint64_t>(std::max(now, 0.0) * 1000) +
+                      static_cast<std::uint64_t>(options_.max_skew_s * 1000);
+  if (batch->device.boot > now_ms)
+    return refuse(tenant, r, reject::kBadPayload,
+                  "boot " + std::to_string(batch->device.boot) +
+                      " is later than now counted in milliseconds since the epoch (" +
+                      std::to_string(now_ms) +
+                      "): a boot is a counter or milliseconds since the epoch (not micro- or "
+                      "nanoseconds), larger at every restart");
+  if (batch->seq > static_cast<std::uint64_t>(INT64_MAX) - options_.window)
+    return refuse(tenant, r, reject::kBadPayload,
+                  "sequence number " + std::to_string(batch->seq) + " is out of range: at most " +
+                      std::to_string(static_cast<std::uint64_t>(INT64_MAX) - options_.window) +
+                      " (2^63 - 1 less telemetry.sequence_window)");
 
   // Boot epoch and sequence window, against what is stored.
   const auto id = std::make_pair(tenant, batch->device.device);
@@ -332,7 +345,9 @@ std::optional<IngestResult> Ingestor::check(const std::string& tenant, const std
       return refuse(tenant, r, reject::kStaleBoot,
                     "device " + batch->device.device + " has booted since (boot " +
                         std::to_string(cur.boot) + "); this envelope is from boot " +
-                        std::to_string(batch->device.boot));
+                        std::to_string(batch->device.boot) +
+                        ": a device's boots only grow, so a new boot must be above " +
+                        std::to_string(cur.boot));
     if (cur.any && batch->device.boot == cur.boot && batch->seq + options_.window <= cur.high)
       return refuse(tenant, r, reject::kStaleSequence,
                     "sequence " + std::to_string(batch->seq) + " is more than " +

@@ -1011,7 +1011,8 @@ std::vector<SessionInfo> Sessionizer::list(const std::filesystem::path& db, cons
   if (f.before) st.bind_real(i++, *f.before);
   if (f.state) st.bind(i++, *f.state);
   if (f.starting_after) {
-    st.bind_real(i++, after_t).bind_real(i++, after_t);
+    st.bind_real(i++, after_t);
+    st.bind_real(i++, after_t);
     st.bind(i++, *f.starting_after);
   }
   st.bind(i, f.limit);

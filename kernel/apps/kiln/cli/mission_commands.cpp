@@ -96,11 +96,17 @@ the live tables. Exit 0 when they match (the default scratch file is then remove
 with --scratch is kept); 1 listing the differences, the scratch kept for inspection.
 )"},
       {"keys create",
-       R"(Usage: kiln keys create --tenant TENANT --role viewer|operator|approver|admin [--name N]
+       R"(Usage: kiln keys create --tenant TENANT --role recorder|viewer|operator|approver|admin [--name N]
 
 Creates an API key for the HTTP API and prints it ONCE; only its SHA-256 is stored. Every /v1
 request sends it as 'Authorization: Bearer KEY' and acts in TENANT with ROLE. The creation is a
 ledger event (key.created, stream keys).
+
+Roles, each with what the ones below it may do: viewer reads; operator starts and cancels
+missions, sends telemetry, manages devices and profiles; approver approves held missions; admin
+reads the keys' ledger stream. A recorder key is a roaster's: it sends telemetry (POST
+/v1/telemetry) and nothing else, so one taken from a roaster's controller cannot read, start or
+revoke anything.
 )"},
       {"keys list", R"(Usage: kiln keys list [--tenant T] [--json]
 
@@ -131,7 +137,7 @@ missions::Actor actor_of(const Args& a) {
     auto r = missions::parse_role(*a.role);
     if (!r)
       throw std::invalid_argument("--role '" + *a.role +
-                                  "' is not one of viewer, operator, approver, admin");
+                                  "' is not one of recorder, viewer, operator, approver, admin");
     actor.role = *r;
   }
   return actor;
@@ -587,11 +593,11 @@ json::object key_json(const auth::KeyInfo& k) {
 int cmd_keys_create(const Args& a, std::ostream& out) {
   if (!a.tenant_filter) throw std::invalid_argument("keys create needs --tenant TENANT");
   if (!a.role)
-    throw std::invalid_argument("keys create needs --role viewer|operator|approver|admin");
+    throw std::invalid_argument("keys create needs --role recorder|viewer|operator|approver|admin");
   auto role = missions::parse_role(*a.role);
   if (!role)
     throw std::invalid_argument("--role '" + *a.role +
-                                "' is not one of viewer, operator, approver, admin");
+                                "' is not one of recorder, viewer, operator, approver, admin");
   auto k = boot(a, false);
   missions::Actor by = actor_of(Args{});
   auto key = k->keys().create(*a.tenant_filter, *role, a.name.value_or(""), by);
