@@ -19,6 +19,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "http/client.hpp"
+#include "runtime/json_schema.hpp"
 #include "support/process.hpp"
 
 namespace fs = std::filesystem;
@@ -676,6 +677,68 @@ BOOST_AUTO_TEST_CASE(lists_link_their_next_page) {
   auto next = s.kiln({"mission", "list", "--limit", "2", "--starting-after", all[1], "--json",
                       "--server", s.url(), "--api-key", s.keys.at("a_viewer")});
   BOOST_TEST(json::parse(next.out).as_array()[0].at("id").as_string() == all[2], next.out);
+}
+
+// Every JSON answer is what /openapi.json says it is: each GET route's answer validated against
+// its documented schema (a client generated from the document would otherwise break on it), and
+// the headers routes read and answers carry are in the document too.
+BOOST_AUTO_TEST_CASE(answers_match_their_documented_schemas) {
+  Server s;
+  auto created = s.call("POST", "/v1/missions", "a_operator",
+                        R"({"template": "hello", "inputs": {"who": "schema"}})");
+  BOOST_REQUIRE_EQUAL(created.status, 201);
+  const std::string id(body(created).at("mission").at("id").as_string());
+  const auto doc = body(s.call("GET", "/openapi.json"));
+  const auto& paths = doc.at("paths").as_object();
+  int checked = 0;
+  for (const std::string path :
+       {"/v1/plugins", "/v1/nodes", "/v1/gates", "/v1/tools", "/v1/missions", "/v1/missions/{id}",
+        "/v1/mission-templates", "/v1/ledger", "/v1/devices", "/v1/sessions", "/v1/profiles",
+        "/v1/audio/voices"}) {
+    std::string target = path;
+    if (auto at = target.find("{id}"); at != std::string::npos) target.replace(at, 4, id);
+    auto r = s.call("GET", target, "a_viewer");
+    BOOST_REQUIRE_MESSAGE(r.status == 200, target << ": " << r.body);
+    const auto& schema = paths.at(path)
+                             .at("get")
+                             .at("responses")
+                             .at("200")
+                             .at("content")
+                             .at("application/json")
+                             .at("schema");
+    // Documented, not just "an array of objects": each item says what it holds.
+    if (schema.as_object().contains("items"))
+      BOOST_TEST(schema.at("items").as_object().contains("properties"), path);
+    const auto err = runtime::validate_json(schema, body(r), "answer");
+    BOOST_TEST(!err, path << ": " << err.value_or(""));
+    ++checked;
+  }
+  BOOST_TEST(checked == 12);
+  // Headers: the ones routes read, the ones answers carry.
+  auto header_param = [&](const std::string& path, const std::string& method,
+                          const std::string& name) {
+    for (const auto& p : paths.at(path).at(method).at("parameters").as_array())
+      if (p.at("in") == "header" && p.at("name").as_string() == name) return true;
+    return false;
+  };
+  BOOST_TEST(header_param("/v1/missions", "post", "Idempotency-Key"));
+  BOOST_TEST(header_param("/v1/missions/{id}/artifacts/{step}/{name}", "get", "If-None-Match"));
+  for (const std::string path : {"/v1/missions", "/v1/sessions", "/v1/ledger"})
+    BOOST_TEST(paths.at(path)
+                   .at("get")
+                   .at("responses")
+                   .at("200")
+                   .at("headers")
+                   .as_object()
+                   .contains("Link"),
+               path);
+  BOOST_TEST(paths.at("/v1/sessions/{id}/summary")
+                 .at("get")
+                 .at("responses")
+                 .at("200")
+                 .at("headers")
+                 .as_object()
+                 .contains("ETag"));
 }
 
 // Which API keys exist, and their hashes, are for admins: the ledger leaves stream `keys` out

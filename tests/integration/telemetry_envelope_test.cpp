@@ -9,11 +9,13 @@
 #include <cstring>
 #include <fstream>
 #include <optional>
+#include <sstream>
 #include <string>
 
 #include <boost/json.hpp>
 
 #include "support/process.hpp"
+#include "telemetry/devices.hpp"
 #include "telemetry/envelope.hpp"
 
 using namespace kiln;
@@ -79,6 +81,11 @@ BOOST_AUTO_TEST_CASE(every_refusal_has_its_reason) {
   BOOST_TEST(refused(env.substr(0, env.size() / 2), "acme", key).reason == "malformed");
   BOOST_TEST(refused("hello", "acme", key).reason == "malformed");
   BOOST_TEST(refused(env + "x", "acme", key).reason == "malformed");
+  BOOST_TEST(refused(env + "x", "acme", key).message == "bytes after the COSE_Sign1 structure");
+  // Bytes that are no COSE_Sign1 at all are said to be that, not "bytes after" one.
+  BOOST_TEST(refused(std::string("\x01\x02\x03"), "acme", key).message ==
+             "not a COSE_Sign1 array [protected, unprotected, payload, signature] (the body is "
+             "not one CBOR item)");
   // Signed by the right key id with another key.
   auto impostor = generate_key("dev-1#1");
   auto forged = sign_envelope(sample_batch(), impostor, "acme", "roaster-1");
@@ -141,6 +148,27 @@ BOOST_AUTO_TEST_CASE(interop_with_an_independent_cose_implementation) {
       env, "acme", "roaster-2", [&](const std::string&) -> std::optional<PublicKey> { return pub; },
       &err));
   BOOST_TEST(err.reason == "bad_signature");
+
+  // The published test vector's envelope verifies and decodes there too, with its public key.
+  std::ifstream vin(std::string(KILN_SOURCE_DIR) + "/tests/fixtures/telemetry/test-vector.json");
+  std::stringstream vtext;
+  vtext << vin.rdbuf();
+  const auto vector = json::parse(vtext.str()).as_object();
+  const std::string env_hex(vector.at("envelope").as_string());
+  std::string env_bytes(env_hex.size() / 2, '\0');
+  BOOST_REQUIRE(sodium_hex2bin(reinterpret_cast<unsigned char*>(env_bytes.data()), env_bytes.size(),
+                               env_hex.data(), env_hex.size(), nullptr, &len, nullptr) == 0);
+  const auto vfile = (tmp.path() / "vector.cose").string();
+  std::ofstream(vfile, std::ios::binary) << env_bytes;
+  auto vv = test::run({"/usr/bin/env", "node", script, "verify", vfile,
+                       std::string(vector.at("public_key").as_string()),
+                       std::string(vector.at("tenant").as_string()),
+                       std::string(vector.at("stream").as_string())});
+  BOOST_REQUIRE_MESSAGE(vv.exit_code == 0, vv.err);
+  const auto vout = json::parse(vv.out);
+  BOOST_TEST(vout.at("kid") == vector.at("kid"));
+  BOOST_TEST(vout.at("payload").at("device") == vector.at("payload").at("device"));
+  BOOST_TEST(vout.at("payload").at("samples").as_array().size() == 2u);
 }
 
 namespace {
@@ -350,4 +378,70 @@ BOOST_AUTO_TEST_CASE(bad_batches_are_refused_naming_what_is_wrong) {
   }
   BOOST_TEST(decode_error(payload_with().head(4, 1000).out) ==
              "the payload is not valid CBOR: container longer than the input");
+}
+
+namespace {
+
+std::string hex_of(std::string_view bytes) {
+  std::string out(bytes.size() * 2 + 1, '\0');
+  sodium_bin2hex(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()),
+                 bytes.size());
+  out.pop_back();
+  return out;
+}
+
+}  // namespace
+
+// The test vector integrators build their envelopes against (docs/architecture/telemetry.md):
+// a fixed seed signs a fixed batch, and every intermediate — payload, external AAD,
+// Sig_structure, signature, envelope — is what kiln makes today. Ed25519 is deterministic, so a
+// change to any byte of the format fails here before it reaches a device in the field.
+BOOST_AUTO_TEST_CASE(the_published_test_vector_is_what_kiln_signs) {
+  std::ifstream in(std::string(KILN_SOURCE_DIR) + "/tests/fixtures/telemetry/test-vector.json");
+  BOOST_REQUIRE(in);
+  std::stringstream text;
+  text << in.rdbuf();
+  const auto vector = json::parse(text.str()).as_object();
+
+  KeyPair key;
+  unsigned char seed[crypto_sign_SEEDBYTES];
+  std::size_t len = 0;
+  const std::string seed_hex(vector.at("seed").as_string());
+  BOOST_REQUIRE(sodium_hex2bin(seed, sizeof seed, seed_hex.data(), seed_hex.size(), nullptr, &len,
+                               nullptr) == 0);
+  BOOST_REQUIRE(crypto_sign_seed_keypair(key.pub.data(), key.secret.data(), seed) == 0);
+  key.kid = key_id(key.pub);
+
+  Batch b;
+  const auto& p = vector.at("payload").as_object();
+  b.device = {std::string(p.at("device").as_string()), p.at("boot").to_number<std::uint64_t>()};
+  b.seq = p.at("seq").to_number<std::uint64_t>();
+  b.sent_at = p.at("sent_at").to_number<double>();
+  for (const auto& v : p.at("samples").as_array()) {
+    const auto& o = v.as_object();
+    b.samples.push_back(Sample{o.at("t").to_number<double>(), o.at("bt").to_number<double>(),
+                               o.at("et").to_number<double>(), o.at("ror").to_number<double>(),
+                               o.at("heater").to_number<int>(), o.at("fan").to_number<int>(),
+                               o.at("drum").to_number<int>(), o.at("state").to_number<int>()});
+  }
+  const std::string tenant(vector.at("tenant").as_string());
+  const std::string stream(vector.at("stream").as_string());
+  const std::string envelope = sign_envelope(b, key, tenant, stream);
+  EnvelopeError err;
+  auto parsed = detail::parse_envelope(envelope, tenant, stream, &err);
+  BOOST_REQUIRE_MESSAGE(parsed, err.message);
+  Cbor aad;
+  aad.head(4, 2).text(tenant).text(stream);
+
+  json::object made{{"public_key", hex(key.pub)},
+                    {"kid", key.kid},
+                    {"payload_cbor", hex_of(encode_batch(b))},
+                    {"external_aad", hex_of(aad.out)},
+                    {"sig_structure", hex_of(parsed->to_be_signed)},
+                    {"signature", hex_of(parsed->signature)},
+                    {"envelope", hex_of(envelope)}};
+  for (const auto& [name, value] : made)
+    BOOST_TEST(vector.at(name) == value, name << " differs: kiln makes " << json::serialize(value));
+  BOOST_TEST(parsed->payload == encode_batch(b));
+  BOOST_TEST(detail::verify(*parsed, key.pub));
 }

@@ -281,6 +281,9 @@ BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason)
   std::string flipped = telemetry::sign_envelope(batch("r1-one", 7, 2, ten), key, "acme", "r1-one");
   flipped[flipped.size() - 3] ^= 0x01;
   refused("r1-one", flipped, 401, "bad_signature");
+  // An integrator's signature fails for one of a few reasons, all named.
+  BOOST_TEST(contains(s.send("r1-one", flipped).body,
+                      "with external_aad the CBOR array [tenant, stream] of two text strings"));
   // Bound to its tenant and stream: the same envelope sent for another device (a wrong URL) is
   // refused as that, naming the key's device, not as a bad signature.
   auto misrouted =
@@ -453,7 +456,7 @@ BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason)
     BOOST_TEST(
         contains(metrics, std::string("kiln_telemetry_rejected_total{reason=\"") + reason + "\"} "),
         reason);
-  BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"bad_signature\"} 1"));
+  BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"bad_signature\"} 2"));
   BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"wrong_device\"} 2"));
   BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"unknown_key\"} 3"));
   BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"oversized_batch\"} 2"));

@@ -334,7 +334,38 @@ json::array tools_json(const runtime::Kernel& k) {
 Router build_api(ApiContext& ctx) {
   Router r;
   runtime::Kernel& k = *ctx.kernel;
-  const json::value array_schema = schema(R"({"type": "array", "items": {"type": "object"}})");
+  const json::value plugins_schema = schema(R"({"type": "array", "items": {"type": "object",
+      "required": ["name", "version", "license", "description", "file", "sha256", "nodes", "tools"],
+      "properties": {"name": {"type": "string"}, "version": {"type": "string"},
+        "license": {"type": "string"}, "description": {"type": "string"},
+        "file": {"type": "string", "description": "the shared library loaded"},
+        "sha256": {"type": "string", "description": "of that file, as gate records name it"},
+        "nodes": {"type": "array", "items": {"type": "string"}},
+        "tools": {"type": "array", "items": {"type": "string"}}}}})");
+  const json::value nodes_schema = schema(R"({"type": "array", "items": {"type": "object",
+      "required": ["kind", "selected", "source", "default", "provider", "gate", "gate_detail",
+                   "available"],
+      "properties": {"kind": {"type": "string"},
+        "selected": {"type": "string", "description": "the node the config selects"},
+        "source": {"type": "string", "description": "where that was set: a file, env, default"},
+        "default": {"type": "boolean"}, "provider": {"type": "string"},
+        "gate": {"type": "string",
+                 "description": "the selected node's: default, passed, not gated, stale, failed"},
+        "gate_detail": {"type": "string"},
+        "available": {"type": "array", "items": {"type": "string"}}}}})");
+  const json::value gates_schema = schema(R"({"type": "array", "items": {"type": "object",
+      "required": ["kind", "node", "provider", "selected", "gate", "detail", "ran_at"],
+      "properties": {"kind": {"type": "string"}, "node": {"type": "string"},
+        "provider": {"type": "string"}, "selected": {"type": "boolean"},
+        "gate": {"type": "string"}, "detail": {"type": "string"},
+        "ran_at": {"type": "string", "description": "when the gate last ran; empty if never"}}}})");
+  const json::value tools_schema = schema(R"({"type": "array", "items": {"type": "object",
+      "required": ["name", "provider", "description", "actuates", "input_schema", "output_schema"],
+      "properties": {"name": {"type": "string"}, "provider": {"type": "string"},
+        "description": {"type": "string"},
+        "actuates": {"type": "boolean", "description": "moves a machine: approval-gated"},
+        "input_schema": {"description": "JSON Schema of the input"},
+        "output_schema": {"description": "JSON Schema of the output"}}}})");
 
   // ---- Operations -----------------------------------------------------------------------------
   r.add({"GET",
@@ -484,7 +515,7 @@ Router build_api(ApiContext& ctx) {
          Role::kViewer,
          0,
          nullptr,
-         array_schema,
+         plugins_schema,
          200,
          "application/json",
          {},
@@ -498,7 +529,7 @@ Router build_api(ApiContext& ctx) {
          Role::kViewer,
          0,
          nullptr,
-         array_schema,
+         nodes_schema,
          200,
          "application/json",
          {},
@@ -512,7 +543,7 @@ Router build_api(ApiContext& ctx) {
          Role::kViewer,
          0,
          nullptr,
-         array_schema,
+         gates_schema,
          200,
          "application/json",
          {},
@@ -528,7 +559,7 @@ Router build_api(ApiContext& ctx) {
          Role::kViewer,
          0,
          nullptr,
-         array_schema,
+         tools_schema,
          200,
          "application/json",
          {},
@@ -1830,9 +1861,44 @@ Router build_api(ApiContext& ctx) {
          "no summary yet (not_ready): the session is open, or its report is under way or "
          "QUARANTINED for an approver"}}},
   };
+  // Headers routes read and answers carry, for /openapi.json.
+  using Header = Route::QueryParam;
+  const Header if_none_match{"If-None-Match",
+                             "the ETag of the copy the client has: 304 without the bytes"};
+  const Header etag{"ETag", "the file's SHA-256, quoted"};
+  const Header next_page{"Link",
+                         "<the same request for the next page>; rel=\"next\" — on a full page "
+                         "only"};
+  const std::map<std::string, std::vector<Header>> request_headers = {
+      {"createMission",
+       {{"Idempotency-Key",
+         "1-200 characters; a retry with the same key, template and inputs answers the mission "
+         "made the first time (200, created: false); wins over the body's idempotency_key"}}},
+      {"getMissionArtifact", {if_none_match}},
+      {"getSessionSummaryAudio", {if_none_match}},
+  };
+  const std::map<std::string, std::vector<Header>> answer_headers = {
+      {"listMissions", {next_page}},
+      {"listSessions", {next_page}},
+      {"listLedgerEvents", {next_page}},
+      {"getMissionArtifact", {etag}},
+      {"getSessionSummaryAudio", {etag}},
+      {"createSpeech",
+       {{"X-Kiln-Voice", "the voice that spoke"},
+        {"X-Kiln-Audio-Seconds", "the audio's length (not on a streamed answer)", "number"}}},
+      {"exportSessionAlog",
+       {{"X-Kiln-FCs-Estimated",
+         "true when the session's FCs is only the detector's estimate (not written to the "
+         "file)",
+         "boolean"}}},
+  };
   for (auto& route : r.routes_mutable()) {
     if (auto it = errors.find(route.operation); it != errors.end())
       route.documented_errors = it->second;
+    if (auto it = request_headers.find(route.operation); it != request_headers.end())
+      route.header_params = it->second;
+    if (auto it = answer_headers.find(route.operation); it != answer_headers.end())
+      route.response_headers = it->second;
     if (route.operation == "ingestTelemetry")
       route.too_large = [&k](Request& req, std::size_t bytes) {
         auto res =

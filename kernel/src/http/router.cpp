@@ -383,6 +383,12 @@ json::object Router::openapi(const std::string& version) const {
                                     {"required", false},
                                     {"description", q.description},
                                     {"schema", json::object{{"type", q.type}}}});
+    for (const auto& h : r.header_params)
+      params.push_back(json::object{{"name", h.name},
+                                    {"in", "header"},
+                                    {"required", false},
+                                    {"description", h.description},
+                                    {"schema", json::object{{"type", h.type}}}});
     if (!params.empty()) op["parameters"] = std::move(params);
     if (!r.request_schema.is_null())
       op["requestBody"] = json::object{
@@ -417,6 +423,13 @@ json::object Router::openapi(const std::string& version) const {
         pos = comma + 1;
       }
       ok["content"] = std::move(content);
+    }
+    if (!r.response_headers.empty()) {
+      json::object headers;
+      for (const auto& h : r.response_headers)
+        headers[h.name] = json::object{{"description", h.description},
+                                       {"schema", json::object{{"type", h.type}}}};
+      ok["headers"] = std::move(headers);
     }
     const json::value ok_content = ok.contains("content") ? ok.at("content") : json::value();
     responses[std::to_string(r.success_status)] = std::move(ok);

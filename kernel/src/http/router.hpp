@@ -109,6 +109,10 @@ struct Route {
   // place of the generic 413 payload_too_large: e.g. ingestion's oversized_batch, counted as its
   // other refusals. `bytes` is the Content-Length, or 0 when the body was chunked.
   std::function<Response(Request&, std::size_t bytes)> too_large = nullptr;
+  // Request headers the route reads (Idempotency-Key, If-None-Match) and response headers its
+  // success carries (Link, ETag), for /openapi.json: name, description, type.
+  std::vector<QueryParam> header_params = {};
+  std::vector<QueryParam> response_headers = {};
 };
 
 // Resolves an API key to an identity; nullopt when unknown or revoked.

@@ -405,7 +405,9 @@ std::optional<Parsed> parse_envelope(std::string_view envelope, std::string_view
   try {
     Decoder d(envelope);
     Item top = d.item();
-    if (!d.done()) return bad("malformed", "bytes after the COSE_Sign1 structure");
+    // Bytes after the first CBOR item: trailing bytes after a COSE_Sign1, or no COSE_Sign1 at
+    // all (random bytes parse as a small item and a rest) — said as whichever it is.
+    const bool trailing = !d.done();
     if (top.type == Item::kTag) {
       if (top.u != 18)
         return bad("malformed", "CBOR tag " + std::to_string(top.u) + ", expected 18 (COSE_Sign1)");
@@ -416,7 +418,9 @@ std::optional<Parsed> parse_envelope(std::string_view envelope, std::string_view
         top.items[1].type != Item::kMap || top.items[2].type != Item::kBytes ||
         top.items[3].type != Item::kBytes)
       return bad("malformed",
-                 "not a COSE_Sign1 array [protected, unprotected, payload, signature]");
+                 "not a COSE_Sign1 array [protected, unprotected, payload, signature]" +
+                     std::string(trailing ? " (the body is not one CBOR item)" : ""));
+    if (trailing) return bad("malformed", "bytes after the COSE_Sign1 structure");
     Decoder hd(top.items[0].s);
     Item prot = hd.item();
     if (prot.type != Item::kMap) return bad("malformed", "the protected header is not a map");

@@ -238,7 +238,10 @@ std::optional<IngestResult> Ingestor::check(const std::string& tenant, const std
   if (!detail::verify(*parsed, key->public_key))
     return refuse(tenant, r, reject::kBadSignature,
                   "the signature does not verify with key " + key->kid + " for tenant " + tenant +
-                      " and stream " + stream);
+                      " and stream " + stream +
+                      ": it must cover [\"Signature1\", protected, external_aad, payload] with "
+                      "external_aad the CBOR array [tenant, stream] of two text strings, signed "
+                      "with this key's secret");
   auto batch = detail::decode_batch(parsed->payload, &err);
   if (!batch)
     return refuse(tenant, r,
