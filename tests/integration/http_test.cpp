@@ -508,6 +508,8 @@ BOOST_AUTO_TEST_CASE(errors_use_one_envelope) {
              tool_input.body);
   auto no_tool = s.call("POST", "/v1/tools/kiln.nope:invoke", "a_operator", R"({"input": {}})");
   BOOST_TEST(no_tool.status == 404);
+  BOOST_TEST(contains(no_tool.body, "GET /v1/tools or `kiln tool list` shows the tools"),
+             no_tool.body);  // an API client is told its own way first
   // A query parameter the route does not take is said, not ignored.
   auto unknown_param = s.call("GET", "/v1/ledger?limt=5", "a_operator");
   BOOST_TEST(unknown_param.status == 422);

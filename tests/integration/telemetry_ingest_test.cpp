@@ -441,6 +441,17 @@ BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason)
                                                        "acme", "r1-one"));
   BOOST_TEST(hot.status == 422, hot.body);
   BOOST_TEST(contains(hot.body, "sample 5 has BT 1e+300"), hot.body);
+  // Every session route refuses an unknown session in the same words, saying where ids come
+  // from.
+  for (const std::string route : {"", "/report", "/predict", "/samples", "/alog", "/summary"}) {
+    auto missing = s.call("GET", "/v1/sessions/s-nope" + route, "viewer");
+    BOOST_TEST(missing.status == 404, route << ": " << missing.body);
+    BOOST_TEST(contains(missing.body,
+                        "no session 's-nope' in tenant acme (a session's id ends with its "
+                        "tenant, after the '@'; GET /v1/sessions or `kiln sessions list` shows "
+                        "them)"),
+               route << ": " << missing.body);
+  }
   // Path bytes that are not UTF-8 come back as valid JSON too.
   auto bad_path = s.call("GET", "/v1/sessions/%FF%FE", "viewer");
   BOOST_TEST(bad_path.status == 404);

@@ -104,7 +104,7 @@ std::string note_of(const Request& r) {
 // The key's tenant's session {id}; another tenant's answers 404 like a missing one.
 telemetry::SessionInfo session_or_404(const runtime::Kernel& k, const Request& req) {
   auto s = telemetry::Sessionizer::get(k.storage_path(), req.tenant, req.params.at("id"));
-  if (!s) throw HttpError{404, "not_found", "no session " + req.params.at("id")};
+  if (!s) throw HttpError{404, "not_found", telemetry::no_session(req.params.at("id"), req.tenant)};
   return *s;
 }
 

@@ -20,11 +20,7 @@ class SessionTool final : public Tool {
     const std::string id(input.as_object().at("session").as_string());
     const auto db = storage_();
     auto s = telemetry::Sessionizer::get(db, ctx.tenant, id);
-    if (!s)
-      return tool_error(error_code::kNotFound,
-                        "no session '" + id + "' in tenant " + ctx.tenant +
-                            " (a session's id ends with its tenant, after the '@'; "
-                            "GET /v1/sessions or `kiln sessions list` shows them)");
+    if (!s) return tool_error(error_code::kNotFound, telemetry::no_session(id, ctx.tenant));
     auto samples = telemetry::Sessionizer::samples(db, *s);
     json::array time, bt, et, state, heater, fan, drum;
     bool any_state = false;

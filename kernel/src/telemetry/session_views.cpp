@@ -141,9 +141,8 @@ Result<missions::StoredArtifact, ToolError> session_summary_audio(
   };
   const auto s = Sessionizer::get(db, tenant, session);
   if (!s)
-    return Unexpected<ToolError>{ToolError{
-        error_code::kNotFound, "no session " + session + " (kiln sessions list shows them)", false,
-        json::object{{"session", session}}}};
+    return Unexpected<ToolError>{ToolError{error_code::kNotFound, no_session(session, tenant),
+                                           false, json::object{{"session", session}}}};
   if (!s->mission_id)
     return not_ready(
         "session " + session + " has no report yet" +

@@ -154,6 +154,12 @@ void merge(std::vector<Sample>& into, std::vector<Sample> more) {
 
 }  // namespace
 
+std::string no_session(const std::string& id, const std::optional<std::string>& tenant) {
+  return "no session '" + id + "'" + (tenant ? " in tenant " + *tenant : std::string()) +
+         " (a session's id ends with its tenant, after the '@'; GET /v1/sessions or `kiln "
+         "sessions list` shows them)";
+}
+
 json::object SessionInfo::report_inputs() const {
   json::object ms;
   for (const auto& [event, t] : marks) ms[event] = std::llround(t * 1000);
@@ -726,10 +732,7 @@ SessionInfo session_to_change(Connection& c, const std::string& tenant, const st
   auto st = c.prepare(std::string("SELECT ") + kColumns +
                       " FROM telemetry_sessions WHERE id = ? AND tenant = ?");
   st.bind(1, id).bind(2, tenant);
-  if (!st.step())
-    throw MissionError(MissionError::Code::kNotFound,
-                       "no session '" + id + "' in tenant " + tenant +
-                           " (GET /v1/sessions or `kiln sessions list` shows them)");
+  if (!st.step()) throw MissionError(MissionError::Code::kNotFound, no_session(id, tenant));
   auto s = row(st);
   find_last_reading(c, s);
   return s;

@@ -36,6 +36,10 @@ class Connection;
 
 namespace kiln::telemetry {
 
+// "no session 'ID' in tenant T (…)": the one refusal of every route, tool and command that looks
+// a session up; `tenant` nullopt for local administration across tenants.
+std::string no_session(const std::string& id, const std::optional<std::string>& tenant);
+
 struct SessionInfo {
   std::string id;
   std::string tenant;

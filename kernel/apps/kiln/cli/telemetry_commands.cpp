@@ -502,7 +502,7 @@ int cmd_sessions_show(const Args& a, std::ostream& out) {
   auto s = telemetry::Sessionizer::get(k->storage_path(), a.tenant_filter, a.positional[2]);
   if (!s)
     throw missions::MissionError(missions::MissionError::Code::kNotFound,
-                                 "no session " + a.positional[2] + " (kiln sessions list)");
+                                 telemetry::no_session(a.positional[2], a.tenant_filter));
   auto o = s->to_json();
   o["samples"] = telemetry::Sessionizer::samples(k->storage_path(), *s).size();
   if (a.json)

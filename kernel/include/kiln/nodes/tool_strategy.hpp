@@ -80,9 +80,10 @@ class StaticToolStrategy final : public ToolStrategy {
   Result<RouteDecision, ToolError> route(const RouteRequest& r) const override {
     if (r.tool.empty()) return tool_error(error_code::kInvalidRequest, "tool name is empty");
     if (r.providers.empty())
-      return tool_error(error_code::kUnknownTool,
-                        "no loaded plugin provides tool '" + std::string(r.tool) +
-                            "'; `kiln tool list` shows the tools that are available");
+      return tool_error(
+          error_code::kUnknownTool,
+          "no loaded plugin provides tool '" + std::string(r.tool) +
+              "'; GET /v1/tools or `kiln tool list` shows the tools that are available");
     for (const auto& [tool, provider] : settings_.providers) {
       if (tool != r.tool) continue;
       if (std::find(r.providers.begin(), r.providers.end(), provider) == r.providers.end()) {
