@@ -212,6 +212,28 @@ BOOST_AUTO_TEST_CASE(config_check_reports_problems_with_locations) {
              plugin_key.err);
   BOOST_TEST(contains(plugin_key.err, "did you mean 'rules'"), plugin_key.err);
 
+  // Plugins searched where there are none: said as a warning; a node the deployment selects by
+  // name that no plugin then provides is an error, for config check and serve alike (serve
+  // started and reported ready, storing telemetry with no sessions).
+  auto nowhere = d.kiln({"config", "check", "--set", "plugins.search_paths=[\"/nonexistent\"]"});
+  BOOST_TEST(nowhere.exit_code == 0, nowhere.err);
+  BOOST_TEST(contains(nowhere.out,
+                      "warning: no directory of plugins.search_paths exists "
+                      "(/nonexistent)"),
+             nowhere.out);
+  for (const std::string cmd : {"config", "serve"}) {
+    std::vector<std::string> args = {cmd};
+    if (cmd == "config") args.push_back("check");
+    args.insert(args.end(), {"--set", "plugins.search_paths=[\"/nonexistent\"]", "--set",
+                             "nodes.event_detector=artisan", "--set", "server.port=0"});
+    auto unprovided = d.kiln(args);
+    BOOST_TEST(unprovided.exit_code == 3, cmd << ": " << unprovided.out << unprovided.err);
+    BOOST_TEST(contains(unprovided.err,
+                        "nodes.event_detector: node 'artisan' is selected by command line "
+                        "--set nodes.event_detector=artisan but no loaded plugin provides it"),
+               cmd << ": " << unprovided.err);
+  }
+
   auto missing = d.kiln({"config", "check", "--config", (d.dir.path() / "nope.yaml").string()});
   BOOST_TEST(missing.exit_code == 3);
   BOOST_TEST(contains(missing.err, "nope.yaml (--config): cannot be read"), missing.err);
@@ -1171,4 +1193,73 @@ BOOST_AUTO_TEST_CASE(record_stops_when_the_server_refuses_its_key) {
                       "stopping (--batch N sends fewer readings a batch)"),
              big.err);
   BOOST_TEST(contains(big.out, "sent 0, refused 1, waiting in the spool 0"), big.out);
+}
+
+// A restore after a crash: the crashed server's -wal and -shm are still beside the database, and
+// a backup copied over the file by hand had SQLite replay that -wal onto it (a damaged mix whose
+// chain still verified). `kiln db restore` refuses while a server runs, sets the database aside
+// whole and puts the backup in place.
+BOOST_AUTO_TEST_CASE(a_backup_restores_over_a_crashed_servers_files) {
+  Deployment d;
+  const fs::path db = d.dir.path() / "var" / "kiln.db";
+  auto key_names = [&] {
+    std::vector<std::string> names;
+    const auto listed = json::parse(d.kiln({"keys", "list", "--json"}).out);
+    for (const auto& k : listed.as_array()) names.emplace_back(k.at("name").as_string());
+    return names;
+  };
+  BOOST_REQUIRE_EQUAL(
+      d.kiln({"keys", "create", "--tenant", "acme", "--role", "viewer", "--name", "before"})
+          .exit_code,
+      0);
+  const auto backup = (d.dir.path() / "backups" / "kiln-1.db").string();
+  auto backed = d.kiln({"db", "backup", backup});
+  BOOST_REQUIRE_MESSAGE(backed.exit_code == 0, backed.err);
+  BOOST_TEST(contains(backed.out, "restore it: kiln db restore " + backup), backed.out);
+  // The backup holds what the database holds: not world-readable.
+  BOOST_TEST(((fs::status(backup).permissions() & fs::perms::others_read) == fs::perms::none));
+
+  {
+    Child server({kKiln, "serve"}, d.env(), d.dir.path());
+    BOOST_REQUIRE(server.wait_for_stderr("ready:", 20s));
+    for (const char* name : {"after-1", "after-2"})
+      BOOST_REQUIRE_EQUAL(
+          d.kiln({"keys", "create", "--tenant", "acme", "--role", "viewer", "--name", name})
+              .exit_code,
+          0);
+    auto while_serving = d.kiln({"db", "restore", backup});
+    BOOST_TEST(while_serving.exit_code == 1, while_serving.out << while_serving.err);
+    BOOST_TEST(contains(while_serving.err, "is using the database"), while_serving.err);
+    BOOST_TEST(contains(while_serving.err, "stop it before restoring"), while_serving.err);
+    server.signal(SIGKILL);
+    server.wait(10s);
+  }
+  BOOST_TEST(fs::exists(db.string() + "-wal"));  // what a crash leaves
+
+  // A file that is no database is refused before anything is moved.
+  const auto junk = d.dir.path() / "junk.db";
+  std::ofstream(junk) << "not a database";
+  auto refused = d.kiln({"db", "restore", junk.string()});
+  BOOST_TEST(refused.exit_code != 0);
+  BOOST_TEST(fs::exists(db.string() + "-wal"));
+
+  auto restored = d.kiln({"db", "restore", backup});
+  BOOST_REQUIRE_MESSAGE(restored.exit_code == 0, restored.out << restored.err);
+  BOOST_TEST(contains(restored.out, "chain intact"), restored.out);
+  BOOST_TEST(contains(restored.out, "the database before is kept at var/kiln.db.before-restore-"),
+             restored.out);
+  BOOST_TEST(!fs::exists(db.string() + "-wal"));
+  BOOST_TEST(((fs::status(db).permissions() & fs::perms::others_read) == fs::perms::none));
+  // The backup's keys, none of the crashed server's, and a whole file.
+  const auto names = key_names();
+  BOOST_TEST((names == std::vector<std::string>{"before"}), names.size());
+  auto verified = d.kiln({"ledger", "verify"});
+  BOOST_TEST(verified.exit_code == 0, verified.out << verified.err);
+  BOOST_TEST(d.kiln({"ledger", "replay"}).exit_code == 0);
+  // Nothing was deleted: the crashed database and its -wal are kept, with the later keys.
+  bool kept_wal = false;
+  for (const auto& f : fs::directory_iterator(db.parent_path()))
+    kept_wal |= f.path().filename().string().find(".before-restore-") != std::string::npos &&
+                f.path().string().ends_with("-wal");
+  BOOST_TEST(kept_wal);
 }

@@ -912,22 +912,30 @@ BOOST_AUTO_TEST_CASE(serve_speaks_to_systemd) {
     }
     return contains(heard, until);
   };
-  Server s({}, {{"NOTIFY_SOCKET", path}, {"WATCHDOG_USEC", "400000"}});
-  BOOST_TEST(hear("READY=1", 10s), heard);
-  BOOST_TEST(contains(heard, "MAINPID=" + std::to_string(s.child->pid())), heard);
-  BOOST_TEST(contains(heard, "STATUS=serving http://127.0.0.1:" + std::to_string(s.port)), heard);
-  // A ping every 200 ms: several within two seconds.
-  heard.clear();
-  hear("never said", 2s);
-  std::size_t pings = 0;
-  for (auto at = heard.find("WATCHDOG=1"); at != std::string::npos;
-       at = heard.find("WATCHDOG=1", at + 1))
-    ++pings;
-  BOOST_TEST(pings >= 4u, heard);
-  s.child->signal(SIGTERM);
-  BOOST_TEST(hear("STOPPING=1", 10s), heard);
-  auto r = s.child->wait(20s);
-  BOOST_TEST(r.exit_code == 0, r.err);
+  // As configured by default, and with /health keyed (left out of server.public_routes): the
+  // watchdog's unkeyed probe gets 401 then, and the server answered all the same (it once
+  // stopped pinging, and systemd would have restarted it every WatchdogSec).
+  for (const std::vector<std::string>& sets :
+       {std::vector<std::string>{},
+        std::vector<std::string>{"server.public_routes=[\"/ready\"]"}}) {
+    heard.clear();
+    Server s(sets, {{"NOTIFY_SOCKET", path}, {"WATCHDOG_USEC", "400000"}});
+    BOOST_TEST(hear("READY=1", 10s), heard);
+    BOOST_TEST(contains(heard, "MAINPID=" + std::to_string(s.child->pid())), heard);
+    BOOST_TEST(contains(heard, "STATUS=serving http://127.0.0.1:" + std::to_string(s.port)), heard);
+    // A ping every 200 ms: several within two seconds.
+    heard.clear();
+    hear("never said", 2s);
+    std::size_t pings = 0;
+    for (auto at = heard.find("WATCHDOG=1"); at != std::string::npos;
+         at = heard.find("WATCHDOG=1", at + 1))
+      ++pings;
+    BOOST_TEST(pings >= 4u, heard);
+    s.child->signal(SIGTERM);
+    BOOST_TEST(hear("STOPPING=1", 10s), heard);
+    auto r = s.child->wait(20s);
+    BOOST_TEST(r.exit_code == 0, r.err);
+  }
   ::close(fd);
 
   // The unit as systemd reads it: no unknown keys, the binary it names exists.

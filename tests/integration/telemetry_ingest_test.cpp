@@ -1236,8 +1236,17 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
   // The copy, flushed once the server answers; the run below sends the same batches again from
   // its own spool, each stored once.
   const std::string server = "http://127.0.0.1:" + std::to_string(s.port);
+  // A key that cannot send stops the recorder with the server's own words, the spool kept.
+  auto viewer = s.kiln({"record", "--flush", "--key", "sim-7.key", "--server", server, "--api-key",
+                        s.keys.at("viewer"), "--spool", "spool-copy"});
+  BOOST_TEST(viewer.exit_code != 0, viewer.out << viewer.err);
+  BOOST_TEST(contains(viewer.out + viewer.err,
+                      "403 forbidden: POST /v1/telemetry needs a recorder key or the operator "
+                      "role; this key has viewer"),
+             viewer.out << viewer.err);
+  // A roaster's recorder key is all a recorder needs.
   auto flushed = s.kiln({"record", "--flush", "--key", "sim-7.key", "--server", server, "--api-key",
-                         s.keys.at("operator"), "--spool", "spool-copy"});
+                         s.keys.at("recorder"), "--spool", "spool-copy"});
   BOOST_TEST(flushed.exit_code == 0, flushed.out << flushed.err);
   BOOST_TEST(contains(flushed.out, "sent 6, refused 0, waiting in the spool 0"), flushed.out);
   auto nothing = s.kiln({"record", "--flush", "--key", "sim-7.key", "--server", server, "--api-key",

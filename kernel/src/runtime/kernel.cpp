@@ -275,6 +275,15 @@ void Kernel::load_plugins() {
   std::vector<fs::path> missing;
   auto files = plugins::discover(search_paths(), &missing);
   for (const auto& m : missing) spdlog::debug("plugin search path {} does not exist", m.string());
+  if (!search_paths().empty() && missing.size() == search_paths().size()) {
+    std::vector<std::string> where;
+    for (const auto& m : missing) where.push_back(m.string());
+    const std::string msg = "no directory of plugins.search_paths exists (" + join(where) +
+                            "): no plugin is loaded, so the nodes and tools plugins provide "
+                            "are off";
+    spdlog::warn("{}", msg);
+    warnings_.push_back(msg);
+  }
   auto disabled_list = config_.get_strings("plugins.disabled");
   std::set<std::string> disabled(disabled_list.begin(), disabled_list.end());
   auto refusals = registry_->load(files, disabled);
@@ -346,12 +355,29 @@ nodes::NodeMaker Kernel::node_maker(const plugins::NodeEntry& entry, bool deploy
   };
 }
 
+std::optional<std::string> Kernel::unprovided_selection(const NodeStatus& s) const {
+  // The embedded config's selections are the defaults written down, not the deployment's.
+  const bool embedded = s.source.where.rfind(std::string(kEmbeddedConfig) + " (embedded)", 0) == 0;
+  if (s.entry || embedded || s.source.layer == config::Layer::kDefault ||
+      s.source.layer == config::Layer::kPluginDefault)
+    return std::nullopt;
+  std::vector<std::string> where;
+  for (const auto& p : search_paths()) where.push_back(p.string());
+  return "nodes." + s.kind + ": node '" + s.selected + "' is selected by " + s.source.describe() +
+         " but no loaded plugin provides it (" + std::to_string(registry_->plugins().size()) +
+         " plugin(s) loaded from plugins.search_paths: " + join(where) +
+         "); check plugins.search_paths and plugins.disabled";
+}
+
 void Kernel::resolve(const std::set<std::string>& only) {
   const bool strict = config_.get_string("gates.enforce") == "strict";
   for (const auto& s : node_status()) {
     if (!only.empty() && !only.count(s.kind) && s.kind != "tool_strategy") continue;
     const std::string id = s.kind + "/" + s.selected;
     if (!s.entry && s.is_default) {
+      // Selected by the deployment by name: it means to use the node, and runs without it
+      // would store telemetry with no sessions, say, and report ready.
+      if (auto problem = unprovided_selection(s)) throw BootError(kExitConfig, *problem);
       // The default node comes with a plugin this build or deployment does not load (e.g.
       // tts_torch without KILN_WITH_TORCH): the kind is off, its tools say so when called.
       spdlog::info(

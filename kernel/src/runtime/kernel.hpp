@@ -123,6 +123,9 @@ class Kernel {
 
   // Selected node and gate state of every kind, without instantiating anything.
   std::vector<NodeStatus> node_status() const;
+  // A default node the deployment selects by name (file, environment, --set) that no loaded
+  // plugin provides: the refusal, naming where it was set and where plugins were searched.
+  std::optional<std::string> unprovided_selection(const NodeStatus& s) const;
 
   // The executor; only after a boot with resolve_nodes.
   const ToolRuntimeExecutor& executor() const;

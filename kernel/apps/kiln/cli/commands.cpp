@@ -73,12 +73,14 @@ Commands:
                            events, phases, DTR, AUC and RoR of an Artisan roast log
   db status                the database: path, schema version, migrations, size
   db backup FILE           a consistent copy of the database, safe while kiln serve runs
+  db restore FILE          put a backup in place (kiln serve stopped; the database before is kept)
   ledger verify            walk the hash chain; exit 1 naming the first bad seq
   ledger export [--tenant T] [--stream S] [--since SEQ|TIME] [--out FILE]
                            events as JSON lines
   ledger backfill --out DIR [--tenant T] [--stream S] [--force]
                            idempotent export: one file + marker per tenant/stream
-  ledger replay            rebuild the mission tables from the ledger and diff them
+  ledger replay            rebuild the tables from the ledger (missions, keys, devices, sessions,
+                           profiles) and diff them
   mission templates        mission templates with their inputs and steps
   mission start TEMPLATE [--param K=V]... [--idempotency-key K] [--wait]
                            create a mission (the governor decides from the policy)
@@ -242,9 +244,9 @@ database does not exist yet (`kiln serve` creates it).
 
 Writes a consistent copy of the database at storage.path to FILE (SQLite's VACUUM INTO: one
 read transaction, so `kiln serve` goes on writing meanwhile), then checks the copy's integrity
-and counts its ledger events. FILE must not exist. To restore: stop kiln serve, put FILE at
-storage.path (and remove any storage.path-wal and -shm beside it), then `kiln ledger verify`.
-`kiln ledger verify --set storage.path=FILE` checks a backup's hash chain where it lies.
+and counts its ledger events. FILE must not exist, and is made 0640 as the database is. To
+restore: stop kiln serve, then `kiln db restore FILE`. `kiln ledger verify --set
+storage.path=FILE` checks a backup's hash chain where it lies.
 
 The copy holds the database only: plugin files under storage.artifacts (report pages, remade on
 request) and the gate records under gates.dir are not in it (`kiln gate run` makes these again).
@@ -252,11 +254,21 @@ A restore drill beside the live server: serve the copy with --set missions.worke
 --set recorder.enabled=false, or its workers run the missions that were pending in the copy
 a second time.
 )"},
+    {"db restore", R"(Usage: kiln db restore BACKUP
+
+Puts BACKUP (a file `kiln db backup` wrote) at storage.path. kiln serve must be stopped: the
+restore refuses while one runs on the database, and none can start until it is done. BACKUP is
+checked first (SQLite's integrity check, the ledger's hash chain); then the database there now
+is moved aside whole — the file with its -wal and -shm, which after a crash hold commits the
+file lacks and would otherwise be replayed onto the restored copy — to
+storage.path.before-restore-TIME, and the copy is put in place, 0640. Nothing is deleted.
+)"},
     {"ledger verify", R"(Usage: kiln ledger verify [--json]
 
-Walks the hash chain from seq 1: every row's prev_hash must be the previous row's hash and its
-hash must match its content. Exit 0 when intact; exit 1 naming the first bad seq (a changed,
-removed or reordered row). Read-only.
+Checks the database file (SQLite's quick check: a damaged file is reported, not read as a
+ledger) and walks the hash chain from seq 1: every row's prev_hash must be the previous row's
+hash and its hash must match its content. Exit 0 when intact; exit 1 naming the first bad seq
+(a changed, removed or reordered row) or the damage. Read-only.
 )"},
     {"ledger export",
      R"(Usage: kiln ledger export [--tenant T] [--stream S] [--since SEQ|TIME] [--out FILE]
@@ -403,6 +415,33 @@ Args parse(const std::vector<std::string>& argv) {
   return a;
 }
 
+// One server per database: a second would run another sessionizer and more mission workers over
+// the same rows, and a restore must not swap the file under one. An advisory lock beside the
+// file, held until the process ends; `busy` ends the refusal when another process holds it.
+int take_serve_lock(const std::filesystem::path& db, const std::string& busy) {
+  const std::string lock_path = db.string() + ".serve.lock";
+  {
+    std::error_code ec;
+    if (db.has_parent_path()) std::filesystem::create_directories(db.parent_path(), ec);
+  }
+  const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0)
+    throw BootError(runtime::kExitFailed,
+                    "cannot use the database " + db.string() + ": its lock file " + lock_path +
+                        " cannot be opened (" + std::strerror(errno) +
+                        "); storage.path must name a file in a directory this user can write");
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char pid[32] = {};
+    const auto n = ::pread(fd, pid, sizeof pid - 1, 0);
+    std::string holder = n > 0 ? std::string(pid, static_cast<std::size_t>(n)) : "";
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    throw BootError(runtime::kExitFailed, "another kiln serve" +
+                                              (holder.empty() ? "" : " (pid " + holder + ")") +
+                                              " is using the database " + db.string() + busy);
+  }
+  return fd;
+}
+
 BootOptions boot_options(const Args& a, bool resolve, std::set<std::string> kinds) {
   BootOptions o;
   for (const auto& f : a.config_files) o.config_files.emplace_back(f);
@@ -479,30 +518,13 @@ int cmd_serve(const Args& a, std::ostream&) {
 
   // One server per database: a second would run another sessionizer and more mission workers
   // over the same rows. An advisory lock beside the file, held until this process ends.
-  const std::string lock_path = k->storage_path().string() + ".serve.lock";
-  {
-    std::error_code ec;
-    if (k->storage_path().has_parent_path())
-      std::filesystem::create_directories(k->storage_path().parent_path(), ec);
-  }
-  const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (lock_fd < 0)
-    throw BootError(runtime::kExitFailed,
-                    "cannot open " + lock_path + " (" + std::strerror(errno) + ")");
-  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
-    char pid[32] = {};
-    const auto n = ::pread(lock_fd, pid, sizeof pid - 1, 0);
-    std::string holder = n > 0 ? std::string(pid, static_cast<std::size_t>(n)) : "";
-    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
-    throw BootError(runtime::kExitFailed,
-                    "another kiln serve" + (holder.empty() ? "" : " (pid " + holder + ")") +
-                        " is using the database " + k->storage_path().string() +
-                        "; stop it first, or give this one its own storage.path");
-  }
+  const int lock_fd =
+      take_serve_lock(k->storage_path(), "; stop it first, or give this one its own storage.path");
   {
     const std::string pid = std::to_string(::getpid()) + "\n";
     if (::ftruncate(lock_fd, 0) != 0 || ::pwrite(lock_fd, pid.data(), pid.size(), 0) < 0)
-      spdlog::warn("cannot write the pid into {}: {}", lock_path, std::strerror(errno));
+      spdlog::warn("cannot write the pid into {}.serve.lock: {}", k->storage_path().string(),
+                   std::strerror(errno));
   }
 
   // Listen first: /health answers and /ready says 503 while storage opens.
@@ -632,7 +654,10 @@ int cmd_serve(const Args& a, std::ostream&) {
       try {
         http::Client c("http://" + self + ":" + std::to_string(port),
                        std::max(wait, std::chrono::milliseconds(100)));
-        return c.request("GET", "/health").status == 200;
+        // A deployment that keys /health (server.public_routes without it) gets 401 here: the
+        // server answered all the same, which is what the watchdog asks.
+        const int status = c.request("GET", "/health").status;
+        return status == 200 || status == 401;
       } catch (const std::exception& e) {
         spdlog::warn("watchdog: GET /health: {}", e.what());
         return false;
@@ -884,6 +909,8 @@ int cmd_config_check(const Args& a, std::ostream& out) {
     return set;
   };
   const auto status = k->node_status();  // once: it checks every kind's gate
+  for (const auto& s : status)
+    if (auto problem = k->unprovided_selection(s)) problems.push_back(*problem);
   for (const auto& n : k->registry().nodes()) {
     auto set = set_under("plugin_config." + n.provider + ".");
     bool selected = false;
@@ -909,6 +936,7 @@ int cmd_config_check(const Args& a, std::ostream& out) {
   if (!problems.empty()) throw BootError(runtime::kExitConfig, common::join(problems, "\n"));
   out << "configuration is valid (" << k->config().entries().size() << " keys, "
       << k->registry().plugins().size() << " plugin(s))\n";
+  for (const auto& w : k->warnings()) out << "warning: " << w << "\n";
   for (const auto& n : notes) out << n << "\n";
   for (const auto& s : k->node_status())
     if (s.entry && !s.gate.usable())
@@ -1213,6 +1241,15 @@ int cmd_db_backup(const Args& a, std::ostream& out) {
     throw BootError(runtime::kExitFailed,
                     to.string() + " exists; name a new file (a backup never overwrites)");
   if (to.has_parent_path()) std::filesystem::create_directories(to.parent_path(), ec);
+  // The copy holds what the database holds (the ledger, API key hashes, device keys): 0640 as
+  // the database, made empty first so VACUUM INTO writes into it with that mode.
+  {
+    const int fd = ::open(to.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0640);
+    if (fd < 0)
+      throw BootError(runtime::kExitFailed,
+                      "cannot create " + to.string() + " (" + std::strerror(errno) + ")");
+    ::close(fd);
+  }
   {
     storage::Connection c(path, storage::Connection::Mode::kReadOnly);
     auto st = c.prepare("VACUUM INTO ?");
@@ -1230,8 +1267,82 @@ int cmd_db_backup(const Args& a, std::ostream& out) {
   out << "backed up " << path.string() << " to " << to.string() << ": "
       << std::filesystem::file_size(to) << " bytes, " << n.int64(0) << " ledger events (to seq "
       << n.int64(1) << "), integrity ok\n"
-      << "check its chain: kiln ledger verify --set storage.path=" << to.string() << "\n";
+      << "check its chain: kiln ledger verify --set storage.path=" << to.string() << "\n"
+      << "restore it: kiln db restore " << to.string() << "\n";
   return runtime::kExitOk;
+}
+
+int cmd_db_restore(const Args& a, std::ostream& out) {
+  namespace fs = std::filesystem;
+  if (a.positional.size() < 3)
+    throw std::invalid_argument("db restore needs the BACKUP file (kiln db backup wrote it)");
+  const fs::path from = a.positional[2];
+  auto k = Kernel::boot(boot_options(a, false));
+  const fs::path path = k->storage_path();
+  std::error_code ec;
+  if (!fs::is_regular_file(from, ec))
+    throw BootError(runtime::kExitFailed, "no backup file at " + from.string());
+  if (fs::exists(path, ec) && fs::equivalent(from, path, ec))
+    throw BootError(runtime::kExitFailed,
+                    from.string() + " is the database at storage.path itself, not a backup");
+  // No server may run on the database meanwhile; and none can start until this is done.
+  const int lock = take_serve_lock(path, "; stop it before restoring (systemctl stop kiln)");
+  // The backup must be whole and its ledger's chain intact, before anything is moved.
+  {
+    storage::Connection b(from, storage::Connection::Mode::kReadOnly);
+    auto check = b.prepare("PRAGMA integrity_check");
+    check.step();
+    if (check.text(0) != "ok")
+      throw BootError(
+          runtime::kExitFailed,
+          from.string() + " fails its integrity check, nothing restored: " + check.text(0));
+  }
+  const auto chain = ledger::verify_file(from);
+  if (!chain.ok)
+    throw BootError(runtime::kExitFailed, from.string() + ": its ledger is broken at seq " +
+                                              std::to_string(chain.first_bad_seq) + " (" +
+                                              chain.reason + "), nothing restored");
+  // The database now is set aside whole, with its -wal and -shm: after a crash the -wal holds
+  // commits the file lacks, and SQLite would replay it onto the restored file (a mix of both,
+  // damaged). Nothing is deleted.
+  std::string stamp = ledger::utc_now_millis();
+  for (auto& c : stamp)
+    if (c == ':') c = '-';
+  const std::string aside = path.string() + ".before-restore-" + stamp;
+  bool moved = false;
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    const fs::path f = path.string() + suffix;
+    if (!fs::exists(f, ec)) continue;
+    fs::rename(f, aside + suffix, ec);
+    if (ec)
+      throw BootError(runtime::kExitFailed, "cannot move " + f.string() + " aside to " + aside +
+                                                suffix + " (" + ec.message() +
+                                                "), nothing restored");
+    moved = moved || suffix[0] == '\0';
+  }
+  const fs::path partial = path.string() + ".restoring";
+  fs::remove(partial, ec);
+  fs::copy_file(from, partial, ec);
+  if (ec)
+    throw BootError(runtime::kExitFailed,
+                    "cannot copy " + from.string() + " to " + partial.string() + " (" +
+                        ec.message() + ")" +
+                        (moved ? "; the database before is at " + aside : std::string()));
+  fs::permissions(partial, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read,
+                  fs::perm_options::replace, ec);
+  fs::rename(partial, path, ec);
+  if (ec)
+    throw BootError(runtime::kExitFailed,
+                    "cannot put the copy at " + path.string() + " (" + ec.message() + ")");
+  const auto restored = ledger::verify_file(path);
+  ::close(lock);
+  out << "restored " << path.string() << " from " << from.string() << ": " << restored.checked
+      << " ledger events, chain " << (restored.ok ? "intact" : "BROKEN: " + restored.reason)
+      << "\n";
+  if (moved)
+    out << "the database before is kept at " << aside
+        << " (with its -wal and -shm, if it had them); delete it once the restore is checked\n";
+  return restored.ok ? runtime::kExitOk : runtime::kExitFailed;
 }
 
 int cmd_ledger_verify(const Args& a, std::ostream& out) {
@@ -1240,6 +1351,19 @@ int cmd_ledger_verify(const Args& a, std::ostream& out) {
   if (!std::filesystem::exists(path))
     throw BootError(runtime::kExitFailed,
                     "no database at " + path.string() + "; nothing to verify (storage.path)");
+  {
+    storage::Connection c(path, storage::Connection::Mode::kReadOnly);
+    auto check = c.prepare("PRAGMA quick_check");
+    check.step();
+    if (check.text(0) != "ok") {
+      const std::string damage = check.text(0);
+      if (a.json)
+        out << pretty(json::object{{"ok", false}, {"damaged", damage}});
+      else
+        out << "database file DAMAGED: " << damage << " (restore a backup: kiln db restore FILE)\n";
+      return runtime::kExitFailed;
+    }
+  }
   auto r = ledger::verify_file(path);
   if (a.json) {
     out << pretty(json::object{{"ok", r.ok},
@@ -1355,6 +1479,7 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
       {"version", [](auto& a, auto& o, auto&) { return cmd_version(a, o); }},
       {"db status", [](auto& a, auto& o, auto&) { return cmd_db_status(a, o); }},
       {"db backup", [](auto& a, auto& o, auto&) { return cmd_db_backup(a, o); }},
+      {"db restore", [](auto& a, auto& o, auto&) { return cmd_db_restore(a, o); }},
       {"node-host", [](auto& a, auto&, auto&) { return cmd_node_host(a); }},
       {"ledger backfill", [](auto& a, auto& o, auto&) { return cmd_ledger_backfill(a, o); }},
       {"ledger verify", [](auto& a, auto& o, auto&) { return cmd_ledger_verify(a, o); }},

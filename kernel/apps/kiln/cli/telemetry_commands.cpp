@@ -953,7 +953,8 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
       const auto& reasons = telemetry::reject::all();
       if (std::find(reasons.begin(), reasons.end(), code) == reasons.end()) {
         fatal = "the server answered " + std::to_string(res.status) + " " +
-                (code.empty() ? res.body : code) + " (check --server and --api-key)";
+                (code.empty() ? res.body : code + (message.empty() ? "" : ": " + message)) +
+                " (check --server and --api-key)";
         return {"fatal", fatal};
       }
       if (telemetry::reject::about_the_key(code)) key_refused = code + ": " + message;
