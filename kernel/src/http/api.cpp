@@ -94,6 +94,19 @@ void link_next_page(Response& res, const Request& req, const std::string& cursor
   res.headers.emplace_back("Link", "<" + target + ">; rel=\"next\"");
 }
 
+// A list read whose query the service refuses (a state that is none, a cursor that is no item):
+// a 422 naming the query parameter, as other query refusals are.
+template <class List>
+auto listed(const List& list) {
+  try {
+    return list();
+  } catch (const missions::MissionError& e) {
+    if (e.code() != missions::MissionError::Code::kInvalidInput) throw;
+    throw HttpError{422, "invalid_request", e.what(),
+                    json::object{{"field", "query." + e.field()}}};
+  }
+}
+
 std::string note_of(const Request& r) {
   if (r.json.is_object())
     if (auto* n = r.json.as_object().if_contains("reason"); n && n->is_string())
@@ -873,16 +886,7 @@ Router build_api(ApiContext& ctx) {
              f.starting_after = it->second;
            const auto limit = int_query(req, "limit", 100, 1, 1000);
            f.limit = limit + 1;  // one more tells whether there is a next page
-           std::vector<missions::MissionView> found;
-           try {
-             found = k.missions().list(f);
-           } catch (const missions::MissionError& e) {
-             // A state that is none, a cursor that is no mission: the query's, named as other
-             // query refusals are.
-             if (e.code() != missions::MissionError::Code::kInvalidInput) throw;
-             throw HttpError{422, "invalid_request", e.what(),
-                             json::object{{"field", "query." + e.field()}}};
-           }
+           auto found = listed([&] { return k.missions().list(f); });
            const bool more = static_cast<std::int64_t>(found.size()) > limit;
            if (more) found.pop_back();
            json::array arr;
@@ -1289,14 +1293,7 @@ Router build_api(ApiContext& ctx) {
            f.before = time_query(req, "before");
            if (auto it = req.query.find("starting_after"); it != req.query.end())
              f.starting_after = it->second;
-           std::vector<telemetry::SessionInfo> found;
-           try {
-             found = telemetry::Sessionizer::list(k.storage_path(), f);
-           } catch (const missions::MissionError& e) {
-             if (e.code() != missions::MissionError::Code::kInvalidInput) throw;
-             throw HttpError{422, "invalid_request", e.what(),
-                             json::object{{"field", "query." + e.field()}}};
-           }
+           auto found = listed([&] { return telemetry::Sessionizer::list(k.storage_path(), f); });
            const bool more = static_cast<std::int64_t>(found.size()) > limit;
            if (more) found.pop_back();
            json::array arr;
