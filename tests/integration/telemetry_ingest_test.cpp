@@ -1405,6 +1405,10 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
     const auto& live_session = listed.as_array()[0];
     BOOST_TEST(live_session.at("id").as_string() == live_id);
     BOOST_TEST(live_session.at("duration_s").as_double() > 300, json::serialize(live_session));
+    // An operator sees the roast under way in /metrics too.
+    const auto gauges = s.call("GET", "/metrics", "").body;
+    BOOST_TEST(contains(gauges, "kiln_telemetry_sessions{state=\"open\"} 1\n"), gauges);
+    BOOST_TEST(!contains(gauges, "kiln_telemetry_sessions{state=\"closed\"} 0\n"), gauges);
     BOOST_TEST(s.call("GET", "/v1/sessions?state=roasting", "viewer").status == 422);
     auto all = body(s.call("GET", "/v1/sessions/" + live_id + "/samples", "viewer"));
     BOOST_TEST(all.at("state").as_string() == "open");

@@ -449,6 +449,12 @@ Router build_api(ApiContext& ctx) {
            } catch (const std::exception&) {
              // storage not open yet
            }
+           // 1 when GET /ready answers 200, for an alert that does not need a second probe.
+           const bool ready = ctx.ready.load() && !k.sqlite_ledger().failing();
+           out +=
+               "# HELP kiln_ready 1 when the server is ready (GET /ready answers 200).\n"
+               "# TYPE kiln_ready gauge\nkiln_ready ";
+           out += ready ? "1\n" : "0\n";
            out += "# HELP kiln_missions Missions by state.\n# TYPE kiln_missions gauge\n";
            try {
              storage::Connection c(k.storage_path(), storage::Connection::Mode::kReadOnly);
@@ -460,6 +466,16 @@ Router build_api(ApiContext& ctx) {
              while (st.step()) by_state[st.text(0)] = st.int64(1);
              for (const auto& [s, n] : by_state)
                out += "kiln_missions{state=\"" + s + "\"} " + std::to_string(n) + "\n";
+             // Roasts under way (open) and recorded (closed), for an alert on a session left
+             // open and a view of the roasting day.
+             std::map<std::string, std::int64_t> sessions{{"open", 0}, {"closed", 0}};
+             auto ss = c.prepare("SELECT state, count(*) FROM telemetry_sessions GROUP BY state");
+             while (ss.step()) sessions[ss.text(0)] = ss.int64(1);
+             out +=
+                 "# HELP kiln_telemetry_sessions Roast sessions by state, all tenants.\n"
+                 "# TYPE kiln_telemetry_sessions gauge\n";
+             for (const auto& [s, n] : sessions)
+               out += "kiln_telemetry_sessions{state=\"" + s + "\"} " + std::to_string(n) + "\n";
              auto le = c.prepare("SELECT count(*) FROM ledger");
              le.step();
              out +=
