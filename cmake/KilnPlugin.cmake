@@ -11,6 +11,20 @@ function(kiln_add_plugin target)
   if(NOT ARG_SOURCES)
     message(FATAL_ERROR "kiln_add_plugin(${target}): no SOURCES given")
   endif()
+  # Installed SDK only (in-tree plugins share kiln's compiler): the build stamp holds the
+  # compiler and its major version, and kiln refuses a plugin whose stamp differs — say so now.
+  if(DEFINED KILN_CXX_COMPILER_ID)
+    string(REGEX MATCH "^[0-9]+" _kiln_major "${CMAKE_CXX_COMPILER_VERSION}")
+    if(NOT CMAKE_CXX_COMPILER_ID STREQUAL KILN_CXX_COMPILER_ID
+       OR NOT _kiln_major STREQUAL KILN_CXX_COMPILER_MAJOR)
+      message(FATAL_ERROR
+        "kiln_add_plugin(${target}): this project compiles with ${CMAKE_CXX_COMPILER_ID} "
+        "${CMAKE_CXX_COMPILER_VERSION} (${CMAKE_CXX_COMPILER}), but kiln was built with "
+        "${KILN_CXX_COMPILER_ID} ${KILN_CXX_COMPILER_MAJOR}, and kiln refuses to load a plugin "
+        "built by another compiler. Configure a fresh build directory with that compiler, e.g. "
+        "-DCMAKE_CXX_COMPILER=g++-${KILN_CXX_COMPILER_MAJOR}")
+    endif()
+  endif()
   add_library(${target} MODULE ${ARG_SOURCES})
   target_link_libraries(${target} PRIVATE kiln::sdk)
   target_compile_features(${target} PRIVATE cxx_std_20)

@@ -91,6 +91,8 @@ BOOST_AUTO_TEST_CASE(ungated_node_is_refused_then_gated_then_refused_after_a_byt
   BOOST_TEST(refused.seconds < 10.0);
   BOOST_TEST(contains(refused.err, "kiln gate run tool_strategy/rules"), refused.err);
   BOOST_TEST(contains(refused.err, "environment KILN_TOOL_STRATEGY_NODE"), refused.err);
+  BOOST_TEST(contains(refused.err, "no gate record in " + d.gates.string()), refused.err);
+  BOOST_TEST(contains(refused.err, "with this same configuration"), refused.err);
 
   // 2. The gate passes and is recorded with the plugin's hash.
   auto gate = d.kiln({"gate", "run", "tool_strategy/rules"}, rules);
@@ -147,6 +149,15 @@ BOOST_AUTO_TEST_CASE(unknown_node_lists_the_available_ones) {
   BOOST_TEST(contains(r.err, "unknown node 'rulez'"), r.err);
   BOOST_TEST(contains(r.err, "available: static, rules"), r.err);
   BOOST_TEST(contains(r.err, "did you mean 'rules'"), r.err);
+  // A gate run for a node of a plugin kiln did not load says where it looked.
+  auto gate = d.kiln({"gate", "run", "tool_strategy/mine"});
+  BOOST_TEST(gate.exit_code == 2);
+  BOOST_TEST(contains(gate.err, "unknown node tool_strategy/mine (available: static, rules)"),
+             gate.err);
+  BOOST_TEST(contains(gate.err, "no loaded plugin provides it (plugins searched in " +
+                                    d.plugins.string() + ")"),
+             gate.err);
+  BOOST_TEST(contains(gate.err, "needs its directory in plugins.search_paths"), gate.err);
 }
 
 BOOST_AUTO_TEST_CASE(config_explain_names_the_environment_variable) {
@@ -432,6 +443,12 @@ BOOST_AUTO_TEST_CASE(help_and_usage_errors) {
     BOOST_TEST(bare.exit_code == 2, group);
     BOOST_TEST(contains(bare.err, sub), bare.err);
   }
+  // `kiln help ...` answers as `... --help` does.
+  auto help_gate = d.kiln({"help", "gate", "run"});
+  BOOST_TEST(help_gate.exit_code == 0, help_gate.err);
+  BOOST_TEST(help_gate.out == d.kiln({"gate", "run", "--help"}).out);
+  BOOST_TEST(contains(d.kiln({"help", "gate"}).out, "Usage: kiln gate COMMAND"));
+  BOOST_TEST(d.kiln({"help"}).out == help.out);
   auto typo = d.kiln({"serv"});
   BOOST_TEST(typo.exit_code == 2);
   BOOST_TEST(contains(typo.err, "did you mean 'serve'"), typo.err);

@@ -38,6 +38,15 @@ out=$(cd "$work" && "${kiln[@]}" tool invoke minimal.greet --input '{"name": "Ad
 echo "$out"
 echo "$out" | grep -q '"message": "Hi, Ada!"' || fail "tool output wrong: $out"
 
+# The README's own command, with its paths: the example and the first-party plugins load.
+readme_cmd=$(grep -m1 '^/opt/kiln/bin/kiln plugins list' "$src/examples/minimal_plugin/README.md")
+readme_cmd=${readme_cmd//\/opt\/kiln/$work/prefix}
+readme_cmd=${readme_cmd//\/tmp\/minimal/$work/example}
+(cd "$work" && eval "$readme_cmd --log-level warn") > "$work/readme.txt" \
+  || fail "the README's command failed: $readme_cmd"
+grep -q "minimal 1.0.0" "$work/readme.txt" && grep -q "strategy_rules" "$work/readme.txt" \
+  || fail "the README's command did not load both: $(cat "$work/readme.txt")"
+
 # The installed kiln finds its own plugins through ${exe_dir}/../lib/kiln/plugins.
 (cd "$work" && "$work/prefix/bin/kiln" plugins list --log-level warn) | grep -q "strategy_rules" \
   || fail "installed kiln does not find its installed plugins"
@@ -78,6 +87,21 @@ cmake --build "$work/drivertest/build" -j2 >/dev/null
 test -f "$work/gates/telemetry_driver.readings.jsonl" || fail "the gate left no readings file"
 READINGS="$work/gates/telemetry_driver.readings.jsonl" "$work/drivertest/build/drivertest" \
   || fail "the testkit suites failed out of tree"
+
+echo "== the example against an SDK built by another compiler version: refused at configure"
+cp -r "$work/prefix" "$work/prefix_cc"
+sed -i 's/^set(KILN_CXX_COMPILER_MAJOR "[0-9]*")/set(KILN_CXX_COMPILER_MAJOR "99")/' \
+  "$work/prefix_cc/lib/cmake/Kiln/KilnConfig.cmake"
+grep -q 'KILN_CXX_COMPILER_MAJOR "99"' "$work/prefix_cc/lib/cmake/Kiln/KilnConfig.cmake" \
+  || fail "KilnConfig.cmake does not record the compiler's major version"
+set +e
+cc_err=$(cmake -S "$src/examples/minimal_plugin" -B "$work/example_cc" \
+           -DCMAKE_PREFIX_PATH="$work/prefix_cc" 2>&1)
+cc_rc=$?
+set -e
+[ "$cc_rc" -ne 0 ] || fail "configuring against an SDK of another compiler version succeeded"
+echo "$cc_err" | tr -s ' \n' ' ' | grep -q "but kiln was built with GNU 99, and kiln refuses" \
+  || fail "the configure refusal does not name the compilers: $cc_err"
 
 echo "== the same example against an SDK with another ABI version"
 cp -r "$work/prefix" "$work/prefix_other"

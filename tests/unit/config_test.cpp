@@ -95,6 +95,22 @@ BOOST_AUTO_TEST_CASE(unknown_key_names_location_and_suggests) {
   BOOST_TEST(contains(top, "did you mean 'nodes"), top);
 }
 
+BOOST_AUTO_TEST_CASE(a_key_in_the_wrong_section_is_suggested_by_its_name) {
+  auto msg = error_of([] { load("", {}, {"http.port=0"}); });
+  BOOST_TEST(contains(msg, "http.port: unknown key; did you mean 'server.port'?"), msg);
+}
+
+BOOST_AUTO_TEST_CASE(a_list_that_is_not_yaml_says_why) {
+  // ${...} inside a flow list is not valid YAML: the refusal says so and how to write it.
+  auto msg = error_of(
+      [] { load("", {}, {"plugins.search_paths=[/opt/p, ${exe_dir}/../lib/kiln/plugins]"}); });
+  BOOST_TEST(contains(msg, "plugins.search_paths: expected a list of strings"), msg);
+  BOOST_TEST(contains(msg, "is not valid YAML ("), msg);
+  BOOST_TEST(contains(msg, "quote an item holding ${...}"), msg);
+  auto quoted = load("", {}, {"plugins.search_paths=[/opt/p, \"${exe_dir}/../lib/kiln/plugins\"]"});
+  BOOST_TEST(quoted.at("plugins.search_paths").value.as_array().size() == 2u);
+}
+
 BOOST_AUTO_TEST_CASE(wrong_type_names_location_and_key_path) {
   auto msg = error_of([] { load("tool_strategy:\n  timeout_ms: soon\n"); });
   BOOST_TEST(

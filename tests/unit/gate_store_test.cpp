@@ -96,6 +96,15 @@ BOOST_AUTO_TEST_CASE(sha256_agrees_with_libsodium_on_every_length) {
 BOOST_FIXTURE_TEST_CASE(states_follow_the_record, Fixture) {
   BOOST_TEST(store.check(node, true, 1).state == gates::GateState::kDefault);
   BOOST_TEST(store.check(node, false, 1).state == gates::GateState::kMissing);
+  // A relative gates.dir is named as the absolute directory looked in (it follows the working
+  // directory, so a gate run elsewhere is not found).
+  BOOST_TEST(store.check(node, false, 1).reason ==
+             "no gate record in " + (dir.path() / "gates").string());
+  {
+    gates::GateStore relative{"var/gates"};
+    BOOST_TEST(relative.check(node, false, 1).reason ==
+               "no gate record in " + (std::filesystem::current_path() / "var/gates").string());
+  }
   store.write(record(false));
   BOOST_TEST(store.check(node, false, 1).state == gates::GateState::kFailed);
   store.write(record(true));

@@ -151,7 +151,13 @@ BOOST_AUTO_TEST_CASE(a_duplicate_node_across_providers_is_refused) {
   auto msg =
       boot_error(boot_with({test_plugin("broken_duplicate_node").parent_path().string()}), &code);
   BOOST_TEST(code == runtime::kExitPlugin);
-  BOOST_TEST(contains(msg, "duplicate node tool_strategy/static, already provided by kiln"), msg);
+  BOOST_TEST(
+      contains(msg, "duplicate node tool_strategy/static, already provided by kiln (built in)"),
+      msg);
+  BOOST_TEST(contains(msg,
+                      "rename it in the one that should not have it, or list that plugin in "
+                      "plugins.disabled"),
+             msg);
 }
 
 BOOST_AUTO_TEST_CASE(a_throwing_tool_factory_stops_startup_naming_the_tool) {

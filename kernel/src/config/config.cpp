@@ -762,7 +762,19 @@ class Loader {
     for (const auto& c : schema_.children(prefix))
       siblings.push_back(prefix.empty() ? c : prefix + "." + c);
     std::string hint = did_you_mean(path, siblings);
-    return hint.empty() ? did_you_mean(path, schema_.paths()) : hint;
+    return hint.empty() ? did_you_mean_key(path) : hint;
+  }
+
+  // A near spelling of the whole path, else the one key with the same last segment in another
+  // section (http.port → server.port).
+  std::string did_you_mean_key(const std::string& path) const {
+    std::string hint = did_you_mean(path, schema_.paths());
+    if (!hint.empty()) return hint;
+    const auto leaf = [](const std::string& p) { return p.substr(p.rfind('.') + 1); };
+    std::vector<std::string> same_leaf;
+    for (const auto& p : schema_.paths())
+      if (leaf(p) == leaf(path)) same_leaf.push_back(p);
+    return same_leaf.size() == 1 ? "; did you mean '" + same_leaf[0] + "'?" : std::string();
   }
 
   std::string unknown_hint(const std::string& prefix) const {
@@ -806,11 +818,14 @@ class Loader {
   void set_from_string(const std::string& path, const std::string& text, Source source,
                        const std::string& who) {
     YAML::Node n;
+    std::optional<std::string> not_yaml;
     try {
       n = YAML::Load(text);
     } catch (const YAML::Exception& e) {
-      // Not valid YAML: take it as a plain string (e.g. a path with odd characters).
+      // Not valid YAML: take it as a plain string (e.g. a path with odd characters); a key that
+      // wants a list or a map says why the text is not one.
       n = YAML::Node(text);
+      not_yaml = e.msg + " at column " + std::to_string(e.mark.column + 1);
     }
     if (text.empty()) n = YAML::Node(std::string());
     if (path.rfind("plugin_config.", 0) == 0) {
@@ -826,13 +841,20 @@ class Loader {
     }
     const KeyDef* def = schema_.find(path);
     if (!def) {
-      problems_.push_back(who + ": " + path + ": unknown key" +
-                          did_you_mean(path, schema_.paths()));
+      problems_.push_back(who + ": " + path + ": unknown key" + did_you_mean_key(path));
       return;
     }
     json::value v;
     if (auto err = convert(*def, n, v)) {
-      problems_.push_back(who + ": " + path + ": " + *err);
+      std::string why = who + ": " + path + ": " + *err;
+      if (not_yaml) {
+        why += "; '" + text + "' is not valid YAML (" + *not_yaml + ")";
+        if (text.find("${") != std::string::npos)
+          why +=
+              ": quote an item holding ${...}, e.g. [\"/opt/plugins\", "
+              "\"${exe_dir}/../lib/kiln/plugins\"]";
+      }
+      problems_.push_back(std::move(why));
       return;
     }
     cfg_.entries_[path] = Entry{std::move(v), std::move(source)};

@@ -128,7 +128,11 @@ GateCheck GateStore::check(const plugins::NodeEntry& node, bool is_default,
   c.record = read(node.kind, node.name);
   if (!c.record) {
     c.state = GateState::kMissing;
-    c.reason = "no gate record in " + dir_.string();
+    // Absolute: a relative gates.dir follows the working directory, and a gate run from
+    // another directory wrote its record elsewhere.
+    std::error_code ec;
+    const auto abs = fs::absolute(dir_, ec);
+    c.reason = "no gate record in " + (ec ? dir_ : abs.lexically_normal()).string();
     return c;
   }
   const GateRecord& r = *c.record;

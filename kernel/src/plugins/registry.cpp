@@ -116,8 +116,13 @@ std::vector<std::string> PluginRegistry::load(const std::vector<fs::path>& files
     for (const auto& n : m.nodes) {
       if (!refusal.empty()) break;
       if (const NodeEntry* other = find_node(n.kind, n.name))
-        refusal = who + ": duplicate node " + n.kind + "/" + n.name + ", already provided by " +
-                  other->provider + "; rename the node";
+        // Both named: which of the two loads first only follows the search path's order.
+        refusal =
+            who + ": duplicate node " + n.kind + "/" + n.name + ", already provided by " +
+            other->provider +
+            (other->builtin() ? std::string(" (built in)") : " (" + other->file.string() + ")") +
+            "; two plugins cannot provide the same node: rename it in the one that "
+            "should not have it, or list that plugin in plugins.disabled";
     }
     if (!refusal.empty()) {
       refusals.push_back(refusal);

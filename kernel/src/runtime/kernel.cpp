@@ -393,7 +393,8 @@ void Kernel::resolve(const std::set<std::string>& only) {
                                        common::did_you_mean(s.selected, s.available));
     if (!s.gate.usable()) {
       std::string msg = "node " + id + " (selected by " + s.source.describe() +
-                        ") is not gated: " + s.gate.reason + "; run `kiln gate run " + id + "`";
+                        ") is not gated: " + s.gate.reason + "; run `kiln gate run " + id +
+                        "` with this same configuration (its plugins.search_paths and gates.dir)";
       if (strict)
         throw BootError(kExitGateRefused, msg + " (or set gates.enforce=warn for development)");
       msg = "GATE NOT ENFORCED (gates.enforce=warn): " + msg;
@@ -557,8 +558,14 @@ gates::GateRecord Kernel::run_gate(const std::string& kind_name, const std::stri
   const plugins::NodeEntry* candidate = registry_->find_node(kind_name, node_name);
   if (!candidate) {
     auto names = registry_->node_names(kind_name);
-    throw BootError(kExitUsage, "unknown node " + kind_name + "/" + node_name + " (available: " +
-                                    join(names) + ")" + common::did_you_mean(node_name, names));
+    std::vector<std::string> where;
+    for (const auto& p : search_paths()) where.push_back(p.string());
+    throw BootError(kExitUsage,
+                    "unknown node " + kind_name + "/" + node_name + " (available: " + join(names) +
+                        ")" + common::did_you_mean(node_name, names) +
+                        "; no loaded plugin provides it (plugins searched in " + join(where) +
+                        "): a plugin of your own needs its directory in "
+                        "plugins.search_paths, set as for the command that runs it");
   }
   const plugins::NodeEntry* control = registry_->find_node(kind_name, d->default_node);
   if (!control)

@@ -135,7 +135,7 @@ Options (any command):
                            warnings and errors only unless this (or KILN_LOG__LEVEL) asks more
   --log-format FORMAT      text|json (= --set log.format=FORMAT)
   --json                   machine-readable output where a command prints data
-  -h, --help               help for kiln or for one command
+  -h, --help               help for kiln or for one command (also: kiln help COMMAND)
 
 Environment: KILN_<SECTION>__<KEY> sets a key (KILN_GATES__DIR=/srv/gates);
 KILN_<KIND>_NODE selects a node (KILN_TOOL_STRATEGY_NODE=rules).
@@ -1463,6 +1463,11 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
   } catch (const std::invalid_argument& e) {
     err << "kiln: " << e.what() << " (see kiln --help)\n";
     return runtime::kExitUsage;
+  }
+  // `kiln help [COMMAND ...]` is `kiln [COMMAND ...] --help`.
+  if (!a.positional.empty() && a.positional[0] == "help") {
+    a.positional.erase(a.positional.begin());
+    a.help = true;
   }
   const std::vector<std::pair<std::string, Handler>> commands = {
       {"serve", [](auto& a, auto& o, auto&) { return cmd_serve(a, o); }},
