@@ -758,7 +758,24 @@ BOOST_AUTO_TEST_CASE(analyze_reads_an_artisan_log_with_marked_or_detected_events
   BOOST_TEST(contains(text.out, "°C/min"), text.out);
   // Each event says where it came from; DRY_END at TP is explained, not left to look like a bug.
   BOOST_TEST(contains(text.out, "INDEX   FROM"), text.out);
-  BOOST_TEST(contains(text.out, "at TP: BT was past the drying phase temperature"), text.out);
+  BOOST_TEST(contains(text.out,
+                      "at TP: BT was already past the DRY END temperature (18.0 °C, the file's "
+                      "phases) when the beans turned; --phases sets others"),
+             text.out);
+  // --phases: DRY END from 150 °C instead; the drying phase as long as it took to get there.
+  auto phased = analyze({alog, "--phases", "150,150,187,225", "--json"});
+  BOOST_REQUIRE_MESSAGE(phased.exit_code == 0, phased.err);
+  const auto with_phases = json::parse(phased.out);
+  BOOST_TEST(with_phases.at("event_sources").at("DRY_END").as_string() != "TP", phased.out);
+  BOOST_TEST(with_phases.at("events").at("DRY_END").at("bt").as_double() >= 150.0, phased.out);
+  BOOST_TEST(with_phases.at("phases").at("drying").as_double() > 180.0, phased.out);
+  BOOST_TEST(with_phases.at("phase_temperatures").as_array().size() == 4u);
+  auto falling = analyze({alog, "--phases", "150,150,100,225"});
+  BOOST_TEST(falling.exit_code == 1);
+  BOOST_TEST(contains(falling.err, "phases rise through a roast"), falling.err);
+  auto three = analyze({alog, "--phases", "150,187,225"});
+  BOOST_TEST(three.exit_code == 2);
+  BOOST_TEST(contains(three.err, "is not four temperatures"), three.err);
   BOOST_TEST(contains(text.out, "AUC 423 °C·min"), text.out);
   BOOST_TEST(contains(text.out, "weight 400.0 g green, 351.0 g roasted: 12.3 % loss"), text.out);
   auto detected = analyze({alog, "--detect", "--json"});
@@ -1048,7 +1065,10 @@ BOOST_AUTO_TEST_CASE(report_finds_a_session_of_another_tenant_by_its_id) {
   BOOST_TEST(predicted.exit_code == 0, predicted.err);
   BOOST_TEST(contains(predicted.out, "is closed (drop): the roast dropped at "), predicted.out);
   // The recorded roast as an Artisan log: CHARGE and DROP as the session has them, the state
-  // channel with its device and time lists, FCs (estimated) not written as a mark.
+  // channel with its device and time lists, FCs (estimated) not written as a mark; the batch's
+  // weights, the roaster's settings as Artisan's controls, when it was roasted.
+  BOOST_REQUIRE(kiln({"sessions", "weigh", id, "--green", "400", "--roasted", "340", "--no-report"})
+                    .exit_code == 0);
   auto exported = kiln({"sessions", "export", id, "-o", "roast.alog"});
   BOOST_TEST(exported.exit_code == 0, exported.out + exported.err);
   BOOST_TEST(contains(exported.out, "FCs was estimated from the phase temperature"), exported.out);
@@ -1067,6 +1087,18 @@ BOOST_AUTO_TEST_CASE(report_finds_a_session_of_another_tenant_by_its_id) {
   alog_text << alog_file.rdbuf();
   BOOST_TEST(contains(alog_text.str(), "'extradevices': [87]"), alog_text.str().substr(0, 300));
   BOOST_TEST(contains(alog_text.str(), "'extratimex': [["));
+  BOOST_TEST(contains(alog_text.str(), "'weight': [400.0, 340.0, 'g']"));
+  BOOST_TEST(contains(alog_text.str(), "'etypes': ['Heater', 'Fan', 'Drum', "));
+  BOOST_TEST(contains(alog_text.str(), "'specialeventsvalue': ["));
+  BOOST_TEST(
+      contains(alog_text.str(), "'roastingnotes': 'kiln session " + id + " (times in UTC)'"));
+  BOOST_TEST(std::regex_search(
+      alog_text.str(), std::regex("'title': 'sim-5 20[0-9-]{8} [0-2][0-9]:[0-5][0-9] UTC'")));
+  BOOST_TEST(
+      std::regex_search(alog_text.str(),
+                        std::regex("'roastisodate': '20[0-9-]{8}', 'roasttime': '[0-9:]{8}'")),
+      alog_text.str().substr(alog_text.str().find("'roast")));
+  BOOST_TEST(back.at("weight").at("loss").as_double() == 15.0, marked.out);
   // An explicit --tenant still wins (and there the session is not).
   auto other = kiln({"report", id, "-o", "r2.html", "--tenant", "default"});
   BOOST_TEST(other.exit_code == 1);
@@ -1087,6 +1119,10 @@ BOOST_AUTO_TEST_CASE(predict_aims_at_the_profiles_dtr) {
   // and how to set them; --phases does.
   BOOST_TEST(contains(imported.out, "  note: its DRY END temperature (18.0 °C"), imported.out);
   BOOST_TEST(contains(imported.out, "import it with --phases"), imported.out);
+  // The suggestion keeps the log's FCs temperature (187 °C), where estimates of FCs aim.
+  BOOST_TEST(contains(imported.out,
+                      "e.g. 150,150,187,225 (°C: DRY END at 150, the log's FCs temperature kept)"),
+             imported.out);
   auto phased =
       kiln({"profiles", "import", alog, "--name", "phased", "--phases", "150,150,195,225"});
   BOOST_TEST(phased.exit_code == 0, phased.err);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <optional>
 
 #include "telemetry/sessions.hpp"
@@ -26,6 +27,59 @@ std::string mmss(double seconds) {
 Unexpected<ToolError> failed(const char* step, ToolError e) {
   e.message = std::string(step) + ": " + e.message;
   return Unexpected<ToolError>{std::move(e)};
+}
+
+// The roaster's settings as Artisan's controls (Heater, Fan, Drum on its 0-100 sliders: a Bullet
+// R1's levels × 10): each control's level at the first reading, then each change, in time order.
+// A control whose readings never leave 0 is one the roaster does not have.
+json::array controls_of(const json::object& curve) {
+  json::array out;
+  for (auto [key, name] : {std::pair{"heater", "Heater"}, {"fan", "Fan"}, {"drum", "Drum"}}) {
+    const auto* v = curve.if_contains(key);
+    if (!v || !v->is_array()) continue;
+    const auto& levels = v->as_array();
+    bool used = false;
+    for (const auto& x : levels) used = used || (x.is_number() && x.to_number<double>() != 0);
+    if (!used) continue;
+    std::optional<double> now;
+    for (std::size_t i = 0; i < levels.size(); ++i) {
+      if (!levels[i].is_number()) continue;
+      const double level = levels[i].to_number<double>();
+      if (now && *now == level) continue;
+      now = level;
+      out.push_back(json::object{
+          {"index", static_cast<std::int64_t>(i)}, {"control", name}, {"value", level * 10}});
+    }
+  }
+  std::stable_sort(out.begin(), out.end(), [](const json::value& a, const json::value& b) {
+    return a.at("index").as_int64() < b.at("index").as_int64();
+  });
+  return out;
+}
+
+// The roast's record as Artisan keeps it (roastdate "Fri Dec 04 2026", roastisodate, roasttime;
+// UTC, as kiln keeps every time), from the session's CHARGE.
+json::object record_of(const json::object& session) {
+  json::object source;
+  const auto* charge = session.if_contains("charge_t");
+  if (charge && charge->is_number()) {
+    const auto t = static_cast<std::time_t>(std::floor(charge->to_number<double>()));
+    std::tm utc{};
+    gmtime_r(&t, &utc);
+    char date[32], iso[16], clock[16];
+    std::strftime(date, sizeof date, "%a %b %d %Y", &utc);
+    std::strftime(iso, sizeof iso, "%Y-%m-%d", &utc);
+    std::strftime(clock, sizeof clock, "%H:%M:%S", &utc);
+    source["date"] = date;
+    source["isodate"] = iso;
+    source["time"] = clock;
+    source["epoch"] = static_cast<std::int64_t>(t);
+  }
+  if (const auto* d = session.if_contains("device"); d && d->is_string())
+    source["roaster"] = "kiln device " + std::string(d->as_string());
+  if (const auto* id = session.if_contains("id"); id && id->is_string())
+    source["notes"] = "kiln session " + std::string(id->as_string()) + " (times in UTC)";
+  return source;
 }
 
 }  // namespace
@@ -114,11 +168,25 @@ Result<json::object, ToolError> session_alog(const ToolRunner& run, const std::s
   auto s = run("telemetry.session", {{"session", session}});
   if (!s.ok()) return Unexpected<ToolError>{s.error()};
   const auto& curve = s.value().at("curve").as_object();
+  const auto& info = s.value().at("session").as_object();
   auto an = run("roast.analyze", {{"curve", curve}});
   if (!an.ok()) return failed("analysis", an.error());
   const auto& analysis = an.value().as_object();
-  json::object profile{
-      {"curve", curve}, {"events", analysis.at("events")}, {"unit", "C"}, {"title", session}};
+  // Titled as a roaster finds it in Artisan: the roaster and when ("r1 2026-12-04 10:20 UTC").
+  auto record = record_of(info);
+  std::string title = session;
+  if (const auto* d = info.if_contains("device"); d && d->is_string() && record.contains("isodate"))
+    title = std::string(d->as_string()) + " " + std::string(record.at("isodate").as_string()) +
+            " " + std::string(record.at("time").as_string()).substr(0, 5) + " UTC";
+  json::object profile{{"curve", curve},
+                       {"events", analysis.at("events")},
+                       {"unit", "C"},
+                       {"title", title},
+                       {"source", std::move(record)}};
+  // The batch's weights (kiln sessions weigh) and the roaster's settings, as Artisan keeps them.
+  if (const auto* w = curve.if_contains("weight"); w && w->is_object()) profile["weight"] = *w;
+  if (auto controls = controls_of(curve); !controls.empty())
+    profile["controls"] = std::move(controls);
   if (const auto* src = analysis.if_contains("event_sources")) profile["event_sources"] = *src;
   if (const auto* ph = curve.if_contains("phases"); ph && ph->is_array()) profile["phases"] = *ph;
   auto alog = run("roast.profile_export", {{"profile", profile}});

@@ -286,8 +286,25 @@ class AnalyzeTool final : public kiln::Tool {
               "resolved here (the kind is off, or this tool runs isolated in a node-host); "
               "analyse the marked events (detect=false) or run the roast plugin in-process");
       }
+      // Phase temperatures instead of the log's or the curve's (an R1 log's DRY END at 18 °C).
+      if (const auto* ph = in.if_contains("phases"); ph && ph->is_array()) {
+        std::array<double, 4> p{};
+        for (std::size_t i = 0; i < 4; ++i) p[i] = ph->as_array()[i].to_number<double>();
+        if (!std::is_sorted(p.begin(), p.end())) {
+          char given[128];
+          std::snprintf(given, sizeof given, "%g, %g, %g, %g", p[0], p[1], p[2], p[3]);
+          return kiln::tool_error(kiln::error_code::kInvalidInput,
+                                  std::string("phases rise through a roast: drying from <= DRY "
+                                              "END <= FCs <= finish, in the log's unit (e.g. "
+                                              "150,150,195,225 in °C); given ") +
+                                      given);
+        }
+        log.phases = p;
+      }
       auto a = kiln::roast::analyze(log, opt, detector.get());
       json::object out = kiln::roast::to_json(a);
+      out["phase_temperatures"] =
+          json::array{log.phases[0], log.phases[1], log.phases[2], log.phases[3]};
       out["title"] = log.title;
       out["mode"] = std::string(1, log.mode);
       out["readings"] = log.time.size();
@@ -416,6 +433,8 @@ kiln::Manifest manifest() {
                                          "properties": {"CHARGE": {"type": "number"}, "DRY_END": {"type": "number"},
                                                         "FCs": {"type": "number"}, "DROP": {"type": "number"}}}}},
       "detect": {"type": "boolean"},
+      "phases": {"type": "array", "minItems": 4, "maxItems": 4, "items": {"type": "number"},
+                 "description": "phase temperatures (drying from, DRY END, FCs, finish) instead of the log's"},
       "ror_series": {"type": "boolean"},
       "ror_span_s": {"type": "number", "minimum": 2, "maximum": 120}}})");
   analyze.output_schema = json::parse(R"({

@@ -273,14 +273,28 @@ json::object build(const RoastLog& log, const Analysis& a, json::object targets,
   // Phase temperatures no roast passes in order (an R1's logs say DRY END at 18 °C): a
   // session's DRY END would be detected at TP, its drying phase wrong.
   if (a.tp && log.phases[1] <= a.tp->bt) {
-    char buf[320];
+    // The suggestion keeps the log's own FCs temperature where it is one (estimates of first
+    // crack and the prediction aim at it), else Artisan's defaults.
+    const bool f = log.mode == 'F';
+    const double dry = f ? 302 : 150, fcs_default = f ? 383 : 195, end_default = f ? 437 : 225;
+    const double fcs =
+        log.phases[2] > dry && log.phases[2] < (f ? 482 : 250) ? log.phases[2] : fcs_default;
+    const double end = log.phases[3] > fcs ? log.phases[3] : std::max(end_default, fcs + 10);
+    char buf[400];
     std::snprintf(buf, sizeof buf,
                   "its DRY END temperature (%.1f °%c, Artisan's phases %g, %g, %g, %g) is not "
                   "above TP's BT (%.1f °%c): a session roasted to it would end drying at TP; "
-                  "import it with --phases (POST /v1/profiles: phases), e.g. 150,150,195,225 "
-                  "in °C",
+                  "import it with --phases (POST /v1/profiles: phases), e.g. %g,%g,%g,%g (°%c: "
+                  "DRY END at %g, the log's FCs temperature kept)",
                   log.phases[1], log.mode, log.phases[0], log.phases[1], log.phases[2],
-                  log.phases[3], a.tp->bt, log.mode);
+                  log.phases[3], a.tp->bt, log.mode, dry, dry, fcs, end, log.mode, dry);
+    if (fcs != log.phases[2])
+      std::snprintf(buf, sizeof buf,
+                    "its DRY END temperature (%.1f °%c, Artisan's phases %g, %g, %g, %g) is not "
+                    "above TP's BT (%.1f °%c): a session roasted to it would end drying at TP; "
+                    "import it with --phases (POST /v1/profiles: phases), e.g. %g,%g,%g,%g (°%c)",
+                    log.phases[1], log.mode, log.phases[0], log.phases[1], log.phases[2],
+                    log.phases[3], a.tp->bt, log.mode, dry, dry, fcs, end, log.mode);
     notes.emplace_back(buf);
   }
   // What QC checks roasts to it against, as a roaster reads it (`kiln profiles show`).
@@ -529,11 +543,14 @@ std::string alog_of_profile(const json::object& p) {
   // again is the same profile (not a new version without its beans, machine, date and batch).
   if (const auto* src = p.if_contains("source"); src && src->is_object()) {
     for (auto [key, field] : {std::pair{"beans", "beans"}, std::pair{"roaster", "roastertype"},
-                              std::pair{"date", "roastdate"}})
+                              std::pair{"date", "roastdate"}, std::pair{"isodate", "roastisodate"},
+                              std::pair{"time", "roasttime"}, std::pair{"notes", "roastingnotes"}})
       if (const auto* v = src->as_object().if_contains(key); v && v->is_string())
         alog[field] = v->as_string();
     if (const auto* b = src->as_object().if_contains("batch"); b && b->is_int64())
       alog["roastbatchnr"] = b->as_int64();
+    if (const auto* e = src->as_object().if_contains("epoch"); e && e->is_int64())
+      alog["roastepoch"] = e->as_int64();
   }
   if (curve.contains("state")) {
     // The roaster's state as Artisan records a Bullet R1's (extra device 87: State / Fan RPM):

@@ -261,35 +261,61 @@ json::value settings_json(const std::vector<Setting>& settings) {
   return out;
 }
 
-// How the roast's settings kept to the profile's: each of the profile's changes after CHARGE
-// against the roast's change of that control to that level nearest in time, and the levels at
-// CHARGE where they differ. "F3 0:30 later (4:30; profile 4:00)", "P5 not made (profile 6:10)".
+// How the roast's settings kept to the profile's: the levels set at CHARGE (the last of each
+// control in its first 5 s: a roaster sets the panel as the beans go in, and Artisan logs it a
+// second or two later), then each of the profile's later changes against the roast's change of
+// that control to that level nearest in time, each of the roast's changes answering one of the
+// profile's at most. "F3 0:30 later (4:30; profile 4:00)", "P5 not made (profile 6:10)".
 std::string settings_against(const std::vector<Setting>& ours, const std::vector<Setting>& theirs) {
+  constexpr double kSettle = 5;  // s after CHARGE still "at CHARGE"; also the on-time tolerance
+  const auto at_charge = [](const std::vector<Setting>& all) {
+    std::map<char, int> level;
+    for (const auto& s : all)
+      if (s.t <= kSettle) level[s.control] = s.level;
+    return level;
+  };
+  const auto ours_0 = at_charge(ours), theirs_0 = at_charge(theirs);
   std::vector<std::string> parts;
-  for (const auto& p : theirs) {
-    const std::string what = std::string(1, p.control) + std::to_string(p.level);
-    if (p.t <= 0) {
-      const auto it = std::find_if(ours.begin(), ours.end(), [&](const Setting& s) {
-        return s.t <= 0 && s.control == p.control;
-      });
-      if (it != ours.end() && it->level != p.level)
-        parts.push_back("at CHARGE " + std::string(1, it->control) + std::to_string(it->level) +
-                        " (profile " + what + ")");
-      continue;
+  for (const char c : {'P', 'F', 'D'}) {
+    const auto o = ours_0.find(c), t = theirs_0.find(c);
+    if (o != ours_0.end() && t != theirs_0.end() && o->second != t->second)
+      parts.push_back("at CHARGE " + std::string(1, c) + std::to_string(o->second) + " (profile " +
+                      std::string(1, c) + std::to_string(t->second) + ")");
+  }
+  // Nearest pairs first, so a change made on time answers the profile's change at that time
+  // rather than an earlier one of the same level that was skipped.
+  struct Pair {
+    double gap;
+    std::size_t p, s;
+  };
+  std::vector<Pair> pairs;
+  for (std::size_t i = 0; i < theirs.size(); ++i)
+    for (std::size_t j = 0; j < ours.size(); ++j)
+      if (theirs[i].t > kSettle && ours[j].t > kSettle && theirs[i].control == ours[j].control &&
+          theirs[i].level == ours[j].level)
+        pairs.push_back({std::abs(ours[j].t - theirs[i].t), i, j});
+  std::stable_sort(pairs.begin(), pairs.end(),
+                   [](const Pair& a, const Pair& b) { return a.gap < b.gap; });
+  std::vector<std::optional<std::size_t>> answer(theirs.size());
+  std::vector<bool> taken(ours.size(), false);
+  for (const auto& x : pairs)
+    if (!answer[x.p] && !taken[x.s]) {
+      answer[x.p] = x.s;
+      taken[x.s] = true;
     }
-    const Setting* best = nullptr;
-    for (const auto& s : ours)
-      if (s.t > 0 && s.control == p.control && s.level == p.level &&
-          (!best || std::abs(s.t - p.t) < std::abs(best->t - p.t)))
-        best = &s;
-    if (!best) {
+  for (std::size_t i = 0; i < theirs.size(); ++i) {
+    const auto& p = theirs[i];
+    if (p.t <= kSettle) continue;
+    const std::string what = std::string(1, p.control) + std::to_string(p.level);
+    if (!answer[i]) {
       parts.push_back(what + " not made (profile " + mmss(p.t) + ")");
       continue;
     }
-    const double d = best->t - p.t;
-    if (std::abs(d) >= 5)
+    const auto& made = ours[*answer[i]];
+    const double d = made.t - p.t;
+    if (std::abs(d) >= kSettle)
       parts.push_back(what + " " + mmss(std::abs(d)) + (d > 0 ? " later" : " earlier") + " (" +
-                      mmss(best->t) + "; profile " + mmss(p.t) + ")");
+                      mmss(made.t) + "; profile " + mmss(p.t) + ")");
   }
   std::string out;
   for (const auto& p : parts) out += (out.empty() ? "" : ", ") + p;

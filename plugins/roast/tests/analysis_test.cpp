@@ -1036,6 +1036,28 @@ BOOST_AUTO_TEST_CASE(the_report_shows_the_roasters_settings_against_the_profile)
   BOOST_TEST(row("settings vs profile") ==
              "<tr><th>settings vs profile</th><td>F3 0:30 later (4:00; profile 3:30), P5 not made "
              "(profile 6:00)</td>");
+  // The panel set as the beans go in, logged by Artisan a second or two after CHARGE over its
+  // sliders' defaults (a Bullet R1's log): those are the levels at CHARGE. A change made on time
+  // answers the profile's change at that time, not an earlier one of the same level.
+  {
+    auto artisan = body;
+    auto control = [](double t, const char* name, double value) {
+      return json::object{{"t", t}, {"index", 1}, {"control", name}, {"value", value}};
+    };
+    artisan["controls"] =
+        json::array{control(0, "Fan", 10),      control(0, "Drum", 10), control(0, "Heater", 10),
+                    control(1, "Fan", 20),      control(1, "Drum", 90), control(1, "Heater", 70),
+                    control(3, "Fan", 20),      control(30, "Fan", 30), control(120, "Fan", 20),
+                    control(180, "Heater", 60), control(240, "Fan", 30)};
+    auto same = in;
+    same.reference = json::object{{"name", "r1"}, {"version", 1}, {"profile", artisan}};
+    const auto vs = render_report_html(same);
+    const auto at = vs.find("<tr><th>settings vs profile</th><td>");
+    BOOST_REQUIRE(at != std::string::npos);
+    BOOST_TEST(vs.substr(at, vs.find("</tr>", at) - at) ==
+               "<tr><th>settings vs profile</th><td>F3 not made (profile 0:30), F2 not made "
+               "(profile 2:00)</td>");
+  }
   BOOST_TEST(html.find("<g class=\"settings\"") != std::string::npos);
   BOOST_TEST(html.find("<title>fan 3 at 4:00</title>3</text>") != std::string::npos);
   BOOST_TEST(html.find("<title>fan 9") == std::string::npos);  // after DROP

@@ -203,7 +203,7 @@ the tool's JSON output. On a tool error prints `error <code>: <message>` to stde
 Example: kiln tool invoke kiln.echo --input '{"hello": "world"}'
 )"},
     {"version", "Usage: kiln version [--json]\n"},
-    {"analyze", R"(Usage: kiln analyze FILE.alog [--detect] [--json]
+    {"analyze", R"(Usage: kiln analyze FILE.alog [--detect] [--phases A,B,C,D] [--json]
 
 Analyses an Artisan roast log through the tool roast.analyze: CHARGE, TP, DRY END, FCs and DROP
 (index, seconds after CHARGE, BT), the phases (drying, maillard, development, DTR in percent), AUC
@@ -212,6 +212,8 @@ marked in the file are used; with --detect they are ignored and detected: CHARGE
 the roaster's state channel when the log has one (Bullet R1), else from Artisan's BT-break rule;
 TP as the lowest BT after CHARGE; DRY END and FCs from the log's phase temperatures (a warning
 says where FCs is missing or over 30 s from the marked one: roasters mark it by ear).
+--phases sets the phase temperatures instead of the file's (drying from, DRY END, FCs, finish,
+in the file's unit): a Bullet R1's logs say DRY END at 18 °C, which ends drying at TP.
 Like every tool call it is audited in this deployment's ledger (storage.path, default
 var/kiln.db, created if missing).
 Example: kiln analyze roast.alog --detect --json
@@ -1052,6 +1054,7 @@ int cmd_analyze(const Args& a, std::ostream& out, std::ostream& err) {
     throw BootError(runtime::kExitFailed, e.what());
   }
   json::object input{{"alog", std::move(text)}, {"detect", a.detect}};
+  if (a.phases) input["phases"] = phases_option(*a.phases);
   auto opts = boot_options(a, true, {"event_detector"});
   opts.audit_tool_calls = false;  // reads FILE, changes nothing: no ledger event, no database
   auto k = Kernel::boot(opts);
@@ -1092,7 +1095,12 @@ int cmd_analyze(const Args& a, std::ostream& out, std::ostream& err) {
     if (std::string_view(ev) == "FCs") return a.detect ? "the FCs phase temperature" : "marked";
     if (!v || !v->is_string() || v->as_string().empty()) return "";
     const std::string s(v->as_string());
-    if (s == "TP") return "at TP: BT was past the drying phase temperature when the beans turned";
+    if (s == "TP") {
+      std::string why = "at TP: BT was already past the DRY END temperature";
+      if (const auto* pt = o.if_contains("phase_temperatures"); pt && pt->is_array())
+        why += " (" + num(pt->as_array()[1], 1) + " °" + unit + ", the file's phases)";
+      return why + " when the beans turned; --phases sets others";
+    }
     if (s == "phases") return "the phase temperature";
     return s;
   };

@@ -23,6 +23,31 @@ namespace json = boost::json;
 namespace fs = std::filesystem;
 using runtime::Kernel;
 
+boost::json::array phases_option(const std::string& text) {
+  // Four temperatures in the file's unit: the roast plugin checks that they rise.
+  boost::json::array phases;
+  std::istringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) {
+    std::size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size() || !std::isfinite(v)) {
+      phases.clear();
+      break;
+    }
+    phases.push_back(v);
+  }
+  if (phases.size() != 4)
+    throw std::invalid_argument("--phases '" + text +
+                                "' is not four temperatures A,B,C,D (drying from, DRY END, FCs, "
+                                "finish, in the file's unit), e.g. 150,150,195,225");
+  return phases;
+}
+
 const std::map<std::string, std::string>& profile_help() {
   static const std::map<std::string, std::string> help = {
       {"profiles list", R"(Usage: kiln profiles list [--tenant T] [--all] [--json]
@@ -443,31 +468,7 @@ int cmd_profiles(const Args& a, std::ostream& out, std::ostream&) {
       source["alog"] = text;
     }
     if (a.title) source["title"] = *a.title;
-    if (a.phases) {
-      // Four temperatures in the file's unit: the roast plugin checks that they rise.
-      json::array phases;
-      std::istringstream in(*a.phases);
-      for (std::string item; std::getline(in, item, ',');) {
-        std::size_t used = 0;
-        double v = 0;
-        try {
-          v = std::stod(item, &used);
-        } catch (const std::exception&) {
-          used = 0;
-        }
-        if (used == 0 || used != item.size() || !std::isfinite(v)) {
-          phases.clear();
-          break;
-        }
-        phases.push_back(v);
-      }
-      if (phases.size() != 4)
-        throw std::invalid_argument(
-            "--phases '" + *a.phases +
-            "' is not four temperatures A,B,C,D (drying from, DRY END, FCs, finish, in the "
-            "file's unit), e.g. 150,150,195,225");
-      source["phases"] = std::move(phases);
-    }
+    if (a.phases) source["phases"] = phases_option(*a.phases);
     Library lib(a, true);
     auto saved = lib.save(*a.name, std::move(source));
     const auto* same = saved.if_contains("unchanged");
