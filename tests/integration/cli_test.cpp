@@ -1165,10 +1165,14 @@ BOOST_AUTO_TEST_CASE(predict_aims_at_the_profiles_dtr) {
   BOOST_TEST(text.exit_code == 0, text.err);
   // Eight minutes in, this profile's FCs temperature is behind: when it came, and the DROP its
   // DTR aims at, in words (no status codes).
-  BOOST_TEST(std::regex_search(text.out, std::regex("\nFCs  [0-9]+:[0-5][0-9]  reached \\(BT "
-                                                    "[0-9.]+ °C\\)\nDROP [0-9]+:[0-5][0-9]  for "
-                                                    "DTR [0-9.]+ %\n")),
+  // FCs not marked: BT at its temperature is an estimate, and the roaster is told to mark it.
+  BOOST_TEST(std::regex_search(text.out,
+                               std::regex("\nFCs  [0-9]+:[0-5][0-9]  estimated: BT reached the FCs "
+                                          "temperature \\([0-9.]+ °C\\); mark first crack when "
+                                          "you hear it \\(kiln sessions mark SESSION FCs\\)\n"
+                                          "DROP [0-9]+:[0-5][0-9]  for DTR [0-9.]+ %\n")),
              text.out);
+  BOOST_TEST(json::parse(predicted.out).at("fcs").at("marked") == false);
   BOOST_TEST(!contains(text.out, "fcs_reached"), text.out);
 }
 

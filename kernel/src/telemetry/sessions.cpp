@@ -828,6 +828,16 @@ SessionInfo Sessionizer::mark(const std::string& tenant, const std::string& id, 
                                *event + " --at M:SS`; over HTTP after_charge, in seconds)",
                            "after_charge");
       const double when = m.t ? *m.t : m.after_charge ? charge + *m.after_charge : now;
+      // A mark at now is placed by this machine's clock; a roaster's clock that disagrees (a
+      // simulated one run faster than real time) puts it somewhere else on the curve.
+      const bool at_now = !m.t && !m.after_charge;
+      const std::string clocks_hint =
+          at_now ? "; the mark is now by this machine's clock" +
+                       (s.last_t ? ", and the roast's newest reading is at " + clock(*s.last_t)
+                                 : std::string()) +
+                       ": where the roaster's clock and this one disagree (a simulated roaster "
+                       "run faster than real time), give the time after CHARGE (--at M:SS)"
+                 : std::string();
       // Within the session's readings; an open one's go on (a mark may come before the batch
       // holding the reading it marks).
       const double last = s.end_t ? *s.end_t : std::max(now, s.last_t.value_or(now)) + 60;
@@ -835,7 +845,7 @@ SessionInfo Sessionizer::mark(const std::string& tenant, const std::string& id, 
         throw MissionError(MissionError::Code::kInvalidInput,
                            *event + " at " + clock(when) + " after CHARGE is outside session " +
                                id + " (" + clock(s.start_t) + " to " +
-                               (s.end_t ? clock(*s.end_t) : std::string("now")) + ")",
+                               (s.end_t ? clock(*s.end_t) : std::string("now")) + ")" + clocks_hint,
                            time_field);
       }
       // In roast order with the other marks, the detected CHARGE and the DROP it closed at.
@@ -850,12 +860,12 @@ SessionInfo Sessionizer::mark(const std::string& tenant, const std::string& id, 
         if (prev && !(at.at(prev).first < at.at(e).first) && (*event == prev || *event == e)) {
           const bool self_first = *event == prev;
           const char* other = self_first ? e : prev;
-          throw MissionError(MissionError::Code::kInvalidInput,
-                             *event + " at " + clock(when) + " is not " +
-                                 (self_first ? "before " : "after ") + other + " (" +
-                                 at.at(other).second + " at " + clock(at.at(other).first) +
-                                 "): a roast passes CHARGE, DRY_END, FCs, DROP in that order",
-                             time_field);
+          throw MissionError(
+              MissionError::Code::kInvalidInput,
+              *event + " at " + clock(when) + " is not " + (self_first ? "before " : "after ") +
+                  other + " (" + at.at(other).second + " at " + clock(at.at(other).first) +
+                  "): a roast passes CHARGE, DRY_END, FCs, DROP in that order" + clocks_hint,
+              time_field);
         }
         prev = e;
       }
@@ -872,12 +882,12 @@ SessionInfo Sessionizer::mark(const std::string& tenant, const std::string& id, 
         if (tp && when <= tp->t) {
           char bt[32];
           std::snprintf(bt, sizeof bt, "%.1f", tp->bt);
-          throw MissionError(MissionError::Code::kInvalidInput,
-                             *event + " at " + clock(when) +
-                                 " is not after TP, the lowest BT after CHARGE (" + bt + " °C at " +
-                                 clock(tp->t) + "): a roast passes TP before " + *event +
-                                 "; is the time in minutes and seconds (M:SS)?",
-                             time_field);
+          throw MissionError(
+              MissionError::Code::kInvalidInput,
+              *event + " at " + clock(when) + " is not after TP, the lowest BT after CHARGE (" +
+                  bt + " °C at " + clock(tp->t) + "): a roast passes TP before " + *event +
+                  (at_now ? clocks_hint : "; is the time in minutes and seconds (M:SS)?"),
+              time_field);
         }
       }
       s.marks[*event] = when;

@@ -162,12 +162,23 @@ class QcTool final : public kiln::Tool {
       if (ctx.approved_by.empty()) {
         // Every failed check: the approver (and the log line of the hold) sees all of them.
         kiln::ToolError err{"qc_failed", "quality check failed: ", false, qc};
+        // A check resting on an estimated FCs says so in its reason; the line says it once.
         std::string sep;
+        bool estimated = false;
         for (const auto& c : qc.at("checks").as_array())
           if (c.as_object().at("result").as_string() == "fail") {
-            err.message += sep + std::string(c.as_object().at("reason").as_string());
+            std::string reason(c.as_object().at("reason").as_string());
+            if (reason.ends_with(kiln::roast::kFcsEstimatedNote)) {
+              reason.resize(reason.size() - kiln::roast::kFcsEstimatedNote.size());
+              estimated = true;
+            }
+            err.message += sep + reason;
             sep = "; ";
           }
+        if (estimated)
+          err.message +=
+              "; FCs was estimated from the temperature, not marked (kiln sessions mark SESSION "
+              "FCs --at M:SS)";
         err.message += " (an approver may accept the roast: kiln mission approve)";
         return kiln::Unexpected<kiln::ToolError>{std::move(err)};
       }

@@ -51,16 +51,18 @@ json::object Prediction::to_json() const {
   auto opt = [](const std::optional<double>& v) {
     return v ? json::value(round1(*v)) : json::value(nullptr);
   };
-  return {
-      {"status", status},
-      {"message", message},
-      {"now", round1(now)},
-      {"bt", round1(bt)},
-      {"ror", round1(ror)},
-      {"ror_slope", std::round(ror_slope * 100) / 100},
-      {"fcs", json::object{{"eta", opt(fcs)}, {"early", opt(fcs_early)}, {"late", opt(fcs_late)}}},
-      {"drop",
-       json::object{{"eta", opt(drop)}, {"early", opt(drop_early)}, {"late", opt(drop_late)}}}};
+  return {{"status", status},
+          {"message", message},
+          {"now", round1(now)},
+          {"bt", round1(bt)},
+          {"ror", round1(ror)},
+          {"ror_slope", std::round(ror_slope * 100) / 100},
+          {"fcs", json::object{{"eta", opt(fcs)},
+                               {"early", opt(fcs_early)},
+                               {"late", opt(fcs_late)},
+                               {"marked", fcs_marked}}},
+          {"drop",
+           json::object{{"eta", opt(drop)}, {"early", opt(drop_early)}, {"late", opt(drop_late)}}}};
 }
 
 Prediction predict(const nodes::RoastCurve& c, int charge, int tp, const PredictOptions& o) {
@@ -82,6 +84,7 @@ Prediction predict(const nodes::RoastCurve& c, int charge, int tp, const Predict
        (marked || tp >= 0) && i <= last; ++i)
     if (marked || c.bt[i] >= o.fcs_bt) {
       p.status = "fcs_reached";
+      p.fcs_marked = marked;
       p.fcs = p.fcs_early = p.fcs_late = c.time[i] - t0;
       p.drop = *p.fcs / (1 - o.dtr);
       p.drop_early = p.drop_late = p.drop;

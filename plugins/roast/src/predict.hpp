@@ -38,6 +38,7 @@ struct Prediction {
   double now = 0;  // seconds after CHARGE of the last reading
   double bt = 0, ror = 0;
   std::optional<double> fcs, fcs_early, fcs_late;  // seconds after CHARGE
+  bool fcs_marked = false;  // FCs is behind and the roaster marked it (not BT at its temperature)
   std::optional<double> drop, drop_early, drop_late;
   double ror_slope = 0;  // °C/min per minute, of the fitted RoR
   boost::json::object to_json() const;

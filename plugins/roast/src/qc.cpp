@@ -221,7 +221,7 @@ json::object run_qc(const json::object& analysis, const json::object& targets) {
     const std::string estimate =
         fcs_estimated && (name == "fcs_time" || name == "fcs_bt" || name == "development_time" ||
                           name == "dtr" || name == "ror_fcs")
-            ? " (FCs estimated from the temperature, not marked)"
+            ? std::string(kFcsEstimatedNote)
             : "";
     const auto v = metric(analysis, name);
     json::array range{lo, hi};

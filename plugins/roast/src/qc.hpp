@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <boost/json.hpp>
@@ -17,6 +18,10 @@ namespace kiln::roast {
 // A value inside its range passes; outside by at most the warn margin warns; further fails.
 // Missing CHARGE, FCs or DROP fails; a RoR crash or flick warns.
 boost::json::object run_qc(const boost::json::object& analysis, const boost::json::object& targets);
+
+// Ends the reason of a check that rests on an FCs the detector estimated (not marked).
+inline constexpr std::string_view kFcsEstimatedNote =
+    " (FCs estimated from the temperature, not marked)";
 
 // The targets as a roaster reads them, one line each: "FCs at 7:00–8:00", "DTR 18.0–22.0 %";
 // `unit` ('C' or 'F') is the targets' temperature unit. Throws as run_qc does on a bad target.

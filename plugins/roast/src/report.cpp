@@ -401,8 +401,14 @@ json::object report_summary(const ReportInput& in) {
   return out;
 }
 
-std::string spoken_summary(const ReportInput& in) {
+namespace {
+
+// The summary aloud (times and units in words, for the speech engine) or written (m:ss, °C, %:
+// the report page).
+std::string summary_text(const ReportInput& in, bool aloud) {
   const auto& a = in.analysis;
+  const auto when = [&](double t) { return aloud ? spoken_time(t) : mmss(t); };
+  const std::string degrees = aloud ? " degrees" : " °C", percent = aloud ? " percent" : " %";
   // What to call the roast aloud: a recorded session by its roaster and profile (its id is a
   // string of digits that takes seconds to say), anything else by its title.
   std::string name = "Roast " + in.title;
@@ -420,22 +426,22 @@ std::string spoken_summary(const ReportInput& in) {
   if (auto fcs = at(a, {"events", "FCs", "time"})) {
     out +=
         fcs_estimated(a) ? " First crack, estimated from the temperature, at " : " First crack at ";
-    out += spoken_time(*fcs);
+    out += when(*fcs);
     if (auto bt = at(a, {"events", "FCs", "bt"}))
-      out += " at " + std::to_string(static_cast<int>(std::lround(*bt))) + " degrees";
+      out += " at " + std::to_string(static_cast<int>(std::lround(*bt))) + degrees;
     out += ".";
   }
   if (auto drop = at(a, {"events", "DROP", "time"})) {
-    out += " Dropped at " + spoken_time(*drop);
+    out += " Dropped at " + when(*drop);
     if (auto bt = at(a, {"events", "DROP", "bt"}))
-      out += " at " + std::to_string(static_cast<int>(std::lround(*bt))) + " degrees";
+      out += " at " + std::to_string(static_cast<int>(std::lround(*bt))) + degrees;
     out += ".";
   }
   if (auto dtr = at(a, {"phases", "dtr"}))
-    out += " Development " + std::to_string(static_cast<int>(std::lround(*dtr))) + " percent.";
+    out += " Development " + std::to_string(static_cast<int>(std::lround(*dtr))) + percent + ".";
   if (auto loss = at(a, {"weight", "loss"})) {
     char buf[64];
-    std::snprintf(buf, sizeof buf, " Weight loss %.1f percent.", *loss);
+    std::snprintf(buf, sizeof buf, " Weight loss %.1f%s.", *loss, percent.c_str());
     out += buf;
   }
   if (const auto* v = in.qc.if_contains("verdict"); v && v->is_string()) {
@@ -448,10 +454,22 @@ std::string spoken_summary(const ReportInput& in) {
     if (verdict != "pass")
       if (const auto* checks = in.qc.if_contains("checks"); checks && checks->is_array())
         for (const auto& c : checks->as_array())
-          if (c.as_object().at("result").as_string() == verdict)
-            out += " " + speakable(std::string(c.as_object().at("reason").as_string())) + ".";
+          if (c.as_object().at("result").as_string() == verdict) {
+            const std::string reason(c.as_object().at("reason").as_string());
+            out += " " + (aloud ? speakable(reason) : reason) + ".";
+          }
   }
   return out;
+}
+
+}  // namespace
+
+std::string spoken_summary(const ReportInput& in) {
+  return summary_text(in, true);
+}
+
+std::string written_summary(const ReportInput& in) {
+  return summary_text(in, false);
 }
 
 std::string render_report_html(const ReportInput& in) {
@@ -553,16 +571,23 @@ std::string render_report_html(const ReportInput& in) {
   // Rate of rise from the analysis (seconds after CHARGE).
   if (const auto* r = in.analysis.if_contains("ror"); r && r->is_object())
     if (const auto* s = r->as_object().if_contains("series"); s && s->is_array()) {
-      std::string pts;
+      // Off the axis' scale (a crash after CHARGE, the cooling after DROP) the line breaks
+      // instead of running along the axis' end, where it would read as −10 or 40.
+      std::string d;
+      bool pen_down = false;
       for (const auto& p : s->as_array()) {
         const auto& pa = p.as_array();
         const double t = pa.at(0).to_number<double>(), v = pa.at(1).to_number<double>();
-        if (t >= 20) pts += f1(X(t)) + "," + f1(YR(v)) + " ";  // the probe recovers first
+        if (t < 20) continue;  // the probe recovers first
+        if (!std::isfinite(v) || v < ror_lo || v > ror_hi) {
+          pen_down = false;
+          continue;
+        }
+        d += std::string(pen_down ? "L" : "M") + f1(X(t)) + "," + f1(YR(v)) + " ";
+        pen_down = true;
       }
-      svg +=
-          "<polyline class=\"ror\" fill=\"none\" stroke=\"#1565c0\" stroke-width=\"1.5\" "
-          "points=\"" +
-          pts + "\"/>\n";
+      svg += "<path class=\"ror\" fill=\"none\" stroke=\"#1565c0\" stroke-width=\"1.5\" d=\"" + d +
+             "\"/>\n";
     }
   // The roaster's settings: a lane each for P, F and D along the bottom of the chart (below any
   // roast temperature), the new level where it changes; a label that would overlap the lane's
@@ -755,8 +780,8 @@ std::string render_report_html(const ReportInput& in) {
       ".verdict{font-weight:bold}.legend span{margin-right:14px}"
       ".band{padding:0 6px}svg{max-width:100%;height:auto;border:1px solid #eee}"
       "</style></head>\n<body>\n<h1>Roast " +
-      esc(in.title) + "</h1>\n<p class=\"summary\">" + esc(spoken_summary(in)) + "</p>\n" + legend +
-      svg + "<h2>Events and phases</h2>\n<table>\n" + rows + "</table>\n";
+      esc(in.title) + "</h1>\n<p class=\"summary\">" + esc(written_summary(in)) + "</p>\n" +
+      legend + svg + "<h2>Events and phases</h2>\n<table>\n" + rows + "</table>\n";
   std::string accepted;
   if (const auto* by = in.qc.if_contains("accepted_by"); by && by->is_string())
     accepted = " — accepted by " + esc(std::string(by->as_string()));

@@ -31,4 +31,7 @@ boost::json::object report_summary(const ReportInput& in);
 // session: "... is still under way; this is its report so far. ...")
 std::string spoken_summary(const ReportInput& in);
 
+// The same summary written for the report page: times as m:ss, °C, %.
+std::string written_summary(const ReportInput& in);
+
 }  // namespace kiln::roast

@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -220,6 +221,18 @@ BOOST_AUTO_TEST_CASE(qc_reasons_speak_a_roasters_language) {
   BOOST_TEST(said.find("First crack at 7 minutes 30 seconds") != std::string::npos, said);
   // Every failed check is said, not only the first.
   BOOST_TEST(said.find("BT at FCs 187.0 degrees, 3.0 degrees below") != std::string::npos, said);
+  // The page reads it written: m:ss, °C and %, not the words made for the speech engine.
+  const auto written = written_summary(in);
+  BOOST_TEST(written.find("First crack at 7:30 at 187 °C.") != std::string::npos, written);
+  BOOST_TEST(written.find("FCs at 7:30, 0:30 later than 6:20–7:00.") != std::string::npos, written);
+  BOOST_TEST(written.find("minutes") == std::string::npos, written);
+  BOOST_TEST(render_report_html([&] {
+               auto with_curve = in;
+               with_curve.curve = json::object{{"time", json::value_from(log.time)},
+                                               {"bt", json::value_from(log.bt)}};
+               return with_curve;
+             }())
+                 .find("<p class=\"summary\">" + written) != std::string::npos);
   // A recorded session is named by its roaster and profile, not its id's digits.
   in.session = json::object{{"id", "s-r1-1796301965"},
                             {"device", "r1"},
@@ -295,6 +308,17 @@ BOOST_AUTO_TEST_CASE(report_says_what_it_shows_and_labels_stay_readable) {
   BOOST_TEST(leftwards["DROP"]);
   BOOST_TEST(at["DROP"].first <= 960 - 56);  // inside the plot (viewBox 960, right margin 56)
   BOOST_TEST(!leftwards["TP"]);
+  // A rate of rise off the right axis' scale (−10 to 40) breaks the line: it is not drawn along
+  // the axis' end, where it would read as −10.
+  in.analysis["ror"].as_object()["series"] =
+      json::array{json::array{30, 12},  json::array{31, 11}, json::array{32, -60},
+                  json::array{33, -55}, json::array{34, 9},  json::array{35, 8}};
+  const auto broken = render_report_html(in);
+  const auto at_ror = broken.find("<path class=\"ror\"");
+  BOOST_REQUIRE(at_ror != std::string::npos);
+  const std::string ror = broken.substr(at_ror, broken.find("/>", at_ror) - at_ror);
+  BOOST_TEST(std::count(ror.begin(), ror.end(), 'M') == 2, ror);
+  BOOST_TEST(std::count(ror.begin(), ror.end(), 'L') == 2, ror);
 }
 
 // The profile a roast aimed at is drawn behind it (dashed, aligned at CHARGE, in °C even for a
@@ -813,6 +837,7 @@ BOOST_AUTO_TEST_CASE(past_the_drop_the_assist_says_drop_now) {
   BOOST_TEST(p.message.find(": drop now") != std::string::npos, p.message);
   o.dtr = 0.5;  // a DROP still ahead
   BOOST_TEST(predict(c, e.charge, e.tp, o).status == "fcs_reached");
+  BOOST_TEST(!predict(c, e.charge, e.tp, o).fcs_marked);  // BT at the FCs temperature only
 }
 
 // A recorded session's marks (curve.marks): the roaster's FCs stands over the detector's
@@ -880,6 +905,8 @@ BOOST_AUTO_TEST_CASE(the_assist_takes_a_marked_first_crack) {
   BOOST_TEST(*p.fcs == at);
   BOOST_TEST(*p.drop == at / (1 - o.dtr));
   BOOST_TEST(p.message.rfind("FCs marked at ", 0) == 0, p.message);
+  BOOST_TEST(p.fcs_marked);
+  BOOST_TEST(p.to_json().at("fcs").at("marked") == true);
 }
 
 // Weight loss as a QC target: checked when the batch is weighed, a warning (not a fail) before,

@@ -875,9 +875,17 @@ int cmd_predict(const Args& a, std::ostream& out, std::ostream& err) {
   };
   if (status == "fcs_reached" || status == "drop_due") {
     // FCs is behind: when it came, and the DROP the DTR aims at (or that it is past).
-    out << "FCs  " << mmss(v.at("fcs").at("eta")) << "  reached (BT " << one_line(v.at("fcs_bt"))
-        << " °C)\nDROP " << mmss(v.at("drop").at("eta")) << "  for DTR "
-        << one_line(v.at("dtr_target")) << " %\n";
+    // Marked by the roaster, or only BT at the FCs temperature: an estimate until it is marked.
+    const auto* marked = v.at("fcs").as_object().if_contains("marked");
+    if (marked && *marked == true)
+      out << "FCs  " << mmss(v.at("fcs").at("eta")) << "  marked\n";
+    else
+      out << "FCs  " << mmss(v.at("fcs").at("eta"))
+          << "  estimated: BT reached the FCs temperature (" << one_line(v.at("fcs_bt"))
+          << " °C); mark first crack when you hear it (kiln sessions "
+          << "mark SESSION FCs)\n";
+    out << "DROP " << mmss(v.at("drop").at("eta")) << "  for DTR " << one_line(v.at("dtr_target"))
+        << " %\n";
     if (status == "drop_due") out << "DROP NOW: " << v.at("message").as_string().c_str() << "\n";
   } else if (v.at("fcs").at("eta").is_number()) {
     out << "FCs  " << mmss(v.at("fcs").at("eta")) << "  (" << band(v.at("fcs")) << ") at BT "
