@@ -596,6 +596,38 @@ BOOST_AUTO_TEST_CASE(envelopes_sent_at_once_are_each_answered_and_stored_once) {
   BOOST_TEST(contains(s.call("GET", "/metrics", "").body, "kiln_telemetry_batches_total 48"));
 }
 
+// Keys kiln does not know are skipped, not refused (a newer device may send more), and named in
+// the answer: a device integrator's misspelt optional key ("heat") would otherwise be lost
+// without a word.
+BOOST_AUTO_TEST_CASE(unknown_payload_keys_are_named_in_the_answer) {
+  Server s;
+  auto added = s.call("POST", "/v1/devices", "operator", R"({"device": "r1-keys"})");
+  BOOST_REQUIRE_MESSAGE(added.status == 201, added.body);
+  const auto key = key_of(body(added));
+  std::vector<telemetry::Sample> one(1);
+  one[0].t = now_s() - 1;
+  one[0].bt = 150;
+  one[0].et = 200;
+  std::string plain = telemetry::encode_batch(batch("r1-keys", 1, 1, one));
+  auto ok = s.send("r1-keys", telemetry::sign_payload(plain, key, "acme", "r1-keys"));
+  BOOST_REQUIRE_MESSAGE(ok.status == 200, ok.body);
+  BOOST_TEST(!body(ok).as_object().contains("ignored_keys"), ok.body);
+  // The same payload with one more top-level key, "firmware": "1.2" (a map of 5 becomes 6).
+  std::string more = telemetry::encode_batch(batch("r1-keys", 1, 2, one));
+  BOOST_REQUIRE(static_cast<unsigned char>(more[0]) == 0xA5);
+  more[0] = static_cast<char>(0xA6);
+  more +=
+      "\x68"
+      "firmware"
+      "\x63"
+      "1.2";
+  auto named = s.send("r1-keys", telemetry::sign_payload(more, key, "acme", "r1-keys"));
+  BOOST_REQUIRE_MESSAGE(named.status == 200, named.body);
+  BOOST_TEST(body(named).at("accepted").as_bool());
+  BOOST_TEST(json::serialize(body(named).at("ignored_keys")) == R"(["payload.firmware"])",
+             named.body);
+}
+
 BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
   Server s({"missions.workers=1", "storage.artifacts={dir}/kept"});
   auto added = s.call("POST", "/v1/devices", "operator", R"({"device": "r1-roast"})");

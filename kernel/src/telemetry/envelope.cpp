@@ -280,18 +280,36 @@ class Cursor : Input {
 // The values of a CBOR map's text keys among `names` (the first of a repeated key), as spans.
 template <std::size_t N>
 std::array<std::string_view, N> map_fields(Cursor& c, const Cursor::Head& map, int depth,
-                                           const std::array<std::string_view, N>& names) {
+                                           const std::array<std::string_view, N>& names,
+                                           std::vector<std::string>* ignored = nullptr,
+                                           std::string_view where = {}) {
   std::array<std::string_view, N> out{};
   std::array<bool, N> seen{};
+  // Keys skipped, named for the answer (a misspelt optional key is otherwise lost without a
+  // word): each once, at most 8.
+  auto skipped = [&](std::string name) {
+    if (!ignored || ignored->size() >= 8) return;
+    name = std::string(where) + name;
+    if (std::find(ignored->begin(), ignored->end(), name) == ignored->end())
+      ignored->push_back(std::move(name));
+  };
   for (std::uint64_t k = 0; k < map.v; ++k) {
     const auto key = c.head();
     std::size_t which = N;
     if (key.major == 3) {
       const auto text = c.take(key);
+      bool repeated = false;
       for (std::size_t i = 0; i < N; ++i)
-        if (!seen[i] && names[i] == text) which = i;
+        if (names[i] == text) {
+          if (seen[i])
+            repeated = true;
+          else
+            which = i;
+        }
+      if (which == N) skipped(printable(text) + (repeated ? " (repeated: the first counts)" : ""));
     } else {
       c.skip(key, depth + 1);
+      skipped("(a key that is not text)");
     }
     const auto value = c.item(depth + 1);
     if (which < N) {
@@ -377,8 +395,12 @@ std::string encode_batch(const Batch& b) {
 
 std::string sign_envelope(const Batch& b, const KeyPair& key, std::string_view tenant,
                           std::string_view stream) {
+  return sign_payload(encode_batch(b), key, tenant, stream);
+}
+
+std::string sign_payload(std::string_view payload, const KeyPair& key, std::string_view tenant,
+                         std::string_view stream) {
   common::ensure_sodium();
-  const std::string payload = encode_batch(b);
   const std::string prot = protected_header(key.kid);
   const std::string tbs = sig_structure(prot, external_aad(tenant, stream), payload);
   unsigned char sig[crypto_sign_BYTES];
@@ -456,7 +478,8 @@ bool verify(const Parsed& p, const PublicKey& key) {
                                      p.to_be_signed.size(), key.data()) == 0;
 }
 
-std::optional<Batch> decode_batch(std::string_view cbor, EnvelopeError* error) {
+std::optional<Batch> decode_batch(std::string_view cbor, EnvelopeError* error,
+                                  std::vector<std::string>* ignored) {
   auto bad = [&](const std::string& message) {
     *error = {"bad_payload", message};
     return std::nullopt;
@@ -467,7 +490,7 @@ std::optional<Batch> decode_batch(std::string_view cbor, EnvelopeError* error) {
     if (top.major != 5) return bad("the payload is not a CBOR map");
     static constexpr std::array<std::string_view, 5> kFields{"device", "boot", "seq", "sent_at",
                                                              "samples"};
-    const auto f = map_fields(c, top, 0, kFields);
+    const auto f = map_fields(c, top, 0, kFields, ignored, "payload.");
     // Each field's span holds one whole item: its head tells the type.
     auto head_of = [](std::string_view span, Cursor::Head* h) -> Cursor {
       Cursor sub(span);
@@ -498,7 +521,7 @@ std::optional<Batch> decode_batch(std::string_view cbor, EnvelopeError* error) {
     for (std::uint64_t i = 0; i < samples.v; ++i) {
       const auto m = samples_c.head();
       if (m.major != 5) return bad("each sample must be a map");
-      const auto v = map_fields(samples_c, m, 2, kSample);
+      const auto v = map_fields(samples_c, m, 2, kSample, ignored, "payload.samples[].");
       Sample x;
       bool not_finite = false;
       auto num = [&](std::size_t k, double* out) {

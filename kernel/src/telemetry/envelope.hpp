@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "kiln/telemetry.hpp"
 
@@ -35,6 +36,9 @@ std::string encode_batch(const Batch& b);
 // Tagged COSE_Sign1: 18([protected {1: -8, 4: kid}, {}, payload, signature]).
 std::string sign_envelope(const Batch& b, const KeyPair& key, std::string_view tenant,
                           std::string_view stream);
+// The same around a payload already encoded (another encoder's CBOR, in tests and tools).
+std::string sign_payload(std::string_view payload, const KeyPair& key, std::string_view tenant,
+                         std::string_view stream);
 
 // Why an envelope was refused; `reason` is a stable code for metrics and the ledger.
 struct EnvelopeError {
@@ -54,6 +58,10 @@ std::optional<Opened> open_envelope(std::string_view envelope, std::string_view 
                                     std::string_view stream, KeyLookup&& find_key,
                                     EnvelopeError* error);
 
+// At most 64 characters of `s`, printable ASCII kept and every other byte as \xNN: what an
+// untrusted field may show of itself in a message or a ledger event (ingest.cpp).
+std::string printable(std::string_view s);
+
 namespace detail {
 // The key-independent part of open_envelope: decodes, returns the kid and the data to verify.
 struct Parsed {
@@ -65,7 +73,10 @@ struct Parsed {
 std::optional<Parsed> parse_envelope(std::string_view envelope, std::string_view tenant,
                                      std::string_view stream, EnvelopeError* error);
 bool verify(const Parsed& p, const PublicKey& key);
-std::optional<Batch> decode_batch(std::string_view cbor, EnvelopeError* error);
+// `ignored`, when given, gets the keys skipped as unknown or repeated ("payload.samples[].heat"),
+// at most 8.
+std::optional<Batch> decode_batch(std::string_view cbor, EnvelopeError* error,
+                                  std::vector<std::string>* ignored = nullptr);
 }  // namespace detail
 
 template <class KeyLookup>

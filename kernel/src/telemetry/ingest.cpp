@@ -102,6 +102,11 @@ json::object IngestResult::to_json() const {
   o["seq"] = decoded ? json::value(seq) : json::value(nullptr);
   o["samples"] = decoded ? json::value(samples) : json::value(nullptr);
   if (ledger_seq > 0) o["ledger_seq"] = ledger_seq;
+  if (!ignored_keys.empty()) {
+    json::array keys;
+    for (const auto& k : ignored_keys) keys.emplace_back(k);
+    o["ignored_keys"] = std::move(keys);
+  }
   return o;
 }
 
@@ -242,7 +247,7 @@ std::optional<IngestResult> Ingestor::check(const std::string& tenant, const std
                       ": it must cover [\"Signature1\", protected, external_aad, payload] with "
                       "external_aad the CBOR array [tenant, stream] of two text strings, signed "
                       "with this key's secret");
-  auto batch = detail::decode_batch(parsed->payload, &err);
+  auto batch = detail::decode_batch(parsed->payload, &err, &r.ignored_keys);
   if (!batch)
     return refuse(tenant, r,
                   err.reason == "bad_samples" ? reject::kBadSamples : reject::kBadPayload,

@@ -82,6 +82,8 @@ struct IngestResult {
   std::uint64_t boot = 0, seq = 0;
   std::size_t samples = 0;
   bool decoded = false;  // boot, seq and samples are the batch's (else unknown: null in JSON)
+  // Payload keys skipped as unknown or repeated (stored without them): the answer names them.
+  std::vector<std::string> ignored_keys;
   // The telemetry.batches event listing this batch, shared by the batches stored with it (0 for
   // a duplicate).
   std::int64_t ledger_seq = 0;
