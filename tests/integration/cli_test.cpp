@@ -297,6 +297,15 @@ BOOST_AUTO_TEST_CASE(config_check_reports_problems_with_locations) {
   auto again = d.kiln({"keys", "create", "--tenant", "acme", "--role", "viewer", "--set",
                        "storage.path=" + elsewhere.string()});
   BOOST_TEST(!contains(again.err, "creating a new one"), again.err);
+  // A device's new secret key goes beside that database, not into the working directory.
+  auto device = d.kiln_all_plugins(
+      {"devices", "add", "sim-k", "--set", "storage.path=" + elsewhere.string()});
+  BOOST_REQUIRE_MESSAGE(device.exit_code == 0, device.err);
+  const auto keys = elsewhere.parent_path() / "devices" / "default";
+  BOOST_TEST(contains(device.out, "secret key written to " + keys.string() + "/sim-k."),
+             device.out);
+  BOOST_TEST(fs::is_directory(keys));
+  BOOST_TEST(!fs::exists(d.dir.path() / "var" / "devices"));
   fs::remove_all(elsewhere.parent_path());
   auto from_env = d.kiln({"config", "check"}, {{"KILN_CONFIG", "/nonexistent/kiln.yaml"}});
   BOOST_TEST(from_env.exit_code == 3);
@@ -1319,4 +1328,13 @@ BOOST_AUTO_TEST_CASE(a_backup_restores_over_a_crashed_servers_files) {
     kept_wal |= f.path().filename().string().find(".before-restore-") != std::string::npos &&
                 f.path().string().ends_with("-wal");
   BOOST_TEST(kept_wal);
+  // The next server says the one before was killed; after a clean stop, the one after does not.
+  for (const bool after_kill : {true, false}) {
+    Child server({kKiln, "serve"}, d.env(), d.dir.path());
+    BOOST_REQUIRE(server.wait_for_stderr("ready:", 20s));
+    BOOST_TEST(contains(server.stderr_so_far(), "did not stop cleanly") == after_kill,
+               server.stderr_so_far());
+    server.signal(SIGTERM);
+    BOOST_TEST(server.wait(20s).exit_code == 0);
+  }
 }

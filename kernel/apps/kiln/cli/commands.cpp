@@ -523,11 +523,35 @@ int cmd_serve(const Args& a, std::ostream&) {
   const int lock_fd =
       take_serve_lock(k->storage_path(), "; stop it first, or give this one its own storage.path");
   {
+    // The lock file holds the server's pid while it runs and "stopped" after a clean stop: a
+    // pid left there is a server that was killed, crashed or lost its machine.
+    char before[64] = {};
+    const auto n = ::pread(lock_fd, before, sizeof before - 1, 0);
+    std::string previous = n > 0 ? std::string(before, static_cast<std::size_t>(n)) : "";
+    while (!previous.empty() && (previous.back() == '\n' || previous.back() == ' '))
+      previous.pop_back();
+    if (!previous.empty() && previous.find_first_not_of("0123456789") == std::string::npos)
+      spdlog::warn(
+          "the previous kiln serve on this database (pid {}) did not stop cleanly (killed, "
+          "crashed, or its machine went down): every acknowledged write is in the database; "
+          "missions it was running are taken up again once their leases lapse "
+          "(missions.lease_ms); `kiln ledger verify` checks the ledger",
+          previous);
     const std::string pid = std::to_string(::getpid()) + "\n";
     if (::ftruncate(lock_fd, 0) != 0 || ::pwrite(lock_fd, pid.data(), pid.size(), 0) < 0)
       spdlog::warn("cannot write the pid into {}.serve.lock: {}", k->storage_path().string(),
                    std::strerror(errno));
   }
+  // Any way out of this function is a clean stop (a drained server, or a start that failed):
+  // written last, after everything declared below has been torn down.
+  struct CleanStop {
+    int fd;
+    ~CleanStop() {
+      const std::string clean = "stopped\n";
+      if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, clean.data(), clean.size(), 0) < 0)
+        spdlog::warn("cannot mark the clean stop in the serve lock file: {}", std::strerror(errno));
+    }
+  } clean_stop{lock_fd};
 
   // Listen first: /health answers and /ready says 503 while storage opens.
   http::ApiContext api;

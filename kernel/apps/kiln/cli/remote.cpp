@@ -358,11 +358,11 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
                      {"device", v.at("device")},
                      {"kid", v.at("kid")},
                      {"secret_key", v.at("secret_key")}};
-      const std::string file =
-          a.key_file.value_or(default_key_file(std::string(v.at("tenant").as_string()),
-                                               std::string(v.at("device").as_string()),
-                                               std::string(v.at("kid").as_string()))
-                                  .string());
+      const std::string file = a.key_file.value_or(
+          default_key_file("var/devices", std::string(v.at("tenant").as_string()),
+                           std::string(v.at("device").as_string()),
+                           std::string(v.at("kid").as_string()))
+              .string());
       telemetry::DeviceCredentials::from_json(c).write(file);
       v.as_object().erase("secret_key");
       v.as_object()["key_file"] = file;

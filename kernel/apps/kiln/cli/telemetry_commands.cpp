@@ -128,7 +128,7 @@ void print_devices(const json::array& keys, std::ostream& out) {
 namespace {
 
 int wrote_credentials(const telemetry::DeviceCredentials& c, const Args& a, std::ostream& out,
-                      const char* what) {
+                      const char* what, const fs::path& storage) {
   bool has_secret = false;
   for (auto b : c.key.secret) has_secret = has_secret || b != 0;
   if (!has_secret) {
@@ -136,8 +136,9 @@ int wrote_credentials(const telemetry::DeviceCredentials& c, const Args& a, std:
         << "); the device holds its own secret key\n";
     return runtime::kExitOk;
   }
-  const fs::path file =
-      a.key_file ? fs::path(*a.key_file) : default_key_file(c.tenant, c.device, c.key.kid);
+  const fs::path file = a.key_file ? fs::path(*a.key_file)
+                                   : default_key_file(storage.parent_path() / "devices", c.tenant,
+                                                      c.device, c.key.kid);
   c.write(file);
   out << what << " key " << c.key.kid << " for device " << c.device << " (tenant " << c.tenant
       << ")\nsecret key written to " << file.string()
@@ -148,9 +149,9 @@ int wrote_credentials(const telemetry::DeviceCredentials& c, const Args& a, std:
 
 }  // namespace
 
-std::filesystem::path default_key_file(const std::string& tenant, const std::string& device,
-                                       const std::string& kid) {
-  return fs::path("var/devices") / tenant / (device + "." + kid + ".key");
+std::filesystem::path default_key_file(const std::filesystem::path& dir, const std::string& tenant,
+                                       const std::string& device, const std::string& kid) {
+  return dir / tenant / (device + "." + kid + ".key");
 }
 
 const std::map<std::string, std::string>& telemetry_help() {
@@ -185,8 +186,10 @@ when the spool is empty afterwards, 1 when batches were refused or still wait fo
        R"(Usage: kiln devices add DEVICE [--tenant T] [--public-key HEX] [--key-out FILE]
 
 Registers a device and its Ed25519 key (ledger event device.key_added). Without --public-key a
-key pair is made and the secret written to FILE (default var/devices/TENANT/DEVICE.KID.key, mode
-0600, never overwritten): the only copy. With --public-key the device keeps its own secret.
+key pair is made and the secret written to FILE (mode 0600, never overwritten): the only copy.
+FILE defaults to devices/TENANT/DEVICE.KID.key beside the database (storage.path: var/devices/...
+by default), or var/devices/... here with --server. With --public-key the device keeps its own
+secret.
 )"},
       {"devices rotate",
        R"(Usage: kiln devices rotate DEVICE [--tenant T] [--grace SECONDS] [--public-key HEX] [--key-out FILE]
@@ -294,7 +297,7 @@ int cmd_devices_add(const Args& a, std::ostream& out) {
   auto k = boot(a, false);
   auto c = k->telemetry().devices().add(a.tenant, device, pub,
                                         missions::Actor{"cli", missions::Role::kAdmin});
-  return wrote_credentials(c, a, out, "added");
+  return wrote_credentials(c, a, out, "added", k->storage_path());
 }
 
 int cmd_devices_rotate(const Args& a, std::ostream& out) {
@@ -306,7 +309,7 @@ int cmd_devices_rotate(const Args& a, std::ostream& out) {
   auto c = k->telemetry().devices().rotate(a.tenant, device, pub,
                                            std::chrono::seconds(static_cast<long>(grace)),
                                            missions::Actor{"cli", missions::Role::kAdmin});
-  return wrote_credentials(c, a, out, "rotated to");
+  return wrote_credentials(c, a, out, "rotated to", k->storage_path());
 }
 
 int cmd_devices_revoke(const Args& a, std::ostream& out) {

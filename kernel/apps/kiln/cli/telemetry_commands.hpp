@@ -18,10 +18,11 @@ namespace kiln::cli {
 
 const std::map<std::string, std::string>& telemetry_help();
 
-// Where `devices add|rotate` write a new secret key without --key-out, locally or with --server:
-// var/devices/TENANT/DEVICE.KID.key.
-std::filesystem::path default_key_file(const std::string& tenant, const std::string& device,
-                                       const std::string& kid);
+// Where `devices add|rotate` write a new secret key without --key-out: DIR/TENANT/DEVICE.KID.key,
+// DIR the directory `devices` beside the database (storage.path; var/devices by default), or
+// var/devices with --server (the server's storage is not this machine's).
+std::filesystem::path default_key_file(const std::filesystem::path& dir, const std::string& tenant,
+                                       const std::string& device, const std::string& kid);
 
 int cmd_record(const Args& a, std::ostream& out, std::ostream& err);
 int cmd_devices_add(const Args& a, std::ostream& out);
