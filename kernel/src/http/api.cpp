@@ -1515,8 +1515,9 @@ Router build_api(ApiContext& ctx) {
            throw HttpError{422, "invalid_request",
                            "query parameter 'format' must be json or html, not '" + format + "'",
                            json::object{{"field", "query.format"}}};
-         auto rep = telemetry::session_report(tools_of(req), req.params.at("id"),
-                                              telemetry::accepted_in(k.missions(), req.tenant));
+         auto rep = telemetry::session_report(
+             tools_of(req), req.params.at("id"),
+             telemetry::accepted_in(k.missions(), req.tenant, k.storage_path()));
          if (!rep.ok()) throw view_failed(rep.error());
          if (format == "html")
            return Response::text(200, std::string(rep.value().at("html").as_string()),

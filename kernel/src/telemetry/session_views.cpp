@@ -84,18 +84,18 @@ json::object record_of(const json::object& session) {
 
 }  // namespace
 
-AcceptedBy accepted_in(const missions::MissionService& missions,
-                       std::optional<std::string> tenant) {
-  return
-      [&missions, tenant = std::move(tenant)](const std::string& id) -> std::optional<std::string> {
-        const auto m = missions.get(tenant, id);
-        if (!m) return std::nullopt;
-        for (const auto& s : m->steps)
-          if (const auto* o = s.output.if_object())
-            if (const auto* by = o->if_contains("accepted_by"); by && by->is_string())
-              return std::string(by->as_string());
-        return std::nullopt;
-      };
+AcceptedBy accepted_in(const missions::MissionService& missions, std::optional<std::string> tenant,
+                       std::filesystem::path db) {
+  return [&missions, tenant = std::move(tenant),
+          db = std::move(db)](const std::string& id) -> std::optional<std::string> {
+    const auto m = missions.get(tenant, id);
+    if (!m) return std::nullopt;
+    for (const auto& s : m->steps)
+      if (const auto* o = s.output.if_object())
+        if (const auto* by = o->if_contains("accepted_by"); by && by->is_string())
+          return named_actor(db, std::string(by->as_string()));
+    return std::nullopt;
+  };
 }
 
 Result<json::object, ToolError> session_report(const ToolRunner& run, const std::string& session,

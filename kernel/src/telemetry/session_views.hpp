@@ -29,8 +29,10 @@ using ToolRunner = std::function<Result<boost::json::value, ToolError>(const std
 // Who accepted the roast of a session's report mission after its QC failed (the `accepted_by`
 // of the mission's QC step), or nullopt.
 using AcceptedBy = std::function<std::optional<std::string>(const std::string& mission_id)>;
-// The acceptance as `missions` holds it, for missions of `tenant` (nullopt: any).
-AcceptedBy accepted_in(const missions::MissionService& missions, std::optional<std::string> tenant);
+// The acceptance as `missions` holds it, for missions of `tenant` (nullopt: any); an approver by
+// API key named as the key is in the database `db`.
+AcceptedBy accepted_in(const missions::MissionService& missions, std::optional<std::string> tenant,
+                       std::filesystem::path db);
 
 // `accepted`, when given: a failed QC that an approver accepted on the session's report mission
 // says so (as the mission's own report did), instead of a plain fail.

@@ -776,7 +776,8 @@ int cmd_report(const Args& a, std::ostream& out, std::ostream& err) {
     rep["html"] = page.value();
   } else {
     auto made = telemetry::session_report(
-        invoke.runner(), session, telemetry::accepted_in(invoke.k->missions(), invoke.tenant));
+        invoke.runner(), session,
+        telemetry::accepted_in(invoke.k->missions(), invoke.tenant, invoke.k->storage_path()));
     if (!made.ok()) {
       err << "kiln report: " << made.error().code << ": " << made.error().message << "\n";
       return runtime::kExitFailed;
