@@ -663,8 +663,20 @@ BOOST_AUTO_TEST_CASE(lists_link_their_next_page) {
   BOOST_TEST(s.call("GET", "/v1/missions?limit=5", "a_viewer").header("link").empty());
   auto bad = s.call("GET", "/v1/missions?starting_after=m-nope", "a_viewer");
   BOOST_TEST(bad.status == 422, bad.body);
-  BOOST_TEST(contains(bad.body, "no mission m-nope to start after"), bad.body);
+  BOOST_TEST(contains(bad.body, "no mission 'm-nope' to start after"), bad.body);
   BOOST_TEST(body(bad).at("error").at("details").at("field").as_string() == "query.starting_after");
+  auto empty = s.call("GET", "/v1/missions?starting_after=", "a_viewer");
+  BOOST_TEST(empty.status == 422, empty.body);
+  BOOST_TEST(contains(empty.body, "starting_after is empty: it takes the id of the last mission"),
+             empty.body);
+  // A parameter given twice, or empty where a number goes, is refused, not guessed.
+  auto twice = s.call("GET", "/v1/missions?limit=1&limit=2", "a_viewer");
+  BOOST_TEST(twice.status == 422, twice.body);
+  BOOST_TEST(contains(twice.body, "query parameter 'limit' is given more than once"), twice.body);
+  BOOST_TEST(body(twice).at("error").at("details").at("field").as_string() == "query.limit");
+  auto blank = s.call("GET", "/v1/missions?limit=", "a_viewer");
+  BOOST_TEST(blank.status == 422, blank.body);
+  BOOST_TEST(contains(blank.body, "query parameter 'limit' must be an integer"), blank.body);
   // Another tenant's mission is no cursor either.
   BOOST_TEST(s.call("GET", "/v1/missions?starting_after=" + all[0], "b_admin").status == 422);
   auto ledger = s.call("GET", "/v1/ledger?limit=1", "a_viewer");

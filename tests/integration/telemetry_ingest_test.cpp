@@ -17,6 +17,7 @@
 #include "common/json_text.hpp"
 #include "common/sha256.hpp"
 #include "http/client.hpp"
+#include "runtime/json_schema.hpp"
 #include "storage/sqlite.hpp"
 #include "support/process.hpp"
 #include "telemetry/devices.hpp"
@@ -451,6 +452,10 @@ BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason)
                         "tenant, after the '@'; GET /v1/sessions or `kiln sessions list` shows "
                         "them)"),
                route << ": " << missing.body);
+    // And with the same details, naming the session.
+    BOOST_TEST(json::serialize(json::parse(missing.body).at("error").at("details")) ==
+                   R"({"session":"s-nope"})",
+               route << ": " << missing.body);
   }
   // Path bytes that are not UTF-8 come back as valid JSON too.
   auto bad_path = s.call("GET", "/v1/sessions/%FF%FE", "viewer");
@@ -733,6 +738,33 @@ BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
       again.at("qc").at("accepted_by").as_string() ==
           "approver (" + std::string(steps[2].at("output").at("accepted_by").as_string()) + ")",
       json::serialize(again.at("qc")));
+  // A session's answers are what /openapi.json says they are, refusals included.
+  {
+    const auto doc = body(s.call("GET", "/openapi.json", ""));
+    const std::string sid(session.at("id").as_string());
+    auto check = [&](const std::string& path, const std::string& target,
+                     const std::string& status) {
+      auto r = s.call("GET", target, "viewer");
+      BOOST_REQUIRE_MESSAGE(std::to_string(r.status) == status, target << ": " << r.body);
+      const auto& schema = doc.at("paths")
+                               .at(path)
+                               .at("get")
+                               .at("responses")
+                               .at(status)
+                               .at("content")
+                               .at("application/json")
+                               .at("schema");
+      const auto err = runtime::validate_json(schema, body(r), "answer");
+      BOOST_TEST(!err, target << ": " << err.value_or(""));
+    };
+    check("/v1/sessions", "/v1/sessions", "200");
+    check("/v1/sessions/{id}", "/v1/sessions/" + sid, "200");
+    check("/v1/sessions/{id}/samples", "/v1/sessions/" + sid + "/samples", "200");
+    check("/v1/sessions/{id}/report", "/v1/sessions/" + sid + "/report", "200");
+    check("/v1/sessions/{id}/predict", "/v1/sessions/" + sid + "/predict", "200");
+    check("/v1/devices/{device}", "/v1/devices/r1-roast", "200");
+    check("/v1/sessions/{id}/report", "/v1/sessions/nope/report", "404");
+  }
   // The page is kept where storage.artifacts says, a directory per plugin.
   const fs::path page(std::string(report.at("path").as_string()));
   BOOST_TEST(page.string().starts_with((s.dir.path() / "kept" / "roast" / "reports").string()),
@@ -906,7 +938,8 @@ BOOST_AUTO_TEST_CASE(a_roasters_first_crack_mark_reaches_the_report) {
   auto early = s.kiln({"sessions", "mark", id, "FCs", "--at", "0:30"});  // for 8:30?
   BOOST_TEST(early.exit_code != 0);
   BOOST_TEST(contains(early.err, "is not after TP, the lowest BT after CHARGE ("), early.err);
-  BOOST_TEST(contains(early.err, "; is the time in minutes and seconds (M:SS)?"), early.err);
+  BOOST_TEST(contains(early.err, "; is the time right? (on the command line M:SS after CHARGE"),
+             early.err);
   // A marked CHARGE moves the roast's clock; the view says so. Cleared again, and once more.
   auto charge = s.kiln({"sessions", "mark", id, "CHARGE", "--at", "0:10", "--no-report"});
   BOOST_TEST(charge.exit_code == 0, charge.out + charge.err);
@@ -1468,7 +1501,7 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
                         "the mark is now by this machine's clock, and the roast's "
                         "newest reading is at "),
                ahead.body);
-    BOOST_TEST(!contains(ahead.body, "M:SS)?"), ahead.body);
+    BOOST_TEST(!contains(ahead.body, "is the time right?"), ahead.body);
     // An operator sees the roast under way in /metrics too.
     const auto gauges = s.call("GET", "/metrics", "").body;
     BOOST_TEST(contains(gauges, "kiln_telemetry_sessions{state=\"open\"} 1\n"), gauges);

@@ -57,5 +57,15 @@ BOOST_AUTO_TEST_CASE(schema_keywords) {
   BOOST_TEST(why(R"({"name": "a", "x": 1})") ==
              "input.x: unknown field (not in the tool's schema)");
   BOOST_TEST(why(R"([1])") == "input: expected object, got array");
+  // prefixItems: a schema per leading position (a row of columns), items for the rest.
+  {
+    auto row = json::parse(R"({"type": "array", "prefixItems": [{"type": "number"},
+                                {"type": "integer"}], "items": {"type": "string"}})");
+    BOOST_TEST(!validate_json(row, json::parse(R"([1.5, 2, "x"])")));
+    BOOST_TEST(validate_json(row, json::parse(R"([1.5, 2.5])")).value_or("") ==
+               "input[1]: expected integer, got number");
+    BOOST_TEST(validate_json(row, json::parse(R"([1.5, 2, 3])")).value_or("") ==
+               "input[2]: expected string, got integer");
+  }
   BOOST_TEST(!validate_json(json::value(), json::parse("[1]")));  // no schema: anything goes
 }

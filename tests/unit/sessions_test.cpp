@@ -358,7 +358,7 @@ BOOST_AUTO_TEST_CASE(pages_of_sessions_join_up_across_equal_starts) {
       BOOST_FAIL("a cursor that is no session of acme was taken: " + cursor);
     } catch (const missions::MissionError& e) {
       BOOST_TEST(e.field() == "starting_after");
-      BOOST_TEST(std::string(e.what()).find("no session " + cursor + " to start after") == 0u,
+      BOOST_TEST(std::string(e.what()).find("no session '" + cursor + "' to start after") == 0u,
                  e.what());
     }
   }

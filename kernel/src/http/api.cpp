@@ -54,7 +54,7 @@ const char* kMissionSchema =
 std::int64_t int_query(const Request& r, const char* name, std::int64_t dflt, std::int64_t min,
                        std::int64_t max) {
   auto it = r.query.find(name);
-  if (it == r.query.end() || it->second.empty()) return dflt;
+  if (it == r.query.end()) return dflt;  // given empty (?limit=), it is refused as no integer
   try {
     std::size_t used = 0;
     auto v = std::stoll(it->second, &used);
@@ -117,7 +117,9 @@ std::string note_of(const Request& r) {
 // The key's tenant's session {id}; another tenant's answers 404 like a missing one.
 telemetry::SessionInfo session_or_404(const runtime::Kernel& k, const Request& req) {
   auto s = telemetry::Sessionizer::get(k.storage_path(), req.tenant, req.params.at("id"));
-  if (!s) throw HttpError{404, "not_found", telemetry::no_session(req.params.at("id"), req.tenant)};
+  if (!s)
+    throw HttpError{404, "not_found", telemetry::no_session(req.params.at("id"), req.tenant),
+                    json::object{{"session", req.params.at("id")}}};
   return *s;
 }
 
@@ -1033,7 +1035,7 @@ Router build_api(ApiContext& ctx) {
                                                                "version": {"type": "integer"}}},
       "first_boot": {"type": ["integer", "null"],
                      "description": "the device boots whose readings the session holds"},
-      "last_boot": {"type": ["integer", "null"]},
+      "last_boot": {"type": ["integer", "null"], "description": "the device boot its readings end in, set when it closes; null while open"},
       "report": {"type": ["object", "null"], "description": "where its report mission stands: null before it has one",
                  "properties": {"mission": {"type": "string"}, "state": {"type": "string"},
                                 "verdict": {"type": ["string", "null"], "enum": ["pass", "warn", "fail", null],
@@ -1400,7 +1402,12 @@ Router build_api(ApiContext& ctx) {
                       "state": {"type": "string", "enum": ["open", "closed"],
                                 "description": "closed: no more samples will come"},
                       "columns": {"type": "array", "items": {"type": "string"}},
-                      "samples": {"type": "array", "items": {"type": "array"}},
+                      "samples": {"type": "array", "description": "readings, oldest first, each a row in the order of columns",
+                                  "items": {"type": "array", "minItems": 8, "maxItems": 8,
+                                            "prefixItems": [{"type": "number", "description": "t, epoch seconds"}, {"type": "number", "description": "bt, °C"},
+                                                            {"type": "number", "description": "et, °C"}, {"type": "number", "description": "ror, °C/min as the device sent it; 0 may be none"},
+                                                            {"type": "integer", "description": "heater"}, {"type": "integer", "description": "fan"},
+                                                            {"type": "integer", "description": "drum"}, {"type": "integer", "description": "state"}]}},
                       "last_t": {"type": ["number", "null"],
                                  "description": "the newest sample's time (else the after given): the next poll's after"}}})"),
          200,
@@ -1476,8 +1483,10 @@ Router build_api(ApiContext& ctx) {
       return HttpError{503, "unavailable",
                        "this route needs the tool " + tool +
                            " (the roast plugin's), which this server has not loaded"};
+    // The tool's details as the route's ({"session": ...} for a session not found), as every
+    // route answers them; none is an empty object.
     return HttpError{tool_error_status(e.code), e.code, e.message,
-                     json::object{{"tool", e.details}}};
+                     e.details.is_object() ? e.details.as_object() : json::object{}};
   };
   // Runs a tool for a route (profiles) in the key's tenant; its error is the route's.
   auto run_tool = [tools_of, tool_failed](const Request& req, const char* tool,
@@ -1492,38 +1501,62 @@ Router build_api(ApiContext& ctx) {
   auto view_failed = [tool_failed](const ToolError& e) {
     return tool_failed(e, "roast.analyze, roast.qc, roast.report and roast.predict");
   };
-  r.add(
-      {"GET",
-       "/v1/sessions/{id}/report",
-       "getSessionReport",
-       "A roast session's report, made now: its numbers as JSON (format kiln.roast-report/1: "
-       "events, phases, QC, the comparison with its profile), or with ?format=html the page "
-       "(inline SVG chart, opens offline)",
-       "telemetry",
-       Role::kViewer,
-       0,
-       nullptr,
-       schema(R"({"type": "object", "required": ["format", "session", "events", "phases", "qc"]})"),
-       200,
-       "application/json, text/html",
-       {{"format", "json (default) or html"}},
-       true,
-       [&k, tools_of, view_failed](Request& req) {
-         std::string format = "json";
-         if (auto it = req.query.find("format"); it != req.query.end()) format = it->second;
-         if (format != "json" && format != "html")
-           throw HttpError{422, "invalid_request",
-                           "query parameter 'format' must be json or html, not '" + format + "'",
-                           json::object{{"field", "query.format"}}};
-         auto rep = telemetry::session_report(
-             tools_of(req), req.params.at("id"),
-             telemetry::accepted_in(k.missions(), req.tenant, k.storage_path()));
-         if (!rep.ok()) throw view_failed(rep.error());
-         if (format == "html")
-           return Response::text(200, std::string(rep.value().at("html").as_string()),
-                                 "text/html; charset=utf-8");
-         return Response::json(200, rep.value().at("report"));
-       }});
+  r.add({"GET",
+         "/v1/sessions/{id}/report",
+         "getSessionReport",
+         "A roast session's report, made now: its numbers as JSON (format kiln.roast-report/1: "
+         "events, phases, QC, the comparison with its profile), or with ?format=html the page "
+         "(inline SVG chart, opens offline)",
+         "telemetry",
+         Role::kViewer,
+         0,
+         nullptr,
+         schema(R"({"type": "object", "required": ["format", "session", "events", "phases", "qc"],
+         "properties": {
+           "format": {"const": "kiln.roast-report/1"}, "title": {"type": "string"},
+           "session": {"type": "object", "properties": {"id": {"type": "string"}, "tenant": {"type": "string"},
+             "device": {"type": "string"}, "state": {"type": "string"}, "charge_t": {"type": "number"},
+             "drop_t": {"type": ["number", "null"]}, "profile": {"type": ["object", "null"]}}},
+           "events": {"type": "object", "description": "CHARGE, TP, DRY_END, FCs, DROP: each null (not found) or {time: seconds after CHARGE, bt: °C, source: how it was found (marked, roaster state, phases, ...), FCs also estimated}",
+             "additionalProperties": {"type": ["object", "null"]}},
+           "phases": {"type": "object", "properties": {"drying": {"type": ["number", "null"]}, "maillard": {"type": ["number", "null"]},
+             "development": {"type": ["number", "null"]}, "dtr": {"type": ["number", "null"], "description": "percent"}}},
+           "auc": {"type": ["number", "null"], "description": "°C·min above the base, TP to DROP"},
+           "ror": {"type": "object", "description": "°C/min", "properties": {"at_fcs": {"type": ["number", "null"]}, "at_drop": {"type": ["number", "null"]},
+             "crash": {"type": "boolean"}, "flick": {"type": "boolean"}}},
+           "weight": {"type": "object", "description": "grams; null until weighed", "properties": {"green": {"type": ["number", "null"]},
+             "roasted": {"type": ["number", "null"]}, "loss_percent": {"type": ["number", "null"]}}},
+           "summary": {"type": "string", "description": "the summary as the speech engine says it"},
+           "qc": {"type": "object", "properties": {"verdict": {"type": "string", "enum": ["pass", "warn", "fail", "pending"]},
+             "checks": {"type": "array", "items": {"type": "object", "required": ["check", "result", "reason"],
+               "properties": {"check": {"type": "string"}, "result": {"type": "string"}, "reason": {"type": "string"}}}},
+             "accepted_by": {"type": "string", "description": "the approver who accepted a failed roast"}}},
+           "settings": {"type": ["array", "null"], "description": "the roaster's settings from CHARGE to DROP: the levels at CHARGE, then each change",
+             "items": {"type": "object", "properties": {"t": {"type": "number"}, "control": {"type": "string", "enum": ["heater", "fan", "drum"]},
+               "level": {"type": "integer"}}}},
+           "reference": {"type": ["object", "null"], "description": "the comparison with the session's profile; null without one",
+             "properties": {"profile": {"type": "string"}, "fcs_time": {"type": ["number", "null"]}, "drop_time": {"type": ["number", "null"]},
+               "drop_bt": {"type": ["number", "null"]}, "delta": {"type": "object"}, "settings": {"type": ["array", "null"]}}}}})"),
+         200,
+         "application/json, text/html",
+         {{"format", "json (default) or html"}},
+         true,
+         [&k, tools_of, view_failed](Request& req) {
+           std::string format = "json";
+           if (auto it = req.query.find("format"); it != req.query.end()) format = it->second;
+           if (format != "json" && format != "html")
+             throw HttpError{422, "invalid_request",
+                             "query parameter 'format' must be json or html, not '" + format + "'",
+                             json::object{{"field", "query.format"}}};
+           auto rep = telemetry::session_report(
+               tools_of(req), req.params.at("id"),
+               telemetry::accepted_in(k.missions(), req.tenant, k.storage_path()));
+           if (!rep.ok()) throw view_failed(rep.error());
+           if (format == "html")
+             return Response::text(200, std::string(rep.value().at("html").as_string()),
+                                   "text/html; charset=utf-8");
+           return Response::json(200, rep.value().at("report"));
+         }});
   r.add({"GET",
          "/v1/sessions/{id}/alog",
          "exportSessionAlog",

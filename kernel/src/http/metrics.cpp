@@ -57,7 +57,8 @@ void HttpMetrics::expose(std::string& out) const {
   };
   out +=
       "# HELP kiln_http_requests_total HTTP requests answered, by route and status (method "
-      "\"other\": a method the route's path does not answer; route \"unmatched\": a path no "
+      "\"other\": OPTIONS (a CORS preflight) or a method the route's path does not answer; route "
+      "\"unmatched\": a path no "
       "route answers, or a request too malformed to route).\n";
   out += "# TYPE kiln_http_requests_total counter\n";
   for (std::size_t i = 0; i < shards_.size(); ++i)

@@ -81,15 +81,18 @@ std::string url_encode(std::string_view s) {
   return out;
 }
 
-std::map<std::string, std::string> parse_query(std::string_view q) {
+std::map<std::string, std::string> parse_query(std::string_view q, std::string* repeated) {
   std::map<std::string, std::string> out;
   while (!q.empty()) {
     auto amp = q.find('&');
     auto part = q.substr(0, amp);
     auto eq = part.find('=');
-    if (!part.empty())
-      out[url_decode(part.substr(0, eq))] =
-          eq == std::string_view::npos ? "" : url_decode(part.substr(eq + 1));
+    if (!part.empty()) {
+      auto name = url_decode(part.substr(0, eq));
+      auto [at, added] = out.insert_or_assign(
+          std::move(name), eq == std::string_view::npos ? "" : url_decode(part.substr(eq + 1)));
+      if (!added && repeated && repeated->empty()) *repeated = at->first;
+    }
     if (amp == std::string_view::npos) break;
     q.remove_prefix(amp + 1);
   }
@@ -223,6 +226,12 @@ std::optional<Response> Router::admit(const Route& route, Request& req,
     req.actor = id->actor;
     req.tenant = id->tenant;
   }
+  // One value a parameter: which of two a route would take is a guess (?after=1&after=2).
+  if (!req.query_repeated.empty())
+    return error(
+        422, "invalid_request",
+        "query parameter '" + req.query_repeated + "' is given more than once; give it once",
+        json::object{{"field", "query." + req.query_repeated}});
   // A query parameter the route does not take is a typo or a filter it does not have
   // (?state=open on sessions): said, not ignored.
   for (const auto& [name, value] : req.query) {
@@ -474,7 +483,7 @@ json::object Router::openapi(const std::string& version) const {
   }
   json::object error_schema = json::parse(R"({
     "type": "object", "required": ["error"],
-    "properties": {"error": {"type": "object", "required": ["code", "message"],
+    "properties": {"error": {"type": "object", "required": ["code", "message", "details"],
       "properties": {"code": {"type": "string"}, "message": {"type": "string"},
                      "details": {"type": "object", "description":
                        "more about the error; field: the request field that was wrong"}}}}})")

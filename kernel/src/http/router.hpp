@@ -28,6 +28,7 @@ struct Request {
   std::string target;  // path and query as received
   std::string path;    // decoded path, without the query
   std::map<std::string, std::string> query;
+  std::string query_repeated;  // a query parameter given more than once (the first such), if any
   std::vector<std::pair<std::string, std::string>> headers;  // lower-case names, as received
   std::string body;
   std::string request_id;
@@ -168,6 +169,8 @@ class Router {
 // Query and path helpers.
 std::string url_decode(std::string_view s);
 std::string url_encode(std::string_view s);  // a query value: all but A-Z a-z 0-9 - _ . ~
-std::map<std::string, std::string> parse_query(std::string_view q);
+// `repeated`, when given, gets the first name that comes more than once (its last value is in
+// the map).
+std::map<std::string, std::string> parse_query(std::string_view q, std::string* repeated = nullptr);
 
 }  // namespace kiln::http

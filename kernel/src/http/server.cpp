@@ -344,7 +344,7 @@ struct Server::Impl {
       auto q = req.target.find('?');
       req.path = url_decode(std::string_view(req.target).substr(0, q));
       if (q != std::string::npos)
-        req.query = parse_query(std::string_view(req.target).substr(q + 1));
+        req.query = parse_query(std::string_view(req.target).substr(q + 1), &req.query_repeated);
       req.headers.reserve(8);
       for (const auto& f : head) {
         std::string name(f.name_string());

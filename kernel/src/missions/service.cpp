@@ -429,11 +429,13 @@ std::vector<MissionView> MissionService::list(const ListFilter& filter) const {
     at.bind(1, *f.starting_after);
     if (f.tenant) at.bind(2, *f.tenant);
     if (!at.step())
-      throw MissionError(Code::kInvalidInput,
-                         "no mission " + *f.starting_after +
-                             " to start after: starting_after takes the id of the last mission "
-                             "of the previous page",
-                         "starting_after");
+      throw MissionError(
+          Code::kInvalidInput,
+          (f.starting_after->empty()
+               ? std::string("starting_after is empty: it takes")
+               : "no mission '" + *f.starting_after + "' to start after: starting_after takes") +
+              " the id of the last mission of the previous page",
+          "starting_after");
     after_time = at.text(0);
   }
   std::string sql = std::string("SELECT ") + kMissionColumns + " FROM missions WHERE 1";

@@ -147,8 +147,17 @@ std::optional<std::string> validate_json(const json::value& schema_v, const json
       return path + ": must have at least " + bound(*m) + " items";
     if (auto* m = schema.if_contains("maxItems"); m && m->is_int64() && n > m->as_int64())
       return path + ": must have at most " + bound(*m) + " items";
+    // prefixItems: a schema for each leading position (a row of columns); items: the rest.
+    std::size_t prefix = 0;
+    if (auto* p = schema.if_contains("prefixItems"); p && p->is_array()) {
+      prefix = p->as_array().size();
+      for (std::size_t i = 0; i < arr.size() && i < prefix; ++i)
+        if (auto err =
+                validate_json(p->as_array()[i], arr[i], path + "[" + std::to_string(i) + "]"))
+          return err;
+    }
     if (auto* items = schema.if_contains("items"); items && items->is_object()) {
-      for (std::size_t i = 0; i < arr.size(); ++i)
+      for (std::size_t i = prefix; i < arr.size(); ++i)
         if (auto err = validate_json(*items, arr[i], path + "[" + std::to_string(i) + "]"))
           return err;
     }

@@ -1,6 +1,6 @@
 // A JSON Schema validator for the subset tool schemas use: type, properties, required,
 // additionalProperties (boolean), items, enum, const, minimum, maximum, minLength, maxLength,
-// minItems, maxItems. Unknown keywords are ignored, as JSON Schema says.
+// minItems, maxItems, prefixItems, pattern. Unknown keywords are ignored, as JSON Schema says.
 #pragma once
 
 #include <optional>

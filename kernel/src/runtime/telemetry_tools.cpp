@@ -20,7 +20,10 @@ class SessionTool final : public Tool {
     const std::string id(input.as_object().at("session").as_string());
     const auto db = storage_();
     auto s = telemetry::Sessionizer::get(db, ctx.tenant, id);
-    if (!s) return tool_error(error_code::kNotFound, telemetry::no_session(id, ctx.tenant));
+    if (!s)
+      return Unexpected<ToolError>{ToolError{error_code::kNotFound,
+                                             telemetry::no_session(id, ctx.tenant), false,
+                                             json::object{{"session", id}}}};
     auto samples = telemetry::Sessionizer::samples(db, *s);
     json::array time, bt, et, state, heater, fan, drum;
     bool any_state = false;

@@ -901,7 +901,9 @@ SessionInfo Sessionizer::mark(const std::string& tenant, const std::string& id, 
               MissionError::Code::kInvalidInput,
               *event + " at " + clock(when) + " is not after TP, the lowest BT after CHARGE (" +
                   bt + " °C at " + clock(tp->t) + "): a roast passes TP before " + *event +
-                  (at_now ? clocks_hint : "; is the time in minutes and seconds (M:SS)?"),
+                  (at_now ? clocks_hint
+                          : "; is the time right? (on the command line M:SS after CHARGE, "
+                            "8:00; in after_charge seconds, 480)"),
               time_field);
         }
       }
@@ -1016,11 +1018,13 @@ std::vector<SessionInfo> Sessionizer::list(const std::filesystem::path& db, cons
     at.bind(1, *f.starting_after);
     if (f.tenant) at.bind(2, *f.tenant);
     if (!at.step())
-      throw MissionError(MissionError::Code::kInvalidInput,
-                         "no session " + *f.starting_after +
-                             " to start after: starting_after takes the id of the last session "
-                             "of the previous page",
-                         "starting_after");
+      throw MissionError(
+          MissionError::Code::kInvalidInput,
+          (f.starting_after->empty()
+               ? std::string("starting_after is empty: it takes")
+               : "no session '" + *f.starting_after + "' to start after: starting_after takes") +
+              " the id of the last session of the previous page",
+          "starting_after");
     after_t = at.real(0);
   }
   std::string sql = std::string("SELECT ") + kColumns + " FROM telemetry_sessions WHERE 1";

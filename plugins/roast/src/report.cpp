@@ -673,17 +673,26 @@ std::string render_report_html(const ReportInput& in) {
   auto row = [&](const std::string& k, const std::string& v) {
     rows += "<tr><th>" + esc(k) + "</th><td>" + esc(v) + "</td></tr>\n";
   };
+  // A recorded session's page is headed by its roaster and when ("Roast on r1, 2026-12-04
+  // 10:20 UTC"), its id a row below; anything else by its title.
+  std::string heading = "Roast " + in.title;
+  std::string when;
   if (auto c = at(in.session, {"charge_t"}); c && *c > 0) {
     // When it was roasted (the device's clock at CHARGE), in UTC.
     const auto secs = static_cast<std::time_t>(*c);
     std::tm tm{};
     gmtime_r(&secs, &tm);
-    char when[32];
-    std::strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M UTC", &tm);
+    when = buf;
     row("roasted", when);
   }
-  if (const auto* d = in.session.if_contains("device"); d && d->is_string())
+  if (const auto* d = in.session.if_contains("device"); d && d->is_string()) {
     row("device", std::string(d->as_string()));
+    heading = "Roast on " + std::string(d->as_string()) + (when.empty() ? "" : ", " + when);
+    if (const auto* id = in.session.if_contains("id"); id && id->is_string())
+      row("session", std::string(id->as_string()));
+  }
   if (const auto* p = in.session.if_contains("profile"); p && p->is_object())
     if (const auto* n = p->as_object().if_contains("name"); n && n->is_string())
       row("profile",
@@ -772,16 +781,15 @@ std::string render_report_html(const ReportInput& in) {
     }
 
   std::string html =
-      "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>Roast " +
-      esc(in.title) +
+      "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>" + esc(heading) +
       "</title>\n<style>body{font-family:sans-serif;margin:24px;color:#212121}"
       "table{border-collapse:collapse;margin:12px 0}th,td{padding:3px 10px;text-align:left;"
       "border-bottom:1px solid #eee}tr.fail td{color:#b71c1c}tr.warn td{color:#e65100}"
       ".verdict{font-weight:bold}.legend span{margin-right:14px}"
       ".band{padding:0 6px}svg{max-width:100%;height:auto;border:1px solid #eee}"
-      "</style></head>\n<body>\n<h1>Roast " +
-      esc(in.title) + "</h1>\n<p class=\"summary\">" + esc(written_summary(in)) + "</p>\n" +
-      legend + svg + "<h2>Events and phases</h2>\n<table>\n" + rows + "</table>\n";
+      "</style></head>\n<body>\n<h1>" +
+      esc(heading) + "</h1>\n<p class=\"summary\">" + esc(written_summary(in)) + "</p>\n" + legend +
+      svg + "<h2>Events and phases</h2>\n<table>\n" + rows + "</table>\n";
   std::string accepted;
   if (const auto* by = in.qc.if_contains("accepted_by"); by && by->is_string())
     accepted = " — accepted by " + esc(std::string(by->as_string()));

@@ -274,7 +274,8 @@ BOOST_AUTO_TEST_CASE(report_says_what_it_shows_and_labels_stay_readable) {
   auto log = parse_alog(read(kFixtures / "26-02-01_1812_Jigesa_no2.alog"));
   ReportInput in;
   in.title = "s-1@default";
-  in.session = json::object{{"device", "r1"},
+  in.session = json::object{{"id", "s-1@default"},
+                            {"device", "r1"},
                             {"charge_t", 1764748800.0},  // 2025-12-03 08:00 UTC
                             {"profile", json::object{{"name", "jigesa"}, {"version", 2}}}};
   in.curve = json::object{{"time", json::value_from(log.time)},
@@ -288,6 +289,9 @@ BOOST_AUTO_TEST_CASE(report_says_what_it_shows_and_labels_stay_readable) {
   const auto html = render_report_html(in);
   for (const char* want :
        {"<tr><th>roasted</th><td>2025-12-03 08:00 UTC</td></tr>",
+        "<h1>Roast on r1, 2025-12-03 08:00 UTC</h1>",
+        "<title>Roast on r1, 2025-12-03 08:00 UTC</title>",
+        "<tr><th>session</th><td>s-1@default</td></tr>",
         "<tr><th>profile</th><td>jigesa v2</td></tr>", "<tr><th>RoR at DROP</th><td>4.3 °C/min",
         "°C·min (above 100.0 °C, TP to DROP)", "BT (bean)", "ET (environment)",
         "rate of rise, right axis", ">development</span>"})

@@ -231,7 +231,8 @@ telemetry::Sample Roaster::next() {
               : phase_ == Phase::kRoasting   ? kStateRoasting
               : phase_ == Phase::kCooling    ? kStateCooling
                                              : kStateOff;
-  // The roaster's own RoR: BT change over the last 30 s, °C/min (noise-free probe).
+  // The roaster's own RoR: BT change over the last 30 s, °C/min (noise-free probe); over what
+  // there is in the first 30 s of a recording, rather than a 0 a chart would take for a reading.
   probe_history_.push_back(s_.tp);
   const std::size_t back = static_cast<std::size_t>(iround(30.0 / o_.interval_s));
   if (probe_history_.size() > back) {
@@ -239,6 +240,9 @@ telemetry::Sample Roaster::next() {
     if (probe_history_.size() > 4 * back)
       probe_history_.erase(probe_history_.begin(),
                            probe_history_.begin() + static_cast<std::ptrdiff_t>(2 * back));
+  } else if (probe_history_.size() > 1) {
+    const double span_s = static_cast<double>(probe_history_.size() - 1) * o_.interval_s;
+    out.ror = (probe_history_.back() - probe_history_.front()) / span_s * 60.0;
   }
   for (long k = 0; k < sps_; ++k) {
     if (k > 0) advance();

@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <map>
+#include <vector>
 
 #include "artisan_detector.hpp"
 #include "kiln/testkit/boost_test.hpp"
@@ -61,6 +62,20 @@ BOOST_AUTO_TEST_CASE(the_model_matches_the_reference_golden_roast) {
   BOOST_REQUIRE(r.fcs_time());
   BOOST_TEST(std::abs(*r.fcs_time() - 10.0 - 475.88093363051024) < 1e-6);
   BOOST_TEST(std::abs(*r.drop_time() - 10.0 - 594.9) < 1e-6);
+}
+
+// The roaster's own RoR is there from the second reading of a recording (over the readings so
+// far, until there are 30 s of them): not a 0 a chart would draw as a reading, then a jump.
+BOOST_AUTO_TEST_CASE(the_roasters_own_ror_is_there_from_the_second_reading) {
+  sim::Options o;  // CHARGE 10 s into the recording
+  sim::Roaster r(o);
+  std::vector<telemetry::Sample> s;
+  for (int i = 0; i < 31; ++i) s.push_back(r.next());
+  BOOST_TEST(s[0].ror == 0.0);  // one reading: no rate yet (and the preheated probe is steady)
+  // From CHARGE on, the probe falls and the rate says so at every reading.
+  for (std::size_t i = 11; i < s.size(); ++i) BOOST_TEST(s[i].ror < 0.0, "reading " << i);
+  // Two seconds after CHARGE the probe is falling fast: the rate says so.
+  BOOST_TEST(s[12].ror < -5.0, s[12].ror);
 }
 
 // The roast a roaster would recognise, at three charge masses, seen through the event detector
