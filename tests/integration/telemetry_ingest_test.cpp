@@ -764,6 +764,30 @@ BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
     check("/v1/sessions/{id}/predict", "/v1/sessions/" + sid + "/predict", "200");
     check("/v1/devices/{device}", "/v1/devices/r1-roast", "200");
     check("/v1/sessions/{id}/report", "/v1/sessions/nope/report", "404");
+    // A dashboard polling a closed session's samples and report asks with the ETag it has: 304,
+    // no bytes; a changed answer (another format) has another.
+    http::Client c("http://127.0.0.1:" + std::to_string(s.port));
+    const std::vector<std::pair<std::string, std::string>> auth{
+        {"Authorization", "Bearer " + s.keys.at("viewer")}};
+    for (const std::string target :
+         {"/v1/sessions/" + sid + "/samples", "/v1/sessions/" + sid + "/report",
+          "/v1/sessions/" + sid + "/report?format=html"}) {
+      auto first = c.request("GET", target, "", auth);
+      BOOST_REQUIRE(first.status == 200);
+      const std::string tag = first.header("etag");
+      BOOST_TEST(tag.size() == 34u, target << ": " << tag);
+      BOOST_TEST(first.header("cache-control") == "no-cache");
+      auto with = auth;
+      with.emplace_back("If-None-Match", tag);
+      auto again = c.request("GET", target, "", with);
+      BOOST_TEST(again.status == 304, target);
+      BOOST_TEST(again.body.empty());
+      with.back().second = "\"stale\"";
+      BOOST_TEST(c.request("GET", target, "", with).status == 200, target);
+    }
+    BOOST_TEST(
+        c.request("GET", "/v1/sessions/" + sid + "/report", "", auth).header("etag") !=
+        c.request("GET", "/v1/sessions/" + sid + "/report?format=html", "", auth).header("etag"));
   }
   // The page is kept where storage.artifacts says, a directory per plugin.
   const fs::path page(std::string(report.at("path").as_string()));

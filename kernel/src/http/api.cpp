@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "audio/encode.hpp"
+#include "common/sha256.hpp"
 #include "kiln/abi.hpp"
 #include "kiln/nodes/tts_engine.hpp"
 #include "missions/worker.hpp"
@@ -149,6 +150,21 @@ Response artifact_response(const missions::StoredArtifact& a, const Request& req
   out.headers.emplace_back("Content-Disposition", "attachment; filename=\"" + file + "\"");
   out.body = a.data;
   return out;
+}
+
+// An answer that stays the same while its data does (a closed session's samples or report),
+// with a hash of its bytes as the ETag: a dashboard polling with If-None-Match gets 304 without
+// them. no-cache: a client asks each time, as an open session's answer changes.
+Response with_etag(Response res, const Request& req) {
+  const std::string etag = "\"" + common::sha256_hex(res.body).substr(0, 32) + "\"";
+  res.headers.emplace_back("ETag", etag);
+  res.headers.emplace_back("Cache-Control", "no-cache");
+  const std::string wanted = req.header("if-none-match");
+  if (wanted == "*" || wanted.find(etag) != std::string::npos) {
+    res.status = 304;
+    res.body.clear();
+  }
+  return res;
 }
 
 const char* kActionBody = R"({"type": "object", "additionalProperties": false,
@@ -1420,13 +1436,15 @@ Router build_api(ApiContext& ctx) {
            auto samples = telemetry::Sessionizer::samples(k.storage_path(), s, after);
            json::value last = samples.empty() ? (after ? json::value(*after) : json::value(nullptr))
                                               : json::value(samples.back().t);
-           return Response::json(
-               200, json::object{{"session", s.id},
-                                 {"state", s.state},
-                                 {"columns", json::array{"t", "bt", "et", "ror", "heater", "fan",
-                                                         "drum", "state"}},
-                                 {"samples", telemetry::samples_json(samples)},
-                                 {"last_t", last}});
+           return with_etag(
+               Response::json(200,
+                              json::object{{"session", s.id},
+                                           {"state", s.state},
+                                           {"columns", json::array{"t", "bt", "et", "ror", "heater",
+                                                                   "fan", "drum", "state"}},
+                                           {"samples", telemetry::samples_json(samples)},
+                                           {"last_t", last}}),
+               req);
          }});
 
   // ---- Profiles -------------------------------------------------------------------------------
@@ -1553,9 +1571,10 @@ Router build_api(ApiContext& ctx) {
                telemetry::accepted_in(k.missions(), req.tenant, k.storage_path()));
            if (!rep.ok()) throw view_failed(rep.error());
            if (format == "html")
-             return Response::text(200, std::string(rep.value().at("html").as_string()),
-                                   "text/html; charset=utf-8");
-           return Response::json(200, rep.value().at("report"));
+             return with_etag(Response::text(200, std::string(rep.value().at("html").as_string()),
+                                             "text/html; charset=utf-8"),
+                              req);
+           return with_etag(Response::json(200, rep.value().at("report")), req);
          }});
   r.add({"GET",
          "/v1/sessions/{id}/alog",
@@ -1905,6 +1924,10 @@ Router build_api(ApiContext& ctx) {
       {"assignDeviceProfile", {{409, "the profile is archived (restore it first)"}}},
       {"getMissionArtifact",
        {{304, "If-None-Match named the file's ETag: the client has it already"}}},
+      {"getSessionSamples",
+       {{304, "If-None-Match named the answer's ETag: nothing changed since the client's copy"}}},
+      {"getSessionReport",
+       {{304, "If-None-Match named the answer's ETag: nothing changed since the client's copy"}}},
       {"getSessionSummaryAudio",
        {{304, "If-None-Match named the file's ETag: the client has it already"},
         {409,
@@ -1916,6 +1939,10 @@ Router build_api(ApiContext& ctx) {
   const Header if_none_match{"If-None-Match",
                              "the ETag of the copy the client has: 304 without the bytes"};
   const Header etag{"ETag", "the file's SHA-256, quoted"};
+  const Header if_none_match_answer{
+      "If-None-Match", "the ETag of the answer the client has: 304 without the bytes if unchanged"};
+  const Header answer_etag{"ETag",
+                           "a hash of the answer's bytes, quoted (with Cache-Control: no-cache)"};
   const Header next_page{"Link",
                          "<the same request for the next page>; rel=\"next\" — on a full page "
                          "only"};
@@ -1926,6 +1953,8 @@ Router build_api(ApiContext& ctx) {
          "made the first time (200, created: false); wins over the body's idempotency_key"}}},
       {"getMissionArtifact", {if_none_match}},
       {"getSessionSummaryAudio", {if_none_match}},
+      {"getSessionSamples", {if_none_match_answer}},
+      {"getSessionReport", {if_none_match_answer}},
   };
   const std::map<std::string, std::vector<Header>> answer_headers = {
       {"listMissions", {next_page}},
@@ -1933,6 +1962,8 @@ Router build_api(ApiContext& ctx) {
       {"listLedgerEvents", {next_page}},
       {"getMissionArtifact", {etag}},
       {"getSessionSummaryAudio", {etag}},
+      {"getSessionSamples", {answer_etag}},
+      {"getSessionReport", {answer_etag}},
       {"createSpeech",
        {{"X-Kiln-Voice", "the voice that spoke"},
         {"X-Kiln-Audio-Seconds", "the audio's length (not on a streamed answer)", "number"}}},
