@@ -602,13 +602,14 @@ std::string render_report_html(const ReportInput& in) {
                        [&](const Setting& s) { return s.control == c; }))
         continue;
       const double y = H - B - 6 - 14 * static_cast<double>(lanes.size() - 1 - k);
-      svg += "<g class=\"settings\" font-size=\"10\" fill=\"#616161\"><text x=\"" + f1(L + 3) +
-             "\" y=\"" + f1(y) + "\">" + c + "</text>";
-      lane_end[c] = L + 12;
+      // The lane's letter in the left margin, clear of the curves before CHARGE.
+      svg += "<g class=\"settings\" font-size=\"10\" fill=\"#616161\"><text x=\"" + f1(L - 4) +
+             "\" y=\"" + f1(y) + "\" text-anchor=\"end\">" + c + "</text>";
+      lane_end[c] = L + 2;
       for (const auto& s : settings) {
         if (s.control != c || s.t < t0 || s.t > t1) continue;
         const std::string level = std::to_string(s.level);
-        const double x = std::max(X(s.t), L + 12);
+        const double x = std::max(X(s.t), L + 2);
         if (x < lane_end[c]) continue;
         svg += "<line x1=\"" + f1(X(s.t)) + "\" x2=\"" + f1(X(s.t)) + "\" y1=\"" + f1(y + 2) +
                "\" y2=\"" + f1(y - 9) + "\" stroke=\"#9e9e9e\"/><text x=\"" + f1(x + 2) +

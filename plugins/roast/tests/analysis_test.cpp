@@ -1090,6 +1090,10 @@ BOOST_AUTO_TEST_CASE(the_report_shows_the_roasters_settings_against_the_profile)
                "(profile 2:00)</td>");
   }
   BOOST_TEST(html.find("<g class=\"settings\"") != std::string::npos);
+  // Each lane's letter sits in the left margin (the plot starts at x 56), not over the curves.
+  BOOST_TEST(html.find("<text x=\"52.0\" y=\"") != std::string::npos);
+  BOOST_TEST(std::regex_search(html, std::regex("<text x=\"52\\.0\" y=\"[0-9.]+\" "
+                                                "text-anchor=\"end\">P</text>")));
   BOOST_TEST(html.find("<title>fan 3 at 4:00</title>3</text>") != std::string::npos);
   BOOST_TEST(html.find("<title>fan 9") == std::string::npos);  // after DROP
   BOOST_TEST(html.find("settings: P heater power, F fan, D drum speed") != std::string::npos);
