@@ -132,6 +132,12 @@ Response roaster_change(runtime::Kernel& k, Request& req, const char* action) {
   return Response::json(200, session_or_404(k, req).to_json());
 }
 
+// The request's If-None-Match names `etag` (or is "*"): the client has this answer already.
+bool has_copy(const Request& req, const std::string& etag) {
+  const std::string wanted = req.header("if-none-match");
+  return wanted == "*" || wanted.find(etag) != std::string::npos;
+}
+
 // A file a mission step kept (the roast report's spoken summary), with its SHA-256 as the ETag:
 // a client that has it already (If-None-Match) gets 304 without the bytes.
 Response artifact_response(const missions::StoredArtifact& a, const Request& req) {
@@ -139,8 +145,7 @@ Response artifact_response(const missions::StoredArtifact& a, const Request& req
   Response out;
   out.content_type = a.info.media_type;
   out.headers.emplace_back("ETag", etag);
-  const std::string wanted = req.header("if-none-match");
-  if (wanted == "*" || wanted.find(etag) != std::string::npos) {
+  if (has_copy(req, etag)) {
     out.status = 304;
     return out;
   }
@@ -159,8 +164,7 @@ Response with_etag(Response res, const Request& req) {
   const std::string etag = "\"" + common::sha256_hex(res.body).substr(0, 32) + "\"";
   res.headers.emplace_back("ETag", etag);
   res.headers.emplace_back("Cache-Control", "no-cache");
-  const std::string wanted = req.header("if-none-match");
-  if (wanted == "*" || wanted.find(etag) != std::string::npos) {
+  if (has_copy(req, etag)) {
     res.status = 304;
     res.body.clear();
   }

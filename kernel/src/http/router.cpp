@@ -386,18 +386,14 @@ json::object Router::openapi(const std::string& version) const {
                                     {"required", true},
                                     {"schema", json::object{{"type", "string"}}}});
     }
-    for (const auto& q : r.query_params)
-      params.push_back(json::object{{"name", q.name},
-                                    {"in", "query"},
-                                    {"required", false},
-                                    {"description", q.description},
-                                    {"schema", json::object{{"type", q.type}}}});
-    for (const auto& h : r.header_params)
-      params.push_back(json::object{{"name", h.name},
-                                    {"in", "header"},
-                                    {"required", false},
-                                    {"description", h.description},
-                                    {"schema", json::object{{"type", h.type}}}});
+    for (const auto& [where, list] :
+         {std::pair{"query", &r.query_params}, std::pair{"header", &r.header_params}})
+      for (const auto& q : *list)
+        params.push_back(json::object{{"name", q.name},
+                                      {"in", where},
+                                      {"required", false},
+                                      {"description", q.description},
+                                      {"schema", json::object{{"type", q.type}}}});
     if (!params.empty()) op["parameters"] = std::move(params);
     if (!r.request_schema.is_null())
       op["requestBody"] = json::object{

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -24,6 +25,21 @@
 namespace {
 
 namespace json = boost::json;
+
+// A tool's `phases` input (4 numbers, as its schema says) when they rise through a roast; else
+// nullopt with the refusal in `error`. `unit_of`: "the log's" or "the profile's".
+std::optional<std::array<double, 4>> rising_phases(const json::array& given, const char* unit_of,
+                                                   std::string* error) {
+  std::array<double, 4> p{};
+  for (std::size_t i = 0; i < 4; ++i) p[i] = given[i].to_number<double>();
+  if (std::is_sorted(p.begin(), p.end())) return p;
+  char text[128];
+  std::snprintf(text, sizeof text, "%g, %g, %g, %g", p[0], p[1], p[2], p[3]);
+  *error =
+      std::string("phases rise through a roast: drying from <= DRY END <= FCs <= finish, in ") +
+      unit_of + " unit (e.g. 150,150,195,225 in °C); given " + text;
+  return std::nullopt;
+}
 
 // A recorded curve ({"time", "bt", "et"[, "state"][, "unit"]}) as a RoastLog without marks.
 kiln::roast::RoastLog log_of_curve(const json::object& c, const std::array<double, 4>& phases) {
@@ -299,18 +315,10 @@ class AnalyzeTool final : public kiln::Tool {
       }
       // Phase temperatures instead of the log's or the curve's (an R1 log's DRY END at 18 °C).
       if (const auto* ph = in.if_contains("phases"); ph && ph->is_array()) {
-        std::array<double, 4> p{};
-        for (std::size_t i = 0; i < 4; ++i) p[i] = ph->as_array()[i].to_number<double>();
-        if (!std::is_sorted(p.begin(), p.end())) {
-          char given[128];
-          std::snprintf(given, sizeof given, "%g, %g, %g, %g", p[0], p[1], p[2], p[3]);
-          return kiln::tool_error(kiln::error_code::kInvalidInput,
-                                  std::string("phases rise through a roast: drying from <= DRY "
-                                              "END <= FCs <= finish, in the log's unit (e.g. "
-                                              "150,150,195,225 in °C); given ") +
-                                      given);
-        }
-        log.phases = p;
+        std::string why;
+        const auto p = rising_phases(ph->as_array(), "the log's", &why);
+        if (!p) return kiln::tool_error(kiln::error_code::kInvalidInput, why);
+        log.phases = *p;
       }
       auto a = kiln::roast::analyze(log, opt, detector.get());
       json::object out = kiln::roast::to_json(a);
@@ -359,17 +367,9 @@ class ProfileImportTool final : public kiln::Tool {
       // The phase temperatures to detect DRY END and estimate FCs by, instead of the log's (an
       // R1 log's may say 18 °C): the profile is checked and its views made again with them.
       if (const auto* ph = in.if_contains("phases"); ph && ph->is_array()) {
-        std::vector<double> p;
-        for (const auto& x : ph->as_array()) p.push_back(x.to_number<double>());
-        if (!std::is_sorted(p.begin(), p.end())) {
-          char given[128];
-          std::snprintf(given, sizeof given, "%g, %g, %g, %g", p[0], p[1], p[2], p[3]);
-          return kiln::tool_error(
-              kiln::error_code::kInvalidInput,
-              std::string("phases rise through a roast: drying from <= DRY END <= FCs <= "
-                          "finish, in the profile's unit (e.g. 150,150,195,225 in °C); given ") +
-                  given);
-        }
+        std::string why;
+        if (!rising_phases(ph->as_array(), "the profile's", &why))
+          return kiln::tool_error(kiln::error_code::kInvalidInput, why);
         body["phases"] = *ph;
         body = kiln::roast::profile_from_json(body);
       }
