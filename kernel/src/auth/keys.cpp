@@ -179,4 +179,17 @@ std::optional<KeyInfo> KeyStore::authenticate(std::string_view key) {
   return c.info;
 }
 
+std::string actor_named(storage::Connection& c, const std::string& actor) {
+  if (actor.rfind("key:", 0) != 0) return actor;
+  auto key = c.prepare("SELECT name FROM api_keys WHERE id = ?");
+  key.bind(1, actor.substr(4));
+  return key.step() && !key.text(0).empty() ? key.text(0) + " (" + actor + ")" : actor;
+}
+
+std::string actor_named(const std::filesystem::path& db, const std::string& actor) {
+  if (actor.rfind("key:", 0) != 0) return actor;
+  storage::Connection c(db, storage::Connection::Mode::kReadOnly);
+  return actor_named(c, actor);
+}
+
 }  // namespace kiln::auth

@@ -67,4 +67,9 @@ class KeyStore {
 // Applies key.created / key.revoked to the api_keys table (registered with the ledger).
 void project_keys(storage::Connection& c, const ledger::Event& e);
 
+// An actor as a person reads it: an API key by the name it was given ("me-approver
+// (key:k-…)"); anything else, or a key the database does not hold, as it is.
+std::string actor_named(storage::Connection& c, const std::string& actor);
+std::string actor_named(const std::filesystem::path& db, const std::string& actor);
+
 }  // namespace kiln::auth

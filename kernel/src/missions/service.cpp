@@ -4,6 +4,7 @@
 #include <ctime>
 #include <random>
 
+#include "auth/keys.hpp"
 #include "common/sha256.hpp"
 #include "common/strings.hpp"
 #include "storage/sqlite.hpp"
@@ -395,6 +396,10 @@ CreateResult MissionService::create(const CreateRequest& req) {
   auto m = get(req.tenant, id);
   if (!m) throw MissionError(Code::kNotFound, "mission " + id + " vanished after creation");
   return CreateResult{std::move(*m), !existing};
+}
+
+std::string MissionService::actor_named(const std::string& actor) const {
+  return auth::actor_named(db_path_, actor);
 }
 
 std::optional<MissionView> MissionService::get(const std::optional<std::string>& tenant,

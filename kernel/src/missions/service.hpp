@@ -210,6 +210,9 @@ class MissionService {
                                          const std::string& mission, const std::string& step,
                                          const std::string& name) const;
 
+  // An API key's actor ("key:k-…") by the name it was given: "NAME (key:k-…)".
+  std::string actor_named(const std::string& actor) const;
+
   const TemplateSet& templates() const { return templates_; }
   const Policy& policy() const { return policy_; }
   const ToolFacts& tools() const { return tools_; }

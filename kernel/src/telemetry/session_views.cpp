@@ -6,6 +6,7 @@
 #include <ctime>
 #include <optional>
 
+#include "auth/keys.hpp"
 #include "telemetry/sessions.hpp"
 
 namespace kiln::telemetry {
@@ -93,7 +94,7 @@ AcceptedBy accepted_in(const missions::MissionService& missions, std::optional<s
     for (const auto& s : m->steps)
       if (const auto* o = s.output.if_object())
         if (const auto* by = o->if_contains("accepted_by"); by && by->is_string())
-          return named_actor(db, std::string(by->as_string()));
+          return auth::actor_named(db, std::string(by->as_string()));
     return std::nullopt;
   };
 }

@@ -11,6 +11,7 @@
 #include <limits>
 #include <map>
 
+#include "auth/keys.hpp"
 #include "common/strings.hpp"
 #include "storage/sqlite.hpp"
 #include "telemetry/devices.hpp"
@@ -72,13 +73,6 @@ void find_last_reading(Connection& c, SessionInfo& s) {
   if (st.step() && !st.is_null(0)) s.last_t = st.real(0);
 }
 
-std::string key_named(Connection& c, const std::string& actor) {
-  if (actor.rfind("key:", 0) != 0) return actor;
-  auto key = c.prepare("SELECT name FROM api_keys WHERE id = ?");
-  key.bind(1, actor.substr(4));
-  return key.step() && !key.text(0).empty() ? key.text(0) + " (" + actor + ")" : actor;
-}
-
 // Where the session's report mission stands: its state, and its QC step's verdict (a failed
 // check holds the verdict in the error's details) and acceptance.
 void find_report(Connection& c, SessionInfo& s) {
@@ -108,7 +102,7 @@ void find_report(Connection& c, SessionInfo& s) {
     }
   }
   // An approver by API key is named as the key was ("me-approver (key:k-…)"), not by its id.
-  if (r.accepted_by) r.accepted_by = key_named(c, *r.accepted_by);
+  if (r.accepted_by) r.accepted_by = auth::actor_named(c, *r.accepted_by);
   if (!r.verdict && !st.is_null(2)) {
     const auto err = json::parse(st.text(2), ec);
     if (!ec && member(err, {"code"}) == std::optional<std::string>("qc_failed"))
@@ -162,12 +156,6 @@ void merge(std::vector<Sample>& into, std::vector<Sample> more) {
 }
 
 }  // namespace
-
-std::string named_actor(const std::filesystem::path& db, const std::string& actor) {
-  if (actor.rfind("key:", 0) != 0) return actor;
-  Connection c(db, Connection::Mode::kReadOnly);
-  return key_named(c, actor);
-}
 
 std::string no_session(const std::string& id, const std::optional<std::string>& tenant) {
   return "no session '" + id + "'" + (tenant ? " in tenant " + *tenant : std::string()) +

@@ -40,10 +40,6 @@ namespace kiln::telemetry {
 // a session up; `tenant` nullopt for local administration across tenants.
 std::string no_session(const std::string& id, const std::optional<std::string>& tenant);
 
-// An actor as a person reads it: an API key by the name it was given ("me-approver
-// (key:k-…)"), anything else, or a key the database `db` does not hold, as it is.
-std::string named_actor(const std::filesystem::path& db, const std::string& actor);
-
 struct SessionInfo {
   std::string id;
   std::string tenant;
