@@ -257,7 +257,7 @@ BOOST_AUTO_TEST_CASE(config_check_reports_problems_with_locations) {
     auto read = d.kiln(cmd);
     BOOST_TEST(read.exit_code == 1, cmd[0]);
     BOOST_TEST(contains(read.err, "no database at " + elsewhere.string() +
-                                      " (storage.path, command line --set"),
+                                      " yet (storage.path, command line --set"),
                read.err);
   }
   BOOST_TEST(!fs::exists(elsewhere.parent_path()));
@@ -286,7 +286,7 @@ BOOST_AUTO_TEST_CASE(config_check_reports_problems_with_locations) {
   }
   // A tenant ends session ids, metric labels and log lines: a space or line break in it is
   // refused, for API keys and devices alike.
-  for (const std::vector<std::string> cmd :
+  for (const std::vector<std::string>& cmd :
        {std::vector<std::string>{"keys", "create", "--tenant", "we ird", "--role", "viewer"},
         {"devices", "add", "sim-1", "--tenant", "a\nb"}}) {
     auto bad_tenant = d.kiln(cmd);
@@ -497,10 +497,14 @@ BOOST_AUTO_TEST_CASE(gate_decisions_land_in_a_verifiable_ledger) {
   Deployment d;
   auto none = d.kiln({"db", "status"});
   BOOST_TEST(none.exit_code == 1);
-  BOOST_TEST(contains(none.err, "no database at var/kiln.db yet"), none.err);
+  BOOST_TEST(contains(none.err, "no database at var/kiln.db yet (storage.path, "), none.err);
+  BOOST_TEST(contains(none.err, "--config FILE or KILN_CONFIG"), none.err);
   auto no_export = d.kiln({"ledger", "export"});
   BOOST_TEST(no_export.exit_code == 1);
   BOOST_TEST(contains(no_export.err, "nothing to export"), no_export.err);
+  auto no_verify = d.kiln({"ledger", "verify", "--set", "storage.path=elsewhere/k.db"});
+  BOOST_TEST(no_verify.exit_code == 1);
+  BOOST_TEST(contains(no_verify.err, "(storage.path, command line --set"), no_verify.err);
   BOOST_TEST(!fs::exists(d.dir.path() / "var/kiln.db"));  // inspecting created nothing
 
   BOOST_REQUIRE(d.kiln({"gate", "run", "tool_strategy/rules"}).exit_code == 0);
@@ -530,6 +534,14 @@ BOOST_AUTO_TEST_CASE(gate_decisions_land_in_a_verifiable_ledger) {
     BOOST_TEST(e.at("payload").at("node").as_string() == "rules");
   }
   BOOST_TEST(lines == 2);
+  // It holds what the database holds: private to the group as the database, whatever the umask,
+  // and never written through a link.
+  BOOST_TEST(static_cast<int>(fs::status(out_file).permissions() & fs::perms::all) == 0640);
+  fs::create_symlink(d.dir.path() / "elsewhere.txt", d.dir.path() / "link.jsonl");
+  auto through = d.kiln({"ledger", "export", "--out", (d.dir.path() / "link.jsonl").string()});
+  BOOST_TEST(through.exit_code == 1);
+  BOOST_TEST(contains(through.err, "is a symbolic link"), through.err);
+  BOOST_TEST(!fs::exists(d.dir.path() / "elsewhere.txt"));
 
   auto backup = d.dir.path() / "backup";
   auto b1 = d.kiln({"ledger", "backfill", "--out", backup.string()});
@@ -537,6 +549,8 @@ BOOST_AUTO_TEST_CASE(gate_decisions_land_in_a_verifiable_ledger) {
   BOOST_TEST(contains(b1.out, "system/gates: exported (2 events, no marker)"), b1.out);
   BOOST_TEST(contains(b1.out, "backfill: 1 exported, 0 up to date"), b1.out);
   BOOST_TEST(fs::exists(backup / "system" / "gates.marker.json"));
+  BOOST_TEST(static_cast<int>(fs::status(backup / "system" / "gates.jsonl").permissions() &
+                              fs::perms::all) == 0640);
   auto b2 = d.kiln({"ledger", "backfill", "--out", backup.string()});
   BOOST_TEST(contains(b2.out, "backfill: 0 exported, 1 up to date"), b2.out);
   auto b3 = d.kiln({"ledger", "backfill", "--out", backup.string(), "--force"});

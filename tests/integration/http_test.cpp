@@ -313,7 +313,25 @@ BOOST_AUTO_TEST_CASE(operations_routes_and_openapi_need_no_key) {
                                std::regex("http GET /v1/plugins 200 [0-9]+B [0-9.]+ms id=trace-43 "
                                           "key=key:k-[0-9a-f]+ tenant=acme")),
              s.child->stderr_so_far());
+  // So does one its role refuses: who tried is in the log.
+  BOOST_TEST(
+      s.call("POST", "/v1/missions", "a_viewer", "{}", {{"X-Request-Id", "trace-44"}}).status ==
+      403);
+  BOOST_REQUIRE(s.child->wait_for_stderr("id=trace-44", 5s));
+  BOOST_TEST(std::regex_search(s.child->stderr_so_far(),
+                               std::regex("http POST /v1/missions 403 [0-9]+B [0-9.]+ms "
+                                          "id=trace-44 key=key:k-[0-9a-f]+ tenant=acme")),
+             s.child->stderr_so_far());
+  // A plugin's own counter (HostServices::count), its name made a metric name.
+  for (int i = 0; i < 2; ++i)
+    BOOST_TEST(
+        s.call("POST", "/v1/tools/test.counted:invoke", "a_operator", R"({"input": {}})").status ==
+        200);
   auto metrics = s.call("GET", "/metrics");
+  BOOST_TEST(contains(metrics.body,
+                      "# TYPE kiln_plugin_test_calls_counted_total counter\n"
+                      "kiln_plugin_test_calls_counted_total{plugin=\"test_tools\"} 2\n"),
+             metrics.body);
   BOOST_TEST(metrics.status == 200);
   BOOST_TEST(contains(metrics.header("content-type"), "text/plain; version=0.0.4"));
   BOOST_TEST(contains(
@@ -446,6 +464,17 @@ BOOST_AUTO_TEST_CASE(errors_use_one_envelope) {
     auto answer = read_responses(fd, 1);
     BOOST_TEST(answer[0].first == 413, answer[0].second);
     BOOST_TEST(contains(answer[0].second, "the body is 5000000 bytes"), answer[0].second);
+    ::close(fd);
+  }
+  // Framing the parser refuses is answered 400 before the connection closes (it once got no
+  // answer at all).
+  for (const char* framing : {"Content-Length: -1\r\n", "Content-Length: abc\r\n",
+                              "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n"}) {
+    int fd = raw_connect(s.port);
+    send_all(fd, std::string("POST /v1/missions HTTP/1.1\r\nHost: x\r\n") + framing + "\r\n");
+    auto answer = read_responses(fd, 1);
+    BOOST_TEST(answer[0].first == 400, framing << answer[0].second);
+    BOOST_TEST(contains(answer[0].second, "malformed HTTP request: "), answer[0].second);
     ::close(fd);
   }
   auto unknown = s.call("GET", "/v2/nothing");

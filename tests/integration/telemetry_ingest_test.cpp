@@ -1318,6 +1318,23 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
   auto again = s.kiln({"devices", "rotate", "sim-7", "--tenant", "acme", "--key-out", "sim-7.key"});
   BOOST_TEST(again.exit_code != 0);
   BOOST_TEST(contains(again.err, "never overwritten"), again.err);
+  // Nor written through a link someone placed at its name or at a temporary name beside it.
+  {
+    std::ofstream(s.dir.path() / "victim.txt") << "precious";
+    fs::create_symlink(s.dir.path() / "victim.txt", s.dir.path() / "sim-beside.key.tmp");
+    fs::create_symlink(s.dir.path() / "victim.txt", s.dir.path() / "sim-at.key");
+    auto beside =
+        s.kiln({"devices", "add", "sim-beside", "--tenant", "acme", "--key-out", "sim-beside.key"});
+    BOOST_TEST(beside.exit_code == 0, beside.err);
+    auto at = s.kiln({"devices", "add", "sim-at", "--tenant", "acme", "--key-out", "sim-at.key"});
+    BOOST_TEST(at.exit_code != 0);
+    BOOST_TEST(contains(at.err, "never overwritten"), at.err);
+    std::ifstream victim(s.dir.path() / "victim.txt");
+    std::string text;
+    std::getline(victim, text);
+    BOOST_TEST(text == "precious");
+    BOOST_TEST(fs::is_regular_file(fs::symlink_status(s.dir.path() / "sim-beside.key")));
+  }
 
   // Nothing listens on port 1: every batch of the first minute goes to the spool.
   auto offline =

@@ -98,6 +98,19 @@ Manifest manifest() {
                       });
   actuate.actuates = true;
   m.tools.push_back(std::move(actuate));
+  // Counts its calls through the host (HostServices::count → /metrics).
+  ToolDecl counted = tool("test.counted", true, json::value(),
+                          [](const json::value&, const ToolContext&) -> ToolOutcome {
+                            return ToolResult{json::object{}, {}};
+                          });
+  counted.factory = [](HostServices& host) {
+    auto f = [&host](const json::value&, const ToolContext&) -> ToolOutcome {
+      host.count("test_calls.counted");
+      return ToolResult{json::object{}, {}};
+    };
+    return std::make_shared<FnTool<decltype(f)>>(f);
+  };
+  m.tools.push_back(std::move(counted));
   m.config_keys.push_back({"greeting", "string", "hello", "a setting for config tests"});
   m.config_keys.push_back({"level", "integer", 3, "another setting"});
   return m;

@@ -2,6 +2,7 @@
 // admission (rate limits, actuation) and the ledger projection with replay.
 #define BOOST_TEST_MODULE missions
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <set>
 #include <thread>
@@ -689,4 +690,27 @@ tenants: {acme: {missions: ["*"], deny: [actuating], review: [gated]}}
   BOOST_TEST(held.reason == "APPROVAL_REQUIRED");
   w.svc().approve("acme", id, kApprover, "step ok");
   BOOST_TEST(w.run(id).state == "DONE");
+}
+
+BOOST_AUTO_TEST_CASE(api_keys_unknown_to_the_database_are_not_cached) {
+  // Anyone can present any number of made-up key ids: each is refused and none is kept, while a
+  // real key is cached and a revoked one refused.
+  World w;
+  auto& keys = w.k->keys();
+  const auto made = keys.create("acme", Role::kViewer, "dash", Actor{"admin", Role::kAdmin});
+  BOOST_TEST(keys.authenticate(made.secret).has_value());
+  BOOST_TEST(keys.cached() == 1u);
+  for (int i = 0; i < 500; ++i) {
+    char id[13];
+    std::snprintf(id, sizeof id, "%012x", i);
+    BOOST_TEST(!keys.authenticate(std::string("kiln_k-") + id + "_" + std::string(32, '0')));
+  }
+  BOOST_TEST(!keys.authenticate("kiln_x-000000000000_" + std::string(32, '0')));
+  BOOST_TEST(keys.cached() == 1u);
+  // The right id with the wrong secret is refused too.
+  std::string wrong = made.secret;
+  wrong.back() = wrong.back() == '0' ? '1' : '0';
+  BOOST_TEST(!keys.authenticate(wrong));
+  keys.revoke(made.info.id, Actor{"admin", Role::kAdmin});
+  BOOST_TEST(!keys.authenticate(made.secret));
 }

@@ -26,7 +26,8 @@ class HostServices {
   // keys its manifest declares, with declared defaults filled in.
   virtual const boost::json::object& config() const = 0;
   virtual std::chrono::system_clock::time_point now() const = 0;
-  // Adds `delta` to a counter named `kiln_plugin_<name>` (label: the plugin).
+  // Adds `delta` to the counter `kiln_plugin_<name>_total{plugin="..."}` on the /metrics of the
+  // process the plugin runs in (`kiln serve`; characters a metric name cannot hold become '_').
   virtual void count(std::string_view name, double delta = 1.0) = 0;
   // A directory the plugin may write artifacts into; created on first use.
   virtual std::filesystem::path artifact_dir() = 0;

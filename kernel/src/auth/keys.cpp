@@ -143,9 +143,17 @@ std::vector<KeyInfo> KeyStore::list(const std::optional<std::string>& tenant) co
   return out;
 }
 
+KeyStore::~KeyStore() = default;
+
+std::size_t KeyStore::cached() const {
+  std::lock_guard lock(mu_);
+  return cache_.size();
+}
+
 std::optional<KeyInfo> KeyStore::authenticate(std::string_view key) {
   // kiln_k-<12 hex>_<32 hex>
-  if (key.size() != 5 + 14 + 1 + 32 || key.substr(0, 5) != "kiln_" || key[19] != '_')
+  if (key.size() != 5 + 14 + 1 + 32 || key.substr(0, 5) != "kiln_" || key[19] != '_' ||
+      key.substr(5, 2) != "k-")
     return std::nullopt;
   const std::string id(key.substr(5, 14));
   const std::string hash = common::sha256_hex(key);
@@ -161,18 +169,26 @@ std::optional<KeyInfo> KeyStore::authenticate(std::string_view key) {
     }
   }
   Cached c{std::nullopt, "", now};
+  bool known = false;
   {
-    Connection conn(db_path_, Connection::Mode::kReadOnly);
-    auto st = conn.prepare(std::string("SELECT ") + kColumns + ", hash FROM api_keys WHERE id = ?");
+    std::lock_guard lock(lookup_mu_);
+    if (!lookup_) lookup_ = std::make_unique<Connection>(db_path_, Connection::Mode::kReadOnly);
+    auto& st =
+        lookup_->cached(std::string("SELECT ") + kColumns + ", hash FROM api_keys WHERE id = ?");
     st.bind(1, id);
     if (st.step()) {
+      known = true;
       auto k = row(st);
       c.hash = st.text(7);
       if (!k.revoked_at) c.info = std::move(k);
     }
+    st.reset();  // ends the read: a kept statement would pin the WAL
   }
   std::lock_guard lock(mu_);
-  cache_[id] = c;
+  if (known)
+    cache_[id] = c;
+  else
+    cache_.erase(id);
   if (!c.info || c.hash.size() != hash.size() ||
       sodium_memcmp(c.hash.data(), hash.data(), hash.size()) != 0)
     return std::nullopt;

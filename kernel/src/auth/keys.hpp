@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -48,20 +49,26 @@ class KeyStore {
                 const missions::Actor& by);
   KeyInfo revoke(const std::string& id, const missions::Actor& by);
   std::vector<KeyInfo> list(const std::optional<std::string>& tenant) const;
-  // The key's identity, or nullopt when unknown, malformed or revoked. Lookups are cached for a
-  // second, so a revocation takes effect within that time.
+  ~KeyStore();
+  // The key's identity, or nullopt when unknown, malformed or revoked. Lookups of keys the
+  // database holds are cached for a second, so a revocation takes effect within that time; ids
+  // it does not hold are not kept (anyone can present any number of them).
   std::optional<KeyInfo> authenticate(std::string_view key);
+  // Key ids in the lookup cache (for tests): never more than the database holds.
+  std::size_t cached() const;
 
  private:
   ledger::SqliteLedger& ledger_;
   std::filesystem::path db_path_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   struct Cached {
     std::optional<KeyInfo> info;
     std::string hash;
     std::chrono::steady_clock::time_point at;
   };
   std::map<std::string, Cached> cache_;  // by key id
+  std::mutex lookup_mu_;                 // the lookups' one read-only connection
+  std::unique_ptr<storage::Connection> lookup_;
 };
 
 // Applies key.created / key.revoked to the api_keys table (registered with the ledger).

@@ -466,6 +466,7 @@ Router build_api(ApiContext& ctx) {
            if (ctx.metrics) ctx.metrics->expose(out);
            if (ctx.router) ctx.router->expose(out);
            k.tool_metrics().expose(out);
+           k.plugin_metrics().expose(out);
            try {
              k.telemetry().ingestor().expose(out);
            } catch (const std::exception&) {

@@ -216,6 +216,9 @@ std::optional<Response> Router::admit(const Route& route, Request& req,
       (*key_refusals_)[kKeyInvalid].fetch_add(1, std::memory_order_relaxed);
       return unauthenticated("invalid_token", "the API key is not valid (unknown or revoked)");
     }
+    // Known from here on, refused or not: the access log names who asked.
+    req.actor = id->actor;
+    req.tenant = id->tenant;
     if (id->actor.role < *route.role) {
       (*key_refusals_)[kKeyRole].fetch_add(1, std::memory_order_relaxed);
       return error(403, "forbidden",
@@ -223,8 +226,6 @@ std::optional<Response> Router::admit(const Route& route, Request& req,
                        std::string(missions::to_string(*route.role)) + " role; this key has " +
                        std::string(missions::to_string(id->actor.role)));
     }
-    req.actor = id->actor;
-    req.tenant = id->tenant;
   }
   // One value a parameter: which of two a route would take is a guess (?after=1&after=2).
   if (!req.query_repeated.empty())

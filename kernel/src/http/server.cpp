@@ -324,8 +324,12 @@ struct Server::Impl {
           if (metrics) metrics->record(metrics->unmatched(), 431, 0);
           conn.deadline = Clock::now() + o.request_timeout;
           co_await asio::async_write(stream, asio::buffer(res), kTuple);
-        } else if (hec == bhttp::error::bad_target || hec == bhttp::error::bad_method ||
-                   hec == bhttp::error::bad_version || hec == bhttp::error::bad_field) {
+        } else if (hec.category() == bhttp::make_error_code(bhttp::error::bad_target).category() &&
+                   hec != bhttp::error::end_of_stream && hec != bhttp::error::partial_message &&
+                   hec != bhttp::error::need_more) {
+          // A request the parser refuses (method, target, a field, Content-Length or
+          // Transfer-Encoding, both at once): said, then the connection is closed — what follows
+          // cannot be framed.
           auto res =
               serialize(error(400, "bad_request", "malformed HTTP request: " + hec.message()), 11,
                         false, new_request_id());

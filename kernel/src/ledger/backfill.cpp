@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "common/files.hpp"
 #include "common/sha256.hpp"
 
 namespace kiln::ledger {
@@ -64,6 +65,9 @@ void write_atomically(const fs::path& target, const std::string& tmp_suffix,
     }
   } cleanup{tmp};
   {
+    // Mode 0640 as the database it comes from (the keys stream holds API key hashes), and not
+    // through a link left at the temporary name.
+    ::close(common::open_output_file(tmp, 0640));
     std::ofstream out(tmp, std::ios::trunc | std::ios::binary);
     if (!out)
       throw std::runtime_error("cannot write " + tmp.string() + ": " + std::strerror(errno));
@@ -131,7 +135,10 @@ BackfillReport backfill(Ledger& ledger, const fs::path& dir,
     // appends go on.
     std::int64_t written = 0, last = 0;
     write_atomically(file, suffix, [&](std::ostream& out) {
-      ledger.for_each(ExportFilter{s.tenant, s.stream, 0, {}}, [&](const Event& e) {
+      ExportFilter only;
+      only.tenant = s.tenant;
+      only.stream = s.stream;
+      ledger.for_each(only, [&](const Event& e) {
         if (e.seq > s.last_seq) return;
         out << json::serialize(e.to_json()) << '\n';
         ++written;

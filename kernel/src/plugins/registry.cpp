@@ -42,9 +42,7 @@ class PluginRegistry::Host final : public HostServices {
   std::chrono::system_clock::time_point now() const override {
     return std::chrono::system_clock::now();
   }
-  void count(std::string_view name, double delta) override {
-    metrics_->add("kiln_plugin_" + std::string(name), "plugin=\"" + name_ + "\"", delta);
-  }
+  void count(std::string_view name, double delta) override { metrics_->add(name, name_, delta); }
   fs::path artifact_dir() override {
     fs::create_directories(artifacts_);
     return artifacts_;

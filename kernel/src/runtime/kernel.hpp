@@ -115,6 +115,7 @@ class Kernel {
   // the approval policy gives it, attempts, timeout).
   boost::json::array describe_templates() const;
   const ToolMetrics& tool_metrics() const { return *tool_metrics_; }
+  const Metrics& plugin_metrics() const { return *metrics_; }
   auth::KeyStore& keys();
   // Device keys, ingestion and sessions (opens storage on first use). A closed session starts
   // the mission named by sessions.mission (default roast_report) for it.

@@ -1,7 +1,9 @@
-// Counters shared by the kernel and plugin hosts; exposed later on /metrics.
+// Counters shared by the kernel and plugin hosts, for /metrics.
 #pragma once
 
+#include <cctype>
 #include <cstdint>
+#include <cstdio>
 #include <map>
 #include <mutex>
 #include <string>
@@ -9,20 +11,51 @@
 
 namespace kiln::runtime {
 
+// Plugins' own counters (HostServices::count): `kiln_plugin_<name>_total{plugin="..."}`.
 class Metrics {
  public:
-  void add(std::string_view name, std::string_view label, double delta) {
+  void add(std::string_view name, std::string_view plugin, double delta) {
     std::lock_guard lock(mu_);
-    counters_[std::string(name) + "{" + std::string(label) + "}"] += delta;
+    counters_[std::string(name)][std::string(plugin)] += delta;
   }
-  std::map<std::string, double> snapshot() const {
+  double value(std::string_view name, std::string_view plugin) const {
     std::lock_guard lock(mu_);
-    return counters_;
+    const auto n = counters_.find(name);
+    if (n == counters_.end()) return 0;
+    const auto p = n->second.find(plugin);
+    return p == n->second.end() ? 0 : p->second;
+  }
+  // Prometheus text: a plugin's name may hold what a metric name cannot ('-', '.'), which
+  // becomes '_'.
+  void expose(std::string& out) const {
+    std::lock_guard lock(mu_);
+    for (const auto& [name, by_plugin] : counters_) {
+      std::string metric = "kiln_plugin_";
+      for (char c : name)
+        metric += std::isalnum(static_cast<unsigned char>(c)) || c == '_' ? c : '_';
+      metric += "_total";
+      out += "# HELP " + metric + " A plugin's own counter (HostServices::count).\n";
+      out += "# TYPE " + metric + " counter\n";
+      for (const auto& [plugin, v] : by_plugin) {
+        std::string label;
+        for (char c : plugin) {
+          if (c == '\\' || c == '"') label += '\\';
+          if (c == '\n') {
+            label += "\\n";
+            continue;
+          }
+          label += c;
+        }
+        char number[32];
+        std::snprintf(number, sizeof number, "%.17g", v);
+        out += metric + "{plugin=\"" + label + "\"} " + number + "\n";
+      }
+    }
   }
 
  private:
   mutable std::mutex mu_;
-  std::map<std::string, double> counters_;
+  std::map<std::string, std::map<std::string, double, std::less<>>, std::less<>> counters_;
 };
 
 // Tool calls by tool and result ("ok" or the error code), for /metrics. Lookups of known

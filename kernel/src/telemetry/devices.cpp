@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "auth/keys.hpp"
+#include "common/files.hpp"
 #include "common/sha256.hpp"
 #include "storage/sqlite.hpp"
 
@@ -180,26 +181,12 @@ DeviceCredentials DeviceCredentials::from_json(const json::value& v) {
 }
 
 void DeviceCredentials::write(const std::filesystem::path& file) const {
-  if (std::filesystem::exists(file))
+  if (std::filesystem::exists(std::filesystem::symlink_status(file)))
     throw std::runtime_error(file.string() +
                              " exists; a device key is never overwritten (choose another "
                              "--key-out, or remove the old file once it is not needed)");
-  if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path());
-  const std::string tmp = file.string() + ".tmp";
-  const mode_t old = ::umask(077);
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << json::serialize(to_json()) << "\n";
-    out.flush();
-    if (!out) {
-      ::umask(old);
-      throw std::runtime_error("cannot write " + tmp);
-    }
-  }
-  ::umask(old);
-  std::filesystem::permissions(
-      tmp, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
-  std::filesystem::rename(tmp, file);
+  // Never through a link, nor over a file that appears meanwhile.
+  common::write_new_file(file, json::serialize(to_json()) + "\n", 0600);
 }
 
 DeviceCredentials DeviceCredentials::read(const std::filesystem::path& file) {

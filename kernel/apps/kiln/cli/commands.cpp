@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <atomic>
 #include <csignal>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iomanip>
 #include <map>
+#include <memory>
 #include <optional>
 #include <sstream>
 
@@ -29,6 +31,7 @@
 #include "cli/remote.hpp"
 #include "cli/service_notify.hpp"
 #include "cli/telemetry_commands.hpp"
+#include "common/files.hpp"
 #include "common/log.hpp"
 #include "common/strings.hpp"
 #include "http/api.hpp"
@@ -460,18 +463,26 @@ BootOptions boot_options(const Args& a, bool resolve, std::set<std::string> kind
   return o;
 }
 
+// Refuses a command that reads the database when there is none: names the path, where
+// storage.path came from, what `what` could not do, and how to point at the deployment's
+// configuration.
+void need_database(const Kernel& k, const std::string& what) {
+  std::error_code ec;
+  if (std::filesystem::exists(k.storage_path(), ec)) return;
+  const auto& entries = k.config().entries();
+  const auto it = entries.find("storage.path");
+  throw BootError(
+      runtime::kExitFailed,
+      "no database at " + k.storage_path().string() + " yet (storage.path, " +
+          (it != entries.end() ? it->second.source.describe() : std::string("default")) +
+          "): " + what +
+          ". `kiln serve` creates it; is this the deployment's configuration? (--config "
+          "FILE or KILN_CONFIG)");
+}
+
 std::unique_ptr<Kernel> boot_reading(const Args& a) {
   auto k = Kernel::boot(boot_options(a, false));
-  if (!std::filesystem::exists(k->storage_path())) {
-    const auto& entries = k->config().entries();
-    const auto it = entries.find("storage.path");
-    throw BootError(
-        runtime::kExitFailed,
-        "no database at " + k->storage_path().string() + " (storage.path, " +
-            (it != entries.end() ? it->second.source.describe() : std::string("default")) +
-            "): nothing is recorded there. Is this the deployment's configuration? (--config "
-            "FILE or KILN_CONFIG)");
-  }
+  need_database(*k, "nothing is recorded there");
   k->ledger();  // open and migrate it
   return k;
 }
@@ -1214,10 +1225,8 @@ int cmd_say(const Args& a, std::ostream& out, std::ostream& err) {
 int cmd_db_status(const Args& a, std::ostream& out) {
   auto k = Kernel::boot(boot_options(a, false));
   const auto path = k->storage_path();
+  need_database(*k, "nothing to show");
   std::error_code ec;
-  if (!std::filesystem::exists(path, ec))
-    throw BootError(runtime::kExitFailed, "no database at " + path.string() +
-                                              " yet; `kiln serve` creates it (storage.path)");
   storage::Connection c(path, storage::Connection::Mode::kReadOnly);
   auto status = storage::migration_status(c);
   auto mode = c.prepare("PRAGMA journal_mode");
@@ -1265,10 +1274,8 @@ int cmd_db_backup(const Args& a, std::ostream& out) {
   const std::filesystem::path to = a.positional[2];
   auto k = Kernel::boot(boot_options(a, false));
   const auto path = k->storage_path();
+  need_database(*k, "nothing to back up");
   std::error_code ec;
-  if (!std::filesystem::exists(path, ec))
-    throw BootError(runtime::kExitFailed,
-                    "no database at " + path.string() + " to back up (storage.path)");
   if (std::filesystem::exists(to, ec))
     throw BootError(runtime::kExitFailed,
                     to.string() + " exists; name a new file (a backup never overwrites)");
@@ -1380,9 +1387,7 @@ int cmd_db_restore(const Args& a, std::ostream& out) {
 int cmd_ledger_verify(const Args& a, std::ostream& out) {
   auto k = Kernel::boot(boot_options(a, false));
   const auto path = k->storage_path();
-  if (!std::filesystem::exists(path))
-    throw BootError(runtime::kExitFailed,
-                    "no database at " + path.string() + "; nothing to verify (storage.path)");
+  need_database(*k, "nothing to verify");
   {
     storage::Connection c(path, storage::Connection::Mode::kReadOnly);
     auto check = c.prepare("PRAGMA quick_check");
@@ -1427,20 +1432,27 @@ int cmd_ledger_export(const Args& a, std::ostream& out) {
                                   "'");
   }
   auto k = Kernel::boot(boot_options(a, false));
-  if (!std::filesystem::exists(k->storage_path()))
-    throw BootError(runtime::kExitFailed, "no database at " + k->storage_path().string() +
-                                              "; nothing to export (storage.path)");
-  std::ofstream file;
-  std::ostream* dest = &out;
+  need_database(*k, "nothing to export");
+  // An export holds what the database holds (API key hashes among it): mode 0640 as the
+  // database, never written through a link.
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(nullptr, &std::fclose);
   if (a.out_file) {
-    file.open(*a.out_file, std::ios::trunc);
-    if (!file) throw std::runtime_error("cannot write " + *a.out_file);
-    dest = &file;
+    const int fd = common::open_output_file(*a.out_file, 0640);
+    file.reset(::fdopen(fd, "w"));
+    if (!file) {
+      ::close(fd);
+      throw std::runtime_error("cannot write " + *a.out_file + ": " + std::strerror(errno));
+    }
   }
-  auto n = k->ledger().for_each(
-      f, [&](const ledger::Event& e) { *dest << json::serialize(e.to_json()) << "\n"; });
-  dest->flush();
-  if (!*dest) throw std::runtime_error("writing the export failed (disk full?)");
+  auto n = k->ledger().for_each(f, [&](const ledger::Event& e) {
+    const std::string line = json::serialize(e.to_json()) + "\n";
+    if (file)
+      std::fwrite(line.data(), 1, line.size(), file.get());
+    else
+      out << line;
+  });
+  const bool written = file ? std::fflush(file.get()) == 0 && !std::ferror(file.get()) : !!out;
+  if (!written) throw std::runtime_error("writing the export failed (disk full?)");
   spdlog::info("exported {} events{}", n, a.out_file ? " to " + *a.out_file : "");
   return runtime::kExitOk;
 }
@@ -1448,9 +1460,7 @@ int cmd_ledger_export(const Args& a, std::ostream& out) {
 int cmd_ledger_backfill(const Args& a, std::ostream& out) {
   if (!a.out_file) throw std::invalid_argument("ledger backfill needs --out DIR");
   auto k = Kernel::boot(boot_options(a, false));
-  if (!std::filesystem::exists(k->storage_path()))
-    throw BootError(runtime::kExitFailed, "no database at " + k->storage_path().string() +
-                                              "; nothing to back up (storage.path)");
+  need_database(*k, "nothing to back up");
   auto report = ledger::backfill(k->ledger(), *a.out_file, a.tenant_filter, a.stream, a.force);
   if (a.json) {
     json::array arr;

@@ -20,6 +20,7 @@
 
 #include <boost/json.hpp>
 
+#include "auth/keys.hpp"
 #include "cli/files.hpp"
 #include "cli/json_print.hpp"
 #include "cli/remote.hpp"
@@ -151,6 +152,15 @@ int wrote_credentials(const telemetry::DeviceCredentials& c, const Args& a, std:
 
 std::filesystem::path default_key_file(const std::filesystem::path& dir, const std::string& tenant,
                                        const std::string& device, const std::string& kid) {
+  // With --server these come from the server's answer: names that could not have been
+  // registered (a '/' or '..') must not pick where the secret is written.
+  const bool hex_kid = !kid.empty() && std::all_of(kid.begin(), kid.end(), [](char c) {
+    return std::isxdigit(static_cast<unsigned char>(c));
+  });
+  if (auth::tenant_problem(tenant) || !telemetry::valid_device_name(device) || !hex_kid)
+    throw std::runtime_error("will not write a device key for tenant '" + tenant + "', device '" +
+                             device + "', key '" + kid +
+                             "': not names kiln registers (name the file with --key-out)");
   return dir / tenant / (device + "." + kid + ".key");
 }
 

@@ -1,0 +1,80 @@
+#include "common/files.hpp"
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "common/sha256.hpp"
+
+namespace kiln::common {
+
+namespace {
+
+std::runtime_error failed(const std::string& what, const std::filesystem::path& file) {
+  return std::runtime_error("cannot " + what + " " + file.string() + ": " + std::strerror(errno));
+}
+
+void write_all(int fd, std::string_view bytes, const std::filesystem::path& file) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw failed("write", file);
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+}  // namespace
+
+void write_new_file(const std::filesystem::path& file, std::string_view bytes, mode_t mode) {
+  std::error_code ec;
+  if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path(), ec);
+  ensure_sodium();
+  const std::string tmp = file.string() + ".tmp-" + std::to_string(::getpid()) + "-" +
+                          std::to_string(randombytes_uniform(1000000000));
+  const int fd = ::open(tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, mode);
+  if (fd < 0) throw failed("create", tmp);
+  try {
+    if (::fchmod(fd, mode) != 0) throw failed("set the mode of", tmp);
+    write_all(fd, bytes, tmp);
+    if (::fsync(fd) != 0) throw failed("sync", tmp);
+  } catch (...) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  ::close(fd);
+  const int linked = ::link(tmp.c_str(), file.c_str());
+  const int link_errno = errno;
+  ::unlink(tmp.c_str());
+  if (linked != 0) {
+    errno = link_errno;
+    if (link_errno == EEXIST)
+      throw std::runtime_error(file.string() + " exists; it is never overwritten");
+    throw failed("create", file);
+  }
+}
+
+int open_output_file(const std::filesystem::path& file, mode_t mode) {
+  std::error_code ec;
+  if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path(), ec);
+  const int fd = ::open(file.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, mode);
+  if (fd < 0) {
+    if (errno == ELOOP)
+      throw std::runtime_error("cannot write " + file.string() +
+                               ": it is a symbolic link (name the file itself)");
+    throw failed("write", file);
+  }
+  if (::fchmod(fd, mode) != 0) {
+    ::close(fd);
+    throw failed("set the mode of", file);
+  }
+  return fd;
+}
+
+}  // namespace kiln::common

@@ -1,0 +1,23 @@
+// Files that hold secrets or records: created so that nobody else's link or file is written
+// through, with the mode the data needs whatever the umask.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <string_view>
+
+namespace kiln::common {
+
+// Writes `bytes` to `file`, which must not exist yet, with mode `mode`: into a temporary file
+// beside it created exclusively (O_EXCL | O_NOFOLLOW — never through a link placed there),
+// synced, then linked to its name (link(2) refuses a name that exists, so a file that appeared
+// meanwhile is not replaced) and the temporary removed. Creates the directory. Throws
+// std::runtime_error naming the file and the reason.
+void write_new_file(const std::filesystem::path& file, std::string_view bytes, mode_t mode);
+
+// Opens `file` for writing, replacing its contents, with mode `mode`; refuses to write through a
+// symbolic link (O_NOFOLLOW). Returns the descriptor; throws std::runtime_error naming the file.
+int open_output_file(const std::filesystem::path& file, mode_t mode);
+
+}  // namespace kiln::common
