@@ -76,6 +76,8 @@ steps:
   - {id: a, tool: kiln.noop}
   - {id: b, tool: kiln.echo, needs: [a], approval: required, input: {x: 1}}
 )");
+    write(dir.path() / "missions/gated_fatal.yaml",
+          "name: gated_fatal\nsteps: [{id: f, tool: test.fatal, approval: required}]\n");
     write(dir.path() / "missions/actuating.yaml",
           "name: actuating\nsteps: [{id: a, tool: test.actuate}]\n");
     write(dir.path() / "policy.yaml", policy);
@@ -713,4 +715,24 @@ BOOST_AUTO_TEST_CASE(api_keys_unknown_to_the_database_are_not_cached) {
   BOOST_TEST(!keys.authenticate(wrong));
   keys.revoke(made.info.id, Actor{"admin", Role::kAdmin});
   BOOST_TEST(!keys.authenticate(made.secret));
+}
+
+BOOST_AUTO_TEST_CASE(a_retried_step_asks_its_approver_again) {
+  // An approval is for one run: after the approved step failed, a retry holds it for an
+  // approver again instead of running it on the old approval.
+  World w;
+  const auto id = w.start("gated_fatal").mission.id;
+  auto held = w.run(id);
+  BOOST_TEST(held.state == "QUARANTINED");
+  BOOST_TEST(held.reason == "APPROVAL_REQUIRED");
+  w.svc().approve("acme", id, kApprover, "go");
+  auto failed = w.run(id);
+  BOOST_TEST(failed.state == "FAILED");
+  BOOST_TEST(failed.steps[0].approved_by.value_or("") == "ana");
+  auto retried = w.svc().retry("acme", id, kOperator, "again");
+  BOOST_TEST(!retried.steps[0].approved_by.has_value());
+  auto again = w.run(id);
+  BOOST_TEST(again.state == "QUARANTINED");
+  BOOST_TEST(again.reason == "APPROVAL_REQUIRED");
+  BOOST_TEST(w.history(id).back() == "mission.held");
 }

@@ -156,10 +156,16 @@ void transition(Connection& c, const ledger::Event& e, const json::object& p) {
       expect_changed(c, e);
     }
   } else if (e.kind == "mission.retried" && str(p, "reason") == "RETRIED") {
-    // From FAILED: the failed step starts over. (RETRY_NOW only skips the wait.)
+    // From FAILED: the failed step starts over. (RETRY_NOW only skips the wait.) Since
+    // `approvals_reset` (earlier events lack it and replay as they ran), without the approval
+    // its failed run had.
+    const auto* reset = p.if_contains("approvals_reset");
     auto rs = c.prepare(
-        "UPDATE mission_steps SET state = 'PENDING', attempts = 0 "
-        "WHERE mission_id = ?1 AND state IN ('FAILED', 'RUNNING')");
+        reset && reset->is_bool() && reset->as_bool()
+            ? "UPDATE mission_steps SET state = 'PENDING', attempts = 0, approved_by = NULL "
+              "WHERE mission_id = ?1 AND state IN ('FAILED', 'RUNNING')"
+            : "UPDATE mission_steps SET state = 'PENDING', attempts = 0 "
+              "WHERE mission_id = ?1 AND state IN ('FAILED', 'RUNNING')");
     rs.bind(1, id);
     rs.step();
   }

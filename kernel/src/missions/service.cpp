@@ -514,9 +514,11 @@ MissionView MissionService::retry(const std::optional<std::string>& tenant, cons
     if (m.state == state::kRetry)
       return transition(m, "mission.retried", state::kPending, "RETRY_NOW", actor.to_json(),
                         json::object{{"note", note}});
+    // An approval was for the run that failed: a step that needs one (or an actuation) asks
+    // again rather than running on it a second time.
     if (m.state == state::kFailed)
       return transition(m, "mission.retried", state::kPending, "RETRIED", actor.to_json(),
-                        json::object{{"note", note}});
+                        json::object{{"note", note}, {"approvals_reset", true}});
     throw MissionError(Code::kInvalidState, "mission " + id + " is " + m.state +
                                                 "; only RETRY and FAILED missions can be retried");
   });
