@@ -122,6 +122,13 @@ telemetry::KeyPair key_of(const json::value& device) {
   return c.key;
 }
 
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 // A real roast (Bullet R1, with its state channel) as samples ending now.
 std::vector<telemetry::Sample> fixture_roast() {
   std::ifstream in(std::string(KILN_SOURCE_DIR) +
@@ -794,6 +801,27 @@ BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
   BOOST_TEST(page.string().starts_with((s.dir.path() / "kept" / "roast" / "reports").string()),
              page);
   BOOST_TEST(fs::exists(page), page);
+  const std::string sid(session.at("id").as_string());
+  std::string sid_in_name = sid;  // a file name keeps letters, digits and - _ .
+  std::replace(sid_in_name.begin(), sid_in_name.end(), '@', '_');
+  BOOST_TEST(page.filename().string().starts_with(sid_in_name + "."), page);
+  {
+    // A call of the tool by hand with the session's title, or a title longer than a file name,
+    // keeps its own page: the mission's stays as it was.
+    const auto before = read_file(page);
+    for (const std::string& title : {sid, std::string(300, 'A')}) {
+      json::object input{{"title", title},
+                         {"curve", {{"time", {0, 1, 2, 3}}, {"bt", {200, 150, 160, 170}}}},
+                         {"analysis", {{"events", json::object{}}}}};
+      auto own = s.call("POST", "/v1/tools/roast.report:invoke", "operator",
+                        json::serialize(json::object{{"input", input}}));
+      BOOST_TEST(own.status == 200, own.body);
+      const fs::path kept(std::string(body(own).at("output").at("path").as_string()));
+      BOOST_TEST(kept != page);
+      BOOST_TEST(fs::exists(kept), kept);
+    }
+    BOOST_TEST(read_file(page) == before);
+  }
   BOOST_TEST(steps[4].at("output").at("seconds").as_double() > 1.0);
   // The spoken summary is kept: listed under its step with its digest, served by the mission's
   // artifact route and the session's summary route, the same bytes; the ledger holds the digest.

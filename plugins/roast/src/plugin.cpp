@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -228,19 +229,24 @@ class ReportTool final : public kiln::Tool {
     } catch (const std::invalid_argument& e) {
       return kiln::tool_error(kiln::error_code::kInvalidInput, e.what());
     }
-    // The page is also kept as an artifact:
-    // <storage.artifacts>/roast/reports/<tenant>/<title>.html.
+    // The page is also kept as an artifact, with the numbers beside it as JSON:
+    // <storage.artifacts>/roast/reports/<tenant>/<title>.<call>.html and .json, <call> a digest
+    // of the call's request id — one file per call, so no call (an operator's own, with
+    // another's title) replaces a page a mission kept.
     auto safe = [](const std::string& name) {
       std::string out;
-      for (char c : name)
+      for (char c : name.substr(0, 100))  // a file name has at most 255 bytes
         out += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')
                    ? c
                    : '_';
       if (out.empty() || out[0] == '.') out = "x" + out;
       return out;
     };
-    // The numbers beside it as JSON: <title>.json.
-    const std::string file = safe(r.title);
+    std::uint64_t call = 14695981039346656037ull;  // FNV-1a of the request id
+    for (unsigned char c : ctx.request_id) call = (call ^ c) * 1099511628211ull;
+    char call_hex[17];
+    std::snprintf(call_hex, sizeof call_hex, "%016llx", static_cast<unsigned long long>(call));
+    const std::string file = safe(r.title) + "." + std::string(call_hex, 12);
     const auto dir =
         host_.artifact_dir() / "reports" / safe(ctx.tenant.empty() ? "default" : ctx.tenant);
     std::filesystem::create_directories(dir);
