@@ -409,7 +409,7 @@ BOOST_AUTO_TEST_CASE(tool_invoke_prints_output_or_a_typed_error) {
   BOOST_TEST(bad_json.exit_code == 2);
   BOOST_TEST(contains(bad_json.err, "--input is not valid JSON"), bad_json.err);
   auto bad_input = d.kiln({"tool", "invoke", "kiln.sleep", "--input", R"({"ms": "long"})"});
-  BOOST_TEST(bad_input.exit_code == 1);
+  BOOST_TEST(bad_input.exit_code == 2);  // refused input, as for missions
   BOOST_TEST(contains(bad_input.err, "error invalid_input: tool 'kiln.sleep': input.ms"),
              bad_input.err);
   auto list = d.kiln({"tool", "list"});
@@ -773,6 +773,9 @@ BOOST_AUTO_TEST_CASE(analyze_reads_an_artisan_log_with_marked_or_detected_events
       std::string(KILN_SOURCE_DIR) + "/tests/fixtures/artisan-alog/26-02-01_1812_Jigesa_no2.alog";
   auto text = analyze({alog});
   BOOST_TEST(text.exit_code == 0, text.err);
+  // It reads the file only, as its help says: no database appears.
+  BOOST_TEST(!fs::exists(d.dir.path() / "var"));
+  BOOST_TEST(contains(d.kiln({"help", "analyze"}).out, "It reads the file only"));
   // Times in m:ss after CHARGE, temperatures and rates with their unit, events as roasters name
   // them.
   BOOST_TEST(contains(text.out, "FCs       7:30    187.0"), text.out);
@@ -1034,6 +1037,19 @@ BOOST_AUTO_TEST_CASE(a_node_with_wrong_settings_is_a_configuration_error) {
   BOOST_TEST(bad_port.exit_code == 3, bad_port.err);
   BOOST_TEST(contains(bad_port.err, "usb_port is 'left'; give a USB port path like 1-2 or 1-2.3"),
              bad_port.err);
+  // A tool's settings too (they were once replaced by the default unseen): config check says so.
+  for (const char* phases : {"[150,150]", "[150,150,\"x\",225]", "[150,200,195,225]"}) {
+    auto bad_phases = kiln(
+        {"config", "check", "--set", std::string("plugin_config.roast.curve_phases=") + phases});
+    BOOST_TEST(bad_phases.exit_code == 3, phases << bad_phases.err);
+    BOOST_TEST(contains(bad_phases.err,
+                        "plugin_config.roast.curve_phases must be four temperatures in °C"),
+               bad_phases.err);
+    BOOST_TEST(contains(bad_phases.err, "(tool roast."), bad_phases.err);
+  }
+  BOOST_TEST(
+      kiln({"config", "check", "--set", "plugin_config.roast.curve_phases=[140,150,190,220]"})
+          .exit_code == 0);
 }
 
 // A session's id names its tenant: `kiln report` and `kiln predict` find it without --tenant.

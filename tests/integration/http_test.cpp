@@ -292,6 +292,14 @@ BOOST_AUTO_TEST_CASE(operations_routes_and_openapi_need_no_key) {
       doc.at("paths").at("/v1/profiles").at("post").at("responses").as_object().contains("200"));
   BOOST_TEST(
       doc.at("paths").at("/v1/profiles").at("get").at("responses").as_object().contains("422"));
+  {
+    // Every status a tool call may answer, and when to ask again after a 429.
+    const auto& invoke =
+        doc.at("paths").at("/v1/tools/{name}:invoke").at("post").at("responses").as_object();
+    for (const char* status : {"404", "413", "422", "429", "500", "502", "503", "504"})
+      BOOST_TEST(invoke.contains(status), status);
+    BOOST_TEST(invoke.at("429").at("headers").as_object().contains("Retry-After"));
+  }
   BOOST_TEST(doc.at("servers").as_array().size() == 1u);
   // Request ids are echoed, or made up.
   auto echoed = s.call("GET", "/health", "", "", {{"X-Request-Id", "trace-42"}});
@@ -1005,6 +1013,11 @@ BOOST_AUTO_TEST_CASE(the_cli_calls_a_server_with_the_same_commands) {
   BOOST_TEST(denied.exit_code == 1);
   BOOST_TEST(contains(denied.err, "server answered 401 unauthenticated"), denied.err);
   BOOST_TEST(contains(denied.err, "KILN_API_KEY"), denied.err);
+  // Refused input exits 2 through a server as it does locally.
+  auto refused =
+      remote({"tool", "invoke", "kiln.sleep", "--input", R"({"ms": "x"})"}, "a_operator");
+  BOOST_TEST(refused.exit_code == 2, refused.err);
+  BOOST_TEST(contains(refused.err, "server answered 422 invalid_input: "), refused.err);
   auto echo = remote({"tool", "invoke", "kiln.echo", "--input", R"({"hi": 2})"}, "a_operator");
   BOOST_TEST(echo.exit_code == 0, echo.err);
   BOOST_TEST(json::parse(echo.out).at("output").at("hi").as_int64() == 2);

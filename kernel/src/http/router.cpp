@@ -468,7 +468,12 @@ json::object Router::openapi(const std::string& version) const {
       } else if (status < 400) {  // no body (304 Not Modified)
         responses[std::to_string(status)] = json::object{{"description", text}};
       } else {
-        responses[std::to_string(status)] = error_response(text);
+        json::object refusal = error_response(text);
+        if (status == 429)  // when to ask again
+          refusal["headers"] = json::object{
+              {"Retry-After", json::object{{"description", "seconds to wait before asking again"},
+                                           {"schema", json::object{{"type", "integer"}}}}}};
+        responses[std::to_string(status)] = std::move(refusal);
       }
     }
     responses["default"] = error_response("error");

@@ -162,6 +162,11 @@ void PluginRegistry::instantiate(const config::Config& config,
       auto tool = t.factory(host(t.provider));
       if (!tool) throw std::runtime_error("factory returned null");
       t.tool = keep_library_alive(std::move(tool), t.library, shared_host(t.provider));
+    } catch (const std::invalid_argument& e) {
+      // The factory's way to say its settings are wrong (as for nodes): a configuration error.
+      throw config::ConfigError({e.what() + std::string(" (tool ") + t.name + ", plugin " +
+                                 t.provider + "; `kiln config explain plugin_config." + t.provider +
+                                 "` shows where each value was set)"});
     } catch (const std::exception& e) {
       throw PluginLoadError("plugin " + t.provider + ": factory of tool '" + t.name +
                             "' threw: " + e.what() +

@@ -109,6 +109,8 @@ std::unique_ptr<Kernel> Kernel::boot(const BootOptions& options) {
     k->instantiate_tools();
   } catch (const plugins::PluginLoadError& e) {
     throw BootError(kExitPlugin, e.what());
+  } catch (const config::ConfigError& e) {
+    throw BootError(kExitConfig, e.what());
   }
 
   // 3. Gates and nodes.

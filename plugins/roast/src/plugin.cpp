@@ -121,9 +121,31 @@ kiln::roast::RoastLog log_of_curve(const json::object& c, const std::array<doubl
   return log;
 }
 
+// plugin_config.roast.curve_phases: the phase temperatures of recorded curves (°C: drying from,
+// DRY END, FCs, finish), which carry none. Checked when the tools are made, so a wrong value
+// stops `kiln serve` with its name instead of being replaced by the default unseen.
+std::array<double, 4> curve_phases_of(const kiln::HostServices& host) {
+  std::array<double, 4> out{150, 150, 195, 225};
+  const auto* v = host.config().if_contains("curve_phases");
+  if (!v) return out;
+  const std::string problem =
+      "plugin_config.roast.curve_phases must be four temperatures in °C, none lower than the "
+      "one before (drying from, DRY END, FCs, finish), e.g. [150, 150, 195, 225]; got " +
+      json::serialize(*v);
+  if (!v->is_array() || v->as_array().size() != 4) throw std::invalid_argument(problem);
+  for (std::size_t i = 0; i < 4; ++i) {
+    const auto& x = v->as_array()[i];
+    if (!x.is_number()) throw std::invalid_argument(problem);
+    out[i] = x.to_number<double>();
+    if (out[i] < 0 || out[i] > 400 || (i > 0 && out[i] < out[i - 1]))
+      throw std::invalid_argument(problem);
+  }
+  return out;
+}
+
 class PredictTool final : public kiln::Tool {
  public:
-  explicit PredictTool(kiln::HostServices& host) : host_(host) {}
+  explicit PredictTool(kiln::HostServices& host) : host_(host), phases_(curve_phases_of(host)) {}
 
   kiln::ToolOutcome invoke(const json::value& input, const kiln::ToolContext&) override {
     const auto& in = input.as_object();
@@ -131,10 +153,7 @@ class PredictTool final : public kiln::Tool {
     if (!detector)
       return kiln::tool_error(kiln::error_code::kProviderUnavailable,
                               "prediction needs the event_detector kind; no node is resolved here");
-    std::array<double, 4> phases{150, 150, 195, 225};
-    if (const auto* v = host_.config().if_contains("curve_phases");
-        v && v->is_array() && v->as_array().size() == 4)
-      for (std::size_t i = 0; i < 4; ++i) phases[i] = v->as_array()[i].to_number<double>();
+    const auto& phases = phases_;
     try {
       auto log = log_of_curve(in.at("curve").as_object(), phases);
       auto curve = kiln::roast::curve_of(log);
@@ -159,6 +178,7 @@ class PredictTool final : public kiln::Tool {
 
  private:
   kiln::HostServices& host_;
+  const std::array<double, 4> phases_;
 };
 
 class QcTool final : public kiln::Tool {
@@ -275,16 +295,7 @@ class ReportTool final : public kiln::Tool {
 
 class AnalyzeTool final : public kiln::Tool {
  public:
-  explicit AnalyzeTool(kiln::HostServices& host) : host_(host) {}
-
-  // plugin_config.roast.curve_phases: the phase temperatures of recorded curves (°C).
-  std::array<double, 4> curve_phases() const {
-    std::array<double, 4> out{150, 150, 195, 225};
-    if (const auto* v = host_.config().if_contains("curve_phases");
-        v && v->is_array() && v->as_array().size() == 4)
-      for (std::size_t i = 0; i < 4; ++i) out[i] = v->as_array()[i].to_number<double>();
-    return out;
-  }
+  explicit AnalyzeTool(kiln::HostServices& host) : host_(host), phases_(curve_phases_of(host)) {}
 
   kiln::ToolOutcome invoke(const json::value& input, const kiln::ToolContext&) override {
     const auto& in = input.as_object();
@@ -304,7 +315,7 @@ class AnalyzeTool final : public kiln::Tool {
         const auto& text = alog->as_string();
         log = kiln::roast::parse_alog(std::string_view(text.data(), text.size()));
       } else {
-        log = log_of_curve(curve->as_object(), curve_phases());
+        log = log_of_curve(curve->as_object(), phases_);
         // The detector finds the events; those a roaster marked (curve.marks) stand.
         opt.detect = true;
         opt.keep_marks = true;
@@ -347,6 +358,7 @@ class AnalyzeTool final : public kiln::Tool {
 
  private:
   kiln::HostServices& host_;
+  const std::array<double, 4> phases_;
 };
 
 // roast.profile_import: an .alog's text, or a profile's JSON, to a checked profile body.
@@ -461,7 +473,7 @@ kiln::Manifest manifest() {
   m.tools.push_back(std::move(analyze));
   m.config_keys.push_back(
       {"curve_phases", "array", json::array{150, 150, 195, 225},
-       "phase temperatures (°C: drying end, drying end, FCs, SCs) for recorded curves, which "
+       "phase temperatures (°C: drying from, DRY END, FCs, finish) for recorded curves, which "
        "carry none; FCs is predicted at the third (a Bullet R1 cracks at about 190-196 °C BT; "
        "Artisan's default is 200)"});
   kiln::ToolDecl qc;

@@ -217,8 +217,7 @@ TP as the lowest BT after CHARGE; DRY END and FCs from the log's phase temperatu
 says where FCs is missing or over 30 s from the marked one: roasters mark it by ear).
 --phases sets the phase temperatures instead of the file's (drying from, DRY END, FCs, finish,
 in the file's unit): a Bullet R1's logs say DRY END at 18 °C, which ends drying at TP.
-Like every tool call it is audited in this deployment's ledger (storage.path, default
-var/kiln.db, created if missing).
+It reads the file only: no database, no ledger event.
 Example: kiln analyze roast.alog --detect --json
 )"},
     {"say", R"(Usage: kiln say TEXT [-o FILE] [--voice V] [--speed S] [--format F] [--server URL]
@@ -1073,7 +1072,8 @@ int cmd_tool_invoke(const Args& a, std::ostream& out, std::ostream& err) {
                                                         {"retryable", e.retryable},
                                                         {"details", e.details}}}});
     err << "error " << e.code << ": " << e.message << "\n";
-    return runtime::kExitFailed;
+    // Refused input is the caller's to fix, as for missions: exit 2.
+    return e.code == error_code::kInvalidInput ? runtime::kExitUsage : runtime::kExitFailed;
   }
   out << pretty(outcome.value().output);
   return runtime::kExitOk;
