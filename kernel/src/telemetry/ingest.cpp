@@ -92,6 +92,71 @@ std::vector<Sample> samples_from_envelope(std::string_view envelope, const std::
   return std::move(batch->samples);
 }
 
+StoredBatchCheck check_stored_batches(const std::filesystem::path& db) {
+  StoredBatchCheck r;
+  auto problem = [&r](std::string what) {
+    if (r.problems.size() < 20) r.problems.push_back(std::move(what));
+    ++r.problem_count;
+  };
+  auto key = [](const std::string& tenant, const std::string& device, std::int64_t boot,
+                std::int64_t seq) {
+    return tenant + "/" + device + " boot " + std::to_string(boot) + " seq " + std::to_string(seq);
+  };
+  storage::Connection c(db, storage::Connection::Mode::kReadOnly);
+  // What the ledger says was stored: batch → (digest, the event's seq).
+  std::map<std::string, std::pair<std::string, std::int64_t>> listed;
+  auto events =
+      c.prepare("SELECT seq, tenant, payload FROM ledger WHERE kind = 'telemetry.batches'");
+  while (events.step()) {
+    json::error_code ec;
+    const auto payload = json::parse(events.text(2), ec);
+    const auto* batches = !ec && payload.is_object() ? payload.as_object().if_contains("batches")
+                                                     : static_cast<const json::value*>(nullptr);
+    if (!batches || !batches->is_array()) {
+      problem("ledger seq " + std::to_string(events.int64(0)) +
+              ": a telemetry.batches event without its batches");
+      continue;
+    }
+    for (const auto& b : batches->as_array()) {
+      try {
+        const auto& o = b.as_object();
+        listed[key(events.text(1), std::string(o.at("device").as_string()),
+                   o.at("boot").to_number<std::int64_t>(), o.at("seq").to_number<std::int64_t>())] =
+            {std::string(o.at("digest").as_string()), events.int64(0)};
+      } catch (const std::exception&) {
+        problem("ledger seq " + std::to_string(events.int64(0)) + ": a batch listed without " +
+                "its device, boot, seq or digest: " + json::serialize(b));
+      }
+    }
+  }
+  for (const char* table : {"telemetry_batches", "telemetry_inbox"}) {
+    auto rows =
+        c.prepare(std::string("SELECT tenant, device, boot, seq, digest, envelope FROM ") + table);
+    while (rows.step()) {
+      ++r.checked;
+      const std::string k = key(rows.text(0), rows.text(1), rows.int64(2), rows.int64(3));
+      const std::string digest = rows.text(4);
+      if (rows.is_null(5)) {
+        ++r.without_bytes;
+      } else if (common::sha256_hex(rows.blob(5)) != digest) {
+        problem(k + ": the stored envelope does not hash to its digest (the row was changed)");
+        listed.erase(k);
+        continue;
+      }
+      const auto it = listed.find(k);
+      if (it == listed.end())
+        problem(k + ": stored, but no telemetry.batches event lists it");
+      else if (it->second.first != digest)
+        problem(k + ": its digest is not the one ledger seq " + std::to_string(it->second.second) +
+                " lists");
+      if (it != listed.end()) listed.erase(it);
+    }
+  }
+  for (const auto& [k, at] : listed)
+    problem(k + ": listed at ledger seq " + std::to_string(at.second) + " but not stored");
+  return r;
+}
+
 json::object IngestResult::to_json() const {
   json::object o{{"accepted", accepted}, {"duplicate", duplicate}};
   // The same keys on every answer; null where the envelope was refused before they were read

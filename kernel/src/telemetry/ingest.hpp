@@ -186,4 +186,16 @@ std::vector<Sample> samples_from_json(const boost::json::array& rows);
 std::vector<Sample> samples_from_envelope(std::string_view envelope, const std::string& tenant,
                                           const std::string& device);
 
+// The stored telemetry checked against the ledger (`kiln ledger verify`): every batch row (the
+// indexed table and the inbox) must hash to its digest (rows stored as their envelope) and be
+// listed with that digest in a `telemetry.batches` event, and every batch an event lists must be
+// stored. The ledger's own chain is verify_file's; this ties the readings to it.
+struct StoredBatchCheck {
+  std::int64_t checked = 0;        // rows read
+  std::int64_t without_bytes = 0;  // rows from before migration 8 (their digest only)
+  std::int64_t problem_count = 0;
+  std::vector<std::string> problems;  // the first 20, for a person
+};
+StoredBatchCheck check_stored_batches(const std::filesystem::path& db);
+
 }  // namespace kiln::telemetry

@@ -45,6 +45,7 @@
 #include "runtime/kernel.hpp"
 #include "storage/schema.hpp"
 #include "storage/sqlite.hpp"
+#include "telemetry/ingest.hpp"
 #include "telemetry/recorder.hpp"
 
 namespace kiln::cli {
@@ -1402,19 +1403,43 @@ int cmd_ledger_verify(const Args& a, std::ostream& out) {
     }
   }
   auto r = ledger::verify_file(path);
+  // The stored readings against the digests the ledger lists for them.
+  const auto t = telemetry::check_stored_batches(path);
   if (a.json) {
-    out << pretty(json::object{{"ok", r.ok},
+    json::array problems;
+    for (const auto& p : t.problems) problems.emplace_back(p);
+    out << pretty(json::object{{"ok", r.ok && t.problem_count == 0},
                                {"checked", r.checked},
                                {"first_bad_seq", r.first_bad_seq},
                                {"reason", r.reason},
-                               {"head_hash", r.head_hash}});
-  } else if (r.ok) {
-    out << "ledger intact: " << r.checked << " events, head " << r.head_hash << "\n";
+                               {"head_hash", r.head_hash},
+                               {"telemetry", json::object{{"batches", t.checked},
+                                                          {"without_bytes", t.without_bytes},
+                                                          {"problem_count", t.problem_count},
+                                                          {"problems", std::move(problems)}}}});
   } else {
-    out << "ledger BROKEN at seq " << r.first_bad_seq << ": " << r.reason << " (" << r.checked
-        << " events before it verified)\n";
+    if (r.ok)
+      out << "ledger intact: " << r.checked << " events, head " << r.head_hash << "\n";
+    else
+      out << "ledger BROKEN at seq " << r.first_bad_seq << ": " << r.reason << " (" << r.checked
+          << " events before it verified)\n";
+    if (t.problem_count == 0) {
+      out << "telemetry intact: " << t.checked
+          << " stored batches match the digests the ledger lists"
+          << (t.without_bytes ? " (" + std::to_string(t.without_bytes) +
+                                    " from before migration 8 by digest only)"
+                              : std::string())
+          << "\n";
+    } else {
+      out << "telemetry BROKEN: " << t.problem_count << " of " << t.checked
+          << " stored batches disagree with the ledger:\n";
+      for (const auto& p : t.problems) out << "  " << p << "\n";
+      if (t.problem_count > static_cast<std::int64_t>(t.problems.size()))
+        out << "  … and " << t.problem_count - static_cast<std::int64_t>(t.problems.size())
+            << " more (--json lists the first 20 too)\n";
+    }
   }
-  return r.ok ? runtime::kExitOk : runtime::kExitFailed;
+  return r.ok && t.problem_count == 0 ? runtime::kExitOk : runtime::kExitFailed;
 }
 
 int cmd_ledger_export(const Args& a, std::ostream& out) {
