@@ -207,6 +207,14 @@ BOOST_AUTO_TEST_CASE(config_check_reports_problems_with_locations) {
   auto good = d.kiln({"config", "check"});
   BOOST_TEST(good.exit_code == 0, good.err);
   BOOST_TEST(contains(good.out, "configuration is valid"));
+  BOOST_TEST(!contains(good.out, "plain HTTP"), good.out);  // the default stays on loopback
+  // Bound beyond loopback, plain HTTP is said (not refused).
+  auto open_host = d.kiln({"config", "check", "--set", "server.host=0.0.0.0"});
+  BOOST_TEST(open_host.exit_code == 0, open_host.err);
+  BOOST_TEST(contains(open_host.out,
+                      "warning: server.host 0.0.0.0 is reachable from other "
+                      "machines and kiln speaks plain HTTP"),
+             open_host.out);
 
   auto file = d.dir.path() / "bad.yaml";
   std::ofstream(file)

@@ -515,6 +515,20 @@ bool is_ip_address(const std::string& host) {
          inet_pton(AF_INET6, host.c_str(), &any) == 1;
 }
 
+// kiln serves plain HTTP: bound beyond loopback, API keys and the device secrets `POST
+// /v1/devices` answers cross the network in clear. Said at start and by `config check`.
+std::optional<std::string> plain_http_warning(const std::string& host) {
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127)
+    return std::nullopt;
+  if (host == "::1") return std::nullopt;
+  return "server.host " + host +
+         " is reachable from other machines and kiln speaks plain HTTP: API keys and the device "
+         "secrets POST /v1/devices answers would cross the network in clear. Put a "
+         "TLS-terminating proxy in front and keep kiln on 127.0.0.1 (http.md, \"Beyond "
+         "loopback\")";
+}
+
 int cmd_serve(const Args& a, std::ostream&) {
   // Block the stop signals before any thread starts, then wait for them synchronously.
   sigset_t set;
@@ -621,6 +635,7 @@ int cmd_serve(const Args& a, std::ostream&) {
     throw BootError(runtime::kExitFailed, std::string("server: ") + e.what());
   }
   spdlog::info("listening on http://{}:{} (server.host, server.port)", so.host, port);
+  if (auto w = plain_http_warning(so.host)) spdlog::warn("{}", *w);
   // Under systemd (Type=notify): ready once the storage is open and every part runs; its
   // watchdog pinged while GET /health answers (scripts/systemd/kiln.service).
   std::atomic<bool> stopping{false};  // before the manager: its watchdog thread reads it
@@ -974,6 +989,7 @@ int cmd_config_check(const Args& a, std::ostream& out) {
   out << "configuration is valid (" << k->config().entries().size() << " keys, "
       << k->registry().plugins().size() << " plugin(s))\n";
   for (const auto& w : k->warnings()) out << "warning: " << w << "\n";
+  if (auto w = plain_http_warning(host)) out << "warning: " << *w << "\n";
   for (const auto& n : notes) out << n << "\n";
   for (const auto& s : k->node_status())
     if (s.entry && !s.gate.usable())
