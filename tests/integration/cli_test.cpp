@@ -575,6 +575,12 @@ BOOST_AUTO_TEST_CASE(gate_decisions_land_in_a_verifiable_ledger) {
   auto broken = d.kiln({"ledger", "verify"});
   BOOST_TEST(broken.exit_code == 1);
   BOOST_TEST(contains(broken.out, "ledger BROKEN at seq 1"), broken.out);
+  // kiln serve says so when it starts, before it appends to the chain.
+  bool ready = false;
+  auto served = serve_until_ready(d, {}, &ready);
+  BOOST_TEST(ready, served.err);
+  BOOST_TEST(contains(served.err, "ledger BROKEN at seq 1: "), served.err);
+  BOOST_TEST(contains(served.err, "WITH WARNINGS"), served.err);
 }
 
 // ---- Missions, replay and policy from the command line -----------------------------------------

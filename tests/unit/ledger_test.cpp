@@ -314,6 +314,21 @@ BOOST_FIXTURE_TEST_CASE(a_changed_row_is_named, Db) {
   BOOST_TEST(v.reason.find("content does not match") != std::string::npos, v.reason);
 }
 
+BOOST_FIXTURE_TEST_CASE(the_tail_check_sees_a_change_among_the_newest_events_only, Db) {
+  {
+    ledger::SqliteLedger l(path);
+    for (int i = 0; i < 10; ++i) l.append(ev("e", json::object{{"i", i}}));
+  }
+  BOOST_TEST(ledger::verify_tail(path, 4).ok);
+  BOOST_TEST(ledger::verify_tail(path, 4).checked == 4);
+  BOOST_TEST(ledger::verify_tail(path, 100).checked == 10);
+  tamper(path, "UPDATE ledger SET payload = '{\"i\":99}' WHERE seq = 8");
+  auto near = ledger::verify_tail(path, 4);
+  BOOST_TEST(!near.ok);
+  BOOST_TEST(near.first_bad_seq == 8);
+  BOOST_TEST(ledger::verify_tail(path, 2).ok);  // older than the newest two: not looked at
+}
+
 BOOST_FIXTURE_TEST_CASE(a_removed_row_is_named, Db) {
   {
     ledger::SqliteLedger l(path);
@@ -562,12 +577,18 @@ BOOST_FIXTURE_TEST_CASE(export_filters, Db) {
     l.for_each(f, [&](const ledger::Event& e) { out += e.kind; });
     return out;
   };
+  auto filter = [](auto set) {
+    ledger::ExportFilter f;
+    set(f);
+    return f;
+  };
   BOOST_TEST(kinds({}) == "abc");
-  BOOST_TEST(kinds({std::string("acme"), {}, 0, {}}) == "ab");
-  BOOST_TEST(kinds({{}, std::string("missions"), 0, {}}) == "ac");
-  BOOST_TEST(kinds({{}, {}, 1, {}}) == "bc");
-  BOOST_TEST(kinds({{}, {}, 0, std::string("2999-01-01")}) == "");
-  BOOST_TEST(kinds({{}, {}, 0, std::string("2000-01-01")}) == "abc");
+  BOOST_TEST(kinds(filter([](auto& f) { f.tenant = "acme"; })) == "ab");
+  BOOST_TEST(kinds(filter([](auto& f) { f.stream = "missions"; })) == "ac");
+  BOOST_TEST(kinds(filter([](auto& f) { f.after_seq = 1; })) == "bc");
+  BOOST_TEST(kinds(filter([](auto& f) { f.since_time = "2999-01-01"; })) == "");
+  BOOST_TEST(kinds(filter([](auto& f) { f.since_time = "2000-01-01"; })) == "abc");
+  BOOST_TEST(kinds(filter([](auto& f) { f.except_stream = "gates"; })) == "ac");
 }
 
 BOOST_AUTO_TEST_CASE(an_unwritable_location_is_a_clear_error) {

@@ -253,5 +253,8 @@ class SqliteLedger final : public Ledger {
 
 // Verifies the chain of any database file read-only (no migrations, no writer).
 VerifyResult verify_file(const std::filesystem::path& db_path);
+// The newest `last` events only, anchored on the one before them: what `kiln serve` checks at
+// start (a whole chain can take minutes), `checked` counting those.
+VerifyResult verify_tail(const std::filesystem::path& db_path, std::int64_t last);
 
 }  // namespace kiln::ledger

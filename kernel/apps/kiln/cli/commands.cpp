@@ -647,6 +647,16 @@ int cmd_serve(const Args& a, std::ostream&) {
   k->telemetry();  // open sessions are followed (and closed by silence) from the start
   spdlog::info("storage open: {} ({} ledger events)", k->storage_path().string(),
                k->ledger().count());
+  // The newest part of the chain, checked before anything is appended to it: a broken ledger is
+  // said at start, not found at the next audit.
+  bool ledger_broken = false;
+  if (const auto tail = ledger::verify_tail(k->storage_path(), 10000); !tail.ok) {
+    ledger_broken = true;
+    spdlog::error(
+        "ledger BROKEN at seq {}: {}. New events will chain on from the head as it is; run "
+        "`kiln ledger verify` and restore a backup (`kiln db restore FILE`)",
+        tail.first_bad_seq, tail.reason);
+  }
   for (const auto& p : k->registry().plugins())
     spdlog::info("plugin {} {} loaded from {}: nodes [{}], tools [{}]", p.name, p.version,
                  p.file.string(), common::join(p.nodes), common::join(p.tools));
@@ -656,7 +666,7 @@ int cmd_serve(const Args& a, std::ostream&) {
   std::size_t tools = k->registry().tools().size();
   spdlog::info("kiln {} ready: {} plugin(s), {} tool(s), gates in {}{}", kVersion,
                k->registry().plugins().size(), tools, k->gates().dir().string(),
-               k->warnings().empty() ? "" : " — WITH WARNINGS, see above");
+               k->warnings().empty() && !ledger_broken ? "" : " — WITH WARNINGS, see above");
   std::unique_ptr<missions::WorkerPool> workers;
   if (int n = static_cast<int>(k->config().get_int("missions.workers")); n > 0) {
     workers = std::make_unique<missions::WorkerPool>(
