@@ -18,13 +18,6 @@ class Metrics {
     std::lock_guard lock(mu_);
     counters_[std::string(name)][std::string(plugin)] += delta;
   }
-  double value(std::string_view name, std::string_view plugin) const {
-    std::lock_guard lock(mu_);
-    const auto n = counters_.find(name);
-    if (n == counters_.end()) return 0;
-    const auto p = n->second.find(plugin);
-    return p == n->second.end() ? 0 : p->second;
-  }
   // Prometheus text: a plugin's name may hold what a metric name cannot ('-', '.'), which
   // becomes '_'.
   void expose(std::string& out) const {

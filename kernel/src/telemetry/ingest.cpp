@@ -105,8 +105,8 @@ StoredBatchCheck check_stored_batches(const std::filesystem::path& db) {
   storage::Connection c(db, storage::Connection::Mode::kReadOnly);
   // What the ledger says was stored: batch → (digest, the event's seq).
   std::map<std::string, std::pair<std::string, std::int64_t>> listed;
-  auto events =
-      c.prepare("SELECT seq, tenant, payload FROM ledger WHERE kind = 'telemetry.batches'");
+  auto events = c.prepare(
+      "SELECT seq, tenant, payload FROM ledger WHERE kind = 'telemetry.batches' ORDER BY seq");
   while (events.step()) {
     json::error_code ec;
     const auto payload = json::parse(events.text(2), ec);
@@ -130,8 +130,18 @@ StoredBatchCheck check_stored_batches(const std::filesystem::path& db) {
     }
   }
   for (const char* table : {"telemetry_batches", "telemetry_inbox"}) {
-    auto rows =
-        c.prepare(std::string("SELECT tenant, device, boot, seq, digest, envelope FROM ") + table);
+    // A database from before the table, or before the envelope column (migration 8), read as
+    // it is: verify opens any file without migrating it.
+    auto columns = c.prepare("SELECT name FROM pragma_table_info(?)");
+    columns.bind(1, table);
+    bool exists = false, has_envelope = false;
+    while (columns.step()) {
+      exists = true;
+      has_envelope |= columns.text(0) == "envelope";
+    }
+    if (!exists) continue;
+    auto rows = c.prepare(std::string("SELECT tenant, device, boot, seq, digest, ") +
+                          (has_envelope ? "envelope" : "NULL") + " FROM " + table);
     while (rows.step()) {
       ++r.checked;
       const std::string k = key(rows.text(0), rows.text(1), rows.int64(2), rows.int64(3));
