@@ -11,6 +11,20 @@
 
 namespace kiln::runtime {
 
+// A label value in Prometheus text: backslash, quote and line break escaped.
+inline std::string prometheus_label(std::string_view v) {
+  std::string o;
+  for (char c : v) {
+    if (c == '\\' || c == '"') o += '\\';
+    if (c == '\n') {
+      o += "\\n";
+      continue;
+    }
+    o += c;
+  }
+  return o;
+}
+
 // Plugins' own counters (HostServices::count): `kiln_plugin_<name>_total{plugin="..."}`.
 class Metrics {
  public:
@@ -30,18 +44,9 @@ class Metrics {
       out += "# HELP " + metric + " A plugin's own counter (HostServices::count).\n";
       out += "# TYPE " + metric + " counter\n";
       for (const auto& [plugin, v] : by_plugin) {
-        std::string label;
-        for (char c : plugin) {
-          if (c == '\\' || c == '"') label += '\\';
-          if (c == '\n') {
-            label += "\\n";
-            continue;
-          }
-          label += c;
-        }
         char number[32];
         std::snprintf(number, sizeof number, "%.17g", v);
-        out += metric + "{plugin=\"" + label + "\"} " + number + "\n";
+        out += metric + "{plugin=\"" + prometheus_label(plugin) + "\"} " + number + "\n";
       }
     }
   }

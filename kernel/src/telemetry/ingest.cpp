@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "common/sha256.hpp"
+#include "runtime/metrics.hpp"
 #include "storage/sqlite.hpp"
 
 namespace kiln::telemetry {
@@ -772,25 +773,14 @@ void Ingestor::expose(std::string& out) const {
       "# HELP kiln_telemetry_last_batch_timestamp_seconds When a device's last batch was stored "
       "(Unix time; devices heard from since this server started): alert on time() minus it.\n"
       "# TYPE kiln_telemetry_last_batch_timestamp_seconds gauge\n";
-  auto label = [](const std::string& v) {
-    std::string o;
-    for (char c : v) {
-      if (c == '\\' || c == '"') o += '\\';
-      if (c == '\n') {
-        o += "\\n";
-        continue;
-      }
-      o += c;
-    }
-    return o;
-  };
   std::lock_guard lock(mu_);
   for (const auto& [key, w] : windows_)
     if (w.last_stored > 0) {
       char when[32];
       std::snprintf(when, sizeof when, "%.3f", w.last_stored);
-      out += "kiln_telemetry_last_batch_timestamp_seconds{tenant=\"" + label(key.first) +
-             "\",device=\"" + label(key.second) + "\"} " + when + "\n";
+      out += "kiln_telemetry_last_batch_timestamp_seconds{tenant=\"" +
+             runtime::prometheus_label(key.first) + "\",device=\"" +
+             runtime::prometheus_label(key.second) + "\"} " + when + "\n";
     }
 }
 
