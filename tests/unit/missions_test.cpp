@@ -736,3 +736,32 @@ BOOST_AUTO_TEST_CASE(a_retried_step_asks_its_approver_again) {
   BOOST_TEST(again.reason == "APPROVAL_REQUIRED");
   BOOST_TEST(w.history(id).back() == "mission.held");
 }
+
+BOOST_AUTO_TEST_CASE(an_actuating_step_needs_another_approver) {
+  // Four eyes on the physical world: who started the mission cannot approve its actuation.
+  World w(R"(version: 1
+actuation: {allowed: true, require_approval: true}
+tenants: {"*": {missions: ["*"]}}
+)");
+  const auto id = w.start("actuating").mission.id;  // started by "tester"
+  BOOST_TEST(w.run(id).state == "QUARANTINED");
+  try {
+    w.svc().approve("acme", id, Actor{"tester", Role::kApprover}, "mine");
+    BOOST_FAIL("the starter approved its own actuation");
+  } catch (const MissionError& e) {
+    BOOST_TEST((e.code() == MissionError::Code::kForbidden));
+    BOOST_TEST(std::string(e.what()).find("another approver must approve it") != std::string::npos,
+               e.what());
+  }
+  w.svc().approve("acme", id, kApprover, "checked");
+  BOOST_TEST(w.run(id).state == "DONE");
+  // A deployment may turn it off (a one-person roastery).
+  World solo(R"(version: 1
+actuation: {allowed: true, require_approval: true, distinct_approver: false}
+tenants: {"*": {missions: ["*"]}}
+)");
+  const auto own = solo.start("actuating").mission.id;
+  BOOST_TEST(solo.run(own).state == "QUARANTINED");
+  solo.svc().approve("acme", own, Actor{"tester", Role::kApprover}, "mine");
+  BOOST_TEST(solo.run(own).state == "DONE");
+}

@@ -143,7 +143,7 @@ class PolicyParser {
                            " is not supported by this kiln (it reads version 1)");
     }
     if (auto a = root["actuation"]) {
-      keys(a, {"allowed", "require_approval"}, "actuation");
+      keys(a, {"allowed", "require_approval", "distinct_approver"}, "actuation");
       p.actuation_where = mark_of(file_, a.Mark());
       if (a["allowed"])
         p.actuation_allowed =
@@ -151,6 +151,11 @@ class PolicyParser {
       if (a["require_approval"])
         p.actuation_requires_approval =
             scalar<bool>(a["require_approval"], "actuation.require_approval must be true or false")
+                .value_or(true);
+      if (a["distinct_approver"])
+        p.actuation_distinct_approver =
+            scalar<bool>(a["distinct_approver"],
+                         "actuation.distinct_approver must be true or false")
                 .value_or(true);
     }
     if (auto iso = root["isolation"]) {

@@ -53,6 +53,8 @@ struct Policy {
   int version = 1;
   bool actuation_allowed = false;
   bool actuation_requires_approval = true;
+  // An actuating step is approved by someone other than who started the mission (four eyes).
+  bool actuation_distinct_approver = true;
   std::string actuation_where;
   std::string isolation_default = "in_process";      // in_process | isolated
   std::map<std::string, NameRef> isolation_plugins;  // plugin → in_process | isolated (name)

@@ -488,8 +488,18 @@ MissionView MissionService::approve(const std::optional<std::string>& tenant, co
     for (const auto& s : m.steps) {
       if (m.reason == "REVIEW_REQUIRED") break;
       if (s.state == "DONE") continue;
-      if (s.state == "FAILED" || (s.approval == "required" && !s.approved_by))
+      if (s.state == "FAILED" || (s.approval == "required" && !s.approved_by)) {
         extra["step"] = s.step;
+        // Four eyes on the physical world: who started it does not also approve it.
+        if (policy_.actuation_distinct_approver && tools_.actuates(s.tool) &&
+            actor.name == m.created_by)
+          throw MissionError(
+              Code::kForbidden,
+              "mission " + id + " was started by " + m.created_by + " and its step '" + s.step +
+                  "' actuates (" + s.tool +
+                  "): another approver must approve it (policy actuation.distinct_approver; "
+                  "locally `kiln mission approve --as NAME`)");
+      }
       break;
     }
     return transition(m, "mission.approved", state::kPending, "APPROVED", actor.to_json(),
