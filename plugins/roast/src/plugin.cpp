@@ -153,9 +153,8 @@ class PredictTool final : public kiln::Tool {
     if (!detector)
       return kiln::tool_error(kiln::error_code::kProviderUnavailable,
                               "prediction needs the event_detector kind; no node is resolved here");
-    const auto& phases = phases_;
     try {
-      auto log = log_of_curve(in.at("curve").as_object(), phases);
+      auto log = log_of_curve(in.at("curve").as_object(), phases_);
       auto curve = kiln::roast::curve_of(log);
       auto e = detector->detect(curve);
       kiln::roast::PredictOptions o;
