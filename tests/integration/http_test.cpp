@@ -466,9 +466,9 @@ BOOST_AUTO_TEST_CASE(errors_use_one_envelope) {
   // alone (it once got no answer at all).
   {
     int fd = raw_connect(s.port);
-    send_all(fd,
-             "POST /v1/missions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-             "Content-Length: 5000000\r\n\r\n");
+    send_all(fd, "POST /v1/missions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                     s.keys.at("a_operator") +
+                     "\r\nContent-Type: application/json\r\nContent-Length: 5000000\r\n\r\n");
     auto answer = read_responses(fd, 1);
     BOOST_TEST(answer[0].first == 413, answer[0].second);
     BOOST_TEST(contains(answer[0].second, "the body is 5000000 bytes"), answer[0].second);
@@ -892,6 +892,73 @@ BOOST_AUTO_TEST_CASE(request_bodies_are_framed_however_they_arrive) {
   send_all(fd, body.substr(15) + "\r\n0\r\n\r\n");
   BOOST_TEST(echoed(read_responses(fd, 1)[0]) == R"({"chunked":true})");
   ::close(fd);
+}
+
+// Nothing unauthenticated makes the server wait for, read or hold a body: a key is checked from
+// the headers. And connections beyond server.max_connections are answered and closed.
+BOOST_AUTO_TEST_CASE(bodies_wait_for_a_key_and_connections_are_capped) {
+  Server s({"server.max_connections=3"});
+  auto headers_only = [&](const std::string& key) {
+    return "POST /v1/missions HTTP/1.1\r\nHost: x\r\n" +
+           (key.empty() ? std::string() : "Authorization: Bearer " + s.keys.at(key) + "\r\n") +
+           "Content-Type: application/json\r\nContent-Length: 500000\r\n\r\n";
+  };
+  for (const auto& [key, status, code] : std::vector<std::tuple<std::string, int, std::string>>{
+           {"", 401, "unauthenticated"}, {"a_viewer", 403, "forbidden"}}) {
+    int fd = raw_connect(s.port);
+    send_all(fd, headers_only(key));
+    // Answered without a byte of the body (read_responses gives up after 10 s).
+    auto r = read_responses(fd, 1);
+    BOOST_TEST(r[0].first == status, r[0].second);
+    BOOST_TEST(contains(r[0].second, code));
+    // What the client still sends is read and dropped, not answered with a reset.
+    const std::string more(64 * 1024, 'x');
+    BOOST_TEST(::send(fd, more.data(), more.size(), MSG_NOSIGNAL) ==
+               static_cast<ssize_t>(more.size()));
+    char buf[64];
+    BOOST_TEST(::read(fd, buf, sizeof buf) == 0);  // then closed
+    ::close(fd);
+  }
+  // An admitted key's body is waited for as before (the request then fails on its content).
+  {
+    int fd = raw_connect(s.port);
+    const std::string body = R"({"template": "no.such.template"})";
+    send_all(fd, "POST /v1/missions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                     s.keys.at("a_operator") +
+                     "\r\nContent-Type: application/json\r\nContent-Length: " +
+                     std::to_string(body.size()) + "\r\n\r\n");
+    std::this_thread::sleep_for(200ms);
+    send_all(fd, body);
+    auto r = read_responses(fd, 1);
+    BOOST_TEST(r[0].first != 401);
+    BOOST_TEST(r[0].first != 408);
+    BOOST_TEST(contains(r[0].second, "no.such.template"), r[0].second);
+    ::close(fd);
+  }
+
+  // Three connections open; a fourth is answered 503 at once and closed.
+  std::vector<int> open;
+  for (int i = 0; i < 3; ++i) open.push_back(raw_connect(s.port));
+  int fourth = raw_connect(s.port);
+  auto busy = read_responses(fourth, 1);
+  BOOST_TEST(busy[0].first == 503);
+  BOOST_TEST(contains(busy[0].second, "too_many_connections"));
+  BOOST_TEST(contains(busy[0].second, "server.max_connections"));
+  ::close(fourth);
+  // One closes: a new connection is served again.
+  ::close(open.back());
+  open.pop_back();
+  int served = 0;
+  for (int attempt = 0; attempt < 50 && served != 200; ++attempt) {
+    std::this_thread::sleep_for(50ms);
+    served = s.call("GET", "/health").status;
+  }
+  BOOST_TEST(served == 200);
+  auto metrics = s.call("GET", "/metrics");
+  BOOST_TEST(contains(metrics.body, "kiln_http_connections_refused_total "), metrics.body);
+  BOOST_TEST(!contains(metrics.body, "kiln_http_connections_refused_total 0"));
+  BOOST_TEST(contains(metrics.body, "kiln_http_connections_open 3"));
+  for (int fd : open) ::close(fd);
 }
 
 BOOST_AUTO_TEST_CASE(slow_clients_are_cut_off_and_sigterm_drains) {

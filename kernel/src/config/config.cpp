@@ -347,6 +347,12 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
          "on SIGTERM, how long requests in flight may take to finish",
          {},
          0});
+  s.add({"server.max_connections",
+         Type::kInteger,
+         1024,
+         "client connections open at once; one more is answered 503 and closed",
+         {},
+         1});
   s.add({"server.access_log", Type::kBoolean, true, "one log line per request", {}, {}});
   {
     KeyDef cors{"server.cors_origins",

@@ -90,6 +90,16 @@ void HttpMetrics::expose(std::string& out) const {
     out += "kiln_http_request_duration_seconds_count{" + labels + "} " + std::to_string(s.count) +
            "\n";
   }
+  out +=
+      "# HELP kiln_http_connections_open Client connections open now.\n"
+      "# TYPE kiln_http_connections_open gauge\n"
+      "kiln_http_connections_open " +
+      std::to_string(open_connections_.load(std::memory_order_relaxed)) +
+      "\n# HELP kiln_http_connections_refused_total Connections answered 503 and closed unread: "
+      "server.max_connections were open.\n"
+      "# TYPE kiln_http_connections_refused_total counter\n"
+      "kiln_http_connections_refused_total " +
+      std::to_string(refused_connections_.load(std::memory_order_relaxed)) + "\n";
 }
 
 void expose_process(std::string& out) {

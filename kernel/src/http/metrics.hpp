@@ -22,6 +22,11 @@ class HttpMetrics {
   void record(std::size_t slot, int status, double seconds);
   std::size_t unmatched() const { return routes_.size(); }
   std::size_t other_method(std::size_t route) const { return routes_.size() + 1 + route; }
+  // Connections refused for server.max_connections, and those open (set by the server).
+  void count_refused_connection() { refused_connections_.fetch_add(1, std::memory_order_relaxed); }
+  void add_open_connections(std::int64_t n) {
+    open_connections_.fetch_add(n, std::memory_order_relaxed);
+  }
   // Prometheus text exposition (version 0.0.4) of the HTTP families.
   void expose(std::string& out) const;
 
@@ -38,6 +43,8 @@ class HttpMetrics {
   };
   std::vector<std::pair<std::string, std::string>> routes_;  // (method, pattern)
   std::vector<std::unique_ptr<Shard>> shards_;
+  std::atomic<std::uint64_t> refused_connections_{0};
+  std::atomic<std::int64_t> open_connections_{0};
 };
 
 // Escapes a label value for the text exposition format.

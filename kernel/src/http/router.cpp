@@ -188,9 +188,9 @@ Router::Match Router::match(std::string_view method, std::string_view path) cons
   return m;
 }
 
-std::optional<Response> Router::admit(const Route& route, Request& req,
-                                      const Authenticator& auth) const {
-  if (route.role) {
+std::optional<Response> Router::refuse_key(const Route& route, Request& req,
+                                           const Authenticator& auth) const {
+  if (route.role && !req.actor) {
     // A 401 names the scheme it wants (RFC 9110 §11.6.1).
     auto unauthenticated = [](const char* error_code, std::string message) {
       auto r = error(401, "unauthenticated", std::move(message));
@@ -227,6 +227,12 @@ std::optional<Response> Router::admit(const Route& route, Request& req,
                        std::string(missions::to_string(id->actor.role)));
     }
   }
+  return std::nullopt;
+}
+
+std::optional<Response> Router::admit(const Route& route, Request& req,
+                                      const Authenticator& auth) const {
+  if (auto refused = refuse_key(route, req, auth)) return refused;
   // One value a parameter: which of two a route would take is a guess (?after=1&after=2).
   if (!req.query_repeated.empty())
     return error(

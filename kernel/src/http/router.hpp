@@ -144,6 +144,11 @@ class Router {
   // once the request is admitted (key, role, Content-Type), else nullopt (the generic 413).
   std::optional<Response> refuse_too_large(const Route& route, Request& req,
                                            const Authenticator& auth, std::size_t bytes) const;
+  // The API key's refusal (none, malformed, unknown or revoked, role too low), before the body
+  // is read; nullopt when the key is admitted (the request's actor and tenant are then set, and
+  // admission does not look the key up again) or the route is public.
+  std::optional<Response> refuse_key(const Route& route, Request& req,
+                                     const Authenticator& auth) const;
   // The error envelope for an exception a handler threw (HttpError, MissionError: their status;
   // anything else: 500, logged with the request id).
   static Response failure(std::exception_ptr error, const Request& req);
