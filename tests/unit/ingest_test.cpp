@@ -419,3 +419,56 @@ BOOST_AUTO_TEST_CASE(batches_are_stored_as_their_signed_envelopes_and_older_rows
                              values + ")"),
                       storage::StorageError);
 }
+
+// A key id is a tenant's (migration 15): a tenant that registers another's public key first does
+// not keep that tenant from registering it, and neither tenant's envelopes pass for the other.
+// Within a tenant a key still serves one device. Keys registered before the migration stay.
+BOOST_AUTO_TEST_CASE(device_key_ids_are_per_tenant) {
+  test::TempDir dir;
+  const auto path = dir.path() / "kiln.db";
+  const missions::Actor admin{"test", missions::Role::kAdmin};
+  telemetry::KeyPair old_key = telemetry::generate_key("");
+  old_key.kid = telemetry::key_id(old_key.pub);
+  {
+    std::vector<storage::Migration> up_to_14;
+    for (const auto& m : storage::kernel_migrations())
+      if (m.version <= 14) up_to_14.push_back(m);
+    storage::Connection c(path, storage::Connection::Mode::kReadWrite);
+    BOOST_REQUIRE(storage::migrate(c, up_to_14).version == 14);
+    auto st = c.prepare(
+        "INSERT INTO device_keys (kid, tenant, device, public_key, created_at, created_by) VALUES "
+        "(?, 'acme', 'dev-old', ?, '2026-12-01T00:00:00.000Z', 'test')");
+    st.bind(1, old_key.kid).bind(2, telemetry::to_hex(old_key.pub.data(), old_key.pub.size()));
+    st.step();
+  }
+  ledger::SqliteLedger ledger(path);  // migrates to the latest version
+  ledger.add_projector(&telemetry::project_devices);
+  telemetry::DeviceRegistry devices(ledger, ledger.path());
+  auto kept = devices.find("acme", old_key.kid);
+  BOOST_REQUIRE(kept.has_value());
+  BOOST_TEST(kept->device == "dev-old");
+
+  // globex registers acme's device key first; acme registers it all the same.
+  const auto theirs = devices.add("globex", "squat", old_key.pub, admin);
+  BOOST_TEST(theirs.key.kid == old_key.kid);
+  const auto pair = telemetry::generate_key("");
+  devices.add("globex", "dev-a", pair.pub, admin);
+  const auto acme = devices.add("acme", "dev-a", pair.pub, admin);
+  BOOST_TEST(acme.key.kid == telemetry::key_id(pair.pub));
+  BOOST_TEST(devices.find("acme", acme.key.kid)->device == "dev-a");
+  BOOST_TEST(devices.find("globex", acme.key.kid)->device == "dev-a");
+  BOOST_TEST(devices.list(std::string("acme")).size() == 2u);
+  BOOST_TEST(devices.list(std::nullopt).size() == 4u);
+  // Within a tenant, another device may not take a key that is registered.
+  try {
+    devices.add("acme", "dev-b", pair.pub, admin);
+    BOOST_FAIL("a key registered in the tenant was registered again");
+  } catch (const missions::MissionError& e) {
+    BOOST_TEST((e.code() == missions::MissionError::Code::kConflict));
+    BOOST_TEST(std::string(e.what()).find("for device dev-a") != std::string::npos, e.what());
+  }
+  // Revoking in one tenant leaves the other's registration alone.
+  BOOST_TEST(devices.revoke("globex", acme.key.kid, admin).size() == 1u);
+  BOOST_TEST(devices.find("globex", acme.key.kid)->revoked_at.has_value());
+  BOOST_TEST(!devices.find("acme", acme.key.kid)->revoked_at.has_value());
+}

@@ -258,7 +258,7 @@ struct Table {
   int key_columns;
 };
 const Table kOtherTables[] = {
-    {"device key", "SELECT * FROM device_keys ORDER BY kid", 1},
+    {"device key", "SELECT * FROM device_keys ORDER BY kid, tenant", 2},
     {"session", "SELECT * FROM telemetry_sessions ORDER BY id", 1},
     {"profile", "SELECT * FROM profiles ORDER BY tenant, name, version", 3},
     {"profile name", "SELECT * FROM profile_names ORDER BY tenant, name", 2},

@@ -334,6 +334,28 @@ ALTER TABLE telemetry_sessions ADD COLUMN marks TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE telemetry_sessions ADD COLUMN green_g REAL;
 ALTER TABLE telemetry_sessions ADD COLUMN roasted_g REAL;
 )sql"},
+      {15, "device_keys_per_tenant",
+       R"sql(
+-- A key id is a tenant's: one tenant registering another's public key first no longer blocks
+-- the tenant whose device it is. Rebuilt, as SQLite cannot change a primary key in place.
+CREATE TABLE device_keys_by_tenant (
+  kid        TEXT NOT NULL,
+  tenant     TEXT NOT NULL,
+  device     TEXT NOT NULL,
+  public_key TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  created_by TEXT NOT NULL,
+  not_after  TEXT,
+  revoked_at TEXT,
+  PRIMARY KEY (tenant, kid)
+);
+INSERT INTO device_keys_by_tenant
+  SELECT kid, tenant, device, public_key, created_at, created_by, not_after, revoked_at
+  FROM device_keys;
+DROP TABLE device_keys;
+ALTER TABLE device_keys_by_tenant RENAME TO device_keys;
+CREATE INDEX device_keys_by_device ON device_keys (tenant, device);
+)sql"},
   };
   return migrations;
 }

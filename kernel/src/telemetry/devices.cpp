@@ -62,13 +62,16 @@ void check_names(const std::string& tenant, const std::string& device) {
                            "or digit");
 }
 
-// A key serves one device: refuses a kid registered anywhere (no other tenant's names revealed).
-void refuse_registered(Connection& c, const std::string& kid) {
-  auto st = c.prepare("SELECT 1 FROM device_keys WHERE kid = ?");
-  st.bind(1, kid);
+// A key serves one device of a tenant: refuses a kid the tenant registered already. Another
+// tenant's registrations are not looked at, so none can block this one by registering its
+// public key first (migration 15).
+void refuse_registered(Connection& c, const std::string& tenant, const std::string& kid) {
+  auto st = c.prepare("SELECT device FROM device_keys WHERE tenant = ? AND kid = ?");
+  st.bind(1, tenant).bind(2, kid);
   if (st.step())
     throw MissionError(MissionError::Code::kConflict,
-                       "key " + kid + " is registered already; a device needs a key of its own");
+                       "key " + kid + " is registered already, for device " + st.text(0) +
+                           "; a device needs a key of its own");
 }
 
 }  // namespace
@@ -274,7 +277,7 @@ DeviceCredentials DeviceRegistry::add(const std::string& tenant, const std::stri
   }
   cred.key.kid = key_id(cred.key.pub);
   ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
-    refuse_registered(c, cred.key.kid);
+    refuse_registered(c, tenant, cred.key.kid);
     for (const auto& k : keys_of(c, tenant, device))
       if (!k.revoked_at && !k.not_after)
         throw MissionError(MissionError::Code::kConflict,
@@ -312,14 +315,9 @@ DeviceCredentials DeviceRegistry::rotate(const std::string& tenant, const std::s
   const std::string until = ledger::utc_millis(std::chrono::system_clock::now() +
                                                std::max(grace, std::chrono::seconds(0)));
   ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
-    refuse_registered(c, cred.key.kid);
+    refuse_registered(c, tenant, cred.key.kid);
     bool any = false;
-    for (const auto& k : keys_of(c, tenant, device)) {
-      if (k.kid == cred.key.kid)
-        throw MissionError(MissionError::Code::kConflict,
-                           "key " + k.kid + " is this device's key already");
-      any = any || !k.revoked_at;
-    }
+    for (const auto& k : keys_of(c, tenant, device)) any = any || !k.revoked_at;
     if (!any)
       throw MissionError(
           MissionError::Code::kNotFound,
@@ -379,8 +377,9 @@ std::vector<DeviceKey> DeviceRegistry::revoke(const std::string& tenant,
   std::vector<DeviceKey> out;
   Connection c(db_path_, Connection::Mode::kReadOnly);
   for (const auto& kid : kids) {
-    auto st = c.prepare(std::string("SELECT ") + kColumns + " FROM device_keys WHERE kid = ?");
-    st.bind(1, kid);
+    auto st = c.prepare(std::string("SELECT ") + kColumns +
+                        " FROM device_keys WHERE tenant = ? AND kid = ?");
+    st.bind(1, tenant).bind(2, kid);
     if (st.step()) out.push_back(row(st));
   }
   return out;
