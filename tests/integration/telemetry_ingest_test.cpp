@@ -798,6 +798,29 @@ BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
   }
   // The page is kept where storage.artifacts says, a directory per plugin.
   const fs::path page(std::string(report.at("path").as_string()));
+  {
+    // Reading a session's report or prediction again and again (a dashboard polling) keeps no
+    // page and writes nothing to the ledger: those are reads, not acts.
+    auto files = [&] {
+      return std::distance(fs::directory_iterator(page.parent_path()), fs::directory_iterator{});
+    };
+    auto tool_events = [&] {
+      return body(s.call("GET", "/v1/ledger?stream=tools&limit=1000", "viewer"))
+          .at("events")
+          .as_array()
+          .size();
+    };
+    const auto files_before = files();
+    const auto events_before = tool_events();
+    for (int i = 0; i < 3; ++i)
+      for (const std::string& view : {"/report", "/report?format=html", "/predict"}) {
+        const auto r = s.call(
+            "GET", "/v1/sessions/" + std::string(session.at("id").as_string()) + view, "viewer");
+        BOOST_TEST((r.status == 200 || r.status == 409), view << ": " << r.body);
+      }
+    BOOST_TEST(files() == files_before);
+    BOOST_TEST(tool_events() == events_before);
+  }
   BOOST_TEST(page.string().starts_with((s.dir.path() / "kept" / "roast" / "reports").string()),
              page);
   BOOST_TEST(fs::exists(page), page);

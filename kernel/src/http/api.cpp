@@ -1486,15 +1486,19 @@ Router build_api(ApiContext& ctx) {
     }
     return *p;
   };
-  // Runs tools for a route in the key's tenant: the output or the tool's error.
+  // Runs tools for a route in the key's tenant: the output or the tool's error. Those a GET
+  // runs make what it reads, and are not audited: a dashboard polling a roast's report or
+  // prediction would otherwise fill the ledger.
   auto tools_of = [&k](const Request& req) -> telemetry::ToolRunner {
-    return [&k, tenant = req.tenant, request_id = req.request_id](
+    return [&k, tenant = req.tenant, request_id = req.request_id,
+            act = req.method != "GET" && req.method != "HEAD"](
                const std::string& tool, json::object input) -> Result<json::value, ToolError> {
       runtime::ToolCall call;
       call.tool = tool;
       call.tenant = tenant;
       call.input = std::move(input);
       call.request_id = request_id;
+      call.audited = act;
       auto outcome = k.executor().invoke(call);
       if (!outcome.ok()) return Unexpected<ToolError>{outcome.error()};
       return std::move(outcome.value().output);

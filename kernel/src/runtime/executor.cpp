@@ -122,7 +122,7 @@ ToolOutcome ToolRuntimeExecutor::invoke(const ToolCall& call) const {
 }
 
 ToolOutcome ToolRuntimeExecutor::invoke_audited(const ToolCall& call) const {
-  if (!options_.audit) {
+  if (!options_.audit || !call.audited) {
     int attempts = 0;
     std::string provider;
     return invoke_routed(call, &attempts, &provider);

@@ -48,6 +48,9 @@ struct ToolCall {
   std::string request_id;
   std::optional<std::chrono::milliseconds> timeout;  // overrides the strategy's policy timeout
   std::string approved_by;  // set for mission steps a person approved (actuation policy)
+  // False for the tools behind a read (a GET route's session report or prediction, which a
+  // dashboard polls): not an act, so not in the ledger; /metrics still counts the call.
+  bool audited = true;
 };
 
 class ToolRuntimeExecutor {

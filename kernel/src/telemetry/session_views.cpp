@@ -106,8 +106,11 @@ Result<json::object, ToolError> session_report(const ToolRunner& run, const std:
   const auto& rec = s.value().as_object();
   auto an = run("roast.analyze", {{"curve", rec.at("curve")}, {"ror_series", true}});
   if (!an.ok()) return failed("analysis", an.error());
-  json::object in{
-      {"session", rec.at("session")}, {"curve", rec.at("curve")}, {"analysis", an.value()}};
+  // Made to be read, not kept: a view asked again and again writes no files.
+  json::object in{{"session", rec.at("session")},
+                  {"curve", rec.at("curve")},
+                  {"analysis", an.value()},
+                  {"keep", false}};
   // A roast under way is checked once it is over: until then every missing event would fail.
   const auto& info = rec.at("session").as_object();
   if (const auto* state = info.if_contains("state"); state && *state == "open") {

@@ -248,6 +248,13 @@ class ReportTool final : public kiln::Tool {
     } catch (const std::invalid_argument& e) {
       return kiln::tool_error(kiln::error_code::kInvalidInput, e.what());
     }
+    auto report = kiln::roast::report_summary(r);
+    json::object out{{"summary", kiln::roast::spoken_summary(r)}, {"bytes", html.size()}};
+    if (const auto* keep = in.if_contains("keep"); keep && keep->is_bool() && !keep->as_bool()) {
+      out["html"] = std::move(html);
+      out["report"] = std::move(report);
+      return kiln::ToolResult{std::move(out), {}};
+    }
     // The page is also kept as an artifact, with the numbers beside it as JSON:
     // <storage.artifacts>/roast/reports/<tenant>/<title>.<call>.html and .json, <call> a digest
     // of the call's request id — one file per call, so no call (an operator's own, with
@@ -271,7 +278,6 @@ class ReportTool final : public kiln::Tool {
     std::filesystem::create_directories(dir);
     const auto path = dir / (file + ".html");
     const auto json_path = dir / (file + ".json");
-    auto report = kiln::roast::report_summary(r);
     for (const auto& [where, text] :
          {std::pair{path, html}, std::pair{json_path, json::serialize(report) + "\n"}}) {
       std::ofstream out(where, std::ios::binary | std::ios::trunc);
@@ -279,12 +285,10 @@ class ReportTool final : public kiln::Tool {
       if (!out)
         return kiln::tool_error(kiln::error_code::kInternal, "cannot write " + where.string());
     }
-    json::object out{{"summary", kiln::roast::spoken_summary(r)},
-                     {"path", path.string()},
-                     {"json_path", json_path.string()},
-                     {"bytes", html.size()},
-                     {"html", html},
-                     {"report", std::move(report)}};
+    out["path"] = path.string();
+    out["json_path"] = json_path.string();
+    out["html"] = std::move(html);
+    out["report"] = std::move(report);
     return kiln::ToolResult{std::move(out), {}};
   }
 
@@ -558,35 +562,44 @@ kiln::Manifest manifest() {
       "roaster's settings when the curve has heater, fan or drum; QC table) that opens offline, "
       "its numbers as JSON (report: events, phases, settings, QC, the profile comparison) and a "
       "one-paragraph summary; page and JSON are also written to the plugin's "
-      "artifact directory";
+      "artifact directory (path, json_path), unless keep is false";
   report.input_schema = json::parse(R"({
     "type": "object", "required": ["curve", "analysis"], "additionalProperties": false,
     "properties": {"title": {"type": "string"}, "session": {"type": "object"},
                    "curve": {"type": "object", "required": ["time", "bt"]},
                    "analysis": {"type": "object"}, "qc": {"type": "object"},
+                   "keep": {"type": "boolean", "description": "write the page and its JSON to the artifact directory (default true); false: only returned"},
                    "reference": {"type": ["object", "null"],
                                  "description": "the profile to draw behind the roast and compare: telemetry.session's reference"}}})");
   report.output_schema = json::parse(R"({
-    "type": "object", "required": ["summary", "html", "path", "bytes", "report", "json_path"],
+    "type": "object", "required": ["summary", "html", "bytes", "report"],
     "properties": {"report": {"type": "object",
-                              "description": "the report's numbers, format kiln.roast-report/1"}}})");
-  report.factory = [](kiln::HostServices& host) { return std::make_shared<ReportTool>(host); };
-  m.tools.push_back(std::move(report));
+                              "description": "the report's numbers, format kiln.roast-report/1"},
+                   "path": {"type": "string", "description": "the page kept; absent with keep false"
+}
+, "json_path" : {
+  "type" : "string", "description" : "its numbers kept"
+}
+}
+})");
+  report.factory = [](kiln::HostServices& host) {
+  return std::make_shared<ReportTool>(host); };
+m.tools.push_back(std::move(report));
 
-  m.nodes.push_back(kiln::NodeDecl::make<kiln::nodes::EventDetector>(
-      "artisan",
-      "Artisan's rules: CHARGE/DROP from the roaster's state channel or a BT break, TP as the "
-      "lowest BT after CHARGE, DRY END and FCs from the phase temperatures",
-      [](const kiln::NodeContext& ctx) {
-        double lag = kiln::roast::ArtisanDetector::kDefaultProbeLag;
-        if (const auto* v = ctx.kind_config.if_contains("probe_lag_s"); v && v->is_number())
-          lag = v->to_number<double>();
-        if (!(lag >= 0 && lag <= 60))
-          throw std::invalid_argument("event_detector.probe_lag_s is " + std::to_string(lag) +
-                                      "; it must be between 0 and 60 seconds");
-        return std::make_shared<kiln::roast::ArtisanDetector>(lag);
-      }));
-  return m;
+m.nodes.push_back(kiln::NodeDecl::make<kiln::nodes::EventDetector>(
+    "artisan",
+    "Artisan's rules: CHARGE/DROP from the roaster's state channel or a BT break, TP as the "
+    "lowest BT after CHARGE, DRY END and FCs from the phase temperatures",
+    [](const kiln::NodeContext& ctx) {
+      double lag = kiln::roast::ArtisanDetector::kDefaultProbeLag;
+      if (const auto* v = ctx.kind_config.if_contains("probe_lag_s"); v && v->is_number())
+        lag = v->to_number<double>();
+      if (!(lag >= 0 && lag <= 60))
+        throw std::invalid_argument("event_detector.probe_lag_s is " + std::to_string(lag) +
+                                    "; it must be between 0 and 60 seconds");
+      return std::make_shared<kiln::roast::ArtisanDetector>(lag);
+    }));
+return m;
 }
 
 }  // namespace
