@@ -936,7 +936,12 @@ BOOST_AUTO_TEST_CASE(bodies_wait_for_a_key_and_connections_are_capped) {
     ::close(fd);
   }
 
-  // Three connections open; a fourth is answered 503 at once and closed.
+  // Three connections open (once those above are closed); a fourth is answered 503 at once and
+  // closed.
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    if (contains(s.call("GET", "/metrics").body, "kiln_http_connections_open 1\n")) break;
+    std::this_thread::sleep_for(50ms);
+  }
   std::vector<int> open;
   for (int i = 0; i < 3; ++i) open.push_back(raw_connect(s.port));
   int fourth = raw_connect(s.port);
@@ -954,7 +959,12 @@ BOOST_AUTO_TEST_CASE(bodies_wait_for_a_key_and_connections_are_capped) {
     served = s.call("GET", "/health").status;
   }
   BOOST_TEST(served == 200);
-  auto metrics = s.call("GET", "/metrics");
+  // (The server may not have seen the last connection close yet.)
+  http::ClientResponse metrics;
+  for (int attempt = 0; attempt < 50 && metrics.status != 200; ++attempt) {
+    std::this_thread::sleep_for(50ms);
+    metrics = s.call("GET", "/metrics");
+  }
   BOOST_TEST(contains(metrics.body, "kiln_http_connections_refused_total "), metrics.body);
   BOOST_TEST(!contains(metrics.body, "kiln_http_connections_refused_total 0"));
   BOOST_TEST(contains(metrics.body, "kiln_http_connections_open 3"));
@@ -1105,6 +1115,17 @@ BOOST_AUTO_TEST_CASE(the_cli_calls_a_server_with_the_same_commands) {
       BOOST_TEST(!t.at("steps").as_array().empty());
     }
   BOOST_TEST(hello, json::serialize(templates));
+  // Where the server's files are is for admin keys: others see their names.
+  for (const auto& t : templates.as_array())
+    BOOST_TEST(!contains(std::string(t.at("source").as_string()), "/"), json::serialize(t));
+  for (const auto& [key, paths] : {std::pair{"a_viewer", false}, std::pair{"b_admin", true}}) {
+    const auto plugins = body(s.call("GET", "/v1/plugins", key));
+    for (const auto& p : plugins.as_array()) {
+      const std::string file(p.at("file").as_string());
+      BOOST_TEST(file.starts_with("/") == paths, key << ": " << file);
+      BOOST_TEST(file.ends_with(".so"), file);
+    }
+  }
   const auto local_templates = s.kiln({"mission", "templates"});
   BOOST_TEST(local_templates.exit_code == 0, local_templates.err);
   BOOST_TEST(remote({"mission", "templates"}, "a_viewer").out == local_templates.out);

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <deque>
+#include <filesystem>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -300,6 +301,16 @@ static Response stream_speech(const runtime::Kernel& k, const json::object& b,
   return out;
 }
 
+// Where the server's files are is the administrator's to know: other keys see a file's name
+// (member `member` of each item), not its directory.
+json::array file_names_only(json::array items, const char* member, const Request& req) {
+  if (req.actor && req.actor->role >= Role::kAdmin) return items;
+  for (auto& item : items)
+    if (auto* v = item.as_object().if_contains(member); v && v->is_string())
+      *v = std::filesystem::path(std::string(v->as_string())).filename().string();
+  return items;
+}
+
 json::array plugins_json(const runtime::Kernel& k) {
   json::array arr;
   for (const auto& p : k.registry().plugins()) {
@@ -373,7 +384,7 @@ Router build_api(ApiContext& ctx) {
       "required": ["name", "version", "license", "description", "file", "sha256", "nodes", "tools"],
       "properties": {"name": {"type": "string"}, "version": {"type": "string"},
         "license": {"type": "string"}, "description": {"type": "string"},
-        "file": {"type": "string", "description": "the shared library loaded"},
+        "file": {"type": "string", "description": "the shared library loaded: its path for admin keys, its name for others"},
         "sha256": {"type": "string", "description": "of that file, as gate records name it"},
         "nodes": {"type": "array", "items": {"type": "string"}},
         "tools": {"type": "array", "items": {"type": "string"}}}}})");
@@ -572,7 +583,9 @@ Router build_api(ApiContext& ctx) {
          "application/json",
          {},
          false,
-         [&k](Request&) { return Response::json(200, plugins_json(k)); }});
+         [&k](Request& req) {
+           return Response::json(200, file_names_only(plugins_json(k), "file", req));
+         }});
   r.add({"GET",
          "/v1/nodes",
          "listNodes",
@@ -834,7 +847,7 @@ Router build_api(ApiContext& ctx) {
          schema(R"({"type": "array", "items": {"type": "object",
            "required": ["name", "description", "source", "inputs", "steps"],
            "properties": {"name": {"type": "string"}, "description": {"type": "string"},
-             "source": {"type": "string", "description": "the file it was read from"},
+             "source": {"type": "string", "description": "the file it was read from: its path for admin keys, its name for others"},
              "inputs": {"type": "object", "description": "JSON Schema properties of its inputs"},
              "steps": {"type": "array", "items": {"type": "object",
                "required": ["id", "tool", "needs", "approval", "max_attempts", "timeout_ms"],
@@ -847,7 +860,9 @@ Router build_api(ApiContext& ctx) {
          "application/json",
          {},
          false,
-         [&k](Request&) { return Response::json(200, k.describe_templates()); }});
+         [&k](Request& req) {
+           return Response::json(200, file_names_only(k.describe_templates(), "source", req));
+         }});
   r.add({"POST",
          "/v1/missions",
          "createMission",

@@ -582,24 +582,23 @@ kiln::Manifest manifest() {
 }
 }
 })");
-  report.factory = [](kiln::HostServices& host) {
-  return std::make_shared<ReportTool>(host); };
-m.tools.push_back(std::move(report));
+  report.factory = [](kiln::HostServices& host) { return std::make_shared<ReportTool>(host); };
+  m.tools.push_back(std::move(report));
 
-m.nodes.push_back(kiln::NodeDecl::make<kiln::nodes::EventDetector>(
-    "artisan",
-    "Artisan's rules: CHARGE/DROP from the roaster's state channel or a BT break, TP as the "
-    "lowest BT after CHARGE, DRY END and FCs from the phase temperatures",
-    [](const kiln::NodeContext& ctx) {
-      double lag = kiln::roast::ArtisanDetector::kDefaultProbeLag;
-      if (const auto* v = ctx.kind_config.if_contains("probe_lag_s"); v && v->is_number())
-        lag = v->to_number<double>();
-      if (!(lag >= 0 && lag <= 60))
-        throw std::invalid_argument("event_detector.probe_lag_s is " + std::to_string(lag) +
-                                    "; it must be between 0 and 60 seconds");
-      return std::make_shared<kiln::roast::ArtisanDetector>(lag);
-    }));
-return m;
+  m.nodes.push_back(kiln::NodeDecl::make<kiln::nodes::EventDetector>(
+      "artisan",
+      "Artisan's rules: CHARGE/DROP from the roaster's state channel or a BT break, TP as the "
+      "lowest BT after CHARGE, DRY END and FCs from the phase temperatures",
+      [](const kiln::NodeContext& ctx) {
+        double lag = kiln::roast::ArtisanDetector::kDefaultProbeLag;
+        if (const auto* v = ctx.kind_config.if_contains("probe_lag_s"); v && v->is_number())
+          lag = v->to_number<double>();
+        if (!(lag >= 0 && lag <= 60))
+          throw std::invalid_argument("event_detector.probe_lag_s is " + std::to_string(lag) +
+                                      "; it must be between 0 and 60 seconds");
+        return std::make_shared<kiln::roast::ArtisanDetector>(lag);
+      }));
+  return m;
 }
 
 }  // namespace
