@@ -962,6 +962,10 @@ BOOST_AUTO_TEST_CASE(a_roasters_first_crack_mark_reaches_the_report) {
   auto marked = s.call("POST", route, "operator", mark);
   BOOST_REQUIRE_MESSAGE(marked.status == 200, marked.body);
   const auto after = body(marked);
+  // The session as GET gives it, its readings counted.
+  BOOST_TEST(after.at("samples") ==
+             body(s.call("GET", "/v1/sessions/" + id, "viewer")).at("samples"));
+  BOOST_TEST(after.at("samples").as_int64() > 100);
   BOOST_TEST(std::abs(after.at("marks").at("FCs").as_double() -
                       (after.at("charge_t").as_double() + fcs)) < 0.01);
   const std::string second(after.at("mission_id").as_string());
@@ -997,6 +1001,7 @@ BOOST_AUTO_TEST_CASE(a_roasters_first_crack_mark_reaches_the_report) {
                      "--no-report", "--server", url, "--api-key", s.keys.at("operator")});
   BOOST_TEST(cli.exit_code == 0, cli.out + cli.err);
   BOOST_TEST(contains(cli.out, "marked:   FCs "), cli.out);
+  BOOST_TEST(contains(cli.out, "readings: "), cli.out);
   BOOST_TEST(contains(cli.out, " DROP 7:25 (after CHARGE"), cli.out);
   BOOST_TEST(contains(cli.out, "mission " + second), cli.out);
   // That report was made before this mark: the session says so.

@@ -130,7 +130,8 @@ telemetry::SessionInfo session_or_404(const runtime::Kernel& k, const Request& r
 Response roaster_change(runtime::Kernel& k, Request& req, const char* action) {
   k.telemetry().sessions().change(req.tenant, req.params.at("id"), action, req.json.as_object(),
                                   *req.actor);
-  return Response::json(200, session_or_404(k, req).to_json());
+  return Response::json(
+      200, telemetry::Sessionizer::described(k.storage_path(), session_or_404(k, req)));
 }
 
 // The request's If-None-Match names `etag` (or is "*"): the client has this answer already.
@@ -1372,10 +1373,8 @@ Router build_api(ApiContext& ctx) {
          {},
          false,
          [&k](Request& req) {
-           const auto s = session_or_404(k, req);
-           auto o = s.to_json();
-           o["samples"] = telemetry::Sessionizer::samples(k.storage_path(), s).size();
-           return Response::json(200, o);
+           return Response::json(
+               200, telemetry::Sessionizer::described(k.storage_path(), session_or_404(k, req)));
          }});
   r.add({"POST",
          "/v1/sessions/{id}:weigh",

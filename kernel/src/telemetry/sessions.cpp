@@ -1060,6 +1060,12 @@ std::optional<SessionInfo> Sessionizer::get(const std::filesystem::path& db,
   return s;
 }
 
+json::object Sessionizer::described(const std::filesystem::path& db, const SessionInfo& s) {
+  auto o = s.to_json();
+  o["samples"] = samples(db, s).size();
+  return o;
+}
+
 std::vector<Sample> Sessionizer::samples(const std::filesystem::path& db, const SessionInfo& s,
                                          std::optional<double> after) {
   Connection c(db, Connection::Mode::kReadOnly);

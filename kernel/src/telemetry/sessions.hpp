@@ -182,6 +182,9 @@ class Sessionizer {
   // for what came since the newest it has).
   static std::vector<Sample> samples(const std::filesystem::path& db, const SessionInfo& s,
                                      std::optional<double> after = std::nullopt);
+  // The session as GET /v1/sessions/{id} and `kiln sessions show` give it: to_json() and the
+  // number of its readings ("samples").
+  static boost::json::object described(const std::filesystem::path& db, const SessionInfo& s);
 
  private:
   struct Device {

@@ -516,8 +516,7 @@ int cmd_sessions_show(const Args& a, std::ostream& out) {
   if (!s)
     throw missions::MissionError(missions::MissionError::Code::kNotFound,
                                  telemetry::no_session(a.positional[2], a.tenant_filter));
-  auto o = s->to_json();
-  o["samples"] = telemetry::Sessionizer::samples(k->storage_path(), *s).size();
+  const auto o = telemetry::Sessionizer::described(k->storage_path(), *s);
   if (a.json)
     out << pretty(o);
   else
@@ -632,11 +631,12 @@ int cmd_sessions_mark(const Args& a, std::ostream& out) {
   const std::string tenant = tenant_of_session(a, m.session);
   k->telemetry().sessions().change(tenant, m.session, m.action, m.body,
                                    missions::Actor{"cli", missions::Role::kAdmin});
-  auto s = telemetry::Sessionizer::get(k->storage_path(), tenant, m.session);
+  const auto o = telemetry::Sessionizer::described(
+      k->storage_path(), *telemetry::Sessionizer::get(k->storage_path(), tenant, m.session));
   if (a.json)
-    out << pretty(s->to_json());
+    out << pretty(o);
   else
-    print_session(s->to_json(), out);
+    print_session(o, out);
   return runtime::kExitOk;
 }
 
