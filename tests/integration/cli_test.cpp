@@ -1382,3 +1382,32 @@ BOOST_AUTO_TEST_CASE(a_backup_restores_over_a_crashed_servers_files) {
     BOOST_TEST(server.wait(20s).exit_code == 0);
   }
 }
+
+// The tts_torch plugin links no LibTorch: it opens its engine library (support/ beside it) when
+// the node is first built, so commands that do not speak do not load LibTorch. Without that
+// library the plugin still loads, and building the node names the missing file.
+BOOST_AUTO_TEST_CASE(tts_torch_opens_its_engine_when_the_node_is_built) {
+  Deployment d;
+  fs::copy_file(fs::path(KILN_PLUGIN_DIR) / "kiln_tts_torch.so", d.plugins / "kiln_tts_torch.so");
+  auto list = d.kiln({"plugins", "list"});
+  BOOST_TEST(list.exit_code == 0, list.err);
+  BOOST_TEST(contains(list.out, "tts_torch"), list.out);
+  const std::vector<std::string> speak{
+      "tool",
+      "invoke",
+      "tts.synthesize",
+      "--input",
+      R"({"text": "Charge."})",
+      "--set",
+      std::string("plugin_config.tts_torch.voices_dirs=[") + KILN_PLUGIN_DIR + "/../voices]"};
+  auto without = d.kiln(speak);
+  BOOST_TEST(without.exit_code != 0);
+  BOOST_TEST(contains(without.err, "support/kiln_tts_torch_engine.so"), without.err);
+  BOOST_TEST(contains(without.err, "reinstall kiln"), without.err);
+  fs::create_directories(d.plugins / "support");
+  fs::copy_file(fs::path(KILN_PLUGIN_DIR) / "support" / "kiln_tts_torch_engine.so",
+                d.plugins / "support" / "kiln_tts_torch_engine.so");
+  auto with = d.kiln(speak);
+  BOOST_TEST(with.exit_code == 0, with.err);
+  BOOST_TEST(contains(with.out, "\"sample_rate\""), with.out);
+}

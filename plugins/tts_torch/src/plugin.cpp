@@ -3,6 +3,9 @@
 
 #include <filesystem>
 #include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
 
 #include "kiln/plugin.hpp"
 #include "torch_engine.hpp"
@@ -12,13 +15,42 @@ namespace {
 namespace fs = std::filesystem;
 namespace json = boost::json;
 
+// The directory this plugin was loaded from.
+fs::path plugin_dir() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&plugin_dir), &info) && info.dli_fname)
+    return fs::path(info.dli_fname).parent_path();
+  return {};
+}
+
 // The voices shipped with kiln: <plugin dir>/../voices (build/voices in a build tree,
 // <prefix>/lib/kiln/voices when installed).
 fs::path builtin_voices_dir() {
-  Dl_info info{};
-  if (dladdr(reinterpret_cast<void*>(&builtin_voices_dir), &info) && info.dli_fname)
-    return fs::path(info.dli_fname).parent_path().parent_path() / "voices";
-  return {};
+  const auto dir = plugin_dir();
+  return dir.empty() ? dir : dir.parent_path() / "voices";
+}
+
+// The engine, from support/kiln_tts_torch_engine.so beside the plugin (engine_entry.cpp): opened
+// when the node is first built, never closed (LibTorch does not unload).
+using MakeEngine = kiln::nodes::TtsEngine* (*)(const kiln::tts::TorchEngineOptions*, std::string*);
+MakeEngine engine_entry() {
+  static std::mutex mu;
+  static MakeEngine make = nullptr;
+  std::lock_guard lock(mu);
+  if (make) return make;
+  const fs::path lib = plugin_dir() / "support" / "kiln_tts_torch_engine.so";
+  void* handle = dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!handle)
+    throw std::runtime_error("tts_torch cannot load its engine library " + lib.string() + ": " +
+                             dlerror() +
+                             " (it is installed with the plugin, in support/ beside it; "
+                             "reinstall kiln, or disable the plugin: plugins.disabled)");
+  make = reinterpret_cast<MakeEngine>(dlsym(handle, "kiln_tts_torch_engine_v1"));
+  if (!make)
+    throw std::runtime_error("tts_torch's engine library " + lib.string() +
+                             " is not this plugin's version (no kiln_tts_torch_engine_v1); "
+                             "reinstall kiln");
+  return make;
 }
 
 kiln::Manifest manifest() {
@@ -65,7 +97,10 @@ kiln::Manifest manifest() {
         o.max_chars = kiln::nodes::TtsSettings::from_json(ctx.kind_config).max_chars;
         kiln::HostServices* host = &ctx.host;
         o.log = [host](kiln::LogLevel level, const std::string& msg) { host->log(level, msg); };
-        return std::make_shared<kiln::tts::TorchEngine>(std::move(o));
+        std::string error;
+        std::shared_ptr<kiln::nodes::TtsEngine> engine(engine_entry()(&o, &error));
+        if (!engine) throw std::runtime_error(error);
+        return engine;
       }));
   return m;
 }
