@@ -224,6 +224,26 @@ BOOST_AUTO_TEST_CASE(config_check_reports_problems_with_locations) {
   BOOST_TEST(contains(bad.err, "bad.yaml:2:12: gates.enforce: 'maybe' is not one of strict, warn"),
              bad.err);
 
+  // Aliases of aliases expand to more values than any configuration holds: refused before
+  // they are expanded (this one would be 10^9), as is a second document.
+  {
+    std::ofstream bomb(file);
+    bomb << "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+    for (int level = 1; level <= 9; ++level) {
+      bomb << "a" << level << ": &a" << level << " [";
+      for (int k = 0; k < 10; ++k) bomb << (k ? ", " : "") << "*a" << level - 1;
+      bomb << "]\n";
+    }
+  }
+  auto bomb = d.kiln({"config", "check", "--config", file.string()});
+  BOOST_TEST(bomb.exit_code == 3);
+  BOOST_TEST(contains(bomb.err, "bad.yaml: the configuration expands to more than 100000 values"),
+             bomb.err);
+  std::ofstream(file) << "log:\n  level: info\n---\nlog:\n  level: debug\n";
+  auto two = d.kiln({"config", "check", "--config", file.string()});
+  BOOST_TEST(two.exit_code == 3);
+  BOOST_TEST(contains(two.err, "bad.yaml:4:1: a second YAML document"), two.err);
+
   std::ofstream(file) << "plugin_config:\n  strategy_rules:\n    rulez: []\n";
   auto plugin_key = d.kiln({"config", "check", "--config", file.string()});
   BOOST_TEST(plugin_key.exit_code == 3);
@@ -530,6 +550,19 @@ BOOST_AUTO_TEST_CASE(gate_decisions_land_in_a_verifiable_ledger) {
   BOOST_TEST(verify.exit_code == 0, verify.out << verify.err);
   BOOST_TEST(contains(verify.out, "ledger intact: 2 events"), verify.out);
 
+  // --since is a seq or a time whose fields are checked (a seq past int64, month 13: exit 2).
+  for (const char* since : {"9223372036854775808", "2026-13-45T99:99:99Z", "yesterday"}) {
+    auto refused = d.kiln({"ledger", "export", "--since", since});
+    BOOST_TEST(refused.exit_code == 2, since << ": " << refused.err);
+    BOOST_TEST(contains(refused.err, "--since takes a seq number or an ISO 8601 UTC time"),
+               refused.err);
+  }
+  for (const char* since : {"0", "2026-01-01", "2026-01-01T00:00", "2026-01-01T00:00:00.000Z"}) {
+    auto taken = d.kiln({"ledger", "export", "--since", since, "--stream", "gates"});
+    BOOST_TEST(taken.exit_code == 0, since << ": " << taken.err);
+    BOOST_TEST(contains(taken.out, "gate.recorded"), since << ": " << taken.out);
+  }
+
   auto out_file = d.dir.path() / "gates.jsonl";
   auto exported = d.kiln({"ledger", "export", "--stream", "gates", "--out", out_file.string()});
   BOOST_TEST(exported.exit_code == 0, exported.err);
@@ -790,6 +823,10 @@ BOOST_AUTO_TEST_CASE(analyze_reads_an_artisan_log_with_marked_or_detected_events
   // It reads the file only, as its help says: no database appears.
   BOOST_TEST(!fs::exists(d.dir.path() / "var"));
   BOOST_TEST(contains(d.kiln({"help", "analyze"}).out, "It reads the file only"));
+  // A file without end is not read to the end of memory.
+  auto endless = analyze({"/dev/zero"});
+  BOOST_TEST(endless.exit_code != 0);
+  BOOST_TEST(contains(endless.err, "/dev/zero is larger than 64 MiB"), endless.err);
   // Times in m:ss after CHARGE, temperatures and rates with their unit, events as roasters name
   // them.
   BOOST_TEST(contains(text.out, "FCs       7:30    187.0"), text.out);

@@ -813,7 +813,7 @@ BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
     const auto files_before = files();
     const auto events_before = tool_events();
     for (int i = 0; i < 3; ++i)
-      for (const std::string& view : {"/report", "/report?format=html", "/predict"}) {
+      for (const char* view : {"/report", "/report?format=html", "/predict"}) {
         const auto r = s.call(
             "GET", "/v1/sessions/" + std::string(session.at("id").as_string()) + view, "viewer");
         BOOST_TEST((r.status == 200 || r.status == 409), view << ": " << r.body);

@@ -624,6 +624,26 @@ bool json_matches(std::string_view type, const json::value& v) {
 
 }  // namespace
 
+namespace {
+
+constexpr std::size_t kMaxConfigValues = 100000;
+
+// Counts `n`'s values, aliases expanded, against `budget`; false once it runs out.
+bool within(const YAML::Node& n, std::size_t& budget) {
+  if (budget == 0) return false;
+  --budget;
+  if (n.IsSequence()) {
+    for (const auto& item : n)
+      if (!within(item, budget)) return false;
+  } else if (n.IsMap()) {
+    for (const auto& kv : n)
+      if (!within(kv.first, budget) || !within(kv.second, budget)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 class Loader {
  public:
   Loader(const Schema& schema, Config& cfg) : schema_(schema), cfg_(cfg) {}
@@ -636,9 +656,25 @@ class Loader {
   void yaml(const YamlText& doc) {
     YAML::Node root;
     try {
-      root = YAML::Load(doc.text);
+      auto docs = YAML::LoadAll(doc.text);
+      if (docs.size() > 1) {
+        problems_.push_back(mark_of(doc.name, docs[1].Mark()) +
+                            ": a second YAML document (after "
+                            "'---'); a config file is one document: merge them, or give each "
+                            "file its own --config");
+        return;
+      }
+      if (!docs.empty()) root = docs.front();
     } catch (const YAML::Exception& e) {
       problems_.push_back(mark_of(doc.name, e.mark) + ": YAML syntax error: " + e.msg);
+      return;
+    }
+    // Aliases are expanded where they are used: a few lines of anchors can stand for billions of
+    // values. A configuration holds a few thousand at most.
+    if (std::size_t budget = kMaxConfigValues; !within(root, budget)) {
+      problems_.push_back(doc.name + ": the configuration expands to more than " +
+                          std::to_string(kMaxConfigValues) +
+                          " values (YAML aliases of aliases?); write it out without them");
       return;
     }
     if (!doc.directory.empty()) cfg_.config_dir_ = doc.directory;

@@ -173,6 +173,23 @@ void read_controls(const json::object& o, RoastLog& log) {
 
 }  // namespace
 
+std::string clock_text(double seconds) {
+  if (!std::isfinite(seconds) || std::abs(seconds) >= 366 * 86400.0) return "-";
+  const long t = std::lround(std::abs(seconds));
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%s%ld:%02ld", t > 0 && seconds < 0 ? "-" : "", t / 60, t % 60);
+  return buf;
+}
+
+constexpr double kMaxLogSeconds = 24 * 3600;
+
+// A number in a message: 1e+308, not 309 digits.
+std::string shown(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", x);
+  return buf;
+}
+
 RoastLog parse_alog(std::string_view text) {
   json::value v = parse_python_literal(text);
   if (!v.is_object()) throw AlogError("an .alog is a dict; this literal is not");
@@ -185,7 +202,8 @@ RoastLog parse_alog(std::string_view text) {
       *into = std::string(t->as_string());
   if (const auto* b = o.if_contains("roastbatchnr"); b && b->is_int64() && b->as_int64() > 0)
     log.batch = b->as_int64();
-  if (const auto* m = o.if_contains("mode"); m && m->is_string()) {
+  if (const auto* m = o.if_contains("mode")) {
+    if (!m->is_string()) throw AlogError("'mode' is not text; expected 'C' or 'F'");
     const std::string mode(m->as_string());
     if (mode != "C" && mode != "F")
       throw AlogError("'mode' is '" + mode + "'; expected 'C' or 'F'");
@@ -203,6 +221,20 @@ RoastLog parse_alog(std::string_view text) {
   for (std::size_t i = 1; i < log.time.size(); ++i)
     if (!(log.time[i] > log.time[i - 1]))
       throw AlogError("'timex' is not increasing at position " + std::to_string(i));
+  // A roast log spans minutes; a day and more is a broken clock (and times that no clock text
+  // can show).
+  if (!std::isfinite(log.time.front()) || !std::isfinite(log.time.back()) ||
+      log.time.back() - log.time.front() > kMaxLogSeconds)
+    throw AlogError("'timex' spans " + shown(log.time.back() - log.time.front()) +
+                    " s; a roast log spans at most a day");
+  const double hottest = log.mode == 'F' ? 1832 : 1000;  // 1000 °C
+  for (const auto* series : {&log.bt, &log.et})
+    for (std::size_t i = 0; i < series->size(); ++i)
+      if (!std::isfinite((*series)[i]) || std::abs((*series)[i]) > hottest)
+        throw AlogError(std::string(series == &log.bt ? "'temp2'" : "'temp1'") + "[" +
+                        std::to_string(i) + "] is " + shown((*series)[i]) +
+                        "; a temperature is within ±" + std::to_string(int(hottest)) + " °" +
+                        log.mode);
   log.filled_bt = fill_missing(log.bt, log.time, "temp2");
   log.filled_et = fill_missing(log.et, log.time, "temp1");
   if (o.if_contains("timeindex")) {
@@ -218,6 +250,20 @@ RoastLog parse_alog(std::string_view text) {
                         " is past the last reading (" + std::to_string(log.time.size() - 1) + ")");
       log.timeindex[k] = unset ? (k == 0 ? -1 : 0) : i;
     }
+    // Marked events in roast order: none before CHARGE; DRY END, FCs and DROP in that order.
+    static constexpr const char* kSlot[8] = {"CHARGE", "DRY END", "FCs",  "FCe",
+                                             "SCs",    "SCe",     "DROP", "COOL END"};
+    const auto& ti = log.timeindex;
+    for (std::size_t k = 1; k < 8; ++k)
+      if (ti[0] >= 0 && ti[k] > 0 && ti[k] < ti[0])
+        throw AlogError(std::string("'timeindex' puts ") + kSlot[k] + " (reading " +
+                        std::to_string(ti[k]) + ") before CHARGE (reading " +
+                        std::to_string(ti[0]) + ")");
+    for (auto [a, b] : {std::pair{1, 2}, std::pair{2, 6}, std::pair{1, 6}})
+      if (ti[a] > 0 && ti[b] > 0 && ti[b] < ti[a])
+        throw AlogError(std::string("'timeindex' puts ") + kSlot[b] + " (reading " +
+                        std::to_string(ti[b]) + ") before " + kSlot[a] + " (reading " +
+                        std::to_string(ti[a]) + ")");
   }
   if (auto ph = numbers(o, "phases", false); ph.size() == 4)
     for (std::size_t k = 0; k < 4; ++k) log.phases[k] = ph[k];
@@ -242,6 +288,10 @@ RoastLog parse_alog(std::string_view text) {
     const auto& wa = w->as_array();
     if (wa[0].is_number()) log.weight_in = wa[0].to_number<double>();
     if (wa[1].is_number()) log.weight_out = wa[1].to_number<double>();
+    for (double w : {log.weight_in, log.weight_out})
+      if (!std::isfinite(w) || w < 0 || w > 1e6)
+        throw AlogError("'weight' holds " + shown(w) +
+                        "; a batch's weight is from 0 (not weighed) to 1,000,000");
     if (wa.size() >= 3 && wa[2].is_string() && !wa[2].as_string().empty())
       log.weight_unit = std::string(wa[2].as_string());
   }

@@ -63,6 +63,12 @@ std::string display_title(const RoastLog& log);
 // literal and AlogError naming the field for a well-formed one that is not a usable roast.
 RoastLog parse_alog(std::string_view text);
 
+// Seconds as a roast clock shows them: 488.2 → "8:08", -30 → "-0:30"; "-" for a time no clock
+// shows (not finite, or a year and more).
+std::string clock_text(double seconds);
+// A number in a message: 1e+308, not 309 digits.
+std::string shown(double x);
+
 struct EventPoint {
   int index = -1;
   double time = 0;  // seconds after CHARGE

@@ -1,5 +1,7 @@
 #include "predict.hpp"
 
+#include "analysis.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -33,12 +35,6 @@ double ror_at(const nodes::RoastCurve& c, std::size_t i, double span) {
 
 double round1(double v) {
   return std::round(v * 10) / 10;
-}
-
-// 488.2 → "8:08".
-std::string mmss(double seconds) {
-  const long t = std::lround(seconds);
-  return std::to_string(t / 60) + ":" + (t % 60 < 10 ? "0" : "") + std::to_string(t % 60);
 }
 
 std::string percent(double fraction) {
@@ -89,12 +85,14 @@ Prediction predict(const nodes::RoastCurve& c, int charge, int tp, const Predict
       p.drop = *p.fcs / (1 - o.dtr);
       p.drop_early = p.drop_late = p.drop;
       p.message = std::string(marked ? "FCs marked at " : "BT reached the FCs temperature at ") +
-                  mmss(*p.fcs) + "; DROP at " + mmss(*p.drop) + " for DTR " + percent(o.dtr);
+                  clock_text(*p.fcs) + "; DROP at " + clock_text(*p.drop) + " for DTR " +
+                  percent(o.dtr);
       // Past that DROP the roast runs darker every second: say so, with how far it is.
       if (p.now >= *p.drop) {
         p.status = "drop_due";
-        p.message = "DROP was due at " + mmss(*p.drop) + " for DTR " + percent(o.dtr) + "; at " +
-                    mmss(p.now) + " the DTR is " + percent((p.now - *p.fcs) / p.now) + ": drop now";
+        p.message = "DROP was due at " + clock_text(*p.drop) + " for DTR " + percent(o.dtr) +
+                    "; at " + clock_text(p.now) + " the DTR is " +
+                    percent((p.now - *p.fcs) / p.now) + ": drop now";
       }
       return p;
     }

@@ -367,6 +367,11 @@ void check_profile_json(const json::object& profile) {
       !c->as_object().at("time").is_array())
     throw AlogError("profile.curve.time is missing (a list of seconds)");
   const auto n = c->as_object().at("time").as_array().size();
+  for (const char* key : {"bt", "et"})
+    if (const auto* v = c->as_object().if_contains(key);
+        v && (!v->is_array() || v->as_array().size() != n))
+      throw AlogError(std::string("profile.curve.") + key + " must be a list as long as " +
+                      "profile.curve.time (" + std::to_string(n) + " readings)");
   if (const auto* ph = profile.if_contains("phases")) {
     bool ok = ph->is_array() && ph->as_array().size() == 4;
     if (ok)
@@ -485,6 +490,7 @@ ReferenceCurve reference_curve(const json::object& p) {
 std::string alog_of_profile(const json::object& p) {
   const auto* c = p.if_contains("curve");
   if (!c || !c->is_object()) throw AlogError("profile.curve (time, bt, et) is missing");
+  check_profile_json(p);
   const auto& curve = c->as_object();
   auto time = numbers(curve, "time", "profile.curve");
   auto bt = numbers(curve, "bt", "profile.curve");

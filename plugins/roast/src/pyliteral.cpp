@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 
 #include <boost/json.hpp>
@@ -18,6 +19,7 @@ class Parser {
   explicit Parser(std::string_view s) : s_(s) {}
 
   json::value document() {
+    if (s_.substr(0, 3) == "\xEF\xBB\xBF") i_ = 3;  // a UTF-8 byte order mark (an editor's)
     skip();
     json::value v = value(0);
     skip();
@@ -38,7 +40,14 @@ class Parser {
         ++col;
       }
     }
-    std::string found = i_ < s_.size() ? "'" + std::string(1, s_[i_]) + "'" : "the end of the text";
+    // The byte as text a terminal shows as it is: printable ASCII, else its value.
+    std::string found = "the end of the text";
+    if (i_ < s_.size()) {
+      const auto b = static_cast<unsigned char>(s_[i_]);
+      char hex[16];
+      std::snprintf(hex, sizeof hex, "byte 0x%02X", b);
+      found = b >= 0x20 && b < 0x7F ? "'" + std::string(1, s_[i_]) + "'" : std::string(hex);
+    }
     throw PyLiteralError("line " + std::to_string(line) + ", column " + std::to_string(col) + ": " +
                              what + " (found " + found + ")",
                          line, col);
@@ -145,9 +154,30 @@ class Parser {
     return a;
   }
 
-  void append_code_point(std::string& out, std::uint32_t cp) {
-    if (cp >= 0xD800 && cp <= 0xDFFF) fail("a lone surrogate escape cannot be UTF-8 text");
-    append_utf8(out, cp);
+  // A surrogate escape alone (Python keeps it in a str; UTF-8 cannot hold it) becomes U+FFFD.
+  static void append_code_point(std::string& out, std::uint32_t cp) {
+    append_utf8(out, cp >= 0xD800 && cp <= 0xDFFF ? 0xFFFD : cp);
+  }
+
+  // The length of the valid UTF-8 sequence at s[i], or 0 when the byte there does not start one.
+  static std::size_t utf8_length(std::string_view s, std::size_t i) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    std::size_t n = b < 0x80           ? 1
+                    : (b >> 5) == 0x6  ? 2
+                    : (b >> 4) == 0xE  ? 3
+                    : (b >> 3) == 0x1E ? 4
+                                       : 0;
+    if (n == 0 || i + n > s.size()) return 0;
+    std::uint32_t cp = n == 1 ? b : n == 2 ? b & 0x1F : n == 3 ? b & 0x0F : b & 0x07;
+    for (std::size_t k = 1; k < n; ++k) {
+      const auto c = static_cast<unsigned char>(s[i + k]);
+      if ((c >> 6) != 0x2) return 0;
+      cp = (cp << 6) | (c & 0x3F);
+    }
+    const bool overlong =
+        (n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000);
+    if (overlong || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    return n;
   }
 
   static void append_utf8(std::string& out, std::uint32_t cp) {
@@ -212,8 +242,14 @@ class Parser {
       }
       if (!triple && (c == '\n' || c == '\r')) fail("newline inside a string");
       if (c != '\\' || raw) {
-        out += c;
-        ++i_;
+        // Text that is not UTF-8 (an .alog is) is kept as U+FFFD, byte by byte.
+        if (const std::size_t n = utf8_length(s_, i_); n > 0) {
+          out.append(s_.substr(i_, n));
+          i_ += n;
+        } else {
+          append_utf8(out, 0xFFFD);
+          ++i_;
+        }
         continue;
       }
       ++i_;
@@ -255,9 +291,21 @@ class Parser {
         case 'x':
           append_utf8(out, hex(2));
           break;
-        case 'u':
-          append_utf8(out, hex(4));
+        case 'u': {
+          std::uint32_t cp = hex(4);
+          // A surrogate pair written as two escapes is one character.
+          if (cp >= 0xD800 && cp <= 0xDBFF && s_.substr(i_, 2) == "\\u") {
+            const std::size_t at = i_;
+            i_ += 2;
+            const std::uint32_t low = hex(4);
+            if (low >= 0xDC00 && low <= 0xDFFF)
+              cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+            else
+              i_ = at;  // not a pair: the next escape stands alone
+          }
+          append_code_point(out, cp);
           break;
+        }
         case 'U': {
           const std::uint32_t cp = hex(8);
           if (cp > 0x10FFFF) fail("\\U escape beyond U+10FFFF");

@@ -1,5 +1,7 @@
 #include "qc.hpp"
 
+#include "analysis.hpp"
+
 #include <cmath>
 #include <map>
 #include <optional>
@@ -57,13 +59,6 @@ std::string fmt(double v) {
   return buf;
 }
 
-std::string mmss(double seconds) {
-  const long t = std::lround(std::abs(seconds));
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%s%ld:%02ld", seconds < 0 ? "-" : "", t / 60, t % 60);
-  return buf;
-}
-
 // How a roaster names and reads a metric: "FCs at 7:15", "BT at DROP 207.9 °C", "DTR 17.0 %".
 struct Words {
   std::string label;  // "FCs at", "BT at FCs", "DTR"
@@ -97,7 +92,7 @@ struct Say {
   std::string value(double v) const {
     switch (w.kind) {
       case Words::Kind::kTime:
-        return mmss(v);
+        return clock_text(v);
       case Words::Kind::kTemperature:
         return fmt(v) + " °" + unit;
       case Words::Kind::kPercent:
@@ -110,12 +105,13 @@ struct Say {
     return fmt(v);
   }
   std::string range(double lo, double hi) const {
-    if (w.kind == Words::Kind::kTime) return mmss(lo) + "–" + mmss(hi);
+    if (w.kind == Words::Kind::kTime) return clock_text(lo) + "–" + clock_text(hi);
     return value(lo).substr(0, fmt(lo).size()) + "–" + value(hi);
   }
   // "0:17 later than", "3.0 °C below"
   std::string off(double by, bool low) const {
-    if (w.kind == Words::Kind::kTime) return mmss(by) + (low ? " earlier than " : " later than ");
+    if (w.kind == Words::Kind::kTime)
+      return clock_text(by) + (low ? " earlier than " : " later than ");
     // A difference of percentages is in points: "DTR 26.9 %, 11.1 points above 11.8–15.8 %".
     if (w.kind == Words::Kind::kPercent)
       return fmt(by) + (low ? " points below " : " points above ");

@@ -48,14 +48,6 @@ std::string f1(double v) {
   return buf;
 }
 
-std::string mmss(double s) {
-  if (!std::isfinite(s)) return "-";
-  const int t = static_cast<int>(std::lround(s));
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%s%d:%02d", t < 0 ? "-" : "", std::abs(t) / 60, std::abs(t) % 60);
-  return buf;
-}
-
 std::vector<double> numbers(const json::object& o, const char* key) {
   std::vector<double> out;
   const auto* v = o.if_contains(key);
@@ -244,7 +236,7 @@ std::string settings_text(const std::vector<Setting>& settings) {
   long moment = -1;
   for (const auto& s : settings) {
     const long t = std::lround(s.t);
-    if (t != moment) out += (out.empty() ? "" : " · ") + mmss(s.t);
+    if (t != moment) out += (out.empty() ? "" : " · ") + clock_text(s.t);
     out += std::string(" ") + s.control + std::to_string(s.level);
     moment = t;
   }
@@ -308,14 +300,14 @@ std::string settings_against(const std::vector<Setting>& ours, const std::vector
     if (p.t <= kSettle) continue;
     const std::string what = std::string(1, p.control) + std::to_string(p.level);
     if (!answer[i]) {
-      parts.push_back(what + " not made (profile " + mmss(p.t) + ")");
+      parts.push_back(what + " not made (profile " + clock_text(p.t) + ")");
       continue;
     }
     const auto& made = ours[*answer[i]];
     const double d = made.t - p.t;
     if (std::abs(d) >= kSettle)
-      parts.push_back(what + " " + mmss(std::abs(d)) + (d > 0 ? " later" : " earlier") + " (" +
-                      mmss(made.t) + "; profile " + mmss(p.t) + ")");
+      parts.push_back(what + " " + clock_text(std::abs(d)) + (d > 0 ? " later" : " earlier") +
+                      " (" + clock_text(made.t) + "; profile " + clock_text(p.t) + ")");
   }
   std::string out;
   for (const auto& p : parts) out += (out.empty() ? "" : ", ") + p;
@@ -324,6 +316,7 @@ std::string settings_against(const std::vector<Setting>& ours, const std::vector
 }  // namespace
 
 json::object report_summary(const ReportInput& in) {
+  check_report_input(in);
   auto num = [](std::optional<double> v, double scale) {
     return v ? json::value(std::round(*v * scale) / scale) : json::value(nullptr);
   };
@@ -407,7 +400,7 @@ namespace {
 // the report page).
 std::string summary_text(const ReportInput& in, bool aloud) {
   const auto& a = in.analysis;
-  const auto when = [&](double t) { return aloud ? spoken_time(t) : mmss(t); };
+  const auto when = [&](double t) { return aloud ? spoken_time(t) : clock_text(t); };
   const std::string degrees = aloud ? " degrees" : " °C", percent = aloud ? " percent" : " %";
   // What to call the roast aloud: a recorded session by its roaster and profile (its id is a
   // string of digits that takes seconds to say), anything else by its title.
@@ -472,7 +465,56 @@ std::string written_summary(const ReportInput& in) {
   return summary_text(in, false);
 }
 
+void check_report_input(const ReportInput& in) {
+  // What the chart and the text can show: a roast is hours long at most, and a temperature is
+  // within ±1000 °C (as ingestion refuses a reading). A value beyond — 1e308 — once made the
+  // chart's grid loop for minutes and the times print as garbage.
+  constexpr double kMaxSpan = 24 * 3600, kMaxTemperature = 1000;
+  const auto time = numbers(in.curve, "time");
+  for (std::size_t i = 0; i < time.size(); ++i) {
+    if (!std::isfinite(time[i]))
+      throw std::invalid_argument("curve.time[" + std::to_string(i) + "] is not a number");
+    if (i > 0 && time[i] < time[i - 1])
+      throw std::invalid_argument("curve.time[" + std::to_string(i) +
+                                  "] is earlier than the reading before it: times must not "
+                                  "go back");
+  }
+  if (!time.empty() && time.back() - time.front() > kMaxSpan)
+    throw std::invalid_argument("curve.time spans " + shown(time.back() - time.front()) +
+                                " s; a roast's readings span at most a day");
+  for (const char* key : {"bt", "et"}) {
+    const auto v = numbers(in.curve, key);
+    for (std::size_t i = 0; i < v.size(); ++i)
+      if (std::isfinite(v[i]) && std::abs(v[i]) > kMaxTemperature)
+        throw std::invalid_argument(std::string("curve.") + key + "[" + std::to_string(i) +
+                                    "] is " + shown(v[i]) + "; a temperature is within ±1000 °C");
+  }
+  const auto* evs = in.analysis.if_contains("events");
+  if (!evs || evs->is_null()) return;
+  if (!evs->is_object()) throw std::invalid_argument("analysis.events is not an object");
+  for (const char* name : {"CHARGE", "TP", "DRY_END", "FCs", "DROP"}) {
+    const auto* v = evs->as_object().if_contains(name);
+    if (!v || v->is_null()) continue;
+    const std::string where = std::string("analysis.events.") + name;
+    if (!v->is_object())
+      throw std::invalid_argument(where + " is not an object ({index, time, bt}) or null");
+    for (const char* field : {"time", "bt"}) {
+      const auto* x = v->as_object().if_contains(field);
+      if (!x || !x->is_number())
+        throw std::invalid_argument(where + "." + field + " is not a number");
+      const double d = x->to_number<double>();
+      const double limit = std::string_view(field) == "time" ? kMaxSpan : kMaxTemperature;
+      if (!std::isfinite(d) || std::abs(d) > limit)
+        throw std::invalid_argument(where + "." + field + " is " + shown(d) +
+                                    (std::string_view(field) == "time"
+                                         ? "; an event is within a day of CHARGE"
+                                         : "; a temperature is within ±1000 °C"));
+    }
+  }
+}
+
 std::string render_report_html(const ReportInput& in) {
+  check_report_input(in);
   const auto time = numbers(in.curve, "time");
   const auto bt = numbers(in.curve, "bt");
   const auto et = numbers(in.curve, "et");
@@ -498,7 +540,7 @@ std::string render_report_html(const ReportInput& in) {
   if (ref)
     for (std::size_t i = 0; i < ref->time.size(); ++i)
       if (ref->time[i] >= t0 && ref->time[i] <= t1) tmax = std::max({tmax, ref->bt[i], ref->et[i]});
-  const double y_hi = std::ceil((tmax + 10) / 50) * 50, y_lo = 0;
+  const double y_hi = std::ceil((std::min(tmax, 1000.0) + 10) / 50) * 50, y_lo = 0;
   const double ror_hi = 40, ror_lo = -10;
   auto X = [&](double t) { return L + (t - t0) / std::max(t1 - t0, 1.0) * (W - L - R); };
   auto Y = [&](double v) { return T + (y_hi - v) / (y_hi - y_lo) * (H - T - B); };
@@ -541,7 +583,10 @@ std::string render_report_html(const ReportInput& in) {
     svg += "<text x=\"" + f1(W - R + 6) + "\" y=\"" + f1(YR(v) + 4) +
            "\" font-size=\"11\" fill=\"#1565c0\">" + f1(v).substr(0, f1(v).size() - 2) +
            "</text>\n";
-  for (double m = std::ceil(t0 / 60); m * 60 <= t1; m += 1)
+  // A minute a tick, or more for a long recording: at most about 30 labels.
+  const double minutes_a_tick = std::max(1.0, std::ceil((t1 - t0) / 60 / 30));
+  for (double m = std::ceil(t0 / 60 / minutes_a_tick) * minutes_a_tick; m * 60 <= t1;
+       m += minutes_a_tick)
     svg += "<text x=\"" + f1(X(m * 60)) + "\" y=\"" + f1(H - B + 16) +
            "\" text-anchor=\"middle\" font-size=\"11\">" + std::to_string(static_cast<int>(m)) +
            "</text>\n";
@@ -614,7 +659,7 @@ std::string render_report_html(const ReportInput& in) {
         svg += "<line x1=\"" + f1(X(s.t)) + "\" x2=\"" + f1(X(s.t)) + "\" y1=\"" + f1(y + 2) +
                "\" y2=\"" + f1(y - 9) + "\" stroke=\"#9e9e9e\"/><text x=\"" + f1(x + 2) +
                "\" y=\"" + f1(y) + "\"><title>" + control_name(c) + " " + level + " at " +
-               mmss(s.t) + "</title>" + level + "</text>";
+               clock_text(s.t) + "</title>" + level + "</text>";
         lane_end[c] = x + 4 + 6.2 * static_cast<double>(level.size());
       }
       svg += "</g>\n";
@@ -633,8 +678,8 @@ std::string render_report_html(const ReportInput& in) {
       const auto& e = v->as_object();
       const double t = e.at("time").to_number<double>(), b = e.at("bt").to_number<double>();
       const std::string label =
-          std::string(std::string_view(name) == "DRY_END" ? "DRY END" : name) + " " + mmss(t) +
-          " " + f1(b);
+          std::string(std::string_view(name) == "DRY_END" ? "DRY END" : name) + " " +
+          clock_text(t) + " " + f1(b);
       const double width = 6.2 * static_cast<double>(label.size());  // 11 px sans, roughly
       const bool leftwards = X(t) + 5 + width > W - R;
       const double x0 = leftwards ? X(t) - 5 - width : X(t) + 5, x1 = x0 + width;
@@ -707,7 +752,7 @@ std::string render_report_html(const ReportInput& in) {
       const bool estimated = std::string_view(ev) == "FCs" && fcs_estimated(in.analysis);
       if (e && e->is_object())
         row(std::string_view(ev) == "DRY_END" ? "DRY END" : ev,
-            mmss(e->as_object().at("time").to_number<double>()) + "  BT " +
+            clock_text(e->as_object().at("time").to_number<double>()) + "  BT " +
                 f1(e->as_object().at("bt").to_number<double>()) +
                 (estimated ? "  (estimated: BT reached the FCs temperature; not marked)"
                  : std::string_view(ev) == "FCs" ? "  (marked)"
@@ -715,9 +760,9 @@ std::string render_report_html(const ReportInput& in) {
       else
         row(std::string_view(ev) == "DRY_END" ? "DRY END" : ev, "not found");
     }
-  if (auto v = at(in.analysis, {"phases", "drying"})) row("drying", mmss(*v));
-  if (auto v = at(in.analysis, {"phases", "maillard"})) row("maillard", mmss(*v));
-  if (auto v = at(in.analysis, {"phases", "development"})) row("development", mmss(*v));
+  if (auto v = at(in.analysis, {"phases", "drying"})) row("drying", clock_text(*v));
+  if (auto v = at(in.analysis, {"phases", "maillard"})) row("maillard", clock_text(*v));
+  if (auto v = at(in.analysis, {"phases", "development"})) row("development", clock_text(*v));
   if (auto v = at(in.analysis, {"phases", "dtr"})) row("DTR", f1(*v) + " %");
   if (auto v = at(in.analysis, {"auc"})) {
     const auto base = at(in.analysis, {"auc_base"});
@@ -749,9 +794,10 @@ std::string render_report_html(const ReportInput& in) {
       if (!ours || !theirs) return;
       const double d = *ours - *theirs;
       parts.push_back(std::string(name) + " " +
-                      (std::abs(d) < 0.5 ? std::string("on time")
-                                         : mmss(std::abs(d)) + (d > 0 ? " later" : " earlier")) +
-                      " (" + mmss(*ours) + "; profile " + mmss(*theirs) + ")");
+                      (std::abs(d) < 0.5
+                           ? std::string("on time")
+                           : clock_text(std::abs(d)) + (d > 0 ? " later" : " earlier")) +
+                      " (" + clock_text(*ours) + "; profile " + clock_text(*theirs) + ")");
     };
     when("FCs", "FCs", ref->fcs_time);
     when("DROP", "DROP", ref->drop_time);

@@ -20,8 +20,12 @@ struct ReportInput {
   boost::json::object reference;
 };
 
+// Throws std::invalid_argument naming the field when the curve (times not finite or going
+// back, spanning over a day, a temperature beyond ±1000 °C) or an event of the analysis (not
+// {time, bt} numbers within those bounds) cannot be shown.
+void check_report_input(const ReportInput& in);
 // Throws std::invalid_argument naming the field when the curve, analysis or reference is
-// unusable.
+// unusable (check_report_input first).
 std::string render_report_html(const ReportInput& in);
 // The report's numbers as JSON ("format": "kiln.roast-report/1"): the session, events (FCs with
 // "estimated"), phases, AUC, RoR at FCs and DROP with crash/flick, QC verdict and checks, the

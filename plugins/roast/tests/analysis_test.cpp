@@ -709,6 +709,85 @@ BOOST_AUTO_TEST_CASE(malformed_literals_name_line_and_column) {
   fails_at("{'a': 1} trailing", 1, "unexpected text");
   fails_at("{'a': b'x'}", 1, "bytes");
   fails_at(std::string(100, '[') + std::string(100, ']'), 1, "nested");
+  // A byte that is not printable is named by its value, not written to the terminal.
+  fails_at("{'a': \x1b[2J}", 1, "found byte 0x1B");
+  fails_at(std::string("{'a': \0}", 8), 1, "found byte 0x00");
+}
+
+// Text an .alog holds comes out as UTF-8 whatever the file had: a byte order mark is skipped,
+// bytes that are not UTF-8 and surrogate escapes alone become U+FFFD, an escaped pair is one
+// character.
+BOOST_AUTO_TEST_CASE(literal_text_is_utf8) {
+  const std::string replacement = "\xEF\xBF\xBD";
+  auto text = [](const std::string& literal) {
+    return std::string(parse_python_literal(literal).as_object().at("t").as_string());
+  };
+  BOOST_TEST(text("\xEF\xBB\xBF{'t': 'x'}") == "x");
+  BOOST_TEST(text("{'t': 'Ro\xff\xfe'}") == "Ro" + replacement + replacement);
+  BOOST_TEST(text("{'t': 'a\\ud800b'}") == "a" + replacement + "b");
+  BOOST_TEST(text("{'t': '\\ud83d\\ude00'}") == "\xF0\x9F\x98\x80");
+  BOOST_TEST(text("{'t': 'caf\xC3\xA9'}") == "caf\xC3\xA9");
+}
+
+// The report refuses what it cannot draw — one reading of 1e308 once kept the server drawing grid
+// lines for minutes — and an analysis whose events are not {time, bt} numbers, naming the field.
+BOOST_AUTO_TEST_CASE(report_refuses_values_it_cannot_show) {
+  const auto log = parse_alog(read(kFixtures / fixtures().front()));
+  ReportInput good;
+  good.curve = json::object{{"time", json::value_from(log.time)},
+                            {"bt", json::value_from(log.bt)},
+                            {"et", json::value_from(log.et)}};
+  good.analysis = to_json(analyze(log, AnalysisOptions{}));
+  BOOST_TEST(!render_report_html(good).empty());
+  auto refused = [&](ReportInput in, const std::string& says) {
+    BOOST_CHECK_EXCEPTION(render_report_html(in), std::invalid_argument,
+                          [&](const std::invalid_argument& e) {
+                            BOOST_TEST_INFO(e.what());
+                            return std::string(e.what()).find(says) != std::string::npos;
+                          });
+    BOOST_CHECK_THROW(report_summary(in), std::invalid_argument);
+  };
+  ReportInput hot = good;
+  hot.curve["bt"].as_array()[100] = 1e308;
+  refused(hot, "curve.bt[100] is 1e+308");
+  ReportInput long_clock = good;
+  long_clock.curve["time"].as_array().back() = 1e9;
+  refused(long_clock, "curve.time spans");
+  ReportInput back = good;
+  back.curve["time"].as_array()[5] = -100.0;
+  refused(back, "curve.time[5] is earlier");
+  ReportInput no_time = good;
+  no_time.analysis["events"].as_object()["CHARGE"] = json::object{{"index", 0}};
+  refused(no_time, "analysis.events.CHARGE.time is not a number");
+  ReportInput text_time = good;
+  text_time.analysis["events"].as_object()["FCs"] =
+      json::object{{"index", 0}, {"time", "8:00"}, {"bt", 195}};
+  refused(text_time, "analysis.events.FCs.time is not a number");
+  ReportInput scalar = good;
+  scalar.analysis["events"].as_object()["DROP"] = 5;
+  refused(scalar, "analysis.events.DROP is not an object");
+}
+
+// An .alog is written only from a profile it can be read back from.
+BOOST_AUTO_TEST_CASE(profiles_that_cannot_be_an_alog_are_refused) {
+  const auto profile = profile_from_alog(read(kFixtures / fixtures().front()));
+  BOOST_TEST(!alog_of_profile(profile).empty());
+  auto refused = [&](json::object p, const std::string& says) {
+    BOOST_CHECK_EXCEPTION(alog_of_profile(p), AlogError, [&](const AlogError& e) {
+      BOOST_TEST_INFO(e.what());
+      return std::string(e.what()).find(says) != std::string::npos;
+    });
+  };
+  for (json::value bad : {json::value(nullptr), json::value(5), json::value("x")}) {
+    auto p = profile;
+    if (!p.contains("controls") || p["controls"].as_array().empty())
+      p["controls"] = json::array{json::object{{"index", 1}, {"control", "Heater"}, {"value", 50}}};
+    p["controls"].as_array()[0] = bad;
+    refused(p, "profile.controls[0] must be an object");
+  }
+  auto short_bt = profile;
+  short_bt["curve"].as_object()["bt"].as_array().pop_back();
+  refused(short_bt, "profile.curve.bt must be a list as long as profile.curve.time");
 }
 
 BOOST_AUTO_TEST_CASE(unusable_logs_are_refused_naming_the_field) {
@@ -731,6 +810,20 @@ BOOST_AUTO_TEST_CASE(unusable_logs_are_refused_naming_the_field) {
       "past the last reading");
   refused("{'mode': 'K', 'timex': [0, 1], 'temp1': [1, 2], 'temp2': [1, 2]}", "'mode'");
   refused("{'timex': [0, 1], 'temp1': [1, 'x'], 'temp2': [1, 2]}", "non-number");
+  // Values no roast has, which once printed as garbage clock times and negative phases.
+  refused("{'mode': 1, 'timex': [0, 1], 'temp1': [1, 2], 'temp2': [1, 2]}", "'mode' is not text");
+  refused("{'timex': [0, 1e12], 'temp1': [1, 2], 'temp2': [1, 2]}", "spans 1e+12 s");
+  refused("{'timex': [0, 1], 'temp1': [1, 2], 'temp2': [1, 1e308]}", "'temp2'[1] is 1e+308");
+  refused(
+      "{'timex': [0, 1, 2], 'temp1': [1, 2, 3], 'temp2': [1, 2, 3], 'timeindex': [2, 0, 0, 0, "
+      "0, 0, 1, 0]}",
+      "puts DROP (reading 1) before CHARGE (reading 2)");
+  refused(
+      "{'timex': [0, 1, 2, 3], 'temp1': [1, 2, 3, 4], 'temp2': [1, 2, 3, 4], 'timeindex': [0, "
+      "0, 3, 0, 0, 0, 2, 0]}",
+      "puts DROP (reading 2) before FCs (reading 3)");
+  refused("{'timex': [0, 1], 'temp1': [1, 2], 'temp2': [1, 2], 'weight': [1e308, 0, 'g']}",
+          "'weight' holds 1e+308");
   // A truncated real file is a malformed literal.
   const std::string real = read(kFixtures / fixtures().front());
   try {

@@ -1475,13 +1475,31 @@ int cmd_ledger_export(const Args& a, std::ostream& out) {
   f.stream = a.stream;
   if (a.since) {
     const std::string& s = *a.since;
-    if (!s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    // A time as the ledger writes them (2026-12-04T18:30:00.000Z), or its start (2026-12-04,
+    // 2026-12-04T18:30): compared as text, so its fields are checked here.
+    auto a_time = [](const std::string& t) {
+      int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0, used = 0;
+      const int n = std::sscanf(t.c_str(), "%4d-%2d-%2d%n", &y, &mo, &d, &used);
+      if (n != 3 || used != 10 || mo < 1 || mo > 12 || d < 1 || d > 31) return false;
+      if (t.size() == 10) return true;
+      const char* rest = t.c_str() + 10;
+      if (std::sscanf(rest, "T%2d:%2d%n", &h, &mi, &used) != 2 || used != 6 || h > 23 || mi > 59)
+        return false;
+      rest += used;
+      if (*rest == ':' && (std::sscanf(rest, ":%2d%n", &sec, &used) != 1 || used != 3 || sec > 60))
+        return false;
+      return true;
+    };
+    if (!s.empty() && s.size() <= 18 &&
+        std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }))
       f.after_seq = std::stoll(s);
-    else if (s.size() >= 10 && s[4] == '-' && s[7] == '-')
+    else if (a_time(s))
       f.since_time = s;
     else
-      throw std::invalid_argument("--since takes a seq number or an ISO 8601 time, got '" + s +
-                                  "'");
+      throw std::invalid_argument(
+          "--since takes a seq number or an ISO 8601 UTC time (2026-12-04 or "
+          "2026-12-04T18:30:00Z), got '" +
+          s + "'");
   }
   auto k = Kernel::boot(boot_options(a, false));
   need_database(*k, "nothing to export");

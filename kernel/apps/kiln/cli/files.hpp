@@ -5,15 +5,18 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 
 namespace kiln::cli {
 
+// The largest file read: a fifteen-minute roast log is ≈ 200 KB.
+inline constexpr std::size_t kMaxInputFile = 64 * 1024 * 1024;
+
 // The whole file; throws std::runtime_error naming the file and the reason (missing, a
-// directory, unreadable, empty). `what` says what the file should have been ("an Artisan .alog").
+// directory, unreadable, empty, over kMaxInputFile — /dev/zero too). `what` says what the file
+// should have been ("an Artisan .alog").
 inline std::string read_input_file(const std::string& path, const std::string& what) {
   namespace fs = std::filesystem;
   std::error_code ec;
@@ -23,10 +26,16 @@ inline std::string read_input_file(const std::string& path, const std::string& w
     throw std::runtime_error(path + " is a directory, not " + what);
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("cannot read " + path + ": " + std::strerror(errno));
-  std::stringstream text;
-  text << in.rdbuf();
+  std::string out;
+  char chunk[65536];
+  while (in.read(chunk, sizeof chunk) || in.gcount() > 0) {
+    out.append(chunk, static_cast<std::size_t>(in.gcount()));
+    if (out.size() > kMaxInputFile)
+      throw std::runtime_error(path + " is larger than " +
+                               std::to_string(kMaxInputFile / (1024 * 1024)) + " MiB; not " + what +
+                               "?");
+  }
   if (in.bad()) throw std::runtime_error("cannot read " + path + ": " + std::strerror(errno));
-  std::string out = text.str();
   if (out.empty()) throw std::runtime_error(path + " is empty, not " + what);
   return out;
 }

@@ -65,7 +65,7 @@ std::string one_decimal(double v) {
 }
 
 std::string mmss(const json::value& v) {
-  if (!v.is_number()) return "-";
+  if (!v.is_number() || !(std::abs(v.to_number<double>()) < 366 * 86400.0)) return "-";
   const long t = std::lround(v.to_number<double>());
   char buf[24];
   std::snprintf(buf, sizeof buf, "%s%ld:%02ld", t < 0 ? "-" : "", std::labs(t) / 60,
