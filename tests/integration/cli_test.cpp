@@ -10,6 +10,7 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include "http/client.hpp"
 #include "kiln/testkit/telemetry_driver.hpp"
 #include "storage/schema.hpp"
 #include "storage/sqlite.hpp"
@@ -608,12 +609,20 @@ BOOST_AUTO_TEST_CASE(gate_decisions_land_in_a_verifiable_ledger) {
   auto broken = d.kiln({"ledger", "verify"});
   BOOST_TEST(broken.exit_code == 1);
   BOOST_TEST(contains(broken.out, "ledger BROKEN at seq 1"), broken.out);
-  // kiln serve says so when it starts, before it appends to the chain.
-  bool ready = false;
-  auto served = serve_until_ready(d, {}, &ready);
-  BOOST_TEST(ready, served.err);
-  BOOST_TEST(contains(served.err, "ledger BROKEN at seq 1: "), served.err);
-  BOOST_TEST(contains(served.err, "WITH WARNINGS"), served.err);
+  // kiln serve says so when it starts, before it appends to the chain, and /metrics carries it
+  // for an alert (kiln_ledger_intact 0).
+  Child served({kKiln, "serve"}, d.env(), d.dir.path());
+  BOOST_REQUIRE_MESSAGE(served.wait_for_stderr("ready:", 20s), served.stderr_so_far());
+  const std::string log = served.stderr_so_far();
+  BOOST_TEST(contains(log, "ledger BROKEN at seq 1: "), log);
+  BOOST_TEST(contains(log, "WITH WARNINGS"), log);
+  std::smatch port;
+  BOOST_REQUIRE(std::regex_search(log, port, std::regex("listening on http://127.0.0.1:([0-9]+)")));
+  const auto metrics =
+      kiln::http::Client("http://127.0.0.1:" + port[1].str()).request("GET", "/metrics");
+  BOOST_TEST(contains(metrics.body, "\nkiln_ledger_intact 0\n"), metrics.body);
+  served.signal(SIGTERM);
+  BOOST_TEST(served.wait(20s).exit_code == 0);
 }
 
 // ---- Missions, replay and policy from the command line -----------------------------------------

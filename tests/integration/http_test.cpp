@@ -346,6 +346,7 @@ BOOST_AUTO_TEST_CASE(operations_routes_and_openapi_need_no_key) {
       metrics.body, "kiln_http_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} "));
   BOOST_TEST(contains(metrics.body, "kiln_missions{state=\"DONE\"}"));
   BOOST_TEST(contains(metrics.body, "\nkiln_ready 1\n"), metrics.body);
+  BOOST_TEST(contains(metrics.body, "\nkiln_ledger_intact 1\n"), metrics.body);
   BOOST_TEST(contains(metrics.body, "kiln_telemetry_sessions{state=\"open\"} 0\n"), metrics.body);
   BOOST_TEST(contains(metrics.body,
                       "kiln_http_request_duration_seconds_bucket{method=\"GET\","

@@ -12,6 +12,8 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <sqlite3.h>
+
 #include "ledger/backfill.hpp"
 #include "ledger/ledger.hpp"
 #include "storage/schema.hpp"
@@ -368,6 +370,31 @@ BOOST_FIXTURE_TEST_CASE(the_database_refuses_edits, Db) {
       c.exec("UPDATE ledger SET kind = 'x'"), storage::StorageError,
       [](const auto& e) { return std::string(e.what()).find("append-only") != std::string::npos; });
   BOOST_CHECK_THROW(c.exec("DELETE FROM ledger"), storage::StorageError);
+}
+
+// A command the storage refuses inside a group that commits (a read-only database fails the
+// first write, not the transaction) marks the storage failing as a failed group does; a group
+// that writes nothing (a worker's empty poll) does not clear it, a write does.
+BOOST_FIXTURE_TEST_CASE(a_command_the_storage_refuses_marks_it_failing, Db) {
+  ledger::SqliteLedger l(path);
+  l.append(ev("before"));
+  BOOST_CHECK_THROW(l.execute([](Connection&) -> std::vector<ledger::NewEvent> {
+    throw storage::StorageError("attempt to write a readonly database", SQLITE_READONLY);
+  }),
+                    storage::StorageError);
+  BOOST_REQUIRE(l.failing().has_value());
+  BOOST_TEST(l.failing()->find("readonly") != std::string::npos, *l.failing());
+  BOOST_TEST(l.failed_groups() == 1);
+  // A command's own refusal (a conflict) is not the storage's.
+  BOOST_CHECK_THROW(l.execute([](Connection&) -> std::vector<ledger::NewEvent> {
+    throw storage::StorageError("UNIQUE constraint failed", SQLITE_CONSTRAINT);
+  }),
+                    storage::StorageError);
+  BOOST_TEST(l.failed_groups() == 1);
+  l.execute([](Connection&) { return std::vector<ledger::NewEvent>{}; });  // writes nothing
+  BOOST_TEST(l.failing().has_value());
+  l.append(ev("after"));
+  BOOST_TEST(!l.failing());
 }
 
 BOOST_FIXTURE_TEST_CASE(a_failed_group_stores_nothing_and_the_next_one_works, Db) {

@@ -517,6 +517,13 @@ Router build_api(ApiContext& ctx) {
                  "# HELP kiln_ledger_events Events in the ledger.\n"
                  "# TYPE kiln_ledger_events gauge\nkiln_ledger_events " +
                  std::to_string(le.int64(0)) + "\n";
+             if (const int intact = ctx.ledger_intact.load(); intact >= 0)
+               out +=
+                   "# HELP kiln_ledger_intact 1 when the newest 10,000 ledger events chained "
+                   "and hashed as they should at start, 0 when the chain was broken (`kiln "
+                   "ledger verify` checks all of it).\n"
+                   "# TYPE kiln_ledger_intact gauge\nkiln_ledger_intact " +
+                   std::to_string(intact) + "\n";
              // This process's writer: group commits, events it wrote, and audit events (tool
              // calls) it could not store — those are logged, and an operator alerts on this.
              auto& l = k.sqlite_ledger();

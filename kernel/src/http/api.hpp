@@ -25,6 +25,9 @@ struct ApiContext {
   missions::WorkerPool* workers = nullptr;  // woken when a mission is created; may be null
   std::shared_ptr<HttpMetrics> metrics;     // set after the table is built
   std::atomic<bool> ready{false};
+  // The newest ledger events checked at start (kiln_ledger_intact): 1 intact, 0 broken, -1 not
+  // checked.
+  std::atomic<int> ledger_intact{-1};
   std::vector<std::string> public_paths;  // routes that need no key (server.public_routes)
   const Router* router = nullptr;         // set by the caller once the table is in place
   std::once_flag openapi_once;

@@ -298,6 +298,30 @@ void SqliteLedger::flush() {
   }
 }
 
+namespace {
+// The message of a failure that is the storage's (read-only, full, I/O, corrupt), not the
+// command's own (a conflict, a constraint), else nullopt.
+std::optional<std::string> storage_failure(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const storage::StorageError& e) {
+    switch (e.sqlite_code() & 0xff) {
+      case SQLITE_READONLY:
+      case SQLITE_IOERR:
+      case SQLITE_FULL:
+      case SQLITE_CORRUPT:
+      case SQLITE_NOTADB:
+      case SQLITE_CANTOPEN:
+        return std::string(e.what());
+      default:
+        break;
+    }
+  } catch (...) {
+  }
+  return std::nullopt;
+}
+}  // namespace
+
 std::optional<std::string> SqliteLedger::failing() const {
   std::lock_guard lock(mu_);
   return failing_;
@@ -400,6 +424,9 @@ void SqliteLedger::writer_loop() {
     std::int64_t appended = 0;  // rows this group committed, asynchronous ones included
     std::vector<std::exception_ptr> item_errors(batch.size());
     bool changed = false;  // the group wrote something: answered only once it is on disk
+    // A command refused by the storage itself (read-only, full, an I/O error) while the group
+    // went on: the storage is failing as surely as when a whole group fails.
+    std::optional<std::string> storage_refused;
     try {
       const auto changes_before = sqlite3_total_changes64(c->raw());
       storage::Transaction tx(*c);
@@ -485,6 +512,7 @@ void SqliteLedger::writer_loop() {
           prev = prev_before;
           results[i].clear();
           item_errors[i] = std::current_exception();
+          if (!storage_refused) storage_refused = storage_failure(item_errors[i]);
         }
       }
       insert->reset();
@@ -496,9 +524,16 @@ void SqliteLedger::writer_loop() {
       if (appended > 0) last_commit = std::chrono::steady_clock::now();
       head_seq = seq;
       head_hash = prev;
-      if (failing_now_.load(std::memory_order_relaxed)) {
+      if (storage_refused) {
+        failed_groups_.fetch_add(1);
         std::lock_guard lock(mu_);
-        failing_.reset();  // committing again
+        failing_ = *storage_refused;
+        failing_now_.store(true, std::memory_order_relaxed);
+      } else if (changed && failing_now_.load(std::memory_order_relaxed)) {
+        // Writing again (a group that wrote nothing — a worker's empty claim poll — proves
+        // nothing about the disk).
+        std::lock_guard lock(mu_);
+        failing_.reset();
         failing_now_.store(false, std::memory_order_relaxed);
       }
     } catch (...) {

@@ -142,8 +142,9 @@ class SqliteLedger final : public Ledger {
   std::pair<std::int64_t, std::int64_t> commit_stats() const;
   // Events queued with append_async that could not be stored.
   std::int64_t async_failures() const;
-  // Groups whose transaction failed since open (a full disk, an I/O error), and the error of
-  // the newest when no group has committed since: storage is failing now (for /ready).
+  // Groups whose transaction failed since open (a full disk, an I/O error) — or that committed
+  // with a command the storage refused (a read-only database) — and the error of the newest when
+  // no group has written since: storage is failing now (for /ready).
   std::int64_t failed_groups() const { return failed_groups_.load(); }
   std::optional<std::string> failing() const;
   // fdatasyncs of the WAL since open: every answer about a committed group follows one.

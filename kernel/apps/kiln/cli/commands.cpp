@@ -658,6 +658,7 @@ int cmd_serve(const Args& a, std::ostream&) {
         "`kiln ledger verify` and restore a backup (`kiln db restore FILE`)",
         tail.first_bad_seq, tail.reason);
   }
+  api.ledger_intact = ledger_broken ? 0 : 1;
   for (const auto& p : k->registry().plugins())
     spdlog::info("plugin {} {} loaded from {}: nodes [{}], tools [{}]", p.name, p.version,
                  p.file.string(), common::join(p.nodes), common::join(p.tools));
