@@ -1332,6 +1332,14 @@ BOOST_AUTO_TEST_CASE(record_stops_when_the_server_refuses_its_key) {
   Deployment d;
   auto kiln = [&](std::vector<std::string> args) { return d.kiln_all_plugins(std::move(args)); };
   BOOST_REQUIRE(kiln({"devices", "add", "sim-3", "--key-out", "sim-3.key"}).exit_code == 0);
+  // A key every user may read is refused before anything is sent (ssh refuses one too).
+  fs::permissions(d.dir.path() / "sim-3.key", fs::perms::others_read, fs::perm_options::add);
+  auto loose = kiln({"record", "--key", "sim-3.key", "--speed", "0"});
+  BOOST_TEST(loose.exit_code != 0);
+  BOOST_TEST(contains(loose.err, "may be read or written by every user of this machine"),
+             loose.err);
+  BOOST_TEST(contains(loose.err, "chmod 600"), loose.err);
+  fs::permissions(d.dir.path() / "sim-3.key", fs::perms::others_read, fs::perm_options::remove);
   BOOST_REQUIRE(kiln({"devices", "revoke", "sim-3"}).exit_code == 0);
   auto rec = kiln({"record", "--key", "sim-3.key", "--speed", "0"});
   BOOST_TEST(rec.exit_code == 1, rec.out + rec.err);
@@ -1398,6 +1406,19 @@ BOOST_AUTO_TEST_CASE(a_backup_restores_over_a_crashed_servers_files) {
   auto refused = d.kiln({"db", "restore", junk.string()});
   BOOST_TEST(refused.exit_code != 0);
   BOOST_TEST(fs::exists(db.string() + "-wal"));
+  // So is a newer kiln's backup (a schema this kiln does not know), which it could not serve.
+  const auto newer = d.dir.path() / "newer.db";
+  fs::copy_file(backup, newer);
+  {
+    storage::Connection c(newer, storage::Connection::Mode::kReadWrite);
+    c.exec(
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', "
+        "'2027-01-01T00:00:00.000Z')");
+  }
+  auto too_new = d.kiln({"db", "restore", newer.string()});
+  BOOST_TEST(too_new.exit_code == 1);
+  BOOST_TEST(contains(too_new.err, "has schema version 999 (a newer kiln's)"), too_new.err);
+  BOOST_TEST(fs::exists(db.string() + "-wal"));  // nothing moved
 
   auto restored = d.kiln({"db", "restore", backup});
   BOOST_REQUIRE_MESSAGE(restored.exit_code == 0, restored.out << restored.err);

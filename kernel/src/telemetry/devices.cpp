@@ -193,6 +193,16 @@ void DeviceCredentials::write(const std::filesystem::path& file) const {
 }
 
 DeviceCredentials DeviceCredentials::read(const std::filesystem::path& file) {
+  // A secret every user of the machine may read signs readings for anyone (ssh refuses such a
+  // key too); a group may read it (a service's).
+  namespace fs = std::filesystem;
+  std::error_code stat_error;
+  const auto perms = fs::status(file, stat_error).permissions();
+  if (!stat_error && (perms & (fs::perms::others_read | fs::perms::others_write)) != fs::perms::none)
+    throw std::runtime_error("device key " + file.string() +
+                             " may be read or written by every user of this machine, who could "
+                             "then sign readings as its device; `chmod 600 " +
+                             file.string() + "` (640 for a group) and retry");
   std::ifstream in(file, std::ios::binary);
   if (!in)
     throw std::runtime_error("cannot read device key " + file.string() +

@@ -1364,6 +1364,16 @@ int cmd_db_restore(const Args& a, std::ostream& out) {
       throw BootError(
           runtime::kExitFailed,
           from.string() + " fails its integrity check, nothing restored: " + check.text(0));
+    // A newer kiln's backup: this one could not serve it (a rollback would end in a server that
+    // does not start); said before anything is moved.
+    const int newest = storage::kernel_migrations().back().version;
+    if (const int version = storage::migration_status(b).version; version > newest)
+      throw BootError(runtime::kExitFailed,
+                      from.string() + " has schema version " + std::to_string(version) +
+                          " (a newer kiln's) but this kiln knows only up to " +
+                          std::to_string(newest) +
+                          "; nothing restored: restore it with that kiln, or restore an older "
+                          "backup");
   }
   const auto chain = ledger::verify_file(from);
   if (!chain.ok)
