@@ -549,6 +549,26 @@ BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason)
   auto list = body(s.call("GET", "/v1/devices", "viewer"));
   BOOST_TEST(list.as_array().size() == 4u);
   BOOST_TEST(s.call("GET", "/v1/devices", "other").body == "[]");
+
+  // Restarted, the server names every device that ever sent a batch, before any sends again:
+  // an alert on a roaster gone quiet keeps firing across a restart.
+  s.child->signal(SIGTERM);
+  BOOST_TEST(s.child->wait(30s).exit_code == 0);
+  s.child = std::make_unique<Child>(std::vector<std::string>{kKiln, "serve"}, s.env, s.dir.path());
+  BOOST_REQUIRE_MESSAGE(s.child->wait_for_stderr("serving http://", 60s), s.child->stderr_so_far());
+  std::smatch port;
+  const std::string log = s.child->stderr_so_far();
+  BOOST_REQUIRE(std::regex_search(log, port, std::regex("listening on http://127.0.0.1:([0-9]+)")));
+  s.port = std::stoi(port[1]);
+  const auto after = s.call("GET", "/metrics", "").body;
+  std::smatch m;
+  BOOST_REQUIRE_MESSAGE(
+      std::regex_search(after, m,
+                        std::regex("kiln_telemetry_last_batch_timestamp_seconds\\{tenant=\"acme\","
+                                   "device=\"r1-one\"\\} ([0-9.]+)\n")),
+      after);
+  BOOST_TEST(std::abs(std::stod(m[1]) - now_s()) < 300.0);
+  BOOST_TEST(contains(after, "kiln_telemetry_batches_total 0"));  // nothing sent since
 }
 
 // Envelopes sent at once over many connections: each answered on its own connection with its

@@ -198,7 +198,8 @@ DeviceCredentials DeviceCredentials::read(const std::filesystem::path& file) {
   namespace fs = std::filesystem;
   std::error_code stat_error;
   const auto perms = fs::status(file, stat_error).permissions();
-  if (!stat_error && (perms & (fs::perms::others_read | fs::perms::others_write)) != fs::perms::none)
+  if (!stat_error &&
+      (perms & (fs::perms::others_read | fs::perms::others_write)) != fs::perms::none)
     throw std::runtime_error("device key " + file.string() +
                              " may be read or written by every user of this machine, who could "
                              "then sign readings as its device; `chmod 600 " +

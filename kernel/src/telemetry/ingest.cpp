@@ -208,6 +208,18 @@ Ingestor::Ingestor(ledger::SqliteLedger& ledger, DeviceRegistry& devices, Ingest
       options_(options),
       on_stored_(std::move(on_stored)) {}
 
+void Ingestor::recall_last_batches() {
+  auto c = readers_.acquire();
+  auto st = c->prepare(
+      "SELECT tenant, device, (julianday(max(received_at)) - 2440587.5) * 86400.0 FROM "
+      "telemetry_all GROUP BY tenant, device");
+  std::lock_guard lock(mu_);
+  while (st.step()) {
+    Window& w = windows_[std::make_pair(st.text(0), st.text(1))];  // loaded stays false
+    w.last_stored = std::max(w.last_stored, st.real(2));
+  }
+}
+
 Ingestor::~Ingestor() {
   // Store commands and their answers refer to this object: let the queued ones finish first.
   // (Nobody may call ingest_async any more.)
@@ -421,7 +433,10 @@ std::optional<IngestResult> Ingestor::check(const std::string& tenant, const std
       }
       lock.lock();
       Window& again = windows_[id];
-      if (!again.loaded) again = fresh;
+      if (!again.loaded) {
+        fresh.last_stored = again.last_stored;  // recalled at start
+        again = fresh;
+      }
     }
     const Window cur = windows_[id];  // a copy: refuse() takes the lock again
     lock.unlock();
@@ -771,7 +786,7 @@ void Ingestor::expose(std::string& out) const {
     out += "kiln_telemetry_rejected_total{reason=\"" + k + "\"} " + std::to_string(v) + "\n";
   out +=
       "# HELP kiln_telemetry_last_batch_timestamp_seconds When a device's last batch was stored "
-      "(Unix time; devices heard from since this server started): alert on time() minus it.\n"
+      "(Unix time; every device that ever sent one): alert on time() minus it.\n"
       "# TYPE kiln_telemetry_last_batch_timestamp_seconds gauge\n";
   std::lock_guard lock(mu_);
   for (const auto& [key, w] : windows_)

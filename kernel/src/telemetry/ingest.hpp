@@ -124,6 +124,9 @@ class Ingestor {
   // kiln_telemetry_rejected_total{reason}, and per device the time of its last batch
   // (kiln_telemetry_last_batch_timestamp_seconds{tenant,device}: a roaster gone quiet).
   void expose(std::string& out) const;
+  // Reads when each device's newest stored batch arrived, so the gauge above carries every device
+  // from a server's start: one restarted while a roaster is silent keeps the alert firing.
+  void recall_last_batches();
   std::map<std::string, std::int64_t> rejected() const;
   std::int64_t accepted_batches() const { return batches_.load(); }
   // Moves of the inbox into telemetry_batches since start.
@@ -155,7 +158,7 @@ class Ingestor {
     std::uint64_t boot = 0;
     std::uint64_t high = 0;  // highest seq stored for `boot`
     bool any = false;
-    double last_stored = 0;  // server time (Unix seconds) of its last batch stored by this process
+    double last_stored = 0;  // server time (Unix seconds) of its last batch stored (or recalled)
   };
   ledger::SqliteLedger& ledger_;
   DeviceRegistry& devices_;

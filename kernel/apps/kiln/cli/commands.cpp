@@ -646,6 +646,7 @@ int cmd_serve(const Args& a, std::ostream&) {
   k->ledger();
   keys = &k->keys();
   k->telemetry();  // open sessions are followed (and closed by silence) from the start
+  k->telemetry().ingestor().recall_last_batches();  // every device on /metrics from the start
   spdlog::info("storage open: {} ({} ledger events)", k->storage_path().string(),
                k->ledger().count());
   // The newest part of the chain, checked before anything is appended to it: a broken ledger is
