@@ -1,5 +1,9 @@
 // The kiln binary as an operator uses it: real processes, real plugins, real gate store.
 #define BOOST_TEST_MODULE cli
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <fstream>
 #include <regex>
@@ -1477,4 +1481,42 @@ BOOST_AUTO_TEST_CASE(tts_torch_opens_its_engine_when_the_node_is_built) {
   auto with = d.kiln(speak);
   BOOST_TEST(with.exit_code == 0, with.err);
   BOOST_TEST(contains(with.out, "\"sample_rate\""), with.out);
+}
+
+// After an upgrade, a command of the new kiln would migrate the database under the old kiln's
+// server still running on it: refused, naming the server. With no server, it migrates and says
+// so.
+BOOST_AUTO_TEST_CASE(a_command_does_not_migrate_the_database_under_a_running_server) {
+  Deployment d;
+  const auto db = d.dir.path() / "var" / "kiln.db";
+  fs::create_directories(db.parent_path());
+  {
+    std::vector<storage::Migration> older;
+    for (const auto& m : storage::kernel_migrations())
+      if (m.version < storage::kernel_migrations().back().version) older.push_back(m);
+    storage::Connection c(db, storage::Connection::Mode::kReadWrite);
+    storage::migrate(c, older);
+  }
+  const std::string old_version = std::to_string(storage::kernel_migrations().back().version - 1);
+  // An older server holds the serve lock, as `kiln serve` does.
+  const auto lock_path = db.string() + ".serve.lock";
+  const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  BOOST_REQUIRE(fd >= 0);
+  BOOST_REQUIRE(::flock(fd, LOCK_EX | LOCK_NB) == 0);
+  BOOST_REQUIRE(::pwrite(fd, "424242\n", 7, 0) == 7);
+  auto refused = d.kiln({"sessions", "list"});
+  BOOST_TEST(refused.exit_code == 1);
+  BOOST_TEST(contains(refused.err, "is at schema version " + old_version +
+                                       " and a kiln serve (pid 424242) runs on it"),
+             refused.err);
+  BOOST_TEST(contains(refused.err, "Restart the server with this kiln first"), refused.err);
+  {
+    storage::Connection c(db, storage::Connection::Mode::kReadOnly);
+    BOOST_TEST(storage::migration_status(c).version == std::stoi(old_version));  // untouched
+  }
+  ::close(fd);  // the server stopped
+  auto migrated = d.kiln({"sessions", "list"});
+  BOOST_TEST(migrated.exit_code == 0, migrated.err);
+  BOOST_TEST(contains(migrated.err, "migrating schema version " + old_version + " to "),
+             migrated.err);
 }

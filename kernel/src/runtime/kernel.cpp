@@ -1,5 +1,9 @@
 #include "runtime/kernel.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -22,6 +26,8 @@
 #include "runtime/isolation.hpp"
 #include "runtime/telemetry_tools.hpp"
 #include "runtime/tts_tools.hpp"
+#include "storage/schema.hpp"
+#include "storage/sqlite.hpp"
 
 namespace kiln::runtime {
 namespace fs = std::filesystem;
@@ -210,6 +216,44 @@ fs::path Kernel::artifacts_path() const {
   return config::expand_path(config_.get_string("storage.artifacts"), config_.config_dir());
 }
 
+namespace {
+
+// Opening the database migrates it to this kiln's schema. A kiln serve of an older kiln running
+// on it (holding `storage.path`.serve.lock, commands.cpp) would have its tables changed under it
+// by a newer binary's command run after an upgrade: refused, naming the server.
+void refuse_migrating_under_a_server(const std::filesystem::path& db) {
+  std::error_code ec;
+  if (!std::filesystem::exists(db, ec)) return;
+  const int newest = storage::kernel_migrations().back().version;
+  int version = newest;
+  try {
+    storage::Connection c(db, storage::Connection::Mode::kReadOnly);
+    version = storage::migration_status(c).version;
+  } catch (const std::exception&) {
+    return;  // opening it for writing says what is wrong
+  }
+  if (version >= newest) return;
+  const std::string lock_path = db.string() + ".serve.lock";
+  const int fd = ::open(lock_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;  // no server ever ran here
+  const bool held = ::flock(fd, LOCK_SH | LOCK_NB) != 0;
+  char pid[32] = {};
+  const auto n = ::pread(fd, pid, sizeof pid - 1, 0);
+  ::close(fd);
+  std::string holder = n > 0 ? std::string(pid, static_cast<std::size_t>(n)) : "";
+  while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+  if (!held || holder == std::to_string(::getpid())) return;  // none, or this process's own
+  throw BootError(
+      kExitFailed,
+      "the database " + db.string() + " is at schema version " + std::to_string(version) +
+          " and a kiln serve" + (holder.empty() ? "" : " (pid " + holder + ")") +
+          " runs on it; this kiln would migrate it to version " + std::to_string(newest) +
+          " under that server. Restart the server with this kiln first (it "
+          "migrates at start), or run this command with the server's kiln");
+}
+
+}  // namespace
+
 ledger::Ledger& Kernel::ledger() {
   return sqlite_ledger();
 }
@@ -229,6 +273,7 @@ ledger::SqliteLedger& Kernel::sqlite_ledger() {
           std::filesystem::absolute(storage_path(), ec).string(),
           it != entries.end() ? it->second.source.describe() : std::string("default"));
     }
+    refuse_migrating_under_a_server(storage_path());
     try {
       ledger_ = std::make_unique<ledger::SqliteLedger>(storage_path());
     } catch (const std::exception& e) {

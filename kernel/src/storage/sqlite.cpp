@@ -6,6 +6,8 @@
 
 #include <exception>
 
+#include <spdlog/spdlog.h>
+
 namespace kiln::storage {
 
 namespace {
@@ -260,6 +262,9 @@ MigrationStatus migrate(Connection& c, const std::vector<Migration>& migrations)
                            std::to_string(status.version) + " but this kiln knows only up to " +
                            std::to_string(newest) + "; run a newer kiln or restore a backup",
                        SQLITE_MISMATCH);
+  if (status.version > 0 && status.version < newest)
+    spdlog::warn("database {}: migrating schema version {} to {} (`kiln db status` lists them)",
+                 c.path().string(), status.version, newest);
   for (const auto& m : migrations) {
     if (m.version <= status.version) continue;
     Transaction tx(c);
