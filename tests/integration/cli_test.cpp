@@ -1423,6 +1423,14 @@ BOOST_AUTO_TEST_CASE(a_backup_restores_over_a_crashed_servers_files) {
   BOOST_TEST(too_new.exit_code == 1);
   BOOST_TEST(contains(too_new.err, "has schema version 999 (a newer kiln's)"), too_new.err);
   BOOST_TEST(fs::exists(db.string() + "-wal"));  // nothing moved
+  // A server on it stops with exit 6, which its systemd unit does not restart.
+  {
+    bool became_ready = true;
+    auto served = serve_until_ready(d, {{"KILN_STORAGE__PATH", newer.string()}}, &became_ready);
+    BOOST_TEST(!became_ready);
+    BOOST_TEST(served.exit_code == 6, served.err);
+    BOOST_TEST(contains(served.err, "knows only up to"), served.err);
+  }
 
   auto restored = d.kiln({"db", "restore", backup});
   BOOST_REQUIRE_MESSAGE(restored.exit_code == 0, restored.out << restored.err);

@@ -1,6 +1,7 @@
 #include "runtime/kernel.hpp"
 
 #include <fcntl.h>
+#include <sqlite3.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -276,6 +277,15 @@ ledger::SqliteLedger& Kernel::sqlite_ledger() {
     refuse_migrating_under_a_server(storage_path());
     try {
       ledger_ = std::make_unique<ledger::SqliteLedger>(storage_path());
+    } catch (const storage::StorageError& e) {
+      // What a restart will not mend (a service manager should not retry it: exit 6): a file
+      // that is no database, damaged, of a newer kiln, or that this user may not open or write.
+      // A busy or failing disk may mend: exit 1.
+      const int code = e.sqlite_code() & 0xff;
+      const bool lasting = code == SQLITE_MISMATCH || code == SQLITE_NOTADB ||
+                           code == SQLITE_CORRUPT || code == SQLITE_CANTOPEN ||
+                           code == SQLITE_READONLY || code == SQLITE_PERM || code == SQLITE_AUTH;
+      throw BootError(lasting ? kExitStorage : kExitFailed, std::string("storage: ") + e.what());
     } catch (const std::exception& e) {
       throw BootError(kExitFailed, std::string("storage: ") + e.what());
     }

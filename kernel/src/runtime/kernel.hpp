@@ -35,6 +35,7 @@ enum ExitCode : int {
   kExitConfig = 3,       // invalid configuration
   kExitGateRefused = 4,  // a selected non-default node is not gated
   kExitPlugin = 5,       // a plugin could not be loaded or instantiated
+  kExitStorage = 6,      // the database cannot be used (unreadable, not a database, too new)
 };
 
 class BootError : public std::runtime_error {

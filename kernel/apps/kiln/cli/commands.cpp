@@ -145,7 +145,8 @@ Environment: KILN_<SECTION>__<KEY> sets a key (KILN_GATES__DIR=/srv/gates);
 KILN_<KIND>_NODE selects a node (KILN_TOOL_STRATEGY_NODE=rules).
 
 Exit codes: 0 ok; 1 the operation failed (tool error, gate FAIL); 2 usage error;
-3 invalid configuration; 4 a selected node is not gated; 5 a plugin could not be loaded.
+3 invalid configuration; 4 a selected node is not gated; 5 a plugin could not be loaded;
+6 the database cannot be used (not a database, damaged, a newer kiln's, not writable).
 )";
 
 const std::map<std::string, std::string> kHelp = {
