@@ -486,6 +486,18 @@ BOOST_AUTO_TEST_CASE(errors_use_one_envelope) {
     BOOST_TEST(contains(answer[0].second, "malformed HTTP request: "), answer[0].second);
     ::close(fd);
   }
+  // So is a chunked body whose chunk size is no number.
+  {
+    int fd = raw_connect(s.port);
+    send_all(fd, "POST /v1/missions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                     s.keys.at("a_operator") +
+                     "\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     "zz\r\n{}\r\n0\r\n\r\n");
+    auto answer = read_responses(fd, 1);
+    BOOST_TEST(answer[0].first == 400, answer[0].second);
+    BOOST_TEST(contains(answer[0].second, "malformed HTTP request body: "), answer[0].second);
+    ::close(fd);
+  }
   auto unknown = s.call("GET", "/v2/nothing");
   BOOST_TEST(unknown.status == 404);
   BOOST_TEST(error_code_of(unknown) == "not_found");

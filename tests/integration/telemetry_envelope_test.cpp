@@ -301,6 +301,14 @@ BOOST_AUTO_TEST_CASE(bad_batches_are_refused_naming_what_is_wrong) {
     BOOST_TEST(decode_error(c.out) == "payload.sent_at must be a number");
   }
   BOOST_TEST(decode_error(payload_with().head(5, 0).out) == "payload.samples must be an array");
+  for (const double undefined : {std::nan(""), HUGE_VAL}) {  // a clock that says nothing
+    Cbor c;
+    c.head(5, 5).text("device").text("r1-7").text("boot").uint(3);
+    c.text("seq").uint(9).text("sent_at").f64(undefined).text("samples").head(4, 0);
+    BOOST_TEST(decode_error(c.out) ==
+               "payload.sent_at is not finite (NaN or infinity); it is the device's clock in Unix "
+               "seconds");
+  }
   BOOST_TEST(decode_error(payload_with().head(4, 1).uint(1).out) == "each sample must be a map");
   {
     auto c = payload_with().head(4, 2);
@@ -337,7 +345,8 @@ BOOST_AUTO_TEST_CASE(bad_batches_are_refused_naming_what_is_wrong) {
     auto c = payload_with().head(4, 1);
     c.head(5, 4).text("t").uint(1).text("bt").uint(2).text("et").uint(3).text("fan").f64(2.5);
     BOOST_TEST(decode_error(c.out) ==
-               "sample 0: fan must be an integer (the level or state as the machine reports it)");
+               "sample 0: fan must be an integer from -2147483648 to 2147483647 (the level or "
+               "state as the machine reports it)");
   }
   for (bool negative : {false, true}) {  // beyond int: refused, not wrapped
     auto c = payload_with().head(4, 1);
@@ -347,8 +356,8 @@ BOOST_AUTO_TEST_CASE(bad_batches_are_refused_naming_what_is_wrong) {
     else
       c.uint(4294967302ULL);
     BOOST_TEST(decode_error(c.out) ==
-               "sample 0: state must be an integer (the level or state as the machine reports "
-               "it)");
+               "sample 0: state must be an integer from -2147483648 to 2147483647 (the level or "
+               "state as the machine reports it)");
   }
   {  // the ends of int are kept
     auto c = payload_with().head(4, 1);

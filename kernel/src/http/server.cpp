@@ -448,6 +448,13 @@ struct Server::Impl {
             response =
                 too_large(0, "the body exceeds " + std::to_string(limit) + " bytes for this route");
             close_after = unread = true;
+          } else if (bec &&
+                     bec.category() ==
+                         bhttp::make_error_code(bhttp::error::bad_target).category() &&
+                     bec != bhttp::error::end_of_stream && bec != bhttp::error::partial_message) {
+            // A body the parser refuses (a chunk size that is no number): said, then closed.
+            response = error(400, "bad_request", "malformed HTTP request body: " + bec.message());
+            close_after = unread = true;
           } else if (bec) {
             break;  // timeout or reset while reading the body: nothing to answer
           } else {

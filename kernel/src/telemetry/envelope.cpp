@@ -508,6 +508,10 @@ std::optional<Batch> decode_batch(std::string_view cbor, EnvelopeError* error,
     if (f[2].empty() || seq.major != 0) return bad("payload.seq must be an unsigned integer");
     const auto sent_at = f[3].empty() ? std::nullopt : Cursor::number(sent);
     if (!sent_at) return bad("payload.sent_at must be a number");
+    if (!std::isfinite(*sent_at))
+      return bad(
+          "payload.sent_at is not finite (NaN or infinity); it is the device's clock in "
+          "Unix seconds");
     if (f[4].empty() || samples.major != 4) return bad("payload.samples must be an array");
     Batch b;
     b.device = {std::string(dev_c.take(dev)), boot.v};
@@ -566,7 +570,8 @@ std::optional<Batch> decode_batch(std::string_view cbor, EnvelopeError* error,
       for (std::size_t k = 4; k < 8; ++k)
         if (!integer(k, settings[k - 4]))
           return bad(which + ": " + std::string(kSample[k]) +
-                     " must be an integer (the level or state as the machine reports it)");
+                     " must be an integer from -2147483648 to 2147483647 (the level or state as "
+                     "the machine reports it)");
       b.samples.push_back(x);
     }
     return b;
