@@ -1093,6 +1093,32 @@ BOOST_AUTO_TEST_CASE(a_roasters_first_crack_mark_reaches_the_report) {
   BOOST_TEST(shown.exit_code == 0, shown.err);
   BOOST_TEST(contains(shown.out, "\"marks\":{\"FCs\":"), shown.out);
   BOOST_TEST(!std::regex_search(shown.out, std::regex("[0-9]E-?[0-9]")), shown.out);
+
+  // A report that finished with its spoken summary and is then replaced (the roaster weighs
+  // again): its audio is not kept beside the new report's — each report again would add its
+  // own — and the ledger names the file released, digest and all.
+  if (mission_in(s, third, {"DONE", "FAILED", "QUARANTINED"}).at("state") == "QUARANTINED")
+    BOOST_REQUIRE(s.call("POST", "/v1/missions/" + third + ":approve", "approver", "{}").status ==
+                  200);
+  const auto finished = mission_in(s, third, {"DONE", "FAILED"});
+  BOOST_REQUIRE_MESSAGE(finished.at("state") == "DONE", json::serialize(finished.at("state")));
+  BOOST_REQUIRE_EQUAL(finished.at("steps").as_array()[4].at("artifacts").as_array().size(), 1u);
+  const std::string audio = "/v1/missions/" + third + "/artifacts/speak/speech.wav";
+  BOOST_TEST(s.call("GET", audio, "viewer").status == 200);
+  auto reweighed = s.call("POST", weigh, "operator", R"({"green_g": 505})");
+  BOOST_REQUIRE_MESSAGE(reweighed.status == 200, reweighed.body);
+  BOOST_TEST(body(reweighed).at("mission_id").as_string() != third);
+  const auto released = body(s.call("GET", "/v1/missions/" + third, "viewer"));
+  BOOST_TEST(released.at("state") == "DONE");  // the mission itself stays as it ran
+  for (const auto& step : released.at("steps").as_array())
+    BOOST_TEST(step.at("artifacts").as_array().empty(), json::serialize(step.at("step")));
+  BOOST_TEST(s.call("GET", audio, "viewer").status == 404);
+  const auto events = s.call("GET", "/v1/ledger?stream=mission/" + third, "viewer").body;
+  BOOST_TEST(contains(events, "\"kind\":\"mission.artifacts_released\""), events);
+  BOOST_TEST(contains(events, "\"name\":\"speech.wav\""), events);
+  BOOST_TEST(contains(events, "replaced by mission "), events);
+  auto replay = s.kiln({"ledger", "replay"});
+  BOOST_TEST(replay.exit_code == 0, replay.out + replay.err);
 }
 
 // The profile library over HTTP and the CLI, and a profile feeding a session: the roaster's

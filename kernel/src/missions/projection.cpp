@@ -192,6 +192,8 @@ void project(Connection& c, const ledger::Event& e) {
       heartbeat(c, e, p);
     else if (e.kind.rfind("step.", 0) == 0)
       step_event(c, e, p);
+    else if (e.kind == "mission.artifacts_released")
+      c.prepare("DELETE FROM mission_artifacts WHERE mission_id = ?").bind(1, str(p, "id")).step();
     else
       transition(c, e, p);
     touch(c, e, str(p, "id"));

@@ -534,6 +534,35 @@ MissionView MissionService::retry(const std::optional<std::string>& tenant, cons
   });
 }
 
+std::size_t MissionService::release_artifacts(const std::string& tenant, const std::string& id,
+                                              const Actor& actor, const std::string& reason) {
+  require_role(actor, Role::kOperator, "releasing a mission's files");
+  std::size_t released = 0;
+  ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
+    released = 0;
+    auto m = load_mission(c, id);
+    if (!m || m->tenant != tenant)
+      throw MissionError(Code::kNotFound, "no mission " + id + " for tenant " + tenant);
+    if (!is_terminal(m->state))
+      throw MissionError(Code::kInvalidState, "mission " + id + " is " + m->state +
+                                                  "; only a finished mission's files are released");
+    json::array files;
+    for (const auto& step : m->steps)
+      for (const auto& a : step.artifacts)
+        files.push_back(json::object{
+            {"step", a.step}, {"name", a.name}, {"bytes", a.bytes}, {"sha256", a.sha256}});
+    if (files.empty()) return {};
+    released = files.size();
+    // The projection removes the rows (missions::project), as a replay would.
+    return {ledger::NewEvent{tenant, stream_of(id), "mission.artifacts_released",
+                             json::object{{"id", id},
+                                          {"files", std::move(files)},
+                                          {"reason", reason},
+                                          {"actor", actor.to_json()}}}};
+  });
+  return released;
+}
+
 std::optional<MissionService::Claim> MissionService::claim(
     const std::string& worker, const std::optional<std::string>& only_id) {
   std::optional<Claim> out;

@@ -180,6 +180,11 @@ class MissionService {
   // RETRY → PENDING now; FAILED → PENDING with failed steps reset (operator role).
   MissionView retry(const std::optional<std::string>& tenant, const std::string& id,
                     const Actor& actor, const std::string& reason);
+  // Removes the files a finished mission's steps kept (a superseded report's audio), with a
+  // `mission.artifacts_released` event naming each file and its digest; the number released (0:
+  // none, no event). The mission may not be running: a step could be writing its files.
+  std::size_t release_artifacts(const std::string& tenant, const std::string& id,
+                                const Actor& actor, const std::string& reason);
 
   // ---- Worker protocol ----
   struct Claim {

@@ -576,14 +576,21 @@ telemetry::TelemetryService& Kernel::telemetry() {
         // approver would otherwise be asked about a roast whose report has been made again.
         if (s.mission_id && *s.mission_id != r.mission.id) {
           const auto old = m.get(s.tenant, *s.mission_id);
+          const std::string why =
+              "replaced by mission " + r.mission.id + " (the session's marks or weights changed)";
           if (old && (old->state == missions::state::kPending ||
                       old->state == missions::state::kQuarantined ||
                       old->state == missions::state::kRetry)) {
-            m.cancel(s.tenant, old->id, req.actor,
-                     "replaced by mission " + r.mission.id +
-                         " (the session's marks or weights changed)");
+            m.cancel(s.tenant, old->id, req.actor, why);
             spdlog::info("session {}: mission {} replaced by {}", s.id, old->id, r.mission.id);
           }
+          // Its files (the spoken summary of numbers since changed) are not kept beside the
+          // new report's: each report again would otherwise add ≈ 0.5 MB of audio. Their
+          // digests stay in the ledger. A mission still running keeps them (it finishes as
+          // started; its report is replaced all the same).
+          if (old && missions::is_terminal(old->state))
+            if (const auto n = m.release_artifacts(s.tenant, old->id, req.actor, why))
+              spdlog::info("session {}: {} file(s) of mission {} released", s.id, n, old->id);
         }
         telemetry_->sessions().set_mission(s, r.mission.id);
         spdlog::info("session {}: mission {} ({}) {}", s.id, r.mission.id, mission,
