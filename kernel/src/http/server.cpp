@@ -336,302 +336,300 @@ struct Server::Impl {
       conn.deadline = Clock::now() + o.request_timeout;
       co_await asio::async_write(stream, asio::buffer(res), kTuple);
       unread = true;
-    } else
-      for (;;) {
-        bhttp::request_parser<bhttp::string_body> parser;
-        parser.header_limit(static_cast<std::uint32_t>(o.header_limit));
-        // Beast's parser refuses a Content-Length over its own default (1 MiB) while reading the
-        // header, before the route is known: no limit yet, the route's applies below (413).
-        parser.body_limit(boost::none);
-        conn.deadline = Clock::now() + o.idle_timeout;
-        auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, parser, kTuple);
-        (void)hn;
-        if (hec) {
-          if (hec == bhttp::error::header_limit) {
-            auto res = serialize(error(431, "header_too_large",
-                                       "request headers exceed " + std::to_string(o.header_limit) +
-                                           " bytes (server.header_limit_bytes)"),
-                                 11, false, new_request_id());
-            if (metrics) metrics->record(metrics->unmatched(), 431, 0);
-            conn.deadline = Clock::now() + o.request_timeout;
-            co_await asio::async_write(stream, asio::buffer(res), kTuple);
-          } else if (hec.category() ==
-                         bhttp::make_error_code(bhttp::error::bad_target).category() &&
-                     hec != bhttp::error::end_of_stream && hec != bhttp::error::partial_message &&
-                     hec != bhttp::error::need_more) {
-            // A request the parser refuses (method, target, a field, Content-Length or
-            // Transfer-Encoding, both at once): said, then the connection is closed — what follows
-            // cannot be framed.
-            auto res =
-                serialize(error(400, "bad_request", "malformed HTTP request: " + hec.message()), 11,
-                          false, new_request_id());
-            if (metrics) metrics->record(metrics->unmatched(), 400, 0);
-            conn.deadline = Clock::now() + o.request_timeout;
-            co_await asio::async_write(stream, asio::buffer(res), kTuple);
-          }
-          break;  // end of stream, idle timeout, reset: close quietly
+    }
+    while (!over) {
+      bhttp::request_parser<bhttp::string_body> parser;
+      parser.header_limit(static_cast<std::uint32_t>(o.header_limit));
+      // Beast's parser refuses a Content-Length over its own default (1 MiB) while reading the
+      // header, before the route is known: no limit yet, the route's applies below (413).
+      parser.body_limit(boost::none);
+      conn.deadline = Clock::now() + o.idle_timeout;
+      auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, parser, kTuple);
+      (void)hn;
+      if (hec) {
+        if (hec == bhttp::error::header_limit) {
+          auto res = serialize(error(431, "header_too_large",
+                                     "request headers exceed " + std::to_string(o.header_limit) +
+                                         " bytes (server.header_limit_bytes)"),
+                               11, false, new_request_id());
+          if (metrics) metrics->record(metrics->unmatched(), 431, 0);
+          conn.deadline = Clock::now() + o.request_timeout;
+          co_await asio::async_write(stream, asio::buffer(res), kTuple);
+        } else if (hec.category() == bhttp::make_error_code(bhttp::error::bad_target).category() &&
+                   hec != bhttp::error::end_of_stream && hec != bhttp::error::partial_message &&
+                   hec != bhttp::error::need_more) {
+          // A request the parser refuses (method, target, a field, Content-Length or
+          // Transfer-Encoding, both at once): said, then the connection is closed — what follows
+          // cannot be framed.
+          auto res =
+              serialize(error(400, "bad_request", "malformed HTTP request: " + hec.message()), 11,
+                        false, new_request_id());
+          if (metrics) metrics->record(metrics->unmatched(), 400, 0);
+          conn.deadline = Clock::now() + o.request_timeout;
+          co_await asio::async_write(stream, asio::buffer(res), kTuple);
         }
-        const auto start = Clock::now();
-        conn.deadline = start + o.request_timeout;  // body, handling and the response
-        auto& head = parser.get();
-        Request req;
-        req.method = std::string(head.method_string());
-        req.target = std::string(head.target());
-        auto q = req.target.find('?');
-        req.path = url_decode(std::string_view(req.target).substr(0, q));
-        if (q != std::string::npos)
-          req.query = parse_query(std::string_view(req.target).substr(q + 1), &req.query_repeated);
-        req.headers.reserve(8);
-        for (const auto& f : head) {
-          std::string name(f.name_string());
-          for (auto& c : name)  // ASCII (field names are tokens), not the locale's tolower call
-            if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-          req.headers.emplace_back(std::move(name), std::string(f.value()));
-        }
-        const std::string given_id = req.header("x-request-id");
-        req.request_id = acceptable_request_id(given_id) ? given_id : new_request_id();
-        auto match = router.match(req.method, req.path);
-        std::size_t limit = o.body_limit;
-        if (match.route && match.route->body_limit) limit = match.route->body_limit;
+        break;  // end of stream, idle timeout, reset: close quietly
+      }
+      const auto start = Clock::now();
+      conn.deadline = start + o.request_timeout;  // body, handling and the response
+      auto& head = parser.get();
+      Request req;
+      req.method = std::string(head.method_string());
+      req.target = std::string(head.target());
+      auto q = req.target.find('?');
+      req.path = url_decode(std::string_view(req.target).substr(0, q));
+      if (q != std::string::npos)
+        req.query = parse_query(std::string_view(req.target).substr(q + 1), &req.query_repeated);
+      req.headers.reserve(8);
+      for (const auto& f : head) {
+        std::string name(f.name_string());
+        for (auto& c : name)  // ASCII (field names are tokens), not the locale's tolower call
+          if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+        req.headers.emplace_back(std::move(name), std::string(f.value()));
+      }
+      const std::string given_id = req.header("x-request-id");
+      req.request_id = acceptable_request_id(given_id) ? given_id : new_request_id();
+      auto match = router.match(req.method, req.path);
+      std::size_t limit = o.body_limit;
+      if (match.route && match.route->body_limit) limit = match.route->body_limit;
 
-        // A body over the limit: the route's own refusal when it has one (and the key and
-        // Content-Type pass), else the generic 413.
-        auto too_large = [&](std::size_t bytes, std::string message) {
-          if (match.route) {
-            req.params = match.params;
-            if (auto own = router.refuse_too_large(*match.route, req, auth, bytes))
-              return std::move(*own);
-          }
-          return error(413, "payload_too_large", std::move(message));
-        };
-        Response response;
-        bool close_after = false;
-        // A body still to come is read only for a key the route admits: a request without one is
-        // answered from its headers (the body stays unread), so no one unauthenticated makes the
-        // server read and hold up to a route's limit.
-        std::optional<Response> key_refused;
-        if (match.route && match.route->role && !parser.is_done() &&
-            (parser.chunked() || parser.content_length().value_or(0) > buffer.size())) {
+      // A body over the limit: the route's own refusal when it has one (and the key and
+      // Content-Type pass), else the generic 413.
+      auto too_large = [&](std::size_t bytes, std::string message) {
+        if (match.route) {
           req.params = match.params;
-          key_refused = router.refuse_key(*match.route, req, auth);
+          if (auto own = router.refuse_too_large(*match.route, req, auth, bytes))
+            return std::move(*own);
         }
-        if (key_refused) {
-          response = std::move(*key_refused);
-          close_after = unread = true;
-        } else if (auto cl = parser.content_length(); cl && *cl > limit) {
-          response = too_large(static_cast<std::size_t>(*cl),
-                               "the body is " + std::to_string(*cl) +
-                                   " bytes; this route accepts at most " + std::to_string(limit));
-          close_after = unread = true;
-        } else {
-          parser.body_limit(limit);
-          // The body is parsed from what the header's read already received (usually all of it)
-          // before reading on: Beast's async_read completes through a post even when it reads
-          // nothing, a round through the scheduler on every request.
-          beast::error_code bec;
-          while (!parser.is_done() && buffer.size() > 0) {
-            const std::size_t used = parser.put(buffer.data(), bec);
-            buffer.consume(used);
-            if (bec == bhttp::error::need_more) {
-              bec = {};
-              if (used == 0) break;  // a partial chunk header: the rest comes from the socket
-            } else if (bec) {
-              break;
-            }
-          }
-          if (!bec && !parser.is_done()) {
-            auto [ec, bn] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
-            (void)bn;
-            bec = ec;
-          }
-          if (bec == bhttp::error::body_limit) {
-            response =
-                too_large(0, "the body exceeds " + std::to_string(limit) + " bytes for this route");
-            close_after = unread = true;
-          } else if (bec &&
-                     bec.category() ==
-                         bhttp::make_error_code(bhttp::error::bad_target).category() &&
-                     bec != bhttp::error::end_of_stream && bec != bhttp::error::partial_message) {
-            // A body the parser refuses (a chunk size that is no number): said, then closed.
-            response = error(400, "bad_request", "malformed HTTP request body: " + bec.message());
-            close_after = unread = true;
+        return error(413, "payload_too_large", std::move(message));
+      };
+      Response response;
+      bool close_after = false;
+      // A body still to come is read only for a key the route admits: a request without one is
+      // answered from its headers (the body stays unread), so no one unauthenticated makes the
+      // server read and hold up to a route's limit.
+      std::optional<Response> key_refused;
+      if (match.route && match.route->role && !parser.is_done() &&
+          (parser.chunked() || parser.content_length().value_or(0) > buffer.size())) {
+        req.params = match.params;
+        key_refused = router.refuse_key(*match.route, req, auth);
+      }
+      if (key_refused) {
+        response = std::move(*key_refused);
+        close_after = unread = true;
+      } else if (auto cl = parser.content_length(); cl && *cl > limit) {
+        response = too_large(static_cast<std::size_t>(*cl),
+                             "the body is " + std::to_string(*cl) +
+                                 " bytes; this route accepts at most " + std::to_string(limit));
+        close_after = unread = true;
+      } else {
+        parser.body_limit(limit);
+        // The body is parsed from what the header's read already received (usually all of it)
+        // before reading on: Beast's async_read completes through a post even when it reads
+        // nothing, a round through the scheduler on every request.
+        beast::error_code bec;
+        while (!parser.is_done() && buffer.size() > 0) {
+          const std::size_t used = parser.put(buffer.data(), bec);
+          buffer.consume(used);
+          if (bec == bhttp::error::need_more) {
+            bec = {};
+            if (used == 0) break;  // a partial chunk header: the rest comes from the socket
           } else if (bec) {
-            break;  // timeout or reset while reading the body: nothing to answer
-          } else {
-            req.body = std::move(parser.get().body());
-            ++inflight;
-            if (draining.load()) {
-              response = error(503, "draining", "the server is shutting down; retry elsewhere");
-              close_after = true;
-            } else if (!match.route) {
-              if (!match.allowed.empty()) {
-                std::string allow;
-                auto methods = match.allowed;
-                methods.emplace_back("OPTIONS");
-                std::sort(methods.begin(), methods.end());
-                for (const auto& m : methods) allow += (allow.empty() ? "" : ", ") + m;
-                if (req.method == "OPTIONS") {
-                  // What the path allows (RFC 9110 §9.3.7); for a CORS preflight from an allowed
-                  // origin, what a page may send. No key needed: the request itself still needs
-                  // one.
-                  response = Response::text(200, "");
-                  response.headers.emplace_back("Allow", allow);
-                  if (!cors_origin(req).empty()) {
-                    response.headers.emplace_back("Access-Control-Allow-Methods", allow);
-                    response.headers.emplace_back(
-                        "Access-Control-Allow-Headers",
-                        "Authorization, Content-Type, Idempotency-Key, If-None-Match, "
-                        "X-Request-Id");
-                    response.headers.emplace_back("Access-Control-Max-Age", "600");
-                  }
-                } else {
-                  response =
-                      error(405, "method_not_allowed",
-                            req.method + " is not allowed on " + req.path + "; allowed: " + allow);
-                  response.headers.emplace_back("Allow", allow);
+            break;
+          }
+        }
+        if (!bec && !parser.is_done()) {
+          auto [ec, bn] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
+          (void)bn;
+          bec = ec;
+        }
+        if (bec == bhttp::error::body_limit) {
+          response =
+              too_large(0, "the body exceeds " + std::to_string(limit) + " bytes for this route");
+          close_after = unread = true;
+        } else if (bec &&
+                   bec.category() == bhttp::make_error_code(bhttp::error::bad_target).category() &&
+                   bec != bhttp::error::end_of_stream && bec != bhttp::error::partial_message) {
+          // A body the parser refuses (a chunk size that is no number): said, then closed.
+          response = error(400, "bad_request", "malformed HTTP request body: " + bec.message());
+          close_after = unread = true;
+        } else if (bec) {
+          break;  // timeout or reset while reading the body: nothing to answer
+        } else {
+          req.body = std::move(parser.get().body());
+          ++inflight;
+          if (draining.load()) {
+            response = error(503, "draining", "the server is shutting down; retry elsewhere");
+            close_after = true;
+          } else if (!match.route) {
+            if (!match.allowed.empty()) {
+              std::string allow;
+              auto methods = match.allowed;
+              methods.emplace_back("OPTIONS");
+              std::sort(methods.begin(), methods.end());
+              for (const auto& m : methods) allow += (allow.empty() ? "" : ", ") + m;
+              if (req.method == "OPTIONS") {
+                // What the path allows (RFC 9110 §9.3.7); for a CORS preflight from an allowed
+                // origin, what a page may send. No key needed: the request itself still needs
+                // one.
+                response = Response::text(200, "");
+                response.headers.emplace_back("Allow", allow);
+                if (!cors_origin(req).empty()) {
+                  response.headers.emplace_back("Access-Control-Allow-Methods", allow);
+                  response.headers.emplace_back(
+                      "Access-Control-Allow-Headers",
+                      "Authorization, Content-Type, Idempotency-Key, If-None-Match, "
+                      "X-Request-Id");
+                  response.headers.emplace_back("Access-Control-Max-Age", "600");
                 }
               } else {
-                response = error(404, "not_found",
-                                 "no route " + req.method + " " + req.path +
-                                     " (GET /openapi.json "
-                                     "lists them)");
+                response =
+                    error(405, "method_not_allowed",
+                          req.method + " is not allowed on " + req.path + "; allowed: " + allow);
+                response.headers.emplace_back("Allow", allow);
               }
             } else {
-              req.params = std::move(match.params);
-              const Route& route = *match.route;
-              if (route.async_handler) {
-                // No thread waits: the answer resumes this coroutine on its own I/O thread.
-                response =
-                    co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(Response)>(
-                        [&](auto handler) {
-                          auto h = std::make_shared<decltype(handler)>(std::move(handler));
-                          auto ex = asio::get_associated_executor(*h, stream.get_executor());
-                          // Exactly one answer resumes the coroutine; another is a route's bug.
-                          auto answered = std::make_shared<std::atomic<bool>>(false);
-                          router.dispatch_async(route, req, auth, [h, ex, answered](Response r) {
-                            if (answered->exchange(true)) {
-                              spdlog::error("http: a route answered one request twice (ignored)");
-                              return;
-                            }
-                            asio::post(ex, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
-                          });
-                        },
-                        asio::use_awaitable);
-              } else if (route.blocking && !(route.runs_inline && route.runs_inline(req))) {
-                response = co_await asio::co_spawn(
-                    blocking,
-                    [&]() -> asio::awaitable<Response> {
-                      co_return router.dispatch(route, req, auth);
-                    },
-                    asio::use_awaitable);
-              } else {
-                response = router.dispatch(route, req, auth);
-              }
+              response = error(404, "not_found",
+                               "no route " + req.method + " " + req.path +
+                                   " (GET /openapi.json "
+                                   "lists them)");
             }
-            if (!response.stream) --inflight;  // a stream counts until its last chunk
-          }
-        }
-        // HTTP/1.0 has no chunked encoding: a streamed body is collected (off the I/O thread) and
-        // sent whole.
-        if (response.stream && head.version() < 11) {
-          auto produce = std::move(response.stream);
-          response.stream = nullptr;
-          std::optional<std::string> all = co_await asio::co_spawn(
-              blocking,
-              [&]() -> asio::awaitable<std::optional<std::string>> {
-                std::string body;
-                try {
-                  produce([&body](std::string_view c) {
-                    body.append(c);
-                    return true;
-                  });
-                } catch (const std::exception& e) {
-                  spdlog::error("http: a streamed response failed: {}", e.what());
-                  co_return std::nullopt;
-                }
-                co_return body;
-              },
-              asio::use_awaitable);
-          if (all) {
-            response.body = std::move(*all);
           } else {
-            response = error(500, "internal", "the response failed while it was produced");
-            close_after = true;
+            req.params = std::move(match.params);
+            const Route& route = *match.route;
+            if (route.async_handler) {
+              // No thread waits: the answer resumes this coroutine on its own I/O thread.
+              response =
+                  co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(Response)>(
+                      [&](auto handler) {
+                        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+                        auto ex = asio::get_associated_executor(*h, stream.get_executor());
+                        // Exactly one answer resumes the coroutine; another is a route's bug.
+                        auto answered = std::make_shared<std::atomic<bool>>(false);
+                        router.dispatch_async(route, req, auth, [h, ex, answered](Response r) {
+                          if (answered->exchange(true)) {
+                            spdlog::error("http: a route answered one request twice (ignored)");
+                            return;
+                          }
+                          asio::post(ex, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
+                        });
+                      },
+                      asio::use_awaitable);
+            } else if (route.blocking && !(route.runs_inline && route.runs_inline(req))) {
+              response = co_await asio::co_spawn(
+                  blocking,
+                  [&]() -> asio::awaitable<Response> {
+                    co_return router.dispatch(route, req, auth);
+                  },
+                  asio::use_awaitable);
+            } else {
+              response = router.dispatch(route, req, auth);
+            }
           }
-          --inflight;
+          if (!response.stream) --inflight;  // a stream counts until its last chunk
         }
-        // A 503 is temporary by definition (draining, storage unavailable, too many streams):
-        // say when to try again, unless the route said it already.
-        if (response.status == 503 &&
-            std::none_of(response.headers.begin(), response.headers.end(),
-                         [](const auto& h) { return h.first == "Retry-After"; }))
-          response.headers.emplace_back("Retry-After", "2");
-        // A page of an allowed origin may read the answer (errors too: it shows their messages).
-        if (const auto origin = cors_origin(req); !origin.empty()) {
-          response.headers.emplace_back("Access-Control-Allow-Origin", origin);
-          response.headers.emplace_back(
-              "Access-Control-Expose-Headers",
-              "X-Request-Id, WWW-Authenticate, Retry-After, Content-Disposition, ETag, "
-              "X-Kiln-Voice, X-Kiln-Audio-Seconds, X-Kiln-FCs-Estimated, Link");
-        }
-        // With origins listed one by one, every answer depends on the Origin asked from (CORS
-        // headers or none): a shared cache must not hand one origin's answer to another.
-        if (cors_varies()) response.headers.emplace_back("Vary", "Origin");
-        const bool keep_alive = head.keep_alive() && !close_after && !draining.load();
-        const bool head_only = head.method() == bhttp::verb::head;
-        const int status = response.status;
-        auto bytes = head_only ? 0 : response.body.size();
-        auto producer = response.stream;
-        if (head_only && producer) {  // the headers of a streamed answer, nothing produced
-          producer = nullptr;
-          --inflight;
-        }
-        auto res =
-            serialize(std::move(response), head.version(), keep_alive, req.request_id, head_only);
-        if (match.route && (match.route->blocking || match.route->async_handler))
-          conn.deadline = Clock::now() + o.request_timeout;
-        auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(res), kTuple);
-        (void)wn;
-        if (producer) {
-          if (!wec) {
-            auto [sec, sent] = co_await stream_body(conn, std::move(producer));
-            wec = sec;
-            bytes = sent;
-          }
-          --inflight;
-        }
-        const auto took = Clock::now() - start;
-        if (metrics)
-          metrics->record(match.route              ? match.index
-                          : !match.allowed.empty() ? metrics->other_method(match.index)
-                                                   : metrics->unmatched(),
-                          status, std::chrono::duration<double>(took).count());
-        if (access) {
-          // Milliseconds with three decimals, from integer microseconds (no float formatting on
-          // the per-request path).
-          const auto us = std::chrono::duration_cast<std::chrono::microseconds>(took).count();
-          // Who asked: the API key and its tenant ("-" before authentication, or without a key).
-          const std::string_view key = req.actor ? std::string_view(req.actor->name) : "-";
-          const std::string_view tenant = req.tenant.empty() ? "-" : std::string_view(req.tenant);
-          if (json_access)
-            access->info(
-                R"({{"method":{},"path":{},"status":{},"bytes":{},"ms":{}.{:03},"id":{},"key":{},"tenant":{}}})",
-                json::serialize(json::string_view(req.method)),
-                json::serialize(json::string_view(req.target)), status, bytes, us / 1000, us % 1000,
-                json::serialize(json::string_view(req.request_id)),
-                json::serialize(json::string_view(key.data(), key.size())),
-                json::serialize(json::string_view(tenant.data(), tenant.size())));
-          else
-            access->info("http {} {} {} {}B {}.{:03}ms id={} key={} tenant={}", req.method,
-                         req.target, status, bytes, us / 1000, us % 1000, req.request_id, key,
-                         tenant);
-        }
-        if (draining.load()) {  // the drain waits for in-flight requests to reach zero
-          std::lock_guard lock(stop_mu);
-          stop_cv.notify_all();
-        }
-        if (wec || !keep_alive) break;
       }
+      // HTTP/1.0 has no chunked encoding: a streamed body is collected (off the I/O thread) and
+      // sent whole.
+      if (response.stream && head.version() < 11) {
+        auto produce = std::move(response.stream);
+        response.stream = nullptr;
+        std::optional<std::string> all = co_await asio::co_spawn(
+            blocking,
+            [&]() -> asio::awaitable<std::optional<std::string>> {
+              std::string body;
+              try {
+                produce([&body](std::string_view c) {
+                  body.append(c);
+                  return true;
+                });
+              } catch (const std::exception& e) {
+                spdlog::error("http: a streamed response failed: {}", e.what());
+                co_return std::nullopt;
+              }
+              co_return body;
+            },
+            asio::use_awaitable);
+        if (all) {
+          response.body = std::move(*all);
+        } else {
+          response = error(500, "internal", "the response failed while it was produced");
+          close_after = true;
+        }
+        --inflight;
+      }
+      // A 503 is temporary by definition (draining, storage unavailable, too many streams):
+      // say when to try again, unless the route said it already.
+      if (response.status == 503 &&
+          std::none_of(response.headers.begin(), response.headers.end(),
+                       [](const auto& h) { return h.first == "Retry-After"; }))
+        response.headers.emplace_back("Retry-After", "2");
+      // A page of an allowed origin may read the answer (errors too: it shows their messages).
+      if (const auto origin = cors_origin(req); !origin.empty()) {
+        response.headers.emplace_back("Access-Control-Allow-Origin", origin);
+        response.headers.emplace_back(
+            "Access-Control-Expose-Headers",
+            "X-Request-Id, WWW-Authenticate, Retry-After, Content-Disposition, ETag, "
+            "X-Kiln-Voice, X-Kiln-Audio-Seconds, X-Kiln-FCs-Estimated, Link");
+      }
+      // With origins listed one by one, every answer depends on the Origin asked from (CORS
+      // headers or none): a shared cache must not hand one origin's answer to another.
+      if (cors_varies()) response.headers.emplace_back("Vary", "Origin");
+      const bool keep_alive = head.keep_alive() && !close_after && !draining.load();
+      const bool head_only = head.method() == bhttp::verb::head;
+      const int status = response.status;
+      auto bytes = head_only ? 0 : response.body.size();
+      auto producer = response.stream;
+      if (head_only && producer) {  // the headers of a streamed answer, nothing produced
+        producer = nullptr;
+        --inflight;
+      }
+      auto res =
+          serialize(std::move(response), head.version(), keep_alive, req.request_id, head_only);
+      if (match.route && (match.route->blocking || match.route->async_handler))
+        conn.deadline = Clock::now() + o.request_timeout;
+      auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(res), kTuple);
+      (void)wn;
+      if (producer) {
+        if (!wec) {
+          auto [sec, sent] = co_await stream_body(conn, std::move(producer));
+          wec = sec;
+          bytes = sent;
+        }
+        --inflight;
+      }
+      const auto took = Clock::now() - start;
+      if (metrics)
+        metrics->record(match.route              ? match.index
+                        : !match.allowed.empty() ? metrics->other_method(match.index)
+                                                 : metrics->unmatched(),
+                        status, std::chrono::duration<double>(took).count());
+      if (access) {
+        // Milliseconds with three decimals, from integer microseconds (no float formatting on
+        // the per-request path).
+        const auto us = std::chrono::duration_cast<std::chrono::microseconds>(took).count();
+        // Who asked: the API key and its tenant ("-" before authentication, or without a key).
+        const std::string_view key = req.actor ? std::string_view(req.actor->name) : "-";
+        const std::string_view tenant = req.tenant.empty() ? "-" : std::string_view(req.tenant);
+        if (json_access)
+          access->info(
+              R"({{"method":{},"path":{},"status":{},"bytes":{},"ms":{}.{:03},"id":{},"key":{},"tenant":{}}})",
+              json::serialize(json::string_view(req.method)),
+              json::serialize(json::string_view(req.target)), status, bytes, us / 1000, us % 1000,
+              json::serialize(json::string_view(req.request_id)),
+              json::serialize(json::string_view(key.data(), key.size())),
+              json::serialize(json::string_view(tenant.data(), tenant.size())));
+        else
+          access->info("http {} {} {} {}B {}.{:03}ms id={} key={} tenant={}", req.method,
+                       req.target, status, bytes, us / 1000, us % 1000, req.request_id, key,
+                       tenant);
+      }
+      if (draining.load()) {  // the drain waits for in-flight requests to reach zero
+        std::lock_guard lock(stop_mu);
+        stop_cv.notify_all();
+      }
+      if (wec || !keep_alive) break;
+    }
     beast::error_code ignored;
     stream.shutdown(tcp::socket::shutdown_send, ignored);
     if (unread) {

@@ -23,8 +23,8 @@ struct ServerOptions {
   std::chrono::milliseconds request_timeout{30000};  // reading one request, headers to body
   std::chrono::milliseconds idle_timeout{60000};     // a kept-alive connection without a request
   std::chrono::milliseconds drain_timeout{10000};
-  // Connections open at once; one more is answered 503 (Retry-After) and closed unread, and the
-  // process's open-file limit is raised (to its hard limit) to hold this many.
+  // Connections open at once; one more is answered 503 (Retry-After) and closed unread. The
+  // process's open-file limit is raised (up to its hard limit) to hold this many.
   std::size_t max_connections = 1024;
   bool access_log = true;
   // Browser origins allowed to call the API from their pages (CORS), e.g.

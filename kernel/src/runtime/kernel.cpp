@@ -588,9 +588,15 @@ telemetry::TelemetryService& Kernel::telemetry() {
           // new report's: each report again would otherwise add ≈ 0.5 MB of audio. Their
           // digests stay in the ledger. A mission still running keeps them (it finishes as
           // started; its report is replaced all the same).
-          if (old && missions::is_terminal(old->state))
-            if (const auto n = m.release_artifacts(s.tenant, old->id, req.actor, why))
-              spdlog::info("session {}: {} file(s) of mission {} released", s.id, n, old->id);
+          if (old && missions::is_terminal(old->state)) {
+            try {
+              if (const auto n = m.release_artifacts(s.tenant, old->id, req.actor, why))
+                spdlog::info("session {}: {} file(s) of mission {} released", s.id, n, old->id);
+            } catch (const std::exception& e) {
+              spdlog::warn("session {}: the files of mission {}, which {} replaces, are kept: {}",
+                           s.id, old->id, r.mission.id, e.what());
+            }
+          }
         }
         telemetry_->sessions().set_mission(s, r.mission.id);
         spdlog::info("session {}: mission {} ({}) {}", s.id, r.mission.id, mission,

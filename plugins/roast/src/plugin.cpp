@@ -575,13 +575,8 @@ kiln::Manifest manifest() {
     "type": "object", "required": ["summary", "html", "bytes", "report"],
     "properties": {"report": {"type": "object",
                               "description": "the report's numbers, format kiln.roast-report/1"},
-                   "path": {"type": "string", "description": "the page kept; absent with keep false"
-}
-, "json_path" : {
-  "type" : "string", "description" : "its numbers kept"
-}
-}
-})");
+                   "path": {"type": "string", "description": "the page kept; absent with keep false"},
+                   "json_path": {"type": "string", "description": "its numbers kept"}}})");
   report.factory = [](kiln::HostServices& host) { return std::make_shared<ReportTool>(host); };
   m.tools.push_back(std::move(report));
 
