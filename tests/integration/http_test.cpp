@@ -407,6 +407,23 @@ BOOST_AUTO_TEST_CASE(json_access_log_lines_carry_their_fields) {
   BOOST_TEST(seen == 2, s.child->stderr_so_far());
 }
 
+// server.access_log_skip: a monitoring probe's answers are not logged (a scrape every 15 s is
+// two million lines a year), its errors are, and other paths as ever.
+BOOST_AUTO_TEST_CASE(probes_can_be_left_out_of_the_access_log) {
+  Server s({"server.access_log_skip=[/health, /metrics, /v1/plugins]"});
+  s.call("GET", "/health", "", "", {{"X-Request-Id", "probe-health"}});
+  s.call("GET", "/metrics", "", "", {{"X-Request-Id", "probe-metrics"}});
+  s.call("GET", "/v1/plugins", "", "", {{"X-Request-Id", "probe-401"}});  // no key: 401
+  s.call("GET", "/v1/nodes", "a_viewer", "", {{"X-Request-Id", "not-a-probe"}});
+  BOOST_REQUIRE(s.child->wait_for_stderr("id=not-a-probe", 5s));
+  BOOST_REQUIRE(s.child->wait_for_stderr("id=probe-401", 5s));
+  std::this_thread::sleep_for(500ms);  // each I/O thread writes its lines every 200 ms
+  const std::string log = s.child->stderr_so_far();
+  BOOST_TEST(!contains(log, "id=probe-health"), log);
+  BOOST_TEST(!contains(log, "id=probe-metrics"), log);
+  BOOST_TEST(contains(log, "http GET /v1/plugins 401 "), log);
+}
+
 BOOST_AUTO_TEST_CASE(keys_and_roles_are_enforced_on_every_v1_route) {
   Server s;
   for (const auto& [method, path] :

@@ -354,6 +354,13 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
          {},
          1});
   s.add({"server.access_log", Type::kBoolean, true, "one log line per request", {}, {}});
+  s.add({"server.access_log_skip",
+         Type::kStringList,
+         json::array{},
+         "paths whose answers below 400 the access log leaves out, e.g. [/health, /ready, "
+         "/metrics] for monitoring probes",
+         {},
+         {}});
   {
     KeyDef cors{"server.cors_origins",
                 Type::kStringList,

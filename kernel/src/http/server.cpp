@@ -604,7 +604,10 @@ struct Server::Impl {
                         : !match.allowed.empty() ? metrics->other_method(match.index)
                                                  : metrics->unmatched(),
                         status, std::chrono::duration<double>(took).count());
-      if (access) {
+      const bool probe =
+          status < 400 && std::find(o.access_log_skip.begin(), o.access_log_skip.end(), req.path) !=
+                              o.access_log_skip.end();
+      if (access && !probe) {
         // Milliseconds with three decimals, from integer microseconds (no float formatting on
         // the per-request path).
         const auto us = std::chrono::duration_cast<std::chrono::microseconds>(took).count();

@@ -27,6 +27,9 @@ struct ServerOptions {
   // process's open-file limit is raised (up to its hard limit) to hold this many.
   std::size_t max_connections = 1024;
   bool access_log = true;
+  // Paths whose answers below 400 the access log leaves out (monitoring probes: "/health",
+  // "/ready", "/metrics"); their errors are logged as any other.
+  std::vector<std::string> access_log_skip;
   // Browser origins allowed to call the API from their pages (CORS), e.g.
   // "https://dash.example:8443"; "*" allows any. Empty: no CORS headers, as for any non-browser
   // client. Preflights (OPTIONS) need no key; the requests they clear still do.

@@ -600,6 +600,7 @@ int cmd_serve(const Args& a, std::ostream&) {
   so.max_connections = static_cast<std::size_t>(cfg.get_int("server.max_connections"));
   so.access_log = cfg.get_bool("server.access_log");
   so.cors_origins = cfg.get_strings("server.cors_origins");
+  so.access_log_skip = cfg.get_strings("server.access_log_skip");
   auth::KeyStore* keys = nullptr;
   http::Server server(
       so, router,
