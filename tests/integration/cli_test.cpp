@@ -221,39 +221,30 @@ BOOST_AUTO_TEST_CASE(config_check_reports_problems_with_locations) {
                       "machines and kiln speaks plain HTTP"),
              open_host.out);
 
+  // A file config check refuses (exit 3), saying `says`.
   auto file = d.dir.path() / "bad.yaml";
-  std::ofstream(file)
-      << "gates:\n  enforce: maybe\nplugin_config:\n  strategy_rules:\n    rulez: []\n";
-  auto bad = d.kiln({"config", "check", "--config", file.string()});
-  BOOST_TEST(bad.exit_code == 3);
-  BOOST_TEST(contains(bad.err, "bad.yaml:2:12: gates.enforce: 'maybe' is not one of strict, warn"),
-             bad.err);
-
+  auto refused = [&](const std::string& yaml, const std::string& says) {
+    std::ofstream(file) << yaml;
+    auto r = d.kiln({"config", "check", "--config", file.string()});
+    BOOST_TEST(r.exit_code == 3, yaml);
+    BOOST_TEST(contains(r.err, says), r.err);
+    return r;
+  };
+  refused("gates:\n  enforce: maybe\nplugin_config:\n  strategy_rules:\n    rulez: []\n",
+          "bad.yaml:2:12: gates.enforce: 'maybe' is not one of strict, warn");
   // Aliases of aliases expand to more values than any configuration holds: refused before
   // they are expanded (this one would be 10^9), as is a second document.
-  {
-    std::ofstream bomb(file);
-    bomb << "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
-    for (int level = 1; level <= 9; ++level) {
-      bomb << "a" << level << ": &a" << level << " [";
-      for (int k = 0; k < 10; ++k) bomb << (k ? ", " : "") << "*a" << level - 1;
-      bomb << "]\n";
-    }
+  std::string bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int level = 1; level <= 9; ++level) {
+    bomb += "a" + std::to_string(level) + ": &a" + std::to_string(level) + " [";
+    for (int k = 0; k < 10; ++k) bomb += (k ? ", *a" : "*a") + std::to_string(level - 1);
+    bomb += "]\n";
   }
-  auto bomb = d.kiln({"config", "check", "--config", file.string()});
-  BOOST_TEST(bomb.exit_code == 3);
-  BOOST_TEST(contains(bomb.err, "bad.yaml: the configuration expands to more than 100000 values"),
-             bomb.err);
-  std::ofstream(file) << "log:\n  level: info\n---\nlog:\n  level: debug\n";
-  auto two = d.kiln({"config", "check", "--config", file.string()});
-  BOOST_TEST(two.exit_code == 3);
-  BOOST_TEST(contains(two.err, "bad.yaml:4:1: a second YAML document"), two.err);
-
-  std::ofstream(file) << "plugin_config:\n  strategy_rules:\n    rulez: []\n";
-  auto plugin_key = d.kiln({"config", "check", "--config", file.string()});
-  BOOST_TEST(plugin_key.exit_code == 3);
-  BOOST_TEST(contains(plugin_key.err, "bad.yaml:3:5: plugin_config.strategy_rules.rulez"),
-             plugin_key.err);
+  refused(bomb, "bad.yaml: the configuration expands to more than 100000 values");
+  refused("log:\n  level: info\n---\nlog:\n  level: debug\n",
+          "bad.yaml:4:1: a second YAML document");
+  auto plugin_key = refused("plugin_config:\n  strategy_rules:\n    rulez: []\n",
+                            "bad.yaml:3:5: plugin_config.strategy_rules.rulez");
   BOOST_TEST(contains(plugin_key.err, "did you mean 'rules'"), plugin_key.err);
 
   // Plugins searched where there are none: said as a warning; a node the deployment selects by

@@ -1472,8 +1472,9 @@ int cmd_ledger_verify(const Args& a, std::ostream& out) {
                               : std::string())
           << "\n";
     } else {
-      out << "telemetry BROKEN: " << t.problem_count << " of " << t.checked
-          << " stored batches disagree with the ledger:\n";
+      // A listed batch that is not stored is a problem too: the count may pass the rows checked.
+      out << "telemetry BROKEN: " << t.problem_count << " problem(s) between the " << t.checked
+          << " stored batches and the ledger's lists of them:\n";
       for (const auto& p : t.problems) out << "  " << p << "\n";
       if (t.problem_count > static_cast<std::int64_t>(t.problems.size()))
         out << "  … and " << t.problem_count - static_cast<std::int64_t>(t.problems.size())
