@@ -743,6 +743,48 @@ BOOST_AUTO_TEST_CASE(serve_runs_mission_workers) {
   auto r = serve.wait(20s);
   BOOST_TEST(r.exit_code == 0, r.err);
   BOOST_TEST(contains(r.err, "mission worker(s) running"), r.err);
+  BOOST_TEST(!contains(r.err, "missions.keep_files"), r.err);  // files kept unless configured
+}
+
+// Retention: `kiln serve` with missions.keep_files runs it; `kiln mission prune` asks for an
+// age it can read and says what it released (the releases themselves: unit_missions
+// retention_releases_the_files_of_missions_finished_before_the_cutoff,
+// integration_telemetry_ingest).
+BOOST_AUTO_TEST_CASE(finished_missions_files_are_pruned_by_age) {
+  Deployment d;
+  Child serve({kKiln, "serve", "--set", "missions.keep_files=90d"}, d.env(), d.dir.path());
+  BOOST_REQUIRE(serve.wait_for_stderr("ready:", 20s));
+  serve.signal(SIGTERM);
+  auto r = serve.wait(20s);
+  BOOST_TEST(r.exit_code == 0, r.err);
+  BOOST_TEST(contains(r.err,
+                      "finished missions' files are released after 90d "
+                      "(missions.keep_files)"),
+             r.err);
+  auto bad = d.kiln({"serve", "--set", "missions.keep_files=3 months"});
+  BOOST_TEST(bad.exit_code == 3, bad.err);
+  BOOST_TEST(contains(bad.err, "missions.keep_files: '3 months' is not an age"), bad.err);
+
+  auto no_age = d.kiln({"mission", "prune"});
+  BOOST_TEST(no_age.exit_code == 2);
+  BOOST_TEST(contains(no_age.err,
+                      "say how old: --older-than AGE (e.g. 90d), or set "
+                      "missions.keep_files"),
+             no_age.err);
+  auto not_age = d.kiln({"mission", "prune", "--older-than", "90"});
+  BOOST_TEST(not_age.exit_code == 2);
+  BOOST_TEST(contains(not_age.err, "--older-than '90' is not an age"), not_age.err);
+  auto none = d.kiln({"mission", "prune", "--set", "missions.keep_files=30d", "--dry-run"});
+  BOOST_TEST(none.exit_code == 0, none.err);
+  BOOST_TEST(contains(none.out,
+                      "would release 0 file(s), 0 bytes, of 0 mission(s) finished "
+                      "before "),
+             none.out);
+  auto remote =
+      d.kiln({"mission", "prune", "--older-than", "1d", "--server", "http://127.0.0.1:9"});
+  BOOST_TEST(remote.exit_code == 2);
+  BOOST_TEST(contains(remote.err, "not available with --server"), remote.err);
+  BOOST_TEST(contains(d.kiln({"mission", "prune", "--help"}).out, "mission.artifacts_released"));
 }
 
 BOOST_AUTO_TEST_CASE(policy_validate_reports_problems_with_positions) {

@@ -1112,11 +1112,39 @@ BOOST_AUTO_TEST_CASE(a_roasters_first_crack_mark_reaches_the_report) {
   BOOST_TEST(released.at("state") == "DONE");  // the mission itself stays as it ran
   for (const auto& step : released.at("steps").as_array())
     BOOST_TEST(step.at("artifacts").as_array().empty(), json::serialize(step.at("step")));
-  BOOST_TEST(s.call("GET", audio, "viewer").status == 404);
+  const auto gone = s.call("GET", audio, "viewer");
+  BOOST_TEST(gone.status == 404);
+  BOOST_TEST(contains(gone.body, "'speech.wav' from step 'speak' was released at "), gone.body);
+  BOOST_TEST(contains(gone.body, "replaced by mission "), gone.body);
   const auto events = s.call("GET", "/v1/ledger?stream=mission/" + third, "viewer").body;
   BOOST_TEST(contains(events, "\"kind\":\"mission.artifacts_released\""), events);
   BOOST_TEST(contains(events, "\"name\":\"speech.wav\""), events);
   BOOST_TEST(contains(events, "replaced by mission "), events);
+
+  // Retention from the CLI beside the running server: the newest report's audio goes too, with
+  // its own event; a dry run first says what would go.
+  const std::string newest(body(reweighed).at("mission_id").as_string());
+  if (mission_in(s, newest, {"DONE", "FAILED", "QUARANTINED"}).at("state") == "QUARANTINED")
+    BOOST_REQUIRE(s.call("POST", "/v1/missions/" + newest + ":approve", "approver", "{}").status ==
+                  200);
+  BOOST_REQUIRE(mission_in(s, newest, {"DONE", "FAILED"}).at("state") == "DONE");
+  const std::string newest_audio = "/v1/missions/" + newest + "/artifacts/speak/speech.wav";
+  BOOST_TEST(s.call("GET", newest_audio, "viewer").status == 200);
+  auto dry = s.kiln({"mission", "prune", "--older-than", "0s", "--dry-run"});
+  BOOST_TEST(dry.exit_code == 0, dry.err);
+  BOOST_TEST(contains(dry.out, "would release "), dry.out);
+  BOOST_TEST(s.call("GET", newest_audio, "viewer").status == 200);
+  auto pruned = s.kiln({"mission", "prune", "--older-than", "0s", "--json"});
+  BOOST_TEST(pruned.exit_code == 0, pruned.err);
+  BOOST_TEST(json::parse(pruned.out).at("files").as_int64() >= 1, pruned.out);
+  const auto pruned_audio = s.call("GET", newest_audio, "viewer");
+  BOOST_TEST(pruned_audio.status == 404);
+  BOOST_TEST(contains(pruned_audio.body, "(kiln mission prune: finished before "),
+             pruned_audio.body);
+  auto local = s.kiln({"mission", "artifact", newest, "speak", "speech.wav", "-o",
+                       (s.dir.path() / "gone.wav").string()});
+  BOOST_TEST(local.exit_code == 1);
+  BOOST_TEST(contains(local.err, "was released at "), local.err);
   auto replay = s.kiln({"ledger", "replay"});
   BOOST_TEST(replay.exit_code == 0, replay.out + replay.err);
 }

@@ -91,6 +91,14 @@ Manifest manifest() {
                             "failure " + std::to_string(n) + " of " + std::to_string(times), true);
         return ToolResult{json::object{{"calls", n}}, {}};
       }));
+  // Keeps a file beside its output (as tts.synthesize keeps speech.wav): retention releases it.
+  m.tools.push_back(tool("test.file", true, json::value(),
+                         [](const json::value& in, const ToolContext&) -> ToolOutcome {
+                           const auto& o = in.as_object();
+                           Artifact a{std::string(o.at("name").as_string()), "text/plain",
+                                      std::string(o.at("text").as_string())};
+                           return ToolResult{json::object{{"kept", a.name}}, {std::move(a)}};
+                         }));
   // Changes the physical world (pretend): policy must gate it.
   auto actuate = tool("test.actuate", true, json::value(),
                       [](const json::value& in, const ToolContext&) -> ToolOutcome {

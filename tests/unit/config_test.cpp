@@ -150,6 +150,24 @@ BOOST_AUTO_TEST_CASE(ranges_are_enforced) {
   // database.
   auto no_db = error_of([] { load("", {{"KILN_STORAGE__PATH", ""}}); });
   BOOST_TEST(contains(no_db, "storage.path: must name the database file"), no_db);
+  // Ages are a whole number and a unit; one of no time would release files as they are made.
+  auto age = error_of([] { load("", {}, {"missions.keep_files=90"}); });
+  BOOST_TEST(contains(age,
+                      "missions.keep_files: '90' is not an age: a whole number and s, m, h, "
+                      "d or w (e.g. 90d)"),
+             age);
+  BOOST_TEST(contains(error_of([] { load("", {}, {"missions.keep_files=1.5d"}); }), "not an age"));
+  BOOST_TEST(contains(error_of([] { load("", {}, {"missions.keep_files=-1d"}); }), "not an age"));
+  BOOST_TEST(contains(error_of([] { load("", {}, {"missions.keep_files=0d"}); }),
+                      "would release every file as it is made"));
+  BOOST_TEST(error_of([] { load("", {}, {"missions.keep_files=90d"}); }).empty());
+  BOOST_TEST(kiln::common::parse_age("90d")->count() == 90 * 86400);
+  BOOST_TEST(kiln::common::parse_age("2w")->count() == 14 * 86400);
+  BOOST_TEST(kiln::common::parse_age("30m")->count() == 1800);
+  BOOST_TEST(kiln::common::parse_age("12h")->count() == 12 * 3600);
+  BOOST_TEST(kiln::common::parse_age("0s")->count() == 0);
+  BOOST_TEST(!kiln::common::parse_age("d"));
+  BOOST_TEST(!kiln::common::parse_age("999999999999d"));  // past 100 years, and no overflow
   // Device times are tenths of a second.
   auto tenths = error_of([] { load("telemetry_driver:\n  interval_s: 0.25\n"); });
   BOOST_TEST(contains(tenths,

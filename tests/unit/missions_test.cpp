@@ -9,6 +9,7 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include "common/sha256.hpp"
 #include "common/strings.hpp"
 #include "missions/admission.hpp"
 #include "missions/projection.hpp"
@@ -78,6 +79,11 @@ steps:
 )");
     write(dir.path() / "missions/gated_fatal.yaml",
           "name: gated_fatal\nsteps: [{id: f, tool: test.fatal, approval: required}]\n");
+    write(dir.path() / "missions/filed.yaml", R"(name: filed
+inputs: {text: {type: string, default: hello}}
+steps:
+  - {id: keep, tool: test.file, input: {name: note.txt, text: "${inputs.text}"}}
+)");
     write(dir.path() / "missions/actuating.yaml",
           "name: actuating\nsteps: [{id: a, tool: test.actuate}]\n");
     write(dir.path() / "policy.yaml", policy);
@@ -117,6 +123,10 @@ steps:
     return kinds;
   }
 };
+
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
 
 const Actor kApprover{"ana", Role::kApprover};
 const Actor kOperator{"oli", Role::kOperator};
@@ -764,4 +774,77 @@ tenants: {"*": {missions: ["*"]}}
   BOOST_TEST(solo.run(own).state == "QUARANTINED");
   solo.svc().approve("acme", own, Actor{"tester", Role::kApprover}, "mine");
   BOOST_TEST(solo.run(own).state == "DONE");
+}
+
+// ---- Retention -------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(retention_releases_the_files_of_missions_finished_before_the_cutoff) {
+  World w("version: 1\ntenants:\n  \"*\": {missions: [\"*\"]}\n");
+  const auto acme = w.start("filed", "acme").mission.id;
+  const auto beta = w.start("filed", "beta").mission.id;
+  BOOST_TEST(w.run(acme).state == "DONE");
+  BOOST_TEST(w.run(beta).state == "DONE");
+  const auto waiting = w.start("filed", "acme").mission.id;  // PENDING: never released
+  const auto has_file = [&](const std::string& tenant, const std::string& id) {
+    return w.svc().artifact(tenant, id, "keep", "note.txt").has_value();
+  };
+  const Actor admin{"root", Role::kAdmin};
+  const std::string later =
+      ledger::utc_millis(std::chrono::system_clock::now() + std::chrono::seconds(1));
+
+  // Finished after the cutoff: kept.
+  auto none = w.svc().prune_files(std::nullopt, "2000-01-01T00:00:00.000Z", admin, "test");
+  BOOST_TEST(none.missions == 0u);
+  // A dry run counts and releases nothing.
+  auto dry = w.svc().prune_files(std::nullopt, later, admin, "test", true);
+  BOOST_TEST(dry.missions == 2u);
+  BOOST_TEST(dry.files == 2u);
+  BOOST_TEST(dry.bytes == 10);  // "hello" twice
+  BOOST_TEST(has_file("acme", acme));
+  // A viewer may not.
+  BOOST_CHECK_THROW(w.svc().prune_files(std::nullopt, later, Actor{"v", Role::kViewer}, "test"),
+                    MissionError);
+
+  // One tenant's.
+  auto one = w.svc().prune_files(std::string("acme"), later, admin, "older than 0s");
+  BOOST_TEST(one.missions == 1u);
+  BOOST_TEST(one.files == 1u);
+  BOOST_TEST(!has_file("acme", acme));
+  BOOST_TEST(has_file("beta", beta));
+  auto h = w.history(acme);
+  BOOST_TEST(h.back() == "mission.artifacts_released");
+  std::string payload;
+  ledger::ExportFilter f;
+  f.stream = "mission/" + acme;
+  w.k->ledger().for_each(f, [&](const ledger::Event& e) {
+    if (e.kind == "mission.artifacts_released") payload = e.payload;
+  });
+  BOOST_TEST(contains(payload, "\"name\":\"note.txt\""), payload);
+  BOOST_TEST(contains(payload, "\"sha256\":\"" + common::sha256_hex("hello") + "\""), payload);
+  BOOST_TEST(contains(payload, "\"reason\":\"older than 0s\""), payload);
+  const auto why = w.svc().released("acme", acme, "keep", "note.txt");
+  BOOST_TEST((why && contains(*why, "released at ") && contains(*why, " (older than 0s)")),
+             why.value_or("none"));
+  BOOST_TEST(!w.svc().released("beta", acme, "keep", "note.txt"));  // another tenant's
+  BOOST_TEST(!w.svc().released("acme", acme, "keep", "other.txt"));
+  // Nothing twice; the mission and its output stay.
+  BOOST_TEST(w.svc().prune_files(std::string("acme"), later, admin, "again").missions == 0u);
+  BOOST_TEST(w.svc().get("acme", acme)->state == "DONE");
+  BOOST_TEST(!w.svc().get("acme", acme)->steps.front().output.is_null());
+
+  // The server's pass (missions.keep_files): the rest goes within a quarter of the age.
+  {
+    FileRetention keep(w.svc(), std::chrono::seconds(1));
+    for (int i = 0; i < 100 && has_file("beta", beta); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    BOOST_TEST(!has_file("beta", beta));
+    BOOST_TEST(keep.files_released() == 1);
+  }
+  BOOST_TEST(w.svc().get("acme", waiting)->state == "PENDING");
+  w.run(waiting);
+  BOOST_TEST(has_file("acme", waiting));  // finished just now
+
+  w.k->ledger().flush();
+  auto r = replay(w.dir.path() / "kiln.db", w.dir.path() / "scratch.db");
+  BOOST_TEST(r.ok(), common::join(r.differences, "\n"));
 }

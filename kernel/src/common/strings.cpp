@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdint>
 
 namespace kiln::common {
 
@@ -123,6 +124,22 @@ std::string to_valid_utf8(std::string s) {
     }
   }
   return out;
+}
+
+std::optional<std::chrono::seconds> parse_age(std::string_view s) {
+  if (s.size() < 2) return std::nullopt;
+  constexpr std::string_view kUnits = "smhdw";
+  constexpr std::int64_t kSeconds[] = {1, 60, 3600, 86400, 7 * 86400};
+  const auto at = kUnits.find(s.back());
+  if (at == std::string_view::npos) return std::nullopt;
+  const std::int64_t unit = kSeconds[at];
+  std::int64_t n = 0;
+  for (char c : s.substr(0, s.size() - 1)) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + (c - '0');
+    if (n * unit > 100LL * 366 * 86400) return std::nullopt;
+  }
+  return std::chrono::seconds(n * unit);
 }
 
 }  // namespace kiln::common

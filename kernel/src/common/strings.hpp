@@ -1,6 +1,8 @@
 // Small string helpers shared by the kernel: edit distance for "did you mean", joining lists.
 #pragma once
 
+#include <chrono>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,6 +24,10 @@ std::string join(const std::vector<std::string>& items, std::string_view sep = "
 // writes strings byte for byte, so text that came from outside goes through this before it
 // reaches an answer or the ledger.
 std::string to_valid_utf8(std::string s);
+
+// An age or interval as people write one: a whole number with a unit, s m h d or w ("90d",
+// "12h", "0s"); nullopt for anything else (no unit, a fraction, a sign, past 100 years).
+std::optional<std::chrono::seconds> parse_age(std::string_view s);
 
 std::string to_lower(std::string_view s);
 std::string to_upper(std::string_view s);

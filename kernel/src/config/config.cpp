@@ -420,6 +420,24 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
          "mission with TOO_MANY_RECLAIMS",
          {},
          0});
+  {
+    KeyDef keep{"missions.keep_files",
+                Type::kString,
+                "",
+                "how long a finished mission's files (a roast report's spoken summary) are kept, "
+                "e.g. 90d; then `kiln serve` releases them, with a ledger event naming each and "
+                "its digest. Empty: kept until `kiln mission prune`",
+                {},
+                {}};
+    keep.check = [](const std::string& v) -> std::optional<std::string> {
+      if (v.empty()) return std::nullopt;
+      const auto age = common::parse_age(v);
+      if (!age) return "'" + v + "' is not an age: a whole number and s, m, h, d or w (e.g. 90d)";
+      if (age->count() == 0) return "'" + v + "' would release every file as it is made";
+      return std::nullopt;
+    };
+    s.add(std::move(keep));
+  }
   s.add({"missions.poll_ms",
          Type::kInteger,
          200,

@@ -995,10 +995,15 @@ Router build_api(ApiContext& ctx) {
            const auto& step = req.params.at("step");
            const auto& name = req.params.at("name");
            auto a = k.missions().artifact(req.tenant, id, step, name);
-           if (!a)
+           if (!a) {
+             if (auto gone = k.missions().released(req.tenant, id, step, name))
+               throw HttpError{404, "not_found",
+                               "mission " + id + "'s file '" + name + "' from step '" + step +
+                                   "' was " + *gone + "; the ledger keeps its SHA-256"};
              throw HttpError{404, "not_found",
                              "mission " + id + " has no file '" + name + "' from step '" + step +
                                  "' (GET /v1/missions/" + id + " lists each step's artifacts)"};
+           }
            return artifact_response(*a, req);
          }});
   auto action = [&](const char* verb, const char* op, const char* summary, Role role) {

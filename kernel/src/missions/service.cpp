@@ -563,6 +563,48 @@ std::size_t MissionService::release_artifacts(const std::string& tenant, const s
   return released;
 }
 
+MissionService::Pruned MissionService::prune_files(const std::optional<std::string>& tenant,
+                                                   const std::string& before, const Actor& actor,
+                                                   const std::string& reason, bool dry_run) {
+  require_role(actor, Role::kOperator, "releasing missions' files");
+  struct Held {
+    std::string id, tenant;
+    std::size_t files = 0;
+    std::int64_t bytes = 0;
+  };
+  std::vector<Held> held;
+  {
+    Connection c(db_path_, Connection::Mode::kReadOnly);
+    auto st = c.prepare(
+        "SELECT m.id, m.tenant, COUNT(*), SUM(a.bytes) FROM mission_artifacts a "
+        "JOIN missions m ON m.id = a.mission_id "
+        "WHERE m.state IN ('DONE', 'FAILED', 'CANCELED', 'BLOCKED') AND m.updated_at < ?1" +
+        std::string(tenant ? " AND m.tenant = ?2" : "") +
+        " GROUP BY m.id ORDER BY m.updated_at, m.id");
+    st.bind(1, before);
+    if (tenant) st.bind(2, *tenant);
+    while (st.step())
+      held.push_back({st.text(0), st.text(1), static_cast<std::size_t>(st.int64(2)), st.int64(3)});
+  }
+  Pruned out;
+  for (const auto& h : held) {
+    // Released one mission at a time: a retention pass over a year of files is not one
+    // transaction holding the writer, and what was released stays released if it stops.
+    std::size_t n = h.files;
+    if (!dry_run) try {
+        n = release_artifacts(h.tenant, h.id, actor, reason);
+      } catch (const MissionError& e) {
+        if (e.code() != Code::kInvalidState) throw;
+        n = 0;  // a failed mission retried since the listing: running again, its files kept
+      }
+    if (n == 0) continue;  // released since the listing
+    ++out.missions;
+    out.files += n;
+    out.bytes += h.bytes;
+  }
+  return out;
+}
+
 std::optional<MissionService::Claim> MissionService::claim(
     const std::string& worker, const std::optional<std::string>& only_id) {
   std::optional<Claim> out;
@@ -625,6 +667,41 @@ std::optional<StoredArtifact> MissionService::artifact(const std::optional<std::
     st.bind_null(4);
   if (!st.step()) return std::nullopt;
   return StoredArtifact{{step, name, st.text(0), st.int64(1), st.text(2), st.text(3)}, st.blob(4)};
+}
+
+std::optional<std::string> MissionService::released(const std::optional<std::string>& tenant,
+                                                    const std::string& mission,
+                                                    const std::string& step,
+                                                    const std::string& name) const {
+  Connection c(db_path_, Connection::Mode::kReadOnly);
+  auto st = c.prepare(
+      "SELECT l.time, l.payload FROM missions m JOIN ledger l ON l.tenant = m.tenant AND "
+      "l.stream = 'mission/' || m.id WHERE m.id = ?1 AND (?2 IS NULL OR m.tenant = ?2) AND "
+      "l.kind = 'mission.artifacts_released' ORDER BY l.seq DESC");
+  st.bind(1, mission);
+  if (tenant)
+    st.bind(2, *tenant);
+  else
+    st.bind_null(2);
+  while (st.step()) {
+    json::error_code ec;
+    const auto p = json::parse(st.text(1), ec);
+    if (ec || !p.is_object()) continue;
+    const auto* files = p.as_object().if_contains("files");
+    if (!files || !files->is_array()) continue;
+    for (const auto& f : files->as_array()) {
+      const auto* o = f.if_object();
+      if (!o || !o->contains("step") || !o->contains("name") || o->at("step") != step.c_str() ||
+          o->at("name") != name.c_str())
+        continue;
+      const auto* why = p.as_object().if_contains("reason");
+      return "released at " + st.text(0) +
+             (why && why->is_string() && !why->as_string().empty()
+                  ? " (" + std::string(why->as_string()) + ")"
+                  : std::string());
+    }
+  }
+  return std::nullopt;
 }
 
 std::vector<ledger::Event> MissionService::record(const Claim& claim,

@@ -185,6 +185,17 @@ class MissionService {
   // none, no event). The mission may not be running: a step could be writing its files.
   std::size_t release_artifacts(const std::string& tenant, const std::string& id,
                                 const Actor& actor, const std::string& reason);
+  // Retention (missions.keep_files, `kiln mission prune`): releases the files of every finished
+  // mission last changed before `before` (ISO 8601 UTC, as the ledger writes times), oldest
+  // first, each mission with its own `mission.artifacts_released` event. `tenant` nullopt: every
+  // tenant. `dry_run`: counts what would go and releases nothing.
+  struct Pruned {
+    std::size_t missions = 0;
+    std::size_t files = 0;
+    std::int64_t bytes = 0;
+  };
+  Pruned prune_files(const std::optional<std::string>& tenant, const std::string& before,
+                     const Actor& actor, const std::string& reason, bool dry_run = false);
 
   // ---- Worker protocol ----
   struct Claim {
@@ -214,6 +225,11 @@ class MissionService {
   std::optional<StoredArtifact> artifact(const std::optional<std::string>& tenant,
                                          const std::string& mission, const std::string& step,
                                          const std::string& name) const;
+  // Why a file a mission once kept is gone: "released at TIME (REASON)" from the newest
+  // `mission.artifacts_released` event naming it; nullopt when none does.
+  std::optional<std::string> released(const std::optional<std::string>& tenant,
+                                      const std::string& mission, const std::string& step,
+                                      const std::string& name) const;
 
   // An API key's actor ("key:k-…") by the name it was given: "NAME (key:k-…)".
   std::string actor_named(const std::string& actor) const;

@@ -1,10 +1,12 @@
 #include "missions/worker.hpp"
 
+#include <algorithm>
 #include <iterator>
 #include <map>
 #include <stop_token>
 #include <utility>
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -327,6 +329,49 @@ void WorkerPool::loop(int n) {
       cv_.wait_for(lock, poll_, [&] { return stopping_; });
     }
   }
+}
+
+FileRetention::FileRetention(MissionService& service, std::chrono::seconds keep)
+    : service_(service), keep_(keep) {
+  const auto every = std::clamp<std::chrono::milliseconds>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(keep) / 4,
+      std::chrono::milliseconds(100), std::chrono::hours(1));
+  thread_ = std::thread([this, every] {
+    pthread_setname_np(pthread_self(), "kiln-retention");
+    for (;;) {
+      try {
+        run_once();
+      } catch (const std::exception& e) {
+        spdlog::warn("retention (missions.keep_files): {}; trying again in {} s", e.what(),
+                     std::chrono::duration_cast<std::chrono::seconds>(every).count());
+      }
+      std::unique_lock lock(mu_);
+      if (cv_.wait_for(lock, every, [&] { return stopping_; })) return;
+    }
+  });
+}
+
+FileRetention::~FileRetention() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+MissionService::Pruned FileRetention::run_once() {
+  const std::string before = ledger::utc_millis(std::chrono::system_clock::now() - keep_);
+  const auto pruned = service_.prune_files(std::nullopt, before, Actor{"retention", Role::kAdmin},
+                                           "missions.keep_files: finished before " + before);
+  if (pruned.files > 0) {
+    files_ += static_cast<std::int64_t>(pruned.files);
+    spdlog::info(
+        "retention (missions.keep_files): released {} file(s), {} bytes, of {} mission(s) "
+        "finished before {}",
+        pruned.files, pruned.bytes, pruned.missions, before);
+  }
+  return pruned;
 }
 
 MissionView run_until_settled(MissionService& service, const runtime::ToolRuntimeExecutor& executor,

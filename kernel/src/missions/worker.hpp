@@ -64,6 +64,27 @@ class WorkerPool {
   std::vector<std::thread> threads_;
 };
 
+// missions.keep_files: releases the files of missions finished more than `keep` ago, at start
+// and then every quarter of `keep` (at most hourly, at least every 100 ms), until destroyed. A
+// pass that fails is logged and tried again at the next.
+class FileRetention {
+ public:
+  FileRetention(MissionService& service, std::chrono::seconds keep);
+  ~FileRetention();
+  // One pass now: what it released.
+  MissionService::Pruned run_once();
+  std::int64_t files_released() const { return files_.load(); }
+
+ private:
+  MissionService& service_;
+  std::chrono::seconds keep_;
+  std::atomic<std::int64_t> files_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
 // Drives one mission to a settled state from this process: claims it whenever it is runnable
 // (waiting out RETRY delays), until it is terminal or QUARANTINED, or `timeout` passes. Another
 // process holding it is waited for. Returns the final view.

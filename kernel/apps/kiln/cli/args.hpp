@@ -61,6 +61,8 @@ struct Args {
   std::optional<std::string> spool;       // --spool DIR
   bool flush = false;                     // --flush (record: send the spool, read nothing)
   std::optional<std::string> device;      // --device D
+  std::optional<std::string> older_than;  // --older-than AGE (mission prune)
+  bool dry_run = false;                   // --dry-run
   bool wait = false;
   bool until_idle = false;
   bool all = false;                    // --all (profiles list: archived too)

@@ -93,6 +93,8 @@ Commands:
                            a file a step kept (e.g. the spoken summary speech.wav)
   mission approve|cancel|retry ID [--reason TEXT]
                            operator actions, each a ledger event with who and why
+  mission prune --older-than AGE [--dry-run]
+                           release finished missions' files (spoken summaries) past an age
   mission work [--until-idle]
                            run mission workers in this process
   policy validate [--file F]
@@ -341,6 +343,10 @@ Args parse(const std::vector<std::string>& argv) {
       a.format = value("--format");
     else if (s == "--detect")
       a.detect = true;
+    else if (s == "--dry-run")
+      a.dry_run = true;
+    else if (is("--older-than"))
+      a.older_than = value("--older-than");
     else if (s == "--wait")
       a.wait = true;
     else if (s == "--until-idle")
@@ -680,6 +686,11 @@ int cmd_serve(const Args& a, std::ostream&) {
     spdlog::info("{} mission worker(s) running (missions.workers)", n);
   }
   api.workers = workers.get();
+  std::unique_ptr<missions::FileRetention> retention;
+  if (const auto keep = k->config().get_string("missions.keep_files"); !keep.empty()) {
+    retention = std::make_unique<missions::FileRetention>(k->missions(), *common::parse_age(keep));
+    spdlog::info("finished missions' files are released after {} (missions.keep_files)", keep);
+  }
   // The in-server recorder (recorder.enabled): the server's own driver, so roaster.command
   // reaches the roaster being recorded.
   std::unique_ptr<telemetry::Recorder> recorder;
@@ -1625,6 +1636,7 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
       {"mission approve", [](auto& a, auto& o, auto&) { return cmd_mission_approve(a, o); }},
       {"mission cancel", [](auto& a, auto& o, auto&) { return cmd_mission_cancel(a, o); }},
       {"mission retry", [](auto& a, auto& o, auto&) { return cmd_mission_retry(a, o); }},
+      {"mission prune", [](auto& a, auto& o, auto&) { return cmd_mission_prune(a, o); }},
       {"mission work", [](auto& a, auto& o, auto&) { return cmd_mission_work(a, o); }},
       {"policy validate", [](auto& a, auto& o, auto&) { return cmd_policy_validate(a, o); }},
       {"keys create", [](auto& a, auto& o, auto&) { return cmd_keys_create(a, o); }},

@@ -81,6 +81,17 @@ its result is not recorded against the canceled mission.
 RETRY → PENDING now (skips the back-off); FAILED → PENDING with its failed step reset
 (operator role).
 )"},
+      {"mission prune",
+       R"(Usage: kiln mission prune [--older-than AGE] [--tenant T] [--dry-run] [--reason TEXT]
+                         [--json]
+
+Releases the files of missions that finished more than AGE ago (90d, 12h, 30m; default
+missions.keep_files): a roast report's spoken summary is ≈ 0.5 MB, most of what a roast adds
+to the database. Each mission's files go with a mission.artifacts_released ledger event naming
+every file and its SHA-256; the mission, its steps' outputs and its history stay. Missions still
+running or held keep theirs. --dry-run counts what would go. A server with missions.keep_files
+does this by itself. The space is reused by new data; the file shrinks only after `VACUUM`.
+)"},
       {"mission work", R"(Usage: kiln mission work [--workers N] [--until-idle]
 
 Runs mission workers in this process (as `kiln serve` does with missions.workers) until SIGINT
@@ -424,10 +435,15 @@ int cmd_mission_artifact(const Args& a, std::ostream& out) {
   const std::string &id = a.positional[2], &step = a.positional[3], &name = a.positional[4];
   auto k = boot_reading(a);
   auto f = k->missions().artifact(a.tenant_filter, id, step, name);
-  if (!f)
+  if (!f) {
+    if (auto gone = k->missions().released(a.tenant_filter, id, step, name))
+      throw MissionError(MissionError::Code::kNotFound,
+                         "mission " + id + "'s file '" + name + "' from step '" + step + "' was " +
+                             *gone + "; the ledger keeps its SHA-256");
     throw MissionError(MissionError::Code::kNotFound,
                        "mission " + id + " has no file '" + name + "' from step '" + step +
                            "' (kiln mission show " + id + " lists each step's files)");
+  }
   const std::string file = a.out_file.value_or(name);
   write_output_file(file, f->data);
   out << "wrote " << file << " (" << f->data.size() << " bytes of " << f->info.media_type
@@ -461,6 +477,35 @@ int cmd_mission_retry(const Args& a, std::ostream& out) {
     m = missions::run_until_settled(k->missions(), k->executor(), id,
                                     timeout_of(a, std::chrono::hours(1)));
   return report_mission(a, out, m, "retrying mission " + id + ": " + m.state);
+}
+
+int cmd_mission_prune(const Args& a, std::ostream& out) {
+  auto k = boot(a, false);
+  std::string age = a.older_than.value_or(k->config().get_string("missions.keep_files"));
+  if (age.empty())
+    throw std::invalid_argument(
+        "say how old: --older-than AGE (e.g. 90d), or set missions.keep_files in the config");
+  const auto keep = common::parse_age(age);
+  if (!keep)
+    throw std::invalid_argument("--older-than '" + age +
+                                "' is not an age: a whole number and s, m, h, d or w (e.g. 90d)");
+  const std::string before = ledger::utc_millis(std::chrono::system_clock::now() - *keep);
+  const auto pruned = k->missions().prune_files(
+      a.tenant_filter, before, actor_of(a),
+      a.reason.value_or("kiln mission prune: finished before " + before), a.dry_run);
+  if (a.json) {
+    out << pretty(json::object{{"before", before},
+                               {"dry_run", a.dry_run},
+                               {"missions", static_cast<std::int64_t>(pruned.missions)},
+                               {"files", static_cast<std::int64_t>(pruned.files)},
+                               {"bytes", pruned.bytes}});
+    return runtime::kExitOk;
+  }
+  out << (a.dry_run ? "would release " : "released ") << pruned.files << " file(s), "
+      << pruned.bytes << " bytes, of " << pruned.missions << " mission(s) finished before "
+      << before << (a.tenant_filter ? " in tenant " + *a.tenant_filter : std::string()) << "\n";
+  if (a.dry_run && pruned.files > 0) out << "(nothing released: run again without --dry-run)\n";
+  return runtime::kExitOk;
 }
 
 int cmd_mission_work(const Args& a, std::ostream& out) {

@@ -36,6 +36,7 @@ int cmd_mission_artifact(const Args& a, std::ostream& out);
 int cmd_mission_approve(const Args& a, std::ostream& out);
 int cmd_mission_cancel(const Args& a, std::ostream& out);
 int cmd_mission_retry(const Args& a, std::ostream& out);
+int cmd_mission_prune(const Args& a, std::ostream& out);
 int cmd_mission_work(const Args& a, std::ostream& out);
 int cmd_ledger_replay(const Args& a, std::ostream& out);
 int cmd_policy_validate(const Args& a, std::ostream& out);
