@@ -114,6 +114,19 @@ BOOST_AUTO_TEST_CASE(dispatch_checks_key_role_content_type_json_and_schema) {
   auto auth = std::pair<std::string, std::string>{"authorization", "bearer op"};
   BOOST_TEST(call(things, "n=1", {auth, {"content-type", "text/plain"}}).status == 415);
   BOOST_TEST(call(things, "{", {auth, json_ct}).status == 400);
+  // A key given twice is refused, not taken last-wins (another reader may take the first).
+  auto twice = call(things, R"({"n": 1, "n": 2})", {auth, json_ct});
+  BOOST_TEST(twice.status == 422);
+  BOOST_TEST(body(twice).at("error").at("message").as_string() ==
+             "the body gives the key 'n' twice in one object; give it once");
+  BOOST_TEST(call(things, R"({"n": 1, "m": {"n": 2, "x": [{"n": 3}, {"n": 4}]}})", {auth, json_ct})
+                 .status == 200);  // the same key in other objects is fine
+  BOOST_TEST(call(things, R"({"n": 1, "m": {"x": 1, "x": 2}})", {auth, json_ct}).status == 422);
+  // Two keys in the headers: which acts is a guess.
+  auto two_keys = call(things, R"({"n": 1})", {auth, {"authorization", "Bearer other"}, json_ct});
+  BOOST_TEST(two_keys.status == 400);
+  BOOST_TEST(std::string(body(two_keys).at("error").at("message").as_string())
+                 .find("more than one Authorization header") != std::string::npos);
   auto invalid = call(things, R"({"n": "x"})", {auth, json_ct});
   BOOST_TEST(invalid.status == 422);
   BOOST_TEST(body(invalid).at("error").at("details").at("field").as_string() == "body.n");

@@ -199,6 +199,13 @@ std::optional<Response> Router::refuse_key(const Route& route, Request& req,
                                  (error_code ? std::string(", error=\"") + error_code + "\"" : ""));
       return r;
     };
+    // Two keys: which one acts is a guess (a proxy may have checked the other).
+    if (std::count_if(req.headers.begin(), req.headers.end(),
+                      [](const auto& h) { return h.first == "authorization"; }) > 1) {
+      (*key_refusals_)[kKeyMalformed].fetch_add(1, std::memory_order_relaxed);
+      return error(400, "bad_request",
+                   "the request has more than one Authorization header; send one key");
+    }
     const std::string authz = req.header("authorization");
     if (authz.empty()) {
       (*key_refusals_)[kKeyMissing].fetch_add(1, std::memory_order_relaxed);
@@ -266,6 +273,11 @@ std::optional<Response> Router::admit(const Route& route, Request& req,
       json::error_code ec;
       req.json = json::parse(req.body, ec);
       if (ec) return error(400, "malformed_json", "the body is not valid JSON: " + ec.message());
+      if (auto twice = common::duplicate_key(req.body))
+        return error(422, "invalid_request",
+                     "the body gives the key '" + common::to_valid_utf8(*twice) +
+                         "' twice in one object; give it once",
+                     json::object{{"field", "body." + common::to_valid_utf8(*twice)}});
     }
     if (auto err = runtime::validate_json(route.request_schema, req.json, "body")) {
       auto colon = err->find(':');
