@@ -774,6 +774,23 @@ BOOST_AUTO_TEST_CASE(finished_missions_files_are_pruned_by_age) {
   auto not_age = d.kiln({"mission", "prune", "--older-than", "90"});
   BOOST_TEST(not_age.exit_code == 2);
   BOOST_TEST(contains(not_age.err, "--older-than '90' is not an age"), not_age.err);
+  auto too_old = d.kiln({"mission", "prune", "--older-than", "36601d"});
+  BOOST_TEST(too_old.exit_code == 2);
+  BOOST_TEST(contains(too_old.err, "up to 100 years"), too_old.err);
+  // Dashes forgotten: refused, not ignored (it once pruned for real).
+  auto no_dashes = d.kiln({"mission", "prune", "--older-than", "0s", "dry-run"});
+  BOOST_TEST(no_dashes.exit_code == 2);
+  BOOST_TEST(contains(no_dashes.err, "unexpected argument 'dry-run' (did you mean --dry-run?)"),
+             no_dashes.err);
+  auto typo = d.kiln({"mission", "prune", "--dryrun"});
+  BOOST_TEST(typo.exit_code == 2);
+  BOOST_TEST(contains(typo.err, "unknown option '--dryrun'; did you mean '--dry-run'?"), typo.err);
+  BOOST_TEST(d.kiln({"db", "status", "extra"}).exit_code == 2);
+  BOOST_TEST(d.kiln({"mission", "prune", "--older-than", "1d", "--tenant", ""}).exit_code == 2);
+  // Before 1970 the milliseconds stay positive.
+  auto century = d.kiln({"mission", "prune", "--older-than", "36500d", "--dry-run", "--json"});
+  BOOST_TEST(century.exit_code == 0, century.err);
+  BOOST_TEST(!contains(century.out, ".-"), century.out);
   auto none = d.kiln({"mission", "prune", "--set", "missions.keep_files=30d", "--dry-run"});
   BOOST_TEST(none.exit_code == 0, none.err);
   BOOST_TEST(contains(none.out,

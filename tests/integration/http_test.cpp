@@ -1392,3 +1392,36 @@ BOOST_AUTO_TEST_CASE(speech_api_speaks_every_format_and_rejects_bad_input) {
   BOOST_TEST(nope.exit_code != 0);
   BOOST_TEST(contains(nope.err, "unknown_voice"), nope.err);
 }
+
+// A tts_engine node that throws (a plugin's defect: errors are to be returned) gets a 500 that
+// says so — for a streamed answer too, whose engine runs on a thread of its own: an exception
+// there once ended the whole server.
+BOOST_AUTO_TEST_CASE(an_engine_that_throws_does_not_end_the_server) {
+  Server s({"plugins.search_paths=[" + std::string(KILN_PLUGIN_DIR) + "," + KILN_TEST_PLUGIN_DIR +
+                "/test_tts]",
+            "nodes.tts_engine=throwing", "gates.enforce=warn"});
+  auto speak = [&](const std::string& text, bool stream) {
+    json::object b{
+        {"model", "tts-1"}, {"input", text}, {"voice", "alloy"}, {"response_format", "wav"}};
+    if (stream) b["stream_format"] = "audio";
+    return s.call("POST", "/v1/audio/speech", "a_viewer", json::serialize(b),
+                  {{"Content-Type", "application/json"}});
+  };
+  BOOST_TEST(speak("Fine.", true).status == 200);
+  for (bool stream : {false, true}) {
+    auto r = speak("Say boom now.", stream);
+    BOOST_TEST(r.status == 500, r.body);
+    BOOST_TEST(contains(r.body, "the tts_engine node threw"), r.body);
+    BOOST_TEST(contains(r.body, "test_tts: cannot say boom"), r.body);
+  }
+  // After the first sentence: the stream is cut short (no final chunk), the server goes on.
+  try {
+    auto cut = speak("Fine. Then boom.", true);
+    BOOST_TEST(cut.status == 200);
+  } catch (const std::exception&) {
+    // the client saw the connection end without the final chunk
+  }
+  BOOST_TEST(s.call("GET", "/health").status == 200);
+  BOOST_TEST(speak("Fine again.", false).status == 200);
+  BOOST_TEST(!contains(s.child->stderr_so_far(), "terminate called"));
+}

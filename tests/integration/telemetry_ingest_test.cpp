@@ -746,8 +746,16 @@ BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
   BOOST_TEST(analysis.at("event_sources").at("CHARGE").as_string() == "roaster state");
   BOOST_TEST(std::abs(analysis.at("events").at("DROP").at("time").as_double() - 450.0) <= 2.0,
              json::serialize(analysis.at("events")));
+  // The page is the report step's file (its digest in the ledger), not ≈ 30 KB of output.
   const auto& report = steps[3].at("output");
-  const std::string html(report.at("html").as_string());
+  BOOST_TEST(!report.as_object().contains("html"));
+  BOOST_TEST(report.at("html_file").as_string() == "report.html");
+  const auto kept_page =
+      s.call("GET", "/v1/missions/" + mission + "/artifacts/report/report.html", "viewer");
+  BOOST_REQUIRE_MESSAGE(kept_page.status == 200, kept_page.body);
+  BOOST_TEST(kept_page.header("content-type") == "text/html; charset=utf-8");
+  const std::string html = kept_page.body;
+  BOOST_TEST(html.size() == report.at("bytes").to_number<std::size_t>());
   BOOST_TEST(contains(html, "<svg"));
   BOOST_TEST(contains(html, "class=\"bt\""));
   BOOST_TEST(contains(html, "DROP"));
@@ -862,6 +870,15 @@ BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
       const fs::path kept(std::string(body(own).at("output").at("path").as_string()));
       BOOST_TEST(kept != page);
       BOOST_TEST(fs::exists(kept), kept);
+      BOOST_TEST(body(own).at("output").at("html").as_string().starts_with("<!DOCTYPE html>"));
+      BOOST_TEST(body(own).at("artifacts").as_array().empty());
+      // html: false — the page as the file beside the output instead.
+      input["html"] = false;
+      auto as_file = s.call("POST", "/v1/tools/roast.report:invoke", "operator",
+                            json::serialize(json::object{{"input", input}}));
+      BOOST_TEST(as_file.status == 200, as_file.body);
+      BOOST_TEST(!body(as_file).at("output").as_object().contains("html"), as_file.body);
+      BOOST_TEST(body(as_file).at("artifacts").at(0).at("name").as_string() == "report.html");
     }
     BOOST_TEST(read_file(page) == before);
   }
@@ -1145,6 +1162,11 @@ BOOST_AUTO_TEST_CASE(a_roasters_first_crack_mark_reaches_the_report) {
                        (s.dir.path() / "gone.wav").string()});
   BOOST_TEST(local.exit_code == 1);
   BOOST_TEST(contains(local.err, "was released at "), local.err);
+  // The session's spoken summary says the same, not that its report speaks none.
+  const auto summary_gone = s.call("GET", "/v1/sessions/" + id + "/summary", "viewer");
+  BOOST_TEST(summary_gone.status == 404, summary_gone.body);
+  BOOST_TEST(contains(summary_gone.body, "(report mission " + newest + ") was released at "),
+             summary_gone.body);
   auto replay = s.kiln({"ledger", "replay"});
   BOOST_TEST(replay.exit_code == 0, replay.out + replay.err);
 }
@@ -1370,7 +1392,11 @@ BOOST_AUTO_TEST_CASE(a_device_profile_gives_its_sessions_targets_and_phases) {
     checked.insert(std::string(c.at("check").as_string()));
   for (const char* t : {"fcs_time", "drop_time", "drop_bt", "dtr"}) BOOST_TEST(checked.count(t), t);
   // The report draws the profile behind the roast and compares the two.
-  const std::string report_html(steps[3].at("output").at("html").as_string());
+  const std::string report_html = s.call("GET",
+                                         "/v1/missions/" + std::string(m.at("id").as_string()) +
+                                             "/artifacts/report/report.html",
+                                         "viewer")
+                                      .body;
   BOOST_TEST(contains(report_html, "class=\"reference-bt\""));
   BOOST_TEST(contains(report_html, "<tr><th>vs profile sidamo v2</th><td>FCs "),
              report_html.size());

@@ -154,7 +154,7 @@ BOOST_AUTO_TEST_CASE(ranges_are_enforced) {
   auto age = error_of([] { load("", {}, {"missions.keep_files=90"}); });
   BOOST_TEST(contains(age,
                       "missions.keep_files: '90' is not an age: a whole number and s, m, h, "
-                      "d or w (e.g. 90d)"),
+                      "d or w, up to 100 years (e.g. 90d)"),
              age);
   BOOST_TEST(contains(error_of([] { load("", {}, {"missions.keep_files=1.5d"}); }), "not an age"));
   BOOST_TEST(contains(error_of([] { load("", {}, {"missions.keep_files=-1d"}); }), "not an age"));

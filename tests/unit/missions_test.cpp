@@ -84,6 +84,11 @@ inputs: {text: {type: string, default: hello}}
 steps:
   - {id: keep, tool: test.file, input: {name: note.txt, text: "${inputs.text}"}}
 )");
+    write(dir.path() / "missions/filed_then_fails.yaml", R"(name: filed_then_fails
+steps:
+  - {id: keep, tool: test.file, input: {name: note.txt, text: kept}}
+  - {id: f, tool: test.fatal, needs: [keep]}
+)");
     write(dir.path() / "missions/actuating.yaml",
           "name: actuating\nsteps: [{id: a, tool: test.actuate}]\n");
     write(dir.path() / "policy.yaml", policy);
@@ -785,6 +790,9 @@ BOOST_AUTO_TEST_CASE(retention_releases_the_files_of_missions_finished_before_th
   BOOST_TEST(w.run(acme).state == "DONE");
   BOOST_TEST(w.run(beta).state == "DONE");
   const auto waiting = w.start("filed", "acme").mission.id;  // PENDING: never released
+  // FAILED: a retry may run it on, so it keeps its files.
+  const auto failed = w.start("filed_then_fails", "acme").mission.id;
+  BOOST_TEST(w.run(failed).state == "FAILED");
   const auto has_file = [&](const std::string& tenant, const std::string& id) {
     return w.svc().artifact(tenant, id, "keep", "note.txt").has_value();
   };
@@ -841,6 +849,7 @@ BOOST_AUTO_TEST_CASE(retention_releases_the_files_of_missions_finished_before_th
     BOOST_TEST(keep.files_released() == 1);
   }
   BOOST_TEST(w.svc().get("acme", waiting)->state == "PENDING");
+  BOOST_TEST(w.svc().artifact("acme", failed, "keep", "note.txt").has_value());
   w.run(waiting);
   BOOST_TEST(has_file("acme", waiting));  // finished just now
 

@@ -28,6 +28,9 @@ std::string to_valid_utf8(std::string s);
 // An age or interval as people write one: a whole number with a unit, s m h d or w ("90d",
 // "12h", "0s"); nullopt for anything else (no unit, a fraction, a sign, past 100 years).
 std::optional<std::chrono::seconds> parse_age(std::string_view s);
+// What parse_age reads, for error messages.
+inline constexpr std::string_view kAgeForm =
+    "a whole number and s, m, h, d or w, up to 100 years (e.g. 90d)";
 
 std::string to_lower(std::string_view s);
 std::string to_upper(std::string_view s);

@@ -421,18 +421,20 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
          {},
          0});
   {
-    KeyDef keep{"missions.keep_files",
-                Type::kString,
-                "",
-                "how long a finished mission's files (a roast report's spoken summary) are kept, "
-                "e.g. 90d; then `kiln serve` releases them, with a ledger event naming each and "
-                "its digest. Empty: kept until `kiln mission prune`",
-                {},
-                {}};
+    KeyDef keep{
+        "missions.keep_files",
+        Type::kString,
+        "",
+        "how long a finished mission's files (a roast report's page and spoken summary) are "
+        "kept, "
+        "e.g. 90d; then `kiln serve` releases them, with a ledger event naming each and "
+        "its digest. Empty: kept until `kiln mission prune`",
+        {},
+        {}};
     keep.check = [](const std::string& v) -> std::optional<std::string> {
       if (v.empty()) return std::nullopt;
       const auto age = common::parse_age(v);
-      if (!age) return "'" + v + "' is not an age: a whole number and s, m, h, d or w (e.g. 90d)";
+      if (!age) return "'" + v + "' is not an age: " + std::string(common::kAgeForm);
       if (age->count() == 0) return "'" + v + "' would release every file as it is made";
       return std::nullopt;
     };

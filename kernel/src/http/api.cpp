@@ -239,7 +239,7 @@ static Response stream_speech(const runtime::Kernel& k, const json::object& b,
   // OpenAI's pcm is 24 kHz: each sentence raised to it (wav says its own rate in its header).
   const bool openai_pcm = format == "pcm";
   std::thread([st, engine, sreq, openai_pcm] {
-    auto r = engine->synthesize(sreq, [&](const nodes::AudioChunk& c) {
+    auto r = runtime::synthesize(*engine, sreq, [&](const nodes::AudioChunk& c) {
       std::lock_guard lock(st->mu);
       st->sample_rate = openai_pcm ? audio::kOpenAiPcmRate : c.sample_rate;
       if (st->voice.empty()) st->voice = std::string(c.voice);

@@ -39,8 +39,11 @@ std::string chain_hash(const std::string& prev_hash, std::int64_t seq, const std
 
 std::string utc_millis(std::chrono::system_clock::time_point t) {
   using namespace std::chrono;
-  auto ms = duration_cast<milliseconds>(t.time_since_epoch()).count() % 1000;
-  std::time_t tt = system_clock::to_time_t(t);
+  // Floored, not truncated: a time before 1970 keeps its milliseconds positive.
+  const auto since = floor<milliseconds>(t.time_since_epoch());
+  const auto secs = floor<seconds>(since);
+  const auto ms = (since - secs).count();
+  std::time_t tt = static_cast<std::time_t>(secs.count());
   std::tm tm{};
   gmtime_r(&tt, &tm);
   char buf[40];

@@ -578,7 +578,7 @@ MissionService::Pruned MissionService::prune_files(const std::optional<std::stri
     auto st = c.prepare(
         "SELECT m.id, m.tenant, COUNT(*), SUM(a.bytes) FROM mission_artifacts a "
         "JOIN missions m ON m.id = a.mission_id "
-        "WHERE m.state IN ('DONE', 'FAILED', 'CANCELED', 'BLOCKED') AND m.updated_at < ?1" +
+        "WHERE m.state IN ('DONE', 'CANCELED', 'BLOCKED') AND m.updated_at < ?1" +
         std::string(tenant ? " AND m.tenant = ?2" : "") +
         " GROUP BY m.id ORDER BY m.updated_at, m.id");
     st.bind(1, before);
@@ -595,7 +595,7 @@ MissionService::Pruned MissionService::prune_files(const std::optional<std::stri
         n = release_artifacts(h.tenant, h.id, actor, reason);
       } catch (const MissionError& e) {
         if (e.code() != Code::kInvalidState) throw;
-        n = 0;  // a failed mission retried since the listing: running again, its files kept
+        n = 0;  // no longer finished (cannot happen to these states today): its files kept
       }
     if (n == 0) continue;  // released since the listing
     ++out.missions;
@@ -691,8 +691,9 @@ std::optional<std::string> MissionService::released(const std::optional<std::str
     if (!files || !files->is_array()) continue;
     for (const auto& f : files->as_array()) {
       const auto* o = f.if_object();
-      if (!o || !o->contains("step") || !o->contains("name") || o->at("step") != step.c_str() ||
-          o->at("name") != name.c_str())
+      if (!o || !o->contains("step") || !o->contains("name")) continue;
+      if (!(step.empty() && name.empty()) &&
+          (o->at("step") != step.c_str() || o->at("name") != name.c_str()))
         continue;
       const auto* why = p.as_object().if_contains("reason");
       return "released at " + st.text(0) +

@@ -185,10 +185,11 @@ class MissionService {
   // none, no event). The mission may not be running: a step could be writing its files.
   std::size_t release_artifacts(const std::string& tenant, const std::string& id,
                                 const Actor& actor, const std::string& reason);
-  // Retention (missions.keep_files, `kiln mission prune`): releases the files of every finished
-  // mission last changed before `before` (ISO 8601 UTC, as the ledger writes times), oldest
-  // first, each mission with its own `mission.artifacts_released` event. `tenant` nullopt: every
-  // tenant. `dry_run`: counts what would go and releases nothing.
+  // Retention (missions.keep_files, `kiln mission prune`): releases the files of every DONE,
+  // CANCELED or BLOCKED mission last changed before `before` (ISO 8601 UTC, as the ledger writes
+  // times), oldest first, each mission with its own `mission.artifacts_released` event. A FAILED
+  // mission keeps its files: a retry may run it on to DONE, its completed steps' files with it.
+  // `tenant` nullopt: every tenant. `dry_run`: counts what would go and releases nothing.
   struct Pruned {
     std::size_t missions = 0;
     std::size_t files = 0;
@@ -226,7 +227,8 @@ class MissionService {
                                          const std::string& mission, const std::string& step,
                                          const std::string& name) const;
   // Why a file a mission once kept is gone: "released at TIME (REASON)" from the newest
-  // `mission.artifacts_released` event naming it; nullopt when none does.
+  // `mission.artifacts_released` event naming it (empty `step` and `name`: any file); nullopt
+  // when none does.
   std::optional<std::string> released(const std::optional<std::string>& tenant,
                                       const std::string& mission, const std::string& step,
                                       const std::string& name) const;

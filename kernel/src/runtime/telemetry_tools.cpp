@@ -27,10 +27,14 @@ class SessionTool final : public Tool {
     auto samples = telemetry::Sessionizer::samples(db, *s);
     json::array time, bt, et, state, heater, fan, drum;
     bool any_state = false;
+    // Temperatures to 0.01 °C, finer than any roaster's probe: a device (the simulator, a
+    // float32 frame) may send 17 digits, and this curve is kept twice a report (the step's
+    // ledger event and its output) — ≈ 15 KB less a roast.
+    auto centi = [](double v) { return std::round(v * 100) / 100; };
     for (const auto& x : samples) {
       time.push_back(std::round((x.t - s->start_t) * 1000) / 1000);
-      bt.push_back(x.bt);
-      et.push_back(x.et);
+      bt.push_back(centi(x.bt));
+      et.push_back(centi(x.et));
       state.push_back(x.state);
       heater.push_back(x.heater);
       fan.push_back(x.fan);
@@ -145,13 +149,12 @@ std::vector<ToolDecl> telemetry_tools(
   session.name = "telemetry.session";
   session.description =
       "A stored roast session of the caller's tenant: its info, its curve (time in seconds "
-      "from the session's start, BT, ET, heater, fan, drum and the roaster's state when recorded; "
-      "the "
-      "profile's phase temperatures; the events a roaster marked, in seconds from the start: the "
-      "call's marks, else the session's; the batch's weights in grams), its profile, the profile's "
-      "content to compare it with "
-      "(reference; null without a profile) and the QC targets to check it against (the "
-      "call's, else the profile's, else {} for roast.qc's defaults)";
+      "from the session's start, BT and ET in °C to 0.01, heater, fan, drum and the roaster's "
+      "state when recorded; the profile's phase temperatures; the events a roaster marked, in "
+      "seconds from the start: the call's marks, else the session's; the batch's weights in "
+      "grams), its profile, the profile's content to compare it with (reference; null without a "
+      "profile) and the QC targets to check it against (the call's, else the profile's, else {} "
+      "for roast.qc's defaults)";
   session.input_schema = json::parse(R"({"type": "object", "required": ["session"],
     "additionalProperties": false,
     "properties": {"session": {"type": "string", "minLength": 1},

@@ -18,6 +18,28 @@ bool is_openai_voice_name(std::string_view name) {
   return false;
 }
 
+Result<nodes::Speech, ToolError> synthesize(const nodes::TtsEngine& engine,
+                                            const nodes::SpeechRequest& request,
+                                            const nodes::ChunkSink& sink) {
+  try {
+    return engine.synthesize(request, sink);
+  } catch (const std::exception& e) {
+    return Unexpected<ToolError>{
+        ToolError{error_code::kInternal,
+                  std::string("the tts_engine node threw (a defect of its plugin: errors are to be "
+                              "returned): ") +
+                      e.what(),
+                  false,
+                  {}}};
+  } catch (...) {
+    return Unexpected<ToolError>{
+        ToolError{error_code::kInternal,
+                  "the tts_engine node threw something that is not an exception",
+                  false,
+                  {}}};
+  }
+}
+
 namespace {
 
 ToolOutcome no_engine() {
@@ -42,7 +64,7 @@ class SynthesizeTool final : public Tool {
     if (auto* f = in.if_contains("format")) format = std::string(f->as_string());
     // Sentence by sentence, so that a caller that stopped waiting (timeout) stops the work.
     std::vector<std::int16_t> samples;
-    auto speech = engine->synthesize(req, [&](const nodes::AudioChunk& c) {
+    auto speech = synthesize(*engine, req, [&](const nodes::AudioChunk& c) {
       samples.insert(samples.end(), c.samples.begin(), c.samples.end());
       return !ctx.stop.stop_requested();
     });

@@ -231,6 +231,13 @@ Result<missions::StoredArtifact, ToolError> session_summary_audio(
         if (f.media_type.starts_with("audio/"))
           if (auto a = missions.artifact(tenant, id, step.step, f.name)) return std::move(*a);
   const std::string state = m ? m->state : "missing";
+  if (state == missions::state::kDone)
+    if (auto gone = missions.released(tenant, id, "", ""))
+      return Unexpected<ToolError>{
+          ToolError{error_code::kNotFound,
+                    "the spoken summary of session " + session + " (report mission " + id +
+                        ") was " + *gone + "; the ledger keeps its SHA-256",
+                    false, json::object{{"session", session}, {"mission", id}}}};
   return not_ready(
       "the report mission " + id + " of session " + session + " has no spoken summary" +
           (state == missions::state::kQuarantined

@@ -56,7 +56,8 @@ Result<boost::json::object, ToolError> session_alog(const ToolRunner& run,
 // The spoken summary of a closed session: the audio file its report mission (roast_report) kept,
 // the first audio artifact of its steps. Errors: "not_found" (no such session for `tenant`),
 // "not_ready" (still open, its report under way or QUARANTINED for an approver, or a report that
-// speaks none), each message saying what to do.
+// speaks none), "not_found" too for audio released (retention, a replaced report), each message
+// saying what to do.
 Result<missions::StoredArtifact, ToolError> session_summary_audio(
     const std::filesystem::path& db, const missions::MissionService& missions,
     const std::optional<std::string>& tenant, const std::string& session);

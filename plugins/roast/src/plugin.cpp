@@ -250,11 +250,23 @@ class ReportTool final : public kiln::Tool {
     }
     auto report = kiln::roast::report_summary(r);
     json::object out{{"summary", kiln::roast::spoken_summary(r)}, {"bytes", html.size()}};
-    if (const auto* keep = in.if_contains("keep"); keep && keep->is_bool() && !keep->as_bool()) {
-      out["html"] = std::move(html);
-      out["report"] = std::move(report);
-      return kiln::ToolResult{std::move(out), {}};
-    }
+    // The page in the output, or (html: false) as the file report.html beside it: a mission
+    // keeps it with its step, its digest in the ledger, instead of ≈ 30 KB of output twice.
+    const auto* inline_page = in.if_contains("html");
+    const bool as_file = inline_page && inline_page->is_bool() && !inline_page->as_bool();
+    auto result = [&](json::object o) {
+      o["report"] = std::move(report);
+      if (!as_file) {
+        o["html"] = std::move(html);
+        return kiln::ToolResult{std::move(o), {}};
+      }
+      o["html_file"] = "report.html";
+      return kiln::ToolResult{
+          std::move(o),
+          {kiln::Artifact{"report.html", "text/html; charset=utf-8", std::move(html)}}};
+    };
+    if (const auto* keep = in.if_contains("keep"); keep && keep->is_bool() && !keep->as_bool())
+      return result(std::move(out));
     // The page is also kept as an artifact, with the numbers beside it as JSON:
     // <storage.artifacts>/roast/reports/<tenant>/<title>.<call>.html and .json, <call> a digest
     // of the call's request id — one file per call, so no call (an operator's own, with
@@ -287,9 +299,7 @@ class ReportTool final : public kiln::Tool {
     }
     out["path"] = path.string();
     out["json_path"] = json_path.string();
-    out["html"] = std::move(html);
-    out["report"] = std::move(report);
-    return kiln::ToolResult{std::move(out), {}};
+    return result(std::move(out));
   }
 
  private:
@@ -562,19 +572,24 @@ kiln::Manifest manifest() {
       "roaster's settings when the curve has heater, fan or drum; QC table) that opens offline, "
       "its numbers as JSON (report: events, phases, settings, QC, the profile comparison) and a "
       "one-paragraph summary; page and JSON are also written to the plugin's "
-      "artifact directory (path, json_path), unless keep is false";
+      "artifact directory (path, json_path), unless keep is false. With html false the page is "
+      "not in the output but the file report.html beside it (html_file; a mission keeps it)";
   report.input_schema = json::parse(R"({
     "type": "object", "required": ["curve", "analysis"], "additionalProperties": false,
     "properties": {"title": {"type": "string"}, "session": {"type": "object"},
                    "curve": {"type": "object", "required": ["time", "bt"]},
                    "analysis": {"type": "object"}, "qc": {"type": "object"},
                    "keep": {"type": "boolean", "description": "write the page and its JSON to the artifact directory (default true); false: only returned"},
+                   "html": {"type": "boolean", "description": "the page in the output (default true); false: returned as the file report.html beside the output"},
                    "reference": {"type": ["object", "null"],
                                  "description": "the profile to draw behind the roast and compare: telemetry.session's reference"}}})");
   report.output_schema = json::parse(R"({
-    "type": "object", "required": ["summary", "html", "bytes", "report"],
+    "type": "object", "required": ["summary", "bytes", "report"],
     "properties": {"report": {"type": "object",
                               "description": "the report's numbers, format kiln.roast-report/1"},
+                   "html": {"type": "string", "description": "the page; absent with html false"},
+                   "html_file": {"type": "string", "description": "with html false: the name of the page's file, report.html"},
+                   "bytes": {"type": "integer", "description": "the page's size"},
                    "path": {"type": "string", "description": "the page kept; absent with keep false"},
                    "json_path": {"type": "string", "description": "its numbers kept"}}})");
   report.factory = [](kiln::HostServices& host) { return std::make_shared<ReportTool>(host); };

@@ -291,6 +291,7 @@ it, e.g. 2026-11-22 or 2026-11-22T10:00:00Z).
 
 Args parse(const std::vector<std::string>& argv) {
   Args a;
+  std::vector<std::string> known;
   for (std::size_t i = 0; i < argv.size(); ++i) {
     const std::string& s = argv[i];
     auto value = [&](const std::string& name) -> std::string {
@@ -299,14 +300,20 @@ Args parse(const std::vector<std::string>& argv) {
       if (i + 1 >= argv.size()) throw std::invalid_argument(name + " needs a value");
       return argv[++i];
     };
+    // Every option asked about is known: an unknown one is compared with all of them.
     auto is = [&](const char* name) {
+      known.emplace_back(name);
       return s == name || s.rfind(std::string(name) + "=", 0) == 0;
     };
-    if (s == "-h" || s == "--help")
+    auto flag = [&](const char* name) {
+      known.emplace_back(name);
+      return s == name;
+    };
+    if (s == "-h" || flag("--help"))
       a.help = true;
-    else if (s == "--json")
+    else if (flag("--json"))
       a.json = true;
-    else if (s == "--force")
+    else if (flag("--force"))
       a.force = true;
     else if (is("--fd"))
       a.fd = value("--fd");
@@ -341,21 +348,21 @@ Args parse(const std::vector<std::string>& argv) {
       a.speed = value("--speed");
     else if (is("--format"))
       a.format = value("--format");
-    else if (s == "--detect")
+    else if (flag("--detect"))
       a.detect = true;
-    else if (s == "--dry-run")
+    else if (flag("--dry-run"))
       a.dry_run = true;
     else if (is("--older-than"))
       a.older_than = value("--older-than");
-    else if (s == "--wait")
+    else if (flag("--wait"))
       a.wait = true;
-    else if (s == "--until-idle")
+    else if (flag("--until-idle"))
       a.until_idle = true;
-    else if (s == "--all")
+    else if (flag("--all"))
       a.all = true;
-    else if (s == "--clear")
+    else if (flag("--clear"))
       a.clear = true;
-    else if (s == "--no-report")
+    else if (flag("--no-report"))
       a.no_report = true;
     else if (is("--at"))
       a.at = value("--at");
@@ -413,14 +420,15 @@ Args parse(const std::vector<std::string>& argv) {
       a.roasts = value("--roasts");
     else if (is("--spool"))
       a.spool = value("--spool");
-    else if (s == "--flush")
+    else if (flag("--flush"))
       a.flush = true;
     else if (is("--device"))
       a.device = value("--device");
     else if (is("--api-key"))
       a.api_key = value("--api-key");
     else if (s.size() > 1 && s[0] == '-')
-      throw std::invalid_argument("unknown option '" + s + "'");
+      throw std::invalid_argument("unknown option '" + s + "'" +
+                                  common::did_you_mean(s.substr(0, s.find('=')), known));
     else
       a.positional.push_back(s);
   }
@@ -1723,6 +1731,46 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
   if (a.help) {
     out << help_of(name).value_or(std::string(kMainHelp));
     return runtime::kExitOk;
+  }
+  // Words past what the command takes are refused, not ignored: `prune dry-run` (dashes
+  // forgotten) once pruned for real.
+  static const std::map<std::string, std::size_t> kOperands = {
+      {"gate run", 1},         {"config explain", 1},
+      {"tool invoke", 1},      {"say", 1},
+      {"analyze", 1},          {"db backup", 1},
+      {"db restore", 1},       {"mission start", 1},
+      {"mission show", 1},     {"mission artifact", 3},
+      {"mission approve", 1},  {"mission cancel", 1},
+      {"mission retry", 1},    {"keys revoke", 1},
+      {"devices add", 1},      {"devices rotate", 1},
+      {"devices revoke", 1},   {"devices profile", 2},
+      {"sessions show", 1},    {"sessions export", 1},
+      {"sessions mark", 2},    {"sessions weigh", 1},
+      {"report", 1},           {"predict", 1},
+      {"profiles show", 1},    {"profiles versions", 1},
+      {"profiles import", 1},  {"profiles export", 1},
+      {"profiles archive", 1}, {"profiles restore", 1}};
+  const std::size_t words = static_cast<std::size_t>(std::count(name.begin(), name.end(), ' ')) + 1;
+  const auto takes = kOperands.count(name) ? kOperands.at(name) : 0;
+  if (a.positional.size() > words + takes) {
+    const std::string extra = a.positional[words + takes];
+    std::string hint;
+    if (extra.rfind('-', 0) != 0) {
+      // An option without its dashes?
+      const auto parsed_as = [&](const std::string& flag) {
+        try {
+          parse({flag});
+          return true;
+        } catch (const std::invalid_argument& e) {
+          return std::string(e.what()).find("unknown option") == std::string::npos;
+        }
+      };
+      if (parsed_as("--" + extra.substr(0, extra.find('='))))
+        hint = " (did you mean --" + extra + "?)";
+    }
+    err << "kiln " << name << ": unexpected argument '" << extra << "'" << hint << " (see kiln "
+        << name << " --help)\n";
+    return runtime::kExitUsage;
   }
   try {
     if (auto remote = run_remote(name, a, out, err)) return *remote;

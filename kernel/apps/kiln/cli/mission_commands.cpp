@@ -85,12 +85,15 @@ RETRY → PENDING now (skips the back-off); FAILED → PENDING with its failed s
        R"(Usage: kiln mission prune [--older-than AGE] [--tenant T] [--dry-run] [--reason TEXT]
                          [--json]
 
-Releases the files of missions that finished more than AGE ago (90d, 12h, 30m; default
-missions.keep_files): a roast report's spoken summary is ≈ 0.5 MB, most of what a roast adds
-to the database. Each mission's files go with a mission.artifacts_released ledger event naming
-every file and its SHA-256; the mission, its steps' outputs and its history stay. Missions still
-running or held keep theirs. --dry-run counts what would go. A server with missions.keep_files
-does this by itself. The space is reused by new data; the file shrinks only after `VACUUM`.
+Releases the files of missions that finished more than AGE ago (90d, 12h, 30m, up to 100
+years; default missions.keep_files): a roast report's spoken summary (≈ 0.5 MB) and page
+(≈ 30 KB) are most of what a roast adds to the database. Each mission's files go with a
+mission.artifacts_released ledger event naming every file and its SHA-256, and --reason (default
+"kiln mission prune: finished before TIME"); the mission, its steps' outputs and its history
+stay, and a released file answers 404 saying when and why. Released are DONE, CANCELED and
+BLOCKED missions; running, held and FAILED ones (a retry may run them on) keep theirs.
+--dry-run counts what would go. A server with missions.keep_files does this by itself. SQLite
+reuses the space for new data; the file does not shrink (a `kiln db backup` copy is compact).
 )"},
       {"mission work", R"(Usage: kiln mission work [--workers N] [--until-idle]
 
@@ -480,16 +483,19 @@ int cmd_mission_retry(const Args& a, std::ostream& out) {
 }
 
 int cmd_mission_prune(const Args& a, std::ostream& out) {
-  auto k = boot(a, false);
-  std::string age = a.older_than.value_or(k->config().get_string("missions.keep_files"));
-  if (age.empty())
+  if (a.tenant_filter && a.tenant_filter->empty())
+    throw std::invalid_argument("--tenant is empty: name a tenant, or leave it out for every one");
+  const auto keep = a.older_than ? common::parse_age(*a.older_than) : std::nullopt;
+  if (a.older_than && !keep)
+    throw std::invalid_argument("--older-than '" + *a.older_than +
+                                "' is not an age: " + std::string(common::kAgeForm));
+  auto k = boot_reading(a);
+  const std::string configured = k->config().get_string("missions.keep_files");
+  if (!keep && configured.empty())
     throw std::invalid_argument(
         "say how old: --older-than AGE (e.g. 90d), or set missions.keep_files in the config");
-  const auto keep = common::parse_age(age);
-  if (!keep)
-    throw std::invalid_argument("--older-than '" + age +
-                                "' is not an age: a whole number and s, m, h, d or w (e.g. 90d)");
-  const std::string before = ledger::utc_millis(std::chrono::system_clock::now() - *keep);
+  const auto age = keep ? *keep : *common::parse_age(configured);  // the config checked it
+  const std::string before = ledger::utc_millis(std::chrono::system_clock::now() - age);
   const auto pruned = k->missions().prune_files(
       a.tenant_filter, before, actor_of(a),
       a.reason.value_or("kiln mission prune: finished before " + before), a.dry_run);
