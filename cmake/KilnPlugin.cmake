@@ -34,10 +34,12 @@ function(kiln_add_plugin target)
     VISIBILITY_INLINES_HIDDEN ON
     POSITION_INDEPENDENT_CODE ON)
   # Unresolved symbols are a build error, not a load-time surprise. The version script exports
-  # exactly the two entry points, even where a library header marks its classes visible.
+  # exactly the two entry points, even where a library header marks its classes visible; with
+  # --no-undefined-version a plugin that defines neither (KILN_PLUGIN(fn) forgotten) fails to link
+  # ("kiln_plugin_v1: undefined version") instead of building a library kiln refuses to load.
   set(_script "${CMAKE_CURRENT_BINARY_DIR}/${target}.exports.map")
   file(WRITE "${_script}" "{\n  global: kiln_build_stamp_v1; kiln_plugin_v1;\n  local: *;\n};\n")
-  target_link_options(${target} PRIVATE "LINKER:--no-undefined"
+  target_link_options(${target} PRIVATE "LINKER:--no-undefined" "LINKER:--no-undefined-version"
                       "LINKER:--version-script=${_script}")
   set_property(TARGET ${target} APPEND PROPERTY LINK_DEPENDS "${_script}")
   if(ARG_OUTPUT_DIRECTORY)

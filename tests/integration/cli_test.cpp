@@ -1578,3 +1578,31 @@ BOOST_AUTO_TEST_CASE(a_command_does_not_migrate_the_database_under_a_running_ser
   BOOST_TEST(contains(migrated.err, "migrating schema version " + old_version + " to "),
              migrated.err);
 }
+
+// A node that never returns from a check fails its gate on that check, recorded, instead of
+// hanging `kiln gate run` with it.
+BOOST_AUTO_TEST_CASE(a_node_that_hangs_fails_its_gate) {
+  Deployment d;
+  const auto started = std::chrono::steady_clock::now();
+  auto hung =
+      d.kiln({"gate", "run", "tts_engine/hanging", "--set", "gates.check_timeout_s=1", "--set",
+              std::string("plugins.search_paths=[") + KILN_PLUGIN_DIR + "," + KILN_TEST_PLUGIN_DIR +
+                  "/test_tts]"});
+  BOOST_TEST(hung.exit_code == 1, hung.out << hung.err);
+  BOOST_TEST((std::chrono::steady_clock::now() - started < 60s));
+  BOOST_TEST(contains(hung.err,
+                      "FAIL: contract check 'empty text is invalid_input' did not "
+                      "finish within 1 s (gates.check_timeout_s)"),
+             hung.err);
+  auto status = d.kiln({"gate", "status", "--json", "--set",
+                        std::string("plugins.search_paths=[") + KILN_PLUGIN_DIR + "," +
+                            KILN_TEST_PLUGIN_DIR + "/test_tts]"});
+  const auto nodes = json::parse(status.out).at("nodes").as_array();
+  const auto it = std::find_if(nodes.begin(), nodes.end(),
+                               [](const json::value& n) { return n.at("node") == "hanging"; });
+  BOOST_REQUIRE(it != nodes.end());
+  BOOST_TEST(it->at("gate") == "failed", status.out);
+  BOOST_TEST(d.kiln({"ledger", "verify"}).exit_code == 0);
+  BOOST_TEST(
+      contains(d.kiln({"ledger", "export", "--stream", "gates"}).out, "\"result\":\"FAIL\""));
+}

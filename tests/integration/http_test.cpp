@@ -1387,6 +1387,12 @@ BOOST_AUTO_TEST_CASE(speech_api_speaks_every_format_and_rejects_bad_input) {
                       "Drop at eleven minutes.", "-o", "drop.wav"});
   BOOST_TEST(said.exit_code == 0, said.err);
   BOOST_TEST(fs::file_size(s.dir.path() / "drop.wav") > 16000u);
+  auto said_json = s.kiln({"--server", s.url(), "--api-key", s.keys.at("a_viewer"), "say",
+                           "Drop at eleven minutes.", "-o", "drop2.wav", "--json"});
+  BOOST_TEST(said_json.exit_code == 0, said_json.err);
+  BOOST_TEST(json::parse(said_json.out).at("bytes").as_int64() ==
+                 static_cast<std::int64_t>(fs::file_size(s.dir.path() / "drop2.wav")),
+             said_json.out);
   auto nope = s.kiln({"--server", s.url(), "--api-key", s.keys.at("a_viewer"), "say", "Hi.",
                       "--voice", "nobody", "-o", "x.wav"});
   BOOST_TEST(nope.exit_code != 0);

@@ -88,6 +88,18 @@ test -f "$work/gates/telemetry_driver.readings.jsonl" || fail "the gate left no 
 READINGS="$work/gates/telemetry_driver.readings.jsonl" "$work/drivertest/build/drivertest" \
   || fail "the testkit suites failed out of tree"
 
+echo "== a plugin without KILN_PLUGIN(fn): refused by the linker, not at load"
+mkdir -p "$work/noentry"
+cp "$src/examples/minimal_plugin/CMakeLists.txt" "$work/noentry/"
+grep -v 'KILN_PLUGIN(' "$src/examples/minimal_plugin/minimal_plugin.cpp" > "$work/noentry/minimal_plugin.cpp"
+cmake -S "$work/noentry" -B "$work/noentry/build" -DCMAKE_PREFIX_PATH="$work/prefix" \
+  -DCMAKE_BUILD_TYPE=Release >/dev/null
+ne_rc=0
+ne_err=$(cmake --build "$work/noentry/build" 2>&1) || ne_rc=$?
+[ "$ne_rc" -ne 0 ] || fail "a plugin without KILN_PLUGIN linked"
+echo "$ne_err" | grep -q "kiln_plugin_v1: undefined version" \
+  || fail "the link error does not name the entry point: $ne_err"
+
 echo "== the example against an SDK built by another compiler version: refused at configure"
 cp -r "$work/prefix" "$work/prefix_cc"
 sed -i 's/^set(KILN_CXX_COMPILER_MAJOR "[0-9]*")/set(KILN_CXX_COMPILER_MAJOR "99")/' \

@@ -1133,6 +1133,9 @@ BOOST_AUTO_TEST_CASE(a_roasters_first_crack_mark_reaches_the_report) {
   BOOST_TEST(gone.status == 404);
   BOOST_TEST(contains(gone.body, "'speech.wav' from step 'speak' was released at "), gone.body);
   BOOST_TEST(contains(gone.body, "replaced by mission "), gone.body);
+  const auto elsewhere = s.call("GET", audio, "other");  // another tenant: no such mission
+  BOOST_TEST(elsewhere.status == 404);
+  BOOST_TEST(contains(elsewhere.body, "\"no mission " + third + "\""), elsewhere.body);
   const auto events = s.call("GET", "/v1/ledger?stream=mission/" + third, "viewer").body;
   BOOST_TEST(contains(events, "\"kind\":\"mission.artifacts_released\""), events);
   BOOST_TEST(contains(events, "\"name\":\"speech.wav\""), events);

@@ -126,6 +126,15 @@ Manifest manifest() {
 }  // namespace
 KILN_PLUGIN(manifest)
 
+#elif defined(KILN_BROKEN_DEBUG_CONTAINERS)
+// A good plugin built with -D_GLIBCXX_DEBUG (tests/CMakeLists.txt): its std::string and vectors
+// are not the kernel's.
+Manifest manifest() {
+  return good_manifest("debug_containers");
+}
+}  // namespace
+KILN_PLUGIN(manifest)
+
 #else
 #error "define one KILN_BROKEN_* variant"
 #endif

@@ -1,9 +1,12 @@
-// test_tts: a tts_engine node that breaks its contract on purpose — `throwing` throws from
+// test_tts: tts_engine nodes that break their contract on purpose — `throwing` throws from
 // synthesize for a sentence with "boom" in it (errors are to be returned), after speaking the
-// sentences before it. The kernel must answer an error, not end the process.
+// sentences before it: the kernel must answer an error, not end the process. `hanging` never
+// returns from synthesize: a gate must fail it, not wait with it.
+#include <chrono>
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kiln/kiln.hpp"
@@ -14,9 +17,11 @@ using namespace kiln;
 
 class ThrowingEngine final : public nodes::TtsEngine {
  public:
+  explicit ThrowingEngine(bool hangs) : hangs_(hangs) {}
   std::vector<nodes::VoiceInfo> voices() const override { return {voice()}; }
   Result<nodes::Speech, ToolError> synthesize(const nodes::SpeechRequest& request,
                                               const nodes::ChunkSink& sink) const override {
+    while (hangs_) std::this_thread::sleep_for(std::chrono::hours(1));
     std::vector<std::string> sentences;
     std::string current;
     for (char c : request.text) {
@@ -52,6 +57,7 @@ class ThrowingEngine final : public nodes::TtsEngine {
   }
 
  private:
+  bool hangs_;
   static constexpr int kRate = 16000;
   static nodes::VoiceInfo voice() {
     nodes::VoiceInfo v;
@@ -72,7 +78,10 @@ Manifest manifest() {
   m.license = "Apache-2.0";
   m.nodes.push_back(NodeDecl::make<nodes::TtsEngine>(
       "throwing", "beeps; throws for a sentence with 'boom'",
-      [](const NodeContext&) { return std::make_shared<ThrowingEngine>(); }));
+      [](const NodeContext&) { return std::make_shared<ThrowingEngine>(false); }));
+  m.nodes.push_back(NodeDecl::make<nodes::TtsEngine>(
+      "hanging", "never returns from synthesize",
+      [](const NodeContext&) { return std::make_shared<ThrowingEngine>(true); }));
   return m;
 }
 

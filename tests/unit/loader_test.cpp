@@ -84,6 +84,17 @@ BOOST_AUTO_TEST_CASE(wrong_boost_version_is_refused_naming_the_field) {
   BOOST_TEST(contains(msg, "rebuild the plugin against Boost 1.81.0"), msg);
 }
 
+// Built with -D_GLIBCXX_DEBUG, a plugin's std::string and vectors have another layout: loading
+// its manifest crashed every command, so the stamp says it first.
+BOOST_AUTO_TEST_CASE(checked_containers_are_refused_before_the_manifest) {
+  auto msg = refusal(test_plugin("broken_debug_containers"));
+  BOOST_TEST(one_line(msg), msg);
+  BOOST_TEST(contains(msg,
+                      "build stamp field debug_containers: expected 0, actual 1; rebuild the "
+                      "plugin without -D_GLIBCXX_DEBUG"),
+             msg);
+}
+
 BOOST_AUTO_TEST_CASE(every_stamp_field_is_compared) {
   const kiln_build_stamp good = make_build_stamp();
   BOOST_TEST(plugins::compare_stamps(good, good).empty());
@@ -100,6 +111,7 @@ BOOST_AUTO_TEST_CASE(every_stamp_field_is_compared) {
   differs([](auto& s) { s.compiler_major = 11; }, "compiler_major");
   differs([](auto& s) { s.cxx11_abi = s.cxx11_abi ? 0 : 1; }, "cxx11_abi");
   differs([](auto& s) { s.boost_version = 108300; }, "boost_version");
+  differs([](auto& s) { s.debug_containers = 1; }, "debug_containers");
   differs([](auto& s) { s.manifest_format = 9; }, "manifest_format");
   differs([](auto& s) { s.kiln_version[0] = '9'; }, "kiln_version");
 }

@@ -38,6 +38,9 @@ struct kiln_build_stamp {
   std::uint32_t boost_version;    // BOOST_VERSION, e.g. 108100
   std::uint32_t manifest_format;  // kiln::kManifestFormat
   char kiln_version[32];          // kiln::kVersion, NUL-terminated
+  // 1 when built with _GLIBCXX_DEBUG: libstdc++'s checked containers lay std::vector and others
+  // out differently, so one side's std::string or vector is garbage to the other.
+  std::uint32_t debug_containers;
 };
 
 }  // extern "C"
@@ -64,6 +67,14 @@ constexpr std::uint32_t current_compiler_major() {
 #endif
 }
 
+constexpr std::uint32_t current_debug_containers() {
+#if defined(_GLIBCXX_DEBUG)
+  return 1;
+#else
+  return 0;
+#endif
+}
+
 constexpr std::uint32_t current_cxx11_abi() {
 #if defined(_GLIBCXX_USE_CXX11_ABI)
   return _GLIBCXX_USE_CXX11_ABI;
@@ -85,6 +96,7 @@ constexpr kiln_build_stamp make_build_stamp() {
   s.boost_version = BOOST_VERSION;
   s.manifest_format = kManifestFormat;
   for (int i = 0; kVersion[i] != '\0' && i < 31; ++i) s.kiln_version[i] = kVersion[i];
+  s.debug_containers = current_debug_containers();
   return s;
 }
 

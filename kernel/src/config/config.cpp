@@ -157,6 +157,13 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
          "strict: an ungated non-default node stops startup; warn: it runs, loudly",
          {"strict", "warn"},
          {}});
+  s.add({"gates.check_timeout_s",
+         Type::kInteger,
+         300,
+         "`kiln gate run`: a check of a suite that runs longer fails the gate (a node that hangs "
+         "or deadlocks), recorded as such",
+         {},
+         1});
   s.add({"tool_strategy.providers",
          Type::kStringMap,
          json::object{},

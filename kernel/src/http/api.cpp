@@ -996,6 +996,8 @@ Router build_api(ApiContext& ctx) {
            const auto& name = req.params.at("name");
            auto a = k.missions().artifact(req.tenant, id, step, name);
            if (!a) {
+             if (!k.missions().get(req.tenant, id))  // another tenant's answers the same
+               throw HttpError{404, "not_found", "no mission " + id};
              if (auto gone = k.missions().released(req.tenant, id, step, name))
                throw HttpError{404, "not_found",
                                "mission " + id + "'s file '" + name + "' from step '" + step +

@@ -120,6 +120,11 @@ std::string compare_stamps(const kiln_build_stamp& p, const kiln_build_stamp& k)
   if (p.cxx11_abi != k.cxx11_abi)
     return field("cxx11_abi", std::to_string(k.cxx11_abi), std::to_string(p.cxx11_abi),
                  "rebuild the plugin with -D_GLIBCXX_USE_CXX11_ABI=" + std::to_string(k.cxx11_abi));
+  if (p.debug_containers != k.debug_containers)
+    return field("debug_containers", std::to_string(k.debug_containers),
+                 std::to_string(p.debug_containers),
+                 std::string("rebuild the plugin ") + (k.debug_containers ? "with" : "without") +
+                     " -D_GLIBCXX_DEBUG (checked containers have another layout)");
   if (p.boost_version != k.boost_version)
     return field("boost_version", boost_text(k.boost_version), boost_text(p.boost_version),
                  "rebuild the plugin against Boost " + boost_text(k.boost_version));

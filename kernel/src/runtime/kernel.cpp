@@ -6,10 +6,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -22,6 +26,7 @@
 #include "kiln/nodes/telemetry_driver.hpp"
 #include "kiln/nodes/tool_strategy.hpp"
 #include "kiln/nodes/tts_engine.hpp"
+#include "kiln/testkit/report.hpp"
 #include "missions/projection.hpp"
 #include "runtime/builtin_tools.hpp"
 #include "runtime/isolation.hpp"
@@ -657,6 +662,50 @@ gates::GateRecord Kernel::run_gate(const std::string& kind_name, const std::stri
 
   auto candidate_maker = node_maker(*candidate, false);
   auto control_maker = node_maker(*control, false);
+  // The record and its ledger event: a plugin's gate only (a built-in node needs none).
+  auto record = [&](const gates::GateRecord& rec) {
+    if (candidate->builtin()) return;
+    gates_->write(rec);
+    // The decision joins the audit trail: who ran which gate on which binary, with what result.
+    json::object payload{{"kind", rec.kind},
+                         {"node", rec.node},
+                         {"provider", rec.provider},
+                         {"plugin_sha256", rec.plugin_sha256},
+                         {"contract_version", rec.contract_version},
+                         {"abi_version", rec.abi_version},
+                         {"result", rec.passed ? "PASS" : "FAIL"},
+                         {"record", gates_->record_path(rec.kind, rec.node).string()}};
+    ledger().append(ledger::NewEvent{"system", "gates", "gate.recorded", std::move(payload)});
+  };
+  // A check that never returns (the node hangs or deadlocks) cannot be stopped, only outlived:
+  // the watchdog records the gate as failed on that check and ends the process.
+  const auto limit = std::chrono::seconds(config_.get_int("gates.check_timeout_s"));
+  std::atomic<const char*> suite{"contract"};
+  std::jthread watchdog([&, base = r](std::stop_token stop) {
+    while (!stop.stop_requested()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      const auto overdue = testkit::RunningCheck::instance().overdue(limit);
+      if (!overdue) continue;
+      const std::string why = "did not finish within " + std::to_string(limit.count()) +
+                              " s (gates.check_timeout_s): the node hangs or deadlocks";
+      testkit::SuiteReport hung;
+      hung.suite = suite.load();
+      hung.add(*overdue, false, why);
+      gates::GateRecord failed = base;
+      (hung.suite == "contract" ? failed.contract : failed.parity) = hung.to_json();
+      failed.passed = false;
+      try {
+        record(failed);
+        ledger().flush();
+      } catch (const std::exception& e) {
+        spdlog::error("gate {}/{}: recording the failure: {}", kind_name, node_name, e.what());
+      }
+      spdlog::error("gate {}/{}: FAIL: {} check '{}' {}", kind_name, node_name, hung.suite,
+                    *overdue, why);
+      std::fflush(nullptr);
+      std::_Exit(kExitFailed);  // the hung call holds a thread no one can stop
+    }
+  });
   spdlog::info("gate {}/{}: running the contract suite (contract version {})", kind_name, node_name,
                d->contract_version);
   const boost::json::object kind_config =
@@ -664,6 +713,7 @@ gates::GateRecord Kernel::run_gate(const std::string& kind_name, const std::stri
           ? d->prepare(control_maker, gates_->record_path(kind_name, node_name).parent_path())
           : boost::json::object{};
   auto contract = d->contract(candidate_maker, kind_config);
+  suite = "parity";
   spdlog::info("gate {}/{}: running the parity suite against {}/{}", kind_name, node_name,
                kind_name, d->default_node);
   auto parity =
@@ -671,19 +721,9 @@ gates::GateRecord Kernel::run_gate(const std::string& kind_name, const std::stri
   r.contract = contract.to_json();
   r.parity = parity.to_json();
   r.passed = contract.passed() && parity.passed();
-  if (!candidate->builtin()) {
-    gates_->write(r);
-    // The decision joins the audit trail: who ran which gate on which binary, with what result.
-    json::object payload{{"kind", r.kind},
-                         {"node", r.node},
-                         {"provider", r.provider},
-                         {"plugin_sha256", r.plugin_sha256},
-                         {"contract_version", r.contract_version},
-                         {"abi_version", r.abi_version},
-                         {"result", r.passed ? "PASS" : "FAIL"},
-                         {"record", gates_->record_path(r.kind, r.node).string()}};
-    ledger().append(ledger::NewEvent{"system", "gates", "gate.recorded", std::move(payload)});
-  }
+  watchdog.request_stop();
+  watchdog.join();
+  record(r);
   return r;
 }
 

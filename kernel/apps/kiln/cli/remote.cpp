@@ -212,6 +212,16 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
       err << "kiln say: cannot write " << file << "\n";
       return runtime::kExitFailed;
     }
+    if (a.json) {
+      // What the server said of it (the speech API answers audio, not the tool's numbers).
+      out << pretty(json::object{{"file", file},
+                                 {"format", format},
+                                 {"bytes", static_cast<std::int64_t>(res.body.size())},
+                                 {"voice", res.header("x-kiln-voice")},
+                                 {"media_type", res.header("content-type")},
+                                 {"server", url}});
+      return runtime::kExitOk;
+    }
     out << "wrote " << file << ": " << res.body.size() << " bytes of " << format << " audio from "
         << url << " (voice " << res.header("x-kiln-voice") << ")\n";
     return runtime::kExitOk;

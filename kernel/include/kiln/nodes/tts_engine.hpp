@@ -78,7 +78,8 @@ class TtsEngine {
  public:
   static constexpr const char* kKind = "tts_engine";
   static constexpr const char* kDefaultNode = "torch";
-  static constexpr unsigned kContractVersion = 1;
+  // 2: the Speech result says what it spoke (voice, sentences, audio_seconds).
+  static constexpr unsigned kContractVersion = 2;
   // Largest input, in bytes of UTF-8, every node accepts (OpenAI's limit is 4096 characters).
   static constexpr std::size_t kDefaultMaxChars = 4096;
 

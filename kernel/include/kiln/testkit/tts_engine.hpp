@@ -96,10 +96,12 @@ inline SuiteReport run_tts_engine_contract(const TtsEngineFactory& make) {
   });
 
   const std::string sentence = "First crack at nine minutes twelve.";
+  // Checks whose failure says what was expected besides what came back.
   auto check_error = [&](const std::string& name, SpeechRequest req, const char* code) {
     guarded(report, name, [&] {
       auto r = node->synthesize(req);
-      report.add(name, fails_with(r, code), describe(r));
+      report.add(name, fails_with(r, code),
+                 "expected error " + std::string(code) + " with a message; got " + describe(r));
     });
   };
   check_error("empty text is invalid_input", SpeechRequest{"", "", 1.0}, error_code::kInvalidInput);
@@ -121,7 +123,9 @@ inline SuiteReport run_tts_engine_contract(const TtsEngineFactory& make) {
     bool lists = !r.ok() && r.error().details.is_object() &&
                  r.error().details.as_object().contains("voices");
     report.add("an unknown voice is unknown_voice and lists the voices",
-               fails_with(r, nodes::tts_error::kUnknownVoice) && lists, describe(r));
+               fails_with(r, nodes::tts_error::kUnknownVoice) && lists,
+               "expected error unknown_voice with details.voices; got " + describe(r) +
+                   (r.ok() || lists ? "" : " (no details.voices)"));
   });
   check_error("speed below 0.25 is invalid_input", SpeechRequest{sentence, "", 0.1},
               error_code::kInvalidInput);
@@ -135,9 +139,35 @@ inline SuiteReport run_tts_engine_contract(const TtsEngineFactory& make) {
               seconds(r.value()) < 15 && rms(r.value().samples) > 100;
     if (r.ok()) base = r.value();
     report.add("speaks a sentence at the declared sample rate", ok,
-               describe(r) + (r.ok() ? ", rms " + std::to_string(rms(r.value().samples)) : ""));
+               "expected " + std::to_string(def.sample_rate) +
+                   " Hz (the default voice's), 0.5 to 15 s, rms above 100; got " + describe(r) +
+                   (r.ok() ? ", " + std::to_string(seconds(r.value())) + " s, rms " +
+                                 std::to_string(rms(r.value().samples))
+                           : ""));
   });
-  if (base.samples.empty()) return report;
+  // The checks below compare with that sentence: without it they are reported as not run.
+  const std::vector<std::string> needs_base = {"says what it spoke (voice, sentences, seconds)",
+                                               "the same input gives the same audio",
+                                               "markup tags are dropped, not spoken",
+                                               "speed 2 is shorter and speed 0.5 longer",
+                                               "safe from several threads (same audio)",
+                                               "streams one chunk per sentence, equal to the whole",
+                                               "a sink returning false stops the synthesis",
+                                               "load and unload of the default voice"};
+  if (base.samples.empty()) {
+    for (const auto& name : needs_base)
+      report.add(name, false, "not run: the sentence above was not spoken");
+    return report;
+  }
+  guarded(report, needs_base[0], [&] {
+    const double told = base.audio_seconds, counted = seconds(base);
+    const bool ok = base.voice == def.id && base.sentences == 1 && std::abs(told - counted) < 0.05;
+    report.add(needs_base[0], ok,
+               "expected voice " + def.id + ", 1 sentence, audio_seconds " +
+                   std::to_string(counted) + "; got voice '" + base.voice + "', " +
+                   std::to_string(base.sentences) + " sentence(s), audio_seconds " +
+                   std::to_string(told));
+  });
 
   guarded(report, "the same input gives the same audio", [&] {
     auto r = node->synthesize(SpeechRequest{sentence, "", 1.0});
@@ -155,9 +185,13 @@ inline SuiteReport run_tts_engine_contract(const TtsEngineFactory& make) {
     auto slow = node->synthesize(SpeechRequest{sentence, "", 0.5});
     bool ok = fast.ok() && slow.ok() && seconds(fast.value()) < 0.8 * seconds(base) &&
               seconds(slow.value()) > 1.25 * seconds(base);
+    auto took = [](const Result<nodes::Speech, ToolError>& r) {
+      return r.ok() ? std::to_string(seconds(r.value())) + " s" : describe(r);
+    };
     report.add("speed 2 is shorter and speed 0.5 longer", ok,
-               "1.0: " + std::to_string(seconds(base)) + " s; 2.0: " + describe(fast) +
-                   "; 0.5: " + describe(slow));
+               "expected speed 2.0 under 0.8x and 0.5 over 1.25x the " +
+                   std::to_string(seconds(base)) + " s of speed 1.0; got 2.0: " + took(fast) +
+                   ", 0.5: " + took(slow));
   });
   guarded(report, "safe from several threads (same audio)", [&] {
     std::vector<std::vector<std::int16_t>> outs(4);
