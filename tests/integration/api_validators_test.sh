@@ -38,6 +38,7 @@ node "$npmdir/validate-openapi.js" "$work/openapi.json" || fail "/openapi.json i
 "$promtool" check metrics < "$work/metrics.txt" || fail "promtool rejects /metrics"
 for family in kiln_http_requests_total kiln_http_request_duration_seconds_bucket \
               kiln_tool_calls_total kiln_missions kiln_ledger_events kiln_ready kiln_telemetry_sessions \
+              kiln_mission_files kiln_mission_files_bytes kiln_database_bytes \
               kiln_ledger_commits_total kiln_ledger_syncs_total kiln_ledger_checkpoints_total kiln_ledger_appended_total kiln_ledger_audit_failures_total; do
   grep -q "^$family" "$work/metrics.txt" || fail "/metrics lacks $family"
 done

@@ -1150,6 +1150,15 @@ BOOST_AUTO_TEST_CASE(a_roasters_first_crack_mark_reaches_the_report) {
   BOOST_REQUIRE(mission_in(s, newest, {"DONE", "FAILED"}).at("state") == "DONE");
   const std::string newest_audio = "/v1/missions/" + newest + "/artifacts/speak/speech.wav";
   BOOST_TEST(s.call("GET", newest_audio, "viewer").status == 200);
+  // /metrics says how much the missions' files take, and that retention released them.
+  const auto files_bytes = [&] {
+    std::smatch m;
+    const auto text = s.call("GET", "/metrics", "").body;
+    BOOST_REQUIRE(std::regex_search(text, m, std::regex("\nkiln_mission_files_bytes ([0-9]+)\n")));
+    return std::stoll(m[1]);
+  };
+  const auto kept_before = files_bytes();
+  BOOST_TEST(kept_before > 100000);  // a spoken summary at least
   auto dry = s.kiln({"mission", "prune", "--older-than", "0s", "--dry-run"});
   BOOST_TEST(dry.exit_code == 0, dry.err);
   BOOST_TEST(contains(dry.out, "would release "), dry.out);
@@ -1157,6 +1166,7 @@ BOOST_AUTO_TEST_CASE(a_roasters_first_crack_mark_reaches_the_report) {
   auto pruned = s.kiln({"mission", "prune", "--older-than", "0s", "--json"});
   BOOST_TEST(pruned.exit_code == 0, pruned.err);
   BOOST_TEST(json::parse(pruned.out).at("files").as_int64() >= 1, pruned.out);
+  BOOST_TEST(files_bytes() == kept_before - json::parse(pruned.out).at("bytes").as_int64());
   const auto pruned_audio = s.call("GET", newest_audio, "viewer");
   BOOST_TEST(pruned_audio.status == 404);
   BOOST_TEST(contains(pruned_audio.body, "(kiln mission prune: finished before "),

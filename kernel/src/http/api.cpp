@@ -517,6 +517,26 @@ Router build_api(ApiContext& ctx) {
                  "# HELP kiln_ledger_events Events in the ledger.\n"
                  "# TYPE kiln_ledger_events gauge\nkiln_ledger_events " +
                  std::to_string(le.int64(0)) + "\n";
+             // Disk: the database and its write-ahead log, and the missions' files in it (what
+             // retention, missions.keep_files, releases).
+             auto mf = c.prepare("SELECT count(*), coalesce(sum(bytes), 0) FROM mission_artifacts");
+             mf.step();
+             out +=
+                 "# HELP kiln_mission_files Files missions keep (spoken summaries, report pages).\n"
+                 "# TYPE kiln_mission_files gauge\nkiln_mission_files " +
+                 std::to_string(mf.int64(0)) +
+                 "\n# HELP kiln_mission_files_bytes Their size.\n"
+                 "# TYPE kiln_mission_files_bytes gauge\nkiln_mission_files_bytes " +
+                 std::to_string(mf.int64(1)) +
+                 "\n# HELP kiln_database_bytes The database file and its write-ahead log.\n"
+                 "# TYPE kiln_database_bytes gauge\n";
+             for (const auto& [file, suffix] :
+                  {std::pair{"database", ""}, std::pair{"wal", "-wal"}}) {
+               std::error_code ec;
+               const auto size = std::filesystem::file_size(k.storage_path().string() + suffix, ec);
+               out += "kiln_database_bytes{file=\"" + std::string(file) + "\"} " +
+                      std::to_string(ec ? 0 : size) + "\n";
+             }
              if (const int intact = ctx.ledger_intact.load(); intact >= 0)
                out +=
                    "# HELP kiln_ledger_intact 1 when the newest 10,000 ledger events chained "
