@@ -862,6 +862,7 @@ BOOST_AUTO_TEST_CASE(say_speaks_with_the_embedded_voice_into_a_file) {
   auto voice = say({"say", "Hi.", "--voice", "nobody", "-o", "x.wav"});
   BOOST_TEST(voice.exit_code == 1);
   BOOST_TEST(contains(voice.err, "unknown voice 'nobody'; voices: kiln-slt-small"), voice.err);
+  BOOST_TEST(contains(voice.err, "({\"voices\":[\"kiln-slt-small\""), voice.err);  // details
   auto speed = say({"say", "Hi.", "--speed", "fast"});
   BOOST_TEST(speed.exit_code == 2, speed.err);
   BOOST_TEST(contains(speed.err, "--speed"), speed.err);

@@ -32,6 +32,7 @@
 #include "cli/service_notify.hpp"
 #include "cli/telemetry_commands.hpp"
 #include "common/files.hpp"
+#include "common/json_text.hpp"
 #include "common/log.hpp"
 #include "common/strings.hpp"
 #include "http/api.hpp"
@@ -1246,7 +1247,11 @@ int cmd_say(const Args& a, std::ostream& out, std::ostream& err) {
   auto outcome = k->executor().invoke(call);
   if (!outcome.ok()) {
     const auto& e = outcome.error();
-    err << "kiln say: " << e.code << ": " << e.message << "\n";
+    err << "kiln say: " << e.code << ": " << e.message;
+    // What the engine adds (the voices there are, the size allowed), when the message lacks it.
+    if (e.details.is_object() && !e.details.as_object().empty())
+      err << " (" << common::json_text(e.details) << ")";
+    err << "\n";
     return runtime::kExitFailed;
   }
   const auto& res = outcome.value();
