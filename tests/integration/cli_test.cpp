@@ -786,6 +786,16 @@ BOOST_AUTO_TEST_CASE(finished_missions_files_are_pruned_by_age) {
   BOOST_TEST(typo.exit_code == 2);
   BOOST_TEST(contains(typo.err, "unknown option '--dryrun'; did you mean '--dry-run'?"), typo.err);
   BOOST_TEST(d.kiln({"db", "status", "extra"}).exit_code == 2);
+  auto elsewhere = d.kiln({"mission", "cancel", "m-1", "--dry-run"});
+  BOOST_TEST(elsewhere.exit_code == 2);
+  BOOST_TEST(contains(elsewhere.err, "--dry-run is an option of kiln mission prune only"),
+             elsewhere.err);
+  auto unquoted = d.kiln({"say", "Drop", "soon", "now."});
+  BOOST_TEST(unquoted.exit_code == 2);
+  BOOST_TEST(contains(unquoted.err,
+                      "unexpected argument 'soon' (it takes 1 argument: quote one "
+                      "that has spaces)"),
+             unquoted.err);
   BOOST_TEST(d.kiln({"mission", "prune", "--older-than", "1d", "--tenant", ""}).exit_code == 2);
   // Before 1970 the milliseconds stay positive.
   auto century = d.kiln({"mission", "prune", "--older-than", "36500d", "--dry-run", "--json"});

@@ -687,3 +687,15 @@ BOOST_FIXTURE_TEST_CASE(two_writers_on_one_file_keep_one_chain, Db) {
   BOOST_TEST(a.count() == 40);
   BOOST_TEST(a.verify().ok);
 }
+
+// Times as the ledger writes them; before 1970 (a retention cutoff a century back) the
+// milliseconds and the second are floored, not truncated toward zero.
+BOOST_AUTO_TEST_CASE(times_are_written_floored_to_the_millisecond) {
+  using namespace std::chrono;
+  const auto at = [](std::int64_t ms) { return system_clock::time_point(milliseconds(ms)); };
+  BOOST_TEST(ledger::utc_millis(at(0)) == "1970-01-01T00:00:00.000Z");
+  BOOST_TEST(ledger::utc_millis(at(1796420004123)) == "2026-12-04T21:33:24.123Z");
+  BOOST_TEST(ledger::utc_millis(at(-1500)) == "1969-12-31T23:59:58.500Z");
+  BOOST_TEST(ledger::utc_millis(at(-1000)) == "1969-12-31T23:59:59.000Z");
+  BOOST_TEST(ledger::utc_millis(at(-1)) == "1969-12-31T23:59:59.999Z");
+}

@@ -137,37 +137,66 @@ std::string json_text(const json::value& v) {
 
 namespace {
 
-// A boost::json::basic_parser handler that only keeps each open object's keys.
+// A boost::json::basic_parser handler that only keeps each open object's keys, and where it is.
 struct KeyChecker {
   static constexpr std::size_t max_object_size = std::size_t(-1);
   static constexpr std::size_t max_array_size = std::size_t(-1);
   static constexpr std::size_t max_key_size = std::size_t(-1);
   static constexpr std::size_t max_string_size = std::size_t(-1);
 
-  std::vector<std::set<std::string, std::less<>>> open;
+  struct Open {
+    bool object = true;
+    std::set<std::string, std::less<>> keys;  // an object's keys so far
+    std::string key;                          // an object's current key
+    std::size_t index = 0;                    // an array's current item
+  };
+  std::vector<Open> open;
   std::string key;
-  std::optional<std::string> duplicate;
+  std::optional<std::string> duplicate;  // its path: inputs.who, steps[2].id
+
+  // A value ended: the next one in an array is the next item.
+  bool value() {
+    if (!open.empty() && !open.back().object) ++open.back().index;
+    return true;
+  }
+  std::string path() const {
+    std::string p;
+    for (const auto& o : open) {
+      if (o.object)
+        p += (p.empty() ? "" : ".") + o.key;
+      else
+        p += "[" + std::to_string(o.index) + "]";
+    }
+    return p;
+  }
 
   bool on_document_begin(json::error_code&) { return true; }
   bool on_document_end(json::error_code&) { return true; }
   bool on_object_begin(json::error_code&) {
-    open.emplace_back();
+    open.push_back({});
     return true;
   }
   bool on_object_end(std::size_t, json::error_code&) {
     open.pop_back();
+    return value();
+  }
+  bool on_array_begin(json::error_code&) {
+    open.push_back({false});
     return true;
   }
-  bool on_array_begin(json::error_code&) { return true; }
-  bool on_array_end(std::size_t, json::error_code&) { return true; }
+  bool on_array_end(std::size_t, json::error_code&) {
+    open.pop_back();
+    return value();
+  }
   bool on_key_part(json::string_view s, std::size_t, json::error_code&) {
     key.append(s.data(), s.size());
     return true;
   }
   bool on_key(json::string_view s, std::size_t, json::error_code& ec) {
     key.append(s.data(), s.size());
-    if (!open.back().insert(key).second) {
-      duplicate = std::move(key);
+    open.back().key = key;
+    if (!open.back().keys.insert(std::move(key)).second) {
+      duplicate = path();
       ec = boost::system::errc::make_error_code(boost::system::errc::invalid_argument);
       return false;  // the first is enough
     }
@@ -175,13 +204,13 @@ struct KeyChecker {
     return true;
   }
   bool on_string_part(json::string_view, std::size_t, json::error_code&) { return true; }
-  bool on_string(json::string_view, std::size_t, json::error_code&) { return true; }
+  bool on_string(json::string_view, std::size_t, json::error_code&) { return value(); }
   bool on_number_part(json::string_view, json::error_code&) { return true; }
-  bool on_int64(std::int64_t, json::string_view, json::error_code&) { return true; }
-  bool on_uint64(std::uint64_t, json::string_view, json::error_code&) { return true; }
-  bool on_double(double, json::string_view, json::error_code&) { return true; }
-  bool on_bool(bool, json::error_code&) { return true; }
-  bool on_null(json::error_code&) { return true; }
+  bool on_int64(std::int64_t, json::string_view, json::error_code&) { return value(); }
+  bool on_uint64(std::uint64_t, json::string_view, json::error_code&) { return value(); }
+  bool on_double(double, json::string_view, json::error_code&) { return value(); }
+  bool on_bool(bool, json::error_code&) { return value(); }
+  bool on_null(json::error_code&) { return value(); }
   bool on_comment_part(json::string_view, json::error_code&) { return true; }
   bool on_comment(json::string_view, json::error_code&) { return true; }
 };

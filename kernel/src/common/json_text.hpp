@@ -19,9 +19,10 @@ std::string number_text(double d);
 // `v` as compact JSON text (no spaces), numbers as number_text writes them.
 std::string json_text(const boost::json::value& v);
 
-// The first key that JSON `text` gives twice in one object, or nullopt (also for text that is not
-// JSON: parse it for that error). Boost.JSON keeps the last of the two, where another reader may
-// take the first — which one a request meant is a guess.
+// The path of the first key that JSON `text` gives twice in one object (`inputs.who`,
+// `steps[2].id`), or nullopt (also for text that is not JSON: parse it for that error). Boost.JSON
+// keeps the last of the two, where another reader may take the first — which one a request meant is
+// a guess.
 std::optional<std::string> duplicate_key(std::string_view text);
 
 }  // namespace kiln::common

@@ -275,8 +275,8 @@ std::optional<Response> Router::admit(const Route& route, Request& req,
       if (ec) return error(400, "malformed_json", "the body is not valid JSON: " + ec.message());
       if (auto twice = common::duplicate_key(req.body))
         return error(422, "invalid_request",
-                     "the body gives the key '" + common::to_valid_utf8(*twice) +
-                         "' twice in one object; give it once",
+                     "the body gives the key " + common::to_valid_utf8(*twice) +
+                         " twice in one object; give it once",
                      json::object{{"field", "body." + common::to_valid_utf8(*twice)}});
     }
     if (auto err = runtime::validate_json(route.request_schema, req.json, "body")) {

@@ -549,8 +549,11 @@ std::size_t MissionService::release_artifacts(const std::string& tenant, const s
     json::array files;
     for (const auto& step : m->steps)
       for (const auto& a : step.artifacts)
-        files.push_back(json::object{
-            {"step", a.step}, {"name", a.name}, {"bytes", a.bytes}, {"sha256", a.sha256}});
+        files.push_back(json::object{{"step", a.step},
+                                     {"name", a.name},
+                                     {"media_type", a.media_type},
+                                     {"bytes", a.bytes},
+                                     {"sha256", a.sha256}});
     if (files.empty()) return {};
     released = files.size();
     // The projection removes the rows (missions::project), as a replay would.
@@ -565,7 +568,8 @@ std::size_t MissionService::release_artifacts(const std::string& tenant, const s
 
 MissionService::Pruned MissionService::prune_files(const std::optional<std::string>& tenant,
                                                    const std::string& before, const Actor& actor,
-                                                   const std::string& reason, bool dry_run) {
+                                                   const std::string& reason, bool dry_run,
+                                                   const std::function<bool()>& stopping) {
   require_role(actor, Role::kOperator, "releasing missions' files");
   struct Held {
     std::string id, tenant;
@@ -590,6 +594,7 @@ MissionService::Pruned MissionService::prune_files(const std::optional<std::stri
   for (const auto& h : held) {
     // Released one mission at a time: a retention pass over a year of files is not one
     // transaction holding the writer, and what was released stays released if it stops.
+    if (stopping && stopping()) break;
     std::size_t n = h.files;
     if (!dry_run) try {
         n = release_artifacts(h.tenant, h.id, actor, reason);
@@ -672,7 +677,8 @@ std::optional<StoredArtifact> MissionService::artifact(const std::optional<std::
 std::optional<std::string> MissionService::released(const std::optional<std::string>& tenant,
                                                     const std::string& mission,
                                                     const std::string& step,
-                                                    const std::string& name) const {
+                                                    const std::string& name,
+                                                    std::string_view media) const {
   Connection c(db_path_, Connection::Mode::kReadOnly);
   auto st = c.prepare(
       "SELECT l.time, l.payload FROM missions m JOIN ledger l ON l.tenant = m.tenant AND "
@@ -692,9 +698,15 @@ std::optional<std::string> MissionService::released(const std::optional<std::str
     for (const auto& f : files->as_array()) {
       const auto* o = f.if_object();
       if (!o || !o->contains("step") || !o->contains("name")) continue;
-      if (!(step.empty() && name.empty()) &&
-          (o->at("step") != step.c_str() || o->at("name") != name.c_str()))
+      if (step.empty() && name.empty()) {
+        const auto* type = o->if_contains("media_type");
+        const std::string file(o->at("name").is_string() ? o->at("name").as_string() : "");
+        if (type && type->is_string() ? !type->as_string().starts_with(media)
+                                      : !(media == "audio/" && file.starts_with("speech.")))
+          continue;
+      } else if (o->at("step") != step.c_str() || o->at("name") != name.c_str()) {
         continue;
+      }
       const auto* why = p.as_object().if_contains("reason");
       return "released at " + st.text(0) +
              (why && why->is_string() && !why->as_string().empty()

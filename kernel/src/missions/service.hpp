@@ -195,8 +195,10 @@ class MissionService {
     std::size_t files = 0;
     std::int64_t bytes = 0;
   };
+  // `stopping`: asked between missions; true ends the pass there (a server shutting down).
   Pruned prune_files(const std::optional<std::string>& tenant, const std::string& before,
-                     const Actor& actor, const std::string& reason, bool dry_run = false);
+                     const Actor& actor, const std::string& reason, bool dry_run = false,
+                     const std::function<bool()>& stopping = {});
 
   // ---- Worker protocol ----
   struct Claim {
@@ -227,11 +229,12 @@ class MissionService {
                                          const std::string& mission, const std::string& step,
                                          const std::string& name) const;
   // Why a file a mission once kept is gone: "released at TIME (REASON)" from the newest
-  // `mission.artifacts_released` event naming it (empty `step` and `name`: any file); nullopt
-  // when none does.
+  // `mission.artifacts_released` event naming it; nullopt when none does. Empty `step` and
+  // `name`: any file of a media type starting with `media` (events before media types were
+  // listed: a file named speech.*, for "audio/").
   std::optional<std::string> released(const std::optional<std::string>& tenant,
                                       const std::string& mission, const std::string& step,
-                                      const std::string& name) const;
+                                      const std::string& name, std::string_view media = {}) const;
 
   // An API key's actor ("key:k-…") by the name it was given: "NAME (key:k-…)".
   std::string actor_named(const std::string& actor) const;

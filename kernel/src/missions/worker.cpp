@@ -346,7 +346,7 @@ FileRetention::FileRetention(MissionService& service, std::chrono::seconds keep)
                      std::chrono::duration_cast<std::chrono::seconds>(every).count());
       }
       std::unique_lock lock(mu_);
-      if (cv_.wait_for(lock, every, [&] { return stopping_; })) return;
+      if (cv_.wait_for(lock, every, [&] { return stopping_.load(); })) return;
     }
   });
 }
@@ -363,7 +363,8 @@ FileRetention::~FileRetention() {
 MissionService::Pruned FileRetention::run_once() {
   const std::string before = ledger::utc_millis(std::chrono::system_clock::now() - keep_);
   const auto pruned = service_.prune_files(std::nullopt, before, Actor{"retention", Role::kAdmin},
-                                           "missions.keep_files: finished before " + before);
+                                           "missions.keep_files: finished before " + before, false,
+                                           [this] { return stopping_.load(); });
   if (pruned.files > 0) {
     files_ += static_cast<std::int64_t>(pruned.files);
     spdlog::info(

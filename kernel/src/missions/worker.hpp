@@ -81,7 +81,7 @@ class FileRetention {
   std::atomic<std::int64_t> files_{0};
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;
+  std::atomic<bool> stopping_{false};  // also ends a pass between missions
   std::thread thread_;
 };
 

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -681,6 +682,8 @@ gates::GateRecord Kernel::run_gate(const std::string& kind_name, const std::stri
   // the watchdog records the gate as failed on that check and ends the process.
   const auto limit = std::chrono::seconds(config_.get_int("gates.check_timeout_s"));
   std::atomic<const char*> suite{"contract"};
+  std::mutex contract_mu;
+  json::object contract_done;  // the contract suite's report once it finished
   std::jthread watchdog([&, base = r](std::stop_token stop) {
     while (!stop.stop_requested()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -692,7 +695,13 @@ gates::GateRecord Kernel::run_gate(const std::string& kind_name, const std::stri
       hung.suite = suite.load();
       hung.add(*overdue, false, why);
       gates::GateRecord failed = base;
-      (hung.suite == "contract" ? failed.contract : failed.parity) = hung.to_json();
+      if (hung.suite == "contract") {
+        failed.contract = hung.to_json();
+      } else {
+        std::lock_guard lock(contract_mu);
+        failed.contract = contract_done;
+        failed.parity = hung.to_json();
+      }
       failed.passed = false;
       try {
         record(failed);
@@ -713,6 +722,10 @@ gates::GateRecord Kernel::run_gate(const std::string& kind_name, const std::stri
           ? d->prepare(control_maker, gates_->record_path(kind_name, node_name).parent_path())
           : boost::json::object{};
   auto contract = d->contract(candidate_maker, kind_config);
+  {
+    std::lock_guard lock(contract_mu);
+    contract_done = contract.to_json();
+  }
   suite = "parity";
   spdlog::info("gate {}/{}: running the parity suite against {}/{}", kind_name, node_name,
                kind_name, d->default_node);

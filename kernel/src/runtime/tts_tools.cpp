@@ -1,6 +1,7 @@
 #include "runtime/tts_tools.hpp"
 
 #include <array>
+#include <optional>
 
 #include <boost/json/parse.hpp>
 
@@ -21,8 +22,25 @@ bool is_openai_voice_name(std::string_view name) {
 Result<nodes::Speech, ToolError> synthesize(const nodes::TtsEngine& engine,
                                             const nodes::SpeechRequest& request,
                                             const nodes::ChunkSink& sink) {
+  // The kernel's own sink may fail too (out of memory while resampling): that stops the
+  // engine and is said as the kernel's, not blamed on the plugin.
+  std::optional<std::string> sink_failed;
+  nodes::ChunkSink guarded;
+  if (sink)
+    guarded = [&](const nodes::AudioChunk& c) {
+      try {
+        return sink(c);
+      } catch (const std::exception& e) {
+        sink_failed = e.what();
+        return false;
+      }
+    };
   try {
-    return engine.synthesize(request, sink);
+    auto r = engine.synthesize(request, guarded);
+    if (sink_failed)
+      return Unexpected<ToolError>{ToolError{
+          error_code::kInternal, "handing the audio on failed: " + *sink_failed, false, {}}};
+    return r;
   } catch (const std::exception& e) {
     return Unexpected<ToolError>{
         ToolError{error_code::kInternal,

@@ -232,7 +232,7 @@ Result<missions::StoredArtifact, ToolError> session_summary_audio(
           if (auto a = missions.artifact(tenant, id, step.step, f.name)) return std::move(*a);
   const std::string state = m ? m->state : "missing";
   if (state == missions::state::kDone)
-    if (auto gone = missions.released(tenant, id, "", ""))
+    if (auto gone = missions.released(tenant, id, "", "", "audio/"))
       return Unexpected<ToolError>{
           ToolError{error_code::kNotFound,
                     "the spoken summary of session " + session + " (report mission " + id +

@@ -1737,6 +1737,13 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
     out << help_of(name).value_or(std::string(kMainHelp));
     return runtime::kExitOk;
   }
+  // Options only prune reads: elsewhere `--dry-run` would be ignored and the command act for real.
+  if ((a.dry_run || a.older_than) && name != "mission prune") {
+    err << "kiln " << name << ": " << (a.dry_run ? "--dry-run" : "--older-than")
+        << " is an option of kiln mission prune only; kiln " << name << " has no dry run (see kiln "
+        << name << " --help)\n";
+    return runtime::kExitUsage;
+  }
   // Words past what the command takes are refused, not ignored: `prune dry-run` (dashes
   // forgotten) once pruned for real.
   static const std::map<std::string, std::size_t> kOperands = {
@@ -1772,6 +1779,9 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
       };
       if (parsed_as("--" + extra.substr(0, extra.find('='))))
         hint = " (did you mean --" + extra + "?)";
+      else if (takes > 0)  // `kiln say Drop at nine` for `kiln say "Drop at nine"`
+        hint = " (it takes " + std::to_string(takes) + " argument" + (takes > 1 ? "s" : "") +
+               ": quote one that has spaces)";
     }
     err << "kiln " << name << ": unexpected argument '" << extra << "'" << hint << " (see kiln "
         << name << " --help)\n";

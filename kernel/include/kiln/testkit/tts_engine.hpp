@@ -169,18 +169,17 @@ inline SuiteReport run_tts_engine_contract(const TtsEngineFactory& make) {
                    std::to_string(told));
   });
 
-  guarded(report, "the same input gives the same audio", [&] {
+  guarded(report, needs_base[1], [&] {
     auto r = node->synthesize(SpeechRequest{sentence, "", 1.0});
-    report.add("the same input gives the same audio", r.ok() && r.value().samples == base.samples,
-               describe(r));
+    report.add(needs_base[1], r.ok() && r.value().samples == base.samples, describe(r));
   });
-  guarded(report, "markup tags are dropped, not spoken", [&] {
+  guarded(report, needs_base[2], [&] {
     auto tagged = node->synthesize(
         SpeechRequest{"<speak><s>First crack at nine minutes twelve.</s></speak>", "", 1.0});
-    report.add("markup tags are dropped, not spoken",
-               tagged.ok() && tagged.value().samples == base.samples, describe(tagged));
+    report.add(needs_base[2], tagged.ok() && tagged.value().samples == base.samples,
+               describe(tagged));
   });
-  guarded(report, "speed 2 is shorter and speed 0.5 longer", [&] {
+  guarded(report, needs_base[3], [&] {
     auto fast = node->synthesize(SpeechRequest{sentence, "", 2.0});
     auto slow = node->synthesize(SpeechRequest{sentence, "", 0.5});
     bool ok = fast.ok() && slow.ok() && seconds(fast.value()) < 0.8 * seconds(base) &&
@@ -188,12 +187,12 @@ inline SuiteReport run_tts_engine_contract(const TtsEngineFactory& make) {
     auto took = [](const Result<nodes::Speech, ToolError>& r) {
       return r.ok() ? std::to_string(seconds(r.value())) + " s" : describe(r);
     };
-    report.add("speed 2 is shorter and speed 0.5 longer", ok,
+    report.add(needs_base[3], ok,
                "expected speed 2.0 under 0.8x and 0.5 over 1.25x the " +
                    std::to_string(seconds(base)) + " s of speed 1.0; got 2.0: " + took(fast) +
                    ", 0.5: " + took(slow));
   });
-  guarded(report, "safe from several threads (same audio)", [&] {
+  guarded(report, needs_base[4], [&] {
     std::vector<std::vector<std::int16_t>> outs(4);
     std::vector<std::thread> ts;
     for (std::size_t i = 0; i < outs.size(); ++i)
@@ -206,9 +205,9 @@ inline SuiteReport run_tts_engine_contract(const TtsEngineFactory& make) {
     for (auto& t : ts) t.join();
     bool same = true;
     for (const auto& o : outs) same = same && o == base.samples;
-    report.add("safe from several threads (same audio)", same, "4 threads x 2 calls");
+    report.add(needs_base[4], same, "4 threads x 2 calls");
   });
-  guarded(report, "streams one chunk per sentence, equal to the whole", [&] {
+  guarded(report, needs_base[5], [&] {
     const std::string three = "Charge at two hundred degrees. Turning point at one minute. Drop!";
     auto whole = node->synthesize(SpeechRequest{three, "", 1.0});
     std::vector<std::int16_t> joined;
@@ -222,17 +221,16 @@ inline SuiteReport run_tts_engine_contract(const TtsEngineFactory& make) {
         });
     bool ok = whole.ok() && streamed.ok() && chunks == 3 && announced == 3 &&
               joined == whole.value().samples;
-    report.add("streams one chunk per sentence, equal to the whole", ok,
-               std::to_string(chunks) + " chunk(s), " + describe(streamed));
+    report.add(needs_base[5], ok, std::to_string(chunks) + " chunk(s), " + describe(streamed));
   });
-  guarded(report, "a sink returning false stops the synthesis", [&] {
+  guarded(report, needs_base[6], [&] {
     std::size_t chunks = 0;
     auto r = node->synthesize(SpeechRequest{"One. Two. Three. Four.", "", 1.0},
                               [&](const nodes::AudioChunk&) { return ++chunks < 2; });
-    report.add("a sink returning false stops the synthesis", !r.ok() && chunks == 2,
+    report.add(needs_base[6], !r.ok() && chunks == 2,
                std::to_string(chunks) + " chunk(s), " + describe(r));
   });
-  guarded(report, "load and unload of the default voice", [&] {
+  guarded(report, needs_base[7], [&] {
     auto u = node->unload_voice(def.id);
     auto l = node->load_voice(def.id);
     auto again = node->synthesize(SpeechRequest{sentence, "", 1.0});
@@ -240,8 +238,7 @@ inline SuiteReport run_tts_engine_contract(const TtsEngineFactory& make) {
     bool ok = u.ok() && l.ok() && l.value().state == "loaded" && again.ok() &&
               again.value().samples == base.samples && !bad.ok() &&
               bad.error().code == nodes::tts_error::kUnknownVoice;
-    report.add("load and unload of the default voice", ok,
-               l.ok() ? "state " + l.value().state : l.error().message);
+    report.add(needs_base[7], ok, l.ok() ? "state " + l.value().state : l.error().message);
   });
   return report;
 }
