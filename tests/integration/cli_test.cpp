@@ -1600,6 +1600,12 @@ BOOST_AUTO_TEST_CASE(a_node_that_hangs_fails_its_gate) {
               std::string("plugins.search_paths=[") + KILN_PLUGIN_DIR + "," + KILN_TEST_PLUGIN_DIR +
                   "/test_tts]"});
   BOOST_TEST(hung.exit_code == 1, hung.out << hung.err);
+  auto hung_json = d.kiln({"gate", "run", "tts_engine/hanging", "--json", "--set",
+                           "gates.check_timeout_s=1", "--set",
+                           std::string("plugins.search_paths=[") + KILN_PLUGIN_DIR + "," +
+                               KILN_TEST_PLUGIN_DIR + "/test_tts]"});
+  BOOST_TEST(hung_json.exit_code == 1);
+  BOOST_TEST(json::parse(hung_json.out).at("result") == "FAIL", hung_json.out);
   BOOST_TEST((std::chrono::steady_clock::now() - started < 60s));
   BOOST_TEST(contains(hung.err,
                       "FAIL: contract check 'empty text is invalid_input' did not "

@@ -822,6 +822,7 @@ BOOST_AUTO_TEST_CASE(retention_releases_the_files_of_missions_finished_before_th
   auto one = w.svc().prune_files(std::string("acme"), later, admin, "older than 0s");
   BOOST_TEST(one.missions == 1u);
   BOOST_TEST(one.files == 1u);
+  BOOST_TEST(one.bytes == 5);
   BOOST_TEST(!has_file("acme", acme));
   BOOST_TEST(has_file("beta", beta));
   auto h = w.history(acme);

@@ -535,11 +535,14 @@ MissionView MissionService::retry(const std::optional<std::string>& tenant, cons
 }
 
 std::size_t MissionService::release_artifacts(const std::string& tenant, const std::string& id,
-                                              const Actor& actor, const std::string& reason) {
+                                              const Actor& actor, const std::string& reason,
+                                              std::int64_t* bytes) {
   require_role(actor, Role::kOperator, "releasing a mission's files");
   std::size_t released = 0;
+  std::int64_t size = 0;
   ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
     released = 0;
+    size = 0;
     auto m = load_mission(c, id);
     if (!m || m->tenant != tenant)
       throw MissionError(Code::kNotFound, "no mission " + id + " for tenant " + tenant);
@@ -548,12 +551,14 @@ std::size_t MissionService::release_artifacts(const std::string& tenant, const s
                                                   "; only a finished mission's files are released");
     json::array files;
     for (const auto& step : m->steps)
-      for (const auto& a : step.artifacts)
+      for (const auto& a : step.artifacts) {
+        size += a.bytes;
         files.push_back(json::object{{"step", a.step},
                                      {"name", a.name},
                                      {"media_type", a.media_type},
                                      {"bytes", a.bytes},
                                      {"sha256", a.sha256}});
+      }
     if (files.empty()) return {};
     released = files.size();
     // The projection removes the rows (missions::project), as a replay would.
@@ -563,6 +568,7 @@ std::size_t MissionService::release_artifacts(const std::string& tenant, const s
                                           {"reason", reason},
                                           {"actor", actor.to_json()}}}};
   });
+  if (bytes) *bytes = size;
   return released;
 }
 
@@ -596,8 +602,9 @@ MissionService::Pruned MissionService::prune_files(const std::optional<std::stri
     // transaction holding the writer, and what was released stays released if it stops.
     if (stopping && stopping()) break;
     std::size_t n = h.files;
+    std::int64_t bytes = h.bytes;
     if (!dry_run) try {
-        n = release_artifacts(h.tenant, h.id, actor, reason);
+        n = release_artifacts(h.tenant, h.id, actor, reason, &bytes);
       } catch (const MissionError& e) {
         if (e.code() != Code::kInvalidState) throw;
         n = 0;  // no longer finished (cannot happen to these states today): its files kept
@@ -605,7 +612,7 @@ MissionService::Pruned MissionService::prune_files(const std::optional<std::stri
     if (n == 0) continue;  // released since the listing
     ++out.missions;
     out.files += n;
-    out.bytes += h.bytes;
+    out.bytes += bytes;
   }
   return out;
 }

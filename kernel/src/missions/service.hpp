@@ -182,9 +182,11 @@ class MissionService {
                     const Actor& actor, const std::string& reason);
   // Removes the files a finished mission's steps kept (a superseded report's audio), with a
   // `mission.artifacts_released` event naming each file and its digest; the number released (0:
-  // none, no event). The mission may not be running: a step could be writing its files.
+  // none, no event), and their size in `bytes` when given. The mission may not be running: a
+  // step could be writing its files.
   std::size_t release_artifacts(const std::string& tenant, const std::string& id,
-                                const Actor& actor, const std::string& reason);
+                                const Actor& actor, const std::string& reason,
+                                std::int64_t* bytes = nullptr);
   // Retention (missions.keep_files, `kiln mission prune`): releases the files of every DONE,
   // CANCELED or BLOCKED mission last changed before `before` (ISO 8601 UTC, as the ledger writes
   // times), oldest first, each mission with its own `mission.artifacts_released` event. A FAILED

@@ -623,7 +623,8 @@ const ToolRuntimeExecutor& Kernel::executor() const {
   return *executor_;
 }
 
-gates::GateRecord Kernel::run_gate(const std::string& kind_name, const std::string& node_name) {
+gates::GateRecord Kernel::run_gate(const std::string& kind_name, const std::string& node_name,
+                                   const std::function<void(const gates::GateRecord&)>& on_hang) {
   const nodes::KindDescriptor* d = kind(kind_name);
   if (!d) {
     std::vector<std::string> names;
@@ -711,6 +712,7 @@ gates::GateRecord Kernel::run_gate(const std::string& kind_name, const std::stri
       }
       spdlog::error("gate {}/{}: FAIL: {} check '{}' {}", kind_name, node_name, hung.suite,
                     *overdue, why);
+      if (on_hang) on_hang(failed);
       std::fflush(nullptr);
       std::_Exit(kExitFailed);  // the hung call holds a thread no one can stop
     }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -140,7 +141,10 @@ class Kernel {
 
   // Runs the kind's contract and parity suites on KIND/NODE, writes the record to the gate
   // store and returns it. Throws BootError for an unknown kind or node.
-  gates::GateRecord run_gate(const std::string& kind, const std::string& node);
+  // `on_hang`: given the failed record before a check that did not finish
+  // (gates.check_timeout_s) ends the process (`kiln gate run --json` prints it).
+  gates::GateRecord run_gate(const std::string& kind, const std::string& node,
+                             const std::function<void(const gates::GateRecord&)>& on_hang = {});
 
   // Builds instances of `entry`. With `deployment_config`, the plugin gets the deployment's
   // plugin_config; without, its manifest defaults (what gates measure: the binary itself).

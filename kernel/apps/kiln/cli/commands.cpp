@@ -845,7 +845,10 @@ int cmd_gate_run(const Args& a, std::ostream& out) {
   const std::string& id = a.positional[2];
   auto slash = id.find('/');
   auto k = Kernel::boot(boot_options(a, false));
-  auto rec = k->run_gate(id.substr(0, slash), id.substr(slash + 1));
+  auto rec =
+      k->run_gate(id.substr(0, slash), id.substr(slash + 1), [&](const gates::GateRecord& hung) {
+        if (a.json) out << pretty(hung.to_json()) << std::flush;
+      });
   if (a.json) {
     out << pretty(rec.to_json());
     return rec.passed ? runtime::kExitOk : runtime::kExitFailed;
