@@ -1206,6 +1206,17 @@ BOOST_AUTO_TEST_CASE(the_cli_calls_a_server_with_the_same_commands) {
   auto exported = remote({"ledger", "export", "--stream", "mission/" + id}, "a_viewer");
   BOOST_TEST(exported.exit_code == 0, exported.err);
   BOOST_TEST(std::count(exported.out.begin(), exported.out.end(), '\n') >= 5);
+  // --out writes the file, as the local export does (it once went to stdout).
+  TempDir out_dir;
+  const auto out_file = out_dir.path() / "mission.jsonl";
+  auto to_file = remote(
+      {"ledger", "export", "--stream", "mission/" + id, "--out", out_file.string()}, "a_viewer");
+  BOOST_TEST(to_file.exit_code == 0, to_file.err);
+  BOOST_TEST(to_file.out.empty(), to_file.out);
+  std::ifstream written(out_file);
+  BOOST_TEST(std::string(std::istreambuf_iterator<char>(written), {}) == exported.out);
+  BOOST_TEST(((fs::status(out_file).permissions() & fs::perms::all) ==
+              (fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read)));
   auto local = remote({"ledger", "verify"}, "a_viewer");
   BOOST_TEST(local.exit_code == 2);
   BOOST_TEST(contains(local.err, "not available with --server"));

@@ -14,6 +14,7 @@ namespace kiln::cli {
 
 struct Args {
   std::vector<std::string> positional;
+  std::vector<std::string> options;  // every option given, as named ("--out", "-o"), in order
   std::vector<std::string> config_files;
   std::vector<std::string> sets;
   std::map<std::string, std::string> set_origins;  // a set -> the flag that made it

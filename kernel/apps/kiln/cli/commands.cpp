@@ -11,6 +11,8 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <regex>
+#include <set>
 #include <sstream>
 
 #include <arpa/inet.h>
@@ -225,7 +227,8 @@ in the file's unit): a Bullet R1's logs say DRY END at 18 °C, which ends drying
 It reads the file only: no database, no ledger event.
 Example: kiln analyze roast.alog --detect --json
 )"},
-    {"say", R"(Usage: kiln say TEXT [-o FILE] [--voice V] [--speed S] [--format F] [--server URL]
+    {"say", R"(Usage: kiln say TEXT [-o FILE] [--voice V] [--speed S] [--format F] [--tenant T]
+                    [--server URL]
 
 Speaks TEXT with the selected tts_engine node (the embedded voice kiln-slt-small by default) and
 writes the audio to FILE (default speech.wav). The format follows FILE's extension (.wav .pcm
@@ -279,6 +282,24 @@ ledger) and walks the hash chain from seq 1: every row's prev_hash must be the p
 hash and its hash must match its content. Exit 0 when intact; exit 1 naming the first bad seq
 (a changed, removed or reordered row) or the damage. Read-only.
 )"},
+    {"server health", R"(Usage: kiln server health --server URL [--api-key KEY]
+
+GET /health of a running kiln serve: {"status": "ok"} while the process runs. Exit 1 (with the
+server's message) on any other answer, or when nothing answers at URL.
+)"},
+    {"server ready", R"(Usage: kiln server ready --server URL [--api-key KEY]
+
+GET /ready of a running kiln serve: 200 once its plugins are loaded, its nodes resolved and its
+storage open; exit 1 with the server's reason (starting, storage refusing writes) otherwise.
+)"},
+    {"server metrics", R"(Usage: kiln server metrics --server URL [--api-key KEY]
+
+GET /metrics of a running kiln serve: its Prometheus text, as a scraper reads it.
+)"},
+    {"server openapi", R"(Usage: kiln server openapi --server URL [--api-key KEY]
+
+GET /openapi.json of a running kiln serve: the OpenAPI 3 document of every route it serves.
+)"},
     {"ledger export",
      R"(Usage: kiln ledger export [--tenant T] [--stream S] [--since SEQ|TIME] [--out FILE]
 
@@ -295,6 +316,7 @@ Args parse(const std::vector<std::string>& argv) {
   std::vector<std::string> known;
   for (std::size_t i = 0; i < argv.size(); ++i) {
     const std::string& s = argv[i];
+    if (s.size() > 1 && s[0] == '-') a.options.push_back(s.substr(0, s.find('=')));
     auto value = [&](const std::string& name) -> std::string {
       auto eq = s.find('=');
       if (s.rfind("--", 0) == 0 && eq != std::string::npos) return s.substr(eq + 1);
@@ -1545,26 +1567,10 @@ int cmd_ledger_export(const Args& a, std::ostream& out) {
   }
   auto k = Kernel::boot(boot_options(a, false));
   need_database(*k, "nothing to export");
-  // An export holds what the database holds (API key hashes among it): mode 0640 as the
-  // database, never written through a link.
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(nullptr, &std::fclose);
-  if (a.out_file) {
-    const int fd = common::open_output_file(*a.out_file, 0640);
-    file.reset(::fdopen(fd, "w"));
-    if (!file) {
-      ::close(fd);
-      throw std::runtime_error("cannot write " + *a.out_file + ": " + std::strerror(errno));
-    }
-  }
-  auto n = k->ledger().for_each(f, [&](const ledger::Event& e) {
-    const std::string line = json::serialize(e.to_json()) + "\n";
-    if (file)
-      std::fwrite(line.data(), 1, line.size(), file.get());
-    else
-      out << line;
-  });
-  const bool written = file ? std::fflush(file.get()) == 0 && !std::ferror(file.get()) : !!out;
-  if (!written) throw std::runtime_error("writing the export failed (disk full?)");
+  ExportOutput to(a.out_file, out);
+  auto n = k->ledger().for_each(
+      f, [&](const ledger::Event& e) { to.write(json::serialize(e.to_json()) + "\n"); });
+  to.finish();
   spdlog::info("exported {} events{}", n, a.out_file ? " to " + *a.out_file : "");
   return runtime::kExitOk;
 }
@@ -1740,13 +1746,50 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
     out << help_of(name).value_or(std::string(kMainHelp));
     return runtime::kExitOk;
   }
-  // Options only prune reads: elsewhere `--dry-run` would be ignored and the command act for real.
-  if ((a.dry_run || a.older_than) && name != "mission prune") {
-    err << "kiln " << name << ": " << (a.dry_run ? "--dry-run" : "--older-than")
-        << " is an option of kiln mission prune only; kiln " << name << " has no dry run (see kiln "
-        << name << " --help)\n";
-    return runtime::kExitUsage;
+  // Options a command does not take are refused, not ignored: `mission cancel ID --dry-run` would
+  // cancel for real, `sessions list --out F` print to the terminal. A command takes the options
+  // of its usage lines (its help up to the first blank line) and those every command takes.
+  const auto options_of = [&](const std::string& cmd) {
+    std::set<std::string> taken = {"--config", "--set", "--log-level", "--log-format", "--json",
+                                   "--help",   "-h",    "--server",    "--api-key"};
+    const std::string help = help_of(cmd).value_or("");
+    const std::string usage = help.substr(0, help.find("\n\n"));
+    static const std::regex kOption("(?:^|[\\s\\[|])(-o\\b|--[a-z][a-z-]*)");
+    for (std::sregex_iterator it(usage.begin(), usage.end(), kOption), end; it != end; ++it)
+      taken.insert((*it)[1]);
+    if (taken.count("-o") || taken.count("--out")) taken.insert({"-o", "--out"});
+    return taken;
+  };
+  if (name != "node-host") {  // started by kiln itself, with its own two options
+    const auto taken = options_of(name);
+    for (const auto& option : a.options) {
+      if (taken.count(option)) continue;
+      std::vector<std::string> takers;
+      for (const auto& [cmd, _] : commands)
+        if (cmd != "node-host" && options_of(cmd).count(option)) takers.push_back("kiln " + cmd);
+      std::string where;
+      if (!takers.empty() && takers.size() <= 3) {
+        where = "; " + takers[0];
+        for (std::size_t i = 1; i < takers.size(); ++i)
+          where += (i + 1 == takers.size() ? " and " : ", ") + takers[i];
+        where += takers.size() == 1 ? " takes it" : " take it";
+      }
+      err << "kiln " << name << ": " << option << " is not an option of kiln " << name << where
+          << " (see kiln " << name << " --help)\n";
+      return runtime::kExitUsage;
+    }
   }
+  // With a server the API key says who acts, and for which tenant: a local actor or tenant would
+  // be ignored there.
+  if (!server_target(a).url.empty())
+    for (const char* local : {"--tenant", "--as", "--role"})
+      if (std::find(a.options.begin(), a.options.end(), local) != a.options.end()) {
+        err << "kiln " << name << ": " << local
+            << " is not taken with --server (or KILN_SERVER_URL): the API key says who acts and "
+               "for which tenant; use that tenant's or that person's key, or drop "
+            << local << "\n";
+        return runtime::kExitUsage;
+      }
   // Words past what the command takes are refused, not ignored: `prune dry-run` (dashes
   // forgotten) once pruned for real.
   static const std::map<std::string, std::size_t> kOperands = {

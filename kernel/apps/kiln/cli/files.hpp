@@ -2,12 +2,20 @@
 #pragma once
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <optional>
+#include <ostream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+
+#include <unistd.h>
+
+#include "common/files.hpp"
 
 namespace kiln::cli {
 
@@ -51,5 +59,37 @@ inline void write_output_file(const std::string& path, std::string_view bytes) {
   out.close();
   if (!out) throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
 }
+
+// Where an export's lines go: `file` when given — mode 0640, as the database whose contents it
+// holds (API key hashes among them), never written through a link — else `out`.
+class ExportOutput {
+ public:
+  ExportOutput(const std::optional<std::string>& file, std::ostream& out) : out_(out) {
+    if (!file) return;
+    const int fd = common::open_output_file(*file, 0640);
+    file_.reset(::fdopen(fd, "w"));
+    if (!file_) {
+      const int e = errno;
+      ::close(fd);
+      throw std::runtime_error("cannot write " + *file + ": " + std::strerror(e));
+    }
+  }
+  void write(std::string_view line) {
+    if (file_)
+      std::fwrite(line.data(), 1, line.size(), file_.get());
+    else
+      out_ << line;
+  }
+  // Throws when a write failed (a full disk).
+  void finish() {
+    const bool written =
+        file_ ? std::fflush(file_.get()) == 0 && !std::ferror(file_.get()) : !!out_.flush();
+    if (!written) throw std::runtime_error("writing the export failed (disk full?)");
+  }
+
+ private:
+  std::ostream& out_;
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file_{nullptr, &std::fclose};
+};
 
 }  // namespace kiln::cli

@@ -33,6 +33,7 @@ their inputs (and defaults) and steps (tool, needs, approval, retry, timeout).
       {"mission start",
        R"(Usage: kiln mission start TEMPLATE [--input JSON] [--param KEY=VALUE]... [--tenant T]
                           [--idempotency-key KEY] [--wait [--timeout SECONDS]] [--json]
+                          [--as NAME] [--role ROLE]
 
 Creates a mission. The governor decides at once, from the policy: ALLOW (PENDING), QUARANTINE
 (held for an approver), BLOCK (refused, exit 1) or RETRY_LATER (the tenant is at capacity).
@@ -64,26 +65,31 @@ step, e.g. speech.wav of a roast_report's step speak — the spoken summary) to 
 in the current directory). The step.completed ledger event holds its SHA-256.
 )"},
       {"mission approve",
-       R"(Usage: kiln mission approve ID [--reason TEXT] [--as NAME] [--role ROLE] [--wait]
+       R"(Usage: kiln mission approve ID [--reason TEXT] [--tenant T] [--as NAME] [--role ROLE]
+                            [--wait [--timeout SECONDS]] [--json]
 
 Approves a QUARANTINED mission (approver role): held for review at creation, a step with
 approval: required, or a failed step with approval: on_failure (which then runs again).
 The mission returns to PENDING. The local CLI acts as $USER with the admin role; --as and
 --role set another identity (the HTTP API takes it from the API key).
 )"},
-      {"mission cancel", R"(Usage: kiln mission cancel ID [--reason TEXT] [--as NAME] [--role ROLE]
+      {"mission cancel",
+       R"(Usage: kiln mission cancel ID [--reason TEXT] [--tenant T] [--as NAME] [--role ROLE]
 
 Cancels a mission that is not finished (operator role). A step already running finishes, but
 its result is not recorded against the canceled mission.
 )"},
-      {"mission retry", R"(Usage: kiln mission retry ID [--reason TEXT] [--as NAME] [--role ROLE]
+      {"mission retry",
+       R"(Usage: kiln mission retry ID [--reason TEXT] [--tenant T] [--as NAME] [--role ROLE]
+                          [--wait [--timeout SECONDS]] [--json]
 
 RETRY → PENDING now (skips the back-off); FAILED → PENDING with its failed step reset
-(operator role).
+(operator role). --wait then runs it in this process (or waits for the server's workers) as
+kiln mission start --wait does.
 )"},
       {"mission prune",
        R"(Usage: kiln mission prune [--older-than AGE] [--tenant T] [--dry-run] [--reason TEXT]
-                         [--json]
+                         [--as NAME] [--role ROLE] [--json]
 
 Releases the files of missions that finished more than AGE ago (90d, 12h, 30m, up to 100
 years; default missions.keep_files): a roast report's spoken summary (≈ 0.5 MB) and page

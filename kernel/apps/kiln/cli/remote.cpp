@@ -2,6 +2,7 @@
 // a running `kiln serve` instead of opening the local database.
 #include "cli/remote.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -425,14 +426,23 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
   if (name == "ledger export") {
     // Every page, as JSON lines, like the local export.
     std::string after = a.since.value_or("0");
+    if (after.empty() || after.size() > 18 ||
+        !std::all_of(after.begin(), after.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      throw std::invalid_argument("--since '" + after +
+                                  "': with --server it takes a seq number (the API pages by "
+                                  "seq); a time works against the local database");
+    ExportOutput to(a.out_file, out);
     for (;;) {
       std::string q = "?limit=1000&after=" + enc(after);
       if (a.stream) q += "&stream=" + enc(*a.stream);
       auto res = r.call("GET", "/v1/ledger" + q);
       if (res.status != 200) return finish(r, res, out, err);
       auto page = json::parse(res.body);
-      for (const auto& e : page.at("events").as_array()) out << json::serialize(e) << "\n";
-      if (page.at("next_after").is_null()) return runtime::kExitOk;
+      for (const auto& e : page.at("events").as_array()) to.write(json::serialize(e) + "\n");
+      if (page.at("next_after").is_null()) {
+        to.finish();
+        return runtime::kExitOk;
+      }
       after = std::to_string(page.at("next_after").as_int64());
     }
   }

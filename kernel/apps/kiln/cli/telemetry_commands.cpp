@@ -227,7 +227,7 @@ its report mission. --since DATE (2026-12-03, or 2026-12-03T06:30, UTC) lists th
 later. After a full page (default limit 100) a line says how to ask for the next: --starting-after
 the last session's id.
 )"},
-      {"sessions show", R"(Usage: kiln sessions show SESSION [--json]
+      {"sessions show", R"(Usage: kiln sessions show SESSION [--tenant T] [--json]
 
 One roast session with its number of samples.
 )"},
