@@ -1699,4 +1699,12 @@ BOOST_AUTO_TEST_CASE(a_node_that_hangs_fails_its_gate) {
   BOOST_TEST(d.kiln({"ledger", "verify"}).exit_code == 0);
   BOOST_TEST(
       contains(d.kiln({"ledger", "export", "--stream", "gates"}).out, "\"result\":\"FAIL\""));
+  // A node that never finishes closing is failed as well, named where it stands.
+  auto stuck = d.kiln({"gate", "run", "tts_engine/stuck_on_close", "--set",
+                       "gates.check_timeout_s=1", "--set",
+                       std::string("plugins.search_paths=[") + KILN_PLUGIN_DIR + "," +
+                           KILN_TEST_PLUGIN_DIR + "/test_tts]"});
+  BOOST_TEST(stuck.exit_code == 1, stuck.out << stuck.err);
+  BOOST_TEST(contains(stuck.err, "destroying the node tts_engine/stuck_on_close"), stuck.err);
+  BOOST_TEST(contains(stuck.err, "did not finish within 1 s"), stuck.err);
 }

@@ -1,7 +1,8 @@
 // test_tts: tts_engine nodes that break their contract on purpose — `throwing` throws from
 // synthesize for a sentence with "boom" in it (errors are to be returned), after speaking the
 // sentences before it: the kernel must answer an error, not end the process. `hanging` never
-// returns from synthesize: a gate must fail it, not wait with it.
+// returns from synthesize, `stuck_on_close` from its destructor: a gate must fail them, not wait
+// with them.
 #include <chrono>
 #include <cmath>
 #include <stdexcept>
@@ -17,11 +18,15 @@ using namespace kiln;
 
 class ThrowingEngine final : public nodes::TtsEngine {
  public:
-  explicit ThrowingEngine(bool hangs) : hangs_(hangs) {}
+  enum class Hangs { kNever, kSpeaking, kClosing };
+  explicit ThrowingEngine(Hangs hangs) : hangs_(hangs) {}
+  ~ThrowingEngine() override {
+    while (hangs_ == Hangs::kClosing) std::this_thread::sleep_for(std::chrono::hours(1));
+  }
   std::vector<nodes::VoiceInfo> voices() const override { return {voice()}; }
   Result<nodes::Speech, ToolError> synthesize(const nodes::SpeechRequest& request,
                                               const nodes::ChunkSink& sink) const override {
-    while (hangs_) std::this_thread::sleep_for(std::chrono::hours(1));
+    while (hangs_ == Hangs::kSpeaking) std::this_thread::sleep_for(std::chrono::hours(1));
     std::vector<std::string> sentences;
     std::string current;
     for (char c : request.text) {
@@ -57,7 +62,7 @@ class ThrowingEngine final : public nodes::TtsEngine {
   }
 
  private:
-  bool hangs_;
+  Hangs hangs_;
   static constexpr int kRate = 16000;
   static nodes::VoiceInfo voice() {
     nodes::VoiceInfo v;
@@ -77,11 +82,17 @@ Manifest manifest() {
   m.description = "a tts_engine node that throws";
   m.license = "Apache-2.0";
   m.nodes.push_back(NodeDecl::make<nodes::TtsEngine>(
-      "throwing", "beeps; throws for a sentence with 'boom'",
-      [](const NodeContext&) { return std::make_shared<ThrowingEngine>(false); }));
+      "throwing", "beeps; throws for a sentence with 'boom'", [](const NodeContext&) {
+        return std::make_shared<ThrowingEngine>(ThrowingEngine::Hangs::kNever);
+      }));
   m.nodes.push_back(NodeDecl::make<nodes::TtsEngine>(
-      "hanging", "never returns from synthesize",
-      [](const NodeContext&) { return std::make_shared<ThrowingEngine>(true); }));
+      "hanging", "never returns from synthesize", [](const NodeContext&) {
+        return std::make_shared<ThrowingEngine>(ThrowingEngine::Hangs::kSpeaking);
+      }));
+  m.nodes.push_back(NodeDecl::make<nodes::TtsEngine>(
+      "stuck_on_close", "speaks, but its destructor never returns", [](const NodeContext&) {
+        return std::make_shared<ThrowingEngine>(ThrowingEngine::Hangs::kClosing);
+      }));
   return m;
 }
 

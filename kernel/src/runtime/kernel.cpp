@@ -662,8 +662,24 @@ gates::GateRecord Kernel::run_gate(const std::string& kind_name, const std::stri
   r.cases_origin = d->parity_cases_origin;
   r.intended_differences = candidate->intended_differences;
 
-  auto candidate_maker = node_maker(*candidate, false);
-  auto control_maker = node_maker(*control, false);
+  // The watchdog below covers a node's factory and destructor too, wherever a suite calls them:
+  // a node that hangs there is named as such.
+  auto watched = [](nodes::NodeMaker make, std::string node) -> nodes::NodeMaker {
+    return [make = std::move(make), node = std::move(node)](const json::object& kind_config) {
+      std::shared_ptr<void> made;
+      {
+        testkit::RunningCheck::Scope building("building the node " + node);
+        made = make(kind_config);
+      }
+      void* raw = made.get();
+      return std::shared_ptr<void>(raw, [made = std::move(made), node](void*) mutable {
+        testkit::RunningCheck::Scope destroying("destroying the node " + node);
+        made.reset();
+      });
+    };
+  };
+  auto candidate_maker = watched(node_maker(*candidate, false), kind_name + "/" + node_name);
+  auto control_maker = watched(node_maker(*control, false), kind_name + "/" + d->default_node);
   // The record and its ledger event: a plugin's gate only (a built-in node needs none).
   auto record = [&](const gates::GateRecord& rec) {
     if (candidate->builtin()) return;
@@ -719,10 +735,12 @@ gates::GateRecord Kernel::run_gate(const std::string& kind_name, const std::stri
   });
   spdlog::info("gate {}/{}: running the contract suite (contract version {})", kind_name, node_name,
                d->contract_version);
-  const boost::json::object kind_config =
-      d->prepare
-          ? d->prepare(control_maker, gates_->record_path(kind_name, node_name).parent_path())
-          : boost::json::object{};
+  const boost::json::object kind_config = [&] {
+    if (!d->prepare) return boost::json::object{};
+    testkit::RunningCheck::Scope preparing("preparing the suites (the kind's control run of " +
+                                           kind_name + "/" + d->default_node + ")");
+    return d->prepare(control_maker, gates_->record_path(kind_name, node_name).parent_path());
+  }();
   auto contract = d->contract(candidate_maker, kind_config);
   {
     std::lock_guard lock(contract_mu);

@@ -45,8 +45,10 @@ struct SuiteReport {
   }
 };
 
-// The check a suite is running now (set by guarded()), for a watchdog: `kiln gate run` fails a
-// check that does not finish (gates.check_timeout_s) instead of hanging with the node.
+// What a gate is running now — a suite's check (set by guarded()), and within or beside one the
+// node's factory or destructor, or the kind's preparation — for a watchdog: `kiln gate run` fails
+// what does not finish (gates.check_timeout_s) instead of hanging with the node. Nested: the
+// outermost step's time counts, the innermost names where it stands.
 class RunningCheck {
  public:
   static RunningCheck& instance() {
@@ -55,35 +57,42 @@ class RunningCheck {
   }
   void begin(const std::string& name) {
     std::lock_guard lock(mu_);
-    name_ = name;
-    since_ = std::chrono::steady_clock::now();
-    running_ = true;
+    running_.push_back({name, std::chrono::steady_clock::now()});
   }
   void end() {
     std::lock_guard lock(mu_);
-    running_ = false;
+    if (!running_.empty()) running_.pop_back();
   }
-  // The check that has run for longer than `limit`, if one has.
+  // What has run for longer than `limit`, if anything has: "check" or "check (while inner)".
   std::optional<std::string> overdue(std::chrono::steady_clock::duration limit) const {
     std::lock_guard lock(mu_);
-    if (running_ && std::chrono::steady_clock::now() - since_ > limit) return name_;
-    return std::nullopt;
+    if (running_.empty() || std::chrono::steady_clock::now() - running_.front().since <= limit)
+      return std::nullopt;
+    if (running_.size() == 1) return running_.front().name;
+    return running_.front().name + " (while " + running_.back().name + ")";
   }
+  // begin() for its lifetime.
+  class Scope {
+   public:
+    explicit Scope(const std::string& name) { RunningCheck::instance().begin(name); }
+    ~Scope() { RunningCheck::instance().end(); }
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+  };
 
  private:
+  struct Step {
+    std::string name;
+    std::chrono::steady_clock::time_point since;
+  };
   mutable std::mutex mu_;
-  std::string name_;
-  std::chrono::steady_clock::time_point since_;
-  bool running_ = false;
+  std::vector<Step> running_;
 };
 
 // Runs one check of a suite, turning an escaped exception into a failed check named `name`.
 template <class F>
 void guarded(SuiteReport& report, const std::string& name, F&& fn) {
-  struct Running {
-    explicit Running(const std::string& n) { RunningCheck::instance().begin(n); }
-    ~Running() { RunningCheck::instance().end(); }
-  } running(name);
+  RunningCheck::Scope running(name);
   try {
     fn();
   } catch (const std::exception& e) {
