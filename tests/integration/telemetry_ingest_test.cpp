@@ -1150,6 +1150,10 @@ BOOST_AUTO_TEST_CASE(a_roasters_first_crack_mark_reaches_the_report) {
   BOOST_REQUIRE(mission_in(s, newest, {"DONE", "FAILED"}).at("state") == "DONE");
   const std::string newest_audio = "/v1/missions/" + newest + "/artifacts/speak/speech.wav";
   BOOST_TEST(s.call("GET", newest_audio, "viewer").status == 200);
+  BOOST_TEST(
+      body(s.call("GET", "/v1/sessions/" + id, "viewer")).at("report").at("files_released") ==
+      false);
+  BOOST_TEST(contains(s.kiln({"sessions", "show", id}).out, "-o summary.wav"));
   // /metrics says how much the missions' files take, and that retention released them.
   const auto files_bytes = [&] {
     std::smatch m;
@@ -1180,6 +1184,14 @@ BOOST_AUTO_TEST_CASE(a_roasters_first_crack_mark_reaches_the_report) {
   BOOST_TEST(summary_gone.status == 404, summary_gone.body);
   BOOST_TEST(contains(summary_gone.body, "(report mission " + newest + ") was released at "),
              summary_gone.body);
+  // And the session no longer offers it: its report says its files went.
+  BOOST_TEST(
+      body(s.call("GET", "/v1/sessions/" + id, "viewer")).at("report").at("files_released") ==
+      true);
+  auto released_shown = s.kiln({"sessions", "show", id});
+  BOOST_TEST(contains(released_shown.out, "its spoken summary was released by retention"),
+             released_shown.out);
+  BOOST_TEST(!contains(released_shown.out, "summary.wav"), released_shown.out);
   auto replay = s.kiln({"ledger", "replay"});
   BOOST_TEST(replay.exit_code == 0, replay.out + replay.err);
 }

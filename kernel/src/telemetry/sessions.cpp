@@ -78,12 +78,15 @@ void find_last_reading(Connection& c, SessionInfo& s) {
 void find_report(Connection& c, SessionInfo& s) {
   if (!s.mission_id) return;
   auto st = c.prepare(
-      "SELECT m.state, q.output, q.error, m.inputs FROM missions m LEFT JOIN mission_steps q ON "
-      "q.mission_id = m.id AND q.tool = 'roast.qc' WHERE m.id = ? AND m.tenant = ?");
+      "SELECT m.state, q.output, q.error, m.inputs, EXISTS (SELECT 1 FROM ledger l WHERE l.tenant "
+      "= m.tenant AND l.stream = 'mission/' || m.id AND l.kind = 'mission.artifacts_released') "
+      "FROM missions m LEFT JOIN mission_steps q ON q.mission_id = m.id AND q.tool = 'roast.qc' "
+      "WHERE m.id = ? AND m.tenant = ?");
   st.bind(1, *s.mission_id).bind(2, s.tenant);
   if (!st.step()) return;
   SessionInfo::Report r;
   r.state = st.text(0);
+  r.files_released = st.int64(4) != 0;
   auto member = [](const json::value& v, std::initializer_list<const char*> path) {
     const json::value* at = &v;
     for (const char* k : path) {
@@ -212,7 +215,8 @@ json::object SessionInfo::to_json() const {
                                {"state", report->state},
                                {"verdict", opt(report->verdict)},
                                {"accepted_by", opt(report->accepted_by)},
-                               {"outdated", report->outdated}};
+                               {"outdated", report->outdated},
+                               {"files_released", report->files_released}};
   } else {
     o["report"] = nullptr;
   }

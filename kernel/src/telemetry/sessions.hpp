@@ -80,6 +80,8 @@ struct SessionInfo {
     std::optional<std::string> verdict, accepted_by;
     // Made for other marks or weights than the session has now (a change with report: false).
     bool outdated = false;
+    // Its files (the spoken summary) were released by retention (mission.artifacts_released).
+    bool files_released = false;
   };
   std::optional<Report> report;
   boost::json::object to_json() const;

@@ -446,12 +446,16 @@ void print_session(const json::object& o, std::ostream& out) {
   if (held)
     out << "  next:     an approver accepts the roast (kiln mission approve " << mission
         << " --reason TEXT), or mark FCs / weigh the batch if QC rests on a wrong estimate\n";
+  else if (open)
+    out << "  next:     kiln predict " << id
+        << " (when FCs and DROP are due); at first crack: kiln sessions mark " << id << " FCs\n";
+  else if (report && report->is_object() && report->as_object().contains("files_released") &&
+           report->as_object().at("files_released") == true)
+    out << "  next:     kiln report " << id
+        << " -o report.html (its spoken summary was released by retention)\n";
   else
-    out << "  next:     "
-        << (open ? "kiln predict " + id + " (when FCs and DROP are due); at first crack: kiln " +
-                       "sessions mark " + id + " FCs"
-                 : "kiln report " + id + " -o report.html (or -o summary.wav: the spoken summary)")
-        << "\n";
+    out << "  next:     kiln report " << id
+        << " -o report.html (or -o summary.wav: the spoken summary)\n";
 }
 
 void print_sessions(const json::array& sessions, std::ostream& out) {
