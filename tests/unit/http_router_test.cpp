@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/json_text.hpp"
 #include "http/api.hpp"
 #include "http/client.hpp"
 #include "http/metrics.hpp"
@@ -56,6 +57,39 @@ json::value body(const Response& r) {
 }
 
 }  // namespace
+
+// The request body's one-pass parse builds what boost::json::parse builds, refuses what it
+// refuses, and names a key given twice.
+BOOST_AUTO_TEST_CASE(bodies_parse_in_one_pass_naming_a_duplicate_key) {
+  const std::string long_text(100000, 'x');
+  std::string escaped;  // unescaped in parts through the parser's buffer
+  for (int i = 0; i < 20000; ++i) escaped += "a\\n\\u00e9";
+  for (const std::string& text : std::vector<std::string>{
+           std::string(R"({"a": 1, "b": [true, false, null, -2, 18446744073709551615, 1.5e3],
+                        "c": {"d": "\u00e9\n\"q\"", "e": {}, "f": []}, "g": ""})"),
+           std::string("[1, {\"a\": [{}, {\"a\": 2}]}, \"") + long_text + "\"]",
+           std::string("  {\"") + long_text + "\": \"k\\u0041\"}  ", std::string("42"),
+           std::string("\"s\""), "{\"" + escaped + "\": [\"" + escaped + "\"]}"}) {
+    auto parsed = common::parse_strict(text);
+    BOOST_TEST(!parsed.ec, parsed.ec.message());
+    BOOST_TEST(!parsed.duplicate);
+    BOOST_TEST(parsed.value == json::parse(text), text.substr(0, 80));
+  }
+  for (const std::string& text :
+       std::vector<std::string>{"", "{", "{\"a\": 1,}", "[1] [2]", "{\"a\": 1} x", "nul",
+                                std::string(40, '[') + std::string(40, ']')}) {
+    json::error_code ec;
+    json::parse(text, ec);
+    BOOST_TEST(ec.failed(), text);
+    BOOST_TEST(common::parse_strict(text).ec.failed(), text);
+  }
+  auto twice = common::parse_strict(R"({"m": [{"x": 1}, {"x": 1, "y": {"x": 2}, "x": 3}]})");
+  BOOST_TEST(!twice.ec);
+  BOOST_TEST(twice.duplicate.value_or("none") == "m[1].x");
+  // Not JSON is said first, whatever came before the error.
+  BOOST_TEST(common::parse_strict(R"({"a": 1, "a": 2)").ec.failed());
+  BOOST_TEST(!common::parse_strict(R"({"a": {"b": 1}, "b": {"b": 2}})").duplicate.has_value());
+}
 
 BOOST_AUTO_TEST_CASE(patterns_match_segments_params_and_verbs) {
   Router r;

@@ -137,8 +137,9 @@ std::string json_text(const json::value& v) {
 
 namespace {
 
-// A boost::json::basic_parser handler that only keeps each open object's keys, and where it is.
-struct KeyChecker {
+// A boost::json::basic_parser handler that builds the value (as boost::json::parser does, on a
+// value_stack) and keeps each open object's keys, and where it is, to name a duplicate.
+struct StrictBuilder {
   static constexpr std::size_t max_object_size = std::size_t(-1);
   static constexpr std::size_t max_array_size = std::size_t(-1);
   static constexpr std::size_t max_key_size = std::size_t(-1);
@@ -150,6 +151,7 @@ struct KeyChecker {
     std::string key;                          // an object's current key
     std::size_t index = 0;                    // an array's current item
   };
+  json::value_stack stack;
   std::vector<Open> open;
   std::string key;
   std::optional<std::string> duplicate;  // its path: inputs.who, steps[2].id
@@ -170,13 +172,17 @@ struct KeyChecker {
     return p;
   }
 
-  bool on_document_begin(json::error_code&) { return true; }
+  bool on_document_begin(json::error_code&) {
+    stack.reset();
+    return true;
+  }
   bool on_document_end(json::error_code&) { return true; }
   bool on_object_begin(json::error_code&) {
     open.push_back({});
     return true;
   }
-  bool on_object_end(std::size_t, json::error_code&) {
+  bool on_object_end(std::size_t n, json::error_code&) {
+    stack.push_object(n);
     open.pop_back();
     return value();
   }
@@ -184,7 +190,8 @@ struct KeyChecker {
     open.push_back({false});
     return true;
   }
-  bool on_array_end(std::size_t, json::error_code&) {
+  bool on_array_end(std::size_t n, json::error_code&) {
+    stack.push_array(n);
     open.pop_back();
     return value();
   }
@@ -192,36 +199,59 @@ struct KeyChecker {
     key.append(s.data(), s.size());
     return true;
   }
-  bool on_key(json::string_view s, std::size_t, json::error_code& ec) {
+  bool on_key(json::string_view s, std::size_t, json::error_code&) {
     key.append(s.data(), s.size());
+    stack.push_key(key);
     open.back().key = key;
-    if (!open.back().keys.insert(std::move(key)).second) {
-      duplicate = path();
-      ec = boost::system::errc::make_error_code(boost::system::errc::invalid_argument);
-      return false;  // the first is enough
-    }
+    // The first is named; the parse goes on, so that text which is not JSON says so first.
+    if (!open.back().keys.insert(std::move(key)).second && !duplicate) duplicate = path();
     key.clear();
     return true;
   }
-  bool on_string_part(json::string_view, std::size_t, json::error_code&) { return true; }
-  bool on_string(json::string_view, std::size_t, json::error_code&) { return value(); }
+  bool on_string_part(json::string_view s, std::size_t, json::error_code&) {
+    stack.push_chars(s);
+    return true;
+  }
+  bool on_string(json::string_view s, std::size_t, json::error_code&) {
+    stack.push_string(s);
+    return value();
+  }
   bool on_number_part(json::string_view, json::error_code&) { return true; }
-  bool on_int64(std::int64_t, json::string_view, json::error_code&) { return value(); }
-  bool on_uint64(std::uint64_t, json::string_view, json::error_code&) { return value(); }
-  bool on_double(double, json::string_view, json::error_code&) { return value(); }
-  bool on_bool(bool, json::error_code&) { return value(); }
-  bool on_null(json::error_code&) { return value(); }
+  bool on_int64(std::int64_t i, json::string_view, json::error_code&) {
+    stack.push_int64(i);
+    return value();
+  }
+  bool on_uint64(std::uint64_t u, json::string_view, json::error_code&) {
+    stack.push_uint64(u);
+    return value();
+  }
+  bool on_double(double d, json::string_view, json::error_code&) {
+    stack.push_double(d);
+    return value();
+  }
+  bool on_bool(bool b, json::error_code&) {
+    stack.push_bool(b);
+    return value();
+  }
+  bool on_null(json::error_code&) {
+    stack.push_null();
+    return value();
+  }
   bool on_comment_part(json::string_view, json::error_code&) { return true; }
   bool on_comment(json::string_view, json::error_code&) { return true; }
 };
 
 }  // namespace
 
-std::optional<std::string> duplicate_key(std::string_view text) {
-  json::basic_parser<KeyChecker> p(json::parse_options{});
-  json::error_code ec;
-  p.write_some(false, text.data(), text.size(), ec);
-  return std::move(p.handler().duplicate);
+StrictJson parse_strict(std::string_view text) {
+  json::basic_parser<StrictBuilder> p(json::parse_options{});
+  StrictJson out;
+  const std::size_t used = p.write_some(false, text.data(), text.size(), out.ec);
+  if (!out.ec && used < text.size()) out.ec = json::error::extra_data;
+  if (out.ec) return out;
+  out.value = p.handler().stack.release();
+  out.duplicate = std::move(p.handler().duplicate);
+  return out;
 }
 
 }  // namespace kiln::common

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include <boost/json/error.hpp>
 #include <boost/json/value.hpp>
 
 namespace kiln::common {
@@ -19,10 +20,14 @@ std::string number_text(double d);
 // `v` as compact JSON text (no spaces), numbers as number_text writes them.
 std::string json_text(const boost::json::value& v);
 
-// The path of the first key that JSON `text` gives twice in one object (`inputs.who`,
-// `steps[2].id`), or nullopt (also for text that is not JSON: parse it for that error). Boost.JSON
-// keeps the last of the two, where another reader may take the first — which one a request meant is
-// a guess.
-std::optional<std::string> duplicate_key(std::string_view text);
+// JSON `text` parsed in one pass, refusing a key given twice in one object: Boost.JSON keeps the
+// last of the two, where another reader may take the first — which one a request meant is a
+// guess. Limits as boost::json::parse's defaults (depth 32).
+struct StrictJson {
+  boost::json::value value;
+  boost::json::error_code ec;            // not JSON: then nothing else is set
+  std::optional<std::string> duplicate;  // the first key given twice: its path (`steps[2].id`)
+};
+StrictJson parse_strict(std::string_view text);
 
 }  // namespace kiln::common

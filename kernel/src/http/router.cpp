@@ -270,14 +270,15 @@ std::optional<Response> Router::admit(const Route& route, Request& req,
         return error(415, "unsupported_media_type",
                      "send the body as JSON with 'Content-Type: application/json' (got '" +
                          (ct.empty() ? std::string("none") : ct) + "')");
-      json::error_code ec;
-      req.json = json::parse(req.body, ec);
-      if (ec) return error(400, "malformed_json", "the body is not valid JSON: " + ec.message());
-      if (auto twice = common::duplicate_key(req.body))
+      auto parsed = common::parse_strict(req.body);
+      if (parsed.ec)
+        return error(400, "malformed_json", "the body is not valid JSON: " + parsed.ec.message());
+      if (const auto& twice = parsed.duplicate)
         return error(422, "invalid_request",
                      "the body gives the key " + common::to_valid_utf8(*twice) +
                          " twice in one object; give it once",
                      json::object{{"field", "body." + common::to_valid_utf8(*twice)}});
+      req.json = std::move(parsed.value);
     }
     if (auto err = runtime::validate_json(route.request_schema, req.json, "body")) {
       auto colon = err->find(':');
