@@ -1,7 +1,9 @@
 // The kiln binary as an operator uses it: real processes, real plugins, real gate store.
 #define BOOST_TEST_MODULE cli
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -495,6 +497,56 @@ BOOST_AUTO_TEST_CASE(help_and_usage_errors) {
   auto gate_unknown = d.kiln({"gate", "run", "tool_strategy/rulez"});
   BOOST_TEST(gate_unknown.exit_code == 2);
   BOOST_TEST(contains(gate_unknown.err, "did you mean 'rules'"), gate_unknown.err);
+}
+
+// A database this user may read but not write is refused at start (exit 6, which systemd does not
+// restart), not served until the first write fails; reading commands still read it.
+BOOST_AUTO_TEST_CASE(a_database_that_cannot_be_written_is_refused_at_start) {
+  Deployment d;
+  BOOST_REQUIRE_EQUAL(d.kiln({"keys", "create", "--tenant", "acme", "--role", "viewer"}).exit_code,
+                      0);
+  const auto db = d.dir.path() / "var" / "kiln.db";
+  BOOST_REQUIRE(fs::exists(db));
+  // Unwritable: by its mode for a user, by the immutable attribute for root (who ignores modes).
+  fs::permissions(db, fs::perms::owner_read | fs::perms::group_read);
+  struct Immutable {
+    int fd = -1;
+    explicit Immutable(const fs::path& f) : fd(::open(f.c_str(), O_RDONLY)) {
+      int flags = 0;
+      if (fd >= 0 && ::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0) {
+        flags |= FS_IMMUTABLE_FL;
+        ::ioctl(fd, FS_IOC_SETFLAGS, &flags);
+      }
+    }
+    ~Immutable() {
+      int flags = 0;
+      if (fd >= 0 && ::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0) {
+        flags &= ~FS_IMMUTABLE_FL;
+        ::ioctl(fd, FS_IOC_SETFLAGS, &flags);
+      }
+      if (fd >= 0) ::close(fd);
+    }
+  } immutable(db);
+  const int probe = ::open(db.c_str(), O_WRONLY);
+  if (probe >= 0) {
+    ::close(probe);
+    BOOST_TEST_MESSAGE("skipped: this user can write " << db
+                                                       << " whatever its mode (root on a "
+                                                          "filesystem without the immutable "
+                                                          "attribute)");
+    return;
+  }
+  bool became_ready = true;
+  auto served = serve_until_ready(d, {}, &became_ready);
+  BOOST_TEST(!became_ready);
+  BOOST_TEST(served.exit_code == 6, served.err);
+  BOOST_TEST(contains(served.err, "can be read but not written by this user"), served.err);
+  auto worker = d.kiln({"mission", "work", "--until-idle"});
+  BOOST_TEST(worker.exit_code == 6, worker.err);
+  BOOST_TEST(contains(worker.err, "can be read but not written by this user"), worker.err);
+  auto read = d.kiln({"ledger", "verify"});
+  BOOST_TEST(read.exit_code == 0, read.out << read.err);
+  BOOST_TEST(d.kiln({"keys", "list"}).exit_code == 0);
 }
 
 // A command takes the options its usage lines name (and those of every command); any other is

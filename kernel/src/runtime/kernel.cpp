@@ -265,6 +265,16 @@ ledger::Ledger& Kernel::ledger() {
   return sqlite_ledger();
 }
 
+void Kernel::require_writable_storage() {
+  sqlite_ledger();  // made and migrated (a new database is written here)
+  if (storage::Connection(storage_path(), storage::Connection::Mode::kReadWrite).read_only())
+    throw BootError(kExitStorage,
+                    "storage: the database " + storage_path().string() +
+                        " can be read but not written by this user (the file's permissions or "
+                        "attributes — chattr +i — or a read-only filesystem); kiln writes it: fix "
+                        "that, or set storage.path to a writable copy");
+}
+
 ledger::SqliteLedger& Kernel::sqlite_ledger() {
   std::lock_guard lock(ledger_mu_);
   if (!ledger_) {

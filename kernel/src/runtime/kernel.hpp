@@ -123,6 +123,10 @@ class Kernel {
   // the mission named by sessions.mission (default roast_report) for it.
   telemetry::TelemetryService& telemetry();
   ledger::SqliteLedger& sqlite_ledger();
+  // For a process that writes as it runs (kiln serve, mission work): a database this user may
+  // read but not write is a BootError (exit 6) now, not a refusal at the first write after
+  // /ready said ready. Commands that only read do not ask.
+  void require_writable_storage();
 
   // Selected node and gate state of every kind, without instantiating anything.
   std::vector<NodeStatus> node_status() const;

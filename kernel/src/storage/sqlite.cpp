@@ -123,6 +123,10 @@ Statement Connection::prepare(std::string_view sql) {
   return Statement(*this, sql);
 }
 
+bool Connection::read_only() const {
+  return sqlite3_db_readonly(db_, "main") == 1;
+}
+
 std::int64_t Connection::changes() const {
   return sqlite3_changes64(db_);
 }

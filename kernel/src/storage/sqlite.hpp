@@ -48,6 +48,9 @@ class Connection {
   std::int64_t last_insert_rowid() const;
   // Rows changed by the last INSERT, UPDATE or DELETE.
   std::int64_t changes() const;
+  // Opened read-only although asked to write: SQLite does that, without a word, for a file this
+  // user may not write (its mode, chattr +i, a read-only filesystem).
+  bool read_only() const;
   const std::filesystem::path& path() const { return path_; }
   sqlite3* raw() { return db_; }
   [[noreturn]] void fail(const std::string& what, int rc) const;

@@ -682,7 +682,7 @@ int cmd_serve(const Args& a, std::ostream&) {
   ServiceNotifier manager;
   manager.notify("STATUS=listening on port " + std::to_string(port) + ", opening storage");
 
-  k->ledger();
+  k->require_writable_storage();
   keys = &k->keys();
   k->telemetry();  // open sessions are followed (and closed by silence) from the start
   k->telemetry().ingestor().recall_last_batches();  // every device on /metrics from the start

@@ -528,6 +528,7 @@ int cmd_mission_work(const Args& a, std::ostream& out) {
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   auto k = boot(a, true);
+  k->require_writable_storage();
   workers =
       a.workers ? std::stoi(*a.workers) : static_cast<int>(k->config().get_int("missions.workers"));
   if (workers < 1) throw std::invalid_argument("--workers must be >= 1");
