@@ -943,6 +943,36 @@ BOOST_AUTO_TEST_CASE(finished_missions_files_are_pruned_by_age) {
   BOOST_TEST(contains(d.kiln({"mission", "prune", "--help"}).out, "mission.artifacts_released"));
 }
 
+// A mission that waits for its tenant's capacity, held by one QUARANTINED for an approver: --wait
+// says what it waits for and, past --timeout, that it stays waiting (it once waited silently and
+// then said it went on "in the background" with nothing running it); `mission work --until-idle`
+// ends and names it.
+BOOST_AUTO_TEST_CASE(waiting_for_capacity_is_said_not_silent) {
+  Deployment d;
+  std::ofstream(d.dir.path() / "policy.yaml")
+      << "version: 1\n"
+         "tenants:\n"
+         "  acme: {missions: ['*'], review: [approval_demo], max_active: 1, retry_after_ms: 50}\n";
+  const std::map<std::string, std::string> policy{{"KILN_POLICY__FILE", "policy.yaml"}};
+  auto held = d.kiln({"mission", "start", "approval_demo", "--tenant", "acme", "--json"}, policy);
+  BOOST_REQUIRE_MESSAGE(held.exit_code == 0, held.err);
+  BOOST_REQUIRE(json::parse(held.out).at("mission").at("state") == "QUARANTINED");
+  auto waited =
+      d.kiln({"mission", "start", "hello", "--tenant", "acme", "--wait", "--timeout", "1"}, policy);
+  BOOST_TEST(waited.exit_code == 1, waited.out << waited.err);
+  BOOST_TEST(contains(waited.err, "waits: tenant acme is at capacity (policy max_active)"),
+             waited.err);
+  BOOST_TEST(contains(waited.err, "kiln mission list --tenant acme --state QUARANTINED"),
+             waited.err);
+  BOOST_TEST(contains(waited.out,
+                      "stays RETRY (TENANT_AT_CAPACITY); a kiln serve or kiln mission "
+                      "work on this database runs it on"),
+             waited.out);
+  auto idle = d.kiln({"mission", "work", "--until-idle"}, policy);
+  BOOST_TEST(idle.exit_code == 0, idle.err);
+  BOOST_TEST(contains(idle.out, "1 mission(s) wait for their tenant's capacity"), idle.out);
+}
+
 BOOST_AUTO_TEST_CASE(policy_validate_reports_problems_with_positions) {
   Deployment d;
   auto ok = d.kiln({"policy", "validate"});

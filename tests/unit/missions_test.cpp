@@ -644,6 +644,41 @@ tenants:
   BOOST_TEST(waiting->claims == 0);
 }
 
+// Waiting for capacity behind a mission held for an approver: asked again less and less often
+// (not an event every retry_after_ms all night), woken at once when a mission of the tenant ends,
+// and not work that keeps `mission work --until-idle` going.
+BOOST_AUTO_TEST_CASE(a_mission_waiting_for_capacity_backs_off_and_wakes_when_one_ends) {
+  World w(R"(version: 1
+tenants:
+  acme: {missions: ["*"], deny: [actuating], review: [reviewed], max_active: 1, retry_after_ms: 1}
+)");
+  auto held = w.start("reviewed").mission;
+  BOOST_REQUIRE(held.state == "QUARANTINED");
+  auto waiting = w.start("simple").mission;
+  BOOST_REQUIRE(waiting.reason == "TENANT_AT_CAPACITY");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  BOOST_TEST(w.svc().has_work());  // its first check is due
+  BOOST_TEST(!w.svc().claim("w1").has_value());
+  // Waited ≥ 300 ms: the next check in ≥ 150 ms, not retry_after_ms (1 ms) away.
+  const auto next = w.svc().get("acme", waiting.id)->not_before.value_or("");
+  const auto soon =
+      ledger::utc_millis(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
+  BOOST_TEST(next > soon, next << " vs " << soon);
+  BOOST_TEST(!w.svc().has_work());  // nothing to do until then, or until capacity frees
+  // The held mission ends: the waiting one is asked again now, and runs.
+  w.svc().cancel("acme", held.id, kOperator, "not today");
+  BOOST_TEST(w.svc().has_work());
+  auto claim = w.svc().claim("w1");
+  BOOST_REQUIRE(claim.has_value());
+  BOOST_TEST(claim->mission.id == waiting.id);
+  MissionRunner runner(w.svc(), w.k->executor());
+  BOOST_TEST(runner.run(*claim) == "DONE");
+  BOOST_TEST(!w.svc().has_work());
+  w.k->ledger().flush();
+  const auto replayed = replay(w.dir.path() / "kiln.db", w.dir.path() / "replay.db");
+  BOOST_TEST(replayed.ok(), replayed.differences.size());
+}
+
 BOOST_AUTO_TEST_CASE(an_expired_lease_is_lost_even_before_a_reclaim) {
   World w;  // lease 300 ms
   w.start("simple");

@@ -144,6 +144,17 @@ void transition(Connection& c, const ledger::Event& e, const json::object& p) {
     st.bind_null(5);
   st.step();
   expect_changed(c, e);
+  if (terminal(to)) {
+    // One active mission fewer: the tenant's missions waiting for capacity are asked again now
+    // rather than at their next check (service.cpp, capacity_recheck). From the event's own time,
+    // so that a replay makes the same rows.
+    auto wake = c.prepare(
+        "UPDATE missions SET not_before = ?2 WHERE tenant = (SELECT tenant FROM missions WHERE id "
+        "= ?1) AND state = 'RETRY' AND decision = 'RETRY_LATER' AND claims = 0 AND not_before > "
+        "?2");
+    wake.bind(1, id).bind(2, e.time);
+    wake.step();
+  }
   if (e.kind == "mission.approved") {
     if (auto step = opt_str(p, "step")) {
       auto ap = c.prepare(

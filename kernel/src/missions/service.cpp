@@ -75,6 +75,33 @@ std::string utc_in(std::chrono::milliseconds d) {
   return ledger::utc_millis(std::chrono::system_clock::now() + d);
 }
 
+// A ledger time (2026-12-04T18:30:00.000Z) as a time point; nullopt for anything else.
+std::optional<std::chrono::system_clock::time_point> utc_time(const std::string& text) {
+  std::tm tm{};
+  int ms = 0, used = 0;
+  if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ%n", &tm.tm_year, &tm.tm_mon,
+                  &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms, &used) != 7 ||
+      static_cast<std::size_t>(used) != text.size())
+    return std::nullopt;
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return std::chrono::system_clock::from_time_t(::timegm(&tm)) + std::chrono::milliseconds(ms);
+}
+
+// When a mission waiting for its tenant's capacity is asked about again: after the policy's
+// retry_after_ms at first, then after half the time it has waited, up to five minutes — a mission
+// that waits a night behind one held for an approver adds ≈ a hundred events to the ledger, not
+// one every retry_after_ms. It does not wait that long once capacity frees: a mission of its
+// tenant that ends wakes it (projection.cpp).
+std::chrono::milliseconds capacity_recheck(const MissionView& m, std::int64_t retry_after_ms) {
+  using namespace std::chrono;
+  const milliseconds floor(retry_after_ms);
+  const auto created = utc_time(m.created_at);
+  if (!created) return floor;
+  const auto waited = duration_cast<milliseconds>(system_clock::now() - *created);
+  return std::max(floor, std::min<milliseconds>(waited / 2, minutes(5)));
+}
+
 std::string new_mission_id() {
   thread_local std::mt19937_64 rng{
       std::random_device{}() ^
@@ -410,6 +437,15 @@ std::optional<MissionView> MissionService::get(const std::optional<std::string>&
   return m;
 }
 
+bool MissionService::has_work() const {
+  Connection c(db_path_, Connection::Mode::kReadOnly);
+  auto st = c.prepare(
+      "SELECT 1 FROM missions WHERE state IN ('PENDING', 'RUNNING') OR (state = 'RETRY' AND NOT "
+      "(decision = 'RETRY_LATER' AND claims = 0 AND not_before > ?1)) LIMIT 1");
+  st.bind(1, ledger::utc_now_millis());
+  return st.step();
+}
+
 std::vector<MissionView> MissionService::list(const ListFilter& filter) const {
   ListFilter f = filter;
   // A state in any case (done, Done); one that is none is an error, not an empty list.
@@ -645,7 +681,7 @@ std::optional<MissionService::Claim> MissionService::claim(
       if (tp && tp->max_active > 0 && active_missions(c, m->tenant) >= tp->max_active)
         return {transition(
             *m, "mission.retry_scheduled", state::kRetry, "TENANT_AT_CAPACITY", governor,
-            json::object{{"not_before", utc_in(std::chrono::milliseconds(tp->retry_after_ms))}})};
+            json::object{{"not_before", utc_in(capacity_recheck(*m, tp->retry_after_ms))}})};
     }
     const bool reclaimed = m->state == state::kRunning;
     Claim cl{worker, *m, utc_in(options_.lease)};

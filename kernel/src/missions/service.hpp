@@ -170,6 +170,10 @@ class MissionService {
   std::optional<MissionView> get(const std::optional<std::string>& tenant,
                                  const std::string& id) const;
   std::vector<MissionView> list(const ListFilter& filter) const;
+  // Whether a worker has anything to do now or soon: a mission PENDING, RUNNING or RETRY — but not
+  // one waiting for its tenant's capacity whose next check is not due (it runs once a mission of
+  // its tenant ends, which the other work here would have to bring about).
+  bool has_work() const;
 
   // QUARANTINED → PENDING (approver role). `step` approves one step (default: the one held).
   MissionView approve(const std::optional<std::string>& tenant, const std::string& id,

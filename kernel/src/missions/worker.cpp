@@ -376,13 +376,19 @@ MissionService::Pruned FileRetention::run_once() {
 }
 
 MissionView run_until_settled(MissionService& service, const runtime::ToolRuntimeExecutor& executor,
-                              const std::string& id, std::chrono::milliseconds timeout) {
+                              const std::string& id, std::chrono::milliseconds timeout,
+                              const std::function<void(const MissionView&)>& on_change) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   const std::string name = worker_name(0);
   MissionRunner runner(service, executor);
+  std::string said;  // the state and reason on_change heard last
   for (;;) {
     auto m = service.get(std::nullopt, id);
     if (!m) throw MissionError(MissionError::Code::kNotFound, "no mission " + id);
+    if (on_change && m->state + "/" + m->reason != said) {
+      said = m->state + "/" + m->reason;
+      on_change(*m);
+    }
     if (is_terminal(m->state) || m->state == state::kQuarantined) return *m;
     if (std::chrono::steady_clock::now() >= deadline) return *m;
     if (auto claim = service.claim(name, id)) {

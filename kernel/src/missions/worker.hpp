@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -87,8 +88,10 @@ class FileRetention {
 
 // Drives one mission to a settled state from this process: claims it whenever it is runnable
 // (waiting out RETRY delays), until it is terminal or QUARANTINED, or `timeout` passes. Another
-// process holding it is waited for. Returns the final view.
+// process holding it is waited for. Returns the final view. `on_change`, when given, hears of
+// each state (and reason) the mission takes on the way, the first included.
 MissionView run_until_settled(MissionService& service, const runtime::ToolRuntimeExecutor& executor,
-                              const std::string& id, std::chrono::milliseconds timeout);
+                              const std::string& id, std::chrono::milliseconds timeout,
+                              const std::function<void(const MissionView&)>& on_change = {});
 
 }  // namespace kiln::missions

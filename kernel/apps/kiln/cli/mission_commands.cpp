@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iomanip>
+#include <iostream>
 #include <sstream>
 #include <thread>
 
@@ -105,7 +106,9 @@ reuses the space for new data; the file does not shrink (a `kiln db backup` copy
 
 Runs mission workers in this process (as `kiln serve` does with missions.workers) until SIGINT
 or SIGTERM, or with --until-idle until no mission is PENDING, RUNNING or RETRY (a mission held
-by a dead process is reclaimed once its lease lapses).
+by a dead process is reclaimed once its lease lapses) — besides missions that wait for their
+tenant's capacity (policy max_active) held by missions QUARANTINED for an approver, which it
+names and leaves waiting.
 )"},
       {"ledger replay", R"(Usage: kiln ledger replay [--scratch FILE] [--json]
 
@@ -172,6 +175,38 @@ std::chrono::milliseconds timeout_of(const Args& a, std::chrono::seconds dflt) {
   } catch (const std::exception&) {
     throw std::invalid_argument("--timeout takes seconds > 0, got '" + *a.timeout + "'");
   }
+}
+
+// --wait: runs mission `id` in this process until it settles (DONE, FAILED, CANCELED, BLOCKED or
+// QUARANTINED) or --timeout passes, saying on stderr what it waits for.
+missions::MissionView wait_settled(Kernel& k, const Args& a, const std::string& id) {
+  const auto timeout = timeout_of(a, std::chrono::hours(1));
+  return missions::run_until_settled(
+      k.missions(), k.executor(), id, timeout, [&](const missions::MissionView& m) {
+        if (m.state != missions::state::kRetry) return;
+        if (m.reason == "TENANT_AT_CAPACITY")
+          std::cerr << "mission " << id << " waits: tenant " << m.tenant
+                    << " is at capacity (policy max_active); it runs when one of the tenant's "
+                       "active missions ends, and one QUARANTINED waits for an approver (kiln "
+                       "mission list --tenant "
+                    << m.tenant << " --state QUARANTINED); waiting up to "
+                    << std::chrono::duration_cast<std::chrono::seconds>(timeout).count()
+                    << " s (--timeout)" << std::endl;
+        else
+          std::cerr << "mission " << id << ": RETRY (" << m.reason << "), next try at "
+                    << m.not_before.value_or("once claimed") << std::endl;
+      });
+}
+
+// After --wait: a mission that did not settle in time is said as it stands (exit 1).
+std::optional<int> not_settled(const Args& a, const missions::MissionView& m, std::ostream& out) {
+  if (!a.wait || missions::is_terminal(m.state) || m.state == missions::state::kQuarantined)
+    return std::nullopt;
+  if (!a.json)
+    out << "timed out waiting (--timeout): mission " << m.id << " stays " << m.state
+        << (m.reason.empty() ? "" : " (" + m.reason + ")")
+        << "; a kiln serve or kiln mission work on this database runs it on\n";
+  return runtime::kExitFailed;
 }
 
 std::unique_ptr<Kernel> boot(const Args& a, bool resolve) {
@@ -334,15 +369,11 @@ int cmd_mission_start(const Args& a, std::ostream& out) {
                                          *req.idempotency_key + "' (created: false)";
   missions::MissionView m = r.mission;
   if (a.wait && !missions::is_terminal(m.state) && m.state != missions::state::kQuarantined) {
-    m = missions::run_until_settled(svc, k->executor(), m.id, timeout_of(a, std::chrono::hours(1)));
+    m = wait_settled(*k, a, m.id);
     headline += " → " + m.state;
   }
   int rc = report_mission(a, out, m, headline, json::object{{"created", r.created}});
-  if (a.wait && !missions::is_terminal(m.state) && m.state != missions::state::kQuarantined) {
-    if (!a.json) out << "timed out waiting; the mission continues in the background\n";
-    return runtime::kExitFailed;
-  }
-  return rc;
+  return not_settled(a, m, out).value_or(rc);
 }
 
 int cmd_mission_list(const Args& a, std::ostream& out) {
@@ -464,10 +495,9 @@ int cmd_mission_approve(const Args& a, std::ostream& out) {
   const std::string id = id_arg(a, "approve");
   auto k = boot(a, a.wait);
   auto m = k->missions().approve(a.tenant_filter, id, actor_of(a), a.reason.value_or(""));
-  if (a.wait)
-    m = missions::run_until_settled(k->missions(), k->executor(), id,
-                                    timeout_of(a, std::chrono::hours(1)));
-  return report_mission(a, out, m, "approved mission " + id + ": " + m.state);
+  if (a.wait) m = wait_settled(*k, a, id);
+  const int rc = report_mission(a, out, m, "approved mission " + id + ": " + m.state);
+  return not_settled(a, m, out).value_or(rc);
 }
 
 int cmd_mission_cancel(const Args& a, std::ostream& out) {
@@ -482,10 +512,9 @@ int cmd_mission_retry(const Args& a, std::ostream& out) {
   const std::string id = id_arg(a, "retry");
   auto k = boot(a, a.wait);
   auto m = k->missions().retry(a.tenant_filter, id, actor_of(a), a.reason.value_or(""));
-  if (a.wait)
-    m = missions::run_until_settled(k->missions(), k->executor(), id,
-                                    timeout_of(a, std::chrono::hours(1)));
-  return report_mission(a, out, m, "retrying mission " + id + ": " + m.state);
+  if (a.wait) m = wait_settled(*k, a, id);
+  const int rc = report_mission(a, out, m, "retrying mission " + id + ": " + m.state);
+  return not_settled(a, m, out).value_or(rc);
 }
 
 int cmd_mission_prune(const Args& a, std::ostream& out) {
@@ -537,20 +566,21 @@ int cmd_mission_work(const Args& a, std::ostream& out) {
                             std::chrono::milliseconds(k->config().get_int("missions.poll_ms")));
   spdlog::info("{} mission worker(s) running", workers);
   if (a.until_idle) {
-    // Idle: nothing runnable now and nothing running in this process.
+    // Idle: nothing runnable now or soon, and nothing running in this process.
     for (;;) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       timespec zero{0, 0};
       if (sigtimedwait(&set, nullptr, &zero) > 0) break;
-      bool busy = false;
-      for (const char* s : {"PENDING", "RUNNING", "RETRY"}) {
-        missions::ListFilter f;
-        f.state = s;
-        f.limit = 1;
-        busy = busy || !svc.list(f).empty();
-      }
-      if (!busy) break;
+      if (!svc.has_work()) break;
     }
+    // What is left waits for a person or for capacity: said, not left to be found.
+    missions::ListFilter waiting;
+    waiting.state = "RETRY";
+    const auto deferred = svc.list(waiting);
+    if (!deferred.empty())
+      out << deferred.size() << " mission(s) wait for their tenant's capacity (max_active), held "
+          << "by missions QUARANTINED for an approver or running elsewhere (kiln mission list "
+             "--state QUARANTINED)\n";
   } else {
     int sig = 0;
     sigwait(&set, &sig);
