@@ -172,7 +172,7 @@ steps:
 }
 
 BOOST_AUTO_TEST_CASE(template_errors_name_file_line_and_fix) {
-  const std::vector<std::string> tools = {"kiln.echo", "kiln.noop"};
+  const std::map<std::string, json::value> tools = {{"kiln.echo", nullptr}, {"kiln.noop", nullptr}};
   auto err = error_of([&] {
     TemplateSet::parse({{"bad.yaml", R"(name: bad
 steps:
@@ -197,6 +197,38 @@ steps:
                          "  - {id: b, tool: x, needs: a}\n"}});
   });
   BOOST_TEST(cycle.find("cycle in 'needs' among steps a, b") != std::string::npos, cycle);
+}
+
+// A step's input its tool would refuse is said when the template loads (config check, policy
+// validate, every boot), not when the step runs — perhaps after an approver approved it.
+BOOST_AUTO_TEST_CASE(step_inputs_are_checked_against_their_tools_schema) {
+  const std::map<std::string, json::value> tools = {
+      {"kiln.sleep", json::parse(R"({"type": "object", "required": ["ms"],
+          "additionalProperties": false,
+          "properties": {"ms": {"type": "integer", "minimum": 0, "maximum": 60000}}})")},
+      {"kiln.echo", nullptr}};
+  auto err = error_of([&] {
+    TemplateSet::parse({{"s.yaml", R"(name: s
+inputs: {ms: {type: integer, default: 5}}
+steps:
+  - {id: word, tool: kiln.sleep, input: {ms: "abc"}}
+  - {id: long, tool: kiln.sleep, input: {ms: 999999}}
+  - {id: typo, tool: kiln.sleep, input: {msec: 5, ms: 1}}
+  - {id: none, tool: kiln.sleep}
+  - {id: later, tool: kiln.sleep, input: {ms: "${inputs.ms}"}}
+  - {id: free, tool: kiln.echo, input: {anything: [1, "${inputs.ms}"]}}
+)"}},
+                       &tools);
+  });
+  for (const char* expected :
+       {"s.yaml:4:5: step 'word': input.ms: expected integer, got string (the input of tool "
+        "kiln.sleep",
+        "s.yaml:5:5: step 'long': input.ms: must be <= 60000",
+        "s.yaml:6:5: step 'typo': input.msec: unknown field (the schema has ms)",
+        "s.yaml:7:5: step 'none': input.ms: required field is missing"})
+    BOOST_TEST(err.find(expected) != std::string::npos, expected << "\n" << err);
+  BOOST_TEST(err.find("step 'later'") == std::string::npos, err);  // known when it runs
+  BOOST_TEST(err.find("step 'free'") == std::string::npos, err);
 }
 
 // ---- Policy ----------------------------------------------------------------------------------

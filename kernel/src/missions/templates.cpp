@@ -332,7 +332,15 @@ void check_references(const MissionTemplate& t, std::vector<std::string>& proble
 }  // namespace
 
 TemplateSet TemplateSet::parse(const std::vector<File>& files,
-                               const std::vector<std::string>* known_tools) {
+                               const std::map<std::string, json::value>* tools) {
+  std::vector<std::string> tool_names;
+  if (tools)
+    for (const auto& [name, _] : *tools) tool_names.push_back(name);
+  const auto* known_tools = tools ? &tool_names : nullptr;
+  // A string with a ${...} in it is known when the step runs, not now.
+  const auto pending = [](const json::value& v) {
+    return v.is_string() && !placeholders_in(v.as_string(), nullptr).empty();
+  };
   Parser parser;
   TemplateSet set;
   std::map<std::string, std::string> origin;
@@ -359,6 +367,16 @@ TemplateSet TemplateSet::parse(const std::vector<File>& files,
         continue;
       }
       parser.problems.insert(parser.problems.end(), missing.begin(), missing.end());
+      // What the tool would refuse when the step runs (after an approval, perhaps): said now.
+      for (const auto& s : t->steps) {
+        const auto it = tools->find(s.tool);
+        if (it == tools->end()) continue;
+        if (auto why = runtime::validate_json(it->second, s.input, "input", pending))
+          parser.problems.push_back(s.where + ": step '" + s.id + "': " + *why +
+                                    " (the input of tool " + s.tool +
+                                    "; `kiln tool list --json` "
+                                    "shows its schema)");
+      }
     }
     origin[t->name] = f.name;
     set.templates_.emplace(t->name, std::move(*t));

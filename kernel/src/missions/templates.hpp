@@ -61,10 +61,13 @@ class TemplateSet {
   };
   // Parses and checks every file: structure, duplicate names and step ids, unknown `needs`,
   // cycles, placeholders that refer to undeclared inputs or to steps the step does not need
-  // (directly or through its needs), and tools not in `known_tools` (when given).
+  // (directly or through its needs), and, when `tools` is given (each loaded tool's name and
+  // input schema), tools not among them and step inputs their tool would refuse — a missing or
+  // unknown field, a value of the wrong type or range — as far as they are known before the
+  // step runs (a `${...}` value is rendered then; everything around it is checked now).
   // Throws TemplateError listing every problem.
   static TemplateSet parse(const std::vector<File>& files,
-                           const std::vector<std::string>* known_tools = nullptr);
+                           const std::map<std::string, boost::json::value>* tools = nullptr);
   // The embedded config/missions/*.yaml, or every *.yaml in `dirs` when not empty.
   static std::vector<File> sources(const std::vector<std::string>& dirs);
 

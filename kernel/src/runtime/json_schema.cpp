@@ -81,7 +81,14 @@ double num(const json::value& v) {
 
 std::optional<std::string> validate_json(const json::value& schema_v, const json::value& value,
                                          const std::string& path) {
+  return validate_json(schema_v, value, path, {});
+}
+
+std::optional<std::string> validate_json(const json::value& schema_v, const json::value& value,
+                                         const std::string& path,
+                                         const std::function<bool(const json::value&)>& pending) {
   if (!schema_v.is_object()) return std::nullopt;
+  if (pending && pending(value)) return std::nullopt;
   const auto& schema = schema_v.as_object();
 
   if (auto* t = schema.if_contains("type")) {
@@ -152,13 +159,13 @@ std::optional<std::string> validate_json(const json::value& schema_v, const json
     if (auto* p = schema.if_contains("prefixItems"); p && p->is_array()) {
       prefix = p->as_array().size();
       for (std::size_t i = 0; i < arr.size() && i < prefix; ++i)
-        if (auto err =
-                validate_json(p->as_array()[i], arr[i], path + "[" + std::to_string(i) + "]"))
+        if (auto err = validate_json(p->as_array()[i], arr[i], path + "[" + std::to_string(i) + "]",
+                                     pending))
           return err;
     }
     if (auto* items = schema.if_contains("items"); items && items->is_object()) {
       for (std::size_t i = prefix; i < arr.size(); ++i)
-        if (auto err = validate_json(*items, arr[i], path + "[" + std::to_string(i) + "]"))
+        if (auto err = validate_json(*items, arr[i], path + "[" + std::to_string(i) + "]", pending))
           return err;
     }
   }
@@ -176,10 +183,15 @@ std::optional<std::string> validate_json(const json::value& schema_v, const json
     for (const auto& kv : obj) {
       const json::value* sub = props ? props->if_contains(kv.key()) : nullptr;
       if (sub) {
-        if (auto err = validate_json(*sub, kv.value(), path + "." + std::string(kv.key())))
+        if (auto err = validate_json(*sub, kv.value(), path + "." + std::string(kv.key()), pending))
           return err;
       } else if (closed) {
-        return path + "." + std::string(kv.key()) + ": unknown field (not in the tool's schema)";
+        std::string known;
+        if (props)
+          for (const auto& p : *props) known += (known.empty() ? "" : ", ") + std::string(p.key());
+        return path + "." + std::string(kv.key()) + ": unknown field (" +
+               (known.empty() ? std::string("the schema takes none") : "the schema has " + known) +
+               ")";
       }
     }
   }

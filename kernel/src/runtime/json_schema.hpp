@@ -3,6 +3,7 @@
 // minItems, maxItems, prefixItems, pattern. Unknown keywords are ignored, as JSON Schema says.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -15,5 +16,10 @@ namespace kiln::runtime {
 std::optional<std::string> validate_json(const boost::json::value& schema,
                                          const boost::json::value& value,
                                          const std::string& path = "input");
+// As above, but a value `pending` says is not known yet (a mission template's `${...}`, rendered
+// when the step runs) conforms to any schema; everything around it is checked.
+std::optional<std::string> validate_json(
+    const boost::json::value& schema, const boost::json::value& value, const std::string& path,
+    const std::function<bool(const boost::json::value&)>& pending);
 
 }  // namespace kiln::runtime

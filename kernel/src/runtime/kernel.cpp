@@ -150,13 +150,18 @@ missions::ToolFacts Kernel::tool_facts() const {
 }
 
 void Kernel::load_policy() {
+  // Every tool's input schema; a tool whose providers take different inputs is not checked here
+  // (which one serves a call is the strategy's choice, when it runs).
+  std::map<std::string, json::value> schemas;
+  for (const auto& t : registry_->tools())
+    if (auto [it, added] = schemas.emplace(t.name, t.input_schema);
+        !added && it->second != t.input_schema)
+      it->second = nullptr;
   std::vector<std::string> tools;
-  for (const auto& t : registry_->tools()) tools.push_back(t.name);
-  std::sort(tools.begin(), tools.end());
-  tools.erase(std::unique(tools.begin(), tools.end()), tools.end());
+  for (const auto& [name, _] : schemas) tools.push_back(name);
   try {
     templates_ = std::make_unique<missions::TemplateSet>(missions::TemplateSet::parse(
-        missions::TemplateSet::sources(config_.get_strings("missions.dirs")), &tools));
+        missions::TemplateSet::sources(config_.get_strings("missions.dirs")), &schemas));
     policy_ = std::make_unique<missions::Policy>(
         missions::parse_policy(missions::policy_source(config_.get_string("policy.file"))));
   } catch (const missions::TemplateError& e) {
