@@ -796,6 +796,18 @@ BOOST_AUTO_TEST_CASE(missions_run_from_the_cli_with_approvals_idempotency_and_re
   BOOST_TEST(held.exit_code == 0, held.err);
   const std::string held_id(mission_of(held).at("id").as_string());
   BOOST_TEST(mission_of(held).at("state").as_string() == "QUARANTINED");
+  // A local actor is a person: not nobody, not an API key's "key:ID".
+  auto nobody = d.kiln({"mission", "approve", held_id, "--as", " "});
+  BOOST_TEST(nobody.exit_code == 2);
+  BOOST_TEST(contains(nobody.err, "--as needs a name"), nobody.err);
+  auto as_key = d.kiln({"mission", "approve", held_id, "--as", "key:k-0123456789ab"});
+  BOOST_TEST(as_key.exit_code == 2);
+  BOOST_TEST(contains(as_key.err, "names starting with 'key:' are the API keys'"), as_key.err);
+  // Without --as: the login name, whatever $USER says.
+  auto unnamed = d.kiln({"mission", "start", "hello", "--json"}, {{"USER", ""}});
+  BOOST_TEST(unnamed.exit_code == 0, unnamed.err);
+  BOOST_TEST(mission_of(unnamed).at("created_by").as_string().starts_with("local:"));
+  BOOST_TEST(mission_of(unnamed).at("created_by") != "local:operator", unnamed.out);
   auto forbidden = d.kiln({"mission", "approve", held_id, "--as", "olga", "--role", "operator"});
   BOOST_TEST(forbidden.exit_code == 1);
   BOOST_TEST(contains(forbidden.err, "forbidden: approving a mission needs the approver role"),
@@ -832,7 +844,7 @@ BOOST_AUTO_TEST_CASE(missions_run_from_the_cli_with_approvals_idempotency_and_re
   // The tables replay from the ledger; a hand edit is found and named.
   auto replay = d.kiln({"ledger", "replay"});
   BOOST_TEST(replay.exit_code == 0, replay.out << replay.err);
-  BOOST_TEST(contains(replay.out, "replay matches: 3 missions"), replay.out);
+  BOOST_TEST(contains(replay.out, "replay matches: 4 missions"), replay.out);
   // A match leaves nothing to look at: the default scratch database goes (one named with
   // --scratch stays).
   BOOST_TEST(!fs::exists(d.dir.path() / "var/kiln.db.replay.db"));

@@ -114,6 +114,18 @@ BOOST_AUTO_TEST_CASE(timeouts_really_stop_waiting) {
   auto s = call(*k, "kiln.sleep", json::object{{"ms", 5000}});
   BOOST_REQUIRE(!s.ok());
   BOOST_TEST(s.error().code == "timeout");
+  BOOST_TEST(s.error().message.find("raise tool_strategy.timeout_ms") != std::string::npos,
+             s.error().message);
+  // A call's own timeout (a mission step's timeout_ms) is the one to raise, not the strategy's.
+  runtime::ToolCall own;
+  own.tool = "kiln.sleep";
+  own.input = json::object{{"ms", 5000}};
+  own.timeout = std::chrono::milliseconds(100);
+  auto o = k->executor().invoke(own);
+  BOOST_REQUIRE(!o.ok());
+  BOOST_TEST(o.error().message.find("within 100 ms; raise the call's timeout (a mission step's "
+                                    "timeout_ms)") != std::string::npos,
+             o.error().message);
 }
 
 BOOST_AUTO_TEST_CASE(a_blocking_tool_within_its_timeout_answers) {

@@ -196,7 +196,25 @@ steps:
                          "name: c\nsteps:\n  - {id: a, tool: x, needs: b}\n"
                          "  - {id: b, tool: x, needs: a}\n"}});
   });
-  BOOST_TEST(cycle.find("cycle in 'needs' among steps a, b") != std::string::npos, cycle);
+  BOOST_TEST(cycle.find("c.yaml:3:5: template 'c' has a cycle in 'needs' among steps a, b") !=
+                 std::string::npos,
+             cycle);
+  // A duplicate id is said once, not followed by a cycle among no steps; a step is not suggested
+  // as its own need; a later step's output is not fixed by "add it to 'needs'" (a cycle).
+  auto more = error_of([] {
+    TemplateSet::parse({{"d.yaml", "name: d\nsteps:\n  - {id: a, tool: x}\n  - {id: a, tool: x}\n"},
+                        {"e.yaml", "name: e\nsteps:\n  - {id: a, tool: x, needs: [5]}\n"},
+                        {"f.yaml",
+                         "name: f\nsteps:\n  - {id: a, tool: x, input: {v: '${steps.b.output}'}}\n"
+                         "  - {id: b, tool: x, needs: [a]}\n"}});
+  });
+  BOOST_TEST(more.find("d.yaml:4:5: duplicate step id 'a'") != std::string::npos, more);
+  BOOST_TEST(more.find("cycle") == std::string::npos, more);
+  BOOST_TEST(more.find("needs unknown step '5'") != std::string::npos, more);
+  BOOST_TEST(more.find("did you mean 'a'") == std::string::npos, more);
+  BOOST_TEST(more.find("'b' runs after this step (it needs 'a'): a step can use only the outputs "
+                       "of steps before it") != std::string::npos,
+             more);
 }
 
 // A step's input its tool would refuse is said when the template loads (config check, policy
@@ -278,6 +296,19 @@ approvals:
                              "'max_active'?") != std::string::npos,
              structural);
   BOOST_TEST(structural.find("actuation.allowed must be true or false") != std::string::npos);
+  // max_active 0 is not "no limit" (it was, silently), and a bad value is found at its key.
+  auto zero = error_of([] {
+    parse_policy({"z.yaml",
+                  "version: 1\ntenants:\n  a: {missions: [x], max_active: 0}\n"
+                  "  b: {missions: [x], retry_after_ms: -1}\n"});
+  });
+  BOOST_TEST(zero.find("z.yaml:3:34: tenants.a.max_active must be 1 or more (got 0); leave it out "
+                       "for no limit") != std::string::npos,
+             zero);
+  BOOST_TEST(
+      zero.find("z.yaml:4:38: tenants.b.retry_after_ms must be 0-86400000 (a day), got -1") !=
+          std::string::npos,
+      zero);
 }
 
 BOOST_AUTO_TEST_CASE(an_invalid_policy_stops_boot_with_exit_3) {

@@ -232,9 +232,16 @@ class PolicyParser {
       t.retry_after_ms =
           scalar<std::int64_t>(n["retry_after_ms"], ctx + ".retry_after_ms must be an integer")
               .value_or(5000);
-    if (t.max_active < 0 || t.retry_after_ms < 0 || t.retry_after_ms > 86400000)
-      problems.push_back(t.where + ": " + ctx +
-                         ".max_active must be >= 0 and retry_after_ms 0-86400000 (a day)");
+    // 0 once meant no limit, silently — the opposite of what it says to someone pausing a tenant.
+    if (n["max_active"] && t.max_active < 1)
+      problems.push_back(mark_of(file_, n["max_active"].Mark()) + ": " + ctx +
+                         ".max_active must be 1 or more (got " + std::to_string(t.max_active) +
+                         "); leave it out for no limit, or take the tenant's templates out of "
+                         "'missions' to stop it starting any");
+    if (t.retry_after_ms < 0 || t.retry_after_ms > 86400000)
+      problems.push_back(mark_of(file_, n["retry_after_ms"].Mark()) + ": " + ctx +
+                         ".retry_after_ms must be 0-86400000 (a day), got " +
+                         std::to_string(t.retry_after_ms));
     if (auto rl = n["rate_limits"]) {
       keys(rl, {"tool_calls", "per_tool"}, ctx + ".rate_limits");
       if (rl["tool_calls"]) t.tool_calls = rate(rl["tool_calls"], ctx + ".rate_limits.tool_calls");

@@ -248,21 +248,26 @@ class Parser {
 void order_steps(MissionTemplate& t, std::vector<std::string>& problems) {
   std::vector<std::string> ids;
   std::set<std::string> seen;
+  bool broken = false;  // no order to find (a cycle reported now would be a consequence)
   for (const auto& s : t.steps) {
-    if (!seen.insert(s.id).second)
+    if (!seen.insert(s.id).second) {
       problems.push_back(s.where + ": duplicate step id '" + s.id + "' in template '" + t.name +
                          "'");
+      broken = true;
+    }
     ids.push_back(s.id);
   }
-  bool unknown = false;
   for (const auto& s : t.steps)
     for (const auto& need : s.needs)
       if (!seen.count(need)) {
+        std::vector<std::string> others;  // a step is not suggested as its own need
+        for (const auto& id : ids)
+          if (id != s.id) others.push_back(id);
         problems.push_back(s.where + ": step '" + s.id + "' needs unknown step '" + need + "'" +
-                           did_you_mean(need, ids));
-        unknown = true;
+                           did_you_mean(need, others));
+        broken = true;
       }
-  if (unknown) return;
+  if (broken) return;
   std::vector<StepTemplate> ordered;
   std::set<std::string> placed;
   while (ordered.size() < t.steps.size()) {
@@ -278,10 +283,14 @@ void order_steps(MissionTemplate& t, std::vector<std::string>& problems) {
     }
     if (!progress) {
       std::vector<std::string> stuck;
+      std::string where;  // the first step caught in it
       for (const auto& s : t.steps)
-        if (!placed.count(s.id)) stuck.push_back(s.id);
-      problems.push_back(t.source + ": template '" + t.name +
-                         "' has a cycle in 'needs' among steps " + common::join(stuck));
+        if (!placed.count(s.id)) {
+          stuck.push_back(s.id);
+          if (where.empty()) where = s.where;
+        }
+      problems.push_back(where + ": template '" + t.name + "' has a cycle in 'needs' among steps " +
+                         common::join(stuck));
       return;
     }
   }
@@ -313,8 +322,12 @@ void check_references(const MissionTemplate& t, std::vector<std::string>& proble
                                did_you_mean(p.parts[1], input_names));
         } else if (p.parts.size() >= 3 && p.parts[0] == "steps" && p.parts[2] == "output") {
           if (!reachable[s.id].count(p.parts[1]))
-            problems.push_back(where + " refers to step '" + p.parts[1] +
-                               "', which this step does not need; add it to 'needs'");
+            problems.push_back(
+                where + " refers to step '" + p.parts[1] + "', which this step does not need; " +
+                (reachable[p.parts[1]].count(s.id)
+                     ? "'" + p.parts[1] + "' runs after this step (it needs '" + s.id +
+                           "'): a step can use only the outputs of steps before it"
+                     : std::string("add it to 'needs'")));
         } else if (p.parts.size() == 2 && p.parts[0] == "mission" &&
                    (p.parts[1] == "id" || p.parts[1] == "tenant")) {
         } else {

@@ -95,8 +95,11 @@ ToolOutcome ToolRuntimeExecutor::run_one(const Provider& p, const ToolCall& call
     pending->stop.request_stop();
     return tool_error(error_code::kTimeout,
                       "tool '" + call.tool + "' (provider " + p.name + ") did not answer within " +
-                          std::to_string(policy.timeout.count()) +
-                          " ms; raise tool_strategy.timeout_ms if it needs longer",
+                          std::to_string(policy.timeout.count()) + " ms; raise " +
+                          (call.timeout ? std::string("the call's timeout (a mission step's "
+                                                      "timeout_ms)")
+                                        : std::string("tool_strategy.timeout_ms")) +
+                          " if it needs longer",
                       /*retryable=*/true);
   }
   return std::move(*pending->outcome);

@@ -1,5 +1,8 @@
 #include "cli/mission_commands.hpp"
 
+#include <pwd.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -153,8 +156,24 @@ namespace {
 
 missions::Actor actor_of(const Args& a) {
   missions::Actor actor;
-  const char* user = std::getenv("USER");
-  actor.name = a.actor ? *a.actor : std::string("local:") + (user && *user ? user : "operator");
+  if (a.actor) {
+    // The ledger says who acted: not nobody, and not an API key (the server names a key's actor
+    // "key:ID"; a local name shaped so would pass for it).
+    if (a.actor->empty() || a.actor->find_first_not_of(" \t") == std::string::npos)
+      throw std::invalid_argument("--as needs a name (the ledger records who acted)");
+    if (a.actor->rfind("key:", 0) == 0)
+      throw std::invalid_argument("--as '" + *a.actor +
+                                  "': names starting with 'key:' are the API keys' (the HTTP "
+                                  "API's actors); a local actor is a person's name");
+    actor.name = *a.actor;
+  } else {
+    // The login name (local:$USER, else the account's), never a word that reads as a role.
+    const char* user = std::getenv("USER");
+    std::string name = user && *user ? user : "";
+    if (name.empty())
+      if (const passwd* pw = ::getpwuid(::geteuid()); pw && pw->pw_name) name = pw->pw_name;
+    actor.name = "local:" + (name.empty() ? "uid-" + std::to_string(::geteuid()) : name);
+  }
   actor.role = missions::Role::kAdmin;
   if (a.role) {
     auto r = missions::parse_role(*a.role);
