@@ -472,6 +472,12 @@ BOOST_AUTO_TEST_CASE(errors_use_one_envelope) {
   auto malformed = s.call("POST", "/v1/missions", "a_operator", "{not json");
   BOOST_TEST(malformed.status == 400);
   BOOST_TEST(error_code_of(malformed) == "malformed_json");
+  // No body at all, JSON declared (curl -X POST -H 'Content-Type: application/json'): no fields,
+  // so the schema says what is missing.
+  auto empty =
+      s.call("POST", "/v1/missions", "a_operator", "", {{"Content-Type", "application/json"}});
+  BOOST_TEST(empty.status == 422, empty.body);
+  BOOST_TEST(contains(empty.body, "body.template"), empty.body);
   auto type = s.call("POST", "/v1/missions", "a_operator", "template=hello",
                      {{"Content-Type", "application/x-www-form-urlencoded"}});
   BOOST_TEST(type.status == 415);
@@ -1190,6 +1196,14 @@ BOOST_AUTO_TEST_CASE(the_cli_calls_a_server_with_the_same_commands) {
   BOOST_TEST(contains(approved.out, "prepare      kiln.echo    DONE"), approved.out);
   approved = remote({"mission", "approve", held_id, "--wait"}, "a_approver");
   BOOST_TEST(contains(approved.out, "approved mission " + held_id + ": DONE"), approved.out);
+  // Its step says who approved it by the key's name, not by the key's id alone.
+  const auto shown_held =
+      json::parse(remote({"mission", "show", held_id, "--json"}, "a_viewer").out);
+  const auto& held_steps = shown_held.at("steps").as_array();
+  BOOST_TEST(held_steps.back().at("step") == "apply");
+  BOOST_TEST(std::string(held_steps.back().at("approved_by").as_string())
+                 .starts_with("a_approver (key:k-"),
+             held_steps.back().at("approved_by"));
   // A cancel that goes through exits 0, as locally.
   auto to_cancel = remote({"mission", "start", "approval_demo", "--json"}, "a_operator");
   const std::string cancel_id(json::parse(to_cancel.out).at("mission").at("id").as_string());

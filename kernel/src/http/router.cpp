@@ -263,7 +263,9 @@ std::optional<Response> Router::admit(const Route& route, Request& req,
     std::string ct = common::to_lower(req.header("content-type"));
     if (auto semi = ct.find(';'); semi != std::string::npos) ct.resize(semi);
     while (!ct.empty() && ct.back() == ' ') ct.pop_back();
-    if (req.body.empty() && ct.empty()) {
+    if (req.body.empty() && (ct.empty() || ct == "application/json")) {
+      // No body is no fields (curl -X POST -H 'Content-Type: application/json' sends none): the
+      // route's schema says what is missing, rather than "malformed JSON".
       req.json = json::object{};
     } else {
       if (ct != "application/json")

@@ -176,6 +176,8 @@ void load_steps(Connection& c, MissionView& m) {
     s.state = st.text(3);
     s.attempts = st.int64(4);
     s.approved_by = opt_text(st, 5);
+    // An approver by API key as the key was named ("me-approver (key:k-…)"), not by its id alone.
+    if (s.approved_by) s.approved_by = auth::actor_named(c, *s.approved_by);
     s.output = st.is_null(6) ? json::value(nullptr) : parse_or_null(st.text(6));
     s.error = st.is_null(7) ? json::value(nullptr) : parse_or_null(st.text(7));
     s.started_at = opt_text(st, 8);
