@@ -763,8 +763,16 @@ BOOST_AUTO_TEST_CASE(missions_run_from_the_cli_with_approvals_idempotency_and_re
   auto templates = d.kiln({"mission", "templates"});
   BOOST_TEST(templates.exit_code == 0, templates.err);
   BOOST_TEST(contains(templates.out, "hello"));
-  BOOST_TEST(contains(templates.out, "apply(kiln.echo, approval required)"), templates.out);
+  BOOST_TEST(contains(templates.out, "    apply    kiln.echo  after prepare; approval required\n"),
+             templates.out);
+  BOOST_TEST(contains(templates.out,
+                      "    pause   kiln.sleep  after greet; up to 3 attempts; timeout 70000 ms\n"),
+             templates.out);
 
+  // A --param for a string input stays a string, though it reads as JSON (the template says so).
+  auto numeric = d.kiln({"mission", "start", "hello", "--param", "who=42", "--json"});
+  BOOST_TEST(numeric.exit_code == 0, numeric.err);
+  BOOST_TEST(json::parse(numeric.out).at("mission").at("inputs").at("who") == "42", numeric.out);
   auto done = d.kiln({"mission", "start", "hello", "--param", "who=roaster", "--wait", "--json",
                       "--idempotency-key", "order-1"});
   BOOST_TEST(done.exit_code == 0, done.err);
@@ -844,7 +852,7 @@ BOOST_AUTO_TEST_CASE(missions_run_from_the_cli_with_approvals_idempotency_and_re
   // The tables replay from the ledger; a hand edit is found and named.
   auto replay = d.kiln({"ledger", "replay"});
   BOOST_TEST(replay.exit_code == 0, replay.out << replay.err);
-  BOOST_TEST(contains(replay.out, "replay matches: 4 missions"), replay.out);
+  BOOST_TEST(contains(replay.out, "replay matches: 5 missions"), replay.out);
   // A match leaves nothing to look at: the default scratch database goes (one named with
   // --scratch stays).
   BOOST_TEST(!fs::exists(d.dir.path() / "var/kiln.db.replay.db"));

@@ -1170,6 +1170,13 @@ BOOST_AUTO_TEST_CASE(the_cli_calls_a_server_with_the_same_commands) {
   auto started =
       remote({"mission", "start", "hello", "--param", "who=cli", "--wait"}, "a_operator");
   BOOST_TEST(started.exit_code == 0, started.err);
+  // A --param for a string input stays a string, though it reads as JSON (the template says so).
+  auto numeric =
+      remote({"mission", "start", "hello", "--param", "who=42", "--param", "pause_ms=1", "--json"},
+             "a_operator");
+  BOOST_TEST(numeric.exit_code == 0, numeric.err);
+  BOOST_TEST(json::parse(numeric.out).at("mission").at("inputs").at("who") == "42", numeric.out);
+  BOOST_TEST(json::parse(numeric.out).at("mission").at("inputs").at("pause_ms") == 1, numeric.out);
   // Shown as the local command shows it (not the server's JSON): headline, state, steps.
   std::smatch found;
   BOOST_REQUIRE_MESSAGE(

@@ -42,7 +42,8 @@ their inputs (and defaults) and steps (tool, needs, approval, retry, timeout).
 Creates a mission. The governor decides at once, from the policy: ALLOW (PENDING), QUARANTINE
 (held for an approver), BLOCK (refused, exit 1) or RETRY_LATER (the tenant is at capacity).
 Inputs: a JSON object with --input, or one KEY=VALUE per --param (VALUE is read as JSON when it
-parses, else as a string); the template's defaults fill the rest.
+parses, else as a string — and as written for an input the template declares a string, so
+--param lot=42 is "42"); the template's defaults fill the rest; tenant default unless --tenant.
 The same --idempotency-key returns the existing mission (created: false) instead of a new one.
 --wait runs the mission in this process (or waits for the server's workers) until it is DONE,
 FAILED, CANCELED or QUARANTINED; exit 1 unless it ends DONE or QUARANTINED.
@@ -317,7 +318,18 @@ void print_mission_history(const json::array& history, std::ostream& out) {
 
 namespace {
 
-json::object parse_inputs(const Args& a) {
+std::string id_arg(const Args& a, const char* cmd) {
+  if (a.positional.size() < 3)
+    throw std::invalid_argument(std::string("kiln mission ") + cmd + " needs a mission ID");
+  return a.positional[2];
+}
+
+}  // namespace
+
+// --input and --param as the mission's inputs. A --param VALUE is read as JSON when it parses
+// (42, true, [1,2]) — unless `schema` (the template's inputs) says the input is a string: then
+// `--param lot=42` is the string "42", as meant.
+json::object parse_inputs(const Args& a, const json::object* schema) {
   json::object inputs;
   if (a.input) {
     json::error_code ec;
@@ -331,20 +343,21 @@ json::object parse_inputs(const Args& a) {
     if (eq == std::string::npos || eq == 0)
       throw std::invalid_argument("--param takes KEY=VALUE, got '" + p + "'");
     std::string key = p.substr(0, eq), raw = p.substr(eq + 1);
+    const json::value* type = nullptr;
+    if (schema)
+      if (const auto* props = schema->if_contains("properties"); props && props->is_object())
+        if (const auto* prop = props->as_object().if_contains(key); prop && prop->is_object())
+          type = prop->as_object().if_contains("type");
+    if (type && *type == "string") {
+      inputs[key] = raw;
+      continue;
+    }
     json::error_code ec;
     auto v = json::parse(raw, ec);
     inputs[key] = ec ? json::value(raw) : v;
   }
   return inputs;
 }
-
-std::string id_arg(const Args& a, const char* cmd) {
-  if (a.positional.size() < 3)
-    throw std::invalid_argument(std::string("kiln mission ") + cmd + " needs a mission ID");
-  return a.positional[2];
-}
-
-}  // namespace
 
 int cmd_mission_templates(const Args& a, std::ostream& out) {
   auto k = Kernel::boot(boot_options(a, false));
@@ -360,14 +373,35 @@ void print_templates(const json::array& arr, std::ostream& out) {
   for (const auto& v : arr) {
     const auto& o = v.as_object();
     out << o.at("name").as_string().c_str() << " — " << o.at("description").as_string().c_str()
-        << "\n  inputs: " << common::json_text(o.at("inputs")) << "\n  steps:";
-    for (const auto& s : o.at("steps").as_array())
-      out << " " << s.at("id").as_string().c_str() << "(" << s.at("tool").as_string().c_str()
-          << (s.at("approval").as_string() == "never"
-                  ? std::string()
-                  : ", approval " + std::string(s.at("approval").as_string()))
-          << ")";
-    out << "\n";
+        << "\n  inputs: " << common::json_text(o.at("inputs")) << "\n  steps:\n";
+    // One a line, in the order they run: the tool, and what is not the default — needs,
+    // approval, attempts, timeout.
+    std::size_t id_width = 0, tool_width = 0;
+    for (const auto& s : o.at("steps").as_array()) {
+      id_width = std::max(id_width, s.at("id").as_string().size());
+      tool_width = std::max(tool_width, s.at("tool").as_string().size());
+    }
+    for (const auto& s : o.at("steps").as_array()) {
+      std::vector<std::string> notes;
+      std::vector<std::string> needs;
+      for (const auto& n : s.at("needs").as_array()) needs.emplace_back(n.as_string());
+      if (!needs.empty()) notes.push_back("after " + common::join(needs));
+      if (s.at("approval").as_string() != "never")
+        notes.push_back("approval " + std::string(s.at("approval").as_string()));
+      if (const auto* n = s.as_object().if_contains("max_attempts");
+          n && n->is_int64() && n->as_int64() > 1)
+        notes.push_back("up to " + std::to_string(n->as_int64()) + " attempts");
+      if (const auto* t = s.as_object().if_contains("timeout_ms"); t && t->is_int64())
+        notes.push_back("timeout " + std::to_string(t->as_int64()) + " ms");
+      out << "    " << std::left << std::setw(static_cast<int>(id_width + 2))
+          << s.at("id").as_string().c_str();
+      if (notes.empty())
+        out << s.at("tool").as_string().c_str() << "\n";
+      else
+        out << std::setw(static_cast<int>(tool_width + 2)) << s.at("tool").as_string().c_str()
+            << common::join(notes, "; ") << "\n";
+    }
+    out << std::right;
   }
 }
 
@@ -377,10 +411,11 @@ int cmd_mission_start(const Args& a, std::ostream& out) {
   missions::CreateRequest req;
   req.template_name = a.positional[2];
   req.tenant = a.tenant;
-  req.inputs = parse_inputs(a);
   req.idempotency_key = a.idempotency_key;
   req.actor = actor_of(a);
   auto k = boot(a, a.wait);
+  const auto* t = k->templates().find(req.template_name);
+  req.inputs = parse_inputs(a, t ? &t->input_schema : nullptr);
   auto& svc = k->missions();
   auto r = svc.create(req);
   std::string headline = r.created ? "created mission " + r.mission.id + ": " + r.mission.state

@@ -26,6 +26,9 @@ void print_mission_history(const boost::json::array& history, std::ostream& out)
 
 int cmd_mission_templates(const Args& a, std::ostream& out);
 int cmd_mission_start(const Args& a, std::ostream& out);
+// --input and --param as a mission's inputs; `schema`: the template's (its input_schema, or an
+// object with its "properties"), which keeps `--param lot=42` a string where one is asked for.
+boost::json::object parse_inputs(const Args& a, const boost::json::object* schema = nullptr);
 int cmd_mission_list(const Args& a, std::ostream& out);
 // The table of `kiln mission list`, from missions as JSON (local or from the server).
 void print_missions(const boost::json::array& missions, std::ostream& out);

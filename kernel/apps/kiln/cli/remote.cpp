@@ -247,20 +247,19 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
   }
   if (name == "mission start") {
     if (a.positional.size() < 3) throw std::invalid_argument("mission start needs a TEMPLATE");
-    json::object inputs;
-    if (a.input) {
+    // The template's inputs, for the types of --param values (the server checks them anyway).
+    std::optional<json::object> schema;
+    if (!a.params.empty()) {
+      auto listed = r.call("GET", "/v1/mission-templates");
       json::error_code ec;
-      auto v = json::parse(*a.input, ec);
-      if (ec || !v.is_object()) throw std::invalid_argument("--input must be a JSON object");
-      inputs = v.as_object();
+      const auto v = json::parse(listed.body, ec);
+      if (listed.status == 200 && !ec && v.is_array())
+        for (const auto& t : v.as_array())
+          if (t.is_object() && t.as_object().contains("inputs") &&
+              t.at("name") == a.positional[2].c_str() && t.at("inputs").is_object())
+            schema = json::object{{"properties", t.at("inputs")}};
     }
-    for (const auto& p : a.params) {
-      auto eq = p.find('=');
-      if (eq == std::string::npos) throw std::invalid_argument("--param takes KEY=VALUE");
-      json::error_code ec;
-      auto v = json::parse(p.substr(eq + 1), ec);
-      inputs[p.substr(0, eq)] = ec ? json::value(p.substr(eq + 1)) : v;
-    }
+    const json::object inputs = parse_inputs(a, schema ? &*schema : nullptr);
     json::object body{{"template", a.positional[2]}, {"inputs", inputs}};
     if (a.idempotency_key) body["idempotency_key"] = *a.idempotency_key;
     auto res = r.call("POST", "/v1/missions", json::serialize(body));
