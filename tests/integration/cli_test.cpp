@@ -991,6 +991,24 @@ BOOST_AUTO_TEST_CASE(waiting_for_capacity_is_said_not_silent) {
   auto idle = d.kiln({"mission", "work", "--until-idle"}, policy);
   BOOST_TEST(idle.exit_code == 0, idle.err);
   BOOST_TEST(contains(idle.out, "1 mission(s) wait for their tenant's capacity"), idle.out);
+  // A key for a tenant the policy does not list (a typo of acme) is made, with a warning.
+  auto typo_key = d.kiln({"keys", "create", "--tenant", "acmee", "--role", "operator"}, policy);
+  BOOST_TEST(typo_key.exit_code == 0, typo_key.err);
+  BOOST_TEST(contains(typo_key.err,
+                      "has no rule for tenant 'acmee' (and no \"*\"): every mission "
+                      "this key starts is BLOCKED"),
+             typo_key.err);
+  BOOST_TEST(
+      !contains(d.kiln({"keys", "create", "--tenant", "acme", "--role", "operator"}, policy).err,
+                "has no rule"));
+  // A refusal says which part of the policy refused it — here the tenant a missing --tenant is.
+  auto unlisted = d.kiln({"mission", "start", "hello"}, policy);
+  BOOST_TEST(unlisted.exit_code == 1);
+  BOOST_TEST(contains(unlisted.out, "BLOCKED"), unlisted.out);
+  BOOST_TEST(contains(unlisted.out,
+                      "the policy has no rule for tenant 'default' (and no \"*\") — "
+                      "missions started without --tenant are tenant 'default'"),
+             unlisted.out);
 }
 
 BOOST_AUTO_TEST_CASE(policy_validate_reports_problems_with_positions) {
@@ -1021,6 +1039,37 @@ BOOST_AUTO_TEST_CASE(policy_validate_reports_problems_with_positions) {
   auto serve = d.kiln({"serve", "--set", "policy.file=policy.yaml"});
   BOOST_TEST(serve.exit_code == 3);
   BOOST_TEST(contains(serve.err, "both allows and denies"), serve.err);
+  // A structural mistake does not hide the rest: every problem, and the warnings, in one run;
+  // validate does not tell its user to run validate.
+  std::ofstream(d.dir.path() / "mixed.yaml") << "version: 1\n"
+                                                "isolation: {default: isolatd}\n"
+                                                "tenants:\n"
+                                                "  acme:\n"
+                                                "    missions: [helo]\n"
+                                                "    rate_limits:\n"
+                                                "      tool_calls: {per_second: 5, burst: 5}\n"
+                                                "      per_tool: {kiln.noop: {per_second: 50}}\n";
+  auto mixed = d.kiln({"policy", "validate", "--file", "mixed.yaml"});
+  BOOST_TEST(mixed.exit_code == 3);
+  BOOST_TEST(contains(mixed.err, "isolation.default 'isolatd' is not one of"), mixed.err);
+  BOOST_TEST(contains(mixed.err, "unknown mission template 'helo'"), mixed.err);
+  BOOST_TEST(contains(mixed.err, "warning: mixed.yaml:8:18: "), mixed.err);
+  BOOST_TEST(!contains(mixed.err, "`kiln policy validate` checks"), mixed.err);
+  // A valid policy's warnings: printed by validate, not repeated by every other command.
+  std::ofstream(d.dir.path() / "warned.yaml") << "version: 1\n"
+                                                 "tenants:\n"
+                                                 "  acme:\n"
+                                                 "    missions: ['*']\n"
+                                                 "    rate_limits:\n"
+                                                 "      tool_calls: {per_second: 5, burst: 5}\n"
+                                                 "      per_tool: {kiln.noop: {per_second: 50}}\n";
+  auto warned = d.kiln({"policy", "validate", "--file", "warned.yaml"});
+  BOOST_TEST(warned.exit_code == 0, warned.err);
+  BOOST_TEST(contains(warned.out, "warning: warned.yaml:7:18: "), warned.out);
+  BOOST_TEST(!contains(warned.err, "warned.yaml"), warned.err);  // printed once
+  auto other = d.kiln({"mission", "templates", "--set", "policy.file=warned.yaml"});
+  BOOST_TEST(other.exit_code == 0, other.err);
+  BOOST_TEST(!contains(other.err, "warned.yaml"), other.err);
   for (const char* cmd :
        {"start", "list", "show", "approve", "cancel", "retry", "work", "templates"}) {
     auto help = d.kiln({"mission", cmd, "--help"});

@@ -125,8 +125,13 @@ class PolicyParser {
     r.per_second = *ps;
     r.burst = *burst;
     if (r.per_second <= 0 || r.burst < 1) {
+      auto shown = [](double d) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%g", d);
+        return std::string(buf);
+      };
       problems.push_back(r.where + ": " + ctx + " needs per_second > 0 and burst >= 1 (got " +
-                         std::to_string(r.per_second) + ", " + std::to_string(r.burst) + ")");
+                         shown(r.per_second) + ", " + shown(r.burst) + ")");
       return std::nullopt;
     }
     return r;
@@ -266,7 +271,7 @@ class PolicyParser {
 
 }  // namespace
 
-Policy parse_policy(const PolicySource& src) {
+Policy parse_policy(const PolicySource& src, std::vector<std::string>* problems) {
   YAML::Node root;
   try {
     root = YAML::Load(src.text);
@@ -276,7 +281,10 @@ Policy parse_policy(const PolicySource& src) {
   if (root.IsNull()) throw TemplateError({src.name + ": the policy file is empty"});
   PolicyParser parser(src.name);
   Policy p = parser.parse(root);
-  if (!parser.problems.empty()) throw TemplateError(std::move(parser.problems));
+  if (problems)
+    problems->insert(problems->end(), parser.problems.begin(), parser.problems.end());
+  else if (!parser.problems.empty())
+    throw TemplateError(std::move(parser.problems));
   return p;
 }
 

@@ -77,7 +77,9 @@ struct PolicySource {
 PolicySource policy_source(const std::string& path);
 
 // Structure only (keys, types); throws TemplateError listing every problem with its position.
-Policy parse_policy(const PolicySource& src);
+// With `problems` given, a file that parses as YAML is returned as far as it is right and its
+// problems go there (so that check_policy can say the rest in the same run).
+Policy parse_policy(const PolicySource& src, std::vector<std::string>* problems = nullptr);
 
 struct PolicyWorld {
   std::vector<std::string> templates;

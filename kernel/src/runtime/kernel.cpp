@@ -89,6 +89,7 @@ std::unique_ptr<Kernel> Kernel::boot(const BootOptions& options) {
   lo.environment = options.environment;
   lo.sets = options.sets;
   lo.set_origins = options.set_origins;
+  k->one_shot_ = options.one_shot;
   std::vector<config::NodeKindInfo> kind_infos;
   for (const auto& d : k->kinds_) kind_infos.push_back({d.kind, d.default_node});
   try {
@@ -159,11 +160,12 @@ void Kernel::load_policy() {
       it->second = nullptr;
   std::vector<std::string> tools;
   for (const auto& [name, _] : schemas) tools.push_back(name);
+  std::vector<std::string> policy_problems;
   try {
     templates_ = std::make_unique<missions::TemplateSet>(missions::TemplateSet::parse(
         missions::TemplateSet::sources(config_.get_strings("missions.dirs")), &schemas));
-    policy_ = std::make_unique<missions::Policy>(
-        missions::parse_policy(missions::policy_source(config_.get_string("policy.file"))));
+    policy_ = std::make_unique<missions::Policy>(missions::parse_policy(
+        missions::policy_source(config_.get_string("policy.file")), &policy_problems));
   } catch (const missions::TemplateError& e) {
     throw BootError(kExitConfig, e.what());
   }
@@ -178,13 +180,23 @@ void Kernel::load_policy() {
   w.runtime_isolated_plugins = config_.get_strings("runtime.isolated_plugins");
   w.template_set = templates_.get();
   policy_check_ = missions::check_policy(*policy_, w);
+  // Said where someone will read them: logged by what runs on (a command a person runs once
+  // would repeat them every time; `policy validate` and `config check` print them).
   for (const auto& warning : policy_check_.warnings) {
-    spdlog::warn("policy: {}", warning);
+    if (one_shot_)
+      spdlog::debug("policy: {}", warning);
+    else
+      spdlog::warn("policy: {}", warning);
     warnings_.push_back("policy: " + warning);
   }
-  if (!policy_check_.errors.empty())
-    throw BootError(kExitConfig, join(policy_check_.errors, "\n") +
-                                     "\n(`kiln policy validate` checks the policy file)");
+  // Every problem in one run: the structure's, then what the structure refers to.
+  policy_problems.insert(policy_problems.end(), policy_check_.errors.begin(),
+                         policy_check_.errors.end());
+  if (!policy_problems.empty()) {
+    std::string message = join(policy_problems, "\n");
+    for (const auto& warning : policy_check_.warnings) message += "\nwarning: " + warning;
+    throw BootError(kExitConfig, message + "\n(`kiln policy validate` checks the policy file)");
+  }
   admission_ = std::make_unique<missions::Admission>(*policy_, tool_facts());
 }
 

@@ -181,6 +181,7 @@ class Kernel {
   std::unique_ptr<auth::KeyStore> keys_;
   std::unique_ptr<telemetry::TelemetryService> telemetry_;
   std::vector<std::string> warnings_;
+  bool one_shot_ = false;  // BootOptions::one_shot
 };
 
 }  // namespace kiln::runtime

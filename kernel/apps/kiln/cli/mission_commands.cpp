@@ -274,10 +274,27 @@ static std::string next_hint(const missions::MissionView& m) {
     return "waiting for an approver: kiln mission approve " + m.id;
   if (m.state == missions::state::kPending)
     return "queued: `kiln serve` or `kiln mission work` runs it (or start it with --wait)";
+  if (m.state == missions::state::kRetry && m.reason == "TENANT_AT_CAPACITY")
+    return "waits for tenant " + m.tenant +
+           "'s capacity (policy max_active): it is admitted when one of the tenant's active "
+           "missions ends (kiln mission list --tenant " +
+           m.tenant + ")";
   if (m.state == missions::state::kRetry)
     return "will retry after " + m.not_before.value_or("?") + " (kiln mission retry " + m.id +
            " retries now)";
   if (m.state == missions::state::kFailed) return "kiln mission retry " + m.id + " runs it again";
+  // A refusal says which part of the policy (policy.file, `kiln policy validate`) refused it.
+  if (m.reason == "UNKNOWN_TENANT")
+    return "the policy has no rule for tenant '" + m.tenant + "' (and no \"*\")" +
+           (m.tenant == "default" ? " — missions started without --tenant are tenant 'default'"
+                                  : std::string()) +
+           ": add the tenant under 'tenants' in the policy file, or pass --tenant";
+  if (m.reason == "TEMPLATE_NOT_ALLOWED")
+    return "tenant '" + m.tenant + "' may not start '" + m.template_name +
+           "': the policy's tenants." + m.tenant + ".missions (or deny) says so";
+  if (m.reason == "ACTUATION_DISABLED")
+    return "a step of '" + m.template_name +
+           "' moves the roaster and the policy's actuation.allowed is false";
   return "";
 }
 
@@ -691,15 +708,23 @@ int cmd_policy_validate(const Args& a, std::ostream& out) {
   try {
     k = Kernel::boot(boot_options(args, false));
   } catch (const BootError& e) {
+    // Its problems and warnings, one a line, without the boot's hint to run this very command.
+    std::vector<std::string> problems;
+    json::array errors, warnings;
+    std::stringstream ss(e.what());
+    for (std::string line; std::getline(ss, line);) {
+      if (line.empty() || line[0] == '(') continue;
+      problems.push_back(line);
+      if (line.rfind("warning: ", 0) == 0)
+        warnings.push_back(json::value(line.substr(9)));
+      else
+        errors.push_back(json::value(line));
+    }
     if (a.json) {
-      json::array errors;
-      std::stringstream ss(e.what());
-      for (std::string line; std::getline(ss, line);)
-        if (!line.empty() && line[0] != '(') errors.push_back(json::value(line));
-      out << pretty(json::object{{"ok", false}, {"errors", errors}});
+      out << pretty(json::object{{"ok", false}, {"errors", errors}, {"warnings", warnings}});
       return e.exit_code();
     }
-    throw;
+    throw BootError(e.exit_code(), common::join(problems, "\n"));
   }
   const auto& c = k->policy_check();
   if (a.json) {
@@ -743,6 +768,15 @@ int cmd_keys_create(const Args& a, std::ostream& out) {
   auto k = boot(a, false);
   missions::Actor by = actor_of(Args{});
   auto key = k->keys().create(*a.tenant_filter, *role, a.name.value_or(""), by);
+  // A key for a tenant the policy does not know (a typo?) can read, but every mission it starts
+  // is BLOCKED: said now, not at the first mission.
+  if (!k->policy().tenant(*a.tenant_filter))
+    spdlog::warn(
+        "the policy ({}) has no rule for tenant '{}' (and no \"*\"): every mission this key "
+        "starts is BLOCKED (UNKNOWN_TENANT) until the policy lists the tenant",
+        k->config().get_string("policy.file").empty() ? std::string("the embedded policy")
+                                                      : k->config().get_string("policy.file"),
+        *a.tenant_filter);
   if (a.json) {
     auto o = key_json(key.info);
     o["key"] = key.secret;
