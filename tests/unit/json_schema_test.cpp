@@ -81,3 +81,34 @@ BOOST_AUTO_TEST_CASE(schema_keywords) {
   }
   BOOST_TEST(!validate_json(json::value(), json::parse("[1]")));  // no schema: anything goes
 }
+
+// What is wrong with a schema someone wrote: said, not ignored (an unknown keyword checks
+// nothing, as JSON Schema says — so a typo in one passes everything).
+BOOST_AUTO_TEST_CASE(schema_mistakes_are_named) {
+  using kiln::runtime::schema_problems;
+  auto all = [](const char* text) {
+    std::string joined;
+    for (const auto& p : schema_problems(json::parse(text), "inputs.x")) joined += p + "\n";
+    return joined;
+  };
+  BOOST_TEST(all(R"({"type": "string", "minLength": 1, "default": "a", "description": "d"})") ==
+             "");
+  BOOST_TEST(all(R"({"type": "strng"})") ==
+             "inputs.x.type: \"strng\" is not a JSON type (object, array, string, boolean, null, "
+             "integer, number); did you mean 'string'?\n");
+  BOOST_TEST(all(R"({"type": "string", "minLenght": 3})") ==
+             "inputs.x: 'minLenght' is not a schema keyword kiln checks; did you mean "
+             "'minLength'? (it would check nothing)\n");
+  BOOST_TEST(all(R"({"type": "integer", "minimum": 10, "maximum": 5})") ==
+             "inputs.x: minimum 10 is above maximum 5; nothing could pass\n");
+  BOOST_TEST(all(R"({"type": "string", "maxLength": "ten"})") ==
+             "inputs.x.maxLength must be a number\n");
+  BOOST_TEST(all(R"({"type": "string", "pattern": "(open"})") ==
+             "inputs.x.pattern: not a valid regular expression (ECMAScript)\n");
+  BOOST_TEST(all(R"({"type": "object", "properties": {"a": {"type": ["integer", "nul"]}}})") ==
+             "inputs.x.properties.a.type: \"nul\" is not a JSON type (object, array, string, "
+             "boolean, null, integer, number); did you mean 'null'?\n");
+  BOOST_TEST(all(R"({"type": "array", "items": {"typ": "string"}})") ==
+             "inputs.x.items: 'typ' is not a schema keyword kiln checks; did you mean 'type'? (it "
+             "would check nothing)\n");
+}

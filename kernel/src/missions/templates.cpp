@@ -147,9 +147,16 @@ class Parser {
                                "' needs a schema mapping, e.g. {type: string, default: x}");
             continue;
           }
+          // A typo'd keyword (minLenght) would check nothing, silently: said, as other mistakes.
+          const auto bad_schema = runtime::schema_problems(schema, "inputs." + name);
+          for (const auto& p : bad_schema)
+            problems.push_back(mark_of(file, kv.second.Mark()) + ": " + p);
           auto& o = schema.as_object();
           if (auto* d = o.if_contains("default")) {
-            if (auto err = runtime::validate_json(schema, *d, "inputs." + name + ".default"))
+            // (Against a schema that is itself wrong, a default's problem would be a guess.)
+            if (auto err = bad_schema.empty()
+                               ? runtime::validate_json(schema, *d, "inputs." + name + ".default")
+                               : std::nullopt)
               problems.push_back(mark_of(file, kv.second.Mark()) + ": " + *err);
             t.defaults[name] = *d;
           } else {

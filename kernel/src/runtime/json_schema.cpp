@@ -1,11 +1,14 @@
 #include "runtime/json_schema.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <regex>
+
+#include "common/strings.hpp"
 
 namespace kiln::runtime {
 namespace json = boost::json;
@@ -196,6 +199,73 @@ std::optional<std::string> validate_json(const json::value& schema_v, const json
     }
   }
   return std::nullopt;
+}
+
+std::vector<std::string> schema_problems(const json::value& schema_v, const std::string& path) {
+  std::vector<std::string> out;
+  if (!schema_v.is_object()) {
+    out.push_back(path + ": a schema is a mapping (e.g. {type: string})");
+    return out;
+  }
+  const auto& schema = schema_v.as_object();
+  static const std::vector<std::string> kKeywords = {
+      "type",     "properties",  "required",  "additionalProperties",
+      "items",    "enum",        "const",     "minimum",
+      "maximum",  "minLength",   "maxLength", "minItems",
+      "maxItems", "prefixItems", "pattern",   "description",
+      "default",  "title",       "examples",  "format"};
+  static const std::vector<std::string> kTypes = {"object", "array",   "string", "boolean",
+                                                  "null",   "integer", "number"};
+  for (const auto& kv : schema)
+    if (std::find(kKeywords.begin(), kKeywords.end(), kv.key()) == kKeywords.end())
+      out.push_back(path + ": '" + std::string(kv.key()) + "' is not a schema keyword kiln checks" +
+                    common::did_you_mean(kv.key(), kKeywords) + " (it would check nothing)");
+  if (const auto* t = schema.if_contains("type")) {
+    std::vector<const json::value*> names;
+    if (t->is_array())
+      for (const auto& one : t->as_array()) names.push_back(&one);
+    else
+      names.push_back(t);
+    for (const auto* n : names)
+      if (!n->is_string() ||
+          std::find(kTypes.begin(), kTypes.end(), std::string(n->as_string())) == kTypes.end())
+        out.push_back(path + ".type: " + json::serialize(*n) + " is not a JSON type (" +
+                      common::join(kTypes) + ")" +
+                      (n->is_string() ? common::did_you_mean(n->as_string(), kTypes) : ""));
+  }
+  // Bounds: numbers, and the lower not above the upper.
+  for (const auto& [low, high] : std::vector<std::pair<const char*, const char*>>{
+           {"minimum", "maximum"}, {"minLength", "maxLength"}, {"minItems", "maxItems"}}) {
+    const auto* lo = schema.if_contains(low);
+    const auto* hi = schema.if_contains(high);
+    for (const auto& [b, name] : {std::pair<const json::value*, const char*>{lo, low}, {hi, high}})
+      if (b && !b->is_number()) out.push_back(path + "." + name + " must be a number");
+    if (lo && hi && lo->is_number() && hi->is_number() && num(*lo) > num(*hi))
+      out.push_back(path + ": " + low + " " + bound(*lo) + " is above " + high + " " + bound(*hi) +
+                    "; nothing could pass");
+  }
+  if (const auto* p = schema.if_contains("pattern")) {
+    if (!p->is_string() || !compiled(std::string(p->as_string())))
+      out.push_back(path + ".pattern: not a valid regular expression (ECMAScript)");
+  }
+  if (const auto* r = schema.if_contains("required"); r && !r->is_array())
+    out.push_back(path + ".required: a list of property names");
+  if (const auto* e = schema.if_contains("enum"); e && !e->is_array())
+    out.push_back(path + ".enum: a list of the values allowed");
+  if (const auto* props = schema.if_contains("properties")) {
+    if (!props->is_object())
+      out.push_back(path + ".properties: a mapping of property names to schemas");
+    else
+      for (const auto& kv : props->as_object()) {
+        auto sub = schema_problems(kv.value(), path + ".properties." + std::string(kv.key()));
+        out.insert(out.end(), sub.begin(), sub.end());
+      }
+  }
+  if (const auto* items = schema.if_contains("items"); items && !items->is_bool()) {
+    auto sub = schema_problems(*items, path + ".items");
+    out.insert(out.end(), sub.begin(), sub.end());
+  }
+  return out;
 }
 
 }  // namespace kiln::runtime

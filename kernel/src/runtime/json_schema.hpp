@@ -6,6 +6,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <boost/json.hpp>
 
@@ -21,5 +22,11 @@ std::optional<std::string> validate_json(const boost::json::value& schema,
 std::optional<std::string> validate_json(
     const boost::json::value& schema, const boost::json::value& value, const std::string& path,
     const std::function<bool(const boost::json::value&)>& pending);
+
+// What is wrong with `schema` itself, as this validator reads it, each "<path>: <what>": a keyword
+// it does not know (minLenght: ignored, as JSON Schema says — so a typo silently checks nothing),
+// a type that is no JSON type, a bound that is not a number or lies above its counterpart, a
+// pattern that does not compile. For schemas people write (a mission template's inputs).
+std::vector<std::string> schema_problems(const boost::json::value& schema, const std::string& path);
 
 }  // namespace kiln::runtime
