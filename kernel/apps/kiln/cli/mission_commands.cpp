@@ -148,6 +148,10 @@ Revokes a key (ledger event key.revoked); a running server refuses it within a s
 Checks a policy file (default: policy.file, else the embedded config/policy.yaml) against the
 loaded tools, plugins and mission templates: structure, unknown names (with suggestions) and
 contradictory settings. Exit 0 when valid (warnings are printed), 3 when not.
+The format (tenants with missions, deny, review, max_active, retry_after_ms, rate_limits;
+actuation; isolation; approvals), with an example: the embedded config/policy.yaml, and
+docs/architecture/missions.md ("The governor ... and policy-as-code"). A running kiln serve keeps the policy it started with:
+restart it after an edit.
 )"},
   };
   return help;
