@@ -150,8 +150,8 @@ loaded tools, plugins and mission templates: structure, unknown names (with sugg
 contradictory settings. Exit 0 when valid (warnings are printed), 3 when not.
 The format (tenants with missions, deny, review, max_active, retry_after_ms, rate_limits;
 actuation; isolation; approvals), with an example: the embedded config/policy.yaml, and
-docs/architecture/missions.md ("The governor ... and policy-as-code"). A running kiln serve keeps the policy it started with:
-restart it after an edit.
+docs/architecture/missions.md ("The governor ... and policy-as-code"). A running kiln serve keeps
+the policy it started with: restart it after an edit.
 )"},
   };
   return help;
