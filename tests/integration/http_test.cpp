@@ -71,9 +71,12 @@ struct Server {
     BOOST_REQUIRE(std::regex_search(err, m, std::regex("listening on http://127.0.0.1:([0-9]+)")));
     port = std::stoi(m[1]);
   }
-  RunResult kiln(std::vector<std::string> args) const {
+  RunResult kiln(std::vector<std::string> args,
+                 const std::map<std::string, std::string>& extra = {}) const {
     args.insert(args.begin(), kKiln);
-    return run(args, env, dir.path());
+    auto e = env;
+    for (const auto& [k, v] : extra) e[k] = v;
+    return run(args, e, dir.path());
   }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
   http::ClientResponse call(const std::string& method, const std::string& target,
@@ -1238,6 +1241,20 @@ BOOST_AUTO_TEST_CASE(the_cli_calls_a_server_with_the_same_commands) {
   BOOST_TEST(std::string(std::istreambuf_iterator<char>(written), {}) == exported.out);
   BOOST_TEST(((fs::status(out_file).permissions() & fs::perms::all) ==
               (fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read)));
+  // An export the server refuses leaves the file there as it was (whole or not at all).
+  auto refused_export = s.kiln({"ledger", "export", "--out", out_file.string(), "--server", s.url(),
+                                "--api-key", "kiln_bogus"});
+  BOOST_TEST(refused_export.exit_code == 1, refused_export.out << refused_export.err);
+  std::ifstream kept(out_file);
+  BOOST_TEST(std::string(std::istreambuf_iterator<char>(kept), {}) == exported.out);
+  BOOST_TEST(!fs::exists(out_file.string() + ".partial"));
+  // KILN_SERVER_URL does not make a local command's --tenant "not taken with --server": the
+  // command says it runs locally.
+  auto local_command = s.kiln({"keys", "create", "--tenant", "acme", "--role", "viewer"},
+                              {{"KILN_SERVER_URL", s.url()}});
+  BOOST_TEST(local_command.exit_code == 2);
+  BOOST_TEST(!contains(local_command.err, "is not taken with --server"), local_command.err);
+  BOOST_TEST(contains(local_command.err, "not available with --server"), local_command.err);
   auto local = remote({"ledger", "verify"}, "a_viewer");
   BOOST_TEST(local.exit_code == 2);
   BOOST_TEST(contains(local.err, "not available with --server"));

@@ -102,7 +102,7 @@ BOOST_AUTO_TEST_CASE(schema_mistakes_are_named) {
   BOOST_TEST(all(R"({"type": "integer", "minimum": 10, "maximum": 5})") ==
              "inputs.x: minimum 10 is above maximum 5; nothing could pass\n");
   BOOST_TEST(all(R"({"type": "string", "maxLength": "ten"})") ==
-             "inputs.x.maxLength must be a number\n");
+             "inputs.x.maxLength must be a whole number\n");
   BOOST_TEST(all(R"({"type": "string", "pattern": "(open"})") ==
              "inputs.x.pattern: not a valid regular expression (ECMAScript)\n");
   BOOST_TEST(all(R"({"type": "object", "properties": {"a": {"type": ["integer", "nul"]}}})") ==
@@ -111,4 +111,23 @@ BOOST_AUTO_TEST_CASE(schema_mistakes_are_named) {
   BOOST_TEST(all(R"({"type": "array", "items": {"typ": "string"}})") ==
              "inputs.x.items: 'typ' is not a schema keyword kiln checks; did you mean 'type'? (it "
              "would check nothing)\n");
+}
+
+BOOST_AUTO_TEST_CASE(schema_mistakes_the_validator_would_pass_over) {
+  using kiln::runtime::schema_problems;
+  auto all = [](const char* text) {
+    std::string joined;
+    for (const auto& p : schema_problems(json::parse(text), "s")) joined += p + "\n";
+    return joined;
+  };
+  BOOST_TEST(all(R"({"type": "string", "format": "date"})") ==
+             "s: 'format' is not a schema keyword kiln checks (it would check nothing)\n");
+  BOOST_TEST(all(R"({"type": "string", "maxLength": 1e3})") ==
+             "s.maxLength must be a whole number\n");
+  BOOST_TEST(all(R"({"type": "number", "minimum": 0.5, "maximum": 1e3})") == "");
+  BOOST_TEST(all(R"({"type": "array", "prefixItems": [{"type": "strng"}]})") ==
+             "s.prefixItems[0].type: \"strng\" is not a JSON type (object, array, string, "
+             "boolean, null, integer, number); did you mean 'string'?\n");
+  BOOST_TEST(all(R"({"type": "object", "additionalProperties": {"type": "string"}})") ==
+             "s.additionalProperties: true or false (a schema there is not checked)\n");
 }

@@ -230,20 +230,22 @@ class PolicyParser {
     t.missions = names(n["missions"], ctx + ".missions");
     t.deny = names(n["deny"], ctx + ".deny");
     t.review = names(n["review"], ctx + ".review");
+    // (A value that is no integer is said once, not again as out of range.)
+    std::optional<std::int64_t> max_active, retry_after;
     if (n["max_active"])
-      t.max_active =
-          scalar<std::int64_t>(n["max_active"], ctx + ".max_active must be an integer").value_or(0);
+      max_active = scalar<std::int64_t>(n["max_active"], ctx + ".max_active must be an integer");
     if (n["retry_after_ms"])
-      t.retry_after_ms =
-          scalar<std::int64_t>(n["retry_after_ms"], ctx + ".retry_after_ms must be an integer")
-              .value_or(5000);
+      retry_after =
+          scalar<std::int64_t>(n["retry_after_ms"], ctx + ".retry_after_ms must be an integer");
+    t.max_active = max_active.value_or(0);
+    t.retry_after_ms = retry_after.value_or(5000);
     // 0 once meant no limit, silently — the opposite of what it says to someone pausing a tenant.
-    if (n["max_active"] && t.max_active < 1)
+    if (max_active && *max_active < 1)
       problems.push_back(mark_of(file_, n["max_active"].Mark()) + ": " + ctx +
-                         ".max_active must be 1 or more (got " + std::to_string(t.max_active) +
+                         ".max_active must be 1 or more (got " + std::to_string(*max_active) +
                          "); leave it out for no limit, or take the tenant's templates out of "
                          "'missions' to stop it starting any");
-    if (t.retry_after_ms < 0 || t.retry_after_ms > 86400000)
+    if (retry_after && (*retry_after < 0 || *retry_after > 86400000))
       problems.push_back(mark_of(file_, n["retry_after_ms"].Mark()) + ": " + ctx +
                          ".retry_after_ms must be 0-86400000 (a day), got " +
                          std::to_string(t.retry_after_ms));

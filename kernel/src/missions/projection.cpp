@@ -145,13 +145,15 @@ void transition(Connection& c, const ledger::Event& e, const json::object& p) {
   st.step();
   expect_changed(c, e);
   if (terminal(to)) {
-    // One active mission fewer: the tenant's missions waiting for capacity are asked again now
-    // rather than at their next check (service.cpp, capacity_recheck). From the event's own time,
-    // so that a replay makes the same rows.
+    // One active mission fewer, one place free: the tenant's oldest mission waiting for capacity
+    // is asked again now rather than at its next check (service.cpp, capacity_recheck) — one, not
+    // all of them, each of which would be refused again with an event of its own. From the
+    // event's own time, so that a replay makes the same rows.
     auto wake = c.prepare(
-        "UPDATE missions SET not_before = ?2 WHERE tenant = (SELECT tenant FROM missions WHERE id "
-        "= ?1) AND state = 'RETRY' AND decision = 'RETRY_LATER' AND claims = 0 AND not_before > "
-        "?2");
+        "UPDATE missions SET not_before = ?2 WHERE rowid = (SELECT w.rowid FROM missions w WHERE "
+        "w.tenant = (SELECT tenant FROM missions WHERE id = ?1) AND w.state = 'RETRY' AND "
+        "w.decision = 'RETRY_LATER' AND w.claims = 0 AND w.not_before > ?2 ORDER BY w.created_at, "
+        "w.rowid LIMIT 1)");
     wake.bind(1, id).bind(2, e.time);
     wake.step();
   }

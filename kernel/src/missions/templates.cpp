@@ -308,12 +308,21 @@ void check_references(const MissionTemplate& t, std::vector<std::string>& proble
   std::vector<std::string> input_names;
   for (const auto& kv : t.input_schema.at("properties").as_object())
     input_names.emplace_back(kv.key());
-  std::map<std::string, std::set<std::string>> reachable;  // step -> all steps it needs
+  // Step -> every step it needs, directly or through its needs: walked from each step, so that
+  // it holds in any order the steps are written (and through a cycle or an unknown need, which
+  // are problems of their own).
+  std::map<std::string, const StepTemplate*> by_id;
+  for (const auto& s : t.steps) by_id.emplace(s.id, &s);
+  std::map<std::string, std::set<std::string>> reachable;
   for (const auto& s : t.steps) {
     auto& r = reachable[s.id];
-    for (const auto& n : s.needs) {
-      r.insert(n);
-      r.insert(reachable[n].begin(), reachable[n].end());
+    std::vector<std::string> todo(s.needs.begin(), s.needs.end());
+    while (!todo.empty()) {
+      const std::string n = std::move(todo.back());
+      todo.pop_back();
+      if (!r.insert(n).second) continue;
+      if (const auto it = by_id.find(n); it != by_id.end())
+        todo.insert(todo.end(), it->second->needs.begin(), it->second->needs.end());
     }
   }
   for (const auto& s : t.steps) {

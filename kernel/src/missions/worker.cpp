@@ -194,9 +194,9 @@ std::string MissionRunner::run(MissionService::Claim claim) {
       call.input = std::move(input);
       call.request_id = m.id + "/" + st.id + "/" + std::to_string(attempt);
       if (st.timeout_ms) call.timeout = std::chrono::milliseconds(*st.timeout_ms);
-      // The approver as a person reads it (an API key by its name): a tool that writes it down,
-      // such as the roast report's "accepted by", shows who it was.
-      if (view->approved_by) call.approved_by = service_.actor_named(*view->approved_by);
+      // The approver as a person reads it (the view names an API key by its name): a tool that
+      // writes it down, such as the roast report's "accepted by", shows who it was.
+      if (view->approved_by) call.approved_by = *view->approved_by;
       Heartbeat hb(service_, claim);
       auto result = executor_.invoke(call);
       if (hb.lost())

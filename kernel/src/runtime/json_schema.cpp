@@ -208,12 +208,14 @@ std::vector<std::string> schema_problems(const json::value& schema_v, const std:
     return out;
   }
   const auto& schema = schema_v.as_object();
+  // What validate_json checks, and the annotations it passes over on purpose. (`format` is not
+  // among them: it would look like a check and be none.)
   static const std::vector<std::string> kKeywords = {
       "type",     "properties",  "required",  "additionalProperties",
       "items",    "enum",        "const",     "minimum",
       "maximum",  "minLength",   "maxLength", "minItems",
       "maxItems", "prefixItems", "pattern",   "description",
-      "default",  "title",       "examples",  "format"};
+      "default",  "title",       "examples"};
   static const std::vector<std::string> kTypes = {"object", "array",   "string", "boolean",
                                                   "null",   "integer", "number"};
   for (const auto& kv : schema)
@@ -238,8 +240,12 @@ std::vector<std::string> schema_problems(const json::value& schema_v, const std:
            {"minimum", "maximum"}, {"minLength", "maxLength"}, {"minItems", "maxItems"}}) {
     const auto* lo = schema.if_contains(low);
     const auto* hi = schema.if_contains(high);
+    // Lengths and counts are whole numbers (validate_json passes over any other).
+    const bool whole = std::string_view(low) != "minimum";
     for (const auto& [b, name] : {std::pair<const json::value*, const char*>{lo, low}, {hi, high}})
-      if (b && !b->is_number()) out.push_back(path + "." + name + " must be a number");
+      if (b && (whole ? !b->is_int64() : !b->is_number()))
+        out.push_back(path + "." + name +
+                      (whole ? " must be a whole number" : " must be a number"));
     if (lo && hi && lo->is_number() && hi->is_number() && num(*lo) > num(*hi))
       out.push_back(path + ": " + low + " " + bound(*lo) + " is above " + high + " " + bound(*hi) +
                     "; nothing could pass");
@@ -265,6 +271,18 @@ std::vector<std::string> schema_problems(const json::value& schema_v, const std:
     auto sub = schema_problems(*items, path + ".items");
     out.insert(out.end(), sub.begin(), sub.end());
   }
+  if (const auto* prefix = schema.if_contains("prefixItems")) {
+    if (!prefix->is_array())
+      out.push_back(path + ".prefixItems: a list of schemas, one for each leading item");
+    else
+      for (std::size_t i = 0; i < prefix->as_array().size(); ++i) {
+        auto sub = schema_problems(prefix->as_array()[i],
+                                   path + ".prefixItems[" + std::to_string(i) + "]");
+        out.insert(out.end(), sub.begin(), sub.end());
+      }
+  }
+  if (const auto* extra = schema.if_contains("additionalProperties"); extra && !extra->is_bool())
+    out.push_back(path + ".additionalProperties: true or false (a schema there is not checked)");
   return out;
 }
 

@@ -90,6 +90,7 @@ std::unique_ptr<Kernel> Kernel::boot(const BootOptions& options) {
   lo.sets = options.sets;
   lo.set_origins = options.set_origins;
   k->one_shot_ = options.one_shot;
+  k->missions_optional_ = options.missions_optional;
   std::vector<config::NodeKindInfo> kind_infos;
   for (const auto& d : k->kinds_) kind_infos.push_back({d.kind, d.default_node});
   try {
@@ -150,6 +151,17 @@ missions::ToolFacts Kernel::tool_facts() const {
   return f;
 }
 
+void Kernel::without_missions(const std::string& problems) {
+  spdlog::warn(
+      "mission templates or policy refused ({}); kiln serve will not start until that is mended "
+      "(kiln config check lists it). This command goes on: it does not run missions",
+      problems);
+  templates_ = std::make_unique<missions::TemplateSet>(missions::TemplateSet::parse({}));
+  policy_ = std::make_unique<missions::Policy>();
+  policy_check_ = {};
+  admission_ = std::make_unique<missions::Admission>(*policy_, tool_facts());
+}
+
 void Kernel::load_policy() {
   // Every tool's input schema; a tool whose providers take different inputs is not checked here
   // (which one serves a call is the strategy's choice, when it runs).
@@ -167,7 +179,9 @@ void Kernel::load_policy() {
     policy_ = std::make_unique<missions::Policy>(missions::parse_policy(
         missions::policy_source(config_.get_string("policy.file")), &policy_problems));
   } catch (const missions::TemplateError& e) {
-    throw BootError(kExitConfig, e.what());
+    if (!missions_optional_) throw BootError(kExitConfig, e.what());
+    without_missions(e.what());
+    return;
   }
   for (const auto& s : templates_->skipped())
     spdlog::info("mission template {} is left out: it is optional and a tool it uses is not loaded",
@@ -192,6 +206,10 @@ void Kernel::load_policy() {
   // Every problem in one run: the structure's, then what the structure refers to.
   policy_problems.insert(policy_problems.end(), policy_check_.errors.begin(),
                          policy_check_.errors.end());
+  if (!policy_problems.empty() && missions_optional_) {
+    without_missions(join(policy_problems, "\n"));
+    return;
+  }
   if (!policy_problems.empty()) {
     std::string message = join(policy_problems, "\n");
     for (const auto& warning : policy_check_.warnings) message += "\nwarning: " + warning;
@@ -725,7 +743,7 @@ gates::GateRecord Kernel::run_gate(const std::string& kind_name, const std::stri
   // A check that never returns (the node hangs or deadlocks) cannot be stopped, only outlived:
   // the watchdog records the gate as failed on that check and ends the process.
   const auto limit = std::chrono::seconds(config_.get_int("gates.check_timeout_s"));
-  std::atomic<const char*> suite{"contract"};
+  std::atomic<const char*> suite{"prepare"};  // the step under way, as the record names it
   std::mutex contract_mu;
   json::object contract_done;  // the contract suite's report once it finished
   std::jthread watchdog([&, base = r](std::stop_token stop) {
@@ -739,7 +757,7 @@ gates::GateRecord Kernel::run_gate(const std::string& kind_name, const std::stri
       hung.suite = suite.load();
       hung.add(*overdue, false, why);
       gates::GateRecord failed = base;
-      if (hung.suite == "contract") {
+      if (hung.suite != std::string_view("parity")) {  // preparing, or the contract suite
         failed.contract = hung.to_json();
       } else {
         std::lock_guard lock(contract_mu);
@@ -768,6 +786,7 @@ gates::GateRecord Kernel::run_gate(const std::string& kind_name, const std::stri
                                            kind_name + "/" + d->default_node + ")");
     return d->prepare(control_maker, gates_->record_path(kind_name, node_name).parent_path());
   }();
+  suite = "contract";
   auto contract = d->contract(candidate_maker, kind_config);
   {
     std::lock_guard lock(contract_mu);

@@ -69,6 +69,11 @@ struct BootOptions {
   // warnings and errors — its output is what it prints — unless log.level is set for this run
   // (KILN_LOG__LEVEL, --set log.level=…); a configuration file's level is the service's.
   bool one_shot = false;
+  // For the commands that look after the database (db status|backup|restore, ledger
+  // verify|export|backfill): mission templates or a policy the loaded plugins refuse (a plugin
+  // upgrade that changed a tool's input) are a warning, not exit 3 — the copy or check needed
+  // to recover must still run. This kernel then has no templates and a policy that admits none.
+  bool missions_optional = false;
 };
 
 struct NodeStatus {
@@ -158,6 +163,7 @@ class Kernel {
   Kernel();
   void load_plugins();
   void load_policy();
+  void without_missions(const std::string& problems);  // BootOptions::missions_optional
   void instantiate_tools();
   void resolve(const std::set<std::string>& only);  // only: BootOptions::node_kinds
   const nodes::KindDescriptor* kind(std::string_view name) const;
@@ -181,7 +187,8 @@ class Kernel {
   std::unique_ptr<auth::KeyStore> keys_;
   std::unique_ptr<telemetry::TelemetryService> telemetry_;
   std::vector<std::string> warnings_;
-  bool one_shot_ = false;  // BootOptions::one_shot
+  bool one_shot_ = false;           // BootOptions::one_shot
+  bool missions_optional_ = false;  // BootOptions::missions_optional
 };
 
 }  // namespace kiln::runtime

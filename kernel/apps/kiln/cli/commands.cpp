@@ -1303,8 +1303,16 @@ int cmd_say(const Args& a, std::ostream& out, std::ostream& err) {
   return runtime::kExitOk;
 }
 
+// What the database commands boot with: a mission configuration the plugins refuse is a warning
+// there (BootOptions::missions_optional), so that the backup or check a recovery needs runs.
+BootOptions recovery_options(const Args& a) {
+  auto opts = boot_options(a, false);
+  opts.missions_optional = true;
+  return opts;
+}
+
 int cmd_db_status(const Args& a, std::ostream& out) {
-  auto k = Kernel::boot(boot_options(a, false));
+  auto k = Kernel::boot(recovery_options(a));
   const auto path = k->storage_path();
   need_database(*k, "nothing to show");
   std::error_code ec;
@@ -1353,7 +1361,7 @@ int cmd_db_status(const Args& a, std::ostream& out) {
 int cmd_db_backup(const Args& a, std::ostream& out) {
   if (a.positional.size() < 3) throw std::invalid_argument("db backup needs a FILE to write");
   const std::filesystem::path to = a.positional[2];
-  auto k = Kernel::boot(boot_options(a, false));
+  auto k = Kernel::boot(recovery_options(a));
   const auto path = k->storage_path();
   need_database(*k, "nothing to back up");
   std::error_code ec;
@@ -1397,7 +1405,7 @@ int cmd_db_restore(const Args& a, std::ostream& out) {
   if (a.positional.size() < 3)
     throw std::invalid_argument("db restore needs the BACKUP file (kiln db backup wrote it)");
   const fs::path from = a.positional[2];
-  auto k = Kernel::boot(boot_options(a, false));
+  auto k = Kernel::boot(recovery_options(a));
   const fs::path path = k->storage_path();
   std::error_code ec;
   if (!fs::is_regular_file(from, ec))
@@ -1476,7 +1484,7 @@ int cmd_db_restore(const Args& a, std::ostream& out) {
 }
 
 int cmd_ledger_verify(const Args& a, std::ostream& out) {
-  auto k = Kernel::boot(boot_options(a, false));
+  auto k = Kernel::boot(recovery_options(a));
   const auto path = k->storage_path();
   need_database(*k, "nothing to verify");
   {
@@ -1565,7 +1573,7 @@ int cmd_ledger_export(const Args& a, std::ostream& out) {
           "2026-12-04T18:30:00Z), got '" +
           s + "'");
   }
-  auto k = Kernel::boot(boot_options(a, false));
+  auto k = Kernel::boot(recovery_options(a));
   need_database(*k, "nothing to export");
   ExportOutput to(a.out_file, out);
   auto n = k->ledger().for_each(
@@ -1577,7 +1585,7 @@ int cmd_ledger_export(const Args& a, std::ostream& out) {
 
 int cmd_ledger_backfill(const Args& a, std::ostream& out) {
   if (!a.out_file) throw std::invalid_argument("ledger backfill needs --out DIR");
-  auto k = Kernel::boot(boot_options(a, false));
+  auto k = Kernel::boot(recovery_options(a));
   need_database(*k, "nothing to back up");
   auto report = ledger::backfill(k->ledger(), *a.out_file, a.tenant_filter, a.stream, a.force);
   if (a.json) {
@@ -1781,7 +1789,7 @@ int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& e
   }
   // With a server the API key says who acts, and for which tenant: a local actor or tenant would
   // be ignored there.
-  if (!server_target(a).url.empty())
+  if (!server_target(a).url.empty() && client_mode(name))
     for (const char* local : {"--tenant", "--as", "--role"})
       if (std::find(a.options.begin(), a.options.end(), local) != a.options.end()) {
         err << "kiln " << name << ": " << local

@@ -61,34 +61,54 @@ inline void write_output_file(const std::string& path, std::string_view bytes) {
 }
 
 // Where an export's lines go: `file` when given — mode 0640, as the database whose contents it
-// holds (API key hashes among them), never written through a link — else `out`.
+// holds (API key hashes among them), never written through a link, and whole or not at all (into
+// FILE.partial, renamed over FILE by finish(): an export that fails half way, or a server that
+// refuses it, leaves the file there before as it was) — else `out`.
 class ExportOutput {
  public:
   ExportOutput(const std::optional<std::string>& file, std::ostream& out) : out_(out) {
     if (!file) return;
-    const int fd = common::open_output_file(*file, 0640);
+    path_ = *file;
+    std::error_code ec;
+    if (std::filesystem::is_symlink(std::filesystem::symlink_status(path_, ec)))
+      throw std::runtime_error("cannot write " + path_ +
+                               ": it is a symbolic link (name the file itself)");
+    const int fd = common::open_output_file(partial(), 0640);
     file_.reset(::fdopen(fd, "w"));
     if (!file_) {
       const int e = errno;
       ::close(fd);
+      ::unlink(partial().c_str());
       throw std::runtime_error("cannot write " + *file + ": " + std::strerror(e));
     }
   }
+  ~ExportOutput() {
+    if (file_ && !finished_) ::unlink(partial().c_str());
+  }
+  ExportOutput(const ExportOutput&) = delete;
+  ExportOutput& operator=(const ExportOutput&) = delete;
   void write(std::string_view line) {
     if (file_)
       std::fwrite(line.data(), 1, line.size(), file_.get());
     else
       out_ << line;
   }
-  // Throws when a write failed (a full disk).
+  // Throws when a write failed (a full disk); the file is then left as it was.
   void finish() {
     const bool written =
         file_ ? std::fflush(file_.get()) == 0 && !std::ferror(file_.get()) : !!out_.flush();
     if (!written) throw std::runtime_error("writing the export failed (disk full?)");
+    if (!file_) return;
+    if (::rename(partial().c_str(), path_.c_str()) != 0)
+      throw std::runtime_error("cannot put the export at " + path_ + ": " + std::strerror(errno));
+    finished_ = true;
   }
 
  private:
+  std::string partial() const { return path_ + ".partial"; }
   std::ostream& out_;
+  std::string path_;
+  bool finished_ = false;
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> file_{nullptr, &std::fclose};
 };
 

@@ -111,8 +111,8 @@ reuses the space for new data; the file does not shrink (a `kiln db backup` copy
 Runs mission workers in this process (as `kiln serve` does with missions.workers) until SIGINT
 or SIGTERM, or with --until-idle until no mission is PENDING, RUNNING or RETRY (a mission held
 by a dead process is reclaimed once its lease lapses) — besides missions that wait for their
-tenant's capacity (policy max_active) held by missions QUARANTINED for an approver, which it
-names and leaves waiting.
+tenant's capacity (policy max_active) held by missions QUARANTINED for an approver or running
+elsewhere, which it names and leaves waiting.
 )"},
       {"ledger replay", R"(Usage: kiln ledger replay [--scratch FILE] [--json]
 
@@ -211,9 +211,9 @@ missions::MissionView wait_settled(Kernel& k, const Args& a, const std::string& 
         if (m.reason == "TENANT_AT_CAPACITY")
           std::cerr << "mission " << id << " waits: tenant " << m.tenant
                     << " is at capacity (policy max_active); it runs when one of the tenant's "
-                       "active missions ends, and one QUARANTINED waits for an approver (kiln "
-                       "mission list --tenant "
-                    << m.tenant << " --state QUARANTINED); waiting up to "
+                       "active missions ends — running ones end by themselves, QUARANTINED ones "
+                       "wait for an approver (kiln mission list --tenant "
+                    << m.tenant << "); waiting up to "
                     << std::chrono::duration_cast<std::chrono::seconds>(timeout).count()
                     << " s (--timeout)" << std::endl;
         else
@@ -369,12 +369,26 @@ json::object parse_inputs(const Args& a, const json::object* schema) {
       if (const auto* props = schema->if_contains("properties"); props && props->is_object())
         if (const auto* prop = props->as_object().if_contains(key); prop && prop->is_object())
           type = prop->as_object().if_contains("type");
-    if (type && *type == "string") {
+    json::error_code ec;
+    auto v = json::parse(raw, ec);
+    // A string input (type string, or string or null): the text as written — unless written
+    // as a JSON string ('lot="42"', the way to say it before the template was asked).
+    bool text = type && *type == "string", nullable = false;
+    if (type && type->is_array()) {
+      text = false;
+      for (const auto& t : type->as_array()) {
+        if (t == "string") text = true;
+        if (t == "null") nullable = true;
+        if (t != "string" && t != "null") {
+          text = false;
+          break;
+        }
+      }
+    }
+    if (text && !(!ec && (v.is_string() || (nullable && v.is_null())))) {
       inputs[key] = raw;
       continue;
     }
-    json::error_code ec;
-    auto v = json::parse(raw, ec);
     inputs[key] = ec ? json::value(raw) : v;
   }
   return inputs;
@@ -642,20 +656,30 @@ int cmd_mission_work(const Args& a, std::ostream& out) {
   spdlog::info("{} mission worker(s) running", workers);
   if (a.until_idle) {
     // Idle: nothing runnable now or soon, and nothing running in this process.
+    bool idle = false;
     for (;;) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       timespec zero{0, 0};
       if (sigtimedwait(&set, nullptr, &zero) > 0) break;
-      if (!svc.has_work()) break;
+      if (!svc.has_work()) {
+        idle = true;
+        break;
+      }
     }
-    // What is left waits for a person or for capacity: said, not left to be found.
-    missions::ListFilter waiting;
-    waiting.state = "RETRY";
-    const auto deferred = svc.list(waiting);
-    if (!deferred.empty())
-      out << deferred.size() << " mission(s) wait for their tenant's capacity (max_active), held "
-          << "by missions QUARANTINED for an approver or running elsewhere (kiln mission list "
-             "--state QUARANTINED)\n";
+    // What is left waits for capacity, held by missions that wait for an approver or run
+    // elsewhere: named, not left to be found.
+    missions::ListFilter retrying;
+    retrying.state = "RETRY";
+    retrying.limit = 1000;
+    std::vector<std::string> waiting;
+    if (idle)
+      for (const auto& m : svc.list(retrying))
+        if (m.reason == "TENANT_AT_CAPACITY")
+          waiting.push_back(m.id + " (tenant " + m.tenant + ")");
+    if (!waiting.empty())
+      out << waiting.size() << " mission(s) wait for their tenant's capacity (policy max_active): "
+          << common::join(waiting) << "; their tenants' active missions hold it — QUARANTINED ones "
+          << "wait for an approver (kiln mission list --state QUARANTINED)\n";
   } else {
     int sig = 0;
     sigwait(&set, &sig);
@@ -717,7 +741,7 @@ int cmd_policy_validate(const Args& a, std::ostream& out) {
     json::array errors, warnings;
     std::stringstream ss(e.what());
     for (std::string line; std::getline(ss, line);) {
-      if (line.empty() || line[0] == '(') continue;
+      if (line.empty() || line == "(`kiln policy validate` checks the policy file)") continue;
       problems.push_back(line);
       if (line.rfind("warning: ", 0) == 0)
         warnings.push_back(json::value(line.substr(9)));
@@ -774,7 +798,7 @@ int cmd_keys_create(const Args& a, std::ostream& out) {
   auto key = k->keys().create(*a.tenant_filter, *role, a.name.value_or(""), by);
   // A key for a tenant the policy does not know (a typo?) can read, but every mission it starts
   // is BLOCKED: said now, not at the first mission.
-  if (!k->policy().tenant(*a.tenant_filter))
+  if (*role >= missions::Role::kOperator && !k->policy().tenant(*a.tenant_filter))
     spdlog::warn(
         "the policy ({}) has no rule for tenant '{}' (and no \"*\"): every mission this key "
         "starts is BLOCKED (UNKNOWN_TENANT) until the policy lists the tenant",

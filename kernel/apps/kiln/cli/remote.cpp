@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include <boost/json.hpp>
@@ -88,6 +89,18 @@ int mission_answer(const Remote& r, const http::ClientResponse& res, const Args&
                    const char* member = "") {
   json::error_code ec;
   auto v = json::parse(res.body, ec);
+  // Past --timeout a mission not settled is exit 1, with --json too (as locally).
+  const auto unsettled = [&](const json::value& m) {
+    const auto* s = m.is_object() ? m.as_object().if_contains("state") : nullptr;
+    return a.wait && s && s->is_string() &&
+           (s->as_string() == "PENDING" || s->as_string() == "RUNNING" ||
+            s->as_string() == "RETRY");
+  };
+  if (a.json && res.status < 300 && !ec && v.is_object()) {
+    const int rc = finish(r, res, out, err);
+    const json::value* m = *member ? v.as_object().if_contains(member) : &v;
+    return m && unsettled(*m) ? runtime::kExitFailed : rc;
+  }
   if (a.json || res.status >= 300 || ec || !v.is_object()) return finish(r, res, out, err);
   try {
     const auto m = missions::MissionView::from_json(*member ? v.at(member) : v);
@@ -95,7 +108,9 @@ int mission_answer(const Remote& r, const http::ClientResponse& res, const Args&
     if (const auto at = line.find("{id}"); at != std::string::npos) line.replace(at, 4, m.id);
     int rc = report_mission(a, out, m, line + m.state);
     if (a.wait && (m.state == "PENDING" || m.state == "RUNNING" || m.state == "RETRY")) {
-      out << "timed out waiting; the mission continues on the server\n";
+      out << "timed out waiting (--timeout): mission " << m.id << " stays " << m.state
+          << (m.reason.empty() ? "" : " (" + m.reason + ")")
+          << "; the server's workers go on with it\n";
       rc = runtime::kExitFailed;
     }
     return rc;
@@ -177,6 +192,42 @@ static int table(const Remote& r, const http::ClientResponse& res, const Args& a
   print(v.as_array(), out);
   if (!res.header("link").empty()) print_next_page(v.as_array(), out);  // a full page
   return runtime::kExitOk;
+}
+
+bool client_mode(const std::string& name) {
+  static const std::set<std::string> kCommands = {"plugins list",
+                                                  "nodes",
+                                                  "gate status",
+                                                  "tool list",
+                                                  "tool invoke",
+                                                  "say",
+                                                  "mission templates",
+                                                  "mission start",
+                                                  "mission list",
+                                                  "mission show",
+                                                  "mission artifact",
+                                                  "mission approve",
+                                                  "mission cancel",
+                                                  "mission retry",
+                                                  "ledger export",
+                                                  "devices add",
+                                                  "devices rotate",
+                                                  "devices revoke",
+                                                  "devices list",
+                                                  "devices profile",
+                                                  "sessions list",
+                                                  "sessions show",
+                                                  "sessions mark",
+                                                  "sessions weigh",
+                                                  "sessions export",
+                                                  "record",
+                                                  "report",
+                                                  "predict",
+                                                  "server health",
+                                                  "server ready",
+                                                  "server metrics",
+                                                  "server openapi"};
+  return kCommands.count(name) > 0 || name.rfind("profiles ", 0) == 0;
 }
 
 std::optional<int> run_remote(const std::string& name, const Args& a, std::ostream& out,

@@ -20,9 +20,14 @@ ServerTarget server_target(const Args& a);
 // Percent-encodes a path segment or query value.
 std::string url_encode(const std::string& s);
 
-// Runs command `name` against the server when one is given; nullopt when none is.
 // The audio format of `kiln say`: --format, else the -o file's extension, else wav.
 std::string say_format(const Args& a);
+
+// Whether command `name` talks to the server when one is given (client mode); the others run
+// against the local deployment whatever KILN_SERVER_URL says — and refuse --server.
+bool client_mode(const std::string& name);
+
+// Runs command `name` against the server when one is given; nullopt when none is.
 
 std::optional<int> run_remote(const std::string& name, const Args& a, std::ostream& out,
                               std::ostream& err);

@@ -48,7 +48,9 @@ struct SuiteReport {
 // What a gate is running now — a suite's check (set by guarded()), and within or beside one the
 // node's factory or destructor, or the kind's preparation — for a watchdog: `kiln gate run` fails
 // what does not finish (gates.check_timeout_s) instead of hanging with the node. Nested: the
-// outermost step's time counts, the innermost names where it stands.
+// outermost step's time counts, the innermost names where it stands. One stack for the process:
+// the suites run their steps on one thread, in order (a node made or destroyed on another thread
+// while a check runs would pop the check's entry).
 class RunningCheck {
  public:
   static RunningCheck& instance() {
