@@ -634,7 +634,14 @@ BOOST_AUTO_TEST_CASE(options_a_command_does_not_take_are_refused) {
   auto phases = d.kiln({"report", "s-1", "--phases", "1,2,3,4"});
   BOOST_TEST(phases.exit_code == 2);
   BOOST_TEST(contains(phases.err, "kiln analyze and kiln profiles import take it"), phases.err);
-  // Those of every command, and those a usage line names, go through to the command.
+  // Those of every command, and those a usage line names, go through to the command (analyze's
+  // tenant routes its tool call; -o takes -o=FILE as --out=FILE).
+  auto analyzed = d.kiln({"analyze", "missing.alog", "--tenant", "t1"});
+  BOOST_TEST(analyzed.exit_code != 0);
+  BOOST_TEST(contains(analyzed.err, "missing.alog: no such file"), analyzed.err);
+  auto short_eq = d.kiln({"mission", "artifact", "m-none", "speak", "speech.wav", "-o=x.wav"});
+  BOOST_TEST(!contains(short_eq.err, "unknown option"), short_eq.err);
+  BOOST_TEST(contains(short_eq.err, "no database at var/kiln.db yet"), short_eq.err);
   auto taken = d.kiln(
       {"mission", "approve", "m-none", "--tenant", "t1", "--reason", "ok", "--log-level", "warn"});
   BOOST_TEST(taken.exit_code == 1, taken.err);

@@ -1255,6 +1255,8 @@ BOOST_AUTO_TEST_CASE(the_cli_calls_a_server_with_the_same_commands) {
   BOOST_TEST(local_command.exit_code == 2);
   BOOST_TEST(!contains(local_command.err, "is not taken with --server"), local_command.err);
   BOOST_TEST(contains(local_command.err, "not available with --server"), local_command.err);
+  BOOST_TEST(contains(local_command.err, "KILN_SERVER_URL is set: unset it for this command"),
+             local_command.err);
   auto local = remote({"ledger", "verify"}, "a_viewer");
   BOOST_TEST(local.exit_code == 2);
   BOOST_TEST(contains(local.err, "not available with --server"));

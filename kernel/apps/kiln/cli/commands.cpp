@@ -213,7 +213,7 @@ the tool's JSON output. On a tool error prints `error <code>: <message>` to stde
 Example: kiln tool invoke kiln.echo --input '{"hello": "world"}'
 )"},
     {"version", "Usage: kiln version [--json]\n"},
-    {"analyze", R"(Usage: kiln analyze FILE.alog [--detect] [--phases A,B,C,D] [--json]
+    {"analyze", R"(Usage: kiln analyze FILE.alog [--detect] [--phases A,B,C,D] [--tenant T] [--json]
 
 Analyses an Artisan roast log through the tool roast.analyze: CHARGE, TP, DRY END, FCs and DROP
 (index, seconds after CHARGE, BT), the phases (drying, maillard, development, DTR in percent), AUC
@@ -363,8 +363,8 @@ Args parse(const std::vector<std::string>& argv) {
       a.starting_after = value("--starting-after");
     else if (is("--out"))
       a.out_file = value("--out");
-    else if (s == "-o")
-      a.out_file = value("-o");
+    else if (s == "-o" || s.rfind("-o=", 0) == 0)
+      a.out_file = s.size() > 3 ? s.substr(3) : value("-o");
     else if (is("--voice"))
       a.voice = value("--voice");
     else if (is("--speed"))

@@ -496,8 +496,10 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
       after = std::to_string(page.at("next_after").as_int64());
     }
   }
-  err << "kiln " << name
-      << ": not available with --server; it runs against the local deployment (drop --server)\n";
+  // KILN_SERVER_URL, set for the client-mode commands, is not a reason to refuse a local one.
+  err << "kiln " << name << ": not available with --server; it runs against the local deployment ("
+      << (a.server ? "drop --server" : "KILN_SERVER_URL is set: unset it for this command")
+      << ")\n";
   return runtime::kExitUsage;
 }
 
