@@ -187,7 +187,7 @@ struct StrictBuilder {
     return value();
   }
   bool on_array_begin(json::error_code&) {
-    open.push_back({false});
+    open.emplace_back().object = false;
     return true;
   }
   bool on_array_end(std::size_t n, json::error_code&) {
