@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "kiln/kiln.hpp"
@@ -81,18 +82,14 @@ Manifest manifest() {
   m.version = "0.0.1";
   m.description = "a tts_engine node that throws";
   m.license = "Apache-2.0";
-  m.nodes.push_back(NodeDecl::make<nodes::TtsEngine>(
-      "throwing", "beeps; throws for a sentence with 'boom'", [](const NodeContext&) {
-        return std::make_shared<ThrowingEngine>(ThrowingEngine::Hangs::kNever);
-      }));
-  m.nodes.push_back(NodeDecl::make<nodes::TtsEngine>(
-      "hanging", "never returns from synthesize", [](const NodeContext&) {
-        return std::make_shared<ThrowingEngine>(ThrowingEngine::Hangs::kSpeaking);
-      }));
-  m.nodes.push_back(NodeDecl::make<nodes::TtsEngine>(
-      "stuck_on_close", "speaks, but its destructor never returns", [](const NodeContext&) {
-        return std::make_shared<ThrowingEngine>(ThrowingEngine::Hangs::kClosing);
-      }));
+  using Hangs = ThrowingEngine::Hangs;
+  for (const auto& [name, description, hangs] :
+       {std::tuple{"throwing", "beeps; throws for a sentence with 'boom'", Hangs::kNever},
+        std::tuple{"hanging", "never returns from synthesize", Hangs::kSpeaking},
+        std::tuple{"stuck_on_close", "speaks, but its destructor never returns", Hangs::kClosing}})
+    m.nodes.push_back(NodeDecl::make<nodes::TtsEngine>(
+        name, description,
+        [hangs = hangs](const NodeContext&) { return std::make_shared<ThrowingEngine>(hangs); }));
   return m;
 }
 

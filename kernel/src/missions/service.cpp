@@ -47,6 +47,10 @@ bool is_terminal(std::string_view s) {
   return s == state::kDone || s == state::kFailed || s == state::kCanceled || s == state::kBlocked;
 }
 
+bool is_settled(std::string_view s) {
+  return is_terminal(s) || s == state::kQuarantined;
+}
+
 std::string_view MissionError::code_name() const {
   switch (code_) {
     case Code::kNotFound:

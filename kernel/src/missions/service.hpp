@@ -48,6 +48,8 @@ inline constexpr const char* kFailed = "FAILED";
 inline constexpr const char* kCanceled = "CANCELED";
 }  // namespace state
 bool is_terminal(std::string_view state);
+// Where --wait stops: terminal, or QUARANTINED (held for a person).
+bool is_settled(std::string_view state);
 
 // Errors of mission operations, each with a stable code (mapped to exit codes and HTTP statuses).
 class MissionError : public std::runtime_error {

@@ -316,13 +316,13 @@ void check_references(const MissionTemplate& t, std::vector<std::string>& proble
   std::map<std::string, std::set<std::string>> reachable;
   for (const auto& s : t.steps) {
     auto& r = reachable[s.id];
-    std::vector<std::string> todo(s.needs.begin(), s.needs.end());
-    while (!todo.empty()) {
-      const std::string n = std::move(todo.back());
-      todo.pop_back();
+    std::vector<std::string> unwalked(s.needs.begin(), s.needs.end());
+    while (!unwalked.empty()) {
+      const std::string n = std::move(unwalked.back());
+      unwalked.pop_back();
       if (!r.insert(n).second) continue;
       if (const auto it = by_id.find(n); it != by_id.end())
-        todo.insert(todo.end(), it->second->needs.begin(), it->second->needs.end());
+        unwalked.insert(unwalked.end(), it->second->needs.begin(), it->second->needs.end());
     }
   }
   for (const auto& s : t.steps) {

@@ -389,7 +389,7 @@ MissionView run_until_settled(MissionService& service, const runtime::ToolRuntim
       said = m->state + "/" + m->reason;
       on_change(*m);
     }
-    if (is_terminal(m->state) || m->state == state::kQuarantined) return *m;
+    if (is_settled(m->state)) return *m;
     if (std::chrono::steady_clock::now() >= deadline) return *m;
     if (auto claim = service.claim(name, id)) {
       runner.run(std::move(*claim));

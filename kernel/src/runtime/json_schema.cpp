@@ -258,28 +258,25 @@ std::vector<std::string> schema_problems(const json::value& schema_v, const std:
     out.push_back(path + ".required: a list of property names");
   if (const auto* e = schema.if_contains("enum"); e && !e->is_array())
     out.push_back(path + ".enum: a list of the values allowed");
+  const auto nested = [&](const json::value& sub, const std::string& at) {
+    auto found = schema_problems(sub, at);
+    out.insert(out.end(), found.begin(), found.end());
+  };
   if (const auto* props = schema.if_contains("properties")) {
     if (!props->is_object())
       out.push_back(path + ".properties: a mapping of property names to schemas");
     else
-      for (const auto& kv : props->as_object()) {
-        auto sub = schema_problems(kv.value(), path + ".properties." + std::string(kv.key()));
-        out.insert(out.end(), sub.begin(), sub.end());
-      }
+      for (const auto& kv : props->as_object())
+        nested(kv.value(), path + ".properties." + std::string(kv.key()));
   }
-  if (const auto* items = schema.if_contains("items"); items && !items->is_bool()) {
-    auto sub = schema_problems(*items, path + ".items");
-    out.insert(out.end(), sub.begin(), sub.end());
-  }
+  if (const auto* items = schema.if_contains("items"); items && !items->is_bool())
+    nested(*items, path + ".items");
   if (const auto* prefix = schema.if_contains("prefixItems")) {
     if (!prefix->is_array())
       out.push_back(path + ".prefixItems: a list of schemas, one for each leading item");
     else
-      for (std::size_t i = 0; i < prefix->as_array().size(); ++i) {
-        auto sub = schema_problems(prefix->as_array()[i],
-                                   path + ".prefixItems[" + std::to_string(i) + "]");
-        out.insert(out.end(), sub.begin(), sub.end());
-      }
+      for (std::size_t i = 0; i < prefix->as_array().size(); ++i)
+        nested(prefix->as_array()[i], path + ".prefixItems[" + std::to_string(i) + "]");
   }
   if (const auto* extra = schema.if_contains("additionalProperties"); extra && !extra->is_bool())
     out.push_back(path + ".additionalProperties: true or false (a schema there is not checked)");

@@ -224,8 +224,7 @@ missions::MissionView wait_settled(Kernel& k, const Args& a, const std::string& 
 
 // After --wait: a mission that did not settle in time is said as it stands (exit 1).
 std::optional<int> not_settled(const Args& a, const missions::MissionView& m, std::ostream& out) {
-  if (!a.wait || missions::is_terminal(m.state) || m.state == missions::state::kQuarantined)
-    return std::nullopt;
+  if (!a.wait || missions::is_settled(m.state)) return std::nullopt;
   if (!a.json)
     out << "timed out waiting (--timeout): mission " << m.id << " stays " << m.state
         << (m.reason.empty() ? "" : " (" + m.reason + ")")
@@ -457,7 +456,7 @@ int cmd_mission_start(const Args& a, std::ostream& out) {
                                    : "mission " + r.mission.id + " already exists for key '" +
                                          *req.idempotency_key + "' (created: false)";
   missions::MissionView m = r.mission;
-  if (a.wait && !missions::is_terminal(m.state) && m.state != missions::state::kQuarantined) {
+  if (a.wait && !missions::is_settled(m.state)) {
     m = wait_settled(*k, a, m.id);
     headline += " → " + m.state;
   }

@@ -92,9 +92,7 @@ int mission_answer(const Remote& r, const http::ClientResponse& res, const Args&
   // Past --timeout a mission not settled is exit 1, with --json too (as locally).
   const auto unsettled = [&](const json::value& m) {
     const auto* s = m.is_object() ? m.as_object().if_contains("state") : nullptr;
-    return a.wait && s && s->is_string() &&
-           (s->as_string() == "PENDING" || s->as_string() == "RUNNING" ||
-            s->as_string() == "RETRY");
+    return a.wait && s && s->is_string() && !missions::is_settled(s->as_string());
   };
   if (a.json && res.status < 300 && !ec && v.is_object()) {
     const int rc = finish(r, res, out, err);
@@ -107,7 +105,7 @@ int mission_answer(const Remote& r, const http::ClientResponse& res, const Args&
     std::string line = headline;
     if (const auto at = line.find("{id}"); at != std::string::npos) line.replace(at, 4, m.id);
     int rc = report_mission(a, out, m, line + m.state);
-    if (a.wait && (m.state == "PENDING" || m.state == "RUNNING" || m.state == "RETRY")) {
+    if (a.wait && !missions::is_settled(m.state)) {
       out << "timed out waiting (--timeout): mission " << m.id << " stays " << m.state
           << (m.reason.empty() ? "" : " (" + m.reason + ")")
           << "; the server's workers go on with it\n";
@@ -135,9 +133,7 @@ http::ClientResponse wait_settled(Remote& r, const Args& a, const std::string& i
     auto show = r.call("GET", "/v1/missions/" + enc(id));
     if (show.status != 200) return show;
     const auto state = std::string(json::parse(show.body).at("state").as_string());
-    if (state == "DONE" || state == "FAILED" || state == "CANCELED" || state == "BLOCKED" ||
-        state == "QUARANTINED" || std::chrono::steady_clock::now() > deadline)
-      return show;
+    if (missions::is_settled(state) || std::chrono::steady_clock::now() > deadline) return show;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
 }
