@@ -179,18 +179,33 @@ steps:
   - {id: a, tool: kiln.ecko, input: {x: "${inputs.nope}"}}
   - {id: b, tool: kiln.noop, needs: [c], retyr: 1}
   - {id: d, tool: kiln.noop, input: {y: "${steps.a.output}"}}
+  - id: e
+    tool: kiln.noop
+    input:
+      lots: [ok, "${inputs.lott}"]
+      note: "${inputs"
 )"}},
                        &tools);
   });
   BOOST_TEST(err.find("bad.yaml:3:5: step 'a' uses unknown tool 'kiln.ecko'; did you mean "
                       "'kiln.echo'?") != std::string::npos,
              err);
-  BOOST_TEST(err.find("${inputs.nope} refers to an input the template does not declare") !=
-             std::string::npos);
+  // A reference is located where it is written, with its place in the step's input.
+  BOOST_TEST(err.find("bad.yaml:3:41: step 'a': input.x: ${inputs.nope} refers to an input the "
+                      "template does not declare") != std::string::npos,
+             err);
+  BOOST_TEST(
+      err.find("bad.yaml:9:18: step 'e': input.lots[1]: ${inputs.lott} refers to an input") !=
+          std::string::npos,
+      err);
+  BOOST_TEST(
+      err.find("bad.yaml:10:13: step 'e': input.note: unterminated placeholder '${inputs'") !=
+          std::string::npos,
+      err);
   BOOST_TEST(err.find("needs unknown step 'c'") != std::string::npos);
   BOOST_TEST(err.find("unknown step key 'retyr'; did you mean 'retry'?") != std::string::npos);
-  BOOST_TEST(err.find("step 'd': ${steps.a.output} refers to step 'a', which this step does not "
-                      "need") != std::string::npos);
+  BOOST_TEST(err.find("step 'd': input.y: ${steps.a.output} refers to step 'a', which this step "
+                      "does not need") != std::string::npos);
   auto cycle = error_of([] {
     TemplateSet::parse({{"c.yaml",
                          "name: c\nsteps:\n  - {id: a, tool: x, needs: b}\n"
@@ -309,6 +324,27 @@ approvals:
       zero.find("z.yaml:4:38: tenants.b.retry_after_ms must be 0-86400000 (a day), got -1") !=
           std::string::npos,
       zero);
+  // A malformed list is its error, not followed by "may start no missions"; an entry that is no
+  // name is found where it is, not taken as the template ''.
+  std::vector<std::string> problems;
+  auto lists = parse_policy({"l.yaml",
+                             "version: 1\ntenants:\n  a: {missions: simple}\n"
+                             "  b: {missions: [simple, {x: 1}]}\n  c: {missions: []}\n"},
+                            &problems);
+  const auto said = common::join(problems, "\n");
+  BOOST_TEST(
+      said.find("l.yaml:3:17: tenants.a.missions must be a list of names") != std::string::npos,
+      said);
+  BOOST_TEST(said.find("l.yaml:4:26: tenants.b.missions must be a list of names; this entry is a "
+                       "mapping") != std::string::npos,
+             said);
+  PolicyWorld names_only;
+  names_only.templates = {"simple"};
+  const auto checked = check_policy(lists, names_only);
+  const auto warned = common::join(checked.warnings, "\n");
+  BOOST_TEST(warned.find("tenants.a may start no missions") == std::string::npos, warned);
+  BOOST_TEST(warned.find("tenants.c may start no missions") != std::string::npos, warned);
+  BOOST_TEST(common::join(checked.errors, "\n").find("''") == std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(an_invalid_policy_stops_boot_with_exit_3) {

@@ -111,7 +111,16 @@ class PolicyParser {
       problems.push_back(mark_of(file_, n.Mark()) + ": " + ctx + " must be a list of names");
       return out;
     }
-    for (const auto& x : n) out.push_back({x.Scalar(), mark_of(file_, x.Mark())});
+    for (const auto& x : n) {
+      if (x.IsScalar())
+        out.push_back({x.Scalar(), mark_of(file_, x.Mark())});
+      else
+        problems.push_back(mark_of(file_, x.Mark()) + ": " + ctx +
+                           " must be a list of names; this entry is a " +
+                           (x.IsMap()        ? "mapping"
+                            : x.IsSequence() ? "list"
+                                             : "null"));
+    }
     return out;
   }
 
@@ -228,6 +237,7 @@ class PolicyParser {
     keys(n, {"missions", "deny", "review", "max_active", "retry_after_ms", "rate_limits"}, ctx);
     if (!n.IsMap()) return t;
     t.missions = names(n["missions"], ctx + ".missions");
+    t.missions_malformed = n["missions"] && !n["missions"].IsNull() && !n["missions"].IsSequence();
     t.deny = names(n["deny"], ctx + ".deny");
     t.review = names(n["review"], ctx + ".review");
     // (A value that is no integer is said once, not again as out of range.)
@@ -321,7 +331,7 @@ PolicyCheck check_policy(const Policy& p, const PolicyWorld& w) {
         c.errors.push_back(r.where + ": contradiction: " + ctx + ".review lists '" + r.name +
                            "', which the tenant may not start (not in missions, or denied)");
     }
-    if (t.missions.empty())
+    if (t.missions.empty() && !t.missions_malformed)  // (a malformed list is an error already)
       c.warnings.push_back(t.where + ": " + ctx + " may start no missions (missions is empty)");
     for (const auto& [tool, r] : t.per_tool) {
       if (!known(w.tools, tool))

@@ -30,10 +30,11 @@ struct NameRef {
 struct TenantPolicy {
   std::string name;
   std::string where;
-  std::vector<NameRef> missions;  // templates the tenant may start; "*" = all
-  std::vector<NameRef> deny;      // never, even when `missions` allows
-  std::vector<NameRef> review;    // start QUARANTINED, held for an approver
-  std::int64_t max_active = 0;    // > 0: more active missions → RETRY_LATER
+  std::vector<NameRef> missions;    // templates the tenant may start; "*" = all
+  bool missions_malformed = false;  // `missions:` is there but not a list (an error of its own)
+  std::vector<NameRef> deny;        // never, even when `missions` allows
+  std::vector<NameRef> review;      // start QUARANTINED, held for an approver
+  std::int64_t max_active = 0;      // > 0: more active missions → RETRY_LATER
   std::int64_t retry_after_ms = 5000;
   std::optional<RateLimit> tool_calls;        // all tool calls of the tenant
   std::map<std::string, RateLimit> per_tool;  // tool name → limit, per tenant

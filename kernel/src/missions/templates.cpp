@@ -73,13 +73,18 @@ std::vector<Placeholder> placeholders_in(std::string_view s, std::vector<std::st
   return out;
 }
 
-void collect_strings(const json::value& v, std::vector<std::string>& out) {
-  if (v.is_string()) {
-    out.emplace_back(v.as_string());
-  } else if (v.is_array()) {
-    for (const auto& x : v.as_array()) collect_strings(x, out);
-  } else if (v.is_object()) {
-    for (const auto& kv : v.as_object()) collect_strings(kv.value(), out);
+// The strings of a step's input that hold a ${...}, each with its place in the file and in the
+// input.
+void collect_texts(const std::string& file, const YAML::Node& n, const std::string& path,
+                   std::vector<StepTemplate::Text>& out) {
+  if (n.IsScalar()) {
+    if (n.Scalar().find("${") != std::string::npos)
+      out.push_back({mark_of(file, n.Mark()), path, n.Scalar()});
+  } else if (n.IsSequence()) {
+    for (std::size_t i = 0; i < n.size(); ++i)
+      collect_texts(file, n[i], path + "[" + std::to_string(i) + "]", out);
+  } else if (n.IsMap()) {
+    for (const auto& kv : n) collect_texts(file, kv.second, path + "." + kv.first.Scalar(), out);
   }
 }
 
@@ -201,6 +206,7 @@ class Parser {
     }
     s.tool = n["tool"].Scalar();
     s.input = n["input"] ? common::yaml_to_json(n["input"]) : json::value(json::object{});
+    if (n["input"]) collect_texts(file, n["input"], "input", s.texts);
     if (s.input.is_null()) s.input = json::object{};
     if (const auto& needs = n["needs"]) {
       if (needs.IsScalar()) {
@@ -326,12 +332,11 @@ void check_references(const MissionTemplate& t, std::vector<std::string>& proble
     }
   }
   for (const auto& s : t.steps) {
-    std::vector<std::string> strings;
-    collect_strings(s.input, strings);
-    for (const auto& str : strings) {
+    for (const auto& text : s.texts) {
       std::vector<std::string> bad;
-      for (const auto& p : placeholders_in(str, &bad)) {
-        const std::string where = s.where + ": step '" + s.id + "': ${" + p.text + "}";
+      const std::string at = text.where + ": step '" + s.id + "': " + text.path;
+      for (const auto& p : placeholders_in(text.text, &bad)) {
+        const std::string where = at + ": ${" + p.text + "}";
         if (p.parts.size() >= 2 && p.parts[0] == "inputs") {
           if (std::find(input_names.begin(), input_names.end(), p.parts[1]) == input_names.end())
             problems.push_back(where + " refers to an input the template does not declare" +
@@ -352,8 +357,7 @@ void check_references(const MissionTemplate& t, std::vector<std::string>& proble
                              "${mission.id} or ${mission.tenant}");
         }
       }
-      for (const auto& b : bad)
-        problems.push_back(s.where + ": step '" + s.id + "': unterminated placeholder '" + b + "'");
+      for (const auto& b : bad) problems.push_back(at + ": unterminated placeholder '" + b + "'");
     }
   }
 }

@@ -28,6 +28,14 @@ struct StepTemplate {
   std::optional<std::int64_t> timeout_ms;  // overrides tool_strategy.timeout_ms
   Approval approval = Approval::kNever;
   std::string where;  // file:line:column of the step
+  // Every string of `input` with a ${...} in it, where it is written: what references are judged
+  // by when the templates load (a problem is located at its reference, not only at its step).
+  struct Text {
+    std::string where;  // file:line:column of the string
+    std::string path;   // "input.lot.name", "input.items[2]"
+    std::string text;
+  };
+  std::vector<Text> texts;
 };
 
 struct MissionTemplate {
