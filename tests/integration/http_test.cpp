@@ -9,6 +9,7 @@
 #include <sstream>
 #include <thread>
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -98,8 +99,15 @@ std::string error_code_of(const http::ClientResponse& r) {
 }
 
 // Opens a raw TCP connection to the server (for slow-client tests).
-int raw_connect(int port) {
+// `from`: the client's own loopback address (127.0.0.2 is another client to the server).
+int raw_connect(int port, const char* from = nullptr) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (from) {
+    sockaddr_in self{};
+    self.sin_family = AF_INET;
+    BOOST_REQUIRE(::inet_pton(AF_INET, from, &self.sin_addr) == 1);
+    BOOST_REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&self), sizeof self) == 0);
+  }
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<std::uint16_t>(port));
@@ -1008,6 +1016,37 @@ BOOST_AUTO_TEST_CASE(bodies_wait_for_a_key_and_connections_are_capped) {
   BOOST_TEST(contains(metrics.body, "kiln_http_connections_refused_total "), metrics.body);
   BOOST_TEST(!contains(metrics.body, "kiln_http_connections_refused_total 0"));
   BOOST_TEST(contains(metrics.body, "kiln_http_connections_open 3"));
+  for (int fd : open) ::close(fd);
+}
+
+// With server.max_connections_per_client, one client address holding that many connections is
+// refused another; other clients are served, and a closed connection frees a place.
+BOOST_AUTO_TEST_CASE(connections_are_capped_per_client_address) {
+  Server s({"server.max_connections_per_client=2"});
+  std::vector<int> open{raw_connect(s.port), raw_connect(s.port)};
+  int third = raw_connect(s.port);
+  auto busy = read_responses(third, 1);
+  BOOST_TEST(busy[0].first == 503);
+  BOOST_TEST(contains(busy[0].second, "too_many_connections"));
+  BOOST_TEST(contains(busy[0].second,
+                      "this client (127.0.0.1) has 2 connections open "
+                      "(server.max_connections_per_client)"),
+             busy[0].second);
+  ::close(third);
+  // Another address is another client.
+  int other = raw_connect(s.port, "127.0.0.2");
+  send_all(other, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+  BOOST_TEST(read_responses(other, 1)[0].first == 200);
+  ::close(other);
+  // One of the first client's closes: it is served again.
+  ::close(open.back());
+  open.pop_back();
+  int status = 0;
+  for (int attempt = 0; attempt < 50 && status != 200; ++attempt) {
+    std::this_thread::sleep_for(50ms);
+    status = s.call("GET", "/health").status;
+  }
+  BOOST_TEST(status == 200);
   for (int fd : open) ::close(fd);
 }
 

@@ -360,6 +360,13 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
          "client connections open at once; one more is answered 503 and closed",
          {},
          1});
+  s.add({"server.max_connections_per_client",
+         Type::kInteger,
+         0,
+         "connections open at once from one client address; one more is answered 503 and "
+         "closed (0: no cap per client)",
+         {},
+         0});
   s.add({"server.access_log", Type::kBoolean, true, "one log line per request", {}, {}});
   s.add({"server.access_log_skip",
          Type::kStringList,

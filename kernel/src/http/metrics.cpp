@@ -96,7 +96,7 @@ void HttpMetrics::expose(std::string& out) const {
       "kiln_http_connections_open " +
       std::to_string(open_connections_.load(std::memory_order_relaxed)) +
       "\n# HELP kiln_http_connections_refused_total Connections answered 503 and closed unread: "
-      "server.max_connections were open.\n"
+      "server.max_connections were open, or server.max_connections_per_client from its address.\n"
       "# TYPE kiln_http_connections_refused_total counter\n"
       "kiln_http_connections_refused_total " +
       std::to_string(refused_connections_.load(std::memory_order_relaxed)) + "\n";

@@ -22,7 +22,8 @@ class HttpMetrics {
   void record(std::size_t slot, int status, double seconds);
   std::size_t unmatched() const { return routes_.size(); }
   std::size_t other_method(std::size_t route) const { return routes_.size() + 1 + route; }
-  // Connections refused for server.max_connections, and those open (set by the server).
+  // Connections refused for server.max_connections (or max_connections_per_client), and those
+  // open (set by the server).
   void count_refused_connection() { refused_connections_.fetch_add(1, std::memory_order_relaxed); }
   void add_open_connections(std::int64_t n) {
     open_connections_.fetch_add(n, std::memory_order_relaxed);

@@ -12,7 +12,9 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include <sys/resource.h>
@@ -58,6 +60,8 @@ bool acceptable_request_id(std::string_view v) {
 }  // namespace
 
 struct Server::Impl {
+  // Why a connection is refused as it is accepted.
+  enum class Refusal { kNone, kServer, kClient };
   ServerOptions o;
   const Router& router;
   Authenticator auth;
@@ -73,6 +77,9 @@ struct Server::Impl {
   std::atomic<bool> draining{false};
   std::atomic<std::int64_t> inflight{0};
   std::atomic<std::size_t> open_connections{0};
+  // Connections open per client address, when server.max_connections_per_client caps them.
+  std::mutex per_client_mu;
+  std::unordered_map<std::string, std::size_t> per_client;
   // Closing with unread input: how long, and how much, is read and dropped first.
   static constexpr auto kLinger = std::chrono::seconds(2);
   static constexpr std::size_t kLingerBytes = 4 * 1024 * 1024;
@@ -109,12 +116,25 @@ struct Server::Impl {
         continue;
       }
       socket.set_option(tcp::no_delay(true));
-      const bool over = open_connections.fetch_add(1) >= o.max_connections;
+      Refusal over =
+          open_connections.fetch_add(1) >= o.max_connections ? Refusal::kServer : Refusal::kNone;
+      std::string client;
+      if (o.max_connections_per_client > 0) {
+        beast::error_code peer_ec;
+        const auto peer = socket.remote_endpoint(peer_ec);
+        if (!peer_ec) {
+          client = peer.address().to_string();
+          std::lock_guard lock(per_client_mu);
+          if (++per_client[client] > o.max_connections_per_client && over == Refusal::kNone)
+            over = Refusal::kClient;
+        }
+      }
       if (metrics) {
         metrics->add_open_connections(1);
-        if (over) metrics->count_refused_connection();
+        if (over != Refusal::kNone) metrics->count_refused_connection();
       }
-      asio::co_spawn(target, session(std::move(socket), index, over), asio::detached);
+      asio::co_spawn(target, session(std::move(socket), index, over, std::move(client)),
+                     asio::detached);
     }
   }
 
@@ -317,9 +337,11 @@ struct Server::Impl {
     co_return std::make_pair(wec, sent);
   }
 
-  // One connection's requests, one after another. `over`: it is beyond server.max_connections,
-  // and is answered 503 and closed without reading a request.
-  asio::awaitable<void> session(tcp::socket socket, std::size_t index, bool over) {
+  // One connection's requests, one after another. `over`: it is beyond server.max_connections
+  // or its client's server.max_connections_per_client, and is answered 503 and closed without
+  // reading a request. `client`: its address, when connections are counted per client.
+  asio::awaitable<void> session(tcp::socket socket, std::size_t index, Refusal over,
+                                std::string client) {
     Conn conn{std::move(socket)};
     auto& stream = conn.socket;
     auto& list = context_conns[index]->conns;
@@ -327,17 +349,22 @@ struct Server::Impl {
     const auto registered = list.begin();
     beast::flat_buffer buffer;
     bool unread = false;  // a request is left unread: its body, or all of it (over)
-    if (over) {
-      auto busy = error(503, "too_many_connections",
-                        "the server has " + std::to_string(o.max_connections) +
-                            " connections open (server.max_connections); retry later");
+    if (over != Refusal::kNone) {
+      auto busy = error(
+          503, "too_many_connections",
+          over == Refusal::kServer
+              ? "the server has " + std::to_string(o.max_connections) +
+                    " connections open (server.max_connections); retry later"
+              : "this client (" + client + ") has " + std::to_string(o.max_connections_per_client) +
+                    " connections open (server.max_connections_per_client); close one or reuse "
+                    "it (keep-alive), then retry");
       busy.headers.emplace_back("Retry-After", "1");
       auto res = serialize(std::move(busy), 11, false, new_request_id());
       conn.deadline = Clock::now() + o.request_timeout;
       co_await asio::async_write(stream, asio::buffer(res), kTuple);
       unread = true;
     }
-    while (!over) {
+    while (over == Refusal::kNone) {
       bhttp::request_parser<bhttp::string_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(o.header_limit));
       // Beast's parser refuses a Content-Length over its own default (1 MiB) while reading the
@@ -647,6 +674,11 @@ struct Server::Impl {
       }
     }
     list.erase(registered);
+    if (!client.empty()) {
+      std::lock_guard lock(per_client_mu);
+      if (const auto it = per_client.find(client); it != per_client.end() && --it->second == 0)
+        per_client.erase(it);
+    }
     --open_connections;
     if (metrics) metrics->add_open_connections(-1);
   }

@@ -26,6 +26,10 @@ struct ServerOptions {
   // Connections open at once; one more is answered 503 (Retry-After) and closed unread. The
   // process's open-file limit is raised (up to its hard limit) to hold this many.
   std::size_t max_connections = 1024;
+  // Connections open at once from one client address; one more is answered 503 the same way.
+  // 0: no cap per client (the default: a server on loopback, or behind a reverse proxy, sees
+  // every client at one address).
+  std::size_t max_connections_per_client = 0;
   bool access_log = true;
   // Paths whose answers below 400 the access log leaves out (monitoring probes: "/health",
   // "/ready", "/metrics"); their errors are logged as any other.

@@ -635,6 +635,8 @@ int cmd_serve(const Args& a, std::ostream&) {
   so.idle_timeout = std::chrono::milliseconds(cfg.get_int("server.idle_timeout_ms"));
   so.drain_timeout = std::chrono::milliseconds(cfg.get_int("server.drain_timeout_ms"));
   so.max_connections = static_cast<std::size_t>(cfg.get_int("server.max_connections"));
+  so.max_connections_per_client =
+      static_cast<std::size_t>(cfg.get_int("server.max_connections_per_client"));
   so.access_log = cfg.get_bool("server.access_log");
   so.cors_origins = cfg.get_strings("server.cors_origins");
   so.access_log_skip = cfg.get_strings("server.access_log_skip");
