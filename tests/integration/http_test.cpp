@@ -6,6 +6,7 @@
 #include <fstream>
 #include <future>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -754,11 +755,13 @@ BOOST_AUTO_TEST_CASE(lists_link_their_next_page) {
     BOOST_TEST(body(r).at("error").at("details").at("field").as_string() == "query." + field);
   };
   refused("starting_after=m-nope", "no mission 'm-nope' to start after", "starting_after");
-  refused("starting_after=", "starting_after is empty: it takes the id of the last mission",
+  refused("starting_after=",
+          "query parameter 'starting_after' is empty: give it a value, or leave it out "
+          "(starting_after: the page after this mission (the last of the previous page))",
           "starting_after");
   // A parameter given twice, or empty where a number goes, is refused, not guessed.
   refused("limit=1&limit=2", "query parameter 'limit' is given more than once", "limit");
-  refused("limit=", "query parameter 'limit' must be an integer", "limit");
+  refused("limit=", "query parameter 'limit' is empty", "limit");
   // Another tenant's mission is no cursor either.
   BOOST_TEST(s.call("GET", "/v1/missions?starting_after=" + all[0], "b_admin").status == 422);
   auto ledger = s.call("GET", "/v1/ledger?limit=1", "a_viewer");
@@ -837,6 +840,105 @@ BOOST_AUTO_TEST_CASE(answers_match_their_documented_schemas) {
                  .at("headers")
                  .as_object()
                  .contains("ETag"));
+}
+
+// A generated client learns from /openapi.json which values a query parameter takes: each
+// documented bound and enum is asked at its edge (taken) and past it (422 naming it), on every
+// route; a parameter given empty is refused.
+BOOST_AUTO_TEST_CASE(query_parameters_are_held_to_what_the_document_says) {
+  Server s;
+  const auto doc = body(s.call("GET", "/openapi.json"));
+  std::set<std::string> asked;
+  for (const auto& [path, ops] : doc.at("paths").as_object()) {
+    const auto* get = ops.as_object().if_contains("get");
+    if (!get || !get->as_object().contains("parameters")) continue;
+    // Unknown ids: a value past a bound is refused before anything is looked up.
+    const std::string target =
+        std::regex_replace(std::string(path), std::regex("\\{[^}]+\\}"), "x");
+    for (const auto& p : get->at("parameters").as_array()) {
+      if (p.at("in") != "query") continue;
+      const std::string name(p.at("name").as_string());
+      const auto& schema = p.at("schema").as_object();
+      std::vector<std::string> taken, refused = {""};
+      if (const auto* e = schema.if_contains("enum")) {
+        for (const auto& v : e->as_array()) taken.emplace_back(v.as_string());
+        refused.push_back("no-such-value");
+      }
+      for (const auto& [bound, step] : {std::pair{"minimum", -1}, std::pair{"maximum", 1}})
+        if (const auto* b = schema.if_contains(bound)) {
+          taken.push_back(std::to_string(b->as_int64()));
+          refused.push_back(std::to_string(b->as_int64() + step));
+        }
+      for (const auto& v : taken) {
+        auto r = s.call("GET", target + "?" + name + "=" + v, "a_viewer");
+        BOOST_TEST(r.status != 422, path << " " << name << "=" << v << ": " << r.body);
+      }
+      for (const auto& v : refused) {
+        auto r = s.call("GET", target + "?" + name + "=" + v, "a_viewer");
+        BOOST_TEST(r.status == 422, path << " " << name << "=" << v << ": " << r.body);
+        if (r.status == 422)
+          BOOST_TEST(body(r).at("error").at("details").at("field").as_string() == "query." + name);
+      }
+      if (taken.size() > 0) asked.insert(std::string(path) + "?" + name);
+    }
+  }
+  // state, limit, format, after, version: where they bound or enumerate.
+  for (const char* expected :
+       {"/v1/missions?state", "/v1/missions?limit", "/v1/sessions?state", "/v1/sessions?limit",
+        "/v1/sessions/{id}/report?format", "/v1/ledger?after", "/v1/ledger?limit",
+        "/v1/profiles/{name}?version", "/v1/profiles/{name}/alog?version"})
+    BOOST_TEST(asked.count(expected), expected);
+}
+
+// What every operation may answer besides its own statuses is in the document, so a generated
+// client has a type for it: 422 (an unknown query parameter), 413, 503 with Retry-After
+// (draining), and for keyed operations 400 (two Authorization headers) and 401 with
+// WWW-Authenticate; a 304 carries the ETag; the headers every answer has are required.
+BOOST_AUTO_TEST_CASE(every_operation_documents_the_statuses_every_route_answers) {
+  Server s;
+  const auto doc = body(s.call("GET", "/openapi.json"));
+  int operations = 0;
+  for (const auto& [path, ops] : doc.at("paths").as_object())
+    for (const auto& [method, op] : ops.as_object()) {
+      ++operations;
+      const auto& responses = op.at("responses").as_object();
+      const std::string where = std::string(method) + " " + std::string(path);
+      for (const char* status : {"413", "422", "503"})
+        BOOST_TEST(responses.contains(status), where << " " << status);
+      BOOST_TEST(responses.at("503").at("headers").as_object().contains("Retry-After"), where);
+      if (op.as_object().contains("security")) {
+        BOOST_TEST(responses.contains("400"), where);
+        BOOST_TEST(responses.at("401").at("headers").as_object().contains("WWW-Authenticate"),
+                   where);
+      }
+      if (const auto* unchanged = responses.if_contains("304"))
+        BOOST_TEST(unchanged->at("headers").as_object().contains("ETag"), where);
+    }
+  BOOST_TEST(operations >= 45);
+  // A route's own statuses (found by answering them: 409 from rotate and mark).
+  auto documents = [&](const char* path, const char* method, const char* status) {
+    return doc.at("paths").at(path).at(method).at("responses").as_object().contains(status);
+  };
+  BOOST_TEST(documents("/v1/devices/{device}:rotate", "post", "409"));
+  BOOST_TEST(documents("/v1/sessions/{id}:mark", "post", "409"));
+  auto header_required = [&](const char* path, const char* method, const char* status,
+                             const char* name) {
+    const auto& headers =
+        doc.at("paths").at(path).at(method).at("responses").at(status).at("headers").as_object();
+    const auto* h = headers.if_contains(name);
+    return h && h->as_object().contains("required") && h->at("required").as_bool();
+  };
+  BOOST_TEST(header_required("/v1/sessions/{id}/report", "get", "200", "ETag"));
+  BOOST_TEST(header_required("/v1/sessions/{id}/report", "get", "200", "Cache-Control"));
+  BOOST_TEST(header_required("/v1/audio/speech", "post", "200", "X-Kiln-Voice"));
+  // (not on a streamed answer)
+  BOOST_TEST(!header_required("/v1/audio/speech", "post", "200", "X-Kiln-Audio-Seconds"));
+  BOOST_TEST(header_required("/v1/sessions/{id}/alog", "get", "200", "Content-Disposition"));
+  BOOST_TEST(header_required("/v1/devices", "post", "201", "Cache-Control"));
+  // And the server answers so: an unknown query parameter on a route with none, 422.
+  auto unknown = s.call("GET", "/health?zz=1");
+  BOOST_TEST(unknown.status == 422);
+  BOOST_TEST(contains(unknown.body, "unknown query parameter 'zz'; GET /health takes none"));
 }
 
 // Which API keys exist, and their hashes, are for admins: the ledger leaves stream `keys` out

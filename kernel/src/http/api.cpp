@@ -56,7 +56,7 @@ const char* kMissionSchema =
 std::int64_t int_query(const Request& r, const char* name, std::int64_t dflt, std::int64_t min,
                        std::int64_t max) {
   auto it = r.query.find(name);
-  if (it == r.query.end()) return dflt;  // given empty (?limit=), it is refused as no integer
+  if (it == r.query.end()) return dflt;  // (given empty, ?limit=, the router refused it)
   try {
     std::size_t used = 0;
     auto v = std::stoll(it->second, &used);
@@ -67,6 +67,15 @@ std::int64_t int_query(const Request& r, const char* name, std::int64_t dflt, st
                   std::string("query parameter '") + name + "' must be an integer from " +
                       std::to_string(min) + " to " + std::to_string(max),
                   json::object{{"field", std::string("query.") + name}}};
+}
+
+// A list's page size (`limit`), and its bounds as /openapi.json says them.
+constexpr std::int64_t kPageMax = 1000;
+std::int64_t page_limit(const Request& r) {
+  return int_query(r, "limit", 100, 1, kPageMax);
+}
+json::value page_limit_schema() {
+  return json::object{{"minimum", 1}, {"maximum", kPageMax}};
 }
 
 // A boolean query parameter, read alike on every route: true or 1, false or 0.
@@ -668,7 +677,11 @@ Router build_api(ApiContext& ctx) {
          schema(R"({"type": "object", "required": ["input"], "additionalProperties": false,
                     "properties": {"input": {}}})"),
          schema(R"({"type": "object", "required": ["output"],
-                    "properties": {"output": {}, "artifacts": {"type": "array"}}})"),
+                    "properties": {"output": {},
+                      "artifacts": {"type": "array", "description": "files the call made; a mission's step keeps them, a tool call does not",
+                        "items": {"type": "object", "required": ["name", "media_type", "bytes"],
+                          "properties": {"name": {"type": "string"}, "media_type": {"type": "string"},
+                                         "bytes": {"type": "integer"}}}}}})"),
          200,
          "application/json",
          {},
@@ -951,9 +964,11 @@ Router build_api(ApiContext& ctx) {
          schema((std::string(R"({"type": "array", "items": )") + kMissionSchema + "}").c_str()),
          200,
          "application/json",
-         {{"state", "only missions in this state"},
+         {{"state", "only missions in this state (any case)", "string",
+           json::object{{"enum", json::array{"PENDING", "RUNNING", "RETRY", "QUARANTINED",
+                                             "BLOCKED", "DONE", "FAILED", "CANCELED"}}}},
           {"template", "only missions of this template"},
-          {"limit", "at most this many (1-1000, default 100)", "integer"},
+          {"limit", "at most this many (1-1000, default 100)", "integer", page_limit_schema()},
           {"starting_after", "the page after this mission (the last of the previous page)"},
           {"outputs", "true (or 1): each step's output too (default false)", "boolean"}},
          false,
@@ -966,7 +981,7 @@ Router build_api(ApiContext& ctx) {
              f.template_name = it->second;
            if (auto it = req.query.find("starting_after"); it != req.query.end())
              f.starting_after = it->second;
-           const auto limit = int_query(req, "limit", 100, 1, 1000);
+           const auto limit = page_limit(req);
            f.limit = limit + 1;  // one more tells whether there is a next page
            auto found = listed([&] { return k.missions().list(f); });
            const bool more = static_cast<std::int64_t>(found.size()) > limit;
@@ -1203,12 +1218,14 @@ Router build_api(ApiContext& ctx) {
        0,
        nullptr,
        schema(
-           R"({"type": "object", "required": ["device", "tenant", "keys", "profile", "last_reading_t", "open_session"],
+           (R"({"type": "object", "required": ["device", "tenant", "keys", "profile", "last_reading_t", "open_session"],
                     "properties": {"device": {"type": "string"}, "tenant": {"type": "string"},
-                      "keys": {"type": "array", "items": {"type": "object"}},
+                      "keys": {"type": "array", "items": )" +
+            json::serialize(device_key_schema) + R"(},
                       "profile": {"type": ["string", "null"], "description": "NAME or NAME@VERSION, as assigned"},
                       "last_reading_t": {"type": ["number", "null"], "description": "epoch seconds"},
-                      "open_session": {"type": ["object", "null"], "description": "the roast under way, as GET /v1/sessions/{id}"}}})"),
+                      "open_session": {"type": ["object", "null"], "description": "the roast under way, as GET /v1/sessions/{id}"}}})")
+               .c_str()),
        200,
        "application/json",
        {},
@@ -1361,8 +1378,9 @@ Router build_api(ApiContext& ctx) {
          200,
          "application/json",
          {{"device", "only this device"},
-          {"state", "open (roasts under way) or closed"},
-          {"limit", "at most this many (1-1000, default 100)", "integer"},
+          {"state", "open (roasts under way) or closed", "string",
+           json::object{{"enum", json::array{"open", "closed"}}}},
+          {"limit", "at most this many (1-1000, default 100)", "integer", page_limit_schema()},
           {"since", "only sessions that started at or after this time (epoch seconds)", "number"},
           {"before", "only sessions that started before this time (epoch seconds)", "number"},
           {"starting_after", "the page after this session (the last of the previous page)"}},
@@ -1379,7 +1397,7 @@ Router build_api(ApiContext& ctx) {
                    json::object{{"field", "query.state"}}};
              f.state = it->second;
            }
-           const auto limit = int_query(req, "limit", 100, 1, 1000);
+           const auto limit = page_limit(req);
            f.limit = limit + 1;  // one more tells whether there is a next page
            f.since = time_query(req, "since");
            f.before = time_query(req, "before");
@@ -1517,7 +1535,7 @@ Router build_api(ApiContext& ctx) {
                     "description": "on save: true when the newest version had this content already, so nothing was saved"}}})");
   auto version_query = [](const Request& req) -> std::optional<std::int64_t> {
     auto it = req.query.find("version");
-    if (it == req.query.end() || it->second.empty()) return std::nullopt;  // the newest
+    if (it == req.query.end()) return std::nullopt;  // the newest
     return int_query(req, "version", 1, 1, INT64_MAX);
   };
   auto profile_or_404 = [&k, version_query](const Request& req) {
@@ -1594,7 +1612,9 @@ Router build_api(ApiContext& ctx) {
              "device": {"type": "string"}, "state": {"type": "string"}, "charge_t": {"type": "number"},
              "drop_t": {"type": ["number", "null"]}, "profile": {"type": ["object", "null"]}}},
            "events": {"type": "object", "description": "CHARGE, TP, DRY_END, FCs, DROP: each null (not found) or {time: seconds after CHARGE, bt: °C, source: how it was found (marked, roaster state, phases, ...), FCs also estimated}",
-             "additionalProperties": {"type": ["object", "null"]}},
+             "additionalProperties": {"type": ["object", "null"], "required": ["time", "bt"],
+               "properties": {"time": {"type": "number"}, "bt": {"type": ["number", "null"]},
+                 "source": {"type": "string"}, "estimated": {"type": "boolean", "description": "FCs only"}}}},
            "phases": {"type": "object", "properties": {"drying": {"type": ["number", "null"]}, "maillard": {"type": ["number", "null"]},
              "development": {"type": ["number", "null"]}, "dtr": {"type": ["number", "null"], "description": "percent"}}},
            "auc": {"type": ["number", "null"], "description": "°C·min above the base, TP to DROP"},
@@ -1615,7 +1635,8 @@ Router build_api(ApiContext& ctx) {
                "drop_bt": {"type": ["number", "null"]}, "delta": {"type": "object"}, "settings": {"type": ["array", "null"]}}}}})"),
          200,
          "application/json, text/html",
-         {{"format", "json (default) or html"}},
+         {{"format", "json (default) or html", "string",
+           json::object{{"enum", json::array{"json", "html"}}}}},
          true,
          [&k, tools_of, view_failed](Request& req) {
            std::string format = "json";
@@ -1779,22 +1800,23 @@ Router build_api(ApiContext& ctx) {
            saved["unchanged"] = p.unchanged;
            return Response::json(p.unchanged ? 200 : 201, saved);
          }});
-  r.add({"GET",
-         "/v1/profiles/{name}",
-         "getProfile",
-         "One profile version with its content (the newest without ?version)",
-         "profiles",
-         Role::kViewer,
-         0,
-         nullptr,
-         profile_schema,
-         200,
-         "application/json",
-         {{"version", "this version (default: the newest)", "integer"}},
-         false,
-         [profile_or_404](Request& req) {
-           return Response::json(200, profile_or_404(req).to_json(true));
-         }});
+  r.add(
+      {"GET",
+       "/v1/profiles/{name}",
+       "getProfile",
+       "One profile version with its content (the newest without ?version)",
+       "profiles",
+       Role::kViewer,
+       0,
+       nullptr,
+       profile_schema,
+       200,
+       "application/json",
+       {{"version", "this version (default: the newest)", "integer", json::object{{"minimum", 1}}}},
+       false,
+       [profile_or_404](Request& req) {
+         return Response::json(200, profile_or_404(req).to_json(true));
+       }});
   r.add({"GET",
          "/v1/profiles/{name}/versions",
          "listProfileVersions",
@@ -1820,29 +1842,29 @@ Router build_api(ApiContext& ctx) {
                                                                 "GET /v1/profiles lists them")};
            return Response::json(200, arr);
          }});
-  r.add({"GET",
-         "/v1/profiles/{name}/alog",
-         "exportProfileAlog",
-         "A profile version as an Artisan .alog file (text/plain; a Python literal dict)",
-         "profiles",
-         Role::kViewer,
-         0,
-         nullptr,
-         json::object{{"type", "string"}},
-         200,
-         "text/plain",
-         {{"version", "this version (default: the newest)", "integer"}},
-         true,
-         [profile_or_404, run_tool](Request& req) {
-           const auto p = profile_or_404(req);
-           auto out = run_tool(req, "roast.profile_export", json::object{{"profile", p.body}});
-           auto res = Response::text(200, std::string(out.at("alog").as_string()),
-                                     "text/plain; charset=utf-8");
-           res.headers.emplace_back(
-               "Content-Disposition",
-               "attachment; filename=\"" + p.name + "-v" + std::to_string(p.version) + ".alog\"");
-           return res;
-         }});
+  r.add(
+      {"GET",
+       "/v1/profiles/{name}/alog",
+       "exportProfileAlog",
+       "A profile version as an Artisan .alog file (text/plain; a Python literal dict)",
+       "profiles",
+       Role::kViewer,
+       0,
+       nullptr,
+       json::object{{"type", "string"}},
+       200,
+       "text/plain",
+       {{"version", "this version (default: the newest)", "integer", json::object{{"minimum", 1}}}},
+       true,
+       [profile_or_404, run_tool](Request& req) {
+         const auto p = profile_or_404(req);
+         auto out = run_tool(req, "roast.profile_export", json::object{{"profile", p.body}});
+         auto res = Response::text(200, std::string(out.at("alog").as_string()),
+                                   "text/plain; charset=utf-8");
+         res.headers.emplace_back("Content-Disposition", "attachment; filename=\"" + p.name + "-v" +
+                                                             std::to_string(p.version) + ".alog\"");
+         return res;
+       }});
   for (const bool archive : {true, false})
     r.add({"POST",
            archive ? "/v1/profiles/{name}:archive" : "/v1/profiles/{name}:restore",
@@ -1905,12 +1927,18 @@ Router build_api(ApiContext& ctx) {
          0,
          nullptr,
          schema(R"({"type": "object", "required": ["events", "next_after"],
-                    "properties": {"events": {"type": "array", "items": {"type": "object"}},
+                    "properties": {"events": {"type": "array", "items": {"type": "object",
+                      "required": ["seq", "time", "tenant", "stream", "kind", "payload", "prev_hash", "hash"],
+                      "properties": {"seq": {"type": "integer"}, "time": {"type": "string", "description": "UTC, milliseconds"},
+                        "tenant": {"type": "string"}, "stream": {"type": "string"}, "kind": {"type": "string"},
+                        "payload": {"description": "the event's JSON as stored; a string if it is no JSON"},
+                        "prev_hash": {"type": "string"}, "hash": {"type": "string"}}}},
                                    "next_after": {"type": ["integer", "null"]}}})"),
          200,
          "application/json",
-         {{"after", "only events with seq greater than this (default 0)", "integer"},
-          {"limit", "page size (1-1000, default 100)", "integer"},
+         {{"after", "only events with seq greater than this (default 0)", "integer",
+           json::object{{"minimum", 0}}},
+          {"limit", "page size (1-1000, default 100)", "integer", page_limit_schema()},
           {"stream", "only this stream, e.g. mission/m-…"}},
          true,  // waits for the audit events queued so far to be committed
          [&k](Request& req) {
@@ -1920,7 +1948,7 @@ Router build_api(ApiContext& ctx) {
            ledger::ExportFilter f;
            f.tenant = req.tenant;
            f.after_seq = int_query(req, "after", 0, 0, INT64_MAX);
-           const auto limit = int_query(req, "limit", 100, 1, 1000);
+           const auto limit = page_limit(req);
            if (auto it = req.query.find("stream"); it != req.query.end()) f.stream = it->second;
            // Who made which API key, with its hash, is the admins' business.
            if (req.actor->role < Role::kAdmin) {
@@ -1981,7 +2009,14 @@ Router build_api(ApiContext& ctx) {
       {"retryMission", {{409, "the mission is not RETRY or FAILED (invalid_state)"}}},
       {"archiveProfile",
        {{409, "a device roasts to the profile (conflict): clear its assignment first"}}},
-      {"addDevice", {{409, "the device has a key already (rotate it instead)"}}},
+      {"addDevice",
+       {{409,
+         "the device has a key already (rotate it instead), or the public key is registered "
+         "already (conflict)"}}},
+      {"rotateDeviceKey",
+       {{409, "the new public key is registered already, for this device or another (conflict)"}}},
+      {"markSessionEvent",
+       {{409, "clear: true for an event the session has no mark of (invalid_state)"}}},
       {"revokeDeviceKey", {{409, "the key is revoked already"}}},
       {"listSessions", {{422, "a query parameter out of range"}}},
       {"saveProfile",
@@ -2005,11 +2040,18 @@ Router build_api(ApiContext& ctx) {
   using Header = Route::QueryParam;
   const Header if_none_match{"If-None-Match",
                              "the ETag of the copy the client has: 304 without the bytes"};
-  const Header etag{"ETag", "the file's SHA-256, quoted"};
+  const Header etag{"ETag", "the file's SHA-256, quoted", "string", nullptr, true};
+  const Header attachment{"Content-Disposition", "attachment; filename=\"…\": the file's name",
+                          "string", nullptr, true};
   const Header if_none_match_answer{
       "If-None-Match", "the ETag of the answer the client has: 304 without the bytes if unchanged"};
-  const Header answer_etag{"ETag",
-                           "a hash of the answer's bytes, quoted (with Cache-Control: no-cache)"};
+  const Header answer_etag{"ETag", "a hash of the answer's bytes, quoted", "string", nullptr, true};
+  const Header no_cache{"Cache-Control",
+                        "no-cache: ask each time, with If-None-Match (an open session's answer "
+                        "changes)",
+                        "string", nullptr, true};
+  const Header no_store{"Cache-Control", "no-store: the answer may carry a secret key", "string",
+                        nullptr, true};
   const Header next_page{"Link",
                          "<the same request for the next page>; rel=\"next\" — on a full page "
                          "only"};
@@ -2017,7 +2059,8 @@ Router build_api(ApiContext& ctx) {
       {"createMission",
        {{"Idempotency-Key",
          "1-200 characters; a retry with the same key, template and inputs answers the mission "
-         "made the first time (200, created: false); wins over the body's idempotency_key"}}},
+         "made the first time (200, created: false); wins over the body's idempotency_key",
+         "string", json::object{{"minLength", 1}, {"maxLength", 200}}}}},
       {"getMissionArtifact", {if_none_match}},
       {"getSessionSummaryAudio", {if_none_match}},
       {"getSessionSamples", {if_none_match_answer}},
@@ -2027,18 +2070,22 @@ Router build_api(ApiContext& ctx) {
       {"listMissions", {next_page}},
       {"listSessions", {next_page}},
       {"listLedgerEvents", {next_page}},
-      {"getMissionArtifact", {etag}},
-      {"getSessionSummaryAudio", {etag}},
-      {"getSessionSamples", {answer_etag}},
-      {"getSessionReport", {answer_etag}},
+      {"getMissionArtifact", {etag, attachment}},
+      {"getSessionSummaryAudio", {etag, attachment}},
+      {"getSessionSamples", {answer_etag, no_cache}},
+      {"getSessionReport", {answer_etag, no_cache}},
+      {"addDevice", {no_store}},
+      {"rotateDeviceKey", {no_store}},
       {"createSpeech",
-       {{"X-Kiln-Voice", "the voice that spoke"},
+       {{"X-Kiln-Voice", "the voice that spoke", "string", nullptr, true},
         {"X-Kiln-Audio-Seconds", "the audio's length (not on a streamed answer)", "number"}}},
       {"exportSessionAlog",
-       {{"X-Kiln-FCs-Estimated",
+       {attachment,
+        {"X-Kiln-FCs-Estimated",
          "true when the session's FCs is only the detector's estimate (not written to the "
          "file)",
-         "boolean"}}},
+         "boolean", nullptr, true}}},
+      {"exportProfileAlog", {attachment}},
   };
   for (auto& route : r.routes_mutable()) {
     if (auto it = errors.find(route.operation); it != errors.end())

@@ -249,9 +249,14 @@ std::optional<Response> Router::admit(const Route& route, Request& req,
   // A query parameter the route does not take is a typo or a filter it does not have
   // (?state=open on sessions): said, not ignored.
   for (const auto& [name, value] : req.query) {
-    const bool known = std::any_of(route.query_params.begin(), route.query_params.end(),
-                                   [&](const Route::QueryParam& q) { return q.name == name; });
-    if (known) continue;
+    const auto known = std::find_if(route.query_params.begin(), route.query_params.end(),
+                                    [&](const Route::QueryParam& q) { return q.name == name; });
+    if (known != route.query_params.end() && value.empty())
+      return error(422, "invalid_request",
+                   "query parameter '" + name + "' is empty: give it a value, or leave it out (" +
+                       name + ": " + known->description + ")",
+                   json::object{{"field", "query." + name}});
+    if (known != route.query_params.end()) continue;
     std::string takes;
     for (const auto& q : route.query_params) takes += (takes.empty() ? "" : ", ") + q.name;
     return error(422, "invalid_request",
@@ -394,6 +399,21 @@ json::object Router::openapi(const std::string& version) const {
         {"description", what},
         {"content", json::object{{"application/json", json::object{{"schema", error_ref}}}}}};
   };
+  auto value_schema = [](const Route::QueryParam& q) {
+    json::object s{{"type", q.type}};
+    if (q.schema.is_object())
+      for (const auto& kv : q.schema.as_object()) s[kv.key()] = kv.value();
+    return s;
+  };
+  auto header = [](const std::string& description, const std::string& type = "string") {
+    return json::object{{"description", description}, {"schema", json::object{{"type", type}}}};
+  };
+  // Every 503 says when to ask again (draining, storage failing, a provider down).
+  const json::object retry_after{
+      {"Retry-After", header("seconds to wait before asking again", "integer")}};
+  const json::object www_authenticate{
+      {"WWW-Authenticate", header("Bearer realm=\"kiln\"; with error=\"invalid_token\" (a key that "
+                                  "is not valid) or \"invalid_request\" (no Bearer scheme)")}};
   json::object paths;
   for (const auto& r : routes_) {
     json::object op{{"operationId", r.operation},
@@ -415,7 +435,7 @@ json::object Router::openapi(const std::string& version) const {
                                       {"in", where},
                                       {"required", false},
                                       {"description", q.description},
-                                      {"schema", json::object{{"type", q.type}}}});
+                                      {"schema", value_schema(q)}});
     if (!params.empty()) op["parameters"] = std::move(params);
     if (!r.request_schema.is_null())
       op["requestBody"] = json::object{
@@ -453,15 +473,21 @@ json::object Router::openapi(const std::string& version) const {
     }
     if (!r.response_headers.empty()) {
       json::object headers;
-      for (const auto& h : r.response_headers)
-        headers[h.name] = json::object{{"description", h.description},
-                                       {"schema", json::object{{"type", h.type}}}};
+      for (const auto& h : r.response_headers) {
+        auto o = header(h.description, h.type);
+        if (h.required) o["required"] = true;
+        headers[h.name] = std::move(o);
+      }
       ok["headers"] = std::move(headers);
     }
     const json::value ok_content = ok.contains("content") ? ok.at("content") : json::value();
+    const json::value ok_headers = ok.contains("headers") ? ok.at("headers") : json::value();
     responses[std::to_string(r.success_status)] = std::move(ok);
     if (r.role) {
-      responses["401"] = error_response("missing or invalid API key");
+      responses["400"] = error_response("a malformed request, e.g. two Authorization headers");
+      auto unauthenticated = error_response("missing or invalid API key");
+      unauthenticated["headers"] = www_authenticate;
+      responses["401"] = std::move(unauthenticated);
       responses["403"] = error_response("the key's role is too low");
       op["security"] = json::array{json::object{{"bearerAuth", json::array{}}}};
     }
@@ -477,8 +503,15 @@ json::object Router::openapi(const std::string& version) const {
     }
     if (r.pattern.find('{') != std::string::npos)
       responses["404"] = error_response("not found (or another tenant's)");
-    if (!r.query_params.empty() && !responses.contains("422"))
-      responses["422"] = error_response("a query parameter that is unknown or not valid");
+    // Every route refuses a query parameter it does not take, a body over its limit, and
+    // answers 503 while the server drains.
+    if (!responses.contains("422"))
+      responses["422"] = error_response("a query parameter that is unknown, empty or not valid");
+    if (!responses.contains("413")) responses["413"] = error_response("a body over the limit");
+    auto unavailable = error_response(
+        "the server is shutting down (draining), or cannot serve this now: ask again after "
+        "Retry-After");
+    unavailable["headers"] = retry_after;
     for (const auto& [status, text] : r.documented_errors) {
       if (text.empty()) {
         responses.erase(std::to_string(status));
@@ -486,18 +519,21 @@ json::object Router::openapi(const std::string& version) const {
         json::object other{{"description", text}};
         if (!ok_content.is_null()) other["content"] = ok_content;
         responses[std::to_string(status)] = std::move(other);
-      } else if (status < 400) {  // no body (304 Not Modified)
-        responses[std::to_string(status)] = json::object{{"description", text}};
+      } else if (status < 400) {  // no body (304 Not Modified), the success's validator
+        json::object unchanged{{"description", text}};
+        if (ok_headers.is_object() && ok_headers.as_object().contains("ETag"))
+          unchanged["headers"] = json::object{{"ETag", ok_headers.at("ETag")}};
+        responses[std::to_string(status)] = std::move(unchanged);
       } else {
         json::object refusal = error_response(text);
-        if (status == 429)  // when to ask again
-          refusal["headers"] = json::object{
-              {"Retry-After", json::object{{"description", "seconds to wait before asking again"},
-                                           {"schema", json::object{{"type", "integer"}}}}}};
+        if (status == 429 || status == 503) refusal["headers"] = retry_after;  // when to ask again
+        if (status == 401) refusal["headers"] = www_authenticate;
         responses[std::to_string(status)] = std::move(refusal);
       }
     }
-    responses["default"] = error_response("error");
+    if (!responses.contains("503")) responses["503"] = std::move(unavailable);
+    responses["default"] = error_response(
+        "another error, e.g. 405 (with Allow) for a method the path does not answer");
     op["responses"] = std::move(responses);
     std::string method = common::to_lower(r.method);
     auto& path = paths[r.pattern];

@@ -88,9 +88,13 @@ struct Route {
   int success_status = 200;
   std::string response_content_type = "application/json";
   // Query parameters: name, description and the JSON Schema type of the value (integer and
-  // boolean ones are checked by the handler; the type is what /openapi.json says).
+  // boolean ones are checked by the handler; the type is what /openapi.json says), with what
+  // else the handler holds the value to (enum, minimum, maximum, lengths): a test asks the
+  // server at those bounds. A declared parameter given empty (?stream=) is refused.
   struct QueryParam {
     std::string name, description, type = "string";
+    boost::json::value schema = nullptr;  // an object merged into {"type": type}
+    bool required = false;                // a response header every such answer carries
   };
   std::vector<QueryParam> query_params;
   bool blocking = false;  // may wait (tool calls): runs off the I/O threads
