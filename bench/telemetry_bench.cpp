@@ -158,7 +158,7 @@ int main(int argc, char** argv) {
       auto detector = std::make_shared<roast::ArtisanDetector>();
       telemetry::TelemetryService svc(
           ledger, telemetry::IngestOptions{}, telemetry::SessionOptions{},
-          [detector] { return detector; }, [](const telemetry::SessionInfo&) {});
+          [detector] { return detector; }, telemetry::Sessionizer::ClosedFn());  // no reports
       // `callers` devices, each sending its own envelopes in order (as devices do), 10
       // readings of simulated roasts each, signed beforehand.
       std::vector<telemetry::DeviceCredentials> creds;

@@ -14,6 +14,7 @@
 #include "analysis.hpp"
 #include "artisan_detector.hpp"
 #include "ledger/ledger.hpp"
+#include "storage/sqlite.hpp"
 #include "support/process.hpp"
 #include "telemetry/ingest.hpp"
 #include "telemetry/sessions.hpp"
@@ -83,9 +84,10 @@ struct Fixture {
   std::unique_ptr<telemetry::Sessionizer> sessionizer(telemetry::SessionOptions o = {}) {
     return std::make_unique<telemetry::Sessionizer>(
         ledger, [this] { return detector; },
-        [this](const telemetry::SessionInfo& i) {
+        [this](const telemetry::SessionInfo& i) -> std::optional<std::string> {
           std::lock_guard lock(mu);
           closed.push_back(i);
+          return std::nullopt;  // no report mission
         },
         o);
   }
@@ -101,9 +103,10 @@ BOOST_DATA_TEST_CASE(one_roast_is_one_session_whatever_the_batching,
   {
     telemetry::Sessionizer s(
         f.ledger, [&] { return f.detector; },
-        [&](const telemetry::SessionInfo& i) {
+        [&](const telemetry::SessionInfo& i) -> std::optional<std::string> {
           std::lock_guard lock(f.mu);
           f.closed.push_back(i);
+          return std::nullopt;  // no report mission
         },
         telemetry::SessionOptions{});
     // Idle readings before the roast: the drum preheated, nothing happening.
@@ -175,9 +178,10 @@ BOOST_AUTO_TEST_CASE(a_roast_resumed_after_silence_opens_its_session_again) {
     o.silence_s = 0.2;
     telemetry::Sessionizer s(
         f.ledger, [&] { return f.detector; },
-        [&](const telemetry::SessionInfo& i) {
+        [&](const telemetry::SessionInfo& i) -> std::optional<std::string> {
           std::lock_guard lock(f.mu);
           f.closed.push_back(i);
+          return std::nullopt;  // no report mission
         },
         o);
     auto samples = fixture_roast(true);
@@ -644,4 +648,84 @@ BOOST_AUTO_TEST_CASE(a_roaster_weighs_the_batch_green_then_roasted) {
   f.ledger.for_each(filter,
                     [&](const ledger::Event& e) { weighed += e.kind == "session.weighed"; });
   BOOST_TEST(weighed == 2u);
+}
+
+// A report is due from a session's close (or a roaster's change asking for it) until a mission
+// is recorded for it. A process that stopped in between — or a start that failed — leaves it
+// due, and the next sessionizer on the database hands the session on again; one a roaster
+// changed without asking for a report (report: false) is not handed on.
+BOOST_AUTO_TEST_CASE(a_report_the_process_stopped_before_starting_is_started_later) {
+  Fixture f;
+  std::string id;
+  {
+    auto s = f.sessionizer();  // records the close, starts no mission: as if stopped there
+    add_in_tens(*s, "acme", "r1", 1, fixture_roast(true));
+    BOOST_REQUIRE_EQUAL(f.closed.size(), 1u);
+    id = f.closed[0].id;
+  }
+  auto due = [&] {
+    storage::Connection c(f.ledger.path(), storage::Connection::Mode::kReadOnly);
+    auto st = c.prepare("SELECT report_due FROM telemetry_sessions WHERE id = ?");
+    st.bind(1, id);
+    BOOST_REQUIRE(st.step());
+    return !st.is_null(0);
+  };
+  BOOST_TEST(due());
+  // The next process: its sessionizer looks for due reports (here every 0.3 s, among those due
+  // for 0.3 s) and hands the session on; the mission it gets is recorded, and nothing is due.
+  std::mutex mu;
+  std::vector<std::string> handed;
+  telemetry::SessionOptions o;
+  o.report_retry_s = 0.3;
+  auto started = [&](const telemetry::SessionInfo& s) -> std::optional<std::string> {
+    std::lock_guard lock(mu);
+    handed.push_back(s.id);
+    return "m-" + std::to_string(handed.size());
+  };
+  auto wait_for = [&](std::size_t n) {
+    for (int i = 0; i < 50; ++i) {
+      {
+        std::lock_guard lock(mu);
+        if (handed.size() >= n) return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  };
+  const missions::Actor roaster{"ana", missions::Role::kOperator};
+  {
+    telemetry::Sessionizer s(
+        f.ledger, [&] { return f.detector; }, started, o);
+    wait_for(1);
+    {
+      std::lock_guard lock(mu);
+      BOOST_REQUIRE_EQUAL(handed.size(), 1u);
+      BOOST_TEST(handed[0] == id);
+    }
+    BOOST_TEST(!due());
+    BOOST_TEST(*telemetry::Sessionizer::get(f.ledger.path(), std::string("acme"), id)->mission_id ==
+               "m-1");
+    // Weighed without a report: nothing due, nothing handed on.
+    s.weigh("acme", id, 500.0, std::nullopt, roaster, false);
+    BOOST_TEST(!due());
+    std::this_thread::sleep_for(std::chrono::milliseconds(900));
+    std::lock_guard lock(mu);
+    BOOST_TEST(handed.size() == 1u);
+  }
+  // Weighed asking for a report, by a process that stops before the mission is recorded (its
+  // hand-on starts none): due again, and the next process starts it.
+  {
+    auto s = f.sessionizer();
+    s->weigh("acme", id, std::nullopt, 431.0, roaster);
+  }
+  BOOST_TEST(due());
+  {
+    telemetry::Sessionizer s(
+        f.ledger, [&] { return f.detector; }, started, o);
+    wait_for(2);
+  }
+  std::lock_guard lock(mu);
+  BOOST_REQUIRE_EQUAL(handed.size(), 2u);
+  BOOST_TEST(!due());
+  BOOST_TEST(*telemetry::Sessionizer::get(f.ledger.path(), std::string("acme"), id)->mission_id ==
+             "m-2");
 }

@@ -602,8 +602,8 @@ telemetry::TelemetryService& Kernel::telemetry() {
     so.resume_gap_s = config_.get_number("sessions.resume_gap_s");
     const std::string mission = config_.get_string("sessions.mission");
     auto detector = [this] { return node<nodes::EventDetector>(); };
-    auto on_closed = [this, &m, mission](const telemetry::SessionInfo& s) {
-      if (mission.empty()) return;
+    auto on_closed = [&m, mission, retry_s = so.report_retry_s](
+                         const telemetry::SessionInfo& s) -> std::optional<std::string> {
       missions::CreateRequest req;
       req.tenant = s.tenant;
       req.template_name = mission;
@@ -632,8 +632,13 @@ telemetry::TelemetryService& Kernel::telemetry() {
           if (old && (old->state == missions::state::kPending ||
                       old->state == missions::state::kQuarantined ||
                       old->state == missions::state::kRetry)) {
-            m.cancel(s.tenant, old->id, req.actor, why);
-            spdlog::info("session {}: mission {} replaced by {}", s.id, old->id, r.mission.id);
+            try {
+              m.cancel(s.tenant, old->id, req.actor, why);
+              spdlog::info("session {}: mission {} replaced by {}", s.id, old->id, r.mission.id);
+            } catch (const std::exception& e) {  // it moved on meanwhile (another worker ran it)
+              spdlog::warn("session {}: mission {}, which {} replaces, was not cancelled: {}", s.id,
+                           old->id, r.mission.id, e.what());
+            }
           }
           // Its files (the spoken summary of numbers since changed) are not kept beside the
           // new report's: each report again would otherwise add ≈ 0.5 MB of audio. Their
@@ -649,15 +654,20 @@ telemetry::TelemetryService& Kernel::telemetry() {
             }
           }
         }
-        telemetry_->sessions().set_mission(s, r.mission.id);
         spdlog::info("session {}: mission {} ({}) {}", s.id, r.mission.id, mission,
                      r.mission.state);
+        return r.mission.id;
       } catch (const std::exception& e) {
-        spdlog::error("session {}: the {} mission could not be started: {}", s.id, mission,
-                      e.what());
+        spdlog::error(
+            "session {}: the {} mission could not be started: {} (tried again in {:.0f} s)", s.id,
+            mission, e.what(), retry_s);
+        return std::nullopt;
       }
     };
-    telemetry_ = std::make_unique<telemetry::TelemetryService>(l, io, so, detector, on_closed);
+    telemetry_ = std::make_unique<telemetry::TelemetryService>(
+        l, io, so, detector,
+        mission.empty() ? telemetry::Sessionizer::ClosedFn()
+                        : telemetry::Sessionizer::ClosedFn(on_closed));
   }
   return *telemetry_;
 }

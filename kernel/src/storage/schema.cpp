@@ -356,6 +356,16 @@ DROP TABLE device_keys;
 ALTER TABLE device_keys_by_tenant RENAME TO device_keys;
 CREATE INDEX device_keys_by_device ON device_keys (tenant, device);
 )sql"},
+      {16, "session_report_due",
+       R"sql(
+-- When a session's report became due (its close, or a roaster's change asking for it again),
+-- until a mission is recorded for it (session.reported): a report the process stopped before
+-- starting is started later. Sessions closed without a report before now are due since then.
+ALTER TABLE telemetry_sessions ADD COLUMN report_due TEXT;
+UPDATE telemetry_sessions SET report_due = closed_at WHERE state = 'closed' AND mission_id IS NULL;
+CREATE INDEX telemetry_sessions_report_due ON telemetry_sessions (report_due)
+  WHERE report_due IS NOT NULL;
+)sql"},
   };
   return migrations;
 }

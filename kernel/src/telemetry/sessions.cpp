@@ -266,7 +266,7 @@ void project_sessions(Connection& c, const ledger::Event& e) {
   } else if (e.kind == "session.closed") {
     auto st = c.prepare(
         "UPDATE telemetry_sessions SET state = 'closed', end_t = ?, close_reason = ?, "
-        "closed_at = ?, last_boot = ?, drop_t = ? WHERE id = ? AND tenant = ?");
+        "closed_at = ?3, last_boot = ?, drop_t = ?, report_due = ?3 WHERE id = ? AND tenant = ?");
     st.bind_real(1, p.at("end_t").to_number<double>())
         .bind(2, std::string(p.at("reason").as_string()))
         .bind(3, e.time);
@@ -284,7 +284,8 @@ void project_sessions(Connection& c, const ledger::Event& e) {
   } else if (e.kind == "session.reopened") {
     auto st = c.prepare(
         "UPDATE telemetry_sessions SET state = 'open', end_t = NULL, close_reason = NULL, "
-        "closed_at = NULL, drop_t = NULL, reopens = reopens + 1 WHERE id = ? AND tenant = ?");
+        "closed_at = NULL, drop_t = NULL, reopens = reopens + 1, report_due = NULL WHERE id = ? "
+        "AND tenant = ?");
     st.bind(1, id).bind(2, e.tenant);
     st.step();
   } else if (e.kind == "session.marked") {
@@ -316,10 +317,23 @@ void project_sessions(Connection& c, const ledger::Event& e) {
     st.bind(3, id).bind(4, e.tenant);
     st.step();
   } else if (e.kind == "session.reported") {
-    auto st = c.prepare("UPDATE telemetry_sessions SET mission_id = ? WHERE id = ? AND tenant = ?");
+    auto st = c.prepare(
+        "UPDATE telemetry_sessions SET mission_id = ?, report_due = NULL WHERE id = ? AND tenant "
+        "= ?");
     st.bind(1, std::string(p.at("mission").as_string())).bind(2, id).bind(3, e.tenant);
     st.step();
   }
+  // A roaster's change to a closed session that asks for its report again makes it due (events
+  // from before migration 16 carry no "report": their report was started, or not, then).
+  if (e.kind == "session.marked" || e.kind == "session.weighed")
+    if (const auto* report = p.if_contains("report");
+        report && report->is_bool() && report->as_bool()) {
+      auto st = c.prepare(
+          "UPDATE telemetry_sessions SET report_due = ? WHERE id = ? AND tenant = ? AND state = "
+          "'closed'");
+      st.bind(1, e.time).bind(2, id).bind(3, e.tenant);
+      st.step();
+    }
 }
 
 Sessionizer::Sessionizer(ledger::SqliteLedger& ledger, DetectorFn detector, ClosedFn on_closed,
@@ -409,6 +423,16 @@ void Sessionizer::run() {
       sweep();
     } catch (const std::exception& e) {
       spdlog::error("sessions: sweep: {}", e.what());
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (options_.report_retry_s > 0 &&
+        now - last_due_check_ >= std::chrono::duration<double>(options_.report_retry_s)) {
+      last_due_check_ = now;
+      try {
+        start_due_reports();
+      } catch (const std::exception& e) {
+        spdlog::error("sessions: reports due: {}", e.what());
+      }
     }
     {
       std::lock_guard lock(mu_);
@@ -707,12 +731,46 @@ void Sessionizer::close_session(Device& d, double end_t, const std::string& reas
     spdlog::info("session {} closed at DROP, {:.0f} s after CHARGE", s.id, *drop_t - s.charge_t);
   else
     spdlog::info("session {} closed ({}), {:.0f} s after CHARGE", s.id, reason, end_t - s.charge_t);
-  if (on_closed_) {
-    try {
-      on_closed_(s);
-    } catch (const std::exception& e) {
-      spdlog::error("session {}: after closing: {}", s.id, e.what());
+  hand_on(s);
+}
+
+void Sessionizer::hand_on(const SessionInfo& s) {
+  if (!on_closed_) return;
+  try {
+    // Until the mission is recorded the report stays due: start_due_reports() hands it on again
+    // if this process stops (or the start fails) in between.
+    if (const auto mission = on_closed_(s)) set_mission(s, *mission);
+  } catch (const std::exception& e) {
+    spdlog::error("session {}: its report: {}", s.id, e.what());
+  }
+}
+
+void Sessionizer::start_due_reports() {
+  if (!on_closed_) return;
+  const auto now = std::chrono::system_clock::now();
+  const auto age = std::chrono::duration_cast<std::chrono::system_clock::duration>(
+      std::chrono::duration<double>(options_.report_retry_s));
+  std::vector<SessionInfo> due;
+  std::vector<std::string> since;
+  {
+    Connection c(ledger_.path(), Connection::Mode::kReadOnly);
+    auto st = c.prepare(std::string("SELECT ") + kColumns +
+                        ", report_due FROM telemetry_sessions WHERE report_due IS NOT NULL AND "
+                        "report_due <= ? AND report_due >= ? AND state = 'closed' ORDER BY "
+                        "report_due LIMIT 100");
+    st.bind(1, ledger::utc_millis(now - age))
+        .bind(2, ledger::utc_millis(now - std::chrono::hours(24)));
+    while (st.step()) {
+      due.push_back(row(st));
+      since.push_back(st.text(20));
     }
+  }
+  for (std::size_t i = 0; i < due.size(); ++i) {
+    spdlog::warn(
+        "session {}: its report has been due since {} and no mission was recorded for it (the "
+        "process stopped before, or starting it failed): starting it now",
+        due[i].id, since[i]);
+    hand_on(due[i]);
   }
 }
 
@@ -904,9 +962,12 @@ SessionInfo Sessionizer::mark(const std::string& tenant, const std::string& id, 
     }
     after = s;
     changed = true;
-    return {ledger::NewEvent{
-        tenant, "sessions", "session.marked",
-        json::object{{"session", id}, {"event", *event}, {"t", t}, {"actor", by.to_json()}}}};
+    return {ledger::NewEvent{tenant, "sessions", "session.marked",
+                             json::object{{"session", id},
+                                          {"event", *event},
+                                          {"t", t},
+                                          {"actor", by.to_json()},
+                                          {"report", report}}}};
   });
   if (changed) changed_by_roaster(after, report);
   return after;
@@ -925,7 +986,7 @@ void Sessionizer::changed_by_roaster(const SessionInfo& s, bool report) {
         }
     }
   }
-  if (report && s.state == "closed" && on_closed_) on_closed_(s);
+  if (report && s.state == "closed") hand_on(s);
 }
 
 SessionInfo Sessionizer::change(const std::string& tenant, const std::string& id,
@@ -991,7 +1052,7 @@ SessionInfo Sessionizer::weigh(const std::string& tenant, const std::string& id,
     if (roasted_g) s.roasted_g = roasted_g;
     after = s;
     changed = true;
-    json::object payload{{"session", id}, {"actor", by.to_json()}};
+    json::object payload{{"session", id}, {"actor", by.to_json()}, {"report", report}};
     if (green_g) payload["green_g"] = *green_g;
     if (roasted_g) payload["roasted_g"] = *roasted_g;
     return {ledger::NewEvent{tenant, "sessions", "session.weighed", std::move(payload)}};

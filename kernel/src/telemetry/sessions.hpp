@@ -118,12 +118,19 @@ struct SessionOptions {
   // A session closed for silence opens again when readings go on within this much device time
   // of its last one (the device kept recording; its spool drained late).
   double resume_gap_s = 30;
+  // A session whose report is due this long (a close, or a roaster's change asking for one)
+  // with no report mission recorded is handed on again — the process stopped in between, or
+  // starting the mission failed. Looked for this often, among reports due within a day.
+  double report_retry_s = 30;
 };
 
 class Sessionizer {
  public:
   using DetectorFn = std::function<std::shared_ptr<nodes::EventDetector>()>;
-  using ClosedFn = std::function<void(const SessionInfo&)>;
+  // Starts the report of a session that closed (or that a roaster changed after it closed) and
+  // returns the mission's id, recorded as the session's (session.reported); nullopt when none
+  // was started. Not given: sessions are not reported.
+  using ClosedFn = std::function<std::optional<std::string>(const SessionInfo&)>;
   // Loads the open sessions from storage (their samples included) and starts the worker.
   Sessionizer(ledger::SqliteLedger& ledger, DetectorFn detector, ClosedFn on_closed,
               SessionOptions options);
@@ -139,6 +146,9 @@ class Sessionizer {
   void flush();
   // Closes open sessions silent for options.silence_s (the worker calls it every second).
   void sweep();
+  // Hands on again the sessions whose report has been due for options.report_retry_s (within a
+  // day) without a mission recorded for it (the worker calls it every report_retry_s).
+  void start_due_reports();
   // Records which mission reports a session (session.reported).
   void set_mission(const SessionInfo& s, const std::string& mission_id);
   // Records (or clears) a roaster's mark on a session of `tenant` (session.marked) and returns
@@ -218,6 +228,8 @@ class Sessionizer {
   // After a roaster's mark or weights changed session `s`: the worker's copy follows, and a
   // closed session is handed on again (its report made anew) when `report`.
   void changed_by_roaster(const SessionInfo& s, bool report);
+  // on_closed_, and the mission it started recorded as the session's.
+  void hand_on(const SessionInfo& s);
 
   ledger::SqliteLedger& ledger_;
   DetectorFn detector_;
@@ -231,6 +243,7 @@ class Sessionizer {
   std::mutex state_mu_;  // devices_ (worker, sweep)
   std::map<std::pair<std::string, std::string>, Device> devices_;
   bool warned_no_detector_ = false;
+  std::chrono::steady_clock::time_point last_due_check_ = std::chrono::steady_clock::now();
   std::thread worker_;
 };
 
