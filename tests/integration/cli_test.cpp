@@ -1791,6 +1791,50 @@ BOOST_AUTO_TEST_CASE(a_backup_restores_over_a_crashed_servers_files) {
     server.signal(SIGTERM);
     BOOST_TEST(server.wait(20s).exit_code == 0);
   }
+
+  // A backup cut off leaves FILE.partial, never FILE: the next run replaces it.
+  const auto second = (d.dir.path() / "backups" / "kiln-2.db").string();
+  std::ofstream(second + ".partial") << "half a copy";
+  auto again = d.kiln({"db", "backup", second});
+  BOOST_REQUIRE_MESSAGE(again.exit_code == 0, again.err);
+  BOOST_TEST(contains(again.out, "replacing " + second + ".partial, which a backup cut off left"),
+             again.out);
+  BOOST_TEST(!fs::exists(second + ".partial"));
+  BOOST_TEST(d.kiln({"ledger", "verify", "--set", "storage.path=" + second}).exit_code == 0);
+  // An empty file is no backup: said so, nothing moved.
+  const auto empty = d.dir.path() / "empty.db";
+  std::ofstream{empty};
+  auto nothing = d.kiln({"db", "restore", empty.string()});
+  BOOST_TEST(nothing.exit_code == 1);
+  BOOST_TEST(contains(nothing.err, "is not a kiln database (it has no ledger)"), nothing.err);
+  BOOST_TEST(fs::exists(db));
+  // A restore cut off after it set the database aside and before the copy was in place: no
+  // command makes an empty database there (a restarted service would serve nothing); each says
+  // what happened, and the restore run again finishes.
+  const auto aside = db.string() + ".before-restore-2099-01-01T00-00-00.000Z";
+  fs::rename(db, aside);
+  fs::copy_file(second, db.string() + ".restoring");
+  for (const std::vector<std::string>& command :
+       {std::vector<std::string>{"db", "status"}, {"keys", "list"}}) {
+    auto cut_off = d.kiln(command);
+    BOOST_TEST(cut_off.exit_code == 6, command[0] << ": " << cut_off.err);
+    BOOST_TEST(contains(cut_off.err,
+                        "a `kiln db restore` there was cut off after it set the "
+                        "database aside at var/kiln.db.before-restore-2099-01-01T"),
+               cut_off.err);
+    BOOST_TEST(contains(cut_off.err, "Run `kiln db restore BACKUP` again"), cut_off.err);
+  }
+  {
+    bool became_ready = true;
+    auto served = serve_until_ready(d, {}, &became_ready);
+    BOOST_TEST(!became_ready);
+    BOOST_TEST(served.exit_code == 6, served.err);
+  }
+  BOOST_TEST(!fs::exists(db));
+  auto finished = d.kiln({"db", "restore", second});
+  BOOST_REQUIRE_MESSAGE(finished.exit_code == 0, finished.out << finished.err);
+  BOOST_TEST(!fs::exists(db.string() + ".restoring"));
+  BOOST_TEST(d.kiln({"ledger", "verify"}).exit_code == 0);
 }
 
 // The tts_torch plugin links no LibTorch: it opens its engine library (support/ beside it) when

@@ -1558,11 +1558,25 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
                       "403 forbidden: POST /v1/telemetry needs a recorder key or the operator "
                       "role; this key has viewer"),
              viewer.out << viewer.err);
-  // A roaster's recorder key is all a recorder needs.
+  // A roaster's recorder key is all a recorder needs. A spool file whose write a killed
+  // recorder cut off (never given its batch's name) is removed, said; a live recorder's is not.
+  const auto cut_off = s.dir.path() / "spool-copy" /
+                       "00000000000000000001-00000000000000000099.cose.tmp-2147483646-1";
+  const auto writing =
+      s.dir.path() / "spool-copy" /
+      ("00000000000000000001-00000000000000000098.cose.tmp-" + std::to_string(::getpid()) + "-1");
+  std::ofstream(cut_off) << "half";
+  std::ofstream(writing) << "half";
   auto flushed = s.kiln({"record", "--flush", "--key", "sim-7.key", "--server", server, "--api-key",
                          s.keys.at("recorder"), "--spool", "spool-copy"});
   BOOST_TEST(flushed.exit_code == 0, flushed.out << flushed.err);
   BOOST_TEST(contains(flushed.out, "sent 6, refused 0, waiting in the spool 0"), flushed.out);
+  BOOST_TEST(contains(flushed.err, "removing " + cut_off.filename().string() +
+                                       ", a spool file whose write was cut off"),
+             flushed.err);
+  BOOST_TEST(!fs::exists(cut_off));
+  BOOST_TEST(fs::exists(writing));
+  fs::remove(writing);
   auto nothing = s.kiln({"record", "--flush", "--key", "sim-7.key", "--server", server, "--api-key",
                          s.keys.at("operator"), "--spool", "spool-copy"});
   BOOST_TEST(nothing.exit_code == 0, nothing.err);

@@ -29,9 +29,9 @@ void write_all(int fd, std::string_view bytes, const std::filesystem::path& file
   }
 }
 
-}  // namespace
-
-void write_new_file(const std::filesystem::path& file, std::string_view bytes, mode_t mode) {
+// `bytes` in a new temporary file beside `file`, synced; returns its name.
+std::string synced_temporary(const std::filesystem::path& file, std::string_view bytes,
+                             mode_t mode) {
   std::error_code ec;
   if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path(), ec);
   ensure_sodium();
@@ -49,6 +49,37 @@ void write_new_file(const std::filesystem::path& file, std::string_view bytes, m
     throw;
   }
   ::close(fd);
+  return tmp;
+}
+
+std::filesystem::path directory_of(const std::filesystem::path& file) {
+  return file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
+}
+
+}  // namespace
+
+void sync_directory(const std::filesystem::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw failed("open the directory", dir);
+  const int rc = ::fsync(fd);
+  const int e = errno;
+  ::close(fd);
+  errno = e;
+  if (rc != 0) throw failed("sync the directory", dir);
+}
+
+void replace_file(const std::filesystem::path& file, std::string_view bytes, mode_t mode) {
+  const std::string tmp = synced_temporary(file, bytes, mode);
+  if (::rename(tmp.c_str(), file.c_str()) != 0) {
+    const auto error = failed("write", file);
+    ::unlink(tmp.c_str());
+    throw error;
+  }
+  sync_directory(directory_of(file));
+}
+
+void write_new_file(const std::filesystem::path& file, std::string_view bytes, mode_t mode) {
+  const std::string tmp = synced_temporary(file, bytes, mode);
   const int linked = ::link(tmp.c_str(), file.c_str());
   const int link_errno = errno;
   ::unlink(tmp.c_str());
@@ -58,6 +89,7 @@ void write_new_file(const std::filesystem::path& file, std::string_view bytes, m
       throw std::runtime_error(file.string() + " exists; it is never overwritten");
     throw failed("create", file);
   }
+  sync_directory(directory_of(file));
 }
 
 int open_output_file(const std::filesystem::path& file, mode_t mode) {

@@ -16,6 +16,16 @@ namespace kiln::common {
 // std::runtime_error naming the file and the reason.
 void write_new_file(const std::filesystem::path& file, std::string_view bytes, mode_t mode);
 
+// Writes `bytes` to `file` whole or not at all, replacing it, with mode `mode`: into a temporary
+// file beside it (`FILE.tmp-…`, created exclusively), synced, renamed over `file`, and the
+// directory synced — after a crash or power cut the file is the old one or the new one, never a
+// part. Creates the directory. Throws std::runtime_error naming the file and the reason.
+void replace_file(const std::filesystem::path& file, std::string_view bytes, mode_t mode);
+
+// Syncs a directory, so that the names created, renamed or removed in it survive a power cut.
+// Throws std::runtime_error naming it.
+void sync_directory(const std::filesystem::path& dir);
+
 // Opens `file` for writing, replacing its contents, with mode `mode`; refuses to write through a
 // symbolic link (O_NOFOLLOW). Returns the descriptor; throws std::runtime_error naming the file.
 int open_output_file(const std::filesystem::path& file, mode_t mode);

@@ -300,6 +300,36 @@ ledger::Ledger& Kernel::ledger() {
   return sqlite_ledger();
 }
 
+std::optional<std::string> interrupted_restore(const std::filesystem::path& db) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(db, ec)) return std::nullopt;
+  const fs::path dir = db.has_parent_path() ? db.parent_path() : fs::path(".");
+  const std::string aside_prefix = db.filename().string() + ".before-restore-";
+  std::string newest_aside;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    // The file itself, not its -wal or -shm; the newest (stamps sort by time).
+    if (name.rfind(aside_prefix, 0) == 0 && name.find("-wal") == std::string::npos &&
+        name.find("-shm") == std::string::npos && name > newest_aside)
+      newest_aside = name;
+  }
+  const fs::path copy = db.string() + ".restoring";
+  const bool copying = fs::exists(copy, ec);
+  if (newest_aside.empty() && !copying) return std::nullopt;
+  const std::string aside = (dir / newest_aside).string();
+  return "no database at " + db.string() + ", but a `kiln db restore` there was cut off" +
+         (newest_aside.empty() ? std::string()
+                               : " after it set the database aside at " + aside +
+                                     " (with its -wal and -shm, if it had them)") +
+         (copying ? "; " + copy.string() + " is the copy it was putting in place" : "") +
+         ". Run `kiln db restore BACKUP` again (it checks the backup and finishes)" +
+         (newest_aside.empty() ? std::string(".")
+                               : ", or move " + aside + " back to " + db.string() +
+                                     " to serve the database as it was.") +
+         " Nothing is made there until then.";
+}
+
 void Kernel::require_writable_storage() {
   sqlite_ledger();  // made and migrated (a new database is written here)
   if (storage::Connection(storage_path(), storage::Connection::Mode::kReadWrite).read_only())
@@ -315,6 +345,8 @@ ledger::SqliteLedger& Kernel::sqlite_ledger() {
   if (!ledger_) {
     // A command run away from the deployment's directory or configuration would quietly keep
     // what it writes (keys, devices, profiles) in a database of its own: said where it is made.
+    if (auto cut_off = interrupted_restore(storage_path()))
+      throw BootError(kExitStorage, "storage: " + *cut_off);
     if (std::error_code ec; !std::filesystem::exists(storage_path(), ec)) {
       const auto& entries = config_.entries();
       const auto it = entries.find("storage.path");

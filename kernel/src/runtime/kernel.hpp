@@ -76,6 +76,11 @@ struct BootOptions {
   bool missions_optional = false;
 };
 
+// When there is no database at `db` but a `kiln db restore` was cut off there (it had set the
+// database aside and not yet put the copy in place): what happened and what to do; else nullopt.
+// A new empty database must not be made there — a service restarted then would serve nothing.
+std::optional<std::string> interrupted_restore(const std::filesystem::path& db);
+
 struct NodeStatus {
   std::string kind;
   std::string selected;

@@ -256,7 +256,9 @@ database does not exist yet (`kiln serve` creates it).
 
 Writes a consistent copy of the database at storage.path to FILE (SQLite's VACUUM INTO: one
 read transaction, so `kiln serve` goes on writing meanwhile), then checks the copy's integrity
-and counts its ledger events. FILE must not exist, and is made 0640 as the database is. To
+and counts its ledger events. FILE must not exist, and is made 0640 as the database is. The
+copy is FILE.partial until it is whole, checked and synced: a backup cut off never leaves a
+file under FILE's name (the next run replaces the .partial). To
 restore: stop kiln serve, then `kiln db restore FILE`. `kiln ledger verify --set
 storage.path=FILE` checks a backup's hash chain where it lies.
 
@@ -270,10 +272,13 @@ a second time.
 
 Puts BACKUP (a file `kiln db backup` wrote) at storage.path. kiln serve must be stopped: the
 restore refuses while one runs on the database, and none can start until it is done. BACKUP is
-checked first (SQLite's integrity check, the ledger's hash chain); then the database there now
-is moved aside whole — the file with its -wal and -shm, which after a crash hold commits the
-file lacks and would otherwise be replayed onto the restored copy — to
-storage.path.before-restore-TIME, and the copy is put in place, 0640. Nothing is deleted.
+checked first (SQLite's integrity check, the ledger's hash chain) and copied beside the
+database (storage.path.restoring, synced); then the database there now is moved aside whole —
+the file with its -wal and -shm, which after a crash hold commits the file lacks and would
+otherwise be replayed onto the restored copy — to storage.path.before-restore-TIME, and the copy
+is put in place, 0640. Nothing is deleted. A restore cut off after the database was set aside
+leaves no database: every command then says so (exit 6) rather than make an empty one, and the
+restore run again finishes.
 )"},
     {"ledger verify", R"(Usage: kiln ledger verify [--json]
 
@@ -507,6 +512,8 @@ BootOptions boot_options(const Args& a, bool resolve, std::set<std::string> kind
 void need_database(const Kernel& k, const std::string& what) {
   std::error_code ec;
   if (std::filesystem::exists(k.storage_path(), ec)) return;
+  if (auto cut_off = runtime::interrupted_restore(k.storage_path()))
+    throw BootError(runtime::kExitStorage, *cut_off);
   const auto& entries = k.config().entries();
   const auto it = entries.find("storage.path");
   throw BootError(
@@ -1371,32 +1378,67 @@ int cmd_db_backup(const Args& a, std::ostream& out) {
     throw BootError(runtime::kExitFailed,
                     to.string() + " exists; name a new file (a backup never overwrites)");
   if (to.has_parent_path()) std::filesystem::create_directories(to.parent_path(), ec);
+  // Written as FILE.partial and given its name only once whole, checked and synced: a backup cut
+  // off (killed, a full disk) is never taken for one. One an earlier run left is replaced.
+  const std::filesystem::path partial = to.string() + ".partial";
+  for (const char* suffix : {"", "-journal"})
+    if (std::filesystem::remove(partial.string() + suffix, ec) && suffix[0] == '\0')
+      out << "replacing " << partial.string() << ", which a backup cut off left\n";
   // The copy holds what the database holds (the ledger, API key hashes, device keys): 0640 as
   // the database, made empty first so VACUUM INTO writes into it with that mode.
   {
-    const int fd = ::open(to.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0640);
+    const int fd = ::open(partial.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0640);
     if (fd < 0)
       throw BootError(runtime::kExitFailed,
-                      "cannot create " + to.string() + " (" + std::strerror(errno) + ")");
+                      "cannot create " + partial.string() + " (" + std::strerror(errno) + ")");
     ::close(fd);
   }
-  {
-    storage::Connection c(path, storage::Connection::Mode::kReadOnly);
-    auto st = c.prepare("VACUUM INTO ?");
-    st.bind(1, to.string());
-    st.step();
+  auto fail = [&](const std::string& why) {
+    std::error_code gone;
+    std::filesystem::remove(partial, gone);
+    return BootError(runtime::kExitFailed, why + "; no backup written");
+  };
+  std::int64_t events = 0, last_seq = 0;
+  try {
+    {
+      storage::Connection c(path, storage::Connection::Mode::kReadOnly);
+      auto st = c.prepare("VACUUM INTO ?");
+      st.bind(1, partial.string());
+      st.step();
+    }
+    storage::Connection copy(partial, storage::Connection::Mode::kReadOnly);
+    auto check = copy.prepare("PRAGMA integrity_check");
+    check.step();
+    if (check.text(0) != "ok")
+      throw fail("the copy at " + partial.string() +
+                 " fails its integrity check: " + check.text(0));
+    auto n = copy.prepare("SELECT count(*), coalesce(max(seq), 0) FROM ledger");
+    n.step();
+    events = n.int64(0);
+    last_seq = n.int64(1);
+  } catch (const BootError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw fail(std::string("the copy failed: ") + e.what());
   }
-  storage::Connection copy(to, storage::Connection::Mode::kReadOnly);
-  auto check = copy.prepare("PRAGMA integrity_check");
-  check.step();
-  if (check.text(0) != "ok")
-    throw BootError(runtime::kExitFailed,
-                    "the copy at " + to.string() + " fails its integrity check: " + check.text(0));
-  auto n = copy.prepare("SELECT count(*), coalesce(max(seq), 0) FROM ledger");
-  n.step();
+  {
+    const int fd = ::open(partial.c_str(), O_RDONLY | O_CLOEXEC);
+    const bool synced = fd >= 0 && ::fsync(fd) == 0;
+    if (fd >= 0) ::close(fd);
+    if (!synced) throw fail("cannot sync " + partial.string() + ": " + std::strerror(errno));
+  }
+  // Its name only if nothing took it meanwhile (a backup never overwrites).
+  if (::renameat2(AT_FDCWD, partial.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) != 0)
+    throw fail("cannot name the copy " + to.string() + ": " + std::strerror(errno));
+  try {
+    common::sync_directory(to.has_parent_path() ? to.parent_path() : std::filesystem::path("."));
+  } catch (const std::exception& e) {
+    throw BootError(runtime::kExitFailed, std::string("the backup is written, but ") + e.what() +
+                                              ": after a power cut it may not be");
+  }
   out << "backed up " << path.string() << " to " << to.string() << ": "
-      << std::filesystem::file_size(to) << " bytes, " << n.int64(0) << " ledger events (to seq "
-      << n.int64(1) << "), integrity ok\n"
+      << std::filesystem::file_size(to) << " bytes, " << events << " ledger events (to seq "
+      << last_seq << "), integrity ok\n"
       << "check its chain: kiln ledger verify --set storage.path=" << to.string() << "\n"
       << "restore it: kiln db restore " << to.string() << "\n";
   return runtime::kExitOk;
@@ -1426,6 +1468,12 @@ int cmd_db_restore(const Args& a, std::ostream& out) {
       throw BootError(
           runtime::kExitFailed,
           from.string() + " fails its integrity check, nothing restored: " + check.text(0));
+    auto ledger = b.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ledger'");
+    if (!ledger.step())
+      throw BootError(runtime::kExitFailed,
+                      from.string() +
+                          " is not a kiln database (it has no ledger): an empty file, or one "
+                          "a backup cut off left? Nothing restored");
     // A newer kiln's backup: this one could not serve it (a rollback would end in a server that
     // does not start); said before anything is moved.
     const int newest = storage::kernel_migrations().back().version;
@@ -1442,9 +1490,31 @@ int cmd_db_restore(const Args& a, std::ostream& out) {
     throw BootError(runtime::kExitFailed, from.string() + ": its ledger is broken at seq " +
                                               std::to_string(chain.first_bad_seq) + " (" +
                                               chain.reason + "), nothing restored");
-  // The database now is set aside whole, with its -wal and -shm: after a crash the -wal holds
-  // commits the file lacks, and SQLite would replay it onto the restored file (a mix of both,
-  // damaged). Nothing is deleted.
+  // The copy first, whole and synced beside the database, which is untouched until then: a
+  // restore cut off while copying leaves the database as it was.
+  const fs::path partial = path.string() + ".restoring";
+  fs::remove(partial, ec);
+  fs::copy_file(from, partial, ec);
+  if (!ec)
+    fs::permissions(partial, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read,
+                    fs::perm_options::replace, ec);
+  if (!ec) {
+    const int fd = ::open(partial.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || ::fsync(fd) != 0) ec = std::error_code(errno, std::generic_category());
+    if (fd >= 0) ::close(fd);
+  }
+  if (ec) {
+    const std::string why = ec.message();
+    fs::remove(partial, ec);
+    throw BootError(runtime::kExitFailed, "cannot copy " + from.string() + " to " +
+                                              partial.string() + " (" + why +
+                                              "), nothing restored");
+  }
+  // Then the database now is set aside whole, with its -wal and -shm: after a crash the -wal
+  // holds commits the file lacks, and SQLite would replay it onto the restored file (a mix of
+  // both, damaged). Nothing is deleted. Cut off from here until the copy is in place, the
+  // database is missing and every command says so (runtime::interrupted_restore) instead of
+  // making an empty one.
   std::string stamp = ledger::utc_now_millis();
   for (auto& c : stamp)
     if (c == ':') c = '-';
@@ -1460,20 +1530,18 @@ int cmd_db_restore(const Args& a, std::ostream& out) {
                                                 "), nothing restored");
     moved = moved || suffix[0] == '\0';
   }
-  const fs::path partial = path.string() + ".restoring";
-  fs::remove(partial, ec);
-  fs::copy_file(from, partial, ec);
-  if (ec)
-    throw BootError(runtime::kExitFailed,
-                    "cannot copy " + from.string() + " to " + partial.string() + " (" +
-                        ec.message() + ")" +
-                        (moved ? "; the database before is at " + aside : std::string()));
-  fs::permissions(partial, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read,
-                  fs::perm_options::replace, ec);
   fs::rename(partial, path, ec);
   if (ec)
     throw BootError(runtime::kExitFailed,
-                    "cannot put the copy at " + path.string() + " (" + ec.message() + ")");
+                    "cannot put the copy " + partial.string() + " at " + path.string() + " (" +
+                        ec.message() + ")" +
+                        (moved ? "; the database before is at " + aside : std::string()));
+  try {
+    common::sync_directory(path.has_parent_path() ? path.parent_path() : fs::path("."));
+  } catch (const std::exception& e) {
+    throw BootError(runtime::kExitFailed, std::string("the copy is in place, but ") + e.what() +
+                                              ": after a power cut it may not be");
+  }
   const auto restored = ledger::verify_file(path);
   ::close(lock);
   out << "restored " << path.string() << " from " << from.string() << ": " << restored.checked

@@ -7,6 +7,7 @@
 #include <array>
 #include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <csignal>
 #include <cstdlib>
@@ -1000,8 +1001,22 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   // Sends what the spool holds, oldest first; false when the server is still down.
   auto drain = [&]() -> bool {
     std::vector<fs::path> files;
-    for (const auto& e : fs::directory_iterator(spool))
+    for (const auto& e : fs::directory_iterator(spool)) {
       if (e.is_regular_file() && e.path().extension() == ".cose") files.push_back(e.path());
+      // A write a killed recorder left unfinished (never renamed to its batch's name: that
+      // batch was never spooled), named FILE.tmp-PID-…; a live recorder's is left alone.
+      const std::string name = e.path().filename().string();
+      if (const auto at = name.find(".cose.tmp-"); at != std::string::npos && e.is_regular_file()) {
+        const long pid = std::strtol(name.c_str() + at + 10, nullptr, 10);
+        if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+          err << "kiln record: removing " << name
+              << ", a spool file whose write was cut off (its recorder stopped while writing "
+                 "it)\n";
+          std::error_code gone;
+          fs::remove(e.path(), gone);
+        }
+      }
+    }
     std::sort(files.begin(), files.end());
     for (const auto& f : files) {
       std::ifstream in(f, std::ios::binary);
@@ -1090,10 +1105,8 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
     std::uint64_t last = 0;
     std::ifstream(spool / "last_boot") >> last;
     boot_epoch = std::max(boot_epoch, last + 1);
-    std::ofstream f(spool / "last_boot", std::ios::trunc);
-    f << boot_epoch << "\n";
-    f.close();
-    if (!f) throw std::runtime_error("cannot write " + (spool / "last_boot").string());
+    // Synced: after a power cut the next run must still count above it.
+    common::replace_file(spool / "last_boot", std::to_string(boot_epoch) + "\n", 0640);
   }
   std::uint64_t seq = 0;
   std::vector<telemetry::Sample> pending;
@@ -1163,20 +1176,15 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
         spool_backlog = true;
       }
     }
-    // Written under another name and renamed once whole: a spool file is never half a batch
-    // (a full disk once left an empty one that the next run sent as a malformed envelope).
+    // Written under another name, synced and renamed once whole: a spool file is never half a
+    // batch (a full disk once left an empty one that the next run sent as a malformed envelope),
+    // nor, after a power cut, an empty file under a batch's name.
     const fs::path final_name = spool_name(b);
-    fs::path part = final_name;
-    part += ".part";
-    std::ofstream f(part, std::ios::binary);
-    f << env;
-    f.close();
-    std::error_code rec;
-    if (f) fs::rename(part, final_name, rec);
-    if (!f || rec) {
-      fs::remove(part, rec);
-      throw std::runtime_error("cannot write the spool file " + final_name.string() +
-                               " (disk full?); batch " + std::to_string(b.seq) + " is lost");
+    try {
+      common::replace_file(final_name, env, 0640);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(std::string(e.what()) + " (disk full?); batch " +
+                               std::to_string(b.seq) + " is lost");
     }
     ++spooled;
   };
