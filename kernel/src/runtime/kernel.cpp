@@ -691,8 +691,9 @@ telemetry::TelemetryService& Kernel::telemetry() {
         return r.mission.id;
       } catch (const std::exception& e) {
         spdlog::error(
-            "session {}: the {} mission could not be started: {} (tried again in {:.0f} s)", s.id,
-            mission, e.what(), retry_s);
+            "session {}: the {} mission could not be started: {} (its report stays due: the "
+            "sessionizer of kiln serve tries again every {:.0f} s)",
+            s.id, mission, e.what(), retry_s);
         return std::nullopt;
       }
     };
