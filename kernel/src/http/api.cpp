@@ -45,7 +45,11 @@ const char* kMissionSchema =
     "steps": {"type": "array", "items": {"type": "object", "properties": {
       "step": {"type": "string"}, "tool": {"type": "string"}, "approval": {"type": "string"},
       "state": {"type": "string"}, "attempts": {"type": "integer"},
-      "approved_by": {"type": ["string", "null"]}, "output": {}, "error": {},
+      "approved_by": {"type": ["string", "null"]},
+      "output": {"description": "the tool's output; null in GET /v1/missions unless ?outputs=true"},
+      "error": {"type": ["object", "null"], "description": "why its last attempt failed",
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+          "retryable": {"type": "boolean"}, "details": {}}},
       "started_at": {"type": ["string", "null"]}, "finished_at": {"type": ["string", "null"]},
       "artifacts": {"type": "array", "description": "files the step kept: GET /v1/missions/{id}/artifacts/{step}/{name}",
         "items": {"type": "object", "required": ["name", "media_type", "bytes", "sha256"],
