@@ -730,3 +730,50 @@ BOOST_AUTO_TEST_CASE(a_report_the_process_stopped_before_starting_is_started_lat
   BOOST_TEST(telemetry::Sessionizer::get(f.ledger.path(), std::string("acme"), id)
                  ->mission_id.value_or("") == "m-2");
 }
+
+// A process that stopped right after storing a roast's first batch (its readings before CHARGE)
+// never handed it on, and sent again it is a duplicate, which is not handed on either. The next
+// process's sessionizer reads the device's stored idle window when it first sees the device, so
+// the next batch's CHARGE is not its first reading (taken for a roast already under way): the
+// roast has its session.
+BOOST_AUTO_TEST_CASE(readings_stored_before_a_restart_are_read_back_for_the_next_charge) {
+  Fixture f;
+  auto roast = fixture_roast(true);
+  std::vector<telemetry::Sample> all;
+  for (int i = 120; i > 0; --i) {  // the drum preheated, nothing happening
+    telemetry::Sample x = roast.front();
+    x.t -= i;
+    x.state = 2;
+    all.push_back(x);
+  }
+  all.insert(all.end(), roast.begin(), roast.end());
+  const std::size_t charge = 120 + 7;  // the log's CHARGE, index 7
+  std::int64_t seq = 0;
+  auto store = [&](std::size_t from, std::size_t to) {
+    const std::vector<telemetry::Sample> batch(all.begin() + static_cast<std::ptrdiff_t>(from),
+                                               all.begin() + static_cast<std::ptrdiff_t>(to));
+    storage::Connection c(f.ledger.path(), storage::Connection::Mode::kReadWrite);
+    auto st = c.prepare(
+        "INSERT INTO telemetry_inbox (tenant, device, boot, seq, kid, digest, sent_at, "
+        "received_at, first_t, last_t, count, samples) VALUES ('acme', 'r1', 1, ?, 'k', ?, ?, "
+        "'2027-01-01T00:00:00.000Z', ?, ?, ?, ?)");
+    ++seq;
+    st.bind(1, seq).bind(2, "d" + std::to_string(seq)).bind_real(3, batch.back().t);
+    st.bind_real(4, batch.front().t).bind_real(5, batch.back().t);
+    st.bind(6, static_cast<std::int64_t>(batch.size()))
+        .bind(7, boost::json::serialize(telemetry::samples_json(batch)));
+    st.step();
+    return batch;
+  };
+  store(0, charge);  // stored, then the process stopped: never handed on
+  auto s = f.sessionizer();
+  for (std::size_t i = charge; i < all.size(); i += 10) {
+    const std::size_t to = std::min(i + 10, all.size());
+    s->add("acme", "r1", 1, store(i, to));  // the batch beginning at CHARGE first
+  }
+  s->flush();
+  const auto sessions = sessions_of(f.ledger.path(), "acme", 10);
+  BOOST_REQUIRE_EQUAL(sessions.size(), 1u);
+  BOOST_TEST(sessions[0].close_reason == "drop");
+  BOOST_TEST(std::abs(sessions[0].charge_t - all[charge].t) <= 3.0);
+}

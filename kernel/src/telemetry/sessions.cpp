@@ -450,17 +450,41 @@ void Sessionizer::load(const std::string& tenant, const std::string& device, Dev
                       " FROM telemetry_sessions WHERE tenant = ? AND device = ? "
                       "ORDER BY opened_at DESC, start_t DESC LIMIT 1");
   st.bind(1, tenant).bind(2, device);
-  if (!st.step()) return;
-  auto s = row(st);
-  if (s.state == "open") {
-    d.buffer = samples(ledger_.path(), s);
-    d.boot = d.buffer_boot = s.first_boot;
-    d.open = s;
-  } else if (s.end_t) {
-    d.last_end_t = *s.end_t;
-    d.boot = s.last_boot ? s.last_boot : s.first_boot;
-    d.last_closed = s;
+  if (st.step()) {
+    auto s = row(st);
+    if (s.state == "open") {
+      d.buffer = samples(ledger_.path(), s);
+      d.boot = d.buffer_boot = s.first_boot;
+      d.open = s;
+      return;
+    }
+    if (s.end_t) {
+      d.last_end_t = *s.end_t;
+      d.boot = s.last_boot ? s.last_boot : s.first_boot;
+      d.last_closed = s;
+    }
   }
+  // No roast under way: the device's newest readings stored before this process saw any — the
+  // idle window of its newest boot, after its last session. A process that stopped after storing
+  // a batch never handed it on, and sent again it is a duplicate, which is not: without it the
+  // next batch's CHARGE would be the first reading held, taken for a roast already under way,
+  // and the whole roast would have no session.
+  auto newest = c.prepare(
+      "SELECT boot, max(last_t) FROM telemetry_all WHERE tenant = ? AND device = ? GROUP BY boot "
+      "ORDER BY boot DESC LIMIT 1");
+  newest.bind(1, tenant).bind(2, device);
+  if (!newest.step() || newest.is_null(1)) return;
+  SessionInfo window;
+  window.tenant = tenant;
+  window.device = device;
+  window.first_boot = window.last_boot = newest.int64(0);
+  if (d.boot && *window.first_boot < *d.boot) return;
+  window.start_t = std::max(newest.real(1) - options_.idle_buffer_s,
+                            std::nextafter(d.last_end_t, std::numeric_limits<double>::infinity()));
+  // (Readings of a clock that started over lie before the last session's end: none are taken,
+  // and handle() sees the new timeline as it comes.)
+  d.buffer = samples(ledger_.path(), window);
+  if (!d.buffer.empty()) d.boot = d.buffer_boot = window.first_boot;
 }
 
 void Sessionizer::handle(const std::string& tenant, const std::string& device, std::int64_t boot,
