@@ -1801,6 +1801,19 @@ BOOST_AUTO_TEST_CASE(a_backup_restores_over_a_crashed_servers_files) {
              again.out);
   BOOST_TEST(!fs::exists(second + ".partial"));
   BOOST_TEST(d.kiln({"ledger", "verify", "--set", "storage.path=" + second}).exit_code == 0);
+  // A second backup to a FILE one is writing is refused: replacing its .partial, it would have
+  // the first name a half-written copy.
+  {
+    const auto third = (d.dir.path() / "backups" / "kiln-3.db").string();
+    const int fd = ::open((third + ".partial").c_str(), O_CREAT | O_RDWR, 0640);
+    BOOST_REQUIRE(fd >= 0);
+    BOOST_REQUIRE(::flock(fd, LOCK_EX) == 0);  // as a running backup holds it
+    auto busy = d.kiln({"db", "backup", third});
+    BOOST_TEST(busy.exit_code == 1);
+    BOOST_TEST(contains(busy.err, "another kiln db backup is writing " + third), busy.err);
+    BOOST_TEST(!fs::exists(third));
+    ::close(fd);
+  }
   // An empty file is no backup: said so, nothing moved.
   const auto empty = d.dir.path() / "empty.db";
   std::ofstream{empty};
@@ -1831,10 +1844,20 @@ BOOST_AUTO_TEST_CASE(a_backup_restores_over_a_crashed_servers_files) {
     BOOST_TEST(served.exit_code == 6, served.err);
   }
   BOOST_TEST(!fs::exists(db));
+  // The copy it left is not a backup to restore (it would be replaced while read).
+  auto itself = d.kiln({"db", "restore", db.string() + ".restoring"});
+  BOOST_TEST(itself.exit_code == 1);
+  BOOST_TEST(contains(itself.err, "is the copy a restore cut off left"), itself.err);
   auto finished = d.kiln({"db", "restore", second});
   BOOST_REQUIRE_MESSAGE(finished.exit_code == 0, finished.out << finished.err);
   BOOST_TEST(!fs::exists(db.string() + ".restoring"));
   BOOST_TEST(d.kiln({"ledger", "verify"}).exit_code == 0);
+  // Set-aside files are kept after every restore: alone they say nothing of a restore cut off.
+  for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(db.string() + suffix);
+  auto gone = d.kiln({"db", "status"});
+  BOOST_TEST(gone.exit_code == 1, gone.err);
+  BOOST_TEST(contains(gone.err, "no database at"), gone.err);
+  BOOST_TEST(!contains(gone.err, "cut off"), gone.err);
 }
 
 // The tts_torch plugin links no LibTorch: it opens its engine library (support/ beside it) when

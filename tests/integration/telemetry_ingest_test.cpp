@@ -1558,8 +1558,9 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
                       "403 forbidden: POST /v1/telemetry needs a recorder key or the operator "
                       "role; this key has viewer"),
              viewer.out << viewer.err);
-  // A roaster's recorder key is all a recorder needs. A spool file whose write a killed
-  // recorder cut off (never given its batch's name) is removed, said; a live recorder's is not.
+  // A roaster's recorder key is all a recorder needs. A spool file a killed recorder was writing
+  // (never given its batch's name) is sent under its name — cut off, it is refused as malformed
+  // and kept in rejected/ — said; a live recorder's is left alone.
   const auto cut_off = s.dir.path() / "spool-copy" /
                        "00000000000000000001-00000000000000000099.cose.tmp-2147483646-1";
   const auto writing =
@@ -1567,14 +1568,23 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
       ("00000000000000000001-00000000000000000098.cose.tmp-" + std::to_string(::getpid()) + "-1");
   std::ofstream(cut_off) << "half";
   std::ofstream(writing) << "half";
+  for (const auto& f : {cut_off, writing})
+    fs::last_write_time(f, fs::file_time_type::clock::now() - std::chrono::minutes(5));
   auto flushed = s.kiln({"record", "--flush", "--key", "sim-7.key", "--server", server, "--api-key",
                          s.keys.at("recorder"), "--spool", "spool-copy"});
-  BOOST_TEST(flushed.exit_code == 0, flushed.out << flushed.err);
-  BOOST_TEST(contains(flushed.out, "sent 6, refused 0, waiting in the spool 0"), flushed.out);
-  BOOST_TEST(contains(flushed.err, "removing " + cut_off.filename().string() +
-                                       ", a spool file whose write was cut off"),
-             flushed.err);
+  BOOST_TEST(flushed.exit_code == 1, flushed.out << flushed.err);  // one refused: said so
+  BOOST_TEST(contains(flushed.out,
+                      "sent 6, refused 1 (moved to spool-copy/rejected), waiting in "
+                      "the spool 0"),
+             flushed.out);
+  BOOST_TEST(contains(flushed.out + flushed.err,
+                      cut_off.filename().string() +
+                          " was left by a recorder stopped while writing it: sending it as "
+                          "00000000000000000001-00000000000000000099.cose"),
+             flushed.out << flushed.err);
   BOOST_TEST(!fs::exists(cut_off));
+  BOOST_TEST(fs::exists(s.dir.path() / "spool-copy" / "rejected" /
+                        "00000000000000000001-00000000000000000099.cose"));
   BOOST_TEST(fs::exists(writing));
   fs::remove(writing);
   auto nothing = s.kiln({"record", "--flush", "--key", "sim-7.key", "--server", server, "--api-key",

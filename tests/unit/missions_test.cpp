@@ -329,7 +329,8 @@ approvals:
   std::vector<std::string> problems;
   auto lists = parse_policy({"l.yaml",
                              "version: 1\ntenants:\n  a: {missions: simple}\n"
-                             "  b: {missions: [simple, {x: 1}]}\n  c: {missions: []}\n"},
+                             "  b: {missions: [simple, {x: 1}]}\n  c: {missions: []}\n"
+                             "  d: {missions: [{x: 1}]}\n"},
                             &problems);
   const auto said = common::join(problems, "\n");
   BOOST_TEST(
@@ -343,6 +344,7 @@ approvals:
   const auto checked = check_policy(lists, names_only);
   const auto warned = common::join(checked.warnings, "\n");
   BOOST_TEST(warned.find("tenants.a may start no missions") == std::string::npos, warned);
+  BOOST_TEST(warned.find("tenants.d may start no missions") == std::string::npos, warned);
   BOOST_TEST(warned.find("tenants.c may start no missions") != std::string::npos, warned);
   BOOST_TEST(common::join(checked.errors, "\n").find("''") == std::string::npos);
 }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -78,18 +79,32 @@ void replace_file(const std::filesystem::path& file, std::string_view bytes, mod
   sync_directory(directory_of(file));
 }
 
+void name_new_file(const std::filesystem::path& from, const std::filesystem::path& to) {
+  const auto exists = [&] {
+    return std::runtime_error(to.string() + " exists; it is never overwritten");
+  };
+  if (::link(from.c_str(), to.c_str()) == 0) {
+    ::unlink(from.c_str());
+  } else if (errno == EEXIST) {
+    throw exists();
+  } else if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) != 0) {
+    if (errno == EEXIST) throw exists();
+    if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) throw failed("create", to);
+    std::error_code ec;
+    if (std::filesystem::exists(to, ec)) throw exists();
+    if (::rename(from.c_str(), to.c_str()) != 0) throw failed("create", to);
+  }
+  sync_directory(directory_of(to));
+}
+
 void write_new_file(const std::filesystem::path& file, std::string_view bytes, mode_t mode) {
   const std::string tmp = synced_temporary(file, bytes, mode);
-  const int linked = ::link(tmp.c_str(), file.c_str());
-  const int link_errno = errno;
-  ::unlink(tmp.c_str());
-  if (linked != 0) {
-    errno = link_errno;
-    if (link_errno == EEXIST)
-      throw std::runtime_error(file.string() + " exists; it is never overwritten");
-    throw failed("create", file);
+  try {
+    name_new_file(tmp, file);
+  } catch (...) {
+    ::unlink(tmp.c_str());
+    throw;
   }
-  sync_directory(directory_of(file));
 }
 
 int open_output_file(const std::filesystem::path& file, mode_t mode) {

@@ -22,6 +22,12 @@ void write_new_file(const std::filesystem::path& file, std::string_view bytes, m
 // part. Creates the directory. Throws std::runtime_error naming the file and the reason.
 void replace_file(const std::filesystem::path& file, std::string_view bytes, mode_t mode);
 
+// Gives the file `from` the name `to` unless `to` exists (never replacing it), then syncs the
+// directory: link(2) and unlink; on a filesystem without hard links rename(2) with
+// RENAME_NOREPLACE; where neither is supported (some network filesystems), rename after
+// checking. Throws std::runtime_error naming `to` ("exists; it is never overwritten").
+void name_new_file(const std::filesystem::path& from, const std::filesystem::path& to);
+
 // Syncs a directory, so that the names created, renamed or removed in it survive a power cut.
 // Throws std::runtime_error naming it.
 void sync_directory(const std::filesystem::path& dir);

@@ -104,22 +104,27 @@ class PolicyParser {
     }
   }
 
-  std::vector<NameRef> names(const YAML::Node& n, const std::string& ctx) {
+  // `malformed`, when given, is set if the list or an entry of it is no name (said already).
+  std::vector<NameRef> names(const YAML::Node& n, const std::string& ctx,
+                             bool* malformed = nullptr) {
     std::vector<NameRef> out;
     if (!n || n.IsNull()) return out;
     if (!n.IsSequence()) {
       problems.push_back(mark_of(file_, n.Mark()) + ": " + ctx + " must be a list of names");
+      if (malformed) *malformed = true;
       return out;
     }
     for (const auto& x : n) {
-      if (x.IsScalar())
+      if (x.IsScalar()) {
         out.push_back({x.Scalar(), mark_of(file_, x.Mark())});
-      else
-        problems.push_back(mark_of(file_, x.Mark()) + ": " + ctx +
-                           " must be a list of names; this entry is a " +
-                           (x.IsMap()        ? "mapping"
-                            : x.IsSequence() ? "list"
-                                             : "null"));
+        continue;
+      }
+      problems.push_back(mark_of(file_, x.Mark()) + ": " + ctx +
+                         " must be a list of names; this entry is a " +
+                         (x.IsMap()        ? "mapping"
+                          : x.IsSequence() ? "list"
+                                           : "null"));
+      if (malformed) *malformed = true;
     }
     return out;
   }
@@ -236,8 +241,7 @@ class PolicyParser {
     const YAML::Node& n = kv.second;
     keys(n, {"missions", "deny", "review", "max_active", "retry_after_ms", "rate_limits"}, ctx);
     if (!n.IsMap()) return t;
-    t.missions = names(n["missions"], ctx + ".missions");
-    t.missions_malformed = n["missions"] && !n["missions"].IsNull() && !n["missions"].IsSequence();
+    t.missions = names(n["missions"], ctx + ".missions", &t.missions_malformed);
     t.deny = names(n["deny"], ctx + ".deny");
     t.review = names(n["review"], ctx + ".review");
     // (A value that is no integer is said once, not again as out of range.)

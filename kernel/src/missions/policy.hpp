@@ -31,7 +31,7 @@ struct TenantPolicy {
   std::string name;
   std::string where;
   std::vector<NameRef> missions;    // templates the tenant may start; "*" = all
-  bool missions_malformed = false;  // `missions:` is there but not a list (an error of its own)
+  bool missions_malformed = false;  // `missions:` or an entry of it is no name (an error itself)
   std::vector<NameRef> deny;        // never, even when `missions` allows
   std::vector<NameRef> review;      // start QUARANTINED, held for an approver
   std::int64_t max_active = 0;      // > 0: more active missions → RETRY_LATER

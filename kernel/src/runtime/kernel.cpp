@@ -90,6 +90,7 @@ std::unique_ptr<Kernel> Kernel::boot(const BootOptions& options) {
   lo.sets = options.sets;
   lo.set_origins = options.set_origins;
   k->one_shot_ = options.one_shot;
+  k->serves_ = options.serves;
   k->missions_optional_ = options.missions_optional;
   std::vector<config::NodeKindInfo> kind_infos;
   for (const auto& d : k->kinds_) kind_infos.push_back({d.kind, d.default_node});
@@ -300,33 +301,44 @@ ledger::Ledger& Kernel::ledger() {
   return sqlite_ledger();
 }
 
-std::optional<std::string> interrupted_restore(const std::filesystem::path& db) {
+std::optional<std::filesystem::path> newest_set_aside(const std::filesystem::path& db) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  if (fs::exists(db, ec)) return std::nullopt;
   const fs::path dir = db.has_parent_path() ? db.parent_path() : fs::path(".");
-  const std::string aside_prefix = db.filename().string() + ".before-restore-";
-  std::string newest_aside;
+  const std::string prefix = db.filename().string() + ".before-restore-";
+  std::string newest;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
     // The file itself, not its -wal or -shm; the newest (stamps sort by time).
-    if (name.rfind(aside_prefix, 0) == 0 && name.find("-wal") == std::string::npos &&
-        name.find("-shm") == std::string::npos && name > newest_aside)
-      newest_aside = name;
+    if (name.rfind(prefix, 0) == 0 && !name.ends_with("-wal") && !name.ends_with("-shm") &&
+        name > newest)
+      newest = name;
   }
+  if (newest.empty()) return std::nullopt;
+  return dir / newest;
+}
+
+std::optional<std::string> interrupted_restore(const std::filesystem::path& db) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  // The copy is there from before the database is set aside until it is renamed into place:
+  // with no database, that is a restore cut off in between (set-aside files alone are kept
+  // after every restore, and say nothing).
   const fs::path copy = db.string() + ".restoring";
-  const bool copying = fs::exists(copy, ec);
-  if (newest_aside.empty() && !copying) return std::nullopt;
-  const std::string aside = (dir / newest_aside).string();
+  if (fs::exists(db, ec) || !fs::exists(copy, ec)) return std::nullopt;
+  const auto aside = newest_set_aside(db);
+  const bool wal_left = fs::exists(db.string() + "-wal", ec);
   return "no database at " + db.string() + ", but a `kiln db restore` there was cut off" +
-         (newest_aside.empty() ? std::string()
-                               : " after it set the database aside at " + aside +
-                                     " (with its -wal and -shm, if it had them)") +
-         (copying ? "; " + copy.string() + " is the copy it was putting in place" : "") +
-         ". Run `kiln db restore BACKUP` again (it checks the backup and finishes)" +
-         (newest_aside.empty() ? std::string(".")
-                               : ", or move " + aside + " back to " + db.string() +
-                                     " to serve the database as it was.") +
+         (aside ? " after it set the database aside at " + aside->string() : std::string()) +
+         (wal_left ? " (its -wal is still at " + db.string() + "-wal)" : std::string()) + "; " +
+         copy.string() +
+         " is the copy it was putting in place. Run `kiln db restore BACKUP` again (it checks "
+         "the backup and finishes)" +
+         (aside ? ", or move " + aside->string() + " (with its -wal and -shm" +
+                      (wal_left ? ", and " + db.string() + "-wal" : std::string()) + ") back to " +
+                      db.string() + " and remove " + copy.string() +
+                      " to serve the database as it was."
+                : std::string(".")) +
          " Nothing is made there until then.";
 }
 
@@ -632,10 +644,10 @@ telemetry::TelemetryService& Kernel::telemetry() {
     so.silence_s = config_.get_number("sessions.silence_s");
     so.max_length_s = config_.get_number("sessions.max_length_s");
     so.resume_gap_s = config_.get_number("sessions.resume_gap_s");
+    if (!serves_) so.report_retry_s = 0;  // kiln serve starts the reports left due
     const std::string mission = config_.get_string("sessions.mission");
     auto detector = [this] { return node<nodes::EventDetector>(); };
-    auto on_closed = [&m, mission, retry_s = so.report_retry_s](
-                         const telemetry::SessionInfo& s) -> std::optional<std::string> {
+    auto on_closed = [&m, mission](const telemetry::SessionInfo& s) -> std::optional<std::string> {
       missions::CreateRequest req;
       req.tenant = s.tenant;
       req.template_name = mission;
@@ -691,9 +703,9 @@ telemetry::TelemetryService& Kernel::telemetry() {
         return r.mission.id;
       } catch (const std::exception& e) {
         spdlog::error(
-            "session {}: the {} mission could not be started: {} (its report stays due: the "
-            "sessionizer of kiln serve tries again every {:.0f} s)",
-            s.id, mission, e.what(), retry_s);
+            "session {}: the {} mission could not be started: {} (its report stays due: kiln "
+            "serve starts it again)",
+            s.id, mission, e.what());
         return std::nullopt;
       }
     };

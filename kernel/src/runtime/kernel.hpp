@@ -74,12 +74,17 @@ struct BootOptions {
   // upgrade that changed a tool's input) are a warning, not exit 3 — the copy or check needed
   // to recover must still run. This kernel then has no templates and a policy that admits none.
   bool missions_optional = false;
+  // kiln serve: the one process that starts the roast reports another left due (a process
+  // stopped between a session's close and its report mission; SessionOptions::report_retry_s).
+  bool serves = false;
 };
 
 // When there is no database at `db` but a `kiln db restore` was cut off there (it had set the
 // database aside and not yet put the copy in place): what happened and what to do; else nullopt.
 // A new empty database must not be made there — a service restarted then would serve nothing.
 std::optional<std::string> interrupted_restore(const std::filesystem::path& db);
+// The newest file `kiln db restore` set aside for `db` (DB.before-restore-TIME), if any.
+std::optional<std::filesystem::path> newest_set_aside(const std::filesystem::path& db);
 
 struct NodeStatus {
   std::string kind;
@@ -193,6 +198,7 @@ class Kernel {
   std::unique_ptr<telemetry::TelemetryService> telemetry_;
   std::vector<std::string> warnings_;
   bool one_shot_ = false;           // BootOptions::one_shot
+  bool serves_ = false;             // BootOptions::serves
   bool missions_optional_ = false;  // BootOptions::missions_optional
 };
 

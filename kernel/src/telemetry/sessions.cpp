@@ -424,6 +424,12 @@ void Sessionizer::run() {
     } catch (const std::exception& e) {
       spdlog::error("sessions: sweep: {}", e.what());
     }
+    {
+      std::lock_guard lock(mu_);
+      busy_ = false;
+    }
+    idle_cv_.notify_all();
+    // (Not while busy: flush() does not wait for the missions started here.)
     const auto now = std::chrono::steady_clock::now();
     if (options_.report_retry_s > 0 &&
         now - last_due_check_ >= std::chrono::duration<double>(options_.report_retry_s)) {
@@ -434,11 +440,6 @@ void Sessionizer::run() {
         spdlog::error("sessions: reports due: {}", e.what());
       }
     }
-    {
-      std::lock_guard lock(mu_);
-      busy_ = false;
-    }
-    idle_cv_.notify_all();
   }
 }
 
@@ -758,43 +759,84 @@ void Sessionizer::close_session(Device& d, double end_t, const std::string& reas
   hand_on(s);
 }
 
-void Sessionizer::hand_on(const SessionInfo& s) {
-  if (!on_closed_) return;
+bool Sessionizer::hand_on(const SessionInfo& s, const std::optional<std::string>& due_since) {
+  if (!on_closed_) return false;
   try {
     // Until the mission is recorded the report stays due: start_due_reports() hands it on again
     // if this process stops (or the start fails) in between.
-    if (const auto mission = on_closed_(s)) set_mission(s, *mission);
+    if (const auto mission = on_closed_(s)) return set_mission(s, *mission, due_since);
   } catch (const std::exception& e) {
     spdlog::error("session {}: its report: {}", s.id, e.what());
   }
+  return false;
 }
 
 void Sessionizer::start_due_reports() {
   if (!on_closed_) return;
   const auto now = std::chrono::system_clock::now();
-  const auto age = std::chrono::duration_cast<std::chrono::system_clock::duration>(
-      std::chrono::duration<double>(options_.report_retry_s));
-  std::vector<SessionInfo> due;
-  std::vector<std::string> since;
+  const auto steady = std::chrono::steady_clock::now();
+  const auto retry = std::chrono::duration<double>(options_.report_retry_s);
+  const auto age = std::chrono::duration_cast<std::chrono::system_clock::duration>(retry);
+  const std::string day_ago = ledger::utc_millis(now - std::chrono::hours(24));
+  std::vector<std::pair<std::string, std::string>> due;  // (id, tenant), newest first
   {
     Connection c(ledger_.path(), Connection::Mode::kReadOnly);
-    auto st = c.prepare(std::string("SELECT ") + kColumns +
-                        ", report_due FROM telemetry_sessions WHERE report_due IS NOT NULL AND "
-                        "report_due <= ? AND report_due >= ? AND state = 'closed' ORDER BY "
-                        "report_due LIMIT 100");
-    st.bind(1, ledger::utc_millis(now - age))
-        .bind(2, ledger::utc_millis(now - std::chrono::hours(24)));
-    while (st.step()) {
-      due.push_back(row(st));
-      since.push_back(st.text(20));
+    auto st = c.prepare(
+        "SELECT id, tenant FROM telemetry_sessions WHERE report_due IS NOT NULL AND report_due <= "
+        "? AND report_due >= ? AND state = 'closed' ORDER BY report_due DESC LIMIT 1000");
+    st.bind(1, ledger::utc_millis(now - age)).bind(2, day_ago);
+    while (st.step()) due.emplace_back(st.text(0), st.text(1));
+    // Older ones are not started again (a roast's report a day late is news to nobody): said
+    // once, so that they are not lost without a word.
+    if (!told_of_stale_reports_) {
+      told_of_stale_reports_ = true;
+      auto old = c.prepare(
+          "SELECT count(*), min(report_due) FROM telemetry_sessions WHERE report_due < ? AND "
+          "state = 'closed'");
+      old.bind(1, day_ago);
+      if (old.step() && old.int64(0) > 0)
+        spdlog::warn(
+            "sessions: {} session(s) have had their report due for more than a day (the oldest "
+            "since {}) and are not started again: `kiln sessions list` shows them without a "
+            "mission; `kiln mission start` with their session starts one",
+            old.int64(0), old.text(1));
     }
   }
-  for (std::size_t i = 0; i < due.size(); ++i) {
+  for (const auto& [id, tenant] : due) {
+    auto& backoff = report_backoff_[id];
+    if (steady < backoff.next) continue;
+    // Read again just before: a roaster's change (this process or another) may have started
+    // and recorded a newer report meanwhile, which this one must not replace.
+    std::optional<SessionInfo> s;
+    std::string since;
+    {
+      Connection c(ledger_.path(), Connection::Mode::kReadOnly);
+      auto st = c.prepare(std::string("SELECT ") + kColumns +
+                          ", report_due FROM telemetry_sessions WHERE id = ? AND tenant = ? AND "
+                          "state = 'closed' AND report_due IS NOT NULL");
+      st.bind(1, id).bind(2, tenant);
+      if (st.step()) {
+        s = row(st);
+        since = st.text(20);
+      }
+    }
+    if (!s) {
+      report_backoff_.erase(id);
+      continue;
+    }
     spdlog::warn(
         "session {}: its report has been due since {} and no mission was recorded for it (the "
         "process stopped before, or starting it failed): starting it now",
-        due[i].id, since[i]);
-    hand_on(due[i]);
+        id, since);
+    if (hand_on(*s, since)) {
+      report_backoff_.erase(id);
+    } else {  // failing again: asked less often (up to hourly), not every pass for a day
+      backoff.next = steady + std::min<std::chrono::steady_clock::duration>(
+                                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                      retry * (1 << std::min(backoff.failures, 7))),
+                                  std::chrono::hours(1));
+      ++backoff.failures;
+    }
   }
 }
 
@@ -806,11 +848,24 @@ void Sessionizer::sweep() {
       close_session(d, d.buffer.empty() ? d.open->charge_t : d.buffer.back().t, "silence");
 }
 
-void Sessionizer::set_mission(const SessionInfo& s, const std::string& mission_id) {
-  ledger_.execute([&](Connection&) -> std::vector<ledger::NewEvent> {
+bool Sessionizer::set_mission(const SessionInfo& s, const std::string& mission_id,
+                              const std::optional<std::string>& due_since) {
+  bool recorded = false;
+  ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
+    if (due_since) {
+      auto st = c.prepare("SELECT report_due FROM telemetry_sessions WHERE id = ? AND tenant = ?");
+      st.bind(1, s.id).bind(2, s.tenant);
+      if (!st.step() || st.is_null(0) || st.text(0) != *due_since) {
+        spdlog::info("session {}: mission {} not recorded: a newer report was started meanwhile",
+                     s.id, mission_id);
+        return {};
+      }
+    }
+    recorded = true;
     return {ledger::NewEvent{s.tenant, "sessions", "session.reported",
                              json::object{{"session", s.id}, {"mission", mission_id}}}};
   });
+  return recorded;
 }
 
 namespace {

@@ -120,7 +120,9 @@ struct SessionOptions {
   double resume_gap_s = 30;
   // A session whose report is due this long (a close, or a roaster's change asking for one)
   // with no report mission recorded is handed on again — the process stopped in between, or
-  // starting the mission failed. Looked for this often, among reports due within a day.
+  // starting the mission failed. Looked for this often, among reports due within a day; a start
+  // that fails again is asked less often (up to hourly). 0: never (every process but kiln serve,
+  // so that one process does it).
   double report_retry_s = 30;
 };
 
@@ -149,8 +151,11 @@ class Sessionizer {
   // Hands on again the sessions whose report has been due for options.report_retry_s (within a
   // day) without a mission recorded for it (the worker calls it every report_retry_s).
   void start_due_reports();
-  // Records which mission reports a session (session.reported).
-  void set_mission(const SessionInfo& s, const std::string& mission_id);
+  // Records which mission reports a session (session.reported). With `due_since`, only while
+  // the session's report is still due since then (no newer report was recorded meanwhile);
+  // returns whether it was recorded.
+  bool set_mission(const SessionInfo& s, const std::string& mission_id,
+                   const std::optional<std::string>& due_since = std::nullopt);
   // Records (or clears) a roaster's mark on a session of `tenant` (session.marked) and returns
   // the session as it is then. The time must lie within the session's readings (up to now for
   // an open one) and in roast order with its CHARGE and other marks. A closed session is handed
@@ -228,8 +233,9 @@ class Sessionizer {
   // After a roaster's mark or weights changed session `s`: the worker's copy follows, and a
   // closed session is handed on again (its report made anew) when `report`.
   void changed_by_roaster(const SessionInfo& s, bool report);
-  // on_closed_, and the mission it started recorded as the session's.
-  void hand_on(const SessionInfo& s);
+  // on_closed_, and the mission it started recorded as the session's (see set_mission for
+  // `due_since`); whether it was.
+  bool hand_on(const SessionInfo& s, const std::optional<std::string>& due_since = std::nullopt);
 
   ledger::SqliteLedger& ledger_;
   DetectorFn detector_;
@@ -244,6 +250,13 @@ class Sessionizer {
   std::map<std::pair<std::string, std::string>, Device> devices_;
   bool warned_no_detector_ = false;
   std::chrono::steady_clock::time_point last_due_check_ = std::chrono::steady_clock::now();
+  // Due reports whose start failed: asked again later each time (worker thread).
+  struct Backoff {
+    int failures = 0;
+    std::chrono::steady_clock::time_point next{};
+  };
+  std::map<std::string, Backoff> report_backoff_;
+  bool told_of_stale_reports_ = false;
   std::thread worker_;
 };
 

@@ -18,6 +18,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cstring>
 
@@ -503,6 +504,7 @@ BootOptions boot_options(const Args& a, bool resolve, std::set<std::string> kind
   const std::string second = a.positional.size() > 1 ? a.positional[1] : "";
   o.one_shot = !(first == "serve" || first == "node-host" || first == "record" ||
                  (first == "mission" && second == "work") || (first == "gate" && second == "run"));
+  o.serves = first == "serve";
   return o;
 }
 
@@ -1379,19 +1381,31 @@ int cmd_db_backup(const Args& a, std::ostream& out) {
                     to.string() + " exists; name a new file (a backup never overwrites)");
   if (to.has_parent_path()) std::filesystem::create_directories(to.parent_path(), ec);
   // Written as FILE.partial and given its name only once whole, checked and synced: a backup cut
-  // off (killed, a full disk) is never taken for one. One an earlier run left is replaced.
+  // off (killed, a full disk) is never taken for one. The .partial is locked while it is
+  // written (a second backup to FILE meanwhile is refused, not allowed to replace it); one an
+  // earlier run left is replaced. The copy holds what the database holds (the ledger, API key
+  // hashes, device keys): 0640 as the database, made empty so VACUUM INTO writes into it with
+  // that mode.
   const std::filesystem::path partial = to.string() + ".partial";
-  for (const char* suffix : {"", "-journal"})
-    if (std::filesystem::remove(partial.string() + suffix, ec) && suffix[0] == '\0')
-      out << "replacing " << partial.string() << ", which a backup cut off left\n";
-  // The copy holds what the database holds (the ledger, API key hashes, device keys): 0640 as
-  // the database, made empty first so VACUUM INTO writes into it with that mode.
-  {
-    const int fd = ::open(partial.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0640);
-    if (fd < 0)
+  const int held = ::open(partial.c_str(), O_CREAT | O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0640);
+  if (held < 0)
+    throw BootError(runtime::kExitFailed,
+                    "cannot create " + partial.string() + " (" + std::strerror(errno) + ")");
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{held};
+  if (::flock(held, LOCK_EX | LOCK_NB) != 0)
+    throw BootError(runtime::kExitFailed, "another kiln db backup is writing " + to.string() +
+                                              " now (" + partial.string() +
+                                              " is locked); name another file");
+  struct stat left {};
+  const bool journal = std::filesystem::remove(partial.string() + "-journal", ec);
+  if ((::fstat(held, &left) == 0 && left.st_size > 0) || journal) {
+    out << "replacing " << partial.string() << ", which a backup cut off left\n";
+    if (::ftruncate(held, 0) != 0 || ::fchmod(held, 0640) != 0)
       throw BootError(runtime::kExitFailed,
-                      "cannot create " + partial.string() + " (" + std::strerror(errno) + ")");
-    ::close(fd);
+                      "cannot empty " + partial.string() + " (" + std::strerror(errno) + ")");
   }
   auto fail = [&](const std::string& why) {
     std::error_code gone;
@@ -1428,11 +1442,10 @@ int cmd_db_backup(const Args& a, std::ostream& out) {
     if (!synced) throw fail("cannot sync " + partial.string() + ": " + std::strerror(errno));
   }
   // Its name only if nothing took it meanwhile (a backup never overwrites).
-  if (::renameat2(AT_FDCWD, partial.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) != 0)
-    throw fail("cannot name the copy " + to.string() + ": " + std::strerror(errno));
   try {
-    common::sync_directory(to.has_parent_path() ? to.parent_path() : std::filesystem::path("."));
+    common::name_new_file(partial, to);
   } catch (const std::exception& e) {
+    if (std::filesystem::exists(partial, ec)) throw fail(e.what());
     throw BootError(runtime::kExitFailed, std::string("the backup is written, but ") + e.what() +
                                               ": after a power cut it may not be");
   }
@@ -1457,6 +1470,12 @@ int cmd_db_restore(const Args& a, std::ostream& out) {
   if (fs::exists(path, ec) && fs::equivalent(from, path, ec))
     throw BootError(runtime::kExitFailed,
                     from.string() + " is the database at storage.path itself, not a backup");
+  const fs::path partial = path.string() + ".restoring";
+  if (fs::exists(partial, ec) && fs::equivalent(from, partial, ec))
+    throw BootError(runtime::kExitFailed,
+                    from.string() +
+                        " is the copy a restore cut off left, which this restore replaces: copy "
+                        "it elsewhere first (or restore the backup it came from)");
   // No server may run on the database meanwhile; and none can start until this is done.
   const int lock = take_serve_lock(path, "; stop it before restoring (systemctl stop kiln)");
   // The backup must be whole and its ledger's chain intact, before anything is moved.
@@ -1492,7 +1511,6 @@ int cmd_db_restore(const Args& a, std::ostream& out) {
                                               chain.reason + "), nothing restored");
   // The copy first, whole and synced beside the database, which is untouched until then: a
   // restore cut off while copying leaves the database as it was.
-  const fs::path partial = path.string() + ".restoring";
   fs::remove(partial, ec);
   fs::copy_file(from, partial, ec);
   if (!ec)
@@ -1518,7 +1536,11 @@ int cmd_db_restore(const Args& a, std::ostream& out) {
   std::string stamp = ledger::utc_now_millis();
   for (auto& c : stamp)
     if (c == ':') c = '-';
-  const std::string aside = path.string() + ".before-restore-" + stamp;
+  std::string aside = path.string() + ".before-restore-" + stamp;
+  // A restore cut off after setting the file aside but not yet its -wal: the -wal joins that
+  // file, not a name of its own (apart, the file lacks the commits its -wal holds).
+  if (!fs::exists(path, ec) && fs::exists(path.string() + "-wal", ec))
+    if (const auto earlier = runtime::newest_set_aside(path)) aside = earlier->string();
   bool moved = false;
   for (const char* suffix : {"", "-wal", "-shm"}) {
     const fs::path f = path.string() + suffix;

@@ -1002,20 +1002,31 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   auto drain = [&]() -> bool {
     std::vector<fs::path> files;
     for (const auto& e : fs::directory_iterator(spool)) {
-      if (e.is_regular_file() && e.path().extension() == ".cose") files.push_back(e.path());
-      // A write a killed recorder left unfinished (never renamed to its batch's name: that
-      // batch was never spooled), named FILE.tmp-PID-…; a live recorder's is left alone.
+      if (!e.is_regular_file()) continue;
+      if (e.path().extension() == ".cose") files.push_back(e.path());
+      // A spool file a killed recorder was writing (NAME.cose.tmp-PID-…, never given its
+      // batch's name): sent as any other — whole, it is stored; cut off, the server refuses it
+      // as malformed and it goes to rejected/. Not a live recorder's, nor one written in the
+      // last minute (a recorder whose PID this process cannot see).
       const std::string name = e.path().filename().string();
-      if (const auto at = name.find(".cose.tmp-"); at != std::string::npos && e.is_regular_file()) {
-        const long pid = std::strtol(name.c_str() + at + 10, nullptr, 10);
-        if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
-          err << "kiln record: removing " << name
-              << ", a spool file whose write was cut off (its recorder stopped while writing "
-                 "it)\n";
-          std::error_code gone;
-          fs::remove(e.path(), gone);
-        }
+      const auto at = name.find(".cose.tmp-");
+      if (at == std::string::npos) continue;
+      const long pid = std::strtol(name.c_str() + at + 10, nullptr, 10);
+      std::error_code ec;
+      const auto written = fs::last_write_time(e.path(), ec);
+      if (pid <= 0 || ec || fs::file_time_type::clock::now() - written < std::chrono::minutes(1) ||
+          ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH)
+        continue;
+      const fs::path whole = spool / name.substr(0, at + 5);
+      if (fs::exists(whole, ec)) {
+        fs::remove(e.path(), ec);
+        continue;
       }
+      err << "kiln record: " << name
+          << " was left by a recorder stopped while writing it: sending it as "
+          << whole.filename().string() << " (refused as malformed if it was cut off)\n";
+      fs::rename(e.path(), whole, ec);
+      if (!ec) files.push_back(whole);
     }
     std::sort(files.begin(), files.end());
     for (const auto& f : files) {
