@@ -777,7 +777,8 @@ BOOST_AUTO_TEST_CASE(readings_stored_before_a_restart_are_read_back_for_the_next
   auto s = f.sessionizer();
   for (std::size_t i = charge; i < all.size(); i += 10) {
     const std::size_t to = std::min(i + 10, all.size());
-    s->add("acme", "r1", 1, store(i, to));  // the batch beginning at CHARGE first
+    auto batch = store(i, to);  // the batch beginning at CHARGE (seq 2) first
+    s->add("acme", "r1", 1, std::move(batch), static_cast<std::uint64_t>(seq));
   }
   s->flush();
   const auto sessions = sessions_of(f.ledger.path(), "acme", 10);

@@ -20,7 +20,7 @@ class TelemetryService {
         sessionizer_(ledger, std::move(detector), std::move(on_closed), sessions),
         ingestor_(ledger, devices_, ingest, [this](const std::string& tenant, const Batch& b) {
           sessionizer_.add(tenant, b.device.device, static_cast<std::int64_t>(b.device.boot),
-                           b.samples);
+                           b.samples, b.seq);
         }) {}
 
   DeviceRegistry& devices() { return devices_; }

@@ -373,10 +373,10 @@ Sessionizer::~Sessionizer() {
 }
 
 void Sessionizer::add(const std::string& tenant, const std::string& device, std::int64_t boot,
-                      std::vector<Sample> samples) {
+                      std::vector<Sample> samples, std::uint64_t seq) {
   {
     std::lock_guard lock(mu_);
-    queue_.push_back(Item{tenant, device, boot, std::move(samples)});
+    queue_.push_back(Item{tenant, device, boot, std::move(samples), seq});
   }
   cv_.notify_all();
 }
@@ -401,20 +401,23 @@ void Sessionizer::run() {
       busy_ = true;
     }
     // Coalesce: one detection per device and boot per round (boots in arrival order).
-    std::map<std::pair<std::string, std::string>,
-             std::vector<std::pair<std::int64_t, std::vector<Sample>>>>
-        by_device;
+    struct Run {
+      std::int64_t boot;
+      std::vector<Sample> samples;
+      std::uint64_t first_seq;  // the lowest (0: one not known)
+    };
+    std::map<std::pair<std::string, std::string>, std::vector<Run>> by_device;
     for (auto& it : round) {
       auto& runs = by_device[{it.tenant, it.device}];
-      if (runs.empty() || runs.back().first != it.boot)
-        runs.emplace_back(it.boot, std::vector<Sample>{});
-      auto& v = runs.back().second;
-      v.insert(v.end(), it.samples.begin(), it.samples.end());
+      if (runs.empty() || runs.back().boot != it.boot) runs.push_back(Run{it.boot, {}, it.seq});
+      auto& run = runs.back();
+      run.samples.insert(run.samples.end(), it.samples.begin(), it.samples.end());
+      run.first_seq = run.first_seq == 0 || it.seq == 0 ? 0 : std::min(run.first_seq, it.seq);
     }
     for (auto& [id, runs] : by_device)
-      for (auto& [boot, samples] : runs) {
+      for (auto& [boot, samples, first_seq] : runs) {
         try {
-          handle(id.first, id.second, boot, std::move(samples));
+          handle(id.first, id.second, boot, std::move(samples), first_seq);
         } catch (const std::exception& e) {
           spdlog::error("sessions: device {} (tenant {}): {}", id.second, id.first, e.what());
         }
@@ -443,7 +446,8 @@ void Sessionizer::run() {
   }
 }
 
-void Sessionizer::load(const std::string& tenant, const std::string& device, Device& d) {
+void Sessionizer::load(const std::string& tenant, const std::string& device, Device& d,
+                       std::uint64_t first_seq) {
   if (d.loaded) return;
   d.loaded = true;
   Connection c(ledger_.path(), Connection::Mode::kReadOnly);
@@ -469,7 +473,9 @@ void Sessionizer::load(const std::string& tenant, const std::string& device, Dev
   // idle window of its newest boot, after its last session. A process that stopped after storing
   // a batch never handed it on, and sent again it is a duplicate, which is not: without it the
   // next batch's CHARGE would be the first reading held, taken for a roast already under way,
-  // and the whole roast would have no session.
+  // and the whole roast would have no session. (Not for a boot's first batch: nothing of its
+  // boot is stored before it, and the read scans the unindexed inbox.)
+  if (first_seq == 1) return;
   auto newest = c.prepare(
       "SELECT boot, max(last_t) FROM telemetry_all WHERE tenant = ? AND device = ? GROUP BY boot "
       "ORDER BY boot DESC LIMIT 1");
@@ -489,10 +495,10 @@ void Sessionizer::load(const std::string& tenant, const std::string& device, Dev
 }
 
 void Sessionizer::handle(const std::string& tenant, const std::string& device, std::int64_t boot,
-                         std::vector<Sample> more) {
+                         std::vector<Sample> more, std::uint64_t first_seq) {
   std::lock_guard lock(state_mu_);
   Device& d = devices_[{tenant, device}];
-  load(tenant, device, d);
+  load(tenant, device, d, first_seq);
   d.last_arrival = std::chrono::steady_clock::now();
   if (d.boot && boot < *d.boot) {
     // Readings of an earlier boot after the next one's (requests that crossed): they are stored,

@@ -142,8 +142,10 @@ class Sessionizer {
 
   // Queues stored samples of a device (one batch's boot); the worker handles them in arrival
   // order, coalescing what arrives while it works (one detection per device and boot per round).
+  // `seq`: the batch's sequence number in its boot (0: not known); a boot's first batch (1) has
+  // nothing of its boot stored before it.
   void add(const std::string& tenant, const std::string& device, std::int64_t boot,
-           std::vector<Sample> samples);
+           std::vector<Sample> samples, std::uint64_t seq = 0);
   // Returns once everything queued before the call is handled (tests, `kiln record` locally).
   void flush();
   // Closes open sessions silent for options.silence_s (the worker calls it every second).
@@ -219,11 +221,14 @@ class Sessionizer {
     std::string tenant, device;
     std::int64_t boot = 0;
     std::vector<Sample> samples;
+    std::uint64_t seq = 0;
   };
   void run();
+  // `first_seq`: the sequence number of the first batch of `samples` (0: not known).
   void handle(const std::string& tenant, const std::string& device, std::int64_t boot,
-              std::vector<Sample> samples);
-  void load(const std::string& tenant, const std::string& device, Device& d);
+              std::vector<Sample> samples, std::uint64_t first_seq = 0);
+  void load(const std::string& tenant, const std::string& device, Device& d,
+            std::uint64_t first_seq);
   void open_session(const std::string& tenant, const std::string& device, Device& d,
                     double charge_t);
   // Opens `d.last_closed` again (it closed for silence; readings now continue it).
