@@ -784,9 +784,9 @@ void Sessionizer::start_due_reports() {
   const auto retry = std::chrono::duration<double>(options_.report_retry_s);
   const auto age = std::chrono::duration_cast<std::chrono::system_clock::duration>(retry);
   const std::string day_ago = ledger::utc_millis(now - std::chrono::hours(24));
-  std::vector<std::pair<std::string, std::string>> due;  // (id, tenant), newest first
+  std::vector<std::pair<std::string, std::string>> due;       // (id, tenant), newest first
+  Connection c(ledger_.path(), Connection::Mode::kReadOnly);  // each read its own transaction
   {
-    Connection c(ledger_.path(), Connection::Mode::kReadOnly);
     auto st = c.prepare(
         "SELECT id, tenant FROM telemetry_sessions WHERE report_due IS NOT NULL AND report_due <= "
         "? AND report_due >= ? AND state = 'closed' ORDER BY report_due DESC LIMIT 1000");
@@ -816,7 +816,6 @@ void Sessionizer::start_due_reports() {
     std::optional<SessionInfo> s;
     std::string since;
     {
-      Connection c(ledger_.path(), Connection::Mode::kReadOnly);
       auto st = c.prepare(std::string("SELECT ") + kColumns +
                           ", report_due FROM telemetry_sessions WHERE id = ? AND tenant = ? AND "
                           "state = 'closed' AND report_due IS NOT NULL");
