@@ -739,6 +739,63 @@ BOOST_AUTO_TEST_CASE(a_report_the_process_stopped_before_starting_is_started_lat
                  ->mission_id.value_or("") == "m-2");
 }
 
+// A roaster's change asking for a report that lands while the due-report pass is starting the
+// session's report waits for it: the pass's mission (for the weights it read) is recorded, then
+// the change's (for the new ones) — none is started and left unrecorded.
+BOOST_AUTO_TEST_CASE(a_roasters_change_during_a_due_report_start_follows_it) {
+  Fixture f;
+  std::string id;
+  {
+    auto s = f.sessionizer();  // records the close, starts no mission: as if stopped there
+    add_in_tens(*s, "acme", "r1", 1, fixture_roast(true));
+    BOOST_REQUIRE_EQUAL(f.closed.size(), 1u);
+    id = f.closed[0].id;
+  }
+  const missions::Actor roaster{"ana", missions::Role::kOperator};
+  std::mutex mu;
+  std::vector<std::optional<double>> handed;  // the roasted weight each report was started for
+  std::thread change;
+  telemetry::Sessionizer* self = nullptr;
+  auto started = [&](const telemetry::SessionInfo& s) -> std::optional<std::string> {
+    std::size_t n = 0;
+    {
+      std::lock_guard lock(mu);
+      handed.push_back(s.roasted_g);
+      n = handed.size();
+    }
+    if (n == 1) {  // the pass: the roaster weighs the roast while its mission starts
+      change = std::thread([&] { self->weigh("acme", id, std::nullopt, 431.0, roaster); });
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+    return "m-" + std::to_string(n);
+  };
+  telemetry::SessionOptions o;
+  o.report_retry_s = 0.2;
+  {
+    telemetry::Sessionizer s(
+        f.ledger, [&] { return f.detector; }, started, o);
+    self = &s;
+    for (int i = 0; i < 50 && !change.joinable(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    BOOST_REQUIRE(change.joinable());
+    change.join();
+  }
+  BOOST_REQUIRE_EQUAL(handed.size(), 2u);
+  BOOST_TEST(!handed[0].has_value());
+  BOOST_TEST(handed[1].value_or(0) == 431.0);
+  std::vector<std::string> reported;
+  ledger::ExportFilter filter;
+  filter.stream = "sessions";
+  f.ledger.for_each(filter, [&](const ledger::Event& e) {
+    if (e.kind == "session.reported")
+      reported.emplace_back(boost::json::parse(e.payload).at("mission").as_string());
+  });
+  BOOST_TEST(reported == (std::vector<std::string>{"m-1", "m-2"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(telemetry::Sessionizer::get(f.ledger.path(), std::string("acme"), id)
+                 ->mission_id.value_or("") == "m-2");
+}
+
 // A process that stopped right after storing a roast's first batch (its readings before CHARGE)
 // never handed it on, and sent again it is a duplicate, which is not handed on either. The next
 // process's sessionizer reads the device's stored idle window when it first sees the device, so

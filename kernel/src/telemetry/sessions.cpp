@@ -812,7 +812,9 @@ void Sessionizer::start_due_reports() {
     auto& backoff = report_backoff_[id];
     if (steady < backoff.next) continue;
     // Read again just before: a roaster's change (this process or another) may have started
-    // and recorded a newer report meanwhile, which this one must not replace.
+    // and recorded a newer report meanwhile, which this one must not replace. One in this
+    // process waits until this session's report is recorded (report_mu_).
+    const std::lock_guard report_lock(report_mu_);
     std::optional<SessionInfo> s;
     std::string since;
     {
@@ -946,6 +948,8 @@ SessionInfo Sessionizer::mark(const std::string& tenant, const std::string& id, 
     if (const auto s = get(ledger_.path(), tenant, id)) readings = samples(ledger_.path(), *s);
   SessionInfo after;
   bool changed = false;
+  std::unique_lock report_lock(report_mu_, std::defer_lock);
+  if (report) report_lock.lock();  // until its report is handed on (report_mu_)
   ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
     auto s = session_to_change(c, tenant, id);
     after = s;
@@ -1106,6 +1110,8 @@ SessionInfo Sessionizer::weigh(const std::string& tenant, const std::string& id,
     }
   SessionInfo after;
   bool changed = false;
+  std::unique_lock report_lock(report_mu_, std::defer_lock);
+  if (report) report_lock.lock();  // until its report is handed on (report_mu_)
   ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
     auto s = session_to_change(c, tenant, id);
     after = s;

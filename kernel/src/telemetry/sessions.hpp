@@ -261,6 +261,11 @@ class Sessionizer {
     std::chrono::steady_clock::time_point next{};
   };
   std::map<std::string, Backoff> report_backoff_;
+  // A roaster's change asking for a report, and the due-report pass from its re-read of a
+  // session to the mission recorded, one at a time: a pass's report is started for the session
+  // as it was read and recorded, and the change's own report follows it, instead of the change
+  // landing in between and the pass's mission, for the marks before it, running unrecorded.
+  std::mutex report_mu_;
   bool told_of_stale_reports_ = false;
   std::thread worker_;
 };
