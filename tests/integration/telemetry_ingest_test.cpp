@@ -631,6 +631,53 @@ BOOST_AUTO_TEST_CASE(envelopes_sent_at_once_are_each_answered_and_stored_once) {
 // Keys kiln does not know are skipped, not refused (a newer device may send more), and named in
 // the answer: a device integrator's misspelt optional key ("heat") would otherwise be lost
 // without a word.
+// ?dry_run=true: a device integrator tries an envelope against the server — answered as it would
+// be, refusals with their reason and status — and nothing is stored, counted or recorded.
+BOOST_AUTO_TEST_CASE(a_dry_run_answers_as_ingestion_would_and_stores_nothing) {
+  Server s;
+  auto added = s.call("POST", "/v1/devices", "operator", R"({"device": "r1-dry"})");
+  BOOST_REQUIRE_MESSAGE(added.status == 201, added.body);
+  const auto key = key_of(body(added));
+  std::vector<telemetry::Sample> one(1);
+  one[0].t = now_s() - 1;
+  one[0].bt = 150;
+  one[0].et = 200;
+  const std::string env =
+      telemetry::sign_envelope(batch("r1-dry", 1, 1, one), key, "acme", "r1-dry");
+  auto dry = [&](const std::string& envelope, const std::string& query = "?dry_run=true") {
+    return s.call("POST", "/v1/telemetry/r1-dry" + query, "recorder", envelope, "application/cose");
+  };
+  auto checked = dry(env);
+  BOOST_REQUIRE_MESSAGE(checked.status == 200, checked.body);
+  BOOST_TEST(body(checked).at("dry_run").as_bool());
+  BOOST_TEST(body(checked).at("accepted").as_bool());
+  BOOST_TEST(!body(checked).at("duplicate").as_bool());
+  BOOST_TEST(!body(checked).as_object().contains("ledger_seq"));
+  std::string forged = env;
+  forged.back() ^= 1;
+  auto refused = dry(forged, "?dry_run=1");
+  BOOST_TEST(refused.status == 401);
+  BOOST_TEST(code_of(refused) == "bad_signature", refused.body);
+  BOOST_TEST(body(refused).at("error").at("details").at("dry_run").as_bool(), refused.body);
+  BOOST_TEST(dry(std::string(70 * 1024, 'x')).status == 413);
+  BOOST_TEST(dry(env, "?dry_run=yes").status == 422);
+  // Nothing counted, nothing in the ledger, nothing stored: sent for real it is stored now.
+  const auto metrics_after = s.call("GET", "/metrics", "").body;
+  for (const char* counter : {"kiln_telemetry_rejected_total{reason=\"bad_signature\"} 0\n",
+                              "kiln_telemetry_rejected_total{reason=\"oversized_batch\"} 0\n",
+                              "kiln_telemetry_batches_total 0\n"})
+    BOOST_TEST(contains(metrics_after, counter), counter);
+  auto ledger = s.call("GET", "/v1/ledger?stream=telemetry", "operator");
+  BOOST_REQUIRE_MESSAGE(ledger.status == 200, ledger.body);
+  BOOST_TEST(body(ledger).at("events").as_array().empty(), ledger.body);
+  auto stored = s.send("r1-dry", env, "recorder");
+  BOOST_REQUIRE_MESSAGE(stored.status == 200, stored.body);
+  BOOST_TEST(!body(stored).at("duplicate").as_bool());
+  BOOST_TEST(!body(stored).as_object().contains("dry_run"));
+  // Once stored, a dry run of the same bytes says duplicate.
+  BOOST_TEST(body(dry(env)).at("duplicate").as_bool());
+}
+
 BOOST_AUTO_TEST_CASE(unknown_payload_keys_are_named_in_the_answer) {
   Server s;
   auto added = s.call("POST", "/v1/devices", "operator", R"({"device": "r1-keys"})");

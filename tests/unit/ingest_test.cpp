@@ -173,6 +173,50 @@ BOOST_FIXTURE_TEST_CASE(batches_arriving_together_share_one_store_and_one_event,
   BOOST_TEST(ledger.verify().ok);
 }
 
+// A dry run makes every check and answers as ingestion would — accepted, a duplicate of what is
+// stored, a replay, a refusal — storing, counting and recording nothing, and leaving the sequence
+// window where it was.
+BOOST_FIXTURE_TEST_CASE(a_dry_run_checks_an_envelope_and_changes_nothing, Fixture) {
+  const std::string first = envelope("r1", 1);
+  const double now = now_s();
+  auto dry = ingestor.check_only("acme", "r1", first, now);
+  BOOST_TEST(dry.accepted);
+  BOOST_TEST(dry.dry_run);
+  BOOST_TEST(!dry.duplicate);
+  BOOST_TEST(dry.seq == 1u);
+  BOOST_TEST(dry.samples == 10u);
+  BOOST_TEST(dry.to_json().at("dry_run").as_bool());
+  BOOST_TEST(rows("telemetry_all") == 0);
+  BOOST_TEST(events("telemetry.batches").empty());
+  BOOST_TEST(ingestor.accepted_batches() == 0);
+  // Refusals: answered with their reason, neither counted nor in the ledger.
+  std::string forged = envelope("r1", 2);
+  forged[forged.size() - 1] ^= 1;  // the signature's last byte
+  auto bad = ingestor.check_only("acme", "r1", forged, now);
+  BOOST_TEST(!bad.accepted);
+  BOOST_TEST(bad.reason == "bad_signature");
+  BOOST_TEST(bad.dry_run);
+  BOOST_TEST(ingestor.check_only("acme", "r1", first, now - 3600).reason == "clock_skew");
+  BOOST_TEST(ingestor.check_only("acme", "r1", std::string(70000, 'x'), now).reason ==
+             "oversized_batch");
+  BOOST_TEST(ingestor.rejected().empty());
+  BOOST_TEST(events("telemetry.rejected").empty());
+  // Stored for real, the same envelope is a duplicate and other content a replay.
+  BOOST_TEST(ingestor.ingest("acme", "r1", first, now).accepted);
+  auto again = ingestor.check_only("acme", "r1", first, now);
+  BOOST_TEST(again.accepted);
+  BOOST_TEST(again.duplicate);
+  auto replay = ingestor.check_only("acme", "r1", envelope("r1", 1, 170), now);
+  BOOST_TEST(replay.reason == "replayed_sequence");
+  BOOST_TEST(replay.http_status() == 409);
+  // A dry run far ahead does not move the window: a batch just behind the stored one still fits.
+  BOOST_TEST(ingestor.check_only("acme", "r1", envelope("r1", 500), now).accepted);
+  BOOST_TEST(ingestor.ingest("acme", "r1", envelope("r1", 2), now).accepted);
+  BOOST_TEST(ingestor.rejected().empty());
+  BOOST_TEST(events("telemetry.rejected").empty());
+  BOOST_TEST(ingestor.accepted_batches() == 2);
+}
+
 BOOST_FIXTURE_TEST_CASE(a_store_that_fails_answers_every_batch_of_its_group, Fixture) {
   const std::string a = envelope("dev-a", 1), b = envelope("dev-b", 1);
   sql("CREATE TRIGGER full_disk BEFORE INSERT ON telemetry_inbox WHEN NEW.device = 'dev-b' "

@@ -1147,7 +1147,8 @@ Router build_api(ApiContext& ctx) {
          "the tenant and the device are the external AAD. Stored once per (device, boot, seq): "
          "the same envelope again answers duplicate: true; refusals carry a stable reason code. "
          "Takes a recorder key (a roaster's: it can do nothing else) or an operator key and up, "
-         "not a viewer key",
+         "not a viewer key. With dry_run=true the envelope is checked and answered as it would "
+         "be, and nothing is stored, counted or recorded",
          "telemetry",
          Role::kRecorder,
          max_envelope,  // a larger body is not read: too_large below answers oversized_batch
@@ -1159,11 +1160,16 @@ Router build_api(ApiContext& ctx) {
                       "kid": {"type": "string"}, "boot": {"type": "integer"},
                       "seq": {"type": "integer"}, "samples": {"type": "integer"},
                       "ledger_seq": {"type": "integer"},
+                      "dry_run": {"type": "boolean", "description": "true: only checked (?dry_run=true); nothing was stored"},
                       "ignored_keys": {"type": "array", "items": {"type": "string"},
                                        "description": "payload keys kiln does not know, or repeated, that were skipped (payload.samples[].heat): the readings are stored without them"}}})"),
          200,
          "application/json",
-         {},
+         {{"dry_run",
+           "true (or 1): every check ingestion makes — key, signature, payload, clocks, boot "
+           "and sequence window, whether the batch is stored already — answered as it would "
+           "be, with dry_run: true; nothing is stored, counted or recorded (default false)",
+           "boolean"}},
          false,
          nullptr,
          nullptr,
@@ -1180,6 +1186,14 @@ Router build_api(ApiContext& ctx) {
            const auto now =
                std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
                    .count();
+           if (bool_query(req, "dry_run", false)) {
+             const auto res = k.telemetry().ingestor().check_only(
+                 req.tenant, req.params.at("device"), req.body, now);
+             respond(res.accepted
+                         ? Response::json(200, res.to_json())
+                         : error(res.http_status(), res.reason, res.message, res.to_json()));
+             return;
+           }
            k.telemetry().ingestor().ingest_async(
                req.tenant, req.params.at("device"), req.body, now,
                [respond, &req](telemetry::IngestResult res, std::exception_ptr failed) {
@@ -2102,8 +2116,8 @@ Router build_api(ApiContext& ctx) {
       route.response_headers = it->second;
     if (route.operation == "ingestTelemetry")
       route.too_large = [&k](Request& req, std::size_t bytes) {
-        auto res =
-            k.telemetry().ingestor().refuse_oversized(req.tenant, req.params.at("device"), bytes);
+        auto res = k.telemetry().ingestor().refuse_oversized(
+            req.tenant, req.params.at("device"), bytes, bool_query(req, "dry_run", false));
         return error(res.http_status(), res.reason, res.message, res.to_json());
       };
   }

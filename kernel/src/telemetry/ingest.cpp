@@ -31,6 +31,13 @@ std::string seconds_text(double s) {
   return buf;
 }
 
+// replayed_sequence's message.
+std::string replayed(const Batch& b) {
+  return "sequence " + std::to_string(b.seq) + " of boot " + std::to_string(b.device.boot) +
+         " is stored already with other content (a replay, or a device that reuses sequence "
+         "numbers)";
+}
+
 }  // namespace
 
 // At most 64 characters of `s`, printable ASCII kept and every other byte as \xNN: what an
@@ -178,6 +185,7 @@ json::object IngestResult::to_json() const {
   o["seq"] = decoded ? json::value(seq) : json::value(nullptr);
   o["samples"] = decoded ? json::value(samples) : json::value(nullptr);
   if (ledger_seq > 0) o["ledger_seq"] = ledger_seq;
+  if (dry_run) o["dry_run"] = true;
   if (!ignored_keys.empty()) {
     json::array keys;
     for (const auto& k : ignored_keys) keys.emplace_back(k);
@@ -237,6 +245,7 @@ IngestResult Ingestor::refuse(const std::string& tenant, IngestResult r, const c
   r.accepted = false;
   r.reason = reason;
   r.message = std::move(message);
+  if (r.dry_run) return r;
   {
     std::lock_guard lock(mu_);
     ++rejected_[reason];
@@ -253,9 +262,10 @@ IngestResult Ingestor::refuse(const std::string& tenant, IngestResult r, const c
 }
 
 IngestResult Ingestor::refuse_oversized(const std::string& tenant, const std::string& stream,
-                                        std::size_t bytes) {
+                                        std::size_t bytes, bool dry_run) {
   IngestResult r;
   r.device = stream;
+  r.dry_run = dry_run;
   const std::string limit = std::to_string(options_.max_bytes);
   return refuse(tenant, r, reject::kOversized,
                 (bytes ? "the envelope has " + std::to_string(bytes) + " bytes; at most " + limit +
@@ -279,7 +289,7 @@ std::optional<IngestResult> Ingestor::check(const std::string& tenant, const std
   IngestResult& r = a.r;
   r.device = stream;
   if (envelope.size() > options_.max_bytes)
-    return refuse_oversized(tenant, stream, envelope.size());
+    return refuse_oversized(tenant, stream, envelope.size(), r.dry_run);
   EnvelopeError err;
   auto parsed = detail::parse_envelope(envelope, tenant, stream, &err);
   if (!parsed)
@@ -462,6 +472,31 @@ std::optional<IngestResult> Ingestor::check(const std::string& tenant, const std
   return std::nullopt;
 }
 
+IngestResult Ingestor::check_only(const std::string& tenant, const std::string& stream,
+                                  std::string_view envelope, double now) {
+  Accepted a;
+  a.r.dry_run = true;
+  if (auto refused = check(tenant, stream, envelope, now, a)) return std::move(*refused);
+  // What the store would find under the batch's key: this envelope, or other content.
+  std::optional<std::string> stored_digest;
+  {
+    auto c = readers_.acquire();
+    auto st = c->prepare(
+        "SELECT digest FROM telemetry_all WHERE tenant = ? AND device = ? AND boot = ? AND seq = "
+        "?");
+    st.bind(1, tenant)
+        .bind(2, a.batch.device.device)
+        .bind(3, static_cast<std::int64_t>(a.batch.device.boot))
+        .bind(4, static_cast<std::int64_t>(a.batch.seq));
+    if (st.step()) stored_digest = st.text(0);
+  }
+  if (stored_digest && *stored_digest != a.digest)
+    return refuse(tenant, a.r, reject::kReplayedSequence, replayed(a.batch));
+  a.r.accepted = true;
+  a.r.duplicate = stored_digest.has_value();
+  return a.r;
+}
+
 void Ingestor::ingest_async(const std::string& tenant, const std::string& stream,
                             std::string_view envelope, double now, Done done) {
   auto a = std::make_unique<Accepted>();
@@ -608,12 +643,7 @@ void Ingestor::submit_store() {
       try {
         switch (a->outcome) {
           case Accepted::Outcome::kReplayed:
-            answer(*a,
-                   refuse(a->tenant, a->r, reject::kReplayedSequence,
-                          "sequence " + std::to_string(a->batch.seq) + " of boot " +
-                              std::to_string(a->batch.device.boot) +
-                              " is stored already with other content (a replay, or a device "
-                              "that reuses sequence numbers)"),
+            answer(*a, refuse(a->tenant, a->r, reject::kReplayedSequence, replayed(a->batch)),
                    nullptr);
             break;
           case Accepted::Outcome::kDuplicate:

@@ -82,6 +82,8 @@ struct IngestResult {
   std::uint64_t boot = 0, seq = 0;
   std::size_t samples = 0;
   bool decoded = false;  // boot, seq and samples are the batch's (else unknown: null in JSON)
+  // Checked only (Ingestor::check_only): nothing was stored, counted or recorded.
+  bool dry_run = false;
   // Payload keys skipped as unknown or repeated (stored without them): the answer names them.
   std::vector<std::string> ignored_keys;
   // The telemetry.batches event listing this batch, shared by the batches stored with it (0 for
@@ -115,10 +117,20 @@ class Ingestor {
   void ingest_async(const std::string& tenant, const std::string& stream, std::string_view envelope,
                     double now, Done done);
 
+  // Every check ingest() makes — size, key, signature, payload, clocks, boot and sequence
+  // window, and whether that (boot, seq) is stored already (duplicate: true) or with other
+  // content (replayed_sequence) — and the answer it would give, with `dry_run` set; nothing is
+  // stored, counted or recorded in the ledger, and the sequence window does not move. For a
+  // device integrator trying an encoder against a server (POST /v1/telemetry/{device}
+  // ?dry_run=true). Runs on the calling thread.
+  IngestResult check_only(const std::string& tenant, const std::string& stream,
+                          std::string_view envelope, double now);
+
   // The refusal of an envelope of `bytes` (0: unknown, a chunked body cut off) over the size
-  // limit, counted and in the ledger as any other: for a body the HTTP server does not read.
+  // limit, counted and in the ledger as any other (unless `dry_run`): for a body the HTTP server
+  // does not read.
   IngestResult refuse_oversized(const std::string& tenant, const std::string& stream,
-                                std::size_t bytes);
+                                std::size_t bytes, bool dry_run = false);
 
   // Counters for /metrics: kiln_telemetry_batches_total, _samples_total, _duplicates_total,
   // kiln_telemetry_rejected_total{reason}, and per device the time of its last batch
@@ -133,6 +145,7 @@ class Ingestor {
   std::int64_t inbox_moves() const { return inbox_moves_.load(); }
 
  private:
+  // A refusal, counted and recorded as telemetry.rejected unless `r.dry_run`.
   IngestResult refuse(const std::string& tenant, IngestResult r, const char* reason,
                       std::string message);
   struct Accepted;  // a batch that passed every check, on its way to storage
