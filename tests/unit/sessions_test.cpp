@@ -739,6 +739,26 @@ BOOST_AUTO_TEST_CASE(a_report_the_process_stopped_before_starting_is_started_lat
                  ->mission_id.value_or("") == "m-2");
 }
 
+// A node whose CHARGE is no reading of the curve (a broken plugin's, past its gate with
+// gates.enforce: warn) fails the device's round instead of the sessionizer reading there.
+BOOST_AUTO_TEST_CASE(a_detectors_event_outside_the_curve_opens_no_session) {
+  struct Outside final : nodes::EventDetector {
+    nodes::RoastEvents detect(const nodes::RoastCurve& c) const override {
+      nodes::RoastEvents e;
+      e.charge = static_cast<int>(c.time.size()) + (1 << 28);
+      e.charge_source = "roaster state";
+      return e;
+    }
+  };
+  Fixture f;
+  f.detector = std::make_shared<Outside>();
+  auto s = f.sessionizer();
+  add_in_tens(*s, "acme", "r1", 1, fixture_roast(true));
+  s->flush();
+  BOOST_TEST(sessions_of(f.ledger.path(), "acme", 10).empty());
+  BOOST_TEST(f.closed.empty());
+}
+
 // A roaster's change asking for a report that lands while the due-report pass is starting the
 // session's report waits for it: the pass's mission (for the weights it read) is recorded, then
 // the change's (for the new ones) — none is started and left unrecorded.

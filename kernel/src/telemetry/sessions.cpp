@@ -141,6 +141,14 @@ nodes::RoastCurve curve_of(const std::vector<Sample>& samples, double from) {
   return c;
 }
 
+// The node's events, checked to be readings of the curve before any is read there: a broken
+// node's answer fails the device's round (logged) instead of reading past the readings.
+nodes::RoastEvents detect_on(const nodes::EventDetector& detector, const nodes::RoastCurve& c) {
+  auto e = detector.detect(c);
+  e.validate(c);
+  return e;
+}
+
 // Inserts samples keeping time order; a sample at a time already present is dropped.
 void merge(std::vector<Sample>& into, std::vector<Sample> more) {
   // Batches may arrive out of order (concurrent requests, a drained spool).
@@ -580,7 +588,7 @@ void Sessionizer::handle(const std::string& tenant, const std::string& device, s
                                     [&](const Sample& s) { return s.t > keep_from; }));
       };
       if (d.buffer.empty()) return;
-      auto e = detector->detect(curve_of(d.buffer, d.buffer.front().t));
+      auto e = detect_on(*detector, curve_of(d.buffer, d.buffer.front().t));
       // A roaster-state CHARGE at the first reading held is no CHARGE seen: the roast was under
       // way already (a recorder started mid-roast, or readings resumed after this device's
       // session closed for silence). Those readings open no session: drop them (up to the first
@@ -591,7 +599,7 @@ void Sessionizer::handle(const std::string& tenant, const std::string& device, s
                        std::find_if(d.buffer.begin(), d.buffer.end(),
                                     [&](const Sample& x) { return x.state != state; }));
         if (d.buffer.empty()) return;
-        e = detector->detect(curve_of(d.buffer, d.buffer.front().t));
+        e = detect_on(*detector, curve_of(d.buffer, d.buffer.front().t));
       }
       // From BT alone a fall is a CHARGE only once the beans turn (TP): cooling readings after a
       // DROP fall the same way. A roaster's own state is trusted at once.
@@ -611,7 +619,7 @@ void Sessionizer::handle(const std::string& tenant, const std::string& device, s
     auto& s = *d.open;
     auto curve = curve_of(d.buffer, s.start_t);
     if (curve.time.empty()) return;
-    auto e = detector->detect(curve);
+    auto e = detect_on(*detector, curve);
     const double last_t = d.buffer.back().t;
     if (e.drop >= 0) {
       const double drop_t = s.start_t + curve.time[static_cast<std::size_t>(e.drop)];
@@ -624,7 +632,7 @@ void Sessionizer::handle(const std::string& tenant, const std::string& device, s
       if (after != d.buffer.end()) {
         const std::vector<Sample> rest(after, d.buffer.end());
         std::size_t next_from = rest.size();
-        const auto next = detector->detect(curve_of(rest, rest.front().t));
+        const auto next = detect_on(*detector, curve_of(rest, rest.front().t));
         if (next.charge > 0 && (next.charge_source == "roaster state" || next.tp >= 0))
           next_from = static_cast<std::size_t>(next.charge);
         // The roaster waiting for the next charge (R1 state 4) is the next roast's, even before

@@ -327,6 +327,7 @@ Analysis analyze(const RoastLog& log, const AnalysisOptions& opt,
     if (!detector)
       throw std::invalid_argument("event detection needs an event_detector node; none is given");
     const auto e = detector->detect(curve);
+    e.validate(curve);
     charge = e.charge;
     drop = e.drop;
     fcs = e.fcs;
@@ -361,6 +362,13 @@ Analysis analyze(const RoastLog& log, const AnalysisOptions& opt,
           a.warnings.push_back(std::string("the ") + name +
                                " marked is not after CHARGE: left out of the analysis");
           source->clear();
+        } else if (*ev >= 0) {  // the node's own answer breaks its contract (CHARGE < TP ...)
+          a.warnings.push_back(
+              std::string("the event_detector node's ") + name + " (reading " +
+              std::to_string(*ev) + ") is not after its CHARGE (" +
+              (charge < 0 ? std::string("none") : "reading " + std::to_string(charge)) +
+              "): left out of the analysis; `kiln gate run event_detector/NODE` checks the node");
+          if (source) source->clear();
         }
         *ev = -1;
       }

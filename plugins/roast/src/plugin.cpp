@@ -157,6 +157,7 @@ class PredictTool final : public kiln::Tool {
       auto log = log_of_curve(in.at("curve").as_object(), phases_);
       auto curve = kiln::roast::curve_of(log);
       auto e = detector->detect(curve);
+      e.validate(curve);
       kiln::roast::PredictOptions o;
       // A roaster's marks stand over the detector's (curve.marks).
       if (log.timeindex[0] >= 0) e.charge = log.timeindex[0];

@@ -118,6 +118,39 @@ BOOST_DATA_TEST_CASE(detected_events_match_artisan, bdata::make(fixtures()), nam
   BOOST_TEST(warned == !near_mark, (a.fcs ? a.fcs->time : -1.0));
 }
 
+// A node's answer that breaks its contract: an event outside the curve is refused (naming it);
+// one before its CHARGE is left out with a warning saying so, not a misleading one about BT.
+BOOST_AUTO_TEST_CASE(a_broken_detectors_events_are_named_not_read) {
+  struct Broken final : kiln::nodes::EventDetector {
+    int tp = 0;
+    kiln::nodes::RoastEvents detect(const kiln::nodes::RoastCurve& c) const override {
+      auto e = ArtisanDetector().detect(c);
+      e.tp = tp < 0 ? static_cast<int>(c.time.size()) + 100 : e.charge - tp;
+      return e;
+    }
+  };
+  const auto log = parse_alog(read(kFixtures / fixtures().front()));
+  AnalysisOptions o;
+  o.detect = true;
+  Broken outside;
+  outside.tp = -1;
+  try {
+    analyze(log, o, &outside);
+    BOOST_FAIL("an event outside the curve was read");
+  } catch (const std::logic_error& e) {
+    BOOST_TEST(std::string(e.what()).find("returned TP at reading") != std::string::npos, e.what());
+  }
+  Broken before;
+  before.tp = 0;  // at CHARGE itself
+  const auto a = analyze(log, o, &before);
+  BOOST_TEST(!a.tp);
+  const bool named = std::any_of(a.warnings.begin(), a.warnings.end(), [](const std::string& w) {
+    return w.find("the event_detector node's TP") != std::string::npos &&
+           w.find("is not after its CHARGE") != std::string::npos;
+  });
+  BOOST_TEST(named, json::serialize(to_json(a)));
+}
+
 // Without the roaster's state channel, CHARGE comes from Artisan's BT-break rule.
 BOOST_DATA_TEST_CASE(bt_break_finds_charge_without_a_state_channel, bdata::make(fixtures()), name) {
   auto log = parse_alog(read(kFixtures / name));

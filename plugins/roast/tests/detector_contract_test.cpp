@@ -43,6 +43,35 @@ class LateDetector final : public kiln::nodes::EventDetector {
   }
 };
 
+// A node whose TP is far past the curve's end: the suites must fail it, not read there.
+class OutsideDetector final : public kiln::nodes::EventDetector {
+ public:
+  kiln::nodes::RoastEvents detect(const kiln::nodes::RoastCurve& c) const override {
+    auto e = kiln::roast::ArtisanDetector().detect(c);
+    e.tp = static_cast<int>(c.time.size()) + (1 << 28);
+    return e;
+  }
+};
+
+// A node that reads the phase temperatures as °C whatever the curve's unit (converting them for
+// a °F curve): its DRY END and FCs on a °F curve are wrong.
+class CelsiusPhasesDetector final : public kiln::nodes::EventDetector {
+ public:
+  kiln::nodes::RoastEvents detect(const kiln::nodes::RoastCurve& c) const override {
+    auto copy = c;
+    if (c.unit == 'F')
+      for (auto& v : copy.phases) v = v * 9.0 / 5.0 + 32.0;
+    return kiln::roast::ArtisanDetector().detect(copy);
+  }
+};
+
+const kiln::testkit::CheckResult* check_named(const kiln::testkit::SuiteReport& r,
+                                              const std::string& name) {
+  for (const auto& c : r.checks)
+    if (c.name == name) return &c;
+  return nullptr;
+}
+
 std::vector<kiln::testkit::EventDetectorCase> golden_cases() {
   std::vector<kiln::testkit::EventDetectorCase> out;
   const fs::path dir = fs::path(KILN_SOURCE_DIR) / "tests/parity/event_detector/cases";
@@ -66,6 +95,29 @@ BOOST_AUTO_TEST_CASE(a_detector_that_finds_nothing_fails_the_contract) {
   auto report = kiln::testkit::run_event_detector_contract(
       [](const boost::json::object&) { return std::make_shared<BlindDetector>(); });
   BOOST_TEST(!report.passed());
+}
+
+BOOST_AUTO_TEST_CASE(an_event_outside_the_curve_fails_the_suites_and_is_refused_by_the_kernel) {
+  const auto make = [](const boost::json::object&) { return std::make_shared<OutsideDetector>(); };
+  auto report = kiln::testkit::run_event_detector_contract(make);
+  BOOST_TEST(!report.passed());
+  const auto* check = check_named(report, "every event is a reading of the curve, or none");
+  BOOST_REQUIRE(check);
+  BOOST_TEST(!check->passed);
+  BOOST_TEST(check->detail.find("returned TP at reading") != std::string::npos, check->detail);
+  BOOST_TEST(
+      !kiln::testkit::run_event_detector_parity(make_artisan, make, golden_cases(), {}).passed());
+  const auto c = golden_cases().front().curve;
+  BOOST_CHECK_THROW(OutsideDetector().detect(c).validate(c), std::logic_error);
+  BOOST_CHECK_NO_THROW(kiln::roast::ArtisanDetector().detect(c).validate(c));
+}
+
+BOOST_AUTO_TEST_CASE(phase_temperatures_are_in_the_curves_unit) {
+  auto report = kiln::testkit::run_event_detector_contract(
+      [](const boost::json::object&) { return std::make_shared<CelsiusPhasesDetector>(); });
+  const auto* check = check_named(report, "a Fahrenheit curve has the same events");
+  BOOST_REQUIRE(check);
+  BOOST_TEST(!check->passed, check->detail);
 }
 
 BOOST_AUTO_TEST_CASE(artisan_is_at_parity_with_itself_on_the_golden_cases) {

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace kiln::nodes {
@@ -21,7 +22,9 @@ struct RoastCurve {
   std::vector<double> state;  // the roaster's own state channel (Bullet R1: 6 roasting, 8
                               // cooling, ...), one per time, or empty when not recorded
   char unit = 'C';            // 'C' or 'F'
-  // Artisan's phase temperatures (°C): drying end, drying end (upper), FCs, SCs.
+  // Artisan's phase temperatures, in the curve's unit like every temperature here: drying end,
+  // drying end (upper), FCs, SCs. The defaults are °C; a caller with a curve in °F sets them in
+  // °F (Artisan's 302, 302, 392, 446).
   std::array<double, 4> phases{150, 150, 200, 230};
 
   // Throws std::invalid_argument naming the channel when the sizes disagree or time decreases.
@@ -49,6 +52,21 @@ struct RoastCurve {
 struct RoastEvents {
   int charge = -1, tp = -1, dry_end = -1, fcs = -1, drop = -1;
   std::string charge_source, drop_source, dry_end_source, fcs_source;
+
+  // Throws std::logic_error naming the first event that is neither -1 nor a reading of `curve`:
+  // the kernel checks every node's answer so before it reads the curve at an event.
+  void validate(const RoastCurve& curve) const {
+    const auto n = static_cast<long long>(curve.time.size());
+    const std::pair<const char*, int> events[] = {
+        {"CHARGE", charge}, {"TP", tp}, {"DRY END", dry_end}, {"FCs", fcs}, {"DROP", drop}};
+    for (const auto& [name, i] : events)
+      if (i < -1 || i >= n)
+        throw std::logic_error(std::string("the event_detector node returned ") + name +
+                               " at reading " + std::to_string(i) + ", not a reading of the " +
+                               std::to_string(n) + "-reading curve (0 to " + std::to_string(n - 1) +
+                               ", or -1 for none): the node is broken; `kiln gate run "
+                               "event_detector/NODE` shows what its contract finds");
+  }
 };
 
 class EventDetector {

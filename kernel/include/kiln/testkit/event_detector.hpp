@@ -70,15 +70,23 @@ inline Synthetic synthetic_roast(double interval, bool with_state) {
   return s;
 }
 
+inline bool in_curve(const nodes::RoastCurve& c, int i) {
+  return i >= 0 && static_cast<std::size_t>(i) < c.time.size();
+}
+
+// The time of reading `i`; -1 for none, NaN for an index outside the curve (a broken node's).
 inline double time_at(const nodes::RoastCurve& c, int i) {
-  return i < 0 ? -1 : c.time[static_cast<std::size_t>(i)];
+  return i < 0 ? -1 : in_curve(c, i) ? c.time[static_cast<std::size_t>(i)] : std::nan("");
 }
 
 inline std::string describe(const nodes::RoastCurve& c, const nodes::RoastEvents& e) {
   auto one = [&](const char* name, int i) {
     return std::string(name) + "=" +
            (i < 0 ? std::string("none")
-                  : std::to_string(i) + "@" + std::to_string(time_at(c, i)).substr(0, 7) + "s");
+            : in_curve(c, i)
+                ? std::to_string(i) + "@" + std::to_string(time_at(c, i)).substr(0, 7) + "s"
+                : std::to_string(i) + " (outside the curve's " + std::to_string(c.time.size()) +
+                      " readings)");
   };
   return one("CHARGE", e.charge) + " " + one("TP", e.tp) + " " + one("DRY_END", e.dry_end) + " " +
          one("FCs", e.fcs) + " " + one("DROP", e.drop);
@@ -86,6 +94,7 @@ inline std::string describe(const nodes::RoastCurve& c, const nodes::RoastEvents
 
 inline bool near(const nodes::RoastCurve& c, int got, int want, double tolerance_s) {
   if (got < 0 || want < 0) return got == want;
+  if (!in_curve(c, got) || !in_curve(c, want)) return false;
   return std::abs(time_at(c, got) - time_at(c, want)) <= tolerance_s + 1e-9;
 }
 
@@ -123,6 +132,25 @@ inline SuiteReport run_event_detector_contract(const EventDetectorFactory& make)
     report.add("an empty curve has no events",
                e.charge < 0 && e.tp < 0 && e.dry_end < 0 && e.fcs < 0 && e.drop < 0,
                describe(nodes::RoastCurve{}, e));
+  });
+
+  guarded(report, "every event is a reading of the curve, or none", [&] {
+    std::string outside;
+    for (bool with_state : {false, true}) {
+      auto s = synthetic_roast(1.0, with_state);
+      nodes::RoastCurve prefix = s.curve;  // a live roast's first 3 minutes
+      for (auto* v : {&prefix.time, &prefix.bt, &prefix.et, &prefix.state})
+        if (v->size() > 180) v->resize(180);
+      for (const auto* c : {&s.curve, &prefix}) {
+        const auto e = node->detect(*c);
+        try {
+          e.validate(*c);
+        } catch (const std::logic_error& x) {
+          outside = x.what();
+        }
+      }
+    }
+    report.add("every event is a reading of the curve, or none", outside.empty(), outside);
   });
 
   guarded(report, "a curve whose channels disagree is refused", [&] {
@@ -198,9 +226,11 @@ inline SuiteReport run_event_detector_contract(const EventDetectorFactory& make)
     f.unit = 'F';
     for (auto& v : f.bt) v = to_f(v);
     for (auto& v : f.et) v = to_f(v);
+    for (auto& v : f.phases) v = to_f(v);  // like every temperature, in the curve's unit
     auto e = node->detect(f);
     report.add("a Fahrenheit curve has the same events",
-               e.charge == c.charge && e.tp == c.tp && e.drop == c.drop,
+               e.charge == c.charge && e.tp == c.tp && e.dry_end == c.dry_end && e.fcs == c.fcs &&
+                   e.drop == c.drop,
                "°F: " + describe(f, e) + "; °C: " + describe(s.curve, c));
   });
 
