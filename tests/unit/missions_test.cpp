@@ -89,6 +89,13 @@ steps:
   - {id: keep, tool: test.file, input: {name: note.txt, text: kept}}
   - {id: f, tool: test.fatal, needs: [keep]}
 )");
+    write(dir.path() / "missions/session_report.yaml", R"(name: session_report
+inputs:
+  session: {type: string}
+  marks: {type: [object, "null"], default: null}
+  weight: {type: [object, "null"], default: null}
+steps: [{id: a, tool: kiln.noop}]
+)");
     write(dir.path() / "missions/actuating.yaml",
           "name: actuating\nsteps: [{id: a, tool: test.actuate}]\n");
     write(dir.path() / "policy.yaml", policy);
@@ -516,6 +523,35 @@ BOOST_AUTO_TEST_CASE(cancel_is_final_and_refused_twice) {
   BOOST_CHECK_THROW(w.svc().cancel("acme", m.mission.id, kOperator, ""), MissionError);
   BOOST_TEST(!w.svc().claim("w1", m.mission.id).has_value());
   BOOST_CHECK_THROW(w.svc().retry("acme", m.mission.id, kOperator, ""), MissionError);
+}
+
+// A session's report replaced while its mission runs (a roaster marked or weighed the roast
+// meanwhile) is canceled: left to run, its QC could hold it for an approver beside the new one.
+BOOST_AUTO_TEST_CASE(a_running_report_replaced_by_a_roasters_change_is_canceled) {
+  World w(kPolicy, {"sessions.mission=session_report"});
+  telemetry::SessionInfo s;
+  s.id = "s-r1-1";
+  s.tenant = "acme";
+  s.device = "r1";
+  s.state = "closed";
+  const auto first = w.k->start_session_report(s);
+  BOOST_REQUIRE(first);
+  const auto running = w.svc().claim("w1");
+  BOOST_REQUIRE(running);
+  BOOST_TEST(running->mission.id == *first);
+  s.mission_id = first;
+  s.marks["FCs"] = 480;
+  const auto second = w.k->start_session_report(s);
+  BOOST_REQUIRE(second);
+  BOOST_TEST(*second != *first);
+  BOOST_TEST(w.svc().get("acme", *first)->state == "CANCELED");
+  BOOST_TEST(w.svc().get("acme", *second)->state == "PENDING");
+  const auto kinds = w.history(*first);
+  BOOST_TEST(kinds.back() == "mission.canceled");
+  // The same marks again: the same mission, which is not canceled by its own start.
+  s.mission_id = second;
+  BOOST_TEST(w.k->start_session_report(s).value_or("") == *second);
+  BOOST_TEST(w.svc().get("acme", *second)->state == "PENDING");
 }
 
 // ---- Leases ----------------------------------------------------------------------------------

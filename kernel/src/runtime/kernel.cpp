@@ -628,9 +628,73 @@ auth::KeyStore& Kernel::keys() {
   return *keys_;
 }
 
+std::optional<std::string> Kernel::start_session_report(const telemetry::SessionInfo& s) {
+  auto& m = missions();
+  const std::string mission = config_.get_string("sessions.mission");
+  missions::CreateRequest req;
+  req.tenant = s.tenant;
+  req.template_name = mission;
+  // The marks and weights as they are now, so that the mission reports what it was started
+  // for however they change while it waits.
+  const auto started_for = s.report_inputs();
+  req.inputs = started_for;
+  req.inputs["session"] = s.id;
+  // Once per close and marks: a session opened again (readings continued it) gets a new
+  // report, and so does one a roaster marked after it closed (the same marks again: the
+  // report already made for them).
+  req.idempotency_key =
+      "session:" + s.id + (s.reopens ? "#" + std::to_string(s.reopens) : std::string());
+  if (!s.marks.empty() || s.green_g || s.roasted_g)
+    *req.idempotency_key +=
+        "|marks:" + common::sha256_hex(boost::json::serialize(started_for)).substr(0, 16);
+  req.actor = missions::Actor{"sessionizer", missions::Role::kOperator};
+  try {
+    auto r = m.create(req);
+    // The report it replaces (made before these marks or weights) leaves the queues: an
+    // approver would otherwise be asked about a roast whose report has been made again. One
+    // running is canceled too (its worker stops at its next step, missions.md): left to finish,
+    // its QC could still hold it for an approver beside the new one.
+    if (s.mission_id && *s.mission_id != r.mission.id) {
+      const auto old = m.get(s.tenant, *s.mission_id);
+      const std::string why =
+          "replaced by mission " + r.mission.id + " (the session's marks or weights changed)";
+      if (old && !missions::is_terminal(old->state)) {
+        try {
+          m.cancel(s.tenant, old->id, req.actor, why);
+          spdlog::info("session {}: mission {} replaced by {}", s.id, old->id, r.mission.id);
+        } catch (const std::exception& e) {  // it moved on meanwhile (another worker ran it)
+          spdlog::warn("session {}: mission {}, which {} replaces, was not cancelled: {}", s.id,
+                       old->id, r.mission.id, e.what());
+        }
+      }
+      // Its files (the spoken summary of numbers since changed) are not kept beside the
+      // new report's: each report again would otherwise add ≈ 0.5 MB of audio. Their
+      // digests stay in the ledger. One canceled above keeps what it has (a step may still be
+      // running); retention releases it later.
+      if (old && missions::is_terminal(old->state)) {
+        try {
+          if (const auto n = m.release_artifacts(s.tenant, old->id, req.actor, why))
+            spdlog::info("session {}: {} file(s) of mission {} released", s.id, n, old->id);
+        } catch (const std::exception& e) {
+          spdlog::warn("session {}: the files of mission {}, which {} replaces, are kept: {}", s.id,
+                       old->id, r.mission.id, e.what());
+        }
+      }
+    }
+    spdlog::info("session {}: mission {} ({}) {}", s.id, r.mission.id, mission, r.mission.state);
+    return r.mission.id;
+  } catch (const std::exception& e) {
+    spdlog::error(
+        "session {}: the {} mission could not be started: {} (its report stays due: kiln "
+        "serve starts it again)",
+        s.id, mission, e.what());
+    return std::nullopt;
+  }
+}
+
 telemetry::TelemetryService& Kernel::telemetry() {
   auto& l = sqlite_ledger();
-  auto& m = missions();
+  missions();  // before the lock: closed sessions start their reports through it
   std::lock_guard lock(ledger_mu_);
   if (!telemetry_) {
     telemetry::IngestOptions io;
@@ -647,68 +711,7 @@ telemetry::TelemetryService& Kernel::telemetry() {
     if (!serves_) so.report_retry_s = 0;  // kiln serve starts the reports left due
     const std::string mission = config_.get_string("sessions.mission");
     auto detector = [this] { return node<nodes::EventDetector>(); };
-    auto on_closed = [&m, mission](const telemetry::SessionInfo& s) -> std::optional<std::string> {
-      missions::CreateRequest req;
-      req.tenant = s.tenant;
-      req.template_name = mission;
-      // The marks and weights as they are now, so that the mission reports what it was started
-      // for however they change while it waits.
-      const auto started_for = s.report_inputs();
-      req.inputs = started_for;
-      req.inputs["session"] = s.id;
-      // Once per close and marks: a session opened again (readings continued it) gets a new
-      // report, and so does one a roaster marked after it closed (the same marks again: the
-      // report already made for them).
-      req.idempotency_key =
-          "session:" + s.id + (s.reopens ? "#" + std::to_string(s.reopens) : std::string());
-      if (!s.marks.empty() || s.green_g || s.roasted_g)
-        *req.idempotency_key +=
-            "|marks:" + common::sha256_hex(boost::json::serialize(started_for)).substr(0, 16);
-      req.actor = missions::Actor{"sessionizer", missions::Role::kOperator};
-      try {
-        auto r = m.create(req);
-        // The report it replaces (made before these marks or weights) leaves the queues: an
-        // approver would otherwise be asked about a roast whose report has been made again.
-        if (s.mission_id && *s.mission_id != r.mission.id) {
-          const auto old = m.get(s.tenant, *s.mission_id);
-          const std::string why =
-              "replaced by mission " + r.mission.id + " (the session's marks or weights changed)";
-          if (old && (old->state == missions::state::kPending ||
-                      old->state == missions::state::kQuarantined ||
-                      old->state == missions::state::kRetry)) {
-            try {
-              m.cancel(s.tenant, old->id, req.actor, why);
-              spdlog::info("session {}: mission {} replaced by {}", s.id, old->id, r.mission.id);
-            } catch (const std::exception& e) {  // it moved on meanwhile (another worker ran it)
-              spdlog::warn("session {}: mission {}, which {} replaces, was not cancelled: {}", s.id,
-                           old->id, r.mission.id, e.what());
-            }
-          }
-          // Its files (the spoken summary of numbers since changed) are not kept beside the
-          // new report's: each report again would otherwise add ≈ 0.5 MB of audio. Their
-          // digests stay in the ledger. A mission still running keeps them (it finishes as
-          // started; its report is replaced all the same).
-          if (old && missions::is_terminal(old->state)) {
-            try {
-              if (const auto n = m.release_artifacts(s.tenant, old->id, req.actor, why))
-                spdlog::info("session {}: {} file(s) of mission {} released", s.id, n, old->id);
-            } catch (const std::exception& e) {
-              spdlog::warn("session {}: the files of mission {}, which {} replaces, are kept: {}",
-                           s.id, old->id, r.mission.id, e.what());
-            }
-          }
-        }
-        spdlog::info("session {}: mission {} ({}) {}", s.id, r.mission.id, mission,
-                     r.mission.state);
-        return r.mission.id;
-      } catch (const std::exception& e) {
-        spdlog::error(
-            "session {}: the {} mission could not be started: {} (its report stays due: kiln "
-            "serve starts it again)",
-            s.id, mission, e.what());
-        return std::nullopt;
-      }
-    };
+    auto on_closed = [this](const telemetry::SessionInfo& s) { return start_session_report(s); };
     telemetry_ = std::make_unique<telemetry::TelemetryService>(
         l, io, so, detector,
         mission.empty() ? telemetry::Sessionizer::ClosedFn()

@@ -137,6 +137,11 @@ class Kernel {
   // Device keys, ingestion and sessions (opens storage on first use). A closed session starts
   // the mission named by sessions.mission (default roast_report) for it.
   telemetry::TelemetryService& telemetry();
+  // What a closed session (or a roaster's change asking for its report) starts: the mission
+  // sessions.mission names, for the session's marks and weights as they are (idempotent per
+  // close and marks); the report it replaces is canceled unless it has ended, or its files
+  // released if it has. The mission's id, or nullopt when it could not be started (logged).
+  std::optional<std::string> start_session_report(const telemetry::SessionInfo& s);
   ledger::SqliteLedger& sqlite_ledger();
   // For a process that writes as it runs (kiln serve, mission work): a database this user may
   // read but not write is a BootError (exit 6) now, not a refusal at the first write after
