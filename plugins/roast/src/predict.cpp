@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <vector>
 
 namespace kiln::roast {
@@ -96,9 +97,11 @@ Prediction predict(const nodes::RoastCurve& c, int charge, int tp, const Predict
       }
       return p;
     }
-  if (tp < 0 || c.time[last] - c.time[static_cast<std::size_t>(tp)] < 90) {
+  if (tp < 0 || c.time[last] - c.time[static_cast<std::size_t>(tp)] < o.min_after_tp_s) {
     p.status = "too_early";
-    p.message = "the beans have not turned long enough (90 s after TP) for a prediction";
+    p.message = "the beans have not turned long enough (" +
+                std::to_string(static_cast<int>(o.min_after_tp_s)) +
+                " s after TP) for a prediction";
     return p;
   }
   // RoR declines roughly exponentially after its peak: fit ln RoR = a + b t over the window
@@ -139,32 +142,44 @@ Prediction predict(const nodes::RoastCurve& c, int charge, int tp, const Predict
   const double se_b = den > 0 ? std::sqrt(ss / std::max(1.0, n - 2) / den) : 0;
   const double spread_b = std::max(2 * se_b, 0.5 * std::abs(b));
   p.ror_slope = (std::exp(a + b * (p.now + 60)) - std::exp(a + b * p.now));
-  // Integrate BT forward a second at a time; below 1 °C/min the roast is stalling.
-  auto reach = [&](double fcs_bt, double db) -> std::optional<double> {
+  // Integrate BT forward a second at a time, the RoR declining as fitted but keeping
+  // `floor_share` of ror_floor × the RoR now; below 1 °C/min the roast is stalling.
+  const double floor_r = o.ror_floor * p.ror;
+  auto reach = [&](double fcs_bt, double db, double floor_share) -> std::optional<double> {
     double bt = p.bt;
     if (bt >= fcs_bt) return p.now;
     const double bb = std::min(b + db, 0.0);
     const double aa = a + b * p.now - bb * p.now;  // same RoR now, another decline
     for (double t = p.now; t < p.now + 1200; t += 1) {
-      const double r = std::exp(aa + bb * t);
+      const double r = std::max(std::exp(aa + bb * t), floor_share * floor_r);
       if (r < 1) return std::nullopt;
       bt += r / 60;
       if (bt >= fcs_bt) return t + 1;
     }
     return std::nullopt;
   };
-  p.fcs = reach(o.fcs_bt, 0);
+  p.fcs = reach(o.fcs_bt, 0, 1);
   if (!p.fcs) {
     p.status = "stalling";
-    p.message = "at the fitted rate of rise BT does not reach the FCs temperature within 20 min";
+    char text[200];
+    std::snprintf(text, sizeof text,
+                  "the rate of rise is %.1f °C/min: at that BT does not reach the FCs "
+                  "temperature (%.1f °C) within 20 min",
+                  p.ror, o.fcs_bt);
+    p.message = text;
     return p;
   }
   // The band: a flatter decline and first crack a little cooler than expected (sooner), a
   // steeper one and a little hotter (later). Near FCs the decline hardly matters and the FCs
   // temperature's spread keeps the band open; a steeper decline that stalls leaves the late end
   // open (null) rather than inventing one.
-  p.fcs_early = reach(o.fcs_bt - o.fcs_bt_spread, spread_b);
-  p.fcs_late = reach(o.fcs_bt + o.fcs_bt_spread, -spread_b);
+  p.fcs_early = reach(o.fcs_bt - o.fcs_bt_spread, spread_b, 1);
+  p.fcs_late = reach(o.fcs_bt + o.fcs_bt_spread, -spread_b, 0.5);
+  // However well the last minute fits, minutes ahead the band stays open in proportion.
+  const double to_go = *p.fcs - p.now;
+  if (p.fcs_early)
+    p.fcs_early = std::max(p.now, std::min(*p.fcs_early, *p.fcs - o.band_share * to_go));
+  if (p.fcs_late) p.fcs_late = std::max(*p.fcs_late, *p.fcs + o.band_share * to_go);
   p.status = "ok";
   p.message = "expected from the rate of rise since the turning point (fitted over the last " +
               std::to_string(static_cast<int>(o.fit_window_s)) + " s)";

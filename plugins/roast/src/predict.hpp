@@ -27,7 +27,17 @@ struct PredictOptions {
   double fit_window_s = 60;
   // How far first crack's BT strays from fcs_bt, roast to roast (°C): the band reaches it.
   double fcs_bt_spread = 3;
-  // The later end of the band widens by this share of the time still to go to FCs.
+  // The rate of rise the forward integration keeps at least, as a share of the RoR now (the
+  // band's late end keeps half of that): a decline fitted over one minute, extrapolated, made a
+  // roast whose RoR levels off (the heat still on) "stall" at 12-19 °C/min minutes before FCs.
+  double ror_floor = 0.65;
+  // Seconds after TP before any prediction: sooner, the RoR has hardly begun to decline and the
+  // fit ran 2-4 min early with a band a few seconds wide.
+  double min_after_tp_s = 120;
+  // The band reaches at least this share of the time still to go to FCs, on either side.
+  // These three were chosen on the ten fixtures and on simulated roasts (in-sample):
+  // parity_roast_analysis and unit_telemetry_sim say how they do.
+  double band_share = 0.25;
 };
 
 struct Prediction {

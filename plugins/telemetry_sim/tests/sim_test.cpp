@@ -14,6 +14,7 @@
 #include "kiln/testkit/boost_test.hpp"
 #include "kiln/testkit/telemetry_driver.hpp"
 #include "model.hpp"
+#include "predict.hpp"
 
 using namespace kiln;
 namespace bdata = boost::unit_test::data;
@@ -114,6 +115,48 @@ BOOST_DATA_TEST_CASE(a_simulated_roast_looks_like_a_real_one, bdata::make({350.0
   BOOST_TEST(std::abs(drop - *r.drop_time()) <= 8.0, drop << " vs " << *r.drop_time());
   const double dtr = (*r.drop_time() - *r.fcs_time()) / (*r.drop_time() - *r.charge_time());
   BOOST_TEST(std::abs(dtr - 0.2) < 0.01);
+}
+
+// The predictive assist on simulated roasts (three seeds, three charges), every 30 s from CHARGE
+// to FCs, at the FCs temperature the simulated roaster cracks at: no "stalling" while the RoR is
+// healthy (a fitted decline once made RoR 12-19 °C/min "stall" minutes before FCs), nothing
+// before 120 s after TP (sooner the fit ran minutes early), and the band holds FCs on at least
+// 90 % of the predictions. Chosen on these roasts and the fixtures' (in-sample).
+BOOST_AUTO_TEST_CASE(the_assist_predicts_simulated_roasts) {
+  int predicted = 0, covered = 0;
+  for (std::uint64_t seed : {1, 2, 3})
+    for (double mass : {350.0, 500.0, 800.0}) {
+      sim::Options o;
+      o.seed = seed;
+      o.mass_g = mass;
+      sim::Roaster r(o);
+      std::vector<telemetry::Sample> all;
+      while (!r.drop_time()) all.push_back(r.next());
+      const double charge = *r.charge_time(), fcs = *r.fcs_time() - charge;
+      roast::PredictOptions po;
+      po.fcs_bt = 192.5;  // where the model cracks: 191.5-193.6 °C on these
+      for (double at = 150; at < fcs; at += 30) {
+        nodes::RoastCurve c;
+        for (const auto& s : all)
+          if (s.t - charge <= at) {
+            c.time.push_back(s.t);
+            c.bt.push_back(s.bt);
+            c.et.push_back(s.et);
+            c.state.push_back(s.state);
+          }
+        const auto e = roast::ArtisanDetector().detect(c);
+        const auto p = roast::predict(c, e.charge, e.tp, po);
+        const double after_tp = c.time.back() - c.time[static_cast<std::size_t>(e.tp)];
+        BOOST_TEST(p.status == (after_tp < po.min_after_tp_s ? "too_early" : "ok"),
+                   "seed " << seed << ", " << mass << " g, at " << at << " s: " << p.status << " ("
+                           << p.message << ")");
+        if (p.status != "ok") continue;
+        ++predicted;
+        covered += *p.fcs_early <= fcs && fcs <= p.fcs_late.value_or(1e9);
+      }
+    }
+  BOOST_TEST(predicted >= 80, predicted);
+  BOOST_TEST(covered >= predicted * 9 / 10, covered << " of " << predicted << " hold FCs");
 }
 
 // Back to back: after cooling and between_s OFF the roaster preheats (state 2), waits in CHARGE
