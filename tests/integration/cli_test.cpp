@@ -1377,6 +1377,20 @@ BOOST_AUTO_TEST_CASE(a_device_driver_is_gated_through_its_own_frames) {
       lines_file << r.t << "," << r.bt << "," << r.et << "," << r.ror << "," << r.heater << ","
                  << r.fan << "," << r.drum << ",0\n";
   }
+  // `config check` builds a selected node that is not its kind's default, its settings set or
+  // not: a setting its factory needs that the deployment left out is found there, as `kiln
+  // serve` finds it at start (it said "valid" before).
+  const std::string test_driver_paths = std::string("plugins.search_paths=[") + KILN_PLUGIN_DIR +
+                                        "," + KILN_TEST_PLUGIN_DIR + "/test_driver]";
+  auto unset = d.kiln(
+      {"config", "check", "--set", test_driver_paths, "--set", "nodes.telemetry_driver=lines"});
+  BOOST_TEST(unset.exit_code == 3, unset.out << unset.err);
+  BOOST_TEST(contains(unset.err, "plugin_config.test_driver.file names no file of lines"),
+             unset.err);
+  auto set = d.kiln({"config", "check", "--set", test_driver_paths, "--set",
+                     "nodes.telemetry_driver=lines", "--set",
+                     "plugin_config.test_driver.file=roast.lines"});
+  BOOST_TEST(set.exit_code == 0, set.out << set.err);
   BOOST_REQUIRE(d.kiln({"devices", "add", "lines-1", "--key-out", "lines-1.key"}).exit_code == 0);
   auto rec = d.kiln({"record", "--key", "lines-1.key", "--driver", "lines", "--speed", "0", "--set",
                      std::string("plugins.search_paths=[") + KILN_PLUGIN_DIR + "," +
@@ -1390,6 +1404,29 @@ BOOST_AUTO_TEST_CASE(a_device_driver_is_gated_through_its_own_frames) {
   BOOST_TEST(std::stoi(recorded[1]) < 640, rec.out);
   BOOST_TEST(std::stoi(recorded[1]) > 600, rec.out);
   BOOST_TEST(!contains(rec.out, "OFF"), rec.out);
+  BOOST_TEST(!contains(rec.err, "readings ended"), rec.err);
+  // A capture that ends mid-roast is recorded, and the recorder says the roast asked for never
+  // ended (it exited 0 without a word).
+  {
+    std::ofstream cut(d.dir.path() / "cut.lines");
+    cut.precision(17);
+    for (std::size_t i = 0; i < 300; ++i) {
+      const auto& r = readings[i];
+      cut << r.t << "," << r.bt << "," << r.et << "," << r.ror << "," << r.heater << "," << r.fan
+          << "," << r.drum << "," << r.state << "\n";
+    }
+    BOOST_REQUIRE_EQUAL(readings[299].state, 6);  // roasting
+  }
+  BOOST_REQUIRE(d.kiln({"devices", "add", "lines-2", "--key-out", "lines-2.key"}).exit_code == 0);
+  auto cut_short =
+      d.kiln({"record", "--key", "lines-2.key", "--driver", "lines", "--speed", "0", "--set",
+              test_driver_paths, "--set", "plugin_config.test_driver.file=cut.lines"});
+  BOOST_TEST(cut_short.exit_code == 0, cut_short.out << cut_short.err);
+  BOOST_TEST(contains(cut_short.out, "recorded 300 readings"), cut_short.out);
+  BOOST_TEST(contains(cut_short.err,
+                      "the driver's readings ended after 0 of 1 roast(s), in the middle of a "
+                      "roast (no DROP after its CHARGE)"),
+             cut_short.err);
   // A driver whose gate failed is refused, and the refusal names the flag that selected it.
   auto refused = d.kiln({"record", "--key", "lines-1.key", "--driver", "lines_swapped", "--speed",
                          "0", "--set",

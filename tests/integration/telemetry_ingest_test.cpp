@@ -979,6 +979,26 @@ BOOST_AUTO_TEST_CASE(a_recorded_roast_becomes_a_session_and_a_report_mission) {
     bytes << in.rdbuf();
     BOOST_TEST((bytes.str() == audio.body), f);
   }
+  // Another audio file's extension gets the summary encoded so (it got the WAV bytes, with a
+  // note, where --help offered .flac, .mp3 and .opus), from the database and from the server.
+  for (const auto& [file, magic] : std::vector<std::pair<std::string, std::string>>{
+           {"summary.flac", "fLaC"}, {"summary.opus", "OggS"}, {"summary.ogg", "OggS"}}) {
+    for (bool remote_report : {false, true}) {
+      std::vector<std::string> args = {"report", std::string(session.at("id").as_string()), "-o",
+                                       (remote_report ? "remote-" : "") + file};
+      if (remote_report)
+        args.insert(args.end(), {"--server", "http://127.0.0.1:" + std::to_string(s.port),
+                                 "--api-key", s.keys.at("viewer")});
+      auto encoded = s.kiln(args);
+      BOOST_TEST(encoded.exit_code == 0, encoded.out + encoded.err);
+      BOOST_TEST(contains(encoded.out, "encoded as "), encoded.out);
+      BOOST_TEST(!contains(encoded.err, "note:"), encoded.err);
+      std::ifstream in(s.dir.path() / args[3], std::ios::binary);
+      std::string head(4, '\0');
+      in.read(head.data(), 4);
+      BOOST_TEST(head == magic, args[3]);
+    }
+  }
   // All of it in the ledger.
   auto exported = s.kiln({"ledger", "export"});
   for (const char* kind : {"\"device.key_added\"", "\"telemetry.batches\"", "\"session.opened\"",

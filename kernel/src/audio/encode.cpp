@@ -123,6 +123,50 @@ std::string media_type(std::string_view format, int rate) {
   return "";
 }
 
+std::optional<Pcm> read_wav(std::string_view bytes, std::string* error) {
+  auto le = [&](std::size_t at, int n) {
+    std::uint32_t v = 0;
+    for (int i = n - 1; i >= 0; --i)
+      v = (v << 8) | static_cast<unsigned char>(bytes[at + static_cast<std::size_t>(i)]);
+    return v;
+  };
+  if (bytes.size() < 12 || bytes.substr(0, 4) != "RIFF" || bytes.substr(8, 4) != "WAVE") {
+    *error = "not a RIFF/WAVE file";
+    return std::nullopt;
+  }
+  Pcm out;
+  bool format_seen = false;
+  for (std::size_t at = 12; at + 8 <= bytes.size();) {
+    const auto id = bytes.substr(at, 4);
+    const std::size_t size = le(at + 4, 4);
+    const std::size_t body = at + 8;
+    if (id == "fmt ") {
+      if (size < 16 || body + 16 > bytes.size() || le(body, 2) != 1 || le(body + 2, 2) != 1 ||
+          le(body + 14, 2) != 16) {
+        *error = "a WAV file that is not 16-bit mono PCM";
+        return std::nullopt;
+      }
+      out.sample_rate = static_cast<int>(le(body + 4, 4));
+      format_seen = true;
+    } else if (id == "data") {
+      if (!format_seen || out.sample_rate <= 0) {
+        *error = "a WAV file whose data comes before its format";
+        return std::nullopt;
+      }
+      // A stream's header says 0xFFFFFFFF: the data runs to the end.
+      const std::size_t n = std::min(size, bytes.size() - body) / 2;
+      out.samples.resize(n);
+      for (std::size_t i = 0; i < n; ++i)
+        out.samples[i] = static_cast<std::int16_t>(le(body + 2 * i, 2));
+      return out;
+    }
+    at = body + size + (size & 1);  // chunks are padded to an even size
+    if (at < body) break;           // a size that wraps around
+  }
+  *error = "a WAV file without a data chunk";
+  return std::nullopt;
+}
+
 std::optional<Encoded> encode(const std::vector<std::int16_t>& samples, int rate,
                               std::string_view format, std::string* error) {
   if (format == "wav") return Encoded{wav_bytes(samples, rate), media_type(format, rate)};

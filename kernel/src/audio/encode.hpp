@@ -27,6 +27,14 @@ std::vector<std::string> supported_formats();
 std::optional<Encoded> encode(const std::vector<std::int16_t>& samples, int sample_rate,
                               std::string_view format, std::string* error);
 
+// 16-bit mono PCM read back from a RIFF/WAVE file of that kind (as wav_bytes writes it; other
+// chunks are skipped); nullopt and *error saying why for anything else.
+struct Pcm {
+  std::vector<std::int16_t> samples;
+  int sample_rate = 0;
+};
+std::optional<Pcm> read_wav(std::string_view bytes, std::string* error);
+
 // `in` at `from` Hz as `to` Hz, by linear interpolation (fine for raising the rate: speech from
 // a 16 kHz voice as OpenAI's 24 kHz pcm, or as Opus's 48 kHz).
 std::vector<std::int16_t> resample(const std::vector<std::int16_t>& in, int from, int to);

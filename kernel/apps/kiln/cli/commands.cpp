@@ -1022,7 +1022,9 @@ int cmd_config_check(const Args& a, std::ostream& out) {
   }
   // Settings only a node's own factory checks (`transport: serial`): each node whose plugin
   // settings, or whose kind's settings when it is selected, the deployment sets is built here —
-  // not run — as `kiln serve` or `kiln record --driver` would build it.
+  // not run — as `kiln serve` or `kiln record --driver` would build it; and so is every
+  // selected node other than its kind's default, whatever is set (a plugin's setting it needs
+  // and the deployment left out: `kiln serve` refuses that at start).
   const auto set_under = [&](const std::string& prefix) {
     std::vector<const std::pair<const std::string, config::Entry>*> set;
     for (const auto& kv : cfg.entries())
@@ -1036,11 +1038,15 @@ int cmd_config_check(const Args& a, std::ostream& out) {
     if (auto problem = k->unprovided_selection(s)) problems.push_back(*problem);
   for (const auto& n : k->registry().nodes()) {
     auto set = set_under("plugin_config." + n.provider + ".");
-    bool selected = false;
-    for (const auto& s : status) selected |= s.kind == n.kind && s.selected == n.name;
+    bool selected = false, chosen = false;  // chosen: selected instead of the kind's default
+    for (const auto& s : status)
+      if (s.kind == n.kind && s.selected == n.name) {
+        selected = true;
+        chosen = !s.is_default;
+      }
     if (selected)
       for (const auto* kv : set_under(n.kind + ".")) set.push_back(kv);
-    if (set.empty()) continue;
+    if (set.empty() && !chosen) continue;
     try {
       k->node_maker(n, true)(cfg.section(n.kind));
     } catch (const std::invalid_argument& e) {

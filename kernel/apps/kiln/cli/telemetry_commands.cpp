@@ -21,6 +21,7 @@
 
 #include <boost/json.hpp>
 
+#include "audio/encode.hpp"
 #include "auth/keys.hpp"
 #include "cli/files.hpp"
 #include "cli/json_print.hpp"
@@ -187,8 +188,9 @@ A driver that does not pace itself (the simulated roaster) is read every interva
 --speed 60 runs a roast a minute per second; 0 reads as fast as it can.
 Stops after N roasts (default 1: once the roaster has dropped and finished cooling; a roaster
 without a state channel, whose readings all have state 0, once the event detector finds DROP),
-after S seconds of device time, or on Ctrl-C (the partial batch is sent); --roasts 0 records
-until then. Prints progress every 30 s of device time. Without --server the roast_report missions
+after S seconds of device time, on Ctrl-C (the partial batch is sent), or when the driver's
+readings end (a replay file: said when that comes before the roasts asked for); --roasts 0
+records until then. Prints progress every 30 s of device time. Without --server the roast_report missions
 of the sessions wait in this deployment until `kiln mission work` (or `kiln serve`) runs them.
 --flush sends what the spool holds, oldest first, and exits without reading the roaster: exit 0
 when the spool is empty afterwards, 1 when batches were refused or still wait for the server.
@@ -282,9 +284,9 @@ chart, opens offline) to FILE — or, for FILE.json, the report's numbers as JSO
 (kiln.roast-report/1). With --server the server makes it (GET /v1/sessions/SESSION/report; a
 read-only key will do).
 
-FILE.wav (or .flac, .mp3, .opus): the spoken summary, as the session's report mission
-(roast_report) made it when the session closed (GET /v1/sessions/SESSION/summary); a report held
-for an approver speaks once approved.
+FILE.wav: the spoken summary, as the session's report mission (roast_report) made it when the
+session closed (GET /v1/sessions/SESSION/summary); FILE.flac, .mp3, .opus or .ogg: the same,
+encoded so here. A report held for an approver speaks once approved.
 )"},
   };
   return help;
@@ -731,6 +733,12 @@ static bool write_out(const std::string& file, std::string_view text, const char
   }
 }
 
+// The audio format an output file's extension asks for (kiln::audio's names).
+static std::string audio_format_of(const std::string& ext) {
+  if (ext == ".ogg" || ext == ".opus") return "opus";
+  return ext.size() > 1 ? ext.substr(1) : "wav";
+}
+
 // FILE.wav (or another audio file): the spoken summary the session's report mission kept.
 int write_summary_audio(Invoker& invoke, const std::string& session, const std::string& file,
                         std::ostream& out, std::ostream& err) {
@@ -754,11 +762,29 @@ int write_summary_audio(Invoker& invoke, const std::string& session, const std::
     media_type = got.value().info.media_type;
     source = "step " + got.value().info.step + " of its report mission";
   }
+  // Kept as WAV (the mission's default): another audio file's extension gets it encoded so.
+  const std::string want = audio_format_of(fs::path(file).extension().string());
+  const bool encode = media_type.rfind("audio/wav", 0) == 0 && want != "wav";
+  if (encode) {
+    std::string why;
+    auto pcm = audio::read_wav(bytes, &why);
+    auto encoded = pcm ? audio::encode(pcm->samples, pcm->sample_rate, want, &why) : std::nullopt;
+    if (!encoded) {
+      err << "kiln report: the summary (" << media_type << ") cannot be written as " << want << ": "
+          << why
+          << " (formats this build writes: " << common::join(audio::supported_formats(), ", ")
+          << "; FILE.wav keeps it as it is)\n";
+      return runtime::kExitFailed;
+    }
+    bytes = std::move(encoded->bytes);
+    media_type = encoded->media_type;
+    source += ", encoded as " + want;
+  }
   if (!write_out(file, bytes, "kiln report", err)) return runtime::kExitFailed;
   out << "wrote " << file << " (" << bytes.size() << " bytes of " << media_type
       << ": the spoken summary, from " << source << ")\n";
   const auto ext = fs::path(file).extension().string();
-  if (!ext.empty() && media_type.find(ext.substr(1)) == std::string::npos &&
+  if (!encode && !ext.empty() && media_type.find(ext.substr(1)) == std::string::npos &&
       !(ext == ".mp3" && media_type == "audio/mpeg"))
     err << "kiln report: note: the summary is " << media_type << ", whatever " << file
         << "'s extension says\n";
@@ -1202,10 +1228,14 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   const auto started = std::chrono::steady_clock::now();
   std::int64_t reads = 0;
   int rc = runtime::kExitOk;
+  bool ended = false;  // the driver's readings ran out (a replay's file)
   while (!g_stop) {
     auto r = driver->read();
     if (!r.ok()) {
-      if (r.error().code == nodes::driver_error::kEnded) break;
+      if (r.error().code == nodes::driver_error::kEnded) {
+        ended = true;
+        break;
+      }
       if (r.error().retryable) {
         err << "kiln record: " << r.error().code << ": " << r.error().message << "\n";
         std::this_thread::sleep_for(std::chrono::seconds(1));
@@ -1272,6 +1302,12 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   std::signal(SIGTERM, old_term);
   const std::size_t left = waiting();
   if (!client) k->telemetry().sessions().flush();
+  // Fewer roasts than asked for: said, not left to be guessed from a count of readings.
+  if (ended && roasts > 0 && !cooled)
+    err << "kiln record: the driver's readings ended after " << std::min(drops, roasts) << " of "
+        << roasts << " roast(s)"
+        << (last_state == 6 ? ", in the middle of a roast (no DROP after its CHARGE)" : "")
+        << "; everything read is recorded\n";
   out << "recorded " << reads << " readings in " << seq << " batches: sent " << sent
       << (drained ? " (and " + std::to_string(drained) + " from the spool)" : "") << ", refused "
       << rejected << ", waiting in the spool " << left
