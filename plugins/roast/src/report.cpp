@@ -106,6 +106,29 @@ std::string speakable(std::string text) {
   return out;
 }
 
+// `text` without the commands it names in parentheses ("(kiln sessions mark SESSION DROP --at
+// M:SS)"): a command is for reading, not for hearing.
+std::string without_commands(std::string text) {
+  for (std::size_t at; (at = text.find(" (kiln ")) != std::string::npos;) {
+    const auto end = text.find(')', at);
+    if (end == std::string::npos) break;
+    text.erase(at, end + 1 - at);
+  }
+  return text;
+}
+
+// A sentence begins with a capital ("the time of FCs …" follows a full stop).
+std::string sentence(std::string text) {
+  if (!text.empty() && text[0] >= 'a' && text[0] <= 'z') text[0] = static_cast<char>(text[0] - 32);
+  return text;
+}
+
+std::string joined(const std::vector<std::string>& parts, const std::string& sep) {
+  std::string out;
+  for (const auto& p : parts) out += (out.empty() ? "" : sep) + p;
+  return out;
+}
+
 // FCs not marked by the roaster but estimated from the curve (the detector's phase temperature).
 bool fcs_estimated(const boost::json::object& analysis) {
   const auto* sources = analysis.if_contains("event_sources");
@@ -444,13 +467,28 @@ std::string summary_text(const ReportInput& in, bool aloud) {
            : accepted           ? " Quality check: " + verdict + ", accepted by an approver."
                                 : " Quality check: " + verdict + ".";
     // Every check that gave the verdict: an approver hears all that is wrong, not the first.
+    // Reasons that end alike ("FCs not found: the readings end before DROP …", "DROP not found:
+    // …") are said once, their beginnings joined; a command to type is not read aloud.
     if (verdict != "pass")
-      if (const auto* checks = in.qc.if_contains("checks"); checks && checks->is_array())
+      if (const auto* checks = in.qc.if_contains("checks"); checks && checks->is_array()) {
+        std::vector<std::pair<std::string, std::vector<std::string>>> said;  // (tail, heads)
         for (const auto& c : checks->as_array())
           if (c.as_object().at("result").as_string() == verdict) {
-            const std::string reason(c.as_object().at("reason").as_string());
-            out += " " + (aloud ? speakable(reason) : reason) + ".";
+            std::string reason(c.as_object().at("reason").as_string());
+            if (aloud) reason = speakable(without_commands(reason));
+            const auto colon = reason.find(": ");
+            const std::string head = colon == std::string::npos ? reason : reason.substr(0, colon);
+            const std::string tail = colon == std::string::npos ? "" : reason.substr(colon + 2);
+            auto it = std::find_if(said.begin(), said.end(),
+                                   [&](const auto& s) { return !tail.empty() && s.first == tail; });
+            if (it == said.end())
+              said.emplace_back(tail, std::vector<std::string>{head});
+            else
+              it->second.push_back(head);
           }
+        for (const auto& [tail, heads] : said)
+          out += " " + sentence(joined(heads, "; ") + (tail.empty() ? "" : ": " + tail)) + ".";
+      }
   }
   return out;
 }

@@ -266,6 +266,33 @@ BOOST_AUTO_TEST_CASE(qc_reasons_speak_a_roasters_language) {
                return with_curve;
              }())
                  .find("<p class=\"summary\">" + written) != std::string::npos);
+  // Readings cut short before FCs and DROP: every check they cannot complete warns with the same
+  // way to complete them, said once (it was said five times, the command included), each
+  // sentence with its capital.
+  {
+    ReportInput cut = in;
+    auto& events = cut.analysis.at("events").as_object();
+    events["FCs"] = nullptr;
+    events["DROP"] = nullptr;
+    cut.analysis.at("phases").as_object()["dtr"] = nullptr;
+    cut.qc = run_qc(cut.analysis, targets);
+    BOOST_REQUIRE(cut.qc.at("verdict").as_string() == "warn");
+    const auto aloud = spoken_summary(cut);
+    const std::string clause = "the readings end before DROP";
+    BOOST_TEST(aloud.find(clause) != std::string::npos, aloud);
+    BOOST_TEST(aloud.find(clause) == aloud.rfind(clause), aloud);
+    BOOST_TEST(aloud.find("kiln sessions") == std::string::npos, aloud);
+    BOOST_TEST(aloud.find(". the") == std::string::npos, aloud);
+    BOOST_TEST(aloud.find("FCs not found; DROP not found; The time of FCs not measured") ==
+                   std::string::npos,
+               aloud);
+    BOOST_TEST(aloud.find("FCs not found; DROP not found; the time of FCs not measured") !=
+                   std::string::npos,
+               aloud);
+    const auto page = written_summary(cut);
+    BOOST_TEST(page.find(clause) == page.rfind(clause), page);
+    BOOST_TEST(page.find("(kiln sessions mark SESSION DROP --at M:SS)") != std::string::npos, page);
+  }
   // A recorded session is named by its roaster and profile, not its id's digits.
   in.session = json::object{{"id", "s-r1-1796301965"},
                             {"device", "r1"},
