@@ -1602,6 +1602,20 @@ BOOST_AUTO_TEST_CASE(predict_aims_at_the_profiles_dtr) {
   BOOST_TEST(contains(kiln({"profiles", "show", "phased"}).out,
                       "  phases:   DRY END at 150.0 °C, FCs expected at 195.0 °C  [Artisan's "
                       "phases: "));
+  // A log cut short is input to fix: invalid_input, exit 2, for the import as for analyze (both
+  // exited 1).
+  {
+    std::ifstream in(alog);
+    std::string text(3000, '\0');
+    in.read(text.data(), 3000);
+    std::ofstream(d.dir.path() / "cut.alog") << text;
+  }
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"profiles", "import", "cut.alog", "--name", "cut"}, {"analyze", "cut.alog"}}) {
+    auto cut = kiln(args);
+    BOOST_TEST(cut.exit_code == 2, args[0] << ": " << cut.err);
+    BOOST_TEST(contains(cut.err, "invalid_input: the .alog is not a Python literal"), cut.err);
+  }
   auto three = kiln({"profiles", "import", alog, "--name", "phased", "--phases", "150,195,225"});
   BOOST_TEST(three.exit_code == 2);
   BOOST_TEST(contains(three.err, "--phases '150,195,225' is not four temperatures A,B,C,D"),

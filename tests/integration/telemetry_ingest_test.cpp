@@ -1421,6 +1421,12 @@ BOOST_AUTO_TEST_CASE(a_device_profile_gives_its_sessions_targets_and_phases) {
                          "--api-key", s.keys.at("viewer")});
   BOOST_TEST(refused.exit_code == 1);
   BOOST_TEST(contains(refused.err, "403"), refused.err);
+  // A file the server refuses as input exits 2, as the same import locally.
+  std::ofstream(s.dir.path() / "cut.alog") << exp_text.str().substr(0, 3000);
+  auto cut = s.kiln({"profiles", "import", (s.dir.path() / "cut.alog").string(), "--name", "cut",
+                     "--server", url, "--api-key", s.keys.at("operator")});
+  BOOST_TEST(cut.exit_code == 2, cut.err);
+  BOOST_TEST(contains(cut.err, "invalid_input: server answered 422: "), cut.err);
   // A bad flag in client mode is the same usage error as locally (exit 2, naming the flag).
   auto bad_key = s.kiln({"devices", "add", "fw-2", "--public-key", "xyz", "--server", url,
                          "--api-key", s.keys.at("operator")});

@@ -1192,7 +1192,8 @@ int cmd_analyze(const Args& a, std::ostream& out, std::ostream& err) {
   if (!outcome.ok()) {
     const auto& e = outcome.error();
     err << "kiln analyze: " << file << ": " << e.code << ": " << e.message << "\n";
-    return runtime::kExitFailed;
+    // A file the analysis refuses is input to fix, as for every command: exit 2.
+    return e.code == error_code::kInvalidInput ? runtime::kExitUsage : runtime::kExitFailed;
   }
   const auto& o = outcome.value().output.as_object();
   if (a.json) {

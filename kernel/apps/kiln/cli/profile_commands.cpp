@@ -141,9 +141,15 @@ struct Library {
     std::string message = res.body;
     json::error_code ec;
     auto v = json::parse(res.body, ec);
-    if (!ec && v.is_object() && v.as_object().contains("error"))
-      message = std::string(v.at("error").at("code").as_string()) + ": " +
-                std::string(v.at("error").at("message").as_string());
+    if (!ec && v.is_object() && v.as_object().contains("error")) {
+      const std::string code(v.at("error").at("code").as_string());
+      const std::string text(v.at("error").at("message").as_string());
+      // Refused input exits 2, as the same command locally (cli.md).
+      if (code == error_code::kInvalidInput)
+        throw missions::MissionError(missions::MissionError::Code::kInvalidInput,
+                                     "server answered " + std::to_string(res.status) + ": " + text);
+      message = code + ": " + text;
+    }
     throw std::runtime_error("server answered " + std::to_string(res.status) + " " + message +
                              (res.status == 401 && key.empty()
                                   ? " (pass --api-key KEY or set KILN_API_KEY)"
@@ -160,6 +166,9 @@ struct Library {
       if (r.error().code == error_code::kUnknownTool)
         throw std::runtime_error(
             std::string(name) + " is not available: profiles need the roast plugin (plugins list)");
+      if (r.error().code == error_code::kInvalidInput)  // exits 2 (cli.md)
+        throw missions::MissionError(missions::MissionError::Code::kInvalidInput,
+                                     r.error().message);
       throw std::runtime_error(r.error().code + ": " + r.error().message);
     }
     return r.value().output.as_object();
