@@ -11,6 +11,7 @@
 #include <set>
 
 #include "common/sha256.hpp"
+#include "common/strings.hpp"
 #include "ledger/ledger.hpp"
 #include "storage/schema.hpp"
 #include "storage/sqlite.hpp"
@@ -515,4 +516,19 @@ BOOST_AUTO_TEST_CASE(device_key_ids_are_per_tenant) {
   BOOST_TEST(devices.revoke("globex", acme.key.kid, admin).size() == 1u);
   BOOST_TEST(devices.find("globex", acme.key.kid)->revoked_at.has_value());
   BOOST_TEST(!devices.find("acme", acme.key.kid)->revoked_at.has_value());
+  // Revoked again: the refusal speaks of the key it was given (and when), or of the device.
+  auto again = [&](const std::string& what) {
+    try {
+      devices.revoke("globex", what, admin);
+    } catch (const missions::MissionError& e) {
+      BOOST_TEST((e.code() == missions::MissionError::Code::kInvalidState));
+      return std::string(e.what());
+    }
+    return std::string("(not refused)");
+  };
+  const auto by_kid = again(common::to_upper(acme.key.kid));
+  BOOST_TEST(by_kid.starts_with("device key " + acme.key.kid + " is revoked already (at 20"),
+             by_kid);
+  const auto by_device = again("dev-a");
+  BOOST_TEST(by_device == "every key of device 'dev-a' is revoked already", by_device);
 }

@@ -10,6 +10,7 @@
 #include "auth/keys.hpp"
 #include "common/files.hpp"
 #include "common/sha256.hpp"
+#include "common/strings.hpp"
 #include "storage/sqlite.hpp"
 
 namespace kiln::telemetry {
@@ -360,12 +361,17 @@ std::vector<DeviceKey> DeviceRegistry::revoke(const std::string& tenant,
     auto st = c.prepare(std::string("SELECT ") + kColumns +
                         " FROM device_keys WHERE tenant = ? AND (kid = lower(?) OR device = ?)");
     st.bind(1, tenant).bind(2, kid_or_device).bind(3, kid_or_device);
-    bool found = false;
+    bool found = false, named_device = false;
+    std::string revoked_at;  // of a key named by its id, revoked already
     std::vector<ledger::NewEvent> events;
     while (st.step()) {
       found = true;
       auto k = row(st);
-      if (k.revoked_at) continue;
+      named_device = named_device || k.device == kid_or_device;
+      if (k.revoked_at) {
+        revoked_at = *k.revoked_at;
+        continue;
+      }
       kids.push_back(k.kid);
       events.push_back(ledger::NewEvent{
           tenant, "devices", "device.key_revoked",
@@ -378,7 +384,10 @@ std::vector<DeviceKey> DeviceRegistry::revoke(const std::string& tenant,
                              "list` shows this one's)");
     if (events.empty())
       throw MissionError(MissionError::Code::kInvalidState,
-                         "every key of '" + kid_or_device + "' is revoked already");
+                         named_device
+                             ? "every key of device '" + kid_or_device + "' is revoked already"
+                             : "device key " + common::to_lower(kid_or_device) +
+                                   " is revoked already (at " + revoked_at + ")");
     return events;
   });
   {

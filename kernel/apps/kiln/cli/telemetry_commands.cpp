@@ -192,8 +192,10 @@ after S seconds of device time, on Ctrl-C (the partial batch is sent), or when t
 readings end (a replay file: said when that comes before the roasts asked for); --roasts 0
 records until then. Prints progress every 30 s of device time. Without --server the roast_report missions
 of the sessions wait in this deployment until `kiln mission work` (or `kiln serve`) runs them.
---flush sends what the spool holds, oldest first, and exits without reading the roaster: exit 0
-when the spool is empty afterwards, 1 when batches were refused or still wait for the server.
+Exit 0 when every batch read was stored; 1 when batches were refused or still wait in the spool
+for the server (the summary line says how many and where). --flush sends what the spool holds,
+oldest first, and exits without reading the roaster: exit 0 when the spool is empty afterwards,
+1 when batches were refused or still wait for the server.
 )"},
       {"devices add",
        R"(Usage: kiln devices add DEVICE [--tenant T] [--public-key HEX] [--key-out FILE]
