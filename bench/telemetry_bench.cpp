@@ -199,8 +199,8 @@ int main(int argc, char** argv) {
         const auto& p = parsed[i];
         if (crypto_sign_verify_detached(
                 reinterpret_cast<const unsigned char*>(p.signature.data()),
-                reinterpret_cast<const unsigned char*>(p.to_be_signed.data()),
-                p.to_be_signed.size(), creds[owner[i]].key.pub.data()) != 0)
+                reinterpret_cast<const unsigned char*>(p.signed_bytes.data()),
+                p.signed_bytes.size(), creds[owner[i]].key.pub.data()) != 0)
           ++bad;
       };
       // Measured before and after the ingestion and combined (items over total time): a short

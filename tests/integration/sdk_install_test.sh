@@ -17,6 +17,7 @@ cmake --install "$build" --prefix "$work/prefix" >/dev/null
 test -f "$work/prefix/include/kiln/kiln.hpp" || fail "SDK headers not installed"
 test -f "$work/prefix/lib/cmake/Kiln/KilnConfig.cmake" || fail "KilnConfig.cmake not installed"
 test -x "$work/prefix/bin/kiln" || fail "kiln binary not installed"
+test -f "$work/prefix/share/kiln/telemetry/test-vector.json" || fail "the envelope test vector is not installed"
 test -f "$work/prefix/lib/kiln/plugins/kiln_strategy_rules.so" || fail "first-party plugin not installed"
 # The service unit names the binary of the prefix installed to, not the configured one.
 grep -qx "ExecStart=$work/prefix/bin/kiln serve" "$work/prefix/share/kiln/systemd/kiln.service" \
@@ -67,8 +68,36 @@ cat > "$work/drivertest/drivertest.cpp" <<'EOF'
 
 #include <boost/test/unit_test.hpp>
 
+#include <fstream>
+#include <sstream>
+
+#include "kiln/telemetry.hpp"
 #include "kiln/testkit/boost_test.hpp"
 #include "kiln/testkit/telemetry_driver.hpp"
+
+// The installed SDK's envelope type frames the installed test vector's bytes: what a C++ device
+// signs (the Sig_structure) and what it sends.
+BOOST_AUTO_TEST_CASE(the_sdk_frames_the_test_vector) {
+  const char* file = std::getenv("VECTOR");
+  BOOST_REQUIRE(file);
+  std::ifstream in(file);
+  std::stringstream text;
+  text << in.rdbuf();
+  const auto v = boost::json::parse(text.str()).as_object();
+  auto bytes = [&](const char* name) {
+    const std::string h(v.at(name).as_string());
+    std::string out;
+    for (std::size_t i = 0; i + 1 < h.size(); i += 2)
+      out += static_cast<char>(std::stoi(h.substr(i, 2), nullptr, 16));
+    return out;
+  };
+  const std::string tenant(v.at("tenant").as_string()), stream(v.at("stream").as_string());
+  auto e = kiln::telemetry::Envelope::for_key(std::string(v.at("kid").as_string()),
+                                              bytes("payload_cbor"));
+  BOOST_TEST(e.to_be_signed(tenant, stream) == bytes("sig_structure"));
+  e.signature = bytes("signature");
+  BOOST_TEST(e.encode() == bytes("envelope"));
+}
 
 // The readings file of a gate run, read as it is, against the kind's suites.
 BOOST_AUTO_TEST_CASE(readings_pass_the_suites) {
@@ -85,7 +114,8 @@ cmake --build "$work/drivertest/build" -j2 >/dev/null
 (cd "$work" && "$work/prefix/bin/kiln" --log-level warn gate run telemetry_driver/sim \
    --set "gates.dir=$work/gates" >/dev/null)
 test -f "$work/gates/telemetry_driver.readings.jsonl" || fail "the gate left no readings file"
-READINGS="$work/gates/telemetry_driver.readings.jsonl" "$work/drivertest/build/drivertest" \
+READINGS="$work/gates/telemetry_driver.readings.jsonl" \
+  VECTOR="$work/prefix/share/kiln/telemetry/test-vector.json" "$work/drivertest/build/drivertest" \
   || fail "the testkit suites failed out of tree"
 
 echo "== a plugin without KILN_PLUGIN(fn): refused by the linker, not at load"

@@ -19,38 +19,11 @@ namespace {
 
 // ---- CBOR (RFC 8949): the subset COSE and the batch need -----------------------------------
 
-void head(std::string& out, int major, std::uint64_t v) {
-  const auto m = static_cast<unsigned char>(major << 5);
-  if (v < 24) {
-    out += static_cast<char>(m | v);
-  } else if (v <= 0xFF) {
-    out += static_cast<char>(m | 24);
-    out += static_cast<char>(v);
-  } else if (v <= 0xFFFF) {
-    out += static_cast<char>(m | 25);
-    for (int s = 8; s >= 0; s -= 8) out += static_cast<char>((v >> s) & 0xFF);
-  } else if (v <= 0xFFFFFFFFull) {
-    out += static_cast<char>(m | 26);
-    for (int s = 24; s >= 0; s -= 8) out += static_cast<char>((v >> s) & 0xFF);
-  } else {
-    out += static_cast<char>(m | 27);
-    for (int s = 56; s >= 0; s -= 8) out += static_cast<char>((v >> s) & 0xFF);
-  }
-}
-void put_int(std::string& out, std::int64_t v) {
-  if (v >= 0)
-    head(out, 0, static_cast<std::uint64_t>(v));
-  else
-    head(out, 1, static_cast<std::uint64_t>(-1 - v));
-}
-void put_bytes(std::string& out, std::string_view b) {
-  head(out, 2, b.size());
-  out += b;
-}
-void put_text(std::string& out, std::string_view t) {
-  head(out, 3, t.size());
-  out += t;
-}
+// Heads and strings as the SDK's envelope writes them (kiln/telemetry.hpp).
+using cbor::head;
+using cbor::put_bytes;
+using cbor::put_int;
+using cbor::put_text;
 void put_double(std::string& out, double d) {
   std::uint64_t bits;
   std::memcpy(&bits, &d, 8);
@@ -320,34 +293,6 @@ std::array<std::string_view, N> map_fields(Cursor& c, const Cursor::Head& map, i
   return out;
 }
 
-std::string protected_header(std::string_view kid) {
-  std::string h;
-  head(h, 5, 2);
-  put_int(h, 1);   // alg
-  put_int(h, -8);  // EdDSA
-  put_int(h, 4);   // kid
-  put_bytes(h, kid);
-  return h;
-}
-
-std::string external_aad(std::string_view tenant, std::string_view stream) {
-  std::string a;
-  head(a, 4, 2);
-  put_text(a, tenant);
-  put_text(a, stream);
-  return a;
-}
-
-std::string sig_structure(std::string_view prot, std::string_view aad, std::string_view payload) {
-  std::string s;
-  head(s, 4, 4);
-  put_text(s, "Signature1");
-  put_bytes(s, prot);
-  put_bytes(s, aad);
-  put_bytes(s, payload);
-  return s;
-}
-
 }  // namespace
 
 KeyPair generate_key(std::string kid) {
@@ -401,19 +346,13 @@ std::string sign_envelope(const Batch& b, const KeyPair& key, std::string_view t
 std::string sign_payload(std::string_view payload, const KeyPair& key, std::string_view tenant,
                          std::string_view stream) {
   common::ensure_sodium();
-  const std::string prot = protected_header(key.kid);
-  const std::string tbs = sig_structure(prot, external_aad(tenant, stream), payload);
+  auto e = Envelope::for_key(key.kid, std::string(payload));
+  const std::string tbs = e.to_be_signed(tenant, stream);
   unsigned char sig[crypto_sign_BYTES];
   crypto_sign_detached(sig, nullptr, reinterpret_cast<const unsigned char*>(tbs.data()), tbs.size(),
                        key.secret.data());
-  std::string out;
-  head(out, 6, 18);  // COSE_Sign1 tag
-  head(out, 4, 4);
-  put_bytes(out, prot);
-  head(out, 5, 0);  // no unprotected headers
-  put_bytes(out, payload);
-  put_bytes(out, std::string_view(reinterpret_cast<const char*>(sig), sizeof sig));
-  return out;
+  e.signature.assign(reinterpret_cast<const char*>(sig), sizeof sig);
+  return e.encode();
 }
 
 namespace detail {
@@ -462,9 +401,10 @@ std::optional<Parsed> parse_envelope(std::string_view envelope, std::string_view
                                   std::to_string(kid->s.size()) + " bytes; at most " +
                                   std::to_string(kMaxKeyIdBytes) + " are accepted");
     p.kid = kid->s;
-    p.to_be_signed = sig_structure(top.items[0].s, external_aad(tenant, stream), top.items[2].s);
-    p.signature = top.items[3].s;
-    p.payload = top.items[2].s;
+    p.protected_header = std::move(top.items[0].s);
+    p.payload = std::move(top.items[2].s);
+    p.signature = std::move(top.items[3].s);
+    p.signed_bytes = p.to_be_signed(tenant, stream);
     return p;
   } catch (const std::exception& e) {
     return bad("malformed", std::string("not valid CBOR: ") + e.what());
@@ -474,8 +414,8 @@ std::optional<Parsed> parse_envelope(std::string_view envelope, std::string_view
 bool verify(const Parsed& p, const PublicKey& key) {
   common::ensure_sodium();
   return crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(p.signature.data()),
-                                     reinterpret_cast<const unsigned char*>(p.to_be_signed.data()),
-                                     p.to_be_signed.size(), key.data()) == 0;
+                                     reinterpret_cast<const unsigned char*>(p.signed_bytes.data()),
+                                     p.signed_bytes.size(), key.data()) == 0;
 }
 
 std::optional<Batch> decode_batch(std::string_view cbor, EnvelopeError* error,

@@ -64,11 +64,8 @@ std::string printable(std::string_view s);
 
 namespace detail {
 // The key-independent part of open_envelope: decodes, returns the kid and the data to verify.
-struct Parsed {
-  std::string kid;
-  std::string to_be_signed;  // the Sig_structure
-  std::string signature;
-  std::string payload;
+struct Parsed : Envelope {
+  std::string signed_bytes;  // to_be_signed(tenant, stream), made once
 };
 std::optional<Parsed> parse_envelope(std::string_view envelope, std::string_view tenant,
                                      std::string_view stream, EnvelopeError* error);
