@@ -417,6 +417,9 @@ BOOST_AUTO_TEST_CASE(plugins_list_and_nodes_show_what_is_loaded) {
   BOOST_TEST(contains(nodes.out, "tool_strategy"), nodes.out);
   BOOST_TEST(contains(nodes.out, "command line --set nodes.tool_strategy=rules"), nodes.out);
   BOOST_TEST(contains(nodes.out, "not gated"), nodes.out);
+  // The nodes to choose from, as its --help promises (only --json gave them).
+  BOOST_TEST(contains(nodes.out, " AVAILABLE "), nodes.out);
+  BOOST_TEST(contains(nodes.out, " static,rules "), nodes.out);
   auto unknown = d.kiln({"nodes", "--set", "nodes.tool_strategy=rule"});
   BOOST_TEST(contains(unknown.out, "UNKNOWN"), unknown.out);
   BOOST_TEST(contains(unknown.out, "tool_strategy: no such node; available: "), unknown.out);
@@ -1192,7 +1195,7 @@ BOOST_AUTO_TEST_CASE(analyze_reads_an_artisan_log_with_marked_or_detected_events
   BOOST_TEST(with_phases.at("phases").at("drying").as_double() > 180.0, phased.out);
   BOOST_TEST(with_phases.at("phase_temperatures").as_array().size() == 4u);
   auto falling = analyze({alog, "--phases", "150,150,100,225"});
-  BOOST_TEST(falling.exit_code == 1);
+  BOOST_TEST(falling.exit_code == 2);  // invalid_input: the input to fix, as for every command
   BOOST_TEST(contains(falling.err, "phases rise through a roast"), falling.err);
   auto three = analyze({alog, "--phases", "150,187,225"});
   BOOST_TEST(three.exit_code == 2);
@@ -1220,7 +1223,7 @@ BOOST_AUTO_TEST_CASE(analyze_reads_an_artisan_log_with_marked_or_detected_events
   // Bad input: a clear error naming the file and what is wrong.
   std::ofstream(d.dir.path() / "broken.alog") << "{'timex': [0, 1], 'temp1': [1, 2], 'temp2': [1,";
   auto broken = analyze({(d.dir.path() / "broken.alog").string()});
-  BOOST_TEST(broken.exit_code == 1);
+  BOOST_TEST(broken.exit_code == 2);
   BOOST_TEST(contains(broken.err, "not a Python literal: line 1"), broken.err);
   auto missing = analyze({"nope.alog"});
   BOOST_TEST(missing.exit_code == 1);

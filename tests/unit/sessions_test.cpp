@@ -568,7 +568,7 @@ BOOST_AUTO_TEST_CASE(a_roaster_marks_first_crack_on_a_closed_session) {
 // carries it to its report.
 BOOST_AUTO_TEST_CASE(a_live_mark_reaches_the_closing_session) {
   Fixture f;
-  auto s = f.sessionizer();
+  auto s = f.sessionizer(telemetry::SessionOptions{.live_mark_quiet_s = 1.0});
   // The roast as if under way now: its readings end at this second.
   auto samples = fixture_roast(true);
   const auto log = fixture_log();
@@ -589,6 +589,20 @@ BOOST_AUTO_TEST_CASE(a_live_mark_reaches_the_closing_session) {
       s->mark("acme", open[0].id, m, missions::Actor{"ana", missions::Role::kOperator});
   BOOST_TEST(std::abs(marked.marks.at("FCs") - now) < 5);
   BOOST_TEST(f.closed.empty());  // open: nothing handed on yet
+  // Once the readings stop coming (live_mark_quiet_s), a mark at now would lie past them: it
+  // needs its time (one was taken, then moved to the last reading by the report).
+  std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+  try {
+    s->mark("acme", open[0].id, m, missions::Actor{"ana", missions::Role::kOperator});
+    BOOST_FAIL("a mark at now after the readings stopped was taken");
+  } catch (const missions::MissionError& e) {
+    const std::string what = e.what();
+    BOOST_TEST(what.find("no readings of session " + open[0].id + " have arrived for 1 s") !=
+                   std::string::npos,
+               what);
+    BOOST_TEST(what.find("--at M:SS") != std::string::npos, what);
+    BOOST_TEST(e.field() == "after_charge");
+  }
   add_in_tens(*s, "acme", "r1", 1,
               std::vector<telemetry::Sample>(samples.begin() + static_cast<std::ptrdiff_t>(fcs),
                                              samples.end()));

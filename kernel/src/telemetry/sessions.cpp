@@ -952,8 +952,18 @@ SessionInfo Sessionizer::mark(const std::string& tenant, const std::string& id, 
   // The readings TP is found in, read before the ledger's writer runs the change (it stays free
   // for other writes meanwhile); a reading arriving in between only continues the roast.
   std::vector<Sample> readings;
-  if (!m.clear && *event != "CHARGE")
-    if (const auto s = get(ledger_.path(), tenant, id)) readings = samples(ledger_.path(), *s);
+  const bool at_now = !m.clear && !m.t && !m.after_charge;
+  std::optional<double> quiet_s;  // since this process last had a batch of its open session
+  if (!m.clear && (*event != "CHARGE" || at_now))
+    if (const auto s = get(ledger_.path(), tenant, id)) {
+      if (*event != "CHARGE") readings = samples(ledger_.path(), *s);
+      std::lock_guard lock(state_mu_);
+      if (auto it = devices_.find({tenant, s->device});
+          at_now && it != devices_.end() && it->second.open && it->second.open->id == id)
+        quiet_s = std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                                it->second.last_arrival)
+                      .count();
+    }
   SessionInfo after;
   bool changed = false;
   std::unique_lock report_lock(report_mu_, std::defer_lock);
@@ -988,10 +998,22 @@ SessionInfo Sessionizer::mark(const std::string& tenant, const std::string& id, 
                                *event + " happened after CHARGE (`kiln sessions mark " + id + " " +
                                *event + " --at M:SS`; over HTTP after_charge, in seconds)",
                            "after_charge");
+      // Made as it happens while nothing comes in (the recorder stopped, or its batches wait in
+      // a spool): now is past the readings, and the report would move the mark to the last.
+      if (at_now && quiet_s && *quiet_s > options_.live_mark_quiet_s)
+        throw MissionError(
+            MissionError::Code::kInvalidInput,
+            "no readings of session " + id + " have arrived for " +
+                std::to_string(std::lround(*quiet_s)) + " s" +
+                (s.last_t ? " (the newest is at " + clock(*s.last_t) + " after CHARGE)"
+                          : std::string()) +
+                ", so now is past them: give the time " + *event +
+                " happened (`kiln sessions mark " + id + " " + *event +
+                " --at M:SS`; over HTTP after_charge, in seconds)",
+            "after_charge");
       const double when = m.t ? *m.t : m.after_charge ? charge + *m.after_charge : now;
       // A mark at now is placed by this machine's clock; a roaster's clock that disagrees (a
       // simulated one run faster than real time) puts it somewhere else on the curve.
-      const bool at_now = !m.t && !m.after_charge;
       const std::string clocks_hint =
           at_now ? "; the mark is now by this machine's clock" +
                        (s.last_t ? ", and the roast's newest reading is at " + clock(*s.last_t)

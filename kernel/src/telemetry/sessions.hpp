@@ -124,6 +124,10 @@ struct SessionOptions {
   // that fails again is asked less often (up to hourly). 0: never (every process but kiln serve,
   // so that one process does it).
   double report_retry_s = 30;
+  // A mark without a time (made as it happens) on an open session whose device has sent nothing
+  // for this long (wall time) is refused: it would land past the readings, and the report would
+  // put it at the last one. Given with its time it is taken.
+  double live_mark_quiet_s = 60;
 };
 
 class Sessionizer {

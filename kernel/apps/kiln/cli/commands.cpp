@@ -828,22 +828,23 @@ int cmd_plugins_list(const Args& a, std::ostream& out) {
 }  // namespace
 
 void print_nodes(const json::array& kinds, std::ostream& out) {
-  std::vector<std::vector<std::string>> rows{{"KIND", "SELECTED", "GATE", "SOURCE"}};
+  std::vector<std::vector<std::string>> rows{{"KIND", "SELECTED", "GATE", "AVAILABLE", "SOURCE"}};
   std::vector<std::string> details;
   for (const auto& v : kinds) {
     const auto& o = v.as_object();
     const bool known = !string_at(o, "provider").empty();
     const bool is_default = o.contains("default") && o.at("default") == true;
     const std::string gate = string_at(o, "gate");
-    rows.push_back({string_at(o, "kind"), string_at(o, "selected"),
-                    known        ? gate
-                    : is_default ? "OFF"
-                                 : "UNKNOWN",
-                    string_at(o, "source")});
     std::vector<std::string> available;
     if (const auto* av = o.if_contains("available"); av && av->is_array())
       for (const auto& n : av->as_array())
         if (n.is_string()) available.emplace_back(n.as_string());
+    rows.push_back({string_at(o, "kind"), string_at(o, "selected"),
+                    known        ? gate
+                    : is_default ? "OFF"
+                                 : "UNKNOWN",
+                    available.empty() ? "-" : common::join(available, ","),
+                    string_at(o, "source")});
     const bool usable = gate == "passed" || gate == "default";
     if (!known || !usable)
       details.push_back(string_at(o, "kind") + ": " +
