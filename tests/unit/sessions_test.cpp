@@ -451,7 +451,8 @@ BOOST_AUTO_TEST_CASE(a_roast_that_starts_over_right_after_a_cut_one_has_its_sess
   const double shift = partial.back().t + 1 - whole.front().t;
   for (auto& x : whole) x.t += shift;
   {
-    auto s = f.sessionizer();
+    // (The cut roast "drops" 40 s after CHARGE: handed on only without a minimum length.)
+    auto s = f.sessionizer(telemetry::SessionOptions{.min_length_s = 0});
     add_in_tens(*s, "acme", "r1", 7, partial);
     add_in_tens(*s, "acme", "r1", 8, whole);
   }
@@ -751,6 +752,40 @@ BOOST_AUTO_TEST_CASE(a_report_the_process_stopped_before_starting_is_started_lat
   BOOST_TEST(!later->set_mission(*now, "m-stale", std::string("2027-01-01T00:00:00.000Z")));
   BOOST_TEST(telemetry::Sessionizer::get(f.ledger.path(), std::string("acme"), id)
                  ->mission_id.value_or("") == "m-2");
+}
+
+// A roaster's state flickering to "roasting" for 14 s is no roast: the session it opens closes at
+// its DROP and starts no report (sessions.min_length_s), so no approver is asked about it; with
+// the minimum at 0 the same readings are handed on.
+BOOST_AUTO_TEST_CASE(a_session_shorter_than_the_minimum_starts_no_report) {
+  std::vector<telemetry::Sample> glitch;
+  const double t0 = 1800000000;
+  for (int i = 0; i < 200; ++i) {
+    telemetry::Sample x;
+    x.t = t0 + i;
+    x.state = i < 120 ? 2 : i < 134 ? 6 : 8;  // preheat, 14 s "roasting", cooling
+    x.bt = i < 134 ? 200 : 200 - (i - 134);
+    x.et = 220;
+    glitch.push_back(x);
+  }
+  for (double minimum : {60.0, 0.0}) {
+    Fixture f;
+    {
+      auto s = f.sessionizer(telemetry::SessionOptions{.min_length_s = minimum});
+      add_in_tens(*s, "acme", "r1", 1, glitch);
+    }
+    const auto sessions = sessions_of(f.ledger.path(), "acme", 10);
+    BOOST_REQUIRE_EQUAL(sessions.size(), 1u);
+    BOOST_TEST(sessions[0].state == "closed");
+    BOOST_TEST(sessions[0].close_reason == "drop");
+    std::lock_guard lock(f.mu);
+    BOOST_TEST(f.closed.size() == (minimum > 0 ? 0u : 1u), minimum);
+    storage::Connection c(f.ledger.path(), storage::Connection::Mode::kReadOnly);
+    auto st = c.prepare("SELECT report_due IS NULL FROM telemetry_sessions WHERE id = ?");
+    st.bind(1, sessions[0].id);
+    BOOST_REQUIRE(st.step());
+    BOOST_TEST(st.int64(0) == (minimum > 0 ? 1 : 0), minimum);  // nothing due, to start later
+  }
 }
 
 // A node whose CHARGE is no reading of the curve (a broken plugin's, past its gate with

@@ -279,6 +279,13 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
          "a session longer than this after CHARGE closes",
          {},
          {}});
+  s.add({"sessions.min_length_s",
+         Type::kNumber,
+         60.0,
+         "a session that closes at a DROP sooner than this after CHARGE (a roaster's state "
+         "flickering, its program started over) starts no report",
+         {},
+         {}});
   s.add({"sessions.mission",
          Type::kString,
          "roast_report",
@@ -472,6 +479,7 @@ Schema kernel_schema(const std::vector<NodeKindInfo>& kinds) {
   s.range("sessions.silence_s", 0, std::nullopt, true);
   s.range("sessions.resume_gap_s", 0, std::nullopt);
   s.range("sessions.max_length_s", 0, std::nullopt, true);
+  s.range("sessions.min_length_s", 0, 3600);
   for (const auto& k : kinds)
     s.add({"nodes." + k.kind,
            Type::kString,

@@ -707,6 +707,7 @@ telemetry::TelemetryService& Kernel::telemetry() {
     so.preroll_s = config_.get_number("sessions.preroll_s");
     so.silence_s = config_.get_number("sessions.silence_s");
     so.max_length_s = config_.get_number("sessions.max_length_s");
+    so.min_length_s = config_.get_number("sessions.min_length_s");
     so.resume_gap_s = config_.get_number("sessions.resume_gap_s");
     if (!serves_) so.report_retry_s = 0;  // kiln serve starts the reports left due
     const std::string mission = config_.get_string("sessions.mission");

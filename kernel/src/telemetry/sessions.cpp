@@ -274,7 +274,8 @@ void project_sessions(Connection& c, const ledger::Event& e) {
   } else if (e.kind == "session.closed") {
     auto st = c.prepare(
         "UPDATE telemetry_sessions SET state = 'closed', end_t = ?, close_reason = ?, "
-        "closed_at = ?3, last_boot = ?, drop_t = ?, report_due = ?3 WHERE id = ? AND tenant = ?");
+        "closed_at = ?3, last_boot = ?, drop_t = ?, report_due = CASE WHEN ? THEN ?3 END WHERE "
+        "id = ? AND tenant = ?");
     st.bind_real(1, p.at("end_t").to_number<double>())
         .bind(2, std::string(p.at("reason").as_string()))
         .bind(3, e.time);
@@ -287,7 +288,10 @@ void project_sessions(Connection& c, const ledger::Event& e) {
       st.bind_real(5, d->to_number<double>());
     else
       st.bind_null(5);
-    st.bind(6, id).bind(7, e.tenant);
+    // A session too short to be a roast (sessions.min_length_s) closes with "report": false.
+    const auto* report = p.if_contains("report");
+    st.bind(6, static_cast<std::int64_t>(!(report && report->is_bool() && !report->as_bool())));
+    st.bind(7, id).bind(8, e.tenant);
     st.step();
   } else if (e.kind == "session.reopened") {
     auto st = c.prepare(
@@ -746,6 +750,11 @@ void Sessionizer::close_session(Device& d, double end_t, const std::string& reas
                                 std::optional<double> drop_t) {
   auto s = *d.open;
   s.last_boot = d.boot;
+  // A DROP that soon after CHARGE was no roast (the roaster's state flickered to roasting, or
+  // its program started over). A recording cut short (silence, a reboot) keeps its report: the
+  // roast went on, and the report says what is missing.
+  const double length = (drop_t ? *drop_t : end_t) - s.charge_t;
+  const bool too_short = drop_t && length < options_.min_length_s;
   auto events = ledger_.execute([&](Connection&) -> std::vector<ledger::NewEvent> {
     json::object closed{
         {"session", s.id},
@@ -754,6 +763,7 @@ void Sessionizer::close_session(Device& d, double end_t, const std::string& reas
         {"reason", reason},
         {"last_boot", s.last_boot ? json::value(*s.last_boot) : json::value(nullptr)}};
     if (drop_t) closed["drop_t"] = *drop_t;
+    if (too_short) closed["report"] = false;  // no report is due (project_sessions)
     return {ledger::NewEvent{s.tenant, "sessions", "session.closed", std::move(closed)}};
   });
   s.state = "closed";
@@ -770,6 +780,13 @@ void Sessionizer::close_session(Device& d, double end_t, const std::string& reas
     spdlog::info("session {} closed at DROP, {:.0f} s after CHARGE", s.id, *drop_t - s.charge_t);
   else
     spdlog::info("session {} closed ({}), {:.0f} s after CHARGE", s.id, reason, end_t - s.charge_t);
+  if (too_short) {
+    spdlog::info(
+        "session {}: {:.0f} s from CHARGE to its end is shorter than sessions.min_length_s ({:.0f} "
+        "s): no report (a roaster's mark or weights asking for one starts it)",
+        s.id, length, options_.min_length_s);
+    return;
+  }
   hand_on(s);
 }
 

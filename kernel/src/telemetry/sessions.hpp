@@ -114,6 +114,10 @@ struct SessionOptions {
   double preroll_s = 30;       // samples kept before CHARGE
   double silence_s = 120;      // an open session without new samples this long (wall time) closes
   double max_length_s = 1800;  // a session longer than this (device time) closes
+  // A session that closes at a DROP this soon after CHARGE (device time) starts no report: a
+  // few seconds of a roaster's state flickering to "roasting" is no roast for an approver. (One
+  // closed for silence or a reboot keeps its report, which says what is missing.)
+  double min_length_s = 60;
   double idle_buffer_s = 300;  // device time kept while no session is open
   // A session closed for silence opens again when readings go on within this much device time
   // of its last one (the device kept recording; its spool drained late).
