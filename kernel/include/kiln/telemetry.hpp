@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace kiln::telemetry {
@@ -131,7 +132,8 @@ struct Envelope {
     cbor::put_bytes(s, payload);
     return s;
   }
-  // The envelope as sent.
+  // The envelope as sent; `signature` must be set (kSignatureBytes: the server refuses another
+  // length as malformed).
   std::string encode() const {
     std::string out;
     cbor::head(out, 6, kCoseSign1Tag);

@@ -481,7 +481,7 @@ IngestResult Ingestor::check_only(const std::string& tenant, const std::string& 
   std::optional<std::string> stored_digest;
   {
     auto c = readers_.acquire();
-    auto st = c->prepare(
+    auto& st = c->cached(
         "SELECT digest FROM telemetry_all WHERE tenant = ? AND device = ? AND boot = ? AND seq = "
         "?");
     st.bind(1, tenant)
@@ -489,6 +489,7 @@ IngestResult Ingestor::check_only(const std::string& tenant, const std::string& 
         .bind(3, static_cast<std::int64_t>(a.batch.device.boot))
         .bind(4, static_cast<std::int64_t>(a.batch.seq));
     if (st.step()) stored_digest = st.text(0);
+    st.reset();
   }
   if (stored_digest && *stored_digest != a.digest)
     return refuse(tenant, a.r, reject::kReplayedSequence, replayed(a.batch));

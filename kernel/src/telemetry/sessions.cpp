@@ -512,6 +512,7 @@ void Sessionizer::handle(const std::string& tenant, const std::string& device, s
   Device& d = devices_[{tenant, device}];
   load(tenant, device, d, first_seq);
   d.last_arrival = std::chrono::steady_clock::now();
+  if (!more.empty()) d.last_batch_span_s = more.back().t - more.front().t;
   if (d.boot && boot < *d.boot) {
     // Readings of an earlier boot after the next one's (requests that crossed): they are stored,
     // but the sessions have moved on.
@@ -577,80 +578,92 @@ void Sessionizer::handle(const std::string& tenant, const std::string& device, s
     warned_no_detector_ = true;
     return;
   }
-  for (int round = 0; round < 64; ++round) {  // one roast a round: a backlog may hold several
+  auto keep_idle_window = [&] {
+    if (d.buffer.empty()) return;
+    const double keep_from = d.buffer.back().t - options_.idle_buffer_s;
+    d.buffer.erase(d.buffer.begin(),
+                   std::find_if(d.buffer.begin(), d.buffer.end(),
+                                [&](const Sample& s) { return s.t > keep_from; }));
+  };
+  try {
+    for (int round = 0; round < 64; ++round) {  // one roast a round: a backlog may hold several
+      if (!d.open) {
+        // Drop what belongs to the last session. The idle window is applied after looking for a
+        // CHARGE, not before: a backlog (a drained spool) may bring a whole roast in one round.
+        d.buffer.erase(d.buffer.begin(),
+                       std::find_if(d.buffer.begin(), d.buffer.end(),
+                                    [&](const Sample& s) { return s.t > d.last_end_t; }));
+        if (d.buffer.empty()) return;
+        auto e = detect_on(*detector, curve_of(d.buffer, d.buffer.front().t));
+        // A roaster-state CHARGE at the first reading held is no CHARGE seen: the roast was under
+        // way already (a recorder started mid-roast, or readings resumed after this device's
+        // session closed for silence). Those readings open no session: drop them (up to the first
+        // reading in another state) and look again, so a real CHARGE after them is found at once.
+        if (e.charge == 0 && e.charge_source == "roaster state") {
+          const int state = d.buffer.front().state;
+          d.buffer.erase(d.buffer.begin(),
+                         std::find_if(d.buffer.begin(), d.buffer.end(),
+                                      [&](const Sample& x) { return x.state != state; }));
+          if (d.buffer.empty()) return;
+          e = detect_on(*detector, curve_of(d.buffer, d.buffer.front().t));
+        }
+        // From BT alone a fall is a CHARGE only once the beans turn (TP): cooling readings after a
+        // DROP fall the same way. A roaster's own state is trusted at once.
+        const bool seen = e.charge > 0 || (e.charge == 0 && e.charge_source != "roaster state");
+        if (!seen || (e.charge_source != "roaster state" && e.tp < 0)) {
+          keep_idle_window();
+          return;
+        }
+        const double charge_t = d.buffer[static_cast<std::size_t>(e.charge)].t;
+        if (charge_t <= d.last_end_t) {
+          keep_idle_window();
+          return;
+        }
+        open_session(tenant, device, d, charge_t);
+      }
+      // An open session: look for its end on its own curve.
+      auto& s = *d.open;
+      auto curve = curve_of(d.buffer, s.start_t);
+      if (curve.time.empty()) return;
+      auto e = detect_on(*detector, curve);
+      const double last_t = d.buffer.back().t;
+      if (e.drop >= 0) {
+        const double drop_t = s.start_t + curve.time[static_cast<std::size_t>(e.drop)];
+        // A backlog (a drained spool, a recorder that restarted the roaster's program) may hold the
+        // next roast too: this one ends before the next CHARGE, which then opens its own session
+        // (it ended at the last reading, and the next roast was lost behind it).
+        double end_t = last_t;
+        const auto after = std::find_if(d.buffer.begin(), d.buffer.end(),
+                                        [&](const Sample& x) { return x.t > drop_t; });
+        if (after != d.buffer.end()) {
+          const std::vector<Sample> rest(after, d.buffer.end());
+          std::size_t next_from = rest.size();
+          const auto next = detect_on(*detector, curve_of(rest, rest.front().t));
+          if (next.charge > 0 && (next.charge_source == "roaster state" || next.tp >= 0))
+            next_from = static_cast<std::size_t>(next.charge);
+          // The roaster waiting for the next charge (R1 state 4) is the next roast's, even before
+          // its CHARGE is in.
+          for (std::size_t i = 0; i < next_from; ++i)
+            if (rest[i].state == 4) next_from = i;
+          if (next_from < rest.size()) end_t = next_from > 0 ? rest[next_from - 1].t : drop_t;
+        }
+        close_session(d, end_t, "drop", drop_t);
+        if (end_t < last_t) continue;  // the next roast's readings are in the buffer
+      } else if (last_t - s.charge_t > options_.max_length_s) {
+        close_session(d, last_t, "max_length");
+      }
+      return;
+    }
+  } catch (const std::logic_error&) {
+    // A broken node's answer (RoastEvents::validate): what bounds the device's readings still
+    // does — the idle window, a session's maximum length — or, answering so every round, it
+    // would hold every reading the device sends, and its session would never close.
     if (!d.open) {
-      // Drop what belongs to the last session. The idle window is applied after looking for a
-      // CHARGE, not before: a backlog (a drained spool) may bring a whole roast in one round.
-      d.buffer.erase(d.buffer.begin(),
-                     std::find_if(d.buffer.begin(), d.buffer.end(),
-                                  [&](const Sample& s) { return s.t > d.last_end_t; }));
-      auto keep_idle_window = [&] {
-        if (d.buffer.empty()) return;
-        const double keep_from = d.buffer.back().t - options_.idle_buffer_s;
-        d.buffer.erase(d.buffer.begin(),
-                       std::find_if(d.buffer.begin(), d.buffer.end(),
-                                    [&](const Sample& s) { return s.t > keep_from; }));
-      };
-      if (d.buffer.empty()) return;
-      auto e = detect_on(*detector, curve_of(d.buffer, d.buffer.front().t));
-      // A roaster-state CHARGE at the first reading held is no CHARGE seen: the roast was under
-      // way already (a recorder started mid-roast, or readings resumed after this device's
-      // session closed for silence). Those readings open no session: drop them (up to the first
-      // reading in another state) and look again, so a real CHARGE after them is found at once.
-      if (e.charge == 0 && e.charge_source == "roaster state") {
-        const int state = d.buffer.front().state;
-        d.buffer.erase(d.buffer.begin(),
-                       std::find_if(d.buffer.begin(), d.buffer.end(),
-                                    [&](const Sample& x) { return x.state != state; }));
-        if (d.buffer.empty()) return;
-        e = detect_on(*detector, curve_of(d.buffer, d.buffer.front().t));
-      }
-      // From BT alone a fall is a CHARGE only once the beans turn (TP): cooling readings after a
-      // DROP fall the same way. A roaster's own state is trusted at once.
-      const bool seen = e.charge > 0 || (e.charge == 0 && e.charge_source != "roaster state");
-      if (!seen || (e.charge_source != "roaster state" && e.tp < 0)) {
-        keep_idle_window();
-        return;
-      }
-      const double charge_t = d.buffer[static_cast<std::size_t>(e.charge)].t;
-      if (charge_t <= d.last_end_t) {
-        keep_idle_window();
-        return;
-      }
-      open_session(tenant, device, d, charge_t);
+      keep_idle_window();
+    } else if (!d.buffer.empty() && d.buffer.back().t - d.open->charge_t > options_.max_length_s) {
+      close_session(d, d.buffer.back().t, "max_length");
     }
-    // An open session: look for its end on its own curve.
-    auto& s = *d.open;
-    auto curve = curve_of(d.buffer, s.start_t);
-    if (curve.time.empty()) return;
-    auto e = detect_on(*detector, curve);
-    const double last_t = d.buffer.back().t;
-    if (e.drop >= 0) {
-      const double drop_t = s.start_t + curve.time[static_cast<std::size_t>(e.drop)];
-      // A backlog (a drained spool, a recorder that restarted the roaster's program) may hold the
-      // next roast too: this one ends before the next CHARGE, which then opens its own session
-      // (it ended at the last reading, and the next roast was lost behind it).
-      double end_t = last_t;
-      const auto after = std::find_if(d.buffer.begin(), d.buffer.end(),
-                                      [&](const Sample& x) { return x.t > drop_t; });
-      if (after != d.buffer.end()) {
-        const std::vector<Sample> rest(after, d.buffer.end());
-        std::size_t next_from = rest.size();
-        const auto next = detect_on(*detector, curve_of(rest, rest.front().t));
-        if (next.charge > 0 && (next.charge_source == "roaster state" || next.tp >= 0))
-          next_from = static_cast<std::size_t>(next.charge);
-        // The roaster waiting for the next charge (R1 state 4) is the next roast's, even before
-        // its CHARGE is in.
-        for (std::size_t i = 0; i < next_from; ++i)
-          if (rest[i].state == 4) next_from = i;
-        if (next_from < rest.size()) end_t = next_from > 0 ? rest[next_from - 1].t : drop_t;
-      }
-      close_session(d, end_t, "drop", drop_t);
-      if (end_t < last_t) continue;  // the next roast's readings are in the buffer
-    } else if (last_t - s.charge_t > options_.max_length_s) {
-      close_session(d, last_t, "max_length");
-    }
-    return;
+    throw;
   }
 }
 
@@ -971,15 +984,18 @@ SessionInfo Sessionizer::mark(const std::string& tenant, const std::string& id, 
   std::vector<Sample> readings;
   const bool at_now = !m.clear && !m.t && !m.after_charge;
   std::optional<double> quiet_s;  // since this process last had a batch of its open session
+  double quiet_limit_s = options_.live_mark_quiet_s;
   if (!m.clear && (*event != "CHARGE" || at_now))
     if (const auto s = get(ledger_.path(), tenant, id)) {
       if (*event != "CHARGE") readings = samples(ledger_.path(), *s);
       std::lock_guard lock(state_mu_);
       if (auto it = devices_.find({tenant, s->device});
-          at_now && it != devices_.end() && it->second.open && it->second.open->id == id)
+          at_now && it != devices_.end() && it->second.open && it->second.open->id == id) {
         quiet_s = std::chrono::duration<double>(std::chrono::steady_clock::now() -
                                                 it->second.last_arrival)
                       .count();
+        quiet_limit_s += 2 * std::max(0.0, it->second.last_batch_span_s);
+      }
     }
   SessionInfo after;
   bool changed = false;
@@ -1017,7 +1033,7 @@ SessionInfo Sessionizer::mark(const std::string& tenant, const std::string& id, 
                            "after_charge");
       // Made as it happens while nothing comes in (the recorder stopped, or its batches wait in
       // a spool): now is past the readings, and the report would move the mark to the last.
-      if (at_now && quiet_s && *quiet_s > options_.live_mark_quiet_s)
+      if (at_now && quiet_s && *quiet_s > quiet_limit_s)
         throw MissionError(
             MissionError::Code::kInvalidInput,
             "no readings of session " + id + " have arrived for " +
@@ -1121,7 +1137,14 @@ void Sessionizer::changed_by_roaster(const SessionInfo& s, bool report) {
         }
     }
   }
-  if (report && s.state == "closed") hand_on(s);
+  if (report && s.state == "closed") {
+    // The report to replace as it is now: a close handing the session on while this change was
+    // made (it holds state_mu_ until its mission is recorded) has recorded one since `s` was read.
+    auto now = s;
+    if (const auto stored = get(ledger_.path(), s.tenant, s.id))
+      now.mission_id = stored->mission_id;
+    hand_on(now);
+  }
 }
 
 SessionInfo Sessionizer::change(const std::string& tenant, const std::string& id,

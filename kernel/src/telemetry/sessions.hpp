@@ -129,8 +129,10 @@ struct SessionOptions {
   // so that one process does it).
   double report_retry_s = 30;
   // A mark without a time (made as it happens) on an open session whose device has sent nothing
-  // for this long (wall time) is refused: it would land past the readings, and the report would
-  // put it at the last one. Given with its time it is taken.
+  // for this long (wall time) past twice the time its last batch covered (a recorder sending a
+  // batch a minute is not quiet after 60 s) is refused: it would land past the readings, and the
+  // report would put it at the last one. Given with its time it is taken. Known only to the
+  // process that ingests the device's batches (kiln serve).
   double live_mark_quiet_s = 60;
 };
 
@@ -223,6 +225,7 @@ class Sessionizer {
     // from the buffer starts there.
     std::optional<std::int64_t> boot, buffer_boot;
     std::chrono::steady_clock::time_point last_arrival = std::chrono::steady_clock::now();
+    double last_batch_span_s = 0;  // device time its last batch covered: about its cadence
     bool loaded = false;
   };
   struct Item {

@@ -362,6 +362,11 @@ Analysis analyze(const RoastLog& log, const AnalysisOptions& opt,
           a.warnings.push_back(std::string("the ") + name +
                                " marked is not after CHARGE: left out of the analysis");
           source->clear();
+        } else if (*ev >= 0 && a.charge_source == "marked") {  // the roaster's CHARGE moved
+          a.warnings.push_back(std::string("the detected ") + name + " (reading " +
+                               std::to_string(*ev) +
+                               ") is not after the marked CHARGE: left out of the analysis");
+          if (source) source->clear();
         } else if (*ev >= 0) {  // the node's own answer breaks its contract (CHARGE < TP ...)
           a.warnings.push_back(
               std::string("the event_detector node's ") + name + " (reading " +

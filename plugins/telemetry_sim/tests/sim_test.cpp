@@ -146,6 +146,7 @@ BOOST_AUTO_TEST_CASE(the_assist_predicts_simulated_roasts) {
           }
         const auto e = roast::ArtisanDetector().detect(c);
         const auto p = roast::predict(c, e.charge, e.tp, po);
+        BOOST_REQUIRE(e.tp >= 0);  // 150 s after CHARGE the beans have turned
         const double after_tp = c.time.back() - c.time[static_cast<std::size_t>(e.tp)];
         BOOST_TEST(p.status == (after_tp < po.min_after_tp_s ? "too_early" : "ok"),
                    "seed " << seed << ", " << mass << " g, at " << at << " s: " << p.status << " ("

@@ -193,7 +193,8 @@ readings end (a replay file: said when that comes before the roasts asked for); 
 records until then. Prints progress every 30 s of device time. Without --server the roast_report missions
 of the sessions wait in this deployment until `kiln mission work` (or `kiln serve`) runs them.
 Exit 0 when every batch read was stored; 1 when batches were refused or still wait in the spool
-for the server (the summary line says how many and where). --flush sends what the spool holds,
+for the server (the summary line says how many and where), when the driver failed, or when the
+server refused the key or the recorder stopped on an answer it cannot go on after. --flush sends what the spool holds,
 oldest first, and exits without reading the roaster: exit 0 when the spool is empty afterwards,
 1 when batches were refused or still wait for the server.
 )"},
@@ -1305,7 +1306,7 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   const std::size_t left = waiting();
   if (!client) k->telemetry().sessions().flush();
   // Fewer roasts than asked for: said, not left to be guessed from a count of readings.
-  if (ended && roasts > 0 && !cooled)
+  if (ended && roasts > 0 && drops < roasts && !uncountable_said)
     err << "kiln record: the driver's readings ended after " << std::min(drops, roasts) << " of "
         << roasts << " roast(s)"
         << (last_state == 6 ? ", in the middle of a roast (no DROP after its CHARGE)" : "")
