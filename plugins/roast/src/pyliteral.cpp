@@ -106,6 +106,15 @@ class Parser {
     if (word("False")) return false;
     if (word("None")) return nullptr;
     if (c == '-' || c == '+' || c == '.' || (c >= '0' && c <= '9')) return number();
+    // Words a file that is not an .alog holds: said as what they are, not as a letter found.
+    for (const char* json_word : {"true", "false", "null"})
+      if (word(json_word))
+        fail(std::string("expected a value, found JSON's '") + json_word +
+             "': an Artisan .alog is a Python literal (True, False, None); is this a JSON file?");
+    for (const char* not_a_number : {"nan", "inf"})
+      if (word(not_a_number))
+        fail(std::string("expected a value, found '") + not_a_number +
+             "', which a Python literal cannot hold (Artisan writes a missing reading as -1)");
     fail("expected a value (dict, list, tuple, string, number, True, False or None)");
   }
 

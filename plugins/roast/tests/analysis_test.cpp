@@ -764,7 +764,9 @@ BOOST_AUTO_TEST_CASE(malformed_literals_name_line_and_column) {
   fails_at("{'a': 1,\n 'b' 2}", 2, "expected ':'");
   fails_at("{'a': [1, 2}", 1, "expected ','");
   fails_at("{'a': 'open", 1, "unterminated string");
-  fails_at("{'a': nan}", 1, "expected a value");
+  fails_at("{'a': nan}", 1, "expected a value, found 'nan', which a Python literal cannot hold");
+  // A JSON file is named as one (it was "found 'f'").
+  fails_at("{\"a\": [1, 2],\n \"b\": false}", 2, "found JSON's 'false'");
   fails_at("{'a': __import__('os')}", 1, "expected a value");
   fails_at("{'a': 1} trailing", 1, "unexpected text");
   fails_at("{'a': b'x'}", 1, "bytes");
