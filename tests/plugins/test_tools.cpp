@@ -99,6 +99,16 @@ Manifest manifest() {
                                       std::string(o.at("text").as_string())};
                            return ToolResult{json::object{{"kept", a.name}}, {std::move(a)}};
                          }));
+  // A setting and its level, each setting with its own range (as roaster.command).
+  m.tools.push_back(tool("test.levels", true, json::parse(R"({"type": "object",
+    "required": ["setting", "value"],
+    "properties": {"setting": {"enum": ["heater", "fan"]}, "value": {"type": "integer"}},
+    "allOf": [{"if": {"properties": {"setting": {"const": "heater"}}},
+               "then": {"properties": {"value": {"maximum": 9}},
+                        "description": "heater levels are 0-9"}}]})"),
+                         [](const json::value& in, const ToolContext&) -> ToolOutcome {
+                           return ToolResult{json::object{{"set", in}}, {}};
+                         }));
   // Changes the physical world (pretend): policy must gate it.
   auto actuate = tool("test.actuate", true, json::value(),
                       [](const json::value& in, const ToolContext&) -> ToolOutcome {

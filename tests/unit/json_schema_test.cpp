@@ -84,6 +84,36 @@ BOOST_AUTO_TEST_CASE(schema_keywords) {
 
 // What is wrong with a schema someone wrote: said, not ignored (an unknown keyword checks
 // nothing, as JSON Schema says — so a typo in one passes everything).
+// Conditions between fields: each allOf schema holds; `then` where `if` holds, `else` where not,
+// a failing branch naming what it is about (roaster.command's per-setting ranges).
+BOOST_AUTO_TEST_CASE(conditions_between_fields) {
+  auto schema = json::parse(R"({
+    "type": "object", "properties": {"setting": {"enum": ["heater", "fan", "drum"]},
+                                     "value": {"type": "integer", "minimum": 0, "maximum": 12}},
+    "allOf": [
+      {"if": {"properties": {"setting": {"const": "heater"}}},
+       "then": {"properties": {"value": {"maximum": 9}}, "description": "heater levels are 0-9"}},
+      {"if": {"properties": {"setting": {"const": "fan"}}},
+       "then": {"properties": {"value": {"minimum": 1}}, "description": "fan levels are 1-12"},
+       "else": {"properties": {"value": {"maximum": 10}}, "description": "others end at 10"}}]})");
+  auto why = [&](const char* text) {
+    return validate_json(schema, json::parse(text)).value_or("");
+  };
+  BOOST_TEST(why(R"({"setting": "heater", "value": 9})") == "");
+  BOOST_TEST(why(R"({"setting": "heater", "value": 12})") ==
+             "input.value: must be <= 9 (heater levels are 0-9)");
+  BOOST_TEST(why(R"({"setting": "fan", "value": 12})") == "");
+  BOOST_TEST(why(R"({"setting": "fan", "value": 0})") ==
+             "input.value: must be >= 1 (fan levels are 1-12)");
+  BOOST_TEST(why(R"({"setting": "drum", "value": 11})") ==
+             "input.value: must be <= 10 (others end at 10)");
+  BOOST_TEST(why(R"({"value": 3})") == "");  // `if` holds where the field it names is absent
+  BOOST_TEST(kiln::runtime::schema_problems(schema, "schema").empty());
+  const auto lone = kiln::runtime::schema_problems(json::parse(R"({"then": {"maximum": 1}})"), "s");
+  BOOST_REQUIRE_EQUAL(lone.size(), 1u);
+  BOOST_TEST(lone[0] == "s: 'then' and 'else' need an 'if' (without it they check nothing)");
+}
+
 BOOST_AUTO_TEST_CASE(schema_mistakes_are_named) {
   using kiln::runtime::schema_problems;
   auto all = [](const char* text) {

@@ -63,7 +63,7 @@ BOOST_AUTO_TEST_CASE(a_good_plugin_loads_with_its_manifest) {
   auto lib = plugins::load_library(test_plugin("test_tools"));
   BOOST_TEST(lib.manifest.name == "test_tools");
   BOOST_TEST(lib.manifest.version == "1.2.3");
-  BOOST_TEST(lib.manifest.tools.size() == 11u);
+  BOOST_TEST(lib.manifest.tools.size() == 12u);
   BOOST_TEST(lib.sha256.size() == 64u);
 }
 

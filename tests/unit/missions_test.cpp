@@ -89,6 +89,15 @@ steps:
   - {id: keep, tool: test.file, input: {name: note.txt, text: kept}}
   - {id: f, tool: test.fatal, needs: [keep]}
 )");
+    write(dir.path() / "missions/levels.yaml", R"(name: levels
+inputs: {setting: {type: string}, value: {type: integer}, after: {type: string, default: x}}
+steps:
+  - {id: a, tool: kiln.echo, input: {x: 1}}
+  - {id: set, tool: test.levels, needs: [a], approval: required,
+     input: {setting: "${inputs.setting}", value: "${inputs.value}"}}
+  - {id: later, tool: test.levels, needs: [a],
+     input: {setting: heater, value: "${steps.a.output.x}"}}
+)");
     write(dir.path() / "missions/session_report.yaml", R"(name: session_report
 inputs:
   session: {type: string}
@@ -552,6 +561,31 @@ BOOST_AUTO_TEST_CASE(a_running_report_replaced_by_a_roasters_change_is_canceled)
   s.mission_id = second;
   BOOST_TEST(w.k->start_session_report(s).value_or("") == *second);
   BOOST_TEST(w.svc().get("acme", *second)->state == "PENDING");
+}
+
+// A step whose input the mission's inputs decide is checked against its tool's schema when the
+// mission starts — per-setting ranges included — so an approver is never asked about an input
+// the tool would refuse (an audit approved "heater 12", which then failed).
+BOOST_AUTO_TEST_CASE(a_step_input_its_tool_refuses_is_refused_at_start) {
+  World w;
+  try {
+    w.start("levels", "acme", json::object{{"setting", "heater"}, {"value", 12}});
+    BOOST_FAIL("heater 12 was started");
+  } catch (const MissionError& e) {
+    BOOST_TEST((e.code() == MissionError::Code::kInvalidInput));
+    BOOST_TEST(e.field() == "inputs");
+    BOOST_TEST(std::string(e.what()) ==
+                   "step 'set' of levels would give tool test.levels an input it refuses: "
+                   "input.value: must be <= 9 (heater levels are 0-9) (from the mission's inputs)",
+               e.what());
+  }
+  // In range, or another setting: started (the step known only when it runs is checked then).
+  BOOST_TEST(
+      w.start("levels", "acme", json::object{{"setting", "heater"}, {"value", 9}}).mission.state ==
+      "PENDING");
+  BOOST_TEST(
+      w.start("levels", "acme", json::object{{"setting", "fan"}, {"value", 12}}).mission.state ==
+      "PENDING");
 }
 
 // ---- Leases ----------------------------------------------------------------------------------

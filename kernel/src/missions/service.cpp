@@ -7,6 +7,7 @@
 #include "auth/keys.hpp"
 #include "common/sha256.hpp"
 #include "common/strings.hpp"
+#include "runtime/json_schema.hpp"
 #include "storage/sqlite.hpp"
 
 namespace kiln::missions {
@@ -362,6 +363,29 @@ CreateResult MissionService::create(const CreateRequest& req) {
     inputs = complete_inputs(*t, req.inputs);
   } catch (const InputError& e) {
     throw MissionError(Code::kInvalidInput, e.what(), e.field);
+  }
+  // A step whose input the mission's inputs alone decide is checked against its tool now: an
+  // approver is not asked to approve "heater 12", which the tool would then refuse.
+  for (const auto& s : t->steps) {
+    if (s.tool_input_schema.is_null()) continue;
+    const bool from_inputs = std::all_of(s.texts.begin(), s.texts.end(), [](const auto& x) {
+      return x.text.find("${steps.") == std::string::npos &&
+             x.text.find("${mission.") == std::string::npos;
+    });
+    if (!from_inputs) continue;
+    RenderContext ctx;
+    ctx.inputs = &inputs;
+    json::value given;
+    try {
+      given = render(s.input, ctx);
+    } catch (const std::exception&) {
+      continue;  // said when the step runs, as before
+    }
+    if (auto why = runtime::validate_json(s.tool_input_schema, given, "input"))
+      throw MissionError(Code::kInvalidInput,
+                         "step '" + s.id + "' of " + t->name + " would give tool " + s.tool +
+                             " an input it refuses: " + *why + " (from the mission's inputs)",
+                         "inputs");
   }
   if (req.tenant.empty()) throw MissionError(Code::kInvalidInput, "tenant may not be empty");
   if (req.idempotency_key && (req.idempotency_key->empty() || req.idempotency_key->size() > 200))

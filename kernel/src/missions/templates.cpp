@@ -401,9 +401,10 @@ TemplateSet TemplateSet::parse(const std::vector<File>& files,
       }
       parser.problems.insert(parser.problems.end(), missing.begin(), missing.end());
       // What the tool would refuse when the step runs (after an approval, perhaps): said now.
-      for (const auto& s : t->steps) {
+      for (auto& s : t->steps) {
         const auto it = tools->find(s.tool);
         if (it == tools->end()) continue;
+        s.tool_input_schema = it->second;
         if (auto why = runtime::validate_json(it->second, s.input, "input", pending))
           parser.problems.push_back(s.where + ": step '" + s.id + "': " + *why +
                                     " (the input of tool " + s.tool +

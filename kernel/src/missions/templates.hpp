@@ -36,6 +36,9 @@ struct StepTemplate {
     std::string text;
   };
   std::vector<Text> texts;
+  // Its tool's input schema, when the templates were checked against the loaded tools: a mission
+  // start checks what the step will be given, where the mission's inputs alone decide it.
+  boost::json::value tool_input_schema = nullptr;
 };
 
 struct MissionTemplate {

@@ -198,6 +198,23 @@ std::optional<std::string> validate_json(const json::value& schema_v, const json
       }
     }
   }
+  // Conditions between fields (a setting's own range): every allOf schema holds, and `then`
+  // where `if` holds, `else` where it does not. A failing branch says what it is about (its
+  // description).
+  if (auto* all = schema.if_contains("allOf"); all && all->is_array())
+    for (const auto& sub : all->as_array())
+      if (auto err = validate_json(sub, value, path, pending)) return err;
+  if (auto* cond = schema.if_contains("if")) {
+    const bool holds = !validate_json(*cond, value, path, pending);
+    if (const auto* branch = schema.if_contains(holds ? "then" : "else"))
+      if (auto err = validate_json(*branch, value, path, pending)) {
+        if (const auto* d =
+                branch->is_object() ? branch->as_object().if_contains("description") : nullptr;
+            d && d->is_string())
+          *err += " (" + std::string(d->as_string()) + ")";
+        return err;
+      }
+  }
   return std::nullopt;
 }
 
@@ -215,7 +232,8 @@ std::vector<std::string> schema_problems(const json::value& schema_v, const std:
       "items",    "enum",        "const",     "minimum",
       "maximum",  "minLength",   "maxLength", "minItems",
       "maxItems", "prefixItems", "pattern",   "description",
-      "default",  "title",       "examples"};
+      "default",  "title",       "examples",  "allOf",
+      "if",       "then",        "else"};
   static const std::vector<std::string> kTypes = {"object", "array",   "string", "boolean",
                                                   "null",   "integer", "number"};
   for (const auto& kv : schema)
@@ -278,6 +296,17 @@ std::vector<std::string> schema_problems(const json::value& schema_v, const std:
       for (std::size_t i = 0; i < prefix->as_array().size(); ++i)
         nested(prefix->as_array()[i], path + ".prefixItems[" + std::to_string(i) + "]");
   }
+  if (const auto* all = schema.if_contains("allOf")) {
+    if (!all->is_array())
+      out.push_back(path + ".allOf: a list of schemas, each of which must hold");
+    else
+      for (std::size_t i = 0; i < all->as_array().size(); ++i)
+        nested(all->as_array()[i], path + ".allOf[" + std::to_string(i) + "]");
+  }
+  for (const char* branch : {"if", "then", "else"})
+    if (const auto* sub = schema.if_contains(branch)) nested(*sub, path + "." + branch);
+  if ((schema.contains("then") || schema.contains("else")) && !schema.contains("if"))
+    out.push_back(path + ": 'then' and 'else' need an 'if' (without it they check nothing)");
   if (const auto* extra = schema.if_contains("additionalProperties"); extra && !extra->is_bool())
     out.push_back(path + ".additionalProperties: true or false (a schema there is not checked)");
   return out;

@@ -180,7 +180,15 @@ std::vector<ToolDecl> telemetry_tools(
   command.input_schema = json::parse(R"({"type": "object", "required": ["setting", "value"],
     "additionalProperties": false,
     "properties": {"setting": {"type": "string", "enum": ["heater", "fan", "drum"]},
-                   "value": {"type": "integer", "minimum": 0, "maximum": 12}}})");
+                   "value": {"type": "integer", "minimum": 0, "maximum": 12}},
+    "allOf": [
+      {"if": {"properties": {"setting": {"const": "heater"}}},
+       "then": {"properties": {"value": {"maximum": 9}}, "description": "heater levels are 0-9"}},
+      {"if": {"properties": {"setting": {"const": "fan"}}},
+       "then": {"properties": {"value": {"minimum": 1}}, "description": "fan levels are 1-12"}},
+      {"if": {"properties": {"setting": {"const": "drum"}}},
+       "then": {"properties": {"value": {"minimum": 1, "maximum": 9}},
+                "description": "drum levels are 1-9"}}]})");
   command.output_schema = json::parse(R"({"type": "object", "required": ["setting", "value"]})");
   command.factory = [driver](HostServices&) { return std::make_shared<CommandTool>(driver); };
   command.actuates = true;
