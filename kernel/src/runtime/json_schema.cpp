@@ -80,6 +80,19 @@ double num(const json::value& v) {
   return v.to_number<double>();
 }
 
+// Whether any part of `v` is a value known only later (`pending`).
+bool has_pending(const json::value& v, const std::function<bool(const json::value&)>& pending) {
+  if (!pending) return false;
+  if (pending(v)) return true;
+  if (v.is_array())
+    for (const auto& x : v.as_array())
+      if (has_pending(x, pending)) return true;
+  if (v.is_object())
+    for (const auto& kv : v.as_object())
+      if (has_pending(kv.value(), pending)) return true;
+  return false;
+}
+
 }  // namespace
 
 std::optional<std::string> validate_json(const json::value& schema_v, const json::value& value,
@@ -204,7 +217,9 @@ std::optional<std::string> validate_json(const json::value& schema_v, const json
   if (auto* all = schema.if_contains("allOf"); all && all->is_array())
     for (const auto& sub : all->as_array())
       if (auto err = validate_json(sub, value, path, pending)) return err;
-  if (auto* cond = schema.if_contains("if")) {
+  // (Not while a value it may test is known only later: a template's `${inputs.setting}` could
+  // make either branch the one.)
+  if (auto* cond = schema.if_contains("if"); cond && !has_pending(value, pending)) {
     const bool holds = !validate_json(*cond, value, path, pending);
     if (const auto* branch = schema.if_contains(holds ? "then" : "else"))
       if (auto err = validate_json(*branch, value, path, pending)) {
