@@ -2005,6 +2005,22 @@ BOOST_AUTO_TEST_CASE(roaster_commands_go_through_policy_and_approval) {
   auto exported = s.kiln({"ledger", "export"});
   BOOST_TEST(contains(exported.out, "\"tool\":\"roaster.command\""),
              "roaster.command not in the ledger");
+  // Every command with what it asked, refused or carried out, and who approved the one that ran
+  // (a refused call named only the tool).
+  std::size_t refused_seen = 0, done_seen = 0;
+  std::istringstream rows(exported.out);
+  for (std::string row; std::getline(rows, row);) {
+    if (!contains(row, "\"tool\":\"roaster.command\"")) continue;
+    if (contains(row, "\"tool.failed\"") &&
+        contains(row, "\"input\":{\"setting\":\"heater\",\"value\":3}"))
+      ++refused_seen;
+    if (contains(row, "\"tool.completed\"") &&
+        contains(row, "\"input\":{\"setting\":\"heater\",\"value\":2}") &&
+        contains(row, "\"approved_by\":"))
+      ++done_seen;
+  }
+  BOOST_TEST(refused_seen == 1u, exported.out);
+  BOOST_TEST(done_seen == 1u, exported.out);
 }
 
 // The in-server recorder: a roaster switched off when the server starts is waited for (the API

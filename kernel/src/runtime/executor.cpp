@@ -58,6 +58,7 @@ ToolRuntimeExecutor::ToolRuntimeExecutor(const std::vector<plugins::ToolEntry>& 
   for (const auto& t : tools) {
     if (!t.tool) continue;
     auto& e = index_[t.name];
+    e.actuates = e.actuates || t.actuates;
     e.provider_names.push_back(t.provider);
     e.providers.push_back(
         Provider{t.provider, t.tool, t.input_schema, t.output_schema, t.nonblocking});
@@ -159,6 +160,12 @@ ToolOutcome ToolRuntimeExecutor::invoke_audited(const ToolCall& call) const {
     done["code"] = outcome.error().code;
     done["message"] = outcome.error().message;
     done["retryable"] = outcome.error().retryable;
+  }
+  // A command to a machine is in the ledger with what it asked and who approved it, carried out
+  // or refused (roaster.command: setting and value).
+  if (auto it = index_.find(call.tool); it != index_.end() && it->second.actuates) {
+    done["input"] = call.input;
+    if (!call.approved_by.empty()) done["approved_by"] = call.approved_by;
   }
   audit(one(
       {call.tenant, "tools", outcome.ok() ? "tool.completed" : "tool.failed", std::move(done)}));

@@ -74,6 +74,7 @@ class ToolRuntimeExecutor {
   struct Entry {
     std::vector<std::string> provider_names;  // registration order, as the strategy sees them
     std::vector<Provider> providers;
+    bool actuates = false;  // a provider changes the physical world: its calls name their input
   };
   struct Hash {
     using is_transparent = void;
