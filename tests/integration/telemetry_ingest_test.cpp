@@ -202,6 +202,20 @@ json::value mission_in(const Server& s, const std::string& id,
   return m;
 }
 
+// A device registered through the API (its key pair made by the server), and one reading of now.
+telemetry::KeyPair added_device(const Server& s, const std::string& device) {
+  auto added = s.call("POST", "/v1/devices", "operator", R"({"device": ")" + device + R"("})");
+  BOOST_REQUIRE_MESSAGE(added.status == 201, added.body);
+  return key_of(body(added));
+}
+std::vector<telemetry::Sample> one_reading() {
+  std::vector<telemetry::Sample> one(1);
+  one[0].t = now_s() - 1;
+  one[0].bt = 150;
+  one[0].et = 200;
+  return one;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason) {
@@ -628,22 +642,13 @@ BOOST_AUTO_TEST_CASE(envelopes_sent_at_once_are_each_answered_and_stored_once) {
   BOOST_TEST(contains(s.call("GET", "/metrics", "").body, "kiln_telemetry_batches_total 48"));
 }
 
-// Keys kiln does not know are skipped, not refused (a newer device may send more), and named in
-// the answer: a device integrator's misspelt optional key ("heat") would otherwise be lost
-// without a word.
 // ?dry_run=true: a device integrator tries an envelope against the server — answered as it would
 // be, refusals with their reason and status — and nothing is stored, counted or recorded.
 BOOST_AUTO_TEST_CASE(a_dry_run_answers_as_ingestion_would_and_stores_nothing) {
   Server s;
-  auto added = s.call("POST", "/v1/devices", "operator", R"({"device": "r1-dry"})");
-  BOOST_REQUIRE_MESSAGE(added.status == 201, added.body);
-  const auto key = key_of(body(added));
-  std::vector<telemetry::Sample> one(1);
-  one[0].t = now_s() - 1;
-  one[0].bt = 150;
-  one[0].et = 200;
+  const auto key = added_device(s, "r1-dry");
   const std::string env =
-      telemetry::sign_envelope(batch("r1-dry", 1, 1, one), key, "acme", "r1-dry");
+      telemetry::sign_envelope(batch("r1-dry", 1, 1, one_reading()), key, "acme", "r1-dry");
   auto dry = [&](const std::string& envelope, const std::string& query = "?dry_run=true") {
     return s.call("POST", "/v1/telemetry/r1-dry" + query, "recorder", envelope, "application/cose");
   };
@@ -678,15 +683,13 @@ BOOST_AUTO_TEST_CASE(a_dry_run_answers_as_ingestion_would_and_stores_nothing) {
   BOOST_TEST(body(dry(env)).at("duplicate").as_bool());
 }
 
+// Keys kiln does not know are skipped, not refused (a newer device may send more), and named in
+// the answer: a device integrator's misspelt optional key ("heat") would otherwise be lost
+// without a word.
 BOOST_AUTO_TEST_CASE(unknown_payload_keys_are_named_in_the_answer) {
   Server s;
-  auto added = s.call("POST", "/v1/devices", "operator", R"({"device": "r1-keys"})");
-  BOOST_REQUIRE_MESSAGE(added.status == 201, added.body);
-  const auto key = key_of(body(added));
-  std::vector<telemetry::Sample> one(1);
-  one[0].t = now_s() - 1;
-  one[0].bt = 150;
-  one[0].et = 200;
+  const auto key = added_device(s, "r1-keys");
+  const auto one = one_reading();
   std::string plain = telemetry::encode_batch(batch("r1-keys", 1, 1, one));
   auto ok = s.send("r1-keys", telemetry::sign_payload(plain, key, "acme", "r1-keys"));
   BOOST_REQUIRE_MESSAGE(ok.status == 200, ok.body);

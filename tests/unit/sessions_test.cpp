@@ -95,6 +95,51 @@ struct Fixture {
         },
         o);
   }
+  // A roast closed by a sessionizer that started no report for it, as if the process stopped
+  // there: the session's id.
+  std::string closed_without_report() {
+    auto s = sessionizer();
+    add_in_tens(*s, "acme", "r1", 1, fixture_roast(true));
+    BOOST_REQUIRE_EQUAL(closed.size(), 1u);
+    return closed[0].id;
+  }
+};
+
+// A report start that, the first time it is asked, has a roaster weigh the roast (431 g roasted)
+// on another thread and waits 300 ms while that change goes as far as it may; it keeps every
+// session it is handed and answers "m-1", "m-2", ...
+struct WeighDuringFirstHandOn {
+  std::mutex mu;
+  std::vector<telemetry::SessionInfo> handed;
+  std::thread change;
+  std::atomic<bool> changing{false};  // `change` was started (on the sessionizer's thread)
+  std::atomic<telemetry::Sessionizer*> self{nullptr};
+  telemetry::Sessionizer::ClosedFn fn() {
+    return [this](const telemetry::SessionInfo& s) -> std::optional<std::string> {
+      std::size_t n = 0;
+      {
+        std::lock_guard lock(mu);
+        handed.push_back(s);
+        n = handed.size();
+      }
+      if (n == 1) {
+        change = std::thread([this, tenant = s.tenant, id = s.id] {
+          self.load()->weigh(tenant, id, std::nullopt, 431.0,
+                             missions::Actor{"ana", missions::Role::kOperator});
+        });
+        changing = true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      }
+      return "m-" + std::to_string(n);
+    };
+  }
+  // Until the change, once started, has ended.
+  void join() {
+    for (int i = 0; i < 50 && !changing; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    BOOST_REQUIRE(changing.load());
+    change.join();
+  }
 };
 
 }  // namespace sessions_test
@@ -687,13 +732,7 @@ BOOST_AUTO_TEST_CASE(a_roaster_weighs_the_batch_green_then_roasted) {
 // changed without asking for a report (report: false) is not handed on.
 BOOST_AUTO_TEST_CASE(a_report_the_process_stopped_before_starting_is_started_later) {
   Fixture f;
-  std::string id;
-  {
-    auto s = f.sessionizer();  // records the close, starts no mission: as if stopped there
-    add_in_tens(*s, "acme", "r1", 1, fixture_roast(true));
-    BOOST_REQUIRE_EQUAL(f.closed.size(), 1u);
-    id = f.closed[0].id;
-  }
+  const std::string id = f.closed_without_report();
   auto due = [&] {
     storage::Connection c(f.ledger.path(), storage::Connection::Mode::kReadOnly);
     auto st = c.prepare("SELECT report_due FROM telemetry_sessions WHERE id = ?");
@@ -855,47 +894,21 @@ BOOST_AUTO_TEST_CASE(a_session_whose_detector_breaks_still_closes_at_its_maximum
 // the change's (for the new ones) — none is started and left unrecorded.
 BOOST_AUTO_TEST_CASE(a_roasters_change_during_a_due_report_start_follows_it) {
   Fixture f;
-  std::string id;
-  {
-    auto s = f.sessionizer();  // records the close, starts no mission: as if stopped there
-    add_in_tens(*s, "acme", "r1", 1, fixture_roast(true));
-    BOOST_REQUIRE_EQUAL(f.closed.size(), 1u);
-    id = f.closed[0].id;
-  }
-  const missions::Actor roaster{"ana", missions::Role::kOperator};
-  std::mutex mu;
-  std::vector<std::optional<double>> handed;  // the roasted weight each report was started for
-  std::thread change;
-  std::atomic<bool> changing{false};  // `change` was started (on the sessionizer's thread)
-  std::atomic<telemetry::Sessionizer*> self{nullptr};
-  auto started = [&](const telemetry::SessionInfo& s) -> std::optional<std::string> {
-    std::size_t n = 0;
-    {
-      std::lock_guard lock(mu);
-      handed.push_back(s.roasted_g);
-      n = handed.size();
-    }
-    if (n == 1) {  // the pass: the roaster weighs the roast while its mission starts
-      change = std::thread([&] { self.load()->weigh("acme", id, std::nullopt, 431.0, roaster); });
-      changing = true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    }
-    return "m-" + std::to_string(n);
-  };
+  const std::string id = f.closed_without_report();
+  // The pass starts the report; the roaster weighs the roast while its mission starts.
+  sessions_test::WeighDuringFirstHandOn during;
   telemetry::SessionOptions o;
   o.report_retry_s = 0.2;
   {
     telemetry::Sessionizer s(
-        f.ledger, [&] { return f.detector; }, started, o);
-    self = &s;
-    for (int i = 0; i < 50 && !changing; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    BOOST_REQUIRE(changing.load());
-    change.join();
+        f.ledger, [&] { return f.detector; }, during.fn(), o);
+    during.self = &s;
+    during.join();
   }
+  const auto& handed = during.handed;  // the roasted weight each report was started for
   BOOST_REQUIRE_EQUAL(handed.size(), 2u);
-  BOOST_TEST(!handed[0].has_value());
-  BOOST_TEST(handed[1].value_or(0) == 431.0);
+  BOOST_TEST(!handed[0].roasted_g.has_value());
+  BOOST_TEST(handed[1].roasted_g.value_or(0) == 431.0);
   std::vector<std::string> reported;
   ledger::ExportFilter filter;
   filter.stream = "sessions";
@@ -914,42 +927,20 @@ BOOST_AUTO_TEST_CASE(a_roasters_change_during_a_due_report_start_follows_it) {
 // change's hand-on sees that mission, which start_session_report then cancels.
 BOOST_AUTO_TEST_CASE(a_change_during_a_close_replaces_the_report_the_close_started) {
   Fixture f;
-  const missions::Actor roaster{"ana", missions::Role::kOperator};
-  std::mutex mu;
-  std::vector<std::optional<std::string>> replacing;  // the mission each hand-on would replace
-  std::thread change;
-  std::atomic<bool> changing{false};
-  std::atomic<telemetry::Sessionizer*> self{nullptr};
-  auto started = [&](const telemetry::SessionInfo& s) -> std::optional<std::string> {
-    std::size_t n = 0;
-    {
-      std::lock_guard lock(mu);
-      replacing.push_back(s.mission_id);
-      n = replacing.size();
-    }
-    if (n == 1) {  // the close: the roaster weighs the roast before its mission is recorded
-      change = std::thread(
-          [&, id = s.id] { self.load()->weigh("acme", id, std::nullopt, 431.0, roaster); });
-      changing = true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    }
-    return "m-" + std::to_string(n);
-  };
+  // The close hands the session on; the roaster weighs the roast before its mission is recorded.
+  sessions_test::WeighDuringFirstHandOn during;
   {
     telemetry::Sessionizer s(
-        f.ledger, [&] { return f.detector; }, started,
+        f.ledger, [&] { return f.detector; }, during.fn(),
         telemetry::SessionOptions{.report_retry_s = 0});
-    self = &s;
+    during.self = &s;
     add_in_tens(s, "acme", "r1", 1, fixture_roast(true));
-    for (int i = 0; i < 50 && !changing; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    BOOST_REQUIRE(changing.load());
-    change.join();
+    during.join();
   }
-  std::lock_guard lock(mu);
-  BOOST_REQUIRE_EQUAL(replacing.size(), 2u);
-  BOOST_TEST(!replacing[0].has_value());
-  BOOST_TEST(replacing[1].value_or("") == "m-1");
+  const auto& handed = during.handed;  // the mission each hand-on would replace
+  BOOST_REQUIRE_EQUAL(handed.size(), 2u);
+  BOOST_TEST(!handed[0].mission_id.has_value());
+  BOOST_TEST(handed[1].mission_id.value_or("") == "m-1");
 }
 
 // A process that stopped right after storing a roast's first batch (its readings before CHARGE)
