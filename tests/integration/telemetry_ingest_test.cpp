@@ -1598,6 +1598,24 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
     BOOST_TEST(fs::is_regular_file(fs::symlink_status(s.dir.path() / "sim-beside.key")));
   }
 
+  // A spool that cannot be written (a full disk; here a file size limit of 1 KiB, a batch of 30
+  // readings being larger) while the server is down: the recording goes on to its end, the
+  // batches held in memory, and says at the end what is lost. It stopped at the first batch
+  // ("batch 1 is lost") with the roast going on.
+  auto full = run(
+      {"/bin/bash", "-c", "trap '' XFSZ; ulimit -f 1; exec \"$0\" \"$@\"", kKiln, "record", "--key",
+       "sim-7.key", "--server", "http://127.0.0.1:1", "--api-key", s.keys.at("operator"), "--speed",
+       "0", "--duration", "119", "--batch", "30", "--spool", "spool-full"},
+      s.env, s.dir.path());
+  BOOST_TEST(full.exit_code == 1, full.out << full.err);
+  BOOST_TEST(contains(full.out, "recorded 120 readings in 4 batches"), full.out);
+  BOOST_TEST(contains(full.err,
+                      "(disk full?): holding batch 1 in memory and trying again with "
+                      "each batch"),
+             full.err);
+  BOOST_TEST(contains(full.err, "4 batch(es) from seq 1 were neither sent nor spooled"), full.err);
+  BOOST_TEST(!contains(full.err, "is lost"), full.err);
+
   // Nothing listens on port 1: every batch of the first minute goes to the spool.
   auto offline =
       s.kiln({"record", "--key", "sim-7.key", "--server", "http://127.0.0.1:1", "--api-key",
@@ -1663,6 +1681,19 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
                         "00000000000000000001-00000000000000000099.cose"));
   BOOST_TEST(fs::exists(writing));
   fs::remove(writing);
+  // One over ten minutes old is sent whatever its PID says (a PID taken again after a reboot) and
+  // counted as waiting: --flush said "nothing to send" of a spool holding only such a file.
+  const auto old =
+      s.dir.path() / "spool-copy" /
+      ("00000000000000000001-00000000000000000097.cose.tmp-" + std::to_string(::getpid()) + "-2");
+  std::ofstream(old) << "half";
+  fs::last_write_time(old, fs::file_time_type::clock::now() - std::chrono::minutes(11));
+  auto abandoned = s.kiln({"record", "--flush", "--key", "sim-7.key", "--server", server,
+                           "--api-key", s.keys.at("recorder"), "--spool", "spool-copy"});
+  BOOST_TEST(abandoned.exit_code == 1, abandoned.out << abandoned.err);
+  BOOST_TEST(contains(abandoned.out, "sending 1 spooled batches of sim-7"), abandoned.out);
+  BOOST_TEST(contains(abandoned.out, "sent 0, refused 1"), abandoned.out);
+  BOOST_TEST(!fs::exists(old));
   auto nothing = s.kiln({"record", "--flush", "--key", "sim-7.key", "--server", server, "--api-key",
                          s.keys.at("operator"), "--spool", "spool-copy"});
   BOOST_TEST(nothing.exit_code == 0, nothing.err);

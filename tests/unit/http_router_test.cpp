@@ -17,6 +17,7 @@
 #include "http/client.hpp"
 #include "http/metrics.hpp"
 #include "http/router.hpp"
+#include "http/server.hpp"
 #include "runtime/kernel.hpp"
 #include "storage/sqlite.hpp"
 #include "support/process.hpp"
@@ -295,4 +296,65 @@ BOOST_AUTO_TEST_CASE(a_server_that_never_answers_times_out) {
   BOOST_TEST(
       what.find("HTTP GET " + url + "/health failed: no answer within 0.3 s") != std::string::npos,
       what);
+}
+
+// A key store that fails while a request's body is still on its way (its database locked or
+// gone): the request is answered with the failure and the connection let go. The exception left
+// the connection's coroutine before, unanswered, with the connection still on the idle sweep's
+// list (a pointer into its freed frame) and counted open for good.
+BOOST_AUTO_TEST_CASE(a_key_check_that_throws_is_answered_and_lets_the_connection_go) {
+  Router r;
+  r.add(route("POST", "/v1/things", missions::Role::kOperator));
+  auto metrics = std::make_shared<HttpMetrics>(
+      std::vector<std::pair<std::string, std::string>>{{"POST", "/v1/things"}});
+  ServerOptions o;
+  o.port = 0;
+  o.threads = 1;
+  o.access_log = false;
+  Server server(
+      o, r,
+      [](std::string_view) -> std::optional<Identity> {
+        throw storage::StorageError("database is locked", 5);
+      },
+      metrics);
+  const std::uint16_t port = server.start();
+  auto open_now = [&] {
+    std::string out;
+    metrics->expose(out);
+    const std::string name = "\nkiln_http_connections_open ";
+    const auto at = out.find(name);
+    if (at == std::string::npos) return std::string("(none)");
+    const auto from = at + name.size();
+    return out.substr(from, out.find('\n', from) - from);
+  };
+  for (int round = 0; round < 3; ++round) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    BOOST_REQUIRE(fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(port);
+    BOOST_REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    timeval tv{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    // The header alone: the key is checked before the body is read.
+    const std::string head =
+        "POST /v1/things HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer op\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n";
+    BOOST_REQUIRE(::send(fd, head.data(), head.size(), MSG_NOSIGNAL) ==
+                  static_cast<ssize_t>(head.size()));
+    std::string answer;
+    char buf[4096];
+    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) answer.append(buf, n);
+    ::close(fd);
+    BOOST_TEST(answer.starts_with("HTTP/1.1 503"), answer);
+    BOOST_TEST(answer.find("database is locked") == std::string::npos, answer);  // not leaked
+  }
+  std::string open = open_now();
+  for (int i = 0; i < 500 && open != "0"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    open = open_now();
+  }
+  BOOST_TEST(open == "0");
+  server.drain_and_stop();
 }

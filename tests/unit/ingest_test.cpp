@@ -4,11 +4,13 @@
 #define BOOST_TEST_MODULE telemetry_ingest
 #include <boost/test/unit_test.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <future>
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "common/sha256.hpp"
 #include "common/strings.hpp"
@@ -19,6 +21,7 @@
 #include "telemetry/devices.hpp"
 #include "telemetry/envelope.hpp"
 #include "telemetry/ingest.hpp"
+#include "telemetry/recorder.hpp"
 #include "telemetry/sessions.hpp"
 
 namespace json = boost::json;
@@ -531,4 +534,124 @@ BOOST_AUTO_TEST_CASE(device_key_ids_are_per_tenant) {
              by_kid);
   const auto by_device = again("dev-a");
   BOOST_TEST(by_device == "every key of device 'dev-a' is revoked already", by_device);
+}
+
+// A batch behind the device's window that is stored already — a spooled batch sent again after
+// the device's next boot, or far behind its sequence, because a power cut undid the spool's
+// removal of it — is a duplicate, answered as stored; one behind it that is not stored is refused
+// as before. Both were refused (stale_boot, stale_sequence) and the spooled copy put aside.
+BOOST_FIXTURE_TEST_CASE(a_stored_batch_sent_again_behind_the_window_is_a_duplicate, Fixture) {
+  envelope("dev-a", 1);  // registers the device's key
+  auto sign = [&](std::uint64_t boot, std::uint64_t seq) {
+    telemetry::Batch b;
+    b.device = {"dev-a", boot};
+    b.seq = seq;
+    b.sent_at = now_s();
+    for (int i = 0; i < 10; ++i) {
+      telemetry::Sample x;
+      x.t = now_s() - 100 + i;
+      x.bt = 150;
+      x.et = 200;
+      b.samples.push_back(x);
+    }
+    return telemetry::sign_envelope(b, keys["dev-a"], "acme", "dev-a");
+  };
+  const auto b1s1 = sign(1, 1), b1s2 = sign(1, 2), b1s100 = sign(1, 100), b2s1 = sign(2, 1);
+  BOOST_TEST(ingestor.ingest("acme", "dev-a", b1s1, now_s()).accepted);
+  BOOST_TEST(ingestor.ingest("acme", "dev-a", b1s100, now_s()).accepted);
+  auto behind = ingestor.ingest("acme", "dev-a", b1s1, now_s());  // 99 behind, the window 64
+  BOOST_TEST(behind.accepted);
+  BOOST_TEST(behind.duplicate);
+  auto never = ingestor.ingest("acme", "dev-a", b1s2, now_s());
+  BOOST_TEST(!never.accepted);
+  BOOST_TEST(never.reason == "stale_sequence");
+  BOOST_TEST(ingestor.ingest("acme", "dev-a", b2s1, now_s()).accepted);  // the next boot
+  auto older_boot = ingestor.ingest("acme", "dev-a", b1s100, now_s());
+  BOOST_TEST(older_boot.accepted);
+  BOOST_TEST(older_boot.duplicate);
+  never = ingestor.ingest("acme", "dev-a", b1s2, now_s());
+  BOOST_TEST(!never.accepted);
+  BOOST_TEST(never.reason == "stale_boot");
+  // A dry run answers the same.
+  auto dry = ingestor.check_only("acme", "dev-a", b1s1, now_s());
+  BOOST_TEST((dry.accepted && dry.duplicate && dry.dry_run));
+  dry = ingestor.check_only("acme", "dev-a", b1s2, now_s());
+  BOOST_TEST(!dry.accepted);
+  BOOST_TEST(dry.reason == "stale_boot");
+  BOOST_TEST(ingestor.accepted_batches() == 3);
+  BOOST_TEST(rows("telemetry_all") == 3);
+}
+
+// A driver of `total` readings a second apart (paced by its caller), then ended; it waits
+// before reading `pause_at` until the test lets it go on.
+class StepDriver : public nodes::TelemetryDriver {
+ public:
+  StepDriver(int total, int pause_at) : total_(total), pause_at_(pause_at) {}
+  Result<nodes::DriverInfo, ToolError> open() override {
+    nodes::DriverInfo info;
+    info.model = "test steps";
+    info.interval_s = 1;
+    info.paced_by_device = false;
+    return info;
+  }
+  Result<telemetry::Sample, ToolError> read() override {
+    if (given_ == pause_at_) go_on_.wait(false);
+    if (given_ >= total_) return tool_error(nodes::driver_error::kEnded, "no more readings");
+    telemetry::Sample s;
+    s.t = now_s() + given_;
+    s.bt = 150 + given_ * 0.1;
+    s.et = 200;
+    ++given_;
+    return s;
+  }
+  std::optional<ToolError> command(const nodes::DriverCommand&) override { return std::nullopt; }
+  void close() override {}
+  int given() const { return given_.load(); }
+  void go_on() {
+    go_on_ = true;
+    go_on_.notify_all();
+  }
+
+ private:
+  const int total_, pause_at_;
+  std::atomic<int> given_{0};
+  std::atomic<bool> go_on_{false};
+};
+
+// The recorder inside `kiln serve` while the storage fails (a full disk, here a trigger that
+// refuses every batch): it keeps the signed batches in memory, in order, and stores them once
+// the storage takes them again — it ended the whole server before (an uncaught StorageError on
+// its thread).
+BOOST_FIXTURE_TEST_CASE(the_recorder_holds_what_the_storage_refuses_and_stores_it_later, Fixture) {
+  const auto creds =
+      devices.add("acme", "rec-1", std::nullopt, missions::Actor{"test", missions::Role::kAdmin});
+  sql("CREATE TRIGGER full_disk BEFORE INSERT ON telemetry_inbox "
+      "BEGIN SELECT RAISE(ABORT, 'no space left'); END");
+  auto driver = std::make_shared<StepDriver>(60, 30);
+  telemetry::Recorder recorder(driver, creds, ingestor, 50.0, 10);
+  recorder.start();
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (driver->given() < 30 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  BOOST_REQUIRE(driver->given() == 30);  // three batches made, none stored
+  BOOST_TEST(recorder.batches() == 0);
+  BOOST_TEST(rows("telemetry_all") == 0);
+  sql("DROP TRIGGER full_disk");
+  driver->go_on();
+  while (recorder.batches() < 6 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  recorder.stop();
+  BOOST_TEST(recorder.batches() == 6);
+  // All six, each once, in the order they were read.
+  storage::Connection c(ledger.path(), storage::Connection::Mode::kReadOnly);
+  auto st = c.prepare("SELECT seq, first_t FROM telemetry_all WHERE device = 'rec-1' ORDER BY seq");
+  std::vector<std::int64_t> seqs;
+  double last_t = 0;
+  while (st.step()) {
+    seqs.push_back(st.int64(0));
+    BOOST_TEST(st.real(1) > last_t);
+    last_t = st.real(1);
+  }
+  BOOST_TEST(seqs == (std::vector<std::int64_t>{1, 2, 3, 4, 5, 6}),
+             boost::test_tools::per_element());
 }

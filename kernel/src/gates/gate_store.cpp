@@ -8,6 +8,7 @@
 
 #include <unistd.h>
 
+#include "common/files.hpp"
 #include "kiln/abi.hpp"
 #include "plugins/registry.hpp"
 
@@ -165,18 +166,13 @@ void GateStore::write(const GateRecord& record) const {
   if (ec)
     throw std::runtime_error("cannot create gate store " + dir_.string() + ": " + ec.message() +
                              "; set gates.dir to a writable directory");
-  const auto path = record_path(record.kind, record.node);
-  const auto tmp = path.string() + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << json::serialize(record.to_json()) << '\n';
-    out.flush();
-    if (!out) throw std::runtime_error("cannot write " + tmp + ": " + std::strerror(errno));
-  }
-  fs::rename(tmp, path, ec);
-  if (ec) throw std::runtime_error("cannot replace " + path.string() + ": " + ec.message());
+  // Synced and renamed whole: after a power cut the record is the old one or the new one (an
+  // empty one made `kiln serve` refuse the node until the gate ran again).
+  common::replace_file(record_path(record.kind, record.node),
+                       json::serialize(record.to_json()) + "\n", 0644);
   std::ofstream hist(dir_ / "history.jsonl", std::ios::app);
   hist << json::serialize(record.to_json()) << '\n';
+  hist.flush();
   if (!hist) throw std::runtime_error("cannot append to " + (dir_ / "history.jsonl").string());
 }
 

@@ -950,7 +950,7 @@ Router build_api(ApiContext& ctx) {
              }
            cr.actor = *req.actor;
            auto result = k.missions().create(cr);
-           if (result.created && ctx.workers) ctx.workers->wake();
+           if (auto* w = ctx.workers.load(); result.created && w) w->wake();
            return Response::json(
                result.created ? 201 : 200,
                json::object{{"created", result.created}, {"mission", result.mission.to_json()}});
@@ -1068,7 +1068,7 @@ Router build_api(ApiContext& ctx) {
                  verb == "approve"  ? svc.approve(req.tenant, id, *req.actor, note_of(req))
                  : verb == "cancel" ? svc.cancel(req.tenant, id, *req.actor, note_of(req))
                                     : svc.retry(req.tenant, id, *req.actor, note_of(req));
-             if (ctx.workers) ctx.workers->wake();
+             if (auto* w = ctx.workers.load()) w->wake();
              return Response::json(200, m.to_json());
            }});
   };

@@ -22,8 +22,9 @@ namespace kiln::http {
 struct ApiContext {
   runtime::Kernel* kernel = nullptr;
   auth::KeyStore* keys = nullptr;
-  missions::WorkerPool* workers = nullptr;  // woken when a mission is created; may be null
-  std::shared_ptr<HttpMetrics> metrics;     // set after the table is built
+  // Woken when a mission is created; null until the pool runs (set while requests are served).
+  std::atomic<missions::WorkerPool*> workers{nullptr};
+  std::shared_ptr<HttpMetrics> metrics;  // set after the table is built
   std::atomic<bool> ready{false};
   // The newest ledger events checked at start (kiln_ledger_intact): 1 intact, 0 broken, -1 not
   // checked.

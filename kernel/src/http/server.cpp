@@ -99,6 +99,10 @@ struct Server::Impl {
     if (o.access_log) access = common::access_logger();
     json_access = common::json_logs();
   }
+  // The contexts first (their threads joined by drain_and_stop): a connection's coroutine left
+  // suspended is destroyed with them, and its Unregister reaches the lists and counts declared
+  // after them, which are still alive.
+  ~Impl() { contexts.clear(); }
 
   asio::awaitable<void> accept_loop() {
     for (;;) {
@@ -346,7 +350,26 @@ struct Server::Impl {
     auto& stream = conn.socket;
     auto& list = context_conns[index]->conns;
     list.push_front(&conn);
-    const auto registered = list.begin();
+    // However this coroutine ends — its loop done, an exception (Asio's detached spawn drops
+    // it), or the server destroyed with the coroutine suspended (~Impl) — the connection leaves
+    // the sweep's list, which would otherwise hold a pointer into a freed frame, and the counts.
+    struct Unregister {
+      Impl& impl;
+      std::list<Conn*>& list;
+      std::list<Conn*>::iterator at;
+      const std::string& client;
+      ~Unregister() {
+        list.erase(at);
+        if (!client.empty()) {
+          std::lock_guard lock(impl.per_client_mu);
+          if (const auto it = impl.per_client.find(client);
+              it != impl.per_client.end() && --it->second == 0)
+            impl.per_client.erase(it);
+        }
+        --impl.open_connections;
+        if (impl.metrics) impl.metrics->add_open_connections(-1);
+      }
+    } unregister{*this, list, list.begin(), client};
     beast::flat_buffer buffer;
     bool unread = false;  // a request is left unread: its body, or all of it (over)
     if (over != Refusal::kNone) {
@@ -425,8 +448,12 @@ struct Server::Impl {
       auto too_large = [&](std::size_t bytes, std::string message) {
         if (match.route) {
           req.params = match.params;
-          if (auto own = router.refuse_too_large(*match.route, req, auth, bytes))
-            return std::move(*own);
+          try {
+            if (auto own = router.refuse_too_large(*match.route, req, auth, bytes))
+              return std::move(*own);
+          } catch (...) {
+            return Router::failure(std::current_exception(), req);
+          }
         }
         return error(413, "payload_too_large", std::move(message));
       };
@@ -439,7 +466,11 @@ struct Server::Impl {
       if (match.route && match.route->role && !parser.is_done() &&
           (parser.chunked() || parser.content_length().value_or(0) > buffer.size())) {
         req.params = match.params;
-        key_refused = router.refuse_key(*match.route, req, auth);
+        try {
+          key_refused = router.refuse_key(*match.route, req, auth);
+        } catch (...) {  // the key store failing (its database locked or gone): said, closed
+          key_refused = Router::failure(std::current_exception(), req);
+        }
       }
       if (key_refused) {
         response = std::move(*key_refused);
@@ -573,6 +604,9 @@ struct Server::Impl {
               } catch (const std::exception& e) {
                 spdlog::error("http: a streamed response failed: {}", e.what());
                 co_return std::nullopt;
+              } catch (...) {
+                spdlog::error("http: a streamed response failed");
+                co_return std::nullopt;
               }
               co_return body;
             },
@@ -673,14 +707,6 @@ struct Server::Impl {
         dropped += n;
       }
     }
-    list.erase(registered);
-    if (!client.empty()) {
-      std::lock_guard lock(per_client_mu);
-      if (const auto it = per_client.find(client); it != per_client.end() && --it->second == 0)
-        per_client.erase(it);
-    }
-    --open_connections;
-    if (metrics) metrics->add_open_connections(-1);
   }
 };
 

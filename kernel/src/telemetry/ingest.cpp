@@ -281,7 +281,12 @@ struct Ingestor::Accepted {
   std::string kid, now_text, digest;
   std::string envelope;  // stored as it arrived
   Done done;
-  enum class Outcome { kStored, kDuplicate, kReplayed } outcome = Outcome::kStored;
+  // Behind the device's sequence window (stale_boot, stale_sequence): refused unless it is
+  // stored already, when it is a duplicate — a spooled batch sent again after the device's next
+  // boot (a power cut undid the spool's removal) is answered as stored, not refused.
+  const char* stale = nullptr;
+  std::string stale_message;
+  enum class Outcome { kStored, kDuplicate, kReplayed, kStale } outcome = Outcome::kStored;
 };
 
 std::optional<IngestResult> Ingestor::check(const std::string& tenant, const std::string& stream,
@@ -445,23 +450,33 @@ std::optional<IngestResult> Ingestor::check(const std::string& tenant, const std
       Window& again = windows_[id];
       if (!again.loaded) {
         fresh.last_stored = again.last_stored;  // recalled at start
+        // A batch stored while this read ran (stored() moved the window on, not loaded) is
+        // newer than what the read saw: kept, so the window never moves back.
+        if (again.any && (!fresh.any || again.boot > fresh.boot)) {
+          fresh.any = true;
+          fresh.boot = again.boot;
+          fresh.high = again.high;
+        } else if (again.any && again.boot == fresh.boot) {
+          fresh.high = std::max(fresh.high, again.high);
+        }
         again = fresh;
       }
     }
     const Window cur = windows_[id];  // a copy: refuse() takes the lock again
     lock.unlock();
-    if (cur.any && batch->device.boot < cur.boot)
-      return refuse(tenant, r, reject::kStaleBoot,
-                    "device " + batch->device.device + " has booted since (boot " +
-                        std::to_string(cur.boot) + "); this envelope is from boot " +
-                        std::to_string(batch->device.boot) +
-                        ": a device's boots only grow, so a new boot must be above " +
-                        std::to_string(cur.boot));
-    if (cur.any && batch->device.boot == cur.boot && batch->seq + options_.window <= cur.high)
-      return refuse(tenant, r, reject::kStaleSequence,
-                    "sequence " + std::to_string(batch->seq) + " is more than " +
+    if (cur.any && batch->device.boot < cur.boot) {
+      a.stale = reject::kStaleBoot;
+      a.stale_message =
+          "device " + batch->device.device + " has booted since (boot " + std::to_string(cur.boot) +
+          "); this envelope is from boot " + std::to_string(batch->device.boot) +
+          ": a device's boots only grow, so a new boot must be above " + std::to_string(cur.boot);
+    } else if (cur.any && batch->device.boot == cur.boot &&
+               batch->seq + options_.window <= cur.high) {
+      a.stale = reject::kStaleSequence;
+      a.stale_message = "sequence " + std::to_string(batch->seq) + " is more than " +
                         std::to_string(options_.window) + " behind the highest stored (" +
-                        std::to_string(cur.high) + ")");
+                        std::to_string(cur.high) + ")";
+    }
   }
 
   a.tenant = tenant;
@@ -493,6 +508,7 @@ IngestResult Ingestor::check_only(const std::string& tenant, const std::string& 
   }
   if (stored_digest && *stored_digest != a.digest)
     return refuse(tenant, a.r, reject::kReplayedSequence, replayed(a.batch));
+  if (!stored_digest && a.stale) return refuse(tenant, a.r, a.stale, a.stale_message);
   a.r.accepted = true;
   a.r.duplicate = stored_digest.has_value();
   return a.r;
@@ -581,6 +597,10 @@ void Ingestor::submit_store() {
                                                    : Accepted::Outcome::kReplayed;
           continue;
         }
+        if (a->stale) {
+          a->outcome = Accepted::Outcome::kStale;
+          continue;
+        }
         a->outcome = Accepted::Outcome::kStored;
         auto& ins = c.cached(
             "INSERT INTO telemetry_inbox (tenant, device, boot, seq, kid, digest, sent_at, "
@@ -646,6 +666,9 @@ void Ingestor::submit_store() {
           case Accepted::Outcome::kReplayed:
             answer(*a, refuse(a->tenant, a->r, reject::kReplayedSequence, replayed(a->batch)),
                    nullptr);
+            break;
+          case Accepted::Outcome::kStale:
+            answer(*a, refuse(a->tenant, a->r, a->stale, a->stale_message), nullptr);
             break;
           case Accepted::Outcome::kDuplicate:
           case Accepted::Outcome::kStored: {

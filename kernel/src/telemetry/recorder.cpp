@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 
 namespace kiln::telemetry {
 
@@ -28,7 +29,15 @@ Recorder::~Recorder() {
 }
 
 void Recorder::start() {
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    try {
+      run();
+    } catch (const std::exception& e) {  // not the server's end: it keeps serving, and says so
+      spdlog::error("recorder: stopped: {}; restart kiln serve to record again", e.what());
+    } catch (...) {
+      spdlog::error("recorder: stopped by an unknown error; restart kiln serve to record again");
+    }
+  });
 }
 
 void Recorder::stop() {
@@ -67,9 +76,55 @@ void Recorder::run() {
   const auto boot = static_cast<std::uint64_t>(now_s() * 1000);
   std::uint64_t seq = 0;
   std::vector<Sample> pending;
+  // Signed batches the storage could not take yet (its disk full, the database locked or failing):
+  // kept in order and offered again with every later batch, and every second while the roaster
+  // is quiet, so a storage outage loses no readings while memory holds them.
+  std::deque<std::pair<std::uint64_t, std::string>> held;
+  std::string storage_said;  // the storage's last error, logged once until it changes
+  auto deliver = [&](bool last) {
+    while (!held.empty() && (last || !stop_)) {
+      IngestResult res;
+      try {
+        res = ingestor_.ingest(cred_.tenant, cred_.device, held.front().second, now_s());
+      } catch (const std::exception& e) {
+        if (storage_said != e.what())
+          spdlog::error(
+              "recorder: the storage cannot take batch {}: {}; holding {} batch(es) in memory "
+              "and trying again (at most {})",
+              held.front().first, e.what(), held.size(), kMaxHeldBatches);
+        storage_said = e.what();
+        return;
+      }
+      if (!storage_said.empty())
+        spdlog::info("recorder: the storage takes batches again; sending the {} held", held.size());
+      storage_said.clear();
+      const std::uint64_t batch_seq = held.front().first;
+      held.pop_front();
+      if (res.accepted) {
+        ++batches_;
+        continue;
+      }
+      spdlog::error("recorder: batch {} refused: {}: {}", batch_seq, res.reason, res.message);
+      // Refused for the key itself: every later batch would be, and its readings lost.
+      if (reject::about_the_key(res.reason)) {
+        spdlog::error(
+            "recorder: stopped: every batch signed with key {} of device {} (tenant {}) would "
+            "be refused the same way; register or rotate the device's key (`kiln devices "
+            "add|rotate`), point recorder.key_file at it and restart",
+            cred_.key.kid, cred_.device, cred_.tenant);
+        stopped_for_key_ = true;
+        stop_ = true;
+      }
+    }
+  };
+  auto last_retry = std::chrono::steady_clock::now();
   auto started = std::chrono::steady_clock::now();
   std::int64_t reads = 0;
   while (!stop_) {
+    if (!held.empty() && std::chrono::steady_clock::now() - last_retry >= std::chrono::seconds(1)) {
+      last_retry = std::chrono::steady_clock::now();
+      deliver(false);
+    }
     auto r = driver_->read();
     if (!r.ok()) {
       if (r.error().code == nodes::driver_error::kEnded) break;
@@ -95,23 +150,14 @@ void Recorder::run() {
       b.sent_at = now_s();
       b.samples = std::move(pending);
       pending.clear();
-      auto res = ingestor_.ingest(cred_.tenant, cred_.device,
-                                  sign_envelope(b, cred_.key, cred_.tenant, cred_.device), now_s());
-      if (res.accepted) {
-        ++batches_;
-      } else {
-        spdlog::error("recorder: batch {} refused: {}: {}", b.seq, res.reason, res.message);
-        // Refused for the key itself: every later batch would be, and its readings lost.
-        if (reject::about_the_key(res.reason)) {
-          spdlog::error(
-              "recorder: stopped: every batch signed with key {} of device {} (tenant {}) would "
-              "be refused the same way; register or rotate the device's key (`kiln devices "
-              "add|rotate`), point recorder.key_file at it and restart",
-              cred_.key.kid, cred_.device, cred_.tenant);
-          stopped_for_key_ = true;
-          stop_ = true;
-        }
+      if (held.size() >= kMaxHeldBatches) {
+        spdlog::error("recorder: batch {} lost: {} batches wait for the storage already",
+                      held.front().first, held.size());
+        held.pop_front();
       }
+      held.emplace_back(b.seq, sign_envelope(b, cred_.key, cred_.tenant, cred_.device));
+      last_retry = std::chrono::steady_clock::now();
+      deliver(false);
     }
     if (!info_.paced_by_device) {
       const auto due = started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -123,6 +169,15 @@ void Recorder::run() {
     }
   }
   driver_->close();
+  // Stopping (or the readings ended) with batches the storage has not taken: one last try each.
+  if (!held.empty() && !stopped_for_key_) {
+    deliver(true);
+    if (!held.empty())
+      spdlog::error(
+          "recorder: {} batch(es) (from seq {}) never stored: the storage refused them "
+          "until the recorder stopped ({})",
+          held.size(), held.front().first, storage_said);
+  }
 }
 
 }  // namespace kiln::telemetry

@@ -23,10 +23,14 @@ class Recorder {
   // unplugged) is tried again with a backoff up to 30 s, logged once per reason, as is one that
   // stops answering; the server keeps serving meanwhile. Batches refused for the device key
   // (unknown, revoked, expired, another device's, a bad signature) stop the recorder, logged.
+  // Batches the storage fails to take (a full disk, a locked or failing database) are held in
+  // memory, in order, up to kMaxHeldBatches, and offered again with each later batch and every
+  // second; the server keeps serving meanwhile. Any other error stops the recorder, logged.
   void start();
   void stop();
   std::int64_t batches() const { return batches_.load(); }
   bool stopped_for_key() const { return stopped_for_key_.load(); }
+  static constexpr std::size_t kMaxHeldBatches = 20000;  // ≈ 55 h of 10-reading batches at 1 Hz
 
  private:
   // Opens the driver, waiting for it; false once stopped.

@@ -768,7 +768,22 @@ void Sessionizer::close_session(Device& d, double end_t, const std::string& reas
   // roast went on, and the report says what is missing.
   const double length = (drop_t ? *drop_t : end_t) - s.charge_t;
   const bool too_short = drop_t && length < options_.min_length_s;
-  auto events = ledger_.execute([&](Connection&) -> std::vector<ledger::NewEvent> {
+  auto events = ledger_.execute([&](Connection& c) -> std::vector<ledger::NewEvent> {
+    // The marks and weights as stored now: a roaster's mark committed while this round held the
+    // session (its in-memory copy waits for state_mu_) is the report's too. One committed after
+    // this finds the session closed and asks for a report of its own.
+    {
+      auto st = c.prepare("SELECT marks, green_g, roasted_g FROM telemetry_sessions WHERE id = ?");
+      st.bind(1, s.id);
+      if (st.step()) {
+        s.marks.clear();
+        const auto marks = json::parse(st.text(0));  // kept: the loop reads into it
+        for (const auto& [event, t] : marks.as_object())
+          s.marks[std::string(event)] = t.to_number<double>();
+        s.green_g = st.is_null(1) ? std::nullopt : std::optional<double>(st.real(1));
+        s.roasted_g = st.is_null(2) ? std::nullopt : std::optional<double>(st.real(2));
+      }
+    }
     json::object closed{
         {"session", s.id},
         {"device", s.device},

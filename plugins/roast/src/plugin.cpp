@@ -1,11 +1,17 @@
 // The roast plugin: the `event_detector/artisan` node (the kind's default) and the tool
 // `roast.analyze` (an Artisan .alog → events, phases, DTR, AUC, rate of rise), which detects
 // through whichever event_detector node the deployment selected.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -26,6 +32,47 @@
 namespace {
 
 namespace json = boost::json;
+
+// Writes `text` to `file` whole or not at all, on disk before the step that names the file is
+// recorded: a temporary beside it, synced, renamed over it, the directory synced. A cut-off page
+// under the report's name (a process killed mid-write) or none at all after a power cut, with the
+// ledger naming it, were possible with a plain stream. Returns the failure, or nullopt.
+std::optional<std::string> write_whole(const std::filesystem::path& file, const std::string& text) {
+  static std::atomic<unsigned> next{0};
+  const std::string tmp =
+      file.string() + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(next++);
+  auto failed = [&](const char* what) {
+    std::string why = std::string(what) + " " + tmp + ": " + std::strerror(errno);
+    ::unlink(tmp.c_str());
+    return why;
+  };
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0) return failed("cannot create");
+  for (std::size_t done = 0; done < text.size();) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ::close(fd);
+      return failed("cannot write");
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    ::close(fd);
+    return failed("cannot sync");
+  }
+  if (::close(fd) != 0) return failed("cannot write");
+  if (::rename(tmp.c_str(), file.c_str()) != 0) return failed("cannot rename");
+  if (const int dir = ::open(file.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      dir >= 0) {
+    const bool synced = ::fsync(dir) == 0;
+    ::close(dir);
+    if (!synced)
+      return "cannot sync the directory " + file.parent_path().string() + ": " +
+             std::strerror(errno);
+  }
+  return std::nullopt;
+}
 
 // A tool's `phases` input (4 numbers, as its schema says) when they rise through a roast; else
 // nullopt with the refusal in `error`. `unit_of`: "the log's" or "the profile's".
@@ -292,12 +339,10 @@ class ReportTool final : public kiln::Tool {
     const auto path = dir / (file + ".html");
     const auto json_path = dir / (file + ".json");
     for (const auto& [where, text] :
-         {std::pair{path, html}, std::pair{json_path, json::serialize(report) + "\n"}}) {
-      std::ofstream out(where, std::ios::binary | std::ios::trunc);
-      out << text;
-      if (!out)
-        return kiln::tool_error(kiln::error_code::kInternal, "cannot write " + where.string());
-    }
+         {std::pair{path, html}, std::pair{json_path, json::serialize(report) + "\n"}})
+      if (auto failed = write_whole(where, text))
+        return kiln::tool_error(kiln::error_code::kInternal,
+                                *failed + " (the report's directory: " + dir.string() + ")");
     out["path"] = path.string();
     out["json_path"] = json_path.string();
     return result(std::move(out));

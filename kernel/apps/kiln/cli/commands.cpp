@@ -649,12 +649,19 @@ int cmd_serve(const Args& a, std::ostream&) {
   so.access_log = cfg.get_bool("server.access_log");
   so.cors_origins = cfg.get_strings("server.cors_origins");
   so.access_log_skip = cfg.get_strings("server.access_log_skip");
-  auth::KeyStore* keys = nullptr;
+  // Set once the storage is open, while the I/O threads already answer (a request before that
+  // has no key to be checked against: 401).
+  std::atomic<auth::KeyStore*> keys{nullptr};
+  // Declared before the server: destroyed after it has drained, however serve ends (a boot error
+  // past this point too), so no request still running reaches a pool that is gone.
+  std::unique_ptr<missions::WorkerPool> workers;
+  std::unique_ptr<missions::FileRetention> retention;
   http::Server server(
       so, router,
       [&keys](std::string_view bearer) -> std::optional<http::Identity> {
-        if (!keys) return std::nullopt;
-        auto info = keys->authenticate(bearer);
+        auto* store = keys.load(std::memory_order_acquire);
+        if (!store) return std::nullopt;
+        auto info = store->authenticate(bearer);
         if (!info) return std::nullopt;
         return http::Identity{info->tenant, missions::Actor{"key:" + info->id, info->role}};
       },
@@ -694,7 +701,7 @@ int cmd_serve(const Args& a, std::ostream&) {
   manager.notify("STATUS=listening on port " + std::to_string(port) + ", opening storage");
 
   k->require_writable_storage();
-  keys = &k->keys();
+  keys.store(&k->keys(), std::memory_order_release);
   k->telemetry();  // open sessions are followed (and closed by silence) from the start
   k->telemetry().ingestor().recall_last_batches();  // every device on /metrics from the start
   spdlog::info("storage open: {} ({} ledger events)", k->storage_path().string(),
@@ -720,7 +727,6 @@ int cmd_serve(const Args& a, std::ostream&) {
   spdlog::info("kiln {} ready: {} plugin(s), {} tool(s), gates in {}{}", kVersion,
                k->registry().plugins().size(), tools, k->gates().dir().string(),
                k->warnings().empty() && !ledger_broken ? "" : " — WITH WARNINGS, see above");
-  std::unique_ptr<missions::WorkerPool> workers;
   if (int n = static_cast<int>(k->config().get_int("missions.workers")); n > 0) {
     workers = std::make_unique<missions::WorkerPool>(
         k->missions(), k->executor(), n,
@@ -728,7 +734,6 @@ int cmd_serve(const Args& a, std::ostream&) {
     spdlog::info("{} mission worker(s) running (missions.workers)", n);
   }
   api.workers = workers.get();
-  std::unique_ptr<missions::FileRetention> retention;
   if (const auto keep = k->config().get_string("missions.keep_files"); !keep.empty()) {
     retention = std::make_unique<missions::FileRetention>(k->missions(), *common::parse_age(keep));
     spdlog::info("finished missions' files are released after {} (missions.keep_files)", keep);

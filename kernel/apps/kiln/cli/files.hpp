@@ -95,8 +95,10 @@ class ExportOutput {
   }
   // Throws when a write failed (a full disk); the file is then left as it was.
   void finish() {
-    const bool written =
-        file_ ? std::fflush(file_.get()) == 0 && !std::ferror(file_.get()) : !!out_.flush();
+    // Synced before its name is given: a backup is whole after a power cut too.
+    const bool written = file_ ? std::fflush(file_.get()) == 0 && !std::ferror(file_.get()) &&
+                                     ::fsync(::fileno(file_.get())) == 0
+                               : !!out_.flush();
     if (!written) throw std::runtime_error("writing the export failed (disk full?)");
     if (!file_) return;
     if (::rename(partial().c_str(), path_.c_str()) != 0)

@@ -971,7 +971,7 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   if (!url.empty()) client.emplace(url, std::chrono::seconds(10));
   const fs::path spool = a.spool ? fs::path(*a.spool) : fs::path("var/spool") / cred.device;
 
-  std::int64_t sent = 0, spooled = 0, rejected = 0, drained = 0;
+  std::int64_t sent = 0, spooled = 0, rejected = 0, drained = 0, lost = 0;
   std::string down;         // why the server could not take a batch, the last time it could not
   std::string fatal;        // the server refuses the recorder itself (key, URL): stop
   std::string key_refused;  // every envelope signed with this key will be refused: stop
@@ -1020,68 +1020,101 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
       return {"down", e.what()};
     }
   };
-  auto spool_name = [&](const telemetry::Batch& b) {
+  auto spool_name = [&](std::uint64_t boot, std::uint64_t batch_seq) {
     char name[64];
-    std::snprintf(name, sizeof name, "%020llu-%020llu.cose",
-                  static_cast<unsigned long long>(b.device.boot),
-                  static_cast<unsigned long long>(b.seq));
+    std::snprintf(name, sizeof name, "%020llu-%020llu.cose", static_cast<unsigned long long>(boot),
+                  static_cast<unsigned long long>(batch_seq));
     return spool / name;
+  };
+  // A spool file a killed recorder was writing (NAME.cose.tmp-PID-…, never given its batch's
+  // name): the batch's name when it is abandoned — its recorder is gone and it is over a minute
+  // old (not a live recorder's, nor one whose PID this process cannot see), or it is over ten
+  // minutes old whatever its PID says (a PID taken again after a reboot; a spool file is written
+  // and named in well under a second).
+  auto abandoned = [&](const fs::path& p) -> std::optional<fs::path> {
+    const std::string name = p.filename().string();
+    const auto at = name.find(".cose.tmp-");
+    if (at == std::string::npos) return std::nullopt;
+    const long pid = std::strtol(name.c_str() + at + 10, nullptr, 10);
+    std::error_code ec;
+    const auto written = fs::last_write_time(p, ec);
+    if (ec) return std::nullopt;
+    const auto age = fs::file_time_type::clock::now() - written;
+    const bool gone = pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+    if (age < std::chrono::minutes(gone ? 1 : 10)) return std::nullopt;
+    return spool / name.substr(0, at + 5);
   };
   // Sends what the spool holds, oldest first; false when the server is still down.
   auto drain = [&]() -> bool {
-    std::vector<fs::path> files;
+    std::vector<fs::path> files, left;
     for (const auto& e : fs::directory_iterator(spool)) {
       if (!e.is_regular_file()) continue;
-      if (e.path().extension() == ".cose") files.push_back(e.path());
-      // A spool file a killed recorder was writing (NAME.cose.tmp-PID-…, never given its
-      // batch's name): sent as any other — whole, it is stored; cut off, the server refuses it
-      // as malformed and it goes to rejected/. Not a live recorder's, nor one written in the
-      // last minute (a recorder whose PID this process cannot see).
-      const std::string name = e.path().filename().string();
-      const auto at = name.find(".cose.tmp-");
-      if (at == std::string::npos) continue;
-      const long pid = std::strtol(name.c_str() + at + 10, nullptr, 10);
+      if (e.path().extension() == ".cose")
+        files.push_back(e.path());
+      else if (abandoned(e.path()))
+        left.push_back(e.path());
+    }
+    // Named once the listing is over: a name made while a directory is listed may be listed
+    // again, and its batch was sent twice (the second read found it gone, sent nothing as a
+    // malformed envelope and stopped the recorder).
+    for (const auto& p : left) {
+      const fs::path whole = *abandoned(p);
       std::error_code ec;
-      const auto written = fs::last_write_time(e.path(), ec);
-      if (pid <= 0 || ec || fs::file_time_type::clock::now() - written < std::chrono::minutes(1) ||
-          ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH)
-        continue;
-      const fs::path whole = spool / name.substr(0, at + 5);
       if (fs::exists(whole, ec)) {
-        fs::remove(e.path(), ec);
+        fs::remove(p, ec);
         continue;
       }
-      err << "kiln record: " << name
+      err << "kiln record: " << p.filename().string()
           << " was left by a recorder stopped while writing it: sending it as "
           << whole.filename().string() << " (refused as malformed if it was cut off)\n";
-      fs::rename(e.path(), whole, ec);
+      fs::rename(p, whole, ec);
       if (!ec) files.push_back(whole);
     }
     std::sort(files.begin(), files.end());
+    files.erase(std::unique(files.begin(), files.end()), files.end());
+    bool sent_any = false, up = true;
     for (const auto& f : files) {
       std::ifstream in(f, std::ios::binary);
+      if (!in) continue;  // gone since the listing (another drain of this spool sent it)
       std::stringstream buf;
       buf << in.rdbuf();
       auto [status, why] = send(buf.str());
       if (status == "down") down = why;
-      if (status == "down" || status == "fatal") return false;
+      if (status == "down" || status == "fatal") {
+        up = false;
+        break;
+      }
+      std::error_code ec;
       if (status == "refused") {
         ++rejected;
         err << "kiln record: the server refused spooled " << f.filename().string() << ": " << why
             << "\n";
-        fs::rename(f, spool / "rejected" / f.filename());
+        fs::rename(f, spool / "rejected" / f.filename(), ec);
+        if (ec)
+          err << "kiln record: cannot move " << f.string() << " to "
+              << (spool / "rejected").string() << ": " << ec.message() << "\n";
       } else {
         ++drained;
-        fs::remove(f);
+        fs::remove(f, ec);
+      }
+      sent_any = true;
+    }
+    // The removals and moves made durable: after a power cut a batch sent already is not back
+    // in the spool (sent again, it is a duplicate; after the device's next boot it was refused).
+    if (sent_any) {
+      try {
+        common::sync_directory(spool);
+      } catch (const std::exception& e) {
+        err << "kiln record: " << e.what() << "\n";
       }
     }
-    return true;
+    return up;
   };
   auto waiting = [&] {
     std::size_t n = 0;
     if (fs::is_directory(spool))
       for (const auto& e : fs::directory_iterator(spool))
-        if (e.is_regular_file() && e.path().extension() == ".cose") ++n;
+        if (e.is_regular_file() && (e.path().extension() == ".cose" || abandoned(e.path()))) ++n;
     return n;
   };
 
@@ -1172,6 +1205,91 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
     out << "at first crack: kiln sessions mark --device " << cred.device << " FCs"
         << (client ? " --server " + url : std::string()) << "\n";
   bool spool_backlog = client && !fs::is_empty(spool);
+  // Signed batches neither sent nor spooled yet, oldest first: the one just made, and more while
+  // the spool cannot be written (its disk full) with the server unreachable — held in memory, in
+  // order, and tried again with each later batch and at the end, instead of ending the recording
+  // with the roast still going.
+  struct Unsent {
+    std::uint64_t seq;
+    std::size_t readings;
+    std::string env;
+  };
+  std::deque<Unsent> outbox;
+  constexpr std::size_t kMaxHeld = 20000;  // ≈ 55 h of 10-reading batches at 1 Hz
+  std::string spool_failed;                // the spool's last write error, said once
+  std::string down_said;  // why the server could not take a batch, said once until it changes
+  auto deliver = [&]() {
+    while (!outbox.empty()) {
+      const Unsent& u = outbox.front();
+      if (spool_backlog) spool_backlog = !drain();
+      if (!spool_backlog) {
+        auto [status, why] = send(u.env);
+        if (status == "ok") {
+          ++sent;
+          down_said.clear();
+          outbox.pop_front();
+          continue;
+        }
+        if (status == "fatal") {
+          g_stop = true;  // kept in the spool below; the next run sends it
+          spool_backlog = true;
+        }
+        if (status == "refused") {
+          ++rejected;
+          err << "kiln record: batch " << u.seq << " refused: " << why << "\n";
+          try {  // kept, to look into (a full disk leaves none, said)
+            common::replace_file(spool / "rejected" / spool_name(boot_epoch, u.seq).filename(),
+                                 u.env, 0640);
+          } catch (const std::exception& e) {
+            err << "kiln record: the refused batch is not kept: " << e.what() << "\n";
+          }
+          if (!g_stop && !key_refused.empty()) {
+            err << "kiln record: every batch signed with key " << cred.key.kid << " of "
+                << cred.device << " (tenant " << cred.tenant
+                << ") would be refused the same way; stopping (`kiln devices list` shows the "
+                   "registered keys; --key FILE selects another)\n";
+            g_stop = true;
+          } else if (!g_stop && !too_large.empty()) {
+            err << "kiln record: every batch of " << u.readings
+                << " readings would be refused the same way; stopping (--batch N sends fewer "
+                   "readings a batch)\n";
+            g_stop = true;
+          }
+          outbox.pop_front();
+          continue;
+        }
+        if (status == "down") {
+          if (why != down_said)
+            err << "kiln record: the server cannot take batches now (" << why << "); spooling to "
+                << spool.string() << "\n";
+          down_said = why;
+          spool_backlog = true;
+        }
+      }
+      // Written under another name, synced and renamed once whole: a spool file is never half a
+      // batch (a full disk once left an empty one that the next run sent as a malformed
+      // envelope), nor, after a power cut, an empty file under a batch's name.
+      try {
+        common::replace_file(spool_name(boot_epoch, u.seq), u.env, 0640);
+      } catch (const std::exception& e) {
+        if (spool_failed != e.what())
+          err << "kiln record: " << e.what() << " (disk full?): holding batch " << u.seq
+              << " in memory"
+              << (outbox.size() > 1 ? " with the " + std::to_string(outbox.size() - 1) + " after it"
+                                    : std::string())
+              << " and trying again with each batch\n";
+        spool_failed = e.what();
+        return;
+      }
+      if (!spool_failed.empty()) {
+        err << "kiln record: the spool takes batches again (" << outbox.size()
+            << " held in memory)\n";
+        spool_failed.clear();
+      }
+      ++spooled;
+      outbox.pop_front();
+    }
+  };
   auto flush_batch = [&]() {
     if (pending.empty()) return;
     telemetry::Batch b;
@@ -1180,53 +1298,15 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
     b.sent_at = now_s();
     b.samples = std::move(pending);
     pending.clear();
-    const std::string env = telemetry::sign_envelope(b, key, cred.tenant, cred.device);
-    if (spool_backlog) spool_backlog = !drain();
-    if (!spool_backlog) {
-      auto [status, why] = send(env);
-      if (status == "ok") {
-        ++sent;
-        return;
-      }
-      if (status == "fatal") {
-        g_stop = true;  // kept in the spool below; the next run sends it
-        spool_backlog = true;
-      }
-      if (status == "refused") {
-        ++rejected;
-        err << "kiln record: batch " << b.seq << " refused: " << why << "\n";
-        std::ofstream(spool / "rejected" / spool_name(b).filename(), std::ios::binary) << env;
-        if (!key_refused.empty()) {
-          err << "kiln record: every batch signed with key " << cred.key.kid << " of "
-              << cred.device << " (tenant " << cred.tenant
-              << ") would be refused the same way; stopping (`kiln devices list` shows the "
-                 "registered keys; --key FILE selects another)\n";
-          g_stop = true;
-        } else if (!too_large.empty()) {
-          err << "kiln record: every batch of " << b.samples.size()
-              << " readings would be refused the same way; stopping (--batch N sends fewer "
-                 "readings a batch)\n";
-          g_stop = true;
-        }
-        return;
-      }
-      if (status == "down") {
-        err << "kiln record: the server cannot take batches now (" << why << "); spooling to "
-            << spool.string() << "\n";
-        spool_backlog = true;
-      }
+    if (outbox.size() >= kMaxHeld) {
+      err << "kiln record: batch " << outbox.front().seq << " is lost: " << outbox.size()
+          << " batches wait in memory for the spool (" << spool_failed << ")\n";
+      ++lost;
+      outbox.pop_front();
     }
-    // Written under another name, synced and renamed once whole: a spool file is never half a
-    // batch (a full disk once left an empty one that the next run sent as a malformed envelope),
-    // nor, after a power cut, an empty file under a batch's name.
-    const fs::path final_name = spool_name(b);
-    try {
-      common::replace_file(final_name, env, 0640);
-    } catch (const std::exception& e) {
-      throw std::runtime_error(std::string(e.what()) + " (disk full?); batch " +
-                               std::to_string(b.seq) + " is lost");
-    }
-    ++spooled;
+    outbox.push_back(Unsent{b.seq, b.samples.size(),
+                            telemetry::sign_envelope(b, key, cred.tenant, cred.device)});
+    deliver();
   };
   const auto started = std::chrono::steady_clock::now();
   std::int64_t reads = 0;
@@ -1299,6 +1379,14 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
     }
   }
   flush_batch();
+  deliver();  // one last try for what the spool could not take
+  if (!outbox.empty()) {
+    lost += static_cast<std::int64_t>(outbox.size());
+    err << "kiln record: " << outbox.size() << " batch(es) from seq " << outbox.front().seq
+        << " were neither sent nor spooled (" << spool_failed << "): they are lost; free space in "
+        << spool.string() << " before the next recording\n";
+    outbox.clear();
+  }
   if (client && fatal.empty() && !fs::is_empty(spool)) drain();
   driver->close();
   std::signal(SIGINT, old_int);
@@ -1319,7 +1407,9 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
     err << "kiln record: " << fatal << "\n";
     return runtime::kExitFailed;
   }
-  return rc != runtime::kExitOk ? rc : (left || rejected ? runtime::kExitFailed : runtime::kExitOk);
+  return rc != runtime::kExitOk
+             ? rc
+             : (left || rejected || lost ? runtime::kExitFailed : runtime::kExitOk);
 }
 
 }  // namespace kiln::cli
