@@ -71,7 +71,9 @@ struct Server::Impl {
   // wake another.
   std::vector<std::unique_ptr<asio::io_context>> contexts;
   std::atomic<std::size_t> next_context{0};
-  asio::thread_pool blocking;  // handlers that may wait (tool calls) run here
+  // Handlers that may wait (tool calls) run here. Destroyed first (~Impl): work still queued
+  // there when the drain timed out owns suspended connections, which need their io_context.
+  std::optional<asio::thread_pool> blocking;
   std::optional<tcp::acceptor> acceptor;
   std::vector<std::thread> threads;
   std::atomic<bool> draining{false};
@@ -95,14 +97,18 @@ struct Server::Impl {
         router(r),
         auth(std::move(a)),
         metrics(std::move(m)),
-        blocking(static_cast<std::size_t>(std::max(4, o.threads * 4))) {
+        blocking(std::in_place, static_cast<std::size_t>(std::max(4, o.threads * 4))) {
     if (o.access_log) access = common::access_logger();
     json_access = common::json_logs();
   }
-  // The contexts first (their threads joined by drain_and_stop): a connection's coroutine left
-  // suspended is destroyed with them, and its Unregister reaches the lists and counts declared
-  // after them, which are still alive.
-  ~Impl() { contexts.clear(); }
+  // Everything that holds connections, while the lists and counts their Unregister reaches are
+  // alive (the threads were joined by drain_and_stop): the blocking pool's queued work, the
+  // acceptor, then the contexts with the coroutines left suspended in them.
+  ~Impl() {
+    blocking.reset();
+    acceptor.reset();
+    contexts.clear();
+  }
 
   asio::awaitable<void> accept_loop() {
     for (;;) {
@@ -265,7 +271,7 @@ struct Server::Impl {
       }
     } leave{st};
     const auto timeout = o.request_timeout;
-    asio::post(blocking, [st, ex, timeout, producer = std::move(producer)] {
+    asio::post(*blocking, [st, ex, timeout, producer = std::move(producer)] {
       auto wake = [&] { asio::post(ex, [st] { st->wake.cancel(); }); };
       bool failed = false;
       try {
@@ -575,7 +581,7 @@ struct Server::Impl {
                       asio::use_awaitable);
             } else if (route.blocking && !(route.runs_inline && route.runs_inline(req))) {
               response = co_await asio::co_spawn(
-                  blocking,
+                  *blocking,
                   [&]() -> asio::awaitable<Response> {
                     co_return router.dispatch(route, req, auth);
                   },
@@ -593,7 +599,7 @@ struct Server::Impl {
         auto produce = std::move(response.stream);
         response.stream = nullptr;
         std::optional<std::string> all = co_await asio::co_spawn(
-            blocking,
+            *blocking,
             [&]() -> asio::awaitable<std::optional<std::string>> {
               std::string body;
               try {
@@ -807,8 +813,8 @@ void Server::drain_and_stop() {
     });
   for (auto& t : i.threads)
     if (t.joinable()) t.join();
-  i.blocking.stop();
-  i.blocking.join();
+  i.blocking->stop();
+  i.blocking->join();
 }
 
 }  // namespace kiln::http

@@ -45,7 +45,7 @@ void Recorder::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-bool Recorder::connect() {
+bool Recorder::connect(const std::function<void()>& while_waiting) {
   // A roaster switched off is the normal state when the machine boots: wait for it, saying so
   // once per reason, every 1, 2, 4 ... up to 30 s.
   std::string said;
@@ -63,8 +63,10 @@ bool Recorder::connect() {
       spdlog::warn("recorder: waiting for the roaster: {} (trying again, every 30 s at most)", why);
     said = why;
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s);
-    while (!stop_ && std::chrono::steady_clock::now() < until)
+    while (!stop_ && std::chrono::steady_clock::now() < until) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (while_waiting) while_waiting();
+    }
     wait_s = std::min(wait_s * 2, 30);
   }
   return false;
@@ -118,13 +120,17 @@ void Recorder::run() {
     }
   };
   auto last_retry = std::chrono::steady_clock::now();
-  auto started = std::chrono::steady_clock::now();
-  std::int64_t reads = 0;
-  while (!stop_) {
+  // Every second while batches are held: between readings, and while the roaster is waited for.
+  auto retry_held = [&] {
     if (!held.empty() && std::chrono::steady_clock::now() - last_retry >= std::chrono::seconds(1)) {
       last_retry = std::chrono::steady_clock::now();
       deliver(false);
     }
+  };
+  auto started = std::chrono::steady_clock::now();
+  std::int64_t reads = 0;
+  while (!stop_) {
+    retry_held();
     auto r = driver_->read();
     if (!r.ok()) {
       if (r.error().code == nodes::driver_error::kEnded) break;
@@ -136,7 +142,7 @@ void Recorder::run() {
       // Unplugged, switched off: wait for it again rather than stop recording for good.
       spdlog::warn("recorder: {}: {}; reconnecting", r.error().code, r.error().message);
       driver_->close();
-      if (!connect()) break;
+      if (!connect(retry_held)) break;
       started = std::chrono::steady_clock::now();
       reads = 0;
       continue;

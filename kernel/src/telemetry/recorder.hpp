@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <thread>
 
@@ -33,8 +34,9 @@ class Recorder {
   static constexpr std::size_t kMaxHeldBatches = 20000;  // ≈ 55 h of 10-reading batches at 1 Hz
 
  private:
-  // Opens the driver, waiting for it; false once stopped.
-  bool connect();
+  // Opens the driver, waiting for it (calling `while_waiting` every 100 ms meanwhile); false once
+  // stopped.
+  bool connect(const std::function<void()>& while_waiting = {});
   void run();
   std::shared_ptr<nodes::TelemetryDriver> driver_;
   DeviceCredentials cred_;

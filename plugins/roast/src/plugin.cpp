@@ -52,6 +52,7 @@ std::optional<std::string> write_whole(const std::filesystem::path& file, const 
     const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
+      if (n == 0) errno = EIO;  // nothing written and no error said: errno is not set
       ::close(fd);
       return failed("cannot write");
     }

@@ -1046,19 +1046,19 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   };
   // Sends what the spool holds, oldest first; false when the server is still down.
   auto drain = [&]() -> bool {
-    std::vector<fs::path> files, left;
+    std::vector<fs::path> files;
+    std::vector<std::pair<fs::path, fs::path>> left;  // (temporary file, its batch's name)
     for (const auto& e : fs::directory_iterator(spool)) {
       if (!e.is_regular_file()) continue;
       if (e.path().extension() == ".cose")
         files.push_back(e.path());
-      else if (abandoned(e.path()))
-        left.push_back(e.path());
+      else if (auto whole = abandoned(e.path()))
+        left.emplace_back(e.path(), std::move(*whole));
     }
     // Named once the listing is over: a name made while a directory is listed may be listed
     // again, and its batch was sent twice (the second read found it gone, sent nothing as a
     // malformed envelope and stopped the recorder).
-    for (const auto& p : left) {
-      const fs::path whole = *abandoned(p);
+    for (const auto& [p, whole] : left) {
       std::error_code ec;
       if (fs::exists(whole, ec)) {
         fs::remove(p, ec);
@@ -1081,6 +1081,7 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
       auto [status, why] = send(buf.str());
       if (status == "down") down = why;
       if (status == "down" || status == "fatal") {
+        if (status == "fatal") g_stop = true;  // a recording stops: its batches stay spooled
         up = false;
         break;
       }
@@ -1114,7 +1115,10 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
     std::size_t n = 0;
     if (fs::is_directory(spool))
       for (const auto& e : fs::directory_iterator(spool))
-        if (e.is_regular_file() && (e.path().extension() == ".cose" || abandoned(e.path()))) ++n;
+        if (e.is_regular_file()) {
+          const auto whole = e.path().extension() == ".cose" ? std::nullopt : abandoned(e.path());
+          if (e.path().extension() == ".cose" || (whole && !fs::exists(*whole))) ++n;
+        }
     return n;
   };
 
@@ -1204,7 +1208,7 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   if (info.paced_by_device || speed == 1)
     out << "at first crack: kiln sessions mark --device " << cred.device << " FCs"
         << (client ? " --server " + url : std::string()) << "\n";
-  bool spool_backlog = client && !fs::is_empty(spool);
+  bool spool_backlog = client && waiting() > 0;
   // Signed batches neither sent nor spooled yet, oldest first: the one just made, and more while
   // the spool cannot be written (its disk full) with the server unreachable — held in memory, in
   // order, and tried again with each later batch and at the end, instead of ending the recording
@@ -1219,9 +1223,15 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   std::string spool_failed;                // the spool's last write error, said once
   std::string down_said;  // why the server could not take a batch, said once until it changes
   auto deliver = [&]() {
+    // The server is asked at most until it fails to take a batch in this call: with batches held
+    // and a server that times out, one try a batch would stall the recording for hours.
+    bool unreachable = false;
     while (!outbox.empty()) {
       const Unsent& u = outbox.front();
-      if (spool_backlog) spool_backlog = !drain();
+      if (spool_backlog && !unreachable) {
+        spool_backlog = !drain();
+        unreachable = spool_backlog;
+      }
       if (!spool_backlog) {
         auto [status, why] = send(u.env);
         if (status == "ok") {
@@ -1260,10 +1270,12 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
         }
         if (status == "down") {
           if (why != down_said)
-            err << "kiln record: the server cannot take batches now (" << why << "); spooling to "
-                << spool.string() << "\n";
+            err << "kiln record: the server cannot take batches now (" << why << "); "
+                << (spool_failed.empty() ? "spooling to " + spool.string()
+                                         : std::string("holding them in memory"))
+                << "\n";
           down_said = why;
-          spool_backlog = true;
+          spool_backlog = unreachable = true;
         }
       }
       // Written under another name, synced and renamed once whole: a spool file is never half a
@@ -1272,6 +1284,13 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
       try {
         common::replace_file(spool_name(boot_epoch, u.seq), u.env, 0640);
       } catch (const std::exception& e) {
+        if (std::error_code ec; fs::exists(spool_name(boot_epoch, u.seq), ec)) {
+          // Named, and only its directory's sync failed: in the spool, said.
+          err << "kiln record: " << e.what() << "\n";
+          ++spooled;
+          outbox.pop_front();
+          continue;
+        }
         if (spool_failed != e.what())
           err << "kiln record: " << e.what() << " (disk full?): holding batch " << u.seq
               << " in memory"
@@ -1282,8 +1301,8 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
         return;
       }
       if (!spool_failed.empty()) {
-        err << "kiln record: the spool takes batches again (" << outbox.size()
-            << " held in memory)\n";
+        err << "kiln record: the spool takes batches again (" << outbox.size() - 1
+            << " more held in memory)\n";
         spool_failed.clear();
       }
       ++spooled;
@@ -1387,7 +1406,7 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
         << spool.string() << " before the next recording\n";
     outbox.clear();
   }
-  if (client && fatal.empty() && !fs::is_empty(spool)) drain();
+  if (client && fatal.empty() && waiting() > 0) drain();
   driver->close();
   std::signal(SIGINT, old_int);
   std::signal(SIGTERM, old_term);
@@ -1402,7 +1421,8 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
   out << "recorded " << reads << " readings in " << seq << " batches: sent " << sent
       << (drained ? " (and " + std::to_string(drained) + " from the spool)" : "") << ", refused "
       << rejected << ", waiting in the spool " << left
-      << (left ? " (" + spool.string() + "; the next kiln record sends them)" : "") << "\n";
+      << (left ? " (" + spool.string() + "; the next kiln record sends them)" : "")
+      << (lost ? ", lost " + std::to_string(lost) : std::string()) << "\n";
   if (!fatal.empty()) {
     err << "kiln record: " << fatal << "\n";
     return runtime::kExitFailed;
