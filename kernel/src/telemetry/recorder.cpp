@@ -79,8 +79,8 @@ void Recorder::run() {
   std::uint64_t seq = 0;
   std::vector<Sample> pending;
   // Signed batches the storage could not take yet (its disk full, the database locked or failing):
-  // kept in order and offered again with every later batch, and every second while the roaster
-  // is quiet, so a storage outage loses no readings while memory holds them.
+  // kept in order and offered again with every later batch and every second (also while the
+  // roaster is waited for), so a storage outage loses no readings while memory holds them.
   std::deque<std::pair<std::uint64_t, std::string>> held;
   std::string storage_said;  // the storage's last error, logged once until it changes
   auto deliver = [&](bool last) {
