@@ -149,6 +149,17 @@ BOOST_AUTO_TEST_CASE(schema_mistakes_are_named) {
   BOOST_TEST(all(R"({"type": "array", "items": {"typ": "string"}})") ==
              "inputs.x.items: 'typ' is not a schema keyword kiln checks; did you mean 'type'? (it "
              "would check nothing)\n");
+  // Lists of schemas: each one checked, named by its place; a list that is not one, said.
+  BOOST_TEST(all(R"({"type": "array", "prefixItems": [{"type": "string"}, {"type": "nmber"}]})") ==
+             "inputs.x.prefixItems[1].type: \"nmber\" is not a JSON type (object, array, string, "
+             "boolean, null, integer, number); did you mean 'number'?\n");
+  BOOST_TEST(all(R"({"allOf": [{"minimum": 1}, {"maxLenght": 2}]})") ==
+             "inputs.x.allOf[1]: 'maxLenght' is not a schema keyword kiln checks; did you mean "
+             "'maxLength'? (it would check nothing)\n");
+  BOOST_TEST(all(R"({"type": "array", "prefixItems": {"type": "string"}})") ==
+             "inputs.x.prefixItems: a list of schemas, one for each leading item\n");
+  BOOST_TEST(all(R"({"allOf": {"minimum": 1}})") ==
+             "inputs.x.allOf: a list of schemas, each of which must hold\n");
 }
 
 BOOST_AUTO_TEST_CASE(schema_mistakes_the_validator_would_pass_over) {

@@ -304,20 +304,17 @@ std::vector<std::string> schema_problems(const json::value& schema_v, const std:
   }
   if (const auto* items = schema.if_contains("items"); items && !items->is_bool())
     nested(*items, path + ".items");
-  if (const auto* prefix = schema.if_contains("prefixItems")) {
-    if (!prefix->is_array())
-      out.push_back(path + ".prefixItems: a list of schemas, one for each leading item");
-    else
-      for (std::size_t i = 0; i < prefix->as_array().size(); ++i)
-        nested(prefix->as_array()[i], path + ".prefixItems[" + std::to_string(i) + "]");
-  }
-  if (const auto* all = schema.if_contains("allOf")) {
-    if (!all->is_array())
-      out.push_back(path + ".allOf: a list of schemas, each of which must hold");
-    else
-      for (std::size_t i = 0; i < all->as_array().size(); ++i)
-        nested(all->as_array()[i], path + ".allOf[" + std::to_string(i) + "]");
-  }
+  // Keywords that hold a list of schemas, and what the list is.
+  for (const auto& [key, what] :
+       {std::pair{"prefixItems", "a list of schemas, one for each leading item"},
+        std::pair{"allOf", "a list of schemas, each of which must hold"}})
+    if (const auto* list = schema.if_contains(key)) {
+      if (!list->is_array())
+        out.push_back(path + "." + key + ": " + what);
+      else
+        for (std::size_t i = 0; i < list->as_array().size(); ++i)
+          nested(list->as_array()[i], path + "." + key + "[" + std::to_string(i) + "]");
+    }
   for (const char* branch : {"if", "then", "else"})
     if (const auto* sub = schema.if_contains(branch)) nested(*sub, path + "." + branch);
   if ((schema.contains("then") || schema.contains("else")) && !schema.contains("if"))
