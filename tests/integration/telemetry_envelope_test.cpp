@@ -114,7 +114,8 @@ BOOST_AUTO_TEST_CASE(interop_with_an_independent_cose_implementation) {
   BOOST_TEST(out.at("payload").at("samples").as_array().size() == 10u);
   auto wrong = test::run(
       {"/usr/bin/env", "node", script, "verify", file, hex(key.pub), "acme", "other-stream"});
-  BOOST_TEST(wrong.exit_code != 0);
+  BOOST_TEST(wrong.exit_code == 1, wrong.err);  // refused, not crashed
+  BOOST_TEST(wrong.err.find("FAIL: signature does not verify") != std::string::npos, wrong.err);
 
   // Node signs, kiln verifies and decodes.
   const auto nfile = (tmp.path() / "node.cose").string();

@@ -1169,7 +1169,11 @@ BOOST_AUTO_TEST_CASE(a_roasters_first_crack_mark_reaches_the_report) {
   auto too_light = s.kiln({"sessions", "weigh", id, "--green", "5", "--server", url, "--api-key",
                            s.keys.at("operator")});
   BOOST_TEST(too_light.exit_code == 2, too_light.err);
-  BOOST_TEST(contains(too_light.err, "server answered 422 invalid_input"), too_light.err);
+  BOOST_TEST(contains(too_light.err, "server answered 422 invalid_request"), too_light.err);
+  BOOST_TEST(contains(too_light.err,
+                      "body.green_g: must be >= 10 (the green beans charged, in "
+                      "grams: 500 for half a kilo)"),
+             too_light.err);
   BOOST_TEST(s.kiln({"sessions", "weigh", id, "--green", "5"}).exit_code == 2);
   auto bad_grams = s.kiln({"sessions", "weigh", id, "--green", "five hundred"});
   BOOST_TEST(bad_grams.exit_code == 2);
@@ -1475,12 +1479,22 @@ BOOST_AUTO_TEST_CASE(a_device_profile_gives_its_sessions_targets_and_phases) {
   const json::value session = reported_session(s, "r1-prof");
   // Pages of sessions by their start: since (inclusive) and before (exclusive).
   {
+    const double start_t = session.at("start_t").as_double();
     const std::string start = json::serialize(session.at("start_t"));
-    auto from = body(s.call("GET", "/v1/sessions?since=" + start, "viewer")).as_array();
-    auto older = body(s.call("GET", "/v1/sessions?before=" + start, "viewer")).as_array();
-    BOOST_TEST(from.size() == 1u);
-    for (const auto& x : older)
-      BOOST_TEST(x.at("start_t").as_double() < session.at("start_t").as_double());
+    const std::string later = json::serialize(json::value(start_t + 0.001));
+    auto listed = [&](const std::string& query) {
+      const auto page = body(s.call("GET", "/v1/sessions?" + query, "viewer"));
+      std::vector<std::string> ids;
+      for (const auto& x : page.as_array()) ids.emplace_back(x.at("id").as_string());
+      return ids;
+    };
+    const std::vector<std::string> just_this = {std::string(session.at("id").as_string())};
+    // The tenant's one session: in a page from its start, not in one from just after it; not
+    // in a page before its start, in one before just after it.
+    BOOST_TEST(listed("since=" + start) == just_this);
+    BOOST_TEST(listed("since=" + later).empty());
+    BOOST_TEST(listed("before=" + start).empty());
+    BOOST_TEST(listed("before=" + later) == just_this);
     BOOST_TEST(s.call("GET", "/v1/sessions?since=today", "viewer").status == 422);
   }
   BOOST_TEST(session.at("profile").at("name").as_string() == "sidamo");

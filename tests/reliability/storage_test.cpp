@@ -48,7 +48,7 @@ BOOST_AUTO_TEST_CASE(kill_9_never_loses_an_acknowledged_event) {
   const auto db = dir.path() / "kiln.db";
   std::mt19937 rng(20261122);
   std::uniform_int_distribution<int> delay_ms(5, 60);
-  std::int64_t acknowledged_total = 0;
+  int kills_after_acks = 0;  // iterations whose child had acknowledged an event when killed
   // KILN_RELIABILITY_ITERATIONS raises the count (scripts/soak).
   const char* env = std::getenv("KILN_RELIABILITY_ITERATIONS");
   const int kIterations = env && std::atoi(env) > 0 ? std::atoi(env) : 50;
@@ -85,9 +85,10 @@ BOOST_AUTO_TEST_CASE(kill_9_never_loses_an_acknowledged_event) {
     BOOST_REQUIRE_MESSAGE(v.checked >= highest, "iteration " << it << ": acknowledged seq "
                                                              << highest << " but only " << v.checked
                                                              << " stored");
-    acknowledged_total = highest;
+    kills_after_acks += highest > 0;
   }
-  BOOST_TEST(acknowledged_total > 0);
+  BOOST_TEST(kills_after_acks > kIterations / 2, "most kills should land after acknowledgements: "
+                                                     << kills_after_acks << " of " << kIterations);
   // And the next start continues the chain.
   ledger::SqliteLedger l(db);
   auto e = l.append(ledger::NewEvent{"acme", "missions", "after", json::object{}});

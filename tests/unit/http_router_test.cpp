@@ -205,11 +205,28 @@ BOOST_AUTO_TEST_CASE(handler_failures_become_the_envelope) {
     throw storage::StorageError("database /srv/kiln/kiln.db: database or disk is full", 13);
   };
   r.add(storage);
+  req.method = "GET";
   auto full = r.dispatch(r.routes()[3], req, nullptr);
   BOOST_TEST(full.status == 503);
   BOOST_TEST(body(full).at("error").at("code").as_string() == "storage_unavailable");
   BOOST_TEST(full.body.find("/srv/kiln") == std::string::npos, full.body);
   BOOST_TEST(full.body.find("rid-9") != std::string::npos, full.body);
+  // The message says what kind of failure, and fits the request: a read changed nothing.
+  const std::string said(body(full).at("error").at("message").as_string());
+  BOOST_TEST(said.find("could not be read: its disk is full") != std::string::npos, said);
+  BOOST_TEST(said.find("nothing was changed") != std::string::npos, said);
+  Route locked = route("POST", "/locked", std::nullopt);
+  locked.handler = [](Request&) -> Response {
+    throw storage::StorageError("database /srv/kiln/kiln.db: database is locked", 5 | (3 << 8));
+  };
+  r.add(locked);
+  req.method = "POST";
+  const auto busy = body(r.dispatch(r.routes()[4], req, nullptr));
+  const std::string busy_said(busy.at("error").at("message").as_string());
+  BOOST_TEST(busy_said.find("could not take this request: another writer holds its database") !=
+                 std::string::npos,
+             busy_said);
+  BOOST_TEST(busy_said.find("nothing was stored") != std::string::npos, busy_said);
 }
 
 BOOST_AUTO_TEST_CASE(the_api_is_not_ready_until_told_and_documents_every_route) {

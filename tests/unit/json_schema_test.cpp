@@ -27,6 +27,15 @@ BOOST_AUTO_TEST_CASE(schema_keywords) {
   BOOST_TEST(why(R"({"name": ""})") == "input.name: must not be empty");
   BOOST_TEST(why(R"({"name": "toolong"})") == "input.name: must have at most 5 characters");
   BOOST_TEST(why(R"({"name": "a", "speed": 9})") == "input.speed: must be <= 4");
+  // A number out of range is said with what it means, where the schema says (its unit).
+  {
+    auto weighed = json::parse(R"({"type": "object", "properties": {
+      "green_g": {"type": "number", "minimum": 10, "maximum": 100000, "description": "grams"}}})");
+    BOOST_TEST(validate_json(weighed, json::parse(R"({"green_g": 0.5})")).value_or("") ==
+               "input.green_g: must be >= 10 (grams)");
+    BOOST_TEST(validate_json(weighed, json::parse(R"({"green_g": 200000})")).value_or("") ==
+               "input.green_g: must be <= 100000 (grams)");
+  }
   // A pattern is checked (ECMAScript, searched as JSON Schema says), not ignored.
   {
     auto keyed = json::parse(R"({"type": "object", "properties": {

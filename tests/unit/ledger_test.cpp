@@ -258,6 +258,11 @@ BOOST_FIXTURE_TEST_CASE(audit_events_alone_share_commits_and_still_land, Db) {
   // committing each as it came would have made about one group per event. (The bound grows with
   // the spread, so a loaded machine whose sleeps stretch past the interval does not fail it.)
   const auto allowed = spread / ledger::SqliteLedger::kAsyncCommitInterval + 2;
+  // ... but only while it can still tell the two apart: with 1 ms sleeps stretched past the
+  // interval the bound would admit a group per event.
+  BOOST_TEST(allowed <= kEvents / 2, "1 ms sleeps took "
+                                         << std::chrono::duration<double>(spread).count()
+                                         << " s for " << kEvents);
   BOOST_TEST(groups_after - groups_before <= allowed,
              (groups_after - groups_before)
                  << " groups for " << kEvents << " events spread over "

@@ -845,17 +845,21 @@ BOOST_AUTO_TEST_CASE(a_session_shorter_than_the_minimum_starts_no_report) {
 BOOST_AUTO_TEST_CASE(a_detectors_event_outside_the_curve_opens_no_session) {
   struct Outside final : nodes::EventDetector {
     nodes::RoastEvents detect(const nodes::RoastCurve& c) const override {
+      ++calls;
       nodes::RoastEvents e;
       e.charge = static_cast<int>(c.time.size()) + (1 << 28);
       e.charge_source = "roaster state";
       return e;
     }
+    mutable std::atomic<int> calls{0};
   };
   Fixture f;
-  f.detector = std::make_shared<Outside>();
+  auto outside = std::make_shared<Outside>();
+  f.detector = outside;
   auto s = f.sessionizer();
   add_in_tens(*s, "acme", "r1", 1, fixture_roast(true));
   s->flush();
+  BOOST_TEST(outside->calls.load() > 0);  // asked, and its answer refused
   BOOST_TEST(sessions_of(f.ledger.path(), "acme", 10).empty());
   BOOST_TEST(f.closed.empty());
 }

@@ -335,14 +335,25 @@ Response Router::failure(std::exception_ptr error_ptr, const Request& req) {
   } catch (const HttpError& e) {
     return error(e.status, e.code, e.message, e.details);
   } catch (const storage::StorageError& e) {
-    // The database refused the write (a full disk, an I/O error): nothing was stored, and a
-    // client that retries later (a recorder's spool) loses nothing. The details are the
-    // operator's (the log, GET /ready), not the caller's.
+    // The database failed the request (a full disk, a lock held elsewhere, an I/O error): nothing
+    // was stored, and a client that retries later (a recorder's spool) loses nothing. The details
+    // are the operator's (the log, GET /ready), not the caller's; the kind of failure is said.
     spdlog::error("request {} {} {}: {}", req.request_id, req.method, req.path, e.what());
+    const int primary = e.sqlite_code() & 0xff;            // an extended code's primary one
+    const char* kind = primary == 13 ? "its disk is full"  // SQLITE_FULL
+                       : primary == 5 || primary == 6
+                           ? "another writer holds its database"      // BUSY, LOCKED
+                       : primary == 10 ? "an I/O error on its disk"   // SQLITE_IOERR
+                       : primary == 8  ? "its database is read-only"  // READONLY
+                                       : "its database failed";
+    const bool reads_only = req.method == "GET" || req.method == "HEAD";
     return error(503, "storage_unavailable",
-                 "the server's storage failed on this request (a full disk? GET /ready says "
-                 "whether it is refusing writes; the server's log has request id " +
-                     req.request_id + "); nothing was stored, retry later");
+                 std::string("the server's storage could not ") +
+                     (reads_only ? "be read" : "take this request") + ": " + kind +
+                     " (GET /ready says whether it is refusing writes; the server's log has "
+                     "request id " +
+                     req.request_id + "); nothing was " + (reads_only ? "changed" : "stored") +
+                     ", retry later");
   } catch (const missions::MissionError& e) {
     return error(
         mission_status(e.code()), std::string(e.code_name()), e.what(),
@@ -490,6 +501,7 @@ json::object Router::openapi(const std::string& version) const {
       responses["401"] = std::move(unauthenticated);
       responses["403"] = error_response("the key's role is too low");
       op["security"] = json::array{json::object{{"bearerAuth", json::array{}}}};
+      op["x-kiln-role"] = std::string(missions::to_string(*r.role));
     }
     if (!r.request_schema.is_null()) {
       responses["400"] = error_response("malformed JSON");
@@ -558,7 +570,12 @@ json::object Router::openapi(const std::string& version) const {
                      "reports and predictions) and roast profiles. Every error answers "
                      "{\"error\": {code, message, details}}. Times of readings are epoch "
                      "seconds; event times in reports and predictions are seconds after "
-                     "CHARGE."}}},
+                     "CHARGE. Besides the operations listed, every GET path answers HEAD (the "
+                     "GET answer's headers without its body) and every path answers OPTIONS "
+                     "(200 with Allow, and a CORS preflight's headers for an allowed origin; "
+                     "no key needed); another method is 405 with Allow. An operation with "
+                     "security names the least role its key needs in x-kiln-role (recorder < "
+                     "viewer < operator < approver < admin)."}}},
       {"servers", json::array{json::object{{"url", "/"}}}},
       {"paths", std::move(paths)},
       {"components",

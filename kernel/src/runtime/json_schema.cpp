@@ -133,10 +133,15 @@ std::optional<std::string> validate_json(const json::value& schema_v, const json
   if (auto* c = schema.if_contains("const"); c && *c != value)
     return path + ": must be " + json::serialize(*c);
   if (value.is_number()) {
+    // What the number means, where the schema says (grams, not kilograms).
+    auto meaning = [&] {
+      const auto* d = schema.if_contains("description");
+      return d && d->is_string() ? " (" + std::string(d->as_string()) + ")" : std::string();
+    };
     if (auto* m = schema.if_contains("minimum"); m && m->is_number() && num(value) < num(*m))
-      return path + ": must be >= " + bound(*m);
+      return path + ": must be >= " + bound(*m) + meaning();
     if (auto* m = schema.if_contains("maximum"); m && m->is_number() && num(value) > num(*m))
-      return path + ": must be <= " + bound(*m);
+      return path + ": must be <= " + bound(*m) + meaning();
   }
   if (value.is_string()) {
     auto len = static_cast<std::int64_t>(value.as_string().size());

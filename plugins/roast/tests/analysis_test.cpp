@@ -175,6 +175,7 @@ BOOST_AUTO_TEST_CASE(rate_of_rise_declines_after_the_turning_point) {
   const auto& at = a.ror.at("at").as_object();
   BOOST_TEST(at.at("FCs").to_number<double>() > 0);
   BOOST_TEST(a.ror.at("max").at("value").to_number<double>() > at.at("FCs").to_number<double>());
+  BOOST_TEST(at.at("DROP").to_number<double>() < at.at("FCs").to_number<double>());
   BOOST_TEST(a.ror.at("series").as_array().size() ==
              static_cast<std::size_t>(a.drop->index - a.charge->index + 1));
   auto j = to_json(a);
@@ -510,9 +511,13 @@ BOOST_DATA_TEST_CASE(profiles_round_trip_through_alog, bdata::make(fixtures()), 
   // Targets sit on the reference roast: it passes every one of them (the RoR may still warn).
   const auto& targets = profile.at("targets").as_object();
   const auto qc = run_qc(want, targets);
+  std::size_t on_targets = 0;
   for (const auto& c : qc.at("checks").as_array())
-    if (targets.contains(c.at("check").as_string()))
+    if (targets.contains(c.at("check").as_string())) {
       BOOST_TEST(c.at("result").as_string() == "pass", json::serialize(c));
+      ++on_targets;
+    }
+  BOOST_TEST(on_targets == targets.size(), json::serialize(qc));  // every target was checked
   // FCs, DROP time and BT, DTR; the weight loss where the log has both weights.
   const auto log_of = parse_alog(original);
   const bool weighed = log_of.weight_in > 0 && log_of.weight_out > 0;
@@ -1115,16 +1120,20 @@ BOOST_AUTO_TEST_CASE(qc_says_when_first_crack_was_estimated) {
   const json::object targets{{"fcs_time", json::object{{"min", 0}, {"max", 1}}},
                              {"drop_time", json::object{{"min", 0}, {"max", 1}}}};
   const auto qc = run_qc(to_json(a), targets);
+  int seen = 0;
   for (const auto& c : qc.at("checks").as_array()) {
     const std::string reason(c.at("reason").as_string());
     const bool said =
         reason.find("(FCs estimated from the temperature, not marked)") != std::string::npos;
     if (c.at("check") == "fcs_time") BOOST_TEST(said, reason);
     if (c.at("check") == "drop_time") BOOST_TEST(!said, reason);  // DROP is not FCs
+    seen += c.at("check") == "fcs_time" || c.at("check") == "drop_time";
   }
+  BOOST_TEST(seen == 2, json::serialize(qc));  // both targets checked
   // Marked: nothing to say.
   o.detect = false;
   const auto marked = run_qc(to_json(analyze(log, o, &kDetector)), targets);
+  BOOST_TEST(marked.at("checks").as_array().size() >= 2u, json::serialize(marked));
   for (const auto& c : marked.at("checks").as_array())
     BOOST_TEST(std::string(c.at("reason").as_string()).find("estimated") == std::string::npos);
 }
@@ -1181,9 +1190,13 @@ BOOST_AUTO_TEST_CASE(a_recording_cut_short_is_not_a_failed_roast) {
   no_crack["events"].as_object()["FCs"] = nullptr;
   const auto qc = run_qc(no_crack, targets);
   BOOST_TEST(qc.at("verdict").as_string() == "fail");
+  int crack_checks = 0;
   for (const auto& c : qc.at("checks").as_array())
-    if (c.at("check") == "event FCs" || c.at("check") == "fcs_time")
+    if (c.at("check") == "event FCs" || c.at("check") == "fcs_time") {
       BOOST_TEST(c.at("result").as_string() == "fail", c.at("check").as_string());
+      ++crack_checks;
+    }
+  BOOST_TEST(crack_checks >= 1, json::serialize(qc));
 }
 
 // The roaster's settings (a recorded curve's heater, fan and drum) in the report: on the

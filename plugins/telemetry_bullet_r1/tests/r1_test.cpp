@@ -222,7 +222,13 @@ BOOST_AUTO_TEST_CASE(the_roaster_to_read_is_chosen_by_its_usb_port) {
 BOOST_AUTO_TEST_CASE(without_a_roaster_usb_says_so) {
   try {
     auto t = r1::open_usb();
+    // A roaster is attached to this machine: then it must answer as one.
     BOOST_TEST_MESSAGE("a Bullet R1 is attached to this machine; not-found path not tested");
+    BOOST_REQUIRE(t);
+    std::string why;
+    const auto info1 = t->exchange(r1::ReadCommand::kInfo1);
+    const auto info2 = t->exchange(r1::ReadCommand::kInfo2);
+    BOOST_TEST(r1::decode_info(info1, info2, &why).has_value(), why);
   } catch (const r1::TransportError& e) {
     BOOST_TEST((e.code == "device_not_found" || e.code == "no_permission"), e.code);
     BOOST_TEST(std::string(e.what()).size() > 20u, e.what());

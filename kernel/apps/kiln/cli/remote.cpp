@@ -68,8 +68,10 @@ int finish(const Remote& r, const http::ClientResponse& res, std::ostream& out, 
       << "\n";
   if (res.status == 401 && r.key.empty())
     err << "(pass --api-key KEY or set KILN_API_KEY; `kiln keys create` makes one)\n";
-  // Refused input exits as the same command does locally (invalid_input: 2).
-  return code == "invalid_input" ? runtime::kExitUsage : runtime::kExitFailed;
+  // Refused input exits as the same command does locally (2): a value that does not fit what it
+  // acts on (invalid_input) or the route's schema (invalid_request, e.g. a weight under 10 g).
+  return code == "invalid_input" || code == "invalid_request" ? runtime::kExitUsage
+                                                              : runtime::kExitFailed;
 }
 
 std::string reason_body(const Args& a) {
