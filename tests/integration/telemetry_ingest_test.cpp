@@ -1994,12 +1994,14 @@ BOOST_AUTO_TEST_CASE(roaster_commands_go_through_policy_and_approval) {
     policy.replace(policy.find(from), from.size(), "  allowed: true ");
     const std::string review = "review: [approval_demo]";  // not among this test's templates
     policy.replace(policy.find(review), review.size(), "review: []");
+    const std::string deny = "deny: [roaster_setting]";  // as the policy's comment says
+    BOOST_REQUIRE(policy.find(deny) != std::string::npos);
+    policy.replace(policy.find(deny), deny.size(), "deny: []");
     std::ofstream(cfg.path() / "policy.yaml") << policy;
+    // The template kiln ships for it.
     fs::create_directories(cfg.path() / "missions");
-    std::ofstream(cfg.path() / "missions" / "heater.yaml")
-        << "name: heater\ndescription: set the heater\ninputs:\n  level: {type: integer}\n"
-           "steps:\n  - id: set\n    tool: roaster.command\n    approval: required\n"
-           "    input: {setting: heater, value: \"${inputs.level}\"}\n";
+    fs::copy_file(fs::path(KILN_SOURCE_DIR) / "config/missions/roaster_setting.yaml",
+                  cfg.path() / "missions" / "roaster_setting.yaml");
   }
   // Disallowed by the embedded policy.
   {
@@ -2008,6 +2010,11 @@ BOOST_AUTO_TEST_CASE(roaster_commands_go_through_policy_and_approval) {
                         R"({"input": {"setting": "heater", "value": 3}})");
     BOOST_TEST(r.status == 403, r.body);
     BOOST_TEST(contains(r.body, "actuation.allowed: false"), r.body);
+    // The shipped template is denied by the embedded policy: nothing waits for an approver.
+    auto asked = plain.call("POST", "/v1/missions", "operator",
+                            R"({"template": "roaster_setting", "inputs": {"setting": "fan",
+                                                                          "level": 4}})");
+    BOOST_TEST(body(asked).at("mission").at("state").as_string() == "BLOCKED", asked.body);
   }
   Server s({"policy.file=" + (cfg.path() / "policy.yaml").string(),
             "missions.dirs=[" + (cfg.path() / "missions").string() + "]",
@@ -2018,8 +2025,15 @@ BOOST_AUTO_TEST_CASE(roaster_commands_go_through_policy_and_approval) {
                        R"({"input": {"setting": "heater", "value": 3}})");
   BOOST_TEST(direct.status == 403, direct.body);
   BOOST_TEST(contains(direct.body, "requires approval"), direct.body);
+  // A level out of the setting's own range is refused when the mission is asked for.
+  auto too_hot = s.call("POST", "/v1/missions", "operator",
+                        R"({"template": "roaster_setting", "inputs": {"setting": "heater",
+                                                                      "level": 12}})");
+  BOOST_TEST(too_hot.status == 422, too_hot.body);
+  BOOST_TEST(contains(too_hot.body, "heater levels are 0-9"), too_hot.body);
   auto created = s.call("POST", "/v1/missions", "operator",
-                        R"({"template": "heater", "inputs": {"level": 2}})");
+                        R"({"template": "roaster_setting", "inputs": {"setting": "heater",
+                                                                      "level": 2}})");
   BOOST_REQUIRE_MESSAGE(created.status == 201 || created.status == 200, created.body);
   const std::string id(body(created).at("mission").at("id").as_string());
   json::value m;
