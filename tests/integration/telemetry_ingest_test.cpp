@@ -1983,6 +1983,72 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
 // Actuation reaches the roaster only through the kernel's command path: refused while the policy
 // disallows it, refused without an approver when the policy requires one, applied (and in the
 // ledger) once an approver approved the mission step — and the recorded readings show it.
+// A roaster following a roast live: `kiln predict --device D --follow` finds the roast under way,
+// prints a line each time it asks (FCs and DROP with their bands as they come), and ends once the
+// session closes at DROP; started after that roast, it waits for the next one.
+BOOST_AUTO_TEST_CASE(predict_follows_the_roast_under_way_until_it_drops) {
+  Server s({"recorder.enabled=true", "recorder.key_file={dir}/sim-p.key", "recorder.speed=60",
+            "sessions.mission="},
+           {{"devices", "add", "sim-p", "--tenant", "acme", "--key-out", "{dir}/sim-p.key"}});
+  const std::string url = "http://127.0.0.1:" + std::to_string(s.port);
+  const std::vector<std::string> remote = {"--server", url, "--api-key", s.keys.at("viewer")};
+  auto with = [&](std::vector<std::string> args) {
+    args.insert(args.end(), remote.begin(), remote.end());
+    args.insert(args.begin(), kKiln);
+    return run(args, s.env, s.dir.path(), 120s);
+  };
+  auto followed = with({"predict", "--device", "sim-p", "--follow", "--every", "0.3"});
+  BOOST_REQUIRE_MESSAGE(followed.exit_code == 0, followed.out << followed.err);
+  std::smatch m;
+  BOOST_REQUIRE_MESSAGE(
+      std::regex_search(followed.out, m, std::regex("^following session (s-sim-p-[^ \n]+)\n")),
+      followed.out);
+  const std::string session = m[1];
+  // Lines "M:SS  BT … °C  RoR … °C/min  …", their times moving on; FCs and DROP with their bands
+  // once the curve allows, and the close at the end.
+  std::istringstream lines(followed.out);
+  int updates = 0, banded = 0;
+  double last_t = -1;
+  std::string line, final_line;
+  const std::regex update("^([0-9]+):([0-9]{2})  BT [0-9.]+ °C  RoR -?[0-9.]+ °C/min  .*");
+  while (std::getline(lines, line)) {
+    final_line = line;
+    if (!std::regex_match(line, m, update)) continue;
+    const double t = std::stoi(m[1]) * 60 + std::stoi(m[2]);
+    BOOST_TEST(t >= last_t, line);
+    last_t = t;
+    ++updates;
+    banded += std::regex_search(line, std::regex("FCs [0-9]+:[0-9]{2} \\([0-9]+:[0-9]{2} - "
+                                                 "[0-9]+:[0-9]{2}\\)  DROP [0-9]+:[0-9]{2} \\("));
+  }
+  BOOST_TEST(updates >= 5, followed.out);
+  BOOST_TEST(banded >= 2, followed.out);
+  BOOST_TEST(contains(final_line, "session " + session + " is closed (drop)"), followed.out);
+  // The same as JSON lines, each with the session's id; a closed session ends it at once.
+  auto as_json = with({"predict", session, "--follow", "--json"});
+  BOOST_TEST(as_json.exit_code == 0, as_json.err);
+  const auto closed = json::parse(as_json.out);
+  BOOST_TEST(closed.at("status").as_string() == "closed");
+  BOOST_TEST(closed.at("session").as_string() == session);
+  // Started after the roast dropped: it waits for the next one (said once), not the last.
+  std::vector<std::string> argv = {kKiln,      "predict", "--device", "sim-p",
+                                   "--follow", "--every", "0.2"};
+  argv.insert(argv.end(), remote.begin(), remote.end());
+  auto later = run(argv, s.env, s.dir.path(), 1500ms);
+  BOOST_TEST(later.exit_code == -1);  // still waiting (or following the next roast) when stopped
+  BOOST_TEST(contains(later.err,
+                      "kiln predict: waiting for a roast on sim-p (its session opens "
+                      "at CHARGE)\n"),
+             later.err);
+  BOOST_TEST(!contains(later.out, session), later.out);
+  // Mistakes are said at once: an unknown session, --every without --follow.
+  auto unknown = with({"predict", "s-nope@acme", "--follow"});
+  BOOST_TEST(unknown.exit_code == 1, unknown.err);
+  BOOST_TEST(contains(unknown.err, "not_found"), unknown.err);
+  auto every = with({"predict", session, "--every", "2"});
+  BOOST_TEST(every.exit_code == 2, every.err);
+}
+
 BOOST_AUTO_TEST_CASE(roaster_commands_go_through_policy_and_approval) {
   test::TempDir cfg;
   {

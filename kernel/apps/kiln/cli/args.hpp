@@ -62,6 +62,8 @@ struct Args {
   std::optional<std::string> spool;       // --spool DIR
   bool flush = false;                     // --flush (record: send the spool, read nothing)
   std::optional<std::string> device;      // --device D
+  bool follow = false;                    // --follow (predict: ask again until the roast ends)
+  std::optional<std::string> every;       // --every SECONDS (predict --follow)
   std::optional<std::string> older_than;  // --older-than AGE (mission prune)
   bool dry_run = false;                   // --dry-run
   bool wait = false;

@@ -120,7 +120,8 @@ Commands:
   sessions export ID -o FILE.alog
                            a recorded roast as an Artisan log
   report SESSION -o FILE   the HTML report of a session (analysis, QC, chart)
-  predict SESSION          expected FCs and DROP from the curve so far, with a band
+  predict SESSION|--device D [--follow]
+                           expected FCs and DROP from the curve so far, with a band
   profiles list|show|versions|import|export|archive|restore
                            roast profiles: versions, Artisan .alog import and export
   devices profile DEVICE NAME[@V] | --clear
@@ -453,6 +454,10 @@ Args parse(const std::vector<std::string>& argv) {
       a.flush = true;
     else if (is("--device"))
       a.device = value("--device");
+    else if (flag("--follow"))
+      a.follow = true;
+    else if (is("--every"))
+      a.every = value("--every");
     else if (is("--api-key"))
       a.api_key = value("--api-key");
     else if (s.size() > 1 && s[0] == '-')

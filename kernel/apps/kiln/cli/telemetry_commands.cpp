@@ -14,6 +14,7 @@
 #include <ctime>
 #include <deque>
 #include <fstream>
+#include <functional>
 #include <iomanip>
 #include <set>
 #include <sstream>
@@ -272,12 +273,21 @@ the roaster did not mark (estimated from the phase temperature) is not written a
 it first (kiln sessions mark SESSION FCs --at M:SS) or in Artisan. With --server the server's
 tools do it.
 )"},
-      {"predict", R"(Usage: kiln predict SESSION [--tenant T] [--json]
+      {"predict", R"(Usage: kiln predict SESSION [--follow [--every S]] [--tenant T] [--json]
+       kiln predict --device D [--follow [--every S]] [--tenant T] [--json]
 
 Predictive assist, read-only: from the session's curve so far, when first crack (at the FCs
 temperature of plugin_config.roast.curve_phases) and DROP (at the development ratio its
-profile's QC targets aim at, else 20 %) are expected, with an early/late band. With --server the server makes it (GET
-/v1/sessions/SESSION/predict; a read-only key will do).
+profile's QC targets aim at, else 20 %) are expected, with an early/late band. With --server the
+server makes it (GET /v1/sessions/SESSION/predict; a read-only key will do).
+
+--device D: the roaster's newest session, the roast under way. --follow asks again every S
+seconds (--every, default 5) and prints one line each time — time after CHARGE, BT, RoR, FCs
+and DROP with their bands, DROP NOW when it is due — until the session closes. With --device it
+may start before CHARGE: it waits for the roaster's next session (a closed one is the last
+roast) and follows it. A server or database that does not answer is said once and asked again;
+an unknown session or a refused key ends it (exit 1). --json with --follow: one JSON object a
+line, with the session's id.
 )"},
       {"report", R"(Usage: kiln report SESSION -o FILE.html|FILE.json|FILE.wav [--tenant T]
 
@@ -882,21 +892,160 @@ int cmd_sessions_export(const Args& a, std::ostream& out, std::ostream& err) {
   return runtime::kExitOk;
 }
 
-int cmd_predict(const Args& a, std::ostream& out, std::ostream& err) {
-  if (a.positional.size() < 2) throw std::invalid_argument("predict needs a SESSION");
-  const std::string session = a.positional[1];
-  Invoker invoke(a, session);
-  // Made here, or by the server's prediction route (a read-only key will do).
-  Result<json::object, ToolError> p = json::object{};
-  if (invoke.client) {
-    auto body = invoke.get("/v1/sessions/" + url_encode(session) + "/predict");
-    if (body.ok())
-      p = json::parse(body.value()).as_object();
-    else
-      p = Unexpected<ToolError>{body.error()};
+// "7:10 - 7:55"; a late end the fit cannot bound (a steeper decline would stall) is open.
+static std::string eta_band(const json::value& when) {
+  const auto& late = when.at("late");
+  return mmss(when.at("early")) + (late.is_number() ? " - " + mmss(late) : " or later");
+}
+
+// One line of `kiln predict --follow`: where the roast is and what is expected.
+static std::string prediction_line(const json::object& v) {
+  const std::string status(v.at("status").as_string());
+  std::string line = mmss(v.at("now")) + "  BT " + one_line(v.at("bt")) + " °C  RoR " +
+                     one_line(v.at("ror")) + " °C/min  ";
+  if (status == "fcs_reached" || status == "drop_due") {
+    const auto* marked = v.at("fcs").as_object().if_contains("marked");
+    line += "FCs " + mmss(v.at("fcs").at("eta")) +
+            (marked && *marked == true ? " marked" : " estimated (not marked)") + "  DROP " +
+            mmss(v.at("drop").at("eta")) + " for DTR " + one_line(v.at("dtr_target")) + " %";
+    if (status == "drop_due") line += "  DROP NOW: " + std::string(v.at("message").as_string());
+  } else if (v.at("fcs").at("eta").is_number()) {
+    line += "FCs " + mmss(v.at("fcs").at("eta")) + " (" + eta_band(v.at("fcs")) + ")  DROP " +
+            mmss(v.at("drop").at("eta")) + " (" + eta_band(v.at("drop")) + ")";
   } else {
-    p = telemetry::session_predict(invoke.runner(), session);
+    line += v.at("message").as_string().c_str();
   }
+  return line;
+}
+
+// Refusals that asking again will not change: a session that is not there, a key refused.
+static bool lasting(const ToolError& e) {
+  return e.code == "not_found" || e.code == "unauthenticated" || e.code == "forbidden" ||
+         e.code == "invalid_input" || e.code == "invalid_request";
+}
+
+static int follow_prediction(
+    const Args& a, Invoker& invoke, const std::function<Result<json::object, ToolError>()>& newest,
+    const std::function<Result<json::object, ToolError>(const std::string&)>& predict,
+    std::ostream& out, std::ostream& err) {
+  const double every = number_arg(a.every, "--every", 5, 0.2, 3600);
+  std::string followed = a.device ? std::string() : a.positional[1];
+  std::string last_roast;  // --device: its newest session when asked first, if closed: the last
+  bool first = true;
+  std::string said;  // a wait or a problem, said once until it changes
+  auto tell = [&](const std::string& what) {
+    if (what != said) err << "kiln predict: " << what << "\n" << std::flush;
+    said = what;
+  };
+  for (;; first = false, std::this_thread::sleep_for(std::chrono::duration<double>(every))) {
+    Result<json::object, ToolError> p = json::object{};
+    std::string session = followed;
+    try {
+      if (session.empty()) {  // --device, no session followed yet
+        auto n = newest();
+        if (!n.ok()) {
+          if (lasting(n.error())) {
+            err << "kiln predict: " << n.error().code << ": " << n.error().message << "\n";
+            return runtime::kExitFailed;
+          }
+          tell(n.error().code + ": " + n.error().message + " (asking again)");
+          continue;
+        }
+        const auto* id = n.value().if_contains("id");
+        if (!id || (!last_roast.empty() && id->as_string() == last_roast)) {
+          tell("waiting for a roast on " + *a.device + " (its session opens at CHARGE)");
+          continue;
+        }
+        session = std::string(id->as_string());
+        if (first && n.value().at("state") == "closed") {
+          last_roast = session;
+          tell("waiting for a roast on " + *a.device + " (its session opens at CHARGE)");
+          continue;
+        }
+      }
+      invoke.tenant = tenant_of_session(a, session);
+      p = predict(session);
+    } catch (const std::exception& e) {  // the server gone while it restarts, the network down
+      tell(std::string(e.what()) + " (asking again)");
+      continue;
+    }
+    if (!p.ok()) {
+      if (lasting(p.error())) {
+        err << "kiln predict: " << p.error().code << ": " << p.error().message << "\n";
+        return runtime::kExitFailed;
+      }
+      tell(p.error().code + ": " + p.error().message + " (asking again)");
+      continue;
+    }
+    said.clear();
+    if (followed.empty()) {
+      followed = session;
+      if (!a.json) out << "following session " << session << "\n";
+    }
+    auto v = std::move(p.value());
+    v["session"] = session;
+    if (a.json)
+      out << json::serialize(v) << "\n";
+    else if (v.at("status") == "closed")
+      out << v.at("message").as_string().c_str() << "\n";
+    else
+      out << prediction_line(v) << "\n";
+    out << std::flush;
+    if (v.at("status") == "closed") return runtime::kExitOk;
+  }
+}
+
+int cmd_predict(const Args& a, std::ostream& out, std::ostream& err) {
+  if (a.device ? a.positional.size() != 1 : a.positional.size() != 2)
+    throw std::invalid_argument(
+        a.device ? "predict --device D takes no SESSION: it reads the roaster's newest session"
+                 : "predict needs one SESSION (kiln sessions list shows them), or --device D "
+                   "for the roast under way on that roaster");
+  if (a.every && !a.follow)
+    throw std::invalid_argument("--every S is how often --follow asks again: give --follow too");
+  Invoker invoke(a, a.device ? std::string() : a.positional[1]);
+  // The device's newest session ({} when it has none), here or on the server.
+  auto newest = [&]() -> Result<json::object, ToolError> {
+    if (invoke.client) {
+      auto body = invoke.get("/v1/sessions?limit=1&device=" + url_encode(*a.device));
+      if (!body.ok()) return Unexpected<ToolError>{body.error()};
+      const auto list = json::parse(body.value());
+      return list.as_array().empty() ? json::object{} : list.as_array().front().as_object();
+    }
+    telemetry::Sessionizer::ListFilter filter;
+    filter.tenant = a.tenant_filter;
+    filter.device = *a.device;
+    filter.limit = 1;
+    const auto list = telemetry::Sessionizer::list(invoke.k->storage_path(), filter);
+    if (list.empty()) return json::object{};
+    return json::object{{"id", list.front().id}, {"state", list.front().state}};
+  };
+  // Made here, or by the server's prediction route (a read-only key will do).
+  auto predict = [&](const std::string& session) -> Result<json::object, ToolError> {
+    if (!invoke.client) return telemetry::session_predict(invoke.runner(), session);
+    auto body = invoke.get("/v1/sessions/" + url_encode(session) + "/predict");
+    if (!body.ok()) return Unexpected<ToolError>{body.error()};
+    return json::parse(body.value()).as_object();
+  };
+  if (a.follow) return follow_prediction(a, invoke, newest, predict, out, err);
+  std::string session;
+  if (a.device) {
+    auto n = newest();
+    if (!n.ok()) {
+      err << "kiln predict: " << n.error().code << ": " << n.error().message << "\n";
+      return runtime::kExitFailed;
+    }
+    if (!n.value().contains("id")) {
+      err << "kiln predict: device " << *a.device
+          << " has no roast session (kiln sessions list shows them)\n";
+      return runtime::kExitFailed;
+    }
+    session = std::string(n.value().at("id").as_string());
+    invoke.tenant = tenant_of_session(a, session);
+  } else {
+    session = a.positional[1];
+  }
+  auto p = predict(session);
   if (!p.ok()) {
     err << "kiln predict: " << p.error().code << ": " << p.error().message << "\n";
     return runtime::kExitFailed;
@@ -916,11 +1065,7 @@ int cmd_predict(const Args& a, std::ostream& out, std::ostream& err) {
   const std::string status(v.at("status").as_string());
   out << "at " << mmss(v.at("now")) << " after CHARGE: BT " << one_line(v.at("bt")) << " °C, RoR "
       << one_line(v.at("ror")) << " °C/min\n";
-  // "7:10 - 7:55"; a late end the fit cannot bound (a steeper decline would stall) is open.
-  auto band = [](const json::value& when) {
-    const auto& late = when.at("late");
-    return mmss(when.at("early")) + (late.is_number() ? " - " + mmss(late) : " or later");
-  };
+  const auto band = eta_band;
   if (status == "fcs_reached" || status == "drop_due") {
     // FCs is behind: when it came, and the DROP the DTR aims at (or that it is past).
     // Marked by the roaster, or only BT at the FCs temperature: an estimate until it is marked.
