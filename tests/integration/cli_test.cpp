@@ -1139,6 +1139,12 @@ BOOST_AUTO_TEST_CASE(say_speaks_with_the_embedded_voice_into_a_file) {
   // The extension picks the format; the call is a tool call in the ledger.
   auto flac = say({"say", "Drop.", "-o", "drop.flac", "--speed", "1.5"});
   BOOST_TEST(flac.exit_code == 0, flac.err);
+  {
+    std::ifstream in(d.dir.path() / "drop.flac", std::ios::binary);
+    std::string magic(4, '\0');
+    in.read(magic.data(), 4);
+    BOOST_TEST(magic == "fLaC");
+  }
   auto ledger = say({"ledger", "export"});
   BOOST_TEST(contains(ledger.out, "tts.synthesize"), ledger.out);
   // Errors say what was wrong.
@@ -1445,6 +1451,19 @@ BOOST_AUTO_TEST_CASE(a_device_driver_is_gated_through_its_own_frames) {
   auto control = kiln::testkit::readings_driver(d.gates / "telemetry_driver.readings.jsonl");
   auto itself = kiln::testkit::run_telemetry_driver_parity(control, control, kind_config);
   BOOST_TEST(itself.passed());
+  // ... and a candidate whose BT reads 1 °C high fails it.
+  {
+    std::ifstream in(d.gates / "telemetry_driver.readings.jsonl");
+    std::ofstream warm(d.dir.path() / "warm.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      auto v = json::parse(line).as_object();
+      v["bt"] = v.at("bt").to_number<double>() + 1.0;
+      warm << json::serialize(v) << "\n";
+    }
+  }
+  auto warm = kiln::testkit::readings_driver(d.dir.path() / "warm.jsonl");
+  auto off = kiln::testkit::run_telemetry_driver_parity(control, warm, kind_config);
+  BOOST_TEST(!off.passed());
 }
 
 // A node whose settings are wrong is a configuration error (exit 3) naming the setting and the

@@ -1497,6 +1497,12 @@ BOOST_AUTO_TEST_CASE(speech_api_speaks_every_format_and_rejects_bad_input) {
   auto mp3 = speak(base);  // OpenAI's default format
   BOOST_TEST(mp3.status == 200);
   BOOST_TEST(mp3.header("content-type") == "audio/mpeg");
+  // MPEG audio: an ID3 tag, or a frame's sync word (11 set bits) at once.
+  BOOST_REQUIRE(mp3.body.size() > 1000u);
+  const auto b0 = static_cast<unsigned char>(mp3.body[0]);
+  const auto b1 = static_cast<unsigned char>(mp3.body[1]);
+  BOOST_TEST((mp3.body.substr(0, 3) == "ID3" || (b0 == 0xFF && (b1 & 0xE0) == 0xE0)),
+             "not MPEG audio: " << mp3.body.substr(0, 16));
   // Formats the server does not make are not offered: refused by the schema, as /openapi.json
   // says (its enum lists what this build makes).
   auto aac = with("aac");

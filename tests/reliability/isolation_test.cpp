@@ -38,7 +38,8 @@ ToolOutcome call(runtime::Kernel& k, const std::string& tool) {
   return k.executor().invoke(runtime::ToolCall{tool, "default", json::object{}, "r", {}, {}});
 }
 
-// Waits out the restart backoff, then expects the child to answer again.
+// Waits out the restart backoff, then expects a new child to answer again — in a child still, not
+// in this process.
 void expect_recovery(runtime::Kernel& k, std::chrono::milliseconds backoff) {
   auto early = call(k, "crash.pid");
   BOOST_REQUIRE(!early.ok());
@@ -48,6 +49,7 @@ void expect_recovery(runtime::Kernel& k, std::chrono::milliseconds backoff) {
   std::this_thread::sleep_for(backoff + 100ms);
   auto later = call(k, "crash.pid");
   BOOST_REQUIRE_MESSAGE(later.ok(), why(later));
+  BOOST_TEST(later.value().output.at("pid").as_int64() != static_cast<std::int64_t>(::getpid()));
 }
 
 }  // namespace
@@ -74,7 +76,9 @@ BOOST_AUTO_TEST_CASE(failures_in_a_row_double_the_backoff) {
   auto k = boot(true);
   BOOST_REQUIRE(!call(*k, "crash.segfault").ok());  // failure 1: restart in 1 s
   std::this_thread::sleep_for(1100ms);
-  BOOST_REQUIRE(!call(*k, "crash.abort").ok());  // the restarted child fails too: 2 s
+  const auto aborted = call(*k, "crash.abort");  // the restarted child fails too: 2 s
+  BOOST_REQUIRE(!aborted.ok());
+  BOOST_TEST(aborted.error().code == "crashed", aborted.error().code);
   auto early = call(*k, "crash.pid");
   BOOST_REQUIRE(!early.ok());
   const auto& msg = early.error().message;

@@ -115,6 +115,16 @@ BOOST_FIXTURE_TEST_CASE(states_follow_the_record, Fixture) {
   auto newer = store.check(node, false, 2);
   BOOST_TEST(newer.state == gates::GateState::kStale);
   BOOST_TEST(newer.reason.find("contract version") != std::string::npos);
+  // Gated by a kiln of another ABI version: stale, saying so.
+  auto other_abi = record(true);
+  other_abi.abi_version = kAbiVersion + 1;
+  store.write(other_abi);
+  const auto abi = store.check(node, false, 1);
+  BOOST_TEST(abi.state == gates::GateState::kStale);
+  BOOST_TEST(abi.reason == "the kiln ABI version changed (gated " +
+                               std::to_string(kAbiVersion + 1) + ", now " +
+                               std::to_string(kAbiVersion) + ")",
+             abi.reason);
 }
 
 BOOST_FIXTURE_TEST_CASE(one_changed_byte_makes_the_gate_stale, Fixture) {

@@ -690,13 +690,19 @@ BOOST_AUTO_TEST_CASE(a_refused_command_takes_back_only_its_own_rows) {
   World w;
   auto& l = w.k->sqlite_ledger();
   auto before = l.count();
-  // Concurrent commands in one group: the ones that throw leave no trace, the others land.
+  l.execute([](storage::Connection& c) -> std::vector<ledger::NewEvent> {
+    c.exec("CREATE TABLE scratch (i INTEGER NOT NULL)");
+    return {};
+  });
+  // Concurrent commands in one group: the ones that throw leave no trace — neither their rows
+  // (written before they threw) nor an event — the others land.
   std::vector<std::thread> threads;
   std::atomic<int> refused{0};
   for (int i = 0; i < 20; ++i)
     threads.emplace_back([&, i] {
       try {
-        l.execute([i](storage::Connection&) -> std::vector<ledger::NewEvent> {
+        l.execute([i](storage::Connection& c) -> std::vector<ledger::NewEvent> {
+          c.exec("INSERT INTO scratch VALUES (" + std::to_string(i) + ")");
           if (i % 2) throw std::runtime_error("refused");
           return {ledger::NewEvent{"t", "s", "test.event", json::object{{"i", i}}}};
         });
@@ -708,6 +714,11 @@ BOOST_AUTO_TEST_CASE(a_refused_command_takes_back_only_its_own_rows) {
   BOOST_TEST(refused.load() == 10);
   BOOST_TEST(l.count() == before + 10);
   BOOST_TEST(l.verify().ok);
+  storage::Connection c(l.path(), storage::Connection::Mode::kReadOnly);
+  auto rows = c.prepare("SELECT count(*), sum(i % 2) FROM scratch");
+  BOOST_REQUIRE(rows.step());
+  BOOST_TEST(rows.int64(0) == 10);  // the ten that landed
+  BOOST_TEST(rows.int64(1) == 0);   // none of the refused ones' rows
 }
 
 // ---- Admission -------------------------------------------------------------------------------
