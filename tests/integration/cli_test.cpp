@@ -1681,6 +1681,21 @@ BOOST_AUTO_TEST_CASE(predict_aims_at_the_profiles_dtr) {
              text.out);
   BOOST_TEST(json::parse(predicted.out).at("fcs").at("marked") == false);
   BOOST_TEST(!contains(text.out, "fcs_reached"), text.out);
+  // The roaster's newest session by its device, the same prediction; the session's view says how
+  // to follow it live.
+  const std::string id(sessions[0].at("id").as_string());
+  auto by_device = kiln({"predict", "--device", "sim-6"});
+  BOOST_TEST(by_device.exit_code == 0, by_device.err);
+  BOOST_TEST(by_device.out == text.out);
+  BOOST_TEST(contains(kiln({"sessions", "show", id}).out,
+                      "next:     kiln predict " + id + " --follow (when FCs and DROP are due"));
+  // A recording in real time says how to mark first crack and follow the prediction.
+  auto live = kiln({"record", "--key", "sim-6.key", "--speed", "1", "--duration", "2"});
+  BOOST_TEST(live.exit_code == 0, live.err);
+  BOOST_TEST(contains(live.out,
+                      "at first crack: kiln sessions mark --device sim-6 FCs\n"
+                      "when FCs and DROP are due: kiln predict --device sim-6 --follow\n"),
+             live.out);
 }
 
 // Profile names are case-sensitive, and a roaster does not see the difference: a name that

@@ -464,7 +464,9 @@ void print_session(const json::object& o, std::ostream& out) {
         << " --reason TEXT), or mark FCs / weigh the batch if QC rests on a wrong estimate\n";
   else if (open)
     out << "  next:     kiln predict " << id
-        << " (when FCs and DROP are due); at first crack: kiln sessions mark " << id << " FCs\n";
+        << " --follow (when FCs and DROP are due, until DROP); at first crack: kiln sessions "
+           "mark "
+        << id << " FCs\n";
   else if (report && report->is_object() && report->as_object().contains("files_released") &&
            report->as_object().at("files_released") == true)
     out << "  next:     kiln report " << id
@@ -1350,9 +1352,12 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
                                : std::string(", as fast as it reads"))
       << " -> " << (client ? url : std::string("local storage")) << "\n";
   // First crack is heard, not seen: how to say so while this records in real time.
-  if (info.paced_by_device || speed == 1)
-    out << "at first crack: kiln sessions mark --device " << cred.device << " FCs"
-        << (client ? " --server " + url : std::string()) << "\n";
+  if (info.paced_by_device || speed == 1) {
+    const std::string server = client ? " --server " + url : std::string();
+    out << "at first crack: kiln sessions mark --device " << cred.device << " FCs" << server
+        << "\nwhen FCs and DROP are due: kiln predict --device " << cred.device << " --follow"
+        << server << "\n";
+  }
   bool spool_backlog = client && waiting() > 0;
   // Signed batches neither sent nor spooled yet, oldest first: the one just made, and more while
   // the spool cannot be written (its disk full) with the server unreachable — held in memory, in
