@@ -2056,3 +2056,110 @@ BOOST_AUTO_TEST_CASE(a_node_that_hangs_fails_its_gate) {
   BOOST_TEST(contains(stuck.err, "destroying the node tts_engine/stuck_on_close"), stuck.err);
   BOOST_TEST(contains(stuck.err, "did not finish within 1 s"), stuck.err);
 }
+
+// A deployment an older kiln wrote — tests/fixtures/upgrade: schema version 7, made by that
+// kiln itself (make-fixture.sh; README.md there says which commit): API and device keys, a revoked
+// one of each, a profile, a recorded roast whose report mission waits for an approver, a done
+// mission and one held for review. This kiln opens it with everything in it: the ledger's events
+// and head as they were, the sessions, missions, keys and devices as the older kiln listed them,
+// a replay that matches; the held report mission, approved now, finishes (its session step's
+// output has no `reference`: the template's `?` lets it through); the session's id in the older
+// form (no '@') is found without --tenant; and the server takes the older keys.
+BOOST_AUTO_TEST_CASE(a_database_from_an_older_kiln_upgrades_with_everything_in_it) {
+  Deployment d;
+  const fs::path fixture = fs::path(KILN_SOURCE_DIR) / "tests/fixtures/upgrade";
+  fs::create_directories(d.dir.path() / "var");
+  fs::copy_file(fixture / "kiln.db", d.dir.path() / "var" / "kiln.db");
+  fs::copy_file(fixture / "sim-u.key", d.dir.path() / "sim-u.key");
+  const json::value expected = [&] {
+    std::ifstream in(fixture / "expected.json");
+    std::stringstream text;
+    text << in.rdbuf();
+    return json::parse(text.str());
+  }();
+  auto kiln = [&](std::vector<std::string> args) { return d.kiln_all_plugins(std::move(args)); };
+  auto listed = [&](std::vector<std::string> args) {
+    auto r = kiln(std::move(args));
+    BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.out << r.err);
+    return json::parse(r.out).as_array();
+  };
+  auto status = kiln({"db", "status"});
+  BOOST_TEST(contains(status.out, "schema version: 7 (this kiln: "), status.out);
+  BOOST_TEST(contains(status.out, "pending migrations apply at the next start"), status.out);
+
+  // The ledger: intact, and its event at the older kiln's head is that head.
+  const std::int64_t events = expected.at("ledger").at("checked").as_int64();
+  auto verified = kiln({"ledger", "verify"});
+  BOOST_TEST(verified.exit_code == 0, verified.out << verified.err);
+  BOOST_TEST(contains(verified.out, "from before migration 8 by digest only"), verified.out);
+  auto head = kiln({"ledger", "export", "--since", std::to_string(events - 1)});
+  BOOST_REQUIRE(head.exit_code == 0);
+  const auto at_head = json::parse(head.out.substr(0, head.out.find('\n')));
+  BOOST_TEST(at_head.at("seq").as_int64() == events);
+  BOOST_TEST(at_head.at("hash") == expected.at("ledger").at("head_hash"));
+
+  // What the older kiln listed, as this one lists it.
+  auto same = [](const json::array& now, const json::value& then, const char* key,
+                 std::vector<const char*> fields) {
+    BOOST_REQUIRE(!then.as_array().empty());
+    for (const auto& old : then.as_array()) {
+      const auto it = std::find_if(now.begin(), now.end(),
+                                   [&](const json::value& x) { return x.at(key) == old.at(key); });
+      BOOST_REQUIRE_MESSAGE(it != now.end(), "lost: " << json::serialize(old));
+      for (const char* f : fields)
+        BOOST_TEST(it->at(f) == old.at(f), key << " " << old.at(key) << " " << f << ": now "
+                                               << it->at(f) << ", was " << old.at(f));
+    }
+  };
+  same(listed({"sessions", "list", "--tenant", "acme", "--json"}), expected.at("sessions"), "id",
+       {"device", "state", "charge_t", "close_reason", "mission_id", "profile"});
+  same(listed({"mission", "list", "--json"}), expected.at("missions"), "id",
+       {"tenant", "template", "state"});
+  same(listed({"keys", "list", "--json"}), expected.at("keys"), "id",
+       {"tenant", "role", "name", "created_at", "revoked_at"});
+  same(listed({"devices", "list", "--tenant", "acme", "--json"}), expected.at("devices"), "kid",
+       {"device", "status", "revoked_at"});
+  auto replay = kiln({"ledger", "replay"});
+  BOOST_TEST(replay.exit_code == 0, replay.out << replay.err);
+  BOOST_TEST(contains(replay.out, "replay matches"), replay.out);
+
+  // The roast: its report made now from the older rows, found by its older id alone.
+  const auto& session = expected.at("sessions").at(0);
+  const std::string id(session.at("id").as_string());
+  BOOST_REQUIRE(id.find('@') == std::string::npos);  // the older form, tenant after a '-'
+  auto report = kiln({"report", id, "-o", "old.html"});
+  BOOST_TEST(report.exit_code == 0, report.out << report.err);
+  BOOST_TEST(contains(report.out, "The roast on sim-u, profile sidamo, is done."), report.out);
+  // Its report mission, held for an approver by the older kiln, finishes once approved.
+  const std::string mission(session.at("mission_id").as_string());
+  auto approved = kiln({"mission", "approve", mission, "--reason", "after the upgrade", "--wait"});
+  BOOST_TEST(approved.exit_code == 0, approved.out << approved.err);
+  const auto shown = json::parse(kiln({"mission", "show", mission, "--json"}).out);
+  BOOST_TEST(shown.at("state").as_string() == "DONE", json::serialize(shown));
+
+  // The server: the older viewer key reads the older session; the older device key signs a new
+  // recording that is stored.
+  Child served(
+      {kKiln, "serve", "--set", std::string("plugins.search_paths=[") + KILN_PLUGIN_DIR + "]"},
+      d.env(), d.dir.path());
+  BOOST_REQUIRE_MESSAGE(served.wait_for_stderr("ready:", 30s), served.stderr_so_far());
+  std::smatch port;
+  const std::string log = served.stderr_so_far();
+  BOOST_REQUIRE(std::regex_search(log, port, std::regex("listening on http://127.0.0.1:([0-9]+)")));
+  const std::string url = "http://127.0.0.1:" + port[1].str();
+  const std::string viewer(expected.at("viewer_key").as_string());
+  auto sessions = kiln::http::Client(url).request("GET", "/v1/sessions", "",
+                                                  {{"Authorization", "Bearer " + viewer}});
+  BOOST_TEST(sessions.status == 200, sessions.body);
+  BOOST_TEST(contains(sessions.body, "\"id\":\"" + id + "\""), sessions.body);
+  auto recorder = kiln({"keys", "create", "--tenant", "acme", "--role", "recorder"});
+  BOOST_REQUIRE(recorder.exit_code == 0);
+  auto recorded =
+      kiln({"record", "--key", "sim-u.key", "--speed", "0", "--duration", "60", "--server", url,
+            "--api-key", recorder.out.substr(0, recorder.out.find('\n'))});
+  BOOST_TEST(recorded.exit_code == 0, recorded.out << recorded.err);
+  BOOST_TEST(contains(recorded.out, "batches: sent 7, refused 0, waiting in the spool 0"),
+             recorded.out);
+  served.signal(SIGTERM);
+  BOOST_TEST(served.wait(30s).exit_code == 0);
+}

@@ -187,6 +187,37 @@ steps:
              }).find("inputs.n") != std::string::npos);
 }
 
+// A reference ending in '?' is null where the field is absent (an output a step gave under an
+// older kiln, an input a mission created then did not have); without it, absence is an error.
+// A step with no output yet is an error either way.
+BOOST_AUTO_TEST_CASE(an_optional_reference_is_null_where_the_field_is_absent) {
+  auto set = TemplateSet::parse({{"t.yaml", R"(name: t
+inputs: {n: {type: integer, default: 2}, extra: {type: [string, "null"], default: null}}
+steps:
+  - {id: first, tool: x, input: {n: "${inputs.n}"}}
+  - {id: second, tool: x, needs: first, input: {ref: "${steps.first.output.reference?}",
+                                                 got: "${steps.first.output.list.1?}",
+                                                 extra: "${inputs.extra?}", s: "r=${steps.first.output.reference?}"}}
+  - {id: strict, tool: x, needs: first, input: {ref: "${steps.first.output.reference}"}}
+)"}});
+  const auto* t = set.find("t");
+  BOOST_REQUIRE(t);
+  BOOST_REQUIRE(t->steps.size() == 3u);
+  json::object inputs{{"n", 7}};  // made before `extra` was declared
+  std::map<std::string, json::value> outputs{{"first", json::parse(R"({"list":["a","b"]})")}};
+  RenderContext ctx{&inputs, &outputs, "m-1", "acme"};
+  const auto& second = t->steps[1].id == "second" ? t->steps[1] : t->steps[2];
+  const auto& strict = t->steps[1].id == "strict" ? t->steps[1] : t->steps[2];
+  BOOST_TEST(render(second.input, ctx) ==
+             json::parse(R"({"ref":null,"got":"b","extra":null,"s":"r=null"})"));
+  BOOST_TEST(error_of([&] { render(strict.input, ctx); }).find("'reference' is not present") !=
+             std::string::npos);
+  std::map<std::string, json::value> none;
+  RenderContext before{&inputs, &none, "m-1", "acme"};
+  BOOST_TEST(error_of([&] { render(second.input, before); }).find("has no output yet") !=
+             std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(template_errors_name_file_line_and_fix) {
   const std::map<std::string, json::value> tools = {{"kiln.echo", nullptr}, {"kiln.noop", nullptr}};
   auto err = error_of([&] {

@@ -50,8 +50,11 @@ TemplateError::TemplateError(std::vector<std::string> problems)
 namespace {
 
 struct Placeholder {
-  std::string text;                // "inputs.who"
+  std::string text;                // "inputs.who", "steps.s.output.reference?"
   std::vector<std::string> parts;  // {"inputs", "who"}
+  // A trailing '?': a field the referred output or the mission's inputs may lack (one a step
+  // run by an older kiln did not give) is null instead of an error.
+  bool optional = false;
 };
 
 // Every ${...} in a string, in order; `bad` receives unterminated ones.
@@ -65,7 +68,8 @@ std::vector<Placeholder> placeholders_in(std::string_view s, std::vector<std::st
     }
     Placeholder p;
     p.text = std::string(s.substr(pos + 2, end - pos - 2));
-    std::stringstream ss(p.text);
+    p.optional = p.text.ends_with('?');
+    std::stringstream ss(p.optional ? p.text.substr(0, p.text.size() - 1) : p.text);
     for (std::string part; std::getline(ss, part, '.');) p.parts.push_back(part);
     out.push_back(std::move(p));
     pos = end + 1;
@@ -467,8 +471,14 @@ const json::value& resolve(const Placeholder& p, const RenderContext& ctx, json:
   };
   const json::value* v = nullptr;
   std::size_t next = 0;
+  // An optional reference to what is not there: null.
+  auto absent = [&]() -> const json::value& {
+    scratch = nullptr;
+    return scratch;
+  };
   if (p.parts.size() >= 2 && p.parts[0] == "inputs") {
     auto* found = ctx.inputs ? ctx.inputs->if_contains(p.parts[1]) : nullptr;
+    if (!found && p.optional) return absent();
     if (!found) return fail("the mission has no input '" + p.parts[1] + "'");
     v = found;
     next = 2;
@@ -496,6 +506,7 @@ const json::value& resolve(const Placeholder& p, const RenderContext& ctx, json:
     } else {
       v = nullptr;
     }
+    if (!v && p.optional) return absent();
     if (!v) return fail("'" + key + "' is not present");
   }
   return *v;

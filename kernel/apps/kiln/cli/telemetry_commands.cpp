@@ -547,10 +547,15 @@ int cmd_sessions_show(const Args& a, std::ostream& out) {
 }
 
 // The tenant a command about `session` asks in: --tenant, else the one its id ends with (after
-// the '@'), else the default.
-static std::string tenant_of_session(const Args& a, const std::string& session) {
-  if (const auto at = session.rfind('@'); !a.tenant_filter && at != std::string::npos)
-    return session.substr(at + 1);
+// the '@'), else — an id an older kiln made ("s-r1-1796466456-acme"), looked up in `k`'s
+// storage when the command reads it here — the session's own, else the default.
+static std::string tenant_of_session(const Args& a, const std::string& session,
+                                     const Kernel* k = nullptr) {
+  if (a.tenant_filter || session.empty()) return a.tenant;
+  if (const auto at = session.rfind('@'); at != std::string::npos) return session.substr(at + 1);
+  if (k)
+    if (const auto s = telemetry::Sessionizer::get(k->storage_path(), std::nullopt, session))
+      return s->tenant;
   return a.tenant;
 }
 
@@ -650,7 +655,7 @@ int cmd_sessions_mark(const Args& a, std::ostream& out) {
     if (list.empty()) return std::nullopt;
     return list.front().id;
   });
-  const std::string tenant = tenant_of_session(a, m.session);
+  const std::string tenant = tenant_of_session(a, m.session, k.get());
   k->telemetry().sessions().change(tenant, m.session, m.action, m.body,
                                    missions::Actor{"cli", missions::Role::kAdmin});
   const auto o = telemetry::Sessionizer::described(
@@ -672,14 +677,14 @@ struct Invoker {
   std::string tenant;
   // `session`: a session id the command names; without --tenant its tenant (after the '@') is
   // the one asked, as the id says where it belongs.
-  explicit Invoker(const Args& a, const std::string& session = {})
-      : tenant(tenant_of_session(a, session)) {
+  explicit Invoker(const Args& a, const std::string& session = {}) {
     const auto target = server_target(a);
     key = target.key;
     if (!target.url.empty())
       client.emplace(target.url);
     else
       k = boot(a, true, {"event_detector"});  // the roast tools' one node
+    tenant = tenant_of_session(a, session, k.get());
   }
   // The output, or the error (code, message, details).
   Result<json::value, ToolError> operator()(const std::string& tool, json::object input) {
@@ -965,7 +970,7 @@ static int follow_prediction(
           continue;
         }
       }
-      invoke.tenant = tenant_of_session(a, session);
+      invoke.tenant = tenant_of_session(a, session, invoke.k.get());
       p = predict(session);
     } catch (const std::exception& e) {  // the server gone while it restarts, the network down
       tell(std::string(e.what()) + " (asking again)");
@@ -1043,7 +1048,7 @@ int cmd_predict(const Args& a, std::ostream& out, std::ostream& err) {
       return runtime::kExitFailed;
     }
     session = std::string(n.value().at("id").as_string());
-    invoke.tenant = tenant_of_session(a, session);
+    invoke.tenant = tenant_of_session(a, session, invoke.k.get());
   } else {
     session = a.positional[1];
   }
