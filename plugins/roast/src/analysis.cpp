@@ -506,6 +506,10 @@ Analysis analyze(const RoastLog& log, const AnalysisOptions& opt,
         lowest_i = i;
       }
     r["crash"] = at_fcs > 0 && lowest < at_fcs * 0.5;
+    // Where it was lowest between FCs and DROP: what a crash fell to, what a flick rose from.
+    r["lowest"] =
+        json::object{{"time", std::round(point(log, lowest_i, charge).time * 1000) / 1000},
+                     {"value", std::round(lowest * 10) / 10}};
     const double end_value = ror[static_cast<std::size_t>(a.drop->index)];
     const bool late = log.time[static_cast<std::size_t>(a.drop->index)] -
                           log.time[static_cast<std::size_t>(lowest_i)] <=

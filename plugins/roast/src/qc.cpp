@@ -259,14 +259,30 @@ json::object run_qc(const json::object& analysis, const json::object& targets) {
   if (const auto* r = analysis.if_contains("ror"); r && r->is_object()) {
     const auto& ror = r->as_object();
     const Say rate{words_of("ror_fcs"), unit};
+    const Say clock{words_of("fcs_time"), unit};
     const auto at_fcs = number_at(ror, {"at", "FCs"}), at_drop = number_at(ror, {"at", "DROP"});
-    const std::string numbers = at_fcs && at_drop ? " (RoR " + rate.value(*at_fcs) + " at FCs, " +
-                                                        rate.value(*at_drop) + " at DROP)"
-                                                  : std::string();
+    const auto low = number_at(ror, {"lowest", "value"}),
+               low_t = number_at(ror, {"lowest", "time"});
+    // The lowest RoR between FCs and DROP, and when: what a crash fell to, a flick rose from
+    // (not said when it is the RoR at DROP itself).
+    const auto drop_t = number_at(analysis, {"events", "DROP", "time"});
+    const std::string lowest = low && low_t && !(drop_t && std::abs(*low_t - *drop_t) < 0.5)
+                                   ? rate.value(*low) + " at " + clock.value(*low_t)
+                                   : std::string();
     if (auto* c = ror.if_contains("crash"); c && c->is_bool() && c->as_bool())
-      add("ror crash", "warn", "RoR fell below half its FCs value before DROP" + numbers);
+      add("ror crash", "warn",
+          "RoR fell below half its FCs value before DROP" +
+              (at_fcs && at_drop ? " (RoR " + rate.value(*at_fcs) + " at FCs" +
+                                       (lowest.empty() ? "" : ", lowest " + lowest) + ", " +
+                                       rate.value(*at_drop) + " at DROP)"
+                                 : std::string()));
     if (auto* f = ror.if_contains("flick"); f && f->is_bool() && f->as_bool())
-      add("ror flick", "warn", "RoR rose again in the last 30 s before DROP" + numbers);
+      add("ror flick", "warn",
+          "RoR rose again in the last 30 s before DROP" +
+              (at_drop && !lowest.empty()
+                   ? ", from " + lowest + " to " + rate.value(*at_drop) + " at DROP" +
+                         (at_fcs ? " (RoR " + rate.value(*at_fcs) + " at FCs)" : std::string())
+                   : std::string()));
   }
   return json::object{{"verdict", verdict}, {"checks", std::move(checks)}};
 }

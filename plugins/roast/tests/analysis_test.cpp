@@ -227,6 +227,36 @@ BOOST_AUTO_TEST_CASE(unmarked_events_point_to_detect) {
              warned);
 }
 
+// A flick (RoR rising again just before DROP) is said with where it rose from and to: the lowest
+// RoR after FCs and when, and the RoR at DROP (the RoR at FCs alone, higher than both, read as a
+// fall). Made here by heating the last 25 s before DROP faster.
+BOOST_AUTO_TEST_CASE(a_flick_says_where_the_rate_of_rise_rose_from) {
+  auto log = parse_alog(read(kFixtures / "26-02-01_1812_Jigesa_no2.alog"));
+  // 20 s flat (the RoR falls to nothing), then 20 s rising 0.15 °C a second (9 °C/min) to DROP.
+  const auto drop = static_cast<std::size_t>(log.timeindex[6]);
+  const double base = log.bt[drop - 40];
+  for (std::size_t i = drop - 40; i <= drop; ++i)
+    log.bt[i] = base + (i < drop - 20 ? 0.0 : 0.15 * static_cast<double>(i - (drop - 20)));
+  const auto analysis = to_json(analyze(log, {}));
+  const auto& ror = analysis.at("ror");
+  BOOST_REQUIRE_MESSAGE(ror.at("flick").as_bool(), json::serialize(ror));
+  const double low = ror.at("lowest").at("value").to_number<double>();
+  const double at_drop = ror.at("at").at("DROP").to_number<double>();
+  BOOST_TEST(low + 1.0 < at_drop);
+  const double low_t = ror.at("lowest").at("time").to_number<double>();
+  const double drop_t = analysis.at("events").at("DROP").at("time").to_number<double>();
+  BOOST_TEST((low_t >= drop_t - 30 && low_t < drop_t), low_t << " vs DROP " << drop_t);
+  std::string reason;
+  const auto qc = run_qc(analysis, json::object{});
+  for (const auto& c : qc.at("checks").as_array())
+    if (c.at("check") == "ror flick") reason = c.at("reason").as_string();
+  BOOST_TEST(std::regex_match(reason, std::regex("RoR rose again in the last 30 s before DROP, "
+                                                 "from -?[0-9.]+ °C/min at [0-9]+:[0-5][0-9] to "
+                                                 "[0-9.]+ °C/min at DROP \\(RoR [0-9.]+ °C/min "
+                                                 "at FCs\\)")),
+             reason);
+}
+
 // QC reasons read as a roaster writes them (events at m:ss, temperatures with their unit), and the
 // spoken summary says them in words.
 BOOST_AUTO_TEST_CASE(qc_reasons_speak_a_roasters_language) {
@@ -242,6 +272,7 @@ BOOST_AUTO_TEST_CASE(qc_reasons_speak_a_roasters_language) {
   BOOST_TEST(reasons["fcs_time"] == "FCs at 7:30, 0:30 later than 6:20–7:00");
   BOOST_TEST(reasons["fcs_bt"] == "BT at FCs 187.0 °C, 3.0 °C below 190.0–200.0 °C");
   BOOST_TEST(reasons["dtr"] == "DTR 14.6 %, within 10.0–25.0 %");
+  // (Lowest at DROP itself: said once.)
   BOOST_TEST(reasons["ror crash"] ==
              "RoR fell below half its FCs value before DROP (RoR 8.8 °C/min at FCs, 4.3 °C/min "
              "at DROP)");

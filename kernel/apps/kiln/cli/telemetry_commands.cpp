@@ -185,6 +185,8 @@ readings are stored as, whatever serial the driver reports) and sends it:
     (unknown, revoked or expired key, wrong device, bad signature) also stops the recorder; any
     other answer (a bad API key, a wrong URL) stops it with the batch kept in the spool;
   without --server: into this deployment's own storage (sessions and missions follow locally).
+A recorder runs for hours: give the API key as KILN_API_KEY rather than --api-key, which any
+user of the machine can read in its command line.
 A driver that does not pace itself (the simulated roaster) is read every interval / X seconds:
 --speed 60 runs a roast a minute per second; 0 reads as fast as it can.
 Stops after N roasts (default 1: once the roaster has dropped and finished cooling; a roaster
