@@ -946,6 +946,17 @@ static int follow_prediction(
     if (what != said) err << "kiln predict: " << what << "\n" << std::flush;
     said = what;
   };
+  // A refusal: the end (true) when asking again will not change it, else said once.
+  auto refused = [&](const ToolError& e) {
+    if (!lasting(e)) {
+      tell(e.code + ": " + e.message + " (asking again)");
+      return false;
+    }
+    err << "kiln predict: " << e.code << ": " << e.message << "\n";
+    return true;
+  };
+  const std::string waiting =
+      a.device ? "waiting for a roast on " + *a.device + " (its session opens at CHARGE)" : "";
   for (;; first = false, std::this_thread::sleep_for(std::chrono::duration<double>(every))) {
     Result<json::object, ToolError> p = json::object{};
     std::string session = followed;
@@ -953,22 +964,18 @@ static int follow_prediction(
       if (session.empty()) {  // --device, no session followed yet
         auto n = newest();
         if (!n.ok()) {
-          if (lasting(n.error())) {
-            err << "kiln predict: " << n.error().code << ": " << n.error().message << "\n";
-            return runtime::kExitFailed;
-          }
-          tell(n.error().code + ": " + n.error().message + " (asking again)");
+          if (refused(n.error())) return runtime::kExitFailed;
           continue;
         }
         const auto* id = n.value().if_contains("id");
         if (!id || (!last_roast.empty() && id->as_string() == last_roast)) {
-          tell("waiting for a roast on " + *a.device + " (its session opens at CHARGE)");
+          tell(waiting);
           continue;
         }
         session = std::string(id->as_string());
         if (first && n.value().at("state") == "closed") {
           last_roast = session;
-          tell("waiting for a roast on " + *a.device + " (its session opens at CHARGE)");
+          tell(waiting);
           continue;
         }
       }
@@ -979,11 +986,7 @@ static int follow_prediction(
       continue;
     }
     if (!p.ok()) {
-      if (lasting(p.error())) {
-        err << "kiln predict: " << p.error().code << ": " << p.error().message << "\n";
-        return runtime::kExitFailed;
-      }
-      tell(p.error().code + ": " + p.error().message + " (asking again)");
+      if (refused(p.error())) return runtime::kExitFailed;
       continue;
     }
     said.clear();
