@@ -2071,6 +2071,10 @@ BOOST_AUTO_TEST_CASE(a_database_from_an_older_kiln_upgrades_with_everything_in_i
   fs::create_directories(d.dir.path() / "var");
   fs::copy_file(fixture / "kiln.db", d.dir.path() / "var" / "kiln.db");
   fs::copy_file(fixture / "sim-u.key", d.dir.path() / "sim-u.key");
+  // As `kiln devices add` wrote it (a clone does not keep the mode; the recorder refuses a key
+  // others may read).
+  fs::permissions(d.dir.path() / "sim-u.key", fs::perms::owner_read | fs::perms::owner_write,
+                  fs::perm_options::replace);
   const json::value expected = [&] {
     std::ifstream in(fixture / "expected.json");
     std::stringstream text;
