@@ -1980,9 +1980,6 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
   BOOST_TEST(!fs::exists(elsewhere.path() / "var"));
 }
 
-// Actuation reaches the roaster only through the kernel's command path: refused while the policy
-// disallows it, refused without an approver when the policy requires one, applied (and in the
-// ledger) once an approver approved the mission step — and the recorded readings show it.
 // A roaster following a roast live: `kiln predict --device D --follow` finds the roast under way,
 // prints a line each time it asks (FCs and DROP with their bands as they come), and ends once the
 // session closes at DROP; started after that roast, it waits for the next one.
@@ -1992,10 +1989,11 @@ BOOST_AUTO_TEST_CASE(predict_follows_the_roast_under_way_until_it_drops) {
            {{"devices", "add", "sim-p", "--tenant", "acme", "--key-out", "{dir}/sim-p.key"}});
   const std::string url = "http://127.0.0.1:" + std::to_string(s.port);
   const std::vector<std::string> remote = {"--server", url, "--api-key", s.keys.at("viewer")};
-  auto with = [&](std::vector<std::string> args) {
+  auto with = [&](std::vector<std::string> args,
+                  std::chrono::milliseconds timeout = std::chrono::seconds(120)) {
     args.insert(args.end(), remote.begin(), remote.end());
     args.insert(args.begin(), kKiln);
-    return run(args, s.env, s.dir.path(), 120s);
+    return run(args, s.env, s.dir.path(), timeout);
   };
   auto followed = with({"predict", "--device", "sim-p", "--follow", "--every", "0.3"});
   BOOST_REQUIRE_MESSAGE(followed.exit_code == 0, followed.out << followed.err);
@@ -2031,10 +2029,7 @@ BOOST_AUTO_TEST_CASE(predict_follows_the_roast_under_way_until_it_drops) {
   BOOST_TEST(closed.at("status").as_string() == "closed");
   BOOST_TEST(closed.at("session").as_string() == session);
   // Started after the roast dropped: it waits for the next one (said once), not the last.
-  std::vector<std::string> argv = {kKiln,      "predict", "--device", "sim-p",
-                                   "--follow", "--every", "0.2"};
-  argv.insert(argv.end(), remote.begin(), remote.end());
-  auto later = run(argv, s.env, s.dir.path(), 1500ms);
+  auto later = with({"predict", "--device", "sim-p", "--follow", "--every", "0.2"}, 1500ms);
   BOOST_TEST(later.exit_code == -1);  // still waiting (or following the next roast) when stopped
   BOOST_TEST(contains(later.err,
                       "kiln predict: waiting for a roast on sim-p (its session opens "
@@ -2049,6 +2044,9 @@ BOOST_AUTO_TEST_CASE(predict_follows_the_roast_under_way_until_it_drops) {
   BOOST_TEST(every.exit_code == 2, every.err);
 }
 
+// Actuation reaches the roaster only through the kernel's command path: refused while the policy
+// disallows it, refused without an approver when the policy requires one, applied (and in the
+// ledger) once an approver approved the mission step — and the recorded readings show it.
 BOOST_AUTO_TEST_CASE(roaster_commands_go_through_policy_and_approval) {
   test::TempDir cfg;
   {

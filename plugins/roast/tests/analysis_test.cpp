@@ -229,7 +229,7 @@ BOOST_AUTO_TEST_CASE(unmarked_events_point_to_detect) {
 
 // A flick (RoR rising again just before DROP) is said with where it rose from and to: the lowest
 // RoR after FCs and when, and the RoR at DROP (the RoR at FCs alone, higher than both, read as a
-// fall). Made here by heating the last 25 s before DROP faster.
+// fall). Made here by holding BT for 20 s, then raising it 9 °C/min for the 20 s before DROP.
 BOOST_AUTO_TEST_CASE(a_flick_says_where_the_rate_of_rise_rose_from) {
   auto log = parse_alog(read(kFixtures / "26-02-01_1812_Jigesa_no2.alog"));
   // 20 s flat (the RoR falls to nothing), then 20 s rising 0.15 °C a second (9 °C/min) to DROP.

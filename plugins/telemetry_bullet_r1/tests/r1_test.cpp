@@ -50,9 +50,7 @@ BOOST_AUTO_TEST_CASE(frames_round_trip) {
   BOOST_TEST(info->roasts == 512u);
 }
 
-// The frames as the roaster sends them, written out byte by byte from DOMAIN §1's layout (not by
-// the encoder): every field at its offset, each with its own value, so a field read from the
-// wrong place or with the wrong width shows. The encoder writes the same bytes back.
+// "0a1b..." as bytes (this test links the protocol alone, not the kernel's decoder).
 static std::vector<unsigned char> from_hex(std::string_view hex) {
   std::vector<unsigned char> out;
   for (std::size_t i = 0; i + 1 < hex.size(); i += 2)
@@ -61,6 +59,9 @@ static std::vector<unsigned char> from_hex(std::string_view hex) {
   return out;
 }
 
+// The frames as the roaster sends them, written out byte by byte from DOMAIN §1's layout (not by
+// the encoder): every field at its offset, each with its own value, so a field read from the
+// wrong place or with the wrong width shows. The encoder writes the same bytes back.
 BOOST_AUTO_TEST_CASE(frames_decode_as_the_roaster_lays_them_out) {
   // BT 187.25 @0, RoR 9.5 @4, drum 201.5 @8, exhaust 150.75 @16, 7:42 @24-25, fan 4, heater 6,
   // drum 9, state 6 (ROASTING) @26-29, IR 175.5 @32, PCB 38.25 @36, byte 41 = 10, fan RPM 1234

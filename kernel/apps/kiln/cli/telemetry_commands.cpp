@@ -1077,7 +1077,6 @@ int cmd_predict(const Args& a, std::ostream& out, std::ostream& err) {
   const std::string status(v.at("status").as_string());
   out << "at " << mmss(v.at("now")) << " after CHARGE: BT " << one_line(v.at("bt")) << " °C, RoR "
       << one_line(v.at("ror")) << " °C/min\n";
-  const auto band = eta_band;
   if (status == "fcs_reached" || status == "drop_due") {
     // FCs is behind: when it came, and the DROP the DTR aims at (or that it is past).
     // Marked by the roaster, or only BT at the FCs temperature: an estimate until it is marked.
@@ -1093,9 +1092,9 @@ int cmd_predict(const Args& a, std::ostream& out, std::ostream& err) {
         << " %\n";
     if (status == "drop_due") out << "DROP NOW: " << v.at("message").as_string().c_str() << "\n";
   } else if (v.at("fcs").at("eta").is_number()) {
-    out << "FCs  " << mmss(v.at("fcs").at("eta")) << "  (" << band(v.at("fcs")) << ") at BT "
+    out << "FCs  " << mmss(v.at("fcs").at("eta")) << "  (" << eta_band(v.at("fcs")) << ") at BT "
         << one_line(v.at("fcs_bt")) << " °C\nDROP " << mmss(v.at("drop").at("eta")) << "  ("
-        << band(v.at("drop")) << ") for DTR " << one_line(v.at("dtr_target")) << " %\n";
+        << eta_band(v.at("drop")) << ") for DTR " << one_line(v.at("dtr_target")) << " %\n";
   } else {
     out << v.at("message").as_string().c_str() << "\n";
   }
