@@ -670,7 +670,9 @@ BOOST_AUTO_TEST_CASE(json_log_lines_are_json) {
   int parsed = 0;
   for (std::string line; std::getline(lines, line);) {
     if (line.empty()) continue;
-    auto v = json::parse(line);
+    boost::system::error_code ec;
+    auto v = json::parse(line, ec);
+    BOOST_TEST_REQUIRE(!ec, "a log line that is not JSON: " << line);
     BOOST_TEST(v.as_object().contains("ts"));
     BOOST_TEST(v.as_object().contains("level"));
     BOOST_TEST(v.as_object().contains("msg"));

@@ -75,6 +75,18 @@ struct Server {
     BOOST_REQUIRE(std::regex_search(err, m, std::regex("listening on http://127.0.0.1:([0-9]+)")));
     port = std::stoi(m[1]);
   }
+  // Each test's server ends as a service manager ends it (SIGTERM) and must exit 0 within the
+  // drain: a shutdown that hangs, crashes or fails fails the test that ran it (it was killed
+  // with SIGKILL here, and a broken shutdown went unseen).
+  ~Server() {
+    if (!child || child->reaped()) return;
+    child->signal(SIGTERM);
+    auto r = child->wait(30s);
+    BOOST_TEST(r.exit_code == 0,
+               "kiln serve did not stop cleanly on SIGTERM (exit "
+                   << r.exit_code << "); its last output: "
+                   << r.err.substr(r.err.size() > 2000 ? r.err.size() - 2000 : 0));
+  }
   RunResult kiln(std::vector<std::string> args,
                  const std::map<std::string, std::string>& extra = {}) const {
     args.insert(args.begin(), kKiln);

@@ -85,6 +85,7 @@ class Child {
   }
 
   pid_t pid() const { return pid_; }
+  bool reaped() const { return reaped_; }
   void signal(int sig) { kill(pid_, sig); }
   const std::string& stderr_so_far() const { return result_.err; }
 
