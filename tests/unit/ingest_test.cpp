@@ -655,3 +655,51 @@ BOOST_FIXTURE_TEST_CASE(the_recorder_holds_what_the_storage_refuses_and_stores_i
   BOOST_TEST(seqs == (std::vector<std::int64_t>{1, 2, 3, 4, 5, 6}),
              boost::test_tools::per_element());
 }
+
+// The readings of a batch not yet full when the readings end or the recorder stops (kiln serve
+// ending) go as one more batch: the last seconds of a roast were dropped at every stop.
+BOOST_FIXTURE_TEST_CASE(the_recorder_sends_its_last_readings_when_they_end_or_it_stops, Fixture) {
+  const missions::Actor admin{"test", missions::Role::kAdmin};
+  auto stored = [&](const std::string& device, std::int64_t* batches, std::int64_t* readings) {
+    storage::Connection c(ledger.path(), storage::Connection::Mode::kReadOnly);
+    auto st =
+        c.prepare("SELECT COUNT(*), COALESCE(SUM(count), 0) FROM telemetry_all WHERE device = ?");
+    st.bind(1, device);
+    BOOST_REQUIRE(st.step());
+    *batches = st.int64(0);
+    *readings = st.int64(1);
+  };
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  std::int64_t batches = 0, readings = 0;
+  {  // 25 readings, then the driver's end: batches of 10, 10 and 5.
+    auto driver = std::make_shared<StepDriver>(25, -1);
+    telemetry::Recorder recorder(driver, devices.add("acme", "rec-end", std::nullopt, admin),
+                                 ingestor, 1000.0, 10);
+    recorder.start();
+    while (driver->given() < 25 && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    recorder.stop();
+    BOOST_TEST(recorder.batches() == 3);
+    stored("rec-end", &batches, &readings);
+    BOOST_TEST(batches == 3);
+    BOOST_TEST(readings == 25);
+  }
+  {  // Stopped while reading the 16th: 16 read, all stored (10 and 6).
+    auto driver = std::make_shared<StepDriver>(100, 15);
+    telemetry::Recorder recorder(driver, devices.add("acme", "rec-stop", std::nullopt, admin),
+                                 ingestor, 1000.0, 10);
+    recorder.start();
+    while (driver->given() < 15 && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    BOOST_REQUIRE(driver->given() == 15);
+    std::thread stopping([&] { recorder.stop(); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // stop() is waiting on read()
+    driver->go_on();
+    stopping.join();
+    BOOST_TEST(driver->given() == 16);
+    BOOST_TEST(recorder.batches() == 2);
+    stored("rec-stop", &batches, &readings);
+    BOOST_TEST(batches == 2);
+    BOOST_TEST(readings == 16);
+  }
+}

@@ -127,6 +127,22 @@ void Recorder::run() {
       deliver(false);
     }
   };
+  // The readings so far, signed as the next batch and offered to the storage.
+  auto seal = [&] {
+    Batch b;
+    b.device = {cred_.device, boot};
+    b.seq = ++seq;
+    b.sent_at = now_s();
+    b.samples = std::move(pending);
+    pending.clear();
+    if (held.size() >= kMaxHeldBatches) {
+      spdlog::error("recorder: batch {} lost: {} batches wait for the storage already",
+                    held.front().first, held.size());
+      held.pop_front();
+    }
+    held.emplace_back(b.seq, sign_envelope(b, cred_.key, cred_.tenant, cred_.device));
+    last_retry = std::chrono::steady_clock::now();
+  };
   auto started = std::chrono::steady_clock::now();
   std::int64_t reads = 0;
   while (!stop_) {
@@ -150,19 +166,7 @@ void Recorder::run() {
     ++reads;
     pending.push_back(r.value());
     if (pending.size() >= batch_) {
-      Batch b;
-      b.device = {cred_.device, boot};
-      b.seq = ++seq;
-      b.sent_at = now_s();
-      b.samples = std::move(pending);
-      pending.clear();
-      if (held.size() >= kMaxHeldBatches) {
-        spdlog::error("recorder: batch {} lost: {} batches wait for the storage already",
-                      held.front().first, held.size());
-        held.pop_front();
-      }
-      held.emplace_back(b.seq, sign_envelope(b, cred_.key, cred_.tenant, cred_.device));
-      last_retry = std::chrono::steady_clock::now();
+      seal();
       deliver(false);
     }
     if (!info_.paced_by_device) {
@@ -175,7 +179,10 @@ void Recorder::run() {
     }
   }
   driver_->close();
-  // Stopping (or the readings ended) with batches the storage has not taken: one last try each.
+  // Stopping (or the readings ended): the readings of a batch not yet full are sent as one (the
+  // last seconds of a roast were lost at every stop), then each batch the storage has not taken
+  // gets one last try.
+  if (!pending.empty() && !stopped_for_key_) seal();
   if (!held.empty() && !stopped_for_key_) {
     deliver(true);
     if (!held.empty())
