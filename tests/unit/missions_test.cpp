@@ -271,6 +271,15 @@ steps:
                          "  - {id: b, tool: x, needs: [a]}\n"}});
   });
   BOOST_TEST(more.find("d.yaml:4:5: duplicate step id 'a'") != std::string::npos, more);
+  // `retry: 3` (a number where {max_attempts, backoff_ms} belongs) is a template error at its
+  // place, not yaml-cpp's exception from the subscript.
+  BOOST_CHECK_EXCEPTION(
+      TemplateSet::parse({{"r.yaml", "name: r\nsteps:\n  - {id: a, tool: x, retry: 3}\n"}}),
+      TemplateError, [](const TemplateError& e) {
+        return std::string(e.what()).find(
+                   "r.yaml:3:29: retry is {max_attempts: N >= 1, backoff_ms: N >= 0}") !=
+               std::string::npos;
+      });
   BOOST_TEST(more.find("cycle") == std::string::npos, more);
   BOOST_TEST(more.find("needs unknown step '5'") != std::string::npos, more);
   BOOST_TEST(more.find("did you mean 'a'") == std::string::npos, more);
@@ -358,6 +367,27 @@ approvals:
                              "'max_active'?") != std::string::npos,
              structural);
   BOOST_TEST(structural.find("actuation.allowed must be true or false") != std::string::npos);
+  // A scalar where a mapping belongs is said where it is: yaml-cpp threw on its subscript (no
+  // file or line, exit 1 instead of 3 — a server under systemd restarted in a loop).
+  std::vector<std::string> shapes;
+  BOOST_CHECK_NO_THROW(parse_policy(
+      {"s.yaml",
+       "version: 1\ntenants:\n  a: {missions: [x], rate_limits: {tool_calls: 100, per_tool: "
+       "{kiln.sleep: 5}}}\n  b: 7\nactuation: false\nisolation: isolated\napprovals: required\n"},
+      &shapes));
+  const auto shaped = common::join(shapes, "\n");
+  for (const char* said :
+       {"s.yaml:3:48: tenants.a.rate_limits.tool_calls must be a mapping",
+        "tenants.a.rate_limits.per_tool.kiln.sleep must be a mapping",
+        "s.yaml:4:6: tenants.b must be a mapping", "s.yaml:5:12: actuation must be a mapping",
+        "isolation must be a mapping", "approvals must be a mapping"})
+    BOOST_TEST(shaped.find(said) != std::string::npos, said << " in:\n" << shaped);
+  BOOST_TEST(shapes.size() == 6u, shaped);
+  BOOST_CHECK_EXCEPTION(
+      parse_policy({"w.yaml", "just-a-word\n"}), TemplateError, [](const TemplateError& e) {
+        return std::string(e.what()).find("w.yaml:1:1: the policy must be a mapping") !=
+               std::string::npos;
+      });
   // max_active 0 is not "no limit" (it was, silently), and a bad value is found at its key.
   auto zero = error_of([] {
     parse_policy({"z.yaml",

@@ -80,10 +80,13 @@ class PolicyParser {
   explicit PolicyParser(std::string file) : file_(std::move(file)) {}
   std::vector<std::string> problems;
 
-  void keys(const YAML::Node& n, const std::vector<std::string>& allowed, const std::string& ctx) {
+  // False (said) when `n` is no mapping: its keys are not read then (yaml-cpp throws on a
+  // scalar's subscript).
+  bool keys(const YAML::Node& n, const std::vector<std::string>& allowed, const std::string& ctx) {
     if (!n.IsMap()) {
-      problems.push_back(mark_of(file_, n.Mark()) + ": " + ctx + " must be a mapping");
-      return;
+      problems.push_back(mark_of(file_, n.Mark()) + ": " + (ctx.empty() ? "the policy" : ctx) +
+                         " must be a mapping");
+      return false;
     }
     for (const auto& kv : n) {
       const std::string k = kv.first.Scalar();
@@ -92,6 +95,7 @@ class PolicyParser {
                            (ctx.empty() ? "" : ".") + k + "'" + did_you_mean(k, allowed) +
                            " (allowed: " + common::join(allowed) + ")");
     }
+    return true;
   }
 
   template <class T>
@@ -130,7 +134,7 @@ class PolicyParser {
   }
 
   std::optional<RateLimit> rate(const YAML::Node& n, const std::string& ctx) {
-    keys(n, {"per_second", "burst"}, ctx);
+    if (!keys(n, {"per_second", "burst"}, ctx)) return std::nullopt;
     RateLimit r;
     r.where = mark_of(file_, n.Mark());
     auto ps = scalar<double>(n["per_second"], ctx + ".per_second must be a number > 0");
@@ -154,15 +158,15 @@ class PolicyParser {
   Policy parse(const YAML::Node& root) {
     Policy p;
     p.source = file_;
-    keys(root, {"version", "actuation", "isolation", "tenants", "approvals"}, "");
+    if (!keys(root, {"version", "actuation", "isolation", "tenants", "approvals"}, "")) return p;
     if (auto v = root["version"]) {
       auto n = scalar<int>(v, "version must be 1");
       if (n && *n != 1)
         problems.push_back(mark_of(file_, v.Mark()) + ": policy version " + std::to_string(*n) +
                            " is not supported by this kiln (it reads version 1)");
     }
-    if (auto a = root["actuation"]) {
-      keys(a, {"allowed", "require_approval", "distinct_approver"}, "actuation");
+    if (auto a = root["actuation"];
+        a && keys(a, {"allowed", "require_approval", "distinct_approver"}, "actuation")) {
       p.actuation_where = mark_of(file_, a.Mark());
       if (a["allowed"])
         p.actuation_allowed =
@@ -177,8 +181,7 @@ class PolicyParser {
                          "actuation.distinct_approver must be true or false")
                 .value_or(true);
     }
-    if (auto iso = root["isolation"]) {
-      keys(iso, {"default", "plugins"}, "isolation");
+    if (auto iso = root["isolation"]; iso && keys(iso, {"default", "plugins"}, "isolation")) {
       auto mode_ok = [&](const YAML::Node& n, const std::string& what) {
         const std::string v = n.Scalar();
         if (v == "in_process" || v == "isolated") return true;
@@ -208,8 +211,7 @@ class PolicyParser {
         for (const auto& kv : tenants) p.tenants[kv.first.Scalar()] = tenant(kv);
       }
     }
-    if (auto approvals = root["approvals"]) {
-      keys(approvals, {"tools"}, "approvals");
+    if (auto approvals = root["approvals"]; approvals && keys(approvals, {"tools"}, "approvals")) {
       if (auto tools = approvals["tools"]) {
         if (!tools.IsMap()) {
           problems.push_back(mark_of(file_, tools.Mark()) +
@@ -239,8 +241,9 @@ class PolicyParser {
     t.where = mark_of(file_, kv.first.Mark());
     const std::string ctx = "tenants." + t.name;
     const YAML::Node& n = kv.second;
-    keys(n, {"missions", "deny", "review", "max_active", "retry_after_ms", "rate_limits"}, ctx);
-    if (!n.IsMap()) return t;
+    if (!keys(n, {"missions", "deny", "review", "max_active", "retry_after_ms", "rate_limits"},
+              ctx))
+      return t;
     t.missions = names(n["missions"], ctx + ".missions", &t.missions_malformed);
     t.deny = names(n["deny"], ctx + ".deny");
     t.review = names(n["review"], ctx + ".review");
@@ -263,8 +266,8 @@ class PolicyParser {
       problems.push_back(mark_of(file_, n["retry_after_ms"].Mark()) + ": " + ctx +
                          ".retry_after_ms must be 0-86400000 (a day), got " +
                          std::to_string(t.retry_after_ms));
-    if (auto rl = n["rate_limits"]) {
-      keys(rl, {"tool_calls", "per_tool"}, ctx + ".rate_limits");
+    if (auto rl = n["rate_limits"];
+        rl && keys(rl, {"tool_calls", "per_tool"}, ctx + ".rate_limits")) {
       if (rl["tool_calls"]) t.tool_calls = rate(rl["tool_calls"], ctx + ".rate_limits.tool_calls");
       if (auto per = rl["per_tool"]) {
         if (!per.IsMap()) {
@@ -296,7 +299,14 @@ Policy parse_policy(const PolicySource& src, std::vector<std::string>* problems)
   }
   if (root.IsNull()) throw TemplateError({src.name + ": the policy file is empty"});
   PolicyParser parser(src.name);
-  Policy p = parser.parse(root);
+  Policy p;
+  p.source = src.name;
+  try {
+    p = parser.parse(root);
+  } catch (const YAML::Exception& e) {  // a shape the parser did not foresee: said, not a crash
+    parser.problems.push_back(mark_of(src.name, e.mark) + ": " + e.msg +
+                              " (a value of another shape than the policy format's: missions.md)");
+  }
   if (problems)
     problems->insert(problems->end(), parser.problems.begin(), parser.problems.end());
   else if (!parser.problems.empty())

@@ -104,6 +104,17 @@ class Parser {
       problems.push_back(mark_of(f.name, e.mark) + ": not valid YAML: " + e.msg);
       return std::nullopt;
     }
+    try {
+      return parse_root(f, root);
+    } catch (const YAML::Exception& e) {  // a shape the parser did not foresee: said, not a crash
+      problems.push_back(mark_of(f.name, e.mark) + ": " + e.msg +
+                         " (a value of another shape than the template format's: missions.md)");
+      return std::nullopt;
+    }
+  }
+
+ private:
+  std::optional<MissionTemplate> parse_root(const TemplateSet::File& f, const YAML::Node& root) {
     if (!root.IsMap()) {
       problems.push_back(f.name + ": a mission template is a mapping with name, steps");
       return std::nullopt;
@@ -139,7 +150,6 @@ class Parser {
     return t;
   }
 
- private:
   void parse_inputs(const std::string& file, const YAML::Node& n, MissionTemplate& t) {
     json::object properties;
     json::array required;
@@ -221,7 +231,10 @@ class Parser {
         problems.push_back(mark_of(file, needs.Mark()) + ": 'needs' is a step id or a list");
       }
     }
-    if (const auto& retry = n["retry"]) {
+    if (const auto& retry = n["retry"]; retry && !retry.IsMap()) {
+      problems.push_back(mark_of(file, retry.Mark()) +
+                         ": retry is {max_attempts: N >= 1, backoff_ms: N >= 0}");
+    } else if (retry) {
       auto max = retry["max_attempts"];
       auto backoff = retry["backoff_ms"];
       try {
