@@ -47,6 +47,14 @@ Manifest manifest() {
   m.tools.push_back(tool("crash.hang", [](const json::value&, const ToolContext&) -> ToolOutcome {
     for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
   }));
+  // Two files as a report tool makes them: binary bytes (a NUL, every byte value) and an empty one.
+  m.tools.push_back(tool("crash.files", [](const json::value&, const ToolContext&) -> ToolOutcome {
+    std::string bytes;
+    for (int i = 0; i < 256 * 3; ++i) bytes.push_back(static_cast<char>(i % 256));
+    return ToolResult{json::object{{"pid", static_cast<std::int64_t>(::getpid())}},
+                      {Artifact{"all.bin", "application/octet-stream", bytes},
+                       Artifact{"empty.txt", "text/plain", ""}}};
+  }));
   ToolDecl pid;
   pid.name = "crash.pid";
   pid.nonblocking = true;

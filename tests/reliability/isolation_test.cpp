@@ -62,6 +62,28 @@ BOOST_AUTO_TEST_CASE(tools_run_in_a_child_process_with_the_plugin_config) {
   BOOST_TEST(r.value().output.at("marker").as_string() == "from-parent");
 }
 
+// A tool's files come back from the child whole (they were dropped: a report tool run isolated
+// listed no files), and the child goes on serving calls after them.
+BOOST_AUTO_TEST_CASE(an_isolated_tools_files_come_back_whole) {
+  auto k = boot(true);
+  for (int round = 0; round < 2; ++round) {
+    auto r = call(*k, "crash.files");
+    BOOST_REQUIRE_MESSAGE(r.ok(), why(r));
+    BOOST_TEST(r.value().output.at("pid").as_int64() != static_cast<std::int64_t>(::getpid()));
+    const auto& files = r.value().artifacts;
+    BOOST_REQUIRE_EQUAL(files.size(), 2u);
+    BOOST_TEST(files[0].name == "all.bin");
+    BOOST_TEST(files[0].media_type == "application/octet-stream");
+    BOOST_REQUIRE_EQUAL(files[0].data.size(), 768u);
+    for (std::size_t i = 0; i < files[0].data.size(); ++i)
+      BOOST_REQUIRE_EQUAL(static_cast<unsigned char>(files[0].data[i]), i % 256);
+    BOOST_TEST(files[1].name == "empty.txt");
+    BOOST_TEST(files[1].data.empty());
+    auto next = call(*k, "crash.pid");
+    BOOST_REQUIRE_MESSAGE(next.ok(), why(next));
+  }
+}
+
 BOOST_AUTO_TEST_CASE(a_segfault_fails_the_call_and_the_child_restarts_with_backoff) {
   auto k = boot(true);
   BOOST_REQUIRE(call(*k, "crash.pid").ok());

@@ -210,10 +210,31 @@ int run_node_host(int fd, const std::filesystem::path& plugin) {
           return tool_error(error_code::kInternal, "tool '" + name + "' threw");
         }
       }();
-      if (out.ok())
-        reply = {{"id", id}, {"ok", true}, {"output", out.value().output}};
-      else
+      if (out.ok()) {
+        const auto& made = out.value().artifacts;
+        auto big = std::find_if(made.begin(), made.end(),
+                                [](const Artifact& a) { return a.data.size() > kMaxFrame; });
+        if (big != made.end())
+          out = tool_error(error_code::kInternal, "tool '" + name + "' made file '" + big->name +
+                                                      "' of " + std::to_string(big->data.size()) +
+                                                      " bytes, more than a node-host passes on (" +
+                                                      std::to_string(kMaxFrame) +
+                                                      "); run its plugin in process");
+      }
+      if (!out.ok()) {
         reply = error_frame(id, out.error());
+      } else {
+        // A tool's files follow its reply, one raw frame each (the bytes as they are).
+        json::array listed;
+        for (const auto& a : out.value().artifacts)
+          listed.push_back(json::object{
+              {"name", a.name}, {"media_type", a.media_type}, {"size", a.data.size()}});
+        reply = {{"id", id}, {"ok", true}, {"output", out.value().output}, {"artifacts", listed}};
+        if (!write_frame(fd, json::serialize(reply))) return 0;
+        for (const auto& a : out.value().artifacts)
+          if (!write_frame(fd, a.data)) return 0;
+        continue;
+      }
     }
     if (!write_frame(fd, json::serialize(reply))) return 0;
   }
@@ -367,8 +388,18 @@ ToolOutcome NodeHost::call(const std::string& tool, const json::value& input,
   const json::object* ro = !ec && reply.is_object() ? &reply.as_object() : nullptr;
   const json::value* okv = ro ? ro->if_contains("ok") : nullptr;
   const json::value* ev = ro ? ro->if_contains("error") : nullptr;
+  // An ok reply may list files ({name, media_type, size}), whose bytes follow, a frame each.
+  const json::value* av = ro ? ro->if_contains("artifacts") : nullptr;
+  const bool files_listed =
+      !av || (av->is_array() &&
+              std::all_of(av->as_array().begin(), av->as_array().end(), [](const json::value& f) {
+                const auto* fo = f.if_object();
+                return fo && fo->contains("name") && fo->at("name").is_string() &&
+                       fo->contains("media_type") && fo->at("media_type").is_string() &&
+                       fo->contains("size") && fo->at("size").is_number();
+              }));
   bool well_formed =
-      okv && okv->is_bool() &&
+      okv && okv->is_bool() && files_listed &&
       (okv->as_bool() ? ro->contains("output")
                       : ev && ev->is_object() && ev->as_object().contains("code") &&
                             ev->at("code").is_string() && ev->as_object().contains("message") &&
@@ -381,7 +412,27 @@ ToolOutcome NodeHost::call(const std::string& tool, const json::value& input,
   }
   consecutive_failures_ = 0;
   const auto& r = reply.as_object();
-  if (r.at("ok").as_bool()) return ToolResult{r.at("output"), {}};
+  if (r.at("ok").as_bool()) {
+    ToolResult result{r.at("output"), {}};
+    if (av) {
+      for (const auto& f : av->as_array()) {
+        auto bytes = read_frame(fd_, ctx.deadline, &timed_out);
+        const auto& fo = f.as_object();
+        if (!bytes || bytes->size() != fo.at("size").to_number<std::uint64_t>()) {
+          auto how = reap(true);
+          return tool_error(error_code::kInternal,
+                            "node-host of plugin " + plugin_name_ + " did not pass on file '" +
+                                std::string(fo.at("name").as_string()) + "' of tool '" + tool +
+                                "' whole (" + how + ")",
+                            true);
+        }
+        result.artifacts.push_back(Artifact{std::string(fo.at("name").as_string()),
+                                            std::string(fo.at("media_type").as_string()),
+                                            std::move(*bytes)});
+      }
+    }
+    return result;
+  }
   const auto& e = r.at("error").as_object();
   ToolError err{std::string(e.at("code").as_string()), std::string(e.at("message").as_string()),
                 e.at("retryable").as_bool(),
