@@ -568,6 +568,12 @@ BOOST_AUTO_TEST_CASE(errors_use_one_envelope) {
   auto unknown = s.call("GET", "/v2/nothing");
   BOOST_TEST(unknown.status == 404);
   BOOST_TEST(error_code_of(unknown) == "not_found");
+  // A path segment is decoded once and keeps its '+': an id holding '%' or '+' is looked up as
+  // the client wrote it (it was decoded twice, '+' read as a space: a step's file "a+b.txt"
+  // could not be fetched).
+  auto twice = s.call("GET", "/v1/missions/m%2541+x", "a_viewer");
+  BOOST_TEST(twice.status == 404);
+  BOOST_TEST(contains(twice.body, "m%41+x"), twice.body);
   auto method = s.call("DELETE", "/v1/missions", "a_operator");
   BOOST_TEST(method.status == 405);
   BOOST_TEST(method.header("allow") == "GET, HEAD, OPTIONS, POST");

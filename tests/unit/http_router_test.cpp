@@ -103,6 +103,12 @@ BOOST_AUTO_TEST_CASE(patterns_match_segments_params_and_verbs) {
   auto get = r.match("GET", "/v1/missions/m%2D1");
   BOOST_REQUIRE(get.route);
   BOOST_TEST(get.params.at("id") == "m-1");
+  // A path keeps its '+' (form encoding is a query's); an encoded '/' stays in its segment; a
+  // literal segment matches however it was encoded.
+  BOOST_TEST(r.match("GET", "/v1/missions/a+b").params.at("id") == "a+b");
+  BOOST_TEST(r.match("GET", "/v1/missions/a%2Fb").params.at("id") == "a/b");
+  BOOST_TEST(r.match("GET", "/v1/missions/m%2541").params.at("id") == "m%41");
+  BOOST_TEST(r.match("GET", "/v1/%6Dissions/m-1").params.at("id") == "m-1");
   // The verb segment is not an id: GET on it is a wrong method, not a lookup of "m-1:approve".
   auto wrong = r.match("GET", "/v1/missions/m-1:approve");
   BOOST_TEST(!wrong.route);

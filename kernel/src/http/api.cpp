@@ -100,7 +100,7 @@ void link_next_page(Response& res, const Request& req, const std::string& cursor
                     const std::string& value) {
   auto query = req.query;
   query[cursor] = value;
-  std::string target = req.path;
+  std::string target = req.target.substr(0, req.target.find('?'));  // as the client encoded it
   char sep = '?';
   for (const auto& [name, v] : query) {
     target += sep + url_encode(name) + '=' + url_encode(v);

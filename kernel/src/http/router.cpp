@@ -48,7 +48,7 @@ Response error(int status, std::string code, std::string message, json::value de
                                                             {"details", std::move(details)}}}});
 }
 
-std::string url_decode(std::string_view s) {
+std::string url_decode(std::string_view s, bool plus_is_space) {
   std::string out;
   out.reserve(s.size());
   for (std::size_t i = 0; i < s.size(); ++i) {
@@ -56,7 +56,7 @@ std::string url_decode(std::string_view s) {
         std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
       out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
       i += 2;
-    } else if (s[i] == '+') {
+    } else if (s[i] == '+' && plus_is_space) {
       out += ' ';
     } else {
       out += s[i];
@@ -116,17 +116,18 @@ std::vector<std::string_view> segments(std::string_view path) {
 // One pattern segment against one path segment: "literal", "{name}" or "{name}:verb".
 bool match_segment(std::string_view pat, std::string_view seg,
                    std::map<std::string, std::string>& params) {
-  if (pat.empty() || pat.front() != '{') return pat == seg;
+  if (pat.empty() || pat.front() != '{')
+    return pat == seg || (seg.find('%') != std::string_view::npos && pat == url_decode(seg, false));
   auto close = pat.find('}');
   std::string name(pat.substr(1, close - 1));
   std::string_view suffix = pat.substr(close + 1);
   if (suffix.empty()) {
     if (seg.empty() || seg.find(':') != std::string_view::npos) return false;
-    params[name] = url_decode(seg);
+    params[name] = url_decode(seg, false);
     return true;
   }
   if (seg.size() <= suffix.size() || seg.substr(seg.size() - suffix.size()) != suffix) return false;
-  params[name] = url_decode(seg.substr(0, seg.size() - suffix.size()));
+  params[name] = url_decode(seg.substr(0, seg.size() - suffix.size()), false);
   return true;
 }
 

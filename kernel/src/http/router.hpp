@@ -26,7 +26,8 @@ namespace kiln::http {
 struct Request {
   std::string method;  // "GET", "POST", ...
   std::string target;  // path and query as received
-  std::string path;    // decoded path, without the query
+  std::string path;    // decoded path, without the query (routes match the path as received,
+                       // each segment decoded once: an id may hold '/', '%' or '+')
   std::map<std::string, std::string> query;
   std::string query_repeated;  // a query parameter given more than once (the first such), if any
   std::vector<std::pair<std::string, std::string>> headers;  // lower-case names, as received
@@ -176,7 +177,8 @@ class Router {
 };
 
 // Query and path helpers.
-std::string url_decode(std::string_view s);
+// %XX escapes; `plus_is_space` for a query (form encoding) — a path keeps its '+'.
+std::string url_decode(std::string_view s, bool plus_is_space = true);
 std::string url_encode(std::string_view s);  // a query value: all but A-Z a-z 0-9 - _ . ~
 // `repeated`, when given, gets the first name that comes more than once (its last value is in
 // the map).

@@ -433,7 +433,8 @@ struct Server::Impl {
       req.method = std::string(head.method_string());
       req.target = std::string(head.target());
       auto q = req.target.find('?');
-      req.path = url_decode(std::string_view(req.target).substr(0, q));
+      const std::string_view raw_path = std::string_view(req.target).substr(0, q);
+      req.path = url_decode(raw_path, false);
       if (q != std::string::npos)
         req.query = parse_query(std::string_view(req.target).substr(q + 1), &req.query_repeated);
       req.headers.reserve(8);
@@ -445,7 +446,7 @@ struct Server::Impl {
       }
       const std::string given_id = req.header("x-request-id");
       req.request_id = acceptable_request_id(given_id) ? given_id : new_request_id();
-      auto match = router.match(req.method, req.path);
+      auto match = router.match(req.method, raw_path);
       std::size_t limit = o.body_limit;
       if (match.route && match.route->body_limit) limit = match.route->body_limit;
 
