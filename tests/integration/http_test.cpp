@@ -1702,3 +1702,29 @@ BOOST_AUTO_TEST_CASE(an_engine_that_throws_does_not_end_the_server) {
   BOOST_TEST(speak("Fine again.", false).status == 200);
   BOOST_TEST(!contains(s.child->stderr_so_far(), "terminate called"));
 }
+
+// An engine that never returns: a streamed request is answered 504 after tool_strategy.timeout_ms,
+// as the tool path is (it waited for ever, holding a server thread, and SIGTERM waited with it);
+// each hung stream keeps its slot, so the fifth is refused at once; the server stops on SIGTERM.
+BOOST_AUTO_TEST_CASE(a_speech_engine_that_hangs_is_timed_out) {
+  Server s({"plugins.search_paths=[" + std::string(KILN_PLUGIN_DIR) + "," + KILN_TEST_PLUGIN_DIR +
+                "/test_tts]",
+            "nodes.tts_engine=hanging", "gates.enforce=warn", "tool_strategy.timeout_ms=400"});
+  const std::string b = R"({"model": "tts-1", "input": "Hello.", "voice": "alloy", )"
+                        R"("response_format": "wav", "stream_format": "audio"})";
+  for (int i = 0; i < 4; ++i) {
+    const auto started = std::chrono::steady_clock::now();
+    auto r =
+        s.call("POST", "/v1/audio/speech", "a_viewer", b, {{"Content-Type", "application/json"}});
+    const auto took = std::chrono::steady_clock::now() - started;
+    BOOST_TEST(r.status == 504, r.body);
+    BOOST_TEST(error_code_of(r) == "timeout");
+    BOOST_TEST(contains(r.body, "spoke nothing within 400 ms (tool_strategy.timeout_ms)"), r.body);
+    BOOST_TEST((took >= 400ms && took < 10s));
+  }
+  auto fifth =
+      s.call("POST", "/v1/audio/speech", "a_viewer", b, {{"Content-Type", "application/json"}});
+  BOOST_TEST(fifth.status == 503, fifth.body);
+  BOOST_TEST(contains(fifth.body, "too many speech streams at once"), fifth.body);
+  BOOST_TEST(s.call("GET", "/health").status == 200);
+}

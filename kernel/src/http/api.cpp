@@ -216,7 +216,9 @@ static constexpr int kMaxSpeechStreams = 4;
 // Speech streamed sentence by sentence (stream_format "audio", wav or pcm): the engine runs on
 // its own thread; the response starts once the first sentence is spoken (so that bad input still
 // gets a proper error status), then every further sentence is sent as one HTTP chunk. A failure
-// after the first sentence ends the connection without the final chunk.
+// after the first sentence ends the connection without the final chunk. Each sentence is waited
+// for at most tool_strategy.timeout_ms, as tts.synthesize is: an engine that hangs costs a 504
+// (or a cut stream) and its stream slot, not a server thread and the server's shutdown.
 static Response stream_speech(const runtime::Kernel& k, const json::object& b,
                               const std::string& format) {
   if (format != "wav" && format != "pcm")
@@ -249,6 +251,7 @@ static Response stream_speech(const runtime::Kernel& k, const json::object& b,
                     "too many speech streams at once (" + std::to_string(kMaxSpeechStreams) +
                         "); retry, or leave stream_format out"};
   }
+  const std::chrono::milliseconds timeout(k.config().get_int("tool_strategy.timeout_ms"));
   // OpenAI's pcm is 24 kHz: each sentence raised to it (wav says its own rate in its header).
   const bool openai_pcm = format == "pcm";
   std::thread([st, engine, sreq, openai_pcm] {
@@ -274,7 +277,14 @@ static Response stream_speech(const runtime::Kernel& k, const json::object& b,
   std::string spoken_by;
   {
     std::unique_lock lock(st->mu);
-    st->cv.wait(lock, [&] { return st->done || !st->chunks.empty(); });
+    if (!st->cv.wait_for(lock, timeout, [&] { return st->done || !st->chunks.empty(); })) {
+      st->cancelled = true;  // should the engine come back, it stops after that sentence
+      throw HttpError{504, error_code::kTimeout,
+                      "the tts_engine node spoke nothing within " +
+                          std::to_string(timeout.count()) +
+                          " ms (tool_strategy.timeout_ms); its stream stays counted until it "
+                          "returns"};
+    }
     if (st->chunks.empty() && st->error)
       throw HttpError{tool_error_status(st->error->code), st->error->code, st->error->message,
                       st->error->details};
@@ -290,13 +300,18 @@ static Response stream_speech(const runtime::Kernel& k, const json::object& b,
   Response out;
   out.content_type = audio::media_type(format, rate);
   out.headers.emplace_back("X-Kiln-Voice", spoken_by);
-  out.stream = [st, format, rate, stop_engine](const ChunkWriter& write) {
+  out.stream = [st, format, rate, stop_engine, timeout](const ChunkWriter& write) {
     if (format == "wav" && !write(audio::wav_stream_header(rate))) return;
     for (;;) {
       std::string chunk;
       {
         std::unique_lock lock(st->mu);
-        st->cv.wait(lock, [&] { return st->done || !st->chunks.empty(); });
+        if (!st->cv.wait_for(lock, timeout, [&] { return st->done || !st->chunks.empty(); })) {
+          st->cancelled = true;
+          throw std::runtime_error("speech stalled: no sentence within " +
+                                   std::to_string(timeout.count()) +
+                                   " ms (tool_strategy.timeout_ms)");
+        }
         if (st->chunks.empty()) {
           if (st->error && !st->cancelled)
             throw std::runtime_error("speech failed after it started: " + st->error->message);
