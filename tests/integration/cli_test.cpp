@@ -1008,6 +1008,42 @@ BOOST_AUTO_TEST_CASE(finished_missions_files_are_pruned_by_age) {
 // says what it waits for and, past --timeout, that it stays waiting (it once waited silently and
 // then said it went on "in the background" with nothing running it); `mission work --until-idle`
 // ends and names it.
+// Numbers in options are the whole text, finite and in range, and said before anything is done:
+// "10m" was read as 10 seconds (after the mission had started), "5x" as 5, "2h" of grace as 2 s.
+BOOST_AUTO_TEST_CASE(numbers_in_options_are_whole_and_in_range) {
+  Deployment d;
+  BOOST_REQUIRE_EQUAL(d.kiln({"mission", "start", "hello"}).exit_code, 0);
+  auto started = d.kiln({"mission", "start", "hello", "--wait", "--timeout", "10m"});
+  BOOST_TEST(started.exit_code == 2, started.out << started.err);
+  BOOST_TEST(contains(started.err,
+                      "--timeout (seconds) takes a number from 0.001 to 864000, not "
+                      "'10m'"),
+             started.err);
+  auto listed = d.kiln({"mission", "list", "--json"});
+  BOOST_REQUIRE_MESSAGE(listed.exit_code == 0, listed.err);
+  BOOST_TEST(json::parse(listed.out).as_array().size() == 1u, listed.out);  // the first only
+  for (const auto& [args, said] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"mission", "list", "--limit", "5x"},
+            "--limit takes a whole number from 1 to 100000, not '5x'"},
+           {{"mission", "list", "--limit", "2.5"},
+            "--limit takes a whole number from 1 to 100000, not '2.5'"},
+           {{"mission", "start", "hello", "--wait", "--timeout", "nan"}, "not 'nan'"},
+           {{"mission", "work", "--workers", "2x"}, "--workers takes a whole number from 1 to 256"},
+           {{"say", "Hi.", "--speed", "9"}, "--speed takes a number from 0.25 to 4, not '9'"},
+           {{"devices", "rotate", "sim-9", "--grace", "2h"},
+            "--grace takes a whole number from 0 to 2592000, not '2h'"},
+           {{"devices", "rotate", "sim-9", "--grace", "2h", "--server", "http://127.0.0.1:9",
+             "--api-key", "k-x.y"},
+            "--grace takes a whole number from 0 to 2592000, not '2h'"},
+           {{"mission", "approve", "m-1", "--wait", "--timeout", "1h", "--server",
+             "http://127.0.0.1:9", "--api-key", "k-x.y"},
+            "--timeout (seconds) takes a number from 0.001 to 864000, not '1h'"}}) {
+    auto r = d.kiln(args);
+    BOOST_TEST(r.exit_code == 2, args[0] << " " << args[1] << ": " << r.out << r.err);
+    BOOST_TEST(contains(r.err, said), r.err);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(waiting_for_capacity_is_said_not_silent) {
   Deployment d;
   std::ofstream(d.dir.path() / "policy.yaml")

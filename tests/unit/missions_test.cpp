@@ -383,6 +383,18 @@ approvals:
         "isolation must be a mapping", "approvals must be a mapping"})
     BOOST_TEST(shaped.find(said) != std::string::npos, said << " in:\n" << shaped);
   BOOST_TEST(shapes.size() == 6u, shaped);
+  // A rate without a burst bursts a second's worth, at least one call: a call every 2 s is
+  // {per_second: 0.5} (it was refused for a burst of 0.5 that the file does not name).
+  std::vector<std::string> slow_said;
+  auto slow = parse_policy({"r.yaml",
+                            "version: 1\ntenants:\n  a: {missions: [x], rate_limits: {per_tool: "
+                            "{kiln.sleep: {per_second: 0.5}}, tool_calls: {per_second: 20}}}\n"},
+                           &slow_said);
+  BOOST_TEST(slow_said.empty(), common::join(slow_said, "\n"));
+  BOOST_TEST(slow.tenants.at("a").per_tool.at("kiln.sleep").burst == 1.0);
+  BOOST_TEST(slow.tenants.at("a").per_tool.at("kiln.sleep").per_second == 0.5);
+  BOOST_REQUIRE(slow.tenants.at("a").tool_calls);
+  BOOST_TEST(slow.tenants.at("a").tool_calls->burst == 20.0);
   BOOST_CHECK_EXCEPTION(
       parse_policy({"w.yaml", "just-a-word\n"}), TemplateError, [](const TemplateError& e) {
         return std::string(e.what()).find("w.yaml:1:1: the policy must be a mapping") !=

@@ -138,7 +138,11 @@ class PolicyParser {
     RateLimit r;
     r.where = mark_of(file_, n.Mark());
     auto ps = scalar<double>(n["per_second"], ctx + ".per_second must be a number > 0");
-    auto burst = n["burst"] ? scalar<double>(n["burst"], ctx + ".burst must be a number >= 1") : ps;
+    // Without a burst, a second's worth of calls, and at least one: {per_second: 0.5} is a call
+    // every 2 s (it was refused for a burst of 0.5 the file does not name).
+    auto burst = n["burst"]       ? scalar<double>(n["burst"], ctx + ".burst must be a number >= 1")
+                 : ps.has_value() ? std::optional<double>(std::max(1.0, *ps))
+                                  : std::nullopt;
     if (!ps || !burst) return std::nullopt;
     r.per_second = *ps;
     r.burst = *burst;

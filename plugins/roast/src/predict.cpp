@@ -163,7 +163,7 @@ Prediction predict(const nodes::RoastCurve& c, int charge, int tp, const Predict
     p.status = "stalling";
     char text[200];
     std::snprintf(text, sizeof text,
-                  "the rate of rise is %.1f °C/min: at that BT does not reach the FCs "
+                  "the rate of rise is %.1f °C/min: at that rate BT does not reach the FCs "
                   "temperature (%.1f °C) within 20 min",
                   p.ror, o.fcs_bt);
     p.message = text;

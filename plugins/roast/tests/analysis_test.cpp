@@ -1044,6 +1044,24 @@ BOOST_AUTO_TEST_CASE(past_the_drop_the_assist_says_drop_now) {
   BOOST_TEST(!predict(c, e.charge, e.tp, o).fcs_marked);  // BT at the FCs temperature only
 }
 
+// A FCs temperature the curve cannot reach within 20 min: the assist says the roast stalls, at
+// what rate of rise, and predicts no FCs.
+BOOST_AUTO_TEST_CASE(a_curve_that_cannot_reach_fcs_is_said_to_stall) {
+  auto log = parse_alog(read(kFixtures / fixtures().front()));
+  auto c = curve_of(log);
+  truncate(c, static_cast<std::size_t>(log.timeindex[0]) + 240);  // 4 min in
+  auto e = kDetector.detect(c);
+  PredictOptions o;
+  o.fcs_bt = 400;
+  auto p = predict(c, e.charge, e.tp, o);
+  BOOST_TEST(p.status == "stalling", p.status);
+  BOOST_TEST(!p.fcs);
+  BOOST_TEST(p.message.starts_with("the rate of rise is "), p.message);
+  BOOST_TEST(p.message.find(" °C/min: at that rate BT does not reach the FCs temperature "
+                            "(400.0 °C) within 20 min") != std::string::npos,
+             p.message);
+}
+
 // A recorded session's marks (curve.marks): the roaster's FCs stands over the detector's
 // estimate from the phase temperature, TP follows the marked CHARGE, and a mark that does not fit
 // (before CHARGE) is left out with a warning rather than making the phases nonsense.

@@ -84,9 +84,15 @@ class R1Driver final : public kiln::nodes::TelemetryDriver {
         connect();
       }
       if (transport_->live()) {
-        std::this_thread::sleep_until(next_poll_);
-        next_poll_ += std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        const auto interval = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
             std::chrono::duration<double>(s_.interval_s));
+        // Behind by more than a reading (after a reconnect, or a caller that paused): the pace
+        // starts again from now — catching up polled back to back, a burst of readings stamped
+        // milliseconds apart.
+        if (std::chrono::steady_clock::now() - next_poll_ > interval)
+          next_poll_ = std::chrono::steady_clock::now();
+        std::this_thread::sleep_until(next_poll_);
+        next_poll_ += interval;
       }
       auto f1 = transport_->exchange(kiln::r1::ReadCommand::kPoll1);
       auto f2 = transport_->exchange(kiln::r1::ReadCommand::kPoll2);

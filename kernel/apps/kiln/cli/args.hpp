@@ -1,10 +1,13 @@
 // Command-line arguments shared by every kiln command.
 #pragma once
 
+#include <cmath>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
+#include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -86,5 +89,26 @@ runtime::BootOptions boot_options(const Args& a, bool resolve, std::set<std::str
 // naming where storage.path came from (a config other than the deployment's, most likely), not
 // a new empty database at that path.
 std::unique_ptr<runtime::Kernel> boot_reading(const Args& a);
+
+// An option's number: `fallback` when it is not given; the whole text a finite number from `lo` to
+// `hi` (`whole`: with no fraction), or std::invalid_argument naming the option and the range
+// ("10m" is not 10, "nan" is not a number).
+inline double number_arg(const std::optional<std::string>& v, const char* name, double fallback,
+                         double lo, double hi, bool whole = false) {
+  if (!v) return fallback;
+  try {
+    std::size_t used = 0;
+    const double x = std::stod(*v, &used);
+    if (used == v->size() && std::isfinite(x) && x >= lo && x <= hi &&
+        (!whole || x == std::floor(x)))
+      return x;
+  } catch (const std::exception&) {
+  }
+  std::ostringstream msg;
+  msg.precision(15);  // 2592000, not 2.592e+06
+  msg << name << " takes a " << (whole ? "whole number" : "number") << " from " << lo << " to "
+      << hi << ", not '" << *v << "'";
+  throw std::invalid_argument(msg.str());
+}
 
 }  // namespace kiln::cli

@@ -1288,14 +1288,7 @@ int cmd_say(const Args& a, std::ostream& out, std::ostream& err) {
   const std::string file = a.out_file.value_or("speech." + format);
   json::object input{{"text", a.positional[1]}, {"format", format}};
   if (a.voice) input["voice"] = *a.voice;
-  if (a.speed) {
-    try {
-      input["speed"] = std::stod(*a.speed);
-    } catch (const std::exception&) {
-      throw std::invalid_argument("--speed wants a number between 0.25 and 4.0, not '" + *a.speed +
-                                  "'");
-    }
-  }
+  if (a.speed) input["speed"] = number_arg(a.speed, "--speed", 1, 0.25, 4.0);
   auto k = Kernel::boot(boot_options(a, true));
   runtime::ToolCall call{"tts.synthesize", a.tenant, input, "", {}, {}};
   auto outcome = k->executor().invoke(call);

@@ -192,19 +192,14 @@ missions::Actor actor_of(const Args& a) {
 
 std::chrono::milliseconds timeout_of(const Args& a, std::chrono::seconds dflt) {
   if (!a.timeout) return dflt;
-  try {
-    double s = std::stod(*a.timeout);
-    if (s <= 0) throw std::invalid_argument("");
-    return std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000));
-  } catch (const std::exception&) {
-    throw std::invalid_argument("--timeout takes seconds > 0, got '" + *a.timeout + "'");
-  }
+  const double s = number_arg(a.timeout, "--timeout (seconds)", 0, 0.001, 864000);
+  return std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000));
 }
 
 // --wait: runs mission `id` in this process until it settles (DONE, FAILED, CANCELED, BLOCKED or
 // QUARANTINED) or --timeout passes, saying on stderr what it waits for.
-missions::MissionView wait_settled(Kernel& k, const Args& a, const std::string& id) {
-  const auto timeout = timeout_of(a, std::chrono::hours(1));
+missions::MissionView wait_settled(Kernel& k, const std::string& id,
+                                   std::chrono::milliseconds timeout) {
   return missions::run_until_settled(
       k.missions(), k.executor(), id, timeout, [&](const missions::MissionView& m) {
         if (m.state != missions::state::kRetry) return;
@@ -442,6 +437,7 @@ void print_templates(const json::array& arr, std::ostream& out) {
 int cmd_mission_start(const Args& a, std::ostream& out) {
   if (a.positional.size() < 3)
     throw std::invalid_argument("kiln mission start needs a TEMPLATE (kiln mission templates)");
+  const auto timeout = timeout_of(a, std::chrono::hours(1));  // said before the mission starts
   missions::CreateRequest req;
   req.template_name = a.positional[2];
   req.tenant = a.tenant;
@@ -457,7 +453,7 @@ int cmd_mission_start(const Args& a, std::ostream& out) {
                                          *req.idempotency_key + "' (created: false)";
   missions::MissionView m = r.mission;
   if (a.wait && !missions::is_settled(m.state)) {
-    m = wait_settled(*k, a, m.id);
+    m = wait_settled(*k, m.id, timeout);
     headline += " → " + m.state;
   }
   int rc = report_mission(a, out, m, headline, json::object{{"created", r.created}});
@@ -470,15 +466,8 @@ int cmd_mission_list(const Args& a, std::ostream& out) {
   f.state = a.state;
   f.template_name = a.template_name;
   f.starting_after = a.starting_after;
-  std::int64_t limit = 100;
-  if (a.limit) {
-    try {
-      limit = std::stoll(*a.limit);
-    } catch (const std::exception&) {
-      limit = 0;
-    }
-    if (limit < 1) throw std::invalid_argument("--limit takes a number of 1 or more");
-  }
+  const auto limit =
+      static_cast<std::int64_t>(number_arg(a.limit, "--limit", 100, 1, 100000, true));
   f.limit = limit + 1;  // one more tells whether there is a next page
   auto k = boot_reading(a);
   auto found = k->missions().list(f);
@@ -581,9 +570,10 @@ int cmd_mission_artifact(const Args& a, std::ostream& out) {
 
 int cmd_mission_approve(const Args& a, std::ostream& out) {
   const std::string id = id_arg(a, "approve");
+  const auto timeout = timeout_of(a, std::chrono::hours(1));
   auto k = boot(a, a.wait);
   auto m = k->missions().approve(a.tenant_filter, id, actor_of(a), a.reason.value_or(""));
-  if (a.wait) m = wait_settled(*k, a, id);
+  if (a.wait) m = wait_settled(*k, id, timeout);
   const int rc = report_mission(a, out, m, "approved mission " + id + ": " + m.state);
   return not_settled(a, m, out).value_or(rc);
 }
@@ -598,9 +588,10 @@ int cmd_mission_cancel(const Args& a, std::ostream& out) {
 
 int cmd_mission_retry(const Args& a, std::ostream& out) {
   const std::string id = id_arg(a, "retry");
+  const auto timeout = timeout_of(a, std::chrono::hours(1));
   auto k = boot(a, a.wait);
   auto m = k->missions().retry(a.tenant_filter, id, actor_of(a), a.reason.value_or(""));
-  if (a.wait) m = wait_settled(*k, a, id);
+  if (a.wait) m = wait_settled(*k, id, timeout);
   const int rc = report_mission(a, out, m, "retrying mission " + id + ": " + m.state);
   return not_settled(a, m, out).value_or(rc);
 }
@@ -646,9 +637,8 @@ int cmd_mission_work(const Args& a, std::ostream& out) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   auto k = boot(a, true);
   k->require_writable_storage();
-  workers =
-      a.workers ? std::stoi(*a.workers) : static_cast<int>(k->config().get_int("missions.workers"));
-  if (workers < 1) throw std::invalid_argument("--workers must be >= 1");
+  workers = a.workers ? static_cast<int>(number_arg(a.workers, "--workers", 1, 1, 256, true))
+                      : static_cast<int>(k->config().get_int("missions.workers"));
   auto& svc = k->missions();
   missions::WorkerPool pool(svc, k->executor(), workers,
                             std::chrono::milliseconds(k->config().get_int("missions.poll_ms")));

@@ -122,13 +122,7 @@ int mission_answer(const Remote& r, const http::ClientResponse& res, const Args&
 // Polls mission `id` until the server's workers settle it (DONE, FAILED, CANCELED, BLOCKED or
 // QUARANTINED) or --timeout passes; the last answer.
 http::ClientResponse wait_settled(Remote& r, const Args& a, const std::string& id) {
-  double seconds = 3600;
-  try {
-    if (a.timeout) seconds = std::stod(*a.timeout);
-  } catch (const std::exception&) {
-    seconds = -1;
-  }
-  if (!(seconds > 0)) throw std::invalid_argument("--timeout wants seconds (a number above 0)");
+  const double seconds = number_arg(a.timeout, "--timeout (seconds)", 3600, 0.001, 864000);
   const auto deadline = std::chrono::steady_clock::now() +
                         std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
   for (;;) {
@@ -237,6 +231,9 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
   const auto [url, key] = server_target(a);
   if (url.empty()) return std::nullopt;
   Remote r{http::Client(url), key, name};
+  // Before anything is asked of the server: a --timeout it cannot use would be found only after
+  // the mission was started.
+  if (a.timeout) number_arg(a.timeout, "--timeout (seconds)", 3600, 0.001, 864000);
 
   if (name == "say") {
     if (a.positional.size() != 2)
@@ -245,13 +242,7 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
     const std::string file = a.out_file.value_or("speech." + format);
     json::object body{{"model", "kiln"}, {"input", a.positional[1]}, {"response_format", format}};
     body["voice"] = a.voice.value_or("alloy");  // OpenAI's names speak with the default voice
-    if (a.speed) {
-      try {
-        body["speed"] = std::stod(*a.speed);
-      } catch (const std::exception&) {
-        throw std::invalid_argument("--speed wants a number between 0.25 and 4.0");
-      }
-    }
+    if (a.speed) body["speed"] = number_arg(a.speed, "--speed", 1, 0.25, 4.0);
     auto res = r.call("POST", "/v1/audio/speech", json::serialize(body),
                       {{"Content-Type", "application/json"}});
     if (res.status != 200) return finish(r, res, out, err);
@@ -397,13 +388,9 @@ std::optional<int> run_remote(const std::string& name, const Args& a, std::ostre
       body["public_key"] = *a.public_key;
     }
     if (name == "devices add") body["device"] = a.positional[2];
-    if (a.grace && name == "devices rotate") {
-      try {
-        body["grace_s"] = std::stoll(*a.grace);
-      } catch (const std::exception&) {
-        throw std::invalid_argument("--grace takes whole seconds");
-      }
-    }
+    if (a.grace && name == "devices rotate")
+      body["grace_s"] =
+          static_cast<std::int64_t>(number_arg(a.grace, "--grace", 3600, 0, 30 * 86400, true));
     auto res = name == "devices add"
                    ? r.call("POST", "/v1/devices", json::serialize(body),
                             {{"Content-Type", "application/json"}})

@@ -83,20 +83,6 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-double number_arg(const std::optional<std::string>& v, const char* name, double fallback, double lo,
-                  double hi) {
-  if (!v) return fallback;
-  try {
-    std::size_t used = 0;
-    const double x = std::stod(*v, &used);
-    if (used == v->size() && x >= lo && x <= hi) return x;
-  } catch (const std::exception&) {
-  }
-  std::ostringstream msg;
-  msg << name << " takes a number from " << lo << " to " << hi << ", not '" << *v << "'";
-  throw std::invalid_argument(msg.str());
-}
-
 std::string device_arg(const Args& a, const std::string& cmd) {
   if (a.positional.size() < 3) throw std::invalid_argument(cmd + " needs a DEVICE");
   return a.positional[2];
@@ -332,7 +318,7 @@ int cmd_devices_rotate(const Args& a, std::ostream& out) {
   const std::string device = device_arg(a, "devices rotate");
   check_key_out(a);
   auto pub = public_key_arg(a);
-  const double grace = number_arg(a.grace, "--grace", 3600, 0, 30 * 86400);
+  const double grace = number_arg(a.grace, "--grace", 3600, 0, 30 * 86400, true);
   auto k = boot(a, false);
   auto c = k->telemetry().devices().rotate(a.tenant, device, pub,
                                            std::chrono::seconds(static_cast<long>(grace)),
@@ -510,7 +496,8 @@ void print_sessions(const json::array& sessions, std::ostream& out) {
 
 int cmd_sessions_list(const Args& a, std::ostream& out) {
   auto k = boot_reading(a);
-  const auto limit = static_cast<std::int64_t>(number_arg(a.limit, "--limit", 100, 1, 100000));
+  const auto limit =
+      static_cast<std::int64_t>(number_arg(a.limit, "--limit", 100, 1, 100000, true));
   std::optional<double> since;
   if (a.since) since = utc_seconds(*a.since, "--since");
   telemetry::Sessionizer::ListFilter f;
@@ -1106,9 +1093,9 @@ int cmd_record(const Args& a, std::ostream& out, std::ostream& err) {
     throw std::invalid_argument(
         "record needs --key FILE, the device key `kiln devices add DEVICE` wrote");
   const auto cred = telemetry::DeviceCredentials::read(*a.key_file);
-  const auto batch_n = static_cast<std::size_t>(number_arg(a.batch, "--batch", 10, 1, 600));
+  const auto batch_n = static_cast<std::size_t>(number_arg(a.batch, "--batch", 10, 1, 600, true));
   const double speed = number_arg(a.speed, "--speed", 1, 0, 100000);
-  const int roasts = static_cast<int>(number_arg(a.roasts, "--roasts", 1, 0, 1000000));
+  const int roasts = static_cast<int>(number_arg(a.roasts, "--roasts", 1, 0, 1000000, true));
   const double duration = number_arg(a.duration, "--duration", 0, 0, 1e9);
   Args ba = a;
   if (a.driver) {
