@@ -1341,6 +1341,25 @@ BOOST_AUTO_TEST_CASE(record_two_roasts_back_to_back) {
   BOOST_TEST(boots.size() == 2u);  // two recordings
   BOOST_TEST(samples_of(sessions[1]) == first_samples);
   BOOST_TEST(samples_of(sessions[0]) == second_samples);
+  // The roaster's newest session is the newest recording's, though its device times are earlier:
+  // listed first for the device, and what `--device` marks (it marked an older roast).
+  const std::int64_t newest_boot = *boots.rbegin();
+  auto of_device = kiln({"sessions", "list", "--device", "sim-2", "--json"});
+  BOOST_REQUIRE_MESSAGE(of_device.exit_code == 0, of_device.err);
+  const auto by_device = json::parse(of_device.out).as_array();
+  BOOST_REQUIRE_EQUAL(by_device.size(), 3u);
+  BOOST_TEST(by_device[0].at("first_boot").as_int64() == newest_boot);
+  BOOST_TEST(by_device[1].at("id") == sessions[0].at("id"));
+  BOOST_TEST(by_device[2].at("id") == sessions[1].at("id"));
+  auto marked =
+      kiln({"sessions", "mark", "--device", "sim-2", "FCs", "--at", "8:00", "--no-report"});
+  BOOST_REQUIRE_MESSAGE(marked.exit_code == 0, marked.out + marked.err);
+  BOOST_TEST(contains(marked.out, std::string(by_device[0].at("id").as_string())), marked.out);
+  // Paged one at a time, the device's order holds across pages.
+  auto page2 = kiln({"sessions", "list", "--device", "sim-2", "--json", "--limit", "1",
+                     "--starting-after", std::string(by_device[0].at("id").as_string())});
+  BOOST_REQUIRE_MESSAGE(page2.exit_code == 0, page2.err);
+  BOOST_TEST(json::parse(page2.out).at(0).at("id") == sessions[0].at("id"), page2.out);
 }
 
 // A recording machine needs no voice: record, analyze and report resolve only the nodes they use,

@@ -1238,11 +1238,18 @@ SessionInfo Sessionizer::weigh(const std::string& tenant, const std::string& id,
 
 std::vector<SessionInfo> Sessionizer::list(const std::filesystem::path& db, const ListFilter& f) {
   Connection c(db, Connection::Mode::kReadOnly);
+  // One device's sessions are newest first by its recordings (boots), then start: a device whose
+  // clock started over (or the simulator run ahead of the wall clock before) has a newer roast
+  // at an earlier device time, and "the roaster's newest session" (predict and sessions mark
+  // --device) took an older one. Across devices, boots do not compare: by start.
+  const char* boot = f.device ? "COALESCE(last_boot, 0)" : "(0)";  // (0): not a column number
   // Keyset paging: the cursor is a session; the page goes on from its place in the order.
   double after_t = 0;
+  std::int64_t after_boot = 0;
   if (f.starting_after) {
-    auto at = c.prepare(std::string("SELECT start_t FROM telemetry_sessions WHERE id = ?") +
-                        (f.tenant ? " AND tenant = ?" : ""));
+    auto at =
+        c.prepare(std::string("SELECT start_t, ") + boot + " FROM telemetry_sessions WHERE id = ?" +
+                  (f.tenant ? " AND tenant = ?" : ""));
     at.bind(1, *f.starting_after);
     if (f.tenant) at.bind(2, *f.tenant);
     if (!at.step())
@@ -1254,6 +1261,7 @@ std::vector<SessionInfo> Sessionizer::list(const std::filesystem::path& db, cons
               " the id of the last session of the previous page",
           "starting_after");
     after_t = at.real(0);
+    after_boot = at.int64(1);
   }
   std::string sql = std::string("SELECT ") + kColumns + " FROM telemetry_sessions WHERE 1";
   if (f.tenant) sql += " AND tenant = ?";
@@ -1261,8 +1269,11 @@ std::vector<SessionInfo> Sessionizer::list(const std::filesystem::path& db, cons
   if (f.since) sql += " AND start_t >= ?";
   if (f.before) sql += " AND start_t < ?";
   if (f.state) sql += " AND state = ?";
-  if (f.starting_after) sql += " AND (start_t < ? OR (start_t = ? AND id < ?))";
-  sql += " ORDER BY start_t DESC, id DESC LIMIT ?";
+  if (f.starting_after)
+    sql += std::string(" AND (") + boot + " < ? OR (" + boot +
+           " = ? AND (start_t < ? OR (start_t = ? AND id < ?))))";
+  sql += std::string(" ORDER BY ") + (f.device ? std::string(boot) + " DESC, " : "") +
+         "start_t DESC, id DESC LIMIT ?";
   auto st = c.prepare(sql);
   int i = 1;
   if (f.tenant) st.bind(i++, *f.tenant);
@@ -1271,6 +1282,8 @@ std::vector<SessionInfo> Sessionizer::list(const std::filesystem::path& db, cons
   if (f.before) st.bind_real(i++, *f.before);
   if (f.state) st.bind(i++, *f.state);
   if (f.starting_after) {
+    st.bind(i++, after_boot);
+    st.bind(i++, after_boot);
     st.bind_real(i++, after_t);
     st.bind_real(i++, after_t);
     st.bind(i++, *f.starting_after);
