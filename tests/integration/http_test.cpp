@@ -997,6 +997,41 @@ BOOST_AUTO_TEST_CASE(every_operation_documents_the_statuses_every_route_answers)
 
 // Which API keys exist, and their hashes, are for admins: the ledger leaves stream `keys` out
 // for other roles.
+// A call over the policy's rate is answered 429 with Retry-After from the bucket's
+// retry_after_ms, on every route that runs a tool (only a tool invoke said when), and a tool
+// with its own bucket does not hold up another.
+BOOST_AUTO_TEST_CASE(rate_limited_calls_say_when_to_come_back) {
+  TempDir policy_dir;
+  const auto policy = policy_dir.path() / "policy.yaml";
+  std::ofstream(policy) << "version: 1\ntenants:\n  \"*\":\n    missions: [\"*\"]\n"
+                           "    rate_limits:\n      per_tool:\n"
+                           "        kiln.noop: {per_second: 0.1, burst: 1}\n"
+                           "        tts.synthesize: {per_second: 0.5}\n";
+  Server s({"policy.file=" + policy.string()});
+  const std::string noop = R"({"input": {}})";
+  BOOST_TEST(s.call("POST", "/v1/tools/kiln.noop:invoke", "a_operator", noop).status == 200);
+  auto refused = s.call("POST", "/v1/tools/kiln.noop:invoke", "a_operator", noop);
+  BOOST_TEST(refused.status == 429, refused.body);
+  BOOST_TEST(error_code_of(refused) == "rate_limited");
+  BOOST_TEST(body(refused).at("error").at("details").at("retryable").as_bool());
+  const auto wait_s = std::stoi(refused.header("retry-after"));
+  BOOST_TEST((wait_s >= 9 && wait_s <= 10), refused.header("retry-after"));
+  BOOST_TEST(
+      s.call("POST", "/v1/tools/kiln.echo:invoke", "a_operator", R"({"input": {"x": 1}})").status ==
+      200);
+  // Speech runs tts.synthesize: its own bucket, a burst of one left out (max(1, per_second)).
+  const std::string say = R"({"model": "tts-1", "input": "Hi.", "voice": "alloy", )"
+                          R"("response_format": "wav"})";
+  BOOST_TEST(
+      s.call("POST", "/v1/audio/speech", "a_viewer", say, {{"Content-Type", "application/json"}})
+          .status == 200);
+  auto again =
+      s.call("POST", "/v1/audio/speech", "a_viewer", say, {{"Content-Type", "application/json"}});
+  BOOST_TEST(again.status == 429, again.body);
+  BOOST_TEST((again.header("retry-after") == "1" || again.header("retry-after") == "2"),
+             again.header("retry-after"));
+}
+
 BOOST_AUTO_TEST_CASE(api_key_events_are_for_admins) {
   Server s;
   auto count_keys = [&](const std::string& key) {

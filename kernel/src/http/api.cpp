@@ -719,12 +719,8 @@ Router build_api(ApiContext& ctx) {
              if (e.code == error_code::kInvalidInput && e.details.is_object())
                if (auto* f = e.details.as_object().if_contains("field"); f && f->is_string())
                  details["field"] = "body." + std::string(f->as_string());
-             auto res = error(tool_error_status(e.code), e.code, e.message, std::move(details));
-             if (e.code == error_code::kRateLimited && e.details.is_object())
-               if (auto* ms = e.details.as_object().if_contains("retry_after_ms"))
-                 res.headers.emplace_back(
-                     "Retry-After", std::to_string((ms->to_number<std::int64_t>() + 999) / 1000));
-             return res;
+             // (A 429's Retry-After comes from details.tool.retry_after_ms: the server's.)
+             return error(tool_error_status(e.code), e.code, e.message, std::move(details));
            }
            json::array artifacts;
            for (const auto& a : outcome.value().artifacts)

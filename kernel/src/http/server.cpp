@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
@@ -48,6 +49,24 @@ std::string new_request_id() {
   std::string id(16, '0');
   for (std::uint64_t v = rng(), i = 16; i-- > 0; v >>= 4) id[i] = kHex[v & 0xf];
   return id;
+}
+
+// Whole seconds until a refused (429) call may go again: the error's details.retry_after_ms (or
+// details.tool.retry_after_ms, a tool invoke's), rounded up; 1 when it says none.
+std::int64_t retry_after_s(const std::string& body) {
+  json::error_code ec;
+  const auto v = json::parse(body, ec);
+  const json::value* d = nullptr;
+  if (!ec && v.is_object())
+    if (const auto* e = v.as_object().if_contains("error"); e && e->is_object())
+      d = e->as_object().if_contains("details");
+  for (int depth = 0; d && d->is_object() && depth < 2; ++depth) {
+    if (const auto* ms = d->as_object().if_contains("retry_after_ms"); ms && ms->is_number())
+      return std::max<std::int64_t>(
+          1, static_cast<std::int64_t>(std::ceil(ms->to_number<double>() / 1000)));
+    d = d->as_object().if_contains("tool");
+  }
+  return 1;
 }
 
 bool acceptable_request_id(std::string_view v) {
@@ -628,10 +647,13 @@ struct Server::Impl {
       }
       // A 503 is temporary by definition (draining, storage unavailable, too many streams):
       // say when to try again, unless the route said it already.
-      if (response.status == 503 &&
-          std::none_of(response.headers.begin(), response.headers.end(),
-                       [](const auto& h) { return h.first == "Retry-After"; }))
-        response.headers.emplace_back("Retry-After", "2");
+      const bool says_when = std::any_of(response.headers.begin(), response.headers.end(),
+                                         [](const auto& h) { return h.first == "Retry-After"; });
+      if (response.status == 503 && !says_when) response.headers.emplace_back("Retry-After", "2");
+      // A 429 from any route (speech, a session's view, a tool) says when its bucket has a call
+      // again: the policy's retry_after_ms in its details (only tool invokes said it).
+      if (response.status == 429 && !says_when)
+        response.headers.emplace_back("Retry-After", std::to_string(retry_after_s(response.body)));
       // A page of an allowed origin may read the answer (errors too: it shows their messages).
       if (const auto origin = cors_origin(req); !origin.empty()) {
         response.headers.emplace_back("Access-Control-Allow-Origin", origin);
