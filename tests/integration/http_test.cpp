@@ -45,6 +45,7 @@ struct Server {
   TempDir dir;
   std::map<std::string, std::string> env;
   std::unique_ptr<Child> child;
+  std::string host;  // as a URL writes it: 127.0.0.1, [::1]
   int port = 0;
   std::map<std::string, std::string> keys;  // name -> secret
 
@@ -72,8 +73,10 @@ struct Server {
     BOOST_REQUIRE_MESSAGE(child->wait_for_stderr("serving http://", 30s), "serve did not start");
     std::smatch m;
     const std::string err = child->stderr_so_far();
-    BOOST_REQUIRE(std::regex_search(err, m, std::regex("listening on http://127.0.0.1:([0-9]+)")));
-    port = std::stoi(m[1]);
+    BOOST_REQUIRE(std::regex_search(
+        err, m, std::regex("listening on http://(127\\.0\\.0\\.1|\\[::1\\]):([0-9]+)")));
+    host = m[1];
+    port = std::stoi(m[2]);
   }
   // Each test's server ends as a service manager ends it (SIGTERM) and must exit 0 within the
   // drain: a shutdown that hangs, crashes or fails fails the test that ran it (it was killed
@@ -94,7 +97,7 @@ struct Server {
     for (const auto& [k, v] : extra) e[k] = v;
     return run(args, e, dir.path());
   }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
+  std::string url() const { return "http://" + host + ":" + std::to_string(port); }
   http::ClientResponse call(const std::string& method, const std::string& target,
                             const std::string& key = "", const std::string& body = "",
                             std::vector<std::pair<std::string, std::string>> headers = {}) const {
@@ -1030,6 +1033,40 @@ BOOST_AUTO_TEST_CASE(rate_limited_calls_say_when_to_come_back) {
   BOOST_TEST(again.status == 429, again.body);
   BOOST_TEST((again.header("retry-after") == "1" || again.header("retry-after") == "2"),
              again.header("retry-after"));
+}
+
+// A server on an IPv6 address says its URL with the address in brackets, and the CLI reaches it
+// by that URL (the client split http://[::1]:8080 at its last ':' and looked up "[::1]").
+BOOST_AUTO_TEST_CASE(a_server_on_ipv6_is_reached_by_its_url) {
+  http::Client bare("http://[::1]");
+  BOOST_TEST(bare.host() == "::1");
+  BOOST_TEST(bare.port() == "80");
+  BOOST_TEST(bare.authority() == "[::1]:80");
+  BOOST_TEST(http::Client("http://127.0.0.1:8080/").authority() == "127.0.0.1:8080");
+  for (const char* bad : {"http://[::1", "http://[::1]8080"})
+    BOOST_CHECK_EXCEPTION(http::Client{bad}, std::invalid_argument, [](const auto& e) {
+      return contains(e.what(), "has an IPv6 address: write it as http://[ADDRESS]:PORT");
+    });
+  {  // A machine without IPv6 on its loopback (a container with it switched off) cannot serve.
+    const int fd = ::socket(AF_INET6, SOCK_STREAM, 0);
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_loopback;
+    const bool v6 = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    if (fd >= 0) ::close(fd);
+    if (!v6) {
+      BOOST_TEST_MESSAGE("no IPv6 loopback here: the server part of this test does not run");
+      return;
+    }
+  }
+  Server s({"server.host=::1"});
+  BOOST_TEST(s.host == "[::1]");
+  BOOST_TEST(s.call("GET", "/health").status == 200);
+  auto health = s.kiln({"server", "health", "--server", s.url()});
+  BOOST_TEST(health.exit_code == 0, health.out + health.err);
+  auto listed =
+      s.kiln({"mission", "list", "--server", s.url(), "--api-key", s.keys.at("a_viewer")});
+  BOOST_TEST(listed.exit_code == 0, listed.out + listed.err);
 }
 
 BOOST_AUTO_TEST_CASE(api_key_events_are_for_admins) {

@@ -50,14 +50,27 @@ Client::Client(const std::string& base, std::chrono::milliseconds timeout)
   while (!rest.empty() && rest.back() == '/') rest.pop_back();
   if (rest.find('/') != std::string::npos)
     throw std::invalid_argument("server URL '" + base + "' must not have a path");
-  auto colon = rest.rfind(':');
-  host_ = colon == std::string::npos ? rest : rest.substr(0, colon);
-  port_ = colon == std::string::npos ? "80" : rest.substr(colon + 1);
+  if (!rest.empty() && rest.front() == '[') {  // http://[::1]:8080 (RFC 3986 §3.2.2)
+    const auto close = rest.find(']');
+    if (close == std::string::npos || (close + 1 < rest.size() && rest[close + 1] != ':'))
+      throw std::invalid_argument("server URL '" + base +
+                                  "' has an IPv6 address: write it as http://[ADDRESS]:PORT");
+    host_ = rest.substr(1, close - 1);
+    port_ = close + 1 == rest.size() ? "80" : rest.substr(close + 2);
+  } else {
+    auto colon = rest.rfind(':');
+    host_ = colon == std::string::npos ? rest : rest.substr(0, colon);
+    port_ = colon == std::string::npos ? "80" : rest.substr(colon + 1);
+  }
   if (host_.empty() || port_.empty())
     throw std::invalid_argument("server URL '" + base + "' needs a host and a port");
 }
 
 Client::~Client() = default;
+
+std::string Client::authority() const {
+  return (host_.find(':') != std::string::npos ? "[" + host_ + "]" : host_) + ":" + port_;
+}
 
 std::string Client::no_answer() const {
   char buf[96];
@@ -70,7 +83,7 @@ ClientResponse Client::request(const std::string& method, const std::string& tar
                                std::vector<std::pair<std::string, std::string>> headers) {
   auto& i = *impl_;
   bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(method), target, 11};
-  req.set(bhttp::field::host, host_ + ":" + port_);
+  req.set(bhttp::field::host, authority());
   req.set(bhttp::field::user_agent, std::string("kiln/") + kVersion);
   for (auto& [k, v] : headers) req.set(k, v);
   if (!body.empty() && req.find(bhttp::field::content_type) == req.end())
@@ -83,14 +96,13 @@ ClientResponse Client::request(const std::string& method, const std::string& tar
     if (!i.stream) {
       tcp::resolver resolver(i.ioc);
       auto results = resolver.resolve(host_, port_, ec);
-      if (ec)
-        throw std::runtime_error("cannot resolve " + host_ + ":" + port_ + ": " + ec.message());
+      if (ec) throw std::runtime_error("cannot resolve " + authority() + ": " + ec.message());
       i.stream.emplace(i.ioc);
       i.stream->expires_after(timeout_);
       ec = i.run([&](auto done) { i.stream->async_connect(results, done); });
       if (ec) {
         i.stream.reset();
-        throw std::runtime_error("cannot connect to http://" + host_ + ":" + port_ + ": " +
+        throw std::runtime_error("cannot connect to http://" + authority() + ": " +
                                  (ec == beast::error::timeout ? no_answer() : ec.message()) +
                                  " (is `kiln serve` running there?)");
       }
@@ -111,9 +123,8 @@ ClientResponse Client::request(const std::string& method, const std::string& tar
       if (attempt == 0 && (ec == bhttp::error::end_of_stream ||
                            ec == asio::error::connection_reset || ec == asio::error::broken_pipe))
         continue;
-      throw std::runtime_error(
-          "HTTP " + method + " http://" + host_ + ":" + port_ + target +
-          " failed: " + (ec == beast::error::timeout ? no_answer() : ec.message()));
+      throw std::runtime_error("HTTP " + method + " http://" + authority() + target + " failed: " +
+                               (ec == beast::error::timeout ? no_answer() : ec.message()));
     }
     auto& res = parser.get();
     ClientResponse out;

@@ -30,8 +30,10 @@ class Client {
   ClientResponse request(const std::string& method, const std::string& target,
                          const std::string& body = "",
                          std::vector<std::pair<std::string, std::string>> headers = {});
-  const std::string& host() const { return host_; }
+  const std::string& host() const { return host_; }  // an IPv6 address without its brackets
   const std::string& port() const { return port_; }
+  // HOST:PORT as a URL and the Host header write it ([::1]:8080 for IPv6).
+  std::string authority() const;
 
  private:
   std::string no_answer() const;

@@ -697,7 +697,12 @@ int cmd_serve(const Args& a, std::ostream&) {
     // Not the configuration's fault as such (a port in use): the operation failed.
     throw BootError(runtime::kExitFailed, std::string("server: ") + e.what());
   }
-  spdlog::info("listening on http://{}:{} (server.host, server.port)", so.host, port);
+  // http://HOST:PORT as a client writes it: an IPv6 address in brackets (http://[::1]:8080).
+  const auto url_of = [port](const std::string& host) {
+    return "http://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+           std::to_string(port);
+  };
+  spdlog::info("listening on {} (server.host, server.port)", url_of(so.host));
   if (auto w = plain_http_warning(so.host)) spdlog::warn("{}", *w);
   // Under systemd (Type=notify): ready once the storage is open and every part runs; its
   // watchdog pinged while GET /health answers (scripts/systemd/kiln.service).
@@ -771,19 +776,18 @@ int cmd_serve(const Args& a, std::ostream&) {
     }
   }
   api.ready = true;
-  spdlog::info("kiln {} serving http://{}:{} ({} routes; GET /openapi.json)", kVersion, so.host,
-               port, router.routes().size());
-  manager.notify("READY=1\nMAINPID=" + std::to_string(::getpid()) + "\nSTATUS=serving http://" +
-                 so.host + ":" + std::to_string(port));
+  spdlog::info("kiln {} serving {} ({} routes; GET /openapi.json)", kVersion, url_of(so.host),
+               router.routes().size());
+  manager.notify("READY=1\nMAINPID=" + std::to_string(::getpid()) + "\nSTATUS=serving " +
+                 url_of(so.host));
   if (const auto every = manager.watchdog()) {
     // The server's own port on loopback: an any-address host is reached there too.
     const std::string self = so.host == "0.0.0.0" ? "127.0.0.1" : so.host == "::" ? "::1" : so.host;
     const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(*every / 4);
-    manager.start_watchdog([&stopping, self, port, wait] {
+    manager.start_watchdog([&stopping, url = url_of(self), wait] {
       if (stopping) return true;  // draining: /health says 503 on purpose
       try {
-        http::Client c("http://" + self + ":" + std::to_string(port),
-                       std::max(wait, std::chrono::milliseconds(100)));
+        http::Client c(url, std::max(wait, std::chrono::milliseconds(100)));
         // A deployment that keys /health (server.public_routes without it) gets 401 here: the
         // server answered all the same, which is what the watchdog asks.
         const int status = c.request("GET", "/health").status;
