@@ -90,6 +90,39 @@ BOOST_AUTO_TEST_CASE(every_refusal_has_its_reason) {
   auto impostor = generate_key("dev-1#1");
   auto forged = sign_envelope(sample_batch(), impostor, "acme", "roaster-1");
   BOOST_TEST(refused(forged, "acme", key).reason == "bad_signature");
+  // An integrator's framing mistakes, each said: another algorithm (ES256, -7, a common default),
+  // another tag (17, COSE_Mac0), no key id, a signature of the wrong length.
+  auto framed = [&](std::int64_t alg, bool with_kid, std::uint64_t tag, std::size_t sig_bytes) {
+    std::string prot;
+    cbor::head(prot, 5, with_kid ? 2 : 1);
+    cbor::put_int(prot, 1);
+    cbor::put_int(prot, alg);
+    if (with_kid) {
+      cbor::put_int(prot, 4);
+      cbor::put_bytes(prot, key.kid);
+    }
+    std::string out;
+    cbor::head(out, 6, tag);
+    cbor::head(out, 4, 4);
+    cbor::put_bytes(out, prot);
+    cbor::head(out, 5, 0);
+    cbor::put_bytes(out, encode_batch(sample_batch()));
+    cbor::put_bytes(out, std::string(sig_bytes, '\x5a'));
+    return out;
+  };
+  auto es256 = refused(framed(-7, true, 18, 64), "acme", key);
+  BOOST_TEST(es256.reason == "unsupported_alg");
+  BOOST_TEST(es256.message == "the protected header must say alg EdDSA (-8)");
+  auto mac0 = refused(framed(-8, true, 17, 64), "acme", key);
+  BOOST_TEST(mac0.reason == "malformed");
+  BOOST_TEST(mac0.message == "CBOR tag 17, expected 18 (COSE_Sign1)");
+  BOOST_TEST(refused(framed(-8, false, 18, 64), "acme", key).message ==
+             "the protected header has no key id (4)");
+  BOOST_TEST(refused(framed(-8, true, 18, 63), "acme", key).message ==
+             "an Ed25519 signature is 64 bytes, this one 63");
+  // The same framing with a real signature's length but not the key's: a bad signature, which
+  // shows the framing itself is read as kiln's.
+  BOOST_TEST(refused(framed(-8, true, 18, 64), "acme", key).reason == "bad_signature");
 }
 
 BOOST_AUTO_TEST_CASE(interop_with_an_independent_cose_implementation) {

@@ -333,6 +333,23 @@ BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason)
   // A device's key signing for another device.
   refused("r1-two", telemetry::sign_envelope(batch("r1-two", 7, 5, ten), key, "acme", "r1-two"),
           403, "wrong_device");
+  // Sent to the key's own stream, but the signed batch names another device (an encoder with
+  // the wrong device id): refused naming both.
+  auto renamed = s.send(
+      "r1-one", telemetry::sign_envelope(batch("r1-two", 7, 11, ten), key, "acme", "r1-one"));
+  BOOST_TEST(renamed.status == 403, renamed.body);
+  BOOST_TEST(code_of(renamed) == "wrong_device", renamed.body);
+  BOOST_TEST(contains(renamed.body, "the batch is from 'r1-two' sent to stream 'r1-one'"),
+             renamed.body);
+  // Readings whose times do not increase (a clock read twice in one tick).
+  auto twice = ten;
+  twice[4].t = twice[3].t;
+  auto repeated = s.send(
+      "r1-one", telemetry::sign_envelope(batch("r1-one", 7, 12, twice), key, "acme", "r1-one"));
+  BOOST_TEST(repeated.status == 422, repeated.body);
+  BOOST_TEST(code_of(repeated) == "bad_samples", repeated.body);
+  BOOST_TEST(contains(repeated.body, "sample 4 is not finite or its time does not increase"),
+             repeated.body);
   // The device's clock far ahead (a clock behind is a batch that waited in a spool: accepted up
   // to telemetry.max_age_s).
   auto skewed = batch("r1-one", 7, 6, ten);
@@ -506,7 +523,7 @@ BOOST_AUTO_TEST_CASE(envelopes_are_stored_once_and_every_refusal_has_its_reason)
         contains(metrics, std::string("kiln_telemetry_rejected_total{reason=\"") + reason + "\"} "),
         reason);
   BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"bad_signature\"} 2"));
-  BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"wrong_device\"} 2"));
+  BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"wrong_device\"} 3"));
   BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"unknown_key\"} 3"));
   BOOST_TEST(contains(metrics, "kiln_telemetry_rejected_total{reason=\"oversized_batch\"} 2"));
   // When each device last got a batch in, for an alert on a roaster gone quiet.
