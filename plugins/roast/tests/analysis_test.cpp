@@ -420,6 +420,34 @@ BOOST_AUTO_TEST_CASE(report_says_what_it_shows_and_labels_stay_readable) {
 
 // The profile a roast aimed at is drawn behind it (dashed, aligned at CHARGE, in °C even for a
 // °F profile) and compared in the table in a roaster's words.
+// Text a person typed — a profile's name and title, the device, the session — reaches the page
+// the server serves as text, never as markup.
+BOOST_AUTO_TEST_CASE(report_escapes_what_people_wrote) {
+  const std::string text = read(kFixtures / "26-02-01_1812_Jigesa_no2.alog");
+  auto log = parse_alog(text);
+  ReportInput in;
+  in.title = "s-<b>&\"1\"";
+  in.session = json::object{{"device", "r<i>1"}, {"charge_t", 1.8e9}};
+  in.curve = json::object{{"time", json::value_from(log.time)},
+                          {"bt", json::value_from(log.bt)},
+                          {"et", json::value_from(log.et)}};
+  in.analysis = to_json(analyze(log, AnalysisOptions{}));
+  in.reference = json::object{{"name", "<script>alert(1)</script>"},
+                              {"version", 1},
+                              {"title", "Guji <img src=x onerror=alert(2)> & \"N\""},
+                              {"profile", profile_from_alog(text)}};
+  const auto html = render_report_html(in);
+  for (const char* raw : {"<script", "<img", "<i>"})
+    BOOST_TEST(html.find(raw) == std::string::npos, raw);
+  BOOST_TEST(html.find("&lt;script&gt;alert(1)&lt;/script&gt;") != std::string::npos);
+  BOOST_TEST(html.find("r&lt;i&gt;1") != std::string::npos);  // the device
+  // Without a recorded session the page is headed by its title.
+  in.session = json::object{};
+  const auto titled = render_report_html(in);
+  BOOST_TEST(titled.find("<b>") == std::string::npos);
+  BOOST_TEST(titled.find("Roast s-&lt;b&gt;&amp;&quot;1&quot;") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(report_draws_and_compares_the_profile) {
   const std::string text = read(kFixtures / "26-02-01_1812_Jigesa_no2.alog");
   auto log = parse_alog(text);
