@@ -784,6 +784,16 @@ BOOST_AUTO_TEST_CASE(gate_decisions_land_in_a_verifiable_ledger) {
   BOOST_TEST(contains(metrics.body, "\nkiln_ledger_intact 0\n"), metrics.body);
   served.signal(SIGTERM);
   BOOST_TEST(served.wait(20s).exit_code == 0);
+  // A backup of the broken database is not restored over the deployment: the restore checks the
+  // chain first and leaves everything as it was.
+  auto copy = d.kiln({"db", "backup", "broken.db"});
+  BOOST_REQUIRE_MESSAGE(copy.exit_code == 0, copy.err);
+  auto restored = d.kiln({"db", "restore", "broken.db"});
+  BOOST_TEST(restored.exit_code == 1, restored.out << restored.err);
+  BOOST_TEST(contains(restored.err, "its ledger is broken at seq 1"), restored.err);
+  BOOST_TEST(contains(restored.err, "nothing restored"), restored.err);
+  for (const auto& f : fs::directory_iterator(d.dir.path() / "var"))
+    BOOST_TEST(f.path().filename().string().find("before-restore") == std::string::npos, f.path());
 }
 
 // ---- Missions, replay and policy from the command line -----------------------------------------

@@ -595,6 +595,23 @@ BOOST_AUTO_TEST_CASE(approvals_hold_a_mission_until_an_approver_approves) {
                     MissionError);  // not QUARANTINED
 }
 
+// approvals.tools in the policy: each step gets the stricter of its template's rule and the
+// policy's — required over none and over on_failure; `never` weakens no template's rule.
+BOOST_AUTO_TEST_CASE(a_policy_approval_rule_is_the_stricter_one) {
+  World w(std::string(kPolicy) +
+          "approvals:\n  tools: {kiln.echo: required, kiln.noop: never, test.fatal: required}\n");
+  auto simple = w.start("simple").mission;  // two kiln.echo steps, no rule in the template
+  BOOST_TEST(simple.steps[0].approval == "required");
+  auto held = w.run(simple.id);
+  BOOST_TEST(held.state == "QUARANTINED");
+  BOOST_TEST(held.reason == "APPROVAL_REQUIRED");
+  BOOST_TEST(held.steps[0].state == "PENDING");
+  BOOST_TEST(w.start("guarded").mission.steps[0].approval == "required");  // over on_failure
+  auto gated = w.start("gated").mission;
+  BOOST_TEST(gated.steps[0].approval == "never");     // kiln.noop: policy never, template none
+  BOOST_TEST(gated.steps[1].approval == "required");  // the template's required stands
+}
+
 BOOST_AUTO_TEST_CASE(cancel_is_final_and_refused_twice) {
   World w;
   auto m = w.start("simple");
