@@ -108,17 +108,24 @@ steps: [{id: a, tool: kiln.noop}]
     write(dir.path() / "missions/actuating.yaml",
           "name: actuating\nsteps: [{id: a, tool: test.actuate}]\n");
     write(dir.path() / "policy.yaml", policy);
+    sets_ = {std::string("plugins.search_paths=[") + KILN_TEST_PLUGIN_DIR + "/test_tools]",
+             "storage.path=" + (dir.path() / "kiln.db").string(),
+             "missions.dirs=[" + (dir.path() / "missions").string() + "]",
+             "policy.file=" + (dir.path() / "policy.yaml").string(), "missions.lease_ms=300"};
+    for (auto& s : extra_sets) sets_.push_back(std::move(s));
+    boot();
+  }
+  // Boots the kernel again over the same files (after a template changed, as a restart would).
+  void boot() {
+    k.reset();
     runtime::BootOptions o;
     o.environment = {};
     o.setup_logging = false;
     o.open_storage = true;
-    o.sets = {std::string("plugins.search_paths=[") + KILN_TEST_PLUGIN_DIR + "/test_tools]",
-              "storage.path=" + (dir.path() / "kiln.db").string(),
-              "missions.dirs=[" + (dir.path() / "missions").string() + "]",
-              "policy.file=" + (dir.path() / "policy.yaml").string(), "missions.lease_ms=300"};
-    for (auto& s : extra_sets) o.sets.push_back(std::move(s));
+    o.sets = sets_;
     k = runtime::Kernel::boot(o);
   }
+  std::vector<std::string> sets_;
   MissionService& svc() { return k->missions(); }
   CreateResult start(const std::string& tmpl, const std::string& tenant = "acme",
                      json::object inputs = {}, std::optional<std::string> key = {}) {
@@ -610,6 +617,38 @@ BOOST_AUTO_TEST_CASE(a_policy_approval_rule_is_the_stricter_one) {
   auto gated = w.start("gated").mission;
   BOOST_TEST(gated.steps[0].approval == "never");     // kiln.noop: policy never, template none
   BOOST_TEST(gated.steps[1].approval == "required");  // the template's required stands
+}
+
+// A template changed or removed while its mission waits: the mission fails saying so before any
+// step runs — an approver approved the steps as they were, not another tool in their place.
+BOOST_AUTO_TEST_CASE(a_template_changed_under_a_waiting_mission_fails_it) {
+  World w;
+  const auto changed = w.start("gated").mission.id;  // step a: kiln.noop
+  const auto removed = w.start("filed").mission.id;
+  write(w.dir.path() / "missions/gated.yaml", R"(name: gated
+steps:
+  - {id: a, tool: kiln.echo, input: {x: 2}}
+  - {id: b, tool: kiln.echo, needs: [a], approval: required, input: {x: 1}}
+)");
+  std::filesystem::remove(w.dir.path() / "missions/filed.yaml");
+  w.boot();
+  auto c = w.run(changed);
+  BOOST_TEST(c.state == "FAILED");
+  BOOST_TEST(c.reason == "TEMPLATE_CHANGED");
+  std::string failed;  // the mission.failed event, as the ledger keeps it
+  ledger::ExportFilter f;
+  f.stream = "mission/" + changed;
+  w.k->ledger().for_each(f, [&](const ledger::Event& e) {
+    if (e.kind == "mission.failed") failed = json::serialize(e.payload);
+  });
+  BOOST_TEST(
+      failed.find("step 'a' now uses tool 'kiln.echo', not 'kiln.noop'") != std::string::npos,
+      failed);
+  const auto h = w.history(changed);
+  BOOST_TEST((std::find(h.begin(), h.end(), "step.started") == h.end()));
+  auto r = w.run(removed);
+  BOOST_TEST(r.state == "FAILED");
+  BOOST_TEST(r.reason == "TEMPLATE_MISSING");
 }
 
 BOOST_AUTO_TEST_CASE(cancel_is_final_and_refused_twice) {
