@@ -1984,6 +1984,18 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
     for (const char* table : {"telemetry_batches", "telemetry_inbox"})
       c.exec(std::string("DELETE FROM ") + table + " WHERE rowid = (SELECT max(rowid) FROM " +
              table + ")");
+    // An envelope replaced along with its digest (it hashes right; the ledger lists another),
+    // and a row no event lists (a copy under a seq never sent).
+    const std::string nul_digest = common::sha256_hex(std::string(1, '\0'));
+    for (const std::string table : {"telemetry_batches", "telemetry_inbox"}) {
+      const std::string nth = "(SELECT rowid FROM " + table +
+                              " WHERE envelope IS NOT NULL ORDER BY rowid LIMIT 1 OFFSET ";
+      c.exec("UPDATE " + table + " SET envelope = X'00', digest = '" + nul_digest +
+             "' WHERE rowid = " + nth + "1)");
+      c.exec("CREATE TEMP TABLE copied AS SELECT * FROM " + table + " WHERE rowid = " + nth +
+             "2); UPDATE copied SET seq = 999999; INSERT INTO " + table +
+             " SELECT * FROM copied; DROP TABLE copied");
+    }
   }
   auto tampered = s.kiln({"ledger", "verify", "--set", "storage.path=" + backup});
   BOOST_TEST(tampered.exit_code == 1, tampered.out + tampered.err);
@@ -1995,6 +2007,9 @@ BOOST_AUTO_TEST_CASE(kiln_record_spools_while_the_server_is_down_then_reports_th
   BOOST_TEST(contains(tampered.out, ": the stored envelope does not hash to its digest"),
              tampered.out);
   BOOST_TEST(contains(tampered.out, " but not stored"), tampered.out);
+  BOOST_TEST(contains(tampered.out, ": its digest is not the one ledger seq "), tampered.out);
+  BOOST_TEST(contains(tampered.out, "seq 999999: stored, but no telemetry.batches event lists it"),
+             tampered.out);
   auto second = s.kiln({"db", "backup", backup});
   BOOST_TEST(second.exit_code == 1);
   BOOST_TEST(contains(second.err, "exists; name a new file"), second.err);
