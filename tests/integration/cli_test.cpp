@@ -1293,6 +1293,47 @@ BOOST_AUTO_TEST_CASE(analyze_reads_an_artisan_log_with_marked_or_detected_events
   BOOST_TEST(!fs::exists(d.dir.path() / "var" / "kiln.db"));
 }
 
+// A device that keeps its own secret key (firmware) is registered and rotated by its public key,
+// and no key file is written for it; a key file that is missing or is none is named as such.
+BOOST_AUTO_TEST_CASE(devices_keeping_their_own_keys_and_key_files_that_are_not) {
+  Deployment d;
+  // RFC 8032's test keys 1 and 2.
+  const std::string pub1 = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+  const std::string pub2 = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c";
+  auto added = d.kiln({"devices", "add", "fw-1", "--public-key", pub1});
+  BOOST_REQUIRE_MESSAGE(added.exit_code == 0, added.err);
+  BOOST_TEST(
+      std::regex_search(added.out, std::regex("added key [0-9a-f]{16} for device fw-1 \\(tenant "
+                                              "default\\); the device holds its own secret key")),
+      added.out);
+  BOOST_TEST(!fs::exists(d.dir.path() / "var/devices"));
+  auto rotated = d.kiln({"devices", "rotate", "fw-1", "--public-key", pub2, "--grace", "60"});
+  BOOST_REQUIRE_MESSAGE(rotated.exit_code == 0, rotated.err);
+  BOOST_TEST(contains(rotated.out, "the device holds its own secret key"), rotated.out);
+  auto listed = d.kiln({"devices", "list", "--json"});
+  BOOST_REQUIRE_MESSAGE(listed.exit_code == 0, listed.err);
+  std::multiset<std::string> states;
+  const auto keys = json::parse(listed.out);
+  for (const auto& k : keys.as_array())
+    if (k.at("device") == "fw-1") states.insert(std::string(k.at("status").as_string()));
+  BOOST_TEST((states == std::multiset<std::string>{"active", "retiring"}), listed.out);
+  auto short_key = d.kiln({"devices", "add", "fw-2", "--public-key", "abcd"});
+  BOOST_TEST(short_key.exit_code == 2, short_key.err);
+  BOOST_TEST(contains(short_key.err, "a public key is 64 hex digits"), short_key.err);
+  auto missing = d.kiln({"record", "--key", "missing.key"});
+  BOOST_TEST(missing.exit_code != 0);
+  BOOST_TEST(contains(missing.err,
+                      "cannot read device key missing.key (`kiln devices add` writes "
+                      "it)"),
+             missing.err);
+  const auto bad = d.dir.path() / "bad.key";
+  std::ofstream(bad) << "hello";
+  fs::permissions(bad, fs::perms::owner_read | fs::perms::owner_write);
+  auto not_a_key = d.kiln({"record", "--key", bad.string()});
+  BOOST_TEST(not_a_key.exit_code != 0);
+  BOOST_TEST(contains(not_a_key.err, "is not a device key file (not JSON"), not_a_key.err);
+}
+
 // `kiln record --roasts 2` on the simulated roaster: two roasts back to back (cooling, OFF,
 // preheat, CHARGE), recorded locally, become two sessions closed by their DROPs.
 BOOST_AUTO_TEST_CASE(record_two_roasts_back_to_back) {
