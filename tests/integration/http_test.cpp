@@ -574,6 +574,14 @@ BOOST_AUTO_TEST_CASE(errors_use_one_envelope) {
   // A path segment is decoded once and keeps its '+': an id holding '%' or '+' is looked up as
   // the client wrote it (it was decoded twice, '+' read as a space: a step's file "a+b.txt"
   // could not be fetched).
+  // A tool's own error code (not one of kiln's) is the tool's failure, 502, with its code and
+  // message as the tool gave them.
+  auto own = s.call("POST", "/v1/tools/test.fatal:invoke", "a_operator", R"({"input": {}})");
+  BOOST_TEST(own.status == 502, own.body);
+  BOOST_TEST(error_code_of(own) == "bad_request", own.body);
+  BOOST_TEST(body(own).at("error").at("message") == "test_tools refuses", own.body);
+  BOOST_TEST(!body(own).at("error").at("details").at("retryable").as_bool());
+  BOOST_TEST(own.header("retry-after").empty());
   auto twice = s.call("GET", "/v1/missions/m%2541+x", "a_viewer");
   BOOST_TEST(twice.status == 404);
   BOOST_TEST(contains(twice.body, "m%41+x"), twice.body);
@@ -697,6 +705,22 @@ BOOST_AUTO_TEST_CASE(missions_run_over_http_with_idempotency_keys_and_paged_ledg
       s.call("POST", "/v1/missions", "a_operator",
              R"({"template": "hello", "inputs": {"who": "other"}})", {{"Idempotency-Key", "k-77"}});
   BOOST_TEST(conflict.status == 409);
+  // The key in the body does the same; the header, when both are given, is the one used.
+  const std::string in_body =
+      R"({"template": "hello", "inputs": {"who": "api"}, "idempotency_key": "b-1"})";
+  auto body_first = s.call("POST", "/v1/missions", "a_operator", in_body);
+  BOOST_TEST(body_first.status == 201, body_first.body);
+  auto body_again = s.call("POST", "/v1/missions", "a_operator", in_body);
+  BOOST_TEST(body_again.status == 200, body_again.body);
+  BOOST_TEST(body(body_again).at("mission").at("id") == body(body_first).at("mission").at("id"));
+  auto header_wins =
+      s.call("POST", "/v1/missions", "a_operator", in_body, {{"Idempotency-Key", "h-1"}});
+  BOOST_TEST(header_wins.status == 201, header_wins.body);
+  BOOST_TEST(body(header_wins).at("mission").at("id") != body(body_first).at("mission").at("id"));
+  auto body_conflict = s.call("POST", "/v1/missions", "a_operator",
+                              R"({"template": "hello", "inputs": {"who": "other"}, )"
+                              R"("idempotency_key": "b-1"})");
+  BOOST_TEST(body_conflict.status == 409, body_conflict.body);
   // An empty key is a client's mistake, not "no key": each retry made a new mission.
   auto empty_key = s.call("POST", "/v1/missions", "a_operator", req, {{"Idempotency-Key", ""}});
   BOOST_TEST(empty_key.status == 422, empty_key.body);
