@@ -25,6 +25,7 @@
 #include "common/strings.hpp"
 #include "http/client.hpp"
 #include "runtime/json_schema.hpp"
+#include "storage/sqlite.hpp"
 #include "support/process.hpp"
 
 namespace fs = std::filesystem;
@@ -1091,6 +1092,44 @@ BOOST_AUTO_TEST_CASE(a_server_on_ipv6_is_reached_by_its_url) {
   auto listed =
       s.kiln({"mission", "list", "--server", s.url(), "--api-key", s.keys.at("a_viewer")});
   BOOST_TEST(listed.exit_code == 0, listed.out + listed.err);
+}
+
+// Storage that refuses writes while the server runs (here a trigger refusing every ledger row, as
+// a failing disk refuses them): /ready says 503 storage_failing with SQLite's error, /metrics
+// kiln_ready 0; once a write goes through again, 200.
+BOOST_AUTO_TEST_CASE(ready_says_when_the_storage_refuses_writes) {
+  Server s;
+  const std::string noop = R"({"input": {}})";
+  BOOST_TEST(s.call("GET", "/ready").status == 200);
+  const auto db = s.dir.path() / "var/kiln.db";
+  {
+    storage::Connection c(db, storage::Connection::Mode::kReadWrite);
+    c.exec("CREATE TRIGGER poison BEFORE INSERT ON ledger BEGIN "
+           "SELECT RAISE(ABORT, 'poisoned row'); END");
+  }
+  s.call("POST", "/v1/tools/kiln.noop:invoke", "a_operator", noop);  // its audit event fails
+  http::ClientResponse ready;
+  for (int i = 0; i < 100; ++i) {
+    ready = s.call("GET", "/ready");
+    if (ready.status == 503) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  BOOST_TEST(ready.status == 503, ready.body);
+  BOOST_TEST(error_code_of(ready) == "storage_failing", ready.body);
+  BOOST_TEST(contains(ready.body, "poisoned row"), ready.body);
+  BOOST_TEST(ready.header("retry-after") == "2");
+  BOOST_TEST(contains(s.call("GET", "/metrics").body, "\nkiln_ready 0\n"));
+  {
+    storage::Connection c(db, storage::Connection::Mode::kReadWrite);
+    c.exec("DROP TRIGGER poison");
+  }
+  for (int i = 0; i < 100 && ready.status != 200; ++i) {
+    s.call("POST", "/v1/tools/kiln.noop:invoke", "a_operator", noop);
+    ready = s.call("GET", "/ready");
+    if (ready.status != 200) std::this_thread::sleep_for(50ms);
+  }
+  BOOST_TEST(ready.status == 200, ready.body);
+  BOOST_TEST(contains(s.call("GET", "/metrics").body, "\nkiln_ready 1\n"));
 }
 
 BOOST_AUTO_TEST_CASE(api_key_events_are_for_admins) {
