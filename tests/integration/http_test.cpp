@@ -1104,8 +1104,9 @@ BOOST_AUTO_TEST_CASE(ready_says_when_the_storage_refuses_writes) {
   const auto db = s.dir.path() / "var/kiln.db";
   {
     storage::Connection c(db, storage::Connection::Mode::kReadWrite);
-    c.exec("CREATE TRIGGER poison BEFORE INSERT ON ledger BEGIN "
-           "SELECT RAISE(ABORT, 'poisoned row'); END");
+    c.exec(
+        "CREATE TRIGGER poison BEFORE INSERT ON ledger BEGIN "
+        "SELECT RAISE(ABORT, 'poisoned row'); END");
   }
   s.call("POST", "/v1/tools/kiln.noop:invoke", "a_operator", noop);  // its audit event fails
   http::ClientResponse ready;
@@ -1130,6 +1131,29 @@ BOOST_AUTO_TEST_CASE(ready_says_when_the_storage_refuses_writes) {
   }
   BOOST_TEST(ready.status == 200, ready.body);
   BOOST_TEST(contains(s.call("GET", "/metrics").body, "\nkiln_ready 1\n"));
+}
+
+// A deployment without the TTS and roast plugins (plugins.disabled) serves; what needs them
+// answers 503 naming the plugin or node that is not there, and the server is ready.
+BOOST_AUTO_TEST_CASE(routes_of_plugins_not_loaded_say_which) {
+  Server s({"plugins.disabled=[roast,tts_torch]"});
+  BOOST_TEST(s.call("GET", "/ready").status == 200);
+  auto voices = s.call("GET", "/v1/audio/voices", "a_viewer");
+  BOOST_TEST(voices.status == 503, voices.body);
+  BOOST_TEST(error_code_of(voices) == "provider_unavailable", voices.body);
+  BOOST_TEST(contains(voices.body, "tts_torch plugin is not loaded"), voices.body);
+  for (const char* stream : {"", R"(, "stream_format": "audio")"}) {
+    auto spoken = s.call("POST", "/v1/audio/speech", "a_viewer",
+                         std::string(R"({"model": "tts-1", "input": "Hi.", "voice": "alloy", )"
+                                     R"("response_format": "wav")") +
+                             stream + "}",
+                         {{"Content-Type", "application/json"}});
+    BOOST_TEST(spoken.status == 503, stream << spoken.body);
+    BOOST_TEST(error_code_of(spoken) == "provider_unavailable", spoken.body);
+  }
+  auto imported = s.call("POST", "/v1/profiles", "a_operator", R"({"name": "house", "alog": "x"})");
+  BOOST_TEST(imported.status == 503, imported.body);
+  BOOST_TEST(contains(imported.body, "roast.profile_import (the roast plugin's)"), imported.body);
 }
 
 BOOST_AUTO_TEST_CASE(api_key_events_are_for_admins) {
