@@ -693,7 +693,8 @@ BOOST_FIXTURE_TEST_CASE(the_recorder_sends_its_last_readings_when_they_end_or_it
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     BOOST_REQUIRE(driver->given() == 15);
     std::thread stopping([&] { recorder.stop(); });
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // stop() is waiting on read()
+    while (!recorder.stopping() && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));  // stop() now waits on read()
     driver->go_on();
     stopping.join();
     BOOST_TEST(driver->given() == 16);

@@ -349,6 +349,34 @@ BOOST_AUTO_TEST_CASE(a_reboot_whose_clock_starts_over_is_a_new_timeline) {
   }
 }
 
+// A device's newest session — what predict and sessions mark --device take — is its newest
+// recording's, open or closed, though a clock that started over put it at earlier times; the
+// next page goes on to the older recording.
+BOOST_AUTO_TEST_CASE(a_devices_newest_session_is_its_newest_recordings) {
+  Fixture f;
+  {
+    auto s = f.sessionizer();
+    add_in_tens(*s, "acme", "r1", 7, fixture_roast(true));  // closed at DROP
+    auto again = fixture_roast(true);
+    for (auto& x : again) x.t -= 100;  // boot 8's clock starts 100 s earlier, and it roasts
+    add_in_tens(*s, "acme", "r1", 8,
+                std::vector<telemetry::Sample>(again.begin(), again.begin() + 250));
+  }
+  telemetry::Sessionizer::ListFilter newest;
+  newest.tenant = "acme";
+  newest.device = "r1";
+  newest.limit = 1;
+  const auto first = telemetry::Sessionizer::list(f.ledger.path(), newest);
+  BOOST_REQUIRE_EQUAL(first.size(), 1u);
+  BOOST_TEST(first[0].state == "open");
+  BOOST_TEST(first[0].first_boot.value_or(-1) == 8);
+  newest.starting_after = first[0].id;
+  const auto next = telemetry::Sessionizer::list(f.ledger.path(), newest);
+  BOOST_REQUIRE_EQUAL(next.size(), 1u);
+  BOOST_TEST(next[0].state == "closed");
+  BOOST_TEST(next[0].first_boot.value_or(-1) == 7);
+}
+
 // Session ids are unique across tenants whatever their names: device "r1-1" at second
 // 1800000007 in tenant "acme" and device "r1" at second 1 in tenant "1800000007-acme" once made
 // the same id (the second's session was then lost to a UNIQUE constraint).

@@ -388,15 +388,17 @@ ToolOutcome NodeHost::call(const std::string& tool, const json::value& input,
   const json::object* ro = !ec && reply.is_object() ? &reply.as_object() : nullptr;
   const json::value* okv = ro ? ro->if_contains("ok") : nullptr;
   const json::value* ev = ro ? ro->if_contains("error") : nullptr;
-  // An ok reply may list files ({name, media_type, size}), whose bytes follow, a frame each.
+  // An ok reply may list files ({name, media_type, size}), whose bytes follow, a frame each; an
+  // error reply lists none (frames after it would be read as the next call's reply).
   const json::value* av = ro ? ro->if_contains("artifacts") : nullptr;
   const bool files_listed =
-      !av || (av->is_array() &&
+      !av || (okv && okv->is_bool() && okv->as_bool() && av->is_array() &&
               std::all_of(av->as_array().begin(), av->as_array().end(), [](const json::value& f) {
                 const auto* fo = f.if_object();
+                const auto* size = fo ? fo->if_contains("size") : nullptr;
                 return fo && fo->contains("name") && fo->at("name").is_string() &&
-                       fo->contains("media_type") && fo->at("media_type").is_string() &&
-                       fo->contains("size") && fo->at("size").is_number();
+                       fo->contains("media_type") && fo->at("media_type").is_string() && size &&
+                       (size->is_uint64() || (size->is_int64() && size->as_int64() >= 0));
               }));
   bool well_formed =
       okv && okv->is_bool() && files_listed &&
@@ -420,6 +422,13 @@ ToolOutcome NodeHost::call(const std::string& tool, const json::value& input,
         const auto& fo = f.as_object();
         if (!bytes || bytes->size() != fo.at("size").to_number<std::uint64_t>()) {
           auto how = reap(true);
+          if (timed_out)
+            return tool_error(error_code::kTimeout,
+                              "tool '" + tool + "' in the node-host of plugin " + plugin_name_ +
+                                  " did not pass on its files within " +
+                                  std::to_string(timeout.count()) + " ms; the child was killed (" +
+                                  how + ")",
+                              true);
           return tool_error(error_code::kInternal,
                             "node-host of plugin " + plugin_name_ + " did not pass on file '" +
                                 std::string(fo.at("name").as_string()) + "' of tool '" + tool +

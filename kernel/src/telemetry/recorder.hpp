@@ -31,6 +31,8 @@ class Recorder {
   void stop();
   std::int64_t batches() const { return batches_.load(); }
   bool stopped_for_key() const { return stopped_for_key_.load(); }
+  // Whether stop() was asked (or the key refused): the recorder ends after its current reading.
+  bool stopping() const { return stop_.load(); }
   static constexpr std::size_t kMaxHeldBatches = 20000;  // ≈ 55 h of 10-reading batches at 1 Hz
 
  private:

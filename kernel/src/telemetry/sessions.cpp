@@ -1241,8 +1241,11 @@ std::vector<SessionInfo> Sessionizer::list(const std::filesystem::path& db, cons
   // One device's sessions are newest first by its recordings (boots), then start: a device whose
   // clock started over (or the simulator run ahead of the wall clock before) has a newer roast
   // at an earlier device time, and "the roaster's newest session" (predict and sessions mark
-  // --device) took an older one. Across devices, boots do not compare: by start.
-  const char* boot = f.device ? "COALESCE(last_boot, 0)" : "(0)";  // (0): not a column number
+  // --device) took an older one. A session's newest boot is its last_boot once closed, its
+  // first_boot while open (last_boot is set at the close). Across devices, boots do not
+  // compare: by start.
+  const char* boot =
+      f.device ? "COALESCE(last_boot, first_boot, 0)" : "(0)";  // (0): not a column number
   // Keyset paging: the cursor is a session; the page goes on from its place in the order.
   double after_t = 0;
   std::int64_t after_boot = 0;

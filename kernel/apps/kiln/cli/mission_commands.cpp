@@ -629,7 +629,9 @@ int cmd_mission_prune(const Args& a, std::ostream& out) {
 }
 
 int cmd_mission_work(const Args& a, std::ostream& out) {
-  int workers = 0;
+  // Said before the database is opened.
+  int workers =
+      a.workers ? static_cast<int>(number_arg(a.workers, "--workers", 1, 1, 256, true)) : 0;
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
@@ -637,8 +639,7 @@ int cmd_mission_work(const Args& a, std::ostream& out) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   auto k = boot(a, true);
   k->require_writable_storage();
-  workers = a.workers ? static_cast<int>(number_arg(a.workers, "--workers", 1, 1, 256, true))
-                      : static_cast<int>(k->config().get_int("missions.workers"));
+  if (!a.workers) workers = static_cast<int>(k->config().get_int("missions.workers"));
   auto& svc = k->missions();
   missions::WorkerPool pool(svc, k->executor(), workers,
                             std::chrono::milliseconds(k->config().get_int("missions.poll_ms")));
