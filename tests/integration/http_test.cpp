@@ -1483,6 +1483,16 @@ BOOST_AUTO_TEST_CASE(the_cli_calls_a_server_with_the_same_commands) {
   BOOST_TEST(contains(health.out, "\"ok\""));
   BOOST_TEST(contains(remote({"server", "metrics"}, "").out, "kiln_http_requests_total"));
   BOOST_TEST(contains(remote({"server", "openapi"}, "").out, "\"3.1.0\""));
+  // A server URL kiln cannot use is said before anything is sent; a trailing slash is fine.
+  for (const auto& [url, said] : std::vector<std::pair<std::string, std::string>>{
+           {"https://127.0.0.1:" + std::to_string(s.port), "https is not supported"},
+           {s.url() + "/api", "must not have a path"},
+           {"http://127.0.0.1:", "needs a host and a port"}}) {
+    auto r = s.kiln({"server", "health", "--server", url});
+    BOOST_TEST(r.exit_code == 2, url << ": " << r.err);
+    BOOST_TEST(contains(r.err, said), r.err);
+  }
+  BOOST_TEST(s.kiln({"server", "health", "--server", s.url() + "/"}).exit_code == 0);
   auto local_only = s.kiln({"server", "health"});
   BOOST_TEST(local_only.exit_code == 2);
   BOOST_TEST(contains(local_only.err, "pass --server URL"), local_only.err);

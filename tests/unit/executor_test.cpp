@@ -67,6 +67,48 @@ BOOST_AUTO_TEST_CASE(unknown_tool_is_a_typed_error) {
   BOOST_TEST(!r.error().retryable);
 }
 
+// A third-party strategy that throws, or names a provider that does not provide the tool: a typed
+// error naming what it did, not a crash or a call to nobody; a chain goes on to the next.
+BOOST_AUTO_TEST_CASE(a_strategy_that_misbehaves_is_a_typed_error) {
+  auto k = boot();
+  struct Throws : nodes::ToolStrategy {
+    Result<nodes::RouteDecision, ToolError> route(const nodes::RouteRequest&) const override {
+      throw std::runtime_error("boom");
+    }
+  };
+  struct Names : nodes::ToolStrategy {
+    explicit Names(std::vector<std::string> p) : providers(std::move(p)) {}
+    std::vector<std::string> providers;
+    Result<nodes::RouteDecision, ToolError> route(const nodes::RouteRequest&) const override {
+      nodes::RouteDecision d;
+      d.providers = providers;
+      d.reason = "test";
+      return d;
+    }
+  };
+  const runtime::ToolCall echo{"test.echo", "default", json::object{{"text", "hi"}}, "r", {}, {}};
+  auto thrown =
+      runtime::ToolRuntimeExecutor(k->registry().tools(), std::make_shared<Throws>()).invoke(echo);
+  BOOST_REQUIRE(!thrown.ok());
+  BOOST_TEST(thrown.error().code == "internal");
+  BOOST_TEST(thrown.error().message == "the tool strategy node threw while routing: boom");
+  auto nobody =
+      runtime::ToolRuntimeExecutor(k->registry().tools(),
+                                   std::make_shared<Names>(std::vector<std::string>{"nobody"}))
+          .invoke(echo);
+  BOOST_REQUIRE(!nobody.ok());
+  BOOST_TEST(nobody.error().code == "provider_unavailable");
+  BOOST_TEST(!nobody.error().retryable);
+  BOOST_TEST(nobody.error().message.find("chose provider 'nobody' for tool 'test.echo'") !=
+                 std::string::npos,
+             nobody.error().message);
+  auto next = runtime::ToolRuntimeExecutor(
+                  k->registry().tools(),
+                  std::make_shared<Names>(std::vector<std::string>{"nobody", "test_tools"}))
+                  .invoke(echo);
+  BOOST_TEST(next.ok(), (next.ok() ? "" : next.error().message));
+}
+
 BOOST_AUTO_TEST_CASE(input_is_validated_against_the_schema) {
   auto k = boot();
   auto missing = call(*k, "test.echo", json::object{});

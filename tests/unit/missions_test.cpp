@@ -804,10 +804,16 @@ BOOST_AUTO_TEST_CASE(replay_rebuilds_the_tables_and_finds_tampering) {
     c.exec(
         "DELETE FROM mission_steps WHERE step = 'b' AND mission_id IN "
         "(SELECT id FROM missions WHERE template = 'simple')");
+    // A step row planted beside the ledger (a copy of a real one under another name).
+    c.exec(
+        "CREATE TEMP TABLE planted AS SELECT * FROM mission_steps WHERE step = 'a' LIMIT 1; "
+        "UPDATE planted SET step = 'planted'; INSERT INTO mission_steps SELECT * FROM planted");
   }
   auto bad = replay(db, w.dir.path() / "scratch.db");
   BOOST_TEST(!bad.ok());
   auto all = common::join(bad.differences, "\n");
+  BOOST_TEST(all.find("/planted: in the live tables but not in the ledger") != std::string::npos,
+             all);
   BOOST_TEST(all.find(": state: live DONE, replayed QUARANTINED") != std::string::npos, all);
   BOOST_TEST(all.find("/b: in the ledger but missing from the live tables") != std::string::npos,
              all);
