@@ -51,6 +51,15 @@ std::string new_request_id() {
   return id;
 }
 
+// The error envelope's code ({"error": {"code": …}}), or "" for another body.
+std::string error_code_in(const std::string& body) {
+  json::error_code ec;
+  const auto v = json::parse(body, ec);
+  const auto* e = !ec && v.is_object() ? v.as_object().if_contains("error") : nullptr;
+  const auto* code = e && e->is_object() ? e->as_object().if_contains("code") : nullptr;
+  return code && code->is_string() ? std::string(code->as_string()) : std::string();
+}
+
 // Whole seconds until a refused (429) call may go again: the error's details.retry_after_ms (or
 // details.tool.retry_after_ms, a tool invoke's), rounded up; 1 when it says none.
 std::int64_t retry_after_s(const std::string& body) {
@@ -649,7 +658,11 @@ struct Server::Impl {
       // say when to try again, unless the route said it already.
       const bool says_when = std::any_of(response.headers.begin(), response.headers.end(),
                                          [](const auto& h) { return h.first == "Retry-After"; });
-      if (response.status == 503 && !says_when) response.headers.emplace_back("Retry-After", "2");
+      // Not for provider_unavailable: a plugin or node this deployment does not run, which no
+      // retry changes (clients asked again every 2 s for good).
+      if (response.status == 503 && !says_when &&
+          error_code_in(response.body) != error_code::kProviderUnavailable)
+        response.headers.emplace_back("Retry-After", "2");
       // A 429 from any route (speech, a session's view, a tool) says when its bucket has a call
       // again: the policy's retry_after_ms in its details (only tool invokes said it).
       if (response.status == 429 && !says_when)
