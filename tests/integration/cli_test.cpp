@@ -1706,6 +1706,36 @@ BOOST_AUTO_TEST_CASE(report_finds_a_session_of_another_tenant_by_its_id) {
   BOOST_TEST(contains(other.err, "in tenant default"), other.err);
 }
 
+// A profile's life from the CLI: a device pinned to a version (one that is none refused), an
+// assigned profile kept from the archive, cleared, archived (and said so by an empty list),
+// refused while archived, restored.
+BOOST_AUTO_TEST_CASE(a_profile_is_pinned_cleared_archived_and_restored) {
+  Deployment d;
+  auto kiln = [&](std::vector<std::string> args) { return d.kiln_all_plugins(std::move(args)); };
+  BOOST_REQUIRE(kiln({"devices", "add", "sim-6", "--key-out", "sim-6.key"}).exit_code == 0);
+  const std::string alog =
+      std::string(KILN_SOURCE_DIR) + "/tests/fixtures/artisan-alog/26-04-12_sidamo_no42.alog";
+  BOOST_REQUIRE(kiln({"profiles", "import", alog, "--name", "sidamo"}).exit_code == 0);
+  auto expect = [&](std::vector<std::string> args, int code, const std::string& said) {
+    auto r = kiln(args);
+    BOOST_TEST(r.exit_code == code, args[0] << " " << args[1] << ": " << r.out << r.err);
+    BOOST_TEST(contains(r.out + r.err, said), r.out << r.err);
+  };
+  expect({"devices", "profile", "sim-6", "sidamo@1"}, 0,
+         "device sim-6 roasts to profile sidamo@1 (tenant default)");
+  expect({"devices", "profile", "sim-6", "sidamo@9"}, 1, "profile 'sidamo' has no version 9");
+  expect({"profiles", "archive", "sidamo"}, 1, "profile 'sidamo' is assigned to device sim-6");
+  expect({"devices", "profile", "sim-6", "--clear"}, 0,
+         "device sim-6 has no profile (tenant default)");
+  expect({"profiles", "archive", "sidamo"}, 0, "profile sidamo is archived");
+  expect({"profiles", "list"}, 0,
+         "no active profiles; 1 archived (kiln profiles list --all; kiln profiles restore NAME)");
+  expect({"profiles", "list", "--all"}, 0, "sidamo");
+  expect({"devices", "profile", "sim-6", "sidamo"}, 1, "is archived; restore it first");
+  expect({"profiles", "restore", "sidamo"}, 0, "profile sidamo is active");
+  expect({"devices", "profile", "sim-6", "sidamo"}, 0, "device sim-6 roasts to profile sidamo");
+}
+
 // While a roast is under way, predict aims at the DTR of the profile its device roasts to (the
 // profile's target, not the default 20 %).
 BOOST_AUTO_TEST_CASE(predict_aims_at_the_profiles_dtr) {

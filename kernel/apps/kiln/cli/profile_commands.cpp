@@ -433,9 +433,15 @@ int cmd_profiles(const Args& a, std::ostream& out, std::ostream&) {
     if (a.json) {
       out << pretty(arr);
     } else {
-      if (arr.empty())
-        out << "no profiles (kiln profiles import FILE.alog --name NAME)\n";
-      else
+      if (arr.empty()) {
+        // Archived ones are not gone: said, so that "no profiles" does not read as lost.
+        const auto archived = a.all ? 0 : lib.list(true).size();
+        if (archived > 0)
+          out << "no active profiles; " << archived
+              << " archived (kiln profiles list --all; kiln profiles restore NAME)\n";
+        else
+          out << "no profiles (kiln profiles import FILE.alog --name NAME)\n";
+      } else
         print_rows(arr, out);
     }
     return runtime::kExitOk;
