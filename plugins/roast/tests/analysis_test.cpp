@@ -209,6 +209,25 @@ BOOST_AUTO_TEST_CASE(missing_readings_are_interpolated) {
   BOOST_CHECK_THROW(parse_alog(python_literal(alog)), AlogError);
 }
 
+// A DRY END the roaster marked in the file is the one used (not the phases' temperature), and the
+// drying phase ends there.
+BOOST_AUTO_TEST_CASE(a_marked_dry_end_is_used_as_marked) {
+  const std::string name = "26-02-01_1812_Jigesa_no2.alog";
+  auto alog = parse_python_literal(read(kFixtures / name)).as_object();
+  const auto plain = parse_alog(read(kFixtures / name));
+  const auto tp = static_cast<std::int64_t>(plain.computed.at("TP_idx").to_number<double>());
+  const auto charge = static_cast<std::size_t>(plain.timeindex[0]);
+  alog["timeindex"].as_array()[1] = tp + 60;
+  const auto log = parse_alog(python_literal(alog));
+  auto a = to_json(analyze(log, {}));
+  BOOST_TEST(a.at("event_sources").at("DRY_END") == "marked");
+  BOOST_TEST(a.at("events").at("DRY_END").at("index").to_number<std::int64_t>() == tp + 60);
+  const double at = log.time[static_cast<std::size_t>(tp + 60)] - log.time[charge];
+  BOOST_TEST(std::abs(a.at("events").at("DRY_END").at("time").to_number<double>() - at) <
+             0.01);                                                                   // ms in JSON
+  BOOST_TEST(std::abs(a.at("phases").at("drying").to_number<double>() - at) < 0.01);  // ms in JSON
+}
+
 // Events the file does not mark are named, with the way to find them from the curve.
 BOOST_AUTO_TEST_CASE(unmarked_events_point_to_detect) {
   auto alog = parse_python_literal(read(kFixtures / fixtures().front())).as_object();
