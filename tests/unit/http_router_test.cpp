@@ -3,6 +3,7 @@
 #define BOOST_TEST_MODULE http_router
 #include <boost/test/unit_test.hpp>
 
+#include <cmath>
 #include <future>
 #include <memory>
 #include <thread>
@@ -12,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "audio/encode.hpp"
 #include "common/json_text.hpp"
 #include "http/api.hpp"
 #include "http/client.hpp"
@@ -380,4 +382,27 @@ BOOST_AUTO_TEST_CASE(a_key_check_that_throws_is_answered_and_lets_the_connection
   }
   BOOST_TEST(open == "0");
   server.drain_and_stop();
+}
+
+// Opus takes 8, 12, 16, 24 or 48 kHz: a 22.05 kHz voice (espeak-ng's) is raised to 48 kHz first
+// (libsndfile refuses the rate), as the Ogg stream's OpusHead says; a format that is none is
+// named.
+BOOST_AUTO_TEST_CASE(opus_from_a_rate_it_does_not_take_is_raised_to_48_khz) {
+  std::vector<std::int16_t> second(22050);
+  for (std::size_t i = 0; i < second.size(); ++i)
+    second[i] = static_cast<std::int16_t>(8000 * std::sin(2 * 3.14159265 * 440 * i / 22050.0));
+  std::string why;
+  auto opus = audio::encode(second, 22050, "opus", &why);
+  BOOST_REQUIRE_MESSAGE(opus, why);
+  BOOST_TEST(opus->bytes.substr(0, 4) == "OggS");
+  BOOST_TEST(opus->media_type == "audio/ogg");
+  const auto head = opus->bytes.find("OpusHead");
+  BOOST_REQUIRE(head != std::string::npos);
+  BOOST_REQUIRE(opus->bytes.size() >= head + 16);
+  std::uint32_t rate = 0;
+  for (int b = 3; b >= 0; --b)
+    rate = (rate << 8) | static_cast<unsigned char>(opus->bytes[head + 12 + b]);
+  BOOST_TEST(rate == 48000u);
+  BOOST_TEST(!audio::encode(second, 16000, "aac", &why));
+  BOOST_TEST(why == "unknown audio format 'aac'");
 }
