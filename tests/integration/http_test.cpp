@@ -1878,6 +1878,25 @@ BOOST_AUTO_TEST_CASE(an_engine_that_throws_does_not_end_the_server) {
   BOOST_TEST(s.call("GET", "/health").status == 200);
   BOOST_TEST(speak("Fine again.", false).status == 200);
   BOOST_TEST(!contains(s.child->stderr_so_far(), "terminate called"));
+  // An HTTP/1.0 client (no chunked bodies) gets a streamed request's audio whole, with its
+  // Content-Length, on a connection it may keep.
+  {
+    const std::string b = R"({"model": "tts-1", "input": "Fine. Fine again.", "voice": "alloy", )"
+                          R"("response_format": "wav", "stream_format": "audio"})";
+    const int fd = raw_connect(s.port);
+    send_all(fd,
+             "POST /v1/audio/speech HTTP/1.0\r\nConnection: keep-alive\r\nAuthorization: "
+             "Bearer " +
+                 s.keys.at("a_viewer") + "\r\nContent-Type: application/json\r\nContent-Length: " +
+                 std::to_string(b.size()) + "\r\n\r\n" + b);
+    auto spoken = read_responses(fd, 1);
+    BOOST_TEST(spoken[0].first == 200);
+    BOOST_TEST(spoken[0].second.substr(0, 4) == "RIFF");
+    BOOST_TEST(spoken[0].second.size() == 44u + 2 * 6400u);  // two sentences of 0.2 s at 16 kHz
+    send_all(fd, "GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    BOOST_TEST(read_responses(fd, 1)[0].first == 200);
+    ::close(fd);
+  }
 }
 
 // An engine that never returns: a streamed request is answered 504 after tool_strategy.timeout_ms,
