@@ -921,6 +921,51 @@ BOOST_AUTO_TEST_CASE(a_session_whose_detector_breaks_still_closes_at_its_maximum
   BOOST_TEST(after[0].close_reason == "max_length");
 }
 
+// A roast whose DROP the detector never finds (a probe lost near the end) closes at
+// sessions.max_length_s after CHARGE, at its last reading, with its readings kept.
+BOOST_AUTO_TEST_CASE(a_roast_without_a_drop_closes_at_its_maximum_length) {
+  struct NoDrop final : nodes::EventDetector {
+    nodes::RoastEvents detect(const nodes::RoastCurve& c) const override {
+      auto e = roast::ArtisanDetector().detect(c);
+      e.drop = -1;
+      return e;
+    }
+  };
+  Fixture f;
+  f.detector = std::make_shared<NoDrop>();
+  auto s = f.sessionizer(telemetry::SessionOptions{.max_length_s = 200});
+  const auto roast = fixture_roast(true);
+  add_in_tens(*s, "acme", "r1", 1,
+              std::vector<telemetry::Sample>(roast.begin(), roast.begin() + 400));
+  const auto after = sessions_of(f.ledger.path(), "acme", 10);
+  BOOST_REQUIRE_EQUAL(after.size(), 1u);
+  BOOST_TEST(after[0].state == "closed");
+  BOOST_TEST(after[0].close_reason == "max_length");
+  BOOST_REQUIRE(after[0].end_t.has_value());
+  BOOST_TEST(*after[0].end_t > after[0].charge_t + 200);
+  BOOST_TEST(*after[0].end_t <= roast[399].t);
+  BOOST_TEST(f.closed.size() == 1u);
+}
+
+// With no event_detector node running, readings are stored but open no session; once one runs
+// (the roast plugin enabled), the next roast opens its own.
+BOOST_AUTO_TEST_CASE(without_a_detector_no_session_opens_until_one_runs) {
+  Fixture f;
+  auto detector = f.detector;
+  f.detector = nullptr;
+  auto s = f.sessionizer();
+  add_in_tens(*s, "acme", "r1", 1, fixture_roast(true));
+  BOOST_TEST(sessions_of(f.ledger.path(), "acme", 10).empty());
+  f.detector = detector;
+  auto again = fixture_roast(true);
+  for (auto& x : again) x.t += 5000;
+  add_in_tens(*s, "acme", "r1", 1, again);
+  const auto after = sessions_of(f.ledger.path(), "acme", 10);
+  BOOST_REQUIRE_EQUAL(after.size(), 1u);
+  BOOST_TEST(after[0].close_reason == "drop");
+  BOOST_TEST(after[0].charge_t > again.front().t);
+}
+
 // A roaster's change asking for a report that lands while the due-report pass is starting the
 // session's report waits for it: the pass's mission (for the weights it read) is recorded, then
 // the change's (for the new ones) — none is started and left unrecorded.
