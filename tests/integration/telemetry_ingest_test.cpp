@@ -1475,6 +1475,23 @@ BOOST_AUTO_TEST_CASE(a_device_profile_gives_its_sessions_targets_and_phases) {
   const std::string written(json::parse(remote_add.out).at("key_file").as_string());
   BOOST_TEST(written.rfind("var/devices/acme/fw-3.", 0) == 0u, written);
   BOOST_TEST(fs::exists(s.dir.path() / written));
+  // The rest of a device's life from the CLI in client mode: a key file named that exists is
+  // never overwritten (and nothing is added); rotated with a grace; revoked, then refused again.
+  const auto operator_key = s.keys.at("operator");
+  std::ofstream(s.dir.path() / "taken.key") << "mine";
+  auto taken = s.kiln({"devices", "add", "fw-9", "--key-out", "taken.key", "--server", url,
+                       "--api-key", operator_key});
+  BOOST_TEST(taken.exit_code == 2, taken.out + taken.err);
+  BOOST_TEST(contains(taken.err, "never overwritten"), taken.err);
+  BOOST_TEST(!contains(s.call("GET", "/v1/devices", "operator").body, "\"fw-9\""));
+  auto rotated = s.kiln(
+      {"devices", "rotate", "fw-3", "--grace", "60", "--server", url, "--api-key", operator_key});
+  BOOST_TEST(rotated.exit_code == 0, rotated.out + rotated.err);
+  auto revoked = s.kiln({"devices", "revoke", "fw-3", "--server", url, "--api-key", operator_key});
+  BOOST_TEST(revoked.exit_code == 0, revoked.out + revoked.err);
+  auto again = s.kiln({"devices", "revoke", "fw-3", "--server", url, "--api-key", operator_key});
+  BOOST_TEST(again.exit_code != 0, again.out + again.err);
+  BOOST_TEST(contains(again.err, "every key of device 'fw-3' is revoked already"), again.err);
   auto imported = s.kiln({"profiles", "import", file.string(), "--name", "again", "--server", url,
                           "--api-key", s.keys.at("operator")});
   BOOST_TEST(imported.exit_code == 0, imported.err);
