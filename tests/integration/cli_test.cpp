@@ -1445,6 +1445,29 @@ BOOST_AUTO_TEST_CASE(record_analyze_and_report_do_not_depend_on_the_tts_node) {
 // made-up line protocol (tests/plugins/test_driver.cpp) passes when it parses its lines right,
 // fails parity when its parser mixes up BT and ET, and may not declare a difference intended.
 // The readings file stays in the gates directory for a plugin's own tests.
+// The event detector is gated from the CLI as every kind is: its contract and parity suites run
+// against the plugin's file (the default node needs no gate; another detector would).
+BOOST_AUTO_TEST_CASE(the_event_detector_is_gated_from_the_cli) {
+  Deployment d;
+  auto r = d.kiln_all_plugins({"gate", "run", "event_detector/artisan", "--json"});
+  BOOST_REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  const auto v = json::parse(r.out);
+  BOOST_TEST(v.at("result") == "PASS");
+  BOOST_TEST(v.at("provider") == "roast");
+  BOOST_TEST(v.at("contract").at("passed").as_bool());
+  BOOST_TEST(!v.at("contract").at("checks").as_array().empty());
+  BOOST_TEST(v.at("parity").at("passed").as_bool());
+  BOOST_TEST(!v.at("parity").at("checks").as_array().empty());
+  BOOST_TEST(v.at("plugin_sha256").as_string().size() == 64u);
+  // A role that is none is named with the ones there are.
+  auto root = d.kiln({"keys", "create", "--tenant", "a", "--role", "root"});
+  BOOST_TEST(root.exit_code == 2);
+  BOOST_TEST(contains(root.err,
+                      "--role 'root' is not one of recorder, viewer, operator, "
+                      "approver, admin"),
+             root.err);
+}
+
 BOOST_AUTO_TEST_CASE(a_device_driver_is_gated_through_its_own_frames) {
   Deployment d;
   auto gate = [&](const std::string& node) {
