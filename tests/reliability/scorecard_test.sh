@@ -16,7 +16,15 @@ grep -q "iterations takes a number" "$work/usage.err" || fail "no usage message"
 cd "$work"
 "$src/scripts/reliability" --build "$build" --out "$work/out" --iterations 8 \
   -- --set "storage.path=$work/deploy/kiln.db" --set "gates.dir=$work/deploy/gates" \
-  >"$work/run.log" 2>&1 || { cat "$work/run.log"; fail "scripts/reliability failed"; }
+  >"$work/run.log" 2>&1 || {
+    cat "$work/run.log"
+    # The failed binaries' own logs go with this directory when the test ends: their last lines.
+    for log in $(sed -n 's/.*FAILED (.*log: \(.*\))$/\1/p' "$work/run.log"); do
+      echo "--- the end of $log"
+      tail -40 "$log"
+    done
+    fail "scripts/reliability failed"
+  }
 /usr/bin/python3 - "$work/out/scorecard.json" <<'PY'
 import json, sys
 card = json.load(open(sys.argv[1]))
