@@ -84,12 +84,7 @@ struct Server {
   // with SIGKILL here, and a broken shutdown went unseen).
   ~Server() {
     if (!child || child->reaped()) return;
-    child->signal(SIGTERM);
-    auto r = child->wait(30s);
-    BOOST_TEST(r.exit_code == 0,
-               "kiln serve did not stop cleanly on SIGTERM (exit "
-                   << r.exit_code << "); its last output: "
-                   << r.err.substr(r.err.size() > 2000 ? r.err.size() - 2000 : 0));
+    if (auto why = stop_cleanly(*child)) BOOST_ERROR(*why);
   }
   RunResult kiln(std::vector<std::string> args,
                  const std::map<std::string, std::string>& extra = {}) const {

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -136,6 +137,17 @@ class Child {
   RunResult result_;
   std::chrono::steady_clock::time_point start_;
 };
+
+// Ends a server as a service manager does (SIGTERM) and waits up to `timeout`: nullopt when it
+// exited 0, else what went wrong with the end of what it printed.
+inline std::optional<std::string> stop_cleanly(
+    Child& c, std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+  c.signal(SIGTERM);
+  const auto r = c.wait(timeout);
+  if (r.exit_code == 0) return std::nullopt;
+  return "kiln serve did not stop cleanly on SIGTERM (exit " + std::to_string(r.exit_code) +
+         "); its last output: " + r.err.substr(r.err.size() > 2000 ? r.err.size() - 2000 : 0);
+}
 
 inline RunResult run(const std::vector<std::string>& argv,
                      const std::map<std::string, std::string>& env = {},
